@@ -1,0 +1,56 @@
+/*
+ * State database: one LMDB environment, named tables, JSON values keyed by
+ * name. Every write is one short transaction that commits whole or not at
+ * all (LMDB's default durable commit: kill -9 loses nothing acknowledged).
+ * Never hold a transaction across a callback, never use one after fork().
+ */
+#ifndef QDESK_DB_H
+#define QDESK_DB_H
+
+#include <jansson.h>
+
+struct db;
+struct db_txn;
+
+/* The named databases; keep in step with db_tables[] in db.c. */
+#define DB_VMS		"vms"
+#define DB_IMAGES	"images"
+#define DB_NETWORKS	"networks"
+#define DB_LEASES	"leases"
+#define DB_USERS	"users"
+#define DB_DEPTS	"depts"
+#define DB_POOLS	"pools"
+#define DB_SESSIONS	"sessions"
+#define DB_META		"meta"
+
+/* Open (creating) the environment in directory path. */
+struct db	*db_open(const char *path, char **cause);
+void		 db_close(struct db *);
+
+/* One-shot operations, each its own transaction. */
+json_t		*db_get(struct db *, const char *table, const char *key);
+int		 db_put(struct db *, const char *table, const char *key,
+		    const json_t *val, char **cause);
+/* Returns 0, 1 when the key did not exist, -1 on error. */
+int		 db_del(struct db *, const char *table, const char *key,
+		    char **cause);
+/*
+ * Calls cb for every record in key order inside one read transaction; cb
+ * gets a borrowed value and returns non-zero to stop. Returns the number
+ * of records visited or -1.
+ */
+int		 db_foreach(struct db *, const char *table,
+		    int (*cb)(const char *key, json_t *val, void *arg),
+		    void *arg, char **cause);
+
+/* Multi-record write transactions, for changes that must land together. */
+struct db_txn	*db_begin(struct db *, char **cause);
+json_t		*db_txn_get(struct db_txn *, const char *table, const char *key);
+int		 db_txn_put(struct db_txn *, const char *table, const char *key,
+		    const json_t *val, char **cause);
+int		 db_txn_del(struct db_txn *, const char *table, const char *key,
+		    char **cause);
+int		 db_commit(struct db_txn *, char **cause);	/* frees txn */
+void		 db_abort(struct db_txn *);			/* frees txn */
+
+#endif
