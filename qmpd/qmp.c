@@ -1,0 +1,2 @@
+/* QMP client: being written (see qmp.h). */
+#include "qmp.h"
