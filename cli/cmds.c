@@ -1,0 +1,435 @@
+/*
+ * The command table: every "qdesk GROUP VERB", the daemon command it maps
+ * to, its arguments and how its reply is printed. Adding a command is one
+ * entry here; usage and help are generated from it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "compat.h"
+#include "qdesk.h"
+
+#define NAME_POS(meta)	{ meta, "name", ARG_STR, 0 }
+
+static const struct cmd_arg vm_create_opts[] = {
+	{ "--memory",	"memory",	ARG_INT,	0 },
+	{ "--vcpus",	"vcpus",	ARG_INT,	0 },
+	{ "--accel",	"accel",	ARG_STR,	0 },
+	{ "--machine",	"machine",	ARG_STR,	0 },
+	{ "--kernel",	"kernel",	ARG_PATH,	0 },
+	{ "--initrd",	"initrd",	ARG_PATH,	0 },
+	{ "--append",	"append",	ARG_STR,	0 },
+	{ "--disk",	"disk",		ARG_PATH,	0 },
+	{ "--from",	"from",		ARG_STR,	0 },
+	{ "--net",	"nets",		ARG_STRLIST,	0 },
+	{ "--display",	"display",	ARG_STR,	0 },
+	{ "--listen",	"listen",	ARG_STR,	0 },
+	{ "--restart",	"restart",	ARG_STR,	0 },
+	{ "--autostart", "autostart",	ARG_BOOL,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg vm_stop_opts[] = {
+	{ "--force",	"force",	ARG_BOOL,	0 },
+	{ "--timeout",	"timeout",	ARG_INT,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg timeout_opts[] = {
+	{ "--timeout",	"timeout",	ARG_INT,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg vm_console_opts[] = {
+	{ "--follow",	"follow",	ARG_BOOL,	ARG_LOCAL },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg events_opts[] = {
+	{ "--vm",	"vm",		ARG_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg image_import_opts[] = {
+	{ "--format",	"format",	ARG_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg image_gc_opts[] = {
+	{ "--dry-run",	"dry_run",	ARG_BOOL,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg net_create_opts[] = {
+	{ "--subnet",	"subnet",	ARG_STR,	ARG_REQUIRED },
+	{ "--mode",	"mode",		ARG_STR,	0 },
+	{ "--uplink",	"uplink",	ARG_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg dept_add_opts[] = {
+	{ "--parent",	"parent",	ARG_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg user_add_opts[] = {
+	{ "--name",	"name",		ARG_STR,	0 },
+	{ "--dept",	"dept",		ARG_STR,	0 },
+	{ "--admin",	"admin",	ARG_BOOL,	0 },
+	{ "--password-stdin", "password_stdin", ARG_BOOL, ARG_LOCAL },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg user_passwd_opts[] = {
+	{ "--password-stdin", "password_stdin", ARG_BOOL, ARG_LOCAL },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg desktop_list_opts[] = {
+	{ "--user",	"login",	ARG_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg pool_create_opts[] = {
+	{ "--template",	"template",	ARG_STR,	ARG_REQUIRED },
+	{ "--size",	"size",		ARG_INT,	ARG_REQUIRED },
+	{ "--prestart",	"prestart",	ARG_INT,	0 },
+	{ "--mode",	"mode",		ARG_STR,	0 },
+	{ "--stateless", "stateless",	ARG_BOOL,	0 },
+	{ "--dept",	"dept",		ARG_STR,	0 },
+	{ "--memory",	"memory",	ARG_INT,	0 },
+	{ "--vcpus",	"vcpus",	ARG_INT,	0 },
+	{ "--net",	"nets",		ARG_STRLIST,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct print_col image_cols[] = {
+	{ "NAME",	"name",			COL_TEXT },
+	{ "KIND",	"kind",			COL_TEXT },
+	{ "FORMAT",	"format",		COL_TEXT },
+	{ "PARENT",	"parent",		COL_TEXT },
+	{ "SIZE",	"virtual_size",		COL_BYTES },
+	{ "USED",	"allocated_size",	COL_BYTES },
+	{ "CHILDREN",	"children",		COL_TEXT },
+	{ "USERS",	"users",		COL_TEXT },
+	{ NULL, NULL, 0 }
+};
+
+/* Keep groups together: help lists them in this order. */
+const struct cmd_entry cmd_table[] = {
+	{ .group = "status", .cmd = "server.status", .usage = "",
+	  .print = PRINT_OBJECT },
+
+	{ .group = "vm", .verb = "create", .cmd = "vm.create",
+	  .usage = "NAME [--memory MIB] [--vcpus N] [--accel auto|kvm|tcg] "
+	    "[--machine pc|q35] "
+	    "[--kernel FILE --initrd FILE --append STR | --disk FILE] "
+	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
+	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart]",
+	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
+	  .print = PRINT_STATE },
+	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
+	  .print = PRINT_VM_TABLE },
+	{ .group = "vm", .verb = "show", .cmd = "vm.show", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_VM },
+	{ .group = "vm", .verb = "start", .cmd = "vm.start", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE },
+	{ .group = "vm", .verb = "stop", .cmd = "vm.stop",
+	  .usage = "NAME [--force] [--timeout S]",
+	  .pos = { NAME_POS("NAME") }, .opts = vm_stop_opts,
+	  .print = PRINT_STATE, .flags = CMD_WAITS },
+	{ .group = "vm", .verb = "kill", .cmd = "vm.kill", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE },
+	{ .group = "vm", .verb = "reboot", .cmd = "vm.reboot", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE },
+	{ .group = "vm", .verb = "pause", .cmd = "vm.pause", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE },
+	{ .group = "vm", .verb = "resume", .cmd = "vm.resume", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE },
+	{ .group = "vm", .verb = "delete", .cmd = "vm.delete", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
+	  .done = "$name: deleted" },
+	{ .group = "vm", .verb = "console", .cmd = "vm.console",
+	  .usage = "NAME [--follow]",
+	  .pos = { NAME_POS("NAME") }, .opts = vm_console_opts,
+	  .run = run_console },
+	{ .group = "vm", .verb = "screenshot", .cmd = "vm.screenshot",
+	  .usage = "NAME FILE",
+	  .pos = { NAME_POS("NAME"), { "FILE", "file", ARG_STR, ARG_LOCAL } },
+	  .run = run_screenshot },
+	{ .group = "vm", .verb = "wait", .cmd = "vm.wait",
+	  .usage = "NAME STATE [--timeout S]",
+	  .pos = { NAME_POS("NAME"), { "STATE", "state", ARG_STR, 0 } },
+	  .opts = timeout_opts, .print = PRINT_STATE, .flags = CMD_WAITS },
+	{ .group = "vm", .verb = "template", .cmd = "vm.template",
+	  .usage = "VM NAME",
+	  .pos = { NAME_POS("VM"), { "NAME", "image", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$image: template made from $name" },
+	{ .group = "vm", .verb = "snapshot", .cmd = "vm.snapshot",
+	  .usage = "VM SNAP",
+	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$name: snapshot $snapshot taken" },
+	{ .group = "vm", .verb = "snapshots", .cmd = "vm.snapshots",
+	  .usage = "VM", .pos = { NAME_POS("VM") }, .print = PRINT_LIST },
+	{ .group = "vm", .verb = "revert", .cmd = "vm.revert",
+	  .usage = "VM SNAP",
+	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$name: reverted to $snapshot" },
+	{ .group = "vm", .verb = "snapshot-rm", .cmd = "vm.snapshot_rm",
+	  .usage = "VM SNAP",
+	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$name: snapshot $snapshot removed" },
+	{ .group = "vm", .verb = "reset-disk", .cmd = "vm.reset_disk",
+	  .usage = "VM", .pos = { NAME_POS("VM") },
+	  .print = PRINT_DONE, .done = "$name: disk reset" },
+	{ .group = "vm", .verb = "nic-add", .cmd = "vm.nic_add",
+	  .usage = "VM NETWORK",
+	  .pos = { NAME_POS("VM"), { "NETWORK", "network", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$name: nic added on $network" },
+	{ .group = "vm", .verb = "nic-rm", .cmd = "vm.nic_rm",
+	  .usage = "VM MAC",
+	  .pos = { NAME_POS("VM"), { "MAC", "mac", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$name: nic $mac removed" },
+
+	{ .group = "events", .cmd = "events.subscribe", .usage = "[--vm NAME]",
+	  .opts = events_opts, .run = run_events },
+
+	{ .group = "image", .verb = "import", .cmd = "image.import",
+	  .usage = "NAME FILE [--format raw|qcow2]",
+	  .pos = { NAME_POS("NAME"), { "FILE", "file", ARG_PATH, 0 } },
+	  .opts = image_import_opts, .print = PRINT_DONE,
+	  .done = "$name: imported" },
+	{ .group = "image", .verb = "clone", .cmd = "image.clone",
+	  .usage = "PARENT NAME",
+	  .pos = { { "PARENT", "parent", ARG_STR, 0 }, NAME_POS("NAME") },
+	  .print = PRINT_DONE, .done = "$name: cloned from $parent" },
+	{ .group = "image", .verb = "list", .cmd = "image.list", .usage = "",
+	  .print = PRINT_LIST, .list = "images", .cols = image_cols },
+	{ .group = "image", .verb = "show", .cmd = "image.show",
+	  .usage = "NAME", .pos = { NAME_POS("NAME") },
+	  .print = PRINT_OBJECT },
+	{ .group = "image", .verb = "rm", .cmd = "image.rm", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
+	  .done = "$name: removed" },
+	{ .group = "image", .verb = "verify", .cmd = "image.verify",
+	  .usage = "[NAME]",
+	  .pos = { { "NAME", "name", ARG_STR, ARG_OPTIONAL } },
+	  .print = PRINT_VERIFY },
+	{ .group = "image", .verb = "gc", .cmd = "image.gc",
+	  .usage = "[--dry-run]", .opts = image_gc_opts,
+	  .print = PRINT_OBJECT },
+	{ .group = "image", .verb = "flatten", .cmd = "image.flatten",
+	  .usage = "NAME", .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
+	  .done = "$name: flattened" },
+
+	{ .group = "net", .verb = "create", .cmd = "net.create",
+	  .usage = "NAME --subnet CIDR [--mode nat|isolated|bridge] "
+	    "[--uplink IFACE]",
+	  .pos = { NAME_POS("NAME") }, .opts = net_create_opts,
+	  .print = PRINT_DONE, .done = "$name: created" },
+	{ .group = "net", .verb = "list", .cmd = "net.list", .usage = "",
+	  .print = PRINT_LIST },
+	{ .group = "net", .verb = "show", .cmd = "net.show", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_OBJECT },
+	{ .group = "net", .verb = "rm", .cmd = "net.rm", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
+	  .done = "$name: removed" },
+
+	{ .group = "dept", .verb = "add", .cmd = "dept.add",
+	  .usage = "NAME [--parent DEPT]",
+	  .pos = { NAME_POS("NAME") }, .opts = dept_add_opts,
+	  .print = PRINT_DONE, .done = "$name: added" },
+	{ .group = "dept", .verb = "list", .cmd = "dept.list", .usage = "",
+	  .print = PRINT_LIST },
+	{ .group = "dept", .verb = "rm", .cmd = "dept.rm", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
+	  .done = "$name: removed" },
+
+	{ .group = "user", .verb = "add", .cmd = "user.add",
+	  .usage = "LOGIN [--name \"Full Name\"] [--dept DEPT] [--admin] "
+	    "[--password-stdin]",
+	  .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .opts = user_add_opts, .print = PRINT_DONE,
+	  .done = "$login: added", .flags = CMD_PASSWORD },
+	{ .group = "user", .verb = "passwd", .cmd = "user.passwd",
+	  .usage = "LOGIN [--password-stdin]",
+	  .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .opts = user_passwd_opts, .print = PRINT_DONE,
+	  .done = "$login: password changed",
+	  .flags = CMD_PASSWORD|CMD_NEEDPASS },
+	{ .group = "user", .verb = "disable", .cmd = "user.disable",
+	  .usage = "LOGIN", .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$login: disabled" },
+	{ .group = "user", .verb = "enable", .cmd = "user.enable",
+	  .usage = "LOGIN", .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$login: enabled" },
+	{ .group = "user", .verb = "rm", .cmd = "user.rm",
+	  .usage = "LOGIN", .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$login: removed" },
+	{ .group = "user", .verb = "list", .cmd = "user.list", .usage = "",
+	  .print = PRINT_LIST },
+
+	{ .group = "desktop", .verb = "assign", .cmd = "desktop.assign",
+	  .usage = "LOGIN VM",
+	  .pos = { { "LOGIN", "login", ARG_STR, 0 },
+	    { "VM", "vm", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$vm: assigned to $login" },
+	{ .group = "desktop", .verb = "unassign", .cmd = "desktop.unassign",
+	  .usage = "VM", .pos = { { "VM", "vm", ARG_STR, 0 } },
+	  .print = PRINT_DONE, .done = "$vm: unassigned" },
+	{ .group = "desktop", .verb = "list", .cmd = "desktop.list",
+	  .usage = "[--user LOGIN]", .opts = desktop_list_opts,
+	  .print = PRINT_LIST },
+
+	{ .group = "pool", .verb = "create", .cmd = "pool.create",
+	  .usage = "NAME --template IMAGE --size N [--prestart K] "
+	    "[--mode dedicated|floating] [--stateless] [--dept DEPT] "
+	    "[--memory MIB] [--vcpus N] [--net NETWORK]...",
+	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
+	  .print = PRINT_DONE, .done = "$name: created" },
+	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",
+	  .print = PRINT_LIST },
+	{ .group = "pool", .verb = "show", .cmd = "pool.show", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_OBJECT },
+	{ .group = "pool", .verb = "resize", .cmd = "pool.resize",
+	  .usage = "NAME N",
+	  .pos = { NAME_POS("NAME"), { "N", "size", ARG_INT, 0 } },
+	  .print = PRINT_DONE, .done = "$name: resized to $size" },
+	{ .group = "pool", .verb = "rm", .cmd = "pool.rm", .usage = "NAME",
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
+	  .done = "$name: removed" },
+
+	{ .group = "session", .verb = "list", .cmd = "session.list",
+	  .usage = "", .print = PRINT_LIST },
+};
+const size_t cmd_table_size = nitems(cmd_table);
+
+/*
+ * Find the entry for GROUP VERB; verb is ignored for a group that is a
+ * command by itself. *known_group tells a caller whether to list the
+ * group's commands or all of them when nothing matched.
+ */
+const struct cmd_entry *
+cmds_find(const char *group, const char *verb, int *known_group)
+{
+	const struct cmd_entry	*ce;
+	size_t			 i;
+
+	*known_group = 0;
+	for (i = 0; i < cmd_table_size; i++) {
+		ce = &cmd_table[i];
+		if (strcmp(ce->group, group) != 0)
+			continue;
+		*known_group = 1;
+		if (ce->verb == NULL)
+			return (ce);
+		if (verb != NULL && strcmp(ce->verb, verb) == 0)
+			return (ce);
+	}
+	return (NULL);
+}
+
+int
+cmds_group_exists(const char *group)
+{
+	size_t	i;
+
+	for (i = 0; i < cmd_table_size; i++) {
+		if (strcmp(cmd_table[i].group, group) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* Split usage into words, keeping "[--kernel FILE ... | --disk FILE]" whole. */
+static size_t
+cmds_usage_word(const char *s, size_t *skip)
+{
+	size_t	n = 0, depth = 0;
+	int	quote = 0;
+
+	while (s[n] == ' ')
+		n++;
+	*skip = n;
+	s += n;
+	n = 0;
+	while (s[n] != '\0') {
+		if (s[n] == '"')
+			quote = !quote;
+		else if (!quote && s[n] == '[')
+			depth++;
+		else if (!quote && s[n] == ']' && depth > 0)
+			depth--;
+		else if (!quote && depth == 0 && s[n] == ' ')
+			break;
+		n++;
+	}
+	return (n);
+}
+
+/*
+ * Print "qdesk GROUP VERB USAGE", folded below 80 columns with the
+ * continuation lines indented under the first argument.
+ */
+static void
+cmds_print(FILE *f, const char *prefix, const struct cmd_entry *ce)
+{
+	char		 head[128];
+	const char	*s = ce->usage;
+	size_t		 col, indent, n, skip;
+
+	if (ce->verb != NULL)
+		snprintf(head, sizeof head, "%sqdesk %s %s", prefix, ce->group,
+		    ce->verb);
+	else
+		snprintf(head, sizeof head, "%sqdesk %s", prefix, ce->group);
+	fputs(head, f);
+	col = indent = strlen(head) + 1;
+	if (indent > 40)
+		indent = strlen(prefix) + 8;
+	for (;;) {
+		n = cmds_usage_word(s, &skip);
+		if (n == 0)
+			break;
+		s += skip;
+		if (col + n > 79 && col > indent) {
+			fprintf(f, "\n%*s", (int)indent, "");
+			col = indent;
+		} else {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(s, 1, n, f);
+		col += n;
+		s += n;
+	}
+	fputc('\n', f);
+}
+
+void
+cmds_usage(FILE *f, const struct cmd_entry *ce)
+{
+	cmds_print(f, "usage: ", ce);
+}
+
+/* List the commands of one group, or all of them when group is NULL. */
+void
+cmds_list(FILE *f, const char *group)
+{
+	size_t	i;
+
+	for (i = 0; i < cmd_table_size; i++) {
+		if (group == NULL || strcmp(cmd_table[i].group, group) == 0)
+			cmds_print(f, "  ", &cmd_table[i]);
+	}
+}
+
+void
+cmds_main_usage(FILE *f)
+{
+	fprintf(f, "usage: qdesk [--socket PATH] [--json] [--timeout S] "
+	    "COMMAND [ARGS]\n"
+	    "       qdesk help [GROUP]\n"
+	    "commands:\n");
+	cmds_list(f, NULL);
+}

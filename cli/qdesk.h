@@ -1,0 +1,176 @@
+/*
+ * qdesk: the admin CLI. It maps "qdesk GROUP VERB ARGS" one to one onto an
+ * admin protocol request through one table (cmds.c), sends it over the
+ * admin socket with plain blocking I/O (client.c) and prints the reply
+ * (print.c). Parsing argv into the request is pure (args.c).
+ */
+#ifndef QDESK_CLI_H
+#define QDESK_CLI_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#define QDESK_SOCKET_DEFAULT	"/var/lib/qdesk/qmpd.sock"
+#define QDESK_TIMEOUT_DEFAULT	120	/* seconds to wait for a reply */
+
+/* Exit codes. */
+#define EXIT_OK			0
+#define EXIT_DAEMON		1	/* the daemon answered with an error */
+#define EXIT_USAGE		2
+#define EXIT_UNREACHABLE	3	/* no daemon, or it went away */
+
+/* What an argument's value must look like. */
+enum arg_type {
+	ARG_STR,
+	ARG_INT,	/* a whole number */
+	ARG_BOOL,	/* a flag: present means true */
+	ARG_STRLIST,	/* repeatable: a JSON array of strings */
+	ARG_PATH	/* an existing file, made absolute */
+};
+
+/* Argument flags. */
+#define ARG_LOCAL	0x1	/* used by the CLI itself, never sent */
+#define ARG_OPTIONAL	0x2	/* a positional that may be left out */
+#define ARG_REQUIRED	0x4	/* an option that must be given */
+
+/* A positional ("NAME") or an option ("--memory") and its JSON key. */
+struct cmd_arg {
+	const char	*name;
+	const char	*key;
+	enum arg_type	 type;
+	int		 flags;
+};
+
+/* How a reply is shown to a human. */
+enum print_kind {
+	PRINT_NONE,	/* nothing */
+	PRINT_STATE,	/* "desk1: running" */
+	PRINT_DONE,	/* the entry's done line, "$name: deleted" */
+	PRINT_VM,	/* one VM, key: value */
+	PRINT_VM_TABLE,	/* vm.list */
+	PRINT_OBJECT,	/* generic key: value, nested objects indented */
+	PRINT_LIST,	/* generic table of an array of objects */
+	PRINT_VERIFY	/* image.verify: problems, and exit 1 unless ok */
+};
+
+/* How one table cell is formatted. */
+enum col_format {
+	COL_TEXT,	/* strings, numbers, yes/no, lists joined by "," */
+	COL_BYTES,	/* a size in bytes, as 1.0G */
+	COL_MIB,	/* a size in MiB, as 512M */
+	COL_TIME,	/* a Unix time, as local date and time */
+	COL_DURATION,	/* seconds, as 3d 4h */
+	COL_PID		/* a pid, or "-" when 0 */
+};
+
+/* A column of a PRINT_LIST table. */
+struct print_col {
+	const char	*header;
+	const char	*key;
+	enum col_format	 format;
+};
+
+#define CMD_MAXPOS	3
+
+struct cli;
+
+/* One command: what the admin types, what the daemon is sent, the output. */
+struct cmd_entry {
+	const char		*group;
+	const char		*verb;	/* NULL: the group alone is the command */
+	const char		*cmd;	/* daemon command */
+	const char		*usage;	/* what follows "qdesk GROUP VERB" */
+	struct cmd_arg		 pos[CMD_MAXPOS + 1];
+	const struct cmd_arg	*opts;	/* NULL or ended by a NULL name */
+	enum print_kind		 print;
+	const char		*list;	/* PRINT_LIST: the array member */
+	const struct print_col	*cols;	/* PRINT_LIST: NULL for all keys */
+	const char		*done;	/* PRINT_DONE: $key from args or reply */
+	int			 flags;
+	int			(*run)(struct cli *, const struct cmd_entry *,
+				    json_t *args, json_t *local);
+};
+
+/* Entry flags. */
+#define CMD_WAITS	0x1	/* waits up to args.timeout in the daemon */
+#define CMD_PASSWORD	0x2	/* may carry a password (--password-stdin) */
+#define CMD_NEEDPASS	0x4	/* must carry a password */
+
+/* What the global options set, and the connection. */
+struct cli {
+	const char	*socket;
+	int		 json;
+	int		 timeout;	/* seconds; 0 waits for ever */
+	struct client	*client;
+};
+
+/* cmds.c */
+extern const struct cmd_entry cmd_table[];
+extern const size_t cmd_table_size;
+const struct cmd_entry *cmds_find(const char *group, const char *verb,
+	    int *known_group);
+int	 cmds_group_exists(const char *group);
+void	 cmds_usage(FILE *, const struct cmd_entry *);
+void	 cmds_list(FILE *, const char *group);
+void	 cmds_main_usage(FILE *);
+
+/* args.c */
+int	 args_global(int argc, char **argv, struct cli *, int *optind,
+	    char **cause);
+int	 args_parse(const struct cmd_entry *, int argc, char **argv,
+	    json_t **args, json_t **local, char **cause);
+int	 args_int(const char *s, long long *v);
+
+/* base64.c */
+ssize_t	 base64_decode(const char *in, size_t inlen, unsigned char *out,
+	    size_t outlen);
+size_t	 base64_decoded_max(size_t inlen);
+
+/* print.c */
+void	 print_size(char *buf, size_t len, uint64_t bytes);
+void	 print_time(char *buf, size_t len, double ts, int ms);
+char	*print_value(json_t *v, enum col_format);
+void	 print_reply(FILE *, const struct cmd_entry *, json_t *ret,
+	    json_t *args);
+int	 print_exit(const struct cmd_entry *, json_t *ret);
+void	 print_json(FILE *, json_t *ret);
+void	 print_event(FILE *, json_t *event);
+
+/* client.c */
+struct client;
+
+/* A call's outcome: transport failures are never daemon errors. */
+enum client_status {
+	CLIENT_RETURN,		/* *reply is the "return" value */
+	CLIENT_ERROR,		/* *reply is the "error" object */
+	CLIENT_FAILED,		/* no reply: *cause says why */
+	CLIENT_EOF,		/* the daemon closed the connection */
+	CLIENT_INTERRUPTED	/* SIGINT arrived */
+};
+struct client *client_connect(const char *path, int timeout, json_t **error,
+	    char **cause);
+void	 client_free(struct client *);
+void	 client_set_timeout(struct client *, int timeout);
+enum client_status client_call(struct client *, const char *cmd,
+	    json_t *args, json_t **reply, char **cause);
+enum client_status client_next(struct client *, json_t **msg, char **line,
+	    char **cause);
+int	 client_error_exit(json_t *error);
+extern volatile int client_interrupted;
+
+/* run.c: commands that do more than one request and one print. */
+int	 run_generic(struct cli *, const struct cmd_entry *, json_t *,
+	    json_t *);
+int	 run_console(struct cli *, const struct cmd_entry *, json_t *,
+	    json_t *);
+int	 run_screenshot(struct cli *, const struct cmd_entry *, json_t *,
+	    json_t *);
+int	 run_events(struct cli *, const struct cmd_entry *, json_t *,
+	    json_t *);
+
+#endif

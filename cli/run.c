@@ -1,0 +1,466 @@
+/*
+ * Running a parsed command: the generic one request, one reply path, and
+ * the few commands that do more (follow a console, write a screenshot,
+ * stream events, ask for a password).
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "qdesk.h"
+#include "xmalloc.h"
+
+#define RUN_WAIT_DEFAULT	60	/* the daemon's default for "timeout" */
+#define RUN_WAIT_MARGIN		10
+#define RUN_POLL_MS		200	/* vm console --follow */
+
+static void
+run_sigint(int sig)
+{
+	client_interrupted = 1;
+}
+
+/* Let SIGINT interrupt blocking calls, so a stream ends with exit 0. */
+static void
+run_catch_sigint(void)
+{
+	struct sigaction	sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = run_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Flush stdout; a reader that went away (EPIPE) ends a stream quietly. */
+static int
+run_flush(void)
+{
+	if (fflush(stdout) == 0)
+		return (0);
+	if (errno != EPIPE)
+		fprintf(stderr, "qdesk: stdout: %s\n", strerror(errno));
+	return (-1);
+}
+
+/*
+ * Connect to the daemon. On failure prints why and returns NULL with
+ * *ex set: 3 when it cannot be reached, 1 when it refused us.
+ */
+static struct client *
+run_connect(struct cli *cli, int *ex)
+{
+	struct client	*c;
+	json_t		*error;
+	char		*cause = NULL;
+
+	if ((c = client_connect(cli->socket, cli->timeout, &error, &cause)) !=
+	    NULL)
+		return (c);
+	if (error != NULL) {
+		*ex = client_error_exit(error);
+		json_decref(error);
+	} else {
+		fprintf(stderr, "qdesk: %s\n", cause);
+		*ex = EXIT_UNREACHABLE;
+	}
+	free(cause);
+	return (NULL);
+}
+
+/* The exit status and message of a call that got no return value. */
+static int
+run_failed(enum client_status st, json_t *reply, char *cause)
+{
+	int	ex;
+
+	switch (st) {
+	case CLIENT_ERROR:
+		ex = client_error_exit(reply);
+		break;
+	case CLIENT_INTERRUPTED:
+		ex = EXIT_OK;
+		break;
+	default:
+		fprintf(stderr, "qdesk: %s\n", cause != NULL ? cause :
+		    "lost the connection to qmpd");
+		ex = EXIT_UNREACHABLE;
+		break;
+	}
+	json_decref(reply);
+	free(cause);
+	return (ex);
+}
+
+/* Read one line from fd 0 into a new string without its newline. */
+static char *
+run_readline(void)
+{
+	char	*line = NULL;
+	size_t	 size = 0;
+	ssize_t	 n;
+
+	if ((n = getline(&line, &size, stdin)) == -1) {
+		free(line);
+		return (NULL);
+	}
+	if (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (n > 0 && line[n - 1] == '\r')
+		line[--n] = '\0';
+	return (line);
+}
+
+/* Prompt on the terminal with echo off. */
+static char *
+run_prompt(const char *prompt)
+{
+	struct termios	 old, quiet;
+	char		*line;
+
+	fputs(prompt, stderr);
+	fflush(stderr);
+	if (tcgetattr(STDIN_FILENO, &old) != 0)
+		return (NULL);
+	quiet = old;
+	quiet.c_lflag &= ~(ECHO | ECHONL);
+	quiet.c_lflag |= ICANON;
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	line = run_readline();
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	fputc('\n', stderr);
+	return (line);
+}
+
+/*
+ * Put a password in args for user add and user passwd: one line from
+ * stdin with --password-stdin, else typed twice on a terminal, else none
+ * (an error where one is needed). Returns -1 with *cause on failure.
+ */
+static int
+run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
+    char **cause)
+{
+	char	*pw, *again;
+
+	if (json_is_true(json_object_get(local, "password_stdin"))) {
+		if ((pw = run_readline()) == NULL) {
+			xasprintf(cause, "no password on stdin");
+			return (-1);
+		}
+	} else if (isatty(STDIN_FILENO)) {
+		if ((pw = run_prompt("Password: ")) == NULL) {
+			xasprintf(cause, "no password typed");
+			return (-1);
+		}
+		again = run_prompt("Password again: ");
+		if (again == NULL || strcmp(pw, again) != 0) {
+			xasprintf(cause, "the passwords do not match");
+			free(again);
+			explicit_bzero(pw, strlen(pw));
+			free(pw);
+			return (-1);
+		}
+		explicit_bzero(again, strlen(again));
+		free(again);
+	} else if (ce->flags & CMD_NEEDPASS) {
+		xasprintf(cause, "no password: use --password-stdin or run "
+		    "qdesk on a terminal");
+		return (-1);
+	} else
+		return (0);
+	if (*pw == '\0') {
+		free(pw);
+		xasprintf(cause, "the password is empty");
+		return (-1);
+	}
+	json_object_set_new(args, "password", json_string(pw));
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	return (0);
+}
+
+/*
+ * The reply timeout of a command that waits in the daemon for up to its
+ * own --timeout: it must outlast the daemon's wait.
+ */
+static int
+run_timeout(const struct cli *cli, const struct cmd_entry *ce, json_t *args)
+{
+	json_t		*t;
+	long long	 wait;
+
+	if (cli->timeout == 0 || !(ce->flags & CMD_WAITS))
+		return (cli->timeout);
+	t = json_object_get(args, "timeout");
+	wait = json_is_integer(t) ? json_integer_value(t) : RUN_WAIT_DEFAULT;
+	if (wait < 0)
+		wait = 0;
+	if (wait + RUN_WAIT_MARGIN > cli->timeout)
+		return (wait + RUN_WAIT_MARGIN > 0x7fffffff ? 0 :
+		    (int)(wait + RUN_WAIT_MARGIN));
+	return (cli->timeout);
+}
+
+/* One request, one reply, printed the way the entry says. */
+int
+run_generic(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+    json_t *local)
+{
+	struct client		*c;
+	enum client_status	 st;
+	json_t			*reply;
+	char			*cause = NULL;
+	int			 ex;
+
+	if ((ce->flags & CMD_PASSWORD) &&
+	    run_password(ce, args, local, &cause) != 0) {
+		fprintf(stderr, "qdesk: %s\n", cause);
+		cmds_usage(stderr, ce);
+		free(cause);
+		return (EXIT_USAGE);
+	}
+	cli->timeout = run_timeout(cli, ce, args);
+	if ((c = run_connect(cli, &ex)) == NULL)
+		return (ex);
+	st = client_call(c, ce->cmd, args, &reply, &cause);
+	client_free(c);
+	if (st != CLIENT_RETURN)
+		return (run_failed(st, reply, cause));
+	if (cli->json)
+		print_json(stdout, reply);
+	else
+		print_reply(stdout, ce, reply, args);
+	ex = print_exit(ce, reply);
+	json_decref(reply);
+	return (ex);
+}
+
+/* Sleep ms milliseconds; 0 when SIGINT cut it short. */
+static int
+run_sleep(int ms)
+{
+	struct timespec	ts;
+
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1) {
+		if (errno != EINTR || client_interrupted)
+			return (0);
+	}
+	return (!client_interrupted);
+}
+
+/*
+ * vm console: print the serial log; with --follow keep asking from the
+ * returned offset every 200 ms until SIGINT, a closed stdout, or an error
+ * such as NotFound once the VM is deleted.
+ */
+int
+run_console(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+    json_t *local)
+{
+	struct client		*c;
+	enum client_status	 st;
+	json_t			*reply, *data, *offset;
+	char			*cause = NULL, *s;
+	int			 ex, follow;
+
+	follow = json_is_true(json_object_get(local, "follow"));
+	if (follow)
+		run_catch_sigint();
+	if ((c = run_connect(cli, &ex)) == NULL)
+		return (ex);
+	for (;;) {
+		st = client_call(c, ce->cmd, args, &reply, &cause);
+		if (st != CLIENT_RETURN) {
+			client_free(c);
+			return (run_failed(st, reply, cause));
+		}
+		data = json_object_get(reply, "data");
+		if (cli->json && !follow)
+			print_json(stdout, reply);
+		else if (cli->json && json_string_length(data) != 0) {
+			/* Following: one compact JSON document a line. */
+			if ((s = json_dumps(reply, JSON_COMPACT)) != NULL)
+				printf("%s\n", s);
+			free(s);
+		} else if (!cli->json && json_is_string(data))
+			fwrite(json_string_value(data), 1,
+			    json_string_length(data), stdout);
+		offset = json_object_get(reply, "offset");
+		if (json_is_integer(offset))
+			json_object_set(args, "offset", offset);
+		json_decref(reply);
+		if (run_flush() != 0 || !follow || !run_sleep(RUN_POLL_MS))
+			break;
+	}
+	client_free(c);
+	return (EXIT_OK);
+}
+
+/* Write len bytes to path through a temporary file and a rename. */
+static int
+run_write_file(const char *path, const unsigned char *buf, size_t len)
+{
+	char	*tmp;
+	mode_t	 mask;
+	ssize_t	 n;
+	size_t	 off = 0;
+	int	 fd, saved;
+
+	xasprintf(&tmp, "%s.XXXXXX", path);
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
+		free(tmp);
+		return (-1);
+	}
+	mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, 0666 & ~mask) == -1)
+		goto fail;
+	while (off < len) {
+		if ((n = write(fd, buf + off, len - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		off += n;
+	}
+	if (close(fd) == -1) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) == -1)
+		goto fail;
+	free(tmp);
+	return (0);
+
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	free(tmp);
+	errno = saved;
+	return (-1);
+}
+
+/*
+ * vm screenshot NAME FILE: ask for PNG (PPM when FILE ends in .ppm),
+ * decode the base64 reply and write FILE whole or not at all.
+ */
+int
+run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+    json_t *local)
+{
+	struct client		*c;
+	enum client_status	 st;
+	json_t			*reply, *data, *out;
+	const char		*file, *format;
+	unsigned char		*buf;
+	char			*cause = NULL;
+	size_t			 len;
+	ssize_t			 n;
+	int			 ex;
+
+	file = json_string_value(json_object_get(local, "file"));
+	len = strlen(file);
+	format = (len > 4 && strcasecmp(file + len - 4, ".ppm") == 0) ?
+	    "ppm" : "png";
+	json_object_set_new(args, "format", json_string(format));
+	if ((c = run_connect(cli, &ex)) == NULL)
+		return (ex);
+	st = client_call(c, ce->cmd, args, &reply, &cause);
+	client_free(c);
+	if (st != CLIENT_RETURN)
+		return (run_failed(st, reply, cause));
+
+	data = json_object_get(reply, "data");
+	if (!json_is_string(data)) {
+		fprintf(stderr, "qdesk: qmpd sent a screenshot without data\n");
+		json_decref(reply);
+		return (EXIT_DAEMON);
+	}
+	buf = xmalloc(base64_decoded_max(json_string_length(data)));
+	n = base64_decode(json_string_value(data), json_string_length(data),
+	    buf, base64_decoded_max(json_string_length(data)));
+	if (json_is_string(json_object_get(reply, "format")))
+		format = json_string_value(json_object_get(reply, "format"));
+	if (n < 0) {
+		fprintf(stderr, "qdesk: qmpd sent a screenshot that is not "
+		    "valid base64\n");
+		ex = EXIT_DAEMON;
+	} else if (run_write_file(file, buf, n) != 0) {
+		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
+		    strerror(errno));
+		ex = EXIT_DAEMON;
+	} else {
+		if (cli->json) {
+			out = json_pack("{s:s,s:s,s:I}", "file", file,
+			    "format", format, "bytes", (json_int_t)n);
+			print_json(stdout, out);
+			json_decref(out);
+		} else
+			printf("wrote %s (%zd bytes)\n", file, n);
+		ex = EXIT_OK;
+	}
+	free(buf);
+	json_decref(reply);
+	return (ex);
+}
+
+/*
+ * events: subscribe, then print every event until the daemon closes the
+ * stream, stdout goes away or SIGINT arrives; all of these exit 0.
+ */
+int
+run_events(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+    json_t *local)
+{
+	struct client		*c;
+	enum client_status	 st;
+	json_t			*reply, *msg;
+	char			*cause = NULL, *line;
+	int			 ex;
+
+	run_catch_sigint();
+	if ((c = run_connect(cli, &ex)) == NULL)
+		return (ex);
+	st = client_call(c, ce->cmd, args, &reply, &cause);
+	if (st != CLIENT_RETURN) {
+		client_free(c);
+		return (run_failed(st, reply, cause));
+	}
+	json_decref(reply);
+	for (;;) {
+		st = client_next(c, &msg, &line, &cause);
+		if (st != CLIENT_RETURN)
+			break;
+		if (json_is_string(json_object_get(msg, "event")) &&
+		    json_object_get(msg, "id") == NULL) {
+			if (cli->json)
+				printf("%s\n", line);
+			else
+				print_event(stdout, msg);
+		}
+		json_decref(msg);
+		if (run_flush() != 0)
+			break;
+	}
+	client_free(c);
+	if (st == CLIENT_FAILED)
+		return (run_failed(st, NULL, cause));
+	return (EXIT_OK);
+}
