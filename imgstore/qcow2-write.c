@@ -109,7 +109,7 @@ qcow2_image_build(const char *backing, const char *backing_fmt,
 		    (unsigned long long)size);
 		return (-1);
 	}
-	l1_clusters = l1_bytes == 0 ? 1 : (l1_bytes + cs - 1) / cs;
+	l1_clusters = (l1_bytes + cs - 1) / cs;	/* none for size 0 */
 	nclusters = 3 + l1_clusters;
 
 	img->cluster_size = cs;
