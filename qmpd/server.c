@@ -1,0 +1,371 @@
+/*
+ * The admin socket: one bufferevent per client, newline framing, a size
+ * cap per line, backpressure for slow readers (tmux control.c style), and
+ * the event stream for subscribers. A bad client is dropped alone.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "qmpd.h"
+#include "xmalloc.h"
+
+/* Stop reading a client's requests while this much output is queued. */
+#define CLIENT_OUT_HIGH		(4 * 1024 * 1024)
+#define CLIENT_OUT_LOW		(1024 * 1024)
+/* A client this far behind is not reading at all: drop it. */
+#define CLIENT_OUT_MAX		(64 * 1024 * 1024)
+
+struct client {
+	struct bufferevent	*bev;
+	uid_t			 uid;
+	gid_t			 gid;
+	pid_t			 pid;
+	enum role		 role;
+	int			 subscribed;
+	char			*sub_vm;
+	int			 closing;
+	int			 throttled;
+	int			 dead;		/* freed by the reaper */
+	TAILQ_HEAD(, cmd_req)	 reqs;
+	TAILQ_ENTRY(client)	 entry;
+};
+
+static TAILQ_HEAD(, client)	 clients = TAILQ_HEAD_INITIALIZER(clients);
+static struct evconnlistener	*server_listener;
+static char			*server_path;
+static struct event		*server_reaper;
+
+enum role
+client_role(const struct client *c)
+{
+	return (c->role);
+}
+
+uid_t
+client_uid(const struct client *c)
+{
+	return (c->uid);
+}
+
+void
+client_req_add(struct client *c, struct cmd_req *req)
+{
+	TAILQ_INSERT_TAIL(&c->reqs, req, entry_client);
+}
+
+void
+client_req_remove(struct client *c, struct cmd_req *req)
+{
+	TAILQ_REMOVE(&c->reqs, req, entry_client);
+}
+
+static void
+client_free(struct client *c)
+{
+	struct cmd_req	*req, *req1;
+
+	TAILQ_FOREACH_SAFE(req, &c->reqs, entry_client, req1) {
+		TAILQ_REMOVE(&c->reqs, req, entry_client);
+		cmd_req_detach(req);
+	}
+	TAILQ_REMOVE(&clients, c, entry);
+	bufferevent_free(c->bev);
+	free(c->sub_vm);
+	free(c);
+}
+
+/* Finish writing what is queued, then close. */
+static void
+client_close_after_flush(struct client *c)
+{
+	c->closing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		client_free(c);
+}
+
+void
+server_send_line(struct client *c, const char *line)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	if (c->closing)
+		return;
+	if (evbuffer_get_length(out) > CLIENT_OUT_MAX) {
+		log_warnx("client pid %ld is not reading its replies: dropped",
+		    (long)c->pid);
+		/* Freed from the loop, never from under a caller. */
+		c->closing = c->dead = 1;
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		event_active(server_reaper, EV_TIMEOUT, 0);
+		return;
+	}
+	evbuffer_add(out, line, strlen(line));
+	evbuffer_add(out, "\n", 1);
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client	*c = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	struct evbuffer	*out = bufferevent_get_output(bev);
+	char		*line, *msg;
+	size_t		 len;
+
+	while (!c->closing &&
+	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+		cmd_dispatch(c, line, len);
+		free(line);
+		if (evbuffer_get_length(out) > CLIENT_OUT_HIGH) {
+			/* Read no more until this client drains its replies. */
+			c->throttled = 1;
+			bufferevent_disable(bev, EV_READ);
+			bufferevent_setwatermark(bev, EV_WRITE, CLIENT_OUT_LOW,
+			    0);
+			break;
+		}
+	}
+	if (!c->closing && evbuffer_get_length(in) > PROTO_MAX_LINE) {
+		msg = proto_error(NULL, ERR_TOOLONG, "request line is over "
+		    "the 1048576 byte limit; closing");
+		server_send_line(c, msg);
+		free(msg);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		client_close_after_flush(c);
+	}
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client	*c = arg;
+
+	if (c->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			client_free(c);
+		return;
+	}
+	if (c->throttled) {
+		c->throttled = 0;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		bufferevent_enable(bev, EV_READ);
+		client_read_cb(bev, c);
+	}
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client	*c = arg;
+
+	if (!c->dead && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		client_free(c);
+}
+
+/* Is gid among the supplementary groups of pid? */
+static int
+server_pid_in_group(pid_t pid, gid_t gid)
+{
+	char	 path[64], line[4096], *p, *end;
+	FILE	*f;
+	int	 found = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return (0);
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		for (p = line + 7; *p != '\0'; p = end) {
+			unsigned long g = strtoul(p, &end, 10);
+			if (end == p)
+				break;
+			if (g == gid)
+				found = 1;
+		}
+	}
+	fclose(f);
+	return (found);
+}
+
+static enum role
+server_role(struct ucred *cred)
+{
+	if (cred->uid == 0)
+		return (ROLE_ADMIN);
+	if (qmpd->admin_gid != (gid_t)-1 && (cred->gid == qmpd->admin_gid ||
+	    server_pid_in_group(cred->pid, qmpd->admin_gid)))
+		return (ROLE_ADMIN);
+	if (qmpd->broker_uid != (uid_t)-1 && cred->uid == qmpd->broker_uid)
+		return (ROLE_BROKER);
+	return (ROLE_NONE);
+}
+
+static void
+server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct client	*c;
+	struct ucred	 cred;
+	socklen_t	 len = sizeof cred;
+	char		*line;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("SO_PEERCRED");
+		close(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	c = xcalloc(1, sizeof *c);
+	TAILQ_INIT(&c->reqs);
+	c->uid = cred.uid;
+	c->gid = cred.gid;
+	c->pid = cred.pid;
+	c->role = server_role(&cred);
+	c->bev = bufferevent_socket_new(qmpd->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
+	    client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, PROTO_MAX_LINE + 65536);
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	if (c->role == ROLE_NONE) {
+		log_warnx("refused uid %ld (pid %ld): not root, not in group "
+		    "qdesk, not the broker", (long)cred.uid, (long)cred.pid);
+		line = proto_error(NULL, ERR_DENIED, "permission denied: qmpd "
+		    "accepts root, group qdesk and the broker");
+		server_send_line(c, line);
+		free(line);
+		bufferevent_enable(c->bev, EV_WRITE);
+		client_close_after_flush(c);
+		return;
+	}
+	line = proto_hello(QDESK_VERSION);
+	server_send_line(c, line);
+	free(line);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+server_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct client	*c, *c1;
+
+	TAILQ_FOREACH_SAFE(c, &clients, entry, c1) {
+		if (c->dead)
+			client_free(c);
+	}
+}
+
+static void
+server_error_cb(struct evconnlistener *l, void *arg)
+{
+	log_warn("accept on the admin socket");
+}
+
+int
+server_listen(const char *path, char **cause)
+{
+	struct sockaddr_un	 sun;
+	int			 fd;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, path, sizeof sun.sun_path) >=
+	    sizeof sun.sun_path) {
+		xasprintf(cause, "socket path too long: %s", path);
+		return (-1);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		xasprintf(cause, "socket: %s", strerror(errno));
+		return (-1);
+	}
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		xasprintf(cause, "bind %s: %s", path, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	if (chmod(path, 0660) == -1 ||
+	    (qmpd->admin_gid != (gid_t)-1 &&
+	    chown(path, 0, qmpd->admin_gid) == -1))
+		log_warn("permissions of %s", path);
+	if (qmpd->broker_uid != (uid_t)-1)
+		chmod(path, 0666);	/* the broker is then told apart by uid */
+	server_listener = evconnlistener_new(qmpd->base, server_accept_cb,
+	    NULL, LEV_OPT_CLOSE_ON_FREE, 128, fd);
+	if (server_listener == NULL) {
+		xasprintf(cause, "listen %s: %s", path, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	evconnlistener_set_error_cb(server_listener, server_error_cb);
+	server_reaper = event_new(qmpd->base, -1, 0, server_reap_cb, NULL);
+	server_path = xstrdup(path);
+	return (0);
+}
+
+void
+server_close(void)
+{
+	struct client	*c, *c1;
+
+	if (server_listener != NULL) {
+		evconnlistener_free(server_listener);
+		server_listener = NULL;
+		unlink(server_path);
+		free(server_path);
+	}
+	TAILQ_FOREACH_SAFE(c, &clients, entry, c1)
+		client_free(c);
+}
+
+void
+server_subscribe(struct client *c, const char *vm)
+{
+	c->subscribed = 1;
+	free(c->sub_vm);
+	c->sub_vm = vm != NULL ? xstrdup(vm) : NULL;
+}
+
+/* Broadcast {"event":E,"vm":V,...fields,"ts":T} to subscribers. */
+void
+server_event(const char *event, const char *vm, json_t *fields)
+{
+	struct client	*c, *c1;
+	struct timespec	 ts;
+	json_t		*j;
+	char		*line;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	j = json_pack("{s:s,s:s?,s:f}", "event", event, "vm", vm, "ts",
+	    ts.tv_sec + ts.tv_nsec / 1e9);
+	if (fields != NULL)
+		json_object_update_missing(j, fields);
+	line = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (line == NULL)
+		return;
+	TAILQ_FOREACH_SAFE(c, &clients, entry, c1) {
+		if (!c->subscribed || c->closing || c->dead)
+			continue;
+		if (c->sub_vm != NULL && (vm == NULL ||
+		    strcmp(c->sub_vm, vm) != 0))
+			continue;
+		server_send_line(c, line);
+	}
+	free(line);
+}

@@ -1,0 +1,184 @@
+/*
+ * The QEMU command line, built by one pure function from a VM definition
+ * and its runtime paths. Golden files in tests/golden/argv pin it down, as
+ * libvirt's .args files do.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compat.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+struct argv {
+	char	**v;
+	size_t	  n;
+	size_t	  cap;
+};
+
+static void
+argv_add(struct argv *a, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	if (s == NULL)
+		s = xstrdup("");
+	if (a->n + 2 > a->cap) {
+		a->cap = a->cap == 0 ? 64 : a->cap * 2;
+		a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+	}
+	a->v[a->n++] = s;
+	a->v[a->n] = NULL;
+}
+
+/* QEMU's option parser splits on ','; a literal comma is written twice. */
+static char *
+argv_escape(const char *s)
+{
+	char	*out, *p;
+
+	out = p = xmalloc(strlen(s) * 2 + 1);
+	for (; *s != '\0'; s++) {
+		*p++ = *s;
+		if (*s == ',')
+			*p++ = ',';
+	}
+	*p = '\0';
+	return (out);
+}
+
+void
+vm_argv_free(char **argv)
+{
+	char	**p;
+
+	if (argv == NULL)
+		return;
+	for (p = argv; *p != NULL; p++)
+		free(*p);
+	free(argv);
+}
+
+/* Devices for a SPICE desktop: QXL, the agent channel, a tablet. */
+static void
+vm_argv_spice(struct argv *a, const struct vm_def *def)
+{
+	/* Ticketing stays on: no password is valid until set_password. */
+	argv_add(a, "-spice");
+	argv_add(a, "port=%d,addr=%s,seamless-migration=on", def->spice_port,
+	    def->listen);
+	argv_add(a, "-device");
+	argv_add(a, "qxl-vga,id=video0");
+	argv_add(a, "-device");
+	argv_add(a, "virtio-serial-pci,id=vser0");
+	argv_add(a, "-chardev");
+	argv_add(a, "spicevmc,id=vdagent,name=vdagent");
+	argv_add(a, "-device");
+	argv_add(a, "virtserialport,bus=vser0.0,chardev=vdagent,"
+	    "name=com.redhat.spice.0");
+}
+
+char **
+vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
+    const char *qemu_binary, char **cause)
+{
+	struct argv	 a = { 0 };
+	char		*e;
+
+	if (def->kernel == NULL && def->disk == NULL) {
+		xasprintf(cause, "VM %s has nothing to boot: give it a kernel "
+		    "or a disk", def->name);
+		return (NULL);
+	}
+	if (strcmp(def->display, "spice") == 0 && def->spice_port == 0) {
+		xasprintf(cause, "VM %s has no SPICE port", def->name);
+		return (NULL);
+	}
+
+	argv_add(&a, "%s", qemu_binary);
+	argv_add(&a, "-name");
+	argv_add(&a, "guest=%s,debug-threads=on", def->name);
+	argv_add(&a, "-uuid");
+	argv_add(&a, "%s", def->uuid);
+	argv_add(&a, "-machine");
+	argv_add(&a, "%s", def->machine);
+	argv_add(&a, "-accel");
+	argv_add(&a, "%s", rt->accel);
+	if (strcmp(rt->accel, "kvm") == 0) {
+		argv_add(&a, "-cpu");
+		argv_add(&a, "host");
+	}
+	argv_add(&a, "-m");
+	argv_add(&a, "%d", def->memory);
+	argv_add(&a, "-smp");
+	argv_add(&a, "%d", def->vcpus);
+	argv_add(&a, "-nodefaults");
+	argv_add(&a, "-no-user-config");
+	/* Paused until qmpd has configured it; stays up on guest power-off. */
+	argv_add(&a, "-S");
+	argv_add(&a, "-no-shutdown");
+	argv_add(&a, "-sandbox");
+	argv_add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+	    "resourcecontrol=deny");
+	argv_add(&a, "-pidfile");
+	argv_add(&a, "%s/qemu.pid", rt->dir);
+	/* qmpd bound this socket; QEMU inherits the listening fd. */
+	argv_add(&a, "-chardev");
+	argv_add(&a, "socket,id=qmp,fd=%d,server=on,wait=off", rt->qmp_fd);
+	argv_add(&a, "-mon");
+	argv_add(&a, "chardev=qmp,mode=control");
+	/* The serial console: a log file always, a socket for input. */
+	argv_add(&a, "-chardev");
+	argv_add(&a, "socket,id=serial0,path=%s/serial.sock,server=on,"
+	    "wait=off,logfile=%s/serial.log,logappend=on", rt->dir, rt->dir);
+	argv_add(&a, "-serial");
+	argv_add(&a, "chardev:serial0");
+	argv_add(&a, "-display");
+	argv_add(&a, "none");
+	/* A VNC server with no socket: the RDP gateway adds clients by fd. */
+	argv_add(&a, "-vnc");
+	argv_add(&a, "none");
+	if (strcmp(def->display, "spice") == 0)
+		vm_argv_spice(&a, def);
+	else {
+		argv_add(&a, "-device");
+		argv_add(&a, "VGA,id=video0");
+	}
+	argv_add(&a, "-device");
+	argv_add(&a, "qemu-xhci,id=usb0");
+	argv_add(&a, "-device");
+	argv_add(&a, "usb-tablet,bus=usb0.0");
+
+	if (def->kernel != NULL) {
+		argv_add(&a, "-kernel");
+		argv_add(&a, "%s", def->kernel);
+		if (def->initrd != NULL) {
+			argv_add(&a, "-initrd");
+			argv_add(&a, "%s", def->initrd);
+		}
+		if (def->append != NULL) {
+			argv_add(&a, "-append");
+			argv_add(&a, "%s", def->append);
+		}
+	}
+	if (def->disk != NULL) {
+		/* Explicit nodes: QEMU never probes the format itself. */
+		e = argv_escape(def->disk);
+		argv_add(&a, "-blockdev");
+		argv_add(&a, "driver=file,filename=%s,node-name=disk0-file,"
+		    "cache.direct=off,discard=unmap", e);
+		free(e);
+		argv_add(&a, "-blockdev");
+		argv_add(&a, "driver=%s,file=disk0-file,node-name=disk0,"
+		    "discard=unmap", def->disk_format);
+		argv_add(&a, "-device");
+		argv_add(&a, "virtio-blk-pci,drive=disk0,id=vda,bootindex=1");
+	}
+	return (a.v);
+}

@@ -1,0 +1,179 @@
+/*
+ * Launching QEMU: fork, setsid, fork, drop to the VM user, exec. The
+ * grandchild lives in its own session so it outlives qmpd; qmpd is a child
+ * subreaper, so while it runs QEMU's exit status still reaches it. Not
+ * -daemonize (seccomp spawn=deny kills a daemonizing QEMU) and not -runas
+ * (elevateprivileges=deny kills that).
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+/* Make DIR/vms/NAME, owned by the VM user so QEMU can write its files. */
+int
+vm_rundir(const char *name, char **path, char **cause)
+{
+	char	*vmsdir;
+
+	xasprintf(&vmsdir, "%s/vms", qmpd->state_dir);
+	if (mkdir(vmsdir, 0711) == -1 && errno != EEXIST) {
+		xasprintf(cause, "mkdir %s: %s", vmsdir, strerror(errno));
+		free(vmsdir);
+		return (-1);
+	}
+	xasprintf(path, "%s/%s", vmsdir, name);
+	free(vmsdir);
+	if (mkdir(*path, 0750) == -1 && errno != EEXIST) {
+		xasprintf(cause, "mkdir %s: %s", *path, strerror(errno));
+		goto fail;
+	}
+	if (chown(*path, qmpd->vm_uid, qmpd->vm_gid) == -1 ||
+	    chmod(*path, 0750) == -1) {
+		xasprintf(cause, "chown %s: %s", *path, strerror(errno));
+		goto fail;
+	}
+	return (0);
+fail:
+	free(*path);
+	*path = NULL;
+	return (-1);
+}
+
+/*
+ * In the grandchild: std fds, privileges, the one inherited fd, exec.
+ * Reports errno on errfd (close-on-exec) when anything fails.
+ */
+static void __attribute__((noreturn))
+vm_spawn_exec(char **argv, const char *logpath, int keep_fd, int errfd)
+{
+	int	 fd, err;
+
+	if ((fd = open("/dev/null", O_RDONLY)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0640);
+	if (fd != -1) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	/* The QMP listening socket is the only fd QEMU inherits. */
+	if (keep_fd != -1 &&
+	    fcntl(keep_fd, F_SETFD, 0) == -1)
+		goto fail;
+	if (setgroups(qmpd->vm_ngroups, qmpd->vm_groups) == -1 ||
+	    setresgid(qmpd->vm_gid, qmpd->vm_gid, qmpd->vm_gid) == -1 ||
+	    setresuid(qmpd->vm_uid, qmpd->vm_uid, qmpd->vm_uid) == -1)
+		goto fail;
+	if (qmpd->vm_uid != 0 && setuid(0) != -1) {
+		errno = EPERM;
+		goto fail;
+	}
+	umask(027);
+	execv(argv[0], argv);
+fail:
+	err = errno;
+	(void)write(errfd, &err, sizeof err);
+	_exit(127);
+}
+
+/*
+ * Spawn QEMU for vm with argv. Returns the QEMU pid, or -1 with a cause.
+ * The parent waits only for the short-lived middle child and for exec to
+ * succeed or fail (the error pipe closes on exec): a few milliseconds.
+ */
+pid_t
+vm_spawn(struct vm *vm, char **argv, int keep_fd, char **cause)
+{
+	char		*logpath;
+	int		 errpipe[2] = { -1, -1 }, pidpipe[2] = { -1, -1 };
+	int		 status, err;
+	pid_t		 mid, pid = -1;
+	ssize_t		 n;
+	sigset_t	 all, old;
+
+	xasprintf(&logpath, "%s/vms/%s/qemu.log", qmpd->state_dir,
+	    vm->def.name);
+	if (pipe2(errpipe, O_CLOEXEC) == -1 || pipe2(pidpipe, O_CLOEXEC)
+	    == -1) {
+		xasprintf(cause, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	/* No signal handler may run in the children before exec. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	mid = fork();
+	if (mid == -1) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		xasprintf(cause, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (mid == 0) {
+		pid_t	gc;
+		int	sig;
+
+		for (sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		setsid();
+		gc = fork();
+		if (gc == 0) {
+			sigset_t none;
+
+			sigemptyset(&none);
+			sigprocmask(SIG_SETMASK, &none, NULL);
+			vm_spawn_exec(argv, logpath, keep_fd, errpipe[1]);
+		}
+		(void)write(pidpipe[1], &gc, sizeof gc);
+		_exit(gc == -1 ? 1 : 0);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(pidpipe[1]);
+	pidpipe[1] = -1;
+	close(errpipe[1]);
+	errpipe[1] = -1;
+	while (waitpid(mid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (read(pidpipe[0], &pid, sizeof pid) != sizeof pid || pid <= 0) {
+		xasprintf(cause, "could not fork QEMU");
+		pid = -1;
+		goto out;
+	}
+	do
+		n = read(errpipe[0], &err, sizeof err);
+	while (n == -1 && errno == EINTR);
+	if (n == sizeof err) {
+		xasprintf(cause, "cannot start %s as user %s: %s", argv[0],
+		    qmpd->vm_user, strerror(err));
+		pid = -1;
+		goto out;
+	}
+	log_debug("%s: QEMU is pid %ld", vm->def.name, (long)pid);
+out:
+	if (errpipe[0] != -1)
+		close(errpipe[0]);
+	if (errpipe[1] != -1)
+		close(errpipe[1]);
+	if (pidpipe[0] != -1)
+		close(pidpipe[0]);
+	if (pidpipe[1] != -1)
+		close(pidpipe[1]);
+	free(logpath);
+	return (pid);
+}

@@ -1,0 +1,135 @@
+/*
+ * Golden files for the QEMU command line: each tests/golden/argv/NAME.json
+ * holds {"def": VM definition, "accel": "kvm"|"tcg"} and NAME.args the
+ * expected argv, one argument a line. QDESK_GOLDEN_UPDATE=1 rewrites them.
+ * fail-*.json must be refused, by vm_def_from_json or by the builder.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "check.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+static char *
+argv_join(char **argv)
+{
+	size_t	 len = 1;
+	char	*s, **p;
+
+	for (p = argv; *p != NULL; p++)
+		len += strlen(*p) + 1;
+	s = xcalloc(1, len);
+	for (p = argv; *p != NULL; p++) {
+		strcat(s, *p);
+		strcat(s, "\n");
+	}
+	return (s);
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE	*f;
+	char	*buf;
+	long	 n;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return (NULL);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = xcalloc(1, n + 1);
+	if (fread(buf, 1, n, f) != (size_t)n)
+		n = 0;
+	fclose(f);
+	return (buf);
+}
+
+static void
+one(const char *dir, const char *file)
+{
+	struct vm_def		 def;
+	struct vm_runtime_paths	 rt;
+	json_t			*j;
+	char			 path[4096], rundir[256], *cause = NULL;
+	char			**argv, *got, *want;
+	int			 expect_fail = strncmp(file, "fail-", 5) == 0;
+
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	j = json_load_file(path, 0, NULL);
+	CHECK(j != NULL);
+	if (j == NULL)
+		return;
+	if (vm_def_from_json(&def, json_object_get(j, "def"), &cause) != 0) {
+		if (!expect_fail)
+			fprintf(stderr, "%s: %s\n", file, cause);
+		CHECK(expect_fail);
+		free(cause);
+		json_decref(j);
+		return;
+	}
+	snprintf(rundir, sizeof rundir, "/var/lib/qdesk/vms/%s", def.name);
+	rt.dir = rundir;
+	rt.qmp_fd = 3;
+	rt.accel = json_string_value(json_object_get(j, "accel"));
+	argv = vm_argv_build(&def, &rt, "qemu-system-x86_64", &cause);
+	if (expect_fail) {
+		CHECK(argv == NULL);
+		if (argv == NULL)
+			free(cause);
+		goto out;
+	}
+	CHECK(argv != NULL);
+	if (argv == NULL) {
+		fprintf(stderr, "%s: %s\n", file, cause);
+		goto out;
+	}
+	got = argv_join(argv);
+	path[strlen(path) - 5] = '\0';
+	strcat(path, ".args");
+	if (getenv("QDESK_GOLDEN_UPDATE") != NULL) {
+		FILE *f = fopen(path, "w");
+		fputs(got, f);
+		fclose(f);
+	}
+	want = slurp(path);
+	CHECK_STR(got, want);
+	free(got);
+	free(want);
+	vm_argv_free(argv);
+out:
+	vm_def_clear(&def);
+	json_decref(j);
+}
+
+int
+main(int argc, char **argv)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 n = 0;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: test-argv GOLDEN-DIR\n");
+		return (2);
+	}
+	if ((d = opendir(argv[1])) == NULL) {
+		perror(argv[1]);
+		return (1);
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (len > 5 && strcmp(de->d_name + len - 5, ".json") == 0) {
+			one(argv[1], de->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	CHECK(n >= 4);
+	return (check_exit());
+}
