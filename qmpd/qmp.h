@@ -9,6 +9,7 @@
  * Events are accepted in any state.  When the connection closes, every
  * pending callback fires once with errclass "Disconnected" (or "Timeout"),
  * then the state callback reports CLOSED.  No threads, no locks.
+ * The process must ignore SIGPIPE: libevent writes with writev(2).
  */
 #ifndef QDESK_QMP_H
 #define QDESK_QMP_H
@@ -64,7 +65,8 @@ int		 qmp_execute(struct qmp *, const char *cmd, json_t *args,
 		    qmp_reply_cb cb, void *arg);
 /*
  * The same, passing fd with SCM_RIGHTS alongside the command (for
- * "getfd" / "add-fd"). The caller keeps its fd.
+ * "getfd" / "add-fd"). The caller keeps its fd (a dup is queued); also
+ * -1 when fd is invalid or cannot be duplicated.
  */
 int		 qmp_execute_fd(struct qmp *, const char *cmd, json_t *args,
 		    int fd, qmp_reply_cb cb, void *arg);

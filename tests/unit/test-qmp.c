@@ -76,6 +76,8 @@ struct t {
 	int		 closed, closed_seq;
 	char		 cause[256];
 	int		 free_on_close;
+	int		 free_on_ready;
+	int		 free_on_event;
 	int		 nevents;
 	char		 evname[8][32];
 	double		 evts[8];
@@ -178,8 +180,7 @@ peer_read_cb(evutil_socket_t fd, short ev, void *arg)
 	struct iovec	 iov;
 	struct cmsghdr	*cmsg;
 	ssize_t		 n;
-	int		 i, nfd, lastline;
-	size_t		 k;
+	int		 i, nfd, got = 0, fds[4];
 	json_t		*j;
 	const char	*name;
 
@@ -198,22 +199,15 @@ peer_read_cb(evutil_socket_t fd, short ev, void *arg)
 		event_del(p->ev);
 		return;
 	}
-	/* The line holding the last byte of this chunk. */
-	lastline = p->nlines;
-	for (k = 0; k + 1 < (size_t)n; k++)
-		if (buf[k] == '\n')
-			lastline++;
 	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
 	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
 		if (cmsg->cmsg_level != SOL_SOCKET ||
 		    cmsg->cmsg_type != SCM_RIGHTS)
 			continue;
 		nfd = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < nfd && p->nfds < MAXFDS; i++) {
-			memcpy(&p->fds[p->nfds], CMSG_DATA(cmsg) +
-			    i * sizeof(int), sizeof(int));
-			p->fdline[p->nfds++] = lastline;
-		}
+		for (i = 0; i < nfd && got < 4; i++)
+			memcpy(&fds[got++], CMSG_DATA(cmsg) + i * sizeof(int),
+			    sizeof(int));
 	}
 
 	p->in = realloc(p->in, p->inlen + n);
@@ -241,6 +235,13 @@ peer_read_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	p->inlen -= start - p->in;
 	memmove(p->in, start, p->inlen);
+
+	/* An fd belongs to the line holding the last byte of its chunk. */
+	for (i = 0; i < got && p->nfds < MAXFDS; i++) {
+		p->fds[p->nfds] = fds[i];
+		p->fdline[p->nfds++] = buf[n - 1] == '\n' ? p->nlines - 1 :
+		    p->nlines;
+	}
 }
 
 static void
@@ -252,6 +253,10 @@ t_state_cb(struct qmp *q, enum qmp_state st, const char *cause, void *arg)
 		t->ready++;
 		t->ready_seq = ++t->seq;
 		CHECK(cause == NULL);
+		if (t->free_on_ready) {
+			qmp_free(q);
+			t->q = NULL;
+		}
 	} else if (st == QMP_CLOSED) {
 		t->closed++;
 		t->closed_seq = ++t->seq;
@@ -278,6 +283,10 @@ t_event_cb(struct qmp *q, const char *name, json_t *data, double ts,
 		t->evdata[t->nevents] = data != NULL;
 	}
 	t->nevents++;
+	if (t->free_on_event) {
+		qmp_free(q);
+		t->q = NULL;
+	}
 }
 
 static const struct qmp_callbacks t_callbacks = { t_state_cb, t_event_cb };
@@ -789,6 +798,35 @@ test_free_in_cb(void)
 	reply_clear(&r1);
 	t_teardown(&t);
 
+	/* An event callback frees; replies follow in the same read. */
+	t_setup(&t, 2000);
+	t.peer.manual_caps = 1;
+	t.peer.hook = hook_events;	/* STOP before the caps reply */
+	t.free_on_event = 1;
+	CHECK(qmp_execute(t.q, "c1", NULL, t_reply_cb, &r1) == 0);
+	peer_write(&t.peer, GREETING);
+	CHECK(run_until(&t, &r1.fired, 2000));
+	run_for(&t, 30);
+	CHECK(t.q == NULL);
+	CHECK(t.nevents == 1 && t.ready == 0 && t.closed == 0);
+	CHECK(r1.fired == 1);
+	CHECK_STR(r1.class, "Disconnected");
+	reply_clear(&r1);
+	t_teardown(&t);
+
+	/* The READY callback frees with queued commands just written. */
+	t_setup(&t, 2000);
+	t.free_on_ready = 1;
+	CHECK(qmp_execute(t.q, "c1", NULL, t_reply_cb, &r1) == 0);
+	peer_write(&t.peer, GREETING);
+	CHECK(run_until(&t, &r1.fired, 2000));
+	run_for(&t, 30);
+	CHECK(t.q == NULL && t.ready == 1 && t.closed == 0);
+	CHECK(r1.fired == 1);
+	CHECK_STR(r1.class, "Disconnected");
+	reply_clear(&r1);
+	t_teardown(&t);
+
 	/* qmp_free from outside with commands waiting. */
 	t_setup(&t, 2000);
 	CHECK(t_ready(&t));
@@ -869,6 +907,40 @@ test_execute_fd(void)
 	CHECK(t.peer.nfds >= 2 && same_file(t.peer.fds[1], fd));
 	CHECK(t.peer.nfds >= 2 && t.peer.fdline[1] == 4);
 	CHECK_STR(line_execute(&t, 4), "add-fd");
+
+	/*
+	 * Socket buffer full and nothing queued in libevent: sendmsg says
+	 * EAGAIN, the command waits for the socket to be writable.
+	 */
+	event_del(t.peer.ev);
+	{
+		char	 nl[4096];
+		ssize_t	 n;
+
+		memset(nl, '\n', sizeof nl);
+		do
+			n = write(t.qfd, nl, sizeof nl);
+		while (n > 0);
+		CHECK(n == -1 && errno == EAGAIN);
+		while (write(t.qfd, nl, 1) == 1)
+			;
+	}
+	CHECK(qmp_execute_fd(t.q, "getfd", NULL, fd, t_reply_cb,
+	    &r[4]) == 0);
+	reply_clear(&r[0]);
+	CHECK(qmp_execute(t.q, "behind", NULL, t_reply_cb, &r[0]) == 0);
+	run_for(&t, 50);
+	CHECK(r[4].fired == 0);
+	event_add(t.peer.ev, NULL);
+	CHECK(run_until(&t, &r[0].fired, 2000));
+	CHECK(r[4].fired == 1 && r[4].class[0] == '\0');
+	CHECK(t.peer.nfds == 3);
+	CHECK(t.peer.nfds >= 3 && same_file(t.peer.fds[2], fd));
+	CHECK(t.peer.nfds >= 3 && t.peer.fdline[2] == 5);
+	CHECK_STR(line_execute(&t, 5), "getfd");
+	CHECK_STR(line_execute(&t, 6), "behind");
+	reply_clear(&r[0]);
+	reply_clear(&r[4]);
 
 	/* Before READY the fd waits with its command. */
 	t_teardown(&t);
