@@ -110,10 +110,10 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "%s", def->machine);
 	argv_add(&a, "-accel");
 	argv_add(&a, "%s", rt->accel);
-	if (strcmp(rt->accel, "kvm") == 0) {
-		argv_add(&a, "-cpu");
-		argv_add(&a, "host");
-	}
+	/*
+	 * No -cpu host: a nested KVM such as kvm-pvm rejects some of the
+	 * host's MSRs. QEMU's default model runs everywhere.
+	 */
 	argv_add(&a, "-m");
 	argv_add(&a, "%d", def->memory);
 	argv_add(&a, "-smp");
@@ -168,12 +168,18 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 		}
 	}
 	if (def->disk != NULL) {
-		/* Explicit nodes: QEMU never probes the format itself. */
+		/*
+		 * qmpd opened the file; QEMU, as the VM user, gets the fd
+		 * through an fd set. Explicit nodes: QEMU never probes the
+		 * format itself.
+		 */
 		e = argv_escape(def->disk);
-		argv_add(&a, "-blockdev");
-		argv_add(&a, "driver=file,filename=%s,node-name=disk0-file,"
-		    "cache.direct=off,discard=unmap", e);
+		argv_add(&a, "-add-fd");
+		argv_add(&a, "fd=%d,set=1,opaque=%s", rt->disk_fd, e);
 		free(e);
+		argv_add(&a, "-blockdev");
+		argv_add(&a, "driver=file,filename=/dev/fdset/1,"
+		    "node-name=disk0-file,discard=unmap");
 		argv_add(&a, "-blockdev");
 		argv_add(&a, "driver=%s,file=disk0-file,node-name=disk0,"
 		    "discard=unmap", def->disk_format);

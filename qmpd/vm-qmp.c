@@ -52,7 +52,8 @@ vm_qmp_cont_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	char		*r;
 
 	if (errclass != NULL) {
-		if (vm->qmp != qmp)
+		/* A QEMU that died says why in its log: vm_exited reads it. */
+		if (vm->qmp != qmp || strcmp(errclass, "Disconnected") == 0)
 			return;
 		xasprintf(&r, "cont failed: %s", errdesc);
 		vm_set_state(vm, VM_CRASHED, r);
@@ -292,11 +293,9 @@ vm_qmp_state(struct qmp *qmp, enum qmp_state state, const char *cause,
 		/* QEMU is alive but its monitor is not: nothing can drive it. */
 		log_warnx("%s: QMP connection lost (%s)", vm->def.name,
 		    cause != NULL ? cause : "closed");
-		if (vm->state == VM_STARTING) {
-			vm_set_state(vm, VM_CRASHED, "QEMU did not answer on "
-			    "QMP during start");
+		/* Mid-start that is fatal; vm_exited says why from the log. */
+		if (vm->state == VM_STARTING)
 			kill(vm->pid, SIGKILL);
-		}
 	}
 }
 

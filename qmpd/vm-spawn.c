@@ -58,26 +58,28 @@ fail:
  * Reports errno on errfd (close-on-exec) when anything fails.
  */
 static void __attribute__((noreturn))
-vm_spawn_exec(char **argv, const char *logpath, int keep_fd, int errfd)
+vm_spawn_exec(char **argv, const char *logpath, const int *keep_fds,
+    int nkeep, int errfd)
 {
-	int	 fd, err;
+	int	 fd, err, i;
 
 	if ((fd = open("/dev/null", O_RDONLY)) != -1) {
 		dup2(fd, STDIN_FILENO);
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0640);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0640);
 	if (fd != -1) {
 		dup2(fd, STDOUT_FILENO);
 		dup2(fd, STDERR_FILENO);
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	/* The QMP listening socket is the only fd QEMU inherits. */
-	if (keep_fd != -1 &&
-	    fcntl(keep_fd, F_SETFD, 0) == -1)
-		goto fail;
+	/* Only the fds named here (QMP socket, disks, TAPs) reach QEMU. */
+	for (i = 0; i < nkeep; i++) {
+		if (fcntl(keep_fds[i], F_SETFD, 0) == -1)
+			goto fail;
+	}
 	if (setgroups(qmpd->vm_ngroups, qmpd->vm_groups) == -1 ||
 	    setresgid(qmpd->vm_gid, qmpd->vm_gid, qmpd->vm_gid) == -1 ||
 	    setresuid(qmpd->vm_uid, qmpd->vm_uid, qmpd->vm_uid) == -1)
@@ -100,7 +102,8 @@ fail:
  * succeed or fail (the error pipe closes on exec): a few milliseconds.
  */
 pid_t
-vm_spawn(struct vm *vm, char **argv, int keep_fd, char **cause)
+vm_spawn(struct vm *vm, char **argv, const int *keep_fds, int nkeep,
+    char **cause)
 {
 	char		*logpath;
 	int		 errpipe[2] = { -1, -1 }, pidpipe[2] = { -1, -1 };
@@ -138,7 +141,8 @@ vm_spawn(struct vm *vm, char **argv, int keep_fd, char **cause)
 
 			sigemptyset(&none);
 			sigprocmask(SIG_SETMASK, &none, NULL);
-			vm_spawn_exec(argv, logpath, keep_fd, errpipe[1]);
+			vm_spawn_exec(argv, logpath, keep_fds, nkeep,
+			    errpipe[1]);
 		}
 		(void)write(pidpipe[1], &gc, sizeof gc);
 		_exit(gc == -1 ? 1 : 0);

@@ -147,7 +147,8 @@ vm_set_state(struct vm *vm, enum vm_state state, const char *reason)
 	char	*cause = NULL;
 	json_t	*fields;
 
-	if (vm->state == state && reason == NULL)
+	if (vm->state == state && (reason == NULL || (vm->reason != NULL &&
+	    strcmp(reason, vm->reason) == 0)))
 		return;
 	log_info("%s: %s -> %s%s%s", vm->def.name, vm_state_name(vm->state),
 	    vm_state_name(state), reason != NULL ? ": " : "",
@@ -402,7 +403,7 @@ vm_start(struct vm *vm, char **cause)
 	struct vm_runtime_paths	 rt;
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
-	int			 lfd = -1, cfd = -1;
+	int			 lfd = -1, cfd = -1, dfd = -1, keep[2];
 	pid_t			 pid;
 
 	if (vm_is_active(vm)) {
@@ -431,16 +432,28 @@ vm_start(struct vm *vm, char **cause)
 	xasprintf(&path, "%s/qmp.sock", dir);
 	if ((lfd = vm_qmp_listen(path, cause)) == -1)
 		goto fail;
+	if (vm->def.disk != NULL &&
+	    (dfd = open(vm->def.disk, O_RDWR | O_CLOEXEC)) == -1) {
+		xasprintf(cause, "disk %s: %s", vm->def.disk, strerror(errno));
+		goto fail;
+	}
 	rt.dir = dir;
 	rt.qmp_fd = lfd;
+	rt.disk_fd = dfd;
 	rt.accel = accel;
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
 	if (argv == NULL)
 		goto fail;
-	if ((pid = vm_spawn(vm, argv, lfd, cause)) == -1)
+	keep[0] = lfd;
+	keep[1] = dfd;
+	if ((pid = vm_spawn(vm, argv, keep, dfd == -1 ? 1 : 2, cause)) == -1)
 		goto fail;
 	close(lfd);
 	lfd = -1;
+	if (dfd != -1) {
+		close(dfd);
+		dfd = -1;
+	}
 	vm->is_child = 1;
 	vm->stop_asked = 0;
 	vm->guest_shutdown = 0;
@@ -471,6 +484,8 @@ out_started:
 fail:
 	if (lfd != -1)
 		close(lfd);
+	if (dfd != -1)
+		close(dfd);
 	vm_argv_free(argv);
 	free(path);
 	free(dir);
@@ -626,6 +641,28 @@ vm_cleanup_runtime(struct vm *vm)
 	free(p);
 }
 
+/* The last line QEMU wrote to its log: why it refused to start. */
+static char *
+vm_qemu_log_tail(struct vm *vm)
+{
+	char	*path, line[512], last[512] = "";
+	FILE	*f;
+
+	xasprintf(&path, "%s/vms/%s/qemu.log", qmpd->state_dir, vm->def.name);
+	f = fopen(path, "re");
+	free(path);
+	if (f == NULL)
+		return (NULL);
+	while (fgets(line, sizeof line, f) != NULL)
+		if (line[0] != '\n')
+			strlcpy(last, line, sizeof last);
+	fclose(f);
+	last[strcspn(last, "\n")] = '\0';
+	if (last[0] == '\0')
+		return (NULL);
+	return (xstrdup(last));
+}
+
 /* QEMU is gone: decide stopped or crashed, and maybe restart. */
 static void
 vm_exited(struct vm *vm)
@@ -667,6 +704,9 @@ vm_exited(struct vm *vm)
 	} else if (vm->state == VM_CRASHED && vm->reason != NULL) {
 		next = VM_CRASHED;
 		reason = xstrdup(vm->reason);
+	} else if (vm->state == VM_STARTING &&
+	    (reason = vm_qemu_log_tail(vm)) != NULL) {
+		next = VM_CRASHED;
 	} else {
 		next = VM_CRASHED;
 		reason = xstrdup(why);

@@ -55,6 +55,7 @@ struct vm_def {
 struct vm_runtime_paths {
 	const char	*dir;		/* DIR/vms/NAME */
 	int		 qmp_fd;	/* listening socket QEMU inherits */
+	int		 disk_fd;	/* the disk, opened by qmpd; -1 none */
 	const char	*accel;		/* resolved: kvm or tcg */
 };
 
@@ -101,7 +102,8 @@ char	**vm_argv_build(const struct vm_def *, const struct vm_runtime_paths *,
 void	 vm_argv_free(char **);
 
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
-pid_t	 vm_spawn(struct vm *, char **argv, int keep_fd, char **cause);
+pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
+	    char **cause);
 int	 vm_rundir(const char *name, char **path, char **cause);
 
 /* vm.c: the registry and the state machine. */

@@ -1,0 +1,89 @@
+/* LMDB round trips: put, get, foreach, delete, multi-record txns, reopen. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "check.h"
+#include "db.h"
+
+static int
+count_cb(const char *key, json_t *val, void *arg)
+{
+	(*(int *)arg)++;
+	return (0);
+}
+
+int
+main(void)
+{
+	char		 dir[] = "/tmp/qdesk-test-db.XXXXXX", *cause = NULL;
+	char		 cmd[128];
+	struct db	*db;
+	struct db_txn	*t;
+	json_t		*v;
+	int		 n = 0, i;
+
+	CHECK(mkdtemp(dir) != NULL);
+	db = db_open(dir, &cause);
+	CHECK(db != NULL);
+	if (db == NULL)
+		return (check_exit());
+	v = json_pack("{s:s,s:i}", "name", "desk1", "memory", 256);
+	CHECK(db_put(db, DB_VMS, "desk1", v, &cause) == 0);
+	json_decref(v);
+	v = db_get(db, DB_VMS, "desk1");
+	CHECK(v != NULL && json_integer_value(json_object_get(v, "memory")) ==
+	    256);
+	json_decref(v);
+	CHECK(db_get(db, DB_VMS, "nope") == NULL);
+	CHECK(db_get(db, DB_IMAGES, "desk1") == NULL);
+	CHECK(db_put(db, "no-such-table", "k", json_true(), &cause) == -1);
+	CHECK(cause != NULL);
+	free(cause);
+	cause = NULL;
+
+	/* A transaction lands whole or not at all. */
+	t = db_begin(db, &cause);
+	for (i = 0; i < 100; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "vm%03d", i);
+		v = json_pack("{s:i}", "i", i);
+		CHECK(db_txn_put(t, DB_VMS, key, v, &cause) == 0);
+		json_decref(v);
+	}
+	db_abort(t);
+	CHECK(db_get(db, DB_VMS, "vm000") == NULL);
+	t = db_begin(db, &cause);
+	for (i = 0; i < 100; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "vm%03d", i);
+		v = json_pack("{s:i}", "i", i);
+		CHECK(db_txn_put(t, DB_VMS, key, v, &cause) == 0);
+		json_decref(v);
+	}
+	v = db_txn_get(t, DB_VMS, "vm050");
+	CHECK(v != NULL);
+	json_decref(v);
+	CHECK(db_commit(t, &cause) == 0);
+	CHECK(db_foreach(db, DB_VMS, count_cb, &n, &cause) == 101);
+	CHECK(n == 101);
+	CHECK(db_del(db, DB_VMS, "vm000", &cause) == 0);
+	CHECK(db_del(db, DB_VMS, "vm000", &cause) == 1);
+	db_close(db);
+
+	/* Everything committed is there after a reopen. */
+	db = db_open(dir, &cause);
+	CHECK(db != NULL);
+	n = 0;
+	CHECK(db_foreach(db, DB_VMS, count_cb, &n, &cause) == 100);
+	v = db_get(db, DB_VMS, "vm099");
+	CHECK(v != NULL && json_integer_value(json_object_get(v, "i")) == 99);
+	json_decref(v);
+	db_close(db);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+	return (check_exit());
+}
