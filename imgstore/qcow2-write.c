@@ -186,6 +186,32 @@ qcow2_write_all(int fd, const uint8_t *buf, size_t len, off_t off)
 	return (0);
 }
 
+/* Take an OFD write lock on the whole file, held until it is closed. */
+int
+qcow2_write_lock(int fd)
+{
+	struct flock	fl;
+
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	return (fcntl(fd, F_OFD_SETLK, &fl));
+}
+
+/* Returns 1 if some process holds a lock on any byte of the file. */
+int
+qcow2_write_locked(int fd)
+{
+	struct flock	fl;
+
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_OFD_GETLK, &fl) == -1)
+		return (0);
+	return (fl.l_type != F_UNLCK);
+}
+
 /* Make a rename in dir durable. */
 static int
 qcow2_sync_dir(const char *dir)
@@ -228,6 +254,10 @@ qcow2_write_file(const char *dir, const char *file, const char *backing,
 		tmp = NULL;
 		goto fail;
 	}
+	/* A lock tells imgstore_gc the file is still being written. */
+	what = "lock";
+	if (qcow2_write_lock(fd) == -1)
+		goto fail;
 	what = "write";
 	if (ftruncate(fd, img.file_size) == -1)
 		goto fail;
@@ -240,26 +270,22 @@ qcow2_write_file(const char *dir, const char *file, const char *backing,
 	what = "sync";
 	if (fsync(fd) == -1)
 		goto fail;
-	what = "close";
-	if (close(fd) == -1) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
 	what = "rename";
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == -1)
 		goto fail;
 	free(tmp);
 	tmp = NULL;
-	what = "sync directory";
 	if (qcow2_sync_dir(dir) == -1) {
 		/* Failure means no file: take the new name back. */
-		xasprintf(cause, "%s: %s: %s", dir, what, strerror(errno));
+		xasprintf(cause, "%s: sync directory: %s", dir,
+		    strerror(errno));
 		unlink(path);
+		close(fd);
 		free(path);
 		qcow2_image_clear(&img);
 		return (-1);
 	}
+	close(fd);
 	free(path);
 	qcow2_image_clear(&img);
 	return (0);

@@ -52,4 +52,11 @@ int	qcow2_write_overlay(const char *dir, const char *file,
 int	qcow2_write_empty(const char *dir, const char *file, uint64_t size,
 	    char **cause);
 
+/*
+ * Lock a file being written (an OFD lock, released on close), and tell
+ * whether any process, QEMU included, holds a lock on a file.
+ */
+int	qcow2_write_lock(int fd);
+int	qcow2_write_locked(int fd);
+
 #endif

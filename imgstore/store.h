@@ -1,0 +1,130 @@
+/*
+ * The image store: qcow2 and raw files in one directory (DIR/images),
+ * indexed in the "images" table of the state database. One record per
+ * image, keyed by its name:
+ *
+ *   {"name": "debian12", "id": "3f9c0a...", "file": "debian12-3f9c0a1b.qcow2",
+ *    "format": "qcow2", "kind": "base", "parent": null,
+ *    "virtual_size": 21474836480, "allocated_size": 1234567,
+ *    "created": 1764130000, "users": ["desk1"], "children": 2}
+ *
+ * Rules the functions below keep: an image with children is immutable
+ * (its file loses its write bits) and cannot be removed; an image a VM
+ * uses cannot be removed; every chain is safe by chain.h's rules; a file
+ * is complete under its final name before any record points at it, and
+ * the index changes of one operation land in one transaction.
+ *
+ * Files are named NAME-RANDOM.FORMAT, so re-creating a name never reuses
+ * a file name. A child process that writes a file into the store (import,
+ * flatten) writes QCOW2_WRITE_TMP_PREFIX + file and renames it when done:
+ * imgstore_gc removes such leftovers after a crash, unless a process still
+ * holds a lock on them.
+ *
+ * Functions return 0 (or a new object) on success and a negative
+ * IMGSTORE_E* (or NULL) with *cause on failure; the code tells the
+ * daemon which error class to answer with.
+ */
+#ifndef QDESK_STORE_H
+#define QDESK_STORE_H
+
+#include <jansson.h>
+
+#include "chain.h"
+
+struct db;
+struct imgstore;
+
+#define IMGSTORE_ERR		-1	/* I/O or database failure */
+#define IMGSTORE_ENOTFOUND	-2	/* no such image */
+#define IMGSTORE_EEXISTS	-3	/* name taken */
+#define IMGSTORE_EBUSY		-4	/* has children or users */
+#define IMGSTORE_EINVAL		-5	/* bad argument, unsafe or bad image */
+
+#define IMGSTORE_NAME_MAX	63
+
+/* Open the store in dir (created 0700 if missing) over the database. */
+struct imgstore	*imgstore_open(struct db *, const char *dir, char **cause);
+void		 imgstore_close(struct imgstore *);
+
+/* The canonical store directory, borrowed. */
+const char	*imgstore_dir(struct imgstore *);
+
+/* Image names: [a-z0-9][a-z0-9._-]{0,62}. Returns 0 or -1 with *cause. */
+int		 imgstore_name_valid(const char *name, char **cause);
+
+/* A fresh file name for image name in format ("qcow2", "raw"). */
+char		*imgstore_new_file(const char *name, const char *format);
+
+/* The full path of a file of the store (dir + "/" + file), allocated. */
+char		*imgstore_path(struct imgstore *, const char *file);
+
+/*
+ * Index file, already complete in the store, as image name of the given
+ * format and kind ("base", "template", "clone", "snapshot"). With parent,
+ * the file's backing file must be the parent's file; without, it must
+ * stand alone. The chain is walked and must be safe.
+ */
+int		 imgstore_add_file(struct imgstore *, const char *name,
+		     const char *file, const char *format, const char *kind,
+		     const char *parent, char **cause);
+
+/*
+ * Create image name as an empty qcow2 overlay over image parent (O(1) in
+ * the parent's size), of kind "clone", "template" or "snapshot". The
+ * parent becomes immutable.
+ */
+int		 imgstore_clone(struct imgstore *, const char *parent,
+		     const char *name, const char *kind, char **cause);
+
+/*
+ * Replace the overlay of image name with a new empty one over the same
+ * parent, discarding what was written to it (stateless desktops). Refused
+ * for an image without a parent or with children.
+ */
+int		 imgstore_reset(struct imgstore *, const char *name,
+		     char **cause);
+
+/* Remove image name and its file; refused while it has children or users. */
+int		 imgstore_rm(struct imgstore *, const char *name, char **cause);
+
+/* The record of image name (a new reference), allocated_size refreshed. */
+json_t		*imgstore_get(struct imgstore *, const char *name,
+		     char **cause);
+
+/* Every record, by name (a new array). */
+json_t		*imgstore_list(struct imgstore *, char **cause);
+
+/*
+ * The chain of image name from top to base, walked on the files and
+ * matched against the index: each link has its image name, path, format
+ * and virtual size, ready for QEMU -blockdev nodes.
+ */
+int		 imgstore_chain(struct imgstore *, const char *name,
+		     struct chain **, char **cause);
+
+/*
+ * Check image name (or every image and file if NULL) with the qcow2 parser
+ * and against the index. *report is {"checked": N, "ok": bool,
+ * "problems": [{"image": NAME or null, "file": FILE, "problem": TEXT}]}.
+ * Returns 0 whenever the check ran, problems or not.
+ */
+int		 imgstore_verify(struct imgstore *, const char *name,
+		     json_t **report, char **cause);
+
+/*
+ * Remove files without a record (temporary files included) and records
+ * without a file, or only report them with dry_run. *report is
+ * {"dry_run": bool, "items": [{"what": "orphan-file" | "temp-file" |
+ * "dangling-record" | "mode", "file": FILE, "image": NAME or null,
+ * "action": TEXT}]}.
+ */
+int		 imgstore_gc(struct imgstore *, int dry_run, json_t **report,
+		     char **cause);
+
+/* Record that VM vm uses (or stopped using) image name. Idempotent. */
+int		 imgstore_use(struct imgstore *, const char *name,
+		     const char *vm, char **cause);
+int		 imgstore_unuse(struct imgstore *, const char *name,
+		     const char *vm, char **cause);
+
+#endif

@@ -1,0 +1,494 @@
+/*
+ * The image store over a real LMDB environment in a scratch directory:
+ * add, clone, children counts, immutability, refusals, chains, reset,
+ * users, verify (a corrupted header, a wrong count) and gc (an orphan
+ * file, a temporary file, a locked one, a dangling record).
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "chain.h"
+#include "check.h"
+#include "db.h"
+#include "qcow2-write.h"
+#include "qcow2.h"
+#include "store.h"
+#include "xmalloc.h"
+
+static char		*tdir, *idir;
+static struct db	*db;
+static struct imgstore	*st;
+
+/* Run a shell command built from fmt; returns its exit status. */
+static int
+sh(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*cmd;
+	int	 rc;
+
+	va_start(ap, fmt);
+	if (vasprintf(&cmd, fmt, ap) == -1)
+		abort();
+	va_end(ap);
+	rc = system(cmd);
+	free(cmd);
+	return (WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
+}
+
+static const char *
+str(json_t *rec, const char *key)
+{
+	return (json_string_value(json_object_get(rec, key)));
+}
+
+static json_int_t
+num(json_t *rec, const char *key)
+{
+	return (json_integer_value(json_object_get(rec, key)));
+}
+
+/* The file of image name, from its record (allocated). */
+static char *
+file_of(const char *name)
+{
+	json_t	*rec;
+	char	*cause = NULL, *f;
+
+	if ((rec = imgstore_get(st, name, &cause)) == NULL) {
+		free(cause);
+		return (xstrdup("?"));
+	}
+	f = xstrdup(str(rec, "file"));
+	json_decref(rec);
+	return (f);
+}
+
+static int
+exists(const char *file)
+{
+	struct stat	sb;
+	char		*path;
+	int		rc;
+
+	xasprintf(&path, "%s/%s", idir, file);
+	rc = lstat(path, &sb);
+	free(path);
+	return (rc == 0);
+}
+
+/* 1 if the file has no write bits. */
+static int
+readonly(const char *file)
+{
+	struct stat	sb;
+	char		*path;
+	int		rc;
+
+	xasprintf(&path, "%s/%s", idir, file);
+	rc = stat(path, &sb);
+	free(path);
+	return (rc == 0 && (sb.st_mode & 0222) == 0);
+}
+
+/* Expect rc and a cause containing want; frees the cause. */
+static int
+expect(int rc, int want_rc, char *cause, const char *want)
+{
+	int	ok;
+
+	ok = rc == want_rc && cause != NULL && strstr(cause, want) != NULL;
+	if (!ok)
+		fprintf(stderr, "rc %d (wanted %d), cause \"%s\" (wanted "
+		    "\"%s\")\n", rc, want_rc, cause ? cause : "(null)", want);
+	free(cause);
+	return (ok);
+}
+
+/* Evaluate call (which fills cause) first, then check what it left. */
+#define EXPECT(call, want_rc, want) do {				\
+	int	expect_rc_;						\
+									\
+	cause = NULL;							\
+	expect_rc_ = (call);						\
+	CHECK(expect(expect_rc_, want_rc, cause, want));		\
+} while (0)
+
+/* Does a verify report hold a problem containing want? */
+static int
+has_problem(json_t *report, const char *want)
+{
+	json_t	*p;
+	size_t	 i;
+
+	json_array_foreach(json_object_get(report, "problems"), i, p) {
+		if (strstr(str(p, "problem"), want) != NULL)
+			return (1);
+	}
+	return (0);
+}
+
+/* The action a gc report gives for an item of that kind and file. */
+static const char *
+gc_action(json_t *report, const char *what, const char *file)
+{
+	json_t	*p;
+	size_t	 i;
+
+	json_array_foreach(json_object_get(report, "items"), i, p) {
+		if (strcmp(str(p, "what"), what) == 0 && str(p, "file") != NULL &&
+		    strcmp(str(p, "file"), file) == 0)
+			return (str(p, "action"));
+	}
+	return ("");
+}
+
+static void
+test_names(void)
+{
+	char	*cause = NULL, *f;
+
+	CHECK(imgstore_name_valid("debian-12.5_x", &cause) == 0);
+	CHECK(imgstore_name_valid("a", &cause) == 0);
+	CHECK(imgstore_name_valid("a..b", &cause) == 0);
+	EXPECT(imgstore_name_valid("", &cause), -1, "empty");
+	EXPECT(imgstore_name_valid("Debian", &cause), -1,
+	    "invalid");
+	EXPECT(imgstore_name_valid("-x", &cause), -1,
+	    "invalid");
+	EXPECT(imgstore_name_valid(".x", &cause), -1,
+	    "invalid");
+	EXPECT(imgstore_name_valid("a/b", &cause), -1,
+	    "invalid");
+	EXPECT(imgstore_name_valid("0123456789012345678901234567890123"
+	    "456789012345678901234567890123", &cause), -1, "limit");
+	f = imgstore_new_file("desk1", "qcow2");
+	CHECK(strncmp(f, "desk1-", 6) == 0 && strlen(f) == 6 + 8 + 6);
+	CHECK(chain_bare_name(f));
+	free(f);
+}
+
+static void
+test_store(void)
+{
+	json_t		*rec, *list, *report;
+	struct chain	*c;
+	char		*cause = NULL, *bfile, *f1, *f2, *old, *path;
+	int		 rc, fd;
+
+	/* A base imported by qemu-img, with data. */
+	bfile = imgstore_new_file("debian", "qcow2");
+	CHECK(sh("qemu-img create -q -f qcow2 %s/%s 1G", idir, bfile) == 0);
+	CHECK(sh("qemu-io -f qcow2 -c 'write -P 0x11 0 1M' %s/%s >/dev/null",
+	    idir, bfile) == 0);
+	CHECK(sh("sha256sum < %s/%s > %s/base.sum", idir, bfile, tdir) == 0);
+	CHECK(imgstore_add_file(st, "debian", bfile, "qcow2", "base", NULL,
+	    &cause) == 0);
+	rec = imgstore_get(st, "debian", &cause);
+	CHECK(rec != NULL);
+	CHECK_STR(str(rec, "name"), "debian");
+	CHECK_STR(str(rec, "file"), bfile);
+	CHECK_STR(str(rec, "format"), "qcow2");
+	CHECK_STR(str(rec, "kind"), "base");
+	CHECK(json_is_null(json_object_get(rec, "parent")));
+	CHECK(num(rec, "virtual_size") == 1LL << 30);
+	CHECK(num(rec, "allocated_size") > 0);
+	CHECK(num(rec, "created") > 1700000000);
+	CHECK(num(rec, "children") == 0);
+	CHECK(json_array_size(json_object_get(rec, "users")) == 0);
+	CHECK(str(rec, "id") != NULL && strlen(str(rec, "id")) == 16);
+	json_decref(rec);
+
+	/* Refusals at add time. */
+	EXPECT(imgstore_add_file(st, "debian", bfile, "qcow2", "base",
+	    NULL, &cause), IMGSTORE_EEXISTS, "already exists");
+	EXPECT(imgstore_add_file(st, "debian2", bfile, "qcow2", "base",
+	    NULL, &cause), IMGSTORE_EEXISTS, "already the file");
+	EXPECT(imgstore_add_file(st, "x", "nothere.qcow2", "qcow2",
+	    "base", NULL, &cause), IMGSTORE_EINVAL, "missing");
+	EXPECT(imgstore_add_file(st, "x", bfile, "qcow2", "golden",
+	    NULL, &cause), IMGSTORE_EINVAL, "unknown image kind");
+	EXPECT(imgstore_add_file(st, "x", "../etc/passwd", "raw",
+	    "base", NULL, &cause), IMGSTORE_EINVAL, "bad file name");
+	cause = NULL;
+	CHECK(sh("cd %s && qemu-img create -q -f qcow2 -u -b 'json:{\"file."
+	    "filename\":\"/etc/shadow\"}' -F raw evil-1.qcow2 1G", idir) == 0);
+	EXPECT(imgstore_add_file(st, "evil", "evil-1.qcow2", "qcow2",
+	    "base", NULL, &cause), IMGSTORE_EINVAL, "json:");
+	cause = NULL;
+	CHECK(sh("cd %s && qemu-img create -q -f qcow2 -b %s -F qcow2 "
+	    "ov-1.qcow2", idir, bfile) == 0);
+	EXPECT(imgstore_add_file(st, "ov", "ov-1.qcow2", "qcow2",
+	    "clone", NULL, &cause), IMGSTORE_EINVAL,
+	    "name its parent");
+	/* The same overlay, with its parent named, is fine. */
+	CHECK(imgstore_add_file(st, "ov", "ov-1.qcow2", "qcow2", "snapshot",
+	    "debian", &cause) == 0);
+	CHECK(readonly(bfile));
+	CHECK(imgstore_rm(st, "ov", &cause) == 0);
+	CHECK(!exists("ov-1.qcow2"));
+	CHECK(!readonly(bfile));
+	CHECK(sh("rm -f %s/evil-1.qcow2", idir) == 0);
+
+	/* Clones. */
+	CHECK(imgstore_clone(st, "debian", "desk1", "clone", &cause) == 0);
+	CHECK(imgstore_clone(st, "debian", "desk2", "clone", &cause) == 0);
+	rec = imgstore_get(st, "desk1", &cause);
+	CHECK(rec != NULL);
+	CHECK_STR(str(rec, "parent"), "debian");
+	CHECK_STR(str(rec, "kind"), "clone");
+	CHECK_STR(str(rec, "format"), "qcow2");
+	CHECK(num(rec, "virtual_size") == 1LL << 30);
+	CHECK(num(rec, "children") == 0);
+	json_decref(rec);
+	rec = imgstore_get(st, "debian", &cause);
+	CHECK(num(rec, "children") == 2);
+	json_decref(rec);
+	CHECK(readonly(bfile));
+	f1 = file_of("desk1");
+	f2 = file_of("desk2");
+	CHECK(strcmp(f1, f2) != 0);
+	CHECK(strncmp(f1, "desk1-", 6) == 0 && exists(f1) && !readonly(f1));
+	CHECK(sh("qemu-img check -q %s/%s", idir, f1) == 0);
+	CHECK(sh("qemu-io -f qcow2 -c 'read -P 0x11 0 1M' %s/%s >/dev/null",
+	    idir, f1) == 0);
+
+	EXPECT(imgstore_clone(st, "nope", "x", "clone", &cause),
+	    IMGSTORE_ENOTFOUND, "no image named nope");
+	EXPECT(imgstore_clone(st, "debian", "desk1", "clone", &cause),
+	    IMGSTORE_EEXISTS, "already exists");
+	EXPECT(imgstore_clone(st, "debian", "x", "base", &cause),
+	    IMGSTORE_EINVAL, "not a base");
+	EXPECT(imgstore_clone(st, "debian", "X Y", "clone", &cause),
+	    IMGSTORE_EINVAL, "invalid image name");
+
+	/* A snapshot over a clone: a chain of three, named from the index. */
+	CHECK(imgstore_clone(st, "desk1", "desk1.snap1", "snapshot",
+	    &cause) == 0);
+	CHECK(readonly(f1));
+	CHECK(imgstore_chain(st, "desk1.snap1", &c, &cause) == 0);
+	if (c != NULL) {
+		CHECK(c->n == 3);
+		CHECK_STR(c->links[0].name, "desk1.snap1");
+		CHECK_STR(c->links[1].name, "desk1");
+		CHECK_STR(c->links[2].name, "debian");
+		CHECK_STR(c->links[1].file, f1);
+		CHECK_STR(c->links[2].format, "qcow2");
+		xasprintf(&path, "%s/%s", imgstore_dir(st), bfile);
+		CHECK_STR(c->links[2].path, path);
+		free(path);
+		CHECK(c->links[0].size == 1ULL << 30);
+		chain_free(c);
+	}
+	EXPECT(imgstore_chain(st, "nope", &c, &cause),
+	    IMGSTORE_ENOTFOUND, "no image");
+
+	/* Removal: refused with children or users. */
+	EXPECT(imgstore_rm(st, "debian", &cause), IMGSTORE_EBUSY,
+	    "has 2 children (desk1, desk2)");
+	EXPECT(imgstore_rm(st, "desk1", &cause), IMGSTORE_EBUSY,
+	    "has 1 child (desk1.snap1)");
+	CHECK(imgstore_use(st, "desk2", "vm2", &cause) == 0);
+	CHECK(imgstore_use(st, "desk2", "vm2", &cause) == 0);
+	CHECK(imgstore_use(st, "desk2", "vm3", &cause) == 0);
+	rec = imgstore_get(st, "desk2", &cause);
+	CHECK(json_array_size(json_object_get(rec, "users")) == 2);
+	json_decref(rec);
+	EXPECT(imgstore_rm(st, "desk2", &cause), IMGSTORE_EBUSY,
+	    "used by VM vm2, vm3");
+	EXPECT(imgstore_use(st, "nope", "vm2", &cause),
+	    IMGSTORE_ENOTFOUND, "no image");
+	EXPECT(imgstore_use(st, "desk2", "Bad VM", &cause),
+	    IMGSTORE_EINVAL, "VM name");
+	CHECK(imgstore_unuse(st, "desk2", "vm2", &cause) == 0);
+	CHECK(imgstore_unuse(st, "desk2", "vm3", &cause) == 0);
+	CHECK(imgstore_unuse(st, "desk2", "vm3", &cause) == 0);
+	CHECK(imgstore_rm(st, "desk2", &cause) == 0);
+	CHECK(!exists(f2));
+	CHECK(imgstore_get(st, "desk2", &cause) == NULL);
+	free(cause);
+	EXPECT(imgstore_rm(st, "desk2", &cause), IMGSTORE_ENOTFOUND,
+	    "no image");
+	rec = imgstore_get(st, "debian", &cause);
+	CHECK(num(rec, "children") == 1);
+	json_decref(rec);
+	CHECK(imgstore_rm(st, "desk1.snap1", &cause) == 0);
+	CHECK(!readonly(f1));				/* no children left */
+	CHECK(readonly(bfile));
+
+	/* Reset: a new empty overlay, the old file and its data gone. */
+	CHECK(sh("qemu-io -f qcow2 -c 'write -P 0xab 0 64k' %s/%s >/dev/null",
+	    idir, f1) == 0);
+	old = f1;
+	CHECK(imgstore_reset(st, "desk1", &cause) == 0);
+	f1 = file_of("desk1");
+	CHECK(strcmp(f1, old) != 0 && exists(f1) && !exists(old));
+	free(old);
+	CHECK(sh("qemu-io -f qcow2 -c 'read -P 0x11 0 1M' %s/%s >/dev/null",
+	    idir, f1) == 0);
+	EXPECT(imgstore_reset(st, "debian", &cause), IMGSTORE_EINVAL,
+	    "no parent");
+	CHECK(sh("sha256sum < %s/%s | cmp -s - %s/base.sum", idir, bfile,
+	    tdir) == 0);
+
+	/* List, in name order. */
+	CHECK(imgstore_clone(st, "debian", "aaa", "template", &cause) == 0);
+	list = imgstore_list(st, &cause);
+	CHECK(json_array_size(list) == 3);
+	CHECK_STR(str(json_array_get(list, 0), "name"), "aaa");
+	CHECK_STR(str(json_array_get(list, 1), "name"), "debian");
+	CHECK_STR(str(json_array_get(list, 2), "name"), "desk1");
+	json_decref(list);
+
+	/* Verify: all fine, then a corrupted header, then a wrong count. */
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(json_is_true(json_object_get(report, "ok")));
+	CHECK(num(report, "checked") == 3);
+	json_decref(report);
+	CHECK(sh("printf '\\000\\000\\000\\011' | dd of=%s/%s bs=1 seek=4 "
+	    "conv=notrunc status=none", idir, f1) == 0);
+	CHECK(imgstore_verify(st, "desk1", &report, &cause) == 0);
+	CHECK(json_is_false(json_object_get(report, "ok")));
+	CHECK(has_problem(report, "unsupported qcow2 version 9"));
+	json_decref(report);
+	EXPECT(imgstore_chain(st, "desk1", &c, &cause), IMGSTORE_EINVAL,
+	    "version 9");
+	EXPECT(imgstore_clone(st, "desk1", "x", "clone", &cause),
+	    IMGSTORE_EINVAL, "version 9");
+	CHECK(sh("printf '\\000\\000\\000\\003' | dd of=%s/%s bs=1 seek=4 "
+	    "conv=notrunc status=none", idir, f1) == 0);
+	rec = db_get(db, DB_IMAGES, "debian");
+	json_object_set_new(rec, "children", json_integer(5));
+	CHECK(db_put(db, DB_IMAGES, "debian", rec, &cause) == 0);
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(has_problem(report, "counts 5 children, 2 images"));
+	json_decref(report);
+	json_object_set_new(rec, "children", json_integer(2));
+	CHECK(db_put(db, DB_IMAGES, "debian", rec, &cause) == 0);
+	json_decref(rec);
+	EXPECT(imgstore_verify(st, "nope", &report, &cause),
+	    IMGSTORE_ENOTFOUND, "no image");
+
+	/*
+	 * gc. An orphan file (a crash between a clone's rename and its
+	 * commit), a temporary file, one still locked by its writer, and a
+	 * dangling record.
+	 */
+	CHECK(qcow2_write_overlay(idir, "crash-0000.qcow2", bfile, "qcow2",
+	    1ULL << 30, &cause) == 0);
+	CHECK(sh("echo x > %s/.tmp-half-1111.qcow2.abcdef", idir) == 0);
+	xasprintf(&path, "%s/.tmp-busy-2222.qcow2.abcdef", idir);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	free(path);
+	CHECK(fd != -1 && qcow2_write_lock(fd) == 0);
+	CHECK(imgstore_clone(st, "debian", "gone", "clone", &cause) == 0);
+	old = file_of("gone");
+	CHECK(sh("rm -f %s/%s", idir, old) == 0);
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(has_problem(report, "no image has this file"));
+	CHECK(has_problem(report, "temporary file"));
+	CHECK(has_problem(report, "missing"));
+	json_decref(report);
+
+	CHECK(imgstore_gc(st, 1, &report, &cause) == 0);
+	CHECK_STR(gc_action(report, "orphan-file", "crash-0000.qcow2"),
+	    "would remove");
+	CHECK_STR(gc_action(report, "temp-file",
+	    ".tmp-half-1111.qcow2.abcdef"), "would remove");
+	CHECK_STR(gc_action(report, "temp-file",
+	    ".tmp-busy-2222.qcow2.abcdef"),
+	    "kept: locked by a running process");
+	CHECK_STR(gc_action(report, "dangling-record", old), "would remove");
+	json_decref(report);
+	CHECK(exists("crash-0000.qcow2"));
+	rec = imgstore_get(st, "gone", &cause);
+	CHECK(rec != NULL);
+	json_decref(rec);
+
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	CHECK_STR(gc_action(report, "orphan-file", "crash-0000.qcow2"),
+	    "removed");
+	CHECK_STR(gc_action(report, "dangling-record", old), "removed");
+	json_decref(report);
+	CHECK(!exists("crash-0000.qcow2"));
+	CHECK(!exists(".tmp-half-1111.qcow2.abcdef"));
+	CHECK(exists(".tmp-busy-2222.qcow2.abcdef"));
+	CHECK(imgstore_get(st, "gone", &cause) == NULL);
+	free(cause);
+	cause = NULL;
+	free(old);
+	rec = imgstore_get(st, "debian", &cause);
+	CHECK(num(rec, "children") == 2);
+	json_decref(rec);
+	close(fd);
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	CHECK_STR(gc_action(report, "temp-file",
+	    ".tmp-busy-2222.qcow2.abcdef"), "removed");
+	json_decref(report);
+
+	/* A parent left read-only by a crash before its clone's commit. */
+	CHECK(imgstore_rm(st, "aaa", &cause) == 0);
+	CHECK(imgstore_rm(st, "desk1", &cause) == 0);
+	CHECK(!readonly(bfile));
+	CHECK(sh("chmod a-w %s/%s", idir, bfile) == 0);
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	CHECK_STR(gc_action(report, "mode", bfile), "made writable");
+	json_decref(report);
+	CHECK(!readonly(bfile));
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(json_is_true(json_object_get(report, "ok")));
+	json_decref(report);
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	CHECK(json_array_size(json_object_get(report, "items")) == 0);
+	json_decref(report);
+
+	/* Nothing but the base left, and it was never written to. */
+	CHECK(sh("sha256sum < %s/%s | cmp -s - %s/base.sum", idir, bfile,
+	    tdir) == 0);
+	rc = imgstore_rm(st, "debian", &cause);
+	CHECK(rc == 0);
+	CHECK(!exists(bfile));
+	free(f1);
+	free(f2);
+	free(bfile);
+}
+
+int
+main(void)
+{
+	char	tmpl[] = "/tmp/test-imgstore.XXXXXX", *dbdir, *cause = NULL;
+
+	if ((tdir = mkdtemp(tmpl)) == NULL) {
+		perror("mkdtemp");
+		return (1);
+	}
+	xasprintf(&dbdir, "%s/db", tdir);
+	xasprintf(&idir, "%s/images", tdir);
+	if ((db = db_open(dbdir, &cause)) == NULL ||
+	    (st = imgstore_open(db, idir, &cause)) == NULL) {
+		fprintf(stderr, "%s\n", cause);
+		return (1);
+	}
+	test_names();
+	if (sh("qemu-img --version >/dev/null 2>&1") == 0 &&
+	    sh("qemu-io --version >/dev/null 2>&1") == 0)
+		test_store();
+	else
+		printf("qemu-img or qemu-io not found: store tests skipped\n");
+	imgstore_close(st);
+	db_close(db);
+	sh("rm -rf %s", tdir);
+	free(dbdir);
+	free(idir);
+	return (check_exit());
+}
