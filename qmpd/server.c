@@ -87,14 +87,21 @@ client_free(struct client *c)
 	free(c);
 }
 
-/* Finish writing what is queued, then close. */
+/*
+ * Finish writing what is queued, then shut down our side and discard
+ * whatever the client still sends until it closes: closing with unread
+ * input would reset the connection before the client reads our error.
+ */
 static void
 client_close_after_flush(struct client *c)
 {
+	struct timeval	tv = { 10, 0 };
+
 	c->closing = 1;
-	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		client_free(c);
+		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 }
 
 void
@@ -126,6 +133,10 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	char		*line, *msg;
 	size_t		 len;
 
+	if (c->closing) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	while (!c->closing &&
 	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
 		cmd_dispatch(c, line, len);
@@ -156,7 +167,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->closing) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			client_free(c);
+			shutdown(bufferevent_getfd(bev), SHUT_WR);
 		return;
 	}
 	if (c->throttled) {
@@ -172,7 +183,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client	*c = arg;
 
-	if (!c->dead && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+	if (!c->dead && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR |
+	    BEV_EVENT_TIMEOUT)))
 		client_free(c);
 }
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The tiny boot-sector guest under KVM: create, start, its line on the
+# serial console, pause, resume, kill, delete.
+. "$(dirname "$0")/lib.sh"
+
+[ -r /dev/kvm ] || skip "no /dev/kvm"
+start_qmpd
+q --json status | jq -e '.accels | index("kvm")' >/dev/null ||
+	skip "qmpd says KVM is not usable here"
+
+disk=$(tiny_disk tiny)
+qq vm create tiny --accel kvm --disk "$disk" --memory 32 --display none >/dev/null
+[ "$(vm_field tiny state)" = stopped ] || fail "a new VM is not stopped"
+qq vm start tiny >/dev/null
+[ "$(vm_field tiny state)" = running ] || fail "vm start did not end running"
+[ "$(vm_field tiny accel_used)" = kvm ] || fail "not running under kvm"
+pid=$(vm_field tiny pid)
+[ "$pid" = "$(vm_pid tiny)" ] || fail "pid $pid is not the pidfile's"
+alive "$pid" || fail "QEMU pid $pid is not alive"
+# QEMU runs as the unprivileged VM user, never root.
+[ "$(stat -c %U /proc/$pid)" = qdesk-vm ] || fail "QEMU is not running as qdesk-vm"
+wait_console tiny "QDESK TINY GUEST UP" 30
+q vm console tiny | grep -q "QDESK TINY GUEST UP" || fail "vm console lacks the line"
+
+qq vm pause tiny >/dev/null
+[ "$(vm_field tiny state)" = paused ] || fail "not paused"
+q_status 1 vm pause tiny
+grep -q InvalidState "$T/last.err" || fail "pausing a paused VM: $(cat "$T/last.err")"
+qq vm resume tiny >/dev/null
+[ "$(vm_field tiny state)" = running ] || fail "not running after resume"
+
+q_status 1 vm delete tiny
+grep -q "stop it first" "$T/last.err" || fail "delete of a running VM was not refused"
+
+qq vm kill tiny >/dev/null
+[ "$(vm_field tiny state)" = stopped ] || fail "not stopped after kill"
+[ "$(vm_field tiny reason)" = "killed by admin" ] || fail "reason: $(vm_field tiny reason)"
+alive "$pid" && fail "QEMU $pid still alive after kill"
+qq vm delete tiny >/dev/null
+q_status 1 vm show tiny
+grep -q NotFound "$T/last.err" || fail "deleted VM still shows"
+[ -d "$STATE/vms/tiny" ] && fail "runtime dir left behind"
+log ok

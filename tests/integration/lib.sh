@@ -1,0 +1,142 @@
+# Shared by the integration tests: each test sources this, gets its own
+# qmpd on a private state dir, and drives it only through the qdesk CLI.
+# Everything it started is ended by PID on exit, pass or fail.
+set -u
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+QMPD=$top/build/qmpd/qmpd
+QDESK_BIN=$top/build/cli/qdesk
+GUESTS=$top/build/guests
+TEST_NAME=$(basename "$0" .sh)
+
+# Private state dir; QEMU (as qdesk-vm) must be able to reach into it.
+T=$(mktemp -d "/tmp/qdesk-$TEST_NAME.XXXXXX")
+chmod 711 "$T"
+STATE=$T/state
+QMPD_LOG=$T/qmpd.log
+QMPD_PID=
+export QDESK_SOCKET=$STATE/qmpd.sock
+
+log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
+
+fail() {
+	log "FAIL: $*"
+	if [ -f "$QMPD_LOG" ]; then
+		log "last lines of qmpd.log:"
+		tail -n 25 "$QMPD_LOG" >&2
+	fi
+	exit 1
+}
+
+skip() {
+	log "SKIP: $*"
+	exit 77
+}
+
+# Run the CLI; output on stdout, status preserved.
+q() { "$QDESK_BIN" "$@"; }
+
+# q, but a failure fails the test with the command and its message.
+qq() {
+	local out
+	if ! out=$("$QDESK_BIN" "$@" 2>&1); then
+		fail "qdesk $*: $out"
+	fi
+	printf '%s\n' "$out"
+}
+
+# Expect a specific exit status from the CLI.
+q_status() {
+	local want=$1 got
+	shift
+	"$QDESK_BIN" "$@" >"$T/last.out" 2>"$T/last.err"
+	got=$?
+	[ "$got" = "$want" ] ||
+		fail "qdesk $*: exit $got, wanted $want: $(cat "$T/last.err")"
+}
+
+start_qmpd() {
+	"$QMPD" -f -v --state-dir "$STATE" "$@" >>"$QMPD_LOG" 2>&1 &
+	QMPD_PID=$!
+	local i
+	for i in $(seq 1 100); do
+		[ -S "$STATE/qmpd.sock" ] && q status >/dev/null 2>&1 && return 0
+		kill -0 "$QMPD_PID" 2>/dev/null || fail "qmpd exited at start"
+		sleep 0.05
+	done
+	fail "qmpd did not come up"
+}
+
+# SIGKILL qmpd: the VMs must survive it.
+kill9_qmpd() {
+	[ -n "$QMPD_PID" ] || return 0
+	kill -9 "$QMPD_PID" 2>/dev/null
+	wait "$QMPD_PID" 2>/dev/null
+	QMPD_PID=
+}
+
+stop_qmpd() {
+	[ -n "$QMPD_PID" ] || return 0
+	kill -TERM "$QMPD_PID" 2>/dev/null
+	wait "$QMPD_PID" 2>/dev/null
+	QMPD_PID=
+}
+
+# Is pid a live process? A zombie waiting for its reaper is not.
+alive() {
+	local st
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# The pid of a VM's QEMU from qmpd's own pidfile.
+vm_pid() { cat "$STATE/vms/$1/qemu.pid" 2>/dev/null; }
+
+# Field of `qdesk --json vm show`.
+vm_field() { q --json vm show "$1" | jq -r ".$2"; }
+
+# Wait until the serial log of VM shows a pattern.
+wait_console() {
+	local vm=$1 pattern=$2 timeout=${3:-30} i
+	for i in $(seq 1 $((timeout * 10))); do
+		grep -q "$pattern" "$STATE/vms/$vm/serial.log" 2>/dev/null &&
+			return 0
+		sleep 0.1
+	done
+	fail "$vm: '$pattern' not on the console after ${timeout}s: $(tail -c 400 "$STATE/vms/$vm/serial.log" 2>/dev/null)"
+}
+
+# Type a line into the VM's serial console.
+serial_send() {
+	local vm=$1 line=$2
+	printf '%s\n' "$line" | socat -t1 - "UNIX-CONNECT:$STATE/vms/$vm/serial.sock" >/dev/null 2>&1
+}
+
+cleanup() {
+	local status=$? f pid
+	stop_qmpd
+	# Every QEMU this test's qmpd started, by its own pidfile.
+	for f in "$STATE"/vms/*/qemu.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null |
+		    grep -q -- "$STATE/vms/"; then
+			kill -9 "$pid" 2>/dev/null
+		fi
+	done
+	[ -n "${EXTRA_CLEANUP:-}" ] && eval "$EXTRA_CLEANUP"
+	if [ $status -eq 0 ] || [ -z "${QDESK_KEEP:-}" ]; then
+		rm -rf "$T"
+	else
+		log "kept $T"
+	fi
+	exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A private copy of the tiny boot-sector guest.
+tiny_disk() {
+	cp "$GUESTS/boot.img" "$T/$1.img"
+	echo "$T/$1.img"
+}
