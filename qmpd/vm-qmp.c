@@ -22,7 +22,7 @@
 static void	vm_qmp_query_status(struct vm *);
 
 /* A random secret nobody knows: SPICE stays locked until a ticket. */
-static char *
+char *
 vm_qmp_secret(void)
 {
 	unsigned char	 r[16];

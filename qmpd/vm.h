@@ -132,5 +132,6 @@ void	 vm_wait_fail_all(struct vm *, const char *errclass, const char *desc);
 
 /* vm-qmp.c: QMP events and the QMP steps of start and re-attach. */
 int	 vm_qmp_attach(struct vm *, int fd, int fresh, char **cause);
+char	*vm_qmp_secret(void);
 
 #endif
