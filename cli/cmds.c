@@ -20,6 +20,7 @@ static const struct cmd_arg vm_create_opts[] = {
 	{ "--initrd",	"initrd",	ARG_PATH,	0 },
 	{ "--append",	"append",	ARG_STR,	0 },
 	{ "--disk",	"disk",		ARG_PATH,	0 },
+	{ "--disk-format", "disk_format", ARG_STR,	0 },
 	{ "--from",	"from",		ARG_STR,	0 },
 	{ "--net",	"nets",		ARG_STRLIST,	0 },
 	{ "--display",	"display",	ARG_STR,	0 },
@@ -42,6 +43,11 @@ static const struct cmd_arg timeout_opts[] = {
 
 static const struct cmd_arg vm_console_opts[] = {
 	{ "--follow",	"follow",	ARG_BOOL,	ARG_LOCAL },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg vm_ticket_opts[] = {
+	{ "--expires",	"expires",	ARG_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -124,6 +130,7 @@ const struct cmd_entry cmd_table[] = {
 	  .usage = "NAME [--memory MIB] [--vcpus N] [--accel auto|kvm|tcg] "
 	    "[--machine pc|q35] "
 	    "[--kernel FILE --initrd FILE --append STR | --disk FILE] "
+	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
@@ -133,11 +140,11 @@ const struct cmd_entry cmd_table[] = {
 	{ .group = "vm", .verb = "show", .cmd = "vm.show", .usage = "NAME",
 	  .pos = { NAME_POS("NAME") }, .print = PRINT_VM },
 	{ .group = "vm", .verb = "start", .cmd = "vm.start", .usage = "NAME",
-	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE },
+	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE, .wait = 120 },
 	{ .group = "vm", .verb = "stop", .cmd = "vm.stop",
 	  .usage = "NAME [--force] [--timeout S]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_stop_opts,
-	  .print = PRINT_STATE, .flags = CMD_WAITS },
+	  .print = PRINT_STATE, .wait = 60 },
 	{ .group = "vm", .verb = "kill", .cmd = "vm.kill", .usage = "NAME",
 	  .pos = { NAME_POS("NAME") }, .print = PRINT_STATE },
 	{ .group = "vm", .verb = "reboot", .cmd = "vm.reboot", .usage = "NAME",
@@ -160,7 +167,11 @@ const struct cmd_entry cmd_table[] = {
 	{ .group = "vm", .verb = "wait", .cmd = "vm.wait",
 	  .usage = "NAME STATE [--timeout S]",
 	  .pos = { NAME_POS("NAME"), { "STATE", "state", ARG_STR, 0 } },
-	  .opts = timeout_opts, .print = PRINT_STATE, .flags = CMD_WAITS },
+	  .opts = timeout_opts, .print = PRINT_STATE, .wait = 60 },
+	{ .group = "vm", .verb = "ticket", .cmd = "vm.ticket",
+	  .usage = "NAME [--expires S]",
+	  .pos = { NAME_POS("NAME") }, .opts = vm_ticket_opts,
+	  .print = PRINT_OBJECT },
 	{ .group = "vm", .verb = "template", .cmd = "vm.template",
 	  .usage = "VM NAME",
 	  .pos = { NAME_POS("VM"), { "NAME", "image", ARG_STR, 0 } },

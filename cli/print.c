@@ -18,6 +18,7 @@
 static const struct print_col print_key_formats[] = {
 	{ NULL, "allocated_size",	COL_BYTES },
 	{ NULL, "created",		COL_TIME },
+	{ NULL, "expires",		COL_TIME },
 	{ NULL, "memory",		COL_MIB },
 	{ NULL, "started",		COL_TIME },
 	{ NULL, "stopped",		COL_TIME },

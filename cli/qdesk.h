@@ -91,15 +91,15 @@ struct cmd_entry {
 	const char		*list;	/* PRINT_LIST: the array member */
 	const struct print_col	*cols;	/* PRINT_LIST: NULL for all keys */
 	const char		*done;	/* PRINT_DONE: $key from args or reply */
+	int			 wait;	/* s the daemon may take; see run.c */
 	int			 flags;
 	int			(*run)(struct cli *, const struct cmd_entry *,
 				    json_t *args, json_t *local);
 };
 
 /* Entry flags. */
-#define CMD_WAITS	0x1	/* waits up to args.timeout in the daemon */
-#define CMD_PASSWORD	0x2	/* may carry a password (--password-stdin) */
-#define CMD_NEEDPASS	0x4	/* must carry a password */
+#define CMD_PASSWORD	0x1	/* may carry a password (--password-stdin) */
+#define CMD_NEEDPASS	0x2	/* must carry a password */
 
 /* What the global options set, and the connection. */
 struct cli {
@@ -164,6 +164,7 @@ int	 client_error_exit(json_t *error);
 extern volatile int client_interrupted;
 
 /* run.c: commands that do more than one request and one print. */
+int	 run_timeout(const struct cli *, const struct cmd_entry *, json_t *);
 int	 run_generic(struct cli *, const struct cmd_entry *, json_t *,
 	    json_t *);
 int	 run_console(struct cli *, const struct cmd_entry *, json_t *,

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,8 +21,8 @@
 #include "qdesk.h"
 #include "xmalloc.h"
 
-#define RUN_WAIT_DEFAULT	60	/* the daemon's default for "timeout" */
-#define RUN_WAIT_MARGIN		10
+/* Beyond a daemon-side wait; vm.stop itself adds 15 s after its timeout. */
+#define RUN_WAIT_MARGIN		20
 #define RUN_POLL_MS		200	/* vm console --follow */
 
 static void
@@ -192,24 +193,30 @@ run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
 }
 
 /*
- * The reply timeout of a command that waits in the daemon for up to its
- * own --timeout: it must outlast the daemon's wait.
+ * The reply timeout: the global one, or longer for a command the daemon
+ * may legitimately spend entry->wait seconds on (vm start waits for QEMU;
+ * vm stop and vm wait for up to their own --timeout, which replaces it).
+ * A --timeout 0 that asks the daemon to wait for ever waits for ever.
  */
-static int
+int
 run_timeout(const struct cli *cli, const struct cmd_entry *ce, json_t *args)
 {
 	json_t		*t;
-	long long	 wait;
+	long long	 wait = ce->wait;
 
-	if (cli->timeout == 0 || !(ce->flags & CMD_WAITS))
+	if (cli->timeout == 0 || ce->wait == 0)
 		return (cli->timeout);
-	t = json_object_get(args, "timeout");
-	wait = json_is_integer(t) ? json_integer_value(t) : RUN_WAIT_DEFAULT;
+	if (json_is_integer(t = json_object_get(args, "timeout"))) {
+		wait = json_integer_value(t);
+		if (wait == 0)
+			return (0);
+	}
 	if (wait < 0)
 		wait = 0;
+	if (wait + RUN_WAIT_MARGIN > INT_MAX)
+		return (0);
 	if (wait + RUN_WAIT_MARGIN > cli->timeout)
-		return (wait + RUN_WAIT_MARGIN > 0x7fffffff ? 0 :
-		    (int)(wait + RUN_WAIT_MARGIN));
+		return ((int)(wait + RUN_WAIT_MARGIN));
 	return (cli->timeout);
 }
 

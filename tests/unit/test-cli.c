@@ -618,6 +618,44 @@ test_print(void)
 	free(buf);
 }
 
+/* Reply timeout for a command line, under a global --timeout. */
+static int
+timeout_of(int global, const char *group, const char *verb,
+    const char *words)
+{
+	struct cli	 cli;
+	json_t		*a, *l;
+	char		*cause;
+	int		 t, known;
+
+	memset(&cli, 0, sizeof cli);
+	cli.timeout = global;
+	if (parse(group, verb, words, &a, &l, &cause) != 0)
+		return (-1);
+	t = run_timeout(&cli, cmds_find(group, verb, &known), a);
+	json_decref(a);
+	json_decref(l);
+	return (t);
+}
+
+static void
+test_timeout(void)
+{
+	CHECK(timeout_of(120, "vm", "list", "") == 120);
+	CHECK(timeout_of(5, "vm", "list", "") == 5);
+	CHECK(timeout_of(0, "vm", "start", "d") == 0);
+	/* vm start: qmpd may wait 120 s for QEMU. */
+	CHECK(timeout_of(120, "vm", "start", "d") == 140);
+	/* vm stop and vm wait outlast their own --timeout. */
+	CHECK(timeout_of(120, "vm", "stop", "d") == 120);
+	CHECK(timeout_of(10, "vm", "stop", "d") == 80);
+	CHECK(timeout_of(120, "vm", "stop", "d --timeout 300") == 320);
+	CHECK(timeout_of(1, "vm", "stop", "d --timeout 3") == 23);
+	CHECK(timeout_of(120, "vm", "wait", "d running --timeout 600") == 620);
+	/* vm wait --timeout 0 waits for ever in qmpd, so here too. */
+	CHECK(timeout_of(120, "vm", "wait", "d running --timeout 0") == 0);
+}
+
 static void
 test_usage(void)
 {
@@ -666,5 +704,6 @@ main(void)
 	test_format();
 	test_print();
 	test_usage();
+	test_timeout();
 	return (check_exit());
 }
