@@ -33,6 +33,8 @@
 #define ERR_TOOLONG		"LineTooLong"
 #define ERR_INTERNAL		"InternalError"
 #define ERR_BUSY		"Busy"
+#define ERR_AUTH		"AuthFailed"	/* bad login or password */
+#define ERR_LOCKED		"Locked"	/* too many failures: wait */
 
 /* A parsed request. root owns everything; id and args are borrowed. */
 struct proto_req {
