@@ -21,7 +21,6 @@ static const struct print_col print_key_formats[] = {
 	{ NULL, "expires",		COL_TIME },
 	{ NULL, "memory",		COL_MIB },
 	{ NULL, "started",		COL_TIME },
-	{ NULL, "stopped",		COL_TIME },
 	{ NULL, "ts",			COL_TIME },
 	{ NULL, "uptime",		COL_DURATION },
 	{ NULL, "virtual_size",		COL_BYTES },
@@ -47,7 +46,8 @@ static const struct print_col print_verify_cols[] = {
 /* The order vm show prints its keys in; the rest follow as they come. */
 static const char *print_vm_keys[] = {
 	"name", "uuid", "state", "pid", "accel", "machine", "memory", "vcpus",
-	"kernel", "initrd", "append", "disk", "from", "display", "spice",
+	"kernel", "initrd", "append", "disk", "disk_format", "from", "display",
+	"spice",
 	"restart", "autostart", "created", "started", "nics", "spice_clients"
 };
 
@@ -437,6 +437,11 @@ print_vm(FILE *f, json_t *vm)
 	json_object_foreach(vm, key, v) {
 		if (json_is_null(v) || json_object_get(out, key) != NULL ||
 		    strcmp(key, "reason") == 0 || strcmp(key, "accel_used") == 0)
+			continue;
+		/* Already in "spice" as host:port. */
+		if (json_object_get(out, "spice") != NULL &&
+		    (strcmp(key, "listen") == 0 ||
+		    strcmp(key, "spice_port") == 0))
 			continue;
 		json_object_set(out, key, v);
 	}

@@ -547,13 +547,14 @@ test_print(void)
 
 	CHECK_STR(printed("status", NULL, "{\"version\":\"0.1.0\","
 	    "\"uptime\":3725,\"accels\":[\"kvm\",\"tcg\"],"
-	    "\"vms\":{\"total\":3,\"running\":2}}", "{}"),
+	    "\"vms\":{\"total\":3,\"running\":2,\"stopped\":0}}", "{}"),
 	    "version: 0.1.0\n"
 	    "uptime:  1h 2m\n"
 	    "accels:  kvm, tcg\n"
 	    "vms:\n"
 	    "  total:   3\n"
-	    "  running: 2\n");
+	    "  running: 2\n"
+	    "  stopped: 0\n");
 
 	CHECK_STR(printed("image", "list", "{\"images\":[{\"name\":\"gold\","
 	    "\"kind\":\"base\",\"format\":\"qcow2\",\"parent\":null,"
