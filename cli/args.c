@@ -153,6 +153,24 @@ args_set(const struct cmd_arg *ca, const char *value, json_t *into,
 	return (0);
 }
 
+/* Global options also taken after the command, unless it has its own. */
+static const struct cmd_arg args_globals[] = {
+	{ "--json",	"json",		ARG_BOOL,	ARG_LOCAL },
+	{ "--socket",	"socket",	ARG_STR,	ARG_LOCAL },
+};
+
+static const struct cmd_arg *
+args_find_global(const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(args_globals); i++) {
+		if (strcmp(args_globals[i].name, name) == 0)
+			return (&args_globals[i]);
+	}
+	return (NULL);
+}
+
 static const struct cmd_arg *
 args_find_opt(const struct cmd_entry *ce, const char *name)
 {
@@ -169,8 +187,8 @@ args_find_opt(const struct cmd_entry *ce, const char *name)
 
 /*
  * Map the words after "qdesk GROUP VERB" onto the request's args and the
- * values the CLI keeps for itself (local: --follow, FILE, --json given
- * late, --help). Options and positionals may be mixed; "--" ends options.
+ * values the CLI keeps for itself (local: --follow, FILE, --help, and
+ * --json or --socket given after the command). Options and positionals may be mixed; "--" ends options.
  * Returns -1 with *cause (no "qdesk: " prefix) on a usage error.
  */
 int
@@ -210,12 +228,9 @@ args_parse(const struct cmd_entry *ce, int argc, char **argv, json_t **argsp,
 		}
 
 		value = args_split(argv[i], name, sizeof name);
-		if ((ca = args_find_opt(ce, name)) == NULL) {
-			if (strcmp(name, "--json") == 0 && value == NULL) {
-				json_object_set_new(local, "json",
-				    json_true());
-				continue;
-			}
+		if ((ca = args_find_opt(ce, name)) == NULL)
+			ca = args_find_global(name);
+		if (ca == NULL) {
 			xasprintf(cause, "unknown option %s", name);
 			goto fail;
 		}

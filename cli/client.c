@@ -254,12 +254,6 @@ client_free(struct client *c)
 	free(c);
 }
 
-void
-client_set_timeout(struct client *c, int timeout)
-{
-	c->timeout = timeout;
-}
-
 /* Write all of buf; MSG_NOSIGNAL turns a gone daemon into EPIPE. */
 static int
 client_write(struct client *c, const char *buf, size_t len)

@@ -548,10 +548,10 @@ print_reply(FILE *f, const struct cmd_entry *ce, json_t *ret, json_t *args)
 /*
  * The exit status a successful reply still stands for: image.verify
  * answers normally but fails when it found problems, with one line on
- * stderr saying how many.
+ * f (stderr) saying how many.
  */
 int
-print_exit(const struct cmd_entry *ce, json_t *ret)
+print_exit(FILE *f, const struct cmd_entry *ce, json_t *ret)
 {
 	size_t	n;
 
@@ -559,7 +559,7 @@ print_exit(const struct cmd_entry *ce, json_t *ret)
 	    json_is_true(json_object_get(ret, "ok")))
 		return (EXIT_OK);
 	n = json_array_size(json_object_get(ret, "problems"));
-	fprintf(stderr, "qdesk: %zu problem%s\n", n, n == 1 ? "" : "s");
+	fprintf(f, "qdesk: %zu problem%s\n", n, n == 1 ? "" : "s");
 	return (EXIT_DAEMON);
 }
 

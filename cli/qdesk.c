@@ -117,6 +117,8 @@ main(int argc, char **argv)
 	}
 	if (json_is_true(json_object_get(local, "json")))
 		cli.json = 1;
+	if (json_is_string(json_object_get(local, "socket")))
+		cli.socket = json_string_value(json_object_get(local, "socket"));
 
 	ex = (ce->run != NULL ? ce->run : run_generic)(&cli, ce, args, local);
 	if (fflush(stdout) != 0 && errno != EPIPE && ex == EXIT_OK) {

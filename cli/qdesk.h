@@ -137,7 +137,7 @@ void	 print_time(char *buf, size_t len, double ts, int ms);
 char	*print_value(json_t *v, enum col_format);
 void	 print_reply(FILE *, const struct cmd_entry *, json_t *ret,
 	    json_t *args);
-int	 print_exit(const struct cmd_entry *, json_t *ret);
+int	 print_exit(FILE *, const struct cmd_entry *, json_t *ret);
 void	 print_json(FILE *, json_t *ret);
 void	 print_event(FILE *, json_t *event);
 
@@ -155,7 +155,6 @@ enum client_status {
 struct client *client_connect(const char *path, int timeout, json_t **error,
 	    char **cause);
 void	 client_free(struct client *);
-void	 client_set_timeout(struct client *, int timeout);
 enum client_status client_call(struct client *, const char *cmd,
 	    json_t *args, json_t **reply, char **cause);
 enum client_status client_next(struct client *, json_t **msg, char **line,

@@ -123,17 +123,25 @@ run_readline(void)
 	return (line);
 }
 
-/* Prompt on the terminal with echo off. */
+/*
+ * Prompt on the terminal with echo off; a SIGINT meanwhile restores the
+ * terminal before it ends the process.
+ */
 static char *
 run_prompt(const char *prompt)
 {
-	struct termios	 old, quiet;
-	char		*line;
+	struct sigaction	 sa, old_sa;
+	struct termios		 old, quiet;
+	char			*line;
 
 	fputs(prompt, stderr);
 	fflush(stderr);
 	if (tcgetattr(STDIN_FILENO, &old) != 0)
 		return (NULL);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = run_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_sa);
 	quiet = old;
 	quiet.c_lflag &= ~(ECHO | ECHONL);
 	quiet.c_lflag |= ICANON;
@@ -141,6 +149,12 @@ run_prompt(const char *prompt)
 	line = run_readline();
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 	fputc('\n', stderr);
+	sigaction(SIGINT, &old_sa, NULL);
+	if (client_interrupted) {
+		free(line);
+		raise(SIGINT);
+		return (NULL);
+	}
 	return (line);
 }
 
@@ -249,7 +263,7 @@ run_generic(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 		print_json(stdout, reply);
 	else
 		print_reply(stdout, ce, reply, args);
-	ex = print_exit(ce, reply);
+	ex = print_exit(stderr, ce, reply);
 	json_decref(reply);
 	return (ex);
 }

@@ -196,6 +196,11 @@ test_args(void)
 	CHECK(same(l, "{\"json\":true}"));
 	json_decref(a);
 	json_decref(l);
+	CHECK(parse("vm", "list", "--socket /tmp/q.sock", &a, &l, &cause) == 0);
+	CHECK(same(a, "{}"));
+	CHECK(same(l, "{\"socket\":\"/tmp/q.sock\"}"));
+	json_decref(a);
+	json_decref(l);
 	CHECK(parse("vm", "show", "-- --odd", &a, &l, &cause) == 0);
 	CHECK(same(a, "{\"name\":\"--odd\"}"));
 	json_decref(a);
@@ -581,12 +586,17 @@ test_print(void)
 	    "{}"), "ok\n");
 	ce = cmds_find("image", "verify", &known);
 	j = json_loads("{\"ok\":true,\"problems\":[]}", 0, NULL);
-	CHECK(print_exit(ce, j) == EXIT_OK);
+	CHECK(print_exit(stderr, ce, j) == EXIT_OK);
 	json_decref(j);
 	j = json_loads("{\"ok\":false,\"problems\":[{},{}]}", 0, NULL);
-	CHECK(print_exit(ce, j) == EXIT_DAEMON);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	CHECK(print_exit(f, ce, j) == EXIT_DAEMON);
+	CHECK(print_exit(f, cmds_find("vm", "list", &known), j) == EXIT_OK);
+	fclose(f);
+	CHECK_STR(buf, "qdesk: 2 problems\n");
+	free(buf);
 	json_decref(j);
-	CHECK(print_exit(cmds_find("vm", "list", &known), j) == EXIT_OK);
 
 	/* Events: TS VM EVENT STATE REASON, then the other keys. */
 	buf = NULL;
