@@ -38,7 +38,7 @@ struct client {
 };
 
 /* Set by the SIGINT handler of commands that stream until interrupted. */
-volatile int client_interrupted;
+volatile sig_atomic_t client_interrupted;
 
 /* Results of client_readline besides a line. */
 #define CLIENT_LINE		1

@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -101,12 +102,11 @@ struct cmd_entry {
 #define CMD_PASSWORD	0x1	/* may carry a password (--password-stdin) */
 #define CMD_NEEDPASS	0x2	/* must carry a password */
 
-/* What the global options set, and the connection. */
+/* What the global options set. */
 struct cli {
 	const char	*socket;
 	int		 json;
 	int		 timeout;	/* seconds; 0 waits for ever */
-	struct client	*client;
 };
 
 /* cmds.c */
@@ -160,7 +160,7 @@ enum client_status client_call(struct client *, const char *cmd,
 enum client_status client_next(struct client *, json_t **msg, char **line,
 	    char **cause);
 int	 client_error_exit(json_t *error);
-extern volatile int client_interrupted;
+extern volatile sig_atomic_t client_interrupted;
 
 /* run.c: commands that do more than one request and one print. */
 int	 run_timeout(const struct cli *, const struct cmd_entry *, json_t *);
