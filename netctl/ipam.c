@@ -1,0 +1,780 @@
+/*
+ * IPv4 address management: subnet arithmetic, MAC generation and the
+ * leases table.  The database is the only truth for addresses (each
+ * candidate is looked up in the caller's transaction, so a lease written
+ * earlier in the same transaction counts); MACs are also kept in a sorted
+ * in-memory set so that a new one is checked against all in O(log n).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compat.h"
+#include "cause.h"
+#include "db.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#include "ipam.h"
+
+/* QEMU's default MAC: never hand it out, an unconfigured guest has it. */
+#define IPAM_MAC_QEMU	0x525400123456ULL
+#define IPAM_MAC_OUI	0x525400000000ULL
+#define IPAM_MAC_TRIES	64
+
+struct netctl_ipam {
+	struct db	*db;
+	uint64_t	*macs;		/* sorted */
+	size_t		 nmacs;
+	size_t		 macsize;
+	void		(*random)(void *, size_t);
+};
+
+int
+netctl_ip_parse(const char *s, uint32_t *ip)
+{
+	struct in_addr	in;
+
+	/* inet_pton takes only four decimal parts, no leading zeros. */
+	if (s == NULL || inet_pton(AF_INET, s, &in) != 1)
+		return (-1);
+	*ip = ntohl(in.s_addr);
+	return (0);
+}
+
+char *
+netctl_ip_format(uint32_t ip, char *buf, size_t len)
+{
+	snprintf(buf, len, "%u.%u.%u.%u", ip >> 24, (ip >> 16) & 0xff,
+	    (ip >> 8) & 0xff, ip & 0xff);
+	return (buf);
+}
+
+int
+netctl_cidr_parse(const char *s, uint32_t *ip, int *prefix)
+{
+	char		 buf[NETCTL_CIDRSTRLEN + 1];
+	const char	*slash, *p;
+	size_t		 len;
+	int		 n = 0;
+
+	if (s == NULL || (slash = strchr(s, '/')) == NULL)
+		return (-1);
+	len = slash - s;
+	if (len >= NETCTL_IPSTRLEN)
+		return (-1);
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (netctl_ip_parse(buf, ip) != 0)
+		return (-1);
+	p = slash + 1;
+	if (p[0] == '\0' || strlen(p) > 2 || (p[0] == '0' && p[1] != '\0'))
+		return (-1);
+	for (; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return (-1);
+		n = n * 10 + (*p - '0');
+	}
+	if (n > 32)
+		return (-1);
+	*prefix = n;
+	return (0);
+}
+
+static uint32_t
+ipam_mask(int prefix)
+{
+	return (prefix == 0 ? 0 : 0xffffffffU << (32 - prefix));
+}
+
+/* Ranges no LAN can use: this network, loopback, link-local, multicast. */
+static const char *
+ipam_reserved(uint32_t addr, int prefix)
+{
+	static const struct {
+		uint32_t	 net;
+		int		 prefix;
+		const char	*what;
+	} ranges[] = {
+		{ 0x00000000, 8, "0.0.0.0/8 is \"this network\"" },
+		{ 0x7f000000, 8, "127.0.0.0/8 is loopback" },
+		{ 0xa9fe0000, 16, "169.254.0.0/16 is link-local" },
+		{ 0xe0000000, 4, "224.0.0.0/4 is multicast" },
+		{ 0xf0000000, 4, "240.0.0.0/4 is reserved" },
+	};
+	struct netctl_subnet	a, b;
+	size_t			i;
+
+	a.addr = addr;
+	a.prefix = prefix;
+	for (i = 0; i < nitems(ranges); i++) {
+		b.addr = ranges[i].net;
+		b.prefix = ranges[i].prefix;
+		if (netctl_subnets_overlap(&a, &b))
+			return (ranges[i].what);
+	}
+	return (NULL);
+}
+
+/* Parses and validates a network's subnet, saying exactly what is wrong. */
+int
+netctl_subnet_parse(const char *s, struct netctl_subnet *sn, char **cause)
+{
+	char		 buf[NETCTL_CIDRSTRLEN];
+	const char	*why;
+	uint32_t	 ip;
+	int		 prefix;
+
+	if (netctl_cidr_parse(s, &ip, &prefix) != 0) {
+		netctl_cause(cause, "invalid subnet %s: expected an IPv4 CIDR "
+		    "such as 10.1.0.0/24", s == NULL ? "(none)" : s);
+		return (-1);
+	}
+	if (prefix < NETCTL_PREFIX_MIN || prefix > NETCTL_PREFIX_MAX) {
+		netctl_cause(cause, "invalid subnet %s: the prefix must be "
+		    "between /%d and /%d", s, NETCTL_PREFIX_MIN,
+		    NETCTL_PREFIX_MAX);
+		return (-1);
+	}
+	if ((ip & ~ipam_mask(prefix)) != 0) {
+		sn->addr = ip & ipam_mask(prefix);
+		sn->prefix = prefix;
+		netctl_cause(cause, "invalid subnet %s: host bits are set "
+		    "(the subnet is %s)", s,
+		    netctl_subnet_format(sn, buf, sizeof buf));
+		return (-1);
+	}
+	if ((why = ipam_reserved(ip, prefix)) != NULL) {
+		netctl_cause(cause, "invalid subnet %s: %s", s, why);
+		return (-1);
+	}
+	sn->addr = ip;
+	sn->prefix = prefix;
+	return (0);
+}
+
+char *
+netctl_subnet_format(const struct netctl_subnet *sn, char *buf, size_t len)
+{
+	char	ip[NETCTL_IPSTRLEN];
+
+	snprintf(buf, len, "%s/%d", netctl_ip_format(sn->addr, ip, sizeof ip),
+	    sn->prefix);
+	return (buf);
+}
+
+uint32_t
+netctl_subnet_mask(const struct netctl_subnet *sn)
+{
+	return (ipam_mask(sn->prefix));
+}
+
+uint32_t
+netctl_subnet_gateway(const struct netctl_subnet *sn)
+{
+	return (sn->addr + 1);
+}
+
+uint32_t
+netctl_subnet_broadcast(const struct netctl_subnet *sn)
+{
+	return (sn->addr | ~ipam_mask(sn->prefix));
+}
+
+uint32_t
+netctl_subnet_hosts(const struct netctl_subnet *sn)
+{
+	return ((1U << (32 - sn->prefix)) - 3);
+}
+
+int
+netctl_subnet_contains(const struct netctl_subnet *sn, uint32_t ip)
+{
+	return ((ip & ipam_mask(sn->prefix)) == sn->addr);
+}
+
+/* Two subnets overlap when the shorter prefix's mask maps both alike. */
+int
+netctl_subnets_overlap(const struct netctl_subnet *a,
+    const struct netctl_subnet *b)
+{
+	uint32_t	mask;
+
+	mask = ipam_mask(a->prefix < b->prefix ? a->prefix : b->prefix);
+	return ((a->addr & mask) == (b->addr & mask));
+}
+
+char *
+netctl_subnet_gateway_cidr(const struct netctl_subnet *sn, char *buf,
+    size_t len)
+{
+	char	ip[NETCTL_IPSTRLEN];
+
+	snprintf(buf, len, "%s/%d",
+	    netctl_ip_format(netctl_subnet_gateway(sn), ip, sizeof ip),
+	    sn->prefix);
+	return (buf);
+}
+
+static int
+ipam_hexdigit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (c - 'A' + 10);
+	return (-1);
+}
+
+/* Parses "52:54:00:ab:cd:ef" (either case, exactly six two-digit parts). */
+int
+netctl_mac_parse(const char *s, uint8_t mac[6])
+{
+	int	i, hi, lo;
+
+	if (s == NULL || strlen(s) != NETCTL_MACSTRLEN - 1)
+		return (-1);
+	for (i = 0; i < 6; i++) {
+		if (i > 0 && *s++ != ':')
+			return (-1);
+		if ((hi = ipam_hexdigit(*s++)) == -1 ||
+		    (lo = ipam_hexdigit(*s++)) == -1)
+			return (-1);
+		mac[i] = hi << 4 | lo;
+	}
+	return (0);
+}
+
+char *
+netctl_mac_format(const uint8_t mac[6], char *buf, size_t len)
+{
+	snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1],
+	    mac[2], mac[3], mac[4], mac[5]);
+	return (buf);
+}
+
+void
+netctl_lease_clear(struct netctl_lease *l)
+{
+	if (l == NULL)
+		return;
+	free(l->network);
+	free(l->vm);
+	free(l->nic);
+	memset(l, 0, sizeof *l);
+}
+
+void
+netctl_leases_free(struct netctl_lease *l, size_t n)
+{
+	size_t	i;
+
+	if (l == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		netctl_lease_clear(&l[i]);
+	free(l);
+}
+
+static uint64_t
+ipam_mac64(const uint8_t mac[6])
+{
+	uint64_t	m = 0;
+	int		i;
+
+	for (i = 0; i < 6; i++)
+		m = m << 8 | mac[i];
+	return (m);
+}
+
+static void
+ipam_mac48(uint64_t m, uint8_t mac[6])
+{
+	int	i;
+
+	for (i = 5; i >= 0; i--) {
+		mac[i] = m & 0xff;
+		m >>= 8;
+	}
+}
+
+/* Index of m in the sorted MAC set, or where it would go; *found says. */
+static size_t
+ipam_mac_find(struct netctl_ipam *ipam, uint64_t m, int *found)
+{
+	size_t	lo = 0, hi = ipam->nmacs, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (ipam->macs[mid] < m)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < ipam->nmacs && ipam->macs[lo] == m;
+	return (lo);
+}
+
+void
+netctl_ipam_mac_reserve(struct netctl_ipam *ipam, const uint8_t mac[6])
+{
+	uint64_t	m = ipam_mac64(mac);
+	size_t		i;
+	int		found;
+
+	i = ipam_mac_find(ipam, m, &found);
+	if (found)
+		return;
+	if (ipam->nmacs == ipam->macsize) {
+		ipam->macsize = ipam->macsize == 0 ? 64 : ipam->macsize * 2;
+		ipam->macs = xrealloc(ipam->macs,
+		    ipam->macsize * sizeof *ipam->macs);
+	}
+	memmove(&ipam->macs[i + 1], &ipam->macs[i],
+	    (ipam->nmacs - i) * sizeof *ipam->macs);
+	ipam->macs[i] = m;
+	ipam->nmacs++;
+}
+
+void
+netctl_ipam_mac_forget(struct netctl_ipam *ipam, const uint8_t mac[6])
+{
+	size_t	i;
+	int	found;
+
+	i = ipam_mac_find(ipam, ipam_mac64(mac), &found);
+	if (!found)
+		return;
+	memmove(&ipam->macs[i], &ipam->macs[i + 1],
+	    (ipam->nmacs - i - 1) * sizeof *ipam->macs);
+	ipam->nmacs--;
+}
+
+int
+netctl_ipam_mac_inuse(struct netctl_ipam *ipam, const uint8_t mac[6])
+{
+	int	found;
+
+	ipam_mac_find(ipam, ipam_mac64(mac), &found);
+	return (found);
+}
+
+void
+netctl_ipam_set_random(struct netctl_ipam *ipam, void (*fn)(void *, size_t))
+{
+	ipam->random = fn != NULL ? fn : arc4random_buf;
+}
+
+/* Draws random 52:54:00 MACs until one is free (QEMU's default never is). */
+int
+netctl_ipam_mac_new(struct netctl_ipam *ipam, uint8_t mac[6], char **cause)
+{
+	uint8_t		r[3];
+	uint64_t	m;
+	int		i;
+
+	for (i = 0; i < IPAM_MAC_TRIES; i++) {
+		ipam->random(r, sizeof r);
+		m = IPAM_MAC_OUI | (uint64_t)r[0] << 16 | r[1] << 8 | r[2];
+		ipam_mac48(m, mac);
+		if (m == IPAM_MAC_QEMU || netctl_ipam_mac_inuse(ipam, mac))
+			continue;
+		netctl_ipam_mac_reserve(ipam, mac);
+		return (0);
+	}
+	netctl_cause(cause, "cannot find a free MAC address (%zu in use)",
+	    ipam->nmacs);
+	return (-1);
+}
+
+/* Splits a leases key "NETWORK/IP" and its JSON value into a lease. */
+static int
+ipam_lease_decode(const char *key, const json_t *val, struct netctl_lease *l)
+{
+	const char	*slash, *vm, *nic;
+	uint32_t	 ip;
+	uint8_t		 mac[6];
+
+	memset(l, 0, sizeof *l);
+	if ((slash = strrchr(key, '/')) == NULL || slash == key)
+		return (-1);
+	if (netctl_ip_parse(slash + 1, &ip) != 0)
+		return (-1);
+	if (!json_is_object(val) || netctl_mac_parse(json_string_value(
+	    json_object_get(val, "mac")), mac) != 0)
+		return (-1);
+	if ((vm = json_string_value(json_object_get(val, "vm"))) == NULL)
+		vm = "";
+	if ((nic = json_string_value(json_object_get(val, "nic"))) == NULL)
+		nic = "";
+	l->network = xstrndup(key, slash - key);
+	l->ip = ip;
+	memcpy(l->mac, mac, sizeof l->mac);
+	l->vm = xstrdup(vm);
+	l->nic = xstrdup(nic);
+	return (0);
+}
+
+static int
+ipam_load_cb(const char *key, json_t *val, void *arg)
+{
+	struct netctl_ipam	*ipam = arg;
+	struct netctl_lease	 l;
+
+	if (ipam_lease_decode(key, val, &l) != 0) {
+		log_warnx("leases: ignoring bad record %s", key);
+		return (0);
+	}
+	netctl_ipam_mac_reserve(ipam, l.mac);
+	netctl_lease_clear(&l);
+	return (0);
+}
+
+/* Opens IPAM on db, loading the MACs of every lease. */
+struct netctl_ipam *
+netctl_ipam_open(struct db *db, char **cause)
+{
+	struct netctl_ipam	*ipam;
+
+	ipam = xcalloc(1, sizeof *ipam);
+	ipam->db = db;
+	ipam->random = arc4random_buf;
+	if (db_foreach(db, DB_LEASES, ipam_load_cb, ipam, cause) == -1) {
+		netctl_ipam_free(ipam);
+		return (NULL);
+	}
+	return (ipam);
+}
+
+void
+netctl_ipam_free(struct netctl_ipam *ipam)
+{
+	if (ipam == NULL)
+		return;
+	free(ipam->macs);
+	free(ipam);
+}
+
+/* A network name usable in a key: not empty, no slash. */
+static int
+ipam_check_network(const char *network, char **cause)
+{
+	if (network == NULL || *network == '\0' ||
+	    strchr(network, '/') != NULL) {
+		netctl_cause(cause, "invalid network name %s",
+		    network == NULL ? "(none)" : network);
+		return (-1);
+	}
+	return (0);
+}
+
+static char *
+ipam_key(const char *network, uint32_t ip)
+{
+	char	 buf[NETCTL_IPSTRLEN];
+	char	*key;
+
+	xasprintf(&key, "%s/%s", network, netctl_ip_format(ip, buf,
+	    sizeof buf));
+	return (key);
+}
+
+int
+netctl_ipam_alloc_txn(struct netctl_ipam *ipam, struct db_txn *txn,
+    const char *network, const struct netctl_subnet *sn, const char *vm,
+    const char *nic, struct netctl_lease *lease, char **cause)
+{
+	char		 macstr[NETCTL_MACSTRLEN];
+	char		*key = NULL;
+	json_t		*j;
+	uint32_t	 ip, last;
+	uint8_t		 mac[6];
+
+	memset(lease, 0, sizeof *lease);
+	if (ipam_check_network(network, cause) != 0)
+		return (-1);
+	if (vm == NULL)
+		vm = "";
+	if (nic == NULL)
+		nic = "";
+
+	/* Lowest free address: skip network, gateway and broadcast. */
+	last = netctl_subnet_broadcast(sn) - 1;
+	for (ip = netctl_subnet_gateway(sn) + 1; ip <= last; ip++) {
+		key = ipam_key(network, ip);
+		if ((j = db_txn_get(txn, DB_LEASES, key)) == NULL)
+			break;
+		json_decref(j);
+		free(key);
+		key = NULL;
+	}
+	if (key == NULL) {
+		netctl_cause(cause, "network %s is full: all %u addresses are in "
+		    "use", network, netctl_subnet_hosts(sn));
+		return (-1);
+	}
+
+	if (netctl_ipam_mac_new(ipam, mac, cause) != 0) {
+		free(key);
+		return (-1);
+	}
+	j = json_pack("{s:s, s:s, s:s}", "mac",
+	    netctl_mac_format(mac, macstr, sizeof macstr), "vm", vm,
+	    "nic", nic);
+	if (j == NULL || db_txn_put(txn, DB_LEASES, key, j, cause) != 0) {
+		if (j == NULL)
+			netctl_cause(cause, "cannot encode lease %s", key);
+		json_decref(j);
+		free(key);
+		netctl_ipam_mac_forget(ipam, mac);
+		return (-1);
+	}
+	json_decref(j);
+	free(key);
+
+	lease->network = xstrdup(network);
+	lease->ip = ip;
+	memcpy(lease->mac, mac, sizeof lease->mac);
+	lease->vm = xstrdup(vm);
+	lease->nic = xstrdup(nic);
+	return (0);
+}
+
+int
+netctl_ipam_alloc(struct netctl_ipam *ipam, const char *network,
+    const struct netctl_subnet *sn, const char *vm, const char *nic,
+    struct netctl_lease *lease, char **cause)
+{
+	struct db_txn	*txn;
+
+	memset(lease, 0, sizeof *lease);
+	if ((txn = db_begin(ipam->db, cause)) == NULL)
+		return (-1);
+	if (netctl_ipam_alloc_txn(ipam, txn, network, sn, vm, nic, lease,
+	    cause) != 0) {
+		db_abort(txn);
+		return (-1);
+	}
+	if (db_commit(txn, cause) != 0) {
+		netctl_ipam_mac_forget(ipam, lease->mac);
+		netctl_lease_clear(lease);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Deletes one lease inside txn.  Its MAC stays reserved in memory: the
+ * transaction may yet abort, and a stale reservation costs nothing.
+ */
+int
+netctl_ipam_release_txn(struct netctl_ipam *ipam, struct db_txn *txn,
+    const char *network, uint32_t ip, char **cause)
+{
+	char	*key;
+	int	 rc;
+
+	if (ipam_check_network(network, cause) != 0)
+		return (-1);
+	key = ipam_key(network, ip);
+	rc = db_txn_del(txn, DB_LEASES, key, cause);
+	free(key);
+	return (rc);
+}
+
+/* Deletes one lease in its own transaction, then frees its MAC too. */
+int
+netctl_ipam_release(struct netctl_ipam *ipam, const char *network,
+    uint32_t ip, char **cause)
+{
+	struct netctl_lease	 l;
+	struct db_txn		*txn;
+	json_t			*j;
+	char			*key;
+	int			 rc, havemac = 0;
+
+	if (ipam_check_network(network, cause) != 0)
+		return (-1);
+	if ((txn = db_begin(ipam->db, cause)) == NULL)
+		return (-1);
+	key = ipam_key(network, ip);
+	if ((j = db_txn_get(txn, DB_LEASES, key)) != NULL) {
+		if (ipam_lease_decode(key, j, &l) == 0)
+			havemac = 1;
+		json_decref(j);
+	}
+	free(key);
+	if ((rc = netctl_ipam_release_txn(ipam, txn, network, ip,
+	    cause)) != 0) {
+		db_abort(txn);
+		if (havemac)
+			netctl_lease_clear(&l);
+		return (rc);
+	}
+	if (db_commit(txn, cause) != 0)
+		rc = -1;
+	if (havemac) {
+		if (rc == 0)
+			netctl_ipam_mac_forget(ipam, l.mac);
+		netctl_lease_clear(&l);
+	}
+	return (rc);
+}
+
+struct ipam_collect {
+	const char		*network;	/* filter, or NULL */
+	const char		*vm;		/* filter, or NULL */
+	const uint8_t		*mac;		/* filter, or NULL; stops */
+	struct netctl_lease	*leases;
+	size_t			 n;
+	size_t			 size;
+};
+
+static int
+ipam_collect_cb(const char *key, json_t *val, void *arg)
+{
+	struct ipam_collect	*c = arg;
+	struct netctl_lease	 l;
+
+	if (ipam_lease_decode(key, val, &l) != 0)
+		return (0);
+	if ((c->network != NULL && strcmp(l.network, c->network) != 0) ||
+	    (c->vm != NULL && strcmp(l.vm, c->vm) != 0) ||
+	    (c->mac != NULL && memcmp(l.mac, c->mac, sizeof l.mac) != 0)) {
+		netctl_lease_clear(&l);
+		return (0);
+	}
+	if (c->n == c->size) {
+		c->size = c->size == 0 ? 16 : c->size * 2;
+		c->leases = xrealloc(c->leases, c->size * sizeof *c->leases);
+	}
+	c->leases[c->n++] = l;
+	return (c->mac != NULL);
+}
+
+static int
+ipam_lease_cmp(const void *a, const void *b)
+{
+	const struct netctl_lease	*la = a, *lb = b;
+	int				 rc;
+
+	if ((rc = strcmp(la->network, lb->network)) != 0)
+		return (rc);
+	if (la->ip != lb->ip)
+		return (la->ip < lb->ip ? -1 : 1);
+	return (0);
+}
+
+/* Reads the matching committed leases, sorted by network and address. */
+static int
+ipam_collect(struct netctl_ipam *ipam, struct ipam_collect *c, char **cause)
+{
+	if (db_foreach(ipam->db, DB_LEASES, ipam_collect_cb, c, cause) == -1) {
+		netctl_leases_free(c->leases, c->n);
+		c->leases = NULL;
+		c->n = 0;
+		return (-1);
+	}
+	if (c->n > 1)
+		qsort(c->leases, c->n, sizeof *c->leases, ipam_lease_cmp);
+	return (0);
+}
+
+int
+netctl_ipam_leases(struct netctl_ipam *ipam, const char *network,
+    struct netctl_lease **leases, size_t *n, char **cause)
+{
+	struct ipam_collect	c;
+
+	*leases = NULL;
+	*n = 0;
+	memset(&c, 0, sizeof c);
+	c.network = network;
+	if (ipam_collect(ipam, &c, cause) != 0)
+		return (-1);
+	*leases = c.leases;
+	*n = c.n;
+	return ((int)c.n);
+}
+
+int
+netctl_ipam_find_mac(struct netctl_ipam *ipam, const uint8_t mac[6],
+    struct netctl_lease *lease, char **cause)
+{
+	struct ipam_collect	c;
+
+	memset(lease, 0, sizeof *lease);
+	memset(&c, 0, sizeof c);
+	c.mac = mac;
+	if (ipam_collect(ipam, &c, cause) != 0)
+		return (-1);
+	if (c.n == 0)
+		return (1);
+	*lease = c.leases[0];
+	free(c.leases);
+	return (0);
+}
+
+/*
+ * Deletes every committed lease of vm inside txn; the list is read from
+ * the committed state (qmpd is the only writer, so it is txn's base).
+ */
+int
+netctl_ipam_release_vm_txn(struct netctl_ipam *ipam, struct db_txn *txn,
+    const char *vm, char **cause)
+{
+	struct ipam_collect	c;
+	size_t			i;
+	int			rc = 0;
+
+	memset(&c, 0, sizeof c);
+	c.vm = vm;
+	if (ipam_collect(ipam, &c, cause) != 0)
+		return (-1);
+	for (i = 0; i < c.n; i++) {
+		if (netctl_ipam_release_txn(ipam, txn, c.leases[i].network,
+		    c.leases[i].ip, cause) == -1) {
+			rc = -1;
+			break;
+		}
+	}
+	netctl_leases_free(c.leases, c.n);
+	return (rc == 0 ? (int)c.n : -1);
+}
+
+int
+netctl_ipam_release_vm(struct netctl_ipam *ipam, const char *vm,
+    char **cause)
+{
+	struct ipam_collect	 c;
+	struct db_txn		*txn;
+	size_t			 i;
+
+	memset(&c, 0, sizeof c);
+	c.vm = vm;
+	if (ipam_collect(ipam, &c, cause) != 0)
+		return (-1);
+	if ((txn = db_begin(ipam->db, cause)) == NULL)
+		goto fail;
+	for (i = 0; i < c.n; i++) {
+		if (netctl_ipam_release_txn(ipam, txn, c.leases[i].network,
+		    c.leases[i].ip, cause) == -1) {
+			db_abort(txn);
+			goto fail;
+		}
+	}
+	if (db_commit(txn, cause) != 0)
+		goto fail;
+	for (i = 0; i < c.n; i++)
+		netctl_ipam_mac_forget(ipam, c.leases[i].mac);
+	netctl_leases_free(c.leases, c.n);
+	return ((int)i);
+fail:
+	netctl_leases_free(c.leases, c.n);
+	return (-1);
+}
