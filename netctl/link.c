@@ -22,6 +22,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
 
+#include "cause.h"
 #include "compat.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -186,27 +187,29 @@ netctl_name_check(const char *name, const char *prefix, char **cause)
 {
 	int	ok;
 
-	if (name == NULL || *name == '\0')
-		return (link_fail(cause, -EINVAL, "empty interface name"));
-	if (strlen(name) > NETCTL_IFNAME_MAX) {
-		return (link_fail(cause, -ENAMETOOLONG, "interface name %s "
-		    "is longer than %d characters", name, NETCTL_IFNAME_MAX));
+	if (name == NULL || *name == '\0') {
+		netctl_cause(cause, "empty interface name");
+		return (-EINVAL);
 	}
-	if (!link_name_valid(name))
-		return (link_fail(cause, -EINVAL, "interface name %s", name));
+	if (strlen(name) > NETCTL_IFNAME_MAX) {
+		netctl_cause(cause, "interface name %s is too long: at most %d "
+		    "characters (IFNAMSIZ)", name, NETCTL_IFNAME_MAX);
+		return (-ENAMETOOLONG);
+	}
+	if (!link_name_valid(name)) {
+		netctl_cause(cause, "invalid interface name %s", name);
+		return (-EINVAL);
+	}
 	if (prefix == NULL)
 		ok = netctl_name_owned(name);
 	else
 		ok = link_name_prefixed(name, prefix);
 	if (!ok) {
-		if (cause != NULL) {
-			xasprintf(cause, "refusing to change interface %s: "
-			    "not a qdesk %s (%s...)", name,
-			    prefix == NULL ? "interface" :
-			    strcmp(prefix, NETCTL_TAP_PREFIX) == 0 ? "TAP" :
-			    "bridge", prefix == NULL ? NETCTL_BRIDGE_PREFIX
-			    "... or " NETCTL_TAP_PREFIX : prefix);
-		}
+		netctl_cause(cause, "refusing to change interface %s: not a "
+		    "qdesk %s (%s...)", name, prefix == NULL ? "interface" :
+		    strcmp(prefix, NETCTL_TAP_PREFIX) == 0 ? "TAP" : "bridge",
+		    prefix == NULL ? NETCTL_BRIDGE_PREFIX "... or "
+		    NETCTL_TAP_PREFIX : prefix);
 		return (-EPERM);
 	}
 	return (0);

@@ -200,7 +200,7 @@ test_names(void)
 	cause = NULL;
 	CHECK(netctl_name_check("qtap0123456789ab", NULL, &cause) ==
 	    -ENAMETOOLONG);
-	CHECK(contains(cause, "longer than 15"));
+	CHECK(contains(cause, "at most 15"));
 	free(cause);
 	cause = NULL;
 	CHECK(netctl_name_check("", NULL, NULL) == -EINVAL);
