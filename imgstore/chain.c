@@ -33,7 +33,7 @@ chain_vis(const char *s)
 	for (i = 0; s[i] != '\0' && i < CHAIN_VIS_MAX; i++) {
 		unsigned char	c = s[i];
 
-		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+		if (c >= 0x20 && c < 0x7f && c != '\\')
 			out[j++] = c;
 		else {
 			out[j++] = '\\';
