@@ -515,6 +515,37 @@ cmd_vm_ticket(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
+static void
+cmd_vm_vnc_done(int fd, const char *err, void *arg)
+{
+	struct cmd_req	*req = arg;
+
+	if (fd == -1) {
+		cmd_error(req, ERR_QEMU, "add_client: %s", err);
+		return;
+	}
+	cmd_reply_fd(req, json_pack("{s:s,s:s}", "vm", cmd_arg_str(req,
+	    "name", ""), "fd", "attached"), fd);
+	close(fd);
+}
+
+/* A VNC connection to the VM's console, as an fd over SCM_RIGHTS. */
+static enum cmd_retval
+cmd_vm_vnc(struct cmd_req *req)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+
+	if ((vm = cmd_vm_get(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	if (vm_vnc_connect(vm, cmd_vm_vnc_done, req, &cause) != 0) {
+		cmd_error(req, ERR_STATE, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	return (CMD_RETURN_WAIT);
+}
+
 static const struct cmd_arg cmd_vm_ticket_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "expires", ARG_INT, 0 },
@@ -586,5 +617,6 @@ const struct cmd_entry cmd_vm_entries[] = {
 	    cmd_vm_screenshot },
 	{ "vm.wait", cmd_vm_wait_args, ROLE_ADMIN, cmd_vm_wait },
 	{ "vm.ticket", cmd_vm_ticket_args, ROLE_ADMIN, cmd_vm_ticket },
+	{ "vm.vnc", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_vnc },
 	{ NULL, NULL, 0, NULL }
 };

@@ -186,6 +186,27 @@ cmd_reply(struct cmd_req *req, json_t *ret)
 	cmd_req_free(req);
 }
 
+/* A reply that carries an fd (SCM_RIGHTS); the caller closes its copy. */
+void
+cmd_reply_fd(struct cmd_req *req, json_t *ret, int fd)
+{
+	char	*line;
+
+	if (req->client != NULL) {
+		line = proto_return(req->id, ret);
+		if (server_send_line_fd(req->client, line, fd) != 0) {
+			json_decref(ret);
+			cmd_error(req, ERR_BUSY, "cannot pass the file "
+			    "descriptor now: read the pending replies first");
+			free(line);
+			return;
+		}
+		free(line);
+	}
+	json_decref(ret);
+	cmd_req_free(req);
+}
+
 void
 cmd_error(struct cmd_req *req, const char *errclass, const char *fmt, ...)
 {

@@ -56,6 +56,7 @@ struct client;
 int	 server_listen(const char *path, char **cause);
 void	 server_close(void);
 void	 server_send_line(struct client *, const char *line);
+int	 server_send_line_fd(struct client *, const char *line, int fd);
 void	 server_subscribe(struct client *, const char *vm);
 void	 server_event(const char *event, const char *vm, json_t *fields);
 enum role client_role(const struct client *);
@@ -104,6 +105,7 @@ void	 cmd_reply(struct cmd_req *, json_t *ret);	/* steals ret */
 void	 cmd_error(struct cmd_req *, const char *errclass, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));
 void	 cmd_progress(struct cmd_req *, json_t *progress); /* steals */
+void	 cmd_reply_fd(struct cmd_req *, json_t *ret, int fd); /* keeps fd */
 void	 cmd_req_detach(struct cmd_req *);
 const char *cmd_arg_str(struct cmd_req *, const char *name, const char *dflt);
 json_int_t cmd_arg_int(struct cmd_req *, const char *name, json_int_t dflt);

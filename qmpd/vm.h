@@ -134,4 +134,8 @@ void	 vm_wait_fail_all(struct vm *, const char *errclass, const char *desc);
 int	 vm_qmp_attach(struct vm *, int fd, int fresh, char **cause);
 char	*vm_qmp_secret(void);
 
+/* vm-vnc.c: a VNC client connection by fd, no VNC port. */
+typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
+int	 vm_vnc_connect(struct vm *, vm_vnc_cb, void *arg, char **cause);
+
 #endif

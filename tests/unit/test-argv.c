@@ -76,6 +76,7 @@ one(const char *dir, const char *file)
 	snprintf(rundir, sizeof rundir, "/var/lib/qdesk/vms/%s", def.name);
 	rt.dir = rundir;
 	rt.qmp_fd = 3;
+	rt.disk_fd = def.disk != NULL ? 4 : -1;
 	rt.accel = json_string_value(json_object_get(j, "accel"));
 	argv = vm_argv_build(&def, &rt, "qemu-system-x86_64", &cause);
 	if (expect_fail) {
