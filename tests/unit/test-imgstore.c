@@ -6,13 +6,16 @@
  */
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -463,10 +466,111 @@ test_store(void)
 	free(bfile);
 }
 
+/*
+ * The child of test_crash: clone over base in a loop until killed, each
+ * clone removing the one before last, as a busy daemon would.
+ */
+static int
+clone_loop(const char *dir)
+{
+	struct db	*cdb;
+	struct imgstore	*cst;
+	char		*cause = NULL, *p, name[64];
+	int		 i;
+
+	xasprintf(&p, "%s/db", dir);
+	cdb = db_open(p, &cause);
+	free(p);
+	xasprintf(&p, "%s/images", dir);
+	cst = cdb != NULL ? imgstore_open(cdb, p, &cause) : NULL;
+	free(p);
+	if (cst == NULL)
+		return (1);
+	for (i = 0;; i++) {
+		snprintf(name, sizeof name, "loop%d-%d", (int)getpid(), i);
+		if (imgstore_clone(cst, "crashbase", name, "clone",
+		    &cause) != 0)
+			return (1);
+		if (i >= 2) {
+			snprintf(name, sizeof name, "loop%d-%d", (int)getpid(),
+			    i - 2);
+			if (imgstore_rm(cst, name, &cause) != 0)
+				return (1);
+		}
+	}
+}
+
+/*
+ * kill -9 a process cloning in a loop, again and again at random moments,
+ * then check that verify and gc find the index and the files consistent
+ * once gc has removed what the kills left half done.
+ */
+static void
+test_crash(const char *self)
+{
+	json_t		*report, *list, *rec;
+	char		*cause = NULL, *bfile;
+	size_t		 i;
+	pid_t		 pid;
+	int		 round, status;
+	struct timespec	 ts;
+
+	bfile = imgstore_new_file("crashbase", "qcow2");
+	CHECK(qcow2_write_empty(idir, bfile, 1 << 30, &cause) == 0);
+	CHECK(imgstore_add_file(st, "crashbase", bfile, "qcow2", "base",
+	    NULL, &cause) == 0);
+	srandom(getpid());
+	for (round = 0; round < 8; round++) {
+		/* Each round starts from a clean store: gc what the last left. */
+		CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+		json_decref(report);
+		if ((pid = fork()) == 0) {
+			execl(self, self, "--clone-loop", tdir, (char *)NULL);
+			_exit(127);
+		}
+		ts.tv_sec = 0;
+		ts.tv_nsec = (20 + random() % 60) * 1000000L;
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	}
+
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	json_decref(report);
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(json_is_true(json_object_get(report, "ok")));
+	if (!json_is_true(json_object_get(report, "ok")))
+		json_dumpf(report, stderr, JSON_INDENT(2));
+	json_decref(report);
+	/* A second gc finds nothing left to do. */
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	CHECK(json_array_size(json_object_get(report, "items")) == 0);
+	json_decref(report);
+
+	/* Every record's file is there and a valid overlay. */
+	list = imgstore_list(st, &cause);
+	CHECK(json_array_size(list) >= 2);
+	json_array_foreach(list, i, rec) {
+		CHECK(exists(str(rec, "file")));
+		if (strcmp(str(rec, "name"), "crashbase") != 0)
+			CHECK(sh("qemu-img check -q %s/%s", idir,
+			    str(rec, "file")) == 0);
+	}
+	json_decref(list);
+	rec = imgstore_get(st, "crashbase", &cause);
+	CHECK(num(rec, "children") >= 1);
+	json_decref(rec);
+	free(bfile);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	char	tmpl[] = "/tmp/test-imgstore.XXXXXX", *dbdir, *cause = NULL;
+
+	if (argc == 3 && strcmp(argv[1], "--clone-loop") == 0)
+		return (clone_loop(argv[2]));
 
 	if ((tdir = mkdtemp(tmpl)) == NULL) {
 		perror("mkdtemp");
@@ -481,8 +585,10 @@ main(void)
 	}
 	test_names();
 	if (sh("qemu-img --version >/dev/null 2>&1") == 0 &&
-	    sh("qemu-io --version >/dev/null 2>&1") == 0)
+	    sh("qemu-io --version >/dev/null 2>&1") == 0) {
 		test_store();
+		test_crash("/proc/self/exe");
+	}
 	else
 		printf("qemu-img or qemu-io not found: store tests skipped\n");
 	imgstore_close(st);
