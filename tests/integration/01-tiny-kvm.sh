@@ -19,6 +19,9 @@ pid=$(vm_field tiny pid)
 alive "$pid" || fail "QEMU pid $pid is not alive"
 # QEMU runs as the unprivileged VM user, never root.
 [ "$(stat -c %U /proc/$pid)" = qdesk-vm ] || fail "QEMU is not running as qdesk-vm"
+# ...inside its seccomp sandbox, with no capabilities.
+grep -q "^Seccomp:[[:space:]]*2" /proc/$pid/status || fail "QEMU has no seccomp filter"
+grep -q "^CapEff:[[:space:]]*0000000000000000" /proc/$pid/status || fail "QEMU has capabilities"
 wait_console tiny "QDESK TINY GUEST UP" 30
 q vm console tiny | grep -q "QDESK TINY GUEST UP" || fail "vm console lacks the line"
 
