@@ -22,6 +22,7 @@
 
 #define CHAIN_VIS_MAX	120	/* characters of an untrusted string shown */
 
+/* Escape and cut an untrusted string so it can go into a one-line cause. */
 char *
 chain_vis(const char *s)
 {
@@ -50,6 +51,7 @@ chain_vis(const char *s)
 	return (out);
 }
 
+/* A store file name: no directory, no protocol, not hidden, printable. */
 int
 chain_bare_name(const char *file)
 {
@@ -390,6 +392,7 @@ chain_file_read(void *arg, const char *file, uint8_t *buf, size_t len,
 	return (n);
 }
 
+/* Walk a chain on the files of dir, through a directory fd. */
 int
 chain_walk(const char *dir, const char *file, const char *format,
     struct chain **out, char **cause)

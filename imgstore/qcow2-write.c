@@ -212,6 +212,23 @@ qcow2_write_locked(int fd)
 	return (fl.l_type != F_UNLCK);
 }
 
+/*
+ * Rename without ever replacing an existing file; where the file system
+ * lacks RENAME_NOREPLACE, a hard link does the same job.
+ */
+static int
+qcow2_rename_noreplace(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return (0);
+	if (errno != EINVAL && errno != ENOSYS)
+		return (-1);
+	if (link(from, to) == -1)
+		return (-1);
+	unlink(from);
+	return (0);
+}
+
 /* Make a rename in dir durable. */
 static int
 qcow2_sync_dir(const char *dir)
@@ -271,7 +288,7 @@ qcow2_write_file(const char *dir, const char *file, const char *backing,
 	if (fsync(fd) == -1)
 		goto fail;
 	what = "rename";
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == -1)
+	if (qcow2_rename_noreplace(tmp, path) == -1)
 		goto fail;
 	free(tmp);
 	tmp = NULL;

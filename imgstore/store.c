@@ -146,6 +146,7 @@ imgstore_dir(struct imgstore *st)
 	return (st->dir);
 }
 
+/* Create the directory if needed and hold an fd on its canonical path. */
 struct imgstore *
 imgstore_open(struct db *db, const char *dir, char **cause)
 {
@@ -796,6 +797,7 @@ imgstore_get(struct imgstore *st, const char *name, char **cause)
 	return (rec);
 }
 
+/* Every record in name order, with sizes on disk as they are now. */
 json_t *
 imgstore_list(struct imgstore *st, char **cause)
 {
@@ -869,6 +871,10 @@ store_match_chain(struct chain *c, const char *name, json_t *all)
 	return (NULL);
 }
 
+/*
+ * The chain QEMU gets: walked on the files (so it is safe) and matched
+ * against the index (so every node has an image name).
+ */
 int
 imgstore_chain(struct imgstore *st, const char *name, struct chain **out,
     char **cause)
@@ -995,6 +1001,24 @@ store_file_used(json_t *all, const char *file)
 	return (0);
 }
 
+/*
+ * Returns 1 if a file of the store is locked by a process (a QEMU or a
+ * writer still at work), in which case gc leaves it alone.
+ */
+static int
+store_locked(struct imgstore *st, const char *file)
+{
+	int	fd, locked;
+
+	fd = openat(st->dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_NOCTTY | O_CLOEXEC);
+	if (fd == -1)
+		return (0);
+	locked = qcow2_write_locked(fd);
+	close(fd);
+	return (locked);
+}
+
 static int
 store_is_tmp(const char *file)
 {
@@ -1002,6 +1026,10 @@ store_is_tmp(const char *file)
 	    strlen(QCOW2_WRITE_TMP_PREFIX)) == 0);
 }
 
+/*
+ * Check one image or all of them, then, for the whole store, the files
+ * no record points at; problems go in the report, not in *cause.
+ */
 int
 imgstore_verify(struct imgstore *st, const char *name, json_t **report,
     char **cause)
@@ -1044,9 +1072,13 @@ imgstore_verify(struct imgstore *st, const char *name, json_t **report,
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
 			continue;
-		if (store_is_tmp(de->d_name))
-			store_problem(problems, NULL, de->d_name, "temporary "
-			    "file left behind (image gc removes it)");
+		if (store_is_tmp(de->d_name)) {
+			/* A locked one is still being written. */
+			if (!store_locked(st, de->d_name))
+				store_problem(problems, NULL, de->d_name,
+				    "temporary file left behind (image gc "
+				    "removes it)");
+		}
 		else if (!store_file_used(all, de->d_name))
 			store_problem(problems, NULL, de->d_name, "no image "
 			    "has this file (image gc removes it)");
@@ -1057,24 +1089,6 @@ done:
 	    json_array_size(problems) == 0, "problems", problems);
 	json_decref(all);
 	return (0);
-}
-
-/*
- * Returns 1 if a file of the store is locked by a process (a QEMU or a
- * writer still at work), in which case gc leaves it alone.
- */
-static int
-store_locked(struct imgstore *st, const char *file)
-{
-	int	fd, locked;
-
-	fd = openat(st->dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_NOCTTY | O_CLOEXEC);
-	if (fd == -1)
-		return (0);
-	locked = qcow2_write_locked(fd);
-	close(fd);
-	return (locked);
 }
 
 /* Append an item to a gc report. */
@@ -1225,6 +1239,7 @@ store_gc_modes(struct imgstore *st, json_t *all, int dry_run, json_t *items)
 	}
 }
 
+/* Files first, then records, then modes from the index as gc left it. */
 int
 imgstore_gc(struct imgstore *st, int dry_run, json_t **report,
     char **cause)

@@ -79,7 +79,8 @@ int		 imgstore_clone(struct imgstore *, const char *parent,
 /*
  * Replace the overlay of image name with a new empty one over the same
  * parent, discarding what was written to it (stateless desktops). Refused
- * for an image without a parent or with children.
+ * for an image without a parent or with children; the caller makes sure
+ * no VM runs on it.
  */
 int		 imgstore_reset(struct imgstore *, const char *name,
 		     char **cause);
