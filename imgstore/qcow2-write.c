@@ -47,7 +47,7 @@ static const struct {
 };
 
 void
-qcow2_image_clear(struct qcow2_image *img)
+qcow2_write_clear(struct qcow2_image *img)
 {
 	free(img->header);
 	free(img->refblock);
@@ -56,7 +56,7 @@ qcow2_image_clear(struct qcow2_image *img)
 
 /* Append a header extension at *off in the header cluster. */
 static void
-qcow2_image_ext(uint8_t *h, size_t *off, uint32_t type, const void *data,
+qcow2_write_ext(uint8_t *h, size_t *off, uint32_t type, const void *data,
     uint32_t len)
 {
 	qcow2_put32(h + *off, type);
@@ -71,7 +71,7 @@ qcow2_image_ext(uint8_t *h, size_t *off, uint32_t type, const void *data,
  * arguments happen here, before the caller creates any file.
  */
 int
-qcow2_image_build(const char *backing, const char *backing_fmt,
+qcow2_write_build(const char *backing, const char *backing_fmt,
     uint64_t size, struct qcow2_image *img, char **cause)
 {
 	uint8_t		*h, ft[nitems(qcow2_write_features) * 48];
@@ -140,7 +140,7 @@ qcow2_image_build(const char *backing, const char *backing_fmt,
 
 	off = W_HEADER_LENGTH;
 	if (backing != NULL)
-		qcow2_image_ext(h, &off, QCOW2_EXT_BACKING_FMT, backing_fmt,
+		qcow2_write_ext(h, &off, QCOW2_EXT_BACKING_FMT, backing_fmt,
 		    strlen(backing_fmt));
 	memset(ft, 0, sizeof ft);
 	for (i = 0; i < nitems(qcow2_write_features); i++) {
@@ -149,8 +149,8 @@ qcow2_image_build(const char *backing, const char *backing_fmt,
 		memcpy(ft + i * 48 + 2, qcow2_write_features[i].name,
 		    strlen(qcow2_write_features[i].name));
 	}
-	qcow2_image_ext(h, &off, QCOW2_EXT_FEATURES, ft, sizeof ft);
-	qcow2_image_ext(h, &off, QCOW2_EXT_END, NULL, 0);
+	qcow2_write_ext(h, &off, QCOW2_EXT_FEATURES, ft, sizeof ft);
+	qcow2_write_ext(h, &off, QCOW2_EXT_END, NULL, 0);
 	if (backing != NULL) {
 		qcow2_put64(h + 8, off);
 		qcow2_put32(h + 16, blen);
@@ -217,7 +217,7 @@ qcow2_write_locked(int fd)
  * lacks RENAME_NOREPLACE, a hard link does the same job.
  */
 static int
-qcow2_rename_noreplace(const char *from, const char *to)
+qcow2_write_rename(const char *from, const char *to)
 {
 	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
 		return (0);
@@ -231,7 +231,7 @@ qcow2_rename_noreplace(const char *from, const char *to)
 
 /* Make a rename in dir durable. */
 static int
-qcow2_sync_dir(const char *dir)
+qcow2_write_sync_dir(const char *dir)
 {
 	int	fd, rc;
 
@@ -259,7 +259,7 @@ qcow2_write_file(const char *dir, const char *file, const char *backing,
 		xasprintf(cause, "bad image file name");
 		return (-1);
 	}
-	if (qcow2_image_build(backing, backing_fmt, size, &img, cause) != 0)
+	if (qcow2_write_build(backing, backing_fmt, size, &img, cause) != 0)
 		return (-1);
 	xasprintf(&path, "%s/%s", dir, file);
 	xasprintf(&tmp, "%s/%s%s.XXXXXX", dir, QCOW2_WRITE_TMP_PREFIX, file);
@@ -288,23 +288,23 @@ qcow2_write_file(const char *dir, const char *file, const char *backing,
 	if (fsync(fd) == -1)
 		goto fail;
 	what = "rename";
-	if (qcow2_rename_noreplace(tmp, path) == -1)
+	if (qcow2_write_rename(tmp, path) == -1)
 		goto fail;
 	free(tmp);
 	tmp = NULL;
-	if (qcow2_sync_dir(dir) == -1) {
+	if (qcow2_write_sync_dir(dir) == -1) {
 		/* Failure means no file: take the new name back. */
 		xasprintf(cause, "%s: sync directory: %s", dir,
 		    strerror(errno));
 		unlink(path);
 		close(fd);
 		free(path);
-		qcow2_image_clear(&img);
+		qcow2_write_clear(&img);
 		return (-1);
 	}
 	close(fd);
 	free(path);
-	qcow2_image_clear(&img);
+	qcow2_write_clear(&img);
 	return (0);
 
 fail:
@@ -318,7 +318,7 @@ fail:
 		unlink(tmp);
 	free(tmp);
 	free(path);
-	qcow2_image_clear(&img);
+	qcow2_write_clear(&img);
 	return (-1);
 }
 

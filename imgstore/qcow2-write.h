@@ -36,9 +36,9 @@ struct qcow2_image {
  * backing (a bare file name in the same directory, of format backing_fmt)
  * or standalone if backing is NULL. Pure. Returns 0 or -1 with *cause.
  */
-int	qcow2_image_build(const char *backing, const char *backing_fmt,
+int	qcow2_write_build(const char *backing, const char *backing_fmt,
 	    uint64_t size, struct qcow2_image *, char **cause);
-void	qcow2_image_clear(struct qcow2_image *);
+void	qcow2_write_clear(struct qcow2_image *);
 
 /*
  * Create dir/file as an empty overlay over dir/backing: written under a

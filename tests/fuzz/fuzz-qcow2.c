@@ -110,7 +110,7 @@ fz_header(const uint8_t *data, size_t size)
 	}
 	if (info.size > (1ULL << 50))
 		info.size = 1ULL << 50;
-	if (qcow2_image_build(bare, bare != NULL ? "qcow2" : NULL, info.size,
+	if (qcow2_write_build(bare, bare != NULL ? "qcow2" : NULL, info.size,
 	    &img, &cause) != 0) {
 		free(cause);
 		free(bare);
@@ -123,7 +123,7 @@ fz_header(const uint8_t *data, size_t size)
 	    again.has_backing != (bare != NULL) ||
 	    (bare != NULL && strcmp(again.backing_file, bare) != 0))
 		abort();
-	qcow2_image_clear(&img);
+	qcow2_write_clear(&img);
 	free(bare);
 }
 

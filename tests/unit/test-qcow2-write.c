@@ -112,7 +112,7 @@ test_build(void)
 	struct qcow2_info	 info;
 	char			*cause = NULL;
 
-	CHECK(qcow2_image_build("base-1234.qcow2", "qcow2", 20ULL << 30,
+	CHECK(qcow2_write_build("base-1234.qcow2", "qcow2", 20ULL << 30,
 	    &img, &cause) == 0);
 	CHECK(img.l1_entries == 40);
 	CHECK(img.file_size == 4 * 65536);
@@ -126,31 +126,31 @@ test_build(void)
 	CHECK_STR(info.backing_format, "qcow2");
 	CHECK(img.refblock_len == 4 * 2);
 	CHECK(qcow2_get64(img.reftable) == 2 * 65536);
-	qcow2_image_clear(&img);
+	qcow2_write_clear(&img);
 
 	/* 20 GiB + 1 byte needs a 41st entry; sizes round up to 512. */
-	CHECK(qcow2_image_build(NULL, NULL, (20ULL << 30) + 1, &img,
+	CHECK(qcow2_write_build(NULL, NULL, (20ULL << 30) + 1, &img,
 	    &cause) == 0);
 	CHECK(img.l1_entries == 41);
 	CHECK(img.size == (20ULL << 30) + 512);
 	CHECK(qcow2_parse_header(img.header, img.header_len, &info,
 	    &cause) == 0);
 	CHECK(!info.has_backing && !info.has_backing_format);
-	qcow2_image_clear(&img);
+	qcow2_write_clear(&img);
 
 	/* 64 TiB: an L1 of 1 MiB, 16 clusters, all in one refcount block. */
-	CHECK(qcow2_image_build(NULL, NULL, 64ULL << 40, &img, &cause) == 0);
+	CHECK(qcow2_write_build(NULL, NULL, 64ULL << 40, &img, &cause) == 0);
 	CHECK(img.l1_entries == 131072);
 	CHECK(img.file_size == (3 + 16) * 65536);
-	qcow2_image_clear(&img);
+	qcow2_write_clear(&img);
 
-	CHECK(qcow2_image_build(NULL, NULL, 0, &img, &cause) == 0);
+	CHECK(qcow2_write_build(NULL, NULL, 0, &img, &cause) == 0);
 	CHECK(img.l1_entries == 0);
-	qcow2_image_clear(&img);
+	qcow2_write_clear(&img);
 
 #define BAD(b, f, s, want) do {						\
 	cause = NULL;							\
-	CHECK(qcow2_image_build(b, f, s, &img, &cause) == -1);		\
+	CHECK(qcow2_write_build(b, f, s, &img, &cause) == -1);		\
 	CHECK(cause != NULL && strstr(cause, want) != NULL);		\
 	free(cause);							\
 } while (0)

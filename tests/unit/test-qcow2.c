@@ -232,16 +232,16 @@ test_hostile_buffers(void)
 		nb = slurp("base.qcow2", base, CHAIN_READ_SIZE);
 		no = slurp("ov.qcow2", ov, CHAIN_READ_SIZE);
 	} else {
-		CHECK(qcow2_image_build(NULL, NULL, 1ULL << 30, &img,
+		CHECK(qcow2_write_build(NULL, NULL, 1ULL << 30, &img,
 		    &cause) == 0);
 		memcpy(base, img.header, img.header_len);
 		nb = CHAIN_READ_SIZE;
-		qcow2_image_clear(&img);
-		CHECK(qcow2_image_build("base.qcow2", "qcow2", 1ULL << 30,
+		qcow2_write_clear(&img);
+		CHECK(qcow2_write_build("base.qcow2", "qcow2", 1ULL << 30,
 		    &img, &cause) == 0);
 		memcpy(ov, img.header, img.header_len);
 		no = CHAIN_READ_SIZE;
-		qcow2_image_clear(&img);
+		qcow2_write_clear(&img);
 	}
 	CHECK(qcow2_parse_header(base, nb, &info, &cause) == 0);
 	CHECK(qcow2_parse_header(ov, no, &info, &cause) == 0);
