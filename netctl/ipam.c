@@ -25,12 +25,25 @@
 #define IPAM_MAC_OUI	0x525400000000ULL
 #define IPAM_MAC_TRIES	64
 
+/*
+ * Where to start looking for a network's lowest free address: every
+ * address below it is believed taken.  Releases lower it, allocations
+ * raise it; a candidate is always checked in the transaction, so a stale
+ * hint can cost order, never uniqueness (and see netctl_ipam_alloc_txn).
+ */
+struct ipam_hint {
+	char		*network;
+	uint32_t	 next;
+};
+
 struct netctl_ipam {
 	struct db	*db;
 	uint64_t	*macs;		/* sorted */
 	size_t		 nmacs;
 	size_t		 macsize;
 	void		(*random)(void *, size_t);
+	struct ipam_hint *hints;
+	size_t		 nhints;
 };
 
 int
@@ -454,10 +467,33 @@ netctl_ipam_open(struct db *db, char **cause)
 void
 netctl_ipam_free(struct netctl_ipam *ipam)
 {
+	size_t	i;
+
 	if (ipam == NULL)
 		return;
+	for (i = 0; i < ipam->nhints; i++)
+		free(ipam->hints[i].network);
+	free(ipam->hints);
 	free(ipam->macs);
 	free(ipam);
+}
+
+static struct ipam_hint *
+ipam_hint(struct netctl_ipam *ipam, const char *network)
+{
+	struct ipam_hint	*h;
+	size_t			 i;
+
+	for (i = 0; i < ipam->nhints; i++) {
+		if (strcmp(ipam->hints[i].network, network) == 0)
+			return (&ipam->hints[i]);
+	}
+	ipam->hints = xrealloc(ipam->hints,
+	    (ipam->nhints + 1) * sizeof *ipam->hints);
+	h = &ipam->hints[ipam->nhints++];
+	h->network = xstrdup(network);
+	h->next = 0;
+	return (h);
 }
 
 /* A network name usable in a key: not empty, no slash. */
@@ -484,16 +520,47 @@ ipam_key(const char *network, uint32_t ip)
 	return (key);
 }
 
+/* 1 if network's address ip has a lease in txn. */
+static int
+ipam_used(struct db_txn *txn, const char *network, uint32_t ip)
+{
+	json_t	*j;
+	char	*key;
+
+	key = ipam_key(network, ip);
+	j = db_txn_get(txn, DB_LEASES, key);
+	free(key);
+	if (j == NULL)
+		return (0);
+	json_decref(j);
+	return (1);
+}
+
+/* The first address from..to without a lease in txn, or 0. */
+static uint32_t
+ipam_scan(struct db_txn *txn, const char *network, uint32_t from,
+    uint32_t to)
+{
+	uint32_t	ip;
+
+	for (ip = from; ip <= to; ip++) {
+		if (!ipam_used(txn, network, ip))
+			return (ip);
+	}
+	return (0);
+}
+
 int
 netctl_ipam_alloc_txn(struct netctl_ipam *ipam, struct db_txn *txn,
     const char *network, const struct netctl_subnet *sn, const char *vm,
     const char *nic, struct netctl_lease *lease, char **cause)
 {
-	char		 macstr[NETCTL_MACSTRLEN];
-	char		*key = NULL;
-	json_t		*j;
-	uint32_t	 ip, last;
-	uint8_t		 mac[6];
+	struct ipam_hint	*hint;
+	char			 macstr[NETCTL_MACSTRLEN];
+	char			*key;
+	json_t			*j;
+	uint32_t		 ip, first, last, start;
+	uint8_t			 mac[6];
 
 	memset(lease, 0, sizeof *lease);
 	if (ipam_check_network(network, cause) != 0)
@@ -503,21 +570,27 @@ netctl_ipam_alloc_txn(struct netctl_ipam *ipam, struct db_txn *txn,
 	if (nic == NULL)
 		nic = "";
 
-	/* Lowest free address: skip network, gateway and broadcast. */
+	/*
+	 * Lowest free address, skipping network, gateway and broadcast:
+	 * from the hint, unless the address just below it is free (the
+	 * transaction that took it aborted), and from the start again before
+	 * calling the network full.
+	 */
+	first = netctl_subnet_gateway(sn) + 1;
 	last = netctl_subnet_broadcast(sn) - 1;
-	for (ip = netctl_subnet_gateway(sn) + 1; ip <= last; ip++) {
-		key = ipam_key(network, ip);
-		if ((j = db_txn_get(txn, DB_LEASES, key)) == NULL)
-			break;
-		json_decref(j);
-		free(key);
-		key = NULL;
-	}
-	if (key == NULL) {
+	hint = ipam_hint(ipam, network);
+	start = hint->next;
+	if (start <= first || start > last + 1 ||
+	    !ipam_used(txn, network, start - 1))
+		start = first;
+	if ((ip = ipam_scan(txn, network, start, last)) == 0 && start > first)
+		ip = ipam_scan(txn, network, first, start - 1);
+	if (ip == 0) {
 		netctl_cause(cause, "network %s is full: all %u addresses are in "
 		    "use", network, netctl_subnet_hosts(sn));
 		return (-1);
 	}
+	key = ipam_key(network, ip);
 
 	if (netctl_ipam_mac_new(ipam, mac, cause) != 0) {
 		free(key);
@@ -536,6 +609,7 @@ netctl_ipam_alloc_txn(struct netctl_ipam *ipam, struct db_txn *txn,
 	}
 	json_decref(j);
 	free(key);
+	hint->next = ip + 1;
 
 	lease->network = xstrdup(network);
 	lease->ip = ip;
@@ -576,14 +650,21 @@ int
 netctl_ipam_release_txn(struct netctl_ipam *ipam, struct db_txn *txn,
     const char *network, uint32_t ip, char **cause)
 {
-	char	*key;
-	int	 rc;
+	struct ipam_hint	*hint;
+	char			*key;
+	int			 rc;
 
 	if (ipam_check_network(network, cause) != 0)
 		return (-1);
 	key = ipam_key(network, ip);
 	rc = db_txn_del(txn, DB_LEASES, key, cause);
 	free(key);
+	if (rc == 0) {
+		/* Lowering is always safe, whether txn commits or not. */
+		hint = ipam_hint(ipam, network);
+		if (hint->next == 0 || ip < hint->next)
+			hint->next = ip;
+	}
 	return (rc);
 }
 

@@ -378,6 +378,26 @@ test_ipam(const char *dir)
 	cause = NULL;
 	CHECK(x.network == NULL);
 	CHECK(count_leases(ipam, "a") == 5);
+	/*
+	 * A lease deleted behind IPAM's back (not through a release) is
+	 * still found before the network is called full.
+	 */
+	CHECK(db_del(db, DB_LEASES, "a/10.1.0.4", &cause) == 0);
+	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk6", "net0", &x,
+	    &cause) == 0);
+	CHECK_STR(ipstr(x.ip), "10.1.0.4");
+	CHECK_STR(x.vm, "desk6");
+	netctl_lease_clear(&x);
+	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk6", "net1", &x,
+	    &cause) == -1);
+	free(cause);
+	cause = NULL;
+	/* Put desk1's second lease back as it was for the tests below. */
+	CHECK(netctl_ipam_release(ipam, "a", ip("10.1.0.4"), &cause) == 0);
+	netctl_lease_clear(&l[2]);
+	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk1", "net1", &l[2],
+	    &cause) == 0);
+	CHECK_STR(ipstr(l[2].ip), "10.1.0.4");
 	CHECK(netctl_ipam_alloc(ipam, "a/b", &s29, "x", "y", &x,
 	    &cause) == -1);
 	free(cause);
