@@ -109,6 +109,21 @@ static const struct cmd_arg pool_create_opts[] = {
 	{ NULL, NULL, 0, 0 }
 };
 
+static const struct cmd_arg session_list_opts[] = {
+	{ "--vm",	"vm",		ARG_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct print_col session_cols[] = {
+	{ "VM",		"vm",			COL_TEXT },
+	{ "USER",	"user",			COL_TEXT },
+	{ "CLIENT",	"client",		COL_TEXT },
+	{ "START",	"start",		COL_TIME },
+	{ "END",	"end",			COL_TIME },
+	{ "WHY",	"end_reason",		COL_TEXT },
+	{ NULL, NULL, 0 }
+};
+
 static const struct print_col image_cols[] = {
 	{ "NAME",	"name",			COL_TEXT },
 	{ "KIND",	"kind",			COL_TEXT },
@@ -311,7 +326,8 @@ const struct cmd_entry cmd_table[] = {
 	  .done = "$name: removed" },
 
 	{ .group = "session", .verb = "list", .cmd = "session.list",
-	  .usage = "", .print = PRINT_LIST },
+	  .usage = "[--vm NAME]", .opts = session_list_opts,
+	  .print = PRINT_LIST, .list = "sessions", .cols = session_cols },
 };
 const size_t cmd_table_size = nitems(cmd_table);
 

@@ -421,97 +421,15 @@ cmd_vm_screenshot(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
-/*
- * A SPICE console ticket: a fresh random password, valid for a short
- * while. connected=keep leaves an open session alone; expire_password
- * always follows, since a new password does not lift an older expiry.
- */
-struct cmd_vm_ticket {
-	struct cmd_req	*req;
-	char		 name[VM_NAME_MAX];
-	char		 password[33];
-	long long	 expires;
-	int		 failed;
-};
-
-static void
-cmd_vm_ticket_expire_done(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct cmd_vm_ticket	*t = arg;
-	struct vm		*vm = vm_find(t->name);
-	char			*uri;
-
-	if (t->failed)
-		;
-	else if (errclass != NULL)
-		cmd_error(t->req, ERR_QEMU, "expire_password: %s", errdesc);
-	else if (vm == NULL)
-		cmd_error(t->req, ERR_NOTFOUND, "VM %s went away", t->name);
-	else {
-		xasprintf(&uri, "spice://%s:%d?password=%s", vm->def.listen,
-		    vm->def.spice_port, t->password);
-		cmd_reply(t->req, json_pack("{s:s,s:s,s:i,s:s,s:I}", "uri",
-		    uri, "host", vm->def.listen, "port", vm->def.spice_port,
-		    "password", t->password, "expires",
-		    (json_int_t)t->expires));
-		free(uri);
-	}
-	explicit_bzero(t->password, sizeof t->password);
-	free(t);
-}
-
-static void
-cmd_vm_ticket_set_done(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct cmd_vm_ticket	*t = arg;
-
-	if (errclass != NULL) {
-		cmd_error(t->req, ERR_QEMU, "set_password: %s", errdesc);
-		t->failed = 1;
-	}
-}
-
+/* A SPICE console ticket for an admin (vm-ticket.c). */
 static enum cmd_retval
 cmd_vm_ticket(struct cmd_req *req)
 {
-	struct vm		*vm;
-	struct cmd_vm_ticket	*t;
-	char			*secret, when[32];
-	int			 ttl = cmd_arg_int(req, "expires", 60);
+	struct vm	*vm;
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	if (strcmp(vm->def.display, "spice") != 0) {
-		cmd_error(req, ERR_STATE, "VM %s has no SPICE display",
-		    vm->def.name);
-		return (CMD_RETURN_DONE);
-	}
-	if (ttl < 5 || ttl > 86400) {
-		cmd_error(req, ERR_ARG, "expires must be 5 to 86400 seconds");
-		return (CMD_RETURN_DONE);
-	}
-	if (vm->qmp == NULL || (vm->state != VM_RUNNING &&
-	    vm->state != VM_PAUSED)) {
-		cmd_error(req, ERR_STATE, "VM %s is %s: start it first",
-		    vm->def.name, vm_state_name(vm->state));
-		return (CMD_RETURN_DONE);
-	}
-	t = xcalloc(1, sizeof *t);
-	t->req = req;
-	strlcpy(t->name, vm->def.name, sizeof t->name);
-	secret = vm_qmp_secret();
-	strlcpy(t->password, secret, sizeof t->password);
-	explicit_bzero(secret, strlen(secret));
-	free(secret);
-	t->expires = time(NULL) + ttl;
-	snprintf(when, sizeof when, "+%d", ttl);
-	qmp_execute(vm->qmp, "set_password", json_pack("{s:s,s:s,s:s}",
-	    "protocol", "spice", "password", t->password, "connected", "keep"),
-	    cmd_vm_ticket_set_done, t);
-	qmp_execute(vm->qmp, "expire_password", json_pack("{s:s,s:s}",
-	    "protocol", "spice", "time", when), cmd_vm_ticket_expire_done, t);
+	vm_ticket(vm, req, cmd_arg_int(req, "expires", 60), NULL);
 	return (CMD_RETURN_WAIT);
 }
 

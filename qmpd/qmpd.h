@@ -114,6 +114,17 @@ int	 cmd_arg_bool(struct cmd_req *, const char *name, int dflt);
 /* The command families; each file exports its entries. */
 extern const struct cmd_entry	cmd_server_entries[];
 extern const struct cmd_entry	cmd_vm_entries[];
+extern const struct cmd_entry	cmd_user_entries[];
+extern const struct cmd_entry	cmd_broker_entries[];
+extern const struct cmd_entry	cmd_session_entries[];
+
+/* cmd-user.c: office users and the desktops assigned to them. */
+struct vm;
+json_t	*cmd_user_get(const char *login);
+const char *cmd_user_owner(const struct vm *);
+
+/* session.c: SPICE sessions, fed by server_event. */
+void	 session_event(const char *event, const char *vm, json_t *fields);
 
 /* accel.c */
 int	 accel_kvm_usable(void);

@@ -430,4 +430,6 @@ server_event(const char *event, const char *vm, json_t *fields)
 		server_send_line(c, line);
 	}
 	free(line);
+	/* qmpd's own listener, after the subscribers: SPICE sessions. */
+	session_event(event, vm, fields);
 }

@@ -134,6 +134,12 @@ void	 vm_wait_fail_all(struct vm *, const char *errclass, const char *desc);
 int	 vm_qmp_attach(struct vm *, int fd, int fresh, char **cause);
 char	*vm_qmp_secret(void);
 
+/* vm-ticket.c: SPICE console tickets, and who got the last one. */
+void	 vm_ticket(struct vm *, struct cmd_req *, long long ttl,
+	    const char *login);
+int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
+	    long long *at, long long *expires);
+
 /* vm-vnc.c: a VNC client connection by fd, no VNC port. */
 typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
 int	 vm_vnc_connect(struct vm *, vm_vnc_cb, void *arg, char **cause);

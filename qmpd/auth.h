@@ -1,0 +1,48 @@
+/*
+ * Authentication of office users: login names, yescrypt password hashes
+ * (libxcrypt) and the failed-login lockout. Pure: no I/O, no event loop,
+ * the clock is an argument, so the unit test drives it directly.
+ */
+#ifndef QDESK_AUTH_H
+#define QDESK_AUTH_H
+
+#include <time.h>
+
+#define AUTH_LOGIN_MAX		63
+#define AUTH_PASSWORD_MAX	256	/* bytes */
+
+/* The lockout policy: this many failures in WINDOW s lock for LOCK s. */
+#define AUTH_LOCK_FAILURES	5
+#define AUTH_LOCK_WINDOW	600
+#define AUTH_LOCK_TIME		300
+#define AUTH_LOCK_ENTRIES	4096	/* logins tracked at once */
+
+/* [a-z0-9][a-z0-9._-]*, at most 63: a Unix-like login. */
+int	 auth_login_valid(const char *login, char **cause);
+/* Is a password acceptable to store? (not empty, not too long) */
+int	 auth_password_valid(const char *password, size_t len, char **cause);
+
+/* A new yescrypt hash of password, or NULL with *cause. */
+char	*auth_hash(const char *password, char **cause);
+/*
+ * Does password match hash? A NULL hash (no such user, no password) still
+ * costs one hash so the answer takes as long as a real one. Returns 1 or 0.
+ */
+int	 auth_verify(const char *password, const char *hash);
+
+/* Failed-login counters, per login, in memory. */
+struct auth_lockout;
+struct auth_lockout *auth_lockout_create(int failures, int window,
+	    int lock_time, int max_entries);
+void	 auth_lockout_free(struct auth_lockout *);
+/* Seconds the login stays locked at now, 0 when it is not. */
+int	 auth_lockout_check(struct auth_lockout *, const char *login,
+	    time_t now);
+/* Count a failure; returns the seconds it is now locked for, or 0. */
+int	 auth_lockout_fail(struct auth_lockout *, const char *login,
+	    time_t now);
+/* A good login forgets the failures. */
+void	 auth_lockout_clear(struct auth_lockout *, const char *login);
+int	 auth_lockout_count(struct auth_lockout *);
+
+#endif

@@ -1,0 +1,699 @@
+/*
+ * dept.*, user.* and desktop.* commands: the office's departments, its
+ * users with their yescrypt password hashes, and which desktop (VM)
+ * belongs to whom. Records are JSON in LMDB (DB_DEPTS, DB_USERS); a
+ * desktop's owner is the "owner" field of its VM record, so deleting a VM
+ * takes its assignment with it, and a user who still owns desktops
+ * cannot be removed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "log.h"
+#include "names.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+#define CMD_USER_NAME_MAX	128	/* a person's full name, bytes */
+#define CMD_USER_SHOW_MAX	5	/* names listed in an error */
+
+/* A user's record, or NULL; the caller owns it. */
+json_t *
+cmd_user_get(const char *login)
+{
+	return (db_get(qmpd->db, DB_USERS, login));
+}
+
+/* The login a desktop is assigned to, or NULL. */
+const char *
+cmd_user_owner(const struct vm *vm)
+{
+	if (vm->def.extra == NULL)
+		return (NULL);
+	return (json_string_value(json_object_get(vm->def.extra, "owner")));
+}
+
+/* Set or clear (login NULL) a desktop's owner, saved with the VM. */
+static int
+cmd_user_set_owner(struct vm *vm, const char *login, char **cause)
+{
+	json_t	*old;
+
+	if (vm->def.extra == NULL)
+		vm->def.extra = json_object();
+	old = json_object_get(vm->def.extra, "owner");
+	if (old != NULL)
+		json_incref(old);
+	if (login != NULL)
+		json_object_set_new(vm->def.extra, "owner", json_string(login));
+	else
+		json_object_del(vm->def.extra, "owner");
+	if (vm_save(vm, cause) != 0) {
+		if (old != NULL)
+			json_object_set(vm->def.extra, "owner", old);
+		else
+			json_object_del(vm->def.extra, "owner");
+		json_decref(old);
+		return (-1);
+	}
+	json_decref(old);
+	return (0);
+}
+
+/* A user's record as others see it: everything but the hash. */
+static json_t *
+cmd_user_public(json_t *rec)
+{
+	json_t	*j;
+
+	j = json_deep_copy(rec);
+	json_object_del(j, "hash");
+	json_object_set_new(j, "password", json_boolean(json_is_string(
+	    json_object_get(rec, "hash"))));
+	return (j);
+}
+
+/* "a, b, c and 2 more", for an error an admin can act on. */
+static char *
+cmd_user_names(json_t *names)
+{
+	json_t	*v;
+	char	*s = xstrdup(""), *t;
+	size_t	 i, n = json_array_size(names);
+
+	json_array_foreach(names, i, v) {
+		if (i == CMD_USER_SHOW_MAX) {
+			xasprintf(&t, "%s and %zu more", s, n - i);
+			free(s);
+			return (t);
+		}
+		xasprintf(&t, "%s%s%s", s, i == 0 ? "" : ", ",
+		    json_string_value(v));
+		free(s);
+		s = t;
+	}
+	return (s);
+}
+
+/* The names of the desktops assigned to login. */
+static json_t *
+cmd_user_desktops(const char *login)
+{
+	struct vm	*vm;
+	const char	*owner;
+	json_t		*a = json_array();
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if ((owner = cmd_user_owner(vm)) != NULL &&
+		    strcmp(owner, login) == 0)
+			json_array_append_new(a, json_string(vm->def.name));
+	}
+	return (a);
+}
+
+/* Records of table whose field equals value: who still uses a name. */
+struct cmd_user_match {
+	const char	*field;
+	const char	*value;
+	json_t		*keys;
+};
+
+static int
+cmd_user_match_cb(const char *key, json_t *val, void *arg)
+{
+	struct cmd_user_match	*m = arg;
+	const char		*v;
+
+	v = json_string_value(json_object_get(val, m->field));
+	if (v != NULL && strcmp(v, m->value) == 0)
+		json_array_append_new(m->keys, json_string(key));
+	return (0);
+}
+
+static json_t *
+cmd_user_match(const char *table, const char *field, const char *value,
+    char **cause)
+{
+	struct cmd_user_match	m = { field, value, json_array() };
+
+	if (db_foreach(qmpd->db, table, cmd_user_match_cb, &m, cause) < 0) {
+		json_decref(m.keys);
+		return (NULL);
+	}
+	return (m.keys);
+}
+
+/* Put one record, each write its own short transaction. */
+static int
+cmd_user_put(struct cmd_req *req, const char *table, const char *key,
+    json_t *rec)
+{
+	char	*cause = NULL;
+
+	if (db_put(qmpd->db, table, key, rec, &cause) != 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		return (-1);
+	}
+	return (0);
+}
+
+static enum cmd_retval
+cmd_user_dept_add(struct cmd_req *req)
+{
+	const char	*name = cmd_arg_str(req, "name", "");
+	const char	*parent = cmd_arg_str(req, "parent", NULL);
+	json_t		*rec;
+	char		*cause = NULL;
+
+	if (names_valid(name, "department", &cause) != 0) {
+		cmd_error(req, ERR_ARG, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	if ((rec = db_get(qmpd->db, DB_DEPTS, name)) != NULL) {
+		json_decref(rec);
+		cmd_error(req, ERR_EXISTS, "a department named %s already "
+		    "exists", name);
+		return (CMD_RETURN_DONE);
+	}
+	if (parent != NULL) {
+		if ((rec = db_get(qmpd->db, DB_DEPTS, parent)) == NULL) {
+			cmd_error(req, ERR_NOTFOUND, "no department named %s "
+			    "to be the parent of %s", parent, name);
+			return (CMD_RETURN_DONE);
+		}
+		json_decref(rec);
+	}
+	rec = json_pack("{s:s,s:s?,s:I}", "name", name, "parent", parent,
+	    "created", (json_int_t)time(NULL));
+	if (cmd_user_put(req, DB_DEPTS, name, rec) == 0) {
+		log_info("department %s added", name);
+		cmd_reply(req, json_incref(rec));
+	}
+	json_decref(rec);
+	return (CMD_RETURN_DONE);
+}
+
+/* How many users each department has, for dept.list. */
+static int
+cmd_user_count_cb(const char *key, json_t *val, void *arg)
+{
+	json_t		*counts = arg;
+	const char	*dept = json_string_value(json_object_get(val, "dept"));
+
+	if (dept != NULL)
+		json_object_set_new(counts, dept, json_integer(1 +
+		    json_integer_value(json_object_get(counts, dept))));
+	return (0);
+}
+
+static int
+cmd_user_dept_list_cb(const char *key, json_t *val, void *arg)
+{
+	json_t	*a = arg, *counts, *d;
+
+	counts = json_array_get(a, 0);
+	d = json_pack("{s:s,s:O?,s:I,s:O?}", "name", key, "parent",
+	    json_object_get(val, "parent"), "users",
+	    json_integer_value(json_object_get(counts, key)), "created",
+	    json_object_get(val, "created"));
+	json_array_append_new(json_array_get(a, 1), d);
+	return (0);
+}
+
+static enum cmd_retval
+cmd_user_dept_list(struct cmd_req *req)
+{
+	json_t	*state, *depts;
+	char	*cause = NULL;
+
+	state = json_pack("[{},[]]");
+	if (db_foreach(qmpd->db, DB_USERS, cmd_user_count_cb,
+	    json_array_get(state, 0), &cause) < 0 ||
+	    db_foreach(qmpd->db, DB_DEPTS, cmd_user_dept_list_cb, state,
+	    &cause) < 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		json_decref(state);
+		return (CMD_RETURN_DONE);
+	}
+	depts = json_incref(json_array_get(state, 1));
+	json_decref(state);
+	cmd_reply(req, json_pack("{s:o}", "depts", depts));
+	return (CMD_RETURN_DONE);
+}
+
+/* A department is removed only when nothing refers to it any more. */
+static enum cmd_retval
+cmd_user_dept_rm(struct cmd_req *req)
+{
+	const char	*name = cmd_arg_str(req, "name", "");
+	json_t		*rec, *users = NULL, *children = NULL;
+	char		*cause = NULL, *list;
+	int		 rc;
+
+	if ((rec = db_get(qmpd->db, DB_DEPTS, name)) == NULL) {
+		cmd_error(req, ERR_NOTFOUND, "no department named %s", name);
+		return (CMD_RETURN_DONE);
+	}
+	json_decref(rec);
+	if ((users = cmd_user_match(DB_USERS, "dept", name, &cause)) == NULL ||
+	    (children = cmd_user_match(DB_DEPTS, "parent", name,
+	    &cause)) == NULL) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		goto out;
+	}
+	if (json_array_size(users) != 0) {
+		list = cmd_user_names(users);
+		cmd_error(req, ERR_STATE, "department %s still has %zu user%s "
+		    "(%s): remove %s first (qdesk user rm)", name,
+		    json_array_size(users), json_array_size(users) == 1 ? "" :
+		    "s", list, json_array_size(users) == 1 ? "that user" :
+		    "those users");
+		free(list);
+		goto out;
+	}
+	if (json_array_size(children) != 0) {
+		list = cmd_user_names(children);
+		cmd_error(req, ERR_STATE, "department %s still has %s (%s): "
+		    "remove %s first", name, json_array_size(children) == 1 ?
+		    "a sub-department" : "sub-departments", list,
+		    json_array_size(children) == 1 ? "it" : "them");
+		free(list);
+		goto out;
+	}
+	if ((rc = db_del(qmpd->db, DB_DEPTS, name, &cause)) < 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		goto out;
+	}
+	log_info("department %s removed", name);
+	cmd_reply(req, json_object());
+out:
+	free(cause);
+	json_decref(users);
+	json_decref(children);
+	return (CMD_RETURN_DONE);
+}
+
+/* The "password" argument, checked; NULL when absent or refused. */
+static const char *
+cmd_user_password_arg(struct cmd_req *req, int *refused)
+{
+	json_t	*v = json_object_get(req->args, "password");
+	char	*cause = NULL;
+
+	*refused = 0;
+	if (!json_is_string(v))
+		return (NULL);
+	if (auth_password_valid(json_string_value(v), json_string_length(v),
+	    &cause) != 0) {
+		cmd_error(req, ERR_ARG, "%s", cause);
+		free(cause);
+		*refused = 1;
+		return (NULL);
+	}
+	return (json_string_value(v));
+}
+
+/* Is a full name printable text of a sensible length? */
+static int
+cmd_user_name_valid(const char *name, char **cause)
+{
+	const unsigned char	*p;
+
+	if (strlen(name) > CMD_USER_NAME_MAX) {
+		xasprintf(cause, "the name is over %d bytes", CMD_USER_NAME_MAX);
+		return (-1);
+	}
+	for (p = (const unsigned char *)name; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			xasprintf(cause, "the name contains a control "
+			    "character");
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+static enum cmd_retval
+cmd_user_add(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	const char	*name = cmd_arg_str(req, "name", NULL);
+	const char	*dept = cmd_arg_str(req, "dept", NULL);
+	const char	*password;
+	json_t		*rec, *pub;
+	char		*cause = NULL, *hash = NULL;
+	int		 refused;
+
+	if (auth_login_valid(login, &cause) != 0 ||
+	    (name != NULL && cmd_user_name_valid(name, &cause) != 0)) {
+		cmd_error(req, ERR_ARG, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	if ((rec = cmd_user_get(login)) != NULL) {
+		json_decref(rec);
+		cmd_error(req, ERR_EXISTS, "a user named %s already exists",
+		    login);
+		return (CMD_RETURN_DONE);
+	}
+	if (dept != NULL) {
+		if ((rec = db_get(qmpd->db, DB_DEPTS, dept)) == NULL) {
+			cmd_error(req, ERR_NOTFOUND, "no department named %s: "
+			    "add it first (qdesk dept add %s)", dept, dept);
+			return (CMD_RETURN_DONE);
+		}
+		json_decref(rec);
+	}
+	password = cmd_user_password_arg(req, &refused);
+	if (refused)
+		return (CMD_RETURN_DONE);
+	/* yescrypt blocks the loop ~50-100 ms: once, and only here. */
+	if (password != NULL && (hash = auth_hash(password, &cause)) == NULL) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	rec = json_pack("{s:s,s:s?,s:s?,s:b,s:b,s:s?,s:I,s:n}", "login",
+	    login, "name", name, "dept", dept, "admin",
+	    cmd_arg_bool(req, "admin", 0), "disabled", 0, "hash", hash,
+	    "created", (json_int_t)time(NULL), "last_login");
+	if (hash != NULL) {
+		explicit_bzero(hash, strlen(hash));
+		free(hash);
+	}
+	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
+		log_info("user %s added%s", login, password == NULL ?
+		    " without a password" : "");
+		pub = cmd_user_public(rec);
+		cmd_reply(req, pub);
+	}
+	json_decref(rec);
+	return (CMD_RETURN_DONE);
+}
+
+/* Look the user up by the "login" argument, or answer NotFound. */
+static json_t *
+cmd_user_lookup(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	json_t		*rec;
+
+	if ((rec = cmd_user_get(login)) == NULL)
+		cmd_error(req, ERR_NOTFOUND, "no user named %s", login);
+	return (rec);
+}
+
+static enum cmd_retval
+cmd_user_passwd(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	const char	*password;
+	json_t		*rec;
+	char		*cause = NULL, *hash;
+	int		 refused;
+
+	if ((rec = cmd_user_lookup(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	password = cmd_user_password_arg(req, &refused);
+	if (refused)
+		goto out;
+	/* yescrypt blocks the loop ~50-100 ms: once, and only here. */
+	if ((hash = auth_hash(password, &cause)) == NULL) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		goto out;
+	}
+	json_object_set_new(rec, "hash", json_string(hash));
+	json_object_set_new(rec, "password_changed",
+	    json_integer(time(NULL)));
+	explicit_bzero(hash, strlen(hash));
+	free(hash);
+	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
+		log_info("user %s: password changed", login);
+		cmd_reply(req, cmd_user_public(rec));
+	}
+out:
+	json_decref(rec);
+	return (CMD_RETURN_DONE);
+}
+
+/* user.disable and user.enable: a flag user.auth checks. */
+static enum cmd_retval
+cmd_user_set_disabled(struct cmd_req *req, int disabled)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	json_t		*rec;
+
+	if ((rec = cmd_user_lookup(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	json_object_set_new(rec, "disabled", json_boolean(disabled));
+	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
+		log_info("user %s %s", login, disabled ? "disabled" :
+		    "enabled");
+		cmd_reply(req, cmd_user_public(rec));
+	}
+	json_decref(rec);
+	return (CMD_RETURN_DONE);
+}
+
+static enum cmd_retval
+cmd_user_disable(struct cmd_req *req)
+{
+	return (cmd_user_set_disabled(req, 1));
+}
+
+static enum cmd_retval
+cmd_user_enable(struct cmd_req *req)
+{
+	return (cmd_user_set_disabled(req, 0));
+}
+
+/* A user who still owns desktops is not removed: no dangling owners. */
+static enum cmd_retval
+cmd_user_rm(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	json_t		*rec, *desks;
+	char		*cause = NULL, *list;
+
+	if ((rec = cmd_user_lookup(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	json_decref(rec);
+	desks = cmd_user_desktops(login);
+	if (json_array_size(desks) != 0) {
+		list = cmd_user_names(desks);
+		cmd_error(req, ERR_STATE, "user %s still has desktop%s %s: "
+		    "unassign %s first (qdesk desktop unassign VM)", login,
+		    json_array_size(desks) == 1 ? "" : "s", list,
+		    json_array_size(desks) == 1 ? "it" : "them");
+		free(list);
+		json_decref(desks);
+		return (CMD_RETURN_DONE);
+	}
+	json_decref(desks);
+	if (db_del(qmpd->db, DB_USERS, login, &cause) < 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	log_info("user %s removed", login);
+	cmd_reply(req, json_object());
+	return (CMD_RETURN_DONE);
+}
+
+static int
+cmd_user_list_cb(const char *key, json_t *val, void *arg)
+{
+	json_array_append_new(arg, cmd_user_public(val));
+	return (0);
+}
+
+static enum cmd_retval
+cmd_user_list(struct cmd_req *req)
+{
+	json_t	*a = json_array();
+	char	*cause = NULL;
+
+	if (db_foreach(qmpd->db, DB_USERS, cmd_user_list_cb, a, &cause) < 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		json_decref(a);
+		return (CMD_RETURN_DONE);
+	}
+	cmd_reply(req, json_pack("{s:o}", "users", a));
+	return (CMD_RETURN_DONE);
+}
+
+static enum cmd_retval
+cmd_user_desktop_assign(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	const char	*name = cmd_arg_str(req, "vm", "");
+	const char	*owner;
+	struct vm	*vm;
+	json_t		*rec;
+	char		*cause = NULL;
+
+	if ((rec = cmd_user_lookup(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	json_decref(rec);
+	if ((vm = vm_find(name)) == NULL) {
+		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
+		return (CMD_RETURN_DONE);
+	}
+	if ((owner = cmd_user_owner(vm)) != NULL) {
+		if (strcmp(owner, login) == 0) {
+			cmd_reply(req, json_pack("{s:s,s:s}", "vm", name,
+			    "login", login));
+			return (CMD_RETURN_DONE);
+		}
+		cmd_error(req, ERR_EXISTS, "VM %s is assigned to %s: unassign "
+		    "it first (qdesk desktop unassign %s)", name, owner, name);
+		return (CMD_RETURN_DONE);
+	}
+	if (cmd_user_set_owner(vm, login, &cause) != 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	log_info("%s: assigned to %s", name, login);
+	server_event("desktop.assigned", name, rec = json_pack("{s:s}",
+	    "login", login));
+	json_decref(rec);
+	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
+	return (CMD_RETURN_DONE);
+}
+
+static enum cmd_retval
+cmd_user_desktop_unassign(struct cmd_req *req)
+{
+	const char	*name = cmd_arg_str(req, "vm", "");
+	struct vm	*vm;
+	json_t		*j;
+	char		*cause = NULL, *login;
+
+	if ((vm = vm_find(name)) == NULL) {
+		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
+		return (CMD_RETURN_DONE);
+	}
+	if (cmd_user_owner(vm) == NULL) {
+		cmd_error(req, ERR_STATE, "VM %s is not assigned to anyone",
+		    name);
+		return (CMD_RETURN_DONE);
+	}
+	login = xstrdup(cmd_user_owner(vm));
+	if (cmd_user_set_owner(vm, NULL, &cause) != 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		free(login);
+		return (CMD_RETURN_DONE);
+	}
+	log_info("%s: unassigned from %s", name, login);
+	server_event("desktop.unassigned", name, j = json_pack("{s:s}",
+	    "login", login));
+	json_decref(j);
+	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
+	free(login);
+	return (CMD_RETURN_DONE);
+}
+
+static enum cmd_retval
+cmd_user_desktop_list(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", NULL);
+	const char	*owner;
+	struct vm	*vm;
+	json_t		*a, *rec;
+
+	if (login != NULL) {
+		if ((rec = cmd_user_lookup(req)) == NULL)
+			return (CMD_RETURN_DONE);
+		json_decref(rec);
+	}
+	a = json_array();
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if ((owner = cmd_user_owner(vm)) == NULL)
+			continue;
+		if (login != NULL && strcmp(owner, login) != 0)
+			continue;
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:O?}",
+		    "vm", vm->def.name, "login", owner, "state",
+		    vm_state_name(vm->state), "pool",
+		    json_object_get(vm->def.extra, "pool")));
+	}
+	cmd_reply(req, json_pack("{s:o}", "desktops", a));
+	return (CMD_RETURN_DONE);
+}
+
+static const struct cmd_arg cmd_user_dept_add_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "parent", ARG_STR, 0 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_user_name_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_user_add_args[] = {
+	{ "login", ARG_STR, 1 },
+	{ "name", ARG_STR, 0 },
+	{ "dept", ARG_STR, 0 },
+	{ "admin", ARG_BOOL, 0 },
+	{ "password", ARG_STR, 0 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_user_passwd_args[] = {
+	{ "login", ARG_STR, 1 },
+	{ "password", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_user_login_args[] = {
+	{ "login", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_user_assign_args[] = {
+	{ "login", ARG_STR, 1 },
+	{ "vm", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_user_vm_args[] = {
+	{ "vm", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_user_desktop_list_args[] = {
+	{ "login", ARG_STR, 0 },
+	{ NULL, 0, 0 }
+};
+
+const struct cmd_entry cmd_user_entries[] = {
+	{ "dept.add", cmd_user_dept_add_args, ROLE_ADMIN, cmd_user_dept_add },
+	{ "dept.list", NULL, ROLE_ADMIN, cmd_user_dept_list },
+	{ "dept.rm", cmd_user_name_args, ROLE_ADMIN, cmd_user_dept_rm },
+	{ "user.add", cmd_user_add_args, ROLE_ADMIN, cmd_user_add },
+	{ "user.passwd", cmd_user_passwd_args, ROLE_ADMIN, cmd_user_passwd },
+	{ "user.disable", cmd_user_login_args, ROLE_ADMIN, cmd_user_disable },
+	{ "user.enable", cmd_user_login_args, ROLE_ADMIN, cmd_user_enable },
+	{ "user.rm", cmd_user_login_args, ROLE_ADMIN, cmd_user_rm },
+	{ "user.list", NULL, ROLE_ADMIN, cmd_user_list },
+	{ "desktop.assign", cmd_user_assign_args, ROLE_ADMIN,
+	    cmd_user_desktop_assign },
+	{ "desktop.unassign", cmd_user_vm_args, ROLE_ADMIN,
+	    cmd_user_desktop_unassign },
+	{ "desktop.list", cmd_user_desktop_list_args, ROLE_ADMIN,
+	    cmd_user_desktop_list },
+	{ NULL, NULL, 0, NULL }
+};

@@ -1,0 +1,312 @@
+/*
+ * SPICE sessions per desktop: who was connected, from where, from when to
+ * when. Fed by server_event (vm.spice from the QMP SPICE_* events, vm.state
+ * for a VM that stops under its clients); the user is whoever got the
+ * VM's last console ticket (vm-ticket.c). One LMDB record per VM in
+ * DB_SESSIONS, {"vm":NAME,"sessions":[oldest ... newest]}, keeping the
+ * last SESSION_KEEP; the record outlives the VM, as history.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+#define SESSION_KEEP	50	/* sessions kept per VM */
+
+static void	session_spice(const char *, json_t *);
+static void	session_state(const char *, json_t *);
+
+/* Keep this list sorted: it is searched with bsearch. */
+static const struct session_handler {
+	const char	*event;
+	void		(*fn)(const char *vm, json_t *fields);
+} session_handlers[] = {
+	{ "vm.spice", session_spice },
+	{ "vm.state", session_state },
+};
+
+static int
+session_handler_cmp(const void *key, const void *elem)
+{
+	return (strcmp(key, ((const struct session_handler *)elem)->event));
+}
+
+/* Every event qmpd broadcasts passes here; most are not about sessions. */
+void
+session_event(const char *event, const char *vm, json_t *fields)
+{
+	const struct session_handler	*h;
+
+	if (vm == NULL || fields == NULL)
+		return;
+	h = bsearch(event, session_handlers, nitems(session_handlers),
+	    sizeof session_handlers[0], session_handler_cmp);
+	if (h != NULL)
+		h->fn(vm, fields);
+}
+
+/* The VM's record of sessions, a new empty one if it has none. */
+static json_t *
+session_load(const char *vm)
+{
+	json_t	*rec;
+
+	rec = db_get(qmpd->db, DB_SESSIONS, vm);
+	if (!json_is_array(json_object_get(rec, "sessions"))) {
+		json_decref(rec);
+		rec = json_pack("{s:s,s:[]}", "vm", vm, "sessions");
+	}
+	return (rec);
+}
+
+static void
+session_save(const char *vm, json_t *rec)
+{
+	char	*cause = NULL;
+
+	if (db_put(qmpd->db, DB_SESSIONS, vm, rec, &cause) != 0) {
+		log_warnx("%s: session not recorded: %s", vm, cause);
+		free(cause);
+	}
+}
+
+/* Keep the newest SESSION_KEEP, dropping the oldest ended ones first. */
+static void
+session_trim(json_t *sessions)
+{
+	json_t	*s;
+	size_t	 i;
+
+	while (json_array_size(sessions) > SESSION_KEEP) {
+		json_array_foreach(sessions, i, s) {
+			if (!json_is_null(json_object_get(s, "end")))
+				break;
+		}
+		if (i == json_array_size(sessions))
+			i = 0;
+		json_array_remove(sessions, i);
+	}
+}
+
+static char *
+session_client(const char *host, const char *port)
+{
+	char	*s;
+
+	if (strchr(host, ':') != NULL)
+		xasprintf(&s, "[%s]:%s", host, port);
+	else
+		xasprintf(&s, "%s:%s", host, port);
+	return (s);
+}
+
+/* A client's main channel is up: a session begins. */
+static void
+session_open(const char *vm, const char *client)
+{
+	json_t		*rec, *s;
+	const char	*login;
+	uid_t		 uid;
+	long long	 at, expires;
+
+	s = json_pack("{s:n,s:s,s:I,s:n,s:n}", "user", "client", client,
+	    "start", (json_int_t)time(NULL), "end", "end_reason");
+	if (vm_ticket_last(vm, &login, &uid, &at, &expires) == 0) {
+		if (*login != '\0')
+			json_object_set_new(s, "user", json_string(login));
+		else
+			json_object_set_new(s, "ticket_uid",
+			    json_integer(uid));
+		json_object_set_new(s, "ticket_at", json_integer(at));
+	}
+	log_info("%s: SPICE session of %s from %s", vm,
+	    json_is_string(json_object_get(s, "user")) ? json_string_value(
+	    json_object_get(s, "user")) : "an administrator", client);
+	rec = session_load(vm);
+	json_array_append_new(json_object_get(rec, "sessions"), s);
+	session_trim(json_object_get(rec, "sessions"));
+	session_save(vm, rec);
+	json_decref(rec);
+}
+
+/*
+ * A SPICE client has left desktop vm (last: no other client is still
+ * connected). This is the hook for a pool's disconnect action (none,
+ * shutdown or reset after a grace period), to come with pools; for now
+ * it only logs.
+ */
+static void
+session_disconnected(const char *vm, json_t *s, int last)
+{
+	const char	*user = json_string_value(json_object_get(s, "user"));
+
+	log_debug("%s: %s left%s", vm, user != NULL ? user : "a client",
+	    last ? ", nobody connected now" : "");
+}
+
+/*
+ * End the open sessions of vm: the one of client, or (client NULL)
+ * all of them. Returns a copy of the last one ended, or NULL.
+ */
+static json_t *
+session_close(const char *vm, const char *client, const char *why)
+{
+	json_t		*rec, *sessions, *s, *ended = NULL;
+	const char	*c;
+	size_t		 i;
+
+	rec = session_load(vm);
+	sessions = json_object_get(rec, "sessions");
+	json_array_foreach(sessions, i, s) {
+		if (!json_is_null(json_object_get(s, "end")))
+			continue;
+		c = json_string_value(json_object_get(s, "client"));
+		if (client != NULL && (c == NULL || strcmp(c, client) != 0))
+			continue;
+		json_object_set_new(s, "end", json_integer(time(NULL)));
+		json_object_set_new(s, "end_reason", json_string(why));
+		json_decref(ended);
+		ended = json_deep_copy(s);
+	}
+	if (ended != NULL)
+		session_save(vm, rec);
+	json_decref(rec);
+	return (ended);
+}
+
+/* vm.spice: initialized (main channel only) opens, disconnected closes. */
+static void
+session_spice(const char *vm, json_t *fields)
+{
+	const char	*action, *host, *port;
+	struct vm	*v;
+	json_t		*ended;
+	char		*client;
+
+	action = json_string_value(json_object_get(fields, "action"));
+	host = json_string_value(json_object_get(fields, "host"));
+	port = json_string_value(json_object_get(fields, "port"));
+	if (action == NULL || host == NULL || port == NULL)
+		return;
+	client = session_client(host, port);
+	if (strcmp(action, "initialized") == 0)
+		session_open(vm, client);
+	else if (strcmp(action, "disconnected") == 0) {
+		/* Other channels of the client end too: only main counts. */
+		ended = session_close(vm, client, "client disconnected");
+		if (ended != NULL) {
+			log_info("%s: SPICE session from %s ended", vm, client);
+			v = vm_find(vm);
+			session_disconnected(vm, ended, v == NULL ||
+			    json_array_size(v->spice_clients) == 0);
+			json_decref(ended);
+		}
+	}
+	free(client);
+}
+
+/* A QEMU that stopped or started afresh has no SPICE client left. */
+static void
+session_state(const char *vm, json_t *fields)
+{
+	const char	*state;
+	char		*why;
+	json_t		*ended;
+
+	state = json_string_value(json_object_get(fields, "state"));
+	if (state == NULL || (strcmp(state, "stopped") != 0 &&
+	    strcmp(state, "crashed") != 0 && strcmp(state, "starting") != 0))
+		return;
+	xasprintf(&why, "VM %s", strcmp(state, "starting") == 0 ?
+	    "restarted" : state);
+	ended = session_close(vm, NULL, why);
+	json_decref(ended);
+	free(why);
+}
+
+/* Collect every session of a record, each with its VM's name. */
+static int
+session_collect_cb(const char *key, json_t *rec, void *arg)
+{
+	json_t	*out = arg, *s, *row;
+	size_t	 i;
+
+	json_array_foreach(json_object_get(rec, "sessions"), i, s) {
+		row = json_pack("{s:s}", "vm", key);
+		json_object_update(row, s);
+		json_array_append_new(out, row);
+	}
+	return (0);
+}
+
+/* Open sessions first, then the newest first. */
+static int
+session_cmp(const void *a, const void *b)
+{
+	json_t		*x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	int		 ox, oy;
+	json_int_t	 sx, sy;
+
+	ox = json_is_null(json_object_get(x, "end"));
+	oy = json_is_null(json_object_get(y, "end"));
+	if (ox != oy)
+		return (oy - ox);
+	sx = json_integer_value(json_object_get(x, "start"));
+	sy = json_integer_value(json_object_get(y, "start"));
+	return (sx < sy ? 1 : sx > sy ? -1 : 0);
+}
+
+static enum cmd_retval
+session_list(struct cmd_req *req)
+{
+	const char	*vm = cmd_arg_str(req, "vm", NULL);
+	json_t		*all = json_array(), *rec, *sorted, **v;
+	char		*cause = NULL;
+	size_t		 i, n;
+
+	if (vm != NULL) {
+		if ((rec = db_get(qmpd->db, DB_SESSIONS, vm)) == NULL &&
+		    vm_find(vm) == NULL) {
+			cmd_error(req, ERR_NOTFOUND, "no VM named %s, and no "
+			    "sessions recorded for one", vm);
+			json_decref(all);
+			return (CMD_RETURN_DONE);
+		}
+		if (rec != NULL)
+			session_collect_cb(vm, rec, all);
+		json_decref(rec);
+	} else if (db_foreach(qmpd->db, DB_SESSIONS, session_collect_cb, all,
+	    &cause) < 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		json_decref(all);
+		return (CMD_RETURN_DONE);
+	}
+	n = json_array_size(all);
+	v = xcalloc(n + 1, sizeof *v);
+	for (i = 0; i < n; i++)
+		v[i] = json_array_get(all, i);
+	qsort(v, n, sizeof *v, session_cmp);
+	sorted = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append(sorted, v[i]);
+	free(v);
+	json_decref(all);
+	cmd_reply(req, json_pack("{s:o}", "sessions", sorted));
+	return (CMD_RETURN_DONE);
+}
+
+static const struct cmd_arg session_list_args[] = {
+	{ "vm", ARG_STR, 0 },
+	{ NULL, 0, 0 }
+};
+
+const struct cmd_entry cmd_session_entries[] = {
+	{ "session.list", session_list_args, ROLE_ADMIN, session_list },
+	{ NULL, NULL, 0, NULL }
+};

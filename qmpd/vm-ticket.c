@@ -1,0 +1,199 @@
+/*
+ * SPICE console tickets: a fresh random password for a VM, valid for a
+ * short while, for vm.ticket (admins) and desktop.console (the broker on
+ * behalf of a user). Who got the last ticket of each VM is remembered in
+ * memory so session.c can say whose SPICE session it was; a qmpd restart
+ * forgets it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "qmp.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+#define VM_TICKET_LOGIN_MAX	64
+
+/* A ticket being set: set_password, then expire_password. */
+struct vm_ticket_req {
+	struct cmd_req	*req;
+	char		 name[VM_NAME_MAX];
+	char		 login[VM_TICKET_LOGIN_MAX];	/* "" for an admin */
+	uid_t		 uid;
+	char		 password[33];
+	int		 ttl;
+	long long	 expires;
+	int		 failed;
+};
+
+/* Who got the last ticket of a VM. */
+struct vm_ticket_holder {
+	char				 name[VM_NAME_MAX];
+	char				 login[VM_TICKET_LOGIN_MAX];
+	uid_t				 uid;
+	long long			 at;
+	long long			 expires;
+	TAILQ_ENTRY(vm_ticket_holder)	 entry;
+};
+static TAILQ_HEAD(, vm_ticket_holder) vm_ticket_holders =
+    TAILQ_HEAD_INITIALIZER(vm_ticket_holders);
+
+static struct vm_ticket_holder *
+vm_ticket_find(const char *name)
+{
+	struct vm_ticket_holder	*h;
+
+	TAILQ_FOREACH(h, &vm_ticket_holders, entry) {
+		if (strcmp(h->name, name) == 0)
+			return (h);
+	}
+	return (NULL);
+}
+
+static void
+vm_ticket_remember(struct vm_ticket_req *t)
+{
+	struct vm_ticket_holder	*h;
+
+	if ((h = vm_ticket_find(t->name)) == NULL) {
+		h = xcalloc(1, sizeof *h);
+		strlcpy(h->name, t->name, sizeof h->name);
+		TAILQ_INSERT_TAIL(&vm_ticket_holders, h, entry);
+	}
+	strlcpy(h->login, t->login, sizeof h->login);
+	h->uid = t->uid;
+	h->at = t->expires - t->ttl;
+	h->expires = t->expires;
+}
+
+/*
+ * Who got the last ticket of VM name: 0 and *login ("" when an admin
+ * asked, *uid then says who), *at, *expires; -1 when nobody since qmpd
+ * started.
+ */
+int
+vm_ticket_last(const char *name, const char **login, uid_t *uid,
+    long long *at, long long *expires)
+{
+	struct vm_ticket_holder	*h;
+
+	if ((h = vm_ticket_find(name)) == NULL)
+		return (-1);
+	*login = h->login;
+	*uid = h->uid;
+	*at = h->at;
+	*expires = h->expires;
+	return (0);
+}
+
+static void
+vm_ticket_free(struct vm_ticket_req *t)
+{
+	explicit_bzero(t->password, sizeof t->password);
+	free(t);
+}
+
+static void
+vm_ticket_expire_done(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_ticket_req	*t = arg;
+	struct vm		*vm = vm_find(t->name);
+	char			*uri;
+
+	if (t->failed)
+		;
+	else if (errclass != NULL)
+		cmd_error(t->req, ERR_QEMU, "expire_password: %s", errdesc);
+	else if (vm == NULL)
+		cmd_error(t->req, ERR_NOTFOUND, "VM %s went away", t->name);
+	else {
+		vm_ticket_remember(t);
+		if (t->login[0] != '\0')
+			log_info("%s: console ticket for %s, %d s", t->name,
+			    t->login, t->ttl);
+		else
+			log_info("%s: console ticket for uid %ld, %d s",
+			    t->name, (long)t->uid, t->ttl);
+		xasprintf(&uri, "spice://%s:%d?password=%s", vm->def.listen,
+		    vm->def.spice_port, t->password);
+		cmd_reply(t->req, json_pack("{s:s,s:s,s:i,s:s,s:I}", "uri",
+		    uri, "host", vm->def.listen, "port", vm->def.spice_port,
+		    "password", t->password, "expires",
+		    (json_int_t)t->expires));
+		explicit_bzero(uri, strlen(uri));
+		free(uri);
+	}
+	vm_ticket_free(t);
+}
+
+static void
+vm_ticket_set_done(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_ticket_req	*t = arg;
+
+	if (errclass != NULL) {
+		cmd_error(t->req, ERR_QEMU, "set_password: %s", errdesc);
+		t->failed = 1;
+	}
+}
+
+/*
+ * Give req a SPICE ticket for vm, valid ttl seconds, on behalf of login
+ * (NULL: an admin). connected=keep leaves an open session alone;
+ * expire_password always follows, since a new password does not lift an
+ * older expiry. req is always answered, at once on error or later from
+ * the QMP callbacks, so callers return CMD_RETURN_WAIT.
+ */
+void
+vm_ticket(struct vm *vm, struct cmd_req *req, long long ttl,
+    const char *login)
+{
+	struct vm_ticket_req	*t;
+	char			*secret, when[32];
+
+	if (strcmp(vm->def.display, "spice") != 0) {
+		cmd_error(req, ERR_STATE, "VM %s has no SPICE display",
+		    vm->def.name);
+		return;
+	}
+	if (ttl < 5 || ttl > 86400) {
+		cmd_error(req, ERR_ARG, "expires must be 5 to 86400 seconds");
+		return;
+	}
+	if (vm->qmp == NULL || (vm->state != VM_RUNNING &&
+	    vm->state != VM_PAUSED)) {
+		cmd_error(req, ERR_STATE, "VM %s is %s: start it first",
+		    vm->def.name, vm_state_name(vm->state));
+		return;
+	}
+	t = xcalloc(1, sizeof *t);
+	t->req = req;
+	strlcpy(t->name, vm->def.name, sizeof t->name);
+	if (login != NULL)
+		strlcpy(t->login, login, sizeof t->login);
+	t->uid = req->client != NULL ? client_uid(req->client) : (uid_t)-1;
+	secret = vm_qmp_secret();
+	strlcpy(t->password, secret, sizeof t->password);
+	explicit_bzero(secret, strlen(secret));
+	free(secret);
+	t->ttl = (int)ttl;
+	t->expires = time(NULL) + ttl;
+	snprintf(when, sizeof when, "+%lld", ttl);
+	if (qmp_execute(vm->qmp, "set_password", json_pack("{s:s,s:s,s:s}",
+	    "protocol", "spice", "password", t->password, "connected", "keep"),
+	    vm_ticket_set_done, t) != 0) {
+		cmd_error(req, ERR_QEMU, "VM %s: QMP is not connected",
+		    vm->def.name);
+		vm_ticket_free(t);
+		return;
+	}
+	/* Queued behind set_password on the same live connection. */
+	qmp_execute(vm->qmp, "expire_password", json_pack("{s:s,s:s}",
+	    "protocol", "spice", "time", when), vm_ticket_expire_done, t);
+}

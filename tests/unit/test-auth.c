@@ -1,0 +1,173 @@
+/*
+ * Unit tests of qmpd/auth.c: the login rule, yescrypt hashing and
+ * verification, and the lockout window arithmetic with a fake clock.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "check.h"
+
+static void
+test_login(void)
+{
+	static const char *good[] = {
+		"alice", "j.smith", "a_b", "x-1", "0day", "a.b.c",
+		"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghi1234",
+	};
+	static const char *bad[] = {
+		"", "Alice", ".alice", "_a", "-a", "a b", "a/b", "a:b", "é",
+		"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghi12345",
+	};
+	char	*cause;
+	size_t	 i;
+
+	for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+		cause = NULL;
+		CHECK(auth_login_valid(good[i], &cause) == 0);
+		CHECK(cause == NULL);
+	}
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cause = NULL;
+		CHECK(auth_login_valid(bad[i], &cause) == -1);
+		CHECK(cause != NULL);
+		free(cause);
+	}
+}
+
+static void
+test_password_rule(void)
+{
+	char	 big[AUTH_PASSWORD_MAX + 2], *cause = NULL;
+
+	CHECK(auth_password_valid("x", 1, &cause) == 0);
+	CHECK(auth_password_valid("", 0, &cause) == -1);
+	free(cause);
+	cause = NULL;
+	CHECK(auth_password_valid("a\0b", 3, &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "NUL") != NULL);
+	free(cause);
+	cause = NULL;
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	CHECK(auth_password_valid(big, strlen(big), &cause) == -1);
+	free(cause);
+	big[AUTH_PASSWORD_MAX] = '\0';
+	CHECK(auth_password_valid(big, strlen(big), NULL) == 0);
+}
+
+static void
+test_hash(void)
+{
+	char	*h1, *h2, *cause = NULL;
+
+	h1 = auth_hash("correct horse", &cause);
+	CHECK(h1 != NULL && cause == NULL);
+	if (h1 == NULL)
+		return;
+	CHECK(strncmp(h1, "$y$", 3) == 0);
+	CHECK(strstr(h1, "correct") == NULL);
+	CHECK(auth_verify("correct horse", h1) == 1);
+	CHECK(auth_verify("correct hors", h1) == 0);
+	CHECK(auth_verify("correct horse ", h1) == 0);
+	CHECK(auth_verify("", h1) == 0);
+	/* A fresh salt each time: the same password, another hash. */
+	h2 = auth_hash("correct horse", &cause);
+	CHECK(h2 != NULL && strcmp(h1, h2) != 0);
+	CHECK(h2 != NULL && auth_verify("correct horse", h2) == 1);
+	/* No hash, a locked one, garbage: never a match. */
+	CHECK(auth_verify("correct horse", NULL) == 0);
+	CHECK(auth_verify("correct horse", "") == 0);
+	CHECK(auth_verify("correct horse", "!") == 0);
+	CHECK(auth_verify("correct horse", "*") == 0);
+	CHECK(auth_verify("correct horse", "$y$garbage") == 0);
+	free(h1);
+	free(h2);
+}
+
+static void
+test_lockout(void)
+{
+	struct auth_lockout	*lo;
+	time_t			 t = 100000;
+	int			 i;
+
+	lo = auth_lockout_create(AUTH_LOCK_FAILURES, AUTH_LOCK_WINDOW,
+	    AUTH_LOCK_TIME, 8);
+	/* Four failures: not locked; the fifth locks for the lock time. */
+	for (i = 0; i < 4; i++) {
+		CHECK(auth_lockout_fail(lo, "alice", t + i) == 0);
+		CHECK(auth_lockout_check(lo, "alice", t + i) == 0);
+	}
+	CHECK(auth_lockout_fail(lo, "alice", t + 4) == AUTH_LOCK_TIME);
+	CHECK(auth_lockout_check(lo, "alice", t + 4) == AUTH_LOCK_TIME);
+	CHECK(auth_lockout_check(lo, "alice", t + 104) == AUTH_LOCK_TIME - 100);
+	/* Failures while locked do not stretch the lock. */
+	CHECK(auth_lockout_fail(lo, "alice", t + 200) == AUTH_LOCK_TIME - 196);
+	CHECK(auth_lockout_check(lo, "alice", t + 4 + AUTH_LOCK_TIME - 1) == 1);
+	CHECK(auth_lockout_check(lo, "alice", t + 4 + AUTH_LOCK_TIME) == 0);
+	/* After the lock the count starts over. */
+	t += 4 + AUTH_LOCK_TIME;
+	CHECK(auth_lockout_fail(lo, "alice", t) == 0);
+	CHECK(auth_lockout_check(lo, "alice", t) == 0);
+	/* Others are not affected. */
+	CHECK(auth_lockout_check(lo, "bob", t) == 0);
+
+	/* Failures spread wider than the window never lock. */
+	t += 10000;
+	for (i = 0; i < 20; i++)
+		CHECK(auth_lockout_fail(lo, "carol", t + i * 151) == 0);
+	/* Four in the window and one just outside: still not locked. */
+	t += 100000;
+	CHECK(auth_lockout_fail(lo, "dave", t) == 0);
+	for (i = 1; i <= 4; i++)
+		CHECK(auth_lockout_fail(lo, "dave", t + AUTH_LOCK_WINDOW +
+		    i) == 0);
+	CHECK(auth_lockout_fail(lo, "dave", t + AUTH_LOCK_WINDOW + 5) ==
+	    AUTH_LOCK_TIME);
+
+	/* A good login forgets the failures. */
+	for (i = 0; i < 4; i++)
+		auth_lockout_fail(lo, "erin", t + i);
+	auth_lockout_clear(lo, "erin");
+	CHECK(auth_lockout_fail(lo, "erin", t + 5) == 0);
+	auth_lockout_free(lo);
+}
+
+/* The table is bounded; made-up names cannot push out a locked login. */
+static void
+test_lockout_bounded(void)
+{
+	struct auth_lockout	*lo;
+	char			 name[32];
+	time_t			 t = 5000;
+	int			 i;
+
+	lo = auth_lockout_create(3, 600, 300, 4);
+	for (i = 0; i < 3; i++)
+		auth_lockout_fail(lo, "victim", t);
+	CHECK(auth_lockout_check(lo, "victim", t) == 300);
+	for (i = 0; i < 100; i++) {
+		snprintf(name, sizeof name, "spray%d", i);
+		auth_lockout_fail(lo, name, t + 1);
+	}
+	CHECK(auth_lockout_count(lo) <= 4);
+	CHECK(auth_lockout_check(lo, "victim", t + 1) == 299);
+	/* Once the window has passed, stale entries make room. */
+	CHECK(auth_lockout_fail(lo, "late", t + 10000) == 0);
+	CHECK(auth_lockout_count(lo) <= 4);
+	auth_lockout_free(lo);
+	auth_lockout_free(NULL);
+}
+
+int
+main(void)
+{
+	test_login();
+	test_password_rule();
+	test_hash();
+	test_lockout();
+	test_lockout_bounded();
+	return (check_exit());
+}
