@@ -8,9 +8,16 @@
 
 start_qmpd
 
+# jq -e that fails on empty input too (jq 1.6 says yes to nothing).
+jcheck() {
+	local in
+	in=$(cat)
+	[ -n "$in" ] && jq -e "$@" <<<"$in" >/dev/null
+}
+
 # A raw request as root (admin), for commands the CLI does not map.
 req() {
-	python3 - "$QDESK_SOCKET" "$1" "$2" <<'EOF'
+	/usr/bin/python3 - "$QDESK_SOCKET" "$1" "$2" <<'EOF'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
@@ -33,7 +40,7 @@ grep -q "no department named nowhere" "$T/last.err" ||
 	fail "unknown parent: $(cat "$T/last.err")"
 q_status 1 dept add "Bad Name"
 grep -q InvalidArgument "$T/last.err" || fail "bad dept name accepted"
-q --json dept list | jq -e '.depts | length == 2' >/dev/null ||
+q --json dept list | jcheck '.depts | length == 2' >/dev/null ||
 	fail "dept list: $(q --json dept list)"
 [ "$(q --json dept list | jq -r '.depts[] | select(.name=="emea") | .parent')" = sales ] ||
 	fail "emea's parent is not sales"
@@ -54,14 +61,14 @@ q_status 2 user add dave --password-stdin </dev/null
 list=$(q --json user list)
 [ "$(jq '.users | length' <<<"$list")" = 3 ] || fail "user list: $list"
 grep -q '\$y\$' <<<"$list" && fail "user list shows a hash: $list"
-jq -e '.users[] | select(has("hash"))' <<<"$list" >/dev/null &&
+jcheck '.users[] | select(has("hash"))' <<<"$list" >/dev/null &&
 	fail "user list has a hash field"
-jq -e '.users[] | select(.login=="alice") | .password == true and
+jcheck '.users[] | select(.login=="alice") | .password == true and
     .name == "Alice Martin" and .dept == "emea" and .admin == false' \
     <<<"$list" >/dev/null || fail "alice: $list"
-jq -e '.users[] | select(.login=="bob") | .password == false' <<<"$list" \
+jcheck '.users[] | select(.login=="bob") | .password == false' <<<"$list" \
     >/dev/null || fail "bob has a password: $list"
-jq -e '.users[] | select(.login=="j.smith_2") | .admin == true' <<<"$list" \
+jcheck '.users[] | select(.login=="j.smith_2") | .admin == true' <<<"$list" \
     >/dev/null || fail "j.smith_2 is not admin: $list"
 q user list | grep -q '^LOGIN' || fail "user list has no header"
 # The hash is in the database, and it is yescrypt.
@@ -70,22 +77,22 @@ grep -qa 'S3cret pass' "$STATE/db/data.mdb" && fail "plain password stored"
 
 # user.auth (as admin here; the broker test does it as the broker).
 req user.auth '{"login":"alice","password":"S3cret pass"}' |
-	jq -e '.return.login == "alice" and .return.dept == "emea"' >/dev/null ||
+	jcheck '.return.login == "alice" and .return.dept == "emea"' >/dev/null ||
 	fail "alice cannot log in"
 req user.auth '{"login":"alice","password":"wrong"}' |
-	jq -e '.error.class == "AuthFailed"' >/dev/null ||
+	jcheck '.error.class == "AuthFailed"' >/dev/null ||
 	fail "a wrong password was not AuthFailed"
 req user.auth '{"login":"bob","password":"anything"}' |
-	jq -e '.error.desc == "invalid login or password"' >/dev/null ||
+	jcheck '.error.desc == "invalid login or password"' >/dev/null ||
 	fail "bob without a password got in, or another message"
 
 # passwd: the old password stops working, the new one works.
 qq user passwd alice --password-stdin <<<'N3w pass' >/dev/null
 req user.auth '{"login":"alice","password":"S3cret pass"}' |
-	jq -e '.error.class == "AuthFailed"' >/dev/null ||
+	jcheck '.error.class == "AuthFailed"' >/dev/null ||
 	fail "the old password still works"
 req user.auth '{"login":"alice","password":"N3w pass"}' |
-	jq -e '.return.login == "alice"' >/dev/null ||
+	jcheck '.return.login == "alice"' >/dev/null ||
 	fail "the new password does not work"
 q_status 2 user passwd alice </dev/null
 q_status 1 user passwd nobody --password-stdin <<<"x"
@@ -96,14 +103,14 @@ qq user disable alice >/dev/null
 [ "$(q --json user list | jq '.users[] | select(.login=="alice") | .disabled')" = true ] ||
 	fail "alice is not shown disabled"
 r=$(req user.auth '{"login":"alice","password":"N3w pass"}')
-jq -e '.error.class == "AuthFailed" and
+jcheck '.error.class == "AuthFailed" and
     .error.desc == "invalid login or password"' <<<"$r" >/dev/null ||
 	fail "a disabled user got in: $r"
 qq user enable alice >/dev/null
 req user.auth '{"login":"alice","password":"N3w pass"}' |
-	jq -e '.return.login == "alice"' >/dev/null ||
+	jcheck '.return.login == "alice"' >/dev/null ||
 	fail "alice cannot log in once enabled"
-q --json user list | jq -e '.users[] | select(.login=="alice") |
+q --json user list | jcheck '.users[] | select(.login=="alice") |
     .last_login > 0' >/dev/null || fail "no last_login for alice"
 
 # A department with users (or sub-departments) stays.
@@ -131,7 +138,7 @@ q_status 1 desktop assign nobody desk1
 grep -q "no user named nobody" "$T/last.err" || fail "assign to nobody"
 q_status 1 desktop assign alice nodesk
 grep -q "no VM named nodesk" "$T/last.err" || fail "assign of no VM"
-q --json desktop list | jq -e '.desktops | length == 2' >/dev/null ||
+q --json desktop list | jcheck '.desktops | length == 2' >/dev/null ||
 	fail "desktop list: $(q --json desktop list)"
 [ "$(q --json desktop list --user alice | jq -r '[.desktops[].vm] | join(",")')" = desk1 ] ||
 	fail "alice's desktops: $(q --json desktop list --user alice)"
