@@ -114,7 +114,8 @@ cmd_broker_auth(struct cmd_req *req)
 	else {
 		auth_lockout_clear(cmd_broker_lockout, login);
 		log_info("login %s from %s", login, cmd_broker_client(req));
-		json_object_set_new(rec, "last_login", json_integer(time(NULL)));
+		json_object_set_new(rec, "last_login",
+		    json_integer(time(NULL)));
 		if (db_put(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
 			log_warnx("user %s: last login not saved: %s", login,
 			    cause);
@@ -194,6 +195,7 @@ cmd_broker_desktop_json(struct vm *vm)
 	    "pool"), "spice", spice));
 }
 
+/* The desktops of the user named, with what a portal needs to show. */
 static enum cmd_retval
 cmd_broker_mine(struct cmd_req *req)
 {
@@ -244,7 +246,8 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 		return (CMD_RETURN_DONE);
 	}
 	vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
-	    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), CMD_BROKER_START_TIMEOUT);
+	    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED),
+	    CMD_BROKER_START_TIMEOUT);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -334,6 +337,7 @@ static const struct {
 	{ "reboot", cmd_broker_reboot },
 };
 
+/* Start, shut down or reboot the user's own desktop, by the action table. */
 static enum cmd_retval
 cmd_broker_power(struct cmd_req *req)
 {
@@ -355,6 +359,7 @@ cmd_broker_power(struct cmd_req *req)
 	    "")));
 }
 
+/* A SPICE ticket for the user's own desktop, remembered as theirs. */
 static enum cmd_retval
 cmd_broker_console(struct cmd_req *req)
 {

@@ -162,6 +162,7 @@ cmd_user_put(struct cmd_req *req, const char *table, const char *key,
 	return (0);
 }
 
+/* A department, under an existing parent if one is named. */
 static enum cmd_retval
 cmd_user_dept_add(struct cmd_req *req)
 {
@@ -226,6 +227,7 @@ cmd_user_dept_list_cb(const char *key, json_t *val, void *arg)
 	return (0);
 }
 
+/* Every department with its parent and how many users it has. */
 static enum cmd_retval
 cmd_user_dept_list(struct cmd_req *req)
 {
@@ -327,7 +329,8 @@ cmd_user_name_valid(const char *name, char **cause)
 	const unsigned char	*p;
 
 	if (strlen(name) > CMD_USER_NAME_MAX) {
-		xasprintf(cause, "the name is over %d bytes", CMD_USER_NAME_MAX);
+		xasprintf(cause, "the name is over %d bytes",
+		    CMD_USER_NAME_MAX);
 		return (-1);
 	}
 	for (p = (const unsigned char *)name; *p != '\0'; p++) {
@@ -340,6 +343,7 @@ cmd_user_name_valid(const char *name, char **cause)
 	return (0);
 }
 
+/* A new user, with a password only if one is given (else no login). */
 static enum cmd_retval
 cmd_user_add(struct cmd_req *req)
 {
@@ -410,6 +414,7 @@ cmd_user_lookup(struct cmd_req *req)
 	return (rec);
 }
 
+/* A new password: a fresh salt and hash; the old one stops working. */
 static enum cmd_retval
 cmd_user_passwd(struct cmd_req *req)
 {
@@ -531,6 +536,7 @@ cmd_user_list(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
+/* Give a VM to a user; assigning it to its owner again is no error. */
 static enum cmd_retval
 cmd_user_desktop_assign(struct cmd_req *req)
 {
@@ -571,6 +577,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
+/* Take a VM back from its owner; the VM itself is left alone. */
 static enum cmd_retval
 cmd_user_desktop_unassign(struct cmd_req *req)
 {
@@ -604,6 +611,7 @@ cmd_user_desktop_unassign(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
+/* Assigned desktops, of one user or of everyone. */
 static enum cmd_retval
 cmd_user_desktop_list(struct cmd_req *req)
 {

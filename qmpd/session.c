@@ -261,6 +261,7 @@ session_cmp(const void *a, const void *b)
 	return (sx < sy ? 1 : sx > sy ? -1 : 0);
 }
 
+/* session.list: of one VM or all, open ones first, then newest first. */
 static enum cmd_retval
 session_list(struct cmd_req *req)
 {

@@ -14,11 +14,13 @@ test_login(void)
 {
 	static const char *good[] = {
 		"alice", "j.smith", "a_b", "x-1", "0day", "a.b.c",
-		"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghi1234",
+		"abcdefghijabcdefghijabcdefghijabcdefghij"
+		    "abcdefghijabcdefghi1234",
 	};
 	static const char *bad[] = {
 		"", "Alice", ".alice", "_a", "-a", "a b", "a/b", "a:b", "é",
-		"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghi12345",
+		"abcdefghijabcdefghijabcdefghijabcdefghij"
+		    "abcdefghijabcdefghi12345",
 	};
 	char	*cause;
 	size_t	 i;
