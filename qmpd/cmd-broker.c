@@ -372,6 +372,23 @@ cmd_broker_console(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
+/* A VNC connection to the user's own desktop, for the RDP gateway. */
+static enum cmd_retval
+cmd_broker_vnc(struct cmd_req *req)
+{
+	struct vm	*vm;
+
+	if ((vm = cmd_broker_desktop(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	return (vm_vnc_request(vm, req));
+}
+
+static const struct cmd_arg cmd_broker_vnc_args[] = {
+	{ "login", ARG_STR, 1 },
+	{ "vm", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
 static const struct cmd_arg cmd_broker_auth_args[] = {
 	{ "login", ARG_STR, 1 },
 	{ "password", ARG_STR, 1 },
@@ -405,5 +422,6 @@ const struct cmd_entry cmd_broker_entries[] = {
 	    cmd_broker_power },
 	{ "desktop.console", cmd_broker_console_args, ROLE_BROKER,
 	    cmd_broker_console },
+	{ "desktop.vnc", cmd_broker_vnc_args, ROLE_BROKER, cmd_broker_vnc },
 	{ NULL, NULL, 0, NULL }
 };

@@ -433,35 +433,14 @@ cmd_vm_ticket(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
-static void
-cmd_vm_vnc_done(int fd, const char *err, void *arg)
-{
-	struct cmd_req	*req = arg;
-
-	if (fd == -1) {
-		cmd_error(req, ERR_QEMU, "add_client: %s", err);
-		return;
-	}
-	cmd_reply_fd(req, json_pack("{s:s,s:s}", "vm", cmd_arg_str(req,
-	    "name", ""), "fd", "attached"), fd);
-	close(fd);
-}
-
-/* A VNC connection to the VM's console, as an fd over SCM_RIGHTS. */
 static enum cmd_retval
 cmd_vm_vnc(struct cmd_req *req)
 {
 	struct vm	*vm;
-	char		*cause = NULL;
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	if (vm_vnc_connect(vm, cmd_vm_vnc_done, req, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
-		return (CMD_RETURN_DONE);
-	}
-	return (CMD_RETURN_WAIT);
+	return (vm_vnc_request(vm, req));
 }
 
 static const struct cmd_arg cmd_vm_ticket_args[] = {

@@ -143,5 +143,6 @@ int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 /* vm-vnc.c: a VNC client connection by fd, no VNC port. */
 typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
 int	 vm_vnc_connect(struct vm *, vm_vnc_cb, void *arg, char **cause);
+enum cmd_retval vm_vnc_request(struct vm *, struct cmd_req *);
 
 #endif
