@@ -268,6 +268,26 @@ store_writable(struct imgstore *st, const char *file)
 	return ((sb.st_mode & 0222) != 0);
 }
 
+/*
+ * Make sure reads see the last commit. A writer killed after writing its
+ * meta page but before publishing the new transaction id leaves readers
+ * on the snapshot before, until the next writer takes LMDB's robust write
+ * lock and repairs the id; gc must not delete a file on such a view.
+ */
+static void
+store_fresh_view(struct imgstore *st)
+{
+	struct db_txn	*t;
+	char		*why = NULL;
+
+	if ((t = db_begin(st->db, &why)) == NULL) {
+		log_warnx("imgstore: %s", why);
+		free(why);
+		return;
+	}
+	db_abort(t);
+}
+
 struct store_all {
 	json_t		*recs;		/* name -> record */
 };
@@ -1041,6 +1061,7 @@ imgstore_verify(struct imgstore *st, const char *name, json_t **report,
 	int		 n = 0, fd;
 
 	*report = NULL;
+	store_fresh_view(st);
 	if ((all = store_all(st, cause)) == NULL)
 		return (IMGSTORE_ERR);
 	problems = json_array();
@@ -1247,6 +1268,7 @@ imgstore_gc(struct imgstore *st, int dry_run, json_t **report,
 	json_t	*all, *items;
 
 	*report = NULL;
+	store_fresh_view(st);
 	if ((all = store_all(st, cause)) == NULL)
 		return (IMGSTORE_ERR);
 	items = json_array();

@@ -508,7 +508,7 @@ clone_loop(const char *dir)
 static void
 test_crash(const char *self)
 {
-	json_t		*report, *list, *rec;
+	json_t		*report, *gcreport, *list, *rec;
 	char		*cause = NULL, *bfile;
 	size_t		 i;
 	pid_t		 pid;
@@ -536,12 +536,17 @@ test_crash(const char *self)
 		CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	}
 
-	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
-	json_decref(report);
+	CHECK(imgstore_gc(st, 0, &gcreport, &cause) == 0);
 	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
 	CHECK(json_is_true(json_object_get(report, "ok")));
-	if (!json_is_true(json_object_get(report, "ok")))
-		json_dumpf(report, stderr, JSON_INDENT(2));
+	if (!json_is_true(json_object_get(report, "ok"))) {
+		fprintf(stderr, "gc: ");
+		json_dumpf(gcreport, stderr, JSON_COMPACT);
+		fprintf(stderr, "\nverify: ");
+		json_dumpf(report, stderr, JSON_COMPACT);
+		fprintf(stderr, "\n");
+	}
+	json_decref(gcreport);
 	json_decref(report);
 	/* A second gc finds nothing left to do. */
 	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
