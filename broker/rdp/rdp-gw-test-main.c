@@ -1,0 +1,94 @@
+/*
+ * rdp-gw-test: the RDP gateway alone on its own libevent loop, for tests
+ * and development without the rest of the broker. It runs exactly the
+ * code qdesk-broker runs (rdp_gateway_start on a loop), nothing more.
+ *
+ *   rdp-gw-test [-v] [-l ADDR] -p PORT -c CERT.pem -k KEY.pem -s QMPD_SOCKET
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "rdp.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] -p port -c cert "
+	    "-k key -s qmpd-socket\n");
+	exit(2);
+}
+
+static void
+rdp_gw_test_signal(evutil_socket_t sig, short events, void *arg)
+{
+	struct event_base	*base = arg;
+
+	log_info("signal %d: stopping", (int)sig);
+	rdp_gateway_stop();
+	event_base_loopexit(base, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct event_base	*base;
+	struct event		*ev_int, *ev_term;
+	const char		*addr = "127.0.0.1", *cert = NULL, *key = NULL;
+	const char		*sock = NULL;
+	char			*cause = NULL, *end;
+	int			 ch, port = 0, verbose = 0;
+
+	while ((ch = getopt(argc, argv, "c:k:l:p:s:v")) != -1) {
+		switch (ch) {
+		case 'c':
+			cert = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 'l':
+			addr = optarg;
+			break;
+		case 'p':
+			port = (int)strtol(optarg, &end, 10);
+			if (*end != '\0')
+				usage();
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc || port == 0 || cert == NULL || key == NULL ||
+	    sock == NULL)
+		usage();
+	log_init("rdp-gw-test", 1, verbose);
+	/* Line-buffered, so a test sees each log line as it happens. */
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	if (rdp_gateway_start(base, addr, port, cert, key, sock, &cause) != 0)
+		fatalx("%s", cause);
+	ev_int = evsignal_new(base, SIGINT, rdp_gw_test_signal, base);
+	ev_term = evsignal_new(base, SIGTERM, rdp_gw_test_signal, base);
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_term, NULL);
+	event_base_dispatch(base);
+	event_free(ev_int);
+	event_free(ev_term);
+	event_base_free(base);
+	return (0);
+}

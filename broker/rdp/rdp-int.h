@@ -1,0 +1,148 @@
+/*
+ * What the RDP gateway's files share. The gateway has two sides:
+ *
+ *   rdp-gateway.c  on the broker's libevent loop: the listening socket,
+ *                  the registry of sessions (who is on which desktop, for
+ *                  takeover) and a control socket per session;
+ *   rdp-peer.c     one thread per RDP connection, which owns the FreeRDP
+ *                  peer, the VNC connection and the encoder, and talks to
+ *                  the loop only through its control socket.
+ *
+ * Why threads: FreeRDP 2's server runs its TLS accept as a loop of
+ * poll(10 ms) until the handshake ends (a client that stalls there would
+ * stall the broker), and encoding a frame takes milliseconds of CPU. The
+ * threads never touch the broker's state; qmpd is reached over fresh unix
+ * connections of their own (rdp-qmpd.c), as the VNC fd needs anyway.
+ */
+#ifndef QDESK_RDP_INT_H
+#define QDESK_RDP_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define RDP_LOGIN_MAX		64	/* as qmpd's login names */
+#define RDP_VM_MAX		64	/* as qmpd's VM names */
+#define RDP_ADDR_MAX		64	/* client address for messages */
+#define RDP_QMPD_TIMEOUT	10	/* seconds for a qmpd answer */
+#define RDP_START_TIMEOUT	130	/* desktop.power start waits for boot */
+#define RDP_LOGON_TIMEOUT	30	/* from accept to an authenticated user */
+#define RDP_FB_MAX		8192	/* widest or tallest framebuffer */
+
+/* What every session thread gets, copied: nothing shared is freed. */
+struct rdp_config {
+	char	*cert_pem;
+	char	*key_pem;
+	char	*qmpd_socket;
+};
+
+/*
+ * Control messages between the loop and a session, one per datagram
+ * (SOCK_SEQPACKET), plain text:
+ *   session -> loop:  "user LOGIN VM"  authenticated, now showing VM
+ *   loop -> session:  "kick REASON"     end the session, tell the client
+ */
+#define RDP_CTL_MAX		256
+
+/* rdp-peer.c: the session thread. Takes fd and ctl; config is copied. */
+int	 rdp_peer_spawn(int fd, int ctl, const char *addr,
+	    const struct rdp_config *, char **cause);
+
+/*
+ * rdp-qmpd.c: one blocking request to qmpd on a fresh connection (for the
+ * session threads). Returns the "return" object (the caller owns it), or
+ * NULL with *errclass (static or a copy the caller frees: see code) and a
+ * cause. When fdp is not NULL, an fd passed with the reply is stored there
+ * (-1 when none came).
+ */
+json_t	*rdp_qmpd_call(const char *path, const char *cmd, json_t *args,
+	    int timeout, int *fdp, char **errclass, char **cause);
+
+/* rdp-login.c: who the client is and which desktop it gets. */
+struct rdp_login {
+	const char	*user;		/* from the client info PDU */
+	const char	*password;
+	const char	*domain;	/* a desktop name, or empty */
+	const char	*token;		/* routing token (loadbalanceinfo) */
+	size_t		 tokenlen;
+	const char	*addr;		/* client address, for qmpd's log */
+};
+struct rdp_login_result {
+	char		 login[RDP_LOGIN_MAX];
+	char		 vm[RDP_VM_MAX];
+	int		 vncfd;
+	int		 errinfo;	/* for the client when refused */
+};
+int	 rdp_login(const char *qmpd, const struct rdp_login *,
+	    struct rdp_login_result *, char **cause);
+char	*rdp_login_wanted(const char *domain, const char *token,
+	    size_t tokenlen);
+json_t	*rdp_login_choose(json_t *desktops, const char *wanted,
+	    const char *login, char **cause);
+
+/* rdp-rfb.c: a small RFB 3.8 client on a connected fd (raw, copyrect). */
+struct rdp_rect {
+	int	x, y, w, h;
+};
+#define RDP_RFB_DAMAGE		64	/* rects kept before merging */
+struct rdp_rfb {
+	int		 fd;
+	unsigned char	*in;		/* read buffer */
+	size_t		 inoff;
+	size_t		 inlen;
+	size_t		 insize;
+
+	uint32_t	*fb;		/* 0x00RRGGBB, stride pixels a row */
+	int		 width;
+	int		 height;
+	int		 stride;
+	char		 name[128];
+
+	int		 extkey;	/* QEMU extended key events */
+	int		 ledstate;	/* QEMU LED state pseudo-encoding */
+	int		 leds;		/* 1 scroll, 2 num, 4 caps */
+	int		 resized;	/* since the last rdp_rfb_take */
+	int		 updated;	/* a whole update arrived */
+
+	struct rdp_rect	 damage[RDP_RFB_DAMAGE];
+	int		 ndamage;
+};
+struct rdp_rfb	*rdp_rfb_create(int fd);
+void	 rdp_rfb_free(struct rdp_rfb *);
+int	 rdp_rfb_handshake(struct rdp_rfb *, int timeout, char **cause);
+int	 rdp_rfb_buffered(const struct rdp_rfb *);
+int	 rdp_rfb_process(struct rdp_rfb *, char **cause);
+int	 rdp_rfb_request(struct rdp_rfb *, int incremental);
+int	 rdp_rfb_key(struct rdp_rfb *, int down, uint32_t keysym,
+	    uint32_t qnum);
+int	 rdp_rfb_pointer(struct rdp_rfb *, int mask, int x, int y);
+void	 rdp_rfb_damage(struct rdp_rfb *, int x, int y, int w, int h);
+
+/* rdp-input.c: RDP input to RFB/QEMU terms, pure. */
+struct rdp_inputstate {
+	int	e1;		/* an E1 prefix (Pause) is under way */
+	int	buttons;	/* RFB button mask */
+	int	x;		/* last pointer position (RDP) */
+	int	y;
+};
+uint32_t rdp_input_qnum(struct rdp_inputstate *, uint16_t flags, uint16_t code,
+	    int *down);
+uint32_t rdp_input_keysym(uint32_t qnum);
+int	 rdp_input_mouse(struct rdp_inputstate *, uint16_t flags, int *wheel);
+int	 rdp_input_scale(int v, int from, int to);
+
+/* rdp-encode.c: framebuffer rectangles to RDP bitmap updates. */
+struct rdp_encode;
+struct rdp_encode *rdp_encode_create(void);
+void	 rdp_encode_free(struct rdp_encode *);
+struct rdp_encode_stats {
+	uint64_t	 updates;
+	uint64_t	 tiles;
+	uint64_t	 bytes;
+};
+int	 rdp_encode_send(struct rdp_encode *, void *context,
+	    const struct rdp_rfb *, const struct rdp_rect *, int n,
+	    struct rdp_encode_stats *);
+
+#endif

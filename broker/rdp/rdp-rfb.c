@@ -1,0 +1,621 @@
+/*
+ * A small RFB 3.8 client for one connection to QEMU's VNC server, on an fd
+ * qmpd handed over (QEMU accepted it with skipauth). It asks for a 32-bit
+ * true-colour framebuffer in raw or copyrect, follows resolution changes
+ * (DesktopSize), and sends keys as QEMU extended key events (raw
+ * scancodes) and the pointer as absolute positions. It keeps its own copy
+ * of the framebuffer and a list of the rectangles changed since the
+ * session last took them.
+ *
+ * Reads block (with a timeout): the session thread calls rdp_rfb_process
+ * only when the fd is readable or bytes are buffered, and QEMU writes each
+ * message whole.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "rdp-int.h"
+#include "xmalloc.h"
+
+#define RFB_READ_TIMEOUT	10000	/* ms for one message to arrive */
+#define RFB_BUFSIZE		65536
+
+/* Encodings and pseudo-encodings we ask for, best first. */
+#define RFB_ENC_RAW		0
+#define RFB_ENC_COPYRECT	1
+#define RFB_ENC_LASTRECT	(-224)
+#define RFB_ENC_DESKTOPSIZE	(-223)
+#define RFB_ENC_POINTERTYPE	(-257)
+#define RFB_ENC_EXTKEY		(-258)
+#define RFB_ENC_LEDSTATE	(-261)
+#define RFB_ENC_EXTDESKTOPSIZE	(-308)
+
+static const int32_t rdp_rfb_encodings[] = {
+	RFB_ENC_COPYRECT,
+	RFB_ENC_RAW,
+	RFB_ENC_DESKTOPSIZE,
+	RFB_ENC_LASTRECT,
+	RFB_ENC_EXTKEY,
+	RFB_ENC_LEDSTATE,
+};
+
+static uint16_t
+rdp_rfb_u16(const unsigned char *p)
+{
+	return ((uint16_t)p[0] << 8 | p[1]);
+}
+
+static uint32_t
+rdp_rfb_u32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3]);
+}
+
+static void
+rdp_rfb_put16(unsigned char *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v;
+}
+
+static void
+rdp_rfb_put32(unsigned char *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+struct rdp_rfb *
+rdp_rfb_create(int fd)
+{
+	struct rdp_rfb	*rfb;
+	int		 flags;
+
+	rfb = xcalloc(1, sizeof *rfb);
+	rfb->fd = fd;
+	/* Non-blocking, so every wait goes through poll with a timeout. */
+	if ((flags = fcntl(fd, F_GETFL)) != -1)
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	rfb->insize = RFB_BUFSIZE;
+	rfb->in = xmalloc(rfb->insize);
+	return (rfb);
+}
+
+void
+rdp_rfb_free(struct rdp_rfb *rfb)
+{
+	if (rfb == NULL)
+		return;
+	if (rfb->fd != -1)
+		close(rfb->fd);
+	free(rfb->in);
+	free(rfb->fb);
+	free(rfb);
+}
+
+int
+rdp_rfb_buffered(const struct rdp_rfb *rfb)
+{
+	return (rfb->inlen > rfb->inoff);
+}
+
+/* Wait for the fd to be readable; QEMU sends messages whole, so a long
+ * wait in the middle of one means QEMU is gone or stuck. */
+static int
+rdp_rfb_wait(struct rdp_rfb *rfb, int timeout, char **cause)
+{
+	struct pollfd	pfd = { .fd = rfb->fd, .events = POLLIN };
+	int		n;
+
+	do
+		n = poll(&pfd, 1, timeout);
+	while (n == -1 && errno == EINTR);
+	if (n == -1) {
+		xasprintf(cause, "VNC connection: poll: %s", strerror(errno));
+		return (-1);
+	}
+	if (n == 0) {
+		xasprintf(cause, "VNC connection: QEMU sent nothing for %d s",
+		    timeout / 1000);
+		return (-1);
+	}
+	return (0);
+}
+
+/* One read(2) into dst; 0 on EOF is an error for us. */
+static ssize_t
+rdp_rfb_read1(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
+    char **cause)
+{
+	ssize_t	n;
+
+	for (;;) {
+		n = read(rfb->fd, dst, len);
+		if (n > 0)
+			return (n);
+		if (n == 0) {
+			xasprintf(cause, "VNC connection closed by QEMU");
+			return (-1);
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			xasprintf(cause, "VNC connection: read: %s",
+			    strerror(errno));
+			return (-1);
+		}
+		if (rdp_rfb_wait(rfb, timeout, cause) != 0)
+			return (-1);
+	}
+}
+
+/* Copy len bytes of the stream to dst: the buffer first, then the fd. */
+static int
+rdp_rfb_read(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
+    char **cause)
+{
+	unsigned char	*p = dst;
+	size_t		 have;
+	ssize_t		 n;
+
+	while (len > 0) {
+		have = rfb->inlen - rfb->inoff;
+		if (have > 0) {
+			if (have > len)
+				have = len;
+			if (p != NULL) {
+				memcpy(p, rfb->in + rfb->inoff, have);
+				p += have;
+			}
+			rfb->inoff += have;
+			len -= have;
+			continue;
+		}
+		rfb->inoff = rfb->inlen = 0;
+		/* Large reads go straight to their destination. */
+		if (p != NULL && len >= rfb->insize) {
+			if ((n = rdp_rfb_read1(rfb, p, len, timeout,
+			    cause)) < 0)
+				return (-1);
+			p += n;
+			len -= n;
+			continue;
+		}
+		if ((n = rdp_rfb_read1(rfb, rfb->in, rfb->insize, timeout,
+		    cause)) < 0)
+			return (-1);
+		rfb->inlen = n;
+	}
+	return (0);
+}
+
+static int
+rdp_rfb_write(struct rdp_rfb *rfb, const void *buf, size_t len)
+{
+	const unsigned char	*p = buf;
+	ssize_t			 n;
+
+	while (len > 0) {
+		n = send(rfb->fd, p, len, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = rfb->fd, .events = POLLOUT };
+
+			if (poll(&pfd, 1, RFB_READ_TIMEOUT) <= 0)
+				return (-1);
+			continue;
+		}
+		if (n <= 0)
+			return (-1);
+		p += n;
+		len -= n;
+	}
+	return (0);
+}
+
+/* Remember a changed rectangle; past the list's size, merge into one. */
+void
+rdp_rfb_damage(struct rdp_rfb *rfb, int x, int y, int w, int h)
+{
+	struct rdp_rect	*r;
+	int		 i, x2, y2;
+
+	if (x < 0) {
+		w += x;
+		x = 0;
+	}
+	if (y < 0) {
+		h += y;
+		y = 0;
+	}
+	if (x + w > rfb->width)
+		w = rfb->width - x;
+	if (y + h > rfb->height)
+		h = rfb->height - y;
+	if (w <= 0 || h <= 0)
+		return;
+	if (rfb->ndamage < RDP_RFB_DAMAGE) {
+		r = &rfb->damage[rfb->ndamage++];
+		r->x = x;
+		r->y = y;
+		r->w = w;
+		r->h = h;
+		return;
+	}
+	x2 = x + w;
+	y2 = y + h;
+	for (i = 0; i < rfb->ndamage; i++) {
+		r = &rfb->damage[i];
+		if (r->x < x)
+			x = r->x;
+		if (r->y < y)
+			y = r->y;
+		if (r->x + r->w > x2)
+			x2 = r->x + r->w;
+		if (r->y + r->h > y2)
+			y2 = r->y + r->h;
+	}
+	rfb->ndamage = 1;
+	rfb->damage[0] = (struct rdp_rect){ x, y, x2 - x, y2 - y };
+}
+
+/*
+ * A new framebuffer size: a fresh, black copy. Rows and columns are
+ * padded by 64 pixels so an encoder may round a tile up without reading
+ * past the end.
+ */
+static int
+rdp_rfb_resize(struct rdp_rfb *rfb, int w, int h, char **cause)
+{
+	if (w <= 0 || h <= 0 || w > RDP_FB_MAX || h > RDP_FB_MAX) {
+		xasprintf(cause, "VNC server sent a %dx%d framebuffer", w, h);
+		return (-1);
+	}
+	free(rfb->fb);
+	rfb->width = w;
+	rfb->height = h;
+	rfb->stride = w + 64;
+	rfb->fb = xcalloc((size_t)rfb->stride * (h + 64), sizeof *rfb->fb);
+	rfb->ndamage = 0;
+	rdp_rfb_damage(rfb, 0, 0, w, h);
+	rfb->resized = 1;
+	return (0);
+}
+
+/*
+ * The RFB 3.8 handshake on a fresh connection: version, security (QEMU
+ * offers None: qmpd added us with skipauth), shared ClientInit,
+ * ServerInit; then our pixel format and encodings and a first full
+ * update request.
+ */
+int
+rdp_rfb_handshake(struct rdp_rfb *rfb, int timeout, char **cause)
+{
+	unsigned char	 buf[32], *types = NULL;
+	unsigned char	 msg[4 + 4 * nitems(rdp_rfb_encodings)];
+	char		*reason;
+	uint32_t	 len;
+	size_t		 i;
+	int		 none = 0, ms = timeout * 1000;
+
+	if (rdp_rfb_read(rfb, buf, 12, ms, cause) != 0)
+		return (-1);
+	if (memcmp(buf, "RFB 003.", 8) != 0) {
+		xasprintf(cause, "VNC connection: not an RFB server");
+		return (-1);
+	}
+	if (memcmp(buf, "RFB 003.008\n", 12) < 0) {
+		xasprintf(cause, "VNC server speaks %.11s, not 3.8", buf);
+		return (-1);
+	}
+	if (rdp_rfb_write(rfb, "RFB 003.008\n", 12) != 0)
+		goto wfail;
+	if (rdp_rfb_read(rfb, buf, 1, ms, cause) != 0)
+		return (-1);
+	if (buf[0] == 0) {
+		if (rdp_rfb_read(rfb, buf, 4, ms, cause) != 0)
+			return (-1);
+		len = rdp_rfb_u32(buf);
+		if (len > 1024)
+			len = 1024;
+		reason = xcalloc(1, len + 1);
+		if (rdp_rfb_read(rfb, reason, len, ms, cause) != 0) {
+			free(reason);
+			return (-1);
+		}
+		xasprintf(cause, "VNC server refused us: %s", reason);
+		free(reason);
+		return (-1);
+	}
+	types = xmalloc(buf[0]);
+	len = buf[0];
+	if (rdp_rfb_read(rfb, types, len, ms, cause) != 0) {
+		free(types);
+		return (-1);
+	}
+	for (i = 0; i < len; i++)
+		if (types[i] == 1)
+			none = 1;
+	free(types);
+	if (!none) {
+		xasprintf(cause, "VNC server wants authentication: was the "
+		    "client added without skipauth?");
+		return (-1);
+	}
+	buf[0] = 1;
+	if (rdp_rfb_write(rfb, buf, 1) != 0)
+		goto wfail;
+	if (rdp_rfb_read(rfb, buf, 4, ms, cause) != 0)
+		return (-1);
+	if (rdp_rfb_u32(buf) != 0) {
+		xasprintf(cause, "VNC server refused the security handshake");
+		return (-1);
+	}
+	buf[0] = 1;	/* shared: other viewers stay */
+	if (rdp_rfb_write(rfb, buf, 1) != 0)
+		goto wfail;
+	if (rdp_rfb_read(rfb, buf, 24, ms, cause) != 0)
+		return (-1);
+	if (rdp_rfb_resize(rfb, rdp_rfb_u16(buf), rdp_rfb_u16(buf + 2),
+	    cause) != 0)
+		return (-1);
+	len = rdp_rfb_u32(buf + 20);
+	if (len >= sizeof rfb->name) {
+		if (rdp_rfb_read(rfb, rfb->name, sizeof rfb->name - 1, ms,
+		    cause) != 0 || rdp_rfb_read(rfb, NULL, len -
+		    (sizeof rfb->name - 1), ms, cause) != 0)
+			return (-1);
+	} else if (rdp_rfb_read(rfb, rfb->name, len, ms, cause) != 0)
+		return (-1);
+
+	/* SetPixelFormat: 32 bpp, depth 24, little endian, 0x00RRGGBB. */
+	memset(buf, 0, 20);
+	buf[0] = 0;
+	buf[4] = 32;
+	buf[5] = 24;
+	buf[6] = 0;
+	buf[7] = 1;
+	rdp_rfb_put16(buf + 8, 255);
+	rdp_rfb_put16(buf + 10, 255);
+	rdp_rfb_put16(buf + 12, 255);
+	buf[14] = 16;
+	buf[15] = 8;
+	buf[16] = 0;
+	if (rdp_rfb_write(rfb, buf, 20) != 0)
+		goto wfail;
+
+	msg[0] = 2;
+	msg[1] = 0;
+	rdp_rfb_put16(msg + 2, nitems(rdp_rfb_encodings));
+	for (i = 0; i < nitems(rdp_rfb_encodings); i++)
+		rdp_rfb_put32(msg + 4 + 4 * i, (uint32_t)rdp_rfb_encodings[i]);
+	if (rdp_rfb_write(rfb, msg, sizeof msg) != 0)
+		goto wfail;
+	if (rdp_rfb_request(rfb, 0) != 0)
+		goto wfail;
+	return (0);
+
+wfail:
+	xasprintf(cause, "VNC connection: write: %s", strerror(errno));
+	return (-1);
+}
+
+/* FramebufferUpdateRequest for the whole framebuffer. */
+int
+rdp_rfb_request(struct rdp_rfb *rfb, int incremental)
+{
+	unsigned char	buf[10];
+
+	buf[0] = 3;
+	buf[1] = incremental ? 1 : 0;
+	rdp_rfb_put16(buf + 2, 0);
+	rdp_rfb_put16(buf + 4, 0);
+	rdp_rfb_put16(buf + 6, rfb->width);
+	rdp_rfb_put16(buf + 8, rfb->height);
+	return (rdp_rfb_write(rfb, buf, sizeof buf));
+}
+
+/*
+ * A key: QEMU's extended key event (client message 255, subtype 0) with
+ * the raw scancode when the server acknowledged it, else a plain
+ * KeyEvent with the keysym (when there is one).
+ */
+int
+rdp_rfb_key(struct rdp_rfb *rfb, int down, uint32_t keysym, uint32_t qnum)
+{
+	unsigned char	buf[12];
+
+	if (rfb->extkey && qnum != 0) {
+		buf[0] = 255;
+		buf[1] = 0;
+		rdp_rfb_put16(buf + 2, down ? 1 : 0);
+		rdp_rfb_put32(buf + 4, keysym);
+		rdp_rfb_put32(buf + 8, qnum);
+		return (rdp_rfb_write(rfb, buf, 12));
+	}
+	if (keysym == 0)
+		return (0);
+	buf[0] = 4;
+	buf[1] = down ? 1 : 0;
+	rdp_rfb_put16(buf + 2, 0);
+	rdp_rfb_put32(buf + 4, keysym);
+	return (rdp_rfb_write(rfb, buf, 8));
+}
+
+/* PointerEvent: buttons and an absolute position in framebuffer pixels. */
+int
+rdp_rfb_pointer(struct rdp_rfb *rfb, int mask, int x, int y)
+{
+	unsigned char	buf[6];
+
+	if (x < 0)
+		x = 0;
+	if (y < 0)
+		y = 0;
+	if (x >= rfb->width)
+		x = rfb->width - 1;
+	if (y >= rfb->height)
+		y = rfb->height - 1;
+	buf[0] = 5;
+	buf[1] = mask;
+	rdp_rfb_put16(buf + 2, x);
+	rdp_rfb_put16(buf + 4, y);
+	return (rdp_rfb_write(rfb, buf, sizeof buf));
+}
+
+/* CopyRect: overlapping copies go row by row in the safe direction. */
+static void
+rdp_rfb_copyrect(struct rdp_rfb *rfb, int sx, int sy, int x, int y, int w,
+    int h)
+{
+	int	row;
+
+	if (sy < y) {
+		for (row = h - 1; row >= 0; row--)
+			memmove(rfb->fb + (size_t)(y + row) * rfb->stride + x,
+			    rfb->fb + (size_t)(sy + row) * rfb->stride + sx,
+			    (size_t)w * 4);
+	} else {
+		for (row = 0; row < h; row++)
+			memmove(rfb->fb + (size_t)(y + row) * rfb->stride + x,
+			    rfb->fb + (size_t)(sy + row) * rfb->stride + sx,
+			    (size_t)w * 4);
+	}
+}
+
+/* One rectangle of a FramebufferUpdate; 1 when it was LastRect. */
+static int
+rdp_rfb_rect(struct rdp_rfb *rfb, char **cause)
+{
+	unsigned char	 hdr[12], buf[16];
+	int		 x, y, w, h, row, sx, sy, n;
+	int32_t		 enc;
+
+	if (rdp_rfb_read(rfb, hdr, 12, RFB_READ_TIMEOUT, cause) != 0)
+		return (-1);
+	x = rdp_rfb_u16(hdr);
+	y = rdp_rfb_u16(hdr + 2);
+	w = rdp_rfb_u16(hdr + 4);
+	h = rdp_rfb_u16(hdr + 6);
+	enc = (int32_t)rdp_rfb_u32(hdr + 8);
+
+	switch (enc) {
+	case RFB_ENC_RAW:
+	case RFB_ENC_COPYRECT:
+		if (x + w > rfb->width || y + h > rfb->height) {
+			xasprintf(cause, "VNC rectangle %dx%d+%d+%d outside "
+			    "the %dx%d framebuffer", w, h, x, y, rfb->width,
+			    rfb->height);
+			return (-1);
+		}
+		if (enc == RFB_ENC_COPYRECT) {
+			if (rdp_rfb_read(rfb, buf, 4, RFB_READ_TIMEOUT,
+			    cause) != 0)
+				return (-1);
+			sx = rdp_rfb_u16(buf);
+			sy = rdp_rfb_u16(buf + 2);
+			if (sx + w > rfb->width || sy + h > rfb->height) {
+				xasprintf(cause, "VNC copyrect source outside "
+				    "the framebuffer");
+				return (-1);
+			}
+			rdp_rfb_copyrect(rfb, sx, sy, x, y, w, h);
+		} else {
+			for (row = 0; row < h; row++) {
+				if (rdp_rfb_read(rfb, rfb->fb + (size_t)(y +
+				    row) * rfb->stride + x, (size_t)w * 4,
+				    RFB_READ_TIMEOUT, cause) != 0)
+					return (-1);
+			}
+		}
+		rdp_rfb_damage(rfb, x, y, w, h);
+		return (0);
+	case RFB_ENC_DESKTOPSIZE:
+		return (rdp_rfb_resize(rfb, w, h, cause));
+	case RFB_ENC_EXTDESKTOPSIZE:
+		if (rdp_rfb_read(rfb, buf, 4, RFB_READ_TIMEOUT, cause) != 0)
+			return (-1);
+		n = buf[0];
+		if (rdp_rfb_read(rfb, NULL, (size_t)n * 16, RFB_READ_TIMEOUT,
+		    cause) != 0)
+			return (-1);
+		if (y != 0)	/* a refused request of ours: no change */
+			return (0);
+		return (rdp_rfb_resize(rfb, w, h, cause));
+	case RFB_ENC_EXTKEY:
+		rfb->extkey = 1;
+		return (0);
+	case RFB_ENC_LEDSTATE:
+		if (rdp_rfb_read(rfb, buf, 1, RFB_READ_TIMEOUT, cause) != 0)
+			return (-1);
+		rfb->ledstate = 1;
+		rfb->leds = buf[0] & 7;
+		return (0);
+	case RFB_ENC_POINTERTYPE:
+		return (0);
+	case RFB_ENC_LASTRECT:
+		return (1);
+	}
+	xasprintf(cause, "VNC server sent encoding %d, which we did not ask "
+	    "for", enc);
+	return (-1);
+}
+
+/*
+ * Read and apply one server message. After a FramebufferUpdate,
+ * rfb->updated is set; the caller sends the damage and asks for more.
+ */
+int
+rdp_rfb_process(struct rdp_rfb *rfb, char **cause)
+{
+	unsigned char	buf[8];
+	int		i, n, r;
+	uint32_t	len;
+
+	if (rdp_rfb_read(rfb, buf, 1, RFB_READ_TIMEOUT, cause) != 0)
+		return (-1);
+	switch (buf[0]) {
+	case 0:		/* FramebufferUpdate */
+		if (rdp_rfb_read(rfb, buf, 3, RFB_READ_TIMEOUT, cause) != 0)
+			return (-1);
+		n = rdp_rfb_u16(buf + 1);
+		for (i = 0; i < n; i++) {
+			if ((r = rdp_rfb_rect(rfb, cause)) < 0)
+				return (-1);
+			if (r == 1)
+				break;
+		}
+		rfb->updated = 1;
+		return (0);
+	case 1:		/* SetColourMapEntries: not in true colour */
+		if (rdp_rfb_read(rfb, buf, 5, RFB_READ_TIMEOUT, cause) != 0)
+			return (-1);
+		return (rdp_rfb_read(rfb, NULL, (size_t)rdp_rfb_u16(buf + 3) *
+		    6, RFB_READ_TIMEOUT, cause));
+	case 2:		/* Bell */
+		return (0);
+	case 3:		/* ServerCutText: no clipboard yet */
+		if (rdp_rfb_read(rfb, buf, 7, RFB_READ_TIMEOUT, cause) != 0)
+			return (-1);
+		len = rdp_rfb_u32(buf + 3);
+		if (len > 16 * 1024 * 1024) {
+			xasprintf(cause, "VNC cut text of %u bytes", len);
+			return (-1);
+		}
+		return (rdp_rfb_read(rfb, NULL, len, RFB_READ_TIMEOUT, cause));
+	}
+	xasprintf(cause, "VNC server sent message type %u", buf[0]);
+	return (-1);
+}

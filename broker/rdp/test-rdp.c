@@ -1,0 +1,351 @@
+/*
+ * Unit tests of the RDP gateway's pure parts and its RFB client (against
+ * a scripted server on a socketpair): .rdp files, desktop choice, key and
+ * mouse mapping, the RFB handshake, raw / copyrect / resize / extended key
+ * / LED state, and the key and pointer messages sent to QEMU.
+ */
+#include <sys/socket.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <freerdp/error.h>
+#include <freerdp/input.h>
+
+#include "check.h"
+#include "compat.h"
+#include "rdp.h"
+#include "rdp-int.h"
+
+static void
+test_file(void)
+{
+	char	*f, *cause = NULL;
+
+	f = rdp_file_build("desk.example.org", 3389, "alice", "d1", 1, &cause);
+	CHECK(f != NULL);
+	CHECK(strstr(f, "full address:s:desk.example.org:3389\r\n") != NULL);
+	CHECK(strstr(f, "username:s:alice\r\n") != NULL);
+	CHECK(strstr(f, "domain:s:d1\r\n") != NULL);
+	CHECK(strstr(f, "authentication level:i:0\r\n") != NULL);
+	CHECK(strstr(f, "enablecredsspsupport:i:0\r\n") != NULL);
+	CHECK(strstr(f, "prompt for credentials:i:1\r\n") != NULL);
+	free(f);
+
+	f = rdp_file_build("::1", 13389, "bob", NULL, 0, &cause);
+	CHECK(f != NULL);
+	CHECK(strstr(f, "full address:s:[::1]:13389\r\n") != NULL);
+	CHECK(strstr(f, "authentication level:i:2\r\n") != NULL);
+	CHECK(strstr(f, "domain:s:\r\n") != NULL);
+	free(f);
+
+	CHECK(rdp_file_build("h", 3389, "al\nice", "d1", 0, &cause) == NULL);
+	CHECK(cause != NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(rdp_file_build("h", 0, "alice", "d1", 0, &cause) == NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(rdp_file_build("", 3389, "alice", "d1", 0, &cause) == NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(rdp_file_build("h", 3389, "alice", "d\r1", 0, &cause) == NULL);
+	free(cause);
+}
+
+static void
+test_login(void)
+{
+	json_t		*list, *d;
+	char		*w, *cause = NULL;
+	const char	 tok[] = "Cookie: msts=d2\r\n";
+
+	w = rdp_login_wanted("d1", NULL, 0);
+	CHECK_STR(w, "d1");
+	free(w);
+	CHECK(rdp_login_wanted("", NULL, 0) == NULL);
+	CHECK(rdp_login_wanted(NULL, NULL, 0) == NULL);
+	w = rdp_login_wanted("", tok, sizeof tok - 1);
+	CHECK_STR(w, "d2");
+	free(w);
+	w = rdp_login_wanted("d1", tok, sizeof tok - 1);
+	CHECK_STR(w, "d1");	/* the domain wins */
+	free(w);
+	CHECK(rdp_login_wanted(NULL, "Cookie: msts=\r\n", 15) == NULL);
+	CHECK(rdp_login_wanted(NULL, "Cookie: mstshash=x\r\n", 20) == NULL);
+
+	list = json_pack("[{s:s,s:s},{s:s,s:s}]", "name", "d1", "state",
+	    "running", "name", "d2", "state", "stopped");
+	d = rdp_login_choose(list, NULL, "alice", &cause);
+	CHECK(d != NULL);
+	CHECK_STR(json_string_value(json_object_get(d, "name")), "d1");
+	d = rdp_login_choose(list, "d2", "alice", &cause);
+	CHECK(d != NULL);
+	CHECK_STR(json_string_value(json_object_get(d, "state")), "stopped");
+	d = rdp_login_choose(list, "d3", "alice", &cause);
+	CHECK(d == NULL);
+	CHECK(cause != NULL && strstr(cause, "no desktop named d3") != NULL);
+	CHECK(cause != NULL && strstr(cause, "d1, d2") != NULL);
+	free(cause);
+	cause = NULL;
+	json_decref(list);
+
+	list = json_array();
+	CHECK(rdp_login_choose(list, NULL, "bob", &cause) == NULL);
+	CHECK(cause != NULL && strstr(cause, "qdesk desktop assign bob") !=
+	    NULL);
+	free(cause);
+	json_decref(list);
+}
+
+static void
+test_input(void)
+{
+	struct rdp_inputstate	 in;
+	uint32_t		 q, prev = 0;
+	int			 down, mask, wheel, i;
+
+	memset(&in, 0, sizeof in);
+	CHECK(rdp_input_qnum(&in, KBD_FLAGS_DOWN, 0x1e, &down) == 0x1e);
+	CHECK(down == 1);
+	CHECK(rdp_input_qnum(&in, KBD_FLAGS_RELEASE, 0x1e, &down) == 0x1e);
+	CHECK(down == 0);
+	/* Right Ctrl (E0 1D) and keypad Enter (E0 1C). */
+	CHECK(rdp_input_qnum(&in, KBD_FLAGS_EXTENDED, 0x1d, &down) == 0x9d);
+	CHECK(rdp_input_qnum(&in, KBD_FLAGS_EXTENDED | KBD_FLAGS_RELEASE,
+	    0x1c, &down) == 0x9c);
+	CHECK(down == 0);
+	/* Pause: E1 1D then 45 is one key. */
+	CHECK(rdp_input_qnum(&in, KBD_FLAGS_EXTENDED1, 0x1d, &down) == 0);
+	CHECK(rdp_input_qnum(&in, 0, 0x45, &down) == 0xc6);
+	/* A lone NumLock is NumLock. */
+	CHECK(rdp_input_qnum(&in, 0, 0x45, &down) == 0x45);
+	CHECK(rdp_input_qnum(&in, 0, 0, &down) == 0);
+
+	CHECK(rdp_input_keysym(0x1e) == 'a');
+	CHECK(rdp_input_keysym(0x1c) == 0xff0d);
+	CHECK(rdp_input_keysym(0xc8) == 0xff52);
+	CHECK(rdp_input_keysym(0x7e) == 0);
+	/* The table is sorted (bsearch). */
+	for (i = 1; i < 256; i++) {
+		q = rdp_input_keysym(i);
+		if (q != 0)
+			prev = i;
+	}
+	CHECK(prev == 0xdd);
+
+	mask = rdp_input_mouse(&in, PTR_FLAGS_DOWN | PTR_FLAGS_BUTTON1,
+	    &wheel);
+	CHECK(mask == 1 && wheel == 0);
+	mask = rdp_input_mouse(&in, PTR_FLAGS_DOWN | PTR_FLAGS_BUTTON2,
+	    &wheel);
+	CHECK(mask == 5);
+	mask = rdp_input_mouse(&in, PTR_FLAGS_BUTTON1, &wheel);
+	CHECK(mask == 4);
+	mask = rdp_input_mouse(&in, PTR_FLAGS_MOVE, &wheel);
+	CHECK(mask == 4);
+	mask = rdp_input_mouse(&in, PTR_FLAGS_WHEEL | 0x78, &wheel);
+	CHECK(mask == 4 && wheel == 8);
+	mask = rdp_input_mouse(&in, PTR_FLAGS_WHEEL | PTR_FLAGS_WHEEL_NEGATIVE |
+	    0x88, &wheel);
+	CHECK(wheel == 16);
+
+	CHECK(rdp_input_scale(100, 1024, 1024) == 100);
+	CHECK(rdp_input_scale(512, 1024, 720) == 360);
+	CHECK(rdp_input_scale(1023, 1024, 720) == 719);
+	CHECK(rdp_input_scale(5, 0, 720) == 0);
+}
+
+/* Bytes a scripted RFB server sends. */
+struct script {
+	unsigned char	buf[8192];
+	size_t		len;
+};
+
+static void
+put(struct script *s, const void *p, size_t n)
+{
+	memcpy(s->buf + s->len, p, n);
+	s->len += n;
+}
+
+static void
+put8(struct script *s, unsigned v)
+{
+	unsigned char	b = v;
+
+	put(s, &b, 1);
+}
+
+static void
+put16(struct script *s, unsigned v)
+{
+	put8(s, v >> 8);
+	put8(s, v);
+}
+
+static void
+put32(struct script *s, uint32_t v)
+{
+	put16(s, v >> 16);
+	put16(s, v);
+}
+
+static void
+rect(struct script *s, int x, int y, int w, int h, int32_t enc)
+{
+	put16(s, x);
+	put16(s, y);
+	put16(s, w);
+	put16(s, h);
+	put32(s, (uint32_t)enc);
+}
+
+static void
+test_rfb(void)
+{
+	struct script	 s = { .len = 0 };
+	struct rdp_rfb	*rfb;
+	unsigned char	 got[256];
+	char		*cause = NULL;
+	int		 sv[2];
+	ssize_t		 n;
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	put(&s, "RFB 003.008\n", 12);
+	put8(&s, 2);
+	put8(&s, 2);		/* VNC auth */
+	put8(&s, 1);		/* None */
+	put32(&s, 0);
+	put16(&s, 16);
+	put16(&s, 8);
+	put(&s, "0123456789abcdef", 16);
+	put32(&s, 4);
+	put(&s, "tiny", 4);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+
+	rfb = rdp_rfb_create(sv[0]);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == 0);
+	if (cause != NULL) {
+		fprintf(stderr, "handshake: %s\n", cause);
+		free(cause);
+		cause = NULL;
+	}
+	CHECK(rfb->width == 16 && rfb->height == 8);
+	CHECK_STR(rfb->name, "tiny");
+	CHECK(rfb->ndamage == 1);
+	/* version 12, security 1, shared 1, pixel format 20, encodings
+	 * 4 + 4 * 6, update request 10 */
+	n = read(sv[1], got, sizeof got);
+	CHECK(n == 12 + 1 + 1 + 20 + 28 + 10);
+	CHECK(memcmp(got, "RFB 003.008\n", 12) == 0);
+	CHECK(got[12] == 1 && got[13] == 1);
+	CHECK(got[14] == 0 && got[18] == 32 && got[21] == 1);
+	CHECK(got[28] == 16 && got[29] == 8 && got[30] == 0);
+	CHECK(got[34] == 2 && got[37] == 6);
+	CHECK(got[62] == 3 && got[63] == 0);	/* full, not incremental */
+
+	/* An update: ext-key ack, 2x1 raw, copy it down, LED state. */
+	s.len = 0;
+	put8(&s, 0);
+	put8(&s, 0);
+	put16(&s, 4);
+	rect(&s, 0, 0, 0, 0, -258);
+	rect(&s, 1, 1, 2, 1, 0);
+	put32(&s, 0x11223300);	/* little-endian 0x00332211 */
+	put32(&s, 0x44556600);
+	rect(&s, 5, 5, 2, 1, 1);
+	put16(&s, 1);
+	put16(&s, 1);
+	rect(&s, 0, 0, 0, 0, -261);
+	put8(&s, 4);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	rfb->ndamage = 0;
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->updated == 1);
+	CHECK(rfb->extkey == 1);
+	CHECK(rfb->ledstate == 1 && rfb->leds == 4);
+	CHECK(rfb->fb[1 * rfb->stride + 1] == 0x00332211);
+	CHECK(rfb->fb[1 * rfb->stride + 2] == 0x00665544);
+	CHECK(rfb->fb[5 * rfb->stride + 5] == 0x00332211);
+	CHECK(rfb->fb[5 * rfb->stride + 6] == 0x00665544);
+	CHECK(rfb->ndamage == 2);
+	CHECK(rfb->damage[1].x == 5 && rfb->damage[1].w == 2);
+
+	/* The guest changes resolution. */
+	s.len = 0;
+	put8(&s, 0);
+	put8(&s, 0);
+	put16(&s, 1);
+	rect(&s, 0, 0, 32, 24, -223);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->resized == 1 && rfb->width == 32 && rfb->height == 24);
+	CHECK(rfb->ndamage == 1 && rfb->damage[0].w == 32);
+
+	/* A rectangle outside the framebuffer is an error, not a crash. */
+	s.len = 0;
+	put8(&s, 0);
+	put8(&s, 0);
+	put16(&s, 1);
+	rect(&s, 30, 0, 8, 1, 0);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	CHECK(rdp_rfb_process(rfb, &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "outside") != NULL);
+	free(cause);
+	cause = NULL;
+
+	/* Keys as QEMU extended key events; the pointer clamped. */
+	CHECK(rdp_rfb_key(rfb, 1, 0, 0x9c) == 0);
+	CHECK(read(sv[1], got, 12) == 12);
+	CHECK(got[0] == 255 && got[1] == 0 && got[3] == 1 && got[11] == 0x9c &&
+	    got[10] == 0);
+	CHECK(rdp_rfb_pointer(rfb, 5, 100, -3) == 0);
+	CHECK(read(sv[1], got, 6) == 6);
+	CHECK(got[0] == 5 && got[1] == 5 && got[3] == 31 && got[5] == 0);
+	rfb->extkey = 0;
+	CHECK(rdp_rfb_key(rfb, 0, 'a', 0x1e) == 0);
+	CHECK(read(sv[1], got, 8) == 8);
+	CHECK(got[0] == 4 && got[1] == 0 && got[7] == 'a');
+	rdp_rfb_free(rfb);
+	close(sv[1]);
+
+	/* A server that refuses us says why. */
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	s.len = 0;
+	put(&s, "RFB 003.008\n", 12);
+	put8(&s, 0);
+	put32(&s, 9);
+	put(&s, "too many!", 9);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	rfb = rdp_rfb_create(sv[0]);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "too many!") != NULL);
+	free(cause);
+	cause = NULL;
+	rdp_rfb_free(rfb);
+	close(sv[1]);
+
+	/* QEMU going away mid-handshake is an error with a reason. */
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	CHECK(write(sv[1], "RFB 003.008\n", 12) == 12);
+	close(sv[1]);
+	rfb = rdp_rfb_create(sv[0]);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "VNC connection") != NULL);
+	free(cause);
+	rdp_rfb_free(rfb);
+}
+
+int
+main(void)
+{
+	test_file();
+	test_login();
+	test_input();
+	test_rfb();
+	return (check_exit());
+}
