@@ -23,6 +23,7 @@
 
 #include <event2/event.h>
 #include <winpr/ssl.h>
+#include <winpr/wlog.h>
 
 #include "compat.h"
 #include "log.h"
@@ -296,6 +297,34 @@ fail:
 	return (-1);
 }
 
+/*
+ * FreeRDP's own log (WLog, on stdout) reports every client that hangs up
+ * as an error; our log says what happened to each session. So FreeRDP
+ * speaks only at -vv (errors) and -vvv (everything), unless WLOG_LEVEL
+ * asks for something else.
+ */
+static void
+rdp_gateway_wlog(void)
+{
+	DWORD	level;
+
+	if (getenv("WLOG_LEVEL") != NULL)
+		return;
+	switch (log_getverbose()) {
+	case 0:
+	case 1:
+		level = WLOG_OFF;
+		break;
+	case 2:
+		level = WLOG_ERROR;
+		break;
+	default:
+		level = WLOG_DEBUG;
+		break;
+	}
+	WLog_SetLogLevel(WLog_GetRoot(), level);
+}
+
 int
 rdp_gateway_start(struct event_base *base, const char *addr, int port,
     const char *cert, const char *key, const char *qmpd_socket, char **cause)
@@ -324,6 +353,7 @@ rdp_gateway_start(struct event_base *base, const char *addr, int port,
 		goto fail;
 
 	winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
+	rdp_gateway_wlog();
 	rdp_gw.base = base;
 	TAILQ_INIT(&rdp_gw.conns);
 	rdp_gw.ev = event_new(base, rdp_gw.fd, EV_READ | EV_PERSIST,

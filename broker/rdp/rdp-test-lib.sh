@@ -1,0 +1,137 @@
+# Shared by the RDP gateway's integration tests (tests/integration/4*.sh),
+# sourced after tests/integration/lib.sh: the gateway alone (rdp-gw-test,
+# the same code qdesk-broker runs), a real xfreerdp under Xvfb, and
+# helpers to look at what the client shows. Everything started here is
+# ended by PID at exit.
+
+RDP_GW=${RDP_GW:-$top/build/broker/rdp/rdp-gw-test}
+RDP_GW_PID=
+RDP_XVFB_PID=
+RDP_CLIENT_PIDS=
+RDP_PORT=
+RDP_LOG=$T/gw.log
+
+rdp_cleanup() {
+	local p
+	for p in $RDP_CLIENT_PIDS; do
+		kill "$p" 2>/dev/null
+	done
+	[ -n "$RDP_GW_PID" ] && kill "$RDP_GW_PID" 2>/dev/null
+	[ -n "$RDP_XVFB_PID" ] && kill "$RDP_XVFB_PID" 2>/dev/null
+	for p in $RDP_CLIENT_PIDS $RDP_GW_PID $RDP_XVFB_PID; do
+		wait "$p" 2>/dev/null
+	done
+	if [ -f "$RDP_LOG" ] && [ -n "${RDP_SHOW_LOG:-}" ]; then
+		log "gateway log:"
+		cat "$RDP_LOG" >&2
+	fi
+}
+EXTRA_CLEANUP=rdp_cleanup
+
+rdp_fail() {
+	log "last lines of the gateway log:"
+	tail -n 30 "$RDP_LOG" >&2 2>/dev/null
+	fail "$@"
+}
+
+# What the RDP tests need, or skip (77) saying what is missing.
+rdp_require() {
+	local c
+	[ -x "$RDP_GW" ] || skip "$RDP_GW is not built (broker/meson.build" \
+	    "must have subdir('rdp'))"
+	for c in xfreerdp Xvfb xdotool import compare openssl python3; do
+		command -v "$c" >/dev/null ||
+			skip "$c is not installed (scripts/setup installs it)"
+	done
+}
+
+# A TCP port nobody listens on, on loopback.
+rdp_free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# A self-signed certificate, as the broker makes at first start.
+rdp_cert() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+	    -keyout "$T/rdp-key.pem" -out "$T/rdp-cert.pem" \
+	    -subj /CN=qdesk-test >/dev/null 2>&1 || fail "openssl req failed"
+}
+
+start_gateway() {
+	local i
+	rdp_cert
+	RDP_PORT=$(rdp_free_port)
+	"$RDP_GW" -v -l 127.0.0.1 -p "$RDP_PORT" -c "$T/rdp-cert.pem" \
+	    -k "$T/rdp-key.pem" -s "$STATE/qmpd.sock" >>"$RDP_LOG" 2>&1 &
+	RDP_GW_PID=$!
+	for i in $(seq 1 100); do
+		grep -q "RDP gateway on" "$RDP_LOG" 2>/dev/null && return 0
+		kill -0 "$RDP_GW_PID" 2>/dev/null || rdp_fail "gateway exited"
+		sleep 0.05
+	done
+	rdp_fail "gateway did not come up"
+}
+
+# A private X server; DISPLAY is set for the rest of the test.
+start_xvfb() {
+	local i
+	Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 \
+	    9>"$T/xvfb.display" >"$T/xvfb.log" 2>&1 &
+	RDP_XVFB_PID=$!
+	for i in $(seq 1 100); do
+		[ -s "$T/xvfb.display" ] && break
+		kill -0 "$RDP_XVFB_PID" 2>/dev/null || fail "Xvfb exited: $(cat "$T/xvfb.log")"
+		sleep 0.05
+	done
+	[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up"
+	export DISPLAY=:$(head -n1 "$T/xvfb.display")
+}
+
+# xfreerdp with these extra arguments: exit status, output in $T/xf.log.
+rdp_auth_only() {
+	HOME=$T timeout 120 xfreerdp /cert:ignore /v:127.0.0.1:"$RDP_PORT" \
+	    +auth-only "$@" >"$T/xf.log" 2>&1
+}
+
+# A full xfreerdp session in the background; its pid in RDP_CLIENT.
+rdp_client() {
+	local name=$1
+	shift
+	HOME=$T xfreerdp /cert:ignore /v:127.0.0.1:"$RDP_PORT" "$@" \
+	    >"$T/xf-$name.log" 2>&1 &
+	RDP_CLIENT=$!
+	RDP_CLIENT_PIDS="$RDP_CLIENT_PIDS $RDP_CLIENT"
+}
+
+# Wait until the gateway log shows a pattern.
+wait_gw_log() {
+	local pattern=$1 timeout=${2:-30} i
+	for i in $(seq 1 $((timeout * 10))); do
+		grep -q -- "$pattern" "$RDP_LOG" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	rdp_fail "'$pattern' not in the gateway log after ${timeout}s"
+}
+
+# The X window of an xfreerdp client, by its pid.
+rdp_window() {
+	local pid=$1 i w
+	for i in $(seq 1 100); do
+		w=$(xdotool search --pid "$pid" --name FreeRDP 2>/dev/null | head -n1)
+		[ -n "$w" ] && { echo "$w"; return 0; }
+		sleep 0.1
+	done
+	return 1
+}
+
+# RMSE (0..1) between the client's window and the VM's own screendump,
+# over the screendump's size; prints it.
+rdp_compare() {
+	local win=$1 vm=$2 size
+	q vm screenshot "$vm" "$T/qmp.ppm" >/dev/null || return 1
+	import -window "$win" "$T/client.png" 2>/dev/null || return 1
+	size=$(identify -format '%wx%h' "$T/qmp.ppm")
+	convert "$T/client.png" -crop "$size+0+0" +repage "$T/client-crop.png"
+	compare -metric RMSE "$T/client-crop.png" "$T/qmp.ppm" null: 2>&1 |
+	    sed -n 's/.*(\(.*\)).*/\1/p'
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# RDP gateway, logins: a real xfreerdp (+auth-only) against the gateway.
+# A wrong password, an unknown user and a missing password are refused
+# (non-zero exit, a log line saying why); bob cannot open alice's desktop,
+# named or not; alice logs in and her stopped desktop is started for her.
+. "$(dirname "$0")/lib.sh"
+. "$top/broker/rdp/rdp-test-lib.sh"
+rdp_require
+
+start_qmpd
+qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
+    --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
+printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
+printf 'bob-pw-2\n' | qq user add bob --password-stdin >/dev/null
+qq desktop assign alice d1 >/dev/null
+start_gateway
+start_xvfb
+
+# Refusals. Each is a non-zero exit and the gateway says why.
+rdp_auth_only /u:alice /p:wrong-password &&
+	rdp_fail "a wrong password was accepted"
+wait_gw_log "login alice refused: invalid login or password" 10
+rdp_auth_only /u:mallory /p:whatever &&
+	rdp_fail "an unknown user was accepted"
+wait_gw_log "login mallory refused" 10
+rdp_auth_only /u:alice /p: &&
+	rdp_fail "a login without a password was accepted"
+wait_gw_log "no user name or password in the logon info" 10
+[ "$(vm_field d1 state)" = stopped ] ||
+	rdp_fail "a refused login changed the desktop: $(vm_field d1 state)"
+
+# bob has no desktop; naming alice's does not help.
+rdp_auth_only /u:bob /p:bob-pw-2 /d:d1 &&
+	rdp_fail "bob opened alice's desktop d1"
+wait_gw_log "bob has no desktop" 10
+rdp_auth_only /u:bob /p:bob-pw-2 &&
+	rdp_fail "bob got a desktop without having one"
+[ "$(vm_field d1 state)" = stopped ] ||
+	rdp_fail "bob's attempt changed alice's desktop: $(vm_field d1 state)"
+
+# alice: accepted, and her stopped desktop is started for her.
+rdp_auth_only /u:alice /p:alice-pw-1 ||
+	rdp_fail "alice refused: $(tail -n 5 "$T/xf.log")"
+wait_gw_log "(alice on d1): logged in" 10
+[ "$(vm_field d1 state)" = running ] ||
+	rdp_fail "d1 not started by the login: $(vm_field d1 state)"
+
+# Naming the desktop works too (the .rdp file's domain field), and a
+# desktop she does not have is refused by name.
+rdp_auth_only /u:alice /p:alice-pw-1 /d:d1 ||
+	rdp_fail "alice refused with /d:d1: $(tail -n 5 "$T/xf.log")"
+rdp_auth_only /u:alice /p:alice-pw-1 /d:nosuch &&
+	rdp_fail "alice got a desktop named nosuch"
+wait_gw_log "alice has no desktop named nosuch" 10
+log ok
