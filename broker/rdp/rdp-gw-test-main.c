@@ -3,8 +3,16 @@
  * and development without the rest of the broker. It runs exactly the
  * code qdesk-broker runs (rdp_gateway_start on a loop), nothing more.
  *
- *   rdp-gw-test [-v] [-l ADDR] -p PORT -c CERT.pem -k KEY.pem -s QMPD_SOCKET
+ *   rdp-gw-test [-v] [-l ADDR] [-u USER] -p PORT -c CERT.pem -k KEY.pem
+ *       -s QMPD_SOCKET
+ *
+ * With -u it drops to USER after opening its port and reading the key, as
+ * qdesk-broker --user does, so qmpd sees the broker role.
  */
+#include <sys/types.h>
+
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +27,25 @@
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] -p port -c cert "
-	    "-k key -s qmpd-socket\n");
+	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] [-u user] -p port "
+	    "-c cert -k key -s qmpd-socket\n");
 	exit(2);
+}
+
+/* Become user for good: groups, gid, uid, and no way back. */
+static void
+rdp_gw_test_drop(const char *user)
+{
+	struct passwd	*pw;
+
+	if ((pw = getpwnam(user)) == NULL)
+		fatalx("no user %s", user);
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		fatal("cannot become %s", user);
+	if (setuid(0) != -1)
+		fatalx("still able to become root after dropping to %s", user);
+	log_info("running as %s", user);
 }
 
 static void
@@ -40,11 +64,11 @@ main(int argc, char **argv)
 	struct event_base	*base;
 	struct event		*ev_int, *ev_term;
 	const char		*addr = "127.0.0.1", *cert = NULL, *key = NULL;
-	const char		*sock = NULL;
+	const char		*sock = NULL, *user = NULL;
 	char			*cause = NULL, *end;
 	int			 ch, port = 0, verbose = 0;
 
-	while ((ch = getopt(argc, argv, "c:k:l:p:s:v")) != -1) {
+	while ((ch = getopt(argc, argv, "c:k:l:p:s:u:v")) != -1) {
 		switch (ch) {
 		case 'c':
 			cert = optarg;
@@ -62,6 +86,9 @@ main(int argc, char **argv)
 			break;
 		case 's':
 			sock = optarg;
+			break;
+		case 'u':
+			user = optarg;
 			break;
 		case 'v':
 			verbose++;
@@ -82,6 +109,8 @@ main(int argc, char **argv)
 		fatalx("event_base_new failed");
 	if (rdp_gateway_start(base, addr, port, cert, key, sock, &cause) != 0)
 		fatalx("%s", cause);
+	if (user != NULL)
+		rdp_gw_test_drop(user);
 	ev_int = evsignal_new(base, SIGINT, rdp_gw_test_signal, base);
 	ev_term = evsignal_new(base, SIGTERM, rdp_gw_test_signal, base);
 	evsignal_add(ev_int, NULL);

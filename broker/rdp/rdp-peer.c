@@ -479,7 +479,12 @@ rdp_peer_display(struct rdp_session *s)
 	}
 	if (s->suppressed || s->peer->IsWriteBlocked(s->peer))
 		return;
-	if (rfb->ndamage > 0 && !s->requested) {
+	/*
+	 * Whole messages only reach here, so the copy is consistent: send
+	 * now, also damage from a refresh or activation while an update
+	 * request is still out (QEMU answers it only when the guest draws).
+	 */
+	if (rfb->ndamage > 0) {
 		if (rdp_encode_send(s->enc, s->peer->context, rfb, rfb->damage,
 		    rfb->ndamage, &s->stats) != 0) {
 			rdp_peer_end(s, "sending the screen failed");

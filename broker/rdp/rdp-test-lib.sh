@@ -10,6 +10,7 @@ RDP_XVFB_PID=
 RDP_CLIENT_PIDS=
 RDP_PORT=
 RDP_LOG=$T/gw.log
+RDP_USER=${RDP_USER-nobody}
 
 rdp_cleanup() {
 	local p
@@ -61,8 +62,11 @@ start_gateway() {
 	local i
 	rdp_cert
 	RDP_PORT=$(rdp_free_port)
+	# As the broker runs: unprivileged (qmpd gives it the broker role,
+	# start_qmpd --broker-user nobody), after reading the key as root.
 	"$RDP_GW" -v -l 127.0.0.1 -p "$RDP_PORT" -c "$T/rdp-cert.pem" \
-	    -k "$T/rdp-key.pem" -s "$STATE/qmpd.sock" >>"$RDP_LOG" 2>&1 &
+	    -k "$T/rdp-key.pem" -s "$STATE/qmpd.sock" ${RDP_USER:+-u "$RDP_USER"} \
+	    >>"$RDP_LOG" 2>&1 &
 	RDP_GW_PID=$!
 	for i in $(seq 1 100); do
 		grep -q "RDP gateway on" "$RDP_LOG" 2>/dev/null && return 0

@@ -7,7 +7,7 @@
 . "$top/broker/rdp/rdp-test-lib.sh"
 rdp_require
 
-start_qmpd
+start_qmpd --broker-user nobody
 qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
 printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
@@ -44,6 +44,10 @@ rdp_auth_only /u:alice /p:alice-pw-1 ||
 wait_gw_log "(alice on d1): logged in" 10
 [ "$(vm_field d1 state)" = running ] ||
 	rdp_fail "d1 not started by the login: $(vm_field d1 state)"
+# As the broker: unprivileged, so qmpd answered the broker-role commands.
+grep -q "running as nobody" "$RDP_LOG" || rdp_fail "the gateway kept root"
+grep -q "request desktop.vnc" "$QMPD_LOG" ||
+	rdp_fail "the console did not come through desktop.vnc"
 
 # Naming the desktop works too (the .rdp file's domain field), and a
 # desktop she does not have is refused by name.

@@ -8,7 +8,7 @@
 . "$top/broker/rdp/rdp-test-lib.sh"
 rdp_require
 
-start_qmpd
+start_qmpd --broker-user nobody
 qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
 printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null

@@ -8,7 +8,7 @@
 . "$top/broker/rdp/rdp-test-lib.sh"
 rdp_require
 
-start_qmpd
+start_qmpd --broker-user nobody
 disk=$(tiny_disk d1)
 qq vm create d1 --accel kvm --disk "$disk" --memory 32 --display none >/dev/null
 printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
