@@ -1,0 +1,138 @@
+/*
+ * Console access. Each request has qmpd set a fresh SPICE password on the
+ * user's VM (connected=keep: an open session stays up; an expiry always
+ * follows), then answers as JSON or as a .vv file whose host is a signed
+ * proxy ticket, so a viewer reaches the loopback-only SPICE server
+ * through the broker's CONNECT proxy and nothing else.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define API_CONSOLE_TIMEOUT	30
+
+enum api_console_kind {
+	API_CONSOLE_JSON,
+	API_CONSOLE_VV
+};
+
+struct api_console {
+	struct http_call	*call;
+	enum api_console_kind	 kind;
+};
+
+static void
+api_console_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	struct api_console	*c = arg;
+	struct http_call	*call = c->call;
+	enum api_console_kind	 kind = c->kind;
+	const char		*host, *password, *uri;
+	char			 ticket[TICKET_MAX], *proxy, *text, *title;
+	char			*cause = NULL;
+	json_int_t		 port, expires;
+	struct vv		 vv;
+
+	free(c);
+	if (errclass != NULL) {
+		http_reply_qmpd(call, errclass, errdesc);
+		return;
+	}
+	host = json_string_value(json_object_get(ret, "host"));
+	password = json_string_value(json_object_get(ret, "password"));
+	uri = json_string_value(json_object_get(ret, "uri"));
+	port = json_integer_value(json_object_get(ret, "port"));
+	expires = json_integer_value(json_object_get(ret, "expires"));
+	if (host == NULL || password == NULL || port <= 0 || port > 65535) {
+		http_reply_error(call, 502, "qmpd's console answer lacks a "
+		    "host, port or password");
+		return;
+	}
+	if (expires <= 0)
+		expires = time(NULL) + BROKER_CONSOLE_TTL;
+	if (ticket_make(broker->ticket_key, sizeof broker->ticket_key,
+	    call->arg, (int)port, (time_t)expires, ticket,
+	    sizeof ticket) != 0) {
+		http_reply_error(call, 500, "cannot make a proxy ticket for "
+		    "%s", call->arg);
+		return;
+	}
+	proxy_route(call->arg, host);
+	xasprintf(&proxy, "http://%s:%d", call->host,
+	    broker->spice_proxy.port);
+	log_info("user %s from %s: console of %s, valid %lld s", call->login,
+	    call->peer, call->arg, (long long)(expires - time(NULL)));
+
+	if (kind == API_CONSOLE_JSON) {
+		http_reply_json(call, 200, json_pack("{s:s?,s:s,s:I,s:s,s:I,"
+		    "s:s,s:s}", "uri", uri, "host", host, "port", port,
+		    "password", password, "expires", expires, "proxy", proxy,
+		    "ticket", ticket));
+		free(proxy);
+		return;
+	}
+	xasprintf(&title, "%s (qdesk)", call->arg);
+	memset(&vv, 0, sizeof vv);
+	vv.host = ticket;
+	vv.port = (int)port;
+	vv.password = password;
+	vv.title = title;
+	vv.proxy = proxy;
+	if ((text = vv_build(&vv, &cause)) == NULL) {
+		http_reply_error(call, 502, "%s", cause);
+		free(cause);
+	} else {
+		free(title);
+		xasprintf(&title, "attachment; filename=\"%s.vv\"", call->arg);
+		http_header(call, "Content-Disposition", title);
+		http_reply_data(call, 200, "application/x-virt-viewer", text,
+		    strlen(text));
+		explicit_bzero(text, strlen(text));
+		free(text);
+	}
+	free(title);
+	free(proxy);
+}
+
+static void
+api_console_request(struct http_call *call, enum api_console_kind kind)
+{
+	struct api_console	*c;
+
+	if (!api_vm_name_ok(call))
+		return;
+	c = xcalloc(1, sizeof *c);
+	c->call = call;
+	c->kind = kind;
+	qmpc_call("desktop.console", json_pack("{s:s,s:s,s:i}", "login",
+	    call->login, "vm", call->arg, "expires", BROKER_CONSOLE_TTL),
+	    API_CONSOLE_TIMEOUT, api_console_done, c);
+}
+
+void
+api_console(struct http_call *call)
+{
+	api_console_request(call, API_CONSOLE_JSON);
+}
+
+void
+api_console_vv(struct http_call *call)
+{
+	api_console_request(call, API_CONSOLE_VV);
+}
+
+/* The RDP gateway is another issue; say so plainly until it lands. */
+void
+api_console_rdp(struct http_call *call)
+{
+	if (!api_vm_name_ok(call))
+		return;
+	http_reply_error(call, 501, "RDP access is not available yet: use "
+	    "Connect (SPICE) with remote-viewer");
+}

@@ -1,0 +1,109 @@
+/*
+ * A user's desktops: the list with their states, and power actions. qmpd
+ * decides what is the user's (desktop.mine, desktop.power name the login);
+ * the broker passes the session's login, never one from the request.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "log.h"
+#include "names.h"
+#include "xmalloc.h"
+
+#define API_LIST_TIMEOUT	15
+#define API_POWER_TIMEOUT	150	/* qmpd may wait for a slow start */
+
+/* Is the route's VM name a name at all? Replies 404 if not. */
+int
+api_vm_name_ok(struct http_call *call)
+{
+	char	*cause = NULL;
+
+	if (names_valid(call->arg, "VM", &cause) == 0)
+		return (1);
+	free(cause);
+	http_reply_error(call, 404, "you have no desktop named '%s'",
+	    call->arg);
+	return (0);
+}
+
+static void
+api_desktops_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	struct http_call	*call = arg;
+	json_t			*list, *d, *out;
+	size_t			 i;
+
+	if (errclass != NULL) {
+		http_reply_qmpd(call, errclass, errdesc);
+		return;
+	}
+	list = json_object_get(ret, "desktops");
+	out = json_array();
+	json_array_foreach(list, i, d) {
+		if (!json_is_string(json_object_get(d, "name")))
+			continue;
+		/* Only what the portal shows: no ports, no addresses. */
+		json_array_append_new(out, json_pack("{s:O,s:O?,s:O?,s:b}",
+		    "name", json_object_get(d, "name"),
+		    "state", json_object_get(d, "state"),
+		    "pool", json_object_get(d, "pool"),
+		    "spice", json_is_object(json_object_get(d, "spice"))));
+	}
+	http_reply_json(call, 200, out);
+}
+
+void
+api_desktops(struct http_call *call)
+{
+	qmpc_call("desktop.mine", json_pack("{s:s}", "login", call->login),
+	    API_LIST_TIMEOUT, api_desktops_done, call);
+}
+
+static void
+api_power_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	struct http_call	*call = arg;
+	json_t			*state;
+
+	if (errclass != NULL) {
+		http_reply_qmpd(call, errclass, errdesc);
+		return;
+	}
+	log_info("user %s from %s: %s", call->login, call->peer, call->path);
+	state = json_object_get(ret, "state");
+	http_reply_json(call, 200, json_pack("{s:s,s:O?}", "name", call->arg,
+	    "state", state));
+}
+
+/* One power action on one of the user's desktops. */
+static void
+api_power(struct http_call *call, const char *action)
+{
+	if (!api_vm_name_ok(call))
+		return;
+	qmpc_call("desktop.power", json_pack("{s:s,s:s,s:s}", "login",
+	    call->login, "vm", call->arg, "action", action),
+	    API_POWER_TIMEOUT, api_power_done, call);
+}
+
+void
+api_start(struct http_call *call)
+{
+	api_power(call, "start");
+}
+
+void
+api_shutdown(struct http_call *call)
+{
+	api_power(call, "shutdown");
+}
+
+void
+api_reboot(struct http_call *call)
+{
+	api_power(call, "reboot");
+}

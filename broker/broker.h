@@ -1,0 +1,210 @@
+/*
+ * qdesk-broker: the unprivileged daemon that faces users. One libevent
+ * loop, no threads: the HTTPS portal and JSON API, the SPICE CONNECT proxy
+ * and (later) the RDP gateway, all talking to qmpd through one admin
+ * socket connection with the "broker" role. This header holds what the
+ * broker's files share, as tmux.h does.
+ */
+#ifndef QDESK_BROKER_H
+#define QDESK_BROKER_H
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <openssl/ssl.h>
+
+#include "compat.h"
+
+/* How long a console password and its proxy ticket stay valid. */
+#define BROKER_CONSOLE_TTL	60
+/* The key that signs proxy tickets lives only in memory. */
+#define BROKER_TICKET_KEYLEN	32
+
+/* A listening address from the command line. */
+struct broker_addr {
+	char			 text[128];	/* as given, for messages */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	int			 port;
+};
+
+/* The daemon's global state. */
+struct broker {
+	struct event_base	*base;
+	char			*state_dir;
+	char			*socket_path;	/* qmpd's admin socket */
+	const char		*user;		/* drop to this user */
+	const char		*public_host;	/* for .vv proxy= URLs */
+	SSL_CTX			*ssl_ctx;
+
+	struct broker_addr	 https;
+	struct broker_addr	 spice_proxy;
+	struct broker_addr	 rdp;		/* reserved: RDP gateway */
+	int			 https_fd;
+	int			 proxy_fd;
+
+	unsigned char		 ticket_key[BROKER_TICKET_KEYLEN];
+	int			 foreground;
+};
+extern struct broker	*broker;
+
+/* listen.c: addresses and listening sockets, opened before the drop. */
+int	 listen_parse(const char *text, struct broker_addr *, char **cause);
+int	 listen_open(const struct broker_addr *, char **cause);
+
+/* tls.c: the HTTPS certificate (made at first start) and its context. */
+SSL_CTX	*tls_context(const char *dir, const char *cert, const char *key,
+	    uid_t owner, gid_t group, char **cause);
+
+/*
+ * qmpc.c: the qmpd client. qmpc_call sends one request; its callback
+ * always fires exactly once, never from inside qmpc_call: with ret (the
+ * "return" value, borrowed) or with an error class and description. When
+ * qmpd cannot be reached the class is QMPC_ERR_DOWN.
+ */
+#define QMPC_ERR_DOWN		"Unavailable"
+typedef void (*qmpc_cb)(json_t *ret, const char *errclass,
+	    const char *errdesc, void *arg);
+void	 qmpc_start(struct event_base *, const char *path);
+void	 qmpc_stop(void);
+int	 qmpc_connected(void);
+const char *qmpc_version(void);
+void	 qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
+	    void *arg);	/* steals args */
+
+/* session.c: portal sessions, in memory, with an idle expiry. */
+struct session {
+	char			 id[65];	/* 256 random bits, hex */
+	char			*login;
+	char			*name;
+	int			 admin;
+	time_t			 created;
+	time_t			 last;
+	TAILQ_ENTRY(session)	 entry;
+};
+void	 session_init(struct event_base *);
+struct session *session_create(const char *login, const char *name,
+	    int admin);
+struct session *session_find(const char *id);	/* touches it */
+void	 session_destroy(struct session *);
+void	 session_clear(void);
+
+/*
+ * ticket.c: signed, short-lived proxy tickets, pure. A ticket is the host
+ * of a CONNECT target, "qdesk-VM-EXPIRES-HMAC", the HMAC-SHA256 with the
+ * broker's key over VM, SPICE port and expiry. It names what may be
+ * reached; the SPICE password still guards the console itself.
+ */
+#define TICKET_MAX		160
+#define TICKET_SKEW		5	/* seconds of grace after expiry */
+int	 ticket_make(const unsigned char *key, size_t keylen, const char *vm,
+	    int port, time_t expires, char *buf, size_t len);
+int	 ticket_verify(const unsigned char *key, size_t keylen,
+	    const char *ticket, int port, time_t now, char *vm, size_t vmlen,
+	    char **cause);
+
+/* vv.c: the .vv file remote-viewer opens, pure. */
+struct vv {
+	const char	*host;
+	int		 port;
+	const char	*password;
+	const char	*title;
+	const char	*proxy;		/* http://HOST:PORT or NULL */
+};
+char	*vv_build(const struct vv *, char **cause);
+
+/* httputil.c: small pure parsers for the HTTP side. */
+int	 httputil_cookie(const char *header, const char *name, char *out,
+	    size_t outlen);
+int	 httputil_hostname(const char *host, char *out, size_t outlen);
+int	 httputil_target(const char *target, char *host, size_t hostlen,
+	    int *port);
+int	 httputil_match(const char *pattern, const char *path, char *arg,
+	    size_t arglen);
+
+/*
+ * http.c: the HTTPS server. A request is matched against the route table
+ * (routes.c); the handler gets an http_call and answers it exactly once,
+ * at once or from a qmpd callback, with one of the http_reply_* helpers,
+ * which free the call.
+ */
+#define HTTP_COOKIE		"qdesk_session"
+#define HTTP_CSRF_HEADER	"X-Qdesk"
+#define HTTP_MAX_BODY		(16 * 1024)
+
+struct evhttp_request;
+struct http_call {
+	struct evhttp_request	*req;
+	const struct http_route	*route;
+	char			 path[256];
+	char			 arg[64];	/* the route's "*" */
+	char			 peer[64];	/* client address */
+	char			 host[256];	/* host name the client used */
+	json_t			*body;		/* JSON object, or NULL */
+	char			*login;		/* from the session, or NULL */
+	char			 sid[65];	/* the session's id, or "" */
+};
+
+#define ROUTE_SESSION		0x1	/* a logged-in user only */
+#define ROUTE_CSRF		0x2	/* POST: custom header, same origin */
+#define ROUTE_BODY		0x4	/* a JSON object body is required */
+
+struct http_route {
+	const char		*method;	/* "GET" or "POST" */
+	const char		*pattern;	/* "*" is one path segment */
+	int			 flags;
+	void			(*handler)(struct http_call *);
+};
+extern const struct http_route	routes[];
+extern const size_t		nroutes;
+
+int	 http_start(struct event_base *, int fd, SSL_CTX *, char **cause);
+void	 http_stop(void);
+void	 http_header(struct http_call *, const char *name, const char *value);
+void	 http_reply_json(struct http_call *, int code, json_t *);  /* steals */
+void	 http_reply_error(struct http_call *, int code, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	 http_reply_qmpd(struct http_call *, const char *errclass,
+	    const char *errdesc);
+void	 http_reply_data(struct http_call *, int code, const char *type,
+	    const void *data, size_t len);
+
+/* api-*.c: the handlers of the routes. */
+int	 api_vm_name_ok(struct http_call *);
+void	 api_login(struct http_call *);
+void	 api_logout(struct http_call *);
+void	 api_me(struct http_call *);
+void	 api_health(struct http_call *);
+void	 api_desktops(struct http_call *);
+void	 api_start(struct http_call *);
+void	 api_shutdown(struct http_call *);
+void	 api_reboot(struct http_call *);
+void	 api_console(struct http_call *);
+void	 api_console_vv(struct http_call *);
+void	 api_console_rdp(struct http_call *);
+void	 portal_get(struct http_call *);
+
+/*
+ * proxy.c: the SPICE CONNECT proxy. proxy_route records where a VM's
+ * SPICE server listens, as qmpd last said; tickets for a VM go there
+ * (loopback when qmpd said nothing or an any-address).
+ */
+int	 proxy_start(struct event_base *, int fd, char **cause);
+void	 proxy_stop(void);
+void	 proxy_route(const char *vm, const char *host);
+
+/* portal.c: the static files of the portal, built in. */
+struct portal_file {
+	const char		*path;
+	const char		*type;
+	const unsigned char	*data;
+	size_t			 size;
+};
+const struct portal_file *portal_find(const char *path);
+
+#endif

@@ -1,0 +1,454 @@
+/*
+ * The SPICE proxy, as Proxmox's spiceproxy: an HTTP CONNECT proxy whose
+ * only reachable targets are the SPICE servers named by valid tickets.
+ * The viewer sends "CONNECT TICKET:PORT"; the proxy checks the ticket's
+ * signature, expiry and port, dials the VM's SPICE server (loopback), and
+ * splices bytes both ways with backpressure. Anything else gets a 4xx and
+ * the connection closed: a port scan of the proxy reaches nothing.
+ */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "broker.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define PROXY_MAX_CONNS		1024
+#define PROXY_MAX_HEADER	8192
+#define PROXY_HEADER_TIMEOUT	10	/* seconds to send the CONNECT */
+#define PROXY_FLUSH_TIMEOUT	30	/* to flush after the other side went */
+/* Stop reading one side while the other side has this much unsent. */
+#define PROXY_HIGH		(1024 * 1024)
+#define PROXY_MAX_ROUTES	4096
+
+enum proxy_state {
+	PROXY_HEADER,		/* reading the CONNECT request */
+	PROXY_DIALING,		/* connecting to the SPICE server */
+	PROXY_TUNNEL,		/* splicing */
+	PROXY_CLOSING		/* one side gone, flushing the other */
+};
+
+struct proxy_conn {
+	struct bufferevent	*client;
+	struct bufferevent	*server;
+	enum proxy_state	 state;
+	char			 peer[64];
+	char			 vm[64];
+	char			 target[80];
+	int			 port;
+	TAILQ_ENTRY(proxy_conn)	 entry;
+};
+
+/* Where each VM's SPICE server listens, as qmpd last said. */
+struct proxy_route {
+	char			 vm[64];
+	char			 host[64];
+	TAILQ_ENTRY(proxy_route) entry;
+};
+
+static TAILQ_HEAD(, proxy_conn)	 proxy_conns =
+    TAILQ_HEAD_INITIALIZER(proxy_conns);
+static TAILQ_HEAD(, proxy_route) proxy_routes =
+    TAILQ_HEAD_INITIALIZER(proxy_routes);
+static int			 proxy_nconns, proxy_nroutes;
+static struct evconnlistener	*proxy_listener;
+static struct event_base	*proxy_base;
+
+static void	proxy_read_cb(struct bufferevent *, void *);
+static void	proxy_write_cb(struct bufferevent *, void *);
+static void	proxy_event_cb(struct bufferevent *, short, void *);
+
+/* Remember (or update) where vm's SPICE server listens. */
+void
+proxy_route(const char *vm, const char *host)
+{
+	struct proxy_route	*r;
+
+	TAILQ_FOREACH(r, &proxy_routes, entry) {
+		if (strcmp(r->vm, vm) == 0)
+			break;
+	}
+	if (r == NULL) {
+		if (proxy_nroutes >= PROXY_MAX_ROUTES) {
+			r = TAILQ_FIRST(&proxy_routes);
+			TAILQ_REMOVE(&proxy_routes, r, entry);
+		} else {
+			r = xcalloc(1, sizeof *r);
+			proxy_nroutes++;
+		}
+		strlcpy(r->vm, vm, sizeof r->vm);
+	} else
+		TAILQ_REMOVE(&proxy_routes, r, entry);
+	strlcpy(r->host, host, sizeof r->host);
+	TAILQ_INSERT_TAIL(&proxy_routes, r, entry);
+}
+
+/*
+ * The address to dial for vm's SPICE port: what qmpd said, if it is a
+ * numeric address; loopback for an any-address or when it said nothing.
+ */
+static int
+proxy_dest(const char *vm, int port, struct sockaddr_storage *ss,
+    socklen_t *sslen)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	struct proxy_route	*r;
+	const char		*host = "127.0.0.1";
+
+	TAILQ_FOREACH(r, &proxy_routes, entry) {
+		if (strcmp(r->vm, vm) == 0) {
+			host = r->host;
+			break;
+		}
+	}
+	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "localhost") == 0 ||
+	    *host == '\0')
+		host = "127.0.0.1";
+	else if (strcmp(host, "::") == 0)
+		host = "::1";
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		*sslen = sizeof *sin;
+		return (0);
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		*sslen = sizeof *sin6;
+		return (0);
+	}
+	return (-1);
+}
+
+static void
+proxy_conn_free(struct proxy_conn *pc)
+{
+	if (pc->client != NULL)
+		bufferevent_free(pc->client);
+	if (pc->server != NULL)
+		bufferevent_free(pc->server);
+	TAILQ_REMOVE(&proxy_conns, pc, entry);
+	proxy_nconns--;
+	free(pc);
+}
+
+/* Let bev send what it holds, then end the whole connection. */
+static void
+proxy_close_after_flush(struct proxy_conn *pc, struct bufferevent *bev)
+{
+	struct timeval	tv = { PROXY_FLUSH_TIMEOUT, 0 };
+
+	pc->state = PROXY_CLOSING;
+	if (bev == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		proxy_conn_free(pc);
+		return;
+	}
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(bev, NULL, &tv);
+	bufferevent_enable(bev, EV_WRITE);
+}
+
+/* Answer the CONNECT with an error status and hang up. */
+static void
+proxy_refuse(struct proxy_conn *pc, int code, const char *reason)
+{
+	evbuffer_add_printf(bufferevent_get_output(pc->client),
+	    "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: 0\r\n"
+	    "%s\r\n", code, reason, code == 405 ? "Allow: CONNECT\r\n" : "");
+	if (pc->server != NULL) {
+		bufferevent_free(pc->server);
+		pc->server = NULL;
+	}
+	proxy_close_after_flush(pc, pc->client);
+}
+
+/* The ticket checked out: dial the VM's SPICE server. */
+static void
+proxy_dial(struct proxy_conn *pc, int port)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		sslen;
+
+	if (proxy_dest(pc->vm, port, &ss, &sslen) != 0) {
+		log_warnx("proxy: %s: no usable address for %s's SPICE server",
+		    pc->peer, pc->vm);
+		proxy_refuse(pc, 502, "Bad Gateway");
+		return;
+	}
+	pc->state = PROXY_DIALING;
+	pc->port = port;
+	bufferevent_disable(pc->client, EV_READ);
+	bufferevent_set_timeouts(pc->client, NULL, NULL);
+	pc->server = bufferevent_socket_new(proxy_base, -1,
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(pc->server, proxy_read_cb, proxy_write_cb,
+	    proxy_event_cb, pc);
+	if (bufferevent_socket_connect(pc->server, (struct sockaddr *)&ss,
+	    sslen) != 0) {
+		log_warn("proxy: %s: dialling %s's SPICE server", pc->peer,
+		    pc->vm);
+		proxy_refuse(pc, 502, "Bad Gateway");
+	}
+}
+
+/*
+ * Parse the request head once it is complete: "CONNECT host:port HTTP/1.x"
+ * and headers we ignore. Whatever follows the blank line is the viewer's
+ * first SPICE bytes and stays in the buffer for the tunnel.
+ */
+static void
+proxy_header(struct proxy_conn *pc)
+{
+	struct evbuffer		*in = bufferevent_get_input(pc->client);
+	struct evbuffer_ptr	 end;
+	char			*line, method[16], target[256], version[16];
+	char			 host[TICKET_MAX], *cause = NULL;
+	size_t			 len;
+	int			 port;
+
+	end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (end.pos == -1) {
+		if (evbuffer_get_length(in) > PROXY_MAX_HEADER) {
+			log_warnx("proxy: %s: request head over %d bytes",
+			    pc->peer, PROXY_MAX_HEADER);
+			proxy_refuse(pc, 431, "Request Header Fields Too Large");
+		}
+		return;
+	}
+	if ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) == NULL)
+		return;
+	if (sscanf(line, "%15s %255s %15s", method, target, version) != 3 ||
+	    strncmp(version, "HTTP/1.", 7) != 0) {
+		log_warnx("proxy: %s: not an HTTP request", pc->peer);
+		free(line);
+		proxy_refuse(pc, 400, "Bad Request");
+		return;
+	}
+	free(line);
+	/* Skip the headers up to the blank line. */
+	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+		free(line);
+		if (len == 0)
+			break;
+	}
+	if (strcmp(method, "CONNECT") != 0) {
+		log_warnx("proxy: %s: %s %s refused: only CONNECT is served",
+		    pc->peer, method, target);
+		proxy_refuse(pc, 405, "Method Not Allowed");
+		return;
+	}
+	strlcpy(pc->target, target, sizeof pc->target);
+	if (httputil_target(target, host, sizeof host, &port) != 0) {
+		log_warnx("proxy: %s: CONNECT %.80s refused: not HOST:PORT",
+		    pc->peer, target);
+		proxy_refuse(pc, 403, "Forbidden");
+		return;
+	}
+	if (ticket_verify(broker->ticket_key, sizeof broker->ticket_key, host,
+	    port, time(NULL), pc->vm, sizeof pc->vm, &cause) != 0) {
+		log_warnx("proxy: %s: CONNECT to port %d refused: %s",
+		    pc->peer, port, cause);
+		free(cause);
+		proxy_refuse(pc, 403, "Forbidden");
+		return;
+	}
+	snprintf(pc->target, sizeof pc->target, "%s port %d", pc->vm, port);
+	proxy_dial(pc, port);
+}
+
+/* Connected to SPICE: tell the viewer, then splice. */
+static void
+proxy_tunnel_open(struct proxy_conn *pc)
+{
+	struct evbuffer	*cin = bufferevent_get_input(pc->client);
+
+	log_info("proxy: %s tunnelled to %s", pc->peer, pc->target);
+	pc->state = PROXY_TUNNEL;
+	evbuffer_add_printf(bufferevent_get_output(pc->client),
+	    "HTTP/1.1 200 Connection established\r\n\r\n");
+	if (evbuffer_get_length(cin) > 0)
+		evbuffer_add_buffer(bufferevent_get_output(pc->server), cin);
+	bufferevent_enable(pc->client, EV_READ | EV_WRITE);
+	bufferevent_enable(pc->server, EV_READ | EV_WRITE);
+}
+
+static void
+proxy_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct proxy_conn	*pc = arg;
+	struct bufferevent	*other;
+
+	switch (pc->state) {
+	case PROXY_HEADER:
+		proxy_header(pc);
+		return;
+	case PROXY_TUNNEL:
+		break;
+	default:
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	other = bev == pc->client ? pc->server : pc->client;
+	evbuffer_add_buffer(bufferevent_get_output(other),
+	    bufferevent_get_input(bev));
+	if (evbuffer_get_length(bufferevent_get_output(other)) >= PROXY_HIGH) {
+		/* The other side is slow: read no more until it drains. */
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_setwatermark(other, EV_WRITE, PROXY_HIGH / 4, 0);
+	}
+}
+
+static void
+proxy_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct proxy_conn	*pc = arg;
+	struct bufferevent	*other;
+
+	if (pc->state == PROXY_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			proxy_conn_free(pc);
+		return;
+	}
+	if (pc->state != PROXY_TUNNEL)
+		return;
+	/* Drained below the low mark: let the other side read again. */
+	other = bev == pc->client ? pc->server : pc->client;
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_enable(other, EV_READ);
+}
+
+static void
+proxy_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct proxy_conn	*pc = arg;
+	struct bufferevent	*other;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		proxy_tunnel_open(pc);
+		return;
+	}
+	switch (pc->state) {
+	case PROXY_HEADER:
+		if (what & BEV_EVENT_TIMEOUT)
+			log_warnx("proxy: %s sent no CONNECT within %d s",
+			    pc->peer, PROXY_HEADER_TIMEOUT);
+		proxy_conn_free(pc);
+		return;
+	case PROXY_DIALING:
+		if (bev == pc->server) {
+			log_warnx("proxy: %s: %s's SPICE server at port %d: "
+			    "%s (is the desktop running?)", pc->peer, pc->vm,
+			    pc->port, evutil_socket_error_to_string(
+			    EVUTIL_SOCKET_ERROR()));
+			proxy_refuse(pc, 502, "Bad Gateway");
+		} else
+			proxy_conn_free(pc);
+		return;
+	case PROXY_TUNNEL:
+		/* One side ended: pass on what it sent, flush, close. */
+		other = bev == pc->client ? pc->server : pc->client;
+		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+			evbuffer_add_buffer(bufferevent_get_output(other),
+			    bufferevent_get_input(bev));
+		log_debug("proxy: %s: %s closed the tunnel to %s", pc->peer,
+		    bev == pc->client ? "viewer" : "SPICE server", pc->target);
+		bufferevent_free(bev);
+		if (bev == pc->client)
+			pc->client = NULL;
+		else
+			pc->server = NULL;
+		proxy_close_after_flush(pc, other);
+		return;
+	case PROXY_CLOSING:
+		proxy_conn_free(pc);
+		return;
+	}
+}
+
+static void
+proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct proxy_conn	*pc;
+	struct timeval		 tv = { PROXY_HEADER_TIMEOUT, 0 };
+	char			 addr[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr,
+		    sizeof addr);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
+		    addr, sizeof addr);
+	if (proxy_nconns >= PROXY_MAX_CONNS) {
+		log_warnx("proxy: %s refused: %d connections already",
+		    addr, PROXY_MAX_CONNS);
+		evutil_closesocket(fd);
+		return;
+	}
+	pc = xcalloc(1, sizeof *pc);
+	strlcpy(pc->peer, addr, sizeof pc->peer);
+	pc->state = PROXY_HEADER;
+	pc->client = bufferevent_socket_new(proxy_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(pc->client, proxy_read_cb, proxy_write_cb,
+	    proxy_event_cb, pc);
+	bufferevent_set_timeouts(pc->client, &tv, &tv);
+	bufferevent_enable(pc->client, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
+	proxy_nconns++;
+}
+
+static void
+proxy_error_cb(struct evconnlistener *l, void *arg)
+{
+	log_warn("proxy: accept");
+}
+
+int
+proxy_start(struct event_base *base, int fd, char **cause)
+{
+	proxy_base = base;
+	proxy_listener = evconnlistener_new(base, proxy_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (proxy_listener == NULL) {
+		xasprintf(cause, "cannot accept on the SPICE proxy socket");
+		return (-1);
+	}
+	evconnlistener_set_error_cb(proxy_listener, proxy_error_cb);
+	return (0);
+}
+
+void
+proxy_stop(void)
+{
+	struct proxy_route	*r;
+
+	if (proxy_listener != NULL)
+		evconnlistener_free(proxy_listener);
+	proxy_listener = NULL;
+	while (!TAILQ_EMPTY(&proxy_conns))
+		proxy_conn_free(TAILQ_FIRST(&proxy_conns));
+	while ((r = TAILQ_FIRST(&proxy_routes)) != NULL) {
+		TAILQ_REMOVE(&proxy_routes, r, entry);
+		free(r);
+	}
+	proxy_nroutes = 0;
+}

@@ -1,0 +1,140 @@
+/*
+ * Portal sessions: a random 256-bit id in an HttpOnly cookie, kept only in
+ * memory. A session ends at logout, after SESSION_IDLE seconds without a
+ * request, or after SESSION_MAX seconds in all; restarting the broker ends
+ * them all, which is what a user would expect of a security boundary.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "broker.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define SESSION_IDLE		(30 * 60)
+#define SESSION_MAX		(12 * 60 * 60)
+#define SESSION_LIMIT		10000	/* the oldest goes beyond this */
+#define SESSION_SWEEP		60
+
+static TAILQ_HEAD(, session)	 sessions = TAILQ_HEAD_INITIALIZER(sessions);
+static int			 session_count;
+static struct event		*session_sweeper;
+
+static time_t
+session_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec);
+}
+
+static int
+session_expired(const struct session *s, time_t now)
+{
+	return (now - s->last > SESSION_IDLE ||
+	    now - s->created > SESSION_MAX);
+}
+
+static void
+session_sweep_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct session	*s, *s1;
+	time_t		 now = session_now();
+
+	TAILQ_FOREACH_SAFE(s, &sessions, entry, s1) {
+		if (session_expired(s, now)) {
+			log_info("session of %s expired", s->login);
+			session_destroy(s);
+		}
+	}
+}
+
+void
+session_init(struct event_base *base)
+{
+	struct timeval	tv = { SESSION_SWEEP, 0 };
+
+	session_sweeper = event_new(base, -1, EV_PERSIST, session_sweep_cb,
+	    NULL);
+	evtimer_add(session_sweeper, &tv);
+}
+
+/* A new session for a user qmpd has just authenticated. */
+struct session *
+session_create(const char *login, const char *name, int admin)
+{
+	struct session	*s;
+	unsigned char	 rnd[32];
+	size_t		 i;
+
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		fatalx("RAND_bytes failed: no randomness for a session id");
+	if (session_count >= SESSION_LIMIT)
+		session_destroy(TAILQ_FIRST(&sessions));
+	s = xcalloc(1, sizeof *s);
+	for (i = 0; i < sizeof rnd; i++)
+		snprintf(s->id + i * 2, 3, "%02x", rnd[i]);
+	explicit_bzero(rnd, sizeof rnd);
+	s->login = xstrdup(login);
+	s->name = xstrdup(name != NULL ? name : login);
+	s->admin = admin;
+	s->created = s->last = session_now();
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	session_count++;
+	return (s);
+}
+
+/*
+ * The live session with this id, touched, or NULL. Every id is compared
+ * in constant time, so response times say nothing about valid ids.
+ */
+struct session *
+session_find(const char *id)
+{
+	struct session	*s, *found = NULL;
+	time_t		 now = session_now();
+
+	if (strlen(id) != sizeof s->id - 1)
+		return (NULL);
+	TAILQ_FOREACH(s, &sessions, entry) {
+		if (CRYPTO_memcmp(s->id, id, sizeof s->id - 1) == 0)
+			found = s;
+	}
+	if (found == NULL)
+		return (NULL);
+	if (session_expired(found, now)) {
+		session_destroy(found);
+		return (NULL);
+	}
+	found->last = now;
+	return (found);
+}
+
+void
+session_destroy(struct session *s)
+{
+	if (s == NULL)
+		return;
+	TAILQ_REMOVE(&sessions, s, entry);
+	session_count--;
+	explicit_bzero(s->id, sizeof s->id);
+	free(s->login);
+	free(s->name);
+	free(s);
+}
+
+void
+session_clear(void)
+{
+	while (!TAILQ_EMPTY(&sessions))
+		session_destroy(TAILQ_FIRST(&sessions));
+	if (session_sweeper != NULL)
+		event_free(session_sweeper);
+	session_sweeper = NULL;
+}

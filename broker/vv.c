@@ -1,0 +1,59 @@
+/*
+ * The .vv file (application/x-virt-viewer) that remote-viewer opens: an
+ * INI section with where to connect and how the viewer should behave.
+ * Pure; the same keys Proxmox and oVirt write.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "xmalloc.h"
+
+/* A value must stay on its own line: no control characters at all. */
+static int
+vv_value_ok(const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return (0);
+	}
+	return (1);
+}
+
+/* Build the file's text; NULL with a cause when a field is unusable. */
+char *
+vv_build(const struct vv *vv, char **cause)
+{
+	char	*out, *proxy = NULL;
+
+	if (vv->host == NULL || vv->password == NULL || vv->title == NULL ||
+	    !vv_value_ok(vv->host) || !vv_value_ok(vv->password) ||
+	    !vv_value_ok(vv->title) ||
+	    (vv->proxy != NULL && !vv_value_ok(vv->proxy))) {
+		xasprintf(cause, "a console field holds a control character");
+		return (NULL);
+	}
+	if (vv->port <= 0 || vv->port > 65535) {
+		xasprintf(cause, "SPICE port %d out of range", vv->port);
+		return (NULL);
+	}
+	if (vv->proxy != NULL)
+		xasprintf(&proxy, "proxy=%s\n", vv->proxy);
+	xasprintf(&out,
+	    "[virt-viewer]\n"
+	    "type=spice\n"
+	    "host=%s\n"
+	    "port=%d\n"
+	    "password=%s\n"
+	    "title=%s\n"
+	    "delete-this-file=1\n"
+	    "secure-attention=ctrl+alt+end\n"
+	    "toggle-fullscreen=shift+f11\n"
+	    "release-cursor=shift+f12\n"
+	    "%s",
+	    vv->host, vv->port, vv->password, vv->title,
+	    proxy != NULL ? proxy : "");
+	free(proxy);
+	return (out);
+}
