@@ -216,7 +216,7 @@ qcow2_write_locked(int fd)
  * Rename without ever replacing an existing file; where the file system
  * lacks RENAME_NOREPLACE, a hard link does the same job.
  */
-static int
+int
 qcow2_write_rename(const char *from, const char *to)
 {
 	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)

@@ -52,6 +52,9 @@ int	qcow2_write_overlay(const char *dir, const char *file,
 int	qcow2_write_empty(const char *dir, const char *file, uint64_t size,
 	    char **cause);
 
+/* rename(2) that never replaces an existing file. */
+int	qcow2_write_rename(const char *from, const char *to);
+
 /*
  * Lock a file being written (an OFD lock, released on close), and tell
  * whether any process, QEMU included, holds a lock on a file.

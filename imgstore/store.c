@@ -610,27 +610,65 @@ out:
 	return (rc);
 }
 
+/* Add delta to the children count of a record inside a transaction. */
+static int
+store_count_child(struct db_txn *t, const char *name, int delta,
+    json_int_t *left, char **cause)
+{
+	json_t		*rec;
+	json_int_t	 n;
+	int		 rc;
+
+	if ((rec = db_txn_get(t, DB_IMAGES, name)) == NULL)
+		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
+		    "%s", name));
+	n = store_int(rec, "children") + delta;
+	if (n < 0)
+		n = 0;
+	json_object_set_new(rec, "children", json_integer(n));
+	rc = db_txn_put(t, DB_IMAGES, name, rec, cause) == 0 ? 0 :
+	    IMGSTORE_ERR;
+	if (left != NULL)
+		*left = n;
+	json_decref(rec);
+	return (rc);
+}
+
 /*
- * Swap the image's file for a new empty overlay over the same parent in
- * one record update, then remove the old file: the reset is O(1) and a
- * crash leaves either the old or the new file indexed, never neither.
+ * Swap the image's file for a new empty overlay over target (its own
+ * parent for a reset) in one record update, then remove the old file:
+ * O(1), and a crash leaves either the old or the new file indexed, never
+ * neither. Moving to another parent moves one child count with it.
  */
-int
-imgstore_reset(struct imgstore *st, const char *name, char **cause)
+static int
+store_reset(struct imgstore *st, const char *name, const char *target,
+    char **cause)
 {
 	struct db_txn	*t;
-	json_t		*rec = NULL, *prec = NULL, *cur = NULL;
-	char		*file = NULL, *oldfile = NULL;
+	json_t		*rec = NULL, *prec = NULL, *cur = NULL, *oprec;
+	char		*file = NULL, *oldfile = NULL, *oldparent = NULL;
+	char		*oldpfile = NULL;
 	const char	*parent, *pfile, *pformat;
 	uint64_t	 size;
-	int		 rc;
+	mode_t		 pmode = 0;
+	json_int_t	 left = -1;
+	int		 rc, moving, chmodded = 0;
 
 	if ((rec = db_get(st->db, DB_IMAGES, name)) == NULL)
 		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
 		    "%s", name));
-	if ((parent = store_str(rec, "parent")) == NULL) {
+	parent = store_str(rec, "parent");
+	if (target == NULL && parent == NULL) {
 		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s has no "
 		    "parent to reset to", name);
+		goto out;
+	}
+	if (target == NULL)
+		target = parent;
+	moving = parent == NULL || strcmp(parent, target) != 0;
+	if (strcmp(target, name) == 0) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s cannot be "
+		    "its own parent", name);
 		goto out;
 	}
 	if (store_int(rec, "children") != 0) {
@@ -644,11 +682,21 @@ imgstore_reset(struct imgstore *st, const char *name, char **cause)
 		    "qcow2 overlay", name);
 		goto out;
 	}
-	if ((rc = store_parent(st, parent, &prec, &size, cause)) != 0)
+	if ((rc = store_parent(st, target, &prec, &size, cause)) != 0)
 		goto out;
+	if (moving && (uint64_t)store_int(rec, "virtual_size") !=
+	    ((size + 511) & ~511ULL)) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s is %lld "
+		    "bytes, image %s %llu: they do not fit", name,
+		    (long long)store_int(rec, "virtual_size"), target,
+		    (unsigned long long)size);
+		goto out;
+	}
 	pfile = store_str(prec, "file");
 	pformat = store_str(prec, "format");
 	oldfile = xstrdup(store_str(rec, "file"));
+	if (moving && parent != NULL)
+		oldparent = xstrdup(parent);
 
 	file = imgstore_new_file(name, "qcow2");
 	if (qcow2_write_overlay(st->dir, file, pfile, pformat, size,
@@ -656,13 +704,22 @@ imgstore_reset(struct imgstore *st, const char *name, char **cause)
 		rc = IMGSTORE_ERR;
 		goto out;
 	}
+	if (moving) {
+		if (store_set_immutable(st, pfile, 1, &pmode) != 0) {
+			rc = store_fail(cause, IMGSTORE_ERR, "%s: cannot make "
+			    "it read-only: %s", pfile, strerror(errno));
+			goto fail;
+		}
+		chmodded = store_int(prec, "children") == 0;
+	}
 	if ((t = db_begin(st->db, cause)) == NULL) {
 		rc = IMGSTORE_ERR;
 		goto fail;
 	}
 	cur = db_txn_get(t, DB_IMAGES, name);
 	if (cur == NULL || store_str(cur, "file") == NULL ||
-	    strcmp(store_str(cur, "file"), oldfile) != 0) {
+	    strcmp(store_str(cur, "file"), oldfile) != 0 ||
+	    store_int(cur, "children") != 0) {
 		db_abort(t);
 		rc = store_fail(cause, IMGSTORE_ERR, "image %s changed during "
 		    "the reset", name);
@@ -673,6 +730,24 @@ imgstore_reset(struct imgstore *st, const char *name, char **cause)
 	    (json_int_t)((size + 511) & ~511ULL)));
 	json_object_set_new(cur, "allocated_size", json_integer(
 	    store_allocated(st, file)));
+	if (moving) {
+		json_object_set_new(cur, "parent", json_string(target));
+		if (store_str(cur, "kind") != NULL &&
+		    strcmp(store_str(cur, "kind"), "base") == 0)
+			json_object_set_new(cur, "kind", json_string("clone"));
+		if ((rc = store_count_child(t, target, 1, NULL, cause)) != 0 ||
+		    (oldparent != NULL && (rc = store_count_child(t, oldparent,
+		    -1, &left, cause)) != 0)) {
+			db_abort(t);
+			goto fail;
+		}
+		if (oldparent != NULL && left == 0 && (oprec = db_txn_get(t,
+		    DB_IMAGES, oldparent)) != NULL) {
+			if (store_str(oprec, "file") != NULL)
+				oldpfile = xstrdup(store_str(oprec, "file"));
+			json_decref(oprec);
+		}
+	}
 	if (db_txn_put(t, DB_IMAGES, name, cur, cause) != 0) {
 		db_abort(t);
 		rc = IMGSTORE_ERR;
@@ -684,17 +759,441 @@ imgstore_reset(struct imgstore *st, const char *name, char **cause)
 	}
 	if (unlinkat(st->dirfd, oldfile, 0) == -1 && errno != ENOENT)
 		log_warn("imgstore: unlink %s", oldfile);
+	if (oldpfile != NULL && store_set_immutable(st, oldpfile, 0,
+	    NULL) != 0)
+		log_warn("imgstore: %s: cannot make it writable", oldpfile);
 	rc = 0;
 	goto out;
 fail:
 	if (unlinkat(st->dirfd, file, 0) == -1)
 		log_warn("imgstore: unlink %s", file);
+	if (chmodded)
+		store_chmod(st, pfile, pmode, NULL);
 out:
 	free(file);
 	free(oldfile);
+	free(oldparent);
+	free(oldpfile);
 	json_decref(cur);
 	json_decref(rec);
 	json_decref(prec);
+	return (rc);
+}
+
+int
+imgstore_reset(struct imgstore *st, const char *name, char **cause)
+{
+	return (store_reset(st, name, NULL, cause));
+}
+
+/*
+ * Point image name at target with a fresh empty overlay (revert to a
+ * snapshot). target may be anywhere but name's own subtree: name has no
+ * children, so only name itself is refused.
+ */
+int
+imgstore_revert(struct imgstore *st, const char *name, const char *target,
+    char **cause)
+{
+	return (store_reset(st, name, target, cause));
+}
+
+/*
+ * Freeze what image name holds as a new image newname (a snapshot or a
+ * template) and let name go on as an empty overlay over it: the file
+ * changes hands instead of being copied, so this is O(1). The frozen file
+ * turns read-only before the commit; a failed commit takes both steps
+ * back. Users stay with name.
+ */
+int
+imgstore_freeze(struct imgstore *st, const char *name, const char *newname,
+    const char *kind, const json_t *extra, char **cause)
+{
+	struct db_txn	*t;
+	struct chain	*c = NULL;
+	json_t		*rec = NULL, *cur = NULL, *nrec = NULL, *old;
+	char		*file = NULL, *newfile = NULL, *why = NULL;
+	const char	*format, *parent;
+	uint64_t	 size;
+	mode_t		 mode = 0;
+	int		 rc;
+
+	if (imgstore_name_valid(newname, cause) != 0)
+		return (IMGSTORE_EINVAL);
+	if (strcmp(kind, "snapshot") != 0 && strcmp(kind, "template") != 0)
+		return (store_fail(cause, IMGSTORE_EINVAL, "a frozen image is "
+		    "a snapshot or a template, not a %s", kind));
+	if ((old = db_get(st->db, DB_IMAGES, newname)) != NULL) {
+		json_decref(old);
+		return (store_fail(cause, IMGSTORE_EEXISTS, "an image named %s "
+		    "already exists", newname));
+	}
+	if ((rec = db_get(st->db, DB_IMAGES, name)) == NULL)
+		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
+		    "%s", name));
+	if (store_int(rec, "children") != 0) {
+		rc = store_fail(cause, IMGSTORE_EBUSY, "image %s has children, "
+		    "so its content is frozen already", name);
+		goto out;
+	}
+	format = store_str(rec, "format");
+	if (store_str(rec, "file") == NULL || format == NULL) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s: bad record",
+		    name);
+		goto out;
+	}
+	file = xstrdup(store_str(rec, "file"));
+	if (chain_walk(st->dir, file, format, &c, &why) != 0) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s: %s", name,
+		    why);
+		free(why);
+		goto out;
+	}
+	if (c->n >= CHAIN_MAX_DEPTH) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s: its chain "
+		    "is already %d images deep", name, CHAIN_MAX_DEPTH);
+		goto out;
+	}
+	size = c->links[0].size;
+
+	/* From here onward, all failures need cleanup and use goto fail. */
+	newfile = imgstore_new_file(name, "qcow2");
+	if (qcow2_write_overlay(st->dir, newfile, file, format, size,
+	    cause) != 0) {
+		rc = IMGSTORE_ERR;
+		goto out;
+	}
+	if (store_set_immutable(st, file, 1, &mode) != 0) {
+		rc = store_fail(cause, IMGSTORE_ERR, "%s: cannot make it "
+		    "read-only: %s", file, strerror(errno));
+		goto fail;
+	}
+	if ((t = db_begin(st->db, cause)) == NULL) {
+		rc = IMGSTORE_ERR;
+		goto fail_mode;
+	}
+	if ((old = db_txn_get(t, DB_IMAGES, newname)) != NULL) {
+		json_decref(old);
+		db_abort(t);
+		rc = store_fail(cause, IMGSTORE_EEXISTS, "an image named %s "
+		    "already exists", newname);
+		goto fail_mode;
+	}
+	cur = db_txn_get(t, DB_IMAGES, name);
+	if (cur == NULL || store_str(cur, "file") == NULL ||
+	    strcmp(store_str(cur, "file"), file) != 0 ||
+	    store_int(cur, "children") != 0) {
+		db_abort(t);
+		rc = store_fail(cause, IMGSTORE_ERR, "image %s changed while "
+		    "it was being frozen", name);
+		goto fail_mode;
+	}
+	parent = store_str(cur, "parent");
+	nrec = store_record(newname, file, format, kind, parent,
+	    store_int(cur, "virtual_size"), store_allocated(st, file));
+	json_object_set_new(nrec, "children", json_integer(1));
+	if (extra != NULL)
+		json_object_update_missing(nrec, (json_t *)extra);
+	json_object_set_new(cur, "file", json_string(newfile));
+	json_object_set_new(cur, "format", json_string("qcow2"));
+	json_object_set_new(cur, "parent", json_string(newname));
+	json_object_set_new(cur, "allocated_size", json_integer(
+	    store_allocated(st, newfile)));
+	if (store_str(cur, "kind") != NULL &&
+	    strcmp(store_str(cur, "kind"), "base") == 0)
+		json_object_set_new(cur, "kind", json_string("clone"));
+	if (db_txn_put(t, DB_IMAGES, newname, nrec, cause) != 0 ||
+	    db_txn_put(t, DB_IMAGES, name, cur, cause) != 0) {
+		db_abort(t);
+		rc = IMGSTORE_ERR;
+		goto fail_mode;
+	}
+	if (db_commit(t, cause) != 0) {
+		rc = IMGSTORE_ERR;
+		goto fail_mode;
+	}
+	rc = 0;
+	goto out;
+fail_mode:
+	store_chmod(st, file, mode, NULL);
+fail:
+	if (unlinkat(st->dirfd, newfile, 0) == -1)
+		log_warn("imgstore: unlink %s", newfile);
+out:
+	chain_free(c);
+	json_decref(nrec);
+	json_decref(cur);
+	json_decref(rec);
+	free(file);
+	free(newfile);
+	return (rc);
+}
+
+/*
+ * Take a freeze back while nothing has been written to name's new
+ * overlay (a live snapshot QEMU refused): name gets its old file again
+ * and newname goes, in one transaction; then the empty overlay goes.
+ */
+int
+imgstore_unfreeze(struct imgstore *st, const char *name, const char *newname,
+    char **cause)
+{
+	struct db_txn	*t;
+	json_t		*rec = NULL, *nrec = NULL, *v;
+	char		*top = NULL, *file = NULL;
+	int		 rc;
+
+	if ((t = db_begin(st->db, cause)) == NULL)
+		return (IMGSTORE_ERR);
+	rec = db_txn_get(t, DB_IMAGES, name);
+	nrec = db_txn_get(t, DB_IMAGES, newname);
+	if (rec == NULL || nrec == NULL) {
+		rc = store_fail(cause, IMGSTORE_ENOTFOUND, "no image named %s",
+		    rec == NULL ? name : newname);
+		goto fail;
+	}
+	if (store_str(rec, "parent") == NULL ||
+	    strcmp(store_str(rec, "parent"), newname) != 0 ||
+	    store_int(rec, "children") != 0 ||
+	    store_int(nrec, "children") != 1 ||
+	    json_array_size(json_object_get(nrec, "users")) != 0 ||
+	    store_str(rec, "file") == NULL || store_str(nrec, "file") == NULL) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s is not a "
+		    "fresh overlay over %s alone", name, newname);
+		goto fail;
+	}
+	top = xstrdup(store_str(rec, "file"));
+	file = xstrdup(store_str(nrec, "file"));
+	json_object_set_new(rec, "file", json_string(file));
+	json_object_set(rec, "format", json_object_get(nrec, "format"));
+	if ((v = json_object_get(nrec, "parent")) != NULL && !json_is_null(v))
+		json_object_set(rec, "parent", v);
+	else
+		json_object_set_new(rec, "parent", json_null());
+	json_object_set_new(rec, "allocated_size", json_integer(
+	    store_allocated(st, file)));
+	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0 ||
+	    db_txn_del(t, DB_IMAGES, newname, cause) != 0) {
+		rc = IMGSTORE_ERR;
+		goto fail;
+	}
+	json_decref(rec);
+	json_decref(nrec);
+	if (db_commit(t, cause) != 0) {
+		free(top);
+		free(file);
+		return (IMGSTORE_ERR);
+	}
+	if (unlinkat(st->dirfd, top, 0) == -1 && errno != ENOENT)
+		log_warn("imgstore: unlink %s", top);
+	if (store_set_immutable(st, file, 0, NULL) != 0)
+		log_warn("imgstore: %s: cannot make it writable", file);
+	free(top);
+	free(file);
+	return (0);
+fail:
+	db_abort(t);
+	json_decref(rec);
+	json_decref(nrec);
+	return (rc);
+}
+
+/*
+ * Give image name a new standalone file with the same content (a
+ * flatten's result, already complete in the store) in place of oldfile;
+ * its parent loses a child. Refused if the image gained children or
+ * changed file meanwhile: their backing files name the old one.
+ */
+int
+imgstore_replace(struct imgstore *st, const char *name, const char *file,
+    const char *oldfile, char **cause)
+{
+	struct db_txn	*t;
+	struct chain	*c = NULL;
+	json_t		*rec = NULL, *prec;
+	char		*why = NULL, *parent = NULL, *pfile = NULL;
+	json_int_t	 left = -1;
+	int		 rc;
+
+	if (!chain_bare_name(file))
+		return (store_fail(cause, IMGSTORE_EINVAL, "bad file name for "
+		    "the image store"));
+	if (chain_walk(st->dir, file, "qcow2", &c, &why) != 0) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "%s", why);
+		free(why);
+		return (rc);
+	}
+	if (c->n != 1) {
+		chain_free(c);
+		return (store_fail(cause, IMGSTORE_EINVAL, "%s still has a "
+		    "backing file", file));
+	}
+	if ((t = db_begin(st->db, cause)) == NULL) {
+		chain_free(c);
+		return (IMGSTORE_ERR);
+	}
+	if ((rec = db_txn_get(t, DB_IMAGES, name)) == NULL) {
+		rc = store_fail(cause, IMGSTORE_ENOTFOUND, "no image named %s",
+		    name);
+		goto fail;
+	}
+	if (store_str(rec, "file") == NULL ||
+	    strcmp(store_str(rec, "file"), oldfile) != 0) {
+		rc = store_fail(cause, IMGSTORE_EBUSY, "image %s changed "
+		    "meanwhile", name);
+		goto fail;
+	}
+	if (store_int(rec, "children") != 0) {
+		rc = store_fail(cause, IMGSTORE_EBUSY, "image %s got children "
+		    "meanwhile; they back onto its old file", name);
+		goto fail;
+	}
+	if ((uint64_t)store_int(rec, "virtual_size") != c->links[0].size) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "%s is %llu bytes, "
+		    "image %s %lld", file, (unsigned long long)c->links[0].size,
+		    name, (long long)store_int(rec, "virtual_size"));
+		goto fail;
+	}
+	if (store_str(rec, "parent") != NULL) {
+		parent = xstrdup(store_str(rec, "parent"));
+		if ((rc = store_count_child(t, parent, -1, &left,
+		    cause)) != 0)
+			goto fail;
+		if (left == 0 && (prec = db_txn_get(t, DB_IMAGES,
+		    parent)) != NULL) {
+			if (store_str(prec, "file") != NULL)
+				pfile = xstrdup(store_str(prec, "file"));
+			json_decref(prec);
+		}
+	}
+	json_object_set_new(rec, "file", json_string(file));
+	json_object_set_new(rec, "format", json_string("qcow2"));
+	json_object_set_new(rec, "parent", json_null());
+	json_object_set_new(rec, "allocated_size", json_integer(
+	    store_allocated(st, file)));
+	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0) {
+		rc = IMGSTORE_ERR;
+		goto fail;
+	}
+	json_decref(rec);
+	chain_free(c);
+	free(parent);
+	if (db_commit(t, cause) != 0) {
+		free(pfile);
+		return (IMGSTORE_ERR);
+	}
+	if (unlinkat(st->dirfd, oldfile, 0) == -1 && errno != ENOENT)
+		log_warn("imgstore: unlink %s", oldfile);
+	if (pfile != NULL && store_set_immutable(st, pfile, 0, NULL) != 0)
+		log_warn("imgstore: %s: cannot make it writable", pfile);
+	free(pfile);
+	return (0);
+fail:
+	db_abort(t);
+	json_decref(rec);
+	chain_free(c);
+	free(parent);
+	free(pfile);
+	return (rc);
+}
+
+/*
+ * Take image name out of the middle of its chain once its only child's
+ * file backs onto name's parent directly (qemu-img rebase copied what
+ * the child needed): the child inherits the parent, then name and its
+ * file go.
+ */
+int
+imgstore_drop(struct imgstore *st, const char *name, char **cause)
+{
+	struct db_txn	*t;
+	struct chain	*c = NULL;
+	json_t		*all = NULL, *rec, *crec = NULL, *other, *prec;
+	const char	*key, *p, *child = NULL, *parent;
+	char		*why = NULL, *file = NULL;
+	int		 rc;
+
+	if ((all = store_all(st, cause)) == NULL)
+		return (IMGSTORE_ERR);
+	if ((rec = json_object_get(all, name)) == NULL) {
+		rc = store_fail(cause, IMGSTORE_ENOTFOUND, "no image named %s",
+		    name);
+		goto out;
+	}
+	json_object_foreach(all, key, other) {
+		p = store_str(other, "parent");
+		if (p == NULL || strcmp(p, name) != 0)
+			continue;
+		if (child != NULL) {
+			rc = store_fail(cause, IMGSTORE_EBUSY, "image %s has "
+			    "more than one child", name);
+			goto out;
+		}
+		child = key;
+	}
+	if (child == NULL || json_array_size(json_object_get(rec,
+	    "users")) != 0) {
+		rc = store_fail(cause, IMGSTORE_EBUSY, "image %s is not the "
+		    "unused parent of one child", name);
+		goto out;
+	}
+	crec = json_object_get(all, child);
+	if (store_str(crec, "file") == NULL || store_str(crec, "format") ==
+	    NULL || chain_walk(st->dir, store_str(crec, "file"),
+	    store_str(crec, "format"), &c, &why) != 0) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s: %s", child,
+		    why != NULL ? why : "bad record");
+		free(why);
+		goto out;
+	}
+	parent = store_str(rec, "parent");
+	prec = parent != NULL ? json_object_get(all, parent) : NULL;
+	if (parent != NULL ? (c->n < 2 || prec == NULL ||
+	    store_str(prec, "file") == NULL ||
+	    strcmp(c->links[1].file, store_str(prec, "file")) != 0) :
+	    c->n != 1) {
+		rc = store_fail(cause, IMGSTORE_EINVAL, "the file of image %s "
+		    "does not back onto %s yet", child, parent != NULL ?
+		    parent : "nothing");
+		goto out;
+	}
+	if ((t = db_begin(st->db, cause)) == NULL) {
+		rc = IMGSTORE_ERR;
+		goto out;
+	}
+	crec = db_txn_get(t, DB_IMAGES, child);
+	if (crec == NULL) {
+		db_abort(t);
+		rc = store_fail(cause, IMGSTORE_ERR, "image %s went away",
+		    child);
+		goto out;
+	}
+	if (parent != NULL)
+		json_object_set_new(crec, "parent", json_string(parent));
+	else
+		json_object_set_new(crec, "parent", json_null());
+	if (db_txn_put(t, DB_IMAGES, child, crec, cause) != 0 ||
+	    db_txn_del(t, DB_IMAGES, name, cause) != 0) {
+		json_decref(crec);
+		db_abort(t);
+		rc = IMGSTORE_ERR;
+		goto out;
+	}
+	json_decref(crec);
+	file = store_str(rec, "file") != NULL ?
+	    xstrdup(store_str(rec, "file")) : NULL;
+	if (db_commit(t, cause) != 0) {
+		rc = IMGSTORE_ERR;
+		goto out;
+	}
+	if (file != NULL && unlinkat(st->dirfd, file, 0) == -1 &&
+	    errno != ENOENT)
+		log_warn("imgstore: unlink %s", file);
+	rc = 0;
+out:
+	free(file);
+	chain_free(c);
+	json_decref(all);
 	return (rc);
 }
 

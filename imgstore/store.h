@@ -85,6 +85,43 @@ int		 imgstore_clone(struct imgstore *, const char *parent,
 int		 imgstore_reset(struct imgstore *, const char *name,
 		     char **cause);
 
+/*
+ * Give image name a fresh empty overlay over image target instead (revert
+ * to a snapshot); the child count moves from its old parent to target.
+ */
+int		 imgstore_revert(struct imgstore *, const char *name,
+		     const char *target, char **cause);
+
+/*
+ * Freeze the content of image name as a new image newname of kind
+ * "snapshot" or "template" (extra fields, if any, go in its record), and
+ * let name go on as an empty overlay over it: O(1), nothing is copied.
+ * Refused while name has children. The caller makes sure no VM writes
+ * name's file meanwhile, or switches its QEMU to the new file.
+ */
+int		 imgstore_freeze(struct imgstore *, const char *name,
+		     const char *newname, const char *kind,
+		     const json_t *extra, char **cause);
+
+/* Undo a freeze while nothing was written to name's new overlay. */
+int		 imgstore_unfreeze(struct imgstore *, const char *name,
+		     const char *newname, char **cause);
+
+/*
+ * Image name takes file, a standalone qcow2 with the same content already
+ * in the store (a flatten), in place of oldfile, and leaves its parent.
+ * Refused if name changed file or gained children meanwhile.
+ */
+int		 imgstore_replace(struct imgstore *, const char *name,
+		     const char *file, const char *oldfile, char **cause);
+
+/*
+ * Remove image name from the middle of its chain once the file of its
+ * only child backs onto name's parent's file (qemu-img rebase did it).
+ */
+int		 imgstore_drop(struct imgstore *, const char *name,
+		     char **cause);
+
 /* Remove image name and its file; refused while it has children or users. */
 int		 imgstore_rm(struct imgstore *, const char *name, char **cause);
 

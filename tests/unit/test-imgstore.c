@@ -466,6 +466,217 @@ test_store(void)
 	free(bfile);
 }
 
+/* 1 if the guest-visible content of image name reads pattern at 0. */
+static int
+reads(const char *name, int pattern)
+{
+	struct chain	*c;
+	char		*cause = NULL, *spec = NULL, *tmp;
+	u_int		 i;
+	int		 rc;
+
+	/* An explicit chain, as qmpd hands QEMU. */
+	if (imgstore_chain(st, name, &c, &cause) != 0) {
+		fprintf(stderr, "%s\n", cause);
+		free(cause);
+		return (0);
+	}
+	for (i = c->n; i-- > 0;) {
+		xasprintf(&tmp, "{\"driver\":\"%s\",\"file\":{\"driver\":"
+		    "\"file\",\"filename\":\"%s\"}%s%s%s}", c->links[i].format,
+		    c->links[i].path, spec != NULL ? ",\"backing\":" : "",
+		    spec != NULL ? spec : "", spec == NULL &&
+		    strcmp(c->links[i].format, "qcow2") == 0 ?
+		    ",\"backing\":null" : "");
+		free(spec);
+		spec = tmp;
+	}
+	rc = sh("qemu-io -r -c 'read -q -P 0x%02x 0 64k' 'json:%s' | "
+	    "grep -q 'Pattern verification failed' && exit 1 || exit 0",
+	    pattern, spec);
+	free(spec);
+	chain_free(c);
+	return (rc == 0);
+}
+
+/* Write pattern at 0 of image name's top file, as a running VM would. */
+static int
+writes(const char *name, int pattern)
+{
+	char	*f = file_of(name);
+	int	 rc;
+
+	rc = sh("qemu-io -c 'write -q -P 0x%02x 0 64k' %s/%s", pattern, idir,
+	    f);
+	free(f);
+	return (rc == 0);
+}
+
+/*
+ * Snapshots and templates by freezing, reverts, the undo of a freeze, a
+ * flatten's replace and the drop of a merged snapshot: every step keeps
+ * the content it promises and verify happy.
+ */
+static void
+test_freeze(void)
+{
+	json_t		*rec, *report, *extra;
+	char		*cause = NULL, *bfile, *f, *old, *snapf;
+
+	bfile = imgstore_new_file("fbase", "qcow2");
+	CHECK(sh("qemu-img create -q -f qcow2 %s/%s 64M", idir, bfile) == 0);
+	CHECK(sh("qemu-io -f qcow2 -c 'write -q -P 0x11 0 1M' %s/%s", idir,
+	    bfile) == 0);
+	CHECK(imgstore_add_file(st, "fbase", bfile, "qcow2", "base", NULL,
+	    &cause) == 0);
+	CHECK(imgstore_clone(st, "fbase", "vm1-disk", "clone", &cause) == 0);
+	CHECK(writes("vm1-disk", 0x22));
+	old = file_of("vm1-disk");
+
+	/* Snapshot s1: the file changes hands, the disk goes on, empty. */
+	extra = json_pack("{s:s,s:s}", "vm", "vm1", "snapshot", "s1");
+	CHECK(imgstore_freeze(st, "vm1-disk", "vm1.s1", "snapshot", extra,
+	    &cause) == 0);
+	json_decref(extra);
+	rec = imgstore_get(st, "vm1.s1", &cause);
+	CHECK(rec != NULL);
+	CHECK_STR(str(rec, "file"), old);
+	CHECK_STR(str(rec, "kind"), "snapshot");
+	CHECK_STR(str(rec, "parent"), "fbase");
+	CHECK_STR(str(rec, "vm"), "vm1");
+	CHECK_STR(str(rec, "snapshot"), "s1");
+	CHECK(num(rec, "children") == 1);
+	CHECK(num(rec, "virtual_size") == 64 << 20);
+	json_decref(rec);
+	rec = imgstore_get(st, "vm1-disk", &cause);
+	CHECK_STR(str(rec, "parent"), "vm1.s1");
+	CHECK(strcmp(str(rec, "file"), old) != 0);
+	json_decref(rec);
+	rec = imgstore_get(st, "fbase", &cause);
+	CHECK(num(rec, "children") == 1);
+	json_decref(rec);
+	CHECK(readonly(old));
+	CHECK(reads("vm1-disk", 0x22));
+	EXPECT(imgstore_freeze(st, "vm1-disk", "vm1.s1", "snapshot", NULL,
+	    &cause), IMGSTORE_EEXISTS, "already exists");
+	EXPECT(imgstore_freeze(st, "vm1.s1", "x", "snapshot", NULL, &cause),
+	    IMGSTORE_EBUSY, "has children");
+	EXPECT(imgstore_freeze(st, "vm1-disk", "x", "clone", NULL, &cause),
+	    IMGSTORE_EINVAL, "not a clone");
+
+	/* Write after the snapshot, take s2, write again. */
+	CHECK(writes("vm1-disk", 0x33));
+	CHECK(imgstore_freeze(st, "vm1-disk", "vm1.s2", "snapshot", NULL,
+	    &cause) == 0);
+	CHECK(writes("vm1-disk", 0x44));
+	CHECK(reads("vm1-disk", 0x44));
+
+	/* Revert to s1: s2 stays, childless; then to s2, then back. */
+	CHECK(imgstore_revert(st, "vm1-disk", "vm1.s1", &cause) == 0);
+	CHECK(reads("vm1-disk", 0x22));
+	rec = imgstore_get(st, "vm1.s2", &cause);
+	CHECK(num(rec, "children") == 0);
+	json_decref(rec);
+	rec = imgstore_get(st, "vm1.s1", &cause);
+	CHECK(num(rec, "children") == 2);
+	json_decref(rec);
+	f = file_of("vm1.s2");
+	CHECK(!readonly(f));
+	free(f);
+	CHECK(imgstore_revert(st, "vm1-disk", "vm1.s2", &cause) == 0);
+	CHECK(reads("vm1-disk", 0x33));
+	f = file_of("vm1.s2");
+	CHECK(readonly(f));
+	free(f);
+	EXPECT(imgstore_revert(st, "vm1-disk", "vm1-disk", &cause),
+	    IMGSTORE_EINVAL, "its own parent");
+	EXPECT(imgstore_revert(st, "vm1.s1", "fbase", &cause),
+	    IMGSTORE_EBUSY, "has children");
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(json_is_true(json_object_get(report, "ok")));
+	json_decref(report);
+
+	/* A freeze taken back (QEMU refused the live snapshot). */
+	old = (free(old), file_of("vm1-disk"));
+	CHECK(imgstore_freeze(st, "vm1-disk", "vm1.s3", "snapshot", NULL,
+	    &cause) == 0);
+	f = file_of("vm1-disk");
+	CHECK(imgstore_unfreeze(st, "vm1-disk", "vm1.s3", &cause) == 0);
+	CHECK(!exists(f));
+	free(f);
+	f = file_of("vm1-disk");
+	CHECK_STR(f, old);
+	CHECK(!readonly(f));
+	free(f);
+	CHECK(imgstore_get(st, "vm1.s3", &cause) == NULL);
+	free(cause);
+	cause = NULL;
+	EXPECT(imgstore_unfreeze(st, "vm1-disk", "vm1.s1", &cause),
+	    IMGSTORE_EINVAL, "fresh overlay");
+
+	/* Drop s2 from the middle once the disk backs onto s1 directly. */
+	snapf = file_of("vm1.s2");
+	EXPECT(imgstore_drop(st, "vm1.s2", &cause), IMGSTORE_EINVAL,
+	    "does not back onto");
+	f = file_of("vm1-disk");
+	old = (free(old), file_of("vm1.s1"));
+	CHECK(sh("cd %s && qemu-img rebase -q -f qcow2 -F qcow2 -b %s %s",
+	    idir, old, f) == 0);
+	free(f);
+	CHECK(imgstore_drop(st, "vm1.s2", &cause) == 0);
+	CHECK(!exists(snapf));
+	free(snapf);
+	rec = imgstore_get(st, "vm1-disk", &cause);
+	CHECK_STR(str(rec, "parent"), "vm1.s1");
+	json_decref(rec);
+	rec = imgstore_get(st, "vm1.s1", &cause);
+	CHECK(num(rec, "children") == 1);
+	json_decref(rec);
+	CHECK(reads("vm1-disk", 0x33));
+	EXPECT(imgstore_drop(st, "fbase", &cause), IMGSTORE_EINVAL,
+	    "does not back onto");
+
+	/* Template from a disk, then flatten a clone of it. */
+	CHECK(imgstore_freeze(st, "vm1-disk", "tpl", "template", NULL,
+	    &cause) == 0);
+	CHECK(imgstore_clone(st, "tpl", "flat", "clone", &cause) == 0);
+	old = (free(old), file_of("flat"));
+	f = imgstore_new_file("flat", "qcow2");
+	CHECK(sh("cd %s && qemu-img convert -O qcow2 %s %s", idir, old,
+	    f) == 0);
+	EXPECT(imgstore_replace(st, "flat", f, "wrong.qcow2", &cause),
+	    IMGSTORE_EBUSY, "changed meanwhile");
+	CHECK(imgstore_replace(st, "flat", f, old, &cause) == 0);
+	CHECK(!exists(old));
+	rec = imgstore_get(st, "flat", &cause);
+	CHECK(json_is_null(json_object_get(rec, "parent")));
+	CHECK_STR(str(rec, "file"), f);
+	json_decref(rec);
+	rec = imgstore_get(st, "tpl", &cause);
+	CHECK(num(rec, "children") == 1);
+	json_decref(rec);
+	CHECK(reads("flat", 0x33));
+	free(f);
+	f = file_of("vm1.s1");
+	EXPECT(imgstore_replace(st, "vm1-disk", f, "x", &cause),
+	    IMGSTORE_EINVAL, "still has a backing file");
+	free(f);
+
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(json_is_true(json_object_get(report, "ok")));
+	if (!json_is_true(json_object_get(report, "ok")))
+		json_dumpf(report, stderr, JSON_INDENT(2));
+	json_decref(report);
+	CHECK(imgstore_rm(st, "flat", &cause) == 0);
+	CHECK(imgstore_rm(st, "vm1-disk", &cause) == 0);
+	CHECK(imgstore_rm(st, "tpl", &cause) == 0);
+	CHECK(imgstore_rm(st, "vm1.s1", &cause) == 0);
+	CHECK(imgstore_rm(st, "fbase", &cause) == 0);
+	CHECK(!exists(bfile));
+	free(old);
+	free(bfile);
+}
+
 /*
  * The child of test_crash: clone over base in a loop until killed, each
  * clone removing the one before last, as a busy daemon would.
@@ -592,6 +803,7 @@ main(int argc, char **argv)
 	if (sh("qemu-img --version >/dev/null 2>&1") == 0 &&
 	    sh("qemu-io --version >/dev/null 2>&1") == 0) {
 		test_store();
+		test_freeze();
 		test_crash("/proc/self/exe");
 	}
 	else
