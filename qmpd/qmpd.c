@@ -22,6 +22,8 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "net.h"
+#include "proc.h"
 #include "qmpd.h"
 #include "vm.h"
 #include "xmalloc.h"
@@ -43,8 +45,10 @@ qmpd_sigchld(evutil_socket_t sig, short events, void *arg)
 	pid_t	pid;
 	int	status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		vm_reaped(pid, status);
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (!proc_reaped(pid, status))
+			vm_reaped(pid, status);
+	}
 }
 
 static void
@@ -232,6 +236,8 @@ main(int argc, char **argv)
 
 	if (vm_load_all(&cause) != 0)
 		fatalx("%s", cause);
+	if (net_init(&cause) != 0)
+		fatalx("%s", cause);
 	vm_reattach_all();
 	if (server_listen(qmpd->socket_path, &cause) != 0)
 		fatalx("%s", cause);
@@ -243,6 +249,7 @@ main(int argc, char **argv)
 	event_base_dispatch(qmpd->base);
 
 	vm_shutdown_all();
+	net_shutdown();
 	server_close();
 	db_close(qmpd->db);
 	event_free(ev_chld);

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "net.h"
 #include "qmp.h"
 #include "qmpd.h"
 #include "vm.h"
@@ -63,6 +64,13 @@ vm_qmp_cont_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	}
 	if (vm->state == VM_STARTING)
 		vm_set_state(vm, VM_RUNNING, NULL);
+}
+
+/* Let the guest run; vm-net.c calls this late when rules are pending. */
+void
+vm_qmp_cont(struct vm *vm)
+{
+	qmp_execute(vm->qmp, "cont", NULL, vm_qmp_cont_done, vm);
 }
 
 static void
@@ -232,6 +240,7 @@ static const struct vm_qmp_event {
 	void		(*fn)(struct vm *, json_t *);
 } vm_qmp_events[] = {
 	{ "BLOCK_IO_ERROR", vm_ev_block_io_error },
+	{ "DEVICE_DELETED", vm_net_device_deleted },
 	{ "GUEST_PANICKED", vm_ev_panicked },
 	{ "POWERDOWN", vm_ev_powerdown },
 	{ "RESET", vm_ev_reset },
@@ -330,6 +339,8 @@ vm_qmp_attach(struct vm *vm, int fd, int fresh, char **cause)
 		    vm_qmp_password_done, vm);
 		free(secret);
 	}
-	qmp_execute(vm->qmp, "cont", NULL, vm_qmp_cont_done, vm);
+	/* Not before the nft rules list the VM's TAPs (vm-net.c). */
+	if (!vm_net_cont_wait(vm))
+		vm_qmp_cont(vm);
 	return (0);
 }

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "net.h"
 #include "qmp.h"
 #include "qmpd.h"
 #include "vm.h"
@@ -101,14 +102,20 @@ vm_free(struct vm *vm)
 }
 
 /* The record in LMDB: the definition plus the last known run state. */
+json_t *
+vm_record(const struct vm *vm)
+{
+	return (json_pack("{s:o,s:s,s:s?}", "def", vm_def_to_json(&vm->def),
+	    "state", vm_state_name(vm->state), "reason", vm->reason));
+}
+
 int
 vm_save(struct vm *vm, char **cause)
 {
 	json_t	*rec;
 	int	 rc;
 
-	rec = json_pack("{s:o,s:s,s:s?}", "def", vm_def_to_json(&vm->def),
-	    "state", vm_state_name(vm->state), "reason", vm->reason);
+	rec = vm_record(vm);
 	rc = db_put(qmpd->db, DB_VMS, vm->def.name, rec, cause);
 	json_decref(rec);
 	return (rc);
@@ -137,6 +144,7 @@ vm_to_json(const struct vm *vm)
 	json_object_set(j, "spice_clients", vm->spice_clients);
 	if (vm->last_io_error != NULL)
 		json_object_set(j, "io_error", vm->last_io_error);
+	vm_net_json(vm, j);
 	return (j);
 }
 
@@ -291,7 +299,8 @@ vm_create(json_t *args, char **cause)
 	    vm_port_alloc(vm, cause) != 0)
 		goto fail;
 	vm->state = VM_STOPPED;
-	if (vm_save(vm, cause) != 0)
+	/* Saved with its NICs' addresses, leased in the same transaction. */
+	if (vm_net_create(vm, cause) != 0)
 		goto fail;
 	TAILQ_INSERT_TAIL(&vms, vm, entry);
 	log_info("%s: created", vm->def.name);
@@ -313,6 +322,7 @@ vm_delete(struct vm *vm, char **cause)
 	}
 	if (db_del(qmpd->db, DB_VMS, vm->def.name, cause) < 0)
 		return (-1);
+	vm_net_deleted(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
 	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
 	static const char *files[] = { "qmp.sock", "serial.sock", "qemu.pid",
@@ -441,6 +451,8 @@ vm_start(struct vm *vm, char **cause)
 	rt.qmp_fd = lfd;
 	rt.disk_fd = dfd;
 	rt.accel = accel;
+	if (vm_net_open(vm, &rt, cause) != 0)
+		goto fail;
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
 	if (argv == NULL)
 		goto fail;
@@ -448,6 +460,7 @@ vm_start(struct vm *vm, char **cause)
 	keep[1] = dfd;
 	if ((pid = vm_spawn(vm, argv, keep, dfd == -1 ? 1 : 2, cause)) == -1)
 		goto fail;
+	vm_net_opened(vm, 1);
 	close(lfd);
 	lfd = -1;
 	if (dfd != -1) {
@@ -482,6 +495,7 @@ out_started:
 	free(dir);
 	return (0);
 fail:
+	vm_net_opened(vm, 0);
 	if (lfd != -1)
 		close(lfd);
 	if (dfd != -1)
@@ -690,6 +704,7 @@ vm_exited(struct vm *vm)
 	vm->pid = -1;
 	vm->is_child = 0;
 	vm_cleanup_runtime(vm);
+	vm_net_stopped(vm);
 
 	if (vm->stop_asked == 3) {
 		next = VM_STOPPED;

@@ -57,6 +57,8 @@ struct vm_runtime_paths {
 	int		 qmp_fd;	/* listening socket QEMU inherits */
 	int		 disk_fd;	/* the disk, opened by qmpd; -1 none */
 	const char	*accel;		/* resolved: kvm or tcg */
+	const int	*tap_fds;	/* one per NIC of def "nics", in order */
+	int		 ntap_fds;
 };
 
 struct qmp;
@@ -119,6 +121,7 @@ int	 vm_kill(struct vm *, char **cause);
 void	 vm_reaped(pid_t, int status);
 void	 vm_set_state(struct vm *, enum vm_state, const char *reason);
 json_t	*vm_to_json(const struct vm *);
+json_t	*vm_record(const struct vm *);
 int	 vm_save(struct vm *, char **cause);
 int	 vm_is_active(const struct vm *);
 void	 vm_shutdown_all(void);
@@ -132,6 +135,7 @@ void	 vm_wait_fail_all(struct vm *, const char *errclass, const char *desc);
 
 /* vm-qmp.c: QMP events and the QMP steps of start and re-attach. */
 int	 vm_qmp_attach(struct vm *, int fd, int fresh, char **cause);
+void	 vm_qmp_cont(struct vm *);
 char	*vm_qmp_secret(void);
 
 /* vm-ticket.c: SPICE console tickets, and who got the last one. */

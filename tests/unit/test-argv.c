@@ -58,6 +58,7 @@ one(const char *dir, const char *file)
 	json_t			*j;
 	char			 path[4096], rundir[256], *cause = NULL;
 	char			**argv, *got, *want;
+	static const int	 tap_fds[] = { 5, 6, 7, 8, 9, 10, 11, 12 };
 	int			 expect_fail = strncmp(file, "fail-", 5) == 0;
 
 	snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -78,6 +79,10 @@ one(const char *dir, const char *file)
 	rt.qmp_fd = 3;
 	rt.disk_fd = def.disk != NULL ? 4 : -1;
 	rt.accel = json_string_value(json_object_get(j, "accel"));
+	/* TAP fds for the NICs, in order, after the QMP socket and disk. */
+	rt.tap_fds = tap_fds;
+	rt.ntap_fds = json_array_size(json_object_get(json_object_get(j,
+	    "def"), "nics"));
 	argv = vm_argv_build(&def, &rt, "qemu-system-x86_64", &cause);
 	if (expect_fail) {
 		CHECK(argv == NULL);
