@@ -55,7 +55,7 @@ api_console_done(json_t *ret, const char *errclass, const char *errdesc,
 		return;
 	}
 	if (expires <= 0)
-		expires = time(NULL) + BROKER_CONSOLE_TTL;
+		expires = time(NULL) + broker->console_ttl;
 	if (ticket_make(broker->ticket_key, sizeof broker->ticket_key,
 	    call->arg, (int)port, (time_t)expires, ticket,
 	    sizeof ticket) != 0) {
@@ -111,7 +111,7 @@ api_console_request(struct http_call *call, enum api_console_kind kind)
 	c->call = call;
 	c->kind = kind;
 	qmpc_call("desktop.console", json_pack("{s:s,s:s,s:i}", "login",
-	    call->login, "vm", call->arg, "expires", BROKER_CONSOLE_TTL),
+	    call->login, "vm", call->arg, "expires", broker->console_ttl),
 	    API_CONSOLE_TIMEOUT, api_console_done, c);
 }
 

@@ -36,8 +36,24 @@ usage(void)
 	    "                    [--https ADDR:PORT] [--spice-proxy ADDR:PORT] "
 	    "[--rdp ADDR:PORT]\n"
 	    "                    [--cert FILE --key FILE] "
-	    "[--public-host NAME]\n");
+	    "[--public-host NAME] [--console-ttl SECONDS]\n");
 	exit(2);
+}
+
+/* A number from the command line within [min, max], or exit. */
+static int
+broker_number(const char *s, int min, int max, const char *what)
+{
+	char	*end;
+	long	 n;
+
+	n = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || n < min || n > max) {
+		fprintf(stderr, "qdesk-broker: %s wants %d to %d, not '%s'\n",
+		    what, min, max, s);
+		exit(2);
+	}
+	return ((int)n);
 }
 
 static void
@@ -111,6 +127,7 @@ main(int argc, char **argv)
 		{ "cert", required_argument, NULL, 'c' },
 		{ "key", required_argument, NULL, 'k' },
 		{ "public-host", required_argument, NULL, 'p' },
+		{ "console-ttl", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -126,6 +143,7 @@ main(int argc, char **argv)
 
 	broker = xcalloc(1, sizeof *broker);
 	broker->https_fd = broker->proxy_fd = -1;
+	broker->console_ttl = BROKER_CONSOLE_TTL;
 	while ((ch = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
@@ -160,6 +178,11 @@ main(int argc, char **argv)
 			break;
 		case 'p':
 			broker->public_host = optarg;
+			break;
+		case 't':
+			broker->console_ttl = broker_number(optarg,
+			    BROKER_CONSOLE_TTL_MIN, BROKER_CONSOLE_TTL_MAX,
+			    "--console-ttl");
 			break;
 		default:
 			usage();

@@ -22,6 +22,8 @@
 
 /* How long a console password and its proxy ticket stay valid. */
 #define BROKER_CONSOLE_TTL	60
+#define BROKER_CONSOLE_TTL_MIN	5
+#define BROKER_CONSOLE_TTL_MAX	86400
 /* The key that signs proxy tickets lives only in memory. */
 #define BROKER_TICKET_KEYLEN	32
 
@@ -40,6 +42,7 @@ struct broker {
 	char			*socket_path;	/* qmpd's admin socket */
 	const char		*user;		/* drop to this user */
 	const char		*public_host;	/* for .vv proxy= URLs */
+	int			 console_ttl;	/* seconds */
 	SSL_CTX			*ssl_ctx;
 
 	struct broker_addr	 https;
@@ -141,6 +144,7 @@ struct evhttp_request;
 struct http_call {
 	struct evhttp_request	*req;
 	const struct http_route	*route;
+	const char		*method;	/* "GET" or "POST" */
 	char			 path[256];
 	char			 arg[64];	/* the route's "*" */
 	char			 peer[64];	/* client address */

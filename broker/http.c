@@ -116,9 +116,8 @@ http_reply_data(struct http_call *call, int code, const char *type,
 	evbuffer_add(buf, data, len);
 	evhttp_send_reply(call->req, code, http_reason(code), buf);
 	evbuffer_free(buf);
-	log_debug("%s %s %s -> %d", call->peer,
-	    evhttp_request_get_command(call->req) == EVHTTP_REQ_POST ?
-	    "POST" : "GET", call->path, code);
+	log_debug("%s %s %s -> %d", call->peer, call->method, call->path,
+	    code);
 	http_call_free(call);
 }
 
@@ -184,9 +183,12 @@ http_reply_qmpd(struct http_call *call, const char *errclass,
 		}
 	}
 	if (code == 403 || code == 404 || code >= 500)
-		log_warnx("%s%s%s %s: %s: %s", call->login != NULL ? "user " :
-		    "", call->login != NULL ? call->login : "", call->peer,
-		    call->path, errclass, errdesc);
+		log_warnx("%s%s%s%s %s %s %s: %s: %s",
+		    call->login != NULL ? "user " : "",
+		    call->login != NULL ? call->login : "",
+		    call->login != NULL ? " from " : "", call->peer,
+		    call->method, call->path, code >= 500 ? "failed" : "refused",
+		    errclass, errdesc);
 	http_reply_json(call, code, json_pack("{s:s,s:s}", "error", errdesc,
 	    "class", errclass));
 }
@@ -278,6 +280,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 
 	call = xcalloc(1, sizeof *call);
 	call->req = req;
+	call->method = "?";
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL || *path == '\0')
 		path = "/";
@@ -295,6 +298,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		http_reply_error(call, 405, "only GET and POST are served");
 		return;
 	}
+	call->method = method;
 	if (strlen(path) >= sizeof call->path) {
 		http_reply_error(call, 404, "no such page");
 		return;

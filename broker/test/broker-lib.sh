@@ -1,0 +1,123 @@
+# Shared by the broker's integration tests (tests/integration/3*.sh), after
+# tests/integration/lib.sh: a real qmpd with the broker role, a broker as
+# qdesk-broker on free loopback ports, users and tiny desktops made through
+# the CLI, and curl with one cookie jar per user.
+#
+# QDESK_BUILD=DIR takes qmpd, qdesk, qdesk-broker and spice-probe from
+# another meson build dir than build/.
+
+BUILD=${QDESK_BUILD:-$top/build}
+QMPD=$BUILD/qmpd/qmpd
+QDESK_BIN=$BUILD/cli/qdesk
+BROKER=$BUILD/broker/qdesk-broker
+PROBE=$BUILD/broker/spice-probe
+BROKER_USER=qdesk-broker
+BROKER_LOG=$T/broker.log
+BROKER_PID=
+RESULTS=$top/build/test-results
+EXTRA_CLEANUP='stop_broker'
+
+for f in "$QMPD" "$QDESK_BIN" "$BROKER" "$PROBE"; do
+	[ -x "$f" ] || fail "$f is not built (ninja -C $BUILD)"
+done
+
+# The broker's own unprivileged user, as scripts/setup would make it.
+getent passwd "$BROKER_USER" >/dev/null ||
+	useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$BROKER_USER" ||
+	fail "cannot create user $BROKER_USER"
+
+# A TCP port nobody listens on right now.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+HTTPS_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+URL=https://127.0.0.1:$HTTPS_PORT
+
+broker_fail() {
+	if [ -f "$BROKER_LOG" ]; then
+		log "last lines of broker.log:"
+		tail -n 25 "$BROKER_LOG" >&2
+	fi
+	fail "$@"
+}
+
+# Start the broker; wait until it serves HTTPS and reaches qmpd.
+start_broker() {
+	"$BROKER" -f -v --state-dir "$STATE" --user "$BROKER_USER" \
+	    --https "127.0.0.1:$HTTPS_PORT" \
+	    --spice-proxy "127.0.0.1:$PROXY_PORT" "$@" >>"$BROKER_LOG" 2>&1 &
+	BROKER_PID=$!
+	local i
+	for i in $(seq 1 100); do
+		curl -skf "$URL/api/health" >/dev/null 2>&1 && return 0
+		kill -0 "$BROKER_PID" 2>/dev/null ||
+			broker_fail "qdesk-broker exited at start"
+		sleep 0.1
+	done
+	broker_fail "qdesk-broker did not come up (or never reached qmpd)"
+}
+
+stop_broker() {
+	[ -n "$BROKER_PID" ] || return 0
+	kill -TERM "$BROKER_PID" 2>/dev/null
+	wait "$BROKER_PID" 2>/dev/null
+	BROKER_PID=
+}
+
+# api WHO METHOD PATH [JSON]: one API call with WHO's cookie jar. Sets
+# CODE (HTTP status) and BODY; POSTs carry the X-Qdesk header.
+api() {
+	local who=$1 method=$2 path=$3 body=${4:-}
+	local args=(-sk -o "$T/api.body" -w '%{http_code}' -b "$T/jar.$who"
+	    -c "$T/jar.$who" -X "$method")
+	if [ "$method" = POST ]; then
+		[ -n "$body" ] || body='{}'
+		args+=(-H 'X-Qdesk: 1' -H 'Content-Type: application/json'
+		    --data "$body")
+	fi
+	CODE=$(curl "${args[@]}" "$URL$path") || CODE=000
+	BODY=$(cat "$T/api.body" 2>/dev/null)
+}
+
+# expect CODE: the last api call answered with this status.
+expect() {
+	[ "$CODE" = "$1" ] || broker_fail "wanted HTTP $1, got $CODE: $BODY${2:+ ($2)}"
+}
+
+login() {
+	api "$1" POST /api/login "{\"user\":\"$1\",\"password\":\"$2\"}"
+}
+
+# add_user LOGIN PASSWORD
+add_user() {
+	printf '%s\n' "$2" | q user add "$1" --name "User $1" --password-stdin \
+	    >/dev/null 2>"$T/last.err" ||
+		fail "user add $1: $(cat "$T/last.err")"
+}
+
+# add_desktop NAME OWNER: a tiny SPICE desktop under KVM, assigned.
+add_desktop() {
+	local disk
+	disk=$(tiny_disk "$1")
+	qq vm create "$1" --accel kvm --memory 32 --disk "$disk" \
+	    --display spice >/dev/null
+	qq desktop assign "$2" "$1" >/dev/null
+}
+
+# A field of the last BODY.
+field() { printf '%s' "$BODY" | jq -r ".$1"; }
+
+# probe PASSWORD PORT [args]: the SPICE handshake, straight to loopback.
+probe() {
+	local pw=$1 port=$2
+	shift 2
+	"$PROBE" 127.0.0.1 "$port" "$pw" "$@"
+}
+
+need_kvm() {
+	[ -r /dev/kvm ] || skip "no /dev/kvm"
+	q --json status | jq -e '.accels | index("kvm")' >/dev/null ||
+		skip "qmpd says KVM is not usable here"
+}
