@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The portal in real headless Chromium (Debian's chromium, driven through
+# playwright-core from npm, installed under build/): a wrong password, log
+# in, the desktop's card, Start turns it running, Connect (SPICE) yields a
+# .vv file whose password links through the SPICE proxy; laptop and phone
+# screenshots kept in build/test-results/.
+. "$(dirname "$0")/lib.sh"
+. "$top/broker/test/broker-lib.sh"
+
+PLAYWRIGHT_VERSION=1.65.1
+NODE_DIR=$top/build/portal-test
+
+command -v chromium >/dev/null || skip "no chromium (apt-get install chromium)"
+command -v node >/dev/null && command -v npm >/dev/null ||
+	skip "no node/npm to drive chromium"
+if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
+	mkdir -p "$NODE_DIR"
+	log "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
+	npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent \
+	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
+		skip "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
+fi
+cp "$top/broker/test/portal.mjs" "$NODE_DIR/portal.mjs"
+
+start_qmpd --broker-user "$BROKER_USER"
+need_kvm
+add_user alice alice-pw-1
+add_desktop d1 alice
+start_broker
+mkdir -p "$RESULTS"
+
+out=$(cd "$NODE_DIR" && timeout 180 node portal.mjs "$URL/" alice alice-pw-1 d1 \
+    "$T/portal" 2>"$T/portal.err") ||
+	broker_fail "portal in chromium: $(cat "$T/portal.err")"
+printf '%s\n' "$out" >"$T/portal.json"
+cp "$T/portal"/*.png "$RESULTS/" 2>/dev/null
+j() { jq -r ".$1" "$T/portal.json"; }
+
+[ "$(j state_before)" = stopped ] && [ "$(j state_after)" = running ] ||
+	fail "the card went $(j state_before) -> $(j state_after)"
+[ "$(j who)" = "User alice (alice)" ] || fail "the header shows '$(j who)'"
+[ "$(j vv_name)" = d1.vv ] || fail "the download is named $(j vv_name)"
+[ "$(vm_field d1 state)" = running ] || fail "d1 is not running after Start"
+[ -s "$RESULTS/32-broker-portal.png" ] && [ -s "$RESULTS/32-broker-portal-phone.png" ] ||
+	fail "no screenshots in $RESULTS"
+
+# The .vv the button gave links, through the proxy, as remote-viewer would.
+vvf=$(j vv)
+vv() { sed -n "s/^$1=//p" "$vvf"; }
+[ "$(vv type)" = spice ] && [ "$(vv proxy)" = "http://127.0.0.1:$PROXY_PORT" ] ||
+	fail "the portal's .vv: $(cat "$vvf")"
+"$PROBE" "$(vv host)" "$(vv port)" "$(vv password)" \
+    --proxy "127.0.0.1:$PROXY_PORT" >/dev/null ||
+	broker_fail "the portal's .vv does not link through the proxy"
+log "screenshots: $RESULTS/32-broker-portal.png, 32-broker-portal-phone.png"
+log ok
