@@ -70,6 +70,21 @@ net_find(const char *name)
 	return (NULL);
 }
 
+/* Networks are kept in name order, as the database has them. */
+static void
+net_insert(struct net *n)
+{
+	struct net	*m;
+
+	TAILQ_FOREACH(m, &nets, entry) {
+		if (strcmp(m->n.name, n->n.name) > 0) {
+			TAILQ_INSERT_BEFORE(m, n, entry);
+			return;
+		}
+	}
+	TAILQ_INSERT_TAIL(&nets, n, entry);
+}
+
 static void
 net_free(struct net *n)
 {
@@ -411,7 +426,7 @@ net_load_one(const char *key, json_t *rec, void *arg)
 		free(n);
 		return (0);
 	}
-	TAILQ_INSERT_TAIL(&nets, n, entry);
+	net_insert(n);
 	return (0);
 }
 
@@ -559,7 +574,7 @@ net_create(const struct netctl_net *def, char **cause)
 		}
 		goto fail_down;
 	}
-	TAILQ_INSERT_TAIL(&nets, n, entry);
+	net_insert(n);
 	log_info("network %s: created (%s)", n->n.name,
 	    netctl_mode_name(n->n.mode));
 	return (n);
@@ -631,13 +646,16 @@ json_t *
 net_to_json(const struct net *n, int detail)
 {
 	struct netctl_lease	*leases;
-	json_t			*j, *users, *a;
+	json_t			*j, *def, *users, *a;
 	char			 buf[NETCTL_CIDRSTRLEN], mac[NETCTL_MACSTRLEN];
 	char			*cause = NULL;
 	size_t			 count, i;
 
-	j = netctl_net_to_json(&n->n);
-	json_object_set_new(j, "name", json_string(n->n.name));
+	/* The name first: tables show their columns in this order. */
+	j = json_pack("{s:s}", "name", n->n.name);
+	def = netctl_net_to_json(&n->n);
+	json_object_update(j, def);
+	json_decref(def);
 	if (n->n.mode != NETCTL_BRIDGE) {
 		netctl_ip_format(netctl_subnet_gateway(&n->n.subnet), buf,
 		    sizeof buf);
