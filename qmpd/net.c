@@ -464,6 +464,9 @@ net_init(char **cause)
 			free(why);
 			why = NULL;
 		}
+	}
+	vm_net_relink();
+	TAILQ_FOREACH(n, &nets, entry) {
 		if (n->n.mode == NETCTL_BRIDGE)
 			continue;
 		net_dnsmasq_replace(n);

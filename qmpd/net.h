@@ -65,6 +65,7 @@ struct vm;
 struct vm_runtime_paths;
 struct cmd_req;
 void	 vm_net_init(void);
+void	 vm_net_relink(void);
 int	 vm_net_create(struct vm *, char **cause);
 void	 vm_net_deleted(struct vm *);
 int	 vm_net_open(struct vm *, struct vm_runtime_paths *, char **cause);

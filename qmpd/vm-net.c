@@ -539,6 +539,37 @@ vm_net_init(void)
 	}
 }
 
+/*
+ * At daemon start, once the bridges are back: a running VM's TAP whose
+ * bridge the host lost (and qmpd recreated) is enslaved to it again.
+ */
+void
+vm_net_relink(void)
+{
+	struct vm_netrt	*x;
+	struct net	*n;
+	char		 master[IFNAMSIZ], *cause = NULL;
+	size_t		 i;
+
+	TAILQ_FOREACH(x, &vm_netrts, entry) {
+		for (i = 0; i < x->nnics; i++) {
+			if ((n = net_find(x->nics[i].network)) == NULL ||
+			    netctl_link_master(x->nics[i].tap, master,
+			    NULL) != 0 || strcmp(master, n->n.bridge) == 0)
+				continue;
+			if (netctl_tap_attach(x->nics[i].tap, n->n.bridge,
+			    &cause) != 0) {
+				log_warnx("%s: %s", x->vm, cause);
+				free(cause);
+				cause = NULL;
+				continue;
+			}
+			log_info("%s: %s back on %s", x->vm, x->nics[i].tap,
+			    n->n.bridge);
+		}
+	}
+}
+
 static void
 vm_net_fail_start(struct vm *vm, const char *err)
 {

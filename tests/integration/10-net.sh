@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Networks end to end, in a namespace of the test's own: two guests on a
 # nat network get their IPAM addresses by DHCP, ping each other and the
-# gateway, and resolve each other's names; a guest on an isolated network
-# reaches its gateway but not them, nor they it; a spoofed source address
-# gets nothing through; `vm stop` takes the TAP away; after kill -9 and a
-# new qmpd, networks, MACs and addresses are the same, dnsmasq serves
-# again and the guests still ping; a dnsmasq that dies comes back.
+# gateway, resolve each other's names and reach the outside masqueraded;
+# a guest on an isolated network reaches its gateway but not them, nor
+# they it, nor the outside; a spoofed source address gets nothing
+# through; `vm stop` takes the TAP away; after kill -9, with the bridges
+# deleted behind qmpd's back, a new qmpd brings them back and networks,
+# MACs and addresses are the same, dnsmasq serves again and the guests
+# still ping; a dnsmasq that dies comes back.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netlib.sh"
 
+outside_ns
 start_qmpd
 qq net create office --subnet 10.77.0.0/24 >/dev/null
 qq net create lab --subnet 10.78.0.0/24 --mode isolated >/dev/null
@@ -62,6 +65,8 @@ guest_ping d1 10.77.0.1 || fail "d1 cannot ping its gateway"
 guest_ping d3 10.78.0.1 || fail "d3 cannot ping its gateway"
 guest_sh d1 "nslookup d2 10.77.0.1 | grep -q 'Address: $ip2'" ||
 	fail "d2 does not resolve on office"
+guest_ping d1 192.0.2.2 || fail "d1 cannot reach the outside through NAT"
+guest_ping d3 192.0.2.2 && fail "isolated d3 reaches the outside"
 
 # Isolation: a route is no way through, in either direction.
 guest_sh d3 "ip route add 10.77.0.0/24 via 10.78.0.1" ||
@@ -92,7 +97,16 @@ for d in d1 d2 d3; do
 done >"$T/nics.before"
 dns1=$(q --json net show office | jq -r .dhcp)
 kill9_qmpd
+# The host loses both bridges (as in a reboot); d1 and d2 keep running.
+nsx ip link del qbroffice || fail "ip link del qbroffice"
+nsx ip link del qbrlab || fail "ip link del qbrlab"
+[ -z "$(tap_master "$tap1")" ] || fail "$tap1 kept a master"
 start_qmpd
+nsx ip -o addr show qbroffice | grep -q "inet 10.77.0.1/24" ||
+	fail "qbroffice not recreated with its gateway"
+nsx ip -o addr show qbrlab | grep -q "inet 10.78.0.1/24" ||
+	fail "qbrlab not recreated with its gateway"
+[ "$(tap_master "$tap1")" = qbroffice ] || fail "$tap1 not back on qbroffice"
 q --json net list | jq -S '[.networks[] | del(.dhcp)]' >"$T/nets.after"
 for d in d1 d2 d3; do
 	q --json vm show $d | jq -S -c .nics
@@ -110,6 +124,7 @@ nsx nft list table bridge qdesk | grep -q "\"$tap1\"" ||
 	fail "rules for $tap1 lost in the restart"
 guest_ping d1 "$ip2" || fail "d1 cannot ping d2 after the restart"
 guest_ping d2 10.77.0.1 || fail "d2 cannot ping its gateway after the restart"
+guest_ping d1 192.0.2.2 || fail "d1 lost the outside after the restart"
 # The new dnsmasq serves: a renewal from scratch gets the same address.
 guest_sh d2 "udhcpc -n -q -t 5 -T 1 -i eth0 -s /usr/share/udhcpc/default.script" 30 ||
 	fail "d2: no DHCP answer from the new dnsmasq"

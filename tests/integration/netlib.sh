@@ -12,7 +12,8 @@ done
 [ -f "$GUESTS/vmlinuz" ] || skip "no tiny guests: run scripts/mkguest"
 
 NS=qdt-$TEST_NAME-$$
-NS=${NS:0:60}
+NS=${NS:0:56}
+NS_OUT=			# "the outside", made by outside_ns
 # QDESK_QMPD runs another qmpd binary (a private build dir).
 QMPD_BIN=${QDESK_QMPD:-$QMPD}
 [ -n "${QDESK_CLI:-}" ] && QDESK_BIN=$QDESK_CLI
@@ -29,6 +30,7 @@ net_cleanup() {
 		fi
 	done
 	ip netns del "$NS" 2>/dev/null
+	[ -n "$NS_OUT" ] && ip netns del "$NS_OUT" 2>/dev/null
 }
 EXTRA_CLEANUP=net_cleanup
 
@@ -51,6 +53,21 @@ QMPD=$T/qmpd-ns
 
 # A command in the test's namespace.
 nsx() { ip netns exec "$NS" "$@"; }
+
+# "The outside": a second namespace behind veth up0 (192.0.2.1 on the
+# qmpd side, 192.0.2.2 outside) with no route back to any guest subnet,
+# so that only masqueraded traffic gets answers.
+outside_ns() {
+	NS_OUT=$NS-out
+	ip netns add "$NS_OUT" || fail "cannot create namespace $NS_OUT"
+	nsx ip link add up0 type veth peer name eth0 netns "$NS_OUT" ||
+		fail "veth to the outside"
+	nsx ip addr add 192.0.2.1/24 dev up0
+	nsx ip link set up0 up
+	ip netns exec "$NS_OUT" ip addr add 192.0.2.2/24 dev eth0
+	ip netns exec "$NS_OUT" ip link set eth0 up
+	ip netns exec "$NS_OUT" ip link set lo up
+}
 
 # A tiny Linux guest (TCG, no display) on the given networks.
 guest_create() {
