@@ -134,6 +134,8 @@ rdp_gateway_ctl(evutil_socket_t fd, short events, void *arg)
 	msg[n] = '\0';
 	if (sscanf(msg, "user %63s %63s", login, vm) == 2)
 		rdp_gateway_user(c, login, vm);
+	else if (sscanf(msg, "auth %63s", login) == 1)
+		evtimer_del(c->timer);
 	else
 		log_warnx("RDP %s: unknown control message '%.32s'", c->addr,
 		    msg);
@@ -325,22 +327,25 @@ rdp_gateway_wlog(void)
 	WLog_SetLogLevel(WLog_GetRoot(), level);
 }
 
+/*
+ * Start on a listening socket the caller opened (the broker opens its
+ * ports before dropping privileges); the gateway owns fd from here on,
+ * also on failure.
+ */
 int
-rdp_gateway_start(struct event_base *base, const char *addr, int port,
-    const char *cert, const char *key, const char *qmpd_socket, char **cause)
+rdp_gateway_start_fd(struct event_base *base, int fd, const char *cert,
+    const char *key, const char *qmpd_socket, char **cause)
 {
+	int	flags;
+
 	if (rdp_gw.started) {
 		xasprintf(cause, "RDP gateway already running");
-		return (-1);
-	}
-	if (port <= 0 || port > 65535) {
-		xasprintf(cause, "RDP port %d out of range", port);
-		return (-1);
+		goto fail;
 	}
 	if (cert == NULL || key == NULL || qmpd_socket == NULL) {
 		xasprintf(cause, "RDP gateway needs a certificate, a key and "
 		    "qmpd's socket");
-		return (-1);
+		goto fail;
 	}
 	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
 	if ((rdp_gw.cfg.cert_pem = rdp_gateway_pem(cert, "certificate",
@@ -349,26 +354,48 @@ rdp_gateway_start(struct event_base *base, const char *addr, int port,
 	if ((rdp_gw.cfg.key_pem = rdp_gateway_pem(key, "key", cause)) == NULL)
 		goto fail;
 	rdp_gw.cfg.qmpd_socket = xstrdup(qmpd_socket);
-	if ((rdp_gw.fd = rdp_gateway_listen(addr, port, cause)) == -1)
-		goto fail;
+	if ((flags = fcntl(fd, F_GETFL)) != -1)
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 
 	winpr_InitializeSSL(WINPR_SSL_INIT_DEFAULT);
 	rdp_gateway_wlog();
+	rdp_gw.fd = fd;
 	rdp_gw.base = base;
 	TAILQ_INIT(&rdp_gw.conns);
 	rdp_gw.ev = event_new(base, rdp_gw.fd, EV_READ | EV_PERSIST,
 	    rdp_gateway_accept, NULL);
 	event_add(rdp_gw.ev, NULL);
 	rdp_gw.started = 1;
-	log_info("RDP gateway on %s:%d", addr != NULL && *addr != '\0' ? addr :
-	    "*", port);
 	return (0);
 fail:
+	close(fd);
+	if (rdp_gw.cfg.key_pem != NULL)
+		explicit_bzero(rdp_gw.cfg.key_pem, strlen(rdp_gw.cfg.key_pem));
 	free(rdp_gw.cfg.cert_pem);
 	free(rdp_gw.cfg.key_pem);
 	free(rdp_gw.cfg.qmpd_socket);
 	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
 	return (-1);
+}
+
+int
+rdp_gateway_start(struct event_base *base, const char *addr, int port,
+    const char *cert, const char *key, const char *qmpd_socket, char **cause)
+{
+	int	fd;
+
+	if (port <= 0 || port > 65535) {
+		xasprintf(cause, "RDP port %d out of range", port);
+		return (-1);
+	}
+	if ((fd = rdp_gateway_listen(addr, port, cause)) == -1)
+		return (-1);
+	if (rdp_gateway_start_fd(base, fd, cert, key, qmpd_socket,
+	    cause) != 0)
+		return (-1);
+	log_info("RDP gateway on %s:%d", addr != NULL && *addr != '\0' ?
+	    addr : "*", port);
+	return (0);
 }
 
 void

@@ -40,7 +40,8 @@ struct rdp_config {
 /*
  * Control messages between the loop and a session, one per datagram
  * (SOCK_SEQPACKET), plain text:
- *   session -> loop:  "user LOGIN VM"  authenticated, now showing VM
+ *   session -> loop:  "auth LOGIN"     the password is good
+ *   session -> loop:  "user LOGIN VM"  now showing VM (takeover)
  *   loop -> session:  "kick REASON"     end the session, tell the client
  */
 #define RDP_CTL_MAX		256
@@ -67,6 +68,9 @@ struct rdp_login {
 	const char	*token;		/* routing token (loadbalanceinfo) */
 	size_t		 tokenlen;
 	const char	*addr;		/* client address, for qmpd's log */
+	/* Called once the password is good, before the desktop starts. */
+	void		(*authed)(void *, const char *login);
+	void		*arg;
 };
 struct rdp_login_result {
 	char		 login[RDP_LOGIN_MAX];

@@ -132,6 +132,8 @@ rdp_login(const char *qmpd, const struct rdp_login *in,
 		login = in->user;
 	strlcpy(res->login, login, sizeof res->login);
 	json_decref(ret);
+	if (in->authed != NULL)
+		in->authed(in->arg, res->login);
 
 	mine = rdp_qmpd_call(qmpd, "desktop.mine", json_pack("{s:s}", "login",
 	    res->login), RDP_QMPD_TIMEOUT, NULL, &errclass, &desc);

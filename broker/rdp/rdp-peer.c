@@ -125,6 +125,18 @@ rdp_peer_context_free(freerdp_peer *peer, rdpContext *context)
 {
 }
 
+/* Tell the loop the password was good: starting a desktop may take
+ * longer than the logon deadline, which is for clients that say nothing. */
+static void
+rdp_peer_authed(void *arg, const char *login)
+{
+	struct rdp_session	*s = arg;
+	char			 msg[RDP_CTL_MAX];
+
+	snprintf(msg, sizeof msg, "auth %s", login);
+	send(s->ctl, msg, strlen(msg), MSG_NOSIGNAL);
+}
+
 /*
  * Just before the server's capabilities go out: check the user, pick and
  * start the desktop, open its console, and announce its size and 32 bpp.
@@ -149,6 +161,8 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	in.token = freerdp_nego_get_routing_token(peer->context, &tokenlen);
 	in.tokenlen = tokenlen;
 	in.addr = s->addr;
+	in.authed = rdp_peer_authed;
+	in.arg = s;
 	if (rdp_login(s->cfg.qmpd_socket, &in, &s->login, &cause) != 0) {
 		log_warnx("RDP %s: %s", s->addr, cause);
 		rdp_peer_end(s, "%s", cause);

@@ -145,7 +145,7 @@ rdp_rfb_read1(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
 		if (n > 0)
 			return (n);
 		if (n == 0) {
-			xasprintf(cause, "VNC connection closed by QEMU");
+			xasprintf(cause, "the console's VNC connection closed (the desktop stopped?)");
 			return (-1);
 		}
 		if (errno == EINTR)

@@ -18,6 +18,9 @@ struct event_base;
 int	 rdp_gateway_start(struct event_base *, const char *addr, int port,
 	    const char *cert, const char *key, const char *qmpd_socket,
 	    char **cause);
+/* The same on a listening socket the caller opened (owned from here). */
+int	 rdp_gateway_start_fd(struct event_base *, int fd, const char *cert,
+	    const char *key, const char *qmpd_socket, char **cause);
 /* Stop listening and end every RDP session (each is told why). */
 void	 rdp_gateway_stop(void);
 
