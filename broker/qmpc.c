@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,16 @@
 
 #define QMPC_BACKOFF_MIN_MS	100
 #define QMPC_BACKOFF_MAX_MS	5000
+/*
+ * A connection silent this long gets a ping; no answer to it in time and
+ * qmpd is taken for gone. EOF alone is not enough: a qmpd killed with
+ * -9 may leave its end of our socket open in a child (a QEMU), and then
+ * nothing but silence tells us. Any reply proves life: the ping is a
+ * command qmpd does not know, answered at once and never logged.
+ */
+#define QMPC_PING_IDLE		5
+#define QMPC_PING_TIMEOUT	10
+#define QMPC_PING_CMD		"broker.ping"
 
 enum qmpc_state {
 	QMPC_DOWN,		/* waiting to redial */
@@ -55,6 +66,9 @@ static struct {
 	struct event		*deferred;
 	int			 backoff_ms;
 	int			 failures;	/* dials failed in a row */
+	time_t			 last_rx;	/* a line came from qmpd */
+	int			 pinging;	/* a ping is in flight */
+	unsigned int		 generation;	/* counts connections */
 	long long		 next_id;
 	char			 version[32];
 	struct qmpc_reqs	 pending;	/* sent, awaiting a reply */
@@ -151,6 +165,8 @@ qmpc_hello(json_t *msg)
 		strlcpy(qmpc.version, v != NULL ? v : "?",
 		    sizeof qmpc.version);
 		qmpc.state = QMPC_READY;
+		qmpc.generation++;
+		qmpc.pinging = 0;
 		qmpc.backoff_ms = QMPC_BACKOFF_MIN_MS;
 		qmpc.failures = 0;
 		log_info("connected to qmpd %s at %s", qmpc.version,
@@ -213,6 +229,7 @@ qmpc_read_cb(struct bufferevent *bev, void *arg)
 	size_t		 len;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
+		qmpc.last_rx = qmpc_now();
 		msg = json_loadb(line, len, 0, &jerr);
 		if (log_getverbose() > 1)
 			log_debug("qmpd: <- %s", line);
@@ -280,7 +297,26 @@ qmpc_redial_cb(evutil_socket_t fd, short events, void *arg)
 	qmpc_dial();
 }
 
-/* Once a second: fail requests qmpd has sat on past their deadline. */
+/* A ping's answer, whatever it says, proves qmpd alive; none: gone. */
+static void
+qmpc_ping_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	unsigned int	generation = (unsigned int)(uintptr_t)arg;
+
+	if (generation != qmpc.generation)
+		return;		/* an earlier connection's ping */
+	qmpc.pinging = 0;
+	if (errclass != NULL && strcmp(errclass, "Timeout") == 0 &&
+	    qmpc.state == QMPC_READY)
+		qmpc_drop("qmpd stopped answering (no reply to a ping in "
+		    "10 s)");
+}
+
+/*
+ * Once a second: fail requests qmpd has sat on past their deadline, and
+ * ping a connection that has been silent a while.
+ */
 static void
 qmpc_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -288,13 +324,21 @@ qmpc_tick_cb(evutil_socket_t fd, short events, void *arg)
 	time_t		 now = qmpc_now();
 	char		*desc;
 
+	if (qmpc.state == QMPC_READY && !qmpc.pinging &&
+	    now - qmpc.last_rx >= QMPC_PING_IDLE) {
+		qmpc.pinging = 1;
+		qmpc_call(QMPC_PING_CMD, NULL, QMPC_PING_TIMEOUT,
+		    qmpc_ping_done, (void *)(uintptr_t)qmpc.generation);
+	}
+
 	TAILQ_FOREACH_SAFE(r, &qmpc.pending, entry, r1) {
 		if (now < r->deadline)
 			continue;
 		TAILQ_REMOVE(&qmpc.pending, r, entry);
 		xasprintf(&desc, "qmpd did not answer %s within %d s",
 		    r->cmd, r->timeout);
-		log_warnx("%s", desc);
+		if (strcmp(r->cmd, QMPC_PING_CMD) != 0)
+			log_warnx("%s", desc);
 		qmpc_fail_later(r, "Timeout", desc);
 		free(desc);
 	}
@@ -383,7 +427,8 @@ qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb cb, void *arg)
 	line = proto_request(id, cmd, args);
 	json_decref(id);
 	json_decref(args);
-	if (log_getverbose() > 1 && strcmp(cmd, "user.auth") != 0)
+	if (log_getverbose() > 1 && strcmp(cmd, "user.auth") != 0 &&
+	    strcmp(cmd, QMPC_PING_CMD) != 0)
 		log_debug("qmpd: -> %s", line);
 	evbuffer_add(bufferevent_get_output(qmpc.bev), line, strlen(line));
 	evbuffer_add(bufferevent_get_output(qmpc.bev), "\n", 1);
