@@ -390,6 +390,7 @@ vm_net_create(struct vm *vm, char **cause)
 	}
 	if ((txn = db_begin(qmpd->db, cause)) == NULL)
 		return (-1);
+	json_incref(nets);	/* ours while extra swaps it for "nics" */
 	made = xcalloc(json_array_size(nets) + 1, sizeof *made);
 	nics = json_array();
 	json_array_foreach(nets, i, v) {
@@ -417,6 +418,7 @@ vm_net_create(struct vm *vm, char **cause)
 		if (j == i)
 			net_leases_changed(made[i].network, 0);
 	}
+	json_decref(nets);
 	json_decref(nics);
 	free(made);
 	return (0);
@@ -428,6 +430,7 @@ fail:
 		db_abort(txn);
 	for (i = 0; i < count; i++)
 		netctl_ipam_mac_forget(net_ipam, made[i].mac);
+	json_decref(nets);
 	json_decref(nics);
 	free(made);
 	return (-1);
