@@ -141,7 +141,8 @@ struct rdp_encode;
 struct rdp_encode *rdp_encode_create(void);
 void	 rdp_encode_free(struct rdp_encode *);
 struct rdp_encode_stats {
-	uint64_t	 updates;
+	uint64_t	 frames;	/* RFB updates passed on */
+	uint64_t	 updates;	/* bitmap update PDUs */
 	uint64_t	 tiles;
 	uint64_t	 bytes;
 };

@@ -61,8 +61,23 @@ struct rdp_session {
 	int			 resize;	/* the RDP desktop must follow */
 	int			 leds;		/* last sent to the client */
 	char			*end;		/* why the session ended */
-	time_t			 since;
+	uint64_t		 since;		/* ms, monotonic */
+
+	/* Key to screen: from a key press to the next update sent. */
+	uint64_t		 keyt;		/* ms of the pending press, or 0 */
+	uint64_t		 keysum;
+	uint64_t		 keymax;
+	uint64_t		 keyn;
 };
+
+static uint64_t
+rdp_peer_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
 
 /* FreeRDP allocates ContextSize bytes; ours extends rdpContext. */
 struct rdp_peer_context {
@@ -283,6 +298,8 @@ rdp_peer_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 	qnum = rdp_input_qnum(&s->input, flags, code, &down);
 	if (qnum == 0)
 		return (TRUE);
+	if (down && s->keyt == 0)
+		s->keyt = rdp_peer_ms();
 	/* With extended keys QEMU needs no keysym (and LED state is on). */
 	if (rdp_rfb_key(s->rfb, down, s->rfb->extkey ? 0 :
 	    rdp_input_keysym(qnum), qnum) != 0)
@@ -505,6 +522,16 @@ rdp_peer_display(struct rdp_session *s)
 			return;
 		}
 		rfb->ndamage = 0;
+		s->stats.frames++;
+		if (s->keyt != 0) {
+			uint64_t	lat = rdp_peer_ms() - s->keyt;
+
+			s->keysum += lat;
+			s->keyn++;
+			if (lat > s->keymax)
+				s->keymax = lat;
+			s->keyt = 0;
+		}
 	}
 	if (!s->requested && !s->peer->IsWriteBlocked(s->peer)) {
 		if (rdp_rfb_request(rfb, 1) != 0) {
@@ -648,22 +675,30 @@ rdp_peer_main(void *arg)
 {
 	struct rdp_session	*s = arg;
 	char			 who[256];
-	long			 secs;
+	uint64_t		 ms;
 
 	s->enc = rdp_encode_create();
-	s->since = time(NULL);
+	s->since = rdp_peer_ms();
 	if (s->peer != NULL && s->peer->context != NULL) {
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
 	}
-	secs = (long)(time(NULL) - s->since);
+	ms = rdp_peer_ms() - s->since;
 	if (s->authed)
-		log_info("%s: session ended after %ld s (%s); %llu updates, "
-		    "%llu tiles, %llu bytes of bitmaps", rdp_peer_who(s, who,
-		    sizeof who), secs, s->end != NULL ? s->end : "no reason",
+		log_info("%s: session ended after %llu.%03llu s (%s); %llu "
+		    "frames, %llu updates, %llu tiles, %llu bytes of bitmaps; "
+		    "key to screen %llu ms average, %llu ms worst, %llu keys",
+		    rdp_peer_who(s, who, sizeof who),
+		    (unsigned long long)ms / 1000,
+		    (unsigned long long)ms % 1000,
+		    s->end != NULL ? s->end : "no reason",
+		    (unsigned long long)s->stats.frames,
 		    (unsigned long long)s->stats.updates,
 		    (unsigned long long)s->stats.tiles,
-		    (unsigned long long)s->stats.bytes);
+		    (unsigned long long)s->stats.bytes,
+		    (unsigned long long)(s->keyn > 0 ? s->keysum / s->keyn : 0),
+		    (unsigned long long)s->keymax,
+		    (unsigned long long)s->keyn);
 	else
 		log_info("RDP %s: connection closed before login (%s)",
 		    s->addr, s->end != NULL ? s->end : "no reason");
