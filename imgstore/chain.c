@@ -428,12 +428,8 @@ int
 chain_check_import(const char *path, const char *format, uint64_t *size,
     char **cause)
 {
-	struct qcow2_info	 info;
-	struct stat		 sb;
-	uint8_t			*buf;
-	ssize_t			 n;
-	char			*why = NULL;
-	int			 fd;
+	struct stat	sb;
+	int		fd, rc;
 
 	if (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0) {
 		xasprintf(cause, "unsupported format (only qcow2 and raw)");
@@ -452,15 +448,40 @@ chain_check_import(const char *path, const char *format, uint64_t *size,
 		xasprintf(cause, "%s: %s", path, strerror(errno));
 		return (-1);
 	}
+	rc = chain_check_import_fd(fd, path, format, size, cause);
+	close(fd);
+	return (rc);
+}
+
+/*
+ * The same on a file already open (the daemon hands qemu-img that very
+ * file), named path in causes.
+ */
+int
+chain_check_import_fd(int fd, const char *path, const char *format,
+    uint64_t *size, char **cause)
+{
+	struct qcow2_info	 info;
+	struct stat		 sb;
+	uint8_t			*buf;
+	ssize_t			 n;
+	char			*why = NULL;
+
+	if (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0) {
+		xasprintf(cause, "unsupported format (only qcow2 and raw)");
+		return (-1);
+	}
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		xasprintf(cause, "%s is not a regular file", path);
+		return (-1);
+	}
 	buf = xmalloc(CHAIN_READ_SIZE);
-	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
-	    (n = chain_pread(fd, buf, CHAIN_READ_SIZE)) == -1) {
+	if ((n = chain_pread(fd, buf, CHAIN_READ_SIZE)) == -1) {
 		xasprintf(cause, "%s: cannot read", path);
 		goto fail;
 	}
 	if (strcmp(format, "raw") == 0) {
 		*size = sb.st_size;
-		close(fd);
 		free(buf);
 		return (0);
 	}
@@ -475,11 +496,9 @@ chain_check_import(const char *path, const char *format, uint64_t *size,
 		goto fail;
 	}
 	*size = info.size;
-	close(fd);
 	free(buf);
 	return (0);
 fail:
-	close(fd);
 	free(buf);
 	return (-1);
 }

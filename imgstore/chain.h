@@ -93,6 +93,9 @@ void	 chain_free(struct chain *);
  */
 int	 chain_check_import(const char *path, const char *format,
 	     uint64_t *size, char **cause);
+/* The same on an open file, called path in causes. */
+int	 chain_check_import_fd(int fd, const char *path, const char *format,
+	     uint64_t *size, char **cause);
 
 /* A printable, bounded copy of an untrusted string for messages. */
 char	*chain_vis(const char *);

@@ -16,6 +16,8 @@
 static const struct cmd_entry *cmd_families[] = {
 	cmd_server_entries,
 	cmd_vm_entries,
+	cmd_vm_disk_entries,
+	cmd_image_entries,
 	cmd_net_entries,
 	cmd_user_entries,
 	cmd_broker_entries,

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "img.h"
 #include "log.h"
 #include "net.h"
 #include "proc.h"
@@ -46,6 +47,8 @@ qmpd_sigchld(evutil_socket_t sig, short events, void *arg)
 	int	status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (img_job_reaped(pid, status))
+			continue;
 		if (!proc_reaped(pid, status))
 			vm_reaped(pid, status);
 	}
@@ -235,6 +238,8 @@ main(int argc, char **argv)
 	evsignal_add(ev_hup, NULL);
 
 	if (vm_load_all(&cause) != 0)
+		fatalx("%s", cause);
+	if (img_init(&cause) != 0)
 		fatalx("%s", cause);
 	if (net_init(&cause) != 0)
 		fatalx("%s", cause);

@@ -114,6 +114,8 @@ int	 cmd_arg_bool(struct cmd_req *, const char *name, int dflt);
 /* The command families; each file exports its entries. */
 extern const struct cmd_entry	cmd_server_entries[];
 extern const struct cmd_entry	cmd_vm_entries[];
+extern const struct cmd_entry	cmd_vm_disk_entries[];
+extern const struct cmd_entry	cmd_image_entries[];
 extern const struct cmd_entry	cmd_net_entries[];
 extern const struct cmd_entry	cmd_user_entries[];
 extern const struct cmd_entry	cmd_broker_entries[];

@@ -4,6 +4,7 @@
  * libvirt's .args files do.
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +158,59 @@ vm_argv_nics(struct argv *a, const struct vm_def *def,
 	return (0);
 }
 
+/*
+ * An image-store disk: one fd set and two -blockdev nodes (file, format)
+ * per link, from the base up, each format node naming its backing node
+ * (null at a qcow2 base): QEMU probes no format and follows no backing
+ * file name. Every link below the top is read-only.
+ */
+static void
+vm_argv_image(struct argv *a, const struct vm_disk *d)
+{
+	json_t	*file, *fmt;
+	char	 node[32], fnode[40], fset[32], below[32] = "", *s;
+	u_int	 i;
+
+	for (i = d->n; i-- > 0;) {
+		if (i == 0)
+			strlcpy(node, "disk0", sizeof node);
+		else
+			snprintf(node, sizeof node, "disk0-b%u", i);
+		snprintf(fnode, sizeof fnode, "%s-file", node);
+		snprintf(fset, sizeof fset, "/dev/fdset/%u", i + 2);
+		argv_add(a, "-add-fd");
+		argv_add(a, "fd=%d,set=%u,opaque=%s", d->links[i].fd, i + 2,
+		    d->links[i].image);
+		file = json_pack("{s:s,s:s,s:s,s:b}", "driver", "file",
+		    "filename", fset, "node-name", fnode, "read-only", i != 0);
+		fmt = json_pack("{s:s,s:s,s:s,s:b}", "driver",
+		    d->links[i].format, "file", fnode, "node-name", node,
+		    "read-only", i != 0);
+		if (i == 0) {
+			json_object_set_new(file, "discard",
+			    json_string("unmap"));
+			json_object_set_new(fmt, "discard",
+			    json_string("unmap"));
+		}
+		if (strcmp(d->links[i].format, "qcow2") == 0)
+			json_object_set_new(fmt, "backing", i + 1 < d->n ?
+			    json_string(below) : json_null());
+		s = json_dumps(file, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		argv_add(a, "-blockdev");
+		argv_add(a, "%s", s);
+		free(s);
+		s = json_dumps(fmt, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		argv_add(a, "-blockdev");
+		argv_add(a, "%s", s);
+		free(s);
+		json_decref(file);
+		json_decref(fmt);
+		strlcpy(below, node, sizeof below);
+	}
+	argv_add(a, "-device");
+	argv_add(a, "virtio-blk-pci,drive=disk0,id=vda,bootindex=1");
+}
+
 char **
 vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
     const char *qemu_binary, char **cause)
@@ -164,7 +218,7 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	struct argv	 a = { 0 };
 	char		*e;
 
-	if (def->kernel == NULL && def->disk == NULL) {
+	if (def->kernel == NULL && def->disk == NULL && rt->image == NULL) {
 		xasprintf(cause, "VM %s has nothing to boot: give it a kernel "
 		    "or a disk", def->name);
 		return (NULL);
@@ -259,6 +313,8 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 		argv_add(&a, "-device");
 		argv_add(&a, "virtio-blk-pci,drive=disk0,id=vda,bootindex=1");
 	}
+	if (def->disk == NULL && rt->image != NULL && rt->image->n > 0)
+		vm_argv_image(&a, rt->image);
 	if (vm_argv_nics(&a, def, rt, cause) != 0) {
 		vm_argv_free(a.v);
 		return (NULL);

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "img.h"
 #include "log.h"
 #include "net.h"
 #include "qmp.h"
@@ -270,6 +271,7 @@ vm_create(json_t *args, char **cause)
 {
 	struct vm	*vm;
 	const char	*name;
+	int		 disk_made = 0;
 
 	name = json_string_value(json_object_get(args, "name"));
 	if (name != NULL && vm_find(name) != NULL) {
@@ -279,9 +281,10 @@ vm_create(json_t *args, char **cause)
 	vm = vm_alloc();
 	if (vm_def_from_json(&vm->def, args, cause) != 0)
 		goto fail;
-	if (vm->def.kernel == NULL && vm->def.disk == NULL) {
-		xasprintf(cause, "VM %s needs something to boot: give --kernel "
-		    "or --disk", vm->def.name);
+	if (vm->def.kernel == NULL && vm->def.disk == NULL &&
+	    json_object_get(vm->def.extra, "from") == NULL) {
+		xasprintf(cause, "VM %s needs something to boot: give --kernel, "
+		    "--disk or --from", vm->def.name);
 		goto fail;
 	}
 	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
@@ -299,6 +302,9 @@ vm_create(json_t *args, char **cause)
 	    vm_port_alloc(vm, cause) != 0)
 		goto fail;
 	vm->state = VM_STOPPED;
+	if (vm_disk_create(vm, cause) != 0)
+		goto fail;
+	disk_made = 1;
 	/* Saved with its NICs' addresses, leased in the same transaction. */
 	if (vm_net_create(vm, cause) != 0)
 		goto fail;
@@ -306,6 +312,8 @@ vm_create(json_t *args, char **cause)
 	log_info("%s: created", vm->def.name);
 	return (vm);
 fail:
+	if (disk_made)
+		vm_disk_delete(vm);
 	vm_free(vm);
 	return (NULL);
 }
@@ -323,6 +331,7 @@ vm_delete(struct vm *vm, char **cause)
 	if (db_del(qmpd->db, DB_VMS, vm->def.name, cause) < 0)
 		return (-1);
 	vm_net_deleted(vm);
+	vm_disk_delete(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
 	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
 	static const char *files[] = { "qmp.sock", "serial.sock", "qemu.pid",
@@ -411,6 +420,7 @@ int
 vm_start(struct vm *vm, char **cause)
 {
 	struct vm_runtime_paths	 rt;
+	struct vm_disk		*image = NULL;
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
 	int			 lfd = -1, cfd = -1, dfd = -1, keep[2];
@@ -447,6 +457,9 @@ vm_start(struct vm *vm, char **cause)
 		xasprintf(cause, "disk %s: %s", vm->def.disk, strerror(errno));
 		goto fail;
 	}
+	if (vm_disk_open(vm, &image, cause) != 0)
+		goto fail;
+	rt.image = image;
 	rt.dir = dir;
 	rt.qmp_fd = lfd;
 	rt.disk_fd = dfd;
@@ -461,6 +474,8 @@ vm_start(struct vm *vm, char **cause)
 	if ((pid = vm_spawn(vm, argv, keep, dfd == -1 ? 1 : 2, cause)) == -1)
 		goto fail;
 	vm_net_opened(vm, 1);
+	vm_disk_free(image);
+	image = NULL;
 	close(lfd);
 	lfd = -1;
 	if (dfd != -1) {
@@ -496,6 +511,7 @@ out_started:
 	return (0);
 fail:
 	vm_net_opened(vm, 0);
+	vm_disk_free(image);
 	if (lfd != -1)
 		close(lfd);
 	if (dfd != -1)

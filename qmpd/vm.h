@@ -51,12 +51,27 @@ struct vm_def {
 	json_t		*extra;			/* fields of later issues */
 };
 
+/*
+ * A disk from the image store: its chain from the top down to the base,
+ * each file opened by qmpd (read-only below the top) for QEMU to inherit.
+ */
+struct vm_disk_link {
+	int		 fd;
+	char		 format[8];	/* qcow2 raw */
+	char		 image[64];	/* image name, the fd set's opaque */
+};
+struct vm_disk {
+	u_int			 n;
+	struct vm_disk_link	*links;
+};
+
 /* Paths and fds the argv builder needs that are not in the definition. */
 struct vm_runtime_paths {
 	const char	*dir;		/* DIR/vms/NAME */
 	int		 qmp_fd;	/* listening socket QEMU inherits */
 	int		 disk_fd;	/* the disk, opened by qmpd; -1 none */
 	const char	*accel;		/* resolved: kvm or tcg */
+	const struct vm_disk *image;	/* the image-store disk, or NULL */
 	const int	*tap_fds;	/* one per NIC of def "nics", in order */
 	int		 ntap_fds;
 };

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "compat.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -60,6 +61,10 @@ one(const char *dir, const char *file)
 	char			**argv, *got, *want;
 	static const int	 tap_fds[] = { 5, 6, 7, 8, 9, 10, 11, 12 };
 	int			 expect_fail = strncmp(file, "fail-", 5) == 0;
+	struct vm_disk		 idisk;
+	struct vm_disk_link	 links[8];
+	json_t			*img, *l;
+	size_t			 i;
 
 	snprintf(path, sizeof path, "%s/%s", dir, file);
 	j = json_load_file(path, 0, NULL);
@@ -79,6 +84,23 @@ one(const char *dir, const char *file)
 	rt.qmp_fd = 3;
 	rt.disk_fd = def.disk != NULL ? 4 : -1;
 	rt.accel = json_string_value(json_object_get(j, "accel"));
+	/* An image-store chain, top first: {"image", "format"}, fds 20+. */
+	rt.image = NULL;
+	if (json_is_array(img = json_object_get(j, "image"))) {
+		memset(links, 0, sizeof links);
+		json_array_foreach(img, i, l) {
+			if (i == nitems(links))
+				break;
+			links[i].fd = 20 + i;
+			strlcpy(links[i].format, json_string_value(
+			    json_object_get(l, "format")), sizeof links[i].format);
+			strlcpy(links[i].image, json_string_value(
+			    json_object_get(l, "image")), sizeof links[i].image);
+		}
+		idisk.n = i;
+		idisk.links = links;
+		rt.image = &idisk;
+	}
 	/* TAP fds for the NICs, in order, after the QMP socket and disk. */
 	rt.tap_fds = tap_fds;
 	rt.ntap_fds = json_array_size(json_object_get(json_object_get(j,

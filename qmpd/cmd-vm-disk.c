@@ -1,0 +1,699 @@
+/*
+ * vm.* commands on a VM's image-store disk: templates, snapshots, revert,
+ * reset. A snapshot SNAP of VM NAME is the image NAME.SNAP, tagged with
+ * "vm" and "snapshot" in its record; the VM's disk image keeps its name
+ * and goes on as an overlay over the newest state (imgstore_freeze).
+ *
+ * A live snapshot freezes in the index first, then switches QEMU to the
+ * new overlay: add-fd (the file is opened here), blockdev-add with
+ * backing null, blockdev-snapshot on the device's current top node. If
+ * QEMU refuses, the freeze is undone; QEMU never wrote the new overlay.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "chain.h"
+#include "img.h"
+#include "log.h"
+#include "qmp.h"
+#include "qmpd.h"
+#include "store.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+/* A live snapshot between its QMP steps. */
+struct vm_snap {
+	struct cmd_req	*req;
+	char		 vm[VM_NAME_MAX];
+	char		*image;		/* the VM's disk */
+	char		*snapimg;	/* NAME.SNAP */
+	char		*snap;
+	char		*top;		/* the device's top node before */
+	char		 node[32];	/* the new overlay's node */
+	int		 fd;		/* the new overlay's file */
+	json_int_t	 fdset;		/* -1 until add-fd answered */
+	int		 added;		/* blockdev-add done */
+};
+
+/* The VM named by "name" with an image-store disk, or answer why not. */
+static struct vm *
+cmd_vm_disk_get(struct cmd_req *req, const char **image)
+{
+	const char	*name = cmd_arg_str(req, "name", "");
+	struct vm	*vm;
+
+	if ((vm = vm_find(name)) == NULL) {
+		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
+		return (NULL);
+	}
+	if ((*image = vm_disk_image(vm)) == NULL) {
+		cmd_error(req, ERR_ARG, "VM %s has no disk from the image "
+		    "store (create it with --from IMAGE)", name);
+		return (NULL);
+	}
+	return (vm);
+}
+
+/* Refuse unless the VM is stopped; 1 if refused. */
+static int
+cmd_vm_disk_stopped(struct cmd_req *req, struct vm *vm, const char *doing)
+{
+	if (!vm_is_active(vm))
+		return (0);
+	cmd_error(req, ERR_STATE, "VM %s is %s: stop it to %s",
+	    vm->def.name, vm_state_name(vm->state), doing);
+	return (1);
+}
+
+/* Refuse if a job works on the VM's chain; 1 if refused. */
+static int
+cmd_vm_disk_busy(struct cmd_req *req, struct vm *vm, const char *image)
+{
+	const char	*busy, *what;
+
+	if ((busy = img_chain_busy(image, &what)) == NULL)
+		return (0);
+	cmd_error(req, ERR_BUSY, "VM %s: image %s is being %s; try again when "
+	    "that is done", vm->def.name, busy, what);
+	return (1);
+}
+
+/* The record of VM vm's snapshot snap (image vm.snap), or answer why not. */
+static json_t *
+cmd_vm_disk_snapshot(struct cmd_req *req, struct vm *vm, const char *snap,
+    char **snapimg)
+{
+	json_t		*rec;
+	const char	*owner;
+	char		*cause = NULL;
+
+	xasprintf(snapimg, "%s.%s", vm->def.name, snap);
+	rec = imgstore_get(img_store, *snapimg, &cause);
+	free(cause);
+	owner = json_string_value(json_object_get(rec, "vm"));
+	if (rec == NULL || owner == NULL || strcmp(owner, vm->def.name) != 0 ||
+	    json_string_value(json_object_get(rec, "kind")) == NULL ||
+	    strcmp(json_string_value(json_object_get(rec, "kind")),
+	    "snapshot") != 0) {
+		json_decref(rec);
+		cmd_error(req, ERR_NOTFOUND, "VM %s has no snapshot %s (qdesk "
+		    "vm snapshots %s)", vm->def.name, snap, vm->def.name);
+		free(*snapimg);
+		*snapimg = NULL;
+		return (NULL);
+	}
+	return (rec);
+}
+
+static json_t *
+cmd_vm_disk_done(struct vm *vm, const char *snap)
+{
+	return (json_pack("{s:s,s:s?}", "name", vm->def.name, "snapshot",
+	    snap));
+}
+
+static void
+vm_snap_free(struct vm_snap *s)
+{
+	if (s->fd != -1)
+		close(s->fd);
+	free(s->image);
+	free(s->snapimg);
+	free(s->snap);
+	free(s->top);
+	free(s);
+}
+
+/*
+ * A live snapshot failed. If QEMU answered, it still writes the old top:
+ * the freeze is undone. If QEMU went away mid-way, the freeze stays (the
+ * overlay over the frozen file reads the same disk whichever QEMU wrote
+ * last), and the snapshot may hold writes made after it was asked for.
+ */
+static void
+vm_snap_fail(struct vm_snap *s, struct qmp *qmp, const char *errclass,
+    const char *errdesc)
+{
+	char	*cause = NULL;
+	int	 gone;
+
+	gone = errclass != NULL && (strcmp(errclass, "Disconnected") == 0 ||
+	    strcmp(errclass, "Timeout") == 0);
+	if (!gone && qmp != NULL) {
+		if (s->added)
+			qmp_execute(qmp, "blockdev-del", json_pack("{s:s}",
+			    "node-name", s->node), NULL, NULL);
+		if (s->fdset != -1)
+			qmp_execute(qmp, "remove-fd", json_pack("{s:I}",
+			    "fdset-id", s->fdset), NULL, NULL);
+	}
+	close(s->fd);
+	s->fd = -1;
+	img_busy_clear(s->image);
+	if (gone) {
+		log_warnx("%s: QEMU went away during snapshot %s: kept",
+		    s->vm, s->snap);
+		cmd_error(s->req, ERR_QEMU, "VM %s: QEMU went away during the "
+		    "live snapshot (%s); snapshot %s was kept, but may hold "
+		    "later writes", s->vm, errdesc, s->snap);
+	} else if (imgstore_unfreeze(img_store, s->image, s->snapimg,
+	    &cause) != 0) {
+		log_warnx("%s: undoing snapshot %s: %s", s->vm, s->snap, cause);
+		cmd_error(s->req, ERR_QEMU, "VM %s: live snapshot failed: %s; "
+		    "and undoing it failed: %s", s->vm, errdesc, cause);
+		free(cause);
+	} else
+		cmd_error(s->req, ERR_QEMU, "VM %s: live snapshot failed, "
+		    "nothing changed: %s", s->vm, errdesc);
+	vm_snap_free(s);
+}
+
+/* The QMP connection of s's VM if it is still qmp, else NULL. */
+static struct qmp *
+vm_snap_qmp(struct vm_snap *s, struct qmp *qmp)
+{
+	struct vm	*vm;
+
+	if ((vm = vm_find(s->vm)) == NULL || vm->qmp != qmp)
+		return (NULL);
+	return (qmp);
+}
+
+static void
+vm_snap_switched(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_snap	*s = arg;
+
+	if (errclass != NULL) {
+		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass, errdesc);
+		return;
+	}
+	/* QEMU holds its own dup now; the set can go. */
+	qmp_execute(qmp, "remove-fd", json_pack("{s:I}", "fdset-id",
+	    s->fdset), NULL, NULL);
+	img_busy_clear(s->image);
+	log_info("%s: live snapshot %s (node %s over %s)", s->vm, s->snap,
+	    s->node, s->top);
+	cmd_reply(s->req, json_pack("{s:s,s:s,s:s,s:b}", "name", s->vm,
+	    "snapshot", s->snap, "image", s->snapimg, "live", 1));
+	vm_snap_free(s);
+}
+
+static void
+vm_snap_added(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_snap	*s = arg;
+
+	if (errclass != NULL || vm_snap_qmp(s, qmp) == NULL) {
+		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass ? errclass :
+		    "Disconnected", errdesc ? errdesc : "the VM went away");
+		return;
+	}
+	s->added = 1;
+	if (qmp_execute(qmp, "blockdev-snapshot", json_pack("{s:s,s:s}",
+	    "node", s->top, "overlay", s->node), vm_snap_switched, s) != 0)
+		vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+}
+
+static void
+vm_snap_fd_added(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_snap	*s = arg;
+	json_t		*args;
+	char		*path;
+
+	if (errclass != NULL || vm_snap_qmp(s, qmp) == NULL) {
+		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass ? errclass :
+		    "Disconnected", errdesc ? errdesc : "the VM went away");
+		return;
+	}
+	s->fdset = json_integer_value(json_object_get(ret, "fdset-id"));
+	xasprintf(&path, "/dev/fdset/%lld", (long long)s->fdset);
+	args = json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s},s:n}", "driver",
+	    "qcow2", "node-name", s->node, "discard", "unmap", "file",
+	    "driver", "file", "filename", path, "discard", "unmap",
+	    "backing");
+	free(path);
+	if (qmp_execute(qmp, "blockdev-add", args, vm_snap_added, s) != 0)
+		vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+}
+
+/* The node at the top of device vda, from query-block. */
+static void
+vm_snap_queried(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_snap	*s = arg;
+	json_t		*dev;
+	const char	*qdev, *node;
+	size_t		 i;
+
+	if (errclass != NULL || vm_snap_qmp(s, qmp) == NULL) {
+		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass ? errclass :
+		    "Disconnected", errdesc ? errdesc : "the VM went away");
+		return;
+	}
+	json_array_foreach(ret, i, dev) {
+		qdev = json_string_value(json_object_get(dev, "qdev"));
+		node = json_string_value(json_object_get(json_object_get(dev,
+		    "inserted"), "node-name"));
+		if (qdev != NULL && node != NULL &&
+		    strncmp(qdev, "/machine/peripheral/vda/", 24) == 0) {
+			s->top = xstrdup(node);
+			break;
+		}
+	}
+	if (s->top == NULL) {
+		vm_snap_fail(s, qmp, "GenericError", "no disk vda in "
+		    "query-block");
+		return;
+	}
+	if (qmp_execute_fd(qmp, "add-fd", json_pack("{s:s}", "opaque",
+	    s->image), s->fd, vm_snap_fd_added, s) != 0)
+		vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+}
+
+/* Freeze the index, open the new top, and start the QMP steps. */
+static enum cmd_retval
+cmd_vm_snapshot_live(struct cmd_req *req, struct vm *vm, const char *image,
+    const char *snap, const char *snapimg, json_t *extra)
+{
+	struct vm_snap	*s;
+	json_t		*rec;
+	char		*cause = NULL, *path, *secret;
+	int		 rc, fd;
+
+	if ((rc = imgstore_freeze(img_store, image, snapimg, "snapshot",
+	    extra, &cause)) != 0) {
+		cmd_error(req, img_errclass(rc), "VM %s: %s", vm->def.name,
+		    cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	if ((rec = imgstore_get(img_store, image, &cause)) == NULL) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	path = imgstore_path(img_store, json_string_value(json_object_get(rec,
+	    "file")));
+	json_decref(rec);
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1) {
+		cmd_error(req, ERR_INTERNAL, "%s: %s", path, strerror(errno));
+		free(path);
+		if (imgstore_unfreeze(img_store, image, snapimg, &cause) != 0) {
+			log_warnx("%s: %s", vm->def.name, cause);
+			free(cause);
+		}
+		return (CMD_RETURN_DONE);
+	}
+	free(path);
+	s = xcalloc(1, sizeof *s);
+	s->req = req;
+	strlcpy(s->vm, vm->def.name, sizeof s->vm);
+	s->image = xstrdup(image);
+	s->snapimg = xstrdup(snapimg);
+	s->snap = xstrdup(snap);
+	s->fd = fd;
+	s->fdset = -1;
+	secret = vm_qmp_secret();
+	snprintf(s->node, sizeof s->node, "ov-%.12s", secret);
+	free(secret);
+	img_busy_set(image, "snapshotted");
+	if (qmp_execute(vm->qmp, "query-block", NULL, vm_snap_queried,
+	    s) != 0) {
+		vm_snap_fail(s, NULL, "GenericError", "QMP is not connected");
+		return (CMD_RETURN_DONE);
+	}
+	return (CMD_RETURN_WAIT);
+}
+
+/*
+ * vm.snapshot: offline on a stopped VM (the index and a new empty file),
+ * live on a running or paused one.
+ */
+static enum cmd_retval
+cmd_vm_snapshot(struct cmd_req *req)
+{
+	const char	*snap = cmd_arg_str(req, "snapshot", ""), *image;
+	struct vm	*vm;
+	json_t		*extra, *old;
+	char		*snapimg, *cause = NULL;
+	enum cmd_retval	 ret = CMD_RETURN_DONE;
+	int		 rc;
+
+	if ((vm = cmd_vm_disk_get(req, &image)) == NULL)
+		return (CMD_RETURN_DONE);
+	if (imgstore_name_valid(snap, &cause) != 0) {
+		cmd_error(req, ERR_ARG, "snapshot name: %s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	if (cmd_vm_disk_busy(req, vm, image))
+		return (CMD_RETURN_DONE);
+	xasprintf(&snapimg, "%s.%s", vm->def.name, snap);
+	if (imgstore_name_valid(snapimg, &cause) != 0) {
+		cmd_error(req, ERR_ARG, "snapshot %s of VM %s: %s", snap,
+		    vm->def.name, cause);
+		goto out;
+	}
+	if ((old = imgstore_get(img_store, snapimg, &cause)) != NULL) {
+		json_decref(old);
+		cmd_error(req, ERR_EXISTS, "VM %s already has a snapshot %s "
+		    "(image %s)", vm->def.name, snap, snapimg);
+		goto out;
+	}
+	free(cause);
+	cause = NULL;
+	extra = json_pack("{s:s,s:s}", "vm", vm->def.name, "snapshot", snap);
+	if (vm->state == VM_RUNNING || vm->state == VM_PAUSED) {
+		if (vm->qmp == NULL || qmp_get_state(vm->qmp) != QMP_READY)
+			cmd_error(req, ERR_STATE, "VM %s: QMP is not ready",
+			    vm->def.name);
+		else
+			ret = cmd_vm_snapshot_live(req, vm, image, snap,
+			    snapimg, extra);
+	} else if (vm_is_active(vm))
+		cmd_error(req, ERR_STATE, "VM %s is %s: snapshot it when it "
+		    "runs or is stopped", vm->def.name,
+		    vm_state_name(vm->state));
+	else if ((rc = imgstore_freeze(img_store, image, snapimg, "snapshot",
+	    extra, &cause)) != 0)
+		cmd_error(req, img_errclass(rc), "VM %s: %s", vm->def.name,
+		    cause);
+	else {
+		log_info("%s: snapshot %s", vm->def.name, snap);
+		cmd_reply(req, json_pack("{s:s,s:s,s:s,s:b}", "name",
+		    vm->def.name, "snapshot", snap, "image", snapimg, "live",
+		    0));
+	}
+	json_decref(extra);
+out:
+	free(cause);
+	free(snapimg);
+	return (ret);
+}
+
+/* vm.snapshots: the VM's snapshots, oldest first, the current one marked. */
+static enum cmd_retval
+cmd_vm_snapshots(struct cmd_req *req)
+{
+	const char	*image, *owner, *name, *kind;
+	struct vm	*vm;
+	json_t		*list, *rec, *out, *disk;
+	const char	*current = NULL;
+	char		*cause = NULL;
+	size_t		 i;
+
+	if ((vm = cmd_vm_disk_get(req, &image)) == NULL)
+		return (CMD_RETURN_DONE);
+	if ((list = imgstore_list(img_store, &cause)) == NULL) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	if ((disk = imgstore_get(img_store, image, &cause)) != NULL)
+		current = json_string_value(json_object_get(disk, "parent"));
+	free(cause);
+	out = json_array();
+	json_array_foreach(list, i, rec) {
+		name = json_string_value(json_object_get(rec, "name"));
+		owner = json_string_value(json_object_get(rec, "vm"));
+		kind = json_string_value(json_object_get(rec, "kind"));
+		if (name == NULL || owner == NULL || kind == NULL ||
+		    strcmp(owner, vm->def.name) != 0 ||
+		    strcmp(kind, "snapshot") != 0)
+			continue;
+		json_array_append_new(out, json_pack("{s:O,s:s,s:O,s:O,s:O,"
+		    "s:b}", "snapshot", json_object_get(rec, "snapshot"),
+		    "image", name, "parent", json_object_get(rec, "parent"),
+		    "created", json_object_get(rec, "created"),
+		    "allocated_size", json_object_get(rec, "allocated_size"),
+		    "current", current != NULL && strcmp(current, name) == 0));
+	}
+	json_decref(disk);
+	json_decref(list);
+	cmd_reply(req, json_pack("{s:o}", "snapshots", out));
+	return (CMD_RETURN_DONE);
+}
+
+/* vm.revert: the disk becomes a fresh overlay over the snapshot. */
+static enum cmd_retval
+cmd_vm_revert(struct cmd_req *req)
+{
+	const char	*snap = cmd_arg_str(req, "snapshot", ""), *image;
+	struct vm	*vm;
+	json_t		*rec;
+	char		*snapimg, *cause = NULL;
+	int		 rc;
+
+	if ((vm = cmd_vm_disk_get(req, &image)) == NULL ||
+	    cmd_vm_disk_stopped(req, vm, "revert it") ||
+	    cmd_vm_disk_busy(req, vm, image))
+		return (CMD_RETURN_DONE);
+	if ((rec = cmd_vm_disk_snapshot(req, vm, snap, &snapimg)) == NULL)
+		return (CMD_RETURN_DONE);
+	json_decref(rec);
+	if ((rc = imgstore_revert(img_store, image, snapimg, &cause)) != 0) {
+		cmd_error(req, img_errclass(rc), "VM %s: %s", vm->def.name,
+		    cause);
+		free(cause);
+	} else {
+		log_info("%s: reverted to snapshot %s", vm->def.name, snap);
+		cmd_reply(req, cmd_vm_disk_done(vm, snap));
+	}
+	free(snapimg);
+	return (CMD_RETURN_DONE);
+}
+
+static int
+cmd_vm_merge_commit(struct img_op *op, char **cause)
+{
+	return (imgstore_drop(img_store, op->also, cause));
+}
+
+/*
+ * vm.snapshot_rm: a snapshot nothing is based on just goes. One with a
+ * single child (the disk, or the next snapshot) is merged into it first:
+ * qemu-img rebase copies into the child what it read through the
+ * snapshot and points it at the snapshot's parent, as a job. Refused
+ * while the VM runs on it, or when more than one image is based on it.
+ */
+static enum cmd_retval
+cmd_vm_snapshot_rm(struct cmd_req *req)
+{
+	const char	*snap = cmd_arg_str(req, "snapshot", ""), *image;
+	const char	*key, *p, *child = NULL, *parent;
+	struct vm	*vm;
+	struct img_op	*op;
+	struct chain	*c = NULL;
+	json_t		*rec, *all = NULL, *r, *crec, *prec = NULL;
+	char		*snapimg, *cause = NULL, *cpath = NULL;
+	char		*argv[] = { IMG_QEMU_IMG, "rebase", "-p", "-f", NULL,
+			    "-b", NULL, NULL, NULL, NULL, NULL };
+	size_t		 i;
+	json_int_t	 n;
+	int		 rc;
+
+	if ((vm = cmd_vm_disk_get(req, &image)) == NULL ||
+	    cmd_vm_disk_busy(req, vm, image))
+		return (CMD_RETURN_DONE);
+	if ((rec = cmd_vm_disk_snapshot(req, vm, snap, &snapimg)) == NULL)
+		return (CMD_RETURN_DONE);
+	if (img_busy(snapimg) != NULL) {
+		cmd_error(req, ERR_BUSY, "snapshot %s is being %s", snap,
+		    img_busy(snapimg));
+		goto out;
+	}
+	n = json_integer_value(json_object_get(rec, "children"));
+	if (n == 0) {
+		if ((rc = imgstore_rm(img_store, snapimg, &cause)) != 0)
+			cmd_error(req, img_errclass(rc), "%s", cause);
+		else {
+			log_info("%s: snapshot %s removed", vm->def.name, snap);
+			cmd_reply(req, cmd_vm_disk_done(vm, snap));
+		}
+		goto out;
+	}
+	if ((all = imgstore_list(img_store, &cause)) == NULL) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		goto out;
+	}
+	json_array_foreach(all, i, r) {
+		p = json_string_value(json_object_get(r, "parent"));
+		key = json_string_value(json_object_get(r, "name"));
+		if (p != NULL && key != NULL && strcmp(p, snapimg) == 0) {
+			if (child != NULL) {
+				cmd_error(req, ERR_BUSY, "snapshot %s has more "
+				    "than one image based on it (%s, %s, ...): "
+				    "remove or revert away from them first",
+				    snap, child, key);
+				goto out;
+			}
+			child = key;
+		}
+	}
+	if (child == NULL) {
+		cmd_error(req, ERR_INTERNAL, "snapshot %s: the index counts "
+		    "children that it does not hold (qdesk image verify)",
+		    snap);
+		goto out;
+	}
+	if (vm_is_active(vm)) {
+		cmd_error(req, ERR_STATE, "VM %s is %s on top of snapshot %s: "
+		    "stop it to merge the snapshot away", vm->def.name,
+		    vm_state_name(vm->state), snap);
+		goto out;
+	}
+	if (img_busy(child) != NULL) {
+		cmd_error(req, ERR_BUSY, "image %s is being %s", child,
+		    img_busy(child));
+		goto out;
+	}
+	/* The child's chain must be safe before qemu-img reads it. */
+	if ((rc = imgstore_chain(img_store, child, &c, &cause)) != 0) {
+		cmd_error(req, img_errclass(rc), "%s", cause);
+		goto out;
+	}
+	crec = NULL;
+	json_array_foreach(all, i, r) {
+		key = json_string_value(json_object_get(r, "name"));
+		if (key != NULL && strcmp(key, child) == 0)
+			crec = r;
+	}
+	parent = json_string_value(json_object_get(rec, "parent"));
+	if (parent != NULL && (prec = imgstore_get(img_store, parent,
+	    &cause)) == NULL) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		goto out;
+	}
+	cpath = xstrdup(c->links[0].path);
+	op = img_op_new(req, child, "merging a snapshot into");
+	op->also = xstrdup(snapimg);
+	op->commit = cmd_vm_merge_commit;
+	op->reply = cmd_vm_disk_done(vm, snap);
+	argv[4] = (char *)json_string_value(json_object_get(crec, "format"));
+	if (prec != NULL) {
+		argv[6] = (char *)json_string_value(json_object_get(prec,
+		    "file"));
+		argv[7] = "-F";
+		argv[8] = (char *)json_string_value(json_object_get(prec,
+		    "format"));
+		argv[9] = cpath;
+	} else {
+		argv[6] = "";
+		argv[7] = cpath;
+	}
+	log_info("%s: merging snapshot %s into %s", vm->def.name, snap, child);
+	img_op_run(op, argv, -1);
+	json_decref(prec);
+	json_decref(all);
+	json_decref(rec);
+	chain_free(c);
+	free(cpath);
+	free(snapimg);
+	return (CMD_RETURN_WAIT);
+out:
+	free(cause);
+	json_decref(prec);
+	json_decref(all);
+	json_decref(rec);
+	chain_free(c);
+	free(cpath);
+	free(snapimg);
+	return (CMD_RETURN_DONE);
+}
+
+/*
+ * vm.template: seal a stopped VM's disk as template NAME. The content
+ * moves into the template (read-only from now on) and the VM goes on on
+ * an empty overlay over it, so the VM still boots as it was.
+ */
+static enum cmd_retval
+cmd_vm_template(struct cmd_req *req)
+{
+	const char	*tname = cmd_arg_str(req, "image", ""), *image;
+	struct vm	*vm;
+	json_t		*extra;
+	char		*cause = NULL;
+	int		 rc;
+
+	if ((vm = cmd_vm_disk_get(req, &image)) == NULL ||
+	    cmd_vm_disk_stopped(req, vm, "make a template of its disk") ||
+	    cmd_vm_disk_busy(req, vm, image))
+		return (CMD_RETURN_DONE);
+	extra = json_pack("{s:s}", "made_from", vm->def.name);
+	rc = imgstore_freeze(img_store, image, tname, "template", extra,
+	    &cause);
+	json_decref(extra);
+	if (rc != 0) {
+		cmd_error(req, img_errclass(rc), "VM %s: %s", vm->def.name,
+		    cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	log_info("%s: disk sealed as template %s", vm->def.name, tname);
+	cmd_reply(req, json_pack("{s:s,s:s}", "name", vm->def.name, "image",
+	    tname));
+	return (CMD_RETURN_DONE);
+}
+
+static enum cmd_retval
+cmd_vm_reset_disk(struct cmd_req *req)
+{
+	const char	*image;
+	struct vm	*vm;
+	char		*cause = NULL;
+
+	if ((vm = cmd_vm_disk_get(req, &image)) == NULL)
+		return (CMD_RETURN_DONE);
+	if (vm_disk_reset(vm, &cause) != 0) {
+		cmd_error(req, vm_is_active(vm) ? ERR_STATE : img_busy(image) ?
+		    ERR_BUSY : ERR_ARG, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	cmd_reply(req, cmd_vm_disk_done(vm, NULL));
+	return (CMD_RETURN_DONE);
+}
+
+static const struct cmd_arg cmd_vm_disk_name_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_vm_disk_snap_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "snapshot", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_vm_disk_template_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "image", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
+const struct cmd_entry cmd_vm_disk_entries[] = {
+	{ "vm.template", cmd_vm_disk_template_args, ROLE_ADMIN,
+	    cmd_vm_template },
+	{ "vm.snapshot", cmd_vm_disk_snap_args, ROLE_ADMIN, cmd_vm_snapshot },
+	{ "vm.snapshots", cmd_vm_disk_name_args, ROLE_ADMIN,
+	    cmd_vm_snapshots },
+	{ "vm.revert", cmd_vm_disk_snap_args, ROLE_ADMIN, cmd_vm_revert },
+	{ "vm.snapshot_rm", cmd_vm_disk_snap_args, ROLE_ADMIN,
+	    cmd_vm_snapshot_rm },
+	{ "vm.reset_disk", cmd_vm_disk_name_args, ROLE_ADMIN,
+	    cmd_vm_reset_disk },
+	{ NULL, NULL, 0, NULL }
+};

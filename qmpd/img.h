@@ -1,0 +1,97 @@
+/*
+ * qmpd's side of the image store: the store itself (cmd-image.c), slow
+ * work in child processes the loop watches (img-job.c), and VM disks made
+ * of image chains (vm-disk.c).
+ */
+#ifndef QDESK_QMPD_IMG_H
+#define QDESK_QMPD_IMG_H
+
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct cmd_req;
+struct imgstore;
+struct vm;
+struct vm_disk;
+
+/* cmd-image.c: the store, opened once at start-up. */
+extern struct imgstore	*img_store;
+int		 img_init(char **cause);
+/* The error class an IMGSTORE_E* code answers with. */
+const char	*img_errclass(int rc);
+/*
+ * Images a job is working on (import, flatten, merge): what is being
+ * done to name, or NULL. Every command that changes or starts on an image
+ * checks this first.
+ */
+const char	*img_busy(const char *name);
+void		 img_busy_set(const char *name, const char *what);
+void		 img_busy_clear(const char *name);
+/* The first image of name's chain a job is working on, or NULL. */
+const char	*img_chain_busy(const char *name, const char **what);
+/* Forget VMs that no longer exist from the users of an image. */
+void		 img_prune_users(const char *name);
+
+/*
+ * A job on behalf of a request (cmd-image.c): qemu-img runs with name
+ * (and also, if set) busy, its progress goes to the client; at its end
+ * file, if set, is renamed from tmp into the store, commit indexes the
+ * result and the request gets reply, or name's record if reply is NULL.
+ * On failure the new file goes and the request gets why.
+ */
+struct img_op {
+	struct cmd_req	*req;
+	char		*name;
+	char		*also;
+	const char	*what;		/* "importing", "flattening", ... */
+	char		*file;		/* the new file's final name */
+	char		*tmp;		/* its temporary path */
+	char		*oldfile;	/* flatten: the file it replaces */
+	json_t		*reply;
+	int		(*commit)(struct img_op *, char **cause);
+	int		 last;		/* last whole percent reported */
+};
+struct img_op	*img_op_new(struct cmd_req *, const char *name,
+		     const char *what);
+/* Start it; on failure the request is answered and op freed. */
+int		 img_op_run(struct img_op *, char **argv, int infd);
+#define IMG_QEMU_IMG	"/usr/bin/qemu-img"
+
+/* img-job.c: a child process with its output read by the loop. */
+struct img_job;
+/* Progress in percent, from qemu-img -p. */
+typedef void	(*img_job_progress_cb)(double percent, void *arg);
+/* status is waitpid's; output the last lines the job wrote, borrowed. */
+typedef void	(*img_job_done_cb)(int status, const char *output, void *arg);
+/*
+ * Run argv (argv[0] an absolute path) with stdout and stderr on a pipe
+ * the loop reads; infd, unless -1, becomes the child's fd 3. The child
+ * dies with qmpd. Returns 0, or -1 with *cause (then no callback runs).
+ */
+int		 img_job_start(char *const argv[], int infd,
+		     img_job_progress_cb, img_job_done_cb, void *arg,
+		     char **cause);
+/* The SIGCHLD handler's status for pid: 1 if it was a job's. */
+int		 img_job_reaped(pid_t, int status);
+/* "exit status 1", "killed by signal 9". */
+char		*img_job_status(int status);
+
+/* vm-disk.c: a VM's disk from the image store. */
+/* The image a VM runs on ("image" in its definition), or NULL. */
+const char	*vm_disk_image(const struct vm *);
+/* vm create --from: the VM's own linked clone, named NAME-disk. */
+int		 vm_disk_create(struct vm *, char **cause);
+/* vm delete: the VM's own disk and its snapshots go too. */
+void		 vm_disk_delete(struct vm *);
+/*
+ * vm start: check the chain with the store's parser and open every
+ * file (read-only below the top), fds left inheritable for QEMU. *out
+ * stays NULL for a VM without an image. vm_disk_free closes the fds.
+ */
+int		 vm_disk_open(struct vm *, struct vm_disk **out, char **cause);
+void		 vm_disk_free(struct vm_disk *);
+/* vm reset-disk, for stateless desktops too. */
+int		 vm_disk_reset(struct vm *, char **cause);
+
+#endif
