@@ -160,8 +160,9 @@ static enum cmd_retval
 cmd_net_rm(struct cmd_req *req)
 {
 	struct net	*n;
-	json_t		*users;
-	char		*cause = NULL, *list;
+	json_t		*users, *v;
+	char		*cause = NULL, *list, *s;
+	size_t		 i;
 
 	if ((n = cmd_net_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
@@ -172,7 +173,13 @@ cmd_net_rm(struct cmd_req *req)
 	}
 	users = vm_net_users(n->n.name);
 	if (json_array_size(users) > 0) {
-		list = json_dumps(users, JSON_COMPACT);
+		list = xstrdup("");
+		json_array_foreach(users, i, v) {
+			xasprintf(&s, "%s%s%s", list, i == 0 ? "" : ", ",
+			    json_string_value(v));
+			free(list);
+			list = s;
+		}
 		cmd_error(req, ERR_BUSY, "network %s is in use by VM%s %s: "
 		    "remove their NICs first (vm nic-rm)", n->n.name,
 		    json_array_size(users) > 1 ? "s" : "", list);

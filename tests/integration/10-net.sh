@@ -145,7 +145,7 @@ alive "$dns3" || fail "restarted dnsmasq $dns3 died"
 
 # A network in use stays.
 q_status 1 net rm office
-grep -q "in use by VMs \[\"d1\",\"d2\"\]" "$T/last.err" ||
+grep -q "in use by VMs d1, d2" "$T/last.err" ||
 	fail "net rm in use: $(cat "$T/last.err")"
 nsx ip link show qbroffice >/dev/null 2>&1 || fail "qbroffice went anyway"
 log ok
