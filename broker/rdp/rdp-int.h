@@ -145,6 +145,7 @@ struct rdp_encode_stats {
 	uint64_t	 updates;	/* bitmap update PDUs */
 	uint64_t	 tiles;
 	uint64_t	 bytes;
+	uint64_t	 blocked;	/* updates held: client not reading */
 };
 int	 rdp_encode_send(struct rdp_encode *, void *context,
 	    const struct rdp_rfb *, const struct rdp_rect *, int n,

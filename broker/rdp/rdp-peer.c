@@ -508,8 +508,12 @@ rdp_peer_display(struct rdp_session *s)
 		s->peer->update->SetKeyboardIndicators(s->peer->context,
 		    rfb->leds);
 	}
-	if (s->suppressed || s->peer->IsWriteBlocked(s->peer))
+	if (s->suppressed)
 		return;
+	if (s->peer->IsWriteBlocked(s->peer)) {
+		s->stats.blocked++;
+		return;
+	}
 	/*
 	 * Whole messages only reach here, so the copy is consistent: send
 	 * now, also damage from a refresh or activation while an update
@@ -686,7 +690,8 @@ rdp_peer_main(void *arg)
 	ms = rdp_peer_ms() - s->since;
 	if (s->authed)
 		log_info("%s: session ended after %llu.%03llu s (%s); %llu "
-		    "frames, %llu updates, %llu tiles, %llu bytes of bitmaps; "
+		    "frames, %llu updates, %llu tiles, %llu bytes of bitmaps, %llu "
+		    "waits for the client; "
 		    "key to screen %llu ms average, %llu ms worst, %llu keys",
 		    rdp_peer_who(s, who, sizeof who),
 		    (unsigned long long)ms / 1000,
@@ -696,6 +701,7 @@ rdp_peer_main(void *arg)
 		    (unsigned long long)s->stats.updates,
 		    (unsigned long long)s->stats.tiles,
 		    (unsigned long long)s->stats.bytes,
+		    (unsigned long long)s->stats.blocked,
 		    (unsigned long long)(s->keyn > 0 ? s->keysum / s->keyn : 0),
 		    (unsigned long long)s->keymax,
 		    (unsigned long long)s->keyn);

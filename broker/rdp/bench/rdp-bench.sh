@@ -64,14 +64,14 @@ python3 - "$RDP_LOG" "$t0" "$t1" "$hz" "$secs" <<'PY'
 import re, sys
 log, t0, t1, hz, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 ends = [l for l in open(log) if "session ended after" in l]
-pat = re.compile(r"after ([\d.]+) s .*?; (\d+) frames, (\d+) updates, (\d+) tiles, (\d+) bytes of bitmaps; key to screen (\d+) ms average, (\d+) ms worst, (\d+) keys")
+pat = re.compile(r"after ([\d.]+) s .*?; (\d+) frames, (\d+) updates, (\d+) tiles, (\d+) bytes of bitmaps, (\d+) waits for the client; key to screen (\d+) ms average, (\d+) ms worst, (\d+) keys")
 m1 = pat.search(ends[0]); m2 = pat.search(ends[-1])
 print("RDP gateway benchmark, 720x400 VGA text console, TCG guest, xfreerdp under Xvfb")
-print("key to screen (idle shell): %s ms average, %s ms worst over %s keys" % (m1.group(6), m1.group(7), m1.group(8)))
+print("key to screen (idle shell): %s ms average, %s ms worst over %s keys" % (m1.group(7), m1.group(8), m1.group(9)))
 d, frames, tiles, nbytes = float(m2.group(1)), int(m2.group(2)), int(m2.group(4)), int(m2.group(5))
 cpu = (t1 - t0) / hz
-print("full-screen redraw: %.1f frames/s, %.0f KiB/s of bitmaps, %.1f tiles/frame over %.1f s" %
-      (frames / d, nbytes / d / 1024, tiles / max(frames, 1), d))
+print("full-screen redraw: %.1f frames/s, %.0f KiB/s of bitmaps, %.1f tiles/frame over %.1f s, %s waits for the client" %
+      (frames / d, nbytes / d / 1024, tiles / max(frames, 1), d, m2.group(6)))
 print("gateway CPU during %d s of redraw: %.2f s (%.0f%% of one core), %.2f ms per frame" %
       (secs, cpu, 100 * cpu / secs, 1000 * cpu / max(frames * secs / d, 1)))
 for l in ends:
