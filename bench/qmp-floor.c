@@ -7,7 +7,9 @@
  * or QMP "quit" until the process is gone (pidfd).
  *
  * usage: qmp-floor -s QMPSOCK [-u USER] [-l LOG] [-k kill|quit|none]
- *            [-p] [-q N] -- QEMU-ARGV...
+ *            [-d] [-p] [-q N] -- QEMU-ARGV...
+ *   -d    QEMU in a session of its own (setsid), as qmpd starts it: with
+ *         sched autogroup on, a session is a unit of CPU fairness
  *   -p    no cont: QEMU stays paused (an idle monitor for -q)
  *   -q N  N query-status round trips after the handshake
  * prints "start_us N", then "qmp_rtt_p50_us", "qmp_rtt_p99_us" (-q),
@@ -35,16 +37,18 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: qmp-floor -s QMPSOCK [-u USER] [-l LOG] "
-	    "[-k kill|quit|none] [-p] [-q N] -- QEMU-ARGV...\n");
+	    "[-k kill|quit|none] [-d] [-p] [-q N] -- QEMU-ARGV...\n");
 	exit(2);
 }
 
 /* In the child: std fds, the VM user, exec. */
 static void __attribute__((noreturn))
-floor_exec(char **argv, const char *user, const char *logpath)
+floor_exec(char **argv, const char *user, const char *logpath, int session)
 {
 	int	fd;
 
+	if (session)
+		setsid();
 	if ((fd = open("/dev/null", O_RDONLY)) != -1) {
 		dup2(fd, STDIN_FILENO);
 		if (fd > STDERR_FILENO)
@@ -128,9 +132,10 @@ main(int argc, char **argv)
 	char		*dir, *line;
 	uint64_t	 t0, t1, *rtt;
 	int		 ch, inofd, pidfd, fd, status, nq = 0, i, paused = 0;
+	int		 session = 0;
 	pid_t		 pid;
 
-	while ((ch = getopt(argc, argv, "s:u:l:k:pq:")) != -1) {
+	while ((ch = getopt(argc, argv, "s:u:l:k:dpq:")) != -1) {
 		switch (ch) {
 		case 's':
 			sock = optarg;
@@ -143,6 +148,9 @@ main(int argc, char **argv)
 			break;
 		case 'k':
 			stop = optarg;
+			break;
+		case 'd':
+			session = 1;
 			break;
 		case 'p':
 			paused = 1;
@@ -172,7 +180,7 @@ main(int argc, char **argv)
 	if ((pid = fork()) == -1)
 		fatal("fork");
 	if (pid == 0)
-		floor_exec(argv, user, logpath);
+		floor_exec(argv, user, logpath, session);
 	if ((pidfd = pidfd_open_pid(pid)) == -1)
 		fatal("pidfd_open");
 	fd = floor_connect(sock, inofd, pidfd, t0);
