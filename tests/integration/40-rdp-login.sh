@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # RDP gateway, logins: a real xfreerdp (+auth-only) against the gateway.
 # A wrong password, an unknown user and a missing password are refused
-# (non-zero exit, a log line saying why); bob cannot open alice's desktop,
+# (non-zero exit, a log line saying why); repeated failures lock the login
+# (qmpd's lockout, the portal's too); bob cannot open alice's desktop,
 # named or not; alice logs in and her stopped desktop is started for her.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/rdp/rdp-test-lib.sh"
@@ -12,6 +13,7 @@ qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
 printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
 printf 'bob-pw-2\n' | qq user add bob --password-stdin >/dev/null
+printf 'carol-pw-3\n' | qq user add carol --password-stdin >/dev/null
 qq desktop assign alice d1 >/dev/null
 start_gateway
 start_xvfb
@@ -37,6 +39,15 @@ rdp_auth_only /u:bob /p:bob-pw-2 &&
 	rdp_fail "bob got a desktop without having one"
 [ "$(vm_field d1 state)" = stopped ] ||
 	rdp_fail "bob's attempt changed alice's desktop: $(vm_field d1 state)"
+
+# The lockout is qmpd's, shared with the portal: after 5 failures even
+# the right password is refused, and the gateway says so.
+for i in 1 2 3 4 5; do
+	rdp_auth_only /u:carol /p:bad-$i && rdp_fail "carol's bad password $i accepted"
+done
+rdp_auth_only /u:carol /p:carol-pw-3 &&
+	rdp_fail "a locked login was accepted"
+wait_gw_log "login carol refused: too many failed logins for carol" 10
 
 # alice: accepted, and her stopped desktop is started for her.
 rdp_auth_only /u:alice /p:alice-pw-1 ||
