@@ -1,9 +1,10 @@
 /*
- * Console access. Each request has qmpd set a fresh SPICE password on the
- * user's VM (connected=keep: an open session stays up; an expiry always
- * follows), then answers as JSON or as a .vv file whose host is a signed
- * proxy ticket, so a viewer reaches the loopback-only SPICE server
- * through the broker's CONNECT proxy and nothing else.
+ * Console access. Each SPICE request has qmpd set a fresh password on
+ * the user's VM (connected=keep: an open session stays up; an expiry
+ * always follows), then answers as JSON or as a .vv file whose host is a
+ * signed proxy ticket, so a viewer reaches the loopback-only SPICE server
+ * through the broker's CONNECT proxy and nothing else. The .rdp file
+ * points an RDP client at the broker's RDP gateway.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,12 +128,61 @@ api_console_vv(struct http_call *call)
 	api_console_request(call, API_CONSOLE_VV);
 }
 
-/* The RDP gateway is another issue; say so plainly until it lands. */
+static void
+api_console_rdp_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	struct http_call	*call = arg;
+	json_t			*d;
+	char			*text, *cause = NULL, *disp;
+	size_t			 i;
+	int			 mine = 0;
+
+	if (errclass != NULL) {
+		http_reply_qmpd(call, errclass, errdesc);
+		return;
+	}
+	json_array_foreach(json_object_get(ret, "desktops"), i, d) {
+		if (json_is_string(json_object_get(d, "name")) &&
+		    strcmp(json_string_value(json_object_get(d, "name")),
+		    call->arg) == 0)
+			mine = 1;
+	}
+	if (!mine) {
+		log_warnx("user %s from %s: .rdp of %s refused: not theirs",
+		    call->login, call->peer, call->arg);
+		http_reply_json(call, 403, json_pack("{s:s,s:s}", "error",
+		    "this desktop is not yours", "class", "PermissionDenied"));
+		return;
+	}
+	if ((text = rdpgw_file(call->host, call->login, call->arg,
+	    &cause)) == NULL) {
+		http_reply_error(call, rdpgw_enabled() ? 500 : 501, "%s",
+		    cause);
+		free(cause);
+		return;
+	}
+	xasprintf(&disp, "attachment; filename=\"%s.rdp\"", call->arg);
+	http_header(call, "Content-Disposition", disp);
+	free(disp);
+	http_reply_data(call, 200, "application/x-rdp", text, strlen(text));
+	free(text);
+}
+
+/*
+ * The .rdp file for the RDP gateway: no secret in it (the client asks for
+ * the password), but only for the user's own desktops all the same.
+ */
 void
 api_console_rdp(struct http_call *call)
 {
 	if (!api_vm_name_ok(call))
 		return;
-	http_reply_error(call, 501, "RDP access is not available yet: use "
-	    "Connect (SPICE) with remote-viewer");
+	if (!rdpgw_enabled()) {
+		http_reply_error(call, 501, "RDP access is not enabled on this "
+		    "broker: use Connect (SPICE) with remote-viewer");
+		return;
+	}
+	qmpc_call("desktop.mine", json_pack("{s:s}", "login", call->login),
+	    API_CONSOLE_TIMEOUT, api_console_rdp_done, call);
 }

@@ -92,8 +92,9 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	s = session_create(login, name, admin);
 	log_info("user %s logged in from %s", login, call->peer);
 	api_set_cookie(call, s->id);
-	http_reply_json(call, 200, json_pack("{s:s,s:s,s:s?,s:b}", "login",
-	    login, "name", s->name, "dept", dept, "admin", admin));
+	http_reply_json(call, 200, json_pack("{s:s,s:s,s:s?,s:b,s:b}",
+	    "login", login, "name", s->name, "dept", dept, "admin", admin,
+	    "rdp", rdpgw_enabled()));
 }
 
 void
@@ -145,7 +146,7 @@ api_me(struct http_call *call)
 		return;
 	}
 	http_reply_json(call, 200, json_pack("{s:s,s:s,s:b,s:b}", "login",
-	    s->login, "name", s->name, "admin", s->admin, "rdp", 0));
+	    s->login, "name", s->name, "admin", s->admin, "rdp", rdpgw_enabled()));
 }
 
 /* For monitors and tests: is the broker up, and does it reach qmpd? */

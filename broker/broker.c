@@ -34,7 +34,7 @@ usage(void)
 	    "usage: qdesk-broker [-fv] [--socket PATH] [--state-dir DIR] "
 	    "[--user USER]\n"
 	    "                    [--https ADDR:PORT] [--spice-proxy ADDR:PORT] "
-	    "[--rdp ADDR:PORT]\n"
+	    "[--rdp ADDR:PORT|none]\n"
 	    "                    [--cert FILE --key FILE] "
 	    "[--public-host NAME] [--console-ttl SECONDS]\n");
 	exit(2);
@@ -142,7 +142,7 @@ main(int argc, char **argv)
 	int		 ch, verbose = 0;
 
 	broker = xcalloc(1, sizeof *broker);
-	broker->https_fd = broker->proxy_fd = -1;
+	broker->https_fd = broker->proxy_fd = broker->rdp_fd = -1;
 	broker->console_ttl = BROKER_CONSOLE_TTL;
 	while ((ch = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -188,14 +188,16 @@ main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc || (cert == NULL) != (key == NULL))
 		usage();
 	log_init("qdesk-broker", 1, verbose);
 
 	if (listen_parse(https, &broker->https, &cause) != 0 ||
-	    listen_parse(spice_proxy, &broker->spice_proxy, &cause) != 0 ||
-	    listen_parse(rdp, &broker->rdp, &cause) != 0)
+	    listen_parse(spice_proxy, &broker->spice_proxy, &cause) != 0)
 		fatalx("%s", cause);
+	broker->rdp_on = strcmp(rdp, "none") != 0;
+	if (broker->rdp_on && listen_parse(rdp, &broker->rdp, &cause) != 0)
+		fatalx("%s (or --rdp none)", cause);
 	if (broker->public_host != NULL &&
 	    httputil_hostname(broker->public_host, hostcheck,
 	    sizeof hostcheck) != 0)
@@ -234,11 +236,21 @@ main(int argc, char **argv)
 	/* Ports and keys first, while we may still open anything. */
 	if ((broker->https_fd = listen_open(&broker->https, &cause)) == -1 ||
 	    (broker->proxy_fd = listen_open(&broker->spice_proxy,
-	    &cause)) == -1)
+	    &cause)) == -1 || rdpgw_open(&cause) != 0)
 		fatalx("%s", cause);
-	xasprintf(&dir, "%s/broker", broker->state_dir);
-	if ((broker->ssl_ctx = tls_context(dir, cert, key,
-	    geteuid() == 0 ? owner : (uid_t)-1, group, &cause)) == NULL)
+	if (cert != NULL) {
+		broker->cert_path = xstrdup(cert);
+		broker->key_path = xstrdup(key);
+		dir = NULL;
+	} else {
+		xasprintf(&dir, "%s/broker", broker->state_dir);
+		xasprintf(&broker->cert_path, "%s/cert.pem", dir);
+		xasprintf(&broker->key_path, "%s/key.pem", dir);
+		broker->self_signed = 1;
+	}
+	if ((broker->ssl_ctx = tls_context(dir, broker->cert_path,
+	    broker->key_path, geteuid() == 0 ? owner : (uid_t)-1, group,
+	    &cause)) == NULL)
 		fatalx("%s", cause);
 	free(dir);
 	if (RAND_bytes(broker->ticket_key, sizeof broker->ticket_key) != 1)
@@ -247,12 +259,15 @@ main(int argc, char **argv)
 	if (!broker->foreground)
 		broker_daemonize();
 	log_init("qdesk-broker", broker->foreground, verbose);
-	if (pw != NULL && geteuid() == 0)
-		broker_drop(pw);
 	signal(SIGPIPE, SIG_IGN);
-
 	if ((broker->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	/* The gateway reads the key itself: still before the drop. */
+	if (rdpgw_start(broker->base, &cause) != 0)
+		fatalx("RDP gateway on %s: %s", broker->rdp.text, cause);
+	if (pw != NULL && geteuid() == 0)
+		broker_drop(pw);
+
 	ev_term = evsignal_new(broker->base, SIGTERM, broker_sigterm, NULL);
 	ev_int = evsignal_new(broker->base, SIGINT, broker_sigterm, NULL);
 	ev_hup = evsignal_new(broker->base, SIGHUP, broker_sighup, NULL);
@@ -267,11 +282,13 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	qmpc_start(broker->base, broker->socket_path);
 	log_info("qdesk-broker %s ready as uid %ld: https %s, spice proxy %s, "
-	    "qmpd %s", QDESK_VERSION, (long)geteuid(), broker->https.text,
-	    broker->spice_proxy.text, broker->socket_path);
+	    "rdp %s, qmpd %s", QDESK_VERSION, (long)geteuid(),
+	    broker->https.text, broker->spice_proxy.text, rdpgw_enabled() ?
+	    broker->rdp.text : "off", broker->socket_path);
 
 	event_base_dispatch(broker->base);
 
+	rdpgw_stop();
 	qmpc_stop();
 	http_stop();
 	proxy_stop();

@@ -47,9 +47,14 @@ struct broker {
 
 	struct broker_addr	 https;
 	struct broker_addr	 spice_proxy;
-	struct broker_addr	 rdp;		/* reserved: RDP gateway */
+	struct broker_addr	 rdp;
+	int			 rdp_on;	/* the RDP gateway listens */
 	int			 https_fd;
 	int			 proxy_fd;
+	int			 rdp_fd;
+	char			*cert_path;
+	char			*key_path;
+	int			 self_signed;	/* our own certificate */
 
 	unsigned char		 ticket_key[BROKER_TICKET_KEYLEN];
 	int			 foreground;
@@ -61,8 +66,8 @@ int	 listen_parse(const char *text, struct broker_addr *, char **cause);
 int	 listen_open(const struct broker_addr *, char **cause);
 
 /* tls.c: the HTTPS certificate (made at first start) and its context. */
-SSL_CTX	*tls_context(const char *dir, const char *cert, const char *key,
-	    uid_t owner, gid_t group, char **cause);
+SSL_CTX	*tls_context(const char *dir, const char *certpath,
+	    const char *keypath, uid_t owner, gid_t group, char **cause);
 
 /*
  * qmpc.c: the qmpd client. qmpc_call sends one request; its callback
@@ -201,6 +206,14 @@ void	 portal_get(struct http_call *);
 int	 proxy_start(struct event_base *, int fd, char **cause);
 void	 proxy_stop(void);
 void	 proxy_route(const char *vm, const char *host);
+
+/* rdpgw.c: the RDP gateway in the broker, when built with FreeRDP. */
+int	 rdpgw_open(char **cause);
+int	 rdpgw_start(struct event_base *, char **cause);
+void	 rdpgw_stop(void);
+int	 rdpgw_enabled(void);
+char	*rdpgw_file(const char *host, const char *user, const char *desktop,
+	    char **cause);
 
 /* portal.c: the static files of the portal, built in. */
 struct portal_file {

@@ -1,7 +1,8 @@
 /*
  * The HTTPS certificate and TLS context. Unless the admin configures a
- * certificate, the broker makes a self-signed EC P-256 one at first start
- * under DIR/broker/ (0600, owned by the broker's user) and reuses it.
+ * certificate, the broker makes a self-signed RSA 2048 one at first start
+ * under DIR/broker/ (0600, owned by the broker's user) and reuses it; the
+ * RDP gateway serves the same pair, and FreeRDP 2 wants an RSA key.
  */
 #include <sys/stat.h>
 
@@ -25,6 +26,7 @@
 #include "xmalloc.h"
 
 #define TLS_CERT_DAYS	825
+#define TLS_RSA_BITS	2048
 
 /* OpenSSL's error queue as one line for a cause. */
 static void
@@ -127,8 +129,8 @@ tls_generate(const char *certpath, const char *keypath, uid_t owner,
 	if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
 		strlcpy(host, "localhost", sizeof host);
 	host[sizeof host - 1] = '\0';
-	if ((pkey = EVP_EC_gen("P-256")) == NULL) {
-		tls_cause(cause, "EC P-256 key");
+	if ((pkey = EVP_RSA_gen(TLS_RSA_BITS)) == NULL) {
+		tls_cause(cause, "RSA key");
 		goto out;
 	}
 	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1)
@@ -153,7 +155,8 @@ tls_generate(const char *certpath, const char *keypath, uid_t owner,
 	    "IP:::1", host);
 	if (tls_add_ext(x, NID_subject_alt_name, san) != 0 ||
 	    tls_add_ext(x, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
-	    tls_add_ext(x, NID_key_usage, "critical,digitalSignature") != 0 ||
+	    tls_add_ext(x, NID_key_usage, "critical,digitalSignature,"
+	    "keyEncipherment") != 0 ||
 	    tls_add_ext(x, NID_ext_key_usage, "serverAuth") != 0)
 		goto fail;
 	if (X509_sign(x, pkey, EVP_sha256()) == 0)
@@ -176,50 +179,41 @@ out:
 }
 
 /*
- * The server context: the configured certificate and key, or the broker's
- * own under dir (made on first use). TLS 1.2 and up, no compression, no
- * renegotiation.
+ * The server context from certpath and keypath. With dir (the broker's
+ * own certificate, not one the admin configured) the pair is made there
+ * on first use. TLS 1.2 and up, no compression, no renegotiation.
  */
 SSL_CTX *
-tls_context(const char *dir, const char *cert, const char *key,
+tls_context(const char *dir, const char *certpath, const char *keypath,
     uid_t owner, gid_t group, char **cause)
 {
 	SSL_CTX		*ctx = NULL;
-	char		*certpath = NULL, *keypath = NULL, *what;
+	char		*what;
 	int		 have_cert, have_key;
 
-	if ((cert == NULL) != (key == NULL)) {
-		xasprintf(cause, "--cert and --key go together");
-		return (NULL);
-	}
-	if (cert != NULL) {
-		certpath = xstrdup(cert);
-		keypath = xstrdup(key);
-	} else {
+	if (dir != NULL) {
 		if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
 			xasprintf(cause, "mkdir %s: %s", dir, strerror(errno));
 			return (NULL);
 		}
 		if (owner != (uid_t)-1 && chown(dir, owner, group) == -1)
 			log_warn("chown %s", dir);
-		xasprintf(&certpath, "%s/cert.pem", dir);
-		xasprintf(&keypath, "%s/key.pem", dir);
 		have_cert = access(certpath, F_OK) == 0;
 		have_key = access(keypath, F_OK) == 0;
 		if (have_cert != have_key) {
 			xasprintf(cause, "%s exists without %s: remove it and "
 			    "the broker makes a new pair", have_cert ?
 			    certpath : keypath, have_cert ? keypath : certpath);
-			goto fail;
+			return (NULL);
 		}
 		if (!have_cert && tls_generate(certpath, keypath, owner, group,
 		    cause) != 0)
-			goto fail;
+			return (NULL);
 	}
 
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
 		tls_cause(cause, "SSL_CTX_new");
-		goto fail;
+		return (NULL);
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
@@ -237,13 +231,9 @@ tls_context(const char *dir, const char *cert, const char *key,
 		free(what);
 		goto fail;
 	}
-	free(certpath);
-	free(keypath);
 	return (ctx);
 
 fail:
 	SSL_CTX_free(ctx);
-	free(certpath);
-	free(keypath);
 	return (NULL);
 }

@@ -64,6 +64,7 @@ function showDesktops(me) {
   $('who-name').textContent = me.name && me.name !== me.login ?
     me.name + ' (' + me.login + ')' : me.login;
   rdpAvailable = !!me.rdp;
+  $('rdp-hint').hidden = !rdpAvailable;
   refresh();
   startRefresh();
 }
@@ -231,13 +232,14 @@ async function power(name, action) {
   refresh();
 }
 
-// Fetch the .vv file and hand it to the browser as a download.
-async function connectSpice(name) {
+// Fetch a console file (.vv or .rdp) and hand it to the browser as a
+// download; errors stay on the card, in words.
+async function download(name, ext, hint) {
   cardMessage(name, 'Preparing the console…', false);
   let res;
   try {
     res = await fetch('/api/desktops/' + encodeURIComponent(name) +
-      '/console.vv', { credentials: 'same-origin' });
+      '/console.' + ext, { credentials: 'same-origin' });
   } catch (e) {
     cardMessage(name, 'The broker cannot be reached.', true);
     return;
@@ -257,18 +259,21 @@ async function connectSpice(name) {
   const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
-  a.download = name + '.vv';
+  a.download = name + '.' + ext;
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
-  cardMessage(name, 'Downloaded ' + name + '.vv: open it with ' +
-    'remote-viewer within a minute.', false);
+  cardMessage(name, 'Downloaded ' + name + '.' + ext + ': ' + hint, false);
+}
+
+function connectSpice(name) {
+  download(name, 'vv', 'open it with remote-viewer within a minute.');
 }
 
 function connectRdp(name) {
-  window.location.href = '/api/desktops/' + encodeURIComponent(name) +
-    '/console.rdp';
+  download(name, 'rdp', 'open it with your RDP client (mstsc, Remmina, ' +
+    'xfreerdp) and log in with your qdesk password.');
 }
 
 async function init() {

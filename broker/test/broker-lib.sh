@@ -33,6 +33,7 @@ free_port() {
 
 HTTPS_PORT=$(free_port)
 PROXY_PORT=$(free_port)
+RDP_PORT=$(free_port)
 URL=https://127.0.0.1:$HTTPS_PORT
 
 broker_fail() {
@@ -47,7 +48,8 @@ broker_fail() {
 start_broker() {
 	"$BROKER" -f -v --state-dir "$STATE" --user "$BROKER_USER" \
 	    --https "127.0.0.1:$HTTPS_PORT" \
-	    --spice-proxy "127.0.0.1:$PROXY_PORT" "$@" >>"$BROKER_LOG" 2>&1 &
+	    --spice-proxy "127.0.0.1:$PROXY_PORT" --rdp "127.0.0.1:$RDP_PORT" \
+	    "$@" >>"$BROKER_LOG" 2>&1 &
 	BROKER_PID=$!
 	local i
 	for i in $(seq 1 100); do

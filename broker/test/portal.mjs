@@ -82,6 +82,25 @@ try {
   check(vv.startsWith('[virt-viewer]\n'), 'the download is not a .vv file: ' + vv.slice(0, 80));
   await card.locator('.msg', { hasText: 'Downloaded' }).waitFor({ timeout: 5000 });
 
+  // Connect (RDP), when the broker runs the gateway, hands over a .rdp.
+  const me = await page.evaluate(async () => (await fetch('/api/me')).json());
+  result.rdp = !!me.rdp;
+  const rdpButton = card.locator('[data-action="rdp"]');
+  if (me.rdp) {
+    check(!(await rdpButton.isDisabled()), 'Connect (RDP) is disabled');
+    const [dl] = await Promise.all([
+      page.waitForEvent('download', { timeout: 20000 }),
+      rdpButton.click(),
+    ]);
+    result.rdp_name = dl.suggestedFilename();
+    result.rdp_file = path.join(outdir, 'portal-' + result.rdp_name);
+    await dl.saveAs(result.rdp_file);
+    const rdp = fs.readFileSync(result.rdp_file, 'utf8');
+    check(/^full address:s:/m.test(rdp), 'the .rdp download: ' + rdp.slice(0, 80));
+  } else {
+    check(await rdpButton.isDisabled(), 'Connect (RDP) is enabled without a gateway');
+  }
+
   await page.screenshot({ path: path.join(outdir, '32-broker-portal.png'), fullPage: true });
 
   // A phone: one column, nothing wider than the screen.

@@ -173,8 +173,21 @@ vv() { sed -n "s/^$1=//p" "$T/d1.vv"; }
 case $(vv host) in qdesk-d1-*) ;; *) fail ".vv host is not a ticket: $(vv host)" ;; esac
 probe "$(vv password)" "$port" >/dev/null || fail "the .vv password does not link"
 
-api alice GET /api/desktops/d1/console.rdp
-[ "$CODE" = 501 ] || [ "$CODE" = 200 ] || fail "console.rdp: $CODE $BODY"
+# The .rdp file for the broker's RDP gateway, for her own desktops only.
+api alice GET /api/me
+if [ "$(field rdp)" = true ]; then
+	api alice GET /api/desktops/d1/console.rdp
+	expect 200 "console.rdp"
+	printf '%s' "$BODY" | grep -q "^full address:s:127.0.0.1:$RDP_PORT" &&
+	    printf '%s' "$BODY" | grep -q "^username:s:alice" ||
+		fail "the .rdp file: $BODY"
+	api bob GET /api/desktops/d1/console.rdp
+	expect 403 "bob: .rdp of alice's d1"
+else
+	log "built without FreeRDP: console.rdp must say so"
+	api alice GET /api/desktops/d1/console.rdp
+	expect 501 "console.rdp without the gateway"
+fi
 
 # --- lockout: five failures lock the login, even for the right password --
 for i in 1 2 3 4 5; do

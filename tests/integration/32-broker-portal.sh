@@ -2,8 +2,9 @@
 # The portal in real headless Chromium (Debian's chromium, driven through
 # playwright-core from npm, installed under build/): a wrong password, log
 # in, the desktop's card, Start turns it running, Connect (SPICE) yields a
-# .vv file whose password links through the SPICE proxy; laptop and phone
-# screenshots kept in build/test-results/.
+# .vv file whose password links through the SPICE proxy, Connect (RDP) a
+# .rdp file for the broker's gateway; laptop and phone screenshots kept in
+# build/test-results/.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/test/broker-lib.sh"
 
@@ -52,5 +53,12 @@ vv() { sed -n "s/^$1=//p" "$vvf"; }
 "$PROBE" "$(vv host)" "$(vv port)" "$(vv password)" \
     --proxy "127.0.0.1:$PROXY_PORT" >/dev/null ||
 	broker_fail "the portal's .vv does not link through the proxy"
+# Connect (RDP) gave the gateway's .rdp file, when the broker has one.
+if [ "$(j rdp)" = true ]; then
+	[ "$(j rdp_name)" = d1.rdp ] &&
+	    grep -q "^full address:s:127.0.0.1:$RDP_PORT" "$(j rdp_file)" &&
+	    grep -q "^username:s:alice" "$(j rdp_file)" ||
+		fail "the portal's .rdp: $(cat "$(j rdp_file)")"
+fi
 log "screenshots: $RESULTS/32-broker-portal.png, 32-broker-portal-phone.png"
 log ok

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The RDP gateway inside qdesk-broker (the gateway's own tests, 4*.sh, run
+# it alone): a real xfreerdp under Xvfb logs in on the broker's --rdp port
+# with the broker's own certificate; a wrong password is refused and
+# counts toward the same lockout as the portal; the portal's .rdp file,
+# given to xfreerdp as is, lands on the desktop it names.
+. "$(dirname "$0")/lib.sh"
+. "$top/broker/test/broker-lib.sh"
+
+for c in xfreerdp Xvfb; do
+	command -v "$c" >/dev/null || skip "$c is not installed (scripts/setup)"
+done
+XVFB_PID=
+EXTRA_CLEANUP='stop_broker; [ -n "$XVFB_PID" ] && kill "$XVFB_PID" 2>/dev/null'
+
+# xf ARGS...: xfreerdp +auth-only (a .rdp file must come first); its
+# exit status.
+xf() {
+	HOME=$T timeout 120 xfreerdp "$@" /cert:ignore +auth-only \
+	    >"$T/xf.log" 2>&1
+}
+
+start_qmpd --broker-user "$BROKER_USER"
+need_kvm
+add_user alice alice-pw-1
+add_user bob bob-pw-2
+add_desktop d1 alice
+start_broker
+grep -q "rdp 127.0.0.1:$RDP_PORT" "$BROKER_LOG" ||
+	skip "this broker was built without FreeRDP: $(grep ready "$BROKER_LOG")"
+
+Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 9>"$T/xvfb.display" \
+    >"$T/xvfb.log" 2>&1 &
+XVFB_PID=$!
+for i in $(seq 1 100); do
+	[ -s "$T/xvfb.display" ] && break
+	sleep 0.05
+done
+[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up: $(cat "$T/xvfb.log")"
+export DISPLAY=:$(head -n1 "$T/xvfb.display")
+
+# The gateway serves the broker's certificate.
+served=$(openssl s_client -connect "127.0.0.1:$RDP_PORT" </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256 2>/dev/null)
+if [ -n "$served" ]; then
+	[ "$served" = "$(openssl x509 -noout -fingerprint -sha256 \
+	    -in "$STATE/broker/cert.pem")" ] ||
+		fail "the RDP certificate is not the broker's"
+fi
+
+xf /v:"127.0.0.1:$RDP_PORT" /u:alice /p:wrong-password &&
+	broker_fail "a wrong RDP password was accepted"
+grep -q "login alice refused" "$BROKER_LOG" ||
+	broker_fail "the refused RDP login is not logged"
+xf /v:"127.0.0.1:$RDP_PORT" /u:bob /p:bob-pw-2 /d:d1 &&
+	broker_fail "bob opened alice's desktop over RDP"
+[ "$(vm_field d1 state)" = stopped ] || fail "bob's attempt started d1"
+
+# The portal's .rdp file, as mstsc or xfreerdp would get it.
+login alice alice-pw-1
+expect 200
+curl -sk -o "$T/d1.rdp" -b "$T/jar.alice" "$URL/api/desktops/d1/console.rdp"
+grep -q "^full address:s:127.0.0.1:$RDP_PORT" "$T/d1.rdp" ||
+	fail "the .rdp file: $(cat "$T/d1.rdp")"
+xf "$T/d1.rdp" /p:alice-pw-1 ||
+	broker_fail "xfreerdp with the portal's .rdp file: $(tail -n 5 "$T/xf.log")"
+grep -q "(alice on d1): logged in" "$BROKER_LOG" ||
+	broker_fail "the RDP login did not land on d1"
+[ "$(vm_field d1 state)" = running ] ||
+	fail "the RDP login did not start d1: $(vm_field d1 state)"
+
+# RDP failures count in the portal's lockout: five lock the login.
+for i in 1 2 3 4 5; do
+	xf /v:"127.0.0.1:$RDP_PORT" /u:alice /p:"wrong-$i"
+done
+login alice alice-pw-1
+expect 429 "the portal after five RDP failures"
+
+kill -0 "$BROKER_PID" || broker_fail "the broker died"
+log ok
