@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# spice-probe itself, against a bare QEMU (no qmpd, no broker), so the
+# other tests can trust its verdicts: no password set, the right one, a
+# wrong one, after expire_password, and --hold through a password change
+# with connected=keep (held) and connected=disconnect (cut, exit 3).
+. "$(dirname "$0")/lib.sh"
+. "$top/broker/test/broker-lib.sh"
+
+QEMU_PID=
+EXTRA_CLEANUP='[ -n "$QEMU_PID" ] && kill -9 "$QEMU_PID" 2>/dev/null'
+port=$(free_port)
+
+qemu-system-x86_64 -accel tcg -machine pc -nodefaults -display none -S \
+    -spice "port=$port,addr=127.0.0.1" \
+    -qmp "unix:$T/qmp.sock,server=on,wait=off" >"$T/qemu.log" 2>&1 &
+QEMU_PID=$!
+for i in $(seq 1 100); do
+	[ -S "$T/qmp.sock" ] && break
+	sleep 0.05
+done
+[ -S "$T/qmp.sock" ] || fail "QEMU did not come up: $(cat "$T/qemu.log")"
+
+# One QMP command on a fresh connection; fails the test on an error.
+qmp() {
+	local out
+	out=$(printf '{"execute":"qmp_capabilities"}\n%s\n' "$1" |
+	    socat -t0.5 - "UNIX-CONNECT:$T/qmp.sock")
+	printf '%s' "$out" | tail -1 | grep -q '"return"' ||
+		fail "QMP $1: $out"
+}
+
+# status WANT PASSWORD [args]: spice-probe's exit status is WANT.
+status() {
+	local want=$1 rc
+	shift
+	probe "$1" "$port" "${@:2}" >"$T/probe.out" 2>&1
+	rc=$?
+	[ $rc = "$want" ] || fail "spice-probe $*: exit $rc, wanted $want: $(cat "$T/probe.out")"
+}
+
+status 1 anything			# ticketing on, no password yet
+qmp '{"execute":"set_password","arguments":{"protocol":"spice","password":"secret-1"}}'
+status 0 secret-1
+status 1 secret-2
+grep -q "password refused" "$T/probe.out" || fail "refusal not explained"
+
+# connected=keep: a linked session survives a new password.
+probe secret-1 "$port" --hold 4 >"$T/hold.out" 2>&1 &
+hold=$!
+sleep 1
+qmp '{"execute":"set_password","arguments":{"protocol":"spice","password":"secret-2","connected":"keep"}}'
+wait $hold || fail "--hold was cut by a connected=keep change: $(cat "$T/hold.out")"
+status 1 secret-1
+status 0 secret-2
+
+# connected=disconnect cuts it: the probe says so with exit 3.
+probe secret-2 "$port" --hold 20 >"$T/hold.out" 2>&1 &
+hold=$!
+sleep 1
+qmp '{"execute":"set_password","arguments":{"protocol":"spice","password":"secret-3","connected":"disconnect"}}'
+wait $hold
+rc=$?
+[ $rc = 3 ] || fail "a cut session gave exit $rc, not 3: $(cat "$T/hold.out")"
+
+# After expiry the password is refused.
+qmp '{"execute":"expire_password","arguments":{"protocol":"spice","time":"now"}}'
+status 1 secret-3
+
+# Not SPICE at all, or nothing listening: exit 2.
+other=$(free_port)
+printf 'HTTP/1.0 400 Bad Request\r\n\r\n0123456789abcdef' >"$T/notspice"
+socat -u "OPEN:$T/notspice" "TCP-LISTEN:$other,bind=127.0.0.1,reuseaddr" &
+server=$!
+sleep 0.3
+"$PROBE" 127.0.0.1 "$other" x --timeout 3 >"$T/probe.out" 2>&1
+rc=$?
+kill $server 2>/dev/null
+wait $server 2>/dev/null
+[ $rc = 2 ] && grep -q "not a SPICE server" "$T/probe.out" ||
+	fail "an HTTP server gave exit $rc: $(cat "$T/probe.out")"
+"$PROBE" 127.0.0.1 "$(free_port)" x >/dev/null 2>&1
+[ $? = 2 ] || fail "a closed port did not give exit 2"
+log ok
