@@ -85,6 +85,8 @@ vm_argv_spice(struct argv *a, const struct vm_def *def)
 	    "name=com.redhat.spice.0");
 }
 
+#define VM_ARGV_NIC_PORTS	8	/* q35 hotplug ports: VM_NICS_MAX */
+
 /* A MAC as QEMU takes it: six lower-case hex pairs, colon separated. */
 static int
 vm_argv_mac_ok(const char *s)
@@ -123,7 +125,8 @@ vm_argv_nic_id_ok(const char *s)
 /*
  * NICs: each a TAP qmpd opened and QEMU inherits as an fd (no vhost, no
  * script, QEMU needs no network privilege), on virtio-net with the NIC's
- * stable MAC.
+ * stable MAC.  q35's root bus takes no hotplug: one spare root port per
+ * NIC id (net0 to net7, port qdesk-rpN for netN) for vm.nic_add.
  */
 static int
 vm_argv_nics(struct argv *a, const struct vm_def *def,
@@ -154,6 +157,13 @@ vm_argv_nics(struct argv *a, const struct vm_def *def,
 		argv_add(a, "-device");
 		argv_add(a, "virtio-net-pci,netdev=%s,id=%s-nic,mac=%s", id, id,
 		    mac);
+	}
+	if (strcmp(def->machine, "q35") != 0)
+		return (0);
+	for (i = 0; i < VM_ARGV_NIC_PORTS; i++) {
+		argv_add(a, "-device");
+		argv_add(a, "pcie-root-port,id=qdesk-rp%zu,chassis=%zu", i,
+		    i + 1);
 	}
 	return (0);
 }

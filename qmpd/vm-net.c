@@ -927,7 +927,9 @@ vm_net_plug_netdev(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
 	struct vm_net_op	*op = arg;
-	char			 mac[NETCTL_MACSTRLEN];
+	struct vm		*vm;
+	json_t			*args;
+	char			 mac[NETCTL_MACSTRLEN], bus[32];
 
 	if (errclass != NULL) {
 		qmp_execute(qmp, "closefd", json_pack("{s:s}", "fdname",
@@ -935,10 +937,16 @@ vm_net_plug_netdev(struct qmp *qmp, json_t *ret, const char *errclass,
 		vm_net_plug_fail(op, ERR_QEMU, errdesc);
 		return;
 	}
-	if (qmp_execute(qmp, "device_add", json_pack("{s:s,s:s,s:s,s:s}",
-	    "driver", "virtio-net-pci", "id", op->nic.dev, "netdev",
-	    op->nic.id, "mac", netctl_mac_format(op->nic.mac, mac,
-	    sizeof mac)), vm_net_plug_device, op) != 0)
+	args = json_pack("{s:s,s:s,s:s,s:s}", "driver", "virtio-net-pci",
+	    "id", op->nic.dev, "netdev", op->nic.id, "mac",
+	    netctl_mac_format(op->nic.mac, mac, sizeof mac));
+	/* q35: the spare root port of this NIC id (vm-argv.c). */
+	if ((vm = vm_find(op->vm)) != NULL &&
+	    strcmp(vm->def.machine, "q35") == 0) {
+		snprintf(bus, sizeof bus, "qdesk-rp%s", op->nic.id + 3);
+		json_object_set_new(args, "bus", json_string(bus));
+	}
+	if (qmp_execute(qmp, "device_add", args, vm_net_plug_device, op) != 0)
 		vm_net_plug_fail(op, ERR_QEMU, "QMP connection closed");
 }
 

@@ -3,7 +3,7 @@
 # guest appears in it as eth1 and gets its IPAM address by DHCP; removed,
 # it leaves the guest, its TAP goes and its address is free again; NICs of
 # a stopped VM change its definition only; a VM restarted after a hotplug
-# boots with both NICs.
+# boots with both NICs; a q35 guest takes NICs on its spare root ports.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netlib.sh"
 
@@ -11,7 +11,11 @@ start_qmpd
 qq net create office --subnet 10.77.0.0/24 >/dev/null
 qq net create lab --subnet 10.78.0.0/24 --mode isolated >/dev/null
 guest_create d1 office
+qq vm create q1 --machine q35 --accel tcg --memory 128 --display none \
+    --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
+    --append "console=ttyS0" >/dev/null
 qq vm start d1 >/dev/null
+qq vm start q1 >/dev/null
 wait_console d1 "QDESK IP=eth0 10.77.0.2/24" 90
 guest_ready d1
 guest_sh d1 "ip link show eth1" && fail "d1 has an eth1 before the hotplug"
@@ -46,6 +50,17 @@ nsx ip link show "$tap" >/dev/null 2>&1 && fail "$tap outlived its NIC"
 	fail "the NIC is still defined"
 q_status 1 vm nic-rm d1 "$mac"
 grep -q "no NIC with MAC" "$T/last.err" || fail "nic-rm twice: $(cat "$T/last.err")"
+
+# q35: PCIe hotplug through the root port of the NIC's id.
+guest_ready q1
+out=$(q --json vm nic-add q1 office) || fail "nic-add q35: $out"
+qmac=$(jq -r .mac <<<"$out")
+guest_until q1 "ip link show eth0 2>/dev/null | grep -q '$qmac'" ||
+	fail "no NIC with $qmac in the q35 guest"
+qq vm nic-rm q1 "$qmac" >/dev/null
+guest_until q1 "! ip link show eth0 2>/dev/null" ||
+	fail "the NIC stayed in the q35 guest"
+qq vm stop q1 --force >/dev/null
 
 # A stopped VM: the definition changes, nothing else.
 guest_create d2
