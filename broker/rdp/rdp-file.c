@@ -1,8 +1,10 @@
 /*
  * The .rdp file the portal hands out for the gateway, pure. mstsc,
  * xfreerdp and Remmina read the same keys. The desktop goes in the domain
- * field, which the gateway reads as the desktop's name; NLA (CredSSP) is
- * off because the gateway must see the password to check it with qmpd.
+ * field, which the gateway reads as the desktop's name: both as
+ * "domain:s:" and as the DOMAIN\user form of the user name, because
+ * xfreerdp lets a plain user name reset the domain to empty. NLA (CredSSP)
+ * is off because the gateway must see the password to check it with qmpd.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,32 +52,36 @@ rdp_file_build(const char *host, int port, const char *user,
 		return (NULL);
 	}
 	if (user == NULL || !rdp_file_value_ok(user, 64) ||
-	    (desktop != NULL && !rdp_file_value_ok(desktop, 64))) {
+	    strpbrk(user, "\\@") != NULL ||
+	    (desktop != NULL && (!rdp_file_value_ok(desktop, 64) ||
+	    strpbrk(desktop, "\\@") != NULL))) {
 		xasprintf(cause, "user or desktop name has characters a .rdp "
 		    "file cannot carry");
 		return (NULL);
 	}
+	if (desktop != NULL && *desktop == '\0')
+		desktop = NULL;
 	if (strchr(host, ':') != NULL && host[0] != '[') {
 		lb = "[";
 		rb = "]";
 	}
 	xasprintf(&out,
 	    "full address:s:%s%s%s:%d\r\n"
-	    "username:s:%s\r\n"
+	    "username:s:%s%s%s\r\n"
 	    "domain:s:%s\r\n"
 	    "prompt for credentials:i:1\r\n"
 	    "enablecredsspsupport:i:0\r\n"
 	    "authentication level:i:%d\r\n"
 	    "negotiate security layer:i:1\r\n"
 	    "screen mode id:i:1\r\n"
-	    "smart sizing:i:1\r\n"
 	    "session bpp:i:32\r\n"
 	    "audiomode:i:2\r\n"
 	    "redirectclipboard:i:0\r\n"
 	    "redirectprinters:i:0\r\n"
 	    "redirectdrives:i:0\r\n"
-	    "autoreconnection enabled:i:1\r\n",
-	    lb, host, rb, port, user, desktop != NULL ? desktop : "",
+	    "autoreconnection enabled:i:0\r\n",
+	    lb, host, rb, port, desktop != NULL ? desktop : "",
+	    desktop != NULL ? "\\" : "", user, desktop != NULL ? desktop : "",
 	    self_signed ? 0 : 2);
 	return (out);
 }

@@ -8,6 +8,11 @@
  *
  * With -u it drops to USER after opening its port and reading the key, as
  * qdesk-broker --user does, so qmpd sees the broker role.
+ *
+ *   rdp-gw-test -F USER:DESKTOP [-l ADDR] -p PORT
+ *
+ * prints the .rdp file the portal would hand out for the gateway at
+ * ADDR:PORT (self-signed certificate) and exits.
  */
 #include <sys/types.h>
 
@@ -28,8 +33,30 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] [-u user] -p port "
-	    "-c cert -k key -s qmpd-socket\n");
+	    "-c cert -k key -s qmpd-socket\n"
+	    "       rdp-gw-test -F user:desktop [-l addr] -p port\n");
 	exit(2);
+}
+
+/* Print the .rdp file for "user:desktop" at addr:port. */
+static int
+rdp_gw_test_file(const char *spec, const char *addr, int port)
+{
+	char	*user, *desktop, *text, *cause = NULL;
+
+	user = strdup(spec);
+	if (user == NULL || (desktop = strchr(user, ':')) == NULL)
+		usage();
+	*desktop++ = '\0';
+	if ((text = rdp_file_build(addr, port, user, *desktop != '\0' ?
+	    desktop : NULL, 1, &cause)) == NULL) {
+		fprintf(stderr, "rdp-gw-test: %s\n", cause);
+		return (1);
+	}
+	fputs(text, stdout);
+	free(text);
+	free(user);
+	return (0);
 }
 
 /* Become user for good: groups, gid, uid, and no way back. */
@@ -64,12 +91,15 @@ main(int argc, char **argv)
 	struct event_base	*base;
 	struct event		*ev_int, *ev_term;
 	const char		*addr = "127.0.0.1", *cert = NULL, *key = NULL;
-	const char		*sock = NULL, *user = NULL;
+	const char		*sock = NULL, *user = NULL, *file = NULL;
 	char			*cause = NULL, *end;
 	int			 ch, port = 0, verbose = 0;
 
-	while ((ch = getopt(argc, argv, "c:k:l:p:s:u:v")) != -1) {
+	while ((ch = getopt(argc, argv, "F:c:k:l:p:s:u:v")) != -1) {
 		switch (ch) {
+		case 'F':
+			file = optarg;
+			break;
 		case 'c':
 			cert = optarg;
 			break;
@@ -97,6 +127,8 @@ main(int argc, char **argv)
 			usage();
 		}
 	}
+	if (file != NULL && optind == argc && port != 0)
+		return (rdp_gw_test_file(file, addr, port));
 	if (optind != argc || port == 0 || cert == NULL || key == NULL ||
 	    sock == NULL)
 		usage();

@@ -176,6 +176,9 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	in.token = freerdp_nego_get_routing_token(peer->context, &tokenlen);
 	in.tokenlen = tokenlen;
 	in.addr = s->addr;
+	log_debug("RDP %s: user '%s', domain '%s', routing token of %u bytes",
+	    s->addr, in.user != NULL ? in.user : "", in.domain != NULL ?
+	    in.domain : "", (unsigned int)in.tokenlen);
 	in.authed = rdp_peer_authed;
 	in.arg = s;
 	if (rdp_login(s->cfg.qmpd_socket, &in, &s->login, &cause) != 0) {

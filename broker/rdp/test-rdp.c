@@ -28,7 +28,7 @@ test_file(void)
 	f = rdp_file_build("desk.example.org", 3389, "alice", "d1", 1, &cause);
 	CHECK(f != NULL);
 	CHECK(strstr(f, "full address:s:desk.example.org:3389\r\n") != NULL);
-	CHECK(strstr(f, "username:s:alice\r\n") != NULL);
+	CHECK(strstr(f, "username:s:d1\\alice\r\n") != NULL);
 	CHECK(strstr(f, "domain:s:d1\r\n") != NULL);
 	CHECK(strstr(f, "authentication level:i:0\r\n") != NULL);
 	CHECK(strstr(f, "enablecredsspsupport:i:0\r\n") != NULL);
@@ -40,7 +40,14 @@ test_file(void)
 	CHECK(strstr(f, "full address:s:[::1]:13389\r\n") != NULL);
 	CHECK(strstr(f, "authentication level:i:2\r\n") != NULL);
 	CHECK(strstr(f, "domain:s:\r\n") != NULL);
+	CHECK(strstr(f, "username:s:bob\r\n") != NULL);
 	free(f);
+	CHECK(rdp_file_build("h", 3389, "a@b", "d1", 0, &cause) == NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(rdp_file_build("h", 3389, "alice", "x\\y", 0, &cause) == NULL);
+	free(cause);
+	cause = NULL;
 
 	CHECK(rdp_file_build("h", 3389, "al\nice", "d1", 0, &cause) == NULL);
 	CHECK(cause != NULL);

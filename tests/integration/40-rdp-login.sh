@@ -3,7 +3,8 @@
 # A wrong password, an unknown user and a missing password are refused
 # (non-zero exit, a log line saying why); repeated failures lock the login
 # (qmpd's lockout, the portal's too); bob cannot open alice's desktop,
-# named or not; alice logs in and her stopped desktop is started for her.
+# named or not; alice logs in and her stopped desktop is started for her;
+# the .rdp file picks her second desktop by name.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/rdp/rdp-test-lib.sh"
 rdp_require
@@ -15,6 +16,9 @@ printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
 printf 'bob-pw-2\n' | qq user add bob --password-stdin >/dev/null
 printf 'carol-pw-3\n' | qq user add carol --password-stdin >/dev/null
 qq desktop assign alice d1 >/dev/null
+qq vm create d2 --accel kvm --disk "$(tiny_disk d2)" --memory 32 \
+    --display none >/dev/null
+qq desktop assign alice d2 >/dev/null
 start_gateway
 start_xvfb
 
@@ -67,4 +71,15 @@ rdp_auth_only /u:alice /p:alice-pw-1 /d:d1 ||
 rdp_auth_only /u:alice /p:alice-pw-1 /d:nosuch &&
 	rdp_fail "alice got a desktop named nosuch"
 wait_gw_log "alice has no desktop named nosuch" 10
+
+# The portal's .rdp file, as xfreerdp reads it: it names d2 (not alice's
+# first desktop), which is started for her.
+"$RDP_GW" -F alice:d2 -l 127.0.0.1 -p "$RDP_PORT" >"$T/alice.rdp" ||
+	fail "no .rdp file"
+HOME=$T timeout 120 xfreerdp "$T/alice.rdp" /cert:ignore /p:alice-pw-1 \
+    +auth-only >"$T/xf.log" 2>&1 ||
+	rdp_fail "the .rdp file did not get alice in: $(tail -n 5 "$T/xf.log")"
+wait_gw_log "(alice on d2): logged in" 10
+[ "$(vm_field d2 state)" = running ] ||
+	rdp_fail "d2 not started through the .rdp file: $(vm_field d2 state)"
 log ok
