@@ -525,7 +525,11 @@ rdp_peer_display(struct rdp_session *s)
 	if (rfb->ndamage > 0) {
 		if (rdp_encode_send(s->enc, s->peer->context, rfb, rfb->damage,
 		    rfb->ndamage, &s->stats) != 0) {
-			rdp_peer_end(s, "sending the screen failed");
+			if (freerdp_get_last_error(s->peer->context) ==
+			    FREERDP_ERROR_CONNECT_TRANSPORT_FAILED)
+				rdp_peer_end(s, "the client disconnected");
+			else
+				rdp_peer_end(s, "sending the screen failed");
 			return;
 		}
 		rfb->ndamage = 0;

@@ -2,8 +2,8 @@
 # RDP gateway, takeover: a second login of the same user to the same
 # desktop takes it over. The first xfreerdp is told why (error info
 # "disconnected by another connection", its exit status 5) and the gateway
-# logs it; the second client shows the console. The tiny KVM guest's VGA
-# text screen is the console here.
+# logs it; the second client shows the console, and is let go when the
+# desktop is killed. The tiny KVM guest's VGA text screen is the console.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/rdp/rdp-test-lib.sh"
 rdp_require
@@ -48,4 +48,14 @@ rmse=$(rdp_compare "$win" d1) || rdp_fail "screenshot failed"
 log "second client vs screendump RMSE $rmse"
 python3 -c "import sys; sys.exit(0 if $rmse < 0.02 else 1)" ||
 	rdp_fail "the second client does not show the console (RMSE $rmse)"
+
+# The desktop goes away under the session: the client is told, the
+# gateway says why.
+qq vm kill d1 >/dev/null
+wait_gw_log "session ended after .*VNC connection closed" 20
+for i in $(seq 1 100); do
+	kill -0 "$second" 2>/dev/null || break
+	sleep 0.1
+done
+kill -0 "$second" 2>/dev/null && rdp_fail "the client stays on a dead desktop"
 log ok
