@@ -142,7 +142,8 @@ rdp_encode_send(struct rdp_encode *enc, void *ctxp, const struct rdp_rfb *rfb,
 		if (y1 >= gh)
 			y1 = gh - 1;
 		for (ty = y0; ty <= y1; ty++)
-			memset(enc->grid + (size_t)ty * gw + x0, 1, x1 - x0 + 1);
+			memset(enc->grid + (size_t)ty * gw + x0, 1,
+			    x1 - x0 + 1);
 	}
 
 	maxsize = settings->MultifragMaxRequestSize;

@@ -35,6 +35,7 @@ rdp_file_host_ok(const char *host)
 	return (strpbrk(host, " ;\\/") == NULL);
 }
 
+/* The .rdp text (rdp.h): CRLF lines, as mstsc writes them. */
 char *
 rdp_file_build(const char *host, int port, const char *user,
     const char *desktop, int self_signed, char **cause)

@@ -56,6 +56,7 @@ static struct {
 	int			 started;
 } rdp_gw = { .fd = -1 };
 
+/* Forget a connection whose thread ended (or never started). */
 static void
 rdp_gateway_conn_free(struct rdp_conn *c)
 {
@@ -115,6 +116,7 @@ rdp_gateway_user(struct rdp_conn *c, const char *login, const char *vm)
 	strlcpy(c->vm, vm, sizeof c->vm);
 }
 
+/* A message from a session thread, or its end (EOF). */
 static void
 rdp_gateway_ctl(evutil_socket_t fd, short events, void *arg)
 {
@@ -141,6 +143,7 @@ rdp_gateway_ctl(evutil_socket_t fd, short events, void *arg)
 		    msg);
 }
 
+/* A client that has not logged in after RDP_LOGON_TIMEOUT: cut it. */
 static void
 rdp_gateway_deadline(evutil_socket_t fd, short events, void *arg)
 {
@@ -176,6 +179,7 @@ rdp_gateway_addr(const struct sockaddr *sa, char *buf, size_t len)
 		snprintf(buf, len, "unknown");
 }
 
+/* A new client: a control socket, a registry entry, a thread. */
 static void
 rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 {
@@ -255,6 +259,7 @@ rdp_gateway_pem(const char *path, const char *what, char **cause)
 	return (out);
 }
 
+/* The listening socket for addr:port (any address when addr is empty). */
 static int
 rdp_gateway_listen(const char *addr, int port, char **cause)
 {
@@ -378,6 +383,7 @@ fail:
 	return (-1);
 }
 
+/* Open addr:port and start there (rdp.h). */
 int
 rdp_gateway_start(struct event_base *base, const char *addr, int port,
     const char *cert, const char *key, const char *qmpd_socket, char **cause)
@@ -398,6 +404,7 @@ rdp_gateway_start(struct event_base *base, const char *addr, int port,
 	return (0);
 }
 
+/* Close the port and let every session go (rdp.h). */
 void
 rdp_gateway_stop(void)
 {

@@ -27,7 +27,7 @@
 #define RDP_ADDR_MAX		64	/* client address for messages */
 #define RDP_QMPD_TIMEOUT	10	/* seconds for a qmpd answer */
 #define RDP_START_TIMEOUT	130	/* desktop.power start waits for boot */
-#define RDP_LOGON_TIMEOUT	30	/* from accept to an authenticated user */
+#define RDP_LOGON_TIMEOUT	30	/* from accept to a good password */
 #define RDP_FB_MAX		8192	/* widest or tallest framebuffer */
 
 /* What every session thread gets, copied: nothing shared is freed. */

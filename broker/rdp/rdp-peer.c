@@ -58,13 +58,13 @@ struct rdp_session {
 	int			 activated;
 	int			 suppressed;
 	int			 requested;	/* an RFB update is due */
-	int			 resize;	/* the RDP desktop must follow */
+	int			 resize;	/* RDP desktop must follow */
 	int			 leds;		/* last sent to the client */
 	char			*end;		/* why the session ended */
 	uint64_t		 since;		/* ms, monotonic */
 
 	/* Key to screen: from a key press to the next update sent. */
-	uint64_t		 keyt;		/* ms of the pending press, or 0 */
+	uint64_t		 keyt;		/* ms of a press, or 0 */
 	uint64_t		 keysum;
 	uint64_t		 keymax;
 	uint64_t		 keyn;
@@ -214,12 +214,14 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	/* Tell the loop who this is, so a second login takes over. */
 	snprintf(msg, sizeof msg, "user %s %s", s->login.login, s->login.vm);
 	if (send(s->ctl, msg, strlen(msg), MSG_NOSIGNAL) == -1)
-		log_warn("%s: control socket", rdp_peer_who(s, who, sizeof who));
+		log_warn("%s: control socket", rdp_peer_who(s, who,
+		    sizeof who));
 	log_info("%s: logged in, console %dx%d", rdp_peer_who(s, who,
 	    sizeof who), s->rfb->width, s->rfb->height);
 	return (TRUE);
 }
 
+/* The client is connected: log what it can do; 32 bpp or nothing. */
 static BOOL
 rdp_peer_post_connect(freerdp_peer *peer)
 {
@@ -259,6 +261,7 @@ rdp_peer_activate(freerdp_peer *peer)
 	return (TRUE);
 }
 
+/* The client lost part of its picture: send it again from our copy. */
 static BOOL
 rdp_peer_refresh_rect(rdpContext *context, BYTE count,
     const RECTANGLE_16 *areas)
@@ -277,6 +280,7 @@ rdp_peer_refresh_rect(rdpContext *context, BYTE count,
 	return (TRUE);
 }
 
+/* Minimised or back: stop sending, then repaint everything. */
 static BOOL
 rdp_peer_suppress_output(rdpContext *context, BYTE allow,
     const RECTANGLE_16 *area)
@@ -289,6 +293,7 @@ rdp_peer_suppress_output(rdpContext *context, BYTE allow,
 	return (TRUE);
 }
 
+/* A key as its raw scancode (QEMU extended key event). */
 static BOOL
 rdp_peer_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 {
@@ -372,6 +377,7 @@ rdp_peer_pointer(struct rdp_session *s, int mask, UINT16 x, UINT16 y)
 		rdp_peer_end(s, "VNC connection lost sending the pointer");
 }
 
+/* Buttons, motion and wheel, as absolute RFB pointer events. */
 static BOOL
 rdp_peer_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 {
@@ -697,7 +703,8 @@ rdp_peer_main(void *arg)
 	ms = rdp_peer_ms() - s->since;
 	if (s->authed)
 		log_info("%s: session ended after %llu.%03llu s (%s); %llu "
-		    "frames, %llu updates, %llu tiles, %llu bytes of bitmaps, %llu "
+		    "frames, %llu updates, %llu tiles, %llu bytes of bitmaps, "
+		    "%llu "
 		    "waits for the client; "
 		    "key to screen %llu ms average, %llu ms worst, %llu keys",
 		    rdp_peer_who(s, who, sizeof who),

@@ -33,6 +33,7 @@ struct rdp_qmpd_conn {
 	time_t		 deadline;
 };
 
+/* Close the connection and any fd that came but was not taken. */
 static void
 rdp_qmpd_close(struct rdp_qmpd_conn *c)
 {

@@ -145,7 +145,8 @@ rdp_rfb_read1(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
 		if (n > 0)
 			return (n);
 		if (n == 0) {
-			xasprintf(cause, "the console's VNC connection closed (the desktop stopped?)");
+			xasprintf(cause, "the console's VNC connection closed "
+			    "(the desktop stopped?)");
 			return (-1);
 		}
 		if (errno == EINTR)
@@ -200,6 +201,7 @@ rdp_rfb_read(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
 	return (0);
 }
 
+/* Write a whole message; QEMU reads promptly, so a short wait at most. */
 static int
 rdp_rfb_write(struct rdp_rfb *rfb, const void *buf, size_t len)
 {
@@ -211,7 +213,8 @@ rdp_rfb_write(struct rdp_rfb *rfb, const void *buf, size_t len)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = { .fd = rfb->fd, .events = POLLOUT };
+			struct pollfd pfd = { .fd = rfb->fd,
+			    .events = POLLOUT };
 
 			if (poll(&pfd, 1, RFB_READ_TIMEOUT) <= 0)
 				return (-1);
