@@ -5,6 +5,8 @@
 # without /dev/net/tun.  Each is one clear line and a non-zero exit, and
 # leaves nothing behind: no network, bridge, VM or lease.  Bridge mode
 # with a real (veth) uplink works and lets the uplink go on `net rm`.
+# When nft fails, a new network is taken down again and a VM with a NIC
+# does not run: its TAP would have no rules.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netlib.sh"
 
@@ -118,6 +120,29 @@ qq net rm lan >/dev/null
 [ -z "$(tap_master up0)" ] || fail "up0 still enslaved after net rm"
 nsx ip link show up0 >/dev/null 2>&1 || fail "net rm took the uplink away"
 only_nets office
+
+# nft fails: no network half-made, no guest running without its rules.
+touch "$T/nft-fail"
+refused "injected by the test" net create broken --subnet 10.55.0.0/24
+only_nets office
+[ -e "$STATE/net/broken.conf" ] && fail "broken's files were left"
+guest_create f1 office
+q_status 1 vm start f1
+grep -q "network rules: nft failed.*injected by the test" "$T/last.err" ||
+	fail "start without rules: $(cat "$T/last.err")"
+[ "$(vm_field f1 state)" = crashed ] || fail "f1 is $(vm_field f1 state)"
+# crashed is said first, then QEMU quits and its TAP goes with it.
+for i in $(seq 1 50); do
+	[ -z "$(nsx ip -o link show | grep qtap)" ] && break
+	sleep 0.1
+done
+[ -z "$(nsx ip -o link show | grep qtap)" ] || fail "f1 left a TAP"
+rm -f "$T/nft-fail"
+qq vm start f1 >/dev/null
+[ "$(tap_master "$(nic_field f1 0 tap)")" = qbroffice ] ||
+	fail "f1's TAP is not on qbroffice once nft works"
+qq vm kill f1 >/dev/null
+qq vm delete f1 >/dev/null
 
 # No /dev/net/tun: a VM with a NIC does not start, a hotplug is refused,
 # and neither leaves a TAP, a lease or a NIC behind.

@@ -37,10 +37,25 @@ EXTRA_CLEANUP=net_cleanup
 ip netns add "$NS" || fail "cannot create namespace $NS"
 ip netns exec "$NS" ip link set lo up
 
+# nft as qmpd runs it: the real one, unless the file $T/nft-fail exists.
+mkdir -p "$T/bin"
+cat >"$T/bin/nft" <<EOF
+#!/bin/sh
+if [ -e "$T/nft-fail" ]; then
+	cat >/dev/null
+	echo "Error: injected by the test" >&2
+	exit 1
+fi
+exec $(command -v nft) "\$@"
+EOF
+chmod 755 "$T/bin/nft"
+
 # qmpd inside the namespace; with NO_TUN=1 also in a mount namespace where
 # /dev/net/tun does not exist.
 cat >"$T/qmpd-ns" <<EOF
 #!/bin/sh
+PATH=$T/bin:\$PATH
+export PATH
 if [ "\${NO_TUN:-}" = 1 ]; then
 	exec ip netns exec $NS unshare -m --propagation private sh -c \
 	    'mount -t tmpfs qdt-no-tun /dev/net && exec "\$0" "\$@"' \
