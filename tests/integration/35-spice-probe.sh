@@ -7,24 +7,27 @@
 . "$top/broker/test/broker-lib.sh"
 
 QEMU_PID=
-EXTRA_CLEANUP='[ -n "$QEMU_PID" ] && kill -9 "$QEMU_PID" 2>/dev/null'
+EXTRA_CLEANUP='[ -n "$QEMU_PID" ] && kill -9 "$QEMU_PID" 2>/dev/null && wait "$QEMU_PID" 2>/dev/null'
 port=$(free_port)
 
-qemu-system-x86_64 -accel tcg -machine pc -nodefaults -display none -S \
+# QEMU never as root, here either: as qdesk-vm, in a dir of its own.
+mkdir "$T/q" && chown qdesk-vm "$T/q"
+setpriv --reuid qdesk-vm --regid "$(id -g qdesk-vm)" --clear-groups \
+    qemu-system-x86_64 -accel tcg -machine pc -nodefaults -display none -S \
     -spice "port=$port,addr=127.0.0.1" \
-    -qmp "unix:$T/qmp.sock,server=on,wait=off" >"$T/qemu.log" 2>&1 &
+    -qmp "unix:$T/q/qmp.sock,server=on,wait=off" >"$T/qemu.log" 2>&1 &
 QEMU_PID=$!
 for i in $(seq 1 100); do
-	[ -S "$T/qmp.sock" ] && break
+	[ -S "$T/q/qmp.sock" ] && break
 	sleep 0.05
 done
-[ -S "$T/qmp.sock" ] || fail "QEMU did not come up: $(cat "$T/qemu.log")"
+[ -S "$T/q/qmp.sock" ] || fail "QEMU did not come up: $(cat "$T/qemu.log")"
 
 # One QMP command on a fresh connection; fails the test on an error.
 qmp() {
 	local out
 	out=$(printf '{"execute":"qmp_capabilities"}\n%s\n' "$1" |
-	    socat -t0.5 - "UNIX-CONNECT:$T/qmp.sock")
+	    socat -t0.5 - "UNIX-CONNECT:$T/q/qmp.sock")
 	printf '%s' "$out" | tail -1 | grep -q '"return"' ||
 		fail "QMP $1: $out"
 }
