@@ -513,6 +513,12 @@ vm_net_init(void)
 					found = 1;
 			}
 		}
+		/* A record qmpd could not read keeps its leases. */
+		if (vm == NULL && (v = db_get(qmpd->db, DB_VMS,
+		    leases[k].vm)) != NULL) {
+			json_decref(v);
+			found = 1;
+		}
 		if (found)
 			continue;
 		log_warnx("network %s: releasing %s, which no NIC of VM %s "
