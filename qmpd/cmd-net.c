@@ -84,6 +84,7 @@ cmd_net_create_done(const char *err, void *arg)
 	cmd_reply(req, net_to_json(n, 1));
 }
 
+/* net.create: checked, brought up, answered once nft has its rules. */
 static enum cmd_retval
 cmd_net_create(struct cmd_req *req)
 {
@@ -156,6 +157,7 @@ cmd_net_rm_done(const char *err, void *arg)
 	cmd_reply(req, json_object());
 }
 
+/* net.rm: refused while any VM has a NIC on it. */
 static enum cmd_retval
 cmd_net_rm(struct cmd_req *req)
 {

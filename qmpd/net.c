@@ -133,6 +133,7 @@ net_nft_finish(struct net_nft_waiters *list, const char *err)
 	}
 }
 
+/* nft is done: answer the run's waiters, then run again if asked since. */
 static void
 net_nft_done(pid_t pid, int status, const char *output, void *arg)
 {

@@ -579,6 +579,7 @@ vm_net_relink(void)
 	}
 }
 
+/* A starting VM whose TAPs have no rules must not run: crashed, quit. */
 static void
 vm_net_fail_start(struct vm *vm, const char *err)
 {
@@ -910,6 +911,7 @@ vm_net_plug_reply(struct vm_net_op *op)
 	vm_net_op_free(op);
 }
 
+/* device_add answered: the guest has its NIC, or the netdev goes again. */
 static void
 vm_net_plug_device(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
@@ -928,6 +930,7 @@ vm_net_plug_device(struct qmp *qmp, json_t *ret, const char *errclass,
 	vm_net_plug_reply(op);
 }
 
+/* netdev_add answered: QEMU holds the TAP; now the device on it. */
 static void
 vm_net_plug_netdev(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
@@ -956,6 +959,7 @@ vm_net_plug_netdev(struct qmp *qmp, json_t *ret, const char *errclass,
 		vm_net_plug_fail(op, ERR_QEMU, "QMP connection closed");
 }
 
+/* getfd answered: QEMU has the TAP's fd by name; a netdev on it. */
 static void
 vm_net_plug_getfd(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
@@ -1118,6 +1122,7 @@ vm_net_unplug_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	vm_net_op_free(op);
 }
 
+/* The device is gone: the netdev and with it QEMU's TAP fd go too. */
 static void
 vm_net_unplug_netdev(struct vm_net_op *op)
 {
@@ -1163,6 +1168,7 @@ vm_net_unplug_timeout(evutil_socket_t fd, short events, void *arg)
 	op->req = NULL;
 }
 
+/* device_del answered: wait for the guest to let go (DEVICE_DELETED). */
 static void
 vm_net_unplug_device(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
