@@ -465,7 +465,7 @@ chain_check_import_fd(int fd, const char *path, const char *format,
 	struct stat		 sb;
 	uint8_t			*buf;
 	ssize_t			 n;
-	char			*why = NULL;
+	char			*why = NULL, *v;
 
 	if (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0) {
 		xasprintf(cause, "unsupported format (only qcow2 and raw)");
@@ -491,8 +491,10 @@ chain_check_import_fd(int fd, const char *path, const char *format,
 		goto fail;
 	}
 	if (info.has_backing) {
-		xasprintf(cause, "%s has a backing file; import a standalone "
-		    "image (qemu-img convert it first)", path);
+		v = chain_vis(info.backing_file);
+		xasprintf(cause, "%s has a backing file (\"%s\"); import a "
+		    "standalone image (qemu-img convert it first)", path, v);
+		free(v);
 		goto fail;
 	}
 	*size = info.size;

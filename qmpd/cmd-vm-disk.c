@@ -90,17 +90,12 @@ cmd_vm_disk_snapshot(struct cmd_req *req, struct vm *vm, const char *snap,
     char **snapimg)
 {
 	json_t		*rec;
-	const char	*owner;
 	char		*cause = NULL;
 
 	xasprintf(snapimg, "%s.%s", vm->def.name, snap);
 	rec = imgstore_get(img_store, *snapimg, &cause);
 	free(cause);
-	owner = json_string_value(json_object_get(rec, "vm"));
-	if (rec == NULL || owner == NULL || strcmp(owner, vm->def.name) != 0 ||
-	    json_string_value(json_object_get(rec, "kind")) == NULL ||
-	    strcmp(json_string_value(json_object_get(rec, "kind")),
-	    "snapshot") != 0) {
+	if (rec == NULL || !vm_disk_owns(vm, rec)) {
 		json_decref(rec);
 		cmd_error(req, ERR_NOTFOUND, "VM %s has no snapshot %s (qdesk "
 		    "vm snapshots %s)", vm->def.name, snap, vm->def.name);
@@ -368,14 +363,19 @@ cmd_vm_snapshot(struct cmd_req *req)
 		goto out;
 	}
 	if ((old = imgstore_get(img_store, snapimg, &cause)) != NULL) {
+		if (vm_disk_owns(vm, old))
+			cmd_error(req, ERR_EXISTS, "VM %s already has a "
+			    "snapshot %s", vm->def.name, snap);
+		else
+			cmd_error(req, ERR_EXISTS, "an image named %s already "
+			    "exists; choose another snapshot name", snapimg);
 		json_decref(old);
-		cmd_error(req, ERR_EXISTS, "VM %s already has a snapshot %s "
-		    "(image %s)", vm->def.name, snap, snapimg);
 		goto out;
 	}
 	free(cause);
 	cause = NULL;
-	extra = json_pack("{s:s,s:s}", "vm", vm->def.name, "snapshot", snap);
+	extra = json_pack("{s:s,s:s,s:s}", "vm", vm->def.name, "vm_uuid",
+	    vm->def.uuid, "snapshot", snap);
 	if (vm->state == VM_RUNNING || vm->state == VM_PAUSED) {
 		if (vm->qmp == NULL || qmp_get_state(vm->qmp) != QMP_READY)
 			cmd_error(req, ERR_STATE, "VM %s: QMP is not ready",
@@ -408,7 +408,7 @@ out:
 static enum cmd_retval
 cmd_vm_snapshots(struct cmd_req *req)
 {
-	const char	*image, *owner, *name, *kind;
+	const char	*image, *name;
 	struct vm	*vm;
 	json_t		*list, *rec, *out, *disk;
 	const char	*current = NULL;
@@ -428,11 +428,7 @@ cmd_vm_snapshots(struct cmd_req *req)
 	out = json_array();
 	json_array_foreach(list, i, rec) {
 		name = json_string_value(json_object_get(rec, "name"));
-		owner = json_string_value(json_object_get(rec, "vm"));
-		kind = json_string_value(json_object_get(rec, "kind"));
-		if (name == NULL || owner == NULL || kind == NULL ||
-		    strcmp(owner, vm->def.name) != 0 ||
-		    strcmp(kind, "snapshot") != 0)
+		if (name == NULL || !vm_disk_owns(vm, rec))
 			continue;
 		json_array_append_new(out, json_pack("{s:O,s:s,s:O,s:O,s:O,"
 		    "s:b}", "snapshot", json_object_get(rec, "snapshot"),

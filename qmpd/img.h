@@ -80,6 +80,8 @@ char		*img_job_status(int status);
 /* vm-disk.c: a VM's disk from the image store. */
 /* The image a VM runs on ("image" in its definition), or NULL. */
 const char	*vm_disk_image(const struct vm *);
+/* Is an image record a snapshot of this VM (name and uuid)? */
+int		 vm_disk_owns(const struct vm *, json_t *rec);
 /* vm create --from: the VM's own linked clone, named NAME-disk. */
 int		 vm_disk_create(struct vm *, char **cause);
 /* vm delete: the VM's own disk and its snapshots go too. */

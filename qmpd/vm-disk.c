@@ -33,6 +33,25 @@ vm_disk_image(const struct vm *vm)
 	return (json_string_value(json_object_get(vm->def.extra, "image")));
 }
 
+/*
+ * Is image record rec a snapshot of this VM? Its name and uuid, so that a
+ * later VM of the same name does not inherit snapshots kept because
+ * other images are based on them.
+ */
+int
+vm_disk_owns(const struct vm *vm, json_t *rec)
+{
+	const char	*owner, *uuid, *kind;
+
+	owner = json_string_value(json_object_get(rec, "vm"));
+	uuid = json_string_value(json_object_get(rec, "vm_uuid"));
+	kind = json_string_value(json_object_get(rec, "kind"));
+	return (owner != NULL && kind != NULL &&
+	    strcmp(owner, vm->def.name) == 0 &&
+	    strcmp(kind, "snapshot") == 0 &&
+	    (uuid == NULL || strcmp(uuid, vm->def.uuid) == 0));
+}
+
 /* Refuse if a job works on any image of name's chain; 1 if refused. */
 static int
 vm_disk_busy(const char *vmname, const char *image, char **cause)
@@ -114,10 +133,11 @@ fail:
  * each removal may free its parent. Those with other children stay.
  */
 static void
-vm_disk_delete_snapshots(const char *vmname)
+vm_disk_delete_snapshots(const struct vm *vm)
 {
+	const char	*vmname = vm->def.name;
 	json_t		*list, *rec;
-	const char	*name, *owner, *kind;
+	const char	*name;
 	char		*cause = NULL;
 	size_t		 i;
 	int		 progress = 1, kept;
@@ -131,11 +151,7 @@ vm_disk_delete_snapshots(const char *vmname)
 		}
 		json_array_foreach(list, i, rec) {
 			name = json_string_value(json_object_get(rec, "name"));
-			owner = json_string_value(json_object_get(rec, "vm"));
-			kind = json_string_value(json_object_get(rec, "kind"));
-			if (name == NULL || owner == NULL || kind == NULL ||
-			    strcmp(owner, vmname) != 0 ||
-			    strcmp(kind, "snapshot") != 0)
+			if (name == NULL || !vm_disk_owns(vm, rec))
 				continue;
 			if (json_integer_value(json_object_get(rec,
 			    "children")) > 0) {
@@ -179,7 +195,7 @@ vm_disk_delete(struct vm *vm)
 		free(cause);
 	} else
 		log_info("%s: disk image %s removed", vm->def.name, image);
-	vm_disk_delete_snapshots(vm->def.name);
+	vm_disk_delete_snapshots(vm);
 }
 
 void
