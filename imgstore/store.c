@@ -556,6 +556,14 @@ int
 imgstore_clone(struct imgstore *st, const char *parent, const char *name,
     const char *kind, char **cause)
 {
+	return (imgstore_clone_for(st, parent, name, kind, NULL, cause));
+}
+
+/* A clone used by VM vm from the start: one commit, not two. */
+int
+imgstore_clone_for(struct imgstore *st, const char *parent, const char *name,
+    const char *kind, const char *vm, char **cause)
+{
 	json_t		*prec = NULL, *rec = NULL, *old;
 	char		*file = NULL;
 	const char	*pfile, *pformat;
@@ -564,6 +572,8 @@ imgstore_clone(struct imgstore *st, const char *parent, const char *name,
 	int		 rc, chmodded;
 
 	if (imgstore_name_valid(name, cause) != 0)
+		return (IMGSTORE_EINVAL);
+	if (vm != NULL && names_valid(vm, "VM", cause) != 0)
 		return (IMGSTORE_EINVAL);
 	if (strcmp(kind, "clone") != 0 && strcmp(kind, "template") != 0 &&
 	    strcmp(kind, "snapshot") != 0)
@@ -588,6 +598,9 @@ imgstore_clone(struct imgstore *st, const char *parent, const char *name,
 	}
 	rec = store_record(name, file, "qcow2", kind, parent,
 	    (size + 511) & ~511ULL, store_allocated(st, file));
+	if (vm != NULL)
+		json_array_append_new(json_object_get(rec, "users"),
+		    json_string(vm));
 	if (store_set_immutable(st, pfile, 1, &pmode) != 0) {
 		rc = store_fail(cause, IMGSTORE_ERR, "%s: cannot make it "
 		    "read-only: %s", pfile, strerror(errno));

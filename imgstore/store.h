@@ -75,6 +75,10 @@ int		 imgstore_add_file(struct imgstore *, const char *name,
  */
 int		 imgstore_clone(struct imgstore *, const char *parent,
 		     const char *name, const char *kind, char **cause);
+/* The same, with VM vm as its first user, in the same commit. */
+int		 imgstore_clone_for(struct imgstore *, const char *parent,
+		     const char *name, const char *kind, const char *vm,
+		     char **cause);
 
 /*
  * Replace the overlay of image name with a new empty one over the same

@@ -99,7 +99,8 @@ vm_disk_create(struct vm *vm, char **cause)
 		    image, why);
 		goto fail;
 	}
-	rc = imgstore_clone(img_store, parent, image, "clone", &why);
+	rc = imgstore_clone_for(img_store, parent, image, "clone",
+	    vm->def.name, &why);
 	if (rc == IMGSTORE_EEXISTS) {
 		xasprintf(cause, "VM %s: %s (left by an earlier VM %s? "
 		    "qdesk image rm %s)", vm->def.name, why, vm->def.name,
@@ -108,14 +109,6 @@ vm_disk_create(struct vm *vm, char **cause)
 	}
 	if (rc != 0) {
 		xasprintf(cause, "VM %s: %s", vm->def.name, why);
-		goto fail;
-	}
-	if (imgstore_use(img_store, image, vm->def.name, &why) != 0) {
-		xasprintf(cause, "VM %s: %s", vm->def.name, why);
-		free(why);
-		why = NULL;
-		if (imgstore_rm(img_store, image, &why) != 0)
-			log_warnx("%s: %s", vm->def.name, why);
 		goto fail;
 	}
 	json_object_set_new(vm->def.extra, "image", json_string(image));

@@ -529,7 +529,18 @@ test_freeze(void)
 	    bfile) == 0);
 	CHECK(imgstore_add_file(st, "fbase", bfile, "qcow2", "base", NULL,
 	    &cause) == 0);
-	CHECK(imgstore_clone(st, "fbase", "vm1-disk", "clone", &cause) == 0);
+	CHECK(imgstore_clone_for(st, "fbase", "vm1-disk", "clone", "vm1",
+	    &cause) == 0);
+	rec = imgstore_get(st, "vm1-disk", &cause);
+	CHECK(json_array_size(json_object_get(rec, "users")) == 1);
+	CHECK_STR(json_string_value(json_array_get(json_object_get(rec,
+	    "users"), 0)), "vm1");
+	json_decref(rec);
+	EXPECT(imgstore_rm(st, "vm1-disk", &cause), IMGSTORE_EBUSY,
+	    "used by VM vm1");
+	EXPECT(imgstore_clone_for(st, "fbase", "x", "clone", "Bad VM",
+	    &cause), IMGSTORE_EINVAL, "VM");
+	CHECK(imgstore_unuse(st, "vm1-disk", "vm1", &cause) == 0);
 	CHECK(writes("vm1-disk", 0x22));
 	old = file_of("vm1-disk");
 
