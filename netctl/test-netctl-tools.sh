@@ -44,6 +44,11 @@ dpid=
 failed=0
 
 cleanup() {
+	# dnsmasq runs under ip netns exec in a subshell: $dpid is not
+	# dnsmasq itself, its pid file is.
+	if [ -s "$tmp/a.pid" ]; then
+		kill "$(cat "$tmp/a.pid")" 2>/dev/null
+	fi
 	if [ -n "$dpid" ]; then
 		kill "$dpid" 2>/dev/null
 		wait "$dpid" 2>/dev/null
