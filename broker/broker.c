@@ -299,6 +299,8 @@ main(int argc, char **argv)
 	event_base_free(broker->base);
 	SSL_CTX_free(broker->ssl_ctx);
 	explicit_bzero(broker->ticket_key, sizeof broker->ticket_key);
+	if (pw != NULL)
+		free(pw->pw_name);
 	log_info("exited");
 	return (0);
 }

@@ -57,7 +57,7 @@ vv() { sed -n "s/^$1=//p" "$vvf"; }
 if [ "$(j rdp)" = true ]; then
 	[ "$(j rdp_name)" = d1.rdp ] &&
 	    grep -q "^full address:s:127.0.0.1:$RDP_PORT" "$(j rdp_file)" &&
-	    grep -q "^username:s:alice" "$(j rdp_file)" ||
+	    grep -q "^username:s:.*alice" "$(j rdp_file)" ||
 		fail "the portal's .rdp: $(cat "$(j rdp_file)")"
 fi
 log "screenshots: $RESULTS/32-broker-portal.png, 32-broker-portal-phone.png"
