@@ -375,16 +375,38 @@ cmd_image_import(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
+/* The VM whose disk is image name, even if the image forgot it. */
+struct vm *
+img_vm_on(const char *name)
+{
+	struct vm	*vm;
+	const char	*image;
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if ((image = vm_disk_image(vm)) != NULL &&
+		    strcmp(image, name) == 0)
+			return (vm);
+	}
+	return (NULL);
+}
+
 static enum cmd_retval
 cmd_image_clone(struct cmd_req *req)
 {
 	const char	*parent = cmd_arg_str(req, "parent", "");
 	const char	*name = cmd_arg_str(req, "name", "");
+	struct vm	*vm;
 	char		*cause = NULL;
 	int		 rc;
 
 	if (img_refuse_busy(req, parent) || img_refuse_busy(req, name))
 		return (CMD_RETURN_DONE);
+	if ((vm = img_vm_on(parent)) != NULL) {
+		cmd_error(req, ERR_BUSY, "image %s is the disk of VM %s, which "
+		    "writes it: clone a snapshot or a template of it (qdesk vm "
+		    "template %s NAME)", parent, vm->def.name, vm->def.name);
+		return (CMD_RETURN_DONE);
+	}
 	if ((rc = imgstore_clone(img_store, parent, name, "clone",
 	    &cause)) != 0) {
 		img_fail(req, rc, cause);
@@ -455,21 +477,6 @@ cmd_image_show(struct cmd_req *req)
 	json_object_set_new(rec, "chain", links);
 	cmd_reply(req, rec);
 	return (CMD_RETURN_DONE);
-}
-
-/* The VM whose disk is image name, even if the image forgot it. */
-static struct vm *
-img_vm_on(const char *name)
-{
-	struct vm	*vm;
-	const char	*image;
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((image = vm_disk_image(vm)) != NULL &&
-		    strcmp(image, name) == 0)
-			return (vm);
-	}
-	return (NULL);
 }
 
 static enum cmd_retval

@@ -30,6 +30,8 @@ void		 img_busy_set(const char *name, const char *what);
 void		 img_busy_clear(const char *name);
 /* The first image of name's chain a job is working on, or NULL. */
 const char	*img_chain_busy(const char *name, const char **what);
+/* The VM whose disk image name is, or NULL. */
+struct vm	*img_vm_on(const char *name);
 /* Forget VMs that no longer exist from the users of an image. */
 void		 img_prune_users(const char *name);
 

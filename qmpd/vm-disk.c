@@ -76,6 +76,7 @@ int
 vm_disk_create(struct vm *vm, char **cause)
 {
 	json_t		*from = json_object_get(vm->def.extra, "from");
+	struct vm	*other;
 	const char	*parent;
 	char		*image, *why = NULL;
 	int		 rc;
@@ -93,6 +94,12 @@ vm_disk_create(struct vm *vm, char **cause)
 	}
 	if (vm_disk_busy(vm->def.name, parent, cause))
 		return (-1);
+	if ((other = img_vm_on(parent)) != NULL) {
+		xasprintf(cause, "image %s is the disk of VM %s, which writes "
+		    "it: create VM %s from a snapshot or a template of it",
+		    parent, other->def.name, vm->def.name);
+		return (-1);
+	}
 	xasprintf(&image, "%s-disk", vm->def.name);
 	if (imgstore_name_valid(image, &why) != 0) {
 		xasprintf(cause, "VM %s: its disk image %s: %s", vm->def.name,

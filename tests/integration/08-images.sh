@@ -173,6 +173,13 @@ q_status 1 image rm d-disk
 grep -q "disk of VM d" "$T/last.err" || fail "rm d-disk: $(cat "$T/last.err")"
 q_status 1 image rm d.s1
 grep -q "children" "$T/last.err" || fail "rm d.s1: $(cat "$T/last.err")"
+q_status 1 image clone d-disk x
+grep -q "disk of VM d" "$T/last.err" || fail "clone d-disk: $(cat "$T/last.err")"
+q_status 1 vm create z --display none --from d-disk
+grep -q "disk of VM d" "$T/last.err" || fail "create from d-disk: $(cat "$T/last.err")"
+q_status 1 vm create z --display none --from base --disk "$(tiny_disk z)"
+grep -q "not both" "$T/last.err" || fail "--from with --disk: $(cat "$T/last.err")"
+q --json image show z-disk >/dev/null 2>&1 && fail "a refused create left z-disk"
 
 # --- snapshot-rm: s2 has no child now, s1 is merged into the disk.
 qq vm snapshot-rm d s2 >/dev/null
