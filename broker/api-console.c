@@ -27,6 +27,7 @@ struct api_console {
 	enum api_console_kind	 kind;
 };
 
+/* qmpd set the password: sign a proxy ticket, answer as JSON or .vv. */
 static void
 api_console_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
@@ -101,6 +102,7 @@ api_console_done(json_t *ret, const char *errclass, const char *errdesc,
 	free(proxy);
 }
 
+/* Ask qmpd for a fresh console password on one of the user's VMs. */
 static void
 api_console_request(struct http_call *call, enum api_console_kind kind)
 {
@@ -128,6 +130,7 @@ api_console_vv(struct http_call *call)
 	api_console_request(call, API_CONSOLE_VV);
 }
 
+/* The user's desktops are known: a .rdp file if this one is among them. */
 static void
 api_console_rdp_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)

@@ -28,6 +28,7 @@ api_vm_name_ok(struct http_call *call)
 	return (0);
 }
 
+/* Pass on the user's desktops with only what the portal shows. */
 static void
 api_desktops_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
@@ -62,6 +63,7 @@ api_desktops(struct http_call *call)
 	    API_LIST_TIMEOUT, api_desktops_done, call);
 }
 
+/* The power action went through: answer with the desktop's new state. */
 static void
 api_power_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)

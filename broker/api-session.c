@@ -53,6 +53,10 @@ api_retry_after(struct http_call *call, const char *desc)
 	}
 }
 
+/*
+ * qmpd's verdict on a login: a new session and its cookie, or 401 / 429
+ * with words a person can act on.
+ */
 static void
 api_login_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
@@ -146,7 +150,8 @@ api_me(struct http_call *call)
 		return;
 	}
 	http_reply_json(call, 200, json_pack("{s:s,s:s,s:b,s:b}", "login",
-	    s->login, "name", s->name, "admin", s->admin, "rdp", rdpgw_enabled()));
+	    s->login, "name", s->name, "admin", s->admin, "rdp",
+	    rdpgw_enabled()));
 }
 
 /* For monitors and tests: is the broker up, and does it reach qmpd? */

@@ -90,6 +90,7 @@ broker_drop(const struct passwd *pw)
 		fatal("chdir /");
 }
 
+/* Detach as daemons do: fork, new session, fork, stdio to /dev/null. */
 static void
 broker_daemonize(void)
 {

@@ -121,6 +121,7 @@ http_reply_data(struct http_call *call, int code, const char *type,
 	http_call_free(call);
 }
 
+/* Send a JSON value (stolen) and free the call. */
 void
 http_reply_json(struct http_call *call, int code, json_t *j)
 {
@@ -187,8 +188,8 @@ http_reply_qmpd(struct http_call *call, const char *errclass,
 		    call->login != NULL ? "user " : "",
 		    call->login != NULL ? call->login : "",
 		    call->login != NULL ? " from " : "", call->peer,
-		    call->method, call->path, code >= 500 ? "failed" : "refused",
-		    errclass, errdesc);
+		    call->method, call->path,
+		    code >= 500 ? "failed" : "refused", errclass, errdesc);
 	http_reply_json(call, code, json_pack("{s:s,s:s}", "error", errdesc,
 	    "class", errclass));
 }

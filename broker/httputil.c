@@ -27,7 +27,8 @@ httputil_cookie(const char *header, const char *name, char *out,
 		if (eq != NULL && (size_t)(eq - p) == nlen &&
 		    strncmp(p, name, nlen) == 0) {
 			vlen = end - (eq + 1);
-			while (vlen > 0 && (eq[vlen] == ' ' || eq[vlen] == '\t'))
+			while (vlen > 0 &&
+			    (eq[vlen] == ' ' || eq[vlen] == '\t'))
 				vlen--;
 			if (vlen >= outlen)
 				return (-1);

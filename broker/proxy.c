@@ -228,7 +228,8 @@ proxy_header(struct proxy_conn *pc)
 		if (evbuffer_get_length(in) > PROXY_MAX_HEADER) {
 			log_warnx("proxy: %s: request head over %d bytes",
 			    pc->peer, PROXY_MAX_HEADER);
-			proxy_refuse(pc, 431, "Request Header Fields Too Large");
+			proxy_refuse(pc, 431,
+			    "Request Header Fields Too Large");
 		}
 		return;
 	}
@@ -289,6 +290,10 @@ proxy_tunnel_open(struct proxy_conn *pc)
 	bufferevent_enable(pc->server, EV_READ | EV_WRITE);
 }
 
+/*
+ * Bytes arrived on one side: the request head while parsing, else pass
+ * them to the other side, and stop reading while that side lags.
+ */
 static void
 proxy_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -316,6 +321,7 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* One side drained: finish a close, or let the other side read again. */
 static void
 proxy_write_cb(struct bufferevent *bev, void *arg)
 {
@@ -335,6 +341,7 @@ proxy_write_cb(struct bufferevent *bev, void *arg)
 	bufferevent_enable(other, EV_READ);
 }
 
+/* Connected, closed, failed or timed out: what that means per state. */
 static void
 proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -383,6 +390,7 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* A new viewer: wait (a little) for its CONNECT, within the limits. */
 static void
 proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)

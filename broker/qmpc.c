@@ -105,6 +105,7 @@ qmpc_fail_later(struct qmpc_req *r, const char *errclass, const char *desc)
 	event_active(qmpc.deferred, EV_TIMEOUT, 0);
 }
 
+/* Call back the requests that failed before reaching qmpd. */
 static void
 qmpc_deferred_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -218,6 +219,7 @@ qmpc_reply(json_t *msg, enum proto_msg_kind kind)
 	qmpc_req_free(r);
 }
 
+/* qmpd's lines: its hello first, then replies; events are ignored. */
 static void
 qmpc_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -259,6 +261,7 @@ qmpc_read_cb(struct bufferevent *bev, void *arg)
 		qmpc_drop("qmpd sent an over-long line");
 }
 
+/* The socket connected (the hello follows), closed or failed. */
 static void
 qmpc_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -270,6 +273,7 @@ qmpc_event_cb(struct bufferevent *bev, short what, void *arg)
 		qmpc_drop(strerror(EVUTIL_SOCKET_ERROR()));
 }
 
+/* Connect to qmpd's socket, without blocking the loop. */
 static void
 qmpc_dial(void)
 {

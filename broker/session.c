@@ -41,6 +41,7 @@ session_expired(const struct session *s, time_t now)
 	    now - s->created > SESSION_MAX);
 }
 
+/* Once a minute: forget sessions past their idle or total limit. */
 static void
 session_sweep_cb(evutil_socket_t fd, short events, void *arg)
 {

@@ -41,6 +41,7 @@ tls_cause(char **cause, const char *what)
 	xasprintf(cause, "%s: %s", what, buf);
 }
 
+/* Add one X.509v3 extension, written as openssl.cnf would. */
 static int
 tls_add_ext(X509 *x, int nid, const char *value)
 {

@@ -174,7 +174,8 @@ probe_proxy_connect(int fd, const char *target)
 			break;
 	}
 	if (sscanf(resp, "HTTP/1.%*d %d", &code) != 1)
-		probe_exit(PROBE_ERROR, "proxy: not an HTTP reply: %.80s", resp);
+		probe_exit(PROBE_ERROR, "proxy: not an HTTP reply: %.80s",
+		    resp);
 	resp[strcspn(resp, "\r\n")] = '\0';
 	if (code == 403 || code == 407)
 		probe_exit(PROBE_REFUSED, "proxy refused the tunnel: %s", resp);
@@ -264,7 +265,8 @@ probe_hold(int fd, int seconds)
 				memcpy(&gen, body, 4);
 				memcpy(&window, body + 4, 4);
 				window = le32toh(window);
-				probe_send_msg(fd, SPICE_MSGC_ACK_SYNC, &gen, 4);
+				probe_send_msg(fd, SPICE_MSGC_ACK_SYNC, &gen,
+				    4);
 			}
 			unacked = 0;
 			continue;
@@ -401,7 +403,8 @@ main(int argc, char **argv)
 	link.m.num_channel_caps = 0;
 	link.m.caps_offset = htole32(sizeof link.m);
 	link.caps[0] = htole32(1 << SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION |
-	    1 << SPICE_COMMON_CAP_AUTH_SPICE | 1 << SPICE_COMMON_CAP_MINI_HEADER);
+	    1 << SPICE_COMMON_CAP_AUTH_SPICE |
+	    1 << SPICE_COMMON_CAP_MINI_HEADER);
 	probe_write(fd, &link, sizeof link, "link message");
 
 	probe_read_or_exit(fd, &rh, sizeof rh, "link reply header");
