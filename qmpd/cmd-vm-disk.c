@@ -28,7 +28,7 @@
 #include "xmalloc.h"
 
 /* A live snapshot between its QMP steps. */
-struct vm_snap {
+struct cmd_vm_snap {
 	struct cmd_req	*req;
 	char		 vm[VM_NAME_MAX];
 	char		*image;		/* the VM's disk */
@@ -114,7 +114,7 @@ cmd_vm_disk_done(struct vm *vm, const char *snap)
 }
 
 static void
-vm_snap_free(struct vm_snap *s)
+cmd_vm_snap_free(struct cmd_vm_snap *s)
 {
 	if (s->fd != -1)
 		close(s->fd);
@@ -132,7 +132,7 @@ vm_snap_free(struct vm_snap *s)
  * last), and the snapshot may hold writes made after it was asked for.
  */
 static void
-vm_snap_fail(struct vm_snap *s, struct qmp *qmp, const char *errclass,
+cmd_vm_snap_fail(struct cmd_vm_snap *s, struct qmp *qmp, const char *errclass,
     const char *errdesc)
 {
 	char	*cause = NULL;
@@ -166,12 +166,12 @@ vm_snap_fail(struct vm_snap *s, struct qmp *qmp, const char *errclass,
 	} else
 		cmd_error(s->req, ERR_QEMU, "VM %s: live snapshot failed, "
 		    "nothing changed: %s", s->vm, errdesc);
-	vm_snap_free(s);
+	cmd_vm_snap_free(s);
 }
 
 /* The QMP connection of s's VM if it is still qmp, else NULL. */
 static struct qmp *
-vm_snap_qmp(struct vm_snap *s, struct qmp *qmp)
+cmd_vm_snap_qmp(struct cmd_vm_snap *s, struct qmp *qmp)
 {
 	struct vm	*vm;
 
@@ -181,13 +181,13 @@ vm_snap_qmp(struct vm_snap *s, struct qmp *qmp)
 }
 
 static void
-vm_snap_switched(struct qmp *qmp, json_t *ret, const char *errclass,
+cmd_vm_snap_switched(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
-	struct vm_snap	*s = arg;
+	struct cmd_vm_snap	*s = arg;
 
 	if (errclass != NULL) {
-		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass, errdesc);
+		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass, errdesc);
 		return;
 	}
 	/* QEMU holds its own dup now; the set can go. */
@@ -198,36 +198,36 @@ vm_snap_switched(struct qmp *qmp, json_t *ret, const char *errclass,
 	    s->node, s->top);
 	cmd_reply(s->req, json_pack("{s:s,s:s,s:s,s:b}", "name", s->vm,
 	    "snapshot", s->snap, "image", s->snapimg, "live", 1));
-	vm_snap_free(s);
+	cmd_vm_snap_free(s);
 }
 
 static void
-vm_snap_added(struct qmp *qmp, json_t *ret, const char *errclass,
+cmd_vm_snap_added(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
-	struct vm_snap	*s = arg;
+	struct cmd_vm_snap	*s = arg;
 
-	if (errclass != NULL || vm_snap_qmp(s, qmp) == NULL) {
-		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass ? errclass :
+	if (errclass != NULL || cmd_vm_snap_qmp(s, qmp) == NULL) {
+		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass ? errclass :
 		    "Disconnected", errdesc ? errdesc : "the VM went away");
 		return;
 	}
 	s->added = 1;
 	if (qmp_execute(qmp, "blockdev-snapshot", json_pack("{s:s,s:s}",
-	    "node", s->top, "overlay", s->node), vm_snap_switched, s) != 0)
-		vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+	    "node", s->top, "overlay", s->node), cmd_vm_snap_switched, s) != 0)
+		cmd_vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
 }
 
 static void
-vm_snap_fd_added(struct qmp *qmp, json_t *ret, const char *errclass,
+cmd_vm_snap_fd_added(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
-	struct vm_snap	*s = arg;
+	struct cmd_vm_snap	*s = arg;
 	json_t		*args;
 	char		*path;
 
-	if (errclass != NULL || vm_snap_qmp(s, qmp) == NULL) {
-		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass ? errclass :
+	if (errclass != NULL || cmd_vm_snap_qmp(s, qmp) == NULL) {
+		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass ? errclass :
 		    "Disconnected", errdesc ? errdesc : "the VM went away");
 		return;
 	}
@@ -238,22 +238,22 @@ vm_snap_fd_added(struct qmp *qmp, json_t *ret, const char *errclass,
 	    "driver", "file", "filename", path, "discard", "unmap",
 	    "backing");
 	free(path);
-	if (qmp_execute(qmp, "blockdev-add", args, vm_snap_added, s) != 0)
-		vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+	if (qmp_execute(qmp, "blockdev-add", args, cmd_vm_snap_added, s) != 0)
+		cmd_vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
 }
 
 /* The node at the top of device vda, from query-block. */
 static void
-vm_snap_queried(struct qmp *qmp, json_t *ret, const char *errclass,
+cmd_vm_snap_queried(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
-	struct vm_snap	*s = arg;
+	struct cmd_vm_snap	*s = arg;
 	json_t		*dev;
 	const char	*qdev, *node;
 	size_t		 i;
 
-	if (errclass != NULL || vm_snap_qmp(s, qmp) == NULL) {
-		vm_snap_fail(s, vm_snap_qmp(s, qmp), errclass ? errclass :
+	if (errclass != NULL || cmd_vm_snap_qmp(s, qmp) == NULL) {
+		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass ? errclass :
 		    "Disconnected", errdesc ? errdesc : "the VM went away");
 		return;
 	}
@@ -268,13 +268,13 @@ vm_snap_queried(struct qmp *qmp, json_t *ret, const char *errclass,
 		}
 	}
 	if (s->top == NULL) {
-		vm_snap_fail(s, qmp, "GenericError", "no disk vda in "
+		cmd_vm_snap_fail(s, qmp, "GenericError", "no disk vda in "
 		    "query-block");
 		return;
 	}
 	if (qmp_execute_fd(qmp, "add-fd", json_pack("{s:s}", "opaque",
-	    s->image), s->fd, vm_snap_fd_added, s) != 0)
-		vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+	    s->image), s->fd, cmd_vm_snap_fd_added, s) != 0)
+		cmd_vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
 }
 
 /* Freeze the index, open the new top, and start the QMP steps. */
@@ -282,7 +282,7 @@ static enum cmd_retval
 cmd_vm_snapshot_live(struct cmd_req *req, struct vm *vm, const char *image,
     const char *snap, const char *snapimg, json_t *extra)
 {
-	struct vm_snap	*s;
+	struct cmd_vm_snap	*s;
 	json_t		*rec;
 	char		*cause = NULL, *path, *secret;
 	int		 rc, fd;
@@ -325,9 +325,9 @@ cmd_vm_snapshot_live(struct cmd_req *req, struct vm *vm, const char *image,
 	snprintf(s->node, sizeof s->node, "ov-%.12s", secret);
 	free(secret);
 	img_busy_set(image, "snapshotted");
-	if (qmp_execute(vm->qmp, "query-block", NULL, vm_snap_queried,
+	if (qmp_execute(vm->qmp, "query-block", NULL, cmd_vm_snap_queried,
 	    s) != 0) {
-		vm_snap_fail(s, NULL, "GenericError", "QMP is not connected");
+		cmd_vm_snap_fail(s, NULL, "GenericError", "QMP is not connected");
 		return (CMD_RETURN_DONE);
 	}
 	return (CMD_RETURN_WAIT);

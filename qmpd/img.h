@@ -15,11 +15,14 @@ struct imgstore;
 struct vm;
 struct vm_disk;
 
-/* cmd-image.c: the store, opened once at start-up. */
+/* img.c: the store, opened once at start-up. */
 extern struct imgstore	*img_store;
 int		 img_init(char **cause);
 /* The error class an IMGSTORE_E* code answers with. */
 const char	*img_errclass(int rc);
+/* Answer with a store failure (frees cause), or with name's record. */
+void		 img_fail(struct cmd_req *, int rc, char *cause);
+void		 img_reply_record(struct cmd_req *, const char *name);
 /*
  * Images a job is working on (import, flatten, merge): what is being
  * done to name, or NULL. Every command that changes or starts on an image
@@ -36,7 +39,7 @@ struct vm	*img_vm_on(const char *name);
 void		 img_prune_users(const char *name);
 
 /*
- * A job on behalf of a request (cmd-image.c): qemu-img runs with name
+ * A job on behalf of a request (img.c): qemu-img runs with name
  * (and also, if set) busy, its progress goes to the client; at its end
  * file, if set, is renamed from tmp into the store, commit indexes the
  * result and the request gets reply, or name's record if reply is NULL.

@@ -1,0 +1,293 @@
+/*
+ * qmpd's side of the image store: the store itself, opened once, the
+ * images jobs are working on, and the jobs run on behalf of a request
+ * (qemu-img with progress to the client, then a commit to the index).
+ */
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "chain.h"
+#include "img.h"
+#include "log.h"
+#include "qcow2-write.h"
+#include "qmpd.h"
+#include "store.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+struct imgstore		*img_store;
+static json_t		*img_busy_names;	/* name -> what */
+
+const char *
+img_errclass(int rc)
+{
+	switch (rc) {
+	case IMGSTORE_ENOTFOUND:
+		return (ERR_NOTFOUND);
+	case IMGSTORE_EEXISTS:
+		return (ERR_EXISTS);
+	case IMGSTORE_EBUSY:
+		return (ERR_BUSY);
+	case IMGSTORE_EINVAL:
+		return (ERR_ARG);
+	}
+	return (ERR_INTERNAL);
+}
+
+const char *
+img_busy(const char *name)
+{
+	return (json_string_value(json_object_get(img_busy_names, name)));
+}
+
+void
+img_busy_set(const char *name, const char *what)
+{
+	json_object_set_new(img_busy_names, name, json_string(what));
+}
+
+void
+img_busy_clear(const char *name)
+{
+	json_object_del(img_busy_names, name);
+}
+
+const char *
+img_chain_busy(const char *name, const char **what)
+{
+	static char	 cur[IMGSTORE_NAME_MAX + 1];
+	json_t		*rec;
+	const char	*parent;
+	char		*cause = NULL;
+	int		 depth;
+
+	strlcpy(cur, name, sizeof cur);
+	for (depth = 0; depth < CHAIN_MAX_DEPTH; depth++) {
+		if ((*what = img_busy(cur)) != NULL)
+			return (cur);
+		if ((rec = imgstore_get(img_store, cur, &cause)) == NULL) {
+			free(cause);
+			return (NULL);
+		}
+		parent = json_string_value(json_object_get(rec, "parent"));
+		if (parent == NULL) {
+			json_decref(rec);
+			return (NULL);
+		}
+		strlcpy(cur, parent, sizeof cur);
+		json_decref(rec);
+	}
+	return (NULL);
+}
+
+/* Open the store in DIR/images and say what a crash may have left there. */
+int
+img_init(char **cause)
+{
+	json_t		*report, *p;
+	char		*dir, *why = NULL;
+	size_t		 i;
+
+	img_busy_names = json_object();
+	xasprintf(&dir, "%s/images", qmpd->state_dir);
+	img_store = imgstore_open(qmpd->db, dir, cause);
+	free(dir);
+	if (img_store == NULL)
+		return (-1);
+	if (access(IMG_QEMU_IMG, X_OK) != 0)
+		log_warnx("%s: %s: image import and flatten will fail "
+		    "(install qemu-utils)", IMG_QEMU_IMG, strerror(errno));
+	if (imgstore_verify(img_store, NULL, &report, &why) != 0) {
+		log_warnx("image store: %s", why);
+		free(why);
+		return (0);
+	}
+	json_array_foreach(json_object_get(report, "problems"), i, p) {
+		log_warnx("image store: %s%s%s", json_string_value(
+		    json_object_get(p, "file")) != NULL ? json_string_value(
+		    json_object_get(p, "file")) : "", json_string_value(
+		    json_object_get(p, "file")) != NULL ? ": " : "",
+		    json_string_value(json_object_get(p, "problem")));
+	}
+	json_decref(report);
+	return (0);
+}
+
+/* Answer a request with a store failure. */
+void
+img_fail(struct cmd_req *req, int rc, char *cause)
+{
+	cmd_error(req, img_errclass(rc), "%s", cause);
+	free(cause);
+}
+
+/* Reply with the record of name as it is now. */
+void
+img_reply_record(struct cmd_req *req, const char *name)
+{
+	json_t	*rec;
+	char	*cause = NULL;
+
+	if ((rec = imgstore_get(img_store, name, &cause)) == NULL)
+		img_fail(req, IMGSTORE_ENOTFOUND, cause);
+	else
+		cmd_reply(req, rec);
+}
+
+void
+img_prune_users(const char *name)
+{
+	json_t		*rec, *u;
+	char		*cause = NULL;
+	const char	*vm;
+	size_t		 i;
+
+	if ((rec = imgstore_get(img_store, name, &cause)) == NULL) {
+		free(cause);
+		return;
+	}
+	json_array_foreach(json_object_get(rec, "users"), i, u) {
+		if ((vm = json_string_value(u)) == NULL || vm_find(vm) != NULL)
+			continue;
+		log_info("image %s: VM %s is gone, no longer a user", name, vm);
+		if (imgstore_unuse(img_store, name, vm, &cause) != 0) {
+			log_warnx("image %s: %s", name, cause);
+			free(cause);
+			cause = NULL;
+		}
+	}
+	json_decref(rec);
+}
+
+static void
+img_op_free(struct img_op *op)
+{
+	free(op->name);
+	free(op->also);
+	free(op->file);
+	free(op->tmp);
+	free(op->oldfile);
+	json_decref(op->reply);
+	free(op);
+}
+
+struct img_op *
+img_op_new(struct cmd_req *req, const char *name, const char *what)
+{
+	struct img_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->req = req;
+	op->name = xstrdup(name);
+	op->what = what;
+	op->last = -1;
+	return (op);
+}
+
+static void
+img_op_progress(double pct, void *arg)
+{
+	struct img_op	*op = arg;
+	char		*what;
+
+	if ((int)pct == op->last)
+		return;
+	op->last = (int)pct;
+	xasprintf(&what, "%s %s", op->what, op->name);
+	cmd_progress(op->req, json_pack("{s:s,s:f,s:i}", "what", what,
+	    "done", pct, "total", 100));
+	free(what);
+}
+
+/*
+ * The job is over: on success move its file to the final name and let
+ * commit index the result; on failure, or if commit refuses, the new
+ * file goes.
+ */
+static void
+img_op_done(int status, const char *output, void *arg)
+{
+	struct img_op	*op = arg;
+	char		*path = NULL, *cause = NULL, *st;
+	int		 rc;
+
+	img_busy_clear(op->name);
+	if (op->also != NULL)
+		img_busy_clear(op->also);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		if (op->tmp != NULL)
+			unlink(op->tmp);
+		st = img_job_status(status);
+		cmd_error(op->req, ERR_INTERNAL, "%s %s failed (qemu-img %s)%s"
+		    "%s", op->what, op->name, st, output[0] != '\0' ? ": " : "",
+		    output);
+		log_warnx("%s %s: qemu-img %s: %s", op->what, op->name, st,
+		    output);
+		free(st);
+		goto out;
+	}
+	if (op->file != NULL) {
+		path = imgstore_path(img_store, op->file);
+		if (qcow2_write_rename(op->tmp, path) != 0) {
+			cmd_error(op->req, ERR_INTERNAL, "%s: %s", path,
+			    strerror(errno));
+			unlink(op->tmp);
+			goto out;
+		}
+	}
+	if ((rc = op->commit(op, &cause)) != 0) {
+		if (path != NULL)
+			unlink(path);
+		img_fail(op->req, rc, cause);
+		goto out;
+	}
+	log_info("image %s: %s done", op->name, op->what);
+	if (op->reply != NULL) {
+		cmd_reply(op->req, op->reply);
+		op->reply = NULL;
+	} else
+		img_reply_record(op->req, op->name);
+out:
+	free(path);
+	img_op_free(op);
+}
+
+int
+img_op_run(struct img_op *op, char **argv, int infd)
+{
+	char	*cause = NULL;
+
+	if (img_job_start(argv, infd, img_op_progress, img_op_done, op,
+	    &cause) != 0) {
+		cmd_error(op->req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		img_op_free(op);
+		return (-1);
+	}
+	img_busy_set(op->name, op->what);
+	if (op->also != NULL)
+		img_busy_set(op->also, op->what);
+	return (0);
+}
+
+/* The VM whose disk is image name, even if the image forgot it. */
+struct vm *
+img_vm_on(const char *name)
+{
+	struct vm	*vm;
+	const char	*image;
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if ((image = vm_disk_image(vm)) != NULL &&
+		    strcmp(image, name) == 0)
+			return (vm);
+	}
+	return (NULL);
+}
