@@ -106,6 +106,20 @@ static const struct cmd_arg pool_create_opts[] = {
 	{ "--memory",	"memory",	ARG_INT,	0 },
 	{ "--vcpus",	"vcpus",	ARG_INT,	0 },
 	{ "--net",	"nets",		ARG_STRLIST,	0 },
+	{ "--kernel",	"kernel",	ARG_PATH,	0 },
+	{ "--initrd",	"initrd",	ARG_PATH,	0 },
+	{ "--append",	"append",	ARG_STR,	0 },
+	{ "--accel",	"accel",	ARG_STR,	0 },
+	{ "--display",	"display",	ARG_STR,	0 },
+	{ "--on-disconnect", "on_disconnect", ARG_STR,	0 },
+	{ "--grace",	"grace",	ARG_INT,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct cmd_arg pool_set_opts[] = {
+	{ "--prestart",	"prestart",	ARG_INT,	0 },
+	{ "--on-disconnect", "on_disconnect", ARG_STR,	0 },
+	{ "--grace",	"grace",	ARG_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -310,7 +324,9 @@ const struct cmd_entry cmd_table[] = {
 	{ .group = "pool", .verb = "create", .cmd = "pool.create",
 	  .usage = "NAME --template IMAGE --size N [--prestart K] "
 	    "[--mode dedicated|floating] [--stateless] [--dept DEPT] "
-	    "[--memory MIB] [--vcpus N] [--net NETWORK]...",
+	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
+	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
+	    "[--on-disconnect none|shutdown|reset] [--grace S]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",
@@ -324,6 +340,11 @@ const struct cmd_entry cmd_table[] = {
 	{ .group = "pool", .verb = "rm", .cmd = "pool.rm", .usage = "NAME",
 	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
 	  .done = "$name: removed" },
+	{ .group = "pool", .verb = "set", .cmd = "pool.set",
+	  .usage = "NAME [--prestart K] [--on-disconnect none|shutdown|reset] "
+	    "[--grace S]",
+	  .pos = { NAME_POS("NAME") }, .opts = pool_set_opts,
+	  .print = PRINT_OBJECT },
 
 	{ .group = "session", .verb = "list", .cmd = "session.list",
 	  .usage = "[--vm NAME]", .opts = session_list_opts,

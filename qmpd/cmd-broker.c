@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
 #include "vm.h"
@@ -230,7 +231,8 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 		break;
 	case VM_STOPPED:
 	case VM_CRASHED:
-		if (vm_start(vm, &cause) != 0) {
+		if (boot_queue_start(vm, req, CMD_BROKER_START_TIMEOUT,
+		    &cause) != 0) {
 			log_warnx("%s: start for %s failed: %s", vm->def.name,
 			    login, cause);
 			cmd_error(req, ERR_QEMU, "%s", cause);
@@ -238,7 +240,7 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 			return (CMD_RETURN_DONE);
 		}
 		log_info("%s: started for %s", vm->def.name, login);
-		break;
+		return (CMD_RETURN_WAIT);
 	default:
 		cmd_error(req, ERR_STATE, "desktop %s is %s: try again once it "
 		    "has %s", vm->def.name, vm_state_name(vm->state),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pool.h"
 #include "qmpd.h"
 #include "xmalloc.h"
 
@@ -22,6 +23,7 @@ static const struct cmd_entry *cmd_families[] = {
 	cmd_user_entries,
 	cmd_broker_entries,
 	cmd_session_entries,
+	cmd_pool_entries,
 };
 
 static const struct cmd_entry *

@@ -24,6 +24,7 @@
 #include "img.h"
 #include "log.h"
 #include "net.h"
+#include "pool.h"
 #include "proc.h"
 #include "qmpd.h"
 #include "vm.h"
@@ -36,7 +37,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
 	    "[--vm-user USER]\n            [--broker-user USER] "
-	    "[--qemu BINARY]\n");
+	    "[--qemu BINARY]\n            [--boot-cap N]\n");
 	exit(2);
 }
 
@@ -140,6 +141,7 @@ main(int argc, char **argv)
 		{ "vm-user", required_argument, NULL, 'u' },
 		{ "broker-user", required_argument, NULL, 'b' },
 		{ "qemu", required_argument, NULL, 'q' },
+		{ "boot-cap", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -175,6 +177,11 @@ main(int argc, char **argv)
 			break;
 		case 'q':
 			qmpd->qemu_binary = optarg;
+			break;
+		case 'B':
+			boot_queue_cap = atoi(optarg);
+			if (boot_queue_cap < 0 || boot_queue_cap > 1000)
+				usage();
 			break;
 		default:
 			usage();
@@ -246,6 +253,7 @@ main(int argc, char **argv)
 	vm_reattach_all();
 	if (server_listen(qmpd->socket_path, &cause) != 0)
 		fatalx("%s", cause);
+	pool_init();
 	vm_autostart_all();
 	log_info("qmpd %s ready on %s (state %s, kvm %s, QEMU as %s)",
 	    QDESK_VERSION, qmpd->socket_path, qmpd->state_dir,

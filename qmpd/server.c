@@ -19,6 +19,7 @@
 #include <event2/listener.h>
 
 #include "log.h"
+#include "pool.h"
 #include "qmpd.h"
 #include "xmalloc.h"
 
@@ -432,4 +433,5 @@ server_event(const char *event, const char *vm, json_t *fields)
 	free(line);
 	/* qmpd's own listener, after the subscribers: SPICE sessions. */
 	session_event(event, vm, fields);
+	pool_event(event, vm, fields);
 }

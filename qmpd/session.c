@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "pool.h"
 #include "qmpd.h"
 #include "vm.h"
 #include "xmalloc.h"
@@ -147,6 +148,7 @@ session_disconnected(const char *vm, json_t *s, int last)
 
 	log_debug("%s: %s left%s", vm, user != NULL ? user : "a client",
 	    last ? ", nobody connected now" : "");
+	pool_disconnected(vm, user, last);
 }
 
 /*

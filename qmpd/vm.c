@@ -24,6 +24,7 @@
 #include "img.h"
 #include "log.h"
 #include "net.h"
+#include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
 #include "vm.h"
@@ -948,7 +949,7 @@ vm_autostart_cb(evutil_socket_t fd, short events, void *arg)
 	char		*name = arg;
 
 	if ((vm = vm_find(name)) != NULL && !vm_is_active(vm)) {
-		if (vm_start(vm, &cause) != 0) {
+		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
 			log_warnx("%s: autostart failed: %s", name, cause);
 			free(cause);
 		}

@@ -1,0 +1,181 @@
+/*
+ * The boot queue: at most boot_queue_cap VMs are booting (state starting,
+ * from vm_start until running) at once, so that a Monday-morning login
+ * storm queues instead of thrashing the host. Pools, desktop.power start
+ * and autostart go through it; an admin's vm.start does not wait, but
+ * its boot counts. The queue holds VM names (a VM may be deleted while
+ * it waits) in first-come order and is in memory only: after a restart,
+ * pools ask again for what they still need.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+struct boot_entry {
+	char			 name[VM_NAME_MAX];
+	struct cmd_req		*req;		/* answered once running */
+	int			 timeout;
+	TAILQ_ENTRY(boot_entry)	 entry;
+};
+static TAILQ_HEAD(, boot_entry) boot_queue = TAILQ_HEAD_INITIALIZER(boot_queue);
+
+int		 boot_queue_cap = 4;	/* 0: no cap */
+static struct event	*boot_queue_ev;
+
+/* VMs booting now, whoever started them. */
+int
+boot_queue_booting(void)
+{
+	struct vm	*vm;
+	int		 n = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry)
+		if (vm->state == VM_STARTING)
+			n++;
+	return (n);
+}
+
+/* Is vm waiting for its turn? */
+int
+boot_queue_waiting(const char *name)
+{
+	struct boot_entry	*b;
+
+	TAILQ_FOREACH(b, &boot_queue, entry)
+		if (strcmp(b->name, name) == 0)
+			return (1);
+	return (0);
+}
+
+int
+boot_queue_length(void)
+{
+	struct boot_entry	*b;
+	int			 n = 0;
+
+	TAILQ_FOREACH(b, &boot_queue, entry)
+		n++;
+	return (n);
+}
+
+/* Start one VM now; its request, if any, waits for running. */
+static int
+boot_queue_go(struct vm *vm, struct cmd_req *req, int timeout, char **cause)
+{
+	if (vm_start(vm, cause) != 0)
+		return (-1);
+	if (req != NULL)
+		vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
+		    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), timeout);
+	return (0);
+}
+
+/* Start waiting VMs while there is room under the cap. */
+static void
+boot_queue_run(evutil_socket_t fd, short events, void *arg)
+{
+	struct boot_entry	*b;
+	struct vm		*vm;
+	char			*cause = NULL;
+
+	while ((b = TAILQ_FIRST(&boot_queue)) != NULL) {
+		if (boot_queue_cap > 0 && boot_queue_booting() >= boot_queue_cap)
+			break;
+		TAILQ_REMOVE(&boot_queue, b, entry);
+		vm = vm_find(b->name);
+		if (vm == NULL) {
+			if (b->req != NULL)
+				cmd_error(b->req, ERR_NOTFOUND, "VM %s was "
+				    "deleted while waiting to boot", b->name);
+		} else if (vm_is_active(vm)) {
+			/* Someone else started it meanwhile. */
+			if (b->req != NULL)
+				vm_wait_add(vm, b->req, VM_MASK(VM_RUNNING),
+				    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED),
+				    b->timeout);
+		} else if (boot_queue_go(vm, b->req, b->timeout, &cause) != 0) {
+			log_warnx("%s: queued start failed: %s", b->name,
+			    cause);
+			if (b->req != NULL)
+				cmd_error(b->req, ERR_QEMU, "%s", cause);
+			server_event("vm.boot", b->name, NULL);
+			free(cause);
+			cause = NULL;
+		}
+		free(b);
+	}
+}
+
+/* Look at the queue again, from the loop (never inside vm_set_state). */
+void
+boot_queue_kick(void)
+{
+	if (TAILQ_EMPTY(&boot_queue))
+		return;
+	if (boot_queue_ev == NULL)
+		boot_queue_ev = event_new(qmpd->base, -1, 0, boot_queue_run,
+		    NULL);
+	event_active(boot_queue_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Start vm now if the cap allows, or queue it. With req, the request is
+ * answered when the VM runs (or fails); returns -1 with *cause only when
+ * an immediate start failed, and then req is the caller's to answer.
+ */
+int
+boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
+    char **cause)
+{
+	struct boot_entry	*b;
+	json_t			*f;
+	int			 n;
+
+	if (vm_is_active(vm)) {
+		if (req != NULL)
+			vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
+			    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), timeout);
+		return (0);
+	}
+	if (boot_queue_waiting(vm->def.name)) {
+		if (req == NULL)
+			return (0);
+	} else if (TAILQ_EMPTY(&boot_queue) && (boot_queue_cap == 0 ||
+	    boot_queue_booting() < boot_queue_cap))
+		return (boot_queue_go(vm, req, timeout, cause));
+	b = xcalloc(1, sizeof *b);
+	strlcpy(b->name, vm->def.name, sizeof b->name);
+	b->req = req;
+	b->timeout = timeout;
+	TAILQ_INSERT_TAIL(&boot_queue, b, entry);
+	n = boot_queue_length();
+	log_info("%s: boot queued (%d waiting, %d booting, cap %d)",
+	    vm->def.name, n, boot_queue_booting(), boot_queue_cap);
+	f = json_pack("{s:i,s:i}", "queued", n, "booting",
+	    boot_queue_booting());
+	server_event("vm.boot", vm->def.name, f);
+	json_decref(f);
+	return (0);
+}
+
+/* Forget vm's places in the queue; their requests get why. */
+void
+boot_queue_cancel(const char *name, const char *why)
+{
+	struct boot_entry	*b, *b1;
+
+	TAILQ_FOREACH_SAFE(b, &boot_queue, entry, b1) {
+		if (strcmp(b->name, name) != 0)
+			continue;
+		TAILQ_REMOVE(&boot_queue, b, entry);
+		if (b->req != NULL)
+			cmd_error(b->req, ERR_STATE, "VM %s: %s", name, why);
+		free(b);
+	}
+}

@@ -1,0 +1,508 @@
+/*
+ * Desktop pools: the engine. A pool's record lives in DB_POOLS; its
+ * desktops are ordinary VMs, linked clones of the pool's template, whose
+ * definitions carry "pool" (and, while a user has one, "owner", as
+ * desktop.assign sets it). Two more flags in the VM definition make every
+ * step survive a kill -9 of qmpd: "pool_dirty" (returned by a user of a
+ * stateless pool, its disk not reset yet: never handed out) and
+ * "pool_doomed" (being removed by resize or rm). The engine looks at the
+ * pools again after every VM state change, from the loop: it resets
+ * returned disks, removes doomed desktops and keeps "prestart" free
+ * desktops booted through the boot queue.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "img.h"
+#include "log.h"
+#include "pool.h"
+#include "qmp.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+#define POOL_STOP_TIMEOUT	60	/* a returned stateful desktop */
+
+/* A disconnect action waiting for its grace period, per desktop. */
+struct pool_grace {
+	char			 vm[VM_NAME_MAX];
+	struct event		*timer;
+	TAILQ_ENTRY(pool_grace)	 entry;
+};
+static TAILQ_HEAD(, pool_grace) pool_graces =
+    TAILQ_HEAD_INITIALIZER(pool_graces);
+
+static struct event	*pool_ev;
+
+const char *
+pool_of(const struct vm *vm)
+{
+	if (vm->def.extra == NULL)
+		return (NULL);
+	return (json_string_value(json_object_get(vm->def.extra, "pool")));
+}
+
+static int
+pool_flag(const struct vm *vm, const char *key)
+{
+	return (vm->def.extra != NULL &&
+	    json_is_true(json_object_get(vm->def.extra, key)));
+}
+
+/* The pool's record, or NULL; the caller owns it. */
+json_t *
+pool_get(const char *name)
+{
+	return (db_get(qmpd->db, DB_POOLS, name));
+}
+
+/* Free: in a pool, nobody's, clean, staying. */
+int
+pool_desktop_free(const struct vm *vm)
+{
+	return (pool_of(vm) != NULL && cmd_user_owner(vm) == NULL &&
+	    !pool_flag(vm, "pool_dirty") && !pool_flag(vm, "pool_doomed"));
+}
+
+/* Set (value stolen) or clear (NULL) a flag of vm's definition, saved. */
+int
+pool_set_flag(struct vm *vm, const char *key, json_t *value, char **cause)
+{
+	json_t	*old;
+
+	if (vm->def.extra == NULL)
+		vm->def.extra = json_object();
+	old = json_object_get(vm->def.extra, key);
+	if (old != NULL)
+		json_incref(old);
+	if (value != NULL)
+		json_object_set_new(vm->def.extra, key, value);
+	else
+		json_object_del(vm->def.extra, key);
+	if (vm_save(vm, cause) != 0) {
+		if (old != NULL)
+			json_object_set_new(vm->def.extra, key, old);
+		else
+			json_object_del(vm->def.extra, key);
+		return (-1);
+	}
+	json_decref(old);
+	return (0);
+}
+
+/* May a user of department dept (NULL: none) use this pool? */
+int
+pool_user_may(json_t *pool, const char *dept)
+{
+	const char	*want = json_string_value(json_object_get(pool,
+			    "dept"));
+	json_t		*rec;
+	char		*d;
+	int		 depth, ok = 0;
+
+	if (want == NULL)
+		return (1);
+	if (dept == NULL)
+		return (0);
+	/* The pool's department or any department above the user's. */
+	d = xstrdup(dept);
+	for (depth = 0; d != NULL && depth < 32 && !ok; depth++) {
+		if (strcmp(d, want) == 0) {
+			ok = 1;
+			break;
+		}
+		rec = db_get(qmpd->db, DB_DEPTS, d);
+		free(d);
+		d = NULL;
+		if (rec != NULL && json_is_string(json_object_get(rec,
+		    "parent")))
+			d = xstrdup(json_string_value(json_object_get(rec,
+			    "parent")));
+		json_decref(rec);
+	}
+	free(d);
+	return (ok);
+}
+
+/* The VM definition of a pool's desktop number n. */
+static json_t *
+pool_desktop_args(json_t *pool, const char *name)
+{
+	static const char *copy[] = { "memory", "vcpus", "nets", "kernel",
+	    "initrd", "append", "accel", "display", "machine" };
+	json_t	*args, *v;
+	size_t	 i;
+
+	args = json_pack("{s:s,s:O,s:O}", "name", name, "from",
+	    json_object_get(pool, "template"), "pool",
+	    json_object_get(pool, "name"));
+	for (i = 0; i < nitems(copy); i++)
+		if ((v = json_object_get(pool, copy[i])) != NULL &&
+		    !json_is_null(v))
+			json_object_set(args, copy[i], v);
+	return (args);
+}
+
+/* One more desktop for the pool, named POOL-N with the first free N. */
+int
+pool_desktop_add(json_t *pool, char **cause)
+{
+	const char	*pname = json_string_value(json_object_get(pool,
+			    "name"));
+	char		 name[VM_NAME_MAX];
+	struct vm	*vm;
+	json_t		*args;
+	int		 n;
+
+	for (n = 1; n < 100000; n++) {
+		if ((size_t)snprintf(name, sizeof name, "%s-%d", pname, n) >=
+		    sizeof name) {
+			xasprintf(cause, "pool name %s is too long for its "
+			    "desktops' names", pname);
+			return (-1);
+		}
+		if (vm_find(name) == NULL)
+			break;
+	}
+	args = pool_desktop_args(pool, name);
+	vm = vm_create(args, cause);
+	json_decref(args);
+	if (vm == NULL)
+		return (-1);
+	server_event("vm.created", vm->def.name, NULL);
+	return (0);
+}
+
+/*
+ * Give a desktop back to its pool: nobody's from now on; a stateless
+ * one is marked dirty in the same write, so it is never handed out
+ * before its disk is reset. A running one is stopped (at once when its
+ * disk is thrown away anyway).
+ */
+void
+pool_return(struct vm *vm, const char *why)
+{
+	json_t		*pool;
+	char		*cause = NULL;
+	const char	*owner = cmd_user_owner(vm);
+	char		*who;
+	int		 stateless;
+
+	if ((pool = pool_get(pool_of(vm))) == NULL)
+		return;
+	stateless = json_is_true(json_object_get(pool, "stateless"));
+	json_decref(pool);
+	who = owner != NULL ? xstrdup(owner) : NULL;
+	if (stateless && !pool_flag(vm, "pool_dirty"))
+		json_object_set_new(vm->def.extra, "pool_dirty", json_true());
+	if (pool_set_flag(vm, "owner", NULL, &cause) != 0) {
+		log_warnx("%s: not returned to its pool: %s", vm->def.name,
+		    cause);
+		free(cause);
+		free(who);
+		return;
+	}
+	log_info("%s: back in pool %s (%s%s%s)", vm->def.name, pool_of(vm),
+	    why, who != NULL ? ", was " : "", who != NULL ? who : "");
+	json_t *f = json_pack("{s:s?,s:s}", "login", who, "why", why);
+	server_event("desktop.returned", vm->def.name, f);
+	json_decref(f);
+	free(who);
+	boot_queue_cancel(vm->def.name, "returned to its pool");
+	if (vm_is_active(vm) && vm->state != VM_STOPPING) {
+		if (stateless)
+			vm_kill(vm, &cause);
+		else
+			vm_stop(vm, 0, POOL_STOP_TIMEOUT, &cause);
+		if (cause != NULL) {
+			log_warnx("%s: %s", vm->def.name, cause);
+			free(cause);
+		}
+	}
+	pool_kick();
+}
+
+/* A stopped desktop that needs work: reset a dirty disk, drop a doomed one. */
+static void
+pool_tidy(struct vm *vm)
+{
+	char	*cause = NULL;
+
+	if (pool_flag(vm, "pool_doomed")) {
+		if (vm_is_active(vm)) {
+			if (vm->state != VM_STOPPING && vm_kill(vm, &cause) != 0)
+				goto warn;
+			return;
+		}
+		boot_queue_cancel(vm->def.name, "removed from its pool");
+		if (vm_delete(vm, &cause) != 0)
+			goto warn;
+		return;
+	}
+	if (pool_flag(vm, "pool_dirty")) {
+		if (vm_is_active(vm)) {
+			if (vm->state != VM_STOPPING && vm_kill(vm, &cause) != 0)
+				goto warn;
+			return;
+		}
+		if (vm_disk_reset(vm, &cause) != 0)
+			goto warn;
+		if (pool_set_flag(vm, "pool_dirty", NULL, &cause) != 0)
+			goto warn;
+		server_event("desktop.reset", vm->def.name, NULL);
+	}
+	return;
+warn:
+	log_warnx("%s: %s", vm->def.name, cause);
+	free(cause);
+}
+
+static int
+pool_warm(const struct vm *vm)
+{
+	return (vm->state == VM_RUNNING || vm->state == VM_STARTING ||
+	    boot_queue_waiting(vm->def.name));
+}
+
+/* Keep "prestart" free desktops of one pool booted. */
+static void
+pool_prestart(json_t *pool)
+{
+	const char	*pname = json_string_value(json_object_get(pool,
+			    "name"));
+	int		 want, warm = 0;
+	struct vm	*vm;
+	char		*cause = NULL;
+
+	want = json_integer_value(json_object_get(pool, "prestart"));
+	if (want <= 0)
+		return;
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (pool_of(vm) != NULL && strcmp(pool_of(vm), pname) == 0 &&
+		    pool_desktop_free(vm) && pool_warm(vm))
+			warm++;
+	}
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (warm >= want)
+			break;
+		if (pool_of(vm) == NULL || strcmp(pool_of(vm), pname) != 0 ||
+		    !pool_desktop_free(vm) || vm_is_active(vm) ||
+		    boot_queue_waiting(vm->def.name))
+			continue;
+		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
+			log_warnx("%s: prestart: %s", vm->def.name, cause);
+			free(cause);
+			cause = NULL;
+			continue;
+		}
+		warm++;
+	}
+}
+
+static int
+pool_prestart_cb(const char *key, json_t *rec, void *arg)
+{
+	pool_prestart(rec);
+	return (0);
+}
+
+/* Every desktop that needs work, then every pool's prestart. */
+static void
+pool_run(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm	*vm, *vm1;
+	json_t		*pool;
+	char		*cause = NULL;
+
+	TAILQ_FOREACH_SAFE(vm, &vms, entry, vm1) {
+		if (pool_of(vm) == NULL)
+			continue;
+		/* A desktop whose pool is gone (pool rm, then a crash). */
+		if ((pool = pool_get(pool_of(vm))) == NULL &&
+		    cmd_user_owner(vm) == NULL && !pool_flag(vm, "pool_doomed"))
+			json_object_set_new(vm->def.extra, "pool_doomed",
+			    json_true());
+		json_decref(pool);
+		pool_tidy(vm);
+	}
+	if (db_foreach(qmpd->db, DB_POOLS, pool_prestart_cb, NULL,
+	    &cause) < 0) {
+		log_warnx("pools: %s", cause);
+		free(cause);
+	}
+}
+
+/* Look at the pools again, from the loop. */
+void
+pool_kick(void)
+{
+	if (pool_ev == NULL)
+		pool_ev = event_new(qmpd->base, -1, 0, pool_run, NULL);
+	event_active(pool_ev, EV_TIMEOUT, 0);
+}
+
+/* Start-up: desktops a crash left missing are made again; then work. */
+static int
+pool_init_cb(const char *key, json_t *rec, void *arg)
+{
+	struct vm	*vm;
+	int		 have = 0, size;
+	char		*cause = NULL;
+
+	size = json_integer_value(json_object_get(rec, "size"));
+	TAILQ_FOREACH(vm, &vms, entry)
+		if (pool_of(vm) != NULL && strcmp(pool_of(vm), key) == 0 &&
+		    !pool_flag(vm, "pool_doomed"))
+			have++;
+	for (; have < size; have++) {
+		if (pool_desktop_add(rec, &cause) != 0) {
+			log_warnx("pool %s: %s", key, cause);
+			free(cause);
+			break;
+		}
+		log_info("pool %s: desktop made again after a restart", key);
+	}
+	return (0);
+}
+
+void
+pool_init(void)
+{
+	char	*cause = NULL;
+
+	if (db_foreach(qmpd->db, DB_POOLS, pool_init_cb, NULL, &cause) < 0) {
+		log_warnx("pools: %s", cause);
+		free(cause);
+	}
+	pool_kick();
+}
+
+/*
+ * Every event qmpd broadcasts passes here. A state change may free a
+ * boot slot and a pool desktop; a floating desktop whose user shut it
+ * down goes back to its pool.
+ */
+void
+pool_event(const char *event, const char *name, json_t *fields)
+{
+	const char	*state;
+	struct vm	*vm;
+	json_t		*pool;
+	int		 floating;
+
+	if (strcmp(event, "vm.state") != 0 || name == NULL)
+		return;
+	boot_queue_kick();
+	if ((vm = vm_find(name)) == NULL || pool_of(vm) == NULL)
+		return;
+	state = json_string_value(json_object_get(fields, "state"));
+	if (state != NULL && (strcmp(state, "stopped") == 0 ||
+	    strcmp(state, "crashed") == 0) && cmd_user_owner(vm) != NULL) {
+		pool = pool_get(pool_of(vm));
+		floating = pool != NULL && strcmp(json_string_value(
+		    json_object_get(pool, "mode")), "floating") == 0;
+		json_decref(pool);
+		if (floating)
+			pool_return(vm, state);
+	}
+	pool_kick();
+}
+
+static void
+pool_grace_free(struct pool_grace *g)
+{
+	TAILQ_REMOVE(&pool_graces, g, entry);
+	event_free(g->timer);
+	free(g);
+}
+
+static void
+pool_reset_done(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	char	*name = arg;
+
+	if (errclass != NULL)
+		log_warnx("%s: disconnect reset: %s", name, errdesc);
+	free(name);
+}
+
+/* The grace period is over: act unless a client came back. */
+static void
+pool_grace_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct pool_grace	*g = arg;
+	struct vm		*vm;
+	json_t			*pool = NULL;
+	const char		*action;
+	char			*cause = NULL;
+
+	vm = vm_find(g->vm);
+	if (vm == NULL || pool_of(vm) == NULL || vm->state != VM_RUNNING ||
+	    json_array_size(vm->spice_clients) != 0 ||
+	    (pool = pool_get(pool_of(vm))) == NULL)
+		goto out;
+	action = json_string_value(json_object_get(pool, "on_disconnect"));
+	if (action != NULL && strcmp(action, "shutdown") == 0) {
+		log_info("%s: nobody connected: shut down (pool %s)",
+		    vm->def.name, pool_of(vm));
+		if (vm_stop(vm, 0, POOL_STOP_TIMEOUT, &cause) != 0) {
+			log_warnx("%s: %s", vm->def.name, cause);
+			free(cause);
+		}
+	} else if (action != NULL && strcmp(action, "reset") == 0 &&
+	    vm->qmp != NULL) {
+		log_info("%s: nobody connected: reset (pool %s)",
+		    vm->def.name, pool_of(vm));
+		qmp_execute(vm->qmp, "system_reset", NULL, pool_reset_done,
+		    xstrdup(vm->def.name));
+	}
+	server_event("desktop.disconnect_action", vm->def.name, NULL);
+out:
+	json_decref(pool);
+	pool_grace_free(g);
+}
+
+/*
+ * session.c's hook: a SPICE client left a desktop. When nobody is
+ * connected any more, the pool's disconnect action runs after its grace
+ * period, unless a client is back by then.
+ */
+void
+pool_disconnected(const char *name, const char *user, int last)
+{
+	struct pool_grace	*g;
+	struct vm		*vm;
+	struct timeval		 tv;
+	json_t			*pool;
+	const char		*action;
+	int			 grace;
+
+	if (!last || (vm = vm_find(name)) == NULL || pool_of(vm) == NULL ||
+	    (pool = pool_get(pool_of(vm))) == NULL)
+		return;
+	action = json_string_value(json_object_get(pool, "on_disconnect"));
+	grace = json_integer_value(json_object_get(pool, "grace"));
+	if (action == NULL || strcmp(action, "none") == 0) {
+		json_decref(pool);
+		return;
+	}
+	TAILQ_FOREACH(g, &pool_graces, entry)
+		if (strcmp(g->vm, name) == 0)
+			break;
+	if (g == NULL) {
+		g = xcalloc(1, sizeof *g);
+		strlcpy(g->vm, name, sizeof g->vm);
+		g->timer = evtimer_new(qmpd->base, pool_grace_cb, g);
+		TAILQ_INSERT_TAIL(&pool_graces, g, entry);
+	}
+	tv.tv_sec = grace;
+	tv.tv_usec = 0;
+	evtimer_add(g->timer, &tv);
+	log_info("%s: %s left; %s in %d s unless a client is back", name,
+	    user != NULL ? user : "the last client", action, grace);
+	json_decref(pool);
+}
