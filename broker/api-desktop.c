@@ -13,6 +13,7 @@
 
 #define API_LIST_TIMEOUT	15
 #define API_POWER_TIMEOUT	150	/* qmpd may wait for a slow start */
+#define API_ACQUIRE_TIMEOUT	200	/* a pool's boot may queue first */
 
 /* Is the route's VM name a name at all? Replies 404 if not. */
 int
@@ -26,6 +27,32 @@ api_vm_name_ok(struct http_call *call)
 	http_reply_error(call, 404, "you have no desktop named '%s'",
 	    call->arg);
 	return (0);
+}
+
+/*
+ * A user with no desktop got one from a pool (desktop.acquire), or has
+ * no pool to take one from: an empty list then.
+ */
+static void
+api_desktops_acquired(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	struct http_call	*call = arg;
+
+	if (errclass != NULL && strcmp(errclass, "NotFound") == 0) {
+		http_reply_json(call, 200, json_array());
+		return;
+	}
+	if (errclass != NULL) {
+		http_reply_qmpd(call, errclass, errdesc);
+		return;
+	}
+	log_info("user %s got pool desktop %s", call->login,
+	    json_string_value(json_object_get(ret, "name")));
+	http_reply_json(call, 200, json_pack("[{s:O,s:O?,s:O?,s:b}]", "name",
+	    json_object_get(ret, "name"), "state", json_object_get(ret,
+	    "state"), "pool", json_object_get(ret, "pool"), "spice",
+	    json_is_object(json_object_get(ret, "spice"))));
 }
 
 /* Pass on the user's desktops with only what the portal shows. */
@@ -42,6 +69,12 @@ api_desktops_done(json_t *ret, const char *errclass, const char *errdesc,
 		return;
 	}
 	list = json_object_get(ret, "desktops");
+	if (json_array_size(list) == 0) {
+		qmpc_call("desktop.acquire", json_pack("{s:s}", "login",
+		    call->login), API_ACQUIRE_TIMEOUT, api_desktops_acquired,
+		    call);
+		return;
+	}
 	out = json_array();
 	json_array_foreach(list, i, d) {
 		if (!json_is_string(json_object_get(d, "name")))

@@ -128,12 +128,23 @@ api_login(struct http_call *call)
 	json_object_del(call->body, "password");
 }
 
+/* Logout gave the user's floating pool desktops back; errors only logged. */
+static void
+api_logout_released(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	if (errclass != NULL)
+		log_warnx("desktop.release at logout: %s", errdesc);
+}
+
 void
 api_logout(struct http_call *call)
 {
 	if (call->sid[0] != '\0') {
 		log_info("user %s logged out from %s", call->login,
 		    call->peer);
+		qmpc_call("desktop.release", json_pack("{s:s}", "login",
+		    call->login), 30, api_logout_released, NULL);
 		session_destroy(session_find(call->sid));
 	}
 	api_set_cookie(call, NULL);
