@@ -233,7 +233,7 @@ pool_tidy(struct vm *vm)
 
 	if (pool_flag(vm, "pool_doomed")) {
 		if (vm_is_active(vm)) {
-			if (vm->state != VM_STOPPING && vm_kill(vm, &cause) != 0)
+			if (vm->stop_asked != 3 && vm_kill(vm, &cause) != 0)
 				goto warn;
 			return;
 		}
@@ -244,7 +244,7 @@ pool_tidy(struct vm *vm)
 	}
 	if (pool_flag(vm, "pool_dirty")) {
 		if (vm_is_active(vm)) {
-			if (vm->state != VM_STOPPING && vm_kill(vm, &cause) != 0)
+			if (vm->stop_asked != 3 && vm_kill(vm, &cause) != 0)
 				goto warn;
 			return;
 		}
