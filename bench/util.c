@@ -2,6 +2,7 @@
  * Helpers shared by the benchmark programs.
  */
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 
@@ -19,6 +20,11 @@
 #include "util.h"
 
 #define LCONN_MAXLINE	(64 * 1024 * 1024)
+/*
+ * No reply for this long: give up. A peer that died may not close the
+ * connection when a child inherited its end (QEMU does, from qmpd).
+ */
+#define LCONN_TIMEOUT_MS	(300 * 1000)
 
 uint64_t
 now_us(void)
@@ -84,6 +90,11 @@ unix_connect(const char *path)
 void
 lconn_init(struct lconn *c, int fd)
 {
+	struct timeval	tv = { LCONN_TIMEOUT_MS / 1000, 0 };
+
+	/* A timeout on the socket, not a poll per read: no extra syscall. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == -1)
+		fatal("setsockopt SO_RCVTIMEO");
 	c->fd = fd;
 	c->size = 64 * 1024;
 	if ((c->buf = malloc(c->size)) == NULL)
@@ -103,7 +114,8 @@ lconn_close(struct lconn *c)
 
 /*
  * The next line, NUL-terminated, without its newline; valid until the
- * next call. NULL on EOF. Reads block.
+ * next call. NULL on EOF. Reads block, for LCONN_TIMEOUT_MS at most
+ * (SO_RCVTIMEO, set by lconn_init).
  */
 char *
 lconn_readline(struct lconn *c, size_t *lenp)
@@ -144,6 +156,8 @@ lconn_readline(struct lconn *c, size_t *lenp)
 		n = read(c->fd, c->buf + c->len, c->size - c->len);
 		if (n == -1 && errno == EINTR)
 			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			fatalx("no reply in %d s", LCONN_TIMEOUT_MS / 1000);
 		if (n == -1)
 			fatal("read");
 		if (n == 0)
