@@ -119,6 +119,24 @@ wait_for 30 "fl's desktops gone" '[ "$(fl_left)" = 0 ]'
 [ -z "$(q --json image list | jq -r '.images[].name' | grep '^fl-')" ] ||
 	fail "fl's clones are left: $(q --json image list | jq -c '[.images[].name]')"
 
+# --- disconnect action: reset after a 1 s grace --------------------------
+qq pool create dc --template tiny --size 1 --on-disconnect reset --grace 1 \
+    --accel kvm --memory 32 --display spice >/dev/null
+r=$(breq 'desktop.acquire {"login":"carol","pool":"dc"}')
+[ "$(jq -r .return.name <<<"$r")" = dc-1 ] || fail "carol in dc: $r"
+wait_console dc-1 "QDESK TINY GUEST UP" 30
+r=$(breq 'desktop.console {"login":"carol","vm":"dc-1","expires":30}')
+pw=$(jq -r .return.password <<<"$r")
+port=$(q --json vm show dc-1 | jq -r .spice.port)
+"$top/build/broker/spice-probe" 127.0.0.1 "$port" "$pw" --hold 2 \
+    >"$T/probe.out" 2>&1 || fail "spice-probe: $(cat "$T/probe.out")"
+ups() { grep -c "QDESK TINY GUEST UP" "$STATE/vms/dc-1/serial.log"; }
+wait_for 15 "dc-1 reset after carol's SPICE client left" '[ "$(ups)" -ge 2 ]'
+grep -q "dc-1: nobody connected: reset (pool dc)" "$QMPD_LOG" ||
+	fail "qmpd did not log the disconnect action"
+[ "$(q --json session list --vm dc-1 | jq -r '.sessions[0].user')" = carol ] ||
+	fail "the session was not carol's: $(q --json session list --vm dc-1)"
+
 # --- the storm: 8 boots at once, at most CAP starting ----------------------
 qq pool create storm --template tiny --size 8 --prestart 8 "${TINY[@]}" >/dev/null
 wait_for 60 "8 storm desktops running" '[ "$(pfield storm .running)" = 8 ]'
