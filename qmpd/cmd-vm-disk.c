@@ -556,6 +556,15 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 		    img_busy(child));
 		goto out;
 	}
+	/* A merge cut short after its rebase: only the index is left. */
+	if (imgstore_drop(img_store, snapimg, &cause) == 0) {
+		log_info("%s: snapshot %s: finished an earlier merge",
+		    vm->def.name, snap);
+		cmd_reply(req, cmd_vm_disk_done(vm, snap));
+		goto out;
+	}
+	free(cause);
+	cause = NULL;
 	/* The child's chain must be safe before qemu-img reads it. */
 	if ((rc = imgstore_chain(img_store, child, &c, &cause)) != 0) {
 		cmd_error(req, img_errclass(rc), "%s", cause);
