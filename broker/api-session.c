@@ -1,12 +1,17 @@
 /*
  * Logging in and out. qmpd checks the password and keeps the lockout
- * count (shared with the RDP gateway); the broker only turns a success
- * into a session cookie and a failure into 401 or 429.
+ * count per login (shared with the RDP gateway); the broker turns a
+ * success into a session cookie and a failure into 401 or 429. Two more
+ * guards live here: failures per client address (throttle.c), and at
+ * most API_AUTH_INFLIGHT password checks sent to qmpd at a time, the
+ * rest queued: each costs qmpd's loop a yescrypt hash, and a login storm
+ * must not starve everything else qmpd does.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 #include "log.h"
@@ -16,6 +21,48 @@
 #define API_LOGIN_MAX		63
 #define API_PASSWORD_MAX	1024
 #define API_AUTH_TIMEOUT	20
+#define API_AUTH_INFLIGHT	2
+#define API_AUTH_QUEUE		256
+/* An address may fail 20 times at once, then once every 3 s. */
+#define API_FAIL_BURST		20
+#define API_FAIL_REFILL		3
+#define API_FAIL_ADDRS		4096
+
+struct api_login {
+	struct http_call	*call;
+	TAILQ_ENTRY(api_login)	 entry;
+};
+static TAILQ_HEAD(, api_login)	 api_login_queue =
+    TAILQ_HEAD_INITIALIZER(api_login_queue);
+static int			 api_login_queued;
+static int			 api_login_inflight;
+static struct throttle		*api_login_fails;
+
+static void	api_login_send(struct http_call *);
+
+static time_t
+api_login_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec);
+}
+
+/* A check came back: send the next queued one, if any. */
+static void
+api_login_next(void)
+{
+	struct api_login	*l;
+
+	api_login_inflight--;
+	if ((l = TAILQ_FIRST(&api_login_queue)) == NULL)
+		return;
+	TAILQ_REMOVE(&api_login_queue, l, entry);
+	api_login_queued--;
+	api_login_send(l->call);
+	free(l);
+}
 
 /* The cookie: HttpOnly (no script reads it), Secure, same-site only. */
 static void
@@ -66,10 +113,15 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	const char		*login, *name, *dept;
 	int			 admin;
 
+	api_login_next();
 	if (errclass != NULL) {
 		log_warnx("login of %s from %s failed: %s: %s",
 		    json_string_value(json_object_get(call->body, "user")),
 		    call->peer, errclass, errdesc);
+		if (strcmp(errclass, ERR_AUTH) == 0 ||
+		    strcmp(errclass, ERR_LOCKED) == 0)
+			throttle_fail(api_login_fails, call->peer,
+			    api_login_now());
 		if (strcmp(errclass, ERR_AUTH) == 0) {
 			http_reply_json(call, 401, json_pack("{s:s,s:s}",
 			    "error", "wrong user name or password", "class",
@@ -101,11 +153,15 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	    "rdp", rdpgw_enabled()));
 }
 
+/* Check the request, the address's failures and the queue; then send. */
 void
 api_login(struct http_call *call)
 {
-	json_t		*user = json_object_get(call->body, "user");
-	json_t		*pass = json_object_get(call->body, "password");
+	json_t			*user = json_object_get(call->body, "user");
+	json_t			*pass = json_object_get(call->body, "password");
+	struct api_login	*l;
+	char			 secs[16];
+	int			 wait;
 
 	if (!json_is_string(user) || !json_is_string(pass) ||
 	    json_string_length(user) == 0) {
@@ -121,11 +177,68 @@ api_login(struct http_call *call)
 		    "wrong user name or password", "class", ERR_AUTH));
 		return;
 	}
+	if (api_login_fails == NULL)
+		api_login_fails = throttle_create(API_FAIL_BURST,
+		    API_FAIL_REFILL, API_FAIL_ADDRS);
+	if ((wait = throttle_check(api_login_fails, call->peer,
+	    api_login_now())) > 0) {
+		log_warnx("login of %s from %s refused: too many failures from "
+		    "this address", json_string_value(user), call->peer);
+		throttle_fail(api_login_fails, call->peer, api_login_now());
+		snprintf(secs, sizeof secs, "%d", wait);
+		http_header(call, "Retry-After", secs);
+		http_reply_json(call, 429, json_pack("{s:s,s:s}", "error",
+		    "too many failed logins from your address; try again "
+		    "later", "class", ERR_LOCKED));
+		return;
+	}
+	if (api_login_inflight < API_AUTH_INFLIGHT) {
+		api_login_send(call);
+		return;
+	}
+	if (api_login_queued >= API_AUTH_QUEUE) {
+		log_warnx("login of %s from %s refused: %d logins waiting",
+		    json_string_value(user), call->peer, api_login_queued);
+		http_header(call, "Retry-After", "5");
+		http_reply_error(call, 503, "too many people are logging in "
+		    "right now; try again in a few seconds");
+		return;
+	}
+	l = xcalloc(1, sizeof *l);
+	l->call = call;
+	TAILQ_INSERT_TAIL(&api_login_queue, l, entry);
+	api_login_queued++;
+}
+
+/* Have qmpd check the password; the answer comes to api_login_done. */
+static void
+api_login_send(struct http_call *call)
+{
+	json_t	*user = json_object_get(call->body, "user");
+	json_t	*pass = json_object_get(call->body, "password");
+
+	api_login_inflight++;
 	qmpc_call("user.auth", json_pack("{s:O,s:O,s:s}", "login", user,
 	    "password", pass, "client", call->peer), API_AUTH_TIMEOUT,
 	    api_login_done, call);
 	/* The password need not outlive the request to qmpd. */
 	json_object_del(call->body, "password");
+}
+
+/* At exit: drop the queue (their connections are going) and the table. */
+void
+api_session_free(void)
+{
+	struct api_login	*l;
+
+	while ((l = TAILQ_FIRST(&api_login_queue)) != NULL) {
+		TAILQ_REMOVE(&api_login_queue, l, entry);
+		http_reply_error(l->call, 503, "the broker is stopping");
+		free(l);
+	}
+	api_login_queued = 0;
+	throttle_free(api_login_fails);
+	api_login_fails = NULL;
 }
 
 /* Logout gave the user's floating pool desktops back; errors only logged. */

@@ -290,6 +290,7 @@ main(int argc, char **argv)
 	event_base_dispatch(broker->base);
 
 	rdpgw_stop();
+	api_session_free();
 	qmpc_stop();
 	http_stop();
 	proxy_stop();

@@ -116,6 +116,13 @@ int	 ticket_verify(const unsigned char *key, size_t keylen,
 	    const char *ticket, int port, time_t now, char *vm, size_t vmlen,
 	    char **cause);
 
+/* throttle.c: failed logins per client address, pure. */
+struct throttle;
+struct throttle *throttle_create(int burst, int refill, int max);
+void	 throttle_free(struct throttle *);
+int	 throttle_check(struct throttle *, const char *key, time_t now);
+void	 throttle_fail(struct throttle *, const char *key, time_t now);
+
 /* vv.c: the .vv file remote-viewer opens, pure. */
 struct vv {
 	const char	*host;
@@ -185,6 +192,7 @@ void	 http_reply_data(struct http_call *, int code, const char *type,
 
 /* api-*.c: the handlers of the routes. */
 int	 api_vm_name_ok(struct http_call *);
+void	 api_session_free(void);
 void	 api_login(struct http_call *);
 void	 api_logout(struct http_call *);
 void	 api_me(struct http_call *);

@@ -33,6 +33,7 @@
  * nothing but silence tells us. Any reply proves life: the ping is a
  * command qmpd does not know, answered at once and never logged.
  */
+#define QMPC_HELLO_TIMEOUT	10
 #define QMPC_PING_IDLE		5
 #define QMPC_PING_TIMEOUT	10
 #define QMPC_PING_CMD		"broker.ping"
@@ -166,6 +167,7 @@ qmpc_hello(json_t *msg)
 		strlcpy(qmpc.version, v != NULL ? v : "?",
 		    sizeof qmpc.version);
 		qmpc.state = QMPC_READY;
+		bufferevent_set_timeouts(qmpc.bev, NULL, NULL);
 		qmpc.generation++;
 		qmpc.pinging = 0;
 		qmpc.backoff_ms = QMPC_BACKOFF_MIN_MS;
@@ -267,7 +269,9 @@ qmpc_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	if (what & BEV_EVENT_CONNECTED)
 		return;		/* qmpd's hello comes next */
-	if (what & BEV_EVENT_EOF)
+	if (what & BEV_EVENT_TIMEOUT)
+		qmpc_drop("no hello from qmpd within 10 s");
+	else if (what & BEV_EVENT_EOF)
 		qmpc_drop("connection closed");
 	else if (what & BEV_EVENT_ERROR)
 		qmpc_drop(strerror(EVUTIL_SOCKET_ERROR()));
@@ -278,6 +282,7 @@ static void
 qmpc_dial(void)
 {
 	struct sockaddr_un	sun;
+	struct timeval		tv = { QMPC_HELLO_TIMEOUT, 0 };
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -286,6 +291,7 @@ qmpc_dial(void)
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(qmpc.bev, qmpc_read_cb, NULL, qmpc_event_cb, NULL);
 	bufferevent_setwatermark(qmpc.bev, EV_READ, 0, PROTO_MAX_LINE + 65536);
+	bufferevent_set_timeouts(qmpc.bev, &tv, NULL);
 	qmpc.state = QMPC_HELLO;
 	if (bufferevent_socket_connect(qmpc.bev, (struct sockaddr *)&sun,
 	    sizeof sun) != 0) {

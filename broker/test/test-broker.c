@@ -189,9 +189,39 @@ test_httputil(void)
 	CHECK(httputil_match("/", "/", arg, sizeof arg) == 1);
 }
 
+static void
+test_throttle(void)
+{
+	struct throttle	*t = throttle_create(3, 10, 2);
+	int		 i;
+
+	/* Three failures at once, then a wait of about one refill. */
+	CHECK(throttle_check(t, "10.0.0.1", 100) == 0);
+	for (i = 0; i < 3; i++)
+		throttle_fail(t, "10.0.0.1", 100);
+	CHECK(throttle_check(t, "10.0.0.1", 100) == 11);
+	CHECK(throttle_check(t, "10.0.0.2", 100) == 0);
+	CHECK(throttle_check(t, "10.0.0.1", 105) == 6);
+	CHECK(throttle_check(t, "10.0.0.1", 110) == 0);
+	throttle_fail(t, "10.0.0.1", 110);
+	CHECK(throttle_check(t, "10.0.0.1", 110) > 0);
+	/* Tokens cap at the burst after a long quiet. */
+	CHECK(throttle_check(t, "10.0.0.1", 10000) == 0);
+	for (i = 0; i < 3; i++)
+		throttle_fail(t, "10.0.0.1", 10000);
+	CHECK(throttle_check(t, "10.0.0.1", 10000) > 0);
+	/* Past the table's size the least recent address is forgotten. */
+	throttle_fail(t, "10.0.0.2", 10000);
+	throttle_fail(t, "10.0.0.3", 10000);
+	CHECK(throttle_check(t, "10.0.0.1", 10000) == 0);
+	throttle_free(t);
+	throttle_free(NULL);
+}
+
 int
 main(void)
 {
+	test_throttle();
 	test_ticket();
 	test_vv();
 	test_httputil();

@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
 # The broker when things go wrong around it: qmpd killed in the middle of
-# a request (the user gets a 503 that says so, not a hang), qmpd away (503,
+# a request (the user gets a 503 that says so, not a hang), qmpd hung (the
+# broker stops waiting for it and redials), qmpd away (503,
 # health down), qmpd back (the broker redials, sessions carry on, desktops
 # kept running); garbage on the HTTPS and proxy ports, and a client that
-# never sends its CONNECT, cost nothing but their own connection.
+# never sends its CONNECT, cost nothing but their own connection; a login
+# storm is queued, not refused; an address that keeps failing must wait.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/test/broker-lib.sh"
+
+# This test stops qmpd with SIGSTOP: whatever ends it must wake it first,
+# or SIGTERM would wait for ever.
+stop_qmpd() {
+	[ -n "$QMPD_PID" ] || return 0
+	kill -CONT "$QMPD_PID" 2>/dev/null
+	kill -TERM "$QMPD_PID" 2>/dev/null
+	wait "$QMPD_PID" 2>/dev/null
+	QMPD_PID=
+}
+
+# wait_broker_log PATTERN SECONDS: PATTERN appears in the broker's log
+# after the line count saved in $MARK.
+wait_broker_log() {
+	local i
+	for i in $(seq 1 $(($2 * 10))); do
+		tail -n +"$((MARK + 1))" "$BROKER_LOG" | grep -q -- "$1" && return 0
+		sleep 0.1
+	done
+	broker_fail "'$1' not in the broker's log within $2 s"
+}
+mark() { MARK=$(wc -l <"$BROKER_LOG"); }
 
 start_qmpd --broker-user "$BROKER_USER"
 need_kvm
@@ -20,14 +44,13 @@ api alice POST /api/desktops/d1/start
 expect 200
 
 # --- qmpd dies with a start in flight ----------------------------------
-# d2's start waits for the guest to run; qmpd dies first.
+# qmpd is stopped first, so the start is surely still in flight when it
+# dies.
+kill -STOP "$QMPD_PID"
 curl -sk -o "$T/start.body" -w '%{http_code}' -b "$T/jar.alice" -X POST \
     -H 'X-Qdesk: 1' "$URL/api/desktops/d2/start" >"$T/start.code" &
 starter=$!
-for i in $(seq 1 50); do
-	grep -q "request desktop.power" <(tail -n 5 "$QMPD_LOG") && break
-	sleep 0.05
-done
+sleep 0.5
 kill9_qmpd
 wait $starter
 [ "$(cat "$T/start.code")" = 503 ] ||
@@ -41,6 +64,22 @@ printf '%s' "$(field error)" | grep -q "not reachable" ||
 code=$(curl -sk -o /dev/null -w '%{http_code}' "$URL/api/health")
 [ "$code" = 503 ] || fail "health says $code with qmpd away"
 grep -q "lost qmpd" "$BROKER_LOG" || broker_fail "the broker did not notice"
+
+# --- qmpd hangs -------------------------------------------------------------
+# A qmpd that accepts but never answers: the broker gives up on its hello
+# and on its ping, and says so, instead of waiting for ever.
+start_qmpd --broker-user "$BROKER_USER"
+for i in $(seq 1 100); do
+	curl -skf "$URL/api/health" >/dev/null && break
+	sleep 0.1
+done
+mark
+kill -STOP "$QMPD_PID"
+wait_broker_log "qmpd stopped answering" 25
+api alice GET /api/desktops
+expect 503 "desktops while qmpd hangs"
+wait_broker_log "no hello from qmpd" 15
+kill9_qmpd
 
 # --- qmpd comes back ------------------------------------------------------
 start_qmpd --broker-user "$BROKER_USER"
@@ -81,4 +120,34 @@ grep -q "sent no CONNECT within 10 s" "$BROKER_LOG" ||
 kill -0 "$BROKER_PID" || broker_fail "the broker died"
 api alice GET /api/desktops
 expect 200 "after the garbage"
+
+# --- a login storm, and an address that keeps failing --------------------
+# Twelve logins at once: checked two at a time by qmpd, all let in.
+storm=
+for i in $(seq 1 12); do
+	curl -sk -o /dev/null -w '%{http_code}\n' -X POST -H 'X-Qdesk: 1' \
+	    -H 'Content-Type: application/json' \
+	    --data '{"user":"alice","password":"alice-pw-1"}' \
+	    "$URL/api/login" >>"$T/storm.codes" &
+	storm="$storm $!"
+done
+wait $storm
+[ "$(grep -c '^200$' "$T/storm.codes")" = 12 ] ||
+	broker_fail "a login storm: $(sort "$T/storm.codes" | uniq -c)"
+# Failures from one address (a different name each: no per-login lock):
+# twenty at once, then one per 3 s; past that the address waits,
+# whatever name it tries.
+for i in $(seq 1 40); do
+	login "nobody$i" wrong
+	[ "$CODE" = 429 ] && break
+	expect 401 "failure $i from one address"
+done
+[ "$CODE" = 429 ] && [ "$i" -gt 20 ] ||
+	fail "an address was throttled after $i failures ($CODE), not past 20"
+printf '%s' "$(field error)" | grep -q "from your address" ||
+	fail "the 429 does not say why: $BODY"
+login alice alice-pw-1
+expect 429 "the right password from a throttled address"
+api alice GET /api/desktops
+expect 200 "a session from before is not throttled"
 log ok
