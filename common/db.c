@@ -3,6 +3,7 @@
  * become a cause string here, once, at the module edge.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@ struct db {
 struct db_txn {
 	struct db	*db;
 	MDB_txn		*txn;
+	int		 nosync;
 };
 
 static int
@@ -59,7 +61,7 @@ db_open(const char *path, char **cause)
 	struct db	*db;
 	MDB_txn		*txn;
 	size_t		 i;
-	int		 rc;
+	int		 rc, fd;
 
 	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
 		xasprintf(cause, "mkdir %s: %s", path, strerror(errno));
@@ -72,8 +74,17 @@ db_open(const char *path, char **cause)
 	/* Sparse file: 4 GiB of address space, only what is used is on disk. */
 	mdb_env_set_mapsize(db->env, (size_t)4 << 30);
 	mdb_env_set_maxreaders(db->env, 64);
-	if ((rc = mdb_env_open(db->env, path, MDB_NOTLS, 0600)) != 0)
+	/*
+	 * MDB_NOSYNC: a commit is in the page cache at once, which survives
+	 * kill -9 of qmpd; db_commit then syncs to disk unless the caller
+	 * said the record is run state that a host crash makes moot anyway.
+	 */
+	if ((rc = mdb_env_open(db->env, path, MDB_NOTLS | MDB_NOSYNC,
+	    0600)) != 0)
 		goto fail;
+	/* LMDB leaves its data fd inheritable: QEMU must never get it. */
+	if (mdb_env_get_fd(db->env, &fd) == 0)
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
 	if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
 		goto fail;
 	for (i = 0; i < nitems(db_tables); i++) {
@@ -201,6 +212,22 @@ db_put(struct db *db, const char *table, const char *key, const json_t *val,
 }
 
 int
+db_put_nosync(struct db *db, const char *table, const char *key,
+    const json_t *val, char **cause)
+{
+	struct db_txn	*t;
+
+	if ((t = db_begin(db, cause)) == NULL)
+		return (-1);
+	t->nosync = 1;
+	if (db_txn_put(t, table, key, val, cause) != 0) {
+		db_abort(t);
+		return (-1);
+	}
+	return (db_commit(t, cause));
+}
+
+int
 db_del(struct db *db, const char *table, const char *key, char **cause)
 {
 	struct db_txn	*t;
@@ -289,12 +316,15 @@ db_txn_del(struct db_txn *t, const char *table, const char *key, char **cause)
 int
 db_commit(struct db_txn *t, char **cause)
 {
-	int	rc;
+	MDB_env	*env = t->db->env;
+	int	 rc, nosync = t->nosync;
 
 	rc = mdb_txn_commit(t->txn);
 	free(t);
 	if (rc != 0)
 		return (db_fail(cause, "commit", rc));
+	if (!nosync && (rc = mdb_env_sync(env, 1)) != 0)
+		return (db_fail(cause, "sync", rc));
 	return (0);
 }
 

@@ -31,6 +31,12 @@ void		 db_close(struct db *);
 json_t		*db_get(struct db *, const char *table, const char *key);
 int		 db_put(struct db *, const char *table, const char *key,
 		    const json_t *val, char **cause);
+/*
+ * The same, not synced to disk before it returns: for run state, which a
+ * host crash makes moot. It survives kill -9 of the process all the same.
+ */
+int		 db_put_nosync(struct db *, const char *table, const char *key,
+		    const json_t *val, char **cause);
 /* Returns 0, 1 when the key did not exist, -1 on error. */
 int		 db_del(struct db *, const char *table, const char *key,
 		    char **cause);

@@ -369,7 +369,7 @@ server_listen(const char *path, char **cause)
 	if (qmpd->broker_uid != (uid_t)-1)
 		chmod(path, 0666);	/* the broker is then told apart by uid */
 	server_listener = evconnlistener_new(qmpd->base, server_accept_cb,
-	    NULL, LEV_OPT_CLOSE_ON_FREE, 128, fd);
+	    NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, fd);
 	if (server_listener == NULL) {
 		xasprintf(cause, "listen %s: %s", path, strerror(errno));
 		close(fd);

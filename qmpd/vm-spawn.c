@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +76,14 @@ vm_spawn_exec(char **argv, const char *logpath, const int *keep_fds,
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	/* Only the fds named here (QMP socket, disks, TAPs) reach QEMU. */
+	/*
+	 * Only the fds named here (QMP socket, disks, TAPs) reach QEMU:
+	 * whatever else qmpd holds (clients, LMDB, pipes) closes on exec.
+	 */
+	if (close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {
+		for (fd = STDERR_FILENO + 1; fd < 65536; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
 	for (i = 0; i < nkeep; i++) {
 		if (fcntl(keep_fds[i], F_SETFD, 0) == -1)
 			goto fail;
@@ -96,21 +104,54 @@ fail:
 	_exit(127);
 }
 
+struct vm_spawn_check {
+	int	 fd;
+	char	*name;
+};
+
+/*
+ * The error pipe closed (exec worked) or carried errno (it did not).
+ * Watched from the loop, so a slow exec never holds up other requests.
+ */
+static void
+vm_spawn_check_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm_spawn_check	*c = arg;
+	struct vm		*vm;
+	ssize_t			 n;
+	int			 err;
+	char			*r;
+
+	do
+		n = read(c->fd, &err, sizeof err);
+	while (n == -1 && errno == EINTR);
+	if (n == sizeof err && (vm = vm_find(c->name)) != NULL) {
+		xasprintf(&r, "cannot start %s as user %s: %s",
+		    qmpd->qemu_binary, qmpd->vm_user, strerror(err));
+		log_warnx("%s: %s", c->name, r);
+		vm_set_state(vm, VM_CRASHED, r);
+		free(r);
+	}
+	close(c->fd);
+	free(c->name);
+	free(c);
+}
+
 /*
  * Spawn QEMU for vm with argv. Returns the QEMU pid, or -1 with a cause.
- * The parent waits only for the short-lived middle child and for exec to
- * succeed or fail (the error pipe closes on exec): a few milliseconds.
+ * The parent waits only for the short-lived middle child; whether exec
+ * worked is learnt from the loop (vm_spawn_check_cb).
  */
 pid_t
 vm_spawn(struct vm *vm, char **argv, const int *keep_fds, int nkeep,
     char **cause)
 {
-	char		*logpath;
-	int		 errpipe[2] = { -1, -1 }, pidpipe[2] = { -1, -1 };
-	int		 status, err;
-	pid_t		 mid, pid = -1;
-	ssize_t		 n;
-	sigset_t	 all, old;
+	struct vm_spawn_check	*check;
+	char			*logpath;
+	int			 errpipe[2] = { -1, -1 };
+	int			 pidpipe[2] = { -1, -1 }, status;
+	pid_t			 mid, pid = -1;
+	sigset_t		 all, old;
 
 	xasprintf(&logpath, "%s/vms/%s/qemu.log", qmpd->state_dir,
 	    vm->def.name);
@@ -159,15 +200,12 @@ vm_spawn(struct vm *vm, char **argv, const int *keep_fds, int nkeep,
 		pid = -1;
 		goto out;
 	}
-	do
-		n = read(errpipe[0], &err, sizeof err);
-	while (n == -1 && errno == EINTR);
-	if (n == sizeof err) {
-		xasprintf(cause, "cannot start %s as user %s: %s", argv[0],
-		    qmpd->vm_user, strerror(err));
-		pid = -1;
-		goto out;
-	}
+	check = xcalloc(1, sizeof *check);
+	check->fd = errpipe[0];
+	check->name = xstrdup(vm->def.name);
+	errpipe[0] = -1;
+	event_base_once(qmpd->base, check->fd, EV_READ, vm_spawn_check_cb,
+	    check, NULL);
 	log_debug("%s: QEMU is pid %ld", vm->def.name, (long)pid);
 out:
 	if (errpipe[0] != -1)

@@ -123,6 +123,22 @@ vm_save(struct vm *vm, char **cause)
 	return (rc);
 }
 
+/*
+ * Run state only: not synced to disk. It survives kill -9 of qmpd (the
+ * page cache holds it); after a host crash no QEMU is left to describe.
+ */
+static int
+vm_save_state(struct vm *vm, char **cause)
+{
+	json_t	*rec;
+	int	 rc;
+
+	rec = vm_record(vm);
+	rc = db_put_nosync(qmpd->db, DB_VMS, vm->def.name, rec, cause);
+	json_decref(rec);
+	return (rc);
+}
+
 json_t *
 vm_to_json(const struct vm *vm)
 {
@@ -166,7 +182,7 @@ vm_set_state(struct vm *vm, enum vm_state state, const char *reason)
 	vm->state = state;
 	free(vm->reason);
 	vm->reason = reason != NULL ? xstrdup(reason) : NULL;
-	if (vm_save(vm, &cause) != 0) {
+	if (vm_save_state(vm, &cause) != 0) {
 		log_warnx("%s: %s", vm->def.name, cause);
 		free(cause);
 	}
@@ -417,6 +433,29 @@ vm_resolve_accel(struct vm *vm, char **cause)
 	return ("tcg");
 }
 
+/*
+ * Every fd QEMU inherits, as the argv names them: the QMP socket, the
+ * plain disk, each link of an image-store disk, each TAP.
+ */
+static int *
+vm_start_fds(const struct vm_runtime_paths *rt, int *n)
+{
+	int	*fds;
+	u_int	 i;
+
+	fds = xcalloc(2 + (rt->image != NULL ? rt->image->n : 0) +
+	    (rt->ntap_fds > 0 ? rt->ntap_fds : 0), sizeof *fds);
+	*n = 0;
+	fds[(*n)++] = rt->qmp_fd;
+	if (rt->disk_fd != -1)
+		fds[(*n)++] = rt->disk_fd;
+	for (i = 0; rt->image != NULL && i < rt->image->n; i++)
+		fds[(*n)++] = rt->image->links[i].fd;
+	for (i = 0; rt->ntap_fds > 0 && i < (u_int)rt->ntap_fds; i++)
+		fds[(*n)++] = rt->tap_fds[i];
+	return (fds);
+}
+
 int
 vm_start(struct vm *vm, char **cause)
 {
@@ -424,7 +463,8 @@ vm_start(struct vm *vm, char **cause)
 	struct vm_disk		*image = NULL;
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
-	int			 lfd = -1, cfd = -1, dfd = -1, keep[2];
+	int			 lfd = -1, cfd = -1, dfd = -1, *keep = NULL;
+	int			 nkeep;
 	pid_t			 pid;
 
 	if (vm_is_active(vm)) {
@@ -470,9 +510,8 @@ vm_start(struct vm *vm, char **cause)
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
 	if (argv == NULL)
 		goto fail;
-	keep[0] = lfd;
-	keep[1] = dfd;
-	if ((pid = vm_spawn(vm, argv, keep, dfd == -1 ? 1 : 2, cause)) == -1)
+	keep = vm_start_fds(&rt, &nkeep);
+	if ((pid = vm_spawn(vm, argv, keep, nkeep, cause)) == -1)
 		goto fail;
 	vm_net_opened(vm, 1);
 	vm_disk_free(image);
@@ -506,6 +545,7 @@ vm_start(struct vm *vm, char **cause)
 	}
 	log_info("%s: QEMU pid %ld (%s)", vm->def.name, (long)pid, accel);
 out_started:
+	free(keep);
 	vm_argv_free(argv);
 	free(path);
 	free(dir);
@@ -513,6 +553,7 @@ out_started:
 fail:
 	vm_net_opened(vm, 0);
 	vm_disk_free(image);
+	free(keep);
 	if (lfd != -1)
 		close(lfd);
 	if (dfd != -1)

@@ -22,6 +22,13 @@ alive "$pid" || fail "QEMU pid $pid is not alive"
 # ...inside its seccomp sandbox, with no capabilities.
 grep -q "^Seccomp:[[:space:]]*2" /proc/$pid/status || fail "QEMU has no seccomp filter"
 grep -q "^CapEff:[[:space:]]*0000000000000000" /proc/$pid/status || fail "QEMU has capabilities"
+# ...and holding none of qmpd's own fds: no state database, no client.
+ls -l /proc/$pid/fd > "$T/fds"
+grep -q "data.mdb\|lock.mdb" "$T/fds" && fail "QEMU inherited qmpd's LMDB: $(cat "$T/fds")"
+# No open file is shared between qmpd and QEMU (a leaked fd would be).
+shared=$(comm -12 <(readlink /proc/$QMPD_PID/fd/* | sort -u) \
+    <(readlink /proc/$pid/fd/* | grep -v -e /dev/null -e qemu.log | sort -u))
+[ -z "$shared" ] || fail "QEMU shares fds with qmpd: $shared"
 wait_console tiny "QDESK TINY GUEST UP" 30
 q vm console tiny | grep -q "QDESK TINY GUEST UP" || fail "vm console lacks the line"
 
