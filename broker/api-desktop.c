@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 #include "log.h"
@@ -14,6 +15,12 @@
 #define API_LIST_TIMEOUT	15
 #define API_POWER_TIMEOUT	150	/* qmpd may wait for a slow start */
 #define API_ACQUIRE_TIMEOUT	200	/* a pool's boot may queue first */
+/*
+ * A pool desktop is handed out only this soon after login: a user who
+ * shut theirs down (giving it back) does not get another one from the
+ * portal's next refresh, only at their next login.
+ */
+#define API_ACQUIRE_WINDOW	60
 
 /* Is the route's VM name a name at all? Replies 404 if not. */
 int
@@ -55,6 +62,17 @@ api_desktops_acquired(json_t *ret, const char *errclass, const char *errdesc,
 	    json_is_object(json_object_get(ret, "spice"))));
 }
 
+/* Did this call's session log in less than API_ACQUIRE_WINDOW ago? */
+static int
+api_desktops_just_in(struct http_call *call)
+{
+	struct session	*s = session_find(call->sid);
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);	/* session.c's clock */
+	return (s != NULL && ts.tv_sec - s->created < API_ACQUIRE_WINDOW);
+}
+
 /* Pass on the user's desktops with only what the portal shows. */
 static void
 api_desktops_done(json_t *ret, const char *errclass, const char *errdesc,
@@ -69,7 +87,7 @@ api_desktops_done(json_t *ret, const char *errclass, const char *errdesc,
 		return;
 	}
 	list = json_object_get(ret, "desktops");
-	if (json_array_size(list) == 0) {
+	if (json_array_size(list) == 0 && api_desktops_just_in(call)) {
 		qmpc_call("desktop.acquire", json_pack("{s:s}", "login",
 		    call->login), API_ACQUIRE_TIMEOUT, api_desktops_acquired,
 		    call);
