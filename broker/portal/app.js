@@ -99,9 +99,9 @@ async function login(ev) {
     err.textContent = 'Wrong user name or password.';
   } else if (r.status === 429) {
     const wait = r.res && r.res.headers.get('Retry-After');
-    err.textContent = 'Too many failed attempts: this login is locked' +
-      (wait ? ' for ' + wait + ' s' : '') + '. ' +
-      (r.data && r.data.error ? r.data.error : '');
+    err.textContent = 'Too many failed attempts: logging in is locked' +
+      (wait ? ' for ' + wait + ' s' : ' for a while') +
+      '. Try again then, or ask your administrator.';
   } else {
     err.textContent = errorText(r, 'Login');
   }

@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [url, user, password, desktop, outdir] = process.argv.slice(2);
+const [url, user, password, desktop, outdir, lockUser] = process.argv.slice(2);
 if (!outdir) {
-  console.error('usage: node portal.mjs URL USER PASSWORD DESKTOP OUTDIR');
+  console.error('usage: node portal.mjs URL USER PASSWORD DESKTOP OUTDIR [LOCKUSER]');
   process.exit(2);
 }
 fs.mkdirSync(outdir, { recursive: true });
@@ -50,6 +50,21 @@ try {
   await page.locator('#login-error').filter({ hasText: 'Wrong user name or password' })
     .waitFor({ timeout: 10000 });
   result.wrong_password = await page.textContent('#login-error');
+
+  // Five failures lock a login: the page says for how long.
+  if (lockUser) {
+    await page.fill('#user', lockUser);
+    for (let i = 0; i < 6; i++) {
+      await page.fill('#password', 'wrong-' + i);
+      await page.click('#login-button');
+      await page.locator('#login-button:not([disabled])').waitFor({ timeout: 10000 });
+      await page.locator('#login-error').filter({ hasText: /./ }).waitFor({ timeout: 10000 });
+    }
+    result.locked = await page.textContent('#login-error');
+    check(/locked for \d+ s/.test(result.locked), 'the lockout message: ' + result.locked);
+    await page.screenshot({ path: path.join(outdir, '32-broker-portal-locked.png') });
+    await page.fill('#user', user);
+  }
 
   await page.fill('#password', password);
   await page.click('#login-button');
