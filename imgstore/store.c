@@ -689,7 +689,8 @@ store_reset(struct imgstore *st, const char *name, const char *target,
 		    "it cannot be reset", name);
 		goto out;
 	}
-	if (store_str(rec, "format") == NULL || store_str(rec, "file") == NULL ||
+	if (store_str(rec, "format") == NULL ||
+	    store_str(rec, "file") == NULL ||
 	    strcmp(store_str(rec, "format"), "qcow2") != 0) {
 		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s is not a "
 		    "qcow2 overlay", name);

@@ -62,8 +62,8 @@ cmd_image_import(struct cmd_req *req)
 	uint8_t		 head[8];
 	uint64_t	 size;
 	char		*cause = NULL;
-	char		*argv[] = { IMG_QEMU_IMG, "convert", "-p", "-f", NULL,
-			    "-O", "qcow2", "/dev/fd/3", NULL, NULL };
+	char		*argv[] = { IMG_QEMU_IMG, "convert", "-p", "-f",
+			    NULL, "-O", "qcow2", "/dev/fd/3", NULL, NULL };
 	int		 fd;
 
 	if (imgstore_name_valid(name, &cause) != 0) {
@@ -129,7 +129,8 @@ cmd_image_clone(struct cmd_req *req)
 	char		*cause = NULL;
 	int		 rc;
 
-	if (cmd_image_refuse_busy(req, parent) || cmd_image_refuse_busy(req, name))
+	if (cmd_image_refuse_busy(req, parent) ||
+	    cmd_image_refuse_busy(req, name))
 		return (CMD_RETURN_DONE);
 	if ((vm = img_vm_on(parent)) != NULL) {
 		cmd_error(req, ERR_BUSY, "image %s is the disk of VM %s, which "
@@ -272,10 +273,11 @@ cmd_image_check_users(const char *only, json_t *out, int fix)
 			cause = NULL;
 			if (fix)
 				json_array_append_new(out, json_pack(
-				    "{s:s,s:n,s:s,s:s++}", "what", "missing-disk",
-				    "file", "image", image, "action", "kept: the "
-				    "disk of VM ", vm->def.name, "; delete or "
-				    "re-create the VM"));
+				    "{s:s,s:n,s:s,s:s++}", "what",
+				    "missing-disk", "file", "image", image,
+				    "action", "kept: the disk of VM ",
+				    vm->def.name, "; delete or re-create "
+				    "the VM"));
 			else
 				json_array_append_new(out, json_pack(
 				    "{s:s,s:n,s:s++}", "image", image, "file",
@@ -317,8 +319,8 @@ cmd_image_check_users(const char *only, json_t *out, int fix)
 				json_array_append_new(out, json_pack(
 				    "{s:s,s:O?,s:s++}", "image", name, "file",
 				    json_object_get(rec, "file"), "problem",
-				    "lists VM ", user, " as a user, but there is "
-				    "no such VM"));
+				    "lists VM ", user, " as a user, but there "
+				    "is no such VM"));
 			else if (imgstore_unuse(img_store, name, user,
 			    &cause) == 0)
 				json_array_append_new(out, json_pack(

@@ -34,7 +34,7 @@ struct cmd_vm_snap {
 	char		*image;		/* the VM's disk */
 	char		*snapimg;	/* NAME.SNAP */
 	char		*snap;
-	char		*top;		/* the device's top node before */
+	char		*top;		/* the device's top node */
 	char		 node[32];	/* the new overlay's node */
 	int		 fd;		/* the new overlay's file */
 	json_int_t	 fdset;		/* -1 until add-fd answered */
@@ -180,16 +180,31 @@ cmd_vm_snap_qmp(struct cmd_vm_snap *s, struct qmp *qmp)
 	return (qmp);
 }
 
+/* A step failed or the VM went away: 1 if the snapshot was ended. */
+static int
+cmd_vm_snap_failed(struct cmd_vm_snap *s, struct qmp *qmp,
+    const char *errclass, const char *errdesc)
+{
+	struct qmp	*live = cmd_vm_snap_qmp(s, qmp);
+
+	if (errclass == NULL && live != NULL)
+		return (0);
+	if (errclass == NULL) {
+		errclass = "Disconnected";
+		errdesc = "the VM went away";
+	}
+	cmd_vm_snap_fail(s, live, errclass, errdesc);
+	return (1);
+}
+
 static void
 cmd_vm_snap_switched(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
 	struct cmd_vm_snap	*s = arg;
 
-	if (errclass != NULL) {
-		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass, errdesc);
+	if (cmd_vm_snap_failed(s, qmp, errclass, errdesc))
 		return;
-	}
 	/* QEMU holds its own dup now; the set can go. */
 	qmp_execute(qmp, "remove-fd", json_pack("{s:I}", "fdset-id",
 	    s->fdset), NULL, NULL);
@@ -207,11 +222,8 @@ cmd_vm_snap_added(struct qmp *qmp, json_t *ret, const char *errclass,
 {
 	struct cmd_vm_snap	*s = arg;
 
-	if (errclass != NULL || cmd_vm_snap_qmp(s, qmp) == NULL) {
-		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass ? errclass :
-		    "Disconnected", errdesc ? errdesc : "the VM went away");
+	if (cmd_vm_snap_failed(s, qmp, errclass, errdesc))
 		return;
-	}
 	s->added = 1;
 	if (qmp_execute(qmp, "blockdev-snapshot", json_pack("{s:s,s:s}",
 	    "node", s->top, "overlay", s->node), cmd_vm_snap_switched, s) != 0)
@@ -226,11 +238,8 @@ cmd_vm_snap_fd_added(struct qmp *qmp, json_t *ret, const char *errclass,
 	json_t		*args;
 	char		*path;
 
-	if (errclass != NULL || cmd_vm_snap_qmp(s, qmp) == NULL) {
-		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass ? errclass :
-		    "Disconnected", errdesc ? errdesc : "the VM went away");
+	if (cmd_vm_snap_failed(s, qmp, errclass, errdesc))
 		return;
-	}
 	s->fdset = json_integer_value(json_object_get(ret, "fdset-id"));
 	xasprintf(&path, "/dev/fdset/%lld", (long long)s->fdset);
 	args = json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s},s:n}", "driver",
@@ -252,11 +261,8 @@ cmd_vm_snap_queried(struct qmp *qmp, json_t *ret, const char *errclass,
 	const char	*qdev, *node;
 	size_t		 i;
 
-	if (errclass != NULL || cmd_vm_snap_qmp(s, qmp) == NULL) {
-		cmd_vm_snap_fail(s, cmd_vm_snap_qmp(s, qmp), errclass ? errclass :
-		    "Disconnected", errdesc ? errdesc : "the VM went away");
+	if (cmd_vm_snap_failed(s, qmp, errclass, errdesc))
 		return;
-	}
 	json_array_foreach(ret, i, dev) {
 		qdev = json_string_value(json_object_get(dev, "qdev"));
 		node = json_string_value(json_object_get(json_object_get(dev,
@@ -327,7 +333,8 @@ cmd_vm_snapshot_live(struct cmd_req *req, struct vm *vm, const char *image,
 	img_busy_set(image, "snapshotted");
 	if (qmp_execute(vm->qmp, "query-block", NULL, cmd_vm_snap_queried,
 	    s) != 0) {
-		cmd_vm_snap_fail(s, NULL, "GenericError", "QMP is not connected");
+		cmd_vm_snap_fail(s, NULL, "GenericError",
+		    "QMP is not connected");
 		return (CMD_RETURN_DONE);
 	}
 	return (CMD_RETURN_WAIT);
@@ -495,8 +502,8 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	struct chain	*c = NULL;
 	json_t		*rec, *all = NULL, *r, *crec, *prec = NULL;
 	char		*snapimg, *cause = NULL, *cpath = NULL;
-	char		*argv[] = { IMG_QEMU_IMG, "rebase", "-p", "-f", NULL,
-			    "-b", NULL, NULL, NULL, NULL, NULL };
+	char		*argv[] = { IMG_QEMU_IMG, "rebase", "-p", "-f",
+			    NULL, "-b", NULL, NULL, NULL, NULL, NULL };
 	size_t		 i;
 	json_int_t	 n;
 	int		 rc;

@@ -26,17 +26,17 @@
 #include "qmpd.h"
 #include "xmalloc.h"
 
-#define IMG_JOB_OUTPUT_MAX	1024	/* the last bytes of error text kept */
+#define IMG_JOB_OUTPUT_MAX	1024	/* error text kept */
 #define IMG_JOB_NICE		10	/* VMs first */
 
 struct img_job {
 	pid_t			 pid;
-	int			 fd;		/* our end of its stdout+stderr */
+	int			 fd;		/* its output */
 	struct event		*ev;
 	int			 reaped;
 	int			 status;
 
-	char			 seg[256];	/* the segment being read */
+	char			 seg[256];	/* the segment read */
 	size_t			 seglen;
 	char			 out[IMG_JOB_OUTPUT_MAX + 1];
 	size_t			 outlen;

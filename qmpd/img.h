@@ -49,13 +49,13 @@ struct img_op {
 	struct cmd_req	*req;
 	char		*name;
 	char		*also;
-	const char	*what;		/* "importing", "flattening", ... */
-	char		*file;		/* the new file's final name */
+	const char	*what;		/* "importing", ... */
+	char		*file;		/* the new file's name */
 	char		*tmp;		/* its temporary path */
 	char		*oldfile;	/* flatten: the file it replaces */
 	json_t		*reply;
 	int		(*commit)(struct img_op *, char **cause);
-	int		 last;		/* last whole percent reported */
+	int		 last;		/* last percent reported */
 };
 struct img_op	*img_op_new(struct cmd_req *, const char *name,
 		     const char *what);
@@ -68,7 +68,8 @@ struct img_job;
 /* Progress in percent, from qemu-img -p. */
 typedef void	(*img_job_progress_cb)(double percent, void *arg);
 /* status is waitpid's; output the last lines the job wrote, borrowed. */
-typedef void	(*img_job_done_cb)(int status, const char *output, void *arg);
+typedef void	(*img_job_done_cb)(int status, const char *output,
+		     void *arg);
 /*
  * Run argv (argv[0] an absolute path) with stdout and stderr on a pipe
  * the loop reads; infd, unless -1, becomes the child's fd 3. The child
@@ -93,10 +94,11 @@ int		 vm_disk_create(struct vm *, char **cause);
 void		 vm_disk_delete(struct vm *);
 /*
  * vm start: check the chain with the store's parser and open every
- * file (read-only below the top), fds left inheritable for QEMU. *out
+ * file (read-only below the top), for vm_spawn to pass to QEMU. *out
  * stays NULL for a VM without an image. vm_disk_free closes the fds.
  */
-int		 vm_disk_open(struct vm *, struct vm_disk **out, char **cause);
+int		 vm_disk_open(struct vm *, struct vm_disk **out,
+		     char **cause);
 void		 vm_disk_free(struct vm_disk *);
 /* vm reset-disk, for stateless desktops too. */
 int		 vm_disk_reset(struct vm *, char **cause);

@@ -215,8 +215,8 @@ vm_disk_free(struct vm_disk *d)
 
 /*
  * Check the chain (files walked with the store's parser and matched
- * against the index) and open it. The fds are not close-on-exec: QEMU
- * inherits them; vm_start closes them right after the spawn.
+ * against the index) and open it; vm_start hands the fds to vm_spawn,
+ * which lets QEMU inherit them, and closes them after the spawn.
  */
 int
 vm_disk_open(struct vm *vm, struct vm_disk **out, char **cause)
@@ -262,7 +262,8 @@ vm_disk_open(struct vm *vm, struct vm_disk **out, char **cause)
 		d->links[i].fd = -1;
 	d->n = c->n;
 	for (i = 0; i < c->n; i++) {
-		flags = (i == 0 ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NOCTTY;
+		flags = (i == 0 ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NOCTTY |
+		    O_CLOEXEC;
 		if ((d->links[i].fd = open(c->links[i].path, flags)) == -1 ||
 		    fstat(d->links[i].fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
 			xasprintf(cause, "VM %s: image %s: %s: %s",
