@@ -47,7 +47,8 @@ stop() { qq vm stop "$1" --timeout 60 >/dev/null; }
 
 start_qmpd
 
-# --- import: a 256 MiB raw file, progress lines, and qmpd answers meanwhile.
+# --- import: a 256 MiB raw file, progress lines, qmpd answers meanwhile,
+# and gc keeps the file being written.
 head -c $((256 << 20)) /dev/urandom > "$T/big.raw"
 python3 - "$QDESK_SOCKET" "$T/big.raw" > "$T/import.out" <<'PY' || fail "import over the socket: $(cat "$T/import.out")"
 import json, socket, sys, time
@@ -78,6 +79,14 @@ while True:
             r = json.loads(b.readline())
             rtts.append(time.monotonic() - t0)
             assert "return" in r, r
+            if len(rtts) == 1:
+                # gc leaves the file qemu-img is writing (it holds a lock).
+                send(b, {"id": 8, "cmd": "image.gc"})
+                g = json.loads(b.readline())
+                items = g["return"]["items"]
+                assert any(i["what"] == "temp-file" for i in items), g
+                assert all(i["action"].startswith("kept")
+                           for i in items), g
         continue
     assert m.get("id") == 1, m
     break
