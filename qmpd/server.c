@@ -5,7 +5,6 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include "log.h"
 #include "pool.h"
 #include "qmpd.h"
+#include "sock.h"
 #include "xmalloc.h"
 
 /* Stop reading a client's requests while this much output is queued. */
@@ -341,27 +341,10 @@ server_error_cb(struct evconnlistener *l, void *arg)
 int
 server_listen(const char *path, char **cause)
 {
-	struct sockaddr_un	 sun;
-	int			 fd;
+	int	fd;
 
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlcpy(sun.sun_path, path, sizeof sun.sun_path) >=
-	    sizeof sun.sun_path) {
-		xasprintf(cause, "socket path too long: %s", path);
+	if ((fd = sock_unix_listen(path, SOCK_NONBLOCK, 128, cause)) == -1)
 		return (-1);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd == -1) {
-		xasprintf(cause, "socket: %s", strerror(errno));
-		return (-1);
-	}
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		xasprintf(cause, "bind %s: %s", path, strerror(errno));
-		close(fd);
-		return (-1);
-	}
 	if (chmod(path, 0660) == -1 ||
 	    (qmpd->admin_gid != (gid_t)-1 &&
 	    chown(path, 0, qmpd->admin_gid) == -1))

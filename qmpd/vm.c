@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <netinet/in.h>
@@ -27,6 +26,7 @@
 #include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
+#include "sock.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -396,26 +396,7 @@ vm_watch(struct vm *vm, pid_t pid, char **cause)
 static int
 vm_qmp_listen(const char *path, char **cause)
 {
-	struct sockaddr_un	sun;
-	int			fd;
-
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlcpy(sun.sun_path, path, sizeof sun.sun_path) >=
-	    sizeof sun.sun_path) {
-		xasprintf(cause, "socket path too long: %s", path);
-		return (-1);
-	}
-	unlink(path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1 || bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
-	    listen(fd, 4) == -1) {
-		xasprintf(cause, "QMP socket %s: %s", path, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return (-1);
-	}
-	return (fd);
+	return (sock_unix_listen(path, 0, 4, cause));
 }
 
 static const char *
