@@ -11,6 +11,11 @@ q --json status | jq -e '.accels | index("kvm")' >/dev/null ||
 disk=$(tiny_disk tiny)
 qq vm create tiny --accel kvm --disk "$disk" --memory 32 --display none >/dev/null
 [ "$(vm_field tiny state)" = stopped ] || fail "a new VM is not stopped"
+# The event stream sees every state change.
+q --json events --vm tiny > "$T/events" 2>&1 &
+events_pid=$!
+EXTRA_CLEANUP='kill $events_pid 2>/dev/null'
+sleep 0.2
 qq vm start tiny >/dev/null
 [ "$(vm_field tiny state)" = running ] || fail "vm start did not end running"
 [ "$(vm_field tiny accel_used)" = kvm ] || fail "not running under kvm"
@@ -46,6 +51,10 @@ qq vm kill tiny >/dev/null
 [ "$(vm_field tiny state)" = stopped ] || fail "not stopped after kill"
 [ "$(vm_field tiny reason)" = "killed by admin" ] || fail "reason: $(vm_field tiny reason)"
 alive "$pid" && fail "QEMU $pid still alive after kill"
+for s in starting running paused stopped; do
+	grep -q "\"state\":\"$s\"" "$T/events" || fail "no $s event: $(cat "$T/events")"
+done
+kill $events_pid 2>/dev/null
 qq vm delete tiny >/dev/null
 q_status 1 vm show tiny
 grep -q NotFound "$T/last.err" || fail "deleted VM still shows"
