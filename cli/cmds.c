@@ -16,6 +16,7 @@ static const struct cmd_arg vm_create_opts[] = {
 	{ "--vcpus",	"vcpus",	ARG_INT,	0 },
 	{ "--accel",	"accel",	ARG_STR,	0 },
 	{ "--machine",	"machine",	ARG_STR,	0 },
+	{ "--cpu",	"cpu",		ARG_STR,	0 },
 	{ "--kernel",	"kernel",	ARG_PATH,	0 },
 	{ "--initrd",	"initrd",	ARG_PATH,	0 },
 	{ "--append",	"append",	ARG_STR,	0 },
@@ -157,7 +158,7 @@ const struct cmd_entry cmd_table[] = {
 
 	{ .group = "vm", .verb = "create", .cmd = "vm.create",
 	  .usage = "NAME [--memory MIB] [--vcpus N] [--accel auto|kvm|tcg] "
-	    "[--machine pc|q35] "
+	    "[--machine pc|q35] [--cpu MODEL] "
 	    "[--kernel FILE --initrd FILE --append STR | --disk FILE] "
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "

@@ -460,6 +460,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "vcpus", ARG_INT, 0 },
 	{ "accel", ARG_STR, 0 },
 	{ "machine", ARG_STR, 0 },
+	{ "cpu", ARG_STR, 0 },
 	{ "kernel", ARG_STR, 0 },
 	{ "initrd", ARG_STR, 0 },
 	{ "append", ARG_STR, 0 },

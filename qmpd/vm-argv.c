@@ -248,9 +248,14 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "-accel");
 	argv_add(&a, "%s", rt->accel);
 	/*
-	 * No -cpu host: a nested KVM such as kvm-pvm rejects some of the
-	 * host's MSRs. QEMU's default model runs everywhere.
+	 * Only when asked: "host" is best on a real host, but a nested KVM
+	 * such as kvm-pvm rejects some host MSRs. QEMU's default runs
+	 * everywhere.
 	 */
+	if (def->cpu[0] != '\0') {
+		argv_add(&a, "-cpu");
+		argv_add(&a, "%s", def->cpu);
+	}
 	argv_add(&a, "-m");
 	argv_add(&a, "%d", def->memory);
 	argv_add(&a, "-smp");

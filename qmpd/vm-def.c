@@ -34,7 +34,7 @@ static const char *vm_restart_names[] = {
 
 /* The keys vm_def owns; anything else is kept verbatim in extra. */
 static const char *vm_def_keys[] = {
-	"name", "uuid", "memory", "vcpus", "accel", "machine", "kernel",
+	"name", "uuid", "memory", "vcpus", "accel", "machine", "cpu", "kernel",
 	"initrd", "append", "disk", "disk_format", "display", "listen",
 	"spice_port", "restart", "autostart", "created"
 };
@@ -212,6 +212,21 @@ vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
 		if (strcmp(word, vm_restart_names[i]) == 0)
 			def->restart = i;
 
+	/* A CPU model name, or "host"; features as QEMU writes them. */
+	v = json_object_get(j, "cpu");
+	if (v != NULL && !json_is_null(v)) {
+		const char *m = json_is_string(v) ? json_string_value(v) : "";
+
+		if (*m == '\0' || strlen(m) >= sizeof def->cpu ||
+		    strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
+		    "VWXYZ0123456789,._+=-") != strlen(m) || *m == ',') {
+			xasprintf(cause, "cpu must be a QEMU CPU model such as "
+			    "host or Skylake-Client,-hle");
+			goto fail;
+		}
+		strlcpy(def->cpu, m, sizeof def->cpu);
+	}
+
 	v = json_object_get(j, "autostart");
 	if (v != NULL && !json_is_null(v) && !json_is_boolean(v)) {
 		xasprintf(cause, "'autostart' must be true or false");
@@ -283,6 +298,8 @@ vm_def_to_json(const struct vm_def *def)
 	    "spice_port", def->spice_port,
 	    "restart", vm_restart_names[def->restart],
 	    "autostart", def->autostart, "created", (json_int_t)def->created);
+	if (def->cpu[0] != '\0')
+		json_object_set_new(j, "cpu", json_string(def->cpu));
 	if (def->kernel != NULL)
 		json_object_set_new(j, "kernel", json_string(def->kernel));
 	if (def->initrd != NULL)

@@ -37,6 +37,7 @@ struct vm_def {
 	int		 vcpus;
 	char		 accel[8];		/* auto kvm tcg */
 	char		 machine[8];		/* pc q35 */
+	char		 cpu[64];		/* QEMU's -cpu; "" = default */
 	char		*kernel;
 	char		*initrd;
 	char		*append;
