@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "broker.h"
+#include "daemon.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -88,31 +89,6 @@ broker_drop(const struct passwd *pw)
 		log_warn("PR_SET_NO_NEW_PRIVS");
 	if (chdir("/") == -1)
 		fatal("chdir /");
-}
-
-/* Detach as daemons do: fork, new session, fork, stdio to /dev/null. */
-static void
-broker_daemonize(void)
-{
-	pid_t	pid;
-	int	fd;
-
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid != 0)
-		_exit(0);
-	setsid();
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid != 0)
-		_exit(0);
-	if ((fd = open("/dev/null", O_RDWR)) != -1) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
 }
 
 int
@@ -258,7 +234,7 @@ main(int argc, char **argv)
 		fatalx("RAND_bytes: no randomness for the ticket key");
 
 	if (!broker->foreground)
-		broker_daemonize();
+		daemon_detach();
 	log_init("qdesk-broker", broker->foreground, verbose);
 	signal(SIGPIPE, SIG_IGN);
 	if ((broker->base = event_base_new()) == NULL)

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "img.h"
+#include "daemon.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
@@ -108,29 +109,6 @@ qmpd_lock(void)
 	/* fd stays open for the daemon's life. */
 }
 
-static void
-qmpd_daemonize(void)
-{
-	pid_t	pid;
-	int	fd;
-
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid != 0)
-		_exit(0);
-	setsid();
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid != 0)
-		_exit(0);
-	if ((fd = open("/dev/null", O_RDWR)) != -1) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
-}
 
 int
 main(int argc, char **argv)
@@ -220,7 +198,7 @@ main(int argc, char **argv)
 
 	qmpd_lock();
 	if (!foreground)
-		qmpd_daemonize();
+		daemon_detach();
 	log_init("qmpd", foreground, verbose);
 	qmpd->started = time(NULL);
 	/* QEMU grandchildren reparent to us: their exit status is ours. */
