@@ -20,6 +20,7 @@
 #include "compat.h"
 #include "cause.h"
 #include "log.h"
+#include "textbuf.h"
 #include "xmalloc.h"
 
 #include "ipam.h"
@@ -29,31 +30,6 @@
 
 #define NFT_ERRMAX	2048	/* nft's stderr kept for the cause */
 
-struct nft_buf {
-	char	*s;
-	size_t	 len;
-	size_t	 size;
-};
-
-static void __attribute__((format(printf, 2, 3)))
-nft_printf(struct nft_buf *b, const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*line;
-	int	 n;
-
-	va_start(ap, fmt);
-	if ((n = vasprintf(&line, fmt, ap)) == -1)
-		fatal("vasprintf");
-	va_end(ap);
-	if (b->len + n + 1 > b->size) {
-		b->size = (b->len + n + 1) * 2;
-		b->s = xrealloc(b->s, b->size);
-	}
-	memcpy(b->s + b->len, line, n + 1);
-	b->len += n;
-	free(line);
-}
 
 static const char nft_delete[] =
     "table inet qdesk\n"
@@ -69,30 +45,30 @@ netctl_nft_ruleset_delete(void)
 
 /* Forward and NAT rules of one network in the inet table. */
 static void
-nft_net_forward(struct nft_buf *b, const struct netctl_net *net)
+nft_net_forward(struct textbuf *b, const struct netctl_net *net)
 {
 	char		 subnet[NETCTL_CIDRSTRLEN];
 	const char	*br = net->bridge;
 
 	netctl_subnet_format(&net->subnet, subnet, sizeof subnet);
-	nft_printf(b, "\t\t# network %s (%s, %s)\n", net->name,
+	textbuf_printf(b, "\t\t# network %s (%s, %s)\n", net->name,
 	    netctl_mode_name(net->mode), subnet);
 	/* Nothing between two qdesk networks, whatever their modes. */
-	nft_printf(b, "\t\tiifname \"%s\" oifname \"%s*\" oifname != \"%s\" "
+	textbuf_printf(b, "\t\tiifname \"%s\" oifname \"%s*\" oifname != \"%s\" "
 	    "drop\n", br, NETCTL_BRIDGE_PREFIX, br);
 	switch (net->mode) {
 	case NETCTL_NAT:
-		nft_printf(b, "\t\tiifname \"%s\" oifname != \"%s\" "
+		textbuf_printf(b, "\t\tiifname \"%s\" oifname != \"%s\" "
 		    "ip saddr != %s drop\n", br, br, subnet);
-		nft_printf(b, "\t\toifname \"%s\" iifname != \"%s\" "
+		textbuf_printf(b, "\t\toifname \"%s\" iifname != \"%s\" "
 		    "ct state established,related accept\n", br, br);
-		nft_printf(b, "\t\toifname \"%s\" iifname != \"%s\" drop\n",
+		textbuf_printf(b, "\t\toifname \"%s\" iifname != \"%s\" drop\n",
 		    br, br);
 		break;
 	case NETCTL_ISOLATED:
-		nft_printf(b, "\t\tiifname \"%s\" oifname != \"%s\" drop\n",
+		textbuf_printf(b, "\t\tiifname \"%s\" oifname != \"%s\" drop\n",
 		    br, br);
-		nft_printf(b, "\t\toifname \"%s\" iifname != \"%s\" drop\n",
+		textbuf_printf(b, "\t\toifname \"%s\" iifname != \"%s\" drop\n",
 		    br, br);
 		break;
 	case NETCTL_BRIDGE:
@@ -102,122 +78,122 @@ nft_net_forward(struct nft_buf *b, const struct netctl_net *net)
 
 /* The inet table: forward, input from guests, and masquerade. */
 static void
-nft_inet(struct nft_buf *b, const struct netctl_net *nets, size_t n)
+nft_inet(struct textbuf *b, const struct netctl_net *nets, size_t n)
 {
 	char	subnet[NETCTL_CIDRSTRLEN];
 	size_t	i;
 
-	nft_printf(b, "table inet qdesk\n");
-	nft_printf(b, "delete table inet qdesk\n");
-	nft_printf(b, "table inet qdesk {\n");
+	textbuf_printf(b, "table inet qdesk\n");
+	textbuf_printf(b, "delete table inet qdesk\n");
+	textbuf_printf(b, "table inet qdesk {\n");
 
-	nft_printf(b, "\tchain forward {\n");
-	nft_printf(b, "\t\ttype filter hook forward priority filter; "
+	textbuf_printf(b, "\tchain forward {\n");
+	textbuf_printf(b, "\t\ttype filter hook forward priority filter; "
 	    "policy accept;\n");
 	for (i = 0; i < n; i++)
 		nft_net_forward(b, &nets[i]);
-	nft_printf(b, "\t}\n");
+	textbuf_printf(b, "\t}\n");
 
 	/*
 	 * Guests on nat and isolated networks reach the host only for DHCP,
 	 * DNS and ping (and replies); bridge mode is the admin's LAN.
 	 */
-	nft_printf(b, "\tchain guest_input {\n");
-	nft_printf(b, "\t\tct state established,related accept\n");
-	nft_printf(b, "\t\tudp dport { 53, 67 } accept\n");
-	nft_printf(b, "\t\ttcp dport 53 accept\n");
-	nft_printf(b, "\t\ticmp type { echo-request, destination-unreachable, "
+	textbuf_printf(b, "\tchain guest_input {\n");
+	textbuf_printf(b, "\t\tct state established,related accept\n");
+	textbuf_printf(b, "\t\tudp dport { 53, 67 } accept\n");
+	textbuf_printf(b, "\t\ttcp dport 53 accept\n");
+	textbuf_printf(b, "\t\ticmp type { echo-request, destination-unreachable, "
 	    "time-exceeded } accept\n");
-	nft_printf(b, "\t\tmeta l4proto ipv6-icmp accept\n");
-	nft_printf(b, "\t\tdrop\n");
-	nft_printf(b, "\t}\n");
-	nft_printf(b, "\tchain input {\n");
-	nft_printf(b, "\t\ttype filter hook input priority filter; "
+	textbuf_printf(b, "\t\tmeta l4proto ipv6-icmp accept\n");
+	textbuf_printf(b, "\t\tdrop\n");
+	textbuf_printf(b, "\t}\n");
+	textbuf_printf(b, "\tchain input {\n");
+	textbuf_printf(b, "\t\ttype filter hook input priority filter; "
 	    "policy accept;\n");
 	for (i = 0; i < n; i++) {
 		if (nets[i].mode == NETCTL_BRIDGE)
 			continue;
-		nft_printf(b, "\t\tiifname \"%s\" jump guest_input\n",
+		textbuf_printf(b, "\t\tiifname \"%s\" jump guest_input\n",
 		    nets[i].bridge);
 	}
-	nft_printf(b, "\t}\n");
+	textbuf_printf(b, "\t}\n");
 
-	nft_printf(b, "\tchain postrouting {\n");
-	nft_printf(b, "\t\ttype nat hook postrouting priority srcnat; "
+	textbuf_printf(b, "\tchain postrouting {\n");
+	textbuf_printf(b, "\t\ttype nat hook postrouting priority srcnat; "
 	    "policy accept;\n");
 	for (i = 0; i < n; i++) {
 		if (nets[i].mode != NETCTL_NAT)
 			continue;
 		netctl_subnet_format(&nets[i].subnet, subnet, sizeof subnet);
-		nft_printf(b, "\t\tip saddr %s ip daddr != { %s, 224.0.0.0/4, "
+		textbuf_printf(b, "\t\tip saddr %s ip daddr != { %s, 224.0.0.0/4, "
 		    "255.255.255.255 } oifname != \"%s\" masquerade\n", subnet,
 		    subnet, nets[i].bridge);
 	}
-	nft_printf(b, "\t}\n");
-	nft_printf(b, "}\n");
+	textbuf_printf(b, "\t}\n");
+	textbuf_printf(b, "}\n");
 }
 
 /* One TAP's anti-spoofing chain in the bridge table. */
 static void
-nft_tap_chain(struct nft_buf *b, size_t i, const struct netctl_nft_tap *t)
+nft_tap_chain(struct textbuf *b, size_t i, const struct netctl_nft_tap *t)
 {
 	char	mac[NETCTL_MACSTRLEN], ip[NETCTL_IPSTRLEN];
 
 	netctl_mac_format(t->mac, mac, sizeof mac);
-	nft_printf(b, "\tchain tap%zu {\n", i);
-	nft_printf(b, "\t\t# %s: %s", t->tap, mac);
+	textbuf_printf(b, "\tchain tap%zu {\n", i);
+	textbuf_printf(b, "\t\t# %s: %s", t->tap, mac);
 	if (t->ip != 0)
-		nft_printf(b, " %s", netctl_ip_format(t->ip, ip, sizeof ip));
-	nft_printf(b, "\n");
-	nft_printf(b, "\t\tether saddr != %s drop\n", mac);
+		textbuf_printf(b, " %s", netctl_ip_format(t->ip, ip, sizeof ip));
+	textbuf_printf(b, "\n");
+	textbuf_printf(b, "\t\tether saddr != %s drop\n", mac);
 	/* Tagged frames would carry addresses the rules below miss. */
-	nft_printf(b, "\t\tether type { 8021q, 8021ad } drop\n");
+	textbuf_printf(b, "\t\tether type { 8021q, 8021ad } drop\n");
 	/* No rogue DHCP server, no rogue IPv6 router. */
-	nft_printf(b, "\t\tudp sport 67 drop\n");
-	nft_printf(b, "\t\ticmpv6 type nd-router-advert drop\n");
-	nft_printf(b, "\t\tarp saddr ether != %s drop\n", mac);
+	textbuf_printf(b, "\t\tudp sport 67 drop\n");
+	textbuf_printf(b, "\t\ticmpv6 type nd-router-advert drop\n");
+	textbuf_printf(b, "\t\tarp saddr ether != %s drop\n", mac);
 	if (t->ip == 0) {
-		nft_printf(b, "\t}\n");
+		textbuf_printf(b, "\t}\n");
 		return;
 	}
 	/* 0.0.0.0 for ARP probes and DHCP before the guest has its address. */
-	nft_printf(b, "\t\tarp saddr ip != { 0.0.0.0, %s } drop\n", ip);
-	nft_printf(b, "\t\tip saddr 0.0.0.0 udp sport 68 udp dport 67 "
+	textbuf_printf(b, "\t\tarp saddr ip != { 0.0.0.0, %s } drop\n", ip);
+	textbuf_printf(b, "\t\tip saddr 0.0.0.0 udp sport 68 udp dport 67 "
 	    "accept\n");
-	nft_printf(b, "\t\tip saddr != %s drop\n", ip);
-	nft_printf(b, "\t}\n");
+	textbuf_printf(b, "\t\tip saddr != %s drop\n", ip);
+	textbuf_printf(b, "\t}\n");
 }
 
 /* The bridge table: frames from each TAP through its own chain. */
 static void
-nft_bridge(struct nft_buf *b, const struct netctl_nft_tap *taps, size_t n)
+nft_bridge(struct textbuf *b, const struct netctl_nft_tap *taps, size_t n)
 {
 	size_t	i;
 
-	nft_printf(b, "table bridge qdesk\n");
-	nft_printf(b, "delete table bridge qdesk\n");
-	nft_printf(b, "table bridge qdesk {\n");
+	textbuf_printf(b, "table bridge qdesk\n");
+	textbuf_printf(b, "delete table bridge qdesk\n");
+	textbuf_printf(b, "table bridge qdesk {\n");
 	for (i = 0; i < n; i++)
 		nft_tap_chain(b, i, &taps[i]);
-	nft_printf(b, "\tchain prerouting {\n");
-	nft_printf(b, "\t\ttype filter hook prerouting priority filter; "
+	textbuf_printf(b, "\tchain prerouting {\n");
+	textbuf_printf(b, "\t\ttype filter hook prerouting priority filter; "
 	    "policy accept;\n");
 	if (n > 0) {
-		nft_printf(b, "\t\tiifname vmap {");
+		textbuf_printf(b, "\t\tiifname vmap {");
 		for (i = 0; i < n; i++) {
-			nft_printf(b, "%s\n\t\t\t\"%s\" : goto tap%zu",
+			textbuf_printf(b, "%s\n\t\t\t\"%s\" : goto tap%zu",
 			    i == 0 ? "" : ",", taps[i].tap, i);
 		}
-		nft_printf(b, "\n\t\t}\n");
+		textbuf_printf(b, "\n\t\t}\n");
 	}
 	/*
 	 * goto, not jump: a frame that passes its TAP's chain takes the
 	 * policy (accept) instead of coming back here.  A qdesk TAP with no
 	 * chain yet sends nothing.
 	 */
-	nft_printf(b, "\t\tiifname \"%s*\" drop\n", NETCTL_TAP_PREFIX);
-	nft_printf(b, "\t}\n");
-	nft_printf(b, "}\n");
+	textbuf_printf(b, "\t\tiifname \"%s*\" drop\n", NETCTL_TAP_PREFIX);
+	textbuf_printf(b, "\t}\n");
+	textbuf_printf(b, "}\n");
 }
 
 /* Generates both tables, refusing any name that is not qdesk's. */
@@ -225,7 +201,7 @@ char *
 netctl_nft_ruleset(const struct netctl_net *nets, size_t nnets,
     const struct netctl_nft_tap *taps, size_t ntaps, char **cause)
 {
-	struct nft_buf	b;
+	struct textbuf	b;
 	size_t		i, j;
 
 	for (i = 0; i < nnets; i++) {
@@ -254,11 +230,11 @@ netctl_nft_ruleset(const struct netctl_net *nets, size_t nnets,
 	}
 
 	memset(&b, 0, sizeof b);
-	nft_printf(&b, "# qdesk: generated by qmpd, replaced whole with "
+	textbuf_printf(&b, "# qdesk: generated by qmpd, replaced whole with "
 	    "nft -f\n");
 	nft_inet(&b, nets, nnets);
 	nft_bridge(&b, taps, ntaps);
-	return (b.s);
+	return (textbuf_finish(&b));
 }
 
 char *const *
