@@ -989,8 +989,10 @@ vm_autostart_all(void)
 	TAILQ_FOREACH(vm, &vms, entry) {
 		if (!vm->def.autostart || vm_is_active(vm))
 			continue;
+		/* 250 ms apart; tv_usec must stay below a second. */
 		event_base_once(qmpd->base, -1, EV_TIMEOUT, vm_autostart_cb,
-		    xstrdup(vm->def.name), &(struct timeval){ 0, n * 250000 });
+		    xstrdup(vm->def.name), &(struct timeval){ n / 4,
+		    (n % 4) * 250000 });
 		n++;
 	}
 }

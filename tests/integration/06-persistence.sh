@@ -19,6 +19,15 @@ start_qmpd
 [ "$(vm_field second autostart)" = true ] || fail "second lost autostart"
 # autostart: qmpd started it at daemon start.
 qq vm wait second running --timeout 20 >/dev/null
+# Many autostart VMs: staggered 250 ms apart, all come up.
+for i in 1 2 3 4 5 6; do
+	qq vm create auto$i --accel tcg --disk "$(tiny_disk auto$i)" --memory 16 --display none --autostart >/dev/null
+done
+kill9_qmpd
+start_qmpd
+for i in 1 2 3 4 5 6; do
+	qq vm wait auto$i running --timeout 30 >/dev/null
+done
 q_status 1 vm create first --disk "$(tiny_disk x)"
 grep -q AlreadyExists "$T/last.err" || fail "duplicate create: $(cat "$T/last.err")"
 log ok
