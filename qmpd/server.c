@@ -28,6 +28,8 @@
 #define CLIENT_OUT_LOW		(1024 * 1024)
 /* A client this far behind is not reading at all: drop it. */
 #define CLIENT_OUT_MAX		(64 * 1024 * 1024)
+/* Requests taken from one client per turn of the loop, for fairness. */
+#define CLIENT_LINES_PER_TURN	16
 
 struct client {
 	struct bufferevent	*bev;
@@ -183,6 +185,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer	*out = bufferevent_get_output(bev);
 	char		*line, *msg;
 	size_t		 len;
+	int		 n = 0;
 
 	if (c->closing) {
 		evbuffer_drain(in, evbuffer_get_length(in));
@@ -192,6 +195,18 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
 		cmd_dispatch(c, line, len);
 		free(line);
+		if (++n == CLIENT_LINES_PER_TURN && !c->closing &&
+		    evbuffer_get_length(out) <= CLIENT_OUT_HIGH) {
+			/*
+			 * A client pipelining many requests (a boot storm)
+			 * yields: QMP handshakes and other clients go first,
+			 * the rest of its lines on the next turn.
+			 */
+			bufferevent_trigger(bev, EV_READ,
+			    BEV_TRIG_IGNORE_WATERMARKS |
+			    BEV_TRIG_DEFER_CALLBACKS);
+			return;
+		}
 		if (evbuffer_get_length(out) > CLIENT_OUT_HIGH) {
 			/* Read no more until this client drains its replies. */
 			c->throttled = 1;

@@ -46,6 +46,12 @@ for line, want in cases:
 r = ask(f, '{"id":"same","cmd":"server.status"}')
 assert r["id"] == "same" and r["return"]["version"], r
 
+# 500 pipelined requests in one write: every one answered, in order
+# (qmpd takes 16 per turn of its loop, then lets others in).
+s.sendall(b"".join(b'{"id":%d,"cmd":"vm.list"}\n' % i for i in range(500)))
+ids = [json.loads(f.readline())["id"] for _ in range(500)]
+assert ids == list(range(500)), "pipelined replies out of order"
+
 # A line over 1 MiB: an error, then this client alone is closed.
 s2, f2 = conn()
 s2.sendall(b'{"cmd":"' + b"x" * (1100 * 1024))
