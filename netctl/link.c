@@ -626,15 +626,19 @@ netctl_tap_attach(const char *tap, const char *bridge, char **cause)
  * Bridge mode: the only change qdesk makes to an interface it does not
  * own is setting an admin-named uplink's master to a qdesk bridge.
  */
-int
-netctl_uplink_enslave(const char *uplink, const char *bridge, char **cause)
+/*
+ * The uplink's current master and the bridge's index, after checking
+ * that uplink is an admin's interface (not ours) and bridge is ours.
+ */
+static int
+link_uplink_masters(const char *uplink, const char *bridge, int *master,
+    int *cur, char **cause)
 {
 	struct nl_sock		*sk;
 	struct rtnl_link	*link = NULL;
-	int			 error, master, cur;
+	int			 error;
 
-	if (!link_name_valid(uplink) || strcmp(uplink, "lo") == 0 ||
-	    netctl_name_owned(uplink)) {
+	if (!link_name_valid(uplink) || netctl_name_owned(uplink)) {
 		return (link_fail(cause, -EINVAL, "invalid uplink %s",
 		    uplink == NULL ? "(none)" : uplink));
 	}
@@ -643,12 +647,26 @@ netctl_uplink_enslave(const char *uplink, const char *bridge, char **cause)
 		return (error);
 	if ((error = link_socket(&sk, cause)) != 0)
 		return (error);
-	if ((error = link_bridge_index(sk, bridge, &master, cause)) != 0)
+	if ((error = link_bridge_index(sk, bridge, master, cause)) != 0)
 		return (error);
 	if ((error = link_get(sk, uplink, &link, cause)) != 0)
 		return (error);
-	cur = rtnl_link_get_master(link);
+	*cur = rtnl_link_get_master(link);
 	rtnl_link_put(link);
+	return (0);
+}
+
+int
+netctl_uplink_enslave(const char *uplink, const char *bridge, char **cause)
+{
+	int	error, master, cur;
+
+	if (uplink != NULL && strcmp(uplink, "lo") == 0)
+		return (link_fail(cause, -EINVAL, "invalid uplink %s",
+		    uplink));
+	if ((error = link_uplink_masters(uplink, bridge, &master, &cur,
+	    cause)) != 0)
+		return (error);
 	if (cur == master)
 		return (0);
 	if (cur > 0) {
@@ -661,25 +679,11 @@ netctl_uplink_enslave(const char *uplink, const char *bridge, char **cause)
 int
 netctl_uplink_release(const char *uplink, const char *bridge, char **cause)
 {
-	struct nl_sock		*sk;
-	struct rtnl_link	*link = NULL;
-	int			 error, master, cur;
+	int	error, master, cur;
 
-	if (!link_name_valid(uplink) || netctl_name_owned(uplink)) {
-		return (link_fail(cause, -EINVAL, "invalid uplink %s",
-		    uplink == NULL ? "(none)" : uplink));
-	}
-	if ((error = netctl_name_check(bridge, NETCTL_BRIDGE_PREFIX,
+	if ((error = link_uplink_masters(uplink, bridge, &master, &cur,
 	    cause)) != 0)
 		return (error);
-	if ((error = link_socket(&sk, cause)) != 0)
-		return (error);
-	if ((error = link_bridge_index(sk, bridge, &master, cause)) != 0)
-		return (error);
-	if ((error = link_get(sk, uplink, &link, cause)) != 0)
-		return (error);
-	cur = rtnl_link_get_master(link);
-	rtnl_link_put(link);
 	if (cur != master)
 		return (0);
 	return (link_change(uplink, -1, 0, cause));
