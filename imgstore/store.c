@@ -35,6 +35,7 @@ struct imgstore {
 	struct db	*db;
 	char		*dir;		/* canonical */
 	int		 dirfd;
+	json_t		*writing;	/* temporary files a job is writing */
 };
 
 static const char *store_kinds[] = { "base", "template", "clone", "snapshot" };
@@ -171,6 +172,7 @@ imgstore_open(struct db *db, const char *dir, char **cause)
 	st->db = db;
 	st->dir = real;
 	st->dirfd = fd;
+	st->writing = json_object();
 	return (st);
 }
 
@@ -180,6 +182,7 @@ imgstore_close(struct imgstore *st)
 	if (st == NULL)
 		return;
 	close(st->dirfd);
+	json_decref(st->writing);
 	free(st->dir);
 	free(st);
 }
@@ -1536,13 +1539,15 @@ store_file_used(json_t *all, const char *file)
 
 /*
  * Returns 1 if a file of the store is locked by a process (a QEMU or a
- * writer still at work), in which case gc leaves it alone.
+ * writer still at work) or a job of ours writes it: gc leaves it alone.
  */
 static int
 store_locked(struct imgstore *st, const char *file)
 {
 	int	fd, locked;
 
+	if (json_object_get(st->writing, file) != NULL)
+		return (1);
 	fd = openat(st->dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 	    O_NOCTTY | O_CLOEXEC);
 	if (fd == -1)
@@ -1550,6 +1555,20 @@ store_locked(struct imgstore *st, const char *file)
 	locked = qcow2_write_locked(fd);
 	close(fd);
 	return (locked);
+}
+
+/*
+ * A job of ours writes file: gc and verify leave it alone even before the
+ * writer has created or locked it (qemu-img convert creates its target,
+ * closes it and opens it again, unlocked in between).
+ */
+void
+imgstore_writing(struct imgstore *st, const char *file, int on)
+{
+	if (on)
+		json_object_set_new(st->writing, file, json_true());
+	else
+		json_object_del(st->writing, file);
 }
 
 static int

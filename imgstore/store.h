@@ -163,6 +163,12 @@ int		 imgstore_verify(struct imgstore *, const char *name,
 int		 imgstore_gc(struct imgstore *, int dry_run, json_t **report,
 		     char **cause);
 
+/*
+ * file (a name in the store's directory) is being written by a job of
+ * this process: gc keeps it and verify does not report it, lock or not.
+ */
+void		 imgstore_writing(struct imgstore *, const char *file, int on);
+
 /* Record that VM vm uses (or stopped using) image name. Idempotent. */
 int		 imgstore_use(struct imgstore *, const char *name,
 		     const char *vm, char **cause);

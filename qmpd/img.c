@@ -166,6 +166,18 @@ img_prune_users(const char *name)
 	json_decref(rec);
 }
 
+/* Tell the store which temporary file the job writes (see gc). */
+static void
+img_op_writing(struct img_op *op, int on)
+{
+	const char	*base;
+
+	if (op->tmp == NULL)
+		return;
+	base = strrchr(op->tmp, '/');
+	imgstore_writing(img_store, base != NULL ? base + 1 : op->tmp, on);
+}
+
 static void
 img_op_free(struct img_op *op)
 {
@@ -221,6 +233,7 @@ img_op_done(int status, const char *output, void *arg)
 	img_busy_clear(op->name);
 	if (op->also != NULL)
 		img_busy_clear(op->also);
+	img_op_writing(op, 0);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (op->tmp != NULL)
 			unlink(op->tmp);
@@ -274,6 +287,7 @@ img_op_run(struct img_op *op, char **argv, int infd)
 	img_busy_set(op->name, op->what);
 	if (op->also != NULL)
 		img_busy_set(op->also, op->what);
+	img_op_writing(op, 1);
 	return (0);
 }
 

@@ -439,6 +439,23 @@ test_store(void)
 	    ".tmp-busy-2222.qcow2.abcdef"), "removed");
 	json_decref(report);
 
+	/* A file a job of ours writes is kept, unlocked or not yet there. */
+	CHECK(sh("echo x > %s/.tmp-job-3333.qcow2", idir) == 0);
+	imgstore_writing(st, ".tmp-job-3333.qcow2", 1);
+	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
+	CHECK(json_is_true(json_object_get(report, "ok")));
+	json_decref(report);
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	CHECK(strncmp(gc_action(report, "temp-file", ".tmp-job-3333.qcow2"),
+	    "kept", 4) == 0);
+	json_decref(report);
+	CHECK(exists(".tmp-job-3333.qcow2"));
+	imgstore_writing(st, ".tmp-job-3333.qcow2", 0);
+	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
+	CHECK_STR(gc_action(report, "temp-file", ".tmp-job-3333.qcow2"),
+	    "removed");
+	json_decref(report);
+
 	/* A parent left read-only by a crash before its clone's commit. */
 	CHECK(imgstore_rm(st, "aaa", &cause) == 0);
 	CHECK(imgstore_rm(st, "desk1", &cause) == 0);
