@@ -45,6 +45,7 @@ struct proxy_conn {
 	struct bufferevent	*server;
 	enum proxy_state	 state;
 	char			 peer[64];
+	char			 peer_port[8];
 	char			 vm[64];
 	char			 target[80];
 	int			 port;
@@ -274,6 +275,61 @@ proxy_header(struct proxy_conn *pc)
 	proxy_dial(pc, port);
 }
 
+/* The text address and the port of an IPv4 or IPv6 socket address. */
+static void
+proxy_addr(const struct sockaddr *sa, char *addr, size_t len, int *port)
+{
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    addr, len);
+		*port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, len);
+		*port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	}
+}
+
+/* "ADDR:PORT", or "[ADDR]:PORT" for IPv6, as qmpd writes clients. */
+static void
+proxy_hostport(char *out, size_t len, const char *addr, const char *port)
+{
+	snprintf(out, len, strchr(addr, ':') != NULL ? "[%s]:%s" : "%s:%s",
+	    addr, port);
+}
+
+static void
+proxy_via_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	if (errclass != NULL)
+		log_debug("proxy: desktop.via: %s", errdesc);
+}
+
+/*
+ * QEMU sees the proxy's loopback address, not the viewer's: tell qmpd
+ * who is behind this tunnel so its session record names the real client.
+ */
+static void
+proxy_tell_via(struct proxy_conn *pc)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen = sizeof ss;
+	char			 addr[INET6_ADDRSTRLEN] = "?", port[8];
+	char			 via[80], client[80];
+	int			 p = 0;
+
+	if (getsockname(bufferevent_getfd(pc->server), (struct sockaddr *)&ss,
+	    &sslen) != 0)
+		return;
+	proxy_addr((struct sockaddr *)&ss, addr, sizeof addr, &p);
+	snprintf(port, sizeof port, "%d", p);
+	proxy_hostport(via, sizeof via, addr, port);
+	proxy_hostport(client, sizeof client, pc->peer, pc->peer_port);
+	qmpc_call("desktop.via", json_pack("{s:s,s:s,s:s}", "vm", pc->vm,
+	    "via", via, "client", client), 10, proxy_via_done, NULL);
+}
+
 /* Connected to SPICE: tell the viewer, then splice. */
 static void
 proxy_tunnel_open(struct proxy_conn *pc)
@@ -282,6 +338,7 @@ proxy_tunnel_open(struct proxy_conn *pc)
 
 	log_info("proxy: %s tunnelled to %s", pc->peer, pc->target);
 	pc->state = PROXY_TUNNEL;
+	proxy_tell_via(pc);
 	evbuffer_add_printf(bufferevent_get_output(pc->client),
 	    "HTTP/1.1 200 Connection established\r\n\r\n");
 	if (evbuffer_get_length(cin) > 0)
@@ -398,13 +455,9 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct proxy_conn	*pc;
 	struct timeval		 tv = { PROXY_HEADER_TIMEOUT, 0 };
 	char			 addr[INET6_ADDRSTRLEN] = "?";
+	int			 port = 0;
 
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr,
-		    sizeof addr);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
-		    addr, sizeof addr);
+	proxy_addr(sa, addr, sizeof addr, &port);
 	if (proxy_nconns >= PROXY_MAX_CONNS) {
 		log_warnx("proxy: %s refused: %d connections already",
 		    addr, PROXY_MAX_CONNS);
@@ -413,6 +466,7 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	pc = xcalloc(1, sizeof *pc);
 	strlcpy(pc->peer, addr, sizeof pc->peer);
+	snprintf(pc->peer_port, sizeof pc->peer_port, "%d", port);
 	pc->state = PROXY_HEADER;
 	pc->client = bufferevent_socket_new(proxy_base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);

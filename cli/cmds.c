@@ -133,6 +133,7 @@ static const struct print_col session_cols[] = {
 	{ "VM",		"vm",			COL_TEXT },
 	{ "USER",	"user",			COL_TEXT },
 	{ "CLIENT",	"client",		COL_TEXT },
+	{ "VIA",	"via",			COL_TEXT },
 	{ "START",	"start",		COL_TIME },
 	{ "END",	"end",			COL_TIME },
 	{ "WHY",	"end_reason",		COL_TEXT },

@@ -5,6 +5,12 @@
  * VM's last console ticket (vm-ticket.c). One LMDB record per VM in
  * DB_SESSIONS, {"vm":NAME,"sessions":[oldest ... newest]}, keeping the
  * last SESSION_KEEP; the record outlives the VM, as history.
+ *
+ * A viewer that comes through the broker's SPICE proxy reaches QEMU from
+ * the proxy's loopback address; the broker says which real client is
+ * behind which proxy port (desktop.via), and the session records the real
+ * one as "client" and the proxy's as "via". The two may come in either
+ * order, so an early word waits in session_vias for a while.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +24,11 @@
 #include "xmalloc.h"
 
 #define SESSION_KEEP	50	/* sessions kept per VM */
+#define SESSION_VIA_TTL	120	/* seconds a word from the proxy waits */
+#define SESSION_VIA_MAX	1024	/* words waiting, at most */
+
+/* "vm client-as-QEMU-sees-it" -> {"client": real, "at": time}. */
+static json_t	*session_vias;
 
 static void	session_spice(const char *, json_t *);
 static void	session_state(const char *, json_t *);
@@ -106,6 +117,65 @@ session_client(const char *host, const char *port)
 	return (s);
 }
 
+static char *
+session_via_key(const char *vm, const char *via)
+{
+	char	*key;
+
+	xasprintf(&key, "%s %s", vm, via);
+	return (key);
+}
+
+/* Drop the words from the proxy no session has claimed in time. */
+static void
+session_via_expire(void)
+{
+	const char	*key;
+	void		*tmp;
+	json_t		*w;
+	time_t		 now = time(NULL);
+
+	if (session_vias == NULL)
+		session_vias = json_object();
+	json_object_foreach_safe(session_vias, tmp, key, w) {
+		if (now - json_integer_value(json_object_get(w, "at")) >
+		    SESSION_VIA_TTL)
+			json_object_del(session_vias, key);
+	}
+}
+
+/* If the proxy named the real client of session s, record it. */
+static void
+session_via_apply(const char *vm, json_t *s)
+{
+	const char	*seen, *real;
+	char		*key;
+	json_t		*w;
+
+	session_via_expire();
+	seen = json_string_value(json_object_get(s, "client"));
+	if (seen == NULL)
+		return;
+	key = session_via_key(vm, seen);
+	if ((w = json_object_get(session_vias, key)) != NULL &&
+	    (real = json_string_value(json_object_get(w, "client"))) != NULL) {
+		json_object_set_new(s, "via", json_string(seen));
+		json_object_set_new(s, "client", json_string(real));
+		json_object_del(session_vias, key);
+	}
+	free(key);
+}
+
+/* The client of a session as QEMU saw it: the proxy's side if proxied. */
+static const char *
+session_seen(json_t *s)
+{
+	json_t	*via = json_object_get(s, "via");
+
+	return (json_string_value(via != NULL ? via :
+	    json_object_get(s, "client")));
+}
+
 /* A client's main channel is up: a session begins. */
 static void
 session_open(const char *vm, const char *client)
@@ -117,6 +187,7 @@ session_open(const char *vm, const char *client)
 
 	s = json_pack("{s:n,s:s,s:I,s:n,s:n}", "user", "client", client,
 	    "start", (json_int_t)time(NULL), "end", "end_reason");
+	session_via_apply(vm, s);
 	if (vm_ticket_last(vm, &login, &uid, &at, &expires) == 0) {
 		if (*login != '\0')
 			json_object_set_new(s, "user", json_string(login));
@@ -127,7 +198,8 @@ session_open(const char *vm, const char *client)
 	}
 	log_info("%s: SPICE session of %s from %s", vm,
 	    json_is_string(json_object_get(s, "user")) ? json_string_value(
-	    json_object_get(s, "user")) : "an administrator", client);
+	    json_object_get(s, "user")) : "an administrator",
+	    json_string_value(json_object_get(s, "client")));
 	rec = session_load(vm);
 	json_array_append_new(json_object_get(rec, "sessions"), s);
 	session_trim(json_object_get(rec, "sessions"));
@@ -167,7 +239,7 @@ session_close(const char *vm, const char *client, const char *why)
 	json_array_foreach(sessions, i, s) {
 		if (!json_is_null(json_object_get(s, "end")))
 			continue;
-		c = json_string_value(json_object_get(s, "client"));
+		c = session_seen(s);
 		if (client != NULL && (c == NULL || strcmp(c, client) != 0))
 			continue;
 		json_object_set_new(s, "end", json_integer(time(NULL)));
@@ -304,12 +376,77 @@ session_list(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
+/*
+ * desktop.via: the broker's proxy says that the viewer at client reaches
+ * vm's SPICE server from via (the proxy's own address and port). The open
+ * session seen from via gets its real client now; else the word waits
+ * for the session to open.
+ */
+static enum cmd_retval
+session_via(struct cmd_req *req)
+{
+	const char	*vm = cmd_arg_str(req, "vm", NULL);
+	const char	*via = cmd_arg_str(req, "via", NULL);
+	const char	*client = cmd_arg_str(req, "client", NULL);
+	const char	*seen;
+	json_t		*rec, *s;
+	char		*key;
+	size_t		 i;
+	int		 found = 0;
+
+	if (vm_find(vm) == NULL) {
+		cmd_error(req, ERR_NOTFOUND, "no VM named %s", vm);
+		return (CMD_RETURN_DONE);
+	}
+	if (strlen(via) > 64 || strlen(client) > 64 || *via == '\0' ||
+	    *client == '\0') {
+		cmd_error(req, ERR_ARG, "via and client must be ADDR:PORT, "
+		    "at most 64 characters");
+		return (CMD_RETURN_DONE);
+	}
+	rec = session_load(vm);
+	json_array_foreach(json_object_get(rec, "sessions"), i, s) {
+		if (!json_is_null(json_object_get(s, "end")) ||
+		    json_object_get(s, "via") != NULL ||
+		    (seen = session_seen(s)) == NULL || strcmp(seen, via) != 0)
+			continue;
+		json_object_set_new(s, "via", json_string(via));
+		json_object_set_new(s, "client", json_string(client));
+		found = 1;
+	}
+	if (found) {
+		session_save(vm, rec);
+		log_info("%s: SPICE session from %s is %s's, through the "
+		    "proxy", vm, via, client);
+	} else {
+		session_via_expire();
+		if (json_object_size(session_vias) < SESSION_VIA_MAX) {
+			key = session_via_key(vm, via);
+			json_object_set_new(session_vias, key, json_pack(
+			    "{s:s,s:I}", "client", client, "at",
+			    (json_int_t)time(NULL)));
+			free(key);
+		}
+	}
+	json_decref(rec);
+	cmd_reply(req, json_pack("{s:b}", "matched", found));
+	return (CMD_RETURN_DONE);
+}
+
+static const struct cmd_arg session_via_args[] = {
+	{ "vm", ARG_STR, 1 },
+	{ "via", ARG_STR, 1 },
+	{ "client", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
 static const struct cmd_arg session_list_args[] = {
 	{ "vm", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 
 const struct cmd_entry cmd_session_entries[] = {
+	{ "desktop.via", session_via_args, ROLE_BROKER, session_via },
 	{ "session.list", session_list_args, ROLE_ADMIN, session_list },
 	{ NULL, NULL, 0, NULL }
 };
