@@ -56,6 +56,11 @@ api_console_done(json_t *ret, const char *errclass, const char *errdesc,
 		    "host, port or password");
 		return;
 	}
+	memset(&vv, 0, sizeof vv);
+	vv.tls = json_is_true(json_object_get(ret, "tls"));
+	vv.ca = json_string_value(json_object_get(ret, "ca"));
+	vv.host_subject = json_string_value(json_object_get(ret,
+	    "host_subject"));
 	if (expires <= 0)
 		expires = time(NULL) + broker->console_ttl;
 	if (ticket_make(broker->ticket_key, sizeof broker->ticket_key,
@@ -73,14 +78,14 @@ api_console_done(json_t *ret, const char *errclass, const char *errdesc,
 
 	if (kind == API_CONSOLE_JSON) {
 		http_reply_json(call, 200, json_pack("{s:s?,s:s,s:I,s:s,s:I,"
-		    "s:s,s:s}", "uri", uri, "host", host, "port", port,
-		    "password", password, "expires", expires, "proxy", proxy,
-		    "ticket", ticket));
+		    "s:s,s:s,s:b,s:s?,s:s?}", "uri", uri, "host", host, "port",
+		    port, "password", password, "expires", expires, "proxy",
+		    proxy, "ticket", ticket, "tls", vv.tls, "ca", vv.ca,
+		    "host_subject", vv.host_subject));
 		free(proxy);
 		return;
 	}
 	xasprintf(&title, "%s (qdesk)", call->arg);
-	memset(&vv, 0, sizeof vv);
 	vv.host = ticket;
 	vv.port = (int)port;
 	vv.password = password;

@@ -130,6 +130,9 @@ struct vv {
 	const char	*password;
 	const char	*title;
 	const char	*proxy;		/* http://HOST:PORT or NULL */
+	int		 tls;		/* port is a SPICE tls-port */
+	const char	*ca;		/* PEM the viewer trusts, or NULL */
+	const char	*host_subject;	/* the certificate's subject, or NULL */
 };
 char	*vv_build(const struct vv *, char **cause);
 

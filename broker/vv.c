@@ -21,11 +21,32 @@ vv_value_ok(const char *v)
 	return (1);
 }
 
+/*
+ * A PEM certificate as one .vv value: GKeyFile (which virt-viewer reads
+ * the file with) turns a written backslash-n back into a newline.
+ */
+static char *
+vv_escape_pem(const char *pem)
+{
+	char	*out, *p;
+
+	out = p = xmalloc(strlen(pem) * 2 + 1);
+	for (; *pem != '\0'; pem++) {
+		if (*pem == '\n') {
+			*p++ = '\\';
+			*p++ = 'n';
+		} else if (*pem != '\r')
+			*p++ = *pem;
+	}
+	*p = '\0';
+	return (out);
+}
+
 /* Build the file's text; NULL with a cause when a field is unusable. */
 char *
 vv_build(const struct vv *vv, char **cause)
 {
-	char	*out, *proxy = NULL;
+	char	*out, *proxy = NULL, *tls = NULL, *ca = NULL;
 
 	if (vv->host == NULL || vv->password == NULL || vv->title == NULL ||
 	    !vv_value_ok(vv->host) || !vv_value_ok(vv->password) ||
@@ -38,13 +59,27 @@ vv_build(const struct vv *vv, char **cause)
 		xasprintf(cause, "SPICE port %d out of range", vv->port);
 		return (NULL);
 	}
+	if (vv->tls && (vv->ca == NULL || vv->host_subject == NULL ||
+	    !vv_value_ok(vv->host_subject) ||
+	    strstr(vv->ca, "-----BEGIN CERTIFICATE-----") == NULL)) {
+		xasprintf(cause, "a TLS console without its certificate");
+		return (NULL);
+	}
 	if (vv->proxy != NULL)
 		xasprintf(&proxy, "proxy=%s\n", vv->proxy);
+	/* TLS only: the viewer checks the server against ca= and its name. */
+	if (vv->tls) {
+		ca = vv_escape_pem(vv->ca);
+		xasprintf(&tls, "tls-port=%d\nca=%s\nhost-subject=%s\n"
+		    "secure-channels=all\n", vv->port, ca, vv->host_subject);
+		free(ca);
+	} else
+		xasprintf(&tls, "port=%d\n", vv->port);
 	xasprintf(&out,
 	    "[virt-viewer]\n"
 	    "type=spice\n"
 	    "host=%s\n"
-	    "port=%d\n"
+	    "%s"
 	    "password=%s\n"
 	    "title=%s\n"
 	    "delete-this-file=1\n"
@@ -52,8 +87,9 @@ vv_build(const struct vv *vv, char **cause)
 	    "toggle-fullscreen=shift+f11\n"
 	    "release-cursor=shift+f12\n"
 	    "%s",
-	    vv->host, vv->port, vv->password, vv->title,
+	    vv->host, tls, vv->password, vv->title,
 	    proxy != NULL ? proxy : "");
+	free(tls);
 	free(proxy);
 	return (out);
 }

@@ -367,6 +367,19 @@ print_is_block(json_t *v)
  * Print an object as aligned "key: value" lines; nested objects follow as
  * indented blocks and arrays of objects as indented tables.
  */
+/* Lines of a text, the last one counted even without its newline. */
+static int
+print_lines(const char *text)
+{
+	int	n = 0;
+
+	for (; *text != '\0'; text++) {
+		if (*text == '\n' && text[1] != '\0')
+			n++;
+	}
+	return (n + 1);
+}
+
 static void
 print_object(FILE *f, int indent, json_t *obj)
 {
@@ -394,7 +407,12 @@ print_object(FILE *f, int indent, json_t *obj)
 				print_table(f, indent + 2, v, NULL);
 			continue;
 		}
-		s = print_value(v, print_key_format(key));
+		/* A PEM certificate and the like would break the layout. */
+		if (json_is_string(v) && strchr(json_string_value(v), '\n'))
+			xasprintf(&s, "(%d lines; --json shows them)",
+			    print_lines(json_string_value(v)));
+		else
+			s = print_value(v, print_key_format(key));
 		fprintf(f, "%*s%s:%*s %s\n", indent, "", key,
 		    (int)(width - strlen(key) - 1), "", s);
 		free(s);

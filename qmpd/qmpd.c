@@ -226,6 +226,8 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	if (img_init(&cause) != 0)
 		fatalx("%s", cause);
+	if (spice_tls_init(&cause) != 0)
+		fatalx("SPICE TLS: %s", cause);
 	if (net_init(&cause) != 0)
 		fatalx("%s", cause);
 	vm_reattach_all();

@@ -129,6 +129,15 @@ const char *cmd_user_owner(const struct vm *);
 /* session.c: SPICE sessions, fed by server_event. */
 void	 session_event(const char *event, const char *vm, json_t *fields);
 
+/*
+ * spice-tls.c: the host's SPICE TLS certificate (made at first start) in
+ * DIR/spice-tls, QEMU's x509-dir; its PEM text and subject for viewers.
+ */
+int		 spice_tls_init(char **cause);
+const char	*spice_tls_dir(void);
+const char	*spice_tls_ca(void);
+const char	*spice_tls_subject(void);
+
 /* accel.c */
 int	 accel_kvm_usable(void);
 

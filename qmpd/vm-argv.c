@@ -66,14 +66,27 @@ vm_argv_free(char **argv)
 	free(argv);
 }
 
-/* Devices for a SPICE desktop: QXL, the agent channel, a tablet. */
+/*
+ * Devices for a SPICE desktop: QXL, the agent channel, a tablet. With a
+ * certificate directory the port speaks TLS only (tls-port, no port), so
+ * no channel of any viewer ever crosses the wire in the clear.
+ */
 static void
-vm_argv_spice(struct argv *a, const struct vm_def *def)
+vm_argv_spice(struct argv *a, const struct vm_def *def,
+    const struct vm_runtime_paths *rt)
 {
+	char	*dir;
+
 	/* Ticketing stays on: no password is valid until set_password. */
 	argv_add(a, "-spice");
-	argv_add(a, "port=%d,addr=%s,seamless-migration=on", def->spice_port,
-	    def->listen);
+	if (rt->spice_tls_dir != NULL) {
+		dir = argv_escape(rt->spice_tls_dir);
+		argv_add(a, "tls-port=%d,addr=%s,x509-dir=%s,"
+		    "seamless-migration=on", def->spice_port, def->listen, dir);
+		free(dir);
+	} else
+		argv_add(a, "port=%d,addr=%s,seamless-migration=on",
+		    def->spice_port, def->listen);
 	argv_add(a, "-device");
 	argv_add(a, "qxl-vga,id=video0");
 	argv_add(a, "-device");
@@ -287,7 +300,7 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "-vnc");
 	argv_add(&a, "none");
 	if (strcmp(def->display, "spice") == 0)
-		vm_argv_spice(&a, def);
+		vm_argv_spice(&a, def, rt);
 	else {
 		argv_add(&a, "-device");
 		argv_add(&a, "VGA,id=video0");

@@ -97,13 +97,45 @@ vm_ticket_free(struct vm_ticket_req *t)
 	free(t);
 }
 
+/*
+ * The answer: where to connect and the password; for a TLS port (every
+ * VM this qmpd starts) also the certificate to trust and its subject.
+ */
+static void
+vm_ticket_reply(struct vm_ticket_req *t, struct vm *vm)
+{
+	json_t	*r;
+	char	*uri, *ca_file;
+
+	if (vm->spice_tls)
+		xasprintf(&uri, "spice://%s?tls-port=%d&password=%s",
+		    vm->def.listen, vm->def.spice_port, t->password);
+	else
+		xasprintf(&uri, "spice://%s:%d?password=%s", vm->def.listen,
+		    vm->def.spice_port, t->password);
+	r = json_pack("{s:s,s:s,s:i,s:s,s:I,s:b}", "uri", uri, "host",
+	    vm->def.listen, "port", vm->def.spice_port, "password",
+	    t->password, "expires", (json_int_t)t->expires, "tls",
+	    vm->spice_tls);
+	if (vm->spice_tls) {
+		json_object_set_new(r, "ca", json_string(spice_tls_ca()));
+		json_object_set_new(r, "host_subject",
+		    json_string(spice_tls_subject()));
+		xasprintf(&ca_file, "%s/ca-cert.pem", spice_tls_dir());
+		json_object_set_new(r, "ca_file", json_string(ca_file));
+		free(ca_file);
+	}
+	cmd_reply(t->req, r);
+	explicit_bzero(uri, strlen(uri));
+	free(uri);
+}
+
 static void
 vm_ticket_expire_done(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
 	struct vm_ticket_req	*t = arg;
 	struct vm		*vm = vm_find(t->name);
-	char			*uri;
 
 	if (t->failed)
 		;
@@ -119,14 +151,7 @@ vm_ticket_expire_done(struct qmp *qmp, json_t *ret, const char *errclass,
 		else
 			log_info("%s: console ticket for uid %ld, %d s",
 			    t->name, (long)t->uid, t->ttl);
-		xasprintf(&uri, "spice://%s:%d?password=%s", vm->def.listen,
-		    vm->def.spice_port, t->password);
-		cmd_reply(t->req, json_pack("{s:s,s:s,s:i,s:s,s:I}", "uri",
-		    uri, "host", vm->def.listen, "port", vm->def.spice_port,
-		    "password", t->password, "expires",
-		    (json_int_t)t->expires));
-		explicit_bzero(uri, strlen(uri));
-		free(uri);
+		vm_ticket_reply(t, vm);
 	}
 	vm_ticket_free(t);
 }

@@ -486,6 +486,8 @@ vm_start(struct vm *vm, char **cause)
 	rt.qmp_fd = lfd;
 	rt.disk_fd = dfd;
 	rt.accel = accel;
+	rt.spice_tls_dir = spice_tls_dir();
+	vm->spice_tls = rt.spice_tls_dir != NULL;
 	if (vm_net_open(vm, &rt, cause) != 0)
 		goto fail;
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
@@ -870,7 +872,7 @@ vm_cmdline_matches(struct vm *vm, pid_t pid)
 {
 	char	 path[64], buf[8192], want[128];
 	ssize_t	 n, i;
-	int	 fd, name_ok = 0, uuid_ok = 0;
+	int	 fd, name_ok = 0, uuid_ok = 0, tls = 0;
 	char	*p;
 
 	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
@@ -889,7 +891,11 @@ vm_cmdline_matches(struct vm *vm, pid_t pid)
 			name_ok = 1;
 		if (strcmp(p, vm->def.uuid) == 0)
 			uuid_ok = 1;
+		if (strncmp(p, "tls-port=", 9) == 0)
+			tls = 1;
 	}
+	if (name_ok && uuid_ok)
+		vm->spice_tls = tls;
 	return (name_ok && uuid_ok);
 }
 

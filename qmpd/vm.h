@@ -75,6 +75,7 @@ struct vm_runtime_paths {
 	const struct vm_disk *image;	/* the image-store disk, or NULL */
 	const int	*tap_fds;	/* one per NIC of def "nics", in order */
 	int		 ntap_fds;
+	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
 };
 
 struct qmp;
@@ -99,6 +100,7 @@ struct vm {
 	struct event		*restart_timer;
 	time_t			 restarts[5];	/* ring, for rate limiting */
 	json_t			*spice_clients;
+	int			 spice_tls;	/* its SPICE port is TLS */
 	json_t			*last_io_error;
 	TAILQ_HEAD(, vm_waiter)	 waiters;
 	TAILQ_ENTRY(vm)		 entry;

@@ -3,12 +3,16 @@
  * GUI, to tell whether a console password is accepted.
  *
  *   spice-probe HOST PORT PASSWORD [--proxy HOST:PORT [--ticket T]]
+ *               [--ca FILE [--host-subject SUBJECT]]
  *               [--hold SECONDS] [--timeout SECONDS]
  *
  * With --proxy it first asks an HTTP CONNECT proxy (the broker's SPICE
  * proxy) for a tunnel to T:PORT (or HOST:PORT). With --hold it stays
  * linked for SECONDS, answering pings and acks, and fails if the server
- * cuts the session meanwhile.
+ * cuts the session meanwhile. With --ca the port is a SPICE tls-port: the
+ * probe speaks TLS (through the tunnel, if any), trusts only the
+ * certificate(s) in FILE, and with --host-subject also wants that subject
+ * ("CN=...", as a .vv file's host-subject=).
  *
  * Exit status: 0 accepted (and held), 1 refused (wrong or expired password,
  * or the proxy said 403), 2 any other error, 3 cut during --hold.
@@ -29,8 +33,10 @@
 #include <unistd.h>
 
 #include <endian.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <spice/protocol.h>
 
@@ -40,6 +46,7 @@
 #define PROBE_CUT	3
 
 static const char	*probe_name = "spice-probe";
+static SSL		*probe_ssl;	/* with --ca: all I/O goes through it */
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
 probe_exit(int status, const char *fmt, ...)
@@ -59,6 +66,7 @@ probe_usage(void)
 {
 	fprintf(stderr, "usage: spice-probe HOST PORT PASSWORD "
 	    "[--proxy HOST:PORT [--ticket T]]\n"
+	    "                   [--ca FILE [--host-subject SUBJECT]]\n"
 	    "                   [--hold SECONDS] [--timeout SECONDS]\n");
 	exit(PROBE_ERROR);
 }
@@ -104,7 +112,11 @@ probe_write(int fd, const void *buf, size_t len, const char *what)
 	ssize_t		 n;
 
 	while (len > 0) {
-		if ((n = write(fd, p, len)) == -1) {
+		if (probe_ssl != NULL) {
+			if ((n = SSL_write(probe_ssl, p, len)) <= 0)
+				probe_exit(PROBE_ERROR, "send %s: TLS error",
+				    what);
+		} else if ((n = write(fd, p, len)) == -1) {
 			if (errno == EINTR)
 				continue;
 			probe_exit(PROBE_ERROR, "send %s: %s", what,
@@ -123,7 +135,12 @@ probe_read(int fd, void *buf, size_t len)
 	ssize_t	 n;
 
 	while (len > 0) {
-		if ((n = read(fd, p, len)) == -1) {
+		if (probe_ssl != NULL) {
+			if ((n = SSL_read(probe_ssl, p, len)) <= 0) {
+				errno = 0;
+				return (-1);
+			}
+		} else if ((n = read(fd, p, len)) == -1) {
 			if (errno == EINTR)
 				continue;
 			return (-1);
@@ -232,7 +249,10 @@ probe_hold(int fd, int seconds)
 		left = seconds - held;
 		if (left <= 0)
 			break;
-		n = poll(&pfd, 1, (int)(left * 1000) + 1);
+		if (probe_ssl != NULL && SSL_pending(probe_ssl) > 0)
+			n = 1;
+		else
+			n = poll(&pfd, 1, (int)(left * 1000) + 1);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -324,6 +344,64 @@ probe_encrypt(const uint8_t *der, size_t derlen, const char *password,
 	EVP_PKEY_free(pkey);
 }
 
+/* Verify failures and other TLS errors as one line. */
+static void __attribute__((noreturn))
+probe_tls_exit(const char *what)
+{
+	char		 buf[256] = "unknown error";
+	unsigned long	 e;
+	long		 v;
+
+	if (probe_ssl != NULL &&
+	    (v = SSL_get_verify_result(probe_ssl)) != X509_V_OK)
+		probe_exit(PROBE_ERROR, "%s: certificate not trusted: %s",
+		    what, X509_verify_cert_error_string(v));
+	if ((e = ERR_peek_last_error()) != 0)
+		ERR_error_string_n(e, buf, sizeof buf);
+	probe_exit(PROBE_ERROR, "%s: %s", what, buf);
+}
+
+/*
+ * TLS over fd (a socket, or a tunnel through the proxy), trusting only
+ * the certificates in cafile, as a viewer given ca= does; with subject,
+ * the server's certificate must carry exactly that subject.
+ */
+static void
+probe_tls(int fd, const char *cafile, const char *subject)
+{
+	SSL_CTX		*ctx;
+	X509		*x;
+	BIO		*bio;
+	char		*p, got[512];
+	long		 len;
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		probe_tls_exit("SSL_CTX_new");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1)
+		probe_tls_exit(cafile);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if ((probe_ssl = SSL_new(ctx)) == NULL ||
+	    SSL_set_fd(probe_ssl, fd) != 1)
+		probe_tls_exit("SSL_new");
+	if (SSL_connect(probe_ssl) != 1)
+		probe_tls_exit("TLS handshake");
+	if (subject == NULL)
+		return;
+	if ((x = SSL_get1_peer_certificate(probe_ssl)) == NULL)
+		probe_exit(PROBE_ERROR, "the server sent no certificate");
+	bio = BIO_new(BIO_s_mem());
+	X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
+	    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+	len = BIO_get_mem_data(bio, &p);
+	snprintf(got, sizeof got, "%.*s", (int)(len > 0 ? len : 0), p);
+	BIO_free(bio);
+	X509_free(x);
+	if (strcmp(got, subject) != 0)
+		probe_exit(PROBE_ERROR, "certificate subject is \"%s\", not "
+		    "\"%s\"", got, subject);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -332,6 +410,8 @@ main(int argc, char **argv)
 		{ "ticket", required_argument, NULL, 't' },
 		{ "hold", required_argument, NULL, 'H' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "host-subject", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct {
@@ -345,7 +425,8 @@ main(int argc, char **argv)
 	uint32_t		 result, mech, ncommon, offset, scaps = 0;
 	unsigned char		*rbuf;
 	const char		*host, *port, *password, *proxy = NULL;
-	const char		*tickethost = NULL;
+	const char		*tickethost = NULL, *cafile = NULL;
+	const char		*subject = NULL;
 	char			*phost, *pport, target[512];
 	uint32_t		 rsize;
 	int			 ch, fd, hold = 0, timeout = 10;
@@ -364,11 +445,18 @@ main(int argc, char **argv)
 		case 'T':
 			timeout = atoi(optarg);
 			break;
+		case 'c':
+			cafile = optarg;
+			break;
+		case 's':
+			subject = optarg;
+			break;
 		default:
 			probe_usage();
 		}
 	}
-	if (argc - optind != 3 || timeout <= 0 || hold < 0)
+	if (argc - optind != 3 || timeout <= 0 || hold < 0 ||
+	    (subject != NULL && cafile == NULL))
 		probe_usage();
 	host = argv[optind];
 	port = argv[optind + 1];
@@ -389,6 +477,8 @@ main(int argc, char **argv)
 		free(phost);
 	} else
 		fd = probe_connect(host, port, timeout);
+	if (cafile != NULL)
+		probe_tls(fd, cafile, subject);
 
 	/* Link: the main channel, ticket auth, mini headers if offered. */
 	memset(&link, 0, sizeof link);

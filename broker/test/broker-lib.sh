@@ -111,11 +111,29 @@ add_desktop() {
 # A field of the last BODY.
 field() { printf '%s' "$BODY" | jq -r ".$1"; }
 
-# probe PASSWORD PORT [args]: the SPICE handshake, straight to loopback.
+# spice_trust: keep the certificate and subject of the last console
+# answer (BODY) for probe and via: qmpd's SPICE ports speak TLS only, and
+# a viewer trusts exactly what the answer gives it.
+SPICE_CA=$T/spice-ca.pem
+SPICE_SUBJECT=
+spice_trust() {
+	[ "$(field tls)" = true ] || fail "the console answer is not TLS: $BODY"
+	field ca | sed '/^$/d' >"$SPICE_CA"
+	SPICE_SUBJECT=$(field host_subject)
+	grep -q "BEGIN CERTIFICATE" "$SPICE_CA" && [ -n "$SPICE_SUBJECT" ] ||
+		fail "the console answer lacks its certificate: $BODY"
+}
+
+# vv_ca FILE.vv: the .vv file's ca= as PEM (its \n are newlines).
+vv_ca() { sed -n 's/^ca=//p' "$1" | sed 's/\\n/\n/g' | sed '/^$/d'; }
+
+# probe PASSWORD PORT [args]: the SPICE handshake over TLS, straight to
+# loopback (spice_trust first).
 probe() {
 	local pw=$1 port=$2
 	shift 2
-	"$PROBE" 127.0.0.1 "$port" "$pw" "$@"
+	"$PROBE" 127.0.0.1 "$port" "$pw" --ca "$SPICE_CA" \
+	    --host-subject "$SPICE_SUBJECT" "$@"
 }
 
 need_kvm() {

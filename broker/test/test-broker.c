@@ -98,9 +98,15 @@ test_ticket(void)
 static void
 test_vv(void)
 {
-	struct vv	 vv = { "qdesk-d1-1-ab", 5901, "pw", "d1 (qdesk)",
-	    "http://broker:3128" };
+	struct vv	 vv;
 	char		*text, *cause = NULL;
+
+	memset(&vv, 0, sizeof vv);
+	vv.host = "qdesk-d1-1-ab";
+	vv.port = 5901;
+	vv.password = "pw";
+	vv.title = "d1 (qdesk)";
+	vv.proxy = "http://broker:3128";
 
 	text = vv_build(&vv, &cause);
 	CHECK(text != NULL);
@@ -128,6 +134,28 @@ test_vv(void)
 	cause = NULL;
 	vv.title = "d1";
 	vv.port = 0;
+	CHECK(vv_build(&vv, &cause) == NULL);
+	free(cause);
+	cause = NULL;
+
+	/* TLS: tls-port, the certificate on one line, its subject. */
+	vv.port = 5901;
+	vv.tls = 1;
+	CHECK(vv_build(&vv, &cause) == NULL && cause != NULL);
+	free(cause);
+	cause = NULL;
+	vv.ca = "-----BEGIN CERTIFICATE-----\r\nMIIB\n-----END CERTIFICATE-----\n";
+	vv.host_subject = "CN=qdesk-spice-h";
+	text = vv_build(&vv, &cause);
+	CHECK(text != NULL);
+	CHECK(strstr(text, "\ntls-port=5901\n") != NULL);
+	CHECK(strstr(text, "\nport=") == NULL);
+	CHECK(strstr(text, "\nca=-----BEGIN CERTIFICATE-----\\nMIIB\\n"
+	    "-----END CERTIFICATE-----\\n\n") != NULL);
+	CHECK(strstr(text, "\nhost-subject=CN=qdesk-spice-h\n") != NULL);
+	CHECK(strstr(text, "\nsecure-channels=all\n") != NULL);
+	free(text);
+	vv.host_subject = "CN=x\nhost=evil";
 	CHECK(vv_build(&vv, &cause) == NULL);
 	free(cause);
 }

@@ -127,10 +127,15 @@ r=$(breq desktop.console '{"login":"alice","vm":"desk-a","expires":30}')
 pw=$(jq -r '.return.password // empty' <<<"$r")
 [ -n "$pw" ] || fail "desktop.console: $r"
 port=$(jq -r .return.port <<<"$r")
-jcheck --arg p "$pw" '.return.uri | endswith("?password=" + $p)' <<<"$r" \
+jcheck --arg p "$pw" --arg port "$port" '.return.uri ==
+    "spice://127.0.0.1?tls-port=" + $port + "&password=" + $p' <<<"$r" \
     >/dev/null || fail "console uri: $r"
+# TLS only: the viewer trusts the certificate the answer carries.
+jq -r .return.ca <<<"$r" | sed '/^$/d' >"$T/ca.pem"
+subject=$(jq -r .return.host_subject <<<"$r")
 if [ -x "$PROBE" ]; then
-	"$PROBE" 127.0.0.1 "$port" "$pw" --hold 3 >"$T/probe.out" 2>&1 &
+	"$PROBE" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
+	    --host-subject "$subject" --hold 3 >"$T/probe.out" 2>&1 &
 	probe=$!
 	for i in $(seq 1 50); do
 		q --json session list --vm desk-a |
@@ -151,7 +156,8 @@ if [ -x "$PROBE" ]; then
 	q --json session list | jcheck '.sessions[0] | .user == "alice" and
 	    .end_reason == "client disconnected"' >/dev/null ||
 		fail "the session did not end: $(q --json session list)"
-	"$PROBE" 127.0.0.1 "$port" wrong-password >/dev/null 2>&1
+	"$PROBE" 127.0.0.1 "$port" wrong-password --ca "$T/ca.pem" \
+	    >/dev/null 2>&1
 	[ $? = 1 ] || fail "spice-probe accepted a wrong password"
 else
 	log "no $PROBE: SPICE sessions not checked"

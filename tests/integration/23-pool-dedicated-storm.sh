@@ -128,8 +128,9 @@ wait_console dc-1 "QDESK TINY GUEST UP" 30
 r=$(breq 'desktop.console {"login":"carol","vm":"dc-1","expires":30}')
 pw=$(jq -r .return.password <<<"$r")
 port=$(q --json vm show dc-1 | jq -r .spice.port)
-"$top/build/broker/spice-probe" 127.0.0.1 "$port" "$pw" --hold 2 \
-    >"$T/probe.out" 2>&1 || fail "spice-probe: $(cat "$T/probe.out")"
+jq -r .return.ca <<<"$r" | sed '/^$/d' >"$T/ca.pem"
+"$top/build/broker/spice-probe" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
+    --hold 2 >"$T/probe.out" 2>&1 || fail "spice-probe: $(cat "$T/probe.out")"
 ups() { grep -c "QDESK TINY GUEST UP" "$STATE/vms/dc-1/serial.log"; }
 wait_for 15 "dc-1 reset after carol's SPICE client left" '[ "$(ups)" -ge 2 ]'
 grep -q "dc-1: nobody connected: reset (pool dc)" "$QMPD_LOG" ||

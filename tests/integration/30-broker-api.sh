@@ -97,8 +97,9 @@ expect 200 "console of a running desktop"
 # --- console passwords --------------------------------------------------
 pw1=$(field password)
 port=$(field port)
-[ "$(field uri)" = "spice://127.0.0.1:$port?password=$pw1" ] ||
+[ "$(field uri)" = "spice://127.0.0.1?tls-port=$port&password=$pw1" ] ||
 	fail "console uri: $(field uri)"
+spice_trust
 [ "$(field proxy)" = "http://127.0.0.1:$PROXY_PORT" ] ||
 	fail "console proxy: $(field proxy)"
 case $(field ticket) in qdesk-d1-*) ;; *) fail "ticket: $(field ticket)" ;; esac
@@ -106,6 +107,25 @@ case $(field ticket) in qdesk-d1-*) ;; *) fail "ticket: $(field ticket)" ;; esac
 probe "$pw1" "$port" >/dev/null || fail "spice-probe refused the console password"
 probe wrong-password "$port" 2>/dev/null
 [ $? = 1 ] || fail "spice-probe accepted a wrong password"
+
+# --- SPICE over TLS only ----------------------------------------------------
+# The certificate is the host's, made by qmpd; QEMU's group reads the key.
+cmp -s "$SPICE_CA" "$STATE/spice-tls/server-cert.pem" ||
+	fail "the console's ca is not qmpd's SPICE certificate"
+[ "$(stat -c '%a %U %G' "$STATE/spice-tls/server-key.pem")" = "640 root $(id -gn qdesk-vm)" ] ||
+	fail "SPICE key: $(stat -c '%a %U %G' "$STATE/spice-tls/server-key.pem")"
+case $SPICE_SUBJECT in CN=qdesk-spice-*) ;; *) fail "host_subject: $SPICE_SUBJECT" ;; esac
+# No plaintext SPICE on the port, a foreign certificate is not trusted,
+# and the subject is checked.
+"$PROBE" 127.0.0.1 "$port" "$pw1" >"$T/plain.out" 2>&1
+[ $? = 2 ] || fail "a plaintext link was not refused: $(cat "$T/plain.out")"
+"$PROBE" 127.0.0.1 "$port" "$pw1" --ca "$STATE/broker/cert.pem" >"$T/foreign.out" 2>&1
+[ $? = 2 ] && grep -q "certificate not trusted" "$T/foreign.out" ||
+	fail "a foreign CA was trusted: $(cat "$T/foreign.out")"
+"$PROBE" 127.0.0.1 "$port" "$pw1" --ca "$SPICE_CA" --host-subject CN=other \
+    >"$T/subject.out" 2>&1
+[ $? = 2 ] && grep -q "certificate subject" "$T/subject.out" ||
+	fail "a wrong subject was accepted: $(cat "$T/subject.out")"
 
 # A viewer linked with the first password stays up through a second
 # console request (connected=keep); the first password no longer links.
@@ -163,7 +183,9 @@ grep -qi '^Content-Disposition: attachment; filename="d1.vv"' "$T/vv.h" ||
 	fail ".vv disposition: $(cat "$T/vv.h")"
 vv() { sed -n "s/^$1=//p" "$T/d1.vv"; }
 [ "$(head -1 "$T/d1.vv")" = "[virt-viewer]" ] && [ "$(vv type)" = spice ] &&
-    [ "$(vv port)" = "$port" ] && [ "$(vv delete-this-file)" = 1 ] &&
+    [ "$(vv tls-port)" = "$port" ] && [ -z "$(vv port)" ] &&
+    [ "$(vv host-subject)" = "$SPICE_SUBJECT" ] &&
+    [ "$(vv secure-channels)" = all ] && [ "$(vv delete-this-file)" = 1 ] &&
     [ "$(vv secure-attention)" = ctrl+alt+end ] &&
     [ "$(vv toggle-fullscreen)" = shift+f11 ] &&
     [ "$(vv release-cursor)" = shift+f12 ] &&
@@ -171,7 +193,11 @@ vv() { sed -n "s/^$1=//p" "$T/d1.vv"; }
     [ "$(vv proxy)" = "http://127.0.0.1:$PROXY_PORT" ] ||
 	fail "the .vv file: $(cat "$T/d1.vv")"
 case $(vv host) in qdesk-d1-*) ;; *) fail ".vv host is not a ticket: $(vv host)" ;; esac
-probe "$(vv password)" "$port" >/dev/null || fail "the .vv password does not link"
+vv_ca "$T/d1.vv" >"$T/vv-ca.pem"
+cmp -s "$T/vv-ca.pem" "$SPICE_CA" || fail "the .vv ca= is not the certificate: $(vv ca)"
+"$PROBE" 127.0.0.1 "$port" "$(vv password)" --ca "$T/vv-ca.pem" \
+    --host-subject "$(vv host-subject)" >/dev/null ||
+	fail "the .vv password, ca and host-subject do not link"
 
 # The .rdp file for the broker's RDP gateway, for her own desktops only.
 api alice GET /api/me

@@ -13,7 +13,8 @@ PROXY=127.0.0.1:$PROXY_PORT
 via() {
 	local ticket=$1 port=$2 pw=$3
 	shift 3
-	"$PROBE" unused "$port" "$pw" --proxy "$PROXY" --ticket "$ticket" "$@"
+	"$PROBE" unused "$port" "$pw" --proxy "$PROXY" --ticket "$ticket" \
+	    --ca "$SPICE_CA" --host-subject "$SPICE_SUBJECT" "$@"
 }
 
 # refused TICKET PORT WHAT: the proxy answers 403 to this CONNECT.
@@ -48,6 +49,7 @@ expect 200
 t1=$(field ticket)
 p1=$(field port)
 pw1=$(field password)
+spice_trust
 [ "$(field proxy)" = "http://$PROXY" ] || fail "proxy: $(field proxy)"
 via "$t1" "$p1" "$pw1" >/dev/null || broker_fail "a valid ticket did not tunnel"
 grep -q "proxy: 127.0.0.1 tunnelled to d1 port $p1" "$BROKER_LOG" ||
@@ -61,8 +63,10 @@ out=$(via "$t1" "$p1" wrong-password 2>&1)
 curl -sk -o "$T/d1.vv" -b "$T/jar.alice" "$URL/api/desktops/d1/console.vv"
 vv() { sed -n "s/^$1=//p" "$T/d1.vv"; }
 [ "$(vv proxy)" = "http://$PROXY" ] || fail ".vv proxy: $(vv proxy)"
-"$PROBE" "$(vv host)" "$(vv port)" "$(vv password)" --proxy "$PROXY" \
-    >/dev/null || broker_fail "the .vv file's host, port and proxy do not link"
+vv_ca "$T/d1.vv" >"$T/vv-ca.pem"
+"$PROBE" "$(vv host)" "$(vv tls-port)" "$(vv password)" --proxy "$PROXY" \
+    --ca "$T/vv-ca.pem" --host-subject "$(vv host-subject)" >/dev/null ||
+	broker_fail "the .vv file's host, tls-port, ca and proxy do not link"
 
 # A session held through the tunnel survives another console request.
 api alice POST /api/desktops/d1/console
@@ -74,6 +78,16 @@ for i in $(seq 1 50); do
 	grep -q accepted "$T/hold.out" && break
 	sleep 0.1
 done
+# qmpd's session names the viewer, with the proxy's side as "via".
+for i in $(seq 1 30); do
+	s=$(q --json session list --vm d1 |
+	    jq -c '[.sessions[] | select(.end == null and .via != null)][0]')
+	[ "$s" != null ] && break
+	sleep 0.1
+done
+jq -e '.user == "alice" and (.client | startswith("127.0.0.1:")) and
+    (.via | startswith("127.0.0.1:")) and .client != .via' <<<"$s" >/dev/null ||
+	broker_fail "the proxied session does not name its viewer: $s"
 api alice POST /api/desktops/d1/console
 expect 200
 wait $hold || broker_fail "the tunnelled session was cut: $(cat "$T/hold.out")"

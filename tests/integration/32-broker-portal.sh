@@ -52,8 +52,10 @@ vvf=$(j vv)
 vv() { sed -n "s/^$1=//p" "$vvf"; }
 [ "$(vv type)" = spice ] && [ "$(vv proxy)" = "http://127.0.0.1:$PROXY_PORT" ] ||
 	fail "the portal's .vv: $(cat "$vvf")"
-"$PROBE" "$(vv host)" "$(vv port)" "$(vv password)" \
-    --proxy "127.0.0.1:$PROXY_PORT" >/dev/null ||
+vv_ca "$vvf" >"$T/vv-ca.pem"
+"$PROBE" "$(vv host)" "$(vv tls-port)" "$(vv password)" \
+    --proxy "127.0.0.1:$PROXY_PORT" --ca "$T/vv-ca.pem" \
+    --host-subject "$(vv host-subject)" >/dev/null ||
 	broker_fail "the portal's .vv does not link through the proxy"
 # Connect (RDP) gave the gateway's .rdp file, when the broker has one.
 if [ "$(j rdp)" = true ]; then

@@ -84,6 +84,8 @@ one(const char *dir, const char *file)
 	rt.qmp_fd = 3;
 	rt.disk_fd = def.disk != NULL ? 4 : -1;
 	rt.accel = json_string_value(json_object_get(j, "accel"));
+	rt.spice_tls_dir = json_string_value(json_object_get(j,
+	    "spice_tls_dir"));
 	/* An image-store chain, top first: {"image", "format"}, fds 20+. */
 	rt.image = NULL;
 	if (json_is_array(img = json_object_get(j, "image"))) {

@@ -1,0 +1,176 @@
+/*
+ * Make a self-signed certificate and its key (see cert.h). Used once per
+ * host at a daemon's first start, before its event loop runs: the RSA
+ * key takes a fraction of a second.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cert.h"
+#include "xmalloc.h"
+
+#define CERT_RSA_BITS	2048
+
+void
+cert_ssl_error(char **cause, const char *what)
+{
+	char		buf[256] = "unknown error";
+	unsigned long	e;
+
+	if ((e = ERR_peek_last_error()) != 0)
+		ERR_error_string_n(e, buf, sizeof buf);
+	ERR_clear_error();
+	xasprintf(cause, "%s: %s", what, buf);
+}
+
+/* Add one X.509v3 extension, written as openssl.cnf would. */
+static int
+cert_add_ext(X509 *x, int nid, const char *value)
+{
+	X509V3_CTX	 ctx;
+	X509_EXTENSION	*ext;
+	int		 rv;
+
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL)
+		return (-1);
+	rv = X509_add_ext(x, ext, -1) == 1 ? 0 : -1;
+	X509_EXTENSION_free(ext);
+	return (rv);
+}
+
+/* Write PEM text to path through a temporary file and a rename. */
+static int
+cert_write(const char *path, int (*write_cb)(FILE *, void *), void *arg,
+    const struct cert_spec *spec, mode_t mode, char **cause)
+{
+	char	*tmp;
+	FILE	*f;
+	int	 fd;
+
+	xasprintf(&tmp, "%s.tmp", path);
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1 || (f = fdopen(fd, "w")) == NULL) {
+		xasprintf(cause, "create %s: %s", tmp, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		free(tmp);
+		return (-1);
+	}
+	if (write_cb(f, arg) != 1 || fflush(f) != 0 || fsync(fd) != 0) {
+		cert_ssl_error(cause, path);
+		fclose(f);
+		unlink(tmp);
+		free(tmp);
+		return (-1);
+	}
+	if ((spec->owner != (uid_t)-1 &&
+	    fchown(fd, spec->owner, spec->group) == -1) ||
+	    fchmod(fd, mode) == -1) {
+		xasprintf(cause, "chown/chmod %s: %s", tmp, strerror(errno));
+		fclose(f);
+		unlink(tmp);
+		free(tmp);
+		return (-1);
+	}
+	fclose(f);
+	if (rename(tmp, path) == -1) {
+		xasprintf(cause, "rename %s: %s", tmp, strerror(errno));
+		unlink(tmp);
+		free(tmp);
+		return (-1);
+	}
+	free(tmp);
+	return (0);
+}
+
+static int
+cert_write_key(FILE *f, void *arg)
+{
+	return (PEM_write_PrivateKey(f, arg, NULL, NULL, 0, NULL, NULL));
+}
+
+static int
+cert_write_cert(FILE *f, void *arg)
+{
+	return (PEM_write_X509(f, arg));
+}
+
+int
+cert_make(const char *certpath, const char *keypath,
+    const struct cert_spec *spec, char **cause)
+{
+	EVP_PKEY	*pkey = NULL;
+	X509		*x = NULL;
+	X509_NAME	*name;
+	unsigned char	 rnd[16];
+	BIGNUM		*bn;
+	int		 rv = -1, bad;
+
+	if ((pkey = EVP_RSA_gen(CERT_RSA_BITS)) == NULL) {
+		cert_ssl_error(cause, "RSA key");
+		goto out;
+	}
+	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
+	    RAND_bytes(rnd, sizeof rnd) != 1)
+		goto fail;
+	rnd[0] &= 0x7f;		/* a positive serial */
+	bn = BN_bin2bn(rnd, sizeof rnd, NULL);
+	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+	BN_free(bn);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * spec->days);
+	name = X509_get_subject_name(x);
+	if (spec->org != NULL)
+		X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+		    (const unsigned char *)spec->org, -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	    (const unsigned char *)spec->cn, -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509_set_pubkey(x, pkey);
+	/*
+	 * A self-signed certificate a client is told to trust (SPICE's ca=)
+	 * must be allowed to sign, or OpenSSL refuses it as an anchor.
+	 */
+	bad = (spec->san != NULL &&
+	    cert_add_ext(x, NID_subject_alt_name, spec->san) != 0) ||
+	    cert_add_ext(x, NID_basic_constraints, spec->is_ca ?
+	    "critical,CA:TRUE" : "critical,CA:FALSE") != 0 ||
+	    cert_add_ext(x, NID_key_usage, spec->is_ca ?
+	    "critical,digitalSignature,keyEncipherment,keyCertSign" :
+	    "critical,digitalSignature,keyEncipherment") != 0 ||
+	    cert_add_ext(x, NID_ext_key_usage, "serverAuth") != 0 ||
+	    (spec->is_ca && cert_add_ext(x, NID_subject_key_identifier,
+	    "hash") != 0);
+	if (bad || X509_sign(x, pkey, EVP_sha256()) == 0)
+		goto fail;
+	if (cert_write(keypath, cert_write_key, pkey, spec, spec->key_mode,
+	    cause) != 0 || cert_write(certpath, cert_write_cert, x, spec,
+	    spec->cert_mode, cause) != 0) {
+		unlink(keypath);
+		goto out;
+	}
+	rv = 0;
+	goto out;
+fail:
+	cert_ssl_error(cause, "self-signed certificate");
+out:
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return (rv);
+}

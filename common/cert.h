@@ -1,0 +1,30 @@
+/*
+ * Self-signed certificates made at first start, so that every connection
+ * is encrypted with no step by the admin: the broker's HTTPS/RDP pair and
+ * qmpd's SPICE TLS pair. RSA 2048 (FreeRDP 2 and SPICE clients want RSA),
+ * SHA-256, written through a temporary file and a rename.
+ */
+#ifndef CERT_H
+#define CERT_H
+
+#include <sys/types.h>
+
+struct cert_spec {
+	const char	*org;		/* subject O, or NULL */
+	const char	*cn;		/* subject CN */
+	const char	*san;		/* subjectAltName as openssl.cnf, or NULL */
+	int		 is_ca;		/* its own trust anchor (SPICE's ca=) */
+	int		 days;
+	uid_t		 owner;		/* (uid_t)-1: leave as created */
+	gid_t		 group;
+	mode_t		 key_mode;
+	mode_t		 cert_mode;
+};
+
+/* OpenSSL's error queue as one line "what: reason" in *cause. */
+void	cert_ssl_error(char **cause, const char *what);
+
+int	cert_make(const char *certpath, const char *keypath,
+	    const struct cert_spec *, char **cause);
+
+#endif
