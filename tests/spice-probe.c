@@ -1,10 +1,12 @@
 /*
- * spice-probe: the SPICE link handshake of the main channel, without a
- * GUI, to tell whether a console password is accepted.
+ * spice-probe: a SPICE client without a GUI, for tests and benchmarks:
+ * the link handshake of the main channel, to tell whether a console
+ * password is accepted, and optionally a display channel whose traffic
+ * it counts.
  *
  *   spice-probe HOST PORT PASSWORD [--proxy HOST:PORT [--ticket T]]
  *               [--ca FILE [--host-subject SUBJECT]]
- *               [--hold SECONDS] [--timeout SECONDS]
+ *               [--hold SECONDS | --display SECONDS] [--timeout SECONDS]
  *
  * With --proxy it first asks an HTTP CONNECT proxy (the broker's SPICE
  * proxy) for a tunnel to T:PORT (or HOST:PORT). With --hold it stays
@@ -14,8 +16,15 @@
  * certificate(s) in FILE, and with --host-subject also wants that subject
  * ("CN=...", as a .vv file's host-subject=).
  *
+ * With --display it also links the display channel, as a viewer would
+ * (display init, ack windows), and for SECONDS counts what the server
+ * sends: bytes, draw and video-stream messages, and frames, a frame being
+ * a burst of updates with no gap over PROBE_FRAME_GAP_MS inside (QEMU
+ * sends each screen refresh as one such burst). It decodes nothing.
+ *
  * Exit status: 0 accepted (and held), 1 refused (wrong or expired password,
- * or the proxy said 403), 2 any other error, 3 cut during --hold.
+ * or the proxy said 403), 2 any other error, 3 cut during --hold or
+ * --display.
  */
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -45,8 +54,34 @@
 #define PROBE_ERROR	2
 #define PROBE_CUT	3
 
+#define PROBE_FRAME_GAP_MS	8	/* updates closer than this: one frame */
+#define PROBE_MAX_MSG		(64 * 1024 * 1024)
+
+/* How to reach the server, the same for every channel. */
+struct probe_opts {
+	const char	*host;
+	const char	*port;
+	const char	*password;
+	const char	*proxy;		/* HOST:PORT or NULL */
+	const char	*tickethost;	/* CONNECT target host, or NULL */
+	const char	*cafile;	/* TLS when set */
+	const char	*subject;
+	int		 timeout;
+};
+
+/* One channel's connection. */
+struct probe_chan {
+	const char	*name;
+	int		 fd;
+	SSL		*ssl;		/* with --ca */
+	int		 mini;		/* both sides use the mini data header */
+	uint64_t	 serial;
+	uint32_t	 window;	/* ack every window messages (SET_ACK) */
+	uint32_t	 unacked;
+	uint64_t	 bytes;		/* received after the link */
+};
+
 static const char	*probe_name = "spice-probe";
-static SSL		*probe_ssl;	/* with --ca: all I/O goes through it */
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
 probe_exit(int status, const char *fmt, ...)
@@ -67,8 +102,18 @@ probe_usage(void)
 	fprintf(stderr, "usage: spice-probe HOST PORT PASSWORD "
 	    "[--proxy HOST:PORT [--ticket T]]\n"
 	    "                   [--ca FILE [--host-subject SUBJECT]]\n"
-	    "                   [--hold SECONDS] [--timeout SECONDS]\n");
+	    "                   [--hold SECONDS | --display SECONDS] "
+	    "[--timeout SECONDS]\n");
 	exit(PROBE_ERROR);
+}
+
+static double
+probe_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
 }
 
 /* Connect to host:port with send and receive timeouts, or exit. */
@@ -106,21 +151,22 @@ probe_connect(const char *host, const char *port, int timeout)
 }
 
 static void
-probe_write(int fd, const void *buf, size_t len, const char *what)
+probe_write(struct probe_chan *c, const void *buf, size_t len,
+    const char *what)
 {
 	const char	*p = buf;
 	ssize_t		 n;
 
 	while (len > 0) {
-		if (probe_ssl != NULL) {
-			if ((n = SSL_write(probe_ssl, p, len)) <= 0)
-				probe_exit(PROBE_ERROR, "send %s: TLS error",
-				    what);
-		} else if ((n = write(fd, p, len)) == -1) {
+		if (c->ssl != NULL) {
+			if ((n = SSL_write(c->ssl, p, len)) <= 0)
+				probe_exit(PROBE_ERROR, "%s: send %s: TLS "
+				    "error", c->name, what);
+		} else if ((n = write(c->fd, p, len)) == -1) {
 			if (errno == EINTR)
 				continue;
-			probe_exit(PROBE_ERROR, "send %s: %s", what,
-			    strerror(errno));
+			probe_exit(PROBE_ERROR, "%s: send %s: %s", c->name,
+			    what, strerror(errno));
 		}
 		p += n;
 		len -= n;
@@ -129,23 +175,22 @@ probe_write(int fd, const void *buf, size_t len, const char *what)
 
 /* Read exactly len bytes; 0 on success, -1 on EOF (errno 0) or error. */
 static int
-probe_read(int fd, void *buf, size_t len)
+probe_read(struct probe_chan *c, void *buf, size_t len)
 {
 	char	*p = buf;
 	ssize_t	 n;
 
 	while (len > 0) {
-		if (probe_ssl != NULL) {
-			if ((n = SSL_read(probe_ssl, p, len)) <= 0) {
+		if (c->ssl != NULL) {
+			if ((n = SSL_read(c->ssl, p, len)) <= 0) {
 				errno = 0;
 				return (-1);
 			}
-		} else if ((n = read(fd, p, len)) == -1) {
+		} else if ((n = read(c->fd, p, len)) == -1) {
 			if (errno == EINTR)
 				continue;
 			return (-1);
-		}
-		if (n == 0) {
+		} else if (n == 0) {
 			errno = 0;
 			return (-1);
 		}
@@ -156,16 +201,28 @@ probe_read(int fd, void *buf, size_t len)
 }
 
 static void
-probe_read_or_exit(int fd, void *buf, size_t len, const char *what)
+probe_read_or_exit(struct probe_chan *c, void *buf, size_t len,
+    const char *what)
 {
-	if (probe_read(fd, buf, len) == -1)
-		probe_exit(PROBE_ERROR, "reading %s: %s", what,
+	if (probe_read(c, buf, len) == -1)
+		probe_exit(PROBE_ERROR, "%s: reading %s: %s", c->name, what,
 		    errno == 0 ? "connection closed" : strerror(errno));
+}
+
+/* Is a message waiting, in TLS's buffer or on the socket? */
+static int
+probe_readable(struct probe_chan *c)
+{
+	struct pollfd	pfd = { c->fd, POLLIN, 0 };
+
+	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
+		return (1);
+	return (poll(&pfd, 1, 0) > 0);
 }
 
 /* Ask the HTTP proxy for a tunnel to target; exit unless it says 200. */
 static void
-probe_proxy_connect(int fd, const char *target)
+probe_proxy_connect(struct probe_chan *c, const char *target)
 {
 	char	 req[1024], resp[4096];
 	size_t	 len = 0;
@@ -175,10 +232,10 @@ probe_proxy_connect(int fd, const char *target)
 	    "Host: %s\r\nUser-Agent: spice-probe\r\n\r\n", target, target) >=
 	    sizeof req)
 		probe_exit(PROBE_ERROR, "proxy target too long");
-	probe_write(fd, req, strlen(req), "CONNECT");
+	probe_write(c, req, strlen(req), "CONNECT");
 	/* Byte by byte: what follows the header belongs to SPICE. */
 	while (len < sizeof resp - 1) {
-		if (probe_read(fd, resp + len, 1) == -1) {
+		if (probe_read(c, resp + len, 1) == -1) {
 			resp[len] = '\0';
 			if (len == 0)
 				probe_exit(PROBE_ERROR, "proxy closed the "
@@ -198,123 +255,6 @@ probe_proxy_connect(int fd, const char *target)
 		probe_exit(PROBE_REFUSED, "proxy refused the tunnel: %s", resp);
 	if (code != 200)
 		probe_exit(PROBE_ERROR, "proxy: %s", resp);
-}
-
-static int	probe_mini;	/* both sides use the mini data header */
-static uint64_t	probe_serial;
-
-/* Send one data message on the main channel. */
-static void
-probe_send_msg(int fd, uint16_t type, const void *body, uint32_t size)
-{
-	SpiceMiniDataHeader	mh;
-	SpiceDataHeader		h;
-
-	if (probe_mini) {
-		mh.type = htole16(type);
-		mh.size = htole32(size);
-		probe_write(fd, &mh, sizeof mh, "message");
-	} else {
-		h.serial = htole64(++probe_serial);
-		h.type = htole16(type);
-		h.size = htole32(size);
-		h.sub_list = 0;
-		probe_write(fd, &h, sizeof h, "message");
-	}
-	if (size > 0)
-		probe_write(fd, body, size, "message");
-}
-
-/*
- * Stay linked for a while, as a quiet client would: answer pings and
- * acknowledge messages so the server has no reason to drop us. Returns
- * PROBE_OK when the time is up, PROBE_CUT when the server hung up.
- */
-static int
-probe_hold(int fd, int seconds)
-{
-	struct timespec	 start, now;
-	struct pollfd	 pfd = { fd, POLLIN, 0 };
-	unsigned char	*body = NULL;
-	uint32_t	 size, window = 0, unacked = 0, gen;
-	uint16_t	 type;
-	double		 left, held;
-	int		 n;
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		held = (now.tv_sec - start.tv_sec) +
-		    (now.tv_nsec - start.tv_nsec) / 1e9;
-		left = seconds - held;
-		if (left <= 0)
-			break;
-		if (probe_ssl != NULL && SSL_pending(probe_ssl) > 0)
-			n = 1;
-		else
-			n = poll(&pfd, 1, (int)(left * 1000) + 1);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			continue;
-		if (probe_mini) {
-			SpiceMiniDataHeader	mh;
-
-			if (probe_read(fd, &mh, sizeof mh) == -1)
-				goto cut;
-			type = le16toh(mh.type);
-			size = le32toh(mh.size);
-		} else {
-			SpiceDataHeader		h;
-
-			if (probe_read(fd, &h, sizeof h) == -1)
-				goto cut;
-			type = le16toh(h.type);
-			size = le32toh(h.size);
-		}
-		if (size > 64 * 1024 * 1024)
-			probe_exit(PROBE_ERROR, "message of %u bytes", size);
-		free(body);
-		if ((body = malloc(size + 1)) == NULL)
-			probe_exit(PROBE_ERROR, "out of memory");
-		if (size > 0 && probe_read(fd, body, size) == -1)
-			goto cut;
-		switch (type) {
-		case SPICE_MSG_SET_ACK:
-			if (size >= 8) {
-				memcpy(&gen, body, 4);
-				memcpy(&window, body + 4, 4);
-				window = le32toh(window);
-				probe_send_msg(fd, SPICE_MSGC_ACK_SYNC, &gen,
-				    4);
-			}
-			unacked = 0;
-			continue;
-		case SPICE_MSG_PING:
-			/* Echo id and timestamp; drop the padding. */
-			if (size >= 12)
-				probe_send_msg(fd, SPICE_MSGC_PONG, body, 12);
-			break;
-		case SPICE_MSG_DISCONNECTING:
-			goto cut;
-		}
-		if (window > 0 && ++unacked >= window) {
-			probe_send_msg(fd, SPICE_MSGC_ACK, NULL, 0);
-			unacked = 0;
-		}
-	}
-	free(body);
-	printf("held the session for %d s\n", seconds);
-	return (PROBE_OK);
-
-cut:
-	free(body);
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	held = (now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) /
-	    1e9;
-	fprintf(stderr, "%s: the server cut the session after %.1f s of %d\n",
-	    probe_name, held, seconds);
-	return (PROBE_CUT);
 }
 
 /* Encrypt the password (with its NUL, as SPICE clients do) for the key. */
@@ -346,14 +286,13 @@ probe_encrypt(const uint8_t *der, size_t derlen, const char *password,
 
 /* Verify failures and other TLS errors as one line. */
 static void __attribute__((noreturn))
-probe_tls_exit(const char *what)
+probe_tls_exit(SSL *ssl, const char *what)
 {
 	char		 buf[256] = "unknown error";
 	unsigned long	 e;
 	long		 v;
 
-	if (probe_ssl != NULL &&
-	    (v = SSL_get_verify_result(probe_ssl)) != X509_V_OK)
+	if (ssl != NULL && (v = SSL_get_verify_result(ssl)) != X509_V_OK)
 		probe_exit(PROBE_ERROR, "%s: certificate not trusted: %s",
 		    what, X509_verify_cert_error_string(v));
 	if ((e = ERR_peek_last_error()) != 0)
@@ -362,33 +301,34 @@ probe_tls_exit(const char *what)
 }
 
 /*
- * TLS over fd (a socket, or a tunnel through the proxy), trusting only
- * the certificates in cafile, as a viewer given ca= does; with subject,
- * the server's certificate must carry exactly that subject.
+ * TLS over the channel's socket (or tunnel through the proxy), trusting
+ * only the certificates in cafile, as a viewer given ca= does; with
+ * subject, the server's certificate must carry exactly that subject.
  */
 static void
-probe_tls(int fd, const char *cafile, const char *subject)
+probe_tls(struct probe_chan *c, const char *cafile, const char *subject)
 {
-	SSL_CTX		*ctx;
+	static SSL_CTX	*ctx;
 	X509		*x;
 	BIO		*bio;
 	char		*p, got[512];
 	long		 len;
 
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-		probe_tls_exit("SSL_CTX_new");
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1)
-		probe_tls_exit(cafile);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if ((probe_ssl = SSL_new(ctx)) == NULL ||
-	    SSL_set_fd(probe_ssl, fd) != 1)
-		probe_tls_exit("SSL_new");
-	if (SSL_connect(probe_ssl) != 1)
-		probe_tls_exit("TLS handshake");
+	if (ctx == NULL) {
+		if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+			probe_tls_exit(NULL, "SSL_CTX_new");
+		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+		if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1)
+			probe_tls_exit(NULL, cafile);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	if ((c->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+		probe_tls_exit(NULL, "SSL_new");
+	if (SSL_connect(c->ssl) != 1)
+		probe_tls_exit(c->ssl, "TLS handshake");
 	if (subject == NULL)
 		return;
-	if ((x = SSL_get1_peer_certificate(probe_ssl)) == NULL)
+	if ((x = SSL_get1_peer_certificate(c->ssl)) == NULL)
 		probe_exit(PROBE_ERROR, "the server sent no certificate");
 	bio = BIO_new(BIO_s_mem());
 	X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
@@ -402,18 +342,40 @@ probe_tls(int fd, const char *cafile, const char *subject)
 		    "\"%s\"", got, subject);
 }
 
-int
-main(int argc, char **argv)
+/* A connection for one channel: direct or tunnelled, plain or TLS. */
+static void
+probe_dial(struct probe_chan *c, const char *name,
+    const struct probe_opts *o)
 {
-	static const struct option longopts[] = {
-		{ "proxy", required_argument, NULL, 'p' },
-		{ "ticket", required_argument, NULL, 't' },
-		{ "hold", required_argument, NULL, 'H' },
-		{ "timeout", required_argument, NULL, 'T' },
-		{ "ca", required_argument, NULL, 'c' },
-		{ "host-subject", required_argument, NULL, 's' },
-		{ NULL, 0, NULL, 0 }
-	};
+	char	*phost, *pport, target[512];
+
+	memset(c, 0, sizeof *c);
+	c->name = name;
+	if (o->proxy != NULL) {
+		if ((phost = strdup(o->proxy)) == NULL ||
+		    (pport = strrchr(phost, ':')) == NULL)
+			probe_exit(PROBE_ERROR, "--proxy wants HOST:PORT");
+		*pport++ = '\0';
+		c->fd = probe_connect(phost, pport, o->timeout);
+		snprintf(target, sizeof target, "%s:%s",
+		    o->tickethost != NULL ? o->tickethost : o->host, o->port);
+		probe_proxy_connect(c, target);
+		free(phost);
+	} else
+		c->fd = probe_connect(o->host, o->port, o->timeout);
+	if (o->cafile != NULL)
+		probe_tls(c, o->cafile, o->subject);
+}
+
+/*
+ * Link the channel: the link message with our capabilities, the server's
+ * public key, the password encrypted with it, the result. Exits with
+ * PROBE_REFUSED when the password is refused.
+ */
+static void
+probe_link(struct probe_chan *c, uint8_t type, uint32_t connection_id,
+    const char *password)
+{
 	struct {
 		SpiceLinkHeader	h;
 		SpiceLinkMess	m;
@@ -423,71 +385,16 @@ main(int argc, char **argv)
 	SpiceLinkReply		*reply;
 	SpiceLinkEncryptedTicket ticket;
 	uint32_t		 result, mech, ncommon, offset, scaps = 0;
-	unsigned char		*rbuf;
-	const char		*host, *port, *password, *proxy = NULL;
-	const char		*tickethost = NULL, *cafile = NULL;
-	const char		*subject = NULL;
-	char			*phost, *pport, target[512];
 	uint32_t		 rsize;
-	int			 ch, fd, hold = 0, timeout = 10;
+	unsigned char		*rbuf;
 
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'p':
-			proxy = optarg;
-			break;
-		case 't':
-			tickethost = optarg;
-			break;
-		case 'H':
-			hold = atoi(optarg);
-			break;
-		case 'T':
-			timeout = atoi(optarg);
-			break;
-		case 'c':
-			cafile = optarg;
-			break;
-		case 's':
-			subject = optarg;
-			break;
-		default:
-			probe_usage();
-		}
-	}
-	if (argc - optind != 3 || timeout <= 0 || hold < 0 ||
-	    (subject != NULL && cafile == NULL))
-		probe_usage();
-	host = argv[optind];
-	port = argv[optind + 1];
-	password = argv[optind + 2];
-	if (strlen(password) > SPICE_MAX_PASSWORD_LENGTH)
-		probe_exit(PROBE_ERROR, "password over %d characters",
-		    SPICE_MAX_PASSWORD_LENGTH);
-
-	if (proxy != NULL) {
-		if ((phost = strdup(proxy)) == NULL ||
-		    (pport = strrchr(phost, ':')) == NULL)
-			probe_exit(PROBE_ERROR, "--proxy wants HOST:PORT");
-		*pport++ = '\0';
-		fd = probe_connect(phost, pport, timeout);
-		snprintf(target, sizeof target, "%s:%s",
-		    tickethost != NULL ? tickethost : host, port);
-		probe_proxy_connect(fd, target);
-		free(phost);
-	} else
-		fd = probe_connect(host, port, timeout);
-	if (cafile != NULL)
-		probe_tls(fd, cafile, subject);
-
-	/* Link: the main channel, ticket auth, mini headers if offered. */
 	memset(&link, 0, sizeof link);
 	link.h.magic = htole32(SPICE_MAGIC);
 	link.h.major_version = htole32(SPICE_VERSION_MAJOR);
 	link.h.minor_version = htole32(SPICE_VERSION_MINOR);
 	link.h.size = htole32(sizeof link.m + sizeof link.caps);
-	link.m.connection_id = 0;
-	link.m.channel_type = SPICE_CHANNEL_MAIN;
+	link.m.connection_id = htole32(connection_id);
+	link.m.channel_type = type;
 	link.m.channel_id = 0;
 	link.m.num_common_caps = htole32(1);
 	link.m.num_channel_caps = 0;
@@ -495,9 +402,9 @@ main(int argc, char **argv)
 	link.caps[0] = htole32(1 << SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION |
 	    1 << SPICE_COMMON_CAP_AUTH_SPICE |
 	    1 << SPICE_COMMON_CAP_MINI_HEADER);
-	probe_write(fd, &link, sizeof link, "link message");
+	probe_write(c, &link, sizeof link, "link message");
 
-	probe_read_or_exit(fd, &rh, sizeof rh, "link reply header");
+	probe_read_or_exit(c, &rh, sizeof rh, "link reply header");
 	if (le32toh(rh.magic) != SPICE_MAGIC)
 		probe_exit(PROBE_ERROR, "not a SPICE server (bad magic)");
 	if (le32toh(rh.major_version) != SPICE_VERSION_MAJOR)
@@ -508,40 +415,357 @@ main(int argc, char **argv)
 		probe_exit(PROBE_ERROR, "link reply of %u bytes", rsize);
 	if ((rbuf = calloc(1, rsize)) == NULL)
 		probe_exit(PROBE_ERROR, "out of memory");
-	probe_read_or_exit(fd, rbuf, rsize, "link reply");
+	probe_read_or_exit(c, rbuf, rsize, "link reply");
 	reply = (SpiceLinkReply *)rbuf;
 	if (le32toh(reply->error) != SPICE_LINK_ERR_OK)
 		probe_exit(le32toh(reply->error) ==
 		    SPICE_LINK_ERR_PERMISSION_DENIED ? PROBE_REFUSED :
-		    PROBE_ERROR, "link refused before the password: error %u",
-		    le32toh(reply->error));
+		    PROBE_ERROR, "%s: link refused before the password: "
+		    "error %u", c->name, le32toh(reply->error));
 	ncommon = le32toh(reply->num_common_caps);
 	offset = le32toh(reply->caps_offset);
 	if (ncommon > 0 && offset + 4 <= rsize)
 		memcpy(&scaps, rbuf + offset, 4);
 	scaps = le32toh(scaps);
-	probe_mini = (scaps & (1 << SPICE_COMMON_CAP_MINI_HEADER)) != 0;
+	c->mini = (scaps & (1 << SPICE_COMMON_CAP_MINI_HEADER)) != 0;
 
 	if (scaps & (1 << SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION)) {
 		mech = htole32(SPICE_COMMON_CAP_AUTH_SPICE);
-		probe_write(fd, &mech, sizeof mech, "auth mechanism");
+		probe_write(c, &mech, sizeof mech, "auth mechanism");
 	}
 	probe_encrypt(reply->pub_key, sizeof reply->pub_key, password,
 	    ticket.encrypted_data, sizeof ticket.encrypted_data);
 	free(rbuf);
-	probe_write(fd, &ticket, sizeof ticket, "ticket");
+	probe_write(c, &ticket, sizeof ticket, "ticket");
 
-	probe_read_or_exit(fd, &result, sizeof result, "link result");
+	probe_read_or_exit(c, &result, sizeof result, "link result");
 	result = le32toh(result);
 	if (result == SPICE_LINK_ERR_PERMISSION_DENIED)
 		probe_exit(PROBE_REFUSED, "password refused (permission "
 		    "denied)");
 	if (result != SPICE_LINK_ERR_OK)
-		probe_exit(PROBE_ERROR, "link failed: error %u", result);
+		probe_exit(PROBE_ERROR, "%s: link failed: error %u", c->name,
+		    result);
+}
+
+/* Send one data message. */
+static void
+probe_send_msg(struct probe_chan *c, uint16_t type, const void *body,
+    uint32_t size)
+{
+	SpiceMiniDataHeader	mh;
+	SpiceDataHeader		h;
+
+	if (c->mini) {
+		mh.type = htole16(type);
+		mh.size = htole32(size);
+		probe_write(c, &mh, sizeof mh, "message");
+	} else {
+		h.serial = htole64(++c->serial);
+		h.type = htole16(type);
+		h.size = htole32(size);
+		h.sub_list = 0;
+		probe_write(c, &h, sizeof h, "message");
+	}
+	if (size > 0)
+		probe_write(c, body, size, "message");
+}
+
+/*
+ * Receive one message into *body (malloc'd, freed by the caller) and do
+ * what any client must: answer SET_ACK and PING, acknowledge every
+ * window messages. Returns -1 when the server hung up or said goodbye.
+ */
+static int
+probe_recv(struct probe_chan *c, uint16_t *type, unsigned char **body,
+    uint32_t *size)
+{
+	SpiceMiniDataHeader	mh;
+	SpiceDataHeader		h;
+	uint32_t		gen;
+
+	*body = NULL;
+	if (c->mini) {
+		if (probe_read(c, &mh, sizeof mh) == -1)
+			return (-1);
+		*type = le16toh(mh.type);
+		*size = le32toh(mh.size);
+		c->bytes += sizeof mh;
+	} else {
+		if (probe_read(c, &h, sizeof h) == -1)
+			return (-1);
+		*type = le16toh(h.type);
+		*size = le32toh(h.size);
+		c->bytes += sizeof h;
+	}
+	if (*size > PROBE_MAX_MSG)
+		probe_exit(PROBE_ERROR, "%s: message of %u bytes", c->name,
+		    *size);
+	if ((*body = malloc(*size + 1)) == NULL)
+		probe_exit(PROBE_ERROR, "out of memory");
+	if (*size > 0 && probe_read(c, *body, *size) == -1) {
+		free(*body);
+		*body = NULL;
+		return (-1);
+	}
+	c->bytes += *size;
+	switch (*type) {
+	case SPICE_MSG_SET_ACK:
+		if (*size >= 8) {
+			memcpy(&gen, *body, 4);
+			memcpy(&c->window, *body + 4, 4);
+			c->window = le32toh(c->window);
+			probe_send_msg(c, SPICE_MSGC_ACK_SYNC, &gen, 4);
+		}
+		c->unacked = 0;
+		return (0);
+	case SPICE_MSG_PING:
+		/* Echo id and timestamp; drop the padding. */
+		if (*size >= 12)
+			probe_send_msg(c, SPICE_MSGC_PONG, *body, 12);
+		break;
+	case SPICE_MSG_DISCONNECTING:
+		free(*body);
+		*body = NULL;
+		return (-1);
+	}
+	if (c->window > 0 && ++c->unacked >= c->window) {
+		probe_send_msg(c, SPICE_MSGC_ACK, NULL, 0);
+		c->unacked = 0;
+	}
+	return (0);
+}
+
+static int
+probe_cut(struct probe_chan *c, double start, int seconds)
+{
+	fprintf(stderr, "%s: the server cut the %s channel after %.1f s of "
+	    "%d\n", probe_name, c->name, probe_now() - start, seconds);
+	return (PROBE_CUT);
+}
+
+/*
+ * Stay linked for a while, as a quiet client would. Returns PROBE_OK when
+ * the time is up, PROBE_CUT when the server hung up.
+ */
+static int
+probe_hold(struct probe_chan *c, int seconds)
+{
+	struct pollfd	 pfd = { c->fd, POLLIN, 0 };
+	unsigned char	*body;
+	uint32_t	 size;
+	uint16_t	 type;
+	double		 start = probe_now(), left;
+
+	while ((left = start + seconds - probe_now()) > 0) {
+		if (!probe_readable(c) &&
+		    poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
+			continue;
+		if (probe_recv(c, &type, &body, &size) == -1)
+			return (probe_cut(c, start, seconds));
+		free(body);
+	}
+	printf("held the session for %d s\n", seconds);
+	return (PROBE_OK);
+}
+
+/* What the display channel brought in. */
+struct probe_count {
+	uint64_t	 draws;		/* DRAW_* messages */
+	uint64_t	 streams;	/* video STREAM_DATA messages */
+	uint64_t	 frames;	/* bursts of either */
+	uint32_t	 width, height;	/* the primary surface */
+	double		 last;		/* time of the last update */
+};
+
+static void
+probe_count_msg(struct probe_count *n, uint16_t type,
+    const unsigned char *body, uint32_t size, double now)
+{
+	uint32_t	v[3];
+	int		update = 0;
+
+	if (type >= SPICE_MSG_DISPLAY_DRAW_FILL &&
+	    type <= SPICE_MSG_DISPLAY_DRAW_ALPHA_BLEND) {
+		n->draws++;
+		update = 1;
+	} else if (type == SPICE_MSG_DISPLAY_DRAW_COMPOSITE) {
+		n->draws++;
+		update = 1;
+	} else if (type == SPICE_MSG_DISPLAY_STREAM_DATA ||
+	    type == SPICE_MSG_DISPLAY_STREAM_DATA_SIZED) {
+		n->streams++;
+		update = 1;
+	} else if (type == SPICE_MSG_DISPLAY_SURFACE_CREATE && size >= 12) {
+		/* surface_id, width, height, ...: surface 0 is the screen. */
+		memcpy(v, body, 12);
+		if (le32toh(v[0]) == 0) {
+			n->width = le32toh(v[1]);
+			n->height = le32toh(v[2]);
+		}
+	}
+	if (update) {
+		if (n->last == 0 || (now - n->last) * 1000 > PROBE_FRAME_GAP_MS)
+			n->frames++;
+		n->last = now;
+	}
+}
+
+/*
+ * The display channel, as a viewer links it: after the main channel's
+ * INIT gives the session id, link with it, send DISPLAY_INIT (cache
+ * sizes a viewer would announce), then count for seconds. The main
+ * channel is served meanwhile (pings, acks).
+ */
+static int
+probe_display(struct probe_chan *mc, const struct probe_opts *o,
+    int seconds)
+{
+	struct probe_chan	 dc;
+	struct probe_count	 n;
+	struct pollfd		 pfd[2];
+	struct __attribute__((packed)) {
+		uint8_t		pixmap_cache_id;
+		int64_t		pixmap_cache_size;
+		uint8_t		glz_dictionary_id;
+		int32_t		glz_dictionary_window_size;
+	} init;
+	unsigned char		*body;
+	uint32_t		 size, session = 0;
+	uint16_t		 type;
+	uint64_t		 base;
+	double			 start, deadline, left, took;
+	int			 got = 0, i;
+
+	/* The main channel's INIT: its first field is the session id. */
+	deadline = probe_now() + o->timeout;
+	while (!got) {
+		if ((left = deadline - probe_now()) <= 0)
+			probe_exit(PROBE_ERROR, "no MAIN_INIT within %d s",
+			    o->timeout);
+		pfd[0].fd = mc->fd;
+		pfd[0].events = POLLIN;
+		if (!probe_readable(mc) &&
+		    poll(pfd, 1, (int)(left * 1000) + 1) <= 0)
+			continue;
+		if (probe_recv(mc, &type, &body, &size) == -1)
+			probe_exit(PROBE_CUT, "main channel closed before "
+			    "MAIN_INIT");
+		if (type == SPICE_MSG_MAIN_INIT && size >= 4) {
+			memcpy(&session, body, 4);
+			session = le32toh(session);
+			got = 1;
+		}
+		free(body);
+	}
+
+	probe_dial(&dc, "display", o);
+	probe_link(&dc, SPICE_CHANNEL_DISPLAY, session, o->password);
+	memset(&init, 0, sizeof init);
+	init.pixmap_cache_id = 1;
+	init.pixmap_cache_size = htole64(20 * 1024 * 1024);
+	init.glz_dictionary_id = 1;
+	init.glz_dictionary_window_size = htole32(4 * 1024 * 1024);
+	probe_send_msg(&dc, SPICE_MSGC_DISPLAY_INIT, &init, sizeof init);
+
+	memset(&n, 0, sizeof n);
+	base = dc.bytes;
+	start = probe_now();
+	while ((left = start + seconds - probe_now()) > 0) {
+		pfd[0].fd = mc->fd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = dc.fd;
+		pfd[1].events = POLLIN;
+		pfd[0].revents = pfd[1].revents = 0;
+		if (!probe_readable(mc) && !probe_readable(&dc) &&
+		    poll(pfd, 2, (int)(left * 1000) + 1) <= 0)
+			continue;
+		for (i = 0; i < 16 && probe_readable(mc); i++) {
+			if (probe_recv(mc, &type, &body, &size) == -1)
+				return (probe_cut(mc, start, seconds));
+			free(body);
+		}
+		for (i = 0; i < 64 && probe_readable(&dc); i++) {
+			if (probe_recv(&dc, &type, &body, &size) == -1)
+				return (probe_cut(&dc, start, seconds));
+			probe_count_msg(&n, type, body, size, probe_now());
+			free(body);
+		}
+	}
+	took = probe_now() - start;
+	printf("display %ux%u: %.1f s, %llu frames (%.1f/s), %llu draws, "
+	    "%llu stream frames, %llu bytes (%.0f KiB/s)\n", n.width,
+	    n.height, took, (unsigned long long)n.frames, n.frames / took,
+	    (unsigned long long)n.draws, (unsigned long long)n.streams,
+	    (unsigned long long)(dc.bytes - base),
+	    (dc.bytes - base) / took / 1024);
+	return (PROBE_OK);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "proxy", required_argument, NULL, 'p' },
+		{ "ticket", required_argument, NULL, 't' },
+		{ "hold", required_argument, NULL, 'H' },
+		{ "display", required_argument, NULL, 'D' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "host-subject", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct probe_opts	 o;
+	struct probe_chan	 mc;
+	int			 ch, hold = 0, display = 0;
+
+	memset(&o, 0, sizeof o);
+	o.timeout = 10;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'p':
+			o.proxy = optarg;
+			break;
+		case 't':
+			o.tickethost = optarg;
+			break;
+		case 'H':
+			hold = atoi(optarg);
+			break;
+		case 'D':
+			display = atoi(optarg);
+			break;
+		case 'T':
+			o.timeout = atoi(optarg);
+			break;
+		case 'c':
+			o.cafile = optarg;
+			break;
+		case 's':
+			o.subject = optarg;
+			break;
+		default:
+			probe_usage();
+		}
+	}
+	if (argc - optind != 3 || o.timeout <= 0 || hold < 0 || display < 0 ||
+	    (hold > 0 && display > 0) || (o.subject != NULL && o.cafile == NULL))
+		probe_usage();
+	o.host = argv[optind];
+	o.port = argv[optind + 1];
+	o.password = argv[optind + 2];
+	if (strlen(o.password) > SPICE_MAX_PASSWORD_LENGTH)
+		probe_exit(PROBE_ERROR, "password over %d characters",
+		    SPICE_MAX_PASSWORD_LENGTH);
+
+	probe_dial(&mc, "main", &o);
+	probe_link(&mc, SPICE_CHANNEL_MAIN, 0, o.password);
 	printf("accepted\n");
 	fflush(stdout);
 	if (hold > 0)
-		return (probe_hold(fd, hold));
-	close(fd);
+		return (probe_hold(&mc, hold));
+	if (display > 0)
+		return (probe_display(&mc, &o, display));
+	close(mc.fd);
 	return (PROBE_OK);
 }

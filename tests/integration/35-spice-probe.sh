@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # spice-probe itself, against a bare QEMU (no qmpd, no broker), so the
 # other tests can trust its verdicts: no password set, the right one, a
-# wrong one, after expire_password, and --hold through a password change
-# with connected=keep (held) and connected=disconnect (cut, exit 3).
+# wrong one, after expire_password, --hold through a password change
+# with connected=keep (held) and connected=disconnect (cut, exit 3), over
+# TLS as qmpd's VMs speak it and in plaintext, and --display counting the
+# screen's updates.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/test/broker-lib.sh"
 
@@ -10,11 +12,22 @@ QEMU_PID=
 EXTRA_CLEANUP='[ -n "$QEMU_PID" ] && kill -9 "$QEMU_PID" 2>/dev/null && wait "$QEMU_PID" 2>/dev/null'
 port=$(free_port)
 
-# QEMU never as root, here either: as qdesk-vm, in a dir of its own.
-mkdir "$T/q" && chown qdesk-vm "$T/q"
+# QEMU never as root, here either: as qdesk-vm, in a dir of its own, with
+# a certificate of the test's own for its TLS port and a plaintext port.
+mkdir -p "$T/q/tls" && chown -R qdesk-vm "$T/q"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=probe-test \
+    -addext basicConstraints=critical,CA:TRUE -keyout "$T/q/tls/server-key.pem" \
+    -out "$T/q/tls/server-cert.pem" 2>"$T/openssl.log" ||
+	fail "openssl: $(cat "$T/openssl.log")"
+cp "$T/q/tls/server-cert.pem" "$T/q/tls/ca-cert.pem"
+chown -R qdesk-vm "$T/q/tls"
+SPICE_CA=$T/q/tls/ca-cert.pem
+SPICE_SUBJECT=CN=probe-test
+plain=$(free_port)
 setpriv --reuid qdesk-vm --regid "$(id -g qdesk-vm)" --clear-groups \
     qemu-system-x86_64 -accel tcg -machine pc -nodefaults -display none -S \
-    -spice "port=$port,addr=127.0.0.1" \
+    -device qxl-vga \
+    -spice "tls-port=$port,port=$plain,addr=127.0.0.1,x509-dir=$T/q/tls" \
     -qmp "unix:$T/q/qmp.sock,server=on,wait=off" >"$T/qemu.log" 2>&1 &
 QEMU_PID=$!
 for i in $(seq 1 100); do
@@ -64,6 +77,17 @@ qmp '{"execute":"set_password","arguments":{"protocol":"spice","password":"secre
 wait $hold
 rc=$?
 [ $rc = 3 ] || fail "a cut session gave exit $rc, not 3: $(cat "$T/hold.out")"
+
+# Plaintext on a plain port, TLS refused on it; the display channel.
+"$PROBE" 127.0.0.1 "$plain" secret-3 >"$T/probe.out" 2>&1 ||
+	fail "plaintext link: $(cat "$T/probe.out")"
+"$PROBE" 127.0.0.1 "$plain" secret-3 --ca "$SPICE_CA" >"$T/probe.out" 2>&1
+[ $? = 2 ] && grep -q "TLS handshake" "$T/probe.out" ||
+	fail "TLS to a plain port: $(cat "$T/probe.out")"
+status 0 secret-3 --display 2
+grep -Eq "^display [0-9]+x[0-9]+: .* [1-9][0-9]* frames .* [1-9][0-9]* bytes" \
+    "$T/probe.out" || fail "--display counted nothing: $(cat "$T/probe.out")"
+log "$(grep ^display "$T/probe.out")"
 
 # After expiry the password is refused.
 qmp '{"execute":"expire_password","arguments":{"protocol":"spice","time":"now"}}'

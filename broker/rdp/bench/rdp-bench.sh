@@ -9,7 +9,10 @@
 #   3. the same at 1024x768x32: build/guests/boot-redraw.img (redraw.s, a
 #      boot sector that rewrites every pixel of a Bochs VBE screen for
 #      ever), checked first with two `qdesk vm screenshot`s (1024x768, and
-#      they differ).
+#      they differ);
+#   4. the same guest, the same seconds, seen by a direct SPICE client
+#      instead: tests/spice-probe --display (TLS, the display channel
+#      linked as a viewer links it) counts frames and bytes on the wire.
 # Not part of the test suite. Prints one summary block; the raw session
 # lines from the gateway log follow it.
 #
@@ -18,8 +21,8 @@
 # Limits: 1 and 2 use the Linux guest's VGA text console, 720x400 (the
 # kernel has no framebuffer driver for QEMU's VGA); only 3 is at 1024x768,
 # and it has no shell to type into, so key-to-screen latency is measured
-# at 720x400 only. No SPICE client runs here to compare against
-# (remote-viewer/spicy are not installed, and neither counts frames).
+# at 720x400 only. The SPICE figures are a client's wire figures (it
+# decodes nothing); a frame is a burst of updates (spice-probe.c).
 secs=${1:-20}
 . "$(dirname "$0")/../../../tests/integration/lib.sh"
 . "$top/broker/rdp/rdp-test-lib.sh"
@@ -34,7 +37,7 @@ printf 'bench-pw\n' | qq user add alice --password-stdin >/dev/null
 qq desktop assign alice d1 >/dev/null
 # 3's guest: a boot sector on a private copy of boot-redraw.img, VGA.
 cp "$GUESTS/boot-redraw.img" "$T/redraw.img"
-qq vm create d2 --accel tcg --memory 32 --display none --disk "$T/redraw.img" \
+qq vm create d2 --accel tcg --memory 32 --display spice --disk "$T/redraw.img" \
     --disk-format raw >/dev/null
 printf 'bench-pw\n' | qq user add bob --password-stdin >/dev/null
 qq desktop assign bob d2 >/dev/null
@@ -93,13 +96,24 @@ r1=$(cpu_ticks "$RDP_GW_PID")
 q1=$(cpu_ticks "$(vm_pid d2)")
 kill "$RDP_CLIENT"
 wait_gw_log "(bob on d2): session ended after" 10
+
+# 4. The same guest through SPICE (TLS), straight to QEMU.
+tk=$(q --json vm ticket d2 --expires 120)
+jq -r .ca <<<"$tk" | sed '/^$/d' >"$T/spice-ca.pem"
+s0=$(cpu_ticks "$(vm_pid d2)")
+"$top/build/broker/spice-probe" 127.0.0.1 "$(jq -r .port <<<"$tk")" \
+    "$(jq -r .password <<<"$tk")" --ca "$T/spice-ca.pem" \
+    --host-subject "$(jq -r .host_subject <<<"$tk")" --display "$secs" \
+    >"$T/spice.out" 2>&1 || fail "spice-probe: $(cat "$T/spice.out")"
+s1=$(cpu_ticks "$(vm_pid d2)")
 qq vm kill d2 >/dev/null
 
 hz=$(getconf CLK_TCK)
-python3 - "$RDP_LOG" "$t0" "$t1" "$hz" "$secs" "$r0" "$r1" "$q0" "$q1" <<'PY'
+python3 - "$RDP_LOG" "$t0" "$t1" "$hz" "$secs" "$r0" "$r1" "$q0" "$q1" "$s0" "$s1" "$T/spice.out" <<'PY'
 import re, sys
 log, t0, t1, hz, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-r0, r1, q0, q1 = (int(x) for x in sys.argv[6:10])
+r0, r1, q0, q1, s0, s1 = (int(x) for x in sys.argv[6:12])
+spice = [l for l in open(sys.argv[12]) if l.startswith("display ")][-1]
 allends = [l for l in open(log) if "session ended after" in l]
 ends = [l for l in allends if "on d1)" in l]
 big = [l for l in allends if "on d2)" in l][-1]
@@ -120,6 +134,12 @@ print("1024x768x32 redraw (boot-redraw.img): %.1f frames/s, %.0f KiB/s of bitmap
       (frames / d, nbytes / d / 1024, tiles / max(frames, 1), d, m3.group(6)))
 print("  during %d s of it: gateway CPU %.2f s (%.0f%% of one core, %.2f ms per frame), QEMU CPU %.2f s (%.0f%%)" %
       (secs, cpu, 100 * cpu / secs, 1000 * cpu / max(frames * secs / d, 1), qcpu, 100 * qcpu / secs))
+ms = re.search(r"display (\d+x\d+): ([\d.]+) s, (\d+) frames .*?, (\d+) draws, (\d+) stream frames, (\d+) bytes", spice)
+sd, sf, sb = float(ms.group(2)), int(ms.group(3)), int(ms.group(6))
+print("same guest, direct SPICE client (TLS, spice-probe --display) at %s: %.1f frames/s, %.0f KiB/s, %s draws, %s stream frames over %.1f s; QEMU CPU %.0f%%" %
+      (ms.group(1), sf / sd, sb / sd / 1024, ms.group(4), ms.group(5), sd, 100 * (s1 - s0) / hz / secs))
+print("  RDP gateway / SPICE: %.2fx the frames, %.2fx the bytes" %
+      ((frames / d) / max(sf / sd, 0.001), (nbytes / d) / max(sb / sd, 1)))
 for l in allends:
     print("  " + l.strip())
 PY
