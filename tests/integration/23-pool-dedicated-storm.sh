@@ -138,6 +138,32 @@ grep -q "dc-1: nobody connected: reset (pool dc)" "$QMPD_LOG" ||
 [ "$(q --json session list --vm dc-1 | jq -r '.sessions[0].user')" = carol ] ||
 	fail "the session was not carol's: $(q --json session list --vm dc-1)"
 
+# --- disconnect action: shutdown, unless the client is back in time -------
+# Carol leaves and comes back within the 3 s grace: nothing happens. When
+# she leaves for good, the desktop gets its ACPI shutdown (the tiny guest
+# ignores it, so qmpd's stop is still pending: state stopping).
+qq pool create dg --template tiny --size 1 --on-disconnect shutdown --grace 3 \
+    --accel kvm --memory 32 --display spice >/dev/null
+r=$(breq 'desktop.acquire {"login":"carol","pool":"dg"}')
+[ "$(jq -r .return.name <<<"$r")" = dg-1 ] || fail "carol in dg: $r"
+wait_console dg-1 "QDESK TINY GUEST UP" 30
+r=$(breq 'desktop.console {"login":"carol","vm":"dg-1","expires":60}')
+pw=$(jq -r .return.password <<<"$r")
+port=$(q --json vm show dg-1 | jq -r .spice.port)
+dprobe() {
+	"$top/build/broker/spice-probe" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
+	    --hold "$1" >"$T/probe.out" 2>&1 || fail "spice-probe: $(cat "$T/probe.out")"
+}
+dprobe 1
+dprobe 4	# back within the grace, and stays past its end
+[ "$(vm_field dg-1 state)" = running ] || fail "dg-1 acted on while carol was back"
+grep -q "dg-1: nobody connected" "$QMPD_LOG" &&
+	fail "dg-1: the disconnect action ran although carol came back"
+wait_for 15 "dg-1 shut down after carol left for good" \
+    'grep -q "dg-1: nobody connected: shut down (pool dg)" "$QMPD_LOG"'
+wait_for 5 "dg-1 stopping" '[ "$(vm_field dg-1 state)" != running ]'
+qq vm kill dg-1 >/dev/null
+
 # --- the storm: 8 boots at once, at most CAP starting ----------------------
 qq pool create storm --template tiny --size 8 --prestart 8 "${TINY[@]}" >/dev/null
 wait_for 60 "8 storm desktops running" '[ "$(pfield storm .running)" = 8 ]'
