@@ -7,7 +7,9 @@
  * server-cert.pem, server-key.pem); the key is readable by QEMU's group
  * and no one else. Viewers get the certificate as the .vv file's ca= and
  * its subject as host-subject=, so they check the server with nothing
- * installed on their side.
+ * installed on their side. An admin who wants the company's CA instead
+ * puts server-cert.pem, server-key.pem and ca-cert.pem there before
+ * qmpd starts.
  */
 #include <sys/stat.h>
 
@@ -125,7 +127,8 @@ int
 spice_tls_init(char **cause)
 {
 	struct cert_spec	 spec;
-	char			*cert, *key, host[200], cn[240];
+	char			*cert, *key, *ca, *pem = NULL;
+	char			 host[200], cn[240];
 	int			 have_cert, have_key, rv = -1;
 
 	xasprintf(&spice_tls_path, "%s/spice-tls", qmpd->state_dir);
@@ -142,6 +145,7 @@ spice_tls_init(char **cause)
 	}
 	cert = spice_tls_file("server-cert.pem");
 	key = spice_tls_file("server-key.pem");
+	ca = spice_tls_file("ca-cert.pem");
 	have_cert = access(cert, F_OK) == 0;
 	have_key = access(key, F_OK) == 0;
 	if (have_cert != have_key) {
@@ -176,12 +180,25 @@ spice_tls_init(char **cause)
 		xasprintf(cause, "%s: %s", key, strerror(errno));
 		goto out;
 	}
-	if ((spice_tls_pem = spice_tls_slurp(cert, cause)) == NULL ||
-	    (spice_tls_subj = spice_tls_subject_of(spice_tls_pem,
-	    cause)) == NULL || spice_tls_write_ca(spice_tls_pem, cause) != 0)
+	/*
+	 * Our own pair is its own anchor. An admin's pair (placed here
+	 * before start) comes with its CA in ca-cert.pem, which viewers
+	 * then get as ca=.
+	 */
+	if ((pem = spice_tls_slurp(cert, cause)) == NULL ||
+	    (spice_tls_subj = spice_tls_subject_of(pem, cause)) == NULL)
+		goto out;
+	if (!have_cert || access(ca, F_OK) != 0) {
+		if (spice_tls_write_ca(pem, cause) != 0)
+			goto out;
+		spice_tls_pem = pem;
+		pem = NULL;
+	} else if ((spice_tls_pem = spice_tls_slurp(ca, cause)) == NULL)
 		goto out;
 	rv = 0;
 out:
+	free(pem);
+	free(ca);
 	free(cert);
 	free(key);
 	return (rv);

@@ -23,6 +23,19 @@ jcheck() {
 	[ -n "$in" ] && jq -e "$@" <<<"$in" >/dev/null
 }
 
+# The company's own CA, as an admin installs it: a server certificate it
+# signed, put in DIR/spice-tls before qmpd's first start. Viewers must get
+# the CA (not the server certificate) and link by the chain.
+tls=$STATE/spice-tls
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/O=Example/CN=Example CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    -keyout "$T/ca-key.pem" -out "$tls/ca-cert.pem" 2>"$T/openssl.log" &&
+openssl req -newkey rsa:2048 -nodes -subj /CN=spice.example.com \
+    -keyout "$tls/server-key.pem" -out "$T/server.csr" 2>>"$T/openssl.log" &&
+openssl x509 -req -in "$T/server.csr" -CA "$tls/ca-cert.pem" -CAkey "$T/ca-key.pem" \
+    -CAcreateserial -days 2 -out "$tls/server-cert.pem" 2>>"$T/openssl.log" ||
+	fail "openssl: $(cat "$T/openssl.log")"
 start_qmpd --broker-user qdesk-broker
 q --json status | jcheck '.accels | index("kvm")' >/dev/null ||
 	skip "qmpd says KVM is not usable here"
@@ -133,6 +146,8 @@ jcheck --arg p "$pw" --arg port "$port" '.return.uri ==
 # TLS only: the viewer trusts the certificate the answer carries.
 jq -r .return.ca <<<"$r" | sed '/^$/d' >"$T/ca.pem"
 subject=$(jq -r .return.host_subject <<<"$r")
+cmp -s "$T/ca.pem" "$tls/ca-cert.pem" && [ "$subject" = CN=spice.example.com ] ||
+	fail "the admin's CA is not what viewers get: $subject, $(head -2 "$T/ca.pem")"
 if [ -x "$PROBE" ]; then
 	"$PROBE" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
 	    --host-subject "$subject" --hold 3 >"$T/probe.out" 2>&1 &
