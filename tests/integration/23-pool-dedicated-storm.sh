@@ -119,18 +119,30 @@ wait_for 30 "fl's desktops gone" '[ "$(fl_left)" = 0 ]'
 [ -z "$(q --json image list | jq -r '.images[].name' | grep '^fl-')" ] ||
 	fail "fl's clones are left: $(q --json image list | jq -c '[.images[].name]')"
 
+# disconnect_pool POOL ACTION GRACE: a pool of one SPICE desktop with that
+# disconnect action, acquired by carol and booted; pw, port and
+# $T/ca.pem are her console's.
+disconnect_pool() {
+	local r
+	qq pool create "$1" --template tiny --size 1 --on-disconnect "$2" \
+	    --grace "$3" --accel kvm --memory 32 --display spice >/dev/null
+	r=$(breq "desktop.acquire {\"login\":\"carol\",\"pool\":\"$1\"}")
+	[ "$(jq -r .return.name <<<"$r")" = "$1-1" ] || fail "carol in $1: $r"
+	wait_console "$1-1" "QDESK TINY GUEST UP" 30
+	r=$(breq "desktop.console {\"login\":\"carol\",\"vm\":\"$1-1\",\"expires\":60}")
+	pw=$(jq -r .return.password <<<"$r")
+	port=$(q --json vm show "$1-1" | jq -r .spice.port)
+	jq -r .return.ca <<<"$r" | sed '/^$/d' >"$T/ca.pem"
+}
+# hold SECONDS: carol's viewer stays linked that long, then leaves.
+hold() {
+	"$top/build/broker/spice-probe" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
+	    --hold "$1" >"$T/probe.out" 2>&1 || fail "spice-probe: $(cat "$T/probe.out")"
+}
+
 # --- disconnect action: reset after a 1 s grace --------------------------
-qq pool create dc --template tiny --size 1 --on-disconnect reset --grace 1 \
-    --accel kvm --memory 32 --display spice >/dev/null
-r=$(breq 'desktop.acquire {"login":"carol","pool":"dc"}')
-[ "$(jq -r .return.name <<<"$r")" = dc-1 ] || fail "carol in dc: $r"
-wait_console dc-1 "QDESK TINY GUEST UP" 30
-r=$(breq 'desktop.console {"login":"carol","vm":"dc-1","expires":30}')
-pw=$(jq -r .return.password <<<"$r")
-port=$(q --json vm show dc-1 | jq -r .spice.port)
-jq -r .return.ca <<<"$r" | sed '/^$/d' >"$T/ca.pem"
-"$top/build/broker/spice-probe" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
-    --hold 2 >"$T/probe.out" 2>&1 || fail "spice-probe: $(cat "$T/probe.out")"
+disconnect_pool dc reset 1
+hold 2
 ups() { grep -c "QDESK TINY GUEST UP" "$STATE/vms/dc-1/serial.log"; }
 wait_for 15 "dc-1 reset after carol's SPICE client left" '[ "$(ups)" -ge 2 ]'
 grep -q "dc-1: nobody connected: reset (pool dc)" "$QMPD_LOG" ||
@@ -142,20 +154,9 @@ grep -q "dc-1: nobody connected: reset (pool dc)" "$QMPD_LOG" ||
 # Carol leaves and comes back within the 3 s grace: nothing happens. When
 # she leaves for good, the desktop gets its ACPI shutdown (the tiny guest
 # ignores it, so qmpd's stop is still pending: state stopping).
-qq pool create dg --template tiny --size 1 --on-disconnect shutdown --grace 3 \
-    --accel kvm --memory 32 --display spice >/dev/null
-r=$(breq 'desktop.acquire {"login":"carol","pool":"dg"}')
-[ "$(jq -r .return.name <<<"$r")" = dg-1 ] || fail "carol in dg: $r"
-wait_console dg-1 "QDESK TINY GUEST UP" 30
-r=$(breq 'desktop.console {"login":"carol","vm":"dg-1","expires":60}')
-pw=$(jq -r .return.password <<<"$r")
-port=$(q --json vm show dg-1 | jq -r .spice.port)
-dprobe() {
-	"$top/build/broker/spice-probe" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
-	    --hold "$1" >"$T/probe.out" 2>&1 || fail "spice-probe: $(cat "$T/probe.out")"
-}
-dprobe 1
-dprobe 4	# back within the grace, and stays past its end
+disconnect_pool dg shutdown 3
+hold 1
+hold 4	# back within the grace, and stays past its end
 [ "$(vm_field dg-1 state)" = running ] || fail "dg-1 acted on while carol was back"
 grep -q "dg-1: nobody connected" "$QMPD_LOG" &&
 	fail "dg-1: the disconnect action ran although carol came back"
