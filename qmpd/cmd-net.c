@@ -16,6 +16,7 @@
 #include "link.h"
 #include "net.h"
 #include "netctl.h"
+#include "route.h"
 
 /* Look the network up by the "name" argument, or answer NotFound. */
 static struct net *
@@ -56,6 +57,9 @@ cmd_net_conflict(const struct netctl_net *def, char **cause)
 		    def->uplink);
 		return (-1);
 	}
+	/* Nor addresses the host already routes elsewhere (its LAN). */
+	if (netctl_route_conflict(&def->subnet, def->uplink, cause) != 0)
+		return (-1);
 	return (0);
 }
 

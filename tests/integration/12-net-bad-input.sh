@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bad network input, in a namespace of the test's own: invalid and
-# overlapping subnets, names too long, unknown modes and networks, uplink
+# overlapping subnets (with each other and with the host's routes), names
+# too long, unknown modes and networks, uplink
 # mistakes, a full subnet, `net rm` in use, too many NICs, and a host
 # without /dev/net/tun.  Each is one clear line and a non-zero exit, and
 # leaves nothing behind: no network, bridge, VM or lease.  Bridge mode
@@ -58,6 +59,15 @@ qq net create office --subnet 10.77.0.0/24 >/dev/null
 refused "overlaps network office" net create big --subnet 10.77.0.0/16
 refused "overlaps network office" net create half --subnet 10.77.0.128/25
 refused "already exists" net create office --subnet 10.99.0.0/24
+# The host's own LAN (here a veth in the namespace) is not for desktops;
+# the default route does not count.
+nsx ip link add hostlan type veth peer name hostlan1 &&
+	nsx ip addr add 10.250.0.1/16 dev hostlan && nsx ip link set hostlan1 up &&
+	nsx ip link set hostlan up && nsx ip route add default dev hostlan ||
+	fail "the namespace's LAN"
+refused "subnet 10.250.3.0/24 overlaps the host's route 10.250.0.0/16 on hostlan" \
+    net create lan --subnet 10.250.3.0/24
+refused "overlaps the host's route 10.250.0.0/16" net create lan --subnet 10.250.0.0/16
 refused "no network named ghost" net show ghost
 refused "no network named ghost" net rm ghost
 only_nets office
