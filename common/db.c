@@ -16,7 +16,7 @@
 
 static const char *db_tables[] = {
 	DB_VMS, DB_IMAGES, DB_NETWORKS, DB_LEASES, DB_USERS, DB_DEPTS,
-	DB_POOLS, DB_SESSIONS, DB_META
+	DB_POOLS, DB_SESSIONS, DB_META, DB_LOCKOUTS
 };
 
 struct db {

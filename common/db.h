@@ -22,6 +22,7 @@ struct db_txn;
 #define DB_POOLS	"pools"
 #define DB_SESSIONS	"sessions"
 #define DB_META		"meta"
+#define DB_LOCKOUTS	"lockouts"	/* failed logins, run state */
 
 /* Open (creating) the environment in directory path. */
 struct db	*db_open(const char *path, char **cause);

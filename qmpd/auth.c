@@ -295,3 +295,56 @@ auth_lockout_count(struct auth_lockout *lo)
 {
 	return (lo->n);
 }
+
+json_t *
+auth_lockout_export(struct auth_lockout *lo, const char *login, time_t now)
+{
+	struct auth_entry	*e;
+	json_t			*fails;
+	int			 i;
+
+	if ((e = auth_lockout_find(lo, login)) == NULL)
+		return (NULL);
+	auth_lockout_age(lo, e, now);
+	if (e->nfails == 0 && now >= e->locked_until)
+		return (NULL);
+	fails = json_array();
+	for (i = 0; i < e->nfails; i++)
+		json_array_append_new(fails, json_integer(e->fails[i]));
+	return (json_pack("{s:o,s:I}", "fails", fails, "locked_until",
+	    (json_int_t)e->locked_until));
+}
+
+void
+auth_lockout_import(struct auth_lockout *lo, const char *login,
+    const json_t *j, time_t now)
+{
+	struct auth_entry	*e;
+	json_t			*t;
+	size_t			 i;
+
+	if (strlen(login) > AUTH_LOGIN_MAX || !json_is_object(j) ||
+	    auth_lockout_find(lo, login) != NULL ||
+	    auth_lockout_room(lo, now) != 0)
+		return;
+	e = xcalloc(1, sizeof *e);
+	strlcpy(e->login, login, sizeof e->login);
+	json_array_foreach(json_object_get(j, "fails"), i, t) {
+		/* Only past failures, as many as the policy counts. */
+		if (e->nfails < lo->failures - 1 && json_is_integer(t) &&
+		    json_integer_value(t) <= now)
+			e->fails[e->nfails++] = (time_t)json_integer_value(t);
+	}
+	t = json_object_get(j, "locked_until");
+	if (json_is_integer(t) && json_integer_value(t) > now &&
+	    json_integer_value(t) <= now + lo->lock_time)
+		e->locked_until = (time_t)json_integer_value(t);
+	auth_lockout_age(lo, e, now);
+	e->last = e->nfails > 0 ? e->fails[e->nfails - 1] : now;
+	if (e->nfails == 0 && e->locked_until == 0) {
+		free(e);
+		return;
+	}
+	TAILQ_INSERT_HEAD(&lo->entries, e, entry);
+	lo->n++;
+}

@@ -8,6 +8,8 @@
 
 #include <time.h>
 
+#include <jansson.h>
+
 #define AUTH_LOGIN_MAX		63
 #define AUTH_PASSWORD_MAX	256	/* bytes */
 
@@ -30,7 +32,11 @@ char	*auth_hash(const char *password, char **cause);
  */
 int	 auth_verify(const char *password, const char *hash);
 
-/* Failed-login counters, per login, in memory. */
+/*
+ * Failed-login counters, per login, in memory; a caller that wants them
+ * to outlive the process stores what auth_lockout_export gives after
+ * each change and hands it back to auth_lockout_import at start.
+ */
 struct auth_lockout;
 struct auth_lockout *auth_lockout_create(int failures, int window,
 	    int lock_time, int max_entries);
@@ -44,5 +50,11 @@ int	 auth_lockout_fail(struct auth_lockout *, const char *login,
 /* A good login forgets the failures. */
 void	 auth_lockout_clear(struct auth_lockout *, const char *login);
 int	 auth_lockout_count(struct auth_lockout *);
+/* {"fails": [t, ...], "locked_until": t} of login, NULL if none to keep. */
+json_t	*auth_lockout_export(struct auth_lockout *, const char *login,
+	    time_t now);
+/* Put back what auth_lockout_export gave; stale parts are dropped. */
+void	 auth_lockout_import(struct auth_lockout *, const char *login,
+	    const json_t *, time_t now);
 
 #endif

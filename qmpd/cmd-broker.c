@@ -24,8 +24,8 @@
 
 /*
  * Failed logins per login name, shared by the portal and the RDP gateway
- * since both come through user.auth. In memory only: a qmpd restart
- * forgets them.
+ * since both come through user.auth. Kept in DB_LOCKOUTS too, so a qmpd
+ * restart neither unlocks a login nor forgets its recent failures.
  */
 static struct auth_lockout	*cmd_broker_lockout;
 
@@ -46,13 +46,74 @@ cmd_broker_client(struct cmd_req *req)
 	return (cmd_arg_str(req, "client", "an unnamed client"));
 }
 
+static int
+cmd_broker_lockout_load_cb(const char *login, json_t *rec, void *arg)
+{
+	auth_lockout_import(cmd_broker_lockout, login, rec, cmd_broker_now());
+	return (0);
+}
+
+/* The counters, loaded from the database on first use. */
+static struct auth_lockout *
+cmd_broker_lockouts(void)
+{
+	char	*cause = NULL;
+
+	if (cmd_broker_lockout != NULL)
+		return (cmd_broker_lockout);
+	cmd_broker_lockout = auth_lockout_create(AUTH_LOCK_FAILURES,
+	    AUTH_LOCK_WINDOW, AUTH_LOCK_TIME, AUTH_LOCK_ENTRIES);
+	if (db_foreach(qmpd->db, DB_LOCKOUTS, cmd_broker_lockout_load_cb,
+	    NULL, &cause) < 0) {
+		log_warnx("failed-login counters not loaded: %s", cause);
+		free(cause);
+	}
+	return (cmd_broker_lockout);
+}
+
+/* Store login's counters as they are now (run state: not synced). */
+static void
+cmd_broker_lockout_save(const char *login)
+{
+	json_t	*j;
+	char	*cause = NULL;
+	int	 rv;
+
+	j = auth_lockout_export(cmd_broker_lockouts(), login,
+	    cmd_broker_now());
+	if (j != NULL)
+		rv = db_put_nosync(qmpd->db, DB_LOCKOUTS, login, j, &cause);
+	else
+		rv = db_del(qmpd->db, DB_LOCKOUTS, login, &cause) < 0 ? -1 : 0;
+	if (rv != 0) {
+		log_warnx("failed logins of %s not stored: %s", login, cause);
+		free(cause);
+	}
+	json_decref(j);
+}
+
+/* A good login forgets the failures, in the database too if it had any. */
+static void
+cmd_broker_lockout_forget(const char *login)
+{
+	json_t	*j;
+
+	j = auth_lockout_export(cmd_broker_lockouts(), login,
+	    cmd_broker_now());
+	auth_lockout_clear(cmd_broker_lockouts(), login);
+	if (j != NULL)
+		cmd_broker_lockout_save(login);
+	json_decref(j);
+}
+
 static void
 cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
 {
 	int	locked;
 
-	locked = auth_lockout_fail(cmd_broker_lockout, login,
+	locked = auth_lockout_fail(cmd_broker_lockouts(), login,
 	    cmd_broker_now());
+	cmd_broker_lockout_save(login);
 	if (locked > 0)
 		log_warnx("login %.64s from %s refused: %s; locked for %d s",
 		    login, cmd_broker_client(req), why, locked);
@@ -78,9 +139,6 @@ cmd_broker_auth(struct cmd_req *req)
 	char		*cause = NULL;
 	int		 left, ok;
 
-	if (cmd_broker_lockout == NULL)
-		cmd_broker_lockout = auth_lockout_create(AUTH_LOCK_FAILURES,
-		    AUTH_LOCK_WINDOW, AUTH_LOCK_TIME, AUTH_LOCK_ENTRIES);
 	if (auth_login_valid(login, &cause) != 0) {
 		free(cause);
 		log_warnx("login from %s refused: not a valid login name",
@@ -88,7 +146,8 @@ cmd_broker_auth(struct cmd_req *req)
 		cmd_error(req, ERR_AUTH, "invalid login or password");
 		return (CMD_RETURN_DONE);
 	}
-	left = auth_lockout_check(cmd_broker_lockout, login, cmd_broker_now());
+	left = auth_lockout_check(cmd_broker_lockouts(), login,
+	    cmd_broker_now());
 	if (left > 0) {
 		log_warnx("login %s from %s refused: locked for %d s more",
 		    login, cmd_broker_client(req), left);
@@ -113,7 +172,7 @@ cmd_broker_auth(struct cmd_req *req)
 	else if (json_is_true(json_object_get(rec, "disabled")))
 		cmd_broker_auth_fail(req, login, "the user is disabled");
 	else {
-		auth_lockout_clear(cmd_broker_lockout, login);
+		cmd_broker_lockout_forget(login);
 		log_info("login %s from %s", login, cmd_broker_client(req));
 		json_object_set_new(rec, "last_login",
 		    json_integer(time(NULL)));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The broker role, spoken as the real qdesk-broker user over the admin
-# socket: user.auth (good, bad, unknown, locked after 5 failures),
+# socket: user.auth (good, bad, unknown, locked after 5 failures, still
+# locked after a qmpd kill -9),
 # desktop.mine (only the user's own), desktop.power start on a tiny
 # boot-sector VM, desktop.console (a SPICE password the probe accepts, and
 # the session is recorded for the user), another user's desktop refused
@@ -117,6 +118,23 @@ grep -q "login carol .*locked for 300 s" "$QMPD_LOG" || fail "lock not logged"
 # Others are not locked with her; the portal and RDP share this count.
 breq user.auth '{"login":"alice","password":"alice pw"}' |
 	jcheck '.return.login == "alice"' >/dev/null || fail "alice locked too"
+# A qmpd restart (even kill -9) neither unlocks carol nor forgets that
+# dave failed three times: two more lock him.
+for i in 1 2 3; do
+	brefused user.auth '{"login":"dave","password":"bad"}' AuthFailed
+done
+kill9_qmpd
+start_qmpd --broker-user qdesk-broker
+breq user.auth '{"login":"carol","password":"carol pw"}' |
+	jcheck '.error.class == "Locked"' >/dev/null ||
+	fail "carol was unlocked by a qmpd restart"
+brefused user.auth '{"login":"dave","password":"bad"}' AuthFailed
+brefused user.auth '{"login":"dave","password":"bad"}' AuthFailed
+breq user.auth '{"login":"dave","password":"bad"}' |
+	jcheck '.error.class == "Locked"' >/dev/null ||
+	fail "dave's failures before the restart were forgotten"
+breq user.auth '{"login":"alice","password":"alice pw"}' |
+	jcheck '.return.login == "alice"' >/dev/null || fail "alice locked after restart"
 
 # desktop.mine: each sees only their own.
 r=$(breq desktop.mine '{"login":"alice"}')

@@ -163,6 +163,53 @@ test_lockout_bounded(void)
 	auth_lockout_free(NULL);
 }
 
+/* Counters survive a restart through export and import. */
+static void
+test_lockout_persist(void)
+{
+	struct auth_lockout	*a, *b;
+	json_t			*j, *forged;
+	time_t			 t = 200000;
+	int			 i;
+
+	a = auth_lockout_create(AUTH_LOCK_FAILURES, AUTH_LOCK_WINDOW,
+	    AUTH_LOCK_TIME, 8);
+	b = auth_lockout_create(AUTH_LOCK_FAILURES, AUTH_LOCK_WINDOW,
+	    AUTH_LOCK_TIME, 8);
+	CHECK(auth_lockout_export(a, "alice", t) == NULL);
+	/* Three failures, then the process restarts: two more lock. */
+	for (i = 0; i < 3; i++)
+		CHECK(auth_lockout_fail(a, "alice", t + i) == 0);
+	j = auth_lockout_export(a, "alice", t + 3);
+	CHECK(j != NULL && json_array_size(json_object_get(j, "fails")) == 3);
+	auth_lockout_import(b, "alice", j, t + 10);
+	json_decref(j);
+	CHECK(auth_lockout_fail(b, "alice", t + 11) == 0);
+	CHECK(auth_lockout_fail(b, "alice", t + 12) == AUTH_LOCK_TIME);
+	/* A lock survives too, with the time it has left. */
+	j = auth_lockout_export(b, "alice", t + 12);
+	auth_lockout_free(a);
+	a = auth_lockout_create(AUTH_LOCK_FAILURES, AUTH_LOCK_WINDOW,
+	    AUTH_LOCK_TIME, 8);
+	auth_lockout_import(a, "alice", j, t + 100);
+	json_decref(j);
+	CHECK(auth_lockout_check(a, "alice", t + 100) == AUTH_LOCK_TIME - 88);
+	CHECK(auth_lockout_check(a, "alice", t + 12 + AUTH_LOCK_TIME) == 0);
+	/* Stale failures are dropped; a lock beyond the policy is ignored. */
+	forged = json_pack("{s:[I,I],s:I}", "fails", (json_int_t)t,
+	    (json_int_t)(t + 1), "locked_until",
+	    (json_int_t)(t + 10 * AUTH_LOCK_TIME));
+	auth_lockout_import(a, "bob", forged, t + AUTH_LOCK_WINDOW + 5);
+	CHECK(auth_lockout_check(a, "bob", t + AUTH_LOCK_WINDOW + 5) == 0);
+	CHECK(auth_lockout_export(a, "bob", t + AUTH_LOCK_WINDOW + 5) == NULL);
+	json_decref(forged);
+	/* Clearing leaves nothing to keep. */
+	auth_lockout_clear(b, "alice");
+	CHECK(auth_lockout_export(b, "alice", t + 20) == NULL);
+	auth_lockout_free(a);
+	auth_lockout_free(b);
+}
+
 int
 main(void)
 {
@@ -170,6 +217,7 @@ main(void)
 	test_password_rule();
 	test_hash();
 	test_lockout();
+	test_lockout_persist();
 	test_lockout_bounded();
 	return (check_exit());
 }
