@@ -61,7 +61,12 @@ spice_tls_slurp(const char *path, char **cause)
 	return (buf);
 }
 
-/* The subject of the PEM certificate, as SPICE's host-subject= wants. */
+/*
+ * The subject of the PEM certificate, as SPICE's host-subject= wants it:
+ * "O=...,CN=..." in the certificate's own order (viewers rebuild the
+ * name from the text and compare it whole, so RFC 2253's reversed order
+ * would not match).
+ */
 static char *
 spice_tls_subject_of(const char *pem, char **cause)
 {
@@ -79,7 +84,7 @@ spice_tls_subject_of(const char *pem, char **cause)
 	BIO_free(bio);
 	bio = BIO_new(BIO_s_mem());
 	X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
-	    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+	    XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV & ~ASN1_STRFLGS_ESC_MSB);
 	if ((len = BIO_get_mem_data(bio, &p)) > 0) {
 		subj = xmalloc(len + 1);
 		memcpy(subj, p, len);

@@ -332,7 +332,7 @@ probe_tls(struct probe_chan *c, const char *cafile, const char *subject)
 		probe_exit(PROBE_ERROR, "the server sent no certificate");
 	bio = BIO_new(BIO_s_mem());
 	X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
-	    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+	    XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV & ~ASN1_STRFLGS_ESC_MSB);
 	len = BIO_get_mem_data(bio, &p);
 	snprintf(got, sizeof got, "%.*s", (int)(len > 0 ? len : 0), p);
 	BIO_free(bio);

@@ -32,7 +32,7 @@ mkdir -p "$tls"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/O=Example/CN=Example CA" \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
     -keyout "$T/ca-key.pem" -out "$tls/ca-cert.pem" 2>"$T/openssl.log" &&
-openssl req -newkey rsa:2048 -nodes -subj /CN=spice.example.com \
+openssl req -newkey rsa:2048 -nodes -subj "/O=Example/OU=Desktops/CN=spice.example.com" \
     -keyout "$tls/server-key.pem" -out "$T/server.csr" 2>>"$T/openssl.log" &&
 openssl x509 -req -in "$T/server.csr" -CA "$tls/ca-cert.pem" -CAkey "$T/ca-key.pem" \
     -CAcreateserial -days 2 -out "$tls/server-cert.pem" 2>>"$T/openssl.log" ||
@@ -164,7 +164,8 @@ jcheck --arg p "$pw" --arg port "$port" '.return.uri ==
 # TLS only: the viewer trusts the certificate the answer carries.
 jq -r .return.ca <<<"$r" | sed '/^$/d' >"$T/ca.pem"
 subject=$(jq -r .return.host_subject <<<"$r")
-cmp -s "$T/ca.pem" "$tls/ca-cert.pem" && [ "$subject" = CN=spice.example.com ] ||
+cmp -s "$T/ca.pem" "$tls/ca-cert.pem" &&
+    [ "$subject" = "O=Example,OU=Desktops,CN=spice.example.com" ] ||
 	fail "the admin's CA is not what viewers get: $subject, $(head -2 "$T/ca.pem")"
 if [ -x "$PROBE" ]; then
 	"$PROBE" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" \
