@@ -128,6 +128,8 @@ const char *cmd_user_owner(const struct vm *);
 
 /* session.c: SPICE sessions, fed by server_event. */
 void	 session_event(const char *event, const char *vm, json_t *fields);
+void	 session_ticket(const char *vm, const char *login, uid_t uid,
+	    long long at, long long expires);
 
 /*
  * spice-tls.c: the host's SPICE TLS certificate (made at first start) in

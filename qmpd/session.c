@@ -176,11 +176,34 @@ session_seen(json_t *s)
 	    json_object_get(s, "client")));
 }
 
+/*
+ * vm-ticket.c gave out a console ticket: keep who got it in the VM's
+ * record (run state, not synced), so a session that opens with it after
+ * a qmpd restart is still attributed.
+ */
+void
+session_ticket(const char *vm, const char *login, uid_t uid, long long at,
+    long long expires)
+{
+	json_t	*rec;
+	char	*cause = NULL;
+
+	rec = session_load(vm);
+	json_object_set_new(rec, "last_ticket", json_pack("{s:s?,s:I,s:I,s:I}",
+	    "user", *login != '\0' ? login : NULL, "uid", (json_int_t)uid,
+	    "at", (json_int_t)at, "expires", (json_int_t)expires));
+	if (db_put_nosync(qmpd->db, DB_SESSIONS, vm, rec, &cause) != 0) {
+		log_warnx("%s: ticket holder not recorded: %s", vm, cause);
+		free(cause);
+	}
+	json_decref(rec);
+}
+
 /* A client's main channel is up: a session begins. */
 static void
 session_open(const char *vm, const char *client)
 {
-	json_t		*rec, *s;
+	json_t		*rec, *s, *t;
 	const char	*login;
 	uid_t		 uid;
 	long long	 at, expires;
@@ -188,6 +211,7 @@ session_open(const char *vm, const char *client)
 	s = json_pack("{s:n,s:s,s:I,s:n,s:n}", "user", "client", client,
 	    "start", (json_int_t)time(NULL), "end", "end_reason");
 	session_via_apply(vm, s);
+	rec = session_load(vm);
 	if (vm_ticket_last(vm, &login, &uid, &at, &expires) == 0) {
 		if (*login != '\0')
 			json_object_set_new(s, "user", json_string(login));
@@ -195,12 +219,19 @@ session_open(const char *vm, const char *client)
 			json_object_set_new(s, "ticket_uid",
 			    json_integer(uid));
 		json_object_set_new(s, "ticket_at", json_integer(at));
+	} else if ((t = json_object_get(rec, "last_ticket")) != NULL) {
+		/* Given out before qmpd restarted: the record kept it. */
+		if (json_is_string(json_object_get(t, "user")))
+			json_object_set(s, "user", json_object_get(t, "user"));
+		else
+			json_object_set(s, "ticket_uid",
+			    json_object_get(t, "uid"));
+		json_object_set(s, "ticket_at", json_object_get(t, "at"));
 	}
 	log_info("%s: SPICE session of %s from %s", vm,
 	    json_is_string(json_object_get(s, "user")) ? json_string_value(
 	    json_object_get(s, "user")) : "an administrator",
 	    json_string_value(json_object_get(s, "client")));
-	rec = session_load(vm);
 	json_array_append_new(json_object_get(rec, "sessions"), s);
 	session_trim(json_object_get(rec, "sessions"));
 	session_save(vm, rec);

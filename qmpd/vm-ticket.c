@@ -1,9 +1,9 @@
 /*
  * SPICE console tickets: a fresh random password for a VM, valid for a
  * short while, for vm.ticket (admins) and desktop.console (the broker on
- * behalf of a user). Who got the last ticket of each VM is remembered in
- * memory so session.c can say whose SPICE session it was; a qmpd restart
- * forgets it.
+ * behalf of a user). Who got the last ticket of each VM is remembered
+ * (here, and in the VM's session record for after a restart) so session.c
+ * can say whose SPICE session it was.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +68,7 @@ vm_ticket_remember(struct vm_ticket_req *t)
 	h->uid = t->uid;
 	h->at = t->expires - t->ttl;
 	h->expires = t->expires;
+	session_ticket(h->name, h->login, h->uid, h->at, h->expires);
 }
 
 /*

@@ -193,6 +193,16 @@ if [ -x "$PROBE" ]; then
 	"$PROBE" 127.0.0.1 "$port" wrong-password --ca "$T/ca.pem" \
 	    >/dev/null 2>&1
 	[ $? = 1 ] || fail "spice-probe accepted a wrong password"
+	# A ticket given before a qmpd restart still names its user when
+	# the viewer links after it.
+	r=$(breq desktop.console '{"login":"alice","vm":"desk-a","expires":60}')
+	pw=$(jq -r .return.password <<<"$r")
+	kill9_qmpd
+	start_qmpd --broker-user qdesk-broker
+	"$PROBE" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" --hold 1 \
+	    >"$T/probe.out" 2>&1 || fail "spice-probe after restart: $(cat "$T/probe.out")"
+	q --json session list --vm desk-a | jcheck '.sessions[0].user == "alice"' ||
+		fail "the session after the restart: $(q --json session list --vm desk-a)"
 else
 	log "no $PROBE: SPICE sessions not checked"
 fi
