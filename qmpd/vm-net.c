@@ -436,25 +436,20 @@ fail:
 	return (-1);
 }
 
-/* The VM's record is gone: its leases and MACs go too. */
+/* The VM's record and leases are gone: its MACs and run state go too. */
 void
 vm_net_deleted(struct vm *vm)
 {
 	struct vm_netrt	*x;
 	struct vm_nic	 nic;
 	json_t		*nics, *v;
-	char		*cause = NULL;
 	size_t		 i;
 
 	if ((x = vm_netrt_find(vm->def.name)) != NULL)
 		vm_netrt_free(x);
 	if ((nics = vm_net_nics(vm)) == NULL)
 		return;
-	if (netctl_ipam_release_vm(net_ipam, vm->def.name, &cause) == -1) {
-		/* Left for the clean-up at the next start. */
-		log_warnx("%s: leases: %s", vm->def.name, cause);
-		free(cause);
-	}
+	/* vm_delete released the leases with the record; forget the MACs. */
 	json_array_foreach(nics, i, v) {
 		if (vm_nic_parse(v, &nic, NULL) != 0)
 			continue;

@@ -338,14 +338,23 @@ fail:
 int
 vm_delete(struct vm *vm, char **cause)
 {
-	char	*dir, *p;
+	struct db_txn	*t;
+	char		*dir, *p;
 
 	if (vm_is_active(vm)) {
 		xasprintf(cause, "VM %s is %s: stop it first", vm->def.name,
 		    vm_state_name(vm->state));
 		return (-1);
 	}
-	if (db_del(qmpd->db, DB_VMS, vm->def.name, cause) < 0)
+	/* The record and its NICs' leases go together, or neither. */
+	if ((t = db_begin(qmpd->db, cause)) == NULL)
+		return (-1);
+	if (db_txn_del(t, DB_VMS, vm->def.name, cause) < 0 ||
+	    netctl_ipam_release_vm_txn(net_ipam, t, vm->def.name, cause) < 0) {
+		db_abort(t);
+		return (-1);
+	}
+	if (db_commit(t, cause) != 0)
 		return (-1);
 	vm_net_deleted(vm);
 	vm_disk_delete(vm);
