@@ -144,7 +144,7 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	}
 	/* A login replaces whatever session this browser had. */
 	if (call->sid[0] != '\0')
-		session_destroy(session_find(call->sid));
+		session_destroy(session_find(call->sid, 0));
 	s = session_create(login, name, admin);
 	log_info("user %s logged in from %s", login, call->peer);
 	api_set_cookie(call, s->id);
@@ -258,7 +258,7 @@ api_logout(struct http_call *call)
 		    call->peer);
 		qmpc_call("desktop.release", json_pack("{s:s}", "login",
 		    call->login), 30, api_logout_released, NULL);
-		session_destroy(session_find(call->sid));
+		session_destroy(session_find(call->sid, 0));
 	}
 	api_set_cookie(call, NULL);
 	http_reply_json(call, 200, json_pack("{s:b}", "ok", 1));
@@ -267,7 +267,7 @@ api_logout(struct http_call *call)
 void
 api_me(struct http_call *call)
 {
-	struct session	*s = session_find(call->sid);
+	struct session	*s = session_find(call->sid, 0);
 
 	if (s == NULL) {
 		http_reply_error(call, 401, "not logged in");

@@ -37,7 +37,8 @@ usage(void)
 	    "                    [--https ADDR:PORT] [--spice-proxy ADDR:PORT] "
 	    "[--rdp ADDR:PORT|none]\n"
 	    "                    [--cert FILE --key FILE] "
-	    "[--public-host NAME] [--console-ttl SECONDS]\n");
+	    "[--public-host NAME] [--console-ttl SECONDS]\n"
+	    "                    [--session-idle SECONDS]\n");
 	exit(2);
 }
 
@@ -105,6 +106,7 @@ main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "public-host", required_argument, NULL, 'p' },
 		{ "console-ttl", required_argument, NULL, 't' },
+		{ "session-idle", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -121,6 +123,7 @@ main(int argc, char **argv)
 	broker = xcalloc(1, sizeof *broker);
 	broker->https_fd = broker->proxy_fd = broker->rdp_fd = -1;
 	broker->console_ttl = BROKER_CONSOLE_TTL;
+	broker->session_idle = BROKER_SESSION_IDLE;
 	while ((ch = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
@@ -160,6 +163,11 @@ main(int argc, char **argv)
 			broker->console_ttl = broker_number(optarg,
 			    BROKER_CONSOLE_TTL_MIN, BROKER_CONSOLE_TTL_MAX,
 			    "--console-ttl");
+			break;
+		case 'I':
+			broker->session_idle = broker_number(optarg,
+			    BROKER_SESSION_IDLE_MIN, BROKER_SESSION_IDLE_MAX,
+			    "--session-idle");
 			break;
 		default:
 			usage();

@@ -24,6 +24,10 @@
 #define BROKER_CONSOLE_TTL	60
 #define BROKER_CONSOLE_TTL_MIN	5
 #define BROKER_CONSOLE_TTL_MAX	86400
+/* A portal session ends after this long without a user's request. */
+#define BROKER_SESSION_IDLE	(30 * 60)
+#define BROKER_SESSION_IDLE_MIN	2
+#define BROKER_SESSION_IDLE_MAX	(12 * 60 * 60)
 /* The key that signs proxy tickets lives only in memory. */
 #define BROKER_TICKET_KEYLEN	32
 
@@ -43,6 +47,7 @@ struct broker {
 	const char		*user;		/* drop to this user */
 	const char		*public_host;	/* for .vv proxy= URLs */
 	int			 console_ttl;	/* seconds */
+	int			 session_idle;	/* seconds */
 	SSL_CTX			*ssl_ctx;
 
 	struct broker_addr	 https;
@@ -98,7 +103,12 @@ struct session {
 void	 session_init(struct event_base *);
 struct session *session_create(const char *login, const char *name,
 	    int admin);
-struct session *session_find(const char *id);	/* touches it */
+/*
+ * The live session with this id, or NULL. A user's request touches it
+ * (touch 1); the portal's own background refresh does not, so an
+ * unattended tab does not keep a session alive.
+ */
+struct session *session_find(const char *id, int touch);
 void	 session_destroy(struct session *);
 void	 session_clear(void);
 
@@ -153,7 +163,17 @@ int	 httputil_match(const char *pattern, const char *path, char *arg,
  */
 #define HTTP_COOKIE		"qdesk_session"
 #define HTTP_CSRF_HEADER	"X-Qdesk"
+/* The portal's periodic refresh says so: it does not keep a session up. */
+#define HTTP_BACKGROUND_HEADER	"X-Qdesk-Background"
 #define HTTP_MAX_BODY		(16 * 1024)
+/*
+ * What evhttp reads before it gives up with its own 413 and a close. Well
+ * above HTTP_MAX_BODY so that an oversized body is read whole and refused
+ * by http_body with a 413 the client surely gets: evhttp's close with
+ * the body still arriving resets the connection, and over TLS the client
+ * often sees only the reset.
+ */
+#define HTTP_READ_MAX		(256 * 1024)
 
 struct evhttp_request;
 struct http_call {

@@ -194,6 +194,15 @@ http_reply_qmpd(struct http_call *call, const char *errclass,
 	    "class", errclass));
 }
 
+/* A request the portal makes by itself, not on the user's behalf. */
+static int
+http_background(struct evkeyvalq *in)
+{
+	const char	*v = evhttp_find_header(in, HTTP_BACKGROUND_HEADER);
+
+	return (v != NULL && strcmp(v, "1") == 0);
+}
+
 /*
  * A POST must carry the custom header (a cross-site form cannot) and, if
  * the browser names an origin, it must be this very host.
@@ -334,7 +343,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if ((cookie = evhttp_find_header(in, "Cookie")) != NULL &&
 	    httputil_cookie(cookie, HTTP_COOKIE, sid, sizeof sid) == 0 &&
-	    (s = session_find(sid)) != NULL) {
+	    (s = session_find(sid, !http_background(in))) != NULL) {
 		call->login = xstrdup(s->login);
 		strlcpy(call->sid, s->id, sizeof call->sid);
 	}
@@ -359,7 +368,7 @@ http_start(struct event_base *base, int fd, SSL_CTX *ctx, char **cause)
 	}
 	evhttp_set_bevcb(http, http_bevcb, NULL);
 	evhttp_set_max_headers_size(http, HTTP_MAX_HEADERS);
-	evhttp_set_max_body_size(http, HTTP_MAX_BODY);
+	evhttp_set_max_body_size(http, HTTP_READ_MAX);
 	evhttp_set_timeout(http, HTTP_TIMEOUT);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
 	    EVHTTP_REQ_POST);

@@ -1,7 +1,8 @@
 /*
  * Portal sessions: a random 256-bit id in an HttpOnly cookie, kept only in
- * memory. A session ends at logout, after SESSION_IDLE seconds without a
- * request, or after SESSION_MAX seconds in all; restarting the broker ends
+ * memory. A session ends at logout, after broker->session_idle seconds
+ * without a request of the user's (the portal's background refresh does
+ * not count), or after SESSION_MAX seconds in all; restarting the broker ends
  * them all, which is what a user would expect of a security boundary.
  */
 #include <stdio.h>
@@ -16,7 +17,6 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define SESSION_IDLE		(30 * 60)
 #define SESSION_MAX		(12 * 60 * 60)
 #define SESSION_LIMIT		10000	/* the oldest goes beyond this */
 #define SESSION_SWEEP		60
@@ -37,7 +37,7 @@ session_now(void)
 static int
 session_expired(const struct session *s, time_t now)
 {
-	return (now - s->last > SESSION_IDLE ||
+	return (now - s->last > broker->session_idle ||
 	    now - s->created > SESSION_MAX);
 }
 
@@ -92,11 +92,12 @@ session_create(const char *login, const char *name, int admin)
 }
 
 /*
- * The live session with this id, touched, or NULL. Every id is compared
- * in constant time, so response times say nothing about valid ids.
+ * The live session with this id, or NULL; touched unless told not to.
+ * Every id is compared in constant time, so response times say nothing
+ * about valid ids.
  */
 struct session *
-session_find(const char *id)
+session_find(const char *id, int touch)
 {
 	struct session	*s, *found = NULL;
 	time_t		 now = session_now();
@@ -113,7 +114,8 @@ session_find(const char *id)
 		session_destroy(found);
 		return (NULL);
 	}
-	found->last = now;
+	if (touch)
+		found->last = now;
 	return (found);
 }
 

@@ -10,8 +10,10 @@ const busy = new Set();		// desktops with an action in flight
 
 const $ = (id) => document.getElementById(id);
 
-async function api(method, path, body) {
+async function api(method, path, body, background) {
   const opts = { method, credentials: 'same-origin', headers: {} };
+  // The periodic refresh is not the user: it must not keep the session up.
+  if (background) opts.headers['X-Qdesk-Background'] = '1';
   if (method === 'POST') {
     opts.headers['X-Qdesk'] = '1';
     opts.headers['Content-Type'] = 'application/json';
@@ -71,7 +73,7 @@ function showDesktops(me) {
 
 function startRefresh() {
   stopRefresh();
-  refreshTimer = setInterval(refresh, REFRESH_MS);
+  refreshTimer = setInterval(() => refresh(true), REFRESH_MS);
 }
 
 function stopRefresh() {
@@ -184,8 +186,8 @@ function cardMessage(name, text, isError) {
   m.className = isError ? 'msg error' : 'msg';
 }
 
-async function refresh() {
-  const r = await api('GET', '/api/desktops');
+async function refresh(background) {
+  const r = await api('GET', '/api/desktops', null, background);
   if (r.status === 401) {
     showLogin('Your session has ended: log in again.');
     return;

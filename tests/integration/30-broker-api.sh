@@ -245,4 +245,32 @@ api bob GET /api/desktops
 expect 200 "bob's session outlives alice's logout"
 
 kill -0 "$BROKER_PID" || broker_fail "the broker died"
+
+# --- idle sessions -----------------------------------------------------------
+# The portal's background refresh (X-Qdesk-Background: 1) does not keep a
+# session up: with --session-idle 3, an unattended tab is logged out,
+# while a user who keeps acting stays in.
+stop_broker
+start_broker --session-idle 3
+bg() {
+	curl -sk -o /dev/null -w '%{http_code}' -b "$T/jar.alice" \
+	    -H 'X-Qdesk-Background: 1' "$URL/api/desktops"
+}
+login alice alice-pw-1
+expect 200 "login for the idle check"
+for i in 1 2 3 4 5; do
+	[ "$(bg)" = 200 ] || [ "$i" -ge 4 ] ||
+		fail "a background refresh was refused after $i s"
+	sleep 1
+done
+api alice GET /api/desktops
+expect 401 "an unattended tab after the idle time"
+login alice alice-pw-1
+for i in 1 2 3 4 5; do
+	api alice GET /api/desktops
+	expect 200 "a user acting every second, $i s in"
+	sleep 1
+done
+
+kill -0 "$BROKER_PID" || broker_fail "the broker died"
 log ok
