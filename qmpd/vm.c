@@ -155,8 +155,9 @@ vm_to_json(const struct vm *vm)
 	json_object_set_new(j, "started", vm->started != 0 && vm_is_active(vm)
 	    ? json_integer(vm->started) : json_null());
 	if (strcmp(vm->def.display, "spice") == 0)
-		json_object_set_new(j, "spice", json_pack("{s:s,s:i}", "host",
-		    vm->def.listen, "port", vm->def.spice_port));
+		json_object_set_new(j, "spice", json_pack("{s:s,s:i,s:b}",
+		    "host", vm->def.listen, "port", vm->def.spice_port, "tls",
+		    vm_is_active(vm) ? vm->spice_tls : spice_tls_dir() != NULL));
 	else
 		json_object_set_new(j, "spice", json_null());
 	json_object_set(j, "spice_clients", vm->spice_clients);

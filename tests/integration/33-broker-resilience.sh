@@ -96,6 +96,7 @@ expect 200 "the session outlived qmpd's restart"
 api alice POST /api/desktops/d1/console
 expect 200 "console after qmpd's restart"
 spice_trust	# a re-attached QEMU is still known to speak TLS
+[ "$(vm_field d1 spice.tls)" = true ] || fail "vm show: d1's SPICE is not TLS"
 probe "$(field password)" "$(field port)" >/dev/null ||
 	fail "the console password after qmpd's restart does not link"
 
