@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 
 #include "compat.h"
+#include "vv.h"
 
 /* How long a console password and its proxy ticket stay valid. */
 #define BROKER_CONSOLE_TTL	60
@@ -133,18 +134,7 @@ void	 throttle_free(struct throttle *);
 int	 throttle_check(struct throttle *, const char *key, time_t now);
 void	 throttle_fail(struct throttle *, const char *key, time_t now);
 
-/* vv.c: the .vv file remote-viewer opens, pure. */
-struct vv {
-	const char	*host;
-	int		 port;
-	const char	*password;
-	const char	*title;
-	const char	*proxy;		/* http://HOST:PORT or NULL */
-	int		 tls;		/* port is a SPICE tls-port */
-	const char	*ca;		/* PEM the viewer trusts, or NULL */
-	const char	*host_subject;	/* the certificate's subject, or NULL */
-};
-char	*vv_build(const struct vv *, char **cause);
+
 
 /* httputil.c: small pure parsers for the HTTP side. */
 int	 httputil_cookie(const char *header, const char *name, char *out,

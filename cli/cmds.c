@@ -49,6 +49,7 @@ static const struct cmd_arg vm_console_opts[] = {
 
 static const struct cmd_arg vm_ticket_opts[] = {
 	{ "--expires",	"expires",	ARG_INT,	0 },
+	{ "--vv",	"vv",		ARG_STR,	ARG_LOCAL },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -200,9 +201,9 @@ const struct cmd_entry cmd_table[] = {
 	  .pos = { NAME_POS("NAME"), { "STATE", "state", ARG_STR, 0 } },
 	  .opts = timeout_opts, .print = PRINT_STATE, .wait = 60 },
 	{ .group = "vm", .verb = "ticket", .cmd = "vm.ticket",
-	  .usage = "NAME [--expires S]",
+	  .usage = "NAME [--expires S] [--vv FILE]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_ticket_opts,
-	  .print = PRINT_OBJECT },
+	  .print = PRINT_OBJECT, .run = run_ticket },
 	{ .group = "vm", .verb = "template", .cmd = "vm.template",
 	  .usage = "VM NAME",
 	  .pos = { NAME_POS("VM"), { "NAME", "image", ARG_STR, 0 } },

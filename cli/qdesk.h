@@ -172,5 +172,7 @@ int	 run_screenshot(struct cli *, const struct cmd_entry *, json_t *,
 	    json_t *);
 int	 run_events(struct cli *, const struct cmd_entry *, json_t *,
 	    json_t *);
+int	 run_ticket(struct cli *, const struct cmd_entry *, json_t *,
+	    json_t *);
 
 #endif

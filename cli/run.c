@@ -19,6 +19,7 @@
 
 #include "compat.h"
 #include "qdesk.h"
+#include "vv.h"
 #include "xmalloc.h"
 
 /* Beyond a daemon-side wait; vm.stop itself adds 15 s after its timeout. */
@@ -331,9 +332,13 @@ run_console(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 	return (EXIT_OK);
 }
 
-/* Write len bytes to path through a temporary file and a rename. */
+/*
+ * Write len bytes to path through a temporary file and a rename, with
+ * mode (less the umask).
+ */
 static int
-run_write_file(const char *path, const unsigned char *buf, size_t len)
+run_write_file(const char *path, const unsigned char *buf, size_t len,
+    mode_t mode)
 {
 	char	*tmp;
 	mode_t	 mask;
@@ -348,7 +353,7 @@ run_write_file(const char *path, const unsigned char *buf, size_t len)
 	}
 	mask = umask(0);
 	umask(mask);
-	if (fchmod(fd, 0666 & ~mask) == -1)
+	if (fchmod(fd, mode & ~mask) == -1)
 		goto fail;
 	while (off < len) {
 		if ((n = write(fd, buf + off, len - off)) == -1) {
@@ -423,7 +428,7 @@ run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 		fprintf(stderr, "qdesk: qmpd sent a screenshot that is not "
 		    "valid base64\n");
 		ex = EXIT_DAEMON;
-	} else if (run_write_file(file, buf, n) != 0) {
+	} else if (run_write_file(file, buf, n, 0666) != 0) {
 		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
 		    strerror(errno));
 		ex = EXIT_DAEMON;
@@ -438,6 +443,79 @@ run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 		ex = EXIT_OK;
 	}
 	free(buf);
+	json_decref(reply);
+	return (ex);
+}
+
+/*
+ * vm ticket NAME [--vv FILE]: a one-time SPICE password; with --vv also
+ * the .vv file remote-viewer opens (host, TLS port, the certificate to
+ * trust, the password), readable by its owner only.
+ */
+int
+run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+    json_t *local)
+{
+	struct client		*c;
+	enum client_status	 st;
+	struct vv		 vv;
+	json_t			*reply, *out;
+	const char		*file, *name;
+	char			*cause = NULL, *text, *title;
+	int			 ex;
+
+	file = json_string_value(json_object_get(local, "vv"));
+	if ((c = run_connect(cli, &ex)) == NULL)
+		return (ex);
+	st = client_call(c, ce->cmd, args, &reply, &cause);
+	client_free(c);
+	if (st != CLIENT_RETURN)
+		return (run_failed(st, reply, cause));
+	if (file == NULL) {
+		if (cli->json)
+			print_json(stdout, reply);
+		else
+			print_reply(stdout, ce, reply, args);
+		json_decref(reply);
+		return (EXIT_OK);
+	}
+	name = json_string_value(json_object_get(args, "name"));
+	xasprintf(&title, "%s (qdesk)", name);
+	memset(&vv, 0, sizeof vv);
+	vv.host = json_string_value(json_object_get(reply, "host"));
+	vv.port = (int)json_integer_value(json_object_get(reply, "port"));
+	vv.password = json_string_value(json_object_get(reply, "password"));
+	vv.title = title;
+	vv.tls = json_is_true(json_object_get(reply, "tls"));
+	vv.ca = json_string_value(json_object_get(reply, "ca"));
+	vv.host_subject = json_string_value(json_object_get(reply,
+	    "host_subject"));
+	if ((text = vv_build(&vv, &cause)) == NULL) {
+		fprintf(stderr, "qdesk: qmpd's ticket makes no .vv file: %s\n",
+		    cause);
+		free(cause);
+		ex = EXIT_DAEMON;
+	} else if (run_write_file(file, (unsigned char *)text, strlen(text),
+	    0600) != 0) {
+		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
+		    strerror(errno));
+		ex = EXIT_DAEMON;
+	} else {
+		if (cli->json) {
+			out = json_pack("{s:s,s:O?}", "file", file, "expires",
+			    json_object_get(reply, "expires"));
+			print_json(stdout, out);
+			json_decref(out);
+		} else
+			printf("wrote %s: remote-viewer %s (its password "
+			    "works until it expires)\n", file, file);
+		ex = EXIT_OK;
+	}
+	if (text != NULL) {
+		explicit_bzero(text, strlen(text));
+		free(text);
+	}
+	free(title);
 	json_decref(reply);
 	return (ex);
 }

@@ -193,6 +193,16 @@ if [ -x "$PROBE" ]; then
 	"$PROBE" 127.0.0.1 "$port" wrong-password --ca "$T/ca.pem" \
 	    >/dev/null 2>&1
 	[ $? = 1 ] || fail "spice-probe accepted a wrong password"
+	# An admin's own .vv file: TLS port, the CA, the subject, 0600.
+	qq vm ticket desk-a --vv "$T/a.vv" >/dev/null
+	[ "$(stat -c %a "$T/a.vv")" = 600 ] || fail "a.vv is $(stat -c %a "$T/a.vv")"
+	vv() { sed -n "s/^$1=//p" "$T/a.vv"; }
+	sed -n 's/^ca=//p' "$T/a.vv" | sed 's/\\n/\n/g' | sed '/^$/d' >"$T/a-ca.pem"
+	cmp -s "$T/a-ca.pem" "$tls/ca-cert.pem" && [ "$(vv tls-port)" = "$port" ] &&
+	    [ "$(vv host-subject)" = "$subject" ] || fail "a.vv: $(cat "$T/a.vv")"
+	"$PROBE" "$(vv host)" "$(vv tls-port)" "$(vv password)" --ca "$T/a-ca.pem" \
+	    --host-subject "$(vv host-subject)" >/dev/null 2>&1 ||
+		fail "the password of vm ticket --vv does not link"
 	# A ticket given before a qmpd restart still names its user when
 	# the viewer links after it.
 	r=$(breq desktop.console '{"login":"alice","vm":"desk-a","expires":60}')

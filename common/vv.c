@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "vv.h"
 #include "xmalloc.h"
 
 /* A value must stay on its own line: no control characters at all. */
