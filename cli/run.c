@@ -464,21 +464,14 @@ run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 	char			*cause = NULL, *text, *title;
 	int			 ex;
 
-	file = json_string_value(json_object_get(local, "vv"));
+	if ((file = json_string_value(json_object_get(local, "vv"))) == NULL)
+		return (run_generic(cli, ce, args, local));
 	if ((c = run_connect(cli, &ex)) == NULL)
 		return (ex);
 	st = client_call(c, ce->cmd, args, &reply, &cause);
 	client_free(c);
 	if (st != CLIENT_RETURN)
 		return (run_failed(st, reply, cause));
-	if (file == NULL) {
-		if (cli->json)
-			print_json(stdout, reply);
-		else
-			print_reply(stdout, ce, reply, args);
-		json_decref(reply);
-		return (EXIT_OK);
-	}
 	name = json_string_value(json_object_get(args, "name"));
 	xasprintf(&title, "%s (qdesk)", name);
 	memset(&vv, 0, sizeof vv);

@@ -194,6 +194,10 @@ if [ -x "$PROBE" ]; then
 	    >/dev/null 2>&1
 	[ $? = 1 ] || fail "spice-probe accepted a wrong password"
 	# An admin's own .vv file: TLS port, the CA, the subject, 0600.
+	q --json vm ticket desk-a --expires 30 |
+	    jcheck '.tls == true and (.password | length) == 32 and
+	    (.ca_file | endswith("/spice-tls/ca-cert.pem"))' ||
+		fail "vm ticket: $(q --json vm ticket desk-a)"
 	qq vm ticket desk-a --vv "$T/a.vv" >/dev/null
 	[ "$(stat -c %a "$T/a.vv")" = 600 ] || fail "a.vv is $(stat -c %a "$T/a.vv")"
 	vv() { sed -n "s/^$1=//p" "$T/a.vv"; }
@@ -207,12 +211,14 @@ if [ -x "$PROBE" ]; then
 	# the viewer links after it.
 	r=$(breq desktop.console '{"login":"alice","vm":"desk-a","expires":60}')
 	pw=$(jq -r .return.password <<<"$r")
+	at=$(( $(jq -r .return.expires <<<"$r") - 60 ))
 	kill9_qmpd
 	start_qmpd --broker-user qdesk-broker
 	"$PROBE" 127.0.0.1 "$port" "$pw" --ca "$T/ca.pem" --hold 1 \
 	    >"$T/probe.out" 2>&1 || fail "spice-probe after restart: $(cat "$T/probe.out")"
-	q --json session list --vm desk-a | jcheck '.sessions[0].user == "alice"' ||
-		fail "the session after the restart: $(q --json session list --vm desk-a)"
+	q --json session list --vm desk-a | jcheck --argjson at "$at" \
+	    'any(.sessions[]; .ticket_at == $at and .user == "alice")' ||
+		fail "the session after the restart (ticket at $at): $(q --json session list --vm desk-a)"
 else
 	log "no $PROBE: SPICE sessions not checked"
 fi
