@@ -509,11 +509,6 @@ static const struct cmd_arg cmd_image_clone_args[] = {
 	{ NULL, 0, 0 }
 };
 
-static const struct cmd_arg cmd_image_name_args[] = {
-	{ "name", ARG_STR, 1 },
-	{ NULL, 0, 0 }
-};
-
 static const struct cmd_arg cmd_image_verify_args[] = {
 	{ "name", ARG_STR, 0 },
 	{ NULL, 0, 0 }
@@ -528,10 +523,10 @@ const struct cmd_entry cmd_image_entries[] = {
 	{ "image.import", cmd_image_import_args, ROLE_ADMIN, cmd_image_import },
 	{ "image.clone", cmd_image_clone_args, ROLE_ADMIN, cmd_image_clone },
 	{ "image.list", NULL, ROLE_ADMIN, cmd_image_list },
-	{ "image.show", cmd_image_name_args, ROLE_ADMIN, cmd_image_show },
-	{ "image.rm", cmd_image_name_args, ROLE_ADMIN, cmd_image_rm },
+	{ "image.show", cmd_name_args, ROLE_ADMIN, cmd_image_show },
+	{ "image.rm", cmd_name_args, ROLE_ADMIN, cmd_image_rm },
 	{ "image.verify", cmd_image_verify_args, ROLE_ADMIN, cmd_image_verify },
 	{ "image.gc", cmd_image_gc_args, ROLE_ADMIN, cmd_image_gc },
-	{ "image.flatten", cmd_image_name_args, ROLE_ADMIN, cmd_image_flatten },
+	{ "image.flatten", cmd_name_args, ROLE_ADMIN, cmd_image_flatten },
 	{ NULL, NULL, 0, NULL }
 };

@@ -244,11 +244,6 @@ static const struct cmd_arg cmd_net_create_args[] = {
 	{ NULL, 0, 0 }
 };
 
-static const struct cmd_arg cmd_net_name_args[] = {
-	{ "name", ARG_STR, 1 },
-	{ NULL, 0, 0 }
-};
-
 static const struct cmd_arg cmd_net_nic_add_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "network", ARG_STR, 1 },
@@ -264,8 +259,8 @@ static const struct cmd_arg cmd_net_nic_rm_args[] = {
 const struct cmd_entry cmd_net_entries[] = {
 	{ "net.create", cmd_net_create_args, ROLE_ADMIN, cmd_net_create },
 	{ "net.list", NULL, ROLE_ADMIN, cmd_net_list },
-	{ "net.show", cmd_net_name_args, ROLE_ADMIN, cmd_net_show },
-	{ "net.rm", cmd_net_name_args, ROLE_ADMIN, cmd_net_rm },
+	{ "net.show", cmd_name_args, ROLE_ADMIN, cmd_net_show },
+	{ "net.rm", cmd_name_args, ROLE_ADMIN, cmd_net_rm },
 	{ "vm.nic_add", cmd_net_nic_add_args, ROLE_ADMIN, cmd_net_nic_add },
 	{ "vm.nic_rm", cmd_net_nic_rm_args, ROLE_ADMIN, cmd_net_nic_rm },
 	{ NULL, NULL, 0, NULL }

@@ -670,11 +670,6 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ NULL, 0, 0 }
 };
 
-static const struct cmd_arg cmd_pool_name_args[] = {
-	{ "name", ARG_STR, 1 },
-	{ NULL, 0, 0 }
-};
-
 static const struct cmd_arg cmd_pool_resize_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "size", ARG_INT, 1 },
@@ -704,9 +699,9 @@ static const struct cmd_arg cmd_pool_release_args[] = {
 const struct cmd_entry cmd_pool_entries[] = {
 	{ "pool.create", cmd_pool_create_args, ROLE_ADMIN, cmd_pool_create },
 	{ "pool.list", NULL, ROLE_ADMIN, cmd_pool_list },
-	{ "pool.show", cmd_pool_name_args, ROLE_ADMIN, cmd_pool_show },
+	{ "pool.show", cmd_name_args, ROLE_ADMIN, cmd_pool_show },
 	{ "pool.resize", cmd_pool_resize_args, ROLE_ADMIN, cmd_pool_resize },
-	{ "pool.rm", cmd_pool_name_args, ROLE_ADMIN, cmd_pool_rm },
+	{ "pool.rm", cmd_name_args, ROLE_ADMIN, cmd_pool_rm },
 	{ "pool.set", cmd_pool_set_args, ROLE_ADMIN, cmd_pool_set },
 	{ "boot.queue", NULL, ROLE_ADMIN, cmd_pool_boot_queue },
 	{ "desktop.acquire", cmd_pool_acquire_args, ROLE_BROKER,

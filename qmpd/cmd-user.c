@@ -646,11 +646,6 @@ static const struct cmd_arg cmd_user_dept_add_args[] = {
 	{ NULL, 0, 0 }
 };
 
-static const struct cmd_arg cmd_user_name_args[] = {
-	{ "name", ARG_STR, 1 },
-	{ NULL, 0, 0 }
-};
-
 static const struct cmd_arg cmd_user_add_args[] = {
 	{ "login", ARG_STR, 1 },
 	{ "name", ARG_STR, 0 },
@@ -690,7 +685,7 @@ static const struct cmd_arg cmd_user_desktop_list_args[] = {
 const struct cmd_entry cmd_user_entries[] = {
 	{ "dept.add", cmd_user_dept_add_args, ROLE_ADMIN, cmd_user_dept_add },
 	{ "dept.list", NULL, ROLE_ADMIN, cmd_user_dept_list },
-	{ "dept.rm", cmd_user_name_args, ROLE_ADMIN, cmd_user_dept_rm },
+	{ "dept.rm", cmd_name_args, ROLE_ADMIN, cmd_user_dept_rm },
 	{ "user.add", cmd_user_add_args, ROLE_ADMIN, cmd_user_add },
 	{ "user.passwd", cmd_user_passwd_args, ROLE_ADMIN, cmd_user_passwd },
 	{ "user.disable", cmd_user_login_args, ROLE_ADMIN, cmd_user_disable },

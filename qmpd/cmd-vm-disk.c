@@ -679,11 +679,6 @@ cmd_vm_reset_disk(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
-static const struct cmd_arg cmd_vm_disk_name_args[] = {
-	{ "name", ARG_STR, 1 },
-	{ NULL, 0, 0 }
-};
-
 static const struct cmd_arg cmd_vm_disk_snap_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "snapshot", ARG_STR, 1 },
@@ -700,12 +695,12 @@ const struct cmd_entry cmd_vm_disk_entries[] = {
 	{ "vm.template", cmd_vm_disk_template_args, ROLE_ADMIN,
 	    cmd_vm_template },
 	{ "vm.snapshot", cmd_vm_disk_snap_args, ROLE_ADMIN, cmd_vm_snapshot },
-	{ "vm.snapshots", cmd_vm_disk_name_args, ROLE_ADMIN,
+	{ "vm.snapshots", cmd_name_args, ROLE_ADMIN,
 	    cmd_vm_snapshots },
 	{ "vm.revert", cmd_vm_disk_snap_args, ROLE_ADMIN, cmd_vm_revert },
 	{ "vm.snapshot_rm", cmd_vm_disk_snap_args, ROLE_ADMIN,
 	    cmd_vm_snapshot_rm },
-	{ "vm.reset_disk", cmd_vm_disk_name_args, ROLE_ADMIN,
+	{ "vm.reset_disk", cmd_name_args, ROLE_ADMIN,
 	    cmd_vm_reset_disk },
 	{ NULL, NULL, 0, NULL }
 };

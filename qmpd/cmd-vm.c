@@ -449,11 +449,6 @@ static const struct cmd_arg cmd_vm_ticket_args[] = {
 	{ NULL, 0, 0 }
 };
 
-static const struct cmd_arg cmd_vm_name_args[] = {
-	{ "name", ARG_STR, 1 },
-	{ NULL, 0, 0 }
-};
-
 static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "memory", ARG_INT, 0 },
@@ -504,19 +499,19 @@ static const struct cmd_arg cmd_vm_screenshot_args[] = {
 const struct cmd_entry cmd_vm_entries[] = {
 	{ "vm.create", cmd_vm_create_args, ROLE_ADMIN, cmd_vm_create },
 	{ "vm.list", NULL, ROLE_ADMIN, cmd_vm_list },
-	{ "vm.show", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_show },
-	{ "vm.start", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_start },
+	{ "vm.show", cmd_name_args, ROLE_ADMIN, cmd_vm_show },
+	{ "vm.start", cmd_name_args, ROLE_ADMIN, cmd_vm_start },
 	{ "vm.stop", cmd_vm_stop_args, ROLE_ADMIN, cmd_vm_stop },
-	{ "vm.kill", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_kill },
-	{ "vm.reboot", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_reboot },
-	{ "vm.pause", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_pause },
-	{ "vm.resume", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_resume },
-	{ "vm.delete", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_delete },
+	{ "vm.kill", cmd_name_args, ROLE_ADMIN, cmd_vm_kill },
+	{ "vm.reboot", cmd_name_args, ROLE_ADMIN, cmd_vm_reboot },
+	{ "vm.pause", cmd_name_args, ROLE_ADMIN, cmd_vm_pause },
+	{ "vm.resume", cmd_name_args, ROLE_ADMIN, cmd_vm_resume },
+	{ "vm.delete", cmd_name_args, ROLE_ADMIN, cmd_vm_delete },
 	{ "vm.console", cmd_vm_console_args, ROLE_ADMIN, cmd_vm_console },
 	{ "vm.screenshot", cmd_vm_screenshot_args, ROLE_ADMIN,
 	    cmd_vm_screenshot },
 	{ "vm.wait", cmd_vm_wait_args, ROLE_ADMIN, cmd_vm_wait },
 	{ "vm.ticket", cmd_vm_ticket_args, ROLE_ADMIN, cmd_vm_ticket },
-	{ "vm.vnc", cmd_vm_name_args, ROLE_ADMIN, cmd_vm_vnc },
+	{ "vm.vnc", cmd_name_args, ROLE_ADMIN, cmd_vm_vnc },
 	{ NULL, NULL, 0, NULL }
 };

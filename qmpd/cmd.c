@@ -14,6 +14,11 @@
 #include "xmalloc.h"
 
 /* Every command family, in one place. */
+const struct cmd_arg cmd_name_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
 static const struct cmd_entry *cmd_families[] = {
 	cmd_server_entries,
 	cmd_vm_entries,

@@ -81,6 +81,8 @@ struct cmd_arg {
 	enum cmd_argtype type;
 	int		 required;
 };
+/* The arguments of every command that takes only a "name" (cmd.c). */
+extern const struct cmd_arg	cmd_name_args[];
 
 struct cmd_req;
 
