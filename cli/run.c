@@ -105,6 +105,30 @@ run_failed(enum client_status st, json_t *reply, char *cause)
 	return (ex);
 }
 
+/*
+ * One request on a connection of its own: 0 and *reply (the return
+ * value, the caller's to free), or -1 with *ex the exit status and the
+ * failure reported (an interrupted call exits 0 without a reply).
+ */
+static int
+run_once(struct cli *cli, const char *cmd, json_t *args, json_t **reply,
+    int *ex)
+{
+	struct client		*c;
+	enum client_status	 st;
+	char			*cause = NULL;
+
+	if ((c = run_connect(cli, ex)) == NULL)
+		return (-1);
+	st = client_call(c, cmd, args, reply, &cause);
+	client_free(c);
+	if (st != CLIENT_RETURN) {
+		*ex = run_failed(st, *reply, cause);
+		return (-1);
+	}
+	return (0);
+}
+
 /* Read one line from fd 0 into a new string without its newline. */
 static char *
 run_readline(void)
@@ -240,8 +264,6 @@ int
 run_generic(struct cli *cli, const struct cmd_entry *ce, json_t *args,
     json_t *local)
 {
-	struct client		*c;
-	enum client_status	 st;
 	json_t			*reply;
 	char			*cause = NULL;
 	int			 ex;
@@ -254,12 +276,8 @@ run_generic(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 		return (EXIT_USAGE);
 	}
 	cli->timeout = run_timeout(cli, ce, args);
-	if ((c = run_connect(cli, &ex)) == NULL)
+	if (run_once(cli, ce->cmd, args, &reply, &ex) != 0)
 		return (ex);
-	st = client_call(c, ce->cmd, args, &reply, &cause);
-	client_free(c);
-	if (st != CLIENT_RETURN)
-		return (run_failed(st, reply, cause));
 	if (cli->json)
 		print_json(stdout, reply);
 	else
@@ -391,12 +409,9 @@ int
 run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
     json_t *local)
 {
-	struct client		*c;
-	enum client_status	 st;
 	json_t			*reply, *data, *out;
 	const char		*file, *format;
 	unsigned char		*buf;
-	char			*cause = NULL;
 	size_t			 len;
 	ssize_t			 n;
 	int			 ex;
@@ -406,12 +421,8 @@ run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 	format = (len > 4 && strcasecmp(file + len - 4, ".ppm") == 0) ?
 	    "ppm" : "png";
 	json_object_set_new(args, "format", json_string(format));
-	if ((c = run_connect(cli, &ex)) == NULL)
+	if (run_once(cli, ce->cmd, args, &reply, &ex) != 0)
 		return (ex);
-	st = client_call(c, ce->cmd, args, &reply, &cause);
-	client_free(c);
-	if (st != CLIENT_RETURN)
-		return (run_failed(st, reply, cause));
 
 	data = json_object_get(reply, "data");
 	if (!json_is_string(data)) {
@@ -456,8 +467,6 @@ int
 run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
     json_t *local)
 {
-	struct client		*c;
-	enum client_status	 st;
 	struct vv		 vv;
 	json_t			*reply, *out;
 	const char		*file, *name;
@@ -466,12 +475,8 @@ run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 
 	if ((file = json_string_value(json_object_get(local, "vv"))) == NULL)
 		return (run_generic(cli, ce, args, local));
-	if ((c = run_connect(cli, &ex)) == NULL)
+	if (run_once(cli, ce->cmd, args, &reply, &ex) != 0)
 		return (ex);
-	st = client_call(c, ce->cmd, args, &reply, &cause);
-	client_free(c);
-	if (st != CLIENT_RETURN)
-		return (run_failed(st, reply, cause));
 	name = json_string_value(json_object_get(args, "name"));
 	xasprintf(&title, "%s (qdesk)", name);
 	memset(&vv, 0, sizeof vv);
