@@ -139,3 +139,30 @@ rdp_compare() {
 	compare -metric RMSE "$T/client-crop.png" "$T/qmp.ppm" null: 2>&1 |
 	    sed -n 's/.*(\(.*\)).*/\1/p'
 }
+
+# alice_desktop KERNEL INITRD APPEND: qmpd, a stopped Linux desktop d1 on
+# that kernel for user alice (password alice-pw-1), the gateway and Xvfb.
+alice_desktop() {
+	start_qmpd --broker-user nobody
+	qq vm create d1 --accel tcg --memory 256 --kernel "$1" --initrd "$2" \
+	    --append "$3" >/dev/null
+	printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
+	qq desktop assign alice d1 >/dev/null
+	start_gateway
+	start_xvfb
+}
+
+# alice_window: alice's xfreerdp logs in, which boots d1; once its console
+# is 720x400 text, the client's window must be that size. Sets client (the
+# xfreerdp pid) and win (its window).
+alice_window() {
+	local geom
+	rdp_client alice /u:alice /p:alice-pw-1
+	client=$RDP_CLIENT
+	wait_gw_log "(alice on d1): logged in" 30
+	wait_console d1 "QDESK GUEST READY" 90
+	wait_gw_log "(alice on d1): console now 720x400" 30
+	win=$(rdp_window "$client") || rdp_fail "no xfreerdp window"
+	geom=$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')
+	[ "$geom" = 720x400 ] || rdp_fail "client window is $geom, not 720x400"
+}

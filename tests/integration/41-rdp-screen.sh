@@ -8,23 +8,9 @@
 . "$top/broker/rdp/rdp-test-lib.sh"
 rdp_require
 
-start_qmpd --broker-user nobody
-qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
-printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
-qq desktop assign alice d1 >/dev/null
-start_gateway
-start_xvfb
-
-rdp_client alice /u:alice /p:alice-pw-1
-client=$RDP_CLIENT
-wait_gw_log "(alice on d1): logged in" 30
-wait_console d1 "QDESK GUEST READY" 90
-# The boot switched the console to 720x400 text mode: the client follows.
-wait_gw_log "(alice on d1): console now 720x400" 30
-win=$(rdp_window "$client") || rdp_fail "no xfreerdp window"
-geom=$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')
-[ "$geom" = 720x400 ] || rdp_fail "client window is $geom, not 720x400"
+alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0"
+# The boot switches the console to 720x400 text mode: the client follows.
+alice_window
 
 # The shell prompt is on the VGA console (tty1) once it is drawn; then the
 # client's picture must match the screendump (the cursor blinks: retry).

@@ -15,22 +15,8 @@ command -v socat >/dev/null || skip "socat is not installed"
 # SeaBIOS's 720x400 text), which is all the scaling below needs.
 [ -f "$GUESTS/vmlinuz-usb" ] && [ -f "$GUESTS/initrd-usb.img" ] ||
 	skip "$GUESTS/vmlinuz-usb is not built (scripts/mkguest)"
-start_qmpd --broker-user nobody
-qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz-usb" \
-    --initrd "$GUESTS/initrd-usb.img" --append "console=ttyS0" >/dev/null
-printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
-qq desktop assign alice d1 >/dev/null
-start_gateway
-start_xvfb
-
-rdp_client alice /u:alice /p:alice-pw-1
-client=$RDP_CLIENT
-wait_gw_log "(alice on d1): logged in" 30
-wait_console d1 "QDESK GUEST READY" 90
-wait_gw_log "(alice on d1): console now 720x400" 30
-win=$(rdp_window "$client") || rdp_fail "no xfreerdp window"
-geom=$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')
-[ "$geom" = 720x400 ] || rdp_fail "client window is $geom, not 720x400"
+alice_desktop "$GUESTS/vmlinuz-usb" "$GUESTS/initrd-usb.img" "console=ttyS0"
+alice_window
 
 # The tablet's event device (it appears ~0.3 s after READY, once the xHCI
 # port is enumerated). The pattern needs a digit: the echoed command line
