@@ -111,16 +111,24 @@ vm_record(const struct vm *vm)
 	    "state", vm_state_name(vm->state), "reason", vm->reason));
 }
 
-int
-vm_save(struct vm *vm, char **cause)
+/* Write the VM's record with put (db_put, or db_put_nosync). */
+static int
+vm_write(struct vm *vm, int (*put)(struct db *, const char *, const char *,
+    const json_t *, char **), char **cause)
 {
 	json_t	*rec;
 	int	 rc;
 
 	rec = vm_record(vm);
-	rc = db_put(qmpd->db, DB_VMS, vm->def.name, rec, cause);
+	rc = put(qmpd->db, DB_VMS, vm->def.name, rec, cause);
 	json_decref(rec);
 	return (rc);
+}
+
+int
+vm_save(struct vm *vm, char **cause)
+{
+	return (vm_write(vm, db_put, cause));
 }
 
 /*
@@ -130,13 +138,7 @@ vm_save(struct vm *vm, char **cause)
 static int
 vm_save_state(struct vm *vm, char **cause)
 {
-	json_t	*rec;
-	int	 rc;
-
-	rec = vm_record(vm);
-	rc = db_put_nosync(qmpd->db, DB_VMS, vm->def.name, rec, cause);
-	json_decref(rec);
-	return (rc);
+	return (vm_write(vm, db_put_nosync, cause));
 }
 
 json_t *
