@@ -73,7 +73,10 @@ cert_write(const char *path, int (*write_cb)(FILE *, void *), void *arg,
 		return (-1);
 	}
 	if (write_cb(f, arg) != 1 || fflush(f) != 0 || fsync(fd) != 0) {
-		cert_ssl_error(cause, path);
+		if (ERR_peek_last_error() != 0)
+			cert_ssl_error(cause, path);
+		else
+			xasprintf(cause, "write %s: %s", tmp, strerror(errno));
 		fclose(f);
 		unlink(tmp);
 		free(tmp);
@@ -109,6 +112,24 @@ static int
 cert_write_cert(FILE *f, void *arg)
 {
 	return (PEM_write_X509(f, arg));
+}
+
+static int
+cert_write_str(FILE *f, void *arg)
+{
+	return (fputs(arg, f) != EOF);
+}
+
+int
+cert_write_text(const char *path, const char *text, mode_t mode,
+    char **cause)
+{
+	struct cert_spec	spec;
+
+	memset(&spec, 0, sizeof spec);
+	spec.owner = (uid_t)-1;
+	return (cert_write(path, cert_write_str, (void *)text, &spec, mode,
+	    cause));
 }
 
 int

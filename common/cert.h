@@ -24,6 +24,10 @@ struct cert_spec {
 /* OpenSSL's error queue as one line "what: reason" in *cause. */
 void	cert_ssl_error(char **cause, const char *what);
 
+/* Write PEM text to path (mode), through a temporary file and a rename. */
+int	cert_write_text(const char *path, const char *text, mode_t mode,
+	    char **cause);
+
 int	cert_make(const char *certpath, const char *keypath,
 	    const struct cert_spec *, char **cause);
 

@@ -100,30 +100,11 @@ spice_tls_subject_of(const char *pem, char **cause)
 static int
 spice_tls_write_ca(const char *pem, char **cause)
 {
-	char	*path, *tmp;
-	FILE	*f;
-	int	 rv = -1;
+	char	*path;
+	int	 rv;
 
 	path = spice_tls_file("ca-cert.pem");
-	xasprintf(&tmp, "%s.tmp", path);
-	if ((f = fopen(tmp, "we")) == NULL ||
-	    fputs(pem, f) == EOF || fflush(f) != 0 ||
-	    fchmod(fileno(f), 0644) == -1) {
-		xasprintf(cause, "%s: %s", tmp, strerror(errno));
-		if (f != NULL)
-			fclose(f);
-		unlink(tmp);
-		goto out;
-	}
-	fclose(f);
-	if (rename(tmp, path) == -1) {
-		xasprintf(cause, "rename %s: %s", tmp, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	rv = 0;
-out:
-	free(tmp);
+	rv = cert_write_text(path, pem, 0644, cause);
 	free(path);
 	return (rv);
 }
