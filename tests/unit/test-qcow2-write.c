@@ -322,16 +322,19 @@ main(void)
 {
 	char	tmpl[] = "/tmp/test-qcow2-write.XXXXXX";
 
+	if (sh("qemu-img --version >/dev/null 2>&1") != 0 ||
+	    sh("qemu-io --version >/dev/null 2>&1") != 0) {
+		fprintf(stderr, "qemu-img or qemu-io not found: scripts/setup "
+		    "installs qemu-utils, without which these checks cannot "
+		    "run\n");
+		return (1);
+	}
 	if ((tdir = mkdtemp(tmpl)) == NULL) {
 		perror("mkdtemp");
 		return (1);
 	}
 	test_build();
-	if (sh("qemu-img --version >/dev/null 2>&1") == 0 &&
-	    sh("qemu-io --version >/dev/null 2>&1") == 0)
-		test_qemu();
-	else
-		printf("qemu-img or qemu-io not found: QEMU checks skipped\n");
+	test_qemu();
 	sh("rm -rf %s", tdir);
 	return (check_exit());
 }
