@@ -181,13 +181,12 @@ test_names(void)
 	free(f);
 }
 
-static void
-test_store(void)
+/* Import a base with data in it; what add_file refuses. Returns its file. */
+static char *
+test_store_add(void)
 {
-	json_t		*rec, *list, *report;
-	struct chain	*c;
-	char		*cause = NULL, *bfile, *f1, *f2, *old, *path;
-	int		 rc, fd;
+	json_t	*rec;
+	char	*cause = NULL, *bfile;
 
 	/* A base imported by qemu-img, with data. */
 	bfile = imgstore_new_file("debian", "qcow2");
@@ -242,6 +241,19 @@ test_store(void)
 	CHECK(!exists("ov-1.qcow2"));
 	CHECK(!readonly(bfile));
 	CHECK(sh("rm -f %s/evil-1.qcow2", idir) == 0);
+	return (bfile);
+}
+
+/*
+ * Clones of the base, a snapshot over one, removal refused while there
+ * are children or users, reset and list. Returns desk1's file.
+ */
+static char *
+test_store_clones(const char *bfile)
+{
+	json_t		*rec, *list;
+	struct chain	*c;
+	char		*cause = NULL, *f1, *f2, *old, *path;
 
 	/* Clones. */
 	CHECK(imgstore_clone(st, "debian", "desk1", "clone", &cause) == 0);
@@ -352,8 +364,18 @@ test_store(void)
 	CHECK_STR(str(json_array_get(list, 1), "name"), "debian");
 	CHECK_STR(str(json_array_get(list, 2), "name"), "desk1");
 	json_decref(list);
+	free(f2);
+	return (f1);
+}
 
-	/* Verify: all fine, then a corrupted header, then a wrong count. */
+/* Verify: all fine, then a corrupted header, then a wrong count. */
+static void
+test_store_verify(const char *f1)
+{
+	json_t		*rec, *report;
+	struct chain	*c;
+	char		*cause = NULL;
+
 	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
 	CHECK(json_is_true(json_object_get(report, "ok")));
 	CHECK(num(report, "checked") == 3);
@@ -381,6 +403,15 @@ test_store(void)
 	json_decref(rec);
 	EXPECT(imgstore_verify(st, "nope", &report, &cause),
 	    IMGSTORE_ENOTFOUND, "no image");
+}
+
+/* gc: orphan, temporary, locked and job files, dangling records, modes. */
+static void
+test_store_gc(const char *bfile)
+{
+	json_t	*rec, *report;
+	char	*cause = NULL, *old, *path;
+	int	 fd;
 
 	/*
 	 * gc. An orphan file (a crash between a clone's rename and its
@@ -471,6 +502,19 @@ test_store(void)
 	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
 	CHECK(json_array_size(json_object_get(report, "items")) == 0);
 	json_decref(report);
+}
+
+/* The store's records, clones, checks and gc over one base. */
+static void
+test_store(void)
+{
+	char	*cause = NULL, *bfile, *f1;
+	int	 rc;
+
+	bfile = test_store_add();
+	f1 = test_store_clones(bfile);
+	test_store_verify(f1);
+	test_store_gc(bfile);
 
 	/* Nothing but the base left, and it was never written to. */
 	CHECK(sh("sha256sum < %s/%s | cmp -s - %s/base.sum", idir, bfile,
@@ -479,7 +523,6 @@ test_store(void)
 	CHECK(rc == 0);
 	CHECK(!exists(bfile));
 	free(f1);
-	free(f2);
 	free(bfile);
 }
 
@@ -530,6 +573,85 @@ writes(const char *name, int pattern)
 }
 
 /*
+ * On test_freeze's disk vm1-disk (over snapshots vm1.s2 and vm1.s1): a
+ * freeze taken back, the drop of a merged snapshot, a template and a
+ * flatten's replace.
+ */
+static void
+test_merge(void)
+{
+	json_t	*rec;
+	char	*cause = NULL, *f, *old, *snapf;
+
+	/* A freeze taken back (QEMU refused the live snapshot). */
+	old = file_of("vm1-disk");
+	CHECK(imgstore_freeze(st, "vm1-disk", "vm1.s3", "snapshot", NULL,
+	    &cause) == 0);
+	f = file_of("vm1-disk");
+	CHECK(imgstore_unfreeze(st, "vm1-disk", "vm1.s3", &cause) == 0);
+	CHECK(!exists(f));
+	free(f);
+	f = file_of("vm1-disk");
+	CHECK_STR(f, old);
+	CHECK(!readonly(f));
+	free(f);
+	CHECK(imgstore_get(st, "vm1.s3", &cause) == NULL);
+	free(cause);
+	cause = NULL;
+	EXPECT(imgstore_unfreeze(st, "vm1-disk", "vm1.s1", &cause),
+	    IMGSTORE_EINVAL, "fresh overlay");
+
+	/* Drop s2 from the middle once the disk backs onto s1 directly. */
+	snapf = file_of("vm1.s2");
+	EXPECT(imgstore_drop(st, "vm1.s2", &cause), IMGSTORE_EINVAL,
+	    "does not back onto");
+	f = file_of("vm1-disk");
+	old = (free(old), file_of("vm1.s1"));
+	CHECK(sh("cd %s && qemu-img rebase -q -f qcow2 -F qcow2 -b %s %s",
+	    idir, old, f) == 0);
+	free(f);
+	CHECK(imgstore_drop(st, "vm1.s2", &cause) == 0);
+	CHECK(!exists(snapf));
+	free(snapf);
+	rec = imgstore_get(st, "vm1-disk", &cause);
+	CHECK_STR(str(rec, "parent"), "vm1.s1");
+	json_decref(rec);
+	rec = imgstore_get(st, "vm1.s1", &cause);
+	CHECK(num(rec, "children") == 1);
+	json_decref(rec);
+	CHECK(reads("vm1-disk", 0x33));
+	EXPECT(imgstore_drop(st, "fbase", &cause), IMGSTORE_EINVAL,
+	    "does not back onto");
+
+	/* Template from a disk, then flatten a clone of it. */
+	CHECK(imgstore_freeze(st, "vm1-disk", "tpl", "template", NULL,
+	    &cause) == 0);
+	CHECK(imgstore_clone(st, "tpl", "flat", "clone", &cause) == 0);
+	old = (free(old), file_of("flat"));
+	f = imgstore_new_file("flat", "qcow2");
+	CHECK(sh("cd %s && qemu-img convert -O qcow2 %s %s", idir, old,
+	    f) == 0);
+	EXPECT(imgstore_replace(st, "flat", f, "wrong.qcow2", &cause),
+	    IMGSTORE_EBUSY, "changed meanwhile");
+	CHECK(imgstore_replace(st, "flat", f, old, &cause) == 0);
+	CHECK(!exists(old));
+	rec = imgstore_get(st, "flat", &cause);
+	CHECK(json_is_null(json_object_get(rec, "parent")));
+	CHECK_STR(str(rec, "file"), f);
+	json_decref(rec);
+	rec = imgstore_get(st, "tpl", &cause);
+	CHECK(num(rec, "children") == 1);
+	json_decref(rec);
+	CHECK(reads("flat", 0x33));
+	free(f);
+	f = file_of("vm1.s1");
+	EXPECT(imgstore_replace(st, "vm1-disk", f, "x", &cause),
+	    IMGSTORE_EINVAL, "still has a backing file");
+	free(f);
+	free(old);
+}
+
+/*
  * Snapshots and templates by freezing, reverts, the undo of a freeze, a
  * flatten's replace and the drop of a merged snapshot: every step keeps
  * the content it promises and verify happy.
@@ -538,7 +660,7 @@ static void
 test_freeze(void)
 {
 	json_t		*rec, *report, *extra;
-	char		*cause = NULL, *bfile, *f, *old, *snapf;
+	char		*cause = NULL, *bfile, *f, *old;
 
 	bfile = imgstore_new_file("fbase", "qcow2");
 	CHECK(sh("qemu-img create -q -f qcow2 %s/%s 64M", idir, bfile) == 0);
@@ -624,71 +746,8 @@ test_freeze(void)
 	CHECK(json_is_true(json_object_get(report, "ok")));
 	json_decref(report);
 
-	/* A freeze taken back (QEMU refused the live snapshot). */
-	old = (free(old), file_of("vm1-disk"));
-	CHECK(imgstore_freeze(st, "vm1-disk", "vm1.s3", "snapshot", NULL,
-	    &cause) == 0);
-	f = file_of("vm1-disk");
-	CHECK(imgstore_unfreeze(st, "vm1-disk", "vm1.s3", &cause) == 0);
-	CHECK(!exists(f));
-	free(f);
-	f = file_of("vm1-disk");
-	CHECK_STR(f, old);
-	CHECK(!readonly(f));
-	free(f);
-	CHECK(imgstore_get(st, "vm1.s3", &cause) == NULL);
-	free(cause);
-	cause = NULL;
-	EXPECT(imgstore_unfreeze(st, "vm1-disk", "vm1.s1", &cause),
-	    IMGSTORE_EINVAL, "fresh overlay");
-
-	/* Drop s2 from the middle once the disk backs onto s1 directly. */
-	snapf = file_of("vm1.s2");
-	EXPECT(imgstore_drop(st, "vm1.s2", &cause), IMGSTORE_EINVAL,
-	    "does not back onto");
-	f = file_of("vm1-disk");
-	old = (free(old), file_of("vm1.s1"));
-	CHECK(sh("cd %s && qemu-img rebase -q -f qcow2 -F qcow2 -b %s %s",
-	    idir, old, f) == 0);
-	free(f);
-	CHECK(imgstore_drop(st, "vm1.s2", &cause) == 0);
-	CHECK(!exists(snapf));
-	free(snapf);
-	rec = imgstore_get(st, "vm1-disk", &cause);
-	CHECK_STR(str(rec, "parent"), "vm1.s1");
-	json_decref(rec);
-	rec = imgstore_get(st, "vm1.s1", &cause);
-	CHECK(num(rec, "children") == 1);
-	json_decref(rec);
-	CHECK(reads("vm1-disk", 0x33));
-	EXPECT(imgstore_drop(st, "fbase", &cause), IMGSTORE_EINVAL,
-	    "does not back onto");
-
-	/* Template from a disk, then flatten a clone of it. */
-	CHECK(imgstore_freeze(st, "vm1-disk", "tpl", "template", NULL,
-	    &cause) == 0);
-	CHECK(imgstore_clone(st, "tpl", "flat", "clone", &cause) == 0);
-	old = (free(old), file_of("flat"));
-	f = imgstore_new_file("flat", "qcow2");
-	CHECK(sh("cd %s && qemu-img convert -O qcow2 %s %s", idir, old,
-	    f) == 0);
-	EXPECT(imgstore_replace(st, "flat", f, "wrong.qcow2", &cause),
-	    IMGSTORE_EBUSY, "changed meanwhile");
-	CHECK(imgstore_replace(st, "flat", f, old, &cause) == 0);
-	CHECK(!exists(old));
-	rec = imgstore_get(st, "flat", &cause);
-	CHECK(json_is_null(json_object_get(rec, "parent")));
-	CHECK_STR(str(rec, "file"), f);
-	json_decref(rec);
-	rec = imgstore_get(st, "tpl", &cause);
-	CHECK(num(rec, "children") == 1);
-	json_decref(rec);
-	CHECK(reads("flat", 0x33));
-	free(f);
-	f = file_of("vm1.s1");
-	EXPECT(imgstore_replace(st, "vm1-disk", f, "x", &cause),
-	    IMGSTORE_EINVAL, "still has a backing file");
-	free(f);
+	free(old);
+	test_merge();
 
 	CHECK(imgstore_verify(st, NULL, &report, &cause) == 0);
 	CHECK(json_is_true(json_object_get(report, "ok")));
@@ -701,7 +760,6 @@ test_freeze(void)
 	CHECK(imgstore_rm(st, "vm1.s1", &cause) == 0);
 	CHECK(imgstore_rm(st, "fbase", &cause) == 0);
 	CHECK(!exists(bfile));
-	free(old);
 	free(bfile);
 }
 
