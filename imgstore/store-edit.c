@@ -2,8 +2,8 @@
  * Chain edits of the image store: a new overlay over an image (clone), a
  * fresh one in place of an image's own (reset, revert), an image's
  * content frozen under a new name (freeze, unfreeze), a flattened file in
- * place of a chain (replace) and an image merged out of the middle of
- * its chain (drop). Each writes what it needs complete first, changes the
+ * place of a chain (replace); merging an image out of the middle of
+ * its chain is store-merge.c's. Each writes what it needs complete first, changes the
  * records in one transaction and removes what it replaced last, so a
  * crash leaves only what imgstore_gc removes.
  */
@@ -682,105 +682,5 @@ fail:
 	chain_free(c);
 	free(parent);
 	free(pfile);
-	return (rc);
-}
-
-/*
- * Take image name out of the middle of its chain once its only child's
- * file backs onto name's parent directly (qemu-img rebase copied what
- * the child needed): the child inherits the parent, then name and its
- * file go.
- */
-int
-imgstore_drop(struct imgstore *st, const char *name, char **cause)
-{
-	struct db_txn	*t;
-	struct chain	*c = NULL;
-	json_t		*all = NULL, *rec, *crec = NULL, *other, *prec;
-	const char	*key, *p, *child = NULL, *parent;
-	char		*why = NULL, *file = NULL;
-	int		 rc;
-
-	if ((all = store_all(st, cause)) == NULL)
-		return (IMGSTORE_ERR);
-	if ((rec = json_object_get(all, name)) == NULL) {
-		rc = store_fail(cause, IMGSTORE_ENOTFOUND, "no image named %s",
-		    name);
-		goto out;
-	}
-	json_object_foreach(all, key, other) {
-		p = store_str(other, "parent");
-		if (p == NULL || strcmp(p, name) != 0)
-			continue;
-		if (child != NULL) {
-			rc = store_fail(cause, IMGSTORE_EBUSY, "image %s has "
-			    "more than one child", name);
-			goto out;
-		}
-		child = key;
-	}
-	if (child == NULL || json_array_size(json_object_get(rec,
-	    "users")) != 0) {
-		rc = store_fail(cause, IMGSTORE_EBUSY, "image %s is not the "
-		    "unused parent of one child", name);
-		goto out;
-	}
-	crec = json_object_get(all, child);
-	if (store_str(crec, "file") == NULL || store_str(crec, "format") ==
-	    NULL || chain_walk(st->dir, store_str(crec, "file"),
-	    store_str(crec, "format"), &c, &why) != 0) {
-		rc = store_fail(cause, IMGSTORE_EINVAL, "image %s: %s", child,
-		    why != NULL ? why : "bad record");
-		free(why);
-		goto out;
-	}
-	parent = store_str(rec, "parent");
-	prec = parent != NULL ? json_object_get(all, parent) : NULL;
-	if (parent != NULL ? (c->n < 2 || prec == NULL ||
-	    store_str(prec, "file") == NULL ||
-	    strcmp(c->links[1].file, store_str(prec, "file")) != 0) :
-	    c->n != 1) {
-		rc = store_fail(cause, IMGSTORE_EINVAL, "the file of image %s "
-		    "does not back onto %s yet", child, parent != NULL ?
-		    parent : "nothing");
-		goto out;
-	}
-	if ((t = db_begin(st->db, cause)) == NULL) {
-		rc = IMGSTORE_ERR;
-		goto out;
-	}
-	crec = db_txn_get(t, DB_IMAGES, child);
-	if (crec == NULL) {
-		db_abort(t);
-		rc = store_fail(cause, IMGSTORE_ERR, "image %s went away",
-		    child);
-		goto out;
-	}
-	if (parent != NULL)
-		json_object_set_new(crec, "parent", json_string(parent));
-	else
-		json_object_set_new(crec, "parent", json_null());
-	if (db_txn_put(t, DB_IMAGES, child, crec, cause) != 0 ||
-	    db_txn_del(t, DB_IMAGES, name, cause) != 0) {
-		json_decref(crec);
-		db_abort(t);
-		rc = IMGSTORE_ERR;
-		goto out;
-	}
-	json_decref(crec);
-	file = store_str(rec, "file") != NULL ?
-	    xstrdup(store_str(rec, "file")) : NULL;
-	if (db_commit(t, cause) != 0) {
-		rc = IMGSTORE_ERR;
-		goto out;
-	}
-	if (file != NULL && unlinkat(st->dirfd, file, 0) == -1 &&
-	    errno != ENOENT)
-		log_warn("imgstore: unlink %s", file);
-	rc = 0;
-out:
-	free(file);
-	chain_free(c);
-	json_decref(all);
 	return (rc);
 }

@@ -572,6 +572,115 @@ writes(const char *name, int pattern)
 	return (rc == 0);
 }
 
+/* argv as one line, an empty word as ''; allocated. */
+static char *
+argv_line(char **argv)
+{
+	char	*line = NULL, *tmp;
+
+	for (; *argv != NULL; argv++) {
+		xasprintf(&tmp, "%s%s%s", line != NULL ? line : "",
+		    line != NULL ? " " : "", **argv != '\0' ? *argv : "''");
+		free(line);
+		line = tmp;
+	}
+	return (line);
+}
+
+/* Run argv (argv[0] a path) with its output thrown away; its status. */
+static int
+run_argv(char **argv)
+{
+	pid_t	pid;
+	int	status, fd;
+
+	if ((pid = fork()) == -1)
+		return (-1);
+	if (pid == 0) {
+		if ((fd = open("/dev/null", O_WRONLY)) != -1)
+			dup2(fd, STDOUT_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) == -1 || !WIFEXITED(status))
+		return (-1);
+	return (WEXITSTATUS(status));
+}
+
+/*
+ * Merge snapshot vm1.s2 out from between vm1-disk and vm1.s1 as qmpd
+ * does: the one child, the qemu-img rebase it plans (refused for an image
+ * with two children, none, or a child of another), run, then the drop.
+ */
+static void
+test_merge_plan(void)
+{
+	json_t	*rec;
+	char	*cause = NULL, *child = NULL, **argv = NULL, *line, *want;
+	char	*snapf, *f, *s1f;
+
+	CHECK(imgstore_clone(st, "vm1.s2", "extra", "clone", &cause) == 0);
+	EXPECT(imgstore_merge_child(st, "vm1.s2", &child, &cause),
+	    IMGSTORE_EBUSY, "more than one image based on it");
+	CHECK(child == NULL);
+	CHECK(imgstore_rm(st, "extra", &cause) == 0);
+	EXPECT(imgstore_merge_child(st, "vm1-disk", &child, &cause),
+	    IMGSTORE_ERR, "counts children that it does not hold");
+	EXPECT(imgstore_merge_argv(st, "vm1.s1", "vm1-disk",
+	    "/usr/bin/qemu-img", &argv, &cause), IMGSTORE_EINVAL,
+	    "vm1-disk is not based on image vm1.s1");
+	CHECK(argv == NULL);
+	EXPECT(imgstore_merge_argv(st, "vm1.s2", "nope", "/usr/bin/qemu-img",
+	    &argv, &cause), IMGSTORE_ENOTFOUND, "no image named nope");
+
+	/* An image without a parent: the child ends up standing alone. */
+	CHECK(imgstore_merge_argv(st, "fbase", "vm1.s1", "/usr/bin/qemu-img",
+	    &argv, &cause) == 0);
+	f = file_of("vm1.s1");
+	xasprintf(&want, "/usr/bin/qemu-img rebase -p -f qcow2 -b '' %s/%s",
+	    imgstore_dir(st), f);
+	line = argv_line(argv);
+	CHECK_STR(line, want);
+	free(line);
+	free(want);
+	free(f);
+	imgstore_argv_free(argv);
+
+	snapf = file_of("vm1.s2");
+	CHECK(imgstore_merge_child(st, "vm1.s2", &child, &cause) == 0);
+	CHECK_STR(child, "vm1-disk");
+	EXPECT(imgstore_drop(st, "vm1.s2", &cause), IMGSTORE_EINVAL,
+	    "does not back onto");
+	CHECK(imgstore_merge_argv(st, "vm1.s2", child, "/usr/bin/qemu-img",
+	    &argv, &cause) == 0);
+	f = file_of("vm1-disk");
+	s1f = file_of("vm1.s1");
+	xasprintf(&want, "/usr/bin/qemu-img rebase -p -f qcow2 -b %s -F qcow2 "
+	    "%s/%s", s1f, imgstore_dir(st), f);
+	line = argv_line(argv);
+	CHECK_STR(line, want);
+	free(line);
+	free(want);
+	CHECK(run_argv(argv) == 0);
+	imgstore_argv_free(argv);
+	CHECK(imgstore_drop(st, "vm1.s2", &cause) == 0);
+	CHECK(!exists(snapf));
+	rec = imgstore_get(st, "vm1-disk", &cause);
+	CHECK_STR(str(rec, "parent"), "vm1.s1");
+	CHECK_STR(str(rec, "file"), f);
+	json_decref(rec);
+	rec = imgstore_get(st, "vm1.s1", &cause);
+	CHECK(num(rec, "children") == 1);
+	json_decref(rec);
+	CHECK(reads("vm1-disk", 0x33));
+	EXPECT(imgstore_drop(st, "fbase", &cause), IMGSTORE_EINVAL,
+	    "does not back onto");
+	free(child);
+	free(snapf);
+	free(f);
+	free(s1f);
+}
+
 /*
  * On test_freeze's disk vm1-disk (over snapshots vm1.s2 and vm1.s1): a
  * freeze taken back, the drop of a merged snapshot, a template and a
@@ -581,7 +690,7 @@ static void
 test_merge(void)
 {
 	json_t	*rec;
-	char	*cause = NULL, *f, *old, *snapf;
+	char	*cause = NULL, *f, *old;
 
 	/* A freeze taken back (QEMU refused the live snapshot). */
 	old = file_of("vm1-disk");
@@ -601,27 +710,9 @@ test_merge(void)
 	EXPECT(imgstore_unfreeze(st, "vm1-disk", "vm1.s1", &cause),
 	    IMGSTORE_EINVAL, "fresh overlay");
 
-	/* Drop s2 from the middle once the disk backs onto s1 directly. */
-	snapf = file_of("vm1.s2");
-	EXPECT(imgstore_drop(st, "vm1.s2", &cause), IMGSTORE_EINVAL,
-	    "does not back onto");
-	f = file_of("vm1-disk");
-	old = (free(old), file_of("vm1.s1"));
-	CHECK(sh("cd %s && qemu-img rebase -q -f qcow2 -F qcow2 -b %s %s",
-	    idir, old, f) == 0);
-	free(f);
-	CHECK(imgstore_drop(st, "vm1.s2", &cause) == 0);
-	CHECK(!exists(snapf));
-	free(snapf);
-	rec = imgstore_get(st, "vm1-disk", &cause);
-	CHECK_STR(str(rec, "parent"), "vm1.s1");
-	json_decref(rec);
-	rec = imgstore_get(st, "vm1.s1", &cause);
-	CHECK(num(rec, "children") == 1);
-	json_decref(rec);
-	CHECK(reads("vm1-disk", 0x33));
-	EXPECT(imgstore_drop(st, "fbase", &cause), IMGSTORE_EINVAL,
-	    "does not back onto");
+	free(old);
+	old = NULL;
+	test_merge_plan();
 
 	/* Template from a disk, then flatten a clone of it. */
 	CHECK(imgstore_freeze(st, "vm1-disk", "tpl", "template", NULL,
