@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "file.h"
 #include "qdesk.h"
 #include "vv.h"
 #include "xmalloc.h"
@@ -351,54 +352,19 @@ run_console(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 }
 
 /*
- * Write len bytes to path through a temporary file and a rename, with
- * mode (less the umask).
+ * Write len bytes to path whole or not at all (file_write_atomic), with
+ * mode less the umask as open(2) would; -1 with errno on failure.
  */
 static int
 run_write_file(const char *path, const unsigned char *buf, size_t len,
     mode_t mode)
 {
-	char	*tmp;
-	mode_t	 mask;
-	ssize_t	 n;
-	size_t	 off = 0;
-	int	 fd, saved;
+	mode_t	mask;
 
-	xasprintf(&tmp, "%s.XXXXXX", path);
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
-		free(tmp);
-		return (-1);
-	}
 	mask = umask(0);
 	umask(mask);
-	if (fchmod(fd, mode & ~mask) == -1)
-		goto fail;
-	while (off < len) {
-		if ((n = write(fd, buf + off, len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		off += n;
-	}
-	if (close(fd) == -1) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) == -1)
-		goto fail;
-	free(tmp);
-	return (0);
-
-fail:
-	saved = errno;
-	if (fd != -1)
-		close(fd);
-	unlink(tmp);
-	free(tmp);
-	errno = saved;
-	return (-1);
+	return (file_write_atomic(path, buf, len, mode & ~mask, (uid_t)-1,
+	    (gid_t)-1, NULL));
 }
 
 /*

@@ -5,6 +5,7 @@
  * network name validation, and the generated dnsmasq and nft texts.
  */
 #include <errno.h>
+#include <glob.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -633,6 +634,7 @@ test_dnsmasq(const char *dir)
 	char			 path[512], buf[4096];
 	char			*text, **argv, *cause = NULL;
 	FILE			*f;
+	glob_t			 g;
 	size_t			 i, n;
 
 	CHECK(netctl_net_init(&net, "sales", "10.1.0.0/24", "nat", NULL,
@@ -707,8 +709,10 @@ test_dnsmasq(const char *dir)
 		CHECK(!"dhcp-hosts written");
 	snprintf(path, sizeof path, "%s/sales.conf", dir);
 	CHECK(access(path, R_OK) == 0);
-	snprintf(path, sizeof path, "%s/sales.conf.tmp", dir);
-	CHECK(access(path, F_OK) == -1);
+	/* No temporary file is left beside them. */
+	snprintf(path, sizeof path, "%s/sales.*.*", dir);
+	CHECK(glob(path, 0, NULL, &g) == GLOB_NOMATCH);
+	globfree(&g);
 	CHECK(netctl_dnsmasq_write(&net, "/nonexistent/dir", l, 4,
 	    &cause) == -1);
 	CHECK(contains(cause, "/nonexistent/dir/sales."));
