@@ -520,7 +520,7 @@ print_done(FILE *f, const char *tmpl, json_t *ret, json_t *args)
 
 /* Print a reply for a human, the way the command's entry asks. */
 void
-print_reply(FILE *f, const struct cmd_entry *ce, json_t *ret, json_t *args)
+print_reply(FILE *f, const struct ctl_command *ce, json_t *ret, json_t *args)
 {
 	json_t		*name, *state, *list;
 
@@ -571,7 +571,7 @@ print_reply(FILE *f, const struct cmd_entry *ce, json_t *ret, json_t *args)
  * f (stderr) saying how many.
  */
 int
-print_exit(FILE *f, const struct cmd_entry *ce, json_t *ret)
+print_exit(FILE *f, const struct ctl_command *ce, json_t *ret)
 {
 	size_t	n;
 

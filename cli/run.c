@@ -61,10 +61,10 @@ run_flush(void)
  * Connect to the daemon. On failure prints why and returns NULL with
  * *ex set: 3 when it cannot be reached, 1 when it refused us.
  */
-static struct client *
+static struct ctl_client *
 run_connect(struct cli *cli, int *ex)
 {
-	struct client	*c;
+	struct ctl_client	*c;
 	json_t		*error;
 	char		*cause = NULL;
 
@@ -115,7 +115,7 @@ static int
 run_once(struct cli *cli, const char *cmd, json_t *args, json_t **reply,
     int *ex)
 {
-	struct client		*c;
+	struct ctl_client		*c;
 	enum client_status	 st;
 	char			*cause = NULL;
 
@@ -190,7 +190,7 @@ run_prompt(const char *prompt)
  * (an error where one is needed). Returns -1 with *cause on failure.
  */
 static int
-run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
+run_password(const struct ctl_command *ce, json_t *args, json_t *local,
     char **cause)
 {
 	char	*pw, *again;
@@ -215,7 +215,7 @@ run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
 		}
 		explicit_bzero(again, strlen(again));
 		free(again);
-	} else if (ce->flags & CMD_NEEDPASS) {
+	} else if (ce->flags & CTL_NEEDPASS) {
 		xasprintf(cause, "no password: use --password-stdin or run "
 		    "qdesk on a terminal");
 		return (-1);
@@ -239,7 +239,7 @@ run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
  * A --timeout 0 that asks the daemon to wait for ever waits for ever.
  */
 int
-run_timeout(const struct cli *cli, const struct cmd_entry *ce, json_t *args)
+run_timeout(const struct cli *cli, const struct ctl_command *ce, json_t *args)
 {
 	json_t		*t;
 	long long	 wait = ce->wait;
@@ -262,14 +262,14 @@ run_timeout(const struct cli *cli, const struct cmd_entry *ce, json_t *args)
 
 /* One request, one reply, printed the way the entry says. */
 int
-run_generic(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_generic(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
 	json_t			*reply;
 	char			*cause = NULL;
 	int			 ex;
 
-	if ((ce->flags & CMD_PASSWORD) &&
+	if ((ce->flags & CTL_PASSWORD) &&
 	    run_password(ce, args, local, &cause) != 0) {
 		fprintf(stderr, "qdesk: %s\n", cause);
 		cmds_usage(stderr, ce);
@@ -309,10 +309,10 @@ run_sleep(int ms)
  * such as NotFound once the VM is deleted.
  */
 int
-run_console(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_console(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	struct client		*c;
+	struct ctl_client		*c;
 	enum client_status	 st;
 	json_t			*reply, *data, *offset;
 	char			*cause = NULL, *s;
@@ -372,7 +372,7 @@ run_write_file(const char *path, const unsigned char *buf, size_t len,
  * decode the base64 reply and write FILE whole or not at all.
  */
 int
-run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_screenshot(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
 	json_t			*reply, *data, *out;
@@ -430,7 +430,7 @@ run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
  * trust, the password), readable by its owner only.
  */
 int
-run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_ticket(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
 	struct vv		 vv;
@@ -489,10 +489,10 @@ run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
  * stream, stdout goes away or SIGINT arrives; all of these exit 0.
  */
 int
-run_events(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_events(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	struct client		*c;
+	struct ctl_client		*c;
 	enum client_status	 st;
 	json_t			*reply, *msg;
 	char			*cause = NULL, *line;

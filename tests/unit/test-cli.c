@@ -21,7 +21,7 @@ static int
 parse(const char *group, const char *verb, const char *words, json_t **args,
     json_t **local, char **cause)
 {
-	const struct cmd_entry	*ce;
+	const struct ctl_command	*ce;
 	char			*copy, *argv[32], *w, *save = NULL;
 	int			 argc = 0, known, r;
 
@@ -277,14 +277,14 @@ test_global(void)
 static void
 test_table(void)
 {
-	const struct cmd_entry	*ce, *other;
-	const struct cmd_arg	*ca;
+	const struct ctl_command	*ce, *other;
+	const struct ctl_arg	*ca;
 	size_t			 i, j;
 	int			 known;
 
-	CHECK(cmd_table_size > 50);
-	for (i = 0; i < cmd_table_size; i++) {
-		ce = &cmd_table[i];
+	CHECK(ctl_commands_size > 50);
+	for (i = 0; i < ctl_commands_size; i++) {
+		ce = &ctl_commands[i];
 		CHECK(ce->group != NULL && ce->cmd != NULL &&
 		    ce->usage != NULL);
 		CHECK(strchr(ce->cmd, '.') != NULL);
@@ -294,7 +294,7 @@ test_table(void)
 				fprintf(stderr, "%s %s: usage lacks %s\n",
 				    ce->group, ce->verb, ca->name);
 			CHECK(strstr(ce->usage, ca->name) != NULL);
-			CHECK(ca->key != NULL && ca->type != ARG_BOOL);
+			CHECK(ca->key != NULL && ca->type != CTL_BOOL);
 		}
 		for (ca = ce->opts; ca != NULL && ca->name != NULL; ca++) {
 			if (strstr(ce->usage, ca->name) == NULL)
@@ -306,8 +306,8 @@ test_table(void)
 		}
 		if (ce->print == PRINT_DONE)
 			CHECK(ce->done != NULL);
-		for (j = i + 1; j < cmd_table_size; j++) {
-			other = &cmd_table[j];
+		for (j = i + 1; j < ctl_commands_size; j++) {
+			other = &ctl_commands[j];
 			CHECK(strcmp(ce->cmd, other->cmd) != 0);
 			if (ce->verb != NULL && other->verb != NULL)
 				CHECK(strcmp(ce->group, other->group) != 0 ||
@@ -472,7 +472,7 @@ printed(const char *group, const char *verb, const char *ret,
     const char *args)
 {
 	static char		*buf;
-	const struct cmd_entry	*ce;
+	const struct ctl_command	*ce;
 	json_t			*r, *a;
 	size_t			 len;
 	FILE			*f;
@@ -494,7 +494,7 @@ printed(const char *group, const char *verb, const char *ret,
 static void
 test_print(void)
 {
-	const struct cmd_entry	*ce;
+	const struct ctl_command	*ce;
 	json_t			*j;
 	char			*buf;
 	size_t			 len;
