@@ -170,7 +170,7 @@ struct ctl_client *
 client_connect(const char *path, int timeout, json_t **error, char **cause)
 {
 	struct sockaddr_un	 sun;
-	struct ctl_client		*c;
+	struct ctl_client	*c;
 	json_t			*hello, *proto;
 	char			*line;
 	size_t			 len;

@@ -364,7 +364,7 @@ const struct ctl_command *
 cmds_find(const char *group, const char *verb, int *known_group)
 {
 	const struct ctl_command	*ce;
-	size_t			 i;
+	size_t				 i;
 
 	*known_group = 0;
 	for (i = 0; i < ctl_commands_size; i++) {

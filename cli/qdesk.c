@@ -54,12 +54,12 @@ qdesk_help(const char *group)
 int
 main(int argc, char **argv)
 {
-	struct cli		 cli;
+	struct cli			 cli;
 	const struct ctl_command	*ce;
-	const char		*group, *verb, *env;
-	json_t			*args, *local;
-	char			*cause = NULL;
-	int			 optind, known, ex, first;
+	const char			*group, *verb, *env;
+	json_t				*args, *local;
+	char				*cause = NULL;
+	int				 optind, known, ex, first;
 
 	log_init("qdesk", 1, 0);
 	signal(SIGPIPE, SIG_IGN);

@@ -65,8 +65,8 @@ static struct ctl_client *
 run_connect(struct cli *cli, int *ex)
 {
 	struct ctl_client	*c;
-	json_t		*error;
-	char		*cause = NULL;
+	json_t			*error;
+	char			*cause = NULL;
 
 	if ((c = client_connect(cli->socket, cli->timeout, &error, &cause)) !=
 	    NULL)
@@ -115,7 +115,7 @@ static int
 run_once(struct cli *cli, const char *cmd, json_t *args, json_t **reply,
     int *ex)
 {
-	struct ctl_client		*c;
+	struct ctl_client	*c;
 	enum client_status	 st;
 	char			*cause = NULL;
 
@@ -312,7 +312,7 @@ int
 run_console(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	struct ctl_client		*c;
+	struct ctl_client	*c;
 	enum client_status	 st;
 	json_t			*reply, *data, *offset;
 	char			*cause = NULL, *s;
@@ -492,7 +492,7 @@ int
 run_events(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	struct ctl_client		*c;
+	struct ctl_client	*c;
 	enum client_status	 st;
 	json_t			*reply, *msg;
 	char			*cause = NULL, *line;

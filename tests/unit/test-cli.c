@@ -22,8 +22,8 @@ parse(const char *group, const char *verb, const char *words, json_t **args,
     json_t **local, char **cause)
 {
 	const struct ctl_command	*ce;
-	char			*copy, *argv[32], *w, *save = NULL;
-	int			 argc = 0, known, r;
+	char				*copy, *argv[32], *w, *save = NULL;
+	int				 argc = 0, known, r;
 
 	*args = *local = NULL;
 	*cause = NULL;
@@ -278,9 +278,9 @@ static void
 test_table(void)
 {
 	const struct ctl_command	*ce, *other;
-	const struct ctl_arg	*ca;
-	size_t			 i, j;
-	int			 known;
+	const struct ctl_arg		*ca;
+	size_t				 i, j;
+	int				 known;
 
 	CHECK(ctl_commands_size > 50);
 	for (i = 0; i < ctl_commands_size; i++) {
@@ -454,6 +454,17 @@ test_format(void)
 	    "127.0.0.1:5900");
 	CHECK_STR(value("{\"host\":\"::1\",\"port\":5901}", COL_TEXT),
 	    "[::1]:5901");
+	CHECK_STR(value("{\"host\":\"127.0.0.1\",\"port\":5901,\"tls\":true}",
+	    COL_TEXT), "127.0.0.1:5901 tls");
+	CHECK_STR(value("{\"host\":\"::1\",\"port\":5901,\"tls\":true}",
+	    COL_TEXT), "[::1]:5901 tls");
+	CHECK_STR(value("{\"host\":\"127.0.0.1\",\"port\":5901,\"tls\":false}",
+	    COL_TEXT), "127.0.0.1:5901");
+	/* Anything else stays JSON rather than lose what it says. */
+	CHECK_STR(value("{\"host\":\"h\",\"port\":1,\"tls\":\"yes\"}",
+	    COL_TEXT), "{\"host\":\"h\",\"port\":1,\"tls\":\"yes\"}");
+	CHECK_STR(value("{\"host\":\"h\",\"port\":1,\"x\":2}", COL_TEXT),
+	    "{\"host\":\"h\",\"port\":1,\"x\":2}");
 	CHECK_STR(value("512", COL_MIB), "512M");
 	CHECK_STR(value("2048", COL_MIB), "2.0G");
 	CHECK_STR(value("1073741824", COL_BYTES), "1.0G");
@@ -471,12 +482,12 @@ static const char *
 printed(const char *group, const char *verb, const char *ret,
     const char *args)
 {
-	static char		*buf;
+	static char			*buf;
 	const struct ctl_command	*ce;
-	json_t			*r, *a;
-	size_t			 len;
-	FILE			*f;
-	int			 known;
+	json_t				*r, *a;
+	size_t				 len;
+	FILE				*f;
+	int				 known;
 
 	free(buf);
 	buf = NULL;
@@ -495,11 +506,11 @@ static void
 test_print(void)
 {
 	const struct ctl_command	*ce;
-	json_t			*j;
-	char			*buf;
-	size_t			 len;
-	FILE			*f;
-	int			 known;
+	json_t				*j;
+	char				*buf;
+	size_t				 len;
+	FILE				*f;
+	int				 known;
 
 	CHECK_STR(printed("vm", "start", "{\"name\":\"desk1\",\"state\":"
 	    "\"running\",\"pid\":99}", "{\"name\":\"desk1\"}"),
@@ -518,12 +529,13 @@ test_print(void)
 	CHECK_STR(printed("vm", "list", "{\"vms\":["
 	    "{\"name\":\"desk1\",\"state\":\"running\",\"pid\":4242,"
 	    "\"accel\":\"kvm\",\"memory\":512,\"vcpus\":1,"
-	    "\"spice\":{\"host\":\"127.0.0.1\",\"port\":5900}},"
+	    "\"spice\":{\"host\":\"127.0.0.1\",\"port\":5900,\"tls\":true}},"
 	    "{\"name\":\"accounting-7\",\"state\":\"stopped\",\"pid\":null,"
 	    "\"accel\":\"tcg\",\"memory\":2048,\"vcpus\":2,\"spice\":null}]}",
 	    "{}"),
 	    "NAME          STATE    PID   ACCEL  MEM   VCPUS  SPICE\n"
-	    "desk1         running  4242  kvm    512M  1      127.0.0.1:5900\n"
+	    "desk1         running  4242  kvm    512M  1      "
+	    "127.0.0.1:5900 tls\n"
 	    "accounting-7  stopped  -     tcg    2.0G  2      -\n");
 	CHECK_STR(printed("vm", "list", "{\"vms\":[]}", "{}"),
 	    "NAME  STATE  PID  ACCEL  MEM  VCPUS  SPICE\n");
