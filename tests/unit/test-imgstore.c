@@ -22,6 +22,7 @@
 
 #include "chain.h"
 #include "check.h"
+#include "sh.h"
 #include "db.h"
 #include "qcow2-write.h"
 #include "qcow2.h"
@@ -31,23 +32,6 @@
 static char		*tdir, *idir;
 static struct db	*db;
 static struct imgstore	*st;
-
-/* Run a shell command built from fmt; returns its exit status. */
-static int
-sh(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*cmd;
-	int	 rc;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) == -1)
-		abort();
-	va_end(ap);
-	rc = system(cmd);
-	free(cmd);
-	return (WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
-}
 
 static const char *
 str(json_t *rec, const char *key)
@@ -965,13 +949,8 @@ main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--clone-loop") == 0)
 		return (clone_loop(argv[2]));
 
-	if (sh("qemu-img --version >/dev/null 2>&1") != 0 ||
-	    sh("qemu-io --version >/dev/null 2>&1") != 0) {
-		fprintf(stderr, "qemu-img or qemu-io not found: scripts/setup "
-		    "installs qemu-utils, without which these checks cannot "
-		    "run\n");
+	if (sh_need_qemu_tools(1) != 0)
 		return (1);
-	}
 	if ((tdir = mkdtemp(tmpl)) == NULL) {
 		perror("mkdtemp");
 		return (1);

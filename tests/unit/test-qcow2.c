@@ -18,27 +18,11 @@
 
 #include "chain.h"
 #include "check.h"
+#include "sh.h"
 #include "qcow2.h"
 #include "xmalloc.h"
 
 static char	*tdir;		/* scratch image store */
-
-/* Run a shell command built from fmt; returns its exit status. */
-static int
-sh(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*cmd;
-	int	 rc;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) == -1)
-		abort();
-	va_end(ap);
-	rc = system(cmd);
-	free(cmd);
-	return (WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
-}
 
 /* qemu-img create in the scratch store, quietly; returns its status. */
 static int
@@ -531,11 +515,8 @@ main(void)
 {
 	char	tmpl[] = "/tmp/test-qcow2.XXXXXX";
 
-	if (sh("qemu-img --version >/dev/null 2>&1") != 0) {
-		fprintf(stderr, "qemu-img not found: scripts/setup installs "
-		    "qemu-utils, without which these checks cannot run\n");
+	if (sh_need_qemu_tools(0) != 0)
 		return (1);
-	}
 	if ((tdir = mkdtemp(tmpl)) == NULL) {
 		perror("mkdtemp");
 		return (1);
