@@ -61,17 +61,25 @@ file_of(const char *name)
 	return (f);
 }
 
+/* lstat a file of the store: 0, or -1. */
+static int
+stat_of(const char *file, struct stat *sb)
+{
+	char	*path;
+	int	 rc;
+
+	xasprintf(&path, "%s/%s", idir, file);
+	rc = lstat(path, sb);
+	free(path);
+	return (rc);
+}
+
 static int
 exists(const char *file)
 {
 	struct stat	sb;
-	char		*path;
-	int		rc;
 
-	xasprintf(&path, "%s/%s", idir, file);
-	rc = lstat(path, &sb);
-	free(path);
-	return (rc == 0);
+	return (stat_of(file, &sb) == 0);
 }
 
 /* 1 if the file has no write bits. */
@@ -79,13 +87,8 @@ static int
 readonly(const char *file)
 {
 	struct stat	sb;
-	char		*path;
-	int		rc;
 
-	xasprintf(&path, "%s/%s", idir, file);
-	rc = stat(path, &sb);
-	free(path);
-	return (rc == 0 && (sb.st_mode & 0222) == 0);
+	return (stat_of(file, &sb) == 0 && (sb.st_mode & 0222) == 0);
 }
 
 /* Expect rc and a cause containing want; frees the cause. */

@@ -485,6 +485,37 @@ test_ipam_txn(struct netctl_ipam *ipam, struct db *db,
 	netctl_leases_free(all, n);
 }
 
+/* Make the random source give the n 3-byte draws at draws, in turn. */
+static void
+rng_draw(const uint8_t *draws, size_t n)
+{
+	rng_draws = draws;
+	rng_n = n;
+	rng_i = 0;
+}
+
+/*
+ * Allocate for vm on network b with the random source giving draws (n
+ * of them, in turn): the MAC it got, as text (static), or "(failed)".
+ */
+static const char *
+alloc_drawn(struct netctl_ipam *ipam, const struct netctl_subnet *sn,
+    const char *vm, const uint8_t *draws, size_t n)
+{
+	static char		 mac[NETCTL_MACSTRLEN];
+	struct netctl_lease	 x;
+	char			*cause = NULL;
+
+	rng_draw(draws, n);
+	if (netctl_ipam_alloc(ipam, "b", sn, vm, "net0", &x, &cause) != 0) {
+		free(cause);
+		return ("(failed)");
+	}
+	netctl_mac_format(x.mac, mac, sizeof mac);
+	netctl_lease_clear(&x);
+	return (mac);
+}
+
 /* New MACs are unique, never QEMU's default, never a reserved one. */
 static void
 test_ipam_macs(struct netctl_ipam *ipam, struct netctl_lease *l,
@@ -495,7 +526,6 @@ test_ipam_macs(struct netctl_ipam *ipam, struct netctl_lease *l,
 				     0x00, 0x00, 0x01 };
 	struct netctl_lease	 x;
 	uint8_t			 saved[6];
-	char			 mac[NETCTL_MACSTRLEN];
 	char			*cause = NULL;
 	size_t			 n;
 
@@ -504,9 +534,7 @@ test_ipam_macs(struct netctl_ipam *ipam, struct netctl_lease *l,
 	 * skipped, QEMU's default 52:54:00:12:34:56 is skipped, and a random
 	 * source stuck on one value gives a clear error, not a duplicate.
 	 */
-	rng_draws = &l[3].mac[3];
-	rng_n = 1;
-	rng_i = 0;
+	rng_draw(&l[3].mac[3], 1);
 	netctl_ipam_set_random(ipam, rng_fixed);
 	CHECK(netctl_ipam_mac_new(ipam, saved, &cause) == -1);
 	CHECK(contains(cause, "cannot find a free MAC address"));
@@ -514,23 +542,10 @@ test_ipam_macs(struct netctl_ipam *ipam, struct netctl_lease *l,
 	cause = NULL;
 	CHECK(rng_i > 1);
 
-	rng_draws = qemu_then_one;
-	rng_n = 2;
-	rng_i = 0;
-	CHECK(netctl_ipam_alloc(ipam, "b", s24, "desk9", "net0", &x,
-	    &cause) == 0);
-	CHECK_STR(netctl_mac_format(x.mac, mac, sizeof mac),
+	CHECK_STR(alloc_drawn(ipam, s24, "desk9", qemu_then_one, 2),
 	    "52:54:00:00:00:01");
-	netctl_lease_clear(&x);
-
-	rng_draws = same;
-	rng_n = 1;
-	rng_i = 0;
-	CHECK(netctl_ipam_alloc(ipam, "b", s24, "desk10", "net0", &x,
-	    &cause) == 0);
-	CHECK_STR(netctl_mac_format(x.mac, mac, sizeof mac),
+	CHECK_STR(alloc_drawn(ipam, s24, "desk10", same, 1),
 	    "52:54:00:aa:bb:cc");
-	netctl_lease_clear(&x);
 	n = count_leases(ipam, "b");
 	CHECK(netctl_ipam_alloc(ipam, "b", s24, "desk11", "net0", &x,
 	    &cause) == -1);
@@ -540,9 +555,7 @@ test_ipam_macs(struct netctl_ipam *ipam, struct netctl_lease *l,
 	CHECK((size_t)count_leases(ipam, "b") == n);	/* nothing written */
 
 	/* A reserved MAC (a bridge-mode NIC's) is not handed out either. */
-	rng_draws = qemu_then_one + 3;		/* 00:00:01, taken above */
-	rng_n = 1;
-	rng_i = 0;
+	rng_draw(qemu_then_one + 3, 1);		/* 00:00:01, taken above */
 	CHECK(netctl_ipam_mac_new(ipam, saved, NULL) == -1);
 	netctl_ipam_set_random(ipam, NULL);
 	CHECK(netctl_ipam_mac_new(ipam, saved, &cause) == 0);
