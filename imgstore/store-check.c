@@ -27,6 +27,7 @@
 #include "qcow2-write.h"
 #include "store-private.h"
 #include "store.h"
+#include "xmalloc.h"
 
 /* Returns 1 if the record's file has write bits while it has children. */
 static int
@@ -68,8 +69,7 @@ store_check_problem(json_t *problems, const char *image, const char *file,
 	char	*s;
 
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		fatal("vasprintf");
+	xvasprintf(&s, fmt, ap);
 	va_end(ap);
 	json_array_append_new(problems, json_pack("{s:s?, s:s?, s:s}",
 	    "image", image, "file", file, "problem", s));

@@ -104,8 +104,7 @@ imgstore_clone_for(struct imgstore *st, const char *parent, const char *name,
 	char		*file = NULL;
 	const char	*pfile, *pformat;
 	uint64_t	 size;
-	mode_t		 pmode = 0;
-	int		 rc, chmodded;
+	int		 rc;
 
 	if (imgstore_name_valid(name, cause) != 0)
 		return (IMGSTORE_EINVAL);
@@ -134,17 +133,9 @@ imgstore_clone_for(struct imgstore *st, const char *parent, const char *name,
 	if (vm != NULL)
 		json_array_append_new(json_object_get(rec, "users"),
 		    json_string(vm));
-	if (store_set_immutable(st, pfile, 1, &pmode) != 0) {
-		rc = store_fail(cause, IMGSTORE_ERR, "%s: cannot make it "
-		    "read-only: %s", pfile, strerror(errno));
+	if ((rc = store_commit_child(st, name, rec, parent, prec,
+	    cause)) != 0)
 		goto fail;
-	}
-	chmodded = store_int(prec, "children") == 0;
-	if ((rc = store_commit_child(st, name, rec, parent, cause)) != 0) {
-		if (chmodded)
-			store_chmod(st, pfile, pmode, NULL);
-		goto fail;
-	}
 	goto out;
 fail:
 	if (unlinkat(st->dirfd, file, 0) == -1)
@@ -616,14 +607,9 @@ imgstore_replace(struct imgstore *st, const char *name, const char *file,
 		return (store_fail(cause, IMGSTORE_EINVAL, "%s still has a "
 		    "backing file", file));
 	}
-	if ((t = db_begin(st->db, cause)) == NULL) {
+	if ((rc = store_txn_get(st, name, &t, &rec, cause)) != 0) {
 		chain_free(c);
-		return (IMGSTORE_ERR);
-	}
-	if ((rec = db_txn_get(t, DB_IMAGES, name)) == NULL) {
-		rc = store_fail(cause, IMGSTORE_ENOTFOUND, "no image named %s",
-		    name);
-		goto fail;
+		return (rc);
 	}
 	if (store_str(rec, "file") == NULL ||
 	    strcmp(store_str(rec, "file"), oldfile) != 0) {

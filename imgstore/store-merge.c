@@ -124,18 +124,6 @@ imgstore_merge_argv(struct imgstore *st, const char *name, const char *child,
 	return (0);
 }
 
-void
-imgstore_argv_free(char **argv)
-{
-	char	**p;
-
-	if (argv == NULL)
-		return;
-	for (p = argv; *p != NULL; p++)
-		free(*p);
-	free(argv);
-}
-
 /*
  * Take image name out of the middle of its chain once its only child's
  * file backs onto name's parent directly (qemu-img rebase copied what

@@ -42,8 +42,10 @@ json_t		*store_record(const char *, const char *, const char *,
 		     const char *, const char *, uint64_t, json_int_t);
 json_t		*store_all(struct imgstore *, char **);
 int		 store_name_free(struct imgstore *, const char *, char **);
+int		 store_txn_get(struct imgstore *, const char *,
+		     struct db_txn **, json_t **, char **);
 int		 store_commit_child(struct imgstore *, const char *, json_t *,
-		     const char *, char **);
+		     const char *, const json_t *, char **);
 int		 store_count_child(struct db_txn *, const char *, int,
 		     json_int_t *, char **);
 char		*store_match_chain(struct chain *, const char *, json_t *);

@@ -39,14 +39,11 @@ static const char *store_kinds[] = { "base", "template", "clone", "snapshot" };
 int
 store_fail(char **cause, int code, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*s;
+	va_list	ap;
 
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		fatal("vasprintf");
+	xvasprintf(cause, fmt, ap);
 	va_end(ap);
-	*cause = s;
 	return (code);
 }
 
@@ -356,45 +353,76 @@ store_file_owner(struct imgstore *st, const char *file)
 }
 
 /*
- * Write the new record and bump its parent's children count in one
- * transaction; returns 0 or an IMGSTORE_E* code with *cause.
+ * Begin a transaction and read the record of image name in it; on
+ * failure no transaction is left open.
+ */
+int
+store_txn_get(struct imgstore *st, const char *name, struct db_txn **t,
+    json_t **rec, char **cause)
+{
+	if ((*t = db_begin(st->db, cause)) == NULL)
+		return (IMGSTORE_ERR);
+	if ((*rec = db_txn_get(*t, DB_IMAGES, name)) == NULL) {
+		db_abort(*t);
+		*t = NULL;
+		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
+		    "%s", name));
+	}
+	return (0);
+}
+
+/*
+ * Commit rec as the new image name, a child of image parent (whose
+ * record, read before, is prec) or of none, in one transaction that
+ * counts it in the parent. The parent's file turns read-only first, so
+ * a failed commit can only over-protect it; it gets its mode back if it
+ * had no children before.
  */
 int
 store_commit_child(struct imgstore *st, const char *name, json_t *rec,
-    const char *parent, char **cause)
+    const char *parent, const json_t *prec, char **cause)
 {
 	struct db_txn	*t;
-	json_t		*prec = NULL, *old;
+	json_t		*old;
+	const char	*pfile = NULL;
+	mode_t		 pmode = 0;
+	int		 rc, chmodded = 0;
 
-	if ((t = db_begin(st->db, cause)) == NULL)
-		return (IMGSTORE_ERR);
+	if (parent != NULL) {
+		pfile = store_str(prec, "file");
+		if (store_set_immutable(st, pfile, 1, &pmode) != 0)
+			return (store_fail(cause, IMGSTORE_ERR, "%s: cannot make "
+			    "it read-only: %s", pfile, strerror(errno)));
+		chmodded = store_int(prec, "children") == 0;
+	}
+	if ((t = db_begin(st->db, cause)) == NULL) {
+		rc = IMGSTORE_ERR;
+		goto fail;
+	}
 	if ((old = db_txn_get(t, DB_IMAGES, name)) != NULL) {
 		json_decref(old);
-		db_abort(t);
-		return (store_fail(cause, IMGSTORE_EEXISTS, "an image named %s "
-		    "already exists", name));
+		rc = store_fail(cause, IMGSTORE_EEXISTS, "an image named %s "
+		    "already exists", name);
+		goto abort;
 	}
-	if (parent != NULL) {
-		if ((prec = db_txn_get(t, DB_IMAGES, parent)) == NULL) {
-			db_abort(t);
-			return (store_fail(cause, IMGSTORE_ENOTFOUND, "no "
-			    "image named %s", parent));
-		}
-		json_object_set_new(prec, "children", json_integer(
-		    store_int(prec, "children") + 1));
-		if (db_txn_put(t, DB_IMAGES, parent, prec, cause) != 0)
-			goto fail;
+	if (parent != NULL &&
+	    (rc = store_count_child(t, parent, 1, NULL, cause)) != 0)
+		goto abort;
+	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0) {
+		rc = IMGSTORE_ERR;
+		goto abort;
 	}
-	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0)
+	if (db_commit(t, cause) != 0) {
+		rc = IMGSTORE_ERR;
 		goto fail;
-	json_decref(prec);
-	if (db_commit(t, cause) != 0)
-		return (IMGSTORE_ERR);
+	}
 	return (0);
-fail:
-	json_decref(prec);
+abort:
 	db_abort(t);
-	return (IMGSTORE_ERR);
+fail:
+	if (chmodded)
+		store_chmod(st, pfile, pmode, NULL);
+	return (rc);
 }
 
 /*
@@ -409,8 +437,7 @@ imgstore_add_file(struct imgstore *st, const char *name, const char *file,
 	json_t		*rec = NULL, *prec = NULL;
 	char		*why = NULL, *owner;
 	const char	*pfile = NULL, *pformat;
-	mode_t		 pmode = 0;
-	int		 rc, chmodded = 0;
+	int		 rc;
 
 	if (imgstore_name_valid(name, cause) != 0)
 		return (IMGSTORE_EINVAL);
@@ -460,21 +487,7 @@ imgstore_add_file(struct imgstore *st, const char *name, const char *file,
 	}
 	rec = store_record(name, file, format, kind, parent,
 	    c->links[0].size, store_allocated(st, file));
-
-	if (parent != NULL) {
-		if (store_set_immutable(st, pfile, 1, &pmode) != 0) {
-			rc = store_fail(cause, IMGSTORE_ERR, "%s: cannot make "
-			    "it read-only: %s", pfile, strerror(errno));
-			goto out;
-		}
-		chmodded = store_int(prec, "children") == 0;
-	}
-	if ((rc = store_commit_child(st, name, rec, parent, cause)) != 0) {
-		if (chmodded)
-			store_chmod(st, pfile, pmode, NULL);
-		goto out;
-	}
-	rc = 0;
+	rc = store_commit_child(st, name, rec, parent, prec, cause);
 out:
 	json_decref(rec);
 	json_decref(prec);
@@ -559,13 +572,8 @@ imgstore_rm(struct imgstore *st, const char *name, char **cause)
 	json_int_t	 left = -1;
 	int		 rc;
 
-	if ((t = db_begin(st->db, cause)) == NULL)
-		return (IMGSTORE_ERR);
-	if ((rec = db_txn_get(t, DB_IMAGES, name)) == NULL) {
-		db_abort(t);
-		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
-		    "%s", name));
-	}
+	if ((rc = store_txn_get(st, name, &t, &rec, cause)) != 0)
+		return (rc);
 	if ((rc = store_removable(st, name, rec, cause)) != 0)
 		goto fail;
 	if (store_str(rec, "file") != NULL)
@@ -754,17 +762,12 @@ store_users(struct imgstore *st, const char *name, const char *vm, int add,
 	struct db_txn	*t;
 	json_t		*rec, *users, *u;
 	size_t		 i;
-	int		 found = -1;
+	int		 found = -1, rc;
 
 	if (names_valid(vm, "VM", cause) != 0)
 		return (IMGSTORE_EINVAL);
-	if ((t = db_begin(st->db, cause)) == NULL)
-		return (IMGSTORE_ERR);
-	if ((rec = db_txn_get(t, DB_IMAGES, name)) == NULL) {
-		db_abort(t);
-		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
-		    "%s", name));
-	}
+	if ((rc = store_txn_get(st, name, &t, &rec, cause)) != 0)
+		return (rc);
 	if (!json_is_array(users = json_object_get(rec, "users"))) {
 		users = json_array();
 		json_object_set_new(rec, "users", users);

@@ -124,15 +124,14 @@ int		 imgstore_replace(struct imgstore *, const char *name,
  * one image based on it (*child, allocated); the qemu-img (the path
  * given) rebase command line that makes child's file hold what it read
  * through name and back onto name's parent (*argv, NULL-terminated, for
- * imgstore_argv_free); once that ran, imgstore_drop takes name out of the
- * index and its file away.
+ * xfreev); once that ran, imgstore_drop takes name out of the index and
+ * its file away.
  */
 int		 imgstore_merge_child(struct imgstore *, const char *name,
 		     char **child, char **cause);
 int		 imgstore_merge_argv(struct imgstore *, const char *name,
 		     const char *child, const char *qemu_img, char ***argv,
 		     char **cause);
-void		 imgstore_argv_free(char **);
 int		 imgstore_drop(struct imgstore *, const char *name,
 		     char **cause);
 

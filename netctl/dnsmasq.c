@@ -179,16 +179,11 @@ netctl_dnsmasq_argv(const struct netctl_net *net, const char *rundir)
 	return (argv);
 }
 
+/* Kept for the daemon's callers: xfreev is the one that frees. */
 void
 netctl_argv_free(char **argv)
 {
-	char	**p;
-
-	if (argv == NULL)
-		return;
-	for (p = argv; *p != NULL; p++)
-		free(*p);
-	free(argv);
+	xfreev(argv);
 }
 
 int

@@ -66,21 +66,28 @@ link_nlerrno(int nlerr)
 	return (-EIO);
 }
 
+/* Fills cause, if not NULL, with "WHAT: reason", WHAT from fmt. */
+static void
+link_vcause(char **cause, const char *reason, const char *fmt, va_list ap)
+{
+	char	*what;
+
+	if (cause == NULL)
+		return;
+	xvasprintf(&what, fmt, ap);
+	xasprintf(cause, "%s: %s", what, reason);
+	free(what);
+}
+
 /* Fills cause with what failed and libnl's reason; returns -errno. */
 static int __attribute__((format(printf, 3, 4)))
 link_nlfail(char **cause, int nlerr, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*what;
+	va_list	ap;
 
-	if (cause != NULL) {
-		va_start(ap, fmt);
-		if (vasprintf(&what, fmt, ap) == -1)
-			fatal("vasprintf");
-		va_end(ap);
-		xasprintf(cause, "%s: %s", what, nl_geterror(nlerr));
-		free(what);
-	}
+	va_start(ap, fmt);
+	link_vcause(cause, nl_geterror(nlerr), fmt, ap);
+	va_end(ap);
 	return (link_nlerrno(nlerr));
 }
 
@@ -88,17 +95,11 @@ link_nlfail(char **cause, int nlerr, const char *fmt, ...)
 static int __attribute__((format(printf, 3, 4)))
 link_fail(char **cause, int error, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*what;
+	va_list	ap;
 
-	if (cause != NULL) {
-		va_start(ap, fmt);
-		if (vasprintf(&what, fmt, ap) == -1)
-			fatal("vasprintf");
-		va_end(ap);
-		xasprintf(cause, "%s: %s", what, strerror(-error));
-		free(what);
-	}
+	va_start(ap, fmt);
+	link_vcause(cause, strerror(-error), fmt, ap);
+	va_end(ap);
 	return (error);
 }
 

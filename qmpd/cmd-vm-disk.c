@@ -560,7 +560,7 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	op->reply = cmd_vm_disk_done(vm, snap);
 	log_info("%s: merging snapshot %s into %s", vm->def.name, snap, child);
 	img_op_run(op, argv, -1);
-	imgstore_argv_free(argv);
+	xfreev(argv);
 	json_decref(rec);
 	free(child);
 	free(snapimg);

@@ -631,7 +631,7 @@ test_merge_plan(void)
 	free(line);
 	free(want);
 	free(f);
-	imgstore_argv_free(argv);
+	xfreev(argv);
 
 	snapf = file_of("vm1.s2");
 	CHECK(imgstore_merge_child(st, "vm1.s2", &child, &cause) == 0);
@@ -649,7 +649,7 @@ test_merge_plan(void)
 	free(line);
 	free(want);
 	CHECK(run_argv(argv) == 0);
-	imgstore_argv_free(argv);
+	xfreev(argv);
 	CHECK(imgstore_drop(st, "vm1.s2", &cause) == 0);
 	CHECK(!exists(snapf));
 	rec = imgstore_get(st, "vm1-disk", &cause);
