@@ -352,19 +352,30 @@ run_console(struct cli *cli, const struct ctl_command *ce, json_t *args,
 }
 
 /*
- * Write len bytes to path whole or not at all (file_write_atomic), with
- * mode less the umask as open(2) would; -1 with errno on failure.
+ * Write len bytes to file whole or not at all (file_write_atomic), with
+ * mode less the umask as open(2) would, and say so: out (taken) with
+ * --json, else the line msg. Returns the exit status.
  */
 static int
-run_write_file(const char *path, const unsigned char *buf, size_t len,
-    mode_t mode)
+run_save(struct cli *cli, const char *file, const void *buf, size_t len,
+    mode_t mode, json_t *out, const char *msg)
 {
 	mode_t	mask;
+	int	ex = EXIT_OK;
 
 	mask = umask(0);
 	umask(mask);
-	return (file_write_atomic(path, buf, len, mode & ~mask, (uid_t)-1,
-	    (gid_t)-1, NULL));
+	if (file_write_atomic(file, buf, len, mode & ~mask, (uid_t)-1,
+	    (gid_t)-1, NULL) != 0) {
+		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
+		    strerror(errno));
+		ex = EXIT_DAEMON;
+	} else if (cli->json)
+		print_json(stdout, out);
+	else
+		printf("%s\n", msg);
+	json_decref(out);
+	return (ex);
 }
 
 /*
@@ -375,8 +386,9 @@ int
 run_screenshot(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	json_t			*reply, *data, *out;
+	json_t			*reply, *data;
 	const char		*file, *format;
+	char			*msg;
 	unsigned char		*buf;
 	size_t			 len;
 	ssize_t			 n;
@@ -405,19 +417,12 @@ run_screenshot(struct cli *cli, const struct ctl_command *ce, json_t *args,
 		fprintf(stderr, "qdesk: qmpd sent a screenshot that is not "
 		    "valid base64\n");
 		ex = EXIT_DAEMON;
-	} else if (run_write_file(file, buf, n, 0666) != 0) {
-		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
-		    strerror(errno));
-		ex = EXIT_DAEMON;
 	} else {
-		if (cli->json) {
-			out = json_pack("{s:s,s:s,s:I}", "file", file,
-			    "format", format, "bytes", (json_int_t)n);
-			print_json(stdout, out);
-			json_decref(out);
-		} else
-			printf("wrote %s (%zd bytes)\n", file, n);
-		ex = EXIT_OK;
+		xasprintf(&msg, "wrote %s (%zd bytes)", file, n);
+		ex = run_save(cli, file, buf, n, 0666, json_pack("{s:s,s:s,s:I}",
+		    "file", file, "format", format, "bytes", (json_int_t)n),
+		    msg);
+		free(msg);
 	}
 	free(buf);
 	json_decref(reply);
@@ -434,9 +439,9 @@ run_ticket(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
 	struct vv		 vv;
-	json_t			*reply, *out;
+	json_t			*reply;
 	const char		*file, *name;
-	char			*cause = NULL, *text, *title;
+	char			*cause = NULL, *text, *title, *msg;
 	int			 ex;
 
 	if ((file = json_string_value(json_object_get(local, "vv"))) == NULL)
@@ -459,21 +464,13 @@ run_ticket(struct cli *cli, const struct ctl_command *ce, json_t *args,
 		    cause);
 		free(cause);
 		ex = EXIT_DAEMON;
-	} else if (run_write_file(file, (unsigned char *)text, strlen(text),
-	    0600) != 0) {
-		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
-		    strerror(errno));
-		ex = EXIT_DAEMON;
 	} else {
-		if (cli->json) {
-			out = json_pack("{s:s,s:O?}", "file", file, "expires",
-			    json_object_get(reply, "expires"));
-			print_json(stdout, out);
-			json_decref(out);
-		} else
-			printf("wrote %s: remote-viewer %s (its password "
-			    "works until it expires)\n", file, file);
-		ex = EXIT_OK;
+		xasprintf(&msg, "wrote %s: remote-viewer %s (its password "
+		    "works until it expires)", file, file);
+		ex = run_save(cli, file, text, strlen(text), 0600,
+		    json_pack("{s:s,s:O?}", "file", file, "expires",
+		    json_object_get(reply, "expires")), msg);
+		free(msg);
 	}
 	if (text != NULL) {
 		explicit_bzero(text, strlen(text));

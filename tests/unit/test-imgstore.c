@@ -61,6 +61,23 @@ file_of(const char *name)
 	return (f);
 }
 
+/* The children count of image name's record, -1 if it has none. */
+static json_int_t
+children_of(const char *name)
+{
+	json_t		*rec;
+	json_int_t	 n;
+	char		*cause = NULL;
+
+	if ((rec = imgstore_get(st, name, &cause)) == NULL) {
+		free(cause);
+		return (-1);
+	}
+	n = num(rec, "children");
+	json_decref(rec);
+	return (n);
+}
+
 /* lstat a file of the store: 0, or -1. */
 static int
 stat_of(const char *file, struct stat *sb)
@@ -253,9 +270,7 @@ test_store_clones(const char *bfile)
 	CHECK(num(rec, "virtual_size") == 1LL << 30);
 	CHECK(num(rec, "children") == 0);
 	json_decref(rec);
-	rec = imgstore_get(st, "debian", &cause);
-	CHECK(num(rec, "children") == 2);
-	json_decref(rec);
+	CHECK(children_of("debian") == 2);
 	CHECK(readonly(bfile));
 	f1 = file_of("desk1");
 	f2 = file_of("desk2");
@@ -321,9 +336,7 @@ test_store_clones(const char *bfile)
 	free(cause);
 	EXPECT(imgstore_rm(st, "desk2", &cause), IMGSTORE_ENOTFOUND,
 	    "no image");
-	rec = imgstore_get(st, "debian", &cause);
-	CHECK(num(rec, "children") == 1);
-	json_decref(rec);
+	CHECK(children_of("debian") == 1);
 	CHECK(imgstore_rm(st, "desk1.snap1", &cause) == 0);
 	CHECK(!readonly(f1));				/* no children left */
 	CHECK(readonly(bfile));
@@ -448,9 +461,7 @@ test_store_gc(const char *bfile)
 	free(cause);
 	cause = NULL;
 	free(old);
-	rec = imgstore_get(st, "debian", &cause);
-	CHECK(num(rec, "children") == 2);
-	json_decref(rec);
+	CHECK(children_of("debian") == 2);
 	close(fd);
 	CHECK(imgstore_gc(st, 0, &report, &cause) == 0);
 	CHECK_STR(gc_action(report, "temp-file",
@@ -656,9 +667,7 @@ test_merge_plan(void)
 	CHECK_STR(str(rec, "parent"), "vm1.s1");
 	CHECK_STR(str(rec, "file"), f);
 	json_decref(rec);
-	rec = imgstore_get(st, "vm1.s1", &cause);
-	CHECK(num(rec, "children") == 1);
-	json_decref(rec);
+	CHECK(children_of("vm1.s1") == 1);
 	CHECK(reads("vm1-disk", 0x33));
 	EXPECT(imgstore_drop(st, "fbase", &cause), IMGSTORE_EINVAL,
 	    "does not back onto");
@@ -717,9 +726,7 @@ test_merge(void)
 	CHECK(json_is_null(json_object_get(rec, "parent")));
 	CHECK_STR(str(rec, "file"), f);
 	json_decref(rec);
-	rec = imgstore_get(st, "tpl", &cause);
-	CHECK(num(rec, "children") == 1);
-	json_decref(rec);
+	CHECK(children_of("tpl") == 1);
 	CHECK(reads("flat", 0x33));
 	free(f);
 	f = file_of("vm1.s1");
@@ -780,9 +787,7 @@ test_freeze(void)
 	CHECK_STR(str(rec, "parent"), "vm1.s1");
 	CHECK(strcmp(str(rec, "file"), old) != 0);
 	json_decref(rec);
-	rec = imgstore_get(st, "fbase", &cause);
-	CHECK(num(rec, "children") == 1);
-	json_decref(rec);
+	CHECK(children_of("fbase") == 1);
 	CHECK(readonly(old));
 	CHECK(reads("vm1-disk", 0x22));
 	EXPECT(imgstore_freeze(st, "vm1-disk", "vm1.s1", "snapshot", NULL,
@@ -802,12 +807,8 @@ test_freeze(void)
 	/* Revert to s1: s2 stays, childless; then to s2, then back. */
 	CHECK(imgstore_revert(st, "vm1-disk", "vm1.s1", &cause) == 0);
 	CHECK(reads("vm1-disk", 0x22));
-	rec = imgstore_get(st, "vm1.s2", &cause);
-	CHECK(num(rec, "children") == 0);
-	json_decref(rec);
-	rec = imgstore_get(st, "vm1.s1", &cause);
-	CHECK(num(rec, "children") == 2);
-	json_decref(rec);
+	CHECK(children_of("vm1.s2") == 0);
+	CHECK(children_of("vm1.s1") == 2);
 	f = file_of("vm1.s2");
 	CHECK(!readonly(f));
 	free(f);
