@@ -405,17 +405,39 @@ etcd_str_cmp(const void *key, const void *elem)
 	return (strcmp(key, *(const char *const *)elem));
 }
 
-/* Fill in what the gateway leaves out for an object of this shape. */
-static void
+/*
+ * Fill in what the gateway leaves out for an object of this shape, and
+ * check what it did send has the type it promises; -1 if not.
+ */
+static int
 etcd_fill(json_t *obj, enum etcd_shape shape)
 {
-	size_t	i;
+	size_t	 i;
 	json_t	*v;
+	int	 ok;
 
 	for (i = 0; i < nitems(etcd_defaults); i++) {
-		if (etcd_defaults[i].shape != shape ||
-		    json_object_get(obj, etcd_defaults[i].field) != NULL)
+		if (etcd_defaults[i].shape != shape)
 			continue;
+		if ((v = json_object_get(obj, etcd_defaults[i].field)) != NULL) {
+			switch (etcd_defaults[i].type) {
+			case ETCD_D_INT:
+				ok = json_is_integer(v);
+				break;
+			case ETCD_D_FALSE:
+				ok = json_is_boolean(v);
+				break;
+			case ETCD_D_ARRAY:
+				ok = json_is_array(v);
+				break;
+			default:
+				ok = json_is_string(v);
+				break;
+			}
+			if (!ok)
+				return (-1);
+			continue;
+		}
 		switch (etcd_defaults[i].type) {
 		case ETCD_D_INT:
 			v = json_integer(0);
@@ -432,6 +454,7 @@ etcd_fill(json_t *obj, enum etcd_shape shape)
 		}
 		json_object_set_new(obj, etcd_defaults[i].field, v);
 	}
+	return (0);
 }
 
 /* A kv's key or value from base64 to text; -1 if not base64 or UTF-8. */
@@ -528,10 +551,14 @@ etcd_decode(json_t *obj, enum etcd_shape shape, int depth)
 			if (etcd_decode_int(obj, k, v) != 0)
 				return (-1);
 		} else if (json_is_object(v)) {
-			if (etcd_decode(v, etcd_nested_shape(k, 0),
+			/* An object where an array belongs, or bad inside. */
+			if (etcd_nested_shape(k, 1) != ETCD_SHAPE_NONE ||
+			    etcd_decode(v, etcd_nested_shape(k, 0),
 			    depth + 1) != 0)
 				return (-1);
 		} else if (json_is_array(v)) {
+			if (etcd_nested_shape(k, 0) != ETCD_SHAPE_NONE)
+				return (-1);
 			json_array_foreach(v, i, el) {
 				if (etcd_decode(el, etcd_nested_shape(k, 1),
 				    depth + 1) != 0)
@@ -541,8 +568,7 @@ etcd_decode(json_t *obj, enum etcd_shape shape, int depth)
 		    etcd_nested_shape(k, 1) != ETCD_SHAPE_NONE)
 			return (-1);
 	}
-	etcd_fill(obj, shape);
-	return (0);
+	return (etcd_fill(obj, shape));
 }
 
 /* The class and text of a gateway error, in either of its two shapes. */
