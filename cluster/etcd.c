@@ -194,6 +194,7 @@ struct etcd_conn {
 	enum evhttp_request_error err;
 	int			 failed;	/* err is set */
 	int			 uses;
+	char			 errbuf[128];
 	TAILQ_ENTRY(etcd_conn)	 entry;
 };
 
@@ -745,8 +746,21 @@ etcd_conn_post(struct etcd_conn *c, const char *path, const char *body,
 }
 
 static const char *
-etcd_conn_strerror(const struct etcd_conn *c)
+etcd_conn_strerror(struct etcd_conn *c)
 {
+	struct bufferevent	*bev;
+	unsigned long		 err;
+	const char		*s;
+
+	/* A TLS failure says why: a certificate refused, on either side. */
+	if (c->ep->tls &&
+	    (bev = evhttp_connection_get_bufferevent(c->evcon)) != NULL &&
+	    (err = bufferevent_get_openssl_error(bev)) != 0) {
+		s = ERR_reason_error_string(err);
+		snprintf(c->errbuf, sizeof c->errbuf, "TLS: %s",
+		    s != NULL ? s : "handshake failed");
+		return (c->errbuf);
+	}
 	if (!c->failed)
 		return ("cannot connect");
 	switch (c->err) {
@@ -873,16 +887,19 @@ etcd_req_timer_cb(evutil_socket_t fd, short events, void *arg)
 
 /* Try the next endpoint now, or after a backoff once all were tried. */
 static void
-etcd_req_retry(struct etcd_req *r, const char *fmt, ...)
+etcd_req_retry(struct etcd_req *r, int vague, const char *fmt, ...)
 {
 	struct etcd	*e = r->e;
 	va_list		 ap;
 	long long	 ms, left;
 
-	free(r->why[r->ep]);
-	va_start(ap, fmt);
-	xvasprintf(&r->why[r->ep], fmt, ap);
-	va_end(ap);
+	/* A vague reason does not hide a precise one (a TLS alert). */
+	if (!vague || r->why[r->ep] == NULL) {
+		free(r->why[r->ep]);
+		va_start(ap, fmt);
+		xvasprintf(&r->why[r->ep], fmt, ap);
+		va_end(ap);
+	}
 	log_debug("etcd: %s: %s: %s", r->path->path, e->eps[r->ep].url,
 	    r->why[r->ep]);
 
@@ -921,7 +938,7 @@ etcd_req_dispatch(struct etcd_req *r)
 	if (etcd_conn_post(c, r->path->path, r->body, r->len, NULL) != 0) {
 		r->conn = NULL;
 		etcd_conn_reap(c);
-		etcd_req_retry(r, "cannot send the request");
+		etcd_req_retry(r, 0, "cannot send the request");
 	}
 }
 
@@ -933,7 +950,7 @@ etcd_req_done(struct etcd_req *r, struct evhttp_request *http)
 	struct etcd_ep		*ep = c->ep;
 	struct evbuffer		*in;
 	json_t			*res;
-	const char		*class;
+	const char		*class, *why;
 	char			*cause, *body;
 	size_t			 len;
 	int			 code;
@@ -947,7 +964,8 @@ etcd_req_done(struct etcd_req *r, struct evhttp_request *http)
 			etcd_req_dispatch(r);
 			return;
 		}
-		etcd_req_retry(r, "%s", etcd_conn_strerror(c));
+		why = etcd_conn_strerror(c);
+		etcd_req_retry(r, strncmp(why, "TLS: ", 5) != 0, "%s", why);
 		return;
 	}
 	in = evhttp_request_get_input_buffer(http);
@@ -964,7 +982,7 @@ etcd_req_done(struct etcd_req *r, struct evhttp_request *http)
 				c->req = NULL;
 			} else
 				etcd_conn_reap(c);
-			etcd_req_retry(r, "%s", cause);
+			etcd_req_retry(r, 0, "%s", cause);
 			free(cause);
 			return;
 		}
