@@ -26,7 +26,7 @@ etcd_member_pid() {
 	local pid
 	pid=$(cat "$ETCD_DIR/m$1.pid" 2>/dev/null) || return 1
 	[ -n "$pid" ] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+	{ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null |
 	    grep -q -- "--data-dir $ETCD_DIR/m$1 " || return 1
 	echo "$pid"
 }
