@@ -1437,8 +1437,8 @@ etcd_watch_end(struct etcd_watch *w, const char *errclass, const char *cause)
 		w->cb(w->arg, NULL, errclass, cause);
 }
 
-/* Reconnect later: at once to the same member after a good stream, else
- * to the next one after a backoff. */
+/* Reconnect later: to the same member after a stream that worked, else
+ * to the next one, backing off after each round of all. */
 static void
 etcd_watch_lost(struct etcd_watch *w, const char *why)
 {
@@ -1459,8 +1459,11 @@ etcd_watch_lost(struct etcd_watch *w, const char *why)
 			if (ms > ETCD_BACKOFF_MAX_MS)
 				ms = ETCD_BACKOFF_MAX_MS;
 		}
-	} else
+	} else {
+		/* A stream that worked: the same member again, shortly. */
 		w->rounds = 0;
+		ms = ETCD_BACKOFF_MIN_MS;
+	}
 	etcd_timer_ms(w->timer, ms);
 }
 

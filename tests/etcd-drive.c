@@ -11,6 +11,9 @@
  *				round: "rounds R one R both 0 none 0"
  *   lease KEY TTL HOLD	keep KEY under a lease for HOLD s (checked every
  *				second), stop the keeper, time the expiry
+ *   keep TTL SECS		keep a lease ("lease ID granted") until the
+ *				keeper reports it lost ("lost CLASS: ... (at
+ *				EPOCH-MS)", exit 0) or SECS pass (exit 1)
  *   watch [-p] KEY COUNT	"created" then "PUT KEY VALUE REV" per event,
  *				until COUNT events
  *   bench N CONC		N puts, ranges and txns, CONC at a time: rps
@@ -305,6 +308,53 @@ drive_lease(int argc, char **argv)
 	return (failed);
 }
 
+static double	keep_lost_at;
+
+static void
+drive_keep_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	struct timespec	ts;
+
+	if (errclass != NULL) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		printf("lost %s: %s (at %lld)\n", errclass, cause,
+		    (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		keep_lost_at = now_ms();
+		return;
+	}
+	printf("lease %lld granted\n", (long long)json_integer_value(
+	    json_object_get(res, "ID")));
+}
+
+/* Run a keeper until it reports the lease lost, timing the report. */
+static int
+drive_keep(int argc, char **argv)
+{
+	struct etcd		*e;
+	struct etcd_keeper	*k;
+	int			 ttl, secs;
+	double			 t0;
+
+	if (argc != 2 || (ttl = atoi(argv[0])) <= 0 ||
+	    (secs = atoi(argv[1])) <= 0) {
+		fprintf(stderr, "etcd-drive: keep TTL SECS\n");
+		exit(2);
+	}
+	e = drive_client();
+	k = etcd_keeper_create(e, ttl, drive_keep_cb, NULL);
+	t0 = now_ms();
+	while (keep_lost_at == 0 && now_ms() - t0 < secs * 1000.0)
+		drive_sleep(100);
+	etcd_keeper_free(k, 0);
+	if (keep_lost_at == 0) {
+		printf("held %d s\n", secs);
+		failed = 1;
+	}
+	drive_free(e);
+	return (failed);
+}
+
 /* ---- watch ---- */
 
 static int	watch_left;
@@ -509,8 +559,8 @@ main(int argc, char **argv)
 	argv += optind;
 	if (argc < 1) {
 		fprintf(stderr, "usage: etcd-drive [-e URLS] [-t MS] "
-		    "[-C CA -c CERT -k KEY] put|get|del|race|lease|watch|"
-		    "bench|probe ...\n");
+		    "[-C CA -c CERT -k KEY] put|get|del|race|lease|keep|"
+		    "watch|bench|probe ...\n");
 		exit(2);
 	}
 	if ((base = event_base_new()) == NULL)
@@ -524,6 +574,8 @@ main(int argc, char **argv)
 		return (drive_lease(argc, argv));
 	if (strcmp(cmd, "watch") == 0)
 		return (drive_watch(argc, argv));
+	if (strcmp(cmd, "keep") == 0)
+		return (drive_keep(argc, argv));
 	if (strcmp(cmd, "bench") == 0)
 		return (drive_bench(argc, argv));
 	if (strcmp(cmd, "probe") == 0)

@@ -3,7 +3,8 @@
 # against a real 3-member etcd 3.4, in a network namespace of the test's
 # own: put, range and delete (checked with etcdctl); two clients racing to
 # create the same key by CAS, exactly one winning every round; a lease that
-# holds while its keeper runs and expires once it stops; a watch that sees
+# holds while its keeper runs and expires once it stops, and a keeper that
+# reports its lease lost when it is revoked or quorum goes; a watch that sees
 # every put exactly once across the death of the member it talks to; one
 # member dead and everything still works; two dead and a write fails with
 # a clear error within its deadline, then works again once they return.
@@ -22,6 +23,7 @@ ETCD_RUN="ip netns exec $NS"
 . "$top/cluster/etcd-members.sh"
 etcd_cleanup() {
 	[ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null
+	[ -n "${KEEP_PID:-}" ] && kill "$KEEP_PID" 2>/dev/null
 	etcd_members_down
 	ip netns del "$NS" 2>/dev/null
 }
@@ -70,6 +72,22 @@ ms=$(echo "$out" | sed -n 's/^expired \([0-9]*\) ms.*/\1/p')
 [ -n "$ms" ] && [ "$ms" -le 4000 ] || fail "lease expiry: $out"
 [ -z "$(ctl get held)" ] || fail "the leased key is still in etcd"
 
+# A keeper reports its lease lost when it is revoked behind its back.
+drive keep 2 15 >"$T/keep.out" 2>&1 &
+KEEP_PID=$!
+for i in $(seq 1 100); do
+	grep -q granted "$T/keep.out" && break
+	sleep 0.1
+done
+id=$(sed -n 's/^lease \([0-9]*\) granted$/\1/p' "$T/keep.out")
+[ -n "$id" ] || fail "keeper: $(cat "$T/keep.out")"
+ctl lease revoke "$(printf '%x' "$id")" >/dev/null || fail "etcdctl lease revoke"
+wait "$KEEP_PID" || fail "revoked lease not reported: $(cat "$T/keep.out")"
+KEEP_PID=
+grep -q "^lost LeaseLost: etcd lease $id expired" "$T/keep.out" ||
+	fail "revoked lease: $(cat "$T/keep.out")"
+log "a revoked lease is reported lost: ok"
+
 # 4. A watch on w/ sees every put once, across the death of its member
 # (the client starts on the first endpoint, member 1).
 drive watch -p w/ 6 >"$T/watch.out" 2>"$T/watch.err" &
@@ -86,10 +104,18 @@ for i in $(seq 1 50); do
 done
 etcd_member_kill 1
 log "member 1 killed under the watch"
+# The two left elect a leader (a linearizable read needs one), then take
+# one put each: etcdctl's own retries could repeat a put.
 ETCD_ALIVE=$(etcd_member_url 2),$(etcd_member_url 3)
+for i in $(seq 1 60); do
+	ETCDCTL_API=3 ip netns exec "$NS" etcdctl --endpoints="$ETCD_ALIVE" \
+	    --command-timeout=2s get w/1 >/dev/null 2>&1 && break
+	sleep 0.5
+done
 for i in 4 5 6; do
 	ETCDCTL_API=3 ip netns exec "$NS" etcdctl --endpoints="$ETCD_ALIVE" \
-	    put "w/$i" "v$i" >/dev/null || fail "etcdctl put w/$i"
+	    --command-timeout=20s put "w/$i" "v$i" >/dev/null ||
+		fail "etcdctl put w/$i"
 done
 for i in $(seq 1 150); do
 	kill -0 "$WATCH_PID" 2>/dev/null || break
@@ -115,9 +141,18 @@ out=$(drive lease held1 2 3) || fail "lease with one dead: $out"
 # 6. Two dead: no quorum.  A write fails within its deadline, clearly.
 etcd_member_start 1
 etcd_wait 1 || fail "member 1 did not come back"
+# A keeper running as quorum goes reports its lease lost within a bound.
+drive keep 2 60 >"$T/keep.out" 2>&1 &
+KEEP_PID=$!
+for i in $(seq 1 100); do
+	grep -q granted "$T/keep.out" && break
+	sleep 0.1
+done
+grep -q granted "$T/keep.out" || fail "keeper: $(cat "$T/keep.out")"
 etcd_member_kill 1
 etcd_member_kill 2
 log "members 1 and 2 killed"
+killed=$(date +%s%N)
 start=$(date +%s%N)
 out=$(drive -t 3000 probe no-quorum x) && fail "a write without quorum succeeded: $out"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
@@ -130,6 +165,14 @@ case $out in
 esac
 [[ $out == *"$(etcd_member_url 1): "* ]] ||
 	fail "the error does not name the dead member: $out"
+
+wait "$KEEP_PID" || fail "the keeper did not report the loss: $(cat "$T/keep.out")"
+KEEP_PID=
+grep -q "^lost LeaseLost: " "$T/keep.out" || fail "keeper: $(cat "$T/keep.out")"
+at=$(sed -n 's/^lost .*(at \([0-9]*\))$/\1/p' "$T/keep.out")
+ms=$(( at - killed / 1000000 ))
+log "keeper without quorum: $(tail -n 1 "$T/keep.out") (${ms} ms after the kill)"
+[ "$ms" -le 6000 ] || fail "the lease loss came ${ms} ms after quorum went"
 
 # They return: writes succeed again.
 etcd_member_start 1
