@@ -250,9 +250,8 @@ cmd_broker_desktop_json(struct vm *vm)
 	if (strcmp(vm->def.display, "spice") == 0)
 		spice = json_pack("{s:s,s:i}", "host", vm->def.listen, "port",
 		    vm->def.spice_port);
-	return (json_pack("{s:s,s:s,s:O?,s:o}", "name", vm->def.name, "state",
-	    vm_state_name(vm->state), "pool", json_object_get(vm->def.extra,
-	    "pool"), "spice", spice));
+	return (json_pack("{s:s,s:s,s:s?,s:o}", "name", vm->def.name, "state",
+	    vm_state_name(vm->state), "pool", vm->def.pool, "spice", spice));
 }
 
 /* The desktops of the user named, with what a portal needs to show. */

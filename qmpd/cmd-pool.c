@@ -49,9 +49,7 @@ pool_to_json(json_t *pool)
 		    vm_state_name(vm->state), "owner", cmd_user_owner(vm),
 		    "free", pool_desktop_free(vm), "queued",
 		    boot_queue_waiting(vm->def.name), "dirty",
-		    json_is_true(json_object_get(vm->def.extra, "pool_dirty")),
-		    "doomed", json_is_true(json_object_get(vm->def.extra,
-		    "pool_doomed"))));
+		    vm->def.pool_dirty, "doomed", vm->def.pool_doomed));
 	}
 	j = json_deep_copy(pool);
 	json_object_set_new(j, "desktops", a);
@@ -96,15 +94,14 @@ cmd_pool_doom(const char *pname, int max, int only_free)
 		TAILQ_FOREACH(vm, &vms, entry) {
 			if (n >= max)
 				return (n);
-			if (!cmd_pool_in(vm, pname) || json_is_true(
-			    json_object_get(vm->def.extra, "pool_doomed")))
+			if (!cmd_pool_in(vm, pname) || vm->def.pool_doomed)
 				continue;
 			if (only_free && !pool_desktop_free(vm))
 				continue;
 			if (pass == 0 && (vm_is_active(vm) ||
 			    boot_queue_waiting(vm->def.name)))
 				continue;
-			if (pool_set_flag(vm, "pool_doomed", json_true(),
+			if (vm_set_flag(vm, &vm->def.pool_doomed, 1,
 			    &cause) != 0) {
 				log_warnx("%s: %s", vm->def.name, cause);
 				free(cause);
@@ -293,8 +290,7 @@ cmd_pool_resize(struct cmd_req *req)
 		goto out;
 	}
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!cmd_pool_in(vm, pname) || json_is_true(json_object_get(
-		    vm->def.extra, "pool_doomed")))
+		if (!cmd_pool_in(vm, pname) || vm->def.pool_doomed)
 			continue;
 		have++;
 		if (pool_desktop_free(vm))
@@ -549,8 +545,7 @@ cmd_pool_acquire(struct cmd_req *req)
 			    "of %s: try again later", login);
 			goto out;
 		}
-		if (pool_set_flag(vm, "owner", json_string(login),
-		    &cause) != 0) {
+		if (vm_set_field(vm, &vm->def.owner, login, &cause) != 0) {
 			cmd_error(req, ERR_INTERNAL, "%s", cause);
 			goto out;
 		}

@@ -32,36 +32,14 @@ cmd_user_get(const char *login)
 const char *
 cmd_user_owner(const struct vm *vm)
 {
-	if (vm->def.extra == NULL)
-		return (NULL);
-	return (json_string_value(json_object_get(vm->def.extra, "owner")));
+	return (vm->def.owner);
 }
 
 /* Set or clear (login NULL) a desktop's owner, saved with the VM. */
 static int
 cmd_user_set_owner(struct vm *vm, const char *login, char **cause)
 {
-	json_t	*old;
-
-	if (vm->def.extra == NULL)
-		vm->def.extra = json_object();
-	old = json_object_get(vm->def.extra, "owner");
-	if (old != NULL)
-		json_incref(old);
-	if (login != NULL)
-		json_object_set_new(vm->def.extra, "owner", json_string(login));
-	else
-		json_object_del(vm->def.extra, "owner");
-	if (vm_save(vm, cause) != 0) {
-		if (old != NULL)
-			json_object_set(vm->def.extra, "owner", old);
-		else
-			json_object_del(vm->def.extra, "owner");
-		json_decref(old);
-		return (-1);
-	}
-	json_decref(old);
-	return (0);
+	return (vm_set_field(vm, &vm->def.owner, login, cause));
 }
 
 /* A user's record as others see it: everything but the hash. */
@@ -631,10 +609,9 @@ cmd_user_desktop_list(struct cmd_req *req)
 			continue;
 		if (login != NULL && strcmp(owner, login) != 0)
 			continue;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:O?}",
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s?}",
 		    "vm", vm->def.name, "login", owner, "state",
-		    vm_state_name(vm->state), "pool",
-		    json_object_get(vm->def.extra, "pool")));
+		    vm_state_name(vm->state), "pool", vm->def.pool));
 	}
 	cmd_reply(req, json_pack("{s:o}", "desktops", a));
 	return (CMD_RETURN_DONE);

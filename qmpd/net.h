@@ -18,8 +18,6 @@
 #include "netctl.h"
 #include "nft.h"
 
-#define VM_NICS_MAX	8
-
 /* A network the daemon runs: its definition and its dnsmasq. */
 struct net {
 	struct netctl_net	 n;
@@ -60,7 +58,7 @@ json_t	*net_to_json(const struct net *, int detail);
 typedef void (*net_nft_cb)(const char *err, void *arg);
 void	 net_nft_update(net_nft_cb, void *arg);
 
-/* vm-net.c: the NICs of VMs, kept in def->extra as "nics". */
+/* vm-net.c: the NICs of VMs (def.nics): leases, TAPs, hotplug. */
 struct vm;
 struct vm_runtime_paths;
 struct cmd_req;

@@ -40,16 +40,7 @@ static struct event	*pool_ev;
 const char *
 pool_of(const struct vm *vm)
 {
-	if (vm->def.extra == NULL)
-		return (NULL);
-	return (json_string_value(json_object_get(vm->def.extra, "pool")));
-}
-
-static int
-pool_flag(const struct vm *vm, const char *key)
-{
-	return (vm->def.extra != NULL &&
-	    json_is_true(json_object_get(vm->def.extra, key)));
+	return (vm->def.pool);
 }
 
 /* The pool's record, or NULL; the caller owns it. */
@@ -64,33 +55,7 @@ int
 pool_desktop_free(const struct vm *vm)
 {
 	return (pool_of(vm) != NULL && cmd_user_owner(vm) == NULL &&
-	    !pool_flag(vm, "pool_dirty") && !pool_flag(vm, "pool_doomed"));
-}
-
-/* Set (value stolen) or clear (NULL) a flag of vm's definition, saved. */
-int
-pool_set_flag(struct vm *vm, const char *key, json_t *value, char **cause)
-{
-	json_t	*old;
-
-	if (vm->def.extra == NULL)
-		vm->def.extra = json_object();
-	old = json_object_get(vm->def.extra, key);
-	if (old != NULL)
-		json_incref(old);
-	if (value != NULL)
-		json_object_set_new(vm->def.extra, key, value);
-	else
-		json_object_del(vm->def.extra, key);
-	if (vm_save(vm, cause) != 0) {
-		if (old != NULL)
-			json_object_set_new(vm->def.extra, key, old);
-		else
-			json_object_del(vm->def.extra, key);
-		return (-1);
-	}
-	json_decref(old);
-	return (0);
+	    !vm->def.pool_dirty && !vm->def.pool_doomed);
 }
 
 /* May a user of department dept (NULL: none) use this pool? */
@@ -196,9 +161,9 @@ pool_return(struct vm *vm, const char *why)
 	stateless = json_is_true(json_object_get(pool, "stateless"));
 	json_decref(pool);
 	who = owner != NULL ? xstrdup(owner) : NULL;
-	if (stateless && !pool_flag(vm, "pool_dirty"))
-		json_object_set_new(vm->def.extra, "pool_dirty", json_true());
-	if (pool_set_flag(vm, "owner", NULL, &cause) != 0) {
+	if (stateless)
+		vm->def.pool_dirty = 1;
+	if (vm_set_field(vm, &vm->def.owner, NULL, &cause) != 0) {
 		log_warnx("%s: not returned to its pool: %s", vm->def.name,
 		    cause);
 		free(cause);
@@ -231,7 +196,7 @@ pool_tidy(struct vm *vm)
 {
 	char	*cause = NULL;
 
-	if (pool_flag(vm, "pool_doomed")) {
+	if (vm->def.pool_doomed) {
 		if (vm_is_active(vm)) {
 			if (vm->stop_asked != 3 && vm_kill(vm, &cause) != 0)
 				goto warn;
@@ -242,7 +207,7 @@ pool_tidy(struct vm *vm)
 			goto warn;
 		return;
 	}
-	if (pool_flag(vm, "pool_dirty")) {
+	if (vm->def.pool_dirty) {
 		if (vm_is_active(vm)) {
 			if (vm->stop_asked != 3 && vm_kill(vm, &cause) != 0)
 				goto warn;
@@ -250,7 +215,7 @@ pool_tidy(struct vm *vm)
 		}
 		if (vm_disk_reset(vm, &cause) != 0)
 			goto warn;
-		if (pool_set_flag(vm, "pool_dirty", NULL, &cause) != 0)
+		if (vm_set_flag(vm, &vm->def.pool_dirty, 0, &cause) != 0)
 			goto warn;
 		server_event("desktop.reset", vm->def.name, NULL);
 	}
@@ -322,9 +287,8 @@ pool_run(evutil_socket_t fd, short events, void *arg)
 			continue;
 		/* A desktop whose pool is gone (pool rm, then a crash). */
 		if ((pool = pool_get(pool_of(vm))) == NULL &&
-		    cmd_user_owner(vm) == NULL && !pool_flag(vm, "pool_doomed"))
-			json_object_set_new(vm->def.extra, "pool_doomed",
-			    json_true());
+		    cmd_user_owner(vm) == NULL)
+			vm->def.pool_doomed = 1;
 		json_decref(pool);
 		pool_tidy(vm);
 	}
@@ -355,7 +319,7 @@ pool_init_cb(const char *key, json_t *rec, void *arg)
 	size = json_integer_value(json_object_get(rec, "size"));
 	TAILQ_FOREACH(vm, &vms, entry)
 		if (pool_of(vm) != NULL && strcmp(pool_of(vm), key) == 0 &&
-		    !pool_flag(vm, "pool_doomed"))
+		    !vm->def.pool_doomed)
 			have++;
 	for (; have < size; have++) {
 		if (pool_desktop_add(rec, &cause) != 0) {

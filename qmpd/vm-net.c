@@ -1,6 +1,6 @@
 /*
- * The NICs of VMs.  A NIC is {"id", "network", "mac", "ip"} in the VM
- * definition's "nics" (ip absent on bridge-mode networks), its MAC and
+ * The NICs of VMs.  A NIC is a struct vm_def_nic in the VM definition
+ * (id, network, MAC, and an address except on bridge-mode networks), its MAC and
  * address leased in the same transaction that saves the definition.  At
  * start qmpd opens one TAP per NIC, named from its MAC (qtap + the MAC's
  * last three bytes, unique since all are 52:54:00), enslaves it and hands
@@ -77,82 +77,39 @@ struct vm_net_op {
 };
 static TAILQ_HEAD(, vm_net_op)	vm_net_ops = TAILQ_HEAD_INITIALIZER(vm_net_ops);
 
-/* A string member of a NIC, "" if absent. */
-static const char *
-vm_nic_str(const json_t *nic, const char *key)
+/* The runtime view of a definition's NIC: device and TAP names, no fd. */
+static void
+vm_nic_load(struct vm_nic *nic, const struct vm_def_nic *d)
 {
-	const char	*s;
-
-	s = json_string_value(json_object_get(nic, key));
-	return (s != NULL ? s : "");
-}
-
-/* Checks and reads one NIC of a definition. */
-static int
-vm_nic_parse(const json_t *j, struct vm_nic *nic, char **cause)
-{
-	const char	*id, *network, *mac, *ip;
-	const char	*p;
-
 	memset(nic, 0, sizeof *nic);
 	nic->fd = -1;
-	id = json_string_value(json_object_get(j, "id"));
-	network = json_string_value(json_object_get(j, "network"));
-	mac = json_string_value(json_object_get(j, "mac"));
-	ip = json_string_value(json_object_get(j, "ip"));
-	if (id == NULL || strncmp(id, "net", 3) != 0) {
-		xasprintf(cause, "a NIC has no valid id");
-		return (-1);
-	}
-	for (p = id + 3; *p != '\0'; p++) {
-		if (*p < '0' || *p > '9')
-			break;
-	}
-	if (*p != '\0' || p == id + 3 || p - id > 5) {
-		xasprintf(cause, "a NIC has an invalid id %s", id);
-		return (-1);
-	}
-	if (netctl_net_name_check(network, cause) != 0)
-		return (-1);
-	if (netctl_mac_parse(mac, nic->mac) != 0 || nic->mac[0] != 0x52 ||
-	    nic->mac[1] != 0x54 || nic->mac[2] != 0x00) {
-		xasprintf(cause, "NIC %s has an invalid MAC %s", id,
-		    mac == NULL ? "(none)" : mac);
-		return (-1);
-	}
-	if (ip != NULL && netctl_ip_parse(ip, &nic->ip) != 0) {
-		xasprintf(cause, "NIC %s has an invalid address %s", id, ip);
-		return (-1);
-	}
-	strlcpy(nic->id, id, sizeof nic->id);
-	snprintf(nic->dev, sizeof nic->dev, "%s-nic", id);
-	strlcpy(nic->network, network, sizeof nic->network);
+	strlcpy(nic->id, d->id, sizeof nic->id);
+	snprintf(nic->dev, sizeof nic->dev, "%s-nic", d->id);
+	strlcpy(nic->network, d->network, sizeof nic->network);
+	memcpy(nic->mac, d->mac, sizeof nic->mac);
+	nic->ip = d->ip;
 	snprintf(nic->tap, sizeof nic->tap, "%s%02x%02x%02x",
 	    NETCTL_TAP_PREFIX, nic->mac[3], nic->mac[4], nic->mac[5]);
-	return (0);
+}
+
+/* The definition's view of a NIC. */
+static void
+vm_nic_def(const struct vm_nic *nic, struct vm_def_nic *d)
+{
+	memset(d, 0, sizeof *d);
+	strlcpy(d->id, nic->id, sizeof d->id);
+	strlcpy(d->network, nic->network, sizeof d->network);
+	memcpy(d->mac, nic->mac, sizeof d->mac);
+	d->ip = nic->ip;
 }
 
 static json_t *
 vm_nic_json(const struct vm_nic *nic)
 {
-	char	 mac[NETCTL_MACSTRLEN], ip[NETCTL_IPSTRLEN];
-	json_t	*j;
+	struct vm_def_nic	d;
 
-	j = json_pack("{s:s,s:s,s:s}", "id", nic->id, "network", nic->network,
-	    "mac", netctl_mac_format(nic->mac, mac, sizeof mac));
-	if (nic->ip != 0)
-		json_object_set_new(j, "ip", json_string(netctl_ip_format(
-		    nic->ip, ip, sizeof ip)));
-	return (j);
-}
-
-static json_t *
-vm_net_nics(const struct vm *vm)
-{
-	json_t	*nics;
-
-	nics = json_object_get(vm->def.extra, "nics");
-	return (json_is_array(nics) ? nics : NULL);
+	vm_nic_def(nic, &d);
+	return (vm_def_nic_json(&d));
 }
 
 static struct vm_netrt *
@@ -248,14 +205,12 @@ json_t *
 vm_net_users(const char *network)
 {
 	struct vm	*vm;
-	json_t		*users = json_array(), *nics, *nic;
-	size_t		 i;
+	json_t		*users = json_array();
+	u_int		 i;
 
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((nics = vm_net_nics(vm)) == NULL)
-			continue;
-		json_array_foreach(nics, i, nic) {
-			if (strcmp(vm_nic_str(nic, "network"), network) == 0) {
+		for (i = 0; i < vm->def.nnics; i++) {
+			if (strcmp(vm->def.nics[i].network, network) == 0) {
 				json_array_append_new(users,
 				    json_string(vm->def.name));
 				break;
@@ -289,10 +244,11 @@ vm_net_lease(struct vm *vm, struct db_txn *txn, struct net *n,
 	struct netctl_lease	 l;
 	char			*why = NULL;
 
-	memset(nic, 0, sizeof *nic);
-	nic->fd = -1;
+	struct vm_def_nic	 d;
+
+	memset(&d, 0, sizeof d);
 	if (n->n.mode == NETCTL_BRIDGE) {
-		if (netctl_ipam_mac_new(net_ipam, nic->mac, cause) != 0)
+		if (netctl_ipam_mac_new(net_ipam, d.mac, cause) != 0)
 			return (-1);
 	} else {
 		if (netctl_ipam_alloc_txn(net_ipam, txn, n->n.name,
@@ -301,15 +257,13 @@ vm_net_lease(struct vm *vm, struct db_txn *txn, struct net *n,
 			free(why);
 			return (-1);
 		}
-		memcpy(nic->mac, l.mac, sizeof nic->mac);
-		nic->ip = l.ip;
+		memcpy(d.mac, l.mac, sizeof d.mac);
+		d.ip = l.ip;
 		netctl_lease_clear(&l);
 	}
-	strlcpy(nic->id, id, sizeof nic->id);
-	snprintf(nic->dev, sizeof nic->dev, "%s-nic", id);
-	strlcpy(nic->network, n->n.name, sizeof nic->network);
-	snprintf(nic->tap, sizeof nic->tap, "%s%02x%02x%02x",
-	    NETCTL_TAP_PREFIX, nic->mac[3], nic->mac[4], nic->mac[5]);
+	strlcpy(d.id, id, sizeof d.id);
+	strlcpy(d.network, n->n.name, sizeof d.network);
+	vm_nic_load(nic, &d);
 	return (0);
 }
 
@@ -330,21 +284,18 @@ vm_net_usable(const char *name, char **cause)
 	return (n);
 }
 
-/* The lowest netN no NIC of nics uses. */
+/* The lowest netN none of the n NICs uses. */
 static void
-vm_net_next_id(json_t *nics, char *id, size_t len)
+vm_net_next_id(const struct vm_def_nic *nics, u_int n, char *id, size_t len)
 {
-	json_t		*nic;
-	const char	*s;
-	size_t		 i;
-	int		 k, used;
+	u_int	i;
+	int	k, used;
 
 	for (k = 0;; k++) {
 		snprintf(id, len, "net%d", k);
 		used = 0;
-		json_array_foreach(nics, i, nic) {
-			s = json_string_value(json_object_get(nic, "id"));
-			if (s != NULL && strcmp(s, id) == 0)
+		for (i = 0; i < n; i++) {
+			if (strcmp(nics[i].id, id) == 0)
 				used = 1;
 		}
 		if (!used)
@@ -360,56 +311,38 @@ vm_net_next_id(json_t *nics, char *id, size_t len)
 int
 vm_net_create(struct vm *vm, char **cause)
 {
+	struct vm_def	*def = &vm->def;
 	struct db_txn	*txn;
-	struct vm_nic	*made;
+	struct vm_nic	 made[VM_NICS_MAX];
 	struct net	*n;
-	json_t		*nets, *v, *nics;
-	const char	*name;
 	char		 id[16];
-	size_t		 i, j, count = 0;
+	u_int		 i, j, count = 0;
 
-	nets = json_object_get(vm->def.extra, "nets");
-	if (nets == NULL)
+	if (def->nnets == 0)
 		return (vm_save(vm, cause));
-	if (!json_is_array(nets)) {
-		xasprintf(cause, "'nets' must be an array of network names");
-		return (-1);
-	}
-	if (json_array_size(nets) > VM_NICS_MAX) {
-		xasprintf(cause, "a VM has at most %d NICs", VM_NICS_MAX);
-		return (-1);
-	}
-	json_array_foreach(nets, i, v) {
-		if (!json_is_string(v)) {
-			xasprintf(cause, "'nets' must be an array of network "
-			    "names");
-			return (-1);
-		}
-		if (vm_net_usable(json_string_value(v), cause) == NULL)
+	for (i = 0; i < def->nnets; i++) {
+		if (vm_net_usable(def->nets[i], cause) == NULL)
 			return (-1);
 	}
 	if ((txn = db_begin(qmpd->db, cause)) == NULL)
 		return (-1);
-	json_incref(nets);	/* ours while extra swaps it for "nics" */
-	made = xcalloc(json_array_size(nets) + 1, sizeof *made);
-	nics = json_array();
-	json_array_foreach(nets, i, v) {
-		name = json_string_value(v);
-		n = net_find(name);
-		vm_net_next_id(nics, id, sizeof id);
+	for (i = 0; i < def->nnets; i++) {
+		n = net_find(def->nets[i]);
+		vm_net_next_id(def->nics, def->nnics, id, sizeof id);
 		if (vm_net_lease(vm, txn, n, id, &made[count], cause) != 0)
 			goto fail;
-		json_array_append_new(nics, vm_nic_json(&made[count]));
+		vm_nic_def(&made[count], &def->nics[def->nnics++]);
 		count++;
 	}
-	json_object_del(vm->def.extra, "nets");
-	json_object_set(vm->def.extra, "nics", nics);
 	if (vm_net_save_txn(vm, txn, cause) != 0)
-		goto fail_def;
+		goto fail;
 	if (db_commit(txn, cause) != 0) {
 		txn = NULL;
-		goto fail_def;
+		goto fail;
 	}
+	for (i = 0; i < def->nnets; i++)
+		free(def->nets[i]);
+	def->nnets = 0;
 	for (i = 0; i < count; i++) {
 		for (j = 0; j < i; j++) {
 			if (strcmp(made[j].network, made[i].network) == 0)
@@ -418,21 +351,13 @@ vm_net_create(struct vm *vm, char **cause)
 		if (j == i)
 			net_leases_changed(made[i].network, 0);
 	}
-	json_decref(nets);
-	json_decref(nics);
-	free(made);
 	return (0);
-fail_def:
-	json_object_del(vm->def.extra, "nics");
-	json_object_set(vm->def.extra, "nets", nets);
 fail:
+	def->nnics = 0;
 	if (txn != NULL)
 		db_abort(txn);
 	for (i = 0; i < count; i++)
 		netctl_ipam_mac_forget(net_ipam, made[i].mac);
-	json_decref(nets);
-	json_decref(nics);
-	free(made);
 	return (-1);
 }
 
@@ -441,20 +366,14 @@ void
 vm_net_deleted(struct vm *vm)
 {
 	struct vm_netrt	*x;
-	struct vm_nic	 nic;
-	json_t		*nics, *v;
-	size_t		 i;
+	u_int		 i;
 
 	if ((x = vm_netrt_find(vm->def.name)) != NULL)
 		vm_netrt_free(x);
-	if ((nics = vm_net_nics(vm)) == NULL)
-		return;
 	/* vm_delete released the leases with the record; forget the MACs. */
-	json_array_foreach(nics, i, v) {
-		if (vm_nic_parse(v, &nic, NULL) != 0)
-			continue;
-		netctl_ipam_mac_forget(net_ipam, nic.mac);
-		net_leases_changed(nic.network, 1);
+	for (i = 0; i < vm->def.nnics; i++) {
+		netctl_ipam_mac_forget(net_ipam, vm->def.nics[i].mac);
+		net_leases_changed(vm->def.nics[i].network, 1);
 	}
 }
 
@@ -470,23 +389,16 @@ vm_net_init(void)
 	struct vm_netrt		*x;
 	struct vm_nic		 nic;
 	struct vm		*vm;
-	json_t			*nics, *v;
+	const struct vm_def_nic	*d;
+	json_t			*v;
 	char			*cause = NULL, ip[NETCTL_IPSTRLEN];
-	size_t			 count, i, k;
+	size_t			 count, k;
+	u_int			 i;
 	int			 found;
 
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((nics = vm_net_nics(vm)) == NULL)
-			continue;
-		json_array_foreach(nics, i, v) {
-			if (vm_nic_parse(v, &nic, &cause) != 0) {
-				log_warnx("%s: %s", vm->def.name, cause);
-				free(cause);
-				cause = NULL;
-				continue;
-			}
-			netctl_ipam_mac_reserve(net_ipam, nic.mac);
-		}
+		for (i = 0; i < vm->def.nnics; i++)
+			netctl_ipam_mac_reserve(net_ipam, vm->def.nics[i].mac);
 	}
 
 	if (netctl_ipam_leases(net_ipam, NULL, &leases, &count,
@@ -499,12 +411,11 @@ vm_net_init(void)
 	}
 	for (k = 0; k < count; k++) {
 		found = 0;
-		if ((vm = vm_find(leases[k].vm)) != NULL &&
-		    (nics = vm_net_nics(vm)) != NULL) {
-			json_array_foreach(nics, i, v) {
-				if (vm_nic_parse(v, &nic, NULL) == 0 &&
-				    strcmp(nic.network, leases[k].network) ==
-				    0 && memcmp(nic.mac, leases[k].mac, 6) == 0)
+		if ((vm = vm_find(leases[k].vm)) != NULL) {
+			for (i = 0; i < vm->def.nnics; i++) {
+				d = &vm->def.nics[i];
+				if (strcmp(d->network, leases[k].network) ==
+				    0 && memcmp(d->mac, leases[k].mac, 6) == 0)
 					found = 1;
 			}
 		}
@@ -529,12 +440,12 @@ vm_net_init(void)
 	netctl_leases_free(leases, count);
 
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!vm_is_active(vm) || (nics = vm_net_nics(vm)) == NULL)
+		if (!vm_is_active(vm))
 			continue;
 		x = NULL;
-		json_array_foreach(nics, i, v) {
-			if (vm_nic_parse(v, &nic, NULL) != 0 ||
-			    netctl_link_exists(nic.tap, NULL) != 1)
+		for (i = 0; i < vm->def.nnics; i++) {
+			vm_nic_load(&nic, &vm->def.nics[i]);
+			if (netctl_link_exists(nic.tap, NULL) != 1)
 				continue;
 			if (x == NULL)
 				x = vm_netrt_new(vm->def.name);
@@ -662,20 +573,19 @@ vm_net_open(struct vm *vm, struct vm_runtime_paths *rt, char **cause)
 	struct vm_net_token	*t;
 	struct vm_netrt		*x;
 	struct vm_nic		 nic;
-	json_t			*nics, *v;
-	size_t			 i;
+	u_int			 i;
 
 	rt->tap_fds = NULL;
 	rt->ntap_fds = 0;
 	if ((x = vm_netrt_find(vm->def.name)) != NULL)
 		vm_netrt_free(x);
-	if ((nics = vm_net_nics(vm)) == NULL || json_array_size(nics) == 0)
+	if (vm->def.nnics == 0)
 		return (0);
 	x = vm_netrt_new(vm->def.name);
-	x->fds = xcalloc(json_array_size(nics), sizeof *x->fds);
-	json_array_foreach(nics, i, v) {
-		if (vm_nic_parse(v, &nic, cause) != 0 ||
-		    vm_net_tap(&nic, cause) != 0) {
+	x->fds = xcalloc(vm->def.nnics, sizeof *x->fds);
+	for (i = 0; i < vm->def.nnics; i++) {
+		vm_nic_load(&nic, &vm->def.nics[i]);
+		if (vm_net_tap(&nic, cause) != 0) {
 			vm_netrt_free(x);
 			return (-1);
 		}
@@ -769,23 +679,21 @@ void
 vm_net_json(const struct vm *vm, json_t *j)
 {
 	struct vm_netrt	*x;
-	struct vm_nic	 nic;
-	json_t		*nics, *v, *a, *c;
-	size_t		 i, k;
+	json_t		*a, *c;
+	size_t		 k;
+	u_int		 i;
 	const char	*tap;
 
-	if ((nics = vm_net_nics(vm)) == NULL)
+	if (vm->def.nnics == 0)
 		return;
 	x = vm_netrt_find(vm->def.name);
 	a = json_array();
-	json_array_foreach(nics, i, v) {
-		c = json_deep_copy(v);
+	for (i = 0; i < vm->def.nnics; i++) {
+		c = vm_def_nic_json(&vm->def.nics[i]);
 		tap = NULL;
-		if (x != NULL && vm_nic_parse(v, &nic, NULL) == 0) {
-			for (k = 0; k < x->nnics; k++) {
-				if (strcmp(x->nics[k].id, nic.id) == 0)
-					tap = x->nics[k].tap;
-			}
+		for (k = 0; x != NULL && k < x->nnics; k++) {
+			if (strcmp(x->nics[k].id, vm->def.nics[i].id) == 0)
+				tap = x->nics[k].tap;
 		}
 		json_object_set_new(c, "tap", tap != NULL ? json_string(tap) :
 		    json_null());
@@ -827,26 +735,22 @@ vm_net_op_free(struct vm_net_op *op)
 static int
 vm_net_forget_nic(struct vm *vm, const struct vm_nic *nic, char **cause)
 {
-	struct db_txn	*txn;
-	json_t		*old, *nics, *v;
-	size_t		 i;
-	int		 rc;
+	struct vm_def_nic	 old[VM_NICS_MAX];
+	struct db_txn		*txn;
+	u_int			 i, n, oldn = vm->def.nnics;
 
-	if ((old = vm_net_nics(vm)) == NULL)
+	memcpy(old, vm->def.nics, sizeof old);
+	for (i = n = 0; i < oldn; i++) {
+		if (strcmp(old[i].id, nic->id) != 0)
+			vm->def.nics[n++] = old[i];
+	}
+	if (n == oldn)
 		return (0);
-	nics = json_array();
-	json_array_foreach(old, i, v) {
-		if (strcmp(vm_nic_str(v, "id"), nic->id) != 0)
-			json_array_append(nics, v);
-	}
-	if ((txn = db_begin(qmpd->db, cause)) == NULL) {
-		json_decref(nics);
-		return (-1);
-	}
-	json_incref(old);
-	json_object_set_new(vm->def.extra, "nics", nics);
-	if (nic->ip != 0 && (rc = netctl_ipam_release_txn(net_ipam, txn,
-	    nic->network, nic->ip, cause)) == -1)
+	vm->def.nnics = n;
+	if ((txn = db_begin(qmpd->db, cause)) == NULL)
+		goto fail;
+	if (nic->ip != 0 && netctl_ipam_release_txn(net_ipam, txn,
+	    nic->network, nic->ip, cause) == -1)
 		goto fail;
 	if (vm_net_save_txn(vm, txn, cause) != 0)
 		goto fail;
@@ -854,14 +758,14 @@ vm_net_forget_nic(struct vm *vm, const struct vm_nic *nic, char **cause)
 		txn = NULL;
 		goto fail;
 	}
-	json_decref(old);
 	netctl_ipam_mac_forget(net_ipam, nic->mac);
 	net_leases_changed(nic->network, 1);
 	return (0);
 fail:
 	if (txn != NULL)
 		db_abort(txn);
-	json_object_set_new(vm->def.extra, "nics", old);
+	memcpy(vm->def.nics, old, sizeof old);
+	vm->def.nnics = oldn;
 	return (-1);
 }
 
@@ -1007,7 +911,7 @@ vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
 	struct db_txn		*txn;
 	struct vm_nic		 nic;
 	struct net		*n;
-	json_t			*old, *nics, *j;
+	json_t			*j;
 	char			*cause = NULL, id[16];
 	int			 active = vm_is_active(vm);
 
@@ -1024,35 +928,25 @@ vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
 		    vm_state_name(vm->state));
 		return;
 	}
-	old = vm_net_nics(vm);
-	if (old != NULL && json_array_size(old) >= VM_NICS_MAX) {
+	if (vm->def.nnics >= VM_NICS_MAX) {
 		cmd_error(req, ERR_ARG, "VM %s has %d NICs already, the most "
 		    "it can have", vm->def.name, VM_NICS_MAX);
 		return;
 	}
-	nics = old != NULL ? json_copy(old) : json_array();
-	vm_net_next_id(nics, id, sizeof id);
+	vm_net_next_id(vm->def.nics, vm->def.nnics, id, sizeof id);
 	if ((txn = db_begin(qmpd->db, &cause)) == NULL)
 		goto fail;
 	if (vm_net_lease(vm, txn, n, id, &nic, &cause) != 0) {
 		db_abort(txn);
 		goto fail;
 	}
-	json_array_append_new(nics, vm_nic_json(&nic));
-	json_incref(old);
-	json_object_set(vm->def.extra, "nics", nics);
+	vm_nic_def(&nic, &vm->def.nics[vm->def.nnics++]);
 	if (vm_net_save_txn(vm, txn, &cause) != 0 ||
 	    db_commit(txn, &cause) != 0) {
-		if (old != NULL)
-			json_object_set(vm->def.extra, "nics", old);
-		else
-			json_object_del(vm->def.extra, "nics");
-		json_decref(old);
+		vm->def.nnics--;
 		netctl_ipam_mac_forget(net_ipam, nic.mac);
 		goto fail;
 	}
-	json_decref(old);
-	json_decref(nics);
 	net_leases_changed(network, 0);
 
 	if (!active) {
@@ -1079,7 +973,6 @@ vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
 	net_nft_update(vm_net_plug_rules, op);
 	return;
 fail:
-	json_decref(nics);
 	cmd_error(req, ERR_ARG, "%s", cause);
 	free(cause);
 }
@@ -1194,23 +1087,19 @@ vm_net_nic_rm(struct vm *vm, const char *macstr, struct cmd_req *req)
 {
 	struct vm_net_op	*op;
 	struct vm_nic		 nic;
-	json_t			*nics, *v;
 	uint8_t			 mac[6];
 	char			*cause = NULL;
-	size_t			 i;
+	u_int			 i;
 	int			 found = 0;
 
 	if (netctl_mac_parse(macstr, mac) != 0) {
 		cmd_error(req, ERR_ARG, "invalid MAC address %s", macstr);
 		return;
 	}
-	if ((nics = vm_net_nics(vm)) != NULL) {
-		json_array_foreach(nics, i, v) {
-			if (vm_nic_parse(v, &nic, NULL) == 0 &&
-			    memcmp(nic.mac, mac, sizeof mac) == 0) {
-				found = 1;
-				break;
-			}
+	for (i = 0; i < vm->def.nnics && !found; i++) {
+		if (memcmp(vm->def.nics[i].mac, mac, sizeof mac) == 0) {
+			vm_nic_load(&nic, &vm->def.nics[i]);
+			found = 1;
 		}
 	}
 	if (!found) {

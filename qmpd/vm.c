@@ -132,6 +132,39 @@ vm_save(struct vm *vm, char **cause)
 }
 
 /*
+ * Set a string field of vm's definition (value copied; NULL clears it)
+ * and save the definition; on failure the field is left as it was.
+ */
+int
+vm_set_field(struct vm *vm, char **field, const char *value, char **cause)
+{
+	char	*old = *field;
+
+	*field = value != NULL ? xstrdup(value) : NULL;
+	if (vm_save(vm, cause) != 0) {
+		free(*field);
+		*field = old;
+		return (-1);
+	}
+	free(old);
+	return (0);
+}
+
+/* The same for a flag of the definition. */
+int
+vm_set_flag(struct vm *vm, int *flag, int value, char **cause)
+{
+	int	old = *flag;
+
+	*flag = value;
+	if (vm_save(vm, cause) != 0) {
+		*flag = old;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
  * Run state only: not synced to disk. It survives kill -9 of qmpd (the
  * page cache holds it); after a host crash no QEMU is left to describe.
  */
@@ -302,7 +335,7 @@ vm_create(json_t *args, char **cause)
 	if (vm_def_from_json(&vm->def, args, cause) != 0)
 		goto fail;
 	if (vm->def.kernel == NULL && vm->def.disk == NULL &&
-	    json_object_get(vm->def.extra, "from") == NULL) {
+	    vm->def.from == NULL) {
 		xasprintf(cause, "VM %s needs something to boot: give --kernel, "
 		    "--disk or --from", vm->def.name);
 		goto fail;

@@ -7,12 +7,16 @@
 
 #include <sys/types.h>
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "compat.h"
+#include "netctl.h"
 
 #define VM_NAME_MAX	64
 #define VM_UUID_LEN	37
+#define VM_NICS_MAX	8
 
 enum vm_state {
 	VM_STOPPED,
@@ -29,7 +33,18 @@ enum vm_restart {
 	VM_RESTART_ALWAYS
 };
 
-/* The definition: pure data, JSON in LMDB, the argv builder's input. */
+/* A NIC of a definition: its netdev id, network and leased MAC (and IP). */
+struct vm_def_nic {
+	char		 id[8];			/* net0 ... net7 */
+	char		 network[NETCTL_NETNAME_MAX + 1];
+	uint8_t		 mac[6];		/* 52:54:00:xx:xx:xx */
+	uint32_t	 ip;			/* 0 on bridge-mode networks */
+};
+
+/*
+ * The definition: pure data, JSON in LMDB, the argv builder's input.
+ * Every field is parsed and checked once, by vm_def_from_json.
+ */
 struct vm_def {
 	char		 name[VM_NAME_MAX];
 	char		 uuid[VM_UUID_LEN];
@@ -49,7 +64,23 @@ struct vm_def {
 	enum vm_restart	 restart;
 	int		 autostart;
 	long long	 created;
-	json_t		*extra;			/* fields of later issues */
+
+	/* NICs, each leased on its network (vm-net.c). */
+	struct vm_def_nic nics[VM_NICS_MAX];
+	u_int		 nnics;
+	/* vm.create only, never saved: one NIC to lease on each network. */
+	char		*nets[VM_NICS_MAX];
+	u_int		 nnets;
+
+	/* The image store (vm-disk.c): cloned from, and its own disk. */
+	char		*from;
+	char		*image;
+
+	/* Desktops: who it is assigned to, and its pool's marks (pool.c). */
+	char		*owner;
+	char		*pool;
+	int		 pool_dirty;	/* given back, disk not reset yet */
+	int		 pool_doomed;	/* being removed from its pool */
 };
 
 /*
@@ -73,7 +104,7 @@ struct vm_runtime_paths {
 	int		 disk_fd;	/* the disk, opened by qmpd; -1 none */
 	const char	*accel;		/* resolved: kvm or tcg */
 	const struct vm_disk *image;	/* the image-store disk, or NULL */
-	const int	*tap_fds;	/* one per NIC of def "nics", in order */
+	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
 };
@@ -112,6 +143,7 @@ extern struct vms	vms;
 int	 vm_def_from_json(struct vm_def *, json_t *, char **cause);
 json_t	*vm_def_to_json(const struct vm_def *);
 void	 vm_def_clear(struct vm_def *);
+json_t	*vm_def_nic_json(const struct vm_def_nic *);
 const char *vm_state_name(enum vm_state);
 int	 vm_state_from_name(const char *, enum vm_state *);
 const char *vm_restart_name(enum vm_restart);
@@ -141,6 +173,9 @@ void	 vm_set_state(struct vm *, enum vm_state, const char *reason);
 json_t	*vm_to_json(const struct vm *);
 json_t	*vm_record(const struct vm *);
 int	 vm_save(struct vm *, char **cause);
+int	 vm_set_field(struct vm *, char **field, const char *value,
+	    char **cause);
+int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
 int	 vm_is_active(const struct vm *);
 void	 vm_shutdown_all(void);
 
