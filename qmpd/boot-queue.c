@@ -104,7 +104,7 @@ boot_queue_run(evutil_socket_t fd, short events, void *arg)
 			    cause);
 			if (b->req != NULL)
 				cmd_error(b->req, ERR_QEMU, "%s", cause);
-			server_event("vm.boot", b->name, NULL);
+			notify_emit("vm.boot", b->name, NULL);
 			free(cause);
 			cause = NULL;
 		}
@@ -159,7 +159,7 @@ boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
 	    vm->def.name, n, boot_queue_booting(), boot_queue_cap);
 	f = json_pack("{s:i,s:i}", "queued", n, "booting",
 	    boot_queue_booting());
-	server_event("vm.boot", vm->def.name, f);
+	notify_emit("vm.boot", vm->def.name, f);
 	json_decref(f);
 	return (0);
 }
@@ -177,5 +177,51 @@ boot_queue_cancel(const char *name, const char *why)
 		if (b->req != NULL)
 			cmd_error(b->req, ERR_STATE, "VM %s: %s", name, why);
 		free(b);
+	}
+}
+
+/* A listener of qmpd's events: a VM changing state may free a slot. */
+void
+boot_queue_event(const char *event, const char *vm, json_t *fields,
+    void *arg)
+{
+	if (vm != NULL && strcmp(event, "vm.state") == 0)
+		boot_queue_kick();
+}
+
+static void
+boot_queue_autostart_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+	char		*name = arg;
+
+	if ((vm = vm_find(name)) != NULL && !vm_is_active(vm)) {
+		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
+			log_warnx("%s: autostart failed: %s", name, cause);
+			free(cause);
+		}
+	}
+	free(name);
+}
+
+/*
+ * At start: autostart VMs boot through the queue, handed to it 250 ms
+ * apart, so a host boot is no storm.
+ */
+void
+boot_queue_autostart(void)
+{
+	struct vm	*vm;
+	int		 n = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (!vm->def.autostart || vm_is_active(vm))
+			continue;
+		/* tv_usec must stay below a second. */
+		event_base_once(qmpd->base, -1, EV_TIMEOUT,
+		    boot_queue_autostart_cb, xstrdup(vm->def.name),
+		    &(struct timeval){ n / 4, (n % 4) * 250000 });
+		n++;
 	}
 }

@@ -222,7 +222,7 @@ cmd_pool_create(struct cmd_req *req)
 	    (long long)size, template, mode, cmd_arg_bool(req, "stateless", 0)
 	    ? ", stateless" : "");
 	v = json_pack("{s:s}", "pool", name);
-	server_event("pool.created", NULL, v);
+	notify_emit("pool.created", NULL, v);
 	json_decref(v);
 	cmd_reply(req, pool_to_json(pool));
 	pool_kick();
@@ -552,7 +552,7 @@ cmd_pool_acquire(struct cmd_req *req)
 		log_info("%s: given to %s (pool %s)", vm->def.name, login,
 		    pool_of(vm));
 		f = json_pack("{s:s,s:s}", "login", login, "pool", pool_of(vm));
-		server_event("desktop.assigned", vm->def.name, f);
+		notify_emit("desktop.assigned", vm->def.name, f);
 		json_decref(f);
 		pool_kick();	/* prestart another */
 	}

@@ -548,7 +548,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	log_info("%s: assigned to %s", name, login);
-	server_event("desktop.assigned", name, rec = json_pack("{s:s}",
+	notify_emit("desktop.assigned", name, rec = json_pack("{s:s}",
 	    "login", login));
 	json_decref(rec);
 	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
@@ -581,7 +581,7 @@ cmd_user_desktop_unassign(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	log_info("%s: unassigned from %s", name, login);
-	server_event("desktop.unassigned", name, j = json_pack("{s:s}",
+	notify_emit("desktop.unassigned", name, j = json_pack("{s:s}",
 	    "login", login));
 	json_decref(j);
 	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));

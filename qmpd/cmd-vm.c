@@ -50,7 +50,7 @@ cmd_vm_create(struct cmd_req *req)
 		free(cause);
 		return (CMD_RETURN_DONE);
 	}
-	server_event("vm.created", vm->def.name, NULL);
+	notify_emit("vm.created", vm->def.name, NULL);
 	cmd_reply(req, vm_to_json(vm));
 	return (CMD_RETURN_DONE);
 }

@@ -137,7 +137,7 @@ pool_desktop_add(json_t *pool, char **cause)
 	json_decref(args);
 	if (vm == NULL)
 		return (-1);
-	server_event("vm.created", vm->def.name, NULL);
+	notify_emit("vm.created", vm->def.name, NULL);
 	return (0);
 }
 
@@ -173,7 +173,7 @@ pool_return(struct vm *vm, const char *why)
 	log_info("%s: back in pool %s (%s%s%s)", vm->def.name, pool_of(vm),
 	    why, who != NULL ? ", was " : "", who != NULL ? who : "");
 	json_t *f = json_pack("{s:s?,s:s}", "login", who, "why", why);
-	server_event("desktop.returned", vm->def.name, f);
+	notify_emit("desktop.returned", vm->def.name, f);
 	json_decref(f);
 	free(who);
 	boot_queue_cancel(vm->def.name, "returned to its pool");
@@ -217,7 +217,7 @@ pool_tidy(struct vm *vm)
 			goto warn;
 		if (vm_set_flag(vm, &vm->def.pool_dirty, 0, &cause) != 0)
 			goto warn;
-		server_event("desktop.reset", vm->def.name, NULL);
+		notify_emit("desktop.reset", vm->def.name, NULL);
 	}
 	return;
 warn:
@@ -345,21 +345,17 @@ pool_init(void)
 }
 
 /*
- * Every event qmpd broadcasts passes here. A state change may free a
- * boot slot and a pool desktop; a floating desktop whose user shut it
- * down goes back to its pool.
+ * vm.state: a state change may free a pool desktop; a floating desktop
+ * whose user shut it down goes back to its pool.
  */
-void
-pool_event(const char *event, const char *name, json_t *fields)
+static void
+pool_state(const char *name, json_t *fields)
 {
 	const char	*state;
 	struct vm	*vm;
 	json_t		*pool;
 	int		 floating;
 
-	if (strcmp(event, "vm.state") != 0 || name == NULL)
-		return;
-	boot_queue_kick();
 	if ((vm = vm_find(name)) == NULL || pool_of(vm) == NULL)
 		return;
 	state = json_string_value(json_object_get(fields, "state"));
@@ -424,20 +420,22 @@ pool_grace_cb(evutil_socket_t fd, short events, void *arg)
 		qmp_execute(vm->qmp, "system_reset", NULL, pool_reset_done,
 		    xstrdup(vm->def.name));
 	}
-	server_event("desktop.disconnect_action", vm->def.name, NULL);
+	notify_emit("desktop.disconnect_action", vm->def.name, NULL);
 out:
 	json_decref(pool);
 	pool_grace_free(g);
 }
 
 /*
- * session.c's hook: a SPICE client left a desktop. When nobody is
- * connected any more, the pool's disconnect action runs after its grace
- * period, unless a client is back by then.
+ * session.ended: a SPICE client left a desktop. When nobody is connected
+ * any more, the pool's disconnect action runs after its grace period,
+ * unless a client is back by then.
  */
-void
-pool_disconnected(const char *name, const char *user, int last)
+static void
+pool_session_ended(const char *name, json_t *fields)
 {
+	const char		*user = json_string_value(json_object_get(
+				    fields, "login"));
 	struct pool_grace	*g;
 	struct vm		*vm;
 	struct timeval		 tv;
@@ -445,7 +443,8 @@ pool_disconnected(const char *name, const char *user, int last)
 	const char		*action;
 	int			 grace;
 
-	if (!last || (vm = vm_find(name)) == NULL || pool_of(vm) == NULL ||
+	if (!json_is_true(json_object_get(fields, "last")) ||
+	    (vm = vm_find(name)) == NULL || pool_of(vm) == NULL ||
 	    (pool = pool_get(pool_of(vm))) == NULL)
 		return;
 	action = json_string_value(json_object_get(pool, "on_disconnect"));
@@ -469,4 +468,33 @@ pool_disconnected(const char *name, const char *user, int last)
 	log_info("%s: %s left; %s in %d s unless a client is back", name,
 	    user != NULL ? user : "the last client", action, grace);
 	json_decref(pool);
+}
+
+/* Keep this list sorted: it is searched with bsearch. */
+static const struct pool_handler {
+	const char	*event;
+	void		(*fn)(const char *vm, json_t *fields);
+} pool_handlers[] = {
+	{ "session.ended", pool_session_ended },
+	{ "vm.state", pool_state },
+};
+
+static int
+pool_handler_cmp(const void *key, const void *elem)
+{
+	return (strcmp(key, ((const struct pool_handler *)elem)->event));
+}
+
+/* Every event of qmpd passes here; pools act on a few. */
+void
+pool_event(const char *event, const char *vm, json_t *fields, void *arg)
+{
+	const struct pool_handler	*h;
+
+	if (vm == NULL)
+		return;
+	h = bsearch(event, pool_handlers, nitems(pool_handlers),
+	    sizeof pool_handlers[0], pool_handler_cmp);
+	if (h != NULL)
+		h->fn(vm, fields);
 }

@@ -16,6 +16,9 @@ extern int	 boot_queue_cap;
 int		 boot_queue_start(struct vm *, struct cmd_req *, int timeout,
 		     char **cause);
 void		 boot_queue_kick(void);
+void		 boot_queue_event(const char *event, const char *vm,
+		     json_t *fields, void *arg);
+void		 boot_queue_autostart(void);
 void		 boot_queue_cancel(const char *name, const char *why);
 int		 boot_queue_booting(void);
 int		 boot_queue_waiting(const char *name);
@@ -23,8 +26,8 @@ int		 boot_queue_length(void);
 
 /* pool.c: the engine, fed by qmpd's events. */
 void		 pool_init(void);
-void		 pool_event(const char *event, const char *vm, json_t *fields);
-void		 pool_disconnected(const char *vm, const char *user, int last);
+void		 pool_event(const char *event, const char *vm, json_t *fields,
+		     void *arg);
 void		 pool_kick(void);
 const char	*pool_of(const struct vm *);
 json_t		*pool_get(const char *name);

@@ -109,6 +109,19 @@ qmpd_lock(void)
 	/* fd stays open for the daemon's life. */
 }
 
+/*
+ * Who hears qmpd's events, in this order: the admin event stream, SPICE
+ * sessions, the boot queue, pools. Before the re-attach, whose state
+ * changes they all act on.
+ */
+static void
+qmpd_listen(void)
+{
+	notify_listen(server_event, NULL);
+	notify_listen(session_event, NULL);
+	notify_listen(boot_queue_event, NULL);
+	notify_listen(pool_event, NULL);
+}
 
 int
 main(int argc, char **argv)
@@ -230,11 +243,12 @@ main(int argc, char **argv)
 		fatalx("SPICE TLS: %s", cause);
 	if (net_init(&cause) != 0)
 		fatalx("%s", cause);
+	qmpd_listen();
 	vm_reattach_all();
 	if (server_listen(qmpd->socket_path, &cause) != 0)
 		fatalx("%s", cause);
 	pool_init();
-	vm_autostart_all();
+	boot_queue_autostart();
 	log_info("qmpd %s ready on %s (state %s, kvm %s, QEMU as %s)",
 	    QDESK_VERSION, qmpd->socket_path, qmpd->state_dir,
 	    qmpd->kvm_ok ? "yes" : "no", qmpd->vm_user);

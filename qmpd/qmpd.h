@@ -58,9 +58,19 @@ void	 server_close(void);
 void	 server_send_line(struct client *, const char *line);
 int	 server_send_line_fd(struct client *, const char *line, int fd);
 void	 server_subscribe(struct client *, const char *vm);
-void	 server_event(const char *event, const char *vm, json_t *fields);
+void	 server_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
 enum role client_role(const struct client *);
 uid_t	 client_uid(const struct client *);
+
+/*
+ * notify.c: qmpd's events (vm.state, vm.spice, desktop.assigned, ...) and
+ * the listeners that hear them, registered at start (qmpd.c).
+ */
+typedef void	(*notify_cb)(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+void	 notify_listen(notify_cb, void *arg);
+void	 notify_emit(const char *event, const char *vm, json_t *fields);
 
 /* cmd.c: the command table and requests in flight. */
 enum cmd_retval {
@@ -128,8 +138,9 @@ struct vm;
 json_t	*cmd_user_get(const char *login);
 const char *cmd_user_owner(const struct vm *);
 
-/* session.c: SPICE sessions, fed by server_event. */
-void	 session_event(const char *event, const char *vm, json_t *fields);
+/* session.c: SPICE sessions, a listener of qmpd's events. */
+void	 session_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
 void	 session_ticket(const char *vm, const char *login, uid_t uid,
 	    long long at, long long expires);
 

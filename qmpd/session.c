@@ -1,6 +1,6 @@
 /*
  * SPICE sessions per desktop: who was connected, from where, from when to
- * when. Fed by server_event (vm.spice from the QMP SPICE_* events, vm.state
+ * when. A listener of qmpd's events (vm.spice from the QMP SPICE_* events, vm.state
  * for a VM that stops under its clients); the user is whoever got the
  * VM's last console ticket (vm-ticket.c). One LMDB record per VM in
  * DB_SESSIONS, {"vm":NAME,"sessions":[oldest ... newest]}, keeping the
@@ -18,7 +18,6 @@
 #include <time.h>
 
 #include "log.h"
-#include "pool.h"
 #include "qmpd.h"
 #include "vm.h"
 #include "xmalloc.h"
@@ -48,9 +47,9 @@ session_handler_cmp(const void *key, const void *elem)
 	return (strcmp(key, ((const struct session_handler *)elem)->event));
 }
 
-/* Every event qmpd broadcasts passes here; most are not about sessions. */
+/* Every event of qmpd passes here; most are not about sessions. */
 void
-session_event(const char *event, const char *vm, json_t *fields)
+session_event(const char *event, const char *vm, json_t *fields, void *arg)
 {
 	const struct session_handler	*h;
 
@@ -240,18 +239,21 @@ session_open(const char *vm, const char *client)
 
 /*
  * A SPICE client has left desktop vm (last: no other client is still
- * connected). This is the hook for a pool's disconnect action (none,
- * shutdown or reset after a grace period), to come with pools; for now
- * it only logs.
+ * connected): the event session.ended {"login", "client", "last"} for
+ * whoever acts on it (a pool's disconnect action).
  */
 static void
 session_disconnected(const char *vm, json_t *s, int last)
 {
 	const char	*user = json_string_value(json_object_get(s, "user"));
+	json_t		*f;
 
 	log_debug("%s: %s left%s", vm, user != NULL ? user : "a client",
 	    last ? ", nobody connected now" : "");
-	pool_disconnected(vm, user, last);
+	f = json_pack("{s:s?,s:O?,s:b}", "login", user, "client",
+	    json_object_get(s, "client"), "last", last);
+	notify_emit("session.ended", vm, f);
+	json_decref(f);
 }
 
 /*

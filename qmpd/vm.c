@@ -23,7 +23,6 @@
 #include "img.h"
 #include "log.h"
 #include "net.h"
-#include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
 #include "sock.h"
@@ -225,7 +224,7 @@ vm_set_state(struct vm *vm, enum vm_state state, const char *reason)
 	fields = json_pack("{s:s,s:s?,s:o}", "state", vm_state_name(state),
 	    "reason", reason, "pid", vm->pid > 0 ? json_integer(vm->pid) :
 	    json_null());
-	server_event("vm.state", vm->def.name, fields);
+	notify_emit("vm.state", vm->def.name, fields);
 	json_decref(fields);
 	vm_wait_notify(vm);
 }
@@ -408,7 +407,7 @@ vm_delete(struct vm *vm, char **cause)
 	vm_wait_fail_all(vm, ERR_NOTFOUND, "the VM was deleted");
 	TAILQ_REMOVE(&vms, vm, entry);
 	log_info("%s: deleted", vm->def.name);
-	server_event("vm.deleted", vm->def.name, NULL);
+	notify_emit("vm.deleted", vm->def.name, NULL);
 	vm_free(vm);
 	return (0);
 }
@@ -1011,40 +1010,6 @@ vm_reattach_all(void)
 		free(cause);
 		if (vm->state == VM_CRASHED)
 			vm_restart_maybe(vm);
-	}
-}
-
-static void
-vm_autostart_cb(evutil_socket_t fd, short events, void *arg)
-{
-	struct vm	*vm;
-	char		*cause = NULL;
-	char		*name = arg;
-
-	if ((vm = vm_find(name)) != NULL && !vm_is_active(vm)) {
-		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
-			log_warnx("%s: autostart failed: %s", name, cause);
-			free(cause);
-		}
-	}
-	free(name);
-}
-
-/* Autostart VMs are started staggered, so a host boot is no storm. */
-void
-vm_autostart_all(void)
-{
-	struct vm	*vm;
-	int		 n = 0;
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!vm->def.autostart || vm_is_active(vm))
-			continue;
-		/* 250 ms apart; tv_usec must stay below a second. */
-		event_base_once(qmpd->base, -1, EV_TIMEOUT, vm_autostart_cb,
-		    xstrdup(vm->def.name), &(struct timeval){ n / 4,
-		    (n % 4) * 250000 });
-		n++;
 	}
 }
 

@@ -161,7 +161,6 @@ int	 vm_rundir(const char *name, char **path, char **cause);
 /* vm.c: the registry and the state machine. */
 int	 vm_load_all(char **cause);
 void	 vm_reattach_all(void);
-void	 vm_autostart_all(void);
 struct vm *vm_find(const char *name);
 struct vm *vm_create(json_t *args, char **cause);
 int	 vm_delete(struct vm *, char **cause);
