@@ -19,7 +19,8 @@
 
 struct boot_entry {
 	char			 name[VM_NAME_MAX];
-	struct cmd_req		*req;		/* answered once running */
+	done_cb			 done;		/* called once running */
+	void			*arg;
 	int			 timeout;
 	TAILQ_ENTRY(boot_entry)	 entry;
 };
@@ -64,15 +65,23 @@ boot_queue_length(void)
 	return (n);
 }
 
-/* Start one VM now; its request, if any, waits for running. */
+/* done, if any, hears when vm runs (or stops, or timeout passes). */
+static void
+boot_queue_wait(struct vm *vm, int timeout, done_cb done, void *arg)
+{
+	if (done != NULL)
+		vm_wait_add(vm, VM_MASK(VM_RUNNING), VM_MASK(VM_STOPPED) |
+		    VM_MASK(VM_CRASHED), timeout, done, arg);
+}
+
+/* Start one VM now; done, if any, waits for running. */
 static int
-boot_queue_go(struct vm *vm, struct cmd_req *req, int timeout, char **cause)
+boot_queue_go(struct vm *vm, int timeout, done_cb done, void *arg,
+    char **cause)
 {
 	if (vm_start(vm, cause) != 0)
 		return (-1);
-	if (req != NULL)
-		vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
-		    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), timeout);
+	boot_queue_wait(vm, timeout, done, arg);
 	return (0);
 }
 
@@ -90,20 +99,16 @@ boot_queue_run(evutil_socket_t fd, short events, void *arg)
 		TAILQ_REMOVE(&boot_queue, b, entry);
 		vm = vm_find(b->name);
 		if (vm == NULL) {
-			if (b->req != NULL)
-				cmd_error(b->req, ERR_NOTFOUND, "VM %s was "
-				    "deleted while waiting to boot", b->name);
+			done_fail(b->done, b->arg, ERR_NOTFOUND, "VM %s was "
+			    "deleted while waiting to boot", b->name);
 		} else if (vm_is_active(vm)) {
 			/* Someone else started it meanwhile. */
-			if (b->req != NULL)
-				vm_wait_add(vm, b->req, VM_MASK(VM_RUNNING),
-				    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED),
-				    b->timeout);
-		} else if (boot_queue_go(vm, b->req, b->timeout, &cause) != 0) {
+			boot_queue_wait(vm, b->timeout, b->done, b->arg);
+		} else if (boot_queue_go(vm, b->timeout, b->done, b->arg,
+		    &cause) != 0) {
 			log_warnx("%s: queued start failed: %s", b->name,
 			    cause);
-			if (b->req != NULL)
-				cmd_error(b->req, ERR_QEMU, "%s", cause);
+			done_fail(b->done, b->arg, ERR_QEMU, "%s", cause);
 			notify_emit("vm.boot", b->name, NULL);
 			free(cause);
 			cause = NULL;
@@ -125,12 +130,12 @@ boot_queue_kick(void)
 }
 
 /*
- * Start vm now if the cap allows, or queue it. With req, the request is
- * answered when the VM runs (or fails); returns -1 with *cause only when
- * an immediate start failed, and then req is the caller's to answer.
+ * Start vm now if the cap allows, or queue it. done (may be NULL) hears
+ * when the VM runs (or fails); returns -1 with *cause only when an
+ * immediate start failed, and then done is not called.
  */
 int
-boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
+boot_queue_start(struct vm *vm, int timeout, done_cb done, void *arg,
     char **cause)
 {
 	struct boot_entry	*b;
@@ -138,20 +143,19 @@ boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
 	int			 n;
 
 	if (vm_is_active(vm)) {
-		if (req != NULL)
-			vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
-			    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), timeout);
+		boot_queue_wait(vm, timeout, done, arg);
 		return (0);
 	}
 	if (boot_queue_waiting(vm->def.name)) {
-		if (req == NULL)
+		if (done == NULL)
 			return (0);
 	} else if (TAILQ_EMPTY(&boot_queue) && (boot_queue_cap == 0 ||
 	    boot_queue_booting() < boot_queue_cap))
-		return (boot_queue_go(vm, req, timeout, cause));
+		return (boot_queue_go(vm, timeout, done, arg, cause));
 	b = xcalloc(1, sizeof *b);
 	strlcpy(b->name, vm->def.name, sizeof b->name);
-	b->req = req;
+	b->done = done;
+	b->arg = arg;
 	b->timeout = timeout;
 	TAILQ_INSERT_TAIL(&boot_queue, b, entry);
 	n = boot_queue_length();
@@ -164,7 +168,7 @@ boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
 	return (0);
 }
 
-/* Forget vm's places in the queue; their requests get why. */
+/* Forget vm's places in the queue; whoever waited gets why. */
 void
 boot_queue_cancel(const char *name, const char *why)
 {
@@ -174,8 +178,7 @@ boot_queue_cancel(const char *name, const char *why)
 		if (strcmp(b->name, name) != 0)
 			continue;
 		TAILQ_REMOVE(&boot_queue, b, entry);
-		if (b->req != NULL)
-			cmd_error(b->req, ERR_STATE, "VM %s: %s", name, why);
+		done_fail(b->done, b->arg, ERR_STATE, "VM %s: %s", name, why);
 		free(b);
 	}
 }
@@ -197,7 +200,7 @@ boot_queue_autostart_cb(evutil_socket_t fd, short events, void *arg)
 	char		*name = arg;
 
 	if ((vm = vm_find(name)) != NULL && !vm_is_active(vm)) {
-		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
+		if (boot_queue_start(vm, 0, NULL, NULL, &cause) != 0) {
 			log_warnx("%s: autostart failed: %s", name, cause);
 			free(cause);
 		}

@@ -221,7 +221,7 @@ cmd_net_nic_add(struct cmd_req *req)
 
 	if ((vm = cmd_net_vm(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_net_nic_add(vm, cmd_arg_str(req, "network", ""), req);
+	vm_net_nic_add(vm, cmd_arg_str(req, "network", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -232,7 +232,7 @@ cmd_net_nic_rm(struct cmd_req *req)
 
 	if ((vm = cmd_net_vm(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_net_nic_rm(vm, cmd_arg_str(req, "mac", ""), req);
+	vm_net_nic_rm(vm, cmd_arg_str(req, "mac", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 

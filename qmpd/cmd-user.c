@@ -21,40 +21,6 @@
 #define CMD_USER_NAME_MAX	128	/* a person's full name, bytes */
 #define CMD_USER_SHOW_MAX	5	/* names listed in an error */
 
-/* A user's record, or NULL; the caller owns it. */
-json_t *
-cmd_user_get(const char *login)
-{
-	return (db_get(qmpd->db, DB_USERS, login));
-}
-
-/* The login a desktop is assigned to, or NULL. */
-const char *
-cmd_user_owner(const struct vm *vm)
-{
-	return (vm->def.owner);
-}
-
-/* Set or clear (login NULL) a desktop's owner, saved with the VM. */
-static int
-cmd_user_set_owner(struct vm *vm, const char *login, char **cause)
-{
-	return (vm_set_field(vm, &vm->def.owner, login, cause));
-}
-
-/* A user's record as others see it: everything but the hash. */
-static json_t *
-cmd_user_public(json_t *rec)
-{
-	json_t	*j;
-
-	j = json_deep_copy(rec);
-	json_object_del(j, "hash");
-	json_object_set_new(j, "password", json_boolean(json_is_string(
-	    json_object_get(rec, "hash"))));
-	return (j);
-}
-
 /* "a, b, c and 2 more", for an error an admin can act on. */
 static char *
 cmd_user_names(json_t *names)
@@ -75,54 +41,6 @@ cmd_user_names(json_t *names)
 		s = t;
 	}
 	return (s);
-}
-
-/* The names of the desktops assigned to login. */
-static json_t *
-cmd_user_desktops(const char *login)
-{
-	struct vm	*vm;
-	const char	*owner;
-	json_t		*a = json_array();
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = cmd_user_owner(vm)) != NULL &&
-		    strcmp(owner, login) == 0)
-			json_array_append_new(a, json_string(vm->def.name));
-	}
-	return (a);
-}
-
-/* Records of table whose field equals value: who still uses a name. */
-struct cmd_user_match {
-	const char	*field;
-	const char	*value;
-	json_t		*keys;
-};
-
-static int
-cmd_user_match_cb(const char *key, json_t *val, void *arg)
-{
-	struct cmd_user_match	*m = arg;
-	const char		*v;
-
-	v = json_string_value(json_object_get(val, m->field));
-	if (v != NULL && strcmp(v, m->value) == 0)
-		json_array_append_new(m->keys, json_string(key));
-	return (0);
-}
-
-static json_t *
-cmd_user_match(const char *table, const char *field, const char *value,
-    char **cause)
-{
-	struct cmd_user_match	m = { field, value, json_array() };
-
-	if (db_foreach(qmpd->db, table, cmd_user_match_cb, &m, cause) < 0) {
-		json_decref(m.keys);
-		return (NULL);
-	}
-	return (m.keys);
 }
 
 /* Put one record, each write its own short transaction. */
@@ -242,8 +160,8 @@ cmd_user_dept_rm(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	json_decref(rec);
-	if ((users = cmd_user_match(DB_USERS, "dept", name, &cause)) == NULL ||
-	    (children = cmd_user_match(DB_DEPTS, "parent", name,
+	if ((users = user_match(DB_USERS, "dept", name, &cause)) == NULL ||
+	    (children = user_match(DB_DEPTS, "parent", name,
 	    &cause)) == NULL) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		goto out;
@@ -339,7 +257,7 @@ cmd_user_add(struct cmd_req *req)
 		free(cause);
 		return (CMD_RETURN_DONE);
 	}
-	if ((rec = cmd_user_get(login)) != NULL) {
+	if ((rec = user_get(login)) != NULL) {
 		json_decref(rec);
 		cmd_error(req, ERR_EXISTS, "a user named %s already exists",
 		    login);
@@ -373,7 +291,7 @@ cmd_user_add(struct cmd_req *req)
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s added%s", login, password == NULL ?
 		    " without a password" : "");
-		pub = cmd_user_public(rec);
+		pub = user_public(rec);
 		cmd_reply(req, pub);
 	}
 	json_decref(rec);
@@ -387,7 +305,7 @@ cmd_user_lookup(struct cmd_req *req)
 	const char	*login = cmd_arg_str(req, "login", "");
 	json_t		*rec;
 
-	if ((rec = cmd_user_get(login)) == NULL)
+	if ((rec = user_get(login)) == NULL)
 		cmd_error(req, ERR_NOTFOUND, "no user named %s", login);
 	return (rec);
 }
@@ -420,7 +338,7 @@ cmd_user_passwd(struct cmd_req *req)
 	free(hash);
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s: password changed", login);
-		cmd_reply(req, cmd_user_public(rec));
+		cmd_reply(req, user_public(rec));
 	}
 out:
 	json_decref(rec);
@@ -440,7 +358,7 @@ cmd_user_set_disabled(struct cmd_req *req, int disabled)
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s %s", login, disabled ? "disabled" :
 		    "enabled");
-		cmd_reply(req, cmd_user_public(rec));
+		cmd_reply(req, user_public(rec));
 	}
 	json_decref(rec);
 	return (CMD_RETURN_DONE);
@@ -469,7 +387,7 @@ cmd_user_rm(struct cmd_req *req)
 	if ((rec = cmd_user_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	json_decref(rec);
-	desks = cmd_user_desktops(login);
+	desks = user_desktops(login);
 	if (json_array_size(desks) != 0) {
 		list = cmd_user_names(desks);
 		cmd_error(req, ERR_STATE, "user %s still has desktop%s %s: "
@@ -494,7 +412,7 @@ cmd_user_rm(struct cmd_req *req)
 static int
 cmd_user_list_cb(const char *key, json_t *val, void *arg)
 {
-	json_array_append_new(arg, cmd_user_public(val));
+	json_array_append_new(arg, user_public(val));
 	return (0);
 }
 
@@ -532,7 +450,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if ((owner = cmd_user_owner(vm)) != NULL) {
+	if ((owner = user_owner(vm)) != NULL) {
 		if (strcmp(owner, login) == 0) {
 			cmd_reply(req, json_pack("{s:s,s:s}", "vm", name,
 			    "login", login));
@@ -542,7 +460,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		    "it first (qdesk desktop unassign %s)", name, owner, name);
 		return (CMD_RETURN_DONE);
 	}
-	if (cmd_user_set_owner(vm, login, &cause) != 0) {
+	if (user_set_owner(vm, login, &cause) != 0) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		free(cause);
 		return (CMD_RETURN_DONE);
@@ -568,13 +486,13 @@ cmd_user_desktop_unassign(struct cmd_req *req)
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if (cmd_user_owner(vm) == NULL) {
+	if (user_owner(vm) == NULL) {
 		cmd_error(req, ERR_STATE, "VM %s is not assigned to anyone",
 		    name);
 		return (CMD_RETURN_DONE);
 	}
-	login = xstrdup(cmd_user_owner(vm));
-	if (cmd_user_set_owner(vm, NULL, &cause) != 0) {
+	login = xstrdup(user_owner(vm));
+	if (user_set_owner(vm, NULL, &cause) != 0) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		free(cause);
 		free(login);
@@ -605,7 +523,7 @@ cmd_user_desktop_list(struct cmd_req *req)
 	}
 	a = json_array();
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = cmd_user_owner(vm)) == NULL)
+		if ((owner = user_owner(vm)) == NULL)
 			continue;
 		if (login != NULL && strcmp(owner, login) != 0)
 			continue;

@@ -590,7 +590,8 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 		goto out;
 	}
 	cpath = xstrdup(c->links[0].path);
-	op = img_op_new(req, child, "merging a snapshot into");
+	op = img_op_new(child, "merging a snapshot into", cmd_done,
+	    cmd_done_progress, req);
 	op->also = xstrdup(snapimg);
 	op->commit = cmd_vm_merge_commit;
 	op->reply = cmd_vm_disk_done(vm, snap);

@@ -178,6 +178,13 @@ cmd_req_free(struct cmd_req *req)
 	free(req);
 }
 
+/* Who asked: the client's uid, or -1 once it has gone. */
+uid_t
+cmd_req_uid(const struct cmd_req *req)
+{
+	return (req->client != NULL ? client_uid(req->client) : (uid_t)-1);
+}
+
 /* The client went away: its requests finish silently. */
 void
 cmd_req_detach(struct cmd_req *req)
@@ -235,6 +242,26 @@ cmd_error(struct cmd_req *req, const char *errclass, const char *fmt, ...)
 		    desc != NULL ? desc : errclass);
 	free(desc);
 	cmd_req_free(req);
+}
+
+/* The completion callback a handler gives a model: answers req. */
+void
+cmd_done(void *arg, json_t *result, const char *errclass, const char *cause)
+{
+	struct cmd_req	*req = arg;
+
+	if (errclass != NULL) {
+		json_decref(result);
+		cmd_error(req, errclass, "%s", cause);
+	} else
+		cmd_reply(req, result);
+}
+
+/* A model's progress report (stolen), for req's client. */
+void
+cmd_done_progress(void *arg, json_t *progress)
+{
+	cmd_progress(arg, progress);
 }
 
 void

@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include "qmpd.h"
+
 struct cmd_req;
 struct imgstore;
 struct vm;
@@ -20,9 +22,9 @@ extern struct imgstore	*img_store;
 int		 img_init(char **cause);
 /* The error class an IMGSTORE_E* code answers with. */
 const char	*img_errclass(int rc);
-/* Answer with a store failure (frees cause), or with name's record. */
-void		 img_fail(struct cmd_req *, int rc, char *cause);
-void		 img_reply_record(struct cmd_req *, const char *name);
+/* done gets a store failure (frees cause), or name's record. */
+void		 img_fail(done_cb, void *arg, int rc, char *cause);
+void		 img_record(done_cb, void *arg, const char *name);
 /*
  * Images a job is working on (import, flatten, merge): what is being
  * done to name, or NULL. Every command that changes or starts on an image
@@ -39,14 +41,16 @@ struct vm	*img_vm_on(const char *name);
 void		 img_prune_users(const char *name);
 
 /*
- * A job on behalf of a request (img.c): qemu-img runs with name
- * (and also, if set) busy, its progress goes to the client; at its end
- * file, if set, is renamed from tmp into the store, commit indexes the
- * result and the request gets reply, or name's record if reply is NULL.
- * On failure the new file goes and the request gets why.
+ * A job (img.c): qemu-img runs with name (and also, if set) busy, its
+ * progress goes to progress; at its end file, if set, is renamed from
+ * tmp into the store, commit indexes the result and done gets reply, or
+ * name's record if reply is NULL. On failure the new file goes and done
+ * gets why.
  */
 struct img_op {
-	struct cmd_req	*req;
+	done_cb		 done;
+	progress_cb	 progress;	/* may be NULL */
+	void		*arg;
 	char		*name;
 	char		*also;
 	const char	*what;		/* "importing", ... */
@@ -57,9 +61,9 @@ struct img_op {
 	int		(*commit)(struct img_op *, char **cause);
 	int		 last;		/* last percent reported */
 };
-struct img_op	*img_op_new(struct cmd_req *, const char *name,
-		     const char *what);
-/* Start it; on failure the request is answered and op freed. */
+struct img_op	*img_op_new(const char *name, const char *what, done_cb,
+		     progress_cb, void *arg);
+/* Start it; on failure done is called and op freed. */
 int		 img_op_run(struct img_op *, char **argv, int infd);
 #define IMG_QEMU_IMG	"/usr/bin/qemu-img"
 

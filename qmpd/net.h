@@ -17,6 +17,7 @@
 #include "compat.h"
 #include "netctl.h"
 #include "nft.h"
+#include "qmpd.h"
 
 /* A network the daemon runs: its definition and its dnsmasq. */
 struct net {
@@ -76,7 +77,7 @@ void	 vm_net_device_deleted(struct vm *, json_t *data);
 json_t	*vm_net_users(const char *network);
 /* The TAPs of active VMs for the ruleset; borrowed until the next change. */
 void	 vm_net_taps(struct netctl_nft_tap **, size_t *);
-void	 vm_net_nic_add(struct vm *, const char *network, struct cmd_req *);
-void	 vm_net_nic_rm(struct vm *, const char *mac, struct cmd_req *);
+void	 vm_net_nic_add(struct vm *, const char *network, done_cb, void *arg);
+void	 vm_net_nic_rm(struct vm *, const char *mac, done_cb, void *arg);
 
 #endif

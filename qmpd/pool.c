@@ -43,6 +43,49 @@ pool_of(const struct vm *vm)
 	return (vm->def.pool);
 }
 
+/* Is vm a desktop of pool? */
+int
+pool_has(const struct vm *vm, const char *pool)
+{
+	return (pool_of(vm) != NULL && strcmp(pool_of(vm), pool) == 0);
+}
+
+/* A pool as the admin sees it: its record, its desktops and counts. */
+json_t *
+pool_to_json(json_t *pool)
+{
+	const char	*pname = json_string_value(json_object_get(pool,
+			    "name"));
+	json_t		*j, *a = json_array();
+	struct vm	*vm;
+	int		 total = 0, free_ = 0, used = 0, running = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (!pool_has(vm, pname))
+			continue;
+		total++;
+		if (pool_desktop_free(vm))
+			free_++;
+		if (user_owner(vm) != NULL)
+			used++;
+		if (vm->state == VM_RUNNING)
+			running++;
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s?,s:b,s:b,"
+		    "s:b,s:b}", "name", vm->def.name, "state",
+		    vm_state_name(vm->state), "owner", user_owner(vm),
+		    "free", pool_desktop_free(vm), "queued",
+		    boot_queue_waiting(vm->def.name), "dirty",
+		    vm->def.pool_dirty, "doomed", vm->def.pool_doomed));
+	}
+	j = json_deep_copy(pool);
+	json_object_set_new(j, "desktops", a);
+	json_object_set_new(j, "count", json_integer(total));
+	json_object_set_new(j, "free", json_integer(free_));
+	json_object_set_new(j, "in_use", json_integer(used));
+	json_object_set_new(j, "running", json_integer(running));
+	return (j);
+}
+
 /* The pool's record, or NULL; the caller owns it. */
 json_t *
 pool_get(const char *name)
@@ -54,7 +97,7 @@ pool_get(const char *name)
 int
 pool_desktop_free(const struct vm *vm)
 {
-	return (pool_of(vm) != NULL && cmd_user_owner(vm) == NULL &&
+	return (pool_of(vm) != NULL && user_owner(vm) == NULL &&
 	    !vm->def.pool_dirty && !vm->def.pool_doomed);
 }
 
@@ -64,32 +107,10 @@ pool_user_may(json_t *pool, const char *dept)
 {
 	const char	*want = json_string_value(json_object_get(pool,
 			    "dept"));
-	json_t		*rec;
-	char		*d;
-	int		 depth, ok = 0;
 
 	if (want == NULL)
 		return (1);
-	if (dept == NULL)
-		return (0);
-	/* The pool's department or any department above the user's. */
-	d = xstrdup(dept);
-	for (depth = 0; d != NULL && depth < 32 && !ok; depth++) {
-		if (strcmp(d, want) == 0) {
-			ok = 1;
-			break;
-		}
-		rec = db_get(qmpd->db, DB_DEPTS, d);
-		free(d);
-		d = NULL;
-		if (rec != NULL && json_is_string(json_object_get(rec,
-		    "parent")))
-			d = xstrdup(json_string_value(json_object_get(rec,
-			    "parent")));
-		json_decref(rec);
-	}
-	free(d);
-	return (ok);
+	return (user_dept_within(dept, want));
 }
 
 /* The VM definition of a pool's desktop number n. */
@@ -152,7 +173,7 @@ pool_return(struct vm *vm, const char *why)
 {
 	json_t		*pool;
 	char		*cause = NULL;
-	const char	*owner = cmd_user_owner(vm);
+	const char	*owner = user_owner(vm);
 	char		*who;
 	int		 stateless;
 
@@ -163,7 +184,7 @@ pool_return(struct vm *vm, const char *why)
 	who = owner != NULL ? xstrdup(owner) : NULL;
 	if (stateless)
 		vm->def.pool_dirty = 1;
-	if (vm_set_field(vm, &vm->def.owner, NULL, &cause) != 0) {
+	if (user_set_owner(vm, NULL, &cause) != 0) {
 		log_warnx("%s: not returned to its pool: %s", vm->def.name,
 		    cause);
 		free(cause);
@@ -188,6 +209,126 @@ pool_return(struct vm *vm, const char *why)
 		}
 	}
 	pool_kick();
+}
+
+/* Mark every desktop of the pool doomed that matches; a count. */
+int
+pool_doom(const char *pname, int max, int only_free)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+	int		 n = 0, pass;
+
+	/* Stopped ones first: removing them costs nothing. */
+	for (pass = 0; pass < 2; pass++) {
+		TAILQ_FOREACH(vm, &vms, entry) {
+			if (n >= max)
+				return (n);
+			if (!pool_has(vm, pname) || vm->def.pool_doomed)
+				continue;
+			if (only_free && !pool_desktop_free(vm))
+				continue;
+			if (pass == 0 && (vm_is_active(vm) ||
+			    boot_queue_waiting(vm->def.name)))
+				continue;
+			if (vm_set_flag(vm, &vm->def.pool_doomed, 1,
+			    &cause) != 0) {
+				log_warnx("%s: %s", vm->def.name, cause);
+				free(cause);
+				cause = NULL;
+				continue;
+			}
+			n++;
+		}
+	}
+	return (n);
+}
+
+/* A free desktop's rank: booted ones first, then booting, then stopped. */
+static int
+pool_rank(const struct vm *vm)
+{
+	if (vm->state == VM_RUNNING)
+		return (3);
+	if (vm->state == VM_STARTING || boot_queue_waiting(vm->def.name))
+		return (2);
+	if (vm->state == VM_STOPPED || vm->state == VM_CRASHED)
+		return (1);
+	return (0);
+}
+
+static int
+pool_pick_cb(const char *key, json_t *pool, void *arg)
+{
+	struct pool_pick	*p = arg;
+	struct vm		*vm;
+	const char		*owner;
+	int			 floating, r;
+
+	if (p->want != NULL && strcmp(key, p->want) != 0)
+		return (0);
+	if (!pool_user_may(pool, p->dept))
+		return (0);
+	floating = strcmp(json_string_value(json_object_get(pool, "mode")),
+	    "floating") == 0;
+	if (p->want == NULL && floating != p->floating)
+		return (0);
+	p->pools++;
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (!pool_has(vm, key))
+			continue;
+		owner = user_owner(vm);
+		if (owner != NULL && strcmp(owner, p->login) == 0 &&
+		    p->mine == NULL)
+			p->mine = vm;
+		if (!pool_desktop_free(vm))
+			continue;
+		if ((r = pool_rank(vm)) > p->best_rank) {
+			p->best = vm;
+			p->best_rank = r;
+		}
+	}
+	return (0);
+}
+
+/*
+ * desktop.acquire's choice for login (of department dept) among the pools
+ * they may use (only want, if set): the desktop they have (p->mine), or
+ * the best free one (p->best), floating pools before dedicated ones;
+ * p->pools counts the pools they may use.
+ */
+int
+pool_pick(struct pool_pick *p, const char *want, const char *login,
+    const char *dept, char **cause)
+{
+	memset(p, 0, sizeof *p);
+	p->want = want;
+	p->login = login;
+	p->dept = dept;
+	for (p->floating = 1; p->floating >= 0; p->floating--) {
+		if (db_foreach(qmpd->db, DB_POOLS, pool_pick_cb, p, cause) < 0)
+			return (-1);
+		if (p->mine != NULL || p->best != NULL || p->want != NULL)
+			break;
+	}
+	return (0);
+}
+
+/* A free desktop is login's from now on; another one may prestart. */
+int
+pool_give(struct vm *vm, const char *login, char **cause)
+{
+	json_t	*f;
+
+	if (user_set_owner(vm, login, cause) != 0)
+		return (-1);
+	log_info("%s: given to %s (pool %s)", vm->def.name, login,
+	    pool_of(vm));
+	f = json_pack("{s:s,s:s}", "login", login, "pool", pool_of(vm));
+	notify_emit("desktop.assigned", vm->def.name, f);
+	json_decref(f);
+	pool_kick();
+	return (0);
 }
 
 /* A stopped desktop that needs work: reset a dirty disk, drop a doomed one. */
@@ -257,7 +398,7 @@ pool_prestart(json_t *pool)
 		    !pool_desktop_free(vm) || vm_is_active(vm) ||
 		    boot_queue_waiting(vm->def.name))
 			continue;
-		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
+		if (boot_queue_start(vm, 0, NULL, NULL, &cause) != 0) {
 			log_warnx("%s: prestart: %s", vm->def.name, cause);
 			free(cause);
 			cause = NULL;
@@ -287,7 +428,7 @@ pool_run(evutil_socket_t fd, short events, void *arg)
 			continue;
 		/* A desktop whose pool is gone (pool rm, then a crash). */
 		if ((pool = pool_get(pool_of(vm))) == NULL &&
-		    cmd_user_owner(vm) == NULL)
+		    user_owner(vm) == NULL)
 			vm->def.pool_doomed = 1;
 		json_decref(pool);
 		pool_tidy(vm);
@@ -360,7 +501,7 @@ pool_state(const char *name, json_t *fields)
 		return;
 	state = json_string_value(json_object_get(fields, "state"));
 	if (state != NULL && (strcmp(state, "stopped") == 0 ||
-	    strcmp(state, "crashed") == 0) && cmd_user_owner(vm) != NULL) {
+	    strcmp(state, "crashed") == 0) && user_owner(vm) != NULL) {
 		pool = pool_get(pool_of(vm));
 		floating = pool != NULL && strcmp(json_string_value(
 		    json_object_get(pool, "mode")), "floating") == 0;

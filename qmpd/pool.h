@@ -13,7 +13,7 @@ struct vm;
 
 /* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
 extern int	 boot_queue_cap;
-int		 boot_queue_start(struct vm *, struct cmd_req *, int timeout,
+int		 boot_queue_start(struct vm *, int timeout, done_cb, void *arg,
 		     char **cause);
 void		 boot_queue_kick(void);
 void		 boot_queue_event(const char *event, const char *vm,
@@ -36,6 +36,23 @@ int		 pool_desktop_add(json_t *pool, char **cause);
 void		 pool_return(struct vm *, const char *why);
 json_t		*pool_to_json(json_t *pool);
 int		 pool_user_may(json_t *pool, const char *dept);
+int		 pool_has(const struct vm *, const char *pool);
+int		 pool_doom(const char *pool, int max, int only_free);
+int		 pool_give(struct vm *, const char *login, char **cause);
+
+/* desktop.acquire's choice (pool_pick). */
+struct pool_pick {
+	const char	*want;		/* a pool asked for, or NULL */
+	const char	*login;
+	const char	*dept;
+	int		 floating;	/* this pass: floating pools */
+	struct vm	*mine;		/* the user's desktop in a pool */
+	struct vm	*best;		/* a free one */
+	int		 best_rank;
+	int		 pools;		/* pools the user may use */
+};
+int		 pool_pick(struct pool_pick *, const char *want,
+		     const char *login, const char *dept, char **cause);
 
 /* cmd-pool.c */
 extern const struct cmd_entry	cmd_pool_entries[];

@@ -72,6 +72,19 @@ typedef void	(*notify_cb)(const char *event, const char *vm,
 void	 notify_listen(notify_cb, void *arg);
 void	 notify_emit(const char *event, const char *vm, json_t *fields);
 
+/*
+ * done.c: a model's completion callback, called exactly once: with a
+ * result (stolen) and errclass NULL, or with errclass and cause
+ * (borrowed) and result NULL. cmd_done (cmd.c) answers a request.
+ */
+typedef void	(*done_cb)(void *arg, json_t *result, const char *errclass,
+		    const char *cause);
+void	 done_fail(done_cb, void *arg, const char *errclass, const char *fmt,
+	    ...) __attribute__((format(printf, 4, 5)));
+void	 done_ok(done_cb, void *arg, json_t *result);
+/* Progress of slow work (stolen): {"what", "done", "total"}. */
+typedef void	(*progress_cb)(void *arg, json_t *progress);
+
 /* cmd.c: the command table and requests in flight. */
 enum cmd_retval {
 	CMD_RETURN_DONE,	/* the exec function answered already */
@@ -119,6 +132,10 @@ void	 cmd_error(struct cmd_req *, const char *errclass, const char *fmt,
 void	 cmd_progress(struct cmd_req *, json_t *progress); /* steals */
 void	 cmd_reply_fd(struct cmd_req *, json_t *ret, int fd); /* keeps fd */
 void	 cmd_req_detach(struct cmd_req *);
+uid_t	 cmd_req_uid(const struct cmd_req *);
+void	 cmd_done(void *req, json_t *result, const char *errclass,
+	    const char *cause);
+void	 cmd_done_progress(void *req, json_t *progress);
 const char *cmd_arg_str(struct cmd_req *, const char *name, const char *dflt);
 json_int_t cmd_arg_int(struct cmd_req *, const char *name, json_int_t dflt);
 int	 cmd_arg_bool(struct cmd_req *, const char *name, int dflt);
@@ -133,16 +150,24 @@ extern const struct cmd_entry	cmd_user_entries[];
 extern const struct cmd_entry	cmd_broker_entries[];
 extern const struct cmd_entry	cmd_session_entries[];
 
-/* cmd-user.c: office users and the desktops assigned to them. */
+/* user.c: office users, departments, and the desktops assigned to them. */
 struct vm;
-json_t	*cmd_user_get(const char *login);
-const char *cmd_user_owner(const struct vm *);
+json_t	*user_get(const char *login);
+const char *user_owner(const struct vm *);
+int	 user_set_owner(struct vm *, const char *login, char **cause);
+json_t	*user_public(json_t *rec);
+json_t	*user_desktops(const char *login);
+json_t	*user_match(const char *table, const char *field, const char *value,
+	    char **cause);
+int	 user_dept_within(const char *dept, const char *want);
 
 /* session.c: SPICE sessions, a listener of qmpd's events. */
 void	 session_event(const char *event, const char *vm, json_t *fields,
 	    void *arg);
 void	 session_ticket(const char *vm, const char *login, uid_t uid,
 	    long long at, long long expires);
+json_t	*session_list(const char *vm, const char **errclass, char **cause);
+int	 session_via(const char *vm, const char *via, const char *client);
 
 /*
  * spice-tls.c: the host's SPICE TLS certificate (made at first start) in

@@ -67,7 +67,8 @@ static unsigned int		vm_net_gen;
 
 /* A hotplug or unplug in flight. */
 struct vm_net_op {
-	struct cmd_req		*req;		/* NULL once answered */
+	done_cb			 done;		/* NULL once answered */
+	void			*arg;
 	char			 vm[VM_NAME_MAX];
 	struct vm_nic		 nic;
 	char			 fdname[32];
@@ -705,12 +706,14 @@ vm_net_json(const struct vm *vm, json_t *j)
 /* --- hotplug ----------------------------------------------------------- */
 
 static struct vm_net_op *
-vm_net_op_new(struct cmd_req *req, struct vm *vm, const struct vm_nic *nic)
+vm_net_op_new(struct vm *vm, const struct vm_nic *nic, done_cb done,
+    void *arg)
 {
 	struct vm_net_op	*op;
 
 	op = xcalloc(1, sizeof *op);
-	op->req = req;
+	op->done = done;
+	op->arg = arg;
 	strlcpy(op->vm, vm->def.name, sizeof op->vm);
 	op->nic = *nic;
 	TAILQ_INSERT_TAIL(&vm_net_ops, op, entry);
@@ -789,9 +792,8 @@ vm_net_plug_fail(struct vm_net_op *op, const char *errclass, const char *err)
 		free(cause);
 	}
 	net_nft_update(NULL, NULL);
-	if (op->req != NULL)
-		cmd_error(op->req, errclass, "%s: NIC on %s: %s", op->vm,
-		    op->nic.network, err);
+	done_fail(op->done, op->arg, errclass, "%s: NIC on %s: %s", op->vm,
+	    op->nic.network, err);
 	vm_net_op_free(op);
 }
 
@@ -805,8 +807,8 @@ vm_net_plug_reply(struct vm_net_op *op)
 	json_object_set_new(j, "tap", json_string(op->nic.tap));
 	log_info("%s: NIC %s (%s) added on %s", op->vm, op->nic.id,
 	    op->nic.tap, op->nic.network);
-	cmd_reply(op->req, j);
-	op->req = NULL;
+	done_ok(op->done, op->arg, j);
+	op->done = NULL;
 	vm_net_op_free(op);
 }
 
@@ -902,9 +904,12 @@ vm_net_plug_rules(const char *err, void *arg)
 	op->nic.fd = -1;
 }
 
-/* vm.nic_add: a new NIC in the definition and, if running, in QEMU. */
+/*
+ * vm.nic_add: a new NIC on network in the definition and, if the VM runs,
+ * in QEMU; done gets the NIC, or why not.
+ */
 void
-vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
+vm_net_nic_add(struct vm *vm, const char *network, done_cb done, void *arg)
 {
 	struct vm_net_op	*op;
 	struct vm_netrt		*x;
@@ -916,21 +921,21 @@ vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
 	int			 active = vm_is_active(vm);
 
 	if ((n = vm_net_usable(network, &cause)) == NULL) {
-		cmd_error(req, net_find(network) == NULL ? ERR_NOTFOUND :
+		done_fail(done, arg, net_find(network) == NULL ? ERR_NOTFOUND :
 		    ERR_BUSY, "%s", cause);
 		free(cause);
 		return;
 	}
 	if (active && (vm->qmp == NULL || (vm->state != VM_RUNNING &&
 	    vm->state != VM_PAUSED))) {
-		cmd_error(req, ERR_STATE, "VM %s is %s: add the NIC once it "
-		    "runs or is stopped", vm->def.name,
+		done_fail(done, arg, ERR_STATE, "VM %s is %s: add the NIC once "
+		    "it runs or is stopped", vm->def.name,
 		    vm_state_name(vm->state));
 		return;
 	}
 	if (vm->def.nnics >= VM_NICS_MAX) {
-		cmd_error(req, ERR_ARG, "VM %s has %d NICs already, the most "
-		    "it can have", vm->def.name, VM_NICS_MAX);
+		done_fail(done, arg, ERR_ARG, "VM %s has %d NICs already, the "
+		    "most it can have", vm->def.name, VM_NICS_MAX);
 		return;
 	}
 	vm_net_next_id(vm->def.nics, vm->def.nnics, id, sizeof id);
@@ -954,11 +959,11 @@ vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
 		json_object_set_new(j, "name", json_string(vm->def.name));
 		log_info("%s: NIC %s added on %s", vm->def.name, nic.id,
 		    network);
-		cmd_reply(req, j);
+		done_ok(done, arg, j);
 		return;
 	}
 	/* Hotplug: TAP, ruleset, then getfd + netdev_add + device_add. */
-	op = vm_net_op_new(req, vm, &nic);
+	op = vm_net_op_new(vm, &nic, done, arg);
 	if (vm_net_tap(&op->nic, &cause) != 0) {
 		vm_net_plug_fail(op, ERR_INTERNAL, cause);
 		free(cause);
@@ -973,7 +978,7 @@ vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
 	net_nft_update(vm_net_plug_rules, op);
 	return;
 fail:
-	cmd_error(req, ERR_ARG, "%s", cause);
+	done_fail(done, arg, ERR_ARG, "%s", cause);
 	free(cause);
 }
 
@@ -993,20 +998,17 @@ vm_net_unplug_done(struct qmp *qmp, json_t *ret, const char *errclass,
 		vm_netrt_remove(x, op->nic.id);
 	net_nft_update(NULL, NULL);
 	if ((vm = vm_find(op->vm)) == NULL) {
-		if (op->req != NULL)
-			cmd_error(op->req, ERR_NOTFOUND, "VM %s went away",
-			    op->vm);
+		done_fail(op->done, op->arg, ERR_NOTFOUND, "VM %s went away",
+		    op->vm);
 	} else if (vm_net_forget_nic(vm, &op->nic, &cause) != 0) {
-		if (op->req != NULL)
-			cmd_error(op->req, ERR_INTERNAL, "%s", cause);
+		done_fail(op->done, op->arg, ERR_INTERNAL, "%s", cause);
 		free(cause);
 	} else {
 		log_info("%s: NIC %s (%s) removed", op->vm, op->nic.id,
 		    op->nic.tap);
-		if (op->req != NULL)
-			cmd_reply(op->req, json_object());
+		done_ok(op->done, op->arg, json_object());
 	}
-	op->req = NULL;
+	op->done = NULL;
 	vm_net_op_free(op);
 }
 
@@ -1049,11 +1051,10 @@ vm_net_unplug_timeout(evutil_socket_t fd, short events, void *arg)
 	struct vm_net_op	*op = arg;
 
 	/* Still waiting for the guest; the NIC goes when it lets go. */
-	if (op->req != NULL)
-		cmd_error(op->req, ERR_TIMEOUT, "%s: the guest has not "
-		    "released NIC %s after %d s; it is removed when it does",
-		    op->vm, op->nic.id, VM_NET_UNPLUG_TIMEOUT);
-	op->req = NULL;
+	done_fail(op->done, op->arg, ERR_TIMEOUT, "%s: the guest has not "
+	    "released NIC %s after %d s; it is removed when it does",
+	    op->vm, op->nic.id, VM_NET_UNPLUG_TIMEOUT);
+	op->done = NULL;
 }
 
 /* device_del answered: wait for the guest to let go (DEVICE_DELETED). */
@@ -1070,10 +1071,9 @@ vm_net_unplug_device(struct qmp *qmp, json_t *ret, const char *errclass,
 			vm_net_unplug_netdev(op);
 			return;
 		}
-		if (op->req != NULL)
-			cmd_error(op->req, ERR_QEMU, "%s: device_del %s: %s",
-			    op->vm, op->nic.dev, errdesc);
-		op->req = NULL;
+		done_fail(op->done, op->arg, ERR_QEMU, "%s: device_del %s: %s",
+		    op->vm, op->nic.dev, errdesc);
+		op->done = NULL;
 		vm_net_op_free(op);
 		return;
 	}
@@ -1081,9 +1081,12 @@ vm_net_unplug_device(struct qmp *qmp, json_t *ret, const char *errclass,
 	evtimer_add(op->timer, &tv);
 }
 
-/* vm.nic_rm: the NIC by MAC out of the definition and, if running, QEMU. */
+/*
+ * vm.nic_rm: the NIC by MAC out of the definition and, if the VM runs,
+ * out of QEMU; done hears when it is gone, or why not.
+ */
 void
-vm_net_nic_rm(struct vm *vm, const char *macstr, struct cmd_req *req)
+vm_net_nic_rm(struct vm *vm, const char *macstr, done_cb done, void *arg)
 {
 	struct vm_net_op	*op;
 	struct vm_nic		 nic;
@@ -1093,7 +1096,7 @@ vm_net_nic_rm(struct vm *vm, const char *macstr, struct cmd_req *req)
 	int			 found = 0;
 
 	if (netctl_mac_parse(macstr, mac) != 0) {
-		cmd_error(req, ERR_ARG, "invalid MAC address %s", macstr);
+		done_fail(done, arg, ERR_ARG, "invalid MAC address %s", macstr);
 		return;
 	}
 	for (i = 0; i < vm->def.nnics && !found; i++) {
@@ -1103,43 +1106,43 @@ vm_net_nic_rm(struct vm *vm, const char *macstr, struct cmd_req *req)
 		}
 	}
 	if (!found) {
-		cmd_error(req, ERR_NOTFOUND, "VM %s has no NIC with MAC %s",
-		    vm->def.name, macstr);
+		done_fail(done, arg, ERR_NOTFOUND, "VM %s has no NIC with MAC "
+		    "%s", vm->def.name, macstr);
 		return;
 	}
 	TAILQ_FOREACH(op, &vm_net_ops, entry) {
 		if (strcmp(op->vm, vm->def.name) == 0 &&
 		    strcmp(op->nic.id, nic.id) == 0) {
-			cmd_error(req, ERR_BUSY, "VM %s: NIC %s is being %s",
-			    vm->def.name, nic.id, op->unplug ? "removed" :
-			    "added");
+			done_fail(done, arg, ERR_BUSY, "VM %s: NIC %s is being "
+			    "%s", vm->def.name, nic.id, op->unplug ?
+			    "removed" : "added");
 			return;
 		}
 	}
 	if (!vm_is_active(vm)) {
 		if (vm_net_forget_nic(vm, &nic, &cause) != 0) {
-			cmd_error(req, ERR_INTERNAL, "%s", cause);
+			done_fail(done, arg, ERR_INTERNAL, "%s", cause);
 			free(cause);
 			return;
 		}
 		log_info("%s: NIC %s removed", vm->def.name, nic.id);
-		cmd_reply(req, json_object());
+		done_ok(done, arg, json_object());
 		return;
 	}
 	if (vm->qmp == NULL || (vm->state != VM_RUNNING &&
 	    vm->state != VM_PAUSED)) {
-		cmd_error(req, ERR_STATE, "VM %s is %s: remove the NIC once it "
-		    "runs or is stopped", vm->def.name,
+		done_fail(done, arg, ERR_STATE, "VM %s is %s: remove the NIC "
+		    "once it runs or is stopped", vm->def.name,
 		    vm_state_name(vm->state));
 		return;
 	}
-	op = vm_net_op_new(req, vm, &nic);
+	op = vm_net_op_new(vm, &nic, done, arg);
 	op->unplug = 1;
 	if (qmp_execute(vm->qmp, "device_del", json_pack("{s:s}", "id",
 	    nic.dev), vm_net_unplug_device, op) != 0) {
-		cmd_error(req, ERR_QEMU, "VM %s: QMP is not connected",
+		done_fail(done, arg, ERR_QEMU, "VM %s: QMP is not connected",
 		    vm->def.name);
-		op->req = NULL;
+		op->done = NULL;
 		vm_net_op_free(op);
 	}
 }

@@ -13,6 +13,7 @@
 
 #include "compat.h"
 #include "netctl.h"
+#include "qmpd.h"
 
 #define VM_NAME_MAX	64
 #define VM_UUID_LEN	37
@@ -178,9 +179,9 @@ int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
 int	 vm_is_active(const struct vm *);
 void	 vm_shutdown_all(void);
 
-/* vm-wait.c: requests that wait for a VM to reach a state. */
-void	 vm_wait_add(struct vm *, struct cmd_req *, unsigned int okmask,
-	    unsigned int failmask, int timeout);
+/* vm-wait.c: waiting for a VM to reach a state. */
+void	 vm_wait_add(struct vm *, unsigned int okmask, unsigned int failmask,
+	    int timeout, done_cb, void *arg);
 void	 vm_wait_notify(struct vm *);
 void	 vm_wait_fail_all(struct vm *, const char *errclass, const char *desc);
 #define VM_MASK(s)	(1U << (s))
@@ -191,14 +192,16 @@ void	 vm_qmp_cont(struct vm *);
 char	*vm_qmp_secret(void);
 
 /* vm-ticket.c: SPICE console tickets, and who got the last one. */
-void	 vm_ticket(struct vm *, struct cmd_req *, long long ttl,
-	    const char *login);
+void	 vm_ticket(struct vm *, long long ttl, const char *login, uid_t uid,
+	    done_cb, void *arg);
 int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 	    long long *at, long long *expires);
 
 /* vm-vnc.c: a VNC client connection by fd, no VNC port. */
 typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
 int	 vm_vnc_connect(struct vm *, vm_vnc_cb, void *arg, char **cause);
-enum cmd_retval vm_vnc_request(struct vm *, struct cmd_req *);
+
+/* cmd-vm.c: answer a request with a VNC connection's fd (vm.vnc, desktop.vnc). */
+enum cmd_retval cmd_vm_vnc_reply(struct vm *, struct cmd_req *);
 
 #endif
