@@ -100,8 +100,7 @@ cmd_net_create(struct cmd_req *req)
 	if (netctl_net_init(&def, name, cmd_arg_str(req, "subnet", NULL),
 	    cmd_arg_str(req, "mode", NULL), cmd_arg_str(req, "uplink", NULL),
 	    &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if (net_find(name) != NULL) {
@@ -195,8 +194,7 @@ cmd_net_rm(struct cmd_req *req)
 	}
 	json_decref(users);
 	if (net_destroy(n, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	net_nft_update(cmd_net_rm_done, req);

@@ -62,8 +62,7 @@ cmd_pool_create(struct cmd_req *req)
 	json_int_t	 n;
 
 	if (names_valid(name, "pool", &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((pool = pool_get(name)) != NULL) {
@@ -174,8 +173,7 @@ cmd_pool_list(struct cmd_req *req)
 	char	*cause = NULL;
 
 	if (db_foreach(qmpd->db, DB_POOLS, cmd_pool_list_cb, a, &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(a);
 		return (CMD_RETURN_DONE);
 	}

@@ -19,8 +19,7 @@ cmd_session_list(struct cmd_req *req)
 	sessions = session_list(cmd_arg_str(req, "vm", NULL), &errclass,
 	    &cause);
 	if (sessions == NULL) {
-		cmd_error(req, errclass, "%s", cause);
-		free(cause);
+		cmd_fail(req, errclass, cause);
 		return (CMD_RETURN_DONE);
 	}
 	cmd_reply(req, json_pack("{s:o}", "sessions", sessions));

@@ -51,8 +51,7 @@ cmd_user_put(struct cmd_req *req, const char *table, const char *key,
 	char	*cause = NULL;
 
 	if (db_put(qmpd->db, table, key, rec, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (-1);
 	}
 	return (0);
@@ -68,8 +67,7 @@ cmd_user_dept_add(struct cmd_req *req)
 	char		*cause = NULL;
 
 	if (names_valid(name, "department", &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((rec = db_get(qmpd->db, DB_DEPTS, name)) != NULL) {
@@ -135,8 +133,7 @@ cmd_user_dept_list(struct cmd_req *req)
 	    json_array_get(state, 0), &cause) < 0 ||
 	    db_foreach(qmpd->db, DB_DEPTS, cmd_user_dept_list_cb, state,
 	    &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(state);
 		return (CMD_RETURN_DONE);
 	}
@@ -210,8 +207,7 @@ cmd_user_password_arg(struct cmd_req *req, int *refused)
 		return (NULL);
 	if (auth_password_valid(json_string_value(v), json_string_length(v),
 	    &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		*refused = 1;
 		return (NULL);
 	}
@@ -253,8 +249,7 @@ cmd_user_add(struct cmd_req *req)
 
 	if (auth_login_valid(login, &cause) != 0 ||
 	    (name != NULL && cmd_user_name_valid(name, &cause) != 0)) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((rec = user_get(login)) != NULL) {
@@ -276,8 +271,7 @@ cmd_user_add(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	/* yescrypt blocks the loop ~50-100 ms: once, and only here. */
 	if (password != NULL && (hash = auth_hash(password, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	rec = json_pack("{s:s,s:s?,s:s?,s:b,s:b,s:s?,s:I,s:n}", "login",
@@ -327,8 +321,7 @@ cmd_user_passwd(struct cmd_req *req)
 		goto out;
 	/* yescrypt blocks the loop ~50-100 ms: once, and only here. */
 	if ((hash = auth_hash(password, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		goto out;
 	}
 	json_object_set_new(rec, "hash", json_string(hash));
@@ -400,8 +393,7 @@ cmd_user_rm(struct cmd_req *req)
 	}
 	json_decref(desks);
 	if (db_del(qmpd->db, DB_USERS, login, &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	log_info("user %s removed", login);
@@ -423,8 +415,7 @@ cmd_user_list(struct cmd_req *req)
 	char	*cause = NULL;
 
 	if (db_foreach(qmpd->db, DB_USERS, cmd_user_list_cb, a, &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(a);
 		return (CMD_RETURN_DONE);
 	}
@@ -461,8 +452,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	if (user_set_owner(vm, login, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	log_info("%s: assigned to %s", name, login);
@@ -493,8 +483,7 @@ cmd_user_desktop_unassign(struct cmd_req *req)
 	}
 	login = xstrdup(user_owner(vm));
 	if (user_set_owner(vm, NULL, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		free(login);
 		return (CMD_RETURN_DONE);
 	}

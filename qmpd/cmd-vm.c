@@ -46,8 +46,7 @@ cmd_vm_create(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	if ((vm = vm_create(req->args, &cause)) == NULL) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	notify_emit("vm.created", vm->def.name, NULL);
@@ -86,9 +85,7 @@ cmd_vm_start(struct cmd_req *req)
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_start(vm, &cause) != 0) {
-		cmd_error(req, vm_is_active(vm) ? ERR_STATE : ERR_QEMU, "%s",
-		    cause);
-		free(cause);
+		cmd_fail(req, vm_is_active(vm) ? ERR_STATE : ERR_QEMU, cause);
 		return (CMD_RETURN_DONE);
 	}
 	vm_wait_add(vm, VM_MASK(VM_RUNNING), VM_MASK(VM_STOPPED) |
@@ -110,8 +107,7 @@ cmd_vm_stop(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	if (vm_stop(vm, cmd_arg_bool(req, "force", 0), timeout, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
 	vm_wait_add(vm, VM_MASK(VM_STOPPED), VM_MASK(VM_CRASHED),
@@ -128,8 +124,7 @@ cmd_vm_kill(struct cmd_req *req)
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_kill(vm, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
 	vm_wait_add(vm, VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), 0, 15,
@@ -146,8 +141,7 @@ cmd_vm_delete(struct cmd_req *req)
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_delete(vm, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
 	cmd_reply(req, json_object());
@@ -470,8 +464,7 @@ cmd_vm_vnc_reply(struct vm *vm, struct cmd_req *req)
 	r->req = req;
 	strlcpy(r->name, vm->def.name, sizeof r->name);
 	if (vm_vnc_connect(vm, cmd_vm_vnc_done, r, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		free(r);
 		return (CMD_RETURN_DONE);
 	}

@@ -264,6 +264,14 @@ cmd_done_progress(void *arg, json_t *progress)
 	cmd_progress(arg, progress);
 }
 
+/* Answer req with an error whose text is cause, which this frees. */
+void
+cmd_fail(struct cmd_req *req, const char *errclass, char *cause)
+{
+	cmd_error(req, errclass, "%s", cause != NULL ? cause : errclass);
+	free(cause);
+}
+
 void
 cmd_progress(struct cmd_req *req, json_t *progress)
 {

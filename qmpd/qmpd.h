@@ -129,6 +129,8 @@ void	 cmd_dispatch(struct client *, const char *line, size_t len);
 void	 cmd_reply(struct cmd_req *, json_t *ret);	/* steals ret */
 void	 cmd_error(struct cmd_req *, const char *errclass, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));
+void	 cmd_fail(struct cmd_req *, const char *errclass, char *cause);
+					/* frees cause */
 void	 cmd_progress(struct cmd_req *, json_t *progress); /* steals */
 void	 cmd_reply_fd(struct cmd_req *, json_t *ret, int fd); /* keeps fd */
 void	 cmd_req_detach(struct cmd_req *);
