@@ -219,7 +219,7 @@ cmd_net_nic_add(struct cmd_req *req)
 
 	if ((vm = cmd_net_vm(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_net_nic_add(vm, cmd_arg_str(req, "network", ""), cmd_done, req);
+	vm_nic_add(vm, cmd_arg_str(req, "network", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -230,7 +230,7 @@ cmd_net_nic_rm(struct cmd_req *req)
 
 	if ((vm = cmd_net_vm(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_net_nic_rm(vm, cmd_arg_str(req, "mac", ""), cmd_done, req);
+	vm_nic_rm(vm, cmd_arg_str(req, "mac", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 

@@ -31,56 +31,13 @@
 #include "net.h"
 #include "netctl.h"
 
-#define VM_NET_UNPLUG_TIMEOUT	20	/* seconds for the guest to let go */
-
-/* One NIC, parsed from the definition. */
-struct vm_nic {
-	char		 id[16];		/* net0: the netdev id */
-	char		 dev[24];		/* net0-nic: the device id */
-	char		 network[NETCTL_NETNAME_MAX + 1];
-	char		 tap[IFNAMSIZ];
-	uint8_t		 mac[6];
-	uint32_t	 ip;			/* 0 on bridge-mode networks */
-	int		 fd;			/* until QEMU has it */
-};
-
-enum vm_net_rules {
-	VM_NET_RULES_PENDING,
-	VM_NET_RULES_OK,
-	VM_NET_RULES_FAILED
-};
-
-/* The TAPs of an active VM, and whether the ruleset lists them yet. */
-struct vm_netrt {
-	char			 vm[VM_NAME_MAX];
-	unsigned int		 gen;
-	struct vm_nic		*nics;
-	size_t			 nnics;
-	int			*fds;		/* for the argv builder */
-	enum vm_net_rules	 rules;
-	char			*rules_err;
-	int			 cont_waiting;
-	TAILQ_ENTRY(vm_netrt)	 entry;
-};
 static TAILQ_HEAD(, vm_netrt)	vm_netrts = TAILQ_HEAD_INITIALIZER(vm_netrts);
 static unsigned int		vm_net_gen;
 
-/* A hotplug or unplug in flight. */
-struct vm_net_op {
-	done_cb			 done;		/* NULL once answered */
-	void			*arg;
-	char			 vm[VM_NAME_MAX];
-	struct vm_nic		 nic;
-	char			 fdname[32];
-	int			 unplug;
-	struct event		*timer;
-	TAILQ_ENTRY(vm_net_op)	 entry;
-};
-static TAILQ_HEAD(, vm_net_op)	vm_net_ops = TAILQ_HEAD_INITIALIZER(vm_net_ops);
 
 /* The runtime view of a definition's NIC: device and TAP names, no fd. */
-static void
-vm_nic_load(struct vm_nic *nic, const struct vm_def_nic *d)
+void
+vm_net_nic_load(struct vm_nic *nic, const struct vm_def_nic *d)
 {
 	memset(nic, 0, sizeof *nic);
 	nic->fd = -1;
@@ -94,8 +51,8 @@ vm_nic_load(struct vm_nic *nic, const struct vm_def_nic *d)
 }
 
 /* The definition's view of a NIC. */
-static void
-vm_nic_def(const struct vm_nic *nic, struct vm_def_nic *d)
+void
+vm_net_nic_def(const struct vm_nic *nic, struct vm_def_nic *d)
 {
 	memset(d, 0, sizeof *d);
 	strlcpy(d->id, nic->id, sizeof d->id);
@@ -104,17 +61,17 @@ vm_nic_def(const struct vm_nic *nic, struct vm_def_nic *d)
 	d->ip = nic->ip;
 }
 
-static json_t *
-vm_nic_json(const struct vm_nic *nic)
+json_t *
+vm_net_nic_json(const struct vm_nic *nic)
 {
 	struct vm_def_nic	d;
 
-	vm_nic_def(nic, &d);
+	vm_net_nic_def(nic, &d);
 	return (vm_def_nic_json(&d));
 }
 
-static struct vm_netrt *
-vm_netrt_find(const char *name)
+struct vm_netrt *
+vm_net_rt_find(const char *name)
 {
 	struct vm_netrt	*x;
 
@@ -125,8 +82,8 @@ vm_netrt_find(const char *name)
 	return (NULL);
 }
 
-static struct vm_netrt *
-vm_netrt_new(const char *name)
+struct vm_netrt *
+vm_net_rt_new(const char *name)
 {
 	struct vm_netrt	*x;
 
@@ -138,8 +95,8 @@ vm_netrt_new(const char *name)
 }
 
 /* Forgets an active VM's TAPs; fds still ours are closed (TAPs go). */
-static void
-vm_netrt_free(struct vm_netrt *x)
+void
+vm_net_rt_free(struct vm_netrt *x)
 {
 	size_t	i;
 
@@ -154,15 +111,15 @@ vm_netrt_free(struct vm_netrt *x)
 	free(x);
 }
 
-static void
-vm_netrt_add(struct vm_netrt *x, const struct vm_nic *nic)
+void
+vm_net_rt_add(struct vm_netrt *x, const struct vm_nic *nic)
 {
 	x->nics = xrealloc(x->nics, (x->nnics + 1) * sizeof *x->nics);
 	x->nics[x->nnics++] = *nic;
 }
 
-static void
-vm_netrt_remove(struct vm_netrt *x, const char *id)
+void
+vm_net_rt_remove(struct vm_netrt *x, const char *id)
 {
 	size_t	i;
 
@@ -222,7 +179,7 @@ vm_net_users(const char *network)
 }
 
 /* Writes vm's record inside txn. */
-static int
+int
 vm_net_save_txn(struct vm *vm, struct db_txn *txn, char **cause)
 {
 	json_t	*rec;
@@ -238,7 +195,7 @@ vm_net_save_txn(struct vm *vm, struct db_txn *txn, char **cause)
  * Leases a MAC (and on nat and isolated networks an address) for a new
  * NIC id of vm on network n, inside txn.
  */
-static int
+int
 vm_net_lease(struct vm *vm, struct db_txn *txn, struct net *n,
     const char *id, struct vm_nic *nic, char **cause)
 {
@@ -264,12 +221,12 @@ vm_net_lease(struct vm *vm, struct db_txn *txn, struct net *n,
 	}
 	strlcpy(d.id, id, sizeof d.id);
 	strlcpy(d.network, n->n.name, sizeof d.network);
-	vm_nic_load(nic, &d);
+	vm_net_nic_load(nic, &d);
 	return (0);
 }
 
 /* A network a NIC can be put on now, or NULL with cause. */
-static struct net *
+struct net *
 vm_net_usable(const char *name, char **cause)
 {
 	struct net	*n;
@@ -286,7 +243,7 @@ vm_net_usable(const char *name, char **cause)
 }
 
 /* The lowest netN none of the n NICs uses. */
-static void
+void
 vm_net_next_id(const struct vm_def_nic *nics, u_int n, char *id, size_t len)
 {
 	u_int	i;
@@ -332,7 +289,7 @@ vm_net_create(struct vm *vm, char **cause)
 		vm_net_next_id(def->nics, def->nnics, id, sizeof id);
 		if (vm_net_lease(vm, txn, n, id, &made[count], cause) != 0)
 			goto fail;
-		vm_nic_def(&made[count], &def->nics[def->nnics++]);
+		vm_net_nic_def(&made[count], &def->nics[def->nnics++]);
 		count++;
 	}
 	if (vm_net_save_txn(vm, txn, cause) != 0)
@@ -369,8 +326,8 @@ vm_net_deleted(struct vm *vm)
 	struct vm_netrt	*x;
 	u_int		 i;
 
-	if ((x = vm_netrt_find(vm->def.name)) != NULL)
-		vm_netrt_free(x);
+	if ((x = vm_net_rt_find(vm->def.name)) != NULL)
+		vm_net_rt_free(x);
 	/* vm_delete released the leases with the record; forget the MACs. */
 	for (i = 0; i < vm->def.nnics; i++) {
 		netctl_ipam_mac_forget(net_ipam, vm->def.nics[i].mac);
@@ -445,12 +402,12 @@ vm_net_init(void)
 			continue;
 		x = NULL;
 		for (i = 0; i < vm->def.nnics; i++) {
-			vm_nic_load(&nic, &vm->def.nics[i]);
+			vm_net_nic_load(&nic, &vm->def.nics[i]);
 			if (netctl_link_exists(nic.tap, NULL) != 1)
 				continue;
 			if (x == NULL)
-				x = vm_netrt_new(vm->def.name);
-			vm_netrt_add(x, &nic);
+				x = vm_net_rt_new(vm->def.name);
+			vm_net_rt_add(x, &nic);
 		}
 	}
 }
@@ -516,7 +473,7 @@ vm_net_rules_done(const char *err, void *arg)
 	struct vm_netrt		*x;
 	struct vm		*vm;
 
-	x = vm_netrt_find(t->vm);
+	x = vm_net_rt_find(t->vm);
 	vm = vm_find(t->vm);
 	if (x == NULL || x->gen != t->gen) {
 		free(t);
@@ -541,7 +498,7 @@ vm_net_rules_done(const char *err, void *arg)
 }
 
 /* Opens and attaches the TAP of nic; 0 or -1 with cause. */
-static int
+int
 vm_net_tap(struct vm_nic *nic, char **cause)
 {
 	struct net	*n;
@@ -578,19 +535,19 @@ vm_net_open(struct vm *vm, struct vm_runtime_paths *rt, char **cause)
 
 	rt->tap_fds = NULL;
 	rt->ntap_fds = 0;
-	if ((x = vm_netrt_find(vm->def.name)) != NULL)
-		vm_netrt_free(x);
+	if ((x = vm_net_rt_find(vm->def.name)) != NULL)
+		vm_net_rt_free(x);
 	if (vm->def.nnics == 0)
 		return (0);
-	x = vm_netrt_new(vm->def.name);
+	x = vm_net_rt_new(vm->def.name);
 	x->fds = xcalloc(vm->def.nnics, sizeof *x->fds);
 	for (i = 0; i < vm->def.nnics; i++) {
-		vm_nic_load(&nic, &vm->def.nics[i]);
+		vm_net_nic_load(&nic, &vm->def.nics[i]);
 		if (vm_net_tap(&nic, cause) != 0) {
-			vm_netrt_free(x);
+			vm_net_rt_free(x);
 			return (-1);
 		}
-		vm_netrt_add(x, &nic);
+		vm_net_rt_add(x, &nic);
 		x->fds[i] = nic.fd;
 	}
 	x->gen = ++vm_net_gen;
@@ -611,10 +568,10 @@ vm_net_opened(struct vm *vm, int spawned)
 	struct vm_netrt	*x;
 	size_t		 i;
 
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
+	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		return;
 	if (!spawned) {
-		vm_netrt_free(x);
+		vm_net_rt_free(x);
 		net_nft_update(NULL, NULL);
 		return;
 	}
@@ -634,7 +591,7 @@ vm_net_cont_wait(struct vm *vm)
 {
 	struct vm_netrt	*x;
 
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
+	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		return (0);
 	switch (x->rules) {
 	case VM_NET_RULES_OK:
@@ -649,9 +606,6 @@ vm_net_cont_wait(struct vm *vm)
 	return (0);
 }
 
-static void	vm_net_unplug_done(struct qmp *, json_t *, const char *,
-		    const char *, void *);
-
 /*
  * QEMU is gone, and its TAPs with it: so are their rules, and a NIC the
  * guest was asked to let go of is gone for good.
@@ -659,19 +613,12 @@ static void	vm_net_unplug_done(struct qmp *, json_t *, const char *,
 void
 vm_net_stopped(struct vm *vm)
 {
-	struct vm_net_op	*op, *next;
 	struct vm_netrt		*x;
 
-	TAILQ_FOREACH_SAFE(op, &vm_net_ops, entry, next) {
-		if (op->unplug && strcmp(op->vm, vm->def.name) == 0) {
-			if (op->timer != NULL)
-				evtimer_del(op->timer);
-			vm_net_unplug_done(NULL, NULL, NULL, NULL, op);
-		}
-	}
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
+	vm_nic_stopped(vm);
+	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		return;
-	vm_netrt_free(x);
+	vm_net_rt_free(x);
 	net_nft_update(NULL, NULL);
 }
 
@@ -687,7 +634,7 @@ vm_net_json(const struct vm *vm, json_t *j)
 
 	if (vm->def.nnics == 0)
 		return;
-	x = vm_netrt_find(vm->def.name);
+	x = vm_net_rt_find(vm->def.name);
 	a = json_array();
 	for (i = 0; i < vm->def.nnics; i++) {
 		c = vm_def_nic_json(&vm->def.nics[i]);
@@ -703,446 +650,3 @@ vm_net_json(const struct vm *vm, json_t *j)
 	json_object_set_new(j, "nics", a);
 }
 
-/* --- hotplug ----------------------------------------------------------- */
-
-static struct vm_net_op *
-vm_net_op_new(struct vm *vm, const struct vm_nic *nic, done_cb done,
-    void *arg)
-{
-	struct vm_net_op	*op;
-
-	op = xcalloc(1, sizeof *op);
-	op->done = done;
-	op->arg = arg;
-	strlcpy(op->vm, vm->def.name, sizeof op->vm);
-	op->nic = *nic;
-	TAILQ_INSERT_TAIL(&vm_net_ops, op, entry);
-	return (op);
-}
-
-static void
-vm_net_op_free(struct vm_net_op *op)
-{
-	TAILQ_REMOVE(&vm_net_ops, op, entry);
-	if (op->nic.fd != -1)
-		close(op->nic.fd);
-	if (op->timer != NULL)
-		event_free(op->timer);
-	free(op);
-}
-
-/*
- * Takes NIC id out of vm's definition and releases its lease, in one
- * transaction.
- */
-static int
-vm_net_forget_nic(struct vm *vm, const struct vm_nic *nic, char **cause)
-{
-	struct vm_def_nic	 old[VM_NICS_MAX];
-	struct db_txn		*txn;
-	u_int			 i, n, oldn = vm->def.nnics;
-
-	memcpy(old, vm->def.nics, sizeof old);
-	for (i = n = 0; i < oldn; i++) {
-		if (strcmp(old[i].id, nic->id) != 0)
-			vm->def.nics[n++] = old[i];
-	}
-	if (n == oldn)
-		return (0);
-	vm->def.nnics = n;
-	if ((txn = db_begin(qmpd->db, cause)) == NULL)
-		goto fail;
-	if (nic->ip != 0 && netctl_ipam_release_txn(net_ipam, txn,
-	    nic->network, nic->ip, cause) == -1)
-		goto fail;
-	if (vm_net_save_txn(vm, txn, cause) != 0)
-		goto fail;
-	if (db_commit(txn, cause) != 0) {
-		txn = NULL;
-		goto fail;
-	}
-	netctl_ipam_mac_forget(net_ipam, nic->mac);
-	net_leases_changed(nic->network, 1);
-	return (0);
-fail:
-	if (txn != NULL)
-		db_abort(txn);
-	memcpy(vm->def.nics, old, sizeof old);
-	vm->def.nnics = oldn;
-	return (-1);
-}
-
-/* A hotplug failed: undo everything, answer with why. */
-static void
-vm_net_plug_fail(struct vm_net_op *op, const char *errclass, const char *err)
-{
-	struct vm_netrt	*x;
-	struct vm	*vm;
-	char		*cause = NULL;
-
-	if ((x = vm_netrt_find(op->vm)) != NULL)
-		vm_netrt_remove(x, op->nic.id);
-	if (op->nic.fd != -1) {
-		close(op->nic.fd);
-		op->nic.fd = -1;
-	}
-	if ((vm = vm_find(op->vm)) != NULL &&
-	    vm_net_forget_nic(vm, &op->nic, &cause) != 0) {
-		log_warnx("%s: NIC %s: %s", op->vm, op->nic.id, cause);
-		free(cause);
-	}
-	net_nft_update(NULL, NULL);
-	done_fail(op->done, op->arg, errclass, "%s: NIC on %s: %s", op->vm,
-	    op->nic.network, err);
-	vm_net_op_free(op);
-}
-
-static void
-vm_net_plug_reply(struct vm_net_op *op)
-{
-	json_t	*j;
-
-	j = vm_nic_json(&op->nic);
-	json_object_set_new(j, "name", json_string(op->vm));
-	json_object_set_new(j, "tap", json_string(op->nic.tap));
-	log_info("%s: NIC %s (%s) added on %s", op->vm, op->nic.id,
-	    op->nic.tap, op->nic.network);
-	done_ok(op->done, op->arg, j);
-	op->done = NULL;
-	vm_net_op_free(op);
-}
-
-/* device_add answered: the guest has its NIC, or the netdev goes again. */
-static void
-vm_net_plug_device(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm		*vm;
-
-	if (errclass != NULL) {
-		/* The netdev holds the TAP: let it go. */
-		if ((vm = vm_find(op->vm)) != NULL && vm->qmp == qmp)
-			qmp_execute(qmp, "netdev_del", json_pack("{s:s}",
-			    "id", op->nic.id), NULL, NULL);
-		vm_net_plug_fail(op, ERR_QEMU, errdesc);
-		return;
-	}
-	vm_net_plug_reply(op);
-}
-
-/* netdev_add answered: QEMU holds the TAP; now the device on it. */
-static void
-vm_net_plug_netdev(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm		*vm;
-	json_t			*args;
-	char			 mac[NETCTL_MACSTRLEN], bus[32];
-
-	if (errclass != NULL) {
-		qmp_execute(qmp, "closefd", json_pack("{s:s}", "fdname",
-		    op->fdname), NULL, NULL);
-		vm_net_plug_fail(op, ERR_QEMU, errdesc);
-		return;
-	}
-	args = json_pack("{s:s,s:s,s:s,s:s}", "driver", "virtio-net-pci",
-	    "id", op->nic.dev, "netdev", op->nic.id, "mac",
-	    netctl_mac_format(op->nic.mac, mac, sizeof mac));
-	/* q35: the spare root port of this NIC id (vm-argv.c). */
-	if ((vm = vm_find(op->vm)) != NULL &&
-	    strcmp(vm->def.machine, "q35") == 0) {
-		snprintf(bus, sizeof bus, "qdesk-rp%s", op->nic.id + 3);
-		json_object_set_new(args, "bus", json_string(bus));
-	}
-	if (qmp_execute(qmp, "device_add", args, vm_net_plug_device, op) != 0)
-		vm_net_plug_fail(op, ERR_QEMU, "QMP connection closed");
-}
-
-/* getfd answered: QEMU has the TAP's fd by name; a netdev on it. */
-static void
-vm_net_plug_getfd(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-
-	if (errclass != NULL) {
-		vm_net_plug_fail(op, ERR_QEMU, errdesc);
-		return;
-	}
-	if (qmp_execute(qmp, "netdev_add", json_pack("{s:s,s:s,s:s,s:b}",
-	    "type", "tap", "id", op->nic.id, "fd", op->fdname, "vhost", 0),
-	    vm_net_plug_netdev, op) != 0)
-		vm_net_plug_fail(op, ERR_QEMU, "QMP connection closed");
-}
-
-/* The ruleset lists the new TAP: hand it to QEMU. */
-static void
-vm_net_plug_rules(const char *err, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm		*vm;
-
-	if (err != NULL) {
-		vm_net_plug_fail(op, ERR_INTERNAL, err);
-		return;
-	}
-	if ((vm = vm_find(op->vm)) == NULL || vm->qmp == NULL ||
-	    (vm->state != VM_RUNNING && vm->state != VM_PAUSED)) {
-		vm_net_plug_fail(op, ERR_STATE, "the VM is no longer running");
-		return;
-	}
-	snprintf(op->fdname, sizeof op->fdname, "qdesk-%s", op->nic.tap);
-	if (qmp_execute_fd(vm->qmp, "getfd", json_pack("{s:s}", "fdname",
-	    op->fdname), op->nic.fd, vm_net_plug_getfd, op) != 0) {
-		vm_net_plug_fail(op, ERR_QEMU, "QMP is not connected");
-		return;
-	}
-	/* QEMU gets a duplicate: the TAP lives on in QEMU only. */
-	close(op->nic.fd);
-	op->nic.fd = -1;
-}
-
-/*
- * vm.nic_add: a new NIC on network in the definition and, if the VM runs,
- * in QEMU; done gets the NIC, or why not.
- */
-void
-vm_net_nic_add(struct vm *vm, const char *network, done_cb done, void *arg)
-{
-	struct vm_net_op	*op;
-	struct vm_netrt		*x;
-	struct db_txn		*txn;
-	struct vm_nic		 nic;
-	struct net		*n;
-	json_t			*j;
-	char			*cause = NULL, id[16];
-	int			 active = vm_is_active(vm);
-
-	if ((n = vm_net_usable(network, &cause)) == NULL) {
-		done_fail(done, arg, net_find(network) == NULL ? ERR_NOTFOUND :
-		    ERR_BUSY, "%s", cause);
-		free(cause);
-		return;
-	}
-	if (active && (vm->qmp == NULL || (vm->state != VM_RUNNING &&
-	    vm->state != VM_PAUSED))) {
-		done_fail(done, arg, ERR_STATE, "VM %s is %s: add the NIC once "
-		    "it runs or is stopped", vm->def.name,
-		    vm_state_name(vm->state));
-		return;
-	}
-	if (vm->def.nnics >= VM_NICS_MAX) {
-		done_fail(done, arg, ERR_ARG, "VM %s has %d NICs already, the "
-		    "most it can have", vm->def.name, VM_NICS_MAX);
-		return;
-	}
-	vm_net_next_id(vm->def.nics, vm->def.nnics, id, sizeof id);
-	if ((txn = db_begin(qmpd->db, &cause)) == NULL)
-		goto fail;
-	if (vm_net_lease(vm, txn, n, id, &nic, &cause) != 0) {
-		db_abort(txn);
-		goto fail;
-	}
-	vm_nic_def(&nic, &vm->def.nics[vm->def.nnics++]);
-	if (vm_net_save_txn(vm, txn, &cause) != 0 ||
-	    db_commit(txn, &cause) != 0) {
-		vm->def.nnics--;
-		netctl_ipam_mac_forget(net_ipam, nic.mac);
-		goto fail;
-	}
-	net_leases_changed(network, 0);
-
-	if (!active) {
-		j = vm_nic_json(&nic);
-		json_object_set_new(j, "name", json_string(vm->def.name));
-		log_info("%s: NIC %s added on %s", vm->def.name, nic.id,
-		    network);
-		done_ok(done, arg, j);
-		return;
-	}
-	/* Hotplug: TAP, ruleset, then getfd + netdev_add + device_add. */
-	op = vm_net_op_new(vm, &nic, done, arg);
-	if (vm_net_tap(&op->nic, &cause) != 0) {
-		vm_net_plug_fail(op, ERR_INTERNAL, cause);
-		free(cause);
-		return;
-	}
-	/* Ours until getfd: no helper process may inherit it. */
-	fcntl(op->nic.fd, F_SETFD, FD_CLOEXEC);
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
-		x = vm_netrt_new(vm->def.name);
-	nic.fd = -1;
-	vm_netrt_add(x, &nic);
-	net_nft_update(vm_net_plug_rules, op);
-	return;
-fail:
-	done_fail(done, arg, ERR_ARG, "%s", cause);
-	free(cause);
-}
-
-/* The device and netdev are gone from QEMU: forget the NIC. */
-static void
-vm_net_unplug_done(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm_netrt		*x;
-	struct vm		*vm;
-	char			*cause = NULL;
-
-	if (errclass != NULL)
-		log_warnx("%s: netdev_del %s: %s", op->vm, op->nic.id, errdesc);
-	if ((x = vm_netrt_find(op->vm)) != NULL)
-		vm_netrt_remove(x, op->nic.id);
-	net_nft_update(NULL, NULL);
-	if ((vm = vm_find(op->vm)) == NULL) {
-		done_fail(op->done, op->arg, ERR_NOTFOUND, "VM %s went away",
-		    op->vm);
-	} else if (vm_net_forget_nic(vm, &op->nic, &cause) != 0) {
-		done_fail(op->done, op->arg, ERR_INTERNAL, "%s", cause);
-		free(cause);
-	} else {
-		log_info("%s: NIC %s (%s) removed", op->vm, op->nic.id,
-		    op->nic.tap);
-		done_ok(op->done, op->arg, json_object());
-	}
-	op->done = NULL;
-	vm_net_op_free(op);
-}
-
-/* The device is gone: the netdev and with it QEMU's TAP fd go too. */
-static void
-vm_net_unplug_netdev(struct vm_net_op *op)
-{
-	struct vm	*vm;
-
-	if ((vm = vm_find(op->vm)) == NULL || vm->qmp == NULL ||
-	    qmp_execute(vm->qmp, "netdev_del", json_pack("{s:s}", "id",
-	    op->nic.id), vm_net_unplug_done, op) != 0)
-		vm_net_unplug_done(NULL, NULL, "Disconnected", "no QMP", op);
-}
-
-/* QEMU's DEVICE_DELETED: the guest let a NIC go. */
-void
-vm_net_device_deleted(struct vm *vm, json_t *data)
-{
-	struct vm_net_op	*op;
-	const char		*dev;
-
-	dev = json_string_value(json_object_get(data, "device"));
-	if (dev == NULL)
-		return;
-	TAILQ_FOREACH(op, &vm_net_ops, entry) {
-		if (op->unplug && strcmp(op->vm, vm->def.name) == 0 &&
-		    strcmp(op->nic.dev, dev) == 0) {
-			if (op->timer != NULL)
-				evtimer_del(op->timer);
-			vm_net_unplug_netdev(op);
-			return;
-		}
-	}
-}
-
-static void
-vm_net_unplug_timeout(evutil_socket_t fd, short events, void *arg)
-{
-	struct vm_net_op	*op = arg;
-
-	/* Still waiting for the guest; the NIC goes when it lets go. */
-	done_fail(op->done, op->arg, ERR_TIMEOUT, "%s: the guest has not "
-	    "released NIC %s after %d s; it is removed when it does",
-	    op->vm, op->nic.id, VM_NET_UNPLUG_TIMEOUT);
-	op->done = NULL;
-}
-
-/* device_del answered: wait for the guest to let go (DEVICE_DELETED). */
-static void
-vm_net_unplug_device(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct timeval		 tv = { VM_NET_UNPLUG_TIMEOUT, 0 };
-
-	if (errclass != NULL) {
-		/* No such device (never plugged): the netdev may still be. */
-		if (strcmp(errclass, "DeviceNotFound") == 0) {
-			vm_net_unplug_netdev(op);
-			return;
-		}
-		done_fail(op->done, op->arg, ERR_QEMU, "%s: device_del %s: %s",
-		    op->vm, op->nic.dev, errdesc);
-		op->done = NULL;
-		vm_net_op_free(op);
-		return;
-	}
-	op->timer = evtimer_new(qmpd->base, vm_net_unplug_timeout, op);
-	evtimer_add(op->timer, &tv);
-}
-
-/*
- * vm.nic_rm: the NIC by MAC out of the definition and, if the VM runs,
- * out of QEMU; done hears when it is gone, or why not.
- */
-void
-vm_net_nic_rm(struct vm *vm, const char *macstr, done_cb done, void *arg)
-{
-	struct vm_net_op	*op;
-	struct vm_nic		 nic;
-	uint8_t			 mac[6];
-	char			*cause = NULL;
-	u_int			 i;
-	int			 found = 0;
-
-	if (netctl_mac_parse(macstr, mac) != 0) {
-		done_fail(done, arg, ERR_ARG, "invalid MAC address %s", macstr);
-		return;
-	}
-	for (i = 0; i < vm->def.nnics && !found; i++) {
-		if (memcmp(vm->def.nics[i].mac, mac, sizeof mac) == 0) {
-			vm_nic_load(&nic, &vm->def.nics[i]);
-			found = 1;
-		}
-	}
-	if (!found) {
-		done_fail(done, arg, ERR_NOTFOUND, "VM %s has no NIC with MAC "
-		    "%s", vm->def.name, macstr);
-		return;
-	}
-	TAILQ_FOREACH(op, &vm_net_ops, entry) {
-		if (strcmp(op->vm, vm->def.name) == 0 &&
-		    strcmp(op->nic.id, nic.id) == 0) {
-			done_fail(done, arg, ERR_BUSY, "VM %s: NIC %s is being "
-			    "%s", vm->def.name, nic.id, op->unplug ?
-			    "removed" : "added");
-			return;
-		}
-	}
-	if (!vm_is_active(vm)) {
-		if (vm_net_forget_nic(vm, &nic, &cause) != 0) {
-			done_fail(done, arg, ERR_INTERNAL, "%s", cause);
-			free(cause);
-			return;
-		}
-		log_info("%s: NIC %s removed", vm->def.name, nic.id);
-		done_ok(done, arg, json_object());
-		return;
-	}
-	if (vm->qmp == NULL || (vm->state != VM_RUNNING &&
-	    vm->state != VM_PAUSED)) {
-		done_fail(done, arg, ERR_STATE, "VM %s is %s: remove the NIC "
-		    "once it runs or is stopped", vm->def.name,
-		    vm_state_name(vm->state));
-		return;
-	}
-	op = vm_net_op_new(vm, &nic, done, arg);
-	op->unplug = 1;
-	if (qmp_execute(vm->qmp, "device_del", json_pack("{s:s}", "id",
-	    nic.dev), vm_net_unplug_device, op) != 0) {
-		done_fail(done, arg, ERR_QEMU, "VM %s: QMP is not connected",
-		    vm->def.name);
-		op->done = NULL;
-		vm_net_op_free(op);
-	}
-}

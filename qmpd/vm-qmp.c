@@ -240,7 +240,7 @@ static const struct vm_qmp_event {
 	void		(*fn)(struct vm *, json_t *);
 } vm_qmp_events[] = {
 	{ "BLOCK_IO_ERROR", vm_ev_block_io_error },
-	{ "DEVICE_DELETED", vm_net_device_deleted },
+	{ "DEVICE_DELETED", vm_nic_deleted },
 	{ "GUEST_PANICKED", vm_ev_panicked },
 	{ "POWERDOWN", vm_ev_powerdown },
 	{ "RESET", vm_ev_reset },

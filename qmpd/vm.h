@@ -160,15 +160,16 @@ pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
 int	 vm_rundir(const char *name, char **path, char **cause);
 
 /* vm.c: the registry and the state machine. */
-int	 vm_load_all(char **cause);
-void	 vm_reattach_all(void);
 struct vm *vm_find(const char *name);
+struct vm *vm_alloc(void);
+void	 vm_free(struct vm *);
 struct vm *vm_create(json_t *args, char **cause);
 int	 vm_delete(struct vm *, char **cause);
 int	 vm_start(struct vm *, char **cause);
+int	 vm_watch(struct vm *, pid_t, char **cause);
+int	 vm_pidfd_signal(struct vm *, int sig);
 int	 vm_stop(struct vm *, int force, int timeout, char **cause);
 int	 vm_kill(struct vm *, char **cause);
-void	 vm_reaped(pid_t, int status);
 void	 vm_set_state(struct vm *, enum vm_state, const char *reason);
 json_t	*vm_to_json(const struct vm *);
 json_t	*vm_record(const struct vm *);
@@ -178,6 +179,16 @@ int	 vm_set_field(struct vm *, char **field, const char *value,
 int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
 int	 vm_is_active(const struct vm *);
 void	 vm_shutdown_all(void);
+
+/* vm-exit.c: a QEMU is gone; the restart policy. */
+void	 vm_exit_seen(struct vm *);
+void	 vm_exit_reaped(pid_t, int status);
+void	 vm_exit_cleanup(struct vm *);
+void	 vm_exit_restart(struct vm *);
+
+/* vm-attach.c: definitions loaded at start, QEMUs re-attached. */
+int	 vm_attach_load(char **cause);
+void	 vm_attach_all(void);
 
 /* vm-wait.c: waiting for a VM to reach a state. */
 void	 vm_wait_add(struct vm *, unsigned int okmask, unsigned int failmask,
