@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "pool.h"
 #include "qmpd.h"
 #include "xmalloc.h"
 
@@ -120,9 +119,6 @@ cmd_send_error(struct client *c, json_t *id, const char *errclass,
 	server_send_line(c, line);
 	free(line);
 }
-
-void	client_req_add(struct client *, struct cmd_req *);
-void	client_req_remove(struct client *, struct cmd_req *);
 
 /* One request line from a client. Never fails the daemon. */
 void

@@ -1,7 +1,7 @@
 /*
- * qmpd's side of the image store: the store itself (cmd-image.c), slow
- * work in child processes the loop watches (img-job.c), and VM disks made
- * of image chains (vm-disk.c).
+ * qmpd's side of the image store: the store opened once and its jobs
+ * (img.c), slow work in child processes the loop watches (img-job.c).
+ * A VM's disk made of an image chain is vm-disk.c's, in vm.h.
  */
 #ifndef QDESK_QMPD_IMG_H
 #define QDESK_QMPD_IMG_H
@@ -86,25 +86,5 @@ int		 img_job_start(char *const argv[], int infd,
 int		 img_job_reaped(pid_t, int status);
 /* "exit status 1", "killed by signal 9". */
 char		*img_job_status(int status);
-
-/* vm-disk.c: a VM's disk from the image store. */
-/* The image a VM runs on ("image" in its definition), or NULL. */
-const char	*vm_disk_image(const struct vm *);
-/* Is an image record a snapshot of this VM (name and uuid)? */
-int		 vm_disk_owns(const struct vm *, json_t *rec);
-/* vm create --from: the VM's own linked clone, named NAME-disk. */
-int		 vm_disk_create(struct vm *, char **cause);
-/* vm delete: the VM's own disk and its snapshots go too. */
-void		 vm_disk_delete(struct vm *);
-/*
- * vm start: check the chain with the store's parser and open every
- * file (read-only below the top), for vm_spawn to pass to QEMU. *out
- * stays NULL for a VM without an image. vm_disk_free closes the fds.
- */
-int		 vm_disk_open(struct vm *, struct vm_disk **out,
-		     char **cause);
-void		 vm_disk_free(struct vm_disk *);
-/* vm reset-disk, for stateless desktops too. */
-int		 vm_disk_reset(struct vm *, char **cause);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * Desktop pools (pool.c, cmd-pool.c) and the boot queue (boot-queue.c).
+ * Desktop pools (pool.c): desktops that are linked clones of a template,
+ * handed out and taken back, prestarted, acted on at disconnect.
  */
 #ifndef QDESK_POOL_H
 #define QDESK_POOL_H
@@ -10,19 +11,6 @@
 
 struct cmd_req;
 struct vm;
-
-/* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
-extern int	 boot_queue_cap;
-int		 boot_queue_start(struct vm *, int timeout, done_cb, void *arg,
-		     char **cause);
-void		 boot_queue_kick(void);
-void		 boot_queue_event(const char *event, const char *vm,
-		     json_t *fields, void *arg);
-void		 boot_queue_autostart(void);
-void		 boot_queue_cancel(const char *name, const char *why);
-int		 boot_queue_booting(void);
-int		 boot_queue_waiting(const char *name);
-int		 boot_queue_length(void);
 
 /* pool.c: the engine, fed by qmpd's events. */
 void		 pool_init(void);
@@ -53,8 +41,5 @@ struct pool_pick {
 };
 int		 pool_pick(struct pool_pick *, const char *want,
 		     const char *login, const char *dept, char **cause);
-
-/* cmd-pool.c */
-extern const struct cmd_entry	cmd_pool_entries[];
 
 #endif

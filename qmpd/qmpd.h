@@ -1,6 +1,12 @@
 /*
  * qmpd: the root daemon. One libevent loop, no threads. This header holds
  * the structures shared between the daemon's files, as tmux.h does.
+ *
+ * Headers follow files, one rule for all of qmpd/: a file's declarations
+ * go in the header its name starts with (vm.h for vm.c and every vm-*.c;
+ * img.h for img.c and img-job.c; net.h, pool.h, proc.h, qmp.h, auth.h
+ * for their file), and those of every other file here; each in a section
+ * headed by the file's name.
  */
 #ifndef QDESK_QMPD_H
 #define QDESK_QMPD_H
@@ -19,7 +25,7 @@
 
 struct qmp;
 
-/* The daemon's global state. */
+/* qmpd.c: the daemon's global state. */
 struct qmpd {
 	struct event_base	*base;
 	char			*state_dir;
@@ -62,6 +68,9 @@ void	 server_event(const char *event, const char *vm, json_t *fields,
 	    void *arg);
 enum role client_role(const struct client *);
 uid_t	 client_uid(const struct client *);
+struct cmd_req;
+void	 client_req_add(struct client *, struct cmd_req *);
+void	 client_req_remove(struct client *, struct cmd_req *);
 
 /*
  * notify.c: qmpd's events (vm.state, vm.spice, desktop.assigned, ...) and
@@ -142,15 +151,20 @@ const char *cmd_arg_str(struct cmd_req *, const char *name, const char *dflt);
 json_int_t cmd_arg_int(struct cmd_req *, const char *name, json_int_t dflt);
 int	 cmd_arg_bool(struct cmd_req *, const char *name, int dflt);
 
-/* The command families; each file exports its entries. */
-extern const struct cmd_entry	cmd_server_entries[];
-extern const struct cmd_entry	cmd_vm_entries[];
-extern const struct cmd_entry	cmd_vm_disk_entries[];
-extern const struct cmd_entry	cmd_image_entries[];
-extern const struct cmd_entry	cmd_net_entries[];
-extern const struct cmd_entry	cmd_user_entries[];
-extern const struct cmd_entry	cmd_broker_entries[];
-extern const struct cmd_entry	cmd_session_entries[];
+/* The command families (cmd-*.c), each a table of entries for cmd.c. */
+extern const struct cmd_entry	cmd_server_entries[];	/* cmd-server.c */
+extern const struct cmd_entry	cmd_vm_entries[];	/* cmd-vm.c */
+extern const struct cmd_entry	cmd_vm_disk_entries[];	/* cmd-vm-disk.c */
+extern const struct cmd_entry	cmd_image_entries[];	/* cmd-image.c */
+extern const struct cmd_entry	cmd_net_entries[];	/* cmd-net.c */
+extern const struct cmd_entry	cmd_user_entries[];	/* cmd-user.c */
+extern const struct cmd_entry	cmd_broker_entries[];	/* cmd-broker.c */
+extern const struct cmd_entry	cmd_session_entries[];	/* cmd-session.c */
+extern const struct cmd_entry	cmd_pool_entries[];	/* cmd-pool.c */
+
+/* cmd-vm.c: a VNC connection's fd as the answer (vm.vnc, desktop.vnc). */
+struct vm;
+enum cmd_retval cmd_vm_vnc_reply(struct vm *, struct cmd_req *);
 
 /* user.c: office users, departments, and the desktops assigned to them. */
 struct vm;
@@ -170,6 +184,19 @@ void	 session_ticket(const char *vm, const char *login, uid_t uid,
 	    long long at, long long expires);
 json_t	*session_list(const char *vm, const char **errclass, char **cause);
 int	 session_via(const char *vm, const char *via, const char *client);
+
+/* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
+extern int	 boot_queue_cap;
+int	 boot_queue_start(struct vm *, int timeout, done_cb, void *arg,
+	    char **cause);
+void	 boot_queue_kick(void);
+void	 boot_queue_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
+void	 boot_queue_autostart(void);
+void	 boot_queue_cancel(const char *name, const char *why);
+int	 boot_queue_booting(void);
+int	 boot_queue_waiting(const char *name);
+int	 boot_queue_length(void);
 
 /*
  * spice-tls.c: the host's SPICE TLS certificate (made at first start) in

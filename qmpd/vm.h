@@ -212,7 +212,93 @@ int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
 int	 vm_vnc_connect(struct vm *, vm_vnc_cb, void *arg, char **cause);
 
-/* cmd-vm.c: answer a request with a VNC connection's fd (vm.vnc, desktop.vnc). */
-enum cmd_retval cmd_vm_vnc_reply(struct vm *, struct cmd_req *);
+/* vm-disk.c: a VM's disk from the image store. */
+/* The image a VM runs on ("image" in its definition), or NULL. */
+const char	*vm_disk_image(const struct vm *);
+/* Is an image record a snapshot of this VM (name and uuid)? */
+int		 vm_disk_owns(const struct vm *, json_t *rec);
+/* vm create --from: the VM's own linked clone, named NAME-disk. */
+int		 vm_disk_create(struct vm *, char **cause);
+/* vm delete: the VM's own disk and its snapshots go too. */
+void		 vm_disk_delete(struct vm *);
+/*
+ * vm start: check the chain with the store's parser and open every
+ * file (read-only below the top), for vm_spawn to pass to QEMU. *out
+ * stays NULL for a VM without an image. vm_disk_free closes the fds.
+ */
+int		 vm_disk_open(struct vm *, struct vm_disk **out,
+		     char **cause);
+void		 vm_disk_free(struct vm_disk *);
+/* vm reset-disk, for stateless desktops too. */
+int		 vm_disk_reset(struct vm *, char **cause);
+
+/* vm-net.c: the NICs of VMs (def.nics): leases, TAPs at start. */
+struct db_txn;
+struct net;
+struct netctl_nft_tap;
+/* One NIC, parsed from the definition. */
+struct vm_nic {
+	char		 id[16];		/* net0: the netdev id */
+	char		 dev[24];		/* net0-nic: the device id */
+	char		 network[NETCTL_NETNAME_MAX + 1];
+	char		 tap[IFNAMSIZ];
+	uint8_t		 mac[6];
+	uint32_t	 ip;			/* 0 on bridge-mode networks */
+	int		 fd;			/* until QEMU has it */
+};
+
+enum vm_net_rules {
+	VM_NET_RULES_PENDING,
+	VM_NET_RULES_OK,
+	VM_NET_RULES_FAILED
+};
+
+/* The TAPs of an active VM, and whether the ruleset lists them yet. */
+struct vm_netrt {
+	char			 vm[VM_NAME_MAX];
+	unsigned int		 gen;
+	struct vm_nic		*nics;
+	size_t			 nnics;
+	int			*fds;		/* for the argv builder */
+	enum vm_net_rules	 rules;
+	char			*rules_err;
+	int			 cont_waiting;
+	TAILQ_ENTRY(vm_netrt)	 entry;
+};
+void	 vm_net_init(void);
+void	 vm_net_relink(void);
+int	 vm_net_create(struct vm *, char **cause);
+void	 vm_net_deleted(struct vm *);
+int	 vm_net_open(struct vm *, struct vm_runtime_paths *, char **cause);
+void	 vm_net_opened(struct vm *, int spawned);
+int	 vm_net_cont_wait(struct vm *);
+void	 vm_net_stopped(struct vm *);
+void	 vm_net_json(const struct vm *, json_t *);
+/* The VMs with a NIC on network, as a JSON array of names. */
+json_t	*vm_net_users(const char *network);
+/* The TAPs of active VMs for the ruleset; borrowed until the next change. */
+void	 vm_net_taps(struct netctl_nft_tap **, size_t *);
+/* For vm-nic.c: a NIC's runtime view, the TAPs of active VMs, leases. */
+void	 vm_net_nic_load(struct vm_nic *, const struct vm_def_nic *);
+void	 vm_net_nic_def(const struct vm_nic *, struct vm_def_nic *);
+json_t	*vm_net_nic_json(const struct vm_nic *);
+struct vm_netrt *vm_net_rt_find(const char *vm);
+struct vm_netrt *vm_net_rt_new(const char *vm);
+void	 vm_net_rt_free(struct vm_netrt *);
+void	 vm_net_rt_add(struct vm_netrt *, const struct vm_nic *);
+void	 vm_net_rt_remove(struct vm_netrt *, const char *id);
+int	 vm_net_save_txn(struct vm *, struct db_txn *, char **cause);
+int	 vm_net_lease(struct vm *, struct db_txn *, struct net *,
+	    const char *id, struct vm_nic *, char **cause);
+struct net *vm_net_usable(const char *network, char **cause);
+void	 vm_net_next_id(const struct vm_def_nic *, u_int n, char *id,
+	    size_t len);
+int	 vm_net_tap(struct vm_nic *, char **cause);
+
+/* vm-nic.c: NIC hotplug and unplug. */
+void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
+void	 vm_nic_rm(struct vm *, const char *mac, done_cb, void *arg);
+void	 vm_nic_deleted(struct vm *, json_t *data);
+void	 vm_nic_stopped(struct vm *);
 
 #endif
