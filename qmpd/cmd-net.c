@@ -201,23 +201,12 @@ cmd_net_rm(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
-static struct vm *
-cmd_net_vm(struct cmd_req *req)
-{
-	const char	*name = cmd_arg_str(req, "name", "");
-	struct vm	*vm;
-
-	if ((vm = vm_find(name)) == NULL)
-		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
-	return (vm);
-}
-
 static enum cmd_retval
 cmd_net_nic_add(struct cmd_req *req)
 {
 	struct vm	*vm;
 
-	if ((vm = cmd_net_vm(req)) == NULL)
+	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	vm_nic_add(vm, cmd_arg_str(req, "network", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
@@ -228,7 +217,7 @@ cmd_net_nic_rm(struct cmd_req *req)
 {
 	struct vm	*vm;
 
-	if ((vm = cmd_net_vm(req)) == NULL)
+	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	vm_nic_rm(vm, cmd_arg_str(req, "mac", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);

@@ -22,7 +22,7 @@
 #define CMD_VM_CONSOLE_TAIL	(64 * 1024)
 
 /* Look the VM up by the "name" argument, or answer NotFound. */
-static struct vm *
+struct vm *
 cmd_vm_get(struct cmd_req *req)
 {
 	const char	*name = cmd_arg_str(req, "name", "");

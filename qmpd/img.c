@@ -17,6 +17,7 @@
 #include "img.h"
 #include "log.h"
 #include "qcow2-write.h"
+#include "proc.h"
 #include "qmpd.h"
 #include "store.h"
 #include "vm.h"
@@ -230,7 +231,7 @@ static void
 img_op_done(int status, const char *output, void *arg)
 {
 	struct img_op	*op = arg;
-	char		*path = NULL, *cause = NULL, *st;
+	char		*path = NULL, *cause = NULL, st[64];
 	int		 rc;
 
 	img_busy_clear(op->name);
@@ -240,13 +241,12 @@ img_op_done(int status, const char *output, void *arg)
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (op->tmp != NULL)
 			unlink(op->tmp);
-		st = img_job_status(status);
+		proc_status_text(status, st, sizeof st);
 		done_fail(op->done, op->arg, ERR_INTERNAL, "%s %s failed "
 		    "(qemu-img %s)%s%s", op->what, op->name, st,
 		    output[0] != '\0' ? ": " : "", output);
 		log_warnx("%s %s: qemu-img %s: %s", op->what, op->name, st,
 		    output);
-		free(st);
 		goto out;
 	}
 	if (op->file != NULL) {

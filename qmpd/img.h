@@ -84,7 +84,5 @@ int		 img_job_start(char *const argv[], int infd,
 		     char **cause);
 /* The SIGCHLD handler's status for pid: 1 if it was a job's. */
 int		 img_job_reaped(pid_t, int status);
-/* "exit status 1", "killed by signal 9". */
-char		*img_job_status(int status);
 
 #endif

@@ -7,6 +7,7 @@
  * of the state machine or the transport.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "qmpd.h"
 #include "xmalloc.h"
@@ -19,6 +20,12 @@ struct notify_listener {
 static TAILQ_HEAD(, notify_listener) notify_listeners =
     TAILQ_HEAD_INITIALIZER(notify_listeners);
 
+static int
+notify_handler_cmp(const void *key, const void *elem)
+{
+	return (strcmp(key, ((const struct notify_handler *)elem)->event));
+}
+
 /* Hear every event from now on, after the listeners already there. */
 void
 notify_listen(notify_cb fn, void *arg)
@@ -29,6 +36,24 @@ notify_listen(notify_cb fn, void *arg)
 	l->fn = fn;
 	l->arg = arg;
 	TAILQ_INSERT_TAIL(&notify_listeners, l, entry);
+}
+
+/*
+ * A listener's own dispatch: the handler of event in a table sorted by
+ * event name (bsearch), called with vm and fields; events about no VM
+ * are not dispatched.
+ */
+void
+notify_dispatch(const struct notify_handler *table, size_t n,
+    const char *event, const char *vm, json_t *fields)
+{
+	const struct notify_handler	*h;
+
+	if (vm == NULL)
+		return;
+	h = bsearch(event, table, n, sizeof *table, notify_handler_cmp);
+	if (h != NULL)
+		h->fn(vm, fields);
 }
 
 /*

@@ -612,30 +612,15 @@ pool_session_ended(const char *name, json_t *fields)
 }
 
 /* Keep this list sorted: it is searched with bsearch. */
-static const struct pool_handler {
-	const char	*event;
-	void		(*fn)(const char *vm, json_t *fields);
-} pool_handlers[] = {
+static const struct notify_handler pool_handlers[] = {
 	{ "session.ended", pool_session_ended },
 	{ "vm.state", pool_state },
 };
-
-static int
-pool_handler_cmp(const void *key, const void *elem)
-{
-	return (strcmp(key, ((const struct pool_handler *)elem)->event));
-}
 
 /* Every event of qmpd passes here; pools act on a few. */
 void
 pool_event(const char *event, const char *vm, json_t *fields, void *arg)
 {
-	const struct pool_handler	*h;
-
-	if (vm == NULL)
-		return;
-	h = bsearch(event, pool_handlers, nitems(pool_handlers),
-	    sizeof pool_handlers[0], pool_handler_cmp);
-	if (h != NULL)
-		h->fn(vm, fields);
+	notify_dispatch(pool_handlers, nitems(pool_handlers), event, vm,
+	    fields);
 }

@@ -80,6 +80,13 @@ typedef void	(*notify_cb)(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 void	 notify_listen(notify_cb, void *arg);
 void	 notify_emit(const char *event, const char *vm, json_t *fields);
+/* A table of handlers by event name, kept sorted (notify_dispatch). */
+struct notify_handler {
+	const char	*event;
+	void		(*fn)(const char *vm, json_t *fields);
+};
+void	 notify_dispatch(const struct notify_handler *, size_t n,
+	    const char *event, const char *vm, json_t *fields);
 
 /*
  * done.c: a model's completion callback, called exactly once: with a
@@ -162,8 +169,12 @@ extern const struct cmd_entry	cmd_broker_entries[];	/* cmd-broker.c */
 extern const struct cmd_entry	cmd_session_entries[];	/* cmd-session.c */
 extern const struct cmd_entry	cmd_pool_entries[];	/* cmd-pool.c */
 
-/* cmd-vm.c: a VNC connection's fd as the answer (vm.vnc, desktop.vnc). */
+/*
+ * cmd-vm.c: the VM named by the "name" argument (or NotFound answered);
+ * a VNC connection's fd as the answer (vm.vnc, desktop.vnc).
+ */
 struct vm;
+struct vm *cmd_vm_get(struct cmd_req *);
 enum cmd_retval cmd_vm_vnc_reply(struct vm *, struct cmd_req *);
 
 /* user.c: office users, departments, and the desktops assigned to them. */

@@ -33,32 +33,18 @@ static void	session_spice(const char *, json_t *);
 static void	session_state(const char *, json_t *);
 
 /* Keep this list sorted: it is searched with bsearch. */
-static const struct session_handler {
-	const char	*event;
-	void		(*fn)(const char *vm, json_t *fields);
-} session_handlers[] = {
+static const struct notify_handler session_handlers[] = {
 	{ "vm.spice", session_spice },
 	{ "vm.state", session_state },
 };
-
-static int
-session_handler_cmp(const void *key, const void *elem)
-{
-	return (strcmp(key, ((const struct session_handler *)elem)->event));
-}
 
 /* Every event of qmpd passes here; most are not about sessions. */
 void
 session_event(const char *event, const char *vm, json_t *fields, void *arg)
 {
-	const struct session_handler	*h;
-
-	if (vm == NULL || fields == NULL)
-		return;
-	h = bsearch(event, session_handlers, nitems(session_handlers),
-	    sizeof session_handlers[0], session_handler_cmp);
-	if (h != NULL)
-		h->fn(vm, fields);
+	if (fields != NULL)
+		notify_dispatch(session_handlers, nitems(session_handlers),
+		    event, vm, fields);
 }
 
 /* The VM's record of sessions, a new empty one if it has none. */

@@ -147,14 +147,7 @@ vm_attach_all(void)
 		}
 		/* It was running when qmpd went away, and is gone now. */
 		log_warnx("%s: %s", vm->def.name, cause);
-		if (vm->pidfd_ev != NULL) {
-			event_free(vm->pidfd_ev);
-			vm->pidfd_ev = NULL;
-		}
-		if (vm->pidfd != -1)
-			close(vm->pidfd);
-		vm->pidfd = -1;
-		vm->pid = -1;
+		vm_unwatch(vm);
 		vm_exit_cleanup(vm);
 		vm_set_state(vm, vm->state == VM_STOPPING ? VM_STOPPED :
 		    VM_CRASHED, cause);

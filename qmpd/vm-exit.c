@@ -24,13 +24,18 @@
 #define VM_RESTART_WINDOW	60	/* seconds */
 #define VM_RESTART_DELAY_MS	1000
 
-/* "QEMU killed by signal N (name)". */
+/* A QEMU's wait status in words: killed by a signal, or its status. */
 static char *
-vm_exit_signal(int sig)
+vm_exit_status(int status)
 {
 	char	*s;
 
-	xasprintf(&s, "QEMU killed by signal %d (%s)", sig, strsignal(sig));
+	if (WIFSIGNALED(status))
+		xasprintf(&s, "QEMU killed by signal %d (%s)",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		xasprintf(&s, "QEMU exited with status %d",
+		    WEXITSTATUS(status));
 	return (s);
 }
 
@@ -46,17 +51,8 @@ vm_exit_reason(struct vm *vm)
 	do
 		rc = waitpid(vm->pid, &status, WNOHANG);
 	while (rc == -1 && errno == EINTR);
-	if (rc == vm->pid) {
-		if (WIFSIGNALED(status))
-			return (vm_exit_signal(WTERMSIG(status)));
-		if (WIFEXITED(status)) {
-			char *s;
-
-			xasprintf(&s, "QEMU exited with status %d",
-			    WEXITSTATUS(status));
-			return (s);
-		}
-	}
+	if (rc == vm->pid && (WIFSIGNALED(status) || WIFEXITED(status)))
+		return (vm_exit_status(status));
 	return (xstrdup("QEMU exited unexpectedly"));
 }
 
@@ -70,11 +66,7 @@ vm_exit_reaped(pid_t pid, int status)
 		if (vm->pid != pid)
 			continue;
 		free(vm->exit_reason);
-		if (WIFSIGNALED(status))
-			vm->exit_reason = vm_exit_signal(WTERMSIG(status));
-		else
-			xasprintf(&vm->exit_reason, "QEMU exited with status "
-			    "%d", WEXITSTATUS(status));
+		vm->exit_reason = vm_exit_status(status);
 		return;
 	}
 }
@@ -126,14 +118,7 @@ vm_exit_seen(struct vm *vm)
 	enum vm_state	 next;
 
 	why = vm_exit_reason(vm);
-	if (vm->pidfd_ev != NULL) {
-		event_free(vm->pidfd_ev);
-		vm->pidfd_ev = NULL;
-	}
-	if (vm->pidfd != -1) {
-		close(vm->pidfd);
-		vm->pidfd = -1;
-	}
+	vm_unwatch(vm);
 	if (vm->stop_timer != NULL)
 		evtimer_del(vm->stop_timer);
 	if (vm->qmp != NULL) {
@@ -142,7 +127,6 @@ vm_exit_seen(struct vm *vm)
 		vm->qmp = NULL;
 		qmp_free(q);
 	}
-	vm->pid = -1;
 	vm->is_child = 0;
 	vm_exit_cleanup(vm);
 	vm_net_stopped(vm);

@@ -432,6 +432,21 @@ vm_watch(struct vm *vm, pid_t pid, char **cause)
 	return (0);
 }
 
+/* Stop watching the VM's QEMU: its pidfd goes, and its pid. */
+void
+vm_unwatch(struct vm *vm)
+{
+	if (vm->pidfd_ev != NULL) {
+		event_free(vm->pidfd_ev);
+		vm->pidfd_ev = NULL;
+	}
+	if (vm->pidfd != -1) {
+		close(vm->pidfd);
+		vm->pidfd = -1;
+	}
+	vm->pid = -1;
+}
+
 /* A listening unix socket at path for QEMU's monitor. */
 static int
 vm_qmp_listen(const char *path, char **cause)

@@ -167,6 +167,7 @@ struct vm *vm_create(json_t *args, char **cause);
 int	 vm_delete(struct vm *, char **cause);
 int	 vm_start(struct vm *, char **cause);
 int	 vm_watch(struct vm *, pid_t, char **cause);
+void	 vm_unwatch(struct vm *);
 int	 vm_pidfd_signal(struct vm *, int sig);
 int	 vm_stop(struct vm *, int force, int timeout, char **cause);
 int	 vm_kill(struct vm *, char **cause);

@@ -149,8 +149,9 @@ qmp_execute(struct qmp *qmp, const char *cmd, json_t *args,
 	return (0);
 }
 
-void
-notify_emit(const char *event, const char *vm, json_t *fields)
+/* A listener of qmpd's events (notify.c, linked as it is). */
+static void
+record_event(const char *event, const char *vm, json_t *fields, void *arg)
 {
 	note(events, sizeof events, event, vm);
 }
@@ -337,6 +338,7 @@ main(void)
 	char	 dir[] = "/tmp/qdesk-test-pool-XXXXXX", *cause = NULL, *cmd;
 
 	log_init("test-pool", 1, 0);
+	notify_listen(record_event, NULL);
 	qmpd = xcalloc(1, sizeof *qmpd);
 	qmpd->base = event_base_new();
 	if (mkdtemp(dir) == NULL || (qmpd->db = db_open(dir, &cause)) ==
