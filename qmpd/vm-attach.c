@@ -51,7 +51,8 @@ vm_attach_load(char **cause)
 {
 	int	n;
 
-	if ((n = db_foreach(qmpd->db, DB_VMS, vm_attach_load_one, NULL, cause)) < 0)
+	if ((n = db_foreach(qmpd->db, DB_VMS, vm_attach_load_one, NULL,
+	    cause)) < 0)
 		return (-1);
 	log_info("%d VM definitions loaded", n);
 	return (0);

@@ -418,7 +418,8 @@ vm_def_nics(struct vm_def *def, json_t *j, char **cause)
 				    def->nics[i].id);
 				return (-1);
 			}
-			if (memcmp(def->nics[k].mac, def->nics[i].mac, 6) == 0) {
+			if (memcmp(def->nics[k].mac, def->nics[i].mac,
+			    sizeof def->nics[i].mac) == 0) {
 				xasprintf(cause, "NICs %s and %s have the same "
 				    "MAC", def->nics[k].id, def->nics[i].id);
 				return (-1);

@@ -209,7 +209,8 @@ vm_exit_restart(struct vm *vm)
 	    sizeof vm->restarts - sizeof vm->restarts[0]);
 	vm->restarts[0] = now;
 	if (vm->restart_timer == NULL)
-		vm->restart_timer = evtimer_new(qmpd->base, vm_exit_restart_cb, vm);
+		vm->restart_timer = evtimer_new(qmpd->base,
+		    vm_exit_restart_cb, vm);
 	evtimer_add(vm->restart_timer, &tv);
 }
 

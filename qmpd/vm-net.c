@@ -1,13 +1,13 @@
 /*
  * The NICs of VMs.  A NIC is a struct vm_def_nic in the VM definition
- * (id, network, MAC, and an address except on bridge-mode networks), its MAC and
- * address leased in the same transaction that saves the definition.  At
- * start qmpd opens one TAP per NIC, named from its MAC (qtap + the MAC's
- * last three bytes, unique since all are 52:54:00), enslaves it and hands
- * the fd to QEMU; the guest runs (cont) only once the nft ruleset lists
- * the TAP, since the bridge table drops frames from unlisted qdesk TAPs.
- * The TAP goes when QEMU closes it.  Hotplug is getfd + netdev_add +
- * device_add, and device_del + DEVICE_DELETED + netdev_del back.
+ * (id, network, MAC, and an address except on bridge-mode networks), its
+ * MAC and address leased in the same transaction that saves the
+ * definition.  At start qmpd opens one TAP per NIC, named from its MAC
+ * (qtap + the MAC's last three bytes, unique since all are 52:54:00),
+ * enslaves it and hands the fd to QEMU; the guest runs (cont) only once
+ * the nft ruleset lists the TAP, since the bridge table drops frames from
+ * unlisted qdesk TAPs.  The TAP goes when QEMU closes it.  Hotplug is
+ * vm-nic.c's.
  */
 #include <sys/stat.h>
 
