@@ -140,7 +140,7 @@ vm_kill refused
 
 # The video guest: its program runs, and the screen moves.
 vm_wait video "QDESK VIDEO UP" 150
-log "video: $(grep -a -o 'QDESK VIDEO UP.*' "$T/video.log" | tr -d '\r') after $(vm_elapsed video) s"
+log "video: $(grep -a -o 'QDESK VIDEO UP.*' "$T/video.log" | tr -d '\r'), seen $(vm_elapsed video) s after start"
 qmp_screendump() { # NAME FILE
 	printf '%s\n' '{"execute":"qmp_capabilities"}' \
 	    "{\"execute\":\"screendump\",\"arguments\":{\"filename\":\"$2\"}}" |
@@ -165,7 +165,7 @@ vm_kill video
 
 # efi.img with OVMF and a TPM: UEFI variables through efivarfs, TPM 2.0.
 vm_shell efi
-log "efi: READY after $(vm_elapsed efi) s (OVMF, UKI, TPM)"
+log "efi: READY, seen $(vm_elapsed efi) s after start (OVMF, UKI, TPM)"
 vm_type efi 'ls /sys/firmware/efi | sed "s/^/EFI-LS:/"'
 vm_type efi 'echo "EFI-BOOTVARS=$(ls /sys/firmware/efi/efivars | grep -c ^Boot)"'
 vm_type efi 'echo "EFI-TPM=$(cat /sys/class/tpm/tpm0/tpm_version_major)"'
@@ -180,7 +180,7 @@ vm_kill efi
 
 # efi-signed.img under Secure Boot: accepted, and the kernel knows it.
 vm_shell signed
-log "signed: READY after $(vm_elapsed signed) s (Secure Boot: shim, GRUB, kernel)"
+log "signed: READY, seen $(vm_elapsed signed) s after start (Secure Boot: shim, GRUB, kernel)"
 vm_type signed 'dmesg | grep -o "Secure boot enabled" | sed "s/^/SB:/"'
 vm_wait signed "SB:Secure boot enabled" 30
 
