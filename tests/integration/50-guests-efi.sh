@@ -36,6 +36,7 @@ guests_cleanup() {
 		wait "$p" 2>/dev/null
 	done
 } 2>/dev/null
+# shellcheck disable=SC2034  # lib.sh's cleanup runs it
 EXTRA_CLEANUP=guests_cleanup
 
 # vm_boot NAME QEMU-ARGS...: a TCG VM whose serial line is a pair of FIFOs
@@ -65,8 +66,8 @@ vm_kill() {
 # vm_wait NAME PATTERN TIMEOUT: the pattern appears on NAME's serial line
 # (a boot under TCG on a busy machine is slow: the bound is for failures).
 vm_wait() {
-	local name=$1 pattern=$2 timeout=$3 i
-	for i in $(seq 1 $((timeout * 10))); do
+	local name=$1 pattern=$2 timeout=$3 _
+	for _ in $(seq 1 $((timeout * 10))); do
 		grep -q -- "$pattern" "$T/$name.log" 2>/dev/null && return 0
 		alive "${QEMU_PID[$name]}" ||
 			fail "$name: QEMU exited before '$pattern': $(tail -c 300 "$T/$name.qemu.log")"
@@ -95,7 +96,8 @@ pflash() { # NAME CODE VARS
 	echo "-drive if=pflash,format=raw,unit=0,readonly=on,file=$OVMF/$2"
 	echo "-drive if=pflash,format=raw,unit=1,file=$T/$1.vars.fd"
 }
-secure="-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on"
+# shellcheck disable=SC2054  # QEMU's option syntax, not array elements
+secure=(-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on)
 # snapshot=on: the guests' images stay as mkguest made them.
 disk() { echo "-drive file=$GUESTS/$1,format=raw,if=virtio,snapshot=on"; }
 
@@ -107,7 +109,7 @@ swtpm_setup --tpm2 --tpmstate "$T/tpm" --createek >"$T/swtpm_setup.log" 2>&1 ||
 swtpm socket --tpm2 --tpmstate "dir=$T/tpm" \
     --ctrl "type=unixio,path=$T/tpm/swtpm.sock" >"$T/swtpm.log" 2>&1 &
 PIDS="$PIDS $!"
-for i in $(seq 1 50); do
+for _ in $(seq 1 50); do
 	[ -S "$T/tpm/swtpm.sock" ] && break
 	sleep 0.1
 done
@@ -118,11 +120,11 @@ vm_boot efi -machine q35 $(pflash efi OVMF_CODE_4M.fd OVMF_VARS_4M.fd) \
     $(disk efi.img) -chardev "socket,id=tpm,path=$T/tpm/swtpm.sock" \
     -tpmdev emulator,id=tpm,chardev=tpm -device tpm-crb,tpmdev=tpm
 # shellcheck disable=SC2046
-vm_boot signed $secure \
+vm_boot signed "${secure[@]}" \
     $(pflash signed OVMF_CODE_4M.secboot.fd OVMF_VARS_4M.ms.fd) \
     $(disk efi-signed.img)
 # shellcheck disable=SC2046
-vm_boot refused $secure \
+vm_boot refused "${secure[@]}" \
     $(pflash refused OVMF_CODE_4M.secboot.fd OVMF_VARS_4M.ms.fd) \
     $(disk efi.img)
 # shellcheck disable=SC2046
@@ -145,8 +147,8 @@ qmp_screendump() { # NAME FILE
 	printf '%s\n' '{"execute":"qmp_capabilities"}' \
 	    "{\"execute\":\"screendump\",\"arguments\":{\"filename\":\"$2\"}}" |
 		socat -t5 - "UNIX-CONNECT:$T/$1.qmp" >"$T/$1.qmp.out" 2>&1
-	grep -q '"return": {}.*' "$T/$1.qmp.out" &&
-		[ "$(grep -c '"return"' "$T/$1.qmp.out")" = 2 ] ||
+	# Two answers: to qmp_capabilities and to screendump.
+	[ "$(grep -c '"return": {}' "$T/$1.qmp.out")" = 2 ] ||
 		fail "$1: screendump: $(cat "$T/$1.qmp.out")"
 }
 qmp_screendump video "$T/video1.ppm"
