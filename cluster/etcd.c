@@ -70,14 +70,14 @@ struct etcd_path {
 
 /* Keep this list sorted: looked up with bsearch. */
 static const struct etcd_path etcd_paths[] = {
-	{ "/v3/kv/deleterange",		ETCD_SHAPE_DELETE,	0 },
-	{ "/v3/kv/put",			ETCD_SHAPE_NONE,	0 },
-	{ "/v3/kv/range",		ETCD_SHAPE_RANGE,	0 },
-	{ "/v3/kv/txn",			ETCD_SHAPE_TXN,		0 },
-	{ "/v3/lease/grant",		ETCD_SHAPE_LEASE,	0 },
-	{ "/v3/lease/keepalive",	ETCD_SHAPE_LEASE,	1 },
-	{ "/v3/lease/revoke",		ETCD_SHAPE_NONE,	0 },
-	{ "/v3/watch",			ETCD_SHAPE_WATCH,	1 },
+	{ "/v3/kv/deleterange", ETCD_SHAPE_DELETE, 0 },
+	{ "/v3/kv/put", ETCD_SHAPE_NONE, 0 },
+	{ "/v3/kv/range", ETCD_SHAPE_RANGE, 0 },
+	{ "/v3/kv/txn", ETCD_SHAPE_TXN, 0 },
+	{ "/v3/lease/grant", ETCD_SHAPE_LEASE, 0 },
+	{ "/v3/lease/keepalive", ETCD_SHAPE_LEASE, 1 },
+	{ "/v3/lease/revoke", ETCD_SHAPE_NONE, 0 },
+	{ "/v3/watch", ETCD_SHAPE_WATCH, 1 },
 };
 
 /* Fields the gateway sends as strings (protobuf int64): keep sorted. */
@@ -102,7 +102,7 @@ static const char *etcd_int64s[] = {
 /* Which nested objects have which shape, by their member name. */
 static const struct {
 	const char	*name;
-	int		 element;	/* the elements of an array so named */
+	int		 element;	/* of an array so named */
 	enum etcd_shape	 shape;
 } etcd_nested[] = {
 	{ "events",			1, ETCD_SHAPE_EVENT },
@@ -124,26 +124,26 @@ static const struct {
 	enum etcd_dflt	 type;
 	const char	*str;
 } etcd_defaults[] = {
-	{ ETCD_SHAPE_RANGE,	"kvs",			ETCD_D_ARRAY, NULL },
-	{ ETCD_SHAPE_RANGE,	"count",		ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_RANGE,	"more",			ETCD_D_FALSE, NULL },
-	{ ETCD_SHAPE_DELETE,	"deleted",		ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_TXN,	"succeeded",		ETCD_D_FALSE, NULL },
-	{ ETCD_SHAPE_TXN,	"responses",		ETCD_D_ARRAY, NULL },
-	{ ETCD_SHAPE_LEASE,	"ID",			ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_LEASE,	"TTL",			ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_WATCH,	"events",		ETCD_D_ARRAY, NULL },
-	{ ETCD_SHAPE_WATCH,	"created",		ETCD_D_FALSE, NULL },
-	{ ETCD_SHAPE_WATCH,	"canceled",		ETCD_D_FALSE, NULL },
-	{ ETCD_SHAPE_WATCH,	"compact_revision",	ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_KV,	"key",			ETCD_D_STR, "" },
-	{ ETCD_SHAPE_KV,	"value",		ETCD_D_STR, "" },
-	{ ETCD_SHAPE_KV,	"create_revision",	ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_KV,	"mod_revision",		ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_KV,	"version",		ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_KV,	"lease",		ETCD_D_INT, NULL },
-	{ ETCD_SHAPE_EVENT,	"type",			ETCD_D_STR, "PUT" },
-	{ ETCD_SHAPE_HEADER,	"revision",		ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_RANGE, "kvs", ETCD_D_ARRAY, NULL },
+	{ ETCD_SHAPE_RANGE, "count", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_RANGE, "more", ETCD_D_FALSE, NULL },
+	{ ETCD_SHAPE_DELETE, "deleted", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_TXN, "succeeded", ETCD_D_FALSE, NULL },
+	{ ETCD_SHAPE_TXN, "responses", ETCD_D_ARRAY, NULL },
+	{ ETCD_SHAPE_LEASE, "ID", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_LEASE, "TTL", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_WATCH, "events", ETCD_D_ARRAY, NULL },
+	{ ETCD_SHAPE_WATCH, "created", ETCD_D_FALSE, NULL },
+	{ ETCD_SHAPE_WATCH, "canceled", ETCD_D_FALSE, NULL },
+	{ ETCD_SHAPE_WATCH, "compact_revision", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_KV, "key", ETCD_D_STR, "" },
+	{ ETCD_SHAPE_KV, "value", ETCD_D_STR, "" },
+	{ ETCD_SHAPE_KV, "create_revision", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_KV, "mod_revision", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_KV, "version", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_KV, "lease", ETCD_D_INT, NULL },
+	{ ETCD_SHAPE_EVENT, "type", ETCD_D_STR, "PUT" },
+	{ ETCD_SHAPE_HEADER, "revision", ETCD_D_INT, NULL },
 };
 
 /* gRPC status codes, as etcd's errors carry them. */
@@ -174,12 +174,12 @@ struct etcd_req {
 	void			*arg;
 	int			 timeout_ms;
 	struct timespec		 deadline;
-	int			 ep;		/* endpoint of this attempt */
+	int			 ep;		/* of this attempt */
 	int			 tries;
 	int			 rounds;
 	struct etcd_conn	*conn;		/* in flight on it */
-	struct event		*timer;		/* deadline or backoff */
-	char			**why;		/* each endpoint's last failure */
+	struct event		*timer;		/* deadline/backoff */
+	char			**why;		/* per endpoint */
 	TAILQ_ENTRY(etcd_req)	 entry;
 };
 TAILQ_HEAD(etcd_reqs, etcd_req);
@@ -189,7 +189,7 @@ struct etcd_conn {
 	struct etcd		*e;
 	struct etcd_ep		*ep;
 	struct evhttp_connection *evcon;
-	struct etcd_req		*req;		/* a call in flight */
+	struct etcd_req		*req;		/* a call on it */
 	struct etcd_watch	*watch;		/* or a watch stream */
 	enum evhttp_request_error err;
 	int			 failed;	/* err is set */
@@ -206,11 +206,11 @@ struct etcd_watch {
 	int			 flags;
 	etcd_cb			 cb;
 	void			*arg;
-	int64_t			 rev;		/* resume from (0: now) */
+	int64_t			 rev;		/* resume (0: now) */
 	struct etcd_conn	*conn;
 	struct evbuffer		*buf;		/* a partial line */
 	struct event		*timer;		/* reconnect */
-	int			 created;	/* this stream said "created" */
+	int			 created;	/* the stream said so */
 	int			 rounds;
 	int			 ended;
 	TAILQ_ENTRY(etcd_watch)	 entry;
@@ -223,10 +223,10 @@ struct etcd_keeper {
 	etcd_cb			 cb;
 	void			*arg;
 	struct event		*timer;
-	struct timespec		 last_ok;	/* last renewal sent that held */
+	struct timespec		 last_ok;	/* sent, and it held */
 	struct timespec		 sent;
 	int			 inflight;
-	int			 dead;		/* lost, or the grant failed */
+	int			 dead;		/* lost */
 	int			 freed;
 	TAILQ_ENTRY(etcd_keeper) entry;
 };
@@ -420,7 +420,8 @@ etcd_fill(json_t *obj, enum etcd_shape shape)
 	for (i = 0; i < nitems(etcd_defaults); i++) {
 		if (etcd_defaults[i].shape != shape)
 			continue;
-		if ((v = json_object_get(obj, etcd_defaults[i].field)) != NULL) {
+		v = json_object_get(obj, etcd_defaults[i].field);
+		if (v != NULL) {
 			switch (etcd_defaults[i].type) {
 			case ETCD_D_INT:
 				ok = json_is_integer(v);
@@ -974,7 +975,7 @@ etcd_req_done(struct etcd_req *r, struct evhttp_request *http)
 	if (etcd_parse(r->path->path, body != NULL ? body : "", len, &res,
 	    &class, &cause) != 0) {
 		if (strcmp(class, "Unavailable") == 0) {
-			/* etcd answered but cannot serve: another member may. */
+			/* This member cannot serve: another may. */
 			r->conn = NULL;
 			if (ep->nidle < r->e->conns) {
 				TAILQ_INSERT_TAIL(&ep->idle, c, entry);
@@ -1008,7 +1009,8 @@ etcd_req_done(struct etcd_req *r, struct evhttp_request *http)
 	json_decref(res);
 }
 
-static void	etcd_watch_done(struct etcd_watch *, struct evhttp_request *);
+static void	etcd_watch_done(struct etcd_watch *,
+		    struct evhttp_request *);
 
 /* evhttp's completion callback: hand it to whoever owns c now. */
 static void
@@ -1031,7 +1033,8 @@ etcd_submit(struct etcd *e, const char *path, json_t *body, int timeout_ms,
 	struct etcd_req		*r, *w;
 	int			 busy = 0;
 
-	if ((p = etcd_path_find(path)) == NULL || p->shape == ETCD_SHAPE_WATCH) {
+	p = etcd_path_find(path);
+	if (p == NULL || p->shape == ETCD_SHAPE_WATCH) {
 		json_decref(body);
 		return (-1);
 	}

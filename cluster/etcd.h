@@ -44,17 +44,17 @@ typedef void (*etcd_cb)(void *arg, json_t *result, const char *errclass,
 struct etcd_config {
 	const char	*endpoints;	/* "http://H:P,https://H:P,..." */
 	const char	*cacert;	/* PEM CAs for https (NULL: system) */
-	const char	*cert;		/* client certificate (PEM) or NULL */
+	const char	*cert;		/* client cert (PEM) or NULL */
 	const char	*key;		/* its private key (PEM) */
-	int		 timeout_ms;	/* a call's budget, retries in (5000) */
-	int		 conns;		/* idle connections kept per endpoint (4) */
+	int		 timeout_ms;	/* per call, retries in (5000) */
+	int		 conns;		/* idle kept per endpoint (4) */
 };
 
 /* Flags of etcd_get and etcd_delete. */
 #define ETCD_PREFIX	0x1	/* every key that starts with key */
 #define ETCD_KEYS_ONLY	0x2	/* range: no values */
 #define ETCD_COUNT_ONLY	0x4	/* range: only "count" */
-#define ETCD_PREV_KV	0x8	/* put, delete, watch: the previous kv too */
+#define ETCD_PREV_KV	0x8	/* put, delete, watch: the previous kv */
 
 struct etcd	*etcd_create(struct event_base *, const struct etcd_config *,
 		    char **cause);
@@ -92,7 +92,8 @@ int		 etcd_txn(struct etcd *, json_t *compare, json_t *success,
 /* Compare a key's mod_revision (0: the key does not exist) or value. */
 json_t		*etcd_cmp_mod_revision(const char *key, int64_t rev);
 json_t		*etcd_cmp_value(const char *key, const char *value);
-json_t		*etcd_op_put(const char *key, const char *value, int64_t lease);
+json_t		*etcd_op_put(const char *key, const char *value,
+		    int64_t lease);
 json_t		*etcd_op_get(const char *key, int flags);
 json_t		*etcd_op_delete(const char *key, int flags);
 /* Put value at key only if its mod_revision is rev (0: create only). */
@@ -101,10 +102,12 @@ int		 etcd_cas(struct etcd *, const char *key, int64_t rev,
 
 /* Leases.  grant's result: "ID", "TTL"; keepalive's: "ID", "TTL" (0 once
  * the lease has expired). */
-int		 etcd_lease_grant(struct etcd *, int64_t ttl, etcd_cb, void *);
+int		 etcd_lease_grant(struct etcd *, int64_t ttl, etcd_cb,
+		    void *);
 int		 etcd_lease_keepalive(struct etcd *, int64_t id, etcd_cb,
 		    void *);
-int		 etcd_lease_revoke(struct etcd *, int64_t id, etcd_cb, void *);
+int		 etcd_lease_revoke(struct etcd *, int64_t id, etcd_cb,
+		    void *);
 
 /*
  * A lease kept alive: granted with ttl seconds, renewed every ttl/3.  cb

@@ -1,6 +1,6 @@
 /*
  * etcd-drive: runs cluster/etcd.c against a real etcd for the integration
- * tests (tests/integration/50-etcd.sh) and the figures in cluster/README.md.
+ * tests (tests/integration/60-etcd.sh) and the figures in cluster/README.md.
  *
  *   etcd-drive [-e URLS] [-t MS] [-C CA -c CERT -k KEY] COMMAND ARGS
  *
@@ -17,7 +17,7 @@
  *   watch [-p] KEY COUNT	"created" then "PUT KEY VALUE REV" per event,
  *				until COUNT events
  *   bench N CONC		N puts, ranges and txns, CONC at a time: rps
- *   probe KEY VALUE		one put, timed: "ok MS" or "error CLASS: ..."
+ *   probe KEY VALUE		one put, timed: "ok MS" or "error CLASS: .."
  *
  * Exit 0 when the command did what it says, 1 on an error (printed).
  */

@@ -3,7 +3,7 @@
  * gateway gives them, base64, request bodies, and the call machinery
  * against a fake gateway (an evhttp server in the same loop) behind a
  * dead endpoint: failover, "Unavailable" retries, deadlines, etcd_free.
- * tests/integration/50-etcd.sh runs the client against a real etcd.
+ * tests/integration/60-etcd.sh runs the client against a real etcd.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -99,8 +99,9 @@ test_parse_range(void)
 	/* What etcd 3.4 sends for one key ("a" = "1"). */
 	r = parse_ok("/v3/kv/range", "{\"header\":{\"cluster_id\":"
 	    "\"14841639068965178418\",\"member_id\":\"10276657743932975437\","
-	    "\"revision\":\"7\",\"raft_term\":\"2\"},\"kvs\":[{\"key\":\"YQ==\","
-	    "\"create_revision\":\"5\",\"mod_revision\":\"7\",\"version\":\"3\","
+	    "\"revision\":\"7\",\"raft_term\":\"2\"},\"kvs\":[{"
+	    "\"key\":\"YQ==\",\"create_revision\":\"5\","
+	    "\"mod_revision\":\"7\",\"version\":\"3\","
 	    "\"value\":\"MQ==\"}],\"count\":\"1\"}");
 	CHECK(r != NULL);
 	CHECK(json_integer_value(json_object_get(json_object_get(r,
@@ -216,7 +217,7 @@ struct fake {
 	struct evhttp	*http;
 	int		 port;
 	int		 calls;
-	int		 unavailable;	/* answer 503 "no leader" this often */
+	int		 unavailable;	/* 503 "no leader" this often */
 	int		 silent;	/* never answer */
 	json_t		*last;		/* the last request body */
 	char		 lastpath[64];
@@ -244,7 +245,7 @@ fake_cb(struct evhttp_request *req, void *arg)
 	snprintf(f->lastpath, sizeof f->lastpath, "%s",
 	    evhttp_request_get_uri(req));
 	if (f->silent)
-		return;		/* left hanging: the client's deadline acts */
+		return;		/* hangs: the client's deadline acts */
 	out = evbuffer_new();
 	if (f->unavailable > 0) {
 		f->unavailable--;
