@@ -88,6 +88,9 @@ wait "$WATCH_PID" || fail "watch over TLS: $(cat "$T/watch.out")"
 WATCH_PID=
 grep -q '^PUT tls again' "$T/watch.out" ||
 	fail "watch over TLS saw: $(cat "$T/watch.out")"
+# Kept TLS connections carry many calls, several at a time.
+out=$(drive "${good[@]}" bench 300 4) || fail "calls over kept TLS connections: $out"
+log "over TLS: $(echo "$out" | tr '\n' ' ')"
 log "put, range, watch over TLS with a client certificate: ok"
 
 # Refused.  When etcd refuses the client's certificate, the TLS alert
