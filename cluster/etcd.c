@@ -1389,8 +1389,10 @@ keeper_tick(evutil_socket_t fd, short events, void *arg)
 	if (!k->inflight) {
 		clock_gettime(CLOCK_MONOTONIC, &k->sent);
 		k->inflight = 1;
+		/* A slow renewal still counts if back before the lease ends. */
 		etcd_submit(k->e, "/v3/lease/keepalive", json_pack("{s:I}",
-		    "ID", (json_int_t)k->id), k->ttl * 1000 / 3,
+		    "ID", (json_int_t)k->id), etcd_ms_until(&until) > 1 ?
+		    (int)etcd_ms_until(&until) : 1,
 		    etcd_keeper_keepalive_cb, k);
 	}
 	/* Wake at the next renewal or when the lease would run out. */
