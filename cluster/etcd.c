@@ -1747,7 +1747,6 @@ etcd_ep_parse(struct etcd_ep *ep, const char *url, char **cause)
 	ep->host = xstrdup(host);
 	ep->port = evhttp_uri_get_port(u);
 	ep->tls = strcmp(scheme, "https") == 0;
-	TAILQ_INIT(&ep->idle);
 	evhttp_uri_free(u);
 	return (0);
 }
@@ -1844,6 +1843,9 @@ etcd_create(struct event_base *base, const struct etcd_config *cf,
 		e->neps++;
 	}
 	free(list);
+	/* Only now: a TAILQ head points into itself, realloc moves it. */
+	for (i = 0; i < e->neps; i++)
+		TAILQ_INIT(&e->eps[i].idle);
 	if (e->neps == 0) {
 		xasprintf(cause, "etcd: no endpoints in \"%s\"", cf->endpoints);
 		goto fail;

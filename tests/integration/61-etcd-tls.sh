@@ -10,7 +10,8 @@ for t in etcd openssl ip; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
-DRIVE=$top/build/cluster/etcd-drive
+# QDESK_ETCD_DRIVE runs another build of it (e.g. with ASan).
+DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
 [ -x "$DRIVE" ] || fail "no $DRIVE: build first"
 
 NS=qdt-etcdtls-$$

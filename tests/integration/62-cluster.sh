@@ -11,7 +11,8 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 CLUSTER=$top/scripts/cluster
-DRIVE=$top/build/cluster/etcd-drive
+# QDESK_ETCD_DRIVE runs another build of it (e.g. with ASan).
+DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
 ENVFILE=$top/build/cluster/env
 RUN=$top/build/cluster/run
 [ -e "$ENVFILE" ] && fail "a cluster is already up in this checkout: scripts/cluster down"

@@ -414,6 +414,31 @@ test_fake(void)
 	CHECK_STR(r.class, "Cancelled");
 	event_base_loop(base, EVLOOP_NONBLOCK);
 
+	/* Many endpoints, the live one last: each dead one is passed over,
+	 * and the live one's kept connections serve call after call. */
+	{
+		char	many[512];
+		int	i, n = 0;
+
+		many[0] = '\0';
+		for (i = 0; i < 7; i++)
+			n += snprintf(many + n, sizeof many - n,
+			    "http://127.0.0.1:%d,", dead_port());
+		snprintf(many + n, sizeof many - n, "http://127.0.0.1:%d",
+		    f.port);
+		f.silent = 0;
+		e = client(base, many, 3000);
+		for (i = 0; i < 3; i++) {
+			memset(&r, 0, sizeof r);
+			etcd_get(e, "key", 0, result_cb, &r);
+			run_until(base, &r);
+			CHECK(r.fired == 1 && r.class[0] == '\0');
+			json_decref(r.res);
+		}
+		etcd_free(e);
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+
 	/* Bad configurations are refused with a reason. */
 	{
 		struct etcd_config	 cf;
