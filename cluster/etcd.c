@@ -824,6 +824,7 @@ etcd_conn_strerror(struct etcd_conn *c)
 	}
 }
 
+/* evhttp says why a request failed, before its completion callback. */
 static void
 etcd_conn_error(enum evhttp_request_error err, void *arg)
 {
@@ -879,6 +880,7 @@ static void
 etcd_req_fail(struct etcd_req *r, const char *errclass, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Finish a call with an error, its cause formatted. */
 static void
 etcd_req_fail(struct etcd_req *r, const char *errclass, const char *fmt, ...)
 {
@@ -1152,6 +1154,7 @@ etcd_set_range(json_t *body, const char *key, int flags)
 	}
 }
 
+/* The bodies of put, range and deleterange, as the gateway wants them. */
 static json_t *
 etcd_body_put(const char *key, const char *value, int64_t lease, int flags)
 {
@@ -1320,6 +1323,7 @@ etcd_lease_revoke(struct etcd *e, int64_t id, etcd_cb cb, void *arg)
 
 static void	keeper_tick(evutil_socket_t, short, void *);
 
+/* Off the client's list and freed; no call of its may be pending. */
 static void
 etcd_keeper_destroy(struct etcd_keeper *k)
 {
@@ -1339,6 +1343,7 @@ etcd_keeper_lost(struct etcd_keeper *k, const char *errclass,
 		k->cb(k->arg, NULL, errclass, cause);
 }
 
+/* A renewal came back: the lease holds from when it left, or is gone. */
 static void
 etcd_keeper_keepalive_cb(void *arg, json_t *res, const char *errclass,
     const char *cause)
@@ -1400,6 +1405,7 @@ keeper_tick(evutil_socket_t fd, short events, void *arg)
 	    etcd_ms_until(&until) : k->ttl * 1000 / 3);
 }
 
+/* The lease is granted: tell the holder and start renewing. */
 static void
 etcd_keeper_grant_cb(void *arg, json_t *res, const char *errclass,
     const char *cause)
@@ -1463,6 +1469,7 @@ etcd_keeper_free(struct etcd_keeper *k, int revoke)
 
 /* ---- watches ---- */
 
+/* The watch is over for good: say why, once. */
 static void
 etcd_watch_end(struct etcd_watch *w, const char *errclass, const char *cause)
 {
@@ -1656,6 +1663,7 @@ etcd_watch_connect(struct etcd_watch *w)
 	free(body);
 }
 
+/* Time to (re)connect a watch that has no stream. */
 static void
 etcd_watch_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
