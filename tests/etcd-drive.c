@@ -14,8 +14,9 @@
  *   keep TTL SECS		keep a lease ("lease ID granted") until the
  *				keeper reports it lost ("lost CLASS: ... (at
  *				EPOCH-MS)", exit 0) or SECS pass (exit 1)
- *   watch [-p] KEY COUNT	"created" then "PUT KEY VALUE REV" per event,
- *				until COUNT events
+ *   watch [-p] [-r REV] KEY COUNT
+ *				"created" then "PUT KEY VALUE REV" per event
+ *				(from revision REV), until COUNT events
  *   bench N CONC		N puts, ranges and txns, CONC at a time: rps
  *   probe KEY VALUE		one put, timed: "ok MS" or "error CLASS: .."
  *
@@ -392,18 +393,26 @@ drive_watch(int argc, char **argv)
 	struct etcd		*e;
 	struct etcd_watch	*w;
 	int			 flags = 0;
+	long long		 rev = 0;
 
-	if (argc > 0 && strcmp(argv[0], "-p") == 0) {
-		flags = ETCD_PREFIX;
-		argc--;
-		argv++;
+	for (;;) {
+		if (argc > 0 && strcmp(argv[0], "-p") == 0) {
+			flags = ETCD_PREFIX;
+			argc--;
+			argv++;
+		} else if (argc > 1 && strcmp(argv[0], "-r") == 0) {
+			rev = atoll(argv[1]);
+			argc -= 2;
+			argv += 2;
+		} else
+			break;
 	}
 	if (argc != 2 || (watch_left = atoi(argv[1])) <= 0) {
-		fprintf(stderr, "etcd-drive: watch [-p] KEY COUNT\n");
+		fprintf(stderr, "etcd-drive: watch [-p] [-r REV] KEY COUNT\n");
 		exit(2);
 	}
 	e = drive_client();
-	w = etcd_watch_create(e, argv[0], flags, 0, drive_watch_cb, NULL);
+	w = etcd_watch_create(e, argv[0], flags, rev, drive_watch_cb, NULL);
 	while (watch_left > 0)
 		event_base_loop(base, EVLOOP_ONCE);
 	etcd_watch_free(w);

@@ -5,7 +5,8 @@
 # create the same key by CAS, exactly one winning every round; a lease that
 # holds while its keeper runs and expires once it stops, and a keeper that
 # reports its lease lost when it is revoked or quorum goes; a watch that sees
-# every put exactly once across the death of the member it talks to; one
+# every put exactly once across the death of the member it talks to, and
+# one from a compacted revision that ends with "Compacted"; one
 # member dead and everything still works; two dead and a write fails with
 # a clear error within its deadline, then works again once they return.
 . "$(dirname "$0")/lib.sh"
@@ -130,6 +131,16 @@ got=$(grep '^PUT' "$T/watch.out" | cut -d' ' -f2,3 | tr '\n' ' ')
 [ "$got" = "w/1 v1 w/2 v2 w/3 v3 w/4 v4 w/5 v5 w/6 v6 " ] ||
 	fail "watch events (lost, repeated or out of order): $got"
 log "watch resumed after its member died: ok"
+
+# A watch from a revision since compacted ends with "Compacted".
+first=$(grep '^PUT w/1 ' "$T/watch.out" | cut -d' ' -f4)
+ETCDCTL_API=3 ip netns exec "$NS" etcdctl --endpoints="$ETCD_ALIVE" \
+    compact "$(grep '^PUT w/6 ' "$T/watch.out" | cut -d' ' -f4)" >/dev/null ||
+	fail "etcdctl compact"
+out=$(drive watch -r "$first" -p w/ 1) && fail "a compacted watch: $out"
+# (etcd says "created" first, then cancels it.)
+[[ $(echo "$out" | tail -n 1) == "error Compacted: etcd watch w/: revision $first is compacted"* ]] ||
+	fail "a compacted watch said: $out"
 
 # 5. Member 1 is still dead (the first endpoint): everything works.
 out=$(drive -t 3000 probe one-dead yes) || fail "put with one dead: $out"
