@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A 3-member etcd for tests and scripts/cluster, sourced (bash).  Set
 # before use:
 #
