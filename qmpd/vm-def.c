@@ -506,7 +506,7 @@ vm_def_unknown(json_t *j, char **cause)
 		for (i = 0; i < nitems(vm_def_keys); i++)
 			if (strcmp(key, vm_def_keys[i]) == 0)
 				break;
-		if (i == nitems(vm_def_keys)) {
+		if (i == nitems(vm_def_keys) && !vm_def_dev_key(key)) {
 			xasprintf(cause, "unknown field '%.64s' in a VM "
 			    "definition", key);
 			return (-1);
@@ -531,7 +531,8 @@ vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
 	    vm_def_listen(def, j, cause) != 0 ||
 	    vm_def_boot(def, j, cause) != 0 ||
 	    vm_def_nics(def, j, cause) != 0 ||
-	    vm_def_desktop(def, j, cause) != 0) {
+	    vm_def_desktop(def, j, cause) != 0 ||
+	    vm_def_dev_from_json(def, j, cause) != 0) {
 		vm_def_clear(def);
 		return (-1);
 	}
@@ -600,5 +601,6 @@ vm_def_to_json(const struct vm_def *def)
 		json_object_set_new(j, "pool_dirty", json_true());
 	if (def->pool_doomed)
 		json_object_set_new(j, "pool_doomed", json_true());
+	vm_def_dev_to_json(def, j);
 	return (j);
 }
