@@ -17,8 +17,10 @@
 	{ "--heads",	"heads",	CTL_INT,	0 }, \
 	{ "--audio",	"audio",	CTL_BOOL,	0 }, \
 	{ "--usbredir",	"usbredir",	CTL_INT,	0 }, \
-	{ "--balloon",	"balloon",	CTL_BOOL,	0 }
+	{ "--balloon",	"balloon",	CTL_BOOL,	0 }, \
+	{ "--os",	"os",		CTL_STR,	0 }
 #define DEV_USAGE \
+	"[--os generic|linux|windows10|windows11] " \
 	"[--video vga|qxl|virtio] [--heads N] [--audio] " \
 	"[--usbredir N] [--balloon]"
 

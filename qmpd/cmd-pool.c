@@ -47,7 +47,7 @@ cmd_pool_create(struct cmd_req *req)
 	    NULL };
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
-	    "video", "heads", "audio", "usbredir", "balloon" };
+	    "video", "heads", "audio", "usbredir", "balloon", "os" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -520,6 +520,7 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "audio", ARG_BOOL, 0 },
 	{ "usbredir", ARG_INT, 0 },
 	{ "balloon", ARG_BOOL, 0 },
+	{ "os", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 

@@ -563,6 +563,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "audio", ARG_BOOL, 0 },
 	{ "usbredir", ARG_INT, 0 },
 	{ "balloon", ARG_BOOL, 0 },
+	{ "os", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 

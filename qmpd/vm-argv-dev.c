@@ -9,6 +9,16 @@
 
 #include "compat.h"
 #include "vm.h"
+#include "xmalloc.h"
+
+/*
+ * Windows' Hyper-V enlightenments, as Proxmox's and libvirt's Windows
+ * profiles list them: QEMU implements them on KVM only (it refuses
+ * hv_vpindex and hv_synic under TCG).
+ */
+#define VM_ARGV_DEV_HV \
+	"hv_relaxed,hv_vapic,hv_spinlocks=0x1fff,hv_vpindex,hv_runtime," \
+	"hv_synic,hv_stimer,hv_time,hv_frequencies,hv_reset"
 
 /* One head of 1920x1200 at 32 bits, in bytes. */
 #define VM_ARGV_DEV_HEAD	(1920 * 1200 * 4)
@@ -30,13 +40,34 @@ vm_argv_dev_vgamem(int heads)
 }
 
 /*
+ * The -cpu value, or NULL for QEMU's default. Windows guests get the
+ * Hyper-V flags on the CPU model asked for (host by default on KVM; under
+ * TCG, max, so Windows 11 finds the x86-64-v2 instructions it needs).
+ */
+char *
+vm_argv_dev_cpu(const struct vm_def *def, const char *accel)
+{
+	char	*s;
+
+	if (!vm_def_dev_windows(def))
+		return (def->cpu[0] != '\0' ? xstrdup(def->cpu) : NULL);
+	if (strcmp(accel, "kvm") != 0)
+		return (xstrdup(def->cpu[0] != '\0' ? def->cpu : "max"));
+	xasprintf(&s, "%s,%s", def->cpu[0] != '\0' ? def->cpu : "host",
+	    VM_ARGV_DEV_HV);
+	return (s);
+}
+
+/*
  * The video adapter, id video0. Several heads on qxl: one qxl-vga with
- * max_outputs (Linux's qxl DRM driver drives them all).
+ * max_outputs (Linux's qxl DRM driver drives them all), or, for Windows
+ * guests, one qxl device per head, as Proxmox and oVirt give them (the
+ * Windows QXL driver drives one head per device).
  */
 void
 vm_argv_dev_video(struct argv *a, const struct vm_def *def)
 {
-	int	mb;
+	int	i, mb;
 
 	vm_argv_add(a, "-device");
 	if (strcmp(def->video, "vga") == 0) {
@@ -51,8 +82,13 @@ vm_argv_dev_video(struct argv *a, const struct vm_def *def)
 			vm_argv_add(a, "virtio-vga,id=video0");
 		return;
 	}
-	if (def->heads == 1) {
+	if (def->heads == 1 || vm_def_dev_windows(def)) {
 		vm_argv_add(a, "qxl-vga,id=video0");
+		for (i = 1; i < def->heads; i++) {
+			vm_argv_add(a, "-device");
+			vm_argv_add(a, "qxl,id=video%d,ram_size_mb=64,"
+			    "vram_size_mb=32", i);
+		}
 		return;
 	}
 	mb = vm_argv_dev_vgamem(def->heads);
@@ -79,6 +115,7 @@ vm_argv_dev_xhci(const struct vm_def *def)
  * Each usbredir chardev is one SPICE usbredir channel, its usb-redir
  * device plugged into usb0 when the viewer redirects a device. The
  * balloon reports free pages, so memory the guest frees goes back.
+ * Windows keeps its clock in local time.
  */
 void
 vm_argv_dev_rest(struct argv *a, const struct vm_def *def)
@@ -105,5 +142,9 @@ vm_argv_dev_rest(struct argv *a, const struct vm_def *def)
 		vm_argv_add(a, "-device");
 		vm_argv_add(a, "virtio-balloon-pci,id=balloon0,"
 		    "free-page-reporting=on");
+	}
+	if (vm_def_dev_windows(def)) {
+		vm_argv_add(a, "-rtc");
+		vm_argv_add(a, "base=localtime");
 	}
 }

@@ -208,7 +208,7 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
     const char *qemu_binary, char **cause)
 {
 	struct argv	 a = { 0 };
-	char		*e;
+	char		*e, *cpu;
 
 	if (def->kernel == NULL && def->disk == NULL && rt->image == NULL) {
 		xasprintf(cause, "VM %s has nothing to boot: give it a kernel "
@@ -234,9 +234,10 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	 * such as kvm-pvm rejects some host MSRs. QEMU's default runs
 	 * everywhere.
 	 */
-	if (def->cpu[0] != '\0') {
+	if ((cpu = vm_argv_dev_cpu(def, rt->accel)) != NULL) {
 		argv_add(&a, "-cpu");
-		argv_add(&a, "%s", def->cpu);
+		argv_add(&a, "%s", cpu);
+		free(cpu);
 	}
 	argv_add(&a, "-m");
 	argv_add(&a, "%d", def->memory);

@@ -91,6 +91,14 @@ struct vm_def {
 	int		 audio;		/* HDA on the SPICE audio backend */
 	int		 usbredir;	/* SPICE USB redirection channels */
 	int		 balloon;	/* virtio-balloon, free page reporting */
+	/*
+	 * The --os profile, and what it sets that other files build: the
+	 * firmware (bios uefi uefi-secure), a TPM, the guest agent.
+	 */
+	char		 os[16];	/* generic linux windows10 windows11 */
+	char		 firmware[16];
+	int		 tpm;
+	int		 agent;
 };
 
 /*
@@ -175,10 +183,13 @@ void	 vm_argv_add(struct argv *, const char *fmt, ...)
 int	 vm_def_dev_from_json(struct vm_def *, json_t *, char **cause);
 void	 vm_def_dev_to_json(const struct vm_def *, json_t *);
 int	 vm_def_dev_key(const char *key);
+json_t	*vm_def_dev_profile(json_t *, char **cause);
+int	 vm_def_dev_windows(const struct vm_def *);
 
 /* vm-argv-dev.c: the desktop devices on the QEMU command line. Pure. */
 void	 vm_argv_dev_video(struct argv *, const struct vm_def *);
 const char *vm_argv_dev_xhci(const struct vm_def *);
+char	*vm_argv_dev_cpu(const struct vm_def *, const char *accel);
 void	 vm_argv_dev_rest(struct argv *, const struct vm_def *);
 
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
