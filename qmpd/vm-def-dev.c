@@ -48,6 +48,7 @@ static const struct vm_def_dev_os {
 	{ "windows11", "q35", "uefi-secure", 1, "qxl", 1, 4, 1, 1 },
 };
 
+/* Is key one of this file's (so vm_def_unknown lets it through)? */
 int
 vm_def_dev_key(const char *key)
 {

@@ -90,7 +90,7 @@ struct vm_def {
 	int		 heads;		/* 1 to VM_HEADS_MAX */
 	int		 audio;		/* HDA on the SPICE audio backend */
 	int		 usbredir;	/* SPICE USB redirection channels */
-	int		 balloon;	/* virtio-balloon, free page reporting */
+	int		 balloon;	/* virtio-balloon, free pages back */
 	/*
 	 * The --os profile, and what it sets that other files build: the
 	 * firmware (bios uefi uefi-secure), a TPM, the guest agent.

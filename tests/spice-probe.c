@@ -108,8 +108,8 @@ probe_usage(void)
 	fprintf(stderr, "usage: spice-probe HOST PORT PASSWORD "
 	    "[--proxy HOST:PORT [--ticket T]]\n"
 	    "                   [--ca FILE [--host-subject SUBJECT]]\n"
-	    "                   [--hold SECONDS | --display SECONDS | --channels] "
-	    "[--timeout SECONDS]\n");
+	    "                   [--hold SECONDS | --display SECONDS | "
+	    "--channels] [--timeout SECONDS]\n");
 	exit(PROBE_ERROR);
 }
 
