@@ -115,6 +115,10 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 
 	api_login_next();
 	if (errclass != NULL) {
+		if (strcmp(errclass, ERR_AUTH) == 0)
+			broker_metrics.login_failures++;
+		else if (strcmp(errclass, ERR_LOCKED) == 0)
+			broker_metrics.logins_locked++;
 		log_warnx("login of %s from %s failed: %s: %s",
 		    json_string_value(json_object_get(call->body, "user")),
 		    call->peer, errclass, errdesc);
@@ -146,6 +150,7 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	if (call->sid[0] != '\0')
 		session_destroy(session_find(call->sid, 0));
 	s = session_create(login, name, admin);
+	broker_metrics.logins++;
 	log_info("user %s logged in from %s", login, call->peer);
 	api_set_cookie(call, s->id);
 	http_reply_json(call, 200, json_pack("{s:s,s:s,s:s?,s:b,s:b}",

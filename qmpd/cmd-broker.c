@@ -111,13 +111,15 @@ cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
 {
 	int	locked;
 
+	metrics_login_failures++;
 	locked = auth_lockout_fail(cmd_broker_lockouts(), login,
 	    cmd_broker_now());
 	cmd_broker_lockout_save(login);
-	if (locked > 0)
+	if (locked > 0) {
+		metrics_lockouts++;
 		log_warnx("login %.64s from %s refused: %s; locked for %d s",
 		    login, cmd_broker_client(req), why, locked);
-	else
+	} else
 		log_warnx("login %.64s from %s refused: %s", login,
 		    cmd_broker_client(req), why);
 	/* The same words whatever the reason: no guessing who exists. */
@@ -141,6 +143,7 @@ cmd_broker_auth(struct cmd_req *req)
 
 	if (auth_login_valid(login, &cause) != 0) {
 		free(cause);
+		metrics_login_failures++;
 		log_warnx("login from %s refused: not a valid login name",
 		    cmd_broker_client(req));
 		cmd_error(req, ERR_AUTH, "invalid login or password");
@@ -173,6 +176,7 @@ cmd_broker_auth(struct cmd_req *req)
 		cmd_broker_auth_fail(req, login, "the user is disabled");
 	else {
 		cmd_broker_lockout_forget(login);
+		metrics_logins++;
 		log_info("login %s from %s", login, cmd_broker_client(req));
 		json_object_set_new(rec, "last_login",
 		    json_integer(time(NULL)));

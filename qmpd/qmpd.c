@@ -38,7 +38,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
 	    "[--vm-user USER]\n            [--broker-user USER] "
-	    "[--qemu BINARY]\n            [--boot-cap N]\n");
+	    "[--qemu BINARY]\n            [--boot-cap N] [--metrics [ADDR:]PORT]\n");
 	exit(2);
 }
 
@@ -121,6 +121,7 @@ qmpd_listen(void)
 	notify_listen(session_event, NULL);
 	notify_listen(boot_queue_event, NULL);
 	notify_listen(pool_event, NULL);
+	notify_listen(metrics_event, NULL);
 }
 
 /* What the command line asks for. */
@@ -129,6 +130,7 @@ struct qmpd_opts {
 	const char	*socket_path;
 	const char	*vm_user;
 	const char	*broker_user;
+	const char	*metrics;	/* --metrics, or NULL */
 	int		 foreground;
 	int		 verbose;
 };
@@ -144,6 +146,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 		{ "broker-user", required_argument, NULL, 'b' },
 		{ "qemu", required_argument, NULL, 'q' },
 		{ "boot-cap", required_argument, NULL, 'B' },
+		{ "metrics", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -180,6 +183,9 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 			if (boot_queue_cap < 0 || boot_queue_cap > 1000)
 				usage();
 			break;
+		case 'm':
+			o->metrics = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -194,6 +200,7 @@ qmpd_configure(const struct qmpd_opts *o)
 {
 	struct group	*gr;
 	struct passwd	*pw;
+	char		*cause = NULL;
 
 	umask(022);
 	if (mkdir(o->state_dir, 0711) == -1 && errno != EEXIST)
@@ -216,6 +223,8 @@ qmpd_configure(const struct qmpd_opts *o)
 			fatalx("no broker user %s", o->broker_user);
 		qmpd->broker_uid = pw->pw_uid;
 	}
+	if (o->metrics != NULL && metrics_check(o->metrics, &cause) != 0)
+		fatalx("%s", cause);
 	if (access(qmpd->qemu_binary, X_OK) != 0)
 		fatal("%s (install qemu-system-x86)", qmpd->qemu_binary);
 }
@@ -237,7 +246,7 @@ qmpd_signals(struct event *evs[4])
  * re-attach to running QEMUs, the admin socket, pools and autostart.
  */
 static void
-qmpd_start(void)
+qmpd_start(const struct qmpd_opts *o)
 {
 	char	*dbdir, *cause = NULL;
 
@@ -257,6 +266,8 @@ qmpd_start(void)
 	qmpd_listen();
 	vm_attach_all();
 	if (server_listen(qmpd->socket_path, &cause) != 0)
+		fatalx("%s", cause);
+	if (o->metrics != NULL && metrics_listen(o->metrics, &cause) != 0)
 		fatalx("%s", cause);
 	pool_init();
 	boot_queue_autostart();
@@ -289,7 +300,7 @@ main(int argc, char **argv)
 	if ((qmpd->base = event_base_new()) == NULL)
 		fatalx("event_base_new");
 	qmpd_signals(evs);
-	qmpd_start();
+	qmpd_start(&o);
 	log_info("qmpd %s ready on %s (state %s, kvm %s, QEMU as %s)",
 	    QDESK_VERSION, qmpd->socket_path, qmpd->state_dir,
 	    qmpd->kvm_ok ? "yes" : "no", qmpd->vm_user);
@@ -299,6 +310,7 @@ main(int argc, char **argv)
 	vm_shutdown_all();
 	net_shutdown();
 	server_close();
+	metrics_close();
 	db_close(qmpd->db);
 	for (i = 0; i < 4; i++)
 		event_free(evs[i]);
