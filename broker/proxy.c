@@ -338,8 +338,13 @@ static void
 proxy_tunnel_open(struct proxy_conn *pc)
 {
 	struct evbuffer	*cin = bufferevent_get_input(pc->client);
+	json_t		*f;
 
-	log_info("proxy: %s tunnelled to %s", pc->peer, pc->target);
+	f = json_pack("{s:s,s:s,s:s}", "vm", pc->vm, "client", pc->peer,
+	    "target", pc->target);
+	log_event(0, "proxy.open", f, "proxy: %s tunnelled to %s", pc->peer,
+	    pc->target);
+	json_decref(f);
 	pc->state = PROXY_TUNNEL;
 	pc->counted = 1;
 	metrics_spice_session(pc->vm, 1);

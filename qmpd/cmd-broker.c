@@ -109,19 +109,25 @@ cmd_broker_lockout_forget(const char *login)
 static void
 cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
 {
-	int	locked;
+	json_t	*f;
+	int	 locked;
 
 	metrics_login_failures++;
 	locked = auth_lockout_fail(cmd_broker_lockouts(), login,
 	    cmd_broker_now());
 	cmd_broker_lockout_save(login);
+	f = json_pack("{s:s,s:s,s:s}", "user", login, "client",
+	    cmd_broker_client(req), "reason", why);
 	if (locked > 0) {
 		metrics_lockouts++;
-		log_warnx("login %.64s from %s refused: %s; locked for %d s",
-		    login, cmd_broker_client(req), why, locked);
+		json_object_set_new(f, "locked", json_integer(locked));
+		log_event(1, "login.failed", f, "login %.64s from %s refused: "
+		    "%s; locked for %d s", login, cmd_broker_client(req), why,
+		    locked);
 	} else
-		log_warnx("login %.64s from %s refused: %s", login,
-		    cmd_broker_client(req), why);
+		log_event(1, "login.failed", f, "login %.64s from %s refused: "
+		    "%s", login, cmd_broker_client(req), why);
+	json_decref(f);
 	/* The same words whatever the reason: no guessing who exists. */
 	cmd_error(req, ERR_AUTH, "invalid login or password");
 }
@@ -136,7 +142,7 @@ cmd_broker_auth(struct cmd_req *req)
 {
 	const char	*login = cmd_arg_str(req, "login", "");
 	json_t		*pw = json_object_get(req->args, "password");
-	json_t		*rec;
+	json_t		*rec, *f;
 	const char	*hash;
 	char		*cause = NULL;
 	int		 left, ok;
@@ -152,8 +158,12 @@ cmd_broker_auth(struct cmd_req *req)
 	left = auth_lockout_check(cmd_broker_lockouts(), login,
 	    cmd_broker_now());
 	if (left > 0) {
-		log_warnx("login %s from %s refused: locked for %d s more",
-		    login, cmd_broker_client(req), left);
+		f = json_pack("{s:s,s:s,s:i}", "user", login, "client",
+		    cmd_broker_client(req), "locked", left);
+		log_event(1, "login.locked", f, "login %s from %s refused: "
+		    "locked for %d s more", login, cmd_broker_client(req),
+		    left);
+		json_decref(f);
 		cmd_error(req, ERR_LOCKED, "too many failed logins for %s; try "
 		    "again in %d s", login, left);
 		return (CMD_RETURN_DONE);
@@ -177,7 +187,11 @@ cmd_broker_auth(struct cmd_req *req)
 	else {
 		cmd_broker_lockout_forget(login);
 		metrics_logins++;
-		log_info("login %s from %s", login, cmd_broker_client(req));
+		f = json_pack("{s:s,s:s}", "user", login, "client",
+		    cmd_broker_client(req));
+		log_event(0, "login", f, "login %s from %s", login,
+		    cmd_broker_client(req));
+		json_decref(f);
 		json_object_set_new(rec, "last_login",
 		    json_integer(time(NULL)));
 		if (db_put(qmpd->db, DB_USERS, login, rec, &cause) != 0) {

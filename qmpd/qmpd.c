@@ -111,7 +111,7 @@ qmpd_lock(void)
 
 /*
  * Who hears qmpd's events, in this order: the admin event stream, SPICE
- * sessions, the boot queue, pools. Before the re-attach, whose state
+ * sessions, the boot queue, pools, metrics and the log. Before the re-attach, whose state
  * changes they all act on.
  */
 static void
@@ -122,6 +122,7 @@ qmpd_listen(void)
 	notify_listen(boot_queue_event, NULL);
 	notify_listen(pool_event, NULL);
 	notify_listen(metrics_event, NULL);
+	notify_listen(eventlog_event, NULL);
 }
 
 /* What the command line asks for. */

@@ -234,6 +234,10 @@ void	 metrics_close(void);
 void	 metrics_event(const char *event, const char *vm, json_t *fields,
 	    void *arg);
 
+/* eventlog.c: every event as a key=value log line. */
+void	 eventlog_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
+
 /* accel.c */
 int	 accel_kvm_usable(void);
 
