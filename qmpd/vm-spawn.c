@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "qmpd.h"
+#include "safefile.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -54,13 +55,78 @@ fail:
 	return (-1);
 }
 
+/* The uid that owns a VM's runtime files: its QEMU's. */
+uid_t
+vm_spawn_uid(const struct vm *vm)
+{
+	return (qmpd->vm_uid);
+}
+
 /*
- * In the grandchild: std fds, privileges, the one inherited fd, exec.
+ * Open file in the VM's runtime dir, which its QEMU's uid can write: no
+ * link, no FIFO, a regular file of root's or that uid's (safefile.c).
+ */
+int
+vm_rundir_open(const struct vm *vm, const char *file, int flags,
+    char **cause)
+{
+	char	*path;
+	int	 fd;
+
+	xasprintf(&path, "%s/vms/%s/%s", qmpd->state_dir, vm->def.name, file);
+	fd = safefile_open(path, flags, 0640, vm_spawn_uid(vm), cause);
+	free(path);
+	return (fd);
+}
+
+/* The whole of a small file of the VM's runtime dir, as vm_rundir_open. */
+char *
+vm_rundir_read(const struct vm *vm, const char *file, size_t max,
+    char **cause)
+{
+	char	*buf;
+	int	 fd;
+
+	if ((fd = vm_rundir_open(vm, file, O_RDONLY, cause)) == -1)
+		return (NULL);
+	buf = safefile_read_fd(fd, file, max, NULL, cause);
+	close(fd);
+	return (buf);
+}
+
+/*
+ * A fresh qemu.log for QEMU's stdout and stderr, made by root in the VM's
+ * dir: whatever the VM's uid left under that name is removed, and the new
+ * file is created exclusively, so no planted link or FIFO is opened.
+ */
+static int
+vm_spawn_log(const struct vm *vm, char **cause)
+{
+	char	*dir;
+	int	 dirfd, fd;
+
+	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
+	dirfd = safefile_open(dir, O_RDONLY | O_DIRECTORY, 0, vm_spawn_uid(vm),
+	    cause);
+	free(dir);
+	if (dirfd == -1)
+		return (-1);
+	if (unlinkat(dirfd, "qemu.log", 0) == -1 && errno != ENOENT)
+		log_debug("%s: unlink qemu.log: %s", vm->def.name,
+		    strerror(errno));
+	fd = safefile_openat(dirfd, "qemu.log", O_WRONLY | O_CREAT | O_EXCL,
+	    0640, vm_spawn_uid(vm), cause);
+	close(dirfd);
+	return (fd);
+}
+
+/*
+ * In the grandchild: std fds, privileges, the inherited fds, exec.
  * Reports errno on errfd (close-on-exec) when anything fails.
  */
 static void __attribute__((noreturn))
-vm_spawn_exec(char **argv, const char *logpath, const int *keep_fds,
-    int nkeep, int errfd)
+vm_spawn_exec(char **argv, int logfd, const int *keep_fds, int nkeep,
+    int errfd)
 {
 	int	 fd, err, i;
 
@@ -69,13 +135,8 @@ vm_spawn_exec(char **argv, const char *logpath, const int *keep_fds,
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0640);
-	if (fd != -1) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
+	dup2(logfd, STDOUT_FILENO);
+	dup2(logfd, STDERR_FILENO);
 	/*
 	 * Only the fds named here (QMP socket, disks, TAPs) reach QEMU:
 	 * whatever else qmpd holds (clients, LMDB, pipes) closes on exec.
@@ -147,14 +208,13 @@ vm_spawn(struct vm *vm, char **argv, const int *keep_fds, int nkeep,
     char **cause)
 {
 	struct vm_spawn_check	*check;
-	char			*logpath;
-	int			 errpipe[2] = { -1, -1 };
+	int			 logfd, errpipe[2] = { -1, -1 };
 	int			 pidpipe[2] = { -1, -1 }, status;
 	pid_t			 mid, pid = -1;
 	sigset_t		 all, old;
 
-	xasprintf(&logpath, "%s/vms/%s/qemu.log", qmpd->state_dir,
-	    vm->def.name);
+	if ((logfd = vm_spawn_log(vm, cause)) == -1)
+		return (-1);
 	if (pipe2(errpipe, O_CLOEXEC) == -1 || pipe2(pidpipe, O_CLOEXEC)
 	    == -1) {
 		xasprintf(cause, "pipe: %s", strerror(errno));
@@ -182,7 +242,7 @@ vm_spawn(struct vm *vm, char **argv, const int *keep_fds, int nkeep,
 
 			sigemptyset(&none);
 			sigprocmask(SIG_SETMASK, &none, NULL);
-			vm_spawn_exec(argv, logpath, keep_fds, nkeep,
+			vm_spawn_exec(argv, logfd, keep_fds, nkeep,
 			    errpipe[1]);
 		}
 		(void)write(pidpipe[1], &gc, sizeof gc);
@@ -216,6 +276,6 @@ out:
 		close(pidpipe[0]);
 	if (pidpipe[1] != -1)
 		close(pidpipe[1]);
-	free(logpath);
+	close(logfd);
 	return (pid);
 }

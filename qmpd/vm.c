@@ -712,14 +712,19 @@ vm_cleanup_runtime(struct vm *vm)
 static char *
 vm_qemu_log_tail(struct vm *vm)
 {
-	char	*path, line[512], last[512] = "";
+	char	 line[512], last[512] = "", *cause = NULL;
 	FILE	*f;
+	int	 fd;
 
-	xasprintf(&path, "%s/vms/%s/qemu.log", qmpd->state_dir, vm->def.name);
-	f = fopen(path, "re");
-	free(path);
-	if (f == NULL)
+	if ((fd = vm_rundir_open(vm, "qemu.log", O_RDONLY, &cause)) == -1 ||
+	    (f = fdopen(fd, "r")) == NULL) {
+		if (fd != -1)
+			close(fd);
+		if (cause != NULL)
+			log_warnx("%s: %s", vm->def.name, cause);
+		free(cause);
 		return (NULL);
+	}
 	while (fgets(line, sizeof line, f) != NULL)
 		if (line[0] != '\n')
 			strlcpy(last, line, sizeof last);
@@ -915,18 +920,17 @@ vm_cmdline_matches(struct vm *vm, pid_t pid)
 static int
 vm_reattach(struct vm *vm, char **cause)
 {
-	char	*path;
-	FILE	*f;
+	char	*path, *text, *end;
 	long	 pid = -1;
 	int	 fd;
 
-	xasprintf(&path, "%s/vms/%s/qemu.pid", qmpd->state_dir, vm->def.name);
-	if ((f = fopen(path, "r")) != NULL) {
-		if (fscanf(f, "%ld", &pid) != 1)
-			pid = -1;
-		fclose(f);
-	}
-	free(path);
+	/* Written by QEMU, in a dir its uid owns: read without trusting it. */
+	if ((text = vm_rundir_read(vm, "qemu.pid", 32, cause)) == NULL)
+		return (-1);
+	pid = strtol(text, &end, 10);
+	if (end == text || (*end != '\0' && *end != '\n'))
+		pid = -1;
+	free(text);
 	if (pid <= 0 || !vm_cmdline_matches(vm, pid)) {
 		xasprintf(cause, "QEMU exited while qmpd was not running");
 		return (-1);

@@ -125,6 +125,11 @@ void	 vm_argv_free(char **);
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
 	    char **cause);
 int	 vm_rundir(const char *name, char **path, char **cause);
+uid_t	 vm_spawn_uid(const struct vm *);
+int	 vm_rundir_open(const struct vm *, const char *file, int flags,
+	    char **cause);
+char	*vm_rundir_read(const struct vm *, const char *file, size_t max,
+	    char **cause);
 
 /* vm.c: the registry and the state machine. */
 int	 vm_load_all(char **cause);
