@@ -37,7 +37,7 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
-	    "[--vm-user USER]\n            [--broker-user USER] "
+	    "[--vm-uids FIRST-LAST]\n            [--broker-user USER] "
 	    "[--qemu BINARY]\n            [--boot-cap N]\n");
 	exit(2);
 }
@@ -69,29 +69,6 @@ qmpd_sighup(evutil_socket_t sig, short events, void *arg)
 	log_info("SIGHUP: nothing to reload yet");
 }
 
-/* Look up the VM user once; QEMU must never run as root. */
-static void
-qmpd_vm_user(const char *name)
-{
-	struct passwd	*pw;
-	int		 n = 64;
-
-	if ((pw = getpwnam(name)) == NULL)
-		fatalx("no user %s to run QEMU as: run scripts/setup, or "
-		    "useradd -r %s", name, name);
-	if (pw->pw_uid == 0)
-		fatalx("QEMU never runs as root: --vm-user %s is uid 0", name);
-	qmpd->vm_user = xstrdup(name);
-	qmpd->vm_uid = pw->pw_uid;
-	qmpd->vm_gid = pw->pw_gid;
-	qmpd->vm_groups = xcalloc(n, sizeof(gid_t));
-	if (getgrouplist(name, pw->pw_gid, qmpd->vm_groups, &n) == -1) {
-		qmpd->vm_groups = xrealloc(qmpd->vm_groups, n * sizeof(gid_t));
-		getgrouplist(name, pw->pw_gid, qmpd->vm_groups, &n);
-	}
-	qmpd->vm_ngroups = n;
-}
-
 /* One qmpd per state dir: a second one would fight over every VM. */
 static void
 qmpd_lock(void)
@@ -116,7 +93,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "socket", required_argument, NULL, 's' },
-		{ "vm-user", required_argument, NULL, 'u' },
+		{ "vm-uids", required_argument, NULL, 'u' },
 		{ "broker-user", required_argument, NULL, 'b' },
 		{ "qemu", required_argument, NULL, 'q' },
 		{ "boot-cap", required_argument, NULL, 'B' },
@@ -127,7 +104,7 @@ main(int argc, char **argv)
 	struct group	*gr;
 	struct passwd	*pw;
 	const char	*state_dir = "/var/lib/qdesk", *socket_path = NULL;
-	const char	*vm_user = "qdesk-vm", *broker_user = NULL;
+	const char	*vm_uids = NULL, *broker_user = NULL;
 	char		*dbdir, *cause = NULL;
 	int		 ch, foreground = 0, verbose = 0;
 
@@ -148,7 +125,7 @@ main(int argc, char **argv)
 			socket_path = optarg;
 			break;
 		case 'u':
-			vm_user = optarg;
+			vm_uids = optarg;
 			break;
 		case 'b':
 			broker_user = optarg;
@@ -169,8 +146,8 @@ main(int argc, char **argv)
 		usage();
 	log_init("qmpd", 1, verbose);
 	if (geteuid() != 0)
-		fatalx("qmpd must run as root (it opens TAPs and drops QEMU "
-		    "to %s)", vm_user);
+		fatalx("qmpd must run as root (it opens TAPs and runs each "
+		    "QEMU as a uid of its own)");
 
 	umask(022);
 	if (mkdir(state_dir, 0711) == -1 && errno != EEXIST)
@@ -184,7 +161,8 @@ main(int argc, char **argv)
 	else
 		qmpd->socket_path = xstrdup(socket_path);
 	qmpd->foreground = foreground;
-	qmpd_vm_user(vm_user);
+	if (vm_uid_init(vm_uids, &cause) != 0)
+		fatalx("%s", cause);
 	qmpd->admin_gid = (gr = getgrnam("qdesk")) != NULL ? gr->gr_gid :
 	    (gid_t)-1;
 	qmpd->broker_uid = (uid_t)-1;

@@ -342,7 +342,6 @@ int
 vm_delete(struct vm *vm, char **cause)
 {
 	struct db_txn	*t;
-	char		*dir, *p;
 
 	if (vm_is_active(vm)) {
 		xasprintf(cause, "VM %s is %s: stop it first", vm->def.name,
@@ -362,16 +361,8 @@ vm_delete(struct vm *vm, char **cause)
 	vm_net_deleted(vm);
 	vm_disk_delete(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
-	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
-	static const char *files[] = { "qmp.sock", "serial.sock", "qemu.pid",
-	    "serial.log", "qemu.log", "screen.png", "screen.ppm" };
-	for (size_t i = 0; i < nitems(files); i++) {
-		xasprintf(&p, "%s/%s", dir, files[i]);
-		unlink(p);
-		free(p);
-	}
-	rmdir(dir);
-	free(dir);
+	vm_rundir_remove(vm);
+	vm_uid_free(vm->def.name);
 	vm_wait_fail_all(vm, ERR_NOTFOUND, "the VM was deleted");
 	TAILQ_REMOVE(&vms, vm, entry);
 	log_info("%s: deleted", vm->def.name);
@@ -476,7 +467,7 @@ vm_start(struct vm *vm, char **cause)
 	    !vm_port_free(vm->def.listen, vm->def.spice_port) &&
 	    vm_port_alloc(vm, cause) != 0)
 		return (-1);
-	if (vm_rundir(vm->def.name, &dir, cause) != 0)
+	if (vm_rundir(vm, &dir, cause) != 0)
 		return (-1);
 
 	/* From here onward, all failures need cleanup and use goto fail. */
@@ -491,6 +482,8 @@ vm_start(struct vm *vm, char **cause)
 		xasprintf(cause, "disk %s: %s", vm->def.disk, strerror(errno));
 		goto fail;
 	}
+	if (dfd != -1 && vm_spawn_private(vm, dfd, vm->def.disk, cause) != 0)
+		goto fail;
 	if (vm_disk_open(vm, &image, cause) != 0)
 		goto fail;
 	rt.image = image;
@@ -498,8 +491,9 @@ vm_start(struct vm *vm, char **cause)
 	rt.qmp_fd = lfd;
 	rt.disk_fd = dfd;
 	rt.accel = accel;
-	rt.spice_tls_dir = spice_tls_dir();
-	vm->spice_tls = rt.spice_tls_dir != NULL;
+	if ((rt.spice_tls_dir = spice_tls_issue(vm, cause)) == NULL)
+		goto fail;
+	vm->spice_tls = 1;
 	if (vm_net_open(vm, &rt, cause) != 0)
 		goto fail;
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
@@ -935,6 +929,8 @@ vm_reattach(struct vm *vm, char **cause)
 		xasprintf(cause, "QEMU exited while qmpd was not running");
 		return (-1);
 	}
+	if (!vm_uid_matches(vm, pid, cause))
+		return (-1);
 	if (vm_watch(vm, pid, cause) != 0)
 		return (-1);
 	xasprintf(&path, "%s/vms/%s/qmp.sock", qmpd->state_dir, vm->def.name);
