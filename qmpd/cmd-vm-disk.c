@@ -488,8 +488,9 @@ cmd_vm_merge_commit(struct img_op *op, char **cause)
 /*
  * vm.snapshot_rm: a snapshot nothing is based on just goes. One with a
  * single child (the disk, or the next snapshot) is merged into it first:
- * qemu-img rebase copies into the child what it read through the
- * snapshot and points it at the snapshot's parent, as a job. Refused
+ * a QEMU block job (img-job.c, as the VM's uid, on fds) copies into the
+ * child what it read through the snapshot and points it at the
+ * snapshot's parent. Refused
  * while the VM runs on it, or when more than one image is based on it.
  */
 static enum cmd_retval
@@ -500,10 +501,8 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	struct vm	*vm;
 	struct img_op	*op;
 	struct chain	*c = NULL;
-	json_t		*rec, *all = NULL, *r, *crec, *prec = NULL;
-	char		*snapimg, *cause = NULL, *cpath = NULL;
-	char		*argv[] = { IMG_QEMU_IMG, "rebase", "-p", "-f",
-			    NULL, "-b", NULL, NULL, NULL, NULL, NULL };
+	json_t		*rec, *all = NULL, *r, *prec = NULL;
+	char		*snapimg, *cause = NULL;
 	size_t		 i;
 	json_int_t	 n;
 	int		 rc;
@@ -572,16 +571,10 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	}
 	free(cause);
 	cause = NULL;
-	/* The child's chain must be safe before qemu-img reads it. */
+	/* The child's chain must be safe before QEMU reads it. */
 	if ((rc = imgstore_chain(img_store, child, &c, &cause)) != 0) {
 		cmd_error(req, img_errclass(rc), "%s", cause);
 		goto out;
-	}
-	crec = NULL;
-	json_array_foreach(all, i, r) {
-		key = json_string_value(json_object_get(r, "name"));
-		if (key != NULL && strcmp(key, child) == 0)
-			crec = r;
 	}
 	parent = json_string_value(json_object_get(rec, "parent"));
 	if (parent != NULL && (prec = imgstore_get(img_store, parent,
@@ -589,30 +582,19 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		goto out;
 	}
-	cpath = xstrdup(c->links[0].path);
 	op = img_op_new(req, child, "merging a snapshot into");
 	op->also = xstrdup(snapimg);
 	op->commit = cmd_vm_merge_commit;
 	op->reply = cmd_vm_disk_done(vm, snap);
-	argv[4] = (char *)json_string_value(json_object_get(crec, "format"));
-	if (prec != NULL) {
-		argv[6] = (char *)json_string_value(json_object_get(prec,
-		    "file"));
-		argv[7] = "-F";
-		argv[8] = (char *)json_string_value(json_object_get(prec,
-		    "format"));
-		argv[9] = cpath;
-	} else {
-		argv[6] = "";
-		argv[7] = cpath;
-	}
 	log_info("%s: merging snapshot %s into %s", vm->def.name, snap, child);
-	img_op_run(op, argv, -1);
+	/* Over metadata the guest wrote: QEMU as the VM's uid, on fds. */
+	img_job_merge(op, c, prec != NULL ? 2 : -1, prec != NULL ?
+	    json_string_value(json_object_get(prec, "file")) : NULL,
+	    img_job_uid(child));
 	json_decref(prec);
 	json_decref(all);
 	json_decref(rec);
 	chain_free(c);
-	free(cpath);
 	free(snapimg);
 	return (CMD_RETURN_WAIT);
 out:
@@ -621,7 +603,6 @@ out:
 	json_decref(all);
 	json_decref(rec);
 	chain_free(c);
-	free(cpath);
 	free(snapimg);
 	return (CMD_RETURN_DONE);
 }

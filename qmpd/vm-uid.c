@@ -2,7 +2,7 @@
  * One uid per VM, as Firecracker's jailer and libvirt's dynamic ownership
  * do it: each VM's QEMU (and later its helpers) runs as a uid and gid of
  * its own, taken from the range qmpd --vm-uids FIRST-LAST, with group kvm
- * beside it for /dev/kvm. An escaped guest is then one uid among many: it
+ * beside it for /dev/kvm (the range's last uid is kept for image jobs). An escaped guest is then one uid among many: it
  * cannot signal, trace or open what belongs to another VM. The number is
  * kept in LMDB (DB_VMUIDS, keyed by the VM's name) for the VM's life, so
  * a restarted qmpd knows whose files are whose and re-attaches only to a
@@ -98,9 +98,9 @@ vm_uid_init(const char *spec, char **cause)
 			xasprintf(cause, "--vm-uids %s: want FIRST-LAST", spec);
 			return (-1);
 		}
-		if (first < 1000 || last < first || last >= 0x7fffffffULL ||
+		if (first < 1000 || last <= first || last >= 0x7fffffffULL ||
 		    last - first + 1 > VM_UID_RANGE_MAX) {
-			xasprintf(cause, "--vm-uids %s: want 1000 <= FIRST <= "
+			xasprintf(cause, "--vm-uids %s: want 1000 <= FIRST < "
 			    "LAST < 2147483647 and at most %u uids", spec,
 			    VM_UID_RANGE_MAX);
 			return (-1);
@@ -251,13 +251,14 @@ vm_uid_get(const struct vm *vm, uid_t *uid, char **cause)
 		free(u.map);
 		return (-1);
 	}
-	for (id = vm_uid_first; id <= vm_uid_last; id++) {
+	/* The last uid of the range is the image jobs' helper's. */
+	for (id = vm_uid_first; id < vm_uid_last; id++) {
 		n = id - vm_uid_first;
 		if ((u.map[n / 8] & (1 << (n % 8))) == 0 && !vm_uid_busy(id))
 			break;
 	}
 	free(u.map);
-	if (id > vm_uid_last || id < vm_uid_first) {
+	if (id >= vm_uid_last || id < vm_uid_first) {
 		xasprintf(cause, "every uid of %lu-%lu is taken: widen "
 		    "--vm-uids", (u_long)vm_uid_first, (u_long)vm_uid_last);
 		return (-1);
@@ -271,6 +272,16 @@ vm_uid_get(const struct vm *vm, uid_t *uid, char **cause)
 	log_info("%s: runs as uid and gid %lu", vm->def.name, (u_long)id);
 	*uid = id;
 	return (0);
+}
+
+/*
+ * The uid of image jobs over no VM's disk (img-job.c): the range's last,
+ * which no VM is given.
+ */
+uid_t
+vm_uid_helper(void)
+{
+	return (vm_uid_last);
 }
 
 /* The VM is gone: its uid goes back to the range. */

@@ -140,6 +140,7 @@ const gid_t *vm_uid_groups(int *n);
 uid_t	 vm_uid_lookup(const char *name);
 int	 vm_uid_get(const struct vm *, uid_t *, char **cause);
 void	 vm_uid_free(const char *name);
+uid_t	 vm_uid_helper(void);
 int	 vm_uid_matches(const struct vm *, pid_t, char **cause);
 
 /* vm.c: the registry and the state machine. */

@@ -116,10 +116,11 @@ qq vm start c >/dev/null
 
 # A range that is used up refuses the next VM, with the reason.
 stop_qmpd
-start_qmpd --vm-uids "$ua-$ub"
+# (The range's last uid is kept for image jobs, never given to a VM.)
+start_qmpd --vm-uids "$ua-$((ub + 1))"
 qq vm create d --accel $accel --disk "$(tiny_disk d)" --memory 32 --display none >/dev/null
 q_status 1 vm start d
-grep -q "every uid of $ua-$ub is taken" "$T/last.err" ||
+grep -q "every uid of $ua-$((ub + 1)) is taken" "$T/last.err" ||
 	fail "a full range: $(cat "$T/last.err")"
 [ "$(vm_field a state)" = running ] || fail "a is $(vm_field a state)"
 stop_qmpd
@@ -132,8 +133,9 @@ bad_range() {
 	grep -q "$2" <<<"$out" || fail "--vm-uids $1: $out"
 	[ "$(wc -l <<<"$out")" = 1 ] || fail "--vm-uids $1: more than one line: $out"
 }
-bad_range 5-3 "want 1000 <= FIRST"
-bad_range 0-100 "want 1000 <= FIRST"
+bad_range 5-3 "want 1000 <= FIRST < LAST"
+bad_range 0-100 "want 1000 <= FIRST < LAST"
+bad_range 3000-3000 "want 1000 <= FIRST < LAST"
 bad_range 12x "want FIRST-LAST"
 nob=$(id -u nobody)
 bad_range "$((nob - 1))-$((nob + 1))" "range $((nob - 1))-$((nob + 1)) is not free (user "
