@@ -171,6 +171,34 @@ vm_spawn_private(const struct vm *vm, int fd, const char *path, char **cause)
 	return (0);
 }
 
+/*
+ * Is vm's plain disk the same file (device and inode, whatever the path)
+ * as another VM's? Two QEMUs writing one file corrupt it, so that is
+ * refused at create and at start, naming the other VM.
+ */
+int
+vm_spawn_disk_unshared(const struct vm *vm, char **cause)
+{
+	struct vm	*o;
+	struct stat	 sb, osb;
+
+	if (vm->def.disk == NULL || stat(vm->def.disk, &sb) == -1)
+		return (0);
+	TAILQ_FOREACH(o, &vms, entry) {
+		if (o == vm || o->def.disk == NULL ||
+		    strcmp(o->def.name, vm->def.name) == 0 ||
+		    stat(o->def.disk, &osb) == -1)
+			continue;
+		if (sb.st_dev == osb.st_dev && sb.st_ino == osb.st_ino) {
+			xasprintf(cause, "disk %s is already the disk of VM %s "
+			    "(%s): give each VM a file of its own",
+			    vm->def.disk, o->def.name, o->def.disk);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
 /* The uid that owns a VM's runtime files: its QEMU's. */
 uid_t
 vm_spawn_uid(const struct vm *vm)

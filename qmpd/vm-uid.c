@@ -298,7 +298,8 @@ vm_uid_free(const char *name)
 
 /*
  * Re-attach: does process pid run as the VM's recorded uid? A VM with no
- * record (started by a qmpd before per-VM uids) is taken as it is.
+ * record (started by a qmpd before per-VM uids) is taken as it is. cause
+ * may be NULL.
  */
 int
 vm_uid_matches(const struct vm *vm, pid_t pid, char **cause)
@@ -311,13 +312,16 @@ vm_uid_matches(const struct vm *vm, pid_t pid, char **cause)
 		return (1);
 	snprintf(path, sizeof path, "/proc/%ld", (long)pid);
 	if (stat(path, &sb) == -1) {
-		xasprintf(cause, "pid %ld: %s", (long)pid, strerror(errno));
+		if (cause != NULL)
+			xasprintf(cause, "pid %ld: %s", (long)pid,
+			    strerror(errno));
 		return (0);
 	}
 	if (sb.st_uid != want) {
-		xasprintf(cause, "pid %ld matches %s but runs as uid %lu, not "
-		    "the VM's uid %lu", (long)pid, vm->def.name,
-		    (u_long)sb.st_uid, (u_long)want);
+		if (cause != NULL)
+			xasprintf(cause, "pid %ld matches %s but runs as uid "
+			    "%lu, not the VM's uid %lu", (long)pid,
+			    vm->def.name, (u_long)sb.st_uid, (u_long)want);
 		return (0);
 	}
 	return (1);

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -69,10 +70,16 @@ vm_find(const char *name)
 	return (NULL);
 }
 
+/*
+ * Active: running in some way, or not yet gone. A VM said to have crashed
+ * whose QEMU has still to exit (its pidfd is watched) counts: it can be
+ * neither started again nor deleted, or that QEMU would be lost.
+ */
 int
 vm_is_active(const struct vm *vm)
 {
-	return (vm->state != VM_STOPPED && vm->state != VM_CRASHED);
+	return ((vm->state != VM_STOPPED && vm->state != VM_CRASHED) ||
+	    vm->pidfd != -1);
 }
 
 static struct vm *
@@ -309,7 +316,8 @@ vm_create(json_t *args, char **cause)
 	}
 	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
 	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
-	    vm_check_file("disk", vm->def.disk, cause) != 0)
+	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
+	    vm_spawn_disk_unshared(vm, cause) != 0)
 		goto fail;
 	if (strcmp(vm->def.accel, "kvm") == 0 && !qmpd->kvm_ok) {
 		xasprintf(cause, "accel kvm asked for, but /dev/kvm cannot "
@@ -451,6 +459,13 @@ vm_start(struct vm *vm, char **cause)
 	int			 nkeep;
 	pid_t			 pid;
 
+	if (vm->pidfd != -1 && !(vm->state != VM_STOPPED &&
+	    vm->state != VM_CRASHED)) {
+		xasprintf(cause, "VM %s is %s but its QEMU (pid %ld) has not "
+		    "exited yet: start it once it is gone", vm->def.name,
+		    vm_state_name(vm->state), (long)vm->pid);
+		return (-1);
+	}
 	if (vm_is_active(vm)) {
 		xasprintf(cause, "VM %s is already %s", vm->def.name,
 		    vm_state_name(vm->state));
@@ -460,7 +475,8 @@ vm_start(struct vm *vm, char **cause)
 		return (-1);
 	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
 	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
-	    vm_check_file("disk", vm->def.disk, cause) != 0)
+	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
+	    vm_spawn_disk_unshared(vm, cause) != 0)
 		return (-1);
 	/* Another process may have taken the port since create. */
 	if (strcmp(vm->def.display, "spice") == 0 &&
@@ -527,8 +543,21 @@ vm_start(struct vm *vm, char **cause)
 	/* The listen backlog holds our connection until QEMU accepts it. */
 	if ((cfd = qmp_connect_unix(path)) == -1 ||
 	    vm_qmp_attach(vm, cfd, 1, cause) != 0) {
-		if (cfd != -1)
+		char *why;
+
+		if (cfd == -1)
+			xasprintf(cause, "connect to %s: %s", path,
+			    strerror(errno));
+		else
 			close(cfd);
+		/* Crashed, with why; the QEMU goes, its exit is still seen. */
+		xasprintf(&why, "QMP attach failed: %s", *cause != NULL ?
+		    *cause : "no reason given");
+		log_warnx("%s: %s", vm->def.name, why);
+		vm_set_state(vm, VM_CRASHED, why);
+		free(why);
+		free(*cause);
+		*cause = NULL;
 		vm_pidfd_signal(vm, SIGKILL);
 		goto out_started;
 	}
@@ -910,6 +939,34 @@ vm_cmdline_matches(struct vm *vm, pid_t pid)
 	return (name_ok && uuid_ok);
 }
 
+/*
+ * This VM's QEMU without its pidfile: the process of the VM's own uid
+ * whose command line names the VM (name and uuid). -1 if none.
+ */
+static pid_t
+vm_find_qemu(struct vm *vm)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct stat	 sb;
+	uid_t		 uid;
+	pid_t		 pid, found = -1;
+
+	if ((uid = vm_uid_lookup(vm->def.name)) == (uid_t)-1 ||
+	    (d = opendir("/proc")) == NULL)
+		return (-1);
+	while (found == -1 && (de = readdir(d)) != NULL) {
+		if ((pid = atoi(de->d_name)) <= 0 ||
+		    fstatat(dirfd(d), de->d_name, &sb, 0) == -1 ||
+		    sb.st_uid != uid)
+			continue;
+		if (vm_cmdline_matches(vm, pid))
+			found = pid;
+	}
+	closedir(d);
+	return (found);
+}
+
 /* Find this VM's QEMU from a previous qmpd, and attach to it. */
 static int
 vm_reattach(struct vm *vm, char **cause)
@@ -919,18 +976,27 @@ vm_reattach(struct vm *vm, char **cause)
 	int	 fd;
 
 	/* Written by QEMU, in a dir its uid owns: read without trusting it. */
-	if ((text = vm_rundir_read(vm, "qemu.pid", 32, cause)) == NULL)
-		return (-1);
-	pid = strtol(text, &end, 10);
-	if (end == text || (*end != '\0' && *end != '\n'))
-		pid = -1;
-	free(text);
-	if (pid <= 0 || !vm_cmdline_matches(vm, pid)) {
-		xasprintf(cause, "QEMU exited while qmpd was not running");
-		return (-1);
+	if ((text = vm_rundir_read(vm, "qemu.pid", 32, cause)) != NULL) {
+		pid = strtol(text, &end, 10);
+		if (end == text || (*end != '\0' && *end != '\n'))
+			pid = -1;
+		free(text);
 	}
-	if (!vm_uid_matches(vm, pid, cause))
-		return (-1);
+	if (pid <= 0 || !vm_cmdline_matches(vm, pid) ||
+	    !vm_uid_matches(vm, pid, NULL)) {
+		/* A lost or false pidfile must not lose a live QEMU. */
+		if ((pid = vm_find_qemu(vm)) <= 0) {
+			if (*cause == NULL)
+				xasprintf(cause, "QEMU exited while qmpd was "
+				    "not running");
+			return (-1);
+		}
+		if (*cause != NULL)
+			log_warnx("%s: %s; found its QEMU as pid %ld all the "
+			    "same", vm->def.name, *cause, pid);
+		free(*cause);
+		*cause = NULL;
+	}
 	if (vm_watch(vm, pid, cause) != 0)
 		return (-1);
 	xasprintf(&path, "%s/vms/%s/qmp.sock", qmpd->state_dir, vm->def.name);
@@ -962,8 +1028,14 @@ vm_reattach_all(void)
 			free(cause);
 			continue;
 		}
-		/* It was running when qmpd went away, and is gone now. */
 		log_warnx("%s: %s", vm->def.name, cause);
+		/* Alive but unreachable: it goes, and its exit is seen. */
+		if (vm->pidfd != -1 && vm_pidfd_signal(vm, SIGKILL) == 0) {
+			vm_set_state(vm, VM_CRASHED, cause);
+			free(cause);
+			continue;
+		}
+		/* It was running when qmpd went away, and is gone now. */
 		if (vm->pidfd_ev != NULL) {
 			event_free(vm->pidfd_ev);
 			vm->pidfd_ev = NULL;

@@ -126,6 +126,7 @@ pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
 	    char **cause);
 int	 vm_rundir(struct vm *, char **path, char **cause);
 void	 vm_rundir_remove(const struct vm *);
+int	 vm_spawn_disk_unshared(const struct vm *, char **cause);
 int	 vm_spawn_private(const struct vm *, int fd, const char *path,
 	    char **cause);
 uid_t	 vm_spawn_uid(const struct vm *);

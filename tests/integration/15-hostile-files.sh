@@ -97,9 +97,12 @@ for kind in link fifo; do
 	grep -q "qemu.pid: $want" "$QMPD_LOG" ||
 		fail "qemu.pid as a $kind: no refusal logged"
 	victim_ok "qemu.pid as a $kind"
+	# Its QEMU is found all the same (by uid and command line), not lost.
+	[ "$(vm_field t1 state)" = running ] && [ "$(vm_field t1 pid)" = "$pid" ] ||
+		fail "qemu.pid as a $kind: t1 is $(vm_field t1 state), pid $(vm_field t1 pid)"
 	kill -9 "$pid" 2>/dev/null
+	qq vm wait t1 crashed --timeout 10 >/dev/null
 	as_vm rm -f "$STATE/vms/t1/qemu.pid"
-	[ "$(vm_field t1 state)" = running ] && qq vm wait t1 crashed --timeout 10 >/dev/null
 done
 
 # qemu.log: made by root at every start. A link or FIFO left in its place
