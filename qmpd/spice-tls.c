@@ -494,8 +494,8 @@ spice_tls_issue(struct vm *vm, char **cause)
 		xasprintf(cause, "%s: %s", spice_tls_vmdir, strerror(errno));
 		goto out;
 	}
-	if ((tfd = safefile_openat(rfd, "tls", O_RDONLY | O_DIRECTORY, 0, uid,
-	    cause)) == -1)
+	if ((tfd = safefile_open(spice_tls_vmdir, O_RDONLY | O_DIRECTORY, 0,
+	    uid, cause)) == -1)
 		goto out;
 	if (fchown(tfd, uid, uid) == -1 || fchmod(tfd, 0700) == -1) {
 		xasprintf(cause, "%s: %s", spice_tls_vmdir, strerror(errno));

@@ -121,6 +121,30 @@ for kind in link fifo; do
 	qq vm stop t1 --force >/dev/null
 done
 
+# tls/: qmpd writes the VM's SPICE key and certificates there at each
+# start. Links and FIFOs in their place are removed, not written through.
+for f in server-key.pem server-cert.pem ca-cert.pem; do
+	as_vm sh -c "cd '$STATE/vms/t1/tls' && rm -f $f && ln -s '$victim' $f"
+done
+as_vm sh -c "cd '$STATE/vms/t1/tls' && rm -f server-key.pem && mkfifo server-key.pem"
+timeout 20 "$QDESK_BIN" vm start t1 >/dev/null 2>&1 ||
+	fail "vm start over planted tls files: $(vm_field t1 reason)"
+victim_ok "tls files"
+for f in server-key.pem server-cert.pem ca-cert.pem; do
+	[ -f "$STATE/vms/t1/tls/$f" ] && [ ! -L "$STATE/vms/t1/tls/$f" ] ||
+		fail "tls/$f is not a fresh file"
+done
+qq vm stop t1 --force >/dev/null
+# The tls dir itself as a link: refused, the start fails with the reason.
+as_vm sh -c "cd '$STATE/vms/t1' && rm -rf tls && ln -s '$T' tls"
+q_status 1 vm start t1
+grep -q "vms/t1/tls: .*refused" "$T/last.err" ||
+	fail "a tls link: $(cat "$T/last.err")"
+victim_ok "tls as a link"
+[ -e "$T/server-key.pem" ] && fail "a key was written through the tls link"
+as_vm rm -f "$STATE/vms/t1/tls"
+answers "tls as a link"
+
 # qemu.log read back for a failed start's reason, after a QEMU that put a
 # link or FIFO there and died: refused, and the reason is its exit status.
 for kind in link fifo; do
