@@ -497,13 +497,11 @@ static enum cmd_retval
 cmd_vm_snapshot_rm(struct cmd_req *req)
 {
 	const char	*snap = cmd_arg_str(req, "snapshot", ""), *image;
-	const char	*key, *p, *child = NULL, *parent;
 	struct vm	*vm;
 	struct img_op	*op;
 	struct chain	*c = NULL;
-	json_t		*rec, *all = NULL, *r, *prec = NULL;
-	char		*snapimg, *cause = NULL;
-	size_t		 i;
+	json_t		*rec;
+	char		*snapimg, *cause = NULL, *child = NULL;
 	json_int_t	 n;
 	int		 rc;
 
@@ -527,28 +525,10 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 		}
 		goto out;
 	}
-	if ((all = imgstore_list(img_store, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		goto out;
-	}
-	json_array_foreach(all, i, r) {
-		p = json_string_value(json_object_get(r, "parent"));
-		key = json_string_value(json_object_get(r, "name"));
-		if (p != NULL && key != NULL && strcmp(p, snapimg) == 0) {
-			if (child != NULL) {
-				cmd_error(req, ERR_BUSY, "snapshot %s has more "
-				    "than one image based on it (%s, %s, ...): "
-				    "remove or revert away from them first",
-				    snap, child, key);
-				goto out;
-			}
-			child = key;
-		}
-	}
-	if (child == NULL) {
-		cmd_error(req, ERR_INTERNAL, "snapshot %s: the index counts "
-		    "children that it does not hold (qdesk image verify)",
-		    snap);
+	if ((rc = imgstore_merge_child(img_store, snapimg, &child,
+	    &cause)) != 0) {
+		cmd_error(req, img_errclass(rc), "snapshot %s: %s", snap,
+		    cause);
 		goto out;
 	}
 	if (vm_is_active(vm)) {
@@ -576,10 +556,10 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 		cmd_error(req, img_errclass(rc), "%s", cause);
 		goto out;
 	}
-	parent = json_string_value(json_object_get(rec, "parent"));
-	if (parent != NULL && (prec = imgstore_get(img_store, parent,
-	    &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
+	if (c->n < 2 || c->links[1].name == NULL ||
+	    strcmp(c->links[1].name, snapimg) != 0) {
+		cmd_error(req, ERR_INTERNAL, "image %s is not based on image "
+		    "%s", child, snapimg);
 		goto out;
 	}
 	op = img_op_new(req, child, "merging a snapshot into");
@@ -588,21 +568,18 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	op->reply = cmd_vm_disk_done(vm, snap);
 	log_info("%s: merging snapshot %s into %s", vm->def.name, snap, child);
 	/* Over metadata the guest wrote: QEMU as the VM's uid, on fds. */
-	img_job_merge(op, c, prec != NULL ? 2 : -1, prec != NULL ?
-	    json_string_value(json_object_get(prec, "file")) : NULL,
-	    img_job_uid(child));
-	json_decref(prec);
-	json_decref(all);
+	img_job_merge(op, c, c->n > 2 ? 2 : -1, c->n > 2 ? c->links[2].file :
+	    NULL, img_job_uid(child));
 	json_decref(rec);
 	chain_free(c);
+	free(child);
 	free(snapimg);
 	return (CMD_RETURN_WAIT);
 out:
 	free(cause);
-	json_decref(prec);
-	json_decref(all);
 	json_decref(rec);
 	chain_free(c);
+	free(child);
 	free(snapimg);
 	return (CMD_RETURN_DONE);
 }
