@@ -456,6 +456,7 @@ vm_start(struct vm *vm, char **cause)
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
 	int			 lfd = -1, cfd = -1, dfd = -1, *keep = NULL;
+	int			 cerr = 0;
 	int			 nkeep;
 	pid_t			 pid;
 
@@ -518,6 +519,13 @@ vm_start(struct vm *vm, char **cause)
 	keep = vm_start_fds(&rt, &nkeep);
 	if ((pid = vm_spawn(vm, argv, keep, nkeep, cause)) == -1)
 		goto fail;
+	/*
+	 * Connect while qmpd still holds the listening socket too: the
+	 * backlog keeps the connection until QEMU accepts it, and a QEMU
+	 * that dies at once gives EOF (its log says why), not a refusal.
+	 */
+	cfd = qmp_connect_unix(path);
+	cerr = errno;
 	vm_net_opened(vm, 1);
 	vm_disk_free(image);
 	image = NULL;
@@ -537,17 +545,17 @@ vm_start(struct vm *vm, char **cause)
 	vm->started = time(NULL);
 	if (vm_watch(vm, pid, cause) != 0) {
 		kill(pid, SIGKILL);
+		if (cfd != -1)
+			close(cfd);
 		goto fail;
 	}
 	vm_set_state(vm, VM_STARTING, NULL);
-	/* The listen backlog holds our connection until QEMU accepts it. */
-	if ((cfd = qmp_connect_unix(path)) == -1 ||
-	    vm_qmp_attach(vm, cfd, 1, cause) != 0) {
+	if (cfd == -1 || vm_qmp_attach(vm, cfd, 1, cause) != 0) {
 		char *why;
 
 		if (cfd == -1)
 			xasprintf(cause, "connect to %s: %s", path,
-			    strerror(errno));
+			    strerror(cerr));
 		else
 			close(cfd);
 		/* Crashed, with why; the QEMU goes, its exit is still seen. */
