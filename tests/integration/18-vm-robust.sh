@@ -52,32 +52,52 @@ qq vm start b >/dev/null
 qq vm kill b >/dev/null
 
 # --- SPICE ports someone else listens on are skipped.
+# hold_port [PORT | lowest]: a listener on PORT, or on the lowest port
+# from 5900 that can be bound now (other tests' QEMUs hold some): the one
+# qmpd would hand out next. Sets HELD to the port (not in a subshell:
+# the listener's pid must reach the clean-up).
 listeners=()
-listen_on() {
+hold_port() {
+	local out=$T/listen.$RANDOM
 	python3 -c 'import socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); print("up", flush=True); time.sleep(600)' "$1" >"$T/listen.$1" 2>&1 &
+skip = set(int(p) for p in sys.argv[2:])
+ports = [int(sys.argv[1])] if sys.argv[1] != "lowest" else range(5900, 6900)
+for p in ports:
+    if p in skip:
+        continue
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        s.close(); continue
+    s.listen(1); print(p, flush=True); time.sleep(600)
+print("none", flush=True)' "$@" >"$out" 2>&1 &
 	listeners+=($!)
 	for i in $(seq 1 50); do
-		grep -q up "$T/listen.$1" 2>/dev/null && return 0
+		[ -s "$out" ] && break
 		sleep 0.1
 	done
-	fail "cannot listen on port $1: $(cat "$T/listen.$1")"
+	HELD=$(head -1 "$out")
+	case $HELD in
+	[0-9]*) ;;
+	*) fail "cannot hold a port ($*): $(cat "$out")" ;;
+	esac
 }
 EXTRA_CLEANUP='for p in "${listeners[@]}"; do kill $p 2>/dev/null; done'
 qq vm create s1 "${tiny[@]}" --disk "$(tiny_disk s1)" >/dev/null
 p1=$(vm_field s1 spice.port)
-listen_on $((p1 + 1))
+hold_port lowest "$p1"
+held=$HELD
 qq vm create s2 "${tiny[@]}" --disk "$(tiny_disk s2)" >/dev/null
 p2=$(vm_field s2 spice.port)
-[ "$p2" != $((p1 + 1)) ] || fail "s2 got port $p2, which another listener holds"
+[ "$p2" != "$held" ] || fail "s2 got port $p2, which another listener holds"
 [ "$p2" != "$p1" ] || fail "s1 and s2 share port $p1"
 # Taken after create: the start moves to a free port instead of crashing.
-listen_on "$p2"
+hold_port "$p2"
 qq vm start s2 >/dev/null
 [ "$(vm_field s2 state)" = running ] || fail "s2 is $(vm_field s2 state): $(vm_field s2 reason)"
 p2b=$(vm_field s2 spice.port)
-[ "$p2b" != "$p2" ] && [ "$p2b" != $((p1 + 1)) ] ||
+[ "$p2b" != "$p2" ] && [ "$p2b" != "$held" ] ||
 	fail "s2 runs on port $p2b, which another listener holds"
 qq vm kill s2 >/dev/null
 
