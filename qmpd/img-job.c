@@ -332,6 +332,7 @@ img_job_qemu_query_cb(struct qmp *qmp, json_t *ret, const char *errclass,
 	qmp_execute(qmp, "quit", NULL, NULL, NULL);
 }
 
+/* Every half second while the job runs: ask how far it got. */
 static void
 img_job_qemu_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -344,6 +345,7 @@ img_job_qemu_tick_cb(evutil_socket_t fd, short events, void *arg)
 	evtimer_add(job->tick, &tv);
 }
 
+/* The job command's answer: an error ends QEMU, with the error kept. */
 static void
 img_job_qemu_started_cb(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
@@ -376,6 +378,7 @@ img_job_qemu_state_cb(struct qmp *qmp, enum qmp_state state,
 		log_debug("image job monitor: %s", cause);
 }
 
+/* JOB_STATUS_CHANGE to "concluded": fetch the outcome at once. */
 static void
 img_job_qemu_event_cb(struct qmp *qmp, const char *name, json_t *data,
     double ts, void *arg)
@@ -466,6 +469,10 @@ img_job_qemu_exec(char *const argv[], int out, int mon,
 	_exit(127);
 }
 
+/*
+ * Start QEMU as uid with the monitor on a socketpair and each node's fd
+ * in its fd set; the job command follows once QMP is ready.
+ */
 int
 img_job_qemu(uid_t uid, const struct img_job_node *nodes, u_int n,
     const char *cmd, json_t *cmdargs, img_job_progress_cb progress,

@@ -173,6 +173,7 @@ struct vm_uid_used {
 	unsigned char	*map;		/* a bit per uid of the range */
 };
 
+/* db_foreach: mark the uid of one record as used. */
 static int
 vm_uid_mark(const char *key, json_t *rec, void *arg)
 {
