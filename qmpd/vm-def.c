@@ -40,7 +40,8 @@ static const char *vm_def_keys[] = {
 	"name", "uuid", "memory", "vcpus", "accel", "machine", "cpu", "kernel",
 	"initrd", "append", "disk", "disk_format", "display", "listen",
 	"spice_port", "restart", "autostart", "created", "nics", "nets",
-	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed"
+	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed",
+	"agent"
 };
 
 const char *
@@ -515,6 +516,13 @@ vm_def_unknown(json_t *j, char **cause)
 	return (0);
 }
 
+/* The guest agent's port (vm-agent.c): a flag, checked like the rest. */
+static int
+vm_def_agent(struct vm_def *def, json_t *j, char **cause)
+{
+	return (vm_def_bool(j, "agent", &def->agent, cause));
+}
+
 /* JSON (a create request or an LMDB record) to a checked definition. */
 int
 vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
@@ -531,7 +539,8 @@ vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
 	    vm_def_listen(def, j, cause) != 0 ||
 	    vm_def_boot(def, j, cause) != 0 ||
 	    vm_def_nics(def, j, cause) != 0 ||
-	    vm_def_desktop(def, j, cause) != 0) {
+	    vm_def_desktop(def, j, cause) != 0 ||
+	    vm_def_agent(def, j, cause) != 0) {
 		vm_def_clear(def);
 		return (-1);
 	}
@@ -600,5 +609,7 @@ vm_def_to_json(const struct vm_def *def)
 		json_object_set_new(j, "pool_dirty", json_true());
 	if (def->pool_doomed)
 		json_object_set_new(j, "pool_doomed", json_true());
+	if (def->agent)
+		json_object_set_new(j, "agent", json_true());
 	return (j);
 }

@@ -86,6 +86,7 @@ vm_alloc(void)
 void
 vm_free(struct vm *vm)
 {
+	vm_agent_free(vm);
 	vm_def_clear(&vm->def);
 	free(vm->reason);
 	free(vm->exit_reason);
@@ -471,7 +472,7 @@ vm_resolve_accel(struct vm *vm, char **cause)
 
 /*
  * Every fd QEMU inherits, as the argv names them: the QMP socket, the
- * plain disk, each link of an image-store disk, each TAP.
+ * plain disk, each link of an image-store disk, each TAP, the agent port.
  */
 static int *
 vm_start_fds(const struct vm_runtime_paths *rt, int *n)
@@ -479,7 +480,7 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 	int	*fds;
 	u_int	 i;
 
-	fds = xcalloc(2 + (rt->image != NULL ? rt->image->n : 0) +
+	fds = xcalloc(3 + (rt->image != NULL ? rt->image->n : 0) +
 	    (rt->ntap_fds > 0 ? rt->ntap_fds : 0), sizeof *fds);
 	*n = 0;
 	fds[(*n)++] = rt->qmp_fd;
@@ -489,6 +490,8 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 		fds[(*n)++] = rt->image->links[i].fd;
 	for (i = 0; rt->ntap_fds > 0 && i < (u_int)rt->ntap_fds; i++)
 		fds[(*n)++] = rt->tap_fds[i];
+	if (rt->agent_fd != -1)
+		fds[(*n)++] = rt->agent_fd;
 	return (fds);
 }
 
@@ -543,7 +546,8 @@ vm_start(struct vm *vm, char **cause)
 	rt.accel = accel;
 	rt.spice_tls_dir = spice_tls_dir();
 	vm->spice_tls = rt.spice_tls_dir != NULL;
-	if (vm_net_open(vm, &rt, cause) != 0)
+	if (vm_net_open(vm, &rt, cause) != 0 ||
+	    vm_agent_open(vm, &rt, cause) != 0)
 		goto fail;
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
 	if (argv == NULL)
@@ -552,6 +556,7 @@ vm_start(struct vm *vm, char **cause)
 	if ((pid = vm_spawn(vm, argv, keep, nkeep, cause)) == -1)
 		goto fail;
 	vm_net_opened(vm, 1);
+	vm_agent_opened(vm, 1);
 	vm_disk_free(image);
 	image = NULL;
 	close(lfd);
@@ -590,6 +595,7 @@ out_started:
 	return (0);
 fail:
 	vm_net_opened(vm, 0);
+	vm_agent_opened(vm, 0);
 	vm_disk_free(image);
 	free(keep);
 	if (lfd != -1)
@@ -689,6 +695,7 @@ vm_shutdown_all(void)
 
 	TAILQ_FOREACH(vm, &vms, entry) {
 		vm_wait_fail_all(vm, ERR_INTERNAL, "qmpd is shutting down");
+		vm_agent_stopped(vm, 0);
 		if (vm->qmp != NULL) {
 			struct qmp *q = vm->qmp;
 

@@ -82,6 +82,9 @@ struct vm_def {
 	char		*pool;
 	int		 pool_dirty;	/* given back, disk not reset yet */
 	int		 pool_doomed;	/* being removed from its pool */
+
+	/* The guest agent's virtio-serial port (vm-agent.c). */
+	int		 agent;
 };
 
 /*
@@ -108,11 +111,14 @@ struct vm_runtime_paths {
 	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
+	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
 };
 
 struct qmp;
+struct qga;
 struct cmd_req;
 struct vm_waiter;
+struct vm_agent;
 
 struct vm {
 	struct vm_def		 def;
@@ -135,6 +141,7 @@ struct vm {
 	int			 spice_tls;	/* its SPICE port is TLS */
 	json_t			*last_io_error;
 	TAILQ_HEAD(, vm_waiter)	 waiters;
+	struct vm_agent		*agent;		/* vm-agent.c; NULL: none yet */
 	TAILQ_ENTRY(vm)		 entry;
 };
 TAILQ_HEAD(vms, vm);
@@ -295,6 +302,14 @@ struct net *vm_net_usable(const char *network, char **cause);
 void	 vm_net_next_id(const struct vm_def_nic *, u_int n, char *id,
 	    size_t len);
 int	 vm_net_tap(struct vm_nic *, char **cause);
+
+/* vm-agent.c: the guest agent's port and client (--agent). */
+int	 vm_agent_open(struct vm *, struct vm_runtime_paths *, char **cause);
+void	 vm_agent_opened(struct vm *, int spawned);
+void	 vm_agent_attach(struct vm *);
+void	 vm_agent_stopped(struct vm *, int gone);
+void	 vm_agent_free(struct vm *);
+struct qga *vm_agent_ready(const struct vm *);
 
 /* vm-nic.c: NIC hotplug and unplug. */
 void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);

@@ -1,0 +1,271 @@
+/*
+ * A VM's guest agent (--agent): the host end of its virtio-serial port
+ * org.qemu.guest_agent.0, and the qga.c client on it.
+ *
+ * QEMU inherits a listening unix socket (server=on, like QMP) whose path
+ * is DIR/agent/NAME.sock: DIR/agent is root's, mode 0700, so the VM's
+ * user can neither reach the socket nor put anything in its place, and
+ * qmpd connects to it again after its own restart.  The client lives as
+ * long as QEMU; the agent inside may come and go (qga.c resynchronises),
+ * and QEMU closes our connection whenever the guest closes its end of the
+ * port (qemu-ga restarting, or daemonising): qmpd connects again.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "qga.h"
+#include "qmp.h"
+#include "qmpd.h"
+#include "sock.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+/* Each agent command and each sync attempt; a guest may never answer. */
+#define VM_AGENT_TIMEOUT_MS	5000
+/* QEMU drops the connection when the guest closes the port: come back. */
+#define VM_AGENT_RECONNECT_MS	1000
+
+struct vm_agent {
+	struct vm	*vm;
+	struct qga	*qga;
+	int		 lfd;		/* QEMU's listening socket, until spawn */
+	struct event	*timer;		/* reconnect */
+};
+
+static void	vm_agent_connect(struct vm *);
+
+/*
+ * DIR/agent: made by root 0700 and checked (a directory, root's, no
+ * access for anyone else), without following a link put in its place.
+ */
+static int
+vm_agent_dir(char **dir, char **cause)
+{
+	struct stat	 st;
+
+	xasprintf(dir, "%s/agent", qmpd->state_dir);
+	if (mkdir(*dir, 0700) == -1 && errno != EEXIST) {
+		xasprintf(cause, "mkdir %s: %s", *dir, strerror(errno));
+		goto fail;
+	}
+	if (lstat(*dir, &st) == -1) {
+		xasprintf(cause, "%s: %s", *dir, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077) != 0) {
+		xasprintf(cause, "%s must be a directory of qmpd's user with "
+		    "mode 0700", *dir);
+		goto fail;
+	}
+	return (0);
+fail:
+	free(*dir);
+	*dir = NULL;
+	return (-1);
+}
+
+static char *
+vm_agent_path(const struct vm *vm)
+{
+	char	*path;
+
+	xasprintf(&path, "%s/agent/%s.sock", qmpd->state_dir, vm->def.name);
+	return (path);
+}
+
+/* Time to connect again to a QEMU that is still there. */
+static void
+vm_agent_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm_agent	*a = arg;
+
+	if (a->vm->pidfd != -1 && a->vm->def.agent)
+		vm_agent_connect(a->vm);
+}
+
+static struct vm_agent *
+vm_agent_get(struct vm *vm)
+{
+	if (vm->agent == NULL) {
+		vm->agent = xcalloc(1, sizeof *vm->agent);
+		vm->agent->vm = vm;
+		vm->agent->lfd = -1;
+		vm->agent->timer = evtimer_new(qmpd->base, vm_agent_timer_cb,
+		    vm->agent);
+		if (vm->agent->timer == NULL)
+			fatalx("%s: evtimer_new", __func__);
+	}
+	return (vm->agent);
+}
+
+/* Tell event subscribers whether the agent answers. */
+static void
+vm_agent_emit(struct vm *vm, int connected)
+{
+	json_t	*data;
+
+	data = json_pack("{s:b}", "connected", connected);
+	notify_emit("vm.agent", vm->def.name, data);
+	json_decref(data);
+}
+
+/* The agent answered a sync (READY), stopped answering, or is gone. */
+static void
+vm_agent_state_cb(struct qga *qga, enum qga_state state, const char *cause,
+    void *arg)
+{
+	struct vm_agent	*a = arg;
+	struct timeval	 tv;
+
+	switch (state) {
+	case QGA_READY:
+		log_info("%s: guest agent connected", a->vm->def.name);
+		vm_agent_emit(a->vm, 1);
+		break;
+	case QGA_SYNCING:
+		log_info("%s: guest agent lost: %s", a->vm->def.name, cause);
+		vm_agent_emit(a->vm, 0);
+		break;
+	case QGA_CLOSED:
+		log_debug("%s: guest agent port closed: %s", a->vm->def.name,
+		    cause);
+		if (a->vm->pidfd != -1) {
+			tv.tv_sec = VM_AGENT_RECONNECT_MS / 1000;
+			tv.tv_usec = (VM_AGENT_RECONNECT_MS % 1000) * 1000;
+			evtimer_add(a->timer, &tv);
+		}
+		break;
+	}
+}
+
+/* Connect to QEMU's end of the port and start the client on it. */
+static void
+vm_agent_connect(struct vm *vm)
+{
+	static const struct qga_callbacks cbs = { vm_agent_state_cb };
+	struct vm_agent	*a = vm_agent_get(vm);
+	char		*path;
+	int		 fd;
+
+	qga_free(a->qga);
+	a->qga = NULL;
+	path = vm_agent_path(vm);
+	if ((fd = qmp_connect_unix(path)) == -1) {
+		log_warn("%s: guest agent socket %s", vm->def.name, path);
+		free(path);
+		return;
+	}
+	free(path);
+	a->qga = qga_create(qmpd->base, fd, &cbs, a, VM_AGENT_TIMEOUT_MS);
+}
+
+/*
+ * vm start: the listening socket QEMU inherits for the port (rt's
+ * agent_fd, -1 for a VM without --agent).
+ */
+int
+vm_agent_open(struct vm *vm, struct vm_runtime_paths *rt, char **cause)
+{
+	struct vm_agent	*a;
+	char		*dir, *path;
+
+	rt->agent_fd = -1;
+	if (!vm->def.agent)
+		return (0);
+	if (vm_agent_dir(&dir, cause) != 0)
+		return (-1);
+	free(dir);
+	a = vm_agent_get(vm);
+	path = vm_agent_path(vm);
+	a->lfd = sock_unix_listen(path, 0, 4, cause);
+	free(path);
+	if (a->lfd == -1)
+		return (-1);
+	rt->agent_fd = a->lfd;
+	return (0);
+}
+
+/* vm start, after the spawn (or its failure): QEMU has the socket. */
+void
+vm_agent_opened(struct vm *vm, int spawned)
+{
+	struct vm_agent	*a = vm->agent;
+	char		*path;
+
+	if (a == NULL || a->lfd == -1)
+		return;
+	close(a->lfd);
+	a->lfd = -1;
+	if (spawned) {
+		/* The backlog holds us until QEMU accepts, as for QMP. */
+		vm_agent_connect(vm);
+		return;
+	}
+	path = vm_agent_path(vm);
+	unlink(path);
+	free(path);
+}
+
+/* qmpd restarted and found the VM's QEMU: find its agent port again. */
+void
+vm_agent_attach(struct vm *vm)
+{
+	if (vm->def.agent)
+		vm_agent_connect(vm);
+}
+
+/*
+ * QEMU is gone (or qmpd is leaving it running, gone 0): drop the client;
+ * the socket file goes with QEMU.
+ */
+void
+vm_agent_stopped(struct vm *vm, int gone)
+{
+	struct vm_agent	*a = vm->agent;
+	char		*path;
+
+	if (a == NULL)
+		return;
+	evtimer_del(a->timer);
+	qga_free(a->qga);
+	a->qga = NULL;
+	if (a->lfd != -1)
+		close(a->lfd);
+	a->lfd = -1;
+	if (gone && vm->def.agent) {
+		path = vm_agent_path(vm);
+		unlink(path);
+		free(path);
+	}
+}
+
+/* vm_free: everything the agent side holds. */
+void
+vm_agent_free(struct vm *vm)
+{
+	vm_agent_stopped(vm, 0);
+	if (vm->agent != NULL)
+		event_free(vm->agent->timer);
+	free(vm->agent);
+	vm->agent = NULL;
+}
+
+/* The client, when its agent has answered and is in sync; else NULL. */
+struct qga *
+vm_agent_ready(const struct vm *vm)
+{
+	if (vm->agent == NULL || vm->agent->qga == NULL ||
+	    qga_get_state(vm->agent->qga) != QGA_READY)
+		return (NULL);
+	return (vm->agent->qga);
+}
