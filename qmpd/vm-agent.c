@@ -33,12 +33,37 @@
 #define VM_AGENT_TIMEOUT_MS	5000
 /* QEMU drops the connection when the guest closes the port: come back. */
 #define VM_AGENT_RECONNECT_MS	1000
+/* What vm show reports is asked again this often while the agent answers. */
+#define VM_AGENT_REFRESH_S	30
 
 struct vm_agent {
 	struct vm	*vm;
 	struct qga	*qga;
 	int		 lfd;		/* QEMU's listening socket, until spawn */
-	struct event	*timer;		/* reconnect */
+	struct event	*timer;		/* reconnect, or the next refresh */
+
+	/* What the guest said last; vm show reads this, never the guest. */
+	char		*os;
+	char		*hostname;
+	json_t		*ips;		/* array of address strings */
+	int		 refreshing;
+};
+
+/* One step of a refresh: the command and what takes its answer. */
+struct vm_agent_query {
+	const char	*cmd;
+	void		(*take)(struct vm_agent *, json_t *);
+};
+
+static void	vm_agent_take_os(struct vm_agent *, json_t *);
+static void	vm_agent_take_hostname(struct vm_agent *, json_t *);
+static void	vm_agent_take_ips(struct vm_agent *, json_t *);
+
+/* Asked in this order, one at a time, each answer cached as it comes. */
+static const struct vm_agent_query vm_agent_queries[] = {
+	{ "guest-get-osinfo", vm_agent_take_os },
+	{ "guest-get-host-name", vm_agent_take_hostname },
+	{ "guest-network-get-interfaces", vm_agent_take_ips },
 };
 
 static void	vm_agent_connect(struct vm *);
@@ -83,14 +108,122 @@ vm_agent_path(const struct vm *vm)
 	return (path);
 }
 
-/* Time to connect again to a QEMU that is still there. */
+/* Replace a cached string; NULL clears it. */
+static void
+vm_agent_set(char **field, const char *value)
+{
+	free(*field);
+	*field = value != NULL ? xstrdup(value) : NULL;
+}
+
+/* The OS's pretty name, else its name, else the kernel it runs. */
+static void
+vm_agent_take_os(struct vm_agent *a, json_t *ret)
+{
+	const char	*s;
+	char		*k = NULL;
+
+	if ((s = json_string_value(json_object_get(ret, "pretty-name"))) ==
+	    NULL && (s = json_string_value(json_object_get(ret, "name"))) ==
+	    NULL && (s = json_string_value(json_object_get(ret,
+	    "kernel-release"))) != NULL) {
+		xasprintf(&k, "Linux %s", s);
+		s = k;
+	}
+	vm_agent_set(&a->os, s);
+	free(k);
+}
+
+static void
+vm_agent_take_hostname(struct vm_agent *a, json_t *ret)
+{
+	vm_agent_set(&a->hostname, json_string_value(json_object_get(ret,
+	    "host-name")));
+}
+
+/* Every address but loopback and IPv6 link-local, interfaces in order. */
+static void
+vm_agent_take_ips(struct vm_agent *a, json_t *ret)
+{
+	json_t		*ips, *ifc, *addr;
+	const char	*name, *ip;
+	size_t		 i, j;
+
+	ips = json_array();
+	json_array_foreach(ret, i, ifc) {
+		name = json_string_value(json_object_get(ifc, "name"));
+		if (name != NULL && strcmp(name, "lo") == 0)
+			continue;
+		json_array_foreach(json_object_get(ifc, "ip-addresses"), j,
+		    addr) {
+			ip = json_string_value(json_object_get(addr,
+			    "ip-address"));
+			if (ip == NULL || strncmp(ip, "127.", 4) == 0 ||
+			    strcmp(ip, "::1") == 0 ||
+			    strncasecmp(ip, "fe80:", 5) == 0)
+				continue;
+			json_array_append_new(ips, json_string(ip));
+		}
+	}
+	json_decref(a->ips);
+	a->ips = ips;
+}
+
+static void	vm_agent_query(struct vm_agent *, size_t);
+
+/* One answer of a refresh: cache it, ask the next question. */
+static void
+vm_agent_query_done(struct qga *qga, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_agent		*a = arg;
+	size_t			 i;
+
+	for (i = 0; i < nitems(vm_agent_queries); i++)
+		if (a->refreshing == (int)i + 1)
+			break;
+	if (i == nitems(vm_agent_queries) || a->qga != qga)
+		return;
+	if (errclass == NULL)
+		vm_agent_queries[i].take(a, ret);
+	else
+		log_debug("%s: %s: %s", a->vm->def.name,
+		    vm_agent_queries[i].cmd, errdesc);
+	vm_agent_query(a, i + 1);
+}
+
+/* Ask question i of a refresh; past the last, wait for the next one. */
+static void
+vm_agent_query(struct vm_agent *a, size_t i)
+{
+	struct timeval	tv = { VM_AGENT_REFRESH_S, 0 };
+
+	a->refreshing = 0;
+	if (a->qga == NULL)
+		return;
+	if (i < nitems(vm_agent_queries)) {
+		a->refreshing = i + 1;
+		if (qga_execute(a->qga, vm_agent_queries[i].cmd, NULL, 0,
+		    vm_agent_query_done, a) == 0)
+			return;
+		a->refreshing = 0;	/* not answering: READY will refresh */
+		return;
+	}
+	evtimer_add(a->timer, &tv);
+}
+
+/* The refresh is due, or it is time to connect again to a live QEMU. */
 static void
 vm_agent_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct vm_agent	*a = arg;
 
-	if (a->vm->pidfd != -1 && a->vm->def.agent)
+	if (a->vm->pidfd == -1 || !a->vm->def.agent)
+		return;
+	if (a->qga == NULL || qga_get_state(a->qga) == QGA_CLOSED)
 		vm_agent_connect(a->vm);
+	else if (qga_get_state(a->qga) == QGA_READY && !a->refreshing)
+		vm_agent_query(a, 0);
 }
 
 static struct vm_agent *
@@ -131,12 +264,17 @@ vm_agent_state_cb(struct qga *qga, enum qga_state state, const char *cause,
 	case QGA_READY:
 		log_info("%s: guest agent connected", a->vm->def.name);
 		vm_agent_emit(a->vm, 1);
+		evtimer_del(a->timer);
+		if (!a->refreshing)
+			vm_agent_query(a, 0);
 		break;
 	case QGA_SYNCING:
+		a->refreshing = 0;
 		log_info("%s: guest agent lost: %s", a->vm->def.name, cause);
 		vm_agent_emit(a->vm, 0);
 		break;
 	case QGA_CLOSED:
+		a->refreshing = 0;
 		log_debug("%s: guest agent port closed: %s", a->vm->def.name,
 		    cause);
 		if (a->vm->pidfd != -1) {
@@ -239,6 +377,13 @@ vm_agent_stopped(struct vm *vm, int gone)
 	evtimer_del(a->timer);
 	qga_free(a->qga);
 	a->qga = NULL;
+	a->refreshing = 0;
+	if (gone) {
+		vm_agent_set(&a->os, NULL);
+		vm_agent_set(&a->hostname, NULL);
+		json_decref(a->ips);
+		a->ips = NULL;
+	}
 	if (a->lfd != -1)
 		close(a->lfd);
 	a->lfd = -1;
@@ -249,14 +394,20 @@ vm_agent_stopped(struct vm *vm, int gone)
 	}
 }
 
-/* vm_free: everything the agent side holds. */
+/* vm_free: everything the agent side holds (the socket stays). */
 void
 vm_agent_free(struct vm *vm)
 {
+	struct vm_agent	*a = vm->agent;
+
+	if (a == NULL)
+		return;
 	vm_agent_stopped(vm, 0);
-	if (vm->agent != NULL)
-		event_free(vm->agent->timer);
-	free(vm->agent);
+	event_free(a->timer);
+	free(a->os);
+	free(a->hostname);
+	json_decref(a->ips);
+	free(a);
 	vm->agent = NULL;
 }
 
@@ -268,4 +419,23 @@ vm_agent_ready(const struct vm *vm)
 	    qga_get_state(vm->agent->qga) != QGA_READY)
 		return (NULL);
 	return (vm->agent->qga);
+}
+
+/*
+ * vm show's "agent": whether the agent answers, and what it said last
+ * (cached: never waits on the guest). Only for a VM with --agent.
+ */
+void
+vm_agent_json(const struct vm *vm, json_t *j)
+{
+	const struct vm_agent	*a = vm->agent;
+
+	if (!vm->def.agent)
+		return;
+	json_object_set_new(j, "agent", json_pack("{s:b,s:s?,s:s?,s:o}",
+	    "connected", vm_agent_ready(vm) != NULL,
+	    "os", a != NULL ? a->os : NULL,
+	    "hostname", a != NULL ? a->hostname : NULL,
+	    "ips", a != NULL && a->ips != NULL ? json_incref(a->ips) :
+	    json_array()));
 }

@@ -195,6 +195,7 @@ vm_to_json(const struct vm *vm)
 	if (vm->last_io_error != NULL)
 		json_object_set(j, "io_error", vm->last_io_error);
 	vm_net_json(vm, j);
+	vm_agent_json(vm, j);
 	return (j);
 }
 

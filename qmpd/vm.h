@@ -310,6 +310,7 @@ void	 vm_agent_attach(struct vm *);
 void	 vm_agent_stopped(struct vm *, int gone);
 void	 vm_agent_free(struct vm *);
 struct qga *vm_agent_ready(const struct vm *);
+void	 vm_agent_json(const struct vm *, json_t *);
 
 /* vm-nic.c: NIC hotplug and unplug. */
 void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
