@@ -47,7 +47,19 @@ struct vm_agent {
 	char		*hostname;
 	json_t		*ips;		/* array of address strings */
 	int		 refreshing;
+
+	int		 stop_rest;	/* vm stop: seconds after the fallback */
+	int		 thaw_pending;	/* thaw as soon as the agent answers */
 };
+
+/* A freeze on its way to the guest, for the snapshot that asked. */
+struct vm_agent_freeze {
+	char			 vm[VM_NAME_MAX];
+	vm_agent_freeze_cb	 cb;
+	void			*arg;
+};
+
+static void	vm_agent_thaw_send(struct vm_agent *);
 
 /* One step of a refresh: the command and what takes its answer. */
 struct vm_agent_query {
@@ -265,6 +277,8 @@ vm_agent_state_cb(struct qga *qga, enum qga_state state, const char *cause,
 		log_info("%s: guest agent connected", a->vm->def.name);
 		vm_agent_emit(a->vm, 1);
 		evtimer_del(a->timer);
+		if (a->thaw_pending)
+			vm_agent_thaw_send(a);
 		if (!a->refreshing)
 			vm_agent_query(a, 0);
 		break;
@@ -378,6 +392,8 @@ vm_agent_stopped(struct vm *vm, int gone)
 	qga_free(a->qga);
 	a->qga = NULL;
 	a->refreshing = 0;
+	a->stop_rest = 0;
+	a->thaw_pending = 0;
 	if (gone) {
 		vm_agent_set(&a->os, NULL);
 		vm_agent_set(&a->hostname, NULL);
@@ -438,4 +454,162 @@ vm_agent_json(const struct vm *vm, json_t *j)
 	    "hostname", a != NULL ? a->hostname : NULL,
 	    "ips", a != NULL && a->ips != NULL ? json_incref(a->ips) :
 	    json_array()));
+}
+
+/*
+ * vm stop: how long the ACPI power button alone gets. With --agent, half
+ * the timeout; then vm_agent_stop_fallback asks the agent for the rest.
+ */
+int
+vm_agent_stop_begin(struct vm *vm, int timeout)
+{
+	if (!vm->def.agent || timeout < 2)
+		return (timeout);
+	vm_agent_get(vm)->stop_rest = timeout - timeout / 2;
+	return (timeout / 2);
+}
+
+static void
+vm_agent_shutdown_sent(struct qga *qga, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_agent	*a = arg;
+
+	if (errclass != NULL)
+		log_warnx("%s: guest-shutdown: %s", a->vm->def.name, errdesc);
+}
+
+/*
+ * The guest ignored the power button for the first half of a stop: ask
+ * its agent to power off. Returns the seconds still to wait before the
+ * quit, or 0 when there is no fallback (quit now).
+ */
+int
+vm_agent_stop_fallback(struct vm *vm)
+{
+	struct vm_agent	*a = vm->agent;
+	struct qga	*qga;
+	int		 rest;
+
+	if (a == NULL || a->stop_rest == 0)
+		return (0);
+	rest = a->stop_rest;
+	a->stop_rest = 0;
+	if ((qga = vm_agent_ready(vm)) == NULL) {
+		log_info("%s: the guest ignores the power button and no guest "
+		    "agent answers; quitting in %d s", vm->def.name, rest);
+		return (rest);
+	}
+	log_info("%s: the guest ignores the power button: guest-shutdown "
+	    "through the guest agent", vm->def.name);
+	qga_execute(qga, "guest-shutdown", json_pack("{s:s}", "mode",
+	    "powerdown"), QGA_NOREPLY, vm_agent_shutdown_sent, a);
+	return (rest);
+}
+
+/* The freeze's answer: how many filesystems, or why none. */
+static void
+vm_agent_frozen(struct qga *qga, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_agent_freeze	*f = arg;
+	struct vm		*vm = vm_find(f->vm);
+	char			*note;
+
+	if (errclass == NULL) {
+		log_info("%s: guest agent froze %lld filesystems",
+		    f->vm, (long long)json_integer_value(ret));
+		f->cb(1, NULL, f->arg);
+	} else {
+		/* A late or half-done freeze must not stay: thaw anyway. */
+		if (vm != NULL && vm->agent != NULL) {
+			vm->agent->thaw_pending = 1;
+			if (vm_agent_ready(vm) != NULL)
+				vm_agent_thaw_send(vm->agent);
+		}
+		xasprintf(&note, "the guest agent could not freeze the "
+		    "filesystems (%s): the snapshot is crash-consistent",
+		    errdesc);
+		log_warnx("%s: %s", f->vm, note);
+		f->cb(0, note, f->arg);
+		free(note);
+	}
+	free(f);
+}
+
+/*
+ * Freeze the guest's filesystems before a live snapshot. cb gets frozen
+ * 1, or 0 with a note saying why not (no agent, not answering, paused,
+ * refused); cb may run before this returns. A freeze must be followed by
+ * vm_agent_thaw, whatever happens to the snapshot.
+ */
+void
+vm_agent_freeze(struct vm *vm, vm_agent_freeze_cb cb, void *arg)
+{
+	struct vm_agent_freeze	*f;
+	struct qga		*qga;
+	const char		*why = NULL;
+	char			*note;
+
+	if (!vm->def.agent)
+		why = "has no guest agent (--agent)";
+	else if (vm->state != VM_RUNNING)
+		why = "is not running";
+	else if ((qga = vm_agent_ready(vm)) == NULL)
+		why = "has no guest agent answering";
+	if (why == NULL) {
+		f = xcalloc(1, sizeof *f);
+		strlcpy(f->vm, vm->def.name, sizeof f->vm);
+		f->cb = cb;
+		f->arg = arg;
+		if (qga_execute(qga, "guest-fsfreeze-freeze", NULL, 0,
+		    vm_agent_frozen, f) == 0)
+			return;
+		free(f);
+		why = "has no guest agent answering";
+	}
+	xasprintf(&note, "VM %s %s: its filesystems were not frozen, the "
+	    "snapshot is crash-consistent", vm->def.name, why);
+	log_warnx("%s: live snapshot: %s", vm->def.name, note);
+	cb(0, note, arg);
+	free(note);
+}
+
+static void
+vm_agent_thawed(struct qga *qga, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_agent	*a = arg;
+
+	if (errclass == NULL) {
+		a->thaw_pending = 0;
+		log_info("%s: guest agent thawed %lld filesystems",
+		    a->vm->def.name, (long long)json_integer_value(ret));
+	} else
+		log_warnx("%s: guest-fsfreeze-thaw: %s%s", a->vm->def.name,
+		    errdesc, a->thaw_pending ? " (will ask again)" : "");
+}
+
+static void
+vm_agent_thaw_send(struct vm_agent *a)
+{
+	if (a->qga == NULL || qga_execute(a->qga, "guest-fsfreeze-thaw",
+	    NULL, 0, vm_agent_thawed, a) != 0)
+		log_warnx("%s: cannot thaw yet: the guest agent is not "
+		    "answering; thawing when it does", a->vm->def.name);
+}
+
+/*
+ * After a frozen live snapshot, whether it worked or not. If the agent
+ * does not answer now, it is asked again as soon as it does.
+ */
+void
+vm_agent_thaw(struct vm *vm)
+{
+	struct vm_agent	*a = vm->agent;
+
+	if (a == NULL)
+		return;
+	a->thaw_pending = 1;
+	vm_agent_thaw_send(a);
 }

@@ -614,9 +614,17 @@ vm_stop_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct vm	*vm = arg;
 	struct timeval	 tv = { VM_QUIT_GRACE_MS / 1000, 0 };
+	int		 rest;
 
 	if (vm->pidfd == -1)
 		return;
+	/* With --agent, half-way: the agent's guest-shutdown first. */
+	if (vm->qmp != NULL && vm->stop_asked == 1 &&
+	    (rest = vm_agent_stop_fallback(vm)) > 0) {
+		tv.tv_sec = rest;
+		evtimer_add(vm->stop_timer, &tv);
+		return;
+	}
 	if (vm->qmp != NULL && vm->stop_asked == 1) {
 		/* The guest ignored the power button: pull the plug. */
 		log_info("%s: no clean shutdown in time, quitting QEMU",
@@ -642,7 +650,7 @@ vm_arm_stop_timer(struct vm *vm, int seconds)
 
 /*
  * Stop: ACPI power button, then "quit" after timeout seconds; with force,
- * "quit" at once. A paused guest cannot see the button, so it is quit.
+ * "quit" at once. With --agent, half-way the agent's guest-shutdown. A paused guest cannot see the button, so it is quit.
  */
 int
 vm_stop(struct vm *vm, int force, int timeout, char **cause)
@@ -665,7 +673,7 @@ vm_stop(struct vm *vm, int force, int timeout, char **cause)
 	} else {
 		vm->stop_asked = 1;
 		qmp_execute(vm->qmp, "system_powerdown", NULL, NULL, NULL);
-		vm_arm_stop_timer(vm, timeout);
+		vm_arm_stop_timer(vm, vm_agent_stop_begin(vm, timeout));
 	}
 	vm_set_state(vm, VM_STOPPING, force ? "quit by admin" :
 	    "ACPI power-down by admin");

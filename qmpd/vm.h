@@ -311,6 +311,11 @@ void	 vm_agent_stopped(struct vm *, int gone);
 void	 vm_agent_free(struct vm *);
 struct qga *vm_agent_ready(const struct vm *);
 void	 vm_agent_json(const struct vm *, json_t *);
+int	 vm_agent_stop_begin(struct vm *, int timeout);
+int	 vm_agent_stop_fallback(struct vm *);
+typedef void (*vm_agent_freeze_cb)(int frozen, const char *note, void *arg);
+void	 vm_agent_freeze(struct vm *, vm_agent_freeze_cb, void *arg);
+void	 vm_agent_thaw(struct vm *);
 
 /* vm-nic.c: NIC hotplug and unplug. */
 void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
