@@ -3,7 +3,8 @@
 # own namespace: vm show lists the address the network's DHCP gave the
 # guest and its hostname, from the agent; a live snapshot freezes and
 # thaws the guest's filesystems (the guest's fsfreeze hook says so on its
-# console); a guest whose power button does nothing (acpid killed) is
+# console); qmpd killed with -9 and started again finds the agent again;
+# a guest whose power button does nothing (acpid killed) is
 # stopped through the agent's guest-shutdown before the quit; a VM with
 # --agent whose guest runs no agent shows connected=false, its live
 # snapshot says the filesystems were not frozen, and its stop still works.
@@ -57,6 +58,19 @@ q vm show a1 | grep -q "hostname: *qdesk-guest" ||
 	fail "a1: human vm show: $(q vm show a1)"
 grep -q "a1: guest agent connected" "$QMPD_LOG" ||
 	fail "a1: no 'guest agent connected' in the log"
+
+# --- qmpd killed: the next one connects to the same port again.
+kill9_qmpd
+start_qmpd
+for i in $(seq 1 300); do
+	[ "$(vm_field a1 agent.connected)" = true ] && break
+	sleep 0.2
+done
+[ "$(vm_field a1 agent.connected)" = true ] ||
+	fail "a1: agent not back after a qmpd restart"
+[ "$(vm_field a1 agent.hostname)" = qdesk-guest ] ||
+	fail "a1: hostname not asked again after a qmpd restart"
+log "a1: agent found again after qmpd kill -9"
 
 # --- a live snapshot, frozen and thawed around the switch.
 guest_ready a1
