@@ -47,7 +47,7 @@ TAILQ_HEAD(qga_cmds, qga_cmd);
 struct qga {
 	struct event_base	*base;
 	struct bufferevent	*bev;
-	struct event		*timer;		/* sync attempt, command deadline */
+	struct event		*timer;		/* sync retry, deadline */
 
 	enum qga_state		 state;
 	struct qga_callbacks	 cb;
@@ -57,7 +57,7 @@ struct qga {
 	json_int_t		 sync_id;	/* the id the agent must echo */
 	struct qga_cmds		 queue;		/* head in flight if inflight */
 	int			 inflight;
-	size_t			 scanned;	/* input bytes known to hold no LF */
+	size_t			 scanned;	/* input bytes with no LF */
 
 	unsigned int		 refs;
 	int			 freed;

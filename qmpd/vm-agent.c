@@ -39,7 +39,7 @@
 struct vm_agent {
 	struct vm	*vm;
 	struct qga	*qga;
-	int		 lfd;		/* QEMU's listening socket, until spawn */
+	int		 lfd;		/* QEMU's socket, until spawn */
 	struct event	*timer;		/* reconnect, or the next refresh */
 
 	/* What the guest said last; vm show reads this, never the guest. */
@@ -48,7 +48,7 @@ struct vm_agent {
 	json_t		*ips;		/* array of address strings */
 	int		 refreshing;
 
-	int		 stop_rest;	/* vm stop: seconds after the fallback */
+	int		 stop_rest;	/* vm stop: seconds after fallback */
 	int		 thaw_pending;	/* thaw as soon as the agent answers */
 };
 

@@ -650,7 +650,8 @@ vm_arm_stop_timer(struct vm *vm, int seconds)
 
 /*
  * Stop: ACPI power button, then "quit" after timeout seconds; with force,
- * "quit" at once. With --agent, half-way the agent's guest-shutdown. A paused guest cannot see the button, so it is quit.
+ * "quit" at once. With --agent, half-way the agent's guest-shutdown. A
+ * paused guest cannot see the button, so it is quit.
  */
 int
 vm_stop(struct vm *vm, int force, int timeout, char **cause)

@@ -37,9 +37,9 @@ struct peer {
 	int		 nsync;
 	json_int_t	 sync_ids[MAXLINES];
 	int		 sync_mute;		/* ignore this many syncs */
-	int		 sync_noise;		/* garbage and a stale id first */
+	int		 sync_noise;		/* noise, a stale id first */
 	int		 cmd_mute;		/* never answer commands */
-	const char	*late;			/* sent just before a sync answer */
+	const char	*late;			/* sent before a sync answer */
 };
 
 struct reply {
@@ -412,6 +412,35 @@ test_free_in_callback(void)
 	t_teardown(&t);
 }
 
+/*
+ * A reply nobody asked for (an agent restarted mid-answer, or a stray
+ * line) means the stream is out of step: resync, then carry on.
+ */
+static void
+test_unasked_reply(void)
+{
+	struct t	 t;
+	struct reply	 r = { 0 };
+
+	t_setup(&t, 2000);
+	CHECK(run_until(&t, &t.ready, 1, 3000));
+	peer_printf(&t.peer, "{\"return\": {\"host-name\": \"x\"}}\n");
+	CHECK(run_until(&t, &t.syncing, 1, 3000));
+	CHECK(strstr(t.cause, "not asked") != NULL);
+	CHECK(run_until(&t, &t.ready, 2, 3000));
+	CHECK(t.peer.nsync == 2);
+	/* Garbage alone is only noise: no resync. */
+	peer_printf(&t.peer, "\x01\x02 not json\n");
+	CHECK(qga_execute(t.q, "guest-get-host-name", NULL, 0, t_reply_cb,
+	    &r) == 0);
+	CHECK(run_until(&t, &r.fired, 1, 3000));
+	CHECK_STR(json_string_value(json_object_get(r.ret, "host-name")),
+	    "desk1");
+	CHECK(t.syncing == 1 && t.peer.nsync == 2);
+	json_decref(r.ret);
+	t_teardown(&t);
+}
+
 /* The classifier: delimiter, shapes, garbage. */
 static void
 test_classify(void)
@@ -450,5 +479,6 @@ main(void)
 	test_noreply();
 	test_eof();
 	test_free_in_callback();
+	test_unasked_reply();
 	return (check_exit());
 }
