@@ -10,7 +10,10 @@
  * qga_free or qga_execute: entries from the loop hold a reference.
  */
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
+
+#include <linux/sockios.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -159,8 +162,25 @@ qga_fail_all(struct qga *q, const char *errclass, const char *cause)
 }
 
 /*
+ * Is what we wrote last still unread? A guest that has not opened its end
+ * of the port reads nothing: QEMU leaves our bytes in the socket.
+ */
+static int
+qga_unread(struct qga *q)
+{
+	int	 queued = 0;
+
+	if (evbuffer_get_length(bufferevent_get_output(q->bev)) != 0)
+		return (1);
+	return (ioctl(bufferevent_getfd(q->bev), SIOCOUTQ, &queued) == 0 &&
+	    queued > 0);
+}
+
+/*
  * Ask the agent to echo a fresh random id behind a 0xFF delimiter; the
- * 0xFF we send first makes the agent drop any half-read request.
+ * 0xFF we send first makes the agent drop any half-read request. While
+ * the last request is unread, it stays the one: nothing piles up for a
+ * guest with no agent, and its answer still counts when one starts.
  */
 static void
 qga_sync_send(struct qga *q)
@@ -169,6 +189,10 @@ qga_sync_send(struct qga *q)
 	char		*line;
 	size_t		 len;
 
+	if (q->sync_id != 0 && qga_unread(q)) {
+		qga_timer_arm(q);
+		return;
+	}
 	if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
 		r = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
 	q->sync_id = (json_int_t)(r & 0x7fffffff);

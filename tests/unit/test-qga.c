@@ -337,6 +337,27 @@ test_no_agent(void)
 	t_teardown(&t);
 }
 
+/*
+ * A guest that never opens the port reads nothing: one sync waits in the
+ * socket, no more pile up, and its id still counts once the agent reads.
+ */
+static void
+test_unread_sync(void)
+{
+	struct t	 t;
+	int		 never = 0;
+
+	t_setup(&t, 100);
+	event_del(t.peer.ev);
+	run_until(&t, &never, 1, 450);
+	CHECK(qga_get_state(t.q) == QGA_SYNCING);
+	event_add(t.peer.ev, NULL);
+	CHECK(run_until(&t, &t.ready, 1, 2000));
+	CHECK(t.peer.nsync == 1);
+	CHECK(t.peer.nff == 1);
+	t_teardown(&t);
+}
+
 /* guest-shutdown never gets an answer: done once written. */
 static void
 test_noreply(void)
@@ -476,6 +497,7 @@ main(void)
 	test_sync_and_command();
 	test_timeout_resync();
 	test_no_agent();
+	test_unread_sync();
 	test_noreply();
 	test_eof();
 	test_free_in_callback();
