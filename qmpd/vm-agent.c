@@ -50,6 +50,7 @@ struct vm_agent {
 
 	int		 stop_rest;	/* vm stop: seconds after fallback */
 	int		 thaw_pending;	/* thaw as soon as the agent answers */
+	int		 freezing;	/* a snapshot of ours froze the guest */
 };
 
 /* A freeze on its way to the guest, for the snapshot that asked. */
@@ -60,6 +61,7 @@ struct vm_agent_freeze {
 };
 
 static void	vm_agent_thaw_send(struct vm_agent *);
+static void	vm_agent_fsstatus(struct vm_agent *);
 
 /* One step of a refresh: the command and what takes its answer. */
 struct vm_agent_query {
@@ -279,6 +281,8 @@ vm_agent_state_cb(struct qga *qga, enum qga_state state, const char *cause,
 		evtimer_del(a->timer);
 		if (a->thaw_pending)
 			vm_agent_thaw_send(a);
+		else if (!a->freezing)
+			vm_agent_fsstatus(a);
 		if (!a->refreshing)
 			vm_agent_query(a, 0);
 		break;
@@ -394,6 +398,7 @@ vm_agent_stopped(struct vm *vm, int gone)
 	a->refreshing = 0;
 	a->stop_rest = 0;
 	a->thaw_pending = 0;
+	a->freezing = 0;
 	if (gone) {
 		vm_agent_set(&a->os, NULL);
 		vm_agent_set(&a->hostname, NULL);
@@ -523,6 +528,7 @@ vm_agent_frozen(struct qga *qga, json_t *ret, const char *errclass,
 	} else {
 		/* A late or half-done freeze must not stay: thaw anyway. */
 		if (vm != NULL && vm->agent != NULL) {
+			vm->agent->freezing = 0;
 			vm->agent->thaw_pending = 1;
 			if (vm_agent_ready(vm) != NULL)
 				vm_agent_thaw_send(vm->agent);
@@ -563,8 +569,10 @@ vm_agent_freeze(struct vm *vm, vm_agent_freeze_cb cb, void *arg)
 		f->cb = cb;
 		f->arg = arg;
 		if (qga_execute(qga, "guest-fsfreeze-freeze", NULL, 0,
-		    vm_agent_frozen, f) == 0)
+		    vm_agent_frozen, f) == 0) {
+			vm->agent->freezing = 1;
 			return;
+		}
 		free(f);
 		why = "has no guest agent answering";
 	}
@@ -610,6 +618,36 @@ vm_agent_thaw(struct vm *vm)
 
 	if (a == NULL)
 		return;
+	a->freezing = 0;
 	a->thaw_pending = 1;
 	vm_agent_thaw_send(a);
+}
+
+/* What guest-fsfreeze-status says on connecting: frozen, and not by us? */
+static void
+vm_agent_fsstatus_done(struct qga *qga, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm_agent	*a = arg;
+
+	if (errclass != NULL || a->qga != qga || a->freezing ||
+	    a->thaw_pending || !json_is_string(ret) ||
+	    strcmp(json_string_value(ret), "frozen") != 0)
+		return;
+	log_warnx("%s: the guest's filesystems were left frozen (qmpd went "
+	    "away during a live snapshot?): thawing", a->vm->def.name);
+	a->thaw_pending = 1;
+	vm_agent_thaw_send(a);
+}
+
+/*
+ * On connecting: a guest no snapshot of ours has frozen must not stay
+ * frozen (a previous qmpd died between freeze and thaw).
+ */
+static void
+vm_agent_fsstatus(struct vm_agent *a)
+{
+	if (a->qga != NULL)
+		qga_execute(a->qga, "guest-fsfreeze-status", NULL, 0,
+		    vm_agent_fsstatus_done, a);
 }

@@ -3,7 +3,8 @@
 # own namespace: vm show lists the address the network's DHCP gave the
 # guest and its hostname, from the agent; a live snapshot freezes and
 # thaws the guest's filesystems (the guest's fsfreeze hook says so on its
-# console); qmpd killed with -9 and started again finds the agent again;
+# console); qmpd killed with -9 and started again finds the agent again,
+# and thaws a guest a qmpd killed mid-snapshot left frozen;
 # a guest whose power button does nothing (acpid killed) is
 # stopped through the agent's guest-shutdown before the quit; a VM with
 # --agent whose guest runs no agent shows connected=false, its live
@@ -90,9 +91,47 @@ done
 grep -q "a1: guest agent thawed [1-9]" "$QMPD_LOG" ||
 	fail "a1: not thawed: $(grep 'a1: guest agent' "$QMPD_LOG")"
 # Thawed for real: the disk takes writes again.
-guest_sh a1 "echo after > /mnt/d/after && sync && umount /mnt/d" 20 ||
+guest_sh a1 "echo after > /mnt/d/after && sync" 20 ||
 	fail "a1: disk not writable after the snapshot"
 log "a1: live snapshot frozen and thawed"
+
+# --- qmpd dies between freeze and thaw: the next qmpd thaws the guest.
+# The guest's hook is made to take 4 s before the freeze, so qmpd can be
+# killed with the freeze under way (after the hook's console line); the
+# disk stays mounted (an agent with nothing to freeze stays thawed).
+guest_sh a1 "cp /etc/qemu/fsfreeze-hook /tmp/hook && { echo '#!/bin/sh'; \
+echo '/tmp/hook \"\$@\" || exit'; echo '[ \"\$1\" != freeze ] || sleep 4'; } \
+>/etc/qemu/fsfreeze-hook && chmod 755 /etc/qemu/fsfreeze-hook" ||
+	fail "a1: cannot slow its fsfreeze hook"
+q vm snapshot a1 s2 >"$T/s2.out" 2>&1 &
+snap_pid=$!
+for i in $(seq 1 100); do
+	[ "$(grep -ac "QDESK FSFREEZE freeze" "$STATE/vms/a1/serial.log")" -ge 2 ] &&
+		break
+	sleep 0.1
+done
+[ "$(grep -ac "QDESK FSFREEZE freeze" "$STATE/vms/a1/serial.log")" -ge 2 ] ||
+	fail "a1: the second freeze did not start"
+kill9_qmpd
+wait "$snap_pid" && fail "a1: snapshot s2 answered though qmpd was killed"
+sleep 5		# the freeze completes with no qmpd to thaw it
+n0=$(wc -l <"$QMPD_LOG")
+start_qmpd
+for i in $(seq 1 300); do
+	tail -n +$((n0 + 1)) "$QMPD_LOG" | grep -q "a1: guest agent thawed" &&
+		break
+	sleep 0.2
+done
+tail -n +$((n0 + 1)) "$QMPD_LOG" |
+    grep -q "a1: the guest's filesystems were left frozen" ||
+	fail "a1: the new qmpd did not see the frozen guest"
+tail -n +$((n0 + 1)) "$QMPD_LOG" | grep -q "a1: guest agent thawed" ||
+	fail "a1: the new qmpd did not thaw the guest"
+[ "$(grep -ac "QDESK FSFREEZE thaw" "$STATE/vms/a1/serial.log")" -ge 2 ] ||
+	fail "a1: left frozen after a qmpd restart"
+guest_sh a1 "echo again > /mnt/d/again && sync && umount /mnt/d" 20 ||
+	fail "a1: disk not writable after the new qmpd thawed it"
+log "a1: frozen when qmpd died, thawed by the next qmpd"
 
 # --- b1: an agent port, no agent. Its guest is up, the port stays quiet.
 wait_console b1 "QDESK GUEST READY" 120
