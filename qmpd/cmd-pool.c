@@ -47,6 +47,7 @@ cmd_pool_create(struct cmd_req *req)
 	    NULL };
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
+	    "video", "heads", "audio", "usbredir", "balloon", "os",
 	    "agent" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
@@ -515,6 +516,12 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "machine", ARG_STR, 0 },
 	{ "on_disconnect", ARG_STR, 0 },
 	{ "grace", ARG_INT, 0 },
+	{ "video", ARG_STR, 0 },		/* vm-def-dev.c */
+	{ "heads", ARG_INT, 0 },
+	{ "audio", ARG_BOOL, 0 },
+	{ "usbredir", ARG_INT, 0 },
+	{ "balloon", ARG_BOOL, 0 },
+	{ "os", ARG_STR, 0 },
 	{ "agent", ARG_BOOL, 0 },
 	{ NULL, 0, 0 }
 };
