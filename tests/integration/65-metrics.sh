@@ -94,8 +94,42 @@ expect 200
 [ "$(vm_field d1 state)" = running ] || fail "d1 did not start"
 api alice POST /api/desktops/d1/console
 expect 200
+spice_trust
+# A viewer through the proxy, held while both daemons are scraped.
+"$PROBE" unused "$(field port)" "$(field password)" \
+    --proxy "127.0.0.1:$PROXY_PORT" --ticket "$(field ticket)" \
+    --ca "$SPICE_CA" --host-subject "$SPICE_SUBJECT" --hold 8 \
+    >"$T/hold.out" 2>&1 &
+hold=$!
+for i in $(seq 1 50); do
+	grep -q accepted "$T/hold.out" && break
+	sleep 0.1
+done
+grep -q accepted "$T/hold.out" || fail "the viewer did not link: $(cat "$T/hold.out")"
+for i in $(seq 1 50); do
+	[ "$(q --json vm show d1 | jq '.spice_clients | length')" -gt 0 ] 2>/dev/null && break
+	sleep 0.1
+done
 scrape q2 "$QURL"
 scrape b2 "$URL/metrics"
+[ "$(val b2 'qdesk_broker_spice_sessions{vm="d1"}')" = 1 ] ||
+	fail "the broker does not count d1's proxied SPICE session"
+[ "$(val b2 'qdesk_broker_proxy_bytes_total{direction="in"}')" -gt 0 ] &&
+    [ "$(val b2 'qdesk_broker_proxy_bytes_total{direction="out"}')" -gt 0 ] ||
+	fail "the proxy counted no bytes"
+[ "$(val b2 qdesk_broker_proxy_connections_total)" -ge 1 ] ||
+	fail "the proxy counted no connection"
+[ "$(val q2 'qdesk_vm_spice_sessions{vm="d1"}')" -ge 1 ] ||
+	fail "qmpd does not count d1's SPICE client"
+kill $hold 2>/dev/null
+wait $hold 2>/dev/null
+for i in $(seq 1 50); do
+	scrape b2b "$URL/metrics"
+	grep -q 'qdesk_broker_spice_sessions{vm="d1"}' "$T/b2b" || break
+	sleep 0.1
+done
+grep -q 'qdesk_broker_spice_sessions{vm="d1"}' "$T/b2b" &&
+	fail "d1's SPICE session is still counted after the viewer left"
 [ "$(val q2 qdesk_vm_starts_total)" = $(( $(val q1 qdesk_vm_starts_total) + 1 )) ] ||
 	fail "starts_total did not move by 1"
 [ "$(val q2 'qdesk_vms{state="running"}')" = 1 ] || fail "q2: running != 1"
