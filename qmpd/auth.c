@@ -4,6 +4,7 @@
  * both the portal and the RDP gateway go through (via user.auth).
  */
 #include <crypt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,19 +128,31 @@ auth_equal(const char *a, const char *b)
 	return (d == 0);
 }
 
+/* The setting an absent hash is checked against; made once per process. */
+static char		auth_dummy[CRYPT_GENSALT_OUTPUT_SIZE];
+static pthread_once_t	auth_dummy_once = PTHREAD_ONCE_INIT;
+
+static void
+auth_dummy_init(void)
+{
+	if (crypt_gensalt_rn("$y$", 0, NULL, 0, auth_dummy,
+	    sizeof auth_dummy) == NULL)
+		auth_dummy[0] = '\0';
+}
+
+/* Thread-safe: the password pool's workers call it at once. */
 int
 auth_verify(const char *password, const char *hash)
 {
-	static char	 dummy[CRYPT_GENSALT_OUTPUT_SIZE];
-	char		*h;
-	int		 ok;
+	char	*h;
+	int	 ok;
 
 	if (hash == NULL || *hash == '\0' || *hash == '*' || *hash == '!') {
 		/* Spend the same time as a real check, then say no. */
-		if (dummy[0] == '\0' && crypt_gensalt_rn("$y$", 0, NULL, 0,
-		    dummy, sizeof dummy) == NULL)
+		pthread_once(&auth_dummy_once, auth_dummy_init);
+		if (auth_dummy[0] == '\0')
 			return (0);
-		h = auth_crypt(password, dummy);
+		h = auth_crypt(password, auth_dummy);
 		free(h);
 		return (0);
 	}

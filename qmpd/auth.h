@@ -1,7 +1,9 @@
 /*
  * Authentication of office users: login names, yescrypt password hashes
  * (libxcrypt) and the failed-login lockout. Pure: no I/O, no event loop,
- * the clock is an argument, so the unit test drives it directly.
+ * the clock is an argument, so the unit test drives it directly. The one
+ * exception is the password pool (auth-pool.c), which runs auth_verify
+ * on worker threads and answers on the loop.
  */
 #ifndef QDESK_AUTH_H
 #define QDESK_AUTH_H
@@ -31,6 +33,26 @@ char	*auth_hash(const char *password, char **cause);
  * costs one hash so the answer takes as long as a real one. Returns 1 or 0.
  */
 int	 auth_verify(const char *password, const char *hash);
+
+/*
+ * Worker threads for auth_verify, so a hash never runs on the loop: jobs
+ * wait in a bounded queue, and cb(ok, arg) runs on base's loop once the
+ * verdict is in. A full queue refuses at once instead of waiting.
+ */
+struct event_base;
+struct auth_pool;
+struct auth_pool *auth_pool_create(struct event_base *, int nthreads,
+	    int queue_max, char **cause);
+/* Stops the workers; callbacks of unfinished jobs never run. */
+void	 auth_pool_free(struct auth_pool *);
+/* Queue a check (password and hash are copied); -1 with *cause if full. */
+int	 auth_pool_verify(struct auth_pool *, const char *password,
+	    const char *hash, void (*cb)(int, void *), void *arg,
+	    char **cause);
+/* Jobs queued, running or finished and not yet called back. */
+int	 auth_pool_queued(struct auth_pool *);
+/* CPUs this process may run on: the number of workers to start. */
+int	 auth_pool_cpus(void);
 
 /*
  * Failed-login counters, per login, in memory; a caller that wants them

@@ -21,6 +21,8 @@
 /* A user's ACPI shutdown: time for the guest to save work before quit. */
 #define CMD_BROKER_SHUTDOWN_TIMEOUT	300
 #define CMD_BROKER_TICKET_TTL		60
+/* Password checks queued or running at once; more are answered Busy. */
+#define CMD_BROKER_AUTH_QUEUE		256
 
 /*
  * Failed logins per login name, shared by the portal and the RDP gateway
@@ -124,20 +126,97 @@ cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
 	cmd_error(req, ERR_AUTH, "invalid login or password");
 }
 
+/* A login whose password is being checked on a worker thread. */
+struct cmd_broker_login {
+	struct cmd_req	*req;
+	char		 login[AUTH_LOGIN_MAX + 1];
+	char		*hash;	/* checked against; NULL: no user or none */
+	int		 known;
+};
+
+/* The password workers, started on first use. */
+static struct auth_pool *
+cmd_broker_pool(char **cause)
+{
+	static struct auth_pool	*pool;
+
+	if (pool == NULL)
+		pool = auth_pool_create(qmpd->base, auth_pool_cpus(),
+		    CMD_BROKER_AUTH_QUEUE, cause);
+	return (pool);
+}
+
+/* A good login: forget its failures, note when (run state), answer. */
+static void
+cmd_broker_auth_ok(struct cmd_req *req, const char *login, json_t *rec)
+{
+	char	*cause = NULL;
+
+	cmd_broker_lockout_forget(login);
+	log_info("login %s from %s", login, cmd_broker_client(req));
+	/* Not synced: a host crash may lose it, no login pays an fsync. */
+	json_object_set_new(rec, "last_login", json_integer(time(NULL)));
+	if (db_put_nosync(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
+		log_warnx("user %s: last login not saved: %s", login, cause);
+		free(cause);
+	}
+	cmd_reply(req, json_pack("{s:s,s:O?,s:O?,s:b}", "login", login,
+	    "name", json_object_get(rec, "name"), "dept",
+	    json_object_get(rec, "dept"), "admin",
+	    json_is_true(json_object_get(rec, "admin"))));
+}
+
 /*
- * user.auth: check a user's password. yescrypt blocks the loop for
- * ~50-100 ms, once per request (a dummy hash stands in for an unknown
- * user so the answer takes as long); a locked login costs no hash.
+ * The verdict of a worker, on the loop. The user is read again: one
+ * removed, disabled or given a new password during the check is refused.
+ */
+static void
+cmd_broker_auth_done(int ok, void *arg)
+{
+	struct cmd_broker_login	*bl = arg;
+	json_t			*rec;
+	const char		*hash;
+
+	rec = cmd_user_get(bl->login);
+	hash = json_string_value(json_object_get(rec, "hash"));
+	if (rec == NULL)
+		cmd_broker_auth_fail(bl->req, bl->login, bl->known ?
+		    "the user was removed" : "no such user");
+	else if (bl->hash == NULL)
+		cmd_broker_auth_fail(bl->req, bl->login, "the user has no "
+		    "password");
+	else if (hash == NULL || strcmp(hash, bl->hash) != 0)
+		cmd_broker_auth_fail(bl->req, bl->login, "the password was "
+		    "changed during the check");
+	else if (!ok)
+		cmd_broker_auth_fail(bl->req, bl->login, "wrong password");
+	else if (json_is_true(json_object_get(rec, "disabled")))
+		cmd_broker_auth_fail(bl->req, bl->login, "the user is "
+		    "disabled");
+	else
+		cmd_broker_auth_ok(bl->req, bl->login, rec);
+	json_decref(rec);
+	free(bl->hash);
+	free(bl);
+}
+
+/*
+ * user.auth: check a user's password. The yescrypt hash (~50-100 ms of
+ * CPU; a dummy one for an unknown user, so the answer takes as long) runs
+ * on a worker thread and the answer comes from cmd_broker_auth_done; the
+ * loop only checks the lockout and queues. A locked login costs no hash.
  */
 static enum cmd_retval
 cmd_broker_auth(struct cmd_req *req)
 {
-	const char	*login = cmd_arg_str(req, "login", "");
-	json_t		*pw = json_object_get(req->args, "password");
-	json_t		*rec;
-	const char	*hash;
-	char		*cause = NULL;
-	int		 left, ok;
+	const char		*login = cmd_arg_str(req, "login", "");
+	json_t			*pw = json_object_get(req->args, "password");
+	json_t			*rec;
+	struct auth_pool	*pool;
+	struct cmd_broker_login	*bl;
+	const char		*hash;
+	char			*cause = NULL;
+	int			 left;
 
 	if (auth_login_valid(login, &cause) != 0) {
 		free(cause);
@@ -161,33 +240,34 @@ cmd_broker_auth(struct cmd_req *req)
 		cmd_broker_auth_fail(req, login, "unusable password");
 		return (CMD_RETURN_DONE);
 	}
+	if ((pool = cmd_broker_pool(&cause)) == NULL) {
+		log_warnx("login %s refused: %s", login, cause);
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
 	rec = cmd_user_get(login);
 	hash = json_string_value(json_object_get(rec, "hash"));
-	ok = auth_verify(json_string_value(pw), hash);
-	if (rec == NULL)
-		cmd_broker_auth_fail(req, login, "no such user");
-	else if (!ok)
-		cmd_broker_auth_fail(req, login, hash == NULL ?
-		    "the user has no password" : "wrong password");
-	else if (json_is_true(json_object_get(rec, "disabled")))
-		cmd_broker_auth_fail(req, login, "the user is disabled");
-	else {
-		cmd_broker_lockout_forget(login);
-		log_info("login %s from %s", login, cmd_broker_client(req));
-		json_object_set_new(rec, "last_login",
-		    json_integer(time(NULL)));
-		if (db_put(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
-			log_warnx("user %s: last login not saved: %s", login,
-			    cause);
-			free(cause);
-		}
-		cmd_reply(req, json_pack("{s:s,s:O?,s:O?,s:b}", "login", login,
-		    "name", json_object_get(rec, "name"), "dept",
-		    json_object_get(rec, "dept"), "admin",
-		    json_is_true(json_object_get(rec, "admin"))));
-	}
+	bl = xcalloc(1, sizeof *bl);
+	bl->req = req;
+	strlcpy(bl->login, login, sizeof bl->login);
+	bl->hash = hash != NULL ? xstrdup(hash) : NULL;
+	bl->known = rec != NULL;
 	json_decref(rec);
-	return (CMD_RETURN_DONE);
+	if (auth_pool_verify(pool, json_string_value(pw), bl->hash,
+	    cmd_broker_auth_done, bl, &cause) != 0) {
+		log_warnx("login %s from %s refused: %s", login,
+		    cmd_broker_client(req), cause);
+		cmd_error(req, ERR_BUSY, "too many logins at once (%s); try "
+		    "again in a moment", cause);
+		free(cause);
+		free(bl->hash);
+		free(bl);
+		return (CMD_RETURN_DONE);
+	}
+	/* The password need not stay in memory any longer than the job. */
+	json_object_del(req->args, "password");
+	return (CMD_RETURN_WAIT);
 }
 
 /* The user a request acts for: known and enabled, or answered. */

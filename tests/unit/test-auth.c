@@ -6,8 +6,100 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "auth.h"
 #include "check.h"
+
+/* What the pool test's callbacks saw, and the loop's heartbeat. */
+static int	 pool_verdicts[8];
+static int	 pool_answered;
+static int	 pool_ticks;
+static int	 pool_ticks_at_first;
+
+static void
+pool_cb(int ok, void *arg)
+{
+	int	i = (int)(long)arg;
+
+	pool_verdicts[i] = ok;
+	if (pool_answered++ == 0)
+		pool_ticks_at_first = pool_ticks;
+}
+
+static void
+pool_tick(evutil_socket_t fd, short events, void *arg)
+{
+	struct event_base	*base = arg;
+
+	pool_ticks++;
+	if (pool_answered == 4)
+		event_base_loopbreak(base);
+}
+
+/*
+ * The password pool: verdicts come back on the loop, the loop keeps
+ * turning while the workers hash, and a full queue refuses at once.
+ */
+static void
+test_pool(void)
+{
+	struct event_base	*base;
+	struct auth_pool	*ap;
+	struct event		*tick;
+	struct timeval		 ms = { 0, 1000 };
+	char			*h, *cause = NULL;
+	int			 i;
+
+	h = auth_hash("good pass", &cause);
+	CHECK(h != NULL);
+	if (h == NULL)
+		return;
+	base = event_base_new();
+	ap = auth_pool_create(base, 2, 4, &cause);
+	CHECK(ap != NULL && cause == NULL);
+	if (ap == NULL)
+		return;
+	for (i = 0; i < 8; i++)
+		pool_verdicts[i] = -1;
+	CHECK(auth_pool_verify(ap, "good pass", h, pool_cb, (void *)0L,
+	    &cause) == 0);
+	CHECK(auth_pool_verify(ap, "bad pass", h, pool_cb, (void *)1L,
+	    &cause) == 0);
+	CHECK(auth_pool_verify(ap, "good pass", NULL, pool_cb, (void *)2L,
+	    &cause) == 0);
+	CHECK(auth_pool_verify(ap, "good pass", h, pool_cb, (void *)3L,
+	    &cause) == 0);
+	CHECK(auth_pool_queued(ap) == 4);
+	/* The fifth does not wait: it is refused with a reason. */
+	CHECK(auth_pool_verify(ap, "good pass", h, pool_cb, (void *)4L,
+	    &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "4") != NULL);
+	free(cause);
+	cause = NULL;
+	/* Nothing is answered from inside auth_pool_verify. */
+	CHECK(pool_answered == 0);
+	tick = event_new(base, -1, EV_PERSIST, pool_tick, base);
+	event_add(tick, &ms);
+	event_base_dispatch(base);
+	CHECK(pool_answered == 4);
+	CHECK(pool_verdicts[0] == 1 && pool_verdicts[1] == 0 &&
+	    pool_verdicts[2] == 0 && pool_verdicts[3] == 1 &&
+	    pool_verdicts[4] == -1);
+	/* The 1 ms timer ran while the first hash was being made. */
+	CHECK(pool_ticks_at_first > 5);
+	CHECK(auth_pool_queued(ap) == 0);
+	/* Room again once answered. */
+	CHECK(auth_pool_verify(ap, "good pass", h, pool_cb, (void *)5L,
+	    &cause) == 0);
+	/* Freeing with a job in flight neither hangs nor calls back. */
+	auth_pool_free(ap);
+	CHECK(pool_answered == 4);
+	auth_pool_free(NULL);
+	event_free(tick);
+	event_base_free(base);
+	free(h);
+}
 
 static void
 test_login(void)
@@ -219,5 +311,6 @@ main(void)
 	test_lockout();
 	test_lockout_persist();
 	test_lockout_bounded();
+	test_pool();
 	return (check_exit());
 }
