@@ -243,6 +243,23 @@ db_del(struct db *db, const char *table, const char *key, char **cause)
 }
 
 int
+db_del_nosync(struct db *db, const char *table, const char *key,
+    char **cause)
+{
+	struct db_txn	*t;
+	int		 rc;
+
+	if ((t = db_begin(db, cause)) == NULL)
+		return (-1);
+	t->nosync = 1;
+	if ((rc = db_txn_del(t, table, key, cause)) != 0) {
+		db_abort(t);
+		return (rc);
+	}
+	return (db_commit(t, cause));
+}
+
+int
 db_foreach(struct db *db, const char *table,
     int (*cb)(const char *, json_t *, void *), void *arg, char **cause)
 {

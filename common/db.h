@@ -41,6 +41,9 @@ int		 db_put_nosync(struct db *, const char *table, const char *key,
 /* Returns 0, 1 when the key did not exist, -1 on error. */
 int		 db_del(struct db *, const char *table, const char *key,
 		    char **cause);
+/* The same for run state, not synced (see db_put_nosync). */
+int		 db_del_nosync(struct db *, const char *table,
+		    const char *key, char **cause);
 /*
  * Calls cb for every record in key order inside one read transaction; cb
  * gets a borrowed value and returns non-zero to stop. Returns the number

@@ -25,9 +25,11 @@
 #define CMD_BROKER_AUTH_QUEUE		256
 
 /*
- * Failed logins per login name, shared by the portal and the RDP gateway
- * since both come through user.auth. Kept in DB_LOCKOUTS too, so a qmpd
- * restart neither unlocks a login nor forgets its recent failures.
+ * Failed logins per (login, client address) and per login, shared by the
+ * portal and the RDP gateway since both come through user.auth. Kept in
+ * DB_LOCKOUTS too (run state, not synced), so a qmpd restart neither
+ * unlocks a login nor forgets its recent failures; a record the table
+ * forgets is deleted there as well, so the table on disk stays bounded.
  */
 static struct auth_lockout	*cmd_broker_lockout;
 
@@ -48,10 +50,31 @@ cmd_broker_client(struct cmd_req *req)
 	return (cmd_arg_str(req, "client", "an unnamed client"));
 }
 
-static int
-cmd_broker_lockout_load_cb(const char *login, json_t *rec, void *arg)
+/* Delete a lockout record from the database (run state: not synced). */
+static void
+cmd_broker_lockout_del(const char *key, void *arg)
 {
-	auth_lockout_import(cmd_broker_lockout, login, rec, cmd_broker_now());
+	char	*cause = NULL;
+
+	if (db_del_nosync(qmpd->db, DB_LOCKOUTS, key, &cause) < 0) {
+		log_warnx("failed logins of %s not deleted: %s", key, cause);
+		free(cause);
+	}
+}
+
+/* At load: the keys to delete once the read transaction is over. */
+static void
+cmd_broker_lockout_drop(const char *key, void *arg)
+{
+	json_array_append_new(arg, json_string(key));
+}
+
+static int
+cmd_broker_lockout_load_cb(const char *key, json_t *rec, void *arg)
+{
+	if (auth_lockout_import(cmd_broker_lockout, key, rec,
+	    cmd_broker_now()) == 0)
+		cmd_broker_lockout_drop(key, arg);
 	return (0);
 }
 
@@ -59,36 +82,47 @@ cmd_broker_lockout_load_cb(const char *login, json_t *rec, void *arg)
 static struct auth_lockout *
 cmd_broker_lockouts(void)
 {
+	json_t	*drop, *k;
 	char	*cause = NULL;
+	size_t	 i;
 
 	if (cmd_broker_lockout != NULL)
 		return (cmd_broker_lockout);
 	cmd_broker_lockout = auth_lockout_create(AUTH_LOCK_FAILURES,
-	    AUTH_LOCK_WINDOW, AUTH_LOCK_TIME, AUTH_LOCK_ENTRIES);
+	    AUTH_LOCK_LOGIN_FAILURES, AUTH_LOCK_WINDOW, AUTH_LOCK_TIME,
+	    AUTH_LOCK_ENTRIES, AUTH_LOCK_KNOWN_ENTRIES);
+	drop = json_array();
+	auth_lockout_on_evict(cmd_broker_lockout, cmd_broker_lockout_drop,
+	    drop);
 	if (db_foreach(qmpd->db, DB_LOCKOUTS, cmd_broker_lockout_load_cb,
-	    NULL, &cause) < 0) {
+	    drop, &cause) < 0) {
 		log_warnx("failed-login counters not loaded: %s", cause);
 		free(cause);
 	}
+	json_array_foreach(drop, i, k)
+		cmd_broker_lockout_del(json_string_value(k), NULL);
+	json_decref(drop);
+	auth_lockout_on_evict(cmd_broker_lockout, cmd_broker_lockout_del,
+	    NULL);
 	return (cmd_broker_lockout);
 }
 
-/* Store login's counters as they are now (run state: not synced). */
+/* Store one record as it is now (run state: not synced). */
 static void
-cmd_broker_lockout_save(const char *login)
+cmd_broker_lockout_save(const char *login, const char *addr)
 {
 	json_t	*j;
-	char	*cause = NULL;
-	int	 rv;
+	char	 key[AUTH_KEY_MAX], *cause = NULL;
 
-	j = auth_lockout_export(cmd_broker_lockouts(), login,
+	auth_lockout_key(login, addr, key, sizeof key);
+	j = auth_lockout_export(cmd_broker_lockouts(), login, addr,
 	    cmd_broker_now());
-	if (j != NULL)
-		rv = db_put_nosync(qmpd->db, DB_LOCKOUTS, login, j, &cause);
-	else
-		rv = db_del(qmpd->db, DB_LOCKOUTS, login, &cause) < 0 ? -1 : 0;
-	if (rv != 0) {
-		log_warnx("failed logins of %s not stored: %s", login, cause);
+	if (j == NULL) {
+		cmd_broker_lockout_del(key, NULL);
+		return;
+	}
+	if (db_put_nosync(qmpd->db, DB_LOCKOUTS, key, j, &cause) != 0) {
+		log_warnx("failed logins of %s not stored: %s", key, cause);
 		free(cause);
 	}
 	json_decref(j);
@@ -96,26 +130,34 @@ cmd_broker_lockout_save(const char *login)
 
 /* A good login forgets the failures, in the database too if it had any. */
 static void
-cmd_broker_lockout_forget(const char *login)
+cmd_broker_lockout_forget(const char *login, const char *addr)
 {
-	json_t	*j;
+	char	key[AUTH_KEY_MAX];
+	int	stored;
 
-	j = auth_lockout_export(cmd_broker_lockouts(), login,
-	    cmd_broker_now());
-	auth_lockout_clear(cmd_broker_lockouts(), login);
-	if (j != NULL)
-		cmd_broker_lockout_save(login);
-	json_decref(j);
+	stored = auth_lockout_clear(cmd_broker_lockouts(), login, addr);
+	if (stored & AUTH_STORED_ADDR) {
+		auth_lockout_key(login, addr, key, sizeof key);
+		cmd_broker_lockout_del(key, NULL);
+	}
+	if (stored & AUTH_STORED_LOGIN)
+		cmd_broker_lockout_del(login, NULL);
 }
 
+/*
+ * Refuse a login whose failure is already counted (auth_lockout_admit
+ * charges it on arrival): store the counters, log, answer.
+ */
 static void
-cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
+cmd_broker_auth_fail(struct cmd_req *req, const char *login,
+    const char *addr, const char *why)
 {
 	int	locked;
 
-	locked = auth_lockout_fail(cmd_broker_lockouts(), login,
+	cmd_broker_lockout_save(login, addr);
+	cmd_broker_lockout_save(login, NULL);
+	locked = auth_lockout_check(cmd_broker_lockouts(), login, addr,
 	    cmd_broker_now());
-	cmd_broker_lockout_save(login);
 	if (locked > 0)
 		log_warnx("login %.64s from %s refused: %s; locked for %d s",
 		    login, cmd_broker_client(req), why, locked);
@@ -130,6 +172,7 @@ cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
 struct cmd_broker_login {
 	struct cmd_req	*req;
 	char		 login[AUTH_LOGIN_MAX + 1];
+	char		 addr[AUTH_ADDR_MAX + 1];
 	char		*hash;	/* checked against; NULL: no user or none */
 	int		 known;
 };
@@ -148,11 +191,12 @@ cmd_broker_pool(char **cause)
 
 /* A good login: forget its failures, note when (run state), answer. */
 static void
-cmd_broker_auth_ok(struct cmd_req *req, const char *login, json_t *rec)
+cmd_broker_auth_ok(struct cmd_req *req, const char *login, const char *addr,
+    json_t *rec)
 {
 	char	*cause = NULL;
 
-	cmd_broker_lockout_forget(login);
+	cmd_broker_lockout_forget(login, addr);
 	log_info("login %s from %s", login, cmd_broker_client(req));
 	/* Not synced: a host crash may lose it, no login pays an fsync. */
 	json_object_set_new(rec, "last_login", json_integer(time(NULL)));
@@ -180,31 +224,34 @@ cmd_broker_auth_done(int ok, void *arg)
 	rec = cmd_user_get(bl->login);
 	hash = json_string_value(json_object_get(rec, "hash"));
 	if (rec == NULL)
-		cmd_broker_auth_fail(bl->req, bl->login, bl->known ?
+		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, bl->known ?
 		    "the user was removed" : "no such user");
 	else if (bl->hash == NULL)
-		cmd_broker_auth_fail(bl->req, bl->login, "the user has no "
-		    "password");
+		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "the user "
+		    "has no password");
 	else if (hash == NULL || strcmp(hash, bl->hash) != 0)
-		cmd_broker_auth_fail(bl->req, bl->login, "the password was "
-		    "changed during the check");
+		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "the "
+		    "password was changed during the check");
 	else if (!ok)
-		cmd_broker_auth_fail(bl->req, bl->login, "wrong password");
+		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "wrong "
+		    "password");
 	else if (json_is_true(json_object_get(rec, "disabled")))
-		cmd_broker_auth_fail(bl->req, bl->login, "the user is "
-		    "disabled");
+		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "the user "
+		    "is disabled");
 	else
-		cmd_broker_auth_ok(bl->req, bl->login, rec);
+		cmd_broker_auth_ok(bl->req, bl->login, bl->addr, rec);
 	json_decref(rec);
 	free(bl->hash);
 	free(bl);
 }
 
 /*
- * user.auth: check a user's password. The yescrypt hash (~50-100 ms of
- * CPU; a dummy one for an unknown user, so the answer takes as long) runs
- * on a worker thread and the answer comes from cmd_broker_auth_done; the
- * loop only checks the lockout and queues. A locked login costs no hash.
+ * user.auth: check a user's password. The lockout is checked and the
+ * attempt charged as it arrives (per client address, then per login); a
+ * locked login or an unusable password costs no hash. The yescrypt hash
+ * (~50-100 ms of CPU; a dummy one for an unknown user, so the answer
+ * takes as long) runs on a worker thread and the answer comes from
+ * cmd_broker_auth_done; the loop only checks and queues.
  */
 static enum cmd_retval
 cmd_broker_auth(struct cmd_req *req)
@@ -215,7 +262,7 @@ cmd_broker_auth(struct cmd_req *req)
 	struct auth_pool	*pool;
 	struct cmd_broker_login	*bl;
 	const char		*hash;
-	char			*cause = NULL;
+	char			 addr[AUTH_ADDR_MAX + 1], *cause = NULL;
 	int			 left;
 
 	if (auth_login_valid(login, &cause) != 0) {
@@ -225,46 +272,52 @@ cmd_broker_auth(struct cmd_req *req)
 		cmd_error(req, ERR_AUTH, "invalid login or password");
 		return (CMD_RETURN_DONE);
 	}
-	left = auth_lockout_check(cmd_broker_lockouts(), login,
-	    cmd_broker_now());
-	if (left > 0) {
-		log_warnx("login %s from %s refused: locked for %d s more",
-		    login, cmd_broker_client(req), left);
-		cmd_error(req, ERR_LOCKED, "too many failed logins for %s; try "
-		    "again in %d s", login, left);
-		return (CMD_RETURN_DONE);
-	}
-	if (auth_password_valid(json_string_value(pw), json_string_length(pw),
-	    &cause) != 0) {
-		free(cause);
-		cmd_broker_auth_fail(req, login, "unusable password");
-		return (CMD_RETURN_DONE);
-	}
 	if ((pool = cmd_broker_pool(&cause)) == NULL) {
 		log_warnx("login %s refused: %s", login, cause);
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		free(cause);
 		return (CMD_RETURN_DONE);
 	}
+	if (auth_pool_queued(pool) >= CMD_BROKER_AUTH_QUEUE) {
+		log_warnx("login %s from %s refused: %d password checks "
+		    "queued", login, cmd_broker_client(req),
+		    auth_pool_queued(pool));
+		cmd_error(req, ERR_BUSY, "too many logins at once; try again "
+		    "in a moment");
+		return (CMD_RETURN_DONE);
+	}
+	auth_addr_normalize(json_string_value(json_object_get(req->args,
+	    "client")), addr, sizeof addr);
 	rec = cmd_user_get(login);
+	switch (auth_lockout_admit(cmd_broker_lockouts(), login, addr,
+	    rec != NULL, json_string_value(pw), json_string_length(pw),
+	    cmd_broker_now(), &left, &cause)) {
+	case AUTH_LOCKED:
+		log_warnx("login %s from %s refused: %s", login,
+		    cmd_broker_client(req), cause);
+		cmd_error(req, ERR_LOCKED, "too many failed logins for %s; try "
+		    "again in %d s", login, left);
+		free(cause);
+		json_decref(rec);
+		return (CMD_RETURN_DONE);
+	case AUTH_REFUSED:
+		cmd_broker_auth_fail(req, login, addr, cause);
+		free(cause);
+		json_decref(rec);
+		return (CMD_RETURN_DONE);
+	}
 	hash = json_string_value(json_object_get(rec, "hash"));
 	bl = xcalloc(1, sizeof *bl);
 	bl->req = req;
 	strlcpy(bl->login, login, sizeof bl->login);
+	strlcpy(bl->addr, addr, sizeof bl->addr);
 	bl->hash = hash != NULL ? xstrdup(hash) : NULL;
 	bl->known = rec != NULL;
 	json_decref(rec);
+	/* Cannot fail: the queue had room above. */
 	if (auth_pool_verify(pool, json_string_value(pw), bl->hash,
-	    cmd_broker_auth_done, bl, &cause) != 0) {
-		log_warnx("login %s from %s refused: %s", login,
-		    cmd_broker_client(req), cause);
-		cmd_error(req, ERR_BUSY, "too many logins at once (%s); try "
-		    "again in a moment", cause);
-		free(cause);
-		free(bl->hash);
-		free(bl);
-		return (CMD_RETURN_DONE);
-	}
+	    cmd_broker_auth_done, bl, &cause) != 0)
+		fatalx("user.auth: %s", cause);
 	/* The password need not stay in memory any longer than the job. */
 	json_object_del(req->args, "password");
 	return (CMD_RETURN_WAIT);
