@@ -24,6 +24,16 @@ struct db_txn;
 #define DB_META		"meta"
 #define DB_LOCKOUTS	"lockouts"	/* failed logins, run state */
 
+/*
+ * The class to answer a failure with: ERR_RESOURCE ("ResourceExhausted")
+ * when cause says the host ran out of something (a full disk or quota,
+ * the state database's map or readers, file descriptors, memory), so a
+ * script can tell "fix the host" from "fix your input"; else errclass.
+ * Causes are "what: reason" (strerror or mdb_strerror), as every module
+ * words them, so the reason is recognised wherever it came from.
+ */
+const char	*db_errclass(const char *errclass, const char *cause);
+
 /* Open (creating) the environment in directory path. */
 struct db	*db_open(const char *path, char **cause);
 void		 db_close(struct db *);
