@@ -21,6 +21,9 @@
 /* A user's ACPI shutdown: time for the guest to save work before quit. */
 #define CMD_BROKER_SHUTDOWN_TIMEOUT	300
 #define CMD_BROKER_TICKET_TTL		60
+/* Revocations kept for the RDP sessions that ask: how many, how long. */
+#define CMD_BROKER_REVOKED_KEEP		4096
+#define CMD_BROKER_REVOKED_TTL		600
 /* Password checks queued or running at once; more are answered Busy. */
 #define CMD_BROKER_AUTH_QUEUE		256
 
@@ -323,6 +326,147 @@ cmd_broker_auth(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
+/*
+ * Revocations of the last CMD_BROKER_REVOKED_TTL seconds, newest last:
+ * {"login", "vm" (absent: all of the user's desktops), "reason", "at" (ms
+ * on CLOCK_MONOTONIC, which every process of the host shares)}. The RDP
+ * gateway's sessions ask desktop.revoked about theirs every half second.
+ */
+static json_t	*cmd_broker_revocations;
+
+/* Milliseconds on the host's monotonic clock. */
+static long long
+cmd_broker_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Drop the revocations no session can still be asking about. */
+static void
+cmd_broker_revoked_age(void)
+{
+	json_t		*r;
+	long long	 now = cmd_broker_ms();
+
+	if (cmd_broker_revocations == NULL)
+		cmd_broker_revocations = json_array();
+	while ((r = json_array_get(cmd_broker_revocations, 0)) != NULL &&
+	    (json_array_size(cmd_broker_revocations) >
+	    CMD_BROKER_REVOKED_KEEP || now - json_integer_value(
+	    json_object_get(r, "at")) > CMD_BROKER_REVOKED_TTL * 1000LL))
+		json_array_remove(cmd_broker_revocations, 0);
+}
+
+static void
+cmd_broker_revoke_done(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	char	*name = arg;
+
+	if (errclass != NULL)
+		log_warnx("%s: SPICE clients not disconnected: %s", name,
+		    errdesc);
+	free(name);
+}
+
+/*
+ * Disconnect every SPICE client of vm and leave it a password nobody
+ * knows, already expired: a ticket given out before is worthless too.
+ */
+static void
+cmd_broker_revoke_spice(struct vm *vm, const char *reason)
+{
+	char	*secret;
+
+	if (strcmp(vm->def.display, "spice") != 0 || vm->qmp == NULL ||
+	    (vm->state != VM_RUNNING && vm->state != VM_PAUSED))
+		return;
+	session_end_reason(vm->def.name, reason);
+	secret = vm_qmp_secret();
+	if (qmp_execute(vm->qmp, "set_password", json_pack("{s:s,s:s,s:s}",
+	    "protocol", "spice", "password", secret, "connected",
+	    "disconnect"), cmd_broker_revoke_done,
+	    xstrdup(vm->def.name)) == 0)
+		qmp_execute(vm->qmp, "expire_password", json_pack("{s:s,s:s}",
+		    "protocol", "spice", "time", "now"),
+		    cmd_broker_revoke_done, xstrdup(vm->def.name));
+	else
+		log_warnx("%s: SPICE clients not disconnected: QMP is not "
+		    "connected", vm->def.name);
+	explicit_bzero(secret, strlen(secret));
+	free(secret);
+	log_info("%s: SPICE sessions ended (%s)", vm->def.name, reason);
+}
+
+/* Is vm one of login's: assigned to them, or its last ticket theirs? */
+static int
+cmd_broker_revoke_mine(struct vm *vm, const char *login)
+{
+	const char	*owner = cmd_user_owner(vm), *holder;
+	long long	 at, expires;
+	uid_t		 uid;
+
+	if (owner != NULL && strcmp(owner, login) == 0)
+		return (1);
+	return (vm_ticket_last(vm->def.name, &holder, &uid, &at,
+	    &expires) == 0 && strcmp(holder, login) == 0);
+}
+
+void
+cmd_broker_revoke(const char *login, const char *vm, const char *why)
+{
+	struct vm	*v;
+	char		*reason;
+
+	xasprintf(&reason, "revoked: %s", why);
+	cmd_broker_revoked_age();
+	json_array_append_new(cmd_broker_revocations, json_pack(
+	    "{s:s,s:s?,s:s,s:I}", "login", login, "vm", vm, "reason", reason,
+	    "at", (json_int_t)cmd_broker_ms()));
+	TAILQ_FOREACH(v, &vms, entry) {
+		if (vm != NULL ? strcmp(v->def.name, vm) == 0 :
+		    cmd_broker_revoke_mine(v, login))
+			cmd_broker_revoke_spice(v, reason);
+	}
+	log_info("sessions of %s%s%s %s", login, vm != NULL ? " on " : "",
+	    vm != NULL ? vm : "", reason);
+	free(reason);
+}
+
+/*
+ * desktop.revoked: has login's session on vm, authenticated at "since"
+ * (ms on CLOCK_MONOTONIC), been revoked since? The RDP gateway's sessions
+ * ask this every half second and end themselves with the reason.
+ */
+static enum cmd_retval
+cmd_broker_revoked(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	const char	*vm = cmd_arg_str(req, "vm", NULL);
+	long long	 since = cmd_arg_int(req, "since", 0);
+	const char	*rvm;
+	json_t		*r;
+	size_t		 i;
+
+	cmd_broker_revoked_age();
+	json_array_foreach(cmd_broker_revocations, i, r) {
+		rvm = json_string_value(json_object_get(r, "vm"));
+		if (json_integer_value(json_object_get(r, "at")) < since ||
+		    strcmp(json_string_value(json_object_get(r, "login")),
+		    login) != 0 || (rvm != NULL && (vm == NULL ||
+		    strcmp(rvm, vm) != 0)))
+			continue;
+		cmd_reply(req, json_pack("{s:b,s:O}", "revoked", 1, "reason",
+		    json_object_get(r, "reason")));
+		return (CMD_RETURN_DONE);
+	}
+	cmd_reply(req, json_pack("{s:b}", "revoked", 0));
+	return (CMD_RETURN_DONE);
+}
+
 /* The user a request acts for: known and enabled, or answered. */
 static int
 cmd_broker_user(struct cmd_req *req)
@@ -590,6 +734,13 @@ static const struct cmd_arg cmd_broker_auth_args[] = {
 	{ NULL, 0, 0 }
 };
 
+static const struct cmd_arg cmd_broker_revoked_args[] = {
+	{ "login", ARG_STR, 1 },
+	{ "vm", ARG_STR, 0 },
+	{ "since", ARG_INT, 1 },
+	{ NULL, 0, 0 }
+};
+
 static const struct cmd_arg cmd_broker_mine_args[] = {
 	{ "login", ARG_STR, 1 },
 	{ NULL, 0, 0 }
@@ -617,5 +768,7 @@ const struct cmd_entry cmd_broker_entries[] = {
 	{ "desktop.console", cmd_broker_console_args, ROLE_BROKER,
 	    cmd_broker_console },
 	{ "desktop.vnc", cmd_broker_vnc_args, ROLE_BROKER, cmd_broker_vnc },
+	{ "desktop.revoked", cmd_broker_revoked_args, ROLE_BROKER,
+	    cmd_broker_revoked },
 	{ NULL, NULL, 0, NULL }
 };

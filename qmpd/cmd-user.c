@@ -442,6 +442,7 @@ cmd_user_passwd(struct cmd_req *req)
 	free(hash);
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s: password changed", login);
+		cmd_broker_revoke(login, NULL, "password changed");
 		cmd_reply(req, cmd_user_public(rec));
 	}
 out:
@@ -462,6 +463,8 @@ cmd_user_set_disabled(struct cmd_req *req, int disabled)
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s %s", login, disabled ? "disabled" :
 		    "enabled");
+		if (disabled)
+			cmd_broker_revoke(login, NULL, "user disabled");
 		cmd_reply(req, cmd_user_public(rec));
 	}
 	json_decref(rec);
@@ -509,6 +512,7 @@ cmd_user_rm(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	log_info("user %s removed", login);
+	cmd_broker_revoke(login, NULL, "user removed");
 	cmd_reply(req, json_object());
 	return (CMD_RETURN_DONE);
 }
@@ -603,6 +607,7 @@ cmd_user_desktop_unassign(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	log_info("%s: unassigned from %s", name, login);
+	cmd_broker_revoke(login, name, "desktop unassigned");
 	server_event("desktop.unassigned", name, j = json_pack("{s:s}",
 	    "login", login));
 	json_decref(j);

@@ -128,8 +128,18 @@ struct vm;
 json_t	*cmd_user_get(const char *login);
 const char *cmd_user_owner(const struct vm *);
 
+/*
+ * cmd-broker.c: revocation. End login's open sessions at once, on vm or
+ * (vm NULL) on all of theirs: SPICE clients are disconnected (a fresh,
+ * expired password), RDP sessions learn it from desktop.revoked. why goes
+ * into the session records ("revoked: why").
+ */
+void	 cmd_broker_revoke(const char *login, const char *vm, const char *why);
+
 /* session.c: SPICE sessions, fed by server_event. */
 void	 session_event(const char *event, const char *vm, json_t *fields);
+/* The next disconnects of vm's SPICE clients end for this reason. */
+void	 session_end_reason(const char *vm, const char *why);
 void	 session_ticket(const char *vm, const char *login, uid_t uid,
 	    long long at, long long expires);
 
