@@ -1,15 +1,21 @@
 /*
  * login-storm: N user.auth requests over C connections (as brokers send
- * them, W in flight on each), while one admin connection asks vm.list
+ * them, W in flight on each, each from a client address of its own:
+ * 10.CONN.x.y), while one admin connection asks vm.list
  * every I ms and times each answer. With -n 0 only the admin is timed,
- * for D seconds: the same figures without the storm.
+ * for D seconds: the same figures without the storm; with -n 0 -H N as
+ * well, while N threads of this process (nice 10, as qmpd's workers)
+ * hash yescrypt on their own: the CPU load of the storm without qmpd.
  *
  * usage: login-storm -s SOCK -u LOGIN -p PASSWORD [-n 1000] [-c 4] [-w 2]
- *            [-i 10] [-d 5]
+ *            [-i 10] [-d 5] [-H THREADS]
  * prints one line of "key value" pairs:
  *   logins N ok K busy B failed F secs S per_s R
  *   probes P p50_us X p99_us Y max_us Z
  */
+#include <sys/resource.h>
+
+#include <crypt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +29,9 @@
 struct storm_conn {
 	pthread_t	 thread;
 	const char	*sock;
-	const char	*req;		/* one user.auth line, with "\n" */
+	const char	*login;
+	const char	*password;
+	int		 index;		/* of this connection */
 	int		 n;		/* logins to send */
 	int		 window;
 	int		 ok, busy, failed;
@@ -33,11 +41,29 @@ struct storm_conn {
 
 static int		 storm_done;
 
+/* A thread that hashes yescrypt until the run is over (-H). */
+static void *
+storm_burn(void *arg)
+{
+	struct crypt_data	*cd;
+	char			 setting[CRYPT_GENSALT_OUTPUT_SIZE];
+
+	setpriority(PRIO_PROCESS, gettid(), 10);
+	if ((cd = calloc(1, sizeof *cd)) == NULL ||
+	    crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof setting) ==
+	    NULL)
+		fatalx("yescrypt setup");
+	while (!__atomic_load_n(&storm_done, __ATOMIC_ACQUIRE))
+		crypt_rn("storm pass 1", setting, cd, sizeof *cd);
+	free(cd);
+	return (NULL);
+}
+
 static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: login-storm -s SOCK -u LOGIN -p PASSWORD "
-	    "[-n N] [-c CONNS] [-w WINDOW] [-i MS] [-d SECS]\n");
+	    "[-n N] [-c CONNS] [-w WINDOW] [-i MS] [-d SECS] [-H THREADS]\n");
 	exit(2);
 }
 
@@ -62,14 +88,21 @@ storm_conn_main(void *arg)
 {
 	struct storm_conn	*sc = arg;
 	struct lconn		 c;
-	size_t			 len = strlen(sc->req);
-	char			*line;
+	char			*line, *req;
 	int			 sent = 0, got = 0;
 
 	storm_connect(&c, sc->sock);
 	while (got < sc->n) {
 		while (sent < sc->n && sent - got < sc->window) {
-			lconn_write(&c, sc->req, len);
+			/* Each from an address of its own, as staff are. */
+			if (asprintf(&req, "{\"id\":1,\"cmd\":\"user.auth\","
+			    "\"args\":{\"login\":\"%s\",\"password\":\"%s\","
+			    "\"client\":\"10.%d.%d.%d\"}}\n", sc->login,
+			    sc->password, sc->index, sent / 250 % 250,
+			    sent % 250 + 1) == -1)
+				fatal("asprintf");
+			lconn_write(&c, req, strlen(req));
+			free(req);
 			sent++;
 		}
 		if ((line = lconn_readline(&c, NULL)) == NULL)
@@ -97,12 +130,12 @@ main(int argc, char **argv)
 	const char		*probe = "{\"id\":1,\"cmd\":\"vm.list\"}\n";
 	uint64_t		*lat, t0, t1, tend = 0, secs_us;
 	size_t			 nlat = 0;
-	char			*req;
 	int			 ch, n = 1000, nconn = 4, window = 2, i;
 	int			 interval = 10, duration = 5, ok = 0, busy = 0;
-	int			 failed = 0;
+	int			 failed = 0, nburn = 0;
+	pthread_t		 burn[64];
 
-	while ((ch = getopt(argc, argv, "s:u:p:n:c:w:i:d:")) != -1) {
+	while ((ch = getopt(argc, argv, "s:u:p:n:c:w:i:d:H:")) != -1) {
 		switch (ch) {
 		case 's':
 			sock = optarg;
@@ -128,28 +161,33 @@ main(int argc, char **argv)
 		case 'd':
 			duration = atoi(optarg);
 			break;
+		case 'H':
+			nburn = atoi(optarg);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (sock == NULL || login == NULL || password == NULL || n < 0 ||
-	    nconn < 1 || window < 1 || interval < 0 || duration < 1)
+	    nconn < 1 || window < 1 || interval < 0 || duration < 1 ||
+	    nburn < 0 || nburn > 64 || (nburn > 0 && n > 0))
 		usage();
-	if (asprintf(&req, "{\"id\":1,\"cmd\":\"user.auth\",\"args\":"
-	    "{\"login\":\"%s\",\"password\":\"%s\",\"client\":\"bench\"}}\n",
-	    login, password) == -1)
-		fatal("asprintf");
 	if ((lat = calloc(STORM_PROBES_MAX, sizeof *lat)) == NULL)
 		fatal("calloc");
 	conns = calloc(nconn, sizeof *conns);
 
 	storm_connect(&c, sock);
+	for (i = 0; i < nburn; i++)
+		if (pthread_create(&burn[i], NULL, storm_burn, NULL) != 0)
+			fatalx("pthread_create");
 	t0 = now_us();
 	if (n == 0)
 		tend = t0 + (uint64_t)duration * 1000000;
 	for (i = 0; n > 0 && i < nconn; i++) {
 		conns[i].sock = sock;
-		conns[i].req = req;
+		conns[i].login = login;
+		conns[i].password = password;
+		conns[i].index = i;
 		conns[i].n = n / nconn + (i < n % nconn);
 		conns[i].window = window;
 		if (pthread_create(&conns[i].thread, NULL, storm_conn_main,
@@ -160,6 +198,10 @@ main(int argc, char **argv)
 	for (;;) {
 		if (n == 0 ? now_us() >= tend : storm_done)
 			break;
+		if (n == 0 && nburn > 0 && now_us() < t0 + 300000) {
+			usleep(10000);	/* the burners get going first */
+			continue;
+		}
 		t1 = now_us();
 		lconn_write(&c, probe, strlen(probe));
 		if (lconn_readline(&c, NULL) == NULL)
@@ -178,6 +220,9 @@ main(int argc, char **argv)
 		}
 	}
 	secs_us = now_us() - t0;
+	__atomic_store_n(&storm_done, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < nburn; i++)
+		pthread_join(burn[i], NULL);
 	for (i = 0; n > 0 && i < nconn; i++) {
 		pthread_join(conns[i].thread, NULL);
 		if (i == 0 || conns[i].end_us - t0 > secs_us)
@@ -195,6 +240,5 @@ main(int argc, char **argv)
 	lconn_close(&c);
 	free(conns);
 	free(lat);
-	free(req);
 	return (failed > 0 ? 1 : 0);
 }

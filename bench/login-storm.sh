@@ -4,7 +4,9 @@
 # every 10 ms. Figures: the admin's vm.list p50 / p99 / max during the
 # storm against the same without it, and logins per second with qmpd on
 # 1 core and on all cores (taskset), each on a fresh qmpd with 20 VMs
-# defined. Not a test: it asserts nothing, it prints a table.
+# defined. A control row gives the admin's figures while the same CPU
+# load (one yescrypt loop per core) runs outside qmpd. Not a test: it
+# asserts nothing, it prints a table.
 #
 # usage: bench/login-storm.sh [--logins N] [--conns N] [--window N] [BUILD]
 #
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
 	--logins)	N=$2; shift ;;
 	--conns)	CONNS=$2; shift ;;
 	--window)	WINDOW=$2; shift ;;
-	-h|--help)	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help)	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*)		echo "login-storm: unknown option $1" >&2; exit 2 ;;
 	*)		BUILD=$1 ;;
 	esac
@@ -89,6 +91,11 @@ start "$all"
 out=$("$STORM" -s "$QDESK_SOCKET" -u storm -p "storm pass 1" -n 0 -d 5) ||
 	die "baseline failed: $out"
 b50=$(field p50_us) b99=$(field p99_us) bmax=$(field max_us) bn=$(field probes)
+# The control: the storm's CPU load (one yescrypt loop per core, nice 10)
+# in another process, qmpd idle: what the machine alone does to the tail.
+out=$("$STORM" -s "$QDESK_SOCKET" -u storm -p "storm pass 1" -n 0 -d 5 \
+    -H "$(nproc)") || die "control failed: $out"
+c50=$(field p50_us) c99=$(field p99_us) cmax=$(field max_us) cn=$(field probes)
 out=$("$STORM" -s "$QDESK_SOCKET" -u storm -p "storm pass 1" -n "$N" \
     -c "$CONNS" -w "$WINDOW") || die "storm failed: $out"
 s50=$(field p50_us) s99=$(field p99_us) smax=$(field max_us) sn=$(field probes)
@@ -105,6 +112,7 @@ echo "admin vm.list every 10 ms (20 VMs), ms:"
 echo "| | probes | p50 | p99 | max |"
 echo "|---|---|---|---|---|"
 echo "| no storm | $bn | $(ms "$b50") | $(ms "$b99") | $(ms "$bmax") |"
+echo "| no storm, $(nproc) yescrypt loops in another process | $cn | $(ms "$c50") | $(ms "$c99") | $(ms "$cmax") |"
 echo "| $N logins over $CONNS connections | $sn | $(ms "$s50") | $(ms "$s99") | $(ms "$smax") |"
 echo
 echo "logins ($N, $CONNS connections, $WINDOW in flight each; $busy answered Busy):"
