@@ -26,6 +26,7 @@ struct auth_entry {
 	char			 addr[AUTH_ADDR_MAX + 1];
 	int			 known;
 	int			 stored;	/* exported: the caller keeps it */
+	int			 pending;	/* attempts being checked */
 	time_t			 fails[AUTH_FAILURES_MAX];
 	int			 nfails;
 	time_t			 locked_until;
@@ -326,7 +327,8 @@ auth_lockout_room(struct auth_lockout *lo, int known, time_t now)
 		if (e->known != known)
 			continue;
 		auth_lockout_age(lo, e, now);
-		if (e->nfails == 0 && now >= e->locked_until)
+		if (e->nfails == 0 && e->pending == 0 &&
+		    now >= e->locked_until)
 			auth_lockout_remove(lo, e, 1);
 	}
 	if (lo->n[known] < lo->max_entries[known])
@@ -440,11 +442,26 @@ auth_lockout_fail(struct auth_lockout *lo, const char *login,
 	return (la > ll ? la : ll);
 }
 
+/* May one more attempt be checked on e, with those in flight? */
+static int
+auth_lockout_room_for(struct auth_lockout *lo, struct auth_entry *e,
+    int limit, time_t now)
+{
+	if (e == NULL)
+		return (1);
+	auth_lockout_age(lo, e, now);
+	return (e->nfails + e->pending < limit);
+}
+
 int
 auth_lockout_admit(struct auth_lockout *lo, const char *login,
     const char *addr, int known, const char *password, size_t len,
     time_t now, int *left, char **cause)
 {
+	struct auth_entry	*a, *l;
+
+	if (addr == NULL || *addr == '\0')
+		addr = "unknown";
 	*left = auth_lockout_check(lo, login, addr, now);
 	if (*left > 0) {
 		xasprintf(cause, "locked for %d s more", *left);
@@ -455,9 +472,59 @@ auth_lockout_admit(struct auth_lockout *lo, const char *login,
 		*left = auth_lockout_fail(lo, login, addr, known, now);
 		return (AUTH_REFUSED);
 	}
-	/* Charged now: attempts in flight count before they are answered. */
-	*left = auth_lockout_fail(lo, login, addr, known, now);
+	/*
+	 * Attempts in flight count against what is left before the lock,
+	 * so a burst cannot outrun it: past that, wait for their answers.
+	 */
+	if (!auth_lockout_room_for(lo, auth_lockout_find(lo, login, addr),
+	    lo->failures, now) || !auth_lockout_room_for(lo,
+	    auth_lockout_find(lo, login, ""), lo->login_failures, now)) {
+		xasprintf(cause, "as many attempts are being checked as may "
+		    "still fail before the lock");
+		return (AUTH_BUSY);
+	}
+	if ((a = auth_lockout_get(lo, login, addr, known, now)) != NULL)
+		a->pending++;
+	if ((l = auth_lockout_get(lo, login, "", known, now)) != NULL)
+		l->pending++;
 	return (AUTH_CHECK);
+}
+
+int
+auth_lockout_done(struct auth_lockout *lo, const char *login,
+    const char *addr, int known, int ok, time_t now)
+{
+	struct auth_entry	*e;
+
+	if (addr == NULL || *addr == '\0')
+		addr = "unknown";
+	/* A record forgotten meanwhile has no attempt to settle. */
+	if ((e = auth_lockout_find(lo, login, addr)) != NULL &&
+	    e->pending > 0)
+		e->pending--;
+	if ((e = auth_lockout_find(lo, login, "")) != NULL && e->pending > 0)
+		e->pending--;
+	if (ok)
+		return (0);
+	return (auth_lockout_fail(lo, login, addr, known, now));
+}
+
+/*
+ * Forget e's failures and lock; the record stays while other attempts
+ * on it are in flight. Returns whether the caller had stored it.
+ */
+static int
+auth_lockout_forget(struct auth_lockout *lo, struct auth_entry *e)
+{
+	int	stored = e->stored;
+
+	if (e->pending > 0) {
+		e->nfails = 0;
+		e->locked_until = 0;
+		e->stored = 0;
+	} else
+		auth_lockout_remove(lo, e, 0);
+	return (stored);
 }
 
 int
@@ -469,14 +536,10 @@ auth_lockout_clear(struct auth_lockout *lo, const char *login,
 
 	if (addr == NULL || *addr == '\0')
 		addr = "unknown";
-	if ((e = auth_lockout_find(lo, login, addr)) != NULL) {
-		stored |= e->stored ? AUTH_STORED_ADDR : 0;
-		auth_lockout_remove(lo, e, 0);
-	}
-	if ((e = auth_lockout_find(lo, login, "")) != NULL) {
-		stored |= e->stored ? AUTH_STORED_LOGIN : 0;
-		auth_lockout_remove(lo, e, 0);
-	}
+	if ((e = auth_lockout_find(lo, login, addr)) != NULL)
+		stored |= auth_lockout_forget(lo, e) ? AUTH_STORED_ADDR : 0;
+	if ((e = auth_lockout_find(lo, login, "")) != NULL)
+		stored |= auth_lockout_forget(lo, e) ? AUTH_STORED_LOGIN : 0;
 	return (stored);
 }
 

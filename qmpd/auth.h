@@ -102,16 +102,25 @@ int	 auth_lockout_fail(struct auth_lockout *, const char *login,
 /*
  * An attempt as it arrives, before any hash. AUTH_LOCKED: refuse, *left
  * seconds to wait. AUTH_REFUSED: an unusable password (empty, too long,
- * NUL), refused at once and counted as a failure. AUTH_CHECK: hash it;
- * the failure is charged now, so attempts in flight count before they are
- * answered, and a good password clears it with auth_lockout_clear.
+ * NUL), refused at once and counted as a failure. AUTH_BUSY: as many
+ * attempts are in flight as may still fail before the lock; refused, not
+ * counted (a burst cannot outrun the lock). AUTH_CHECK: hash it, then
+ * auth_lockout_done with the verdict.
  */
 #define AUTH_CHECK	0
 #define AUTH_LOCKED	1
 #define AUTH_REFUSED	2
+#define AUTH_BUSY	3
 int	 auth_lockout_admit(struct auth_lockout *, const char *login,
 	    const char *addr, int known, const char *password, size_t len,
 	    time_t now, int *left, char **cause);
+/*
+ * The verdict of an attempt admitted with AUTH_CHECK: a failure is
+ * counted (returns the seconds locked now, or 0); a good one is not (the
+ * caller then calls auth_lockout_clear).
+ */
+int	 auth_lockout_done(struct auth_lockout *, const char *login,
+	    const char *addr, int known, int ok, time_t now);
 /*
  * A good login forgets the failures of login from addr and of the login
  * as a whole; returns which of them had been exported (to delete).

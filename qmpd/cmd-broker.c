@@ -148,8 +148,8 @@ cmd_broker_lockout_forget(const char *login, const char *addr)
 }
 
 /*
- * Refuse a login whose failure is already counted (auth_lockout_admit
- * charges it on arrival): store the counters, log, answer.
+ * Refuse a login whose failure is counted already (auth_lockout_admit or
+ * auth_lockout_done): store the counters, log, answer.
  */
 static void
 cmd_broker_auth_fail(struct cmd_req *req, const char *login,
@@ -222,25 +222,24 @@ cmd_broker_auth_done(int ok, void *arg)
 {
 	struct cmd_broker_login	*bl = arg;
 	json_t			*rec;
-	const char		*hash;
+	const char		*hash, *why = NULL;
 
 	rec = cmd_user_get(bl->login);
 	hash = json_string_value(json_object_get(rec, "hash"));
 	if (rec == NULL)
-		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, bl->known ?
-		    "the user was removed" : "no such user");
+		why = bl->known ? "the user was removed" : "no such user";
 	else if (bl->hash == NULL)
-		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "the user "
-		    "has no password");
+		why = "the user has no password";
 	else if (hash == NULL || strcmp(hash, bl->hash) != 0)
-		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "the "
-		    "password was changed during the check");
+		why = "the password was changed during the check";
 	else if (!ok)
-		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "wrong "
-		    "password");
+		why = "wrong password";
 	else if (json_is_true(json_object_get(rec, "disabled")))
-		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, "the user "
-		    "is disabled");
+		why = "the user is disabled";
+	auth_lockout_done(cmd_broker_lockouts(), bl->login, bl->addr,
+	    rec != NULL, why == NULL, cmd_broker_now());
+	if (why != NULL)
+		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, why);
 	else
 		cmd_broker_auth_ok(bl->req, bl->login, bl->addr, rec);
 	json_decref(rec);
@@ -249,9 +248,10 @@ cmd_broker_auth_done(int ok, void *arg)
 }
 
 /*
- * user.auth: check a user's password. The lockout is checked and the
- * attempt charged as it arrives (per client address, then per login); a
- * locked login or an unusable password costs no hash. The yescrypt hash
+ * user.auth: check a user's password. The lockout is checked as the
+ * attempt arrives (per client address, then per login), attempts in
+ * flight counting against what is left before the lock; a locked login
+ * or an unusable password costs no hash. The yescrypt hash
  * (~50-100 ms of CPU; a dummy one for an unknown user, so the answer
  * takes as long) runs on a worker thread and the answer comes from
  * cmd_broker_auth_done; the loop only checks and queues.
@@ -305,6 +305,14 @@ cmd_broker_auth(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	case AUTH_REFUSED:
 		cmd_broker_auth_fail(req, login, addr, cause);
+		free(cause);
+		json_decref(rec);
+		return (CMD_RETURN_DONE);
+	case AUTH_BUSY:
+		log_warnx("login %s from %s refused: %s", login,
+		    cmd_broker_client(req), cause);
+		cmd_error(req, ERR_BUSY, "too many logins for %s at once; try "
+		    "again in a moment", login);
 		free(cause);
 		json_decref(rec);
 		return (CMD_RETURN_DONE);

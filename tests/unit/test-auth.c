@@ -332,8 +332,8 @@ test_lockout_flood(void)
 
 /*
  * An attempt as it arrives: a password over the limit is refused at once
- * and counted; attempts in flight are charged before they are answered;
- * a good password clears the charge.
+ * and counted; attempts in flight count against what is left before the
+ * lock, so a burst cannot get more guesses than the policy allows.
  */
 static void
 test_lockout_admit(void)
@@ -360,22 +360,43 @@ test_lockout_admit(void)
 	CHECK(left == AUTH_LOCK_TIME);
 	free(cause);
 	cause = NULL;
-	/* Five in flight from one address: the sixth waits for the lock. */
+	/* Five in flight from one address: the sixth must wait. */
 	for (i = 0; i < AUTH_LOCK_FAILURES; i++)
 		CHECK(auth_lockout_admit(lo, "bob", A1, 1, "guess", 5, t,
 		    &left, &cause) == AUTH_CHECK);
 	CHECK(auth_lockout_admit(lo, "bob", A1, 1, "guess", 5, t, &left,
+	    &cause) == AUTH_BUSY);
+	free(cause);
+	cause = NULL;
+	/* From another address bob may try meanwhile. */
+	CHECK(auth_lockout_admit(lo, "bob", A2, 1, "guess", 5, t, &left,
+	    &cause) == AUTH_CHECK);
+	CHECK(auth_lockout_done(lo, "bob", A2, 1, 1, t) == 0);
+	auth_lockout_clear(lo, "bob", A2);
+	/* Four wrong: not locked yet, one may still be tried... */
+	for (i = 0; i < AUTH_LOCK_FAILURES - 1; i++)
+		CHECK(auth_lockout_done(lo, "bob", A1, 1, 0, t) == 0);
+	CHECK(auth_lockout_admit(lo, "bob", A1, 1, "guess", 5, t, &left,
+	    &cause) == AUTH_BUSY);	/* the fifth is still in flight */
+	free(cause);
+	cause = NULL;
+	/* ...and the fifth wrong one locks: 5 guesses in all, not 6. */
+	CHECK(auth_lockout_done(lo, "bob", A1, 1, 0, t) == AUTH_LOCK_TIME);
+	CHECK(auth_lockout_admit(lo, "bob", A1, 1, "guess", 5, t, &left,
 	    &cause) == AUTH_LOCKED);
 	free(cause);
 	cause = NULL;
-	/* One of them was right: the charges go. */
-	auth_lockout_clear(lo, "bob", A1);
-	CHECK(auth_lockout_check(lo, "bob", A1, t) == 0);
-	/* A good first try leaves nothing behind that was stored. */
+	/* A good one in flight clears the record once answered. */
+	CHECK(auth_lockout_admit(lo, "carol", A1, 1, "guess", 5, t, &left,
+	    &cause) == AUTH_CHECK);
 	CHECK(auth_lockout_admit(lo, "carol", A1, 1, "right", 5, t, &left,
 	    &cause) == AUTH_CHECK);
+	CHECK(auth_lockout_done(lo, "carol", A1, 1, 0, t) == 0);
+	CHECK(auth_lockout_done(lo, "carol", A1, 1, 1, t) == 0);
 	CHECK(auth_lockout_clear(lo, "carol", A1) == 0);
-	CHECK(auth_lockout_count(lo) == 2);	/* alice's two */
+	CHECK(auth_lockout_check(lo, "carol", A1, t) == 0);
+	/* alice's two (address, login) and bob's two locked/left ones. */
+	CHECK(auth_lockout_count(lo) == 4);
 	auth_lockout_free(lo);
 }
 
