@@ -1,6 +1,8 @@
 /*
- * qmpd: the root daemon. One libevent loop, no threads. This header holds
- * the structures shared between the daemon's files, as tmux.h does.
+ * qmpd: the root daemon. One libevent loop; the only other threads hash
+ * passwords (auth-pool.c) and touch nothing but their own jobs. This
+ * header holds the structures shared between the daemon's files, as
+ * tmux.h does.
  */
 #ifndef QDESK_QMPD_H
 #define QDESK_QMPD_H
