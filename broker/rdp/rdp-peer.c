@@ -42,6 +42,7 @@
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
+#define RDP_PEER_REVOKE_WAIT	2	/* s for qmpd's answer (1 to 2) */
 
 struct rdp_session {
 	freerdp_peer		*peer;
@@ -617,7 +618,7 @@ rdp_peer_revoked(struct rdp_session *s)
 	ret = rdp_qmpd_call(s->cfg.qmpd_socket, "desktop.revoked",
 	    json_pack("{s:s,s:s,s:I}", "login", s->login.login, "vm",
 	    s->login.vm, "since", (json_int_t)s->revoke_since),
-	    RDP_QMPD_TIMEOUT, NULL, &errclass, &cause);
+	    RDP_PEER_REVOKE_WAIT, NULL, &errclass, &cause);
 	if (ret == NULL) {
 		log_debug("%s: desktop.revoked: %s", rdp_peer_who(s, who,
 		    sizeof who), cause != NULL ? cause : "no answer");
