@@ -5,6 +5,7 @@
  */
 #include <crypt.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,11 @@ struct auth_entry {
 	time_t			 fails[AUTH_FAILURES_MAX];
 	int			 nfails;
 	time_t			 locked_until;
-	time_t			 last;
-	TAILQ_ENTRY(auth_entry)	 entry;
+	time_t			 last;		/* last failure, or made */
+	TAILQ_ENTRY(auth_entry)	 lru;		/* its room's, newest first */
+	TAILQ_ENTRY(auth_entry)	 chain;		/* its hash bucket's */
 };
+TAILQ_HEAD(auth_list, auth_entry);
 
 struct auth_lockout {
 	int				 failures;	/* per address */
@@ -41,9 +44,11 @@ struct auth_lockout {
 	int				 lock_time;
 	int				 max_entries[2]; /* unknown, known */
 	int				 n[2];
+	struct auth_list		 lru[2];	/* unknown, known */
+	struct auth_list		*hash;		/* by login and addr */
+	size_t				 nbuckets;	/* a power of two */
 	void				(*evict)(const char *, void *);
 	void				*evict_arg;
-	TAILQ_HEAD(, auth_entry)	 entries;
 };
 
 int
@@ -215,6 +220,7 @@ auth_lockout_create(int failures, int login_failures, int window,
     int lock_time, int max_unknown, int max_known)
 {
 	struct auth_lockout	*lo;
+	size_t			 i;
 
 	lo = xcalloc(1, sizeof *lo);
 	if (failures < 1)
@@ -231,7 +237,15 @@ auth_lockout_create(int failures, int login_failures, int window,
 	lo->lock_time = lock_time;
 	lo->max_entries[0] = max_unknown < 2 ? 2 : max_unknown;
 	lo->max_entries[1] = max_known < 2 ? 2 : max_known;
-	TAILQ_INIT(&lo->entries);
+	TAILQ_INIT(&lo->lru[0]);
+	TAILQ_INIT(&lo->lru[1]);
+	/* About two records a bucket when both rooms are full. */
+	for (lo->nbuckets = 16; lo->nbuckets * 2 < (size_t)lo->max_entries[0] +
+	    lo->max_entries[1]; lo->nbuckets *= 2)
+		;
+	lo->hash = xcalloc(lo->nbuckets, sizeof *lo->hash);
+	for (i = 0; i < lo->nbuckets; i++)
+		TAILQ_INIT(&lo->hash[i]);
 	return (lo);
 }
 
@@ -252,6 +266,35 @@ auth_lockout_key(const char *login, const char *addr, char *buf, size_t len)
 		snprintf(buf, len, "%s@%s", login, addr);
 }
 
+/* The bucket of login at addr (FNV-1a of both). */
+static struct auth_list *
+auth_lockout_bucket(struct auth_lockout *lo, const char *login,
+    const char *addr)
+{
+	const char	*p;
+	uint32_t	 h = 2166136261u;
+
+	for (p = login; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	h = (h ^ '@') * 16777619u;
+	for (p = addr; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return (&lo->hash[h & (lo->nbuckets - 1)]);
+}
+
+/* Put e in its bucket and its room, newest (head) or oldest (tail). */
+static void
+auth_lockout_link(struct auth_lockout *lo, struct auth_entry *e, int newest)
+{
+	TAILQ_INSERT_HEAD(auth_lockout_bucket(lo, e->login, e->addr), e,
+	    chain);
+	if (newest)
+		TAILQ_INSERT_HEAD(&lo->lru[e->known], e, lru);
+	else
+		TAILQ_INSERT_TAIL(&lo->lru[e->known], e, lru);
+	lo->n[e->known]++;
+}
+
 /* Forget e; one the caller stored is deleted there too (evict callback). */
 static void
 auth_lockout_remove(struct auth_lockout *lo, struct auth_entry *e,
@@ -263,7 +306,8 @@ auth_lockout_remove(struct auth_lockout *lo, struct auth_entry *e,
 		auth_lockout_key(e->login, e->addr, key, sizeof key);
 		lo->evict(key, lo->evict_arg);
 	}
-	TAILQ_REMOVE(&lo->entries, e, entry);
+	TAILQ_REMOVE(auth_lockout_bucket(lo, e->login, e->addr), e, chain);
+	TAILQ_REMOVE(&lo->lru[e->known], e, lru);
 	lo->n[e->known]--;
 	free(e);
 }
@@ -272,11 +316,15 @@ void
 auth_lockout_free(struct auth_lockout *lo)
 {
 	struct auth_entry	*e;
+	int			 k;
 
 	if (lo == NULL)
 		return;
-	while ((e = TAILQ_FIRST(&lo->entries)) != NULL)
-		auth_lockout_remove(lo, e, 0);
+	for (k = 0; k < 2; k++) {
+		while ((e = TAILQ_FIRST(&lo->lru[k])) != NULL)
+			auth_lockout_remove(lo, e, 0);
+	}
+	free(lo->hash);
 	free(lo);
 }
 
@@ -288,7 +336,7 @@ auth_lockout_find(struct auth_lockout *lo, const char *login,
 
 	if (addr == NULL)
 		addr = "";
-	TAILQ_FOREACH(e, &lo->entries, entry) {
+	TAILQ_FOREACH(e, auth_lockout_bucket(lo, login, addr), chain) {
 		if (strcmp(e->login, login) == 0 && strcmp(e->addr, addr) == 0)
 			return (e);
 	}
@@ -309,42 +357,38 @@ auth_lockout_age(struct auth_lockout *lo, struct auth_entry *e, time_t now)
 }
 
 /*
- * Make room for one more record of the kind given. First forget those of
- * that kind with nothing left to remember. Then, for made-up logins, the
- * least recently failed one, locked or not: a flood of invented names
- * only pushes out other invented names, and a real user's records live
- * in a room of their own. For real logins, the unlocked one that failed
- * longest ago, else the lock nearest its end.
+ * Make room for one more record of the kind given. For made-up logins,
+ * the one that failed longest ago goes, locked or not: a flood of
+ * invented names only pushes out other invented names, and a real user's
+ * records live in a room of their own. For real logins, the one that
+ * failed longest ago among those not locked and not being checked, else
+ * the lock nearest its end. Oldest is the tail of the room's list, so
+ * this costs little however full the table is.
  */
 static void
 auth_lockout_room(struct auth_lockout *lo, int known, time_t now)
 {
-	struct auth_entry	*e, *e1, *victim = NULL;
+	struct auth_entry	*e, *victim = NULL;
 
 	if (lo->n[known] < lo->max_entries[known])
 		return;
-	TAILQ_FOREACH_SAFE(e, &lo->entries, entry, e1) {
-		if (e->known != known)
-			continue;
-		auth_lockout_age(lo, e, now);
-		if (e->nfails == 0 && e->pending == 0 &&
-		    now >= e->locked_until)
-			auth_lockout_remove(lo, e, 1);
-	}
-	if (lo->n[known] < lo->max_entries[known])
-		return;
-	TAILQ_FOREACH(e, &lo->entries, entry) {
-		if (e->known != known)
-			continue;
-		/* Newest first in the list: "<=" picks the oldest of a tie. */
-		if (!known || now >= e->locked_until) {
-			/* Unlocked (or made-up): the least recent failure. */
-			if (victim == NULL || e->last <= victim->last ||
-			    (known && now < victim->locked_until))
+	if (!known)
+		victim = TAILQ_LAST(&lo->lru[0], auth_list);
+	else {
+		TAILQ_FOREACH_REVERSE(e, &lo->lru[1], auth_list, lru) {
+			if (now >= e->locked_until && e->pending == 0) {
 				victim = e;
-		} else if (victim == NULL || (now < victim->locked_until &&
-		    e->locked_until <= victim->locked_until))
-			victim = e;	/* all locked: the nearest its end */
+				break;
+			}
+		}
+		/* Every real record locked or being checked: the nearest end. */
+		if (victim == NULL) {
+			TAILQ_FOREACH(e, &lo->lru[1], lru) {
+				if (victim == NULL ||
+				    e->locked_until < victim->locked_until)
+					victim = e;
+			}
+		}
 	}
 	if (victim != NULL)
 		auth_lockout_remove(lo, victim, 1);
@@ -362,8 +406,10 @@ auth_lockout_get(struct auth_lockout *lo, const char *login,
 	if ((e = auth_lockout_find(lo, login, addr)) != NULL) {
 		if (known && !e->known) {
 			/* The login exists now: into the users' room. */
+			TAILQ_REMOVE(&lo->lru[0], e, lru);
 			lo->n[0]--;
 			e->known = 1;
+			TAILQ_INSERT_HEAD(&lo->lru[1], e, lru);
 			lo->n[1]++;
 		}
 		return (e);
@@ -377,8 +423,7 @@ auth_lockout_get(struct auth_lockout *lo, const char *login,
 	strlcpy(e->addr, addr, sizeof e->addr);
 	e->known = known;
 	e->last = now;
-	TAILQ_INSERT_HEAD(&lo->entries, e, entry);
-	lo->n[known]++;
+	auth_lockout_link(lo, e, 1);
 	return (e);
 }
 
@@ -410,6 +455,9 @@ auth_lockout_count_fail(struct auth_lockout *lo, struct auth_entry *e,
 	if (now < e->locked_until)
 		return ((int)(e->locked_until - now));
 	e->last = now;
+	/* The newest failure: to the head of its room. */
+	TAILQ_REMOVE(&lo->lru[e->known], e, lru);
+	TAILQ_INSERT_HEAD(&lo->lru[e->known], e, lru);
 	auth_lockout_age(lo, e, now);
 	e->fails[e->nfails++] = now;
 	if (e->nfails < limit)
@@ -623,7 +671,7 @@ auth_lockout_import(struct auth_lockout *lo, const char *key,
 		return (0);
 	}
 	auth_lockout_room(lo, known, now);
-	TAILQ_INSERT_HEAD(&lo->entries, e, entry);
-	lo->n[known]++;
+	/* Older than anything that fails from now on. */
+	auth_lockout_link(lo, e, 0);
 	return (1);
 }
