@@ -84,13 +84,22 @@ gone() {
 # revoke NAME WHY COMMAND...: alice holds SPICE and RDP on d1; COMMAND
 # ends both within 2 s, for the reason WHY.
 revoke() {
-	local name=$1 why=$2 sp rdp t0 ms rc
+	local name=$1 why=$2 sp rdp t0 ms rc logins i
 	shift 2
 	spice_hold alice d1 "$name"
 	sp=$PROBE_PID
+	logins=$(grep -c "(alice on d1): logged in" "$RDP_LOG")
 	rdp_client "$name" /u:alice /p:"$(cat "$T/alice.pw")"
 	rdp=$RDP_CLIENT
-	wait_gw_log "(alice on d1): logged in" 30
+	# This client's login, not an earlier round's line in the log.
+	for i in $(seq 1 300); do
+		[ "$(grep -c "(alice on d1): logged in" "$RDP_LOG")" -gt "$logins" ] &&
+			break
+		kill -0 "$rdp" 2>/dev/null || rdp_fail "$name: xfreerdp ended"
+		sleep 0.1
+	done
+	[ "$(grep -c "(alice on d1): logged in" "$RDP_LOG")" -gt "$logins" ] ||
+		rdp_fail "$name: alice's RDP login not in the gateway log"
 	rdp_window "$rdp" >/dev/null || rdp_fail "no window for alice ($name)"
 	t0=$(date +%s%N)
 	"$@" >/dev/null || fail "$*"
