@@ -368,6 +368,7 @@ cmd_broker_revoked_age(void)
 		json_array_remove(cmd_broker_revocations, 0);
 }
 
+/* set_password or expire_password answered: only a failure is news. */
 static void
 cmd_broker_revoke_done(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
