@@ -224,7 +224,7 @@ cmd_broker_auth_done(int ok, void *arg)
 	json_t			*rec;
 	const char		*hash, *why = NULL;
 
-	rec = cmd_user_get(bl->login);
+	rec = user_get(bl->login);
 	hash = json_string_value(json_object_get(rec, "hash"));
 	if (rec == NULL)
 		why = bl->known ? "the user was removed" : "no such user";
@@ -277,8 +277,7 @@ cmd_broker_auth(struct cmd_req *req)
 	}
 	if ((pool = cmd_broker_pool(&cause)) == NULL) {
 		log_warnx("login %s refused: %s", login, cause);
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if (auth_pool_queued(pool) >= CMD_BROKER_AUTH_QUEUE) {
@@ -291,7 +290,7 @@ cmd_broker_auth(struct cmd_req *req)
 	}
 	auth_addr_normalize(json_string_value(json_object_get(req->args,
 	    "client")), addr, sizeof addr);
-	rec = cmd_user_get(login);
+	rec = user_get(login);
 	switch (auth_lockout_admit(cmd_broker_lockouts(), login, addr,
 	    rec != NULL, json_string_value(pw), json_string_length(pw),
 	    cmd_broker_now(), &left, &cause)) {
@@ -414,7 +413,7 @@ cmd_broker_revoke_spice(struct vm *vm, const char *reason)
 static int
 cmd_broker_revoke_mine(struct vm *vm, const char *login)
 {
-	const char	*owner = cmd_user_owner(vm), *holder;
+	const char	*owner = user_owner(vm), *holder;
 	long long	 at, expires;
 	uid_t		 uid;
 
@@ -484,7 +483,7 @@ cmd_broker_user(struct cmd_req *req)
 	json_t		*rec;
 	int		 disabled;
 
-	if ((rec = cmd_user_get(login)) == NULL) {
+	if ((rec = user_get(login)) == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no user named %.64s", login);
 		return (-1);
 	}
@@ -515,7 +514,7 @@ cmd_broker_desktop(struct cmd_req *req)
 	if (cmd_broker_user(req) != 0)
 		return (NULL);
 	vm = vm_find(name);
-	owner = vm != NULL ? cmd_user_owner(vm) : NULL;
+	owner = vm != NULL ? user_owner(vm) : NULL;
 	if (owner == NULL || strcmp(owner, login) != 0) {
 		log_warnx("%s of desktop %.64s for %s refused: %s",
 		    req->entry->name, name, login, vm == NULL ? "no such VM" :
@@ -536,9 +535,8 @@ cmd_broker_desktop_json(struct vm *vm)
 	if (strcmp(vm->def.display, "spice") == 0)
 		spice = json_pack("{s:s,s:i}", "host", vm->def.listen, "port",
 		    vm->def.spice_port);
-	return (json_pack("{s:s,s:s,s:O?,s:o}", "name", vm->def.name, "state",
-	    vm_state_name(vm->state), "pool", json_object_get(vm->def.extra,
-	    "pool"), "spice", spice));
+	return (json_pack("{s:s,s:s,s:s?,s:o}", "name", vm->def.name, "state",
+	    vm_state_name(vm->state), "pool", vm->def.pool, "spice", spice));
 }
 
 /* The desktops of the user named, with what a portal needs to show. */
@@ -554,7 +552,7 @@ cmd_broker_mine(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	a = json_array();
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = cmd_user_owner(vm)) != NULL &&
+		if ((owner = user_owner(vm)) != NULL &&
 		    strcmp(owner, login) == 0)
 			json_array_append_new(a, cmd_broker_desktop_json(vm));
 	}
@@ -576,12 +574,11 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 		break;
 	case VM_STOPPED:
 	case VM_CRASHED:
-		if (boot_queue_start(vm, req, CMD_BROKER_START_TIMEOUT,
-		    &cause) != 0) {
+		if (boot_queue_start(vm, CMD_BROKER_START_TIMEOUT, cmd_done,
+		    req, &cause) != 0) {
 			log_warnx("%s: start for %s failed: %s", vm->def.name,
 			    login, cause);
-			cmd_error(req, ERR_QEMU, "%s", cause);
-			free(cause);
+			cmd_fail(req, ERR_QEMU, cause);
 			return (CMD_RETURN_DONE);
 		}
 		log_info("%s: started for %s", vm->def.name, login);
@@ -592,9 +589,9 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 		    vm->state == VM_STOPPING ? "stopped" : "been resumed");
 		return (CMD_RETURN_DONE);
 	}
-	vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
+	vm_wait_add(vm, VM_MASK(VM_RUNNING),
 	    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED),
-	    CMD_BROKER_START_TIMEOUT);
+	    CMD_BROKER_START_TIMEOUT, cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -616,8 +613,7 @@ cmd_broker_shutdown(struct cmd_req *req, struct vm *vm, const char *login)
 		return (CMD_RETURN_DONE);
 	}
 	if (vm_stop(vm, 0, CMD_BROKER_SHUTDOWN_TIMEOUT, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
 	/* vm_stop says "by admin"; say who it really was. */
@@ -714,8 +710,8 @@ cmd_broker_console(struct cmd_req *req)
 
 	if ((vm = cmd_broker_desktop(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_ticket(vm, req, cmd_arg_int(req, "expires", CMD_BROKER_TICKET_TTL),
-	    cmd_arg_str(req, "login", ""));
+	vm_ticket(vm, cmd_arg_int(req, "expires", CMD_BROKER_TICKET_TTL),
+	    cmd_arg_str(req, "login", ""), cmd_req_uid(req), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -727,7 +723,7 @@ cmd_broker_vnc(struct cmd_req *req)
 
 	if ((vm = cmd_broker_desktop(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	return (vm_vnc_request(vm, req));
+	return (cmd_vm_vnc_reply(vm, req));
 }
 
 static const struct cmd_arg cmd_broker_vnc_args[] = {
