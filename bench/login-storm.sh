@@ -31,47 +31,17 @@ while [ $# -gt 0 ]; do
 	shift
 done
 BUILD=$(cd "${BUILD:-$top/build}" && pwd) || exit 2
-QMPD=$BUILD/qmpd/qmpd
-QDESK=$BUILD/cli/qdesk
+. "$top/bench/lib.sh" login-storm
 STORM=$BUILD/bench/login-storm
+[ -x "$STORM" ] || die "build first: ninja -C $BUILD"
 
-die() { echo "login-storm: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "run as root (qmpd needs it)"
-[ -x "$QMPD" ] && [ -x "$QDESK" ] && [ -x "$STORM" ] ||
-	die "build first: ninja -C $BUILD"
-
-T=$(mktemp -d /tmp/qdesk-loginstorm.XXXXXX) || exit 1
-chmod 711 "$T"
-QMPD_PID=
-
-stop_qmpd() {
-	if [ -n "$QMPD_PID" ]; then
-		kill -TERM "$QMPD_PID" 2>/dev/null
-		wait "$QMPD_PID" 2>/dev/null
-		QMPD_PID=
-	fi
-}
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	stop_qmpd
-	rm -rf "$T"
-	exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start CPUS: a fresh qmpd pinned to CPUS, one user, 20 VMs defined.
+# start CPUS: a fresh qmpd on CPUS (its password workers, made at the
+# first login, inherit that and start one per CPU), a user, 20 VMs.
 start() {
-	local state=$T/state-$RANDOM i
-	export QDESK_SOCKET=$state/qmpd.sock
-	taskset -c "$1" "$QMPD" -f --state-dir "$state" >>"$T/qmpd.log" 2>&1 &
-	QMPD_PID=$!
-	for i in $(seq 1 100); do
-		"$QDESK" status >/dev/null 2>&1 && break
-		sleep 0.05
-	done
-	"$QDESK" status >/dev/null 2>&1 || die "qmpd did not start"
+	local i
+
+	bench_qmpd_start "$T/state-$RANDOM"
+	taskset -a -p -c "$1" "$QMPD_PID" >/dev/null || die "taskset $1"
 	echo "storm pass 1" | "$QDESK" user add storm --password-stdin \
 	    >/dev/null || die "user add"
 	: >"$T/disk.img"
@@ -100,13 +70,13 @@ out=$("$STORM" -s "$QDESK_SOCKET" -u storm -p "storm pass 1" -n "$N" \
     -c "$CONNS" -w "$WINDOW") || die "storm failed: $out"
 s50=$(field p50_us) s99=$(field p99_us) smax=$(field max_us) sn=$(field probes)
 rate_all=$(field per_s) secs_all=$(field secs) busy=$(field busy)
-stop_qmpd
+bench_qmpd_stop
 
 start 0
 out=$("$STORM" -s "$QDESK_SOCKET" -u storm -p "storm pass 1" -n "$N" \
     -c "$CONNS" -w "$WINDOW") || die "storm on 1 core failed: $out"
 rate_one=$(field per_s) secs_one=$(field secs)
-stop_qmpd
+bench_qmpd_stop
 
 echo "admin vm.list every 10 ms (20 VMs), ms:"
 echo "| | probes | p50 | p99 | max |"
