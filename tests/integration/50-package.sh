@@ -160,14 +160,21 @@ if [ $inside = 1 ]; then
 	}
 	export QDESK_SOCKET=/var/lib/qdesk/qmpd.sock
 	q() { /usr/bin/qdesk "$@"; }
+	# wait_up WHAT PID CMD...: until CMD succeeds while PID lives. A first
+	# start makes RSA keys (qmpd's SPICE CA, the broker's certificate).
+	wait_up() {
+		local what=$1 pid=$2 i
+		shift 2
+		for i in $(seq 1 300); do
+			"$@" >/dev/null 2>&1 && return 0
+			kill -0 "$pid" 2>/dev/null || fail "$what exited at start"
+			sleep 0.1
+		done
+		fail "$what did not come up in 30 s"
+	}
 	start_unit qmpd.service "$T/qmpd.log"
 	QMPD_PID=$STARTED
-	for i in $(seq 1 100); do
-		q status >/dev/null 2>&1 && break
-		kill -0 "$QMPD_PID" 2>/dev/null || fail "qmpd exited at start"
-		sleep 0.05
-	done
-	q status >/dev/null || fail "qmpd did not come up"
+	wait_up qmpd "$QMPD_PID" q status
 	# 0666 with --broker-user: the role comes from the peer's uid and gid.
 	[ "$(stat -c '%a %U:%G' /var/lib/qdesk/qmpd.sock)" = "666 root:qdesk" ] ||
 		fail "qmpd.sock: $(stat -c '%a %U:%G' /var/lib/qdesk/qmpd.sock)"
@@ -176,13 +183,7 @@ if [ $inside = 1 ]; then
 
 	start_unit qdesk-broker.service "$T/broker.log"
 	BROKER_PID=$STARTED
-	for i in $(seq 1 100); do
-		curl -skf https://127.0.0.1:8443/api/health >/dev/null 2>&1 && break
-		kill -0 "$BROKER_PID" 2>/dev/null || fail "the broker exited at start"
-		sleep 0.1
-	done
-	curl -skf https://127.0.0.1:8443/api/health >/dev/null ||
-		fail "the broker did not come up"
+	wait_up qdesk-broker "$BROKER_PID" curl -skf https://127.0.0.1:8443/api/health
 	[ "$(awk '/^Uid:/ {print $2}' /proc/$BROKER_PID/status)" = \
 	    "$(id -u qdesk-broker)" ] || fail "the broker does not run as qdesk-broker"
 
@@ -216,7 +217,7 @@ if [ $inside = 1 ]; then
 	qemu=$(cat /var/lib/qdesk/vms/desk1/qemu.pid)
 	echo "$qemu" >>"$PIDS"
 	[ "$(stat -c %U /proc/$qemu)" = qdesk-vm ] || fail "QEMU is not qdesk-vm's"
-	for i in $(seq 1 100); do
+	for i in $(seq 1 300); do
 		q vm console desk1 | grep -q "QDESK TINY GUEST UP" && break
 		sleep 0.1
 	done
@@ -242,10 +243,7 @@ if [ $inside = 1 ]; then
 	alive "$qemu" || fail "stopping qmpd stopped the desktop"
 	start_unit qmpd.service "$T/qmpd.log"
 	QMPD_PID=$STARTED
-	for i in $(seq 1 100); do
-		q status >/dev/null 2>&1 && break
-		sleep 0.05
-	done
+	wait_up "the second qmpd" "$QMPD_PID" q status
 	[ "$(q --json vm show desk1 | jq -r '.state, .pid' | tr '\n' ' ')" = \
 	    "running $qemu " ] || fail "after the restart: $(q vm show desk1)"
 	code=$(post /api/desktops/desk1/console)
