@@ -57,7 +57,7 @@ manpage_word(FILE *f, const char *w, size_t n)
 
 /* Print the usage of one command as an mdoc list item. */
 static void
-manpage_item(FILE *f, const struct cmd_entry *ce)
+manpage_item(FILE *f, const struct ctl_command *ce)
 {
 	const char	*s = ce->usage;
 	size_t		 n;
@@ -114,16 +114,16 @@ manpage_find(const char *name)
 	char	 buf[128];
 	size_t	 i;
 
-	for (i = 0; i < cmd_table_size; i++) {
-		if (cmd_table[i].verb != NULL)
-			snprintf(buf, sizeof buf, "%s %s", cmd_table[i].group,
-			    cmd_table[i].verb);
+	for (i = 0; i < ctl_commands_size; i++) {
+		if (ctl_commands[i].verb != NULL)
+			snprintf(buf, sizeof buf, "%s %s", ctl_commands[i].group,
+			    ctl_commands[i].verb);
 		else
-			snprintf(buf, sizeof buf, "%s", cmd_table[i].group);
+			snprintf(buf, sizeof buf, "%s", ctl_commands[i].group);
 		if (strcmp(buf, name) == 0)
 			return (i);
 	}
-	return (cmd_table_size);
+	return (ctl_commands_size);
 }
 
 /*
@@ -135,12 +135,12 @@ manpage_missing(FILE *f, const char *group, const char *seen, char *done)
 {
 	size_t	i;
 
-	for (i = 0; i < cmd_table_size; i++) {
+	for (i = 0; i < ctl_commands_size; i++) {
 		if (seen[i] || done[i])
 			continue;
-		if (group != NULL && strcmp(cmd_table[i].group, group) != 0)
+		if (group != NULL && strcmp(ctl_commands[i].group, group) != 0)
 			continue;
-		manpage_item(f, &cmd_table[i]);
+		manpage_item(f, &ctl_commands[i]);
 		done[i] = 1;
 	}
 }
@@ -173,8 +173,8 @@ main(int argc, char **argv)
 	}
 
 	/* First pass: which commands have an entry, and where lists end. */
-	seen = xcalloc(cmd_table_size, 1);
-	done = xcalloc(cmd_table_size, 1);
+	seen = xcalloc(ctl_commands_size, 1);
+	done = xcalloc(ctl_commands_size, 1);
 	while ((len = getline(&line, &size, in)) != -1) {
 		lineno++;
 		if (len > 0 && line[len - 1] == '\n')
@@ -186,7 +186,7 @@ main(int argc, char **argv)
 		name = line + strlen(MANPAGE_MARK);
 		free(last);
 		last = xstrdup(name);
-		if ((i = manpage_find(name)) == cmd_table_size) {
+		if ((i = manpage_find(name)) == ctl_commands_size) {
 			fprintf(stderr, "qdesk-man: %s:%u: no command "
 			    "'qdesk %s' in cli/cmds.c\n", tmpl, lineno, name);
 			bad = 1;
@@ -196,12 +196,12 @@ main(int argc, char **argv)
 			bad = 1;
 		}
 	}
-	for (i = 0; i < cmd_table_size; i++) {
+	for (i = 0; i < ctl_commands_size; i++) {
 		if (seen[i])
 			continue;
 		fprintf(stderr, "qdesk-man: 'qdesk %s%s%s' has no entry in "
-		    "%s\n", cmd_table[i].group, cmd_table[i].verb ? " " : "",
-		    cmd_table[i].verb ? cmd_table[i].verb : "", tmpl);
+		    "%s\n", ctl_commands[i].group, ctl_commands[i].verb ? " " : "",
+		    ctl_commands[i].verb ? ctl_commands[i].verb : "", tmpl);
 		bad = 1;
 	}
 	if (bad && strict)
@@ -244,13 +244,13 @@ main(int argc, char **argv)
 			continue;
 		}
 		name = line + strlen(MANPAGE_MARK);
-		if ((i = manpage_find(name)) == cmd_table_size)
+		if ((i = manpage_find(name)) == ctl_commands_size)
 			continue;
 		if (!done[i])
-			manpage_item(out, &cmd_table[i]);
+			manpage_item(out, &ctl_commands[i]);
 		done[i] = 1;
 		free(last);
-		last = xstrdup(cmd_table[i].group);
+		last = xstrdup(ctl_commands[i].group);
 	}
 	if (fclose(out) != 0) {
 		fprintf(stderr, "qdesk-man: %s: %s\n", outpath,
