@@ -284,7 +284,7 @@ if [ ! -f "$cache/qdesk.deb" ]; then
 	git ls-files -co --exclude-standard -z | tar --null -T - -cf - |
 	    tar -C "$src" -xf - || fail "copying the tree"
 	start=$(date +%s)
-	(cd "$src" && DEB_BUILD_OPTIONS="nocheck parallel=2" \
+	(cd "$src" && DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=2" \
 	    dpkg-buildpackage -us -uc -b) >"$T/build.log" 2>&1 ||
 		fail "dpkg-buildpackage: $(tail -n 25 "$T/build.log")"
 	log "built in $(( $(date +%s) - start )) s"
