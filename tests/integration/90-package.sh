@@ -18,7 +18,7 @@ if [ "${1:-}" = --inside ]; then
 	inside=1
 	T=$2
 	top=$3
-	TEST_NAME=60-package
+	TEST_NAME=90-package
 	log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
 	fail() {
 		log "FAIL: $*"
@@ -317,7 +317,7 @@ EXTRA_CLEANUP='for p in $(cat "$T/pids" 2>/dev/null); do kill -9 $p 2>/dev/null;
 	for f in "$T"/ov/var/upper/lib/qdesk/vms/*/qemu.pid; do
 		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done'
 unshare --mount --net --propagation private \
-    bash "$top/tests/integration/60-package.sh" --inside "$T" "$top"
+    bash "$top/tests/integration/90-package.sh" --inside "$T" "$top"
 rc=$?
 [ $rc = 0 ] || exit $rc
 
