@@ -42,6 +42,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--restart",	"restart",	CTL_STR,	0 },
 	{ "--autostart", "autostart",	CTL_BOOL,	0 },
 	DEV_OPTS,
+	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -130,6 +131,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
 	DEV_OPTS,
+	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -180,7 +182,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
-	    DEV_USAGE,
+	    DEV_USAGE " [--agent]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -345,7 +347,8 @@ const struct ctl_command ctl_commands[] = {
 	    "[--mode dedicated|floating] [--stateless] [--dept DEPT] "
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
-	    "[--on-disconnect none|shutdown|reset] [--grace S] " DEV_USAGE,
+	    "[--on-disconnect none|shutdown|reset] [--grace S] " DEV_USAGE
+	    " [--agent]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",

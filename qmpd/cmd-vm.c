@@ -564,6 +564,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "usbredir", ARG_INT, 0 },
 	{ "balloon", ARG_BOOL, 0 },
 	{ "os", ARG_STR, 0 },
+	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */
 	{ NULL, 0, 0 }
 };
 

@@ -125,11 +125,14 @@ struct vm_runtime_paths {
 	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
+	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
 };
 
 struct qmp;
+struct qga;
 struct cmd_req;
 struct vm_waiter;
+struct vm_agent;
 
 struct vm {
 	struct vm_def		 def;
@@ -152,6 +155,7 @@ struct vm {
 	int			 spice_tls;	/* its SPICE port is TLS */
 	json_t			*last_io_error;
 	TAILQ_HEAD(, vm_waiter)	 waiters;
+	struct vm_agent		*agent;		/* vm-agent.c; NULL: none yet */
 	TAILQ_ENTRY(vm)		 entry;
 };
 TAILQ_HEAD(vms, vm);
@@ -333,6 +337,20 @@ struct net *vm_net_usable(const char *network, char **cause);
 void	 vm_net_next_id(const struct vm_def_nic *, u_int n, char *id,
 	    size_t len);
 int	 vm_net_tap(struct vm_nic *, char **cause);
+
+/* vm-agent.c: the guest agent's port and client (--agent). */
+int	 vm_agent_open(struct vm *, struct vm_runtime_paths *, char **cause);
+void	 vm_agent_opened(struct vm *, int spawned);
+void	 vm_agent_attach(struct vm *);
+void	 vm_agent_stopped(struct vm *, int gone);
+void	 vm_agent_free(struct vm *);
+struct qga *vm_agent_ready(const struct vm *);
+void	 vm_agent_json(const struct vm *, json_t *);
+int	 vm_agent_stop_begin(struct vm *, int timeout);
+int	 vm_agent_stop_fallback(struct vm *);
+typedef void (*vm_agent_freeze_cb)(int frozen, const char *note, void *arg);
+void	 vm_agent_freeze(struct vm *, vm_agent_freeze_cb, void *arg);
+void	 vm_agent_thaw(struct vm *);
 
 /* vm-nic.c: NIC hotplug and unplug. */
 void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
