@@ -77,6 +77,9 @@ if [ $inside = 1 ]; then
 		[ "$(findmnt -no FSTYPE "/$d")" = overlay ] ||
 			fail "/$d is not this test's overlay"
 	done
+	# dpkg's database: the copy made under the host's dpkg locks, so an
+	# apt run on the host meanwhile is neither seen half done nor touched.
+	mount --bind "$T/dpkg" /var/lib/dpkg || fail "bind $T/dpkg"
 	# Were systemd running, the maintainer scripts would talk to it.
 	[ -d /run/systemd/system ] && mount -t tmpfs tmpfs /run/systemd
 	ip link set lo up || fail "lo up"
@@ -312,6 +315,29 @@ host_state() {
 	getent group qdesk
 }
 host_state >"$T/host.before"
+
+# A consistent copy of the host's dpkg database, taken while holding its
+# locks (fcntl locks, as dpkg and apt take them; waiting as apt's
+# DPkg::Lock::Timeout does, for at most 120 s).
+python3 - "$T/dpkg" <<'PY' || fail "no consistent copy of /var/lib/dpkg"
+import fcntl, os, shutil, sys, time
+deadline = time.time() + 120
+fds = []
+for name in ("lock-frontend", "lock"):
+    fd = os.open("/var/lib/dpkg/" + name, os.O_RDWR | os.O_CLOEXEC)
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.time() > deadline:
+                sys.exit("the host's dpkg stayed locked for 120 s")
+            time.sleep(0.5)
+    fds.append(fd)
+if os.listdir("/var/lib/dpkg/updates"):
+    sys.exit("the host's dpkg was interrupted (dpkg --configure -a)")
+shutil.copytree("/var/lib/dpkg", sys.argv[1], symlinks=True)
+PY
 
 EXTRA_CLEANUP='for p in $(cat "$T/pids" 2>/dev/null); do kill -9 $p 2>/dev/null; done
 	for f in "$T"/ov/var/upper/lib/qdesk/vms/*/qemu.pid; do
