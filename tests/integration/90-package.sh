@@ -114,7 +114,7 @@ if [ $inside = 1 ]; then
 	/usr/bin/qdesk --version | grep -q '^qdesk [0-9]' || fail "qdesk --version"
 
 	# Users and groups from sysusers, the state dir from tmpfiles.
-	for u in qdesk-broker qdesk-vm; do
+	for u in qdesk-broker; do
 		IFS=: read -r _ _ uid _ _ home shell <<<"$(getent passwd $u)"
 		[ -n "$uid" ] || fail "no user $u"
 		[ "$uid" -gt 0 ] && [ "$uid" -lt 1000 ] || fail "$u is uid $uid, not a system user"
@@ -122,7 +122,8 @@ if [ $inside = 1 ]; then
 			fail "$u: home $home, shell $shell"
 	done
 	getent group qdesk >/dev/null || fail "no group qdesk"
-	id -nG qdesk-vm | grep -qw kvm || fail "qdesk-vm is not in group kvm"
+	getent group kvm >/dev/null || fail "no group kvm"
+	getent passwd qdesk-vm >/dev/null && fail "the package made qdesk-vm"
 	[ "$(stat -c '%a %U:%G' /var/lib/qdesk)" = "711 root:root" ] ||
 		fail "/var/lib/qdesk: $(stat -c '%a %U:%G' /var/lib/qdesk)"
 
@@ -219,7 +220,12 @@ if [ $inside = 1 ]; then
 	out=$(q vm wait desk1 running --timeout 30 2>&1) || fail "vm wait: $out"
 	qemu=$(cat /var/lib/qdesk/vms/desk1/qemu.pid)
 	echo "$qemu" >>"$PIDS"
-	[ "$(stat -c %U /proc/$qemu)" = qdesk-vm ] || fail "QEMU is not qdesk-vm's"
+	# A uid of its own from qmpd's default --vm-uids range, with group kvm.
+	quid=$(stat -c %u /proc/$qemu)
+	[ "$quid" -ge 2000000000 ] && [ "$quid" -le 2000099999 ] ||
+		fail "QEMU runs as uid $quid, not one of the VM range"
+	grep -q "^Groups:.*\b$(getent group kvm | cut -d: -f3)\b" /proc/$qemu/status ||
+		fail "QEMU lacks group kvm: $(grep ^Groups: /proc/$qemu/status)"
 	for i in $(seq 1 300); do
 		q vm console desk1 | grep -q "QDESK TINY GUEST UP" && break
 		sleep 0.1
