@@ -27,8 +27,13 @@
 
 #define PROXY_MAX_CONNS		1024
 #define PROXY_MAX_HEADER	8192
-#define PROXY_HEADER_TIMEOUT	10	/* seconds to send the CONNECT */
-#define PROXY_FLUSH_TIMEOUT	30	/* to flush after the other side went */
+/*
+ * Deadlines, from accept: the whole request head and the dial to SPICE
+ * (however slowly the bytes trickle in), and the flush after one side of
+ * a tunnel went. An open tunnel has none: it lasts until a side closes.
+ */
+#define PROXY_HEADER_TIMEOUT	10
+#define PROXY_FLUSH_TIMEOUT	30
 /* Stop reading one side while the other side has this much unsent. */
 #define PROXY_HIGH		(1024 * 1024)
 #define PROXY_MAX_ROUTES	4096
@@ -43,6 +48,7 @@ enum proxy_state {
 struct proxy_conn {
 	struct bufferevent	*client;
 	struct bufferevent	*server;
+	struct event		*deadline;	/* not armed in PROXY_TUNNEL */
 	enum proxy_state	 state;
 	char			 peer[64];
 	char			 peer_port[8];
@@ -143,6 +149,7 @@ proxy_conn_free(struct proxy_conn *pc)
 		bufferevent_free(pc->client);
 	if (pc->server != NULL)
 		bufferevent_free(pc->server);
+	event_free(pc->deadline);
 	TAILQ_REMOVE(&proxy_conns, pc, entry);
 	proxy_nconns--;
 	free(pc);
@@ -162,7 +169,7 @@ proxy_close_after_flush(struct proxy_conn *pc, struct bufferevent *bev)
 	}
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(bev, NULL, &tv);
+	evtimer_add(pc->deadline, &tv);
 	bufferevent_enable(bev, EV_WRITE);
 }
 
@@ -196,7 +203,6 @@ proxy_dial(struct proxy_conn *pc, int port)
 	pc->state = PROXY_DIALING;
 	pc->port = port;
 	bufferevent_disable(pc->client, EV_READ);
-	bufferevent_set_timeouts(pc->client, NULL, NULL);
 	pc->server = bufferevent_socket_new(proxy_base, -1,
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(pc->server, proxy_read_cb, proxy_write_cb,
@@ -338,6 +344,7 @@ proxy_tunnel_open(struct proxy_conn *pc)
 
 	log_info("proxy: %s tunnelled to %s", pc->peer, pc->target);
 	pc->state = PROXY_TUNNEL;
+	evtimer_del(pc->deadline);
 	proxy_tell_via(pc);
 	evbuffer_add_printf(bufferevent_get_output(pc->client),
 	    "HTTP/1.1 200 Connection established\r\n\r\n");
@@ -411,9 +418,6 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	switch (pc->state) {
 	case PROXY_HEADER:
-		if (what & BEV_EVENT_TIMEOUT)
-			log_warnx("proxy: %s sent no CONNECT within %d s",
-			    pc->peer, PROXY_HEADER_TIMEOUT);
 		proxy_conn_free(pc);
 		return;
 	case PROXY_DIALING:
@@ -447,6 +451,30 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/*
+ * A deadline passed: the request head or the dial took too long, or the
+ * side left open did not take its last bytes. Never fires in a tunnel.
+ */
+static void
+proxy_deadline_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct proxy_conn	*pc = arg;
+
+	switch (pc->state) {
+	case PROXY_HEADER:
+		log_warnx("proxy: %s sent no complete CONNECT within %d s",
+		    pc->peer, PROXY_HEADER_TIMEOUT);
+		break;
+	case PROXY_DIALING:
+		log_warnx("proxy: %s: %s's SPICE server did not answer within "
+		    "%d s", pc->peer, pc->vm, PROXY_HEADER_TIMEOUT);
+		break;
+	default:
+		break;
+	}
+	proxy_conn_free(pc);
+}
+
 /* A new viewer: wait (a little) for its CONNECT, within the limits. */
 static void
 proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -472,7 +500,8 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(pc->client, proxy_read_cb, proxy_write_cb,
 	    proxy_event_cb, pc);
-	bufferevent_set_timeouts(pc->client, &tv, &tv);
+	pc->deadline = evtimer_new(proxy_base, proxy_deadline_cb, pc);
+	evtimer_add(pc->deadline, &tv);
 	bufferevent_enable(pc->client, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
 	proxy_nconns++;
