@@ -145,7 +145,14 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	/* A login replaces whatever session this browser had. */
 	if (call->sid[0] != '\0')
 		session_destroy(session_find(call->sid, 0));
-	s = session_create(login, name, admin);
+	if ((s = session_create(login, name, admin)) == NULL) {
+		log_warnx("login of %s from %s refused: too many sessions open",
+		    login, call->peer);
+		http_header(call, "Retry-After", "60");
+		http_reply_error(call, 503, "too many people are logged in to "
+		    "this portal right now; try again in a minute");
+		return;
+	}
 	log_info("user %s logged in from %s", login, call->peer);
 	api_set_cookie(call, s->id);
 	http_reply_json(call, 200, json_pack("{s:s,s:s,s:s?,s:b,s:b}",

@@ -5,6 +5,7 @@
  * qmpd that is redialled whenever qmpd restarts.
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -38,7 +39,8 @@ usage(void)
 	    "[--rdp ADDR:PORT|none]\n"
 	    "                    [--cert FILE --key FILE] "
 	    "[--public-host NAME] [--console-ttl SECONDS]\n"
-	    "                    [--session-idle SECONDS]\n");
+	    "                    [--session-idle SECONDS] [--max-conns N] "
+	    "[--max-conns-per-addr N]\n");
 	exit(2);
 }
 
@@ -70,6 +72,47 @@ broker_sighup(evutil_socket_t sig, short events, void *arg)
 {
 	log_info("SIGHUP: nothing to reload (restart to change the "
 	    "certificate)");
+}
+
+/*
+ * Descriptors for the connection limits: a portal connection holds one, a
+ * proxy tunnel two, an RDP session about four (RDP_FDS for its 128), plus
+ * a reserve. Raise the soft limit to the hard one; when even that is too
+ * few, lower --max-conns to fit, so that a full broker still has
+ * descriptors for qmpd, logs and the RDP gateway instead of failing
+ * accept() everywhere.
+ */
+#define BROKER_RDP_FDS		(128 * 4)
+#define BROKER_FD_RESERVE	64
+static void
+broker_fds(void)
+{
+	struct rlimit	rl;
+	rlim_t		need;
+	int		fit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("getrlimit RLIMIT_NOFILE");
+	need = (rlim_t)broker->max_conns * 3 + BROKER_RDP_FDS +
+	    BROKER_FD_RESERVE;
+	if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit RLIMIT_NOFILE %llu",
+			    (unsigned long long)rl.rlim_cur);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur >= need)
+		return;
+	fit = ((long long)rl.rlim_cur - BROKER_RDP_FDS - BROKER_FD_RESERVE) / 3;
+	if (fit < 16)
+		fatalx("only %llu descriptors (ulimit -n): the broker needs "
+		    "at least %d", (unsigned long long)rl.rlim_cur,
+		    16 * 3 + BROKER_RDP_FDS + BROKER_FD_RESERVE);
+	log_warnx("only %llu descriptors (ulimit -n): --max-conns lowered "
+	    "from %d to %d", (unsigned long long)rl.rlim_cur,
+	    broker->max_conns, fit);
+	broker->max_conns = fit;
 }
 
 /*
@@ -107,6 +150,8 @@ main(int argc, char **argv)
 		{ "public-host", required_argument, NULL, 'p' },
 		{ "console-ttl", required_argument, NULL, 't' },
 		{ "session-idle", required_argument, NULL, 'I' },
+		{ "max-conns", required_argument, NULL, 'M' },
+		{ "max-conns-per-addr", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -124,6 +169,8 @@ main(int argc, char **argv)
 	broker->https_fd = broker->proxy_fd = broker->rdp_fd = -1;
 	broker->console_ttl = BROKER_CONSOLE_TTL;
 	broker->session_idle = BROKER_SESSION_IDLE;
+	broker->max_conns = CONNLIMIT_MAX;
+	broker->max_conns_addr = CONNLIMIT_PER_ADDR;
 	while ((ch = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
@@ -168,6 +215,14 @@ main(int argc, char **argv)
 			broker->session_idle = broker_number(optarg,
 			    BROKER_SESSION_IDLE_MIN, BROKER_SESSION_IDLE_MAX,
 			    "--session-idle");
+			break;
+		case 'M':
+			broker->max_conns = broker_number(optarg, 1,
+			    BROKER_MAX_CONNS, "--max-conns");
+			break;
+		case 'A':
+			broker->max_conns_addr = broker_number(optarg, 1,
+			    BROKER_MAX_CONNS, "--max-conns-per-addr");
 			break;
 		default:
 			usage();
@@ -217,6 +272,8 @@ main(int argc, char **argv)
 		    broker->state_dir);
 	else
 		broker->socket_path = xstrdup(socket_path);
+
+	broker_fds();
 
 	/* Ports and keys first, while we may still open anything. */
 	if ((broker->https_fd = listen_open(&broker->https, &cause)) == -1 ||

@@ -49,6 +49,8 @@ struct broker {
 	const char		*public_host;	/* for .vv proxy= URLs */
 	int			 console_ttl;	/* seconds */
 	int			 session_idle;	/* seconds */
+	int			 max_conns;	/* portal and proxy, each */
+	int			 max_conns_addr;	/* from one address */
 	SSL_CTX			*ssl_ctx;
 
 	struct broker_addr	 https;
@@ -127,6 +129,21 @@ int	 ticket_verify(const unsigned char *key, size_t keylen,
 	    const char *ticket, int port, time_t now, char *vm, size_t vmlen,
 	    char **cause);
 
+/*
+ * connlimit.c: connections per client address and in all, pure. The
+ * defaults hold for the portal and the SPICE proxy each (--max-conns,
+ * --max-conns-per-addr); the descriptors they need are checked at start.
+ */
+#define CONNLIMIT_MAX		1024
+#define CONNLIMIT_PER_ADDR	128
+#define BROKER_MAX_CONNS	65536
+struct connlimit;
+struct connlimit *connlimit_create(int max, int per_addr);
+void	 connlimit_free(struct connlimit *);
+int	 connlimit_add(struct connlimit *, const char *addr, char **cause);
+void	 connlimit_del(struct connlimit *, const char *addr);
+int	 connlimit_count(const struct connlimit *, const char *addr);
+
 /* throttle.c: failed logins per client address, pure. */
 struct throttle;
 struct throttle *throttle_create(int burst, int refill, int max);
@@ -144,6 +161,8 @@ int	 httputil_target(const char *target, char *host, size_t hostlen,
 	    int *port);
 int	 httputil_match(const char *pattern, const char *path, char *arg,
 	    size_t arglen);
+int	 httputil_addr(const struct sockaddr *, char *addr, size_t len,
+	    int *port);
 
 /*
  * http.c: the HTTPS server. A request is matched against the route table

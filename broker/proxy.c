@@ -25,7 +25,6 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define PROXY_MAX_CONNS		1024
 #define PROXY_MAX_HEADER	8192
 /*
  * Deadlines, from accept: the whole request head and the dial to SPICE
@@ -69,7 +68,8 @@ static TAILQ_HEAD(, proxy_conn)	 proxy_conns =
     TAILQ_HEAD_INITIALIZER(proxy_conns);
 static TAILQ_HEAD(, proxy_route) proxy_routes =
     TAILQ_HEAD_INITIALIZER(proxy_routes);
-static int			 proxy_nconns, proxy_nroutes;
+static int			 proxy_nroutes;
+static struct connlimit		*proxy_limit;
 static struct evconnlistener	*proxy_listener;
 static struct event_base	*proxy_base;
 
@@ -151,7 +151,7 @@ proxy_conn_free(struct proxy_conn *pc)
 		bufferevent_free(pc->server);
 	event_free(pc->deadline);
 	TAILQ_REMOVE(&proxy_conns, pc, entry);
-	proxy_nconns--;
+	connlimit_del(proxy_limit, pc->peer);
 	free(pc);
 }
 
@@ -281,21 +281,6 @@ proxy_header(struct proxy_conn *pc)
 	proxy_dial(pc, port);
 }
 
-/* The text address and the port of an IPv4 or IPv6 socket address. */
-static void
-proxy_addr(const struct sockaddr *sa, char *addr, size_t len, int *port)
-{
-	if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		    addr, len);
-		*port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, len);
-		*port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	}
-}
-
 /* "ADDR:PORT", or "[ADDR]:PORT" for IPv6, as qmpd writes clients. */
 static void
 proxy_hostport(char *out, size_t len, const char *addr, const char *port)
@@ -328,7 +313,8 @@ proxy_tell_via(struct proxy_conn *pc)
 	if (getsockname(bufferevent_getfd(pc->server), (struct sockaddr *)&ss,
 	    &sslen) != 0)
 		return;
-	proxy_addr((struct sockaddr *)&ss, addr, sizeof addr, &p);
+	if (httputil_addr((struct sockaddr *)&ss, addr, sizeof addr, &p) != 0)
+		return;
 	snprintf(port, sizeof port, "%d", p);
 	proxy_hostport(via, sizeof via, addr, port);
 	proxy_hostport(client, sizeof client, pc->peer, pc->peer_port);
@@ -345,6 +331,7 @@ proxy_tunnel_open(struct proxy_conn *pc)
 	log_info("proxy: %s tunnelled to %s", pc->peer, pc->target);
 	pc->state = PROXY_TUNNEL;
 	evtimer_del(pc->deadline);
+	bufferevent_setwatermark(pc->client, EV_READ, 0, 0);
 	proxy_tell_via(pc);
 	evbuffer_add_printf(bufferevent_get_output(pc->client),
 	    "HTTP/1.1 200 Connection established\r\n\r\n");
@@ -482,13 +469,13 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct proxy_conn	*pc;
 	struct timeval		 tv = { PROXY_HEADER_TIMEOUT, 0 };
-	char			 addr[INET6_ADDRSTRLEN] = "?";
+	char			 addr[INET6_ADDRSTRLEN] = "?", *cause = NULL;
 	int			 port = 0;
 
-	proxy_addr(sa, addr, sizeof addr, &port);
-	if (proxy_nconns >= PROXY_MAX_CONNS) {
-		log_warnx("proxy: %s refused: %d connections already",
-		    addr, PROXY_MAX_CONNS);
+	httputil_addr(sa, addr, sizeof addr, &port);
+	if (connlimit_add(proxy_limit, addr, &cause) != 0) {
+		log_warnx("proxy: %s refused: %s", addr, cause);
+		free(cause);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -502,9 +489,10 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	    proxy_event_cb, pc);
 	pc->deadline = evtimer_new(proxy_base, proxy_deadline_cb, pc);
 	evtimer_add(pc->deadline, &tv);
+	/* Hold no more of the head than its cap (then refused). */
+	bufferevent_setwatermark(pc->client, EV_READ, 0, PROXY_MAX_HEADER + 1);
 	bufferevent_enable(pc->client, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
-	proxy_nconns++;
 }
 
 static void
@@ -517,6 +505,8 @@ int
 proxy_start(struct event_base *base, int fd, char **cause)
 {
 	proxy_base = base;
+	proxy_limit = connlimit_create(broker->max_conns,
+	    broker->max_conns_addr);
 	proxy_listener = evconnlistener_new(base, proxy_accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (proxy_listener == NULL) {
@@ -537,6 +527,8 @@ proxy_stop(void)
 	proxy_listener = NULL;
 	while (!TAILQ_EMPTY(&proxy_conns))
 		proxy_conn_free(TAILQ_FIRST(&proxy_conns));
+	connlimit_free(proxy_limit);
+	proxy_limit = NULL;
 	while ((r = TAILQ_FIRST(&proxy_routes)) != NULL) {
 		TAILQ_REMOVE(&proxy_routes, r, entry);
 		free(r);

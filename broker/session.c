@@ -4,6 +4,8 @@
  * without a request of the user's (the portal's background refresh does
  * not count), or after SESSION_MAX seconds in all; restarting the broker ends
  * them all, which is what a user would expect of a security boundary.
+ * One login holds at most SESSION_PER_LOGIN sessions: logging in again
+ * ends that login's own oldest session, never anyone else's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +20,8 @@
 #include "xmalloc.h"
 
 #define SESSION_MAX		(12 * 60 * 60)
-#define SESSION_LIMIT		10000	/* the oldest goes beyond this */
+#define SESSION_LIMIT		10000	/* in all: then logins wait */
+#define SESSION_PER_LOGIN	16	/* its own oldest goes beyond this */
 #define SESSION_SWEEP		60
 
 static TAILQ_HEAD(, session)	 sessions = TAILQ_HEAD_INITIALIZER(sessions);
@@ -66,18 +69,33 @@ session_init(struct event_base *base)
 	evtimer_add(session_sweeper, &tv);
 }
 
-/* A new session for a user qmpd has just authenticated. */
+/*
+ * A new session for a user qmpd has just authenticated, after ending that
+ * login's oldest if it has too many; NULL when the broker holds
+ * SESSION_LIMIT sessions of others (none of theirs is taken).
+ */
 struct session *
 session_create(const char *login, const char *name, int admin)
 {
-	struct session	*s;
+	struct session	*s, *oldest = NULL;
 	unsigned char	 rnd[32];
 	size_t		 i;
+	int		 n = 0;
 
+	TAILQ_FOREACH(s, &sessions, entry) {
+		if (strcmp(s->login, login) != 0)
+			continue;
+		if (oldest == NULL)
+			oldest = s;
+		n++;
+	}
+	if (n >= SESSION_PER_LOGIN) {
+		log_info("session of %s ended: %d newer ones", login, n);
+		session_destroy(oldest);
+	} else if (session_count >= SESSION_LIMIT)
+		return (NULL);
 	if (RAND_bytes(rnd, sizeof rnd) != 1)
 		fatalx("RAND_bytes failed: no randomness for a session id");
-	if (session_count >= SESSION_LIMIT)
-		session_destroy(TAILQ_FIRST(&sessions));
 	s = xcalloc(1, sizeof *s);
 	for (i = 0; i < sizeof rnd; i++)
 		snprintf(s->id + i * 2, 3, "%02x", rnd[i]);

@@ -32,6 +32,7 @@
 #include "xmalloc.h"
 
 #define RDP_GATEWAY_MAX_CONNS	128	/* sessions and logons at once */
+#define RDP_GATEWAY_MAX_PER_ADDR 32	/* of them from one address */
 #define RDP_GATEWAY_PEM_MAX	(1024 * 1024)
 
 /* One RDP connection as the loop sees it. */
@@ -40,7 +41,8 @@ struct rdp_conn {
 	int			 sock;	/* a dup of the client's socket */
 	struct event		*ev;
 	struct event		*timer;	/* logon deadline */
-	char			 addr[RDP_ADDR_MAX];
+	char			 addr[RDP_ADDR_MAX];	/* with the port */
+	char			 host[INET6_ADDRSTRLEN]; /* without */
 	char			 login[RDP_LOGIN_MAX];
 	char			 vm[RDP_VM_MAX];
 	TAILQ_ENTRY(rdp_conn)	 entry;
@@ -156,27 +158,45 @@ rdp_gateway_deadline(evutil_socket_t fd, short events, void *arg)
 	rdp_gateway_cut(c);
 }
 
-/* "1.2.3.4:5678" or "[::1]:5678" for log lines. */
+/*
+ * "1.2.3.4:5678" or "[::1]:5678" for log lines, and the bare address in
+ * host, by which connections are counted.
+ */
 static void
-rdp_gateway_addr(const struct sockaddr *sa, char *buf, size_t len)
+rdp_gateway_addr(const struct sockaddr *sa, char *buf, size_t len,
+    char *host, size_t hostlen)
 {
-	char	host[INET6_ADDRSTRLEN] = "?";
 	int	port = 0;
 
+	snprintf(host, hostlen, "unknown");
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)sa;
 
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+		inet_ntop(AF_INET, &sin->sin_addr, host, hostlen);
 		port = ntohs(sin->sin_port);
 		snprintf(buf, len, "%s:%d", host, port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)sa;
 
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, hostlen);
 		port = ntohs(sin6->sin6_port);
 		snprintf(buf, len, "[%s]:%d", host, port);
 	} else
 		snprintf(buf, len, "unknown");
+}
+
+/* How many connections come from host now. */
+static int
+rdp_gateway_count(const char *host)
+{
+	struct rdp_conn	*c;
+	int		 n = 0;
+
+	TAILQ_FOREACH(c, &rdp_gw.conns, entry) {
+		if (strcmp(c->host, host) == 0)
+			n++;
+	}
+	return (n);
 }
 
 /* A new client: a control socket, a registry entry, a thread. */
@@ -186,9 +206,10 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen = sizeof ss;
 	struct rdp_conn		*c;
-	char			 addr[RDP_ADDR_MAX], *cause = NULL;
+	char			 addr[RDP_ADDR_MAX], host[INET6_ADDRSTRLEN];
+	char			*cause = NULL;
 	struct timeval		 tv = { RDP_LOGON_TIMEOUT, 0 };
-	int			 fd, sv[2], one = 1;
+	int			 fd, sv[2], one = 1, n;
 
 	fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);
 	if (fd == -1) {
@@ -197,10 +218,17 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 			log_warn("RDP: accept");
 		return;
 	}
-	rdp_gateway_addr((struct sockaddr *)&ss, addr, sizeof addr);
+	rdp_gateway_addr((struct sockaddr *)&ss, addr, sizeof addr, host,
+	    sizeof host);
 	if (rdp_gw.nconns >= RDP_GATEWAY_MAX_CONNS) {
 		log_warnx("RDP %s: refused: %d connections already", addr,
 		    rdp_gw.nconns);
+		close(fd);
+		return;
+	}
+	if ((n = rdp_gateway_count(host)) >= RDP_GATEWAY_MAX_PER_ADDR) {
+		log_warnx("RDP %s: refused: %d connections from this address "
+		    "already", addr, n);
 		close(fd);
 		return;
 	}
@@ -214,6 +242,7 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 	c->ctl = sv[0];
 	c->sock = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	strlcpy(c->addr, addr, sizeof c->addr);
+	strlcpy(c->host, host, sizeof c->host);
 	c->ev = event_new(rdp_gw.base, c->ctl, EV_READ | EV_PERSIST,
 	    rdp_gateway_ctl, c);
 	c->timer = evtimer_new(rdp_gw.base, rdp_gateway_deadline, c);

@@ -1,7 +1,7 @@
 /*
  * Unit tests of the broker's pure pieces: proxy tickets (made, checked,
- * forged, expired, moved to another port or VM), the .vv file, and the
- * small HTTP parsers.
+ * forged, expired, moved to another port or VM), the .vv file, the
+ * small HTTP parsers, the login throttle and the connection limits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,9 +246,47 @@ test_throttle(void)
 	throttle_free(NULL);
 }
 
+static void
+test_connlimit(void)
+{
+	struct connlimit	*cl = connlimit_create(5, 3);
+	char			*cause = NULL;
+	int			 i;
+
+	/* Three from one address, the fourth refused, others still in. */
+	for (i = 0; i < 3; i++)
+		CHECK(connlimit_add(cl, "10.0.0.1", &cause) == 0);
+	CHECK(connlimit_add(cl, "10.0.0.1", &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "from this address") != NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(connlimit_add(cl, "10.0.0.2", &cause) == 0);
+	CHECK(connlimit_add(cl, "10.0.0.3", &cause) == 0);
+	/* Five in all: nobody else, whoever it is. */
+	CHECK(connlimit_add(cl, "10.0.0.4", &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "5 connections") != NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(connlimit_count(cl, NULL) == 5);
+	CHECK(connlimit_count(cl, "10.0.0.1") == 3);
+	/* One ends: its address may open one again. */
+	connlimit_del(cl, "10.0.0.1");
+	CHECK(connlimit_count(cl, "10.0.0.1") == 2);
+	CHECK(connlimit_add(cl, "10.0.0.1", &cause) == 0);
+	/* Unknown addresses are ignored; emptied ones are forgotten. */
+	connlimit_del(cl, "10.9.9.9");
+	CHECK(connlimit_count(cl, NULL) == 5);
+	connlimit_del(cl, "10.0.0.2");
+	CHECK(connlimit_count(cl, "10.0.0.2") == 0);
+	CHECK(connlimit_count(cl, NULL) == 4);
+	connlimit_free(cl);
+	connlimit_free(NULL);
+}
+
 int
 main(void)
 {
+	test_connlimit();
 	test_throttle();
 	test_ticket();
 	test_vv();
