@@ -116,7 +116,7 @@ timeout 20 socat -u "TCP:127.0.0.1:$PROXY_PORT" - >/dev/null 2>&1
 took=$(( $(date +%s) - start ))
 [ $took -ge 9 ] && [ $took -le 13 ] ||
 	fail "a silent proxy client was dropped after $took s, not 10"
-grep -q "sent no CONNECT within 10 s" "$BROKER_LOG" ||
+grep -q "sent no complete CONNECT within 10 s" "$BROKER_LOG" ||
 	broker_fail "the silent proxy client's drop is not logged"
 
 kill -0 "$BROKER_PID" || broker_fail "the broker died"
