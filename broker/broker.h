@@ -150,6 +150,7 @@ struct throttle *throttle_create(int burst, int refill, int max);
 void	 throttle_free(struct throttle *);
 int	 throttle_check(struct throttle *, const char *key, time_t now);
 void	 throttle_fail(struct throttle *, const char *key, time_t now);
+void	 throttle_refund(struct throttle *, const char *key, time_t now);
 
 
 
@@ -221,6 +222,17 @@ void	 http_reply_qmpd(struct http_call *, const char *errclass,
 	    const char *errdesc);
 void	 http_reply_data(struct http_call *, int code, const char *type,
 	    const void *data, size_t len);
+
+/*
+ * api-session.c: logins, and the throttle per client address that the
+ * portal and the RDP gateway share. login_throttle_try charges an attempt
+ * as it arrives (0) or says how many seconds addr must wait;
+ * login_throttle_done gives the charge back unless the attempt failed.
+ */
+#define BROKER_LOGIN_MAX	63	/* as qmpd's AUTH_LOGIN_MAX */
+#define BROKER_PASSWORD_MAX	256	/* as qmpd's AUTH_PASSWORD_MAX */
+int	 login_throttle_try(const char *addr);
+void	 login_throttle_done(const char *addr, int failed);
 
 /* api-*.c: the handlers of the routes. */
 int	 api_vm_name_ok(struct http_call *);

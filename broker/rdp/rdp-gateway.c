@@ -45,6 +45,7 @@ struct rdp_conn {
 	char			 host[INET6_ADDRSTRLEN]; /* without */
 	char			 login[RDP_LOGIN_MAX];
 	char			 vm[RDP_VM_MAX];
+	int			 charged;	/* a login attempt is */
 	TAILQ_ENTRY(rdp_conn)	 entry;
 };
 
@@ -56,7 +57,54 @@ static struct {
 	TAILQ_HEAD(, rdp_conn)	 conns;
 	int			 nconns;
 	int			 started;
+	int			(*throttle_try)(const char *);
+	void			(*throttle_done)(const char *, int);
 } rdp_gw = { .fd = -1 };
+
+static void	rdp_gateway_cut(struct rdp_conn *);
+
+void
+rdp_gateway_throttle(int (*try)(const char *addr),
+    void (*done)(const char *addr, int failed))
+{
+	rdp_gw.throttle_try = try;
+	rdp_gw.throttle_done = done;
+}
+
+/*
+ * A session asks whether its client's address may try a login: charge
+ * the attempt and say "go", or say how long to wait.
+ */
+static void
+rdp_gateway_try(struct rdp_conn *c)
+{
+	char	msg[32];
+	int	wait = 0;
+
+	if (rdp_gw.throttle_try != NULL) {
+		wait = rdp_gw.throttle_try(c->host);
+		c->charged = 1;
+	}
+	if (wait > 0) {
+		log_warnx("RDP %s: login refused: too many failures from this "
+		    "address", c->addr);
+		snprintf(msg, sizeof msg, "wait %d", wait);
+	} else
+		snprintf(msg, sizeof msg, "go");
+	if (send(c->ctl, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+		rdp_gateway_cut(c);
+}
+
+/* The charged attempt ended; failed or not. */
+static void
+rdp_gateway_tried(struct rdp_conn *c, int failed)
+{
+	if (!c->charged)
+		return;
+	c->charged = 0;
+	if (rdp_gw.throttle_done != NULL)
+		rdp_gw.throttle_done(c->host, failed);
+}
 
 /* Forget a connection whose thread ended (or never started). */
 static void
@@ -138,8 +186,13 @@ rdp_gateway_ctl(evutil_socket_t fd, short events, void *arg)
 	msg[n] = '\0';
 	if (sscanf(msg, "user %63s %63s", login, vm) == 2)
 		rdp_gateway_user(c, login, vm);
-	else if (sscanf(msg, "auth %63s", login) == 1)
+	else if (sscanf(msg, "auth %63s", login) == 1) {
 		evtimer_del(c->timer);
+		rdp_gateway_tried(c, 0);
+	} else if (strcmp(msg, "try") == 0)
+		rdp_gateway_try(c);
+	else if (strcmp(msg, "refund") == 0)
+		rdp_gateway_tried(c, 0);
 	else
 		log_warnx("RDP %s: unknown control message '%.32s'", c->addr,
 		    msg);

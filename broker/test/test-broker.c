@@ -244,6 +244,25 @@ test_throttle(void)
 	CHECK(throttle_check(t, "10.0.0.1", 10000) == 0);
 	throttle_free(t);
 	throttle_free(NULL);
+
+	/* Attempts charged as they arrive; a success gives its token back. */
+	t = throttle_create(3, 10, 8);
+	for (i = 0; i < 3; i++) {
+		CHECK(throttle_check(t, "10.0.0.9", 100) == 0);
+		throttle_fail(t, "10.0.0.9", 100);
+	}
+	CHECK(throttle_check(t, "10.0.0.9", 100) > 0);
+	throttle_refund(t, "10.0.0.9", 100);
+	CHECK(throttle_check(t, "10.0.0.9", 100) == 0);
+	/* Never above the burst, and nothing for an unknown address. */
+	for (i = 0; i < 10; i++)
+		throttle_refund(t, "10.0.0.9", 100);
+	for (i = 0; i < 3; i++)
+		throttle_fail(t, "10.0.0.9", 100);
+	CHECK(throttle_check(t, "10.0.0.9", 100) > 0);
+	throttle_refund(t, "10.0.0.10", 100);
+	CHECK(throttle_check(t, "10.0.0.10", 100) == 0);
+	throttle_free(t);
 }
 
 static void
