@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 
 #include "broker.h"
 #include "daemon.h"
@@ -113,6 +114,19 @@ broker_fds(void)
 	    "from %d to %d", (unsigned long long)rl.rlim_cur,
 	    broker->max_conns, fit);
 	broker->max_conns = fit;
+}
+
+/*
+ * Whether the certificate served is its own issuer: the one the broker
+ * makes at first start, or any other nobody can verify. The .rdp files
+ * and a warning at start depend on it.
+ */
+static int
+broker_self_signed(SSL_CTX *ctx)
+{
+	X509	*x = SSL_CTX_get0_certificate(ctx);
+
+	return (x == NULL || X509_check_issued(x, x) == X509_V_OK);
 }
 
 /*
@@ -288,19 +302,26 @@ main(int argc, char **argv)
 		xasprintf(&dir, "%s/broker", broker->state_dir);
 		xasprintf(&broker->cert_path, "%s/cert.pem", dir);
 		xasprintf(&broker->key_path, "%s/key.pem", dir);
-		broker->self_signed = 1;
 	}
 	if ((broker->ssl_ctx = tls_context(dir, broker->cert_path,
 	    broker->key_path, geteuid() == 0 ? owner : (uid_t)-1, group,
 	    &cause)) == NULL)
 		fatalx("%s", cause);
 	free(dir);
+	broker->self_signed = broker_self_signed(broker->ssl_ctx);
 	if (RAND_bytes(broker->ticket_key, sizeof broker->ticket_key) != 1)
 		fatalx("RAND_bytes: no randomness for the ticket key");
 
 	if (!broker->foreground)
 		daemon_detach();
 	log_init("qdesk-broker", broker->foreground, verbose);
+	if (broker->self_signed)
+		log_warnx("serving a self-signed certificate (%s): browsers "
+		    "and RDP clients cannot verify this broker, and .rdp files "
+		    "carry 'authentication level:i:0' so that clients connect "
+		    "anyway; a deployment must install a real certificate "
+		    "(--cert FILE --key FILE, or in place of %s and its key)",
+		    broker->cert_path, broker->cert_path);
 	signal(SIGPIPE, SIG_IGN);
 	if ((broker->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");

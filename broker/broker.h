@@ -62,7 +62,7 @@ struct broker {
 	int			 rdp_fd;
 	char			*cert_path;
 	char			*key_path;
-	int			 self_signed;	/* our own certificate */
+	int			 self_signed;	/* nobody can verify it */
 
 	unsigned char		 ticket_key[BROKER_TICKET_KEYLEN];
 	int			 foreground;
