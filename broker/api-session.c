@@ -143,7 +143,7 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
 {
 	struct http_call	*call = arg;
-	struct session		*s;
+	struct portal_session	*s;
 	const char		*login, *name, *dept;
 	int			 admin;
 
@@ -177,8 +177,8 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	}
 	/* A login replaces whatever session this browser had. */
 	if (call->sid[0] != '\0')
-		session_destroy(session_find(call->sid, 0));
-	if ((s = session_create(login, name, admin)) == NULL) {
+		portal_session_destroy(portal_session_find(call->sid, 0));
+	if ((s = portal_session_create(login, name, admin)) == NULL) {
 		log_warnx("login of %s from %s refused: too many sessions open",
 		    login, call->peer);
 		http_header(call, "Retry-After", "60");
@@ -299,7 +299,7 @@ api_logout(struct http_call *call)
 		    call->peer);
 		qmpc_call("desktop.release", json_pack("{s:s}", "login",
 		    call->login), 30, api_logout_released, NULL);
-		session_destroy(session_find(call->sid, 0));
+		portal_session_destroy(portal_session_find(call->sid, 0));
 	}
 	api_set_cookie(call, NULL);
 	http_reply_json(call, 200, json_pack("{s:b}", "ok", 1));
@@ -308,7 +308,7 @@ api_logout(struct http_call *call)
 void
 api_me(struct http_call *call)
 {
-	struct session	*s = session_find(call->sid, 0);
+	struct portal_session	*s = portal_session_find(call->sid, 0);
 
 	if (s == NULL) {
 		http_reply_error(call, 401, "not logged in");

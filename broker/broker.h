@@ -93,27 +93,27 @@ const char *qmpc_version(void);
 void	 qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
 	    void *arg);	/* steals args */
 
-/* session.c: portal sessions, in memory, with an idle expiry. */
-struct session {
+/* portal-session.c: portal login sessions, in memory, with an idle expiry. */
+struct portal_session {
 	char			 id[65];	/* 256 random bits, hex */
 	char			*login;
 	char			*name;
 	int			 admin;
 	time_t			 created;
 	time_t			 last;
-	TAILQ_ENTRY(session)	 entry;
+	TAILQ_ENTRY(portal_session)	 entry;
 };
-void	 session_init(struct event_base *);
-struct session *session_create(const char *login, const char *name,
-	    int admin);
+void	 portal_session_init(struct event_base *);
+struct portal_session *portal_session_create(const char *login,
+	    const char *name, int admin);
 /*
  * The live session with this id, or NULL. A user's request touches it
  * (touch 1); the portal's own background refresh does not, so an
  * unattended tab does not keep a session alive.
  */
-struct session *session_find(const char *id, int touch);
-void	 session_destroy(struct session *);
-void	 session_clear(void);
+struct portal_session *portal_session_find(const char *id, int touch);
+void	 portal_session_destroy(struct portal_session *);
+void	 portal_session_clear(void);
 
 /*
  * ticket.c: signed, short-lived proxy tickets, pure. A ticket is the host

@@ -409,7 +409,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
 	const struct http_route	*r, *found = NULL;
 	struct http_call	*call;
-	struct session		*s;
+	struct portal_session	*s;
 	struct http_conn	*hc;
 	const char		*path, *method, *cookie;
 	char			 sid[128];
@@ -474,7 +474,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if ((cookie = evhttp_find_header(in, "Cookie")) != NULL &&
 	    httputil_cookie(cookie, HTTP_COOKIE, sid, sizeof sid) == 0 &&
-	    (s = session_find(sid, !http_background(in))) != NULL) {
+	    (s = portal_session_find(sid, !http_background(in))) != NULL) {
 		call->login = xstrdup(s->login);
 		strlcpy(call->sid, s->id, sizeof call->sid);
 	}

@@ -414,6 +414,18 @@ rdp_gateway_wlog(void)
 	WLog_SetLogLevel(WLog_GetRoot(), level);
 }
 
+/* Forget the certificate, the key (wiped) and qmpd's socket path. */
+static void
+rdp_gateway_cfg_free(void)
+{
+	if (rdp_gw.cfg.key_pem != NULL)
+		explicit_bzero(rdp_gw.cfg.key_pem, strlen(rdp_gw.cfg.key_pem));
+	free(rdp_gw.cfg.cert_pem);
+	free(rdp_gw.cfg.key_pem);
+	free(rdp_gw.cfg.qmpd_socket);
+	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
+}
+
 /*
  * Start on a listening socket the caller opened (the broker opens its
  * ports before dropping privileges); the gateway owns fd from here on,
@@ -456,12 +468,7 @@ rdp_gateway_start_fd(struct event_base *base, int fd, const char *cert,
 	return (0);
 fail:
 	close(fd);
-	if (rdp_gw.cfg.key_pem != NULL)
-		explicit_bzero(rdp_gw.cfg.key_pem, strlen(rdp_gw.cfg.key_pem));
-	free(rdp_gw.cfg.cert_pem);
-	free(rdp_gw.cfg.key_pem);
-	free(rdp_gw.cfg.qmpd_socket);
-	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
+	rdp_gateway_cfg_free();
 	return (-1);
 }
 
@@ -503,11 +510,6 @@ rdp_gateway_stop(void)
 			rdp_gateway_cut(c);
 		rdp_gateway_conn_free(c);
 	}
-	if (rdp_gw.cfg.key_pem != NULL)
-		explicit_bzero(rdp_gw.cfg.key_pem, strlen(rdp_gw.cfg.key_pem));
-	free(rdp_gw.cfg.cert_pem);
-	free(rdp_gw.cfg.key_pem);
-	free(rdp_gw.cfg.qmpd_socket);
-	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
+	rdp_gateway_cfg_free();
 	rdp_gw.started = 0;
 }

@@ -5,7 +5,7 @@
 # tickets, plain addresses, tickets of an earlier broker and anything but
 # CONNECT are refused with 403/405 before any connection is made.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 PROXY=127.0.0.1:$PROXY_PORT
 

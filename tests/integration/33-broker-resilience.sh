@@ -7,7 +7,7 @@
 # never sends its CONNECT, cost nothing but their own connection; a login
 # storm is queued, not refused; an address that keeps failing must wait.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 # This test stops qmpd with SIGSTOP: whatever ends it must wake it first,
 # or SIGTERM would wait for ever.

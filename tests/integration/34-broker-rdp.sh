@@ -6,20 +6,11 @@
 # given to xfreerdp as is, lands on the desktop it names; the broker warns
 # about its own self-signed certificate, and not about a CA-signed one.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
+. "$top/tests/lib/xvfb.sh"
 
-for c in xfreerdp Xvfb; do
-	command -v "$c" >/dev/null || skip "$c is not installed (scripts/setup)"
-done
-XVFB_PID=
-EXTRA_CLEANUP='stop_broker; [ -n "$XVFB_PID" ] && kill "$XVFB_PID" 2>/dev/null'
-
-# xf ARGS...: xfreerdp +auth-only (a .rdp file must come first); its
-# exit status.
-xf() {
-	HOME=$T timeout 120 xfreerdp "$@" /cert:ignore +auth-only \
-	    >"$T/xf.log" 2>&1
-}
+xvfb_need xfreerdp
+EXTRA_CLEANUP='stop_broker; xvfb_stop'
 
 start_qmpd --broker-user "$BROKER_USER"
 need_kvm
@@ -31,15 +22,7 @@ start_broker
 grep -q "rdp 127.0.0.1:$RDP_PORT" "$BROKER_LOG" ||
 	skip "this broker was built without FreeRDP: $(grep ready "$BROKER_LOG")"
 
-Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 9>"$T/xvfb.display" \
-    >"$T/xvfb.log" 2>&1 &
-XVFB_PID=$!
-for i in $(seq 1 100); do
-	[ -s "$T/xvfb.display" ] && break
-	sleep 0.05
-done
-[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up: $(cat "$T/xvfb.log")"
-export DISPLAY=:$(head -n1 "$T/xvfb.display")
+xvfb_start
 
 # The gateway serves the broker's certificate.
 served=$(openssl s_client -connect "127.0.0.1:$RDP_PORT" </dev/null 2>/dev/null |

@@ -6,25 +6,19 @@
 # session still open). Issue 10 item 0: the proxy used to cut an idle
 # tunnel after 10 s.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
+. "$top/tests/lib/xvfb.sh"
 
 IDLE=180
 RV_PID=
-XVFB_PID=
 rv_cleanup() {
-	local p
-	for p in $RV_PID $XVFB_PID; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
+	[ -n "$RV_PID" ] && kill "$RV_PID" 2>/dev/null && wait "$RV_PID" 2>/dev/null
+	xvfb_stop
 	stop_broker
 }
 EXTRA_CLEANUP=rv_cleanup
 
-for c in remote-viewer Xvfb; do
-	command -v "$c" >/dev/null ||
-		fail "$c is not installed (scripts/setup installs it)"
-done
+xvfb_need remote-viewer
 
 start_qmpd --broker-user "$BROKER_USER"
 need_kvm
@@ -42,18 +36,8 @@ curl -sk -o "$T/d1.vv" -w '%{http_code}' -b "$T/jar.alice" \
 grep -q "^proxy=http://127.0.0.1:$PROXY_PORT" "$T/d1.vv" ||
 	fail "the .vv file does not go through the proxy: $(grep proxy "$T/d1.vv")"
 
-Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 \
-    9>"$T/xvfb.display" >"$T/xvfb.log" 2>&1 &
-XVFB_PID=$!
-for i in $(seq 1 100); do
-	[ -s "$T/xvfb.display" ] && break
-	alive "$XVFB_PID" || fail "Xvfb exited: $(cat "$T/xvfb.log")"
-	sleep 0.05
-done
-[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up"
-
-HOME=$T DISPLAY=:$(head -n1 "$T/xvfb.display") \
-    remote-viewer --debug "$T/d1.vv" >"$T/rv.log" 2>&1 &
+xvfb_start
+HOME=$T remote-viewer --debug "$T/d1.vv" >"$T/rv.log" 2>&1 &
 RV_PID=$!
 
 # Linked: qmpd records alice's session, through the proxy (via is set).

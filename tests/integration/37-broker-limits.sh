@@ -9,7 +9,7 @@
 # head however slowly it comes, 30 s for an RDP login. And one account
 # logging in again and again ends only its own oldest portal sessions.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 SLOW_PID=
 limits_cleanup() {

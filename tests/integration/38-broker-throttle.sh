@@ -7,19 +7,12 @@
 # password over qmpd's 256-byte limit fails at once, on the portal and
 # over RDP, without a round trip to qmpd.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
+. "$top/tests/lib/xvfb.sh"
 
-for c in xfreerdp Xvfb; do
-	command -v "$c" >/dev/null || fail "$c is not installed (scripts/setup installs it)"
-done
-XVFB_PID=
-EXTRA_CLEANUP='stop_broker; [ -n "$XVFB_PID" ] && kill "$XVFB_PID" 2>/dev/null && wait "$XVFB_PID" 2>/dev/null'
+xvfb_need xfreerdp
+EXTRA_CLEANUP='stop_broker; xvfb_stop'
 
-# xf ARGS...: xfreerdp +auth-only against the broker; its exit status.
-xf() {
-	HOME=$T timeout 120 xfreerdp /v:"127.0.0.1:$RDP_PORT" "$@" \
-	    /cert:ignore +auth-only >"$T/xf.log" 2>&1
-}
 # qmpd_saw PATTERN: how many user.auth failures qmpd logged for it.
 qmpd_saw() { grep -c "login $1 from .* refused" "$QMPD_LOG"; }
 
@@ -28,15 +21,7 @@ add_user alice alice-pw-1
 start_broker
 grep -q "rdp 127.0.0.1:$RDP_PORT" "$BROKER_LOG" ||
 	fail "this broker was built without FreeRDP: $(grep ready "$BROKER_LOG")"
-Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 9>"$T/xvfb.display" \
-    >"$T/xvfb.log" 2>&1 &
-XVFB_PID=$!
-for i in $(seq 1 100); do
-	[ -s "$T/xvfb.display" ] && break
-	sleep 0.05
-done
-[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up: $(cat "$T/xvfb.log")"
-export DISPLAY=:$(head -n1 "$T/xvfb.display")
+xvfb_start
 
 # --- successes cost nothing: 25 logins in a row, past the burst of 20 ---
 for i in $(seq 1 25); do
@@ -51,7 +36,7 @@ expect 401 "a 300-byte password on the portal"
 grep -q "login from 127.0.0.1 failed: user name or password over its length limit" \
     "$BROKER_LOG" || broker_fail "the portal's over-long password is not logged"
 # RDP carries at most 255 UTF-16 characters: 200 'é' are 400 bytes here.
-xf /u:alice /p:"$(printf 'é%.0s' $(seq 1 200))" &&
+xf /v:"127.0.0.1:$RDP_PORT" /u:alice /p:"$(printf 'é%.0s' $(seq 1 200))" &&
 	broker_fail "a 400-byte RDP password was accepted"
 grep -q "login alice refused: user name or password over its length limit" \
     "$BROKER_LOG" || broker_fail "the RDP over-long password is not logged: $(tail -n 3 "$T/xf.log")"
@@ -77,7 +62,7 @@ done ) &
 KEEP_PID=$!
 EXTRA_CLEANUP="kill $KEEP_PID 2>/dev/null; $EXTRA_CLEANUP"
 sleep 1
-xf /u:alice /p:alice-pw-1 && broker_fail "RDP logged in past the exhausted throttle"
+xf /v:"127.0.0.1:$RDP_PORT" /u:alice /p:alice-pw-1 && broker_fail "RDP logged in past the exhausted throttle"
 grep -q "login refused: too many failed logins from 127.0.0.1" "$BROKER_LOG" ||
 	broker_fail "RDP did not go through the portal's throttle: $(tail -n 3 "$T/xf.log")"
 grep -q "login alice from RDP" "$QMPD_LOG" &&
