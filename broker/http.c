@@ -76,7 +76,7 @@ http_bevcb(struct event_base *base, void *arg)
 	bev = bufferevent_openssl_socket_new(base, -1, ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
-		return (NULL);	/* it freed ssl */
+		return (NULL);
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	hc = xcalloc(1, sizeof *hc);
 	hc->bev = bev;
