@@ -21,7 +21,7 @@
 
 #include <event2/event.h>
 #include <openssl/rand.h>
-#include <openssl/x509v3.h>
+#include <openssl/x509.h>
 
 #include "broker.h"
 #include "daemon.h"
@@ -126,7 +126,12 @@ broker_self_signed(SSL_CTX *ctx)
 {
 	X509	*x = SSL_CTX_get0_certificate(ctx);
 
-	return (x == NULL || X509_check_issued(x, x) == X509_V_OK);
+	/* Not X509_check_issued: a leaf without keyCertSign fails it. */
+	if (x == NULL)
+		return (1);
+	return (X509_NAME_cmp(X509_get_subject_name(x),
+	    X509_get_issuer_name(x)) == 0 &&
+	    X509_verify(x, X509_get0_pubkey(x)) == 1);
 }
 
 /*
