@@ -43,14 +43,17 @@ grep -q "login alice refused: user name or password over its length limit" \
 [ "$(qmpd_saw alice)" = 0 ] || fail "qmpd was asked about an over-long password"
 
 # --- 40 wrong attempts at once: at most the burst reach qmpd ------------
+t0=$SECONDS
 seq 1 40 | xargs -P 40 -I{} curl -sk -o "$T/flood.{}" -H 'X-Qdesk: 1' \
     -H 'Content-Type: application/json' \
     --data '{"user":"nobody{}","password":"wrong"}' "$URL/api/login"
 throttled=$(grep -l "too many failed logins from your address" "$T"/flood.* | wc -l)
 asked=$(qmpd_saw 'nobody[0-9]*')
 log "40 wrong logins at once: $asked reached qmpd, $throttled throttled"
-[ "$asked" -le 20 ] && [ $((asked + throttled)) = 40 ] ||
-	broker_fail "the throttle let $asked of 40 queued wrong logins reach qmpd ($throttled throttled)"
+# The burst, plus a token per 3 s if the flood itself took that long.
+most=$((20 + (SECONDS - t0) / 3))
+[ "$asked" -le "$most" ] && [ $((asked + throttled)) = 40 ] ||
+	broker_fail "the throttle let $asked of 40 queued wrong logins reach qmpd, over $most ($throttled throttled)"
 
 # --- RDP shares the throttle: even the right password waits -------------
 # A wrong portal login every half second keeps the bucket empty (a token
