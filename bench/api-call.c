@@ -32,7 +32,7 @@ main(int argc, char **argv)
 	size_t		 alllen = 0, allcap = 0, reqlen;
 	uint64_t	 t0;
 	long long	 id;
-	int		 ch, fd, i, n, left, errors = 0;
+	int		 ch, i, n, left, errors = 0;
 
 	while ((ch = getopt(argc, argv, "s:a:")) != -1) {
 		switch (ch) {
@@ -71,12 +71,7 @@ main(int argc, char **argv)
 	}
 
 	t0 = now_us();
-	if ((fd = unix_connect(sock)) == -1)
-		fatal("connect %s", sock);
-	lconn_init(&c, fd);
-	if ((line = lconn_readline(&c, NULL)) == NULL ||
-	    strstr(line, "\"qdesk\"") == NULL)
-		fatalx("no hello from qmpd");
+	qmpd_connect(&c, sock);
 	lconn_write(&c, all, alllen);
 	for (left = n; left > 0;) {
 		if ((line = lconn_readline(&c, NULL)) == NULL)

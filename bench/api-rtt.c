@@ -28,7 +28,7 @@ main(int argc, char **argv)
 	char		*line, req[512];
 	uint64_t	*v, t0, sum = 0, lo, hi;
 	size_t		 len, bytes = 0;
-	int		 ch, fd, n = 10000, i, reqlen;
+	int		 ch, n = 10000, i, reqlen;
 
 	while ((ch = getopt(argc, argv, "s:n:c:")) != -1) {
 		switch (ch) {
@@ -52,12 +52,7 @@ main(int argc, char **argv)
 	if (argc == 1)
 		name = argv[0];
 
-	if ((fd = unix_connect(sock)) == -1)
-		fatal("connect %s", sock);
-	lconn_init(&c, fd);
-	if ((line = lconn_readline(&c, NULL)) == NULL ||
-	    strstr(line, "\"qdesk\"") == NULL)
-		fatalx("no hello from qmpd");
+	qmpd_connect(&c, sock);
 	if ((v = calloc(n, sizeof *v)) == NULL)
 		fatal("calloc");
 	for (i = 0; i < n; i++) {

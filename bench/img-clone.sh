@@ -36,43 +36,11 @@ while [ $# -gt 0 ]; do
 	shift
 done
 BUILD=$(cd "${BUILD:-$top/build}" && pwd) || exit 2
-QMPD=$BUILD/qmpd/qmpd
-QDESK=$BUILD/cli/qdesk
-
-die() { echo "img-clone: $*" >&2; exit 1; }
-note() { echo "img-clone: $*" >&2; }
-
-[ "$(id -u)" = 0 ] || die "run as root (qmpd needs it)"
-[ -x "$QMPD" ] && [ -x "$QDESK" ] || die "build first: ninja -C $BUILD"
+. "$top/bench/lib.sh" img-clone
 id qdesk-vm >/dev/null 2>&1 || die "no user qdesk-vm: run scripts/setup"
 command -v qemu-img >/dev/null || die "no qemu-img"
 
-T=$(mktemp -d /tmp/qdesk-imgbench.XXXXXX) || exit 1
-chmod 711 "$T"
-STATE=$T/state
-export QDESK_SOCKET=$STATE/qmpd.sock
-QMPD_PID=
-
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	if [ -n "$QMPD_PID" ]; then
-		kill -TERM "$QMPD_PID" 2>/dev/null
-		wait "$QMPD_PID" 2>/dev/null
-	fi
-	rm -rf "$T"
-	exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$QMPD" -f --state-dir "$STATE" >"$T/qmpd.log" 2>&1 &
-QMPD_PID=$!
-for i in $(seq 1 100); do
-	"$QDESK" status >/dev/null 2>&1 && break
-	kill -0 "$QMPD_PID" 2>/dev/null || die "qmpd exited: $(cat "$T/qmpd.log")"
-	sleep 0.05
-done
+bench_qmpd_start "$T/state"
 
 # Two bases, not empty: 64 MiB written at the start, middle and end.
 for g in 1 20; do

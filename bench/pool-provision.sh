@@ -27,42 +27,14 @@ while [ $# -gt 0 ]; do
 	shift
 done
 BUILD=$(cd "${BUILD:-$top/build}" && pwd) || exit 2
-QMPD=$BUILD/qmpd/qmpd
-QDESK=$BUILD/cli/qdesk
 BASE=$top/build/guests/rootfs.qcow2
-
-die() { echo "pool-provision: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "run as root (qmpd needs it)"
-[ -x "$QMPD" ] && [ -x "$QDESK" ] || die "build first: ninja -C $BUILD"
+. "$top/bench/lib.sh" pool-provision
 [ -r "$BASE" ] || die "no $BASE (scripts/build-guests)"
-
-T=$(mktemp -d /tmp/qdesk-poolprov.XXXXXX) || exit 1
-chmod 711 "$T"
-QMPD_PID=
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	if [ -n "$QMPD_PID" ]; then
-		kill -TERM "$QMPD_PID" 2>/dev/null
-		wait "$QMPD_PID" 2>/dev/null
-	fi
-	[ -n "${KEEP:-}" ] || rm -rf "$T"
-	exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 : >"$T/res"
 for r in $(seq 1 "$RUNS"); do
-	STATE=$T/state-$r
-	export QDESK_SOCKET=$STATE/qmpd.sock
-	"$QMPD" -f --state-dir "$STATE" >>"$T/qmpd.log" 2>&1 &
-	QMPD_PID=$!
-	for i in $(seq 1 100); do
-		"$QDESK" status >/dev/null 2>&1 && break
-		sleep 0.05
-	done
+	bench_qmpd_start "$T/state-$r"
 	"$QDESK" image import base "$BASE" --format qcow2 >/dev/null ||
 		die "import failed"
 	t0=$(now)
@@ -80,9 +52,7 @@ for r in $(seq 1 "$RUNS"); do
 	done
 	t3=$(now)
 	echo "$t0 $t1 $t2 $t3" >>"$T/res"
-	kill -TERM "$QMPD_PID"
-	wait "$QMPD_PID" 2>/dev/null
-	QMPD_PID=
+	bench_qmpd_stop
 done
 python3 - "$N" "$T/res" <<'PY'
 import statistics, sys

@@ -30,53 +30,12 @@ while [ $# -gt 0 ]; do
 	shift
 done
 BUILD=$(cd "${BUILD:-$top/build}" && pwd) || exit 2
-QMPD=$BUILD/qmpd/qmpd
-QDESK=$BUILD/cli/qdesk
-
-die() { echo "pool-storm: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "run as root (qmpd needs it)"
-[ -x "$QMPD" ] && [ -x "$QDESK" ] || die "build first: ninja -C $BUILD"
+. "$top/bench/lib.sh" pool-storm
 [ -r /dev/kvm ] || die "no /dev/kvm"
-
-T=$(mktemp -d /tmp/qdesk-poolstorm.XXXXXX) || exit 1
-chmod 711 "$T"
-QMPD_PID=
-
-# Stop qmpd, then every QEMU of the state dir, by its pidfile.
-stop_all() {
-	local f pid
-	if [ -n "$QMPD_PID" ]; then
-		kill -TERM "$QMPD_PID" 2>/dev/null
-		wait "$QMPD_PID" 2>/dev/null
-		QMPD_PID=
-	fi
-	for f in "$STATE"/vms/*/qemu.pid; do
-		[ -f "$f" ] || continue
-		pid=$(cat "$f")
-		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$STATE/vms/" &&
-			kill -9 "$pid" 2>/dev/null
-	done
-}
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	stop_all
-	rm -rf "$T"
-	exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # One storm on a fresh qmpd with boot cap $1: prints "total median max".
 storm() {
-	STATE=$T/state-$1-$2
-	export QDESK_SOCKET=$STATE/qmpd.sock
-	"$QMPD" -f --state-dir "$STATE" --boot-cap "$1" >>"$T/qmpd.log" 2>&1 &
-	QMPD_PID=$!
-	for i in $(seq 1 100); do
-		"$QDESK" status >/dev/null 2>&1 && break
-		sleep 0.05
-	done
+	bench_qmpd_start "$T/state-$1-$2" --boot-cap "$1"
 	"$QDESK" image import tiny "$top/build/guests/boot.img" --format raw >/dev/null ||
 		die "import failed"
 	"$QDESK" pool create storm --template tiny --size "$N" --accel kvm \
@@ -121,7 +80,7 @@ time.sleep(0.2)
 times.sort()
 print("%.3f %.3f %d" % (times[-1], times[len(times) // 2], peak[0]))
 PY
-	stop_all
+	bench_qmpd_stop
 }
 
 echo "| boot cap | all $N running (s) | median acquire (s) | most starting at once |"

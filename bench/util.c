@@ -102,6 +102,21 @@ lconn_init(struct lconn *c, int fd)
 	c->off = c->len = 0;
 }
 
+/* Connect to qmpd's admin socket and read its hello, or exit. */
+void
+qmpd_connect(struct lconn *c, const char *sock)
+{
+	char	*line;
+	int	 fd;
+
+	if ((fd = unix_connect(sock)) == -1)
+		fatal("connect %s", sock);
+	lconn_init(c, fd);
+	if ((line = lconn_readline(c, NULL)) == NULL ||
+	    strstr(line, "\"qdesk\"") == NULL)
+		fatalx("no hello from qmpd");
+}
+
 void
 lconn_close(struct lconn *c)
 {

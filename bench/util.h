@@ -31,6 +31,8 @@ void		 lconn_init(struct lconn *, int);
 void		 lconn_close(struct lconn *);
 char		*lconn_readline(struct lconn *, size_t *);
 void		 lconn_write(struct lconn *, const char *, size_t);
+/* qmpd's admin socket, its hello read; exits on failure. */
+void		 qmpd_connect(struct lconn *, const char *);
 
 int		 pidfd_open_pid(pid_t);
 int		 pidfd_wait(int, int);

@@ -106,7 +106,7 @@ args_global(int argc, char **argv, struct cli *cli, int *optind,
 
 /* Set one argument's value from its text; -1 with *cause if it is wrong. */
 static int
-args_set(const struct cmd_arg *ca, const char *value, json_t *into,
+args_set(const struct ctl_arg *ca, const char *value, json_t *into,
     char **cause)
 {
 	char		 path[PATH_MAX];
@@ -114,10 +114,10 @@ args_set(const struct cmd_arg *ca, const char *value, json_t *into,
 	long long	 n;
 
 	switch (ca->type) {
-	case ARG_STR:
+	case CTL_STR:
 		json_object_set_new(into, ca->key, json_string(value));
 		break;
-	case ARG_INT:
+	case CTL_INT:
 		if (args_int(value, &n) != 0) {
 			xasprintf(cause, "%s wants a whole number, not '%s'",
 			    ca->name, value);
@@ -125,10 +125,10 @@ args_set(const struct cmd_arg *ca, const char *value, json_t *into,
 		}
 		json_object_set_new(into, ca->key, json_integer(n));
 		break;
-	case ARG_BOOL:
+	case CTL_BOOL:
 		json_object_set_new(into, ca->key, json_true());
 		break;
-	case ARG_STRLIST:
+	case CTL_STRLIST:
 		list = json_object_get(into, ca->key);
 		if (list == NULL) {
 			list = json_array();
@@ -136,7 +136,7 @@ args_set(const struct cmd_arg *ca, const char *value, json_t *into,
 		}
 		json_array_append_new(list, json_string(value));
 		break;
-	case ARG_PATH:
+	case CTL_PATH:
 		/* The daemon runs elsewhere: send an absolute path. */
 		if (*value == '\0') {
 			xasprintf(cause, "%s needs a file name", ca->name);
@@ -154,12 +154,12 @@ args_set(const struct cmd_arg *ca, const char *value, json_t *into,
 }
 
 /* Global options also taken after the command, unless it has its own. */
-static const struct cmd_arg args_globals[] = {
-	{ "--json",	"json",		ARG_BOOL,	ARG_LOCAL },
-	{ "--socket",	"socket",	ARG_STR,	ARG_LOCAL },
+static const struct ctl_arg args_globals[] = {
+	{ "--json",	"json",		CTL_BOOL,	CTL_LOCAL },
+	{ "--socket",	"socket",	CTL_STR,	CTL_LOCAL },
 };
 
-static const struct cmd_arg *
+static const struct ctl_arg *
 args_find_global(const char *name)
 {
 	size_t	i;
@@ -171,10 +171,10 @@ args_find_global(const char *name)
 	return (NULL);
 }
 
-static const struct cmd_arg *
-args_find_opt(const struct cmd_entry *ce, const char *name)
+static const struct ctl_arg *
+args_find_opt(const struct ctl_command *ce, const char *name)
 {
-	const struct cmd_arg	*ca;
+	const struct ctl_arg	*ca;
 
 	if (ce->opts == NULL)
 		return (NULL);
@@ -188,14 +188,15 @@ args_find_opt(const struct cmd_entry *ce, const char *name)
 /*
  * Map the words after "qdesk GROUP VERB" onto the request's args and the
  * values the CLI keeps for itself (local: --follow, FILE, --help, and
- * --json or --socket given after the command). Options and positionals may be mixed; "--" ends options.
+ * --json or --socket given after the command). Options and positionals
+ * may be mixed; "--" ends options.
  * Returns -1 with *cause (no "qdesk: " prefix) on a usage error.
  */
 int
-args_parse(const struct cmd_entry *ce, int argc, char **argv, json_t **argsp,
+args_parse(const struct ctl_command *ce, int argc, char **argv, json_t **argsp,
     json_t **localp, char **cause)
 {
-	const struct cmd_arg	*ca;
+	const struct ctl_arg	*ca;
 	char			 name[64];
 	const char		*value;
 	json_t			*args, *local;
@@ -215,13 +216,13 @@ args_parse(const struct cmd_entry *ce, int argc, char **argv, json_t **argsp,
 		}
 		if (dashdash || strncmp(argv[i], "--", 2) != 0) {
 			ca = &ce->pos[npos];
-			if (npos == CMD_MAXPOS || ca->name == NULL) {
+			if (npos == CTL_MAXPOS || ca->name == NULL) {
 				xasprintf(cause, "too many arguments: '%s'",
 				    argv[i]);
 				goto fail;
 			}
 			npos++;
-			if (args_set(ca, argv[i], (ca->flags & ARG_LOCAL) ?
+			if (args_set(ca, argv[i], (ca->flags & CTL_LOCAL) ?
 			    local : args, cause) != 0)
 				goto fail;
 			continue;
@@ -234,7 +235,7 @@ args_parse(const struct cmd_entry *ce, int argc, char **argv, json_t **argsp,
 			xasprintf(cause, "unknown option %s", name);
 			goto fail;
 		}
-		if (ca->type == ARG_BOOL) {
+		if (ca->type == CTL_BOOL) {
 			if (value != NULL) {
 				xasprintf(cause, "%s takes no value", name);
 				goto fail;
@@ -246,20 +247,20 @@ args_parse(const struct cmd_entry *ce, int argc, char **argv, json_t **argsp,
 			}
 			value = argv[++i];
 		}
-		if (args_set(ca, value, (ca->flags & ARG_LOCAL) ? local : args,
+		if (args_set(ca, value, (ca->flags & CTL_LOCAL) ? local : args,
 		    cause) != 0)
 			goto fail;
 	}
 
 	if (json_object_get(local, "help") == NULL) {
 		ca = &ce->pos[npos];
-		if (npos < CMD_MAXPOS && ca->name != NULL &&
-		    !(ca->flags & ARG_OPTIONAL)) {
+		if (npos < CTL_MAXPOS && ca->name != NULL &&
+		    !(ca->flags & CTL_OPTIONAL)) {
 			xasprintf(cause, "missing %s", ca->name);
 			goto fail;
 		}
 		for (ca = ce->opts; ca != NULL && ca->name != NULL; ca++) {
-			if ((ca->flags & ARG_REQUIRED) &&
+			if ((ca->flags & CTL_REQUIRED) &&
 			    json_object_get(args, ca->key) == NULL) {
 				xasprintf(cause, "%s is required", ca->name);
 				goto fail;

@@ -23,7 +23,7 @@
 #define CLIENT_MAXLINE		(64 * 1024 * 1024)
 #define CLIENT_BUFSIZE		(64 * 1024)
 
-struct client {
+struct ctl_client {
 	int		 fd;
 	char		*path;
 	int		 timeout;	/* seconds per reply; 0: none */
@@ -77,7 +77,7 @@ client_hint(int error)
  * *line points into the buffer, NUL-terminated, valid until the next call.
  */
 static int
-client_readline(struct client *c, long long deadline, char **line,
+client_readline(struct ctl_client *c, long long deadline, char **line,
     size_t *linelen, char **cause)
 {
 	struct pollfd	 pfd;
@@ -166,11 +166,11 @@ fail:
  * cannot be reached or does not greet, or with *error when the daemon
  * answers with an error instead (it refused this user).
  */
-struct client *
+struct ctl_client *
 client_connect(const char *path, int timeout, json_t **error, char **cause)
 {
 	struct sockaddr_un	 sun;
-	struct client		*c;
+	struct ctl_client	*c;
 	json_t			*hello, *proto;
 	char			*line;
 	size_t			 len;
@@ -243,7 +243,7 @@ fail:
 }
 
 void
-client_free(struct client *c)
+client_free(struct ctl_client *c)
 {
 	if (c == NULL)
 		return;
@@ -256,7 +256,7 @@ client_free(struct client *c)
 
 /* Write all of buf; MSG_NOSIGNAL turns a gone daemon into EPIPE. */
 static int
-client_write(struct client *c, const char *buf, size_t len)
+client_write(struct ctl_client *c, const char *buf, size_t len)
 {
 	ssize_t	n;
 
@@ -275,7 +275,7 @@ client_write(struct client *c, const char *buf, size_t len)
 
 /* Show a progress line on a terminal; elsewhere progress is ignored. */
 static void
-client_progress(struct client *c, json_t *p)
+client_progress(struct ctl_client *c, json_t *p)
 {
 	json_t		*what;
 	double		 done, total;
@@ -294,7 +294,7 @@ client_progress(struct client *c, json_t *p)
 }
 
 static void
-client_progress_end(struct client *c)
+client_progress_end(struct ctl_client *c)
 {
 	if (c->progress) {
 		fprintf(stderr, "\r\033[K");
@@ -310,8 +310,8 @@ client_progress_end(struct client *c)
  * import that reports is alive.
  */
 enum client_status
-client_call(struct client *c, const char *cmd, json_t *args, json_t **reply,
-    char **cause)
+client_call(struct ctl_client *c, const char *cmd, json_t *args,
+    json_t **reply, char **cause)
 {
 	enum client_status	 st = CLIENT_FAILED;
 	json_t			*id, *msg = NULL, *v;
@@ -390,7 +390,7 @@ client_call(struct client *c, const char *cmd, json_t *args, json_t **reply,
  * parsed line and *line its text (valid until the next call).
  */
 enum client_status
-client_next(struct client *c, json_t **msg, char **line, char **cause)
+client_next(struct ctl_client *c, json_t **msg, char **line, char **cause)
 {
 	size_t	len;
 	int	r;

@@ -9,124 +9,124 @@
 #include "compat.h"
 #include "qdesk.h"
 
-#define NAME_POS(meta)	{ meta, "name", ARG_STR, 0 }
+#define NAME_POS(meta)	{ meta, "name", CTL_STR, 0 }
 
-static const struct cmd_arg vm_create_opts[] = {
-	{ "--memory",	"memory",	ARG_INT,	0 },
-	{ "--vcpus",	"vcpus",	ARG_INT,	0 },
-	{ "--accel",	"accel",	ARG_STR,	0 },
-	{ "--machine",	"machine",	ARG_STR,	0 },
-	{ "--cpu",	"cpu",		ARG_STR,	0 },
-	{ "--kernel",	"kernel",	ARG_PATH,	0 },
-	{ "--initrd",	"initrd",	ARG_PATH,	0 },
-	{ "--append",	"append",	ARG_STR,	0 },
-	{ "--disk",	"disk",		ARG_PATH,	0 },
-	{ "--disk-format", "disk_format", ARG_STR,	0 },
-	{ "--from",	"from",		ARG_STR,	0 },
-	{ "--net",	"nets",		ARG_STRLIST,	0 },
-	{ "--display",	"display",	ARG_STR,	0 },
-	{ "--listen",	"listen",	ARG_STR,	0 },
-	{ "--restart",	"restart",	ARG_STR,	0 },
-	{ "--autostart", "autostart",	ARG_BOOL,	0 },
+static const struct ctl_arg vm_create_opts[] = {
+	{ "--memory",	"memory",	CTL_INT,	0 },
+	{ "--vcpus",	"vcpus",	CTL_INT,	0 },
+	{ "--accel",	"accel",	CTL_STR,	0 },
+	{ "--machine",	"machine",	CTL_STR,	0 },
+	{ "--cpu",	"cpu",		CTL_STR,	0 },
+	{ "--kernel",	"kernel",	CTL_PATH,	0 },
+	{ "--initrd",	"initrd",	CTL_PATH,	0 },
+	{ "--append",	"append",	CTL_STR,	0 },
+	{ "--disk",	"disk",		CTL_PATH,	0 },
+	{ "--disk-format", "disk_format", CTL_STR,	0 },
+	{ "--from",	"from",		CTL_STR,	0 },
+	{ "--net",	"nets",		CTL_STRLIST,	0 },
+	{ "--display",	"display",	CTL_STR,	0 },
+	{ "--listen",	"listen",	CTL_STR,	0 },
+	{ "--restart",	"restart",	CTL_STR,	0 },
+	{ "--autostart", "autostart",	CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg vm_stop_opts[] = {
-	{ "--force",	"force",	ARG_BOOL,	0 },
-	{ "--timeout",	"timeout",	ARG_INT,	0 },
+static const struct ctl_arg vm_stop_opts[] = {
+	{ "--force",	"force",	CTL_BOOL,	0 },
+	{ "--timeout",	"timeout",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg timeout_opts[] = {
-	{ "--timeout",	"timeout",	ARG_INT,	0 },
+static const struct ctl_arg timeout_opts[] = {
+	{ "--timeout",	"timeout",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg vm_console_opts[] = {
-	{ "--follow",	"follow",	ARG_BOOL,	ARG_LOCAL },
+static const struct ctl_arg vm_console_opts[] = {
+	{ "--follow",	"follow",	CTL_BOOL,	CTL_LOCAL },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg vm_ticket_opts[] = {
-	{ "--expires",	"expires",	ARG_INT,	0 },
-	{ "--vv",	"vv",		ARG_STR,	ARG_LOCAL },
+static const struct ctl_arg vm_ticket_opts[] = {
+	{ "--expires",	"expires",	CTL_INT,	0 },
+	{ "--vv",	"vv",		CTL_STR,	CTL_LOCAL },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg events_opts[] = {
-	{ "--vm",	"vm",		ARG_STR,	0 },
+static const struct ctl_arg events_opts[] = {
+	{ "--vm",	"vm",		CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg image_import_opts[] = {
-	{ "--format",	"format",	ARG_STR,	0 },
+static const struct ctl_arg image_import_opts[] = {
+	{ "--format",	"format",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg image_gc_opts[] = {
-	{ "--dry-run",	"dry_run",	ARG_BOOL,	0 },
+static const struct ctl_arg image_gc_opts[] = {
+	{ "--dry-run",	"dry_run",	CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg net_create_opts[] = {
-	{ "--subnet",	"subnet",	ARG_STR,	ARG_REQUIRED },
-	{ "--mode",	"mode",		ARG_STR,	0 },
-	{ "--uplink",	"uplink",	ARG_STR,	0 },
+static const struct ctl_arg net_create_opts[] = {
+	{ "--subnet",	"subnet",	CTL_STR,	CTL_REQUIRED },
+	{ "--mode",	"mode",		CTL_STR,	0 },
+	{ "--uplink",	"uplink",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg dept_add_opts[] = {
-	{ "--parent",	"parent",	ARG_STR,	0 },
+static const struct ctl_arg dept_add_opts[] = {
+	{ "--parent",	"parent",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg user_add_opts[] = {
-	{ "--name",	"name",		ARG_STR,	0 },
-	{ "--dept",	"dept",		ARG_STR,	0 },
-	{ "--admin",	"admin",	ARG_BOOL,	0 },
-	{ "--password-stdin", "password_stdin", ARG_BOOL, ARG_LOCAL },
+static const struct ctl_arg user_add_opts[] = {
+	{ "--name",	"name",		CTL_STR,	0 },
+	{ "--dept",	"dept",		CTL_STR,	0 },
+	{ "--admin",	"admin",	CTL_BOOL,	0 },
+	{ "--password-stdin", "password_stdin", CTL_BOOL, CTL_LOCAL },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg user_passwd_opts[] = {
-	{ "--password-stdin", "password_stdin", ARG_BOOL, ARG_LOCAL },
+static const struct ctl_arg user_passwd_opts[] = {
+	{ "--password-stdin", "password_stdin", CTL_BOOL, CTL_LOCAL },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg desktop_list_opts[] = {
-	{ "--user",	"login",	ARG_STR,	0 },
+static const struct ctl_arg desktop_list_opts[] = {
+	{ "--user",	"login",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg pool_create_opts[] = {
-	{ "--template",	"template",	ARG_STR,	ARG_REQUIRED },
-	{ "--size",	"size",		ARG_INT,	ARG_REQUIRED },
-	{ "--prestart",	"prestart",	ARG_INT,	0 },
-	{ "--mode",	"mode",		ARG_STR,	0 },
-	{ "--stateless", "stateless",	ARG_BOOL,	0 },
-	{ "--dept",	"dept",		ARG_STR,	0 },
-	{ "--memory",	"memory",	ARG_INT,	0 },
-	{ "--vcpus",	"vcpus",	ARG_INT,	0 },
-	{ "--net",	"nets",		ARG_STRLIST,	0 },
-	{ "--kernel",	"kernel",	ARG_PATH,	0 },
-	{ "--initrd",	"initrd",	ARG_PATH,	0 },
-	{ "--append",	"append",	ARG_STR,	0 },
-	{ "--accel",	"accel",	ARG_STR,	0 },
-	{ "--display",	"display",	ARG_STR,	0 },
-	{ "--on-disconnect", "on_disconnect", ARG_STR,	0 },
-	{ "--grace",	"grace",	ARG_INT,	0 },
+static const struct ctl_arg pool_create_opts[] = {
+	{ "--template",	"template",	CTL_STR,	CTL_REQUIRED },
+	{ "--size",	"size",		CTL_INT,	CTL_REQUIRED },
+	{ "--prestart",	"prestart",	CTL_INT,	0 },
+	{ "--mode",	"mode",		CTL_STR,	0 },
+	{ "--stateless", "stateless",	CTL_BOOL,	0 },
+	{ "--dept",	"dept",		CTL_STR,	0 },
+	{ "--memory",	"memory",	CTL_INT,	0 },
+	{ "--vcpus",	"vcpus",	CTL_INT,	0 },
+	{ "--net",	"nets",		CTL_STRLIST,	0 },
+	{ "--kernel",	"kernel",	CTL_PATH,	0 },
+	{ "--initrd",	"initrd",	CTL_PATH,	0 },
+	{ "--append",	"append",	CTL_STR,	0 },
+	{ "--accel",	"accel",	CTL_STR,	0 },
+	{ "--display",	"display",	CTL_STR,	0 },
+	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
+	{ "--grace",	"grace",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg pool_set_opts[] = {
-	{ "--prestart",	"prestart",	ARG_INT,	0 },
-	{ "--on-disconnect", "on_disconnect", ARG_STR,	0 },
-	{ "--grace",	"grace",	ARG_INT,	0 },
+static const struct ctl_arg pool_set_opts[] = {
+	{ "--prestart",	"prestart",	CTL_INT,	0 },
+	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
+	{ "--grace",	"grace",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
-static const struct cmd_arg session_list_opts[] = {
-	{ "--vm",	"vm",		ARG_STR,	0 },
+static const struct ctl_arg session_list_opts[] = {
+	{ "--vm",	"vm",		CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -154,7 +154,7 @@ static const struct print_col image_cols[] = {
 };
 
 /* Keep groups together: help lists them in this order. */
-const struct cmd_entry cmd_table[] = {
+const struct ctl_command ctl_commands[] = {
 	{ .group = "status", .cmd = "server.status", .usage = "",
 	  .print = PRINT_OBJECT },
 
@@ -194,11 +194,11 @@ const struct cmd_entry cmd_table[] = {
 	  .run = run_console },
 	{ .group = "vm", .verb = "screenshot", .cmd = "vm.screenshot",
 	  .usage = "NAME FILE",
-	  .pos = { NAME_POS("NAME"), { "FILE", "file", ARG_STR, ARG_LOCAL } },
+	  .pos = { NAME_POS("NAME"), { "FILE", "file", CTL_STR, CTL_LOCAL } },
 	  .run = run_screenshot },
 	{ .group = "vm", .verb = "wait", .cmd = "vm.wait",
 	  .usage = "NAME STATE [--timeout S]",
-	  .pos = { NAME_POS("NAME"), { "STATE", "state", ARG_STR, 0 } },
+	  .pos = { NAME_POS("NAME"), { "STATE", "state", CTL_STR, 0 } },
 	  .opts = timeout_opts, .print = PRINT_STATE, .wait = 60 },
 	{ .group = "vm", .verb = "ticket", .cmd = "vm.ticket",
 	  .usage = "NAME [--expires S] [--vv FILE]",
@@ -206,32 +206,32 @@ const struct cmd_entry cmd_table[] = {
 	  .print = PRINT_OBJECT, .run = run_ticket },
 	{ .group = "vm", .verb = "template", .cmd = "vm.template",
 	  .usage = "VM NAME",
-	  .pos = { NAME_POS("VM"), { "NAME", "image", ARG_STR, 0 } },
+	  .pos = { NAME_POS("VM"), { "NAME", "image", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$image: template made from $name" },
 	{ .group = "vm", .verb = "snapshot", .cmd = "vm.snapshot",
 	  .usage = "VM SNAP",
-	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", ARG_STR, 0 } },
+	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$name: snapshot $snapshot taken" },
 	{ .group = "vm", .verb = "snapshots", .cmd = "vm.snapshots",
 	  .usage = "VM", .pos = { NAME_POS("VM") }, .print = PRINT_LIST },
 	{ .group = "vm", .verb = "revert", .cmd = "vm.revert",
 	  .usage = "VM SNAP",
-	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", ARG_STR, 0 } },
+	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$name: reverted to $snapshot" },
 	{ .group = "vm", .verb = "snapshot-rm", .cmd = "vm.snapshot_rm",
 	  .usage = "VM SNAP",
-	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", ARG_STR, 0 } },
+	  .pos = { NAME_POS("VM"), { "SNAP", "snapshot", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$name: snapshot $snapshot removed" },
 	{ .group = "vm", .verb = "reset-disk", .cmd = "vm.reset_disk",
 	  .usage = "VM", .pos = { NAME_POS("VM") },
 	  .print = PRINT_DONE, .done = "$name: disk reset" },
 	{ .group = "vm", .verb = "nic-add", .cmd = "vm.nic_add",
 	  .usage = "VM NETWORK",
-	  .pos = { NAME_POS("VM"), { "NETWORK", "network", ARG_STR, 0 } },
+	  .pos = { NAME_POS("VM"), { "NETWORK", "network", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$name: nic added on $network" },
 	{ .group = "vm", .verb = "nic-rm", .cmd = "vm.nic_rm",
 	  .usage = "VM MAC",
-	  .pos = { NAME_POS("VM"), { "MAC", "mac", ARG_STR, 0 } },
+	  .pos = { NAME_POS("VM"), { "MAC", "mac", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$name: nic $mac removed" },
 
 	{ .group = "events", .cmd = "events.subscribe", .usage = "[--vm NAME]",
@@ -239,12 +239,12 @@ const struct cmd_entry cmd_table[] = {
 
 	{ .group = "image", .verb = "import", .cmd = "image.import",
 	  .usage = "NAME FILE [--format raw|qcow2]",
-	  .pos = { NAME_POS("NAME"), { "FILE", "file", ARG_PATH, 0 } },
+	  .pos = { NAME_POS("NAME"), { "FILE", "file", CTL_PATH, 0 } },
 	  .opts = image_import_opts, .print = PRINT_DONE,
 	  .done = "$name: imported" },
 	{ .group = "image", .verb = "clone", .cmd = "image.clone",
 	  .usage = "PARENT NAME",
-	  .pos = { { "PARENT", "parent", ARG_STR, 0 }, NAME_POS("NAME") },
+	  .pos = { { "PARENT", "parent", CTL_STR, 0 }, NAME_POS("NAME") },
 	  .print = PRINT_DONE, .done = "$name: cloned from $parent" },
 	{ .group = "image", .verb = "list", .cmd = "image.list", .usage = "",
 	  .print = PRINT_LIST, .list = "images", .cols = image_cols },
@@ -256,7 +256,7 @@ const struct cmd_entry cmd_table[] = {
 	  .done = "$name: removed" },
 	{ .group = "image", .verb = "verify", .cmd = "image.verify",
 	  .usage = "[NAME]",
-	  .pos = { { "NAME", "name", ARG_STR, ARG_OPTIONAL } },
+	  .pos = { { "NAME", "name", CTL_STR, CTL_OPTIONAL } },
 	  .print = PRINT_VERIFY },
 	{ .group = "image", .verb = "gc", .cmd = "image.gc",
 	  .usage = "[--dry-run]", .opts = image_gc_opts,
@@ -291,34 +291,34 @@ const struct cmd_entry cmd_table[] = {
 	{ .group = "user", .verb = "add", .cmd = "user.add",
 	  .usage = "LOGIN [--name \"Full Name\"] [--dept DEPT] [--admin] "
 	    "[--password-stdin]",
-	  .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .pos = { { "LOGIN", "login", CTL_STR, 0 } },
 	  .opts = user_add_opts, .print = PRINT_DONE,
-	  .done = "$login: added", .flags = CMD_PASSWORD },
+	  .done = "$login: added", .flags = CTL_PASSWORD },
 	{ .group = "user", .verb = "passwd", .cmd = "user.passwd",
 	  .usage = "LOGIN [--password-stdin]",
-	  .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .pos = { { "LOGIN", "login", CTL_STR, 0 } },
 	  .opts = user_passwd_opts, .print = PRINT_DONE,
 	  .done = "$login: password changed",
-	  .flags = CMD_PASSWORD|CMD_NEEDPASS },
+	  .flags = CTL_PASSWORD|CTL_NEEDPASS },
 	{ .group = "user", .verb = "disable", .cmd = "user.disable",
-	  .usage = "LOGIN", .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .usage = "LOGIN", .pos = { { "LOGIN", "login", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$login: disabled" },
 	{ .group = "user", .verb = "enable", .cmd = "user.enable",
-	  .usage = "LOGIN", .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .usage = "LOGIN", .pos = { { "LOGIN", "login", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$login: enabled" },
 	{ .group = "user", .verb = "rm", .cmd = "user.rm",
-	  .usage = "LOGIN", .pos = { { "LOGIN", "login", ARG_STR, 0 } },
+	  .usage = "LOGIN", .pos = { { "LOGIN", "login", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$login: removed" },
 	{ .group = "user", .verb = "list", .cmd = "user.list", .usage = "",
 	  .print = PRINT_LIST },
 
 	{ .group = "desktop", .verb = "assign", .cmd = "desktop.assign",
 	  .usage = "LOGIN VM",
-	  .pos = { { "LOGIN", "login", ARG_STR, 0 },
-	    { "VM", "vm", ARG_STR, 0 } },
+	  .pos = { { "LOGIN", "login", CTL_STR, 0 },
+	    { "VM", "vm", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$vm: assigned to $login" },
 	{ .group = "desktop", .verb = "unassign", .cmd = "desktop.unassign",
-	  .usage = "VM", .pos = { { "VM", "vm", ARG_STR, 0 } },
+	  .usage = "VM", .pos = { { "VM", "vm", CTL_STR, 0 } },
 	  .print = PRINT_DONE, .done = "$vm: unassigned" },
 	{ .group = "desktop", .verb = "list", .cmd = "desktop.list",
 	  .usage = "[--user LOGIN]", .opts = desktop_list_opts,
@@ -338,7 +338,7 @@ const struct cmd_entry cmd_table[] = {
 	  .pos = { NAME_POS("NAME") }, .print = PRINT_OBJECT },
 	{ .group = "pool", .verb = "resize", .cmd = "pool.resize",
 	  .usage = "NAME N",
-	  .pos = { NAME_POS("NAME"), { "N", "size", ARG_INT, 0 } },
+	  .pos = { NAME_POS("NAME"), { "N", "size", CTL_INT, 0 } },
 	  .print = PRINT_DONE, .done = "$name: resized to $size" },
 	{ .group = "pool", .verb = "rm", .cmd = "pool.rm", .usage = "NAME",
 	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
@@ -353,22 +353,22 @@ const struct cmd_entry cmd_table[] = {
 	  .usage = "[--vm NAME]", .opts = session_list_opts,
 	  .print = PRINT_LIST, .list = "sessions", .cols = session_cols },
 };
-const size_t cmd_table_size = nitems(cmd_table);
+const size_t ctl_commands_size = nitems(ctl_commands);
 
 /*
  * Find the entry for GROUP VERB; verb is ignored for a group that is a
  * command by itself. *known_group tells a caller whether to list the
  * group's commands or all of them when nothing matched.
  */
-const struct cmd_entry *
+const struct ctl_command *
 cmds_find(const char *group, const char *verb, int *known_group)
 {
-	const struct cmd_entry	*ce;
-	size_t			 i;
+	const struct ctl_command	*ce;
+	size_t				 i;
 
 	*known_group = 0;
-	for (i = 0; i < cmd_table_size; i++) {
-		ce = &cmd_table[i];
+	for (i = 0; i < ctl_commands_size; i++) {
+		ce = &ctl_commands[i];
 		if (strcmp(ce->group, group) != 0)
 			continue;
 		*known_group = 1;
@@ -385,8 +385,8 @@ cmds_group_exists(const char *group)
 {
 	size_t	i;
 
-	for (i = 0; i < cmd_table_size; i++) {
-		if (strcmp(cmd_table[i].group, group) == 0)
+	for (i = 0; i < ctl_commands_size; i++) {
+		if (strcmp(ctl_commands[i].group, group) == 0)
 			return (1);
 	}
 	return (0);
@@ -423,7 +423,7 @@ cmds_usage_word(const char *s, size_t *skip)
  * continuation lines indented under the first argument.
  */
 static void
-cmds_print(FILE *f, const char *prefix, const struct cmd_entry *ce)
+cmds_print(FILE *f, const char *prefix, const struct ctl_command *ce)
 {
 	char		 head[128];
 	const char	*s = ce->usage;
@@ -458,7 +458,7 @@ cmds_print(FILE *f, const char *prefix, const struct cmd_entry *ce)
 }
 
 void
-cmds_usage(FILE *f, const struct cmd_entry *ce)
+cmds_usage(FILE *f, const struct ctl_command *ce)
 {
 	cmds_print(f, "usage: ", ce);
 }
@@ -469,9 +469,9 @@ cmds_list(FILE *f, const char *group)
 {
 	size_t	i;
 
-	for (i = 0; i < cmd_table_size; i++) {
-		if (group == NULL || strcmp(cmd_table[i].group, group) == 0)
-			cmds_print(f, "  ", &cmd_table[i]);
+	for (i = 0; i < ctl_commands_size; i++) {
+		if (group == NULL || strcmp(ctl_commands[i].group, group) == 0)
+			cmds_print(f, "  ", &ctl_commands[i]);
 	}
 }
 

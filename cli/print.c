@@ -123,27 +123,32 @@ print_time(char *buf, size_t len, double ts, int ms)
 		    (int)((ts - (double)t) * 1000) % 1000);
 }
 
-/* A {"host":H,"port":P} object, as H:P ([H]:P for IPv6). */
+/*
+ * A {"host":H,"port":P} object, with "tls":true or false or without, as
+ * H:P ([H]:P for IPv6), followed by " tls" when TLS is on; NULL for any
+ * other object.
+ */
 static char *
 print_hostport(json_t *v)
 {
-	json_t		*host, *port;
+	json_t		*host, *port, *tls;
 	const char	*h;
 	char		*s;
 
-	if (!json_is_object(v) || json_object_size(v) != 2)
+	if (!json_is_object(v))
 		return (NULL);
 	host = json_object_get(v, "host");
 	port = json_object_get(v, "port");
-	if (!json_is_string(host) || !json_is_integer(port))
+	tls = json_object_get(v, "tls");
+	if (!json_is_string(host) || !json_is_integer(port) ||
+	    (tls != NULL && !json_is_boolean(tls)) ||
+	    json_object_size(v) != (tls != NULL ? 3 : 2))
 		return (NULL);
 	h = json_string_value(host);
-	if (strchr(h, ':') != NULL)
-		xasprintf(&s, "[%s]:%" JSON_INTEGER_FORMAT, h,
-		    json_integer_value(port));
-	else
-		xasprintf(&s, "%s:%" JSON_INTEGER_FORMAT, h,
-		    json_integer_value(port));
+	xasprintf(&s, "%s%s%s:%" JSON_INTEGER_FORMAT "%s",
+	    strchr(h, ':') != NULL ? "[" : "", h,
+	    strchr(h, ':') != NULL ? "]" : "", json_integer_value(port),
+	    json_is_true(tls) ? " tls" : "");
 	return (s);
 }
 
@@ -520,7 +525,7 @@ print_done(FILE *f, const char *tmpl, json_t *ret, json_t *args)
 
 /* Print a reply for a human, the way the command's entry asks. */
 void
-print_reply(FILE *f, const struct cmd_entry *ce, json_t *ret, json_t *args)
+print_reply(FILE *f, const struct ctl_command *ce, json_t *ret, json_t *args)
 {
 	json_t		*name, *state, *list;
 
@@ -571,7 +576,7 @@ print_reply(FILE *f, const struct cmd_entry *ce, json_t *ret, json_t *args)
  * f (stderr) saying how many.
  */
 int
-print_exit(FILE *f, const struct cmd_entry *ce, json_t *ret)
+print_exit(FILE *f, const struct ctl_command *ce, json_t *ret)
 {
 	size_t	n;
 

@@ -19,7 +19,7 @@
 
 /* A usage error: the reason, then the usage of the command or of all. */
 static int
-qdesk_usage_error(const struct cmd_entry *ce, const char *group,
+qdesk_usage_error(const struct ctl_command *ce, const char *group,
     const char *fmt, const char *arg)
 {
 	fputs("qdesk: ", stderr);
@@ -54,12 +54,12 @@ qdesk_help(const char *group)
 int
 main(int argc, char **argv)
 {
-	struct cli		 cli;
-	const struct cmd_entry	*ce;
-	const char		*group, *verb, *env;
-	json_t			*args, *local;
-	char			*cause = NULL;
-	int			 optind, known, ex, first;
+	struct cli			 cli;
+	const struct ctl_command	*ce;
+	const char			*group, *verb, *env;
+	json_t				*args, *local;
+	char				*cause = NULL;
+	int				 optind, known, ex, first;
 
 	log_init("qdesk", 1, 0);
 	signal(SIGPIPE, SIG_IGN);

@@ -3,6 +3,11 @@
  * admin protocol request through one table (cmds.c), sends it over the
  * admin socket with plain blocking I/O (client.c) and prints the reply
  * (print.c). Parsing argv into the request is pure (args.c).
+ *
+ * Names the daemon also has for something else are ctl_ here, as in
+ * vmctl: struct ctl_command (qmpd's struct cmd_entry), struct ctl_arg and
+ * CTL_STR... (its struct cmd_arg and ARG_STR...), struct ctl_client (its
+ * struct client).
  */
 #ifndef QDESK_CLI_H
 #define QDESK_CLI_H
@@ -26,25 +31,25 @@
 #define EXIT_UNREACHABLE	3	/* no daemon, or it went away */
 
 /* What an argument's value must look like. */
-enum arg_type {
-	ARG_STR,
-	ARG_INT,	/* a whole number */
-	ARG_BOOL,	/* a flag: present means true */
-	ARG_STRLIST,	/* repeatable: a JSON array of strings */
-	ARG_PATH	/* an existing file, made absolute */
+enum ctl_argtype {
+	CTL_STR,
+	CTL_INT,	/* a whole number */
+	CTL_BOOL,	/* a flag: present means true */
+	CTL_STRLIST,	/* repeatable: a JSON array of strings */
+	CTL_PATH	/* an existing file, made absolute */
 };
 
 /* Argument flags. */
-#define ARG_LOCAL	0x1	/* used by the CLI itself, never sent */
-#define ARG_OPTIONAL	0x2	/* a positional that may be left out */
-#define ARG_REQUIRED	0x4	/* an option that must be given */
+#define CTL_LOCAL	0x1	/* used by the CLI itself, never sent */
+#define CTL_OPTIONAL	0x2	/* a positional that may be left out */
+#define CTL_REQUIRED	0x4	/* an option that must be given */
 
 /* A positional ("NAME") or an option ("--memory") and its JSON key. */
-struct cmd_arg {
-	const char	*name;
-	const char	*key;
-	enum arg_type	 type;
-	int		 flags;
+struct ctl_arg {
+	const char		*name;
+	const char		*key;
+	enum ctl_argtype	 type;
+	int			 flags;
 };
 
 /* How a reply is shown to a human. */
@@ -76,31 +81,32 @@ struct print_col {
 	enum col_format	 format;
 };
 
-#define CMD_MAXPOS	3
+#define CTL_MAXPOS	3
 
 struct cli;
 
 /* One command: what the admin types, what the daemon is sent, the output. */
-struct cmd_entry {
+struct ctl_command {
 	const char		*group;
 	const char		*verb;	/* NULL: the group alone is the command */
 	const char		*cmd;	/* daemon command */
 	const char		*usage;	/* what follows "qdesk GROUP VERB" */
-	struct cmd_arg		 pos[CMD_MAXPOS + 1];
-	const struct cmd_arg	*opts;	/* NULL or ended by a NULL name */
+	struct ctl_arg		 pos[CTL_MAXPOS + 1];
+	const struct ctl_arg	*opts;	/* NULL or ended by a NULL name */
 	enum print_kind		 print;
 	const char		*list;	/* PRINT_LIST: the array member */
 	const struct print_col	*cols;	/* PRINT_LIST: NULL for all keys */
 	const char		*done;	/* PRINT_DONE: $key from args or reply */
 	int			 wait;	/* s the daemon may take; see run.c */
 	int			 flags;
-	int			(*run)(struct cli *, const struct cmd_entry *,
-				    json_t *args, json_t *local);
+	int			(*run)(struct cli *,
+				    const struct ctl_command *, json_t *args,
+				    json_t *local);
 };
 
 /* Entry flags. */
-#define CMD_PASSWORD	0x1	/* may carry a password (--password-stdin) */
-#define CMD_NEEDPASS	0x2	/* must carry a password */
+#define CTL_PASSWORD	0x1	/* may carry a password (--password-stdin) */
+#define CTL_NEEDPASS	0x2	/* must carry a password */
 
 /* What the global options set. */
 struct cli {
@@ -110,19 +116,19 @@ struct cli {
 };
 
 /* cmds.c */
-extern const struct cmd_entry cmd_table[];
-extern const size_t cmd_table_size;
-const struct cmd_entry *cmds_find(const char *group, const char *verb,
+extern const struct ctl_command ctl_commands[];
+extern const size_t ctl_commands_size;
+const struct ctl_command *cmds_find(const char *group, const char *verb,
 	    int *known_group);
 int	 cmds_group_exists(const char *group);
-void	 cmds_usage(FILE *, const struct cmd_entry *);
+void	 cmds_usage(FILE *, const struct ctl_command *);
 void	 cmds_list(FILE *, const char *group);
 void	 cmds_main_usage(FILE *);
 
 /* args.c */
 int	 args_global(int argc, char **argv, struct cli *, int *optind,
 	    char **cause);
-int	 args_parse(const struct cmd_entry *, int argc, char **argv,
+int	 args_parse(const struct ctl_command *, int argc, char **argv,
 	    json_t **args, json_t **local, char **cause);
 int	 args_int(const char *s, long long *v);
 
@@ -135,14 +141,14 @@ size_t	 base64_decoded_max(size_t inlen);
 void	 print_size(char *buf, size_t len, uint64_t bytes);
 void	 print_time(char *buf, size_t len, double ts, int ms);
 char	*print_value(json_t *v, enum col_format);
-void	 print_reply(FILE *, const struct cmd_entry *, json_t *ret,
+void	 print_reply(FILE *, const struct ctl_command *, json_t *ret,
 	    json_t *args);
-int	 print_exit(FILE *, const struct cmd_entry *, json_t *ret);
+int	 print_exit(FILE *, const struct ctl_command *, json_t *ret);
 void	 print_json(FILE *, json_t *ret);
 void	 print_event(FILE *, json_t *event);
 
 /* client.c */
-struct client;
+struct ctl_client;
 
 /* A call's outcome: transport failures are never daemon errors. */
 enum client_status {
@@ -152,27 +158,28 @@ enum client_status {
 	CLIENT_EOF,		/* the daemon closed the connection */
 	CLIENT_INTERRUPTED	/* SIGINT arrived */
 };
-struct client *client_connect(const char *path, int timeout, json_t **error,
-	    char **cause);
-void	 client_free(struct client *);
-enum client_status client_call(struct client *, const char *cmd,
+struct ctl_client *client_connect(const char *path, int timeout,
+	    json_t **error, char **cause);
+void	 client_free(struct ctl_client *);
+enum client_status client_call(struct ctl_client *, const char *cmd,
 	    json_t *args, json_t **reply, char **cause);
-enum client_status client_next(struct client *, json_t **msg, char **line,
-	    char **cause);
+enum client_status client_next(struct ctl_client *, json_t **msg,
+	    char **line, char **cause);
 int	 client_error_exit(json_t *error);
 extern volatile sig_atomic_t client_interrupted;
 
 /* run.c: commands that do more than one request and one print. */
-int	 run_timeout(const struct cli *, const struct cmd_entry *, json_t *);
-int	 run_generic(struct cli *, const struct cmd_entry *, json_t *,
+int	 run_timeout(const struct cli *, const struct ctl_command *,
 	    json_t *);
-int	 run_console(struct cli *, const struct cmd_entry *, json_t *,
+int	 run_generic(struct cli *, const struct ctl_command *, json_t *,
 	    json_t *);
-int	 run_screenshot(struct cli *, const struct cmd_entry *, json_t *,
+int	 run_console(struct cli *, const struct ctl_command *, json_t *,
 	    json_t *);
-int	 run_events(struct cli *, const struct cmd_entry *, json_t *,
+int	 run_screenshot(struct cli *, const struct ctl_command *, json_t *,
 	    json_t *);
-int	 run_ticket(struct cli *, const struct cmd_entry *, json_t *,
+int	 run_events(struct cli *, const struct ctl_command *, json_t *,
+	    json_t *);
+int	 run_ticket(struct cli *, const struct ctl_command *, json_t *,
 	    json_t *);
 
 #endif

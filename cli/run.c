@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "file.h"
 #include "qdesk.h"
 #include "vv.h"
 #include "xmalloc.h"
@@ -60,12 +61,12 @@ run_flush(void)
  * Connect to the daemon. On failure prints why and returns NULL with
  * *ex set: 3 when it cannot be reached, 1 when it refused us.
  */
-static struct client *
+static struct ctl_client *
 run_connect(struct cli *cli, int *ex)
 {
-	struct client	*c;
-	json_t		*error;
-	char		*cause = NULL;
+	struct ctl_client	*c;
+	json_t			*error;
+	char			*cause = NULL;
 
 	if ((c = client_connect(cli->socket, cli->timeout, &error, &cause)) !=
 	    NULL)
@@ -114,7 +115,7 @@ static int
 run_once(struct cli *cli, const char *cmd, json_t *args, json_t **reply,
     int *ex)
 {
-	struct client		*c;
+	struct ctl_client	*c;
 	enum client_status	 st;
 	char			*cause = NULL;
 
@@ -189,7 +190,7 @@ run_prompt(const char *prompt)
  * (an error where one is needed). Returns -1 with *cause on failure.
  */
 static int
-run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
+run_password(const struct ctl_command *ce, json_t *args, json_t *local,
     char **cause)
 {
 	char	*pw, *again;
@@ -214,7 +215,7 @@ run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
 		}
 		explicit_bzero(again, strlen(again));
 		free(again);
-	} else if (ce->flags & CMD_NEEDPASS) {
+	} else if (ce->flags & CTL_NEEDPASS) {
 		xasprintf(cause, "no password: use --password-stdin or run "
 		    "qdesk on a terminal");
 		return (-1);
@@ -238,7 +239,7 @@ run_password(const struct cmd_entry *ce, json_t *args, json_t *local,
  * A --timeout 0 that asks the daemon to wait for ever waits for ever.
  */
 int
-run_timeout(const struct cli *cli, const struct cmd_entry *ce, json_t *args)
+run_timeout(const struct cli *cli, const struct ctl_command *ce, json_t *args)
 {
 	json_t		*t;
 	long long	 wait = ce->wait;
@@ -261,14 +262,14 @@ run_timeout(const struct cli *cli, const struct cmd_entry *ce, json_t *args)
 
 /* One request, one reply, printed the way the entry says. */
 int
-run_generic(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_generic(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
 	json_t			*reply;
 	char			*cause = NULL;
 	int			 ex;
 
-	if ((ce->flags & CMD_PASSWORD) &&
+	if ((ce->flags & CTL_PASSWORD) &&
 	    run_password(ce, args, local, &cause) != 0) {
 		fprintf(stderr, "qdesk: %s\n", cause);
 		cmds_usage(stderr, ce);
@@ -308,10 +309,10 @@ run_sleep(int ms)
  * such as NotFound once the VM is deleted.
  */
 int
-run_console(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_console(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	struct client		*c;
+	struct ctl_client	*c;
 	enum client_status	 st;
 	json_t			*reply, *data, *offset;
 	char			*cause = NULL, *s;
@@ -351,54 +352,30 @@ run_console(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 }
 
 /*
- * Write len bytes to path through a temporary file and a rename, with
- * mode (less the umask).
+ * Write len bytes to file whole or not at all (file_write_atomic), with
+ * mode less the umask as open(2) would, and say so: out (taken) with
+ * --json, else the line msg. Returns the exit status.
  */
 static int
-run_write_file(const char *path, const unsigned char *buf, size_t len,
-    mode_t mode)
+run_save(struct cli *cli, const char *file, const void *buf, size_t len,
+    mode_t mode, json_t *out, const char *msg)
 {
-	char	*tmp;
-	mode_t	 mask;
-	ssize_t	 n;
-	size_t	 off = 0;
-	int	 fd, saved;
+	mode_t	mask;
+	int	ex = EXIT_OK;
 
-	xasprintf(&tmp, "%s.XXXXXX", path);
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
-		free(tmp);
-		return (-1);
-	}
 	mask = umask(0);
 	umask(mask);
-	if (fchmod(fd, mode & ~mask) == -1)
-		goto fail;
-	while (off < len) {
-		if ((n = write(fd, buf + off, len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		off += n;
-	}
-	if (close(fd) == -1) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) == -1)
-		goto fail;
-	free(tmp);
-	return (0);
-
-fail:
-	saved = errno;
-	if (fd != -1)
-		close(fd);
-	unlink(tmp);
-	free(tmp);
-	errno = saved;
-	return (-1);
+	if (file_write_atomic(file, buf, len, mode & ~mask, (uid_t)-1,
+	    (gid_t)-1, NULL) != 0) {
+		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
+		    strerror(errno));
+		ex = EXIT_DAEMON;
+	} else if (cli->json)
+		print_json(stdout, out);
+	else
+		printf("%s\n", msg);
+	json_decref(out);
+	return (ex);
 }
 
 /*
@@ -406,11 +383,12 @@ fail:
  * decode the base64 reply and write FILE whole or not at all.
  */
 int
-run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_screenshot(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	json_t			*reply, *data, *out;
+	json_t			*reply, *data;
 	const char		*file, *format;
+	char			*msg;
 	unsigned char		*buf;
 	size_t			 len;
 	ssize_t			 n;
@@ -439,19 +417,12 @@ run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 		fprintf(stderr, "qdesk: qmpd sent a screenshot that is not "
 		    "valid base64\n");
 		ex = EXIT_DAEMON;
-	} else if (run_write_file(file, buf, n, 0666) != 0) {
-		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
-		    strerror(errno));
-		ex = EXIT_DAEMON;
 	} else {
-		if (cli->json) {
-			out = json_pack("{s:s,s:s,s:I}", "file", file,
-			    "format", format, "bytes", (json_int_t)n);
-			print_json(stdout, out);
-			json_decref(out);
-		} else
-			printf("wrote %s (%zd bytes)\n", file, n);
-		ex = EXIT_OK;
+		xasprintf(&msg, "wrote %s (%zd bytes)", file, n);
+		ex = run_save(cli, file, buf, n, 0666, json_pack("{s:s,s:s,s:I}",
+		    "file", file, "format", format, "bytes", (json_int_t)n),
+		    msg);
+		free(msg);
 	}
 	free(buf);
 	json_decref(reply);
@@ -464,13 +435,13 @@ run_screenshot(struct cli *cli, const struct cmd_entry *ce, json_t *args,
  * trust, the password), readable by its owner only.
  */
 int
-run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_ticket(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
 	struct vv		 vv;
-	json_t			*reply, *out;
+	json_t			*reply;
 	const char		*file, *name;
-	char			*cause = NULL, *text, *title;
+	char			*cause = NULL, *text, *title, *msg;
 	int			 ex;
 
 	if ((file = json_string_value(json_object_get(local, "vv"))) == NULL)
@@ -493,21 +464,13 @@ run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
 		    cause);
 		free(cause);
 		ex = EXIT_DAEMON;
-	} else if (run_write_file(file, (unsigned char *)text, strlen(text),
-	    0600) != 0) {
-		fprintf(stderr, "qdesk: cannot write %s: %s\n", file,
-		    strerror(errno));
-		ex = EXIT_DAEMON;
 	} else {
-		if (cli->json) {
-			out = json_pack("{s:s,s:O?}", "file", file, "expires",
-			    json_object_get(reply, "expires"));
-			print_json(stdout, out);
-			json_decref(out);
-		} else
-			printf("wrote %s: remote-viewer %s (its password "
-			    "works until it expires)\n", file, file);
-		ex = EXIT_OK;
+		xasprintf(&msg, "wrote %s: remote-viewer %s (its password "
+		    "works until it expires)", file, file);
+		ex = run_save(cli, file, text, strlen(text), 0600,
+		    json_pack("{s:s,s:O?}", "file", file, "expires",
+		    json_object_get(reply, "expires")), msg);
+		free(msg);
 	}
 	if (text != NULL) {
 		explicit_bzero(text, strlen(text));
@@ -523,10 +486,10 @@ run_ticket(struct cli *cli, const struct cmd_entry *ce, json_t *args,
  * stream, stdout goes away or SIGINT arrives; all of these exit 0.
  */
 int
-run_events(struct cli *cli, const struct cmd_entry *ce, json_t *args,
+run_events(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	struct client		*c;
+	struct ctl_client	*c;
 	enum client_status	 st;
 	json_t			*reply, *msg;
 	char			*cause = NULL, *line;

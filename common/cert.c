@@ -5,8 +5,6 @@
  */
 #include <sys/stat.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "cert.h"
+#include "file.h"
 #include "xmalloc.h"
 
 #define CERT_RSA_BITS	2048
@@ -53,83 +52,56 @@ cert_add_ext(X509 *x, int nid, const char *value)
 	return (rv);
 }
 
-/* Write PEM text to path through a temporary file and a rename. */
+/*
+ * Write what write_cb puts in a memory BIO to path, whole or not at all
+ * (file_write_atomic); a key's bytes are wiped from memory afterwards.
+ */
 static int
-cert_write(const char *path, int (*write_cb)(FILE *, void *), void *arg,
+cert_write(const char *path, int (*write_cb)(BIO *, void *), void *arg,
     const struct cert_spec *spec, mode_t mode, char **cause)
 {
-	char	*tmp;
-	FILE	*f;
-	int	 fd;
+	BIO	*bio;
+	char	*data;
+	long	 len;
+	int	 rv;
 
-	xasprintf(&tmp, "%s.tmp", path);
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd == -1 || (f = fdopen(fd, "w")) == NULL) {
-		xasprintf(cause, "create %s: %s", tmp, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		free(tmp);
+	if ((bio = BIO_new(BIO_s_mem())) == NULL) {
+		cert_ssl_error(cause, path);
 		return (-1);
 	}
-	if (write_cb(f, arg) != 1 || fflush(f) != 0 || fsync(fd) != 0) {
-		if (ERR_peek_last_error() != 0)
-			cert_ssl_error(cause, path);
-		else
-			xasprintf(cause, "write %s: %s", tmp, strerror(errno));
-		fclose(f);
-		unlink(tmp);
-		free(tmp);
+	if (write_cb(bio, arg) != 1) {
+		cert_ssl_error(cause, path);
+		BIO_free(bio);
 		return (-1);
 	}
-	if ((spec->owner != (uid_t)-1 &&
-	    fchown(fd, spec->owner, spec->group) == -1) ||
-	    fchmod(fd, mode) == -1) {
-		xasprintf(cause, "chown/chmod %s: %s", tmp, strerror(errno));
-		fclose(f);
-		unlink(tmp);
-		free(tmp);
-		return (-1);
-	}
-	fclose(f);
-	if (rename(tmp, path) == -1) {
-		xasprintf(cause, "rename %s: %s", tmp, strerror(errno));
-		unlink(tmp);
-		free(tmp);
-		return (-1);
-	}
-	free(tmp);
-	return (0);
+	len = BIO_get_mem_data(bio, &data);
+	/* The group goes with the owner: an unset owner leaves both. */
+	rv = file_write_atomic(path, data, len, mode, spec->owner,
+	    spec->owner != (uid_t)-1 ? spec->group : (gid_t)-1, cause);
+	OPENSSL_cleanse(data, len);
+	BIO_free(bio);
+	return (rv);
 }
 
 static int
-cert_write_key(FILE *f, void *arg)
+cert_write_key(BIO *bio, void *arg)
 {
-	return (PEM_write_PrivateKey(f, arg, NULL, NULL, 0, NULL, NULL));
+	return (PEM_write_bio_PrivateKey(bio, arg, NULL, NULL, 0, NULL,
+	    NULL));
 }
 
 static int
-cert_write_cert(FILE *f, void *arg)
+cert_write_cert(BIO *bio, void *arg)
 {
-	return (PEM_write_X509(f, arg));
-}
-
-static int
-cert_write_str(FILE *f, void *arg)
-{
-	return (fputs(arg, f) != EOF);
+	return (PEM_write_bio_X509(bio, arg));
 }
 
 int
 cert_write_text(const char *path, const char *text, mode_t mode,
     char **cause)
 {
-	struct cert_spec	spec;
-
-	memset(&spec, 0, sizeof spec);
-	spec.owner = (uid_t)-1;
-	return (cert_write(path, cert_write_str, (void *)text, &spec, mode,
-	    cause));
+	return (file_write_atomic(path, text, strlen(text), mode, (uid_t)-1,
+	    (gid_t)-1, cause));
 }
 
 int

@@ -1,5 +1,9 @@
-/* Listening unix sockets: one way to make them, one set of errors. */
+/*
+ * Unix sockets: one way to make a listening one, one set of errors, and
+ * one way to pass an fd.
+ */
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -36,4 +40,32 @@ sock_unix_listen(const char *path, int flags, int backlog, char **cause)
 		return (-1);
 	}
 	return (fd);
+}
+
+ssize_t
+sock_send_fd(int sock, const struct iovec *iov, int iovcnt, int fd)
+{
+	struct msghdr	 msg;
+	struct cmsghdr	*cmsg;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	}		 cmsgbuf;
+	ssize_t		 n;
+
+	memset(&msg, 0, sizeof msg);
+	memset(&cmsgbuf, 0, sizeof cmsgbuf);
+	msg.msg_iov = (struct iovec *)iov;
+	msg.msg_iovlen = iovcnt;
+	msg.msg_control = cmsgbuf.buf;
+	msg.msg_controllen = sizeof cmsgbuf.buf;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	return (n);
 }

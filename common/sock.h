@@ -1,6 +1,12 @@
-/* Unix sockets, as qmpd listens on them: its admin socket, QEMU's QMP. */
+/*
+ * Unix sockets, as qmpd uses them: listening (its admin socket, QEMU's
+ * QMP) and passing an fd along with a line (SCM_RIGHTS).
+ */
 #ifndef QDESK_SOCK_H
 #define QDESK_SOCK_H
+
+#include <sys/types.h>
+#include <sys/uio.h>
 
 /*
  * Bind and listen on a unix stream socket at path, replacing a stale
@@ -9,5 +15,13 @@
  */
 int	sock_unix_listen(const char *path, int flags, int backlog,
 	    char **cause);
+
+/*
+ * Send iov on a stream socket with fd attached to its first byte
+ * (SCM_RIGHTS), retrying on EINTR, never raising SIGPIPE. Returns the
+ * bytes sent (the fd went with the first of them), or -1 with errno
+ * (EAGAIN or EWOULDBLOCK when the socket is full). The caller keeps fd.
+ */
+ssize_t	sock_send_fd(int sock, const struct iovec *iov, int iovcnt, int fd);
 
 #endif

@@ -16,8 +16,7 @@ textbuf_printf(struct textbuf *b, const char *fmt, ...)
 	int	 n;
 
 	va_start(ap, fmt);
-	if ((n = vasprintf(&line, fmt, ap)) == -1)
-		fatal("vasprintf");
+	n = xvasprintf(&line, fmt, ap);
 	va_end(ap);
 	if (b->len + n + 1 > b->size) {
 		b->size = (b->len + n + 1) * 2;

@@ -2,6 +2,7 @@
 #ifndef QDESK_XMALLOC_H
 #define QDESK_XMALLOC_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 void	*xmalloc(size_t);
@@ -11,5 +12,9 @@ char	*xstrdup(const char *);
 char	*xstrndup(const char *, size_t);
 int	 xasprintf(char **, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
+int	 xvasprintf(char **, const char *, va_list)
+	    __attribute__((format(printf, 2, 0)));
+/* Frees a NULL-terminated array of strings and the array; NULL is fine. */
+void	 xfreev(char **);
 
 #endif

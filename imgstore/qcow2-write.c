@@ -186,15 +186,22 @@ qcow2_write_all(int fd, const uint8_t *buf, size_t len, off_t off)
 	return (0);
 }
 
+/* A write lock request on every byte of a file, for F_OFD_*LK. */
+static void
+qcow2_write_flock(struct flock *fl)
+{
+	memset(fl, 0, sizeof *fl);
+	fl->l_type = F_WRLCK;
+	fl->l_whence = SEEK_SET;
+}
+
 /* Take an OFD write lock on the whole file, held until it is closed. */
 int
 qcow2_write_lock(int fd)
 {
 	struct flock	fl;
 
-	memset(&fl, 0, sizeof fl);
-	fl.l_type = F_WRLCK;
-	fl.l_whence = SEEK_SET;
+	qcow2_write_flock(&fl);
 	return (fcntl(fd, F_OFD_SETLK, &fl));
 }
 
@@ -204,9 +211,7 @@ qcow2_write_locked(int fd)
 {
 	struct flock	fl;
 
-	memset(&fl, 0, sizeof fl);
-	fl.l_type = F_WRLCK;
-	fl.l_whence = SEEK_SET;
+	qcow2_write_flock(&fl);
 	if (fcntl(fd, F_OFD_GETLK, &fl) == -1)
 		return (0);
 	return (fl.l_type != F_UNLCK);

@@ -259,21 +259,49 @@ qcow2_parse_extensions(const uint8_t *buf, size_t len, uint64_t start,
 	return (0);
 }
 
-/*
- * Parse and check the fixed header, its extensions and the backing file
- * name, refusing anything QEMU would refuse or we cannot vouch for.
- */
-int
-qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_info *info,
+/* The version 3 fields of the fixed header: features, refcounts, length. */
+static int
+qcow2_parse_v3(const uint8_t *buf, size_t len, struct qcow2_info *info,
     char **cause)
 {
-	const uint8_t	*features = NULL;
-	size_t		 featureslen = 0;
-	uint64_t	 backing_off, reft_off, snap_off, need, unknown, end;
-	uint32_t	 backing_size, crypt, reft_clusters, ct;
-	char		 names[512];
+	if (len < QCOW2_V3_HDRLEN) {
+		xasprintf(cause, "qcow2 v3 header truncated at %zu bytes", len);
+		return (-1);
+	}
+	info->incompatible = qcow2_get64(buf + H_INCOMPAT);
+	info->compatible = qcow2_get64(buf + H_COMPAT);
+	info->autoclear = qcow2_get64(buf + H_AUTOCLEAR);
+	info->refcount_order = qcow2_get32(buf + H_REFCOUNT_ORDER);
+	info->header_length = qcow2_get32(buf + H_HEADER_LENGTH);
+	if (info->header_length < QCOW2_V3_HDRLEN ||
+	    info->header_length % 8 != 0 ||
+	    info->header_length > info->cluster_size) {
+		xasprintf(cause, "bad header length %u", info->header_length);
+		return (-1);
+	}
+	if (info->header_length > len) {
+		xasprintf(cause, "header length %u runs past the %zu bytes "
+		    "read", info->header_length, len);
+		return (-1);
+	}
+	if (info->refcount_order > 6) {
+		xasprintf(cause, "refcount order %u out of range (0..6)",
+		    info->refcount_order);
+		return (-1);
+	}
+	return (0);
+}
 
-	memset(info, 0, sizeof *info);
+/*
+ * The fixed header: magic, version, cluster size, the version 3 fields,
+ * no encryption, a virtual size QEMU can address.
+ */
+static int
+qcow2_parse_fixed(const uint8_t *buf, size_t len, struct qcow2_info *info,
+    char **cause)
+{
+	uint32_t	crypt;
+
 	if (!qcow2_probe(buf, len)) {
 		xasprintf(cause, "not a qcow2 image (bad magic)");
 		return (-1);
@@ -301,35 +329,8 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_info *info,
 	if (info->version == 2) {
 		info->header_length = QCOW2_V2_HDRLEN;
 		info->refcount_order = 4;
-	} else {
-		if (len < QCOW2_V3_HDRLEN) {
-			xasprintf(cause, "qcow2 v3 header truncated at %zu "
-			    "bytes", len);
-			return (-1);
-		}
-		info->incompatible = qcow2_get64(buf + H_INCOMPAT);
-		info->compatible = qcow2_get64(buf + H_COMPAT);
-		info->autoclear = qcow2_get64(buf + H_AUTOCLEAR);
-		info->refcount_order = qcow2_get32(buf + H_REFCOUNT_ORDER);
-		info->header_length = qcow2_get32(buf + H_HEADER_LENGTH);
-		if (info->header_length < QCOW2_V3_HDRLEN ||
-		    info->header_length % 8 != 0 ||
-		    info->header_length > info->cluster_size) {
-			xasprintf(cause, "bad header length %u",
-			    info->header_length);
-			return (-1);
-		}
-		if (info->header_length > len) {
-			xasprintf(cause, "header length %u runs past the %zu "
-			    "bytes read", info->header_length, len);
-			return (-1);
-		}
-		if (info->refcount_order > 6) {
-			xasprintf(cause, "refcount order %u out of range "
-			    "(0..6)", info->refcount_order);
-			return (-1);
-		}
-	}
+	} else if (qcow2_parse_v3(buf, len, info, cause) != 0)
+		return (-1);
 
 	crypt = qcow2_get32(buf + H_CRYPT);
 	if (crypt != 0) {
@@ -350,8 +351,20 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_info *info,
 		    "least 16 KiB");
 		return (-1);
 	}
+	return (0);
+}
 
-	/* The active L1 table must exist, fit and cover the virtual size. */
+/*
+ * The tables the header points at: the active L1 table must exist, fit
+ * and cover the virtual size; the refcount and snapshot tables must be
+ * aligned and of a sane size.
+ */
+static int
+qcow2_parse_tables(const uint8_t *buf, struct qcow2_info *info, char **cause)
+{
+	uint64_t	reft_off, snap_off, need;
+	uint32_t	reft_clusters;
+
 	info->l1_size = qcow2_get32(buf + H_L1_SIZE);
 	info->l1_table_offset = qcow2_get64(buf + H_L1_OFF);
 	if (info->l1_size > QCOW2_MAX_L1_BYTES / 8) {
@@ -407,9 +420,17 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_info *info,
 		    info->cluster_size, cause) != 0)
 			return (-1);
 	}
+	return (0);
+}
 
-	/* Compression type: byte 104, only with a long enough header. */
-	ct = 0;
+/* The compression type byte agrees with its feature bit. */
+static int
+qcow2_parse_compression(const uint8_t *buf, struct qcow2_info *info,
+    char **cause)
+{
+	uint32_t	ct = 0;
+
+	/* Byte 104, only with a long enough header. */
 	if (info->version == 3 && info->header_length > H_COMPRESSION)
 		ct = buf[H_COMPRESSION];
 	if (ct > 1) {
@@ -422,51 +443,71 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_info *info,
 		    "compression type feature bit", ct);
 		return (-1);
 	}
+	return (0);
+}
 
-	/* The backing file name lies in the first cluster, after the header. */
-	backing_off = qcow2_get64(buf + H_BACKING_OFF);
+/*
+ * The backing file name, which lies in the first cluster after the
+ * header; *off is where it starts (0 if there is none).
+ */
+static int
+qcow2_parse_backing(const uint8_t *buf, size_t len, struct qcow2_info *info,
+    uint64_t *off, char **cause)
+{
+	uint64_t	backing_off;
+	uint32_t	backing_size;
+
+	*off = backing_off = qcow2_get64(buf + H_BACKING_OFF);
 	backing_size = qcow2_get32(buf + H_BACKING_SIZE);
 	if (backing_off == 0 && backing_size != 0) {
 		xasprintf(cause, "backing file name of %u bytes without an "
 		    "offset", backing_size);
 		return (-1);
 	}
-	if (backing_off != 0) {
-		if (backing_size == 0) {
-			xasprintf(cause, "empty backing file name");
-			return (-1);
-		}
-		if (backing_size > QCOW2_BACKING_MAX) {
-			xasprintf(cause, "backing file name of %u bytes is "
-			    "too long", backing_size);
-			return (-1);
-		}
-		if (backing_off < info->header_length ||
-		    backing_off > info->cluster_size ||
-		    backing_size > info->cluster_size - backing_off) {
-			xasprintf(cause, "backing file name at %#" PRIx64
-			    " lies outside the header cluster", backing_off);
-			return (-1);
-		}
-		if (backing_off > len || backing_size > len - backing_off) {
-			xasprintf(cause, "backing file name at %#" PRIx64
-			    " runs past the %zu bytes read", backing_off, len);
-			return (-1);
-		}
-		if (memchr(buf + backing_off, '\0', backing_size) != NULL) {
-			xasprintf(cause, "backing file name holds a NUL byte");
-			return (-1);
-		}
-		memcpy(info->backing_file, buf + backing_off, backing_size);
-		info->backing_file[backing_size] = '\0';
-		info->has_backing = 1;
-	}
-
-	/* Extensions end where the backing file name starts. */
-	end = backing_off != 0 ? backing_off : info->cluster_size;
-	if (qcow2_parse_extensions(buf, len, info->header_length, end, info,
-	    &features, &featureslen, cause) != 0)
+	if (backing_off == 0)
+		return (0);
+	if (backing_size == 0) {
+		xasprintf(cause, "empty backing file name");
 		return (-1);
+	}
+	if (backing_size > QCOW2_BACKING_MAX) {
+		xasprintf(cause, "backing file name of %u bytes is too long",
+		    backing_size);
+		return (-1);
+	}
+	if (backing_off < info->header_length ||
+	    backing_off > info->cluster_size ||
+	    backing_size > info->cluster_size - backing_off) {
+		xasprintf(cause, "backing file name at %#" PRIx64 " lies "
+		    "outside the header cluster", backing_off);
+		return (-1);
+	}
+	if (backing_off > len || backing_size > len - backing_off) {
+		xasprintf(cause, "backing file name at %#" PRIx64 " runs past "
+		    "the %zu bytes read", backing_off, len);
+		return (-1);
+	}
+	if (memchr(buf + backing_off, '\0', backing_size) != NULL) {
+		xasprintf(cause, "backing file name holds a NUL byte");
+		return (-1);
+	}
+	memcpy(info->backing_file, buf + backing_off, backing_size);
+	info->backing_file[backing_size] = '\0';
+	info->has_backing = 1;
+	return (0);
+}
+
+/*
+ * The incompatible feature bits once the extensions are read: refuse a
+ * corrupt image, an external data file and any bit this parser does not
+ * know, named from the image's own feature table.
+ */
+static int
+qcow2_parse_features(struct qcow2_info *info, const uint8_t *features,
+    size_t featureslen, char **cause)
+{
+	uint64_t	unknown;
+	char		names[512];
 
 	if (info->incompatible & QCOW2_INCOMPAT_CORRUPT) {
 		xasprintf(cause, "image is marked corrupt (the %s is set; "
@@ -488,4 +529,30 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_info *info,
 	}
 	info->dirty = (info->incompatible & QCOW2_INCOMPAT_DIRTY) != 0;
 	return (0);
+}
+
+/*
+ * Parse and check the fixed header, its extensions and the backing file
+ * name, refusing anything QEMU would refuse or we cannot vouch for.
+ */
+int
+qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_info *info,
+    char **cause)
+{
+	const uint8_t	*features = NULL;
+	size_t		 featureslen = 0;
+	uint64_t	 backing_off, end;
+
+	memset(info, 0, sizeof *info);
+	if (qcow2_parse_fixed(buf, len, info, cause) != 0 ||
+	    qcow2_parse_tables(buf, info, cause) != 0 ||
+	    qcow2_parse_compression(buf, info, cause) != 0 ||
+	    qcow2_parse_backing(buf, len, info, &backing_off, cause) != 0)
+		return (-1);
+	/* Extensions end where the backing file name starts. */
+	end = backing_off != 0 ? backing_off : info->cluster_size;
+	if (qcow2_parse_extensions(buf, len, info->header_length, end, info,
+	    &features, &featureslen, cause) != 0)
+		return (-1);
+	return (qcow2_parse_features(info, features, featureslen, cause));
 }

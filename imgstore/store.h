@@ -120,9 +120,18 @@ int		 imgstore_replace(struct imgstore *, const char *name,
 		     const char *file, const char *oldfile, char **cause);
 
 /*
- * Remove image name from the middle of its chain once the file of its
- * only child backs onto name's parent's file (qemu-img rebase did it).
+ * Merge image name out of the middle of its chain, in three steps: the
+ * one image based on it (*child, allocated); the qemu-img (the path
+ * given) rebase command line that makes child's file hold what it read
+ * through name and back onto name's parent (*argv, NULL-terminated, for
+ * xfreev); once that ran, imgstore_drop takes name out of the index and
+ * its file away.
  */
+int		 imgstore_merge_child(struct imgstore *, const char *name,
+		     char **child, char **cause);
+int		 imgstore_merge_argv(struct imgstore *, const char *name,
+		     const char *child, const char *qemu_img, char ***argv,
+		     char **cause);
 int		 imgstore_drop(struct imgstore *, const char *name,
 		     char **cause);
 

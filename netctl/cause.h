@@ -8,7 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "log.h"
+#include "xmalloc.h"
 
 static inline void __attribute__((format(printf, 2, 3)))
 netctl_cause(char **cause, const char *fmt, ...)
@@ -18,8 +18,7 @@ netctl_cause(char **cause, const char *fmt, ...)
 	if (cause == NULL)
 		return;
 	va_start(ap, fmt);
-	if (vasprintf(cause, fmt, ap) == -1)
-		fatal("vasprintf");
+	xvasprintf(cause, fmt, ap);
 	va_end(ap);
 }
 

@@ -4,16 +4,16 @@
  * from a hosts file, and dnsmasq binds only the gateway on the bridge so
  * that it never answers on the host's own interfaces.
  */
-#include <errno.h>
-#include <fcntl.h>
+#include <sys/types.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "compat.h"
 #include "cause.h"
+#include "file.h"
 #include "log.h"
 #include "textbuf.h"
 #include "xmalloc.h"
@@ -179,53 +179,11 @@ netctl_dnsmasq_argv(const struct netctl_net *net, const char *rundir)
 	return (argv);
 }
 
+/* Kept for the daemon's callers: xfreev is the one that frees. */
 void
 netctl_argv_free(char **argv)
 {
-	char	**p;
-
-	if (argv == NULL)
-		return;
-	for (p = argv; *p != NULL; p++)
-		free(*p);
-	free(argv);
-}
-
-/* Replaces path with text through a temporary file and rename(2). */
-static int
-dnsmasq_write_file(const char *path, const char *text, char **cause)
-{
-	char	*tmp;
-	size_t	 len = strlen(text), off = 0;
-	ssize_t	 n;
-	int	 fd, error = 0;
-
-	xasprintf(&tmp, "%s.tmp", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0644)) == -1) {
-		error = errno;
-		goto cleanup;
-	}
-	while (off < len) {
-		if ((n = write(fd, text + off, len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			error = errno;
-			break;
-		}
-		off += n;
-	}
-	if (close(fd) == -1 && error == 0)
-		error = errno;
-	if (error == 0 && rename(tmp, path) == -1)
-		error = errno;
-	if (error != 0)
-		unlink(tmp);
-cleanup:
-	if (error != 0)
-		netctl_cause(cause, "%s: %s", path, strerror(error));
-	free(tmp);
-	return (error == 0 ? 0 : -1);
+	xfreev(argv);
 }
 
 int
@@ -252,7 +210,8 @@ netctl_dnsmasq_write(const struct netctl_net *net, const char *rundir,
 	text[2] = netctl_dnsmasq_config(net, rundir);
 	for (i = 0; i < nitems(suffixes); i++) {
 		path = netctl_dnsmasq_path(net, rundir, suffixes[i]);
-		if (rc == 0 && dnsmasq_write_file(path, text[i], cause) != 0)
+		if (rc == 0 && file_write_atomic(path, text[i],
+		    strlen(text[i]), 0644, (uid_t)-1, (gid_t)-1, cause) != 0)
 			rc = -1;
 		free(path);
 		free(text[i]);

@@ -1,10 +1,10 @@
 /*
- * IPv4 address management for qdesk networks: subnet arithmetic (pure),
- * MAC generation, and the leases table of the state database, keyed by
- * "NETWORK/IP" with {"mac", "vm", "nic"} values.  Addresses are handed
- * out lowest first and never to two NICs; allocation can run inside the
- * caller's transaction so that a NIC's address and its VM definition are
- * committed together.
+ * IPv4 address management for qdesk networks: MAC generation and the
+ * leases table of the state database, keyed by "NETWORK/IP" with {"mac",
+ * "vm", "nic"} values.  Addresses are handed out lowest first and never
+ * to two NICs; allocation can run inside the caller's transaction so that
+ * a NIC's address and its VM definition are committed together.  The
+ * address and subnet arithmetic is addr.h's.
  */
 #ifndef QDESK_NETCTL_IPAM_H
 #define QDESK_NETCTL_IPAM_H
@@ -12,47 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
+
 struct db;
 struct db_txn;
-
-#define NETCTL_PREFIX_MIN	16
-#define NETCTL_PREFIX_MAX	29
-#define NETCTL_IPSTRLEN		16	/* "255.255.255.255" */
-#define NETCTL_CIDRSTRLEN	19	/* "255.255.255.255/32" */
-#define NETCTL_MACSTRLEN	18	/* "52:54:00:00:00:00" */
-
-/* An IPv4 subnet; addresses are in host byte order. */
-struct netctl_subnet {
-	uint32_t	addr;		/* network address */
-	int		prefix;
-};
-
-/* Strict dotted quad ("10.1.0.2"); 0 or -1. */
-int		 netctl_ip_parse(const char *, uint32_t *);
-char		*netctl_ip_format(uint32_t, char *, size_t);
-/* "A.B.C.D/N" with any host bits and 0 <= N <= 32; 0 or -1. */
-int		 netctl_cidr_parse(const char *, uint32_t *, int *);
-
-/* A subnet for a qdesk network: valid, /16 to /29, host bits clear. */
-int		 netctl_subnet_parse(const char *, struct netctl_subnet *,
-		    char **);
-char		*netctl_subnet_format(const struct netctl_subnet *, char *,
-		    size_t);
-uint32_t	 netctl_subnet_mask(const struct netctl_subnet *);
-uint32_t	 netctl_subnet_gateway(const struct netctl_subnet *);
-uint32_t	 netctl_subnet_broadcast(const struct netctl_subnet *);
-/* Number of addresses NICs can get: all but network, gateway, broadcast. */
-uint32_t	 netctl_subnet_hosts(const struct netctl_subnet *);
-int		 netctl_subnet_contains(const struct netctl_subnet *,
-		    uint32_t);
-int		 netctl_subnets_overlap(const struct netctl_subnet *,
-		    const struct netctl_subnet *);
-/* The gateway with the prefix, "10.1.0.1/24", for netctl_addr_add(). */
-char		*netctl_subnet_gateway_cidr(const struct netctl_subnet *,
-		    char *, size_t);
-
-int		 netctl_mac_parse(const char *, uint8_t [6]);
-char		*netctl_mac_format(const uint8_t [6], char *, size_t);
 
 /* One lease; netctl_lease_clear() frees its strings. */
 struct netctl_lease {

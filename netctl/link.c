@@ -66,21 +66,28 @@ link_nlerrno(int nlerr)
 	return (-EIO);
 }
 
+/* Fills cause, if not NULL, with "WHAT: reason", WHAT from fmt. */
+static void
+link_vcause(char **cause, const char *reason, const char *fmt, va_list ap)
+{
+	char	*what;
+
+	if (cause == NULL)
+		return;
+	xvasprintf(&what, fmt, ap);
+	xasprintf(cause, "%s: %s", what, reason);
+	free(what);
+}
+
 /* Fills cause with what failed and libnl's reason; returns -errno. */
 static int __attribute__((format(printf, 3, 4)))
 link_nlfail(char **cause, int nlerr, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*what;
+	va_list	ap;
 
-	if (cause != NULL) {
-		va_start(ap, fmt);
-		if (vasprintf(&what, fmt, ap) == -1)
-			fatal("vasprintf");
-		va_end(ap);
-		xasprintf(cause, "%s: %s", what, nl_geterror(nlerr));
-		free(what);
-	}
+	va_start(ap, fmt);
+	link_vcause(cause, nl_geterror(nlerr), fmt, ap);
+	va_end(ap);
 	return (link_nlerrno(nlerr));
 }
 
@@ -88,17 +95,11 @@ link_nlfail(char **cause, int nlerr, const char *fmt, ...)
 static int __attribute__((format(printf, 3, 4)))
 link_fail(char **cause, int error, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*what;
+	va_list	ap;
 
-	if (cause != NULL) {
-		va_start(ap, fmt);
-		if (vasprintf(&what, fmt, ap) == -1)
-			fatal("vasprintf");
-		va_end(ap);
-		xasprintf(cause, "%s: %s", what, strerror(-error));
-		free(what);
-	}
+	va_start(ap, fmt);
+	link_vcause(cause, strerror(-error), fmt, ap);
+	va_end(ap);
 	return (error);
 }
 
@@ -312,28 +313,39 @@ cleanup:
 	return (error);
 }
 
+/*
+ * A socket and a new link object that names link name (no ifindex: the
+ * kernel finds it by IFLA_IFNAME), for one request on it; the caller
+ * puts the link.
+ */
+static int
+link_named(const char *name, struct nl_sock **sk, struct rtnl_link **link,
+    char **cause)
+{
+	int	error;
+
+	*link = NULL;
+	if ((error = link_socket(sk, cause)) != 0)
+		return (error);
+	if ((*link = rtnl_link_alloc()) == NULL)
+		return (link_fail(cause, -ENOMEM, "interface %s", name));
+	rtnl_link_set_name(*link, name);
+	return (0);
+}
+
 /* Deletes link name, which the caller has checked is ours. */
 static int
 link_delete(const char *name, char **cause)
 {
 	struct nl_sock		*sk;
-	struct rtnl_link	*link = NULL;
+	struct rtnl_link	*link;
 	int			 error, err;
 
-	if ((error = link_socket(&sk, cause)) != 0)
+	if ((error = link_named(name, &sk, &link, cause)) != 0)
 		return (error);
-	if ((link = rtnl_link_alloc()) == NULL) {
-		error = link_fail(cause, -ENOMEM, "interface %s", name);
-		goto cleanup;
-	}
-	rtnl_link_set_name(link, name);
-	if ((err = rtnl_link_delete(sk, link)) < 0) {
+	if ((err = rtnl_link_delete(sk, link)) < 0)
 		error = link_nlfail(cause, err, "cannot delete interface %s",
 		    name);
-		goto cleanup;
-	}
-	error = 0;
-cleanup:
 	rtnl_link_put(link);
 	return (error);
 }
@@ -433,17 +445,11 @@ static int
 link_change(const char *name, int up, int master, char **cause)
 {
 	struct nl_sock		*sk;
-	struct rtnl_link	*link = NULL;
+	struct rtnl_link	*link;
 	int			 error, err;
 
-	if ((error = link_socket(&sk, cause)) != 0)
-		return (error);
-	if ((link = rtnl_link_alloc()) == NULL) {
-		error = link_fail(cause, -ENOMEM, "interface %s", name);
+	if ((error = link_named(name, &sk, &link, cause)) != 0)
 		goto cleanup;
-	}
-	/* With no ifindex, the kernel finds the link by IFLA_IFNAME. */
-	rtnl_link_set_name(link, name);
 	if (up > 0)
 		rtnl_link_set_flags(link, IFF_UP);
 	else if (up == 0)

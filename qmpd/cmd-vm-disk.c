@@ -496,15 +496,10 @@ static enum cmd_retval
 cmd_vm_snapshot_rm(struct cmd_req *req)
 {
 	const char	*snap = cmd_arg_str(req, "snapshot", ""), *image;
-	const char	*key, *p, *child = NULL, *parent;
 	struct vm	*vm;
 	struct img_op	*op;
-	struct chain	*c = NULL;
-	json_t		*rec, *all = NULL, *r, *crec, *prec = NULL;
-	char		*snapimg, *cause = NULL, *cpath = NULL;
-	char		*argv[] = { IMG_QEMU_IMG, "rebase", "-p", "-f",
-			    NULL, "-b", NULL, NULL, NULL, NULL, NULL };
-	size_t		 i;
+	json_t		*rec;
+	char		*snapimg, *cause = NULL, *child = NULL, **argv = NULL;
 	json_int_t	 n;
 	int		 rc;
 
@@ -528,28 +523,10 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 		}
 		goto out;
 	}
-	if ((all = imgstore_list(img_store, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		goto out;
-	}
-	json_array_foreach(all, i, r) {
-		p = json_string_value(json_object_get(r, "parent"));
-		key = json_string_value(json_object_get(r, "name"));
-		if (p != NULL && key != NULL && strcmp(p, snapimg) == 0) {
-			if (child != NULL) {
-				cmd_error(req, ERR_BUSY, "snapshot %s has more "
-				    "than one image based on it (%s, %s, ...): "
-				    "remove or revert away from them first",
-				    snap, child, key);
-				goto out;
-			}
-			child = key;
-		}
-	}
-	if (child == NULL) {
-		cmd_error(req, ERR_INTERNAL, "snapshot %s: the index counts "
-		    "children that it does not hold (qdesk image verify)",
-		    snap);
+	if ((rc = imgstore_merge_child(img_store, snapimg, &child,
+	    &cause)) != 0) {
+		cmd_error(req, img_errclass(rc), "snapshot %s: %s", snap,
+		    cause);
 		goto out;
 	}
 	if (vm_is_active(vm)) {
@@ -572,56 +549,26 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	}
 	free(cause);
 	cause = NULL;
-	/* The child's chain must be safe before qemu-img reads it. */
-	if ((rc = imgstore_chain(img_store, child, &c, &cause)) != 0) {
+	if ((rc = imgstore_merge_argv(img_store, snapimg, child, IMG_QEMU_IMG,
+	    &argv, &cause)) != 0) {
 		cmd_error(req, img_errclass(rc), "%s", cause);
 		goto out;
 	}
-	crec = NULL;
-	json_array_foreach(all, i, r) {
-		key = json_string_value(json_object_get(r, "name"));
-		if (key != NULL && strcmp(key, child) == 0)
-			crec = r;
-	}
-	parent = json_string_value(json_object_get(rec, "parent"));
-	if (parent != NULL && (prec = imgstore_get(img_store, parent,
-	    &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		goto out;
-	}
-	cpath = xstrdup(c->links[0].path);
 	op = img_op_new(req, child, "merging a snapshot into");
 	op->also = xstrdup(snapimg);
 	op->commit = cmd_vm_merge_commit;
 	op->reply = cmd_vm_disk_done(vm, snap);
-	argv[4] = (char *)json_string_value(json_object_get(crec, "format"));
-	if (prec != NULL) {
-		argv[6] = (char *)json_string_value(json_object_get(prec,
-		    "file"));
-		argv[7] = "-F";
-		argv[8] = (char *)json_string_value(json_object_get(prec,
-		    "format"));
-		argv[9] = cpath;
-	} else {
-		argv[6] = "";
-		argv[7] = cpath;
-	}
 	log_info("%s: merging snapshot %s into %s", vm->def.name, snap, child);
 	img_op_run(op, argv, -1);
-	json_decref(prec);
-	json_decref(all);
+	xfreev(argv);
 	json_decref(rec);
-	chain_free(c);
-	free(cpath);
+	free(child);
 	free(snapimg);
 	return (CMD_RETURN_WAIT);
 out:
 	free(cause);
-	json_decref(prec);
-	json_decref(all);
 	json_decref(rec);
-	chain_free(c);
-	free(cpath);
+	free(child);
 	free(snapimg);
 	return (CMD_RETURN_DONE);
 }

@@ -37,6 +37,7 @@
 #include "compat.h"
 #include "log.h"
 #include "qmp.h"
+#include "sock.h"
 #include "xmalloc.h"
 
 /* A screendump reply is small, but query results can be big. */
@@ -215,32 +216,12 @@ qmp_cmd_write(struct qmp *q, struct qmp_cmd *c)
 static int
 qmp_cmd_sendfd(struct qmp *q, struct qmp_cmd *c)
 {
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cmsg;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	}		 cmsgbuf;
-	ssize_t		 n;
+	struct iovec	iov;
+	ssize_t		n;
 
-	memset(&msg, 0, sizeof msg);
-	memset(&cmsgbuf, 0, sizeof cmsgbuf);
 	iov.iov_base = c->line;
 	iov.iov_len = c->len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsgbuf.buf;
-	msg.msg_controllen = sizeof cmsgbuf.buf;
-	cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &c->fd, sizeof(int));
-
-	do
-		n = sendmsg(q->fd, &msg, MSG_NOSIGNAL);
-	while (n == -1 && errno == EINTR);
+	n = sock_send_fd(q->fd, &iov, 1, c->fd);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			event_add(q->wev, NULL);

@@ -116,36 +116,17 @@ int
 server_send_line_fd(struct client *c, const char *line, int fd)
 {
 	struct evbuffer	*out = bufferevent_get_output(c->bev);
-	struct msghdr	 msg;
-	struct cmsghdr	*cmsg;
 	struct iovec	 iov[2];
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsgbuf;
 	size_t		 len = strlen(line), total = len + 1;
 	ssize_t		 n;
 
 	if (c->closing || c->dead || evbuffer_get_length(out) != 0)
 		return (-1);
-	memset(&msg, 0, sizeof msg);
-	memset(&cmsgbuf, 0, sizeof cmsgbuf);
 	iov[0].iov_base = (void *)line;
 	iov[0].iov_len = len;
 	iov[1].iov_base = (void *)"\n";
 	iov[1].iov_len = 1;
-	msg.msg_iov = iov;
-	msg.msg_iovlen = 2;
-	msg.msg_control = cmsgbuf.buf;
-	msg.msg_controllen = sizeof cmsgbuf.buf;
-	cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-	do
-		n = sendmsg(bufferevent_getfd(c->bev), &msg, MSG_NOSIGNAL);
-	while (n == -1 && errno == EINTR);
+	n = sock_send_fd(bufferevent_getfd(c->bev), iov, 2, fd);
 	if (n <= 0)
 		return (-1);
 	/* The fd went with the first byte; the rest is ordinary output. */

@@ -1,4 +1,4 @@
-/* fuzz-sources: netctl/netctl.c netctl/ipam.c netctl/link.c netctl/nft.c netctl/dnsmasq.c common/db.c common/textbuf.c common/log.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: netctl/netctl.c netctl/addr.c netctl/ipam.c netctl/link.c netctl/nft.c netctl/dnsmasq.c common/db.c common/file.c common/textbuf.c common/log.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: jansson lmdb libnl-3.0 libnl-route-3.0 */
 /*
  * libFuzzer harness for netctl's parsers, which see the admin's words
@@ -15,8 +15,8 @@
 
 #include <jansson.h>
 
+#include "addr.h"
 #include "dnsmasq.h"
-#include "ipam.h"
 #include "link.h"
 #include "netctl.h"
 #include "nft.h"

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "compat.h"
 #include "qdesk.h"
 
 /* Parse "qdesk GROUP VERB words..." (words split on spaces). */
@@ -20,9 +21,9 @@ static int
 parse(const char *group, const char *verb, const char *words, json_t **args,
     json_t **local, char **cause)
 {
-	const struct cmd_entry	*ce;
-	char			*copy, *argv[32], *w, *save = NULL;
-	int			 argc = 0, known, r;
+	const struct ctl_command	*ce;
+	char				*copy, *argv[32], *w, *save = NULL;
+	int				 argc = 0, known, r;
 
 	*args = *local = NULL;
 	*cause = NULL;
@@ -79,6 +80,119 @@ fails(const char *group, const char *verb, const char *words)
 	return (cause != NULL ? cause : "");
 }
 
+/* An argv and the request (args) and CLI-side options (local) it gives. */
+static const struct {
+	const char	*group, *verb, *words;
+	const char	*args;		/* NULL: not checked */
+	const char	*local;		/* NULL: not checked */
+} parse_cases[] = {
+	/* Options before, between and after positionals. */
+	{ "vm", "stop", "--force desk1 --timeout 30",
+	    "{\"name\":\"desk1\",\"force\":true,\"timeout\":30}", NULL },
+	/* Positional names map to keys, not always "name". */
+	{ "vm", "template", "desk1 gold",
+	    "{\"name\":\"desk1\",\"image\":\"gold\"}", NULL },
+	{ "image", "clone", "gold desk1-disk",
+	    "{\"parent\":\"gold\",\"name\":\"desk1-disk\"}", NULL },
+	{ "desktop", "assign", "alice desk1",
+	    "{\"login\":\"alice\",\"vm\":\"desk1\"}", NULL },
+	{ "vm", "snapshot-rm", "desk1 before",
+	    "{\"name\":\"desk1\",\"snapshot\":\"before\"}", NULL },
+	{ "vm", "nic-rm", "desk1 52:54:00:00:00:01",
+	    "{\"name\":\"desk1\",\"mac\":\"52:54:00:00:00:01\"}", NULL },
+	{ "pool", "resize", "office 12",
+	    "{\"name\":\"office\",\"size\":12}", NULL },
+	{ "desktop", "list", "--user bob",
+	    "{\"login\":\"bob\"}", NULL },
+	{ "image", "gc", "--dry-run",
+	    "{\"dry_run\":true}", NULL },
+	{ "image", "verify", "",
+	    "{}", NULL },
+	{ "events", NULL, "--vm desk1",
+	    "{\"vm\":\"desk1\"}", NULL },
+	{ "pool", "create", "office --template gold --size 10 --stateless "
+	    "--mode floating --net lan",
+	    "{\"name\":\"office\",\"template\":\"gold\",\"size\":10,"
+	    "\"stateless\":true,\"mode\":\"floating\",\"nets\":[\"lan\"]}",
+	    NULL },
+	/* What the CLI keeps for itself is not sent. */
+	{ "vm", "screenshot", "desk1 shot.png",
+	    "{\"name\":\"desk1\"}",
+	    "{\"file\":\"shot.png\"}" },
+	{ "vm", "console", "desk1 --follow",
+	    "{\"name\":\"desk1\"}",
+	    "{\"follow\":true}" },
+	{ "user", "add", "alice --name Alice --admin --password-stdin",
+	    "{\"login\":\"alice\",\"name\":\"Alice\",\"admin\":true}",
+	    "{\"password_stdin\":true}" },
+	{ "vm", "list", "--json",
+	    "{}",
+	    "{\"json\":true}" },
+	{ "vm", "list", "--socket /tmp/q.sock",
+	    "{}",
+	    "{\"socket\":\"/tmp/q.sock\"}" },
+	{ "vm", "show", "-- --odd",
+	    "{\"name\":\"--odd\"}", NULL },
+	{ "vm", "stop", "--timeout -1 desk1",
+	    "{\"name\":\"desk1\",\"timeout\":-1}", NULL },
+	/* --help skips the checks for missing arguments. */
+	{ "net", "create", "--help",
+	    NULL,
+	    "{\"help\":true}" },
+};
+
+/* An argv that is a usage error, and its one-line reason. */
+static const struct {
+	const char	*group, *verb, *words, *cause;
+} usage_errors[] = {
+	{ "vm", "create", "desk1 --memory abc",
+	    "--memory wants a whole number, not 'abc'" },
+	{ "vm", "create", "desk1 --memory 12k",
+	    "--memory wants a whole number, not '12k'" },
+	{ "vm", "create", "desk1 --vcpus=",
+	    "--vcpus wants a whole number, not ''" },
+	{ "vm", "create", "desk1 --memory", "--memory needs a value" },
+	{ "vm", "create", "desk1 --autostart=yes",
+	    "--autostart takes no value" },
+	{ "vm", "create", "desk1 --colour red", "unknown option --colour" },
+	{ "vm", "create", "", "missing NAME" },
+	{ "vm", "start", "desk1 desk2", "too many arguments: 'desk2'" },
+	{ "vm", "wait", "desk1", "missing STATE" },
+	{ "vm", "stop", "desk1 --timeout soon",
+	    "--timeout wants a whole number, not 'soon'" },
+	{ "pool", "resize", "office many",
+	    "N wants a whole number, not 'many'" },
+	{ "net", "create", "lan", "--subnet is required" },
+	{ "pool", "create", "office --template gold", "--size is required" },
+	{ "vm", "list", "extra", "too many arguments: 'extra'" },
+	{ "vm", "screenshot", "desk1", "missing FILE" },
+};
+
+/* Whether an argv parses to the args and local options expected. */
+static int
+parses_to(const char *group, const char *verb, const char *words,
+    const char *want_args, const char *want_local)
+{
+	json_t	*a, *l;
+	char	*cause;
+	int	 ok;
+
+	if (parse(group, verb, words, &a, &l, &cause) != 0) {
+		fprintf(stderr, "%s %s %s: %s\n", group, verb ? verb : "",
+		    words, cause ? cause : "(no cause)");
+		free(cause);
+		return (0);
+	}
+	ok = (want_args == NULL || same(a, want_args)) &&
+	    (want_local == NULL || same(l, want_local));
+	if (!ok)
+		fprintf(stderr, "for %s %s %s\n", group, verb ? verb : "",
+		    words);
+	json_decref(a);
+	json_decref(l);
+	return (ok);
+}
+
 static void
 test_args(void)
 {
@@ -86,6 +200,7 @@ test_args(void)
 	char	*cause, dir[] = "/tmp/test-cli.XXXXXX", cwd[PATH_MAX];
 	char	 want[4 * PATH_MAX], real[PATH_MAX];
 	FILE	*f;
+	size_t	 i;
 
 	/* vm create: every type, relative paths made absolute. */
 	CHECK(mkdtemp(dir) != NULL);
@@ -116,131 +231,13 @@ test_args(void)
 	CHECK(chdir(cwd) == 0);
 	rmdir(dir);
 
-	/* Options before, between and after positionals. */
-	CHECK(parse("vm", "stop", "--force desk1 --timeout 30", &a, &l,
-	    &cause) == 0);
-	CHECK(same(a, "{\"name\":\"desk1\",\"force\":true,\"timeout\":30}"));
-	json_decref(a);
-	json_decref(l);
-
-	/* Positional names map to keys, not always "name". */
-	CHECK(parse("vm", "template", "desk1 gold", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"desk1\",\"image\":\"gold\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("image", "clone", "gold desk1-disk", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"parent\":\"gold\",\"name\":\"desk1-disk\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("desktop", "assign", "alice desk1", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"login\":\"alice\",\"vm\":\"desk1\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("vm", "snapshot-rm", "desk1 before", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"desk1\",\"snapshot\":\"before\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("vm", "nic-rm", "desk1 52:54:00:00:00:01", &a, &l,
-	    &cause) == 0);
-	CHECK(same(a, "{\"name\":\"desk1\",\"mac\":\"52:54:00:00:00:01\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("pool", "resize", "office 12", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"office\",\"size\":12}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("desktop", "list", "--user bob", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"login\":\"bob\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("image", "gc", "--dry-run", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"dry_run\":true}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("image", "verify", "", &a, &l, &cause) == 0);
-	CHECK(same(a, "{}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("events", NULL, "--vm desk1", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"vm\":\"desk1\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("pool", "create", "office --template gold --size 10 "
-	    "--stateless --mode floating --net lan", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"office\",\"template\":\"gold\","
-	    "\"size\":10,\"stateless\":true,\"mode\":\"floating\","
-	    "\"nets\":[\"lan\"]}"));
-	json_decref(a);
-	json_decref(l);
-
-	/* What the CLI keeps for itself is not sent. */
-	CHECK(parse("vm", "screenshot", "desk1 shot.png", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"desk1\"}"));
-	CHECK(same(l, "{\"file\":\"shot.png\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("vm", "console", "desk1 --follow", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"desk1\"}"));
-	CHECK(same(l, "{\"follow\":true}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("user", "add", "alice --name Alice --admin "
-	    "--password-stdin", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"login\":\"alice\",\"name\":\"Alice\","
-	    "\"admin\":true}"));
-	CHECK(same(l, "{\"password_stdin\":true}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("vm", "list", "--json", &a, &l, &cause) == 0);
-	CHECK(same(a, "{}"));
-	CHECK(same(l, "{\"json\":true}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("vm", "list", "--socket /tmp/q.sock", &a, &l, &cause) == 0);
-	CHECK(same(a, "{}"));
-	CHECK(same(l, "{\"socket\":\"/tmp/q.sock\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("vm", "show", "-- --odd", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"--odd\"}"));
-	json_decref(a);
-	json_decref(l);
-	CHECK(parse("vm", "stop", "--timeout -1 desk1", &a, &l, &cause) == 0);
-	CHECK(same(a, "{\"name\":\"desk1\",\"timeout\":-1}"));
-	json_decref(a);
-	json_decref(l);
-	/* --help skips the checks for missing arguments. */
-	CHECK(parse("net", "create", "--help", &a, &l, &cause) == 0);
-	CHECK(same(l, "{\"help\":true}"));
-	json_decref(a);
-	json_decref(l);
-
-	/* Usage errors and their one-line reasons. */
-	CHECK_STR(fails("vm", "create", "desk1 --memory abc"),
-	    "--memory wants a whole number, not 'abc'");
-	CHECK_STR(fails("vm", "create", "desk1 --memory 12k"),
-	    "--memory wants a whole number, not '12k'");
-	CHECK_STR(fails("vm", "create", "desk1 --vcpus="),
-	    "--vcpus wants a whole number, not ''");
-	CHECK_STR(fails("vm", "create", "desk1 --memory"),
-	    "--memory needs a value");
-	CHECK_STR(fails("vm", "create", "desk1 --autostart=yes"),
-	    "--autostart takes no value");
-	CHECK_STR(fails("vm", "create", "desk1 --colour red"),
-	    "unknown option --colour");
-	CHECK_STR(fails("vm", "create", ""), "missing NAME");
-	CHECK_STR(fails("vm", "start", "desk1 desk2"),
-	    "too many arguments: 'desk2'");
-	CHECK_STR(fails("vm", "wait", "desk1"), "missing STATE");
-	CHECK_STR(fails("vm", "stop", "desk1 --timeout soon"),
-	    "--timeout wants a whole number, not 'soon'");
-	CHECK_STR(fails("pool", "resize", "office many"),
-	    "N wants a whole number, not 'many'");
-	CHECK_STR(fails("net", "create", "lan"), "--subnet is required");
-	CHECK_STR(fails("pool", "create", "office --template gold"),
-	    "--size is required");
-	CHECK_STR(fails("vm", "list", "extra"), "too many arguments: 'extra'");
-	CHECK_STR(fails("vm", "screenshot", "desk1"), "missing FILE");
+	for (i = 0; i < nitems(parse_cases); i++)
+		CHECK(parses_to(parse_cases[i].group, parse_cases[i].verb,
+		    parse_cases[i].words, parse_cases[i].args,
+		    parse_cases[i].local));
+	for (i = 0; i < nitems(usage_errors); i++)
+		CHECK_STR(fails(usage_errors[i].group, usage_errors[i].verb,
+		    usage_errors[i].words), usage_errors[i].cause);
 }
 
 static void
@@ -280,14 +277,14 @@ test_global(void)
 static void
 test_table(void)
 {
-	const struct cmd_entry	*ce, *other;
-	const struct cmd_arg	*ca;
-	size_t			 i, j;
-	int			 known;
+	const struct ctl_command	*ce, *other;
+	const struct ctl_arg		*ca;
+	size_t				 i, j;
+	int				 known;
 
-	CHECK(cmd_table_size > 50);
-	for (i = 0; i < cmd_table_size; i++) {
-		ce = &cmd_table[i];
+	CHECK(ctl_commands_size > 50);
+	for (i = 0; i < ctl_commands_size; i++) {
+		ce = &ctl_commands[i];
 		CHECK(ce->group != NULL && ce->cmd != NULL &&
 		    ce->usage != NULL);
 		CHECK(strchr(ce->cmd, '.') != NULL);
@@ -297,7 +294,7 @@ test_table(void)
 				fprintf(stderr, "%s %s: usage lacks %s\n",
 				    ce->group, ce->verb, ca->name);
 			CHECK(strstr(ce->usage, ca->name) != NULL);
-			CHECK(ca->key != NULL && ca->type != ARG_BOOL);
+			CHECK(ca->key != NULL && ca->type != CTL_BOOL);
 		}
 		for (ca = ce->opts; ca != NULL && ca->name != NULL; ca++) {
 			if (strstr(ce->usage, ca->name) == NULL)
@@ -309,8 +306,8 @@ test_table(void)
 		}
 		if (ce->print == PRINT_DONE)
 			CHECK(ce->done != NULL);
-		for (j = i + 1; j < cmd_table_size; j++) {
-			other = &cmd_table[j];
+		for (j = i + 1; j < ctl_commands_size; j++) {
+			other = &ctl_commands[j];
 			CHECK(strcmp(ce->cmd, other->cmd) != 0);
 			if (ce->verb != NULL && other->verb != NULL)
 				CHECK(strcmp(ce->group, other->group) != 0 ||
@@ -457,6 +454,17 @@ test_format(void)
 	    "127.0.0.1:5900");
 	CHECK_STR(value("{\"host\":\"::1\",\"port\":5901}", COL_TEXT),
 	    "[::1]:5901");
+	CHECK_STR(value("{\"host\":\"127.0.0.1\",\"port\":5901,\"tls\":true}",
+	    COL_TEXT), "127.0.0.1:5901 tls");
+	CHECK_STR(value("{\"host\":\"::1\",\"port\":5901,\"tls\":true}",
+	    COL_TEXT), "[::1]:5901 tls");
+	CHECK_STR(value("{\"host\":\"127.0.0.1\",\"port\":5901,\"tls\":false}",
+	    COL_TEXT), "127.0.0.1:5901");
+	/* Anything else stays JSON rather than lose what it says. */
+	CHECK_STR(value("{\"host\":\"h\",\"port\":1,\"tls\":\"yes\"}",
+	    COL_TEXT), "{\"host\":\"h\",\"port\":1,\"tls\":\"yes\"}");
+	CHECK_STR(value("{\"host\":\"h\",\"port\":1,\"x\":2}", COL_TEXT),
+	    "{\"host\":\"h\",\"port\":1,\"x\":2}");
 	CHECK_STR(value("512", COL_MIB), "512M");
 	CHECK_STR(value("2048", COL_MIB), "2.0G");
 	CHECK_STR(value("1073741824", COL_BYTES), "1.0G");
@@ -474,12 +482,12 @@ static const char *
 printed(const char *group, const char *verb, const char *ret,
     const char *args)
 {
-	static char		*buf;
-	const struct cmd_entry	*ce;
-	json_t			*r, *a;
-	size_t			 len;
-	FILE			*f;
-	int			 known;
+	static char			*buf;
+	const struct ctl_command	*ce;
+	json_t				*r, *a;
+	size_t				 len;
+	FILE				*f;
+	int				 known;
 
 	free(buf);
 	buf = NULL;
@@ -497,12 +505,12 @@ printed(const char *group, const char *verb, const char *ret,
 static void
 test_print(void)
 {
-	const struct cmd_entry	*ce;
-	json_t			*j;
-	char			*buf;
-	size_t			 len;
-	FILE			*f;
-	int			 known;
+	const struct ctl_command	*ce;
+	json_t				*j;
+	char				*buf;
+	size_t				 len;
+	FILE				*f;
+	int				 known;
 
 	CHECK_STR(printed("vm", "start", "{\"name\":\"desk1\",\"state\":"
 	    "\"running\",\"pid\":99}", "{\"name\":\"desk1\"}"),
@@ -521,12 +529,13 @@ test_print(void)
 	CHECK_STR(printed("vm", "list", "{\"vms\":["
 	    "{\"name\":\"desk1\",\"state\":\"running\",\"pid\":4242,"
 	    "\"accel\":\"kvm\",\"memory\":512,\"vcpus\":1,"
-	    "\"spice\":{\"host\":\"127.0.0.1\",\"port\":5900}},"
+	    "\"spice\":{\"host\":\"127.0.0.1\",\"port\":5900,\"tls\":true}},"
 	    "{\"name\":\"accounting-7\",\"state\":\"stopped\",\"pid\":null,"
 	    "\"accel\":\"tcg\",\"memory\":2048,\"vcpus\":2,\"spice\":null}]}",
 	    "{}"),
 	    "NAME          STATE    PID   ACCEL  MEM   VCPUS  SPICE\n"
-	    "desk1         running  4242  kvm    512M  1      127.0.0.1:5900\n"
+	    "desk1         running  4242  kvm    512M  1      "
+	    "127.0.0.1:5900 tls\n"
 	    "accounting-7  stopped  -     tcg    2.0G  2      -\n");
 	CHECK_STR(printed("vm", "list", "{\"vms\":[]}", "{}"),
 	    "NAME  STATE  PID  ACCEL  MEM  VCPUS  SPICE\n");

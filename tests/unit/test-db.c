@@ -16,6 +16,23 @@ count_cb(const char *key, json_t *val, void *arg)
 	return (0);
 }
 
+/* Put n records vm000... into the vms table inside transaction t. */
+static void
+put_vms(struct db_txn *t, int n)
+{
+	char	 key[16], *cause = NULL;
+	json_t	*v;
+	int	 i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(key, sizeof key, "vm%03d", i);
+		v = json_pack("{s:i}", "i", i);
+		CHECK(db_txn_put(t, DB_VMS, key, v, &cause) == 0);
+		json_decref(v);
+	}
+	free(cause);
+}
+
 int
 main(void)
 {
@@ -24,7 +41,7 @@ main(void)
 	struct db	*db;
 	struct db_txn	*t;
 	json_t		*v;
-	int		 n = 0, i;
+	int		 n = 0;
 
 	CHECK(mkdtemp(dir) != NULL);
 	db = db_open(dir, &cause);
@@ -47,23 +64,11 @@ main(void)
 
 	/* A transaction lands whole or not at all. */
 	t = db_begin(db, &cause);
-	for (i = 0; i < 100; i++) {
-		char key[16];
-		snprintf(key, sizeof key, "vm%03d", i);
-		v = json_pack("{s:i}", "i", i);
-		CHECK(db_txn_put(t, DB_VMS, key, v, &cause) == 0);
-		json_decref(v);
-	}
+	put_vms(t, 100);
 	db_abort(t);
 	CHECK(db_get(db, DB_VMS, "vm000") == NULL);
 	t = db_begin(db, &cause);
-	for (i = 0; i < 100; i++) {
-		char key[16];
-		snprintf(key, sizeof key, "vm%03d", i);
-		v = json_pack("{s:i}", "i", i);
-		CHECK(db_txn_put(t, DB_VMS, key, v, &cause) == 0);
-		json_decref(v);
-	}
+	put_vms(t, 100);
 	v = db_txn_get(t, DB_VMS, "vm050");
 	CHECK(v != NULL);
 	json_decref(v);

@@ -5,6 +5,7 @@
  * network name validation, and the generated dnsmasq and nft texts.
  */
 #include <errno.h>
+#include <glob.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,39 +301,24 @@ count_leases(struct netctl_ipam *ipam, const char *network)
 	return (rc);
 }
 
+/*
+ * Allocation on one network after another: lowest address first, release
+ * and reuse, exhaustion, a lease deleted behind IPAM's back, listing and
+ * lookup by MAC. Leaves desk1 two leases on a, desk3 to desk5 one each.
+ */
 static void
-test_ipam(const char *dir)
+test_ipam_alloc(struct netctl_ipam *ipam, struct db *db,
+    struct netctl_lease *l, const struct netctl_subnet *s29,
+    const struct netctl_subnet *s24)
 {
-	static const uint8_t	 same[] = { 0xaa, 0xbb, 0xcc };
-	static const uint8_t	 qemu_then_one[] = { 0x12, 0x34, 0x56,
-				     0x00, 0x00, 0x01 };
-	struct netctl_subnet	 s29, s24, s16;
-	struct netctl_lease	 l[8], x, *all;
-	struct netctl_ipam	*ipam;
-	struct db_txn		*txn;
-	struct db		*db;
-	json_t			*vm;
+	struct netctl_lease	 x, *all;
 	uint8_t			 saved[6];
-	char			 path[512], mac[NETCTL_MACSTRLEN];
 	char			*cause = NULL;
 	size_t			 i, j, n;
-	uint32_t		 a, b;
-
-	memset(l, 0, sizeof l);
-	snprintf(path, sizeof path, "%s/db", dir);
-	db = db_open(path, &cause);
-	CHECK(db != NULL);
-	if (db == NULL)
-		return;
-	ipam = netctl_ipam_open(db, &cause);
-	CHECK(ipam != NULL);
-	CHECK(netctl_subnet_parse("10.1.0.0/29", &s29, NULL) == 0);
-	CHECK(netctl_subnet_parse("10.2.0.0/24", &s24, NULL) == 0);
-	CHECK(netctl_subnet_parse("10.3.0.0/16", &s16, NULL) == 0);
 
 	/* Lowest first: network .0 and gateway .1 are never handed out. */
 	for (i = 0; i < 3; i++) {
-		CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk1", i == 0 ?
+		CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk1", i == 0 ?
 		    "net0" : "net1", &l[i], &cause) == 0);
 	}
 	CHECK_STR(ipstr(l[0].ip), "10.1.0.2");
@@ -350,7 +336,7 @@ test_ipam(const char *dir)
 	}
 
 	/* Networks are independent. */
-	CHECK(netctl_ipam_alloc(ipam, "b", &s24, "desk2", "net0", &x,
+	CHECK(netctl_ipam_alloc(ipam, "b", s24, "desk2", "net0", &x,
 	    &cause) == 0);
 	CHECK_STR(ipstr(x.ip), "10.2.0.2");
 	netctl_lease_clear(&x);
@@ -361,17 +347,17 @@ test_ipam(const char *dir)
 	CHECK(!netctl_ipam_mac_inuse(ipam, saved));
 	CHECK(netctl_ipam_release(ipam, "a", l[1].ip, &cause) == 1);
 	netctl_lease_clear(&l[1]);
-	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk3", "net0", &l[1],
+	CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk3", "net0", &l[1],
 	    &cause) == 0);
 	CHECK_STR(ipstr(l[1].ip), "10.1.0.3");
 
 	/* Exhaustion: .2 to .6 are the 5 addresses of a /29. */
-	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk4", "net0", &l[3],
+	CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk4", "net0", &l[3],
 	    &cause) == 0);
-	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk5", "net0", &l[4],
+	CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk5", "net0", &l[4],
 	    &cause) == 0);
 	CHECK_STR(ipstr(l[4].ip), "10.1.0.6");
-	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk6", "net0", &x,
+	CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk6", "net0", &x,
 	    &cause) == -1);
 	CHECK_STR(cause, "network a is full: all 5 addresses are in use");
 	free(cause);
@@ -383,22 +369,22 @@ test_ipam(const char *dir)
 	 * still found before the network is called full.
 	 */
 	CHECK(db_del(db, DB_LEASES, "a/10.1.0.4", &cause) == 0);
-	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk6", "net0", &x,
+	CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk6", "net0", &x,
 	    &cause) == 0);
 	CHECK_STR(ipstr(x.ip), "10.1.0.4");
 	CHECK_STR(x.vm, "desk6");
 	netctl_lease_clear(&x);
-	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk6", "net1", &x,
+	CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk6", "net1", &x,
 	    &cause) == -1);
 	free(cause);
 	cause = NULL;
 	/* Put desk1's second lease back as it was for the tests below. */
 	CHECK(netctl_ipam_release(ipam, "a", ip("10.1.0.4"), &cause) == 0);
 	netctl_lease_clear(&l[2]);
-	CHECK(netctl_ipam_alloc(ipam, "a", &s29, "desk1", "net1", &l[2],
+	CHECK(netctl_ipam_alloc(ipam, "a", s29, "desk1", "net1", &l[2],
 	    &cause) == 0);
 	CHECK_STR(ipstr(l[2].ip), "10.1.0.4");
-	CHECK(netctl_ipam_alloc(ipam, "a/b", &s29, "x", "y", &x,
+	CHECK(netctl_ipam_alloc(ipam, "a/b", s29, "x", "y", &x,
 	    &cause) == -1);
 	free(cause);
 	cause = NULL;
@@ -418,6 +404,22 @@ test_ipam(const char *dir)
 	netctl_lease_clear(&x);
 	CHECK(netctl_ipam_find_mac(ipam, (const uint8_t *)"\x52\x54\0\0\0\0",
 	    &x, NULL) == 1);
+}
+
+/*
+ * Allocation inside the caller's transaction (all or nothing with the VM
+ * definition), releasing a VM's leases, and many leases on a /16.
+ */
+static void
+test_ipam_txn(struct netctl_ipam *ipam, struct db *db,
+    struct netctl_lease *l, const struct netctl_subnet *s24,
+    const struct netctl_subnet *s16)
+{
+	struct netctl_lease	 x, *all;
+	struct db_txn		*txn;
+	json_t			*vm;
+	char			*cause = NULL;
+	size_t			 i, n;
 
 	/*
 	 * One transaction: two NICs and the VM definition land together
@@ -425,9 +427,9 @@ test_ipam(const char *dir)
 	 */
 	txn = db_begin(db, &cause);
 	CHECK(txn != NULL);
-	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", &s24, "desk7", "net0",
+	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", s24, "desk7", "net0",
 	    &l[5], &cause) == 0);
-	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", &s24, "desk7", "net1",
+	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", s24, "desk7", "net1",
 	    &l[6], &cause) == 0);
 	CHECK_STR(ipstr(l[5].ip), "10.2.0.2");
 	CHECK_STR(ipstr(l[6].ip), "10.2.0.3");
@@ -440,9 +442,9 @@ test_ipam(const char *dir)
 	netctl_lease_clear(&l[6]);
 
 	txn = db_begin(db, &cause);
-	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", &s24, "desk7", "net0",
+	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", s24, "desk7", "net0",
 	    &l[5], &cause) == 0);
-	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", &s24, "desk7", "net1",
+	CHECK(netctl_ipam_alloc_txn(ipam, txn, "c", s24, "desk7", "net1",
 	    &l[6], &cause) == 0);
 	CHECK(db_txn_put(txn, DB_VMS, "desk7", vm, &cause) == 0);
 	CHECK(db_commit(txn, &cause) == 0);
@@ -469,9 +471,9 @@ test_ipam(const char *dir)
 
 	/* Many on a /16, all distinct and in order. */
 	for (i = 0; i < 300; i++) {
-		CHECK(netctl_ipam_alloc(ipam, "big", &s16, "many", "n", &x,
+		CHECK(netctl_ipam_alloc(ipam, "big", s16, "many", "n", &x,
 		    &cause) == 0);
-		CHECK(x.ip == netctl_subnet_gateway(&s16) + 1 + i);
+		CHECK(x.ip == netctl_subnet_gateway(s16) + 1 + i);
 		netctl_lease_clear(&x);
 	}
 	CHECK(netctl_ipam_leases(ipam, "big", &all, &n, NULL) == 300);
@@ -481,6 +483,112 @@ test_ipam(const char *dir)
 	CHECK_STR(ipstr(all[253].ip), "10.3.0.255");
 	CHECK_STR(ipstr(all[254].ip), "10.3.1.0");
 	netctl_leases_free(all, n);
+}
+
+/* Make the random source give the n 3-byte draws at draws, in turn. */
+static void
+rng_draw(const uint8_t *draws, size_t n)
+{
+	rng_draws = draws;
+	rng_n = n;
+	rng_i = 0;
+}
+
+/*
+ * Allocate for vm on network b with the random source giving draws (n
+ * of them, in turn): the MAC it got, as text (static), or "(failed)".
+ */
+static const char *
+alloc_drawn(struct netctl_ipam *ipam, const struct netctl_subnet *sn,
+    const char *vm, const uint8_t *draws, size_t n)
+{
+	static char		 mac[NETCTL_MACSTRLEN];
+	struct netctl_lease	 x;
+	char			*cause = NULL;
+
+	rng_draw(draws, n);
+	if (netctl_ipam_alloc(ipam, "b", sn, vm, "net0", &x, &cause) != 0) {
+		free(cause);
+		return ("(failed)");
+	}
+	netctl_mac_format(x.mac, mac, sizeof mac);
+	netctl_lease_clear(&x);
+	return (mac);
+}
+
+/* New MACs are unique, never QEMU's default, never a reserved one. */
+static void
+test_ipam_macs(struct netctl_ipam *ipam, struct netctl_lease *l,
+    const struct netctl_subnet *s24)
+{
+	static const uint8_t	 same[] = { 0xaa, 0xbb, 0xcc };
+	static const uint8_t	 qemu_then_one[] = { 0x12, 0x34, 0x56,
+				     0x00, 0x00, 0x01 };
+	struct netctl_lease	 x;
+	uint8_t			 saved[6];
+	char			*cause = NULL;
+	size_t			 n;
+
+	/*
+	 * MAC uniqueness: a draw equal to a MAC loaded from the database is
+	 * skipped, QEMU's default 52:54:00:12:34:56 is skipped, and a random
+	 * source stuck on one value gives a clear error, not a duplicate.
+	 */
+	rng_draw(&l[3].mac[3], 1);
+	netctl_ipam_set_random(ipam, rng_fixed);
+	CHECK(netctl_ipam_mac_new(ipam, saved, &cause) == -1);
+	CHECK(contains(cause, "cannot find a free MAC address"));
+	free(cause);
+	cause = NULL;
+	CHECK(rng_i > 1);
+
+	CHECK_STR(alloc_drawn(ipam, s24, "desk9", qemu_then_one, 2),
+	    "52:54:00:00:00:01");
+	CHECK_STR(alloc_drawn(ipam, s24, "desk10", same, 1),
+	    "52:54:00:aa:bb:cc");
+	n = count_leases(ipam, "b");
+	CHECK(netctl_ipam_alloc(ipam, "b", s24, "desk11", "net0", &x,
+	    &cause) == -1);
+	CHECK(contains(cause, "free MAC"));
+	free(cause);
+	cause = NULL;
+	CHECK((size_t)count_leases(ipam, "b") == n);	/* nothing written */
+
+	/* A reserved MAC (a bridge-mode NIC's) is not handed out either. */
+	rng_draw(qemu_then_one + 3, 1);		/* 00:00:01, taken above */
+	CHECK(netctl_ipam_mac_new(ipam, saved, NULL) == -1);
+	netctl_ipam_set_random(ipam, NULL);
+	CHECK(netctl_ipam_mac_new(ipam, saved, &cause) == 0);
+	CHECK(netctl_ipam_mac_inuse(ipam, saved));
+	netctl_ipam_mac_forget(ipam, saved);
+	CHECK(!netctl_ipam_mac_inuse(ipam, saved));
+}
+
+static void
+test_ipam(const char *dir)
+{
+	struct netctl_subnet	 s29, s24, s16;
+	struct netctl_lease	 l[8], x;
+	struct netctl_ipam	*ipam;
+	struct db		*db;
+	char			 path[512], mac[NETCTL_MACSTRLEN];
+	char			*cause = NULL;
+	size_t			 i;
+	uint32_t		 a, b;
+
+	memset(l, 0, sizeof l);
+	snprintf(path, sizeof path, "%s/db", dir);
+	db = db_open(path, &cause);
+	CHECK(db != NULL);
+	if (db == NULL)
+		return;
+	ipam = netctl_ipam_open(db, &cause);
+	CHECK(ipam != NULL);
+	CHECK(netctl_subnet_parse("10.1.0.0/29", &s29, NULL) == 0);
+	CHECK(netctl_subnet_parse("10.2.0.0/24", &s24, NULL) == 0);
+	CHECK(netctl_subnet_parse("10.3.0.0/16", &s16, NULL) == 0);
+	test_ipam_alloc(ipam, db, l, &s29, &s24);
+	test_ipam_txn(ipam, db, l, &s24, &s16);
 
 	/* Persistence: close everything, reopen, same leases and MACs. */
 	a = l[3].ip;
@@ -510,56 +618,7 @@ test_ipam(const char *dir)
 	netctl_lease_clear(&x);
 	CHECK(b != a);
 
-	/*
-	 * MAC uniqueness: a draw equal to a MAC loaded from the database is
-	 * skipped, QEMU's default 52:54:00:12:34:56 is skipped, and a random
-	 * source stuck on one value gives a clear error, not a duplicate.
-	 */
-	rng_draws = &l[3].mac[3];
-	rng_n = 1;
-	rng_i = 0;
-	netctl_ipam_set_random(ipam, rng_fixed);
-	CHECK(netctl_ipam_mac_new(ipam, saved, &cause) == -1);
-	CHECK(contains(cause, "cannot find a free MAC address"));
-	free(cause);
-	cause = NULL;
-	CHECK(rng_i > 1);
-
-	rng_draws = qemu_then_one;
-	rng_n = 2;
-	rng_i = 0;
-	CHECK(netctl_ipam_alloc(ipam, "b", &s24, "desk9", "net0", &x,
-	    &cause) == 0);
-	CHECK_STR(netctl_mac_format(x.mac, mac, sizeof mac),
-	    "52:54:00:00:00:01");
-	netctl_lease_clear(&x);
-
-	rng_draws = same;
-	rng_n = 1;
-	rng_i = 0;
-	CHECK(netctl_ipam_alloc(ipam, "b", &s24, "desk10", "net0", &x,
-	    &cause) == 0);
-	CHECK_STR(netctl_mac_format(x.mac, mac, sizeof mac),
-	    "52:54:00:aa:bb:cc");
-	netctl_lease_clear(&x);
-	n = count_leases(ipam, "b");
-	CHECK(netctl_ipam_alloc(ipam, "b", &s24, "desk11", "net0", &x,
-	    &cause) == -1);
-	CHECK(contains(cause, "free MAC"));
-	free(cause);
-	cause = NULL;
-	CHECK((size_t)count_leases(ipam, "b") == n);	/* nothing written */
-
-	/* A reserved MAC (a bridge-mode NIC's) is not handed out either. */
-	rng_draws = qemu_then_one + 3;		/* 00:00:01, taken above */
-	rng_n = 1;
-	rng_i = 0;
-	CHECK(netctl_ipam_mac_new(ipam, saved, NULL) == -1);
-	netctl_ipam_set_random(ipam, NULL);
-	CHECK(netctl_ipam_mac_new(ipam, saved, &cause) == 0);
-	CHECK(netctl_ipam_mac_inuse(ipam, saved));
-	netctl_ipam_mac_forget(ipam, saved);
-	CHECK(!netctl_ipam_mac_inuse(ipam, saved));
+	test_ipam_macs(ipam, l, &s24);
 
 	netctl_ipam_free(ipam);
 	db_close(db);
@@ -588,6 +647,7 @@ test_dnsmasq(const char *dir)
 	char			 path[512], buf[4096];
 	char			*text, **argv, *cause = NULL;
 	FILE			*f;
+	glob_t			 g;
 	size_t			 i, n;
 
 	CHECK(netctl_net_init(&net, "sales", "10.1.0.0/24", "nat", NULL,
@@ -662,8 +722,10 @@ test_dnsmasq(const char *dir)
 		CHECK(!"dhcp-hosts written");
 	snprintf(path, sizeof path, "%s/sales.conf", dir);
 	CHECK(access(path, R_OK) == 0);
-	snprintf(path, sizeof path, "%s/sales.conf.tmp", dir);
-	CHECK(access(path, F_OK) == -1);
+	/* No temporary file is left beside them. */
+	snprintf(path, sizeof path, "%s/sales.*.*", dir);
+	CHECK(glob(path, 0, NULL, &g) == GLOB_NOMATCH);
+	globfree(&g);
 	CHECK(netctl_dnsmasq_write(&net, "/nonexistent/dir", l, 4,
 	    &cause) == -1);
 	CHECK(contains(cause, "/nonexistent/dir/sales."));

@@ -19,28 +19,12 @@
 
 #include "chain.h"
 #include "check.h"
+#include "sh.h"
 #include "qcow2-write.h"
 #include "qcow2.h"
 #include "xmalloc.h"
 
 static char	*tdir;
-
-/* Run a shell command built from fmt; returns its exit status. */
-static int
-sh(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*cmd;
-	int	 rc;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) == -1)
-		abort();
-	va_end(ap);
-	rc = system(cmd);
-	free(cmd);
-	return (WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
-}
 
 /* Run a command and parse its standard output as JSON. */
 static json_t *
@@ -322,16 +306,14 @@ main(void)
 {
 	char	tmpl[] = "/tmp/test-qcow2-write.XXXXXX";
 
+	if (sh_need_qemu_tools(1) != 0)
+		return (1);
 	if ((tdir = mkdtemp(tmpl)) == NULL) {
 		perror("mkdtemp");
 		return (1);
 	}
 	test_build();
-	if (sh("qemu-img --version >/dev/null 2>&1") == 0 &&
-	    sh("qemu-io --version >/dev/null 2>&1") == 0)
-		test_qemu();
-	else
-		printf("qemu-img or qemu-io not found: QEMU checks skipped\n");
+	test_qemu();
 	sh("rm -rf %s", tdir);
 	return (check_exit());
 }

@@ -18,29 +18,11 @@
 
 #include "chain.h"
 #include "check.h"
-#include "qcow2-write.h"
+#include "sh.h"
 #include "qcow2.h"
 #include "xmalloc.h"
 
 static char	*tdir;		/* scratch image store */
-static int	 have_qemu_img;
-
-/* Run a shell command built from fmt; returns its exit status. */
-static int
-sh(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*cmd;
-	int	 rc;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) == -1)
-		abort();
-	va_end(ap);
-	rc = system(cmd);
-	free(cmd);
-	return (WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
-}
 
 /* qemu-img create in the scratch store, quietly; returns its status. */
 static int
@@ -186,32 +168,23 @@ test_real_headers(void)
 	free(buf);
 }
 
-/* Set a big-endian field of a copy of the header and expect a refusal. */
+/*
+ * Set the big-endian field of width bytes (4 or 8) at off in a copy of
+ * the header and expect a refusal.
+ */
 static int
-refused32(const uint8_t *hdr, size_t len, size_t off, uint32_t v,
-    const char *want)
+refused_at(const uint8_t *hdr, size_t len, size_t off, int width,
+    uint64_t v, const char *want)
 {
 	uint8_t	*b;
 	int	 ok;
 
 	b = xmalloc(len);
 	memcpy(b, hdr, len);
-	qcow2_put32(b + off, v);
-	ok = refused(b, len, want);
-	free(b);
-	return (ok);
-}
-
-static int
-refused64(const uint8_t *hdr, size_t len, size_t off, uint64_t v,
-    const char *want)
-{
-	uint8_t	*b;
-	int	 ok;
-
-	b = xmalloc(len);
-	memcpy(b, hdr, len);
-	qcow2_put64(b + off, v);
+	if (width == 4)
+		qcow2_put32(b + off, v);
+	else
+		qcow2_put64(b + off, v);
 	ok = refused(b, len, want);
 	free(b);
 	return (ok);
@@ -221,28 +194,14 @@ static void
 test_hostile_buffers(void)
 {
 	struct qcow2_info	 info;
-	struct qcow2_image	 img;
 	uint8_t			*base, *ov, *b;
 	size_t			 nb, no;
 	char			*cause = NULL;
 
 	base = xcalloc(1, CHAIN_READ_SIZE);
 	ov = xcalloc(1, CHAIN_READ_SIZE);
-	if (have_qemu_img) {
-		nb = slurp("base.qcow2", base, CHAIN_READ_SIZE);
-		no = slurp("ov.qcow2", ov, CHAIN_READ_SIZE);
-	} else {
-		CHECK(qcow2_write_build(NULL, NULL, 1ULL << 30, &img,
-		    &cause) == 0);
-		memcpy(base, img.header, img.header_len);
-		nb = CHAIN_READ_SIZE;
-		qcow2_write_clear(&img);
-		CHECK(qcow2_write_build("base.qcow2", "qcow2", 1ULL << 30,
-		    &img, &cause) == 0);
-		memcpy(ov, img.header, img.header_len);
-		no = CHAIN_READ_SIZE;
-		qcow2_write_clear(&img);
-	}
+	nb = slurp("base.qcow2", base, CHAIN_READ_SIZE);
+	no = slurp("ov.qcow2", ov, CHAIN_READ_SIZE);
 	CHECK(qcow2_parse_header(base, nb, &info, &cause) == 0);
 	CHECK(qcow2_parse_header(ov, no, &info, &cause) == 0);
 
@@ -256,22 +215,23 @@ test_hostile_buffers(void)
 	CHECK(refused(ov, 0x200, "runs past"));	/* the backing name */
 
 	/* Magic, version, cluster bits. */
-	CHECK(refused32(base, nb, 0, 0x514649fa, "bad magic"));
-	CHECK(refused32(base, nb, 4, 1, "version 1"));
-	CHECK(refused32(base, nb, 4, 4, "version 4"));
-	CHECK(refused32(base, nb, 20, 8, "cluster_bits 8"));
-	CHECK(refused32(base, nb, 20, 22, "cluster_bits 22"));
-	CHECK(refused32(base, nb, 20, 63, "cluster_bits 63"));
-	CHECK(refused32(base, nb, 20, 0xffffffff, "cluster_bits"));
+	CHECK(refused_at(base, nb, 0, 4, 0x514649fa, "bad magic"));
+	CHECK(refused_at(base, nb, 4, 4, 1, "version 1"));
+	CHECK(refused_at(base, nb, 4, 4, 4, "version 4"));
+	CHECK(refused_at(base, nb, 20, 4, 8, "cluster_bits 8"));
+	CHECK(refused_at(base, nb, 20, 4, 22, "cluster_bits 22"));
+	CHECK(refused_at(base, nb, 20, 4, 63, "cluster_bits 63"));
+	CHECK(refused_at(base, nb, 20, 4, 0xffffffff, "cluster_bits"));
 
 	/* Backing file name offset and size. */
-	CHECK(refused64(ov, no, 8, 0x100000, "outside the header cluster"));
-	CHECK(refused64(ov, no, 8, 0xfff8, "outside the header cluster"));
-	CHECK(refused64(ov, no, 8, 16, "outside the header cluster"));
-	CHECK(refused64(ov, no, 8, UINT64_MAX, "outside the header cluster"));
-	CHECK(refused32(ov, no, 16, 2000, "too long"));
-	CHECK(refused32(ov, no, 16, 0, "empty backing file name"));
-	CHECK(refused32(base, nb, 16, 5, "without an offset"));
+	CHECK(refused_at(ov, no, 8, 8, 0x100000, "outside the header cluster"));
+	CHECK(refused_at(ov, no, 8, 8, 0xfff8, "outside the header cluster"));
+	CHECK(refused_at(ov, no, 8, 8, 16, "outside the header cluster"));
+	CHECK(refused_at(ov, no, 8, 8, UINT64_MAX,
+	    "outside the header cluster"));
+	CHECK(refused_at(ov, no, 16, 4, 2000, "too long"));
+	CHECK(refused_at(ov, no, 16, 4, 0, "empty backing file name"));
+	CHECK(refused_at(base, nb, 16, 4, 5, "without an offset"));
 	b = xmalloc(no);
 	memcpy(b, ov, no);
 	b[qcow2_get64(ov + 8) + 2] = '\0';
@@ -279,11 +239,11 @@ test_hostile_buffers(void)
 	free(b);
 
 	/* Features. */
-	CHECK(refused64(base, nb, 72, 1ULL << 5, "bit 5"));
-	CHECK(refused64(base, nb, 72, 1ULL << 40, "bit 40"));
-	CHECK(refused64(base, nb, 72, 1ULL << 1, "corrupt"));
-	CHECK(refused64(base, nb, 72, 1ULL << 2, "external data file"));
-	CHECK(refused64(base, nb, 72, 1ULL << 3, "compression type"));
+	CHECK(refused_at(base, nb, 72, 8, 1ULL << 5, "bit 5"));
+	CHECK(refused_at(base, nb, 72, 8, 1ULL << 40, "bit 40"));
+	CHECK(refused_at(base, nb, 72, 8, 1ULL << 1, "corrupt"));
+	CHECK(refused_at(base, nb, 72, 8, 1ULL << 2, "external data file"));
+	CHECK(refused_at(base, nb, 72, 8, 1ULL << 3, "compression type"));
 	b = xmalloc(nb);
 	memcpy(b, base, nb);
 	qcow2_put64(b + 72, QCOW2_INCOMPAT_DIRTY);
@@ -296,45 +256,44 @@ test_hostile_buffers(void)
 	free(b);
 
 	/* Encryption. */
-	CHECK(refused32(base, nb, 32, 1, "encrypted"));
-	CHECK(refused32(base, nb, 32, 2, "encrypted"));
+	CHECK(refused_at(base, nb, 32, 4, 1, "encrypted"));
+	CHECK(refused_at(base, nb, 32, 4, 2, "encrypted"));
 
 	/* Sizes and tables. */
-	CHECK(refused64(base, nb, 24, 1ULL << 63, "too large"));
-	CHECK(refused64(base, nb, 24, UINT64_MAX, "too large"));
-	CHECK(refused32(base, nb, 36, 0, "too small"));
-	CHECK(refused32(base, nb, 36, 0x7fffffff, "too large"));
-	CHECK(refused64(base, nb, 24, 1ULL << 62, "too small"));
-	CHECK(refused64(base, nb, 40, 0x30001, "not cluster aligned"));
-	CHECK(refused64(base, nb, 40, 0, "overlaps the header"));
-	CHECK(refused64(base, nb, 40, 0xffffffffffff0000ULL, "past"));
-	CHECK(refused64(base, nb, 48, 0, "no refcount table"));
-	CHECK(refused32(base, nb, 56, 0, "no refcount table"));
-	CHECK(refused32(base, nb, 56, 0x10000000, "too large"));
-	CHECK(refused64(base, nb, 48, 0x10010, "not cluster aligned"));
-	CHECK(refused32(base, nb, 60, 70000, "too many"));
-	CHECK(refused32(base, nb, 60, 1, "overlaps the header"));
-	CHECK(refused32(base, nb, 100, 0x10000000, "header length"));
-	CHECK(refused32(base, nb, 100, 103, "header length"));
-	CHECK(refused32(base, nb, 100, 105, "header length"));
-	CHECK(refused32(base, nb, 96, 7, "refcount order"));
+	CHECK(refused_at(base, nb, 24, 8, 1ULL << 63, "too large"));
+	CHECK(refused_at(base, nb, 24, 8, UINT64_MAX, "too large"));
+	CHECK(refused_at(base, nb, 36, 4, 0, "too small"));
+	CHECK(refused_at(base, nb, 36, 4, 0x7fffffff, "too large"));
+	CHECK(refused_at(base, nb, 24, 8, 1ULL << 62, "too small"));
+	CHECK(refused_at(base, nb, 40, 8, 0x30001, "not cluster aligned"));
+	CHECK(refused_at(base, nb, 40, 8, 0, "overlaps the header"));
+	CHECK(refused_at(base, nb, 40, 8, 0xffffffffffff0000ULL, "past"));
+	CHECK(refused_at(base, nb, 48, 8, 0, "no refcount table"));
+	CHECK(refused_at(base, nb, 56, 4, 0, "no refcount table"));
+	CHECK(refused_at(base, nb, 56, 4, 0x10000000, "too large"));
+	CHECK(refused_at(base, nb, 48, 8, 0x10010, "not cluster aligned"));
+	CHECK(refused_at(base, nb, 60, 4, 70000, "too many"));
+	CHECK(refused_at(base, nb, 60, 4, 1, "overlaps the header"));
+	CHECK(refused_at(base, nb, 100, 4, 0x10000000, "header length"));
+	CHECK(refused_at(base, nb, 100, 4, 103, "header length"));
+	CHECK(refused_at(base, nb, 100, 4, 105, "header length"));
+	CHECK(refused_at(base, nb, 96, 4, 7, "refcount order"));
 
 	/* Extensions: a huge length, encryption, an external data file. */
-	CHECK(refused32(base, nb, 116, 0xfffffff0, "larger than the header"));
-	CHECK(refused32(base, nb, 112, QCOW2_EXT_CRYPTO, "encrypted"));
-	CHECK(refused32(base, nb, 112, QCOW2_EXT_DATA_FILE, "data file"));
-	CHECK(refused32(ov, no, 116, 0, "backing format name of 0"));
-	CHECK(refused32(ov, no, 116, 16, "backing format name of 16"));
+	CHECK(refused_at(base, nb, 116, 4, 0xfffffff0,
+	    "larger than the header"));
+	CHECK(refused_at(base, nb, 112, 4, QCOW2_EXT_CRYPTO, "encrypted"));
+	CHECK(refused_at(base, nb, 112, 4, QCOW2_EXT_DATA_FILE, "data file"));
+	CHECK(refused_at(ov, no, 116, 4, 0, "backing format name of 0"));
+	CHECK(refused_at(ov, no, 116, 4, 16, "backing format name of 16"));
 
 	/* An unknown incompatible bit named by the feature table. */
-	if (have_qemu_img) {
-		b = xmalloc(nb);
-		memcpy(b, base, nb);
-		qcow2_put64(b + 72, 1ULL << 9);
-		b[0x70 + 8 + 1] = 9;			/* "dirty bit" -> 9 */
-		CHECK(refused(b, nb, "bit 9 (dirty bit)"));
-		free(b);
-	}
+	b = xmalloc(nb);
+	memcpy(b, base, nb);
+	qcow2_put64(b + 72, 1ULL << 9);
+	b[0x70 + 8 + 1] = 9;			/* "dirty bit" -> 9 */
+	CHECK(refused(b, nb, "bit 9 (dirty bit)"));
+	free(b);
 	free(base);
 	free(ov);
 }
@@ -549,19 +508,16 @@ main(void)
 {
 	char	tmpl[] = "/tmp/test-qcow2.XXXXXX";
 
+	if (sh_need_qemu_tools(0) != 0)
+		return (1);
 	if ((tdir = mkdtemp(tmpl)) == NULL) {
 		perror("mkdtemp");
 		return (1);
 	}
-	have_qemu_img = sh("qemu-img --version >/dev/null 2>&1") == 0;
 	test_backing_names();
-	if (have_qemu_img)
-		test_real_headers();
+	test_real_headers();
 	test_hostile_buffers();
-	if (have_qemu_img)
-		test_chains();
-	else
-		printf("qemu-img not found: real headers and chains skipped\n");
+	test_chains();
 	sh("rm -rf %s", tdir);
 	return (check_exit());
 }
