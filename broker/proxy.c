@@ -33,6 +33,7 @@
  */
 #define PROXY_HEADER_TIMEOUT	10
 #define PROXY_FLUSH_TIMEOUT	30
+#define PROXY_LINGER_TIMEOUT	2	/* for the viewer's end after ours */
 /* Stop reading one side while the other side has this much unsent. */
 #define PROXY_HIGH		(1024 * 1024)
 #define PROXY_MAX_ROUTES	4096
@@ -41,7 +42,8 @@ enum proxy_state {
 	PROXY_HEADER,		/* reading the CONNECT request */
 	PROXY_DIALING,		/* connecting to the SPICE server */
 	PROXY_TUNNEL,		/* splicing */
-	PROXY_CLOSING		/* one side gone, flushing the other */
+	PROXY_CLOSING,		/* one side gone, flushing the other */
+	PROXY_LINGER		/* viewer: our end sent, dropping its bytes */
 };
 
 struct proxy_conn {
@@ -155,6 +157,25 @@ proxy_conn_free(struct proxy_conn *pc)
 	free(pc);
 }
 
+/*
+ * The last bytes for the viewer are out: end our side and read (and drop)
+ * what it still sends until it closes, for a moment. Closing a socket with
+ * unread bytes resets the connection, and a reset can destroy our answer
+ * (a 431, say) before the viewer reads it.
+ */
+static void
+proxy_linger(struct proxy_conn *pc)
+{
+	struct timeval	tv = { PROXY_LINGER_TIMEOUT, 0 };
+
+	pc->state = PROXY_LINGER;
+	shutdown(bufferevent_getfd(pc->client), SHUT_WR);
+	bufferevent_disable(pc->client, EV_WRITE);
+	bufferevent_setwatermark(pc->client, EV_READ, 0, 0);
+	bufferevent_enable(pc->client, EV_READ);
+	evtimer_add(pc->deadline, &tv);
+}
+
 /* Let bev send what it holds, then end the whole connection. */
 static void
 proxy_close_after_flush(struct proxy_conn *pc, struct bufferevent *bev)
@@ -164,10 +185,18 @@ proxy_close_after_flush(struct proxy_conn *pc, struct bufferevent *bev)
 	pc->state = PROXY_CLOSING;
 	if (bev == NULL ||
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		proxy_conn_free(pc);
+		if (bev != NULL && bev == pc->client)
+			proxy_linger(pc);
+		else
+			proxy_conn_free(pc);
 		return;
 	}
-	bufferevent_disable(bev, EV_READ);
+	if (bev == pc->client) {
+		/* Keep taking (and dropping) what the viewer sends. */
+		bufferevent_setwatermark(bev, EV_READ, 0, 0);
+		bufferevent_enable(bev, EV_READ);
+	} else
+		bufferevent_disable(bev, EV_READ);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	evtimer_add(pc->deadline, &tv);
 	bufferevent_enable(bev, EV_WRITE);
@@ -380,7 +409,11 @@ proxy_write_cb(struct bufferevent *bev, void *arg)
 	struct bufferevent	*other;
 
 	if (pc->state == PROXY_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+			return;
+		if (bev == pc->client)
+			proxy_linger(pc);
+		else
 			proxy_conn_free(pc);
 		return;
 	}
@@ -433,6 +466,15 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 		proxy_close_after_flush(pc, other);
 		return;
 	case PROXY_CLOSING:
+		/* The viewer is done sending: still let it have our answer. */
+		if (bev == pc->client && (what & BEV_EVENT_EOF) &&
+		    (what & BEV_EVENT_READING)) {
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
+		proxy_conn_free(pc);
+		return;
+	case PROXY_LINGER:
 		proxy_conn_free(pc);
 		return;
 	}
