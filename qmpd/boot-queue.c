@@ -19,7 +19,8 @@
 
 struct boot_entry {
 	char			 name[VM_NAME_MAX];
-	struct cmd_req		*req;		/* answered once running */
+	done_cb			 done;		/* called once running */
+	void			*arg;
 	int			 timeout;
 	TAILQ_ENTRY(boot_entry)	 entry;
 };
@@ -64,15 +65,23 @@ boot_queue_length(void)
 	return (n);
 }
 
-/* Start one VM now; its request, if any, waits for running. */
+/* done, if any, hears when vm runs (or stops, or timeout passes). */
+static void
+boot_queue_wait(struct vm *vm, int timeout, done_cb done, void *arg)
+{
+	if (done != NULL)
+		vm_wait_add(vm, VM_MASK(VM_RUNNING), VM_MASK(VM_STOPPED) |
+		    VM_MASK(VM_CRASHED), timeout, done, arg);
+}
+
+/* Start one VM now; done, if any, waits for running. */
 static int
-boot_queue_go(struct vm *vm, struct cmd_req *req, int timeout, char **cause)
+boot_queue_go(struct vm *vm, int timeout, done_cb done, void *arg,
+    char **cause)
 {
 	if (vm_start(vm, cause) != 0)
 		return (-1);
-	if (req != NULL)
-		vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
-		    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), timeout);
+	boot_queue_wait(vm, timeout, done, arg);
 	return (0);
 }
 
@@ -90,21 +99,17 @@ boot_queue_run(evutil_socket_t fd, short events, void *arg)
 		TAILQ_REMOVE(&boot_queue, b, entry);
 		vm = vm_find(b->name);
 		if (vm == NULL) {
-			if (b->req != NULL)
-				cmd_error(b->req, ERR_NOTFOUND, "VM %s was "
-				    "deleted while waiting to boot", b->name);
+			done_fail(b->done, b->arg, ERR_NOTFOUND, "VM %s was "
+			    "deleted while waiting to boot", b->name);
 		} else if (vm_is_active(vm)) {
 			/* Someone else started it meanwhile. */
-			if (b->req != NULL)
-				vm_wait_add(vm, b->req, VM_MASK(VM_RUNNING),
-				    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED),
-				    b->timeout);
-		} else if (boot_queue_go(vm, b->req, b->timeout, &cause) != 0) {
+			boot_queue_wait(vm, b->timeout, b->done, b->arg);
+		} else if (boot_queue_go(vm, b->timeout, b->done, b->arg,
+		    &cause) != 0) {
 			log_warnx("%s: queued start failed: %s", b->name,
 			    cause);
-			if (b->req != NULL)
-				cmd_error(b->req, ERR_QEMU, "%s", cause);
-			server_event("vm.boot", b->name, NULL);
+			done_fail(b->done, b->arg, ERR_QEMU, "%s", cause);
+			notify_emit("vm.boot", b->name, NULL);
 			free(cause);
 			cause = NULL;
 		}
@@ -125,12 +130,12 @@ boot_queue_kick(void)
 }
 
 /*
- * Start vm now if the cap allows, or queue it. With req, the request is
- * answered when the VM runs (or fails); returns -1 with *cause only when
- * an immediate start failed, and then req is the caller's to answer.
+ * Start vm now if the cap allows, or queue it. done (may be NULL) hears
+ * when the VM runs (or fails); returns -1 with *cause only when an
+ * immediate start failed, and then done is not called.
  */
 int
-boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
+boot_queue_start(struct vm *vm, int timeout, done_cb done, void *arg,
     char **cause)
 {
 	struct boot_entry	*b;
@@ -138,20 +143,19 @@ boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
 	int			 n;
 
 	if (vm_is_active(vm)) {
-		if (req != NULL)
-			vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
-			    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), timeout);
+		boot_queue_wait(vm, timeout, done, arg);
 		return (0);
 	}
 	if (boot_queue_waiting(vm->def.name)) {
-		if (req == NULL)
+		if (done == NULL)
 			return (0);
 	} else if (TAILQ_EMPTY(&boot_queue) && (boot_queue_cap == 0 ||
 	    boot_queue_booting() < boot_queue_cap))
-		return (boot_queue_go(vm, req, timeout, cause));
+		return (boot_queue_go(vm, timeout, done, arg, cause));
 	b = xcalloc(1, sizeof *b);
 	strlcpy(b->name, vm->def.name, sizeof b->name);
-	b->req = req;
+	b->done = done;
+	b->arg = arg;
 	b->timeout = timeout;
 	TAILQ_INSERT_TAIL(&boot_queue, b, entry);
 	n = boot_queue_length();
@@ -159,12 +163,12 @@ boot_queue_start(struct vm *vm, struct cmd_req *req, int timeout,
 	    vm->def.name, n, boot_queue_booting(), boot_queue_cap);
 	f = json_pack("{s:i,s:i}", "queued", n, "booting",
 	    boot_queue_booting());
-	server_event("vm.boot", vm->def.name, f);
+	notify_emit("vm.boot", vm->def.name, f);
 	json_decref(f);
 	return (0);
 }
 
-/* Forget vm's places in the queue; their requests get why. */
+/* Forget vm's places in the queue; whoever waited gets why. */
 void
 boot_queue_cancel(const char *name, const char *why)
 {
@@ -174,8 +178,53 @@ boot_queue_cancel(const char *name, const char *why)
 		if (strcmp(b->name, name) != 0)
 			continue;
 		TAILQ_REMOVE(&boot_queue, b, entry);
-		if (b->req != NULL)
-			cmd_error(b->req, ERR_STATE, "VM %s: %s", name, why);
+		done_fail(b->done, b->arg, ERR_STATE, "VM %s: %s", name, why);
 		free(b);
+	}
+}
+
+/* A listener of qmpd's events: a VM changing state may free a slot. */
+void
+boot_queue_event(const char *event, const char *vm, json_t *fields,
+    void *arg)
+{
+	if (vm != NULL && strcmp(event, "vm.state") == 0)
+		boot_queue_kick();
+}
+
+static void
+boot_queue_autostart_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+	char		*name = arg;
+
+	if ((vm = vm_find(name)) != NULL && !vm_is_active(vm)) {
+		if (boot_queue_start(vm, 0, NULL, NULL, &cause) != 0) {
+			log_warnx("%s: autostart failed: %s", name, cause);
+			free(cause);
+		}
+	}
+	free(name);
+}
+
+/*
+ * At start: autostart VMs boot through the queue, handed to it 250 ms
+ * apart, so a host boot is no storm.
+ */
+void
+boot_queue_autostart(void)
+{
+	struct vm	*vm;
+	int		 n = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (!vm->def.autostart || vm_is_active(vm))
+			continue;
+		/* tv_usec must stay below a second. */
+		event_base_once(qmpd->base, -1, EV_TIMEOUT,
+		    boot_queue_autostart_cb, xstrdup(vm->def.name),
+		    &(struct timeval){ n / 4, (n % 4) * 250000 });
+		n++;
 	}
 }

@@ -161,7 +161,7 @@ cmd_broker_auth(struct cmd_req *req)
 		cmd_broker_auth_fail(req, login, "unusable password");
 		return (CMD_RETURN_DONE);
 	}
-	rec = cmd_user_get(login);
+	rec = user_get(login);
 	hash = json_string_value(json_object_get(rec, "hash"));
 	ok = auth_verify(json_string_value(pw), hash);
 	if (rec == NULL)
@@ -198,7 +198,7 @@ cmd_broker_user(struct cmd_req *req)
 	json_t		*rec;
 	int		 disabled;
 
-	if ((rec = cmd_user_get(login)) == NULL) {
+	if ((rec = user_get(login)) == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no user named %.64s", login);
 		return (-1);
 	}
@@ -229,7 +229,7 @@ cmd_broker_desktop(struct cmd_req *req)
 	if (cmd_broker_user(req) != 0)
 		return (NULL);
 	vm = vm_find(name);
-	owner = vm != NULL ? cmd_user_owner(vm) : NULL;
+	owner = vm != NULL ? user_owner(vm) : NULL;
 	if (owner == NULL || strcmp(owner, login) != 0) {
 		log_warnx("%s of desktop %.64s for %s refused: %s",
 		    req->entry->name, name, login, vm == NULL ? "no such VM" :
@@ -250,9 +250,8 @@ cmd_broker_desktop_json(struct vm *vm)
 	if (strcmp(vm->def.display, "spice") == 0)
 		spice = json_pack("{s:s,s:i}", "host", vm->def.listen, "port",
 		    vm->def.spice_port);
-	return (json_pack("{s:s,s:s,s:O?,s:o}", "name", vm->def.name, "state",
-	    vm_state_name(vm->state), "pool", json_object_get(vm->def.extra,
-	    "pool"), "spice", spice));
+	return (json_pack("{s:s,s:s,s:s?,s:o}", "name", vm->def.name, "state",
+	    vm_state_name(vm->state), "pool", vm->def.pool, "spice", spice));
 }
 
 /* The desktops of the user named, with what a portal needs to show. */
@@ -268,7 +267,7 @@ cmd_broker_mine(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	a = json_array();
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = cmd_user_owner(vm)) != NULL &&
+		if ((owner = user_owner(vm)) != NULL &&
 		    strcmp(owner, login) == 0)
 			json_array_append_new(a, cmd_broker_desktop_json(vm));
 	}
@@ -290,8 +289,8 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 		break;
 	case VM_STOPPED:
 	case VM_CRASHED:
-		if (boot_queue_start(vm, req, CMD_BROKER_START_TIMEOUT,
-		    &cause) != 0) {
+		if (boot_queue_start(vm, CMD_BROKER_START_TIMEOUT, cmd_done,
+		    req, &cause) != 0) {
 			log_warnx("%s: start for %s failed: %s", vm->def.name,
 			    login, cause);
 			cmd_error(req, ERR_QEMU, "%s", cause);
@@ -306,9 +305,9 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 		    vm->state == VM_STOPPING ? "stopped" : "been resumed");
 		return (CMD_RETURN_DONE);
 	}
-	vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
+	vm_wait_add(vm, VM_MASK(VM_RUNNING),
 	    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED),
-	    CMD_BROKER_START_TIMEOUT);
+	    CMD_BROKER_START_TIMEOUT, cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -428,8 +427,8 @@ cmd_broker_console(struct cmd_req *req)
 
 	if ((vm = cmd_broker_desktop(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_ticket(vm, req, cmd_arg_int(req, "expires", CMD_BROKER_TICKET_TTL),
-	    cmd_arg_str(req, "login", ""));
+	vm_ticket(vm, cmd_arg_int(req, "expires", CMD_BROKER_TICKET_TTL),
+	    cmd_arg_str(req, "login", ""), cmd_req_uid(req), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -441,7 +440,7 @@ cmd_broker_vnc(struct cmd_req *req)
 
 	if ((vm = cmd_broker_desktop(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	return (vm_vnc_request(vm, req));
+	return (cmd_vm_vnc_reply(vm, req));
 }
 
 static const struct cmd_arg cmd_broker_vnc_args[] = {

@@ -67,7 +67,7 @@ cmd_image_import(struct cmd_req *req)
 	int		 fd;
 
 	if (imgstore_name_valid(name, &cause) != 0) {
-		img_fail(req, IMGSTORE_EINVAL, cause);
+		img_fail(cmd_done, req, IMGSTORE_EINVAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if (cmd_image_refuse_busy(req, name))
@@ -106,7 +106,7 @@ cmd_image_import(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 
-	op = img_op_new(req, name, "importing");
+	op = img_op_new(name, "importing", cmd_done, cmd_done_progress, req);
 	op->commit = cmd_image_import_commit;
 	op->file = imgstore_new_file(name, "qcow2");
 	xasprintf(&op->tmp, "%s/%s%s", imgstore_dir(img_store),
@@ -140,10 +140,10 @@ cmd_image_clone(struct cmd_req *req)
 	}
 	if ((rc = imgstore_clone(img_store, parent, name, "clone",
 	    &cause)) != 0) {
-		img_fail(req, rc, cause);
+		img_fail(cmd_done, req, rc, cause);
 		return (CMD_RETURN_DONE);
 	}
-	img_reply_record(req, name);
+	img_record(cmd_done, req, name);
 	return (CMD_RETURN_DONE);
 }
 
@@ -154,7 +154,7 @@ cmd_image_list(struct cmd_req *req)
 	char	*cause = NULL;
 
 	if ((list = imgstore_list(img_store, &cause)) == NULL) {
-		img_fail(req, IMGSTORE_ERR, cause);
+		img_fail(cmd_done, req, IMGSTORE_ERR, cause);
 		return (CMD_RETURN_DONE);
 	}
 	cmd_reply(req, json_pack("{s:o}", "images", list));
@@ -176,7 +176,7 @@ cmd_image_show(struct cmd_req *req)
 	u_int		 i;
 
 	if ((rec = imgstore_get(img_store, name, &cause)) == NULL) {
-		img_fail(req, IMGSTORE_ENOTFOUND, cause);
+		img_fail(cmd_done, req, IMGSTORE_ENOTFOUND, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((what = img_busy(name)) != NULL)
@@ -227,7 +227,7 @@ cmd_image_rm(struct cmd_req *req)
 	}
 	img_prune_users(name);
 	if ((rc = imgstore_rm(img_store, name, &cause)) != 0) {
-		img_fail(req, rc, cause);
+		img_fail(cmd_done, req, rc, cause);
 		return (CMD_RETURN_DONE);
 	}
 	log_info("image %s: removed", name);
@@ -344,7 +344,7 @@ cmd_image_verify(struct cmd_req *req)
 	int		 rc;
 
 	if ((rc = imgstore_verify(img_store, name, &report, &cause)) != 0) {
-		img_fail(req, rc, cause);
+		img_fail(cmd_done, req, rc, cause);
 		return (CMD_RETURN_DONE);
 	}
 	problems = json_object_get(report, "problems");
@@ -368,7 +368,7 @@ cmd_image_gc(struct cmd_req *req)
 	char	*cause = NULL;
 
 	if ((rc = imgstore_gc(img_store, dry_run, &report, &cause)) != 0) {
-		img_fail(req, rc, cause);
+		img_fail(cmd_done, req, rc, cause);
 		return (CMD_RETURN_DONE);
 	}
 	items = json_object_get(report, "items");
@@ -454,7 +454,7 @@ cmd_image_flatten(struct cmd_req *req)
 	if (cmd_image_refuse_busy(req, name))
 		return (CMD_RETURN_DONE);
 	if ((rec = imgstore_get(img_store, name, &cause)) == NULL) {
-		img_fail(req, IMGSTORE_ENOTFOUND, cause);
+		img_fail(cmd_done, req, IMGSTORE_ENOTFOUND, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if (json_string_value(json_object_get(rec, "parent")) == NULL) {
@@ -476,10 +476,11 @@ cmd_image_flatten(struct cmd_req *req)
 	}
 	if ((rc = imgstore_chain(img_store, name, &c, &cause)) != 0) {
 		json_decref(rec);
-		img_fail(req, rc, cause);
+		img_fail(cmd_done, req, rc, cause);
 		return (CMD_RETURN_DONE);
 	}
-	op = img_op_new(req, name, "flattening");
+	op = img_op_new(name, "flattening", cmd_done, cmd_done_progress,
+	    req);
 	op->commit = cmd_image_flatten_commit;
 	op->oldfile = xstrdup(json_string_value(json_object_get(rec, "file")));
 	op->file = imgstore_new_file(name, "qcow2");

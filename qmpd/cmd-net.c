@@ -100,8 +100,7 @@ cmd_net_create(struct cmd_req *req)
 	if (netctl_net_init(&def, name, cmd_arg_str(req, "subnet", NULL),
 	    cmd_arg_str(req, "mode", NULL), cmd_arg_str(req, "uplink", NULL),
 	    &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if (net_find(name) != NULL) {
@@ -195,23 +194,11 @@ cmd_net_rm(struct cmd_req *req)
 	}
 	json_decref(users);
 	if (net_destroy(n, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	net_nft_update(cmd_net_rm_done, req);
 	return (CMD_RETURN_WAIT);
-}
-
-static struct vm *
-cmd_net_vm(struct cmd_req *req)
-{
-	const char	*name = cmd_arg_str(req, "name", "");
-	struct vm	*vm;
-
-	if ((vm = vm_find(name)) == NULL)
-		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
-	return (vm);
 }
 
 static enum cmd_retval
@@ -219,9 +206,9 @@ cmd_net_nic_add(struct cmd_req *req)
 {
 	struct vm	*vm;
 
-	if ((vm = cmd_net_vm(req)) == NULL)
+	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_net_nic_add(vm, cmd_arg_str(req, "network", ""), req);
+	vm_nic_add(vm, cmd_arg_str(req, "network", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -230,9 +217,9 @@ cmd_net_nic_rm(struct cmd_req *req)
 {
 	struct vm	*vm;
 
-	if ((vm = cmd_net_vm(req)) == NULL)
+	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_net_nic_rm(vm, cmd_arg_str(req, "mac", ""), req);
+	vm_nic_rm(vm, cmd_arg_str(req, "mac", ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 

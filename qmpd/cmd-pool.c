@@ -18,50 +18,6 @@
 #define CMD_POOL_MAX_SIZE	1000
 #define CMD_POOL_START_TIMEOUT	180	/* a queued boot waits its turn */
 
-static int
-cmd_pool_in(const struct vm *vm, const char *pool)
-{
-	return (pool_of(vm) != NULL && strcmp(pool_of(vm), pool) == 0);
-}
-
-/* A pool as the admin sees it: its record, its desktops and counts. */
-json_t *
-pool_to_json(json_t *pool)
-{
-	const char	*pname = json_string_value(json_object_get(pool,
-			    "name"));
-	json_t		*j, *a = json_array();
-	struct vm	*vm;
-	int		 total = 0, free_ = 0, used = 0, running = 0;
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!cmd_pool_in(vm, pname))
-			continue;
-		total++;
-		if (pool_desktop_free(vm))
-			free_++;
-		if (cmd_user_owner(vm) != NULL)
-			used++;
-		if (vm->state == VM_RUNNING)
-			running++;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s?,s:b,s:b,"
-		    "s:b,s:b}", "name", vm->def.name, "state",
-		    vm_state_name(vm->state), "owner", cmd_user_owner(vm),
-		    "free", pool_desktop_free(vm), "queued",
-		    boot_queue_waiting(vm->def.name), "dirty",
-		    json_is_true(json_object_get(vm->def.extra, "pool_dirty")),
-		    "doomed", json_is_true(json_object_get(vm->def.extra,
-		    "pool_doomed"))));
-	}
-	j = json_deep_copy(pool);
-	json_object_set_new(j, "desktops", a);
-	json_object_set_new(j, "count", json_integer(total));
-	json_object_set_new(j, "free", json_integer(free_));
-	json_object_set_new(j, "in_use", json_integer(used));
-	json_object_set_new(j, "running", json_integer(running));
-	return (j);
-}
-
 /* The pool named by "name", or answered NotFound. */
 static json_t *
 cmd_pool_lookup(struct cmd_req *req)
@@ -81,40 +37,6 @@ cmd_pool_oneof(const char *v, const char *const *allowed)
 		if (strcmp(v, *allowed) == 0)
 			return (1);
 	return (0);
-}
-
-/* Mark every desktop of the pool doomed that matches; a count. */
-static int
-cmd_pool_doom(const char *pname, int max, int only_free)
-{
-	struct vm	*vm;
-	char		*cause = NULL;
-	int		 n = 0, pass;
-
-	/* Stopped ones first: removing them costs nothing. */
-	for (pass = 0; pass < 2; pass++) {
-		TAILQ_FOREACH(vm, &vms, entry) {
-			if (n >= max)
-				return (n);
-			if (!cmd_pool_in(vm, pname) || json_is_true(
-			    json_object_get(vm->def.extra, "pool_doomed")))
-				continue;
-			if (only_free && !pool_desktop_free(vm))
-				continue;
-			if (pass == 0 && (vm_is_active(vm) ||
-			    boot_queue_waiting(vm->def.name)))
-				continue;
-			if (pool_set_flag(vm, "pool_doomed", json_true(),
-			    &cause) != 0) {
-				log_warnx("%s: %s", vm->def.name, cause);
-				free(cause);
-				cause = NULL;
-				continue;
-			}
-			n++;
-		}
-	}
-	return (n);
 }
 
 static enum cmd_retval
@@ -140,8 +62,7 @@ cmd_pool_create(struct cmd_req *req)
 	json_int_t	 n;
 
 	if (names_valid(name, "pool", &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((pool = pool_get(name)) != NULL) {
@@ -208,7 +129,7 @@ cmd_pool_create(struct cmd_req *req)
 		TAILQ_FOREACH_SAFE(vm, &vms, entry, vm1) {
 			char *why = NULL;
 
-			if (cmd_pool_in(vm, name) && vm_delete(vm, &why) != 0) {
+			if (pool_has(vm, name) && vm_delete(vm, &why) != 0) {
 				log_warnx("%s: %s", vm->def.name, why);
 				free(why);
 			}
@@ -225,7 +146,7 @@ cmd_pool_create(struct cmd_req *req)
 	    (long long)size, template, mode, cmd_arg_bool(req, "stateless", 0)
 	    ? ", stateless" : "");
 	v = json_pack("{s:s}", "pool", name);
-	server_event("pool.created", NULL, v);
+	notify_emit("pool.created", NULL, v);
 	json_decref(v);
 	cmd_reply(req, pool_to_json(pool));
 	pool_kick();
@@ -252,8 +173,7 @@ cmd_pool_list(struct cmd_req *req)
 	char	*cause = NULL;
 
 	if (db_foreach(qmpd->db, DB_POOLS, cmd_pool_list_cb, a, &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(a);
 		return (CMD_RETURN_DONE);
 	}
@@ -293,8 +213,7 @@ cmd_pool_resize(struct cmd_req *req)
 		goto out;
 	}
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!cmd_pool_in(vm, pname) || json_is_true(json_object_get(
-		    vm->def.extra, "pool_doomed")))
+		if (!pool_has(vm, pname) || vm->def.pool_doomed)
 			continue;
 		have++;
 		if (pool_desktop_free(vm))
@@ -321,7 +240,7 @@ cmd_pool_resize(struct cmd_req *req)
 		}
 	}
 	if (size < have)
-		cmd_pool_doom(pname, have - size, 1);
+		pool_doom(pname, have - size, 1);
 	log_info("pool %s: resized from %d to %lld", pname, have,
 	    (long long)size);
 	pool_kick();
@@ -351,9 +270,9 @@ cmd_pool_rm(struct cmd_req *req)
 	}
 	pname = json_string_value(json_object_get(pool, "name"));
 	TAILQ_FOREACH(vm, &vms, entry)
-		if (cmd_pool_in(vm, pname) && cmd_user_owner(vm) != NULL)
+		if (pool_has(vm, pname) && user_owner(vm) != NULL)
 			json_array_append_new(users, json_sprintf("%s (%s)",
-			    vm->def.name, cmd_user_owner(vm)));
+			    vm->def.name, user_owner(vm)));
 	if (json_array_size(users) > 0) {
 		list = json_dumps(users, JSON_COMPACT);
 		cmd_error(req, ERR_STATE, "pool %s has desktops in use: %s; "
@@ -365,7 +284,7 @@ cmd_pool_rm(struct cmd_req *req)
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		goto out;
 	}
-	cmd_pool_doom(pname, CMD_POOL_MAX_SIZE * 100, 0);
+	pool_doom(pname, CMD_POOL_MAX_SIZE * 100, 0);
 	log_info("pool %s: removed", pname);
 	pool_kick();
 	cmd_reply(req, json_pack("{s:s}", "name", pname));
@@ -433,7 +352,7 @@ cmd_pool_user(struct cmd_req *req)
 	const char	*login = cmd_arg_str(req, "login", "");
 	json_t		*rec;
 
-	if ((rec = cmd_user_get(login)) == NULL) {
+	if ((rec = user_get(login)) == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no user named %.64s", login);
 		return (NULL);
 	}
@@ -447,64 +366,6 @@ cmd_pool_user(struct cmd_req *req)
 	return (rec);
 }
 
-struct cmd_pool_pick {
-	const char	*want;		/* a pool asked for, or NULL */
-	const char	*login;
-	const char	*dept;
-	int		 floating;	/* this pass: floating pools */
-	struct vm	*mine;		/* the user's desktop in a pool */
-	struct vm	*best;		/* a free one */
-	int		 best_rank;
-	int		 pools;		/* pools the user may use */
-};
-
-/* A free desktop's rank: booted ones first, then booting, then stopped. */
-static int
-cmd_pool_rank(const struct vm *vm)
-{
-	if (vm->state == VM_RUNNING)
-		return (3);
-	if (vm->state == VM_STARTING || boot_queue_waiting(vm->def.name))
-		return (2);
-	if (vm->state == VM_STOPPED || vm->state == VM_CRASHED)
-		return (1);
-	return (0);
-}
-
-static int
-cmd_pool_pick_cb(const char *key, json_t *pool, void *arg)
-{
-	struct cmd_pool_pick	*p = arg;
-	struct vm		*vm;
-	const char		*owner;
-	int			 floating, r;
-
-	if (p->want != NULL && strcmp(key, p->want) != 0)
-		return (0);
-	if (!pool_user_may(pool, p->dept))
-		return (0);
-	floating = strcmp(json_string_value(json_object_get(pool, "mode")),
-	    "floating") == 0;
-	if (p->want == NULL && floating != p->floating)
-		return (0);
-	p->pools++;
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!cmd_pool_in(vm, key))
-			continue;
-		owner = cmd_user_owner(vm);
-		if (owner != NULL && strcmp(owner, p->login) == 0 &&
-		    p->mine == NULL)
-			p->mine = vm;
-		if (!pool_desktop_free(vm))
-			continue;
-		if ((r = cmd_pool_rank(vm)) > p->best_rank) {
-			p->best = vm;
-			p->best_rank = r;
-		}
-	}
-	return (0);
-}
-
 /*
  * desktop.acquire: the user's desktop from a pool their department may
  * use (pools without a department are everyone's): the one they have, or
@@ -514,26 +375,18 @@ cmd_pool_pick_cb(const char *key, json_t *pool, void *arg)
 static enum cmd_retval
 cmd_pool_acquire(struct cmd_req *req)
 {
-	struct cmd_pool_pick	 p;
-	json_t			*user, *f;
+	struct pool_pick	 p;
+	json_t			*user;
 	struct vm		*vm;
 	char			*cause = NULL;
 	const char		*login = cmd_arg_str(req, "login", "");
 
 	if ((user = cmd_pool_user(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	memset(&p, 0, sizeof p);
-	p.want = cmd_arg_str(req, "pool", NULL);
-	p.login = login;
-	p.dept = json_string_value(json_object_get(user, "dept"));
-	for (p.floating = 1; p.floating >= 0; p.floating--) {
-		if (db_foreach(qmpd->db, DB_POOLS, cmd_pool_pick_cb, &p,
-		    &cause) < 0) {
-			cmd_error(req, ERR_INTERNAL, "%s", cause);
-			goto out;
-		}
-		if (p.mine != NULL || p.best != NULL || p.want != NULL)
-			break;
+	if (pool_pick(&p, cmd_arg_str(req, "pool", NULL), login,
+	    json_string_value(json_object_get(user, "dept")), &cause) != 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		goto out;
 	}
 	if ((vm = p.mine) == NULL) {
 		if (p.pools == 0) {
@@ -549,17 +402,10 @@ cmd_pool_acquire(struct cmd_req *req)
 			    "of %s: try again later", login);
 			goto out;
 		}
-		if (pool_set_flag(vm, "owner", json_string(login),
-		    &cause) != 0) {
+		if (pool_give(vm, login, &cause) != 0) {
 			cmd_error(req, ERR_INTERNAL, "%s", cause);
 			goto out;
 		}
-		log_info("%s: given to %s (pool %s)", vm->def.name, login,
-		    pool_of(vm));
-		f = json_pack("{s:s,s:s}", "login", login, "pool", pool_of(vm));
-		server_event("desktop.assigned", vm->def.name, f);
-		json_decref(f);
-		pool_kick();	/* prestart another */
 	}
 	if (vm->state == VM_RUNNING) {
 		cmd_reply(req, vm_to_json(vm));
@@ -570,7 +416,8 @@ cmd_pool_acquire(struct cmd_req *req)
 		    vm->def.name, vm_state_name(vm->state));
 		goto out;
 	}
-	if (boot_queue_start(vm, req, CMD_POOL_START_TIMEOUT, &cause) != 0) {
+	if (boot_queue_start(vm, CMD_POOL_START_TIMEOUT, cmd_done, req,
+	    &cause) != 0) {
 		log_warnx("%s: start for %s failed: %s", vm->def.name, login,
 		    cause);
 		cmd_error(req, ERR_QEMU, "%s", cause);
@@ -605,7 +452,7 @@ cmd_pool_release(struct cmd_req *req)
 	json_decref(user);
 	if (name != NULL) {
 		vm = vm_find(name);
-		owner = vm != NULL ? cmd_user_owner(vm) : NULL;
+		owner = vm != NULL ? user_owner(vm) : NULL;
 		if (owner == NULL || strcmp(owner, login) != 0 ||
 		    pool_of(vm) == NULL) {
 			log_warnx("desktop.release of %.64s for %s refused",
@@ -618,7 +465,7 @@ cmd_pool_release(struct cmd_req *req)
 	released = json_array();
 	kept = json_array();
 	TAILQ_FOREACH_SAFE(vm, &vms, entry, vm1) {
-		if (pool_of(vm) == NULL || (owner = cmd_user_owner(vm)) ==
+		if (pool_of(vm) == NULL || (owner = user_owner(vm)) ==
 		    NULL || strcmp(owner, login) != 0)
 			continue;
 		if (name != NULL && strcmp(vm->def.name, name) != 0)

@@ -21,62 +21,6 @@
 #define CMD_USER_NAME_MAX	128	/* a person's full name, bytes */
 #define CMD_USER_SHOW_MAX	5	/* names listed in an error */
 
-/* A user's record, or NULL; the caller owns it. */
-json_t *
-cmd_user_get(const char *login)
-{
-	return (db_get(qmpd->db, DB_USERS, login));
-}
-
-/* The login a desktop is assigned to, or NULL. */
-const char *
-cmd_user_owner(const struct vm *vm)
-{
-	if (vm->def.extra == NULL)
-		return (NULL);
-	return (json_string_value(json_object_get(vm->def.extra, "owner")));
-}
-
-/* Set or clear (login NULL) a desktop's owner, saved with the VM. */
-static int
-cmd_user_set_owner(struct vm *vm, const char *login, char **cause)
-{
-	json_t	*old;
-
-	if (vm->def.extra == NULL)
-		vm->def.extra = json_object();
-	old = json_object_get(vm->def.extra, "owner");
-	if (old != NULL)
-		json_incref(old);
-	if (login != NULL)
-		json_object_set_new(vm->def.extra, "owner", json_string(login));
-	else
-		json_object_del(vm->def.extra, "owner");
-	if (vm_save(vm, cause) != 0) {
-		if (old != NULL)
-			json_object_set(vm->def.extra, "owner", old);
-		else
-			json_object_del(vm->def.extra, "owner");
-		json_decref(old);
-		return (-1);
-	}
-	json_decref(old);
-	return (0);
-}
-
-/* A user's record as others see it: everything but the hash. */
-static json_t *
-cmd_user_public(json_t *rec)
-{
-	json_t	*j;
-
-	j = json_deep_copy(rec);
-	json_object_del(j, "hash");
-	json_object_set_new(j, "password", json_boolean(json_is_string(
-	    json_object_get(rec, "hash"))));
-	return (j);
-}
-
 /* "a, b, c and 2 more", for an error an admin can act on. */
 static char *
 cmd_user_names(json_t *names)
@@ -99,54 +43,6 @@ cmd_user_names(json_t *names)
 	return (s);
 }
 
-/* The names of the desktops assigned to login. */
-static json_t *
-cmd_user_desktops(const char *login)
-{
-	struct vm	*vm;
-	const char	*owner;
-	json_t		*a = json_array();
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = cmd_user_owner(vm)) != NULL &&
-		    strcmp(owner, login) == 0)
-			json_array_append_new(a, json_string(vm->def.name));
-	}
-	return (a);
-}
-
-/* Records of table whose field equals value: who still uses a name. */
-struct cmd_user_match {
-	const char	*field;
-	const char	*value;
-	json_t		*keys;
-};
-
-static int
-cmd_user_match_cb(const char *key, json_t *val, void *arg)
-{
-	struct cmd_user_match	*m = arg;
-	const char		*v;
-
-	v = json_string_value(json_object_get(val, m->field));
-	if (v != NULL && strcmp(v, m->value) == 0)
-		json_array_append_new(m->keys, json_string(key));
-	return (0);
-}
-
-static json_t *
-cmd_user_match(const char *table, const char *field, const char *value,
-    char **cause)
-{
-	struct cmd_user_match	m = { field, value, json_array() };
-
-	if (db_foreach(qmpd->db, table, cmd_user_match_cb, &m, cause) < 0) {
-		json_decref(m.keys);
-		return (NULL);
-	}
-	return (m.keys);
-}
-
 /* Put one record, each write its own short transaction. */
 static int
 cmd_user_put(struct cmd_req *req, const char *table, const char *key,
@@ -155,8 +51,7 @@ cmd_user_put(struct cmd_req *req, const char *table, const char *key,
 	char	*cause = NULL;
 
 	if (db_put(qmpd->db, table, key, rec, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (-1);
 	}
 	return (0);
@@ -172,8 +67,7 @@ cmd_user_dept_add(struct cmd_req *req)
 	char		*cause = NULL;
 
 	if (names_valid(name, "department", &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((rec = db_get(qmpd->db, DB_DEPTS, name)) != NULL) {
@@ -239,8 +133,7 @@ cmd_user_dept_list(struct cmd_req *req)
 	    json_array_get(state, 0), &cause) < 0 ||
 	    db_foreach(qmpd->db, DB_DEPTS, cmd_user_dept_list_cb, state,
 	    &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(state);
 		return (CMD_RETURN_DONE);
 	}
@@ -264,8 +157,8 @@ cmd_user_dept_rm(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	json_decref(rec);
-	if ((users = cmd_user_match(DB_USERS, "dept", name, &cause)) == NULL ||
-	    (children = cmd_user_match(DB_DEPTS, "parent", name,
+	if ((users = user_match(DB_USERS, "dept", name, &cause)) == NULL ||
+	    (children = user_match(DB_DEPTS, "parent", name,
 	    &cause)) == NULL) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		goto out;
@@ -314,8 +207,7 @@ cmd_user_password_arg(struct cmd_req *req, int *refused)
 		return (NULL);
 	if (auth_password_valid(json_string_value(v), json_string_length(v),
 	    &cause) != 0) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		*refused = 1;
 		return (NULL);
 	}
@@ -357,11 +249,10 @@ cmd_user_add(struct cmd_req *req)
 
 	if (auth_login_valid(login, &cause) != 0 ||
 	    (name != NULL && cmd_user_name_valid(name, &cause) != 0)) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
-	if ((rec = cmd_user_get(login)) != NULL) {
+	if ((rec = user_get(login)) != NULL) {
 		json_decref(rec);
 		cmd_error(req, ERR_EXISTS, "a user named %s already exists",
 		    login);
@@ -380,8 +271,7 @@ cmd_user_add(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	/* yescrypt blocks the loop ~50-100 ms: once, and only here. */
 	if (password != NULL && (hash = auth_hash(password, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	rec = json_pack("{s:s,s:s?,s:s?,s:b,s:b,s:s?,s:I,s:n}", "login",
@@ -395,7 +285,7 @@ cmd_user_add(struct cmd_req *req)
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s added%s", login, password == NULL ?
 		    " without a password" : "");
-		pub = cmd_user_public(rec);
+		pub = user_public(rec);
 		cmd_reply(req, pub);
 	}
 	json_decref(rec);
@@ -409,7 +299,7 @@ cmd_user_lookup(struct cmd_req *req)
 	const char	*login = cmd_arg_str(req, "login", "");
 	json_t		*rec;
 
-	if ((rec = cmd_user_get(login)) == NULL)
+	if ((rec = user_get(login)) == NULL)
 		cmd_error(req, ERR_NOTFOUND, "no user named %s", login);
 	return (rec);
 }
@@ -431,8 +321,7 @@ cmd_user_passwd(struct cmd_req *req)
 		goto out;
 	/* yescrypt blocks the loop ~50-100 ms: once, and only here. */
 	if ((hash = auth_hash(password, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		goto out;
 	}
 	json_object_set_new(rec, "hash", json_string(hash));
@@ -442,7 +331,7 @@ cmd_user_passwd(struct cmd_req *req)
 	free(hash);
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s: password changed", login);
-		cmd_reply(req, cmd_user_public(rec));
+		cmd_reply(req, user_public(rec));
 	}
 out:
 	json_decref(rec);
@@ -462,7 +351,7 @@ cmd_user_set_disabled(struct cmd_req *req, int disabled)
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s %s", login, disabled ? "disabled" :
 		    "enabled");
-		cmd_reply(req, cmd_user_public(rec));
+		cmd_reply(req, user_public(rec));
 	}
 	json_decref(rec);
 	return (CMD_RETURN_DONE);
@@ -491,7 +380,7 @@ cmd_user_rm(struct cmd_req *req)
 	if ((rec = cmd_user_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	json_decref(rec);
-	desks = cmd_user_desktops(login);
+	desks = user_desktops(login);
 	if (json_array_size(desks) != 0) {
 		list = cmd_user_names(desks);
 		cmd_error(req, ERR_STATE, "user %s still has desktop%s %s: "
@@ -504,8 +393,7 @@ cmd_user_rm(struct cmd_req *req)
 	}
 	json_decref(desks);
 	if (db_del(qmpd->db, DB_USERS, login, &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	log_info("user %s removed", login);
@@ -516,7 +404,7 @@ cmd_user_rm(struct cmd_req *req)
 static int
 cmd_user_list_cb(const char *key, json_t *val, void *arg)
 {
-	json_array_append_new(arg, cmd_user_public(val));
+	json_array_append_new(arg, user_public(val));
 	return (0);
 }
 
@@ -527,8 +415,7 @@ cmd_user_list(struct cmd_req *req)
 	char	*cause = NULL;
 
 	if (db_foreach(qmpd->db, DB_USERS, cmd_user_list_cb, a, &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(a);
 		return (CMD_RETURN_DONE);
 	}
@@ -554,7 +441,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if ((owner = cmd_user_owner(vm)) != NULL) {
+	if ((owner = user_owner(vm)) != NULL) {
 		if (strcmp(owner, login) == 0) {
 			cmd_reply(req, json_pack("{s:s,s:s}", "vm", name,
 			    "login", login));
@@ -564,13 +451,12 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		    "it first (qdesk desktop unassign %s)", name, owner, name);
 		return (CMD_RETURN_DONE);
 	}
-	if (cmd_user_set_owner(vm, login, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+	if (user_set_owner(vm, login, &cause) != 0) {
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	log_info("%s: assigned to %s", name, login);
-	server_event("desktop.assigned", name, rec = json_pack("{s:s}",
+	notify_emit("desktop.assigned", name, rec = json_pack("{s:s}",
 	    "login", login));
 	json_decref(rec);
 	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
@@ -590,20 +476,19 @@ cmd_user_desktop_unassign(struct cmd_req *req)
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if (cmd_user_owner(vm) == NULL) {
+	if (user_owner(vm) == NULL) {
 		cmd_error(req, ERR_STATE, "VM %s is not assigned to anyone",
 		    name);
 		return (CMD_RETURN_DONE);
 	}
-	login = xstrdup(cmd_user_owner(vm));
-	if (cmd_user_set_owner(vm, NULL, &cause) != 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+	login = xstrdup(user_owner(vm));
+	if (user_set_owner(vm, NULL, &cause) != 0) {
+		cmd_fail(req, ERR_INTERNAL, cause);
 		free(login);
 		return (CMD_RETURN_DONE);
 	}
 	log_info("%s: unassigned from %s", name, login);
-	server_event("desktop.unassigned", name, j = json_pack("{s:s}",
+	notify_emit("desktop.unassigned", name, j = json_pack("{s:s}",
 	    "login", login));
 	json_decref(j);
 	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
@@ -627,14 +512,13 @@ cmd_user_desktop_list(struct cmd_req *req)
 	}
 	a = json_array();
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = cmd_user_owner(vm)) == NULL)
+		if ((owner = user_owner(vm)) == NULL)
 			continue;
 		if (login != NULL && strcmp(owner, login) != 0)
 			continue;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:O?}",
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s?}",
 		    "vm", vm->def.name, "login", owner, "state",
-		    vm_state_name(vm->state), "pool",
-		    json_object_get(vm->def.extra, "pool")));
+		    vm_state_name(vm->state), "pool", vm->def.pool));
 	}
 	cmd_reply(req, json_pack("{s:o}", "desktops", a));
 	return (CMD_RETURN_DONE);

@@ -301,8 +301,7 @@ cmd_vm_snapshot_live(struct cmd_req *req, struct vm *vm, const char *image,
 		return (CMD_RETURN_DONE);
 	}
 	if ((rec = imgstore_get(img_store, image, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	path = imgstore_path(img_store, json_string_value(json_object_get(rec,
@@ -425,8 +424,7 @@ cmd_vm_snapshots(struct cmd_req *req)
 	if ((vm = cmd_vm_disk_get(req, &image)) == NULL)
 		return (CMD_RETURN_DONE);
 	if ((list = imgstore_list(img_store, &cause)) == NULL) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((disk = imgstore_get(img_store, image, &cause)) != NULL)
@@ -554,7 +552,8 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 		cmd_error(req, img_errclass(rc), "%s", cause);
 		goto out;
 	}
-	op = img_op_new(req, child, "merging a snapshot into");
+	op = img_op_new(child, "merging a snapshot into", cmd_done,
+	    cmd_done_progress, req);
 	op->also = xstrdup(snapimg);
 	op->commit = cmd_vm_merge_commit;
 	op->reply = cmd_vm_disk_done(vm, snap);
@@ -617,9 +616,8 @@ cmd_vm_reset_disk(struct cmd_req *req)
 	if ((vm = cmd_vm_disk_get(req, &image)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_disk_reset(vm, &cause) != 0) {
-		cmd_error(req, vm_is_active(vm) ? ERR_STATE : img_busy(image) ?
-		    ERR_BUSY : ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, vm_is_active(vm) ? ERR_STATE : img_busy(image) ?
+		    ERR_BUSY : ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
 	cmd_reply(req, cmd_vm_disk_done(vm, NULL));

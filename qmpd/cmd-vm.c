@@ -22,7 +22,7 @@
 #define CMD_VM_CONSOLE_TAIL	(64 * 1024)
 
 /* Look the VM up by the "name" argument, or answer NotFound. */
-static struct vm *
+struct vm *
 cmd_vm_get(struct cmd_req *req)
 {
 	const char	*name = cmd_arg_str(req, "name", "");
@@ -46,11 +46,10 @@ cmd_vm_create(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	if ((vm = vm_create(req->args, &cause)) == NULL) {
-		cmd_error(req, ERR_ARG, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
-	server_event("vm.created", vm->def.name, NULL);
+	notify_emit("vm.created", vm->def.name, NULL);
 	cmd_reply(req, vm_to_json(vm));
 	return (CMD_RETURN_DONE);
 }
@@ -86,13 +85,11 @@ cmd_vm_start(struct cmd_req *req)
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_start(vm, &cause) != 0) {
-		cmd_error(req, vm_is_active(vm) ? ERR_STATE : ERR_QEMU, "%s",
-		    cause);
-		free(cause);
+		cmd_fail(req, vm_is_active(vm) ? ERR_STATE : ERR_QEMU, cause);
 		return (CMD_RETURN_DONE);
 	}
-	vm_wait_add(vm, req, VM_MASK(VM_RUNNING),
-	    VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), CMD_VM_START_TIMEOUT);
+	vm_wait_add(vm, VM_MASK(VM_RUNNING), VM_MASK(VM_STOPPED) |
+	    VM_MASK(VM_CRASHED), CMD_VM_START_TIMEOUT, cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -110,12 +107,11 @@ cmd_vm_stop(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	if (vm_stop(vm, cmd_arg_bool(req, "force", 0), timeout, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
-	vm_wait_add(vm, req, VM_MASK(VM_STOPPED), VM_MASK(VM_CRASHED),
-	    timeout + 15);
+	vm_wait_add(vm, VM_MASK(VM_STOPPED), VM_MASK(VM_CRASHED),
+	    timeout + 15, cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -128,11 +124,11 @@ cmd_vm_kill(struct cmd_req *req)
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_kill(vm, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
-	vm_wait_add(vm, req, VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), 0, 15);
+	vm_wait_add(vm, VM_MASK(VM_STOPPED) | VM_MASK(VM_CRASHED), 0, 15,
+	    cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -145,8 +141,7 @@ cmd_vm_delete(struct cmd_req *req)
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_delete(vm, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
 	cmd_reply(req, json_object());
@@ -249,7 +244,7 @@ cmd_vm_wait(struct cmd_req *req)
 		cmd_error(req, ERR_ARG, "timeout must be 0 to 86400 seconds");
 		return (CMD_RETURN_DONE);
 	}
-	vm_wait_add(vm, req, VM_MASK(s), 0, timeout);
+	vm_wait_add(vm, VM_MASK(s), 0, timeout, cmd_done, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -429,7 +424,50 @@ cmd_vm_ticket(struct cmd_req *req)
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_ticket(vm, req, cmd_arg_int(req, "expires", 60), NULL);
+	vm_ticket(vm, cmd_arg_int(req, "expires", 60), NULL, cmd_req_uid(req),
+	    cmd_done, req);
+	return (CMD_RETURN_WAIT);
+}
+
+/* A vm.vnc or desktop.vnc request waiting for QEMU to take its end. */
+struct cmd_vm_vnc {
+	struct cmd_req	*req;
+	char		 name[VM_NAME_MAX];
+};
+
+static void
+cmd_vm_vnc_done(int fd, const char *err, void *arg)
+{
+	struct cmd_vm_vnc	*r = arg;
+
+	if (fd == -1)
+		cmd_error(r->req, ERR_QEMU, "add_client: %s", err);
+	else {
+		cmd_reply_fd(r->req, json_pack("{s:s,s:s}", "vm", r->name,
+		    "fd", "attached"), fd);
+		close(fd);
+	}
+	free(r);
+}
+
+/*
+ * Answer req with a VNC connection to vm's console: the reply line
+ * carries the fd (SCM_RIGHTS). For vm.vnc and the broker's desktop.vnc.
+ */
+enum cmd_retval
+cmd_vm_vnc_reply(struct vm *vm, struct cmd_req *req)
+{
+	struct cmd_vm_vnc	*r;
+	char			*cause = NULL;
+
+	r = xcalloc(1, sizeof *r);
+	r->req = req;
+	strlcpy(r->name, vm->def.name, sizeof r->name);
+	if (vm_vnc_connect(vm, cmd_vm_vnc_done, r, &cause) != 0) {
+		cmd_fail(req, ERR_STATE, cause);
+		free(r);
+		return (CMD_RETURN_DONE);
+	}
 	return (CMD_RETURN_WAIT);
 }
 
@@ -440,7 +478,7 @@ cmd_vm_vnc(struct cmd_req *req)
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	return (vm_vnc_request(vm, req));
+	return (cmd_vm_vnc_reply(vm, req));
 }
 
 static const struct cmd_arg cmd_vm_ticket_args[] = {

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "pool.h"
 #include "qmpd.h"
 #include "xmalloc.h"
 
@@ -121,9 +120,6 @@ cmd_send_error(struct client *c, json_t *id, const char *errclass,
 	free(line);
 }
 
-void	client_req_add(struct client *, struct cmd_req *);
-void	client_req_remove(struct client *, struct cmd_req *);
-
 /* One request line from a client. Never fails the daemon. */
 void
 cmd_dispatch(struct client *c, const char *line, size_t len)
@@ -176,6 +172,13 @@ cmd_req_free(struct cmd_req *req)
 	json_decref(req->id);
 	json_decref(req->args);
 	free(req);
+}
+
+/* Who asked: the client's uid, or -1 once it has gone. */
+uid_t
+cmd_req_uid(const struct cmd_req *req)
+{
+	return (req->client != NULL ? client_uid(req->client) : (uid_t)-1);
 }
 
 /* The client went away: its requests finish silently. */
@@ -235,6 +238,34 @@ cmd_error(struct cmd_req *req, const char *errclass, const char *fmt, ...)
 		    desc != NULL ? desc : errclass);
 	free(desc);
 	cmd_req_free(req);
+}
+
+/* The completion callback a handler gives a model: answers req. */
+void
+cmd_done(void *arg, json_t *result, const char *errclass, const char *cause)
+{
+	struct cmd_req	*req = arg;
+
+	if (errclass != NULL) {
+		json_decref(result);
+		cmd_error(req, errclass, "%s", cause);
+	} else
+		cmd_reply(req, result);
+}
+
+/* A model's progress report (stolen), for req's client. */
+void
+cmd_done_progress(void *arg, json_t *progress)
+{
+	cmd_progress(arg, progress);
+}
+
+/* Answer req with an error whose text is cause, which this frees. */
+void
+cmd_fail(struct cmd_req *req, const char *errclass, char *cause)
+{
+	cmd_error(req, errclass, "%s", cause != NULL ? cause : errclass);
+	free(cause);
 }
 
 void

@@ -48,20 +48,6 @@ struct img_job {
 };
 static LIST_HEAD(, img_job)	img_jobs = LIST_HEAD_INITIALIZER(img_jobs);
 
-char *
-img_job_status(int status)
-{
-	char	*s;
-
-	if (WIFEXITED(status))
-		xasprintf(&s, "exit status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		xasprintf(&s, "killed by signal %d", WTERMSIG(status));
-	else
-		xasprintf(&s, "status %#x", status);
-	return (s);
-}
-
 /* Keep a line of output, dropping the oldest lines when over the limit. */
 static void
 img_job_keep(struct img_job *job, const char *line, size_t len)

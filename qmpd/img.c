@@ -17,6 +17,7 @@
 #include "img.h"
 #include "log.h"
 #include "qcow2-write.h"
+#include "proc.h"
 #include "qmpd.h"
 #include "store.h"
 #include "vm.h"
@@ -120,25 +121,25 @@ img_init(char **cause)
 	return (0);
 }
 
-/* Answer a request with a store failure. */
+/* done gets a store failure (cause freed). */
 void
-img_fail(struct cmd_req *req, int rc, char *cause)
+img_fail(done_cb done, void *arg, int rc, char *cause)
 {
-	cmd_error(req, img_errclass(rc), "%s", cause);
+	done_fail(done, arg, img_errclass(rc), "%s", cause);
 	free(cause);
 }
 
-/* Reply with the record of name as it is now. */
+/* done gets the record of name as it is now. */
 void
-img_reply_record(struct cmd_req *req, const char *name)
+img_record(done_cb done, void *arg, const char *name)
 {
 	json_t	*rec;
 	char	*cause = NULL;
 
 	if ((rec = imgstore_get(img_store, name, &cause)) == NULL)
-		img_fail(req, IMGSTORE_ENOTFOUND, cause);
+		img_fail(done, arg, IMGSTORE_ENOTFOUND, cause);
 	else
-		cmd_reply(req, rec);
+		done_ok(done, arg, rec);
 }
 
 void
@@ -191,12 +192,15 @@ img_op_free(struct img_op *op)
 }
 
 struct img_op *
-img_op_new(struct cmd_req *req, const char *name, const char *what)
+img_op_new(const char *name, const char *what, done_cb done,
+    progress_cb progress, void *arg)
 {
 	struct img_op	*op;
 
 	op = xcalloc(1, sizeof *op);
-	op->req = req;
+	op->done = done;
+	op->progress = progress;
+	op->arg = arg;
 	op->name = xstrdup(name);
 	op->what = what;
 	op->last = -1;
@@ -209,11 +213,11 @@ img_op_progress(double pct, void *arg)
 	struct img_op	*op = arg;
 	char		*what;
 
-	if ((int)pct == op->last)
+	if ((int)pct == op->last || op->progress == NULL)
 		return;
 	op->last = (int)pct;
 	xasprintf(&what, "%s %s", op->what, op->name);
-	cmd_progress(op->req, json_pack("{s:s,s:f,s:i}", "what", what,
+	op->progress(op->arg, json_pack("{s:s,s:f,s:i}", "what", what,
 	    "done", pct, "total", 100));
 	free(what);
 }
@@ -227,7 +231,7 @@ static void
 img_op_done(int status, const char *output, void *arg)
 {
 	struct img_op	*op = arg;
-	char		*path = NULL, *cause = NULL, *st;
+	char		*path = NULL, *cause = NULL, st[64];
 	int		 rc;
 
 	img_busy_clear(op->name);
@@ -237,20 +241,19 @@ img_op_done(int status, const char *output, void *arg)
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (op->tmp != NULL)
 			unlink(op->tmp);
-		st = img_job_status(status);
-		cmd_error(op->req, ERR_INTERNAL, "%s %s failed (qemu-img %s)%s"
-		    "%s", op->what, op->name, st, output[0] != '\0' ? ": " : "",
-		    output);
+		proc_status_text(status, st, sizeof st);
+		done_fail(op->done, op->arg, ERR_INTERNAL, "%s %s failed "
+		    "(qemu-img %s)%s%s", op->what, op->name, st,
+		    output[0] != '\0' ? ": " : "", output);
 		log_warnx("%s %s: qemu-img %s: %s", op->what, op->name, st,
 		    output);
-		free(st);
 		goto out;
 	}
 	if (op->file != NULL) {
 		path = imgstore_path(img_store, op->file);
 		if (qcow2_write_rename(op->tmp, path) != 0) {
-			cmd_error(op->req, ERR_INTERNAL, "%s: %s", path,
-			    strerror(errno));
+			done_fail(op->done, op->arg, ERR_INTERNAL, "%s: %s",
+			    path, strerror(errno));
 			unlink(op->tmp);
 			goto out;
 		}
@@ -258,15 +261,15 @@ img_op_done(int status, const char *output, void *arg)
 	if ((rc = op->commit(op, &cause)) != 0) {
 		if (path != NULL)
 			unlink(path);
-		img_fail(op->req, rc, cause);
+		img_fail(op->done, op->arg, rc, cause);
 		goto out;
 	}
 	log_info("image %s: %s done", op->name, op->what);
 	if (op->reply != NULL) {
-		cmd_reply(op->req, op->reply);
+		done_ok(op->done, op->arg, op->reply);
 		op->reply = NULL;
 	} else
-		img_reply_record(op->req, op->name);
+		img_record(op->done, op->arg, op->name);
 out:
 	free(path);
 	img_op_free(op);
@@ -279,7 +282,7 @@ img_op_run(struct img_op *op, char **argv, int infd)
 
 	if (img_job_start(argv, infd, img_op_progress, img_op_done, op,
 	    &cause) != 0) {
-		cmd_error(op->req, ERR_INTERNAL, "%s", cause);
+		done_fail(op->done, op->arg, ERR_INTERNAL, "%s", cause);
 		free(cause);
 		img_op_free(op);
 		return (-1);

@@ -1,7 +1,7 @@
 /*
- * qmpd's side of the image store: the store itself (cmd-image.c), slow
- * work in child processes the loop watches (img-job.c), and VM disks made
- * of image chains (vm-disk.c).
+ * qmpd's side of the image store: the store opened once and its jobs
+ * (img.c), slow work in child processes the loop watches (img-job.c).
+ * A VM's disk made of an image chain is vm-disk.c's, in vm.h.
  */
 #ifndef QDESK_QMPD_IMG_H
 #define QDESK_QMPD_IMG_H
@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 #include <jansson.h>
+
+#include "qmpd.h"
 
 struct cmd_req;
 struct imgstore;
@@ -20,9 +22,9 @@ extern struct imgstore	*img_store;
 int		 img_init(char **cause);
 /* The error class an IMGSTORE_E* code answers with. */
 const char	*img_errclass(int rc);
-/* Answer with a store failure (frees cause), or with name's record. */
-void		 img_fail(struct cmd_req *, int rc, char *cause);
-void		 img_reply_record(struct cmd_req *, const char *name);
+/* done gets a store failure (frees cause), or name's record. */
+void		 img_fail(done_cb, void *arg, int rc, char *cause);
+void		 img_record(done_cb, void *arg, const char *name);
 /*
  * Images a job is working on (import, flatten, merge): what is being
  * done to name, or NULL. Every command that changes or starts on an image
@@ -39,14 +41,16 @@ struct vm	*img_vm_on(const char *name);
 void		 img_prune_users(const char *name);
 
 /*
- * A job on behalf of a request (img.c): qemu-img runs with name
- * (and also, if set) busy, its progress goes to the client; at its end
- * file, if set, is renamed from tmp into the store, commit indexes the
- * result and the request gets reply, or name's record if reply is NULL.
- * On failure the new file goes and the request gets why.
+ * A job (img.c): qemu-img runs with name (and also, if set) busy, its
+ * progress goes to progress; at its end file, if set, is renamed from
+ * tmp into the store, commit indexes the result and done gets reply, or
+ * name's record if reply is NULL. On failure the new file goes and done
+ * gets why.
  */
 struct img_op {
-	struct cmd_req	*req;
+	done_cb		 done;
+	progress_cb	 progress;	/* may be NULL */
+	void		*arg;
 	char		*name;
 	char		*also;
 	const char	*what;		/* "importing", ... */
@@ -57,9 +61,9 @@ struct img_op {
 	int		(*commit)(struct img_op *, char **cause);
 	int		 last;		/* last percent reported */
 };
-struct img_op	*img_op_new(struct cmd_req *, const char *name,
-		     const char *what);
-/* Start it; on failure the request is answered and op freed. */
+struct img_op	*img_op_new(const char *name, const char *what, done_cb,
+		     progress_cb, void *arg);
+/* Start it; on failure done is called and op freed. */
 int		 img_op_run(struct img_op *, char **argv, int infd);
 #define IMG_QEMU_IMG	"/usr/bin/qemu-img"
 
@@ -80,27 +84,5 @@ int		 img_job_start(char *const argv[], int infd,
 		     char **cause);
 /* The SIGCHLD handler's status for pid: 1 if it was a job's. */
 int		 img_job_reaped(pid_t, int status);
-/* "exit status 1", "killed by signal 9". */
-char		*img_job_status(int status);
-
-/* vm-disk.c: a VM's disk from the image store. */
-/* The image a VM runs on ("image" in its definition), or NULL. */
-const char	*vm_disk_image(const struct vm *);
-/* Is an image record a snapshot of this VM (name and uuid)? */
-int		 vm_disk_owns(const struct vm *, json_t *rec);
-/* vm create --from: the VM's own linked clone, named NAME-disk. */
-int		 vm_disk_create(struct vm *, char **cause);
-/* vm delete: the VM's own disk and its snapshots go too. */
-void		 vm_disk_delete(struct vm *);
-/*
- * vm start: check the chain with the store's parser and open every
- * file (read-only below the top), for vm_spawn to pass to QEMU. *out
- * stays NULL for a VM without an image. vm_disk_free closes the fds.
- */
-int		 vm_disk_open(struct vm *, struct vm_disk **out,
-		     char **cause);
-void		 vm_disk_free(struct vm_disk *);
-/* vm reset-disk, for stateless desktops too. */
-int		 vm_disk_reset(struct vm *, char **cause);
 
 #endif

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "proc.h"
 #include "qmpd.h"
+#include "vm.h"
 #include "xmalloc.h"
 
 #include "dnsmasq.h"

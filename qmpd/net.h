@@ -17,8 +17,7 @@
 #include "compat.h"
 #include "netctl.h"
 #include "nft.h"
-
-#define VM_NICS_MAX	8
+#include "qmpd.h"
 
 /* A network the daemon runs: its definition and its dnsmasq. */
 struct net {
@@ -59,26 +58,5 @@ json_t	*net_to_json(const struct net *, int detail);
  */
 typedef void (*net_nft_cb)(const char *err, void *arg);
 void	 net_nft_update(net_nft_cb, void *arg);
-
-/* vm-net.c: the NICs of VMs, kept in def->extra as "nics". */
-struct vm;
-struct vm_runtime_paths;
-struct cmd_req;
-void	 vm_net_init(void);
-void	 vm_net_relink(void);
-int	 vm_net_create(struct vm *, char **cause);
-void	 vm_net_deleted(struct vm *);
-int	 vm_net_open(struct vm *, struct vm_runtime_paths *, char **cause);
-void	 vm_net_opened(struct vm *, int spawned);
-int	 vm_net_cont_wait(struct vm *);
-void	 vm_net_stopped(struct vm *);
-void	 vm_net_json(const struct vm *, json_t *);
-void	 vm_net_device_deleted(struct vm *, json_t *data);
-/* The VMs with a NIC on network, as a JSON array of names. */
-json_t	*vm_net_users(const char *network);
-/* The TAPs of active VMs for the ruleset; borrowed until the next change. */
-void	 vm_net_taps(struct netctl_nft_tap **, size_t *);
-void	 vm_net_nic_add(struct vm *, const char *network, struct cmd_req *);
-void	 vm_net_nic_rm(struct vm *, const char *mac, struct cmd_req *);
 
 #endif

@@ -40,16 +40,50 @@ static struct event	*pool_ev;
 const char *
 pool_of(const struct vm *vm)
 {
-	if (vm->def.extra == NULL)
-		return (NULL);
-	return (json_string_value(json_object_get(vm->def.extra, "pool")));
+	return (vm->def.pool);
 }
 
-static int
-pool_flag(const struct vm *vm, const char *key)
+/* Is vm a desktop of pool? */
+int
+pool_has(const struct vm *vm, const char *pool)
 {
-	return (vm->def.extra != NULL &&
-	    json_is_true(json_object_get(vm->def.extra, key)));
+	return (pool_of(vm) != NULL && strcmp(pool_of(vm), pool) == 0);
+}
+
+/* A pool as the admin sees it: its record, its desktops and counts. */
+json_t *
+pool_to_json(json_t *pool)
+{
+	const char	*pname = json_string_value(json_object_get(pool,
+			    "name"));
+	json_t		*j, *a = json_array();
+	struct vm	*vm;
+	int		 total = 0, free_ = 0, used = 0, running = 0;
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (!pool_has(vm, pname))
+			continue;
+		total++;
+		if (pool_desktop_free(vm))
+			free_++;
+		if (user_owner(vm) != NULL)
+			used++;
+		if (vm->state == VM_RUNNING)
+			running++;
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s?,s:b,s:b,"
+		    "s:b,s:b}", "name", vm->def.name, "state",
+		    vm_state_name(vm->state), "owner", user_owner(vm),
+		    "free", pool_desktop_free(vm), "queued",
+		    boot_queue_waiting(vm->def.name), "dirty",
+		    vm->def.pool_dirty, "doomed", vm->def.pool_doomed));
+	}
+	j = json_deep_copy(pool);
+	json_object_set_new(j, "desktops", a);
+	json_object_set_new(j, "count", json_integer(total));
+	json_object_set_new(j, "free", json_integer(free_));
+	json_object_set_new(j, "in_use", json_integer(used));
+	json_object_set_new(j, "running", json_integer(running));
+	return (j);
 }
 
 /* The pool's record, or NULL; the caller owns it. */
@@ -63,34 +97,8 @@ pool_get(const char *name)
 int
 pool_desktop_free(const struct vm *vm)
 {
-	return (pool_of(vm) != NULL && cmd_user_owner(vm) == NULL &&
-	    !pool_flag(vm, "pool_dirty") && !pool_flag(vm, "pool_doomed"));
-}
-
-/* Set (value stolen) or clear (NULL) a flag of vm's definition, saved. */
-int
-pool_set_flag(struct vm *vm, const char *key, json_t *value, char **cause)
-{
-	json_t	*old;
-
-	if (vm->def.extra == NULL)
-		vm->def.extra = json_object();
-	old = json_object_get(vm->def.extra, key);
-	if (old != NULL)
-		json_incref(old);
-	if (value != NULL)
-		json_object_set_new(vm->def.extra, key, value);
-	else
-		json_object_del(vm->def.extra, key);
-	if (vm_save(vm, cause) != 0) {
-		if (old != NULL)
-			json_object_set_new(vm->def.extra, key, old);
-		else
-			json_object_del(vm->def.extra, key);
-		return (-1);
-	}
-	json_decref(old);
-	return (0);
+	return (pool_of(vm) != NULL && user_owner(vm) == NULL &&
+	    !vm->def.pool_dirty && !vm->def.pool_doomed);
 }
 
 /* May a user of department dept (NULL: none) use this pool? */
@@ -99,32 +107,10 @@ pool_user_may(json_t *pool, const char *dept)
 {
 	const char	*want = json_string_value(json_object_get(pool,
 			    "dept"));
-	json_t		*rec;
-	char		*d;
-	int		 depth, ok = 0;
 
 	if (want == NULL)
 		return (1);
-	if (dept == NULL)
-		return (0);
-	/* The pool's department or any department above the user's. */
-	d = xstrdup(dept);
-	for (depth = 0; d != NULL && depth < 32 && !ok; depth++) {
-		if (strcmp(d, want) == 0) {
-			ok = 1;
-			break;
-		}
-		rec = db_get(qmpd->db, DB_DEPTS, d);
-		free(d);
-		d = NULL;
-		if (rec != NULL && json_is_string(json_object_get(rec,
-		    "parent")))
-			d = xstrdup(json_string_value(json_object_get(rec,
-			    "parent")));
-		json_decref(rec);
-	}
-	free(d);
-	return (ok);
+	return (user_dept_within(dept, want));
 }
 
 /* The VM definition of a pool's desktop number n. */
@@ -172,7 +158,7 @@ pool_desktop_add(json_t *pool, char **cause)
 	json_decref(args);
 	if (vm == NULL)
 		return (-1);
-	server_event("vm.created", vm->def.name, NULL);
+	notify_emit("vm.created", vm->def.name, NULL);
 	return (0);
 }
 
@@ -187,7 +173,7 @@ pool_return(struct vm *vm, const char *why)
 {
 	json_t		*pool;
 	char		*cause = NULL;
-	const char	*owner = cmd_user_owner(vm);
+	const char	*owner = user_owner(vm);
 	char		*who;
 	int		 stateless;
 
@@ -196,9 +182,9 @@ pool_return(struct vm *vm, const char *why)
 	stateless = json_is_true(json_object_get(pool, "stateless"));
 	json_decref(pool);
 	who = owner != NULL ? xstrdup(owner) : NULL;
-	if (stateless && !pool_flag(vm, "pool_dirty"))
-		json_object_set_new(vm->def.extra, "pool_dirty", json_true());
-	if (pool_set_flag(vm, "owner", NULL, &cause) != 0) {
+	if (stateless)
+		vm->def.pool_dirty = 1;
+	if (user_set_owner(vm, NULL, &cause) != 0) {
 		log_warnx("%s: not returned to its pool: %s", vm->def.name,
 		    cause);
 		free(cause);
@@ -208,7 +194,7 @@ pool_return(struct vm *vm, const char *why)
 	log_info("%s: back in pool %s (%s%s%s)", vm->def.name, pool_of(vm),
 	    why, who != NULL ? ", was " : "", who != NULL ? who : "");
 	json_t *f = json_pack("{s:s?,s:s}", "login", who, "why", why);
-	server_event("desktop.returned", vm->def.name, f);
+	notify_emit("desktop.returned", vm->def.name, f);
 	json_decref(f);
 	free(who);
 	boot_queue_cancel(vm->def.name, "returned to its pool");
@@ -225,13 +211,133 @@ pool_return(struct vm *vm, const char *why)
 	pool_kick();
 }
 
+/* Mark every desktop of the pool doomed that matches; a count. */
+int
+pool_doom(const char *pname, int max, int only_free)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+	int		 n = 0, pass;
+
+	/* Stopped ones first: removing them costs nothing. */
+	for (pass = 0; pass < 2; pass++) {
+		TAILQ_FOREACH(vm, &vms, entry) {
+			if (n >= max)
+				return (n);
+			if (!pool_has(vm, pname) || vm->def.pool_doomed)
+				continue;
+			if (only_free && !pool_desktop_free(vm))
+				continue;
+			if (pass == 0 && (vm_is_active(vm) ||
+			    boot_queue_waiting(vm->def.name)))
+				continue;
+			if (vm_set_flag(vm, &vm->def.pool_doomed, 1,
+			    &cause) != 0) {
+				log_warnx("%s: %s", vm->def.name, cause);
+				free(cause);
+				cause = NULL;
+				continue;
+			}
+			n++;
+		}
+	}
+	return (n);
+}
+
+/* A free desktop's rank: booted ones first, then booting, then stopped. */
+static int
+pool_rank(const struct vm *vm)
+{
+	if (vm->state == VM_RUNNING)
+		return (3);
+	if (vm->state == VM_STARTING || boot_queue_waiting(vm->def.name))
+		return (2);
+	if (vm->state == VM_STOPPED || vm->state == VM_CRASHED)
+		return (1);
+	return (0);
+}
+
+static int
+pool_pick_cb(const char *key, json_t *pool, void *arg)
+{
+	struct pool_pick	*p = arg;
+	struct vm		*vm;
+	const char		*owner;
+	int			 floating, r;
+
+	if (p->want != NULL && strcmp(key, p->want) != 0)
+		return (0);
+	if (!pool_user_may(pool, p->dept))
+		return (0);
+	floating = strcmp(json_string_value(json_object_get(pool, "mode")),
+	    "floating") == 0;
+	if (p->want == NULL && floating != p->floating)
+		return (0);
+	p->pools++;
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (!pool_has(vm, key))
+			continue;
+		owner = user_owner(vm);
+		if (owner != NULL && strcmp(owner, p->login) == 0 &&
+		    p->mine == NULL)
+			p->mine = vm;
+		if (!pool_desktop_free(vm))
+			continue;
+		if ((r = pool_rank(vm)) > p->best_rank) {
+			p->best = vm;
+			p->best_rank = r;
+		}
+	}
+	return (0);
+}
+
+/*
+ * desktop.acquire's choice for login (of department dept) among the pools
+ * they may use (only want, if set): the desktop they have (p->mine), or
+ * the best free one (p->best), floating pools before dedicated ones;
+ * p->pools counts the pools they may use.
+ */
+int
+pool_pick(struct pool_pick *p, const char *want, const char *login,
+    const char *dept, char **cause)
+{
+	memset(p, 0, sizeof *p);
+	p->want = want;
+	p->login = login;
+	p->dept = dept;
+	for (p->floating = 1; p->floating >= 0; p->floating--) {
+		if (db_foreach(qmpd->db, DB_POOLS, pool_pick_cb, p, cause) < 0)
+			return (-1);
+		if (p->mine != NULL || p->best != NULL || p->want != NULL)
+			break;
+	}
+	return (0);
+}
+
+/* A free desktop is login's from now on; another one may prestart. */
+int
+pool_give(struct vm *vm, const char *login, char **cause)
+{
+	json_t	*f;
+
+	if (user_set_owner(vm, login, cause) != 0)
+		return (-1);
+	log_info("%s: given to %s (pool %s)", vm->def.name, login,
+	    pool_of(vm));
+	f = json_pack("{s:s,s:s}", "login", login, "pool", pool_of(vm));
+	notify_emit("desktop.assigned", vm->def.name, f);
+	json_decref(f);
+	pool_kick();
+	return (0);
+}
+
 /* A stopped desktop that needs work: reset a dirty disk, drop a doomed one. */
 static void
 pool_tidy(struct vm *vm)
 {
 	char	*cause = NULL;
 
-	if (pool_flag(vm, "pool_doomed")) {
+	if (vm->def.pool_doomed) {
 		if (vm_is_active(vm)) {
 			if (vm->stop_asked != 3 && vm_kill(vm, &cause) != 0)
 				goto warn;
@@ -242,7 +348,7 @@ pool_tidy(struct vm *vm)
 			goto warn;
 		return;
 	}
-	if (pool_flag(vm, "pool_dirty")) {
+	if (vm->def.pool_dirty) {
 		if (vm_is_active(vm)) {
 			if (vm->stop_asked != 3 && vm_kill(vm, &cause) != 0)
 				goto warn;
@@ -250,9 +356,9 @@ pool_tidy(struct vm *vm)
 		}
 		if (vm_disk_reset(vm, &cause) != 0)
 			goto warn;
-		if (pool_set_flag(vm, "pool_dirty", NULL, &cause) != 0)
+		if (vm_set_flag(vm, &vm->def.pool_dirty, 0, &cause) != 0)
 			goto warn;
-		server_event("desktop.reset", vm->def.name, NULL);
+		notify_emit("desktop.reset", vm->def.name, NULL);
 	}
 	return;
 warn:
@@ -292,7 +398,7 @@ pool_prestart(json_t *pool)
 		    !pool_desktop_free(vm) || vm_is_active(vm) ||
 		    boot_queue_waiting(vm->def.name))
 			continue;
-		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
+		if (boot_queue_start(vm, 0, NULL, NULL, &cause) != 0) {
 			log_warnx("%s: prestart: %s", vm->def.name, cause);
 			free(cause);
 			cause = NULL;
@@ -322,9 +428,8 @@ pool_run(evutil_socket_t fd, short events, void *arg)
 			continue;
 		/* A desktop whose pool is gone (pool rm, then a crash). */
 		if ((pool = pool_get(pool_of(vm))) == NULL &&
-		    cmd_user_owner(vm) == NULL && !pool_flag(vm, "pool_doomed"))
-			json_object_set_new(vm->def.extra, "pool_doomed",
-			    json_true());
+		    user_owner(vm) == NULL)
+			vm->def.pool_doomed = 1;
 		json_decref(pool);
 		pool_tidy(vm);
 	}
@@ -355,7 +460,7 @@ pool_init_cb(const char *key, json_t *rec, void *arg)
 	size = json_integer_value(json_object_get(rec, "size"));
 	TAILQ_FOREACH(vm, &vms, entry)
 		if (pool_of(vm) != NULL && strcmp(pool_of(vm), key) == 0 &&
-		    !pool_flag(vm, "pool_doomed"))
+		    !vm->def.pool_doomed)
 			have++;
 	for (; have < size; have++) {
 		if (pool_desktop_add(rec, &cause) != 0) {
@@ -381,26 +486,22 @@ pool_init(void)
 }
 
 /*
- * Every event qmpd broadcasts passes here. A state change may free a
- * boot slot and a pool desktop; a floating desktop whose user shut it
- * down goes back to its pool.
+ * vm.state: a state change may free a pool desktop; a floating desktop
+ * whose user shut it down goes back to its pool.
  */
-void
-pool_event(const char *event, const char *name, json_t *fields)
+static void
+pool_state(const char *name, json_t *fields)
 {
 	const char	*state;
 	struct vm	*vm;
 	json_t		*pool;
 	int		 floating;
 
-	if (strcmp(event, "vm.state") != 0 || name == NULL)
-		return;
-	boot_queue_kick();
 	if ((vm = vm_find(name)) == NULL || pool_of(vm) == NULL)
 		return;
 	state = json_string_value(json_object_get(fields, "state"));
 	if (state != NULL && (strcmp(state, "stopped") == 0 ||
-	    strcmp(state, "crashed") == 0) && cmd_user_owner(vm) != NULL) {
+	    strcmp(state, "crashed") == 0) && user_owner(vm) != NULL) {
 		pool = pool_get(pool_of(vm));
 		floating = pool != NULL && strcmp(json_string_value(
 		    json_object_get(pool, "mode")), "floating") == 0;
@@ -460,20 +561,22 @@ pool_grace_cb(evutil_socket_t fd, short events, void *arg)
 		qmp_execute(vm->qmp, "system_reset", NULL, pool_reset_done,
 		    xstrdup(vm->def.name));
 	}
-	server_event("desktop.disconnect_action", vm->def.name, NULL);
+	notify_emit("desktop.disconnect_action", vm->def.name, NULL);
 out:
 	json_decref(pool);
 	pool_grace_free(g);
 }
 
 /*
- * session.c's hook: a SPICE client left a desktop. When nobody is
- * connected any more, the pool's disconnect action runs after its grace
- * period, unless a client is back by then.
+ * session.ended: a SPICE client left a desktop. When nobody is connected
+ * any more, the pool's disconnect action runs after its grace period,
+ * unless a client is back by then.
  */
-void
-pool_disconnected(const char *name, const char *user, int last)
+static void
+pool_session_ended(const char *name, json_t *fields)
 {
+	const char		*user = json_string_value(json_object_get(
+				    fields, "login"));
 	struct pool_grace	*g;
 	struct vm		*vm;
 	struct timeval		 tv;
@@ -481,7 +584,8 @@ pool_disconnected(const char *name, const char *user, int last)
 	const char		*action;
 	int			 grace;
 
-	if (!last || (vm = vm_find(name)) == NULL || pool_of(vm) == NULL ||
+	if (!json_is_true(json_object_get(fields, "last")) ||
+	    (vm = vm_find(name)) == NULL || pool_of(vm) == NULL ||
 	    (pool = pool_get(pool_of(vm))) == NULL)
 		return;
 	action = json_string_value(json_object_get(pool, "on_disconnect"));
@@ -505,4 +609,18 @@ pool_disconnected(const char *name, const char *user, int last)
 	log_info("%s: %s left; %s in %d s unless a client is back", name,
 	    user != NULL ? user : "the last client", action, grace);
 	json_decref(pool);
+}
+
+/* Keep this list sorted: it is searched with bsearch. */
+static const struct notify_handler pool_handlers[] = {
+	{ "session.ended", pool_session_ended },
+	{ "vm.state", pool_state },
+};
+
+/* Every event of qmpd passes here; pools act on a few. */
+void
+pool_event(const char *event, const char *vm, json_t *fields, void *arg)
+{
+	notify_dispatch(pool_handlers, nitems(pool_handlers), event, vm,
+	    fields);
 }

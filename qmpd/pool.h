@@ -1,5 +1,6 @@
 /*
- * Desktop pools (pool.c, cmd-pool.c) and the boot queue (boot-queue.c).
+ * Desktop pools (pool.c): desktops that are linked clones of a template,
+ * handed out and taken back, prestarted, acted on at disconnect.
  */
 #ifndef QDESK_POOL_H
 #define QDESK_POOL_H
@@ -11,32 +12,34 @@
 struct cmd_req;
 struct vm;
 
-/* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
-extern int	 boot_queue_cap;
-int		 boot_queue_start(struct vm *, struct cmd_req *, int timeout,
-		     char **cause);
-void		 boot_queue_kick(void);
-void		 boot_queue_cancel(const char *name, const char *why);
-int		 boot_queue_booting(void);
-int		 boot_queue_waiting(const char *name);
-int		 boot_queue_length(void);
-
 /* pool.c: the engine, fed by qmpd's events. */
 void		 pool_init(void);
-void		 pool_event(const char *event, const char *vm, json_t *fields);
-void		 pool_disconnected(const char *vm, const char *user, int last);
+void		 pool_event(const char *event, const char *vm, json_t *fields,
+		     void *arg);
 void		 pool_kick(void);
 const char	*pool_of(const struct vm *);
 json_t		*pool_get(const char *name);
 int		 pool_desktop_free(const struct vm *);
 int		 pool_desktop_add(json_t *pool, char **cause);
-int		 pool_set_flag(struct vm *, const char *key, json_t *value,
-		     char **cause);
 void		 pool_return(struct vm *, const char *why);
 json_t		*pool_to_json(json_t *pool);
 int		 pool_user_may(json_t *pool, const char *dept);
+int		 pool_has(const struct vm *, const char *pool);
+int		 pool_doom(const char *pool, int max, int only_free);
+int		 pool_give(struct vm *, const char *login, char **cause);
 
-/* cmd-pool.c */
-extern const struct cmd_entry	cmd_pool_entries[];
+/* desktop.acquire's choice (pool_pick). */
+struct pool_pick {
+	const char	*want;		/* a pool asked for, or NULL */
+	const char	*login;
+	const char	*dept;
+	int		 floating;	/* this pass: floating pools */
+	struct vm	*mine;		/* the user's desktop in a pool */
+	struct vm	*best;		/* a free one */
+	int		 best_rank;
+	int		 pools;		/* pools the user may use */
+};
+int		 pool_pick(struct pool_pick *, const char *want,
+		     const char *login, const char *dept, char **cause);
 
 #endif

@@ -47,17 +47,24 @@ struct proc {
 };
 static LIST_HEAD(, proc)	procs = LIST_HEAD_INITIALIZER(procs);
 
+/* One end of a pipe to the process: its event, then the fd. */
+static void
+proc_close_pipe(struct event **ev, int *fd)
+{
+	if (*ev != NULL) {
+		event_free(*ev);
+		*ev = NULL;
+	}
+	if (*fd != -1) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
 static void
 proc_close_in(struct proc *p)
 {
-	if (p->in_ev != NULL) {
-		event_free(p->in_ev);
-		p->in_ev = NULL;
-	}
-	if (p->in_fd != -1) {
-		close(p->in_fd);
-		p->in_fd = -1;
-	}
+	proc_close_pipe(&p->in_ev, &p->in_fd);
 	free(p->input);
 	p->input = NULL;
 }
@@ -65,14 +72,7 @@ proc_close_in(struct proc *p)
 static void
 proc_close_err(struct proc *p)
 {
-	if (p->err_ev != NULL) {
-		event_free(p->err_ev);
-		p->err_ev = NULL;
-	}
-	if (p->err_fd != -1) {
-		close(p->err_fd);
-		p->err_fd = -1;
-	}
+	proc_close_pipe(&p->err_ev, &p->err_fd);
 }
 
 /* Frees p, which is off the list already. */

@@ -571,28 +571,28 @@ qmp_read_cb(struct bufferevent *bev, void *arg)
 	qmp_release(q);
 }
 
-/* Output drained: an fd command waiting its turn can go now. */
+/* Room to write: what waits its turn goes now. */
 static void
-qmp_write_cb(struct bufferevent *bev, void *arg)
+qmp_writable(struct qmp *q)
 {
-	struct qmp	*q = arg;
-
 	qmp_hold(q);
 	qmp_flush(q);
 	qmp_timer_update(q);
 	qmp_release(q);
 }
 
+/* Output drained: an fd command waiting its turn can go now. */
+static void
+qmp_write_cb(struct bufferevent *bev, void *arg)
+{
+	qmp_writable(arg);
+}
+
 /* The socket is writable again after sendmsg said EAGAIN. */
 static void
 qmp_wev_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct qmp	*q = arg;
-
-	qmp_hold(q);
-	qmp_flush(q);
-	qmp_timer_update(q);
-	qmp_release(q);
+	qmp_writable(arg);
 }
 
 /* EOF or a socket error: QEMU is gone, or going. */

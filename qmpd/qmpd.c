@@ -52,7 +52,7 @@ qmpd_sigchld(evutil_socket_t sig, short events, void *arg)
 		if (img_job_reaped(pid, status))
 			continue;
 		if (!proc_reaped(pid, status))
-			vm_reaped(pid, status);
+			vm_exit_reaped(pid, status);
 	}
 }
 
@@ -109,9 +109,33 @@ qmpd_lock(void)
 	/* fd stays open for the daemon's life. */
 }
 
+/*
+ * Who hears qmpd's events, in this order: the admin event stream, SPICE
+ * sessions, the boot queue, pools. Before the re-attach, whose state
+ * changes they all act on.
+ */
+static void
+qmpd_listen(void)
+{
+	notify_listen(server_event, NULL);
+	notify_listen(session_event, NULL);
+	notify_listen(boot_queue_event, NULL);
+	notify_listen(pool_event, NULL);
+}
 
-int
-main(int argc, char **argv)
+/* What the command line asks for. */
+struct qmpd_opts {
+	const char	*state_dir;
+	const char	*socket_path;
+	const char	*vm_user;
+	const char	*broker_user;
+	int		 foreground;
+	int		 verbose;
+};
+
+/* The command line, or usage and exit 2. */
+static void
+qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "state-dir", required_argument, NULL, 'd' },
@@ -123,35 +147,30 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct event	*ev_chld, *ev_term, *ev_int, *ev_hup;
-	struct group	*gr;
-	struct passwd	*pw;
-	const char	*state_dir = "/var/lib/qdesk", *socket_path = NULL;
-	const char	*vm_user = "qdesk-vm", *broker_user = NULL;
-	char		*dbdir, *cause = NULL;
-	int		 ch, foreground = 0, verbose = 0;
+	int	ch;
 
-	qmpd = xcalloc(1, sizeof *qmpd);
-	qmpd->qemu_binary = "/usr/bin/qemu-system-x86_64";
+	memset(o, 0, sizeof *o);
+	o->state_dir = "/var/lib/qdesk";
+	o->vm_user = "qdesk-vm";
 	while ((ch = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
-			foreground = 1;
+			o->foreground = 1;
 			break;
 		case 'v':
-			verbose++;
+			o->verbose++;
 			break;
 		case 'd':
-			state_dir = optarg;
+			o->state_dir = optarg;
 			break;
 		case 's':
-			socket_path = optarg;
+			o->socket_path = optarg;
 			break;
 		case 'u':
-			vm_user = optarg;
+			o->vm_user = optarg;
 			break;
 		case 'b':
-			broker_user = optarg;
+			o->broker_user = optarg;
 			break;
 		case 'q':
 			qmpd->qemu_binary = optarg;
@@ -167,62 +186,67 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
-	log_init("qmpd", 1, verbose);
-	if (geteuid() != 0)
-		fatalx("qmpd must run as root (it opens TAPs and drops QEMU "
-		    "to %s)", vm_user);
+}
+
+/* The state dir, the socket path and the users: checked before detaching. */
+static void
+qmpd_configure(const struct qmpd_opts *o)
+{
+	struct group	*gr;
+	struct passwd	*pw;
 
 	umask(022);
-	if (mkdir(state_dir, 0711) == -1 && errno != EEXIST)
-		fatal("mkdir %s", state_dir);
-	qmpd->state_dir = realpath(state_dir, NULL);
+	if (mkdir(o->state_dir, 0711) == -1 && errno != EEXIST)
+		fatal("mkdir %s", o->state_dir);
+	qmpd->state_dir = realpath(o->state_dir, NULL);
 	if (qmpd->state_dir == NULL)
-		fatal("%s", state_dir);
+		fatal("%s", o->state_dir);
 	chmod(qmpd->state_dir, 0711);
-	if (socket_path == NULL)
+	if (o->socket_path == NULL)
 		xasprintf(&qmpd->socket_path, "%s/qmpd.sock", qmpd->state_dir);
 	else
-		qmpd->socket_path = xstrdup(socket_path);
-	qmpd->foreground = foreground;
-	qmpd_vm_user(vm_user);
+		qmpd->socket_path = xstrdup(o->socket_path);
+	qmpd->foreground = o->foreground;
+	qmpd_vm_user(o->vm_user);
 	qmpd->admin_gid = (gr = getgrnam("qdesk")) != NULL ? gr->gr_gid :
 	    (gid_t)-1;
 	qmpd->broker_uid = (uid_t)-1;
-	if (broker_user != NULL) {
-		if ((pw = getpwnam(broker_user)) == NULL)
-			fatalx("no broker user %s", broker_user);
+	if (o->broker_user != NULL) {
+		if ((pw = getpwnam(o->broker_user)) == NULL)
+			fatalx("no broker user %s", o->broker_user);
 		qmpd->broker_uid = pw->pw_uid;
 	}
 	if (access(qmpd->qemu_binary, X_OK) != 0)
 		fatal("%s (install qemu-system-x86)", qmpd->qemu_binary);
+}
 
-	qmpd_lock();
-	if (!foreground)
-		daemon_detach();
-	log_init("qmpd", foreground, verbose);
-	qmpd->started = time(NULL);
-	/* QEMU grandchildren reparent to us: their exit status is ours. */
-	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	signal(SIGPIPE, SIG_IGN);
+/* SIGCHLD, SIGTERM, SIGINT and SIGHUP as events of the loop. */
+static void
+qmpd_signals(struct event *evs[4])
+{
+	evs[0] = evsignal_new(qmpd->base, SIGCHLD, qmpd_sigchld, NULL);
+	evs[1] = evsignal_new(qmpd->base, SIGTERM, qmpd_sigterm, NULL);
+	evs[2] = evsignal_new(qmpd->base, SIGINT, qmpd_sigterm, NULL);
+	evs[3] = evsignal_new(qmpd->base, SIGHUP, qmpd_sighup, NULL);
+	for (int i = 0; i < 4; i++)
+		evsignal_add(evs[i], NULL);
+}
+
+/*
+ * The state (VMs, images, SPICE TLS, networks), the listeners, the
+ * re-attach to running QEMUs, the admin socket, pools and autostart.
+ */
+static void
+qmpd_start(void)
+{
+	char	*dbdir, *cause = NULL;
 
 	xasprintf(&dbdir, "%s/db", qmpd->state_dir);
 	if ((qmpd->db = db_open(dbdir, &cause)) == NULL)
 		fatalx("%s", cause);
 	free(dbdir);
 	qmpd->kvm_ok = accel_kvm_usable();
-	if ((qmpd->base = event_base_new()) == NULL)
-		fatalx("event_base_new");
-
-	ev_chld = evsignal_new(qmpd->base, SIGCHLD, qmpd_sigchld, NULL);
-	ev_term = evsignal_new(qmpd->base, SIGTERM, qmpd_sigterm, NULL);
-	ev_int = evsignal_new(qmpd->base, SIGINT, qmpd_sigterm, NULL);
-	ev_hup = evsignal_new(qmpd->base, SIGHUP, qmpd_sighup, NULL);
-	evsignal_add(ev_chld, NULL);
-	evsignal_add(ev_term, NULL);
-	evsignal_add(ev_int, NULL);
-	evsignal_add(ev_hup, NULL);
-
-	if (vm_load_all(&cause) != 0)
+	if (vm_attach_load(&cause) != 0)
 		fatalx("%s", cause);
 	if (img_init(&cause) != 0)
 		fatalx("%s", cause);
@@ -230,11 +254,42 @@ main(int argc, char **argv)
 		fatalx("SPICE TLS: %s", cause);
 	if (net_init(&cause) != 0)
 		fatalx("%s", cause);
-	vm_reattach_all();
+	qmpd_listen();
+	vm_attach_all();
 	if (server_listen(qmpd->socket_path, &cause) != 0)
 		fatalx("%s", cause);
 	pool_init();
-	vm_autostart_all();
+	boot_queue_autostart();
+}
+
+int
+main(int argc, char **argv)
+{
+	struct qmpd_opts	 o;
+	struct event		*evs[4];
+	int			 i;
+
+	qmpd = xcalloc(1, sizeof *qmpd);
+	qmpd->qemu_binary = "/usr/bin/qemu-system-x86_64";
+	qmpd_parse(argc, argv, &o);
+	log_init("qmpd", 1, o.verbose);
+	if (geteuid() != 0)
+		fatalx("qmpd must run as root (it opens TAPs and drops QEMU "
+		    "to %s)", o.vm_user);
+	qmpd_configure(&o);
+
+	qmpd_lock();
+	if (!o.foreground)
+		daemon_detach();
+	log_init("qmpd", o.foreground, o.verbose);
+	qmpd->started = time(NULL);
+	/* QEMU grandchildren reparent to us: their exit status is ours. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	signal(SIGPIPE, SIG_IGN);
+	if ((qmpd->base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	qmpd_signals(evs);
+	qmpd_start();
 	log_info("qmpd %s ready on %s (state %s, kvm %s, QEMU as %s)",
 	    QDESK_VERSION, qmpd->socket_path, qmpd->state_dir,
 	    qmpd->kvm_ok ? "yes" : "no", qmpd->vm_user);
@@ -245,10 +300,8 @@ main(int argc, char **argv)
 	net_shutdown();
 	server_close();
 	db_close(qmpd->db);
-	event_free(ev_chld);
-	event_free(ev_term);
-	event_free(ev_int);
-	event_free(ev_hup);
+	for (i = 0; i < 4; i++)
+		event_free(evs[i]);
 	event_base_free(qmpd->base);
 	log_info("exited");
 	return (0);

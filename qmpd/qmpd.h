@@ -1,6 +1,12 @@
 /*
  * qmpd: the root daemon. One libevent loop, no threads. This header holds
  * the structures shared between the daemon's files, as tmux.h does.
+ *
+ * Headers follow files, one rule for all of qmpd/: a file's declarations
+ * go in the header its name starts with (vm.h for vm.c and every vm-*.c;
+ * img.h for img.c and img-job.c; net.h, pool.h, proc.h, qmp.h, auth.h
+ * for their file), and those of every other file here; each in a section
+ * headed by the file's name.
  */
 #ifndef QDESK_QMPD_H
 #define QDESK_QMPD_H
@@ -19,7 +25,7 @@
 
 struct qmp;
 
-/* The daemon's global state. */
+/* qmpd.c: the daemon's global state. */
 struct qmpd {
 	struct event_base	*base;
 	char			*state_dir;
@@ -58,9 +64,42 @@ void	 server_close(void);
 void	 server_send_line(struct client *, const char *line);
 int	 server_send_line_fd(struct client *, const char *line, int fd);
 void	 server_subscribe(struct client *, const char *vm);
-void	 server_event(const char *event, const char *vm, json_t *fields);
+void	 server_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
 enum role client_role(const struct client *);
 uid_t	 client_uid(const struct client *);
+struct cmd_req;
+void	 client_req_add(struct client *, struct cmd_req *);
+void	 client_req_remove(struct client *, struct cmd_req *);
+
+/*
+ * notify.c: qmpd's events (vm.state, vm.spice, desktop.assigned, ...) and
+ * the listeners that hear them, registered at start (qmpd.c).
+ */
+typedef void	(*notify_cb)(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+void	 notify_listen(notify_cb, void *arg);
+void	 notify_emit(const char *event, const char *vm, json_t *fields);
+/* A table of handlers by event name, kept sorted (notify_dispatch). */
+struct notify_handler {
+	const char	*event;
+	void		(*fn)(const char *vm, json_t *fields);
+};
+void	 notify_dispatch(const struct notify_handler *, size_t n,
+	    const char *event, const char *vm, json_t *fields);
+
+/*
+ * done.c: a model's completion callback, called exactly once: with a
+ * result (stolen) and errclass NULL, or with errclass and cause
+ * (borrowed) and result NULL. cmd_done (cmd.c) answers a request.
+ */
+typedef void	(*done_cb)(void *arg, json_t *result, const char *errclass,
+		    const char *cause);
+void	 done_fail(done_cb, void *arg, const char *errclass, const char *fmt,
+	    ...) __attribute__((format(printf, 4, 5)));
+void	 done_ok(done_cb, void *arg, json_t *result);
+/* Progress of slow work (stolen): {"what", "done", "total"}. */
+typedef void	(*progress_cb)(void *arg, json_t *progress);
 
 /* cmd.c: the command table and requests in flight. */
 enum cmd_retval {
@@ -106,32 +145,69 @@ void	 cmd_dispatch(struct client *, const char *line, size_t len);
 void	 cmd_reply(struct cmd_req *, json_t *ret);	/* steals ret */
 void	 cmd_error(struct cmd_req *, const char *errclass, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));
+void	 cmd_fail(struct cmd_req *, const char *errclass, char *cause);
+					/* frees cause */
 void	 cmd_progress(struct cmd_req *, json_t *progress); /* steals */
 void	 cmd_reply_fd(struct cmd_req *, json_t *ret, int fd); /* keeps fd */
 void	 cmd_req_detach(struct cmd_req *);
+uid_t	 cmd_req_uid(const struct cmd_req *);
+void	 cmd_done(void *req, json_t *result, const char *errclass,
+	    const char *cause);
+void	 cmd_done_progress(void *req, json_t *progress);
 const char *cmd_arg_str(struct cmd_req *, const char *name, const char *dflt);
 json_int_t cmd_arg_int(struct cmd_req *, const char *name, json_int_t dflt);
 int	 cmd_arg_bool(struct cmd_req *, const char *name, int dflt);
 
-/* The command families; each file exports its entries. */
-extern const struct cmd_entry	cmd_server_entries[];
-extern const struct cmd_entry	cmd_vm_entries[];
-extern const struct cmd_entry	cmd_vm_disk_entries[];
-extern const struct cmd_entry	cmd_image_entries[];
-extern const struct cmd_entry	cmd_net_entries[];
-extern const struct cmd_entry	cmd_user_entries[];
-extern const struct cmd_entry	cmd_broker_entries[];
-extern const struct cmd_entry	cmd_session_entries[];
+/* The command families (cmd-*.c), each a table of entries for cmd.c. */
+extern const struct cmd_entry	cmd_server_entries[];	/* cmd-server.c */
+extern const struct cmd_entry	cmd_vm_entries[];	/* cmd-vm.c */
+extern const struct cmd_entry	cmd_vm_disk_entries[];	/* cmd-vm-disk.c */
+extern const struct cmd_entry	cmd_image_entries[];	/* cmd-image.c */
+extern const struct cmd_entry	cmd_net_entries[];	/* cmd-net.c */
+extern const struct cmd_entry	cmd_user_entries[];	/* cmd-user.c */
+extern const struct cmd_entry	cmd_broker_entries[];	/* cmd-broker.c */
+extern const struct cmd_entry	cmd_session_entries[];	/* cmd-session.c */
+extern const struct cmd_entry	cmd_pool_entries[];	/* cmd-pool.c */
 
-/* cmd-user.c: office users and the desktops assigned to them. */
+/*
+ * cmd-vm.c: the VM named by the "name" argument (or NotFound answered);
+ * a VNC connection's fd as the answer (vm.vnc, desktop.vnc).
+ */
 struct vm;
-json_t	*cmd_user_get(const char *login);
-const char *cmd_user_owner(const struct vm *);
+struct vm *cmd_vm_get(struct cmd_req *);
+enum cmd_retval cmd_vm_vnc_reply(struct vm *, struct cmd_req *);
 
-/* session.c: SPICE sessions, fed by server_event. */
-void	 session_event(const char *event, const char *vm, json_t *fields);
+/* user.c: office users, departments, and the desktops assigned to them. */
+struct vm;
+json_t	*user_get(const char *login);
+const char *user_owner(const struct vm *);
+int	 user_set_owner(struct vm *, const char *login, char **cause);
+json_t	*user_public(json_t *rec);
+json_t	*user_desktops(const char *login);
+json_t	*user_match(const char *table, const char *field, const char *value,
+	    char **cause);
+int	 user_dept_within(const char *dept, const char *want);
+
+/* session.c: SPICE sessions, a listener of qmpd's events. */
+void	 session_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
 void	 session_ticket(const char *vm, const char *login, uid_t uid,
 	    long long at, long long expires);
+json_t	*session_list(const char *vm, const char **errclass, char **cause);
+int	 session_via(const char *vm, const char *via, const char *client);
+
+/* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
+extern int	 boot_queue_cap;
+int	 boot_queue_start(struct vm *, int timeout, done_cb, void *arg,
+	    char **cause);
+void	 boot_queue_kick(void);
+void	 boot_queue_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
+void	 boot_queue_autostart(void);
+void	 boot_queue_cancel(const char *name, const char *why);
+int	 boot_queue_booting(void);
+int	 boot_queue_waiting(const char *name);
+int	 boot_queue_length(void);
 
 /*
  * spice-tls.c: the host's SPICE TLS certificate (made at first start) in

@@ -18,7 +18,6 @@
 #include <event2/listener.h>
 
 #include "log.h"
-#include "pool.h"
 #include "qmpd.h"
 #include "sock.h"
 #include "xmalloc.h"
@@ -383,9 +382,12 @@ server_subscribe(struct client *c, const char *vm)
 	c->sub_vm = vm != NULL ? xstrdup(vm) : NULL;
 }
 
-/* Broadcast {"event":E,"vm":V,...fields,"ts":T} to subscribers. */
+/*
+ * The admin event stream, one of qmpd's listeners: broadcast
+ * {"event":E,"vm":V,...fields,"ts":T} to subscribers.
+ */
 void
-server_event(const char *event, const char *vm, json_t *fields)
+server_event(const char *event, const char *vm, json_t *fields, void *arg)
 {
 	struct client	*c, *c1;
 	struct timespec	 ts;
@@ -410,7 +412,4 @@ server_event(const char *event, const char *vm, json_t *fields)
 		server_send_line(c, line);
 	}
 	free(line);
-	/* qmpd's own listener, after the subscribers: SPICE sessions. */
-	session_event(event, vm, fields);
-	pool_event(event, vm, fields);
 }

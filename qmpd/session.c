@@ -1,6 +1,6 @@
 /*
  * SPICE sessions per desktop: who was connected, from where, from when to
- * when. Fed by server_event (vm.spice from the QMP SPICE_* events, vm.state
+ * when. A listener of qmpd's events (vm.spice from the QMP SPICE_* events, vm.state
  * for a VM that stops under its clients); the user is whoever got the
  * VM's last console ticket (vm-ticket.c). One LMDB record per VM in
  * DB_SESSIONS, {"vm":NAME,"sessions":[oldest ... newest]}, keeping the
@@ -18,7 +18,6 @@
 #include <time.h>
 
 #include "log.h"
-#include "pool.h"
 #include "qmpd.h"
 #include "vm.h"
 #include "xmalloc.h"
@@ -34,32 +33,18 @@ static void	session_spice(const char *, json_t *);
 static void	session_state(const char *, json_t *);
 
 /* Keep this list sorted: it is searched with bsearch. */
-static const struct session_handler {
-	const char	*event;
-	void		(*fn)(const char *vm, json_t *fields);
-} session_handlers[] = {
+static const struct notify_handler session_handlers[] = {
 	{ "vm.spice", session_spice },
 	{ "vm.state", session_state },
 };
 
-static int
-session_handler_cmp(const void *key, const void *elem)
-{
-	return (strcmp(key, ((const struct session_handler *)elem)->event));
-}
-
-/* Every event qmpd broadcasts passes here; most are not about sessions. */
+/* Every event of qmpd passes here; most are not about sessions. */
 void
-session_event(const char *event, const char *vm, json_t *fields)
+session_event(const char *event, const char *vm, json_t *fields, void *arg)
 {
-	const struct session_handler	*h;
-
-	if (vm == NULL || fields == NULL)
-		return;
-	h = bsearch(event, session_handlers, nitems(session_handlers),
-	    sizeof session_handlers[0], session_handler_cmp);
-	if (h != NULL)
-		h->fn(vm, fields);
+	if (fields != NULL)
+		notify_dispatch(session_handlers, nitems(session_handlers),
+		    event, vm, fields);
 }
 
 /* The VM's record of sessions, a new empty one if it has none. */
@@ -240,18 +225,21 @@ session_open(const char *vm, const char *client)
 
 /*
  * A SPICE client has left desktop vm (last: no other client is still
- * connected). This is the hook for a pool's disconnect action (none,
- * shutdown or reset after a grace period), to come with pools; for now
- * it only logs.
+ * connected): the event session.ended {"login", "client", "last"} for
+ * whoever acts on it (a pool's disconnect action).
  */
 static void
 session_disconnected(const char *vm, json_t *s, int last)
 {
 	const char	*user = json_string_value(json_object_get(s, "user"));
+	json_t		*f;
 
 	log_debug("%s: %s left%s", vm, user != NULL ? user : "a client",
 	    last ? ", nobody connected now" : "");
-	pool_disconnected(vm, user, last);
+	f = json_pack("{s:s?,s:O?,s:b}", "login", user, "client",
+	    json_object_get(s, "client"), "last", last);
+	notify_emit("session.ended", vm, f);
+	json_decref(f);
 }
 
 /*
@@ -366,32 +354,33 @@ session_cmp(const void *a, const void *b)
 	return (sx < sy ? 1 : sx > sy ? -1 : 0);
 }
 
-/* session.list: of one VM or all, open ones first, then newest first. */
-static enum cmd_retval
-session_list(struct cmd_req *req)
+/*
+ * The sessions of vm (NULL: of every VM), open ones first, then newest
+ * first; NULL with *errclass and *cause when vm is unknown or LMDB fails.
+ */
+json_t *
+session_list(const char *vm, const char **errclass, char **cause)
 {
-	const char	*vm = cmd_arg_str(req, "vm", NULL);
 	json_t		*all = json_array(), *rec, *sorted, **v;
-	char		*cause = NULL;
 	size_t		 i, n;
 
 	if (vm != NULL) {
 		if ((rec = db_get(qmpd->db, DB_SESSIONS, vm)) == NULL &&
 		    vm_find(vm) == NULL) {
-			cmd_error(req, ERR_NOTFOUND, "no VM named %s, and no "
-			    "sessions recorded for one", vm);
+			*errclass = ERR_NOTFOUND;
+			xasprintf(cause, "no VM named %s, and no sessions "
+			    "recorded for one", vm);
 			json_decref(all);
-			return (CMD_RETURN_DONE);
+			return (NULL);
 		}
 		if (rec != NULL)
 			session_collect_cb(vm, rec, all);
 		json_decref(rec);
 	} else if (db_foreach(qmpd->db, DB_SESSIONS, session_collect_cb, all,
-	    &cause) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		free(cause);
+	    cause) < 0) {
+		*errclass = ERR_INTERNAL;
 		json_decref(all);
-		return (CMD_RETURN_DONE);
+		return (NULL);
 	}
 	n = json_array_size(all);
 	v = xcalloc(n + 1, sizeof *v);
@@ -403,38 +392,24 @@ session_list(struct cmd_req *req)
 		json_array_append(sorted, v[i]);
 	free(v);
 	json_decref(all);
-	cmd_reply(req, json_pack("{s:o}", "sessions", sorted));
-	return (CMD_RETURN_DONE);
+	return (sorted);
 }
 
 /*
- * desktop.via: the broker's proxy says that the viewer at client reaches
- * vm's SPICE server from via (the proxy's own address and port). The open
- * session seen from via gets its real client now; else the word waits
- * for the session to open.
+ * The broker's proxy says that the viewer at client reaches vm's SPICE
+ * server from via (the proxy's own address and port). The open session
+ * seen from via gets its real client now (1); else the word waits for
+ * the session to open (0).
  */
-static enum cmd_retval
-session_via(struct cmd_req *req)
+int
+session_via(const char *vm, const char *via, const char *client)
 {
-	const char	*vm = cmd_arg_str(req, "vm", NULL);
-	const char	*via = cmd_arg_str(req, "via", NULL);
-	const char	*client = cmd_arg_str(req, "client", NULL);
 	const char	*seen;
 	json_t		*rec, *s;
 	char		*key;
 	size_t		 i;
 	int		 found = 0;
 
-	if (vm_find(vm) == NULL) {
-		cmd_error(req, ERR_NOTFOUND, "no VM named %s", vm);
-		return (CMD_RETURN_DONE);
-	}
-	if (strlen(via) > 64 || strlen(client) > 64 || *via == '\0' ||
-	    *client == '\0') {
-		cmd_error(req, ERR_ARG, "via and client must be ADDR:PORT, "
-		    "at most 64 characters");
-		return (CMD_RETURN_DONE);
-	}
 	rec = session_load(vm);
 	json_array_foreach(json_object_get(rec, "sessions"), i, s) {
 		if (!json_is_null(json_object_get(s, "end")) ||
@@ -460,24 +435,5 @@ session_via(struct cmd_req *req)
 		}
 	}
 	json_decref(rec);
-	cmd_reply(req, json_pack("{s:b}", "matched", found));
-	return (CMD_RETURN_DONE);
+	return (found);
 }
-
-static const struct cmd_arg session_via_args[] = {
-	{ "vm", ARG_STR, 1 },
-	{ "via", ARG_STR, 1 },
-	{ "client", ARG_STR, 1 },
-	{ NULL, 0, 0 }
-};
-
-static const struct cmd_arg session_list_args[] = {
-	{ "vm", ARG_STR, 0 },
-	{ NULL, 0, 0 }
-};
-
-const struct cmd_entry cmd_session_entries[] = {
-	{ "desktop.via", session_via_args, ROLE_BROKER, session_via },
-	{ "session.list", session_list_args, ROLE_ADMIN, session_list },
-	{ NULL, NULL, 0, NULL }
-};

@@ -98,42 +98,7 @@ vm_argv_spice(struct argv *a, const struct vm_def *def,
 	    "name=com.redhat.spice.0");
 }
 
-#define VM_ARGV_NIC_PORTS	8	/* q35 hotplug ports: VM_NICS_MAX */
-
-/* A MAC as QEMU takes it: six lower-case hex pairs, colon separated. */
-static int
-vm_argv_mac_ok(const char *s)
-{
-	int	i;
-
-	if (s == NULL || strlen(s) != 17)
-		return (0);
-	for (i = 0; i < 17; i++) {
-		if (i % 3 == 2) {
-			if (s[i] != ':')
-				return (0);
-		} else if ((s[i] < '0' || s[i] > '9') &&
-		    (s[i] < 'a' || s[i] > 'f'))
-			return (0);
-	}
-	return (1);
-}
-
-/* A NIC id: "net" and a number, also the netdev's QEMU id. */
-static int
-vm_argv_nic_id_ok(const char *s)
-{
-	size_t	i;
-
-	if (s == NULL || strncmp(s, "net", 3) != 0 || strlen(s) < 4 ||
-	    strlen(s) > 5)
-		return (0);
-	for (i = 3; s[i] != '\0'; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return (0);
-	}
-	return (1);
-}
+#define VM_ARGV_NIC_PORTS	VM_NICS_MAX	/* q35 hotplug ports */
 
 /*
  * NICs: each a TAP qmpd opened and QEMU inherits as an fd (no vhost, no
@@ -145,31 +110,24 @@ static int
 vm_argv_nics(struct argv *a, const struct vm_def *def,
     const struct vm_runtime_paths *rt, char **cause)
 {
-	json_t		*nics, *nic;
-	const char	*id, *mac;
-	size_t		 i, n;
+	const struct vm_def_nic	*nic;
+	char			 mac[NETCTL_MACSTRLEN];
+	size_t			 i;
 
-	nics = json_object_get(def->extra, "nics");
-	n = json_is_array(nics) ? json_array_size(nics) : 0;
-	if (n != (size_t)(rt->ntap_fds > 0 ? rt->ntap_fds : 0)) {
-		xasprintf(cause, "VM %s has %zu NICs but %d TAPs", def->name,
-		    n, rt->ntap_fds);
+	if (def->nnics != (u_int)(rt->ntap_fds > 0 ? rt->ntap_fds : 0)) {
+		xasprintf(cause, "VM %s has %u NICs but %d TAPs", def->name,
+		    def->nnics, rt->ntap_fds);
 		return (-1);
 	}
-	for (i = 0; i < n; i++) {
-		nic = json_array_get(nics, i);
-		id = json_string_value(json_object_get(nic, "id"));
-		mac = json_string_value(json_object_get(nic, "mac"));
-		if (!vm_argv_nic_id_ok(id) || !vm_argv_mac_ok(mac)) {
-			xasprintf(cause, "VM %s: NIC %zu has a bad id or MAC",
-			    def->name, i);
-			return (-1);
-		}
+	for (i = 0; i < def->nnics; i++) {
+		nic = &def->nics[i];
+		netctl_mac_format(nic->mac, mac, sizeof mac);
 		argv_add(a, "-netdev");
-		argv_add(a, "tap,id=%s,fd=%d,vhost=off", id, rt->tap_fds[i]);
+		argv_add(a, "tap,id=%s,fd=%d,vhost=off", nic->id,
+		    rt->tap_fds[i]);
 		argv_add(a, "-device");
-		argv_add(a, "virtio-net-pci,netdev=%s,id=%s-nic,mac=%s", id, id,
-		    mac);
+		argv_add(a, "virtio-net-pci,netdev=%s,id=%s-nic,mac=%s",
+		    nic->id, nic->id, mac);
 	}
 	if (strcmp(def->machine, "q35") != 0)
 		return (0);

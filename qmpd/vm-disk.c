@@ -30,7 +30,7 @@
 const char *
 vm_disk_image(const struct vm *vm)
 {
-	return (json_string_value(json_object_get(vm->def.extra, "image")));
+	return (vm->def.image);
 }
 
 /*
@@ -75,18 +75,13 @@ vm_disk_busy(const char *vmname, const char *image, char **cause)
 int
 vm_disk_create(struct vm *vm, char **cause)
 {
-	json_t		*from = json_object_get(vm->def.extra, "from");
+	const char	*parent = vm->def.from;
 	struct vm	*other;
-	const char	*parent;
 	char		*image, *why = NULL;
 	int		 rc;
 
-	if (from == NULL)
+	if (parent == NULL)
 		return (0);
-	if ((parent = json_string_value(from)) == NULL) {
-		xasprintf(cause, "'from' must be an image name");
-		return (-1);
-	}
 	if (vm->def.disk != NULL) {
 		xasprintf(cause, "VM %s: give --disk FILE or --from IMAGE, not "
 		    "both", vm->def.name);
@@ -118,9 +113,9 @@ vm_disk_create(struct vm *vm, char **cause)
 		xasprintf(cause, "VM %s: %s", vm->def.name, why);
 		goto fail;
 	}
-	json_object_set_new(vm->def.extra, "image", json_string(image));
+	free(vm->def.image);
+	vm->def.image = image;
 	log_info("%s: disk %s cloned from %s", vm->def.name, image, parent);
-	free(image);
 	return (0);
 fail:
 	free(why);

@@ -1,13 +1,13 @@
 /*
- * The NICs of VMs.  A NIC is {"id", "network", "mac", "ip"} in the VM
- * definition's "nics" (ip absent on bridge-mode networks), its MAC and
- * address leased in the same transaction that saves the definition.  At
- * start qmpd opens one TAP per NIC, named from its MAC (qtap + the MAC's
- * last three bytes, unique since all are 52:54:00), enslaves it and hands
- * the fd to QEMU; the guest runs (cont) only once the nft ruleset lists
- * the TAP, since the bridge table drops frames from unlisted qdesk TAPs.
- * The TAP goes when QEMU closes it.  Hotplug is getfd + netdev_add +
- * device_add, and device_del + DEVICE_DELETED + netdev_del back.
+ * The NICs of VMs.  A NIC is a struct vm_def_nic in the VM definition
+ * (id, network, MAC, and an address except on bridge-mode networks), its
+ * MAC and address leased in the same transaction that saves the
+ * definition.  At start qmpd opens one TAP per NIC, named from its MAC
+ * (qtap + the MAC's last three bytes, unique since all are 52:54:00),
+ * enslaves it and hands the fd to QEMU; the guest runs (cont) only once
+ * the nft ruleset lists the TAP, since the bridge table drops frames from
+ * unlisted qdesk TAPs.  The TAP goes when QEMU closes it.  Hotplug is
+ * vm-nic.c's.
  */
 #include <sys/stat.h>
 
@@ -31,132 +31,47 @@
 #include "net.h"
 #include "netctl.h"
 
-#define VM_NET_UNPLUG_TIMEOUT	20	/* seconds for the guest to let go */
-
-/* One NIC, parsed from the definition. */
-struct vm_nic {
-	char		 id[16];		/* net0: the netdev id */
-	char		 dev[24];		/* net0-nic: the device id */
-	char		 network[NETCTL_NETNAME_MAX + 1];
-	char		 tap[IFNAMSIZ];
-	uint8_t		 mac[6];
-	uint32_t	 ip;			/* 0 on bridge-mode networks */
-	int		 fd;			/* until QEMU has it */
-};
-
-enum vm_net_rules {
-	VM_NET_RULES_PENDING,
-	VM_NET_RULES_OK,
-	VM_NET_RULES_FAILED
-};
-
-/* The TAPs of an active VM, and whether the ruleset lists them yet. */
-struct vm_netrt {
-	char			 vm[VM_NAME_MAX];
-	unsigned int		 gen;
-	struct vm_nic		*nics;
-	size_t			 nnics;
-	int			*fds;		/* for the argv builder */
-	enum vm_net_rules	 rules;
-	char			*rules_err;
-	int			 cont_waiting;
-	TAILQ_ENTRY(vm_netrt)	 entry;
-};
 static TAILQ_HEAD(, vm_netrt)	vm_netrts = TAILQ_HEAD_INITIALIZER(vm_netrts);
 static unsigned int		vm_net_gen;
 
-/* A hotplug or unplug in flight. */
-struct vm_net_op {
-	struct cmd_req		*req;		/* NULL once answered */
-	char			 vm[VM_NAME_MAX];
-	struct vm_nic		 nic;
-	char			 fdname[32];
-	int			 unplug;
-	struct event		*timer;
-	TAILQ_ENTRY(vm_net_op)	 entry;
-};
-static TAILQ_HEAD(, vm_net_op)	vm_net_ops = TAILQ_HEAD_INITIALIZER(vm_net_ops);
 
-/* A string member of a NIC, "" if absent. */
-static const char *
-vm_nic_str(const json_t *nic, const char *key)
+/* The runtime view of a definition's NIC: device and TAP names, no fd. */
+void
+vm_net_nic_load(struct vm_nic *nic, const struct vm_def_nic *d)
 {
-	const char	*s;
-
-	s = json_string_value(json_object_get(nic, key));
-	return (s != NULL ? s : "");
-}
-
-/* Checks and reads one NIC of a definition. */
-static int
-vm_nic_parse(const json_t *j, struct vm_nic *nic, char **cause)
-{
-	const char	*id, *network, *mac, *ip;
-	const char	*p;
-
 	memset(nic, 0, sizeof *nic);
 	nic->fd = -1;
-	id = json_string_value(json_object_get(j, "id"));
-	network = json_string_value(json_object_get(j, "network"));
-	mac = json_string_value(json_object_get(j, "mac"));
-	ip = json_string_value(json_object_get(j, "ip"));
-	if (id == NULL || strncmp(id, "net", 3) != 0) {
-		xasprintf(cause, "a NIC has no valid id");
-		return (-1);
-	}
-	for (p = id + 3; *p != '\0'; p++) {
-		if (*p < '0' || *p > '9')
-			break;
-	}
-	if (*p != '\0' || p == id + 3 || p - id > 5) {
-		xasprintf(cause, "a NIC has an invalid id %s", id);
-		return (-1);
-	}
-	if (netctl_net_name_check(network, cause) != 0)
-		return (-1);
-	if (netctl_mac_parse(mac, nic->mac) != 0 || nic->mac[0] != 0x52 ||
-	    nic->mac[1] != 0x54 || nic->mac[2] != 0x00) {
-		xasprintf(cause, "NIC %s has an invalid MAC %s", id,
-		    mac == NULL ? "(none)" : mac);
-		return (-1);
-	}
-	if (ip != NULL && netctl_ip_parse(ip, &nic->ip) != 0) {
-		xasprintf(cause, "NIC %s has an invalid address %s", id, ip);
-		return (-1);
-	}
-	strlcpy(nic->id, id, sizeof nic->id);
-	snprintf(nic->dev, sizeof nic->dev, "%s-nic", id);
-	strlcpy(nic->network, network, sizeof nic->network);
+	strlcpy(nic->id, d->id, sizeof nic->id);
+	snprintf(nic->dev, sizeof nic->dev, "%s-nic", d->id);
+	strlcpy(nic->network, d->network, sizeof nic->network);
+	memcpy(nic->mac, d->mac, sizeof nic->mac);
+	nic->ip = d->ip;
 	snprintf(nic->tap, sizeof nic->tap, "%s%02x%02x%02x",
 	    NETCTL_TAP_PREFIX, nic->mac[3], nic->mac[4], nic->mac[5]);
-	return (0);
 }
 
-static json_t *
-vm_nic_json(const struct vm_nic *nic)
+/* The definition's view of a NIC. */
+void
+vm_net_nic_def(const struct vm_nic *nic, struct vm_def_nic *d)
 {
-	char	 mac[NETCTL_MACSTRLEN], ip[NETCTL_IPSTRLEN];
-	json_t	*j;
-
-	j = json_pack("{s:s,s:s,s:s}", "id", nic->id, "network", nic->network,
-	    "mac", netctl_mac_format(nic->mac, mac, sizeof mac));
-	if (nic->ip != 0)
-		json_object_set_new(j, "ip", json_string(netctl_ip_format(
-		    nic->ip, ip, sizeof ip)));
-	return (j);
+	memset(d, 0, sizeof *d);
+	strlcpy(d->id, nic->id, sizeof d->id);
+	strlcpy(d->network, nic->network, sizeof d->network);
+	memcpy(d->mac, nic->mac, sizeof d->mac);
+	d->ip = nic->ip;
 }
 
-static json_t *
-vm_net_nics(const struct vm *vm)
+json_t *
+vm_net_nic_json(const struct vm_nic *nic)
 {
-	json_t	*nics;
+	struct vm_def_nic	d;
 
-	nics = json_object_get(vm->def.extra, "nics");
-	return (json_is_array(nics) ? nics : NULL);
+	vm_net_nic_def(nic, &d);
+	return (vm_def_nic_json(&d));
 }
 
-static struct vm_netrt *
-vm_netrt_find(const char *name)
+struct vm_netrt *
+vm_net_rt_find(const char *name)
 {
 	struct vm_netrt	*x;
 
@@ -167,8 +82,8 @@ vm_netrt_find(const char *name)
 	return (NULL);
 }
 
-static struct vm_netrt *
-vm_netrt_new(const char *name)
+struct vm_netrt *
+vm_net_rt_new(const char *name)
 {
 	struct vm_netrt	*x;
 
@@ -180,8 +95,8 @@ vm_netrt_new(const char *name)
 }
 
 /* Forgets an active VM's TAPs; fds still ours are closed (TAPs go). */
-static void
-vm_netrt_free(struct vm_netrt *x)
+void
+vm_net_rt_free(struct vm_netrt *x)
 {
 	size_t	i;
 
@@ -196,15 +111,15 @@ vm_netrt_free(struct vm_netrt *x)
 	free(x);
 }
 
-static void
-vm_netrt_add(struct vm_netrt *x, const struct vm_nic *nic)
+void
+vm_net_rt_add(struct vm_netrt *x, const struct vm_nic *nic)
 {
 	x->nics = xrealloc(x->nics, (x->nnics + 1) * sizeof *x->nics);
 	x->nics[x->nnics++] = *nic;
 }
 
-static void
-vm_netrt_remove(struct vm_netrt *x, const char *id)
+void
+vm_net_rt_remove(struct vm_netrt *x, const char *id)
 {
 	size_t	i;
 
@@ -248,14 +163,12 @@ json_t *
 vm_net_users(const char *network)
 {
 	struct vm	*vm;
-	json_t		*users = json_array(), *nics, *nic;
-	size_t		 i;
+	json_t		*users = json_array();
+	u_int		 i;
 
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((nics = vm_net_nics(vm)) == NULL)
-			continue;
-		json_array_foreach(nics, i, nic) {
-			if (strcmp(vm_nic_str(nic, "network"), network) == 0) {
+		for (i = 0; i < vm->def.nnics; i++) {
+			if (strcmp(vm->def.nics[i].network, network) == 0) {
 				json_array_append_new(users,
 				    json_string(vm->def.name));
 				break;
@@ -266,7 +179,7 @@ vm_net_users(const char *network)
 }
 
 /* Writes vm's record inside txn. */
-static int
+int
 vm_net_save_txn(struct vm *vm, struct db_txn *txn, char **cause)
 {
 	json_t	*rec;
@@ -282,17 +195,18 @@ vm_net_save_txn(struct vm *vm, struct db_txn *txn, char **cause)
  * Leases a MAC (and on nat and isolated networks an address) for a new
  * NIC id of vm on network n, inside txn.
  */
-static int
+int
 vm_net_lease(struct vm *vm, struct db_txn *txn, struct net *n,
     const char *id, struct vm_nic *nic, char **cause)
 {
 	struct netctl_lease	 l;
 	char			*why = NULL;
 
-	memset(nic, 0, sizeof *nic);
-	nic->fd = -1;
+	struct vm_def_nic	 d;
+
+	memset(&d, 0, sizeof d);
 	if (n->n.mode == NETCTL_BRIDGE) {
-		if (netctl_ipam_mac_new(net_ipam, nic->mac, cause) != 0)
+		if (netctl_ipam_mac_new(net_ipam, d.mac, cause) != 0)
 			return (-1);
 	} else {
 		if (netctl_ipam_alloc_txn(net_ipam, txn, n->n.name,
@@ -301,20 +215,18 @@ vm_net_lease(struct vm *vm, struct db_txn *txn, struct net *n,
 			free(why);
 			return (-1);
 		}
-		memcpy(nic->mac, l.mac, sizeof nic->mac);
-		nic->ip = l.ip;
+		memcpy(d.mac, l.mac, sizeof d.mac);
+		d.ip = l.ip;
 		netctl_lease_clear(&l);
 	}
-	strlcpy(nic->id, id, sizeof nic->id);
-	snprintf(nic->dev, sizeof nic->dev, "%s-nic", id);
-	strlcpy(nic->network, n->n.name, sizeof nic->network);
-	snprintf(nic->tap, sizeof nic->tap, "%s%02x%02x%02x",
-	    NETCTL_TAP_PREFIX, nic->mac[3], nic->mac[4], nic->mac[5]);
+	strlcpy(d.id, id, sizeof d.id);
+	strlcpy(d.network, n->n.name, sizeof d.network);
+	vm_net_nic_load(nic, &d);
 	return (0);
 }
 
 /* A network a NIC can be put on now, or NULL with cause. */
-static struct net *
+struct net *
 vm_net_usable(const char *name, char **cause)
 {
 	struct net	*n;
@@ -330,21 +242,18 @@ vm_net_usable(const char *name, char **cause)
 	return (n);
 }
 
-/* The lowest netN no NIC of nics uses. */
-static void
-vm_net_next_id(json_t *nics, char *id, size_t len)
+/* The lowest netN none of the n NICs uses. */
+void
+vm_net_next_id(const struct vm_def_nic *nics, u_int n, char *id, size_t len)
 {
-	json_t		*nic;
-	const char	*s;
-	size_t		 i;
-	int		 k, used;
+	u_int	i;
+	int	k, used;
 
 	for (k = 0;; k++) {
 		snprintf(id, len, "net%d", k);
 		used = 0;
-		json_array_foreach(nics, i, nic) {
-			s = json_string_value(json_object_get(nic, "id"));
-			if (s != NULL && strcmp(s, id) == 0)
+		for (i = 0; i < n; i++) {
+			if (strcmp(nics[i].id, id) == 0)
 				used = 1;
 		}
 		if (!used)
@@ -360,56 +269,38 @@ vm_net_next_id(json_t *nics, char *id, size_t len)
 int
 vm_net_create(struct vm *vm, char **cause)
 {
+	struct vm_def	*def = &vm->def;
 	struct db_txn	*txn;
-	struct vm_nic	*made;
+	struct vm_nic	 made[VM_NICS_MAX];
 	struct net	*n;
-	json_t		*nets, *v, *nics;
-	const char	*name;
 	char		 id[16];
-	size_t		 i, j, count = 0;
+	u_int		 i, j, count = 0;
 
-	nets = json_object_get(vm->def.extra, "nets");
-	if (nets == NULL)
+	if (def->nnets == 0)
 		return (vm_save(vm, cause));
-	if (!json_is_array(nets)) {
-		xasprintf(cause, "'nets' must be an array of network names");
-		return (-1);
-	}
-	if (json_array_size(nets) > VM_NICS_MAX) {
-		xasprintf(cause, "a VM has at most %d NICs", VM_NICS_MAX);
-		return (-1);
-	}
-	json_array_foreach(nets, i, v) {
-		if (!json_is_string(v)) {
-			xasprintf(cause, "'nets' must be an array of network "
-			    "names");
-			return (-1);
-		}
-		if (vm_net_usable(json_string_value(v), cause) == NULL)
+	for (i = 0; i < def->nnets; i++) {
+		if (vm_net_usable(def->nets[i], cause) == NULL)
 			return (-1);
 	}
 	if ((txn = db_begin(qmpd->db, cause)) == NULL)
 		return (-1);
-	json_incref(nets);	/* ours while extra swaps it for "nics" */
-	made = xcalloc(json_array_size(nets) + 1, sizeof *made);
-	nics = json_array();
-	json_array_foreach(nets, i, v) {
-		name = json_string_value(v);
-		n = net_find(name);
-		vm_net_next_id(nics, id, sizeof id);
+	for (i = 0; i < def->nnets; i++) {
+		n = net_find(def->nets[i]);
+		vm_net_next_id(def->nics, def->nnics, id, sizeof id);
 		if (vm_net_lease(vm, txn, n, id, &made[count], cause) != 0)
 			goto fail;
-		json_array_append_new(nics, vm_nic_json(&made[count]));
+		vm_net_nic_def(&made[count], &def->nics[def->nnics++]);
 		count++;
 	}
-	json_object_del(vm->def.extra, "nets");
-	json_object_set(vm->def.extra, "nics", nics);
 	if (vm_net_save_txn(vm, txn, cause) != 0)
-		goto fail_def;
+		goto fail;
 	if (db_commit(txn, cause) != 0) {
 		txn = NULL;
-		goto fail_def;
+		goto fail;
 	}
+	for (i = 0; i < def->nnets; i++)
+		free(def->nets[i]);
+	def->nnets = 0;
 	for (i = 0; i < count; i++) {
 		for (j = 0; j < i; j++) {
 			if (strcmp(made[j].network, made[i].network) == 0)
@@ -418,21 +309,13 @@ vm_net_create(struct vm *vm, char **cause)
 		if (j == i)
 			net_leases_changed(made[i].network, 0);
 	}
-	json_decref(nets);
-	json_decref(nics);
-	free(made);
 	return (0);
-fail_def:
-	json_object_del(vm->def.extra, "nics");
-	json_object_set(vm->def.extra, "nets", nets);
 fail:
+	def->nnics = 0;
 	if (txn != NULL)
 		db_abort(txn);
 	for (i = 0; i < count; i++)
 		netctl_ipam_mac_forget(net_ipam, made[i].mac);
-	json_decref(nets);
-	json_decref(nics);
-	free(made);
 	return (-1);
 }
 
@@ -441,20 +324,14 @@ void
 vm_net_deleted(struct vm *vm)
 {
 	struct vm_netrt	*x;
-	struct vm_nic	 nic;
-	json_t		*nics, *v;
-	size_t		 i;
+	u_int		 i;
 
-	if ((x = vm_netrt_find(vm->def.name)) != NULL)
-		vm_netrt_free(x);
-	if ((nics = vm_net_nics(vm)) == NULL)
-		return;
+	if ((x = vm_net_rt_find(vm->def.name)) != NULL)
+		vm_net_rt_free(x);
 	/* vm_delete released the leases with the record; forget the MACs. */
-	json_array_foreach(nics, i, v) {
-		if (vm_nic_parse(v, &nic, NULL) != 0)
-			continue;
-		netctl_ipam_mac_forget(net_ipam, nic.mac);
-		net_leases_changed(nic.network, 1);
+	for (i = 0; i < vm->def.nnics; i++) {
+		netctl_ipam_mac_forget(net_ipam, vm->def.nics[i].mac);
+		net_leases_changed(vm->def.nics[i].network, 1);
 	}
 }
 
@@ -470,23 +347,16 @@ vm_net_init(void)
 	struct vm_netrt		*x;
 	struct vm_nic		 nic;
 	struct vm		*vm;
-	json_t			*nics, *v;
+	const struct vm_def_nic	*d;
+	json_t			*v;
 	char			*cause = NULL, ip[NETCTL_IPSTRLEN];
-	size_t			 count, i, k;
+	size_t			 count, k;
+	u_int			 i;
 	int			 found;
 
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((nics = vm_net_nics(vm)) == NULL)
-			continue;
-		json_array_foreach(nics, i, v) {
-			if (vm_nic_parse(v, &nic, &cause) != 0) {
-				log_warnx("%s: %s", vm->def.name, cause);
-				free(cause);
-				cause = NULL;
-				continue;
-			}
-			netctl_ipam_mac_reserve(net_ipam, nic.mac);
-		}
+		for (i = 0; i < vm->def.nnics; i++)
+			netctl_ipam_mac_reserve(net_ipam, vm->def.nics[i].mac);
 	}
 
 	if (netctl_ipam_leases(net_ipam, NULL, &leases, &count,
@@ -499,12 +369,11 @@ vm_net_init(void)
 	}
 	for (k = 0; k < count; k++) {
 		found = 0;
-		if ((vm = vm_find(leases[k].vm)) != NULL &&
-		    (nics = vm_net_nics(vm)) != NULL) {
-			json_array_foreach(nics, i, v) {
-				if (vm_nic_parse(v, &nic, NULL) == 0 &&
-				    strcmp(nic.network, leases[k].network) ==
-				    0 && memcmp(nic.mac, leases[k].mac, 6) == 0)
+		if ((vm = vm_find(leases[k].vm)) != NULL) {
+			for (i = 0; i < vm->def.nnics; i++) {
+				d = &vm->def.nics[i];
+				if (strcmp(d->network, leases[k].network) ==
+				    0 && memcmp(d->mac, leases[k].mac, 6) == 0)
 					found = 1;
 			}
 		}
@@ -529,16 +398,16 @@ vm_net_init(void)
 	netctl_leases_free(leases, count);
 
 	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!vm_is_active(vm) || (nics = vm_net_nics(vm)) == NULL)
+		if (!vm_is_active(vm))
 			continue;
 		x = NULL;
-		json_array_foreach(nics, i, v) {
-			if (vm_nic_parse(v, &nic, NULL) != 0 ||
-			    netctl_link_exists(nic.tap, NULL) != 1)
+		for (i = 0; i < vm->def.nnics; i++) {
+			vm_net_nic_load(&nic, &vm->def.nics[i]);
+			if (netctl_link_exists(nic.tap, NULL) != 1)
 				continue;
 			if (x == NULL)
-				x = vm_netrt_new(vm->def.name);
-			vm_netrt_add(x, &nic);
+				x = vm_net_rt_new(vm->def.name);
+			vm_net_rt_add(x, &nic);
 		}
 	}
 }
@@ -604,7 +473,7 @@ vm_net_rules_done(const char *err, void *arg)
 	struct vm_netrt		*x;
 	struct vm		*vm;
 
-	x = vm_netrt_find(t->vm);
+	x = vm_net_rt_find(t->vm);
 	vm = vm_find(t->vm);
 	if (x == NULL || x->gen != t->gen) {
 		free(t);
@@ -629,7 +498,7 @@ vm_net_rules_done(const char *err, void *arg)
 }
 
 /* Opens and attaches the TAP of nic; 0 or -1 with cause. */
-static int
+int
 vm_net_tap(struct vm_nic *nic, char **cause)
 {
 	struct net	*n;
@@ -662,24 +531,23 @@ vm_net_open(struct vm *vm, struct vm_runtime_paths *rt, char **cause)
 	struct vm_net_token	*t;
 	struct vm_netrt		*x;
 	struct vm_nic		 nic;
-	json_t			*nics, *v;
-	size_t			 i;
+	u_int			 i;
 
 	rt->tap_fds = NULL;
 	rt->ntap_fds = 0;
-	if ((x = vm_netrt_find(vm->def.name)) != NULL)
-		vm_netrt_free(x);
-	if ((nics = vm_net_nics(vm)) == NULL || json_array_size(nics) == 0)
+	if ((x = vm_net_rt_find(vm->def.name)) != NULL)
+		vm_net_rt_free(x);
+	if (vm->def.nnics == 0)
 		return (0);
-	x = vm_netrt_new(vm->def.name);
-	x->fds = xcalloc(json_array_size(nics), sizeof *x->fds);
-	json_array_foreach(nics, i, v) {
-		if (vm_nic_parse(v, &nic, cause) != 0 ||
-		    vm_net_tap(&nic, cause) != 0) {
-			vm_netrt_free(x);
+	x = vm_net_rt_new(vm->def.name);
+	x->fds = xcalloc(vm->def.nnics, sizeof *x->fds);
+	for (i = 0; i < vm->def.nnics; i++) {
+		vm_net_nic_load(&nic, &vm->def.nics[i]);
+		if (vm_net_tap(&nic, cause) != 0) {
+			vm_net_rt_free(x);
 			return (-1);
 		}
-		vm_netrt_add(x, &nic);
+		vm_net_rt_add(x, &nic);
 		x->fds[i] = nic.fd;
 	}
 	x->gen = ++vm_net_gen;
@@ -700,10 +568,10 @@ vm_net_opened(struct vm *vm, int spawned)
 	struct vm_netrt	*x;
 	size_t		 i;
 
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
+	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		return;
 	if (!spawned) {
-		vm_netrt_free(x);
+		vm_net_rt_free(x);
 		net_nft_update(NULL, NULL);
 		return;
 	}
@@ -723,7 +591,7 @@ vm_net_cont_wait(struct vm *vm)
 {
 	struct vm_netrt	*x;
 
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
+	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		return (0);
 	switch (x->rules) {
 	case VM_NET_RULES_OK:
@@ -738,9 +606,6 @@ vm_net_cont_wait(struct vm *vm)
 	return (0);
 }
 
-static void	vm_net_unplug_done(struct qmp *, json_t *, const char *,
-		    const char *, void *);
-
 /*
  * QEMU is gone, and its TAPs with it: so are their rules, and a NIC the
  * guest was asked to let go of is gone for good.
@@ -748,19 +613,12 @@ static void	vm_net_unplug_done(struct qmp *, json_t *, const char *,
 void
 vm_net_stopped(struct vm *vm)
 {
-	struct vm_net_op	*op, *next;
 	struct vm_netrt		*x;
 
-	TAILQ_FOREACH_SAFE(op, &vm_net_ops, entry, next) {
-		if (op->unplug && strcmp(op->vm, vm->def.name) == 0) {
-			if (op->timer != NULL)
-				evtimer_del(op->timer);
-			vm_net_unplug_done(NULL, NULL, NULL, NULL, op);
-		}
-	}
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
+	vm_nic_stopped(vm);
+	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		return;
-	vm_netrt_free(x);
+	vm_net_rt_free(x);
 	net_nft_update(NULL, NULL);
 }
 
@@ -769,23 +627,21 @@ void
 vm_net_json(const struct vm *vm, json_t *j)
 {
 	struct vm_netrt	*x;
-	struct vm_nic	 nic;
-	json_t		*nics, *v, *a, *c;
-	size_t		 i, k;
+	json_t		*a, *c;
+	size_t		 k;
+	u_int		 i;
 	const char	*tap;
 
-	if ((nics = vm_net_nics(vm)) == NULL)
+	if (vm->def.nnics == 0)
 		return;
-	x = vm_netrt_find(vm->def.name);
+	x = vm_net_rt_find(vm->def.name);
 	a = json_array();
-	json_array_foreach(nics, i, v) {
-		c = json_deep_copy(v);
+	for (i = 0; i < vm->def.nnics; i++) {
+		c = vm_def_nic_json(&vm->def.nics[i]);
 		tap = NULL;
-		if (x != NULL && vm_nic_parse(v, &nic, NULL) == 0) {
-			for (k = 0; k < x->nnics; k++) {
-				if (strcmp(x->nics[k].id, nic.id) == 0)
-					tap = x->nics[k].tap;
-			}
+		for (k = 0; x != NULL && k < x->nnics; k++) {
+			if (strcmp(x->nics[k].id, vm->def.nics[i].id) == 0)
+				tap = x->nics[k].tap;
 		}
 		json_object_set_new(c, "tap", tap != NULL ? json_string(tap) :
 		    json_null());
@@ -794,463 +650,3 @@ vm_net_json(const struct vm *vm, json_t *j)
 	json_object_set_new(j, "nics", a);
 }
 
-/* --- hotplug ----------------------------------------------------------- */
-
-static struct vm_net_op *
-vm_net_op_new(struct cmd_req *req, struct vm *vm, const struct vm_nic *nic)
-{
-	struct vm_net_op	*op;
-
-	op = xcalloc(1, sizeof *op);
-	op->req = req;
-	strlcpy(op->vm, vm->def.name, sizeof op->vm);
-	op->nic = *nic;
-	TAILQ_INSERT_TAIL(&vm_net_ops, op, entry);
-	return (op);
-}
-
-static void
-vm_net_op_free(struct vm_net_op *op)
-{
-	TAILQ_REMOVE(&vm_net_ops, op, entry);
-	if (op->nic.fd != -1)
-		close(op->nic.fd);
-	if (op->timer != NULL)
-		event_free(op->timer);
-	free(op);
-}
-
-/*
- * Takes NIC id out of vm's definition and releases its lease, in one
- * transaction.
- */
-static int
-vm_net_forget_nic(struct vm *vm, const struct vm_nic *nic, char **cause)
-{
-	struct db_txn	*txn;
-	json_t		*old, *nics, *v;
-	size_t		 i;
-	int		 rc;
-
-	if ((old = vm_net_nics(vm)) == NULL)
-		return (0);
-	nics = json_array();
-	json_array_foreach(old, i, v) {
-		if (strcmp(vm_nic_str(v, "id"), nic->id) != 0)
-			json_array_append(nics, v);
-	}
-	if ((txn = db_begin(qmpd->db, cause)) == NULL) {
-		json_decref(nics);
-		return (-1);
-	}
-	json_incref(old);
-	json_object_set_new(vm->def.extra, "nics", nics);
-	if (nic->ip != 0 && (rc = netctl_ipam_release_txn(net_ipam, txn,
-	    nic->network, nic->ip, cause)) == -1)
-		goto fail;
-	if (vm_net_save_txn(vm, txn, cause) != 0)
-		goto fail;
-	if (db_commit(txn, cause) != 0) {
-		txn = NULL;
-		goto fail;
-	}
-	json_decref(old);
-	netctl_ipam_mac_forget(net_ipam, nic->mac);
-	net_leases_changed(nic->network, 1);
-	return (0);
-fail:
-	if (txn != NULL)
-		db_abort(txn);
-	json_object_set_new(vm->def.extra, "nics", old);
-	return (-1);
-}
-
-/* A hotplug failed: undo everything, answer with why. */
-static void
-vm_net_plug_fail(struct vm_net_op *op, const char *errclass, const char *err)
-{
-	struct vm_netrt	*x;
-	struct vm	*vm;
-	char		*cause = NULL;
-
-	if ((x = vm_netrt_find(op->vm)) != NULL)
-		vm_netrt_remove(x, op->nic.id);
-	if (op->nic.fd != -1) {
-		close(op->nic.fd);
-		op->nic.fd = -1;
-	}
-	if ((vm = vm_find(op->vm)) != NULL &&
-	    vm_net_forget_nic(vm, &op->nic, &cause) != 0) {
-		log_warnx("%s: NIC %s: %s", op->vm, op->nic.id, cause);
-		free(cause);
-	}
-	net_nft_update(NULL, NULL);
-	if (op->req != NULL)
-		cmd_error(op->req, errclass, "%s: NIC on %s: %s", op->vm,
-		    op->nic.network, err);
-	vm_net_op_free(op);
-}
-
-static void
-vm_net_plug_reply(struct vm_net_op *op)
-{
-	json_t	*j;
-
-	j = vm_nic_json(&op->nic);
-	json_object_set_new(j, "name", json_string(op->vm));
-	json_object_set_new(j, "tap", json_string(op->nic.tap));
-	log_info("%s: NIC %s (%s) added on %s", op->vm, op->nic.id,
-	    op->nic.tap, op->nic.network);
-	cmd_reply(op->req, j);
-	op->req = NULL;
-	vm_net_op_free(op);
-}
-
-/* device_add answered: the guest has its NIC, or the netdev goes again. */
-static void
-vm_net_plug_device(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm		*vm;
-
-	if (errclass != NULL) {
-		/* The netdev holds the TAP: let it go. */
-		if ((vm = vm_find(op->vm)) != NULL && vm->qmp == qmp)
-			qmp_execute(qmp, "netdev_del", json_pack("{s:s}",
-			    "id", op->nic.id), NULL, NULL);
-		vm_net_plug_fail(op, ERR_QEMU, errdesc);
-		return;
-	}
-	vm_net_plug_reply(op);
-}
-
-/* netdev_add answered: QEMU holds the TAP; now the device on it. */
-static void
-vm_net_plug_netdev(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm		*vm;
-	json_t			*args;
-	char			 mac[NETCTL_MACSTRLEN], bus[32];
-
-	if (errclass != NULL) {
-		qmp_execute(qmp, "closefd", json_pack("{s:s}", "fdname",
-		    op->fdname), NULL, NULL);
-		vm_net_plug_fail(op, ERR_QEMU, errdesc);
-		return;
-	}
-	args = json_pack("{s:s,s:s,s:s,s:s}", "driver", "virtio-net-pci",
-	    "id", op->nic.dev, "netdev", op->nic.id, "mac",
-	    netctl_mac_format(op->nic.mac, mac, sizeof mac));
-	/* q35: the spare root port of this NIC id (vm-argv.c). */
-	if ((vm = vm_find(op->vm)) != NULL &&
-	    strcmp(vm->def.machine, "q35") == 0) {
-		snprintf(bus, sizeof bus, "qdesk-rp%s", op->nic.id + 3);
-		json_object_set_new(args, "bus", json_string(bus));
-	}
-	if (qmp_execute(qmp, "device_add", args, vm_net_plug_device, op) != 0)
-		vm_net_plug_fail(op, ERR_QEMU, "QMP connection closed");
-}
-
-/* getfd answered: QEMU has the TAP's fd by name; a netdev on it. */
-static void
-vm_net_plug_getfd(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-
-	if (errclass != NULL) {
-		vm_net_plug_fail(op, ERR_QEMU, errdesc);
-		return;
-	}
-	if (qmp_execute(qmp, "netdev_add", json_pack("{s:s,s:s,s:s,s:b}",
-	    "type", "tap", "id", op->nic.id, "fd", op->fdname, "vhost", 0),
-	    vm_net_plug_netdev, op) != 0)
-		vm_net_plug_fail(op, ERR_QEMU, "QMP connection closed");
-}
-
-/* The ruleset lists the new TAP: hand it to QEMU. */
-static void
-vm_net_plug_rules(const char *err, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm		*vm;
-
-	if (err != NULL) {
-		vm_net_plug_fail(op, ERR_INTERNAL, err);
-		return;
-	}
-	if ((vm = vm_find(op->vm)) == NULL || vm->qmp == NULL ||
-	    (vm->state != VM_RUNNING && vm->state != VM_PAUSED)) {
-		vm_net_plug_fail(op, ERR_STATE, "the VM is no longer running");
-		return;
-	}
-	snprintf(op->fdname, sizeof op->fdname, "qdesk-%s", op->nic.tap);
-	if (qmp_execute_fd(vm->qmp, "getfd", json_pack("{s:s}", "fdname",
-	    op->fdname), op->nic.fd, vm_net_plug_getfd, op) != 0) {
-		vm_net_plug_fail(op, ERR_QEMU, "QMP is not connected");
-		return;
-	}
-	/* QEMU gets a duplicate: the TAP lives on in QEMU only. */
-	close(op->nic.fd);
-	op->nic.fd = -1;
-}
-
-/* vm.nic_add: a new NIC in the definition and, if running, in QEMU. */
-void
-vm_net_nic_add(struct vm *vm, const char *network, struct cmd_req *req)
-{
-	struct vm_net_op	*op;
-	struct vm_netrt		*x;
-	struct db_txn		*txn;
-	struct vm_nic		 nic;
-	struct net		*n;
-	json_t			*old, *nics, *j;
-	char			*cause = NULL, id[16];
-	int			 active = vm_is_active(vm);
-
-	if ((n = vm_net_usable(network, &cause)) == NULL) {
-		cmd_error(req, net_find(network) == NULL ? ERR_NOTFOUND :
-		    ERR_BUSY, "%s", cause);
-		free(cause);
-		return;
-	}
-	if (active && (vm->qmp == NULL || (vm->state != VM_RUNNING &&
-	    vm->state != VM_PAUSED))) {
-		cmd_error(req, ERR_STATE, "VM %s is %s: add the NIC once it "
-		    "runs or is stopped", vm->def.name,
-		    vm_state_name(vm->state));
-		return;
-	}
-	old = vm_net_nics(vm);
-	if (old != NULL && json_array_size(old) >= VM_NICS_MAX) {
-		cmd_error(req, ERR_ARG, "VM %s has %d NICs already, the most "
-		    "it can have", vm->def.name, VM_NICS_MAX);
-		return;
-	}
-	nics = old != NULL ? json_copy(old) : json_array();
-	vm_net_next_id(nics, id, sizeof id);
-	if ((txn = db_begin(qmpd->db, &cause)) == NULL)
-		goto fail;
-	if (vm_net_lease(vm, txn, n, id, &nic, &cause) != 0) {
-		db_abort(txn);
-		goto fail;
-	}
-	json_array_append_new(nics, vm_nic_json(&nic));
-	json_incref(old);
-	json_object_set(vm->def.extra, "nics", nics);
-	if (vm_net_save_txn(vm, txn, &cause) != 0 ||
-	    db_commit(txn, &cause) != 0) {
-		if (old != NULL)
-			json_object_set(vm->def.extra, "nics", old);
-		else
-			json_object_del(vm->def.extra, "nics");
-		json_decref(old);
-		netctl_ipam_mac_forget(net_ipam, nic.mac);
-		goto fail;
-	}
-	json_decref(old);
-	json_decref(nics);
-	net_leases_changed(network, 0);
-
-	if (!active) {
-		j = vm_nic_json(&nic);
-		json_object_set_new(j, "name", json_string(vm->def.name));
-		log_info("%s: NIC %s added on %s", vm->def.name, nic.id,
-		    network);
-		cmd_reply(req, j);
-		return;
-	}
-	/* Hotplug: TAP, ruleset, then getfd + netdev_add + device_add. */
-	op = vm_net_op_new(req, vm, &nic);
-	if (vm_net_tap(&op->nic, &cause) != 0) {
-		vm_net_plug_fail(op, ERR_INTERNAL, cause);
-		free(cause);
-		return;
-	}
-	/* Ours until getfd: no helper process may inherit it. */
-	fcntl(op->nic.fd, F_SETFD, FD_CLOEXEC);
-	if ((x = vm_netrt_find(vm->def.name)) == NULL)
-		x = vm_netrt_new(vm->def.name);
-	nic.fd = -1;
-	vm_netrt_add(x, &nic);
-	net_nft_update(vm_net_plug_rules, op);
-	return;
-fail:
-	json_decref(nics);
-	cmd_error(req, ERR_ARG, "%s", cause);
-	free(cause);
-}
-
-/* The device and netdev are gone from QEMU: forget the NIC. */
-static void
-vm_net_unplug_done(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct vm_netrt		*x;
-	struct vm		*vm;
-	char			*cause = NULL;
-
-	if (errclass != NULL)
-		log_warnx("%s: netdev_del %s: %s", op->vm, op->nic.id, errdesc);
-	if ((x = vm_netrt_find(op->vm)) != NULL)
-		vm_netrt_remove(x, op->nic.id);
-	net_nft_update(NULL, NULL);
-	if ((vm = vm_find(op->vm)) == NULL) {
-		if (op->req != NULL)
-			cmd_error(op->req, ERR_NOTFOUND, "VM %s went away",
-			    op->vm);
-	} else if (vm_net_forget_nic(vm, &op->nic, &cause) != 0) {
-		if (op->req != NULL)
-			cmd_error(op->req, ERR_INTERNAL, "%s", cause);
-		free(cause);
-	} else {
-		log_info("%s: NIC %s (%s) removed", op->vm, op->nic.id,
-		    op->nic.tap);
-		if (op->req != NULL)
-			cmd_reply(op->req, json_object());
-	}
-	op->req = NULL;
-	vm_net_op_free(op);
-}
-
-/* The device is gone: the netdev and with it QEMU's TAP fd go too. */
-static void
-vm_net_unplug_netdev(struct vm_net_op *op)
-{
-	struct vm	*vm;
-
-	if ((vm = vm_find(op->vm)) == NULL || vm->qmp == NULL ||
-	    qmp_execute(vm->qmp, "netdev_del", json_pack("{s:s}", "id",
-	    op->nic.id), vm_net_unplug_done, op) != 0)
-		vm_net_unplug_done(NULL, NULL, "Disconnected", "no QMP", op);
-}
-
-/* QEMU's DEVICE_DELETED: the guest let a NIC go. */
-void
-vm_net_device_deleted(struct vm *vm, json_t *data)
-{
-	struct vm_net_op	*op;
-	const char		*dev;
-
-	dev = json_string_value(json_object_get(data, "device"));
-	if (dev == NULL)
-		return;
-	TAILQ_FOREACH(op, &vm_net_ops, entry) {
-		if (op->unplug && strcmp(op->vm, vm->def.name) == 0 &&
-		    strcmp(op->nic.dev, dev) == 0) {
-			if (op->timer != NULL)
-				evtimer_del(op->timer);
-			vm_net_unplug_netdev(op);
-			return;
-		}
-	}
-}
-
-static void
-vm_net_unplug_timeout(evutil_socket_t fd, short events, void *arg)
-{
-	struct vm_net_op	*op = arg;
-
-	/* Still waiting for the guest; the NIC goes when it lets go. */
-	if (op->req != NULL)
-		cmd_error(op->req, ERR_TIMEOUT, "%s: the guest has not "
-		    "released NIC %s after %d s; it is removed when it does",
-		    op->vm, op->nic.id, VM_NET_UNPLUG_TIMEOUT);
-	op->req = NULL;
-}
-
-/* device_del answered: wait for the guest to let go (DEVICE_DELETED). */
-static void
-vm_net_unplug_device(struct qmp *qmp, json_t *ret, const char *errclass,
-    const char *errdesc, void *arg)
-{
-	struct vm_net_op	*op = arg;
-	struct timeval		 tv = { VM_NET_UNPLUG_TIMEOUT, 0 };
-
-	if (errclass != NULL) {
-		/* No such device (never plugged): the netdev may still be. */
-		if (strcmp(errclass, "DeviceNotFound") == 0) {
-			vm_net_unplug_netdev(op);
-			return;
-		}
-		if (op->req != NULL)
-			cmd_error(op->req, ERR_QEMU, "%s: device_del %s: %s",
-			    op->vm, op->nic.dev, errdesc);
-		op->req = NULL;
-		vm_net_op_free(op);
-		return;
-	}
-	op->timer = evtimer_new(qmpd->base, vm_net_unplug_timeout, op);
-	evtimer_add(op->timer, &tv);
-}
-
-/* vm.nic_rm: the NIC by MAC out of the definition and, if running, QEMU. */
-void
-vm_net_nic_rm(struct vm *vm, const char *macstr, struct cmd_req *req)
-{
-	struct vm_net_op	*op;
-	struct vm_nic		 nic;
-	json_t			*nics, *v;
-	uint8_t			 mac[6];
-	char			*cause = NULL;
-	size_t			 i;
-	int			 found = 0;
-
-	if (netctl_mac_parse(macstr, mac) != 0) {
-		cmd_error(req, ERR_ARG, "invalid MAC address %s", macstr);
-		return;
-	}
-	if ((nics = vm_net_nics(vm)) != NULL) {
-		json_array_foreach(nics, i, v) {
-			if (vm_nic_parse(v, &nic, NULL) == 0 &&
-			    memcmp(nic.mac, mac, sizeof mac) == 0) {
-				found = 1;
-				break;
-			}
-		}
-	}
-	if (!found) {
-		cmd_error(req, ERR_NOTFOUND, "VM %s has no NIC with MAC %s",
-		    vm->def.name, macstr);
-		return;
-	}
-	TAILQ_FOREACH(op, &vm_net_ops, entry) {
-		if (strcmp(op->vm, vm->def.name) == 0 &&
-		    strcmp(op->nic.id, nic.id) == 0) {
-			cmd_error(req, ERR_BUSY, "VM %s: NIC %s is being %s",
-			    vm->def.name, nic.id, op->unplug ? "removed" :
-			    "added");
-			return;
-		}
-	}
-	if (!vm_is_active(vm)) {
-		if (vm_net_forget_nic(vm, &nic, &cause) != 0) {
-			cmd_error(req, ERR_INTERNAL, "%s", cause);
-			free(cause);
-			return;
-		}
-		log_info("%s: NIC %s removed", vm->def.name, nic.id);
-		cmd_reply(req, json_object());
-		return;
-	}
-	if (vm->qmp == NULL || (vm->state != VM_RUNNING &&
-	    vm->state != VM_PAUSED)) {
-		cmd_error(req, ERR_STATE, "VM %s is %s: remove the NIC once it "
-		    "runs or is stopped", vm->def.name,
-		    vm_state_name(vm->state));
-		return;
-	}
-	op = vm_net_op_new(req, vm, &nic);
-	op->unplug = 1;
-	if (qmp_execute(vm->qmp, "device_del", json_pack("{s:s}", "id",
-	    nic.dev), vm_net_unplug_device, op) != 0) {
-		cmd_error(req, ERR_QEMU, "VM %s: QMP is not connected",
-		    vm->def.name);
-		op->req = NULL;
-		vm_net_op_free(op);
-	}
-}

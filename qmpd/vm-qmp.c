@@ -161,7 +161,7 @@ vm_ev_panicked(struct vm *vm, json_t *data)
 static void
 vm_ev_reset(struct vm *vm, json_t *data)
 {
-	server_event("vm.reset", vm->def.name, data);
+	notify_emit("vm.reset", vm->def.name, data);
 }
 
 static void
@@ -176,7 +176,7 @@ vm_ev_block_io_error(struct vm *vm, json_t *data)
 	json_decref(vm->last_io_error);
 	vm->last_io_error = json_incref(data);
 	log_warnx("%s: block I/O error", vm->def.name);
-	server_event("vm.io_error", vm->def.name, data);
+	notify_emit("vm.io_error", vm->def.name, data);
 }
 
 /* SPICE clients: one record per main channel, keyed by address. */
@@ -212,7 +212,7 @@ vm_ev_spice(struct vm *vm, json_t *data, const char *action)
 	}
 	fields = json_pack("{s:s,s:s,s:s}", "action", action, "host", host,
 	    "port", port);
-	server_event("vm.spice", vm->def.name, fields);
+	notify_emit("vm.spice", vm->def.name, fields);
 	json_decref(fields);
 }
 
@@ -240,7 +240,7 @@ static const struct vm_qmp_event {
 	void		(*fn)(struct vm *, json_t *);
 } vm_qmp_events[] = {
 	{ "BLOCK_IO_ERROR", vm_ev_block_io_error },
-	{ "DEVICE_DELETED", vm_net_device_deleted },
+	{ "DEVICE_DELETED", vm_nic_deleted },
 	{ "GUEST_PANICKED", vm_ev_panicked },
 	{ "POWERDOWN", vm_ev_powerdown },
 	{ "RESET", vm_ev_reset },

@@ -20,7 +20,8 @@
 
 /* A ticket being set: set_password, then expire_password. */
 struct vm_ticket_req {
-	struct cmd_req	*req;
+	done_cb		 done;
+	void		*arg;
 	char		 name[VM_NAME_MAX];
 	char		 login[VM_TICKET_LOGIN_MAX];	/* "" for an admin */
 	uid_t		 uid;
@@ -126,7 +127,7 @@ vm_ticket_reply(struct vm_ticket_req *t, struct vm *vm)
 		json_object_set_new(r, "ca_file", json_string(ca_file));
 		free(ca_file);
 	}
-	cmd_reply(t->req, r);
+	done_ok(t->done, t->arg, r);
 	explicit_bzero(uri, strlen(uri));
 	free(uri);
 }
@@ -141,9 +142,11 @@ vm_ticket_expire_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	if (t->failed)
 		;
 	else if (errclass != NULL)
-		cmd_error(t->req, ERR_QEMU, "expire_password: %s", errdesc);
+		done_fail(t->done, t->arg, ERR_QEMU, "expire_password: %s",
+		    errdesc);
 	else if (vm == NULL)
-		cmd_error(t->req, ERR_NOTFOUND, "VM %s went away", t->name);
+		done_fail(t->done, t->arg, ERR_NOTFOUND, "VM %s went away",
+		    t->name);
 	else {
 		vm_ticket_remember(t);
 		if (t->login[0] != '\0')
@@ -164,46 +167,49 @@ vm_ticket_set_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	struct vm_ticket_req	*t = arg;
 
 	if (errclass != NULL) {
-		cmd_error(t->req, ERR_QEMU, "set_password: %s", errdesc);
+		done_fail(t->done, t->arg, ERR_QEMU, "set_password: %s",
+		    errdesc);
 		t->failed = 1;
 	}
 }
 
 /*
- * Give req a SPICE ticket for vm, valid ttl seconds, on behalf of login
- * (NULL: an admin). connected=keep leaves an open session alone;
+ * A SPICE ticket for vm, valid ttl seconds, on behalf of login (NULL: an
+ * admin, uid). connected=keep leaves an open session alone;
  * expire_password always follows, since a new password does not lift an
- * older expiry. req is always answered, at once on error or later from
- * the QMP callbacks, so callers return CMD_RETURN_WAIT.
+ * older expiry. done is always called, at once on error or later from
+ * the QMP callbacks.
  */
 void
-vm_ticket(struct vm *vm, struct cmd_req *req, long long ttl,
-    const char *login)
+vm_ticket(struct vm *vm, long long ttl, const char *login, uid_t uid,
+    done_cb done, void *arg)
 {
 	struct vm_ticket_req	*t;
 	char			*secret, when[32];
 
 	if (strcmp(vm->def.display, "spice") != 0) {
-		cmd_error(req, ERR_STATE, "VM %s has no SPICE display",
+		done_fail(done, arg, ERR_STATE, "VM %s has no SPICE display",
 		    vm->def.name);
 		return;
 	}
 	if (ttl < 5 || ttl > 86400) {
-		cmd_error(req, ERR_ARG, "expires must be 5 to 86400 seconds");
+		done_fail(done, arg, ERR_ARG, "expires must be 5 to 86400 "
+		    "seconds");
 		return;
 	}
 	if (vm->qmp == NULL || (vm->state != VM_RUNNING &&
 	    vm->state != VM_PAUSED)) {
-		cmd_error(req, ERR_STATE, "VM %s is %s: start it first",
+		done_fail(done, arg, ERR_STATE, "VM %s is %s: start it first",
 		    vm->def.name, vm_state_name(vm->state));
 		return;
 	}
 	t = xcalloc(1, sizeof *t);
-	t->req = req;
+	t->done = done;
+	t->arg = arg;
 	strlcpy(t->name, vm->def.name, sizeof t->name);
 	if (login != NULL)
 		strlcpy(t->login, login, sizeof t->login);
-	t->uid = req->client != NULL ? client_uid(req->client) : (uid_t)-1;
+	t->uid = uid;
 	secret = vm_qmp_secret();
 	strlcpy(t->password, secret, sizeof t->password);
 	explicit_bzero(secret, strlen(secret));
@@ -214,7 +220,7 @@ vm_ticket(struct vm *vm, struct cmd_req *req, long long ttl,
 	if (qmp_execute(vm->qmp, "set_password", json_pack("{s:s,s:s,s:s}",
 	    "protocol", "spice", "password", t->password, "connected", "keep"),
 	    vm_ticket_set_done, t) != 0) {
-		cmd_error(req, ERR_QEMU, "VM %s: QMP is not connected",
+		done_fail(done, arg, ERR_QEMU, "VM %s: QMP is not connected",
 		    vm->def.name);
 		vm_ticket_free(t);
 		return;

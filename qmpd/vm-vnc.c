@@ -63,48 +63,6 @@ vm_vnc_gotfd(struct qmp *qmp, json_t *ret, const char *errclass,
 		vm_vnc_finish(v, "QMP connection closed");
 }
 
-struct vm_vnc_req {
-	struct cmd_req	*req;
-	char		 name[VM_NAME_MAX];
-};
-
-static void
-vm_vnc_request_done(int fd, const char *err, void *arg)
-{
-	struct vm_vnc_req	*r = arg;
-
-	if (fd == -1)
-		cmd_error(r->req, ERR_QEMU, "add_client: %s", err);
-	else {
-		cmd_reply_fd(r->req, json_pack("{s:s,s:s}", "vm", r->name,
-		    "fd", "attached"), fd);
-		close(fd);
-	}
-	free(r);
-}
-
-/*
- * Answer req with a VNC connection to vm's console: the reply line
- * carries the fd (SCM_RIGHTS). For vm.vnc and the broker's desktop.vnc.
- */
-enum cmd_retval
-vm_vnc_request(struct vm *vm, struct cmd_req *req)
-{
-	struct vm_vnc_req	*r;
-	char			*cause = NULL;
-
-	r = xcalloc(1, sizeof *r);
-	r->req = req;
-	strlcpy(r->name, vm->def.name, sizeof r->name);
-	if (vm_vnc_connect(vm, vm_vnc_request_done, r, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
-		free(r);
-		return (CMD_RETURN_DONE);
-	}
-	return (CMD_RETURN_WAIT);
-}
-
 /*
  * Ask QEMU for a new VNC client connection; cb gets the caller's end of
  * the socketpair (it owns it) or an error. Returns -1 with a cause when

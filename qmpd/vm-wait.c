@@ -1,7 +1,7 @@
 /*
- * Requests that wait for a VM to reach a state: vm.start answers once the
- * VM runs, vm.stop once it is stopped, vm.wait whenever asked. The answer
- * comes from vm_set_state, never from polling.
+ * Waiting for a VM to reach a state: vm.start answers once the VM runs,
+ * vm.stop once it is stopped, vm.wait whenever asked. The completion
+ * callback runs from vm_set_state, never from polling.
  */
 #include <stdlib.h>
 
@@ -13,7 +13,8 @@
 
 struct vm_waiter {
 	struct vm		*vm;
-	struct cmd_req		*req;
+	done_cb			 done;
+	void			*arg;
 	unsigned int		 ok;
 	unsigned int		 fail;
 	struct event		*timer;
@@ -35,21 +36,25 @@ vm_wait_timeout(evutil_socket_t fd, short events, void *arg)
 	struct vm_waiter	*w = arg;
 	struct vm		*vm = w->vm;
 
-	cmd_error(w->req, ERR_TIMEOUT, "VM %s is still %s", vm->def.name,
-	    vm_state_name(vm->state));
+	done_fail(w->done, w->arg, ERR_TIMEOUT, "VM %s is still %s",
+	    vm->def.name, vm_state_name(vm->state));
 	vm_wait_free(w);
 }
 
-/* Answer req when the VM's state is in okmask (error if in failmask). */
+/*
+ * done gets the VM (vm_to_json) once its state is in okmask, an error if
+ * in failmask or after timeout seconds (0: none).
+ */
 void
-vm_wait_add(struct vm *vm, struct cmd_req *req, unsigned int okmask,
-    unsigned int failmask, int timeout)
+vm_wait_add(struct vm *vm, unsigned int okmask, unsigned int failmask,
+    int timeout, done_cb done, void *arg)
 {
 	struct vm_waiter	*w;
 
 	w = xcalloc(1, sizeof *w);
 	w->vm = vm;
-	w->req = req;
+	w->done = done;
+	w->arg = arg;
 	w->ok = okmask;
 	w->fail = failmask;
 	TAILQ_INSERT_TAIL(&vm->waiters, w, entry);
@@ -70,9 +75,9 @@ vm_wait_notify(struct vm *vm)
 
 	TAILQ_FOREACH_SAFE(w, &vm->waiters, entry, w1) {
 		if (w->ok & bit)
-			cmd_reply(w->req, vm_to_json(vm));
+			done_ok(w->done, w->arg, vm_to_json(vm));
 		else if (w->fail & bit)
-			cmd_error(w->req, ERR_STATE, "VM %s is %s%s%s",
+			done_fail(w->done, w->arg, ERR_STATE, "VM %s is %s%s%s",
 			    vm->def.name, vm_state_name(vm->state),
 			    vm->reason != NULL ? ": " : "",
 			    vm->reason != NULL ? vm->reason : "");
@@ -88,7 +93,7 @@ vm_wait_fail_all(struct vm *vm, const char *errclass, const char *desc)
 	struct vm_waiter	*w, *w1;
 
 	TAILQ_FOREACH_SAFE(w, &vm->waiters, entry, w1) {
-		cmd_error(w->req, errclass, "%s", desc);
+		done_fail(w->done, w->arg, errclass, "%s", desc);
 		vm_wait_free(w);
 	}
 }

@@ -23,7 +23,6 @@
 #include "img.h"
 #include "log.h"
 #include "net.h"
-#include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
 #include "sock.h"
@@ -32,14 +31,10 @@
 
 #define VM_SPICE_PORT_BASE	5900
 #define VM_SPICE_PORT_LAST	6899
-#define VM_RESTART_WINDOW	60	/* seconds */
-#define VM_RESTART_DELAY_MS	1000
 #define VM_QUIT_GRACE_MS	5000	/* after "quit", SIGKILL */
 
 struct vms	vms = TAILQ_HEAD_INITIALIZER(vms);
 
-static void	vm_exited(struct vm *);
-static void	vm_restart_maybe(struct vm *);
 
 static int
 vm_pidfd_open(pid_t pid)
@@ -47,7 +42,7 @@ vm_pidfd_open(pid_t pid)
 	return (syscall(SYS_pidfd_open, pid, 0));
 }
 
-static int
+int
 vm_pidfd_signal(struct vm *vm, int sig)
 {
 	if (vm->pidfd != -1)
@@ -75,7 +70,7 @@ vm_is_active(const struct vm *vm)
 	return (vm->state != VM_STOPPED && vm->state != VM_CRASHED);
 }
 
-static struct vm *
+struct vm *
 vm_alloc(void)
 {
 	struct vm	*vm;
@@ -88,7 +83,7 @@ vm_alloc(void)
 	return (vm);
 }
 
-static void
+void
 vm_free(struct vm *vm)
 {
 	vm_def_clear(&vm->def);
@@ -129,6 +124,39 @@ int
 vm_save(struct vm *vm, char **cause)
 {
 	return (vm_write(vm, db_put, cause));
+}
+
+/*
+ * Set a string field of vm's definition (value copied; NULL clears it)
+ * and save the definition; on failure the field is left as it was.
+ */
+int
+vm_set_field(struct vm *vm, char **field, const char *value, char **cause)
+{
+	char	*old = *field;
+
+	*field = value != NULL ? xstrdup(value) : NULL;
+	if (vm_save(vm, cause) != 0) {
+		free(*field);
+		*field = old;
+		return (-1);
+	}
+	free(old);
+	return (0);
+}
+
+/* The same for a flag of the definition. */
+int
+vm_set_flag(struct vm *vm, int *flag, int value, char **cause)
+{
+	int	old = *flag;
+
+	*flag = value;
+	if (vm_save(vm, cause) != 0) {
+		*flag = old;
+		return (-1);
+	}
+	return (0);
 }
 
 /*
@@ -192,7 +220,7 @@ vm_set_state(struct vm *vm, enum vm_state state, const char *reason)
 	fields = json_pack("{s:s,s:s?,s:o}", "state", vm_state_name(state),
 	    "reason", reason, "pid", vm->pid > 0 ? json_integer(vm->pid) :
 	    json_null());
-	server_event("vm.state", vm->def.name, fields);
+	notify_emit("vm.state", vm->def.name, fields);
 	json_decref(fields);
 	vm_wait_notify(vm);
 }
@@ -302,7 +330,7 @@ vm_create(json_t *args, char **cause)
 	if (vm_def_from_json(&vm->def, args, cause) != 0)
 		goto fail;
 	if (vm->def.kernel == NULL && vm->def.disk == NULL &&
-	    json_object_get(vm->def.extra, "from") == NULL) {
+	    vm->def.from == NULL) {
 		xasprintf(cause, "VM %s needs something to boot: give --kernel, "
 		    "--disk or --from", vm->def.name);
 		goto fail;
@@ -375,7 +403,7 @@ vm_delete(struct vm *vm, char **cause)
 	vm_wait_fail_all(vm, ERR_NOTFOUND, "the VM was deleted");
 	TAILQ_REMOVE(&vms, vm, entry);
 	log_info("%s: deleted", vm->def.name);
-	server_event("vm.deleted", vm->def.name, NULL);
+	notify_emit("vm.deleted", vm->def.name, NULL);
 	vm_free(vm);
 	return (0);
 }
@@ -383,11 +411,11 @@ vm_delete(struct vm *vm, char **cause)
 static void
 vm_pidfd_cb(evutil_socket_t fd, short events, void *arg)
 {
-	vm_exited(arg);
+	vm_exit_seen(arg);
 }
 
 /* Watch a QEMU process through its pidfd. */
-static int
+int
 vm_watch(struct vm *vm, pid_t pid, char **cause)
 {
 	vm->pidfd = vm_pidfd_open(pid);
@@ -402,6 +430,21 @@ vm_watch(struct vm *vm, pid_t pid, char **cause)
 	    vm);
 	event_add(vm->pidfd_ev, NULL);
 	return (0);
+}
+
+/* Stop watching the VM's QEMU: its pidfd goes, and its pid. */
+void
+vm_unwatch(struct vm *vm)
+{
+	if (vm->pidfd_ev != NULL) {
+		event_free(vm->pidfd_ev);
+		vm->pidfd_ev = NULL;
+	}
+	if (vm->pidfd != -1) {
+		close(vm->pidfd);
+		vm->pidfd = -1;
+	}
+	vm->pid = -1;
 }
 
 /* A listening unix socket at path for QEMU's monitor. */
@@ -636,383 +679,6 @@ vm_kill(struct vm *vm, char **cause)
 		return (-1);
 	}
 	return (0);
-}
-
-static char *
-vm_signal_reason(int sig)
-{
-	char	*s;
-
-	xasprintf(&s, "QEMU killed by signal %d (%s)", sig, strsignal(sig));
-	return (s);
-}
-
-/* Why a QEMU we did not ask to go went: its status, if it was ours. */
-static char *
-vm_exit_reason(struct vm *vm)
-{
-	int	 status;
-	pid_t	 rc;
-
-	if (vm->exit_reason != NULL)
-		return (xstrdup(vm->exit_reason));
-	do
-		rc = waitpid(vm->pid, &status, WNOHANG);
-	while (rc == -1 && errno == EINTR);
-	if (rc == vm->pid) {
-		if (WIFSIGNALED(status))
-			return (vm_signal_reason(WTERMSIG(status)));
-		if (WIFEXITED(status)) {
-			char *s;
-
-			xasprintf(&s, "QEMU exited with status %d",
-			    WEXITSTATUS(status));
-			return (s);
-		}
-	}
-	return (xstrdup("QEMU exited unexpectedly"));
-}
-
-/* SIGCHLD reaped a QEMU before its pidfd fired: keep its status. */
-void
-vm_reaped(pid_t pid, int status)
-{
-	struct vm	*vm;
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if (vm->pid != pid)
-			continue;
-		free(vm->exit_reason);
-		if (WIFSIGNALED(status))
-			vm->exit_reason = vm_signal_reason(WTERMSIG(status));
-		else
-			xasprintf(&vm->exit_reason, "QEMU exited with status "
-			    "%d", WEXITSTATUS(status));
-		return;
-	}
-}
-
-static void
-vm_cleanup_runtime(struct vm *vm)
-{
-	char	*p;
-
-	xasprintf(&p, "%s/vms/%s/qemu.pid", qmpd->state_dir, vm->def.name);
-	unlink(p);
-	free(p);
-	xasprintf(&p, "%s/vms/%s/qmp.sock", qmpd->state_dir, vm->def.name);
-	unlink(p);
-	free(p);
-	xasprintf(&p, "%s/vms/%s/serial.sock", qmpd->state_dir, vm->def.name);
-	unlink(p);
-	free(p);
-}
-
-/* The last line QEMU wrote to its log: why it refused to start. */
-static char *
-vm_qemu_log_tail(struct vm *vm)
-{
-	char	*path, line[512], last[512] = "";
-	FILE	*f;
-
-	xasprintf(&path, "%s/vms/%s/qemu.log", qmpd->state_dir, vm->def.name);
-	f = fopen(path, "re");
-	free(path);
-	if (f == NULL)
-		return (NULL);
-	while (fgets(line, sizeof line, f) != NULL)
-		if (line[0] != '\n')
-			strlcpy(last, line, sizeof last);
-	fclose(f);
-	last[strcspn(last, "\n")] = '\0';
-	if (last[0] == '\0')
-		return (NULL);
-	return (xstrdup(last));
-}
-
-/* QEMU is gone: decide stopped or crashed, and maybe restart. */
-static void
-vm_exited(struct vm *vm)
-{
-	char		*why, *reason = NULL;
-	enum vm_state	 next;
-
-	why = vm_exit_reason(vm);
-	if (vm->pidfd_ev != NULL) {
-		event_free(vm->pidfd_ev);
-		vm->pidfd_ev = NULL;
-	}
-	if (vm->pidfd != -1) {
-		close(vm->pidfd);
-		vm->pidfd = -1;
-	}
-	if (vm->stop_timer != NULL)
-		evtimer_del(vm->stop_timer);
-	if (vm->qmp != NULL) {
-		struct qmp *q = vm->qmp;
-
-		vm->qmp = NULL;
-		qmp_free(q);
-	}
-	vm->pid = -1;
-	vm->is_child = 0;
-	vm_cleanup_runtime(vm);
-	vm_net_stopped(vm);
-
-	if (vm->stop_asked == 3) {
-		next = VM_STOPPED;
-		reason = xstrdup("killed by admin");
-	} else if (vm->stop_asked != 0) {
-		next = VM_STOPPED;
-		reason = xstrdup(vm->guest_shutdown ? "guest powered off" :
-		    "quit by admin");
-	} else if (vm->guest_shutdown) {
-		next = VM_STOPPED;
-		reason = xstrdup("guest powered off");
-	} else if (vm->state == VM_CRASHED && vm->reason != NULL) {
-		next = VM_CRASHED;
-		reason = xstrdup(vm->reason);
-	} else if (vm->state == VM_STARTING &&
-	    (reason = vm_qemu_log_tail(vm)) != NULL) {
-		next = VM_CRASHED;
-	} else {
-		next = VM_CRASHED;
-		reason = xstrdup(why);
-	}
-	free(why);
-	free(vm->exit_reason);
-	vm->exit_reason = NULL;
-	vm_set_state(vm, next, reason);
-	free(reason);
-	if (vm->stop_asked == 0)
-		vm_restart_maybe(vm);
-	vm->stop_asked = 0;
-}
-
-static void
-vm_restart_cb(evutil_socket_t fd, short events, void *arg)
-{
-	struct vm	*vm = arg;
-	char		*cause = NULL;
-
-	if (vm_is_active(vm))
-		return;
-	log_info("%s: restarting (policy %s)", vm->def.name,
-	    vm_restart_name(vm->def.restart));
-	if (vm_start(vm, &cause) != 0) {
-		log_warnx("%s: restart failed: %s", vm->def.name, cause);
-		vm_set_state(vm, VM_CRASHED, cause);
-		free(cause);
-	}
-}
-
-/* Restart policy, rate limited: at most 5 restarts a minute. */
-static void
-vm_restart_maybe(struct vm *vm)
-{
-	struct timeval	tv = { 0, VM_RESTART_DELAY_MS * 1000 };
-	time_t		now = time(NULL);
-	size_t		i, recent = 0;
-
-	if (vm->def.restart == VM_RESTART_NO)
-		return;
-	if (vm->state != VM_CRASHED && vm->def.restart != VM_RESTART_ALWAYS)
-		return;
-	for (i = 0; i < nitems(vm->restarts); i++)
-		if (vm->restarts[i] != 0 &&
-		    now - vm->restarts[i] < VM_RESTART_WINDOW)
-			recent++;
-	if (recent >= nitems(vm->restarts)) {
-		char *r;
-
-		xasprintf(&r, "%s; not restarted: %zu restarts in the last "
-		    "%d s", vm->reason ? vm->reason : "crashed", recent,
-		    VM_RESTART_WINDOW);
-		vm_set_state(vm, vm->state, r);
-		free(r);
-		return;
-	}
-	memmove(vm->restarts + 1, vm->restarts,
-	    sizeof vm->restarts - sizeof vm->restarts[0]);
-	vm->restarts[0] = now;
-	if (vm->restart_timer == NULL)
-		vm->restart_timer = evtimer_new(qmpd->base, vm_restart_cb, vm);
-	evtimer_add(vm->restart_timer, &tv);
-}
-
-/* Load every definition from LMDB; runtime state is settled by reattach. */
-static int
-vm_load_one(const char *key, json_t *rec, void *arg)
-{
-	struct vm	*vm;
-	char		*cause = NULL;
-	const char	*state;
-
-	vm = vm_alloc();
-	if (vm_def_from_json(&vm->def, json_object_get(rec, "def"),
-	    &cause) != 0) {
-		log_warnx("VM record %s is unreadable, skipped: %s", key,
-		    cause);
-		free(cause);
-		vm_free(vm);
-		return (0);
-	}
-	state = json_string_value(json_object_get(rec, "state"));
-	if (state == NULL || vm_state_from_name(state, &vm->state) != 0)
-		vm->state = VM_STOPPED;
-	if (json_is_string(json_object_get(rec, "reason")))
-		vm->reason = xstrdup(json_string_value(json_object_get(rec,
-		    "reason")));
-	TAILQ_INSERT_TAIL(&vms, vm, entry);
-	return (0);
-}
-
-int
-vm_load_all(char **cause)
-{
-	int	n;
-
-	if ((n = db_foreach(qmpd->db, DB_VMS, vm_load_one, NULL, cause)) < 0)
-		return (-1);
-	log_info("%d VM definitions loaded", n);
-	return (0);
-}
-
-/* Does /proc/PID/cmdline belong to this VM's QEMU? */
-static int
-vm_cmdline_matches(struct vm *vm, pid_t pid)
-{
-	char	 path[64], buf[8192], want[128];
-	ssize_t	 n, i;
-	int	 fd, name_ok = 0, uuid_ok = 0, tls = 0;
-	char	*p;
-
-	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return (0);
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return (0);
-	buf[n] = '\0';
-	snprintf(want, sizeof want, "guest=%s,debug-threads=on",
-	    vm->def.name);
-	for (i = 0; i < n; i += strlen(p) + 1) {
-		p = buf + i;
-		if (strcmp(p, want) == 0)
-			name_ok = 1;
-		if (strcmp(p, vm->def.uuid) == 0)
-			uuid_ok = 1;
-		if (strncmp(p, "tls-port=", 9) == 0)
-			tls = 1;
-	}
-	if (name_ok && uuid_ok)
-		vm->spice_tls = tls;
-	return (name_ok && uuid_ok);
-}
-
-/* Find this VM's QEMU from a previous qmpd, and attach to it. */
-static int
-vm_reattach(struct vm *vm, char **cause)
-{
-	char	*path;
-	FILE	*f;
-	long	 pid = -1;
-	int	 fd;
-
-	xasprintf(&path, "%s/vms/%s/qemu.pid", qmpd->state_dir, vm->def.name);
-	if ((f = fopen(path, "r")) != NULL) {
-		if (fscanf(f, "%ld", &pid) != 1)
-			pid = -1;
-		fclose(f);
-	}
-	free(path);
-	if (pid <= 0 || !vm_cmdline_matches(vm, pid)) {
-		xasprintf(cause, "QEMU exited while qmpd was not running");
-		return (-1);
-	}
-	if (vm_watch(vm, pid, cause) != 0)
-		return (-1);
-	xasprintf(&path, "%s/vms/%s/qmp.sock", qmpd->state_dir, vm->def.name);
-	fd = qmp_connect_unix(path);
-	free(path);
-	if (fd == -1 || vm_qmp_attach(vm, fd, 0, cause) != 0) {
-		if (fd != -1)
-			close(fd);
-		if (*cause == NULL)
-			xasprintf(cause, "cannot reach the QMP socket of "
-			    "pid %ld", pid);
-		return (-1);
-	}
-	log_info("%s: re-attached to QEMU pid %ld", vm->def.name, pid);
-	return (0);
-}
-
-void
-vm_reattach_all(void)
-{
-	struct vm	*vm;
-	char		*cause;
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!vm_is_active(vm))
-			continue;
-		cause = NULL;
-		if (vm_reattach(vm, &cause) == 0) {
-			free(cause);
-			continue;
-		}
-		/* It was running when qmpd went away, and is gone now. */
-		log_warnx("%s: %s", vm->def.name, cause);
-		if (vm->pidfd_ev != NULL) {
-			event_free(vm->pidfd_ev);
-			vm->pidfd_ev = NULL;
-		}
-		if (vm->pidfd != -1)
-			close(vm->pidfd);
-		vm->pidfd = -1;
-		vm->pid = -1;
-		vm_cleanup_runtime(vm);
-		vm_set_state(vm, vm->state == VM_STOPPING ? VM_STOPPED :
-		    VM_CRASHED, cause);
-		free(cause);
-		if (vm->state == VM_CRASHED)
-			vm_restart_maybe(vm);
-	}
-}
-
-static void
-vm_autostart_cb(evutil_socket_t fd, short events, void *arg)
-{
-	struct vm	*vm;
-	char		*cause = NULL;
-	char		*name = arg;
-
-	if ((vm = vm_find(name)) != NULL && !vm_is_active(vm)) {
-		if (boot_queue_start(vm, NULL, 0, &cause) != 0) {
-			log_warnx("%s: autostart failed: %s", name, cause);
-			free(cause);
-		}
-	}
-	free(name);
-}
-
-/* Autostart VMs are started staggered, so a host boot is no storm. */
-void
-vm_autostart_all(void)
-{
-	struct vm	*vm;
-	int		 n = 0;
-
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if (!vm->def.autostart || vm_is_active(vm))
-			continue;
-		/* 250 ms apart; tv_usec must stay below a second. */
-		event_base_once(qmpd->base, -1, EV_TIMEOUT, vm_autostart_cb,
-		    xstrdup(vm->def.name), &(struct timeval){ n / 4,
-		    (n % 4) * 250000 });
-		n++;
-	}
 }
 
 /* Daemon exit: drop every QMP connection, leave every QEMU running. */

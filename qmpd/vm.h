@@ -7,12 +7,17 @@
 
 #include <sys/types.h>
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "compat.h"
+#include "netctl.h"
+#include "qmpd.h"
 
 #define VM_NAME_MAX	64
 #define VM_UUID_LEN	37
+#define VM_NICS_MAX	8
 
 enum vm_state {
 	VM_STOPPED,
@@ -29,7 +34,18 @@ enum vm_restart {
 	VM_RESTART_ALWAYS
 };
 
-/* The definition: pure data, JSON in LMDB, the argv builder's input. */
+/* A NIC of a definition: its netdev id, network and leased MAC (and IP). */
+struct vm_def_nic {
+	char		 id[8];			/* net0 ... net7 */
+	char		 network[NETCTL_NETNAME_MAX + 1];
+	uint8_t		 mac[6];		/* 52:54:00:xx:xx:xx */
+	uint32_t	 ip;			/* 0 on bridge-mode networks */
+};
+
+/*
+ * The definition: pure data, JSON in LMDB, the argv builder's input.
+ * Every field is parsed and checked once, by vm_def_from_json.
+ */
 struct vm_def {
 	char		 name[VM_NAME_MAX];
 	char		 uuid[VM_UUID_LEN];
@@ -49,7 +65,23 @@ struct vm_def {
 	enum vm_restart	 restart;
 	int		 autostart;
 	long long	 created;
-	json_t		*extra;			/* fields of later issues */
+
+	/* NICs, each leased on its network (vm-net.c). */
+	struct vm_def_nic nics[VM_NICS_MAX];
+	u_int		 nnics;
+	/* vm.create only, never saved: one NIC to lease on each network. */
+	char		*nets[VM_NICS_MAX];
+	u_int		 nnets;
+
+	/* The image store (vm-disk.c): cloned from, and its own disk. */
+	char		*from;
+	char		*image;
+
+	/* Desktops: who it is assigned to, and its pool's marks (pool.c). */
+	char		*owner;
+	char		*pool;
+	int		 pool_dirty;	/* given back, disk not reset yet */
+	int		 pool_doomed;	/* being removed from its pool */
 };
 
 /*
@@ -73,7 +105,7 @@ struct vm_runtime_paths {
 	int		 disk_fd;	/* the disk, opened by qmpd; -1 none */
 	const char	*accel;		/* resolved: kvm or tcg */
 	const struct vm_disk *image;	/* the image-store disk, or NULL */
-	const int	*tap_fds;	/* one per NIC of def "nics", in order */
+	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
 };
@@ -112,6 +144,7 @@ extern struct vms	vms;
 int	 vm_def_from_json(struct vm_def *, json_t *, char **cause);
 json_t	*vm_def_to_json(const struct vm_def *);
 void	 vm_def_clear(struct vm_def *);
+json_t	*vm_def_nic_json(const struct vm_def_nic *);
 const char *vm_state_name(enum vm_state);
 int	 vm_state_from_name(const char *, enum vm_state *);
 const char *vm_restart_name(enum vm_restart);
@@ -127,26 +160,40 @@ pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
 int	 vm_rundir(const char *name, char **path, char **cause);
 
 /* vm.c: the registry and the state machine. */
-int	 vm_load_all(char **cause);
-void	 vm_reattach_all(void);
-void	 vm_autostart_all(void);
 struct vm *vm_find(const char *name);
+struct vm *vm_alloc(void);
+void	 vm_free(struct vm *);
 struct vm *vm_create(json_t *args, char **cause);
 int	 vm_delete(struct vm *, char **cause);
 int	 vm_start(struct vm *, char **cause);
+int	 vm_watch(struct vm *, pid_t, char **cause);
+void	 vm_unwatch(struct vm *);
+int	 vm_pidfd_signal(struct vm *, int sig);
 int	 vm_stop(struct vm *, int force, int timeout, char **cause);
 int	 vm_kill(struct vm *, char **cause);
-void	 vm_reaped(pid_t, int status);
 void	 vm_set_state(struct vm *, enum vm_state, const char *reason);
 json_t	*vm_to_json(const struct vm *);
 json_t	*vm_record(const struct vm *);
 int	 vm_save(struct vm *, char **cause);
+int	 vm_set_field(struct vm *, char **field, const char *value,
+	    char **cause);
+int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
 int	 vm_is_active(const struct vm *);
 void	 vm_shutdown_all(void);
 
-/* vm-wait.c: requests that wait for a VM to reach a state. */
-void	 vm_wait_add(struct vm *, struct cmd_req *, unsigned int okmask,
-	    unsigned int failmask, int timeout);
+/* vm-exit.c: a QEMU is gone; the restart policy. */
+void	 vm_exit_seen(struct vm *);
+void	 vm_exit_reaped(pid_t, int status);
+void	 vm_exit_cleanup(struct vm *);
+void	 vm_exit_restart(struct vm *);
+
+/* vm-attach.c: definitions loaded at start, QEMUs re-attached. */
+int	 vm_attach_load(char **cause);
+void	 vm_attach_all(void);
+
+/* vm-wait.c: waiting for a VM to reach a state. */
+void	 vm_wait_add(struct vm *, unsigned int okmask, unsigned int failmask,
+	    int timeout, done_cb, void *arg);
 void	 vm_wait_notify(struct vm *);
 void	 vm_wait_fail_all(struct vm *, const char *errclass, const char *desc);
 #define VM_MASK(s)	(1U << (s))
@@ -157,14 +204,102 @@ void	 vm_qmp_cont(struct vm *);
 char	*vm_qmp_secret(void);
 
 /* vm-ticket.c: SPICE console tickets, and who got the last one. */
-void	 vm_ticket(struct vm *, struct cmd_req *, long long ttl,
-	    const char *login);
+void	 vm_ticket(struct vm *, long long ttl, const char *login, uid_t uid,
+	    done_cb, void *arg);
 int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 	    long long *at, long long *expires);
 
 /* vm-vnc.c: a VNC client connection by fd, no VNC port. */
 typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
 int	 vm_vnc_connect(struct vm *, vm_vnc_cb, void *arg, char **cause);
-enum cmd_retval vm_vnc_request(struct vm *, struct cmd_req *);
+
+/* vm-disk.c: a VM's disk from the image store. */
+/* The image a VM runs on ("image" in its definition), or NULL. */
+const char	*vm_disk_image(const struct vm *);
+/* Is an image record a snapshot of this VM (name and uuid)? */
+int		 vm_disk_owns(const struct vm *, json_t *rec);
+/* vm create --from: the VM's own linked clone, named NAME-disk. */
+int		 vm_disk_create(struct vm *, char **cause);
+/* vm delete: the VM's own disk and its snapshots go too. */
+void		 vm_disk_delete(struct vm *);
+/*
+ * vm start: check the chain with the store's parser and open every
+ * file (read-only below the top), for vm_spawn to pass to QEMU. *out
+ * stays NULL for a VM without an image. vm_disk_free closes the fds.
+ */
+int		 vm_disk_open(struct vm *, struct vm_disk **out,
+		     char **cause);
+void		 vm_disk_free(struct vm_disk *);
+/* vm reset-disk, for stateless desktops too. */
+int		 vm_disk_reset(struct vm *, char **cause);
+
+/* vm-net.c: the NICs of VMs (def.nics): leases, TAPs at start. */
+struct db_txn;
+struct net;
+struct netctl_nft_tap;
+/* One NIC, parsed from the definition. */
+struct vm_nic {
+	char		 id[16];		/* net0: the netdev id */
+	char		 dev[24];		/* net0-nic: the device id */
+	char		 network[NETCTL_NETNAME_MAX + 1];
+	char		 tap[IFNAMSIZ];
+	uint8_t		 mac[6];
+	uint32_t	 ip;			/* 0 on bridge-mode networks */
+	int		 fd;			/* until QEMU has it */
+};
+
+enum vm_net_rules {
+	VM_NET_RULES_PENDING,
+	VM_NET_RULES_OK,
+	VM_NET_RULES_FAILED
+};
+
+/* The TAPs of an active VM, and whether the ruleset lists them yet. */
+struct vm_netrt {
+	char			 vm[VM_NAME_MAX];
+	unsigned int		 gen;
+	struct vm_nic		*nics;
+	size_t			 nnics;
+	int			*fds;		/* for the argv builder */
+	enum vm_net_rules	 rules;
+	char			*rules_err;
+	int			 cont_waiting;
+	TAILQ_ENTRY(vm_netrt)	 entry;
+};
+void	 vm_net_init(void);
+void	 vm_net_relink(void);
+int	 vm_net_create(struct vm *, char **cause);
+void	 vm_net_deleted(struct vm *);
+int	 vm_net_open(struct vm *, struct vm_runtime_paths *, char **cause);
+void	 vm_net_opened(struct vm *, int spawned);
+int	 vm_net_cont_wait(struct vm *);
+void	 vm_net_stopped(struct vm *);
+void	 vm_net_json(const struct vm *, json_t *);
+/* The VMs with a NIC on network, as a JSON array of names. */
+json_t	*vm_net_users(const char *network);
+/* The TAPs of active VMs for the ruleset; borrowed until the next change. */
+void	 vm_net_taps(struct netctl_nft_tap **, size_t *);
+/* For vm-nic.c: a NIC's runtime view, the TAPs of active VMs, leases. */
+void	 vm_net_nic_load(struct vm_nic *, const struct vm_def_nic *);
+void	 vm_net_nic_def(const struct vm_nic *, struct vm_def_nic *);
+json_t	*vm_net_nic_json(const struct vm_nic *);
+struct vm_netrt *vm_net_rt_find(const char *vm);
+struct vm_netrt *vm_net_rt_new(const char *vm);
+void	 vm_net_rt_free(struct vm_netrt *);
+void	 vm_net_rt_add(struct vm_netrt *, const struct vm_nic *);
+void	 vm_net_rt_remove(struct vm_netrt *, const char *id);
+int	 vm_net_save_txn(struct vm *, struct db_txn *, char **cause);
+int	 vm_net_lease(struct vm *, struct db_txn *, struct net *,
+	    const char *id, struct vm_nic *, char **cause);
+struct net *vm_net_usable(const char *network, char **cause);
+void	 vm_net_next_id(const struct vm_def_nic *, u_int n, char *id,
+	    size_t len);
+int	 vm_net_tap(struct vm_nic *, char **cause);
+
+/* vm-nic.c: NIC hotplug and unplug. */
+void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
+void	 vm_nic_rm(struct vm *, const char *mac, done_cb, void *arg);
+void	 vm_nic_deleted(struct vm *, json_t *data);
+void	 vm_nic_stopped(struct vm *);
 
 #endif

@@ -2,7 +2,10 @@
  * Golden files for the QEMU command line: each tests/golden/argv/NAME.json
  * holds {"def": VM definition, "accel": "kvm"|"tcg"} and NAME.args the
  * expected argv, one argument a line. QDESK_GOLDEN_UPDATE=1 rewrites them.
- * fail-*.json must be refused, by vm_def_from_json or by the builder.
+ * fail-*.json must be refused, by vm_def_from_json or by the builder,
+ * with the one-line error NAME.err holds. A passing definition must come
+ * back from vm_def_to_json with every field it was given, unchanged (the
+ * LMDB record format), and read back to the same JSON.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -51,6 +54,74 @@ slurp(const char *path)
 	return (buf);
 }
 
+/* Write text to path (QDESK_GOLDEN_UPDATE). */
+static void
+spill(const char *path, const char *text)
+{
+	FILE	*f;
+
+	if ((f = fopen(path, "w")) == NULL) {
+		perror(path);
+		return;
+	}
+	fputs(text, f);
+	fclose(f);
+}
+
+/* A fail-* case's error against NAME.err (path: NAME.json). */
+static void
+check_error(const char *path, const char *cause)
+{
+	char	 errpath[4096], *want, *got;
+
+	snprintf(errpath, sizeof errpath, "%.*s.err", (int)strlen(path) - 5,
+	    path);
+	xasprintf(&got, "%s\n", cause != NULL ? cause : "(no error text)");
+	if (getenv("QDESK_GOLDEN_UPDATE") != NULL)
+		spill(errpath, got);
+	want = slurp(errpath);
+	if (want == NULL)
+		fprintf(stderr, "%s: missing; the error was: %s", errpath, got);
+	CHECK_STR(got, want);
+	free(got);
+	free(want);
+}
+
+/*
+ * Every field given comes back from vm_def_to_json as it was ("nets"
+ * only lives until vm.create leases its NICs), and reads back the same.
+ */
+static void
+check_roundtrip(const char *file, const struct vm_def *def, json_t *in)
+{
+	struct vm_def	 again;
+	json_t		*out, *out2, *v;
+	const char	*key;
+	char		*cause = NULL;
+
+	out = vm_def_to_json(def);
+	json_object_foreach(in, key, v) {
+		if (strcmp(key, "nets") == 0 || json_is_null(v))
+			continue;
+		if (!json_equal(v, json_object_get(out, key)))
+			fprintf(stderr, "%s: field %s not written back\n", file,
+			    key);
+		CHECK(json_equal(v, json_object_get(out, key)));
+	}
+	CHECK(vm_def_from_json(&again, out, &cause) == 0);
+	if (cause != NULL) {
+		fprintf(stderr, "%s: read back: %s\n", file, cause);
+		free(cause);
+		json_decref(out);
+		return;
+	}
+	out2 = vm_def_to_json(&again);
+	CHECK(json_equal(out, out2));
+	json_decref(out);
+	json_decref(out2);
+	vm_def_clear(&again);
+}
+
 static void
 one(const char *dir, const char *file)
 {
@@ -75,10 +146,14 @@ one(const char *dir, const char *file)
 		if (!expect_fail)
 			fprintf(stderr, "%s: %s\n", file, cause);
 		CHECK(expect_fail);
+		if (expect_fail)
+			check_error(path, cause);
 		free(cause);
 		json_decref(j);
 		return;
 	}
+	if (!expect_fail)
+		check_roundtrip(file, &def, json_object_get(j, "def"));
 	snprintf(rundir, sizeof rundir, "/var/lib/qdesk/vms/%s", def.name);
 	rt.dir = rundir;
 	rt.qmp_fd = 3;
@@ -105,13 +180,15 @@ one(const char *dir, const char *file)
 	}
 	/* TAP fds for the NICs, in order, after the QMP socket and disk. */
 	rt.tap_fds = tap_fds;
-	rt.ntap_fds = json_array_size(json_object_get(json_object_get(j,
-	    "def"), "nics"));
+	rt.ntap_fds = def.nnics;
 	argv = vm_argv_build(&def, &rt, "qemu-system-x86_64", &cause);
 	if (expect_fail) {
 		CHECK(argv == NULL);
-		if (argv == NULL)
+		if (argv == NULL) {
+			check_error(path, cause);
 			free(cause);
+		} else
+			vm_argv_free(argv);
 		goto out;
 	}
 	CHECK(argv != NULL);
@@ -122,11 +199,8 @@ one(const char *dir, const char *file)
 	got = argv_join(argv);
 	path[strlen(path) - 5] = '\0';
 	strcat(path, ".args");
-	if (getenv("QDESK_GOLDEN_UPDATE") != NULL) {
-		FILE *f = fopen(path, "w");
-		fputs(got, f);
-		fclose(f);
-	}
+	if (getenv("QDESK_GOLDEN_UPDATE") != NULL)
+		spill(path, got);
 	want = slurp(path);
 	CHECK_STR(got, want);
 	free(got);

@@ -1,0 +1,160 @@
+/*
+ * qmpd's start-up: VM definitions loaded from LMDB, and every QEMU a
+ * previous qmpd left running found again (its pidfile, and a
+ * /proc/PID/cmdline that names this VM) and re-attached through its QMP
+ * socket: restarting qmpd never stops a desktop.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "qmp.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+/* Load every definition from LMDB; runtime state is settled by reattach. */
+static int
+vm_attach_load_one(const char *key, json_t *rec, void *arg)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+	const char	*state;
+
+	vm = vm_alloc();
+	if (vm_def_from_json(&vm->def, json_object_get(rec, "def"),
+	    &cause) != 0) {
+		log_warnx("VM record %s is unreadable, skipped: %s", key,
+		    cause);
+		free(cause);
+		vm_free(vm);
+		return (0);
+	}
+	state = json_string_value(json_object_get(rec, "state"));
+	if (state == NULL || vm_state_from_name(state, &vm->state) != 0)
+		vm->state = VM_STOPPED;
+	if (json_is_string(json_object_get(rec, "reason")))
+		vm->reason = xstrdup(json_string_value(json_object_get(rec,
+		    "reason")));
+	TAILQ_INSERT_TAIL(&vms, vm, entry);
+	return (0);
+}
+
+/* Start-up: every VM definition in LMDB into the registry. */
+int
+vm_attach_load(char **cause)
+{
+	int	n;
+
+	if ((n = db_foreach(qmpd->db, DB_VMS, vm_attach_load_one, NULL,
+	    cause)) < 0)
+		return (-1);
+	log_info("%d VM definitions loaded", n);
+	return (0);
+}
+
+/* Does /proc/PID/cmdline belong to this VM's QEMU? */
+static int
+vm_attach_cmdline(struct vm *vm, pid_t pid)
+{
+	char	 path[64], buf[8192], want[128];
+	ssize_t	 n, i;
+	int	 fd, name_ok = 0, uuid_ok = 0, tls = 0;
+	char	*p;
+
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return (0);
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return (0);
+	buf[n] = '\0';
+	snprintf(want, sizeof want, "guest=%s,debug-threads=on",
+	    vm->def.name);
+	for (i = 0; i < n; i += strlen(p) + 1) {
+		p = buf + i;
+		if (strcmp(p, want) == 0)
+			name_ok = 1;
+		if (strcmp(p, vm->def.uuid) == 0)
+			uuid_ok = 1;
+		if (strncmp(p, "tls-port=", 9) == 0)
+			tls = 1;
+	}
+	if (name_ok && uuid_ok)
+		vm->spice_tls = tls;
+	return (name_ok && uuid_ok);
+}
+
+/* Find this VM's QEMU from a previous qmpd, and attach to it. */
+static int
+vm_attach_one(struct vm *vm, char **cause)
+{
+	char	*path;
+	FILE	*f;
+	long	 pid = -1;
+	int	 fd;
+
+	xasprintf(&path, "%s/vms/%s/qemu.pid", qmpd->state_dir, vm->def.name);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fscanf(f, "%ld", &pid) != 1)
+			pid = -1;
+		fclose(f);
+	}
+	free(path);
+	if (pid <= 0 || !vm_attach_cmdline(vm, pid)) {
+		xasprintf(cause, "QEMU exited while qmpd was not running");
+		return (-1);
+	}
+	if (vm_watch(vm, pid, cause) != 0)
+		return (-1);
+	xasprintf(&path, "%s/vms/%s/qmp.sock", qmpd->state_dir, vm->def.name);
+	fd = qmp_connect_unix(path);
+	free(path);
+	if (fd == -1 || vm_qmp_attach(vm, fd, 0, cause) != 0) {
+		if (fd != -1)
+			close(fd);
+		if (*cause == NULL)
+			xasprintf(cause, "cannot reach the QMP socket of "
+			    "pid %ld", pid);
+		return (-1);
+	}
+	log_info("%s: re-attached to QEMU pid %ld", vm->def.name, pid);
+	return (0);
+}
+
+/*
+ * Start-up: every VM that was active when qmpd went away is re-attached
+ * to its QEMU, or marked stopped or crashed (and maybe restarted).
+ */
+void
+vm_attach_all(void)
+{
+	struct vm	*vm;
+	char		*cause;
+
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (!vm_is_active(vm))
+			continue;
+		cause = NULL;
+		if (vm_attach_one(vm, &cause) == 0) {
+			free(cause);
+			continue;
+		}
+		/* It was running when qmpd went away, and is gone now. */
+		log_warnx("%s: %s", vm->def.name, cause);
+		vm_unwatch(vm);
+		vm_exit_cleanup(vm);
+		vm_set_state(vm, vm->state == VM_STOPPING ? VM_STOPPED :
+		    VM_CRASHED, cause);
+		free(cause);
+		if (vm->state == VM_CRASHED)
+			vm_exit_restart(vm);
+	}
+}
+
