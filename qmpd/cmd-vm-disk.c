@@ -8,6 +8,8 @@
  * new overlay: add-fd (the file is opened here), blockdev-add with
  * backing null, blockdev-snapshot on the device's current top node. If
  * QEMU refuses, the freeze is undone; QEMU never wrote the new overlay.
+ * The guest's filesystems are frozen by its agent around blockdev-snapshot
+ * (vm-agent.c) and always thawed; without an agent the reply says so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +41,8 @@ struct cmd_vm_snap {
 	int		 fd;		/* the new overlay's file */
 	json_int_t	 fdset;		/* -1 until add-fd answered */
 	int		 added;		/* blockdev-add done */
+	int		 frozen;	/* guest filesystems frozen: thaw */
+	char		*fsnote;	/* why they were not frozen */
 };
 
 /* The VM named by "name" with an image-store disk, or answer why not. */
@@ -116,6 +120,12 @@ cmd_vm_disk_done(struct vm *vm, const char *snap)
 static void
 cmd_vm_snap_free(struct cmd_vm_snap *s)
 {
+	struct vm	*vm;
+
+	/* Always thawed, whatever became of the snapshot. */
+	if (s->frozen && (vm = vm_find(s->vm)) != NULL)
+		vm_agent_thaw(vm);
+	free(s->fsnote);
 	if (s->fd != -1)
 		close(s->fd);
 	free(s->image);
@@ -211,9 +221,29 @@ cmd_vm_snap_switched(struct qmp *qmp, json_t *ret, const char *errclass,
 	img_busy_clear(s->image);
 	log_info("%s: live snapshot %s (node %s over %s)", s->vm, s->snap,
 	    s->node, s->top);
-	cmd_reply(s->req, json_pack("{s:s,s:s,s:s,s:b}", "name", s->vm,
-	    "snapshot", s->snap, "image", s->snapimg, "live", 1));
+	cmd_reply(s->req, json_pack("{s:s,s:s,s:s,s:b,s:b,s:s?}", "name",
+	    s->vm, "snapshot", s->snap, "image", s->snapimg, "live", 1,
+	    "fsfreeze", s->frozen, "note", s->fsnote));
 	cmd_vm_snap_free(s);
+}
+
+/* The guest's filesystems are frozen (or cannot be): switch now. */
+static void
+cmd_vm_snap_frozen(int frozen, const char *note, void *arg)
+{
+	struct cmd_vm_snap	*s = arg;
+	struct vm		*vm;
+
+	s->frozen = frozen;
+	if (note != NULL)
+		s->fsnote = xstrdup(note);
+	if ((vm = vm_find(s->vm)) == NULL || vm->qmp == NULL) {
+		cmd_vm_snap_fail(s, NULL, "Disconnected", "the VM went away");
+		return;
+	}
+	if (qmp_execute(vm->qmp, "blockdev-snapshot", json_pack("{s:s,s:s}",
+	    "node", s->top, "overlay", s->node), cmd_vm_snap_switched, s) != 0)
+		cmd_vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
 }
 
 static void
@@ -225,9 +255,7 @@ cmd_vm_snap_added(struct qmp *qmp, json_t *ret, const char *errclass,
 	if (cmd_vm_snap_failed(s, qmp, errclass, errdesc))
 		return;
 	s->added = 1;
-	if (qmp_execute(qmp, "blockdev-snapshot", json_pack("{s:s,s:s}",
-	    "node", s->top, "overlay", s->node), cmd_vm_snap_switched, s) != 0)
-		cmd_vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+	vm_agent_freeze(vm_find(s->vm), cmd_vm_snap_frozen, s);
 }
 
 static void

@@ -130,6 +130,7 @@ vm_exit_seen(struct vm *vm)
 	vm->is_child = 0;
 	vm_exit_cleanup(vm);
 	vm_net_stopped(vm);
+	vm_agent_stopped(vm, 1);
 
 	if (vm->stop_asked == 3) {
 		next = VM_STOPPED;

@@ -86,6 +86,7 @@ vm_alloc(void)
 void
 vm_free(struct vm *vm)
 {
+	vm_agent_free(vm);
 	vm_def_clear(&vm->def);
 	free(vm->reason);
 	free(vm->exit_reason);
@@ -194,6 +195,7 @@ vm_to_json(const struct vm *vm)
 	if (vm->last_io_error != NULL)
 		json_object_set(j, "io_error", vm->last_io_error);
 	vm_net_json(vm, j);
+	vm_agent_json(vm, j);
 	return (j);
 }
 
@@ -471,7 +473,7 @@ vm_resolve_accel(struct vm *vm, char **cause)
 
 /*
  * Every fd QEMU inherits, as the argv names them: the QMP socket, the
- * plain disk, each link of an image-store disk, each TAP.
+ * plain disk, each link of an image-store disk, each TAP, the agent port.
  */
 static int *
 vm_start_fds(const struct vm_runtime_paths *rt, int *n)
@@ -479,7 +481,7 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 	int	*fds;
 	u_int	 i;
 
-	fds = xcalloc(2 + (rt->image != NULL ? rt->image->n : 0) +
+	fds = xcalloc(3 + (rt->image != NULL ? rt->image->n : 0) +
 	    (rt->ntap_fds > 0 ? rt->ntap_fds : 0), sizeof *fds);
 	*n = 0;
 	fds[(*n)++] = rt->qmp_fd;
@@ -489,6 +491,8 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 		fds[(*n)++] = rt->image->links[i].fd;
 	for (i = 0; rt->ntap_fds > 0 && i < (u_int)rt->ntap_fds; i++)
 		fds[(*n)++] = rt->tap_fds[i];
+	if (rt->agent_fd != -1)
+		fds[(*n)++] = rt->agent_fd;
 	return (fds);
 }
 
@@ -543,7 +547,8 @@ vm_start(struct vm *vm, char **cause)
 	rt.accel = accel;
 	rt.spice_tls_dir = spice_tls_dir();
 	vm->spice_tls = rt.spice_tls_dir != NULL;
-	if (vm_net_open(vm, &rt, cause) != 0)
+	if (vm_net_open(vm, &rt, cause) != 0 ||
+	    vm_agent_open(vm, &rt, cause) != 0)
 		goto fail;
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
 	if (argv == NULL)
@@ -552,6 +557,7 @@ vm_start(struct vm *vm, char **cause)
 	if ((pid = vm_spawn(vm, argv, keep, nkeep, cause)) == -1)
 		goto fail;
 	vm_net_opened(vm, 1);
+	vm_agent_opened(vm, 1);
 	vm_disk_free(image);
 	image = NULL;
 	close(lfd);
@@ -590,6 +596,7 @@ out_started:
 	return (0);
 fail:
 	vm_net_opened(vm, 0);
+	vm_agent_opened(vm, 0);
 	vm_disk_free(image);
 	free(keep);
 	if (lfd != -1)
@@ -607,9 +614,17 @@ vm_stop_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct vm	*vm = arg;
 	struct timeval	 tv = { VM_QUIT_GRACE_MS / 1000, 0 };
+	int		 rest;
 
 	if (vm->pidfd == -1)
 		return;
+	/* With --agent, half-way: the agent's guest-shutdown first. */
+	if (vm->qmp != NULL && vm->stop_asked == 1 &&
+	    (rest = vm_agent_stop_fallback(vm)) > 0) {
+		tv.tv_sec = rest;
+		evtimer_add(vm->stop_timer, &tv);
+		return;
+	}
 	if (vm->qmp != NULL && vm->stop_asked == 1) {
 		/* The guest ignored the power button: pull the plug. */
 		log_info("%s: no clean shutdown in time, quitting QEMU",
@@ -635,7 +650,8 @@ vm_arm_stop_timer(struct vm *vm, int seconds)
 
 /*
  * Stop: ACPI power button, then "quit" after timeout seconds; with force,
- * "quit" at once. A paused guest cannot see the button, so it is quit.
+ * "quit" at once. With --agent, half-way the agent's guest-shutdown. A
+ * paused guest cannot see the button, so it is quit.
  */
 int
 vm_stop(struct vm *vm, int force, int timeout, char **cause)
@@ -658,7 +674,7 @@ vm_stop(struct vm *vm, int force, int timeout, char **cause)
 	} else {
 		vm->stop_asked = 1;
 		qmp_execute(vm->qmp, "system_powerdown", NULL, NULL, NULL);
-		vm_arm_stop_timer(vm, timeout);
+		vm_arm_stop_timer(vm, vm_agent_stop_begin(vm, timeout));
 	}
 	vm_set_state(vm, VM_STOPPING, force ? "quit by admin" :
 	    "ACPI power-down by admin");
@@ -689,6 +705,7 @@ vm_shutdown_all(void)
 
 	TAILQ_FOREACH(vm, &vms, entry) {
 		vm_wait_fail_all(vm, ERR_INTERNAL, "qmpd is shutting down");
+		vm_agent_stopped(vm, 0);
 		if (vm->qmp != NULL) {
 			struct qmp *q = vm->qmp;
 
