@@ -35,6 +35,14 @@ struct rdp_gateway_stats {
 };
 void	 rdp_gateway_stats(struct rdp_gateway_stats *,
 	    void (*per_vm)(const char *vm, void *), void *arg);
+/*
+ * Share a login throttle per client address (the portal's): try charges
+ * an attempt from addr as it arrives and returns 0, or the seconds addr
+ * must wait; done gives the charge back unless the attempt failed. Both
+ * run on the loop. Without them RDP logins are not throttled here.
+ */
+void	 rdp_gateway_throttle(int (*try)(const char *addr),
+	    void (*done)(const char *addr, int failed));
 /* Stop listening and end every RDP session (each is told why). */
 void	 rdp_gateway_stop(void);
 

@@ -7,7 +7,7 @@
 # address outside loopback (a client in a network namespace of our own,
 # over a veth pair) unless it shows the bearer token.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 CHECK=$top/tests/prom-check.py
 NS=qdt-metrics-$$
