@@ -28,6 +28,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--listen",	"listen",	CTL_STR,	0 },
 	{ "--restart",	"restart",	CTL_STR,	0 },
 	{ "--autostart", "autostart",	CTL_BOOL,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -115,6 +116,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--display",	"display",	CTL_STR,	0 },
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -122,6 +124,7 @@ static const struct ctl_arg pool_set_opts[] = {
 	{ "--prestart",	"prestart",	CTL_INT,	0 },
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -164,7 +167,8 @@ const struct ctl_command ctl_commands[] = {
 	    "[--kernel FILE --initrd FILE --append STR | --disk FILE] "
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
-	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart]",
+	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
+	    "[--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -329,7 +333,8 @@ const struct ctl_command ctl_commands[] = {
 	    "[--mode dedicated|floating] [--stateless] [--dept DEPT] "
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
-	    "[--on-disconnect none|shutdown|reset] [--grace S]",
+	    "[--on-disconnect none|shutdown|reset] [--grace S] "
+	    "[--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",
@@ -345,7 +350,7 @@ const struct ctl_command ctl_commands[] = {
 	  .done = "$name: removed" },
 	{ .group = "pool", .verb = "set", .cmd = "pool.set",
 	  .usage = "NAME [--prestart K] [--on-disconnect none|shutdown|reset] "
-	    "[--grace S]",
+	    "[--grace S] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_set_opts,
 	  .print = PRINT_OBJECT },
 
