@@ -31,7 +31,7 @@ case $a1 in
 *) fail "d1 (lan) runs with -spice $a1" ;;
 esac
 case $a2 in
-*image-compression=auto_glz,jpeg-wan-compression=always,zlib-glz-wan-compression=always,streaming-video=filter,playback-compression=on*) ;;
+*image-compression=glz,jpeg-wan-compression=always,zlib-glz-wan-compression=always,streaming-video=filter,playback-compression=on*) ;;
 *) fail "d2 (wan) runs with -spice $a2" ;;
 esac
 log "lan: -spice $a1"
