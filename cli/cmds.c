@@ -11,6 +11,19 @@
 
 #define NAME_POS(meta)	{ meta, "name", CTL_STR, 0 }
 
+/* The desktop device flags of vm create and pool create (issue 11). */
+#define DEV_OPTS \
+	{ "--video",	"video",	CTL_STR,	0 }, \
+	{ "--heads",	"heads",	CTL_INT,	0 }, \
+	{ "--audio",	"audio",	CTL_BOOL,	0 }, \
+	{ "--usbredir",	"usbredir",	CTL_INT,	0 }, \
+	{ "--balloon",	"balloon",	CTL_BOOL,	0 }, \
+	{ "--os",	"os",		CTL_STR,	0 }
+#define DEV_USAGE \
+	"[--os generic|linux|windows10|windows11] " \
+	"[--video vga|qxl|virtio] [--heads N] [--audio] " \
+	"[--usbredir N] [--balloon]"
+
 static const struct ctl_arg vm_create_opts[] = {
 	{ "--memory",	"memory",	CTL_INT,	0 },
 	{ "--vcpus",	"vcpus",	CTL_INT,	0 },
@@ -28,6 +41,8 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--listen",	"listen",	CTL_STR,	0 },
 	{ "--restart",	"restart",	CTL_STR,	0 },
 	{ "--autostart", "autostart",	CTL_BOOL,	0 },
+	DEV_OPTS,
+	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
@@ -116,6 +131,8 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--display",	"display",	CTL_STR,	0 },
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
+	DEV_OPTS,
+	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
@@ -168,7 +185,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
-	    "[--profile lan|wan]",
+	    DEV_USAGE " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -333,8 +350,8 @@ const struct ctl_command ctl_commands[] = {
 	    "[--mode dedicated|floating] [--stateless] [--dept DEPT] "
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
-	    "[--on-disconnect none|shutdown|reset] [--grace S] "
-	    "[--profile lan|wan]",
+	    "[--on-disconnect none|shutdown|reset] [--grace S] " DEV_USAGE
+	    " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "qmp.h"
 #include "qmpd.h"
+#include "safefile.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -66,14 +67,67 @@ cmd_vm_list(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
+/* A vm.show waiting for query-balloon. */
+struct cmd_vm_show {
+	struct cmd_req	*req;
+	char		 name[VM_NAME_MAX];
+};
+
+/*
+ * query-balloon's answer: the VM with its balloon's actual size in MiB
+ * ("balloon_mib"); without it if QEMU said no, so show still answers.
+ */
+static void
+cmd_vm_show_balloon(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct cmd_vm_show	*q = arg;
+	struct vm		*vm;
+	json_t			*j, *actual;
+
+	if ((vm = vm_find(q->name)) == NULL)
+		cmd_error(q->req, ERR_NOTFOUND, "VM %s went away", q->name);
+	else {
+		j = vm_to_json(vm);
+		actual = json_object_get(ret, "actual");
+		if (errclass == NULL && json_is_integer(actual))
+			json_object_set_new(j, "balloon_mib", json_integer(
+			    json_integer_value(actual) / (1024 * 1024)));
+		else
+			log_debug("%s: query-balloon: %s", q->name,
+			    errdesc != NULL ? errdesc : "no actual size");
+		cmd_reply(q->req, j);
+	}
+	free(q);
+}
+
+/*
+ * The VM as vm_to_json gives it; a running VM with a balloon asks QEMU
+ * for the balloon's size first, answering in the reply callback.
+ */
 static enum cmd_retval
 cmd_vm_show(struct cmd_req *req)
 {
-	struct vm	*vm;
+	struct vm		*vm;
+	struct cmd_vm_show	*q;
 
-	if ((vm = cmd_vm_get(req)) != NULL)
+	if ((vm = cmd_vm_get(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	if (!vm->def.balloon || vm->qmp == NULL || (vm->state != VM_RUNNING &&
+	    vm->state != VM_PAUSED)) {
 		cmd_reply(req, vm_to_json(vm));
-	return (CMD_RETURN_DONE);
+		return (CMD_RETURN_DONE);
+	}
+	q = xcalloc(1, sizeof *q);
+	q->req = req;
+	strlcpy(q->name, vm->def.name, sizeof q->name);
+	if (qmp_execute(vm->qmp, "query-balloon", NULL, cmd_vm_show_balloon,
+	    q) != 0) {
+		free(q);
+		cmd_reply(req, vm_to_json(vm));
+		return (CMD_RETURN_DONE);
+	}
+	return (CMD_RETURN_WAIT);
 }
 
 static enum cmd_retval
@@ -273,7 +327,7 @@ cmd_vm_console(struct cmd_req *req)
 {
 	struct vm	*vm;
 	struct stat	 sb;
-	char		*path, *buf;
+	char		*buf, *cause = NULL;
 	json_int_t	 off;
 	ssize_t		 n;
 	size_t		 want;
@@ -281,10 +335,13 @@ cmd_vm_console(struct cmd_req *req)
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	xasprintf(&path, "%s/vms/%s/serial.log", qmpd->state_dir,
-	    vm->def.name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
+	if ((fd = vm_rundir_open(vm, "serial.log", O_RDONLY, &cause)) == -1 &&
+	    errno != ENOENT) {
+		cmd_error(req, ERR_INTERNAL, "%s: %s", vm->def.name, cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	free(cause);
 	if (fd == -1 || fstat(fd, &sb) == -1) {
 		if (fd != -1)
 			close(fd);
@@ -345,6 +402,7 @@ cmd_vm_base64(const unsigned char *p, size_t len)
 struct cmd_vm_shot {
 	struct cmd_req	*req;
 	char		*path;
+	uid_t		 owner;
 	char		 format[4];
 };
 
@@ -355,17 +413,20 @@ cmd_vm_screenshot_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	struct cmd_vm_shot	*s = arg;
 	struct stat		 sb;
 	unsigned char		*buf = NULL;
-	char			*b64;
+	char			*b64, *cause = NULL;
 	int			 fd = -1;
 
 	if (errclass != NULL) {
 		cmd_error(s->req, ERR_QEMU, "screendump: %s", errdesc);
 		goto out;
 	}
-	fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* QEMU wrote it as the VM's uid: no link, no FIFO (safefile.c). */
+	fd = safefile_open(s->path, O_RDONLY, 0, s->owner, &cause);
 	if (fd == -1 || fstat(fd, &sb) == -1 || sb.st_size > (64 << 20)) {
 		cmd_error(s->req, ERR_INTERNAL, "cannot read the screendump "
-		    "%s", s->path);
+		    "%s%s%s", s->path, cause != NULL ? ": " : "",
+		    cause != NULL ? cause : "");
+		free(cause);
 		goto out;
 	}
 	buf = xmalloc(sb.st_size + 1);
@@ -406,6 +467,7 @@ cmd_vm_screenshot(struct cmd_req *req)
 	}
 	s = xcalloc(1, sizeof *s);
 	s->req = req;
+	s->owner = vm_spawn_uid(vm);
 	strlcpy(s->format, format, sizeof s->format);
 	/* QEMU writes it as the VM user, inside the VM's own dir. */
 	xasprintf(&s->path, "%s/vms/%s/screen.%s", qmpd->state_dir,
@@ -506,6 +568,13 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "profile", ARG_STR, 0 },
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
+	{ "video", ARG_STR, 0 },		/* vm-def-dev.c */
+	{ "heads", ARG_INT, 0 },
+	{ "audio", ARG_BOOL, 0 },
+	{ "usbredir", ARG_INT, 0 },
+	{ "balloon", ARG_BOOL, 0 },
+	{ "os", ARG_STR, 0 },
+	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */
 	{ NULL, 0, 0 }
 };
 

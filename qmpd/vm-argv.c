@@ -12,22 +12,13 @@
 #include "vm.h"
 #include "xmalloc.h"
 
-struct argv {
-	char	**v;
-	size_t	  n;
-	size_t	  cap;
-};
-
 static void
-argv_add(struct argv *a, const char *fmt, ...)
+argv_addv(struct argv *a, const char *fmt, va_list ap)
 {
-	va_list	 ap;
 	char	*s;
 
-	va_start(ap, fmt);
 	if (vasprintf(&s, fmt, ap) < 0)
 		s = NULL;
-	va_end(ap);
 	if (s == NULL)
 		s = xstrdup("");
 	if (a->n + 2 > a->cap) {
@@ -36,6 +27,27 @@ argv_add(struct argv *a, const char *fmt, ...)
 	}
 	a->v[a->n++] = s;
 	a->v[a->n] = NULL;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+argv_add(struct argv *a, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	argv_addv(a, fmt, ap);
+	va_end(ap);
+}
+
+/* argv_add for the device builders of the other vm-argv-*.c files. */
+void
+vm_argv_add(struct argv *a, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	argv_addv(a, fmt, ap);
+	va_end(ap);
 }
 
 /* QEMU's option parser splits on ','; a literal comma is written twice. */
@@ -124,8 +136,7 @@ vm_argv_spice(struct argv *a, const struct vm_def *def,
 		argv_add(a, "port=%d,addr=%s,seamless-migration=on,%s",
 		    def->spice_port, def->listen, profile);
 	free(profile);
-	argv_add(a, "-device");
-	argv_add(a, "qxl-vga,id=video0");
+	vm_argv_dev_video(a, def);
 	argv_add(a, "-device");
 	argv_add(a, "virtio-serial-pci,id=vser0");
 	argv_add(a, "-chardev");
@@ -229,12 +240,42 @@ vm_argv_image(struct argv *a, const struct vm_disk *d)
 	argv_add(a, "virtio-blk-pci,drive=disk0,id=vda,bootindex=1");
 }
 
+/*
+ * The guest agent's port, org.qemu.guest_agent.0, on the virtio-serial
+ * bus (SPICE's, or one of its own). QEMU inherits the listening socket
+ * qmpd bound in a directory only root can enter (vm-agent.c), so there
+ * is no path the VM's user could replace, and qmpd connects again after
+ * a restart of its own or when QEMU drops it (the guest closed the port).
+ */
+static int
+vm_argv_agent(struct argv *a, const struct vm_def *def,
+    const struct vm_runtime_paths *rt, char **cause)
+{
+	if (!def->agent)
+		return (0);
+	if (rt->agent_fd < 0) {
+		xasprintf(cause, "VM %s has a guest agent port but no socket "
+		    "for it", def->name);
+		return (-1);
+	}
+	if (strcmp(def->display, "spice") != 0) {
+		argv_add(a, "-device");
+		argv_add(a, "virtio-serial-pci,id=vser0");
+	}
+	argv_add(a, "-chardev");
+	argv_add(a, "socket,id=qga0,fd=%d,server=on,wait=off", rt->agent_fd);
+	argv_add(a, "-device");
+	argv_add(a, "virtserialport,bus=vser0.0,chardev=qga0,"
+	    "name=org.qemu.guest_agent.0");
+	return (0);
+}
+
 char **
 vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
     const char *qemu_binary, char **cause)
 {
 	struct argv	 a = { 0 };
-	char		*e;
+	char		*e, *cpu;
 
 	if (def->kernel == NULL && def->disk == NULL && rt->image == NULL) {
 		xasprintf(cause, "VM %s has nothing to boot: give it a kernel "
@@ -260,9 +301,10 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	 * such as kvm-pvm rejects some host MSRs. QEMU's default runs
 	 * everywhere.
 	 */
-	if (def->cpu[0] != '\0') {
+	if ((cpu = vm_argv_dev_cpu(def, rt->accel)) != NULL) {
 		argv_add(&a, "-cpu");
-		argv_add(&a, "%s", def->cpu);
+		argv_add(&a, "%s", cpu);
+		free(cpu);
 	}
 	argv_add(&a, "-m");
 	argv_add(&a, "%d", def->memory);
@@ -296,14 +338,13 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "none");
 	if (strcmp(def->display, "spice") == 0)
 		vm_argv_spice(&a, def, rt);
-	else {
-		argv_add(&a, "-device");
-		argv_add(&a, "VGA,id=video0");
-	}
+	else
+		vm_argv_dev_video(&a, def);
 	argv_add(&a, "-device");
-	argv_add(&a, "qemu-xhci,id=usb0");
+	argv_add(&a, "%s", vm_argv_dev_xhci(def));
 	argv_add(&a, "-device");
 	argv_add(&a, "usb-tablet,bus=usb0.0");
+	vm_argv_dev_rest(&a, def);
 
 	if (def->kernel != NULL) {
 		argv_add(&a, "-kernel");
@@ -338,7 +379,8 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	}
 	if (def->disk == NULL && rt->image != NULL && rt->image->n > 0)
 		vm_argv_image(&a, rt->image);
-	if (vm_argv_nics(&a, def, rt, cause) != 0) {
+	if (vm_argv_nics(&a, def, rt, cause) != 0 ||
+	    vm_argv_agent(&a, def, rt, cause) != 0) {
 		vm_argv_free(a.v);
 		return (NULL);
 	}

@@ -549,7 +549,7 @@ vm_def_unknown(json_t *j, char **cause)
 		for (i = 0; i < nitems(vm_def_keys); i++)
 			if (strcmp(key, vm_def_keys[i]) == 0)
 				break;
-		if (i == nitems(vm_def_keys)) {
+		if (i == nitems(vm_def_keys) && !vm_def_dev_key(key)) {
 			xasprintf(cause, "unknown field '%.64s' in a VM "
 			    "definition", key);
 			return (-1);
@@ -560,13 +560,19 @@ vm_def_unknown(json_t *j, char **cause)
 
 /* JSON (a create request or an LMDB record) to a checked definition. */
 int
-vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
+vm_def_from_json(struct vm_def *def, json_t *j0, char **cause)
 {
+	json_t	*j;
+	int	 rc = 0;
+
 	memset(def, 0, sizeof *def);
-	if (!json_is_object(j)) {
+	if (!json_is_object(j0)) {
 		xasprintf(cause, "a VM definition must be an object");
 		return (-1);
 	}
+	/* The --os profile fills what the definition leaves out. */
+	if ((j = vm_def_dev_profile(j0, cause)) == NULL)
+		return (-1);
 	if (vm_def_ident(def, j, cause) != 0 ||
 	    vm_def_unknown(j, cause) != 0 ||
 	    vm_def_numbers(def, j, cause) != 0 ||
@@ -575,11 +581,13 @@ vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
 	    vm_def_profile(def, j, cause) != 0 ||
 	    vm_def_boot(def, j, cause) != 0 ||
 	    vm_def_nics(def, j, cause) != 0 ||
-	    vm_def_desktop(def, j, cause) != 0) {
+	    vm_def_desktop(def, j, cause) != 0 ||
+	    vm_def_dev_from_json(def, j, cause) != 0) {
 		vm_def_clear(def);
-		return (-1);
+		rc = -1;
 	}
-	return (0);
+	json_decref(j);
+	return (rc);
 }
 
 /* A NIC as the definition, vm show and nic-add's answer write it. */
@@ -646,5 +654,6 @@ vm_def_to_json(const struct vm_def *def)
 		json_object_set_new(j, "pool_dirty", json_true());
 	if (def->pool_doomed)
 		json_object_set_new(j, "pool_doomed", json_true());
+	vm_def_dev_to_json(def, j);
 	return (j);
 }

@@ -18,6 +18,8 @@
 #define VM_NAME_MAX	64
 #define VM_UUID_LEN	37
 #define VM_NICS_MAX	8
+#define VM_HEADS_MAX	4
+#define VM_USBREDIR_MAX	8
 
 enum vm_state {
 	VM_STOPPED,
@@ -89,6 +91,21 @@ struct vm_def {
 	char		*pool;
 	int		 pool_dirty;	/* given back, disk not reset yet */
 	int		 pool_doomed;	/* being removed from its pool */
+
+	/* Desktop devices (vm-def-dev.c reads them, vm-argv-dev.c builds). */
+	char		 video[8];	/* vga qxl virtio */
+	int		 heads;		/* 1 to VM_HEADS_MAX */
+	int		 audio;		/* HDA on the SPICE audio backend */
+	int		 usbredir;	/* SPICE USB redirection channels */
+	int		 balloon;	/* virtio-balloon, free pages back */
+	/*
+	 * The --os profile, and what it sets that other files build: the
+	 * firmware (bios uefi uefi-secure), a TPM, the guest agent.
+	 */
+	char		 os[16];	/* generic linux windows10 windows11 */
+	char		 firmware[16];
+	int		 tpm;
+	int		 agent;
 };
 
 /*
@@ -115,11 +132,14 @@ struct vm_runtime_paths {
 	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
+	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
 };
 
 struct qmp;
+struct qga;
 struct cmd_req;
 struct vm_waiter;
+struct vm_agent;
 
 struct vm {
 	struct vm_def		 def;
@@ -142,6 +162,7 @@ struct vm {
 	int			 spice_tls;	/* its SPICE port is TLS */
 	json_t			*last_io_error;
 	TAILQ_HEAD(, vm_waiter)	 waiters;
+	struct vm_agent		*agent;		/* vm-agent.c; NULL: none yet */
 	TAILQ_ENTRY(vm)		 entry;
 };
 TAILQ_HEAD(vms, vm);
@@ -162,11 +183,50 @@ int	 vm_profile_from_name(const char *, enum vm_profile *);
 char	**vm_argv_build(const struct vm_def *, const struct vm_runtime_paths *,
 	    const char *qemu_binary, char **cause);
 void	 vm_argv_free(char **);
+/* An argv being built; vm_argv_add appends one printf-formatted word. */
+struct argv {
+	char	**v;
+	size_t	  n;
+	size_t	  cap;
+};
+void	 vm_argv_add(struct argv *, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+/* vm-def-dev.c: the desktop devices of a definition. Pure. */
+int	 vm_def_dev_from_json(struct vm_def *, json_t *, char **cause);
+void	 vm_def_dev_to_json(const struct vm_def *, json_t *);
+int	 vm_def_dev_key(const char *key);
+json_t	*vm_def_dev_profile(json_t *, char **cause);
+int	 vm_def_dev_windows(const struct vm_def *);
+
+/* vm-argv-dev.c: the desktop devices on the QEMU command line. Pure. */
+void	 vm_argv_dev_video(struct argv *, const struct vm_def *);
+const char *vm_argv_dev_xhci(const struct vm_def *);
+char	*vm_argv_dev_cpu(const struct vm_def *, const char *accel);
+void	 vm_argv_dev_rest(struct argv *, const struct vm_def *);
 
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
 	    char **cause);
-int	 vm_rundir(const char *name, char **path, char **cause);
+int	 vm_rundir(struct vm *, char **path, char **cause);
+void	 vm_rundir_remove(const struct vm *);
+int	 vm_spawn_disk_unshared(const struct vm *, char **cause);
+int	 vm_spawn_private(const struct vm *, int fd, const char *path,
+	    char **cause);
+uid_t	 vm_spawn_uid(const struct vm *);
+int	 vm_rundir_open(const struct vm *, const char *file, int flags,
+	    char **cause);
+char	*vm_rundir_read(const struct vm *, const char *file, size_t max,
+	    char **cause);
+
+/* vm-uid.c: each VM's own uid, from --vm-uids, kept in LMDB. */
+int	 vm_uid_init(const char *spec, char **cause);
+const gid_t *vm_uid_groups(int *n);
+uid_t	 vm_uid_lookup(const char *name);
+int	 vm_uid_get(const struct vm *, uid_t *, char **cause);
+void	 vm_uid_free(const char *name);
+uid_t	 vm_uid_helper(void);
+int	 vm_uid_matches(const struct vm *, pid_t, char **cause);
 
 /* vm.c: the registry and the state machine. */
 struct vm *vm_find(const char *name);
@@ -304,6 +364,20 @@ struct net *vm_net_usable(const char *network, char **cause);
 void	 vm_net_next_id(const struct vm_def_nic *, u_int n, char *id,
 	    size_t len);
 int	 vm_net_tap(struct vm_nic *, char **cause);
+
+/* vm-agent.c: the guest agent's port and client (--agent). */
+int	 vm_agent_open(struct vm *, struct vm_runtime_paths *, char **cause);
+void	 vm_agent_opened(struct vm *, int spawned);
+void	 vm_agent_attach(struct vm *);
+void	 vm_agent_stopped(struct vm *, int gone);
+void	 vm_agent_free(struct vm *);
+struct qga *vm_agent_ready(const struct vm *);
+void	 vm_agent_json(const struct vm *, json_t *);
+int	 vm_agent_stop_begin(struct vm *, int timeout);
+int	 vm_agent_stop_fallback(struct vm *);
+typedef void (*vm_agent_freeze_cb)(int frozen, const char *note, void *arg);
+void	 vm_agent_freeze(struct vm *, vm_agent_freeze_cb, void *arg);
+void	 vm_agent_thaw(struct vm *);
 
 /* vm-nic.c: NIC hotplug and unplug. */
 void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
