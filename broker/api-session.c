@@ -111,13 +111,22 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	struct http_call	*call = arg;
 	struct session		*s;
 	const char		*login, *name, *dept;
+	json_t			*f;
 	int			 admin;
 
 	api_login_next();
 	if (errclass != NULL) {
-		log_warnx("login of %s from %s failed: %s: %s",
+		if (strcmp(errclass, ERR_AUTH) == 0)
+			broker_metrics.login_failures++;
+		else if (strcmp(errclass, ERR_LOCKED) == 0)
+			broker_metrics.logins_locked++;
+		f = json_pack("{s:s?,s:s,s:s,s:s}", "user",
 		    json_string_value(json_object_get(call->body, "user")),
-		    call->peer, errclass, errdesc);
+		    "client", call->peer, "class", errclass, "reason", errdesc);
+		log_event(1, "portal.login.failed", f, "login of %s from %s "
+		    "failed: %s: %s", json_string_value(json_object_get(
+		    call->body, "user")), call->peer, errclass, errdesc);
+		json_decref(f);
 		if (strcmp(errclass, ERR_AUTH) == 0 ||
 		    strcmp(errclass, ERR_LOCKED) == 0)
 			throttle_fail(api_login_fails, call->peer,
@@ -146,7 +155,11 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	if (call->sid[0] != '\0')
 		session_destroy(session_find(call->sid, 0));
 	s = session_create(login, name, admin);
-	log_info("user %s logged in from %s", login, call->peer);
+	broker_metrics.logins++;
+	f = json_pack("{s:s,s:s}", "user", login, "client", call->peer);
+	log_event(0, "portal.login", f, "user %s logged in from %s", login,
+	    call->peer);
+	json_decref(f);
 	api_set_cookie(call, s->id);
 	http_reply_json(call, 200, json_pack("{s:s,s:s,s:s?,s:b,s:b}",
 	    "login", login, "name", s->name, "dept", dept, "admin", admin,

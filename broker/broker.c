@@ -38,7 +38,7 @@ usage(void)
 	    "[--rdp ADDR:PORT|none]\n"
 	    "                    [--cert FILE --key FILE] "
 	    "[--public-host NAME] [--console-ttl SECONDS]\n"
-	    "                    [--session-idle SECONDS]\n");
+	    "                    [--session-idle SECONDS] [--metrics-token FILE]\n");
 	exit(2);
 }
 
@@ -107,6 +107,7 @@ main(int argc, char **argv)
 		{ "public-host", required_argument, NULL, 'p' },
 		{ "console-ttl", required_argument, NULL, 't' },
 		{ "session-idle", required_argument, NULL, 'I' },
+		{ "metrics-token", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -115,6 +116,7 @@ main(int argc, char **argv)
 	const char	*state_dir = "/var/lib/qdesk", *socket_path = NULL;
 	const char	*https = "0.0.0.0:8443", *spice_proxy = "0.0.0.0:3128";
 	const char	*rdp = "0.0.0.0:3389", *cert = NULL, *key = NULL;
+	const char	*metrics_token = NULL;
 	char		*cause = NULL, *dir, hostcheck[256];
 	uid_t		 owner = (uid_t)-1;
 	gid_t		 group = (gid_t)-1;
@@ -169,6 +171,9 @@ main(int argc, char **argv)
 			    BROKER_SESSION_IDLE_MIN, BROKER_SESSION_IDLE_MAX,
 			    "--session-idle");
 			break;
+		case 'T':
+			metrics_token = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -188,6 +193,10 @@ main(int argc, char **argv)
 	    sizeof hostcheck) != 0)
 		fatalx("--public-host %s is not a host name",
 		    broker->public_host);
+
+	if (metrics_token != NULL && metrics_token_load(metrics_token,
+	    &cause) != 0)
+		fatalx("%s", cause);
 
 	/* The broker faces the network: it never keeps root. */
 	if (broker->user != NULL) {

@@ -236,6 +236,25 @@ int	 rdpgw_enabled(void);
 char	*rdpgw_file(const char *host, const char *user, const char *desktop,
 	    char **cause);
 
+/*
+ * metrics.c: GET /metrics for admins (a loopback client, or the bearer
+ * token of --metrics-token), and the counters other files bump.
+ */
+struct broker_metrics {
+	unsigned long long	logins;		/* portal logins */
+	unsigned long long	login_failures;	/* wrong name or password */
+	unsigned long long	logins_locked;	/* refused: login locked */
+	unsigned long long	tickets;	/* SPICE proxy tickets */
+	unsigned long long	proxy_connections;
+	unsigned long long	proxy_bytes_in;	/* viewer to desktop */
+	unsigned long long	proxy_bytes_out; /* desktop to viewer */
+};
+extern struct broker_metrics	broker_metrics;
+int	 metrics_token_load(const char *path, char **cause);
+void	 metrics_get(struct http_call *);
+void	 metrics_spice_session(const char *vm, int delta);
+void	 metrics_proxy_bytes(int from_viewer, size_t n);
+
 /* portal.c: the static files of the portal, built in. */
 struct portal_file {
 	const char		*path;

@@ -49,6 +49,7 @@ struct proxy_conn {
 	char			 vm[64];
 	char			 target[80];
 	int			 port;
+	int			 counted;	/* in metrics' sessions */
 	TAILQ_ENTRY(proxy_conn)	 entry;
 };
 
@@ -143,6 +144,8 @@ proxy_conn_free(struct proxy_conn *pc)
 		bufferevent_free(pc->client);
 	if (pc->server != NULL)
 		bufferevent_free(pc->server);
+	if (pc->counted)
+		metrics_spice_session(pc->vm, -1);
 	TAILQ_REMOVE(&proxy_conns, pc, entry);
 	proxy_nconns--;
 	free(pc);
@@ -335,9 +338,16 @@ static void
 proxy_tunnel_open(struct proxy_conn *pc)
 {
 	struct evbuffer	*cin = bufferevent_get_input(pc->client);
+	json_t		*f;
 
-	log_info("proxy: %s tunnelled to %s", pc->peer, pc->target);
+	f = json_pack("{s:s,s:s,s:s}", "vm", pc->vm, "client", pc->peer,
+	    "target", pc->target);
+	log_event(0, "proxy.open", f, "proxy: %s tunnelled to %s", pc->peer,
+	    pc->target);
+	json_decref(f);
 	pc->state = PROXY_TUNNEL;
+	pc->counted = 1;
+	metrics_spice_session(pc->vm, 1);
 	proxy_tell_via(pc);
 	evbuffer_add_printf(bufferevent_get_output(pc->client),
 	    "HTTP/1.1 200 Connection established\r\n\r\n");
@@ -369,6 +379,8 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	other = bev == pc->client ? pc->server : pc->client;
+	metrics_proxy_bytes(bev == pc->client,
+	    evbuffer_get_length(bufferevent_get_input(bev)));
 	evbuffer_add_buffer(bufferevent_get_output(other),
 	    bufferevent_get_input(bev));
 	if (evbuffer_get_length(bufferevent_get_output(other)) >= PROXY_HIGH) {
@@ -476,6 +488,7 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_enable(pc->client, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
 	proxy_nconns++;
+	broker_metrics.proxy_connections++;
 }
 
 static void

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "rdp.h"
 #include "rdp-int.h"
+#include "rdp-tcpinfo.h"
 #include "safefile.h"
 #include "xmalloc.h"
 
@@ -55,12 +56,37 @@ static struct {
 	TAILQ_HEAD(, rdp_conn)	 conns;
 	int			 nconns;
 	int			 started;
+	struct rdp_gateway_stats done;	/* closed connections' part */
 } rdp_gw = { .fd = -1 };
+
+/* The kernel's byte counts of a connection's socket. */
+static void
+rdp_gateway_bytes(struct rdp_conn *c, unsigned long long *in,
+    unsigned long long *out)
+{
+	rdp_tcpinfo_bytes(c->sock, in, out);
+}
+
+void
+rdp_gateway_stats(struct rdp_gateway_stats *st,
+    void (*per_vm)(const char *vm, void *), void *arg)
+{
+	struct rdp_conn	*c;
+
+	*st = rdp_gw.done;
+	st->open = rdp_gw.nconns;
+	TAILQ_FOREACH(c, &rdp_gw.conns, entry) {
+		rdp_gateway_bytes(c, &st->bytes_in, &st->bytes_out);
+		if (c->vm[0] != '\0' && per_vm != NULL)
+			per_vm(c->vm, arg);
+	}
+}
 
 /* Forget a connection whose thread ended (or never started). */
 static void
 rdp_gateway_conn_free(struct rdp_conn *c)
 {
+	rdp_gateway_bytes(c, &rdp_gw.done.bytes_in, &rdp_gw.done.bytes_out);
 	TAILQ_REMOVE(&rdp_gw.conns, c, entry);
 	rdp_gw.nconns--;
 	event_free(c->ev);
@@ -137,8 +163,10 @@ rdp_gateway_ctl(evutil_socket_t fd, short events, void *arg)
 	msg[n] = '\0';
 	if (sscanf(msg, "user %63s %63s", login, vm) == 2)
 		rdp_gateway_user(c, login, vm);
-	else if (sscanf(msg, "auth %63s", login) == 1)
+	else if (sscanf(msg, "auth %63s", login) == 1) {
+		rdp_gw.done.logins++;
 		evtimer_del(c->timer);
+	}
 	else
 		log_warnx("RDP %s: unknown control message '%.32s'", c->addr,
 		    msg);
@@ -220,6 +248,7 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 	c->timer = evtimer_new(rdp_gw.base, rdp_gateway_deadline, c);
 	TAILQ_INSERT_TAIL(&rdp_gw.conns, c, entry);
 	rdp_gw.nconns++;
+	rdp_gw.done.connections++;
 	log_debug("RDP %s: connected", addr);
 	if (rdp_peer_spawn(fd, sv[1], addr, &rdp_gw.cfg, &cause) != 0) {
 		log_warnx("%s", cause);
