@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/transport/run for a few seconds, LAN only, redraw guest, SPICE lan
 # and RDP planar, so the bench does not rot: each path's row is there with
-# frames and bytes counted on the client namespace's wire, and neither
-# namespace nor relay is left behind.
+# frames and bytes counted on the client namespace's wire, and neither of
+# the bench's namespaces is left behind.
 . "$(dirname "$0")/lib.sh"
 
 out=$T/bench.out
@@ -16,6 +16,10 @@ for p in spice-lan rdp-planar; do
 		fail "$p counted nothing: $row"
 	log "$row"
 done
-# The bench's namespaces are named after its pid: none may be left.
-ip netns list | grep -q '^qtb-' && fail "namespaces left: $(ip netns list | grep '^qtb-')"
+# The bench's own namespaces (named after its pid) are gone.
+set -- $(sed -n 's/^run: namespaces //p' "$out")
+[ $# = 2 ] || fail "the bench did not name its namespaces"
+for ns; do
+	ip netns list | grep -q "^$ns\b" && fail "namespace $ns left behind"
+done
 log ok
