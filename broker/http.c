@@ -57,6 +57,13 @@ http_call_free(struct http_call *call)
 	free(call);
 }
 
+/* Free a call that gets no answer: its connection was taken over. */
+void
+http_call_drop(struct http_call *call)
+{
+	http_call_free(call);
+}
+
 void
 http_header(struct http_call *call, const char *name, const char *value)
 {
@@ -385,6 +392,7 @@ http_start(struct event_base *base, int fd, SSL_CTX *ctx, char **cause)
 void
 http_stop(void)
 {
+	console_ws_stop();
 	if (http != NULL)
 		evhttp_free(http);
 	http = NULL;

@@ -24,6 +24,9 @@ const struct http_route routes[] = {
 	{ "GET", "/api/desktops/*/console.vv", ROUTE_SESSION, api_console_vv },
 	{ "GET", "/api/desktops/*/console.rdp", ROUTE_SESSION,
 	    api_console_rdp },
+	/* The browser console: cookie, Origin and a one-time ticket. */
+	{ "GET", "/api/desktops/*/console.ws", ROUTE_SESSION,
+	    api_console_ws },
 	{ "GET", "/", 0, portal_get },
 	{ "GET", "/*", 0, portal_get },
 };
