@@ -256,6 +256,7 @@ extern const size_t		nroutes;
 int	 http_start(struct event_base *, int fd, SSL_CTX *, char **cause);
 void	 http_stop(void);
 void	 http_call_drop(struct http_call *);
+int	 http_call_body(struct http_call *);
 void	 http_header(struct http_call *, const char *name, const char *value);
 void	 http_reply_json(struct http_call *, int code, json_t *);  /* steals */
 void	 http_reply_error(struct http_call *, int code, const char *fmt, ...)

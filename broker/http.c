@@ -260,6 +260,20 @@ http_body(struct http_call *call, struct evkeyvalq *in)
 	return (0);
 }
 
+/*
+ * For a route whose body is optional: none is fine (0, body NULL), one
+ * must be a JSON object as http_body says; replies and returns -1 if not.
+ */
+int
+http_call_body(struct http_call *call)
+{
+	struct evhttp_request	*req = call->req;
+
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) == 0)
+		return (0);
+	return (http_body(call, evhttp_request_get_input_headers(req)));
+}
+
 /* Fill in who asked and by which name they reached us. */
 static void
 http_call_client(struct http_call *call, struct evkeyvalq *in)
