@@ -514,8 +514,9 @@ cmd_vm_merge_commit(struct img_op *op, char **cause)
 /*
  * vm.snapshot_rm: a snapshot nothing is based on just goes. One with a
  * single child (the disk, or the next snapshot) is merged into it first:
- * qemu-img rebase copies into the child what it read through the
- * snapshot and points it at the snapshot's parent, as a job. Refused
+ * a QEMU block job (img-job.c, as the VM's uid, on fds) copies into the
+ * child what it read through the snapshot and points it at the
+ * snapshot's parent. Refused
  * while the VM runs on it, or when more than one image is based on it.
  */
 static enum cmd_retval
@@ -524,8 +525,9 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	const char	*snap = cmd_arg_str(req, "snapshot", ""), *image;
 	struct vm	*vm;
 	struct img_op	*op;
+	struct chain	*c = NULL;
 	json_t		*rec;
-	char		*snapimg, *cause = NULL, *child = NULL, **argv = NULL;
+	char		*snapimg, *cause = NULL, *child = NULL;
 	json_int_t	 n;
 	int		 rc;
 
@@ -575,9 +577,15 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	}
 	free(cause);
 	cause = NULL;
-	if ((rc = imgstore_merge_argv(img_store, snapimg, child, IMG_QEMU_IMG,
-	    &argv, &cause)) != 0) {
+	/* The child's chain must be safe before QEMU reads it. */
+	if ((rc = imgstore_chain(img_store, child, &c, &cause)) != 0) {
 		cmd_error(req, img_errclass(rc), "%s", cause);
+		goto out;
+	}
+	if (c->n < 2 || c->links[1].name == NULL ||
+	    strcmp(c->links[1].name, snapimg) != 0) {
+		cmd_error(req, ERR_INTERNAL, "image %s is not based on image "
+		    "%s", child, snapimg);
 		goto out;
 	}
 	op = img_op_new(child, "merging a snapshot into", cmd_done,
@@ -586,15 +594,18 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	op->commit = cmd_vm_merge_commit;
 	op->reply = cmd_vm_disk_done(vm, snap);
 	log_info("%s: merging snapshot %s into %s", vm->def.name, snap, child);
-	img_op_run(op, argv, -1);
-	xfreev(argv);
+	/* Over metadata the guest wrote: QEMU as the VM's uid, on fds. */
+	img_job_merge(op, c, c->n > 2 ? 2 : -1, c->n > 2 ? c->links[2].file :
+	    NULL, img_job_uid(child));
 	json_decref(rec);
+	chain_free(c);
 	free(child);
 	free(snapimg);
 	return (CMD_RETURN_WAIT);
 out:
 	free(cause);
 	json_decref(rec);
+	chain_free(c);
 	free(child);
 	free(snapimg);
 	return (CMD_RETURN_DONE);

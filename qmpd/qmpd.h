@@ -1,6 +1,8 @@
 /*
- * qmpd: the root daemon. One libevent loop, no threads. This header holds
- * the structures shared between the daemon's files, as tmux.h does.
+ * qmpd: the root daemon. One libevent loop; the only other threads hash
+ * passwords (auth-pool.c) and touch nothing but their own jobs. This
+ * header holds the structures shared between the daemon's files, as
+ * tmux.h does.
  *
  * Headers follow files, one rule for all of qmpd/: a file's declarations
  * go in the header its name starts with (vm.h for vm.c and every vm-*.c;
@@ -34,7 +36,7 @@ struct qmpd {
 	time_t			 started;
 	int			 kvm_ok;	/* /dev/kvm can create a VM */
 
-	/* QEMU runs as this unprivileged user. */
+	/* QEMU runs as a uid of its own per VM (vm-uid.c): "uids A-B". */
 	char			*vm_user;
 	uid_t			 vm_uid;
 	gid_t			 vm_gid;
@@ -177,6 +179,14 @@ struct vm;
 struct vm *cmd_vm_get(struct cmd_req *);
 enum cmd_retval cmd_vm_vnc_reply(struct vm *, struct cmd_req *);
 
+/*
+ * cmd-broker.c: revocation. End login's open sessions at once, on vm or
+ * (vm NULL) on all of theirs: SPICE clients are disconnected (a fresh,
+ * expired password), RDP sessions learn it from desktop.revoked. why goes
+ * into the session records ("revoked: why").
+ */
+void	 cmd_broker_revoke(const char *login, const char *vm, const char *why);
+
 /* user.c: office users, departments, and the desktops assigned to them. */
 struct vm;
 json_t	*user_get(const char *login);
@@ -191,6 +201,8 @@ int	 user_dept_within(const char *dept, const char *want);
 /* session.c: SPICE sessions, a listener of qmpd's events. */
 void	 session_event(const char *event, const char *vm, json_t *fields,
 	    void *arg);
+/* The next disconnects of vm's SPICE clients end for this reason. */
+void	 session_end_reason(const char *vm, const char *why);
 void	 session_ticket(const char *vm, const char *login, uid_t uid,
 	    long long at, long long expires);
 json_t	*session_list(const char *vm, const char **errclass, char **cause);
@@ -210,13 +222,16 @@ int	 boot_queue_waiting(const char *name);
 int	 boot_queue_length(void);
 
 /*
- * spice-tls.c: the host's SPICE TLS certificate (made at first start) in
- * DIR/spice-tls, QEMU's x509-dir; its PEM text and subject for viewers.
+ * spice-tls.c: the host's SPICE CA (made at first start, its key root's
+ * alone) in DIR/spice-tls; each VM's own key and certificate, issued at
+ * start into its x509-dir; the CA's PEM text and a VM's subject for
+ * viewers.
  */
 int		 spice_tls_init(char **cause);
 const char	*spice_tls_dir(void);
 const char	*spice_tls_ca(void);
-const char	*spice_tls_subject(void);
+const char	*spice_tls_subject(const struct vm *);
+const char	*spice_tls_issue(struct vm *, char **cause);
 
 /* accel.c */
 int	 accel_kvm_usable(void);

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -64,10 +65,16 @@ vm_find(const char *name)
 	return (NULL);
 }
 
+/*
+ * Active: running in some way, or not yet gone. A VM said to have crashed
+ * whose QEMU has still to exit (its pidfd is watched) counts: it can be
+ * neither started again nor deleted, or that QEMU would be lost.
+ */
 int
 vm_is_active(const struct vm *vm)
 {
-	return (vm->state != VM_STOPPED && vm->state != VM_CRASHED);
+	return ((vm->state != VM_STOPPED && vm->state != VM_CRASHED) ||
+	    vm->pidfd != -1);
 }
 
 struct vm *
@@ -339,7 +346,8 @@ vm_create(json_t *args, char **cause)
 	}
 	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
 	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
-	    vm_check_file("disk", vm->def.disk, cause) != 0)
+	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
+	    vm_spawn_disk_unshared(vm, cause) != 0)
 		goto fail;
 	if (strcmp(vm->def.accel, "kvm") == 0 && !qmpd->kvm_ok) {
 		xasprintf(cause, "accel kvm asked for, but /dev/kvm cannot "
@@ -372,7 +380,6 @@ int
 vm_delete(struct vm *vm, char **cause)
 {
 	struct db_txn	*t;
-	char		*dir, *p;
 
 	if (vm_is_active(vm)) {
 		xasprintf(cause, "VM %s is %s: stop it first", vm->def.name,
@@ -392,16 +399,8 @@ vm_delete(struct vm *vm, char **cause)
 	vm_net_deleted(vm);
 	vm_disk_delete(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
-	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
-	static const char *files[] = { "qmp.sock", "serial.sock", "qemu.pid",
-	    "serial.log", "qemu.log", "screen.png", "screen.ppm" };
-	for (size_t i = 0; i < nitems(files); i++) {
-		xasprintf(&p, "%s/%s", dir, files[i]);
-		unlink(p);
-		free(p);
-	}
-	rmdir(dir);
-	free(dir);
+	vm_rundir_remove(vm);
+	vm_uid_free(vm->def.name);
 	vm_wait_fail_all(vm, ERR_NOTFOUND, "the VM was deleted");
 	TAILQ_REMOVE(&vms, vm, entry);
 	log_info("%s: deleted", vm->def.name);
@@ -504,9 +503,17 @@ vm_start(struct vm *vm, char **cause)
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
 	int			 lfd = -1, cfd = -1, dfd = -1, *keep = NULL;
+	int			 cerr = 0;
 	int			 nkeep;
 	pid_t			 pid;
 
+	if (vm->pidfd != -1 && !(vm->state != VM_STOPPED &&
+	    vm->state != VM_CRASHED)) {
+		xasprintf(cause, "VM %s is %s but its QEMU (pid %ld) has not "
+		    "exited yet: start it once it is gone", vm->def.name,
+		    vm_state_name(vm->state), (long)vm->pid);
+		return (-1);
+	}
 	if (vm_is_active(vm)) {
 		xasprintf(cause, "VM %s is already %s", vm->def.name,
 		    vm_state_name(vm->state));
@@ -516,14 +523,15 @@ vm_start(struct vm *vm, char **cause)
 		return (-1);
 	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
 	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
-	    vm_check_file("disk", vm->def.disk, cause) != 0)
+	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
+	    vm_spawn_disk_unshared(vm, cause) != 0)
 		return (-1);
 	/* Another process may have taken the port since create. */
 	if (strcmp(vm->def.display, "spice") == 0 &&
 	    !vm_port_free(vm->def.listen, vm->def.spice_port) &&
 	    vm_port_alloc(vm, cause) != 0)
 		return (-1);
-	if (vm_rundir(vm->def.name, &dir, cause) != 0)
+	if (vm_rundir(vm, &dir, cause) != 0)
 		return (-1);
 
 	/* From here onward, all failures need cleanup and use goto fail. */
@@ -538,6 +546,8 @@ vm_start(struct vm *vm, char **cause)
 		xasprintf(cause, "disk %s: %s", vm->def.disk, strerror(errno));
 		goto fail;
 	}
+	if (dfd != -1 && vm_spawn_private(vm, dfd, vm->def.disk, cause) != 0)
+		goto fail;
 	if (vm_disk_open(vm, &image, cause) != 0)
 		goto fail;
 	rt.image = image;
@@ -545,8 +555,9 @@ vm_start(struct vm *vm, char **cause)
 	rt.qmp_fd = lfd;
 	rt.disk_fd = dfd;
 	rt.accel = accel;
-	rt.spice_tls_dir = spice_tls_dir();
-	vm->spice_tls = rt.spice_tls_dir != NULL;
+	if ((rt.spice_tls_dir = spice_tls_issue(vm, cause)) == NULL)
+		goto fail;
+	vm->spice_tls = 1;
 	if (vm_net_open(vm, &rt, cause) != 0 ||
 	    vm_agent_open(vm, &rt, cause) != 0)
 		goto fail;
@@ -556,6 +567,13 @@ vm_start(struct vm *vm, char **cause)
 	keep = vm_start_fds(&rt, &nkeep);
 	if ((pid = vm_spawn(vm, argv, keep, nkeep, cause)) == -1)
 		goto fail;
+	/*
+	 * Connect while qmpd still holds the listening socket too: the
+	 * backlog keeps the connection until QEMU accepts it, and a QEMU
+	 * that dies at once gives EOF (its log says why), not a refusal.
+	 */
+	cfd = qmp_connect_unix(path);
+	cerr = errno;
 	vm_net_opened(vm, 1);
 	vm_agent_opened(vm, 1);
 	vm_disk_free(image);
@@ -576,14 +594,27 @@ vm_start(struct vm *vm, char **cause)
 	vm->started = time(NULL);
 	if (vm_watch(vm, pid, cause) != 0) {
 		kill(pid, SIGKILL);
+		if (cfd != -1)
+			close(cfd);
 		goto fail;
 	}
 	vm_set_state(vm, VM_STARTING, NULL);
-	/* The listen backlog holds our connection until QEMU accepts it. */
-	if ((cfd = qmp_connect_unix(path)) == -1 ||
-	    vm_qmp_attach(vm, cfd, 1, cause) != 0) {
-		if (cfd != -1)
+	if (cfd == -1 || vm_qmp_attach(vm, cfd, 1, cause) != 0) {
+		char *why;
+
+		if (cfd == -1)
+			xasprintf(cause, "connect to %s: %s", path,
+			    strerror(cerr));
+		else
 			close(cfd);
+		/* Crashed, with why; the QEMU goes, its exit is still seen. */
+		xasprintf(&why, "QMP attach failed: %s", *cause != NULL ?
+		    *cause : "no reason given");
+		log_warnx("%s: %s", vm->def.name, why);
+		vm_set_state(vm, VM_CRASHED, why);
+		free(why);
+		free(*cause);
+		*cause = NULL;
 		vm_pidfd_signal(vm, SIGKILL);
 		goto out_started;
 	}

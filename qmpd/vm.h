@@ -199,7 +199,25 @@ void	 vm_argv_dev_rest(struct argv *, const struct vm_def *);
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
 	    char **cause);
-int	 vm_rundir(const char *name, char **path, char **cause);
+int	 vm_rundir(struct vm *, char **path, char **cause);
+void	 vm_rundir_remove(const struct vm *);
+int	 vm_spawn_disk_unshared(const struct vm *, char **cause);
+int	 vm_spawn_private(const struct vm *, int fd, const char *path,
+	    char **cause);
+uid_t	 vm_spawn_uid(const struct vm *);
+int	 vm_rundir_open(const struct vm *, const char *file, int flags,
+	    char **cause);
+char	*vm_rundir_read(const struct vm *, const char *file, size_t max,
+	    char **cause);
+
+/* vm-uid.c: each VM's own uid, from --vm-uids, kept in LMDB. */
+int	 vm_uid_init(const char *spec, char **cause);
+const gid_t *vm_uid_groups(int *n);
+uid_t	 vm_uid_lookup(const char *name);
+int	 vm_uid_get(const struct vm *, uid_t *, char **cause);
+void	 vm_uid_free(const char *name);
+uid_t	 vm_uid_helper(void);
+int	 vm_uid_matches(const struct vm *, pid_t, char **cause);
 
 /* vm.c: the registry and the state machine. */
 struct vm *vm_find(const char *name);
