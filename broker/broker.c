@@ -261,6 +261,7 @@ main(int argc, char **argv)
 	evsignal_add(ev_hup, NULL);
 
 	session_init(broker->base);
+	novnc_load();
 	if (http_start(broker->base, broker->https_fd, broker->ssl_ctx,
 	    &cause) != 0 || proxy_start(broker->base, broker->proxy_fd,
 	    &cause) != 0)
@@ -277,6 +278,7 @@ main(int argc, char **argv)
 	api_session_free();
 	qmpc_stop();
 	http_stop();
+	novnc_unload();
 	proxy_stop();
 	session_clear();
 	event_free(ev_term);

@@ -283,6 +283,12 @@ void	 api_console_rdp(struct http_call *);
 void	 api_console_ws(struct http_call *);
 void	 portal_get(struct http_call *);
 
+/* novnc.c: Debian's noVNC, read at start and served under /novnc/. */
+void	 novnc_load(void);
+void	 novnc_unload(void);
+int	 novnc_available(void);
+void	 novnc_get(struct http_call *);
+
 /* console-ws.c: the browser console's WebSocket, bridged to VNC. */
 char	*console_ws_ticket(const char *login, const char *vm,
 	    time_t *expires);

@@ -27,6 +27,11 @@ const struct http_route routes[] = {
 	/* The browser console: cookie, Origin and a one-time ticket. */
 	{ "GET", "/api/desktops/*/console.ws", ROUTE_SESSION,
 	    api_console_ws },
+	/* noVNC's modules, from the novnc package, for console.html. */
+	{ "GET", "/novnc/*/*", 0, novnc_get },
+	{ "GET", "/novnc/*/*/*", 0, novnc_get },
+	{ "GET", "/novnc/*/*/*/*", 0, novnc_get },
+	{ "GET", "/novnc/*/*/*/*/*", 0, novnc_get },
 	{ "GET", "/", 0, portal_get },
 	{ "GET", "/*", 0, portal_get },
 };

@@ -4,7 +4,8 @@
 # with a small client, broker/test/ws-probe.py) needs the session cookie,
 # this host's Origin and a live, unused ticket of that user for that
 # desktop, then carries QEMU's VNC stream (RFB greeting, ping/pong, close;
-# an unmasked client frame closes it with 1002).
+# an unmasked client frame closes it with 1002). The page console.html and
+# noVNC's modules, served from the novnc package's files.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/test/broker-lib.sh"
 
@@ -96,5 +97,27 @@ ticket
 out=$(probe "$WS" "$(cookie alice)" "$URL" --unmasked) || fail "ws-probe: $(cat "$T/probe.err")"
 printf '%s\n' "$out" | grep -qx 'close 1002' || fail "an unmasked frame got: $out"
 grep -q "browser console of d1 closed" "$BROKER_LOG" || fail "the broker does not log the close"
+
+# --- the page and noVNC, from the novnc package --------------------------
+hdr() { curl -sk -D - -o "$T/page" "$URL$1" | tr -d '\r'; }
+h=$(hdr /console.html)
+printf '%s\n' "$h" | head -n 1 | grep -q ' 200' || fail "console.html: $h"
+printf '%s\n' "$h" | grep -qi "^Content-Security-Policy: default-src 'self';" ||
+	fail "console.html's CSP: $h"
+grep -q 'src="/console.js"' "$T/page" || fail "console.html does not load console.js"
+grep -q "from '/novnc/core/rfb.js'" "$top/broker/portal/console.js" ||
+	fail "console.js does not import the package's noVNC"
+h=$(hdr /novnc/core/rfb.js)
+printf '%s\n' "$h" | grep -qi '^Content-Type: text/javascript' ||
+	fail "rfb.js: $h"
+cmp -s "$T/page" /usr/share/novnc/core/rfb.js || fail "rfb.js is not the package's"
+h=$(hdr /novnc/vendor/pako/lib/zlib/inflate.js)
+cmp -s "$T/page" /usr/share/novnc/vendor/pako/lib/zlib/inflate.js ||
+	fail "pako's inflate.js is not the package's: $h"
+for bad in /novnc/core/../../../etc/passwd /novnc/core/nothing.js /novnc/vnc.html; do
+	code=$(curl -sk -o /dev/null -w '%{http_code}' --path-as-is "$URL$bad")
+	[ "$code" = 404 ] || fail "$bad got $code"
+done
+
 kill -0 "$BROKER_PID" || fail "the broker died"
 log ok
