@@ -5,7 +5,14 @@
 # this host's Origin and a live, unused ticket of that user for that
 # desktop, then carries QEMU's VNC stream (RFB greeting, ping/pong, close;
 # an unmasked client frame closes it with 1002). The page console.html and
-# noVNC's modules, served from the novnc package's files.
+# noVNC's modules, served from the novnc package's files. Then in real
+# headless Chromium (broker/test/console.mjs): "Open in browser" on the
+# portal connects; the canvas's pixels match QEMU's screendump (RMSE under
+# 0.02, and not one colour); a line typed on the page runs in the guest
+# (serial log); bob's page is refused and his WebSocket with alice's
+# ticket gets 403; a stale and a reused ticket get 403; after
+# QDESK_CONSOLE_HOLD (120) s idle the console is still connected and
+# still types. Screenshots in build/test-results/36-broker-browser*.png.
 . "$(dirname "$0")/lib.sh"
 . "$top/broker/test/broker-lib.sh"
 
@@ -119,5 +126,61 @@ for bad in /novnc/core/../../../etc/passwd /novnc/core/nothing.js /novnc/vnc.htm
 	[ "$code" = 404 ] || fail "$bad got $code"
 done
 
+# --- in real headless Chromium (as 32-broker-portal drives it) -------------
+PLAYWRIGHT_VERSION=1.65.1
+NODE_DIR=$top/build/portal-test
+HOLD=${QDESK_CONSOLE_HOLD:-120}
+command -v chromium >/dev/null || fail "no chromium (apt-get install chromium)"
+command -v node >/dev/null && command -v npm >/dev/null ||
+	fail "no node/npm to drive chromium"
+if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
+	mkdir -p "$NODE_DIR"
+	log "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
+	npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent \
+	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
+		fail "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
+fi
+cp "$top/broker/test/console.mjs" "$NODE_DIR/console.mjs"
+mkdir -p "$RESULTS"
+# The canvas's pixels against QEMU's own screendump, over its size.
+cat >"$T/compare.sh" <<EOF2
+"$QDESK_BIN" vm screenshot d1 "$T/qmp.ppm" >/dev/null || exit 1
+size=\$(identify -format '%wx%h' "$T/qmp.ppm")
+convert "\$1" -crop "\$size+0+0" +repage "$T/canvas-crop.png"
+compare -metric RMSE "$T/canvas-crop.png" "$T/qmp.ppm" null: 2>&1 |
+    sed -n 's/.*(\\(.*\\)).*/\\1/p'
+EOF2
+log "browser console in chromium, then $HOLD s idle"
+out=$(cd "$NODE_DIR" && ALICE=alice ALICE_PW=alice-pw-1 BOB=bob BOB_PW=bob-pw-2 \
+    COMPARE_CMD="bash $T/compare.sh \"\$1\"" \
+    timeout $((HOLD + 200)) node console.mjs "$URL/" d1 "$T/console" \
+    "$STATE/vms/d1/serial.log" 6 "$HOLD" 2>"$T/console.err") ||
+	broker_fail "the console in chromium: $(tail -5 "$T/console.err")"
+printf '%s\n' "$out" >"$T/console.json"
+cp "$T/console"/*.png "$RESULTS/"
+j() { jq -r ".$1" "$T/console.json"; }
+log "canvas $(j canvas), RMSE against the screendump $(j rmse)"
+[ "$(j button)" = "Open in browser" ] || fail "the portal's button says '$(j button)'"
+[ "$(j url)" = "$URL/console.html?desktop=d1" ] || fail "the console tab is at $(j url)"
+# Not a blank screen that matches a blank screen: the console's text is on it.
+colours=$(convert "$RESULTS/36-broker-browser.png" -format '%k' info:)
+[ "$colours" -gt 1 ] || fail "the canvas is one colour"
+[ "$(j typed)" = true ] && [ "$(j typed_after_hold)" = true ] ||
+	fail "typing: $(cat "$T/console.json")"
+[ "$(j bob_page)" = "This desktop is not yours." ] || fail "bob's console page says: $(j bob_page)"
+[ "$(j bob_ws)" != open ] || fail "bob's WebSocket with alice's ticket opened"
+grep -q "browser console of d1 refused: the console ticket is not this user's" "$BROKER_LOG" ||
+	fail "the broker did not refuse bob's WebSocket for the ticket's owner"
+[ "$(j stale_ws)" != open ] || fail "a stale ticket opened a WebSocket"
+[ "$(grep -c "browser console of d1 refused: the console ticket has expired" "$BROKER_LOG")" -ge 2 ] ||
+	fail "the broker did not refuse the stale ticket in chromium"
+[ "$(j first_ws)" = open ] && [ "$(j reused_ws)" != open ] ||
+	fail "a ticket in chromium: first $(j first_ws), reused $(j reused_ws)"
+# Chromium itself saw the 403s: bob's, the stale and the reused ticket's.
+[ "$(j bob_ws_403)" = 1 ] && [ "$(j alice_ws_403)" = 2 ] ||
+	fail "403s seen by chromium: bob $(j bob_ws_403), alice $(j alice_ws_403) (want 1, 2)"
+[ "$(j state_after_hold)" = connected ] || fail "after $HOLD s: $(j state_after_hold)"
+[ "$(j 'errors | length')" = 0 ] || fail "page errors: $(j errors)"
 kill -0 "$BROKER_PID" || fail "the broker died"
+log "screenshots: $RESULTS/36-broker-browser.png (canvas), -page.png, -after.png"
 log ok
