@@ -43,6 +43,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--autostart", "autostart",	CTL_BOOL,	0 },
 	DEV_OPTS,
 	{ "--agent",	"agent",	CTL_BOOL,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -132,6 +133,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--grace",	"grace",	CTL_INT,	0 },
 	DEV_OPTS,
 	{ "--agent",	"agent",	CTL_BOOL,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -139,6 +141,7 @@ static const struct ctl_arg pool_set_opts[] = {
 	{ "--prestart",	"prestart",	CTL_INT,	0 },
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -182,7 +185,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
-	    DEV_USAGE " [--agent]",
+	    DEV_USAGE " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -348,7 +351,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
 	    "[--on-disconnect none|shutdown|reset] [--grace S] " DEV_USAGE
-	    " [--agent]",
+	    " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",
@@ -364,7 +367,7 @@ const struct ctl_command ctl_commands[] = {
 	  .done = "$name: removed" },
 	{ .group = "pool", .verb = "set", .cmd = "pool.set",
 	  .usage = "NAME [--prestart K] [--on-disconnect none|shutdown|reset] "
-	    "[--grace S]",
+	    "[--grace S] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_set_opts,
 	  .print = PRINT_OBJECT },
 

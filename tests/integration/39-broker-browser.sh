@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # The browser console: POST /api/desktops/NAME/console {"type":"browser"}
 # gives a WebSocket address with a one-time ticket; the WebSocket (checked
-# with a small client, broker/test/ws-probe.py) needs the session cookie,
+# with a small client, tests/lib/ws-probe.py) needs the session cookie,
 # this host's Origin and a live, unused ticket of that user for that
 # desktop, then carries QEMU's VNC stream (RFB greeting, ping/pong, close;
 # an unmasked client frame closes it with 1002). The page console.html and
 # noVNC's modules, served from the novnc package's files. Then in real
-# headless Chromium (broker/test/console.mjs): "Open in browser" on the
+# headless Chromium (tests/lib/console.mjs): "Open in browser" on the
 # portal connects; the canvas's pixels match QEMU's screendump (RMSE under
 # 0.02, and not one colour); a line typed on the page runs in the guest
 # (serial log); bob's page is refused and his WebSocket with alice's
 # ticket gets 403; a stale and a reused ticket get 403; after
 # QDESK_CONSOLE_HOLD (120) s idle the console is still connected and
-# still types. Screenshots in build/test-results/36-broker-browser*.png.
+# still types. Screenshots in build/test-results/39-broker-browser*.png.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
-WSPROBE=$top/broker/test/ws-probe.py
+WSPROBE=$top/tests/lib/ws-probe.py
 
 start_qmpd --broker-user "$BROKER_USER"
 add_user alice alice-pw-1
@@ -140,7 +140,7 @@ if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
 	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
 		fail "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
 fi
-cp "$top/broker/test/console.mjs" "$NODE_DIR/console.mjs"
+cp "$top/tests/lib/console.mjs" "$NODE_DIR/console.mjs"
 mkdir -p "$RESULTS"
 # The canvas's pixels against QEMU's own screendump, over its size.
 cat >"$T/compare.sh" <<EOF2
@@ -163,7 +163,7 @@ log "canvas $(j canvas), RMSE against the screendump $(j rmse)"
 [ "$(j button)" = "Open in browser" ] || fail "the portal's button says '$(j button)'"
 [ "$(j url)" = "$URL/console.html?desktop=d1" ] || fail "the console tab is at $(j url)"
 # Not a blank screen that matches a blank screen: the console's text is on it.
-colours=$(convert "$RESULTS/36-broker-browser.png" -format '%k' info:)
+colours=$(convert "$RESULTS/39-broker-browser.png" -format '%k' info:)
 [ "$colours" -gt 1 ] || fail "the canvas is one colour"
 [ "$(j typed)" = true ] && [ "$(j typed_after_hold)" = true ] ||
 	fail "typing: $(cat "$T/console.json")"
@@ -182,5 +182,5 @@ grep -q "browser console of d1 refused: the console ticket is not this user's" "
 [ "$(j state_after_hold)" = connected ] || fail "after $HOLD s: $(j state_after_hold)"
 [ "$(j 'errors | length')" = 0 ] || fail "page errors: $(j errors)"
 kill -0 "$BROKER_PID" || fail "the broker died"
-log "screenshots: $RESULTS/36-broker-browser.png (canvas), -page.png, -after.png"
+log "screenshots: $RESULTS/39-broker-browser.png (canvas), -page.png, -after.png"
 log ok

@@ -143,7 +143,7 @@ try {
   result.status = await page.textContent('#status');
 
   // The canvas shows what QEMU shows.
-  const shot = path.join(outdir, '36-broker-browser.png');
+  const shot = path.join(outdir, '39-broker-browser.png');
   let best = 1;
   for (let i = 0; i < 20 && best >= 0.02; i++) {
     await sleep(500);
@@ -158,7 +158,7 @@ try {
     return c.width + 'x' + c.height;
   });
   check(best < 0.02, 'the canvas does not show the guest (best RMSE ' + best + ')');
-  await page.screenshot({ path: path.join(outdir, '36-broker-browser-page.png') });
+  await page.screenshot({ path: path.join(outdir, '39-broker-browser-page.png') });
 
   // Keys typed on the page reach the guest.
   await page.locator('#screen canvas').click();
@@ -205,7 +205,7 @@ try {
   await typeUS(page, 'echo QDESK-WEB-$((7*8)) > /dev/ttyS0');
   check(await waitSerial('QDESK-WEB-56', 30), 'after the idle hold, typing no longer reaches the guest');
   result.typed_after_hold = true;
-  await canvasPng(page, path.join(outdir, '36-broker-browser-after.png'));
+  await canvasPng(page, path.join(outdir, '39-broker-browser-after.png'));
   result.errors = errors;
   console.log(JSON.stringify(result));
 } finally {
