@@ -1,4 +1,4 @@
-/* fuzz-sources: broker/ws.c broker/onetime.c common/log.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: broker/ws.c broker/onetime.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: openssl libevent jansson */
 /*
  * The browser console's WebSocket framing, as console-ws.c drives it: a
