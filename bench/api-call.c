@@ -5,7 +5,9 @@
  *
  * usage: api-call -s SOCK [-a JSON-MEMBERS] CMD NAME...
  *   e.g. api-call -s S vm.start desk1 desk2
- *        api-call -s S -a '"disk":"/x.img","display":"none"' vm.create d1
+ *        api-call -s S -a '"disk":"/d/{NAME}.img","display":"none"' vm.create d1
+ *   {NAME} in the members stands for each request's name (qmpd refuses two
+ *   VMs on one disk file, so each gets its own).
  * prints "total_us T errors E"; exit 1 if any request failed.
  */
 #include <stdio.h>
@@ -14,6 +16,31 @@
 #include <unistd.h>
 
 #include "util.h"
+
+/* The members with every {NAME} replaced by name; NULL when none. */
+static char *
+api_call_args(const char *extra, const char *name)
+{
+	const char	*p, *q;
+	size_t		 len = 0, cap;
+	char		*out;
+
+	if (extra == NULL)
+		return (NULL);
+	cap = strlen(extra) + 1;
+	for (p = extra; (p = strstr(p, "{NAME}")) != NULL; p += 6)
+		cap += strlen(name);
+	if ((out = malloc(cap)) == NULL)
+		fatal("malloc");
+	for (p = extra; (q = strstr(p, "{NAME}")) != NULL; p = q + 6) {
+		memcpy(out + len, p, q - p);
+		len += q - p;
+		memcpy(out + len, name, strlen(name));
+		len += strlen(name);
+	}
+	strcpy(out + len, p);
+	return (out);
+}
 
 static void __attribute__((noreturn))
 usage(void)
@@ -28,7 +55,7 @@ main(int argc, char **argv)
 {
 	struct lconn	 c;
 	const char	*sock = NULL, *extra = NULL, *cmd;
-	char		*line, *req = NULL, *all = NULL;
+	char		*line, *req = NULL, *all = NULL, *args;
 	size_t		 alllen = 0, allcap = 0, reqlen;
 	uint64_t	 t0;
 	long long	 id;
@@ -55,10 +82,12 @@ main(int argc, char **argv)
 
 	/* Build every request first: only I/O is timed. */
 	for (i = 0; i < n; i++) {
+		args = api_call_args(extra, argv[i + 1]);
 		if (asprintf(&req, "{\"id\":%d,\"cmd\":\"%s\",\"args\":"
 		    "{\"name\":\"%s\"%s%s}}\n", i, cmd, argv[i + 1],
-		    extra != NULL ? "," : "", extra != NULL ? extra : "") == -1)
+		    args != NULL ? "," : "", args != NULL ? args : "") == -1)
 			fatal("asprintf");
+		free(args);
 		reqlen = strlen(req);
 		if (alllen + reqlen + 1 > allcap) {
 			allcap = (alllen + reqlen + 1) * 2;

@@ -4,7 +4,9 @@
  * always follows), then answers as JSON or as a .vv file whose host is a
  * signed proxy ticket, so a viewer reaches the loopback-only SPICE server
  * through the broker's CONNECT proxy and nothing else. The .rdp file
- * points an RDP client at the broker's RDP gateway.
+ * points an RDP client at the broker's RDP gateway. A request with the
+ * body {"type":"browser"} gets the browser console's WebSocket address
+ * instead, with a one-time ticket in it (console-ws.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,10 +126,95 @@ api_console_request(struct http_call *call, enum api_console_kind kind)
 	    API_CONSOLE_TIMEOUT, api_console_done, c);
 }
 
+/* The user's desktops are known: a WebSocket ticket if this one is theirs. */
+static void
+api_console_browser_done(json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct http_call	*call = arg;
+	json_t			*d, *found = NULL;
+	const char		*state;
+	char			*ticket, *ws;
+	time_t			 expires;
+	size_t			 i;
+
+	if (errclass != NULL) {
+		http_reply_qmpd(call, errclass, errdesc);
+		return;
+	}
+	json_array_foreach(json_object_get(ret, "desktops"), i, d) {
+		if (json_is_string(json_object_get(d, "name")) &&
+		    strcmp(json_string_value(json_object_get(d, "name")),
+		    call->arg) == 0)
+			found = d;
+	}
+	if (found == NULL) {
+		log_warnx("user %s from %s: browser console of %s refused: "
+		    "not theirs", call->login, call->peer, call->arg);
+		http_reply_json(call, 403, json_pack("{s:s,s:s}", "error",
+		    "this desktop is not yours", "class", "PermissionDenied"));
+		return;
+	}
+	state = json_string_value(json_object_get(found, "state"));
+	if (state == NULL || strcmp(state, "running") != 0) {
+		http_reply_json(call, 409, json_pack("{s:s,s:s}", "error",
+		    "the desktop is not running: start it first", "class",
+		    "StateError"));
+		return;
+	}
+	ticket = console_ws_ticket(call->login, call->arg, &expires);
+	xasprintf(&ws, "/api/desktops/%s/console.ws?ticket=%s", call->arg,
+	    ticket);
+	explicit_bzero(ticket, strlen(ticket));
+	free(ticket);
+	log_info("user %s from %s: browser console ticket for %s, valid %d s",
+	    call->login, call->peer, call->arg, broker->console_ttl);
+	http_reply_json(call, 200, json_pack("{s:s,s:I}", "ws", ws,
+	    "expires", (json_int_t)expires));
+	explicit_bzero(ws, strlen(ws));
+	free(ws);
+}
+
+/* The console types a POST may ask for; no type is SPICE. */
+static const char *api_console_types[] = { "spice", "browser" };
+
+/*
+ * POST /api/desktops/NAME/console: SPICE's password and ticket, or with
+ * {"type":"browser"} the browser console's WebSocket address.
+ */
 void
 api_console(struct http_call *call)
 {
-	api_console_request(call, API_CONSOLE_JSON);
+	const char	*type = "spice";
+	json_t		*t;
+	size_t		 i;
+
+	if (http_call_body(call) != 0)
+		return;
+	if ((t = json_object_get(call->body, "type")) != NULL) {
+		if ((type = json_string_value(t)) == NULL) {
+			http_reply_error(call, 400, "type must be a string: "
+			    "spice or browser");
+			return;
+		}
+		for (i = 0; i < nitems(api_console_types); i++) {
+			if (strcmp(type, api_console_types[i]) == 0)
+				break;
+		}
+		if (i == nitems(api_console_types)) {
+			http_reply_error(call, 400, "no console type '%.32s': "
+			    "spice or browser", type);
+			return;
+		}
+	}
+	if (strcmp(type, "browser") != 0) {
+		api_console_request(call, API_CONSOLE_JSON);
+		return;
+	}
+	if (!api_vm_name_ok(call))
+		return;
+	qmpc_call("desktop.mine", json_pack("{s:s}", "login", call->login),
+	    API_CONSOLE_TIMEOUT, api_console_browser_done, call);
 }
 
 void

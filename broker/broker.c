@@ -390,6 +390,7 @@ broker_start(const struct passwd *pw, int verbose)
 		broker_drop(pw);
 
 	portal_session_init(broker->base);
+	novnc_load();
 	if (http_start(broker->base, broker->https_fd, broker->ssl_ctx,
 	    &cause) != 0 || proxy_start(broker->base, broker->proxy_fd,
 	    &cause) != 0)
@@ -409,6 +410,7 @@ broker_stop(void)
 	api_session_free();
 	qmpc_stop();
 	http_stop();
+	novnc_unload();
 	proxy_stop();
 	portal_session_clear();
 	event_base_free(broker->base);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -154,6 +155,66 @@ void	 throttle_refund(struct throttle *, const char *key, time_t now);
 
 
 
+/*
+ * ws.c: RFC 6455 framing, pure. ws_parse takes one frame header off a
+ * buffer once the whole frame is there; the parser keeps the fragment
+ * state between frames.
+ */
+#define WS_OP_CONT		0x0
+#define WS_OP_TEXT		0x1
+#define WS_OP_BINARY		0x2
+#define WS_OP_CLOSE		0x8
+#define WS_OP_PING		0x9
+#define WS_OP_PONG		0xa
+#define WS_CLOSE_NONE		0	/* a close frame without a code */
+#define WS_CLOSE_NORMAL		1000
+#define WS_CLOSE_GOING		1001
+#define WS_CLOSE_PROTOCOL	1002
+#define WS_CLOSE_DATA		1003	/* a text frame: binary only */
+#define WS_CLOSE_TOO_BIG	1009
+#define WS_CLOSE_ERROR		1011
+#define WS_HEADER_MAX		14
+#define WS_ACCEPT_LEN		28
+struct ws_parser {
+	size_t			 max_payload;
+	int			 in_message;	/* a fragmented message goes on */
+	int			 message_op;
+};
+struct ws_frame {
+	int			 opcode;
+	int			 message_op;	/* data: the message's opcode */
+	int			 fin;
+	int			 masked;
+	unsigned char		 mask[4];
+	size_t			 header_len;
+	size_t			 payload_len;
+	int			 close_code;	/* when ws_parse fails */
+	const char		*cause;
+};
+int	 ws_header_has(const char *value, const char *token);
+int	 ws_accept_key(const char *key, char *out, size_t outlen);
+int	 ws_parse(struct ws_parser *, const unsigned char *buf, size_t len,
+	    int from_client, struct ws_frame *);
+void	 ws_unmask(unsigned char *data, size_t len,
+	    const unsigned char mask[4]);
+size_t	 ws_header(unsigned char *out, int op, uint64_t len);
+int	 ws_close_code(const unsigned char *payload, size_t len);
+
+/*
+ * onetime.c: one-time browser console tickets, pure: each names a user
+ * and a desktop, holds until its expiry and is gone once presented.
+ */
+#define ONETIME_LEN		64	/* hex of 256 random bits */
+#define ONETIME_MAX		4096
+struct onetime;
+struct onetime *onetime_create(int max);
+void	 onetime_free(struct onetime *);
+void	 onetime_add(struct onetime *, const char *ticket, const char *login,
+	    const char *vm, time_t expires, time_t now);
+int	 onetime_take(struct onetime *, const char *ticket, const char *login,
+	    const char *vm, time_t now, char **cause);
+int	 onetime_count(struct onetime *, time_t now);
+
 /* httputil.c: small pure parsers for the HTTP side. */
 int	 httputil_cookie(const char *header, const char *name, char *out,
 	    size_t outlen);
@@ -214,6 +275,8 @@ extern const size_t		nroutes;
 
 int	 http_start(struct event_base *, int fd, SSL_CTX *, char **cause);
 void	 http_stop(void);
+void	 http_call_drop(struct http_call *);
+int	 http_call_body(struct http_call *);
 void	 http_header(struct http_call *, const char *name, const char *value);
 void	 http_reply_json(struct http_call *, int code, json_t *);  /* steals */
 void	 http_reply_error(struct http_call *, int code, const char *fmt, ...)
@@ -248,7 +311,19 @@ void	 api_reboot(struct http_call *);
 void	 api_console(struct http_call *);
 void	 api_console_vv(struct http_call *);
 void	 api_console_rdp(struct http_call *);
+void	 api_console_ws(struct http_call *);
 void	 portal_get(struct http_call *);
+
+/* novnc.c: Debian's noVNC, read at start and served under /novnc/. */
+void	 novnc_load(void);
+void	 novnc_unload(void);
+int	 novnc_available(void);
+void	 novnc_get(struct http_call *);
+
+/* console-ws.c: the browser console's WebSocket, bridged to VNC. */
+char	*console_ws_ticket(const char *login, const char *vm,
+	    time_t *expires);
+void	 console_ws_stop(void);
 
 /*
  * proxy.c: the SPICE CONNECT proxy. proxy_route records where a VM's

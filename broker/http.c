@@ -179,6 +179,13 @@ http_call_free(struct http_call *call)
 	free(call);
 }
 
+/* Free a call that gets no answer: its connection was taken over. */
+void
+http_call_drop(struct http_call *call)
+{
+	http_call_free(call);
+}
+
 void
 http_header(struct http_call *call, const char *name, const char *value)
 {
@@ -380,6 +387,20 @@ http_body(struct http_call *call, struct evkeyvalq *in)
 	return (0);
 }
 
+/*
+ * For a route whose body is optional: none is fine (0, body NULL), one
+ * must be a JSON object as http_body says; replies and returns -1 if not.
+ */
+int
+http_call_body(struct http_call *call)
+{
+	struct evhttp_request	*req = call->req;
+
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) == 0)
+		return (0);
+	return (http_body(call, evhttp_request_get_input_headers(req)));
+}
+
 /* Fill in who asked and by which name they reached us. */
 static void
 http_call_client(struct http_call *call, struct evkeyvalq *in)
@@ -525,6 +546,7 @@ http_stop(void)
 {
 	struct http_conn	*hc;
 
+	console_ws_stop();
 	if (http != NULL)
 		evhttp_free(http);
 	http = NULL;

@@ -25,6 +25,14 @@ const struct http_route routes[] = {
 	{ "GET", "/api/desktops/*/console.vv", ROUTE_SESSION, api_console_vv },
 	{ "GET", "/api/desktops/*/console.rdp", ROUTE_SESSION,
 	    api_console_rdp },
+	/* The browser console: cookie, Origin and a one-time ticket. */
+	{ "GET", "/api/desktops/*/console.ws", ROUTE_SESSION,
+	    api_console_ws },
+	/* noVNC's modules, from the novnc package, for console.html. */
+	{ "GET", "/novnc/*/*", 0, novnc_get },
+	{ "GET", "/novnc/*/*/*", 0, novnc_get },
+	{ "GET", "/novnc/*/*/*/*", 0, novnc_get },
+	{ "GET", "/novnc/*/*/*/*/*", 0, novnc_get },
 	{ "GET", "/", 0, portal_get },
 	{ "GET", "/*", 0, portal_get },
 };

@@ -1,4 +1,5 @@
-// qdesk portal: log in, list my desktops, power them, fetch a console file.
+// qdesk portal: log in, list my desktops, power them, fetch a console file
+// or open the browser console.
 // Plain JavaScript, no build step. Every POST carries X-Qdesk: 1 (the
 // broker refuses POSTs without it: a cross-site form cannot add it).
 'use strict';
@@ -152,7 +153,10 @@ function makeCard(d) {
   const rdp = makeButton('Connect (RDP)', 'secondary',
     () => connectRdp(d.name));
   rdp.dataset.action = 'rdp';
-  actions.append(start, stop, spice, rdp);
+  const browser = makeButton('Open in browser', 'secondary',
+    () => openBrowser(d.name));
+  browser.dataset.action = 'browser';
+  actions.append(start, stop, spice, rdp, browser);
   const msg = document.createElement('p');
   msg.className = 'msg';
   msg.setAttribute('role', 'status');
@@ -174,6 +178,7 @@ function updateCard(card, d) {
   btn('shutdown').disabled = inFlight || d.state !== 'running';
   btn('spice').disabled = inFlight || !running || d.spice === false;
   btn('rdp').disabled = !rdpAvailable || !running;
+  btn('browser').disabled = inFlight || d.state !== 'running';
   btn('rdp').title = rdpAvailable ? '' :
     'RDP access is not available yet';
 }
@@ -276,6 +281,13 @@ function connectSpice(name) {
 function connectRdp(name) {
   download(name, 'rdp', 'open it with your RDP client (mstsc, Remmina, ' +
     'xfreerdp) and log in with your qdesk password.');
+}
+
+// The browser console opens in its own tab (console.html asks for the
+// WebSocket ticket itself).
+function openBrowser(name) {
+  window.open('/console.html?desktop=' + encodeURIComponent(name), '_blank',
+    'noopener');
 }
 
 async function init() {

@@ -1,4 +1,4 @@
-/* fuzz-sources: broker/ticket.c broker/httputil.c common/names.c common/textbuf.c common/log.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: broker/ticket.c broker/httputil.c common/names.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: openssl libevent libevent_openssl jansson */
 /*
  * The broker's parsers that face the network: the CONNECT target and its

@@ -1,4 +1,4 @@
-/* fuzz-sources: common/proto.c common/names.c common/textbuf.c common/log.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: common/proto.c common/names.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: jansson */
 /*
  * The admin protocol's request parser, exactly as the daemon runs it on

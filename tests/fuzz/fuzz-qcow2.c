@@ -1,4 +1,4 @@
-/* fuzz-sources: imgstore/qcow2.c imgstore/chain.c imgstore/qcow2-write.c common/textbuf.c common/log.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: imgstore/qcow2.c imgstore/chain.c imgstore/qcow2-write.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: jansson */
 /*
  * The image store's qcow2 header parser and chain walker, on hostile

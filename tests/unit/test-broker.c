@@ -1,7 +1,8 @@
 /*
  * Unit tests of the broker's pure pieces: proxy tickets (made, checked,
  * forged, expired, moved to another port or VM), the .vv file, the
- * small HTTP parsers, the login throttle and the connection limits.
+ * small HTTP parsers, the login throttle, the connection limits,
+ * WebSocket framing and one-time console tickets.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +298,176 @@ test_connlimit(void)
 	connlimit_free(NULL);
 }
 
+
+/* A masked client frame of op and payload, as a browser sends it. */
+static size_t
+frame(unsigned char *out, int fin, int op, const char *payload, size_t len)
+{
+	static const unsigned char mask[4] = { 0x12, 0x34, 0x56, 0x78 };
+	size_t	h, i;
+
+	h = ws_header(out, op, len);
+	if (!fin)
+		out[0] &= 0x7f;
+	out[1] |= 0x80;
+	memcpy(out + h, mask, 4);
+	h += 4;
+	for (i = 0; i < len; i++)
+		out[h + i] = payload[i] ^ mask[i & 3];
+	return (h + len);
+}
+
+static void
+test_ws(void)
+{
+	struct ws_parser	 p = { .max_payload = 70000 };
+	struct ws_frame		 f;
+	unsigned char		 b[80000], *big;
+	char			 acc[WS_ACCEPT_LEN + 1];
+	size_t			 n, i;
+
+	/* RFC 6455 1.3's example key. */
+	CHECK(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", acc, sizeof acc) == 0);
+	CHECK(strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);
+	CHECK(ws_accept_key("short", acc, sizeof acc) == -1);
+	CHECK(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ!=", acc, sizeof acc) == -1);
+	CHECK(ws_accept_key(NULL, acc, sizeof acc) == -1);
+	CHECK(ws_header_has("keep-alive, Upgrade", "upgrade"));
+	CHECK(!ws_header_has("keep-alive, Upgraded", "upgrade"));
+	CHECK(!ws_header_has(NULL, "upgrade"));
+
+	/* A binary frame, whole, then short of a byte. */
+	n = frame(b, 1, WS_OP_BINARY, "RFB", 3);
+	CHECK(ws_parse(&p, b, n, 1, &f) == 1);
+	CHECK(f.opcode == WS_OP_BINARY && f.payload_len == 3 &&
+	    f.header_len == 6);
+	ws_unmask(b + f.header_len, 3, f.mask);
+	CHECK(memcmp(b + f.header_len, "RFB", 3) == 0);
+	for (i = 0; i < n; i++)
+		CHECK(ws_parse(&p, b, i, 1, &f) == 0);
+
+	/* Unmasked from a client, reserved bits, unknown opcodes. */
+	n = ws_header(b, WS_OP_BINARY, 0);
+	CHECK(ws_parse(&p, b, n, 1, &f) == -1 &&
+	    f.close_code == WS_CLOSE_PROTOCOL);
+	CHECK(ws_parse(&p, b, n, 0, &f) == 1);
+	n = frame(b, 1, WS_OP_BINARY, "x", 1);
+	b[0] |= 0x40;
+	CHECK(ws_parse(&p, b, n, 1, &f) == -1);
+	n = frame(b, 1, 0x3, "x", 1);
+	CHECK(ws_parse(&p, b, n, 1, &f) == -1);
+
+	/* Control frames: whole and short only. */
+	n = frame(b, 0, WS_OP_PING, "x", 1);
+	CHECK(ws_parse(&p, b, n, 1, &f) == -1);
+	memset(b + 1000, 'a', 200);
+	n = frame(b, 1, WS_OP_PING, (char *)b + 1000, 126);
+	CHECK(ws_parse(&p, b, n, 1, &f) == -1);
+	n = frame(b, 1, WS_OP_PING, "hi", 2);
+	CHECK(ws_parse(&p, b, n, 1, &f) == 1 && f.opcode == WS_OP_PING);
+
+	/* Fragments: in order, a ping between them, no stray continuation. */
+	n = frame(b, 1, WS_OP_CONT, "x", 1);
+	CHECK(ws_parse(&p, b, n, 1, &f) == -1);
+	n = frame(b, 0, WS_OP_BINARY, "ab", 2);
+	CHECK(ws_parse(&p, b, n, 1, &f) == 1 && !f.fin);
+	n = frame(b, 1, WS_OP_PING, "", 0);
+	CHECK(ws_parse(&p, b, n, 1, &f) == 1);
+	n = frame(b, 1, WS_OP_BINARY, "c", 1);
+	CHECK(ws_parse(&p, b, n, 1, &f) == -1);
+	n = frame(b, 1, WS_OP_CONT, "c", 1);
+	CHECK(ws_parse(&p, b, n, 1, &f) == 1 && f.message_op == WS_OP_BINARY);
+	CHECK(!p.in_message);
+
+	/* Lengths: 16 and 64 bits, minimal only, capped. */
+	big = calloc(1, 200000);
+	n = frame(big, 1, WS_OP_BINARY, (char *)big + 100000, 300);
+	CHECK(ws_parse(&p, big, n, 1, &f) == 1 && f.payload_len == 300 &&
+	    f.header_len == 8);
+	n = frame(big, 1, WS_OP_BINARY, (char *)big + 100000, 66000);
+	CHECK(ws_parse(&p, big, n, 1, &f) == 1 && f.payload_len == 66000 &&
+	    f.header_len == 14);
+	n = frame(big, 1, WS_OP_BINARY, (char *)big + 100000, 70001);
+	CHECK(ws_parse(&p, big, n, 1, &f) == -1 &&
+	    f.close_code == WS_CLOSE_TOO_BIG);
+	/* The cap holds on the header alone, before the payload arrives. */
+	CHECK(ws_parse(&p, big, 14, 1, &f) == -1);
+	b[0] = 0x82; b[1] = 0x80 | 126; b[2] = 0; b[3] = 100;
+	CHECK(ws_parse(&p, b, 8, 1, &f) == -1);
+	b[0] = 0x82; b[1] = 0x80 | 127;
+	memset(b + 2, 0, 8);
+	b[9] = 200;
+	CHECK(ws_parse(&p, b, 14, 1, &f) == -1);
+	b[2] = 0x80;
+	CHECK(ws_parse(&p, b, 14, 1, &f) == -1);
+	free(big);
+
+	/* Close codes a peer may send. */
+	CHECK(ws_close_code((const unsigned char *)"", 0) == WS_CLOSE_NONE);
+	CHECK(ws_close_code((const unsigned char *)"\x03", 1) == -1);
+	CHECK(ws_close_code((const unsigned char *)"\x03\xe8", 2) == 1000);
+	CHECK(ws_close_code((const unsigned char *)"\x03\xed", 2) == -1);
+	CHECK(ws_close_code((const unsigned char *)"\x0f\xa0", 2) == 4000);
+	CHECK(ws_close_code((const unsigned char *)"\x00\x01", 2) == -1);
+}
+
+static void
+test_onetime(void)
+{
+	struct onetime	*ot = onetime_create(3);
+	char		 t[4][ONETIME_LEN + 1], *cause = NULL;
+	time_t		 now = 1700000000;
+	int		 i;
+
+	for (i = 0; i < 4; i++)
+		snprintf(t[i], sizeof t[i], "%064d", i);
+	onetime_add(ot, t[0], "alice", "d1", now + 60, now);
+	/* Once: the second use fails. */
+	CHECK(onetime_take(ot, t[0], "alice", "d1", now, &cause) == 0);
+	CHECK(onetime_take(ot, t[0], "alice", "d1", now, &cause) == -1);
+	CHECK(strstr(cause, "already used") != NULL);
+	free(cause);
+	cause = NULL;
+	/* Another user's or desktop's: refused, and used up. */
+	onetime_add(ot, t[1], "alice", "d1", now + 60, now);
+	CHECK(onetime_take(ot, t[1], "bob", "d1", now, &cause) == -1);
+	CHECK(strstr(cause, "not this user's") != NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(onetime_take(ot, t[1], "alice", "d1", now, &cause) == -1);
+	free(cause);
+	cause = NULL;
+	onetime_add(ot, t[1], "alice", "d1", now + 60, now);
+	CHECK(onetime_take(ot, t[1], "alice", "d2", now, &cause) == -1);
+	CHECK(strstr(cause, "another desktop") != NULL);
+	free(cause);
+	cause = NULL;
+	/* Stale. */
+	onetime_add(ot, t[2], "alice", "d1", now + 60, now);
+	CHECK(onetime_take(ot, t[2], "alice", "d1", now + 61, &cause) == -1);
+	CHECK(strstr(cause, "expired") != NULL);
+	free(cause);
+	cause = NULL;
+	/* Malformed. */
+	CHECK(onetime_take(ot, "abc", "alice", "d1", now, &cause) == -1);
+	free(cause);
+	cause = NULL;
+	CHECK(onetime_take(ot, NULL, "alice", "d1", now, &cause) == -1);
+	free(cause);
+	cause = NULL;
+	/* The cap drops the oldest; expiry drops the stale. */
+	for (i = 0; i < 4; i++)
+		onetime_add(ot, t[i], "alice", "d1", now + 10 + i, now);
+	CHECK(onetime_count(ot, now) == 3);
+	CHECK(onetime_take(ot, t[0], "alice", "d1", now, &cause) == -1);
+	free(cause);
+	cause = NULL;
+	CHECK(onetime_count(ot, now + 12) == 2);
+	CHECK(onetime_take(ot, t[3], "alice", "d1", now, &cause) == 0);
+	onetime_free(ot);
+	onetime_free(NULL);
+}
+
 int
 main(void)
 {
@@ -305,5 +476,7 @@ main(void)
 	test_ticket();
 	test_vv();
 	test_httputil();
+	test_ws();
+	test_onetime();
 	return (check_exit());
 }
