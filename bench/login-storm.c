@@ -67,21 +67,6 @@ usage(void)
 	exit(2);
 }
 
-/* Connect and read qmpd's hello. */
-static void
-storm_connect(struct lconn *c, const char *sock)
-{
-	char	*line;
-	int	 fd;
-
-	if ((fd = unix_connect(sock)) == -1)
-		fatal("connect %s", sock);
-	lconn_init(c, fd);
-	if ((line = lconn_readline(c, NULL)) == NULL ||
-	    strstr(line, "\"qdesk\"") == NULL)
-		fatalx("no hello from qmpd");
-}
-
 /* One broker connection: keep window logins in flight until n answered. */
 static void *
 storm_conn_main(void *arg)
@@ -91,7 +76,7 @@ storm_conn_main(void *arg)
 	char			*line, *req;
 	int			 sent = 0, got = 0;
 
-	storm_connect(&c, sc->sock);
+	qmpd_connect(&c, sc->sock);
 	while (got < sc->n) {
 		while (sent < sc->n && sent - got < sc->window) {
 			/* Each from an address of its own, as staff are. */
@@ -176,7 +161,7 @@ main(int argc, char **argv)
 		fatal("calloc");
 	conns = calloc(nconn, sizeof *conns);
 
-	storm_connect(&c, sock);
+	qmpd_connect(&c, sock);
 	for (i = 0; i < nburn; i++)
 		if (pthread_create(&burn[i], NULL, storm_burn, NULL) != 0)
 			fatalx("pthread_create");
