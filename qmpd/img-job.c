@@ -174,6 +174,26 @@ img_job_read_cb(evutil_socket_t fd, short events, void *arg)
 		img_job_finish(job);
 }
 
+/* A job for child pid whose output is read from fd, on the list. */
+static struct img_job *
+img_job_new(pid_t pid, int fd, img_job_progress_cb progress,
+    img_job_done_cb done, void *arg)
+{
+	struct img_job	*job;
+
+	job = xcalloc(1, sizeof *job);
+	job->pid = pid;
+	job->fd = fd;
+	job->progress = progress;
+	job->done = done;
+	job->arg = arg;
+	job->ev = event_new(qmpd->base, job->fd, EV_READ | EV_PERSIST,
+	    img_job_read_cb, job);
+	event_add(job->ev, NULL);
+	LIST_INSERT_HEAD(&img_jobs, job, entry);
+	return (job);
+}
+
 /* In the child: fds, signals, priority, then exec. */
 static void __attribute__((noreturn))
 img_job_exec(char *const argv[], int out, int infd, pid_t parent)
@@ -209,7 +229,6 @@ int
 img_job_start(char *const argv[], int infd, img_job_progress_cb progress,
     img_job_done_cb done, void *arg, char **cause)
 {
-	struct img_job	*job;
 	sigset_t	 all, old;
 	pid_t		 pid, self = getpid();
 	int		 p[2];
@@ -233,16 +252,7 @@ img_job_start(char *const argv[], int infd, img_job_progress_cb progress,
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(p[1]);
 
-	job = xcalloc(1, sizeof *job);
-	job->pid = pid;
-	job->fd = p[0];
-	job->progress = progress;
-	job->done = done;
-	job->arg = arg;
-	job->ev = event_new(qmpd->base, job->fd, EV_READ | EV_PERSIST,
-	    img_job_read_cb, job);
-	event_add(job->ev, NULL);
-	LIST_INSERT_HEAD(&img_jobs, job, entry);
+	img_job_new(pid, p[0], progress, done, arg);
 	log_debug("%s: pid %ld", argv[0], (long)pid);
 	return (0);
 }
@@ -522,21 +532,12 @@ img_job_qemu(uid_t uid, const struct img_job_node *nodes, u_int n,
 	close(p[1]);
 	close(sv[1]);
 
-	job = xcalloc(1, sizeof *job);
-	job->pid = pid;
-	job->fd = p[0];
-	job->progress = progress;
-	job->done = done;
-	job->arg = arg;
+	job = img_job_new(pid, p[0], progress, done, arg);
 	job->cmd = xstrdup(cmd);
 	job->cmdargs = json_incref(cmdargs);
-	job->ev = event_new(qmpd->base, job->fd, EV_READ | EV_PERSIST,
-	    img_job_read_cb, job);
-	event_add(job->ev, NULL);
 	job->tick = evtimer_new(qmpd->base, img_job_qemu_tick_cb, job);
 	job->qmp = qmp_create(qmpd->base, sv[0], &img_job_qemu_callbacks, job,
 	    IMG_JOB_QMP_TIMEOUT);
-	LIST_INSERT_HEAD(&img_jobs, job, entry);
 	s = json_dumps(cmdargs, JSON_COMPACT);
 	log_debug("image job %s %s: QEMU pid %ld as uid %lu", cmd, s,
 	    (long)pid, (u_long)uid);
