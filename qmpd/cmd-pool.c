@@ -46,7 +46,8 @@ cmd_pool_create(struct cmd_req *req)
 	static const char *const actions[] = { "none", "shutdown", "reset",
 	    NULL };
 	static const char *const copy[] = { "memory", "vcpus", "nets",
-	    "kernel", "initrd", "append", "accel", "display", "machine" };
+	    "kernel", "initrd", "append", "accel", "display", "machine",
+	    "firmware" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -512,6 +513,7 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "accel", ARG_STR, 0 },
 	{ "display", ARG_STR, 0 },
 	{ "machine", ARG_STR, 0 },
+	{ "firmware", ARG_STR, 0 },
 	{ "on_disconnect", ARG_STR, 0 },
 	{ "grace", ARG_INT, 0 },
 	{ NULL, 0, 0 }

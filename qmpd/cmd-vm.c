@@ -505,6 +505,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "autostart", ARG_BOOL, 0 },
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
+	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */
 	{ NULL, 0, 0 }
 };
 

@@ -40,7 +40,18 @@ static const char *vm_def_keys[] = {
 	"name", "uuid", "memory", "vcpus", "accel", "machine", "cpu", "kernel",
 	"initrd", "append", "disk", "disk_format", "display", "listen",
 	"spice_port", "restart", "autostart", "created", "nics", "nets",
-	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed"
+	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed",
+	"firmware"
+};
+
+/* Firmwares, from Debian's ovmf package (4M images). */
+#define VM_OVMF_DIR	"/usr/share/OVMF/"
+static const struct vm_firmware vm_firmwares[] = {
+	{ "bios", NULL, NULL, 0 },
+	{ "uefi", VM_OVMF_DIR "OVMF_CODE_4M.fd", VM_OVMF_DIR "OVMF_VARS_4M.fd",
+	    0 },
+	{ "uefi-secure", VM_OVMF_DIR "OVMF_CODE_4M.secboot.fd",
+	    VM_OVMF_DIR "OVMF_VARS_4M.ms.fd", 1 },
 };
 
 const char *
@@ -67,6 +78,18 @@ const char *
 vm_restart_name(enum vm_restart r)
 {
 	return (vm_restart_names[r]);
+}
+
+/* The firmware named name, or NULL. */
+const struct vm_firmware *
+vm_def_firmware(const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(vm_firmwares); i++)
+		if (strcmp(vm_firmwares[i].name, name) == 0)
+			return (&vm_firmwares[i]);
+	return (NULL);
 }
 
 void
@@ -494,6 +517,33 @@ vm_def_desktop(struct vm_def *def, json_t *j, char **cause)
 	return (0);
 }
 
+/*
+ * The firmware: bios unless asked. Secure Boot needs SMM, so q35: it is
+ * the machine when none is named, and a pc machine is refused.
+ */
+static int
+vm_def_firmware_parse(struct vm_def *def, json_t *j, char **cause)
+{
+	static const char *const names[] = { "bios", "uefi", "uefi-secure",
+	    NULL };
+	json_t	*m;
+
+	if (vm_def_word(j, "firmware", "bios", names, def->firmware,
+	    sizeof def->firmware, cause) != 0)
+		return (-1);
+	if (!vm_def_firmware(def->firmware)->secure)
+		return (0);
+	m = json_object_get(j, "machine");
+	if (m == NULL || json_is_null(m))
+		strlcpy(def->machine, "q35", sizeof def->machine);
+	if (strcmp(def->machine, "q35") != 0) {
+		xasprintf(cause, "firmware uefi-secure needs machine q35 "
+		    "(Secure Boot needs SMM), not %s", def->machine);
+		return (-1);
+	}
+	return (0);
+}
+
 /* A key no field owns: refused, so that a typo is never kept silently. */
 static int
 vm_def_unknown(json_t *j, char **cause)
@@ -531,7 +581,8 @@ vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
 	    vm_def_listen(def, j, cause) != 0 ||
 	    vm_def_boot(def, j, cause) != 0 ||
 	    vm_def_nics(def, j, cause) != 0 ||
-	    vm_def_desktop(def, j, cause) != 0) {
+	    vm_def_desktop(def, j, cause) != 0 ||
+	    vm_def_firmware_parse(def, j, cause) != 0) {
 		vm_def_clear(def);
 		return (-1);
 	}
@@ -600,5 +651,6 @@ vm_def_to_json(const struct vm_def *def)
 		json_object_set_new(j, "pool_dirty", json_true());
 	if (def->pool_doomed)
 		json_object_set_new(j, "pool_doomed", json_true());
+	json_object_set_new(j, "firmware", json_string(def->firmware));
 	return (j);
 }

@@ -353,6 +353,8 @@ vm_create(json_t *args, char **cause)
 	if (vm_disk_create(vm, cause) != 0)
 		goto fail;
 	disk_made = 1;
+	if (vm_firmware_create(vm, cause) != 0)
+		goto fail;
 	/* Saved with its NICs' addresses, leased in the same transaction. */
 	if (vm_net_create(vm, cause) != 0)
 		goto fail;
@@ -360,8 +362,10 @@ vm_create(json_t *args, char **cause)
 	log_info("%s: created", vm->def.name);
 	return (vm);
 fail:
-	if (disk_made)
+	if (disk_made) {
 		vm_disk_delete(vm);
+		vm_firmware_delete(vm);
+	}
 	vm_free(vm);
 	return (NULL);
 }
@@ -389,6 +393,7 @@ vm_delete(struct vm *vm, char **cause)
 		return (-1);
 	vm_net_deleted(vm);
 	vm_disk_delete(vm);
+	vm_firmware_delete(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
 	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
 	static const char *files[] = { "qmp.sock", "serial.sock", "qemu.pid",
@@ -479,12 +484,14 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 	int	*fds;
 	u_int	 i;
 
-	fds = xcalloc(2 + (rt->image != NULL ? rt->image->n : 0) +
+	fds = xcalloc(3 + (rt->image != NULL ? rt->image->n : 0) +
 	    (rt->ntap_fds > 0 ? rt->ntap_fds : 0), sizeof *fds);
 	*n = 0;
 	fds[(*n)++] = rt->qmp_fd;
 	if (rt->disk_fd != -1)
 		fds[(*n)++] = rt->disk_fd;
+	if (rt->nvram_fd != -1)
+		fds[(*n)++] = rt->nvram_fd;
 	for (i = 0; rt->image != NULL && i < rt->image->n; i++)
 		fds[(*n)++] = rt->image->links[i].fd;
 	for (i = 0; rt->ntap_fds > 0 && i < (u_int)rt->ntap_fds; i++)
@@ -500,6 +507,7 @@ vm_start(struct vm *vm, char **cause)
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
 	int			 lfd = -1, cfd = -1, dfd = -1, *keep = NULL;
+	int			 nvfd = -1;
 	int			 nkeep;
 	pid_t			 pid;
 
@@ -536,6 +544,9 @@ vm_start(struct vm *vm, char **cause)
 	}
 	if (vm_disk_open(vm, &image, cause) != 0)
 		goto fail;
+	if (vm_firmware_open(vm, &nvfd, cause) != 0)
+		goto fail;
+	rt.nvram_fd = nvfd;
 	rt.image = image;
 	rt.dir = dir;
 	rt.qmp_fd = lfd;
@@ -559,6 +570,10 @@ vm_start(struct vm *vm, char **cause)
 	if (dfd != -1) {
 		close(dfd);
 		dfd = -1;
+	}
+	if (nvfd != -1) {
+		close(nvfd);
+		nvfd = -1;
 	}
 	vm->is_child = 1;
 	vm->stop_asked = 0;
@@ -596,6 +611,8 @@ fail:
 		close(lfd);
 	if (dfd != -1)
 		close(dfd);
+	if (nvfd != -1)
+		close(nvfd);
 	vm_argv_free(argv);
 	free(path);
 	free(dir);

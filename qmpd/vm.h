@@ -82,6 +82,17 @@ struct vm_def {
 	char		*pool;
 	int		 pool_dirty;	/* given back, disk not reset yet */
 	int		 pool_doomed;	/* being removed from its pool */
+
+	/* Firmware (vm-firmware.c): bios, or OVMF with its NVRAM file. */
+	char		 firmware[16];		/* bios uefi uefi-secure */
+};
+
+/* A firmware the definition may name, and the OVMF files it runs on. */
+struct vm_firmware {
+	const char	*name;
+	const char	*code;		/* OVMF code, read-only; NULL: BIOS */
+	const char	*vars;		/* the NVRAM template */
+	int		 secure;	/* Secure Boot: q35 with SMM */
 };
 
 /*
@@ -108,6 +119,7 @@ struct vm_runtime_paths {
 	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
+	int		 nvram_fd;	/* OVMF vars, opened by qmpd; -1 none */
 };
 
 struct qmp;
@@ -148,11 +160,18 @@ json_t	*vm_def_nic_json(const struct vm_def_nic *);
 const char *vm_state_name(enum vm_state);
 int	 vm_state_from_name(const char *, enum vm_state *);
 const char *vm_restart_name(enum vm_restart);
+const struct vm_firmware *vm_def_firmware(const char *name);
 
 /* vm-argv.c: the QEMU command line. Pure. */
 char	**vm_argv_build(const struct vm_def *, const struct vm_runtime_paths *,
 	    const char *qemu_binary, char **cause);
 void	 vm_argv_free(char **);
+
+/* vm-firmware.c: a UEFI VM's private NVRAM (OVMF vars) file. */
+int	 vm_firmware_create(struct vm *, char **cause);
+int	 vm_firmware_open(struct vm *, int *fd, char **cause);
+int	 vm_firmware_reset(struct vm *, char **cause);
+void	 vm_firmware_delete(struct vm *);
 
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
