@@ -29,6 +29,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--restart",	"restart",	CTL_STR,	0 },
 	{ "--autostart", "autostart",	CTL_BOOL,	0 },
 	{ "--firmware",	"firmware",	CTL_STR,	0 },
+	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -117,6 +118,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
 	{ "--firmware",	"firmware",	CTL_STR,	0 },
+	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -167,7 +169,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
-	    "[--firmware bios|uefi|uefi-secure]",
+	    "[--firmware bios|uefi|uefi-secure] [--tpm]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -336,7 +338,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
 	    "[--on-disconnect none|shutdown|reset] [--grace S] "
-	    "[--firmware bios|uefi|uefi-secure]",
+	    "[--firmware bios|uefi|uefi-secure] [--tpm]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",

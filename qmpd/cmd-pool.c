@@ -47,7 +47,7 @@ cmd_pool_create(struct cmd_req *req)
 	    NULL };
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
-	    "firmware" };
+	    "firmware", "tpm" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -514,6 +514,7 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "display", ARG_STR, 0 },
 	{ "machine", ARG_STR, 0 },
 	{ "firmware", ARG_STR, 0 },
+	{ "tpm", ARG_BOOL, 0 },
 	{ "on_disconnect", ARG_STR, 0 },
 	{ "grace", ARG_INT, 0 },
 	{ NULL, 0, 0 }

@@ -506,6 +506,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
 	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */
+	{ "tpm", ARG_BOOL, 0 },			/* vm-tpm.c */
 	{ NULL, 0, 0 }
 };
 

@@ -250,6 +250,31 @@ vm_argv_firmware(struct argv *a, const struct vm_def *def,
 	return (0);
 }
 
+/*
+ * A TPM 2.0: the control socket of the VM's swtpm, connected by qmpd and
+ * inherited as an fd; the CRB interface on q35, TIS on pc.
+ */
+static int
+vm_argv_tpm(struct argv *a, const struct vm_def *def,
+    const struct vm_runtime_paths *rt, char **cause)
+{
+	if (!def->tpm)
+		return (0);
+	if (rt->tpm_fd < 0) {
+		xasprintf(cause, "VM %s has a TPM but no TPM emulator",
+		    def->name);
+		return (-1);
+	}
+	argv_add(a, "-chardev");
+	argv_add(a, "socket,id=tpm0,fd=%d", rt->tpm_fd);
+	argv_add(a, "-tpmdev");
+	argv_add(a, "emulator,id=tpm0,chardev=tpm0");
+	argv_add(a, "-device");
+	argv_add(a, "%s,tpmdev=tpm0,id=tpm0-dev",
+	    strcmp(def->machine, "q35") == 0 ? "tpm-crb" : "tpm-tis");
+	return (0);
+}
+
 char **
 vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
     const char *qemu_binary, char **cause)
@@ -363,7 +388,8 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	}
 	if (def->disk == NULL && rt->image != NULL && rt->image->n > 0)
 		vm_argv_image(&a, rt->image);
-	if (vm_argv_nics(&a, def, rt, cause) != 0) {
+	if (vm_argv_tpm(&a, def, rt, cause) != 0 ||
+	    vm_argv_nics(&a, def, rt, cause) != 0) {
 		vm_argv_free(a.v);
 		return (NULL);
 	}

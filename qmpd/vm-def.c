@@ -41,7 +41,7 @@ static const char *vm_def_keys[] = {
 	"initrd", "append", "disk", "disk_format", "display", "listen",
 	"spice_port", "restart", "autostart", "created", "nics", "nets",
 	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed",
-	"firmware"
+	"firmware", "tpm"
 };
 
 /* Firmwares, from Debian's ovmf package (4M images). */
@@ -582,7 +582,8 @@ vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
 	    vm_def_boot(def, j, cause) != 0 ||
 	    vm_def_nics(def, j, cause) != 0 ||
 	    vm_def_desktop(def, j, cause) != 0 ||
-	    vm_def_firmware_parse(def, j, cause) != 0) {
+	    vm_def_firmware_parse(def, j, cause) != 0 ||
+	    vm_def_bool(j, "tpm", &def->tpm, cause) != 0) {
 		vm_def_clear(def);
 		return (-1);
 	}
@@ -652,5 +653,6 @@ vm_def_to_json(const struct vm_def *def)
 	if (def->pool_doomed)
 		json_object_set_new(j, "pool_doomed", json_true());
 	json_object_set_new(j, "firmware", json_string(def->firmware));
+	json_object_set_new(j, "tpm", json_boolean(def->tpm));
 	return (j);
 }

@@ -78,6 +78,8 @@ vm_alloc(void)
 	vm = xcalloc(1, sizeof *vm);
 	vm->pidfd = -1;
 	vm->pid = -1;
+	vm->tpm_pidfd = -1;
+	vm->tpm_pid = -1;
 	vm->spice_clients = json_array();
 	TAILQ_INIT(&vm->waiters);
 	return (vm);
@@ -89,6 +91,11 @@ vm_free(struct vm *vm)
 	vm_def_clear(&vm->def);
 	free(vm->reason);
 	free(vm->exit_reason);
+	free(vm->tpm_status);
+	if (vm->tpm_ev != NULL)
+		event_free(vm->tpm_ev);
+	if (vm->tpm_pidfd != -1)
+		close(vm->tpm_pidfd);
 	json_decref(vm->spice_clients);
 	json_decref(vm->last_io_error);
 	if (vm->stop_timer != NULL)
@@ -394,6 +401,7 @@ vm_delete(struct vm *vm, char **cause)
 	vm_net_deleted(vm);
 	vm_disk_delete(vm);
 	vm_firmware_delete(vm);
+	vm_tpm_delete(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
 	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
 	static const char *files[] = { "qmp.sock", "serial.sock", "qemu.pid",
@@ -484,7 +492,7 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 	int	*fds;
 	u_int	 i;
 
-	fds = xcalloc(3 + (rt->image != NULL ? rt->image->n : 0) +
+	fds = xcalloc(4 + (rt->image != NULL ? rt->image->n : 0) +
 	    (rt->ntap_fds > 0 ? rt->ntap_fds : 0), sizeof *fds);
 	*n = 0;
 	fds[(*n)++] = rt->qmp_fd;
@@ -492,6 +500,8 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 		fds[(*n)++] = rt->disk_fd;
 	if (rt->nvram_fd != -1)
 		fds[(*n)++] = rt->nvram_fd;
+	if (rt->tpm_fd != -1)
+		fds[(*n)++] = rt->tpm_fd;
 	for (i = 0; rt->image != NULL && i < rt->image->n; i++)
 		fds[(*n)++] = rt->image->links[i].fd;
 	for (i = 0; rt->ntap_fds > 0 && i < (u_int)rt->ntap_fds; i++)
@@ -507,7 +517,7 @@ vm_start(struct vm *vm, char **cause)
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
 	int			 lfd = -1, cfd = -1, dfd = -1, *keep = NULL;
-	int			 nvfd = -1;
+	int			 nvfd = -1, tpmfd = -1;
 	int			 nkeep;
 	pid_t			 pid;
 
@@ -547,6 +557,9 @@ vm_start(struct vm *vm, char **cause)
 	if (vm_firmware_open(vm, &nvfd, cause) != 0)
 		goto fail;
 	rt.nvram_fd = nvfd;
+	if (vm_tpm_start(vm, &tpmfd, cause) != 0)
+		goto fail;
+	rt.tpm_fd = tpmfd;
 	rt.image = image;
 	rt.dir = dir;
 	rt.qmp_fd = lfd;
@@ -574,6 +587,10 @@ vm_start(struct vm *vm, char **cause)
 	if (nvfd != -1) {
 		close(nvfd);
 		nvfd = -1;
+	}
+	if (tpmfd != -1) {
+		close(tpmfd);
+		tpmfd = -1;
 	}
 	vm->is_child = 1;
 	vm->stop_asked = 0;
@@ -613,6 +630,9 @@ fail:
 		close(dfd);
 	if (nvfd != -1)
 		close(nvfd);
+	if (tpmfd != -1)
+		close(tpmfd);
+	vm_tpm_stop(vm);
 	vm_argv_free(argv);
 	free(path);
 	free(dir);

@@ -85,6 +85,8 @@ struct vm_def {
 
 	/* Firmware (vm-firmware.c): bios, or OVMF with its NVRAM file. */
 	char		 firmware[16];		/* bios uefi uefi-secure */
+	/* A TPM 2.0 (vm-tpm.c): a swtpm of its own. */
+	int		 tpm;
 };
 
 /* A firmware the definition may name, and the OVMF files it runs on. */
@@ -120,6 +122,7 @@ struct vm_runtime_paths {
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
 	int		 nvram_fd;	/* OVMF vars, opened by qmpd; -1 none */
+	int		 tpm_fd;	/* swtpm's control socket; -1 none */
 };
 
 struct qmp;
@@ -146,6 +149,11 @@ struct vm {
 	json_t			*spice_clients;
 	int			 spice_tls;	/* its SPICE port is TLS */
 	json_t			*last_io_error;
+	/* Its swtpm (vm-tpm.c), watched like QEMU. */
+	pid_t			 tpm_pid;
+	int			 tpm_pidfd;
+	struct event		*tpm_ev;
+	char			*tpm_status;	/* once reaped */
 	TAILQ_HEAD(, vm_waiter)	 waiters;
 	TAILQ_ENTRY(vm)		 entry;
 };
@@ -172,6 +180,13 @@ int	 vm_firmware_create(struct vm *, char **cause);
 int	 vm_firmware_open(struct vm *, int *fd, char **cause);
 int	 vm_firmware_reset(struct vm *, char **cause);
 void	 vm_firmware_delete(struct vm *);
+
+/* vm-tpm.c: a VM's swtpm, started before QEMU, stopped after it. */
+int	 vm_tpm_start(struct vm *, int *qemu_fd, char **cause);
+void	 vm_tpm_attach(struct vm *);
+void	 vm_tpm_stop(struct vm *);
+int	 vm_tpm_reaped(pid_t, int status);
+void	 vm_tpm_delete(struct vm *);
 
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
