@@ -23,7 +23,7 @@
 
 #define VM_FIRMWARE_NVRAM	"nvram.fd"
 #define VM_FIRMWARE_NEW		"nvram.fd.new"
-#define VM_FIRMWARE_MAX		(16 * 1024 * 1024)	/* 4M images: 528K */
+#define VM_FIRMWARE_MAX		(16 * 1024 * 1024)	/* 4M: 528K */
 
 /* The firmware of vm's definition, or NULL for BIOS. */
 static const struct vm_firmware *

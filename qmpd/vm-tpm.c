@@ -35,7 +35,7 @@
 #define VM_TPM_SWTPM	"/usr/bin/swtpm"
 #define VM_TPM_SETUP	"/usr/bin/swtpm_setup"
 #define VM_TPM_STATE	"tpm"			/* in DIR/vms/NAME */
-#define VM_TPM_PERMALL	"tpm2-00.permall"	/* swtpm's TPM 2.0 state */
+#define VM_TPM_PERMALL	"tpm2-00.permall"	/* its TPM 2.0 state */
 
 /* Files of the VM's dir that belong to its swtpm. */
 static const char *vm_tpm_files[] = { "swtpm.pid", "swtpm.log",
@@ -258,8 +258,8 @@ static void __attribute__((noreturn))
 vm_tpm_exec(const struct vm *vm, int ctl)
 {
 	char	*dir, *state, *pidf, *logf, *setupf, *ctrl, *home, *p;
-	char	*setup_argv[] = { VM_TPM_SETUP, "--tpm2", "--tpmstate", NULL,
-		    "--createek", "--not-overwrite", NULL };
+	char	*setup_argv[] = { VM_TPM_SETUP, "--tpm2", "--tpmstate",
+		    NULL, "--createek", "--not-overwrite", NULL };
 	char	*env[3];
 	pid_t	 pid;
 	int	 fd, status;
