@@ -80,7 +80,11 @@ tr '\0' '\n' <"/proc/$pid/cmdline" | grep -q "pflash1=fw-vars" ||
 	fail "QEMU has no NVRAM flash: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
 tr '\0' '\n' <"/proc/$pid/cmdline" | grep -q "nvram.fd" &&
 	fail "QEMU got the NVRAM by path"
-ls -l "/proc/$pid/fd" | grep -q "/vms/uefi/nvram.fd" || fail "QEMU does not hold the NVRAM"
+held=0
+for fd in /proc/"$pid"/fd/*; do
+	[ "$(readlink "$fd")" = "$nv" ] && held=1
+done
+[ $held = 1 ] || fail "QEMU does not hold the NVRAM"
 
 guid=4e8a9a7c-1f2b-4d3c-9e5f-0a1b2c3d4e5f
 var=/sys/firmware/efi/efivars/qdesktest-$guid
@@ -146,7 +150,7 @@ for i in $(seq 1 1500); do
 done
 grep -a -q "Access Denied" "$STATE/vms/refused/serial.log" ||
 	fail "refused: no Access Denied: $(tail -c 400 "$STATE/vms/refused/serial.log" | tr -d '\r')"
-for i in $(seq 1 600); do
+for _ in $(seq 1 600); do
 	grep -a -q "No bootable option" "$STATE/vms/refused/serial.log" && break
 	sleep 0.1
 done

@@ -8,7 +8,7 @@
 # it; a killed swtpm ends the VM with the reason.
 . "$(dirname "$0")/lib.sh"
 
-command -v swtpm >/dev/null && command -v swtpm_setup >/dev/null ||
+{ command -v swtpm && command -v swtpm_setup; } >/dev/null ||
 	fail "swtpm missing: apt-get install swtpm swtpm-tools (scripts/setup)"
 [ -f "$GUESTS/efi.img" ] || fail "$GUESTS/efi.img missing: scripts/mkguest"
 
@@ -56,10 +56,12 @@ secret=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 define=80020000002d0000012a40000001${sess}0000000e${idx}000b0006000600000008
 write=80020000002b00000137${idx}${idx}${sess}0008${secret}0000
 read=8002000000230000014e${idx}${idx}${sess}00080000
-[ ${#define} = 90 ] && [ ${#write} = 86 ] && [ ${#read} = 70 ] ||
+[ "${#define}.${#write}.${#read}" = 90.86.70 ] ||
 	fail "test bug: command lengths ${#define} ${#write} ${#read}"
 
-# Every swtpm this test's qmpd started, by its pidfile, pass or fail.
+# Every swtpm this test's qmpd started, by its pidfile, pass or fail
+# (lib.sh's cleanup runs it).
+# shellcheck disable=SC2016,SC2034
 EXTRA_CLEANUP='for f in "$STATE"/vms/*/swtpm.pid; do
 	[ -f "$f" ] || continue
 	p=$(cat "$f")
@@ -93,7 +95,9 @@ vmuser=$(stat -c %U "$STATE/vms/tpm1")
 	fail "TPM state dir is $(stat -c '%U %a' "$STATE/vms/tpm1/tpm")"
 [ "$(stat -c %U "$STATE/vms/tpm1/tpm/tpm2-00.permall")" = "$vmuser" ] ||
 	fail "TPM state is not the VM user's"
-ls "$STATE/vms/tpm1"/*.sock 2>/dev/null | grep -q swtpm && fail "a swtpm socket file exists"
+for s in "$STATE/vms/tpm1"/*swtpm*; do
+	[ -S "$s" ] && fail "a swtpm socket file exists: $s"
+done
 
 wait_ready tpm1 1
 log "tpm1: READY $(($(date +%s) - t0)) s after start"
