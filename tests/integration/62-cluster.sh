@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# scripts/cluster, the one-machine cluster: `up 3` writes build/cluster/env
+# with every host's namespace, state dir, socket and address, etcd's
+# endpoints and the shared directory; each host's qmpd runs in its own
+# namespace and answers there; etcd answers from inside every host's
+# namespace and the hosts reach each other over the cluster bridge, while
+# the host's own network has none of it; `status` shows every host; a
+# second `up` is refused; `down` leaves no namespace, process, bridge or
+# file behind; and an `up` that fails half-way takes itself down.
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
+CLUSTER=$top/scripts/cluster
+# QDESK_ETCD_DRIVE runs another build of it (e.g. with ASan).
+DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
+ENVFILE=$top/build/cluster/env
+RUN=$top/build/cluster/run
+[ -e "$ENVFILE" ] && fail "a cluster is already up in this checkout: scripts/cluster down"
+EXTRA_CLEANUP='"$CLUSTER" down >/dev/null 2>&1'
+
+# Nothing of ours: no namespace named, no process naming the run dir.
+assert_gone() {
+	local ns
+	for ns in "$@"; do
+		ip netns list | awk '{print $1}' | grep -qx "$ns" &&
+			fail "$1: namespace $ns is still there"
+	done
+	pgrep -f "$RUN/" >/dev/null &&
+		fail "processes of the cluster left: $(pgrep -af "$RUN/")"
+	[ -e "$ENVFILE" ] && fail "build/cluster/env is still there"
+	[ -e "$RUN" ] && fail "build/cluster/run is still there"
+	ip link show qdcbr0 >/dev/null 2>&1 && fail "a cluster bridge on the host"
+	return 0
+}
+
+out=$("$CLUSTER" up 3 2>&1) || fail "cluster up 3: $out"
+[ -f "$ENVFILE" ] || fail "no build/cluster/env"
+# shellcheck disable=SC1090
+. "$ENVFILE"
+[ "$HOSTS" = "h1 h2 h3" ] || fail "HOSTS=$HOSTS"
+[ -d "$SHARED" ] || fail "SHARED=$SHARED is not a directory"
+[ "$(echo "$ETCD" | tr ',' '\n' | grep -c '^http://')" = 3 ] ||
+	fail "ETCD=$ETCD is not three endpoints"
+all_ns=("$ETCD_NETNS")
+addrs=
+for h in $HOSTS; do
+	ns=${h}_NETNS state=${h}_STATE sock=${h}_SOCKET addr=${h}_ADDR
+	ns=${!ns} state=${!state} sock=${!sock} addr=${!addr}
+	[ -n "$ns" ] && [ -n "$state" ] && [ -n "$sock" ] && [ -n "$addr" ] ||
+		fail "$h: a variable is missing from env"
+	all_ns+=("$ns")
+	addrs="$addrs $addr"
+	# Its qmpd answers in its namespace, on its own state dir...
+	got=$(ip netns exec "$ns" "$QDESK_BIN" --socket "$sock" --json status) ||
+		fail "$h: qmpd does not answer: $got"
+	[ "$(echo "$got" | jq -r .state_dir)" = "$state" ] ||
+		fail "$h: qmpd runs on $(echo "$got" | jq -r .state_dir), not $state"
+	# ... and runs in that namespace.
+	pid=$(echo "$got" | jq -r .pid)
+	[ "$(ip netns identify "$pid")" = "$ns" ] ||
+		fail "$h: qmpd $pid is in namespace '$(ip netns identify "$pid")', not $ns"
+	ip -n "$ns" -o addr show dev eth0 | grep -q "inet $addr/" ||
+		fail "$h: eth0 has no $addr"
+	# etcd answers from inside it, and sees what the others wrote.
+	out=$(ip netns exec "$ns" "$DRIVE" -e "$ETCD" -t 3000 put "hosts/$h" "$addr") ||
+		fail "$h: etcd put from its namespace: $out"
+done
+for h in $HOSTS; do
+	ns=${h}_NETNS
+	out=$(ip netns exec "${!ns}" "$DRIVE" -e "$ETCD" get -p hosts/) ||
+		fail "$h: etcd range from its namespace: $out"
+	[ "$(echo "$out" | tail -n 1)" = "count 3" ] || fail "$h sees: $out"
+done
+[ "$(echo "$addrs" | tr ' ' '\n' | grep . | sort -u | wc -l)" = 3 ] ||
+	fail "host addresses are not distinct:$addrs"
+# The hosts reach each other over the cluster bridge.
+ip netns exec "$h3_NETNS" timeout 10 socat -T 5 \
+    "TCP-LISTEN:7000,bind=$h3_ADDR,reuseaddr" SYSTEM:"echo hello-from-h3" &
+listener=$!
+for i in $(seq 1 50); do
+	out=$(ip netns exec "$h1_NETNS" socat -T 2 - "TCP:$h3_ADDR:7000" \
+	    </dev/null 2>&1) && break
+	sleep 0.1
+done
+kill "$listener" 2>/dev/null
+wait "$listener" 2>/dev/null
+[ "$out" = hello-from-h3 ] || fail "h1 cannot reach h3 ($h3_ADDR): $out"
+# The host's own network has none of it.
+subnet=${h1_ADDR%.*}
+ip -o addr | grep -q " $subnet\." && fail "an address of $subnet.0/24 on the host"
+log "up 3: env, qmpds, etcd from each namespace: ok"
+
+out=$("$CLUSTER" status 2>&1) || fail "cluster status: $out"
+for h in $HOSTS; do
+	echo "$out" | grep -q "^== $h " || fail "status does not show $h: $out"
+done
+[ "$(echo "$out" | grep -c '^state_dir:')" = 3 ] || fail "status: $out"
+[ "$(echo "$out" | grep -c 'is healthy')" = 3 ] || fail "status, etcd: $out"
+
+out=$("$CLUSTER" up 2 2>&1) && fail "a second up was accepted: $out"
+echo "$out" | grep -q "already up" || fail "a second up: $out"
+
+qmpd_pids=$(cat "$RUN"/h*/qmpd.pid)
+out=$("$CLUSTER" down 2>&1) || fail "cluster down: $out"
+assert_gone "${all_ns[@]}"
+for pid in $qmpd_pids; do
+	kill -0 "$pid" 2>/dev/null && fail "qmpd $pid still runs after down"
+done
+log "down: nothing left: ok"
+
+# An up that fails half-way (no qmpd can start) takes itself down.
+out=$(QDESK_QMPD=/bin/false "$CLUSTER" up 2 2>&1) && fail "up with a broken qmpd succeeded"
+echo "$out" | grep -q "qmpd of h1 exited" || fail "failed up said: $out"
+assert_gone "${all_ns[@]}"
+out=$("$CLUSTER" down 2>&1) || fail "down after a failed up: $out"
+# Bad input.
+out=$("$CLUSTER" up 0 2>&1) && fail "up 0 accepted"
+[ "$out" = 'cluster: up: N must be a number of hosts from 1 to 40, not "0"' ] ||
+	fail "up 0 said: $out"
+out=$("$CLUSTER" status 2>&1) && fail "status with no cluster succeeded"
+out=$("$CLUSTER" frobnicate 2>&1); [ $? = 2 ] || fail "an unknown verb: $out"
+log "a failed up cleans up, bad input is refused: ok"
+exit 0
