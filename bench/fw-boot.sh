@@ -48,14 +48,14 @@ cp "$G/efi.img" "$T/efi.img"
 
 # Milliseconds from `vm start` to READY on the VM's console.
 boot_ms() { # VM
-	local log=$STATE/vms/$1/serial.log t0 t1 i n
+	local log=$STATE/vms/$1/serial.log t0 t1 n
 
 	# QEMU appends to the log: the next READY is one more than now.
 	n=$(grep -a -c "QDESK GUEST READY" "$log" 2>/dev/null)
 	n=$((${n:-0} + 1))
 	t0=$(date +%s%N)
 	"$QDESK" vm start "$1" >/dev/null || die "start $1"
-	for i in $(seq 1 6000); do
+	for _ in $(seq 1 6000); do
 		[ "$(grep -a -c "QDESK GUEST READY" "$log" 2>/dev/null)" -ge $n ] &&
 			break
 		sleep 0.02

@@ -20,8 +20,8 @@ console_count() { grep -a -c "$2" "$STATE/vms/$1/serial.log" 2>/dev/null; }
 
 # Wait until the n-th READY of vm, and its shell prompt after it.
 wait_ready() { # VM N
-	local i
-	for i in $(seq 1 1800); do
+	local _
+	for _ in $(seq 1 1800); do
 		[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] && break
 		sleep 0.1
 	done
@@ -32,9 +32,9 @@ wait_ready() { # VM N
 
 # Type cmd on vm's shell and wait for a line starting with tag.
 guest_run() { # VM TAG CMD
-	local i
+	local _
 	serial_send "$1" "$3"
-	for i in $(seq 1 300); do
+	for _ in $(seq 1 300); do
 		grep -a -q "^$2" "$STATE/vms/$1/serial.log" && return 0
 		sleep 0.1
 	done
@@ -144,7 +144,7 @@ guest_run signed "SB:" 'dmesg | grep -o "Secure boot enabled" | sed "s/^/SB:/"'
 qq vm stop signed --force >/dev/null
 
 qq vm start refused >/dev/null
-for i in $(seq 1 1500); do
+for _ in $(seq 1 1500); do
 	grep -a -q "Access Denied" "$STATE/vms/refused/serial.log" 2>/dev/null && break
 	sleep 0.1
 done

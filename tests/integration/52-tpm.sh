@@ -15,8 +15,8 @@
 console_count() { grep -a -c "$2" "$STATE/vms/$1/serial.log" 2>/dev/null; }
 
 wait_ready() { # VM N: the n-th READY on VM's console
-	local i
-	for i in $(seq 1 1800); do
+	local _
+	for _ in $(seq 1 1800); do
 		[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] && break
 		sleep 0.1
 	done
@@ -27,9 +27,9 @@ wait_ready() { # VM N: the n-th READY on VM's console
 
 # Type cmd on vm's shell; the value of the first line "TAG=..." it prints.
 guest_run() { # VM TAG CMD
-	local i
+	local _
 	serial_send "$1" "$3"
-	for i in $(seq 1 300); do
+	for _ in $(seq 1 300); do
 		if grep -a -q "^$2=" "$STATE/vms/$1/serial.log"; then
 			grep -a "^$2=" "$STATE/vms/$1/serial.log" | head -n 1 |
 			    tr -d '\r' | cut -d= -f2-
@@ -80,7 +80,7 @@ qq vm create tpm1 --accel tcg --memory 256 --machine q35 --firmware uefi \
 qq vm start tpm1 >/dev/null
 t0=$(date +%s)
 swpid=$(cat "$STATE/vms/tpm1/swtpm.pid" 2>/dev/null)
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
 	[ -n "$swpid" ] && break
 	sleep 0.1
 	swpid=$(cat "$STATE/vms/tpm1/swtpm.pid" 2>/dev/null)
@@ -101,6 +101,7 @@ done
 
 wait_ready tpm1 1
 log "tpm1: READY $(($(date +%s) - t0)) s after start"
+# shellcheck disable=SC2016  # expanded by the guest's shell
 v=$(guest_run tpm1 TPMVER 'echo TPMVER=$(cat /sys/class/tpm/tpm0/tpm_version_major)')
 [ "$v" = 2 ] || fail "guest TPM version: $v"
 r=$(tpm_cmd tpm1 DEFINE "$define")
@@ -112,7 +113,7 @@ case $r in *"$secret"*) ;; *) fail "NV_Read (same boot) answered $r, not $secret
 
 # Stop/start: the same state; the old swtpm is gone.
 qq vm stop tpm1 --force >/dev/null
-for i in $(seq 1 50); do alive "$swpid" || break; sleep 0.1; done
+for _ in $(seq 1 50); do alive "$swpid" || break; sleep 0.1; done
 alive "$swpid" && fail "swtpm $swpid still runs after its VM stopped"
 qq vm start tpm1 >/dev/null
 wait_ready tpm1 2
@@ -143,7 +144,7 @@ qq vm stop tpm2 --force >/dev/null
 
 # The swtpm dies: its VM ends, with the reason (watched after re-attach).
 kill -9 "$swpid"
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
 	[ "$(vm_field tpm1 state)" = crashed ] && break
 	sleep 0.1
 done
