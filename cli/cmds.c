@@ -11,6 +11,19 @@
 
 #define NAME_POS(meta)	{ meta, "name", CTL_STR, 0 }
 
+/* The desktop device flags of vm create and pool create (issue 11). */
+#define DEV_OPTS \
+	{ "--video",	"video",	CTL_STR,	0 }, \
+	{ "--heads",	"heads",	CTL_INT,	0 }, \
+	{ "--audio",	"audio",	CTL_BOOL,	0 }, \
+	{ "--usbredir",	"usbredir",	CTL_INT,	0 }, \
+	{ "--balloon",	"balloon",	CTL_BOOL,	0 }, \
+	{ "--os",	"os",		CTL_STR,	0 }
+#define DEV_USAGE \
+	"[--os generic|linux|windows10|windows11] " \
+	"[--video vga|qxl|virtio] [--heads N] [--audio] " \
+	"[--usbredir N] [--balloon]"
+
 static const struct ctl_arg vm_create_opts[] = {
 	{ "--memory",	"memory",	CTL_INT,	0 },
 	{ "--vcpus",	"vcpus",	CTL_INT,	0 },
@@ -30,6 +43,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--autostart", "autostart",	CTL_BOOL,	0 },
 	{ "--firmware",	"firmware",	CTL_STR,	0 },
 	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
+	DEV_OPTS,
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -119,6 +133,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--grace",	"grace",	CTL_INT,	0 },
 	{ "--firmware",	"firmware",	CTL_STR,	0 },
 	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
+	DEV_OPTS,
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -169,7 +184,8 @@ const struct ctl_command ctl_commands[] = {
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
-	    "[--firmware bios|uefi|uefi-secure] [--tpm]",
+	    "[--firmware bios|uefi|uefi-secure] [--tpm] "
+	    DEV_USAGE,
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -338,7 +354,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
 	    "[--on-disconnect none|shutdown|reset] [--grace S] "
-	    "[--firmware bios|uefi|uefi-secure] [--tpm]",
+	    "[--firmware bios|uefi|uefi-secure] [--tpm] " DEV_USAGE,
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",

@@ -47,7 +47,8 @@ cmd_pool_create(struct cmd_req *req)
 	    NULL };
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
-	    "firmware", "tpm" };
+	    "video", "heads", "audio", "usbredir", "balloon", "os", "firmware",
+	    "tpm" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -517,6 +518,12 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "tpm", ARG_BOOL, 0 },
 	{ "on_disconnect", ARG_STR, 0 },
 	{ "grace", ARG_INT, 0 },
+	{ "video", ARG_STR, 0 },		/* vm-def-dev.c */
+	{ "heads", ARG_INT, 0 },
+	{ "audio", ARG_BOOL, 0 },
+	{ "usbredir", ARG_INT, 0 },
+	{ "balloon", ARG_BOOL, 0 },
+	{ "os", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 

@@ -66,14 +66,67 @@ cmd_vm_list(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
+/* A vm.show waiting for query-balloon. */
+struct cmd_vm_show {
+	struct cmd_req	*req;
+	char		 name[VM_NAME_MAX];
+};
+
+/*
+ * query-balloon's answer: the VM with its balloon's actual size in MiB
+ * ("balloon_mib"); without it if QEMU said no, so show still answers.
+ */
+static void
+cmd_vm_show_balloon(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct cmd_vm_show	*q = arg;
+	struct vm		*vm;
+	json_t			*j, *actual;
+
+	if ((vm = vm_find(q->name)) == NULL)
+		cmd_error(q->req, ERR_NOTFOUND, "VM %s went away", q->name);
+	else {
+		j = vm_to_json(vm);
+		actual = json_object_get(ret, "actual");
+		if (errclass == NULL && json_is_integer(actual))
+			json_object_set_new(j, "balloon_mib", json_integer(
+			    json_integer_value(actual) / (1024 * 1024)));
+		else
+			log_debug("%s: query-balloon: %s", q->name,
+			    errdesc != NULL ? errdesc : "no actual size");
+		cmd_reply(q->req, j);
+	}
+	free(q);
+}
+
+/*
+ * The VM as vm_to_json gives it; a running VM with a balloon asks QEMU
+ * for the balloon's size first, answering in the reply callback.
+ */
 static enum cmd_retval
 cmd_vm_show(struct cmd_req *req)
 {
-	struct vm	*vm;
+	struct vm		*vm;
+	struct cmd_vm_show	*q;
 
-	if ((vm = cmd_vm_get(req)) != NULL)
+	if ((vm = cmd_vm_get(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	if (!vm->def.balloon || vm->qmp == NULL || (vm->state != VM_RUNNING &&
+	    vm->state != VM_PAUSED)) {
 		cmd_reply(req, vm_to_json(vm));
-	return (CMD_RETURN_DONE);
+		return (CMD_RETURN_DONE);
+	}
+	q = xcalloc(1, sizeof *q);
+	q->req = req;
+	strlcpy(q->name, vm->def.name, sizeof q->name);
+	if (qmp_execute(vm->qmp, "query-balloon", NULL, cmd_vm_show_balloon,
+	    q) != 0) {
+		free(q);
+		cmd_reply(req, vm_to_json(vm));
+		return (CMD_RETURN_DONE);
+	}
+	return (CMD_RETURN_WAIT);
 }
 
 static enum cmd_retval
@@ -507,6 +560,12 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
 	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */
 	{ "tpm", ARG_BOOL, 0 },			/* vm-tpm.c */
+	{ "video", ARG_STR, 0 },		/* vm-def-dev.c */
+	{ "heads", ARG_INT, 0 },
+	{ "audio", ARG_BOOL, 0 },
+	{ "usbredir", ARG_INT, 0 },
+	{ "balloon", ARG_BOOL, 0 },
+	{ "os", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 

@@ -118,7 +118,8 @@ static json_t *
 pool_desktop_args(json_t *pool, const char *name)
 {
 	static const char *copy[] = { "memory", "vcpus", "nets", "kernel",
-	    "initrd", "append", "accel", "display", "machine", "firmware",
+	    "initrd", "append", "accel", "display", "machine",
+	    "video", "heads", "audio", "usbredir", "balloon", "os", "firmware",
 	    "tpm" };
 	json_t	*args, *v;
 	size_t	 i;

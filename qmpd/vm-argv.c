@@ -12,22 +12,13 @@
 #include "vm.h"
 #include "xmalloc.h"
 
-struct argv {
-	char	**v;
-	size_t	  n;
-	size_t	  cap;
-};
-
 static void
-argv_add(struct argv *a, const char *fmt, ...)
+argv_addv(struct argv *a, const char *fmt, va_list ap)
 {
-	va_list	 ap;
 	char	*s;
 
-	va_start(ap, fmt);
 	if (vasprintf(&s, fmt, ap) < 0)
 		s = NULL;
-	va_end(ap);
 	if (s == NULL)
 		s = xstrdup("");
 	if (a->n + 2 > a->cap) {
@@ -36,6 +27,27 @@ argv_add(struct argv *a, const char *fmt, ...)
 	}
 	a->v[a->n++] = s;
 	a->v[a->n] = NULL;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+argv_add(struct argv *a, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	argv_addv(a, fmt, ap);
+	va_end(ap);
+}
+
+/* argv_add for the device builders of the other vm-argv-*.c files. */
+void
+vm_argv_add(struct argv *a, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	argv_addv(a, fmt, ap);
+	va_end(ap);
 }
 
 /* QEMU's option parser splits on ','; a literal comma is written twice. */
@@ -87,8 +99,7 @@ vm_argv_spice(struct argv *a, const struct vm_def *def,
 	} else
 		argv_add(a, "port=%d,addr=%s,seamless-migration=on",
 		    def->spice_port, def->listen);
-	argv_add(a, "-device");
-	argv_add(a, "qxl-vga,id=video0");
+	vm_argv_dev_video(a, def);
 	argv_add(a, "-device");
 	argv_add(a, "virtio-serial-pci,id=vser0");
 	argv_add(a, "-chardev");
@@ -280,7 +291,7 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
     const char *qemu_binary, char **cause)
 {
 	struct argv	 a = { 0 };
-	char		*e;
+	char		*e, *cpu;
 
 	if (def->kernel == NULL && def->disk == NULL && rt->image == NULL) {
 		xasprintf(cause, "VM %s has nothing to boot: give it a kernel "
@@ -306,9 +317,10 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	 * such as kvm-pvm rejects some host MSRs. QEMU's default runs
 	 * everywhere.
 	 */
-	if (def->cpu[0] != '\0') {
+	if ((cpu = vm_argv_dev_cpu(def, rt->accel)) != NULL) {
 		argv_add(&a, "-cpu");
-		argv_add(&a, "%s", def->cpu);
+		argv_add(&a, "%s", cpu);
+		free(cpu);
 	}
 	argv_add(&a, "-m");
 	argv_add(&a, "%d", def->memory);
@@ -346,14 +358,13 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "none");
 	if (strcmp(def->display, "spice") == 0)
 		vm_argv_spice(&a, def, rt);
-	else {
-		argv_add(&a, "-device");
-		argv_add(&a, "VGA,id=video0");
-	}
+	else
+		vm_argv_dev_video(&a, def);
 	argv_add(&a, "-device");
-	argv_add(&a, "qemu-xhci,id=usb0");
+	argv_add(&a, "%s", vm_argv_dev_xhci(def));
 	argv_add(&a, "-device");
 	argv_add(&a, "usb-tablet,bus=usb0.0");
+	vm_argv_dev_rest(&a, def);
 
 	if (def->kernel != NULL) {
 		argv_add(&a, "-kernel");

@@ -40,8 +40,7 @@ static const char *vm_def_keys[] = {
 	"name", "uuid", "memory", "vcpus", "accel", "machine", "cpu", "kernel",
 	"initrd", "append", "disk", "disk_format", "display", "listen",
 	"spice_port", "restart", "autostart", "created", "nics", "nets",
-	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed",
-	"firmware", "tpm"
+	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed"
 };
 
 /* Firmwares, from Debian's ovmf package (4M images). */
@@ -517,33 +516,6 @@ vm_def_desktop(struct vm_def *def, json_t *j, char **cause)
 	return (0);
 }
 
-/*
- * The firmware: bios unless asked. Secure Boot needs SMM, so q35: it is
- * the machine when none is named, and a pc machine is refused.
- */
-static int
-vm_def_firmware_parse(struct vm_def *def, json_t *j, char **cause)
-{
-	static const char *const names[] = { "bios", "uefi", "uefi-secure",
-	    NULL };
-	json_t	*m;
-
-	if (vm_def_word(j, "firmware", "bios", names, def->firmware,
-	    sizeof def->firmware, cause) != 0)
-		return (-1);
-	if (!vm_def_firmware(def->firmware)->secure)
-		return (0);
-	m = json_object_get(j, "machine");
-	if (m == NULL || json_is_null(m))
-		strlcpy(def->machine, "q35", sizeof def->machine);
-	if (strcmp(def->machine, "q35") != 0) {
-		xasprintf(cause, "firmware uefi-secure needs machine q35 "
-		    "(Secure Boot needs SMM), not %s", def->machine);
-		return (-1);
-	}
-	return (0);
-}
-
 /* A key no field owns: refused, so that a typo is never kept silently. */
 static int
 vm_def_unknown(json_t *j, char **cause)
@@ -556,7 +528,7 @@ vm_def_unknown(json_t *j, char **cause)
 		for (i = 0; i < nitems(vm_def_keys); i++)
 			if (strcmp(key, vm_def_keys[i]) == 0)
 				break;
-		if (i == nitems(vm_def_keys)) {
+		if (i == nitems(vm_def_keys) && !vm_def_dev_key(key)) {
 			xasprintf(cause, "unknown field '%.64s' in a VM "
 			    "definition", key);
 			return (-1);
@@ -567,13 +539,19 @@ vm_def_unknown(json_t *j, char **cause)
 
 /* JSON (a create request or an LMDB record) to a checked definition. */
 int
-vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
+vm_def_from_json(struct vm_def *def, json_t *j0, char **cause)
 {
+	json_t	*j;
+	int	 rc = 0;
+
 	memset(def, 0, sizeof *def);
-	if (!json_is_object(j)) {
+	if (!json_is_object(j0)) {
 		xasprintf(cause, "a VM definition must be an object");
 		return (-1);
 	}
+	/* The --os profile fills what the definition leaves out. */
+	if ((j = vm_def_dev_profile(j0, cause)) == NULL)
+		return (-1);
 	if (vm_def_ident(def, j, cause) != 0 ||
 	    vm_def_unknown(j, cause) != 0 ||
 	    vm_def_numbers(def, j, cause) != 0 ||
@@ -582,12 +560,12 @@ vm_def_from_json(struct vm_def *def, json_t *j, char **cause)
 	    vm_def_boot(def, j, cause) != 0 ||
 	    vm_def_nics(def, j, cause) != 0 ||
 	    vm_def_desktop(def, j, cause) != 0 ||
-	    vm_def_firmware_parse(def, j, cause) != 0 ||
-	    vm_def_bool(j, "tpm", &def->tpm, cause) != 0) {
+	    vm_def_dev_from_json(def, j, cause) != 0) {
 		vm_def_clear(def);
-		return (-1);
+		rc = -1;
 	}
-	return (0);
+	json_decref(j);
+	return (rc);
 }
 
 /* A NIC as the definition, vm show and nic-add's answer write it. */
@@ -652,7 +630,6 @@ vm_def_to_json(const struct vm_def *def)
 		json_object_set_new(j, "pool_dirty", json_true());
 	if (def->pool_doomed)
 		json_object_set_new(j, "pool_doomed", json_true());
-	json_object_set_new(j, "firmware", json_string(def->firmware));
-	json_object_set_new(j, "tpm", json_boolean(def->tpm));
+	vm_def_dev_to_json(def, j);
 	return (j);
 }

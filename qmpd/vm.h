@@ -18,6 +18,8 @@
 #define VM_NAME_MAX	64
 #define VM_UUID_LEN	37
 #define VM_NICS_MAX	8
+#define VM_HEADS_MAX	4
+#define VM_USBREDIR_MAX	8
 
 enum vm_state {
 	VM_STOPPED,
@@ -83,10 +85,20 @@ struct vm_def {
 	int		 pool_dirty;	/* given back, disk not reset yet */
 	int		 pool_doomed;	/* being removed from its pool */
 
-	/* Firmware (vm-firmware.c): bios, or OVMF with its NVRAM file. */
-	char		 firmware[16];		/* bios uefi uefi-secure */
-	/* A TPM 2.0 (vm-tpm.c): a swtpm of its own. */
+	/* Desktop devices (vm-def-dev.c reads them, vm-argv-dev.c builds). */
+	char		 video[8];	/* vga qxl virtio */
+	int		 heads;		/* 1 to VM_HEADS_MAX */
+	int		 audio;		/* HDA on the SPICE audio backend */
+	int		 usbredir;	/* SPICE USB redirection channels */
+	int		 balloon;	/* virtio-balloon, free pages back */
+	/*
+	 * The --os profile, and what it sets that other files build: the
+	 * firmware (bios uefi uefi-secure), a TPM, the guest agent.
+	 */
+	char		 os[16];	/* generic linux windows10 windows11 */
+	char		 firmware[16];
 	int		 tpm;
+	int		 agent;
 };
 
 /* A firmware the definition may name, and the OVMF files it runs on. */
@@ -174,6 +186,27 @@ const struct vm_firmware *vm_def_firmware(const char *name);
 char	**vm_argv_build(const struct vm_def *, const struct vm_runtime_paths *,
 	    const char *qemu_binary, char **cause);
 void	 vm_argv_free(char **);
+/* An argv being built; vm_argv_add appends one printf-formatted word. */
+struct argv {
+	char	**v;
+	size_t	  n;
+	size_t	  cap;
+};
+void	 vm_argv_add(struct argv *, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+/* vm-def-dev.c: the desktop devices of a definition. Pure. */
+int	 vm_def_dev_from_json(struct vm_def *, json_t *, char **cause);
+void	 vm_def_dev_to_json(const struct vm_def *, json_t *);
+int	 vm_def_dev_key(const char *key);
+json_t	*vm_def_dev_profile(json_t *, char **cause);
+int	 vm_def_dev_windows(const struct vm_def *);
+
+/* vm-argv-dev.c: the desktop devices on the QEMU command line. Pure. */
+void	 vm_argv_dev_video(struct argv *, const struct vm_def *);
+const char *vm_argv_dev_xhci(const struct vm_def *);
+char	*vm_argv_dev_cpu(const struct vm_def *, const char *accel);
+void	 vm_argv_dev_rest(struct argv *, const struct vm_def *);
 
 /* vm-firmware.c: a UEFI VM's private NVRAM (OVMF vars) file. */
 int	 vm_firmware_create(struct vm *, char **cause);

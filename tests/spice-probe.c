@@ -6,7 +6,8 @@
  *
  *   spice-probe HOST PORT PASSWORD [--proxy HOST:PORT [--ticket T]]
  *               [--ca FILE [--host-subject SUBJECT]]
- *               [--hold SECONDS | --display SECONDS] [--timeout SECONDS]
+ *               [--hold SECONDS | --display SECONDS | --channels]
+ *               [--timeout SECONDS]
  *
  * With --proxy it first asks an HTTP CONNECT proxy (the broker's SPICE
  * proxy) for a tunnel to T:PORT (or HOST:PORT). With --hold it stays
@@ -21,6 +22,11 @@
  * sends: bytes, draw and video-stream messages, and frames, a frame being
  * a burst of updates with no gap over PROBE_FRAME_GAP_MS inside (QEMU
  * sends each screen refresh as one such burst). It decodes nothing.
+ *
+ * With --channels it asks the main channel for the session's channel list
+ * (ATTACH_CHANNELS, then CHANNELS_LIST) and prints one line per channel,
+ * "channel NAME ID" (main, display, inputs, cursor, playback, record,
+ * usbredir, port, webdav, ...), as a viewer learns what it may link.
  *
  * Exit status: 0 accepted (and held), 1 refused (wrong or expired password,
  * or the proxy said 403), 2 any other error, 3 cut during --hold or
@@ -102,8 +108,8 @@ probe_usage(void)
 	fprintf(stderr, "usage: spice-probe HOST PORT PASSWORD "
 	    "[--proxy HOST:PORT [--ticket T]]\n"
 	    "                   [--ca FILE [--host-subject SUBJECT]]\n"
-	    "                   [--hold SECONDS | --display SECONDS] "
-	    "[--timeout SECONDS]\n");
+	    "                   [--hold SECONDS | --display SECONDS | "
+	    "--channels] [--timeout SECONDS]\n");
 	exit(PROBE_ERROR);
 }
 
@@ -702,6 +708,75 @@ probe_display(struct probe_chan *mc, const struct probe_opts *o,
 	return (PROBE_OK);
 }
 
+/* SPICE's channel types by number, as spice-protocol's enums name them. */
+static const char *
+probe_channel_name(unsigned int type)
+{
+	static const char *names[] = {
+		[SPICE_CHANNEL_MAIN] = "main",
+		[SPICE_CHANNEL_DISPLAY] = "display",
+		[SPICE_CHANNEL_INPUTS] = "inputs",
+		[SPICE_CHANNEL_CURSOR] = "cursor",
+		[SPICE_CHANNEL_PLAYBACK] = "playback",
+		[SPICE_CHANNEL_RECORD] = "record",
+		[SPICE_CHANNEL_TUNNEL] = "tunnel",
+		[SPICE_CHANNEL_SMARTCARD] = "smartcard",
+		[SPICE_CHANNEL_USBREDIR] = "usbredir",
+		[SPICE_CHANNEL_PORT] = "port",
+		[SPICE_CHANNEL_WEBDAV] = "webdav",
+	};
+
+	if (type < sizeof names / sizeof names[0] && names[type] != NULL)
+		return (names[type]);
+	return ("unknown");
+}
+
+/*
+ * The session's channel list: ATTACH_CHANNELS on the main channel, then
+ * CHANNELS_LIST (a count, then a type and an id byte per channel), one
+ * line printed per channel.
+ */
+static int
+probe_channels(struct probe_chan *mc, const struct probe_opts *o)
+{
+	struct pollfd	 pfd;
+	unsigned char	*body;
+	uint32_t	 size, n, i;
+	uint16_t	 type;
+	double		 deadline, left;
+
+	probe_send_msg(mc, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL, 0);
+	deadline = probe_now() + o->timeout;
+	for (;;) {
+		if ((left = deadline - probe_now()) <= 0)
+			probe_exit(PROBE_ERROR, "no CHANNELS_LIST within %d s",
+			    o->timeout);
+		pfd.fd = mc->fd;
+		pfd.events = POLLIN;
+		if (!probe_readable(mc) &&
+		    poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
+			continue;
+		if (probe_recv(mc, &type, &body, &size) == -1)
+			probe_exit(PROBE_CUT, "main channel closed before "
+			    "CHANNELS_LIST");
+		if (type == SPICE_MSG_MAIN_CHANNELS_LIST)
+			break;
+		free(body);
+	}
+	if (size < 4)
+		probe_exit(PROBE_ERROR, "CHANNELS_LIST of %u bytes", size);
+	memcpy(&n, body, 4);
+	n = le32toh(n);
+	if (n > (size - 4) / 2)
+		probe_exit(PROBE_ERROR, "CHANNELS_LIST says %u channels in %u "
+		    "bytes", n, size);
+	for (i = 0; i < n; i++)
+		printf("channel %s %u\n", probe_channel_name(body[4 + 2 * i]),
+		    body[5 + 2 * i]);
+	free(body);
+	return (PROBE_OK);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -713,11 +788,12 @@ main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "ca", required_argument, NULL, 'c' },
 		{ "host-subject", required_argument, NULL, 's' },
+		{ "channels", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct probe_opts	 o;
 	struct probe_chan	 mc;
-	int			 ch, hold = 0, display = 0;
+	int			 ch, hold = 0, display = 0, channels = 0;
 
 	memset(&o, 0, sizeof o);
 	o.timeout = 10;
@@ -744,12 +820,16 @@ main(int argc, char **argv)
 		case 's':
 			o.subject = optarg;
 			break;
+		case 'C':
+			channels = 1;
+			break;
 		default:
 			probe_usage();
 		}
 	}
 	if (argc - optind != 3 || o.timeout <= 0 || hold < 0 || display < 0 ||
-	    (hold > 0 && display > 0) || (o.subject != NULL && o.cafile == NULL))
+	    (hold > 0) + (display > 0) + channels > 1 ||
+	    (o.subject != NULL && o.cafile == NULL))
 		probe_usage();
 	o.host = argv[optind];
 	o.port = argv[optind + 1];
@@ -766,6 +846,8 @@ main(int argc, char **argv)
 		return (probe_hold(&mc, hold));
 	if (display > 0)
 		return (probe_display(&mc, &o, display));
+	if (channels)
+		return (probe_channels(&mc, &o));
 	close(mc.fd);
 	return (PROBE_OK);
 }

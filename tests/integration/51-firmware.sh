@@ -129,10 +129,10 @@ mv "$T/nvram.saved" "$nv"
 # Secure Boot: the signed chain boots, the unsigned image is refused.
 cp "$GUESTS/efi-signed.img" "$T/signed.img"
 cp "$GUESTS/efi.img" "$T/unsigned.img"
-qq vm create signed --accel tcg --memory 512 --disk "$T/signed.img" \
+qq vm create signed --accel tcg --memory 512 --machine q35 --disk "$T/signed.img" \
     --firmware uefi-secure --display none >/dev/null
 [ "$(vm_field signed machine)" = q35 ] || fail "uefi-secure machine: $(vm_field signed machine)"
-qq vm create refused --accel tcg --memory 512 --disk "$T/unsigned.img" \
+qq vm create refused --accel tcg --memory 512 --machine q35 --disk "$T/unsigned.img" \
     --firmware uefi-secure --display none >/dev/null
 cmp -s "$STATE/vms/signed/nvram.fd" /usr/share/OVMF/OVMF_VARS_4M.ms.fd ||
 	fail "Secure Boot NVRAM is not the template with Microsoft's keys"
