@@ -44,6 +44,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--firmware",	"firmware",	CTL_STR,	0 },
 	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	DEV_OPTS,
+	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -134,6 +135,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--firmware",	"firmware",	CTL_STR,	0 },
 	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	DEV_OPTS,
+	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -185,7 +187,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
 	    "[--firmware bios|uefi|uefi-secure] [--tpm] "
-	    DEV_USAGE,
+	    DEV_USAGE " [--agent]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -354,7 +356,8 @@ const struct ctl_command ctl_commands[] = {
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
 	    "[--on-disconnect none|shutdown|reset] [--grace S] "
-	    "[--firmware bios|uefi|uefi-secure] [--tpm] " DEV_USAGE,
+	    "[--firmware bios|uefi|uefi-secure] [--tpm] " DEV_USAGE
+	    " [--agent]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",

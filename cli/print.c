@@ -542,6 +542,10 @@ print_reply(FILE *f, const struct ctl_command *ce, json_t *ret, json_t *args)
 		break;
 	case PRINT_DONE:
 		print_done(f, ce->done, ret, args);
+		/* What went differently from what was asked (vm snapshot). */
+		if (json_is_string(json_object_get(ret, "note")))
+			fprintf(f, "note: %s\n", json_string_value(
+			    json_object_get(ret, "note")));
 		break;
 	case PRINT_VM:
 		print_vm(f, ret);

@@ -23,6 +23,7 @@ struct db_txn;
 #define DB_SESSIONS	"sessions"
 #define DB_META		"meta"
 #define DB_LOCKOUTS	"lockouts"	/* failed logins, run state */
+#define DB_VMUIDS	"vmuids"	/* each VM's own uid (qmpd/vm-uid.c) */
 
 /* Open (creating) the environment in directory path. */
 struct db	*db_open(const char *path, char **cause);

@@ -2,8 +2,9 @@
  * image.* commands over the image store (imgstore/store.h). Quick ones
  * (clone, rm, list, verify, gc) answer at once: they touch headers and
  * the index, never image data. Import and flatten copy data: qemu-img
- * runs as a job the loop watches (img-job.c), its progress goes to the
- * client, and the image is busy until the job's end commits or drops it.
+ * (import) or a QEMU block job as an unprivileged uid (flatten) runs as a
+ * job the loop watches (img-job.c), its progress goes to the client, and
+ * the image is busy until the job's end commits or drops it.
  */
 #include <sys/stat.h>
 
@@ -358,7 +359,7 @@ cmd_image_verify(struct cmd_req *req)
 /*
  * image.gc: the store's own gc (orphan and temporary files, dangling
  * records, modes), then VM users. Files of running jobs are locked by
- * qemu-img, so gc leaves them alone.
+ * qemu-img or QEMU, so gc leaves them alone.
  */
 static enum cmd_retval
 cmd_image_gc(struct cmd_req *req)
@@ -395,36 +396,6 @@ cmd_image_gc(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
-/*
- * A chain as one explicit json: filename for qemu-img, every link named
- * with its driver and its backing: qemu-img probes nothing and follows
- * no backing string.
- */
-static char *
-cmd_image_chain_spec(const struct chain *c)
-{
-	json_t	*spec = NULL, *node;
-	char	*s, *out;
-	u_int	 i;
-
-	for (i = c->n; i-- > 0;) {
-		node = json_pack("{s:s,s:b,s:{s:s,s:s}}", "driver",
-		    c->links[i].format, "read-only", 1, "file", "driver",
-		    "file", "filename", c->links[i].path);
-		if (strcmp(c->links[i].format, "qcow2") == 0)
-			json_object_set_new(node, "backing", spec != NULL ?
-			    spec : json_null());
-		else
-			json_decref(spec);
-		spec = node;
-	}
-	s = json_dumps(spec, JSON_COMPACT);
-	json_decref(spec);
-	xasprintf(&out, "json:%s", s);
-	free(s);
-	return (out);
-}
-
 static int
 cmd_image_flatten_commit(struct img_op *op, char **cause)
 {
@@ -433,8 +404,8 @@ cmd_image_flatten_commit(struct img_op *op, char **cause)
 }
 
 /*
- * image.flatten: qemu-img reads the whole chain and writes one standalone
- * file; the image then takes that file and leaves its parent. Refused
+ * image.flatten: a QEMU block job (img-job.c) reads the whole chain and
+ * writes one standalone file; the image then takes that file and leaves its parent. Refused
  * while the image has children (they back onto its file) or a running
  * VM writes it.
  */
@@ -446,9 +417,7 @@ cmd_image_flatten(struct cmd_req *req)
 	struct chain	*c;
 	struct vm	*vm;
 	json_t		*rec;
-	char		*cause = NULL, *spec;
-	char		*argv[] = { IMG_QEMU_IMG, "convert", "-p", "-O",
-			    "qcow2", NULL, NULL, NULL };
+	char		*cause = NULL;
 	int		 rc;
 
 	if (cmd_image_refuse_busy(req, name))
@@ -486,14 +455,11 @@ cmd_image_flatten(struct cmd_req *req)
 	op->file = imgstore_new_file(name, "qcow2");
 	xasprintf(&op->tmp, "%s/%s%s", imgstore_dir(img_store),
 	    QCOW2_WRITE_TMP_PREFIX, op->file);
-	spec = cmd_image_chain_spec(c);
-	chain_free(c);
 	json_decref(rec);
-	argv[5] = spec;
-	argv[6] = op->tmp;
 	log_info("image %s: flattening", name);
-	img_op_run(op, argv, -1);
-	free(spec);
+	/* Over metadata a guest wrote: QEMU as an unprivileged uid, on fds. */
+	img_job_flatten(op, c, img_job_uid(name));
+	chain_free(c);
 	return (CMD_RETURN_WAIT);
 }
 

@@ -47,8 +47,8 @@ cmd_pool_create(struct cmd_req *req)
 	    NULL };
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
-	    "video", "heads", "audio", "usbredir", "balloon", "os", "firmware",
-	    "tpm" };
+	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
+	    "firmware", "tpm" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -524,6 +524,7 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "usbredir", ARG_INT, 0 },
 	{ "balloon", ARG_BOOL, 0 },
 	{ "os", ARG_STR, 0 },
+	{ "agent", ARG_BOOL, 0 },
 	{ NULL, 0, 0 }
 };
 

@@ -8,6 +8,8 @@
  * new overlay: add-fd (the file is opened here), blockdev-add with
  * backing null, blockdev-snapshot on the device's current top node. If
  * QEMU refuses, the freeze is undone; QEMU never wrote the new overlay.
+ * The guest's filesystems are frozen by its agent around blockdev-snapshot
+ * (vm-agent.c) and always thawed; without an agent the reply says so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +41,8 @@ struct cmd_vm_snap {
 	int		 fd;		/* the new overlay's file */
 	json_int_t	 fdset;		/* -1 until add-fd answered */
 	int		 added;		/* blockdev-add done */
+	int		 frozen;	/* guest filesystems frozen: thaw */
+	char		*fsnote;	/* why they were not frozen */
 };
 
 /* The VM named by "name" with an image-store disk, or answer why not. */
@@ -116,6 +120,12 @@ cmd_vm_disk_done(struct vm *vm, const char *snap)
 static void
 cmd_vm_snap_free(struct cmd_vm_snap *s)
 {
+	struct vm	*vm;
+
+	/* Always thawed, whatever became of the snapshot. */
+	if (s->frozen && (vm = vm_find(s->vm)) != NULL)
+		vm_agent_thaw(vm);
+	free(s->fsnote);
 	if (s->fd != -1)
 		close(s->fd);
 	free(s->image);
@@ -211,9 +221,29 @@ cmd_vm_snap_switched(struct qmp *qmp, json_t *ret, const char *errclass,
 	img_busy_clear(s->image);
 	log_info("%s: live snapshot %s (node %s over %s)", s->vm, s->snap,
 	    s->node, s->top);
-	cmd_reply(s->req, json_pack("{s:s,s:s,s:s,s:b}", "name", s->vm,
-	    "snapshot", s->snap, "image", s->snapimg, "live", 1));
+	cmd_reply(s->req, json_pack("{s:s,s:s,s:s,s:b,s:b,s:s?}", "name",
+	    s->vm, "snapshot", s->snap, "image", s->snapimg, "live", 1,
+	    "fsfreeze", s->frozen, "note", s->fsnote));
 	cmd_vm_snap_free(s);
+}
+
+/* The guest's filesystems are frozen (or cannot be): switch now. */
+static void
+cmd_vm_snap_frozen(int frozen, const char *note, void *arg)
+{
+	struct cmd_vm_snap	*s = arg;
+	struct vm		*vm;
+
+	s->frozen = frozen;
+	if (note != NULL)
+		s->fsnote = xstrdup(note);
+	if ((vm = vm_find(s->vm)) == NULL || vm->qmp == NULL) {
+		cmd_vm_snap_fail(s, NULL, "Disconnected", "the VM went away");
+		return;
+	}
+	if (qmp_execute(vm->qmp, "blockdev-snapshot", json_pack("{s:s,s:s}",
+	    "node", s->top, "overlay", s->node), cmd_vm_snap_switched, s) != 0)
+		cmd_vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
 }
 
 static void
@@ -225,9 +255,7 @@ cmd_vm_snap_added(struct qmp *qmp, json_t *ret, const char *errclass,
 	if (cmd_vm_snap_failed(s, qmp, errclass, errdesc))
 		return;
 	s->added = 1;
-	if (qmp_execute(qmp, "blockdev-snapshot", json_pack("{s:s,s:s}",
-	    "node", s->top, "overlay", s->node), cmd_vm_snap_switched, s) != 0)
-		cmd_vm_snap_fail(s, NULL, "Disconnected", "QMP closed");
+	vm_agent_freeze(vm_find(s->vm), cmd_vm_snap_frozen, s);
 }
 
 static void
@@ -486,8 +514,9 @@ cmd_vm_merge_commit(struct img_op *op, char **cause)
 /*
  * vm.snapshot_rm: a snapshot nothing is based on just goes. One with a
  * single child (the disk, or the next snapshot) is merged into it first:
- * qemu-img rebase copies into the child what it read through the
- * snapshot and points it at the snapshot's parent, as a job. Refused
+ * a QEMU block job (img-job.c, as the VM's uid, on fds) copies into the
+ * child what it read through the snapshot and points it at the
+ * snapshot's parent. Refused
  * while the VM runs on it, or when more than one image is based on it.
  */
 static enum cmd_retval
@@ -496,8 +525,9 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	const char	*snap = cmd_arg_str(req, "snapshot", ""), *image;
 	struct vm	*vm;
 	struct img_op	*op;
+	struct chain	*c = NULL;
 	json_t		*rec;
-	char		*snapimg, *cause = NULL, *child = NULL, **argv = NULL;
+	char		*snapimg, *cause = NULL, *child = NULL;
 	json_int_t	 n;
 	int		 rc;
 
@@ -547,9 +577,15 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	}
 	free(cause);
 	cause = NULL;
-	if ((rc = imgstore_merge_argv(img_store, snapimg, child, IMG_QEMU_IMG,
-	    &argv, &cause)) != 0) {
+	/* The child's chain must be safe before QEMU reads it. */
+	if ((rc = imgstore_chain(img_store, child, &c, &cause)) != 0) {
 		cmd_error(req, img_errclass(rc), "%s", cause);
+		goto out;
+	}
+	if (c->n < 2 || c->links[1].name == NULL ||
+	    strcmp(c->links[1].name, snapimg) != 0) {
+		cmd_error(req, ERR_INTERNAL, "image %s is not based on image "
+		    "%s", child, snapimg);
 		goto out;
 	}
 	op = img_op_new(child, "merging a snapshot into", cmd_done,
@@ -558,15 +594,18 @@ cmd_vm_snapshot_rm(struct cmd_req *req)
 	op->commit = cmd_vm_merge_commit;
 	op->reply = cmd_vm_disk_done(vm, snap);
 	log_info("%s: merging snapshot %s into %s", vm->def.name, snap, child);
-	img_op_run(op, argv, -1);
-	xfreev(argv);
+	/* Over metadata the guest wrote: QEMU as the VM's uid, on fds. */
+	img_job_merge(op, c, c->n > 2 ? 2 : -1, c->n > 2 ? c->links[2].file :
+	    NULL, img_job_uid(child));
 	json_decref(rec);
+	chain_free(c);
 	free(child);
 	free(snapimg);
 	return (CMD_RETURN_WAIT);
 out:
 	free(cause);
 	json_decref(rec);
+	chain_free(c);
 	free(child);
 	free(snapimg);
 	return (CMD_RETURN_DONE);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "qmp.h"
 #include "qmpd.h"
+#include "safefile.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -326,7 +327,7 @@ cmd_vm_console(struct cmd_req *req)
 {
 	struct vm	*vm;
 	struct stat	 sb;
-	char		*path, *buf;
+	char		*buf, *cause = NULL;
 	json_int_t	 off;
 	ssize_t		 n;
 	size_t		 want;
@@ -334,10 +335,13 @@ cmd_vm_console(struct cmd_req *req)
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	xasprintf(&path, "%s/vms/%s/serial.log", qmpd->state_dir,
-	    vm->def.name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
+	if ((fd = vm_rundir_open(vm, "serial.log", O_RDONLY, &cause)) == -1 &&
+	    errno != ENOENT) {
+		cmd_error(req, ERR_INTERNAL, "%s: %s", vm->def.name, cause);
+		free(cause);
+		return (CMD_RETURN_DONE);
+	}
+	free(cause);
 	if (fd == -1 || fstat(fd, &sb) == -1) {
 		if (fd != -1)
 			close(fd);
@@ -398,6 +402,7 @@ cmd_vm_base64(const unsigned char *p, size_t len)
 struct cmd_vm_shot {
 	struct cmd_req	*req;
 	char		*path;
+	uid_t		 owner;
 	char		 format[4];
 };
 
@@ -408,17 +413,20 @@ cmd_vm_screenshot_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	struct cmd_vm_shot	*s = arg;
 	struct stat		 sb;
 	unsigned char		*buf = NULL;
-	char			*b64;
+	char			*b64, *cause = NULL;
 	int			 fd = -1;
 
 	if (errclass != NULL) {
 		cmd_error(s->req, ERR_QEMU, "screendump: %s", errdesc);
 		goto out;
 	}
-	fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* QEMU wrote it as the VM's uid: no link, no FIFO (safefile.c). */
+	fd = safefile_open(s->path, O_RDONLY, 0, s->owner, &cause);
 	if (fd == -1 || fstat(fd, &sb) == -1 || sb.st_size > (64 << 20)) {
 		cmd_error(s->req, ERR_INTERNAL, "cannot read the screendump "
-		    "%s", s->path);
+		    "%s%s%s", s->path, cause != NULL ? ": " : "",
+		    cause != NULL ? cause : "");
+		free(cause);
 		goto out;
 	}
 	buf = xmalloc(sb.st_size + 1);
@@ -459,6 +467,7 @@ cmd_vm_screenshot(struct cmd_req *req)
 	}
 	s = xcalloc(1, sizeof *s);
 	s->req = req;
+	s->owner = vm_spawn_uid(vm);
 	strlcpy(s->format, format, sizeof s->format);
 	/* QEMU writes it as the VM user, inside the VM's own dir. */
 	xasprintf(&s->path, "%s/vms/%s/screen.%s", qmpd->state_dir,
@@ -566,6 +575,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "usbredir", ARG_INT, 0 },
 	{ "balloon", ARG_BOOL, 0 },
 	{ "os", ARG_STR, 0 },
+	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */
 	{ NULL, 0, 0 }
 };
 

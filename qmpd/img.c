@@ -275,16 +275,22 @@ out:
 	img_op_free(op);
 }
 
-int
-img_op_run(struct img_op *op, char **argv, int infd)
+void
+img_op_abort(struct img_op *op, const char *cause)
 {
-	char	*cause = NULL;
+	done_fail(op->done, op->arg, ERR_INTERNAL, "%s", cause);
+	if (op->tmp != NULL)
+		unlink(op->tmp);
+	img_op_free(op);
+}
 
-	if (img_job_start(argv, infd, img_op_progress, img_op_done, op,
-	    &cause) != 0) {
-		done_fail(op->done, op->arg, ERR_INTERNAL, "%s", cause);
+/* The job started (rc 0) or not: answer and free, or mark busy. */
+static int
+img_op_started(struct img_op *op, int rc, char *cause)
+{
+	if (rc != 0) {
+		img_op_abort(op, cause);
 		free(cause);
-		img_op_free(op);
 		return (-1);
 	}
 	img_busy_set(op->name, op->what);
@@ -292,6 +298,30 @@ img_op_run(struct img_op *op, char **argv, int infd)
 		img_busy_set(op->also, op->what);
 	img_op_writing(op, 1);
 	return (0);
+}
+
+int
+img_op_run(struct img_op *op, char **argv, int infd)
+{
+	char	*cause = NULL;
+	int	 rc;
+
+	rc = img_job_start(argv, infd, img_op_progress, img_op_done, op,
+	    &cause);
+	return (img_op_started(op, rc, cause));
+}
+
+int
+img_op_run_qemu(struct img_op *op, uid_t uid,
+    const struct img_job_node *nodes, u_int n, const char *cmd,
+    json_t *cmdargs)
+{
+	char	*cause = NULL;
+	int	 rc;
+
+	rc = img_job_qemu(uid, nodes, n, cmd, cmdargs, img_op_progress,
+	    img_op_done, op, &cause);
+	return (img_op_started(op, rc, cause));
 }
 
 /* The VM whose disk is image name, even if the image forgot it. */

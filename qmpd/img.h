@@ -65,6 +65,13 @@ struct img_op	*img_op_new(const char *name, const char *what, done_cb,
 		     progress_cb, void *arg);
 /* Start it; on failure done is called and op freed. */
 int		 img_op_run(struct img_op *, char **argv, int infd);
+/* Not started after all: done gets cause, op and tmp go. */
+void		 img_op_abort(struct img_op *, const char *cause);
+/* The same with a block job in QEMU as uid over fds (img_job_qemu). */
+struct img_job_node;
+int		 img_op_run_qemu(struct img_op *, uid_t,
+		     const struct img_job_node *, u_int n, const char *cmd,
+		     json_t *cmdargs);
 #define IMG_QEMU_IMG	"/usr/bin/qemu-img"
 
 /* img-job.c: a child process with its output read by the loop. */
@@ -82,6 +89,31 @@ typedef void	(*img_job_done_cb)(int status, const char *output,
 int		 img_job_start(char *const argv[], int infd,
 		     img_job_progress_cb, img_job_done_cb, void *arg,
 		     char **cause);
+/*
+ * A block job run by QEMU itself, in its sandbox, as uid (never root),
+ * over files it gets only as fds: nodes[i] is node name, the fd set i +
+ * 1; a qcow2 node backs onto nodes[backing] (-1: none). cmd and cmdargs
+ * (borrowed) start the job as "img"; progress and done as above, done
+ * with exit status 0 only when the job concluded without an error.
+ */
+struct img_job_node {
+	const char	*name;
+	int		 fd;
+	const char	*format;	/* qcow2 raw */
+	int		 writable;
+	int		 backing;	/* index in nodes, or -1 */
+};
+int		 img_job_qemu(uid_t uid, const struct img_job_node *, u_int n,
+		     const char *cmd, json_t *cmdargs, img_job_progress_cb,
+		     img_job_done_cb, void *arg, char **cause);
+/* Who runs a job over an image: its VM's uid, or the helper uid. */
+uid_t		 img_job_uid(const char *name);
+/* image.flatten and the merge of a snapshot, as QEMU block jobs. */
+struct chain;
+int		 img_job_flatten(struct img_op *, const struct chain *,
+		     uid_t);
+int		 img_job_merge(struct img_op *, const struct chain *, int base,
+		     const char *backing, uid_t);
 /* The SIGCHLD handler's status for pid: 1 if it was a job's. */
 int		 img_job_reaped(pid_t, int status);
 

@@ -37,7 +37,7 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
-	    "[--vm-user USER]\n            [--broker-user USER] "
+	    "[--vm-uids FIRST-LAST]\n            [--broker-user USER] "
 	    "[--qemu BINARY]\n            [--boot-cap N]\n");
 	exit(2);
 }
@@ -67,29 +67,6 @@ static void
 qmpd_sighup(evutil_socket_t sig, short events, void *arg)
 {
 	log_info("SIGHUP: nothing to reload yet");
-}
-
-/* Look up the VM user once; QEMU must never run as root. */
-static void
-qmpd_vm_user(const char *name)
-{
-	struct passwd	*pw;
-	int		 n = 64;
-
-	if ((pw = getpwnam(name)) == NULL)
-		fatalx("no user %s to run QEMU as: run scripts/setup, or "
-		    "useradd -r %s", name, name);
-	if (pw->pw_uid == 0)
-		fatalx("QEMU never runs as root: --vm-user %s is uid 0", name);
-	qmpd->vm_user = xstrdup(name);
-	qmpd->vm_uid = pw->pw_uid;
-	qmpd->vm_gid = pw->pw_gid;
-	qmpd->vm_groups = xcalloc(n, sizeof(gid_t));
-	if (getgrouplist(name, pw->pw_gid, qmpd->vm_groups, &n) == -1) {
-		qmpd->vm_groups = xrealloc(qmpd->vm_groups, n * sizeof(gid_t));
-		getgrouplist(name, pw->pw_gid, qmpd->vm_groups, &n);
-	}
-	qmpd->vm_ngroups = n;
 }
 
 /* One qmpd per state dir: a second one would fight over every VM. */
@@ -127,7 +104,7 @@ qmpd_listen(void)
 struct qmpd_opts {
 	const char	*state_dir;
 	const char	*socket_path;
-	const char	*vm_user;
+	const char	*vm_uids;	/* NULL: vm-uid.c's default */
 	const char	*broker_user;
 	int		 foreground;
 	int		 verbose;
@@ -140,7 +117,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 	static const struct option longopts[] = {
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "socket", required_argument, NULL, 's' },
-		{ "vm-user", required_argument, NULL, 'u' },
+		{ "vm-uids", required_argument, NULL, 'u' },
 		{ "broker-user", required_argument, NULL, 'b' },
 		{ "qemu", required_argument, NULL, 'q' },
 		{ "boot-cap", required_argument, NULL, 'B' },
@@ -151,7 +128,6 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 
 	memset(o, 0, sizeof *o);
 	o->state_dir = "/var/lib/qdesk";
-	o->vm_user = "qdesk-vm";
 	while ((ch = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
@@ -167,7 +143,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 			o->socket_path = optarg;
 			break;
 		case 'u':
-			o->vm_user = optarg;
+			o->vm_uids = optarg;
 			break;
 		case 'b':
 			o->broker_user = optarg;
@@ -194,6 +170,7 @@ qmpd_configure(const struct qmpd_opts *o)
 {
 	struct group	*gr;
 	struct passwd	*pw;
+	char		*cause = NULL;
 
 	umask(022);
 	if (mkdir(o->state_dir, 0711) == -1 && errno != EEXIST)
@@ -207,7 +184,8 @@ qmpd_configure(const struct qmpd_opts *o)
 	else
 		qmpd->socket_path = xstrdup(o->socket_path);
 	qmpd->foreground = o->foreground;
-	qmpd_vm_user(o->vm_user);
+	if (vm_uid_init(o->vm_uids, &cause) != 0)
+		fatalx("%s", cause);
 	qmpd->admin_gid = (gr = getgrnam("qdesk")) != NULL ? gr->gr_gid :
 	    (gid_t)-1;
 	qmpd->broker_uid = (uid_t)-1;
@@ -274,8 +252,8 @@ main(int argc, char **argv)
 	qmpd_parse(argc, argv, &o);
 	log_init("qmpd", 1, o.verbose);
 	if (geteuid() != 0)
-		fatalx("qmpd must run as root (it opens TAPs and drops QEMU "
-		    "to %s)", o.vm_user);
+		fatalx("qmpd must run as root (it opens TAPs and runs each "
+		    "QEMU as a uid of its own)");
 	qmpd_configure(&o);
 
 	qmpd_lock();

@@ -34,7 +34,7 @@ struct qmpd {
 	time_t			 started;
 	int			 kvm_ok;	/* /dev/kvm can create a VM */
 
-	/* QEMU runs as this unprivileged user. */
+	/* QEMU runs as a uid of its own per VM (vm-uid.c): "uids A-B". */
 	char			*vm_user;
 	uid_t			 vm_uid;
 	gid_t			 vm_gid;
@@ -211,13 +211,16 @@ int	 boot_queue_waiting(const char *name);
 int	 boot_queue_length(void);
 
 /*
- * spice-tls.c: the host's SPICE TLS certificate (made at first start) in
- * DIR/spice-tls, QEMU's x509-dir; its PEM text and subject for viewers.
+ * spice-tls.c: the host's SPICE CA (made at first start, its key root's
+ * alone) in DIR/spice-tls; each VM's own key and certificate, issued at
+ * start into its x509-dir; the CA's PEM text and a VM's subject for
+ * viewers.
  */
 int		 spice_tls_init(char **cause);
 const char	*spice_tls_dir(void);
 const char	*spice_tls_ca(void);
-const char	*spice_tls_subject(void);
+const char	*spice_tls_subject(const struct vm *);
+const char	*spice_tls_issue(struct vm *, char **cause);
 
 /* accel.c */
 int	 accel_kvm_usable(void);

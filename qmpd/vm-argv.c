@@ -286,6 +286,36 @@ vm_argv_tpm(struct argv *a, const struct vm_def *def,
 	return (0);
 }
 
+/*
+ * The guest agent's port, org.qemu.guest_agent.0, on the virtio-serial
+ * bus (SPICE's, or one of its own). QEMU inherits the listening socket
+ * qmpd bound in a directory only root can enter (vm-agent.c), so there
+ * is no path the VM's user could replace, and qmpd connects again after
+ * a restart of its own or when QEMU drops it (the guest closed the port).
+ */
+static int
+vm_argv_agent(struct argv *a, const struct vm_def *def,
+    const struct vm_runtime_paths *rt, char **cause)
+{
+	if (!def->agent)
+		return (0);
+	if (rt->agent_fd < 0) {
+		xasprintf(cause, "VM %s has a guest agent port but no socket "
+		    "for it", def->name);
+		return (-1);
+	}
+	if (strcmp(def->display, "spice") != 0) {
+		argv_add(a, "-device");
+		argv_add(a, "virtio-serial-pci,id=vser0");
+	}
+	argv_add(a, "-chardev");
+	argv_add(a, "socket,id=qga0,fd=%d,server=on,wait=off", rt->agent_fd);
+	argv_add(a, "-device");
+	argv_add(a, "virtserialport,bus=vser0.0,chardev=qga0,"
+	    "name=org.qemu.guest_agent.0");
+	return (0);
+}
+
 char **
 vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
     const char *qemu_binary, char **cause)
@@ -400,7 +430,8 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	if (def->disk == NULL && rt->image != NULL && rt->image->n > 0)
 		vm_argv_image(&a, rt->image);
 	if (vm_argv_tpm(&a, def, rt, cause) != 0 ||
-	    vm_argv_nics(&a, def, rt, cause) != 0) {
+	    vm_argv_nics(&a, def, rt, cause) != 0 ||
+	    vm_argv_agent(&a, def, rt, cause) != 0) {
 		vm_argv_free(a.v);
 		return (NULL);
 	}

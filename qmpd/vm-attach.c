@@ -1,10 +1,15 @@
 /*
  * qmpd's start-up: VM definitions loaded from LMDB, and every QEMU a
- * previous qmpd left running found again (its pidfile, and a
- * /proc/PID/cmdline that names this VM) and re-attached through its QMP
- * socket: restarting qmpd never stops a desktop.
+ * previous qmpd left running found again (its pidfile, or failing that a
+ * process of the VM's uid; a /proc/PID/cmdline that names this VM) and
+ * re-attached through its QMP socket: restarting qmpd never stops a
+ * desktop, and never loses one.
  */
+#include <sys/stat.h>
+
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,25 +96,63 @@ vm_attach_cmdline(struct vm *vm, pid_t pid)
 	return (name_ok && uuid_ok);
 }
 
+/*
+ * This VM's QEMU without its pidfile: the process of the VM's own uid
+ * whose command line names the VM (name and uuid). -1 if none.
+ */
+static pid_t
+vm_attach_find(struct vm *vm)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct stat	 sb;
+	uid_t		 uid;
+	pid_t		 pid, found = -1;
+
+	if ((uid = vm_uid_lookup(vm->def.name)) == (uid_t)-1 ||
+	    (d = opendir("/proc")) == NULL)
+		return (-1);
+	while (found == -1 && (de = readdir(d)) != NULL) {
+		if ((pid = atoi(de->d_name)) <= 0 ||
+		    fstatat(dirfd(d), de->d_name, &sb, 0) == -1 ||
+		    sb.st_uid != uid)
+			continue;
+		if (vm_attach_cmdline(vm, pid))
+			found = pid;
+	}
+	closedir(d);
+	return (found);
+}
+
 /* Find this VM's QEMU from a previous qmpd, and attach to it. */
 static int
 vm_attach_one(struct vm *vm, char **cause)
 {
-	char	*path;
-	FILE	*f;
+	char	*path, *text, *end;
 	long	 pid = -1;
 	int	 fd;
 
-	xasprintf(&path, "%s/vms/%s/qemu.pid", qmpd->state_dir, vm->def.name);
-	if ((f = fopen(path, "r")) != NULL) {
-		if (fscanf(f, "%ld", &pid) != 1)
+	/* Written by QEMU, in a dir its uid owns: read without trusting it. */
+	if ((text = vm_rundir_read(vm, "qemu.pid", 32, cause)) != NULL) {
+		pid = strtol(text, &end, 10);
+		if (end == text || (*end != '\0' && *end != '\n'))
 			pid = -1;
-		fclose(f);
+		free(text);
 	}
-	free(path);
-	if (pid <= 0 || !vm_attach_cmdline(vm, pid)) {
-		xasprintf(cause, "QEMU exited while qmpd was not running");
-		return (-1);
+	if (pid <= 0 || !vm_attach_cmdline(vm, pid) ||
+	    !vm_uid_matches(vm, pid, NULL)) {
+		/* A lost or false pidfile must not lose a live QEMU. */
+		if ((pid = vm_attach_find(vm)) <= 0) {
+			if (*cause == NULL)
+				xasprintf(cause, "QEMU exited while qmpd was "
+				    "not running");
+			return (-1);
+		}
+		if (*cause != NULL)
+			log_warnx("%s: %s; found its QEMU as pid %ld all the "
+			    "same", vm->def.name, *cause, pid);
+		free(*cause);
+		*cause = NULL;
 	}
 	if (vm_watch(vm, pid, cause) != 0)
 		return (-1);
@@ -126,6 +169,7 @@ vm_attach_one(struct vm *vm, char **cause)
 	}
 	log_info("%s: re-attached to QEMU pid %ld", vm->def.name, pid);
 	vm_tpm_attach(vm);
+	vm_agent_attach(vm);
 	return (0);
 }
 
@@ -147,8 +191,14 @@ vm_attach_all(void)
 			free(cause);
 			continue;
 		}
-		/* It was running when qmpd went away, and is gone now. */
 		log_warnx("%s: %s", vm->def.name, cause);
+		/* Alive but unreachable: it goes, and its exit is seen. */
+		if (vm->pidfd != -1 && vm_pidfd_signal(vm, SIGKILL) == 0) {
+			vm_set_state(vm, VM_CRASHED, cause);
+			free(cause);
+			continue;
+		}
+		/* It was running when qmpd went away, and is gone now. */
 		vm_unwatch(vm);
 		vm_exit_cleanup(vm);
 		vm_set_state(vm, vm->state == VM_STOPPING ? VM_STOPPED :

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,14 +96,20 @@ vm_exit_cleanup(struct vm *vm)
 static char *
 vm_exit_log_tail(struct vm *vm)
 {
-	char	*path, line[512], last[512] = "";
+	char	 line[512], last[512] = "", *cause = NULL;
 	FILE	*f;
+	int	 fd;
 
-	xasprintf(&path, "%s/vms/%s/qemu.log", qmpd->state_dir, vm->def.name);
-	f = fopen(path, "re");
-	free(path);
-	if (f == NULL)
+	/* In a dir the VM's uid owns: no link, no FIFO (safefile.c). */
+	if ((fd = vm_rundir_open(vm, "qemu.log", O_RDONLY, &cause)) == -1 ||
+	    (f = fdopen(fd, "r")) == NULL) {
+		if (fd != -1)
+			close(fd);
+		if (cause != NULL)
+			log_warnx("%s: %s", vm->def.name, cause);
+		free(cause);
 		return (NULL);
+	}
 	while (fgets(line, sizeof line, f) != NULL)
 		if (line[0] != '\n')
 			strlcpy(last, line, sizeof last);
@@ -133,6 +140,7 @@ vm_exit_seen(struct vm *vm)
 	vm->is_child = 0;
 	vm_exit_cleanup(vm);
 	vm_net_stopped(vm);
+	vm_agent_stopped(vm, 1);
 
 	if (vm->stop_asked == 3) {
 		next = VM_STOPPED;

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "qmpd.h"
+#include "safefile.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -34,18 +35,23 @@ vm_firmware_of(const struct vm *vm)
 	return (fw != NULL && fw->code != NULL ? fw : NULL);
 }
 
-/* The VM's runtime dir, opened without following a link. */
+/*
+ * The VM's runtime dir (made, and the VM's uid allocated, if need be),
+ * opened through safefile; *uid is the VM's own uid.
+ */
 static int
-vm_firmware_dir(const struct vm *vm, char **cause)
+vm_firmware_dir(struct vm *vm, uid_t *uid, char **cause)
 {
 	char	*dir;
 	int	 fd;
 
-	if (vm_rundir(vm->def.name, &dir, cause) != 0)
+	if (vm_rundir(vm, &dir, cause) != 0)
 		return (-1);
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1)
-		xasprintf(cause, "%s: %s", dir, strerror(errno));
+	if (vm_uid_get(vm, uid, cause) != 0) {
+		free(dir);
+		return (-1);
+	}
+	fd = safefile_open(dir, O_RDONLY | O_DIRECTORY, 0, *uid, cause);
 	free(dir);
 	return (fd);
 }
@@ -57,14 +63,14 @@ vm_firmware_dir(const struct vm *vm, char **cause)
  * cache: copied here rather than by a child.
  */
 static int
-vm_firmware_copy(const struct vm *vm, const struct vm_firmware *fw,
-    char **cause)
+vm_firmware_copy(struct vm *vm, const struct vm_firmware *fw, char **cause)
 {
 	char	 buf[65536];
 	ssize_t	 n;
+	uid_t	 uid;
 	int	 dfd = -1, in = -1, out = -1, rc = -1;
 
-	if ((dfd = vm_firmware_dir(vm, cause)) == -1)
+	if ((dfd = vm_firmware_dir(vm, &uid, cause)) == -1)
 		return (-1);
 	if ((in = open(fw->vars, O_RDONLY | O_CLOEXEC)) == -1) {
 		xasprintf(cause, "NVRAM template %s: %s (apt-get install "
@@ -91,7 +97,7 @@ vm_firmware_copy(const struct vm *vm, const struct vm_firmware *fw,
 			goto out;
 		}
 	}
-	if (fchown(out, qmpd->vm_uid, qmpd->vm_gid) == -1 ||
+	if (fchown(out, uid, uid) == -1 ||
 	    fchmod(out, 0600) == -1 || fsync(out) == -1) {
 		xasprintf(cause, "NVRAM of %s: %s", vm->def.name,
 		    strerror(errno));
@@ -127,32 +133,32 @@ vm_firmware_create(struct vm *vm, char **cause)
 
 /*
  * vm start: the NVRAM opened read-write for QEMU to inherit (*fd, -1 for
- * BIOS). What the VM's user may have planted there instead (a link, a
- * FIFO, a hard link to another file) is refused by name.
+ * BIOS), through safefile: what the VM's user may have planted there
+ * instead (a link, a FIFO, a hard link to another file) is refused by
+ * name.
  */
 int
 vm_firmware_open(struct vm *vm, int *fd, char **cause)
 {
 	struct stat	 sb;
+	uid_t		 uid;
+	char		*why = NULL;
 	int		 dfd;
 
 	*fd = -1;
 	if (vm_firmware_of(vm) == NULL)
 		return (0);
-	if ((dfd = vm_firmware_dir(vm, cause)) == -1)
+	if ((dfd = vm_firmware_dir(vm, &uid, cause)) == -1)
 		return (-1);
-	*fd = openat(dfd, VM_FIRMWARE_NVRAM, O_RDWR | O_NOFOLLOW |
-	    O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	*fd = safefile_openat(dfd, VM_FIRMWARE_NVRAM, O_RDWR, 0, uid, &why);
 	close(dfd);
 	if (*fd == -1) {
-		xasprintf(cause, "NVRAM of %s: %s%s", vm->def.name,
-		    strerror(errno), errno == ENOENT ? " (qdesk vm "
-		    "reset-nvram makes a fresh one)" : "");
+		xasprintf(cause, "NVRAM of %s: %s (qdesk vm reset-nvram makes "
+		    "a fresh one)", vm->def.name, why);
+		free(why);
 		return (-1);
 	}
-	if (fstat(*fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
-	    sb.st_nlink != 1 || (sb.st_uid != qmpd->vm_uid &&
-	    sb.st_uid != 0) || sb.st_size == 0 ||
+	if (fstat(*fd, &sb) == -1 || sb.st_size == 0 ||
 	    sb.st_size > VM_FIRMWARE_MAX) {
 		xasprintf(cause, "NVRAM of %s is not a regular file of its "
 		    "own (qdesk vm reset-nvram makes a fresh one)",

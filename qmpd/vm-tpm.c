@@ -220,12 +220,12 @@ vm_tpm_reaped(pid_t pid, int status)
  * through a link the VM's user planted in its own dir.
  */
 static int
-vm_tpm_statedir(struct vm *vm, char **cause)
+vm_tpm_statedir(struct vm *vm, uid_t uid, char **cause)
 {
 	char	*rundir, *path;
 	int	 fd;
 
-	if (vm_rundir(vm->def.name, &rundir, cause) != 0)
+	if (vm_rundir(vm, &rundir, cause) != 0)
 		return (-1);
 	free(rundir);
 	path = vm_tpm_path(vm, NULL);
@@ -235,7 +235,7 @@ vm_tpm_statedir(struct vm *vm, char **cause)
 		return (-1);
 	}
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1 || fchown(fd, qmpd->vm_uid, qmpd->vm_gid) == -1 ||
+	if (fd == -1 || fchown(fd, uid, uid) == -1 ||
 	    fchmod(fd, 0700) == -1) {
 		xasprintf(cause, "TPM state dir %s: %s", path,
 		    strerror(errno));
@@ -255,7 +255,7 @@ vm_tpm_statedir(struct vm *vm, char **cause)
  * exits, and qmpd learns it from the pidfd like any other swtpm death.
  */
 static void __attribute__((noreturn))
-vm_tpm_exec(const struct vm *vm, int ctl)
+vm_tpm_exec(const struct vm *vm, uid_t uid, int ctl)
 {
 	char	*dir, *state, *pidf, *logf, *setupf, *ctrl, *home, *p;
 	char	*setup_argv[] = { VM_TPM_SETUP, "--tpm2", "--tpmstate",
@@ -286,10 +286,9 @@ vm_tpm_exec(const struct vm *vm, int ctl)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	if (setgroups(0, NULL) == -1 ||
-	    setresgid(qmpd->vm_gid, qmpd->vm_gid, qmpd->vm_gid) == -1 ||
-	    setresuid(qmpd->vm_uid, qmpd->vm_uid, qmpd->vm_uid) == -1 ||
-	    (qmpd->vm_uid != 0 && setuid(0) != -1))
+	if (uid == 0 || uid == (uid_t)-1 || setgroups(0, NULL) == -1 ||
+	    setresgid(uid, uid, uid) == -1 ||
+	    setresuid(uid, uid, uid) == -1 || setuid(0) != -1)
 		_exit(126);
 	umask(077);
 	if (fcntl(ctl, F_SETFD, 0) == -1)
@@ -333,6 +332,7 @@ vm_tpm_start(struct vm *vm, int *qemu_fd, char **cause)
 	int		 sv[2] = { -1, -1 }, pidpipe[2] = { -1, -1 }, status;
 	pid_t		 mid, pid = -1;
 	sigset_t	 all, old;
+	uid_t		 uid;
 	char		*p;
 	size_t		 i;
 
@@ -352,7 +352,8 @@ vm_tpm_start(struct vm *vm, int *qemu_fd, char **cause)
 		    VM_TPM_SWTPM, VM_TPM_SETUP);
 		return (-1);
 	}
-	if (vm_tpm_statedir(vm, cause) != 0)
+	if (vm_uid_get(vm, &uid, cause) != 0 ||
+	    vm_tpm_statedir(vm, uid, cause) != 0)
 		return (-1);
 	for (i = 0; i < nitems(vm_tpm_files); i++) {
 		p = vm_tpm_path(vm, vm_tpm_files[i]);
@@ -383,7 +384,7 @@ vm_tpm_start(struct vm *vm, int *qemu_fd, char **cause)
 
 			sigemptyset(&none);
 			sigprocmask(SIG_SETMASK, &none, NULL);
-			vm_tpm_exec(vm, sv[0]);
+			vm_tpm_exec(vm, uid, sv[0]);
 		}
 		(void)write(pidpipe[1], &gc, sizeof gc);
 		_exit(gc == -1 ? 1 : 0);
@@ -465,7 +466,8 @@ vm_tpm_find(const struct vm *vm)
 		return (-1);
 	buf[n] = '\0';
 	pid = strtol(buf, NULL, 10);
-	if (pid <= 1 || !vm_tpm_cmdline(vm, pid))
+	if (pid <= 1 || !vm_tpm_cmdline(vm, pid) ||
+	    !vm_uid_matches(vm, pid, NULL))
 		return (-1);
 	return (pid);
 }

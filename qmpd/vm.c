@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -64,10 +65,16 @@ vm_find(const char *name)
 	return (NULL);
 }
 
+/*
+ * Active: running in some way, or not yet gone. A VM said to have crashed
+ * whose QEMU has still to exit (its pidfd is watched) counts: it can be
+ * neither started again nor deleted, or that QEMU would be lost.
+ */
 int
 vm_is_active(const struct vm *vm)
 {
-	return (vm->state != VM_STOPPED && vm->state != VM_CRASHED);
+	return ((vm->state != VM_STOPPED && vm->state != VM_CRASHED) ||
+	    vm->pidfd != -1);
 }
 
 struct vm *
@@ -88,6 +95,7 @@ vm_alloc(void)
 void
 vm_free(struct vm *vm)
 {
+	vm_agent_free(vm);
 	vm_def_clear(&vm->def);
 	free(vm->reason);
 	free(vm->exit_reason);
@@ -201,6 +209,7 @@ vm_to_json(const struct vm *vm)
 	if (vm->last_io_error != NULL)
 		json_object_set(j, "io_error", vm->last_io_error);
 	vm_net_json(vm, j);
+	vm_agent_json(vm, j);
 	return (j);
 }
 
@@ -344,7 +353,8 @@ vm_create(json_t *args, char **cause)
 	}
 	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
 	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
-	    vm_check_file("disk", vm->def.disk, cause) != 0)
+	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
+	    vm_spawn_disk_unshared(vm, cause) != 0)
 		goto fail;
 	if (strcmp(vm->def.accel, "kvm") == 0 && !qmpd->kvm_ok) {
 		xasprintf(cause, "accel kvm asked for, but /dev/kvm cannot "
@@ -373,6 +383,12 @@ fail:
 		vm_disk_delete(vm);
 		vm_firmware_delete(vm);
 	}
+	/* The NVRAM gave it a uid and a dir: no VM keeps them. */
+	if (vm->def.name[0] != '\0' &&
+	    vm_uid_lookup(vm->def.name) != (uid_t)-1) {
+		vm_rundir_remove(vm);
+		vm_uid_free(vm->def.name);
+	}
 	vm_free(vm);
 	return (NULL);
 }
@@ -381,7 +397,6 @@ int
 vm_delete(struct vm *vm, char **cause)
 {
 	struct db_txn	*t;
-	char		*dir, *p;
 
 	if (vm_is_active(vm)) {
 		xasprintf(cause, "VM %s is %s: stop it first", vm->def.name,
@@ -403,16 +418,8 @@ vm_delete(struct vm *vm, char **cause)
 	vm_firmware_delete(vm);
 	vm_tpm_delete(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
-	xasprintf(&dir, "%s/vms/%s", qmpd->state_dir, vm->def.name);
-	static const char *files[] = { "qmp.sock", "serial.sock", "qemu.pid",
-	    "serial.log", "qemu.log", "screen.png", "screen.ppm" };
-	for (size_t i = 0; i < nitems(files); i++) {
-		xasprintf(&p, "%s/%s", dir, files[i]);
-		unlink(p);
-		free(p);
-	}
-	rmdir(dir);
-	free(dir);
+	vm_rundir_remove(vm);
+	vm_uid_free(vm->def.name);
 	vm_wait_fail_all(vm, ERR_NOTFOUND, "the VM was deleted");
 	TAILQ_REMOVE(&vms, vm, entry);
 	log_info("%s: deleted", vm->def.name);
@@ -484,7 +491,7 @@ vm_resolve_accel(struct vm *vm, char **cause)
 
 /*
  * Every fd QEMU inherits, as the argv names them: the QMP socket, the
- * plain disk, each link of an image-store disk, each TAP.
+ * plain disk, each link of an image-store disk, each TAP, the agent port.
  */
 static int *
 vm_start_fds(const struct vm_runtime_paths *rt, int *n)
@@ -492,7 +499,7 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 	int	*fds;
 	u_int	 i;
 
-	fds = xcalloc(4 + (rt->image != NULL ? rt->image->n : 0) +
+	fds = xcalloc(5 + (rt->image != NULL ? rt->image->n : 0) +
 	    (rt->ntap_fds > 0 ? rt->ntap_fds : 0), sizeof *fds);
 	*n = 0;
 	fds[(*n)++] = rt->qmp_fd;
@@ -506,6 +513,8 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 		fds[(*n)++] = rt->image->links[i].fd;
 	for (i = 0; rt->ntap_fds > 0 && i < (u_int)rt->ntap_fds; i++)
 		fds[(*n)++] = rt->tap_fds[i];
+	if (rt->agent_fd != -1)
+		fds[(*n)++] = rt->agent_fd;
 	return (fds);
 }
 
@@ -518,9 +527,17 @@ vm_start(struct vm *vm, char **cause)
 	const char		*accel;
 	int			 lfd = -1, cfd = -1, dfd = -1, *keep = NULL;
 	int			 nvfd = -1, tpmfd = -1;
+	int			 cerr = 0;
 	int			 nkeep;
 	pid_t			 pid;
 
+	if (vm->pidfd != -1 && !(vm->state != VM_STOPPED &&
+	    vm->state != VM_CRASHED)) {
+		xasprintf(cause, "VM %s is %s but its QEMU (pid %ld) has not "
+		    "exited yet: start it once it is gone", vm->def.name,
+		    vm_state_name(vm->state), (long)vm->pid);
+		return (-1);
+	}
 	if (vm_is_active(vm)) {
 		xasprintf(cause, "VM %s is already %s", vm->def.name,
 		    vm_state_name(vm->state));
@@ -530,14 +547,15 @@ vm_start(struct vm *vm, char **cause)
 		return (-1);
 	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
 	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
-	    vm_check_file("disk", vm->def.disk, cause) != 0)
+	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
+	    vm_spawn_disk_unshared(vm, cause) != 0)
 		return (-1);
 	/* Another process may have taken the port since create. */
 	if (strcmp(vm->def.display, "spice") == 0 &&
 	    !vm_port_free(vm->def.listen, vm->def.spice_port) &&
 	    vm_port_alloc(vm, cause) != 0)
 		return (-1);
-	if (vm_rundir(vm->def.name, &dir, cause) != 0)
+	if (vm_rundir(vm, &dir, cause) != 0)
 		return (-1);
 
 	/* From here onward, all failures need cleanup and use goto fail. */
@@ -552,6 +570,8 @@ vm_start(struct vm *vm, char **cause)
 		xasprintf(cause, "disk %s: %s", vm->def.disk, strerror(errno));
 		goto fail;
 	}
+	if (dfd != -1 && vm_spawn_private(vm, dfd, vm->def.disk, cause) != 0)
+		goto fail;
 	if (vm_disk_open(vm, &image, cause) != 0)
 		goto fail;
 	if (vm_firmware_open(vm, &nvfd, cause) != 0)
@@ -565,9 +585,11 @@ vm_start(struct vm *vm, char **cause)
 	rt.qmp_fd = lfd;
 	rt.disk_fd = dfd;
 	rt.accel = accel;
-	rt.spice_tls_dir = spice_tls_dir();
-	vm->spice_tls = rt.spice_tls_dir != NULL;
-	if (vm_net_open(vm, &rt, cause) != 0)
+	if ((rt.spice_tls_dir = spice_tls_issue(vm, cause)) == NULL)
+		goto fail;
+	vm->spice_tls = 1;
+	if (vm_net_open(vm, &rt, cause) != 0 ||
+	    vm_agent_open(vm, &rt, cause) != 0)
 		goto fail;
 	argv = vm_argv_build(&vm->def, &rt, qmpd->qemu_binary, cause);
 	if (argv == NULL)
@@ -575,7 +597,15 @@ vm_start(struct vm *vm, char **cause)
 	keep = vm_start_fds(&rt, &nkeep);
 	if ((pid = vm_spawn(vm, argv, keep, nkeep, cause)) == -1)
 		goto fail;
+	/*
+	 * Connect while qmpd still holds the listening socket too: the
+	 * backlog keeps the connection until QEMU accepts it, and a QEMU
+	 * that dies at once gives EOF (its log says why), not a refusal.
+	 */
+	cfd = qmp_connect_unix(path);
+	cerr = errno;
 	vm_net_opened(vm, 1);
+	vm_agent_opened(vm, 1);
 	vm_disk_free(image);
 	image = NULL;
 	close(lfd);
@@ -602,14 +632,27 @@ vm_start(struct vm *vm, char **cause)
 	vm->started = time(NULL);
 	if (vm_watch(vm, pid, cause) != 0) {
 		kill(pid, SIGKILL);
+		if (cfd != -1)
+			close(cfd);
 		goto fail;
 	}
 	vm_set_state(vm, VM_STARTING, NULL);
-	/* The listen backlog holds our connection until QEMU accepts it. */
-	if ((cfd = qmp_connect_unix(path)) == -1 ||
-	    vm_qmp_attach(vm, cfd, 1, cause) != 0) {
-		if (cfd != -1)
+	if (cfd == -1 || vm_qmp_attach(vm, cfd, 1, cause) != 0) {
+		char *why;
+
+		if (cfd == -1)
+			xasprintf(cause, "connect to %s: %s", path,
+			    strerror(cerr));
+		else
 			close(cfd);
+		/* Crashed, with why; the QEMU goes, its exit is still seen. */
+		xasprintf(&why, "QMP attach failed: %s", *cause != NULL ?
+		    *cause : "no reason given");
+		log_warnx("%s: %s", vm->def.name, why);
+		vm_set_state(vm, VM_CRASHED, why);
+		free(why);
+		free(*cause);
+		*cause = NULL;
 		vm_pidfd_signal(vm, SIGKILL);
 		goto out_started;
 	}
@@ -622,6 +665,7 @@ out_started:
 	return (0);
 fail:
 	vm_net_opened(vm, 0);
+	vm_agent_opened(vm, 0);
 	vm_disk_free(image);
 	free(keep);
 	if (lfd != -1)
@@ -644,9 +688,17 @@ vm_stop_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct vm	*vm = arg;
 	struct timeval	 tv = { VM_QUIT_GRACE_MS / 1000, 0 };
+	int		 rest;
 
 	if (vm->pidfd == -1)
 		return;
+	/* With --agent, half-way: the agent's guest-shutdown first. */
+	if (vm->qmp != NULL && vm->stop_asked == 1 &&
+	    (rest = vm_agent_stop_fallback(vm)) > 0) {
+		tv.tv_sec = rest;
+		evtimer_add(vm->stop_timer, &tv);
+		return;
+	}
 	if (vm->qmp != NULL && vm->stop_asked == 1) {
 		/* The guest ignored the power button: pull the plug. */
 		log_info("%s: no clean shutdown in time, quitting QEMU",
@@ -672,7 +724,8 @@ vm_arm_stop_timer(struct vm *vm, int seconds)
 
 /*
  * Stop: ACPI power button, then "quit" after timeout seconds; with force,
- * "quit" at once. A paused guest cannot see the button, so it is quit.
+ * "quit" at once. With --agent, half-way the agent's guest-shutdown. A
+ * paused guest cannot see the button, so it is quit.
  */
 int
 vm_stop(struct vm *vm, int force, int timeout, char **cause)
@@ -695,7 +748,7 @@ vm_stop(struct vm *vm, int force, int timeout, char **cause)
 	} else {
 		vm->stop_asked = 1;
 		qmp_execute(vm->qmp, "system_powerdown", NULL, NULL, NULL);
-		vm_arm_stop_timer(vm, timeout);
+		vm_arm_stop_timer(vm, vm_agent_stop_begin(vm, timeout));
 	}
 	vm_set_state(vm, VM_STOPPING, force ? "quit by admin" :
 	    "ACPI power-down by admin");
@@ -726,6 +779,7 @@ vm_shutdown_all(void)
 
 	TAILQ_FOREACH(vm, &vms, entry) {
 		vm_wait_fail_all(vm, ERR_INTERNAL, "qmpd is shutting down");
+		vm_agent_stopped(vm, 0);
 		if (vm->qmp != NULL) {
 			struct qmp *q = vm->qmp;
 

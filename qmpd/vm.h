@@ -135,11 +135,14 @@ struct vm_runtime_paths {
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
 	int		 nvram_fd;	/* OVMF vars, opened by qmpd; -1 none */
 	int		 tpm_fd;	/* swtpm's control socket; -1 none */
+	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
 };
 
 struct qmp;
+struct qga;
 struct cmd_req;
 struct vm_waiter;
+struct vm_agent;
 
 struct vm {
 	struct vm_def		 def;
@@ -167,6 +170,7 @@ struct vm {
 	struct event		*tpm_ev;
 	char			*tpm_status;	/* once reaped */
 	TAILQ_HEAD(, vm_waiter)	 waiters;
+	struct vm_agent		*agent;		/* vm-agent.c; NULL: none yet */
 	TAILQ_ENTRY(vm)		 entry;
 };
 TAILQ_HEAD(vms, vm);
@@ -224,7 +228,25 @@ void	 vm_tpm_delete(struct vm *);
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
 	    char **cause);
-int	 vm_rundir(const char *name, char **path, char **cause);
+int	 vm_rundir(struct vm *, char **path, char **cause);
+void	 vm_rundir_remove(const struct vm *);
+int	 vm_spawn_disk_unshared(const struct vm *, char **cause);
+int	 vm_spawn_private(const struct vm *, int fd, const char *path,
+	    char **cause);
+uid_t	 vm_spawn_uid(const struct vm *);
+int	 vm_rundir_open(const struct vm *, const char *file, int flags,
+	    char **cause);
+char	*vm_rundir_read(const struct vm *, const char *file, size_t max,
+	    char **cause);
+
+/* vm-uid.c: each VM's own uid, from --vm-uids, kept in LMDB. */
+int	 vm_uid_init(const char *spec, char **cause);
+const gid_t *vm_uid_groups(int *n);
+uid_t	 vm_uid_lookup(const char *name);
+int	 vm_uid_get(const struct vm *, uid_t *, char **cause);
+void	 vm_uid_free(const char *name);
+uid_t	 vm_uid_helper(void);
+int	 vm_uid_matches(const struct vm *, pid_t, char **cause);
 
 /* vm.c: the registry and the state machine. */
 struct vm *vm_find(const char *name);
@@ -362,6 +384,20 @@ struct net *vm_net_usable(const char *network, char **cause);
 void	 vm_net_next_id(const struct vm_def_nic *, u_int n, char *id,
 	    size_t len);
 int	 vm_net_tap(struct vm_nic *, char **cause);
+
+/* vm-agent.c: the guest agent's port and client (--agent). */
+int	 vm_agent_open(struct vm *, struct vm_runtime_paths *, char **cause);
+void	 vm_agent_opened(struct vm *, int spawned);
+void	 vm_agent_attach(struct vm *);
+void	 vm_agent_stopped(struct vm *, int gone);
+void	 vm_agent_free(struct vm *);
+struct qga *vm_agent_ready(const struct vm *);
+void	 vm_agent_json(const struct vm *, json_t *);
+int	 vm_agent_stop_begin(struct vm *, int timeout);
+int	 vm_agent_stop_fallback(struct vm *);
+typedef void (*vm_agent_freeze_cb)(int frozen, const char *note, void *arg);
+void	 vm_agent_freeze(struct vm *, vm_agent_freeze_cb, void *arg);
+void	 vm_agent_thaw(struct vm *);
 
 /* vm-nic.c: NIC hotplug and unplug. */
 void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "rdp.h"
 #include "rdp-int.h"
+#include "safefile.h"
 #include "xmalloc.h"
 
 #define RDP_GATEWAY_MAX_CONNS	128	/* sessions and logons at once */
@@ -230,33 +231,31 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 	evtimer_add(c->timer, &tv);
 }
 
-/* A whole PEM file, before the broker drops its privileges. */
+/*
+ * A whole PEM file, before the broker drops its privileges: read as root
+ * from a directory the broker's user may own, so through safefile.c (no
+ * link planted there, no FIFO, no second name of a root file).
+ */
 static char *
 rdp_gateway_pem(const char *path, const char *what, char **cause)
 {
-	FILE	*f;
-	char	*buf, *out;
+	char	*buf, *why = NULL;
 	size_t	 n;
 
-	if ((f = fopen(path, "re")) == NULL) {
-		xasprintf(cause, "RDP %s %s: %s", what, path, strerror(errno));
+	buf = safefile_read(path, RDP_GATEWAY_PEM_MAX, SAFEFILE_ANY_OWNER, &n,
+	    &why);
+	if (buf == NULL) {
+		xasprintf(cause, "RDP %s %s", what, why);
+		free(why);
 		return (NULL);
 	}
-	buf = xmalloc(RDP_GATEWAY_PEM_MAX + 2);
-	n = fread(buf, 1, RDP_GATEWAY_PEM_MAX + 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	if (n > RDP_GATEWAY_PEM_MAX || strstr(buf, "-----BEGIN") == NULL) {
-		xasprintf(cause, "RDP %s %s is not a PEM file%s", what, path,
-		    n > RDP_GATEWAY_PEM_MAX ? " (too large)" : "");
+	if (strstr(buf, "-----BEGIN") == NULL) {
+		xasprintf(cause, "RDP %s %s is not a PEM file", what, path);
 		explicit_bzero(buf, n);
 		free(buf);
 		return (NULL);
 	}
-	out = xstrdup(buf);
-	explicit_bzero(buf, n);
-	free(buf);
-	return (out);
+	return (buf);
 }
 
 /* The listening socket for addr:port (any address when addr is empty). */

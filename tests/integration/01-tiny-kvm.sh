@@ -22,8 +22,11 @@ qq vm start tiny >/dev/null
 pid=$(vm_field tiny pid)
 [ "$pid" = "$(vm_pid tiny)" ] || fail "pid $pid is not the pidfile's"
 alive "$pid" || fail "QEMU pid $pid is not alive"
-# QEMU runs as the unprivileged VM user, never root.
-[ "$(stat -c %U /proc/$pid)" = qdesk-vm ] || fail "QEMU is not running as qdesk-vm"
+# QEMU runs as the VM's own uid (the owner of its runtime dir), never root.
+quid=$(stat -c %u /proc/$pid)
+[ "$quid" != 0 ] || fail "QEMU runs as root"
+[ "$quid" = "$(stat -c %u "$STATE/vms/tiny")" ] ||
+	fail "QEMU runs as uid $quid, not its runtime dir's owner"
 # ...inside its seccomp sandbox, with no capabilities.
 grep -q "^Seccomp:[[:space:]]*2" /proc/$pid/status || fail "QEMU has no seccomp filter"
 grep -q "^CapEff:[[:space:]]*0000000000000000" /proc/$pid/status || fail "QEMU has capabilities"

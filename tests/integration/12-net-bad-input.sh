@@ -141,14 +141,25 @@ q_status 1 vm start f1
 grep -q "network rules: nft failed.*injected by the test" "$T/last.err" ||
 	fail "start without rules: $(cat "$T/last.err")"
 [ "$(vm_field f1 state)" = crashed ] || fail "f1 is $(vm_field f1 state)"
-# crashed is said first, then QEMU quits and its TAP goes with it.
-for i in $(seq 1 50); do
-	[ -z "$(nsx ip -o link show | grep qtap)" ] && break
+# crashed is said first, then QEMU quits and its TAP goes with it. Until
+# qmpd has seen that QEMU go, f1 cannot be started again: a second QEMU
+# would be started beside it, and one of the two lost.
+q_status 1 vm start f1
+grep -q -e "has not exited yet" -e "injected by the test" "$T/last.err" ||
+	fail "a start right after a failed one: $(cat "$T/last.err")"
+for i in $(seq 1 100); do
+	[ "$(vm_field f1 pid)" = null ] && break
 	sleep 0.1
 done
+[ "$(vm_field f1 pid)" = null ] || fail "f1's QEMU did not go"
 [ -z "$(nsx ip -o link show | grep qtap)" ] || fail "f1 left a TAP"
 rm -f "$T/nft-fail"
 qq vm start f1 >/dev/null
+# Exactly one QEMU of f1 runs, the one qmpd knows.
+uuid=$(vm_field f1 uuid)
+qemus=$(pgrep -f -- "$uuid" | sort | xargs)
+[ "$qemus" = "$(vm_field f1 pid)" ] ||
+	fail "f1's QEMUs: '$qemus', qmpd knows $(vm_field f1 pid)"
 [ "$(tap_master "$(nic_field f1 0 tap)")" = qbroffice ] ||
 	fail "f1's TAP is not on qbroffice once nft works"
 qq vm kill f1 >/dev/null

@@ -88,7 +88,7 @@ da=$(tiny_disk desk-a)
 db=$(tiny_disk desk-b)
 qq vm create desk-a --accel kvm --disk "$da" --memory 32 --display spice >/dev/null
 qq vm create desk-b --accel kvm --disk "$db" --memory 32 --display spice >/dev/null
-qq vm create spare --accel kvm --disk "$db" --memory 32 --display none >/dev/null
+qq vm create spare --accel kvm --disk "$(tiny_disk spare)" --memory 32 --display none >/dev/null
 qq desktop assign alice desk-a >/dev/null
 qq desktop assign bob desk-b >/dev/null
 

@@ -109,12 +109,19 @@ probe wrong-password "$port" 2>/dev/null
 [ $? = 1 ] || fail "spice-probe accepted a wrong password"
 
 # --- SPICE over TLS only ----------------------------------------------------
-# The certificate is the host's, made by qmpd; QEMU's group reads the key.
-cmp -s "$SPICE_CA" "$STATE/spice-tls/server-cert.pem" ||
-	fail "the console's ca is not qmpd's SPICE certificate"
-[ "$(stat -c '%a %U %G' "$STATE/spice-tls/server-key.pem")" = "640 root $(id -gn qdesk-vm)" ] ||
-	fail "SPICE key: $(stat -c '%a %U %G' "$STATE/spice-tls/server-key.pem")"
-case $SPICE_SUBJECT in CN=qdesk-spice-*) ;; *) fail "host_subject: $SPICE_SUBJECT" ;; esac
+# The CA is the host's, made by qmpd, its key root's alone; d1 has a key
+# and certificate of its own, signed by it, readable by d1's uid alone.
+cmp -s "$SPICE_CA" "$STATE/spice-tls/ca-cert.pem" ||
+	fail "the console's ca is not qmpd's SPICE CA"
+[ "$(stat -c '%a %U %G' "$STATE/spice-tls/ca-key.pem")" = "600 root root" ] ||
+	fail "SPICE CA key: $(stat -c '%a %U %G' "$STATE/spice-tls/ca-key.pem")"
+d1uid=$(stat -c %u "$STATE/vms/d1")
+[ "$(stat -c '%a %u' "$STATE/vms/d1/tls/server-key.pem")" = "600 $d1uid" ] ||
+	fail "d1's SPICE key: $(stat -c '%a %u' "$STATE/vms/d1/tls/server-key.pem")"
+openssl verify -CAfile "$STATE/spice-tls/ca-cert.pem" \
+    "$STATE/vms/d1/tls/server-cert.pem" >/dev/null 2>&1 ||
+	fail "d1's SPICE certificate is not signed by the CA"
+[ "$SPICE_SUBJECT" = CN=qdesk-spice-d1 ] || fail "host_subject: $SPICE_SUBJECT"
 # No plaintext SPICE on the port, a foreign certificate is not trusted,
 # and the subject is checked.
 "$PROBE" 127.0.0.1 "$port" "$pw1" >"$T/plain.out" 2>&1

@@ -100,6 +100,8 @@ api bob POST /api/desktops/d2/console
 t2=$(field ticket)
 p2=$(field port)
 pw2=$(field password)
+s2=$(field host_subject)	# each desktop's certificate names it
+[ "$s2" = CN=qdesk-spice-d2 ] || fail "d2's host_subject: $s2"
 [ "$p1" != "$p2" ] || fail "d1 and d2 share SPICE port $p1"
 
 # Forged: one hex digit of the signature changed.
@@ -122,7 +124,8 @@ grep -q "refused: bad signature" "$BROKER_LOG" ||
 	broker_fail "forged tickets are not logged"
 
 # Bob's own ticket works for his desktop.
-via "$t2" "$p2" "$pw2" >/dev/null || broker_fail "bob's own ticket did not tunnel"
+SPICE_SUBJECT=$s2 via "$t2" "$p2" "$pw2" >/dev/null ||
+	broker_fail "bob's own ticket did not tunnel"
 
 # Anything but CONNECT.
 first=$(printf 'GET http://127.0.0.1:%s/ HTTP/1.1\r\nHost: x\r\n\r\n' "$p1" |

@@ -66,10 +66,10 @@ qq vm create uefi --accel tcg --memory 256 --from efi --firmware uefi \
 nv=$STATE/vms/uefi/nvram.fd
 [ -f "$nv" ] || fail "no NVRAM file at create"
 cmp -s "$nv" /usr/share/OVMF/OVMF_VARS_4M.fd || fail "NVRAM is not the template at create"
-vmuser=$(stat -c %U "$STATE/vms/uefi")
-[ "$(stat -c '%U %a' "$nv")" = "$vmuser 600" ] ||
-	fail "NVRAM is $(stat -c '%U %a' "$nv"), wanted $vmuser 600"
-[ "$vmuser" != root ] || fail "the VM's dir belongs to root"
+vmuser=$(stat -c %u "$STATE/vms/uefi")
+[ "$(stat -c '%u %a' "$nv")" = "$vmuser 600" ] ||
+	fail "NVRAM is $(stat -c '%u %a' "$nv"), wanted $vmuser 600"
+[ "$vmuser" != 0 ] || fail "the VM's dir belongs to root"
 
 qq vm start uefi >/dev/null
 t0=$(date +%s)
@@ -110,7 +110,7 @@ cmp -s "$nv" /usr/share/OVMF/OVMF_VARS_4M.fd && fail "reset-disk reset the NVRAM
 out=$(qq vm reset-nvram uefi)
 [ "$out" = "uefi: NVRAM reset" ] || fail "reset-nvram said: $out"
 cmp -s "$nv" /usr/share/OVMF/OVMF_VARS_4M.fd || fail "NVRAM is not the template after reset-nvram"
-[ "$(stat -c '%U %a' "$nv")" = "$vmuser 600" ] || fail "reset NVRAM is $(stat -c '%U %a' "$nv")"
+[ "$(stat -c '%u %a' "$nv")" = "$vmuser 600" ] || fail "reset NVRAM is $(stat -c '%u %a' "$nv")"
 qq vm start uefi >/dev/null
 wait_ready uefi 3
 guest_run uefi "EFIVAR2=" "echo EFIVAR2=\$(ls $var 2>/dev/null | wc -l)"

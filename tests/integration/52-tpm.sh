@@ -86,14 +86,14 @@ for _ in $(seq 1 100); do
 	swpid=$(cat "$STATE/vms/tpm1/swtpm.pid" 2>/dev/null)
 done
 [ -n "$swpid" ] || fail "no swtpm pidfile: $(cat "$STATE/vms/tpm1/swtpm.log" 2>/dev/null)"
-vmuser=$(stat -c %U "$STATE/vms/tpm1")
-[ "$vmuser" != root ] || fail "the VM's dir is root's"
-[ "$(ps -o user= -p "$swpid")" = "$vmuser" ] ||
-	fail "swtpm runs as $(ps -o user= -p "$swpid"), not $vmuser"
-[ "$(ps -o user= -p "$(vm_pid tpm1)")" = "$vmuser" ] || fail "QEMU's user differs"
-[ "$(stat -c '%U %a' "$STATE/vms/tpm1/tpm")" = "$vmuser 700" ] ||
-	fail "TPM state dir is $(stat -c '%U %a' "$STATE/vms/tpm1/tpm")"
-[ "$(stat -c %U "$STATE/vms/tpm1/tpm/tpm2-00.permall")" = "$vmuser" ] ||
+vmuser=$(stat -c %u "$STATE/vms/tpm1")
+[ "$vmuser" != 0 ] || fail "the VM's dir is root's"
+[ "$(ps -o uid= -p "$swpid" | tr -d " ")" = "$vmuser" ] ||
+	fail "swtpm runs as $(ps -o uid= -p "$swpid" | tr -d " "), not $vmuser"
+[ "$(ps -o uid= -p "$(vm_pid tpm1)" | tr -d " ")" = "$vmuser" ] || fail "QEMU's user differs"
+[ "$(stat -c '%u %a' "$STATE/vms/tpm1/tpm")" = "$vmuser 700" ] ||
+	fail "TPM state dir is $(stat -c '%u %a' "$STATE/vms/tpm1/tpm")"
+[ "$(stat -c %u "$STATE/vms/tpm1/tpm/tpm2-00.permall")" = "$vmuser" ] ||
 	fail "TPM state is not the VM user's"
 for s in "$STATE/vms/tpm1"/*swtpm*; do
 	[ -S "$s" ] && fail "a swtpm socket file exists: $s"
@@ -134,6 +134,8 @@ case $r in *"$secret"*) ;; *) fail "NV index lost after re-attach: $r" ;; esac
 qq vm create tpm2 --accel tcg --memory 256 --machine q35 --firmware uefi \
     --tpm --disk "$T/tpm2.img" --display none >/dev/null
 qq vm start tpm2 >/dev/null
+[ "$(stat -c %u "$STATE/vms/tpm2/tpm")" != "$vmuser" ] ||
+	fail "two VMs' TPMs run as one uid"
 wait_ready tpm2 1
 r=$(tpm_cmd tpm2 READX "$read")
 case $r in *"$secret"*) fail "another VM's TPM has tpm1's NV index" ;; esac

@@ -9,7 +9,7 @@ QDESK_BIN=$top/build/cli/qdesk
 GUESTS=$top/build/guests
 TEST_NAME=$(basename "$0" .sh)
 
-# Private state dir; QEMU (as qdesk-vm) must be able to reach into it.
+# Private state dir; each QEMU (as its VM's own uid) must reach into it.
 T=$(mktemp -d "/tmp/qdesk-$TEST_NAME.XXXXXX")
 chmod 711 "$T"
 STATE=$T/state

@@ -185,6 +185,11 @@ one(const char *dir, const char *file)
 	/* TAP fds for the NICs, in order, after the QMP socket and disk. */
 	rt.tap_fds = tap_fds;
 	rt.ntap_fds = def.nnics;
+	/* The guest agent port's socket: "agent_fd" in the case, else 30. */
+	rt.agent_fd = def.agent ? 30 : -1;
+	if (json_is_integer(json_object_get(j, "agent_fd")))
+		rt.agent_fd = json_integer_value(json_object_get(j,
+		    "agent_fd"));
 	argv = vm_argv_build(&def, &rt, "qemu-system-x86_64", &cause);
 	if (expect_fail) {
 		CHECK(argv == NULL);
