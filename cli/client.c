@@ -411,7 +411,11 @@ client_next(struct ctl_client *c, json_t **msg, char **line, char **cause)
 	return (CLIENT_RETURN);
 }
 
-/* Print a daemon error as "qdesk: CLASS: desc"; the exit status is 1. */
+/*
+ * Print a daemon error as "qdesk: CLASS: desc"; the exit status is 1, or
+ * 4 when the host ran out of something (ResourceExhausted: fix the host,
+ * not the command).
+ */
 int
 client_error_exit(json_t *error)
 {
@@ -422,5 +426,8 @@ client_error_exit(json_t *error)
 	fprintf(stderr, "qdesk: %s: %s\n", json_is_string(class) ?
 	    json_string_value(class) : "Error", json_is_string(desc) ?
 	    json_string_value(desc) : "(no description)");
+	if (json_is_string(class) &&
+	    strcmp(json_string_value(class), ERR_RESOURCE) == 0)
+		return (EXIT_RESOURCE);
 	return (EXIT_DAEMON);
 }

@@ -4,7 +4,8 @@
  *   qdesk [--socket PATH] [--json] [--timeout S] GROUP VERB [ARGS]
  *
  * Exit status: 0 success, 1 the daemon answered with an error, 2 usage
- * error, 3 the daemon cannot be reached.
+ * error, 3 the daemon cannot be reached, 4 the host ran out of something
+ * (ResourceExhausted: disk, state database, descriptors, memory).
  */
 #include <errno.h>
 #include <signal.h>

@@ -29,6 +29,7 @@
 #define EXIT_DAEMON		1	/* the daemon answered with an error */
 #define EXIT_USAGE		2
 #define EXIT_UNREACHABLE	3	/* no daemon, or it went away */
+#define EXIT_RESOURCE		4	/* the host ran out of something */
 
 /* What an argument's value must look like. */
 enum ctl_argtype {

@@ -12,7 +12,18 @@
 
 #include "compat.h"
 #include "db.h"
+#include "proto.h"
 #include "xmalloc.h"
+
+/* errno values that mean the host ran out of something. */
+static const int db_resource_errnos[] = {
+	ENOSPC, EDQUOT, EMFILE, ENFILE, ENOMEM, ENOBUFS
+};
+/* LMDB's own: its map, readers, dirty pages or tables are exhausted. */
+static const int db_resource_mdb[] = {
+	MDB_MAP_FULL, MDB_READERS_FULL, MDB_TXN_FULL, MDB_DBS_FULL,
+	MDB_TLS_FULL, MDB_CURSOR_FULL, MDB_PAGE_FULL, MDB_MAP_RESIZED
+};
 
 static const char *db_tables[] = {
 	DB_VMS, DB_IMAGES, DB_NETWORKS, DB_LEASES, DB_USERS, DB_DEPTS,
@@ -45,6 +56,40 @@ db_table(struct db *db, const char *table, MDB_dbi *dbi, char **cause)
 	if (cause != NULL)
 		xasprintf(cause, "no database table %s", table);
 	return (-1);
+}
+
+/* Does cause end in ": reason" or hold ": reason" before more words? */
+static int
+db_cause_says(const char *cause, const char *reason)
+{
+	const char	*p;
+	size_t		 len = strlen(reason);
+
+	for (p = cause; (p = strstr(p, reason)) != NULL; p++) {
+		if (p - cause >= 2 && p[-2] == ':' && p[-1] == ' ' &&
+		    (p[len] == '\0' || p[len] == ' ' || p[len] == ';' ||
+		    p[len] == ')' || p[len] == ','))
+			return (1);
+	}
+	return (0);
+}
+
+const char *
+db_errclass(const char *errclass, const char *cause)
+{
+	size_t	i;
+
+	if (cause == NULL)
+		return (errclass);
+	for (i = 0; i < nitems(db_resource_errnos); i++) {
+		if (db_cause_says(cause, strerror(db_resource_errnos[i])))
+			return (ERR_RESOURCE);
+	}
+	for (i = 0; i < nitems(db_resource_mdb); i++) {
+		if (db_cause_says(cause, mdb_strerror(db_resource_mdb[i])))
+			return (ERR_RESOURCE);
+	}
+	return (errclass);
 }
 
 static int
@@ -236,6 +281,23 @@ db_del(struct db *db, const char *table, const char *key, char **cause)
 
 	if ((t = db_begin(db, cause)) == NULL)
 		return (-1);
+	if ((rc = db_txn_del(t, table, key, cause)) != 0) {
+		db_abort(t);
+		return (rc);
+	}
+	return (db_commit(t, cause));
+}
+
+int
+db_del_nosync(struct db *db, const char *table, const char *key,
+    char **cause)
+{
+	struct db_txn	*t;
+	int		 rc;
+
+	if ((t = db_begin(db, cause)) == NULL)
+		return (-1);
+	t->nosync = 1;
 	if ((rc = db_txn_del(t, table, key, cause)) != 0) {
 		db_abort(t);
 		return (rc);

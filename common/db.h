@@ -25,6 +25,16 @@ struct db_txn;
 #define DB_LOCKOUTS	"lockouts"	/* failed logins, run state */
 #define DB_VMUIDS	"vmuids"	/* each VM's own uid (qmpd/vm-uid.c) */
 
+/*
+ * The class to answer a failure with: ERR_RESOURCE ("ResourceExhausted")
+ * when cause says the host ran out of something (a full disk or quota,
+ * the state database's map or readers, file descriptors, memory), so a
+ * script can tell "fix the host" from "fix your input"; else errclass.
+ * Causes are "what: reason" (strerror or mdb_strerror), as every module
+ * words them, so the reason is recognised wherever it came from.
+ */
+const char	*db_errclass(const char *errclass, const char *cause);
+
 /* Open (creating) the environment in directory path. */
 struct db	*db_open(const char *path, char **cause);
 void		 db_close(struct db *);
@@ -42,6 +52,9 @@ int		 db_put_nosync(struct db *, const char *table, const char *key,
 /* Returns 0, 1 when the key did not exist, -1 on error. */
 int		 db_del(struct db *, const char *table, const char *key,
 		    char **cause);
+/* The same for run state, not synced (see db_put_nosync). */
+int		 db_del_nosync(struct db *, const char *table,
+		    const char *key, char **cause);
 /*
  * Calls cb for every record in key order inside one read transaction; cb
  * gets a borrowed value and returns non-zero to stop. Returns the number

@@ -35,6 +35,8 @@
 #define ERR_BUSY		"Busy"
 #define ERR_AUTH		"AuthFailed"	/* bad login or password */
 #define ERR_LOCKED		"Locked"	/* too many failures: wait */
+/* The host ran out of something (disk, state database, fds, memory). */
+#define ERR_RESOURCE		"ResourceExhausted"
 
 /* A parsed request. root owns everything; id and args are borrowed. */
 struct proto_req {

@@ -21,11 +21,18 @@
 /* A user's ACPI shutdown: time for the guest to save work before quit. */
 #define CMD_BROKER_SHUTDOWN_TIMEOUT	300
 #define CMD_BROKER_TICKET_TTL		60
+/* Revocations kept for the RDP sessions that ask: how many, how long. */
+#define CMD_BROKER_REVOKED_KEEP		4096
+#define CMD_BROKER_REVOKED_TTL		600
+/* Password checks queued or running at once; more are answered Busy. */
+#define CMD_BROKER_AUTH_QUEUE		256
 
 /*
- * Failed logins per login name, shared by the portal and the RDP gateway
- * since both come through user.auth. Kept in DB_LOCKOUTS too, so a qmpd
- * restart neither unlocks a login nor forgets its recent failures.
+ * Failed logins per (login, client address) and per login, shared by the
+ * portal and the RDP gateway since both come through user.auth. Kept in
+ * DB_LOCKOUTS too (run state, not synced), so a qmpd restart neither
+ * unlocks a login nor forgets its recent failures; a record the table
+ * forgets is deleted there as well, so the table on disk stays bounded.
  */
 static struct auth_lockout	*cmd_broker_lockout;
 
@@ -46,10 +53,31 @@ cmd_broker_client(struct cmd_req *req)
 	return (cmd_arg_str(req, "client", "an unnamed client"));
 }
 
-static int
-cmd_broker_lockout_load_cb(const char *login, json_t *rec, void *arg)
+/* Delete a lockout record from the database (run state: not synced). */
+static void
+cmd_broker_lockout_del(const char *key, void *arg)
 {
-	auth_lockout_import(cmd_broker_lockout, login, rec, cmd_broker_now());
+	char	*cause = NULL;
+
+	if (db_del_nosync(qmpd->db, DB_LOCKOUTS, key, &cause) < 0) {
+		log_warnx("failed logins of %s not deleted: %s", key, cause);
+		free(cause);
+	}
+}
+
+/* At load: the keys to delete once the read transaction is over. */
+static void
+cmd_broker_lockout_drop(const char *key, void *arg)
+{
+	json_array_append_new(arg, json_string(key));
+}
+
+static int
+cmd_broker_lockout_load_cb(const char *key, json_t *rec, void *arg)
+{
+	if (auth_lockout_import(cmd_broker_lockout, key, rec,
+	    cmd_broker_now()) == 0)
+		cmd_broker_lockout_drop(key, arg);
 	return (0);
 }
 
@@ -57,36 +85,47 @@ cmd_broker_lockout_load_cb(const char *login, json_t *rec, void *arg)
 static struct auth_lockout *
 cmd_broker_lockouts(void)
 {
+	json_t	*drop, *k;
 	char	*cause = NULL;
+	size_t	 i;
 
 	if (cmd_broker_lockout != NULL)
 		return (cmd_broker_lockout);
 	cmd_broker_lockout = auth_lockout_create(AUTH_LOCK_FAILURES,
-	    AUTH_LOCK_WINDOW, AUTH_LOCK_TIME, AUTH_LOCK_ENTRIES);
+	    AUTH_LOCK_LOGIN_FAILURES, AUTH_LOCK_WINDOW, AUTH_LOCK_TIME,
+	    AUTH_LOCK_ENTRIES, AUTH_LOCK_KNOWN_ENTRIES);
+	drop = json_array();
+	auth_lockout_on_evict(cmd_broker_lockout, cmd_broker_lockout_drop,
+	    drop);
 	if (db_foreach(qmpd->db, DB_LOCKOUTS, cmd_broker_lockout_load_cb,
-	    NULL, &cause) < 0) {
+	    drop, &cause) < 0) {
 		log_warnx("failed-login counters not loaded: %s", cause);
 		free(cause);
 	}
+	json_array_foreach(drop, i, k)
+		cmd_broker_lockout_del(json_string_value(k), NULL);
+	json_decref(drop);
+	auth_lockout_on_evict(cmd_broker_lockout, cmd_broker_lockout_del,
+	    NULL);
 	return (cmd_broker_lockout);
 }
 
-/* Store login's counters as they are now (run state: not synced). */
+/* Store one record as it is now (run state: not synced). */
 static void
-cmd_broker_lockout_save(const char *login)
+cmd_broker_lockout_save(const char *login, const char *addr)
 {
 	json_t	*j;
-	char	*cause = NULL;
-	int	 rv;
+	char	 key[AUTH_KEY_MAX], *cause = NULL;
 
-	j = auth_lockout_export(cmd_broker_lockouts(), login,
+	auth_lockout_key(login, addr, key, sizeof key);
+	j = auth_lockout_export(cmd_broker_lockouts(), login, addr,
 	    cmd_broker_now());
-	if (j != NULL)
-		rv = db_put_nosync(qmpd->db, DB_LOCKOUTS, login, j, &cause);
-	else
-		rv = db_del(qmpd->db, DB_LOCKOUTS, login, &cause) < 0 ? -1 : 0;
-	if (rv != 0) {
-		log_warnx("failed logins of %s not stored: %s", login, cause);
+	if (j == NULL) {
+		cmd_broker_lockout_del(key, NULL);
+		return;
+	}
+	if (db_put_nosync(qmpd->db, DB_LOCKOUTS, key, j, &cause) != 0) {
+		log_warnx("failed logins of %s not stored: %s", key, cause);
 		free(cause);
 	}
 	json_decref(j);
@@ -94,26 +133,34 @@ cmd_broker_lockout_save(const char *login)
 
 /* A good login forgets the failures, in the database too if it had any. */
 static void
-cmd_broker_lockout_forget(const char *login)
+cmd_broker_lockout_forget(const char *login, const char *addr)
 {
-	json_t	*j;
+	char	key[AUTH_KEY_MAX];
+	int	stored;
 
-	j = auth_lockout_export(cmd_broker_lockouts(), login,
-	    cmd_broker_now());
-	auth_lockout_clear(cmd_broker_lockouts(), login);
-	if (j != NULL)
-		cmd_broker_lockout_save(login);
-	json_decref(j);
+	stored = auth_lockout_clear(cmd_broker_lockouts(), login, addr);
+	if (stored & AUTH_STORED_ADDR) {
+		auth_lockout_key(login, addr, key, sizeof key);
+		cmd_broker_lockout_del(key, NULL);
+	}
+	if (stored & AUTH_STORED_LOGIN)
+		cmd_broker_lockout_del(login, NULL);
 }
 
+/*
+ * Refuse a login whose failure is counted already (auth_lockout_admit or
+ * auth_lockout_done): store the counters, log, answer.
+ */
 static void
-cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
+cmd_broker_auth_fail(struct cmd_req *req, const char *login,
+    const char *addr, const char *why)
 {
 	int	locked;
 
-	locked = auth_lockout_fail(cmd_broker_lockouts(), login,
+	cmd_broker_lockout_save(login, addr);
+	cmd_broker_lockout_save(login, NULL);
+	locked = auth_lockout_check(cmd_broker_lockouts(), login, addr,
 	    cmd_broker_now());
-	cmd_broker_lockout_save(login);
 	if (locked > 0)
 		log_warnx("login %.64s from %s refused: %s; locked for %d s",
 		    login, cmd_broker_client(req), why, locked);
@@ -124,20 +171,102 @@ cmd_broker_auth_fail(struct cmd_req *req, const char *login, const char *why)
 	cmd_error(req, ERR_AUTH, "invalid login or password");
 }
 
+/* A login whose password is being checked on a worker thread. */
+struct cmd_broker_login {
+	struct cmd_req	*req;
+	char		 login[AUTH_LOGIN_MAX + 1];
+	char		 addr[AUTH_ADDR_MAX + 1];
+	char		*hash;	/* checked against; NULL: no user or none */
+	int		 known;
+};
+
+/* The password workers, started on first use. */
+static struct auth_pool *
+cmd_broker_pool(char **cause)
+{
+	static struct auth_pool	*pool;
+
+	if (pool == NULL)
+		pool = auth_pool_create(qmpd->base, auth_pool_cpus(),
+		    CMD_BROKER_AUTH_QUEUE, cause);
+	return (pool);
+}
+
+/* A good login: forget its failures, note when (run state), answer. */
+static void
+cmd_broker_auth_ok(struct cmd_req *req, const char *login, const char *addr,
+    json_t *rec)
+{
+	char	*cause = NULL;
+
+	cmd_broker_lockout_forget(login, addr);
+	log_info("login %s from %s", login, cmd_broker_client(req));
+	/* Not synced: a host crash may lose it, no login pays an fsync. */
+	json_object_set_new(rec, "last_login", json_integer(time(NULL)));
+	if (db_put_nosync(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
+		log_warnx("user %s: last login not saved: %s", login, cause);
+		free(cause);
+	}
+	cmd_reply(req, json_pack("{s:s,s:O?,s:O?,s:b}", "login", login,
+	    "name", json_object_get(rec, "name"), "dept",
+	    json_object_get(rec, "dept"), "admin",
+	    json_is_true(json_object_get(rec, "admin"))));
+}
+
 /*
- * user.auth: check a user's password. yescrypt blocks the loop for
- * ~50-100 ms, once per request (a dummy hash stands in for an unknown
- * user so the answer takes as long); a locked login costs no hash.
+ * The verdict of a worker, on the loop. The user is read again: one
+ * removed, disabled or given a new password during the check is refused.
+ */
+static void
+cmd_broker_auth_done(int ok, void *arg)
+{
+	struct cmd_broker_login	*bl = arg;
+	json_t			*rec;
+	const char		*hash, *why = NULL;
+
+	rec = user_get(bl->login);
+	hash = json_string_value(json_object_get(rec, "hash"));
+	if (rec == NULL)
+		why = bl->known ? "the user was removed" : "no such user";
+	else if (bl->hash == NULL)
+		why = "the user has no password";
+	else if (hash == NULL || strcmp(hash, bl->hash) != 0)
+		why = "the password was changed during the check";
+	else if (!ok)
+		why = "wrong password";
+	else if (json_is_true(json_object_get(rec, "disabled")))
+		why = "the user is disabled";
+	auth_lockout_done(cmd_broker_lockouts(), bl->login, bl->addr,
+	    rec != NULL, why == NULL, cmd_broker_now());
+	if (why != NULL)
+		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, why);
+	else
+		cmd_broker_auth_ok(bl->req, bl->login, bl->addr, rec);
+	json_decref(rec);
+	free(bl->hash);
+	free(bl);
+}
+
+/*
+ * user.auth: check a user's password. The lockout is checked as the
+ * attempt arrives (per client address, then per login), attempts in
+ * flight counting against what is left before the lock; a locked login
+ * or an unusable password costs no hash. The yescrypt hash
+ * (~50-100 ms of CPU; a dummy one for an unknown user, so the answer
+ * takes as long) runs on a worker thread and the answer comes from
+ * cmd_broker_auth_done; the loop only checks and queues.
  */
 static enum cmd_retval
 cmd_broker_auth(struct cmd_req *req)
 {
-	const char	*login = cmd_arg_str(req, "login", "");
-	json_t		*pw = json_object_get(req->args, "password");
-	json_t		*rec;
-	const char	*hash;
-	char		*cause = NULL;
-	int		 left, ok;
+	const char		*login = cmd_arg_str(req, "login", "");
+	json_t			*pw = json_object_get(req->args, "password");
+	json_t			*rec;
+	struct auth_pool	*pool;
+	struct cmd_broker_login	*bl;
+	const char		*hash;
+	char			 addr[AUTH_ADDR_MAX + 1], *cause = NULL;
+	int			 left;
 
 	if (auth_login_valid(login, &cause) != 0) {
 		free(cause);
@@ -146,47 +275,203 @@ cmd_broker_auth(struct cmd_req *req)
 		cmd_error(req, ERR_AUTH, "invalid login or password");
 		return (CMD_RETURN_DONE);
 	}
-	left = auth_lockout_check(cmd_broker_lockouts(), login,
-	    cmd_broker_now());
-	if (left > 0) {
-		log_warnx("login %s from %s refused: locked for %d s more",
-		    login, cmd_broker_client(req), left);
+	if ((pool = cmd_broker_pool(&cause)) == NULL) {
+		log_warnx("login %s refused: %s", login, cause);
+		cmd_fail(req, ERR_INTERNAL, cause);
+		return (CMD_RETURN_DONE);
+	}
+	if (auth_pool_queued(pool) >= CMD_BROKER_AUTH_QUEUE) {
+		log_warnx("login %s from %s refused: %d password checks "
+		    "queued", login, cmd_broker_client(req),
+		    auth_pool_queued(pool));
+		cmd_error(req, ERR_BUSY, "too many logins at once; try again "
+		    "in a moment");
+		return (CMD_RETURN_DONE);
+	}
+	auth_addr_normalize(json_string_value(json_object_get(req->args,
+	    "client")), addr, sizeof addr);
+	rec = user_get(login);
+	switch (auth_lockout_admit(cmd_broker_lockouts(), login, addr,
+	    rec != NULL, json_string_value(pw), json_string_length(pw),
+	    cmd_broker_now(), &left, &cause)) {
+	case AUTH_LOCKED:
+		log_warnx("login %s from %s refused: %s", login,
+		    cmd_broker_client(req), cause);
 		cmd_error(req, ERR_LOCKED, "too many failed logins for %s; try "
 		    "again in %d s", login, left);
-		return (CMD_RETURN_DONE);
-	}
-	if (auth_password_valid(json_string_value(pw), json_string_length(pw),
-	    &cause) != 0) {
 		free(cause);
-		cmd_broker_auth_fail(req, login, "unusable password");
+		json_decref(rec);
+		return (CMD_RETURN_DONE);
+	case AUTH_REFUSED:
+		cmd_broker_auth_fail(req, login, addr, cause);
+		free(cause);
+		json_decref(rec);
+		return (CMD_RETURN_DONE);
+	case AUTH_BUSY:
+		log_warnx("login %s from %s refused: %s", login,
+		    cmd_broker_client(req), cause);
+		cmd_error(req, ERR_BUSY, "too many logins for %s at once; try "
+		    "again in a moment", login);
+		free(cause);
+		json_decref(rec);
 		return (CMD_RETURN_DONE);
 	}
-	rec = user_get(login);
 	hash = json_string_value(json_object_get(rec, "hash"));
-	ok = auth_verify(json_string_value(pw), hash);
-	if (rec == NULL)
-		cmd_broker_auth_fail(req, login, "no such user");
-	else if (!ok)
-		cmd_broker_auth_fail(req, login, hash == NULL ?
-		    "the user has no password" : "wrong password");
-	else if (json_is_true(json_object_get(rec, "disabled")))
-		cmd_broker_auth_fail(req, login, "the user is disabled");
-	else {
-		cmd_broker_lockout_forget(login);
-		log_info("login %s from %s", login, cmd_broker_client(req));
-		json_object_set_new(rec, "last_login",
-		    json_integer(time(NULL)));
-		if (db_put(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
-			log_warnx("user %s: last login not saved: %s", login,
-			    cause);
-			free(cause);
-		}
-		cmd_reply(req, json_pack("{s:s,s:O?,s:O?,s:b}", "login", login,
-		    "name", json_object_get(rec, "name"), "dept",
-		    json_object_get(rec, "dept"), "admin",
-		    json_is_true(json_object_get(rec, "admin"))));
-	}
+	bl = xcalloc(1, sizeof *bl);
+	bl->req = req;
+	strlcpy(bl->login, login, sizeof bl->login);
+	strlcpy(bl->addr, addr, sizeof bl->addr);
+	bl->hash = hash != NULL ? xstrdup(hash) : NULL;
+	bl->known = rec != NULL;
 	json_decref(rec);
+	/* Cannot fail: the queue had room above. */
+	if (auth_pool_verify(pool, json_string_value(pw), bl->hash,
+	    cmd_broker_auth_done, bl, &cause) != 0)
+		fatalx("user.auth: %s", cause);
+	/* The password need not stay in memory any longer than the job. */
+	json_object_del(req->args, "password");
+	return (CMD_RETURN_WAIT);
+}
+
+/*
+ * Revocations of the last CMD_BROKER_REVOKED_TTL seconds, newest last:
+ * {"login", "vm" (absent: all of the user's desktops), "reason", "at" (ms
+ * on CLOCK_MONOTONIC, which every process of the host shares)}. The RDP
+ * gateway's sessions ask desktop.revoked about theirs every half second.
+ */
+static json_t	*cmd_broker_revocations;
+
+/* Milliseconds on the host's monotonic clock. */
+static long long
+cmd_broker_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Drop the revocations no session can still be asking about. */
+static void
+cmd_broker_revoked_age(void)
+{
+	json_t		*r;
+	long long	 now = cmd_broker_ms();
+
+	if (cmd_broker_revocations == NULL)
+		cmd_broker_revocations = json_array();
+	while ((r = json_array_get(cmd_broker_revocations, 0)) != NULL &&
+	    (json_array_size(cmd_broker_revocations) >
+	    CMD_BROKER_REVOKED_KEEP || now - json_integer_value(
+	    json_object_get(r, "at")) > CMD_BROKER_REVOKED_TTL * 1000LL))
+		json_array_remove(cmd_broker_revocations, 0);
+}
+
+/* set_password or expire_password answered: only a failure is news. */
+static void
+cmd_broker_revoke_done(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	char	*name = arg;
+
+	if (errclass != NULL)
+		log_warnx("%s: SPICE clients not disconnected: %s", name,
+		    errdesc);
+	free(name);
+}
+
+/*
+ * Disconnect every SPICE client of vm and leave it a password nobody
+ * knows, already expired: a ticket given out before is worthless too.
+ */
+static void
+cmd_broker_revoke_spice(struct vm *vm, const char *reason)
+{
+	char	*secret;
+
+	if (strcmp(vm->def.display, "spice") != 0 || vm->qmp == NULL ||
+	    (vm->state != VM_RUNNING && vm->state != VM_PAUSED))
+		return;
+	session_end_reason(vm->def.name, reason);
+	secret = vm_qmp_secret();
+	if (qmp_execute(vm->qmp, "set_password", json_pack("{s:s,s:s,s:s}",
+	    "protocol", "spice", "password", secret, "connected",
+	    "disconnect"), cmd_broker_revoke_done,
+	    xstrdup(vm->def.name)) == 0)
+		qmp_execute(vm->qmp, "expire_password", json_pack("{s:s,s:s}",
+		    "protocol", "spice", "time", "now"),
+		    cmd_broker_revoke_done, xstrdup(vm->def.name));
+	else
+		log_warnx("%s: SPICE clients not disconnected: QMP is not "
+		    "connected", vm->def.name);
+	explicit_bzero(secret, strlen(secret));
+	free(secret);
+	log_info("%s: SPICE sessions ended (%s)", vm->def.name, reason);
+}
+
+/* Is vm one of login's: assigned to them, or its last ticket theirs? */
+static int
+cmd_broker_revoke_mine(struct vm *vm, const char *login)
+{
+	const char	*owner = user_owner(vm), *holder;
+	long long	 at, expires;
+	uid_t		 uid;
+
+	if (owner != NULL && strcmp(owner, login) == 0)
+		return (1);
+	return (vm_ticket_last(vm->def.name, &holder, &uid, &at,
+	    &expires) == 0 && strcmp(holder, login) == 0);
+}
+
+void
+cmd_broker_revoke(const char *login, const char *vm, const char *why)
+{
+	struct vm	*v;
+	char		*reason;
+
+	xasprintf(&reason, "revoked: %s", why);
+	cmd_broker_revoked_age();
+	json_array_append_new(cmd_broker_revocations, json_pack(
+	    "{s:s,s:s?,s:s,s:I}", "login", login, "vm", vm, "reason", reason,
+	    "at", (json_int_t)cmd_broker_ms()));
+	TAILQ_FOREACH(v, &vms, entry) {
+		if (vm != NULL ? strcmp(v->def.name, vm) == 0 :
+		    cmd_broker_revoke_mine(v, login))
+			cmd_broker_revoke_spice(v, reason);
+	}
+	log_info("sessions of %s%s%s %s", login, vm != NULL ? " on " : "",
+	    vm != NULL ? vm : "", reason);
+	free(reason);
+}
+
+/*
+ * desktop.revoked: has login's session on vm, authenticated at "since"
+ * (ms on CLOCK_MONOTONIC), been revoked since? The RDP gateway's sessions
+ * ask this every half second and end themselves with the reason.
+ */
+static enum cmd_retval
+cmd_broker_revoked(struct cmd_req *req)
+{
+	const char	*login = cmd_arg_str(req, "login", "");
+	const char	*vm = cmd_arg_str(req, "vm", NULL);
+	long long	 since = cmd_arg_int(req, "since", 0);
+	const char	*rvm;
+	json_t		*r;
+	size_t		 i;
+
+	cmd_broker_revoked_age();
+	json_array_foreach(cmd_broker_revocations, i, r) {
+		rvm = json_string_value(json_object_get(r, "vm"));
+		if (json_integer_value(json_object_get(r, "at")) < since ||
+		    strcmp(json_string_value(json_object_get(r, "login")),
+		    login) != 0 || (rvm != NULL && (vm == NULL ||
+		    strcmp(rvm, vm) != 0)))
+			continue;
+		cmd_reply(req, json_pack("{s:b,s:O}", "revoked", 1, "reason",
+		    json_object_get(r, "reason")));
+		return (CMD_RETURN_DONE);
+	}
+	cmd_reply(req, json_pack("{s:b}", "revoked", 0));
 	return (CMD_RETURN_DONE);
 }
 
@@ -293,8 +578,7 @@ cmd_broker_start(struct cmd_req *req, struct vm *vm, const char *login)
 		    req, &cause) != 0) {
 			log_warnx("%s: start for %s failed: %s", vm->def.name,
 			    login, cause);
-			cmd_error(req, ERR_QEMU, "%s", cause);
-			free(cause);
+			cmd_fail(req, ERR_QEMU, cause);
 			return (CMD_RETURN_DONE);
 		}
 		log_info("%s: started for %s", vm->def.name, login);
@@ -329,8 +613,7 @@ cmd_broker_shutdown(struct cmd_req *req, struct vm *vm, const char *login)
 		return (CMD_RETURN_DONE);
 	}
 	if (vm_stop(vm, 0, CMD_BROKER_SHUTDOWN_TIMEOUT, &cause) != 0) {
-		cmd_error(req, ERR_STATE, "%s", cause);
-		free(cause);
+		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);
 	}
 	/* vm_stop says "by admin"; say who it really was. */
@@ -456,6 +739,13 @@ static const struct cmd_arg cmd_broker_auth_args[] = {
 	{ NULL, 0, 0 }
 };
 
+static const struct cmd_arg cmd_broker_revoked_args[] = {
+	{ "login", ARG_STR, 1 },
+	{ "vm", ARG_STR, 0 },
+	{ "since", ARG_INT, 1 },
+	{ NULL, 0, 0 }
+};
+
 static const struct cmd_arg cmd_broker_mine_args[] = {
 	{ "login", ARG_STR, 1 },
 	{ NULL, 0, 0 }
@@ -483,5 +773,7 @@ const struct cmd_entry cmd_broker_entries[] = {
 	{ "desktop.console", cmd_broker_console_args, ROLE_BROKER,
 	    cmd_broker_console },
 	{ "desktop.vnc", cmd_broker_vnc_args, ROLE_BROKER, cmd_broker_vnc },
+	{ "desktop.revoked", cmd_broker_revoked_args, ROLE_BROKER,
+	    cmd_broker_revoked },
 	{ NULL, NULL, 0, NULL }
 };

@@ -331,6 +331,7 @@ cmd_user_passwd(struct cmd_req *req)
 	free(hash);
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s: password changed", login);
+		cmd_broker_revoke(login, NULL, "password changed");
 		cmd_reply(req, user_public(rec));
 	}
 out:
@@ -351,6 +352,8 @@ cmd_user_set_disabled(struct cmd_req *req, int disabled)
 	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
 		log_info("user %s %s", login, disabled ? "disabled" :
 		    "enabled");
+		if (disabled)
+			cmd_broker_revoke(login, NULL, "user disabled");
 		cmd_reply(req, user_public(rec));
 	}
 	json_decref(rec);
@@ -397,6 +400,7 @@ cmd_user_rm(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	log_info("user %s removed", login);
+	cmd_broker_revoke(login, NULL, "user removed");
 	cmd_reply(req, json_object());
 	return (CMD_RETURN_DONE);
 }
@@ -488,6 +492,7 @@ cmd_user_desktop_unassign(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	log_info("%s: unassigned from %s", name, login);
+	cmd_broker_revoke(login, name, "desktop unassigned");
 	notify_emit("desktop.unassigned", name, j = json_pack("{s:s}",
 	    "login", login));
 	json_decref(j);

@@ -116,7 +116,7 @@ cmd_send_error(struct client *c, json_t *id, const char *errclass,
 {
 	char	*line;
 
-	line = proto_error(id, errclass, desc);
+	line = proto_error(id, db_errclass(errclass, desc), desc);
 	server_send_line(c, line);
 	free(line);
 }

@@ -1,6 +1,8 @@
 /*
- * qmpd: the root daemon. One libevent loop, no threads. This header holds
- * the structures shared between the daemon's files, as tmux.h does.
+ * qmpd: the root daemon. One libevent loop; the only other threads hash
+ * passwords (auth-pool.c) and touch nothing but their own jobs. This
+ * header holds the structures shared between the daemon's files, as
+ * tmux.h does.
  *
  * Headers follow files, one rule for all of qmpd/: a file's declarations
  * go in the header its name starts with (vm.h for vm.c and every vm-*.c;
@@ -178,6 +180,14 @@ struct vm;
 struct vm *cmd_vm_get(struct cmd_req *);
 enum cmd_retval cmd_vm_vnc_reply(struct vm *, struct cmd_req *);
 
+/*
+ * cmd-broker.c: revocation. End login's open sessions at once, on vm or
+ * (vm NULL) on all of theirs: SPICE clients are disconnected (a fresh,
+ * expired password), RDP sessions learn it from desktop.revoked. why goes
+ * into the session records ("revoked: why").
+ */
+void	 cmd_broker_revoke(const char *login, const char *vm, const char *why);
+
 /* user.c: office users, departments, and the desktops assigned to them. */
 struct vm;
 json_t	*user_get(const char *login);
@@ -192,6 +202,8 @@ int	 user_dept_within(const char *dept, const char *want);
 /* session.c: SPICE sessions, a listener of qmpd's events. */
 void	 session_event(const char *event, const char *vm, json_t *fields,
 	    void *arg);
+/* The next disconnects of vm's SPICE clients end for this reason. */
+void	 session_end_reason(const char *vm, const char *why);
 void	 session_ticket(const char *vm, const char *login, uid_t uid,
 	    long long at, long long expires);
 json_t	*session_list(const char *vm, const char **errclass, char **cause);

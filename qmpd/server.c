@@ -234,43 +234,71 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 		client_free(c);
 }
 
-/* Is gid among the supplementary groups of pid? */
+/*
+ * Is gid among the peer's groups? SO_PEERGROUPS gives the supplementary
+ * groups the peer had when it connected, from the socket itself: unlike
+ * /proc/PID/status, no pid that may have been reused by then.
+ */
 static int
-server_pid_in_group(pid_t pid, gid_t gid)
+server_peer_in_group(int fd, gid_t gid)
 {
-	char	 path[64], line[4096], *p, *end;
-	FILE	*f;
-	int	 found = 0;
+	gid_t		 stack[64], *groups = stack;
+	socklen_t	 len = sizeof stack;
+	size_t		 i, n;
+	int		 found = 0;
 
-	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "re")) == NULL)
-		return (0);
-	while (fgets(line, sizeof line, f) != NULL) {
-		if (strncmp(line, "Groups:", 7) != 0)
-			continue;
-		for (p = line + 7; *p != '\0'; p = end) {
-			unsigned long g = strtoul(p, &end, 10);
-			if (end == p)
-				break;
-			if (g == gid)
-				found = 1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1) {
+		if (errno != ERANGE)
+			return (0);
+		/* More than 64 groups: len says how much room they need. */
+		groups = xmalloc(len);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups,
+		    &len) == -1) {
+			free(groups);
+			return (0);
 		}
 	}
-	fclose(f);
+	n = len / sizeof *groups;
+	for (i = 0; i < n; i++)
+		if (groups[i] == gid)
+			found = 1;
+	if (groups != stack)
+		free(groups);
 	return (found);
 }
 
+/* The role of a peer, from the socket's credentials alone. */
 static enum role
-server_role(struct ucred *cred)
+server_role(int fd, struct ucred *cred)
 {
 	if (cred->uid == 0)
 		return (ROLE_ADMIN);
 	if (qmpd->admin_gid != (gid_t)-1 && (cred->gid == qmpd->admin_gid ||
-	    server_pid_in_group(cred->pid, qmpd->admin_gid)))
+	    server_peer_in_group(fd, qmpd->admin_gid)))
 		return (ROLE_ADMIN);
 	if (qmpd->broker_uid != (uid_t)-1 && cred->uid == qmpd->broker_uid)
 		return (ROLE_BROKER);
 	return (ROLE_NONE);
+}
+
+/*
+ * Refuse a peer with no role: one line saying why, if the socket takes it
+ * now, then closed at once; nothing of it is kept or waited for.
+ */
+static void
+server_refuse(int fd, struct ucred *cred)
+{
+	char	*line;
+
+	log_warnx("refused uid %ld (pid %ld): not root, not in group qdesk, "
+	    "not the broker", (long)cred->uid, (long)cred->pid);
+	line = proto_error(NULL, ERR_DENIED, "permission denied: qmpd "
+	    "accepts root, group qdesk and the broker");
+	/* Best effort: a fresh socket's buffer holds one short line. */
+	if (send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) != -1)
+		send(fd, "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	free(line);
+	close(fd);
 }
 
 static void
@@ -280,11 +308,16 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct client	*c;
 	struct ucred	 cred;
 	socklen_t	 len = sizeof cred;
+	enum role	 role;
 	char		*line;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("SO_PEERCRED");
 		close(fd);
+		return;
+	}
+	if ((role = server_role(fd, &cred)) == ROLE_NONE) {
+		server_refuse(fd, &cred);
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
@@ -293,23 +326,12 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	c->pid = cred.pid;
-	c->role = server_role(&cred);
+	c->role = role;
 	c->bev = bufferevent_socket_new(qmpd->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, PROTO_MAX_LINE + 65536);
 	TAILQ_INSERT_TAIL(&clients, c, entry);
-	if (c->role == ROLE_NONE) {
-		log_warnx("refused uid %ld (pid %ld): not root, not in group "
-		    "qdesk, not the broker", (long)cred.uid, (long)cred.pid);
-		line = proto_error(NULL, ERR_DENIED, "permission denied: qmpd "
-		    "accepts root, group qdesk and the broker");
-		server_send_line(c, line);
-		free(line);
-		bufferevent_enable(c->bev, EV_WRITE);
-		client_close_after_flush(c);
-		return;
-	}
 	line = proto_hello(QDESK_VERSION);
 	server_send_line(c, line);
 	free(line);

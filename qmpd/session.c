@@ -25,9 +25,12 @@
 #define SESSION_KEEP	50	/* sessions kept per VM */
 #define SESSION_VIA_TTL	120	/* seconds a word from the proxy waits */
 #define SESSION_VIA_MAX	1024	/* words waiting, at most */
+#define SESSION_REASON_TTL 10	/* seconds an end reason waits */
 
 /* "vm client-as-QEMU-sees-it" -> {"client": real, "at": time}. */
 static json_t	*session_vias;
+/* vm -> {"why": reason, "at": time}: why its clients are being cut. */
+static json_t	*session_reasons;
 
 static void	session_spice(const char *, json_t *);
 static void	session_state(const char *, json_t *);
@@ -195,6 +198,7 @@ session_open(const char *vm, const char *client)
 
 	s = json_pack("{s:n,s:s,s:I,s:n,s:n}", "user", "client", client,
 	    "start", (json_int_t)time(NULL), "end", "end_reason");
+	json_object_del(session_reasons, vm);	/* a cut is over */
 	session_via_apply(vm, s);
 	rec = session_load(vm);
 	if (vm_ticket_last(vm, &login, &uid, &at, &expires) == 0) {
@@ -272,6 +276,27 @@ session_close(const char *vm, const char *client, const char *why)
 	return (ended);
 }
 
+void
+session_end_reason(const char *vm, const char *why)
+{
+	if (session_reasons == NULL)
+		session_reasons = json_object();
+	json_object_set_new(session_reasons, vm, json_pack("{s:s,s:I}", "why",
+	    why, "at", (json_int_t)time(NULL)));
+}
+
+/* Why a client of vm left: a reason set just before, or its own doing. */
+static const char *
+session_reason(const char *vm)
+{
+	json_t	*r = json_object_get(session_reasons, vm);
+
+	if (r != NULL && time(NULL) - json_integer_value(json_object_get(r,
+	    "at")) <= SESSION_REASON_TTL)
+		return (json_string_value(json_object_get(r, "why")));
+	return ("client disconnected");
+}
+
 /* vm.spice: initialized (main channel only) opens, disconnected closes. */
 static void
 session_spice(const char *vm, json_t *fields)
@@ -291,7 +316,7 @@ session_spice(const char *vm, json_t *fields)
 		session_open(vm, client);
 	else if (strcmp(action, "disconnected") == 0) {
 		/* Other channels of the client end too: only main counts. */
-		ended = session_close(vm, client, "client disconnected");
+		ended = session_close(vm, client, session_reason(vm));
 		if (ended != NULL) {
 			log_info("%s: SPICE session from %s ended", vm, client);
 			v = vm_find(vm);

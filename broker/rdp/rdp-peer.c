@@ -41,6 +41,8 @@
 #define RDP_PEER_HANDLES	32
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
+#define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
+#define RDP_PEER_REVOKE_WAIT	2	/* s for qmpd's answer (1 to 2) */
 
 struct rdp_session {
 	freerdp_peer		*peer;
@@ -62,6 +64,8 @@ struct rdp_session {
 	int			 leds;		/* last sent to the client */
 	char			*end;		/* why the session ended */
 	uint64_t		 since;		/* ms, monotonic */
+	uint64_t		 revoke_since;	/* ms, just before user.auth */
+	uint64_t		 revoke_checked; /* ms, last desktop.revoked */
 
 	/* Key to screen: from a key press to the next update sent. */
 	uint64_t		 keyt;		/* ms of a press, or 0 */
@@ -181,6 +185,8 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	    in.domain : "", (unsigned int)in.tokenlen);
 	in.authed = rdp_peer_authed;
 	in.arg = s;
+	/* Revocations from here on end this session (rdp_peer_revoked). */
+	s->revoke_since = rdp_peer_ms();
 	if (rdp_login(s->cfg.qmpd_socket, &in, &s->login, &cause) != 0) {
 		log_warnx("RDP %s: %s", s->addr, cause);
 		rdp_peer_end(s, "%s", cause);
@@ -592,6 +598,49 @@ rdp_peer_control(struct rdp_session *s)
 	}
 }
 
+/*
+ * Revocation: every RDP_PEER_REVOKE_MS, ask qmpd whether this user's
+ * access to this desktop was taken back since the login (user disabled,
+ * removed or given a new password, desktop unassigned); if so, end the
+ * session with qmpd's reason. qmpd unreachable: ask again next time.
+ */
+static void
+rdp_peer_revoked(struct rdp_session *s)
+{
+	json_t		*ret;
+	const char	*reason;
+	char		*errclass = NULL, *cause = NULL, who[256];
+	uint64_t	 now = rdp_peer_ms();
+
+	if (!s->authed || now - s->revoke_checked < RDP_PEER_REVOKE_MS)
+		return;
+	s->revoke_checked = now;
+	ret = rdp_qmpd_call(s->cfg.qmpd_socket, "desktop.revoked",
+	    json_pack("{s:s,s:s,s:I}", "login", s->login.login, "vm",
+	    s->login.vm, "since", (json_int_t)s->revoke_since),
+	    RDP_PEER_REVOKE_WAIT, NULL, &errclass, &cause);
+	if (ret == NULL) {
+		log_debug("%s: desktop.revoked: %s", rdp_peer_who(s, who,
+		    sizeof who), cause != NULL ? cause : "no answer");
+		free(errclass);
+		free(cause);
+		return;
+	}
+	if (json_is_true(json_object_get(ret, "revoked"))) {
+		reason = json_string_value(json_object_get(ret, "reason"));
+		log_info("%s: disconnected: %s", rdp_peer_who(s, who,
+		    sizeof who), reason != NULL ? reason : "revoked");
+		rdp_peer_end(s, "%s", reason != NULL ? reason : "revoked");
+		freerdp_set_error_info(s->peer->context->rdp,
+		    ERRINFO_RPC_INITIATED_DISCONNECT);
+		if (s->activated)
+			s->peer->Close(s->peer);
+		else
+			freerdp_send_error_info(s->peer->context->rdp);
+	}
+	json_decref(ret);
+}
+
 /* Give a goodbye (error info, deactivate) a moment to reach the client. */
 static void
 rdp_peer_drain(struct rdp_session *s)
@@ -658,6 +707,7 @@ rdp_peer_loop(struct rdp_session *s)
 
 		if (pfd[ictl].revents != 0)
 			rdp_peer_control(s);
+		rdp_peer_revoked(s);
 		if (s->end != NULL)
 			break;
 		if (!peer->CheckFileDescriptor(peer)) {

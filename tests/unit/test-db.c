@@ -1,13 +1,44 @@
 /* LMDB round trips: put, get, foreach, delete, multi-record txns, reopen. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <jansson.h>
+#include <lmdb.h>
 
 #include "check.h"
 #include "db.h"
+#include "proto.h"
+
+/* Resource errors get their own class, whoever worded the cause. */
+static void
+test_errclass(void)
+{
+	char	buf[256];
+
+	snprintf(buf, sizeof buf, "state database: commit: %s",
+	    strerror(ENOSPC));
+	CHECK_STR(db_errclass(ERR_ARG, buf), ERR_RESOURCE);
+	snprintf(buf, sizeof buf, "state database: put: %s",
+	    mdb_strerror(MDB_MAP_FULL));
+	CHECK_STR(db_errclass(ERR_INTERNAL, buf), ERR_RESOURCE);
+	snprintf(buf, sizeof buf, "open /x/qmp.sock: %s", strerror(EMFILE));
+	CHECK_STR(db_errclass(ERR_QEMU, buf), ERR_RESOURCE);
+	snprintf(buf, sizeof buf, "socketpair: %s (while starting)",
+	    strerror(ENFILE));
+	CHECK_STR(db_errclass(ERR_QEMU, buf), ERR_RESOURCE);
+	/* Other failures keep the class they were given. */
+	snprintf(buf, sizeof buf, "open /x: %s", strerror(ENOENT));
+	CHECK_STR(db_errclass(ERR_ARG, buf), ERR_ARG);
+	CHECK_STR(db_errclass(ERR_NOTFOUND, "no VM named desk1"),
+	    ERR_NOTFOUND);
+	CHECK_STR(db_errclass(ERR_ARG, NULL), ERR_ARG);
+	/* The words alone, not after "what: ", are not a reason. */
+	snprintf(buf, sizeof buf, "invalid name '%s'", strerror(ENOSPC));
+	CHECK_STR(db_errclass(ERR_ARG, buf), ERR_ARG);
+}
 
 static int
 count_cb(const char *key, json_t *val, void *arg)
@@ -36,6 +67,7 @@ put_vms(struct db_txn *t, int n)
 int
 main(void)
 {
+	test_errclass();
 	char		 dir[] = "/tmp/qdesk-test-db.XXXXXX", *cause = NULL;
 	char		 cmd[128];
 	struct db	*db;
