@@ -71,6 +71,7 @@ api_console_done(json_t *ret, const char *errclass, const char *errdesc,
 		return;
 	}
 	proxy_route(call->arg, host);
+	broker_metrics.tickets++;
 	xasprintf(&proxy, "http://%s:%d", call->host,
 	    broker->spice_proxy.port);
 	log_info("user %s from %s: console of %s, valid %lld s", call->login,

@@ -66,7 +66,7 @@ api_desktops_acquired(json_t *ret, const char *errclass, const char *errdesc,
 static int
 api_desktops_just_in(struct http_call *call)
 {
-	struct session	*s = session_find(call->sid, 0);
+	struct portal_session	*s = portal_session_find(call->sid, 0);
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);	/* session.c's clock */

@@ -2,10 +2,12 @@
  * Logging in and out. qmpd checks the password and keeps the lockout
  * count per login (shared with the RDP gateway); the broker turns a
  * success into a session cookie and a failure into 401 or 429. Two more
- * guards live here: failures per client address (throttle.c), and at
- * most API_AUTH_INFLIGHT password checks sent to qmpd at a time, the
- * rest queued: each costs qmpd's loop a yescrypt hash, and a login storm
- * must not starve everything else qmpd does.
+ * guards live here: failures per client address (throttle.c, shared with
+ * the RDP gateway; each attempt is charged as it arrives, and given back
+ * when it succeeds), and at most API_AUTH_INFLIGHT password checks sent
+ * to qmpd at a time, the rest queued: each costs qmpd a yescrypt hash,
+ * and a login storm must not starve everything else qmpd does. A
+ * password over qmpd's limit fails at once, without reaching qmpd.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -18,8 +20,6 @@
 #include "proto.h"
 #include "xmalloc.h"
 
-#define API_LOGIN_MAX		63
-#define API_PASSWORD_MAX	1024
 #define API_AUTH_TIMEOUT	20
 #define API_AUTH_INFLIGHT	2
 #define API_AUTH_QUEUE		256
@@ -47,6 +47,40 @@ api_login_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (ts.tv_sec);
+}
+
+/* The table of failures per address, made on first use. */
+static struct throttle *
+api_login_throttle(void)
+{
+	if (api_login_fails == NULL)
+		api_login_fails = throttle_create(API_FAIL_BURST,
+		    API_FAIL_REFILL, API_FAIL_ADDRS);
+	return (api_login_fails);
+}
+
+/*
+ * An attempt from addr arrives: 0 when it may go on, charged as a failure
+ * until it succeeds; else the seconds to wait (and the try counts).
+ */
+int
+login_throttle_try(const char *addr)
+{
+	struct throttle	*t = api_login_throttle();
+	time_t		 now = api_login_now();
+	int		 wait;
+
+	wait = throttle_check(t, addr, now);
+	throttle_fail(t, addr, now);
+	return (wait);
+}
+
+/* An attempt charged by login_throttle_try ended; free unless it failed. */
+void
+login_throttle_done(const char *addr, int failed)
+{
+	if (!failed)
+		throttle_refund(api_login_throttle(), addr, api_login_now());
 }
 
 /* A check came back: send the next queued one, if any. */
@@ -109,19 +143,27 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
 {
 	struct http_call	*call = arg;
-	struct session		*s;
+	struct portal_session	*s;
 	const char		*login, *name, *dept;
+	json_t			*f;
 	int			 admin;
 
 	api_login_next();
+	login_throttle_done(call->peer, errclass != NULL &&
+	    (strcmp(errclass, ERR_AUTH) == 0 ||
+	    strcmp(errclass, ERR_LOCKED) == 0));
 	if (errclass != NULL) {
-		log_warnx("login of %s from %s failed: %s: %s",
+		if (strcmp(errclass, ERR_AUTH) == 0)
+			broker_metrics.login_failures++;
+		else if (strcmp(errclass, ERR_LOCKED) == 0)
+			broker_metrics.logins_locked++;
+		f = json_pack("{s:s?,s:s,s:s,s:s}", "user",
 		    json_string_value(json_object_get(call->body, "user")),
-		    call->peer, errclass, errdesc);
-		if (strcmp(errclass, ERR_AUTH) == 0 ||
-		    strcmp(errclass, ERR_LOCKED) == 0)
-			throttle_fail(api_login_fails, call->peer,
-			    api_login_now());
+		    "client", call->peer, "class", errclass, "reason", errdesc);
+		log_event(1, "portal.login.failed", f, "login of %s from %s "
+		    "failed: %s: %s", json_string_value(json_object_get(
+		    call->body, "user")), call->peer, errclass, errdesc);
+		json_decref(f);
 		if (strcmp(errclass, ERR_AUTH) == 0) {
 			http_reply_json(call, 401, json_pack("{s:s,s:s}",
 			    "error", "wrong user name or password", "class",
@@ -144,9 +186,20 @@ api_login_done(json_t *ret, const char *errclass, const char *errdesc,
 	}
 	/* A login replaces whatever session this browser had. */
 	if (call->sid[0] != '\0')
-		session_destroy(session_find(call->sid, 0));
-	s = session_create(login, name, admin);
-	log_info("user %s logged in from %s", login, call->peer);
+		portal_session_destroy(portal_session_find(call->sid, 0));
+	if ((s = portal_session_create(login, name, admin)) == NULL) {
+		log_warnx("login of %s from %s refused: too many sessions open",
+		    login, call->peer);
+		http_header(call, "Retry-After", "60");
+		http_reply_error(call, 503, "too many people are logged in to "
+		    "this portal right now; try again in a minute");
+		return;
+	}
+	broker_metrics.logins++;
+	f = json_pack("{s:s,s:s}", "user", login, "client", call->peer);
+	log_event(0, "portal.login", f, "user %s logged in from %s", login,
+	    call->peer);
+	json_decref(f);
 	api_set_cookie(call, s->id);
 	http_reply_json(call, 200, json_pack("{s:s,s:s,s:s?,s:b,s:b}",
 	    "login", login, "name", s->name, "dept", dept, "admin", admin,
@@ -169,27 +222,26 @@ api_login(struct http_call *call)
 		    "\"password\": ...}");
 		return;
 	}
-	if (json_string_length(user) > API_LOGIN_MAX ||
-	    json_string_length(pass) > API_PASSWORD_MAX ||
-	    strlen(json_string_value(user)) != json_string_length(user) ||
-	    strlen(json_string_value(pass)) != json_string_length(pass)) {
-		http_reply_json(call, 401, json_pack("{s:s,s:s}", "error",
-		    "wrong user name or password", "class", ERR_AUTH));
-		return;
-	}
-	if (api_login_fails == NULL)
-		api_login_fails = throttle_create(API_FAIL_BURST,
-		    API_FAIL_REFILL, API_FAIL_ADDRS);
-	if ((wait = throttle_check(api_login_fails, call->peer,
-	    api_login_now())) > 0) {
-		log_warnx("login of %s from %s refused: too many failures from "
-		    "this address", json_string_value(user), call->peer);
-		throttle_fail(api_login_fails, call->peer, api_login_now());
+	if ((wait = login_throttle_try(call->peer)) > 0) {
+		log_warnx("login of %.64s from %s refused: too many failures "
+		    "from this address", json_string_value(user), call->peer);
 		snprintf(secs, sizeof secs, "%d", wait);
 		http_header(call, "Retry-After", secs);
 		http_reply_json(call, 429, json_pack("{s:s,s:s}", "error",
 		    "too many failed logins from your address; try again "
 		    "later", "class", ERR_LOCKED));
+		return;
+	}
+	/* Not a login qmpd could accept: a failure, without asking it. */
+	if (json_string_length(user) > BROKER_LOGIN_MAX ||
+	    json_string_length(pass) > BROKER_PASSWORD_MAX ||
+	    strlen(json_string_value(user)) != json_string_length(user) ||
+	    strlen(json_string_value(pass)) != json_string_length(pass)) {
+		log_warnx("login from %s failed: user name or password over "
+		    "its length limit (%d, %d bytes) or with a NUL",
+		    call->peer, BROKER_LOGIN_MAX, BROKER_PASSWORD_MAX);
+		http_reply_json(call, 401, json_pack("{s:s,s:s}", "error",
+		    "wrong user name or password", "class", ERR_AUTH));
 		return;
 	}
 	if (api_login_inflight < API_AUTH_INFLIGHT) {
@@ -199,6 +251,7 @@ api_login(struct http_call *call)
 	if (api_login_queued >= API_AUTH_QUEUE) {
 		log_warnx("login of %s from %s refused: %d logins waiting",
 		    json_string_value(user), call->peer, api_login_queued);
+		login_throttle_done(call->peer, 0);
 		http_header(call, "Retry-After", "5");
 		http_reply_error(call, 503, "too many people are logging in "
 		    "right now; try again in a few seconds");
@@ -233,6 +286,7 @@ api_session_free(void)
 
 	while ((l = TAILQ_FIRST(&api_login_queue)) != NULL) {
 		TAILQ_REMOVE(&api_login_queue, l, entry);
+		login_throttle_done(l->call->peer, 0);
 		http_reply_error(l->call, 503, "the broker is stopping");
 		free(l);
 	}
@@ -258,7 +312,7 @@ api_logout(struct http_call *call)
 		    call->peer);
 		qmpc_call("desktop.release", json_pack("{s:s}", "login",
 		    call->login), 30, api_logout_released, NULL);
-		session_destroy(session_find(call->sid, 0));
+		portal_session_destroy(portal_session_find(call->sid, 0));
 	}
 	api_set_cookie(call, NULL);
 	http_reply_json(call, 200, json_pack("{s:b}", "ok", 1));
@@ -267,7 +321,7 @@ api_logout(struct http_call *call)
 void
 api_me(struct http_call *call)
 {
-	struct session	*s = session_find(call->sid, 0);
+	struct portal_session	*s = portal_session_find(call->sid, 0);
 
 	if (s == NULL) {
 		http_reply_error(call, 401, "not logged in");

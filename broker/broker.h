@@ -49,6 +49,8 @@ struct broker {
 	const char		*public_host;	/* for .vv proxy= URLs */
 	int			 console_ttl;	/* seconds */
 	int			 session_idle;	/* seconds */
+	int			 max_conns;	/* portal and proxy, each */
+	int			 max_conns_addr;	/* from one address */
 	SSL_CTX			*ssl_ctx;
 
 	struct broker_addr	 https;
@@ -60,7 +62,7 @@ struct broker {
 	int			 rdp_fd;
 	char			*cert_path;
 	char			*key_path;
-	int			 self_signed;	/* our own certificate */
+	int			 self_signed;	/* nobody can verify it */
 
 	unsigned char		 ticket_key[BROKER_TICKET_KEYLEN];
 	int			 foreground;
@@ -91,27 +93,27 @@ const char *qmpc_version(void);
 void	 qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
 	    void *arg);	/* steals args */
 
-/* session.c: portal sessions, in memory, with an idle expiry. */
-struct session {
+/* portal-session.c: portal login sessions, in memory, with an idle expiry. */
+struct portal_session {
 	char			 id[65];	/* 256 random bits, hex */
 	char			*login;
 	char			*name;
 	int			 admin;
 	time_t			 created;
 	time_t			 last;
-	TAILQ_ENTRY(session)	 entry;
+	TAILQ_ENTRY(portal_session)	 entry;
 };
-void	 session_init(struct event_base *);
-struct session *session_create(const char *login, const char *name,
-	    int admin);
+void	 portal_session_init(struct event_base *);
+struct portal_session *portal_session_create(const char *login,
+	    const char *name, int admin);
 /*
  * The live session with this id, or NULL. A user's request touches it
  * (touch 1); the portal's own background refresh does not, so an
  * unattended tab does not keep a session alive.
  */
-struct session *session_find(const char *id, int touch);
-void	 session_destroy(struct session *);
-void	 session_clear(void);
+struct portal_session *portal_session_find(const char *id, int touch);
+void	 portal_session_destroy(struct portal_session *);
+void	 portal_session_clear(void);
 
 /*
  * ticket.c: signed, short-lived proxy tickets, pure. A ticket is the host
@@ -127,12 +129,28 @@ int	 ticket_verify(const unsigned char *key, size_t keylen,
 	    const char *ticket, int port, time_t now, char *vm, size_t vmlen,
 	    char **cause);
 
+/*
+ * connlimit.c: connections per client address and in all, pure. The
+ * defaults hold for the portal and the SPICE proxy each (--max-conns,
+ * --max-conns-per-addr); the descriptors they need are checked at start.
+ */
+#define CONNLIMIT_MAX		1024
+#define CONNLIMIT_PER_ADDR	128
+#define BROKER_MAX_CONNS	65536
+struct connlimit;
+struct connlimit *connlimit_create(int max, int per_addr);
+void	 connlimit_free(struct connlimit *);
+int	 connlimit_add(struct connlimit *, const char *addr, char **cause);
+void	 connlimit_del(struct connlimit *, const char *addr);
+int	 connlimit_count(const struct connlimit *, const char *addr);
+
 /* throttle.c: failed logins per client address, pure. */
 struct throttle;
 struct throttle *throttle_create(int burst, int refill, int max);
 void	 throttle_free(struct throttle *);
 int	 throttle_check(struct throttle *, const char *key, time_t now);
 void	 throttle_fail(struct throttle *, const char *key, time_t now);
+void	 throttle_refund(struct throttle *, const char *key, time_t now);
 
 
 
@@ -144,6 +162,8 @@ int	 httputil_target(const char *target, char *host, size_t hostlen,
 	    int *port);
 int	 httputil_match(const char *pattern, const char *path, char *arg,
 	    size_t arglen);
+int	 httputil_addr(const struct sockaddr *, char *addr, size_t len,
+	    int *port);
 
 /*
  * http.c: the HTTPS server. A request is matched against the route table
@@ -203,6 +223,17 @@ void	 http_reply_qmpd(struct http_call *, const char *errclass,
 void	 http_reply_data(struct http_call *, int code, const char *type,
 	    const void *data, size_t len);
 
+/*
+ * api-session.c: logins, and the throttle per client address that the
+ * portal and the RDP gateway share. login_throttle_try charges an attempt
+ * as it arrives (0) or says how many seconds addr must wait;
+ * login_throttle_done gives the charge back unless the attempt failed.
+ */
+#define BROKER_LOGIN_MAX	63	/* as qmpd's AUTH_LOGIN_MAX */
+#define BROKER_PASSWORD_MAX	256	/* as qmpd's AUTH_PASSWORD_MAX */
+int	 login_throttle_try(const char *addr);
+void	 login_throttle_done(const char *addr, int failed);
+
 /* api-*.c: the handlers of the routes. */
 int	 api_vm_name_ok(struct http_call *);
 void	 api_session_free(void);
@@ -235,6 +266,25 @@ void	 rdpgw_stop(void);
 int	 rdpgw_enabled(void);
 char	*rdpgw_file(const char *host, const char *user, const char *desktop,
 	    char **cause);
+
+/*
+ * metrics.c: GET /metrics for admins (a loopback client, or the bearer
+ * token of --metrics-token), and the counters other files bump.
+ */
+struct broker_metrics {
+	unsigned long long	logins;		/* portal logins */
+	unsigned long long	login_failures;	/* wrong name or password */
+	unsigned long long	logins_locked;	/* refused: login locked */
+	unsigned long long	tickets;	/* SPICE proxy tickets */
+	unsigned long long	proxy_connections;
+	unsigned long long	proxy_bytes_in;	/* viewer to desktop */
+	unsigned long long	proxy_bytes_out; /* desktop to viewer */
+};
+extern struct broker_metrics	broker_metrics;
+int	 metrics_token_load(const char *path, char **cause);
+void	 metrics_get(struct http_call *);
+void	 metrics_spice_session(const char *vm, int delta);
+void	 metrics_proxy_bytes(int from_viewer, size_t n);
 
 /* portal.c: the static files of the portal, built in. */
 struct portal_file {

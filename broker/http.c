@@ -2,8 +2,10 @@
  * The HTTPS server: libevent's evhttp over OpenSSL bufferevents. Every
  * request goes through one dispatcher that finds its route in the table,
  * checks the session and the CSRF rules the route asks for, parses a JSON
- * body, and hands an http_call to the route's handler. Limits on headers,
- * bodies and time keep a slow or hostile client from holding much.
+ * body, and hands an http_call to the route's handler. Limits keep a slow
+ * or hostile client from holding much: connections per address and in all
+ * (connlimit.c), the size of headers and bodies, and an absolute deadline
+ * for each request to arrive whole, however slowly its bytes trickle in.
  */
 #include <sys/socket.h>
 
@@ -26,15 +28,45 @@
 
 #define HTTP_MAX_HEADERS	(16 * 1024)
 #define HTTP_TIMEOUT		60
+/*
+ * From accept (or the end of the last answer on a kept-alive connection)
+ * to a whole request, TLS handshake included.
+ */
+#define HTTP_REQUEST_DEADLINE	10
 
-static struct evhttp	*http;
-static SSL_CTX		*http_ssl_ctx;
+/*
+ * One client connection as the limits see it. evhttp (libevent 2.1) says
+ * nothing when it accepts or drops a connection, but each one has its own
+ * SSL: this rides on it as ex data, and OpenSSL frees it with the SSL.
+ */
+struct http_conn {
+	struct bufferevent		*bev;
+	char				 peer[64];	/* "" until admitted */
+	struct event			*admit;
+	struct event			*deadline;
+	TAILQ_ENTRY(http_conn)		 entry;
+};
 
-/* Each connection gets its own TLS bufferevent, accepting. */
+static struct evhttp		*http;
+static SSL_CTX			*http_ssl_ctx;
+static struct connlimit		*http_limit;
+static TAILQ_HEAD(, http_conn)	 http_conns = TAILQ_HEAD_INITIALIZER(http_conns);
+static int			 http_ssl_idx = -1;
+
+static void	http_conn_admit(evutil_socket_t, short, void *);
+static void	http_conn_deadline(evutil_socket_t, short, void *);
+
+/*
+ * Each connection gets its own TLS bufferevent, accepting, and an entry
+ * for the limits. evhttp gives it its socket right after this returns;
+ * http_conn_admit, at once on the loop, checks the limits with it.
+ */
 static struct bufferevent *
 http_bevcb(struct event_base *base, void *arg)
 {
 	struct bufferevent	*bev;
+	struct http_conn	*hc;
+	struct timeval		 now = { 0, 0 };
 	SSL			*ssl;
 
 	if ((ssl = SSL_new(http_ssl_ctx)) == NULL) {
@@ -43,9 +75,99 @@ http_bevcb(struct event_base *base, void *arg)
 	}
 	bev = bufferevent_openssl_socket_new(base, -1, ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev != NULL)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	if (bev == NULL)
+		return (NULL);
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	hc = xcalloc(1, sizeof *hc);
+	hc->bev = bev;
+	hc->admit = evtimer_new(base, http_conn_admit, hc);
+	hc->deadline = evtimer_new(base, http_conn_deadline, hc);
+	TAILQ_INSERT_TAIL(&http_conns, hc, entry);
+	SSL_set_ex_data(ssl, http_ssl_idx, hc);
+	evtimer_add(hc->admit, &now);
 	return (bev);
+}
+
+/* The connection's SSL is being freed, so is the connection: forget it. */
+static void
+http_conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+    long argl, void *argp)
+{
+	struct http_conn	*hc = ptr;
+
+	if (hc == NULL)
+		return;
+	TAILQ_REMOVE(&http_conns, hc, entry);
+	if (hc->peer[0] != '\0' && http_limit != NULL)
+		connlimit_del(http_limit, hc->peer);
+	if (hc->admit != NULL)
+		event_free(hc->admit);
+	if (hc->deadline != NULL)
+		event_free(hc->deadline);
+	free(hc);
+}
+
+/* Make evhttp drop a connection: its socket fails under it. */
+static void
+http_conn_cut(struct http_conn *hc)
+{
+	evutil_socket_t	fd = bufferevent_getfd(hc->bev);
+
+	if (fd != -1)
+		shutdown(fd, SHUT_RDWR);
+}
+
+/* A new connection, its socket set: within the limits, or cut. */
+static void
+http_conn_admit(evutil_socket_t fd, short events, void *arg)
+{
+	struct http_conn	*hc = arg;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen = sizeof ss;
+	struct timeval		 tv = { HTTP_REQUEST_DEADLINE, 0 };
+	char			 addr[64], *cause = NULL;
+
+	fd = bufferevent_getfd(hc->bev);
+	if (fd == -1 || getpeername(fd, (struct sockaddr *)&ss, &sslen) != 0 ||
+	    httputil_addr((struct sockaddr *)&ss, addr, sizeof addr,
+	    NULL) != 0) {
+		http_conn_cut(hc);
+		return;
+	}
+	if (connlimit_add(http_limit, addr, &cause) != 0) {
+		log_warnx("portal: %s refused: %s", addr, cause);
+		free(cause);
+		http_conn_cut(hc);
+		return;
+	}
+	strlcpy(hc->peer, addr, sizeof hc->peer);
+	evtimer_add(hc->deadline, &tv);
+}
+
+/* A request did not arrive whole in time: drop its connection. */
+static void
+http_conn_deadline(evutil_socket_t fd, short events, void *arg)
+{
+	struct http_conn	*hc = arg;
+
+	log_warnx("%s sent no complete request within %d s: connection "
+	    "closed", hc->peer, HTTP_REQUEST_DEADLINE);
+	http_conn_cut(hc);
+}
+
+/* The limits' entry of the connection a request came on, if any. */
+static struct http_conn *
+http_conn_of(struct evhttp_request *req)
+{
+	struct evhttp_connection	*evcon;
+	struct bufferevent		*bev;
+	SSL				*ssl;
+
+	if ((evcon = evhttp_request_get_connection(req)) == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL ||
+	    (ssl = bufferevent_openssl_get_ssl(bev)) == NULL)
+		return (NULL);
+	return (SSL_get_ex_data(ssl, http_ssl_idx));
 }
 
 static void
@@ -108,8 +230,13 @@ void
 http_reply_data(struct http_call *call, int code, const char *type,
     const void *data, size_t len)
 {
-	struct evbuffer	*buf = evbuffer_new();
+	struct evbuffer		*buf = evbuffer_new();
+	struct http_conn	*hc;
+	struct timeval		 tv = { HTTP_REQUEST_DEADLINE, 0 };
 
+	/* The answer's flush and the next request share a new deadline. */
+	if ((hc = http_conn_of(call->req)) != NULL)
+		evtimer_add(hc->deadline, &tv);
 	http_common_headers(call->req);
 	evhttp_add_header(evhttp_request_get_output_headers(call->req),
 	    "Content-Type", type);
@@ -282,12 +409,16 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
 	const struct http_route	*r, *found = NULL;
 	struct http_call	*call;
-	struct session		*s;
+	struct portal_session	*s;
+	struct http_conn	*hc;
 	const char		*path, *method, *cookie;
 	char			 sid[128];
 	size_t			 i;
 	int			 path_known = 0;
 
+	/* The request is in, whole: its deadline is met. */
+	if ((hc = http_conn_of(req)) != NULL)
+		evtimer_del(hc->deadline);
 	call = xcalloc(1, sizeof *call);
 	call->req = req;
 	call->method = "?";
@@ -343,7 +474,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if ((cookie = evhttp_find_header(in, "Cookie")) != NULL &&
 	    httputil_cookie(cookie, HTTP_COOKIE, sid, sizeof sid) == 0 &&
-	    (s = session_find(sid, !http_background(in))) != NULL) {
+	    (s = portal_session_find(sid, !http_background(in))) != NULL) {
 		call->login = xstrdup(s->login);
 		strlcpy(call->sid, s->id, sizeof call->sid);
 	}
@@ -362,6 +493,13 @@ int
 http_start(struct event_base *base, int fd, SSL_CTX *ctx, char **cause)
 {
 	http_ssl_ctx = ctx;
+	if (http_ssl_idx == -1 && (http_ssl_idx = SSL_get_ex_new_index(0,
+	    NULL, NULL, NULL, http_conn_freed)) == -1) {
+		xasprintf(cause, "SSL_get_ex_new_index failed");
+		return (-1);
+	}
+	http_limit = connlimit_create(broker->max_conns,
+	    broker->max_conns_addr);
 	if ((http = evhttp_new(base)) == NULL) {
 		xasprintf(cause, "evhttp_new failed");
 		return (-1);
@@ -385,7 +523,17 @@ http_start(struct event_base *base, int fd, SSL_CTX *ctx, char **cause)
 void
 http_stop(void)
 {
+	struct http_conn	*hc;
+
 	if (http != NULL)
 		evhttp_free(http);
 	http = NULL;
+	/* What evhttp left to free later goes without touching the loop. */
+	TAILQ_FOREACH(hc, &http_conns, entry) {
+		event_free(hc->admit);
+		event_free(hc->deadline);
+		hc->admit = hc->deadline = NULL;
+	}
+	connlimit_free(http_limit);
+	http_limit = NULL;
 }

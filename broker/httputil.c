@@ -3,6 +3,11 @@
  * the host out of a Host header, a CONNECT target, a route pattern. Each
  * refuses anything it does not fully understand.
  */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,4 +150,31 @@ httputil_match(const char *pattern, const char *path, char *arg,
 		path++;
 	}
 	return (*path == '\0');
+}
+
+/*
+ * The text address of an IPv4 or IPv6 socket address, and its port when
+ * port is not NULL; -1 for any other family.
+ */
+int
+httputil_addr(const struct sockaddr *sa, char *addr, size_t len, int *port)
+{
+	const struct sockaddr_in	*sin = (const void *)sa;
+	const struct sockaddr_in6	*sin6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET) {
+		if (inet_ntop(AF_INET, &sin->sin_addr, addr, len) == NULL)
+			return (-1);
+		if (port != NULL)
+			*port = ntohs(sin->sin_port);
+		return (0);
+	}
+	if (sa->sa_family == AF_INET6) {
+		if (inet_ntop(AF_INET6, &sin6->sin6_addr, addr, len) == NULL)
+			return (-1);
+		if (port != NULL)
+			*port = ntohs(sin6->sin6_port);
+		return (0);
+	}
+	return (-1);
 }

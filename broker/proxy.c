@@ -25,10 +25,15 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define PROXY_MAX_CONNS		1024
 #define PROXY_MAX_HEADER	8192
-#define PROXY_HEADER_TIMEOUT	10	/* seconds to send the CONNECT */
-#define PROXY_FLUSH_TIMEOUT	30	/* to flush after the other side went */
+/*
+ * Deadlines, from accept: the whole request head and the dial to SPICE
+ * (however slowly the bytes trickle in), and the flush after one side of
+ * a tunnel went. An open tunnel has none: it lasts until a side closes.
+ */
+#define PROXY_HEADER_TIMEOUT	10
+#define PROXY_FLUSH_TIMEOUT	30
+#define PROXY_LINGER_TIMEOUT	2	/* for the viewer's end after ours */
 /* Stop reading one side while the other side has this much unsent. */
 #define PROXY_HIGH		(1024 * 1024)
 #define PROXY_MAX_ROUTES	4096
@@ -37,18 +42,21 @@ enum proxy_state {
 	PROXY_HEADER,		/* reading the CONNECT request */
 	PROXY_DIALING,		/* connecting to the SPICE server */
 	PROXY_TUNNEL,		/* splicing */
-	PROXY_CLOSING		/* one side gone, flushing the other */
+	PROXY_CLOSING,		/* one side gone, flushing the other */
+	PROXY_LINGER		/* viewer: our end sent, dropping its bytes */
 };
 
 struct proxy_conn {
 	struct bufferevent	*client;
 	struct bufferevent	*server;
+	struct event		*deadline;	/* not armed in PROXY_TUNNEL */
 	enum proxy_state	 state;
 	char			 peer[64];
 	char			 peer_port[8];
 	char			 vm[64];
 	char			 target[80];
 	int			 port;
+	int			 counted;	/* in metrics' sessions */
 	TAILQ_ENTRY(proxy_conn)	 entry;
 };
 
@@ -63,7 +71,8 @@ static TAILQ_HEAD(, proxy_conn)	 proxy_conns =
     TAILQ_HEAD_INITIALIZER(proxy_conns);
 static TAILQ_HEAD(, proxy_route) proxy_routes =
     TAILQ_HEAD_INITIALIZER(proxy_routes);
-static int			 proxy_nconns, proxy_nroutes;
+static int			 proxy_nroutes;
+static struct connlimit		*proxy_limit;
 static struct evconnlistener	*proxy_listener;
 static struct event_base	*proxy_base;
 
@@ -143,9 +152,31 @@ proxy_conn_free(struct proxy_conn *pc)
 		bufferevent_free(pc->client);
 	if (pc->server != NULL)
 		bufferevent_free(pc->server);
+	if (pc->counted)
+		metrics_spice_session(pc->vm, -1);
+	event_free(pc->deadline);
 	TAILQ_REMOVE(&proxy_conns, pc, entry);
-	proxy_nconns--;
+	connlimit_del(proxy_limit, pc->peer);
 	free(pc);
+}
+
+/*
+ * The last bytes for the viewer are out: end our side and read (and drop)
+ * what it still sends until it closes, for a moment. Closing a socket with
+ * unread bytes resets the connection, and a reset can destroy our answer
+ * (a 431, say) before the viewer reads it.
+ */
+static void
+proxy_linger(struct proxy_conn *pc)
+{
+	struct timeval	tv = { PROXY_LINGER_TIMEOUT, 0 };
+
+	pc->state = PROXY_LINGER;
+	shutdown(bufferevent_getfd(pc->client), SHUT_WR);
+	bufferevent_disable(pc->client, EV_WRITE);
+	bufferevent_setwatermark(pc->client, EV_READ, 0, 0);
+	bufferevent_enable(pc->client, EV_READ);
+	evtimer_add(pc->deadline, &tv);
 }
 
 /* Let bev send what it holds, then end the whole connection. */
@@ -157,12 +188,20 @@ proxy_close_after_flush(struct proxy_conn *pc, struct bufferevent *bev)
 	pc->state = PROXY_CLOSING;
 	if (bev == NULL ||
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		proxy_conn_free(pc);
+		if (bev != NULL && bev == pc->client)
+			proxy_linger(pc);
+		else
+			proxy_conn_free(pc);
 		return;
 	}
-	bufferevent_disable(bev, EV_READ);
+	if (bev == pc->client) {
+		/* Keep taking (and dropping) what the viewer sends. */
+		bufferevent_setwatermark(bev, EV_READ, 0, 0);
+		bufferevent_enable(bev, EV_READ);
+	} else
+		bufferevent_disable(bev, EV_READ);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(bev, NULL, &tv);
+	evtimer_add(pc->deadline, &tv);
 	bufferevent_enable(bev, EV_WRITE);
 }
 
@@ -196,7 +235,6 @@ proxy_dial(struct proxy_conn *pc, int port)
 	pc->state = PROXY_DIALING;
 	pc->port = port;
 	bufferevent_disable(pc->client, EV_READ);
-	bufferevent_set_timeouts(pc->client, NULL, NULL);
 	pc->server = bufferevent_socket_new(proxy_base, -1,
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(pc->server, proxy_read_cb, proxy_write_cb,
@@ -275,21 +313,6 @@ proxy_header(struct proxy_conn *pc)
 	proxy_dial(pc, port);
 }
 
-/* The text address and the port of an IPv4 or IPv6 socket address. */
-static void
-proxy_addr(const struct sockaddr *sa, char *addr, size_t len, int *port)
-{
-	if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		    addr, len);
-		*port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, len);
-		*port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	}
-}
-
 /* "ADDR:PORT", or "[ADDR]:PORT" for IPv6, as qmpd writes clients. */
 static void
 proxy_hostport(char *out, size_t len, const char *addr, const char *port)
@@ -322,7 +345,8 @@ proxy_tell_via(struct proxy_conn *pc)
 	if (getsockname(bufferevent_getfd(pc->server), (struct sockaddr *)&ss,
 	    &sslen) != 0)
 		return;
-	proxy_addr((struct sockaddr *)&ss, addr, sizeof addr, &p);
+	if (httputil_addr((struct sockaddr *)&ss, addr, sizeof addr, &p) != 0)
+		return;
 	snprintf(port, sizeof port, "%d", p);
 	proxy_hostport(via, sizeof via, addr, port);
 	proxy_hostport(client, sizeof client, pc->peer, pc->peer_port);
@@ -335,9 +359,18 @@ static void
 proxy_tunnel_open(struct proxy_conn *pc)
 {
 	struct evbuffer	*cin = bufferevent_get_input(pc->client);
+	json_t		*f;
 
-	log_info("proxy: %s tunnelled to %s", pc->peer, pc->target);
+	f = json_pack("{s:s,s:s,s:s}", "vm", pc->vm, "client", pc->peer,
+	    "target", pc->target);
+	log_event(0, "proxy.open", f, "proxy: %s tunnelled to %s", pc->peer,
+	    pc->target);
+	json_decref(f);
 	pc->state = PROXY_TUNNEL;
+	pc->counted = 1;
+	metrics_spice_session(pc->vm, 1);
+	evtimer_del(pc->deadline);
+	bufferevent_setwatermark(pc->client, EV_READ, 0, 0);
 	proxy_tell_via(pc);
 	evbuffer_add_printf(bufferevent_get_output(pc->client),
 	    "HTTP/1.1 200 Connection established\r\n\r\n");
@@ -369,6 +402,8 @@ proxy_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	other = bev == pc->client ? pc->server : pc->client;
+	metrics_proxy_bytes(bev == pc->client,
+	    evbuffer_get_length(bufferevent_get_input(bev)));
 	evbuffer_add_buffer(bufferevent_get_output(other),
 	    bufferevent_get_input(bev));
 	if (evbuffer_get_length(bufferevent_get_output(other)) >= PROXY_HIGH) {
@@ -386,7 +421,11 @@ proxy_write_cb(struct bufferevent *bev, void *arg)
 	struct bufferevent	*other;
 
 	if (pc->state == PROXY_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+			return;
+		if (bev == pc->client)
+			proxy_linger(pc);
+		else
 			proxy_conn_free(pc);
 		return;
 	}
@@ -411,9 +450,6 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	switch (pc->state) {
 	case PROXY_HEADER:
-		if (what & BEV_EVENT_TIMEOUT)
-			log_warnx("proxy: %s sent no CONNECT within %d s",
-			    pc->peer, PROXY_HEADER_TIMEOUT);
 		proxy_conn_free(pc);
 		return;
 	case PROXY_DIALING:
@@ -442,9 +478,42 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 		proxy_close_after_flush(pc, other);
 		return;
 	case PROXY_CLOSING:
+		/* The viewer is done sending: still let it have our answer. */
+		if (bev == pc->client && (what & BEV_EVENT_EOF) &&
+		    (what & BEV_EVENT_READING)) {
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
+		proxy_conn_free(pc);
+		return;
+	case PROXY_LINGER:
 		proxy_conn_free(pc);
 		return;
 	}
+}
+
+/*
+ * A deadline passed: the request head or the dial took too long, or the
+ * side left open did not take its last bytes. Never fires in a tunnel.
+ */
+static void
+proxy_deadline_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct proxy_conn	*pc = arg;
+
+	switch (pc->state) {
+	case PROXY_HEADER:
+		log_warnx("proxy: %s sent no complete CONNECT within %d s",
+		    pc->peer, PROXY_HEADER_TIMEOUT);
+		break;
+	case PROXY_DIALING:
+		log_warnx("proxy: %s: %s's SPICE server did not answer within "
+		    "%d s", pc->peer, pc->vm, PROXY_HEADER_TIMEOUT);
+		break;
+	default:
+		break;
+	}
+	proxy_conn_free(pc);
 }
 
 /* A new viewer: wait (a little) for its CONNECT, within the limits. */
@@ -454,13 +523,13 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct proxy_conn	*pc;
 	struct timeval		 tv = { PROXY_HEADER_TIMEOUT, 0 };
-	char			 addr[INET6_ADDRSTRLEN] = "?";
+	char			 addr[INET6_ADDRSTRLEN] = "?", *cause = NULL;
 	int			 port = 0;
 
-	proxy_addr(sa, addr, sizeof addr, &port);
-	if (proxy_nconns >= PROXY_MAX_CONNS) {
-		log_warnx("proxy: %s refused: %d connections already",
-		    addr, PROXY_MAX_CONNS);
+	httputil_addr(sa, addr, sizeof addr, &port);
+	if (connlimit_add(proxy_limit, addr, &cause) != 0) {
+		log_warnx("proxy: %s refused: %s", addr, cause);
+		free(cause);
 		evutil_closesocket(fd);
 		return;
 	}
@@ -472,10 +541,13 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(pc->client, proxy_read_cb, proxy_write_cb,
 	    proxy_event_cb, pc);
-	bufferevent_set_timeouts(pc->client, &tv, &tv);
+	pc->deadline = evtimer_new(proxy_base, proxy_deadline_cb, pc);
+	evtimer_add(pc->deadline, &tv);
+	/* Hold no more of the head than its cap (then refused). */
+	bufferevent_setwatermark(pc->client, EV_READ, 0, PROXY_MAX_HEADER + 1);
 	bufferevent_enable(pc->client, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
-	proxy_nconns++;
+	broker_metrics.proxy_connections++;
 }
 
 static void
@@ -488,6 +560,8 @@ int
 proxy_start(struct event_base *base, int fd, char **cause)
 {
 	proxy_base = base;
+	proxy_limit = connlimit_create(broker->max_conns,
+	    broker->max_conns_addr);
 	proxy_listener = evconnlistener_new(base, proxy_accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (proxy_listener == NULL) {
@@ -508,6 +582,8 @@ proxy_stop(void)
 	proxy_listener = NULL;
 	while (!TAILQ_EMPTY(&proxy_conns))
 		proxy_conn_free(TAILQ_FIRST(&proxy_conns));
+	connlimit_free(proxy_limit);
+	proxy_limit = NULL;
 	while ((r = TAILQ_FIRST(&proxy_routes)) != NULL) {
 		TAILQ_REMOVE(&proxy_routes, r, entry);
 		free(r);

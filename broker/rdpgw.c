@@ -1,7 +1,8 @@
 /*
  * The broker's side of the RDP gateway (broker/rdp/, issue 6): open its
  * port with the others, start it on the broker's loop with the broker's
- * certificate before the privilege drop, and build .rdp files for the
+ * certificate before the privilege drop, give it the portal's login
+ * throttle, and build .rdp files for the
  * portal. Built without FreeRDP, the gateway is simply absent: --rdp is
  * accepted, nothing listens, and console.rdp says so.
  */
@@ -46,6 +47,8 @@ rdpgw_start(struct event_base *base, char **cause)
 	if (!broker->rdp_on)
 		return (0);
 	broker->rdp_fd = -1;	/* the gateway owns it from here */
+	/* RDP logins share the portal's throttle per address. */
+	rdp_gateway_throttle(login_throttle_try, login_throttle_done);
 	if (rdp_gateway_start_fd(base, fd, broker->cert_path, broker->key_path,
 	    broker->socket_path, cause) != 0)
 		return (-1);

@@ -11,6 +11,7 @@ const struct http_route routes[] = {
 	{ "POST", "/api/logout", ROUTE_CSRF, api_logout },
 	{ "GET", "/api/me", ROUTE_SESSION, api_me },
 	{ "GET", "/api/health", 0, api_health },
+	{ "GET", "/metrics", 0, metrics_get },
 	{ "GET", "/api/desktops", ROUTE_SESSION, api_desktops },
 	{ "POST", "/api/desktops/*/start", ROUTE_SESSION | ROUTE_CSRF,
 	    api_start },

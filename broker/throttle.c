@@ -3,9 +3,11 @@
  * a token, tokens come back at a steady rate, an empty bucket refuses,
  * and a try refused for that starts the wait again.
  * qmpd's lockout guards each login name; this guards against one address
- * trying many names. Successes cost nothing, so a whole office behind one
- * NAT logging in on Monday morning is never slowed. Pure: the caller
- * gives the clock.
+ * trying many names. Each attempt takes its token when it arrives (so a
+ * queue of attempts cannot outrun the bucket) and a success gives it back:
+ * successes cost nothing, so a whole office behind one NAT logging in on
+ * Monday morning is slowed only while its logins are being checked. Pure:
+ * the caller gives the clock.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -106,4 +108,17 @@ throttle_fail(struct throttle *t, const char *key, time_t now)
 		TAILQ_REMOVE(&t->entries, e, entry);
 	e->tokens = e->tokens >= 1 ? e->tokens - 1 : 0;
 	TAILQ_INSERT_TAIL(&t->entries, e, entry);
+}
+
+/* Give back the token of an attempt that did not fail after all. */
+void
+throttle_refund(struct throttle *t, const char *key, time_t now)
+{
+	struct throttle_entry	*e;
+
+	if ((e = throttle_find(t, key, now)) == NULL)
+		return;
+	e->tokens += 1;
+	if (e->tokens > t->burst)
+		e->tokens = t->burst;
 }

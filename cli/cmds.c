@@ -45,6 +45,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	DEV_OPTS,
 	{ "--agent",	"agent",	CTL_BOOL,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -136,6 +137,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	DEV_OPTS,
 	{ "--agent",	"agent",	CTL_BOOL,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -143,6 +145,7 @@ static const struct ctl_arg pool_set_opts[] = {
 	{ "--prestart",	"prestart",	CTL_INT,	0 },
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
+	{ "--profile",	"profile",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -187,7 +190,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
 	    "[--firmware bios|uefi|uefi-secure] [--tpm] "
-	    DEV_USAGE " [--agent]",
+	    DEV_USAGE " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -357,7 +360,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
 	    "[--on-disconnect none|shutdown|reset] [--grace S] "
 	    "[--firmware bios|uefi|uefi-secure] [--tpm] " DEV_USAGE
-	    " [--agent]",
+	    " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },
 	{ .group = "pool", .verb = "list", .cmd = "pool.list", .usage = "",
@@ -373,7 +376,7 @@ const struct ctl_command ctl_commands[] = {
 	  .done = "$name: removed" },
 	{ .group = "pool", .verb = "set", .cmd = "pool.set",
 	  .usage = "NAME [--prestart K] [--on-disconnect none|shutdown|reset] "
-	    "[--grace S]",
+	    "[--grace S] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_set_opts,
 	  .print = PRINT_OBJECT },
 

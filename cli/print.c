@@ -49,7 +49,7 @@ static const struct print_col print_verify_cols[] = {
 static const char *print_vm_keys[] = {
 	"name", "uuid", "state", "pid", "accel", "machine", "memory", "vcpus",
 	"kernel", "initrd", "append", "disk", "disk_format", "from", "display",
-	"spice",
+	"spice", "profile",
 	"restart", "autostart", "created", "started", "nics", "spice_clients"
 };
 

@@ -160,6 +160,21 @@ db_close(struct db *db)
 	free(db);
 }
 
+/* The map's size and the bytes its pages in use take, for metrics. */
+void
+db_usage(struct db *db, unsigned long long *used, unsigned long long *size)
+{
+	MDB_envinfo	info;
+	MDB_stat	st;
+
+	*used = *size = 0;
+	if (mdb_env_info(db->env, &info) != 0 || mdb_env_stat(db->env,
+	    &st) != 0)
+		return;
+	*size = info.me_mapsize;
+	*used = (unsigned long long)(info.me_last_pgno + 1) * st.ms_psize;
+}
+
 static json_t *
 db_decode(MDB_val *v)
 {

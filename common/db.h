@@ -38,6 +38,9 @@ const char	*db_errclass(const char *errclass, const char *cause);
 /* Open (creating) the environment in directory path. */
 struct db	*db_open(const char *path, char **cause);
 void		 db_close(struct db *);
+/* Bytes of the map in use and the map's size. */
+void		 db_usage(struct db *, unsigned long long *used,
+		    unsigned long long *size);
 
 /* One-shot operations, each its own transaction. */
 json_t		*db_get(struct db *, const char *table, const char *key);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "textbuf.h"
 
 static int	 log_foreground = 1;
 static int	 log_verbose;
@@ -108,6 +109,79 @@ log_debug(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(LOG_DEBUG, fmt, ap, NULL);
 	va_end(ap);
+}
+
+/* A value as logfmt wants it: bare when it can be, else quoted. */
+static void
+log_field_value(struct textbuf *tb, const char *v)
+{
+	const char	*p;
+
+	if (*v != '\0' && strpbrk(v, " \t\"=\\\n") == NULL) {
+		textbuf_printf(tb, "%s", v);
+		return;
+	}
+	textbuf_printf(tb, "\"");
+	for (p = v; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			textbuf_printf(tb, "\\%c", *p);
+		else if (*p == '\n')
+			textbuf_printf(tb, "\\n");
+		else if ((unsigned char)*p < ' ')
+			textbuf_printf(tb, "\\x%02x", (unsigned char)*p);
+		else
+			textbuf_printf(tb, "%c", *p);
+	}
+	textbuf_printf(tb, "\"");
+}
+
+char *
+log_fields(const char *event, json_t *fields)
+{
+	struct textbuf	 tb = { 0 };
+	const char	*k;
+	json_t		*v;
+	char		 num[64];
+
+	textbuf_printf(&tb, " event=");
+	log_field_value(&tb, event);
+	json_object_foreach(fields, k, v) {
+		if (json_is_string(v))
+			snprintf(num, sizeof num, "%s", "");
+		else if (json_is_integer(v))
+			snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
+			    json_integer_value(v));
+		else if (json_is_real(v))
+			snprintf(num, sizeof num, "%g", json_real_value(v));
+		else if (json_is_boolean(v))
+			snprintf(num, sizeof num, "%s", json_is_true(v) ?
+			    "true" : "false");
+		else
+			continue;
+		textbuf_printf(&tb, " %s=", k);
+		log_field_value(&tb, json_is_string(v) ?
+		    json_string_value(v) : num);
+	}
+	return (textbuf_finish(&tb));
+}
+
+void
+log_event(int warn, const char *event, json_t *fields, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg, *kv;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		msg = NULL;
+	va_end(ap);
+	kv = log_fields(event, fields);
+	if (warn)
+		log_warnx("%s%s", msg != NULL ? msg : event, kv);
+	else
+		log_info("%s%s", msg != NULL ? msg : event, kv);
+	free(kv);
+	free(msg);
 }
 
 void

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "qmpd.h"
 #include "vm.h"
 #include "xmalloc.h"
@@ -22,12 +23,32 @@ struct boot_entry {
 	done_cb			 done;		/* called once running */
 	void			*arg;
 	int			 timeout;
+	struct timespec		 queued;	/* for the wait metric */
 	TAILQ_ENTRY(boot_entry)	 entry;
 };
 static TAILQ_HEAD(, boot_entry) boot_queue = TAILQ_HEAD_INITIALIZER(boot_queue);
 
 int		 boot_queue_cap = 4;	/* 0: no cap */
 static struct event	*boot_queue_ev;
+
+/* Seconds VMs waited in the queue for their turn, for metrics. */
+static const double	 boot_queue_wait_bounds[] = {
+	0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
+};
+struct metrics_hist	 boot_queue_wait_hist = {
+	boot_queue_wait_bounds, nitems(boot_queue_wait_bounds), { 0 }, 0, 0
+};
+
+/* An entry queued at queued leaves the queue now. */
+static void
+boot_queue_waited(const struct timespec *queued)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	metrics_hist_observe(&boot_queue_wait_hist, (now.tv_sec -
+	    queued->tv_sec) + (now.tv_nsec - queued->tv_nsec) / 1e9);
+}
 
 /* VMs booting now, whoever started them. */
 int
@@ -97,6 +118,7 @@ boot_queue_run(evutil_socket_t fd, short events, void *arg)
 		if (boot_queue_cap > 0 && boot_queue_booting() >= boot_queue_cap)
 			break;
 		TAILQ_REMOVE(&boot_queue, b, entry);
+		boot_queue_waited(&b->queued);
 		vm = vm_find(b->name);
 		if (vm == NULL) {
 			done_fail(b->done, b->arg, ERR_NOTFOUND, "VM %s was "
@@ -157,6 +179,7 @@ boot_queue_start(struct vm *vm, int timeout, done_cb done, void *arg,
 	b->done = done;
 	b->arg = arg;
 	b->timeout = timeout;
+	clock_gettime(CLOCK_MONOTONIC, &b->queued);
 	TAILQ_INSERT_TAIL(&boot_queue, b, entry);
 	n = boot_queue_length();
 	log_info("%s: boot queued (%d waiting, %d booting, cap %d)",

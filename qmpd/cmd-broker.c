@@ -155,18 +155,26 @@ static void
 cmd_broker_auth_fail(struct cmd_req *req, const char *login,
     const char *addr, const char *why)
 {
-	int	locked;
+	json_t	*f;
+	int	 locked;
 
+	metrics_login_failures++;
 	cmd_broker_lockout_save(login, addr);
 	cmd_broker_lockout_save(login, NULL);
 	locked = auth_lockout_check(cmd_broker_lockouts(), login, addr,
 	    cmd_broker_now());
-	if (locked > 0)
-		log_warnx("login %.64s from %s refused: %s; locked for %d s",
-		    login, cmd_broker_client(req), why, locked);
-	else
-		log_warnx("login %.64s from %s refused: %s", login,
-		    cmd_broker_client(req), why);
+	f = json_pack("{s:s,s:s,s:s}", "user", login, "client",
+	    cmd_broker_client(req), "reason", why);
+	if (locked > 0) {
+		metrics_lockouts++;
+		json_object_set_new(f, "locked", json_integer(locked));
+		log_event(1, "login.failed", f, "login %.64s from %s refused: "
+		    "%s; locked for %d s", login, cmd_broker_client(req), why,
+		    locked);
+	} else
+		log_event(1, "login.failed", f, "login %.64s from %s refused: "
+		    "%s", login, cmd_broker_client(req), why);
+	json_decref(f);
 	/* The same words whatever the reason: no guessing who exists. */
 	cmd_error(req, ERR_AUTH, "invalid login or password");
 }
@@ -198,9 +206,15 @@ cmd_broker_auth_ok(struct cmd_req *req, const char *login, const char *addr,
     json_t *rec)
 {
 	char	*cause = NULL;
+	json_t	*f;
 
 	cmd_broker_lockout_forget(login, addr);
-	log_info("login %s from %s", login, cmd_broker_client(req));
+	metrics_logins++;
+	f = json_pack("{s:s,s:s}", "user", login, "client",
+	    cmd_broker_client(req));
+	log_event(0, "login", f, "login %s from %s", login,
+	    cmd_broker_client(req));
+	json_decref(f);
 	/* Not synced: a host crash may lose it, no login pays an fsync. */
 	json_object_set_new(rec, "last_login", json_integer(time(NULL)));
 	if (db_put_nosync(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
@@ -261,7 +275,7 @@ cmd_broker_auth(struct cmd_req *req)
 {
 	const char		*login = cmd_arg_str(req, "login", "");
 	json_t			*pw = json_object_get(req->args, "password");
-	json_t			*rec;
+	json_t			*rec, *f;
 	struct auth_pool	*pool;
 	struct cmd_broker_login	*bl;
 	const char		*hash;
@@ -270,6 +284,7 @@ cmd_broker_auth(struct cmd_req *req)
 
 	if (auth_login_valid(login, &cause) != 0) {
 		free(cause);
+		metrics_login_failures++;
 		log_warnx("login from %s refused: not a valid login name",
 		    cmd_broker_client(req));
 		cmd_error(req, ERR_AUTH, "invalid login or password");
@@ -295,8 +310,11 @@ cmd_broker_auth(struct cmd_req *req)
 	    rec != NULL, json_string_value(pw), json_string_length(pw),
 	    cmd_broker_now(), &left, &cause)) {
 	case AUTH_LOCKED:
-		log_warnx("login %s from %s refused: %s", login,
-		    cmd_broker_client(req), cause);
+		f = json_pack("{s:s,s:s,s:i}", "user", login, "client",
+		    cmd_broker_client(req), "locked", left);
+		log_event(1, "login.locked", f, "login %s from %s refused: %s",
+		    login, cmd_broker_client(req), cause);
+		json_decref(f);
 		cmd_error(req, ERR_LOCKED, "too many failed logins for %s; try "
 		    "again in %d s", login, left);
 		free(cause);

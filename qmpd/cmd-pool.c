@@ -39,6 +39,45 @@ cmd_pool_oneof(const char *v, const char *const *allowed)
 	return (0);
 }
 
+/* A profile argument, when given, is lan or wan; else an error reply. */
+static int
+cmd_pool_profile_check(struct cmd_req *req)
+{
+	enum vm_profile	 p;
+	const char	*name = cmd_arg_str(req, "profile", NULL);
+
+	if (name == NULL || vm_profile_from_name(name, &p) == 0)
+		return (0);
+	cmd_error(req, ERR_ARG, "profile must be lan or wan");
+	return (-1);
+}
+
+/*
+ * pool set --profile: the pool's record for desktops made from now on,
+ * and each desktop's definition, which QEMU reads at its next start.
+ */
+static int
+cmd_pool_set_profile(const char *pname, const char *name, char **cause)
+{
+	struct vm	*vm;
+	enum vm_profile	 p, old;
+
+	if (vm_profile_from_name(name, &p) != 0)
+		fatalx("%s: profile %s", __func__, name);
+	TAILQ_FOREACH(vm, &vms, entry) {
+		if (pool_of(vm) == NULL || strcmp(pool_of(vm), pname) != 0 ||
+		    vm->def.profile == p)
+			continue;
+		old = vm->def.profile;
+		vm->def.profile = p;
+		if (vm_save(vm, cause) != 0) {
+			vm->def.profile = old;
+			return (-1);
+		}
+	}
+	return (0);
+}
+
 static enum cmd_retval
 cmd_pool_create(struct cmd_req *req)
 {
@@ -48,7 +87,7 @@ cmd_pool_create(struct cmd_req *req)
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
 	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
-	    "firmware", "tpm" };
+	    "profile", "firmware", "tpm" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -96,6 +135,8 @@ cmd_pool_create(struct cmd_req *req)
 		cmd_error(req, ERR_ARG, "grace must be 0 to 86400 seconds");
 		return (CMD_RETURN_DONE);
 	}
+	if (cmd_pool_profile_check(req) != 0)
+		return (CMD_RETURN_DONE);
 	if (dept != NULL && (rec = db_get(qmpd->db, DB_DEPTS, dept)) == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no department named %.64s", dept);
 		return (CMD_RETURN_DONE);
@@ -335,7 +376,17 @@ cmd_pool_set(struct cmd_req *req)
 		}
 		json_object_set(pool, "grace", v);
 	}
+	if ((v = json_object_get(req->args, "profile")) != NULL) {
+		if (cmd_pool_profile_check(req) != 0)
+			goto out;
+		json_object_set(pool, "profile", v);
+	}
 	if (db_put(qmpd->db, DB_POOLS, pname, pool, &cause) != 0) {
+		cmd_error(req, ERR_INTERNAL, "%s", cause);
+		goto out;
+	}
+	if ((v = json_object_get(req->args, "profile")) != NULL &&
+	    cmd_pool_set_profile(pname, json_string_value(v), &cause) != 0) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
 		goto out;
 	}
@@ -525,6 +576,7 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "balloon", ARG_BOOL, 0 },
 	{ "os", ARG_STR, 0 },
 	{ "agent", ARG_BOOL, 0 },
+	{ "profile", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 
@@ -539,6 +591,7 @@ static const struct cmd_arg cmd_pool_set_args[] = {
 	{ "prestart", ARG_INT, 0 },
 	{ "on_disconnect", ARG_STR, 0 },
 	{ "grace", ARG_INT, 0 },
+	{ "profile", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 

@@ -565,6 +565,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "listen", ARG_STR, 0 },
 	{ "restart", ARG_STR, 0 },
 	{ "autostart", ARG_BOOL, 0 },
+	{ "profile", ARG_STR, 0 },
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
 	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */

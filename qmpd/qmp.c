@@ -51,6 +51,7 @@ struct qmp_cmd {
 	int			 fd;		/* our dup for SCM_RIGHTS, or -1 */
 	int			 armed;		/* deadline is set */
 	struct timespec		 deadline;
+	struct timespec		 sent;		/* for qmp_rtt_hook */
 	qmp_reply_cb		 cb;
 	void			*arg;
 	TAILQ_ENTRY(qmp_cmd)	 entry;
@@ -204,6 +205,7 @@ qmp_cmd_write(struct qmp *q, struct qmp_cmd *c)
 		fatalx("%s: bufferevent_write", __func__);
 	free(c->line);
 	c->line = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &c->sent);
 	qmp_cmd_arm(q, c);
 	TAILQ_INSERT_TAIL(&q->pending, c, entry);
 }
@@ -442,6 +444,21 @@ qmp_event(struct qmp *q, json_t *root)
 		q->cb.event(q, name, json_object_get(root, "data"), ts, q->arg);
 }
 
+void	(*qmp_rtt_hook)(double);
+
+/* Tell the metrics how long QEMU took to answer c. */
+static void
+qmp_rtt(struct qmp_cmd *c)
+{
+	struct timespec	now;
+
+	if (qmp_rtt_hook == NULL || c->sent.tv_sec == 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	qmp_rtt_hook((now.tv_sec - c->sent.tv_sec) +
+	    (now.tv_nsec - c->sent.tv_nsec) / 1e9);
+}
+
 /* A return or error: find the command by the id QEMU echoes back. */
 static void
 qmp_reply(struct qmp *q, json_t *root, enum qmp_line_kind kind)
@@ -465,6 +482,7 @@ qmp_reply(struct qmp *q, json_t *root, enum qmp_line_kind kind)
 		return;
 	}
 	TAILQ_REMOVE(&q->pending, c, entry);
+	qmp_rtt(c);
 	if (c->cb != NULL) {
 		if (kind == QMP_LINE_RETURN)
 			c->cb(q, json_object_get(root, "return"), NULL, NULL,

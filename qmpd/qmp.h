@@ -73,6 +73,8 @@ int		 qmp_execute_fd(struct qmp *, const char *cmd, json_t *args,
 
 /* Non-blocking connect to a unix socket path; -1 with errno on failure. */
 int		 qmp_connect_unix(const char *path);
+/* Called with each reply's round-trip time in seconds, if set. */
+extern void	(*qmp_rtt_hook)(double);
 
 /*
  * Pure line classifier, shared by the client and the fuzz harness.

@@ -38,7 +38,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
 	    "[--vm-uids FIRST-LAST]\n            [--broker-user USER] "
-	    "[--qemu BINARY]\n            [--boot-cap N]\n");
+	    "[--qemu BINARY]\n            [--boot-cap N] [--metrics [ADDR:]PORT]\n");
 	exit(2);
 }
 
@@ -88,8 +88,8 @@ qmpd_lock(void)
 
 /*
  * Who hears qmpd's events, in this order: the admin event stream, SPICE
- * sessions, the boot queue, pools. Before the re-attach, whose state
- * changes they all act on.
+ * sessions, the boot queue, pools, metrics and the log. Before the
+ * re-attach, whose state changes they all act on.
  */
 static void
 qmpd_listen(void)
@@ -98,6 +98,8 @@ qmpd_listen(void)
 	notify_listen(session_event, NULL);
 	notify_listen(boot_queue_event, NULL);
 	notify_listen(pool_event, NULL);
+	notify_listen(metrics_event, NULL);
+	notify_listen(eventlog_event, NULL);
 }
 
 /* What the command line asks for. */
@@ -106,6 +108,7 @@ struct qmpd_opts {
 	const char	*socket_path;
 	const char	*vm_uids;	/* NULL: vm-uid.c's default */
 	const char	*broker_user;
+	const char	*metrics;	/* --metrics, or NULL */
 	int		 foreground;
 	int		 verbose;
 };
@@ -121,6 +124,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 		{ "broker-user", required_argument, NULL, 'b' },
 		{ "qemu", required_argument, NULL, 'q' },
 		{ "boot-cap", required_argument, NULL, 'B' },
+		{ "metrics", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -155,6 +159,9 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 			boot_queue_cap = atoi(optarg);
 			if (boot_queue_cap < 0 || boot_queue_cap > 1000)
 				usage();
+			break;
+		case 'm':
+			o->metrics = optarg;
 			break;
 		default:
 			usage();
@@ -194,6 +201,8 @@ qmpd_configure(const struct qmpd_opts *o)
 			fatalx("no broker user %s", o->broker_user);
 		qmpd->broker_uid = pw->pw_uid;
 	}
+	if (o->metrics != NULL && metrics_check(o->metrics, &cause) != 0)
+		fatalx("%s", cause);
 	if (access(qmpd->qemu_binary, X_OK) != 0)
 		fatal("%s (install qemu-system-x86)", qmpd->qemu_binary);
 }
@@ -215,7 +224,7 @@ qmpd_signals(struct event *evs[4])
  * re-attach to running QEMUs, the admin socket, pools and autostart.
  */
 static void
-qmpd_start(void)
+qmpd_start(const struct qmpd_opts *o)
 {
 	char	*dbdir, *cause = NULL;
 
@@ -235,6 +244,8 @@ qmpd_start(void)
 	qmpd_listen();
 	vm_attach_all();
 	if (server_listen(qmpd->socket_path, &cause) != 0)
+		fatalx("%s", cause);
+	if (o->metrics != NULL && metrics_listen(o->metrics, &cause) != 0)
 		fatalx("%s", cause);
 	pool_init();
 	boot_queue_autostart();
@@ -267,7 +278,7 @@ main(int argc, char **argv)
 	if ((qmpd->base = event_base_new()) == NULL)
 		fatalx("event_base_new");
 	qmpd_signals(evs);
-	qmpd_start();
+	qmpd_start(&o);
 	log_info("qmpd %s ready on %s (state %s, kvm %s, QEMU as %s)",
 	    QDESK_VERSION, qmpd->socket_path, qmpd->state_dir,
 	    qmpd->kvm_ok ? "yes" : "no", qmpd->vm_user);
@@ -277,6 +288,7 @@ main(int argc, char **argv)
 	vm_shutdown_all();
 	net_shutdown();
 	server_close();
+	metrics_close();
 	db_close(qmpd->db);
 	for (i = 0; i < 4; i++)
 		event_free(evs[i]);

@@ -221,6 +221,8 @@ void	 boot_queue_cancel(const char *name, const char *why);
 int	 boot_queue_booting(void);
 int	 boot_queue_waiting(const char *name);
 int	 boot_queue_length(void);
+struct metrics_hist;
+extern struct metrics_hist boot_queue_wait_hist;	/* seconds waited */
 
 /*
  * spice-tls.c: the host's SPICE CA (made at first start, its key root's
@@ -233,6 +235,24 @@ const char	*spice_tls_dir(void);
 const char	*spice_tls_ca(void);
 const char	*spice_tls_subject(const struct vm *);
 const char	*spice_tls_issue(struct vm *, char **cause);
+
+/*
+ * metrics.c: qmpd --metrics, Prometheus text over HTTP on the loop; the
+ * counters other files bump.
+ */
+extern unsigned long long	metrics_tickets;	/* session.c */
+extern unsigned long long	metrics_lockouts;	/* cmd-broker.c */
+extern unsigned long long	metrics_logins;		/* cmd-broker.c */
+extern unsigned long long	metrics_login_failures;	/* cmd-broker.c */
+int	 metrics_check(const char *addr, char **cause);
+int	 metrics_listen(const char *addr, char **cause);
+void	 metrics_close(void);
+void	 metrics_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
+
+/* eventlog.c: every event as a key=value log line. */
+void	 eventlog_event(const char *event, const char *vm, json_t *fields,
+	    void *arg);
 
 /* accel.c */
 int	 accel_kvm_usable(void);

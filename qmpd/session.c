@@ -176,6 +176,7 @@ session_ticket(const char *vm, const char *login, uid_t uid, long long at,
 	json_t	*rec;
 	char	*cause = NULL;
 
+	metrics_tickets++;
 	rec = session_load(vm);
 	json_object_set_new(rec, "last_ticket", json_pack("{s:s?,s:I,s:I,s:I}",
 	    "user", *login != '\0' ? login : NULL, "uid", (json_int_t)uid,

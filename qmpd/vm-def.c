@@ -35,12 +35,18 @@ static const char *vm_restart_names[] = {
 	[VM_RESTART_ALWAYS] = "always",
 };
 
+static const char *vm_profile_names[] = {
+	[VM_PROFILE_LAN] = "lan",
+	[VM_PROFILE_WAN] = "wan",
+};
+
 /* Every key a definition may hold; anything else is refused. */
 static const char *vm_def_keys[] = {
 	"name", "uuid", "memory", "vcpus", "accel", "machine", "cpu", "kernel",
 	"initrd", "append", "disk", "disk_format", "display", "listen",
 	"spice_port", "restart", "autostart", "created", "nics", "nets",
-	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed"
+	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed",
+	"profile"
 };
 
 /* Firmwares, from Debian's ovmf package (4M images). */
@@ -89,6 +95,27 @@ vm_def_firmware(const char *name)
 		if (strcmp(vm_firmwares[i].name, name) == 0)
 			return (&vm_firmwares[i]);
 	return (NULL);
+}
+
+const char *
+vm_profile_name(enum vm_profile p)
+{
+	return (vm_profile_names[p]);
+}
+
+/* A profile by name, for vm.create, pool.create and pool.set alike. */
+int
+vm_profile_from_name(const char *name, enum vm_profile *p)
+{
+	size_t	i;
+
+	for (i = 0; name != NULL && i < nitems(vm_profile_names); i++) {
+		if (strcmp(vm_profile_names[i], name) == 0) {
+			*p = i;
+			return (0);
+		}
+	}
+	return (-1);
 }
 
 void
@@ -280,6 +307,22 @@ vm_def_machine(struct vm_def *def, json_t *j, char **cause)
 		return (-1);
 	}
 	strlcpy(def->cpu, m, sizeof def->cpu);
+	return (0);
+}
+
+/* The SPICE transport profile, lan unless the definition says wan. */
+static int
+vm_def_profile(struct vm_def *def, json_t *j, char **cause)
+{
+	json_t	*v = json_object_get(j, "profile");
+
+	def->profile = VM_PROFILE_LAN;
+	if (v == NULL || json_is_null(v))
+		return (0);
+	if (vm_profile_from_name(json_string_value(v), &def->profile) != 0) {
+		xasprintf(cause, "profile must be lan or wan");
+		return (-1);
+	}
 	return (0);
 }
 
@@ -557,6 +600,7 @@ vm_def_from_json(struct vm_def *def, json_t *j0, char **cause)
 	    vm_def_numbers(def, j, cause) != 0 ||
 	    vm_def_machine(def, j, cause) != 0 ||
 	    vm_def_listen(def, j, cause) != 0 ||
+	    vm_def_profile(def, j, cause) != 0 ||
 	    vm_def_boot(def, j, cause) != 0 ||
 	    vm_def_nics(def, j, cause) != 0 ||
 	    vm_def_desktop(def, j, cause) != 0 ||
@@ -626,6 +670,8 @@ vm_def_to_json(const struct vm_def *def)
 	vm_def_set_str(j, "image", def->image);
 	vm_def_set_str(j, "owner", def->owner);
 	vm_def_set_str(j, "pool", def->pool);
+	json_object_set_new(j, "profile",
+	    json_string(vm_profile_names[def->profile]));
 	if (def->pool_dirty)
 		json_object_set_new(j, "pool_dirty", json_true());
 	if (def->pool_doomed)

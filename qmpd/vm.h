@@ -36,6 +36,12 @@ enum vm_restart {
 	VM_RESTART_ALWAYS
 };
 
+/* SPICE transport profiles (vm-argv.c maps each to -spice options). */
+enum vm_profile {
+	VM_PROFILE_LAN,
+	VM_PROFILE_WAN
+};
+
 /* A NIC of a definition: its netdev id, network and leased MAC (and IP). */
 struct vm_def_nic {
 	char		 id[8];			/* net0 ... net7 */
@@ -64,6 +70,7 @@ struct vm_def {
 	char		 display[8];		/* spice none */
 	char		 listen[64];
 	int		 spice_port;		/* 0 until allocated */
+	enum vm_profile	 profile;		/* SPICE transport: lan wan */
 	enum vm_restart	 restart;
 	int		 autostart;
 	long long	 created;
@@ -185,6 +192,8 @@ const char *vm_state_name(enum vm_state);
 int	 vm_state_from_name(const char *, enum vm_state *);
 const char *vm_restart_name(enum vm_restart);
 const struct vm_firmware *vm_def_firmware(const char *name);
+const char *vm_profile_name(enum vm_profile);
+int	 vm_profile_from_name(const char *, enum vm_profile *);
 
 /* vm-argv.c: the QEMU command line. Pure. */
 char	**vm_argv_build(const struct vm_def *, const struct vm_runtime_paths *,

@@ -7,7 +7,7 @@
  *   spice-probe HOST PORT PASSWORD [--proxy HOST:PORT [--ticket T]]
  *               [--ca FILE [--host-subject SUBJECT]]
  *               [--hold SECONDS | --display SECONDS | --channels]
- *               [--timeout SECONDS]
+ *               [--timeout SECONDS] [--bind ADDR]
  *
  * With --proxy it first asks an HTTP CONNECT proxy (the broker's SPICE
  * proxy) for a tunnel to T:PORT (or HOST:PORT). With --hold it stays
@@ -15,7 +15,8 @@
  * cuts the session meanwhile. With --ca the port is a SPICE tls-port: the
  * probe speaks TLS (through the tunnel, if any), trusts only the
  * certificate(s) in FILE, and with --host-subject also wants that subject
- * ("CN=...", as a .vv file's host-subject=).
+ * ("CN=...", as a .vv file's host-subject=). With --bind its connections
+ * come from that local address (another loopback address, say).
  *
  * With --display it also links the display channel, as a viewer would
  * (display init, ack windows), and for SECONDS counts what the server
@@ -72,6 +73,7 @@ struct probe_opts {
 	const char	*tickethost;	/* CONNECT target host, or NULL */
 	const char	*cafile;	/* TLS when set */
 	const char	*subject;
+	const char	*bind;		/* local address, or NULL */
 	int		 timeout;
 };
 
@@ -109,7 +111,8 @@ probe_usage(void)
 	    "[--proxy HOST:PORT [--ticket T]]\n"
 	    "                   [--ca FILE [--host-subject SUBJECT]]\n"
 	    "                   [--hold SECONDS | --display SECONDS | "
-	    "--channels] [--timeout SECONDS]\n");
+	    "--channels] [--timeout SECONDS]\n"
+	    "                   [--bind ADDR]\n");
 	exit(PROBE_ERROR);
 }
 
@@ -122,9 +125,32 @@ probe_now(void)
 	return (ts.tv_sec + ts.tv_nsec / 1e9);
 }
 
-/* Connect to host:port with send and receive timeouts, or exit. */
+/* Bind fd to the numeric local address addr (any port), or exit. */
+static void
+probe_bind(int fd, int family, const char *addr)
+{
+	struct addrinfo	 hints, *res;
+	int		 error;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+	if ((error = getaddrinfo(addr, "0", &hints, &res)) != 0)
+		probe_exit(PROBE_ERROR, "--bind %s: %s", addr,
+		    gai_strerror(error));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) == -1)
+		probe_exit(PROBE_ERROR, "--bind %s: %s", addr, strerror(errno));
+	freeaddrinfo(res);
+}
+
+/*
+ * Connect to host:port (from local address local, unless NULL) with send
+ * and receive timeouts, or exit.
+ */
 static int
-probe_connect(const char *host, const char *port, int timeout)
+probe_connect(const char *host, const char *port, const char *local,
+    int timeout)
 {
 	struct addrinfo	 hints, *res, *ai;
 	struct timeval	 tv = { timeout, 0 };
@@ -142,6 +168,8 @@ probe_connect(const char *host, const char *port, int timeout)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		if (local != NULL)
+			probe_bind(fd, ai->ai_family, local);
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
 		error = errno;
@@ -362,13 +390,13 @@ probe_dial(struct probe_chan *c, const char *name,
 		    (pport = strrchr(phost, ':')) == NULL)
 			probe_exit(PROBE_ERROR, "--proxy wants HOST:PORT");
 		*pport++ = '\0';
-		c->fd = probe_connect(phost, pport, o->timeout);
+		c->fd = probe_connect(phost, pport, o->bind, o->timeout);
 		snprintf(target, sizeof target, "%s:%s",
 		    o->tickethost != NULL ? o->tickethost : o->host, o->port);
 		probe_proxy_connect(c, target);
 		free(phost);
 	} else
-		c->fd = probe_connect(o->host, o->port, o->timeout);
+		c->fd = probe_connect(o->host, o->port, o->bind, o->timeout);
 	if (o->cafile != NULL)
 		probe_tls(c, o->cafile, o->subject);
 }
@@ -789,6 +817,7 @@ main(int argc, char **argv)
 		{ "ca", required_argument, NULL, 'c' },
 		{ "host-subject", required_argument, NULL, 's' },
 		{ "channels", no_argument, NULL, 'C' },
+		{ "bind", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct probe_opts	 o;
@@ -822,6 +851,9 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			channels = 1;
+			break;
+		case 'b':
+			o.bind = optarg;
 			break;
 		default:
 			probe_usage();

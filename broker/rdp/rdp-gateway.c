@@ -29,10 +29,12 @@
 #include "log.h"
 #include "rdp.h"
 #include "rdp-int.h"
+#include "rdp-tcpinfo.h"
 #include "safefile.h"
 #include "xmalloc.h"
 
 #define RDP_GATEWAY_MAX_CONNS	128	/* sessions and logons at once */
+#define RDP_GATEWAY_MAX_PER_ADDR 32	/* of them from one address */
 #define RDP_GATEWAY_PEM_MAX	(1024 * 1024)
 
 /* One RDP connection as the loop sees it. */
@@ -41,9 +43,11 @@ struct rdp_conn {
 	int			 sock;	/* a dup of the client's socket */
 	struct event		*ev;
 	struct event		*timer;	/* logon deadline */
-	char			 addr[RDP_ADDR_MAX];
+	char			 addr[RDP_ADDR_MAX];	/* with the port */
+	char			 host[INET6_ADDRSTRLEN]; /* without */
 	char			 login[RDP_LOGIN_MAX];
 	char			 vm[RDP_VM_MAX];
+	int			 charged;	/* a login attempt is */
 	TAILQ_ENTRY(rdp_conn)	 entry;
 };
 
@@ -55,12 +59,84 @@ static struct {
 	TAILQ_HEAD(, rdp_conn)	 conns;
 	int			 nconns;
 	int			 started;
+	struct rdp_gateway_stats done;	/* closed connections' part */
+	int			(*throttle_try)(const char *);
+	void			(*throttle_done)(const char *, int);
 } rdp_gw = { .fd = -1 };
+
+/* The kernel's byte counts of a connection's socket. */
+static void
+rdp_gateway_bytes(struct rdp_conn *c, unsigned long long *in,
+    unsigned long long *out)
+{
+	rdp_tcpinfo_bytes(c->sock, in, out);
+}
+
+void
+rdp_gateway_stats(struct rdp_gateway_stats *st,
+    void (*per_vm)(const char *vm, void *), void *arg)
+{
+	struct rdp_conn	*c;
+
+	*st = rdp_gw.done;
+	st->open = rdp_gw.nconns;
+	TAILQ_FOREACH(c, &rdp_gw.conns, entry) {
+		rdp_gateway_bytes(c, &st->bytes_in, &st->bytes_out);
+		if (c->vm[0] != '\0' && per_vm != NULL)
+			per_vm(c->vm, arg);
+	}
+}
+
+static void	rdp_gateway_cut(struct rdp_conn *);
+
+void
+rdp_gateway_throttle(int (*try)(const char *addr),
+    void (*done)(const char *addr, int failed))
+{
+	rdp_gw.throttle_try = try;
+	rdp_gw.throttle_done = done;
+}
+
+/*
+ * A session asks whether its client's address may try a login: charge
+ * the attempt and say "go", or say how long to wait.
+ */
+static void
+rdp_gateway_try(struct rdp_conn *c)
+{
+	char	msg[32];
+	int	wait = 0;
+
+	if (rdp_gw.throttle_try != NULL) {
+		wait = rdp_gw.throttle_try(c->host);
+		c->charged = 1;
+	}
+	if (wait > 0) {
+		log_warnx("RDP %s: login refused: too many failures from this "
+		    "address", c->addr);
+		snprintf(msg, sizeof msg, "wait %d", wait);
+	} else
+		snprintf(msg, sizeof msg, "go");
+	if (send(c->ctl, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+		rdp_gateway_cut(c);
+}
+
+/* The charged attempt ended; failed or not. */
+static void
+rdp_gateway_tried(struct rdp_conn *c, int failed)
+{
+	if (!c->charged)
+		return;
+	c->charged = 0;
+	if (rdp_gw.throttle_done != NULL)
+		rdp_gw.throttle_done(c->host, failed);
+}
 
 /* Forget a connection whose thread ended (or never started). */
 static void
 rdp_gateway_conn_free(struct rdp_conn *c)
 {
+	rdp_gateway_bytes(c, &rdp_gw.done.bytes_in, &rdp_gw.done.bytes_out);
 	TAILQ_REMOVE(&rdp_gw.conns, c, entry);
 	rdp_gw.nconns--;
 	event_free(c->ev);
@@ -137,8 +213,14 @@ rdp_gateway_ctl(evutil_socket_t fd, short events, void *arg)
 	msg[n] = '\0';
 	if (sscanf(msg, "user %63s %63s", login, vm) == 2)
 		rdp_gateway_user(c, login, vm);
-	else if (sscanf(msg, "auth %63s", login) == 1)
+	else if (sscanf(msg, "auth %63s", login) == 1) {
+		rdp_gw.done.logins++;
 		evtimer_del(c->timer);
+		rdp_gateway_tried(c, 0);
+	} else if (strcmp(msg, "try") == 0)
+		rdp_gateway_try(c);
+	else if (strcmp(msg, "refund") == 0)
+		rdp_gateway_tried(c, 0);
 	else
 		log_warnx("RDP %s: unknown control message '%.32s'", c->addr,
 		    msg);
@@ -157,27 +239,45 @@ rdp_gateway_deadline(evutil_socket_t fd, short events, void *arg)
 	rdp_gateway_cut(c);
 }
 
-/* "1.2.3.4:5678" or "[::1]:5678" for log lines. */
+/*
+ * "1.2.3.4:5678" or "[::1]:5678" for log lines, and the bare address in
+ * host, by which connections are counted.
+ */
 static void
-rdp_gateway_addr(const struct sockaddr *sa, char *buf, size_t len)
+rdp_gateway_addr(const struct sockaddr *sa, char *buf, size_t len,
+    char *host, size_t hostlen)
 {
-	char	host[INET6_ADDRSTRLEN] = "?";
 	int	port = 0;
 
+	snprintf(host, hostlen, "unknown");
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)sa;
 
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+		inet_ntop(AF_INET, &sin->sin_addr, host, hostlen);
 		port = ntohs(sin->sin_port);
 		snprintf(buf, len, "%s:%d", host, port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)sa;
 
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, hostlen);
 		port = ntohs(sin6->sin6_port);
 		snprintf(buf, len, "[%s]:%d", host, port);
 	} else
 		snprintf(buf, len, "unknown");
+}
+
+/* How many connections come from host now. */
+static int
+rdp_gateway_count(const char *host)
+{
+	struct rdp_conn	*c;
+	int		 n = 0;
+
+	TAILQ_FOREACH(c, &rdp_gw.conns, entry) {
+		if (strcmp(c->host, host) == 0)
+			n++;
+	}
+	return (n);
 }
 
 /* A new client: a control socket, a registry entry, a thread. */
@@ -187,9 +287,10 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen = sizeof ss;
 	struct rdp_conn		*c;
-	char			 addr[RDP_ADDR_MAX], *cause = NULL;
+	char			 addr[RDP_ADDR_MAX], host[INET6_ADDRSTRLEN];
+	char			*cause = NULL;
 	struct timeval		 tv = { RDP_LOGON_TIMEOUT, 0 };
-	int			 fd, sv[2], one = 1;
+	int			 fd, sv[2], one = 1, n;
 
 	fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);
 	if (fd == -1) {
@@ -198,10 +299,17 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 			log_warn("RDP: accept");
 		return;
 	}
-	rdp_gateway_addr((struct sockaddr *)&ss, addr, sizeof addr);
+	rdp_gateway_addr((struct sockaddr *)&ss, addr, sizeof addr, host,
+	    sizeof host);
 	if (rdp_gw.nconns >= RDP_GATEWAY_MAX_CONNS) {
 		log_warnx("RDP %s: refused: %d connections already", addr,
 		    rdp_gw.nconns);
+		close(fd);
+		return;
+	}
+	if ((n = rdp_gateway_count(host)) >= RDP_GATEWAY_MAX_PER_ADDR) {
+		log_warnx("RDP %s: refused: %d connections from this address "
+		    "already", addr, n);
 		close(fd);
 		return;
 	}
@@ -215,11 +323,13 @@ rdp_gateway_accept(evutil_socket_t lfd, short events, void *arg)
 	c->ctl = sv[0];
 	c->sock = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	strlcpy(c->addr, addr, sizeof c->addr);
+	strlcpy(c->host, host, sizeof c->host);
 	c->ev = event_new(rdp_gw.base, c->ctl, EV_READ | EV_PERSIST,
 	    rdp_gateway_ctl, c);
 	c->timer = evtimer_new(rdp_gw.base, rdp_gateway_deadline, c);
 	TAILQ_INSERT_TAIL(&rdp_gw.conns, c, entry);
 	rdp_gw.nconns++;
+	rdp_gw.done.connections++;
 	log_debug("RDP %s: connected", addr);
 	if (rdp_peer_spawn(fd, sv[1], addr, &rdp_gw.cfg, &cause) != 0) {
 		log_warnx("%s", cause);
@@ -331,6 +441,18 @@ rdp_gateway_wlog(void)
 	WLog_SetLogLevel(WLog_GetRoot(), level);
 }
 
+/* Forget the certificate, the key (wiped) and qmpd's socket path. */
+static void
+rdp_gateway_cfg_free(void)
+{
+	if (rdp_gw.cfg.key_pem != NULL)
+		explicit_bzero(rdp_gw.cfg.key_pem, strlen(rdp_gw.cfg.key_pem));
+	free(rdp_gw.cfg.cert_pem);
+	free(rdp_gw.cfg.key_pem);
+	free(rdp_gw.cfg.qmpd_socket);
+	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
+}
+
 /*
  * Start on a listening socket the caller opened (the broker opens its
  * ports before dropping privileges); the gateway owns fd from here on,
@@ -373,12 +495,7 @@ rdp_gateway_start_fd(struct event_base *base, int fd, const char *cert,
 	return (0);
 fail:
 	close(fd);
-	if (rdp_gw.cfg.key_pem != NULL)
-		explicit_bzero(rdp_gw.cfg.key_pem, strlen(rdp_gw.cfg.key_pem));
-	free(rdp_gw.cfg.cert_pem);
-	free(rdp_gw.cfg.key_pem);
-	free(rdp_gw.cfg.qmpd_socket);
-	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
+	rdp_gateway_cfg_free();
 	return (-1);
 }
 
@@ -420,11 +537,6 @@ rdp_gateway_stop(void)
 			rdp_gateway_cut(c);
 		rdp_gateway_conn_free(c);
 	}
-	if (rdp_gw.cfg.key_pem != NULL)
-		explicit_bzero(rdp_gw.cfg.key_pem, strlen(rdp_gw.cfg.key_pem));
-	free(rdp_gw.cfg.cert_pem);
-	free(rdp_gw.cfg.key_pem);
-	free(rdp_gw.cfg.qmpd_socket);
-	memset(&rdp_gw.cfg, 0, sizeof rdp_gw.cfg);
+	rdp_gateway_cfg_free();
 	rdp_gw.started = 0;
 }

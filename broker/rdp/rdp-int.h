@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #define RDP_LOGIN_MAX		64	/* as qmpd's login names */
+#define RDP_PASSWORD_MAX	256	/* bytes, as qmpd's AUTH_PASSWORD_MAX */
 #define RDP_VM_MAX		64	/* as qmpd's VM names */
 #define RDP_ADDR_MAX		64	/* client address for messages */
 #define RDP_QMPD_TIMEOUT	10	/* seconds for a qmpd answer */
@@ -40,7 +41,10 @@ struct rdp_config {
 /*
  * Control messages between the loop and a session, one per datagram
  * (SOCK_SEQPACKET), plain text:
+ *   session -> loop:  "try"            a login attempt: may it go on?
+ *   loop -> session:  "go" or "wait SECONDS"   (the try is charged)
  *   session -> loop:  "auth LOGIN"     the password is good
+ *   session -> loop:  "refund"         the attempt ended, not as a failure
  *   session -> loop:  "user LOGIN VM"  now showing VM (takeover)
  *   loop -> session:  "kick REASON"     end the session, tell the client
  */
@@ -68,7 +72,14 @@ struct rdp_login {
 	const char	*token;		/* routing token (loadbalanceinfo) */
 	size_t		 tokenlen;
 	const char	*addr;		/* client address, for qmpd's log */
-	/* Called once the password is good, before the desktop starts. */
+	/*
+	 * throttle: before anything else, may the attempt go on (0), or how
+	 * many seconds must the address wait (-1: no answer); refund: it
+	 * ended without failing (qmpd unreachable). authed: the password is
+	 * good, before the desktop starts. Any may be NULL.
+	 */
+	int		(*throttle)(void *);
+	void		(*refund)(void *);
 	void		(*authed)(void *, const char *login);
 	void		*arg;
 };

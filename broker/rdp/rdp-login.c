@@ -103,17 +103,34 @@ rdp_login(const char *qmpd, const struct rdp_login *in,
 	char		*errclass = NULL, *desc = NULL, *wanted = NULL;
 	char		*client = NULL, *what = NULL;
 	const char	*login, *vm, *state;
-	int		 fd = -1;
+	int		 fd = -1, wait;
 
 	memset(res, 0, sizeof *res);
 	res->vncfd = -1;
 	res->errinfo = ERRINFO_SERVER_DENIED_CONNECTION;
 
+	/* Charged as a failure from here until it succeeds. */
+	if (in->throttle != NULL && (wait = in->throttle(in->arg)) != 0) {
+		if (wait < 0)
+			xasprintf(cause, "login refused: the gateway did not "
+			    "answer");
+		else
+			xasprintf(cause, "login refused: too many failed logins "
+			    "from %s; try again in %d s", in->addr, wait);
+		return (-1);
+	}
 	if (in->user == NULL || *in->user == '\0' || in->password == NULL ||
 	    *in->password == '\0') {
 		xasprintf(cause, "no user name or password in the logon info "
 		    "(NLA is off: the client must send both, e.g. from the "
 		    ".rdp file or its login dialog)");
+		return (-1);
+	}
+	if (strlen(in->user) >= RDP_LOGIN_MAX ||
+	    strlen(in->password) > RDP_PASSWORD_MAX) {
+		xasprintf(cause, "login %.64s refused: user name or password "
+		    "over its length limit (%d, %d bytes)", in->user,
+		    RDP_LOGIN_MAX - 1, RDP_PASSWORD_MAX);
 		return (-1);
 	}
 	xasprintf(&client, "RDP %s", in->addr);
@@ -122,6 +139,10 @@ rdp_login(const char *qmpd, const struct rdp_login *in,
 	    RDP_QMPD_TIMEOUT, NULL, &errclass, &desc);
 	free(client);
 	if (ret == NULL) {
+		if (in->refund != NULL && (errclass == NULL ||
+		    (strcmp(errclass, ERR_AUTH) != 0 &&
+		    strcmp(errclass, ERR_LOCKED) != 0)))
+			in->refund(in->arg);
 		xasprintf(&what, "login %.64s refused", in->user);
 		rdp_login_qmpd_error(what, errclass, desc, cause);
 		free(what);

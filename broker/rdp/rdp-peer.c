@@ -144,6 +144,51 @@ rdp_peer_context_free(freerdp_peer *peer, rdpContext *context)
 {
 }
 
+/*
+ * Ask the loop whether this address may try a login now (the broker's
+ * throttle, shared with the portal): 0 yes, else the seconds to wait, or
+ * -1 when the loop does not answer or ends the session meanwhile.
+ */
+static int
+rdp_peer_throttle(void *arg)
+{
+	struct rdp_session	*s = arg;
+	struct pollfd		 pfd = { .fd = s->ctl, .events = POLLIN };
+	char			 msg[RDP_CTL_MAX + 1];
+	ssize_t			 n;
+	int			 wait;
+
+	if (send(s->ctl, "try", 3, MSG_NOSIGNAL) == -1)
+		return (-1);
+	for (;;) {
+		n = poll(&pfd, 1, RDP_QMPD_TIMEOUT * 1000);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return (-1);
+		n = recv(s->ctl, msg, sizeof msg - 1, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return (-1);
+		msg[n] = '\0';
+		if (strcmp(msg, "go") == 0)
+			return (0);
+		if (sscanf(msg, "wait %d", &wait) == 1 && wait > 0)
+			return (wait);
+		return (-1);	/* a kick: the login is moot */
+	}
+}
+
+/* The login attempt ended without failing: give its charge back. */
+static void
+rdp_peer_refund(void *arg)
+{
+	struct rdp_session	*s = arg;
+
+	send(s->ctl, "refund", 6, MSG_NOSIGNAL);
+}
+
 /* Tell the loop the password was good: starting a desktop may take
  * longer than the logon deadline, which is for clients that say nothing. */
 static void
@@ -183,6 +228,8 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	log_debug("RDP %s: user '%s', domain '%s', routing token of %u bytes",
 	    s->addr, in.user != NULL ? in.user : "", in.domain != NULL ?
 	    in.domain : "", (unsigned int)in.tokenlen);
+	in.throttle = rdp_peer_throttle;
+	in.refund = rdp_peer_refund;
 	in.authed = rdp_peer_authed;
 	in.arg = s;
 	/* Revocations from here on end this session (rdp_peer_revoked). */

@@ -9,7 +9,7 @@
 # root-only file is never truncated or shown, and every daemon answers
 # (or refuses to start with a one-line reason) instead of hanging.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 command -v setpriv >/dev/null || fail "no setpriv (util-linux)"
 

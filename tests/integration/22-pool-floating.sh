@@ -6,7 +6,7 @@
 # again, stopped, its disk reset to the template, and the file is gone
 # when it boots again. A second user gets a different desktop meanwhile.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 start_qmpd --broker-user "$BROKER_USER"
 add_user alice alice-pw-1

@@ -6,7 +6,7 @@
 # gateway's log say why; another user's session on another desktop stays.
 # `user rm` is revoked too (desktop.revoked says so).
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/rdp/rdp-test-lib.sh"
+. "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
 PROBE=$top/build/broker/spice-probe
 [ -x "$PROBE" ] || fail "$PROBE is not built"

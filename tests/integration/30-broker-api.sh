@@ -5,7 +5,7 @@
 # accepts, a second console that does not cut the first, expiry, another
 # user refused without touching the VM, the .vv file, logout.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 start_qmpd --broker-user "$BROKER_USER"
 need_kvm

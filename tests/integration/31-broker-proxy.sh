@@ -5,7 +5,7 @@
 # tickets, plain addresses, tickets of an earlier broker and anything but
 # CONNECT are refused with 403/405 before any connection is made.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 PROXY=127.0.0.1:$PROXY_PORT
 
@@ -68,11 +68,13 @@ vv_ca "$T/d1.vv" >"$T/vv-ca.pem"
     --ca "$T/vv-ca.pem" --host-subject "$(vv host-subject)" >/dev/null ||
 	broker_fail "the .vv file's host, tls-port, ca and proxy do not link"
 
-# A session held through the tunnel survives another console request.
+# A session held through the tunnel survives another console request, and
+# an idle tunnel stays up (30 s, well past the 10 s request-head
+# deadline), while the checks below run.
 api alice POST /api/desktops/d1/console
 t2=$(field ticket)
 pw2=$(field password)
-via "$t2" "$p1" "$pw2" --hold 5 >"$T/hold.out" 2>&1 &
+via "$t2" "$p1" "$pw2" --hold 30 >"$T/hold.out" 2>&1 &
 hold=$!
 for i in $(seq 1 50); do
 	grep -q accepted "$T/hold.out" && break
@@ -90,7 +92,6 @@ jq -e '.user == "alice" and (.client | startswith("127.0.0.1:")) and
 	broker_fail "the proxied session does not name its viewer: $s"
 api alice POST /api/desktops/d1/console
 expect 200
-wait $hold || broker_fail "the tunnelled session was cut: $(cat "$T/hold.out")"
 
 # --- refused tickets ------------------------------------------------------
 api alice POST /api/desktops/d1/console
@@ -141,6 +142,10 @@ sleep $((exp1 - now + 7))
 refused "$t1" "$p1" "an expired ticket"
 grep -q "refused: ticket for d1 expired" "$BROKER_LOG" ||
 	broker_fail "the expired ticket is not logged as such"
+
+wait $hold || broker_fail "the idle tunnelled session was cut: $(cat "$T/hold.out")"
+grep -q "held the session for 30 s" "$T/hold.out" ||
+	broker_fail "the held session: $(cat "$T/hold.out")"
 
 # --- a new broker, a new key ----------------------------------------------
 api alice POST /api/desktops/d1/console

@@ -6,7 +6,7 @@
 # through the SPICE proxy, Connect (RDP) a .rdp file for the broker's
 # gateway; laptop, phone and lockout screenshots in build/test-results/.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 PLAYWRIGHT_VERSION=1.65.1
 NODE_DIR=$top/build/portal-test
@@ -21,7 +21,7 @@ if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
 	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
 		skip "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
 fi
-cp "$top/broker/test/portal.mjs" "$NODE_DIR/portal.mjs"
+cp "$top/tests/lib/portal.mjs" "$NODE_DIR/portal.mjs"
 
 start_qmpd --broker-user "$BROKER_USER"
 need_kvm

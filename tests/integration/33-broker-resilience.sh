@@ -7,7 +7,7 @@
 # never sends its CONNECT, cost nothing but their own connection; a login
 # storm is queued, not refused; an address that keeps failing must wait.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 # This test stops qmpd with SIGSTOP: whatever ends it must wake it first,
 # or SIGTERM would wait for ever.
@@ -105,18 +105,22 @@ probe "$(field password)" "$(field port)" >/dev/null ||
 printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | socat -t2 - "TCP:127.0.0.1:$HTTPS_PORT" >/dev/null 2>&1
 head -c 5000 /dev/urandom | socat -t2 - "TCP:127.0.0.1:$HTTPS_PORT" >/dev/null 2>&1
 head -c 20000 /dev/urandom | socat -t2 - "TCP:127.0.0.1:$PROXY_PORT" >/dev/null 2>&1
-# A request head that never ends.
-first=$( (printf 'CONNECT x:1 HTTP/1.1\r\n'; head -c 9000 /dev/zero | tr '\0' a) |
-    socat -t3 - "TCP:127.0.0.1:$PROXY_PORT" | head -1 | tr -d '\r')
-[ "$first" = "HTTP/1.1 431 Request Header Fields Too Large" ] ||
-	fail "an endless CONNECT head: '$first'"
+# A request head that never ends: the 431 arrives every time (the proxy
+# reads on after it answers, so closing does not reset the connection and
+# destroy the answer).
+for i in $(seq 1 10); do
+	first=$( (printf 'CONNECT x:1 HTTP/1.1\r\n'; head -c 9000 /dev/zero | tr '\0' a) |
+	    socat -t3 - "TCP:127.0.0.1:$PROXY_PORT" 2>/dev/null | head -1 | tr -d '\r')
+	[ "$first" = "HTTP/1.1 431 Request Header Fields Too Large" ] ||
+		fail "an endless CONNECT head, try $i: '$first'"
+done
 # A client that connects and says nothing is dropped after 10 s.
 start=$(date +%s)
 timeout 20 socat -u "TCP:127.0.0.1:$PROXY_PORT" - >/dev/null 2>&1
 took=$(( $(date +%s) - start ))
 [ $took -ge 9 ] && [ $took -le 13 ] ||
 	fail "a silent proxy client was dropped after $took s, not 10"
-grep -q "sent no CONNECT within 10 s" "$BROKER_LOG" ||
+grep -q "sent no complete CONNECT within 10 s" "$BROKER_LOG" ||
 	broker_fail "the silent proxy client's drop is not logged"
 
 kill -0 "$BROKER_PID" || broker_fail "the broker died"

@@ -3,41 +3,26 @@
 # it alone): a real xfreerdp under Xvfb logs in on the broker's --rdp port
 # with the broker's own certificate; a wrong password is refused and
 # counts toward the same lockout as the portal; the portal's .rdp file,
-# given to xfreerdp as is, lands on the desktop it names.
+# given to xfreerdp as is, lands on the desktop it names; the broker warns
+# about its own self-signed certificate, and not about a CA-signed one.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
+. "$top/tests/lib/xvfb.sh"
 
-for c in xfreerdp Xvfb; do
-	command -v "$c" >/dev/null || skip "$c is not installed (scripts/setup)"
-done
-XVFB_PID=
-EXTRA_CLEANUP='stop_broker; [ -n "$XVFB_PID" ] && kill "$XVFB_PID" 2>/dev/null'
-
-# xf ARGS...: xfreerdp +auth-only (a .rdp file must come first); its
-# exit status.
-xf() {
-	HOME=$T timeout 120 xfreerdp "$@" /cert:ignore +auth-only \
-	    >"$T/xf.log" 2>&1
-}
+xvfb_need xfreerdp
+EXTRA_CLEANUP='stop_broker; xvfb_stop'
 
 start_qmpd --broker-user "$BROKER_USER"
 need_kvm
 add_user alice alice-pw-1
 add_user bob bob-pw-2
 add_desktop d1 alice
+add_desktop d2 bob
 start_broker
 grep -q "rdp 127.0.0.1:$RDP_PORT" "$BROKER_LOG" ||
 	skip "this broker was built without FreeRDP: $(grep ready "$BROKER_LOG")"
 
-Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 9>"$T/xvfb.display" \
-    >"$T/xvfb.log" 2>&1 &
-XVFB_PID=$!
-for i in $(seq 1 100); do
-	[ -s "$T/xvfb.display" ] && break
-	sleep 0.05
-done
-[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up: $(cat "$T/xvfb.log")"
-export DISPLAY=:$(head -n1 "$T/xvfb.display")
+xvfb_start
 
 # The gateway serves the broker's certificate.
 served=$(openssl s_client -connect "127.0.0.1:$RDP_PORT" </dev/null 2>/dev/null |
@@ -75,6 +60,34 @@ for i in 1 2 3 4 5; do
 done
 login alice alice-pw-1
 expect 429 "the portal after five RDP failures"
+
+# Its own self-signed certificate: .rdp files let clients connect without
+# verifying it, and the broker warns at start.
+grep -q "^authentication level:i:0" "$T/d1.rdp" ||
+	fail "the .rdp file with a self-signed certificate: $(grep authentication "$T/d1.rdp")"
+grep -q "serving a self-signed certificate ($STATE/broker/cert.pem)" "$BROKER_LOG" ||
+	broker_fail "no warning about the self-signed certificate"
+
+# A real certificate (signed by a CA of the test's own): no warning, and
+# the .rdp file asks the client to verify it.
+kill -0 "$BROKER_PID" || broker_fail "the broker died"
+stop_broker
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=qdesk-test-ca \
+    -keyout "$T/ca.key" -out "$T/ca.pem" >/dev/null 2>&1 &&
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$T/real.key" -out "$T/real.csr" >/dev/null 2>&1 &&
+openssl x509 -req -in "$T/real.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" \
+    -CAcreateserial -days 2 -out "$T/real.pem" >/dev/null 2>&1 ||
+	fail "openssl could not make a CA and a certificate"
+mark=$(wc -l <"$BROKER_LOG")
+start_broker --cert "$T/real.pem" --key "$T/real.key"
+tail -n +"$((mark + 1))" "$BROKER_LOG" | grep -q "self-signed" &&
+	broker_fail "a CA-signed certificate was called self-signed"
+login bob bob-pw-2	# alice is locked out by now
+expect 200
+curl -sk -o "$T/d2.rdp" -b "$T/jar.bob" "$URL/api/desktops/d2/console.rdp"
+grep -q "^authentication level:i:2" "$T/d2.rdp" ||
+	fail "the .rdp file with a real certificate: $(cat "$T/d2.rdp")"
 
 kill -0 "$BROKER_PID" || broker_fail "the broker died"
 log ok

@@ -6,7 +6,7 @@
 # TLS as qmpd's VMs speak it and in plaintext, and --display counting the
 # screen's updates.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/test/broker-lib.sh"
+. "$top/tests/lib/broker-lib.sh"
 
 QEMU_PID=
 EXTRA_CLEANUP='[ -n "$QEMU_PID" ] && kill -9 "$QEMU_PID" 2>/dev/null && wait "$QEMU_PID" 2>/dev/null'

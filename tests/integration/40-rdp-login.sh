@@ -6,7 +6,7 @@
 # named or not; alice logs in and her stopped desktop is started for her;
 # the .rdp file picks her second desktop by name.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/rdp/rdp-test-lib.sh"
+. "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
 
 start_qmpd --broker-user nobody
@@ -20,7 +20,7 @@ qq vm create d2 --accel kvm --disk "$(tiny_disk d2)" --memory 32 \
     --display none >/dev/null
 qq desktop assign alice d2 >/dev/null
 start_gateway
-start_xvfb
+xvfb_start
 
 # Refusals. Each is a non-zero exit and the gateway says why.
 rdp_auth_only /u:alice /p:wrong-password &&

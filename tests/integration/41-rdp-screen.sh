@@ -5,7 +5,7 @@
 # QEMU's own screendump; a command typed into the window with xdotool runs
 # in the guest (its output reaches the serial log).
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/rdp/rdp-test-lib.sh"
+. "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
 
 alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0"

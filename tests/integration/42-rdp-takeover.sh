@@ -5,7 +5,7 @@
 # logs it; the second client shows the console, and is let go when the
 # desktop is killed. The tiny KVM guest's VGA text screen is the console.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/rdp/rdp-test-lib.sh"
+. "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
 
 start_qmpd --broker-user nobody
@@ -16,7 +16,7 @@ qq desktop assign alice d1 >/dev/null
 qq vm start d1 >/dev/null
 wait_console d1 "QDESK TINY GUEST UP" 30
 start_gateway
-start_xvfb
+xvfb_start
 
 rdp_client first /u:alice /p:alice-pw-1
 first=$RDP_CLIENT
@@ -27,11 +27,7 @@ kill -0 "$first" 2>/dev/null || rdp_fail "the first client ended early"
 rdp_client second /u:alice /p:alice-pw-1
 second=$RDP_CLIENT
 wait_gw_log "session on d1 from .* is taken over by a new login" 30
-for i in $(seq 1 100); do
-	kill -0 "$first" 2>/dev/null || break
-	sleep 0.1
-done
-kill -0 "$first" 2>/dev/null && rdp_fail "the first client is still connected"
+rdp_gone "$first" || rdp_fail "the first client is still connected"
 wait "$first"
 status=$?
 [ "$status" = 5 ] ||
@@ -53,9 +49,5 @@ python3 -c "import sys; sys.exit(0 if $rmse < 0.02 else 1)" ||
 # gateway says why.
 qq vm kill d1 >/dev/null
 wait_gw_log "session ended after .*VNC connection closed" 20
-for i in $(seq 1 100); do
-	kill -0 "$second" 2>/dev/null || break
-	sleep 0.1
-done
-kill -0 "$second" 2>/dev/null && rdp_fail "the client stays on a dead desktop"
+rdp_gone "$second" || rdp_fail "the client stays on a dead desktop"
 log ok

@@ -6,7 +6,7 @@
 # X/Y (0..32767 over the screen) match where the pointer went, and that the
 # left button went down and up. The guest: vmlinuz-usb + initrd-usb.img.
 . "$(dirname "$0")/lib.sh"
-. "$top/broker/rdp/rdp-test-lib.sh"
+. "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
 command -v socat >/dev/null || skip "socat is not installed"
 

@@ -17,6 +17,8 @@
 
 #include "check.h"
 #include "file.h"
+#include "log.h"
+#include "metrics.h"
 #include "sock.h"
 #include "xmalloc.h"
 
@@ -189,10 +191,62 @@ test_send_fd(void)
 	close(p[1]);
 }
 
+/* Log fields: bare when safe, quoted and escaped otherwise. */
+static void
+test_log_fields(void)
+{
+	json_t	*f;
+	char	*s;
+
+	f = json_pack("{s:s,s:s,s:i,s:b,s:n,s:s}", "vm", "d1", "user",
+	    "a b\"c", "pid", 42, "ok", 1, "gone", "reason", "");
+	s = log_fields("vm.state", f);
+	CHECK(strcmp(s, " event=vm.state vm=d1 user=\"a b\\\"c\" pid=42 "
+	    "ok=true reason=\"\"") == 0);
+	free(s);
+	json_decref(f);
+	s = log_fields("x=y", NULL);
+	CHECK(strcmp(s, " event=\"x=y\"") == 0);
+	free(s);
+}
+
+/* The exposition writer: escapes, integers, histograms cumulative. */
+static void
+test_metrics(void)
+{
+	static const double	 b[] = { 0.1, 1 };
+	struct metrics_hist	 h = { b, 2, { 0 }, 0, 0 };
+	struct textbuf		 tb = { 0 };
+	char			*s;
+
+	metrics_family(&tb, "a_total", "counter", "A \\ b\nc.");
+	metrics_sample(&tb, "a_total", 3, NULL);
+	metrics_sample(&tb, "a_total", 0.5, "vm", "x\"y\\z\n", "k", "v",
+	    NULL);
+	metrics_hist_observe(&h, 0.05);
+	metrics_hist_observe(&h, 0.5);
+	metrics_hist_observe(&h, 7);
+	metrics_hist_write(&tb, "h", &h);
+	s = textbuf_finish(&tb);
+	CHECK(strcmp(s,
+	    "# HELP a_total A \\\\ b\\nc.\n"
+	    "# TYPE a_total counter\n"
+	    "a_total 3\n"
+	    "a_total{vm=\"x\\\"y\\\\z\\n\",k=\"v\"} 0.5\n"
+	    "h_bucket{le=\"0.1\"} 1\n"
+	    "h_bucket{le=\"1\"} 2\n"
+	    "h_bucket{le=\"+Inf\"} 3\n"
+	    "h_sum 7.55\n"
+	    "h_count 3\n") == 0);
+	free(s);
+}
+
 int
 main(void)
 {
 	test_file();
 	test_send_fd();
+	test_log_fields();
+	test_metrics();
 	return (check_exit());
 }

@@ -25,7 +25,7 @@
 # decodes nothing); a frame is a burst of updates (spice-probe.c).
 secs=${1:-20}
 . "$(dirname "$0")/../../../tests/integration/lib.sh"
-. "$top/broker/rdp/rdp-test-lib.sh"
+. "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -44,7 +44,7 @@ qq desktop assign bob d2 >/dev/null
 qq vm start d1 >/dev/null
 wait_console d1 "QDESK GUEST READY" 90
 start_gateway
-start_xvfb
+xvfb_start
 
 # 1. Key to screen, on an idle console.
 rdp_client keys /u:alice /p:bench-pw

@@ -141,3 +141,10 @@ need_kvm() {
 	q --json status | jq -e '.accels | index("kvm")' >/dev/null ||
 		skip "qmpd says KVM is not usable here"
 }
+
+# xf ARGS...: xfreerdp +auth-only (a .rdp file must come first); its exit
+# status, its output in $T/xf.log.
+xf() {
+	HOME=$T timeout 120 xfreerdp "$@" /cert:ignore +auth-only \
+	    >"$T/xf.log" 2>&1
+}

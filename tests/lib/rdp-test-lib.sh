@@ -1,12 +1,13 @@
 # Shared by the RDP gateway's integration tests (tests/integration/4*.sh),
-# sourced after tests/integration/lib.sh: the gateway alone (rdp-gw-test,
-# the same code qdesk-broker runs), a real xfreerdp under Xvfb, and
-# helpers to look at what the client shows. Everything started here is
+# sourced after tests/integration/lib.sh (it sources xvfb.sh beside it):
+# the gateway alone (rdp-gw-test, the same code qdesk-broker runs), a real
+# xfreerdp under Xvfb, and helpers to look at what the client shows. Everything started here is
 # ended by PID at exit.
+
+. "$top/tests/lib/xvfb.sh"
 
 RDP_GW=${RDP_GW:-$top/build/broker/rdp/rdp-gw-test}
 RDP_GW_PID=
-RDP_XVFB_PID=
 RDP_CLIENT_PIDS=
 RDP_PORT=
 RDP_LOG=$T/gw.log
@@ -18,10 +19,10 @@ rdp_cleanup() {
 		kill "$p" 2>/dev/null
 	done
 	[ -n "$RDP_GW_PID" ] && kill "$RDP_GW_PID" 2>/dev/null
-	[ -n "$RDP_XVFB_PID" ] && kill "$RDP_XVFB_PID" 2>/dev/null
-	for p in $RDP_CLIENT_PIDS $RDP_GW_PID $RDP_XVFB_PID; do
+	for p in $RDP_CLIENT_PIDS $RDP_GW_PID; do
 		wait "$p" 2>/dev/null
 	done
+	xvfb_stop
 	if [ -f "$RDP_LOG" ] && [ -n "${RDP_SHOW_LOG:-}" ]; then
 		log "gateway log:"
 		cat "$RDP_LOG" >&2
@@ -76,21 +77,6 @@ start_gateway() {
 	rdp_fail "gateway did not come up"
 }
 
-# A private X server; DISPLAY is set for the rest of the test.
-start_xvfb() {
-	local i
-	Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 \
-	    9>"$T/xvfb.display" >"$T/xvfb.log" 2>&1 &
-	RDP_XVFB_PID=$!
-	for i in $(seq 1 100); do
-		[ -s "$T/xvfb.display" ] && break
-		kill -0 "$RDP_XVFB_PID" 2>/dev/null || fail "Xvfb exited: $(cat "$T/xvfb.log")"
-		sleep 0.05
-	done
-	[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up"
-	export DISPLAY=:$(head -n1 "$T/xvfb.display")
-}
-
 # xfreerdp with these extra arguments: exit status, output in $T/xf.log.
 rdp_auth_only() {
 	HOME=$T timeout 120 xfreerdp /cert:ignore /v:127.0.0.1:"$RDP_PORT" \
@@ -105,6 +91,16 @@ rdp_client() {
 	    >"$T/xf-$name.log" 2>&1 &
 	RDP_CLIENT=$!
 	RDP_CLIENT_PIDS="$RDP_CLIENT_PIDS $RDP_CLIENT"
+}
+
+# rdp_gone PID: wait up to 10 s for a client to end; fails if it does not.
+rdp_gone() {
+	local i
+	for i in $(seq 1 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
 }
 
 # Wait until the gateway log shows a pattern.
@@ -149,7 +145,7 @@ alice_desktop() {
 	printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
 	qq desktop assign alice d1 >/dev/null
 	start_gateway
-	start_xvfb
+	xvfb_start
 }
 
 # alice_window: alice's xfreerdp logs in, which boots d1; once its console

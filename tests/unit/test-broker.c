@@ -1,17 +1,35 @@
 /*
  * Unit tests of the broker's pure pieces: proxy tickets (made, checked,
- * forged, expired, moved to another port or VM), the .vv file, and the
- * small HTTP parsers.
+ * forged, expired, moved to another port or VM), the .vv file, the
+ * small HTTP parsers, the login throttle and the connection limits.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../tests/unit/check.h"
+#include "check.h"
 #include "broker.h"
 
 static const unsigned char key[32] = "0123456789abcdef0123456789abcde";
 static const unsigned char key2[32] = "another key, another broker....";
+
+/*
+ * ticket_verify refuses ticket for port at now with key k, with a cause
+ * that contains want (when not NULL).
+ */
+static void
+ticket_refused(const unsigned char *k, const char *ticket, int port,
+    time_t now, const char *want)
+{
+	char	vm[64], *cause = NULL;
+
+	CHECK(ticket_verify(k, 32, ticket, port, now, vm, sizeof vm,
+	    &cause) == -1);
+	CHECK(cause != NULL);
+	if (want != NULL)
+		CHECK(cause != NULL && strstr(cause, want) != NULL);
+	free(cause);
+}
 
 static void
 test_ticket(void)
@@ -32,47 +50,28 @@ test_ticket(void)
 	    vm, sizeof vm, &cause) == 0);
 
 	/* Expired. */
-	CHECK(ticket_verify(key, sizeof key, t, 5901, now + 61 + TICKET_SKEW,
-	    vm, sizeof vm, &cause) == -1);
-	CHECK(cause != NULL && strstr(cause, "expired") != NULL);
-	free(cause);
-	cause = NULL;
+	ticket_refused(key, t, 5901, now + 61 + TICKET_SKEW, "expired");
 
 	/* Another port: the signature no longer matches. */
-	CHECK(ticket_verify(key, sizeof key, t, 5902, now, vm, sizeof vm,
-	    &cause) == -1);
-	free(cause);
-	cause = NULL;
+	ticket_refused(key, t, 5902, now, NULL);
 
 	/* Another broker's key. */
-	CHECK(ticket_verify(key2, sizeof key2, t, 5901, now, vm, sizeof vm,
-	    &cause) == -1);
-	free(cause);
-	cause = NULL;
+	ticket_refused(key2, t, 5901, now, NULL);
 
 	/* Another VM's name with this VM's signature. */
 	strlcpy(t2, t, sizeof t2);
 	memcpy(t2 + strlen("qdesk-desk-"), "2", 1);
-	CHECK(ticket_verify(key, sizeof key, t2, 5901, now, vm, sizeof vm,
-	    &cause) == -1);
-	free(cause);
-	cause = NULL;
+	ticket_refused(key, t2, 5901, now, NULL);
 
 	/* A later expiry with the old signature. */
 	strlcpy(t2, t, sizeof t2);
 	memcpy(t2 + strlen("qdesk-desk-1-"), "2", 1);
-	CHECK(ticket_verify(key, sizeof key, t2, 5901, now, vm, sizeof vm,
-	    &cause) == -1);
-	free(cause);
-	cause = NULL;
+	ticket_refused(key, t2, 5901, now, NULL);
 
 	/* A flipped MAC digit, upper case is the same MAC. */
 	strlcpy(t2, t, sizeof t2);
 	t2[strlen(t2) - 1] = t2[strlen(t2) - 1] == '0' ? '1' : '0';
-	CHECK(ticket_verify(key, sizeof key, t2, 5901, now, vm, sizeof vm,
-	    &cause) == -1);
-	free(cause);
-	cause = NULL;
+	ticket_refused(key, t2, 5901, now, NULL);
 
 	/* Malformed ones. */
 	{
@@ -81,12 +80,8 @@ test_ticket(void)
 		    "pvespiceproxy:x:y", "qdesk-desk-1--5-00", NULL };
 		int i;
 
-		for (i = 0; bad[i] != NULL; i++) {
-			CHECK(ticket_verify(key, sizeof key, bad[i], 5901, now,
-			    vm, sizeof vm, &cause) == -1);
-			free(cause);
-			cause = NULL;
-		}
+		for (i = 0; bad[i] != NULL; i++)
+			ticket_refused(key, bad[i], 5901, now, NULL);
 	}
 
 	/* Bad names are not signed at all; a tiny buffer is refused. */
@@ -244,11 +239,68 @@ test_throttle(void)
 	CHECK(throttle_check(t, "10.0.0.1", 10000) == 0);
 	throttle_free(t);
 	throttle_free(NULL);
+
+	/* Attempts charged as they arrive; a success gives its token back. */
+	t = throttle_create(3, 10, 8);
+	for (i = 0; i < 3; i++) {
+		CHECK(throttle_check(t, "10.0.0.9", 100) == 0);
+		throttle_fail(t, "10.0.0.9", 100);
+	}
+	CHECK(throttle_check(t, "10.0.0.9", 100) > 0);
+	throttle_refund(t, "10.0.0.9", 100);
+	CHECK(throttle_check(t, "10.0.0.9", 100) == 0);
+	/* Never above the burst, and nothing for an unknown address. */
+	for (i = 0; i < 10; i++)
+		throttle_refund(t, "10.0.0.9", 100);
+	for (i = 0; i < 3; i++)
+		throttle_fail(t, "10.0.0.9", 100);
+	CHECK(throttle_check(t, "10.0.0.9", 100) > 0);
+	throttle_refund(t, "10.0.0.10", 100);
+	CHECK(throttle_check(t, "10.0.0.10", 100) == 0);
+	throttle_free(t);
+}
+
+static void
+test_connlimit(void)
+{
+	struct connlimit	*cl = connlimit_create(5, 3);
+	char			*cause = NULL;
+	int			 i;
+
+	/* Three from one address, the fourth refused, others still in. */
+	for (i = 0; i < 3; i++)
+		CHECK(connlimit_add(cl, "10.0.0.1", &cause) == 0);
+	CHECK(connlimit_add(cl, "10.0.0.1", &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "from this address") != NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(connlimit_add(cl, "10.0.0.2", &cause) == 0);
+	CHECK(connlimit_add(cl, "10.0.0.3", &cause) == 0);
+	/* Five in all: nobody else, whoever it is. */
+	CHECK(connlimit_add(cl, "10.0.0.4", &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "5 connections") != NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(connlimit_count(cl, NULL) == 5);
+	CHECK(connlimit_count(cl, "10.0.0.1") == 3);
+	/* One ends: its address may open one again. */
+	connlimit_del(cl, "10.0.0.1");
+	CHECK(connlimit_count(cl, "10.0.0.1") == 2);
+	CHECK(connlimit_add(cl, "10.0.0.1", &cause) == 0);
+	/* Unknown addresses are ignored; emptied ones are forgotten. */
+	connlimit_del(cl, "10.9.9.9");
+	CHECK(connlimit_count(cl, NULL) == 5);
+	connlimit_del(cl, "10.0.0.2");
+	CHECK(connlimit_count(cl, "10.0.0.2") == 0);
+	CHECK(connlimit_count(cl, NULL) == 4);
+	connlimit_free(cl);
+	connlimit_free(NULL);
 }
 
 int
 main(void)
 {
+	test_connlimit();
 	test_throttle();
 	test_ticket();
 	test_vv();

@@ -1,0 +1,36 @@
+# A private X server for the tests that run a GUI client (xfreerdp,
+# remote-viewer), sourced after tests/integration/lib.sh: xvfb_start
+# starts it and exports DISPLAY; xvfb_stop (call it from the test's
+# clean-up) ends it by PID.
+XVFB_PID=
+
+# xvfb_need CMD...: these are installed (scripts/setup installs them), or
+# the test fails saying which is missing.
+xvfb_need() {
+	local c
+	for c in Xvfb "$@"; do
+		command -v "$c" >/dev/null ||
+			fail "$c is not installed (scripts/setup installs it)"
+	done
+}
+
+xvfb_start() {
+	local i
+	Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 \
+	    9>"$T/xvfb.display" >"$T/xvfb.log" 2>&1 &
+	XVFB_PID=$!
+	for i in $(seq 1 100); do
+		[ -s "$T/xvfb.display" ] && break
+		kill -0 "$XVFB_PID" 2>/dev/null || fail "Xvfb exited: $(cat "$T/xvfb.log")"
+		sleep 0.05
+	done
+	[ -s "$T/xvfb.display" ] || fail "Xvfb did not come up: $(cat "$T/xvfb.log")"
+	export DISPLAY=:$(head -n1 "$T/xvfb.display")
+}
+
+xvfb_stop() {
+	[ -n "$XVFB_PID" ] || return 0
+	kill "$XVFB_PID" 2>/dev/null
+	wait "$XVFB_PID" 2>/dev/null
+	XVFB_PID=
+}
