@@ -44,9 +44,10 @@ start() {
 	taskset -a -p -c "$1" "$QMPD_PID" >/dev/null || die "taskset $1"
 	echo "storm pass 1" | "$QDESK" user add storm --password-stdin \
 	    >/dev/null || die "user add"
-	: >"$T/disk.img"
+	# Each VM a (never started) file of its own: qmpd refuses two VMs on one.
 	for i in $(seq 1 20); do
-		"$QDESK" vm create "d$i" --disk "$T/disk.img" --display none \
+		: >"$T/disk$i.img"
+		"$QDESK" vm create "d$i" --disk "$T/disk$i.img" --display none \
 		    --accel tcg >/dev/null || die "vm create d$i"
 	done
 }

@@ -261,7 +261,10 @@ broker_args(int argc, char **argv, struct broker_opts *o)
 		usage();
 }
 
-/* The listening addresses and the public host name, checked. */
+/*
+ * The listening addresses and the public host name, checked; the metrics
+ * token read (still as root: its file may be root's alone).
+ */
 static void
 broker_addresses(const struct broker_opts *o)
 {
@@ -278,6 +281,9 @@ broker_addresses(const struct broker_opts *o)
 	    sizeof hostcheck) != 0)
 		fatalx("--public-host %s is not a host name",
 		    broker->public_host);
+	if (o->metrics_token != NULL && metrics_token_load(o->metrics_token,
+	    &cause) != 0)
+		fatalx("%s", cause);
 }
 
 /*
@@ -310,8 +316,8 @@ broker_user(struct passwd *pwcopy)
 
 /*
  * Everything that needs the privileges the broker is about to give up:
- * the metrics token, the state dir, the ports, the certificate and key
- * (made at first start, owned by pw), and the ticket key.
+ * the state dir, the ports, the certificate and key (made at first start,
+ * owned by pw), and the ticket key.
  */
 static void
 broker_open(const struct broker_opts *o, const struct passwd *pw)
@@ -320,9 +326,6 @@ broker_open(const struct broker_opts *o, const struct passwd *pw)
 	uid_t	 owner = (uid_t)-1;
 	gid_t	 group = (gid_t)-1;
 
-	if (o->metrics_token != NULL && metrics_token_load(o->metrics_token,
-	    &cause) != 0)
-		fatalx("%s", cause);
 	if ((broker->state_dir = realpath(o->state_dir, NULL)) == NULL)
 		fatal("state dir %s (start qmpd first, or pass --state-dir)",
 		    o->state_dir);

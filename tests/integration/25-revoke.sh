@@ -24,7 +24,7 @@ qq vm start d1 >/dev/null
 qq vm start d2 >/dev/null
 wait_console d1 "QDESK TINY GUEST UP" 60
 start_gateway
-start_xvfb
+xvfb_start
 
 # One broker command as root (an admin may call them); prints the reply.
 req() {
