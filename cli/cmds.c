@@ -41,6 +41,8 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--listen",	"listen",	CTL_STR,	0 },
 	{ "--restart",	"restart",	CTL_STR,	0 },
 	{ "--autostart", "autostart",	CTL_BOOL,	0 },
+	{ "--firmware",	"firmware",	CTL_STR,	0 },
+	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	DEV_OPTS,
 	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ "--profile",	"profile",	CTL_STR,	0 },
@@ -131,6 +133,8 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--display",	"display",	CTL_STR,	0 },
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
+	{ "--firmware",	"firmware",	CTL_STR,	0 },
+	{ "--tpm",	"tpm",		CTL_BOOL,	0 },
 	DEV_OPTS,
 	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ "--profile",	"profile",	CTL_STR,	0 },
@@ -185,6 +189,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--disk-format raw|qcow2] "
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
+	    "[--firmware bios|uefi|uefi-secure] [--tpm] "
 	    DEV_USAGE " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
@@ -246,6 +251,9 @@ const struct ctl_command ctl_commands[] = {
 	{ .group = "vm", .verb = "reset-disk", .cmd = "vm.reset_disk",
 	  .usage = "VM", .pos = { NAME_POS("VM") },
 	  .print = PRINT_DONE, .done = "$name: disk reset" },
+	{ .group = "vm", .verb = "reset-nvram", .cmd = "vm.reset_nvram",
+	  .usage = "VM", .pos = { NAME_POS("VM") },
+	  .print = PRINT_DONE, .done = "$name: NVRAM reset" },
 	{ .group = "vm", .verb = "nic-add", .cmd = "vm.nic_add",
 	  .usage = "VM NETWORK",
 	  .pos = { NAME_POS("VM"), { "NETWORK", "network", CTL_STR, 0 } },
@@ -350,7 +358,8 @@ const struct ctl_command ctl_commands[] = {
 	    "[--mode dedicated|floating] [--stateless] [--dept DEPT] "
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
-	    "[--on-disconnect none|shutdown|reset] [--grace S] " DEV_USAGE
+	    "[--on-disconnect none|shutdown|reset] [--grace S] "
+	    "[--firmware bios|uefi|uefi-secure] [--tpm] " DEV_USAGE
 	    " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,
 	  .print = PRINT_DONE, .done = "$name: created" },

@@ -22,6 +22,7 @@ static const struct cmd_entry *cmd_families[] = {
 	cmd_server_entries,
 	cmd_vm_entries,
 	cmd_vm_disk_entries,
+	cmd_vm_firmware_entries,
 	cmd_image_entries,
 	cmd_net_entries,
 	cmd_user_entries,

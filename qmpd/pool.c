@@ -119,8 +119,8 @@ pool_desktop_args(json_t *pool, const char *name)
 {
 	static const char *copy[] = { "memory", "vcpus", "nets", "kernel",
 	    "initrd", "append", "accel", "display", "machine",
-	    "video", "heads", "audio", "usbredir", "balloon", "os",
-	    "agent", "profile" };
+	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
+	    "profile", "firmware", "tpm" };
 	json_t	*args, *v;
 	size_t	 i;
 

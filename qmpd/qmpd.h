@@ -164,6 +164,7 @@ int	 cmd_arg_bool(struct cmd_req *, const char *name, int dflt);
 extern const struct cmd_entry	cmd_server_entries[];	/* cmd-server.c */
 extern const struct cmd_entry	cmd_vm_entries[];	/* cmd-vm.c */
 extern const struct cmd_entry	cmd_vm_disk_entries[];	/* cmd-vm-disk.c */
+extern const struct cmd_entry	cmd_vm_firmware_entries[]; /* cmd-vm-firmware.c */
 extern const struct cmd_entry	cmd_image_entries[];	/* cmd-image.c */
 extern const struct cmd_entry	cmd_net_entries[];	/* cmd-net.c */
 extern const struct cmd_entry	cmd_user_entries[];	/* cmd-user.c */

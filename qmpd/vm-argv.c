@@ -241,6 +241,89 @@ vm_argv_image(struct argv *a, const struct vm_disk *d)
 }
 
 /*
+ * -machine's firmware properties: OVMF's code and vars as the machine's
+ * two flash chips, and SMM for Secure Boot (so the guest's OS cannot
+ * write the authenticated variables behind the firmware's back).
+ */
+static const char *
+vm_argv_firmware_machine(const struct vm_def *def)
+{
+	const struct vm_firmware	*fw = vm_def_firmware(def->firmware);
+
+	if (fw == NULL || fw->code == NULL)
+		return ("");
+	if (fw->secure)
+		return (",smm=on,pflash0=fw-code,pflash1=fw-vars");
+	return (",pflash0=fw-code,pflash1=fw-vars");
+}
+
+/*
+ * OVMF as pflash: the code read-only from the ovmf package, the VM's own
+ * NVRAM as an fd qmpd opened (QEMU never opens it by path). With Secure
+ * Boot only SMM code may write the flash.
+ */
+static int
+vm_argv_firmware(struct argv *a, const struct vm_def *def,
+    const struct vm_runtime_paths *rt, char **cause)
+{
+	const struct vm_firmware	*fw = vm_def_firmware(def->firmware);
+	char				*e;
+
+	if (fw == NULL || fw->code == NULL)
+		return (0);
+	if (rt->nvram_fd < 0) {
+		xasprintf(cause, "VM %s has firmware %s but no NVRAM file",
+		    def->name, def->firmware);
+		return (-1);
+	}
+	e = argv_escape(fw->code);
+	argv_add(a, "-blockdev");
+	argv_add(a, "driver=file,filename=%s,node-name=fw-code-file,"
+	    "read-only=on", e);
+	free(e);
+	argv_add(a, "-blockdev");
+	argv_add(a, "driver=raw,file=fw-code-file,node-name=fw-code,"
+	    "read-only=on");
+	argv_add(a, "-add-fd");
+	argv_add(a, "fd=%d,set=0,opaque=nvram", rt->nvram_fd);
+	argv_add(a, "-blockdev");
+	argv_add(a, "driver=file,filename=/dev/fdset/0,"
+	    "node-name=fw-vars-file");
+	argv_add(a, "-blockdev");
+	argv_add(a, "driver=raw,file=fw-vars-file,node-name=fw-vars");
+	if (fw->secure) {
+		argv_add(a, "-global");
+		argv_add(a, "driver=cfi.pflash01,property=secure,value=on");
+	}
+	return (0);
+}
+
+/*
+ * A TPM 2.0: the control socket of the VM's swtpm, connected by qmpd and
+ * inherited as an fd; the CRB interface on q35, TIS on pc.
+ */
+static int
+vm_argv_tpm(struct argv *a, const struct vm_def *def,
+    const struct vm_runtime_paths *rt, char **cause)
+{
+	if (!def->tpm)
+		return (0);
+	if (rt->tpm_fd < 0) {
+		xasprintf(cause, "VM %s has a TPM but no TPM emulator",
+		    def->name);
+		return (-1);
+	}
+	argv_add(a, "-chardev");
+	argv_add(a, "socket,id=tpm0,fd=%d", rt->tpm_fd);
+	argv_add(a, "-tpmdev");
+	argv_add(a, "emulator,id=tpm0,chardev=tpm0");
+	argv_add(a, "-device");
+	argv_add(a, "%s,tpmdev=tpm0,id=tpm0-dev",
+	    strcmp(def->machine, "q35") == 0 ? "tpm-crb" : "tpm-tis");
+	return (0);
+}
+
+/*
  * The guest agent's port, org.qemu.guest_agent.0, on the virtio-serial
  * bus (SPICE's, or one of its own). QEMU inherits the listening socket
  * qmpd bound in a directory only root can enter (vm-agent.c), so there
@@ -293,7 +376,7 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "-uuid");
 	argv_add(&a, "%s", def->uuid);
 	argv_add(&a, "-machine");
-	argv_add(&a, "%s", def->machine);
+	argv_add(&a, "%s%s", def->machine, vm_argv_firmware_machine(def));
 	argv_add(&a, "-accel");
 	argv_add(&a, "%s", rt->accel);
 	/*
@@ -318,6 +401,10 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "-sandbox");
 	argv_add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
 	    "resourcecontrol=deny");
+	if (vm_argv_firmware(&a, def, rt, cause) != 0) {
+		vm_argv_free(a.v);
+		return (NULL);
+	}
 	argv_add(&a, "-pidfile");
 	argv_add(&a, "%s/qemu.pid", rt->dir);
 	/* qmpd bound this socket; QEMU inherits the listening fd. */
@@ -379,7 +466,8 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	}
 	if (def->disk == NULL && rt->image != NULL && rt->image->n > 0)
 		vm_argv_image(&a, rt->image);
-	if (vm_argv_nics(&a, def, rt, cause) != 0 ||
+	if (vm_argv_tpm(&a, def, rt, cause) != 0 ||
+	    vm_argv_nics(&a, def, rt, cause) != 0 ||
 	    vm_argv_agent(&a, def, rt, cause) != 0) {
 		vm_argv_free(a.v);
 		return (NULL);

@@ -168,6 +168,7 @@ vm_attach_one(struct vm *vm, char **cause)
 		return (-1);
 	}
 	log_info("%s: re-attached to QEMU pid %ld", vm->def.name, pid);
+	vm_tpm_attach(vm);
 	vm_agent_attach(vm);
 	return (0);
 }

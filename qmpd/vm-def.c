@@ -49,6 +49,16 @@ static const char *vm_def_keys[] = {
 	"profile"
 };
 
+/* Firmwares, from Debian's ovmf package (4M images). */
+#define VM_OVMF_DIR	"/usr/share/OVMF/"
+static const struct vm_firmware vm_firmwares[] = {
+	{ "bios", NULL, NULL, 0 },
+	{ "uefi", VM_OVMF_DIR "OVMF_CODE_4M.fd", VM_OVMF_DIR "OVMF_VARS_4M.fd",
+	    0 },
+	{ "uefi-secure", VM_OVMF_DIR "OVMF_CODE_4M.secboot.fd",
+	    VM_OVMF_DIR "OVMF_VARS_4M.ms.fd", 1 },
+};
+
 const char *
 vm_state_name(enum vm_state s)
 {
@@ -73,6 +83,18 @@ const char *
 vm_restart_name(enum vm_restart r)
 {
 	return (vm_restart_names[r]);
+}
+
+/* The firmware named name, or NULL. */
+const struct vm_firmware *
+vm_def_firmware(const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(vm_firmwares); i++)
+		if (strcmp(vm_firmwares[i].name, name) == 0)
+			return (&vm_firmwares[i]);
+	return (NULL);
 }
 
 const char *

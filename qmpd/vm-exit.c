@@ -63,6 +63,8 @@ vm_exit_reaped(pid_t pid, int status)
 {
 	struct vm	*vm;
 
+	if (vm_tpm_reaped(pid, status))
+		return;
 	TAILQ_FOREACH(vm, &vms, entry) {
 		if (vm->pid != pid)
 			continue;
@@ -87,6 +89,7 @@ vm_exit_cleanup(struct vm *vm)
 	xasprintf(&p, "%s/vms/%s/serial.sock", qmpd->state_dir, vm->def.name);
 	unlink(p);
 	free(p);
+	vm_tpm_stop(vm);
 }
 
 /* The last line QEMU wrote to its log: why it refused to start. */

@@ -85,6 +85,8 @@ vm_alloc(void)
 	vm = xcalloc(1, sizeof *vm);
 	vm->pidfd = -1;
 	vm->pid = -1;
+	vm->tpm_pidfd = -1;
+	vm->tpm_pid = -1;
 	vm->spice_clients = json_array();
 	TAILQ_INIT(&vm->waiters);
 	return (vm);
@@ -97,6 +99,11 @@ vm_free(struct vm *vm)
 	vm_def_clear(&vm->def);
 	free(vm->reason);
 	free(vm->exit_reason);
+	free(vm->tpm_status);
+	if (vm->tpm_ev != NULL)
+		event_free(vm->tpm_ev);
+	if (vm->tpm_pidfd != -1)
+		close(vm->tpm_pidfd);
 	json_decref(vm->spice_clients);
 	json_decref(vm->last_io_error);
 	if (vm->stop_timer != NULL)
@@ -363,6 +370,8 @@ vm_create(json_t *args, char **cause)
 	if (vm_disk_create(vm, cause) != 0)
 		goto fail;
 	disk_made = 1;
+	if (vm_firmware_create(vm, cause) != 0)
+		goto fail;
 	/* Saved with its NICs' addresses, leased in the same transaction. */
 	if (vm_net_create(vm, cause) != 0)
 		goto fail;
@@ -370,8 +379,16 @@ vm_create(json_t *args, char **cause)
 	log_info("%s: created", vm->def.name);
 	return (vm);
 fail:
-	if (disk_made)
+	if (disk_made) {
 		vm_disk_delete(vm);
+		vm_firmware_delete(vm);
+	}
+	/* The NVRAM gave it a uid and a dir: no VM keeps them. */
+	if (vm->def.name[0] != '\0' &&
+	    vm_uid_lookup(vm->def.name) != (uid_t)-1) {
+		vm_rundir_remove(vm);
+		vm_uid_free(vm->def.name);
+	}
 	vm_free(vm);
 	return (NULL);
 }
@@ -398,6 +415,8 @@ vm_delete(struct vm *vm, char **cause)
 		return (-1);
 	vm_net_deleted(vm);
 	vm_disk_delete(vm);
+	vm_firmware_delete(vm);
+	vm_tpm_delete(vm);
 	/* The runtime dir holds only what QEMU made; remove it. */
 	vm_rundir_remove(vm);
 	vm_uid_free(vm->def.name);
@@ -480,12 +499,16 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 	int	*fds;
 	u_int	 i;
 
-	fds = xcalloc(3 + (rt->image != NULL ? rt->image->n : 0) +
+	fds = xcalloc(5 + (rt->image != NULL ? rt->image->n : 0) +
 	    (rt->ntap_fds > 0 ? rt->ntap_fds : 0), sizeof *fds);
 	*n = 0;
 	fds[(*n)++] = rt->qmp_fd;
 	if (rt->disk_fd != -1)
 		fds[(*n)++] = rt->disk_fd;
+	if (rt->nvram_fd != -1)
+		fds[(*n)++] = rt->nvram_fd;
+	if (rt->tpm_fd != -1)
+		fds[(*n)++] = rt->tpm_fd;
 	for (i = 0; rt->image != NULL && i < rt->image->n; i++)
 		fds[(*n)++] = rt->image->links[i].fd;
 	for (i = 0; rt->ntap_fds > 0 && i < (u_int)rt->ntap_fds; i++)
@@ -503,6 +526,7 @@ vm_start(struct vm *vm, char **cause)
 	char			*dir = NULL, *path = NULL, **argv = NULL;
 	const char		*accel;
 	int			 lfd = -1, cfd = -1, dfd = -1, *keep = NULL;
+	int			 nvfd = -1, tpmfd = -1;
 	int			 cerr = 0;
 	int			 nkeep;
 	pid_t			 pid;
@@ -550,6 +574,12 @@ vm_start(struct vm *vm, char **cause)
 		goto fail;
 	if (vm_disk_open(vm, &image, cause) != 0)
 		goto fail;
+	if (vm_firmware_open(vm, &nvfd, cause) != 0)
+		goto fail;
+	rt.nvram_fd = nvfd;
+	if (vm_tpm_start(vm, &tpmfd, cause) != 0)
+		goto fail;
+	rt.tpm_fd = tpmfd;
 	rt.image = image;
 	rt.dir = dir;
 	rt.qmp_fd = lfd;
@@ -583,6 +613,14 @@ vm_start(struct vm *vm, char **cause)
 	if (dfd != -1) {
 		close(dfd);
 		dfd = -1;
+	}
+	if (nvfd != -1) {
+		close(nvfd);
+		nvfd = -1;
+	}
+	if (tpmfd != -1) {
+		close(tpmfd);
+		tpmfd = -1;
 	}
 	vm->is_child = 1;
 	vm->stop_asked = 0;
@@ -634,6 +672,11 @@ fail:
 		close(lfd);
 	if (dfd != -1)
 		close(dfd);
+	if (nvfd != -1)
+		close(nvfd);
+	if (tpmfd != -1)
+		close(tpmfd);
+	vm_tpm_stop(vm);
 	vm_argv_free(argv);
 	free(path);
 	free(dir);

@@ -108,6 +108,14 @@ struct vm_def {
 	int		 agent;
 };
 
+/* A firmware the definition may name, and the OVMF files it runs on. */
+struct vm_firmware {
+	const char	*name;
+	const char	*code;		/* OVMF code, read-only; NULL: BIOS */
+	const char	*vars;		/* the NVRAM template */
+	int		 secure;	/* Secure Boot: q35 with SMM */
+};
+
 /*
  * A disk from the image store: its chain from the top down to the base,
  * each file opened by qmpd (read-only below the top) for QEMU to inherit.
@@ -132,6 +140,8 @@ struct vm_runtime_paths {
 	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
+	int		 nvram_fd;	/* OVMF vars, opened by qmpd; -1 none */
+	int		 tpm_fd;	/* swtpm's control socket; -1 none */
 	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
 };
 
@@ -161,6 +171,11 @@ struct vm {
 	json_t			*spice_clients;
 	int			 spice_tls;	/* its SPICE port is TLS */
 	json_t			*last_io_error;
+	/* Its swtpm (vm-tpm.c), watched like QEMU. */
+	pid_t			 tpm_pid;
+	int			 tpm_pidfd;
+	struct event		*tpm_ev;
+	char			*tpm_status;	/* once reaped */
 	TAILQ_HEAD(, vm_waiter)	 waiters;
 	struct vm_agent		*agent;		/* vm-agent.c; NULL: none yet */
 	TAILQ_ENTRY(vm)		 entry;
@@ -176,6 +191,7 @@ json_t	*vm_def_nic_json(const struct vm_def_nic *);
 const char *vm_state_name(enum vm_state);
 int	 vm_state_from_name(const char *, enum vm_state *);
 const char *vm_restart_name(enum vm_restart);
+const struct vm_firmware *vm_def_firmware(const char *name);
 const char *vm_profile_name(enum vm_profile);
 int	 vm_profile_from_name(const char *, enum vm_profile *);
 
@@ -204,6 +220,19 @@ void	 vm_argv_dev_video(struct argv *, const struct vm_def *);
 const char *vm_argv_dev_xhci(const struct vm_def *);
 char	*vm_argv_dev_cpu(const struct vm_def *, const char *accel);
 void	 vm_argv_dev_rest(struct argv *, const struct vm_def *);
+
+/* vm-firmware.c: a UEFI VM's private NVRAM (OVMF vars) file. */
+int	 vm_firmware_create(struct vm *, char **cause);
+int	 vm_firmware_open(struct vm *, int *fd, char **cause);
+int	 vm_firmware_reset(struct vm *, char **cause);
+void	 vm_firmware_delete(struct vm *);
+
+/* vm-tpm.c: a VM's swtpm, started before QEMU, stopped after it. */
+int	 vm_tpm_start(struct vm *, int *qemu_fd, char **cause);
+void	 vm_tpm_attach(struct vm *);
+void	 vm_tpm_stop(struct vm *);
+int	 vm_tpm_reaped(pid_t, int status);
+void	 vm_tpm_delete(struct vm *);
 
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,

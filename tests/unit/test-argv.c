@@ -161,6 +161,10 @@ one(const char *dir, const char *file)
 	rt.accel = json_string_value(json_object_get(j, "accel"));
 	rt.spice_tls_dir = json_string_value(json_object_get(j,
 	    "spice_tls_dir"));
+	/* The NVRAM of a UEFI VM, opened by qmpd ("no_nvram": missing). */
+	rt.nvram_fd = json_is_true(json_object_get(j, "no_nvram")) ? -1 : 30;
+	/* The swtpm's control socket ("no_tpm": not started). */
+	rt.tpm_fd = json_is_true(json_object_get(j, "no_tpm")) ? -1 : 31;
 	/* An image-store chain, top first: {"image", "format"}, fds 20+. */
 	rt.image = NULL;
 	if (json_is_array(img = json_object_get(j, "image"))) {
