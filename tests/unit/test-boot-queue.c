@@ -19,7 +19,6 @@
 #include "xmalloc.h"
 
 struct qmpd	*qmpd;
-struct vms	 vms = TAILQ_HEAD_INITIALIZER(vms);
 
 static int	 started;		/* vm_start calls */
 static double	 started_at[16];	/* when, by the monotonic clock */
@@ -28,23 +27,6 @@ static int	 boot_events;
 static int	 last_queued;
 
 /* --- stubs of the VM core and the rest of qmpd ------------------------- */
-
-struct vm *
-vm_find(const char *name)
-{
-	struct vm	*vm;
-
-	TAILQ_FOREACH(vm, &vms, entry)
-		if (strcmp(vm->def.name, name) == 0)
-			return (vm);
-	return (NULL);
-}
-
-int
-vm_is_active(const struct vm *vm)
-{
-	return (vm->state != VM_STOPPED && vm->state != VM_CRASHED);
-}
 
 int
 vm_start(struct vm *vm, char **cause)

@@ -24,7 +24,6 @@
 #include "xmalloc.h"
 
 struct qmpd	*qmpd;
-struct vms	 vms = TAILQ_HEAD_INITIALIZER(vms);
 
 static char	 events[1024];		/* "event vm;" as emitted */
 static char	 actions[1024];		/* "kill vm;", "stop vm;", ... */
@@ -38,23 +37,6 @@ note(char *buf, size_t len, const char *what, const char *vm)
 }
 
 /* --- stubs of the VM core and the rest of qmpd ------------------------- */
-
-struct vm *
-vm_find(const char *name)
-{
-	struct vm	*vm;
-
-	TAILQ_FOREACH(vm, &vms, entry)
-		if (strcmp(vm->def.name, name) == 0)
-			return (vm);
-	return (NULL);
-}
-
-int
-vm_is_active(const struct vm *vm)
-{
-	return (vm->state != VM_STOPPED && vm->state != VM_CRASHED);
-}
 
 struct vm *
 vm_create(json_t *args, char **cause)
