@@ -78,7 +78,6 @@ q status >/dev/null || fail "qmpd stopped answering after a stranger"
 log "a stranger gets one line and a closed socket"
 
 # --- 3. The disk fills: ResourceExhausted, exit 4 ------------------------
-: >"$T/none.img"
 : >"$T/vmlinuz"
 /usr/bin/python3 - "$QDESK_SOCKET" "$T" <<'PY' || fail "filling the state dir failed"
 import json, socket, sys
@@ -89,7 +88,7 @@ f.readline()
 pad = "x" * 3000
 for i in range(5000):
     f.write(json.dumps({"id": i, "cmd": "vm.create", "args": {
-        "name": "fill%d" % i, "disk": sys.argv[2] + "/none.img",
+        "name": "fill%d" % i,
         "display": "none", "kernel": sys.argv[2] + "/vmlinuz", "append": pad}}) + "\n")
     f.flush()
     r = json.loads(f.readline())
@@ -100,7 +99,7 @@ for i in range(5000):
         sys.exit(0)
 sys.exit("5000 VMs fitted in 2 MiB?")
 PY
-q vm create one-more --disk "$T/none.img" --display none --kernel "$T/vmlinuz" \
+q vm create one-more --display none --kernel "$T/vmlinuz" \
     --append "$(printf 'y%.0s' $(seq 1 3000))" 2>"$T/full.err"
 rc=$?
 [ $rc -eq 4 ] || fail "vm create on a full disk: exit $rc, wanted 4: $(cat "$T/full.err")"
