@@ -149,6 +149,21 @@ static const struct ctl_arg pool_set_opts[] = {
 	{ NULL, NULL, 0, 0 }
 };
 
+static const struct ctl_arg cluster_init_opts[] = {
+	{ "--etcd",	"etcd",		CTL_STR,	CTL_REQUIRED },
+	{ "--dir",	"dir",		CTL_STR,	CTL_REQUIRED },
+	{ "--etcd-ca",	"etcd_ca",	CTL_PATH,	0 },
+	{ "--etcd-cert", "etcd_cert",	CTL_PATH,	0 },
+	{ "--etcd-key",	"etcd_key",	CTL_PATH,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct ctl_arg cluster_cert_opts[] = {
+	{ "--dir",	"dir",		CTL_STR,	CTL_REQUIRED },
+	{ "--addr",	"addr",		CTL_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
 static const struct ctl_arg session_list_opts[] = {
 	{ "--vm",	"vm",		CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
@@ -380,6 +395,16 @@ const struct ctl_command ctl_commands[] = {
 	  .pos = { NAME_POS("NAME") }, .opts = pool_set_opts,
 	  .print = PRINT_OBJECT },
 
+	/* Done by the CLI itself (cluster.c): the CA's key stays here. */
+	{ .group = "cluster", .verb = "init", .cmd = "cluster.init",
+	  .usage = "--etcd URLS --dir DIR [--etcd-ca FILE] [--etcd-cert FILE "
+	    "--etcd-key FILE]",
+	  .opts = cluster_init_opts, .run = run_cluster_init },
+	{ .group = "cluster", .verb = "cert", .cmd = "cluster.cert",
+	  .usage = "KIND NAME --dir DIR [--addr IP]",
+	  .pos = { { "KIND", "kind", CTL_STR, 0 }, NAME_POS("NAME") },
+	  .opts = cluster_cert_opts, .run = run_cluster_cert },
+
 	{ .group = "session", .verb = "list", .cmd = "session.list",
 	  .usage = "[--vm NAME]", .opts = session_list_opts,
 	  .print = PRINT_LIST, .list = "sessions", .cols = session_cols },
@@ -509,8 +534,8 @@ cmds_list(FILE *f, const char *group)
 void
 cmds_main_usage(FILE *f)
 {
-	fprintf(f, "usage: qdesk [--socket PATH] [--json] [--timeout S] "
-	    "COMMAND [ARGS]\n"
+	fprintf(f, "usage: qdesk [--socket PATH | --host ADDR:PORT --cert DIR] "
+	    "[--json]\n             [--timeout S] COMMAND [ARGS]\n"
 	    "       qdesk help [GROUP]\n"
 	    "commands:\n");
 	cmds_list(f, NULL);

@@ -68,8 +68,12 @@ run_connect(struct cli *cli, int *ex)
 	json_t			*error;
 	char			*cause = NULL;
 
-	if ((c = client_connect(cli->socket, cli->timeout, &error, &cause)) !=
-	    NULL)
+	if (cli->host != NULL)
+		c = client_connect_tls(cli->host, cli->certdir, cli->timeout,
+		    &error, &cause);
+	else
+		c = client_connect(cli->socket, cli->timeout, &error, &cause);
+	if (c != NULL)
 		return (c);
 	if (error != NULL) {
 		*ex = client_error_exit(error);

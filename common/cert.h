@@ -1,7 +1,8 @@
 /*
  * Self-signed certificates made at first start, so that every connection
  * is encrypted with no step by the admin: the broker's HTTPS/RDP pair and
- * qmpd's SPICE TLS pair. RSA 2048 (FreeRDP 2 and SPICE clients want RSA),
+ * qmpd's SPICE TLS pair; and a cluster CA's leaf certificates (qdesk
+ * cluster cert). RSA 2048 (FreeRDP 2 and SPICE clients want RSA),
  * SHA-256, written through a temporary file and a rename.
  */
 #ifndef CERT_H
@@ -19,6 +20,13 @@ struct cert_spec {
 	gid_t		 group;
 	mode_t		 key_mode;
 	mode_t		 cert_mode;
+	/*
+	 * Signed by this CA (PEM files) instead of by itself, and usable as
+	 * a TLS client too (mutual TLS between a cluster's hosts).
+	 */
+	const char	*issuer_cert;
+	const char	*issuer_key;
+	int		 client;
 };
 
 /* OpenSSL's error queue as one line "what: reason" in *cause. */

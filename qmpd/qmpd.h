@@ -56,16 +56,24 @@ struct qmpd {
 };
 extern struct qmpd	*qmpd;
 
-/* Roles, from SO_PEERCRED. A command names the least role it needs. */
+/*
+ * Roles, from SO_PEERCRED or a cluster client certificate (ROLE_HOST:
+ * another host, for host.* and migrate.*). A command names the least
+ * role it needs.
+ */
 enum role {
 	ROLE_NONE = 0,
 	ROLE_BROKER = 1,
-	ROLE_ADMIN = 2
+	ROLE_HOST = 2,
+	ROLE_ADMIN = 3
 };
 
 /* server.c: the admin socket, its clients and event subscribers. */
 struct client;
+struct bufferevent;
 int	 server_listen(const char *path, char **cause);
+struct client *server_client_new(struct bufferevent *, enum role,
+	    int remote);
 void	 server_close(void);
 void	 server_send_line(struct client *, const char *line);
 int	 server_send_line_fd(struct client *, const char *line, int fd);

@@ -41,6 +41,7 @@ struct client {
 	int			 closing;
 	int			 throttled;
 	int			 dead;		/* freed by the reaper */
+	int			 remote;	/* TCP (cluster-listen.c) */
 	TAILQ_HEAD(, cmd_req)	 reqs;
 	TAILQ_ENTRY(client)	 entry;
 };
@@ -119,7 +120,8 @@ server_send_line_fd(struct client *c, const char *line, int fd)
 	size_t		 len = strlen(line), total = len + 1;
 	ssize_t		 n;
 
-	if (c->closing || c->dead || evbuffer_get_length(out) != 0)
+	if (c->closing || c->dead || c->remote ||
+	    evbuffer_get_length(out) != 0)
 		return (-1);
 	iov[0].iov_base = (void *)line;
 	iov[0].iov_len = len;
@@ -309,7 +311,6 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct ucred	 cred;
 	socklen_t	 len = sizeof cred;
 	enum role	 role;
-	char		*line;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("SO_PEERCRED");
@@ -321,13 +322,30 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
-	c = xcalloc(1, sizeof *c);
-	TAILQ_INIT(&c->reqs);
+	c = server_client_new(bufferevent_socket_new(qmpd->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE), role, 0);
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	c->pid = cred.pid;
+}
+
+/*
+ * A client on bev (taken): the unix socket's, or a TLS connection whose
+ * role its certificate gave (remote: cluster-listen.c). It is greeted.
+ */
+struct client *
+server_client_new(struct bufferevent *bev, enum role role, int remote)
+{
+	struct client	*c;
+	char		*line;
+
+	c = xcalloc(1, sizeof *c);
+	TAILQ_INIT(&c->reqs);
+	c->uid = (uid_t)-1;
+	c->gid = (gid_t)-1;
 	c->role = role;
-	c->bev = bufferevent_socket_new(qmpd->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->remote = remote;
+	c->bev = bev;
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, PROTO_MAX_LINE + 65536);
@@ -336,6 +354,7 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	server_send_line(c, line);
 	free(line);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return (c);
 }
 
 static void
