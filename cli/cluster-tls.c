@@ -67,8 +67,10 @@ cluster_tls_explain(const char *addr, const char *dir, const char *reason,
 		    "this directory";
 	else if (strstr(reason, "wrong version number") != NULL ||
 	    strstr(reason, "packet length too long") != NULL ||
-	    strstr(reason, "record layer failure") != NULL)
-		why = "it does not speak TLS (is it a qmpd --listen port?)";
+	    strstr(reason, "record layer failure") != NULL ||
+	    strstr(reason, "unexpected eof") != NULL)
+		why = "it does not speak TLS as a qdesk host does (is it a "
+		    "qmpd --listen port?)";
 	else
 		why = "TLS failed";
 	xasprintf(cause, "cannot reach qmpd at %s: %s (%s; --cert %s)", addr,

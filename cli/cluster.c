@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -181,6 +182,7 @@ run_cluster_init(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	struct cert_spec	 spec;
 	const char		*dir;
 	char			*cert, *key, *pem = NULL, *cause = NULL;
+	char			 cn[64];
 	int			 made = 0, ex = EXIT_DAEMON;
 
 	dir = json_string_value(json_object_get(args, "dir"));
@@ -191,8 +193,12 @@ run_cluster_init(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	if (access(cert, F_OK) != 0 || access(key, F_OK) != 0) {
 		memset(&spec, 0, sizeof spec);
 		spec.org = "qdesk";
-		spec.cn = "qdesk cluster CA";
+		/* Two clusters' CAs never share a name. */
+		snprintf(cn, sizeof cn, "qdesk cluster CA %08lx%04x",
+		    (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
+		spec.cn = cn;
 		spec.is_ca = 1;
+		spec.client = 1;	/* its usage bounds its leaves' */
 		spec.days = CLUSTER_CA_DAYS;
 		spec.owner = (uid_t)-1;
 		spec.key_mode = 0600;

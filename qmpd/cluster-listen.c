@@ -51,6 +51,7 @@ struct listen_conn {
 	struct bufferevent	*bev;
 	char			 peer[LISTEN_PEER_MAX];
 	int			 refusing;	/* flushing an error, then gone */
+	const char		*verify_error;	/* why its certificate failed */
 };
 
 static struct evconnlistener	*listen_listener;
@@ -149,28 +150,41 @@ listen_refuse(struct listen_conn *lc, const char *why)
 	free(line);
 }
 
-/* Why a handshake failed, from OpenSSL's queue, as one line. */
+/*
+ * Why a handshake failed, as one line: the verdict on the client's
+ * certificate when there was one, else OpenSSL's reason.
+ */
 static void
 listen_tls_error(struct listen_conn *lc, short what)
 {
+	SSL		*ssl = bufferevent_openssl_get_ssl(lc->bev);
+	X509		*x;
 	unsigned long	 e;
+	long		 vr;
 	char		 buf[256] = "";
-	const char	*hint = "";
 
 	while ((e = bufferevent_get_openssl_error(lc->bev)) != 0)
-		ERR_error_string_n(e, buf, sizeof buf);
-	if (buf[0] == '\0') {
-		if (what & BEV_EVENT_TIMEOUT)
-			strlcpy(buf, "no handshake within 10 s", sizeof buf);
-		else
-			strlcpy(buf, "connection closed in the handshake",
-			    sizeof buf);
-	}
-	if (strstr(buf, "peer did not return a certificate") != NULL)
-		hint = " (no client certificate)";
-	else if (strstr(buf, "certificate verify failed") != NULL)
-		hint = " (a certificate not of this cluster's CA)";
-	log_warnx("cluster: refused %s: TLS: %s%s", lc->peer, buf, hint);
+		if (ERR_GET_LIB(e) != 0)
+			ERR_error_string_n(e, buf, sizeof buf);
+	ERR_clear_error();
+	x = SSL_get0_peer_certificate(ssl);
+	vr = SSL_get_verify_result(ssl);
+	if (lc->verify_error != NULL || (x != NULL && vr != X509_V_OK))
+		log_warnx("cluster: refused %s: TLS: certificate verify "
+		    "failed: %s (a certificate not of this cluster's CA)",
+		    lc->peer, lc->verify_error != NULL ? lc->verify_error :
+		    X509_verify_cert_error_string(vr));
+	else if (x == NULL && strstr(buf, "peer did not return") != NULL)
+		log_warnx("cluster: refused %s: TLS: no certificate (no "
+		    "client certificate)", lc->peer);
+	else if (buf[0] != '\0')
+		log_warnx("cluster: refused %s: TLS: %s", lc->peer, buf);
+	else if (what & BEV_EVENT_TIMEOUT)
+		log_warnx("cluster: refused %s: TLS: no handshake within "
+		    "%d s", lc->peer, LISTEN_HELLO_TIMEOUT);
+	else
+		log_warnx("cluster: %s closed the connection in the TLS "
+		    "handshake", lc->peer);
 }
 
 /* The handshake's end: the role from the certificate, or a refusal. */
@@ -194,9 +208,11 @@ listen_handshake_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	log_info("cluster: %s connected as %s", lc->peer, cn);
+	xasprintf(&why, "%s at %s", cn, lc->peer);
 	free(cn);
 	bufferevent_set_timeouts(bev, NULL, NULL);
-	server_client_new(bev, role, 1);
+	server_client_new(bev, role, why);
+	free(why);
 	lc->bev = NULL;		/* server.c's now, the fd with it */
 	lc->fd = -1;
 	listen_conn_free(lc);
@@ -250,6 +266,7 @@ listen_sniff_cb(evutil_socket_t fd, short what, void *arg)
 		listen_conn_free(lc);
 		return;
 	}
+	SSL_set_app_data(ssl, lc);
 	lc->bev = bufferevent_openssl_socket_new(qmpd->base, fd, ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (lc->bev == NULL) {
@@ -324,6 +341,24 @@ cluster_listen_parse(const char *text, struct sockaddr_storage *ss,
 	return (0);
 }
 
+/* Note why a client's certificate failed, for the refusal's log line. */
+static int
+listen_verify_cb(int ok, X509_STORE_CTX *xs)
+{
+	SSL			*ssl;
+	struct listen_conn	*lc;
+
+	if (ok)
+		return (1);
+	ssl = X509_STORE_CTX_get_ex_data(xs,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	if (ssl != NULL && (lc = SSL_get_app_data(ssl)) != NULL &&
+	    lc->verify_error == NULL)
+		lc->verify_error = X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(xs));
+	return (0);
+}
+
 /* The server's TLS context: its certificate, and clients of the CA only. */
 static SSL_CTX *
 listen_tls_context(const struct cluster_conf *cc, char **cause)
@@ -350,7 +385,7 @@ listen_tls_context(const struct cluster_conf *cc, char **cause)
 		goto fail;
 	SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(cc->ca));
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, listen_verify_cb);
 	return (ctx);
 fail:
 	if ((e = ERR_peek_last_error()) != 0)

@@ -146,7 +146,7 @@ cmd_dispatch(struct client *c, const char *line, size_t len)
 		xasprintf(&cause, "%s is for %s", e->name,
 		    e->role == ROLE_HOST ? "hosts and administrators" :
 		    "administrators");
-		log_warnx("uid %ld denied %s", (long)client_uid(c), e->name);
+		log_warnx("%s denied %s", client_name(c), e->name);
 		cmd_send_error(c, preq.id, ERR_DENIED, cause);
 		goto out;
 	}

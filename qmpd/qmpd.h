@@ -73,7 +73,7 @@ struct client;
 struct bufferevent;
 int	 server_listen(const char *path, char **cause);
 struct client *server_client_new(struct bufferevent *, enum role,
-	    int remote);
+	    const char *remote);
 void	 server_close(void);
 void	 server_send_line(struct client *, const char *line);
 int	 server_send_line_fd(struct client *, const char *line, int fd);
@@ -82,6 +82,7 @@ void	 server_event(const char *event, const char *vm, json_t *fields,
 	    void *arg);
 enum role client_role(const struct client *);
 uid_t	 client_uid(const struct client *);
+const char *client_name(const struct client *);
 struct cmd_req;
 void	 client_req_add(struct client *, struct cmd_req *);
 void	 client_req_remove(struct client *, struct cmd_req *);

@@ -42,6 +42,7 @@ struct client {
 	int			 throttled;
 	int			 dead;		/* freed by the reaper */
 	int			 remote;	/* TCP (cluster-listen.c) */
+	char			*name;		/* "uid N" or "CN at ADDR:PORT" */
 	TAILQ_HEAD(, cmd_req)	 reqs;
 	TAILQ_ENTRY(client)	 entry;
 };
@@ -61,6 +62,12 @@ uid_t
 client_uid(const struct client *c)
 {
 	return (c->uid);
+}
+
+const char *
+client_name(const struct client *c)
+{
+	return (c->name);
 }
 
 void
@@ -87,6 +94,7 @@ client_free(struct client *c)
 	TAILQ_REMOVE(&clients, c, entry);
 	bufferevent_free(c->bev);
 	free(c->sub_vm);
+	free(c->name);
 	free(c);
 }
 
@@ -147,8 +155,8 @@ server_send_line(struct client *c, const char *line)
 	if (c->closing)
 		return;
 	if (evbuffer_get_length(out) > CLIENT_OUT_MAX) {
-		log_warnx("client pid %ld is not reading its replies: dropped",
-		    (long)c->pid);
+		log_warnx("client %s (pid %ld) is not reading its replies: "
+		    "dropped", c->name, (long)c->pid);
 		/* Freed from the loop, never from under a caller. */
 		c->closing = c->dead = 1;
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
@@ -323,7 +331,8 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	evutil_make_socket_nonblocking(fd);
 	c = server_client_new(bufferevent_socket_new(qmpd->base, fd,
-	    BEV_OPT_CLOSE_ON_FREE), role, 0);
+	    BEV_OPT_CLOSE_ON_FREE), role, NULL);
+	xasprintf(&c->name, "uid %ld", (long)cred.uid);
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	c->pid = cred.pid;
@@ -331,10 +340,11 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 /*
  * A client on bev (taken): the unix socket's, or a TLS connection whose
- * role its certificate gave (remote: cluster-listen.c). It is greeted.
+ * role its certificate gave (remote names it: cluster-listen.c). It is
+ * greeted.
  */
 struct client *
-server_client_new(struct bufferevent *bev, enum role role, int remote)
+server_client_new(struct bufferevent *bev, enum role role, const char *remote)
 {
 	struct client	*c;
 	char		*line;
@@ -344,7 +354,8 @@ server_client_new(struct bufferevent *bev, enum role role, int remote)
 	c->uid = (uid_t)-1;
 	c->gid = (gid_t)-1;
 	c->role = role;
-	c->remote = remote;
+	c->remote = remote != NULL;
+	c->name = remote != NULL ? xstrdup(remote) : NULL;
 	c->bev = bev;
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
