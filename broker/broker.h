@@ -67,6 +67,10 @@ struct broker {
 
 	unsigned char		 ticket_key[BROKER_TICKET_KEYLEN];
 	int			 foreground;
+
+	/* --cluster FILE (qmpd/cluster.h's format); NULL: one local qmpd. */
+	struct cluster_conf	*cluster;
+	SSL_CTX			*cluster_tls;	/* to the hosts' listeners */
 };
 extern struct broker	*broker;
 
@@ -93,6 +97,30 @@ int	 qmpc_connected(void);
 const char *qmpc_version(void);
 void	 qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
 	    void *arg);	/* steals args */
+/* One connection of its own: a unix socket, or a cluster host over TLS. */
+struct qmpc_conn;
+struct qmpc_conn *qmpc_conn_open(struct event_base *, const char *path,
+	    SSL_CTX *tls, const char *cn);
+void	 qmpc_conn_free(struct qmpc_conn *);
+int	 qmpc_conn_ready(const struct qmpc_conn *);
+const char *qmpc_conn_version(const struct qmpc_conn *);
+void	 qmpc_conn_call(struct qmpc_conn *, const char *cmd, json_t *args,
+	    int timeout, qmpc_cb, void *arg);	/* steals args */
+
+/*
+ * cluster.c: cluster mode. Hosts and placement from etcd; cluster_call
+ * sends a request to the host it is for (qmpc_call's way in cluster
+ * mode); cluster_listen_of names a placed desktop's host listener.
+ */
+struct cluster_conf;
+SSL_CTX	*cluster_tls_context(const struct cluster_conf *, char **cause);
+int	 cluster_start(struct event_base *, SSL_CTX *, char **cause);
+void	 cluster_stop(void);
+void	 cluster_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
+	    void *arg);
+const char *cluster_listen_of(const char *vm);
+int	 cluster_up_hosts(void);
+const char *cluster_version(void);
 
 /* portal-session.c: portal login sessions, in memory, with an idle expiry. */
 struct portal_session {
