@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The broker in cluster mode (issue 13): two hosts, each a qmpd with its
+# own state and its mutual-TLS listener on an address of its own, found by
+# the broker in etcd (hosts/H, placement/VM, written here as the CORE part
+# will write them); a user logs in once and sees the desktops of both
+# hosts; starting a desktop starts it on the host placement names and only
+# there; its console ticket and the SPICE proxy lead to that host's SPICE
+# server (spice-probe links through the proxy to each host); a host whose
+# key leaves etcd is down and its desktops say so; a host record that
+# comes back brings them back.
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
+for t in etcd ip jq curl; do
+	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
+done
+BROKER=$top/build/broker/qdesk-broker
+PROBE=$top/build/broker/spice-probe
+BROKER_USER=qdesk-broker
+getent passwd "$BROKER_USER" >/dev/null ||
+	useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$BROKER_USER" ||
+	fail "cannot create user $BROKER_USER"
+[ -r /dev/kvm ] || skip "no /dev/kvm"
+
+NS=qdnet-brk-$$
+ETCD_PID=
+PIDS=
+BROKER_LOG=$T/broker.log
+net_cleanup() {
+	local p
+	for p in $PIDS; do
+		kill -TERM "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	for f in "$T"/h*/vms/*/qemu.pid; do
+		[ -f "$f" ] || continue
+		p=$(cat "$f")
+		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$T/" &&
+			kill -9 "$p" 2>/dev/null
+	done
+	if [ -n "$ETCD_PID" ] && tr '\0' ' ' <"/proc/$ETCD_PID/cmdline" \
+	    2>/dev/null | grep -q -- "--data-dir $T/etcd "; then
+		kill -9 "$ETCD_PID"
+		wait "$ETCD_PID" 2>/dev/null
+	fi
+	ip netns del "$NS" 2>/dev/null
+}
+EXTRA_CLEANUP=net_cleanup
+broker_fail() {
+	log "last lines of broker.log:"
+	tail -n 25 "$BROKER_LOG" >&2
+	fail "$@"
+}
+ip netns add "$NS" || fail "cannot create namespace $NS"
+ip netns exec "$NS" ip link set lo up
+inns() { ip netns exec "$NS" "$@"; }
+
+ETCD=http://127.0.0.1:23799
+inns etcd --name t --data-dir "$T/etcd" \
+    --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+    --listen-peer-urls http://127.0.0.1:23798 \
+    --initial-advertise-peer-urls http://127.0.0.1:23798 \
+    --initial-cluster t=http://127.0.0.1:23798 \
+    --logger zap --log-level warn >"$T/etcd.log" 2>&1 &
+ETCD_PID=$!
+# etcd's gateway: put KEY VALUE, del KEY.
+b64() { printf '%s' "$1" | base64 -w0; }
+eput() {
+	inns curl -sf "$ETCD/v3/kv/put" -d "{\"key\":\"$(b64 "/qdesk/v1/$1")\",\"value\":\"$(b64 "$2")\"}" >/dev/null ||
+		fail "etcd put $1"
+}
+edel() {
+	inns curl -sf "$ETCD/v3/kv/deleterange" -d "{\"key\":\"$(b64 "/qdesk/v1/$1")\"}" >/dev/null ||
+		fail "etcd delete $1"
+}
+
+CA=$T/ca
+for i in $(seq 1 50); do
+	out=$(inns "$QDESK_BIN" cluster init --etcd "$ETCD" --dir "$CA" 2>&1) && break
+	sleep 0.2
+done
+[[ $out == "cluster CA "* ]] || fail "cluster init: $out"
+qq cluster cert host h1 --dir "$CA" --addr 127.0.0.11 >/dev/null
+qq cluster cert host h2 --dir "$CA" --addr 127.0.0.12 >/dev/null
+qq cluster cert broker b1 --dir "$CA" >/dev/null
+
+# Host n: its own state dir, cluster file, listener on 127.0.0.1n.
+start_host() {
+	local h=h$1 addr=127.0.0.1$1 i
+	mkdir -p "$T/$h" && chmod 711 "$T/$h"
+	cat >"$T/$h.json" <<EOF
+{"name": "$h", "etcd": ["$ETCD"], "listen": "$addr:7443", "addr": "$addr",
+ "ca": "$CA/host-$h/ca.pem", "cert": "$CA/host-$h/cert.pem",
+ "key": "$CA/host-$h/key.pem"}
+EOF
+	inns "$QMPD" -f -v --state-dir "$T/$h" --cluster "$T/$h.json" \
+	    >>"$T/$h.log" 2>&1 &
+	PIDS="$PIDS $!"
+	for i in $(seq 1 100); do
+		grep -q "cluster: listening on $addr:7443" "$T/$h.log" && return 0
+		sleep 0.05
+	done
+	fail "$h did not come up: $(tail -n 5 "$T/$h.log")"
+}
+start_host 1
+start_host 2
+hq() { local h=$1; shift; "$QDESK_BIN" --socket "$T/$h/qmpd.sock" "$@"; }
+
+# The same user on both hosts (users are per host until etcd holds them),
+# a tiny SPICE desktop on each, its SPICE on the host's address.
+for n in 1 2; do
+	echo alice-pw-1 | hq h$n user add alice --name "Alice" --password-stdin >/dev/null ||
+		fail "user add on h$n"
+	out=$(hq h$n vm create d$n --accel kvm --memory 32 --disk "$(tiny_disk d$n)" \
+	    --display spice --listen 127.0.0.1$n 2>&1) || fail "vm create d$n on h$n: $out"
+	hq h$n desktop assign alice d$n >/dev/null || fail "assign d$n"
+	eput hosts/h$n "{\"addr\":\"127.0.0.1$n\",\"listen\":\"127.0.0.1$n:7443\",\"running\":[]}"
+	eput placement/d$n "{\"host\":\"h$n\",\"epoch\":1}"
+done
+
+# The broker, with the cluster file's format.
+mkdir -p "$T/broker"
+cat >"$T/broker.json" <<EOF
+{"name": "b1", "etcd": ["$ETCD"], "ca": "$CA/broker-b1/ca.pem",
+ "cert": "$CA/broker-b1/cert.pem", "key": "$CA/broker-b1/key.pem"}
+EOF
+URL=https://127.0.0.1:8443
+PROXY=127.0.0.1:3128
+inns "$BROKER" -f -v --state-dir "$T/broker" --user "$BROKER_USER" \
+    --https 127.0.0.1:8443 --spice-proxy "$PROXY" --rdp none \
+    --cluster "$T/broker.json" >>"$BROKER_LOG" 2>&1 &
+BROKER_PID=$!
+PIDS="$BROKER_PID $PIDS"
+for i in $(seq 1 100); do
+	inns curl -skf "$URL/api/health" >/dev/null 2>&1 && break
+	kill -0 "$BROKER_PID" 2>/dev/null || broker_fail "qdesk-broker exited at start"
+	sleep 0.1
+done
+inns curl -skf "$URL/api/health" >/dev/null || broker_fail "the broker reaches no host"
+for n in 1 2; do
+	for i in $(seq 1 100); do
+		grep -q "connected to qmpd .* at 127.0.0.1$n:7443" "$BROKER_LOG" && break
+		sleep 0.1
+	done
+	grep -q "connected to qmpd .* at 127.0.0.1$n:7443" "$BROKER_LOG" ||
+		broker_fail "the broker did not connect to h$n"
+	grep -q "cluster: 127.0.0.[0-9]*:[0-9]* connected as broker$" "$T/h$n.log" ||
+		fail "h$n did not see the broker's certificate"
+done
+log "broker: both hosts found in etcd, reached over mutual TLS: ok"
+
+api() {
+	local method=$1 path=$2 body=${3:-}
+	local args=(-sk -o "$T/api.body" -w '%{http_code}' -b "$T/jar" -c "$T/jar" -X "$method")
+	if [ "$method" = POST ]; then
+		args+=(-H 'X-Qdesk: 1' -H 'Content-Type: application/json' --data "${body:-{\}}")
+	fi
+	CODE=$(inns curl "${args[@]}" "$URL$path") || CODE=000
+	BODY=$(cat "$T/api.body" 2>/dev/null)
+}
+expect() { [ "$CODE" = "$1" ] || broker_fail "wanted HTTP $1, got $CODE: $BODY${2:+ ($2)}"; }
+field() { printf '%s' "$BODY" | jq -r ".$1"; }
+
+api POST /api/login '{"user":"alice","password":"alice-pw-1"}'
+expect 200 login
+api GET /api/desktops
+expect 200
+[ "$(printf '%s' "$BODY" | jq -c '[.[].name] | sort')" = '["d1","d2"]' ] ||
+	broker_fail "alice's desktops over two hosts: $BODY"
+log "one login, the desktops of both hosts: ok"
+
+# Start each: it runs on its host and only there.
+for n in 1 2; do
+	api POST /api/desktops/d$n/start
+	expect 200 "start d$n"
+done
+for n in 1 2; do
+	o=$((3 - n))
+	for i in $(seq 1 100); do
+		[ "$(hq h$n --json vm show d$n | jq -r .state)" = running ] && break
+		sleep 0.1
+	done
+	[ "$(hq h$n --json vm show d$n | jq -r .state)" = running ] ||
+		fail "d$n does not run on h$n"
+	hq h$o vm show d$n >/dev/null 2>&1 && fail "h$o has a d$n"
+done
+grep -q "request desktop.power" "$T/h2.log" || fail "h2 never got desktop.power"
+log "each desktop started on the host placement names: ok"
+
+# Consoles: the ticket names the desktop's host, and the SPICE proxy
+# tunnels to it.
+for n in 1 2; do
+	api POST /api/desktops/d$n/console
+	expect 200 "console of d$n"
+	[ "$(field host)" = "127.0.0.1$n" ] || broker_fail "d$n's console host: $(field host)"
+	field ca | sed '/^$/d' >"$T/spice-ca-$n.pem"
+	out=$(inns "$PROBE" unused "$(field port)" "$(field password)" --proxy "$PROXY" \
+	    --ticket "$(field ticket)" --ca "$T/spice-ca-$n.pem" \
+	    --host-subject "$(field host_subject)" 2>&1) ||
+		broker_fail "spice-probe through the proxy to d$n on h$n: $out"
+	grep -q "proxy: 127.0.0.1 tunnelled to d$n port $(field port)" "$BROKER_LOG" ||
+		broker_fail "the tunnel to d$n is not in the log"
+done
+log "console tickets and the SPICE proxy follow each desktop to its host: ok"
+
+# h2's key leaves etcd (its lease expired): its desktops are on a host
+# that is down, said so; h1's still work.
+edel hosts/h2
+for i in $(seq 1 50); do
+	grep -q "cluster: host h2 down" "$BROKER_LOG" && break
+	sleep 0.1
+done
+api POST /api/desktops/d2/console
+[ "$CODE" = 503 ] || [ "$CODE" = 502 ] || broker_fail "d2 with h2 down: $CODE $BODY"
+printf '%s' "$BODY" | grep -q "desktop d2 is on host h2, which is down" ||
+	broker_fail "d2 with h2 down: $BODY"
+api POST /api/desktops/d1/console
+expect 200 "d1 with h2 down"
+eput hosts/h2 '{"addr":"127.0.0.12","listen":"127.0.0.12:7443","running":["d2"]}'
+for i in $(seq 1 50); do
+	api POST /api/desktops/d2/console
+	[ "$CODE" = 200 ] && break
+	sleep 0.1
+done
+expect 200 "d2 once h2 is back"
+log "a host down in etcd: its desktops say so; back: they work: ok"
+exit 0
