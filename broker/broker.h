@@ -110,7 +110,7 @@ void	 qmpc_conn_call(struct qmpc_conn *, const char *cmd, json_t *args,
 /*
  * cluster.c: cluster mode. Hosts and placement from etcd; cluster_call
  * sends a request to the host it is for (qmpc_call's way in cluster
- * mode); cluster_listen_of names a placed desktop's host listener.
+ * mode); cluster_listen_of names a desktop's host listener.
  */
 struct cluster_conf;
 SSL_CTX	*cluster_tls_context(const struct cluster_conf *, char **cause);
@@ -118,7 +118,20 @@ int	 cluster_start(struct event_base *, SSL_CTX *, char **cause);
 void	 cluster_stop(void);
 void	 cluster_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
 	    void *arg);
-const char *cluster_listen_of(const char *vm);
+const char *cluster_listen_of(const char *vm, const char **host,
+	    char **why);
+struct bufferevent;
+int	 cluster_check_peer(struct bufferevent *, const char *cn, char *why,
+	    size_t len);
+/*
+ * cluster-stream.c: a desktop's VNC from its host, over a TLS connection
+ * that turns into the stream after desktop.vnc's answer; cb gets a local
+ * socket of that stream (fd) or an error class and description.
+ */
+typedef void (*cluster_vnc_cb)(int fd, const char *errclass,
+	    const char *errdesc, void *arg);
+void	 cluster_vnc_open(const char *login, const char *vm, cluster_vnc_cb,
+	    void *arg);
 int	 cluster_up_hosts(void);
 const char *cluster_version(void);
 

@@ -25,9 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "broker.h"
 #include "cluster.h"
@@ -424,7 +426,10 @@ cluster_fan_out(const char *cmd, json_t *args, int timeout, qmpc_cb cb,
 	f->waiting--;
 }
 
-/* The host a request is for: its desktop's, else the first one up. */
+/*
+ * The host a request is for: its desktop's, else the first one up.
+ * args is borrowed.
+ */
 static struct cluster_host *
 cluster_route(json_t *args, char **why)
 {
@@ -477,20 +482,49 @@ cluster_call(const char *cmd, json_t *args, int timeout, qmpc_cb cb,
 }
 
 /*
- * Where a desktop's own connections go (the browser console's and the
- * RDP gateway's VNC): its host's listener, or NULL for the local qmpd
- * (single host, or a desktop not placed).
+ * Where a desktop's own connections go (the browser console's VNC): its
+ * host's listener and name, or NULL with *why.
  */
 const char *
-cluster_listen_of(const char *vm)
+cluster_listen_of(const char *vm, const char **host, char **why)
 {
-	struct cluster_place	*p;
 	struct cluster_host	*h;
+	json_t			*args;
 
-	if (broker->cluster == NULL || (p = cluster_place_find(vm)) == NULL ||
-	    (h = cluster_host_find(p->host)) == NULL)
+	args = json_pack("{s:s}", "vm", vm);
+	h = cluster_route(args, why);
+	json_decref(args);
+	if (h == NULL)
 		return (NULL);
+	*host = h->name;
 	return (h->listen);
+}
+
+/*
+ * The certificate a host's listener showed (already checked against the
+ * cluster CA in the handshake) names the host meant: cn "host:NAME".
+ */
+int
+cluster_check_peer(struct bufferevent *bev, const char *cn, char *why,
+    size_t len)
+{
+	SSL	*ssl = bufferevent_openssl_get_ssl(bev);
+	X509	*x;
+	char	 got[256] = "";
+
+	if (ssl == NULL || (x = SSL_get1_peer_certificate(ssl)) == NULL) {
+		snprintf(why, len, "no certificate");
+		return (-1);
+	}
+	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName,
+	    got, sizeof got);
+	X509_free(x);
+	if (strcmp(got, cn) != 0) {
+		snprintf(why, len, "its certificate is \"%s\", not \"%s\"",
+		    got, cn);
+		return (-1);
+	}
+	return (0);
 }
 
 int

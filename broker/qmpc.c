@@ -278,32 +278,6 @@ qmpc_read_cb(struct bufferevent *bev, void *arg)
 		qmpc_drop(q, "qmpd sent an over-long line");
 }
 
-/*
- * A cluster host's listener: its certificate must be of the cluster CA
- * (checked in the handshake) and name the host we meant.
- */
-static int
-qmpc_check_host(struct qmpc_conn *q, char *why, size_t len)
-{
-	SSL	*ssl = bufferevent_openssl_get_ssl(q->bev);
-	X509	*x;
-	char	 cn[256] = "";
-
-	if (ssl == NULL || (x = SSL_get1_peer_certificate(ssl)) == NULL) {
-		snprintf(why, len, "no certificate");
-		return (-1);
-	}
-	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName,
-	    cn, sizeof cn);
-	X509_free(x);
-	if (strcmp(cn, q->cn) != 0) {
-		snprintf(why, len, "its certificate is \"%s\", not \"%s\"",
-		    cn, q->cn);
-		return (-1);
-	}
-	return (0);
-}
-
 /* The socket connected (the hello follows), closed or failed. */
 static void
 qmpc_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -313,7 +287,7 @@ qmpc_event_cb(struct bufferevent *bev, short what, void *arg)
 	char			 why[300];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (q->tls != NULL && qmpc_check_host(q, why,
+		if (q->tls != NULL && cluster_check_peer(q->bev, q->cn, why,
 		    sizeof why) != 0)
 			qmpc_drop(q, why);
 		return;		/* qmpd's hello comes next */

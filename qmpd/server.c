@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "qmpd.h"
 #include "sock.h"
+#include "splice.h"
 #include "xmalloc.h"
 
 /* Stop reading a client's requests while this much output is queued. */
@@ -92,7 +94,8 @@ client_free(struct client *c)
 		cmd_req_detach(req);
 	}
 	TAILQ_REMOVE(&clients, c, entry);
-	bufferevent_free(c->bev);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
 	free(c->sub_vm);
 	free(c->name);
 	free(c);
@@ -116,6 +119,33 @@ client_close_after_flush(struct client *c)
 }
 
 /*
+ * A remote client cannot take an fd: after the line its connection
+ * becomes the fd's byte stream, both ways (a desktop's VNC for a broker
+ * on another host). The caller keeps its fd.
+ */
+static int
+server_send_line_stream(struct client *c, const char *line, int fd)
+{
+	struct bufferevent	*bev = c->bev, *other;
+	int			 dupfd;
+
+	if ((dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		return (-1);
+	evutil_make_socket_nonblocking(dupfd);
+	other = bufferevent_socket_new(qmpd->base, dupfd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	evbuffer_add(bufferevent_get_output(bev), line, strlen(line));
+	evbuffer_add(bufferevent_get_output(bev), "\n", 1);
+	log_info("%s: the connection is a stream now", c->name);
+	/* The client goes (by the reaper); its connection is the splice's. */
+	c->bev = NULL;
+	c->closing = c->dead = 1;
+	event_active(server_reaper, EV_TIMEOUT, 0);
+	splice_join(bev, other);
+	return (0);
+}
+
+/*
  * Send a line with an fd attached to its first byte (SCM_RIGHTS). Only
  * when nothing else is queued, so the fd cannot overtake earlier lines;
  * the caller keeps its fd. Returns 0, or -1 when it could not be sent.
@@ -123,13 +153,17 @@ client_close_after_flush(struct client *c)
 int
 server_send_line_fd(struct client *c, const char *line, int fd)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*out;
 	struct iovec	 iov[2];
 	size_t		 len = strlen(line), total = len + 1;
 	ssize_t		 n;
 
-	if (c->closing || c->dead || c->remote ||
-	    evbuffer_get_length(out) != 0)
+	if (c->closing || c->dead)
+		return (-1);
+	if (c->remote)
+		return (server_send_line_stream(c, line, fd));
+	out = bufferevent_get_output(c->bev);
+	if (evbuffer_get_length(out) != 0)
 		return (-1);
 	iov[0].iov_base = (void *)line;
 	iov[0].iov_len = len;
@@ -150,10 +184,11 @@ server_send_line_fd(struct client *c, const char *line, int fd)
 void
 server_send_line(struct client *c, const char *line)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*out;
 
 	if (c->closing)
 		return;
+	out = bufferevent_get_output(c->bev);
 	if (evbuffer_get_length(out) > CLIENT_OUT_MAX) {
 		log_warnx("client %s (pid %ld) is not reading its replies: "
 		    "dropped", c->name, (long)c->pid);

@@ -203,6 +203,27 @@ for n in 1 2; do
 done
 log "console tickets and the SPICE proxy follow each desktop to its host: ok"
 
+# The browser console: its VNC comes from the desktop's host over the
+# TLS connection, which turns into the stream after desktop.vnc's answer.
+cookie=$(awk '$6 == "qdesk_session" {print $7}' "$T/jar")
+for n in 1 2; do
+	api POST /api/desktops/d$n/console '{"type":"browser"}'
+	expect 200 "browser console of d$n"
+	out=$(inns timeout 30 python3 "$top/tests/lib/ws-probe.py" "$URL" \
+	    "$(field ws)" "$cookie" 2>"$T/probe.err") ||
+		broker_fail "ws-probe d$n: $(cat "$T/probe.err")"
+	[ "$(printf '%s\n' "$out" | head -n 1)" = 101 ] ||
+		broker_fail "d$n's WebSocket did not open: $out"
+	printf '%s\n' "$out" | sed -n 2p | grep -q '^RFB 003\.008$' ||
+		broker_fail "no RFB greeting from d$n on h$n: $out"
+	printf '%s\n' "$out" | grep -qx 'close 1000' || broker_fail "d$n: no close 1000: $out"
+	grep -q "cluster: VNC of d$n streams from host h$n" "$BROKER_LOG" ||
+		broker_fail "d$n's VNC did not come from h$n"
+	grep -q "broker at 127.0.0.[0-9]*:[0-9]*: the connection is a stream now" "$T/h$n.log" ||
+		fail "h$n did not turn the connection into d$n's stream: $(grep stream "$T/h$n.log")"
+done
+log "the browser console's VNC streams from each desktop's host: ok"
+
 # h2's key leaves etcd (its lease expired): its desktops are on a host
 # that is down, said so; h1's still work.
 edel hosts/h2
