@@ -341,11 +341,24 @@ broker_open(const struct broker_opts *o, const struct passwd *pw)
 	else
 		broker->socket_path = xstrdup(o->socket_path);
 	broker_fds();
-	/* Cluster mode: its certificates are read now, before the drop. */
-	if (o->cluster != NULL && ((broker->cluster = cluster_conf_load(
-	    o->cluster, &cause)) == NULL || (broker->cluster_tls =
-	    cluster_tls_context(broker->cluster, &cause)) == NULL))
-		fatalx("%s", cause);
+	/*
+	 * Cluster mode: its certificates are read now, before the drop, and
+	 * the RDP gateway's "qmpd" is the relay to the hosts.
+	 */
+	broker->relay_fd = -1;
+	if (o->cluster != NULL) {
+		if ((broker->cluster = cluster_conf_load(o->cluster,
+		    &cause)) == NULL || (broker->cluster_tls =
+		    cluster_tls_context(broker->cluster, &cause)) == NULL)
+			fatalx("%s", cause);
+		free(broker->socket_path);
+		xasprintf(&broker->socket_path, "%s/broker-cluster.sock",
+		    broker->state_dir);
+		if ((broker->relay_fd = cluster_relay_open(broker->socket_path,
+		    pw != NULL && geteuid() == 0 ? pw->pw_uid : (uid_t)-1,
+		    pw != NULL ? pw->pw_gid : (gid_t)-1, &cause)) == -1)
+			fatalx("%s", cause);
+	}
 
 	if ((broker->https_fd = listen_open(&broker->https, &cause)) == -1 ||
 	    (broker->proxy_fd = listen_open(&broker->spice_proxy,
@@ -397,8 +410,9 @@ broker_start(const struct passwd *pw, int verbose)
 		fatalx("event_base_new failed");
 	if (rdpgw_start(broker->base, &cause) != 0)
 		fatalx("RDP gateway on %s: %s", broker->rdp.text, cause);
-	if (broker->cluster != NULL && cluster_start(broker->base,
-	    broker->cluster_tls, &cause) != 0)
+	if (broker->cluster != NULL && (cluster_start(broker->base,
+	    broker->cluster_tls, &cause) != 0 || cluster_relay_start(
+	    broker->base, broker->relay_fd, &cause) != 0))
 		fatalx("cluster: %s", cause);
 	if (pw != NULL && geteuid() == 0)
 		broker_drop(pw);
@@ -425,6 +439,7 @@ broker_stop(void)
 	rdpgw_stop();
 	api_session_free();
 	qmpc_stop();
+	cluster_relay_stop();
 	cluster_stop();
 	http_stop();
 	novnc_unload();

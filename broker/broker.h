@@ -71,6 +71,7 @@ struct broker {
 	/* --cluster FILE (qmpd/cluster.h's format); NULL: one local qmpd. */
 	struct cluster_conf	*cluster;
 	SSL_CTX			*cluster_tls;	/* to the hosts' listeners */
+	int			 relay_fd;	/* cluster-relay.c's socket */
 };
 extern struct broker	*broker;
 
@@ -123,6 +124,15 @@ const char *cluster_listen_of(const char *vm, const char **host,
 struct bufferevent;
 int	 cluster_check_peer(struct bufferevent *, const char *cn, char *why,
 	    size_t len);
+/*
+ * cluster-relay.c: a unix socket that answers as qmpd would, routing each
+ * request to its host: the RDP gateway's threads use it in cluster mode.
+ */
+int	 cluster_relay_open(const char *path, uid_t owner, gid_t group,
+	    char **cause);
+int	 cluster_relay_start(struct event_base *, int fd, char **cause);
+void	 cluster_relay_stop(void);
+
 /*
  * cluster-stream.c: a desktop's VNC from its host, over a TLS connection
  * that turns into the stream after desktop.vnc's answer; cb gets a local

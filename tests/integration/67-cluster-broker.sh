@@ -9,9 +9,10 @@
 # key leaves etcd is down and its desktops say so; a host record that
 # comes back brings them back.
 . "$(dirname "$0")/lib.sh"
+. "$top/tests/lib/xvfb.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
-for t in etcd ip jq curl; do
+for t in etcd ip jq curl xfreerdp; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 BROKER=$top/build/broker/qdesk-broker
@@ -28,6 +29,7 @@ PIDS=
 BROKER_LOG=$T/broker.log
 net_cleanup() {
 	local p
+	xvfb_stop
 	for p in $PIDS; do
 		kill -TERM "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
@@ -127,7 +129,7 @@ EOF
 URL=https://127.0.0.1:8443
 PROXY=127.0.0.1:3128
 inns "$BROKER" -f -v --state-dir "$T/broker" --user "$BROKER_USER" \
-    --https 127.0.0.1:8443 --spice-proxy "$PROXY" --rdp none \
+    --https 127.0.0.1:8443 --spice-proxy "$PROXY" --rdp 127.0.0.1:3389 \
     --cluster "$T/broker.json" >>"$BROKER_LOG" 2>&1 &
 BROKER_PID=$!
 PIDS="$BROKER_PID $PIDS"
@@ -223,6 +225,21 @@ for n in 1 2; do
 		fail "h$n did not turn the connection into d$n's stream: $(grep stream "$T/h$n.log")"
 done
 log "the browser console's VNC streams from each desktop's host: ok"
+
+# RDP: the gateway's threads reach the hosts through the broker's relay;
+# a login lands on the desktop of the other host too.
+xvfb_need
+xvfb_start
+for n in 1 2; do
+	HOME=$T inns timeout 120 xfreerdp /cert:ignore /v:127.0.0.1:3389 \
+	    +auth-only /u:alice /p:alice-pw-1 /d:d$n >"$T/xf.log" 2>&1 ||
+		broker_fail "RDP to d$n: $(tail -n 5 "$T/xf.log")"
+	grep -q "(alice on d$n): logged in" "$BROKER_LOG" ||
+		broker_fail "the RDP gateway did not land on d$n"
+done
+[ "$(grep -c "cluster: VNC of d2 streams from host h2" "$BROKER_LOG")" -ge 2 ] ||
+	broker_fail "RDP's VNC of d2 did not come from h2"
+log "the RDP gateway follows each desktop to its host: ok"
 
 # h2's key leaves etcd (its lease expired): its desktops are on a host
 # that is down, said so; h1's still work.
