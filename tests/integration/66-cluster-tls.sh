@@ -9,47 +9,19 @@
 # no certificate and a plain-TCP client are each refused with a clear
 # error, and a bad --listen value is a one-line error.
 . "$(dirname "$0")/lib.sh"
+. "$top/tests/lib/cluster-lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
 for t in etcd openssl ip jq socat; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 
-NS=qdnet-tls-$$
-ETCD_PID=
-net_cleanup() {
-	if [ -n "$ETCD_PID" ] && tr '\0' ' ' <"/proc/$ETCD_PID/cmdline" \
-	    2>/dev/null | grep -q -- "--data-dir $T/etcd "; then
-		kill -9 "$ETCD_PID"
-		wait "$ETCD_PID" 2>/dev/null
-	fi
-	ip netns del "$NS" 2>/dev/null
-}
-EXTRA_CLEANUP=net_cleanup
-ip netns add "$NS" || fail "cannot create namespace $NS"
-ip netns exec "$NS" ip link set lo up
-inns() { ip netns exec "$NS" "$@"; }
-
-ETCD=http://127.0.0.1:23799
-inns etcd --name t --data-dir "$T/etcd" \
-    --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-    --listen-peer-urls http://127.0.0.1:23798 \
-    --initial-advertise-peer-urls http://127.0.0.1:23798 \
-    --initial-cluster t=http://127.0.0.1:23798 \
-    --logger zap --log-level warn >"$T/etcd.log" 2>&1 &
-ETCD_PID=$!
-
-# cluster init: the CA, in etcd. The first calls may meet etcd starting.
-CA=$T/ca
-for i in $(seq 1 50); do
-	out=$(inns "$QDESK_BIN" cluster init --etcd "$ETCD" --dir "$CA" 2>&1) && break
-	sleep 0.2
-done
+net_up
+cluster_init
+out=$CLUSTER_INIT
 [[ $out == "cluster CA $CA/ca.pem made "* ]] || fail "cluster init: $out"
 [ "$(stat -c %a "$CA/ca-key.pem")" = 600 ] || fail "the CA key is not 0600"
-got=$(inns curl -sf "$ETCD/v3/kv/range" -d \
-    "{\"key\":\"$(printf /qdesk/v1/cluster | base64 -w0)\"}" |
-    jq -r '.kvs[0].value' | base64 -d)
+got=$(eget cluster)
 [ "$(echo "$got" | jq -r .version)" = 1 ] || fail "/qdesk/v1/cluster: $got"
 [ "$(echo "$got" | jq -r .ca)" = "$(cat "$CA/ca.pem")" ] ||
 	fail "the CA in etcd is not $CA/ca.pem"

@@ -10,6 +10,7 @@
 # comes back brings them back.
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/xvfb.sh"
+. "$top/tests/lib/cluster-lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
 for t in etcd ip jq curl xfreerdp; do
@@ -23,65 +24,24 @@ getent passwd "$BROKER_USER" >/dev/null ||
 	fail "cannot create user $BROKER_USER"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 
-NS=qdnet-brk-$$
-ETCD_PID=
-PIDS=
 BROKER_LOG=$T/broker.log
-net_cleanup() {
-	local p
-	xvfb_stop
-	for p in $PIDS; do
-		kill -TERM "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
+EXTRA_CLEANUP='xvfb_stop; vm_cleanup; net_cleanup'
+vm_cleanup() {
+	local f p
 	for f in "$T"/h*/vms/*/qemu.pid; do
 		[ -f "$f" ] || continue
 		p=$(cat "$f")
 		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$T/" &&
 			kill -9 "$p" 2>/dev/null
 	done
-	if [ -n "$ETCD_PID" ] && tr '\0' ' ' <"/proc/$ETCD_PID/cmdline" \
-	    2>/dev/null | grep -q -- "--data-dir $T/etcd "; then
-		kill -9 "$ETCD_PID"
-		wait "$ETCD_PID" 2>/dev/null
-	fi
-	ip netns del "$NS" 2>/dev/null
 }
-EXTRA_CLEANUP=net_cleanup
 broker_fail() {
 	log "last lines of broker.log:"
 	tail -n 25 "$BROKER_LOG" >&2
 	fail "$@"
 }
-ip netns add "$NS" || fail "cannot create namespace $NS"
-ip netns exec "$NS" ip link set lo up
-inns() { ip netns exec "$NS" "$@"; }
-
-ETCD=http://127.0.0.1:23799
-inns etcd --name t --data-dir "$T/etcd" \
-    --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-    --listen-peer-urls http://127.0.0.1:23798 \
-    --initial-advertise-peer-urls http://127.0.0.1:23798 \
-    --initial-cluster t=http://127.0.0.1:23798 \
-    --logger zap --log-level warn >"$T/etcd.log" 2>&1 &
-ETCD_PID=$!
-# etcd's gateway: put KEY VALUE, del KEY.
-b64() { printf '%s' "$1" | base64 -w0; }
-eput() {
-	inns curl -sf "$ETCD/v3/kv/put" -d "{\"key\":\"$(b64 "/qdesk/v1/$1")\",\"value\":\"$(b64 "$2")\"}" >/dev/null ||
-		fail "etcd put $1"
-}
-edel() {
-	inns curl -sf "$ETCD/v3/kv/deleterange" -d "{\"key\":\"$(b64 "/qdesk/v1/$1")\"}" >/dev/null ||
-		fail "etcd delete $1"
-}
-
-CA=$T/ca
-for i in $(seq 1 50); do
-	out=$(inns "$QDESK_BIN" cluster init --etcd "$ETCD" --dir "$CA" 2>&1) && break
-	sleep 0.2
-done
-[[ $out == "cluster CA "* ]] || fail "cluster init: $out"
+net_up
+cluster_init
 qq cluster cert host h1 --dir "$CA" --addr 127.0.0.11 >/dev/null
 qq cluster cert host h2 --dir "$CA" --addr 127.0.0.12 >/dev/null
 qq cluster cert broker b1 --dir "$CA" >/dev/null
@@ -97,7 +57,7 @@ start_host() {
 EOF
 	inns "$QMPD" -f -v --state-dir "$T/$h" --cluster "$T/$h.json" \
 	    >>"$T/$h.log" 2>&1 &
-	PIDS="$PIDS $!"
+	NET_PIDS="$NET_PIDS $!"
 	for i in $(seq 1 100); do
 		grep -q "cluster: listening on $addr:7443" "$T/$h.log" && return 0
 		sleep 0.05
@@ -132,7 +92,7 @@ inns "$BROKER" -f -v --state-dir "$T/broker" --user "$BROKER_USER" \
     --https 127.0.0.1:8443 --spice-proxy "$PROXY" --rdp 127.0.0.1:3389 \
     --cluster "$T/broker.json" >>"$BROKER_LOG" 2>&1 &
 BROKER_PID=$!
-PIDS="$BROKER_PID $PIDS"
+NET_PIDS="$BROKER_PID $NET_PIDS"
 for i in $(seq 1 100); do
 	inns curl -skf "$URL/api/health" >/dev/null 2>&1 && break
 	kill -0 "$BROKER_PID" 2>/dev/null || broker_fail "qdesk-broker exited at start"
