@@ -9,7 +9,7 @@
 # no certificate and a plain-TCP client are each refused with a clear
 # error, and a bad --listen value is a one-line error.
 . "$(dirname "$0")/lib.sh"
-. "$top/tests/lib/cluster-lib.sh"
+. "$top/tests/lib/cluster-tls-lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
 for t in etcd openssl ip jq socat; do

@@ -10,7 +10,7 @@
 # comes back brings them back.
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/xvfb.sh"
-. "$top/tests/lib/cluster-lib.sh"
+. "$top/tests/lib/cluster-tls-lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
 for t in etcd ip jq curl xfreerdp; do
