@@ -353,38 +353,37 @@ cluster_one_done(json_t *ret, const char *errclass, const char *errdesc,
 	free(o);
 }
 
-/* Every host asked: desktop.mine's desktops merged. */
+/*
+ * Every host asked: desktop.mine's desktops merged by name. A desktop
+ * more than one host lists (its definition is cluster-wide) is shown as
+ * the host its placement names sees it.
+ */
 struct cluster_fan {
 	qmpc_cb		 cb;
 	void		*arg;
 	int		 waiting;
 	int		 answered;
-	json_t		*desktops;
+	json_t		*desktops;	/* name -> desktop */
 	char		*errclass;
 	char		*errdesc;
 };
 
-static void
-cluster_fan_done(json_t *ret, const char *errclass, const char *errdesc,
-    void *arg)
-{
-	struct cluster_fan	*f = arg;
-	json_t			*result;
+struct cluster_fan_host {
+	struct cluster_fan	*fan;
+	char			*host;
+};
 
-	if (errclass != NULL) {
-		if (f->errclass == NULL) {
-			f->errclass = xstrdup(errclass);
-			f->errdesc = xstrdup(errdesc);
-		}
-	} else {
-		f->answered++;
-		json_array_extend(f->desktops, json_object_get(ret,
-		    "desktops"));
-	}
-	if (--f->waiting > 0)
-		return;
+static void
+cluster_fan_end(struct cluster_fan *f)
+{
+	json_t		*result, *list, *d;
+	const char	*name;
+
 	if (f->answered > 0) {
-		result = json_pack("{s:O}", "desktops", f->desktops);
+		list = json_array();
+		json_object_foreach(f->desktops, name, d)
+			json_array_append(list, d);
+		result = json_pack("{s:o}", "desktops", list);
 		f->cb(result, NULL, NULL, f->arg);
 		json_decref(result);
 	} else
@@ -396,27 +395,64 @@ cluster_fan_done(json_t *ret, const char *errclass, const char *errdesc,
 }
 
 static void
+cluster_fan_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	struct cluster_fan_host	*fh = arg;
+	struct cluster_fan	*f = fh->fan;
+	struct cluster_place	*p;
+	const char		*name;
+	json_t			*d;
+	size_t			 i;
+
+	if (errclass != NULL) {
+		if (f->errclass == NULL) {
+			f->errclass = xstrdup(errclass);
+			f->errdesc = xstrdup(errdesc);
+		}
+	} else {
+		f->answered++;
+		json_array_foreach(json_object_get(ret, "desktops"), i, d) {
+			if ((name = json_string_value(json_object_get(d,
+			    "name"))) == NULL)
+				continue;
+			p = cluster_place_find(name);
+			if (json_object_get(f->desktops, name) == NULL ||
+			    (p != NULL && strcmp(p->host, fh->host) == 0))
+				json_object_set(f->desktops, name, d);
+		}
+	}
+	free(fh->host);
+	free(fh);
+	if (--f->waiting == 0)
+		cluster_fan_end(f);
+}
+
+static void
 cluster_fan_out(const char *cmd, json_t *args, int timeout, qmpc_cb cb,
     void *arg)
 {
 	struct cluster_host	*h;
 	struct cluster_fan	*f;
+	struct cluster_fan_host	*fh;
 
 	f = xcalloc(1, sizeof *f);
 	f->cb = cb;
 	f->arg = arg;
-	f->desktops = json_array();
+	f->desktops = json_object();
 	f->waiting = 1;		/* held until every host is asked */
 	TAILQ_FOREACH(h, &cluster_hosts, entry) {
 		if (!h->up || h->conn == NULL || !qmpc_conn_ready(h->conn))
 			continue;
 		f->waiting++;
+		fh = xcalloc(1, sizeof *fh);
+		fh->fan = f;
+		fh->host = xstrdup(h->name);
 		qmpc_conn_call(h->conn, cmd, json_deep_copy(args), timeout,
-		    cluster_fan_done, f);
+		    cluster_fan_done, fh);
 	}
 	json_decref(args);
 	if (f->waiting == 1) {
-		f->waiting = 0;
 		json_decref(f->desktops);
 		free(f);
 		cluster_fail_later(cb, arg, QMPC_ERR_DOWN, "no cluster host "
