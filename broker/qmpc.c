@@ -132,7 +132,9 @@ qmpc_deferred_cb(evutil_socket_t fd, short events, void *arg)
 	TAILQ_CONCAT(&list, &q->failed, entry);
 	while ((r = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, r, entry);
-		r->cb(NULL, r->errclass, r->errdesc, r->arg);
+		/* A ping's callback is the connection's own: it is gone. */
+		if (strcmp(r->cmd, QMPC_PING_CMD) != 0)
+			r->cb(NULL, r->errclass, r->errdesc, r->arg);
 		qmpc_req_free(r);
 	}
 }
@@ -462,13 +464,33 @@ qmpc_conn_clear(struct qmpc_conn *q)
 	q->base = NULL;
 }
 
+/*
+ * Close a host's connection for good (it moved, or the broker stops):
+ * each request still in flight is failed, now, with QMPC_ERR_DOWN.
+ */
 void
 qmpc_conn_free(struct qmpc_conn *q)
 {
+	struct qmpc_reqs	 list;
+	struct qmpc_req		*r;
+
 	if (q == NULL)
 		return;
+	TAILQ_INIT(&list);
+	TAILQ_CONCAT(&list, &q->pending, entry);
+	TAILQ_CONCAT(&list, &q->failed, entry);
 	qmpc_conn_clear(q);
 	free(q);
+	while ((r = TAILQ_FIRST(&list)) != NULL) {
+		TAILQ_REMOVE(&list, r, entry);
+		/* A ping's callback is the connection's own: it is gone. */
+		if (strcmp(r->cmd, QMPC_PING_CMD) != 0)
+			r->cb(NULL, r->errclass != NULL ? r->errclass :
+			    QMPC_ERR_DOWN, r->errdesc != NULL ? r->errdesc :
+			    "the host's connection closed before it answered; "
+			    "try again in a moment", r->arg);
+		qmpc_req_free(r);
+	}
 }
 
 int
