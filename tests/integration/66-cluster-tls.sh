@@ -101,7 +101,7 @@ out=$("$QMPD" -f --state-dir "$T/bad" --listen 127.0.0.1:7443 2>&1) &&
 	fail "--listen without --cluster: $out"
 log "bad --listen values: one-line errors: ok"
 
-inns "$QMPD" -f -v --state-dir "$STATE" --cluster "$T/cluster.json" \
+ip netns exec "$NS" "$QMPD" -f -v --state-dir "$STATE" --cluster "$T/cluster.json" \
     >>"$QMPD_LOG" 2>&1 &
 QMPD_PID=$!
 for i in $(seq 1 100); do
@@ -173,8 +173,9 @@ echo "$got" | jq -e '.error.class == "PermissionDenied" and (.error.desc | test(
 out=$(inns "$QDESK_BIN" --host 127.0.0.1:23799 --cert "$CA/admin-alice" status 2>&1) &&
 	fail "the CLI took etcd's plain port for a host"
 [[ $out == *"it does not speak TLS as a qdesk host does"* ]] || fail "the CLI on a plain port: $out"
-inns timeout 10 socat TCP-LISTEN:7444,bind=127.0.0.1,reuseaddr \
+ip netns exec "$NS" timeout 10 socat TCP-LISTEN:7444,bind=127.0.0.1,reuseaddr \
     SYSTEM:'echo "{\"qdesk\":{\"version\":\"0.1.0\",\"protocol\":1}}"; sleep 2' &
+NET_PIDS="$NET_PIDS $!"
 for i in $(seq 1 50); do
 	out=$(inns "$QDESK_BIN" --host 127.0.0.1:7444 --cert "$CA/admin-alice" status 2>&1) &&
 		fail "the CLI took a plain qmpd-like port for a host"

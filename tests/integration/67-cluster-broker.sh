@@ -55,7 +55,7 @@ start_host() {
  "ca": "$CA/host-$h/ca.pem", "cert": "$CA/host-$h/cert.pem",
  "key": "$CA/host-$h/key.pem"}
 EOF
-	inns "$QMPD" -f -v --state-dir "$T/$h" --cluster "$T/$h.json" \
+	ip netns exec "$NS" "$QMPD" -f -v --state-dir "$T/$h" --cluster "$T/$h.json" \
 	    >>"$T/$h.log" 2>&1 &
 	NET_PIDS="$NET_PIDS $!"
 	for i in $(seq 1 100); do
@@ -88,7 +88,7 @@ cat >"$T/broker.json" <<EOF
 EOF
 URL=https://127.0.0.1:8443
 PROXY=127.0.0.1:3128
-inns "$BROKER" -f -v --state-dir "$T/broker" --user "$BROKER_USER" \
+ip netns exec "$NS" "$BROKER" -f -v --state-dir "$T/broker" --user "$BROKER_USER" \
     --https 127.0.0.1:8443 --spice-proxy "$PROXY" --rdp 127.0.0.1:3389 \
     --cluster "$T/broker.json" >>"$BROKER_LOG" 2>&1 &
 BROKER_PID=$!
@@ -222,4 +222,11 @@ for i in $(seq 1 50); do
 done
 expect 200 "d2 once h2 is back"
 log "a host down in etcd: its desktops say so; back: they work: ok"
+
+# The broker stops cleanly: every host connection and the relay closed.
+kill -TERM "$BROKER_PID"
+wait "$BROKER_PID"
+st=$?
+[ $st = 0 ] && grep -q "qdesk-broker: exited" "$BROKER_LOG" ||
+	broker_fail "the broker's exit: status $st"
 exit 0

@@ -3,7 +3,9 @@
 # loopback only) with a one-member etcd in it (ETCD), the cluster CA made
 # by `qdesk cluster init` (CA), and etcd's gateway from the shell. The
 # namespace, etcd and whatever the test adds to NET_PIDS (ended with
-# TERM) go at exit, by PID and name.
+# TERM) go at exit, by PID and name. Start a daemon in the namespace with
+# `ip netns exec "$NS" CMD &`, never through inns (a function: $! would
+# be the subshell's, and the daemon would outlive the test).
 NS=qdnet-${TEST_NAME%%-*}-$$
 ETCD=http://127.0.0.1:23799
 ETCD_PID=
@@ -31,7 +33,7 @@ inns() { ip netns exec "$NS" "$@"; }
 net_up() {
 	ip netns add "$NS" || fail "cannot create namespace $NS"
 	inns ip link set lo up
-	inns etcd --name t --data-dir "$T/etcd" \
+	ip netns exec "$NS" etcd --name t --data-dir "$T/etcd" \
 	    --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
 	    --listen-peer-urls http://127.0.0.1:23798 \
 	    --initial-advertise-peer-urls http://127.0.0.1:23798 \
