@@ -31,33 +31,19 @@ BUILD=$(cd "${BUILD:-$top/build}" && pwd) || exit 2
 . "$top/bench/lib.sh" cluster-tls
 command -v etcd >/dev/null || die "no etcd (scripts/setup)"
 
-NS=qdnet-bench-$$
-ETCD=http://127.0.0.1:23799
-ETCD_PID=
+# The test's namespace, etcd and cluster init (tests/lib/cluster-tls-lib.sh).
+TEST_NAME=bench-tls
+QDESK_BIN=$QDESK
+fail() { die "$*"; }
+. "$top/tests/lib/cluster-tls-lib.sh"
 bench_net_end() {
 	local st=$?
-	if [ -n "$ETCD_PID" ]; then
-		kill -9 "$ETCD_PID" 2>/dev/null
-		wait "$ETCD_PID" 2>/dev/null
-	fi
-	ip netns del "$NS" 2>/dev/null
+	net_cleanup
 	return $st
 }
 trap 'bench_net_end; bench_cleanup' EXIT
-ip netns add "$NS" || die "cannot create namespace $NS"
-ip netns exec "$NS" ip link set lo up
-ip netns exec "$NS" etcd --name t --data-dir "$T/etcd" \
-    --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-    --listen-peer-urls http://127.0.0.1:23798 \
-    --initial-advertise-peer-urls http://127.0.0.1:23798 \
-    --initial-cluster t=http://127.0.0.1:23798 \
-    --logger zap --log-level warn >"$T/etcd.log" 2>&1 &
-ETCD_PID=$!
-for i in $(seq 1 50); do
-	ip netns exec "$NS" "$QDESK" cluster init --etcd "$ETCD" --dir "$T/ca" \
-	    >/dev/null 2>&1 && break
-	sleep 0.2
-done
+net_up
+cluster_init
 [ -f "$T/ca/ca.pem" ] || die "cluster init failed"
 "$QDESK" cluster cert host h1 --dir "$T/ca" --addr 127.0.0.1 >/dev/null &&
     "$QDESK" cluster cert admin bench --dir "$T/ca" >/dev/null || die "cluster cert"
