@@ -132,9 +132,7 @@ qmpc_deferred_cb(evutil_socket_t fd, short events, void *arg)
 	TAILQ_CONCAT(&list, &q->failed, entry);
 	while ((r = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, r, entry);
-		/* A ping's callback is the connection's own: it is gone. */
-		if (strcmp(r->cmd, QMPC_PING_CMD) != 0)
-			r->cb(NULL, r->errclass, r->errdesc, r->arg);
+		r->cb(NULL, r->errclass, r->errdesc, r->arg);
 		qmpc_req_free(r);
 	}
 }
