@@ -15,7 +15,6 @@
 
 #include <linux/sockios.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include <event2/util.h>
 
 #include "compat.h"
+#include "jsonl.h"
 #include "log.h"
 #include "qga.h"
 #include "xmalloc.h"
@@ -94,22 +94,6 @@ qga_cmd_free(struct qga_cmd *c)
 	free(c);
 }
 
-/* Fill buf with a printable excerpt of a line, for log messages. */
-static const char *
-qga_excerpt(char *buf, size_t size, const char *line, size_t len)
-{
-	size_t	 i, o = 0;
-
-	for (i = 0; i < len && o + 4 < size; i++)
-		buf[o++] = isprint((unsigned char)line[i]) ? line[i] : '?';
-	if (i < len && o + 4 <= size) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o] = '\0';
-	return (buf);
-}
-
 static void
 qga_timer_arm(struct qga *q)
 {
@@ -125,21 +109,14 @@ static char *
 qga_encode(const char *name, json_t *args, size_t *len)
 {
 	json_t	*req;
-	char	*s, *line;
+	char	*line;
 
 	req = json_object();
 	json_object_set_new(req, "execute", json_string(name));
 	if (args != NULL)
 		json_object_set_new(req, "arguments", args);
-	if ((s = json_dumps(req, JSON_COMPACT)) == NULL)
-		fatalx("%s: cannot encode agent command %s", __func__, name);
+	line = jsonl_encode(req, len, name);
 	json_decref(req);
-	*len = strlen(s) + 1;
-	line = xmalloc(*len + 1);
-	memcpy(line, s, *len - 1);
-	line[*len - 1] = '\n';
-	line[*len] = '\0';
-	free(s);
 	return (line);
 }
 
@@ -324,7 +301,7 @@ qga_line(struct qga *q, char *line, size_t len)
 
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
-	log_debug("qga: <- %s", qga_excerpt(buf, sizeof buf, line, len));
+	log_debug("qga: <- %s", jsonl_excerpt(buf, sizeof buf, line, len));
 
 	kind = qga_line_classify(line, len, &delimited, &root);
 	if (q->state == QGA_SYNCING) {
@@ -356,34 +333,23 @@ qga_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct qga		*q = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
-	struct evbuffer_ptr	 start, eol;
-	size_t			 eol_len, len;
+	size_t			 len;
 	char			*line;
 
 	qga_hold(q);
 	while (q->state != QGA_CLOSED && !q->freed) {
-		evbuffer_ptr_set(in, &start, q->scanned, EVBUFFER_PTR_SET);
-		eol = evbuffer_search_eol(in, &start, &eol_len,
-		    EVBUFFER_EOL_LF);
-		if (eol.pos == -1) {
-			q->scanned = evbuffer_get_length(in);
-			if (q->scanned > QGA_MAX_LINE)
-				qga_close(q, "guest agent line too long", 1);
+		switch (jsonl_next(in, &q->scanned, QGA_MAX_LINE, &line, &len)) {
+		case JSONL_MORE:
 			break;
-		}
-		len = eol.pos;
-		q->scanned = 0;
-		if (len > QGA_MAX_LINE) {
+		case JSONL_TOOLONG:
 			qga_close(q, "guest agent line too long", 1);
 			break;
+		case JSONL_LINE:
+			qga_line(q, line, len);
+			free(line);
+			continue;
 		}
-		line = xmalloc(len + 1);
-		if (evbuffer_remove(in, line, len) != (int)len)
-			fatalx("%s: evbuffer_remove", __func__);
-		line[len] = '\0';
-		evbuffer_drain(in, eol_len);
-		qga_line(q, line, len);
-		free(line);
+		break;
 	}
 	qga_release(q);
 }

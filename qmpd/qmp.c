@@ -19,7 +19,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -35,6 +34,7 @@
 #include <event2/util.h>
 
 #include "compat.h"
+#include "jsonl.h"
 #include "log.h"
 #include "qmp.h"
 #include "sock.h"
@@ -115,22 +115,6 @@ qmp_cmd_free(struct qmp_cmd *c)
 	free(c);
 }
 
-/* Fill buf with a printable excerpt of a line, for log messages. */
-static const char *
-qmp_excerpt(char *buf, size_t size, const char *line, size_t len)
-{
-	size_t	 i, o = 0;
-
-	for (i = 0; i < len && o + 4 < size; i++)
-		buf[o++] = isprint((unsigned char)line[i]) ? line[i] : '?';
-	if (i < len && o + 4 <= size) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o] = '\0';
-	return (buf);
-}
-
 /* Set a command's deadline: the timeout runs from when it is issued. */
 static void
 qmp_cmd_arm(struct qmp *q, struct qmp_cmd *c)
@@ -154,7 +138,6 @@ qmp_cmd_new(struct qmp *q, const char *name, json_t *args, int fd,
 {
 	struct qmp_cmd	*c;
 	json_t		*req;
-	char		*s;
 
 	c = xcalloc(1, sizeof *c);
 	c->id = q->next_id++;
@@ -168,15 +151,8 @@ qmp_cmd_new(struct qmp *q, const char *name, json_t *args, int fd,
 	if (args != NULL)
 		json_object_set_new(req, "arguments", args);
 	json_object_set_new(req, "id", json_integer(c->id));
-	if ((s = json_dumps(req, JSON_COMPACT)) == NULL)
-		fatalx("%s: cannot encode QMP command %s", __func__, name);
+	c->line = jsonl_encode(req, &c->len, name);
 	json_decref(req);
-	c->len = strlen(s) + 1;
-	c->line = xmalloc(c->len + 1);
-	memcpy(c->line, s, c->len - 1);
-	c->line[c->len - 1] = '\n';
-	c->line[c->len] = '\0';
-	free(s);
 	return (c);
 }
 
@@ -530,7 +506,7 @@ qmp_line(struct qmp *q, char *line, size_t len)
 		}
 		/* FALLTHROUGH */
 	case QMP_LINE_GARBAGE:
-		qmp_excerpt(buf, sizeof buf, line, len);
+		jsonl_excerpt(buf, sizeof buf, line, len);
 		if (q->state == QMP_GREETING) {
 			xasprintf(&cause, "not a QMP greeting: %s", buf);
 			qmp_close(q, "Disconnected", cause, 1);
@@ -549,41 +525,26 @@ qmp_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct qmp		*q = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
-	struct evbuffer_ptr	 start, eol;
-	size_t			 eol_len, len;
+	size_t			 len;
 	char			*line, *cause;
 
 	qmp_hold(q);
 	while (q->state != QMP_CLOSED && !q->freed) {
-		evbuffer_ptr_set(in, &start, q->scanned, EVBUFFER_PTR_SET);
-		eol = evbuffer_search_eol(in, &start, &eol_len,
-		    EVBUFFER_EOL_LF);
-		if (eol.pos == -1) {
-			q->scanned = evbuffer_get_length(in);
-			if (q->scanned > QMP_MAX_LINE) {
-				xasprintf(&cause, "QMP line over %d bytes",
-				    QMP_MAX_LINE);
-				qmp_close(q, "Disconnected", cause, 1);
-				free(cause);
-			}
+		switch (jsonl_next(in, &q->scanned, QMP_MAX_LINE, &line, &len)) {
+		case JSONL_MORE:
 			break;
-		}
-		len = eol.pos;
-		q->scanned = 0;
-		if (len > QMP_MAX_LINE) {
+		case JSONL_TOOLONG:
 			xasprintf(&cause, "QMP line of %zu bytes is over %d",
 			    len, QMP_MAX_LINE);
 			qmp_close(q, "Disconnected", cause, 1);
 			free(cause);
 			break;
+		case JSONL_LINE:
+			qmp_line(q, line, len);
+			free(line);
+			continue;
 		}
-		line = xmalloc(len + 1);
-		if (evbuffer_remove(in, line, len) != (int)len)
-			fatalx("%s: evbuffer_remove", __func__);
-		line[len] = '\0';
-		evbuffer_drain(in, eol_len);
-		qmp_line(q, line, len);
-		free(line);
+		break;
 	}
 	qmp_timer_update(q);
 	qmp_release(q);
