@@ -5,10 +5,13 @@
 #include <sys/types.h>
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/util.h>
 
 #include "jsonl.h"
 #include "log.h"
@@ -69,4 +72,20 @@ jsonl_excerpt(char *buf, size_t size, const char *line, size_t len)
 	}
 	buf[o] = '\0';
 	return (buf);
+}
+
+char *
+jsonl_event_cause(short events, const char *closed, const char *what)
+{
+	char	*cause;
+
+	if ((events & BEV_EVENT_EOF) || ((events & BEV_EVENT_ERROR) &&
+	    EVUTIL_SOCKET_ERROR() == ECONNRESET))
+		cause = xstrdup(closed);
+	else if (events & BEV_EVENT_ERROR)
+		xasprintf(&cause, "%s: %s", what,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	else
+		cause = NULL;
+	return (cause);
 }

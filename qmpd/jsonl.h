@@ -36,6 +36,14 @@ char	*jsonl_encode(json_t *obj, size_t *len, const char *what);
 enum jsonl_read	 jsonl_next(struct evbuffer *in, size_t *scanned, size_t max,
 		    char **line, size_t *len);
 
+/*
+ * The cause a bufferevent event ends a connection with: EOF or a reset
+ * (QEMU's quit often resets rather than closes) is closed, any other
+ * error "what: strerror"; NULL for an event that ends nothing.  Allocated.
+ */
+char		*jsonl_event_cause(short events, const char *closed,
+		    const char *what);
+
 /* Fill buf with a printable excerpt of line, "..." when cut; returns buf. */
 const char	*jsonl_excerpt(char *buf, size_t size, const char *line,
 		    size_t len);

@@ -15,7 +15,6 @@
 
 #include <linux/sockios.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,13 +403,9 @@ qga_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct qga	*q = arg;
 	char		*cause;
 
-	if ((what & BEV_EVENT_EOF) || ((what & BEV_EVENT_ERROR) &&
-	    EVUTIL_SOCKET_ERROR() == ECONNRESET))
-		cause = xstrdup("QEMU closed the guest agent port");
-	else if (what & BEV_EVENT_ERROR)
-		xasprintf(&cause, "guest agent port error: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	else
+	if ((cause = jsonl_event_cause(what,
+	    "QEMU closed the guest agent port", "guest agent port error")) ==
+	    NULL)
 		return;
 	qga_hold(q);
 	qga_close(q, cause, 1);

@@ -581,14 +581,8 @@ qmp_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct qmp	*q = arg;
 	char		*cause;
 
-	/* QEMU's quit often resets rather than closes: the same to us. */
-	if ((what & BEV_EVENT_EOF) || ((what & BEV_EVENT_ERROR) &&
-	    EVUTIL_SOCKET_ERROR() == ECONNRESET))
-		cause = xstrdup("QEMU closed the QMP connection");
-	else if (what & BEV_EVENT_ERROR)
-		xasprintf(&cause, "QMP connection error: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	else
+	if ((cause = jsonl_event_cause(what, "QEMU closed the QMP connection",
+	    "QMP connection error")) == NULL)
 		return;
 	qmp_hold(q);
 	qmp_close(q, "Disconnected", cause, 1);
