@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/util.h>
 
 #include "jsonl.h"
@@ -88,4 +89,36 @@ jsonl_event_cause(short events, const char *closed, const char *what)
 	else
 		cause = NULL;
 	return (cause);
+}
+
+struct bufferevent *
+jsonl_bufferevent(struct event_base *base, int fd,
+    void (*readcb)(struct bufferevent *, void *),
+    void (*writecb)(struct bufferevent *, void *),
+    void (*eventcb)(struct bufferevent *, short, void *), void *arg)
+{
+	struct bufferevent	*bev;
+
+	evutil_make_socket_nonblocking(fd);
+	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		fatalx("%s: bufferevent_socket_new", __func__);
+	bufferevent_setcb(bev, readcb, writecb, eventcb, arg);
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	return (bev);
+}
+
+void
+jsonl_error(json_t *root, const char **class, const char **desc)
+{
+	json_t	*err;
+
+	err = json_object_get(root, "error");
+	*class = json_string_value(json_object_get(err, "class"));
+	*desc = json_string_value(json_object_get(err, "desc"));
+	if (*class == NULL)
+		*class = "GenericError";
+	if (*desc == NULL)
+		*desc = "no description";
 }

@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+struct bufferevent;
+struct event_base;
 struct evbuffer;
 
 enum jsonl_read {
@@ -43,6 +45,23 @@ enum jsonl_read	 jsonl_next(struct evbuffer *in, size_t *scanned, size_t max,
  */
 char		*jsonl_event_cause(short events, const char *closed,
 		    const char *what);
+
+/*
+ * A bufferevent on the non-blocking fd (closed with it), reading and
+ * writing, the write callback called each time the output drains.
+ */
+struct bufferevent *jsonl_bufferevent(struct event_base *, int fd,
+		    void (*readcb)(struct bufferevent *, void *),
+		    void (*writecb)(struct bufferevent *, void *),
+		    void (*eventcb)(struct bufferevent *, short, void *),
+		    void *arg);
+
+/*
+ * The class and desc of an {"error":{...}} reply, borrowed from root;
+ * "GenericError" and "no description" where the peer left them out.
+ */
+void		 jsonl_error(json_t *root, const char **class,
+		    const char **desc);
 
 /* Fill buf with a printable excerpt of line, "..." when cut; returns buf. */
 const char	*jsonl_excerpt(char *buf, size_t size, const char *line,

@@ -259,7 +259,6 @@ static void
 qga_reply(struct qga *q, json_t *root, enum qga_line_kind kind)
 {
 	struct qga_cmd	*c;
-	json_t		*err;
 	const char	*class, *desc;
 
 	c = TAILQ_FIRST(&q->queue);
@@ -276,12 +275,8 @@ qga_reply(struct qga *q, json_t *root, enum qga_line_kind kind)
 			c->cb(q, json_object_get(root, "return"), NULL, NULL,
 			    c->arg);
 		else {
-			err = json_object_get(root, "error");
-			class = json_string_value(json_object_get(err,
-			    "class"));
-			desc = json_string_value(json_object_get(err, "desc"));
-			c->cb(q, NULL, class != NULL ? class : "GenericError",
-			    desc != NULL ? desc : "no description", c->arg);
+			jsonl_error(root, &class, &desc);
+			c->cb(q, NULL, class, desc, c->arg);
 		}
 	}
 	qga_cmd_free(c);
@@ -428,13 +423,8 @@ qga_create(struct event_base *base, int fd, const struct qga_callbacks *cb,
 	q->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
 	TAILQ_INIT(&q->queue);
 
-	evutil_make_socket_nonblocking(fd);
-	q->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (q->bev == NULL)
-		fatalx("%s: bufferevent_socket_new", __func__);
-	bufferevent_setcb(q->bev, qga_read_cb, qga_write_cb, qga_event_cb, q);
-	bufferevent_setwatermark(q->bev, EV_WRITE, 0, 0);
-	bufferevent_enable(q->bev, EV_READ | EV_WRITE);
+	q->bev = jsonl_bufferevent(base, fd, qga_read_cb, qga_write_cb,
+	    qga_event_cb, q);
 	if ((q->timer = evtimer_new(base, qga_timer_cb, q)) == NULL)
 		fatalx("%s: evtimer_new", __func__);
 	qga_sync_send(q);

@@ -440,7 +440,7 @@ static void
 qmp_reply(struct qmp *q, json_t *root, enum qmp_line_kind kind)
 {
 	struct qmp_cmd	*c;
-	json_t		*id, *err;
+	json_t		*id;
 	const char	*class, *desc;
 
 	id = json_object_get(root, "id");
@@ -464,12 +464,8 @@ qmp_reply(struct qmp *q, json_t *root, enum qmp_line_kind kind)
 			c->cb(q, json_object_get(root, "return"), NULL, NULL,
 			    c->arg);
 		else {
-			err = json_object_get(root, "error");
-			class = json_string_value(json_object_get(err,
-			    "class"));
-			desc = json_string_value(json_object_get(err, "desc"));
-			c->cb(q, NULL, class != NULL ? class : "GenericError",
-			    desc != NULL ? desc : "no description", c->arg);
+			jsonl_error(root, &class, &desc);
+			c->cb(q, NULL, class, desc, c->arg);
 		}
 	}
 	qmp_cmd_free(c);
@@ -608,13 +604,8 @@ qmp_create(struct event_base *base, int fd, const struct qmp_callbacks *cb,
 	TAILQ_INIT(&q->outq);
 	TAILQ_INIT(&q->pending);
 
-	evutil_make_socket_nonblocking(fd);
-	q->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (q->bev == NULL)
-		fatalx("%s: bufferevent_socket_new", __func__);
-	bufferevent_setcb(q->bev, qmp_read_cb, qmp_write_cb, qmp_event_cb, q);
-	bufferevent_setwatermark(q->bev, EV_WRITE, 0, 0);
-	bufferevent_enable(q->bev, EV_READ | EV_WRITE);
+	q->bev = jsonl_bufferevent(base, fd, qmp_read_cb, qmp_write_cb,
+	    qmp_event_cb, q);
 	if ((q->timer = evtimer_new(base, qmp_timer_cb, q)) == NULL)
 		fatalx("%s: evtimer_new", __func__);
 	if ((q->wev = event_new(base, fd, EV_WRITE, qmp_wev_cb, q)) == NULL)
