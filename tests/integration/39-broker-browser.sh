@@ -128,19 +128,8 @@ for bad in /novnc/core/../../../etc/passwd /novnc/core/nothing.js /novnc/vnc.htm
 done
 
 # --- in real headless Chromium (as 32-broker-portal drives it) -------------
-PLAYWRIGHT_VERSION=1.65.1
-NODE_DIR=$top/build/portal-test
 HOLD=${QDESK_CONSOLE_HOLD:-75}
-command -v chromium >/dev/null || fail "no chromium (apt-get install chromium)"
-command -v node >/dev/null && command -v npm >/dev/null ||
-	fail "no node/npm to drive chromium"
-if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
-	mkdir -p "$NODE_DIR"
-	log "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
-	npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent \
-	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
-		fail "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
-fi
+need_playwright fail
 cp "$top/tests/lib/console.mjs" "$NODE_DIR/console.mjs"
 mkdir -p "$RESULTS"
 # The canvas's pixels against QEMU's own screendump, over its size.
