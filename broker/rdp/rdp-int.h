@@ -161,5 +161,7 @@ struct rdp_encode_stats {
 int	 rdp_encode_send(struct rdp_encode *, void *context,
 	    const struct rdp_rfb *, const struct rdp_rect *, int n,
 	    struct rdp_encode_stats *);
+void	 rdp_encode_grid(uint8_t *grid, int gw, int gh, int tile,
+	    const struct rdp_rect *, int n);
 
 #endif
