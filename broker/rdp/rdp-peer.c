@@ -851,6 +851,10 @@ rdp_peer_main(void *arg)
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
 	}
+	/* Before the session's line: its gfx figures (rdp.gfx) come first. */
+	rdp_gfx_free(s->gfx, rdp_peer_who(s, who, sizeof who));
+	if (s->vcm != NULL)
+		WTSCloseServer(s->vcm);
 	ms = rdp_peer_ms() - s->since;
 	if (s->authed)
 		log_info("%s: session ended after %llu.%03llu s (%s); %llu "
@@ -874,9 +878,6 @@ rdp_peer_main(void *arg)
 		log_info("RDP %s: connection closed before login (%s)",
 		    s->addr, s->end != NULL ? s->end : "no reason");
 
-	rdp_gfx_free(s->gfx, rdp_peer_who(s, who, sizeof who));
-	if (s->vcm != NULL)
-		WTSCloseServer(s->vcm);
 	if (s->peer != NULL && s->peer->context != NULL) {
 		s->peer->Disconnect(s->peer);
 		freerdp_peer_context_free(s->peer);
