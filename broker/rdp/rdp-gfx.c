@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <freerdp/freerdp.h>
@@ -81,15 +80,6 @@ struct rdp_gfx {
 	uint64_t		 bytes;
 	uint64_t		 since;
 };
-
-static uint64_t
-rdp_gfx_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 void
 rdp_gfx_pace_init(struct rdp_gfx_pace *p, int window)
@@ -268,7 +258,7 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		rdpgfx_server_context_free(g->ctx);
 	}
 	if (g->codec != 0 || g->frames > 0) {
-		ms = rdp_gfx_ms() - g->since;
+		ms = rdp_peer_ms() - g->since;
 		f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		    "codec", rdp_gfx_codec_name(g->codec),
 		    "frames", (json_int_t)g->frames,
@@ -388,7 +378,7 @@ rdp_gfx_confirm(struct rdp_gfx *g, const char *who)
 		return (-1);
 	g->capsversion = set.version;
 	g->codec = avc ? RDP_GFX_AVC420 : RDP_GFX_PROGRESSIVE;
-	g->since = rdp_gfx_ms();
+	g->since = rdp_peer_ms();
 	if (rdp_gfx_surface(g, settings->DesktopWidth, settings->DesktopHeight,
 	    who) != 0)
 		return (-1);
@@ -488,7 +478,7 @@ rdp_gfx_frame(struct rdp_gfx *g, const struct rdp_gfx_image *img,
 {
 	RDPGFX_START_FRAME_PDU	 start;
 	RDPGFX_END_FRAME_PDU	 end;
-	uint64_t		 ms = rdp_gfx_ms();
+	uint64_t		 ms = rdp_peer_ms();
 	int			 rc;
 
 	memset(&start, 0, sizeof start);
@@ -596,7 +586,7 @@ rdp_gfx_send(struct rdp_gfx *g, const struct rdp_rfb *rfb,
 	if (rdp_gfx_frame(g, &img, rects, n, NULL) != 0)
 		return (-1);
 	g->lossyframes++;
-	g->lossyt = rdp_gfx_ms();
+	g->lossyt = rdp_peer_ms();
 	return (1);
 }
 
@@ -611,7 +601,7 @@ rdp_gfx_idle(struct rdp_gfx *g, const struct rdp_rfb *rfb)
 	struct rdp_gfx_image	img;
 
 	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
-	    rdp_gfx_ms() - g->lossyt < RDP_GFX_REFINE_MS ||
+	    rdp_peer_ms() - g->lossyt < RDP_GFX_REFINE_MS ||
 	    rfb->width != g->width || rfb->height != g->height ||
 	    !rdp_gfx_may_send(g))
 		return (0);
@@ -633,7 +623,7 @@ rdp_gfx_timeout(struct rdp_gfx *g)
 	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
 	    !rdp_gfx_may_send(g))
 		return (-1);	/* an ack wakes the session through the pipe */
-	since = rdp_gfx_ms() - g->lossyt;
+	since = rdp_peer_ms() - g->lossyt;
 	return (since >= RDP_GFX_REFINE_MS ? 0 :
 	    (int)(RDP_GFX_REFINE_MS - since));
 }

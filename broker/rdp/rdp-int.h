@@ -53,6 +53,7 @@ struct rdp_config {
 /* rdp-peer.c: the session thread. Takes fd and ctl; config is copied. */
 int	 rdp_peer_spawn(int fd, int ctl, const char *addr,
 	    const struct rdp_config *, char **cause);
+uint64_t rdp_peer_ms(void);
 
 /*
  * rdp-qmpd.c: one blocking request to qmpd on a fresh connection (for the

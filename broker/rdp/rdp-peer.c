@@ -79,7 +79,8 @@ struct rdp_session {
 	uint64_t		 keyn;
 };
 
-static uint64_t
+/* Milliseconds on the monotonic clock (also the gfx pacing's clock). */
+uint64_t
 rdp_peer_ms(void)
 {
 	struct timespec	ts;
