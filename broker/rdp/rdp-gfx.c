@@ -52,6 +52,7 @@ struct rdp_gfx {
 	HANDLE			 vcm;
 	RdpgfxServerContext	*ctx;
 	enum rdp_gfx_state	 state;
+	uint64_t		 waitsince;	/* ms: activated, no gfx yet */
 	int			 wake[2];	/* gfx thread -> session */
 
 	/* What the gfx thread recorded, under mtx. */
@@ -78,6 +79,7 @@ struct rdp_gfx {
 	uint64_t		 refines;
 	uint64_t		 held;		/* window full when damage came */
 	uint64_t		 bytes;
+	uint64_t		 encms;		/* in rdp_gfx_frame */
 	uint64_t		 since;
 };
 
@@ -259,7 +261,8 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 	}
 	if (g->codec != 0 || g->frames > 0) {
 		ms = rdp_peer_ms() - g->since;
-		f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+		f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+		    "s:I}",
 		    "codec", rdp_gfx_codec_name(g->codec),
 		    "frames", (json_int_t)g->frames,
 		    "acked", (json_int_t)g->pace.acked,
@@ -270,6 +273,7 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		    "held", (json_int_t)g->held,
 		    "bytes", (json_int_t)g->bytes,
 		    "ms", (json_int_t)ms,
+		    "encms", (json_int_t)g->encms,
 		    "caps", (json_int_t)g->capsversion);
 		log_event(0, "rdp.gfx", f, "%s: graphics pipeline", who);
 		json_decref(f);
@@ -403,6 +407,8 @@ rdp_gfx_check(struct rdp_gfx *g, int activated, const char *who)
 		return (0);
 	while (read(g->wake[0], buf, sizeof buf) > 0)
 		;
+	if (activated && g->waitsince == 0)
+		g->waitsince = rdp_peer_ms();
 	if (g->state == RDP_GFX_WAIT) {
 		if (!activated || !g->peer->settings->SupportGraphicsPipeline ||
 		    !WTSVirtualChannelManagerIsChannelJoined(g->vcm,
@@ -501,6 +507,7 @@ rdp_gfx_frame(struct rdp_gfx *g, const struct rdp_gfx_image *img,
 	if (g->ctx->EndFrame(g->ctx, &end) != CHANNEL_RC_OK)
 		return (-1);
 	g->frames++;
+	g->encms += rdp_peer_ms() - ms;
 	return (0);
 }
 
@@ -525,6 +532,19 @@ rdp_gfx_image(const struct rdp_rfb *rfb, struct rdp_gfx_image *img)
 }
 
 /*
+ * A client that speaks the pipeline gets it a moment after activation
+ * (drdynvc, then the channel, then its caps): bitmap updates meanwhile
+ * would cost a full screen for nothing. Wait up to RDP_GFX_WAIT_MS.
+ */
+static int
+rdp_gfx_waiting(struct rdp_gfx *g)
+{
+	return ((g->state == RDP_GFX_WAIT || g->state == RDP_GFX_OPENING) &&
+	    g->peer->settings->SupportGraphicsPipeline && g->waitsince != 0 &&
+	    rdp_peer_ms() - g->waitsince < RDP_GFX_WAIT_MS);
+}
+
+/*
  * Send the damage as one frame. Returns 1 when sent, 0 when the window is
  * full (keep the damage), -1 on failure, RDP_GFX_OFF when the pipeline is
  * not in use (send bitmap updates instead).
@@ -539,7 +559,7 @@ rdp_gfx_send(struct rdp_gfx *g, const struct rdp_rfb *rfb,
 	int			 i, tiles, lossless;
 
 	if (g->state != RDP_GFX_ACTIVE)
-		return (RDP_GFX_OFF);
+		return (rdp_gfx_waiting(g) ? 0 : RDP_GFX_OFF);
 	if (!rdp_gfx_may_send(g)) {
 		g->held++;
 		return (0);
@@ -620,6 +640,11 @@ rdp_gfx_timeout(struct rdp_gfx *g)
 {
 	uint64_t	since;
 
+	if (rdp_gfx_waiting(g)) {
+		since = rdp_peer_ms() - g->waitsince;
+		return (since >= RDP_GFX_WAIT_MS ? 0 :
+		    (int)(RDP_GFX_WAIT_MS - since));
+	}
 	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
 	    !rdp_gfx_may_send(g))
 		return (-1);	/* an ack wakes the session through the pipe */
