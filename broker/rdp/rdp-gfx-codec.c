@@ -2,7 +2,9 @@
  * The graphics pipeline's encoders: damaged rectangles of the guest's
  * framebuffer to RDPGFX surface commands, through FreeRDP 2's codecs.
  *
- *   AVC420       H.264 (FreeRDP's libavcodec/x264 encoder). A frame is the
+ *   AVC420       H.264: rdp-gfx-avc.c (libavcodec, x264 "superfast")
+ *                when built with libavcodec, else FreeRDP's encoder
+ *                (x264 "medium", ~5x the CPU). A frame is the
  *                whole surface (the client decodes whole frames), but the
  *                metablock lists only the damaged rectangles, so the client
  *                copies only those, and x264 codes the unchanged
@@ -34,7 +36,8 @@ struct rdp_gfx_codec {
 	int			 id;
 	int			 width;
 	int			 height;
-	H264_CONTEXT		*h264;
+	H264_CONTEXT		*h264;		/* FreeRDP's encoder, or */
+	struct rdp_gfx_avc	*avc;		/* ours */
 	PROGRESSIVE_CONTEXT	*progressive;
 	BITMAP_PLANAR_CONTEXT	*planar;
 	unsigned char		*planarbuf;
@@ -76,6 +79,11 @@ rdp_gfx_codec_create(int id, int width, int height)
 	c->flipped = xmalloc(RDP_GFX_TILE * RDP_GFX_TILE * sizeof *c->flipped);
 	switch (id) {
 	case RDP_GFX_AVC420:
+#ifdef RDP_GFX_LIBAVCODEC
+		if ((c->avc = rdp_gfx_avc_create(width, height,
+		    RDP_GFX_AVC_BITRATE, RDP_GFX_AVC_FPS)) != NULL)
+			break;
+#endif
 		if ((c->h264 = h264_context_new(TRUE)) == NULL)
 			goto fail;
 		c->h264->RateControlMode = H264_RATECONTROL_VBR;
@@ -102,6 +110,9 @@ rdp_gfx_codec_free(struct rdp_gfx_codec *c)
 		return;
 	if (c->h264 != NULL)
 		h264_context_free(c->h264);
+#ifdef RDP_GFX_LIBAVCODEC
+	rdp_gfx_avc_free(c->avc);
+#endif
 	if (c->progressive != NULL)
 		progressive_context_free(c->progressive);
 	if (c->planar != NULL)
@@ -175,9 +186,18 @@ rdp_gfx_codec_avc420(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 		rc = 0;
 		goto out;
 	}
+#ifdef RDP_GFX_LIBAVCODEC
+	if (c->avc != NULL) {
+		if (rdp_gfx_avc_encode(c->avc, img->fb, img->stride, img->width,
+		    img->height, &data, &len) != 0)
+			data = NULL;
+	} else
+#endif
 	if (avc420_compress(c->h264, (const BYTE *)img->fb,
 	    PIXEL_FORMAT_BGRX32, img->stride * 4, img->width, img->height,
-	    &data, &len) < 0 || data == NULL) {
+	    &data, &len) < 0)
+		data = NULL;
+	if (data == NULL) {
 		log_warnx("RDP: H.264 encoding failed");
 		goto out;
 	}

@@ -78,6 +78,14 @@ int	 rdp_gfx_codec_planar(struct rdp_gfx_codec *,
 	    const struct rdp_gfx_image *, const uint8_t *grid, int gw, int gh,
 	    rdp_gfx_emit, void *, uint64_t *bytes);
 
+/* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
+struct rdp_gfx_avc;
+struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int bitrate,
+	    int fps);
+void	 rdp_gfx_avc_free(struct rdp_gfx_avc *);
+int	 rdp_gfx_avc_encode(struct rdp_gfx_avc *, const uint32_t *fb,
+	    int stride, int width, int height, uint8_t **data, uint32_t *len);
+
 /* rdp-gfx.c: the channel, for rdp-peer.c. */
 #define RDP_GFX_OFF		(-2)	/* not in use: send bitmap updates */
 struct rdp_gfx;

@@ -1,8 +1,9 @@
 /*
  * Unit tests of the graphics pipeline's pure parts: pacing by frame
  * acknowledgement (the window, stale and replayed acks, id wrap-around,
- * SUSPEND) and the choice of the caps set and codec; and the planar tiles
- * the refinement sends, decoded again with FreeRDP's own decoder.
+ * SUSPEND) and the choice of the caps set and codec; the planar tiles
+ * the refinement sends and the AVC420 frames, decoded again with
+ * FreeRDP's own decoders (what xfreerdp runs).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include <freerdp/codec/color.h>
+#include <freerdp/codec/h264.h>
 #include <freerdp/codec/planar.h>
 
 #include "check.h"
@@ -200,11 +202,113 @@ test_planar(void)
 	free(fb);
 }
 
+struct avcdecode {
+	int		 n;
+	int		 bad;
+	H264_CONTEXT	*h264;
+	uint32_t	*surface;
+	int		 width;
+	int		 height;
+};
+
+/* Decode an AVC420 command into the surface, its region rects only. */
+static int
+emit_avc(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
+{
+	struct avcdecode		*d = arg;
+	RDPGFX_AVC420_BITMAP_STREAM	*bs = cmd->extra;
+
+	d->n++;
+	if (cmd->codecId != RDPGFX_CODECID_AVC420 || bs == NULL ||
+	    bs->meta.numRegionRects == 0 || cmd->right != (UINT32)d->width ||
+	    cmd->bottom != (UINT32)d->height) {
+		d->bad++;
+		return (0);
+	}
+	if (avc420_decompress(d->h264, bs->data, bs->length,
+	    (BYTE *)d->surface, PIXEL_FORMAT_BGRX32, d->width * 4, d->width,
+	    d->height, bs->meta.regionRects, bs->meta.numRegionRects) < 0)
+		d->bad++;
+	return (0);
+}
+
+/* Mean absolute difference per colour channel over a rectangle. */
+static double
+avc_diff(const uint32_t *a, const uint32_t *b, int stride, int x0, int y0,
+    int w, int h)
+{
+	double	sum = 0;
+	int	x, y, c;
+
+	for (y = y0; y < y0 + h; y++)
+		for (x = x0; x < x0 + w; x++)
+			for (c = 0; c < 24; c += 8)
+				sum += abs((int)((a[y * stride + x] >> c) &
+				    0xff) - (int)((b[y * stride + x] >> c) &
+				    0xff));
+	return (sum / (3.0 * w * h));
+}
+
+static void
+test_avc(void)
+{
+	struct rdp_gfx_codec	*c;
+	struct rdp_gfx_image	 img;
+	struct avcdecode	 d;
+	struct rdp_rect		 all = { 0, 0, 640, 480 }, part = { 64, 64, 128,
+				     64 };
+	uint32_t		*fb;
+	uint64_t		 bytes = 0;
+	int			 w = 640, h = 480, x, y, f;
+
+	fb = calloc((size_t)w * h, sizeof *fb);
+	img.fb = fb;
+	img.stride = w;
+	img.width = w;
+	img.height = h;
+	c = rdp_gfx_codec_create(RDP_GFX_AVC420, w, h);
+	CHECK(c != NULL);
+	if (c == NULL)
+		return;
+	memset(&d, 0, sizeof d);
+	d.width = w;
+	d.height = h;
+	d.surface = calloc((size_t)w * h, sizeof *d.surface);
+	d.h264 = h264_context_new(FALSE);
+	CHECK(d.h264 != NULL);
+	/* A smooth picture that moves, then a change in one rectangle. */
+	for (f = 0; f < 5; f++) {
+		for (y = 0; y < h; y++)
+			for (x = 0; x < w; x++)
+				fb[y * w + x] = ((x + f * 4) & 0xff) << 16 |
+				    ((y * 2) & 0xff) << 8 | ((x + y) / 5 & 0xff);
+		CHECK(rdp_gfx_codec_lossy(c, &img, &all, 1, emit_avc, &d,
+		    &bytes) == 0);
+	}
+	CHECK(d.n == 5 && d.bad == 0);
+	CHECK(avc_diff(fb, d.surface, w, 0, 0, w, h) < 4.0);
+	for (y = part.y; y < part.y + part.h; y++)
+		for (x = part.x; x < part.x + part.w; x++)
+			fb[y * w + x] = 0x00ffffff;
+	CHECK(rdp_gfx_codec_lossy(c, &img, &part, 1, emit_avc, &d,
+	    &bytes) == 0);
+	CHECK(d.n == 6 && d.bad == 0);
+	CHECK(avc_diff(fb, d.surface, w, part.x, part.y, part.w, part.h) <
+	    4.0);
+	/* Frames of a moving picture cost far less than raw pixels. */
+	CHECK(bytes > 0 && bytes < (uint64_t)6 * w * h);
+	h264_context_free(d.h264);
+	rdp_gfx_codec_free(c);
+	free(d.surface);
+	free(fb);
+}
+
 int
 main(void)
 {
 	test_pace();
 	test_caps();
 	test_planar();
+	test_avc();
 	return (check_exit());
 }
