@@ -77,6 +77,11 @@ for mode in avc420 progressive planar; do
 	rdp_match "$mode, after typing"
 	cp "$T/client.png" "$top/build/test-results/44-rdp-gfx-$mode.png" 2>/dev/null
 
+	# The client decoded every frame (FreeRDP logs decoder failures).
+	if grep -iE "(avc420|h264|progressive|planar).*(fail|error)" \
+	    "$T/xf-alice.log" >&2; then
+		rdp_fail "$mode: the client could not decode a frame"
+	fi
 	kill "$client"
 	wait "$client" 2>/dev/null
 	for i in $(seq 1 100); do
