@@ -577,6 +577,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "balloon", ARG_BOOL, 0 },
 	{ "os", ARG_STR, 0 },
 	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */
+	{ "clipboard", ARG_BOOL, 0 },		/* vm-def-dev.c */
 	{ NULL, 0, 0 }
 };
 
