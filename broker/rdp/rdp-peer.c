@@ -35,10 +35,12 @@
 
 #include "compat.h"
 #include "log.h"
+#include "rdp-chan.h"
 #include "rdp-int.h"
 #include "xmalloc.h"
 
 #define RDP_PEER_HANDLES	32
+#define RDP_PEER_CHANFDS	4	/* rdp_chan_pollfds */
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
@@ -54,6 +56,7 @@ struct rdp_session {
 	int			 authed;
 	struct rdp_rfb		*rfb;
 	struct rdp_encode	*enc;
+	struct rdp_chan		*chan;		/* clipboard, sound */
 	struct rdp_inputstate	 input;
 	struct rdp_encode_stats	 stats;
 
@@ -251,6 +254,7 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	fd = s->login.vncfd;
 	s->login.vncfd = -1;
 	s->rfb = rdp_rfb_create(fd);
+	rdp_chan_attach(s->chan, s->rfb, s->login.audio);
 	if (rdp_rfb_handshake(s->rfb, RDP_QMPD_TIMEOUT, &cause) != 0) {
 		log_warnx("%s: console: %s", rdp_peer_who(s, who, sizeof who),
 		    cause);
@@ -513,6 +517,8 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	peer->update->SuppressOutput = rdp_peer_suppress_output;
 	if (!peer->Initialize(peer))
 		return (-1);
+	/* Virtual channels (rdp-chan.c); none if FreeRDP cannot. */
+	s->chan = rdp_chan_create(peer);
 	return (0);
 }
 
@@ -708,7 +714,7 @@ static void
 rdp_peer_loop(struct rdp_session *s)
 {
 	freerdp_peer	*peer = s->peer;
-	struct pollfd	 pfd[RDP_PEER_HANDLES + 3];
+	struct pollfd	 pfd[RDP_PEER_HANDLES + 3 + RDP_PEER_CHANFDS];
 	HANDLE		 handles[RDP_PEER_HANDLES];
 	DWORD		 nh, i;
 	char		*cause = NULL;
@@ -737,6 +743,7 @@ rdp_peer_loop(struct rdp_session *s)
 		pfd[np].fd = s->ctl;
 		pfd[np].events = POLLIN;
 		pfd[np++].revents = 0;
+		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS);
 		irfb = -1;
 		if (s->rfb != NULL) {
 			irfb = np;
@@ -759,6 +766,11 @@ rdp_peer_loop(struct rdp_session *s)
 			break;
 		if (!peer->CheckFileDescriptor(peer)) {
 			rdp_peer_end(s, "the client disconnected");
+			break;
+		}
+		if (rdp_chan_check(s->chan, s->activated, &cause) != 0) {
+			rdp_peer_end(s, "%s", cause);
+			free(cause);
 			break;
 		}
 		if (peer->IsWriteBlocked(peer) &&
@@ -819,6 +831,8 @@ rdp_peer_main(void *arg)
 	else
 		log_info("RDP %s: connection closed before login (%s)",
 		    s->addr, s->end != NULL ? s->end : "no reason");
+	rdp_chan_log(s->chan, rdp_peer_who(s, who, sizeof who));
+	rdp_chan_free(s->chan);
 
 	if (s->peer != NULL && s->peer->context != NULL) {
 		s->peer->Disconnect(s->peer);
