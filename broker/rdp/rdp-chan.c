@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <freerdp/channels/channels.h>
 #include <freerdp/channels/cliprdr.h>
 #include <freerdp/channels/wtsvc.h>
 
@@ -34,6 +35,14 @@ struct rdp_chan {
  * on first use without a lock: open and close them one at a time.
  */
 static pthread_mutex_t	rdp_chan_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t	rdp_chan_once = PTHREAD_ONCE_INIT;
+
+/* WinPR's WTS API calls go to FreeRDP's server side (once a process). */
+static void
+rdp_chan_init(void)
+{
+	WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
+}
 
 /* The channel manager for peer; NULL (no channels) if FreeRDP fails. */
 struct rdp_chan *
@@ -42,11 +51,14 @@ rdp_chan_create(freerdp_peer *peer)
 	struct rdp_chan	*ch;
 	HANDLE		 vcm;
 
+	pthread_once(&rdp_chan_once, rdp_chan_init);
 	pthread_mutex_lock(&rdp_chan_lock);
 	vcm = WTSOpenServerA((LPSTR)peer->context);
 	pthread_mutex_unlock(&rdp_chan_lock);
-	if (vcm == NULL || vcm == INVALID_HANDLE_VALUE)
+	if (vcm == NULL || vcm == INVALID_HANDLE_VALUE) {
+		log_warnx("RDP: no channel manager: no clipboard, no sound");
 		return (NULL);
+	}
 	ch = xcalloc(1, sizeof *ch);
 	ch->peer = peer;
 	ch->vcm = vcm;

@@ -532,6 +532,8 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 		c->refused++;
 		return;
 	}
+	log_debug("RDP clipboard: VNC flags 0x%08x, %zu bytes of text",
+	    flags, text != NULL ? tlen : 0);
 	if (flags & RDP_CLIP_EXT_CAPS) {
 		/* Say what we do: text, on demand. */
 		rdp_clip_vnc_send(c, RDP_CLIP_EXT_CAPS | RDP_CLIP_EXT_REQUEST |
@@ -581,6 +583,8 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 	CLIPRDR_FORMAT_LIST_RESPONSE	 r;
 	UINT32				 i;
 
+	log_debug("RDP clipboard: the client has %u formats",
+	    (unsigned int)fl->numFormats);
 	c->client_fmt = 0;
 	for (i = 0; i < fl->numFormats; i++) {
 		if (fl->formats[i].formatId == CF_UNICODETEXT)
@@ -613,6 +617,8 @@ rdp_clip_client_data_request(CliprdrServerContext *cc,
 {
 	struct rdp_clip	*c = cc->custom;
 
+	log_debug("RDP clipboard: the client asks for format %u",
+	    (unsigned int)req->requestedFormatId);
 	if (req->requestedFormatId != CF_UNICODETEXT &&
 	    req->requestedFormatId != CF_TEXT) {
 		c->client_wants = req->requestedFormatId;
@@ -725,6 +731,7 @@ rdp_clip_open(struct rdp_clip *c, HANDLE vcm, rdpContext *context)
 		return (-1);
 	}
 	c->cc = cc;
+	log_debug("RDP clipboard: channel open");
 	return (0);
 }
 
