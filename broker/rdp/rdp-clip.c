@@ -257,7 +257,9 @@ rdp_clip_ext_parse(const unsigned char *buf, size_t len, uint32_t *flags,
 		return (-1);
 	}
 	*flags = rdp_clip_get32(buf);
-	if (!(*flags & RDP_CLIP_EXT_PROVIDE) || !(*flags & RDP_CLIP_EXT_TEXT))
+	/* Caps name every action it supports, PROVIDE too: no data. */
+	if ((*flags & RDP_CLIP_EXT_CAPS) || !(*flags & RDP_CLIP_EXT_PROVIDE) ||
+	    !(*flags & RDP_CLIP_EXT_TEXT))
 		return (0);
 
 	memset(&z, 0, sizeof z);
