@@ -312,7 +312,7 @@ rdp_clip_ext_build(uint32_t flags, const char *text, size_t textlen,
 	uLongf		 zlen;
 	size_t		 plen;
 
-	if (flags & RDP_CLIP_EXT_PROVIDE) {
+	if ((flags & RDP_CLIP_EXT_PROVIDE) && !(flags & RDP_CLIP_EXT_CAPS)) {
 		raw = xmalloc(textlen + 4);
 		rdp_clip_put32(raw, textlen);
 		if (textlen > 0)
