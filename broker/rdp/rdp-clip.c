@@ -37,22 +37,6 @@
 
 #define RDP_CLIP_REPLACEMENT	0xfffd
 
-static void
-rdp_clip_put32(unsigned char *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static uint32_t
-rdp_clip_get32(const unsigned char *p)
-{
-	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3]);
-}
-
 /* Code point cp as UTF-8 at p; the number of bytes. */
 static size_t
 rdp_clip_put_utf8(char *p, uint32_t cp)
@@ -256,7 +240,7 @@ rdp_clip_ext_parse(const unsigned char *buf, size_t len, uint32_t *flags,
 		    len);
 		return (-1);
 	}
-	*flags = rdp_clip_get32(buf);
+	*flags = rdp_rfb_u32(buf);
 	/* Caps name every action it supports, PROVIDE too: no data. */
 	if ((*flags & RDP_CLIP_EXT_CAPS) || !(*flags & RDP_CLIP_EXT_PROVIDE) ||
 	    !(*flags & RDP_CLIP_EXT_TEXT))
@@ -283,7 +267,7 @@ rdp_clip_ext_parse(const unsigned char *buf, size_t len, uint32_t *flags,
 		xasprintf(cause, "extended clipboard data: zlib error %d", rc);
 		return (-1);
 	}
-	if (have < 4 || (tlen = rdp_clip_get32(out)) > have - 4) {
+	if (have < 4 || (tlen = rdp_rfb_u32(out)) > have - 4) {
 		free(out);
 		xasprintf(cause, "extended clipboard text is cut short or "
 		    "over %u bytes", RDP_CLIP_MAX);
@@ -314,7 +298,7 @@ rdp_clip_ext_build(uint32_t flags, const char *text, size_t textlen,
 
 	if ((flags & RDP_CLIP_EXT_PROVIDE) && !(flags & RDP_CLIP_EXT_CAPS)) {
 		raw = xmalloc(textlen + 4);
-		rdp_clip_put32(raw, textlen);
+		rdp_rfb_put32(raw, textlen);
 		if (textlen > 0)
 			memcpy(raw + 4, text, textlen);
 		zlen = compressBound(textlen + 4);
@@ -327,14 +311,14 @@ rdp_clip_ext_build(uint32_t flags, const char *text, size_t textlen,
 		msg = xmalloc(16);
 		plen = 4;
 		if (flags & RDP_CLIP_EXT_CAPS) {
-			rdp_clip_put32(msg + 12, RDP_CLIP_MAX);
+			rdp_rfb_put32(msg + 12, RDP_CLIP_MAX);
 			plen = 8;
 		}
 	}
 	msg[0] = 6;
 	msg[1] = msg[2] = msg[3] = 0;
-	rdp_clip_put32(msg + 4, (uint32_t)-(int32_t)plen);
-	rdp_clip_put32(msg + 8, flags);
+	rdp_rfb_put32(msg + 4, (uint32_t)-(int32_t)plen);
+	rdp_rfb_put32(msg + 8, flags);
 	*outlen = 8 + plen;
 	return (msg);
 }
@@ -429,7 +413,7 @@ rdp_clip_to_vnc(struct rdp_clip *c, const char *text, size_t len)
 		l1 = rdp_clip_utf8_to_latin1(text, len, &n);
 		hdr[0] = 6;
 		hdr[1] = hdr[2] = hdr[3] = 0;
-		rdp_clip_put32(hdr + 4, n);
+		rdp_rfb_put32(hdr + 4, n);
 		if (rdp_rfb_send(c->rfb, hdr, 8) != 0 ||
 		    rdp_rfb_send(c->rfb, l1, n) != 0)
 			log_warnx("RDP clipboard: VNC write failed");

@@ -137,6 +137,8 @@ int	 rdp_rfb_buffered(const struct rdp_rfb *);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);
 int	 rdp_rfb_request(struct rdp_rfb *, int incremental);
 int	 rdp_rfb_send(struct rdp_rfb *, const void *, size_t);
+uint32_t rdp_rfb_u32(const unsigned char *);
+void	 rdp_rfb_put32(unsigned char *, uint32_t);
 int	 rdp_rfb_key(struct rdp_rfb *, int down, uint32_t keysym,
 	    uint32_t qnum);
 int	 rdp_rfb_pointer(struct rdp_rfb *, int mask, int x, int y);

@@ -56,7 +56,8 @@ rdp_rfb_u16(const unsigned char *p)
 	return ((uint16_t)p[0] << 8 | p[1]);
 }
 
-static uint32_t
+/* Big-endian numbers, as RFB has them (rdp-clip.c too). */
+uint32_t
 rdp_rfb_u32(const unsigned char *p)
 {
 	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
@@ -70,7 +71,7 @@ rdp_rfb_put16(unsigned char *p, uint16_t v)
 	p[1] = v;
 }
 
-static void
+void
 rdp_rfb_put32(unsigned char *p, uint32_t v)
 {
 	p[0] = v >> 24;

@@ -155,10 +155,7 @@ rdp_sound_vnc_start(struct rdp_rfb *rfb)
 	msg[3] = 2;		/* set format */
 	msg[4] = 3;		/* AUD_FMT_S16 */
 	msg[5] = RDP_SOUND_CHANNELS;
-	msg[6] = RDP_SOUND_RATE >> 24;
-	msg[7] = RDP_SOUND_RATE >> 16;
-	msg[8] = RDP_SOUND_RATE >> 8;
-	msg[9] = RDP_SOUND_RATE & 0xff;
+	rdp_rfb_put32(msg + 6, RDP_SOUND_RATE);
 	msg[10] = 255;
 	msg[11] = 1;
 	msg[12] = 0;
@@ -186,6 +183,13 @@ rdp_sound_check(struct rdp_sound *snd, struct rdp_rfb *rfb, char **cause)
 		rc = rdpsnd_server_handle_messages(snd->ctx);
 		if (rc == ERROR_NO_DATA)
 			break;
+		if (rc != CHANNEL_RC_OK && !snd->selected) {
+			/* FreeRDP refuses a client with no usable format. */
+			xasprintf(cause, "sound: the client plays no 16-bit "
+			    "%u Hz stereo PCM (rdpsnd error %u)",
+			    RDP_SOUND_RATE, rc);
+			return (-1);
+		}
 		if (rc != CHANNEL_RC_OK) {
 			xasprintf(cause, "sound channel: error %u", rc);
 			return (-1);

@@ -39,6 +39,8 @@ wait "$client" 2>/dev/null
 wait_gw_log "(alice on d1): session ended" 20
 grep -q "(alice on d1): sound:" "$RDP_LOG" &&
 	rdp_fail "a client without a matching format got sound"
+grep -q "sound: the client plays no 16-bit 44100 Hz stereo PCM" "$RDP_LOG" ||
+	rdp_fail "the gateway did not say why that client got no sound"
 grep -q "RDP sound: capture on" "$RDP_LOG" &&
 	rdp_fail "QEMU captured sound for a client that cannot play it"
 
