@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "img.h"
+#include "cluster.h"
 #include "daemon.h"
 #include "log.h"
 #include "net.h"
@@ -38,7 +39,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
 	    "[--vm-uids FIRST-LAST]\n            [--broker-user USER] "
-	    "[--qemu BINARY]\n            [--boot-cap N] [--metrics [ADDR:]PORT]\n");
+	    "[--qemu BINARY]\n            [--boot-cap N] [--metrics [ADDR:]PORT] "
+	    "[--cluster FILE]\n");
 	exit(2);
 }
 
@@ -109,6 +111,7 @@ struct qmpd_opts {
 	const char	*vm_uids;	/* NULL: vm-uid.c's default */
 	const char	*broker_user;
 	const char	*metrics;	/* --metrics, or NULL */
+	const char	*cluster;	/* --cluster FILE, or NULL */
 	int		 foreground;
 	int		 verbose;
 };
@@ -125,6 +128,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 		{ "qemu", required_argument, NULL, 'q' },
 		{ "boot-cap", required_argument, NULL, 'B' },
 		{ "metrics", required_argument, NULL, 'm' },
+		{ "cluster", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -163,6 +167,9 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 		case 'm':
 			o->metrics = optarg;
 			break;
+		case 'c':
+			o->cluster = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -191,6 +198,9 @@ qmpd_configure(const struct qmpd_opts *o)
 	else
 		qmpd->socket_path = xstrdup(o->socket_path);
 	qmpd->foreground = o->foreground;
+	if (o->cluster != NULL &&
+	    (qmpd->cluster = cluster_conf_load(o->cluster, &cause)) == NULL)
+		fatalx("%s", cause);
 	if (vm_uid_init(o->vm_uids, &cause) != 0)
 		fatalx("%s", cause);
 	qmpd->admin_gid = (gr = getgrnam("qdesk")) != NULL ? gr->gr_gid :

@@ -26,6 +26,7 @@
 #include "proto.h"
 
 struct qmp;
+struct cluster_conf;
 
 /* qmpd.c: the daemon's global state. */
 struct qmpd {
@@ -49,6 +50,9 @@ struct qmpd {
 
 	const char		*qemu_binary;
 	int			 foreground;
+
+	/* qmpd --cluster FILE (cluster.h); NULL for a single host. */
+	struct cluster_conf	*cluster;
 };
 extern struct qmpd	*qmpd;
 
