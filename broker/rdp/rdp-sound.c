@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <freerdp/codec/audio.h>
 #include <freerdp/server/rdpsnd.h>
@@ -39,6 +40,16 @@ struct rdp_sound {
 	uint64_t		 confirmed;	/* blocks the client played */
 	uint64_t		 dropped;	/* before the client was ready */
 };
+
+/* Wave PDUs carry a 16-bit millisecond clock; the client echoes it. */
+static UINT16
+rdp_sound_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((UINT16)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+}
 
 struct rdp_sound *
 rdp_sound_create(void)
@@ -213,14 +224,21 @@ rdp_sound_vnc(struct rdp_sound *snd, int op, const unsigned char *buf,
 {
 	const unsigned char *p = buf;
 	size_t		 n, take;
+	UINT16		 ts;
 
 	if (snd == NULL || op != 2)
 		return;
 	snd->vnc_bytes += len;
-	if (snd->ctx == NULL || !snd->selected) {
+	/*
+	 * Sound is live: when the client is not reading (its socket is
+	 * full), skip rather than queue it behind the screen.
+	 */
+	if (snd->ctx == NULL || !snd->selected ||
+	    snd->peer->IsWriteBlocked(snd->peer)) {
 		snd->dropped += len;
 		return;
 	}
+	ts = rdp_sound_ms();
 	/* Whole frames only; a frame split between messages waits. */
 	if (snd->nrest > 0) {
 		take = RDP_SOUND_BYTES_PER_FRAME - snd->nrest;
@@ -231,14 +249,14 @@ rdp_sound_vnc(struct rdp_sound *snd, int op, const unsigned char *buf,
 		p += take;
 		len -= take;
 		if (snd->nrest == RDP_SOUND_BYTES_PER_FRAME) {
-			snd->ctx->SendSamples(snd->ctx, snd->rest, 1, 0);
+			snd->ctx->SendSamples(snd->ctx, snd->rest, 1, ts);
 			snd->frames++;
 			snd->nrest = 0;
 		}
 	}
 	n = len / RDP_SOUND_BYTES_PER_FRAME;
 	if (n > 0) {
-		if (snd->ctx->SendSamples(snd->ctx, p, n, 0) == CHANNEL_RC_OK)
+		if (snd->ctx->SendSamples(snd->ctx, p, n, ts) == CHANNEL_RC_OK)
 			snd->frames += n;
 		else
 			snd->dropped += n * RDP_SOUND_BYTES_PER_FRAME;

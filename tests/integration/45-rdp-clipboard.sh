@@ -43,7 +43,8 @@ tr '\0' ' ' <"/proc/$(vm_pid d1)/cmdline" |
 # the RDP side); printf in the guest makes the bytes, so the serial line
 # carries ASCII only.
 want=$(printf 'QDESK-G2C caf\303\251 \342\202\254 42')
-sleep 1	# the shell prompt after READY
+wait_console d1 "built-in shell" 30	# ash's banner: it reads lines now
+sleep 1
 serial_send d1 "qdesk-clip set \"\$(printf 'QDESK-G2C caf\\303\\251 \\342\\202\\254 42')\""
 wait_console d1 "QDESK CLIP SET QDESK-G2C" 20
 got=

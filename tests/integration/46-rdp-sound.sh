@@ -31,6 +31,7 @@ wait_gw_log "(alice on d1): logged in" 30
 wait_console d1 "QDESK GUEST READY" 120
 tr '\0' ' ' <"/proc/$(vm_pid d1)/cmdline" | grep -q -- "-vnc none,audiodev=audio0" ||
 	fail "QEMU's VNC server does not capture audio0"
+wait_console d1 "built-in shell" 30	# ash's banner: it reads lines now
 sleep 1
 serial_send d1 "qdesk-tone 2"
 wait_console d1 "QDESK TONE PLAYED" 60
