@@ -116,6 +116,13 @@ rdp_clip_utf16_to_utf8(const unsigned char *in, size_t len, size_t *outlen)
 	size_t		 i, n = len / 2;
 	uint32_t	 u, v;
 
+	/* Up to the NUL; past 2 units a byte (CRLF) it cannot fit. */
+	for (i = 0; i < n; i++)
+		if (in[2 * i] == 0 && in[2 * i + 1] == 0)
+			break;
+	n = i;
+	if (n > 2 * (size_t)RDP_CLIP_MAX)
+		return (NULL);
 	out = p = xmalloc(n * 3 + 1);
 	for (i = 0; i < n; i++) {
 		u = in[2 * i] | in[2 * i + 1] << 8;
