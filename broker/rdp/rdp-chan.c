@@ -1,17 +1,15 @@
 /*
- * A session's virtual channels: FreeRDP's channel manager for the peer
- * (WTSOpenServerA), and the channels qdesk serves on it once the client
- * is active: cliprdr (rdp-clip.c) and rdpsnd (rdp-sound.c), each only
- * when the client joined it. The session thread polls the manager's and
- * the channels' event fds with the rest and calls rdp_chan_check after
- * the peer's own check; a broken channel ends that channel, not the
- * session.
+ * A session's static virtual channels, on the channel manager the
+ * session opened for its peer (rdp-peer.c, WTSOpenServerA): cliprdr
+ * (rdp-clip.c) and rdpsnd (rdp-sound.c), each only when the client joined
+ * it, opened once the client is active. The session thread polls the
+ * channels' event fds with the rest and calls rdp_chan_check after the
+ * peer's and the manager's checks; a broken channel ends that channel,
+ * not the session.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <freerdp/channels/channels.h>
 #include <freerdp/channels/cliprdr.h>
 #include <freerdp/channels/wtsvc.h>
 
@@ -23,42 +21,19 @@
 
 struct rdp_chan {
 	freerdp_peer		*peer;
-	HANDLE			 vcm;
+	HANDLE			 vcm;		/* rdp-peer.c's */
 	struct rdp_rfb		*rfb;
 	struct rdp_clip		*clip;
 	struct rdp_sound	*sound;
 	int			 opened;	/* channels looked at */
 };
 
-/*
- * FreeRDP keeps its channel managers in a global table that it creates
- * on first use without a lock: open and close them one at a time.
- */
-static pthread_mutex_t	rdp_chan_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t	rdp_chan_once = PTHREAD_ONCE_INIT;
-
-/* WinPR's WTS API calls go to FreeRDP's server side (once a process). */
-static void
-rdp_chan_init(void)
-{
-	WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
-}
-
-/* The channel manager for peer; NULL (no channels) if FreeRDP fails. */
+/* The channels of peer, on its channel manager (the session owns it). */
 struct rdp_chan *
-rdp_chan_create(freerdp_peer *peer)
+rdp_chan_create(freerdp_peer *peer, HANDLE vcm)
 {
 	struct rdp_chan	*ch;
-	HANDLE		 vcm;
 
-	pthread_once(&rdp_chan_once, rdp_chan_init);
-	pthread_mutex_lock(&rdp_chan_lock);
-	vcm = WTSOpenServerA((LPSTR)peer->context);
-	pthread_mutex_unlock(&rdp_chan_lock);
-	if (vcm == NULL || vcm == INVALID_HANDLE_VALUE) {
-		log_warnx("RDP: no channel manager: no clipboard, no sound");
-		return (NULL);
-	}
 	ch = xcalloc(1, sizeof *ch);
 	ch->peer = peer;
 	ch->vcm = vcm;
@@ -73,9 +48,6 @@ rdp_chan_free(struct rdp_chan *ch)
 		return;
 	rdp_clip_free(ch->clip);
 	rdp_sound_free(ch->sound);
-	pthread_mutex_lock(&rdp_chan_lock);
-	WTSCloseServer(ch->vcm);
-	pthread_mutex_unlock(&rdp_chan_lock);
 	free(ch);
 }
 
@@ -100,15 +72,13 @@ rdp_chan_attach(struct rdp_chan *ch, struct rdp_rfb *rfb, int sound)
 int
 rdp_chan_pollfds(struct rdp_chan *ch, struct pollfd *pfd, int max)
 {
-	int	fds[3], i, n = 0;
+	int	fds[2], i, n = 0;
 
 	if (ch == NULL)
 		return (0);
-	fds[0] = GetEventFileDescriptor(
-	    WTSVirtualChannelManagerGetEventHandle(ch->vcm));
-	fds[1] = rdp_clip_fd(ch->clip);
-	fds[2] = rdp_sound_fd(ch->sound);
-	for (i = 0; i < 3 && n < max; i++) {
+	fds[0] = rdp_clip_fd(ch->clip);
+	fds[1] = rdp_sound_fd(ch->sound);
+	for (i = 0; i < 2 && n < max; i++) {
 		if (fds[i] < 0)
 			continue;
 		pfd[n].fd = fds[i];
@@ -120,16 +90,17 @@ rdp_chan_pollfds(struct rdp_chan *ch, struct pollfd *pfd, int max)
 
 /*
  * After the peer's check: open the channels the client joined (once,
- * when it is active), run them, flush what they queued. -1 with a cause
- * only when the manager itself fails (the connection is gone).
+ * when it is active) and run them; what they queue goes out with the
+ * channel manager's next check (its event wakes the session's poll). A
+ * broken channel is dropped; the session goes on.
  */
-int
-rdp_chan_check(struct rdp_chan *ch, int activated, char **cause)
+void
+rdp_chan_check(struct rdp_chan *ch, int activated)
 {
 	char	*why = NULL;
 
 	if (ch == NULL)
-		return (0);
+		return;
 	if (activated && !ch->opened && ch->rfb != NULL) {
 		ch->opened = 1;
 		if (WTSVirtualChannelManagerIsChannelJoined(ch->vcm,
@@ -157,10 +128,6 @@ rdp_chan_check(struct rdp_chan *ch, int activated, char **cause)
 		ch->sound = NULL;
 		if (ch->rfb != NULL)
 			ch->rfb->sound = NULL;
-	}
-	if (!WTSVirtualChannelManagerCheckFileDescriptor(ch->vcm)) {
-		xasprintf(cause, "the client's channels failed");
-		return (-1);
 	}
 	return (0);
 }

@@ -1,6 +1,6 @@
 /*
- * The RDP gateway's virtual channels (issue 12): one FreeRDP channel
- * manager per session (rdp-chan.c), the clipboard (rdp-clip.c: cliprdr
+ * The RDP gateway's static virtual channels (issue 12), on the session's
+ * FreeRDP channel manager (rdp-peer.c owns it; rdp-chan.c), the clipboard (rdp-clip.c: cliprdr
  * <-> QEMU's clipboard through its VNC server) and sound (rdp-sound.c:
  * QEMU's VNC audio capture -> rdpsnd). All of it runs on the session
  * thread, polled with the rest: no channel thread, no lock, and no wait
@@ -75,13 +75,13 @@ void	 rdp_sound_vnc(struct rdp_sound *, int op, const unsigned char *,
 	    size_t);
 void	 rdp_sound_log(struct rdp_sound *, const char *who);
 
-/* rdp-chan.c: the channel manager and what runs on it. */
+/* rdp-chan.c: the channels on the session's channel manager. */
 struct rdp_chan;
-struct rdp_chan	*rdp_chan_create(freerdp_peer *);
+struct rdp_chan	*rdp_chan_create(freerdp_peer *, HANDLE vcm);
 void	 rdp_chan_free(struct rdp_chan *);
 void	 rdp_chan_attach(struct rdp_chan *, struct rdp_rfb *, int sound);
 int	 rdp_chan_pollfds(struct rdp_chan *, struct pollfd *, int max);
-int	 rdp_chan_check(struct rdp_chan *, int activated, char **cause);
+void	 rdp_chan_check(struct rdp_chan *, int activated);
 void	 rdp_chan_log(struct rdp_chan *, const char *who);
 
 #endif

@@ -31,6 +31,8 @@
 #include <freerdp/peer.h>
 #include <freerdp/settings.h>
 #include <freerdp/update.h>
+#include <freerdp/channels/channels.h>
+#include <freerdp/channels/wtsvc.h>
 #include <winpr/synch.h>
 
 #include "compat.h"
@@ -40,7 +42,7 @@
 #include "xmalloc.h"
 
 #define RDP_PEER_HANDLES	32
-#define RDP_PEER_CHANFDS	4	/* rdp_chan_pollfds */
+#define RDP_PEER_CHANFDS	3	/* the manager's, rdp_chan_pollfds */
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
@@ -59,6 +61,7 @@ struct rdp_session {
 	struct rdp_chan		*chan;		/* clipboard, sound */
 	struct rdp_inputstate	 input;
 	struct rdp_encode_stats	 stats;
+	HANDLE			 vcm;		/* virtual channels */
 
 	int			 activated;
 	int			 suppressed;
@@ -469,6 +472,21 @@ rdp_peer_xmouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 	return (TRUE);
 }
 
+/* FreeRDP's virtual channel API (WTS*) serves our peers: once. */
+static pthread_once_t rdp_peer_wts_once = PTHREAD_ONCE_INIT;
+
+static void
+rdp_peer_wts_init(void)
+{
+	WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
+}
+
+/*
+ * FreeRDP opens its channel managers' global table without a lock:
+ * sessions open and close theirs one at a time.
+ */
+static pthread_mutex_t rdp_peer_wts_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Set up the peer: TLS only, our certificate, 32 bpp, our callbacks. */
 static int
 rdp_peer_setup(struct rdp_session *s, int fd)
@@ -517,8 +535,16 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	peer->update->SuppressOutput = rdp_peer_suppress_output;
 	if (!peer->Initialize(peer))
 		return (-1);
-	/* Virtual channels (rdp-chan.c); none if FreeRDP cannot. */
-	s->chan = rdp_chan_create(peer);
+	pthread_once(&rdp_peer_wts_once, rdp_peer_wts_init);
+	pthread_mutex_lock(&rdp_peer_wts_lock);
+	s->vcm = WTSOpenServerA((LPSTR)peer->context);
+	pthread_mutex_unlock(&rdp_peer_wts_lock);
+	if (s->vcm == NULL || s->vcm == INVALID_HANDLE_VALUE) {
+		s->vcm = NULL;		/* nothing to close */
+		return (-1);
+	}
+	/* Clipboard and sound (rdp-chan.c) on it. */
+	s->chan = rdp_chan_create(peer, s->vcm);
 	return (0);
 }
 
@@ -743,6 +769,11 @@ rdp_peer_loop(struct rdp_session *s)
 		pfd[np].fd = s->ctl;
 		pfd[np].events = POLLIN;
 		pfd[np++].revents = 0;
+		/* Virtual channels: the manager's queue, cliprdr, rdpsnd. */
+		pfd[np].fd = GetEventFileDescriptor(
+		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
+		pfd[np].events = POLLIN;
+		pfd[np++].revents = 0;
 		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS);
 		irfb = -1;
 		if (s->rfb != NULL) {
@@ -768,11 +799,11 @@ rdp_peer_loop(struct rdp_session *s)
 			rdp_peer_end(s, "the client disconnected");
 			break;
 		}
-		if (rdp_chan_check(s->chan, s->activated, &cause) != 0) {
-			rdp_peer_end(s, "%s", cause);
-			free(cause);
+		if (!WTSVirtualChannelManagerCheckFileDescriptor(s->vcm)) {
+			rdp_peer_end(s, "virtual channel failure");
 			break;
 		}
+		rdp_chan_check(s->chan, s->activated);
 		if (peer->IsWriteBlocked(peer) &&
 		    peer->DrainOutputBuffer(peer) < 0) {
 			rdp_peer_end(s, "the client stopped reading");
@@ -833,6 +864,11 @@ rdp_peer_main(void *arg)
 		    s->addr, s->end != NULL ? s->end : "no reason");
 	rdp_chan_log(s->chan, rdp_peer_who(s, who, sizeof who));
 	rdp_chan_free(s->chan);
+	if (s->vcm != NULL) {
+		pthread_mutex_lock(&rdp_peer_wts_lock);
+		WTSCloseServer(s->vcm);
+		pthread_mutex_unlock(&rdp_peer_wts_lock);
+	}
 
 	if (s->peer != NULL && s->peer->context != NULL) {
 		s->peer->Disconnect(s->peer);
