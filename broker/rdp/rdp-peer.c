@@ -765,16 +765,16 @@ rdp_peer_loop(struct rdp_session *s)
 			pfd[np].events = POLLOUT;
 			pfd[np++].revents = 0;
 		}
-		ictl = np;
-		pfd[np].fd = s->ctl;
-		pfd[np].events = POLLIN;
-		pfd[np++].revents = 0;
 		/* Virtual channels: the manager's queue, cliprdr, rdpsnd. */
 		pfd[np].fd = GetEventFileDescriptor(
 		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
 		pfd[np].events = POLLIN;
 		pfd[np++].revents = 0;
-		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS);
+		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS - 1);
+		ictl = np;
+		pfd[np].fd = s->ctl;
+		pfd[np].events = POLLIN;
+		pfd[np++].revents = 0;
 		irfb = -1;
 		if (s->rfb != NULL) {
 			irfb = np;
@@ -840,6 +840,18 @@ rdp_peer_main(void *arg)
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
 	}
+	/*
+	 * Before the session's line: its clipboard and sound figures. The
+	 * channels close before their manager (they use it to close).
+	 */
+	rdp_chan_log(s->chan, rdp_peer_who(s, who, sizeof who));
+	rdp_chan_free(s->chan);
+	s->chan = NULL;
+	if (s->vcm != NULL) {
+		pthread_mutex_lock(&rdp_peer_wts_lock);
+		WTSCloseServer(s->vcm);
+		pthread_mutex_unlock(&rdp_peer_wts_lock);
+	}
 	ms = rdp_peer_ms() - s->since;
 	if (s->authed)
 		log_info("%s: session ended after %llu.%03llu s (%s); %llu "
@@ -862,13 +874,6 @@ rdp_peer_main(void *arg)
 	else
 		log_info("RDP %s: connection closed before login (%s)",
 		    s->addr, s->end != NULL ? s->end : "no reason");
-	rdp_chan_log(s->chan, rdp_peer_who(s, who, sizeof who));
-	rdp_chan_free(s->chan);
-	if (s->vcm != NULL) {
-		pthread_mutex_lock(&rdp_peer_wts_lock);
-		WTSCloseServer(s->vcm);
-		pthread_mutex_unlock(&rdp_peer_wts_lock);
-	}
 
 	if (s->peer != NULL && s->peer->context != NULL) {
 		s->peer->Disconnect(s->peer);
