@@ -810,18 +810,27 @@ rdp_clip_check(struct rdp_clip *c, struct rdp_rfb *rfb, char **cause)
 	return (0);
 }
 
-/* The session's clipboard figures, for its last log line. */
+/* The session's clipboard figures (event rdp.clipboard), at its end. */
 void
 rdp_clip_log(struct rdp_clip *c, const char *who)
 {
+	json_t	*f;
+
 	if (c == NULL || (c->to_client == 0 && c->to_guest == 0 &&
 	    c->refused == 0))
 		return;
-	log_info("%s: clipboard: %llu texts (%llu bytes) to the client, "
-	    "%llu (%llu bytes) to the guest, %llu refused or late", who,
-	    (unsigned long long)c->to_client,
+	f = json_pack("{s:I,s:I,s:I,s:I,s:I}",
+	    "to_client", (json_int_t)c->to_client,
+	    "to_client_bytes", (json_int_t)c->to_client_bytes,
+	    "to_guest", (json_int_t)c->to_guest,
+	    "to_guest_bytes", (json_int_t)c->to_guest_bytes,
+	    "refused", (json_int_t)c->refused);
+	log_event(0, "rdp.clipboard", f, "%s: clipboard: %llu texts (%llu "
+	    "bytes) to the client, %llu (%llu bytes) to the guest, %llu "
+	    "refused or late", who, (unsigned long long)c->to_client,
 	    (unsigned long long)c->to_client_bytes,
 	    (unsigned long long)c->to_guest,
 	    (unsigned long long)c->to_guest_bytes,
 	    (unsigned long long)c->refused);
+	json_decref(f);
 }

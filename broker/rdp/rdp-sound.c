@@ -267,16 +267,25 @@ rdp_sound_vnc(struct rdp_sound *snd, int op, const unsigned char *buf,
 	snd->nrest = len;
 }
 
-/* The session's sound figures, for its last log line. */
+/* The session's sound figures (event rdp.sound), at its end. */
 void
 rdp_sound_log(struct rdp_sound *snd, const char *who)
 {
+	json_t	*f;
+
 	if (snd == NULL || (snd->vnc_bytes == 0 && snd->ctx == NULL))
 		return;
-	log_info("%s: sound: %llu bytes of PCM from QEMU, %llu frames "
-	    "(%u Hz stereo) to the client, %llu blocks played by the client, "
-	    "%llu bytes dropped", who, (unsigned long long)snd->vnc_bytes,
+	f = json_pack("{s:I,s:I,s:I,s:I}",
+	    "pcm_bytes", (json_int_t)snd->vnc_bytes,
+	    "frames", (json_int_t)snd->frames,
+	    "blocks", (json_int_t)snd->confirmed,
+	    "dropped", (json_int_t)snd->dropped);
+	log_event(0, "rdp.sound", f, "%s: sound: %llu bytes of PCM from QEMU, "
+	    "%llu frames (%u Hz stereo) to the client, %llu blocks played by "
+	    "the client, %llu bytes dropped", who,
+	    (unsigned long long)snd->vnc_bytes,
 	    (unsigned long long)snd->frames, RDP_SOUND_RATE,
 	    (unsigned long long)snd->confirmed,
 	    (unsigned long long)snd->dropped);
+	json_decref(f);
 }
