@@ -49,7 +49,8 @@ grep -q "RDP sound: capture on" "$RDP_LOG" &&
 rdp_client sound /u:alice /p:alice-pw-1 /sound:sys:fake
 client=$RDP_CLIENT
 wait_gw_log "(alice on d1): logged in" 30
-sleep 2		# rdpsnd's format exchange, after activation
+# rdpsnd's format exchange after activation, then QEMU's capture (-v).
+wait_gw_log "RDP sound: capture on" 30
 serial_send d1 "qdesk-tone 3"
 for i in $(seq 1 600); do
 	[ "$(grep -c "QDESK TONE PLAYED" "$STATE/vms/d1/serial.log")" -gt 1 ] && break
