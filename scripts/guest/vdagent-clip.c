@@ -45,9 +45,16 @@ die(const char *what)
 	exit(1);
 }
 
-static void
+/*
+ * Write it all; 0, or -1 when fd took nothing for a second. The port is
+ * non-blocking: with SPICE's agent channel (spicevmc) and no viewer, or
+ * no reader at all, nobody reads it, and a blocked write would hold the
+ * guest's shutdown up.
+ */
+static int
 writeall(int fd, const void *buf, size_t len)
 {
+	struct pollfd	 pfd = { .fd = fd, .events = POLLOUT };
 	const char	*p = buf;
 	ssize_t		 n;
 
@@ -55,11 +62,17 @@ writeall(int fd, const void *buf, size_t len)
 		n = write(fd, p, len);
 		if (n == -1 && errno == EINTR)
 			continue;
+		if (n == -1 && errno == EAGAIN) {
+			if (poll(&pfd, 1, 1000) <= 0)
+				return (-1);
+			continue;
+		}
 		if (n <= 0)
-			die("write to the agent port");
+			die("write");
 		p += n;
 		len -= n;
 	}
+	return (0);
 }
 
 /* One message, cut in chunks for the host port (VDP_CLIENT_PORT). */
@@ -88,8 +101,12 @@ sendmsg_vd(uint32_t type, const void *d1, size_t l1, const void *d2,
 		n = len - off > CLIP_CHUNK ? CLIP_CHUNK : len - off;
 		c.port = VDP_CLIENT_PORT;
 		c.size = n;
-		writeall(port, &c, sizeof c);
-		writeall(port, buf + off, n);
+		if (writeall(port, &c, sizeof c) != 0 ||
+		    writeall(port, buf + off, n) != 0) {
+			fprintf(stderr, "qdesk-clip: nobody reads the port, "
+			    "message dropped\n");
+			break;
+		}
 	}
 	free(buf);
 }
@@ -190,7 +207,7 @@ open_port(void)
 		    (name[strcspn(name, "\n")] = '\0',
 		    strcmp(name, CLIP_PORT) == 0)) {
 			snprintf(path, sizeof path, "/dev/%s", de->d_name);
-			fd = open(path, O_RDWR | O_CLOEXEC);
+			fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 		}
 		fclose(f);
 	}
@@ -325,12 +342,12 @@ main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "set") == 0) {
 		if ((fd = open(CLIP_FIFO, O_WRONLY | O_NONBLOCK)) == -1)
 			die(CLIP_FIFO " (is qdesk-clip daemon running?)");
-		for (i = 2; i < argc; i++) {
-			if (i > 2)
-				writeall(fd, " ", 1);
-			writeall(fd, argv[i], strlen(argv[i]));
-		}
-		writeall(fd, "\n", 1);
+		for (i = 2; i < argc; i++)
+			if ((i > 2 && writeall(fd, " ", 1) != 0) ||
+			    writeall(fd, argv[i], strlen(argv[i])) != 0)
+				die(CLIP_FIFO);
+		if (writeall(fd, "\n", 1) != 0)
+			die(CLIP_FIFO);
 		close(fd);
 		return (0);
 	}
