@@ -129,7 +129,6 @@ rdp_chan_check(struct rdp_chan *ch, int activated)
 		if (ch->rfb != NULL)
 			ch->rfb->sound = NULL;
 	}
-	return (0);
 }
 
 /* The figures of the channels, for the session's last log lines. */

@@ -38,11 +38,12 @@
 #include "compat.h"
 #include "log.h"
 #include "rdp-chan.h"
+#include "rdp-gfx.h"
 #include "rdp-int.h"
 #include "xmalloc.h"
 
 #define RDP_PEER_HANDLES	32
-#define RDP_PEER_CHANFDS	3	/* the manager's, rdp_chan_pollfds */
+#define RDP_PEER_CHANFDS	4	/* the manager's, gfx's, cliprdr, rdpsnd */
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
@@ -62,6 +63,7 @@ struct rdp_session {
 	struct rdp_inputstate	 input;
 	struct rdp_encode_stats	 stats;
 	HANDLE			 vcm;		/* virtual channels */
+	struct rdp_gfx		*gfx;		/* graphics pipeline */
 
 	int			 activated;
 	int			 suppressed;
@@ -80,7 +82,8 @@ struct rdp_session {
 	uint64_t		 keyn;
 };
 
-static uint64_t
+/* Milliseconds on the monotonic clock (also the gfx pacing's clock). */
+uint64_t
 rdp_peer_ms(void)
 {
 	struct timespec	ts;
@@ -514,7 +517,7 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	settings->ColorDepth = 32;
 	settings->RemoteFxCodec = FALSE;
 	settings->NSCodec = FALSE;
-	settings->SupportGraphicsPipeline = FALSE;
+	settings->SupportGraphicsPipeline = TRUE;	/* the client may say no */
 	settings->SupportErrorInfoPdu = TRUE;
 	settings->RefreshRect = TRUE;
 	settings->SuppressOutput = TRUE;
@@ -581,6 +584,7 @@ rdp_peer_display(struct rdp_session *s)
 {
 	struct rdp_rfb	*rfb = s->rfb;
 	char		*cause = NULL;
+	int		 sent;
 
 	if (rfb->updated) {
 		rfb->updated = 0;
@@ -613,16 +617,23 @@ rdp_peer_display(struct rdp_session *s)
 	 * now, also damage from a refresh or activation while an update
 	 * request is still out (QEMU answers it only when the guest draws).
 	 */
-	if (rfb->ndamage > 0) {
-		if (rdp_encode_send(s->enc, s->peer->context, rfb, rfb->damage,
-		    rfb->ndamage, &s->stats) != 0) {
-			if (freerdp_get_last_error(s->peer->context) ==
-			    FREERDP_ERROR_CONNECT_TRANSPORT_FAILED)
-				rdp_peer_end(s, "the client disconnected");
-			else
-				rdp_peer_end(s, "sending the screen failed");
-			return;
-		}
+	/* The graphics pipeline when in use (it may hold damage back). */
+	sent = RDP_GFX_OFF;
+	if (s->gfx != NULL)
+		sent = rfb->ndamage > 0 ? rdp_gfx_send(s->gfx, rfb, rfb->damage,
+		    rfb->ndamage) : rdp_gfx_idle(s->gfx, rfb);
+	if (sent == RDP_GFX_OFF && rfb->ndamage > 0)
+		sent = rdp_encode_send(s->enc, s->peer->context, rfb,
+		    rfb->damage, rfb->ndamage, &s->stats) == 0 ? 1 : -1;
+	if (sent == -1) {
+		if (freerdp_get_last_error(s->peer->context) ==
+		    FREERDP_ERROR_CONNECT_TRANSPORT_FAILED)
+			rdp_peer_end(s, "the client disconnected");
+		else
+			rdp_peer_end(s, "sending the screen failed");
+		return;
+	}
+	if (sent == 1 && rfb->ndamage > 0) {
 		rfb->ndamage = 0;
 		s->stats.frames++;
 		if (s->keyt != 0) {
@@ -743,8 +754,8 @@ rdp_peer_loop(struct rdp_session *s)
 	struct pollfd	 pfd[RDP_PEER_HANDLES + 3 + RDP_PEER_CHANFDS];
 	HANDLE		 handles[RDP_PEER_HANDLES];
 	DWORD		 nh, i;
-	char		*cause = NULL;
-	int		 n, np, ictl, irfb, timeout;
+	char		*cause = NULL, who[256];
+	int		 n, np, ictl, irfb, timeout, gt;
 
 	while (s->end == NULL) {
 		np = 0;
@@ -765,12 +776,15 @@ rdp_peer_loop(struct rdp_session *s)
 			pfd[np].events = POLLOUT;
 			pfd[np++].revents = 0;
 		}
-		/* Virtual channels: the manager's queue, cliprdr, rdpsnd. */
+		/* Virtual channels: the manager's queue, gfx, cliprdr, rdpsnd. */
 		pfd[np].fd = GetEventFileDescriptor(
 		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
 		pfd[np].events = POLLIN;
 		pfd[np++].revents = 0;
-		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS - 1);
+		pfd[np].fd = s->gfx != NULL ? rdp_gfx_fd(s->gfx) : -1;
+		pfd[np].events = POLLIN;
+		pfd[np++].revents = 0;
+		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS - 2);
 		ictl = np;
 		pfd[np].fd = s->ctl;
 		pfd[np].events = POLLIN;
@@ -784,6 +798,9 @@ rdp_peer_loop(struct rdp_session *s)
 		}
 		timeout = (s->rfb != NULL && rdp_rfb_buffered(s->rfb)) ? 0 :
 		    RDP_PEER_TICK;
+		if (s->gfx != NULL && (gt = rdp_gfx_timeout(s->gfx)) != -1 &&
+		    gt < timeout)
+			timeout = gt;
 		n = poll(pfd, np, timeout);
 		if (n == -1 && errno != EINTR) {
 			rdp_peer_end(s, "poll: %s", strerror(errno));
@@ -802,6 +819,17 @@ rdp_peer_loop(struct rdp_session *s)
 		if (!WTSVirtualChannelManagerCheckFileDescriptor(s->vcm)) {
 			rdp_peer_end(s, "virtual channel failure");
 			break;
+		}
+		if (s->gfx != NULL) {
+			n = rdp_gfx_check(s->gfx, s->activated,
+			    rdp_peer_who(s, who, sizeof who));
+			if (n == -1) {
+				rdp_peer_end(s, "graphics pipeline failure");
+				break;
+			}
+			if (n == 1 && s->rfb != NULL)
+				rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width,
+				    s->rfb->height);
 		}
 		rdp_chan_check(s->chan, s->activated);
 		if (peer->IsWriteBlocked(peer) &&
@@ -835,15 +863,19 @@ rdp_peer_main(void *arg)
 	uint64_t		 ms;
 
 	s->enc = rdp_encode_create();
+	if (s->vcm != NULL)
+		s->gfx = rdp_gfx_create(s->peer, s->vcm);
 	s->since = rdp_peer_ms();
 	if (s->peer != NULL && s->peer->context != NULL) {
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
 	}
 	/*
-	 * Before the session's line: its clipboard and sound figures. The
-	 * channels close before their manager (they use it to close).
+	 * Before the session's line: its gfx figures (rdp.gfx), clipboard
+	 * and sound figures. The channels close before their manager
+	 * (they use it to close).
 	 */
+	rdp_gfx_free(s->gfx, rdp_peer_who(s, who, sizeof who));
 	rdp_chan_log(s->chan, rdp_peer_who(s, who, sizeof who));
 	rdp_chan_free(s->chan);
 	s->chan = NULL;
