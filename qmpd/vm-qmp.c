@@ -141,6 +141,9 @@ vm_ev_stop(struct vm *vm, json_t *data)
 {
 	if (vm->state == VM_STARTING || vm->state == VM_STOPPING)
 		return;
+	/* A migration's switchover: vm-migrate.c says how it ends. */
+	if (vm_migrate_busy(vm))
+		return;
 	vm_qmp_query_status(vm);
 }
 
@@ -240,8 +243,13 @@ static const struct vm_qmp_event {
 	void		(*fn)(struct vm *, json_t *);
 } vm_qmp_events[] = {
 	{ "BLOCK_IO_ERROR", vm_ev_block_io_error },
+	{ "BLOCK_JOB_CANCELLED", vm_migrate_ev_job_done },
+	{ "BLOCK_JOB_COMPLETED", vm_migrate_ev_job_done },
+	{ "BLOCK_JOB_ERROR", vm_migrate_ev_job_done },
+	{ "BLOCK_JOB_READY", vm_migrate_ev_job_ready },
 	{ "DEVICE_DELETED", vm_nic_deleted },
 	{ "GUEST_PANICKED", vm_ev_panicked },
+	{ "MIGRATION", vm_migrate_ev_migration },
 	{ "POWERDOWN", vm_ev_powerdown },
 	{ "RESET", vm_ev_reset },
 	{ "RESUME", vm_ev_resume },
@@ -338,6 +346,11 @@ vm_qmp_attach(struct vm *vm, int fd, int fresh, char **cause)
 		    "protocol", "spice", "password", secret),
 		    vm_qmp_password_done, vm);
 		free(secret);
+	}
+	/* A migration target runs only at switchover (vm-incoming.c). */
+	if (vm->mig != NULL && vm->mig->incoming) {
+		vm_incoming_attached(vm);
+		return (0);
 	}
 	/* Not before the nft rules list the VM's TAPs (vm-net.c). */
 	if (!vm_net_cont_wait(vm))
