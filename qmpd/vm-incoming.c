@@ -268,10 +268,12 @@ vm_incoming_answer_finish(struct vm *vm)
 
 	if (m->finish == NULL)
 		return;
+	m->downtime_ms = vm_migrate_downtime(m);
 	if (m->state == VM_MIG_COMPLETED)
-		done_ok(m->finish, m->finish_arg, json_pack("{s:s,s:I}",
+		done_ok(m->finish, m->finish_arg, json_pack("{s:s,s:I,s:I}",
 		    "name", vm->def.name, "resume_ms",
-		    (json_int_t)m->resume_ms));
+		    (json_int_t)m->resume_ms, "resumed_at",
+		    (json_int_t)m->resumed_at));
 	else
 		done_fail(m->finish, m->finish_arg, ERR_STATE, "the target did "
 		    "not take over: %s", m->reason != NULL ? m->reason :
@@ -297,6 +299,7 @@ vm_incoming_cont_done(struct qmp *qmp, json_t *ret, const char *errclass,
 		return;
 	}
 	m->resume_ms = vm_migrate_now_ms() - m->completed_at;
+	m->resumed_at = vm_migrate_wall_ms();
 	m->state = VM_MIG_COMPLETED;
 	m->progress = 100;
 	evtimer_del(m->timer);
@@ -366,12 +369,13 @@ vm_incoming_finish(struct vm *vm, json_t *args, done_cb done, void *arg)
 	m->disk_bytes = json_integer_value(json_object_get(src, "disk_bytes"));
 	m->downtime_limit = json_integer_value(json_object_get(src,
 	    "downtime_limit"));
+	m->stopped_at = json_integer_value(json_object_get(src,
+	    "stopped_at"));
 	m->finish = done;
 	m->finish_arg = arg;
-	if (m->state == VM_MIG_COMPLETED) {
-		m->downtime_ms = m->qemu_downtime_ms + m->resume_ms;
+	if (m->state == VM_MIG_COMPLETED)
 		vm_incoming_answer_finish(vm);
-	} else if (m->state == VM_MIG_FAILED)
+	else if (m->state == VM_MIG_FAILED)
 		vm_incoming_answer_finish(vm);
 	/* else the switchover answers (vm_incoming_cont_done). */
 }

@@ -68,6 +68,36 @@ vm_migrate_now_ms(void)
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+long long
+vm_migrate_wall_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* STOP on the source mid-migration: the guest's downtime starts now. */
+void
+vm_migrate_stopped(struct vm *vm)
+{
+	if (!vm->mig->incoming && vm->mig->stopped_at == 0)
+		vm->mig->stopped_at = vm_migrate_wall_ms();
+}
+
+/*
+ * The guest's downtime: from the source's STOP to the target's cont, by
+ * the two hosts' clocks (one clock on one machine); without both, QEMU's
+ * own figure plus the target's resume.
+ */
+long long
+vm_migrate_downtime(const struct vm_mig *m)
+{
+	if (m->stopped_at > 0 && m->resumed_at >= m->stopped_at)
+		return (m->resumed_at - m->stopped_at);
+	return (m->qemu_downtime_ms + m->resume_ms);
+}
+
 const char *
 vm_migrate_state_name(enum vm_mig_state s)
 {
@@ -534,7 +564,8 @@ vm_migrate_finish_done(struct peer *p, json_t *ret, const char *errclass,
 		return;
 	}
 	m->resume_ms = json_integer_value(json_object_get(ret, "resume_ms"));
-	m->downtime_ms = m->qemu_downtime_ms + m->resume_ms;
+	m->resumed_at = json_integer_value(json_object_get(ret, "resumed_at"));
+	m->downtime_ms = vm_migrate_downtime(m);
 	m->total_ms = vm_migrate_now_ms() - m->t0;
 	m->progress = 100;
 	vm_migrate_set(vm, VM_MIG_COMPLETED);
@@ -569,11 +600,12 @@ vm_migrate_completed_info(struct qmp *qmp, json_t *ret, const char *errclass,
 		    "downtime"));
 	}
 	if (m->peer == NULL || peer_call(m->peer, "migrate.finish", json_pack(
-	    "{s:s,s:{s:I,s:I,s:I,s:I,s:I}}", "name", vm->def.name, "source",
+	    "{s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "name", vm->def.name, "source",
 	    "total_ms", (json_int_t)(vm_migrate_now_ms() - m->t0),
 	    "qemu_downtime_ms", (json_int_t)m->qemu_downtime_ms, "ram_bytes",
 	    (json_int_t)m->ram_bytes, "disk_bytes", (json_int_t)m->disk_bytes,
-	    "downtime_limit", (json_int_t)m->downtime_limit),
+	    "downtime_limit", (json_int_t)m->downtime_limit, "stopped_at",
+	    (json_int_t)m->stopped_at),
 	    vm_migrate_finish_done, vm) != 0)
 		vm_migrate_fail(vm, VM_MIG_FAILED, "the target's qmpd went "
 		    "away at switchover");

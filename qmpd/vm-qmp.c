@@ -142,8 +142,10 @@ vm_ev_stop(struct vm *vm, json_t *data)
 	if (vm->state == VM_STARTING || vm->state == VM_STOPPING)
 		return;
 	/* A migration's switchover: vm-migrate.c says how it ends. */
-	if (vm_migrate_busy(vm))
+	if (vm_migrate_busy(vm)) {
+		vm_migrate_stopped(vm);
 		return;
+	}
 	vm_qmp_query_status(vm);
 }
 

@@ -468,6 +468,9 @@ struct vm_mig {
 	json_t			*target;
 	char			*disk;		/* target: the copy's file */
 	long long		 completed_at;	/* target: monotonic ms */
+	/* Wall clock ms: the source's STOP, the target's cont (downtime). */
+	long long		 stopped_at;
+	long long		 resumed_at;
 };
 
 /* vm-migrate.c: the source's state machine, and what both sides share. */
@@ -479,7 +482,10 @@ int	 vm_migrate_exited(struct vm *);
 void	 vm_migrate_ev_migration(struct vm *, json_t *);
 void	 vm_migrate_ev_job_ready(struct vm *, json_t *);
 void	 vm_migrate_ev_job_done(struct vm *, json_t *);
+void	 vm_migrate_stopped(struct vm *);
 long long vm_migrate_now_ms(void);
+long long vm_migrate_wall_ms(void);
+long long vm_migrate_downtime(const struct vm_mig *);
 const char *vm_migrate_state_name(enum vm_mig_state);
 int	 vm_migrate_check(const struct vm_def *, int copy, char **cause);
 /*

@@ -40,11 +40,11 @@ start_qmpd --vm-uids 2000090000-2000090999
 "$QMPD" -f -v --state-dir "$STATE2" --vm-uids 2000091000-2000091999 \
     >>"$T/qmpd2.log" 2>&1 &
 QMPD2_PID=$!
-for i in $(seq 1 100); do
+for i in $(seq 1 400); do
 	[ -S "$STATE2/qmpd.sock" ] && q2 status >/dev/null 2>&1 && break
 	sleep 0.05
 done
-q2 status >/dev/null 2>&1 || fail "the second qmpd did not come up"
+q2 status >/dev/null 2>&1 || fail "the second qmpd did not come up: $(tail -n 3 "$T/qmpd2.log")"
 
 # A disk both qmpds see (shared storage on one machine): 16 MiB of noise.
 head -c $((16 << 20)) /dev/urandom >"$T/desk.raw"
@@ -52,6 +52,11 @@ qq vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=ttyS0" \
     --disk "$T/desk.raw" --disk-format raw >/dev/null
 qq vm start desk >/dev/null
+# A second desktop, kernel only, for the failures: its guest dirties
+# memory faster than 1 ms of downtime allows.
+qq vm create busy --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
+qq vm start busy >/dev/null
 wait_console desk "QDESK GUEST READY" 90
 pid_a=$(vm_field desk pid)
 
@@ -59,14 +64,22 @@ pid_a=$(vm_field desk pid)
 # the page cache, all on the serial port.
 wait_console desk "# " 30
 serial_send desk 'i=0; while :; do read up x </proc/uptime; echo "CTR $i $up"; i=$((i+1)); usleep 50000; done >/dev/ttyS0 2>&1 &'
-serial_send desk 'while :; do echo 3 >/proc/sys/vm/drop_caches; echo "SUM $(md5sum </dev/vda | cut -c1-32)"; sleep 1; done >/dev/ttyS0 2>&1 &'
 wait_console desk "CTR 20 " 30
-wait_console desk "SUM " 30
+
+# The guest's checksum of its disk, read past its page cache, every 30 s
+# ("SUM HASH"), typed now: QEMU 7.2's serial port often takes no input
+# after a migration. The migrations below start right after one, so no
+# read of the disk is in flight at a switchover: under TCG a virtio-blk
+# request in flight then has crashed the guest after the move (a double
+# completion in virtblk_done), see the migration notes in bench/.
+serial_send desk 'while :; do echo 3 >/proc/sys/vm/drop_caches; echo "SUM $(md5sum </dev/vda | cut -c1-32)"; sleep 30; done >/dev/ttyS0 2>&1 &'
+wait_console desk "^SUM " 60
+hsum=$(md5sum <"$T/desk.raw" | cut -c1-32)
 
 follow() {
 	[ -n "$FOLLOW_PID" ] && kill "$FOLLOW_PID" 2>/dev/null
-	python3 "$top/tests/lib/serial-follow.py" "$1" "$2/vms/desk/serial.sock" \
-	    "$3/vms/desk/serial.sock" &
+	python3 "$top/tests/lib/serial-follow.py" "$1" "$2/vms/desk/serial.log" \
+	    "$3/vms/desk/serial.log" &
 	FOLLOW_PID=$!
 	sleep 0.5
 }
@@ -100,7 +113,13 @@ print("%d %d %d %d %d" % (src[-1][2], dst[0][2], gap * 1000, med * 1000, switch 
 PY
 }
 
-# 1. Shared storage, A to B.
+# 1. Shared storage, A to B, right after a checksum.
+n=$(grep -ac "^SUM " "$STATE/vms/desk/serial.log")
+for i in $(seq 1 400); do
+	[ "$(grep -ac "^SUM " "$STATE/vms/desk/serial.log")" -gt "$n" ] && break
+	sleep 0.1
+done
+sum_before=$(grep -a "^SUM " "$STATE/vms/desk/serial.log" | tail -n 1 | tr -d '\r' | cut -d' ' -f2)
 follow "$T/follow1" "$STATE" "$STATE2"
 out=$(q --json vm migrate desk "$B" --downtime 100) || fail "migrate A->B: $out"
 sleep 1.5
@@ -125,7 +144,6 @@ pid_b=$(q2 --json vm show desk | jq -r .pid)
 [ "$(stat -c %u /proc/$pid_b)" -ge 2000091000 ] || fail "B's QEMU is not one of B's uids"
 
 # 2. --storage copy, B to A: the disk is mirrored into A's state dir.
-sum_before=$(grep -a "^SUM " "$STATE2/vms/desk/serial.log" | tail -n 1 | tr -d '\r')
 follow "$T/follow2" "$STATE2" "$STATE"
 out=$(q2 --json vm migrate desk "$A" --storage copy) || fail "copy B->A: $out"
 sleep 1.5
@@ -138,65 +156,64 @@ disk=$(q --json vm show desk | jq -r .disk)
 [ "$disk" = "$STATE/disks/desk.raw" ] || fail "A's disk is $disk"
 cmp -s "$disk" "$T/desk.raw" || fail "the copy differs from the source disk"
 [ -e "$STATE2/vms/desk" ] && fail "B's runtime dir of desk is left"
-wait_console desk "SUM " 10
-for i in $(seq 1 50); do
-	[ "$(grep -ac "^SUM " "$STATE/vms/desk/serial.log")" -ge 2 ] && break
-	sleep 0.2
+for i in $(seq 1 450); do
+	grep -aq "^SUM " "$STATE/vms/desk/serial.log" && break
+	sleep 0.1
 done
-sum_after=$(grep -a "^SUM " "$STATE/vms/desk/serial.log" | tail -n 1 | tr -d '\r')
+sum_after=$(grep -a "^SUM " "$STATE/vms/desk/serial.log" | tail -n 1 | tr -d '\r' | cut -d' ' -f2)
 [ -n "$sum_before" ] && [ "$sum_before" = "$sum_after" ] ||
 	fail "the guest's disk checksum changed: '$sum_before' -> '$sum_after'"
-hsum=$(md5sum <"$T/desk.raw" | cut -c1-32)
-[ "$sum_after" = "SUM $hsum" ] || fail "guest sum $sum_after, host $hsum"
-log "disk checksum in the guest before and after: ${sum_after#SUM }"
+[ "$sum_after" = "$hsum" ] || fail "guest sum $sum_after, host $hsum"
+log "disk checksum in the guest before and after: $sum_after"
 
 # 3. A guest that dirties memory faster than 1 ms of downtime allows.
-serial_send desk 'while :; do dd if=/dev/zero of=/dev/shm/dirty bs=1M count=48 2>/dev/null; done &'
-sleep 2
-pid_a=$(vm_field desk pid)
+wait_console busy "QDESK GUEST READY" 90
+wait_console busy "# " 30
+# Non-zero pages (QEMU sends zero pages as a few bytes), rewritten again
+# and again.
+serial_send busy 'head -c 24M /dev/urandom >/dev/shm/a; echo DIRTY; while :; do dd if=/dev/shm/a of=/dev/shm/b bs=1M conv=notrunc 2>/dev/null; done &'
+wait_console busy "^DIRTY" 60
+sleep 1
+pid_a=$(vm_field busy pid)
 t0=$(date +%s)
-q_status 1 vm migrate desk "$B" --downtime 1 --timeout 6
+q_status 1 vm migrate busy "$B" --downtime 1 --timeout 6
 err=$(cat "$T/last.err")
 t1=$(date +%s)
 log "timeout: $err ($((t1 - t0)) s)"
 grep -q "did not converge within 6 s" <<<"$err" || fail "no convergence reason: $err"
 grep -q "post-copy" <<<"$err" || fail "the reason does not say why not post-copy: $err"
-[ "$(vm_field desk state)" = running ] || fail "desk not running on A after the timeout"
-[ "$(vm_field desk pid)" = "$pid_a" ] || fail "A's QEMU changed"
-[ "$(vm_field desk migration.state)" = cancelled ] || fail "migration state $(vm_field desk migration.state)"
+[ "$(vm_field busy state)" = running ] || fail "busy not running on A after the timeout"
+[ "$(vm_field busy pid)" = "$pid_a" ] || fail "A's QEMU changed"
+[ "$(vm_field busy migration.state)" = cancelled ] || fail "migration state $(vm_field busy migration.state)"
 for i in $(seq 1 100); do
-	q2 vm show desk >/dev/null 2>&1 || break
+	q2 vm show busy >/dev/null 2>&1 || break
 	sleep 0.1
 done
-q2 vm show desk >/dev/null 2>&1 && fail "B kept the half-migrated desk"
+q2 vm show busy >/dev/null 2>&1 && fail "B kept the half-migrated busy"
 
 # 4. Kill the target's QEMU mid-migration: the desktop runs on at A.
-q --json vm migrate desk "$B" --downtime 1 --timeout 60 >"$T/kill.out" 2>"$T/kill.err" &
+q --json vm migrate busy "$B" --downtime 1 --timeout 60 >"$T/kill.out" 2>"$T/kill.err" &
 mig=$!
 for i in $(seq 1 300); do
-	[ "$(vm_field desk migration.state)" = active ] &&
-		[ "$(vm_field desk migration.ram_mb)" -gt 0 ] && break
+	[ "$(vm_field busy migration.state)" = active ] &&
+		[ "$(vm_field busy migration.ram_mb)" -gt 0 ] && break
 	sleep 0.1
 done
-[ "$(vm_field desk migration.state)" = active ] || fail "never active: $(vm_field desk migration)"
-tpid=$(cat "$STATE2/vms/desk/qemu.pid")
+[ "$(vm_field busy migration.state)" = active ] || fail "never active: $(vm_field busy migration)"
+tpid=$(cat "$STATE2/vms/busy/qemu.pid")
 kill -9 "$tpid"
 wait "$mig"; rc=$?
 [ "$rc" = 1 ] || fail "vm migrate exit $rc after the target died: $(cat "$T/kill.err")"
 log "target killed: $(cat "$T/kill.err")"
 grep -q "keeps running here" "$T/kill.err" || fail "$(cat "$T/kill.err")"
-[ "$(vm_field desk state)" = running ] || fail "desk not running on A after the target died"
-[ "$(vm_field desk pid)" = "$pid_a" ] || fail "A's QEMU changed"
-[ "$(vm_field desk migration.state)" = failed ] || fail "migration: $(vm_field desk migration)"
-n0=$(grep -ac "^CTR " "$STATE/vms/desk/serial.log")
-sleep 1
-n1=$(grep -ac "^CTR " "$STATE/vms/desk/serial.log")
-[ "$n1" -gt "$n0" ] || fail "the counter stopped on A"
+[ "$(vm_field busy state)" = running ] || fail "busy not running on A after the target died"
+[ "$(vm_field busy pid)" = "$pid_a" ] || fail "A's QEMU changed"
+[ "$(vm_field busy migration.state)" = failed ] || fail "migration: $(vm_field busy migration)"
 for i in $(seq 1 100); do
-	q2 vm show desk >/dev/null 2>&1 || break
+	q2 vm show busy >/dev/null 2>&1 || break
 	sleep 0.1
 done
-q2 vm show desk >/dev/null 2>&1 && fail "B kept the dead target's desk"
+q2 vm show busy >/dev/null 2>&1 && fail "B kept the dead target's busy"
 
 # Bad input: one line each.
 q_status 2 vm migrate desk
