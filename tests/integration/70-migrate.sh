@@ -6,9 +6,10 @@
 # reported. Shared storage (both see the disk file), then --storage copy
 # (NBD mirror; the guest's own checksum of its disk, and the host's, match
 # before and after). No QEMU and no runtime dir of the VM is left on the
-# side it left. Failures: the target's QEMU killed mid-migration, and a
-# guest dirtying memory faster than --downtime 1 allows, cancelled by
-# --timeout: both times the desktop runs on at the source, with a reason.
+# side it left. Failures: a migration whose stream stalls (the target's
+# QEMU stopped) cancelled by --timeout, and the target's QEMU killed
+# mid-migration: both times the desktop runs on at the source, with a
+# reason, and the target's half of the VM is gone.
 . "$(dirname "$0")/lib.sh"
 
 STATE2=$T/state2
@@ -18,6 +19,7 @@ EXTRA_CLEANUP='cleanup2'
 cleanup2() {
 	local f pid
 	[ -n "$FOLLOW_PID" ] && kill "$FOLLOW_PID" 2>/dev/null
+	[ -n "${EV_PID:-}" ] && kill "$EV_PID" 2>/dev/null
 	if [ -n "$QMPD2_PID" ]; then
 		kill -TERM "$QMPD2_PID" 2>/dev/null
 		wait "$QMPD2_PID" 2>/dev/null
@@ -52,11 +54,6 @@ qq vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=ttyS0" \
     --disk "$T/desk.raw" --disk-format raw >/dev/null
 qq vm start desk >/dev/null
-# A second desktop, kernel only, for the failures: its guest dirties
-# memory faster than 1 ms of downtime allows.
-qq vm create busy --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
-qq vm start busy >/dev/null
 wait_console desk "QDESK GUEST READY" 90
 pid_a=$(vm_field desk pid)
 
@@ -78,6 +75,7 @@ hsum=$(md5sum <"$T/desk.raw" | cut -c1-32)
 
 follow() {
 	[ -n "$FOLLOW_PID" ] && kill "$FOLLOW_PID" 2>/dev/null
+	[ -n "${EV_PID:-}" ] && kill "$EV_PID" 2>/dev/null
 	python3 "$top/tests/lib/serial-follow.py" "$1" "$2/vms/desk/serial.log" \
 	    "$3/vms/desk/serial.log" &
 	FOLLOW_PID=$!
@@ -166,54 +164,83 @@ sum_after=$(grep -a "^SUM " "$STATE/vms/desk/serial.log" | tail -n 1 | tr -d '\r
 [ "$sum_after" = "$hsum" ] || fail "guest sum $sum_after, host $hsum"
 log "disk checksum in the guest before and after: $sum_after"
 
-# 3. A guest that dirties memory faster than 1 ms of downtime allows.
-wait_console busy "QDESK GUEST READY" 90
-wait_console busy "# " 30
-# Non-zero pages (QEMU sends zero pages as a few bytes), rewritten again
-# and again.
-serial_send busy 'head -c 24M /dev/urandom >/dev/shm/a; echo DIRTY; while :; do dd if=/dev/shm/a of=/dev/shm/b bs=1M conv=notrunc 2>/dev/null; done &'
-wait_console busy "^DIRTY" 60
-sleep 1
-pid_a=$(vm_field busy pid)
-t0=$(date +%s)
-q_status 1 vm migrate busy "$B" --downtime 1 --timeout 6
-err=$(cat "$T/last.err")
-t1=$(date +%s)
-log "timeout: $err ($((t1 - t0)) s)"
-grep -q "did not converge within 6 s" <<<"$err" || fail "no convergence reason: $err"
-grep -q "post-copy" <<<"$err" || fail "the reason does not say why not post-copy: $err"
-[ "$(vm_field busy state)" = running ] || fail "busy not running on A after the timeout"
-[ "$(vm_field busy pid)" = "$pid_a" ] || fail "A's QEMU changed"
-[ "$(vm_field busy migration.state)" = cancelled ] || fail "migration state $(vm_field busy migration.state)"
-for i in $(seq 1 100); do
-	q2 vm show busy >/dev/null 2>&1 || break
-	sleep 0.1
-done
-q2 vm show busy >/dev/null 2>&1 && fail "B kept the half-migrated busy"
-
-# 4. Kill the target's QEMU mid-migration: the desktop runs on at A.
-q --json vm migrate busy "$B" --downtime 1 --timeout 60 >"$T/kill.out" 2>"$T/kill.err" &
+# 3. A migration that cannot finish in time: the target's QEMU is stopped
+# (SIGSTOP), so the stream stalls; --timeout cancels it. (A guest that
+# dirties memory faster than the link would do as well, but QEMU 7.2's
+# TCG corrupts such a guest's memory when a migration of it completes:
+# reproduced with two bare QEMUs, see bench/migrate-README.md.)
+# SIGSTOP the target's QEMU as soon as the source says RAM is going over
+# (its vm.migration event "active", from the event stream).
+stop_target() {
+	local i
+	for i in $(seq 1 3000); do
+		grep -q '"state":"active"' "$T/events" 2>/dev/null && break
+		sleep 0.01
+	done
+	grep -q '"state":"active"' "$T/events" || fail "never active: $(cat "$T/events")"
+	tpid=$(cat "$STATE2/vms/desk/qemu.pid" 2>/dev/null)
+	[ -n "$tpid" ] || fail "no target QEMU"
+	kill -STOP "$tpid"
+}
+watch_events() {
+	[ -n "${EV_PID:-}" ] && kill "$EV_PID" 2>/dev/null
+	: >"$T/events"
+	"$QDESK_BIN" events --json --vm desk >"$T/events" &
+	EV_PID=$!
+	sleep 0.3
+}
+pid_a=$(vm_field desk pid)
+watch_events
+q --json vm migrate desk "$B" --timeout 8 >"$T/to.out" 2>"$T/to.err" &
 mig=$!
-for i in $(seq 1 300); do
-	[ "$(vm_field busy migration.state)" = active ] &&
-		[ "$(vm_field busy migration.ram_mb)" -gt 0 ] && break
+stop_target
+t0=$(date +%s)
+wait "$mig"; rc=$?
+t1=$(date +%s)
+kill -CONT "$tpid" 2>/dev/null
+err=$(cat "$T/to.err")
+log "timeout ($((t1 - t0)) s after the target stopped): $err"
+[ "$rc" = 1 ] || fail "vm migrate exit $rc with a stalled target: $err"
+grep -q "did not converge within 8 s" <<<"$err" || fail "no timeout reason: $err"
+grep -q "post-copy" <<<"$err" || fail "the reason does not say why not post-copy: $err"
+[ "$(vm_field desk state)" = running ] || fail "desk not running on A after the timeout"
+[ "$(vm_field desk pid)" = "$pid_a" ] || fail "A's QEMU changed"
+[ "$(vm_field desk migration.state)" = cancelled ] || fail "migration state $(vm_field desk migration.state)"
+for i in $(seq 1 100); do
+	q2 vm show desk >/dev/null 2>&1 || break
 	sleep 0.1
 done
-[ "$(vm_field busy migration.state)" = active ] || fail "never active: $(vm_field busy migration)"
-tpid=$(cat "$STATE2/vms/busy/qemu.pid")
+q2 vm show desk >/dev/null 2>&1 && fail "B kept the half-migrated desk"
+alive "$tpid" && fail "B's target QEMU $tpid is left"
+
+# 4. Kill the target's QEMU mid-migration (stopped first, so the kill
+# lands while RAM is going over): the desktop runs on at A.
+watch_events
+q --json vm migrate desk "$B" --timeout 60 >"$T/kill.out" 2>"$T/kill.err" &
+mig=$!
+stop_target
+for i in $(seq 1 300); do
+	[ "$(vm_field desk migration.state)" = active ] && break
+	sleep 0.1
+done
+[ "$(vm_field desk migration.state)" = active ] || fail "never active: $(vm_field desk migration)"
 kill -9 "$tpid"
 wait "$mig"; rc=$?
-[ "$rc" = 1 ] || fail "vm migrate exit $rc after the target died: $(cat "$T/kill.err")"
 log "target killed: $(cat "$T/kill.err")"
+[ "$rc" = 1 ] || fail "vm migrate exit $rc after the target died: $(cat "$T/kill.err")"
 grep -q "keeps running here" "$T/kill.err" || fail "$(cat "$T/kill.err")"
-[ "$(vm_field busy state)" = running ] || fail "busy not running on A after the target died"
-[ "$(vm_field busy pid)" = "$pid_a" ] || fail "A's QEMU changed"
-[ "$(vm_field busy migration.state)" = failed ] || fail "migration: $(vm_field busy migration)"
+[ "$(vm_field desk state)" = running ] || fail "desk not running on A after the target died"
+[ "$(vm_field desk pid)" = "$pid_a" ] || fail "A's QEMU changed"
+[ "$(vm_field desk migration.state)" = failed ] || fail "migration: $(vm_field desk migration)"
+n0=$(grep -ac "^CTR " "$STATE/vms/desk/serial.log")
+sleep 2
+[ "$(grep -ac "^CTR " "$STATE/vms/desk/serial.log")" -gt "$n0" ] ||
+	fail "the counter stopped on A"
 for i in $(seq 1 100); do
-	q2 vm show busy >/dev/null 2>&1 || break
+	q2 vm show desk >/dev/null 2>&1 || break
 	sleep 0.1
 done
-q2 vm show busy >/dev/null 2>&1 && fail "B kept the dead target's busy"
+q2 vm show desk >/dev/null 2>&1 && fail "B kept the dead target's desk"
 
 # Bad input: one line each.
 q_status 2 vm migrate desk
