@@ -33,15 +33,9 @@ bench_qmpd_start "$T/a" --vm-uids 2000092000-2000092999
     >>"$T/qmpd-b.log" 2>&1 &
 QMPD_B=$!
 stop_b() {
-	local f pid
 	kill -TERM "$QMPD_B" 2>/dev/null
 	wait "$QMPD_B" 2>/dev/null
-	for f in "$STATE_B"/vms/*/qemu.pid; do
-		[ -f "$f" ] || continue
-		pid=$(cat "$f")
-		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
-		    grep -q -- "$STATE_B/vms/" && kill -9 "$pid" 2>/dev/null
-	done
+	bench_kill_qemus "$STATE_B"
 	[ -n "${FOLLOW:-}" ] && kill "$FOLLOW" 2>/dev/null
 }
 trap 'st=$?; stop_b; (exit $st); bench_cleanup' EXIT

@@ -59,22 +59,26 @@ static void	vm_migrate_ram(struct vm *);
 static void	vm_migrate_fail(struct vm *, enum vm_mig_state, const char *,
 		    ...) __attribute__((format(printf, 3, 4)));
 
-long long
-vm_migrate_now_ms(void)
+/* Milliseconds on a clock: monotonic for spans, realtime across hosts. */
+static long long
+vm_migrate_clock_ms(clockid_t id)
 {
 	struct timespec	ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+long long
+vm_migrate_now_ms(void)
+{
+	return (vm_migrate_clock_ms(CLOCK_MONOTONIC));
 }
 
 long long
 vm_migrate_wall_ms(void)
 {
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	return (vm_migrate_clock_ms(CLOCK_REALTIME));
 }
 
 /* STOP on the source mid-migration: the guest's downtime starts now. */

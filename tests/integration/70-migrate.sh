@@ -17,21 +17,13 @@ QMPD2_PID=
 FOLLOW_PID=
 EXTRA_CLEANUP='cleanup2'
 cleanup2() {
-	local f pid
 	[ -n "$FOLLOW_PID" ] && kill "$FOLLOW_PID" 2>/dev/null
 	[ -n "${EV_PID:-}" ] && kill "$EV_PID" 2>/dev/null
 	if [ -n "$QMPD2_PID" ]; then
 		kill -TERM "$QMPD2_PID" 2>/dev/null
 		wait "$QMPD2_PID" 2>/dev/null
 	fi
-	for f in "$STATE2"/vms/*/qemu.pid; do
-		[ -f "$f" ] || continue
-		pid=$(cat "$f")
-		if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null |
-		    grep -q -- "$STATE2/vms/"; then
-			kill -9 "$pid" 2>/dev/null
-		fi
-	done
+	kill_qemus "$STATE2"
 }
 
 # Two qmpds, each its own state dir and VM uid range.
