@@ -110,6 +110,10 @@ vm_qmp_status_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	} else if (strcmp(status, "shutdown") == 0) {
 		vm->guest_shutdown = 1;
 		vm_qmp_quit(vm);
+	} else if (strcmp(status, "postmigrate") == 0 &&
+	    !vm_migrate_busy(vm)) {
+		/* Migrated while no qmpd watched: never two running copies. */
+		vm_set_state(vm, VM_PAUSED, VM_MIG_POSTMIGRATE);
 	} else if (strcmp(status, "prelaunch") == 0 &&
 	    vm->state == VM_STARTING) {
 		/* qmpd died between spawn and cont: finish the start. */

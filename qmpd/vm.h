@@ -477,6 +477,14 @@ struct vm_mig {
 	long long		 resumed_at;
 };
 
+/*
+ * The reason of a source found paused in "postmigrate" by a qmpd that was
+ * not there when its migration ended: the target may run the desktop, so
+ * this copy is never resumed (vm.resume refuses).
+ */
+#define VM_MIG_POSTMIGRATE	"postmigrate: migrated away while qmpd was " \
+	"down; not resumed here (the target may run it): vm kill this copy"
+
 /* vm-migrate.c: the source's state machine, and what both sides share. */
 void	 vm_migrate(struct vm *, json_t *args, done_cb, void *arg);
 void	 vm_migrate_free(struct vm *);

@@ -9,7 +9,9 @@
 # side it left. Failures: a migration whose stream stalls (the target's
 # QEMU stopped) cancelled by --timeout, and the target's QEMU killed
 # mid-migration: both times the desktop runs on at the source, with a
-# reason, and the target's half of the VM is gone.
+# reason, and the target's half of the VM is gone. kill -9 of the source's
+# qmpd mid-migration: the target runs it, the restarted source keeps its
+# copy paused and refuses to resume it.
 . "$(dirname "$0")/lib.sh"
 
 STATE2=$T/state2
@@ -234,12 +236,53 @@ for i in $(seq 1 100); do
 done
 q2 vm show desk >/dev/null 2>&1 && fail "B kept the dead target's desk"
 
+# 5. kill -9 of the source's qmpd mid-migration (the target's QEMU held
+# so it is mid-way): QEMU finishes the migration alone, the target runs
+# the desktop; the restarted source finds its QEMU in postmigrate, keeps
+# it paused and refuses to resume it. Exactly one copy runs.
+pid_a=$(vm_field desk pid)
+watch_events
+q --json vm migrate desk "$B" --timeout 60 >"$T/k9.out" 2>"$T/k9.err" &
+mig=$!
+stop_target
+kill9_qmpd
+kill "$EV_PID" 2>/dev/null; EV_PID=
+kill -CONT "$tpid"
+wait "$mig"
+for i in $(seq 1 300); do
+	[ "$(q2 --json vm show desk 2>/dev/null | jq -r .state)" = running ] && break
+	sleep 0.1
+done
+[ "$(q2 --json vm show desk | jq -r .state)" = running ] || fail "the target does not run desk after the source qmpd died"
+start_qmpd --vm-uids 2000090000-2000090999
+for i in $(seq 1 100); do
+	[ "$(vm_field desk state)" = paused ] && break
+	sleep 0.1
+done
+[ "$(vm_field desk state)" = paused ] || fail "the source copy is $(vm_field desk state) after the restart"
+vm_field desk reason | grep -q postmigrate || fail "reason: $(vm_field desk reason)"
+q_status 1 vm resume desk
+log "restarted source: $(vm_field desk reason); resume: $(cat "$T/last.err")"
+[ "$(q2 --json vm show desk | jq -r .state)" = running ] || fail "the target stopped"
+qq vm kill desk >/dev/null
+for i in $(seq 1 100); do
+	alive "$pid_a" || break
+	sleep 0.1
+done
+alive "$pid_a" && fail "the source copy survived vm kill"
+n0=$(grep -ac "^CTR " "$STATE2/vms/desk/serial.log")
+sleep 2
+[ "$(grep -ac "^CTR " "$STATE2/vms/desk/serial.log")" -gt "$n0" ] ||
+	fail "the counter does not go on at B"
+qq vm delete desk >/dev/null
+
 # Bad input: one line each.
-q_status 2 vm migrate desk
-q_status 1 vm migrate desk nowhere
+q2_status() { QDESK_SOCKET=$STATE2/qmpd.sock q_status "$@"; }
+q2_status 2 vm migrate desk
+q2_status 1 vm migrate desk nowhere
 grep -q "unix:PATH or tls:ADDR:PORT" "$T/last.err" || fail "$(cat "$T/last.err")"
-q_status 1 vm migrate desk "$B" --storage nfs
-q_status 1 vm migrate desk "$B" --downtime 0
-q_status 1 vm migrate desk unix:/nonexistent/qmpd.sock
-[ "$(vm_field desk state)" = running ] || fail "desk not running after bad input"
+q2_status 1 vm migrate desk "$A" --storage nfs
+q2_status 1 vm migrate desk "$A" --downtime 0
+q2_status 1 vm migrate desk unix:/nonexistent/qmpd.sock
+[ "$(q2 --json vm show desk | jq -r .state)" = running ] || fail "desk not running after bad input"
 log ok
