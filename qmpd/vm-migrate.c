@@ -811,6 +811,12 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		    "VM migrates", vm->def.name, vm_state_name(vm->state));
 		return;
 	}
+	if (vm->def.pool != NULL && qmpd->cluster == NULL) {
+		done_fail(done, arg, ERR_STATE, "VM %s is a desktop of pool %s, "
+		    "which lives on this host: pool desktops move between "
+		    "cluster hosts only", vm->def.name, vm->def.pool);
+		return;
+	}
 	if (vm_migrate_check(&vm->def, copy, &cause) != 0) {
 		done_fail(done, arg, ERR_STATE, "%s", cause);
 		free(cause);
