@@ -56,6 +56,13 @@ static const struct ctl_arg vm_stop_opts[] = {
 	{ NULL, NULL, 0, 0 }
 };
 
+static const struct ctl_arg vm_migrate_opts[] = {
+	{ "--storage",	"storage",	CTL_STR,	0 },
+	{ "--downtime",	"downtime",	CTL_INT,	0 },
+	{ "--timeout",	"timeout",	CTL_INT,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
 static const struct ctl_arg timeout_opts[] = {
 	{ "--timeout",	"timeout",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
@@ -246,6 +253,11 @@ const struct ctl_command ctl_commands[] = {
 	  .usage = "NAME [--expires S] [--vv FILE]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_ticket_opts,
 	  .print = PRINT_OBJECT, .run = run_ticket },
+	{ .group = "vm", .verb = "migrate", .cmd = "vm.migrate",
+	  .usage = "NAME HOST [--storage shared|copy] [--downtime MS] "
+	    "[--timeout S]",
+	  .pos = { NAME_POS("NAME"), { "HOST", "to", CTL_STR, 0 } },
+	  .opts = vm_migrate_opts, .print = PRINT_OBJECT, .wait = 300 },
 	{ .group = "vm", .verb = "template", .cmd = "vm.template",
 	  .usage = "VM NAME",
 	  .pos = { NAME_POS("VM"), { "NAME", "image", CTL_STR, 0 } },

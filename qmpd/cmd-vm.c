@@ -269,6 +269,14 @@ cmd_vm_pause(struct cmd_req *req)
 static enum cmd_retval
 cmd_vm_resume(struct cmd_req *req)
 {
+	struct vm	*vm = vm_find(cmd_arg_str(req, "name", ""));
+
+	if (vm != NULL && vm->state == VM_PAUSED && vm->reason != NULL &&
+	    strcmp(vm->reason, VM_MIG_POSTMIGRATE) == 0) {
+		cmd_error(req, ERR_STATE, "VM %s migrated away: resuming this "
+		    "copy could run the desktop twice", vm->def.name);
+		return (CMD_RETURN_DONE);
+	}
 	return (cmd_vm_qmp(req, VM_MASK(VM_PAUSED), "cont", VM_RUNNING, NULL));
 }
 
