@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "compat.h"
+
 /*
  * cluster-conf.c: the --cluster file, a JSON object:
  *
@@ -59,5 +61,91 @@ struct cluster_conf	*cluster_conf_load(const char *path, char **cause);
 struct cluster_conf	*cluster_conf_parse(json_t *, const char *path,
 			    char **cause);
 void			 cluster_conf_free(struct cluster_conf *);
+
+/*
+ * cluster.c: the etcd client on qmpd's loop and one watch on every key
+ * under /qdesk/v1/, whose events go to the host view (hosts/, members/,
+ * drain/) and to placement (vms/, placement/, stores/). Started by
+ * qmpd.c when qmpd->cluster is set; cluster_init returns once this host
+ * has joined, or fails start-up with a one-line cause (a name another
+ * live qmpd holds, a clock that disagrees with the members').
+ */
+struct etcd;
+extern struct etcd	*cluster_etcd;
+int		 cluster_init(char **cause);
+void		 cluster_close(void);
+/* "/qdesk/v1/" and the rest; the caller frees it. */
+char		*cluster_key(const char *fmt, ...)
+		    __attribute__((format(printf, 1, 2)));
+/* This host's name, and the wall clock and monotonic clock in ms. */
+const char	*cluster_name(void);
+long long	 cluster_wall_ms(void);
+long long	 cluster_mono_ms(void);
+/* "2026-12-02T11:20:03.123Z" for logs that others' logs are held to. */
+const char	*cluster_stamp(void);
+
+/*
+ * cluster-host.c: this host's record hosts/H under its lease (refreshed
+ * every lease_ttl/3 and at each VM state change), members/H (no lease:
+ * who was ever part of the cluster, so a dead host is still listed),
+ * drain/H, and the view of every host that the watch keeps current.
+ */
+struct cluster_host {
+	char		*name;
+	json_t		*rec;		/* its hosts/ record; NULL when down */
+	json_t		*member;	/* its members/ record */
+	int		 draining;
+	long long	 seen_ms;	/* mono: its record last written */
+	long long	 down_ms;	/* mono: when its key went; 0 if up */
+	TAILQ_ENTRY(cluster_host) entry;
+};
+TAILQ_HEAD(cluster_hosts, cluster_host);
+extern struct cluster_hosts	cluster_hosts;
+struct cluster_host *cluster_host_find(const char *name);
+int		 cluster_host_up(const struct cluster_host *);
+/* Is name in host's record list (running, starting)? */
+int		 cluster_host_lists(const struct cluster_host *,
+		    const char *list, const char *name);
+void		 cluster_host_event(const char *key, json_t *kv, int put);
+void		 cluster_host_join(void);
+int		 cluster_host_joined(void);
+/* Join checks on the initial view: NULL, or why this host may not join. */
+char		*cluster_host_refuse(void);
+/* Write this host's record again soon (a VM changed). */
+void		 cluster_host_touch(void);
+/* A start of name failed here (put in the record for the requester). */
+void		 cluster_host_failed(const char *name, long long epoch,
+		    const char *why);
+json_t		*cluster_host_list(void);
+void		 cluster_host_lost(const char *why);
+
+/*
+ * cluster-place.c: VM definitions (vms/VM), their placement
+ * (placement/VM = {"host","epoch","state"}, written only by etcd_cas),
+ * the choice of a host, this host acting on what placement gives it,
+ * failover of a dead host's desktops, and the vm.* commands in cluster
+ * mode (cluster_place_cmd: -1 when the local command should run).
+ */
+struct cmd_req;
+void		 cluster_place_event(const char *key, json_t *kv, int put);
+void		 cluster_place_reconcile(void);
+void		 cluster_place_host_down(const char *host);
+void		 cluster_place_host_up(const char *host);
+void		 cluster_place_vm_event(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+const char	*cluster_place_host(const char *vm);
+int		 cluster_place_cmd(struct cmd_req *);
+json_t		*cluster_place_running(void);
+
+/*
+ * cluster-fence.c: self-fencing. When this host's lease is lost (or was
+ * never renewed in time after a restart), every local desktop is killed
+ * at once, with a timestamp in the log, before any other host may start
+ * them (they wait for the lease to expire and fence_delay more).
+ */
+void		 cluster_fence(const char *why);
+void		 cluster_fence_arm(int seconds);
+void		 cluster_fence_disarm(void);
+int		 cluster_fencing(void);
 
 #endif
