@@ -280,7 +280,7 @@ cluster_host_refuse(void)
 		if (diff < -CLUSTER_SKEW_MS || diff > hi) {
 			xasprintf(&why, "clock skew: this host's clock is "
 			    "%.1f s %s that of %s (at most %d s allowed); sync "
-			    "the clocks (NTP) before joining %s",
+			    "the clocks (NTP) before %s joins",
 			    (diff < 0 ? -diff : diff) / 1000.0, diff < 0 ?
 			    "behind" : "ahead of", h->name,
 			    CLUSTER_SKEW_MS / 1000, cluster_name());

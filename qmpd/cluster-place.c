@@ -57,6 +57,7 @@ static TAILQ_HEAD(, place_wait) waits = TAILQ_HEAD_INITIALIZER(waits);
 struct place_down {
 	char			*host;
 	struct event		*timer;
+	int			 fired;		/* failover ran once */
 	TAILQ_ENTRY(place_down)	 entry;
 };
 static TAILQ_HEAD(, place_down) downs = TAILQ_HEAD_INITIALIZER(downs);
@@ -375,6 +376,8 @@ place_reconcile_one(struct place *p)
 	}
 }
 
+static void	place_down_again(void);
+
 void
 cluster_place_reconcile(void)
 {
@@ -382,6 +385,7 @@ cluster_place_reconcile(void)
 
 	TAILQ_FOREACH_SAFE(p, &places, entry, p1)
 		place_reconcile_one(p);
+	place_down_again();
 }
 
 static void
@@ -519,21 +523,24 @@ place_down_cb(evutil_socket_t fd, short events, void *arg)
 	const char		*to;
 	char			*cause, *key, *val, *why;
 
-	if (cluster_host_up(cluster_host_find(d->host)) ||
-	    !cluster_host_joined()) {
+	if (cluster_host_up(cluster_host_find(d->host))) {
 		place_down_free(d);
 		return;
 	}
-	log_info("cluster: host %s down for %d s more than its lease: "
-	    "failover at %s", d->host, qmpd->cluster->fence_delay,
-	    cluster_stamp());
+	if (!cluster_host_joined())
+		return;		/* a fenced host moves nothing */
+	if (!d->fired)
+		log_info("cluster: host %s down for %d s more than its lease: "
+		    "failover at %s", d->host, qmpd->cluster->fence_delay,
+		    cluster_stamp());
 	TAILQ_FOREACH(p, &places, entry) {
 		if (p->def == NULL || !pl_running(p) || strcmp(pl_host(p),
 		    d->host) != 0)
 			continue;
 		if (!place_movable(p)) {
-			log_info("cluster: %s waits for %s (its disk is not on "
-			    "a shared store)", p->name, d->host);
+			if (!d->fired)
+				log_info("cluster: %s waits for %s (its disk is "
+				    "not on a shared store)", p->name, d->host);
 			continue;
 		}
 		cause = NULL;
@@ -554,7 +561,21 @@ place_down_cb(evutil_socket_t fd, short events, void *arg)
 		free(key);
 		free(val);
 	}
-	place_down_free(d);
+	d->fired = 1;
+}
+
+/*
+ * Hosts down past their fence delay: failover again (a store came, or
+ * this host has joined again after its own fence).
+ */
+static void
+place_down_again(void)
+{
+	struct place_down	*d, *d1;
+
+	TAILQ_FOREACH_SAFE(d, &downs, entry, d1)
+		if (!evtimer_pending(d->timer, NULL))
+			place_down_cb(-1, 0, d);
 }
 
 void
@@ -615,6 +636,7 @@ cluster_place_event(const char *key, json_t *kv, int put)
 			json_object_set_new(stores, name, v);
 		else
 			json_object_del(stores, name);
+		place_down_again();
 		return;
 	}
 	p = place_get(name);
