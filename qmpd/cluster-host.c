@@ -341,7 +341,7 @@ host_joined_now(void)
 	free(key);
 	free(val);
 	host_refresh_cb(-1, 0, NULL);
-	cluster_place_reconcile();
+	cluster_load();		/* then reconcile, on a view newer than us */
 }
 
 /* The CAS that takes hosts/H: lost to another qmpd, or ours. */
@@ -520,6 +520,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 	if (put) {
 		json_decref(h->rec);
 		h->rec = rec;
+		h->gen = cluster_gen;
 		h->seen_ms = cluster_mono_ms();
 		if (h->down_ms != 0) {
 			h->down_ms = 0;
@@ -539,6 +540,22 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		cluster_host_lost("this host's key was deleted in etcd");
 	else
 		cluster_place_host_down(name);
+}
+
+/* After a full read: a host whose key it lacked is down. */
+void
+cluster_host_sweep(unsigned int gen)
+{
+	struct cluster_host	*h;
+	char			*key;
+
+	TAILQ_FOREACH(h, &cluster_hosts, entry) {
+		if (h->rec == NULL || h->gen == gen)
+			continue;
+		key = cluster_key("hosts/%s", h->name);
+		cluster_host_event(key + strlen("/qdesk/v1/"), NULL, 0);
+		free(key);
+	}
 }
 
 /* host.list: every host ever a member, up or not. */

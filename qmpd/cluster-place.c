@@ -36,6 +36,7 @@ struct place {
 	int64_t			 def_rev;
 	json_t			*pl;	/* placement/ value */
 	int64_t			 pl_rev;
+	unsigned int		 def_gen, pl_gen;	/* cluster_gen seen */
 	TAILQ_ENTRY(place)	 entry;
 };
 static TAILQ_HEAD(, place) places = TAILQ_HEAD_INITIALIZER(places);
@@ -643,6 +644,7 @@ cluster_place_event(const char *key, json_t *kv, int put)
 	if (strncmp(key, "vms/", 4) == 0) {
 		json_decref(p->def);
 		p->def = v;
+		p->def_gen = cluster_gen;
 		p->def_rev = put ? json_integer_value(json_object_get(kv,
 		    "mod_revision")) : 0;
 		if (!put && (vm = vm_find(name)) != NULL && !vm_is_active(vm)
@@ -653,11 +655,36 @@ cluster_place_event(const char *key, json_t *kv, int put)
 	} else {
 		json_decref(p->pl);
 		p->pl = v;
+		p->pl_gen = cluster_gen;
 		p->pl_rev = put ? json_integer_value(json_object_get(kv,
 		    "mod_revision")) : 0;
 	}
 	place_reconcile_one(p);
 	place_forget(p);
+}
+
+/* After a full read: what it lacked was deleted meanwhile. */
+void
+cluster_place_sweep(unsigned int gen)
+{
+	struct place	*p, *p1;
+	char		*key, *name;
+
+	TAILQ_FOREACH_SAFE(p, &places, entry, p1) {
+		name = xstrdup(p->name);
+		if (p->pl != NULL && p->pl_gen != gen) {
+			key = cluster_key("placement/%s", name);
+			cluster_place_event(key + strlen("/qdesk/v1/"), NULL, 0);
+			free(key);
+		}
+		if ((p = place_find(name)) != NULL && p->def != NULL &&
+		    p->def_gen != gen) {
+			key = cluster_key("vms/%s", name);
+			cluster_place_event(key + strlen("/qdesk/v1/"), NULL, 0);
+			free(key);
+		}
+		free(name);
+	}
 }
 
 /* ---- the vm.* commands in cluster mode ---- */

@@ -30,6 +30,7 @@ static struct etcd_watch *cluster_watch;
 static struct event	*cluster_retry_ev;
 static int		 cluster_loaded;	/* the initial read is in */
 static char		*cluster_refused;	/* why start-up failed */
+unsigned int		 cluster_gen;		/* of the last full read */
 
 char *
 cluster_key(const char *fmt, ...)
@@ -104,7 +105,6 @@ cluster_dispatch(json_t *kv, int put)
 		cluster_place_event(key, kv, put);
 }
 
-static void	cluster_load(void);
 
 /* The watch's events; a compacted revision means read it all again. */
 static void
@@ -151,8 +151,12 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 		evtimer_add(cluster_retry_ev, &tv);
 		return;
 	}
+	cluster_gen++;
 	json_array_foreach(json_object_get(res, "kvs"), i, kv)
 		cluster_dispatch(kv, 1);
+	/* What the view has and etcd no longer does went meanwhile. */
+	cluster_host_sweep(cluster_gen);
+	cluster_place_sweep(cluster_gen);
 	rev = json_integer_value(json_object_get(json_object_get(res,
 	    "header"), "revision"));
 	cluster_watch = etcd_watch_create(cluster_etcd, CLUSTER_PREFIX,
@@ -163,12 +167,22 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 			return;
 		cluster_host_join();
 	}
-	cluster_place_reconcile();
+	if (cluster_host_joined())
+		cluster_place_reconcile();
 }
 
-static void
+/*
+ * Read everything again and watch from there: at start, after a
+ * compaction, and each time this host (re)joins, so that it never acts
+ * on a view older than its own lease (a partition may have hidden
+ * failovers from it).
+ */
+void
 cluster_load(void)
 {
+	if (cluster_watch != NULL)
+		etcd_watch_free(cluster_watch);
+	cluster_watch = NULL;
 	etcd_get(cluster_etcd, CLUSTER_PREFIX, ETCD_PREFIX, cluster_load_cb,
 	    NULL);
 }

@@ -74,6 +74,9 @@ struct etcd;
 extern struct etcd	*cluster_etcd;
 int		 cluster_init(char **cause);
 void		 cluster_close(void);
+void		 cluster_load(void);
+/* Counts full reads; each record seen in one carries its number. */
+extern unsigned int	 cluster_gen;
 /* "/qdesk/v1/" and the rest; the caller frees it. */
 char		*cluster_key(const char *fmt, ...)
 		    __attribute__((format(printf, 1, 2)));
@@ -97,6 +100,7 @@ struct cluster_host {
 	int		 draining;
 	long long	 seen_ms;	/* mono: its record last written */
 	long long	 down_ms;	/* mono: when its key went; 0 if up */
+	unsigned int	 gen;		/* cluster_gen its record was seen */
 	TAILQ_ENTRY(cluster_host) entry;
 };
 TAILQ_HEAD(cluster_hosts, cluster_host);
@@ -107,6 +111,7 @@ int		 cluster_host_up(const struct cluster_host *);
 int		 cluster_host_lists(const struct cluster_host *,
 		    const char *list, const char *name);
 void		 cluster_host_event(const char *key, json_t *kv, int put);
+void		 cluster_host_sweep(unsigned int gen);
 void		 cluster_host_join(void);
 int		 cluster_host_joined(void);
 /* Join checks on the initial view: NULL, or why this host may not join. */
@@ -128,6 +133,7 @@ void		 cluster_host_lost(const char *why);
  */
 struct cmd_req;
 void		 cluster_place_event(const char *key, json_t *kv, int put);
+void		 cluster_place_sweep(unsigned int gen);
 void		 cluster_place_reconcile(void);
 void		 cluster_place_host_down(const char *host);
 void		 cluster_place_host_up(const char *host);
