@@ -121,8 +121,14 @@ for vm in $moved; do
 	done
 	[ -n "$w" ] && [ "$w" != $victim ] || fail "$vm not running elsewhere after 30 s"
 	log "$vm runs on $w $(( $(date +%s%3N) - t0 )) ms after $victim died"
+	# vm show follows once w's record lists it (it may say starting).
+	for i in $(seq 1 50); do
+		[ "$(hq h1 --json vm show "$vm" | jq -r '.state + " " + .host')" = "running $w" ] &&
+			break
+		sleep 0.1
+	done
 	[ "$(hq h1 --json vm show "$vm" | jq -r '.state + " " + .host')" = "running $w" ] ||
-		fail "vm show $vm: $(hq h1 --json vm show "$vm")"
+		fail "vm show $vm (runs on $w): $(hq h1 --json vm show "$vm" | jq -c .)"
 done
 [ "$(host_state h1 h2)" = down ] || fail "h1 says h2 is $(host_state h1 h2)"
 [ "$(hq h3 --json vm show loc | jq -r '.state + " " + .host')" = "host down h2" ] ||
