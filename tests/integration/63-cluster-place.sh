@@ -13,40 +13,10 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
-CLUSTER=$top/scripts/cluster
+. "$top/tests/lib/cluster-lib.sh"
 DRIVE=$top/build/cluster/etcd-drive
-ENVFILE=$top/build/cluster/env
-[ -e "$ENVFILE" ] && fail "a cluster is already up in this checkout: scripts/cluster down"
-EXTRA_CLEANUP='"$CLUSTER" down >/dev/null 2>&1'
+cluster_test_up 3
 
-out=$(QDESK_LEASE_TTL=3 QDESK_FENCE_DELAY=2 "$CLUSTER" up 3 2>&1) ||
-	fail "cluster up 3: $out"
-# shellcheck disable=SC1090
-. "$ENVFILE"
-
-# qdesk on host h: hq h ARGS...
-hq() {
-	local h=$1 ns sock
-	shift
-	ns=${h}_NETNS sock=${h}_SOCKET
-	ip netns exec "${!ns}" "$QDESK_BIN" --socket "${!sock}" "$@"
-}
-hqq() {
-	local out
-	out=$(hq "$@" 2>&1) || fail "on $1: qdesk ${*:2}: $out"
-	printf '%s\n' "$out"
-}
-# Which hosts' process tables run VM's QEMU (its pidfile, alive, its dir).
-runs_on() {
-	local vm=$1 h st pid where=
-	for h in $HOSTS; do
-		st=${h}_STATE
-		pid=$(cat "${!st}/vms/$vm/qemu.pid" 2>/dev/null) || continue
-		alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" |
-		    grep -q -- "${!st}/vms/$vm/" && where="$where $h"
-	done
-	echo "${where# }"
-}
 hosts_state() {
 	hq "$1" --json host list | jq -r '.hosts[] | .name + "=" + .state' |
 	    tr '\n' ' '
