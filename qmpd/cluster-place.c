@@ -739,6 +739,7 @@ struct place_op {
 	char		*host;
 	json_t		*reply;		/* vm.create's answer */
 	int		 running;
+	long long	 epoch;		/* the placement's, as written */
 };
 
 static void
@@ -835,7 +836,6 @@ place_set_cb(void *arg, json_t *res, const char *errclass, const char *cause)
 	struct place_op	*op = arg;
 	struct place	*p = place_find(op->name);
 	json_t		*resp, *kv;
-	long long	 epoch = 0;
 	const char	*val;
 	json_t		*v;
 
@@ -859,14 +859,12 @@ place_set_cb(void *arg, json_t *res, const char *errclass, const char *cause)
 		place_op_free(op);
 		return;
 	}
-	if (p != NULL)
-		epoch = pl_epoch(p) + (op->running ? 1 : 0);
 	log_info("cluster: %s placed on %s (%s) at %s", op->name, op->host,
 	    op->running ? "running" : "stopped", cluster_stamp());
 	if (!cluster_host_up(cluster_host_find(op->host)))
 		cmd_reply(op->req, p != NULL ? place_json(p) : json_object());
 	else
-		place_wait_add(op->req, op->name, op->host, epoch,
+		place_wait_add(op->req, op->name, op->host, op->epoch,
 		    op->running);
 	place_op_free(op);
 }
@@ -883,6 +881,7 @@ place_set(struct cmd_req *req, struct place *p, const char *host,
 	op->name = xstrdup(p->name);
 	op->host = xstrdup(host);
 	op->running = running;
+	op->epoch = pl_epoch(p) + (running ? 1 : 0);
 	key = cluster_key("placement/%s", p->name);
 	val = place_value(p, host, running, running ? "started by admin" :
 	    "stopped by admin");
@@ -898,13 +897,18 @@ place_start(struct cmd_req *req, struct place *p)
 	struct cluster_host	*h;
 	const char		*host = pl_host(p), *pin = def_pin(p);
 	char			*cause = NULL;
+	json_t			*f;
 
 	h = host != NULL ? cluster_host_find(host) : NULL;
-	if (pl_running(p) && cluster_host_up(h)) {
+	/* Placed and up: wait for it, unless this epoch's start failed. */
+	f = json_object_get(json_object_get(h != NULL ? h->rec : NULL,
+	    "failed"), p->name);
+	if (pl_running(p) && cluster_host_up(h) && (f == NULL ||
+	    json_integer_value(json_object_get(f, "epoch")) != pl_epoch(p))) {
 		place_wait_add(req, p->name, host, pl_epoch(p), 1);
 		return (CMD_RETURN_WAIT);
 	}
-	if (pl_running(p) && !place_movable(p)) {
+	if (pl_running(p) && !cluster_host_up(h) && !place_movable(p)) {
 		cmd_error(req, ERR_STATE, "VM %s: its host %s is down and its "
 		    "disk is not on a shared store: it waits for %s", p->name,
 		    host, host);

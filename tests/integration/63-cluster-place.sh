@@ -99,7 +99,19 @@ out=$(hq h1 vm create x1 --accel kvm --disk "$SHARED/p1.img" --host h9 2>&1) &&
 	fail "a pin to no host was accepted"
 [ "$out" = "qdesk: InvalidArgument: no host named h9 in the cluster (qdesk host list)" ] ||
 	fail "pin to h9 said: $out"
-log "--host pins, refused on a draining host: ok"
+# A start that fails on its host says why; started again, it runs.
+cp "$GUESTS/boot.img" "$SHARED/late.img"
+hqq h1 vm create late --accel kvm --disk "$SHARED/late.img" --memory 64 \
+    --display none >/dev/null
+rm "$SHARED/late.img"
+out=$(hq h2 vm start late 2>&1) && fail "a start without its disk file: $out"
+echo "$out" | grep -q "^qdesk: QemuError: late on h[123]: .*late.img: No such file" ||
+	fail "a start without its disk file said: $out"
+cp "$GUESTS/boot.img" "$SHARED/late.img"
+out=$(hqq h2 vm start late)
+[ "$out" = "late: running" ] || fail "vm start late again: $out"
+[ "$(runs_on late | wc -w)" = 1 ] || fail "late runs on '$(runs_on late)'"
+log "--host pins, refused on a draining host; a failed start, then a good one: ok"
 
 # A stop asked of another host stops it where it runs.
 where=$(runs_on d1)
