@@ -583,7 +583,7 @@ cluster_host_list(void)
 			json_object_set(o, "mem_free",
 			    json_object_get(h->rec, "mem_free"));
 			json_object_set_new(o, "lease_age", json_real(
-			    (now - h->seen_ms) / 1000.0));
+			    ((now - h->seen_ms) / 100) / 10.0));
 			json_object_set(o, "running",
 			    json_object_get(h->rec, "running"));
 		} else {
@@ -591,7 +591,7 @@ cluster_host_list(void)
 			json_object_set_new(o, "mem_free", json_null());
 			json_object_set_new(o, "lease_age", json_null());
 			json_object_set_new(o, "down_for", h->down_ms != 0 ?
-			    json_real((now - h->down_ms) / 1000.0) :
+			    json_real(((now - h->down_ms) / 100) / 10.0) :
 			    json_null());
 		}
 		json_array_append_new(a, o);
