@@ -210,6 +210,7 @@ host_refresh_cb(evutil_socket_t fd, short events, void *arg)
 	int		ms = qmpd->cluster->lease_ttl * 1000 / 3;
 
 	host_refresh();
+	cluster_fence_watchdog(etcd_keeper_held_until(host_keeper));
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(host_refresh_ev, &tv);
@@ -478,6 +479,7 @@ cluster_host_lost(const char *why)
 		return;
 	host_joined = 0;
 	evtimer_del(host_refresh_ev);
+	cluster_fence_watchdog(0);
 	cluster_fence(why);
 	host_rejoin_later();
 }

@@ -153,5 +153,7 @@ void		 cluster_fence(const char *why);
 void		 cluster_fence_arm(int seconds);
 void		 cluster_fence_disarm(void);
 int		 cluster_fencing(void);
+/* The watchdog: the lease holds until then (CLOCK_MONOTONIC ms). */
+void		 cluster_fence_watchdog(long long held_until);
 
 #endif

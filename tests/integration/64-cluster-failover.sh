@@ -10,6 +10,8 @@
 #  - partition a host (link down, qmpd alive): it kills its own desktops
 #    (its log's fence timestamp) before another host starts them (that
 #    host's log), and after the partition it does not start them again.
+#  - kill -9 only a host's qmpd (its QEMUs live on) and take its link
+#    down: its watchdog kills them before another host starts them.
 # A watcher checks every host's process table all along: no desktop ever
 # runs on two hosts at once.
 . "$(dirname "$0")/lib.sh"
@@ -159,9 +161,46 @@ wait_host "$other" $victim up
 sleep 2
 [ "$(runs_on "$pvm")" = "$w" ] || fail "$pvm runs on '$(runs_on "$pvm")' after $victim returned"
 [ "$(host_state $victim $victim)" = up ] || fail "$victim does not see itself up"
+log "partition over: $victim rejoined: ok"
+
+# 3. Only qmpd dies (kill -9, link down): its QEMUs outlive it, so its
+# watchdog kills them when the lease may expire, before any other host
+# starts them.
+victim=
+for h in $HOSTS; do
+	for vm in f1 f2 f3; do
+		[ "$(runs_on "$vm")" = $h ] && { victim=$h; pvm=$vm; break 2; }
+	done
+done
+[ -n "$victim" ] || fail "no shared-store desktop running"
+vns=${victim}_NETNS vlog=${victim}_LOG vpf=${victim}_PIDFILE vst=${victim}_STATE
+qpid=$(cat "${!vst}/vms/$pvm/qemu.pid")
+kill -9 "$(cat "${!vpf}")"
+ip -n "${!vns}" link set eth0 down
+for i in $(seq 1 300); do
+	w=$(runs_on "$pvm")
+	[ -n "$w" ] && [ "$w" != $victim ] && break
+	sleep 0.1
+done
+[ -n "$w" ] && [ "$w" != $victim ] || fail "$pvm not running elsewhere after 30 s"
+alive "$qpid" && fail "$pvm's QEMU $qpid on $victim outlived its dead qmpd"
+fence=$(grep "cluster: watchdog: .* fenced at " "${!vlog}" | tail -n 1 |
+    sed 's/.*fenced at \([^ ]*\) .*/\1/')
+wlog=${w}_LOG
+started=$(grep "cluster: $pvm: placed here .* starting at " "${!wlog}" | tail -n 1 |
+    sed 's/.*starting at //')
+[ -n "$fence" ] || fail "$victim's watchdog logged no fence: $(tail -5 "${!vlog}")"
+[[ "$fence" < "$started" ]] || fail "$victim's watchdog fenced at $fence, $w started $pvm at $started"
+log "qmpd of $victim killed: its watchdog fenced at $fence, $pvm started on $w at $started: ok"
+ip -n "${!vns}" link set eth0 up
+restart_host $victim
+wait_host "$w" $victim up
+sleep 2
+[ "$(runs_on "$pvm")" = "$w" ] || fail "$pvm runs on '$(runs_on "$pvm")' after $victim returned"
+
 kill $watcher 2>/dev/null
 wait $watcher 2>/dev/null
 watcher=
 [ -s "$T/twice" ] && fail "a desktop ran twice: $(cat "$T/twice")"
-log "partition over: $victim rejoined, nothing ran twice: ok"
+log "nothing ran twice: ok"
 exit 0
