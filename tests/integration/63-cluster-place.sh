@@ -165,6 +165,25 @@ echo "$out" | grep -q "clock skew: this host's clock is [56][0-9].[0-9] s behind
 	fail "the refused h5 is listed"
 log "duplicate name and skewed clock refused: ok"
 
+# One etcd member killed (the one every host calls first): the hosts
+# keep their leases (no fence), and placement still works.
+endpoints=$ETCD
+ETCD_DIR=$top/build/cluster/run/etcd ETCD_ADDR=${ETCD#http://}
+ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
+. "$top/cluster/etcd-members.sh"
+ETCD=$endpoints
+etcd_member_kill 1
+sleep 7		# two leases of 3 s
+for h in $HOSTS; do
+	lg=${h}_LOG
+	grep -q "cluster: fence" "${!lg}" && fail "$h fenced with one member down"
+done
+wait_hosts h2 "h1=up h2=up h3=up "
+out=$(hqq h3 vm start d2)
+[ "$out" = "d2: running" ] || fail "vm start d2 with a member down: $out"
+etcd_member_start 1
+log "one etcd member down: leases hold, placement works: ok"
+
 # Bad input, and single-host qmpd knows no hosts.
 out=$(hq h1 host drain nosuch 2>&1) && fail "drain of no host: $out"
 [ "$out" = "qdesk: NotFound: no host named nosuch in the cluster" ] || fail "drain nosuch: $out"
