@@ -28,6 +28,7 @@
 #include "xmalloc.h"
 
 #define PLACE_WAIT_S	120	/* a start or stop asked of another host */
+#define PLACE_MEM_SAME	512	/* MiB of free memory that make no difference */
 
 /* What etcd says of one VM: its definition and its placement. */
 struct place {
@@ -187,8 +188,9 @@ place_memory(const struct place *p)
 
 /*
  * The host for p: its pin, else the up, undrained host with the most
- * free memory (less what is placed there and not yet running) that has
- * its template, under its boot cap if any host is. exclude is skipped.
+ * free memory (less what is placed there and not yet running; within
+ * PLACE_MEM_SAME the one with fewer desktops) that has its template,
+ * under its boot cap if any host is. exclude is skipped.
  */
 static const char *
 place_choose(struct place *p, const char *exclude, char **cause)
@@ -252,9 +254,12 @@ place_choose(struct place *p, const char *exclude, char **cause)
 		    "boot_cap")) > 0 && json_integer_value(json_object_get(
 		    h->rec, "booting")) >= json_integer_value(json_object_get(
 		    h->rec, "boot_cap"));
+		/* Free memory within PLACE_MEM_SAME is a tie: fewer wins. */
 		if (best == NULL || (best_capped && !capped) ||
-		    (capped == best_capped && (free_mb > best_free ||
-		    (free_mb == best_free && n < best_n)))) {
+		    (capped == best_capped &&
+		    (free_mb > best_free + PLACE_MEM_SAME ||
+		    (free_mb >= best_free - PLACE_MEM_SAME && (n < best_n ||
+		    (n == best_n && free_mb > best_free)))))) {
 			best = h;
 			best_free = free_mb;
 			best_n = n;
@@ -771,6 +776,23 @@ place_create_cb(void *arg, json_t *res, const char *errclass,
 	place_op_free(op);
 }
 
+/* The VM of the cluster whose definition names this disk file, or NULL. */
+static const char *
+place_disk_user(const char *disk)
+{
+	struct place	*p;
+	const char	*d;
+
+	if (disk == NULL)
+		return (NULL);
+	TAILQ_FOREACH(p, &places, entry) {
+		d = json_string_value(json_object_get(def_args(p), "disk"));
+		if (d != NULL && strcmp(d, disk) == 0)
+			return (p->name);
+	}
+	return (NULL);
+}
+
 static enum cmd_retval
 place_create(struct cmd_req *req, const char *name)
 {
@@ -779,6 +801,7 @@ place_create(struct cmd_req *req, const char *name)
 	struct vm_def		 d;
 	json_t			*args, *rec;
 	const char		*pin = cmd_arg_str(req, "host", NULL);
+	const char		*other;
 	char			*cause = NULL, *key, *val;
 
 	if (vm_find(name) != NULL || (place_find(name) != NULL &&
@@ -810,6 +833,14 @@ place_create(struct cmd_req *req, const char *name)
 		return (CMD_RETURN_DONE);
 	}
 	vm_def_clear(&d);
+	if ((other = place_disk_user(json_string_value(json_object_get(args,
+	    "disk")))) != NULL) {
+		cmd_error(req, ERR_ARG, "disk %s is VM %s's already: one disk "
+		    "file, one desktop", json_string_value(json_object_get(args,
+		    "disk")), other);
+		json_decref(args);
+		return (CMD_RETURN_DONE);
+	}
 	rec = json_pack("{s:O,s:s?,s:I,s:s}", "def", args, "host", pin,
 	    "created", (json_int_t)cluster_wall_ms(), "by", cluster_name());
 	val = json_dumps(rec, JSON_COMPACT);

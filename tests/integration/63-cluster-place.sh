@@ -75,6 +75,7 @@ for i in 1 2 3 4; do
 			fail "vm show d$i on $h: $(hq "$h" --json vm show "d$i")"
 	done
 done
+# Equal hosts (free memory within 512 MiB is a tie): fewer desktops wins.
 [ "${per[h1]:-0}" = 2 ] && [ "${per[h2]:-0}" = 2 ] ||
 	fail "4 desktops spread h1=${per[h1]:-0} h2=${per[h2]:-0}, not 2 and 2"
 for h in $HOSTS; do
@@ -111,6 +112,9 @@ cp "$GUESTS/boot.img" "$SHARED/late.img"
 out=$(hqq h2 vm start late)
 [ "$out" = "late: running" ] || fail "vm start late again: $out"
 [ "$(runs_on late | wc -w)" = 1 ] || fail "late runs on '$(runs_on late)'"
+out=$(hq h2 vm create late2 --disk "$SHARED/late.img" 2>&1) && fail "two VMs on one disk: $out"
+[ "$out" = "qdesk: InvalidArgument: disk $SHARED/late.img is VM late's already: one disk file, one desktop" ] ||
+	fail "two VMs on one disk said: $out"
 log "--host pins, refused on a draining host; a failed start, then a good one: ok"
 
 # A stop asked of another host stops it where it runs.
