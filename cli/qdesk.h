@@ -133,10 +133,6 @@ int	 args_parse(const struct ctl_command *, int argc, char **argv,
 	    json_t **args, json_t **local, char **cause);
 int	 args_int(const char *s, long long *v);
 
-/* base64.c */
-ssize_t	 base64_decode(const char *in, size_t inlen, unsigned char *out,
-	    size_t outlen);
-size_t	 base64_decoded_max(size_t inlen);
 
 /* print.c */
 void	 print_size(char *buf, size_t len, uint64_t bytes);

@@ -35,21 +35,41 @@ cert_ssl_error(char **cause, const char *what)
 	xasprintf(cause, "%s: %s", what, buf);
 }
 
-/* Add one X.509v3 extension, written as openssl.cnf would. */
-static int
-cert_add_ext(X509 *x, int nid, const char *value)
+int
+cert_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
 	X509V3_CTX	 ctx;
 	X509_EXTENSION	*ext;
 	int		 rv;
 
 	X509V3_set_ctx_nodb(&ctx);
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
 	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL)
 		return (-1);
 	rv = X509_add_ext(x, ext, -1) == 1 ? 0 : -1;
 	X509_EXTENSION_free(ext);
 	return (rv);
+}
+
+X509 *
+cert_x509_new(int days)
+{
+	X509		*x;
+	BIGNUM		*bn;
+	unsigned char	 rnd[16];
+
+	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
+	    RAND_bytes(rnd, sizeof rnd) != 1) {
+		X509_free(x);
+		return (NULL);
+	}
+	rnd[0] &= 0x7f;		/* a positive serial */
+	bn = BN_bin2bn(rnd, sizeof rnd, NULL);
+	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+	BN_free(bn);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * days);
+	return (x);
 }
 
 /*
@@ -111,23 +131,14 @@ cert_make(const char *certpath, const char *keypath,
 	EVP_PKEY	*pkey = NULL;
 	X509		*x = NULL;
 	X509_NAME	*name;
-	unsigned char	 rnd[16];
-	BIGNUM		*bn;
 	int		 rv = -1, bad;
 
 	if ((pkey = EVP_RSA_gen(CERT_RSA_BITS)) == NULL) {
 		cert_ssl_error(cause, "RSA key");
 		goto out;
 	}
-	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
-	    RAND_bytes(rnd, sizeof rnd) != 1)
+	if ((x = cert_x509_new(spec->days)) == NULL)
 		goto fail;
-	rnd[0] &= 0x7f;		/* a positive serial */
-	bn = BN_bin2bn(rnd, sizeof rnd, NULL);
-	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-	BN_free(bn);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * spec->days);
 	name = X509_get_subject_name(x);
 	if (spec->org != NULL)
 		X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
@@ -141,14 +152,14 @@ cert_make(const char *certpath, const char *keypath,
 	 * must be allowed to sign, or OpenSSL refuses it as an anchor.
 	 */
 	bad = (spec->san != NULL &&
-	    cert_add_ext(x, NID_subject_alt_name, spec->san) != 0) ||
-	    cert_add_ext(x, NID_basic_constraints, spec->is_ca ?
+	    cert_add_ext(x, NULL, NID_subject_alt_name, spec->san) != 0) ||
+	    cert_add_ext(x, NULL, NID_basic_constraints, spec->is_ca ?
 	    "critical,CA:TRUE" : "critical,CA:FALSE") != 0 ||
-	    cert_add_ext(x, NID_key_usage, spec->is_ca ?
+	    cert_add_ext(x, NULL, NID_key_usage, spec->is_ca ?
 	    "critical,digitalSignature,keyEncipherment,keyCertSign" :
 	    "critical,digitalSignature,keyEncipherment") != 0 ||
-	    cert_add_ext(x, NID_ext_key_usage, "serverAuth") != 0 ||
-	    (spec->is_ca && cert_add_ext(x, NID_subject_key_identifier,
+	    cert_add_ext(x, NULL, NID_ext_key_usage, "serverAuth") != 0 ||
+	    (spec->is_ca && cert_add_ext(x, NULL, NID_subject_key_identifier,
 	    "hash") != 0);
 	if (bad || X509_sign(x, pkey, EVP_sha256()) == 0)
 		goto fail;

@@ -9,6 +9,8 @@
 
 #include <sys/types.h>
 
+#include <openssl/x509.h>
+
 struct cert_spec {
 	const char	*org;		/* subject O, or NULL */
 	const char	*cn;		/* subject CN */
@@ -27,6 +29,19 @@ void	cert_ssl_error(char **cause, const char *what);
 /* Write PEM text to path (mode), through a temporary file and a rename. */
 int	cert_write_text(const char *path, const char *text, mode_t mode,
 	    char **cause);
+
+/*
+ * A new v3 certificate with a random positive serial, valid from an hour
+ * ago (clocks differ) for days: subject, key and extensions still to set.
+ * NULL on failure (OpenSSL's error queue says why).
+ */
+X509	*cert_x509_new(int days);
+
+/*
+ * Add one X.509v3 extension to x, written as openssl.cnf would; issuer is
+ * the signer for authorityKeyIdentifier (NULL: x itself).  0 or -1.
+ */
+int	cert_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
 
 int	cert_make(const char *certpath, const char *keypath,
 	    const struct cert_spec *, char **cause);

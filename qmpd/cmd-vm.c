@@ -591,15 +591,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "profile", ARG_STR, 0 },
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
-	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */
-	{ "tpm", ARG_BOOL, 0 },			/* vm-tpm.c */
-	{ "video", ARG_STR, 0 },		/* vm-def-dev.c */
-	{ "heads", ARG_INT, 0 },
-	{ "audio", ARG_BOOL, 0 },
-	{ "usbredir", ARG_INT, 0 },
-	{ "balloon", ARG_BOOL, 0 },
-	{ "os", ARG_STR, 0 },
-	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */
+	CMD_ARGS_VM_DEV,
 	{ "host", ARG_STR, 0 },			/* cluster-place.c */
 	{ NULL, 0, 0 }
 };

@@ -128,6 +128,20 @@ struct cmd_arg {
 };
 /* The arguments of every command that takes only a "name" (cmd.c). */
 extern const struct cmd_arg	cmd_name_args[];
+/*
+ * The definition's device fields (vm-def-dev.c owns them), which vm.create
+ * and pool.create both take: rows for an argument table.
+ */
+#define CMD_ARGS_VM_DEV							\
+	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */	\
+	{ "tpm", ARG_BOOL, 0 },			/* vm-tpm.c */		\
+	{ "video", ARG_STR, 0 },					\
+	{ "heads", ARG_INT, 0 },					\
+	{ "audio", ARG_BOOL, 0 },					\
+	{ "usbredir", ARG_INT, 0 },					\
+	{ "balloon", ARG_BOOL, 0 },					\
+	{ "os", ARG_STR, 0 },						\
+	{ "agent", ARG_BOOL, 0 }		/* vm-agent.c */
 
 struct cmd_req;
 

@@ -85,20 +85,6 @@ vm_def_dev_int(json_t *j, const char *key, int dflt, int min, int max,
 	return (0);
 }
 
-/* A true/false field, false when absent. */
-static int
-vm_def_dev_bool(json_t *j, const char *key, int *out, char **cause)
-{
-	json_t	*v = json_object_get(j, key);
-
-	if (v != NULL && !json_is_null(v) && !json_is_boolean(v)) {
-		xasprintf(cause, "'%s' must be true or false", key);
-		return (-1);
-	}
-	*out = json_is_true(v);
-	return (0);
-}
-
 /* Sets key to v (a new reference) in j unless j has it already. */
 static void
 vm_def_dev_default(json_t *j, const char *key, json_t *v)
@@ -170,32 +156,6 @@ vm_def_dev_windows(const struct vm_def *def)
 	return (strncmp(def->os, "windows", 7) == 0);
 }
 
-/* One of a fixed set of words, dflt when absent. */
-static int
-vm_def_dev_word(json_t *j, const char *key, const char *dflt,
-    const char *const *allowed, char *out, size_t outlen, char **cause)
-{
-	json_t		*v = json_object_get(j, key);
-	const char	*s = dflt;
-	size_t		 i;
-
-	if (v != NULL && !json_is_null(v)) {
-		if (!json_is_string(v)) {
-			xasprintf(cause, "'%s' must be a string", key);
-			return (-1);
-		}
-		s = json_string_value(v);
-	}
-	for (i = 0; allowed[i] != NULL; i++) {
-		if (strcmp(allowed[i], s) == 0) {
-			strlcpy(out, s, outlen);
-			return (0);
-		}
-	}
-	xasprintf(cause, "invalid %s '%.32s'", key, s);
-	return (-1);
-}
-
 /*
  * The profile's own fields: the os, and the firmware, TPM and agent it
  * sets, checked against the machine: Secure Boot needs q35 (its SMM),
@@ -207,12 +167,12 @@ vm_def_dev_os(struct vm_def *def, json_t *j, char **cause)
 	static const char *const oses[] = { "generic", "linux", "windows10",
 	    "windows11", NULL };
 
-	if (vm_def_dev_word(j, "os", "generic", oses, def->os,
-	    sizeof def->os, cause) != 0 ||
-	    vm_def_dev_word(j, "firmware", "bios", vm_def_dev_firmwares,
-	    def->firmware, sizeof def->firmware, cause) != 0 ||
-	    vm_def_dev_bool(j, "tpm", &def->tpm, cause) != 0 ||
-	    vm_def_dev_bool(j, "agent", &def->agent, cause) != 0)
+	if (vm_def_word(j, "os", "generic", oses, def->os,
+	    sizeof def->os, 32, cause) != 0 ||
+	    vm_def_word(j, "firmware", "bios", vm_def_dev_firmwares,
+	    def->firmware, sizeof def->firmware, 32, cause) != 0 ||
+	    vm_def_bool(j, "tpm", &def->tpm, cause) != 0 ||
+	    vm_def_bool(j, "agent", &def->agent, cause) != 0)
 		return (-1);
 	if (strcmp(def->firmware, "uefi-secure") == 0 &&
 	    strcmp(def->machine, "q35") != 0) {
@@ -270,8 +230,8 @@ vm_def_dev_from_json(struct vm_def *def, json_t *j, char **cause)
 	    cause) != 0 ||
 	    vm_def_dev_int(j, "usbredir", 0, 0, VM_USBREDIR_MAX,
 	    &def->usbredir, cause) != 0 ||
-	    vm_def_dev_bool(j, "audio", &def->audio, cause) != 0 ||
-	    vm_def_dev_bool(j, "balloon", &def->balloon, cause) != 0 ||
+	    vm_def_bool(j, "audio", &def->audio, cause) != 0 ||
+	    vm_def_bool(j, "balloon", &def->balloon, cause) != 0 ||
 	    vm_def_dev_os(def, j, cause) != 0)
 		return (-1);
 	if (def->heads > 1 && strcmp(def->video, "vga") == 0) {

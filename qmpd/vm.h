@@ -188,6 +188,10 @@ int	 vm_def_from_json(struct vm_def *, json_t *, char **cause);
 json_t	*vm_def_to_json(const struct vm_def *);
 void	 vm_def_clear(struct vm_def *);
 json_t	*vm_def_nic_json(const struct vm_def_nic *);
+int	 vm_def_word(json_t *, const char *key, const char *dflt,
+	    const char *const *allowed, char *out, size_t outlen, int showmax,
+	    char **cause);
+int	 vm_def_bool(json_t *, const char *key, int *out, char **cause);
 const char *vm_state_name(enum vm_state);
 int	 vm_state_from_name(const char *, enum vm_state *);
 const char *vm_restart_name(enum vm_restart);
