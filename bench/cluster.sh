@@ -30,22 +30,11 @@ GUESTS=$BUILD/guests
 trap '"$CLUSTER" down >/dev/null 2>&1; bench_cleanup' EXIT
 
 ms() { date +%s%3N; }
-hq() {
-	local h=$1 ns sock
-	shift
-	ns=${h}_NETNS sock=${h}_SOCKET
-	ip netns exec "${!ns}" "$QDESK" --socket "${!sock}" "$@"
-}
-runs_on() {
-	local vm=$1 h st pid where=
-	for h in $HOSTS; do
-		st=${h}_STATE
-		pid=$(cat "${!st}/vms/$vm/qemu.pid" 2>/dev/null) || continue
-		[ -d "/proc/$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" \
-		    2>/dev/null | grep -q -- "${!st}/vms/$vm/" && where="$where $h"
-	done
-	echo "${where# }"
-}
+# tests/lib/cluster-lib.sh's hq and runs_on, with what they need.
+QDESK_BIN=$QDESK
+fail() { die "$@"; }
+alive() { [ -d "/proc/$1" ]; }
+. "$top/tests/lib/cluster-lib.sh"
 # KV calls the three members have handled so far.
 etcd_kv_calls() {
 	local u

@@ -109,6 +109,26 @@ wd_usr1(int sig)
 	wd_standdown = 1;
 }
 
+/* pid's command line, its NULs as spaces, into buf; -1 if it is gone. */
+static int
+wd_cmdline(long pid, char *buf, size_t len)
+{
+	char	 path[64];
+	FILE	*f;
+	size_t	 n, i;
+
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+	if (pid <= 0 || (f = fopen(path, "r")) == NULL)
+		return (-1);
+	n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	for (i = 0; i < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+	return (0);
+}
+
 /* Live QEMUs of the state dir: pidfile, and a command line naming it. */
 static int
 wd_qemus(const char *dir, int kill9)
@@ -118,7 +138,6 @@ wd_qemus(const char *dir, int kill9)
 	char		 path[4096], want[4096], cmd[8192];
 	FILE		*f;
 	long		 pid;
-	size_t		 n, i;
 	int		 found = 0;
 
 	snprintf(path, sizeof path, "%s/vms", dir);
@@ -134,15 +153,8 @@ wd_qemus(const char *dir, int kill9)
 		if (fscanf(f, "%ld", &pid) != 1)
 			pid = 0;
 		fclose(f);
-		snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-		if (pid <= 0 || (f = fopen(path, "r")) == NULL)
+		if (wd_cmdline(pid, cmd, sizeof cmd) != 0)
 			continue;
-		n = fread(cmd, 1, sizeof cmd - 1, f);
-		fclose(f);
-		for (i = 0; i < n; i++)
-			if (cmd[i] == '\0')
-				cmd[i] = ' ';
-		cmd[n] = '\0';
 		snprintf(want, sizeof want, "%s/vms/%s/", dir, de->d_name);
 		if (strstr(cmd, want) == NULL)
 			continue;
@@ -213,8 +225,7 @@ wd_relieve(const char *pidfile)
 {
 	FILE	*f;
 	long	 pid = 0;
-	char	 path[64], cmd[4096];
-	size_t	 n, i;
+	char	 cmd[4096];
 
 	if ((f = fopen(pidfile, "r")) == NULL)
 		return;
@@ -223,16 +234,8 @@ wd_relieve(const char *pidfile)
 	fclose(f);
 	if (pid <= 0 || pid == wd_pid)
 		return;
-	snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return;
-	n = fread(cmd, 1, sizeof cmd - 1, f);
-	fclose(f);
-	for (i = 0; i < n; i++)
-		if (cmd[i] == '\0')
-			cmd[i] = ' ';
-	cmd[n] = '\0';
-	if (strstr(cmd, "qmpd") == NULL || strstr(cmd, qmpd->state_dir) ==
+	if (wd_cmdline(pid, cmd, sizeof cmd) != 0 || strstr(cmd, "qmpd") ==
+	    NULL || strstr(cmd, qmpd->state_dir) ==
 	    NULL)
 		return;
 	log_info("cluster: standing down the watchdog %ld of the previous "

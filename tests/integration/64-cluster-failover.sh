@@ -47,6 +47,41 @@ restart_host() {
 	fail "qmpd of $h did not come back: $(tail -n 5 "${!lg}")"
 }
 
+# A host with a shared-store desktop running: sets victim and pvm.
+pick_victim() {
+	local h vm
+	victim=
+	for h in "$@"; do
+		for vm in f1 f2 f3; do
+			[ "$(runs_on "$vm")" = "$h" ] && { victim=$h; pvm=$vm; return 0; }
+		done
+	done
+	fail "no shared-store desktop on $*"
+}
+# Wait until pvm runs on another host than victim: sets w.
+wait_elsewhere() {
+	local i
+	for i in $(seq 1 300); do
+		w=$(runs_on "$pvm")
+		[ -n "$w" ] && [ "$w" != "$victim" ] && return 0
+		sleep 0.1
+	done
+	fail "$pvm not running elsewhere after 30 s"
+}
+# The victim's log line matching $1 (a fence, with its time) is older
+# than w's log line saying it started pvm.
+fenced_first() {
+	local vlog=${victim}_LOG wlog=${w}_LOG fence started
+	fence=$(grep "$1" "${!vlog}" | tail -n 1 |
+	    sed 's/.*fenced at \([^ ]*\) .*/\1/')
+	started=$(grep "cluster: $pvm: placed here .* starting at " "${!wlog}" |
+	    tail -n 1 | sed 's/.*starting at //')
+	[ -n "$fence" ] || fail "$victim logged no fence: $(grep cluster: "${!vlog}" | tail -5)"
+	[ -n "$started" ] || fail "$w logged no start of $pvm"
+	[[ "$fence" < "$started" ]] || fail "$victim fenced at $fence, $w started $pvm at $started"
+	log "$victim fenced at $fence, $pvm started on $w at $started"
+}
+
 hqq h1 image store add shared "$SHARED" --shared >/dev/null
 for i in 1 2 3; do
 	cp "$GUESTS/boot.img" "$SHARED/f$i.img"
@@ -130,31 +165,13 @@ done
 log "h2 back: loc restarted there, nothing twice: ok"
 
 # 2. Partition a host with a shared-store desktop, its qmpd alive.
-victim=
-for h in h1 h3; do
-	for vm in f1 f2 f3; do
-		[ "$(runs_on "$vm")" = $h ] && { victim=$h; pvm=$vm; break 2; }
-	done
-done
-[ -n "$victim" ] || fail "no shared-store desktop on h1 or h3"
-vns=${victim}_NETNS vlog=${victim}_LOG
+pick_victim h1 h3
+vns=${victim}_NETNS
 [ $victim = h1 ] && other=h3 || other=h1
 ip -n "${!vns}" link set eth0 down
-for i in $(seq 1 300); do
-	w=$(runs_on "$pvm")
-	[ -n "$w" ] && [ "$w" != $victim ] && break
-	sleep 0.1
-done
-[ -n "$w" ] && [ "$w" != $victim ] || fail "$pvm not running elsewhere after 30 s"
-fence=$(grep "cluster: fenced at " "${!vlog}" | tail -n 1 |
-    sed 's/.*fenced at \([^ ]*\) .*/\1/')
-wlog=${w}_LOG
-started=$(grep "cluster: $pvm: placed here .* starting at " "${!wlog}" | tail -n 1 |
-    sed 's/.*starting at //')
-[ -n "$fence" ] || fail "$victim logged no fence: $(grep cluster: "${!vlog}" | tail -5)"
-[ -n "$started" ] || fail "$w logged no start of $pvm"
-[[ "$fence" < "$started" ]] || fail "$victim fenced at $fence, $w started $pvm at $started"
-log "partition of $victim: fenced at $fence, $pvm started on $w at $started: ok"
+wait_elsewhere
+fenced_first "cluster: fenced at "
+log "partition of $victim: it fenced before $pvm started on $w: ok"
 # Back: it joins again and does not start what now runs elsewhere.
 ip -n "${!vns}" link set eth0 up
 wait_host "$other" $victim up
@@ -166,32 +183,15 @@ log "partition over: $victim rejoined: ok"
 # 3. Only qmpd dies (kill -9, link down): its QEMUs outlive it, so its
 # watchdog kills them when the lease may expire, before any other host
 # starts them.
-victim=
-for h in $HOSTS; do
-	for vm in f1 f2 f3; do
-		[ "$(runs_on "$vm")" = $h ] && { victim=$h; pvm=$vm; break 2; }
-	done
-done
-[ -n "$victim" ] || fail "no shared-store desktop running"
-vns=${victim}_NETNS vlog=${victim}_LOG vpf=${victim}_PIDFILE vst=${victim}_STATE
+pick_victim $HOSTS
+vns=${victim}_NETNS vpf=${victim}_PIDFILE vst=${victim}_STATE
 qpid=$(cat "${!vst}/vms/$pvm/qemu.pid")
 kill -9 "$(cat "${!vpf}")"
 ip -n "${!vns}" link set eth0 down
-for i in $(seq 1 300); do
-	w=$(runs_on "$pvm")
-	[ -n "$w" ] && [ "$w" != $victim ] && break
-	sleep 0.1
-done
-[ -n "$w" ] && [ "$w" != $victim ] || fail "$pvm not running elsewhere after 30 s"
+wait_elsewhere
 alive "$qpid" && fail "$pvm's QEMU $qpid on $victim outlived its dead qmpd"
-fence=$(grep "cluster: watchdog: .* fenced at " "${!vlog}" | tail -n 1 |
-    sed 's/.*fenced at \([^ ]*\) .*/\1/')
-wlog=${w}_LOG
-started=$(grep "cluster: $pvm: placed here .* starting at " "${!wlog}" | tail -n 1 |
-    sed 's/.*starting at //')
-[ -n "$fence" ] || fail "$victim's watchdog logged no fence: $(tail -5 "${!vlog}")"
-[[ "$fence" < "$started" ]] || fail "$victim's watchdog fenced at $fence, $w started $pvm at $started"
-log "qmpd of $victim killed: its watchdog fenced at $fence, $pvm started on $w at $started: ok"
+fenced_first "cluster: watchdog: .* fenced at "
+log "qmpd of $victim killed: its watchdog fenced before $pvm started on $w: ok"
 ip -n "${!vns}" link set eth0 up
 restart_host $victim
 wait_host "$w" $victim up

@@ -6,13 +6,14 @@
 CLUSTER=$top/scripts/cluster
 ENVFILE=$top/build/cluster/env
 
-# Up N hosts with a short lease (3 s) and fence delay (2 s); env sourced.
+# Up N hosts, with a lease of TTL s (3) and a fence delay of D s (2);
+# env sourced: cluster_test_up N [TTL [D]]
 cluster_test_up() {
 	local out
 	[ -e "$ENVFILE" ] &&
 		fail "a cluster is already up in this checkout: scripts/cluster down"
 	EXTRA_CLEANUP="${EXTRA_CLEANUP:-}${EXTRA_CLEANUP:+; }\"\$CLUSTER\" down >/dev/null 2>&1"
-	out=$(QDESK_LEASE_TTL=3 QDESK_FENCE_DELAY=2 "$CLUSTER" up "$1" 2>&1) ||
+	out=$(QDESK_LEASE_TTL=${2:-3} QDESK_FENCE_DELAY=${3:-2} "$CLUSTER" up "$1" 2>&1) ||
 		fail "cluster up $1: $out"
 	# shellcheck disable=SC1090
 	. "$ENVFILE"
