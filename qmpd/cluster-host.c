@@ -236,8 +236,11 @@ cluster_host_failed(const char *name, long long epoch, const char *why)
 {
 	if (host_failed == NULL)
 		host_failed = json_object();
-	json_object_set_new(host_failed, name, json_pack("{s:I,s:s}", "epoch",
-	    (json_int_t)epoch, "why", why));
+	if (why == NULL)
+		json_object_del(host_failed, name);
+	else
+		json_object_set_new(host_failed, name, json_pack("{s:I,s:s}",
+		    "epoch", (json_int_t)epoch, "why", why));
 	cluster_host_touch();
 }
 

@@ -312,9 +312,11 @@ place_started(void *arg, json_t *result, const char *errclass,
 	if (errclass != NULL) {
 		log_warnx("cluster: %s: start failed: %s", s->name, cause);
 		cluster_host_failed(s->name, s->epoch, cause);
-	} else
+	} else {
 		log_info("cluster: %s: running here at %s (epoch %lld)",
 		    s->name, cluster_stamp(), s->epoch);
+		cluster_host_failed(s->name, s->epoch, NULL);
+	}
 	json_decref(result);
 	free(s->name);
 	free(s);

@@ -118,7 +118,8 @@ int		 cluster_host_joined(void);
 char		*cluster_host_refuse(void);
 /* Write this host's record again soon (a VM changed). */
 void		 cluster_host_touch(void);
-/* A start of name failed here (put in the record for the requester). */
+/* A start of name failed here (in the record for the requester); why
+ * NULL: it started, forget the failure. */
 void		 cluster_host_failed(const char *name, long long epoch,
 		    const char *why);
 json_t		*cluster_host_list(void);
