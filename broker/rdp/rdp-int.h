@@ -53,6 +53,7 @@ struct rdp_config {
 /* rdp-peer.c: the session thread. Takes fd and ctl; config is copied. */
 int	 rdp_peer_spawn(int fd, int ctl, const char *addr,
 	    const struct rdp_config *, char **cause);
+uint64_t rdp_peer_ms(void);
 
 /*
  * rdp-qmpd.c: one blocking request to qmpd on a fresh connection (for the
@@ -161,5 +162,7 @@ struct rdp_encode_stats {
 int	 rdp_encode_send(struct rdp_encode *, void *context,
 	    const struct rdp_rfb *, const struct rdp_rect *, int n,
 	    struct rdp_encode_stats *);
+void	 rdp_encode_grid(uint8_t *grid, int gw, int gh, int tile,
+	    const struct rdp_rect *, int n);
 
 #endif

@@ -31,10 +31,13 @@
 #include <freerdp/peer.h>
 #include <freerdp/settings.h>
 #include <freerdp/update.h>
+#include <freerdp/channels/channels.h>
+#include <freerdp/channels/wtsvc.h>
 #include <winpr/synch.h>
 
 #include "compat.h"
 #include "log.h"
+#include "rdp-gfx.h"
 #include "rdp-int.h"
 #include "xmalloc.h"
 
@@ -56,6 +59,8 @@ struct rdp_session {
 	struct rdp_encode	*enc;
 	struct rdp_inputstate	 input;
 	struct rdp_encode_stats	 stats;
+	HANDLE			 vcm;		/* virtual channels */
+	struct rdp_gfx		*gfx;		/* graphics pipeline */
 
 	int			 activated;
 	int			 suppressed;
@@ -74,7 +79,8 @@ struct rdp_session {
 	uint64_t		 keyn;
 };
 
-static uint64_t
+/* Milliseconds on the monotonic clock (also the gfx pacing's clock). */
+uint64_t
 rdp_peer_ms(void)
 {
 	struct timespec	ts;
@@ -465,6 +471,15 @@ rdp_peer_xmouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 	return (TRUE);
 }
 
+/* FreeRDP's virtual channel API (WTS*) serves our peers: once. */
+static pthread_once_t rdp_peer_wts_once = PTHREAD_ONCE_INIT;
+
+static void
+rdp_peer_wts_init(void)
+{
+	WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
+}
+
 /* Set up the peer: TLS only, our certificate, 32 bpp, our callbacks. */
 static int
 rdp_peer_setup(struct rdp_session *s, int fd)
@@ -492,7 +507,7 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	settings->ColorDepth = 32;
 	settings->RemoteFxCodec = FALSE;
 	settings->NSCodec = FALSE;
-	settings->SupportGraphicsPipeline = FALSE;
+	settings->SupportGraphicsPipeline = TRUE;	/* the client may say no */
 	settings->SupportErrorInfoPdu = TRUE;
 	settings->RefreshRect = TRUE;
 	settings->SuppressOutput = TRUE;
@@ -512,6 +527,10 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	peer->update->RefreshRect = rdp_peer_refresh_rect;
 	peer->update->SuppressOutput = rdp_peer_suppress_output;
 	if (!peer->Initialize(peer))
+		return (-1);
+	pthread_once(&rdp_peer_wts_once, rdp_peer_wts_init);
+	s->vcm = WTSOpenServerA((LPSTR)peer->context);
+	if (s->vcm == NULL || s->vcm == INVALID_HANDLE_VALUE)
 		return (-1);
 	return (0);
 }
@@ -549,6 +568,7 @@ rdp_peer_display(struct rdp_session *s)
 {
 	struct rdp_rfb	*rfb = s->rfb;
 	char		*cause = NULL;
+	int		 sent;
 
 	if (rfb->updated) {
 		rfb->updated = 0;
@@ -581,16 +601,23 @@ rdp_peer_display(struct rdp_session *s)
 	 * now, also damage from a refresh or activation while an update
 	 * request is still out (QEMU answers it only when the guest draws).
 	 */
-	if (rfb->ndamage > 0) {
-		if (rdp_encode_send(s->enc, s->peer->context, rfb, rfb->damage,
-		    rfb->ndamage, &s->stats) != 0) {
-			if (freerdp_get_last_error(s->peer->context) ==
-			    FREERDP_ERROR_CONNECT_TRANSPORT_FAILED)
-				rdp_peer_end(s, "the client disconnected");
-			else
-				rdp_peer_end(s, "sending the screen failed");
-			return;
-		}
+	/* The graphics pipeline when in use (it may hold damage back). */
+	sent = RDP_GFX_OFF;
+	if (s->gfx != NULL)
+		sent = rfb->ndamage > 0 ? rdp_gfx_send(s->gfx, rfb, rfb->damage,
+		    rfb->ndamage) : rdp_gfx_idle(s->gfx, rfb);
+	if (sent == RDP_GFX_OFF && rfb->ndamage > 0)
+		sent = rdp_encode_send(s->enc, s->peer->context, rfb,
+		    rfb->damage, rfb->ndamage, &s->stats) == 0 ? 1 : -1;
+	if (sent == -1) {
+		if (freerdp_get_last_error(s->peer->context) ==
+		    FREERDP_ERROR_CONNECT_TRANSPORT_FAILED)
+			rdp_peer_end(s, "the client disconnected");
+		else
+			rdp_peer_end(s, "sending the screen failed");
+		return;
+	}
+	if (sent == 1 && rfb->ndamage > 0) {
 		rfb->ndamage = 0;
 		s->stats.frames++;
 		if (s->keyt != 0) {
@@ -711,8 +738,8 @@ rdp_peer_loop(struct rdp_session *s)
 	struct pollfd	 pfd[RDP_PEER_HANDLES + 3];
 	HANDLE		 handles[RDP_PEER_HANDLES];
 	DWORD		 nh, i;
-	char		*cause = NULL;
-	int		 n, np, ictl, irfb, timeout;
+	char		*cause = NULL, who[256];
+	int		 n, np, ictl, irfb, timeout, gt;
 
 	while (s->end == NULL) {
 		np = 0;
@@ -733,6 +760,14 @@ rdp_peer_loop(struct rdp_session *s)
 			pfd[np].events = POLLOUT;
 			pfd[np++].revents = 0;
 		}
+		/* Virtual channels: drdynvc's queue, the gfx thread's news. */
+		pfd[np].fd = GetEventFileDescriptor(
+		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
+		pfd[np].events = POLLIN;
+		pfd[np++].revents = 0;
+		pfd[np].fd = s->gfx != NULL ? rdp_gfx_fd(s->gfx) : -1;
+		pfd[np].events = POLLIN;
+		pfd[np++].revents = 0;
 		ictl = np;
 		pfd[np].fd = s->ctl;
 		pfd[np].events = POLLIN;
@@ -746,6 +781,9 @@ rdp_peer_loop(struct rdp_session *s)
 		}
 		timeout = (s->rfb != NULL && rdp_rfb_buffered(s->rfb)) ? 0 :
 		    RDP_PEER_TICK;
+		if (s->gfx != NULL && (gt = rdp_gfx_timeout(s->gfx)) != -1 &&
+		    gt < timeout)
+			timeout = gt;
 		n = poll(pfd, np, timeout);
 		if (n == -1 && errno != EINTR) {
 			rdp_peer_end(s, "poll: %s", strerror(errno));
@@ -760,6 +798,21 @@ rdp_peer_loop(struct rdp_session *s)
 		if (!peer->CheckFileDescriptor(peer)) {
 			rdp_peer_end(s, "the client disconnected");
 			break;
+		}
+		if (!WTSVirtualChannelManagerCheckFileDescriptor(s->vcm)) {
+			rdp_peer_end(s, "virtual channel failure");
+			break;
+		}
+		if (s->gfx != NULL) {
+			n = rdp_gfx_check(s->gfx, s->activated,
+			    rdp_peer_who(s, who, sizeof who));
+			if (n == -1) {
+				rdp_peer_end(s, "graphics pipeline failure");
+				break;
+			}
+			if (n == 1 && s->rfb != NULL)
+				rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width,
+				    s->rfb->height);
 		}
 		if (peer->IsWriteBlocked(peer) &&
 		    peer->DrainOutputBuffer(peer) < 0) {
@@ -792,11 +845,17 @@ rdp_peer_main(void *arg)
 	uint64_t		 ms;
 
 	s->enc = rdp_encode_create();
+	if (s->vcm != NULL)
+		s->gfx = rdp_gfx_create(s->peer, s->vcm);
 	s->since = rdp_peer_ms();
 	if (s->peer != NULL && s->peer->context != NULL) {
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
 	}
+	/* Before the session's line: its gfx figures (rdp.gfx) come first. */
+	rdp_gfx_free(s->gfx, rdp_peer_who(s, who, sizeof who));
+	if (s->vcm != NULL)
+		WTSCloseServer(s->vcm);
 	ms = rdp_peer_ms() - s->since;
 	if (s->authed)
 		log_info("%s: session ended after %llu.%03llu s (%s); %llu "
