@@ -1083,17 +1083,3 @@ cluster_place_cmd(struct cmd_req *req)
 		return (place_delete(req, p));
 	return (-1);
 }
-
-/* Every desktop placement wants running, and where: [{"name","host"}]. */
-json_t *
-cluster_place_running(void)
-{
-	struct place	*p;
-	json_t		*a = json_array();
-
-	TAILQ_FOREACH(p, &places, entry)
-		if (pl_running(p))
-			json_array_append_new(a, json_pack("{s:s,s:s?}", "name",
-			    p->name, "host", pl_host(p)));
-	return (a);
-}

@@ -142,7 +142,6 @@ void		 cluster_place_vm_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 const char	*cluster_place_host(const char *vm);
 int		 cluster_place_cmd(struct cmd_req *);
-json_t		*cluster_place_running(void);
 
 /*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was
