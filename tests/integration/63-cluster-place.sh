@@ -171,6 +171,24 @@ echo "$out" | grep -q "clock skew: this host's clock is [56][0-9].[0-9] s behind
 	fail "the refused h5 is listed"
 log "duplicate name and skewed clock refused: ok"
 
+# A desktop cloned from an image (--from) goes to a host that has it.
+cp "$GUESTS/boot.img" "$T/base.img"
+hqq h2 image import tbase "$T/base.img" --format raw >/dev/null
+for i in $(seq 1 50); do
+	hq h1 --json host list | jq -e '.hosts[] | select(.name == "h2")' >/dev/null &&
+	    [ "$(ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get /qdesk/v1/hosts/h2 |
+	    grep -c '"tbase"')" = 1 ] && break
+	sleep 0.1
+done
+hqq h1 vm create t1 --accel kvm --from tbase --memory 64 --display none >/dev/null
+hqq h3 vm start t1 >/dev/null
+[ "$(runs_on t1)" = h2 ] || fail "t1 (from tbase, only on h2) runs on '$(runs_on t1)'"
+hqq h1 vm create t2 --accel kvm --from nosuch --memory 64 --display none >/dev/null
+out=$(hq h1 vm start t2 2>&1) && fail "a start from an image no host has: $out"
+[ "$out" = "qdesk: InvalidState: no host that is up and not draining has template nosuch and 64 MiB free for t2" ] ||
+	fail "start from no host's image said: $out"
+log "--from: placed on the host that has the image; none has it: refused: ok"
+
 # One etcd member killed (the one every host calls first): the hosts
 # keep their leases (no fence), and placement still works.
 endpoints=$ETCD
