@@ -18,11 +18,12 @@
 	{ "--audio",	"audio",	CTL_BOOL,	0 }, \
 	{ "--usbredir",	"usbredir",	CTL_INT,	0 }, \
 	{ "--balloon",	"balloon",	CTL_BOOL,	0 }, \
+	{ "--clipboard", "clipboard",	CTL_BOOL,	0 }, \
 	{ "--os",	"os",		CTL_STR,	0 }
 #define DEV_USAGE \
 	"[--os generic|linux|windows10|windows11] " \
 	"[--video vga|qxl|virtio] [--heads N] [--audio] " \
-	"[--usbredir N] [--balloon]"
+	"[--usbredir N] [--balloon] [--clipboard]"
 
 static const struct ctl_arg vm_create_opts[] = {
 	{ "--memory",	"memory",	CTL_INT,	0 },

@@ -87,7 +87,7 @@ cmd_pool_create(struct cmd_req *req)
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
 	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
-	    "profile", "firmware", "tpm" };
+	    "profile", "firmware", "tpm", "clipboard" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");

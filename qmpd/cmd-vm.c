@@ -518,6 +518,7 @@ cmd_vm_ticket(struct cmd_req *req)
 struct cmd_vm_vnc {
 	struct cmd_req	*req;
 	char		 name[VM_NAME_MAX];
+	int		 audio;		/* its VNC server captures sound */
 };
 
 static void
@@ -528,8 +529,8 @@ cmd_vm_vnc_done(int fd, const char *err, void *arg)
 	if (fd == -1)
 		cmd_error(r->req, ERR_QEMU, "add_client: %s", err);
 	else {
-		cmd_reply_fd(r->req, json_pack("{s:s,s:s}", "vm", r->name,
-		    "fd", "attached"), fd);
+		cmd_reply_fd(r->req, json_pack("{s:s,s:s,s:b}", "vm", r->name,
+		    "fd", "attached", "audio", r->audio), fd);
 		close(fd);
 	}
 	free(r);
@@ -548,6 +549,7 @@ cmd_vm_vnc_reply(struct vm *vm, struct cmd_req *req)
 	r = xcalloc(1, sizeof *r);
 	r->req = req;
 	strlcpy(r->name, vm->def.name, sizeof r->name);
+	r->audio = vm->def.audio;
 	if (vm_vnc_connect(vm, cmd_vm_vnc_done, r, &cause) != 0) {
 		cmd_fail(req, ERR_STATE, cause);
 		free(r);

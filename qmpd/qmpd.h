@@ -141,7 +141,8 @@ extern const struct cmd_arg	cmd_name_args[];
 	{ "usbredir", ARG_INT, 0 },					\
 	{ "balloon", ARG_BOOL, 0 },					\
 	{ "os", ARG_STR, 0 },						\
-	{ "agent", ARG_BOOL, 0 }		/* vm-agent.c */
+	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */	\
+	{ "clipboard", ARG_BOOL, 0 }
 
 struct cmd_req;
 

@@ -16,7 +16,7 @@
 /* The keys this file owns in a definition (vm_def_unknown asks). */
 static const char *vm_def_dev_keys[] = {
 	"video", "heads", "audio", "usbredir", "balloon", "os", "firmware",
-	"tpm", "agent"
+	"tpm", "agent", "clipboard"
 };
 
 static const char *const vm_def_dev_videos[] = { "vga", "qxl", "virtio",
@@ -41,11 +41,12 @@ static const struct vm_def_dev_os {
 	int		 usbredir;
 	int		 agent;
 	int		 balloon;
+	int		 clipboard;	/* without SPICE only */
 } vm_def_dev_oses[] = {
-	{ "generic", NULL, NULL, -1, NULL, -1, -1, -1, -1 },
-	{ "linux", "q35", "uefi", -1, "qxl", 1, 4, 1, 1 },
-	{ "windows10", "q35", "uefi", -1, "qxl", 1, 4, 1, 1 },
-	{ "windows11", "q35", "uefi-secure", 1, "qxl", 1, 4, 1, 1 },
+	{ "generic", NULL, NULL, -1, NULL, -1, -1, -1, -1, -1 },
+	{ "linux", "q35", "uefi", -1, "qxl", 1, 4, 1, 1, 1 },
+	{ "windows10", "q35", "uefi", -1, "qxl", 1, 4, 1, 1, 1 },
+	{ "windows11", "q35", "uefi-secure", 1, "qxl", 1, 4, 1, 1, 1 },
 };
 
 /* Is key one of this file's (so vm_def_unknown lets it through)? */
@@ -138,8 +139,21 @@ vm_def_dev_profile(json_t *j, char **cause)
 		vm_def_dev_default(out, "agent", json_boolean(p->agent));
 	if (p->balloon != -1)
 		vm_def_dev_default(out, "balloon", json_boolean(p->balloon));
-	if (display != NULL && strcmp(display, "spice") != 0)
+	/*
+	 * Without SPICE, the desktop is reached through the RDP gateway or
+	 * the browser console: sound plays there (VNC capture) and the
+	 * clipboard goes through QEMU's (qemu-vdagent). With SPICE, the
+	 * agent port stays the viewer's unless clipboard is asked for.
+	 */
+	if (display != NULL && strcmp(display, "spice") != 0) {
+		if (p->audio != -1)
+			vm_def_dev_default(out, "audio",
+			    json_boolean(p->audio));
+		if (p->clipboard != -1)
+			vm_def_dev_default(out, "clipboard",
+			    json_boolean(p->clipboard));
 		return (out);
+	}
 	if (p->video != NULL)
 		vm_def_dev_default(out, "video", json_string(p->video));
 	if (p->audio != -1)
@@ -217,8 +231,9 @@ vm_def_dev_video(struct vm_def *def, json_t *j, char **cause)
 
 /*
  * The device fields, checked against each other and the display: more
- * than one head needs qxl or virtio, sound and USB redirection travel
- * over SPICE channels so they need the SPICE display.
+ * than one head needs qxl or virtio, USB redirection travels over SPICE
+ * channels so it needs the SPICE display. Sound and clipboard work with
+ * either: SPICE's channels, or QEMU's VNC server for the RDP gateway.
  */
 int
 vm_def_dev_from_json(struct vm_def *def, json_t *j, char **cause)
@@ -232,16 +247,12 @@ vm_def_dev_from_json(struct vm_def *def, json_t *j, char **cause)
 	    &def->usbredir, cause) != 0 ||
 	    vm_def_bool(j, "audio", &def->audio, cause) != 0 ||
 	    vm_def_bool(j, "balloon", &def->balloon, cause) != 0 ||
+	    vm_def_bool(j, "clipboard", &def->clipboard, cause) != 0 ||
 	    vm_def_dev_os(def, j, cause) != 0)
 		return (-1);
 	if (def->heads > 1 && strcmp(def->video, "vga") == 0) {
 		xasprintf(cause, "video vga has one head: %d heads need video "
 		    "qxl or virtio", def->heads);
-		return (-1);
-	}
-	if (def->audio && !spice) {
-		xasprintf(cause, "audio plays over SPICE: it needs display "
-		    "spice");
 		return (-1);
 	}
 	if (def->usbredir > 0 && !spice) {
@@ -261,6 +272,7 @@ vm_def_dev_to_json(const struct vm_def *def, json_t *j)
 	json_object_set_new(j, "audio", json_boolean(def->audio));
 	json_object_set_new(j, "usbredir", json_integer(def->usbredir));
 	json_object_set_new(j, "balloon", json_boolean(def->balloon));
+	json_object_set_new(j, "clipboard", json_boolean(def->clipboard));
 	/* Every field the profile sets, so a record never takes it twice. */
 	json_object_set_new(j, "os", json_string(def->os));
 	json_object_set_new(j, "firmware", json_string(def->firmware));

@@ -95,7 +95,8 @@ struct vm_def {
 	/* Desktop devices (vm-def-dev.c reads them, vm-argv-dev.c builds). */
 	char		 video[8];	/* vga qxl virtio */
 	int		 heads;		/* 1 to VM_HEADS_MAX */
-	int		 audio;		/* HDA on the SPICE audio backend */
+	int		 audio;		/* HDA: SPICE's backend or none, +VNC */
+	int		 clipboard;	/* qemu-vdagent on com.redhat.spice.0 */
 	int		 usbredir;	/* SPICE USB redirection channels */
 	int		 balloon;	/* virtio-balloon, free pages back */
 	/*
@@ -224,6 +225,8 @@ void	 vm_argv_dev_video(struct argv *, const struct vm_def *);
 const char *vm_argv_dev_xhci(const struct vm_def *);
 char	*vm_argv_dev_cpu(const struct vm_def *, const char *accel);
 void	 vm_argv_dev_rest(struct argv *, const struct vm_def *);
+void	 vm_argv_dev_agentport(struct argv *, const struct vm_def *);
+const char *vm_argv_dev_vnc(const struct vm_def *);
 
 /* vm-firmware.c: a UEFI VM's private NVRAM (OVMF vars) file. */
 int	 vm_firmware_create(struct vm *, char **cause);

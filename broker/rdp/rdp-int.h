@@ -88,6 +88,7 @@ struct rdp_login_result {
 	char		 login[RDP_LOGIN_MAX];
 	char		 vm[RDP_VM_MAX];
 	int		 vncfd;
+	int		 audio;		/* the VNC server has the guest's sound */
 	int		 errinfo;	/* for the client when refused */
 };
 int	 rdp_login(const char *qmpd, const struct rdp_login *,
@@ -123,6 +124,12 @@ struct rdp_rfb {
 
 	struct rdp_rect	 damage[RDP_RFB_DAMAGE];
 	int		 ndamage;
+
+	/* Cut text and audio go to rdp-chan.h's owners (NULL: not asked). */
+	struct rdp_clip	*clip;
+	struct rdp_sound *sound;
+	int		 cbext;		/* the extended clipboard is on */
+	int		 audio;		/* QEMU acknowledged its audio */
 };
 struct rdp_rfb	*rdp_rfb_create(int fd);
 void	 rdp_rfb_free(struct rdp_rfb *);
@@ -130,6 +137,9 @@ int	 rdp_rfb_handshake(struct rdp_rfb *, int timeout, char **cause);
 int	 rdp_rfb_buffered(const struct rdp_rfb *);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);
 int	 rdp_rfb_request(struct rdp_rfb *, int incremental);
+int	 rdp_rfb_send(struct rdp_rfb *, const void *, size_t);
+uint32_t rdp_rfb_u32(const unsigned char *);
+void	 rdp_rfb_put32(unsigned char *, uint32_t);
 int	 rdp_rfb_key(struct rdp_rfb *, int down, uint32_t keysym,
 	    uint32_t qnum);
 int	 rdp_rfb_pointer(struct rdp_rfb *, int mask, int x, int y);

@@ -37,11 +37,13 @@
 
 #include "compat.h"
 #include "log.h"
+#include "rdp-chan.h"
 #include "rdp-gfx.h"
 #include "rdp-int.h"
 #include "xmalloc.h"
 
 #define RDP_PEER_HANDLES	32
+#define RDP_PEER_CHANFDS	4	/* the manager's, gfx's, cliprdr, rdpsnd */
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
@@ -57,6 +59,7 @@ struct rdp_session {
 	int			 authed;
 	struct rdp_rfb		*rfb;
 	struct rdp_encode	*enc;
+	struct rdp_chan		*chan;		/* clipboard, sound */
 	struct rdp_inputstate	 input;
 	struct rdp_encode_stats	 stats;
 	HANDLE			 vcm;		/* virtual channels */
@@ -257,6 +260,7 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	fd = s->login.vncfd;
 	s->login.vncfd = -1;
 	s->rfb = rdp_rfb_create(fd);
+	rdp_chan_attach(s->chan, s->rfb, s->login.audio);
 	if (rdp_rfb_handshake(s->rfb, RDP_QMPD_TIMEOUT, &cause) != 0) {
 		log_warnx("%s: console: %s", rdp_peer_who(s, who, sizeof who),
 		    cause);
@@ -480,6 +484,12 @@ rdp_peer_wts_init(void)
 	WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
 }
 
+/*
+ * FreeRDP opens its channel managers' global table without a lock:
+ * sessions open and close theirs one at a time.
+ */
+static pthread_mutex_t rdp_peer_wts_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Set up the peer: TLS only, our certificate, 32 bpp, our callbacks. */
 static int
 rdp_peer_setup(struct rdp_session *s, int fd)
@@ -529,9 +539,15 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	if (!peer->Initialize(peer))
 		return (-1);
 	pthread_once(&rdp_peer_wts_once, rdp_peer_wts_init);
+	pthread_mutex_lock(&rdp_peer_wts_lock);
 	s->vcm = WTSOpenServerA((LPSTR)peer->context);
-	if (s->vcm == NULL || s->vcm == INVALID_HANDLE_VALUE)
+	pthread_mutex_unlock(&rdp_peer_wts_lock);
+	if (s->vcm == NULL || s->vcm == INVALID_HANDLE_VALUE) {
+		s->vcm = NULL;		/* nothing to close */
 		return (-1);
+	}
+	/* Clipboard and sound (rdp-chan.c) on it. */
+	s->chan = rdp_chan_create(peer, s->vcm);
 	return (0);
 }
 
@@ -735,7 +751,7 @@ static void
 rdp_peer_loop(struct rdp_session *s)
 {
 	freerdp_peer	*peer = s->peer;
-	struct pollfd	 pfd[RDP_PEER_HANDLES + 3];
+	struct pollfd	 pfd[RDP_PEER_HANDLES + 3 + RDP_PEER_CHANFDS];
 	HANDLE		 handles[RDP_PEER_HANDLES];
 	DWORD		 nh, i;
 	char		*cause = NULL, who[256];
@@ -760,7 +776,7 @@ rdp_peer_loop(struct rdp_session *s)
 			pfd[np].events = POLLOUT;
 			pfd[np++].revents = 0;
 		}
-		/* Virtual channels: drdynvc's queue, the gfx thread's news. */
+		/* Virtual channels: the manager's queue, gfx, cliprdr, rdpsnd. */
 		pfd[np].fd = GetEventFileDescriptor(
 		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
 		pfd[np].events = POLLIN;
@@ -768,6 +784,7 @@ rdp_peer_loop(struct rdp_session *s)
 		pfd[np].fd = s->gfx != NULL ? rdp_gfx_fd(s->gfx) : -1;
 		pfd[np].events = POLLIN;
 		pfd[np++].revents = 0;
+		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS - 2);
 		ictl = np;
 		pfd[np].fd = s->ctl;
 		pfd[np].events = POLLIN;
@@ -814,6 +831,7 @@ rdp_peer_loop(struct rdp_session *s)
 				rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width,
 				    s->rfb->height);
 		}
+		rdp_chan_check(s->chan, s->activated);
 		if (peer->IsWriteBlocked(peer) &&
 		    peer->DrainOutputBuffer(peer) < 0) {
 			rdp_peer_end(s, "the client stopped reading");
@@ -852,10 +870,20 @@ rdp_peer_main(void *arg)
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
 	}
-	/* Before the session's line: its gfx figures (rdp.gfx) come first. */
+	/*
+	 * Before the session's line: its gfx figures (rdp.gfx), clipboard
+	 * and sound figures. The channels close before their manager
+	 * (they use it to close).
+	 */
 	rdp_gfx_free(s->gfx, rdp_peer_who(s, who, sizeof who));
-	if (s->vcm != NULL)
+	rdp_chan_log(s->chan, rdp_peer_who(s, who, sizeof who));
+	rdp_chan_free(s->chan);
+	s->chan = NULL;
+	if (s->vcm != NULL) {
+		pthread_mutex_lock(&rdp_peer_wts_lock);
 		WTSCloseServer(s->vcm);
+		pthread_mutex_unlock(&rdp_peer_wts_lock);
+	}
 	ms = rdp_peer_ms() - s->since;
 	if (s->authed)
 		log_info("%s: session ended after %llu.%03llu s (%s); %llu "
