@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "cluster.h"
 #include "img.h"
 #include "log.h"
 #include "net.h"
@@ -212,6 +213,10 @@ vm_to_json(const struct vm *vm)
 	vm_net_json(vm, j);
 	vm_agent_json(vm, j);
 	vm_migrate_json(vm, j);
+	if (qmpd->cluster != NULL)
+		json_object_set_new(j, "host", json_string(
+		    cluster_place_host(vm->def.name) != NULL ?
+		    cluster_place_host(vm->def.name) : qmpd->cluster->name));
 	return (j);
 }
 
