@@ -1083,3 +1083,28 @@ cluster_place_cmd(struct cmd_req *req)
 		return (place_delete(req, p));
 	return (-1);
 }
+
+/* The vms/ record of vm ({"def","host",...}, borrowed), or NULL. */
+json_t *
+cluster_place_def(const char *vm)
+{
+	struct place	*p = place_find(vm);
+
+	return (p != NULL ? p->def : NULL);
+}
+
+/* vm.start's placement for another caller (the broker's power button). */
+int
+cluster_place_start(struct cmd_req *req, const char *vm)
+{
+	struct place	*p = place_find(vm);
+
+	if (p == NULL || p->def == NULL)
+		return (-1);
+	if (!cluster_host_joined()) {
+		cmd_error(req, ERR_STATE, "this host (%s) is not in the cluster "
+		    "now (no lease in etcd): no placement", cluster_name());
+		return (CMD_RETURN_DONE);
+	}
+	return (place_start(req, p));
+}

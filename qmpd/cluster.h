@@ -109,6 +109,23 @@ void		 cluster_place_vm_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 const char	*cluster_place_host(const char *vm);
 int		 cluster_place_cmd(struct cmd_req *);
+/* vms/VM's record (borrowed) or NULL; vm.start's placement for others. */
+json_t		*cluster_place_def(const char *vm);
+int		 cluster_place_start(struct cmd_req *, const char *vm);
+
+/*
+ * cluster-desktop.c: office users' desktops in cluster mode. The broker's
+ * start goes through placement like vm.start (-1: the local action is
+ * right); a desktop not here answers with the host it is on; a desktop
+ * defined in etcd is assigned on its pinned (or placed) host, which makes
+ * its local record, stopped, then (-1 from cluster_desktop_assign: no
+ * such VM in the cluster either).
+ */
+struct vm;
+int		 cluster_desktop_power(struct cmd_req *, struct vm *,
+		    const char *action);
+int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
+int		 cluster_desktop_assign(struct cmd_req *, const char *vm);
 
 /*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was
