@@ -694,6 +694,7 @@ void
 cluster_stop(void)
 {
 	struct cluster_host	*h;
+	struct cluster_place	*p;
 	size_t			 i;
 
 	if (cluster_etcd == NULL)
@@ -713,8 +714,11 @@ cluster_stop(void)
 		free(h->addr);
 		free(h);
 	}
-	while (!TAILQ_EMPTY(&cluster_places))
-		cluster_place_del(TAILQ_FIRST(&cluster_places)->vm);
+	while ((p = TAILQ_FIRST(&cluster_places)) != NULL) {
+		free(p->pin);
+		p->pin = NULL;
+		cluster_place_del(p->vm);
+	}
 	SSL_CTX_free(cluster_tls);
 	cluster_tls = NULL;
 }
