@@ -43,7 +43,8 @@
 #include "xmalloc.h"
 
 #define RDP_PEER_HANDLES	32
-#define RDP_PEER_CHANFDS	4	/* the manager's, gfx's, cliprdr, rdpsnd */
+#define RDP_PEER_CHANFDS	5	/* the manager's, gfx's, cliprdr, rdpsnd,
+					   disp's */
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
@@ -776,7 +777,8 @@ rdp_peer_loop(struct rdp_session *s)
 			pfd[np].events = POLLOUT;
 			pfd[np++].revents = 0;
 		}
-		/* Virtual channels: the manager's queue, gfx, cliprdr, rdpsnd. */
+		/* Virtual channels: the manager's queue, gfx, cliprdr, rdpsnd,
+		 * disp. */
 		pfd[np].fd = GetEventFileDescriptor(
 		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
 		pfd[np].events = POLLIN;
@@ -800,6 +802,8 @@ rdp_peer_loop(struct rdp_session *s)
 		    RDP_PEER_TICK;
 		if (s->gfx != NULL && (gt = rdp_gfx_timeout(s->gfx)) != -1 &&
 		    gt < timeout)
+			timeout = gt;
+		if ((gt = rdp_chan_timeout(s->chan)) != -1 && gt < timeout)
 			timeout = gt;
 		n = poll(pfd, np, timeout);
 		if (n == -1 && errno != EINTR) {
@@ -831,7 +835,8 @@ rdp_peer_loop(struct rdp_session *s)
 				rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width,
 				    s->rfb->height);
 		}
-		rdp_chan_check(s->chan, s->activated);
+		rdp_chan_check(s->chan, s->activated, rdp_peer_who(s, who,
+		    sizeof who));
 		if (peer->IsWriteBlocked(peer) &&
 		    peer->DrainOutputBuffer(peer) < 0) {
 			rdp_peer_end(s, "the client stopped reading");
