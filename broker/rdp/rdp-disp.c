@@ -324,7 +324,7 @@ rdp_disp_check(struct rdp_disp *dc, struct rdp_rfb *rfb, int activated,
 			dc->state = RDP_DISP_DEAD;
 			return;
 		}
-		log_debug("%s: display control channel open", who);
+		log_info("%s: display control channel open", who);
 		dc->state = RDP_DISP_OPEN;
 	}
 
