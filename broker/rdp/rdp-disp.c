@@ -68,6 +68,17 @@ struct rdp_disp {
 	uint64_t		 asks;
 };
 
+/* One side of a monitor within RDP_DISP_MIN..RDP_FB_MAX. */
+static int
+rdp_disp_clamp(uint32_t v)
+{
+	if (v < RDP_DISP_MIN)
+		return (RDP_DISP_MIN);
+	if (v > RDP_FB_MAX)
+		return (RDP_FB_MAX);
+	return ((int)v);
+}
+
 /*
  * The size to ask the guest for from a client's monitors (pure): the
  * primary monitor's, else the first's; width even, both within
@@ -79,7 +90,6 @@ rdp_disp_layout_size(const DISPLAY_CONTROL_MONITOR_LAYOUT *mons, uint32_t n,
 {
 	const DISPLAY_CONTROL_MONITOR_LAYOUT	*m = NULL;
 	uint32_t				 i;
-	int64_t					 mw, mh;
 
 	if (mons == NULL || n == 0)
 		return (-1);
@@ -88,18 +98,8 @@ rdp_disp_layout_size(const DISPLAY_CONTROL_MONITOR_LAYOUT *mons, uint32_t n,
 			m = &mons[i];
 	if (m == NULL)
 		m = &mons[0];
-	mw = m->Width;
-	mh = m->Height;
-	if (mw < RDP_DISP_MIN)
-		mw = RDP_DISP_MIN;
-	if (mw > RDP_FB_MAX)
-		mw = RDP_FB_MAX;
-	if (mh < RDP_DISP_MIN)
-		mh = RDP_DISP_MIN;
-	if (mh > RDP_FB_MAX)
-		mh = RDP_FB_MAX;
-	*w = (int)mw & ~1;
-	*h = (int)mh;
+	*w = rdp_disp_clamp(m->Width) & ~1;
+	*h = rdp_disp_clamp(m->Height);
 	return (0);
 }
 

@@ -106,6 +106,9 @@ log "burst of 4 sizes: $((n1 - n0)) asked of the guest"
 [ "$(screendump_size d1)" = 1024x640 ] || rdp_fail "d1 left 1024x640"
 matches "$win" d1
 kill -0 "$alice" 2>/dev/null || rdp_fail "alice's client exited"
+# One client at a time in the X server (window searches stay simple).
+kill "$alice"
+rdp_gone "$alice" || rdp_fail "alice's client did not end"
 
 # --- A guest that cannot resize: std VGA, the boot sector's text screen.
 rdp_client bob /u:bob /p:bob-pw-1 /dynamic-resolution
@@ -113,6 +116,7 @@ bob=$RDP_CLIENT
 wait_gw_log "(bob on d2): logged in" 30
 wait_console d2 "QDESK TINY GUEST UP" 60
 wait_gw_log "(bob on d2): display control channel open" 30
+wait_gw_log "(bob on d2): .*console \(now \)\?720x400" 30
 before=$(screendump_size d2)
 bwin=$(rdp_window "$bob") || rdp_fail "no xfreerdp window for bob"
 xdotool windowsize "$bwin" 800 600
