@@ -563,6 +563,19 @@ rdp_peer_resize(struct rdp_session *s)
 	if ((int)settings->DesktopWidth == s->rfb->width &&
 	    (int)settings->DesktopHeight == s->rfb->height)
 		return;
+	if (s->gfx != NULL && rdp_gfx_active(s->gfx)) {
+		/*
+		 * The graphics pipeline resizes without a reactivation: the
+		 * next frame resets the graphics and makes the surface anew
+		 * (rdp_gfx_send), and the client follows its ResetGraphics.
+		 */
+		log_info("%s: console now %dx%d (graphics reset)",
+		    rdp_peer_who(s, who, sizeof who), s->rfb->width,
+		    s->rfb->height);
+		settings->DesktopWidth = s->rfb->width;
+		settings->DesktopHeight = s->rfb->height;
+		return;
+	}
 	if (!settings->DesktopResize) {
 		log_warnx("%s: the guest is now %dx%d but the client cannot "
 		    "resize; it sees the top left %ux%u", rdp_peer_who(s, who,
