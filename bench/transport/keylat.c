@@ -92,19 +92,9 @@ keylat_take(struct keylat *kl, int x, int y, int w, int h)
 	size_t	 len;
 	char	*a, *b;
 
-	if (x < 0) {
-		w += x;
-		x = 0;
-	}
-	if (y < 0) {
-		h += y;
-		y = 0;
-	}
-	if (x + w > kl->shadow->width)
-		w = kl->shadow->width - x;
-	if (y + h > kl->shadow->height)
-		h = kl->shadow->height - y;
-	if (w <= 0 || h <= 0)
+	/* The root window's damage is inside it; anything else is no pixel. */
+	if (x < 0 || y < 0 || w <= 0 || h <= 0 ||
+	    x + w > kl->shadow->width || y + h > kl->shadow->height)
 		return (0);
 	img = XGetImage(kl->dpy, kl->root, x, y, w, h, AllPlanes, ZPixmap);
 	if (img == NULL)
