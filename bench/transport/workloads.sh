@@ -48,6 +48,22 @@ wl_need() {
 		fail "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
 }
 
+# wl_booted VM: say the size of its screen (QEMU's screendump), once up;
+# a console guest is left until its QEMU is quiet (under 10% of a core
+# over a second, 20 s at most), so boot leftovers stay out of the first row.
+wl_booted() {
+	local c0 c1
+	q vm screenshot "$1" "$T/$1.ppm" >/dev/null 2>&1 &&
+		log "$1 screen $(identify -format '%wx%h' "$T/$1.ppm")"
+	[[ $1 == linux-* ]] || return 0
+	for _ in $(seq 1 20); do
+		c0=$(cpu_ticks "$(vm_pid "$1")")
+		sleep 1
+		c1=$(cpu_ticks "$(vm_pid "$1")")
+		[ $(( (c1 - c0) * 100 / $(getconf CLK_TCK) )) -lt 10 ] && return 0
+	done
+}
+
 # wl_load WORKLOAD VM start|stop: what the guest does while measured.
 wl_load() {
 	case $1:$3 in
@@ -140,8 +156,8 @@ wl_row() {
 		wl_browser "$n" "$w"
 		fps=$(jq -r '.frames / .secs' <<<"$OUT")
 		if [ "$w" = keys ]; then
-			p50=$(jq -r '.p50 // "-"' <<<"$OUT")
-			p95=$(jq -r '.p95 // "-"' <<<"$OUT")
+			p50=$(jq -r 'if .p50 then .p50 * 10 | round / 10 else "-" end' <<<"$OUT")
+			p95=$(jq -r 'if .p95 then .p95 * 10 | round / 10 else "-" end' <<<"$OUT")
 			log "$p $l: $(jq -c . <<<"$OUT")"
 		fi
 	else
