@@ -98,7 +98,7 @@ wl_client_start() {
 		    "$URL/api/desktops/$n/console.vv")
 		[ "$code" = 200 ] || broker_fail "console.vv of $n: HTTP $code"
 		sed -i "s|^proxy=.*|proxy=http://10.77.0.1:$PROXY_PORT|" "$T/$n.vv"
-		HOME=$T ip netns exec "$NS_C" remote-viewer "$T/$n.vv" \
+		HOME=$T ip netns exec "$NS_C" remote-viewer --debug "$T/$n.vv" \
 		    >"$T/rv-$n.log" 2>&1 &
 		;;
 	*)
@@ -113,7 +113,7 @@ wl_client_start() {
 		alive "$WL_CLIENT" || break
 		sleep 0.1
 	done
-	broker_fail "the $p client of $n showed no window: $(tail -5 "$T/rv-$n.log" "$T/xf-$n.log" 2>/dev/null)"
+	broker_fail "the $p client of $n showed no window: $(cat "$T/rv-$n.log" "$T/xf-$n.log" 2>/dev/null | tail -5)"
 }
 
 # wl_sample: the wire's bytes, the broker's and QEMU's CPU ticks, the time.
