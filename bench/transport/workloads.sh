@@ -179,11 +179,12 @@ wl_row() {
 		fps=$(awk '{ print $2 }' <<<"$out")
 	fi
 	load "$w" "$n" stop
+	log "$w $p $l: load average $(cut -d' ' -f1 /proc/loadavg)"
 	awk -v w="$w" -v p="$p" -v l="$l" -v fps="$fps" -v s0="$S0" -v s1="$S1" \
 	    -v p50="${p50:--}" -v p95="${p95:--}" -v hz="$(getconf CLK_TCK)" 'BEGIN {
 		split(s0, a, " "); split(s1, b, " "); el = b[4] - a[4]
 		if (fps ~ /^[0-9]/ && p != "browser") fps = fps / el
-		printf "%s\t%s\t%s\t%.1f\t%.3f\t%.0f\t%.0f\t%s\t%s\n", w, p, l,
+		printf "%s\t%s\t%s\t%.1f\t%.5f\t%.0f\t%.0f\t%s\t%s\n", w, p, l,
 		    fps, (b[1] - a[1]) * 8 / el / 1e6, (b[2] - a[2]) / hz / el * 100,
 		    (b[3] - a[3]) / hz / el * 100, p50, p95 }'
 }
