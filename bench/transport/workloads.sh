@@ -116,9 +116,12 @@ wl_client_start() {
 	broker_fail "the $p client of $n showed no window: $(cat "$T/rv-$n.log" "$T/xf-$n.log" 2>/dev/null | tail -5)"
 }
 
-# wl_sample: the wire's bytes, the broker's and QEMU's CPU ticks, the time.
+# wl_sample VM: the wire's bytes, the broker's and QEMU's CPU ticks, the
+# time, then the client's bytes and packets down (rx) and up (tx).
 wl_sample() {
-	echo "$(wire_bytes) $(cpu_ticks "$BROKER_PID") $(cpu_ticks "$(vm_pid "$1")") $(date +%s.%N)"
+	local s=/sys/class/net/qtb-c/statistics
+	echo "$(wire_bytes) $(cpu_ticks "$BROKER_PID") $(cpu_ticks "$(vm_pid "$1")") $(date +%s.%N)" \
+	    $(ip netns exec "$NS_C" cat $s/rx_bytes $s/rx_packets $s/tx_bytes $s/tx_packets)
 }
 
 # wl_browser VM WORKLOAD: noVNC in headless Chromium in the client
@@ -179,7 +182,13 @@ wl_row() {
 		fps=$(awk '{ print $2 }' <<<"$out")
 	fi
 	load "$w" "$n" stop
-	log "$w $p $l: load average $(cut -d' ' -f1 /proc/loadavg)"
+	# Where the bytes go: down and up, bytes and packets a second.
+	log "$w $p $l: load average $(cut -d' ' -f1 /proc/loadavg); $(awk \
+	    -v s0="$S0" -v s1="$S1" 'BEGIN { split(s0, a, " "); split(s1, b, " ")
+		el = b[4] - a[4]
+		printf "down %.0f B/s in %.1f packets/s, up %.0f B/s in %.1f packets/s",
+		    (b[5] - a[5]) / el, (b[6] - a[6]) / el, (b[7] - a[7]) / el,
+		    (b[8] - a[8]) / el }')"
 	awk -v w="$w" -v p="$p" -v l="$l" -v fps="$fps" -v s0="$S0" -v s1="$S1" \
 	    -v p50="${p50:--}" -v p95="${p95:--}" -v hz="$(getconf CLK_TCK)" 'BEGIN {
 		split(s0, a, " "); split(s1, b, " "); el = b[4] - a[4]
