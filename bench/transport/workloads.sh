@@ -194,6 +194,6 @@ wl_row() {
 		split(s0, a, " "); split(s1, b, " "); el = b[4] - a[4]
 		if (fps ~ /^[0-9]/ && p != "browser") fps = fps / el
 		printf "%s\t%s\t%s\t%.1f\t%.5f\t%.0f\t%.0f\t%s\t%s\n", w, p, l,
-		    fps, (b[1] - a[1]) * 8 / el / 1e6, (b[2] - a[2]) / hz / el * 100,
+		    fps, (b[5] - a[5] + b[7] - a[7]) * 8 / el / 1e6, (b[2] - a[2]) / hz / el * 100,
 		    (b[3] - a[3]) / hz / el * 100, p50, p95 }'
 }

@@ -17,7 +17,8 @@ cat "$T/table.md" >&2
 # row WORKLOAD PATH: the table's row (| separated, trimmed fields in $R).
 row() {
 	local r
-	r=$(grep "^| $1 | $2 | wan |" "$T/table.md") || fail "no $1 $2 row: $(cat "$T/table.md")"
+	r=$(grep "^| $1 | $2 | wan |" "$T/table.md") ||
+		fail "no $1 $2 row: $(grep -v ' qmpd: ' "$out" | tail -20)"
 	IFS='|' read -r -a R <<<"$(sed 's/ *| */|/g' <<<"$r")"
 }
 for p in spice-lan rdp-planar browser; do
