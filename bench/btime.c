@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "util.h"
 
 #define BTIME_MAX	1024
@@ -74,15 +75,9 @@ btime_file_has(const char *path, const char *pattern)
 {
 	static char	 buf[1 << 20];
 	ssize_t		 n;
-	int		 fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((n = file_read_small(path, buf, sizeof buf)) == 0)
 		return (0);
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return (0);
-	buf[n] = '\0';
 	return (memmem(buf, n, pattern, strlen(pattern)) != NULL);
 }
 

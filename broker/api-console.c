@@ -126,35 +126,46 @@ api_console_request(struct http_call *call, enum api_console_kind kind)
 	    API_CONSOLE_TIMEOUT, api_console_done, c);
 }
 
+/*
+ * The entry of the desktop call->arg in desktop.mine's answer ret, or
+ * NULL after a 403 when it is not the user's (what: the refused thing).
+ */
+static json_t *
+api_console_mine(struct http_call *call, json_t *ret, const char *what)
+{
+	json_t	*d;
+	size_t	 i;
+
+	json_array_foreach(json_object_get(ret, "desktops"), i, d) {
+		if (json_is_string(json_object_get(d, "name")) &&
+		    strcmp(json_string_value(json_object_get(d, "name")),
+		    call->arg) == 0)
+			return (d);
+	}
+	log_warnx("user %s from %s: %s of %s refused: not theirs",
+	    call->login, call->peer, what, call->arg);
+	http_reply_json(call, 403, json_pack("{s:s,s:s}", "error",
+	    "this desktop is not yours", "class", "PermissionDenied"));
+	return (NULL);
+}
+
 /* The user's desktops are known: a WebSocket ticket if this one is theirs. */
 static void
 api_console_browser_done(json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
 	struct http_call	*call = arg;
-	json_t			*d, *found = NULL;
+	json_t			*found;
 	const char		*state;
 	char			*ticket, *ws;
 	time_t			 expires;
-	size_t			 i;
 
 	if (errclass != NULL) {
 		http_reply_qmpd(call, errclass, errdesc);
 		return;
 	}
-	json_array_foreach(json_object_get(ret, "desktops"), i, d) {
-		if (json_is_string(json_object_get(d, "name")) &&
-		    strcmp(json_string_value(json_object_get(d, "name")),
-		    call->arg) == 0)
-			found = d;
-	}
-	if (found == NULL) {
-		log_warnx("user %s from %s: browser console of %s refused: "
-		    "not theirs", call->login, call->peer, call->arg);
-		http_reply_json(call, 403, json_pack("{s:s,s:s}", "error",
-		    "this desktop is not yours", "class", "PermissionDenied"));
+	if ((found = api_console_mine(call, ret, "browser console")) == NULL)
 		return;
-	}
 	state = json_string_value(json_object_get(found, "state"));
 	if (state == NULL || strcmp(state, "running") != 0) {
 		http_reply_json(call, 409, json_pack("{s:s,s:s}", "error",
@@ -229,28 +240,14 @@ api_console_rdp_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
 {
 	struct http_call	*call = arg;
-	json_t			*d;
 	char			*text, *cause = NULL, *disp;
-	size_t			 i;
-	int			 mine = 0;
 
 	if (errclass != NULL) {
 		http_reply_qmpd(call, errclass, errdesc);
 		return;
 	}
-	json_array_foreach(json_object_get(ret, "desktops"), i, d) {
-		if (json_is_string(json_object_get(d, "name")) &&
-		    strcmp(json_string_value(json_object_get(d, "name")),
-		    call->arg) == 0)
-			mine = 1;
-	}
-	if (!mine) {
-		log_warnx("user %s from %s: .rdp of %s refused: not theirs",
-		    call->login, call->peer, call->arg);
-		http_reply_json(call, 403, json_pack("{s:s,s:s}", "error",
-		    "this desktop is not yours", "class", "PermissionDenied"));
+	if (api_console_mine(call, ret, ".rdp") == NULL)
 		return;
-	}
 	if ((text = rdpgw_file(call->host, call->login, call->arg,
 	    &cause)) == NULL) {
 		http_reply_error(call, rdpgw_enabled() ? 500 : 501, "%s",

@@ -24,6 +24,7 @@
 #include <openssl/x509.h>
 
 #include "broker.h"
+#include "cluster.h"
 #include "daemon.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -42,7 +43,7 @@ usage(void)
 	    "[--public-host NAME] [--console-ttl SECONDS]\n"
 	    "                    [--session-idle SECONDS] [--max-conns N] "
 	    "[--max-conns-per-addr N]\n"
-	    "                    [--metrics-token FILE]\n");
+	    "                    [--metrics-token FILE] [--cluster FILE]\n");
 	exit(2);
 }
 
@@ -165,6 +166,7 @@ struct broker_opts {
 	const char	*cert;
 	const char	*key;
 	const char	*metrics_token;
+	const char	*cluster;
 	int		 verbose;
 };
 
@@ -187,6 +189,7 @@ broker_args(int argc, char **argv, struct broker_opts *o)
 		{ "max-conns", required_argument, NULL, 'M' },
 		{ "max-conns-per-addr", required_argument, NULL, 'A' },
 		{ "metrics-token", required_argument, NULL, 'T' },
+		{ "cluster", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -252,6 +255,9 @@ broker_args(int argc, char **argv, struct broker_opts *o)
 			break;
 		case 'T':
 			o->metrics_token = optarg;
+			break;
+		case 'C':
+			o->cluster = optarg;
 			break;
 		default:
 			usage();
@@ -335,6 +341,24 @@ broker_open(const struct broker_opts *o, const struct passwd *pw)
 	else
 		broker->socket_path = xstrdup(o->socket_path);
 	broker_fds();
+	/*
+	 * Cluster mode: its certificates are read now, before the drop, and
+	 * the RDP gateway's "qmpd" is the relay to the hosts.
+	 */
+	broker->relay_fd = -1;
+	if (o->cluster != NULL) {
+		if ((broker->cluster = cluster_conf_load(o->cluster,
+		    &cause)) == NULL || (broker->cluster_tls =
+		    cluster_tls_context(broker->cluster, &cause)) == NULL)
+			fatalx("%s", cause);
+		free(broker->socket_path);
+		xasprintf(&broker->socket_path, "%s/broker-cluster.sock",
+		    broker->state_dir);
+		if ((broker->relay_fd = cluster_relay_open(broker->socket_path,
+		    pw != NULL && geteuid() == 0 ? pw->pw_uid : (uid_t)-1,
+		    pw != NULL ? pw->pw_gid : (gid_t)-1, &cause)) == -1)
+			fatalx("%s", cause);
+	}
 
 	if ((broker->https_fd = listen_open(&broker->https, &cause)) == -1 ||
 	    (broker->proxy_fd = listen_open(&broker->spice_proxy,
@@ -386,6 +410,10 @@ broker_start(const struct passwd *pw, int verbose)
 		fatalx("event_base_new failed");
 	if (rdpgw_start(broker->base, &cause) != 0)
 		fatalx("RDP gateway on %s: %s", broker->rdp.text, cause);
+	if (broker->cluster != NULL && (cluster_start(broker->base,
+	    broker->cluster_tls, &cause) != 0 || cluster_relay_start(
+	    broker->base, broker->relay_fd, &cause) != 0))
+		fatalx("cluster: %s", cause);
 	if (pw != NULL && geteuid() == 0)
 		broker_drop(pw);
 
@@ -395,11 +423,13 @@ broker_start(const struct passwd *pw, int verbose)
 	    &cause) != 0 || proxy_start(broker->base, broker->proxy_fd,
 	    &cause) != 0)
 		fatalx("%s", cause);
-	qmpc_start(broker->base, broker->socket_path);
+	if (broker->cluster == NULL)
+		qmpc_start(broker->base, broker->socket_path);
 	log_info("qdesk-broker %s ready as uid %ld: https %s, spice proxy %s, "
 	    "rdp %s, qmpd %s", QDESK_VERSION, (long)geteuid(),
 	    broker->https.text, broker->spice_proxy.text, rdpgw_enabled() ?
-	    broker->rdp.text : "off", broker->socket_path);
+	    broker->rdp.text : "off", broker->cluster != NULL ?
+	    broker->cluster->etcd : broker->socket_path);
 }
 
 /* After the loop: end every service, then free what main made. */
@@ -409,6 +439,8 @@ broker_stop(void)
 	rdpgw_stop();
 	api_session_free();
 	qmpc_stop();
+	cluster_relay_stop();
+	cluster_stop();
 	http_stop();
 	novnc_unload();
 	proxy_stop();

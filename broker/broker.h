@@ -67,6 +67,11 @@ struct broker {
 
 	unsigned char		 ticket_key[BROKER_TICKET_KEYLEN];
 	int			 foreground;
+
+	/* --cluster FILE (qmpd/cluster.h's format); NULL: one local qmpd. */
+	struct cluster_conf	*cluster;
+	SSL_CTX			*cluster_tls;	/* to the hosts' listeners */
+	int			 relay_fd;	/* cluster-relay.c's socket */
 };
 extern struct broker	*broker;
 
@@ -93,6 +98,52 @@ int	 qmpc_connected(void);
 const char *qmpc_version(void);
 void	 qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
 	    void *arg);	/* steals args */
+/* One connection of its own: a unix socket, or a cluster host over TLS. */
+struct qmpc_conn;
+struct qmpc_conn *qmpc_conn_open(struct event_base *, const char *path,
+	    SSL_CTX *tls, const char *cn);
+void	 qmpc_conn_free(struct qmpc_conn *);
+int	 qmpc_conn_ready(const struct qmpc_conn *);
+const char *qmpc_conn_version(const struct qmpc_conn *);
+void	 qmpc_conn_call(struct qmpc_conn *, const char *cmd, json_t *args,
+	    int timeout, qmpc_cb, void *arg);	/* steals args */
+
+/*
+ * cluster.c: cluster mode. Hosts and placement from etcd; cluster_call
+ * sends a request to the host it is for (qmpc_call's way in cluster
+ * mode); cluster_listen_of names a desktop's host listener.
+ */
+struct cluster_conf;
+SSL_CTX	*cluster_tls_context(const struct cluster_conf *, char **cause);
+int	 cluster_start(struct event_base *, SSL_CTX *, char **cause);
+void	 cluster_stop(void);
+void	 cluster_call(const char *cmd, json_t *args, int timeout, qmpc_cb,
+	    void *arg);
+const char *cluster_listen_of(const char *vm, const char **host,
+	    char **why);
+struct bufferevent;
+int	 cluster_check_peer(struct bufferevent *, const char *cn, char *why,
+	    size_t len);
+/*
+ * cluster-relay.c: a unix socket that answers as qmpd would, routing each
+ * request to its host: the RDP gateway's threads use it in cluster mode.
+ */
+int	 cluster_relay_open(const char *path, uid_t owner, gid_t group,
+	    char **cause);
+int	 cluster_relay_start(struct event_base *, int fd, char **cause);
+void	 cluster_relay_stop(void);
+
+/*
+ * cluster-stream.c: a desktop's VNC from its host, over a TLS connection
+ * that turns into the stream after desktop.vnc's answer; cb gets a local
+ * socket of that stream (fd) or an error class and description.
+ */
+typedef void (*cluster_vnc_cb)(int fd, const char *errclass,
+	    const char *errdesc, void *arg);
+void	 cluster_vnc_open(const char *login, const char *vm, cluster_vnc_cb,
+	    void *arg);
+int	 cluster_up_hosts(void);
+const char *cluster_version(void);
 
 /* portal-session.c: portal login sessions, in memory, with an idle expiry. */
 struct portal_session {

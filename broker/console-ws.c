@@ -531,12 +531,34 @@ console_ws_req_read(evutil_socket_t fd, short events, void *arg)
 	}
 }
 
+/* Cluster mode: the stream from the desktop's host came, or did not. */
+static void
+console_ws_stream_cb(int fd, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	struct console_ws_req	*r = arg;
+
+	if (fd == -1)
+		http_reply_qmpd(r->call, errclass, errdesc);
+	else {
+		r->vnc = fd;
+		console_ws_upgrade(r);
+	}
+	console_ws_req_free(r);
+}
+
 /* Ask qmpd, on a connection of our own, for the desktop's VNC fd. */
 static void
 console_ws_fetch(struct console_ws_req *r)
 {
 	struct sockaddr_un	 sun;
 	struct timeval		 tv = { CONSOLE_WS_QMPD_TIMEOUT, 0 };
+
+	if (broker->cluster != NULL) {
+		cluster_vnc_open(r->call->login, r->call->arg,
+		    console_ws_stream_cb, r);
+		return;
+	}
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;

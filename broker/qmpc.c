@@ -18,6 +18,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "broker.h"
 #include "log.h"
@@ -57,9 +61,11 @@ struct qmpc_req {
 };
 TAILQ_HEAD(qmpc_reqs, qmpc_req);
 
-static struct {
+struct qmpc_conn {
 	struct event_base	*base;
-	char			*path;
+	char			*path;		/* the socket, or ADDR:PORT */
+	SSL_CTX			*tls;		/* over TLS to a cluster host */
+	char			*cn;		/* the host's certificate CN */
 	struct bufferevent	*bev;
 	enum qmpc_state		 state;
 	struct event		*redial;
@@ -69,14 +75,20 @@ static struct {
 	int			 failures;	/* dials failed in a row */
 	time_t			 last_rx;	/* a line came from qmpd */
 	int			 pinging;	/* a ping is in flight */
+	unsigned int		 ping_generation;
 	unsigned int		 generation;	/* counts connections */
 	long long		 next_id;
 	char			 version[32];
 	struct qmpc_reqs	 pending;	/* sent, awaiting a reply */
 	struct qmpc_reqs	 failed;	/* to be called back soon */
-} qmpc;
+};
 
-static void	qmpc_dial(void);
+/* The connection of a single-host broker: qmpd's unix socket. */
+static struct qmpc_conn	 qmpc_local;
+
+static void	qmpc_dial(struct qmpc_conn *);
+static void	qmpc_conn_init(struct qmpc_conn *, struct event_base *,
+		    const char *, SSL_CTX *, const char *);
 
 static time_t
 qmpc_now(void)
@@ -98,24 +110,26 @@ qmpc_req_free(struct qmpc_req *r)
 
 /* Queue a failure to be called back from the loop, not from our caller. */
 static void
-qmpc_fail_later(struct qmpc_req *r, const char *errclass, const char *desc)
+qmpc_fail_later(struct qmpc_conn *q, struct qmpc_req *r, const char *errclass,
+    const char *desc)
 {
 	r->errclass = xstrdup(errclass);
 	r->errdesc = xstrdup(desc);
-	TAILQ_INSERT_TAIL(&qmpc.failed, r, entry);
-	event_active(qmpc.deferred, EV_TIMEOUT, 0);
+	TAILQ_INSERT_TAIL(&q->failed, r, entry);
+	event_active(q->deferred, EV_TIMEOUT, 0);
 }
 
 /* Call back the requests that failed before reaching qmpd. */
 static void
 qmpc_deferred_cb(evutil_socket_t fd, short events, void *arg)
 {
+	struct qmpc_conn	*q = arg;
 	struct qmpc_reqs	 list;
 	struct qmpc_req		*r;
 
 	/* Callbacks may queue more; take what is there now. */
 	TAILQ_INIT(&list);
-	TAILQ_CONCAT(&list, &qmpc.failed, entry);
+	TAILQ_CONCAT(&list, &q->failed, entry);
 	while ((r = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, r, entry);
 		r->cb(NULL, r->errclass, r->errdesc, r->arg);
@@ -125,37 +139,37 @@ qmpc_deferred_cb(evutil_socket_t fd, short events, void *arg)
 
 /* Drop the connection: fail everything in flight, redial later. */
 static void
-qmpc_drop(const char *why)
+qmpc_drop(struct qmpc_conn *q, const char *why)
 {
 	struct qmpc_req	*r;
 	struct timeval	 tv;
 
-	if (qmpc.state == QMPC_READY)
-		log_warnx("lost qmpd at %s: %s; redialling", qmpc.path, why);
-	else if (qmpc.failures++ == 0 || qmpc.failures % 60 == 0)
-		log_warnx("cannot reach qmpd at %s: %s; retrying", qmpc.path,
+	if (q->state == QMPC_READY)
+		log_warnx("lost qmpd at %s: %s; redialling", q->path, why);
+	else if (q->failures++ == 0 || q->failures % 60 == 0)
+		log_warnx("cannot reach qmpd at %s: %s; retrying", q->path,
 		    why);
-	if (qmpc.bev != NULL) {
-		bufferevent_free(qmpc.bev);
-		qmpc.bev = NULL;
+	if (q->bev != NULL) {
+		bufferevent_free(q->bev);
+		q->bev = NULL;
 	}
-	qmpc.state = QMPC_DOWN;
-	while ((r = TAILQ_FIRST(&qmpc.pending)) != NULL) {
-		TAILQ_REMOVE(&qmpc.pending, r, entry);
-		qmpc_fail_later(r, QMPC_ERR_DOWN, "qmpd went away before it "
+	q->state = QMPC_DOWN;
+	while ((r = TAILQ_FIRST(&q->pending)) != NULL) {
+		TAILQ_REMOVE(&q->pending, r, entry);
+		qmpc_fail_later(q, r, QMPC_ERR_DOWN, "qmpd went away before it "
 		    "answered; try again in a moment");
 	}
-	tv.tv_sec = qmpc.backoff_ms / 1000;
-	tv.tv_usec = (qmpc.backoff_ms % 1000) * 1000;
-	evtimer_add(qmpc.redial, &tv);
-	qmpc.backoff_ms *= 2;
-	if (qmpc.backoff_ms > QMPC_BACKOFF_MAX_MS)
-		qmpc.backoff_ms = QMPC_BACKOFF_MAX_MS;
+	tv.tv_sec = q->backoff_ms / 1000;
+	tv.tv_usec = (q->backoff_ms % 1000) * 1000;
+	evtimer_add(q->redial, &tv);
+	q->backoff_ms *= 2;
+	if (q->backoff_ms > QMPC_BACKOFF_MAX_MS)
+		q->backoff_ms = QMPC_BACKOFF_MAX_MS;
 }
 
 /* The first line: qmpd's hello, or its refusal of our uid. */
 static int
-qmpc_hello(json_t *msg)
+qmpc_hello(struct qmpc_conn *q, json_t *msg)
 {
 	json_t		*err;
 	const char	*v;
@@ -164,16 +178,16 @@ qmpc_hello(json_t *msg)
 	case PROTO_MSG_HELLO:
 		v = json_string_value(json_object_get(json_object_get(msg,
 		    "qdesk"), "version"));
-		strlcpy(qmpc.version, v != NULL ? v : "?",
-		    sizeof qmpc.version);
-		qmpc.state = QMPC_READY;
-		bufferevent_set_timeouts(qmpc.bev, NULL, NULL);
-		qmpc.generation++;
-		qmpc.pinging = 0;
-		qmpc.backoff_ms = QMPC_BACKOFF_MIN_MS;
-		qmpc.failures = 0;
-		log_info("connected to qmpd %s at %s", qmpc.version,
-		    qmpc.path);
+		strlcpy(q->version, v != NULL ? v : "?",
+		    sizeof q->version);
+		q->state = QMPC_READY;
+		bufferevent_set_timeouts(q->bev, NULL, NULL);
+		q->generation++;
+		q->pinging = 0;
+		q->backoff_ms = QMPC_BACKOFF_MIN_MS;
+		q->failures = 0;
+		log_info("connected to qmpd %s at %s", q->version,
+		    q->path);
 		return (0);
 	case PROTO_MSG_ERROR:
 		err = json_object_get(msg, "error");
@@ -182,14 +196,14 @@ qmpc_hello(json_t *msg)
 		    json_string_value(json_object_get(err, "desc")));
 		return (-1);
 	default:
-		log_warnx("qmpd at %s did not greet as qmpd does", qmpc.path);
+		log_warnx("qmpd at %s did not greet as qmpd does", q->path);
 		return (-1);
 	}
 }
 
 /* A reply: find its request by id and call it back. */
 static void
-qmpc_reply(json_t *msg, enum proto_msg_kind kind)
+qmpc_reply(struct qmpc_conn *q, json_t *msg, enum proto_msg_kind kind)
 {
 	struct qmpc_req	*r;
 	json_t		*id = json_object_get(msg, "id"), *err;
@@ -199,7 +213,7 @@ qmpc_reply(json_t *msg, enum proto_msg_kind kind)
 		log_warnx("qmpd reply without our id: ignored");
 		return;
 	}
-	TAILQ_FOREACH(r, &qmpc.pending, entry) {
+	TAILQ_FOREACH(r, &q->pending, entry) {
 		if (r->id == json_integer_value(id))
 			break;
 	}
@@ -208,7 +222,7 @@ qmpc_reply(json_t *msg, enum proto_msg_kind kind)
 		    (long long)json_integer_value(id));
 		return;
 	}
-	TAILQ_REMOVE(&qmpc.pending, r, entry);
+	TAILQ_REMOVE(&q->pending, r, entry);
 	if (kind == PROTO_MSG_RETURN)
 		r->cb(json_object_get(msg, "return"), NULL, NULL, r->arg);
 	else {
@@ -225,6 +239,7 @@ qmpc_reply(json_t *msg, enum proto_msg_kind kind)
 static void
 qmpc_read_cb(struct bufferevent *bev, void *arg)
 {
+	struct qmpc_conn *q = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 	enum proto_msg_kind kind;
 	json_error_t	 jerr;
@@ -233,19 +248,19 @@ qmpc_read_cb(struct bufferevent *bev, void *arg)
 	size_t		 len;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
-		qmpc.last_rx = qmpc_now();
+		q->last_rx = qmpc_now();
 		msg = json_loadb(line, len, 0, &jerr);
 		if (log_getverbose() > 1)
 			log_debug("qmpd: <- %s", line);
 		free(line);
 		if (msg == NULL) {
-			qmpc_drop("qmpd sent a line that is not JSON");
+			qmpc_drop(q, "qmpd sent a line that is not JSON");
 			return;
 		}
-		if (qmpc.state == QMPC_HELLO) {
-			if (qmpc_hello(msg) != 0) {
+		if (q->state == QMPC_HELLO) {
+			if (qmpc_hello(q, msg) != 0) {
 				json_decref(msg);
-				qmpc_drop("refused");
+				qmpc_drop(q, "refused");
 				return;
 			}
 			json_decref(msg);
@@ -253,58 +268,85 @@ qmpc_read_cb(struct bufferevent *bev, void *arg)
 		}
 		kind = proto_classify(msg);
 		if (kind == PROTO_MSG_RETURN || kind == PROTO_MSG_ERROR)
-			qmpc_reply(msg, kind);
+			qmpc_reply(q, msg, kind);
 		json_decref(msg);
 		/* A callback may not free us, but be sure we still run. */
-		if (qmpc.bev != bev)
+		if (q->bev != bev)
 			return;
 	}
 	if (evbuffer_get_length(in) > PROTO_MAX_LINE)
-		qmpc_drop("qmpd sent an over-long line");
+		qmpc_drop(q, "qmpd sent an over-long line");
 }
 
 /* The socket connected (the hello follows), closed or failed. */
 static void
 qmpc_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	if (what & BEV_EVENT_CONNECTED)
+	struct qmpc_conn	*q = arg;
+	unsigned long		 e;
+	char			 why[300];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (q->tls != NULL && cluster_check_peer(q->bev, q->cn, why,
+		    sizeof why) != 0)
+			qmpc_drop(q, why);
 		return;		/* qmpd's hello comes next */
-	if (what & BEV_EVENT_TIMEOUT)
-		qmpc_drop("no hello from qmpd within 10 s");
+	}
+	if (q->tls != NULL && (e = bufferevent_get_openssl_error(bev)) != 0) {
+		ERR_error_string_n(e, why, sizeof why);
+		qmpc_drop(q, why);
+	} else if (what & BEV_EVENT_TIMEOUT)
+		qmpc_drop(q, "no hello from qmpd within 10 s");
 	else if (what & BEV_EVENT_EOF)
-		qmpc_drop("connection closed");
+		qmpc_drop(q, "connection closed");
 	else if (what & BEV_EVENT_ERROR)
-		qmpc_drop(strerror(EVUTIL_SOCKET_ERROR()));
+		qmpc_drop(q, strerror(EVUTIL_SOCKET_ERROR()));
 }
 
-/* Connect to qmpd's socket, without blocking the loop. */
+/* Connect to qmpd's socket or listener, without blocking the loop. */
 static void
-qmpc_dial(void)
+qmpc_dial(struct qmpc_conn *q)
 {
-	struct sockaddr_un	sun;
+	struct sockaddr_storage	ss;
+	struct sockaddr_un	*sun = (struct sockaddr_un *)&ss;
 	struct timeval		tv = { QMPC_HELLO_TIMEOUT, 0 };
+	int			sslen = sizeof ss;
+	SSL			*ssl;
 
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	strlcpy(sun.sun_path, qmpc.path, sizeof sun.sun_path);
-	qmpc.bev = bufferevent_socket_new(qmpc.base, -1,
-	    BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(qmpc.bev, qmpc_read_cb, NULL, qmpc_event_cb, NULL);
-	bufferevent_setwatermark(qmpc.bev, EV_READ, 0, PROTO_MAX_LINE + 65536);
-	bufferevent_set_timeouts(qmpc.bev, &tv, NULL);
-	qmpc.state = QMPC_HELLO;
-	if (bufferevent_socket_connect(qmpc.bev, (struct sockaddr *)&sun,
-	    sizeof sun) != 0) {
-		qmpc_drop(strerror(errno));
+	memset(&ss, 0, sizeof ss);
+	if (q->tls != NULL) {
+		if (evutil_parse_sockaddr_port(q->path, (struct sockaddr *)&ss,
+		    &sslen) != 0) {
+			qmpc_drop(q, "not a numeric ADDR:PORT");
+			return;
+		}
+		ssl = SSL_new(q->tls);
+		q->bev = bufferevent_openssl_socket_new(q->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		bufferevent_openssl_set_allow_dirty_shutdown(q->bev, 1);
+	} else {
+		sun->sun_family = AF_UNIX;
+		strlcpy(sun->sun_path, q->path, sizeof sun->sun_path);
+		sslen = sizeof *sun;
+		q->bev = bufferevent_socket_new(q->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	bufferevent_setcb(q->bev, qmpc_read_cb, NULL, qmpc_event_cb, q);
+	bufferevent_setwatermark(q->bev, EV_READ, 0, PROTO_MAX_LINE + 65536);
+	bufferevent_set_timeouts(q->bev, &tv, NULL);
+	q->state = QMPC_HELLO;
+	if (bufferevent_socket_connect(q->bev, (struct sockaddr *)&ss,
+	    sslen) != 0) {
+		qmpc_drop(q, strerror(errno));
 		return;
 	}
-	bufferevent_enable(qmpc.bev, EV_READ | EV_WRITE);
+	bufferevent_enable(q->bev, EV_READ | EV_WRITE);
 }
 
 static void
 qmpc_redial_cb(evutil_socket_t fd, short events, void *arg)
 {
-	qmpc_dial();
+	qmpc_dial(arg);
 }
 
 /* A ping's answer, whatever it says, proves qmpd alive; none: gone. */
@@ -312,14 +354,14 @@ static void
 qmpc_ping_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
 {
-	unsigned int	generation = (unsigned int)(uintptr_t)arg;
+	struct qmpc_conn	*q = arg;
 
-	if (generation != qmpc.generation)
+	if (q->ping_generation != q->generation)
 		return;		/* an earlier connection's ping */
-	qmpc.pinging = 0;
+	q->pinging = 0;
 	if (errclass != NULL && strcmp(errclass, "Timeout") == 0 &&
-	    qmpc.state == QMPC_READY)
-		qmpc_drop("qmpd stopped answering (no reply to a ping in "
+	    q->state == QMPC_READY)
+		qmpc_drop(q, "qmpd stopped answering (no reply to a ping in "
 		    "10 s)");
 }
 
@@ -330,89 +372,170 @@ qmpc_ping_done(json_t *ret, const char *errclass, const char *errdesc,
 static void
 qmpc_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
+	struct qmpc_conn *q = arg;
 	struct qmpc_req	*r, *r1;
 	time_t		 now = qmpc_now();
 	char		*desc;
 
-	if (qmpc.state == QMPC_READY && !qmpc.pinging &&
-	    now - qmpc.last_rx >= QMPC_PING_IDLE) {
-		qmpc.pinging = 1;
-		qmpc_call(QMPC_PING_CMD, NULL, QMPC_PING_TIMEOUT,
-		    qmpc_ping_done, (void *)(uintptr_t)qmpc.generation);
+	if (q->state == QMPC_READY && !q->pinging &&
+	    now - q->last_rx >= QMPC_PING_IDLE) {
+		q->pinging = 1;
+		q->ping_generation = q->generation;
+		qmpc_conn_call(q, QMPC_PING_CMD, NULL, QMPC_PING_TIMEOUT,
+		    qmpc_ping_done, q);
 	}
 
-	TAILQ_FOREACH_SAFE(r, &qmpc.pending, entry, r1) {
+	TAILQ_FOREACH_SAFE(r, &q->pending, entry, r1) {
 		if (now < r->deadline)
 			continue;
-		TAILQ_REMOVE(&qmpc.pending, r, entry);
-		xasprintf(&desc, "qmpd did not answer %s within %d s",
-		    r->cmd, r->timeout);
+		TAILQ_REMOVE(&q->pending, r, entry);
+		xasprintf(&desc, "qmpd at %s did not answer %s within %d s",
+		    q->path, r->cmd, r->timeout);
 		if (strcmp(r->cmd, QMPC_PING_CMD) != 0)
 			log_warnx("%s", desc);
-		qmpc_fail_later(r, "Timeout", desc);
+		qmpc_fail_later(q, r, "Timeout", desc);
 		free(desc);
 	}
+}
+
+/*
+ * A connection to qmpd at path (a unix socket), or with tls to a cluster
+ * host's listener at path ("ADDR:PORT") whose certificate must be cn.
+ */
+struct qmpc_conn *
+qmpc_conn_open(struct event_base *base, const char *path, SSL_CTX *tls,
+    const char *cn)
+{
+	struct qmpc_conn	*q;
+
+	q = xcalloc(1, sizeof *q);
+	qmpc_conn_init(q, base, path, tls, cn);
+	return (q);
+}
+
+static void
+qmpc_conn_init(struct qmpc_conn *q, struct event_base *base,
+    const char *path, SSL_CTX *tls, const char *cn)
+{
+	struct timeval	tv = { 1, 0 };
+
+	q->base = base;
+	q->path = xstrdup(path);
+	q->tls = tls;
+	q->cn = cn != NULL ? xstrdup(cn) : NULL;
+	q->backoff_ms = QMPC_BACKOFF_MIN_MS;
+	q->next_id = 1;
+	TAILQ_INIT(&q->pending);
+	TAILQ_INIT(&q->failed);
+	q->redial = evtimer_new(base, qmpc_redial_cb, q);
+	q->deferred = event_new(base, -1, 0, qmpc_deferred_cb, q);
+	q->tick = event_new(base, -1, EV_PERSIST, qmpc_tick_cb, q);
+	evtimer_add(q->tick, &tv);
+	qmpc_dial(q);
+}
+
+/* Close it; requests in flight are dropped without their callbacks. */
+static void
+qmpc_conn_clear(struct qmpc_conn *q)
+{
+	struct qmpc_req	*r;
+
+	if (q->base == NULL)
+		return;
+	if (q->bev != NULL)
+		bufferevent_free(q->bev);
+	q->bev = NULL;
+	q->state = QMPC_DOWN;
+	while ((r = TAILQ_FIRST(&q->pending)) != NULL) {
+		TAILQ_REMOVE(&q->pending, r, entry);
+		qmpc_req_free(r);
+	}
+	while ((r = TAILQ_FIRST(&q->failed)) != NULL) {
+		TAILQ_REMOVE(&q->failed, r, entry);
+		qmpc_req_free(r);
+	}
+	event_free(q->redial);
+	event_free(q->deferred);
+	event_free(q->tick);
+	free(q->path);
+	free(q->cn);
+	q->base = NULL;
+}
+
+/*
+ * Close a host's connection for good (it moved, or the broker stops):
+ * each request still in flight is failed, now, with QMPC_ERR_DOWN.
+ */
+void
+qmpc_conn_free(struct qmpc_conn *q)
+{
+	struct qmpc_reqs	 list;
+	struct qmpc_req		*r;
+
+	if (q == NULL)
+		return;
+	TAILQ_INIT(&list);
+	TAILQ_CONCAT(&list, &q->pending, entry);
+	TAILQ_CONCAT(&list, &q->failed, entry);
+	qmpc_conn_clear(q);
+	free(q);
+	while ((r = TAILQ_FIRST(&list)) != NULL) {
+		TAILQ_REMOVE(&list, r, entry);
+		/* A ping's callback is the connection's own: it is gone. */
+		if (strcmp(r->cmd, QMPC_PING_CMD) != 0)
+			r->cb(NULL, r->errclass != NULL ? r->errclass :
+			    QMPC_ERR_DOWN, r->errdesc != NULL ? r->errdesc :
+			    "the host's connection closed before it answered; "
+			    "try again in a moment", r->arg);
+		qmpc_req_free(r);
+	}
+}
+
+int
+qmpc_conn_ready(const struct qmpc_conn *q)
+{
+	return (q->state == QMPC_READY);
 }
 
 void
 qmpc_start(struct event_base *base, const char *path)
 {
-	struct timeval	tv = { 1, 0 };
-
-	qmpc.base = base;
-	qmpc.path = xstrdup(path);
-	qmpc.backoff_ms = QMPC_BACKOFF_MIN_MS;
-	qmpc.next_id = 1;
-	TAILQ_INIT(&qmpc.pending);
-	TAILQ_INIT(&qmpc.failed);
-	qmpc.redial = evtimer_new(base, qmpc_redial_cb, NULL);
-	qmpc.deferred = event_new(base, -1, 0, qmpc_deferred_cb, NULL);
-	qmpc.tick = event_new(base, -1, EV_PERSIST, qmpc_tick_cb, NULL);
-	evtimer_add(qmpc.tick, &tv);
-	qmpc_dial();
+	qmpc_conn_init(&qmpc_local, base, path, NULL, NULL);
 }
 
 void
 qmpc_stop(void)
 {
-	struct qmpc_req	*r;
-
-	if (qmpc.base == NULL)
-		return;
-	if (qmpc.bev != NULL)
-		bufferevent_free(qmpc.bev);
-	qmpc.bev = NULL;
-	qmpc.state = QMPC_DOWN;
-	while ((r = TAILQ_FIRST(&qmpc.pending)) != NULL) {
-		TAILQ_REMOVE(&qmpc.pending, r, entry);
-		qmpc_req_free(r);
-	}
-	while ((r = TAILQ_FIRST(&qmpc.failed)) != NULL) {
-		TAILQ_REMOVE(&qmpc.failed, r, entry);
-		qmpc_req_free(r);
-	}
-	event_free(qmpc.redial);
-	event_free(qmpc.deferred);
-	event_free(qmpc.tick);
-	free(qmpc.path);
-	qmpc.base = NULL;
+	qmpc_conn_clear(&qmpc_local);
 }
 
+/* Single host: the socket's state; cluster: whether any host is up. */
 int
 qmpc_connected(void)
 {
-	return (qmpc.state == QMPC_READY);
+	if (broker->cluster != NULL)
+		return (cluster_up_hosts() > 0);
+	return (qmpc_local.state == QMPC_READY);
 }
 
 const char *
 qmpc_version(void)
 {
-	return (qmpc.state == QMPC_READY ? qmpc.version : NULL);
+	if (broker->cluster != NULL)
+		return (cluster_version());
+	return (qmpc_local.state == QMPC_READY ? qmpc_local.version : NULL);
 }
 
-/* Send cmd with args (stolen) to qmpd; cb runs later, exactly once. */
+const char *
+qmpc_conn_version(const struct qmpc_conn *q)
+{
+	return (q->state == QMPC_READY ? q->version : NULL);
+}
+
+/* Send cmd with args (stolen) to q's qmpd; cb runs later, exactly once. */
 void
-qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb cb, void *arg)
+qmpc_conn_call(struct qmpc_conn *q, const char *cmd, json_t *args,
+    int timeout, qmpc_cb cb, void *arg)
 {
 	struct qmpc_req	*r;
 	json_t		*id;
@@ -424,24 +547,37 @@ qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb cb, void *arg)
 	r->arg = arg;
 	r->timeout = timeout;
 	r->deadline = qmpc_now() + timeout;
-	if (qmpc.state != QMPC_READY) {
+	if (q->state != QMPC_READY) {
 		json_decref(args);
-		qmpc_fail_later(r, QMPC_ERR_DOWN, "qmpd is not reachable "
+		qmpc_fail_later(q, r, QMPC_ERR_DOWN, "qmpd is not reachable "
 		    "right now; try again in a moment");
 		return;
 	}
 	if (args == NULL)
 		args = json_object();
-	r->id = qmpc.next_id++;
+	r->id = q->next_id++;
 	id = json_integer(r->id);
 	line = proto_request(id, cmd, args);
 	json_decref(id);
 	json_decref(args);
 	if (log_getverbose() > 1 && strcmp(cmd, "user.auth") != 0 &&
 	    strcmp(cmd, QMPC_PING_CMD) != 0)
-		log_debug("qmpd: -> %s", line);
-	evbuffer_add(bufferevent_get_output(qmpc.bev), line, strlen(line));
-	evbuffer_add(bufferevent_get_output(qmpc.bev), "\n", 1);
+		log_debug("qmpd %s: -> %s", q->path, line);
+	evbuffer_add(bufferevent_get_output(q->bev), line, strlen(line));
+	evbuffer_add(bufferevent_get_output(q->bev), "\n", 1);
 	free(line);
-	TAILQ_INSERT_TAIL(&qmpc.pending, r, entry);
+	TAILQ_INSERT_TAIL(&q->pending, r, entry);
+}
+
+/*
+ * Send cmd to qmpd: the local one, or in cluster mode the host the
+ * request is for (cluster.c routes it).
+ */
+void
+qmpc_call(const char *cmd, json_t *args, int timeout, qmpc_cb cb, void *arg)
+{
+	if (broker->cluster != NULL)
+		cluster_call(cmd, args, timeout, cb, arg);
+	else
+		qmpc_conn_call(&qmpc_local, cmd, args, timeout, cb, arg);
 }

@@ -74,7 +74,9 @@ args_global(int argc, char **argv, struct cli *cli, int *optind,
 			continue;
 		}
 		if (strcmp(name, "--socket") != 0 &&
-		    strcmp(name, "--timeout") != 0) {
+		    strcmp(name, "--timeout") != 0 &&
+		    strcmp(name, "--host") != 0 &&
+		    strcmp(name, "--cert") != 0) {
 			xasprintf(cause, "unknown option %s", argv[i]);
 			return (-1);
 		}
@@ -91,6 +93,16 @@ args_global(int argc, char **argv, struct cli *cli, int *optind,
 				return (-1);
 			}
 			cli->socket = value;
+		} else if (strcmp(name, "--host") == 0 ||
+		    strcmp(name, "--cert") == 0) {
+			if (*value == '\0') {
+				xasprintf(cause, "%s needs a value", name);
+				return (-1);
+			}
+			if (name[2] == 'h')
+				cli->host = value;
+			else
+				cli->certdir = value;
 		} else {
 			if (args_int(value, &n) != 0 || n < 0 || n > INT_MAX) {
 				xasprintf(cause, "--timeout wants a whole number "

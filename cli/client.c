@@ -25,6 +25,7 @@
 
 struct ctl_client {
 	int		 fd;
+	struct cluster_tls *tls;	/* --host: over TLS (cluster-tls.c) */
 	char		*path;
 	int		 timeout;	/* seconds per reply; 0: none */
 	json_int_t	 next_id;
@@ -114,6 +115,8 @@ client_readline(struct ctl_client *c, long long deadline, char **line,
 			c->buf = xrealloc(c->buf, c->size);
 		}
 
+		if (c->tls != NULL && cluster_tls_pending(c->tls) > 0)
+			goto readable;
 		ms = -1;
 		if (deadline != 0) {
 			if ((left = deadline - client_now()) <= 0)
@@ -132,7 +135,12 @@ client_readline(struct ctl_client *c, long long deadline, char **line,
 		case 0:
 			continue;
 		}
-		n = read(c->fd, c->buf + c->len, c->size - c->len);
+readable:
+		if (c->tls != NULL)
+			n = cluster_tls_read(c->tls, c->buf + c->len,
+			    c->size - c->len);
+		else
+			n = read(c->fd, c->buf + c->len, c->size - c->len);
 		if (n == -1) {
 			if (errno == EINTR && client_interrupted)
 				return (CLIENT_INTR);
@@ -162,50 +170,23 @@ fail:
 }
 
 /*
- * Connect and read the greeting. Returns NULL with *cause when the socket
- * cannot be reached or does not greet, or with *error when the daemon
+ * Read the greeting on a fresh connection. Returns c, or NULL (c freed)
+ * with *cause when it does not greet, or with *error when the daemon
  * answers with an error instead (it refused this user).
  */
-struct ctl_client *
-client_connect(const char *path, int timeout, json_t **error, char **cause)
+static struct ctl_client *
+client_greet(struct ctl_client *c, json_t **error, char **cause)
 {
-	struct sockaddr_un	 sun;
-	struct ctl_client	*c;
 	json_t			*hello, *proto;
+	const char		*path = c->path;
 	char			*line;
 	size_t			 len;
-	int			 fd, r;
+	int			 r;
 
-	*error = NULL;
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlcpy(sun.sun_path, path, sizeof sun.sun_path) >=
-	    sizeof sun.sun_path) {
-		xasprintf(cause, "cannot reach qmpd at %s: %s", path,
-		    strerror(ENAMETOOLONG));
-		return (NULL);
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
-		xasprintf(cause, "cannot reach qmpd at %s: %s", path,
-		    strerror(errno));
-		return (NULL);
-	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		xasprintf(cause, "cannot reach qmpd at %s: %s%s", path,
-		    strerror(errno), client_hint(errno));
-		close(fd);
-		return (NULL);
-	}
-
-	c = xcalloc(1, sizeof *c);
-	c->fd = fd;
-	c->path = xstrdup(path);
-	c->timeout = timeout;
 	c->size = CLIENT_BUFSIZE;
 	c->buf = xmalloc(c->size);
-
-	r = client_readline(c, timeout == 0 ? 0 : client_now() +
-	    timeout * 1000LL, &line, &len, cause);
+	r = client_readline(c, c->timeout == 0 ? 0 : client_now() +
+	    c->timeout * 1000LL, &line, &len, cause);
 	if (r == CLIENT_GOTEOF)
 		xasprintf(cause, "cannot reach qmpd at %s: it closed the "
 		    "connection before greeting", path);
@@ -242,11 +223,68 @@ fail:
 	return (NULL);
 }
 
+/* Connect to the unix socket at path and read the greeting. */
+struct ctl_client *
+client_connect(const char *path, int timeout, json_t **error, char **cause)
+{
+	struct sockaddr_un	 sun;
+	struct ctl_client	*c;
+	int			 fd;
+
+	*error = NULL;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, path, sizeof sun.sun_path) >=
+	    sizeof sun.sun_path) {
+		xasprintf(cause, "cannot reach qmpd at %s: %s", path,
+		    strerror(ENAMETOOLONG));
+		return (NULL);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		xasprintf(cause, "cannot reach qmpd at %s: %s", path,
+		    strerror(errno));
+		return (NULL);
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		xasprintf(cause, "cannot reach qmpd at %s: %s%s", path,
+		    strerror(errno), client_hint(errno));
+		close(fd);
+		return (NULL);
+	}
+	c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	c->path = xstrdup(path);
+	c->timeout = timeout;
+	return (client_greet(c, error, cause));
+}
+
+/* Connect to a host's mutual-TLS listener (--host, --cert) likewise. */
+struct ctl_client *
+client_connect_tls(const char *addr, const char *certdir, int timeout,
+    json_t **error, char **cause)
+{
+	struct ctl_client	*c;
+	struct cluster_tls	*t;
+	int			 fd;
+
+	*error = NULL;
+	if ((t = cluster_tls_connect(addr, certdir, timeout, &fd,
+	    cause)) == NULL)
+		return (NULL);
+	c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	c->tls = t;
+	c->path = xstrdup(addr);
+	c->timeout = timeout;
+	return (client_greet(c, error, cause));
+}
+
 void
 client_free(struct ctl_client *c)
 {
 	if (c == NULL)
 		return;
+	cluster_tls_free(c->tls);
 	if (c->fd != -1)
 		close(c->fd);
 	free(c->buf);
@@ -261,7 +299,10 @@ client_write(struct ctl_client *c, const char *buf, size_t len)
 	ssize_t	n;
 
 	while (len > 0) {
-		n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		if (c->tls != NULL)
+			n = cluster_tls_write(c->tls, buf, len);
+		else
+			n = send(c->fd, buf, len, MSG_NOSIGNAL);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;

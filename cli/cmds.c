@@ -18,11 +18,12 @@
 	{ "--audio",	"audio",	CTL_BOOL,	0 }, \
 	{ "--usbredir",	"usbredir",	CTL_INT,	0 }, \
 	{ "--balloon",	"balloon",	CTL_BOOL,	0 }, \
+	{ "--clipboard", "clipboard",	CTL_BOOL,	0 }, \
 	{ "--os",	"os",		CTL_STR,	0 }
 #define DEV_USAGE \
 	"[--os generic|linux|windows10|windows11] " \
 	"[--video vga|qxl|virtio] [--heads N] [--audio] " \
-	"[--usbredir N] [--balloon]"
+	"[--usbredir N] [--balloon] [--clipboard]"
 
 static const struct ctl_arg vm_create_opts[] = {
 	{ "--memory",	"memory",	CTL_INT,	0 },
@@ -146,6 +147,21 @@ static const struct ctl_arg pool_set_opts[] = {
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
 	{ "--profile",	"profile",	CTL_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct ctl_arg cluster_init_opts[] = {
+	{ "--etcd",	"etcd",		CTL_STR,	CTL_REQUIRED },
+	{ "--dir",	"dir",		CTL_STR,	CTL_REQUIRED },
+	{ "--etcd-ca",	"etcd_ca",	CTL_PATH,	0 },
+	{ "--etcd-cert", "etcd_cert",	CTL_PATH,	0 },
+	{ "--etcd-key",	"etcd_key",	CTL_PATH,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct ctl_arg cluster_cert_opts[] = {
+	{ "--dir",	"dir",		CTL_STR,	CTL_REQUIRED },
+	{ "--addr",	"addr",		CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -380,6 +396,16 @@ const struct ctl_command ctl_commands[] = {
 	  .pos = { NAME_POS("NAME") }, .opts = pool_set_opts,
 	  .print = PRINT_OBJECT },
 
+	/* Done by the CLI itself (cluster.c): the CA's key stays here. */
+	{ .group = "cluster", .verb = "init", .cmd = "cluster.init",
+	  .usage = "--etcd URLS --dir DIR [--etcd-ca FILE] [--etcd-cert FILE "
+	    "--etcd-key FILE]",
+	  .opts = cluster_init_opts, .run = run_cluster_init },
+	{ .group = "cluster", .verb = "cert", .cmd = "cluster.cert",
+	  .usage = "KIND NAME --dir DIR [--addr IP]",
+	  .pos = { { "KIND", "kind", CTL_STR, 0 }, NAME_POS("NAME") },
+	  .opts = cluster_cert_opts, .run = run_cluster_cert },
+
 	{ .group = "session", .verb = "list", .cmd = "session.list",
 	  .usage = "[--vm NAME]", .opts = session_list_opts,
 	  .print = PRINT_LIST, .list = "sessions", .cols = session_cols },
@@ -509,8 +535,8 @@ cmds_list(FILE *f, const char *group)
 void
 cmds_main_usage(FILE *f)
 {
-	fprintf(f, "usage: qdesk [--socket PATH] [--json] [--timeout S] "
-	    "COMMAND [ARGS]\n"
+	fprintf(f, "usage: qdesk [--socket PATH | --host ADDR:PORT --cert DIR] "
+	    "[--json]\n             [--timeout S] COMMAND [ARGS]\n"
 	    "       qdesk help [GROUP]\n"
 	    "commands:\n");
 	cmds_list(f, NULL);

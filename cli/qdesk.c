@@ -1,7 +1,8 @@
 /*
  * qdesk: the admin CLI for qmpd.
  *
- *   qdesk [--socket PATH] [--json] [--timeout S] GROUP VERB [ARGS]
+ *   qdesk [--socket PATH | --host ADDR:PORT --cert DIR] [--json]
+ *         [--timeout S] GROUP VERB [ARGS]
  *
  * Exit status: 0 success, 1 the daemon answered with an error, 2 usage
  * error, 3 the daemon cannot be reached, 4 the host ran out of something
@@ -70,6 +71,10 @@ main(int argc, char **argv)
 	if ((env = getenv("QDESK_SOCKET")) != NULL && *env != '\0')
 		cli.socket = env;
 	cli.timeout = QDESK_TIMEOUT_DEFAULT;
+	if ((env = getenv("QDESK_HOST")) != NULL && *env != '\0')
+		cli.host = env;
+	if ((env = getenv("QDESK_CERT")) != NULL && *env != '\0')
+		cli.certdir = env;
 
 	switch (args_global(argc, argv, &cli, &optind, &cause)) {
 	case -1:
@@ -82,6 +87,9 @@ main(int argc, char **argv)
 		printf("qdesk %s\n", QDESK_VERSION);
 		return (EXIT_OK);
 	}
+	if (cli.host != NULL && cli.certdir == NULL)
+		return (qdesk_usage_error(NULL, NULL, "%s", "--host needs "
+		    "--cert DIR (qdesk cluster cert admin NAME makes one)"));
 	if (optind == argc) {
 		cmds_main_usage(stderr);
 		return (EXIT_USAGE);

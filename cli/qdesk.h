@@ -112,6 +112,8 @@ struct ctl_command {
 /* What the global options set. */
 struct cli {
 	const char	*socket;
+	const char	*host;		/* --host ADDR:PORT: over mutual TLS */
+	const char	*certdir;	/* --cert DIR, with --host */
 	int		 json;
 	int		 timeout;	/* seconds; 0 waits for ever */
 };
@@ -133,10 +135,6 @@ int	 args_parse(const struct ctl_command *, int argc, char **argv,
 	    json_t **args, json_t **local, char **cause);
 int	 args_int(const char *s, long long *v);
 
-/* base64.c */
-ssize_t	 base64_decode(const char *in, size_t inlen, unsigned char *out,
-	    size_t outlen);
-size_t	 base64_decoded_max(size_t inlen);
 
 /* print.c */
 void	 print_size(char *buf, size_t len, uint64_t bytes);
@@ -161,6 +159,8 @@ enum client_status {
 };
 struct ctl_client *client_connect(const char *path, int timeout,
 	    json_t **error, char **cause);
+struct ctl_client *client_connect_tls(const char *addr, const char *certdir,
+	    int timeout, json_t **error, char **cause);
 void	 client_free(struct ctl_client *);
 enum client_status client_call(struct ctl_client *, const char *cmd,
 	    json_t *args, json_t **reply, char **cause);
@@ -168,6 +168,21 @@ enum client_status client_next(struct ctl_client *, json_t **msg,
 	    char **line, char **cause);
 int	 client_error_exit(json_t *error);
 extern volatile sig_atomic_t client_interrupted;
+
+/* cluster.c: qdesk cluster init and cluster cert, done here, not by qmpd. */
+int	 run_cluster_init(struct cli *, const struct ctl_command *, json_t *,
+	    json_t *);
+int	 run_cluster_cert(struct cli *, const struct ctl_command *, json_t *,
+	    json_t *);
+
+/* cluster-tls.c: the TLS side of client.c for --host. */
+struct cluster_tls;
+struct cluster_tls *cluster_tls_connect(const char *addr, const char *dir,
+	    int timeout, int *fdp, char **cause);
+ssize_t	 cluster_tls_read(struct cluster_tls *, void *, size_t);
+ssize_t	 cluster_tls_write(struct cluster_tls *, const void *, size_t);
+int	 cluster_tls_pending(struct cluster_tls *);
+void	 cluster_tls_free(struct cluster_tls *);
 
 /* run.c: commands that do more than one request and one print. */
 int	 run_timeout(const struct cli *, const struct ctl_command *,

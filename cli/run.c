@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "compat.h"
 #include "file.h"
 #include "qdesk.h"
@@ -68,8 +69,12 @@ run_connect(struct cli *cli, int *ex)
 	json_t			*error;
 	char			*cause = NULL;
 
-	if ((c = client_connect(cli->socket, cli->timeout, &error, &cause)) !=
-	    NULL)
+	if (cli->host != NULL)
+		c = client_connect_tls(cli->host, cli->certdir, cli->timeout,
+		    &error, &cause);
+	else
+		c = client_connect(cli->socket, cli->timeout, &error, &cause);
+	if (c != NULL)
 		return (c);
 	if (error != NULL) {
 		*ex = client_error_exit(error);
@@ -410,7 +415,7 @@ run_screenshot(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	}
 	buf = xmalloc(base64_decoded_max(json_string_length(data)));
 	n = base64_decode(json_string_value(data), json_string_length(data),
-	    buf, base64_decoded_max(json_string_length(data)));
+	    buf, base64_decoded_max(json_string_length(data)), BASE64_SPACE);
 	if (json_is_string(json_object_get(reply, "format")))
 		format = json_string_value(json_object_get(reply, "format"));
 	if (n < 0) {

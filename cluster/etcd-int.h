@@ -1,8 +1,9 @@
 /*
  * What the etcd client's files (etcd.c: connections and calls;
- * etcd-parse.c: the pure answer parser and base64; etcd-lease.c: the lease
- * keeper; etcd-watch.c: watches) share and nobody else sees.  Include after
- * etcd.h and the libevent, OpenSSL and jansson headers.
+ * etcd-req.c: the request bodies; etcd-parse.c: the pure answer parser and
+ * base64; etcd-lease.c: the lease keeper; etcd-watch.c: watches) share and
+ * nobody else sees.  Include after etcd.h and the libevent, OpenSSL and
+ * jansson headers.
  */
 #ifndef ETCD_INT_H
 #define ETCD_INT_H
@@ -133,11 +134,13 @@ int	etcd_conn_post(struct etcd_conn *c, const char *path, const char *body,
 void	etcd_conn_reap(struct etcd_conn *c);
 const char *	etcd_conn_strerror(struct etcd_conn *c);
 long long	etcd_ms_until(const struct timespec *ts);
-char *	etcd_prefix_end(const char *key, size_t *len);
-json_t *	etcd_b64_json(const char *s, size_t len);
 int	etcd_submit(struct etcd *e, const char *path, json_t *body, int timeout_ms,
     etcd_cb cb, void *arg);
 void	etcd_timer_ms(struct event *ev, long long ms);
+
+/* etcd-req.c */
+char *	etcd_prefix_end(const char *key, size_t *len);
+json_t *	etcd_b64_json(const char *s, size_t len);
 
 /* etcd-parse.c */
 const struct etcd_path *	etcd_path_find(const char *path);

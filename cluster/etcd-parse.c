@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "base64.h"
 #include "compat.h"
 #include "etcd.h"
 #include "etcd-int.h"
@@ -123,90 +124,27 @@ static const char *etcd_grpc_classes[] = {
 
 /* ---- base64 ---- */
 
-static const char etcd_b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 char *
 etcd_base64_encode(const void *data, size_t len)
 {
-	const unsigned char	*p = data;
-	char			*out, *o;
-	size_t			 i;
-	unsigned int		 v;
-
-	out = o = xmalloc(4 * ((len + 2) / 3) + 1);
-	for (i = 0; i + 2 < len; i += 3) {
-		v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-		*o++ = etcd_b64[v >> 18];
-		*o++ = etcd_b64[(v >> 12) & 63];
-		*o++ = etcd_b64[(v >> 6) & 63];
-		*o++ = etcd_b64[v & 63];
-	}
-	if (i < len) {
-		v = p[i] << 16;
-		if (i + 1 < len)
-			v |= p[i + 1] << 8;
-		*o++ = etcd_b64[v >> 18];
-		*o++ = etcd_b64[(v >> 12) & 63];
-		*o++ = i + 1 < len ? etcd_b64[(v >> 6) & 63] : '=';
-		*o++ = '=';
-	}
-	*o = '\0';
-	return (out);
-}
-
-static int
-etcd_base64_value(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return (c - 'A');
-	if (c >= 'a' && c <= 'z')
-		return (c - 'a' + 26);
-	if (c >= '0' && c <= '9')
-		return (c - '0' + 52);
-	if (c == '+' || c == '-')
-		return (62);
-	if (c == '/' || c == '_')
-		return (63);
-	return (-1);
+	return (base64_encode(data, len));
 }
 
 char *
 etcd_base64_decode(const char *s, size_t len, size_t *outlen)
 {
 	unsigned char	*out;
-	size_t		 i, o = 0, n = 0;
-	unsigned int	 acc = 0;
-	int		 v;
+	ssize_t		 n;
 
-	while (len > 0 && s[len - 1] == '=')
-		len--;
-	if (len % 4 == 1)
+	out = xmalloc(base64_decoded_max(len) + 1);
+	if ((n = base64_decode(s, len, out, base64_decoded_max(len),
+	    BASE64_URL)) == -1) {
+		free(out);
 		return (NULL);
-	out = xmalloc(len * 3 / 4 + 1);
-	for (i = 0; i < len; i++) {
-		if ((v = etcd_base64_value((unsigned char)s[i])) == -1) {
-			free(out);
-			return (NULL);
-		}
-		acc = (acc << 6) | v;
-		if (++n == 4) {
-			out[o++] = acc >> 16;
-			out[o++] = acc >> 8;
-			out[o++] = acc;
-			acc = 0;
-			n = 0;
-		}
 	}
-	if (n == 2)
-		out[o++] = acc >> 4;
-	else if (n == 3) {
-		out[o++] = acc >> 10;
-		out[o++] = acc >> 2;
-	}
-	out[o] = '\0';
+	out[n] = '\0';
 	if (outlen != NULL)
-		*outlen = o;
+		*outlen = n;
 	return ((char *)out);
 }
 

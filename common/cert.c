@@ -5,6 +5,7 @@
  */
 #include <sys/stat.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,21 +36,41 @@ cert_ssl_error(char **cause, const char *what)
 	xasprintf(cause, "%s: %s", what, buf);
 }
 
-/* Add one X.509v3 extension, written as openssl.cnf would. */
-static int
-cert_add_ext(X509 *x, int nid, const char *value)
+int
+cert_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
 	X509V3_CTX	 ctx;
 	X509_EXTENSION	*ext;
 	int		 rv;
 
 	X509V3_set_ctx_nodb(&ctx);
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
 	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL)
 		return (-1);
 	rv = X509_add_ext(x, ext, -1) == 1 ? 0 : -1;
 	X509_EXTENSION_free(ext);
 	return (rv);
+}
+
+X509 *
+cert_x509_new(int days)
+{
+	X509		*x;
+	BIGNUM		*bn;
+	unsigned char	 rnd[16];
+
+	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
+	    RAND_bytes(rnd, sizeof rnd) != 1) {
+		X509_free(x);
+		return (NULL);
+	}
+	rnd[0] &= 0x7f;		/* a positive serial */
+	bn = BN_bin2bn(rnd, sizeof rnd, NULL);
+	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+	BN_free(bn);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * days);
+	return (x);
 }
 
 /*
@@ -104,53 +125,89 @@ cert_write_text(const char *path, const char *text, mode_t mode,
 	    (gid_t)-1, cause));
 }
 
+/*
+ * The issuing CA's certificate and key (spec->issuer_*), checked to be a
+ * pair, or -1 with *cause.
+ */
+static int
+cert_load_issuer(const struct cert_spec *spec, X509 **ica, EVP_PKEY **ikey,
+    char **cause)
+{
+	FILE	*f;
+
+	if ((f = fopen(spec->issuer_cert, "r")) == NULL) {
+		xasprintf(cause, "%s: %s", spec->issuer_cert, strerror(errno));
+		return (-1);
+	}
+	*ica = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (*ica == NULL) {
+		cert_ssl_error(cause, spec->issuer_cert);
+		return (-1);
+	}
+	if ((f = fopen(spec->issuer_key, "r")) == NULL) {
+		xasprintf(cause, "%s: %s", spec->issuer_key, strerror(errno));
+		return (-1);
+	}
+	*ikey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	if (*ikey == NULL) {
+		cert_ssl_error(cause, spec->issuer_key);
+		return (-1);
+	}
+	if (X509_check_private_key(*ica, *ikey) != 1) {
+		ERR_clear_error();
+		xasprintf(cause, "%s is not the key of %s", spec->issuer_key,
+		    spec->issuer_cert);
+		return (-1);
+	}
+	return (0);
+}
+
 int
 cert_make(const char *certpath, const char *keypath,
     const struct cert_spec *spec, char **cause)
 {
-	EVP_PKEY	*pkey = NULL;
-	X509		*x = NULL;
+	EVP_PKEY	*pkey = NULL, *ikey = NULL;
+	X509		*x = NULL, *ica = NULL, *issuer;
 	X509_NAME	*name;
-	unsigned char	 rnd[16];
-	BIGNUM		*bn;
 	int		 rv = -1, bad;
 
+	if (spec->issuer_cert != NULL &&
+	    cert_load_issuer(spec, &ica, &ikey, cause) != 0)
+		goto out;
 	if ((pkey = EVP_RSA_gen(CERT_RSA_BITS)) == NULL) {
 		cert_ssl_error(cause, "RSA key");
 		goto out;
 	}
-	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
-	    RAND_bytes(rnd, sizeof rnd) != 1)
+	if ((x = cert_x509_new(spec->days)) == NULL)
 		goto fail;
-	rnd[0] &= 0x7f;		/* a positive serial */
-	bn = BN_bin2bn(rnd, sizeof rnd, NULL);
-	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-	BN_free(bn);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * spec->days);
 	name = X509_get_subject_name(x);
 	if (spec->org != NULL)
 		X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
 		    (const unsigned char *)spec->org, -1, -1, 0);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
 	    (const unsigned char *)spec->cn, -1, -1, 0);
-	X509_set_issuer_name(x, name);
+	issuer = ica != NULL ? ica : x;
+	X509_set_issuer_name(x, X509_get_subject_name(issuer));
 	X509_set_pubkey(x, pkey);
 	/*
 	 * A self-signed certificate a client is told to trust (SPICE's ca=)
 	 * must be allowed to sign, or OpenSSL refuses it as an anchor.
 	 */
 	bad = (spec->san != NULL &&
-	    cert_add_ext(x, NID_subject_alt_name, spec->san) != 0) ||
-	    cert_add_ext(x, NID_basic_constraints, spec->is_ca ?
+	    cert_add_ext(x, issuer, NID_subject_alt_name, spec->san) != 0) ||
+	    cert_add_ext(x, issuer, NID_basic_constraints, spec->is_ca ?
 	    "critical,CA:TRUE" : "critical,CA:FALSE") != 0 ||
-	    cert_add_ext(x, NID_key_usage, spec->is_ca ?
+	    cert_add_ext(x, issuer, NID_key_usage, spec->is_ca ?
 	    "critical,digitalSignature,keyEncipherment,keyCertSign" :
 	    "critical,digitalSignature,keyEncipherment") != 0 ||
-	    cert_add_ext(x, NID_ext_key_usage, "serverAuth") != 0 ||
-	    (spec->is_ca && cert_add_ext(x, NID_subject_key_identifier,
-	    "hash") != 0);
-	if (bad || X509_sign(x, pkey, EVP_sha256()) == 0)
+	    cert_add_ext(x, issuer, NID_ext_key_usage, spec->client ?
+	    "serverAuth,clientAuth" : "serverAuth") != 0 ||
+	    (spec->is_ca && cert_add_ext(x, issuer,
+	    NID_subject_key_identifier, "hash") != 0);
+	if (bad || X509_sign(x, ikey != NULL ? ikey : pkey,
+	    EVP_sha256()) == 0)
 		goto fail;
 	if (cert_write(keypath, cert_write_key, pkey, spec, spec->key_mode,
 	    cause) != 0 || cert_write(certpath, cert_write_cert, x, spec,
@@ -161,9 +218,12 @@ cert_make(const char *certpath, const char *keypath,
 	rv = 0;
 	goto out;
 fail:
-	cert_ssl_error(cause, "self-signed certificate");
+	cert_ssl_error(cause, ica != NULL ? "certificate" :
+	    "self-signed certificate");
 out:
 	X509_free(x);
+	X509_free(ica);
 	EVP_PKEY_free(pkey);
+	EVP_PKEY_free(ikey);
 	return (rv);
 }

@@ -12,7 +12,6 @@ void
 daemon_detach(void)
 {
 	pid_t	pid;
-	int	fd;
 
 	if ((pid = fork()) == -1)
 		fatal("fork");
@@ -23,6 +22,14 @@ daemon_detach(void)
 		fatal("fork");
 	if (pid != 0)
 		_exit(0);
+	daemon_null_stdio();
+}
+
+void
+daemon_null_stdio(void)
+{
+	int	fd;
+
 	if ((fd = open("/dev/null", O_RDWR)) != -1) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);

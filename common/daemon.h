@@ -4,5 +4,7 @@
 
 /* Fork twice around setsid and point stdio at /dev/null. */
 void	daemon_detach(void);
+/* Point stdin, stdout and stderr at /dev/null (a daemon, a helper child). */
+void	daemon_null_stdio(void);
 
 #endif

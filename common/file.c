@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "file.h"
 #include "xmalloc.h"
 
@@ -110,4 +111,46 @@ fail:
 		xasprintf(cause, "%s %s: %s", step, path, strerror(saved));
 	errno = saved;
 	return (-1);
+}
+
+ssize_t
+file_read_small(const char *path, char *buf, size_t size)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return (0);
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return (0);
+	buf[n] = '\0';
+	return (n);
+}
+
+char *
+file_last_line(int fd, size_t max)
+{
+	FILE	*f;
+	char	*line, *last, *s = NULL;
+
+	if (fd == -1)
+		return (NULL);
+	if ((f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return (NULL);
+	}
+	line = xmalloc(max);
+	last = xcalloc(1, max);
+	while (fgets(line, (int)max, f) != NULL)
+		if (line[0] != '\n')
+			strlcpy(last, line, max);
+	fclose(f);
+	last[strcspn(last, "\n")] = '\0';
+	if (last[0] != '\0')
+		s = xstrdup(last);
+	free(line);
+	free(last);
+	return (s);
 }

@@ -20,6 +20,9 @@ _qdesk()
 	--socket|--vv|--disk|--kernel|--initrd)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return ;;
+	--cert|--dir)
+		COMPREPLY=($(compgen -d -- "$cur"))
+		return ;;
 	--timeout|--memory|--vcpus|--expires|--size|--prestart|--grace)
 		return ;;
 	esac
@@ -27,14 +30,14 @@ _qdesk()
 	# Global options come before the group.
 	while [ $i -lt $COMP_CWORD ]; do
 		case ${COMP_WORDS[i]} in
-		--socket|--timeout) i=$((i + 2)) ;;
+		--socket|--timeout|--host|--cert) i=$((i + 2)) ;;
 		-*) i=$((i + 1)) ;;
 		*) break ;;
 		esac
 	done
 	if [ $i -ge $COMP_CWORD ]; then
 		if [[ $cur == -* ]]; then
-			words="--socket --json --timeout --help --version"
+			words="--socket --host --cert --json --timeout --help --version"
 		else
 			words=$({ echo help; _qdesk_usage "$cmd" |
 			    awk '{ print $2 }'; } | sort -u)

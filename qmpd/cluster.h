@@ -60,4 +60,18 @@ struct cluster_conf	*cluster_conf_parse(json_t *, const char *path,
 			    char **cause);
 void			 cluster_conf_free(struct cluster_conf *);
 
+/*
+ * cluster-listen.c: the mutual-TLS listener (qmpd --listen or the file's
+ * "listen"), the admin protocol over TCP with the role from the client
+ * certificate's CN (host:NAME, broker, admin:NAME). cluster_listen_role
+ * (a ROLE_* of qmpd.h, ROLE_NONE with *why) and cluster_listen_parse
+ * ("ADDR:PORT") are pure, for the unit test.
+ */
+struct sockaddr_storage;
+int	 cluster_listen_start(const char *addr, char **cause);
+void	 cluster_listen_stop(void);
+int	 cluster_listen_role(const char *cn, char **why);
+int	 cluster_listen_parse(const char *text, struct sockaddr_storage *,
+	    int *sslen, char **cause);
+
 #endif

@@ -87,7 +87,7 @@ cmd_pool_create(struct cmd_req *req)
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
 	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
-	    "profile", "firmware", "tpm" };
+	    "profile", "firmware", "tpm", "clipboard" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -565,18 +565,10 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "accel", ARG_STR, 0 },
 	{ "display", ARG_STR, 0 },
 	{ "machine", ARG_STR, 0 },
-	{ "firmware", ARG_STR, 0 },
-	{ "tpm", ARG_BOOL, 0 },
 	{ "on_disconnect", ARG_STR, 0 },
 	{ "grace", ARG_INT, 0 },
-	{ "video", ARG_STR, 0 },		/* vm-def-dev.c */
-	{ "heads", ARG_INT, 0 },
-	{ "audio", ARG_BOOL, 0 },
-	{ "usbredir", ARG_INT, 0 },
-	{ "balloon", ARG_BOOL, 0 },
-	{ "os", ARG_STR, 0 },
-	{ "agent", ARG_BOOL, 0 },
 	{ "profile", ARG_STR, 0 },
+	CMD_ARGS_VM_DEV,
 	{ NULL, 0, 0 }
 };
 

@@ -495,6 +495,7 @@ cmd_vm_ticket(struct cmd_req *req)
 struct cmd_vm_vnc {
 	struct cmd_req	*req;
 	char		 name[VM_NAME_MAX];
+	int		 audio;		/* its VNC server captures sound */
 };
 
 static void
@@ -505,8 +506,8 @@ cmd_vm_vnc_done(int fd, const char *err, void *arg)
 	if (fd == -1)
 		cmd_error(r->req, ERR_QEMU, "add_client: %s", err);
 	else {
-		cmd_reply_fd(r->req, json_pack("{s:s,s:s}", "vm", r->name,
-		    "fd", "attached"), fd);
+		cmd_reply_fd(r->req, json_pack("{s:s,s:s,s:b}", "vm", r->name,
+		    "fd", "attached", "audio", r->audio), fd);
 		close(fd);
 	}
 	free(r);
@@ -525,6 +526,7 @@ cmd_vm_vnc_reply(struct vm *vm, struct cmd_req *req)
 	r = xcalloc(1, sizeof *r);
 	r->req = req;
 	strlcpy(r->name, vm->def.name, sizeof r->name);
+	r->audio = vm->def.audio;
 	if (vm_vnc_connect(vm, cmd_vm_vnc_done, r, &cause) != 0) {
 		cmd_fail(req, ERR_STATE, cause);
 		free(r);
@@ -568,15 +570,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "profile", ARG_STR, 0 },
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
-	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */
-	{ "tpm", ARG_BOOL, 0 },			/* vm-tpm.c */
-	{ "video", ARG_STR, 0 },		/* vm-def-dev.c */
-	{ "heads", ARG_INT, 0 },
-	{ "audio", ARG_BOOL, 0 },
-	{ "usbredir", ARG_INT, 0 },
-	{ "balloon", ARG_BOOL, 0 },
-	{ "os", ARG_STR, 0 },
-	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */
+	CMD_ARGS_VM_DEV,
 	{ NULL, 0, 0 }
 };
 

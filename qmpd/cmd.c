@@ -143,8 +143,10 @@ cmd_dispatch(struct client *c, const char *line, size_t len)
 		goto out;
 	}
 	if (client_role(c) < e->role) {
-		xasprintf(&cause, "%s is for administrators", e->name);
-		log_warnx("uid %ld denied %s", (long)client_uid(c), e->name);
+		xasprintf(&cause, "%s is for %s", e->name,
+		    e->role == ROLE_HOST ? "hosts and administrators" :
+		    "administrators");
+		log_warnx("%s denied %s", client_name(c), e->name);
 		cmd_send_error(c, preq.id, ERR_DENIED, cause);
 		goto out;
 	}

@@ -194,9 +194,12 @@ img_job_new(pid_t pid, int fd, img_job_progress_cb progress,
 	return (job);
 }
 
-/* In the child: fds, signals, priority, then exec. */
-static void __attribute__((noreturn))
-img_job_exec(char *const argv[], int out, int infd, pid_t parent)
+/*
+ * In a job's child: die with qmpd, default signals unblocked, stdin from
+ * /dev/null and stdout and stderr into out (the job's output pipe).
+ */
+static void
+img_job_child(int out, pid_t parent)
 {
 	sigset_t	none;
 	int		sig, null;
@@ -211,6 +214,13 @@ img_job_exec(char *const argv[], int out, int infd, pid_t parent)
 	    dup2(null, STDIN_FILENO) == -1 || dup2(out, STDOUT_FILENO) == -1 ||
 	    dup2(out, STDERR_FILENO) == -1)
 		_exit(127);
+}
+
+/* In the child: fds, signals, priority, then exec. */
+static void __attribute__((noreturn))
+img_job_exec(char *const argv[], int out, int infd, pid_t parent)
+{
+	img_job_child(out, parent);
 	if (infd != -1) {
 		if (infd == 3)
 			fcntl(3, F_SETFD, 0);
@@ -425,16 +435,9 @@ static void __attribute__((noreturn))
 img_job_qemu_exec(char *const argv[], int out, int mon,
     const struct img_job_node *nodes, u_int n, uid_t uid, pid_t parent)
 {
-	sigset_t	none;
-	int		sig, null, fd, *fds;
+	int		fd, *fds;
 	u_int		i;
 
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-		_exit(127);
-	for (sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* Out of the way of 3.. first: they may sit where they must go. */
 	fds = xcalloc(n + 1, sizeof *fds);
 	if ((fds[0] = fcntl(mon, F_DUPFD_CLOEXEC, 64 + n)) == -1)
@@ -443,10 +446,7 @@ img_job_qemu_exec(char *const argv[], int out, int mon,
 		if ((fds[i + 1] = fcntl(nodes[i].fd, F_DUPFD_CLOEXEC, 64 + n))
 		    == -1)
 			_exit(127);
-	if ((null = open("/dev/null", O_RDONLY)) == -1 ||
-	    dup2(null, STDIN_FILENO) == -1 || dup2(out, STDOUT_FILENO) == -1 ||
-	    dup2(out, STDERR_FILENO) == -1)
-		_exit(127);
+	img_job_child(out, parent);
 	for (i = 0; i <= n; i++)
 		if (dup2(fds[i], IMG_JOB_FD0 + i) == -1)
 			_exit(127);

@@ -120,7 +120,7 @@ pool_desktop_args(json_t *pool, const char *name)
 	static const char *copy[] = { "memory", "vcpus", "nets", "kernel",
 	    "initrd", "append", "accel", "display", "machine",
 	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
-	    "profile", "firmware", "tpm" };
+	    "profile", "firmware", "tpm", "clipboard" };
 	json_t	*args, *v;
 	size_t	 i;
 

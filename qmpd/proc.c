@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "compat.h"
+#include "file.h"
 #include "log.h"
 #include "proc.h"
 #include "qmpd.h"
@@ -338,4 +339,63 @@ proc_status_text(int status, char *buf, size_t len)
 	else
 		snprintf(buf, len, "status %#x", status);
 	return (buf);
+}
+
+pid_t
+proc_fork_session(void (*child)(void *), void *arg, const char *what,
+    char **cause)
+{
+	sigset_t	 all, old;
+	pid_t		 mid, pid = -1;
+	int		 pidpipe[2], status;
+
+	if (pipe2(pidpipe, O_CLOEXEC) == -1) {
+		xasprintf(cause, "pipe: %s", strerror(errno));
+		return (-1);
+	}
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	if ((mid = fork()) == -1) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		xasprintf(cause, "fork: %s", strerror(errno));
+		close(pidpipe[0]);
+		close(pidpipe[1]);
+		return (-1);
+	}
+	if (mid == 0) {
+		sigset_t	none;
+		pid_t		gc;
+		int		sig;
+
+		for (sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		setsid();
+		if ((gc = fork()) == 0) {
+			sigemptyset(&none);
+			sigprocmask(SIG_SETMASK, &none, NULL);
+			child(arg);
+			_exit(127);
+		}
+		(void)write(pidpipe[1], &gc, sizeof gc);
+		_exit(gc == -1 ? 1 : 0);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(pidpipe[1]);
+	while (waitpid(mid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (read(pidpipe[0], &pid, sizeof pid) != sizeof pid || pid <= 0) {
+		xasprintf(cause, "could not fork %s", what);
+		pid = -1;
+	}
+	close(pidpipe[0]);
+	return (pid);
+}
+
+ssize_t
+proc_cmdline(pid_t pid, char *buf, size_t size)
+{
+	char	path[64];
+
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
+	return (file_read_small(path, buf, size));
 }

@@ -32,6 +32,17 @@ int	 proc_reaped(pid_t, int status);
 void	 proc_forget(pid_t);
 /* Daemon exit: forget every process, leaving them running. */
 void	 proc_shutdown(void);
+/*
+ * Start a process in a session of its own that is not our child (fork,
+ * setsid, fork), as QEMU and swtpm run so that they outlive qmpd: child
+ * runs in the grandchild with default signal handlers and must exec or
+ * _exit.  No handler of ours runs in between.  Returns the grandchild's
+ * pid, or -1 with cause ("could not fork WHAT").
+ */
+pid_t	 proc_fork_session(void (*child)(void *), void *arg, const char *what,
+	    char **cause);
+/* /proc/PID/cmdline into buf, NUL-terminated: its length, 0 if none. */
+ssize_t	 proc_cmdline(pid_t, char *buf, size_t size);
 /* "exit status 2", "killed by signal 9": for causes. */
 const char *proc_status_text(int status, char *buf, size_t len);
 

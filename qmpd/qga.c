@@ -15,8 +15,6 @@
 
 #include <linux/sockios.h>
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +27,7 @@
 #include <event2/util.h>
 
 #include "compat.h"
+#include "jsonl.h"
 #include "log.h"
 #include "qga.h"
 #include "xmalloc.h"
@@ -94,22 +93,6 @@ qga_cmd_free(struct qga_cmd *c)
 	free(c);
 }
 
-/* Fill buf with a printable excerpt of a line, for log messages. */
-static const char *
-qga_excerpt(char *buf, size_t size, const char *line, size_t len)
-{
-	size_t	 i, o = 0;
-
-	for (i = 0; i < len && o + 4 < size; i++)
-		buf[o++] = isprint((unsigned char)line[i]) ? line[i] : '?';
-	if (i < len && o + 4 <= size) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o] = '\0';
-	return (buf);
-}
-
 static void
 qga_timer_arm(struct qga *q)
 {
@@ -125,21 +108,14 @@ static char *
 qga_encode(const char *name, json_t *args, size_t *len)
 {
 	json_t	*req;
-	char	*s, *line;
+	char	*line;
 
 	req = json_object();
 	json_object_set_new(req, "execute", json_string(name));
 	if (args != NULL)
 		json_object_set_new(req, "arguments", args);
-	if ((s = json_dumps(req, JSON_COMPACT)) == NULL)
-		fatalx("%s: cannot encode agent command %s", __func__, name);
+	line = jsonl_encode(req, len, name);
 	json_decref(req);
-	*len = strlen(s) + 1;
-	line = xmalloc(*len + 1);
-	memcpy(line, s, *len - 1);
-	line[*len - 1] = '\n';
-	line[*len] = '\0';
-	free(s);
 	return (line);
 }
 
@@ -283,7 +259,6 @@ static void
 qga_reply(struct qga *q, json_t *root, enum qga_line_kind kind)
 {
 	struct qga_cmd	*c;
-	json_t		*err;
 	const char	*class, *desc;
 
 	c = TAILQ_FIRST(&q->queue);
@@ -300,12 +275,8 @@ qga_reply(struct qga *q, json_t *root, enum qga_line_kind kind)
 			c->cb(q, json_object_get(root, "return"), NULL, NULL,
 			    c->arg);
 		else {
-			err = json_object_get(root, "error");
-			class = json_string_value(json_object_get(err,
-			    "class"));
-			desc = json_string_value(json_object_get(err, "desc"));
-			c->cb(q, NULL, class != NULL ? class : "GenericError",
-			    desc != NULL ? desc : "no description", c->arg);
+			jsonl_error(root, &class, &desc);
+			c->cb(q, NULL, class, desc, c->arg);
 		}
 	}
 	qga_cmd_free(c);
@@ -324,7 +295,7 @@ qga_line(struct qga *q, char *line, size_t len)
 
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
-	log_debug("qga: <- %s", qga_excerpt(buf, sizeof buf, line, len));
+	log_debug("qga: <- %s", jsonl_excerpt(buf, sizeof buf, line, len));
 
 	kind = qga_line_classify(line, len, &delimited, &root);
 	if (q->state == QGA_SYNCING) {
@@ -356,34 +327,23 @@ qga_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct qga		*q = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
-	struct evbuffer_ptr	 start, eol;
-	size_t			 eol_len, len;
+	size_t			 len;
 	char			*line;
 
 	qga_hold(q);
 	while (q->state != QGA_CLOSED && !q->freed) {
-		evbuffer_ptr_set(in, &start, q->scanned, EVBUFFER_PTR_SET);
-		eol = evbuffer_search_eol(in, &start, &eol_len,
-		    EVBUFFER_EOL_LF);
-		if (eol.pos == -1) {
-			q->scanned = evbuffer_get_length(in);
-			if (q->scanned > QGA_MAX_LINE)
-				qga_close(q, "guest agent line too long", 1);
+		switch (jsonl_next(in, &q->scanned, QGA_MAX_LINE, &line, &len)) {
+		case JSONL_MORE:
 			break;
-		}
-		len = eol.pos;
-		q->scanned = 0;
-		if (len > QGA_MAX_LINE) {
+		case JSONL_TOOLONG:
 			qga_close(q, "guest agent line too long", 1);
 			break;
+		case JSONL_LINE:
+			qga_line(q, line, len);
+			free(line);
+			continue;
 		}
-		line = xmalloc(len + 1);
-		if (evbuffer_remove(in, line, len) != (int)len)
-			fatalx("%s: evbuffer_remove", __func__);
-		line[len] = '\0';
-		evbuffer_drain(in, eol_len);
-		qga_line(q, line, len);
-		free(line);
+		break;
 	}
 	qga_release(q);
 }
@@ -438,13 +398,9 @@ qga_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct qga	*q = arg;
 	char		*cause;
 
-	if ((what & BEV_EVENT_EOF) || ((what & BEV_EVENT_ERROR) &&
-	    EVUTIL_SOCKET_ERROR() == ECONNRESET))
-		cause = xstrdup("QEMU closed the guest agent port");
-	else if (what & BEV_EVENT_ERROR)
-		xasprintf(&cause, "guest agent port error: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	else
+	if ((cause = jsonl_event_cause(what,
+	    "QEMU closed the guest agent port", "guest agent port error")) ==
+	    NULL)
 		return;
 	qga_hold(q);
 	qga_close(q, cause, 1);
@@ -467,13 +423,8 @@ qga_create(struct event_base *base, int fd, const struct qga_callbacks *cb,
 	q->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
 	TAILQ_INIT(&q->queue);
 
-	evutil_make_socket_nonblocking(fd);
-	q->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (q->bev == NULL)
-		fatalx("%s: bufferevent_socket_new", __func__);
-	bufferevent_setcb(q->bev, qga_read_cb, qga_write_cb, qga_event_cb, q);
-	bufferevent_setwatermark(q->bev, EV_WRITE, 0, 0);
-	bufferevent_enable(q->bev, EV_READ | EV_WRITE);
+	q->bev = jsonl_bufferevent(base, fd, qga_read_cb, qga_write_cb,
+	    qga_event_cb, q);
 	if ((q->timer = evtimer_new(base, qga_timer_cb, q)) == NULL)
 		fatalx("%s: evtimer_new", __func__);
 	qga_sync_send(q);

@@ -19,7 +19,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -35,6 +34,7 @@
 #include <event2/util.h>
 
 #include "compat.h"
+#include "jsonl.h"
 #include "log.h"
 #include "qmp.h"
 #include "sock.h"
@@ -115,22 +115,6 @@ qmp_cmd_free(struct qmp_cmd *c)
 	free(c);
 }
 
-/* Fill buf with a printable excerpt of a line, for log messages. */
-static const char *
-qmp_excerpt(char *buf, size_t size, const char *line, size_t len)
-{
-	size_t	 i, o = 0;
-
-	for (i = 0; i < len && o + 4 < size; i++)
-		buf[o++] = isprint((unsigned char)line[i]) ? line[i] : '?';
-	if (i < len && o + 4 <= size) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o] = '\0';
-	return (buf);
-}
-
 /* Set a command's deadline: the timeout runs from when it is issued. */
 static void
 qmp_cmd_arm(struct qmp *q, struct qmp_cmd *c)
@@ -154,7 +138,6 @@ qmp_cmd_new(struct qmp *q, const char *name, json_t *args, int fd,
 {
 	struct qmp_cmd	*c;
 	json_t		*req;
-	char		*s;
 
 	c = xcalloc(1, sizeof *c);
 	c->id = q->next_id++;
@@ -168,15 +151,8 @@ qmp_cmd_new(struct qmp *q, const char *name, json_t *args, int fd,
 	if (args != NULL)
 		json_object_set_new(req, "arguments", args);
 	json_object_set_new(req, "id", json_integer(c->id));
-	if ((s = json_dumps(req, JSON_COMPACT)) == NULL)
-		fatalx("%s: cannot encode QMP command %s", __func__, name);
+	c->line = jsonl_encode(req, &c->len, name);
 	json_decref(req);
-	c->len = strlen(s) + 1;
-	c->line = xmalloc(c->len + 1);
-	memcpy(c->line, s, c->len - 1);
-	c->line[c->len - 1] = '\n';
-	c->line[c->len] = '\0';
-	free(s);
 	return (c);
 }
 
@@ -464,7 +440,7 @@ static void
 qmp_reply(struct qmp *q, json_t *root, enum qmp_line_kind kind)
 {
 	struct qmp_cmd	*c;
-	json_t		*id, *err;
+	json_t		*id;
 	const char	*class, *desc;
 
 	id = json_object_get(root, "id");
@@ -488,12 +464,8 @@ qmp_reply(struct qmp *q, json_t *root, enum qmp_line_kind kind)
 			c->cb(q, json_object_get(root, "return"), NULL, NULL,
 			    c->arg);
 		else {
-			err = json_object_get(root, "error");
-			class = json_string_value(json_object_get(err,
-			    "class"));
-			desc = json_string_value(json_object_get(err, "desc"));
-			c->cb(q, NULL, class != NULL ? class : "GenericError",
-			    desc != NULL ? desc : "no description", c->arg);
+			jsonl_error(root, &class, &desc);
+			c->cb(q, NULL, class, desc, c->arg);
 		}
 	}
 	qmp_cmd_free(c);
@@ -530,7 +502,7 @@ qmp_line(struct qmp *q, char *line, size_t len)
 		}
 		/* FALLTHROUGH */
 	case QMP_LINE_GARBAGE:
-		qmp_excerpt(buf, sizeof buf, line, len);
+		jsonl_excerpt(buf, sizeof buf, line, len);
 		if (q->state == QMP_GREETING) {
 			xasprintf(&cause, "not a QMP greeting: %s", buf);
 			qmp_close(q, "Disconnected", cause, 1);
@@ -549,41 +521,26 @@ qmp_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct qmp		*q = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
-	struct evbuffer_ptr	 start, eol;
-	size_t			 eol_len, len;
+	size_t			 len;
 	char			*line, *cause;
 
 	qmp_hold(q);
 	while (q->state != QMP_CLOSED && !q->freed) {
-		evbuffer_ptr_set(in, &start, q->scanned, EVBUFFER_PTR_SET);
-		eol = evbuffer_search_eol(in, &start, &eol_len,
-		    EVBUFFER_EOL_LF);
-		if (eol.pos == -1) {
-			q->scanned = evbuffer_get_length(in);
-			if (q->scanned > QMP_MAX_LINE) {
-				xasprintf(&cause, "QMP line over %d bytes",
-				    QMP_MAX_LINE);
-				qmp_close(q, "Disconnected", cause, 1);
-				free(cause);
-			}
+		switch (jsonl_next(in, &q->scanned, QMP_MAX_LINE, &line, &len)) {
+		case JSONL_MORE:
 			break;
-		}
-		len = eol.pos;
-		q->scanned = 0;
-		if (len > QMP_MAX_LINE) {
+		case JSONL_TOOLONG:
 			xasprintf(&cause, "QMP line of %zu bytes is over %d",
 			    len, QMP_MAX_LINE);
 			qmp_close(q, "Disconnected", cause, 1);
 			free(cause);
 			break;
+		case JSONL_LINE:
+			qmp_line(q, line, len);
+			free(line);
+			continue;
 		}
-		line = xmalloc(len + 1);
-		if (evbuffer_remove(in, line, len) != (int)len)
-			fatalx("%s: evbuffer_remove", __func__);
-		line[len] = '\0';
-		evbuffer_drain(in, eol_len);
-		qmp_line(q, line, len);
-		free(line);
+		break;
 	}
 	qmp_timer_update(q);
 	qmp_release(q);
@@ -620,14 +577,8 @@ qmp_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct qmp	*q = arg;
 	char		*cause;
 
-	/* QEMU's quit often resets rather than closes: the same to us. */
-	if ((what & BEV_EVENT_EOF) || ((what & BEV_EVENT_ERROR) &&
-	    EVUTIL_SOCKET_ERROR() == ECONNRESET))
-		cause = xstrdup("QEMU closed the QMP connection");
-	else if (what & BEV_EVENT_ERROR)
-		xasprintf(&cause, "QMP connection error: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	else
+	if ((cause = jsonl_event_cause(what, "QEMU closed the QMP connection",
+	    "QMP connection error")) == NULL)
 		return;
 	qmp_hold(q);
 	qmp_close(q, "Disconnected", cause, 1);
@@ -653,13 +604,8 @@ qmp_create(struct event_base *base, int fd, const struct qmp_callbacks *cb,
 	TAILQ_INIT(&q->outq);
 	TAILQ_INIT(&q->pending);
 
-	evutil_make_socket_nonblocking(fd);
-	q->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (q->bev == NULL)
-		fatalx("%s: bufferevent_socket_new", __func__);
-	bufferevent_setcb(q->bev, qmp_read_cb, qmp_write_cb, qmp_event_cb, q);
-	bufferevent_setwatermark(q->bev, EV_WRITE, 0, 0);
-	bufferevent_enable(q->bev, EV_READ | EV_WRITE);
+	q->bev = jsonl_bufferevent(base, fd, qmp_read_cb, qmp_write_cb,
+	    qmp_event_cb, q);
 	if ((q->timer = evtimer_new(base, qmp_timer_cb, q)) == NULL)
 		fatalx("%s: evtimer_new", __func__);
 	if ((q->wev = event_new(base, fd, EV_WRITE, qmp_wev_cb, q)) == NULL)

@@ -4,6 +4,7 @@
  * libevent loop until SIGTERM, which leaves every VM running.
  */
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -40,7 +41,7 @@ usage(void)
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
 	    "[--vm-uids FIRST-LAST]\n            [--broker-user USER] "
 	    "[--qemu BINARY]\n            [--boot-cap N] [--metrics [ADDR:]PORT] "
-	    "[--cluster FILE]\n");
+	    "[--cluster FILE]\n            [--listen ADDR:PORT]\n");
 	exit(2);
 }
 
@@ -112,6 +113,7 @@ struct qmpd_opts {
 	const char	*broker_user;
 	const char	*metrics;	/* --metrics, or NULL */
 	const char	*cluster;	/* --cluster FILE, or NULL */
+	const char	*listen;	/* --listen, or the file's, or NULL */
 	int		 foreground;
 	int		 verbose;
 };
@@ -129,6 +131,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 		{ "boot-cap", required_argument, NULL, 'B' },
 		{ "metrics", required_argument, NULL, 'm' },
 		{ "cluster", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -170,6 +173,9 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 		case 'c':
 			o->cluster = optarg;
 			break;
+		case 'l':
+			o->listen = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -180,7 +186,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 
 /* The state dir, the socket path and the users: checked before detaching. */
 static void
-qmpd_configure(const struct qmpd_opts *o)
+qmpd_configure(struct qmpd_opts *o)
 {
 	struct group	*gr;
 	struct passwd	*pw;
@@ -201,6 +207,13 @@ qmpd_configure(const struct qmpd_opts *o)
 	if (o->cluster != NULL &&
 	    (qmpd->cluster = cluster_conf_load(o->cluster, &cause)) == NULL)
 		fatalx("%s", cause);
+	if (o->listen == NULL && qmpd->cluster != NULL)
+		o->listen = qmpd->cluster->listen;
+	if (o->listen != NULL && (qmpd->cluster == NULL ||
+	    cluster_listen_parse(o->listen, &(struct sockaddr_storage){ 0 },
+	    &(int){ 0 }, &cause) != 0))
+		fatalx("%s", cause != NULL ? cause : "--listen needs "
+		    "--cluster FILE (its ca, cert and key)");
 	if (vm_uid_init(o->vm_uids, &cause) != 0)
 		fatalx("%s", cause);
 	qmpd->admin_gid = (gr = getgrnam("qdesk")) != NULL ? gr->gr_gid :
@@ -257,6 +270,8 @@ qmpd_start(const struct qmpd_opts *o)
 		fatalx("%s", cause);
 	if (o->metrics != NULL && metrics_listen(o->metrics, &cause) != 0)
 		fatalx("%s", cause);
+	if (o->listen != NULL && cluster_listen_start(o->listen, &cause) != 0)
+		fatalx("%s", cause);
 	pool_init();
 	boot_queue_autostart();
 }
@@ -298,6 +313,7 @@ main(int argc, char **argv)
 	vm_shutdown_all();
 	net_shutdown();
 	server_close();
+	cluster_listen_stop();
 	metrics_close();
 	db_close(qmpd->db);
 	for (i = 0; i < 4; i++)

@@ -56,16 +56,24 @@ struct qmpd {
 };
 extern struct qmpd	*qmpd;
 
-/* Roles, from SO_PEERCRED. A command names the least role it needs. */
+/*
+ * Roles, from SO_PEERCRED or a cluster client certificate (ROLE_HOST:
+ * another host, for host.* and migrate.*). A command names the least
+ * role it needs.
+ */
 enum role {
 	ROLE_NONE = 0,
 	ROLE_BROKER = 1,
-	ROLE_ADMIN = 2
+	ROLE_HOST = 2,
+	ROLE_ADMIN = 3
 };
 
 /* server.c: the admin socket, its clients and event subscribers. */
 struct client;
+struct bufferevent;
 int	 server_listen(const char *path, char **cause);
+struct client *server_client_new(struct bufferevent *, enum role,
+	    const char *remote);
 void	 server_close(void);
 void	 server_send_line(struct client *, const char *line);
 int	 server_send_line_fd(struct client *, const char *line, int fd);
@@ -74,6 +82,7 @@ void	 server_event(const char *event, const char *vm, json_t *fields,
 	    void *arg);
 enum role client_role(const struct client *);
 uid_t	 client_uid(const struct client *);
+const char *client_name(const struct client *);
 struct cmd_req;
 void	 client_req_add(struct client *, struct cmd_req *);
 void	 client_req_remove(struct client *, struct cmd_req *);
@@ -128,6 +137,21 @@ struct cmd_arg {
 };
 /* The arguments of every command that takes only a "name" (cmd.c). */
 extern const struct cmd_arg	cmd_name_args[];
+/*
+ * The definition's device fields (vm-def-dev.c owns them), which vm.create
+ * and pool.create both take: rows for an argument table.
+ */
+#define CMD_ARGS_VM_DEV							\
+	{ "firmware", ARG_STR, 0 },		/* vm-firmware.c */	\
+	{ "tpm", ARG_BOOL, 0 },			/* vm-tpm.c */		\
+	{ "video", ARG_STR, 0 },					\
+	{ "heads", ARG_INT, 0 },					\
+	{ "audio", ARG_BOOL, 0 },					\
+	{ "usbredir", ARG_INT, 0 },					\
+	{ "balloon", ARG_BOOL, 0 },					\
+	{ "os", ARG_STR, 0 },						\
+	{ "agent", ARG_BOOL, 0 },		/* vm-agent.c */	\
+	{ "clipboard", ARG_BOOL, 0 }
 
 struct cmd_req;
 

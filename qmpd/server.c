@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "qmpd.h"
 #include "sock.h"
+#include "splice.h"
 #include "xmalloc.h"
 
 /* Stop reading a client's requests while this much output is queued. */
@@ -41,6 +43,8 @@ struct client {
 	int			 closing;
 	int			 throttled;
 	int			 dead;		/* freed by the reaper */
+	int			 remote;	/* TCP (cluster-listen.c) */
+	char			*name;		/* "uid N" or "CN at ADDR:PORT" */
 	TAILQ_HEAD(, cmd_req)	 reqs;
 	TAILQ_ENTRY(client)	 entry;
 };
@@ -60,6 +64,12 @@ uid_t
 client_uid(const struct client *c)
 {
 	return (c->uid);
+}
+
+const char *
+client_name(const struct client *c)
+{
+	return (c->name);
 }
 
 void
@@ -84,8 +94,10 @@ client_free(struct client *c)
 		cmd_req_detach(req);
 	}
 	TAILQ_REMOVE(&clients, c, entry);
-	bufferevent_free(c->bev);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
 	free(c->sub_vm);
+	free(c->name);
 	free(c);
 }
 
@@ -107,6 +119,33 @@ client_close_after_flush(struct client *c)
 }
 
 /*
+ * A remote client cannot take an fd: after the line its connection
+ * becomes the fd's byte stream, both ways (a desktop's VNC for a broker
+ * on another host). The caller keeps its fd.
+ */
+static int
+server_send_line_stream(struct client *c, const char *line, int fd)
+{
+	struct bufferevent	*bev = c->bev, *other;
+	int			 dupfd;
+
+	if ((dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		return (-1);
+	evutil_make_socket_nonblocking(dupfd);
+	other = bufferevent_socket_new(qmpd->base, dupfd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	evbuffer_add(bufferevent_get_output(bev), line, strlen(line));
+	evbuffer_add(bufferevent_get_output(bev), "\n", 1);
+	log_info("%s: the connection is a stream now", c->name);
+	/* The client goes (by the reaper); its connection is the splice's. */
+	c->bev = NULL;
+	c->closing = c->dead = 1;
+	event_active(server_reaper, EV_TIMEOUT, 0);
+	splice_join(bev, other);
+	return (0);
+}
+
+/*
  * Send a line with an fd attached to its first byte (SCM_RIGHTS). Only
  * when nothing else is queued, so the fd cannot overtake earlier lines;
  * the caller keeps its fd. Returns 0, or -1 when it could not be sent.
@@ -114,12 +153,17 @@ client_close_after_flush(struct client *c)
 int
 server_send_line_fd(struct client *c, const char *line, int fd)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*out;
 	struct iovec	 iov[2];
 	size_t		 len = strlen(line), total = len + 1;
 	ssize_t		 n;
 
-	if (c->closing || c->dead || evbuffer_get_length(out) != 0)
+	if (c->closing || c->dead)
+		return (-1);
+	if (c->remote)
+		return (server_send_line_stream(c, line, fd));
+	out = bufferevent_get_output(c->bev);
+	if (evbuffer_get_length(out) != 0)
 		return (-1);
 	iov[0].iov_base = (void *)line;
 	iov[0].iov_len = len;
@@ -140,13 +184,14 @@ server_send_line_fd(struct client *c, const char *line, int fd)
 void
 server_send_line(struct client *c, const char *line)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*out;
 
 	if (c->closing)
 		return;
+	out = bufferevent_get_output(c->bev);
 	if (evbuffer_get_length(out) > CLIENT_OUT_MAX) {
-		log_warnx("client pid %ld is not reading its replies: dropped",
-		    (long)c->pid);
+		log_warnx("client %s (pid %ld) is not reading its replies: "
+		    "dropped", c->name, (long)c->pid);
 		/* Freed from the loop, never from under a caller. */
 		c->closing = c->dead = 1;
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
@@ -309,7 +354,6 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct ucred	 cred;
 	socklen_t	 len = sizeof cred;
 	enum role	 role;
-	char		*line;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("SO_PEERCRED");
@@ -321,13 +365,33 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
-	c = xcalloc(1, sizeof *c);
-	TAILQ_INIT(&c->reqs);
+	c = server_client_new(bufferevent_socket_new(qmpd->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE), role, NULL);
+	xasprintf(&c->name, "uid %ld", (long)cred.uid);
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	c->pid = cred.pid;
+}
+
+/*
+ * A client on bev (taken): the unix socket's, or a TLS connection whose
+ * role its certificate gave (remote names it: cluster-listen.c). It is
+ * greeted.
+ */
+struct client *
+server_client_new(struct bufferevent *bev, enum role role, const char *remote)
+{
+	struct client	*c;
+	char		*line;
+
+	c = xcalloc(1, sizeof *c);
+	TAILQ_INIT(&c->reqs);
+	c->uid = (uid_t)-1;
+	c->gid = (gid_t)-1;
 	c->role = role;
-	c->bev = bufferevent_socket_new(qmpd->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->remote = remote != NULL;
+	c->name = remote != NULL ? xstrdup(remote) : NULL;
+	c->bev = bev;
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, PROTO_MAX_LINE + 65536);
@@ -336,6 +400,7 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	server_send_line(c, line);
 	free(line);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return (c);
 }
 
 static void

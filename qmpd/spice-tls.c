@@ -346,21 +346,6 @@ spice_tls_subject(const struct vm *vm)
 	return (spice_tls_subj);
 }
 
-static int
-spice_tls_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-	X509V3_CTX	 ctx;
-	X509_EXTENSION	*ext;
-	int		 rv;
-
-	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL)
-		return (-1);
-	rv = X509_add_ext(x, ext, -1) == 1 ? 0 : -1;
-	X509_EXTENSION_free(ext);
-	return (rv);
-}
-
 /*
  * A fresh key (P-256: made in well under a millisecond, so the loop does
  * not wait) and a certificate for vm signed by the CA, as PEM text.
@@ -372,37 +357,28 @@ spice_tls_leaf(const struct vm *vm, char **certpem, char **keypem,
 	EVP_PKEY	*pkey = NULL;
 	X509		*x = NULL;
 	BIO		*cb = NULL, *kb = NULL;
-	BIGNUM		*bn;
-	unsigned char	 rnd[16];
 	char		 cn[SPICE_TLS_CN_MAX + 1], *p;
 	long		 len;
 	int		 rv = -1;
 
 	spice_tls_cn(vm, cn, sizeof cn);
 	if ((pkey = EVP_EC_gen("P-256")) == NULL ||
-	    (x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
-	    RAND_bytes(rnd, sizeof rnd) != 1)
+	    (x = cert_x509_new(SPICE_TLS_LEAF_DAYS)) == NULL)
 		goto fail;
-	rnd[0] &= 0x7f;		/* a positive serial */
-	bn = BN_bin2bn(rnd, sizeof rnd, NULL);
-	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-	BN_free(bn);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400L * SPICE_TLS_LEAF_DAYS);
 	if (X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
 	    MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) != 1 ||
 	    X509_set_issuer_name(x, X509_get_subject_name(spice_tls_cacert))
 	    != 1 || X509_set_pubkey(x, pkey) != 1)
 		goto fail;
-	if (spice_tls_ext(x, spice_tls_cacert, NID_basic_constraints,
+	if (cert_add_ext(x, spice_tls_cacert, NID_basic_constraints,
 	    "critical,CA:FALSE") != 0 ||
-	    spice_tls_ext(x, spice_tls_cacert, NID_key_usage,
+	    cert_add_ext(x, spice_tls_cacert, NID_key_usage,
 	    "critical,digitalSignature,keyAgreement") != 0 ||
-	    spice_tls_ext(x, spice_tls_cacert, NID_ext_key_usage,
+	    cert_add_ext(x, spice_tls_cacert, NID_ext_key_usage,
 	    "serverAuth") != 0 ||
-	    spice_tls_ext(x, spice_tls_cacert, NID_subject_key_identifier,
+	    cert_add_ext(x, spice_tls_cacert, NID_subject_key_identifier,
 	    "hash") != 0 ||
-	    spice_tls_ext(x, spice_tls_cacert, NID_authority_key_identifier,
+	    cert_add_ext(x, spice_tls_cacert, NID_authority_key_identifier,
 	    "keyid") != 0 ||
 	    X509_sign(x, spice_tls_cakey, EVP_sha256()) == 0)
 		goto fail;

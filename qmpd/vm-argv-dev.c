@@ -109,9 +109,49 @@ vm_argv_dev_xhci(const struct vm_def *def)
 }
 
 /*
+ * The agent port com.redhat.spice.0 on virtio-serial bus vser0, where the
+ * guest's spice-vdagent looks for its peer. Without clipboard: SPICE's
+ * agent channel (spicevmc), for the viewer. With it: QEMU's own agent
+ * peer, qemu-vdagent with clipboard=on, which puts the guest's clipboard
+ * in QEMU's, the one QEMU's VNC server shares with the RDP gateway and
+ * the browser console (SPICE viewers then lose the agent). mouse=off:
+ * the USB tablet already gives absolute positions.
+ */
+void
+vm_argv_dev_agentport(struct argv *a, const struct vm_def *def)
+{
+	if (strcmp(def->display, "spice") != 0 && !def->clipboard)
+		return;
+	vm_argv_add(a, "-device");
+	vm_argv_add(a, "virtio-serial-pci,id=vser0");
+	vm_argv_add(a, "-chardev");
+	if (def->clipboard)
+		vm_argv_add(a, "qemu-vdagent,id=vdagent,name=vdagent,"
+		    "clipboard=on,mouse=off");
+	else
+		vm_argv_add(a, "spicevmc,id=vdagent,name=vdagent");
+	vm_argv_add(a, "-device");
+	vm_argv_add(a, "virtserialport,bus=vser0.0,chardev=vdagent,"
+	    "name=com.redhat.spice.0");
+}
+
+/*
+ * -vnc: no socket (the RDP gateway adds clients by fd); with sound, the
+ * VNC server captures audio0, the guest's output, for the clients that
+ * ask (QEMU's audio pseudo-encoding: the gateway's rdpsnd).
+ */
+const char *
+vm_argv_dev_vnc(const struct vm_def *def)
+{
+	return (def->audio ? "none,audiodev=audio0" : "none");
+}
+
+/*
  * Sound, USB redirection and the balloon, after the USB tablet. Sound:
  * an ICH9 HDA controller with a duplex codec (line out and mic in) on
- * the SPICE audio backend, the viewer's playback and record channels.
+ * the SPICE audio backend (the viewer's playback and record channels),
+ * or without SPICE on the none backend, which only paces the guest's
+ * output for the VNC server's capture (vm_argv_dev_vnc).
  * Each usbredir chardev is one SPICE usbredir channel, its usb-redir
  * device plugged into usb0 when the viewer redirects a device. The
  * balloon reports free pages, so memory the guest frees goes back.
@@ -124,7 +164,8 @@ vm_argv_dev_rest(struct argv *a, const struct vm_def *def)
 
 	if (def->audio) {
 		vm_argv_add(a, "-audiodev");
-		vm_argv_add(a, "spice,id=audio0");
+		vm_argv_add(a, "%s,id=audio0", strcmp(def->display,
+		    "spice") == 0 ? "spice" : "none");
 		vm_argv_add(a, "-device");
 		vm_argv_add(a, "ich9-intel-hda,id=sound0");
 		vm_argv_add(a, "-device");

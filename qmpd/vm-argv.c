@@ -113,7 +113,8 @@ vm_argv_spice_profile(const struct vm_def *def)
 }
 
 /*
- * Devices for a SPICE desktop: QXL, the agent channel, a tablet. With a
+ * Devices for a SPICE desktop: QXL (its agent port and the tablet come
+ * after, as for any desktop). With a
  * certificate directory the port speaks TLS only (tls-port, no port), so
  * no channel of any viewer ever crosses the wire in the clear.
  */
@@ -137,13 +138,6 @@ vm_argv_spice(struct argv *a, const struct vm_def *def,
 		    def->spice_port, def->listen, profile);
 	free(profile);
 	vm_argv_dev_video(a, def);
-	argv_add(a, "-device");
-	argv_add(a, "virtio-serial-pci,id=vser0");
-	argv_add(a, "-chardev");
-	argv_add(a, "spicevmc,id=vdagent,name=vdagent");
-	argv_add(a, "-device");
-	argv_add(a, "virtserialport,bus=vser0.0,chardev=vdagent,"
-	    "name=com.redhat.spice.0");
 }
 
 #define VM_ARGV_NIC_PORTS	VM_NICS_MAX	/* q35 hotplug ports */
@@ -341,7 +335,7 @@ vm_argv_agent(struct argv *a, const struct vm_def *def,
 		    "for it", def->name);
 		return (-1);
 	}
-	if (strcmp(def->display, "spice") != 0) {
+	if (strcmp(def->display, "spice") != 0 && !def->clipboard) {
 		argv_add(a, "-device");
 		argv_add(a, "virtio-serial-pci,id=vser0");
 	}
@@ -422,11 +416,12 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	argv_add(&a, "none");
 	/* A VNC server with no socket: the RDP gateway adds clients by fd. */
 	argv_add(&a, "-vnc");
-	argv_add(&a, "none");
+	argv_add(&a, "%s", vm_argv_dev_vnc(def));
 	if (strcmp(def->display, "spice") == 0)
 		vm_argv_spice(&a, def, rt);
 	else
 		vm_argv_dev_video(&a, def);
+	vm_argv_dev_agentport(&a, def);
 	argv_add(&a, "-device");
 	argv_add(&a, "%s", vm_argv_dev_xhci(def));
 	argv_add(&a, "-device");

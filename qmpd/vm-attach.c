@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "proc.h"
 #include "qmp.h"
 #include "qmpd.h"
 #include "vm.h"
@@ -67,19 +68,13 @@ vm_attach_load(char **cause)
 static int
 vm_attach_cmdline(struct vm *vm, pid_t pid)
 {
-	char	 path[64], buf[8192], want[128];
+	char	 buf[8192], want[128];
 	ssize_t	 n, i;
-	int	 fd, name_ok = 0, uuid_ok = 0, tls = 0;
+	int	 name_ok = 0, uuid_ok = 0, tls = 0;
 	char	*p;
 
-	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((n = proc_cmdline(pid, buf, sizeof buf)) == 0)
 		return (0);
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return (0);
-	buf[n] = '\0';
 	snprintf(want, sizeof want, "guest=%s,debug-threads=on",
 	    vm->def.name);
 	for (i = 0; i < n; i += strlen(p) + 1) {

@@ -16,7 +16,7 @@
 /* The keys this file owns in a definition (vm_def_unknown asks). */
 static const char *vm_def_dev_keys[] = {
 	"video", "heads", "audio", "usbredir", "balloon", "os", "firmware",
-	"tpm", "agent"
+	"tpm", "agent", "clipboard"
 };
 
 static const char *const vm_def_dev_videos[] = { "vga", "qxl", "virtio",
@@ -41,11 +41,12 @@ static const struct vm_def_dev_os {
 	int		 usbredir;
 	int		 agent;
 	int		 balloon;
+	int		 clipboard;	/* without SPICE only */
 } vm_def_dev_oses[] = {
-	{ "generic", NULL, NULL, -1, NULL, -1, -1, -1, -1 },
-	{ "linux", "q35", "uefi", -1, "qxl", 1, 4, 1, 1 },
-	{ "windows10", "q35", "uefi", -1, "qxl", 1, 4, 1, 1 },
-	{ "windows11", "q35", "uefi-secure", 1, "qxl", 1, 4, 1, 1 },
+	{ "generic", NULL, NULL, -1, NULL, -1, -1, -1, -1, -1 },
+	{ "linux", "q35", "uefi", -1, "qxl", 1, 4, 1, 1, 1 },
+	{ "windows10", "q35", "uefi", -1, "qxl", 1, 4, 1, 1, 1 },
+	{ "windows11", "q35", "uefi-secure", 1, "qxl", 1, 4, 1, 1, 1 },
 };
 
 /* Is key one of this file's (so vm_def_unknown lets it through)? */
@@ -82,20 +83,6 @@ vm_def_dev_int(json_t *j, const char *key, int dflt, int min, int max,
 		return (-1);
 	}
 	*out = n;
-	return (0);
-}
-
-/* A true/false field, false when absent. */
-static int
-vm_def_dev_bool(json_t *j, const char *key, int *out, char **cause)
-{
-	json_t	*v = json_object_get(j, key);
-
-	if (v != NULL && !json_is_null(v) && !json_is_boolean(v)) {
-		xasprintf(cause, "'%s' must be true or false", key);
-		return (-1);
-	}
-	*out = json_is_true(v);
 	return (0);
 }
 
@@ -152,8 +139,21 @@ vm_def_dev_profile(json_t *j, char **cause)
 		vm_def_dev_default(out, "agent", json_boolean(p->agent));
 	if (p->balloon != -1)
 		vm_def_dev_default(out, "balloon", json_boolean(p->balloon));
-	if (display != NULL && strcmp(display, "spice") != 0)
+	/*
+	 * Without SPICE, the desktop is reached through the RDP gateway or
+	 * the browser console: sound plays there (VNC capture) and the
+	 * clipboard goes through QEMU's (qemu-vdagent). With SPICE, the
+	 * agent port stays the viewer's unless clipboard is asked for.
+	 */
+	if (display != NULL && strcmp(display, "spice") != 0) {
+		if (p->audio != -1)
+			vm_def_dev_default(out, "audio",
+			    json_boolean(p->audio));
+		if (p->clipboard != -1)
+			vm_def_dev_default(out, "clipboard",
+			    json_boolean(p->clipboard));
 		return (out);
+	}
 	if (p->video != NULL)
 		vm_def_dev_default(out, "video", json_string(p->video));
 	if (p->audio != -1)
@@ -170,32 +170,6 @@ vm_def_dev_windows(const struct vm_def *def)
 	return (strncmp(def->os, "windows", 7) == 0);
 }
 
-/* One of a fixed set of words, dflt when absent. */
-static int
-vm_def_dev_word(json_t *j, const char *key, const char *dflt,
-    const char *const *allowed, char *out, size_t outlen, char **cause)
-{
-	json_t		*v = json_object_get(j, key);
-	const char	*s = dflt;
-	size_t		 i;
-
-	if (v != NULL && !json_is_null(v)) {
-		if (!json_is_string(v)) {
-			xasprintf(cause, "'%s' must be a string", key);
-			return (-1);
-		}
-		s = json_string_value(v);
-	}
-	for (i = 0; allowed[i] != NULL; i++) {
-		if (strcmp(allowed[i], s) == 0) {
-			strlcpy(out, s, outlen);
-			return (0);
-		}
-	}
-	xasprintf(cause, "invalid %s '%.32s'", key, s);
-	return (-1);
-}
-
 /*
  * The profile's own fields: the os, and the firmware, TPM and agent it
  * sets, checked against the machine: Secure Boot needs q35 (its SMM),
@@ -207,12 +181,12 @@ vm_def_dev_os(struct vm_def *def, json_t *j, char **cause)
 	static const char *const oses[] = { "generic", "linux", "windows10",
 	    "windows11", NULL };
 
-	if (vm_def_dev_word(j, "os", "generic", oses, def->os,
-	    sizeof def->os, cause) != 0 ||
-	    vm_def_dev_word(j, "firmware", "bios", vm_def_dev_firmwares,
-	    def->firmware, sizeof def->firmware, cause) != 0 ||
-	    vm_def_dev_bool(j, "tpm", &def->tpm, cause) != 0 ||
-	    vm_def_dev_bool(j, "agent", &def->agent, cause) != 0)
+	if (vm_def_word(j, "os", "generic", oses, def->os,
+	    sizeof def->os, 32, cause) != 0 ||
+	    vm_def_word(j, "firmware", "bios", vm_def_dev_firmwares,
+	    def->firmware, sizeof def->firmware, 32, cause) != 0 ||
+	    vm_def_bool(j, "tpm", &def->tpm, cause) != 0 ||
+	    vm_def_bool(j, "agent", &def->agent, cause) != 0)
 		return (-1);
 	if (strcmp(def->firmware, "uefi-secure") == 0 &&
 	    strcmp(def->machine, "q35") != 0) {
@@ -257,8 +231,9 @@ vm_def_dev_video(struct vm_def *def, json_t *j, char **cause)
 
 /*
  * The device fields, checked against each other and the display: more
- * than one head needs qxl or virtio, sound and USB redirection travel
- * over SPICE channels so they need the SPICE display.
+ * than one head needs qxl or virtio, USB redirection travels over SPICE
+ * channels so it needs the SPICE display. Sound and clipboard work with
+ * either: SPICE's channels, or QEMU's VNC server for the RDP gateway.
  */
 int
 vm_def_dev_from_json(struct vm_def *def, json_t *j, char **cause)
@@ -270,18 +245,14 @@ vm_def_dev_from_json(struct vm_def *def, json_t *j, char **cause)
 	    cause) != 0 ||
 	    vm_def_dev_int(j, "usbredir", 0, 0, VM_USBREDIR_MAX,
 	    &def->usbredir, cause) != 0 ||
-	    vm_def_dev_bool(j, "audio", &def->audio, cause) != 0 ||
-	    vm_def_dev_bool(j, "balloon", &def->balloon, cause) != 0 ||
+	    vm_def_bool(j, "audio", &def->audio, cause) != 0 ||
+	    vm_def_bool(j, "balloon", &def->balloon, cause) != 0 ||
+	    vm_def_bool(j, "clipboard", &def->clipboard, cause) != 0 ||
 	    vm_def_dev_os(def, j, cause) != 0)
 		return (-1);
 	if (def->heads > 1 && strcmp(def->video, "vga") == 0) {
 		xasprintf(cause, "video vga has one head: %d heads need video "
 		    "qxl or virtio", def->heads);
-		return (-1);
-	}
-	if (def->audio && !spice) {
-		xasprintf(cause, "audio plays over SPICE: it needs display "
-		    "spice");
 		return (-1);
 	}
 	if (def->usbredir > 0 && !spice) {
@@ -301,6 +272,7 @@ vm_def_dev_to_json(const struct vm_def *def, json_t *j)
 	json_object_set_new(j, "audio", json_boolean(def->audio));
 	json_object_set_new(j, "usbredir", json_integer(def->usbredir));
 	json_object_set_new(j, "balloon", json_boolean(def->balloon));
+	json_object_set_new(j, "clipboard", json_boolean(def->clipboard));
 	/* Every field the profile sets, so a record never takes it twice. */
 	json_object_set_new(j, "os", json_string(def->os));
 	json_object_set_new(j, "firmware", json_string(def->firmware));

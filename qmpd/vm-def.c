@@ -153,10 +153,14 @@ vm_def_str(json_t *j, const char *key, char **out, char **cause)
 	return (0);
 }
 
-/* Pick one of a fixed set of words into a small buffer. */
-static int
+/*
+ * Pick one of a fixed set of words into a small buffer, dflt when absent;
+ * the error quotes at most showmax bytes of a bad word (-1: all of it).
+ */
+int
 vm_def_word(json_t *j, const char *key, const char *dflt,
-    const char *const *allowed, char *out, size_t outlen, char **cause)
+    const char *const *allowed, char *out, size_t outlen, int showmax,
+    char **cause)
 {
 	json_t		*v = json_object_get(j, key);
 	const char	*s = dflt;
@@ -175,7 +179,7 @@ vm_def_word(json_t *j, const char *key, const char *dflt,
 			return (0);
 		}
 	}
-	xasprintf(cause, "invalid %s '%s'", key, s);
+	xasprintf(cause, "invalid %s '%.*s'", key, showmax, s);
 	return (-1);
 }
 
@@ -212,7 +216,7 @@ vm_def_path(const char *what, const char *path, char **cause)
 }
 
 /* A true/false field, false when absent. */
-static int
+int
 vm_def_bool(json_t *j, const char *key, int *out, char **cause)
 {
 	json_t	*v = json_object_get(j, key);
@@ -280,13 +284,13 @@ vm_def_machine(struct vm_def *def, json_t *j, char **cause)
 	size_t		 i;
 
 	if (vm_def_word(j, "accel", "auto", accels, def->accel,
-	    sizeof def->accel, cause) != 0 ||
+	    sizeof def->accel, -1, cause) != 0 ||
 	    vm_def_word(j, "machine", "pc", machines, def->machine,
-	    sizeof def->machine, cause) != 0 ||
+	    sizeof def->machine, -1, cause) != 0 ||
 	    vm_def_word(j, "display", "spice", displays, def->display,
-	    sizeof def->display, cause) != 0 ||
+	    sizeof def->display, -1, cause) != 0 ||
 	    vm_def_word(j, "restart", "no", vm_restart_names, word,
-	    sizeof word, cause) != 0)
+	    sizeof word, -1, cause) != 0)
 		return (-1);
 	for (i = 0; i < nitems(vm_restart_names); i++)
 		if (strcmp(word, vm_restart_names[i]) == 0)
@@ -369,7 +373,7 @@ vm_def_boot(struct vm_def *def, json_t *j, char **cause)
 	}
 	if (def->disk != NULL) {
 		if (vm_def_word(j, "disk_format", "raw", formats, word,
-		    sizeof word, cause) != 0)
+		    sizeof word, -1, cause) != 0)
 			return (-1);
 		def->disk_format = xstrdup(word);
 	}

@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 
+#include "file.h"
 #include "log.h"
 #include "net.h"
 #include "qmp.h"
@@ -96,28 +97,17 @@ vm_exit_cleanup(struct vm *vm)
 static char *
 vm_exit_log_tail(struct vm *vm)
 {
-	char	 line[512], last[512] = "", *cause = NULL;
-	FILE	*f;
+	char	*cause = NULL;
 	int	 fd;
 
 	/* In a dir the VM's uid owns: no link, no FIFO (safefile.c). */
-	if ((fd = vm_rundir_open(vm, "qemu.log", O_RDONLY, &cause)) == -1 ||
-	    (f = fdopen(fd, "r")) == NULL) {
-		if (fd != -1)
-			close(fd);
+	if ((fd = vm_rundir_open(vm, "qemu.log", O_RDONLY, &cause)) == -1) {
 		if (cause != NULL)
 			log_warnx("%s: %s", vm->def.name, cause);
 		free(cause);
 		return (NULL);
 	}
-	while (fgets(line, sizeof line, f) != NULL)
-		if (line[0] != '\n')
-			strlcpy(last, line, sizeof last);
-	fclose(f);
-	last[strcspn(last, "\n")] = '\0';
-	if (last[0] == '\0')
-		return (NULL);
-	return (xstrdup(last));
+	return (file_last_line(fd, 512));
 }
 
 /* QEMU is gone: decide stopped or crashed, and maybe restart. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proc.h"
 #include "qmpd.h"
 #include "safefile.h"
 #include "vm.h"
@@ -350,6 +351,25 @@ vm_spawn_check_cb(evutil_socket_t fd, short events, void *arg)
 	free(c);
 }
 
+/* What the grandchild needs to become QEMU. */
+struct vm_spawn_child {
+	char		**argv;
+	int		  logfd;
+	const int	 *keep_fds;
+	int		  nkeep;
+	uid_t		  uid;
+	int		  errfd;
+};
+
+static void
+vm_spawn_child(void *arg)
+{
+	struct vm_spawn_child	*c = arg;
+
+	vm_spawn_exec(c->argv, c->logfd, c->keep_fds, c->nkeep, c->uid,
+	    c->errfd);
+}
+
 /*
  * Spawn QEMU for vm with argv. Returns the QEMU pid, or -1 with a cause.
  * The parent waits only for the short-lived middle child; whether exec
@@ -360,11 +380,10 @@ vm_spawn(struct vm *vm, char **argv, const int *keep_fds, int nkeep,
     char **cause)
 {
 	struct vm_spawn_check	*check;
+	struct vm_spawn_child	 child;
 	uid_t			 uid;
 	int			 logfd, errpipe[2] = { -1, -1 };
-	int			 pidpipe[2] = { -1, -1 }, status;
-	pid_t			 mid, pid = -1;
-	sigset_t		 all, old;
+	pid_t			 pid = -1;
 
 	if ((uid = vm_spawn_uid(vm)) == (uid_t)-1) {
 		xasprintf(cause, "VM %s has no uid to run as", vm->def.name);
@@ -372,51 +391,21 @@ vm_spawn(struct vm *vm, char **argv, const int *keep_fds, int nkeep,
 	}
 	if ((logfd = vm_spawn_log(vm, cause)) == -1)
 		return (-1);
-	if (pipe2(errpipe, O_CLOEXEC) == -1 || pipe2(pidpipe, O_CLOEXEC)
-	    == -1) {
+	if (pipe2(errpipe, O_CLOEXEC) == -1) {
 		xasprintf(cause, "pipe: %s", strerror(errno));
 		goto out;
 	}
-	/* No signal handler may run in the children before exec. */
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &old);
-	mid = fork();
-	if (mid == -1) {
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		xasprintf(cause, "fork: %s", strerror(errno));
-		goto out;
-	}
-	if (mid == 0) {
-		pid_t	gc;
-		int	sig;
-
-		for (sig = 1; sig < NSIG; sig++)
-			signal(sig, SIG_DFL);
-		setsid();
-		gc = fork();
-		if (gc == 0) {
-			sigset_t none;
-
-			sigemptyset(&none);
-			sigprocmask(SIG_SETMASK, &none, NULL);
-			vm_spawn_exec(argv, logfd, keep_fds, nkeep, uid,
-			    errpipe[1]);
-		}
-		(void)write(pidpipe[1], &gc, sizeof gc);
-		_exit(gc == -1 ? 1 : 0);
-	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	close(pidpipe[1]);
-	pidpipe[1] = -1;
+	child.argv = argv;
+	child.logfd = logfd;
+	child.keep_fds = keep_fds;
+	child.nkeep = nkeep;
+	child.uid = uid;
+	child.errfd = errpipe[1];
+	pid = proc_fork_session(vm_spawn_child, &child, "QEMU", cause);
 	close(errpipe[1]);
 	errpipe[1] = -1;
-	while (waitpid(mid, &status, 0) == -1 && errno == EINTR)
-		;
-	if (read(pidpipe[0], &pid, sizeof pid) != sizeof pid || pid <= 0) {
-		xasprintf(cause, "could not fork QEMU");
-		pid = -1;
+	if (pid == -1)
 		goto out;
-	}
 	check = xcalloc(1, sizeof *check);
 	check->fd = errpipe[0];
 	check->name = xstrdup(vm->def.name);
@@ -430,10 +419,6 @@ out:
 		close(errpipe[0]);
 	if (errpipe[1] != -1)
 		close(errpipe[1]);
-	if (pidpipe[0] != -1)
-		close(pidpipe[0]);
-	if (pidpipe[1] != -1)
-		close(pidpipe[1]);
 	close(logfd);
 	return (pid);
 }

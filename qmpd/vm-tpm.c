@@ -26,6 +26,8 @@
 
 #include <event2/event.h>
 
+#include "daemon.h"
+#include "file.h"
 #include "log.h"
 #include "proc.h"
 #include "qmpd.h"
@@ -73,24 +75,13 @@ vm_tpm_unwatch(struct vm *vm)
 static char *
 vm_tpm_log_tail(const struct vm *vm, const char *file)
 {
-	char	*path, line[256], last[256] = "";
-	FILE	*f;
+	char	*path;
 	int	 fd;
 
 	path = vm_tpm_path(vm, file);
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	free(path);
-	if (fd == -1 || (f = fdopen(fd, "r")) == NULL) {
-		if (fd != -1)
-			close(fd);
-		return (NULL);
-	}
-	while (fgets(line, sizeof line, f) != NULL)
-		if (line[0] != '\n')
-			strlcpy(last, line, sizeof last);
-	fclose(f);
-	last[strcspn(last, "\n")] = '\0';
-	return (last[0] != '\0' ? xstrdup(last) : NULL);
+	return (file_last_line(fd, 256));
 }
 
 /* A swtpm that ended without its QEMU: the VM ends, with why. */
@@ -279,13 +270,7 @@ vm_tpm_exec(const struct vm *vm, uid_t uid, int ctl)
 	env[0] = "PATH=/usr/bin:/bin";
 	env[1] = home;
 	env[2] = NULL;
-	if ((fd = open("/dev/null", O_RDWR)) != -1) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
+	daemon_null_stdio();
 	if (uid == 0 || uid == (uid_t)-1 || setgroups(0, NULL) == -1 ||
 	    setresgid(uid, uid, uid) == -1 ||
 	    setresuid(uid, uid, uid) == -1 || setuid(0) != -1)
@@ -321,6 +306,21 @@ vm_tpm_exec(const struct vm *vm, uid_t uid, int ctl)
 	_exit(127);
 }
 
+/* What the grandchild needs to become this VM's swtpm. */
+struct vm_tpm_child {
+	const struct vm	*vm;
+	uid_t		 uid;
+	int		 ctl;
+};
+
+static void
+vm_tpm_child(void *arg)
+{
+	struct vm_tpm_child	*c = arg;
+
+	vm_tpm_exec(c->vm, c->uid, c->ctl);
+}
+
 /*
  * vm start: a swtpm for a VM with a TPM, in a session of its own so it
  * outlives qmpd like its QEMU. *qemu_fd is QEMU's end of the control
@@ -329,9 +329,9 @@ vm_tpm_exec(const struct vm *vm, uid_t uid, int ctl)
 int
 vm_tpm_start(struct vm *vm, int *qemu_fd, char **cause)
 {
-	int		 sv[2] = { -1, -1 }, pidpipe[2] = { -1, -1 }, status;
-	pid_t		 mid, pid = -1;
-	sigset_t	 all, old;
+	struct vm_tpm_child	 child;
+	int		 sv[2] = { -1, -1 };
+	pid_t		 pid = -1;
 	uid_t		 uid;
 	char		*p;
 	size_t		 i;
@@ -360,60 +360,28 @@ vm_tpm_start(struct vm *vm, int *qemu_fd, char **cause)
 		unlink(p);
 		free(p);
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1 ||
-	    pipe2(pidpipe, O_CLOEXEC) == -1) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		xasprintf(cause, "TPM emulator: %s", strerror(errno));
 		goto fail;
 	}
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &old);
-	if ((mid = fork()) == -1) {
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		xasprintf(cause, "fork: %s", strerror(errno));
+	child.vm = vm;
+	child.uid = uid;
+	child.ctl = sv[0];
+	if ((pid = proc_fork_session(vm_tpm_child, &child, "the TPM emulator",
+	    cause)) == -1)
 		goto fail;
-	}
-	if (mid == 0) {
-		pid_t	gc;
-		int	sig;
-
-		for (sig = 1; sig < NSIG; sig++)
-			signal(sig, SIG_DFL);
-		setsid();
-		if ((gc = fork()) == 0) {
-			sigset_t none;
-
-			sigemptyset(&none);
-			sigprocmask(SIG_SETMASK, &none, NULL);
-			vm_tpm_exec(vm, uid, sv[0]);
-		}
-		(void)write(pidpipe[1], &gc, sizeof gc);
-		_exit(gc == -1 ? 1 : 0);
-	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	close(pidpipe[1]);
-	pidpipe[1] = -1;
-	while (waitpid(mid, &status, 0) == -1 && errno == EINTR)
-		;
-	if (read(pidpipe[0], &pid, sizeof pid) != sizeof pid || pid <= 0) {
-		xasprintf(cause, "could not fork the TPM emulator");
-		goto fail;
-	}
 	if (vm_tpm_watch(vm, pid, cause) != 0) {
 		kill(pid, SIGKILL);
 		goto fail;
 	}
 	log_info("%s: TPM emulator pid %ld", vm->def.name, (long)pid);
-	close(pidpipe[0]);
 	close(sv[0]);
 	*qemu_fd = sv[1];
 	return (0);
 fail:
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 2; i++)
 		if (sv[i] != -1)
 			close(sv[i]);
-		if (pidpipe[i] != -1)
-			close(pidpipe[i]);
-	}
 	return (-1);
 }
 
@@ -421,18 +389,12 @@ fail:
 static int
 vm_tpm_cmdline(const struct vm *vm, pid_t pid)
 {
-	char	 path[64], buf[8192], *want, *p;
+	char	 buf[8192], *want, *p;
 	ssize_t	 n, i;
-	int	 fd, bin = 0, dir = 0;
+	int	 bin = 0, dir = 0;
 
-	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((n = proc_cmdline(pid, buf, sizeof buf)) == 0)
 		return (0);
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return (0);
-	buf[n] = '\0';
 	p = vm_tpm_path(vm, NULL);
 	xasprintf(&want, "dir=%s", p);
 	free(p);

@@ -95,7 +95,8 @@ struct vm_def {
 	/* Desktop devices (vm-def-dev.c reads them, vm-argv-dev.c builds). */
 	char		 video[8];	/* vga qxl virtio */
 	int		 heads;		/* 1 to VM_HEADS_MAX */
-	int		 audio;		/* HDA on the SPICE audio backend */
+	int		 audio;		/* HDA: SPICE's backend or none, +VNC */
+	int		 clipboard;	/* qemu-vdagent on com.redhat.spice.0 */
 	int		 usbredir;	/* SPICE USB redirection channels */
 	int		 balloon;	/* virtio-balloon, free pages back */
 	/*
@@ -188,6 +189,10 @@ int	 vm_def_from_json(struct vm_def *, json_t *, char **cause);
 json_t	*vm_def_to_json(const struct vm_def *);
 void	 vm_def_clear(struct vm_def *);
 json_t	*vm_def_nic_json(const struct vm_def_nic *);
+int	 vm_def_word(json_t *, const char *key, const char *dflt,
+	    const char *const *allowed, char *out, size_t outlen, int showmax,
+	    char **cause);
+int	 vm_def_bool(json_t *, const char *key, int *out, char **cause);
 const char *vm_state_name(enum vm_state);
 int	 vm_state_from_name(const char *, enum vm_state *);
 const char *vm_restart_name(enum vm_restart);
@@ -220,6 +225,8 @@ void	 vm_argv_dev_video(struct argv *, const struct vm_def *);
 const char *vm_argv_dev_xhci(const struct vm_def *);
 char	*vm_argv_dev_cpu(const struct vm_def *, const char *accel);
 void	 vm_argv_dev_rest(struct argv *, const struct vm_def *);
+void	 vm_argv_dev_agentport(struct argv *, const struct vm_def *);
+const char *vm_argv_dev_vnc(const struct vm_def *);
 
 /* vm-firmware.c: a UEFI VM's private NVRAM (OVMF vars) file. */
 int	 vm_firmware_create(struct vm *, char **cause);

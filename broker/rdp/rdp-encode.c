@@ -93,6 +93,35 @@ rdp_encode_flush(struct rdp_encode *enc, rdpContext *context, size_t n,
 }
 
 /*
+ * Mark in grid (gw x gh tiles of tile pixels a side) the tiles that rects
+ * touch; marks already there stay (the graphics pipeline accumulates).
+ */
+void
+rdp_encode_grid(uint8_t *grid, int gw, int gh, int tile,
+    const struct rdp_rect *rects, int n)
+{
+	int	i, ty, x0, y0, x1, y1;
+
+	for (i = 0; i < n; i++) {
+		if (rects[i].w <= 0 || rects[i].h <= 0 || rects[i].x < 0 ||
+		    rects[i].y < 0)
+			continue;
+		x0 = rects[i].x / tile;
+		y0 = rects[i].y / tile;
+		x1 = (rects[i].x + rects[i].w - 1) / tile;
+		y1 = (rects[i].y + rects[i].h - 1) / tile;
+		if (x0 >= gw || y0 >= gh)
+			continue;
+		if (x1 >= gw)
+			x1 = gw - 1;
+		if (y1 >= gh)
+			y1 = gh - 1;
+		for (ty = y0; ty <= y1; ty++)
+			memset(grid + (size_t)ty * gw + x0, 1, x1 - x0 + 1);
+	}
+}
+
+/*
  * Send the tiles that rects touch, from the RFB client's framebuffer,
  * clipped to the RDP desktop. Returns -1 when the connection failed.
  */
@@ -105,7 +134,7 @@ rdp_encode_send(struct rdp_encode *enc, void *ctxp, const struct rdp_rfb *rfb,
 	BITMAP_DATA	*b;
 	unsigned char	*dst;
 	const BYTE	*src;
-	int		 w, h, gw, gh, i, tx, ty, x0, y0, x1, y1;
+	int		 w, h, gw, gh, tx, ty;
 	UINT32		 size, maxsize, total;
 	size_t		 k;
 
@@ -130,21 +159,7 @@ rdp_encode_send(struct rdp_encode *enc, void *ctxp, const struct rdp_rfb *rfb,
 		    RDP_TILE_BUF);
 	}
 	memset(enc->grid, 0, (size_t)gw * gh);
-	for (i = 0; i < n; i++) {
-		x0 = rects[i].x / RDP_TILE;
-		y0 = rects[i].y / RDP_TILE;
-		x1 = (rects[i].x + rects[i].w - 1) / RDP_TILE;
-		y1 = (rects[i].y + rects[i].h - 1) / RDP_TILE;
-		if (rects[i].w <= 0 || rects[i].h <= 0 || x0 >= gw || y0 >= gh)
-			continue;
-		if (x1 >= gw)
-			x1 = gw - 1;
-		if (y1 >= gh)
-			y1 = gh - 1;
-		for (ty = y0; ty <= y1; ty++)
-			memset(enc->grid + (size_t)ty * gw + x0, 1,
-			    x1 - x0 + 1);
-	}
+	rdp_encode_grid(enc->grid, gw, gh, RDP_TILE, rects, n);
 
 	maxsize = settings->MultifragMaxRequestSize;
 	if (maxsize < 2 * RDP_UPDATE_HEADROOM)

@@ -53,6 +53,7 @@ struct rdp_config {
 /* rdp-peer.c: the session thread. Takes fd and ctl; config is copied. */
 int	 rdp_peer_spawn(int fd, int ctl, const char *addr,
 	    const struct rdp_config *, char **cause);
+uint64_t rdp_peer_ms(void);
 
 /*
  * rdp-qmpd.c: one blocking request to qmpd on a fresh connection (for the
@@ -87,6 +88,7 @@ struct rdp_login_result {
 	char		 login[RDP_LOGIN_MAX];
 	char		 vm[RDP_VM_MAX];
 	int		 vncfd;
+	int		 audio;		/* the VNC server has the guest's sound */
 	int		 errinfo;	/* for the client when refused */
 };
 int	 rdp_login(const char *qmpd, const struct rdp_login *,
@@ -122,6 +124,12 @@ struct rdp_rfb {
 
 	struct rdp_rect	 damage[RDP_RFB_DAMAGE];
 	int		 ndamage;
+
+	/* Cut text and audio go to rdp-chan.h's owners (NULL: not asked). */
+	struct rdp_clip	*clip;
+	struct rdp_sound *sound;
+	int		 cbext;		/* the extended clipboard is on */
+	int		 audio;		/* QEMU acknowledged its audio */
 };
 struct rdp_rfb	*rdp_rfb_create(int fd);
 void	 rdp_rfb_free(struct rdp_rfb *);
@@ -129,6 +137,9 @@ int	 rdp_rfb_handshake(struct rdp_rfb *, int timeout, char **cause);
 int	 rdp_rfb_buffered(const struct rdp_rfb *);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);
 int	 rdp_rfb_request(struct rdp_rfb *, int incremental);
+int	 rdp_rfb_send(struct rdp_rfb *, const void *, size_t);
+uint32_t rdp_rfb_u32(const unsigned char *);
+void	 rdp_rfb_put32(unsigned char *, uint32_t);
 int	 rdp_rfb_key(struct rdp_rfb *, int down, uint32_t keysym,
 	    uint32_t qnum);
 int	 rdp_rfb_pointer(struct rdp_rfb *, int mask, int x, int y);
@@ -161,5 +172,7 @@ struct rdp_encode_stats {
 int	 rdp_encode_send(struct rdp_encode *, void *context,
 	    const struct rdp_rfb *, const struct rdp_rect *, int n,
 	    struct rdp_encode_stats *);
+void	 rdp_encode_grid(uint8_t *grid, int gw, int gh, int tile,
+	    const struct rdp_rect *, int n);
 
 #endif

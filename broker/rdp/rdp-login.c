@@ -213,6 +213,8 @@ rdp_login(const char *qmpd, const struct rdp_login *in,
 		free(what);
 		return (-1);
 	}
+	/* Sound: QEMU's VNC server captures it (qmpd's -vnc audiodev). */
+	res->audio = json_is_true(json_object_get(ret, "audio"));
 	json_decref(ret);
 	if (fd == -1) {
 		xasprintf(cause, "console of %s: qmpd sent no VNC fd", res->vm);

@@ -31,14 +31,19 @@
 #include <freerdp/peer.h>
 #include <freerdp/settings.h>
 #include <freerdp/update.h>
+#include <freerdp/channels/channels.h>
+#include <freerdp/channels/wtsvc.h>
 #include <winpr/synch.h>
 
 #include "compat.h"
 #include "log.h"
+#include "rdp-chan.h"
+#include "rdp-gfx.h"
 #include "rdp-int.h"
 #include "xmalloc.h"
 
 #define RDP_PEER_HANDLES	32
+#define RDP_PEER_CHANFDS	4	/* the manager's, gfx's, cliprdr, rdpsnd */
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
@@ -54,8 +59,11 @@ struct rdp_session {
 	int			 authed;
 	struct rdp_rfb		*rfb;
 	struct rdp_encode	*enc;
+	struct rdp_chan		*chan;		/* clipboard, sound */
 	struct rdp_inputstate	 input;
 	struct rdp_encode_stats	 stats;
+	HANDLE			 vcm;		/* virtual channels */
+	struct rdp_gfx		*gfx;		/* graphics pipeline */
 
 	int			 activated;
 	int			 suppressed;
@@ -74,7 +82,8 @@ struct rdp_session {
 	uint64_t		 keyn;
 };
 
-static uint64_t
+/* Milliseconds on the monotonic clock (also the gfx pacing's clock). */
+uint64_t
 rdp_peer_ms(void)
 {
 	struct timespec	ts;
@@ -251,6 +260,7 @@ rdp_peer_capabilities(freerdp_peer *peer)
 	fd = s->login.vncfd;
 	s->login.vncfd = -1;
 	s->rfb = rdp_rfb_create(fd);
+	rdp_chan_attach(s->chan, s->rfb, s->login.audio);
 	if (rdp_rfb_handshake(s->rfb, RDP_QMPD_TIMEOUT, &cause) != 0) {
 		log_warnx("%s: console: %s", rdp_peer_who(s, who, sizeof who),
 		    cause);
@@ -465,6 +475,21 @@ rdp_peer_xmouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 	return (TRUE);
 }
 
+/* FreeRDP's virtual channel API (WTS*) serves our peers: once. */
+static pthread_once_t rdp_peer_wts_once = PTHREAD_ONCE_INIT;
+
+static void
+rdp_peer_wts_init(void)
+{
+	WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
+}
+
+/*
+ * FreeRDP opens its channel managers' global table without a lock:
+ * sessions open and close theirs one at a time.
+ */
+static pthread_mutex_t rdp_peer_wts_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Set up the peer: TLS only, our certificate, 32 bpp, our callbacks. */
 static int
 rdp_peer_setup(struct rdp_session *s, int fd)
@@ -492,7 +517,7 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	settings->ColorDepth = 32;
 	settings->RemoteFxCodec = FALSE;
 	settings->NSCodec = FALSE;
-	settings->SupportGraphicsPipeline = FALSE;
+	settings->SupportGraphicsPipeline = TRUE;	/* the client may say no */
 	settings->SupportErrorInfoPdu = TRUE;
 	settings->RefreshRect = TRUE;
 	settings->SuppressOutput = TRUE;
@@ -513,6 +538,16 @@ rdp_peer_setup(struct rdp_session *s, int fd)
 	peer->update->SuppressOutput = rdp_peer_suppress_output;
 	if (!peer->Initialize(peer))
 		return (-1);
+	pthread_once(&rdp_peer_wts_once, rdp_peer_wts_init);
+	pthread_mutex_lock(&rdp_peer_wts_lock);
+	s->vcm = WTSOpenServerA((LPSTR)peer->context);
+	pthread_mutex_unlock(&rdp_peer_wts_lock);
+	if (s->vcm == NULL || s->vcm == INVALID_HANDLE_VALUE) {
+		s->vcm = NULL;		/* nothing to close */
+		return (-1);
+	}
+	/* Clipboard and sound (rdp-chan.c) on it. */
+	s->chan = rdp_chan_create(peer, s->vcm);
 	return (0);
 }
 
@@ -549,6 +584,7 @@ rdp_peer_display(struct rdp_session *s)
 {
 	struct rdp_rfb	*rfb = s->rfb;
 	char		*cause = NULL;
+	int		 sent;
 
 	if (rfb->updated) {
 		rfb->updated = 0;
@@ -581,16 +617,23 @@ rdp_peer_display(struct rdp_session *s)
 	 * now, also damage from a refresh or activation while an update
 	 * request is still out (QEMU answers it only when the guest draws).
 	 */
-	if (rfb->ndamage > 0) {
-		if (rdp_encode_send(s->enc, s->peer->context, rfb, rfb->damage,
-		    rfb->ndamage, &s->stats) != 0) {
-			if (freerdp_get_last_error(s->peer->context) ==
-			    FREERDP_ERROR_CONNECT_TRANSPORT_FAILED)
-				rdp_peer_end(s, "the client disconnected");
-			else
-				rdp_peer_end(s, "sending the screen failed");
-			return;
-		}
+	/* The graphics pipeline when in use (it may hold damage back). */
+	sent = RDP_GFX_OFF;
+	if (s->gfx != NULL)
+		sent = rfb->ndamage > 0 ? rdp_gfx_send(s->gfx, rfb, rfb->damage,
+		    rfb->ndamage) : rdp_gfx_idle(s->gfx, rfb);
+	if (sent == RDP_GFX_OFF && rfb->ndamage > 0)
+		sent = rdp_encode_send(s->enc, s->peer->context, rfb,
+		    rfb->damage, rfb->ndamage, &s->stats) == 0 ? 1 : -1;
+	if (sent == -1) {
+		if (freerdp_get_last_error(s->peer->context) ==
+		    FREERDP_ERROR_CONNECT_TRANSPORT_FAILED)
+			rdp_peer_end(s, "the client disconnected");
+		else
+			rdp_peer_end(s, "sending the screen failed");
+		return;
+	}
+	if (sent == 1 && rfb->ndamage > 0) {
 		rfb->ndamage = 0;
 		s->stats.frames++;
 		if (s->keyt != 0) {
@@ -708,11 +751,11 @@ static void
 rdp_peer_loop(struct rdp_session *s)
 {
 	freerdp_peer	*peer = s->peer;
-	struct pollfd	 pfd[RDP_PEER_HANDLES + 3];
+	struct pollfd	 pfd[RDP_PEER_HANDLES + 3 + RDP_PEER_CHANFDS];
 	HANDLE		 handles[RDP_PEER_HANDLES];
 	DWORD		 nh, i;
-	char		*cause = NULL;
-	int		 n, np, ictl, irfb, timeout;
+	char		*cause = NULL, who[256];
+	int		 n, np, ictl, irfb, timeout, gt;
 
 	while (s->end == NULL) {
 		np = 0;
@@ -733,6 +776,15 @@ rdp_peer_loop(struct rdp_session *s)
 			pfd[np].events = POLLOUT;
 			pfd[np++].revents = 0;
 		}
+		/* Virtual channels: the manager's queue, gfx, cliprdr, rdpsnd. */
+		pfd[np].fd = GetEventFileDescriptor(
+		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
+		pfd[np].events = POLLIN;
+		pfd[np++].revents = 0;
+		pfd[np].fd = s->gfx != NULL ? rdp_gfx_fd(s->gfx) : -1;
+		pfd[np].events = POLLIN;
+		pfd[np++].revents = 0;
+		np += rdp_chan_pollfds(s->chan, pfd + np, RDP_PEER_CHANFDS - 2);
 		ictl = np;
 		pfd[np].fd = s->ctl;
 		pfd[np].events = POLLIN;
@@ -746,6 +798,9 @@ rdp_peer_loop(struct rdp_session *s)
 		}
 		timeout = (s->rfb != NULL && rdp_rfb_buffered(s->rfb)) ? 0 :
 		    RDP_PEER_TICK;
+		if (s->gfx != NULL && (gt = rdp_gfx_timeout(s->gfx)) != -1 &&
+		    gt < timeout)
+			timeout = gt;
 		n = poll(pfd, np, timeout);
 		if (n == -1 && errno != EINTR) {
 			rdp_peer_end(s, "poll: %s", strerror(errno));
@@ -761,6 +816,22 @@ rdp_peer_loop(struct rdp_session *s)
 			rdp_peer_end(s, "the client disconnected");
 			break;
 		}
+		if (!WTSVirtualChannelManagerCheckFileDescriptor(s->vcm)) {
+			rdp_peer_end(s, "virtual channel failure");
+			break;
+		}
+		if (s->gfx != NULL) {
+			n = rdp_gfx_check(s->gfx, s->activated,
+			    rdp_peer_who(s, who, sizeof who));
+			if (n == -1) {
+				rdp_peer_end(s, "graphics pipeline failure");
+				break;
+			}
+			if (n == 1 && s->rfb != NULL)
+				rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width,
+				    s->rfb->height);
+		}
+		rdp_chan_check(s->chan, s->activated);
 		if (peer->IsWriteBlocked(peer) &&
 		    peer->DrainOutputBuffer(peer) < 0) {
 			rdp_peer_end(s, "the client stopped reading");
@@ -792,10 +863,26 @@ rdp_peer_main(void *arg)
 	uint64_t		 ms;
 
 	s->enc = rdp_encode_create();
+	if (s->vcm != NULL)
+		s->gfx = rdp_gfx_create(s->peer, s->vcm);
 	s->since = rdp_peer_ms();
 	if (s->peer != NULL && s->peer->context != NULL) {
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
+	}
+	/*
+	 * Before the session's line: its gfx figures (rdp.gfx), clipboard
+	 * and sound figures. The channels close before their manager
+	 * (they use it to close).
+	 */
+	rdp_gfx_free(s->gfx, rdp_peer_who(s, who, sizeof who));
+	rdp_chan_log(s->chan, rdp_peer_who(s, who, sizeof who));
+	rdp_chan_free(s->chan);
+	s->chan = NULL;
+	if (s->vcm != NULL) {
+		pthread_mutex_lock(&rdp_peer_wts_lock);
+		WTSCloseServer(s->vcm);
+		pthread_mutex_unlock(&rdp_peer_wts_lock);
 	}
 	ms = rdp_peer_ms() - s->since;
 	if (s->authed)

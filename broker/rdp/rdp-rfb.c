@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "rdp-chan.h"
 #include "rdp-int.h"
 #include "xmalloc.h"
 
@@ -37,6 +38,8 @@
 #define RFB_ENC_EXTKEY		(-258)
 #define RFB_ENC_LEDSTATE	(-261)
 #define RFB_ENC_EXTDESKTOPSIZE	(-308)
+#define RFB_ENC_AUDIO		(-259)		/* QEMU's audio capture */
+#define RFB_ENC_CLIPBOARD_EXT	((int32_t)0xc0a1e5ce)	/* extended clipboard */
 
 static const int32_t rdp_rfb_encodings[] = {
 	RFB_ENC_COPYRECT,
@@ -53,7 +56,8 @@ rdp_rfb_u16(const unsigned char *p)
 	return ((uint16_t)p[0] << 8 | p[1]);
 }
 
-static uint32_t
+/* Big-endian numbers, as RFB has them (rdp-clip.c too). */
+uint32_t
 rdp_rfb_u32(const unsigned char *p)
 {
 	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
@@ -67,7 +71,7 @@ rdp_rfb_put16(unsigned char *p, uint16_t v)
 	p[1] = v;
 }
 
-static void
+void
 rdp_rfb_put32(unsigned char *p, uint32_t v)
 {
 	p[0] = v >> 24;
@@ -202,8 +206,8 @@ rdp_rfb_read(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
 }
 
 /* Write a whole message; QEMU reads promptly, so a short wait at most. */
-static int
-rdp_rfb_write(struct rdp_rfb *rfb, const void *buf, size_t len)
+int
+rdp_rfb_send(struct rdp_rfb *rfb, const void *buf, size_t len)
 {
 	const unsigned char	*p = buf;
 	ssize_t			 n;
@@ -307,7 +311,8 @@ int
 rdp_rfb_handshake(struct rdp_rfb *rfb, int timeout, char **cause)
 {
 	unsigned char	 buf[32], *types = NULL;
-	unsigned char	 msg[4 + 4 * nitems(rdp_rfb_encodings)];
+	unsigned char	 msg[4 + 4 * (nitems(rdp_rfb_encodings) + 2)];
+	size_t		 nenc;
 	char		*reason;
 	uint32_t	 len;
 	size_t		 i;
@@ -323,7 +328,7 @@ rdp_rfb_handshake(struct rdp_rfb *rfb, int timeout, char **cause)
 		xasprintf(cause, "VNC server speaks %.11s, not 3.8", buf);
 		return (-1);
 	}
-	if (rdp_rfb_write(rfb, "RFB 003.008\n", 12) != 0)
+	if (rdp_rfb_send(rfb, "RFB 003.008\n", 12) != 0)
 		goto wfail;
 	if (rdp_rfb_read(rfb, buf, 1, ms, cause) != 0)
 		return (-1);
@@ -358,7 +363,7 @@ rdp_rfb_handshake(struct rdp_rfb *rfb, int timeout, char **cause)
 		return (-1);
 	}
 	buf[0] = 1;
-	if (rdp_rfb_write(rfb, buf, 1) != 0)
+	if (rdp_rfb_send(rfb, buf, 1) != 0)
 		goto wfail;
 	if (rdp_rfb_read(rfb, buf, 4, ms, cause) != 0)
 		return (-1);
@@ -367,7 +372,7 @@ rdp_rfb_handshake(struct rdp_rfb *rfb, int timeout, char **cause)
 		return (-1);
 	}
 	buf[0] = 1;	/* shared: other viewers stay */
-	if (rdp_rfb_write(rfb, buf, 1) != 0)
+	if (rdp_rfb_send(rfb, buf, 1) != 0)
 		goto wfail;
 	if (rdp_rfb_read(rfb, buf, 24, ms, cause) != 0)
 		return (-1);
@@ -396,15 +401,22 @@ rdp_rfb_handshake(struct rdp_rfb *rfb, int timeout, char **cause)
 	buf[14] = 16;
 	buf[15] = 8;
 	buf[16] = 0;
-	if (rdp_rfb_write(rfb, buf, 20) != 0)
+	if (rdp_rfb_send(rfb, buf, 20) != 0)
 		goto wfail;
 
 	msg[0] = 2;
 	msg[1] = 0;
-	rdp_rfb_put16(msg + 2, nitems(rdp_rfb_encodings));
 	for (i = 0; i < nitems(rdp_rfb_encodings); i++)
 		rdp_rfb_put32(msg + 4 + 4 * i, (uint32_t)rdp_rfb_encodings[i]);
-	if (rdp_rfb_write(rfb, msg, sizeof msg) != 0)
+	nenc = nitems(rdp_rfb_encodings);
+	/* The clipboard and sound only for whoever takes them. */
+	if (rfb->clip != NULL)
+		rdp_rfb_put32(msg + 4 + 4 * nenc++,
+		    (uint32_t)RFB_ENC_CLIPBOARD_EXT);
+	if (rfb->sound != NULL)
+		rdp_rfb_put32(msg + 4 + 4 * nenc++, (uint32_t)RFB_ENC_AUDIO);
+	rdp_rfb_put16(msg + 2, nenc);
+	if (rdp_rfb_send(rfb, msg, 4 + 4 * nenc) != 0)
 		goto wfail;
 	if (rdp_rfb_request(rfb, 0) != 0)
 		goto wfail;
@@ -427,7 +439,7 @@ rdp_rfb_request(struct rdp_rfb *rfb, int incremental)
 	rdp_rfb_put16(buf + 4, 0);
 	rdp_rfb_put16(buf + 6, rfb->width);
 	rdp_rfb_put16(buf + 8, rfb->height);
-	return (rdp_rfb_write(rfb, buf, sizeof buf));
+	return (rdp_rfb_send(rfb, buf, sizeof buf));
 }
 
 /*
@@ -446,7 +458,7 @@ rdp_rfb_key(struct rdp_rfb *rfb, int down, uint32_t keysym, uint32_t qnum)
 		rdp_rfb_put16(buf + 2, down ? 1 : 0);
 		rdp_rfb_put32(buf + 4, keysym);
 		rdp_rfb_put32(buf + 8, qnum);
-		return (rdp_rfb_write(rfb, buf, 12));
+		return (rdp_rfb_send(rfb, buf, 12));
 	}
 	if (keysym == 0)
 		return (0);
@@ -454,7 +466,7 @@ rdp_rfb_key(struct rdp_rfb *rfb, int down, uint32_t keysym, uint32_t qnum)
 	buf[1] = down ? 1 : 0;
 	rdp_rfb_put16(buf + 2, 0);
 	rdp_rfb_put32(buf + 4, keysym);
-	return (rdp_rfb_write(rfb, buf, 8));
+	return (rdp_rfb_send(rfb, buf, 8));
 }
 
 /* PointerEvent: buttons and an absolute position in framebuffer pixels. */
@@ -475,7 +487,7 @@ rdp_rfb_pointer(struct rdp_rfb *rfb, int mask, int x, int y)
 	buf[1] = mask;
 	rdp_rfb_put16(buf + 2, x);
 	rdp_rfb_put16(buf + 4, y);
-	return (rdp_rfb_write(rfb, buf, sizeof buf));
+	return (rdp_rfb_send(rfb, buf, sizeof buf));
 }
 
 /* CopyRect: overlapping copies go row by row in the safe direction. */
@@ -568,12 +580,90 @@ rdp_rfb_rect(struct rdp_rfb *rfb, char **cause)
 		return (0);
 	case RFB_ENC_POINTERTYPE:
 		return (0);
+	case RFB_ENC_AUDIO:
+		rfb->audio = 1;
+		return (0);
 	case RFB_ENC_LASTRECT:
 		return (1);
 	}
 	xasprintf(cause, "VNC server sent encoding %d, which we did not ask "
 	    "for", enc);
 	return (-1);
+}
+
+/*
+ * ServerCutText: Latin-1 text (length >= 0) or an extended clipboard
+ * message (negative length). Past RDP_CLIP_WIRE_MAX the bytes are read
+ * and dropped (QEMU never sends that much: it caps at 1 MiB).
+ */
+static int
+rdp_rfb_cut(struct rdp_rfb *rfb, char **cause)
+{
+	unsigned char	 buf[7], *data;
+	int32_t		 slen;
+	size_t		 len;
+	int		 ext;
+
+	if (rdp_rfb_read(rfb, buf, 7, RFB_READ_TIMEOUT, cause) != 0)
+		return (-1);
+	slen = (int32_t)rdp_rfb_u32(buf + 3);
+	ext = slen < 0;
+	len = ext ? (size_t)-(int64_t)slen : (size_t)slen;
+	if (len > RDP_CLIP_WIRE_MAX || rfb->clip == NULL)
+		return (rdp_rfb_read(rfb, NULL, len, RFB_READ_TIMEOUT, cause));
+	data = xmalloc(len + 1);
+	if (rdp_rfb_read(rfb, data, len, RFB_READ_TIMEOUT, cause) != 0) {
+		free(data);
+		return (-1);
+	}
+	if (ext)
+		rfb->cbext = 1;
+	rdp_clip_vnc_cut(rfb->clip, rfb, ext, data, len);
+	free(data);
+	return (0);
+}
+
+/*
+ * A QEMU server message (255): audio (1) begin, end or data (u32 length,
+ * PCM). Anything else is a message we did not ask for.
+ */
+static int
+rdp_rfb_qemu(struct rdp_rfb *rfb, char **cause)
+{
+	unsigned char	 buf[8], *data;
+	uint32_t	 len;
+	int		 op;
+
+	if (rdp_rfb_read(rfb, buf, 3, RFB_READ_TIMEOUT, cause) != 0)
+		return (-1);
+	if (buf[0] != 1) {
+		xasprintf(cause, "VNC server sent QEMU message %u", buf[0]);
+		return (-1);
+	}
+	op = rdp_rfb_u16(buf + 1);
+	if (op == 0 || op == 1) {
+		rdp_sound_vnc(rfb->sound, op, NULL, 0);
+		return (0);
+	}
+	if (op != 2) {
+		xasprintf(cause, "VNC server sent QEMU audio message %d", op);
+		return (-1);
+	}
+	if (rdp_rfb_read(rfb, buf, 4, RFB_READ_TIMEOUT, cause) != 0)
+		return (-1);
+	len = rdp_rfb_u32(buf);
+	if (len > RDP_SOUND_DATA_MAX) {
+		xasprintf(cause, "VNC audio message of %u bytes", len);
+		return (-1);
+	}
+	data = xmalloc(len + 1);
+	if (rdp_rfb_read(rfb, data, len, RFB_READ_TIMEOUT, cause) != 0) {
+		free(data);
+		return (-1);
+	}
+	rdp_sound_vnc(rfb->sound, op, data, len);
+	free(data);
+	return (0);
 }
 
 /*
@@ -585,7 +675,6 @@ rdp_rfb_process(struct rdp_rfb *rfb, char **cause)
 {
 	unsigned char	buf[8];
 	int		i, n, r;
-	uint32_t	len;
 
 	if (rdp_rfb_read(rfb, buf, 1, RFB_READ_TIMEOUT, cause) != 0)
 		return (-1);
@@ -609,15 +698,10 @@ rdp_rfb_process(struct rdp_rfb *rfb, char **cause)
 		    6, RFB_READ_TIMEOUT, cause));
 	case 2:		/* Bell */
 		return (0);
-	case 3:		/* ServerCutText: no clipboard yet */
-		if (rdp_rfb_read(rfb, buf, 7, RFB_READ_TIMEOUT, cause) != 0)
-			return (-1);
-		len = rdp_rfb_u32(buf + 3);
-		if (len > 16 * 1024 * 1024) {
-			xasprintf(cause, "VNC cut text of %u bytes", len);
-			return (-1);
-		}
-		return (rdp_rfb_read(rfb, NULL, len, RFB_READ_TIMEOUT, cause));
+	case 3:		/* ServerCutText: classic or extended */
+		return (rdp_rfb_cut(rfb, cause));
+	case 255:	/* QEMU's: audio */
+		return (rdp_rfb_qemu(rfb, cause));
 	}
 	xasprintf(cause, "VNC server sent message type %u", buf[0]);
 	return (-1);

@@ -1,4 +1,4 @@
-/* fuzz-sources: cluster/etcd-parse.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: cluster/etcd-parse.c common/base64.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: jansson libevent libevent_openssl openssl */
 /*
  * libFuzzer harness for etcd_parse, the parser every answer from the etcd

@@ -1,4 +1,4 @@
-/* fuzz-sources: qmpd/qga.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: qmpd/qga.c qmpd/jsonl.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: jansson libevent */
 /*
  * libFuzzer harness for qga_line_classify, the parser every line from a

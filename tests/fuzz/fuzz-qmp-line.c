@@ -1,4 +1,4 @@
-/* fuzz-sources: qmpd/qmp.c common/sock.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: qmpd/qmp.c qmpd/jsonl.c common/sock.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: jansson libevent */
 /*
  * libFuzzer harness for qmp_line_classify, the parser every line from QEMU

@@ -11,17 +11,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netlib.sh"
 
-# refused WANT CLI-ARGS...: exit 1 and one line of error that says WANT.
-refused() {
-	local want=$1
-	shift
-	q_status 1 "$@"
-	[ "$(wc -l <"$T/last.err")" = 1 ] ||
-		fail "qdesk $*: not one line: $(cat "$T/last.err")"
-	grep -q -- "$want" "$T/last.err" ||
-		fail "qdesk $*: wanted '$want', got: $(cat "$T/last.err")"
-}
-
 # Only these qdesk bridges exist in the namespace, and only these
 # networks in qmpd.
 only_nets() {
@@ -37,61 +26,61 @@ only_nets() {
 leases() { q --json net show "$1" | jq '.leases | length'; }
 
 start_qmpd
-refused "invalid" net create a --subnet banana
-refused "10.1.0.0/33" net create a --subnet 10.1.0.0/33
-refused "host bits" net create a --subnet 10.1.0.5/24
-refused "/29" net create a --subnet 10.1.0.0/30
-refused "/16" net create a --subnet 10.0.0.0/8
-refused "too long" net create abcdefghijklm --subnet 10.1.0.0/24
-refused "invalid network name" net create Bad! --subnet 10.1.0.0/24
-refused "unknown network mode wifi" net create a --subnet 10.1.0.0/24 \
+q_refused "invalid" net create a --subnet banana
+q_refused "10.1.0.0/33" net create a --subnet 10.1.0.0/33
+q_refused "host bits" net create a --subnet 10.1.0.5/24
+q_refused "/29" net create a --subnet 10.1.0.0/30
+q_refused "/16" net create a --subnet 10.0.0.0/8
+q_refused "too long" net create abcdefghijklm --subnet 10.1.0.0/24
+q_refused "invalid network name" net create Bad! --subnet 10.1.0.0/24
+q_refused "unknown network mode wifi" net create a --subnet 10.1.0.0/24 \
     --mode wifi
-refused "needs an uplink" net create a --subnet 10.1.0.0/24 --mode bridge
-refused "only for bridge mode" net create a --subnet 10.1.0.0/24 \
+q_refused "needs an uplink" net create a --subnet 10.1.0.0/24 --mode bridge
+q_refused "only for bridge mode" net create a --subnet 10.1.0.0/24 \
     --uplink eth0
-refused "no interface named nosuch0" net create a --subnet 10.1.0.0/24 \
+q_refused "no interface named nosuch0" net create a --subnet 10.1.0.0/24 \
     --mode bridge --uplink nosuch0
-refused "loopback" net create a --subnet 10.1.0.0/24 --mode bridge \
+q_refused "loopback" net create a --subnet 10.1.0.0/24 --mode bridge \
     --uplink lo
 only_nets ""
 
 qq net create office --subnet 10.77.0.0/24 >/dev/null
-refused "overlaps network office" net create big --subnet 10.77.0.0/16
-refused "overlaps network office" net create half --subnet 10.77.0.128/25
-refused "already exists" net create office --subnet 10.99.0.0/24
+q_refused "overlaps network office" net create big --subnet 10.77.0.0/16
+q_refused "overlaps network office" net create half --subnet 10.77.0.128/25
+q_refused "already exists" net create office --subnet 10.99.0.0/24
 # The host's own LAN (here a veth in the namespace) is not for desktops;
 # the default route does not count.
 nsx ip link add hostlan type veth peer name hostlan1 &&
 	nsx ip addr add 10.250.0.1/16 dev hostlan && nsx ip link set hostlan1 up &&
 	nsx ip link set hostlan up && nsx ip route add default dev hostlan ||
 	fail "the namespace's LAN"
-refused "subnet 10.250.3.0/24 overlaps the host's route 10.250.0.0/16 on hostlan" \
+q_refused "subnet 10.250.3.0/24 overlaps the host's route 10.250.0.0/16 on hostlan" \
     net create lan --subnet 10.250.3.0/24
-refused "overlaps the host's route 10.250.0.0/16" net create lan --subnet 10.250.0.0/16
-refused "no network named ghost" net show ghost
-refused "no network named ghost" net rm ghost
+q_refused "overlaps the host's route 10.250.0.0/16" net create lan --subnet 10.250.0.0/16
+q_refused "no network named ghost" net show ghost
+q_refused "no network named ghost" net rm ghost
 only_nets office
 
 # VMs on networks that are not there, or on too many.
-refused "no network named ghost" vm create v0 --accel tcg \
+q_refused "no network named ghost" vm create v0 --accel tcg \
     --kernel "$GUESTS/vmlinuz" --net office --net ghost
-refused "at most 8 NICs" vm create v0 --accel tcg --kernel "$GUESTS/vmlinuz" \
+q_refused "at most 8 NICs" vm create v0 --accel tcg --kernel "$GUESTS/vmlinuz" \
     $(for i in $(seq 1 9); do echo --net office; done)
 q_status 1 vm show v0
-[ "$(leases office)" = 0 ] || fail "a refused VM left a lease"
-refused "no VM named ghost" vm nic-add ghost office
+[ "$(leases office)" = 0 ] || fail "a q_refused VM left a lease"
+q_refused "no VM named ghost" vm nic-add ghost office
 guest_create v0
-refused "no network named ghost" vm nic-add v0 ghost
-refused "invalid MAC" vm nic-rm v0 zz:zz
-refused "no NIC with MAC" vm nic-rm v0 52:54:00:00:00:01
+q_refused "no network named ghost" vm nic-add v0 ghost
+q_refused "invalid MAC" vm nic-rm v0 zz:zz
+q_refused "no NIC with MAC" vm nic-rm v0 52:54:00:00:00:01
 
-# A /29 holds five NICs; the sixth VM is refused whole.
+# A /29 holds five NICs; the sixth VM is q_refused whole.
 qq net create tiny --subnet 10.90.0.0/29 >/dev/null
 for i in 1 2 3 4 5; do
 	guest_create v$i tiny
 done
 [ "$(nic_field v5 0 ip)" = 10.90.0.6 ] || fail "v5: $(nic_field v5 0 ip)"
-refused "network tiny is full" vm create v6 --accel tcg \
+q_refused "network tiny is full" vm create v6 --accel tcg \
     --kernel "$GUESTS/vmlinuz" --net tiny
 q_status 1 vm show v6
 [ "$(leases tiny)" = 5 ] || fail "tiny has $(leases tiny) leases, not 5"
@@ -103,8 +92,8 @@ guest_create v6 tiny
 grep -q "10.90.0.4,v6" "$STATE/net/tiny.dhcp-hosts" ||
 	fail "dnsmasq's hosts file lacks v6"
 
-# net rm: refused in use, then complete.
-refused "in use by VMs" net rm tiny
+# net rm: q_refused in use, then complete.
+q_refused "in use by VMs" net rm tiny
 dns=$(q --json net show tiny | jq -r .dhcp)
 for i in 1 2 4 5 6; do
 	qq vm delete v$i >/dev/null
@@ -121,7 +110,7 @@ qq net create lan --subnet 192.168.50.0/24 --mode bridge --uplink up0 >/dev/null
 [ "$(tap_master up0)" = qbrlan ] || fail "up0 not enslaved to qbrlan"
 [ "$(q --json net show lan | jq -r .dhcp)" = null ] ||
 	fail "bridge mode runs a dnsmasq"
-refused "uplink up0 is taken by network lan" net create lan2 \
+q_refused "uplink up0 is taken by network lan" net create lan2 \
     --subnet 192.168.51.0/24 --mode bridge --uplink up0
 guest_create vb lan
 [ "$(nic_field vb 0 ip)" = null ] || fail "bridge mode leased an address"
@@ -133,7 +122,7 @@ only_nets office
 
 # nft fails: no network half-made, no guest running without its rules.
 touch "$T/nft-fail"
-refused "injected by the test" net create broken --subnet 10.55.0.0/24
+q_refused "injected by the test" net create broken --subnet 10.55.0.0/24
 only_nets office
 [ -e "$STATE/net/broken.conf" ] && fail "broken's files were left"
 guest_create f1 office

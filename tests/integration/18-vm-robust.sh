@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Robustness of the VM lifecycle: two VMs on one writable disk file (by
-# any name, a hard link included) are refused at create and at start,
+# any name, a hard link included) are q_refused at create and at start,
 # naming the other VM; SPICE ports that another listener holds are
 # skipped at create and at start; a QEMU whose pidfile is gone is still
 # found and re-attached by a restarted qmpd (a live QEMU is never lost),
@@ -23,28 +23,17 @@ accel=tcg
 q --json status | jq -e '.accels | index("kvm")' >/dev/null && accel=kvm
 tiny=(--accel $accel --memory 32)
 
-# refused WANT CLI-ARGS...: exit 1 and one line of error that says WANT.
-refused() {
-	local want=$1
-	shift
-	q_status 1 "$@"
-	[ "$(wc -l <"$T/last.err")" = 1 ] ||
-		fail "qdesk $*: not one line: $(cat "$T/last.err")"
-	grep -q -- "$want" "$T/last.err" ||
-		fail "qdesk $*: wanted '$want', got: $(cat "$T/last.err")"
-}
-
 # --- one disk file, two VMs.
 disk=$(tiny_disk a)
 qq vm create a "${tiny[@]}" --display none --disk "$disk" >/dev/null
-refused "is already the disk of VM a" vm create b "${tiny[@]}" --disk "$disk"
+q_refused "is already the disk of VM a" vm create b "${tiny[@]}" --disk "$disk"
 ln "$disk" "$T/a-again.img"
-refused "is already the disk of VM a" vm create b "${tiny[@]}" --disk "$T/a-again.img"
+q_refused "is already the disk of VM a" vm create b "${tiny[@]}" --disk "$T/a-again.img"
 q_status 1 vm show b
 qq vm create b "${tiny[@]}" --display none --disk "$(tiny_disk b)" >/dev/null
 rm "$T/b.img"
 ln "$disk" "$T/b.img"
-refused "is already the disk of VM a" vm start b
+q_refused "is already the disk of VM a" vm start b
 [ "$(vm_field b state)" = stopped ] || fail "b is $(vm_field b state)"
 rm "$T/b.img"
 cp "$GUESTS/boot.img" "$T/b.img"

@@ -15,21 +15,6 @@ jcheck() {
 	[ -n "$in" ] && jq -e "$@" <<<"$in" >/dev/null
 }
 
-# A raw request as root (admin), for commands the CLI does not map.
-req() {
-	/usr/bin/python3 - "$QDESK_SOCKET" "$1" "$2" <<'EOF'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-f.readline()
-f.write(json.dumps({"id": 1, "cmd": sys.argv[2],
-    "args": json.loads(sys.argv[3])}) + "\n")
-f.flush()
-print(f.readline().strip())
-EOF
-}
-
 # Departments, one under another.
 qq dept add sales >/dev/null
 qq dept add emea --parent sales >/dev/null
@@ -76,22 +61,22 @@ grep -qa '\$y\$' "$STATE/db/data.mdb" || fail "no yescrypt hash stored"
 grep -qa 'S3cret pass' "$STATE/db/data.mdb" && fail "plain password stored"
 
 # user.auth (as admin here; the broker test does it as the broker).
-req user.auth '{"login":"alice","password":"S3cret pass"}' |
+q_req user.auth '{"login":"alice","password":"S3cret pass"}' |
 	jcheck '.return.login == "alice" and .return.dept == "emea"' >/dev/null ||
 	fail "alice cannot log in"
-req user.auth '{"login":"alice","password":"wrong"}' |
+q_req user.auth '{"login":"alice","password":"wrong"}' |
 	jcheck '.error.class == "AuthFailed"' >/dev/null ||
 	fail "a wrong password was not AuthFailed"
-req user.auth '{"login":"bob","password":"anything"}' |
+q_req user.auth '{"login":"bob","password":"anything"}' |
 	jcheck '.error.desc == "invalid login or password"' >/dev/null ||
 	fail "bob without a password got in, or another message"
 
 # passwd: the old password stops working, the new one works.
 qq user passwd alice --password-stdin <<<'N3w pass' >/dev/null
-req user.auth '{"login":"alice","password":"S3cret pass"}' |
+q_req user.auth '{"login":"alice","password":"S3cret pass"}' |
 	jcheck '.error.class == "AuthFailed"' >/dev/null ||
 	fail "the old password still works"
-req user.auth '{"login":"alice","password":"N3w pass"}' |
+q_req user.auth '{"login":"alice","password":"N3w pass"}' |
 	jcheck '.return.login == "alice"' >/dev/null ||
 	fail "the new password does not work"
 q_status 2 user passwd alice </dev/null
@@ -102,12 +87,12 @@ grep -q "no user named nobody" "$T/last.err" || fail "passwd of nobody"
 qq user disable alice >/dev/null
 [ "$(q --json user list | jq '.users[] | select(.login=="alice") | .disabled')" = true ] ||
 	fail "alice is not shown disabled"
-r=$(req user.auth '{"login":"alice","password":"N3w pass"}')
+r=$(q_req user.auth '{"login":"alice","password":"N3w pass"}')
 jcheck '.error.class == "AuthFailed" and
     .error.desc == "invalid login or password"' <<<"$r" >/dev/null ||
 	fail "a disabled user got in: $r"
 qq user enable alice >/dev/null
-req user.auth '{"login":"alice","password":"N3w pass"}' |
+q_req user.auth '{"login":"alice","password":"N3w pass"}' |
 	jcheck '.return.login == "alice"' >/dev/null ||
 	fail "alice cannot log in once enabled"
 q --json user list | jcheck '.users[] | select(.login=="alice") |

@@ -26,26 +26,11 @@ wait_console d1 "QDESK TINY GUEST UP" 60
 start_gateway
 xvfb_start
 
-# One broker command as root (an admin may call them); prints the reply.
-req() {
-	/usr/bin/python3 - "$QDESK_SOCKET" "$1" "$2" <<'EOF'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-f.readline()
-f.write(json.dumps({"id": 1, "cmd": sys.argv[2],
-    "args": json.loads(sys.argv[3])}) + "\n")
-f.flush()
-print(f.readline().strip())
-EOF
-}
-
 # spice_hold USER VM NAME: a console ticket for USER, linked and held by
 # spice-probe in the background; its pid in PROBE_PID, ticket in $T/NAME.
 spice_hold() {
 	local r
-	r=$(req desktop.console "{\"login\":\"$1\",\"vm\":\"$2\",\"expires\":60}")
+	r=$(q_req desktop.console "{\"login\":\"$1\",\"vm\":\"$2\",\"expires\":60}")
 	jq -e .return.password <<<"$r" >/dev/null || fail "desktop.console: $r"
 	jq -r .return.ca <<<"$r" | sed '/^$/d' >"$T/$3.ca"
 	jq -r .return.password <<<"$r" >"$T/$3.pw"
@@ -158,7 +143,7 @@ q --json session list --vm d2 | jq -e '.sessions[0] | .user == "bob" and
 # user rm (she must have no desktop first; unassigning revoked already).
 qq desktop unassign d1 >/dev/null
 qq user rm alice >/dev/null
-r=$(req desktop.revoked '{"login":"alice","since":0}')
+r=$(q_req desktop.revoked '{"login":"alice","since":0}')
 jq -e '.return.revoked == true' <<<"$r" >/dev/null || fail "desktop.revoked: $r"
 q --json session list >/dev/null || fail "session list"
 grep -q "sessions of alice revoked: user removed" "$QMPD_LOG" ||

@@ -8,19 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/broker-lib.sh"
 
-PLAYWRIGHT_VERSION=1.65.1
-NODE_DIR=$top/build/portal-test
-
-command -v chromium >/dev/null || skip "no chromium (apt-get install chromium)"
-command -v node >/dev/null && command -v npm >/dev/null ||
-	skip "no node/npm to drive chromium"
-if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
-	mkdir -p "$NODE_DIR"
-	log "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
-	npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent \
-	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
-		skip "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
-fi
+need_playwright skip
 cp "$top/tests/lib/portal.mjs" "$NODE_DIR/portal.mjs"
 
 start_qmpd --broker-user "$BROKER_USER"

@@ -15,21 +15,6 @@ for g in efi.img efi-signed.img; do
 	[ -f "$GUESTS/$g" ] || fail "$GUESTS/$g missing: scripts/mkguest"
 done
 
-# The number of times pattern is on vm's console.
-console_count() { grep -a -c "$2" "$STATE/vms/$1/serial.log" 2>/dev/null; }
-
-# Wait until the n-th READY of vm, and its shell prompt after it.
-wait_ready() { # VM N
-	local _
-	for _ in $(seq 1 1800); do
-		[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] && break
-		sleep 0.1
-	done
-	[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] ||
-		fail "$1: READY #$2 not on the console after 180 s: $(tail -c 400 "$STATE/vms/$1/serial.log" | tr -d '\r')"
-	sleep 1
-}
-
 # Type cmd on vm's shell and wait for a line starting with tag.
 guest_run() { # VM TAG CMD
 	local _

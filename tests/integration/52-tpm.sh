@@ -12,19 +12,6 @@
 	fail "swtpm missing: apt-get install swtpm swtpm-tools (scripts/setup)"
 [ -f "$GUESTS/efi.img" ] || fail "$GUESTS/efi.img missing: scripts/mkguest"
 
-console_count() { grep -a -c "$2" "$STATE/vms/$1/serial.log" 2>/dev/null; }
-
-wait_ready() { # VM N: the n-th READY on VM's console
-	local _
-	for _ in $(seq 1 1800); do
-		[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] && break
-		sleep 0.1
-	done
-	[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] ||
-		fail "$1: READY #$2 not on the console after 180 s: $(tail -c 400 "$STATE/vms/$1/serial.log" | tr -d '\r')"
-	sleep 1
-}
-
 # Type cmd on vm's shell; the value of the first line "TAG=..." it prints.
 guest_run() { # VM TAG CMD
 	local _

@@ -77,7 +77,7 @@ refused "heads must be 1 to 4, not 5" --heads 5
 refused "usbredir must be 0 to 8, not 9" --usbredir 9
 refused "video vga has one head" --video vga --heads 2
 refused "video must be vga, qxl or virtio" --video cirrus
-refused "audio plays over SPICE" --display none --audio
+refused "usbredir channels are SPICE channels" --display none --usbredir 1
 refused "os must be generic, linux, windows10 or windows11" --os dos
 refused "firmware uefi-secure needs machine q35" --os windows11 --machine pc
 q vm show bad >/dev/null 2>&1 && fail "a refused VM exists"

@@ -11,13 +11,7 @@
 # a clear error within its deadline, then works again once they return.
 . "$(dirname "$0")/lib.sh"
 
-for t in etcd etcdctl ip; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
-[ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
-# QDESK_ETCD_DRIVE runs another build of it (e.g. with ASan).
-DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
-[ -x "$DRIVE" ] || fail "no $DRIVE: build first"
+etcd_drive_need etcd etcdctl ip
 
 NS=qdt-etcd-$$
 ETCD_DIR=$T/etcd

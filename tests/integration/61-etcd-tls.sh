@@ -6,13 +6,7 @@
 # not trust the server's CA refuses it, with the TLS reason in the error.
 . "$(dirname "$0")/lib.sh"
 
-for t in etcd openssl ip; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
-[ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
-# QDESK_ETCD_DRIVE runs another build of it (e.g. with ASan).
-DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
-[ -x "$DRIVE" ] || fail "no $DRIVE: build first"
+etcd_drive_need etcd openssl ip
 
 NS=qdt-etcdtls-$$
 ETCD_PID=

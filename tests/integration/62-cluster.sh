@@ -90,6 +90,19 @@ subnet=${h1_ADDR%.*}
 ip -o addr | grep -q " $subnet\." && fail "an address of $subnet.0/24 on the host"
 log "up 3: env, qmpds, etcd from each namespace: ok"
 
+# The cluster CA, a certificate per host, and the broker with its portal.
+[ -f "$CA/ca.pem" ] && [ -f "$ADMIN_CERT/cert.pem" ] || fail "no CA or admin cert: CA=$CA"
+for h in $HOSTS; do
+	c=${h}_CERT
+	openssl x509 -in "${!c}/cert.pem" -noout -subject | grep -q "CN = host:$h" ||
+		fail "$h: no host certificate in ${!c}"
+done
+code=$(ip netns exec "$ETCD_NETNS" curl -sk -o /dev/null -w '%{http_code}' "$PORTAL/") ||
+	fail "the portal $PORTAL does not answer"
+[ "$code" = 200 ] || fail "the portal $PORTAL answered $code"
+[ -d "$BROKER_STATE" ] || fail "BROKER_STATE=$BROKER_STATE"
+log "up 3: cluster CA, host certificates, the broker's portal: ok"
+
 out=$("$CLUSTER" status 2>&1) || fail "cluster status: $out"
 for h in $HOSTS; do
 	echo "$out" | grep -q "^== $h " || fail "status does not show $h: $out"

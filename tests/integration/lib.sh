@@ -55,6 +55,46 @@ q_status() {
 		fail "qdesk $*: exit $got, wanted $want: $(cat "$T/last.err")"
 }
 
+# q_refused WANT CLI-ARGS...: exit 1 and one line of error that says WANT.
+q_refused() {
+	local want=$1
+	shift
+	q_status 1 "$@"
+	[ "$(wc -l <"$T/last.err")" = 1 ] ||
+		fail "qdesk $*: not one line: $(cat "$T/last.err")"
+	grep -q -- "$want" "$T/last.err" ||
+		fail "qdesk $*: wanted '$want', got: $(cat "$T/last.err")"
+}
+
+# q_req CMD ARGS-JSON: one raw request as root (admin), for commands the
+# CLI does not map; prints the reply line.
+q_req() {
+	/usr/bin/python3 - "$QDESK_SOCKET" "$1" "$2" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+f.write(json.dumps({"id": 1, "cmd": sys.argv[2],
+    "args": json.loads(sys.argv[3])}) + "\n")
+f.flush()
+print(f.readline().strip())
+EOF
+}
+
+# etcd_drive_need TOOL...: the etcd tests' tools, root (for a network
+# namespace) and build/cluster/etcd-drive in DRIVE (QDESK_ETCD_DRIVE runs
+# another build of it, e.g. with ASan).
+etcd_drive_need() {
+	local t
+	for t in "$@"; do
+		command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
+	done
+	[ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
+	DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
+	[ -x "$DRIVE" ] || fail "no $DRIVE: build first"
+}
+
 start_qmpd() {
 	"$QMPD" -f -v --state-dir "$STATE" "$@" >>"$QMPD_LOG" 2>&1 &
 	QMPD_PID=$!
@@ -110,6 +150,22 @@ wait_console() {
 serial_send() {
 	local vm=$1 line=$2
 	printf '%s\n' "$line" | socat -t1 - "UNIX-CONNECT:$STATE/vms/$vm/serial.sock" >/dev/null 2>&1
+}
+
+# The number of times pattern is on VM's console.
+console_count() { grep -a -c "$2" "$STATE/vms/$1/serial.log" 2>/dev/null; }
+
+# Wait until the n-th "QDESK GUEST READY" of VM, and its shell prompt
+# after it (a guest that reboots prints one READY per boot).
+wait_ready() { # VM N
+	local _
+	for _ in $(seq 1 1800); do
+		[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] && break
+		sleep 0.1
+	done
+	[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] ||
+		fail "$1: READY #$2 not on the console after 180 s: $(tail -c 400 "$STATE/vms/$1/serial.log" | tr -d '\r')"
+	sleep 1
 }
 
 cleanup() {

@@ -148,3 +148,21 @@ xf() {
 	HOME=$T timeout 120 xfreerdp "$@" /cert:ignore +auth-only \
 	    >"$T/xf.log" 2>&1
 }
+
+# need_playwright skip|fail: chromium, node and playwright-core (installed
+# once into build/portal-test, NODE_DIR) to drive it, or skip or fail.
+PLAYWRIGHT_VERSION=1.65.1
+NODE_DIR=$top/build/portal-test
+need_playwright() {
+	local verdict=$1
+	command -v chromium >/dev/null ||
+		$verdict "no chromium (apt-get install chromium)"
+	command -v node >/dev/null && command -v npm >/dev/null ||
+		$verdict "no node/npm to drive chromium"
+	[ -f "$NODE_DIR/node_modules/playwright-core/package.json" ] && return 0
+	mkdir -p "$NODE_DIR"
+	log "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
+	npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent \
+	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
+		$verdict "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
+}

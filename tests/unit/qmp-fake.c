@@ -31,15 +31,6 @@ tick_cb(evutil_socket_t fd, short ev, void *arg)
 {
 }
 
-double
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec * 1e3 + ts.tv_nsec / 1e6);
-}
-
 /* Run the loop until *flag is set or ms pass; 1 if the flag was set. */
 int
 run_until(struct t *t, int *flag, int ms)
@@ -65,17 +56,7 @@ run_for(struct t *t, int ms)
 void
 peer_write(struct peer *p, const char *s)
 {
-	size_t	 len = strlen(s), off = 0;
-	ssize_t	 n;
-
-	while (off < len) {
-		n = write(p->fd, s + off, len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			return;
-		off += n;
-	}
+	fd_write_all(p->fd, s, strlen(s));
 }
 
 void

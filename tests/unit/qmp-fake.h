@@ -6,6 +6,8 @@
 #ifndef QMP_FAKE_H
 #define QMP_FAKE_H
 
+#include "fake-io.h"
+
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "	\
 	"\"minor\": 2, \"major\": 7}, \"package\": \"Debian 1:7.2\"}, "	\
 	"\"capabilities\": [\"oob\"]}}\r\n"
@@ -76,7 +78,6 @@ extern const struct qmp_callbacks t_callbacks;
 	"\"data\": {\"guest\": true, \"reason\": \"guest-shutdown\"}}\r\n"
 
 void	tick_cb(evutil_socket_t fd, short ev, void *arg);
-double	now_ms(void);
 int	run_until(struct t *t, int *flag, int ms);
 void	run_for(struct t *t, int ms);
 void	peer_write(struct peer *p, const char *s);

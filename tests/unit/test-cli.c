@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "check.h"
 #include "compat.h"
 #include "qdesk.h"
@@ -355,7 +356,7 @@ decodes(const char *in, const char *want)
 	unsigned char	out[64];
 	ssize_t		n;
 
-	n = base64_decode(in, strlen(in), out, sizeof out);
+	n = base64_decode(in, strlen(in), out, sizeof out, BASE64_SPACE);
 	if (want == NULL)
 		return (n == -1);
 	return (n == (ssize_t)strlen(want) && memcmp(out, want, n) == 0);
@@ -392,16 +393,18 @@ test_base64(void)
 	for (len = 0; len < 7; len++) {
 		len2 = encode(bytes, len, text);
 		out = malloc(base64_decoded_max(len2));
-		n = base64_decode(text, len2, out, base64_decoded_max(len2));
+		n = base64_decode(text, len2, out, base64_decoded_max(len2),
+		    BASE64_SPACE);
 		CHECK(n == (ssize_t)len && memcmp(out, bytes, len) == 0);
 		free(out);
 	}
 	len2 = encode(bytes, sizeof bytes, text);
 	out = malloc(base64_decoded_max(len2));
-	n = base64_decode(text, len2, out, base64_decoded_max(len2));
+	n = base64_decode(text, len2, out, base64_decoded_max(len2),
+		    BASE64_SPACE);
 	CHECK(n == sizeof bytes && memcmp(out, bytes, sizeof bytes) == 0);
 	/* An out buffer that is too small is refused, not overrun. */
-	CHECK(base64_decode(text, len2, out, 10) == -1);
+	CHECK(base64_decode(text, len2, out, 10, BASE64_SPACE) == -1);
 	free(out);
 }
 

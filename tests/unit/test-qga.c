@@ -20,6 +20,7 @@
 
 #include "check.h"
 #include "compat.h"
+#include "fake-io.h"
 #include "log.h"
 #include "qga.h"
 
@@ -58,15 +59,6 @@ struct t {
 	char		 cause[256];
 };
 
-static double
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec * 1e3 + ts.tv_nsec / 1e6);
-}
-
 /* Run the loop until *flag reaches want or ms pass; 1 if it did. */
 static int
 run_until(struct t *t, int *flag, int want, int ms)
@@ -85,17 +77,7 @@ run_until(struct t *t, int *flag, int want, int ms)
 static void
 peer_write(struct peer *p, const char *s, size_t len)
 {
-	size_t	 off = 0;
-	ssize_t	 n;
-
-	while (off < len) {
-		n = write(p->fd, s + off, len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			return;
-		off += n;
-	}
+	fd_write_all(p->fd, s, len);
 }
 
 static void

@@ -18,6 +18,7 @@
 #include "check.h"
 #include "compat.h"
 #include "rdp.h"
+#include "rdp-chan.h"
 #include "rdp-int.h"
 
 /* rdp_file_build refuses these, with a cause. */
@@ -345,9 +346,67 @@ test_rfb(void)
 	rdp_rfb_free(rfb);
 }
 
+/* Clipboard conversions and the extended clipboard (rdp-clip.c). */
+static void
+test_clip(void)
+{
+	/* "a€\r\nb😀" as RDP sends it, then a NUL and junk after it. */
+	static const unsigned char u16[] = { 'a', 0, 0xac, 0x20, '\r', 0,
+	    '\n', 0, 'b', 0, 0x3d, 0xd8, 0x00, 0xde, 0, 0, 'x', 0 };
+	const char	*want = "a\xe2\x82\xac\nb\xf0\x9f\x98\x80";
+	unsigned char	*w, *msg, bad[] = { 0x00, 0xd8, 'z', 0 };
+	char		*u8, *text, *cause = NULL;
+	size_t		 n, wn, tlen;
+	uint32_t	 flags;
+
+	u8 = rdp_clip_utf16_to_utf8(u16, sizeof u16, &n);
+	CHECK(u8 != NULL && n == strlen(want) && strcmp(u8, want) == 0);
+	/* Back: LF becomes CRLF again, NUL-terminated. */
+	w = rdp_clip_utf8_to_utf16(u8, n, &wn);
+	CHECK(wn == 16 && memcmp(w, u16, 16) == 0);
+	free(w);
+	free(u8);
+	/* A lone high surrogate is U+FFFD, not a crash or a drop. */
+	u8 = rdp_clip_utf16_to_utf8(bad, sizeof bad, &n);
+	CHECK(u8 != NULL && strcmp(u8, "\xef\xbf\xbdz") == 0);
+	free(u8);
+	/* Latin-1 both ways; what Latin-1 lacks becomes '?'. */
+	u8 = rdp_clip_latin1_to_utf8((const unsigned char *)"caf\xe9", 4, &n);
+	CHECK(strcmp(u8, "caf\xc3\xa9") == 0 && n == 5);
+	free(u8);
+	u8 = rdp_clip_utf8_to_latin1("\xc3\xa9\xe2\x82\xac", 5, &n);
+	CHECK(n == 2 && strcmp(u8, "\xe9?") == 0);
+	free(u8);
+
+	/* PROVIDE round trip: ClientCutText, negative length, flags. */
+	msg = rdp_clip_ext_build(RDP_CLIP_EXT_PROVIDE | RDP_CLIP_EXT_TEXT,
+	    want, strlen(want), &n);
+	CHECK(msg[0] == 6 && n > 12);
+	CHECK((int32_t)((uint32_t)msg[4] << 24 | msg[5] << 16 | msg[6] << 8 |
+	    msg[7]) == -(int32_t)(n - 8));
+	CHECK(rdp_clip_ext_parse(msg + 8, n - 8, &flags, &text, &tlen,
+	    &cause) == 0);
+	CHECK(flags == (RDP_CLIP_EXT_PROVIDE | RDP_CLIP_EXT_TEXT));
+	CHECK(text != NULL && tlen == strlen(want) && strcmp(text, want) == 0);
+	free(text);
+	free(msg);
+	/* Caps name PROVIDE too but carry no data; garbage zlib fails. */
+	msg = rdp_clip_ext_build(RDP_CLIP_EXT_CAPS | RDP_CLIP_EXT_PROVIDE |
+	    RDP_CLIP_EXT_TEXT, NULL, 0, &n);
+	CHECK(n == 16);
+	CHECK(rdp_clip_ext_parse(msg + 8, n - 8, &flags, &text, &tlen,
+	    &cause) == 0 && text == NULL);
+	msg[8] = 0x10;	/* PROVIDE without CAPS: the limit is not zlib */
+	CHECK(rdp_clip_ext_parse(msg + 8, n - 8, &flags, &text, &tlen,
+	    &cause) == -1 && cause != NULL);
+	free(cause);
+	free(msg);
+}
+
 int
 main(void)
 {
+	test_clip();
 	test_file();
 	test_login();
 	test_input();

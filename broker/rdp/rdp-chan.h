@@ -1,0 +1,87 @@
+/*
+ * The RDP gateway's static virtual channels (issue 12), on the session's
+ * FreeRDP channel manager (rdp-peer.c owns it; rdp-chan.c), the clipboard (rdp-clip.c: cliprdr
+ * <-> QEMU's clipboard through its VNC server) and sound (rdp-sound.c:
+ * QEMU's VNC audio capture -> rdpsnd). All of it runs on the session
+ * thread, polled with the rest: no channel thread, no lock, and no wait
+ * for the client or QEMU (each request is a state with a deadline).
+ */
+#ifndef QDESK_RDP_CHAN_H
+#define QDESK_RDP_CHAN_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <freerdp/peer.h>
+
+struct rdp_rfb;
+
+/*
+ * Clipboard texts are capped at 1 MiB of UTF-8 either way: QEMU's own
+ * limit (its VNC server inflates at most 1 MiB, its vdagent buffers 1
+ * MiB). A longer text is not passed on (logged), never cut short.
+ */
+#define RDP_CLIP_MAX		(1024 * 1024)
+#define RDP_CLIP_WIRE_MAX	(RDP_CLIP_MAX + 4096)	/* a VNC cut message */
+#define RDP_CLIP_WAIT_MS	5000	/* for QEMU's or the client's data */
+
+/* VNC's extended clipboard (pseudo-encoding 0xC0A1E5CE) flags. */
+#define RDP_CLIP_EXT_TEXT	(1U << 0)
+#define RDP_CLIP_EXT_CAPS	(1U << 24)
+#define RDP_CLIP_EXT_REQUEST	(1U << 25)
+#define RDP_CLIP_EXT_PEEK	(1U << 26)
+#define RDP_CLIP_EXT_NOTIFY	(1U << 27)
+#define RDP_CLIP_EXT_PROVIDE	(1U << 28)
+
+/* rdp-clip.c, pure: conversions and VNC messages (fuzz-rdp-clip). */
+char	*rdp_clip_utf16_to_utf8(const unsigned char *, size_t, size_t *);
+unsigned char *rdp_clip_utf8_to_utf16(const char *, size_t, size_t *);
+char	*rdp_clip_latin1_to_utf8(const unsigned char *, size_t, size_t *);
+char	*rdp_clip_utf8_to_latin1(const char *, size_t, size_t *);
+int	 rdp_clip_ext_parse(const unsigned char *, size_t, uint32_t *flags,
+	    char **text, size_t *textlen, char **cause);
+unsigned char *rdp_clip_ext_build(uint32_t flags, const char *text,
+	    size_t textlen, size_t *outlen);
+
+/* rdp-clip.c: the session's clipboard. */
+struct rdp_clip;
+struct rdp_clip	*rdp_clip_create(void);
+void	 rdp_clip_free(struct rdp_clip *);
+int	 rdp_clip_open(struct rdp_clip *, HANDLE vcm, rdpContext *);
+int	 rdp_clip_fd(struct rdp_clip *);
+int	 rdp_clip_check(struct rdp_clip *, struct rdp_rfb *, char **cause);
+void	 rdp_clip_vnc_cut(struct rdp_clip *, struct rdp_rfb *, int ext,
+	    const unsigned char *, size_t);
+void	 rdp_clip_log(struct rdp_clip *, const char *who);
+
+/*
+ * rdp-sound.c: QEMU's audio pseudo-encoding (-259) and client message
+ * 255/1, and the session's sound (rdpsnd). PCM only, as QEMU captures
+ * it: S16LE, 2 channels, 44100 Hz; a client offering no such PCM format
+ * gets no sound.
+ */
+#define RDP_SOUND_RATE		44100
+#define RDP_SOUND_CHANNELS	2
+#define RDP_SOUND_DATA_MAX	(1024 * 1024)	/* one VNC audio message */
+struct rdp_sound;
+struct rdp_sound *rdp_sound_create(void);
+void	 rdp_sound_free(struct rdp_sound *);
+int	 rdp_sound_open(struct rdp_sound *, HANDLE vcm, rdpContext *);
+int	 rdp_sound_fd(struct rdp_sound *);
+int	 rdp_sound_check(struct rdp_sound *, struct rdp_rfb *, char **cause);
+int	 rdp_sound_vnc_start(struct rdp_rfb *);
+void	 rdp_sound_vnc(struct rdp_sound *, int op, const unsigned char *,
+	    size_t);
+void	 rdp_sound_log(struct rdp_sound *, const char *who);
+
+/* rdp-chan.c: the channels on the session's channel manager. */
+struct rdp_chan;
+struct rdp_chan	*rdp_chan_create(freerdp_peer *, HANDLE vcm);
+void	 rdp_chan_free(struct rdp_chan *);
+void	 rdp_chan_attach(struct rdp_chan *, struct rdp_rfb *, int sound);
+int	 rdp_chan_pollfds(struct rdp_chan *, struct pollfd *, int max);
+void	 rdp_chan_check(struct rdp_chan *, int activated);
+void	 rdp_chan_log(struct rdp_chan *, const char *who);
+
+#endif

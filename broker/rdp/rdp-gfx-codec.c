@@ -1,0 +1,335 @@
+/*
+ * The graphics pipeline's encoders: damaged rectangles of the guest's
+ * framebuffer to RDPGFX surface commands, through FreeRDP 2's codecs.
+ *
+ *   AVC420       H.264: rdp-gfx-avc.c (libavcodec, x264 "superfast")
+ *                when built with libavcodec, else FreeRDP's encoder
+ *                (x264 "medium", ~5x the CPU). A frame is the
+ *                whole surface (the client decodes whole frames), but the
+ *                metablock lists only the damaged rectangles, so the client
+ *                copies only those, and x264 codes the unchanged
+ *                macroblocks as skips.
+ *   progressive  RemoteFX progressive: the 64x64 tiles that the damage
+ *                touches, in one message (lossy, RLGR).
+ *   planar       RDP 6.0 planar (lossless) 64x64 tiles: small changes
+ *                (typing, a cursor) and the refinement that makes the
+ *                lossy codecs' text sharp once motion stops.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <freerdp/freerdp.h>
+#include <freerdp/codec/color.h>
+#include <freerdp/codec/h264.h>
+#include <freerdp/codec/planar.h>
+#include <freerdp/codec/progressive.h>
+#include <freerdp/codec/region.h>
+
+#include "log.h"
+#include "rdp-gfx.h"
+#include "xmalloc.h"
+
+#define RDP_GFX_PLANAR_BUF	(RDP_GFX_TILE * RDP_GFX_TILE * 4 + 256)
+
+struct rdp_gfx_codec {
+	int			 id;
+	int			 width;
+	int			 height;
+	H264_CONTEXT		*h264;		/* FreeRDP's encoder, or */
+	struct rdp_gfx_avc	*avc;		/* ours */
+	PROGRESSIVE_CONTEXT	*progressive;
+	BITMAP_PLANAR_CONTEXT	*planar;
+	unsigned char		*planarbuf;
+	uint32_t		*flipped;	/* one tile, rows reversed */
+};
+
+const char *
+rdp_gfx_codec_name(int id)
+{
+	switch (id) {
+	case RDP_GFX_AVC420:
+		return ("avc420");
+	case RDP_GFX_PROGRESSIVE:
+		return ("progressive");
+	default:
+		return ("planar");
+	}
+}
+
+/*
+ * Encoders for a width x height surface: planar always (refinement), and
+ * the lossy one that id names. NULL when FreeRDP cannot make them (an
+ * H.264 encoder missing from its build, say).
+ */
+struct rdp_gfx_codec *
+rdp_gfx_codec_create(int id, int width, int height)
+{
+	struct rdp_gfx_codec	*c;
+
+	c = xcalloc(1, sizeof *c);
+	c->id = id;
+	c->width = width;
+	c->height = height;
+	c->planar = freerdp_bitmap_planar_context_new(PLANAR_FORMAT_HEADER_RLE |
+	    PLANAR_FORMAT_HEADER_NA, RDP_GFX_TILE, RDP_GFX_TILE);
+	if (c->planar == NULL)
+		goto fail;
+	c->planarbuf = xmalloc(RDP_GFX_PLANAR_BUF);
+	c->flipped = xmalloc(RDP_GFX_TILE * RDP_GFX_TILE * sizeof *c->flipped);
+	switch (id) {
+	case RDP_GFX_AVC420:
+#ifdef RDP_GFX_LIBAVCODEC
+		if ((c->avc = rdp_gfx_avc_create(width, height,
+		    RDP_GFX_AVC_BITRATE, RDP_GFX_AVC_FPS)) != NULL)
+			break;
+#endif
+		if ((c->h264 = h264_context_new(TRUE)) == NULL)
+			goto fail;
+		c->h264->RateControlMode = H264_RATECONTROL_VBR;
+		c->h264->BitRate = RDP_GFX_AVC_BITRATE;
+		c->h264->FrameRate = RDP_GFX_AVC_FPS;
+		if (!h264_context_reset(c->h264, width, height))
+			goto fail;
+		break;
+	case RDP_GFX_PROGRESSIVE:
+		if ((c->progressive = progressive_context_new(TRUE)) == NULL)
+			goto fail;
+		break;
+	}
+	return (c);
+fail:
+	rdp_gfx_codec_free(c);
+	return (NULL);
+}
+
+void
+rdp_gfx_codec_free(struct rdp_gfx_codec *c)
+{
+	if (c == NULL)
+		return;
+	if (c->h264 != NULL)
+		h264_context_free(c->h264);
+#ifdef RDP_GFX_LIBAVCODEC
+	rdp_gfx_avc_free(c->avc);
+#endif
+	if (c->progressive != NULL)
+		progressive_context_free(c->progressive);
+	if (c->planar != NULL)
+		freerdp_bitmap_planar_context_free(c->planar);
+	free(c->planarbuf);
+	free(c->flipped);
+	free(c);
+}
+
+/* A surface command for surface 0 over x, y, w, h (right/bottom exclusive). */
+static void
+rdp_gfx_codec_cmd(RDPGFX_SURFACE_COMMAND *cmd, UINT32 codec, int x, int y,
+    int w, int h)
+{
+	memset(cmd, 0, sizeof *cmd);
+	cmd->surfaceId = 0;
+	cmd->codecId = codec;
+	cmd->format = PIXEL_FORMAT_BGRX32;
+	cmd->left = x;
+	cmd->top = y;
+	cmd->right = x + w;
+	cmd->bottom = y + h;
+	cmd->width = w;
+	cmd->height = h;
+}
+
+/* Clip rects to the image, as RECTANGLE_16s; returns how many are left. */
+static int
+rdp_gfx_codec_clip(const struct rdp_gfx_image *img,
+    const struct rdp_rect *rects, int n, RECTANGLE_16 *out)
+{
+	int	i, k, x0, y0, x1, y1;
+
+	for (i = k = 0; i < n; i++) {
+		x0 = rects[i].x < 0 ? 0 : rects[i].x;
+		y0 = rects[i].y < 0 ? 0 : rects[i].y;
+		x1 = rects[i].x + rects[i].w;
+		y1 = rects[i].y + rects[i].h;
+		if (x1 > img->width)
+			x1 = img->width;
+		if (y1 > img->height)
+			y1 = img->height;
+		if (x1 <= x0 || y1 <= y0)
+			continue;
+		out[k].left = x0;
+		out[k].top = y0;
+		out[k].right = x1;
+		out[k].bottom = y1;
+		k++;
+	}
+	return (k);
+}
+
+/* One H.264 frame of the whole surface; the damage in its metablock. */
+static int
+rdp_gfx_codec_avc420(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
+    const struct rdp_rect *rects, int n, rdp_gfx_emit emit, void *arg,
+    uint64_t *bytes)
+{
+	RDPGFX_SURFACE_COMMAND		 cmd;
+	RDPGFX_AVC420_BITMAP_STREAM	 avc;
+	RDPGFX_H264_QUANT_QUALITY	*qq;
+	RECTANGLE_16			*rr;
+	BYTE				*data = NULL;
+	UINT32				 len = 0;
+	int				 i, k, rc = -1;
+
+	rr = xcalloc(n, sizeof *rr);
+	qq = xcalloc(n, sizeof *qq);
+	if ((k = rdp_gfx_codec_clip(img, rects, n, rr)) == 0) {
+		rc = 0;
+		goto out;
+	}
+#ifdef RDP_GFX_LIBAVCODEC
+	if (c->avc != NULL) {
+		if (rdp_gfx_avc_encode(c->avc, img->fb, img->stride, img->width,
+		    img->height, &data, &len) != 0)
+			data = NULL;
+	} else
+#endif
+	if (avc420_compress(c->h264, (const BYTE *)img->fb,
+	    PIXEL_FORMAT_BGRX32, img->stride * 4, img->width, img->height,
+	    &data, &len) < 0)
+		data = NULL;
+	if (data == NULL) {
+		log_warnx("RDP: H.264 encoding failed");
+		goto out;
+	}
+	for (i = 0; i < k; i++) {
+		qq[i].qp = 22;
+		qq[i].qpVal = 22;
+		qq[i].qualityVal = 100;
+	}
+	memset(&avc, 0, sizeof avc);
+	avc.meta.numRegionRects = k;
+	avc.meta.regionRects = rr;
+	avc.meta.quantQualityVals = qq;
+	avc.data = data;
+	avc.length = len;
+	rdp_gfx_codec_cmd(&cmd, RDPGFX_CODECID_AVC420, 0, 0, img->width,
+	    img->height);
+	cmd.extra = &avc;
+	*bytes += len;
+	rc = emit(arg, &cmd);
+out:
+	free(rr);
+	free(qq);
+	return (rc);
+}
+
+/* The damaged tiles as one RemoteFX progressive message. */
+static int
+rdp_gfx_codec_progressive(struct rdp_gfx_codec *c,
+    const struct rdp_gfx_image *img, const struct rdp_rect *rects, int n,
+    rdp_gfx_emit emit, void *arg, uint64_t *bytes)
+{
+	RDPGFX_SURFACE_COMMAND	 cmd;
+	REGION16		 region;
+	RECTANGLE_16		*rr;
+	BYTE			*data = NULL;
+	UINT32			 len = 0;
+	int			 i, k, rc = -1;
+
+	rr = xcalloc(n, sizeof *rr);
+	region16_init(&region);
+	if ((k = rdp_gfx_codec_clip(img, rects, n, rr)) == 0) {
+		rc = 0;
+		goto out;
+	}
+	for (i = 0; i < k; i++)
+		region16_union_rect(&region, &region, &rr[i]);
+	if (progressive_compress_ex(c->progressive, (const BYTE *)img->fb,
+	    img->stride * 4 * img->height, PIXEL_FORMAT_BGRX32, img->width,
+	    img->height, img->stride * 4, &region, &data, &len) < 0 ||
+	    data == NULL) {
+		log_warnx("RDP: progressive encoding failed");
+		goto out;
+	}
+	rdp_gfx_codec_cmd(&cmd, RDPGFX_CODECID_CAPROGRESSIVE, 0, 0,
+	    img->width, img->height);
+	cmd.data = data;
+	cmd.length = len;
+	*bytes += len;
+	rc = emit(arg, &cmd);
+out:
+	region16_uninit(&region);
+	free(rr);
+	return (rc);
+}
+
+/* The damage with the session's lossy codec. */
+int
+rdp_gfx_codec_lossy(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
+    const struct rdp_rect *rects, int n, rdp_gfx_emit emit, void *arg,
+    uint64_t *bytes)
+{
+	if (n <= 0)
+		return (0);
+	switch (c->id) {
+	case RDP_GFX_AVC420:
+		return (rdp_gfx_codec_avc420(c, img, rects, n, emit, arg,
+		    bytes));
+	case RDP_GFX_PROGRESSIVE:
+		return (rdp_gfx_codec_progressive(c, img, rects, n, emit, arg,
+		    bytes));
+	}
+	log_warnx("RDP: no lossy codec in a planar session");
+	return (-1);
+}
+
+/*
+ * The tiles marked in grid, lossless, one planar command each. FreeRDP's
+ * planar encoder writes rows bottom-up, as bitmap updates have them; the
+ * pipeline's planar is top-down: each tile is handed over upside down.
+ */
+int
+rdp_gfx_codec_planar(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
+    const uint8_t *grid, int gw, int gh, rdp_gfx_emit emit, void *arg,
+    uint64_t *bytes)
+{
+	RDPGFX_SURFACE_COMMAND	 cmd;
+	const uint32_t		*src;
+	UINT32			 size;
+	int			 tx, ty, x, y, w, h, r;
+
+	for (ty = 0; ty < gh; ty++) {
+		for (tx = 0; tx < gw; tx++) {
+			if (!grid[(size_t)ty * gw + tx])
+				continue;
+			x = tx * RDP_GFX_TILE;
+			y = ty * RDP_GFX_TILE;
+			if (x >= img->width || y >= img->height)
+				continue;
+			w = img->width - x < RDP_GFX_TILE ? img->width - x :
+			    RDP_GFX_TILE;
+			h = img->height - y < RDP_GFX_TILE ? img->height - y :
+			    RDP_GFX_TILE;
+			src = img->fb + (size_t)y * img->stride + x;
+			for (r = 0; r < h; r++)
+				memcpy(c->flipped + (size_t)(h - 1 - r) * w,
+				    src + (size_t)r * img->stride, w * 4);
+			size = RDP_GFX_PLANAR_BUF;
+			if (freerdp_bitmap_compress_planar(c->planar,
+			    (const BYTE *)c->flipped, PIXEL_FORMAT_BGRX32, w, h,
+			    w * 4,
+			    c->planarbuf, &size) == NULL) {
+				log_warnx("RDP: planar compression failed");
+				return (-1);
+			}
+			rdp_gfx_codec_cmd(&cmd, RDPGFX_CODECID_PLANAR, x, y, w,
+			    h);
+			cmd.data = c->planarbuf;
+			cmd.length = size;
+			*bytes += size;
+			if (emit(arg, &cmd) != 0)
+				return (-1);
+		}
+	}
+	return (0);
+}

@@ -1,0 +1,101 @@
+/*
+ * The graphics pipeline (MS-RDPEGFX) of the RDP gateway: rdp-gfx.c opens
+ * the rdpgfx dynamic channel over drdynvc, confirms the client's caps,
+ * keeps one surface the size of the guest's screen and paces frames by the
+ * client's frame acknowledgements; rdp-gfx-codec.c turns damaged
+ * rectangles into surface commands (AVC420, RemoteFX progressive, planar).
+ *
+ * Threads: FreeRDP 2's rdpgfx server reads the channel in a thread of its
+ * own and calls back from there. The callbacks only record what arrived
+ * (caps, acks, a cache offer) under a mutex and wake the session thread
+ * through a pipe; everything sent goes out from the session thread.
+ */
+#ifndef QDESK_RDP_GFX_H
+#define QDESK_RDP_GFX_H
+
+#include <stdint.h>
+
+#include <freerdp/freerdp.h>
+#include <freerdp/peer.h>
+#include <freerdp/channels/rdpgfx.h>
+
+#include "rdp-int.h"
+
+#define RDP_GFX_TILE		64	/* planar tiles, lossy-area grid */
+#define RDP_GFX_WINDOW		2	/* frames in flight beyond the last ack */
+#define RDP_GFX_REFINE_MS	1000	/* quiet before the lossless refinement */
+#define RDP_GFX_WAIT_MS		3000	/* for the pipeline after activation */
+#define RDP_GFX_SMALL_TILES	12	/* damage this small goes lossless */
+#define RDP_GFX_AVC_BITRATE	4000000	/* bit/s, x264's VBR target */
+#define RDP_GFX_AVC_FPS		30
+
+enum rdp_gfx_codec_id {
+	RDP_GFX_PLANAR,
+	RDP_GFX_PROGRESSIVE,
+	RDP_GFX_AVC420,
+};
+
+/* Pacing by frame acknowledgement (pure; rdp-gfx.c). Frame ids from 1. */
+struct rdp_gfx_pace {
+	uint32_t	next;		/* id of the next frame */
+	uint32_t	acked;		/* last acknowledged frame id */
+	int		window;
+	int		suspended;	/* client said SUSPEND: no acks */
+	uint64_t	acks;
+	uint64_t	stale;		/* acks for no frame in flight */
+};
+void	 rdp_gfx_pace_init(struct rdp_gfx_pace *, int window);
+uint32_t rdp_gfx_pace_inflight(const struct rdp_gfx_pace *);
+int	 rdp_gfx_pace_may_send(const struct rdp_gfx_pace *);
+uint32_t rdp_gfx_pace_start(struct rdp_gfx_pace *);
+void	 rdp_gfx_pace_ack(struct rdp_gfx_pace *, uint32_t frameid,
+	    uint32_t queuedepth);
+
+/*
+ * The capability set to confirm from a client's advertised ones (pure):
+ * the highest version known here; *avc says whether that set allows
+ * AVC420. NULL when none is known.
+ */
+const RDPGFX_CAPSET *rdp_gfx_caps_choose(const RDPGFX_CAPSET *, int n,
+	    int *avc);
+
+/* rdp-gfx-codec.c: encoders. A frame's pixels, 0x00RRGGBB. */
+struct rdp_gfx_image {
+	const uint32_t	*fb;
+	int		 stride;	/* pixels a row */
+	int		 width;
+	int		 height;
+};
+typedef int	(*rdp_gfx_emit)(void *, RDPGFX_SURFACE_COMMAND *);
+struct rdp_gfx_codec;
+struct rdp_gfx_codec *rdp_gfx_codec_create(int id, int width, int height);
+void	 rdp_gfx_codec_free(struct rdp_gfx_codec *);
+const char *rdp_gfx_codec_name(int id);
+int	 rdp_gfx_codec_lossy(struct rdp_gfx_codec *,
+	    const struct rdp_gfx_image *, const struct rdp_rect *, int n,
+	    rdp_gfx_emit, void *, uint64_t *bytes);
+int	 rdp_gfx_codec_planar(struct rdp_gfx_codec *,
+	    const struct rdp_gfx_image *, const uint8_t *grid, int gw, int gh,
+	    rdp_gfx_emit, void *, uint64_t *bytes);
+
+/* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
+struct rdp_gfx_avc;
+struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int bitrate,
+	    int fps);
+void	 rdp_gfx_avc_free(struct rdp_gfx_avc *);
+int	 rdp_gfx_avc_encode(struct rdp_gfx_avc *, const uint32_t *fb,
+	    int stride, int width, int height, uint8_t **data, uint32_t *len);
+
+/* rdp-gfx.c: the channel, for rdp-peer.c. */
+#define RDP_GFX_OFF		(-2)	/* not in use: send bitmap updates */
+struct rdp_gfx;
+struct rdp_gfx	*rdp_gfx_create(freerdp_peer *, HANDLE vcm);
+void	 rdp_gfx_free(struct rdp_gfx *, const char *who);
+int	 rdp_gfx_fd(const struct rdp_gfx *);
+int	 rdp_gfx_check(struct rdp_gfx *, int activated, const char *who);
+int	 rdp_gfx_send(struct rdp_gfx *, const struct rdp_rfb *,
+	    const struct rdp_rect *, int n);
+int	 rdp_gfx_idle(struct rdp_gfx *, const struct rdp_rfb *);
+int	 rdp_gfx_timeout(struct rdp_gfx *);
+
+#endif

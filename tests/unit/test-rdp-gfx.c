@@ -1,0 +1,314 @@
+/*
+ * Unit tests of the graphics pipeline's pure parts: pacing by frame
+ * acknowledgement (the window, stale and replayed acks, id wrap-around,
+ * SUSPEND) and the choice of the caps set and codec; the planar tiles
+ * the refinement sends and the AVC420 frames, decoded again with
+ * FreeRDP's own decoders (what xfreerdp runs).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <freerdp/codec/color.h>
+#include <freerdp/codec/h264.h>
+#include <freerdp/codec/planar.h>
+
+#include "check.h"
+#include "rdp-gfx.h"
+
+static void
+test_pace(void)
+{
+	struct rdp_gfx_pace	p;
+	uint32_t		id;
+
+	rdp_gfx_pace_init(&p, 2);
+	CHECK(rdp_gfx_pace_inflight(&p) == 0);
+	CHECK(rdp_gfx_pace_may_send(&p));
+	CHECK(rdp_gfx_pace_start(&p) == 1);
+	CHECK(rdp_gfx_pace_may_send(&p));
+	CHECK(rdp_gfx_pace_start(&p) == 2);
+	/* Two in flight: the window is full. */
+	CHECK(rdp_gfx_pace_inflight(&p) == 2);
+	CHECK(!rdp_gfx_pace_may_send(&p));
+	/* An ack for frame 1 opens one slot. */
+	rdp_gfx_pace_ack(&p, 1, 0);
+	CHECK(rdp_gfx_pace_inflight(&p) == 1);
+	CHECK(rdp_gfx_pace_may_send(&p));
+	CHECK(rdp_gfx_pace_start(&p) == 3);
+	CHECK(!rdp_gfx_pace_may_send(&p));
+	/* Acks for frames never sent, or already acked, change nothing. */
+	rdp_gfx_pace_ack(&p, 9, 0);
+	rdp_gfx_pace_ack(&p, 1, 0);
+	rdp_gfx_pace_ack(&p, 0, 0);
+	CHECK(p.stale == 3);
+	CHECK(rdp_gfx_pace_inflight(&p) == 2);
+	/* Acks are cumulative: 3 covers 2 (a client may skip acks). */
+	rdp_gfx_pace_ack(&p, 3, 0);
+	CHECK(rdp_gfx_pace_inflight(&p) == 0);
+	CHECK(p.acks == 5);
+
+	/* SUSPEND: no more acks will come; frames go without the window. */
+	rdp_gfx_pace_start(&p);
+	rdp_gfx_pace_start(&p);
+	CHECK(!rdp_gfx_pace_may_send(&p));
+	rdp_gfx_pace_ack(&p, 4, SUSPEND_FRAME_ACKNOWLEDGEMENT);
+	CHECK(p.suspended);
+	rdp_gfx_pace_start(&p);
+	rdp_gfx_pace_start(&p);
+	CHECK(rdp_gfx_pace_may_send(&p));
+	/* A normal queue depth later brings the window back. */
+	rdp_gfx_pace_ack(&p, 6, 3);
+	CHECK(!p.suspended);
+	CHECK(rdp_gfx_pace_inflight(&p) == 1);
+	CHECK(rdp_gfx_pace_may_send(&p));
+
+	/* Frame ids wrap around 2^32. */
+	rdp_gfx_pace_init(&p, 3);
+	p.next = 0xfffffffeU;
+	p.acked = 0xfffffffdU;
+	id = rdp_gfx_pace_start(&p);
+	CHECK(id == 0xfffffffeU);
+	CHECK(rdp_gfx_pace_start(&p) == 0xffffffffU);
+	CHECK(rdp_gfx_pace_start(&p) == 0);
+	CHECK(rdp_gfx_pace_inflight(&p) == 3);
+	CHECK(!rdp_gfx_pace_may_send(&p));
+	rdp_gfx_pace_ack(&p, 0xffffffffU, 0);
+	CHECK(rdp_gfx_pace_inflight(&p) == 1);
+	rdp_gfx_pace_ack(&p, 0, 0);
+	CHECK(rdp_gfx_pace_inflight(&p) == 0);
+	CHECK(p.stale == 0);
+}
+
+static void
+test_caps(void)
+{
+	RDPGFX_CAPSET		 c[4];
+	const RDPGFX_CAPSET	*best;
+	int			 avc;
+
+	/* xfreerdp /gfx:avc420 */
+	memset(c, 0, sizeof c);
+	c[0].version = RDPGFX_CAPVERSION_8;
+	c[1].version = RDPGFX_CAPVERSION_81;
+	c[1].flags = RDPGFX_CAPS_FLAG_AVC420_ENABLED |
+	    RDPGFX_CAPS_FLAG_SMALL_CACHE;
+	best = rdp_gfx_caps_choose(c, 2, &avc);
+	CHECK(best == &c[1]);
+	CHECK(avc == 1);
+	/* 8.1 without the flag: no AVC. */
+	c[1].flags = RDPGFX_CAPS_FLAG_SMALL_CACHE;
+	best = rdp_gfx_caps_choose(c, 2, &avc);
+	CHECK(best == &c[1] && avc == 0);
+	/* The newest version wins; 10.x says AVC unless AVC_DISABLED. */
+	c[2].version = RDPGFX_CAPVERSION_107;
+	c[2].flags = RDPGFX_CAPS_FLAG_AVC_DISABLED;
+	c[3].version = RDPGFX_CAPVERSION_104;
+	best = rdp_gfx_caps_choose(c, 4, &avc);
+	CHECK(best == &c[2] && avc == 0);
+	c[2].flags = 0;
+	best = rdp_gfx_caps_choose(c, 4, &avc);
+	CHECK(best == &c[2] && avc == 1);
+	/* Version 8 alone: no AVC at all. */
+	c[0].flags = RDPGFX_CAPS_FLAG_AVC420_ENABLED;
+	best = rdp_gfx_caps_choose(c, 1, &avc);
+	CHECK(best == &c[0] && avc == 0);
+	/* Nothing known, or nothing at all. */
+	c[0].version = 0x12345678;
+	CHECK(rdp_gfx_caps_choose(c, 1, &avc) == NULL);
+	CHECK(rdp_gfx_caps_choose(c, 0, &avc) == NULL);
+}
+
+struct emitted {
+	int		 n;
+	int		 bad;
+	uint32_t	*surface;	/* decoded, 0x00RRGGBB */
+	int		 width;
+	int		 height;
+	BITMAP_PLANAR_CONTEXT *planar;
+};
+
+/* Decode each planar command into a surface, as a client does. */
+static int
+emit_decode(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
+{
+	struct emitted	*e = arg;
+
+	e->n++;
+	if (cmd->codecId != RDPGFX_CODECID_PLANAR ||
+	    cmd->right - cmd->left != cmd->width ||
+	    cmd->bottom - cmd->top != cmd->height ||
+	    cmd->right > (UINT32)e->width || cmd->bottom > (UINT32)e->height) {
+		e->bad++;
+		return (0);
+	}
+	if (!planar_decompress(e->planar, cmd->data, cmd->length, cmd->width,
+	    cmd->height, (BYTE *)e->surface, PIXEL_FORMAT_BGRX32,
+	    e->width * 4, cmd->left, cmd->top, cmd->width, cmd->height, FALSE))
+		e->bad++;
+	return (0);
+}
+
+static void
+test_planar(void)
+{
+	struct rdp_gfx_codec	*c;
+	struct rdp_gfx_image	 img;
+	struct emitted		 e;
+	uint32_t		*fb;
+	uint8_t			 grid[12 * 7];
+	uint64_t		 bytes = 0;
+	int			 w = 720, h = 400, x, y, diff;
+
+	fb = calloc((size_t)w * h, sizeof *fb);
+	for (y = 0; y < h; y++)
+		for (x = 0; x < w; x++)
+			fb[y * w + x] = ((x * 7) & 0xff) << 16 |
+			    ((y * 3) & 0xff) << 8 | ((x ^ y) & 0xff);
+	img.fb = fb;
+	img.stride = w;
+	img.width = w;
+	img.height = h;
+	c = rdp_gfx_codec_create(RDP_GFX_PLANAR, w, h);
+	CHECK(c != NULL);
+	memset(&e, 0, sizeof e);
+	e.width = w;
+	e.height = h;
+	e.surface = calloc((size_t)w * h, sizeof *e.surface);
+	e.planar = freerdp_bitmap_planar_context_new(0, w, h);
+	/* Every tile, the edge ones (16 pixels wide or tall) included. */
+	memset(grid, 1, sizeof grid);
+	CHECK(rdp_gfx_codec_planar(c, &img, grid, 12, 7, emit_decode, &e,
+	    &bytes) == 0);
+	CHECK(e.n == 12 * 7);
+	CHECK(e.bad == 0);
+	CHECK(bytes > 0);
+	for (diff = 0, y = 0; y < h; y++)
+		for (x = 0; x < w; x++)
+			diff += (e.surface[y * w + x] & 0xffffff) !=
+			    fb[y * w + x];
+	CHECK(diff == 0);
+	/* Only the marked tiles go. */
+	memset(grid, 0, sizeof grid);
+	grid[13] = 1;
+	e.n = 0;
+	CHECK(rdp_gfx_codec_planar(c, &img, grid, 12, 7, emit_decode, &e,
+	    &bytes) == 0);
+	CHECK(e.n == 1);
+	rdp_gfx_codec_free(c);
+	freerdp_bitmap_planar_context_free(e.planar);
+	free(e.surface);
+	free(fb);
+}
+
+struct avcdecode {
+	int		 n;
+	int		 bad;
+	H264_CONTEXT	*h264;
+	uint32_t	*surface;
+	int		 width;
+	int		 height;
+};
+
+/* Decode an AVC420 command into the surface, its region rects only. */
+static int
+emit_avc(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
+{
+	struct avcdecode		*d = arg;
+	RDPGFX_AVC420_BITMAP_STREAM	*bs = cmd->extra;
+
+	d->n++;
+	if (cmd->codecId != RDPGFX_CODECID_AVC420 || bs == NULL ||
+	    bs->meta.numRegionRects == 0 || cmd->right != (UINT32)d->width ||
+	    cmd->bottom != (UINT32)d->height) {
+		d->bad++;
+		return (0);
+	}
+	if (avc420_decompress(d->h264, bs->data, bs->length,
+	    (BYTE *)d->surface, PIXEL_FORMAT_BGRX32, d->width * 4, d->width,
+	    d->height, bs->meta.regionRects, bs->meta.numRegionRects) < 0)
+		d->bad++;
+	return (0);
+}
+
+/* Mean absolute difference per colour channel over a rectangle. */
+static double
+avc_diff(const uint32_t *a, const uint32_t *b, int stride, int x0, int y0,
+    int w, int h)
+{
+	double	sum = 0;
+	int	x, y, c;
+
+	for (y = y0; y < y0 + h; y++)
+		for (x = x0; x < x0 + w; x++)
+			for (c = 0; c < 24; c += 8)
+				sum += abs((int)((a[y * stride + x] >> c) &
+				    0xff) - (int)((b[y * stride + x] >> c) &
+				    0xff));
+	return (sum / (3.0 * w * h));
+}
+
+static void
+test_avc(void)
+{
+	struct rdp_gfx_codec	*c;
+	struct rdp_gfx_image	 img;
+	struct avcdecode	 d;
+	struct rdp_rect		 all = { 0, 0, 640, 480 }, part = { 64, 64, 128,
+				     64 };
+	uint32_t		*fb;
+	uint64_t		 bytes = 0;
+	int			 w = 640, h = 480, x, y, f;
+
+	fb = calloc((size_t)w * h, sizeof *fb);
+	img.fb = fb;
+	img.stride = w;
+	img.width = w;
+	img.height = h;
+	c = rdp_gfx_codec_create(RDP_GFX_AVC420, w, h);
+	CHECK(c != NULL);
+	if (c == NULL)
+		return;
+	memset(&d, 0, sizeof d);
+	d.width = w;
+	d.height = h;
+	d.surface = calloc((size_t)w * h, sizeof *d.surface);
+	d.h264 = h264_context_new(FALSE);
+	CHECK(d.h264 != NULL);
+	/* A smooth picture that moves, then a change in one rectangle. */
+	for (f = 0; f < 5; f++) {
+		for (y = 0; y < h; y++)
+			for (x = 0; x < w; x++)
+				fb[y * w + x] = ((x + f * 4) & 0xff) << 16 |
+				    ((y * 2) & 0xff) << 8 | ((x + y) / 5 & 0xff);
+		CHECK(rdp_gfx_codec_lossy(c, &img, &all, 1, emit_avc, &d,
+		    &bytes) == 0);
+	}
+	CHECK(d.n == 5 && d.bad == 0);
+	CHECK(avc_diff(fb, d.surface, w, 0, 0, w, h) < 4.0);
+	for (y = part.y; y < part.y + part.h; y++)
+		for (x = part.x; x < part.x + part.w; x++)
+			fb[y * w + x] = 0x00ffffff;
+	CHECK(rdp_gfx_codec_lossy(c, &img, &part, 1, emit_avc, &d,
+	    &bytes) == 0);
+	CHECK(d.n == 6 && d.bad == 0);
+	CHECK(avc_diff(fb, d.surface, w, part.x, part.y, part.w, part.h) <
+	    4.0);
+	/* Frames of a moving picture cost far less than raw pixels. */
+	CHECK(bytes > 0 && bytes < (uint64_t)6 * w * h);
+	h264_context_free(d.h264);
+	rdp_gfx_codec_free(c);
+	free(d.surface);
+	free(fb);
+}
+
+int
+main(void)
+{
+	test_pace();
+	test_caps();
+	test_planar();
+	test_avc();
+	return (check_exit());
+}
