@@ -46,20 +46,26 @@ bench_qmpd_start() {
 
 # Stop qmpd, then every QEMU of its state dir, by its pidfile.
 bench_qmpd_stop() {
-	local f pid
-
 	if [ -n "$QMPD_PID" ]; then
 		kill -TERM "$QMPD_PID" 2>/dev/null
 		wait "$QMPD_PID" 2>/dev/null
 		QMPD_PID=
 	fi
 	[ -n "$STATE" ] || return 0
-	for f in "$STATE"/vms/*/qemu.pid; do
+	bench_kill_qemus "$STATE"
+}
+
+# SIGKILL every QEMU of state dir $1, by its pidfile.
+bench_kill_qemus() {
+	local f pid
+
+	for f in "$1"/vms/*/qemu.pid; do
 		[ -f "$f" ] || continue
 		pid=$(cat "$f")
 		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
-		    grep -q -- "$STATE/vms/" && kill -9 "$pid" 2>/dev/null
+		    grep -q -- "$1/vms/" && kill -9 "$pid" 2>/dev/null
 	done
+	return 0
 }
 
 bench_cleanup() {

@@ -24,7 +24,7 @@
 #include <openssl/x509.h>
 
 #include "broker.h"
-#include "cluster.h"
+#include "cluster-conf.h"
 #include "daemon.h"
 #include "log.h"
 #include "xmalloc.h"

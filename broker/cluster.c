@@ -32,7 +32,7 @@
 #include <openssl/x509.h>
 
 #include "broker.h"
-#include "cluster.h"
+#include "cluster-conf.h"
 #include "etcd.h"
 #include "log.h"
 #include "xmalloc.h"

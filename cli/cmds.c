@@ -47,11 +47,19 @@ static const struct ctl_arg vm_create_opts[] = {
 	DEV_OPTS,
 	{ "--agent",	"agent",	CTL_BOOL,	0 },
 	{ "--profile",	"profile",	CTL_STR,	0 },
+	{ "--host",	"host",		CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
 static const struct ctl_arg vm_stop_opts[] = {
 	{ "--force",	"force",	CTL_BOOL,	0 },
+	{ "--timeout",	"timeout",	CTL_INT,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const struct ctl_arg vm_migrate_opts[] = {
+	{ "--storage",	"storage",	CTL_STR,	0 },
+	{ "--downtime",	"downtime",	CTL_INT,	0 },
 	{ "--timeout",	"timeout",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
@@ -181,6 +189,21 @@ static const struct print_col session_cols[] = {
 	{ NULL, NULL, 0 }
 };
 
+static const struct print_col host_cols[] = {
+	{ "NAME",	"name",			COL_TEXT },
+	{ "ADDRESS",	"addr",			COL_TEXT },
+	{ "STATE",	"state",		COL_TEXT },
+	{ "DESKTOPS",	"desktops",		COL_TEXT },
+	{ "MEM FREE",	"mem_free",		COL_MIB },
+	{ "LEASE AGE",	"lease_age",		COL_TEXT },
+	{ NULL, NULL, 0 }
+};
+
+static const struct ctl_arg image_store_opts[] = {
+	{ "--shared",	"shared",	CTL_BOOL,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
 static const struct print_col image_cols[] = {
 	{ "NAME",	"name",			COL_TEXT },
 	{ "KIND",	"kind",			COL_TEXT },
@@ -206,7 +229,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
 	    "[--firmware bios|uefi|uefi-secure] [--tpm] "
-	    DEV_USAGE " [--agent] [--profile lan|wan]",
+	    DEV_USAGE " [--agent] [--profile lan|wan] [--host HOST]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_create_opts,
 	  .print = PRINT_STATE },
 	{ .group = "vm", .verb = "list", .cmd = "vm.list", .usage = "",
@@ -246,6 +269,11 @@ const struct ctl_command ctl_commands[] = {
 	  .usage = "NAME [--expires S] [--vv FILE]",
 	  .pos = { NAME_POS("NAME") }, .opts = vm_ticket_opts,
 	  .print = PRINT_OBJECT, .run = run_ticket },
+	{ .group = "vm", .verb = "migrate", .cmd = "vm.migrate",
+	  .usage = "NAME HOST [--storage shared|copy] [--downtime MS] "
+	    "[--timeout S]",
+	  .pos = { NAME_POS("NAME"), { "HOST", "to", CTL_STR, 0 } },
+	  .opts = vm_migrate_opts, .print = PRINT_OBJECT, .wait = 300 },
 	{ .group = "vm", .verb = "template", .cmd = "vm.template",
 	  .usage = "VM NAME",
 	  .pos = { NAME_POS("VM"), { "NAME", "image", CTL_STR, 0 } },
@@ -309,6 +337,13 @@ const struct ctl_command ctl_commands[] = {
 	{ .group = "image", .verb = "flatten", .cmd = "image.flatten",
 	  .usage = "NAME", .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
 	  .done = "$name: flattened" },
+
+	{ .group = "image", .verb = "store", .cmd = "image.store",
+	  .usage = "add NAME PATH --shared",
+	  .pos = { { "add", "action", CTL_STR, 0 }, NAME_POS("NAME"),
+	    { "PATH", "path", CTL_STR, 0 } },
+	  .opts = image_store_opts, .print = PRINT_DONE,
+	  .done = "$name: store at $path" },
 
 	{ .group = "net", .verb = "create", .cmd = "net.create",
 	  .usage = "NAME --subnet CIDR [--mode nat|isolated|bridge] "
@@ -405,6 +440,14 @@ const struct ctl_command ctl_commands[] = {
 	  .usage = "KIND NAME --dir DIR [--addr IP]",
 	  .pos = { { "KIND", "kind", CTL_STR, 0 }, NAME_POS("NAME") },
 	  .opts = cluster_cert_opts, .run = run_cluster_cert },
+	{ .group = "host", .verb = "list", .cmd = "host.list", .usage = "",
+	  .print = PRINT_LIST, .list = "hosts", .cols = host_cols },
+	{ .group = "host", .verb = "drain", .cmd = "host.drain",
+	  .usage = "HOST", .pos = { NAME_POS("HOST") }, .print = PRINT_DONE,
+	  .done = "$name: draining" },
+	{ .group = "host", .verb = "undrain", .cmd = "host.undrain",
+	  .usage = "HOST", .pos = { NAME_POS("HOST") }, .print = PRINT_DONE,
+	  .done = "$name: not draining" },
 
 	{ .group = "session", .verb = "list", .cmd = "session.list",
 	  .usage = "[--vm NAME]", .opts = session_list_opts,

@@ -166,6 +166,15 @@ etcd_keeper_id(const struct etcd_keeper *k)
 	return (k->id);
 }
 
+long long
+etcd_keeper_held_until(const struct etcd_keeper *k)
+{
+	if (k->id == 0 || k->dead || k->freed)
+		return (0);
+	return ((long long)k->last_ok.tv_sec * 1000 + k->last_ok.tv_nsec /
+	    1000000 + (long long)k->ttl * 1000);
+}
+
 void
 etcd_keeper_free(struct etcd_keeper *k, int revoke)
 {

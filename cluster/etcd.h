@@ -120,6 +120,12 @@ struct etcd_keeper *etcd_keeper_create(struct etcd *, int ttl, etcd_cb,
 		    void *);
 /* The lease ID, 0 until granted. */
 int64_t		 etcd_keeper_id(const struct etcd_keeper *);
+/*
+ * CLOCK_MONOTONIC ms until which the lease surely holds (the last renewal
+ * that held, from when it was sent, plus TTL); 0 before the grant or once
+ * lost. etcd cannot expire it earlier.
+ */
+long long	 etcd_keeper_held_until(const struct etcd_keeper *);
 /* Stops renewing (the lease then expires), revoking it first if asked. */
 void		 etcd_keeper_free(struct etcd_keeper *, int revoke);
 

@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "cluster.h"
+#include "cluster-conf.h"
 #include "log.h"
 #include "names.h"
 #include "xmalloc.h"

@@ -11,54 +11,9 @@
 
 #include <jansson.h>
 
-/*
- * cluster-conf.c: the --cluster file, a JSON object:
- *
- *   {
- *     "name":      "h1",                       this host's name (required)
- *     "etcd":      ["https://10.0.0.1:2379"],  endpoints (required)
- *     "etcd_ca", "etcd_cert", "etcd_key":      PEM files, for an etcd with
- *                                              TLS / client cert auth
- *     "listen":    "10.0.0.11:7443",           the mutual-TLS listener
- *                                              other hosts and the broker
- *                                              use (qmpd --listen overrides)
- *     "addr":      "10.0.0.11",                where others reach this
- *                                              host's SPICE and migration
- *                                              ports (default: listen's host)
- *     "ca", "cert", "key":                     the cluster CA and this
- *                                              host's certificate and key
- *                                              (qdesk cluster init makes
- *                                              them); required with listen
- *     "lease_ttl":   5,                        seconds (2..60)
- *     "fence_delay": 5                         seconds others wait after
- *                                              the lease expired before
- *                                              restarting its desktops
- *   }
- *
- * Unknown fields are refused, so a typo is an error and not a default.
- */
-struct cluster_conf {
-	char	*path;		/* the file, for messages */
-	char	*name;
-	char	*etcd;		/* endpoints joined by ',' (etcd_config's) */
-	char	*etcd_ca;
-	char	*etcd_cert;
-	char	*etcd_key;
-	char	*listen;	/* "ADDR:PORT" or NULL */
-	char	*addr;
-	char	*ca;
-	char	*cert;
-	char	*key;
-	int	 lease_ttl;
-	int	 fence_delay;
-};
+#include "compat.h"
 
-/* Parse and check path; NULL and a one-line *cause on any error. */
-struct cluster_conf	*cluster_conf_load(const char *path, char **cause);
-/* The same from a parsed object (the unit test's way in). */
-struct cluster_conf	*cluster_conf_parse(json_t *, const char *path,
-			    char **cause);
-void			 cluster_conf_free(struct cluster_conf *);
+#include "cluster-conf.h"
 
 /*
  * cluster-listen.c: the mutual-TLS listener (qmpd --listen or the file's
@@ -73,5 +28,99 @@ void	 cluster_listen_stop(void);
 int	 cluster_listen_role(const char *cn, char **why);
 int	 cluster_listen_parse(const char *text, struct sockaddr_storage *,
 	    int *sslen, char **cause);
+
+/*
+ * cluster.c: the etcd client on qmpd's loop and one watch on every key
+ * under /qdesk/v1/, whose events go to the host view (hosts/, members/,
+ * drain/) and to placement (vms/, placement/, stores/). Started by
+ * qmpd.c when qmpd->cluster is set; cluster_init returns once this host
+ * has joined, or fails start-up with a one-line cause (a name another
+ * live qmpd holds, a clock that disagrees with the members').
+ */
+struct etcd;
+extern struct etcd	*cluster_etcd;
+int		 cluster_init(char **cause);
+void		 cluster_close(void);
+void		 cluster_load(void);
+/* Counts full reads; each record seen in one carries its number. */
+extern unsigned int	 cluster_gen;
+/* "/qdesk/v1/" and the rest; the caller frees it. */
+char		*cluster_key(const char *fmt, ...)
+		    __attribute__((format(printf, 1, 2)));
+/* This host's name, and the wall clock and monotonic clock in ms. */
+const char	*cluster_name(void);
+long long	 cluster_wall_ms(void);
+long long	 cluster_mono_ms(void);
+/* "2026-12-02T11:20:03.123Z" for logs that others' logs are held to. */
+const char	*cluster_stamp(void);
+
+/*
+ * cluster-host.c: this host's record hosts/H under its lease (refreshed
+ * every lease_ttl/3 and at each VM state change), members/H (no lease:
+ * who was ever part of the cluster, so a dead host is still listed),
+ * drain/H, and the view of every host that the watch keeps current.
+ */
+struct cluster_host {
+	char		*name;
+	json_t		*rec;		/* its hosts/ record; NULL when down */
+	json_t		*member;	/* its members/ record */
+	int		 draining;
+	long long	 seen_ms;	/* mono: its record last written */
+	long long	 down_ms;	/* mono: when its key went; 0 if up */
+	unsigned int	 gen;		/* cluster_gen its record was seen */
+	TAILQ_ENTRY(cluster_host) entry;
+};
+TAILQ_HEAD(cluster_hosts, cluster_host);
+extern struct cluster_hosts	cluster_hosts;
+struct cluster_host *cluster_host_find(const char *name);
+int		 cluster_host_up(const struct cluster_host *);
+/* Is name in host's record list (running, starting)? */
+int		 cluster_host_lists(const struct cluster_host *,
+		    const char *list, const char *name);
+void		 cluster_host_event(const char *key, json_t *kv, int put);
+void		 cluster_host_sweep(unsigned int gen);
+void		 cluster_host_join(void);
+int		 cluster_host_joined(void);
+/* Join checks on the initial view: NULL, or why this host may not join. */
+char		*cluster_host_refuse(void);
+/* Write this host's record again soon (a VM changed). */
+void		 cluster_host_touch(void);
+/* A start of name failed here (in the record for the requester); why
+ * NULL: it started, forget the failure. */
+void		 cluster_host_failed(const char *name, long long epoch,
+		    const char *why);
+json_t		*cluster_host_list(void);
+void		 cluster_host_lost(const char *why);
+
+/*
+ * cluster-place.c: VM definitions (vms/VM), their placement
+ * (placement/VM = {"host","epoch","state"}, written only by etcd_cas),
+ * the choice of a host, this host acting on what placement gives it,
+ * failover of a dead host's desktops, and the vm.* commands in cluster
+ * mode (cluster_place_cmd: -1 when the local command should run).
+ */
+struct cmd_req;
+void		 cluster_place_event(const char *key, json_t *kv, int put);
+void		 cluster_place_sweep(unsigned int gen);
+void		 cluster_place_reconcile(void);
+void		 cluster_place_host_down(const char *host);
+void		 cluster_place_host_up(const char *host);
+void		 cluster_place_vm_event(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+const char	*cluster_place_host(const char *vm);
+int		 cluster_place_cmd(struct cmd_req *);
+
+/*
+ * cluster-fence.c: self-fencing. When this host's lease is lost (or was
+ * never renewed in time after a restart), every local desktop is killed
+ * at once, with a timestamp in the log, before any other host may start
+ * them (they wait for the lease to expire and fence_delay more).
+ */
+void		 cluster_fence(const char *why);
+void		 cluster_fence_arm(int seconds);
+void		 cluster_fence_disarm(void);
+int		 cluster_fencing(void);
+/* The watchdog: the lease holds until then (CLOCK_MONOTONIC ms). */
+void		 cluster_fence_watchdog(long long held_until);
 
 #endif

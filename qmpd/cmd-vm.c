@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "qmp.h"
 #include "qmpd.h"
@@ -41,6 +42,13 @@ cmd_vm_create(struct cmd_req *req)
 	char		*cause = NULL;
 	const char	*name = cmd_arg_str(req, "name", "");
 
+	if (qmpd->cluster != NULL)
+		return (cluster_place_cmd(req));
+	if (cmd_arg_str(req, "host", NULL) != NULL) {
+		cmd_error(req, ERR_ARG, "--host needs cluster mode (qmpd "
+		    "--cluster FILE)");
+		return (CMD_RETURN_DONE);
+	}
 	if (vm_find(name) != NULL) {
 		cmd_error(req, ERR_EXISTS, "a VM named %s already exists",
 		    name);
@@ -60,7 +68,10 @@ cmd_vm_list(struct cmd_req *req)
 {
 	struct vm	*vm;
 	json_t		*a = json_array();
+	int		 rv;
 
+	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+		return (rv);
 	TAILQ_FOREACH(vm, &vms, entry)
 		json_array_append_new(a, vm_to_json(vm));
 	cmd_reply(req, json_pack("{s:o}", "vms", a));
@@ -110,7 +121,10 @@ cmd_vm_show(struct cmd_req *req)
 {
 	struct vm		*vm;
 	struct cmd_vm_show	*q;
+	int		 rv;
 
+	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (!vm->def.balloon || vm->qmp == NULL || (vm->state != VM_RUNNING &&
@@ -135,7 +149,10 @@ cmd_vm_start(struct cmd_req *req)
 {
 	struct vm	*vm;
 	char		*cause = NULL;
+	int		 rv;
 
+	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_start(vm, &cause) != 0) {
@@ -153,7 +170,10 @@ cmd_vm_stop(struct cmd_req *req)
 	struct vm	*vm;
 	char		*cause = NULL;
 	int		 timeout = cmd_arg_int(req, "timeout", 60);
+	int		 rv;
 
+	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (timeout < 1 || timeout > 3600) {
@@ -191,7 +211,10 @@ cmd_vm_delete(struct cmd_req *req)
 {
 	struct vm	*vm;
 	char		*cause = NULL;
+	int		 rv;
 
+	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	if (vm_delete(vm, &cause) != 0) {
@@ -269,6 +292,14 @@ cmd_vm_pause(struct cmd_req *req)
 static enum cmd_retval
 cmd_vm_resume(struct cmd_req *req)
 {
+	struct vm	*vm = vm_find(cmd_arg_str(req, "name", ""));
+
+	if (vm != NULL && vm->state == VM_PAUSED && vm->reason != NULL &&
+	    strcmp(vm->reason, VM_MIG_POSTMIGRATE) == 0) {
+		cmd_error(req, ERR_STATE, "VM %s migrated away: resuming this "
+		    "copy could run the desktop twice", vm->def.name);
+		return (CMD_RETURN_DONE);
+	}
 	return (cmd_vm_qmp(req, VM_MASK(VM_PAUSED), "cont", VM_RUNNING, NULL));
 }
 
@@ -571,6 +602,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
 	CMD_ARGS_VM_DEV,
+	{ "host", ARG_STR, 0 },			/* cluster-place.c */
 	{ NULL, 0, 0 }
 };
 

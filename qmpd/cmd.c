@@ -29,6 +29,8 @@ static const struct cmd_entry *cmd_families[] = {
 	cmd_broker_entries,
 	cmd_session_entries,
 	cmd_pool_entries,
+	cmd_vm_migrate_entries,
+	cmd_host_entries,
 };
 
 static const struct cmd_entry *

@@ -266,6 +266,8 @@ qmpd_start(const struct qmpd_opts *o)
 		fatalx("%s", cause);
 	qmpd_listen();
 	vm_attach_all();
+	if (qmpd->cluster != NULL && cluster_init(&cause) != 0)
+		fatalx("cluster: %s", cause);
 	if (server_listen(qmpd->socket_path, &cause) != 0)
 		fatalx("%s", cause);
 	if (o->metrics != NULL && metrics_listen(o->metrics, &cause) != 0)
@@ -273,7 +275,9 @@ qmpd_start(const struct qmpd_opts *o)
 	if (o->listen != NULL && cluster_listen_start(o->listen, &cause) != 0)
 		fatalx("%s", cause);
 	pool_init();
-	boot_queue_autostart();
+	/* In a cluster, placement says what runs here, not LMDB. */
+	if (qmpd->cluster == NULL)
+		boot_queue_autostart();
 }
 
 int
@@ -315,6 +319,7 @@ main(int argc, char **argv)
 	server_close();
 	cluster_listen_stop();
 	metrics_close();
+	cluster_close();
 	db_close(qmpd->db);
 	for (i = 0; i < 4; i++)
 		event_free(evs[i]);

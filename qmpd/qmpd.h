@@ -199,6 +199,8 @@ extern const struct cmd_entry	cmd_user_entries[];	/* cmd-user.c */
 extern const struct cmd_entry	cmd_broker_entries[];	/* cmd-broker.c */
 extern const struct cmd_entry	cmd_session_entries[];	/* cmd-session.c */
 extern const struct cmd_entry	cmd_pool_entries[];	/* cmd-pool.c */
+extern const struct cmd_entry	cmd_vm_migrate_entries[]; /* cmd-vm-migrate.c */
+extern const struct cmd_entry	cmd_host_entries[];	/* cmd-host.c */
 
 /*
  * cmd-vm.c: the VM named by the "name" argument (or NotFound answered);

@@ -392,6 +392,11 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 	/* Paused until qmpd has configured it; stays up on guest power-off. */
 	argv_add(&a, "-S");
 	argv_add(&a, "-no-shutdown");
+	/* A migration target: its state comes over QMP's migrate-incoming. */
+	if (rt->incoming) {
+		argv_add(&a, "-incoming");
+		argv_add(&a, "defer");
+	}
 	argv_add(&a, "-sandbox");
 	argv_add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
 	    "resourcecontrol=deny");

@@ -131,6 +131,11 @@ vm_exit_seen(struct vm *vm)
 	vm_exit_cleanup(vm);
 	vm_net_stopped(vm);
 	vm_agent_stopped(vm, 1);
+	/* A migrated source, or a target that never took over, goes. */
+	if (vm->mig != NULL && vm_migrate_exited(vm)) {
+		free(why);
+		return;
+	}
 
 	if (vm->stop_asked == 3) {
 		next = VM_STOPPED;

@@ -110,6 +110,10 @@ vm_qmp_status_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	} else if (strcmp(status, "shutdown") == 0) {
 		vm->guest_shutdown = 1;
 		vm_qmp_quit(vm);
+	} else if (strcmp(status, "postmigrate") == 0 &&
+	    !vm_migrate_busy(vm)) {
+		/* Migrated while no qmpd watched: never two running copies. */
+		vm_set_state(vm, VM_PAUSED, VM_MIG_POSTMIGRATE);
 	} else if (strcmp(status, "prelaunch") == 0 &&
 	    vm->state == VM_STARTING) {
 		/* qmpd died between spawn and cont: finish the start. */
@@ -141,6 +145,11 @@ vm_ev_stop(struct vm *vm, json_t *data)
 {
 	if (vm->state == VM_STARTING || vm->state == VM_STOPPING)
 		return;
+	/* A migration's switchover: vm-migrate.c says how it ends. */
+	if (vm_migrate_busy(vm)) {
+		vm_migrate_stopped(vm);
+		return;
+	}
 	vm_qmp_query_status(vm);
 }
 
@@ -240,8 +249,13 @@ static const struct vm_qmp_event {
 	void		(*fn)(struct vm *, json_t *);
 } vm_qmp_events[] = {
 	{ "BLOCK_IO_ERROR", vm_ev_block_io_error },
+	{ "BLOCK_JOB_CANCELLED", vm_migrate_ev_job_done },
+	{ "BLOCK_JOB_COMPLETED", vm_migrate_ev_job_done },
+	{ "BLOCK_JOB_ERROR", vm_migrate_ev_job_done },
+	{ "BLOCK_JOB_READY", vm_migrate_ev_job_ready },
 	{ "DEVICE_DELETED", vm_nic_deleted },
 	{ "GUEST_PANICKED", vm_ev_panicked },
+	{ "MIGRATION", vm_migrate_ev_migration },
 	{ "POWERDOWN", vm_ev_powerdown },
 	{ "RESET", vm_ev_reset },
 	{ "RESUME", vm_ev_resume },
@@ -338,6 +352,11 @@ vm_qmp_attach(struct vm *vm, int fd, int fresh, char **cause)
 		    "protocol", "spice", "password", secret),
 		    vm_qmp_password_done, vm);
 		free(secret);
+	}
+	/* A migration target runs only at switchover (vm-incoming.c). */
+	if (vm->mig != NULL && vm->mig->incoming) {
+		vm_incoming_attached(vm);
+		return (0);
 	}
 	/* Not before the nft rules list the VM's TAPs (vm-net.c). */
 	if (!vm_net_cont_wait(vm))

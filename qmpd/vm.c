@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "cluster.h"
 #include "img.h"
 #include "log.h"
 #include "net.h"
@@ -96,6 +97,7 @@ void
 vm_free(struct vm *vm)
 {
 	vm_agent_free(vm);
+	vm_migrate_free(vm);
 	vm_def_clear(&vm->def);
 	free(vm->reason);
 	free(vm->exit_reason);
@@ -210,6 +212,11 @@ vm_to_json(const struct vm *vm)
 		json_object_set(j, "io_error", vm->last_io_error);
 	vm_net_json(vm, j);
 	vm_agent_json(vm, j);
+	vm_migrate_json(vm, j);
+	if (qmpd->cluster != NULL)
+		json_object_set_new(j, "host", json_string(
+		    cluster_place_host(vm->def.name) != NULL ?
+		    cluster_place_host(vm->def.name) : qmpd->cluster->name));
 	return (j);
 }
 
@@ -283,7 +290,7 @@ vm_port_free(const char *addr, int port)
 }
 
 /* The lowest SPICE port no other VM holds and nothing else listens on. */
-static int
+int
 vm_port_alloc(struct vm *vm, char **cause)
 {
 	int	port;
@@ -585,6 +592,7 @@ vm_start(struct vm *vm, char **cause)
 	rt.qmp_fd = lfd;
 	rt.disk_fd = dfd;
 	rt.accel = accel;
+	rt.incoming = vm->mig != NULL && vm->mig->incoming;
 	if ((rt.spice_tls_dir = spice_tls_issue(vm, cause)) == NULL)
 		goto fail;
 	vm->spice_tls = 1;

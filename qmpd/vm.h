@@ -144,6 +144,7 @@ struct vm_runtime_paths {
 	int		 nvram_fd;	/* OVMF vars, opened by qmpd; -1 none */
 	int		 tpm_fd;	/* swtpm's control socket; -1 none */
 	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
+	int		 incoming;	/* -incoming defer: a migration target */
 };
 
 struct qmp;
@@ -151,6 +152,7 @@ struct qga;
 struct cmd_req;
 struct vm_waiter;
 struct vm_agent;
+struct vm_mig;
 
 struct vm {
 	struct vm_def		 def;
@@ -179,6 +181,7 @@ struct vm {
 	char			*tpm_status;	/* once reaped */
 	TAILQ_HEAD(, vm_waiter)	 waiters;
 	struct vm_agent		*agent;		/* vm-agent.c; NULL: none yet */
+	struct vm_mig		*mig;		/* vm-migrate.c; NULL: none */
 	TAILQ_ENTRY(vm)		 entry;
 };
 TAILQ_HEAD(vms, vm);
@@ -285,6 +288,7 @@ int	 vm_set_field(struct vm *, char **field, const char *value,
 int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
 int	 vm_is_active(const struct vm *);
 void	 vm_shutdown_all(void);
+int	 vm_port_alloc(struct vm *, char **cause);
 
 /* vm-exit.c: a QEMU is gone; the restart policy. */
 void	 vm_exit_seen(struct vm *);
@@ -420,5 +424,99 @@ void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
 void	 vm_nic_rm(struct vm *, const char *mac, done_cb, void *arg);
 void	 vm_nic_deleted(struct vm *, json_t *data);
 void	 vm_nic_stopped(struct vm *);
+
+/*
+ * vm-migrate.c (the source) and vm-incoming.c (the target): a live
+ * migration (issue 14). The source drives: it asks the target's qmpd
+ * (peer.c) to prepare the same VM with -incoming defer, copies the disk
+ * over NBD when asked, then migrates RAM over QMP, never waiting on the
+ * loop. The target switches over on its own MIGRATION "completed":
+ * placement (vm_migrate_place), then cont. One struct vm_mig per VM, kept
+ * after the end so vm show can say how it went.
+ */
+enum vm_mig_state {
+	VM_MIG_PREPARING,	/* the target's QEMU is coming up */
+	VM_MIG_MIRRORING,	/* --storage copy: disks to the target's NBD */
+	VM_MIG_ACTIVE,		/* RAM pages going over */
+	VM_MIG_SWITCHOVER,	/* the source is stopped; the target takes over */
+	VM_MIG_COMPLETED,
+	VM_MIG_FAILED,
+	VM_MIG_CANCELLED
+};
+
+struct peer;
+struct vm_mig {
+	int			 incoming;	/* this is the target */
+	enum vm_mig_state	 state;
+	char			*peer_addr;	/* where to, or where from */
+	struct peer		*peer;		/* the source's line to the target */
+	int			 copy;		/* --storage copy */
+	int			 downtime_limit; /* ms */
+	int			 timeout;	/* s; 0: none */
+	long long		 t0;		/* monotonic ms at the start */
+	long long		 total_ms;
+	long long		 downtime_ms;	/* QEMU's, plus the target's resume */
+	long long		 qemu_downtime_ms;
+	long long		 resume_ms;	/* target: completed -> running */
+	unsigned long long	 ram_bytes;	/* RAM sent so far */
+	unsigned long long	 ram_total;
+	unsigned long long	 ram_remaining;
+	unsigned long long	 disk_bytes;	/* copied over NBD */
+	unsigned long long	 disk_total;
+	int			 progress;	/* percent */
+	char			*reason;	/* why it failed or was cancelled */
+	done_cb			 done;		/* answers vm.migrate or prepare */
+	void			*done_arg;
+	done_cb			 finish;	/* target: answers migrate.finish */
+	void			*finish_arg;
+	struct event		*poll;		/* query-migrate, query-block-jobs */
+	struct event		*timer;		/* --timeout */
+	/* What the target told the source in its prepare answer. */
+	json_t			*target;
+	char			*disk;		/* target: the copy's file */
+	long long		 completed_at;	/* target: monotonic ms */
+	/* Wall clock ms: the source's STOP, the target's cont (downtime). */
+	long long		 stopped_at;
+	long long		 resumed_at;
+};
+
+/*
+ * The reason of a source found paused in "postmigrate" by a qmpd that was
+ * not there when its migration ended: the target may run the desktop, so
+ * this copy is never resumed (vm.resume refuses).
+ */
+#define VM_MIG_POSTMIGRATE	"postmigrate: migrated away while qmpd was " \
+	"down; not resumed here (the target may run it): vm kill this copy"
+
+/* vm-migrate.c: the source's state machine, and what both sides share. */
+void	 vm_migrate(struct vm *, json_t *args, done_cb, void *arg);
+void	 vm_migrate_free(struct vm *);
+void	 vm_migrate_json(const struct vm *, json_t *);
+int	 vm_migrate_busy(const struct vm *);
+int	 vm_migrate_exited(struct vm *);
+void	 vm_migrate_ev_migration(struct vm *, json_t *);
+void	 vm_migrate_ev_job_ready(struct vm *, json_t *);
+void	 vm_migrate_ev_job_done(struct vm *, json_t *);
+void	 vm_migrate_stopped(struct vm *);
+long long vm_migrate_now_ms(void);
+long long vm_migrate_wall_ms(void);
+long long vm_migrate_downtime(const struct vm_mig *);
+const char *vm_migrate_state_name(enum vm_mig_state);
+int	 vm_migrate_check(const struct vm_def *, int copy, char **cause);
+/*
+ * The switchover's placement step, on the target (one function, for the
+ * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run
+ * the VM here, cb(-1, why) to refuse (the source then resumes).
+ */
+typedef void (*vm_migrate_place_cb)(struct vm *, int ok, const char *why);
+void	 vm_migrate_place(struct vm *, const char *from, vm_migrate_place_cb);
+
+/* vm-incoming.c: the target's side. */
+void	 vm_incoming_prepare(json_t *args, done_cb, void *arg);
+void	 vm_incoming_attached(struct vm *);
+void	 vm_incoming_completed(struct vm *);
+void	 vm_incoming_finish(struct vm *, json_t *args, done_cb, void *arg);
+int	 vm_incoming_abort(struct vm *, const char *why, char **cause);
+const char *vm_incoming_addr(void);
 
 #endif

@@ -168,18 +168,24 @@ wait_ready() { # VM N
 	sleep 1
 }
 
-cleanup() {
-	local status=$? f pid
-	stop_qmpd
-	# Every QEMU this test's qmpd started, by its own pidfile.
-	for f in "$STATE"/vms/*/qemu.pid; do
+# SIGKILL every QEMU of state dir $1, by its own pidfile.
+kill_qemus() {
+	local f pid
+	for f in "$1"/vms/*/qemu.pid; do
 		[ -f "$f" ] || continue
 		pid=$(cat "$f")
 		if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null |
-		    grep -q -- "$STATE/vms/"; then
+		    grep -q -- "$1/vms/"; then
 			kill -9 "$pid" 2>/dev/null
 		fi
 	done
+}
+
+cleanup() {
+	local status=$?
+	stop_qmpd
+	# Every QEMU this test's qmpd started.
+	kill_qemus "$STATE"
 	[ -n "${EXTRA_CLEANUP:-}" ] && eval "$EXTRA_CLEANUP"
 	if [ $status -eq 0 ] || [ -z "${QDESK_KEEP:-}" ]; then
 		rm -rf "$T"

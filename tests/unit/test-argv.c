@@ -159,6 +159,8 @@ one(const char *dir, const char *file)
 	rt.qmp_fd = 3;
 	rt.disk_fd = def.disk != NULL ? 4 : -1;
 	rt.accel = json_string_value(json_object_get(j, "accel"));
+	/* A migration target (-incoming defer): "incoming": true. */
+	rt.incoming = json_is_true(json_object_get(j, "incoming"));
 	rt.spice_tls_dir = json_string_value(json_object_get(j,
 	    "spice_tls_dir"));
 	/* The NVRAM of a UEFI VM, opened by qmpd ("no_nvram": missing). */

@@ -5,7 +5,7 @@
 #include <jansson.h>
 
 #include "check.h"
-#include "cluster.h"
+#include "cluster-conf.h"
 
 /* Parse text; return the conf (or NULL) and the error in *cause. */
 static struct cluster_conf *

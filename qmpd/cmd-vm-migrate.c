@@ -1,0 +1,104 @@
+/*
+ * Live migration commands (issue 14): vm.migrate for admins, and the
+ * host-to-host half the source's qmpd calls on the target's (peer.c):
+ * migrate.prepare, migrate.finish, migrate.abort. Those are for hosts
+ * (ROLE_HOST: a cluster host certificate); root over the unix
+ * socket is admin and may call them, for two qmpds on one machine.
+ */
+#include <stdlib.h>
+
+#include "qmpd.h"
+#include "vm.h"
+
+static enum cmd_retval
+cmd_vm_migrate(struct cmd_req *req)
+{
+	struct vm	*vm;
+
+	if ((vm = cmd_vm_get(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	vm_migrate(vm, req->args, cmd_done, req);
+	return (CMD_RETURN_WAIT);
+}
+
+static enum cmd_retval
+cmd_migrate_prepare(struct cmd_req *req)
+{
+	vm_incoming_prepare(req->args, cmd_done, req);
+	return (CMD_RETURN_WAIT);
+}
+
+static enum cmd_retval
+cmd_migrate_finish(struct cmd_req *req)
+{
+	struct vm	*vm;
+
+	if ((vm = cmd_vm_get(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	vm_incoming_finish(vm, req->args, cmd_done, req);
+	return (CMD_RETURN_WAIT);
+}
+
+static enum cmd_retval
+cmd_migrate_abort(struct cmd_req *req)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+	const char	*name = cmd_arg_str(req, "name", "");
+
+	if ((vm = vm_find(name)) == NULL) {
+		/* Gone already (its QEMU failed first): nothing to undo. */
+		cmd_reply(req, json_pack("{s:s,s:b}", "name", name, "found",
+		    0));
+		return (CMD_RETURN_DONE);
+	}
+	if (vm_incoming_abort(vm, cmd_arg_str(req, "reason", "aborted"),
+	    &cause) != 0) {
+		cmd_fail(req, ERR_STATE, cause);
+		return (CMD_RETURN_DONE);
+	}
+	cmd_reply(req, json_pack("{s:s,s:b}", "name", name, "found", 1));
+	return (CMD_RETURN_DONE);
+}
+
+static const struct cmd_arg cmd_vm_migrate_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "to", ARG_STR, 1 },
+	{ "storage", ARG_STR, 0 },
+	{ "downtime", ARG_INT, 0 },
+	{ "timeout", ARG_INT, 0 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_migrate_prepare_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "def", ARG_OBJECT, 1 },
+	{ "storage", ARG_STR, 0 },
+	{ "disk_size", ARG_INT, 0 },
+	{ "from", ARG_STR, 0 },
+	{ "timeout", ARG_INT, 0 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_migrate_finish_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "source", ARG_OBJECT, 0 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_migrate_abort_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "reason", ARG_STR, 0 },
+	{ NULL, 0, 0 }
+};
+
+const struct cmd_entry cmd_vm_migrate_entries[] = {
+	{ "vm.migrate", cmd_vm_migrate_args, ROLE_ADMIN, cmd_vm_migrate },
+	{ "migrate.prepare", cmd_migrate_prepare_args, ROLE_HOST,
+	    cmd_migrate_prepare },
+	{ "migrate.finish", cmd_migrate_finish_args, ROLE_HOST,
+	    cmd_migrate_finish },
+	{ "migrate.abort", cmd_migrate_abort_args, ROLE_HOST,
+	    cmd_migrate_abort },
+	{ NULL, NULL, 0, NULL }
+};

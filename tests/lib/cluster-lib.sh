@@ -1,0 +1,48 @@
+# Shared by the cluster tests (63-, 64-): a cluster of this checkout
+# (scripts/cluster up), qdesk on one of its hosts, and where a desktop's
+# QEMU runs according to every host's process table. Sourced after
+# tests/integration/lib.sh.
+
+CLUSTER=$top/scripts/cluster
+ENVFILE=$top/build/cluster/env
+
+# Up N hosts, with a lease of TTL s (3) and a fence delay of D s (2);
+# env sourced: cluster_test_up N [TTL [D]]
+cluster_test_up() {
+	local out
+	[ -e "$ENVFILE" ] &&
+		fail "a cluster is already up in this checkout: scripts/cluster down"
+	EXTRA_CLEANUP="${EXTRA_CLEANUP:-}${EXTRA_CLEANUP:+; }\"\$CLUSTER\" down >/dev/null 2>&1"
+	out=$(QDESK_LEASE_TTL=${2:-3} QDESK_FENCE_DELAY=${3:-2} "$CLUSTER" up "$1" 2>&1) ||
+		fail "cluster up $1: $out"
+	# shellcheck disable=SC1090
+	. "$ENVFILE"
+}
+
+# qdesk on host h, from its namespace: hq h ARGS...
+hq() {
+	local h=$1 ns sock
+	shift
+	ns=${h}_NETNS sock=${h}_SOCKET
+	ip netns exec "${!ns}" "$QDESK_BIN" --socket "${!sock}" "$@"
+}
+
+# hq, failing the test on an error.
+hqq() {
+	local out
+	out=$(hq "$@" 2>&1) || fail "on $1: qdesk ${*:2}: $out"
+	printf '%s\n' "$out"
+}
+
+# The hosts whose process tables run VM's QEMU (its pidfile's pid alive,
+# its command line naming that host's VM dir), space-separated.
+runs_on() {
+	local vm=$1 h st pid where=
+	for h in $HOSTS; do
+		st=${h}_STATE
+		pid=$(cat "${!st}/vms/$vm/qemu.pid" 2>/dev/null) || continue
+		alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+		    grep -q -- "${!st}/vms/$vm/" && where="$where $h"
+	done
+	echo "${where# }"
+}
