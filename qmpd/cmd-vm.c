@@ -43,7 +43,7 @@ cmd_vm_create(struct cmd_req *req)
 	const char	*name = cmd_arg_str(req, "name", "");
 
 	if (qmpd->cluster != NULL)
-		return (cluster_place_cmd(req));
+		return (cluster_cmd(req));
 	if (cmd_arg_str(req, "host", NULL) != NULL) {
 		cmd_error(req, ERR_ARG, "--host needs cluster mode (qmpd "
 		    "--cluster FILE)");
@@ -70,7 +70,7 @@ cmd_vm_list(struct cmd_req *req)
 	json_t		*a = json_array();
 	int		 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if (qmpd->cluster != NULL && (rv = cluster_cmd(req)) != -1)
 		return (rv);
 	TAILQ_FOREACH(vm, &vms, entry)
 		json_array_append_new(a, vm_to_json(vm));
@@ -123,7 +123,7 @@ cmd_vm_show(struct cmd_req *req)
 	struct cmd_vm_show	*q;
 	int		 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if (qmpd->cluster != NULL && (rv = cluster_cmd(req)) != -1)
 		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
@@ -151,7 +151,7 @@ cmd_vm_start(struct cmd_req *req)
 	char		*cause = NULL;
 	int		 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if (qmpd->cluster != NULL && (rv = cluster_cmd(req)) != -1)
 		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
@@ -172,7 +172,7 @@ cmd_vm_stop(struct cmd_req *req)
 	int		 timeout = cmd_arg_int(req, "timeout", 60);
 	int		 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if (qmpd->cluster != NULL && (rv = cluster_cmd(req)) != -1)
 		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
@@ -213,7 +213,7 @@ cmd_vm_delete(struct cmd_req *req)
 	char		*cause = NULL;
 	int		 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if (qmpd->cluster != NULL && (rv = cluster_cmd(req)) != -1)
 		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
