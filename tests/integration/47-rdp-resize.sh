@@ -64,16 +64,23 @@ matches() {
 	rdp_fail "the client does not show $2's console (best RMSE $best)"
 }
 
+# resize_client USER VM READY: USER's xfreerdp with /dynamic-resolution
+# (password USER-pw-1) logs in, VM boots to READY, the Display Control
+# channel is open. Its pid in RDP_CLIENT.
+resize_client() {
+	rdp_client "$1" /u:"$1" /p:"$1-pw-1" /dynamic-resolution
+	wait_gw_log "($1 on $2): logged in" 30
+	wait_console "$2" "$3" 120
+	wait_gw_log "($1 on $2): display control channel open" 30
+}
+
 asks() { grep -c "($1 on $2): client window .*: asking the guest" "$RDP_LOG"; }
 
 # --- A guest that follows: virtio-gpu.
-rdp_client alice /u:alice /p:alice-pw-1 /dynamic-resolution
+resize_client alice d1 "QDESK GUEST READY"
 alice=$RDP_CLIENT
-wait_gw_log "(alice on d1): logged in" 30
-wait_console d1 "QDESK GUEST READY" 120
 # fbcon on virtio_gpu: QEMU's default virtio-gpu mode.
 wait_gw_log "(alice on d1): console now 1280x800" 60
-wait_gw_log "(alice on d1): display control channel open" 30
 win=$(rdp_window "$alice") || rdp_fail "no xfreerdp window"
 window_is "$win" 1280x800 20
 
@@ -111,11 +118,8 @@ kill "$alice"
 rdp_gone "$alice" || rdp_fail "alice's client did not end"
 
 # --- A guest that cannot resize: std VGA, the boot sector's text screen.
-rdp_client bob /u:bob /p:bob-pw-1 /dynamic-resolution
+resize_client bob d2 "QDESK TINY GUEST UP"
 bob=$RDP_CLIENT
-wait_gw_log "(bob on d2): logged in" 30
-wait_console d2 "QDESK TINY GUEST UP" 60
-wait_gw_log "(bob on d2): display control channel open" 30
 wait_gw_log "(bob on d2): .*console \(now \)\?720x400" 30
 before=$(screendump_size d2)
 bwin=$(rdp_window "$bob") || rdp_fail "no xfreerdp window for bob"

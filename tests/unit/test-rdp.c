@@ -210,6 +210,28 @@ rect(struct script *s, int x, int y, int w, int h, int32_t enc)
 	put32(s, (uint32_t)enc);
 }
 
+/*
+ * A FramebufferUpdate of one ExtendedDesktopSize rectangle: x is who
+ * caused it, y the status; one screen with this id, or none when id < 0.
+ */
+static void
+extdesk(struct script *s, int x, int y, int w, int h, int id)
+{
+	put8(s, 0);
+	put8(s, 0);
+	put16(s, 1);
+	rect(s, x, y, w, h, -308);
+	put32(s, id < 0 ? 0 : 0x01000000);	/* screens, padding */
+	if (id < 0)
+		return;
+	put32(s, id);
+	put16(s, 0);
+	put16(s, 0);
+	put16(s, w);
+	put16(s, h);
+	put32(s, 0);
+}
+
 static void
 test_rfb(void)
 {
@@ -299,17 +321,7 @@ test_rfb(void)
 	CHECK(rfb->extdesk == 0);
 	CHECK(rdp_rfb_set_size(rfb, 40, 30) == -1);	/* not before */
 	s.len = 0;
-	put8(&s, 0);
-	put8(&s, 0);
-	put16(&s, 1);
-	rect(&s, 0, 0, 32, 24, -308);
-	put32(&s, 0x01000000);		/* one screen, padding */
-	put32(&s, 7);			/* id */
-	put16(&s, 0);
-	put16(&s, 0);
-	put16(&s, 32);
-	put16(&s, 24);
-	put32(&s, 0);
+	extdesk(&s, 0, 0, 32, 24, 7);
 	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
 	rfb->resized = 0;
 	rfb->ndamage = 0;
@@ -326,41 +338,23 @@ test_rfb(void)
 	CHECK(got[6] == 1 && got[11] == 7 && got[17] == 40 && got[19] == 30);
 	CHECK(rdp_rfb_set_size(rfb, RDP_FB_MAX + 1, 30) == -1);
 	s.len = 0;
-	put8(&s, 0);
-	put8(&s, 0);
-	put16(&s, 2);
-	rect(&s, 1, 4, 32, 24, -308);	/* this client, forwarded */
-	put32(&s, 0);			/* no screens */
-	rect(&s, 1, 3, 32, 24, -308);	/* this client, invalid layout */
-	put32(&s, 0);
+	extdesk(&s, 1, 4, 32, 24, -1);	/* this client, forwarded */
+	extdesk(&s, 1, 3, 32, 24, -1);	/* this client, invalid layout */
 	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
 	CHECK(rdp_rfb_process(rfb, &cause) == 0);
 	CHECK(rfb->size_answers == 2 && rfb->size_status == 3);
 	CHECK(RDP_RFB_SIZE_REFUSED(rfb->size_status));
 	CHECK(!RDP_RFB_SIZE_REFUSED(4) && !RDP_RFB_SIZE_REFUSED(0));
 	CHECK(rfb->resized == 0 && rfb->width == 32);
-	/* The guest took a size: a server-side change. */
+	/* The guest took a size (a server-side change), then 32x24 again. */
 	s.len = 0;
-	put8(&s, 0);
-	put8(&s, 0);
-	put16(&s, 1);
-	rect(&s, 0, 0, 40, 30, -308);
-	put32(&s, 0x01000000);
-	put32(&s, 7);
-	put16(&s, 0);
-	put16(&s, 0);
-	put16(&s, 40);
-	put16(&s, 30);
-	put32(&s, 0);
+	extdesk(&s, 0, 0, 40, 30, 7);
 	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
 	CHECK(rdp_rfb_process(rfb, &cause) == 0);
 	CHECK(rfb->resized == 1 && rfb->width == 40 && rfb->height == 30);
-	/* Back to 32x24 for what follows. */
 	s.len = 0;
-	put8(&s, 0);
-	put8(&s, 0);
-	put16(&s, 1);
-	rect(&s, 0, 0, 32, 24, -223);
+	extdesk(&s, 0, 0, 32, 24, 7);
 	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
 	CHECK(rdp_rfb_process(rfb, &cause) == 0);
 	CHECK(rfb->width == 32 && rfb->height == 24);
