@@ -12,6 +12,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -30,6 +33,7 @@
 #include "broker.h"
 #include "log.h"
 #include "proto.h"
+#include "sock.h"
 #include "xmalloc.h"
 
 #define CONSOLE_WS_QMPD_TIMEOUT	30
@@ -336,6 +340,8 @@ console_ws_upgrade(struct console_ws_req *r)
 	struct console_ws	*c;
 	struct evbuffer		*out;
 	struct timeval		 tv = { CONSOLE_WS_PING, 0 };
+	evutil_socket_t		 fd;
+	int			 one = 1;
 
 	c = xcalloc(1, sizeof *c);
 	c->evcon = evhttp_request_get_connection(call->req);
@@ -359,6 +365,12 @@ console_ws_upgrade(struct console_ws_req *r)
 	    r->protocol != NULL ? r->protocol : "",
 	    r->protocol != NULL ? "\r\n" : "");
 	bufferevent_set_timeouts(c->client, NULL, NULL);
+	/*
+	 * A key's echo is a few small frames: without this, Nagle holds all
+	 * but the first until the browser's delayed ACK (bench/transport).
+	 */
+	if ((fd = bufferevent_getfd(c->client)) != -1)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	bufferevent_setcb(c->client, console_ws_client_read,
 	    console_ws_client_write, console_ws_client_event, c);
 	bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
@@ -448,19 +460,12 @@ static void
 console_ws_req_read(evutil_socket_t fd, short events, void *arg)
 {
 	struct console_ws_req	*r = arg;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsgbuf;
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cmsg;
-	json_error_t	 jerr;
-	json_t		*j;
-	char		*nl;
-	ssize_t		 n;
-	size_t		 used;
-	int		 passed, rc;
+	json_error_t		 jerr;
+	json_t			*j;
+	char			*nl;
+	ssize_t			 n;
+	size_t			 used;
+	int			 nvnc = r->vnc != -1, rc;
 
 	if (events & EV_TIMEOUT) {
 		http_reply_error(r->call, 504, "qmpd did not hand over the "
@@ -468,14 +473,9 @@ console_ws_req_read(evutil_socket_t fd, short events, void *arg)
 		console_ws_req_free(r);
 		return;
 	}
-	memset(&msg, 0, sizeof msg);
-	iov.iov_base = r->buf + r->len;
-	iov.iov_len = sizeof r->buf - r->len - 1;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsgbuf.buf;
-	msg.msg_controllen = sizeof cmsgbuf.buf;
-	n = recvmsg(r->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	/* The first fd qmpd passes is the VNC stream; any other is shut. */
+	n = sock_recv_fds(r->fd, r->buf + r->len, sizeof r->buf - r->len - 1,
+	    MSG_DONTWAIT, &r->vnc, &nvnc, 1);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -483,17 +483,6 @@ console_ws_req_read(evutil_socket_t fd, short events, void *arg)
 		    "request");
 		console_ws_req_free(r);
 		return;
-	}
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		memcpy(&passed, CMSG_DATA(cmsg), sizeof passed);
-		if (r->vnc == -1)
-			r->vnc = passed;
-		else
-			close(passed);
 	}
 	r->len += n;
 	while ((nl = memchr(r->buf, '\n', r->len)) != NULL) {

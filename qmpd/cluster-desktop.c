@@ -24,13 +24,22 @@
 
 /* The host a cluster desktop belongs to: placed there, else pinned. */
 static const char *
-cluster_desktop_home(const char *name, json_t *rec)
+cluster_desktop_home(const char *name, const char *pin)
 {
 	const char	*host;
 
 	if ((host = cluster_place_host(name)) != NULL)
 		return (host);
-	return (json_string_value(json_object_get(rec, "host")));
+	return (pin);
+}
+
+/* The desktop's place if etcd defines it (as this host's watch saw). */
+static struct cluster_place *
+cluster_desktop_place(const char *name)
+{
+	struct cluster_place	*p = cluster_place_find(name);
+
+	return (p != NULL && p->def != NULL ? p : NULL);
 }
 
 /*
@@ -43,12 +52,12 @@ int
 cluster_desktop_power(struct cmd_req *req, struct vm *vm, const char *action)
 {
 	if (strcmp(action, "start") != 0 ||
-	    cluster_place_def(vm->def.name) == NULL ||
+	    cluster_desktop_place(vm->def.name) == NULL ||
 	    (vm->state != VM_STOPPED && vm->state != VM_CRASHED))
 		return (-1);
 	log_info("cluster: %s: start for %s, through placement",
 	    vm->def.name, cmd_arg_str(req, "login", ""));
-	return (cluster_place_start(req, vm->def.name));
+	return (cluster_cmd_start(req, vm->def.name));
 }
 
 /*
@@ -58,10 +67,11 @@ cluster_desktop_power(struct cmd_req *req, struct vm *vm, const char *action)
 int
 cluster_desktop_elsewhere(struct cmd_req *req, const char *name)
 {
-	json_t		*rec = cluster_place_def(name);
-	const char	*home;
+	struct cluster_place	*p = cluster_desktop_place(name);
+	const char		*home;
 
-	if (rec == NULL || (home = cluster_desktop_home(name, rec)) == NULL ||
+	if (p == NULL || (home = cluster_desktop_home(name,
+	    cluster_place_pin(p))) == NULL ||
 	    strcmp(home, cluster_name()) == 0)
 		return (-1);
 	log_warnx("%s of desktop %.64s for %s: it is on host %s",
@@ -70,13 +80,17 @@ cluster_desktop_elsewhere(struct cmd_req *req, const char *name)
 	return (CMD_RETURN_DONE);
 }
 
-/* Make the local record of rec's desktop if it belongs here; answer why not. */
+/*
+ * Make the local record of a desktop (its vm.create arguments, its pin)
+ * if it belongs here; else answer why not.
+ */
 static int
-cluster_desktop_make(struct cmd_req *req, const char *name, json_t *rec)
+cluster_desktop_make(struct cmd_req *req, const char *name, json_t *def,
+    const char *pin)
 {
 	struct vm	*vm;
 	json_t		*args;
-	const char	*home = cluster_desktop_home(name, rec);
+	const char	*home = cluster_desktop_home(name, pin);
 	char		*cause = NULL;
 
 	if (home == NULL) {
@@ -90,7 +104,7 @@ cluster_desktop_make(struct cmd_req *req, const char *name, json_t *rec)
 		    "there (assignments are kept per host)", name, home);
 		return (-1);
 	}
-	args = json_deep_copy(json_object_get(rec, "def"));
+	args = json_deep_copy(def);
 	vm = vm_create(args, &cause);
 	json_decref(args);
 	if (vm == NULL) {
@@ -125,7 +139,8 @@ cluster_desktop_get_cb(void *arg, json_t *res, const char *errclass,
 	else if (val == NULL || (rec = json_loads(val, 0, NULL)) == NULL)
 		cmd_error(g->req, ERR_NOTFOUND, "no VM named %s", g->name);
 	else if (vm_find(g->name) != NULL ||
-	    cluster_desktop_make(g->req, g->name, rec) == 0)
+	    cluster_desktop_make(g->req, g->name, json_object_get(rec, "def"),
+	    json_string_value(json_object_get(rec, "host"))) == 0)
 		g->req->entry->exec(g->req);	/* the VM is here now */
 	json_decref(rec);
 	free(g->name);
@@ -141,11 +156,12 @@ int
 cluster_desktop_assign(struct cmd_req *req, const char *name)
 {
 	struct cluster_desktop_get	*g;
-	json_t				*rec = cluster_place_def(name);
+	struct cluster_place		*p = cluster_desktop_place(name);
 	char				*key, *cause = NULL;
 
-	if (rec != NULL) {
-		if (cluster_desktop_make(req, name, rec) != 0)
+	if (p != NULL) {
+		if (cluster_desktop_make(req, name, cluster_place_def(p),
+		    cluster_place_pin(p)) != 0)
 			return (CMD_RETURN_DONE);
 		return (req->entry->exec(req));
 	}

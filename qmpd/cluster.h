@@ -93,33 +93,77 @@ json_t		*cluster_host_list(void);
 void		 cluster_host_lost(const char *why);
 
 /*
- * cluster-place.c: VM definitions (vms/VM), their placement
+ * cluster-place.c: VM definitions (vms/VM) and their placement
  * (placement/VM = {"host","epoch","state"}, written only by etcd_cas),
- * the choice of a host, this host acting on what placement gives it,
- * failover of a dead host's desktops, and the vm.* commands in cluster
- * mode (cluster_place_cmd: -1 when the local command should run).
+ * as the watch keeps them; the choice of a host; this host acting on
+ * what placement gives it. The accessors take NULL as no placement.
  */
-struct cmd_req;
+#define CLUSTER_WAIT_S	120	/* a start or stop asked of another host */
+struct cluster_place {
+	char			*name;
+	json_t			*def;	/* vms/ value: {"def","host",...} */
+	int64_t			 def_rev;
+	json_t			*pl;	/* placement/ value */
+	int64_t			 pl_rev;
+	unsigned int		 def_gen, pl_gen;	/* cluster_gen seen */
+	TAILQ_ENTRY(cluster_place) entry;
+};
+TAILQ_HEAD(cluster_places, cluster_place);
+extern struct cluster_places	cluster_places;
+struct cluster_place *cluster_place_find(const char *name);
+/* The host placement names, its epoch, running or not, this host's. */
+const char	*cluster_place_at(const struct cluster_place *);
+long long	 cluster_place_epoch(const struct cluster_place *);
+int		 cluster_place_running(const struct cluster_place *);
+int		 cluster_place_mine(const struct cluster_place *);
+/* The vm.create arguments; the host it is pinned to or NULL. */
+json_t		*cluster_place_def(const struct cluster_place *);
+const char	*cluster_place_pin(const struct cluster_place *);
+int		 cluster_place_movable(const struct cluster_place *);
+const char	*cluster_place_choose(struct cluster_place *,
+		    const char *exclude, char **cause);
+/* A placement value to write: host, next epoch, running or stopped. */
+char		*cluster_place_value(struct cluster_place *, const char *host,
+		    int running, const char *why);
+/* An etcd_cas callback that logs; arg is an xstrdup'd VM name. */
+void		 cluster_place_cas_log(void *arg, json_t *res,
+		    const char *errclass, const char *cause);
 void		 cluster_place_event(const char *key, json_t *kv, int put);
 void		 cluster_place_sweep(unsigned int gen);
 void		 cluster_place_reconcile(void);
-void		 cluster_place_host_down(const char *host);
-void		 cluster_place_host_up(const char *host);
 void		 cluster_place_vm_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 const char	*cluster_place_host(const char *vm);
-int		 cluster_place_cmd(struct cmd_req *);
-/* vms/VM's record (borrowed) or NULL; vm.start's placement for others. */
-json_t		*cluster_place_def(const char *vm);
-int		 cluster_place_start(struct cmd_req *, const char *vm);
+
+/*
+ * cluster-failover.c: fence_delay after a host's lease went, the
+ * desktops it ran that can run elsewhere are placed on another host.
+ * cluster_failover_again: failover of hosts long down (a store came,
+ * this host joined again).
+ */
+void		 cluster_failover_host_down(const char *host);
+void		 cluster_failover_host_up(const char *host);
+void		 cluster_failover_again(void);
+
+/*
+ * cluster-cmd.c: vm.create, start, stop, delete, show and list in
+ * cluster mode (cluster_cmd: -1 when the local command should run); a
+ * start or stop waits for the host's record, which cluster_cmd_recheck
+ * looks at again.
+ */
+struct cmd_req;
+int		 cluster_cmd(struct cmd_req *);
+void		 cluster_cmd_recheck(void);
+/* vm.start's placement of a VM defined in etcd, for the broker's start. */
+int		 cluster_cmd_start(struct cmd_req *, const char *vm);
 
 /*
  * cluster-desktop.c: office users' desktops in cluster mode. The broker's
  * start goes through placement like vm.start (-1: the local action is
  * right); a desktop not here answers with the host it is on; a desktop
- * defined in etcd is assigned on its pinned (or placed) host, which makes
- * its local record, stopped, then (-1 from cluster_desktop_assign: no
- * such VM in the cluster either).
+ * defined in etcd is assigned on its placed (else pinned) host, which
+ * makes its local record, stopped, then (-1 from cluster_desktop_assign:
+ * no such VM in the cluster either).
  */
 struct vm;
 int		 cluster_desktop_power(struct cmd_req *, struct vm *,
