@@ -11,15 +11,17 @@
  *
  * QEMUs outlive qmpd, so a qmpd that dies cannot fence: its watchdog
  * does. It is a child forked at join that qmpd tells, at every refresh,
- * until when the lease surely holds; once qmpd is gone (EOF on the
- * pipe) it kills every QEMU of the state dir at that moment, unless a
- * new qmpd of the same state dir has joined first (SIGUSR1: stand down).
+ * until when the lease surely holds; once that moment passes with no
+ * newer word (qmpd gone, hung or stopped) it kills every QEMU of the
+ * state dir, unless a new qmpd of the same state dir has joined first
+ * (SIGUSR1: stand down).
  */
 #include <sys/syscall.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,16 +168,46 @@ wd_qemus(const char *dir, int kill9)
 	return (found);
 }
 
-/* The child: wait for qmpd to go, then for the lease, then kill. */
+/* CLOCK_MONOTONIC in ms, as held_until is. */
+static long long
+wd_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Kill every QEMU of dir now, saying why and when. */
+static void
+wd_fence(const char *dir, const char *why)
+{
+	int	n;
+
+	if ((n = wd_qemus(dir, 1)) == 0)
+		return;
+	log_warnx("cluster: watchdog: %s and its lease may expire: fenced at "
+	    "%s (wall_ms %lld): %d QEMU(s) killed", why, cluster_stamp(),
+	    cluster_wall_ms(), n);
+}
+
+/*
+ * The child: read until when the lease holds; kill when that passes
+ * with no newer word from qmpd, whether qmpd is gone (EOF) or only not
+ * answering (hung, SIGSTOPped, starved): either way nobody renews the
+ * lease, and the other hosts will restart a shared-store desktop once it
+ * expired, so its QEMU here must be dead by then.
+ */
 static void __attribute__((noreturn))
 wd_main(int fd, const char *dir)
 {
 	char		 buf[256];
-	long long	 held = 0, v;
+	long long	 held = 0, v, left;
 	ssize_t		 n;
 	char		*p, *nl;
 	size_t		 len = 0;
-	struct timespec	 ts, nap = { 0, 100 * 1000 * 1000 };
+	struct pollfd	 pfd;
+	struct timespec	 nap = { 0, 100 * 1000 * 1000 };
 
 	signal(SIGUSR1, wd_usr1);
 	signal(SIGTERM, SIG_DFL);
@@ -183,12 +215,26 @@ wd_main(int fd, const char *dir)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	for (;;) {
-		n = read(fd, buf + len, sizeof buf - 1 - len);
-		if (n == -1 && errno == EINTR) {
-			if (wd_standdown)
-				_exit(0);
+		if (wd_standdown)
+			_exit(0);
+		left = held == 0 ? -1 : held - wd_now();
+		if (left == 0 || left < -1)
+			left = 0;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		/* Past the deadline: look again every 100 ms. */
+		switch (poll(&pfd, 1, left == 0 ? 100 : (int)left)) {
+		case -1:
+			if (errno != EINTR)
+				goto gone;
+			continue;
+		case 0:
+			wd_fence(dir, "qmpd has not renewed its lease");
 			continue;
 		}
+		n = read(fd, buf + len, sizeof buf - 1 - len);
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
 		if (n <= 0)
 			break;
 		len += n;
@@ -202,17 +248,12 @@ wd_main(int fd, const char *dir)
 		len = strlen(p);
 		memmove(buf, p, len + 1);
 	}
+gone:
 	for (;;) {
 		if (wd_standdown || wd_qemus(dir, 0) == 0)
 			_exit(0);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		if ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 >=
-		    held) {
-			n = wd_qemus(dir, 1);
-			log_warnx("cluster: watchdog: qmpd is gone and its "
-			    "lease may expire: fenced at %s (wall_ms %lld): %d "
-			    "QEMU(s) killed", cluster_stamp(),
-			    cluster_wall_ms(), (int)n);
+		if (wd_now() >= held) {
+			wd_fence(dir, "qmpd is gone");
 			_exit(0);
 		}
 		nanosleep(&nap, NULL);
