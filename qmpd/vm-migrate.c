@@ -743,22 +743,54 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 }
 
 /*
- * Where HOST is: unix:PATH or tls:ADDR:PORT as given; a cluster host's
- * name through its hosts/NAME record ("listen"), once the cluster's host
- * view (cluster-host.c) is there.
+ * Where HOST is: unix:PATH or tls:ADDR:PORT as given; in a cluster, a
+ * host's name through its hosts/NAME record ("listen"), whose
+ * certificate must then be CN host:NAME (*cn).
  */
 static char *
-vm_migrate_resolve(const char *to, char **cause)
+vm_migrate_resolve(const char *to, char **cn, char **cause)
 {
+	struct cluster_host	*h;
+	const char		*listen;
+	char			*addr;
+
+	*cn = NULL;
 	if (peer_addr_valid(to))
 		return (xstrdup(to));
-	if (qmpd->cluster == NULL)
+	if (qmpd->cluster == NULL) {
 		xasprintf(cause, "HOST %s: without a cluster (qmpd --cluster) "
 		    "give the target qmpd as unix:PATH or tls:ADDR:PORT", to);
-	else
-		xasprintf(cause, "HOST %s: host names need the cluster's host "
-		    "records; give tls:ADDR:PORT", to);
-	return (NULL);
+		return (NULL);
+	}
+	if (strcmp(to, cluster_name()) == 0) {
+		xasprintf(cause, "HOST %s is this host: the VM runs here "
+		    "already", to);
+		return (NULL);
+	}
+	if ((h = cluster_host_find(to)) == NULL || (h->rec == NULL &&
+	    h->member == NULL)) {
+		xasprintf(cause, "no host named %s in the cluster (qdesk host "
+		    "list)", to);
+		return (NULL);
+	}
+	if (!cluster_host_up(h)) {
+		xasprintf(cause, "host %s is down", to);
+		return (NULL);
+	}
+	if (h->draining) {
+		xasprintf(cause, "host %s is draining (qdesk host undrain %s)",
+		    to, to);
+		return (NULL);
+	}
+	listen = json_string_value(json_object_get(h->rec, "listen"));
+	if (listen == NULL || *listen == '\0') {
+		xasprintf(cause, "host %s has no cluster listener (its "
+		    "cluster file's \"listen\")", to);
+		return (NULL);
+	}
+	xasprintf(&addr, "tls:%s", listen);
+	xasprintf(cn, "host:%s", to);
+	return (addr);
 }
 
 /*
@@ -771,7 +803,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	struct vm_mig	*m;
 	const char	*to, *storage;
 	json_int_t	 downtime, timeout;
-	char		*addr, *cause = NULL;
+	char		*addr, *cn, *cause = NULL;
 	int		 copy;
 	struct timeval	 tv = { 0, 0 };
 
@@ -822,14 +854,16 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		free(cause);
 		return;
 	}
-	if ((addr = vm_migrate_resolve(to != NULL ? to : "", &cause)) == NULL) {
+	if ((addr = vm_migrate_resolve(to != NULL ? to : "", &cn,
+	    &cause)) == NULL) {
 		done_fail(done, arg, ERR_ARG, "%s", cause);
 		free(cause);
 		return;
 	}
 	vm_migrate_free(vm);
 	m = vm->mig = xcalloc(1, sizeof *m);
-	m->peer_addr = addr;
+	/* A host's name says more in vm show and the logs than its port. */
+	m->peer_addr = xstrdup(cn != NULL ? to : addr);
 	m->copy = copy;
 	m->downtime_limit = (int)downtime;
 	m->timeout = (int)timeout;
@@ -839,8 +873,10 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	m->poll = evtimer_new(qmpd->base, vm_migrate_poll_cb, vm);
 	m->timer = evtimer_new(qmpd->base, vm_migrate_timeout_cb, vm);
 	vm_migrate_set(vm, VM_MIG_PREPARING);
-	if ((m->peer = peer_open(addr, vm_migrate_peer_closed, vm,
-	    &cause)) == NULL) {
+	m->peer = peer_open_cn(addr, cn, vm_migrate_peer_closed, vm, &cause);
+	free(cn);
+	free(addr);
+	if (m->peer == NULL) {
 		vm_migrate_fail(vm, VM_MIG_FAILED, "%s", cause);
 		free(cause);
 		return;
