@@ -331,8 +331,13 @@ place_reconcile_one(struct place *p)
 	json_t			*args;
 	char			*cause = NULL;
 
-	/* Placed elsewhere (or nowhere) and running here: never twice. */
+	/*
+	 * Placed elsewhere (or nowhere) and running here: never twice. A
+	 * migration's two halves are left to it: the target's until its
+	 * switchover moves placement here, the source's until it quits.
+	 */
 	if (vm != NULL && vm_is_active(vm) && vm->pidfd != -1 &&
+	    !vm_migrate_busy(vm) &&
 	    p->def != NULL && (p->pl == NULL || !pl_mine(p)) &&
 	    vm->stop_asked != 3) {
 		log_warnx("cluster: %s is placed on %s: killing the copy here "
@@ -434,6 +439,177 @@ cluster_place_vm_event(const char *event, const char *vm, json_t *fields,
 	    xstrdup(vm));
 	free(key);
 	free(val);
+}
+
+/* ---- live migration ---- */
+
+struct place_mig {
+	char			*name;
+	char			*from;
+	long long		 epoch;		/* as written */
+	void			(*cb)(const char *, int, const char *, void *);
+	void			*arg;
+};
+
+static void
+place_mig_end(struct place_mig *pm, int ok, const char *why)
+{
+	pm->cb(pm->name, ok, why, pm->arg);
+	free(pm->name);
+	free(pm->from);
+	free(pm);
+}
+
+/* After an etcd error: did our swap land anyway? */
+static void
+place_mig_reread_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	struct place_mig	*pm = arg;
+	const char		*val;
+	json_t			*v;
+	int			 ok;
+
+	val = json_string_value(json_object_get(json_array_get(
+	    json_object_get(res, "kvs"), 0), "value"));
+	v = errclass == NULL && val != NULL ? json_loads(val, 0, NULL) : NULL;
+	ok = v != NULL && json_integer_value(json_object_get(v, "epoch")) ==
+	    pm->epoch && strcmp(json_string_value(json_object_get(v,
+	    "host")) != NULL ? json_string_value(json_object_get(v, "host")) :
+	    "", cluster_name()) == 0;
+	json_decref(v);
+	place_mig_end(pm, ok, ok ? NULL : errclass != NULL ? cause :
+	    "placement changed meanwhile");
+}
+
+static void
+place_mig_cb(void *arg, json_t *res, const char *errclass, const char *cause)
+{
+	struct place_mig	*pm = arg;
+	char			*key;
+
+	if (errclass != NULL) {
+		log_warnx("cluster: %s: migration's placement: %s", pm->name,
+		    cause);
+		key = cluster_key("placement/%s", pm->name);
+		etcd_get(cluster_etcd, key, 0, place_mig_reread_cb, pm);
+		free(key);
+		return;
+	}
+	if (!json_is_true(json_object_get(res, "succeeded"))) {
+		place_mig_end(pm, 0, "placement changed meanwhile");
+		return;
+	}
+	log_info("cluster: %s: migrated from %s, placed here (epoch %lld) at "
+	    "%s", pm->name, pm->from, pm->epoch, cluster_stamp());
+	place_mig_end(pm, 1, NULL);
+}
+
+/*
+ * A migration's switchover on its target: placement/VM moves from the
+ * source to this host, epoch + 1, running, by one compare-and-swap. The
+ * VM's incoming QEMU is active here already, so this host's own watch
+ * does not start another copy; a failed swap refuses (the source
+ * resumes). cb(name, ok, why, arg), never from inside this call.
+ */
+int
+cluster_place_migrated(const char *name, const char *from,
+    void (*cb)(const char *, int, const char *, void *), void *arg,
+    char **cause)
+{
+	struct place		*p = place_find(name);
+	struct place_mig	*pm;
+	char			*key, *val, *why;
+
+	if (p == NULL || p->def == NULL)
+		return (1);	/* not a VM of the cluster: nothing to move */
+	if (!cluster_host_joined()) {
+		xasprintf(cause, "this host (%s) is not in the cluster now",
+		    cluster_name());
+		return (-1);
+	}
+	if (pl_host(p) == NULL || strcmp(pl_host(p), from) != 0) {
+		xasprintf(cause, "placement of %s names %s, not the source %s",
+		    name, pl_host(p) != NULL ? pl_host(p) : "no host", from);
+		return (-1);
+	}
+	pm = xcalloc(1, sizeof *pm);
+	pm->name = xstrdup(name);
+	pm->from = xstrdup(from);
+	pm->epoch = pl_epoch(p) + 1;
+	pm->cb = cb;
+	pm->arg = arg;
+	xasprintf(&why, "migrated from %s", from);
+	key = cluster_key("placement/%s", name);
+	val = place_value(p, cluster_name(), 1, why);
+	etcd_cas(cluster_etcd, key, p->pl_rev, val, 0, place_mig_cb, pm);
+	free(why);
+	free(key);
+	free(val);
+	return (0);
+}
+
+struct place_resume {
+	char	*name;
+	void	(*cb)(const char *, int, void *);
+	void	*arg;
+};
+
+static void
+place_resume_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	struct place_resume	*pr = arg;
+	const char		*val, *host = NULL;
+	json_t			*v;
+
+	val = json_string_value(json_object_get(json_array_get(
+	    json_object_get(res, "kvs"), 0), "value"));
+	v = errclass == NULL && val != NULL ? json_loads(val, 0, NULL) : NULL;
+	if (v != NULL)
+		host = json_string_value(json_object_get(v, "host"));
+	if (errclass != NULL)
+		log_warnx("cluster: %s: placement unknown (%s): not resumed",
+		    pr->name, cause);
+	pr->cb(pr->name, errclass == NULL && (host == NULL ||
+	    strcmp(host, cluster_name()) == 0), pr->arg);
+	json_decref(v);
+	free(pr->name);
+	free(pr);
+}
+
+/*
+ * A source stopped for a switchover that failed: may it resume? Only if
+ * placement/VM (read from etcd, not the watch's view, which may lag)
+ * still names this host; cb(name, mine, arg).
+ */
+void
+cluster_place_resume(const char *name, void (*cb)(const char *, int,
+    void *), void *arg)
+{
+	struct place_resume	*pr;
+	char			*key;
+
+	pr = xcalloc(1, sizeof *pr);
+	pr->name = xstrdup(name);
+	pr->cb = cb;
+	pr->arg = arg;
+	key = cluster_key("placement/%s", name);
+	etcd_get(cluster_etcd, key, 0, place_resume_cb, pr);
+	free(key);
+}
+
+/* The host placement would choose for VM name, other than exclude. */
+const char *
+cluster_place_choose(const char *name, const char *exclude, char **cause)
+{
+	struct place	*p = place_find(name);
+
+	if (p == NULL || p->def == NULL) {
+		xasprintf(cause, "VM %s is not a VM of the cluster", name);
+		return (NULL);
+	}
+	return (place_choose(p, exclude, cause));
 }
 
 /* ---- waiting for another host ---- */

@@ -109,6 +109,16 @@ void		 cluster_place_vm_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 const char	*cluster_place_host(const char *vm);
 int		 cluster_place_cmd(struct cmd_req *);
+/* Live migration: the target's switchover swap (1: not a cluster VM,
+ * 0: cb follows, -1: cause), the source's check before it resumes, and
+ * placement's choice of a target. */
+int		 cluster_place_migrated(const char *name, const char *from,
+		    void (*)(const char *, int, const char *, void *),
+		    void *arg, char **cause);
+void		 cluster_place_resume(const char *name,
+		    void (*)(const char *, int, void *), void *arg);
+const char	*cluster_place_choose(const char *name, const char *exclude,
+		    char **cause);
 
 /*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was

@@ -48,17 +48,44 @@ vm_incoming_addr(void)
 	return ("127.0.0.1");
 }
 
+/* The cluster's answer to the switchover's swap; the VM may be gone. */
+static void
+vm_migrate_placed(const char *name, int ok, const char *why, void *arg)
+{
+	vm_migrate_place_cb	 cb = (vm_migrate_place_cb)arg;
+	struct vm		*vm;
+
+	if ((vm = vm_find(name)) == NULL || vm->mig == NULL ||
+	    !vm->mig->incoming)
+		return;
+	cb(vm, ok, why);
+}
+
 /*
  * The switchover's placement step. Two qmpds without a cluster have no
- * placement to move: go on. In a cluster this is where placement/NAME
- * moves from the source to this host with a compare-and-swap (the
- * cluster's placement code, cluster-place.c); a failed swap refuses and
- * the source resumes, so exactly one QEMU runs the desktop.
+ * placement to move: go on. In a cluster placement/NAME moves from the
+ * source to this host by compare-and-swap (cluster-place.c); a failed
+ * swap refuses and the source resumes, so exactly one QEMU runs the
+ * desktop.
  */
 void
 vm_migrate_place(struct vm *vm, const char *from, vm_migrate_place_cb cb)
 {
-	cb(vm, 1, NULL);
+	char	*cause = NULL;
+	int	 rv;
+
+	if (qmpd->cluster == NULL) {
+		cb(vm, 1, NULL);
+		return;
+	}
+	rv = cluster_place_migrated(vm->def.name, from, vm_migrate_placed,
+	    (void *)cb, &cause);
+	if (rv == 1)
+		cb(vm, 1, NULL);
+	else if (rv == -1) {
+		cb(vm, 0, cause);
+		free(cause);
+	}
 }
 
 /* The prepare request failed before QEMU ran: the record goes. */
@@ -480,6 +507,14 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	if (name == NULL || !json_is_object(json_object_get(args, "def"))) {
 		done_fail(done, arg, ERR_ARG, "migrate.prepare needs a name "
 		    "and a def");
+		return;
+	}
+	/* In a cluster a stopped record of a VM that ran here is stale. */
+	if ((vm = vm_find(name)) != NULL && qmpd->cluster != NULL &&
+	    !vm_is_active(vm) && !vm_migrate_busy(vm) &&
+	    cluster_place_host(name) != NULL && vm_delete(vm, &cause) != 0) {
+		done_fail(done, arg, ERR_STATE, "target: %s", cause);
+		free(cause);
 		return;
 	}
 	if (vm_find(name) != NULL) {

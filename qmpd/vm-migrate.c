@@ -308,6 +308,31 @@ vm_migrate_abort_done(struct peer *p, json_t *ret, const char *errclass,
 }
 
 /*
+ * A cluster source stopped for a failed switchover: resumed if placement
+ * still names this host, else the target has the desktop and this copy
+ * goes (never two running).
+ */
+static void
+vm_migrate_resume_cb(const char *name, int mine, void *arg)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+
+	if ((vm = vm_find(name)) == NULL || vm->qmp == NULL)
+		return;
+	if (mine) {
+		qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+		return;
+	}
+	log_warnx("%s: placement names another host after the failed "
+	    "switchover: this copy goes", name);
+	if (vm_kill(vm, &cause) != 0) {
+		log_warnx("%s: %s", name, cause);
+		free(cause);
+	}
+}
+
+/*
  * The migration failed or was cancelled: the desktop runs here. QEMU
  * resumes a source that was running by itself after a failed or
  * cancelled migrate; one stopped for a switchover the target refused is
@@ -340,7 +365,10 @@ vm_migrate_fail(struct vm *vm, enum vm_mig_state s, const char *fmt, ...)
 			qmp_execute(vm->qmp, "block-job-cancel",
 			    json_pack("{s:s,s:b}", "device", VM_MIG_JOB,
 			    "force", 1), NULL, NULL);
-		if (was == VM_MIG_SWITCHOVER)
+		if (was == VM_MIG_SWITCHOVER && qmpd->cluster != NULL)
+			cluster_place_resume(vm->def.name,
+			    vm_migrate_resume_cb, NULL);
+		else if (was == VM_MIG_SWITCHOVER)
 			qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
 	}
 	if (m->peer != NULL && peer_call(m->peer, "migrate.abort",
