@@ -134,8 +134,9 @@ vm_incoming_ready(struct vm *vm, int nbd_port)
 	if (nbd_port > 0)
 		nbd = json_pack("{s:s,s:i,s:s}", "host", vm_incoming_addr(),
 		    "port", nbd_port, "export", "disk0");
-	ret = json_pack("{s:s,s:o,s:o}", "uri",
-	    json_string_value(m->target), "nbd", nbd, "spice", spice);
+	ret = json_pack("{s:s,s:o,s:o,s:b}", "uri",
+	    json_string_value(m->target), "nbd", nbd, "spice", spice, "tls",
+	    m->tls);
 	log_info("%s: incoming migration ready at %s", vm->def.name,
 	    json_string_value(m->target));
 	done_ok(m->done, m->done_arg, ret);
@@ -275,11 +276,20 @@ vm_incoming_step_done(struct qmp *qmp, json_t *ret, const char *errclass,
 void
 vm_incoming_attached(struct vm *vm)
 {
-	char	*uri;
+	char	*uri, *cause = NULL;
+	int	 rv;
 
 	qmp_execute(vm->qmp, "migrate-set-capabilities", json_pack(
 	    "{s:[{s:s,s:b}]}", "capabilities", "capability", "events", "state",
 	    1), vm_incoming_step_done, vm);
+	/* With cluster certificates the stream is TLS, both ways checked. */
+	if ((rv = vm_migrate_tls(vm, 1, NULL, vm_incoming_step_done,
+	    &cause)) == -1) {
+		vm_incoming_fail(vm, "TLS", cause);
+		free(cause);
+		return;
+	}
+	vm->mig->tls = rv == 0;
 	xasprintf(&uri, "tcp:%s:0", vm_incoming_addr());
 	qmp_execute(vm->qmp, "migrate-incoming", json_pack("{s:s}", "uri",
 	    uri), vm_incoming_step_done, vm);

@@ -148,13 +148,14 @@ vm_migrate_json(const struct vm *vm, json_t *j)
 	}
 	total = m->state <= VM_MIG_SWITCHOVER ? vm_migrate_now_ms() - m->t0 :
 	    m->total_ms;
-	json_object_set_new(j, "migration", json_pack("{s:s,s:s,s:s,s:s,s:i,"
+	json_object_set_new(j, "migration", json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,"
 	    "s:I,s:I,s:I,s:I,s:I,s:I,s:s?}",
 	    "state", vm_mig_state_names[m->state],
 	    "role", m->incoming ? "target" : "source",
 	    m->incoming ? "from" : "to", m->peer_addr != NULL ? m->peer_addr :
 	    "",
 	    "storage", m->copy ? "copy" : "shared",
+	    "tls", m->tls,
 	    "progress", m->progress,
 	    "downtime_ms", (json_int_t)m->downtime_ms,
 	    "downtime_limit_ms", (json_int_t)m->downtime_limit,
@@ -459,8 +460,26 @@ vm_migrate_ram(struct vm *vm)
 	struct vm_mig	*m = vm->mig;
 	json_t		*spice, *caps;
 	const char	*uri;
+	char		*host, *colon, *cause = NULL;
+	int		 rv = 1;
 
 	uri = json_string_value(json_object_get(m->target, "uri"));
+	/* The target listens for TLS: our certificate, and check its own. */
+	if (json_is_true(json_object_get(m->target, "tls"))) {
+		host = xstrdup(strncmp(uri, "tcp:", 4) == 0 ? uri + 4 : uri);
+		if ((colon = strrchr(host, ':')) != NULL)
+			*colon = '\0';
+		rv = vm_migrate_tls(vm, 0, host, vm_migrate_step_done, &cause);
+		free(host);
+		if (rv != 0) {
+			vm_migrate_fail(vm, VM_MIG_FAILED, "the target wants a "
+			    "TLS stream: %s", rv == 1 ? "this host has no "
+			    "cluster certificates" : cause);
+			free(cause);
+			return;
+		}
+		m->tls = 1;
+	}
 	spice = json_object_get(m->target, "spice");
 	/* A connected viewer follows the desktop (seamless migration). */
 	if (json_is_object(spice))
