@@ -121,6 +121,13 @@ const char	*cluster_place_choose(const char *name, const char *exclude,
 		    char **cause);
 
 /*
+ * cluster-drain.c: host drain --live, here or asked of the host by its
+ * listener (host.evacuate).
+ */
+enum cmd_retval	 cluster_drain_live(struct cmd_req *, const char *name);
+enum cmd_retval	 cluster_drain_evacuate(struct cmd_req *);
+
+/*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was
  * never renewed in time after a restart), every local desktop is killed
  * at once, with a timestamp in the log, before any other host may start
