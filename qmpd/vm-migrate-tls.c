@@ -62,8 +62,9 @@ vm_migrate_tls_dir(struct vm *vm, int server, char **cause)
 		xasprintf(cause, "%s: %s", dir, strerror(errno));
 		goto fail;
 	}
-	if ((dfd = safefile_open(dir, O_RDONLY | O_DIRECTORY, 0, uid,
-	    cause)) == -1)
+	/* One a VM of this name left here (another uid) is taken over. */
+	if ((dfd = safefile_open(dir, O_RDONLY | O_DIRECTORY, 0,
+	    SAFEFILE_ANY_OWNER, cause)) == -1)
 		goto fail;
 	if (fchown(dfd, uid, uid) == -1 || fchmod(dfd, 0700) == -1) {
 		xasprintf(cause, "%s: %s", dir, strerror(errno));

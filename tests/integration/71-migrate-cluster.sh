@@ -150,3 +150,37 @@ out=$(hq "$dst" --json vm migrate desk "$src") || fail "migrate back: $out"
 [ "$(placement desk | jq -r '.host + " " + (.epoch | tostring)')" = "$src $((ep0 + 2))" ] ||
 	fail "placement after the way back: $(placement desk)"
 log "and back: ok"
+
+# 3. The stream was TLS (both hosts have cluster certificates).
+[ "$(echo "$out" | jq -r .migration.tls)" = true ] || fail "not a TLS stream: $out"
+ls "$(state_of "$src")/vms/desk/mig-tls/server-cert.pem" >/dev/null 2>&1 ||
+	fail "no server credentials for desk's QEMU on $src"
+log "TLS stream: ok"
+
+# 4. host drain --live, asked of the other host: every desktop leaves.
+src=$(runs_on desk)
+dst=$(other "$src")
+start_desk desk2 >/dev/null
+if [ "$(runs_on desk2)" != "$src" ]; then
+	hqq "$(runs_on desk2)" vm migrate desk2 "$src" >/dev/null
+fi
+[ "$(runs_on desk2)" = "$src" ] || fail "desk2 runs on '$(runs_on desk2)', not $src"
+out=$(hq "$dst" --json host drain "$src" --live) || fail "host drain $src --live: $out"
+[ "$(echo "$out" | jq -r '[.moved[].name] | sort | join(" ")')" = "desk desk2" ] ||
+	fail "drain answer: $out"
+for v in desk desk2; do
+	[ "$(runs_on "$v")" = "$dst" ] || fail "after the drain $v runs on '$(runs_on "$v")'"
+	[ "$(placement "$v" | jq -r .host)" = "$dst" ] || fail "placement of $v: $(placement "$v")"
+done
+[ "$(hq "$src" --json host list | jq -r ".hosts[] | select(.name == \"$src\") | .state")" = draining ] ||
+	fail "$src is not draining: $(hq "$src" --json host list)"
+sleep 2
+n1=$(grep -ac "^CTR" "$(state_of "$dst")/vms/desk2/serial.log")
+sleep 1
+[ "$(grep -ac "^CTR" "$(state_of "$dst")/vms/desk2/serial.log")" -gt "$n1" ] ||
+	fail "desk2's counter stopped on $dst"
+log "host drain $src --live: $(echo "$out" | jq -c .moved)"
+# Nothing left to move: the answer is empty, not an error.
+out=$(hq "$src" --json host drain "$src" --live) || fail "second drain: $out"
+[ "$(echo "$out" | jq '.moved | length')" = 0 ] || fail "second drain: $out"
+log "ok"
