@@ -460,19 +460,27 @@ place_mig_end(struct place_mig *pm, int ok, const char *why)
 	free(pm);
 }
 
+/* The JSON value of the first key an etcd_get found, or NULL. */
+static json_t *
+place_got_value(json_t *res)
+{
+	const char	*val;
+
+	val = json_string_value(json_object_get(json_array_get(
+	    json_object_get(res, "kvs"), 0), "value"));
+	return (val != NULL ? json_loads(val, 0, NULL) : NULL);
+}
+
 /* After an etcd error: did our swap land anyway? */
 static void
 place_mig_reread_cb(void *arg, json_t *res, const char *errclass,
     const char *cause)
 {
 	struct place_mig	*pm = arg;
-	const char		*val;
 	json_t			*v;
 	int			 ok;
 
-	val = json_string_value(json_object_get(json_array_get(
-	    json_object_get(res, "kvs"), 0), "value"));
-	v = errclass == NULL && val != NULL ? json_loads(val, 0, NULL) : NULL;
+	v = errclass == NULL ? place_got_value(res) : NULL;
 	ok = v != NULL && json_integer_value(json_object_get(v, "epoch")) ==
 	    pm->epoch && strcmp(json_string_value(json_object_get(v,
 	    "host")) != NULL ? json_string_value(json_object_get(v, "host")) :
@@ -560,12 +568,10 @@ place_resume_cb(void *arg, json_t *res, const char *errclass,
     const char *cause)
 {
 	struct place_resume	*pr = arg;
-	const char		*val, *host = NULL;
+	const char		*host = NULL;
 	json_t			*v;
 
-	val = json_string_value(json_object_get(json_array_get(
-	    json_object_get(res, "kvs"), 0), "value"));
-	v = errclass == NULL && val != NULL ? json_loads(val, 0, NULL) : NULL;
+	v = errclass == NULL ? place_got_value(res) : NULL;
 	if (v != NULL)
 		host = json_string_value(json_object_get(v, "host"));
 	if (errclass != NULL)
