@@ -180,6 +180,24 @@ sleep 1
 [ "$(grep -ac "^CTR" "$(state_of "$dst")/vms/desk2/serial.log")" -gt "$n1" ] ||
 	fail "desk2's counter stopped on $dst"
 log "host drain $src --live: $(echo "$out" | jq -c .moved)"
+# A host record whose listener is another host's: that certificate is
+# not the named host's, and the migration is refused before anything is
+# sent (desk runs on at $dst).
+addr=${src}_ADDR
+ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" put /qdesk/v1/hosts/h9 \
+    "{\"addr\":\"10.199.0.99\",\"listen\":\"${!addr}:7443\",\"time\":$(date +%s%3N),\"running\":[]}" >/dev/null ||
+	fail "cannot write h9's record"
+for i in $(seq 1 50); do
+	hq "$dst" --json host list | jq -e '.hosts[] | select(.name == "h9")' >/dev/null && break
+	sleep 0.1
+done
+out=$(hq "$dst" vm migrate desk h9 2>&1) && fail "migrate to a host with $src's certificate worked: $out"
+ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" del /qdesk/v1/hosts/h9 >/dev/null
+echo "$out" | grep -q "certificate is CN host:$src, not host:h9" || fail "wrong certificate said: $out"
+[ "$(echo "$out" | wc -l)" = 1 ] || fail "not one line: $out"
+[ "$(runs_on desk)" = "$dst" ] || fail "after the refusal desk runs on '$(runs_on desk)'"
+log "a listener with another host's certificate: refused"
+
 # Nothing left to move: the answer is empty, not an error.
 out=$(hq "$src" --json host drain "$src" --live) || fail "second drain: $out"
 [ "$(echo "$out" | jq '.moved | length')" = 0 ] || fail "second drain: $out"
