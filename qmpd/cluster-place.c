@@ -148,6 +148,14 @@ cluster_place_host(const char *vm)
 	return (pl_host(place_find(vm)));
 }
 
+const char *
+cluster_place_pin(const char *vm)
+{
+	struct place	*p = place_find(vm);
+
+	return (p == NULL ? NULL : def_pin(p));
+}
+
 /*
  * Can the desktop run on another host than the one that had it: no disk
  * (kernel and initrd, stateless), or its disk on a shared store. A

@@ -108,6 +108,8 @@ void		 cluster_place_host_up(const char *host);
 void		 cluster_place_vm_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 const char	*cluster_place_host(const char *vm);
+/* The host vm is pinned to (vm create --host), or NULL. */
+const char	*cluster_place_pin(const char *vm);
 int		 cluster_place_cmd(struct cmd_req *);
 /* Live migration: the target's switchover swap (1: not a cluster VM,
  * 0: cb follows, -1: cause), the source's check before it resumes, and

@@ -795,10 +795,11 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
  * certificate must then be CN host:NAME (*cn).
  */
 static char *
-vm_migrate_resolve(const char *to, char **cn, char **cause)
+vm_migrate_resolve(const char *name, const char *to, char **cn,
+    char **cause)
 {
 	struct cluster_host	*h;
-	const char		*listen;
+	const char		*listen, *pin;
 	char			*addr;
 
 	*cn = NULL;
@@ -807,6 +808,11 @@ vm_migrate_resolve(const char *to, char **cn, char **cause)
 	if (qmpd->cluster == NULL) {
 		xasprintf(cause, "HOST %s: without a cluster (qmpd --cluster) "
 		    "give the target qmpd as unix:PATH or tls:ADDR:PORT", to);
+		return (NULL);
+	}
+	if ((pin = cluster_place_pin(name)) != NULL && strcmp(pin, to) != 0) {
+		xasprintf(cause, "VM %s is pinned to host %s (vm create "
+		    "--host): it may run nowhere else", name, pin);
 		return (NULL);
 	}
 	if (strcmp(to, cluster_name()) == 0) {
@@ -901,7 +907,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		free(cause);
 		return;
 	}
-	if ((addr = vm_migrate_resolve(to != NULL ? to : "", &cn,
+	if ((addr = vm_migrate_resolve(vm->def.name, to != NULL ? to : "", &cn,
 	    &cause)) == NULL) {
 		done_fail(done, arg, ERR_ARG, "%s", cause);
 		free(cause);

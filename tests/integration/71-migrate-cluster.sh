@@ -7,7 +7,8 @@
 # before and after and never in none during it, and vm show on both
 # hosts names the new host. The stream is TLS (QEMU tls-creds-x509 from
 # the hosts' cluster certificates). Refused with one line: an unknown
-# host, this host, a host whose certificate is not the named host's.
+# host, this host, a pinned desktop, a host whose certificate is not the
+# named host's.
 # Then `host drain HOST --live` moves every desktop off HOST.
 . "$(dirname "$0")/lib.sh"
 
@@ -104,6 +105,15 @@ out=$(hq "$src" vm migrate desk h9 2>&1) && fail "migrate to h9 worked: $out"
 echo "$out" | grep -q "no host named h9" || fail "migrate to h9: $out"
 out=$(hq "$src" vm migrate desk "$src" 2>&1) && fail "migrate to itself worked: $out"
 echo "$out" | grep -q "is this host" || fail "migrate to itself: $out"
+# A desktop pinned to its host (vm create --host) stays there.
+cp "$GUESTS/boot.img" "$SHARED/pin.img"
+hqq h1 vm create pin --accel kvm --disk "$SHARED/pin.img" --memory 64 \
+    --display none --host "$src" >/dev/null
+hqq h1 vm start pin >/dev/null
+out=$(hq "$src" vm migrate pin "$dst" 2>&1) && fail "a pinned VM migrated: $out"
+echo "$out" | grep -q "pinned to host $src" || fail "pinned said: $out"
+hqq "$src" vm stop pin --force >/dev/null
+hqq "$src" vm delete pin >/dev/null
 log "refusals: ok"
 
 python3 "$top/tests/lib/serial-follow.py" "$T/follow1" \
