@@ -113,7 +113,12 @@ hqq h1 vm start pin >/dev/null
 out=$(hq "$src" vm migrate pin "$dst" 2>&1) && fail "a pinned VM migrated: $out"
 echo "$out" | grep -q "pinned to host $src" || fail "pinned said: $out"
 hqq "$src" vm stop pin --force >/dev/null
-hqq "$src" vm delete pin >/dev/null
+# Deleted once placement says stopped (the stop reaches etcd after it).
+for i in $(seq 1 100); do
+	hq "$src" vm delete pin >/dev/null 2>&1 && break
+	sleep 0.1
+done
+hq "$src" vm show pin >/dev/null 2>&1 && fail "pin was not deleted"
 log "refusals: ok"
 
 python3 "$top/tests/lib/serial-follow.py" "$T/follow1" \
