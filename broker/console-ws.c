@@ -12,6 +12,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -336,6 +339,8 @@ console_ws_upgrade(struct console_ws_req *r)
 	struct console_ws	*c;
 	struct evbuffer		*out;
 	struct timeval		 tv = { CONSOLE_WS_PING, 0 };
+	evutil_socket_t		 fd;
+	int			 one = 1;
 
 	c = xcalloc(1, sizeof *c);
 	c->evcon = evhttp_request_get_connection(call->req);
@@ -359,6 +364,12 @@ console_ws_upgrade(struct console_ws_req *r)
 	    r->protocol != NULL ? r->protocol : "",
 	    r->protocol != NULL ? "\r\n" : "");
 	bufferevent_set_timeouts(c->client, NULL, NULL);
+	/*
+	 * A key's echo is a few small frames: without this, Nagle holds all
+	 * but the first until the browser's delayed ACK (bench/transport).
+	 */
+	if ((fd = bufferevent_getfd(c->client)) != -1)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	bufferevent_setcb(c->client, console_ws_client_read,
 	    console_ws_client_write, console_ws_client_event, c);
 	bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);

@@ -516,6 +516,25 @@ proxy_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	proxy_conn_free(pc);
 }
 
+/*
+ * Tell a viewer refused at the door which limit it met: a 503 in the one
+ * small write a fresh socket takes without blocking, then the socket is
+ * closed (nothing of it is kept, so a flood costs no descriptors).
+ */
+static void
+proxy_busy(evutil_socket_t fd, const char *cause)
+{
+	char	buf[256];
+	int	len;
+
+	len = snprintf(buf, sizeof buf, "HTTP/1.1 503 Too many connections: "
+	    "%s\r\nConnection: close\r\nContent-Length: 0\r\n"
+	    "Retry-After: 10\r\n\r\n", cause);
+	if (len > 0 && (size_t)len < sizeof buf)
+		(void)send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(fd, SHUT_WR);
+}
+
 /* A new viewer: wait (a little) for its CONNECT, within the limits. */
 static void
 proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -529,6 +548,7 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	httputil_addr(sa, addr, sizeof addr, &port);
 	if (connlimit_add(proxy_limit, addr, &cause) != 0) {
 		log_warnx("proxy: %s refused: %s", addr, cause);
+		proxy_busy(fd, cause);
 		free(cause);
 		evutil_closesocket(fd);
 		return;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# bench/transport/run's client-screen rows for a few seconds on the WAN
+# link, so they do not rot: key press to pixel through SPICE
+# (remote-viewer), RDP planar (xfreerdp) and the browser console (noVNC in
+# headless Chromium), each with keys echoed (p50 and p95 present, every
+# key lost would leave them out) and bytes on the wire; the still console
+# through the browser; and video1080.img through SPICE: its screen is
+# 1920x1080 (QEMU's screendump) and frames reach the client.
+. "$(dirname "$0")/lib.sh"
+
+out=$T/bench.out
+"$top/bench/transport/run" --secs 3 --links wan \
+    --workloads "keys still video1080" \
+    --paths "spice-lan rdp-planar browser" --md "$T/table.md" >"$out" 2>&1 ||
+	fail "bench/transport/run failed: $(grep -v ' qmpd: ' "$out" | tail -20)"
+cat "$T/table.md" >&2
+# row WORKLOAD PATH: the table's row (| separated, trimmed fields in $R).
+row() {
+	local r
+	r=$(grep "^| $1 | $2 | wan |" "$T/table.md") ||
+		fail "no $1 $2 row: $(grep -v ' qmpd: ' "$out" | tail -20)"
+	IFS='|' read -r -a R <<<"$(sed 's/ *| */|/g' <<<"$r")"
+}
+for p in spice-lan rdp-planar browser; do
+	row keys "$p"
+	# ${R[4]} frames/s, ${R[5]} Mbit/s, ${R[8]} "p50 / p95".
+	[[ ${R[8]} =~ ^[0-9]+\ /\ [0-9]+$ ]] || fail "keys on $p: no key press to pixel: ${R[*]}"
+	awk -v f="${R[4]}" -v m="${R[5]}" 'BEGIN { exit !(f > 0 && m > 0) }' ||
+		fail "keys on $p: no frames or no bytes: ${R[*]}"
+	# The WAN link's 30 ms RTT is the floor of every key.
+	[ "${R[8]%% *}" -ge 30 ] || fail "keys on $p faster than the link's RTT: ${R[*]}"
+	grep -q "run: $p wan: .*echoed" "$out" || grep -q "run: $p wan: {" "$out" ||
+		fail "keys on $p: no per-key summary in the log"
+done
+row still browser
+awk -v m="${R[5]}" 'BEGIN { exit !(m > 0) }' || fail "still on the browser: no bytes: ${R[*]}"
+row video1080 spice-lan
+awk -v f="${R[4]}" 'BEGIN { exit !(f > 0) }' || fail "video1080: no frames: ${R[*]}"
+grep -q "^run: video1080-lan screen 1920x1080$" "$out" ||
+	fail "video1080.img's screen: $(grep "^run: video1080-lan screen" "$out")"
+log ok
