@@ -355,6 +355,10 @@ vm_incoming_placed(struct vm *vm, int ok, const char *why)
 
 	if (m == NULL || m->state != VM_MIG_SWITCHOVER || vm->qmp == NULL)
 		return;
+	if (qmpd->cluster != NULL)
+		log_info("%s: placement %s in %lld ms of the downtime",
+		    vm->def.name, ok ? "moved here" : "refused",
+		    vm_migrate_now_ms() - m->completed_at);
 	if (!ok) {
 		xasprintf(&m->reason, "placement refused: %s", why);
 		m->state = VM_MIG_FAILED;
