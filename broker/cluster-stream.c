@@ -62,12 +62,10 @@ stream_fail(struct cluster_stream *s, const char *errclass, const char *fmt,
 	char	*desc;
 
 	va_start(ap, fmt);
-	if (vasprintf(&desc, fmt, ap) < 0)
-		desc = NULL;
+	xvasprintf(&desc, fmt, ap);
 	va_end(ap);
-	log_warnx("cluster: VNC of %s from host %s: %s", s->vm, s->host,
-	    desc != NULL ? desc : errclass);
-	s->cb(-1, errclass, desc != NULL ? desc : errclass, s->arg);
+	log_warnx("cluster: VNC of %s from host %s: %s", s->vm, s->host, desc);
+	s->cb(-1, errclass, desc, s->arg);
 	free(desc);
 	stream_free(s);
 }

@@ -32,6 +32,7 @@
 #include <openssl/x509.h>
 
 #include "broker.h"
+#include "cert.h"
 #include "cluster-conf.h"
 #include "etcd.h"
 #include "log.h"
@@ -590,29 +591,17 @@ cluster_version(void)
 SSL_CTX *
 cluster_tls_context(const struct cluster_conf *cc, char **cause)
 {
-	SSL_CTX		*ctx;
-	unsigned long	 e;
-	char		 buf[256] = "unknown error";
+	SSL_CTX	*ctx;
+	char	*what;
 
 	if (cc->ca == NULL || cc->cert == NULL || cc->key == NULL) {
 		xasprintf(cause, "%s: the broker needs ca, cert and key (qdesk "
 		    "cluster cert broker NAME makes them)", cc->path);
 		return (NULL);
 	}
-	ctx = SSL_CTX_new(TLS_client_method());
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	if (SSL_CTX_load_verify_locations(ctx, cc->ca, NULL) != 1 ||
-	    SSL_CTX_use_certificate_chain_file(ctx, cc->cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, cc->key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		if ((e = ERR_peek_last_error()) != 0)
-			ERR_error_string_n(e, buf, sizeof buf);
-		ERR_clear_error();
-		xasprintf(cause, "%s: ca, cert, key: %s", cc->path, buf);
-		SSL_CTX_free(ctx);
-		return (NULL);
-	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	xasprintf(&what, "%s: ca, cert, key", cc->path);
+	ctx = cert_client_ctx(cc->ca, cc->cert, cc->key, what, cause);
+	free(what);
 	return (ctx);
 }
 

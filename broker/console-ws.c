@@ -33,6 +33,7 @@
 #include "broker.h"
 #include "log.h"
 #include "proto.h"
+#include "sock.h"
 #include "xmalloc.h"
 
 #define CONSOLE_WS_QMPD_TIMEOUT	30
@@ -459,19 +460,12 @@ static void
 console_ws_req_read(evutil_socket_t fd, short events, void *arg)
 {
 	struct console_ws_req	*r = arg;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsgbuf;
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cmsg;
-	json_error_t	 jerr;
-	json_t		*j;
-	char		*nl;
-	ssize_t		 n;
-	size_t		 used;
-	int		 passed, rc;
+	json_error_t		 jerr;
+	json_t			*j;
+	char			*nl;
+	ssize_t			 n;
+	size_t			 used;
+	int			 nvnc = r->vnc != -1, rc;
 
 	if (events & EV_TIMEOUT) {
 		http_reply_error(r->call, 504, "qmpd did not hand over the "
@@ -479,14 +473,9 @@ console_ws_req_read(evutil_socket_t fd, short events, void *arg)
 		console_ws_req_free(r);
 		return;
 	}
-	memset(&msg, 0, sizeof msg);
-	iov.iov_base = r->buf + r->len;
-	iov.iov_len = sizeof r->buf - r->len - 1;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsgbuf.buf;
-	msg.msg_controllen = sizeof cmsgbuf.buf;
-	n = recvmsg(r->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	/* The first fd qmpd passes is the VNC stream; any other is shut. */
+	n = sock_recv_fds(r->fd, r->buf + r->len, sizeof r->buf - r->len - 1,
+	    MSG_DONTWAIT, &r->vnc, &nvnc, 1);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -494,17 +483,6 @@ console_ws_req_read(evutil_socket_t fd, short events, void *arg)
 		    "request");
 		console_ws_req_free(r);
 		return;
-	}
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		memcpy(&passed, CMSG_DATA(cmsg), sizeof passed);
-		if (r->vnc == -1)
-			r->vnc = passed;
-		else
-			close(passed);
 	}
 	r->len += n;
 	while ((nl = memchr(r->buf, '\n', r->len)) != NULL) {

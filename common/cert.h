@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 struct cert_spec {
@@ -53,5 +54,13 @@ int	cert_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
 
 int	cert_make(const char *certpath, const char *keypath,
 	    const struct cert_spec *, char **cause);
+
+/*
+ * A client context for mutual TLS inside a cluster (the broker to its
+ * hosts, one qmpd to another): our certificate chain and key, peers
+ * signed by the CA only, TLS 1.2 at least. NULL with "what: reason".
+ */
+SSL_CTX	*cert_client_ctx(const char *ca, const char *cert, const char *key,
+	    const char *what, char **cause);
 
 #endif

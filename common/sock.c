@@ -14,6 +14,8 @@
 #include "sock.h"
 #include "xmalloc.h"
 
+#define SOCK_FDS_MAX	4	/* fds one read takes, more are shut */
+
 int
 sock_unix_listen(const char *path, int flags, int backlog, char **cause)
 {
@@ -67,5 +69,46 @@ sock_send_fd(int sock, const struct iovec *iov, int iovcnt, int fd)
 	do
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
+	return (n);
+}
+
+ssize_t
+sock_recv_fds(int sock, void *buf, size_t len, int flags, int *fds,
+    int *nfds, int maxfds)
+{
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cmsg;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(SOCK_FDS_MAX * sizeof(int))];
+	}		 cmsgbuf;
+	ssize_t		 n;
+	int		 i, nfd, fd;
+
+	memset(&msg, 0, sizeof msg);
+	iov.iov_base = buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cmsgbuf.buf;
+	msg.msg_controllen = sizeof cmsgbuf.buf;
+	if ((n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC)) == -1)
+		return (-1);
+	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
+	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET ||
+		    cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfd; i++) {
+			memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int),
+			    sizeof(int));
+			if (*nfds < maxfds)
+				fds[(*nfds)++] = fd;
+			else
+				close(fd);
+		}
+	}
 	return (n);
 }

@@ -1,6 +1,6 @@
 /*
  * Unix sockets, as qmpd uses them: listening (its admin socket, QEMU's
- * QMP) and passing an fd along with a line (SCM_RIGHTS).
+ * QMP) and passing an fd along with a line (SCM_RIGHTS), both ways.
  */
 #ifndef QDESK_SOCK_H
 #define QDESK_SOCK_H
@@ -23,5 +23,14 @@ int	sock_unix_listen(const char *path, int flags, int backlog,
  * (EAGAIN or EWOULDBLOCK when the socket is full). The caller keeps fd.
  */
 ssize_t	sock_send_fd(int sock, const struct iovec *iov, int iovcnt, int fd);
+
+/*
+ * Read at most len bytes from a stream socket, with the fds that came
+ * along (SCM_RIGHTS, close-on-exec): they go to fds[*nfds] onward while
+ * *nfds < maxfds, any more are closed. flags are recvmsg(2)'s. Returns
+ * recvmsg's count, or -1 with errno.
+ */
+ssize_t	sock_recv_fds(int sock, void *buf, size_t len, int flags, int *fds,
+	    int *nfds, int maxfds);
 
 #endif

@@ -97,8 +97,9 @@ static void
 drain_next(struct drain *d)
 {
 	struct drain_one	*o;
+	struct cluster_place	*p;
 	struct vm		*vm;
-	const char		*name, *to;
+	const char		*name, *to = NULL;
 	char			*cause = NULL;
 	json_t			*args;
 
@@ -109,8 +110,11 @@ drain_next(struct drain *d)
 			json_array_remove(d->todo, 0);
 			continue;
 		}
-		if ((to = cluster_place_choose(name, cluster_name(),
-		    &cause)) == NULL) {
+		if ((p = cluster_place_find(name)) == NULL || p->def == NULL)
+			cause = xstrdup("not a VM of the cluster");
+		else
+			to = cluster_place_choose(p, cluster_name(), &cause);
+		if (cause != NULL) {
 			json_array_append_new(d->failed, json_pack("{s:s,s:s}",
 			    "name", name, "why", cause));
 			free(cause);

@@ -518,7 +518,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		/* A member without a host key is down (seen so at start). */
 		if (put && h->rec == NULL && h->down_ms == 0) {
 			h->down_ms = cluster_mono_ms();
-			cluster_place_host_down(h->name);
+			cluster_failover_host_down(h->name);
 		}
 		return;
 	}
@@ -531,9 +531,9 @@ cluster_host_event(const char *key, json_t *kv, int put)
 			h->down_ms = 0;
 			log_info("cluster: host %s is up at %s", name,
 			    cluster_stamp());
-			cluster_place_host_up(name);
+			cluster_failover_host_up(name);
 		}
-		cluster_place_host_up(NULL);	/* waiters look again */
+		cluster_cmd_recheck();		/* waiters look again */
 		return;
 	}
 	json_decref(h->rec);
@@ -544,7 +544,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 	if (strcmp(name, cluster_name()) == 0)
 		cluster_host_lost("this host's key was deleted in etcd");
 	else
-		cluster_place_host_down(name);
+		cluster_failover_host_down(name);
 }
 
 /* After a full read: a host whose key it lacked is down. */

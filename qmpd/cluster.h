@@ -93,41 +93,87 @@ json_t		*cluster_host_list(void);
 void		 cluster_host_lost(const char *why);
 
 /*
- * cluster-place.c: VM definitions (vms/VM), their placement
+ * cluster-place.c: VM definitions (vms/VM) and their placement
  * (placement/VM = {"host","epoch","state"}, written only by etcd_cas),
- * the choice of a host, this host acting on what placement gives it,
- * failover of a dead host's desktops, and the vm.* commands in cluster
- * mode (cluster_place_cmd: -1 when the local command should run).
+ * as the watch keeps them; the choice of a host; this host acting on
+ * what placement gives it. The accessors take NULL as no placement.
  */
-struct cmd_req;
+#define CLUSTER_WAIT_S	120	/* a start or stop asked of another host */
+struct cluster_place {
+	char			*name;
+	json_t			*def;	/* vms/ value: {"def","host",...} */
+	int64_t			 def_rev;
+	json_t			*pl;	/* placement/ value */
+	int64_t			 pl_rev;
+	unsigned int		 def_gen, pl_gen;	/* cluster_gen seen */
+	TAILQ_ENTRY(cluster_place) entry;
+};
+TAILQ_HEAD(cluster_places, cluster_place);
+extern struct cluster_places	cluster_places;
+struct cluster_place *cluster_place_find(const char *name);
+/* The host placement names, its epoch, running or not, this host's. */
+const char	*cluster_place_at(const struct cluster_place *);
+long long	 cluster_place_epoch(const struct cluster_place *);
+int		 cluster_place_running(const struct cluster_place *);
+int		 cluster_place_mine(const struct cluster_place *);
+/* The vm.create arguments; the host it is pinned to or NULL. */
+json_t		*cluster_place_def(const struct cluster_place *);
+const char	*cluster_place_pin(const struct cluster_place *);
+int		 cluster_place_movable(const struct cluster_place *);
+const char	*cluster_place_choose(struct cluster_place *,
+		    const char *exclude, char **cause);
+/* A placement value to write: host, next epoch, running or stopped. */
+char		*cluster_place_value(struct cluster_place *, const char *host,
+		    int running, const char *why);
+/* An etcd_cas callback that logs; arg is an xstrdup'd VM name. */
+void		 cluster_place_cas_log(void *arg, json_t *res,
+		    const char *errclass, const char *cause);
 void		 cluster_place_event(const char *key, json_t *kv, int put);
 void		 cluster_place_sweep(unsigned int gen);
 void		 cluster_place_reconcile(void);
-void		 cluster_place_host_down(const char *host);
-void		 cluster_place_host_up(const char *host);
 void		 cluster_place_vm_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 const char	*cluster_place_host(const char *vm);
-/* The host vm is pinned to (vm create --host), or NULL. */
-const char	*cluster_place_pin(const char *vm);
-int		 cluster_place_cmd(struct cmd_req *);
-/* Live migration: the target's switchover swap (1: not a cluster VM,
- * 0: cb follows, -1: cause), the source's check before it resumes, and
- * placement's choice of a target. */
-int		 cluster_place_migrated(const char *name, const char *from,
+
+/*
+ * cluster-migrate.c: a live migration's placement. The target's
+ * switchover swap (1: not a VM of the cluster, 0: cb(name, ok, why, arg)
+ * follows, -1: cause), and the source's check before it resumes
+ * (cb(name, mine, arg)).
+ */
+int		 cluster_migrate_switch(const char *name, const char *from,
 		    void (*)(const char *, int, const char *, void *),
 		    void *arg, char **cause);
-void		 cluster_place_resume(const char *name,
+void		 cluster_migrate_resume(const char *name,
 		    void (*)(const char *, int, void *), void *arg);
-const char	*cluster_place_choose(const char *name, const char *exclude,
-		    char **cause);
 
 /*
  * cluster-drain.c: host drain --live, here or asked of the host by its
  * listener (host.evacuate).
  */
+struct cmd_req;
 enum cmd_retval	 cluster_drain_live(struct cmd_req *, const char *name);
 enum cmd_retval	 cluster_drain_evacuate(struct cmd_req *);
+
+/*
+ * cluster-failover.c: fence_delay after a host's lease went, the
+ * desktops it ran that can run elsewhere are placed on another host.
+ * cluster_failover_again: failover of hosts long down (a store came,
+ * this host joined again).
+ */
+void		 cluster_failover_host_down(const char *host);
+void		 cluster_failover_host_up(const char *host);
+void		 cluster_failover_again(void);
+
+/*
+ * cluster-cmd.c: vm.create, start, stop, delete, show and list in
+ * cluster mode (cluster_cmd: -1 when the local command should run); a
+ * start or stop waits for the host's record, which cluster_cmd_recheck
+ * looks at again.
+ */
+struct cmd_req;
+int		 cluster_cmd(struct cmd_req *);
+void		 cluster_cmd_recheck(void);
 
 /*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was

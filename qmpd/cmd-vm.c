@@ -35,6 +35,24 @@ cmd_vm_get(struct cmd_req *req)
 	return (vm);
 }
 
+/*
+ * The VM named, when the command is this host's to run: NULL with *rv
+ * the answer when cluster mode routed it (cluster_cmd) or no VM has the
+ * name.
+ */
+static struct vm *
+cmd_vm_here(struct cmd_req *req, enum cmd_retval *rv)
+{
+	int	 r;
+
+	*rv = CMD_RETURN_DONE;
+	if (qmpd->cluster != NULL && (r = cluster_cmd(req)) != -1) {
+		*rv = r;
+		return (NULL);
+	}
+	return (cmd_vm_get(req));
+}
+
 static enum cmd_retval
 cmd_vm_create(struct cmd_req *req)
 {
@@ -43,7 +61,7 @@ cmd_vm_create(struct cmd_req *req)
 	const char	*name = cmd_arg_str(req, "name", "");
 
 	if (qmpd->cluster != NULL)
-		return (cluster_place_cmd(req));
+		return (cluster_cmd(req));
 	if (cmd_arg_str(req, "host", NULL) != NULL) {
 		cmd_error(req, ERR_ARG, "--host needs cluster mode (qmpd "
 		    "--cluster FILE)");
@@ -70,7 +88,7 @@ cmd_vm_list(struct cmd_req *req)
 	json_t		*a = json_array();
 	int		 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if (qmpd->cluster != NULL && (rv = cluster_cmd(req)) != -1)
 		return (rv);
 	TAILQ_FOREACH(vm, &vms, entry)
 		json_array_append_new(a, vm_to_json(vm));
@@ -121,12 +139,10 @@ cmd_vm_show(struct cmd_req *req)
 {
 	struct vm		*vm;
 	struct cmd_vm_show	*q;
-	int		 rv;
+	enum cmd_retval		 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if ((vm = cmd_vm_here(req, &rv)) == NULL)
 		return (rv);
-	if ((vm = cmd_vm_get(req)) == NULL)
-		return (CMD_RETURN_DONE);
 	if (!vm->def.balloon || vm->qmp == NULL || (vm->state != VM_RUNNING &&
 	    vm->state != VM_PAUSED)) {
 		cmd_reply(req, vm_to_json(vm));
@@ -149,12 +165,10 @@ cmd_vm_start(struct cmd_req *req)
 {
 	struct vm	*vm;
 	char		*cause = NULL;
-	int		 rv;
+	enum cmd_retval	 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if ((vm = cmd_vm_here(req, &rv)) == NULL)
 		return (rv);
-	if ((vm = cmd_vm_get(req)) == NULL)
-		return (CMD_RETURN_DONE);
 	if (vm_start(vm, &cause) != 0) {
 		cmd_fail(req, vm_is_active(vm) ? ERR_STATE : ERR_QEMU, cause);
 		return (CMD_RETURN_DONE);
@@ -170,12 +184,10 @@ cmd_vm_stop(struct cmd_req *req)
 	struct vm	*vm;
 	char		*cause = NULL;
 	int		 timeout = cmd_arg_int(req, "timeout", 60);
-	int		 rv;
+	enum cmd_retval	 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if ((vm = cmd_vm_here(req, &rv)) == NULL)
 		return (rv);
-	if ((vm = cmd_vm_get(req)) == NULL)
-		return (CMD_RETURN_DONE);
 	if (timeout < 1 || timeout > 3600) {
 		cmd_error(req, ERR_ARG, "timeout must be 1 to 3600 seconds");
 		return (CMD_RETURN_DONE);
@@ -211,12 +223,10 @@ cmd_vm_delete(struct cmd_req *req)
 {
 	struct vm	*vm;
 	char		*cause = NULL;
-	int		 rv;
+	enum cmd_retval	 rv;
 
-	if (qmpd->cluster != NULL && (rv = cluster_place_cmd(req)) != -1)
+	if ((vm = cmd_vm_here(req, &rv)) == NULL)
 		return (rv);
-	if ((vm = cmd_vm_get(req)) == NULL)
-		return (CMD_RETURN_DONE);
 	if (vm_delete(vm, &cause) != 0) {
 		cmd_fail(req, ERR_STATE, cause);
 		return (CMD_RETURN_DONE);

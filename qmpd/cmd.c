@@ -235,12 +235,10 @@ cmd_error(struct cmd_req *req, const char *errclass, const char *fmt, ...)
 	char	*desc;
 
 	va_start(ap, fmt);
-	if (vasprintf(&desc, fmt, ap) < 0)
-		desc = NULL;
+	xvasprintf(&desc, fmt, ap);
 	va_end(ap);
 	if (req->client != NULL)
-		cmd_send_error(req->client, req->id, errclass,
-		    desc != NULL ? desc : errclass);
+		cmd_send_error(req->client, req->id, errclass, desc);
 	free(desc);
 	cmd_req_free(req);
 }

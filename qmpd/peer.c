@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "cert.h"
 #include "cluster.h"
 #include "compat.h"
 #include "log.h"
@@ -278,7 +279,6 @@ static SSL_CTX *
 peer_tls_ctx(char **cause)
 {
 	const struct cluster_conf	*cc = qmpd->cluster;
-	SSL_CTX				*ctx;
 
 	if (cc == NULL || cc->ca == NULL || cc->cert == NULL ||
 	    cc->key == NULL) {
@@ -286,20 +286,8 @@ peer_tls_ctx(char **cause)
 		    "cert and key");
 		return (NULL);
 	}
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	if (SSL_CTX_load_verify_locations(ctx, cc->ca, NULL) != 1 ||
-	    SSL_CTX_use_certificate_chain_file(ctx, cc->cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, cc->key, SSL_FILETYPE_PEM) != 1)
-		goto fail;
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	return (ctx);
-fail:
-	xasprintf(cause, "cluster TLS: %s", ERR_reason_error_string(
-	    ERR_get_error()));
-	SSL_CTX_free(ctx);
-	return (NULL);
+	return (cert_client_ctx(cc->ca, cc->cert, cc->key, "cluster TLS",
+	    cause));
 }
 
 /* "ADDR:PORT" (ADDR may be [v6]) into a sockaddr. */

@@ -78,7 +78,7 @@ vm_migrate_place(struct vm *vm, const char *from, vm_migrate_place_cb cb)
 		cb(vm, 1, NULL);
 		return;
 	}
-	rv = cluster_place_migrated(vm->def.name, from, vm_migrate_placed,
+	rv = cluster_migrate_switch(vm->def.name, from, vm_migrate_placed,
 	    (void *)cb, &cause);
 	if (rv == 1)
 		cb(vm, 1, NULL);

@@ -367,7 +367,7 @@ vm_migrate_fail(struct vm *vm, enum vm_mig_state s, const char *fmt, ...)
 			    json_pack("{s:s,s:b}", "device", VM_MIG_JOB,
 			    "force", 1), NULL, NULL);
 		if (was == VM_MIG_SWITCHOVER && qmpd->cluster != NULL)
-			cluster_place_resume(vm->def.name,
+			cluster_migrate_resume(vm->def.name,
 			    vm_migrate_resume_cb, NULL);
 		else if (was == VM_MIG_SWITCHOVER)
 			qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
@@ -810,7 +810,7 @@ vm_migrate_resolve(const char *name, const char *to, char **cn,
 		    "give the target qmpd as unix:PATH or tls:ADDR:PORT", to);
 		return (NULL);
 	}
-	if ((pin = cluster_place_pin(name)) != NULL && strcmp(pin, to) != 0) {
+	if ((pin = cluster_place_pin(cluster_place_find(name))) != NULL && strcmp(pin, to) != 0) {
 		xasprintf(cause, "VM %s is pinned to host %s (vm create "
 		    "--host): it may run nowhere else", name, pin);
 		return (NULL);

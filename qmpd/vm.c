@@ -525,6 +525,85 @@ vm_start_fds(const struct vm_runtime_paths *rt, int *n)
 	return (fds);
 }
 
+/*
+ * What a start needs before anything is opened: a VM that is not running
+ * (and whose last QEMU is gone), its accelerator, its files, a free
+ * SPICE port.
+ */
+static int
+vm_start_check(struct vm *vm, const char **accel, char **cause)
+{
+	if (vm->pidfd != -1 && !(vm->state != VM_STOPPED &&
+	    vm->state != VM_CRASHED)) {
+		xasprintf(cause, "VM %s is %s but its QEMU (pid %ld) has not "
+		    "exited yet: start it once it is gone", vm->def.name,
+		    vm_state_name(vm->state), (long)vm->pid);
+		return (-1);
+	}
+	if (vm_is_active(vm)) {
+		xasprintf(cause, "VM %s is already %s", vm->def.name,
+		    vm_state_name(vm->state));
+		return (-1);
+	}
+	if ((*accel = vm_resolve_accel(vm, cause)) == NULL)
+		return (-1);
+	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
+	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
+	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
+	    vm_spawn_disk_unshared(vm, cause) != 0)
+		return (-1);
+	/* Another process may have taken the port since create. */
+	if (strcmp(vm->def.display, "spice") == 0 &&
+	    !vm_port_free(vm->def.listen, vm->def.spice_port) &&
+	    vm_port_alloc(vm, cause) != 0)
+		return (-1);
+	return (0);
+}
+
+/* A new QEMU runs: forget what the last run left. */
+static void
+vm_start_fresh(struct vm *vm, const char *accel)
+{
+	vm->is_child = 1;
+	vm->stop_asked = 0;
+	vm->guest_shutdown = 0;
+	free(vm->exit_reason);
+	vm->exit_reason = NULL;
+	json_array_clear(vm->spice_clients);
+	strlcpy(vm->accel_used, accel, sizeof vm->accel_used);
+	vm->started = time(NULL);
+}
+
+/*
+ * The new QEMU (pid) is starting: attach its QMP (cfd, or -1 and the
+ * errno cerr of connecting to path). A failed attach leaves the VM
+ * crashed, with why, and kills the QEMU, whose exit is still seen.
+ */
+static void
+vm_start_qmp(struct vm *vm, pid_t pid, int cfd, int cerr, const char *path,
+    const char *accel)
+{
+	char	*cause = NULL, *why;
+
+	vm_set_state(vm, VM_STARTING, NULL);
+	if (cfd != -1 && vm_qmp_attach(vm, cfd, 1, &cause) == 0) {
+		log_info("%s: QEMU pid %ld (%s)", vm->def.name, (long)pid,
+		    accel);
+		return;
+	}
+	if (cfd == -1)
+		xasprintf(&cause, "connect to %s: %s", path, strerror(cerr));
+	else
+		close(cfd);
+	xasprintf(&why, "QMP attach failed: %s", cause != NULL ? cause :
+	    "no reason given");
+	log_warnx("%s: %s", vm->def.name, why);
+	vm_set_state(vm, VM_CRASHED, why);
+	free(why);
+	free(cause);
+	vm_pidfd_signal(vm, SIGKILL);
+}
+
 int
 vm_start(struct vm *vm, char **cause)
 {
@@ -538,31 +617,8 @@ vm_start(struct vm *vm, char **cause)
 	int			 nkeep;
 	pid_t			 pid;
 
-	if (vm->pidfd != -1 && !(vm->state != VM_STOPPED &&
-	    vm->state != VM_CRASHED)) {
-		xasprintf(cause, "VM %s is %s but its QEMU (pid %ld) has not "
-		    "exited yet: start it once it is gone", vm->def.name,
-		    vm_state_name(vm->state), (long)vm->pid);
-		return (-1);
-	}
-	if (vm_is_active(vm)) {
-		xasprintf(cause, "VM %s is already %s", vm->def.name,
-		    vm_state_name(vm->state));
-		return (-1);
-	}
-	if ((accel = vm_resolve_accel(vm, cause)) == NULL)
-		return (-1);
-	if (vm_check_file("kernel", vm->def.kernel, cause) != 0 ||
-	    vm_check_file("initrd", vm->def.initrd, cause) != 0 ||
-	    vm_check_file("disk", vm->def.disk, cause) != 0 ||
-	    vm_spawn_disk_unshared(vm, cause) != 0)
-		return (-1);
-	/* Another process may have taken the port since create. */
-	if (strcmp(vm->def.display, "spice") == 0 &&
-	    !vm_port_free(vm->def.listen, vm->def.spice_port) &&
-	    vm_port_alloc(vm, cause) != 0)
-		return (-1);
-	if (vm_rundir(vm, &dir, cause) != 0)
+	if (vm_start_check(vm, &accel, cause) != 0 ||
+	    vm_rundir(vm, &dir, cause) != 0)
 		return (-1);
 
 	/* From here onward, all failures need cleanup and use goto fail. */
@@ -630,42 +686,14 @@ vm_start(struct vm *vm, char **cause)
 		close(tpmfd);
 		tpmfd = -1;
 	}
-	vm->is_child = 1;
-	vm->stop_asked = 0;
-	vm->guest_shutdown = 0;
-	free(vm->exit_reason);
-	vm->exit_reason = NULL;
-	json_array_clear(vm->spice_clients);
-	strlcpy(vm->accel_used, accel, sizeof vm->accel_used);
-	vm->started = time(NULL);
+	vm_start_fresh(vm, accel);
 	if (vm_watch(vm, pid, cause) != 0) {
 		kill(pid, SIGKILL);
 		if (cfd != -1)
 			close(cfd);
 		goto fail;
 	}
-	vm_set_state(vm, VM_STARTING, NULL);
-	if (cfd == -1 || vm_qmp_attach(vm, cfd, 1, cause) != 0) {
-		char *why;
-
-		if (cfd == -1)
-			xasprintf(cause, "connect to %s: %s", path,
-			    strerror(cerr));
-		else
-			close(cfd);
-		/* Crashed, with why; the QEMU goes, its exit is still seen. */
-		xasprintf(&why, "QMP attach failed: %s", *cause != NULL ?
-		    *cause : "no reason given");
-		log_warnx("%s: %s", vm->def.name, why);
-		vm_set_state(vm, VM_CRASHED, why);
-		free(why);
-		free(*cause);
-		*cause = NULL;
-		vm_pidfd_signal(vm, SIGKILL);
-		goto out_started;
-	}
-	log_info("%s: QEMU pid %ld (%s)", vm->def.name, (long)pid, accel);
-out_started:
+	vm_start_qmp(vm, pid, cfd, cerr, path, accel);
 	free(keep);
 	vm_argv_free(argv);
 	free(path);

@@ -20,6 +20,7 @@
 #include "compat.h"
 #include "proto.h"
 #include "rdp-int.h"
+#include "sock.h"
 #include "xmalloc.h"
 
 #define RDP_QMPD_LINE_MAX	(256 * 1024)
@@ -48,16 +49,9 @@ rdp_qmpd_close(struct rdp_qmpd_conn *c)
 static int
 rdp_qmpd_recv(struct rdp_qmpd_conn *c, char **cause)
 {
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsgbuf;
 	struct pollfd	 pfd = { .fd = c->fd, .events = POLLIN };
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cmsg;
 	ssize_t		 n;
-	int		 left, fd;
+	int		 left, npassed = c->passed != -1;
 
 	left = (int)(c->deadline - time(NULL));
 	if (left <= 0 || poll(&pfd, 1, left * 1000) <= 0) {
@@ -72,14 +66,8 @@ rdp_qmpd_recv(struct rdp_qmpd_conn *c, char **cause)
 		c->size = c->size == 0 ? 8192 : c->size * 2;
 		c->buf = xrealloc(c->buf, c->size);
 	}
-	memset(&msg, 0, sizeof msg);
-	iov.iov_base = c->buf + c->len;
-	iov.iov_len = c->size - c->len - 1;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsgbuf.buf;
-	msg.msg_controllen = sizeof cmsgbuf.buf;
-	n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+	n = sock_recv_fds(c->fd, c->buf + c->len, c->size - c->len - 1, 0,
+	    &c->passed, &npassed, 1);
 	if (n == -1) {
 		xasprintf(cause, "qmpd connection: %s", strerror(errno));
 		return (-1);
@@ -87,17 +75,6 @@ rdp_qmpd_recv(struct rdp_qmpd_conn *c, char **cause)
 	if (n == 0) {
 		xasprintf(cause, "qmpd closed the connection");
 		return (-1);
-	}
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-		if (c->passed == -1)
-			c->passed = fd;
-		else
-			close(fd);
 	}
 	c->len += n;
 	return (0);

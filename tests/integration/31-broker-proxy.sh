@@ -26,12 +26,7 @@ refused() {
 		broker_fail "$3: exit $rc: $out"
 }
 
-start_qmpd --broker-user "$BROKER_USER"
-need_kvm
-add_user alice alice-pw-1
-add_user bob bob-pw-2
-add_desktop d1 alice
-add_desktop d2 bob
+alice_and_bob
 start_broker --console-ttl 5
 
 login alice alice-pw-1

@@ -12,12 +12,7 @@
 xvfb_need xfreerdp
 EXTRA_CLEANUP='stop_broker; xvfb_stop'
 
-start_qmpd --broker-user "$BROKER_USER"
-need_kvm
-add_user alice alice-pw-1
-add_user bob bob-pw-2
-add_desktop d1 alice
-add_desktop d2 bob
+alice_and_bob
 start_broker
 grep -q "rdp 127.0.0.1:$RDP_PORT" "$BROKER_LOG" ||
 	skip "this broker was built without FreeRDP: $(grep ready "$BROKER_LOG")"

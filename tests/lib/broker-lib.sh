@@ -108,6 +108,17 @@ add_desktop() {
 	qq desktop assign "$2" "$1" >/dev/null
 }
 
+# alice_and_bob: a qmpd for the broker, alice with desktop d1 and bob
+# with d2 (tiny KVM desktops, stopped).
+alice_and_bob() {
+	start_qmpd --broker-user "$BROKER_USER"
+	need_kvm
+	add_user alice alice-pw-1
+	add_user bob bob-pw-2
+	add_desktop d1 alice
+	add_desktop d2 bob
+}
+
 # A field of the last BODY.
 field() { printf '%s' "$BODY" | jq -r ".$1"; }
 

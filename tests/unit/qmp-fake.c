@@ -23,6 +23,7 @@
 #include "log.h"
 #include "qmp.h"
 #include "qmp-fake.h"
+#include "sock.h"
 
 struct t	*cur;
 
@@ -82,32 +83,41 @@ peer_close(struct peer *p)
 	p->fd = -1;
 }
 
+/* One line the client sent: kept, and answered by the script. */
+static void
+peer_line(void *arg, char *line, size_t len)
+{
+	struct peer	*p = arg;
+	json_t		*j;
+	const char	*name;
+
+	j = json_loadb(line, len, 0, NULL);
+	if (j == NULL || p->nlines == MAXLINES) {
+		json_decref(j);
+		return;
+	}
+	p->lines[p->nlines++] = j;
+	name = json_string_value(json_object_get(j, "execute"));
+	if (name == NULL)
+		return;
+	if (strcmp(name, "qmp_capabilities") == 0 && !p->manual_caps)
+		peer_replyf(p, "{\"return\": {}, \"id\": %lld}\r\n",
+		    (long long)json_integer_value(json_object_get(j, "id")));
+	else if (p->hook != NULL)
+		p->hook(p, j, name, json_integer_value(json_object_get(j,
+		    "id")));
+}
+
 /* Read what the client sent, keeping any fds and noting their line. */
 static void
 peer_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct peer	*p = arg;
-	char		 buf[65536], *nl, *start;
-	union {
-		struct cmsghdr	 hdr;
-		char		 buf[CMSG_SPACE(4 * sizeof(int))];
-	}		 cbuf;
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cmsg;
+	char		 buf[65536];
 	ssize_t		 n;
-	int		 i, nfd, got = 0, fds[4];
-	json_t		*j;
-	const char	*name;
+	int		 i, got = 0, fds[4];
 
-	memset(&msg, 0, sizeof msg);
-	iov.iov_base = buf;
-	iov.iov_len = sizeof buf;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cbuf.buf;
-	msg.msg_controllen = sizeof cbuf.buf;
-	n = recvmsg(p->fd, &msg, MSG_CMSG_CLOEXEC);
+	n = sock_recv_fds(p->fd, buf, sizeof buf, 0, fds, &got, 4);
 	if (n == -1)
 		return;
 	if (n == 0) {
@@ -115,42 +125,8 @@ peer_read_cb(evutil_socket_t fd, short ev, void *arg)
 		event_del(p->ev);
 		return;
 	}
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		nfd = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < nfd && got < 4; i++)
-			memcpy(&fds[got++], CMSG_DATA(cmsg) + i * sizeof(int),
-			    sizeof(int));
-	}
 
-	p->in = realloc(p->in, p->inlen + n);
-	memcpy(p->in + p->inlen, buf, n);
-	p->inlen += n;
-	start = p->in;
-	while ((nl = memchr(start, '\n', p->inlen - (start - p->in))) != NULL) {
-		j = json_loadb(start, nl - start, 0, NULL);
-		start = nl + 1;
-		if (j == NULL || p->nlines == MAXLINES) {
-			json_decref(j);
-			continue;
-		}
-		p->lines[p->nlines++] = j;
-		name = json_string_value(json_object_get(j, "execute"));
-		if (name == NULL)
-			continue;
-		if (strcmp(name, "qmp_capabilities") == 0 && !p->manual_caps)
-			peer_replyf(p, "{\"return\": {}, \"id\": %lld}\r\n",
-			    (long long)json_integer_value(json_object_get(j,
-			    "id")));
-		else if (p->hook != NULL)
-			p->hook(p, j, name, json_integer_value(json_object_get(j,
-			    "id")));
-	}
-	p->inlen -= start - p->in;
-	memmove(p->in, start, p->inlen);
+	fake_in_feed(&p->in, buf, n, peer_line, p);
 
 	/* An fd belongs to the line holding the last byte of its chunk. */
 	for (i = 0; i < got && p->nfds < MAXFDS; i++) {
@@ -270,7 +246,7 @@ t_teardown(struct t *t)
 		json_decref(t->peer.lines[i]);
 	for (i = 0; i < t->peer.nfds; i++)
 		close(t->peer.fds[i]);
-	free(t->peer.in);
+	free(t->peer.in.buf);
 	event_free(t->tick);
 	event_base_free(t->base);
 	cur = NULL;

@@ -23,8 +23,7 @@ typedef void (*peer_hook)(struct peer *, json_t *cmd, const char *name,
 struct peer {
 	int		 fd;
 	struct event	*ev;
-	char		*in;
-	size_t		 inlen;
+	struct fake_in	 in;
 	json_t		*lines[MAXLINES];
 	int		 nlines;
 	int		 fds[MAXFDS];

@@ -30,8 +30,7 @@
 struct peer {
 	int		 fd;
 	struct event	*ev;
-	char		*in;
-	size_t		 inlen;
+	struct fake_in	 in;
 	json_t		*lines[MAXLINES];
 	int		 nlines;
 	int		 nff;			/* 0xFF bytes received */
@@ -135,35 +134,35 @@ peer_request(struct peer *p, json_t *j)
 		    name);
 }
 
+/* One line the client sent, after any 0xFF bytes (counted). */
+static void
+peer_line(void *arg, char *line, size_t len)
+{
+	struct peer	*p = arg;
+	char		*s, *end = line + len;
+	json_t		*j;
+
+	for (s = line; s < end && (unsigned char)*s == 0xff; s++)
+		p->nff++;
+	if ((j = json_loadb(s, end - s, 0, NULL)) == NULL)
+		return;
+	if (p->nlines < MAXLINES)
+		p->lines[p->nlines++] = json_incref(j);
+	peer_request(p, j);
+	json_decref(j);
+}
+
 static void
 peer_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct peer	*p = arg;
-	char		 buf[65536], *nl, *start, *s;
+	char		 buf[65536];
 	ssize_t		 n;
-	json_t		*j;
 
 	n = read(p->fd, buf, sizeof buf);
 	if (n <= 0)
 		return;
-	p->in = realloc(p->in, p->inlen + n);
-	memcpy(p->in + p->inlen, buf, n);
-	p->inlen += n;
-	start = p->in;
-	while ((nl = memchr(start, '\n', p->inlen - (start - p->in))) != NULL) {
-		for (s = start; s < nl && (unsigned char)*s == 0xff; s++)
-			p->nff++;
-		j = json_loadb(s, nl - s, 0, NULL);
-		start = nl + 1;
-		if (j == NULL)
-			continue;
-		if (p->nlines < MAXLINES)
-			p->lines[p->nlines++] = json_incref(j);
-		peer_request(p, j);
-		json_decref(j);
-	}
-	p->inlen -= start - p->in;
-	memmove(p->in, start, p->inlen);
+	fake_in_feed(&p->in, buf, n, peer_line, p);
 }
 
 static void
@@ -223,7 +222,7 @@ t_teardown(struct t *t)
 		close(t->peer.fd);
 	for (i = 0; i < t->peer.nlines; i++)
 		json_decref(t->peer.lines[i]);
-	free(t->peer.in);
+	free(t->peer.in.buf);
 	event_base_free(t->base);
 }
 
