@@ -15,7 +15,6 @@
 #include "qmpd.h"
 #include "xmalloc.h"
 
-
 struct cluster_mig {
 	char			*name;
 	char			*from;
