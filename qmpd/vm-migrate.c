@@ -780,13 +780,17 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 	}
 	from = qmpd->cluster != NULL ? qmpd->cluster->name :
 	    qmpd->socket_path;
-	def = vm_def_to_json(&vm->def);
-	if (peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
-	    "s:I,s:s,s:i}", "name", vm->def.name, "def", def, "storage",
-	    m->copy ? "copy" : "shared", "disk_size", (json_int_t)m->disk_total,
-	    "from", from, "timeout", m->timeout), vm_migrate_prepared, vm) != 0)
+	if (m->peer == NULL) {
 		vm_migrate_fail(vm, VM_MIG_FAILED, "the target's qmpd went "
 		    "away");
+		return;
+	}
+	def = vm_def_to_json(&vm->def);
+	/* A connection closing already: its close callback says why. */
+	(void)peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
+	    "s:I,s:s,s:i}", "name", vm->def.name, "def", def, "storage",
+	    m->copy ? "copy" : "shared", "disk_size", (json_int_t)m->disk_total,
+	    "from", from, "timeout", m->timeout), vm_migrate_prepared, vm);
 }
 
 /*
