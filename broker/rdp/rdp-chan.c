@@ -2,7 +2,8 @@
  * A session's static virtual channels, on the channel manager the
  * session opened for its peer (rdp-peer.c, WTSOpenServerA): cliprdr
  * (rdp-clip.c) and rdpsnd (rdp-sound.c), each only when the client joined
- * it, opened once the client is active. The session thread polls the
+ * it, opened once the client is active; and the dynamic Display Control
+ * channel (rdp-disp.c), once drdynvc is up. The session thread polls the
  * channels' event fds with the rest and calls rdp_chan_check after the
  * peer's and the manager's checks; a broken channel ends that channel,
  * not the session.
@@ -25,6 +26,7 @@ struct rdp_chan {
 	struct rdp_rfb		*rfb;
 	struct rdp_clip		*clip;
 	struct rdp_sound	*sound;
+	struct rdp_disp		*disp;
 	int			 opened;	/* channels looked at */
 };
 
@@ -38,6 +40,7 @@ rdp_chan_create(freerdp_peer *peer, HANDLE vcm)
 	ch->peer = peer;
 	ch->vcm = vcm;
 	ch->clip = rdp_clip_create();
+	ch->disp = rdp_disp_create(peer, vcm);
 	return (ch);
 }
 
@@ -48,6 +51,7 @@ rdp_chan_free(struct rdp_chan *ch)
 		return;
 	rdp_clip_free(ch->clip);
 	rdp_sound_free(ch->sound);
+	rdp_disp_free(ch->disp);
 	free(ch);
 }
 
@@ -72,13 +76,14 @@ rdp_chan_attach(struct rdp_chan *ch, struct rdp_rfb *rfb, int sound)
 int
 rdp_chan_pollfds(struct rdp_chan *ch, struct pollfd *pfd, int max)
 {
-	int	fds[2], i, n = 0;
+	int	fds[3], i, n = 0;
 
 	if (ch == NULL)
 		return (0);
 	fds[0] = rdp_clip_fd(ch->clip);
 	fds[1] = rdp_sound_fd(ch->sound);
-	for (i = 0; i < 2 && n < max; i++) {
+	fds[2] = rdp_disp_fd(ch->disp);
+	for (i = 0; i < 3 && n < max; i++) {
 		if (fds[i] < 0)
 			continue;
 		pfd[n].fd = fds[i];
@@ -95,7 +100,7 @@ rdp_chan_pollfds(struct rdp_chan *ch, struct pollfd *pfd, int max)
  * broken channel is dropped; the session goes on.
  */
 void
-rdp_chan_check(struct rdp_chan *ch, int activated)
+rdp_chan_check(struct rdp_chan *ch, int activated, const char *who)
 {
 	char	*why = NULL;
 
@@ -129,6 +134,16 @@ rdp_chan_check(struct rdp_chan *ch, int activated)
 		if (ch->rfb != NULL)
 			ch->rfb->sound = NULL;
 	}
+	rdp_disp_check(ch->disp, ch->rfb, activated, who);
+}
+
+/* Milliseconds until rdp_chan_check has timed work, or -1. */
+int
+rdp_chan_timeout(struct rdp_chan *ch)
+{
+	if (ch == NULL)
+		return (-1);
+	return (rdp_disp_timeout(ch->disp));
 }
 
 /* The figures of the channels, for the session's last log lines. */
@@ -139,4 +154,5 @@ rdp_chan_log(struct rdp_chan *ch, const char *who)
 		return;
 	rdp_clip_log(ch->clip, who);
 	rdp_sound_log(ch->sound, who);
+	rdp_disp_log(ch->disp, who);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <freerdp/peer.h>
+#include <freerdp/channels/disp.h>
 
 struct rdp_rfb;
 
@@ -75,13 +76,48 @@ void	 rdp_sound_vnc(struct rdp_sound *, int op, const unsigned char *,
 	    size_t);
 void	 rdp_sound_log(struct rdp_sound *, const char *who);
 
+/*
+ * rdp-disp.c: the Display Control channel (MS-RDPEDISP, dynamic): the
+ * client's window size -> SetDesktopSize to QEMU. Debounced: a size is
+ * asked once RDP_DISP_QUIET_MS passed without a newer layout, or
+ * RDP_DISP_MAX_MS after the first of a burst.
+ */
+#define RDP_DISP_MIN		200	/* MS-RDPEDISP's smallest monitor */
+#define RDP_DISP_QUIET_MS	300
+#define RDP_DISP_MAX_MS		1000
+struct rdp_disp_debounce {
+	int		pending;
+	int		w, h;		/* newest layout */
+	uint64_t	first;		/* ms: the burst began */
+	uint64_t	last;		/* ms: newest layout */
+	int		asked_w;	/* last size asked */
+	int		asked_h;
+};
+int	 rdp_disp_layout_size(const DISPLAY_CONTROL_MONITOR_LAYOUT *,
+	    uint32_t n, int *w, int *h);
+void	 rdp_disp_debounce_offer(struct rdp_disp_debounce *, int w, int h,
+	    uint64_t now);
+int	 rdp_disp_debounce_due(struct rdp_disp_debounce *, uint64_t now,
+	    int cur_w, int cur_h, int *w, int *h);
+int	 rdp_disp_debounce_timeout(const struct rdp_disp_debounce *,
+	    uint64_t now);
+struct rdp_disp;
+struct rdp_disp	*rdp_disp_create(freerdp_peer *, HANDLE vcm);
+void	 rdp_disp_free(struct rdp_disp *);
+int	 rdp_disp_fd(const struct rdp_disp *);
+int	 rdp_disp_timeout(const struct rdp_disp *);
+void	 rdp_disp_check(struct rdp_disp *, struct rdp_rfb *, int activated,
+	    const char *who);
+void	 rdp_disp_log(struct rdp_disp *, const char *who);
+
 /* rdp-chan.c: the channels on the session's channel manager. */
 struct rdp_chan;
 struct rdp_chan	*rdp_chan_create(freerdp_peer *, HANDLE vcm);
 void	 rdp_chan_free(struct rdp_chan *);
 void	 rdp_chan_attach(struct rdp_chan *, struct rdp_rfb *, int sound);
 int	 rdp_chan_pollfds(struct rdp_chan *, struct pollfd *, int max);
-void	 rdp_chan_check(struct rdp_chan *, int activated);
+void	 rdp_chan_check(struct rdp_chan *, int activated, const char *who);
+int	 rdp_chan_timeout(struct rdp_chan *);
 void	 rdp_chan_log(struct rdp_chan *, const char *who);
 
 #endif

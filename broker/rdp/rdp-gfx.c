@@ -288,6 +288,13 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 	free(g);
 }
 
+/* Frames go through the pipeline (a surface is mapped). */
+int
+rdp_gfx_active(const struct rdp_gfx *g)
+{
+	return (g->state == RDP_GFX_ACTIVE);
+}
+
 /* The fd to poll for the gfx thread's news, or -1. */
 int
 rdp_gfx_fd(const struct rdp_gfx *g)

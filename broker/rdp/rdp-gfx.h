@@ -92,6 +92,7 @@ struct rdp_gfx;
 struct rdp_gfx	*rdp_gfx_create(freerdp_peer *, HANDLE vcm);
 void	 rdp_gfx_free(struct rdp_gfx *, const char *who);
 int	 rdp_gfx_fd(const struct rdp_gfx *);
+int	 rdp_gfx_active(const struct rdp_gfx *);
 int	 rdp_gfx_check(struct rdp_gfx *, int activated, const char *who);
 int	 rdp_gfx_send(struct rdp_gfx *, const struct rdp_rfb *,
 	    const struct rdp_rect *, int n);

@@ -120,6 +120,12 @@ struct rdp_rfb {
 	int		 ledstate;	/* QEMU LED state pseudo-encoding */
 	int		 leds;		/* 1 scroll, 2 num, 4 caps */
 	int		 resized;	/* since the last rdp_rfb_take */
+	int		 extdesk;	/* ExtendedDesktopSize: may ask a size */
+	uint32_t	 screen_id;	/* QEMU's screen, for SetDesktopSize */
+	uint32_t	 screen_flags;
+	int		 size_status;	/* of the last answer to our request */
+	int		 size_answers;	/* answers to SetDesktopSize */
+	int		 size_asks;	/* SetDesktopSize sent */
 	int		 updated;	/* a whole update arrived */
 
 	struct rdp_rect	 damage[RDP_RFB_DAMAGE];
@@ -144,6 +150,11 @@ int	 rdp_rfb_key(struct rdp_rfb *, int down, uint32_t keysym,
 	    uint32_t qnum);
 int	 rdp_rfb_pointer(struct rdp_rfb *, int mask, int x, int y);
 void	 rdp_rfb_damage(struct rdp_rfb *, int x, int y, int w, int h);
+int	 rdp_rfb_extdesk(struct rdp_rfb *, int x, int y,
+	    const unsigned char *screens, size_t len);
+int	 rdp_rfb_set_size(struct rdp_rfb *, int w, int h);
+/* ExtendedDesktopSize status: the display device cannot resize. */
+#define RDP_RFB_SIZE_REFUSED(st)	((st) >= 1 && (st) <= 3)
 
 /* rdp-input.c: RDP input to RFB/QEMU terms, pure. */
 struct rdp_inputstate {

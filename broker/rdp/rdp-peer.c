@@ -43,7 +43,8 @@
 #include "xmalloc.h"
 
 #define RDP_PEER_HANDLES	32
-#define RDP_PEER_CHANFDS	4	/* the manager's, gfx's, cliprdr, rdpsnd */
+#define RDP_PEER_CHANFDS	5	/* the manager's, gfx's, cliprdr, rdpsnd,
+					   disp's */
 #define RDP_PEER_TICK		1000	/* ms between loop wake-ups */
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
@@ -562,6 +563,19 @@ rdp_peer_resize(struct rdp_session *s)
 	if ((int)settings->DesktopWidth == s->rfb->width &&
 	    (int)settings->DesktopHeight == s->rfb->height)
 		return;
+	if (s->gfx != NULL && rdp_gfx_active(s->gfx)) {
+		/*
+		 * The graphics pipeline resizes without a reactivation: the
+		 * next frame resets the graphics and makes the surface anew
+		 * (rdp_gfx_send), and the client follows its ResetGraphics.
+		 */
+		log_info("%s: console now %dx%d (graphics reset)",
+		    rdp_peer_who(s, who, sizeof who), s->rfb->width,
+		    s->rfb->height);
+		settings->DesktopWidth = s->rfb->width;
+		settings->DesktopHeight = s->rfb->height;
+		return;
+	}
 	if (!settings->DesktopResize) {
 		log_warnx("%s: the guest is now %dx%d but the client cannot "
 		    "resize; it sees the top left %ux%u", rdp_peer_who(s, who,
@@ -776,7 +790,8 @@ rdp_peer_loop(struct rdp_session *s)
 			pfd[np].events = POLLOUT;
 			pfd[np++].revents = 0;
 		}
-		/* Virtual channels: the manager's queue, gfx, cliprdr, rdpsnd. */
+		/* Virtual channels: the manager's queue, gfx, cliprdr, rdpsnd,
+		 * disp. */
 		pfd[np].fd = GetEventFileDescriptor(
 		    WTSVirtualChannelManagerGetEventHandle(s->vcm));
 		pfd[np].events = POLLIN;
@@ -800,6 +815,8 @@ rdp_peer_loop(struct rdp_session *s)
 		    RDP_PEER_TICK;
 		if (s->gfx != NULL && (gt = rdp_gfx_timeout(s->gfx)) != -1 &&
 		    gt < timeout)
+			timeout = gt;
+		if ((gt = rdp_chan_timeout(s->chan)) != -1 && gt < timeout)
 			timeout = gt;
 		n = poll(pfd, np, timeout);
 		if (n == -1 && errno != EINTR) {
@@ -831,7 +848,8 @@ rdp_peer_loop(struct rdp_session *s)
 				rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width,
 				    s->rfb->height);
 		}
-		rdp_chan_check(s->chan, s->activated);
+		rdp_chan_check(s->chan, s->activated, rdp_peer_who(s, who,
+		    sizeof who));
 		if (peer->IsWriteBlocked(peer) &&
 		    peer->DrainOutputBuffer(peer) < 0) {
 			rdp_peer_end(s, "the client stopped reading");

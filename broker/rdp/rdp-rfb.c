@@ -2,7 +2,8 @@
  * A small RFB 3.8 client for one connection to QEMU's VNC server, on an fd
  * qmpd handed over (QEMU accepted it with skipauth). It asks for a 32-bit
  * true-colour framebuffer in raw or copyrect, follows resolution changes
- * (DesktopSize), and sends keys as QEMU extended key events (raw
+ * (DesktopSize, ExtendedDesktopSize), asks for a new size (SetDesktopSize,
+ * which QEMU forwards to the display device as its UI info), and sends keys as QEMU extended key events (raw
  * scancodes) and the pointer as absolute positions. It keeps its own copy
  * of the framebuffer and a list of the rectangles changed since the
  * session last took them.
@@ -48,6 +49,7 @@ static const int32_t rdp_rfb_encodings[] = {
 	RFB_ENC_LASTRECT,
 	RFB_ENC_EXTKEY,
 	RFB_ENC_LEDSTATE,
+	RFB_ENC_EXTDESKTOPSIZE,
 };
 
 static uint16_t
@@ -290,6 +292,8 @@ rdp_rfb_resize(struct rdp_rfb *rfb, int w, int h, char **cause)
 		xasprintf(cause, "VNC server sent a %dx%d framebuffer", w, h);
 		return (-1);
 	}
+	if (rfb->fb != NULL && w == rfb->width && h == rfb->height)
+		return (0);	/* QEMU repeats the size: the picture stays */
 	free(rfb->fb);
 	rfb->width = w;
 	rfb->height = h;
@@ -510,11 +514,62 @@ rdp_rfb_copyrect(struct rdp_rfb *rfb, int sx, int sy, int x, int y, int w,
 	}
 }
 
+/*
+ * An ExtendedDesktopSize rectangle (pure, on the bytes after its count):
+ * x is who caused it (0 the server, 1 this client, 2 another client), y
+ * the status of a request (0 done; 1 prohibited, 2 no resources, 3
+ * invalid layout: the display cannot resize; QEMU's 4: passed on to the
+ * display device, the guest decides). Keeps the first screen's id and
+ * flags for our requests. Returns 1 when the framebuffer takes the
+ * rectangle's size, 0 when it keeps its own (an answer to a request).
+ */
+int
+rdp_rfb_extdesk(struct rdp_rfb *rfb, int x, int y,
+    const unsigned char *screens, size_t len)
+{
+	rfb->extdesk = 1;
+	if (len >= 16) {
+		rfb->screen_id = rdp_rfb_u32(screens);
+		rfb->screen_flags = rdp_rfb_u32(screens + 12);
+	}
+	if (x == 1) {
+		rfb->size_status = y;
+		rfb->size_answers++;
+	}
+	return (y == 0);
+}
+
+/*
+ * SetDesktopSize (client message 251): one screen of w x h, the id QEMU
+ * gave. Only when the server speaks ExtendedDesktopSize; -1 otherwise or
+ * when the connection fails.
+ */
+int
+rdp_rfb_set_size(struct rdp_rfb *rfb, int w, int h)
+{
+	unsigned char	buf[8 + 16];
+
+	if (!rfb->extdesk || w <= 0 || h <= 0 || w > RDP_FB_MAX ||
+	    h > RDP_FB_MAX)
+		return (-1);
+	memset(buf, 0, sizeof buf);
+	buf[0] = 251;
+	rdp_rfb_put16(buf + 2, w);
+	rdp_rfb_put16(buf + 4, h);
+	buf[6] = 1;
+	rdp_rfb_put32(buf + 8, rfb->screen_id);
+	rdp_rfb_put16(buf + 16, w);
+	rdp_rfb_put16(buf + 18, h);
+	rdp_rfb_put32(buf + 20, rfb->screen_flags);
+	rfb->size_asks++;
+	return (rdp_rfb_send(rfb, buf, sizeof buf));
+}
+
 /* One rectangle of a FramebufferUpdate; 1 when it was LastRect. */
 static int
 rdp_rfb_rect(struct rdp_rfb *rfb, char **cause)
 {
-	unsigned char	 hdr[12], buf[16];
+	unsigned char	 hdr[12], buf[16], *screens;
 	int		 x, y, w, h, row, sx, sy, n;
 	int32_t		 enc;
 
@@ -563,12 +618,17 @@ rdp_rfb_rect(struct rdp_rfb *rfb, char **cause)
 		if (rdp_rfb_read(rfb, buf, 4, RFB_READ_TIMEOUT, cause) != 0)
 			return (-1);
 		n = buf[0];
-		if (rdp_rfb_read(rfb, NULL, (size_t)n * 16, RFB_READ_TIMEOUT,
-		    cause) != 0)
+		screens = xcalloc(n > 0 ? n : 1, 16);
+		if (rdp_rfb_read(rfb, screens, (size_t)n * 16,
+		    RFB_READ_TIMEOUT, cause) != 0) {
+			free(screens);
 			return (-1);
-		if (y != 0)	/* a refused request of ours: no change */
-			return (0);
-		return (rdp_rfb_resize(rfb, w, h, cause));
+		}
+		n = rdp_rfb_extdesk(rfb, x, y, screens, (size_t)n * 16);
+		free(screens);
+		if (n == 1)
+			return (rdp_rfb_resize(rfb, w, h, cause));
+		return (0);
 	case RFB_ENC_EXTKEY:
 		rfb->extkey = 1;
 		return (0);

@@ -6,7 +6,9 @@
  * extended clipboard, which goes on to rdp-clip.c) and QEMU's audio
  * messages (on to rdp-sound.c), all from the input, over a real socket as
  * the session thread reads it. No input may crash, read out of bounds or
- * hang; each message is applied or the connection is given up.
+ * hang; each message is applied or the connection is given up. Seeds
+ * cover ExtendedDesktopSize (-308): server changes, answers to our
+ * SetDesktopSize, several screens, a short list and a huge size.
  */
 #include <sys/socket.h>
 
@@ -70,8 +72,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		if (rfb->ndamage > RDP_RFB_DAMAGE || rfb->width <= 0 ||
-		    rfb->height <= 0)
+		    rfb->height <= 0 || rfb->width > RDP_FB_MAX ||
+		    rfb->height > RDP_FB_MAX)
 			abort();
+		/* What the Display Control channel sends back. */
+		if (rfb->extdesk)
+			(void)rdp_rfb_set_size(rfb, rfb->width, rfb->height);
 	}
 	rdp_clip_free(rfb->clip);
 	rdp_sound_free(rfb->sound);

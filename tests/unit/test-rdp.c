@@ -210,6 +210,28 @@ rect(struct script *s, int x, int y, int w, int h, int32_t enc)
 	put32(s, (uint32_t)enc);
 }
 
+/*
+ * A FramebufferUpdate of one ExtendedDesktopSize rectangle: x is who
+ * caused it, y the status; one screen with this id, or none when id < 0.
+ */
+static void
+extdesk(struct script *s, int x, int y, int w, int h, int id)
+{
+	put8(s, 0);
+	put8(s, 0);
+	put16(s, 1);
+	rect(s, x, y, w, h, -308);
+	put32(s, id < 0 ? 0 : 0x01000000);	/* screens, padding */
+	if (id < 0)
+		return;
+	put32(s, id);
+	put16(s, 0);
+	put16(s, 0);
+	put16(s, w);
+	put16(s, h);
+	put32(s, 0);
+}
+
 static void
 test_rfb(void)
 {
@@ -244,15 +266,18 @@ test_rfb(void)
 	CHECK_STR(rfb->name, "tiny");
 	CHECK(rfb->ndamage == 1);
 	/* version 12, security 1, shared 1, pixel format 20, encodings
-	 * 4 + 4 * 6, update request 10 */
+	 * 4 + 4 * 7, update request 10 */
 	n = read(sv[1], got, sizeof got);
-	CHECK(n == 12 + 1 + 1 + 20 + 28 + 10);
+	CHECK(n == 12 + 1 + 1 + 20 + 32 + 10);
 	CHECK(memcmp(got, "RFB 003.008\n", 12) == 0);
 	CHECK(got[12] == 1 && got[13] == 1);
 	CHECK(got[14] == 0 && got[18] == 32 && got[21] == 1);
 	CHECK(got[28] == 16 && got[29] == 8 && got[30] == 0);
-	CHECK(got[34] == 2 && got[37] == 6);
-	CHECK(got[62] == 3 && got[63] == 0);	/* full, not incremental */
+	CHECK(got[34] == 2 && got[37] == 7);
+	/* ExtendedDesktopSize (-308) is the last one asked for. */
+	CHECK(got[62] == 0xff && got[63] == 0xff && got[64] == 0xfe &&
+	    got[65] == 0xcc);
+	CHECK(got[66] == 3 && got[67] == 0);	/* full, not incremental */
 
 	/* An update: ext-key ack, 2x1 raw, copy it down, LED state. */
 	s.len = 0;
@@ -291,6 +316,48 @@ test_rfb(void)
 	CHECK(rdp_rfb_process(rfb, &cause) == 0);
 	CHECK(rfb->resized == 1 && rfb->width == 32 && rfb->height == 24);
 	CHECK(rfb->ndamage == 1 && rfb->damage[0].w == 32);
+
+	/* ExtendedDesktopSize: QEMU's first says the size and screen id. */
+	CHECK(rfb->extdesk == 0);
+	CHECK(rdp_rfb_set_size(rfb, 40, 30) == -1);	/* not before */
+	s.len = 0;
+	extdesk(&s, 0, 0, 32, 24, 7);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	rfb->resized = 0;
+	rfb->ndamage = 0;
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->extdesk == 1 && rfb->screen_id == 7);
+	/* The same size again keeps the picture: no resize, no damage. */
+	CHECK(rfb->resized == 0 && rfb->ndamage == 0);
+	CHECK(rfb->width == 32 && rfb->height == 24);
+
+	/* Our SetDesktopSize, and QEMU's answers: forwarded, refused. */
+	CHECK(rdp_rfb_set_size(rfb, 40, 30) == 0);
+	CHECK(read(sv[1], got, 24) == 24);
+	CHECK(got[0] == 251 && got[2] == 0 && got[3] == 40 && got[5] == 30);
+	CHECK(got[6] == 1 && got[11] == 7 && got[17] == 40 && got[19] == 30);
+	CHECK(rdp_rfb_set_size(rfb, RDP_FB_MAX + 1, 30) == -1);
+	s.len = 0;
+	extdesk(&s, 1, 4, 32, 24, -1);	/* this client, forwarded */
+	extdesk(&s, 1, 3, 32, 24, -1);	/* this client, invalid layout */
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->size_answers == 2 && rfb->size_status == 3);
+	CHECK(RDP_RFB_SIZE_REFUSED(rfb->size_status));
+	CHECK(!RDP_RFB_SIZE_REFUSED(4) && !RDP_RFB_SIZE_REFUSED(0));
+	CHECK(rfb->resized == 0 && rfb->width == 32);
+	/* The guest took a size (a server-side change), then 32x24 again. */
+	s.len = 0;
+	extdesk(&s, 0, 0, 40, 30, 7);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->resized == 1 && rfb->width == 40 && rfb->height == 30);
+	s.len = 0;
+	extdesk(&s, 0, 0, 32, 24, 7);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->width == 32 && rfb->height == 24);
 
 	/* A rectangle outside the framebuffer is an error, not a crash. */
 	s.len = 0;
@@ -347,6 +414,62 @@ test_rfb(void)
 }
 
 /* Clipboard conversions and the extended clipboard (rdp-clip.c). */
+/* The Display Control layout -> size, and the debouncing of bursts. */
+static void
+test_disp(void)
+{
+	DISPLAY_CONTROL_MONITOR_LAYOUT	 m[2];
+	struct rdp_disp_debounce	 d;
+	int				 w = 0, h = 0;
+
+	memset(m, 0, sizeof m);
+	CHECK(rdp_disp_layout_size(m, 0, &w, &h) == -1);
+	CHECK(rdp_disp_layout_size(NULL, 1, &w, &h) == -1);
+	m[0].Width = 1001;
+	m[0].Height = 700;
+	CHECK(rdp_disp_layout_size(m, 1, &w, &h) == 0);
+	CHECK(w == 1000 && h == 700);		/* width even */
+	m[1].Flags = DISPLAY_CONTROL_MONITOR_PRIMARY;
+	m[1].Width = 640;
+	m[1].Height = 480;
+	CHECK(rdp_disp_layout_size(m, 2, &w, &h) == 0);
+	CHECK(w == 640 && h == 480);		/* the primary one */
+	m[0].Width = 100000;
+	m[0].Height = 3;
+	CHECK(rdp_disp_layout_size(m, 1, &w, &h) == 0);
+	CHECK(w == RDP_FB_MAX && h == RDP_DISP_MIN);	/* capped */
+
+	memset(&d, 0, sizeof d);
+	CHECK(rdp_disp_debounce_timeout(&d, 0) == -1);
+	CHECK(rdp_disp_debounce_due(&d, 1000, 800, 600, &w, &h) == 0);
+	/* A drag: a layout every 200 ms; nothing until quiet or 1 s. */
+	rdp_disp_debounce_offer(&d, 900, 700, 1000);
+	CHECK(rdp_disp_debounce_timeout(&d, 1000) == RDP_DISP_QUIET_MS);
+	CHECK(rdp_disp_debounce_due(&d, 1100, 800, 600, &w, &h) == 0);
+	rdp_disp_debounce_offer(&d, 950, 700, 1200);
+	rdp_disp_debounce_offer(&d, 1000, 700, 1400);
+	CHECK(rdp_disp_debounce_due(&d, 1600, 800, 600, &w, &h) == 0);
+	rdp_disp_debounce_offer(&d, 1010, 700, 1600);
+	CHECK(rdp_disp_debounce_timeout(&d, 1600) == RDP_DISP_QUIET_MS);
+	rdp_disp_debounce_offer(&d, 1024, 700, 1800);
+	CHECK(rdp_disp_debounce_timeout(&d, 1800) == RDP_DISP_MAX_MS - 800);
+	CHECK(rdp_disp_debounce_due(&d, 1999, 800, 600, &w, &h) == 0);
+	CHECK(rdp_disp_debounce_due(&d, 2000, 800, 600, &w, &h) == 1);
+	CHECK(w == 1024 && h == 700);		/* the newest, after 1 s */
+	CHECK(rdp_disp_debounce_due(&d, 2500, 800, 600, &w, &h) == 0);
+	/* The same size again, or the current one: not asked. */
+	rdp_disp_debounce_offer(&d, 1024, 700, 3000);
+	CHECK(rdp_disp_debounce_due(&d, 3300, 800, 600, &w, &h) == 0);
+	rdp_disp_debounce_offer(&d, 800, 600, 4000);
+	CHECK(rdp_disp_debounce_due(&d, 4300, 800, 600, &w, &h) == 0);
+	CHECK(rdp_disp_debounce_timeout(&d, 4300) == -1);
+	/* One layout alone goes after the quiet time. */
+	rdp_disp_debounce_offer(&d, 640, 480, 5000);
+	CHECK(rdp_disp_debounce_due(&d, 5299, 800, 600, &w, &h) == 0);
+	CHECK(rdp_disp_debounce_due(&d, 5300, 800, 600, &w, &h) == 1);
+	CHECK(w == 640 && h == 480);
+}
+
 static void
 test_clip(void)
 {
@@ -411,5 +534,6 @@ main(void)
 	test_login();
 	test_input();
 	test_rfb();
+	test_disp();
 	return (check_exit());
 }
