@@ -11,9 +11,11 @@
  *   /qdesk/v1/hosts/H	   {"listen","addr",...}: H is up; a connection
  *			   to its listener, kept while it lasts
  *   /qdesk/v1/placement/VM {"host"}: where VM runs
+ *   /qdesk/v1/vms/VM	   {"host"}: the host VM is pinned to, where it
+ *			   is assigned and started until it is placed
  *
  * Routing (cluster_call): a request naming a desktop ("vm" or "name")
- * goes to its placement's host; desktop.mine asks every host and merges
+ * goes to its placement's host (else its pin); desktop.mine asks every host and merges
  * their desktops; anything else (user.auth, desktop.acquire, ...) goes to
  * the first host up by name. A console answer that says loopback is
  * rewritten to the host's "addr", so tickets and the SPICE proxy follow
@@ -41,6 +43,7 @@
 #define CLUSTER_PREFIX		"/qdesk/v1/"
 #define CLUSTER_HOSTS		CLUSTER_PREFIX "hosts/"
 #define CLUSTER_PLACEMENT	CLUSTER_PREFIX "placement/"
+#define CLUSTER_VMS		CLUSTER_PREFIX "vms/"
 
 struct cluster_host {
 	char			*name;
@@ -53,7 +56,8 @@ struct cluster_host {
 
 struct cluster_place {
 	char			*vm;
-	char			*host;
+	char			*host;		/* placement's; NULL: not placed */
+	char			*pin;		/* vms/'s "host"; NULL: none */
 	TAILQ_ENTRY(cluster_place) entry;
 };
 
@@ -69,10 +73,13 @@ static void	cluster_host_put(const char *, json_t *);
 static void	cluster_host_del(const char *);
 static void	cluster_place_put(const char *, json_t *);
 static void	cluster_place_del(const char *);
+static void	cluster_pin_put(const char *, json_t *);
+static void	cluster_pin_del(const char *);
 
 static struct cluster_view cluster_views[] = {
 	{ CLUSTER_HOSTS, cluster_host_put, cluster_host_del, NULL },
 	{ CLUSTER_PLACEMENT, cluster_place_put, cluster_place_del, NULL },
+	{ CLUSTER_VMS, cluster_pin_put, cluster_pin_del, NULL },
 };
 
 static TAILQ_HEAD(, cluster_host)	cluster_hosts =
@@ -164,6 +171,30 @@ cluster_host_del(const char *name)
 	}
 }
 
+static struct cluster_place *
+cluster_place_get(const char *vm)
+{
+	struct cluster_place	*p;
+
+	if ((p = cluster_place_find(vm)) == NULL) {
+		p = xcalloc(1, sizeof *p);
+		p->vm = xstrdup(vm);
+		TAILQ_INSERT_TAIL(&cluster_places, p, entry);
+	}
+	return (p);
+}
+
+/* Forget a desktop once neither its placement nor its pin is known. */
+static void
+cluster_place_forget(struct cluster_place *p)
+{
+	if (p->host != NULL || p->pin != NULL)
+		return;
+	TAILQ_REMOVE(&cluster_places, p, entry);
+	free(p->vm);
+	free(p);
+}
+
 static void
 cluster_place_put(const char *vm, json_t *v)
 {
@@ -172,11 +203,8 @@ cluster_place_put(const char *vm, json_t *v)
 
 	if ((host = json_string_value(json_object_get(v, "host"))) == NULL)
 		return;
-	if ((p = cluster_place_find(vm)) == NULL) {
-		p = xcalloc(1, sizeof *p);
-		p->vm = xstrdup(vm);
-		TAILQ_INSERT_TAIL(&cluster_places, p, entry);
-	} else if (strcmp(p->host, host) != 0)
+	p = cluster_place_get(vm);
+	if (p->host != NULL && strcmp(p->host, host) != 0)
 		log_info("cluster: %s moved from %s to %s", vm, p->host, host);
 	free(p->host);
 	p->host = xstrdup(host);
@@ -189,10 +217,31 @@ cluster_place_del(const char *vm)
 
 	if ((p = cluster_place_find(vm)) == NULL)
 		return;
-	TAILQ_REMOVE(&cluster_places, p, entry);
-	free(p->vm);
 	free(p->host);
-	free(p);
+	p->host = NULL;
+	cluster_place_forget(p);
+}
+
+/* vms/VM written: the host it is pinned to, if any. */
+static void
+cluster_pin_put(const char *vm, json_t *v)
+{
+	struct cluster_place	*p;
+	const char		*pin;
+
+	pin = json_string_value(json_object_get(v, "host"));
+	if (pin == NULL && cluster_place_find(vm) == NULL)
+		return;
+	p = cluster_place_get(vm);
+	free(p->pin);
+	p->pin = pin != NULL ? xstrdup(pin) : NULL;
+	cluster_place_forget(p);
+}
+
+static void
+cluster_pin_del(const char *vm)
+{
+	cluster_pin_put(vm, NULL);
 }
 
 /* One kv of a view's prefix, put (value) or deleted (value NULL). */
@@ -419,7 +468,8 @@ cluster_fan_done(json_t *ret, const char *errclass, const char *errdesc,
 				continue;
 			p = cluster_place_find(name);
 			if (json_object_get(f->desktops, name) == NULL ||
-			    (p != NULL && strcmp(p->host, fh->host) == 0))
+			    (p != NULL && p->host != NULL &&
+			    strcmp(p->host, fh->host) == 0))
 				json_object_set(f->desktops, name, d);
 		}
 	}
@@ -472,17 +522,18 @@ cluster_route(json_t *args, char **why)
 {
 	struct cluster_host	*h;
 	struct cluster_place	*p;
-	const char		*vm;
+	const char		*vm, *host;
 
 	*why = NULL;
 	vm = json_string_value(json_object_get(args, "vm"));
 	if (vm == NULL)
 		vm = json_string_value(json_object_get(args, "name"));
 	if (vm != NULL && (p = cluster_place_find(vm)) != NULL) {
-		h = cluster_host_find(p->host);
+		host = p->host != NULL ? p->host : p->pin;
+		h = cluster_host_find(host);
 		if (h == NULL || !h->up || h->conn == NULL)
 			xasprintf(why, "desktop %s is on host %s, which is "
-			    "down; try again in a moment", vm, p->host);
+			    "down; try again in a moment", vm, host);
 		return (*why == NULL ? h : NULL);
 	}
 	TAILQ_FOREACH(h, &cluster_hosts, entry)
@@ -632,6 +683,7 @@ void
 cluster_stop(void)
 {
 	struct cluster_host	*h;
+	struct cluster_place	*p;
 	size_t			 i;
 
 	if (cluster_etcd == NULL)
@@ -651,8 +703,11 @@ cluster_stop(void)
 		free(h->addr);
 		free(h);
 	}
-	while (!TAILQ_EMPTY(&cluster_places))
-		cluster_place_del(TAILQ_FIRST(&cluster_places)->vm);
+	while ((p = TAILQ_FIRST(&cluster_places)) != NULL) {
+		free(p->pin);
+		p->pin = NULL;
+		cluster_place_del(p->vm);
+	}
 	SSL_CTX_free(cluster_tls);
 	cluster_tls = NULL;
 }

@@ -505,3 +505,19 @@ cluster_cmd(struct cmd_req *req)
 		return (place_delete(req, p));
 	return (-1);
 }
+
+/* vm.start's placement for another caller (the broker's power button). */
+int
+cluster_cmd_start(struct cmd_req *req, const char *vm)
+{
+	struct cluster_place	*p = cluster_place_find(vm);
+
+	if (p == NULL || p->def == NULL)
+		return (-1);
+	if (!cluster_host_joined()) {
+		cmd_error(req, ERR_STATE, "this host (%s) is not in the cluster "
+		    "now (no lease in etcd): no placement", cluster_name());
+		return (CMD_RETURN_DONE);
+	}
+	return (place_start(req, p));
+}

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "log.h"
 #include "pool.h"
 #include "qmp.h"
@@ -532,6 +533,9 @@ cmd_broker_desktop(struct cmd_req *req)
 	if (cmd_broker_user(req) != 0)
 		return (NULL);
 	vm = vm_find(name);
+	if (vm == NULL && qmpd->cluster != NULL &&
+	    cluster_desktop_elsewhere(req, name) != -1)
+		return (NULL);
 	owner = vm != NULL ? user_owner(vm) : NULL;
 	if (owner == NULL || strcmp(owner, login) != 0) {
 		log_warnx("%s of desktop %.64s for %s refused: %s",
@@ -705,6 +709,7 @@ cmd_broker_power(struct cmd_req *req)
 	const char	*action = cmd_arg_str(req, "action", "");
 	struct vm	*vm;
 	size_t		 i;
+	int		 rv;
 
 	for (i = 0; i < nitems(cmd_broker_actions); i++)
 		if (strcmp(cmd_broker_actions[i].name, action) == 0)
@@ -716,6 +721,9 @@ cmd_broker_power(struct cmd_req *req)
 	}
 	if ((vm = cmd_broker_desktop(req)) == NULL)
 		return (CMD_RETURN_DONE);
+	if (qmpd->cluster != NULL && (rv = cluster_desktop_power(req, vm,
+	    action)) != -1)
+		return (rv);
 	return (cmd_broker_actions[i].fn(req, vm, cmd_arg_str(req, "login",
 	    "")));
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "log.h"
 #include "names.h"
 #include "qmpd.h"
@@ -437,11 +438,15 @@ cmd_user_desktop_assign(struct cmd_req *req)
 	struct vm	*vm;
 	json_t		*rec;
 	char		*cause = NULL;
+	int		 rv;
 
 	if ((rec = cmd_user_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	json_decref(rec);
-	if ((vm = vm_find(name)) == NULL) {
+	if ((vm = vm_find(name)) == NULL && qmpd->cluster != NULL &&
+	    (rv = cluster_desktop_assign(req, name)) != -1)
+		return (rv);	/* made here from etcd, or why not */
+	if (vm == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}

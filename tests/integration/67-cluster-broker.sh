@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The broker in cluster mode (issue 13): two hosts, each a qmpd with its
-# own state and its mutual-TLS listener on an address of its own, found by
-# the broker in etcd (hosts/H, placement/VM, written here as the CORE part
-# will write them); a user logs in once and sees the desktops of both
-# hosts; starting a desktop starts it on the host placement names and only
-# there; its console ticket and the SPICE proxy lead to that host's SPICE
-# server (spice-probe links through the proxy to each host); a host whose
-# key leaves etcd is down and its desktops say so; a host record that
-# comes back brings them back.
+# The broker in cluster mode on the real cluster core (issue 13): two
+# hosts, each a qmpd --cluster with its own state and its mutual-TLS
+# listener on an address of its own, that register themselves in etcd
+# (hosts/H under their lease); desktops made with `vm create dN --host hN`
+# (defined in etcd, pinned) and assigned on their host (users and
+# assignments are per host: alice exists on both). A user logs in once
+# and sees the desktops of both hosts; the portal's Start places a
+# desktop by CAS and it starts on its host and only there (process
+# tables); its console ticket and the SPICE proxy lead to that host's
+# SPICE server (spice-probe through the proxy to each host), as do the
+# browser console (RFB greeting) and the RDP gateway (xfreerdp login).
+# A host whose qmpd is stopped (SIGSTOP) until its lease expires is down
+# for the broker, its watchdog kills its desktop, and its desktops say
+# so; SIGCONT: it fences, joins again, and its desktop works after a
+# Start.
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/xvfb.sh"
 . "$top/tests/lib/cluster-tls-lib.sh"
@@ -26,6 +32,16 @@ getent passwd "$BROKER_USER" >/dev/null ||
 
 BROKER_LOG=$T/broker.log
 EXTRA_CLEANUP='xvfb_stop; vm_cleanup; net_cleanup'
+# Where dN's QEMU runs, by the hosts' process tables.
+runs_on() {
+	local vm=$1 h p where=
+	for h in h1 h2; do
+		p=$(cat "$T/$h/vms/$vm/qemu.pid" 2>/dev/null) || continue
+		kill -0 "$p" 2>/dev/null && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null |
+		    grep -q -- "$T/$h/vms/$vm/" && where="$where $h"
+	done
+	echo "${where# }"
+}
 vm_cleanup() {
 	local f p
 	for f in "$T"/h*/vms/*/qemu.pid; do
@@ -46,20 +62,23 @@ qq cluster cert host h1 --dir "$CA" --addr 127.0.0.11 >/dev/null
 qq cluster cert host h2 --dir "$CA" --addr 127.0.0.12 >/dev/null
 qq cluster cert broker b1 --dir "$CA" >/dev/null
 
-# Host n: its own state dir, cluster file, listener on 127.0.0.1n.
+# Host n: its own state dir, cluster file (a 3 s lease, 2 s fence
+# delay), listener on 127.0.0.1n; it registers itself in etcd.
 start_host() {
 	local h=h$1 addr=127.0.0.1$1 i
 	mkdir -p "$T/$h" && chmod 711 "$T/$h"
 	cat >"$T/$h.json" <<EOF
 {"name": "$h", "etcd": ["$ETCD"], "listen": "$addr:7443", "addr": "$addr",
  "ca": "$CA/host-$h/ca.pem", "cert": "$CA/host-$h/cert.pem",
- "key": "$CA/host-$h/key.pem"}
+ "key": "$CA/host-$h/key.pem", "lease_ttl": 3, "fence_delay": 2}
 EOF
 	ip netns exec "$NS" "$QMPD" -f -v --state-dir "$T/$h" --cluster "$T/$h.json" \
 	    >>"$T/$h.log" 2>&1 &
+	eval "${h}_PID=\$!"
 	NET_PIDS="$NET_PIDS $!"
-	for i in $(seq 1 100); do
-		grep -q "cluster: listening on $addr:7443" "$T/$h.log" && return 0
+	for i in $(seq 1 200); do
+		grep -q "cluster: listening on $addr:7443" "$T/$h.log" &&
+			grep -q "cluster: $h joined at" "$T/$h.log" && return 0
 		sleep 0.05
 	done
 	fail "$h did not come up: $(tail -n 5 "$T/$h.log")"
@@ -67,18 +86,34 @@ EOF
 start_host 1
 start_host 2
 hq() { local h=$1; shift; "$QDESK_BIN" --socket "$T/$h/qmpd.sock" "$@"; }
+for n in 1 2; do
+	[ "$(eget hosts/h$n | jq -r .listen)" = "127.0.0.1$n:7443" ] ||
+		fail "h$n did not register itself in etcd: $(eget hosts/h$n)"
+done
 
-# The same user on both hosts (users are per host until etcd holds them),
-# a tiny SPICE desktop on each, its SPICE on the host's address.
+# The same user on both hosts (users and assignments are per host until
+# etcd holds them); a tiny SPICE desktop pinned to each, defined from the
+# other host (the cluster holds the definition), its SPICE on its host's
+# address, assigned on its host, which makes its local record then.
 for n in 1 2; do
 	echo alice-pw-1 | hq h$n user add alice --name "Alice" --password-stdin >/dev/null ||
 		fail "user add on h$n"
-	out=$(hq h$n vm create d$n --accel kvm --memory 32 --disk "$(tiny_disk d$n)" \
-	    --display spice --listen 127.0.0.1$n 2>&1) || fail "vm create d$n on h$n: $out"
-	hq h$n desktop assign alice d$n >/dev/null || fail "assign d$n"
-	eput hosts/h$n "{\"addr\":\"127.0.0.1$n\",\"listen\":\"127.0.0.1$n:7443\",\"running\":[]}"
-	eput placement/d$n "{\"host\":\"h$n\",\"epoch\":1}"
 done
+for n in 1 2; do
+	o=$((3 - n))
+	out=$(hq h$o vm create d$n --host h$n --accel kvm --memory 32 \
+	    --disk "$(tiny_disk d$n)" --display spice --listen 127.0.0.1$n 2>&1) ||
+		fail "vm create d$n --host h$n on h$o: $out"
+	out=$(hq h$o desktop assign alice d$n 2>&1) &&
+		fail "d$n assigned on h$o, not its host"
+	[ "$out" = "qdesk: InvalidState: VM d$n is on host h$n: assign it there (assignments are kept per host)" ] ||
+		fail "assign d$n on h$o: $out"
+	out=$(hq h$n desktop assign alice d$n 2>&1) || fail "assign d$n on h$n: $out"
+	[ "$(hq h$n --json desktop list --user alice | jq -r '.desktops[].vm')" = d$n ] ||
+		fail "h$n's assignments: $(hq h$n --json desktop list)"
+	[ -z "$(runs_on d$n)" ] || fail "d$n runs before anyone started it"
+done
+log "hosts register themselves; desktops defined in etcd, assigned on their pinned host: ok"
 
 # The broker, with the cluster file's format.
 mkdir -p "$T/broker"
@@ -131,23 +166,24 @@ expect 200
 	broker_fail "alice's desktops over two hosts: $BODY"
 log "one login, the desktops of both hosts: ok"
 
-# Start each: it runs on its host and only there.
+# Start each: placed by CAS on its pinned host, it runs there and only
+# there (the start answers once the host runs it).
 for n in 1 2; do
 	api POST /api/desktops/d$n/start
 	expect 200 "start d$n"
+	[ "$(field state)" = running ] || broker_fail "start d$n answered $BODY"
 done
 for n in 1 2; do
 	o=$((3 - n))
-	for i in $(seq 1 100); do
-		[ "$(hq h$n --json vm show d$n | jq -r .state)" = running ] && break
-		sleep 0.1
-	done
-	[ "$(hq h$n --json vm show d$n | jq -r .state)" = running ] ||
-		fail "d$n does not run on h$n"
-	hq h$o vm show d$n >/dev/null 2>&1 && fail "h$o has a d$n"
+	[ "$(runs_on d$n)" = h$n ] || fail "d$n runs on '$(runs_on d$n)', not h$n"
+	[ "$(eget placement/d$n | jq -r .host)" = h$n ] ||
+		fail "placement/d$n: $(eget placement/d$n)"
+	[ "$(hq h$o --json vm show d$n | jq -r '.host + " " + .state')" = "h$n running" ] ||
+		fail "h$o's view of d$n: $(hq h$o --json vm show d$n)"
+	grep -q "cluster: d$n: start for alice, through placement" "$T/h$n.log" ||
+		fail "h$n did not start d$n through placement"
 done
-grep -q "request desktop.power" "$T/h2.log" || fail "h2 never got desktop.power"
-log "each desktop started on the host placement names: ok"
+log "each desktop placed by the portal's Start, running on its host only: ok"
 
 # Consoles: the ticket names the desktop's host, and the SPICE proxy
 # tunnels to it.
@@ -201,27 +237,66 @@ done
 	broker_fail "RDP's VNC of d2 did not come from h2"
 log "the RDP gateway follows each desktop to its host: ok"
 
-# h2's key leaves etcd (its lease expired): its desktops are on a host
-# that is down, said so; h1's still work.
-edel hosts/h2
-for i in $(seq 1 50); do
+# h2's qmpd stopped (SIGSTOP) until its lease expires: the broker sees
+# h2 down and d2 says so; d2 (a local disk) is not started elsewhere;
+# h1's desktop works. (A stopped qmpd cannot fence, and its watchdog
+# waits for it to exit: d2's QEMU lives on until SIGCONT.)
+# Every failure from here continues h2 first, so cleanup can end it.
+fail2() { kill -CONT "$h2_PID"; fail "$@"; }
+kill -STOP "$h2_PID"
+for i in $(seq 1 300); do
 	grep -q "cluster: host h2 down" "$BROKER_LOG" && break
 	sleep 0.1
 done
-api POST /api/desktops/d2/console
-[ "$CODE" = 503 ] || [ "$CODE" = 502 ] || broker_fail "d2 with h2 down: $CODE $BODY"
-printf '%s' "$BODY" | grep -q "desktop d2 is on host h2, which is down" ||
-	broker_fail "d2 with h2 down: $BODY"
-api POST /api/desktops/d1/console
-expect 200 "d1 with h2 down"
-eput hosts/h2 '{"addr":"127.0.0.12","listen":"127.0.0.12:7443","running":["d2"]}'
-for i in $(seq 1 50); do
-	api POST /api/desktops/d2/console
-	[ "$CODE" = 200 ] && break
+grep -q "cluster: host h2 down" "$BROKER_LOG" || fail2 "h2's lease did not expire in 30 s"
+# h1 has seen it too, and waited its fence delay: d2 stays off h1.
+for i in $(seq 1 300); do
+	grep -q "cluster: host h2 down for 2 s more than its lease" "$T/h1.log" && break
 	sleep 0.1
 done
+grep -q "cluster: host h2 down for 2 s more than its lease" "$T/h1.log" ||
+	fail2 "h1 did not see h2 down: $(grep cluster: "$T/h1.log" | tail -n 5)"
+case "$(runs_on d2)" in *h1*) fail2 "d2 started on h1 with its disk on h2";; esac
+api POST /api/desktops/d2/console
+[ "$CODE" = 503 ] || [ "$CODE" = 502 ] || fail2 "d2 with h2 down: $CODE $BODY"
+printf '%s' "$BODY" | grep -q "desktop d2 is on host h2, which is down" ||
+	fail2 "d2 with h2 down: $BODY"
+api POST /api/desktops/d1/console
+[ "$CODE" = 200 ] || fail2 "d1 with h2 down: $CODE $BODY"
+[ "$(hq h1 --json vm show d2 | jq -r .state)" = "host down" ] ||
+	fail2 "h1's view of d2: $(hq h1 --json vm show d2)"
+log "a host stopped past its lease: down for the broker and h1, d2 said so and kept off h1: ok"
+
+# SIGCONT: h2 finds its lease gone, fences, joins again; the broker sees
+# it up; a Start from the portal and d2 works again, on h2 only.
+kill -CONT "$h2_PID"
+for i in $(seq 1 300); do
+	[ "$(grep -c "cluster: h2 joined at" "$T/h2.log")" -ge 2 ] && break
+	sleep 0.1
+done
+[ "$(grep -c "cluster: h2 joined at" "$T/h2.log")" -ge 2 ] ||
+	fail "h2 did not join again: $(grep cluster: "$T/h2.log" | tail -n 5)"
+grep -q "cluster: fenced at .*: 1 desktop(s) killed" "$T/h2.log" ||
+	fail "h2 did not fence d2 after SIGCONT: $(grep cluster: "$T/h2.log" | tail -n 5)"
+[ "$(runs_on d2)" != "h1" ] || fail "d2 runs on h1"
+for i in $(seq 1 300); do
+	[ "$(grep -c "cluster: host h2 up" "$BROKER_LOG")" -ge 2 ] && break
+	sleep 0.1
+done
+[ "$(grep -c "cluster: host h2 up" "$BROKER_LOG")" -ge 2 ] ||
+	broker_fail "the broker did not see h2 up again"
+api POST /api/desktops/d2/start
+expect 200 "start d2 once h2 is back"
+[ "$(field state)" = running ] || broker_fail "start d2 once h2 is back: $BODY"
+[ "$(runs_on d2)" = h2 ] || fail "d2 runs on '$(runs_on d2)' once h2 is back"
+api POST /api/desktops/d2/console
 expect 200 "d2 once h2 is back"
-log "a host down in etcd: its desktops say so; back: they work: ok"
+field ca | sed '/^$/d' >"$T/spice-ca-2.pem"
+out=$(inns "$PROBE" unused "$(field port)" "$(field password)" --proxy "$PROXY" \
+    --ticket "$(field ticket)" --ca "$T/spice-ca-2.pem" \
+    --host-subject "$(field host_subject)" 2>&1) ||
+	broker_fail "spice-probe to d2 once h2 is back: $out"
+log "SIGCONT: h2 fenced, joined again, d2 started and reached through the proxy: ok"
 
 # The broker stops cleanly: every host connection and the relay closed.
 kill -TERM "$BROKER_PID"
