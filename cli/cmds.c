@@ -64,6 +64,11 @@ static const struct ctl_arg vm_migrate_opts[] = {
 	{ NULL, NULL, 0, 0 }
 };
 
+static const struct ctl_arg host_drain_opts[] = {
+	{ "--live",	"live",		CTL_BOOL,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
 static const struct ctl_arg timeout_opts[] = {
 	{ "--timeout",	"timeout",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
@@ -443,8 +448,9 @@ const struct ctl_command ctl_commands[] = {
 	{ .group = "host", .verb = "list", .cmd = "host.list", .usage = "",
 	  .print = PRINT_LIST, .list = "hosts", .cols = host_cols },
 	{ .group = "host", .verb = "drain", .cmd = "host.drain",
-	  .usage = "HOST", .pos = { NAME_POS("HOST") }, .print = PRINT_DONE,
-	  .done = "$name: draining" },
+	  .usage = "HOST [--live]", .pos = { NAME_POS("HOST") },
+	  .opts = host_drain_opts, .print = PRINT_DONE,
+	  .done = "$name: draining", .wait = 1800 },
 	{ .group = "host", .verb = "undrain", .cmd = "host.undrain",
 	  .usage = "HOST", .pos = { NAME_POS("HOST") }, .print = PRINT_DONE,
 	  .done = "$name: not draining" },

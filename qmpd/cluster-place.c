@@ -295,8 +295,13 @@ place_reconcile_one(struct cluster_place *p)
 	json_t			*args;
 	char			*cause = NULL;
 
-	/* Placed elsewhere (or nowhere) and running here: never twice. */
+	/*
+	 * Placed elsewhere (or nowhere) and running here: never twice. A
+	 * migration's two halves are left to it: the target's until its
+	 * switchover moves placement here, the source's until it quits.
+	 */
 	if (vm != NULL && vm_is_active(vm) && vm->pidfd != -1 &&
+	    !vm_migrate_busy(vm) &&
 	    p->def != NULL && (p->pl == NULL || !cluster_place_mine(p)) &&
 	    vm->stop_asked != 3) {
 		log_warnx("cluster: %s is placed on %s: killing the copy here "

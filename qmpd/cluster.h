@@ -136,6 +136,26 @@ void		 cluster_place_vm_event(const char *event, const char *vm,
 const char	*cluster_place_host(const char *vm);
 
 /*
+ * cluster-migrate.c: a live migration's placement. The target's
+ * switchover swap (1: not a VM of the cluster, 0: cb(name, ok, why, arg)
+ * follows, -1: cause), and the source's check before it resumes
+ * (cb(name, mine, arg)).
+ */
+int		 cluster_migrate_switch(const char *name, const char *from,
+		    void (*)(const char *, int, const char *, void *),
+		    void *arg, char **cause);
+void		 cluster_migrate_resume(const char *name,
+		    void (*)(const char *, int, void *), void *arg);
+
+/*
+ * cluster-drain.c: host drain --live, here or asked of the host by its
+ * listener (host.evacuate).
+ */
+struct cmd_req;
+enum cmd_retval	 cluster_drain_live(struct cmd_req *, const char *name);
+enum cmd_retval	 cluster_drain_evacuate(struct cmd_req *);
+
+/*
  * cluster-failover.c: fence_delay after a host's lease went, the
  * desktops it ran that can run elsewhere are placed on another host.
  * cluster_failover_again: failover of hosts long down (a store came,

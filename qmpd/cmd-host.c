@@ -59,6 +59,8 @@ cmd_host_drain_set(struct cmd_req *req, int on)
 		    name);
 		return (CMD_RETURN_DONE);
 	}
+	if (on && cmd_arg_bool(req, "live", 0))
+		return (cluster_drain_live(req, name));
 	key = cluster_key("drain/%s", name);
 	if (on) {
 		xasprintf(&val, "{\"since\":%lld}", cluster_wall_ms());
@@ -119,6 +121,20 @@ cmd_host_store_add(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
+static enum cmd_retval
+cmd_host_evacuate(struct cmd_req *req)
+{
+	if (!cmd_host_cluster(req))
+		return (CMD_RETURN_DONE);
+	return (cluster_drain_evacuate(req));
+}
+
+static const struct cmd_arg cmd_host_drain_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "live", ARG_BOOL, 0 },
+	{ NULL, 0, 0 }
+};
+
 static const struct cmd_arg cmd_host_store_args[] = {
 	{ "action", ARG_STR, 0 },
 	{ "name", ARG_STR, 1 },
@@ -129,7 +145,8 @@ static const struct cmd_arg cmd_host_store_args[] = {
 
 const struct cmd_entry cmd_host_entries[] = {
 	{ "host.list", NULL, ROLE_ADMIN, cmd_host_list },
-	{ "host.drain", cmd_name_args, ROLE_ADMIN, cmd_host_drain },
+	{ "host.drain", cmd_host_drain_args, ROLE_ADMIN, cmd_host_drain },
+	{ "host.evacuate", cmd_name_args, ROLE_HOST, cmd_host_evacuate },
 	{ "host.undrain", cmd_name_args, ROLE_ADMIN, cmd_host_undrain },
 	{ "image.store", cmd_host_store_args, ROLE_ADMIN, cmd_host_store_add },
 	{ NULL, NULL, 0, NULL }

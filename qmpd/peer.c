@@ -56,6 +56,8 @@ struct peer {
 	int			 doomed;	/* peer_free while busy */
 	char			*close_cause;
 	struct event		*later;		/* deferred close report */
+	char			*want_cn;	/* tls: the CN the peer must have */
+	char			*cn_refused;	/* why its certificate was not */
 };
 
 int
@@ -87,6 +89,8 @@ peer_destroy(struct peer *p)
 	if (p->later != NULL)
 		event_free(p->later);
 	free(p->close_cause);
+	free(p->want_cn);
+	free(p->cn_refused);
 	free(p->addr);
 	free(p);
 }
@@ -225,7 +229,9 @@ peer_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (p->ctx != NULL && (e = bufferevent_get_openssl_error(bev)) != 0)
 		ERR_error_string_n(e, buf, sizeof buf);
-	if (what & BEV_EVENT_TIMEOUT)
+	if (p->cn_refused != NULL)
+		peer_close(p, "%s", p->cn_refused);
+	else if (what & BEV_EVENT_TIMEOUT)
 		peer_close(p, "no answer from the peer in %d s",
 		    PEER_CONNECT_TIMEOUT);
 	else if (what & BEV_EVENT_EOF)
@@ -234,6 +240,38 @@ peer_event_cb(struct bufferevent *bev, short what, void *arg)
 		peer_close(p, "connection to the peer failed: %s",
 		    buf[0] != '\0' ? buf : evutil_socket_error_to_string(
 		    EVUTIL_SOCKET_ERROR()));
+}
+
+/*
+ * The chain is checked by OpenSSL; the leaf must also name the host we
+ * meant to call (CN host:NAME), or the handshake fails before any request
+ * is sent.
+ */
+static int
+peer_verify_cb(int ok, X509_STORE_CTX *xs)
+{
+	SSL		*ssl;
+	struct peer	*p;
+	X509		*cert;
+	char		 cn[256] = "";
+
+	if (!ok || X509_STORE_CTX_get_error_depth(xs) != 0)
+		return (ok);
+	ssl = X509_STORE_CTX_get_ex_data(xs,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	if (ssl == NULL || (p = SSL_get_app_data(ssl)) == NULL ||
+	    p->want_cn == NULL)
+		return (ok);
+	cert = X509_STORE_CTX_get_current_cert(xs);
+	if (cert == NULL || X509_NAME_get_text_by_NID(X509_get_subject_name(
+	    cert), NID_commonName, cn, sizeof cn) < 0 ||
+	    strcmp(cn, p->want_cn) != 0) {
+		free(p->cn_refused);
+		xasprintf(&p->cn_refused, "the peer's certificate is CN %s, "
+		    "not %s", cn[0] != '\0' ? cn : "(none)", p->want_cn);
+		return (0);
+	}
+	return (ok);
 }
 
 /* A TLS context from the cluster file: our host's pair, the cluster CA. */
@@ -292,6 +330,13 @@ bad:
 struct peer *
 peer_open(const char *addr, peer_close_cb close_cb, void *arg, char **cause)
 {
+	return (peer_open_cn(addr, NULL, close_cb, arg, cause));
+}
+
+struct peer *
+peer_open_cn(const char *addr, const char *cn, peer_close_cb close_cb,
+    void *arg, char **cause)
+{
 	struct peer		*p;
 	struct sockaddr_storage	 ss;
 	struct sockaddr_un	*sun = (struct sockaddr_un *)&ss;
@@ -310,6 +355,8 @@ peer_open(const char *addr, peer_close_cb close_cb, void *arg, char **cause)
 	p->next_id = 1;
 	p->close_cb = close_cb;
 	p->arg = arg;
+	if (cn != NULL)
+		p->want_cn = xstrdup(cn);
 	TAILQ_INIT(&p->pending);
 	if (strncmp(addr, "unix:", 5) == 0) {
 		memset(&ss, 0, sizeof ss);
@@ -331,6 +378,8 @@ peer_open(const char *addr, peer_close_cb close_cb, void *arg, char **cause)
 		if ((p->ctx = peer_tls_ctx(cause)) == NULL ||
 		    (ssl = SSL_new(p->ctx)) == NULL)
 			goto fail;
+		SSL_set_app_data(ssl, p);
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, peer_verify_cb);
 		p->bev = bufferevent_openssl_socket_new(qmpd->base, -1, ssl,
 		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	}

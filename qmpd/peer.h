@@ -28,6 +28,9 @@ typedef void	(*peer_close_cb)(struct peer *, const char *cause, void *arg);
 
 struct peer	*peer_open(const char *addr, peer_close_cb, void *arg,
 		    char **cause);
+/* The same, and a tls: peer's certificate must have CN cn (NULL: any). */
+struct peer	*peer_open_cn(const char *addr, const char *cn,
+		    peer_close_cb, void *arg, char **cause);
 /* args stolen (may be NULL). -1 once the connection is closed. */
 int		 peer_call(struct peer *, const char *cmd, json_t *args,
 		    peer_reply_cb, void *arg);

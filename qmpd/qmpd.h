@@ -265,6 +265,9 @@ const char	*spice_tls_dir(void);
 const char	*spice_tls_ca(void);
 const char	*spice_tls_subject(const struct vm *);
 const char	*spice_tls_issue(struct vm *, char **cause);
+/* text as dfd/name, made afresh, owned by uid and readable by it alone. */
+int		 spice_tls_put(int dfd, const char *name, const char *text,
+		    uid_t uid, char **cause);
 
 /*
  * metrics.c: qmpd --metrics, Prometheus text over HTTP on the loop; the

@@ -409,7 +409,7 @@ out:
  * is removed, the file made exclusively (no link or FIFO is ever opened),
  * then given to uid, readable by it alone.
  */
-static int
+int
 spice_tls_put(int dfd, const char *name, const char *text, uid_t uid,
     char **cause)
 {

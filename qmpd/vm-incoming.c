@@ -48,17 +48,44 @@ vm_incoming_addr(void)
 	return ("127.0.0.1");
 }
 
+/* The cluster's answer to the switchover's swap; the VM may be gone. */
+static void
+vm_migrate_placed(const char *name, int ok, const char *why, void *arg)
+{
+	vm_migrate_place_cb	 cb = (vm_migrate_place_cb)arg;
+	struct vm		*vm;
+
+	if ((vm = vm_find(name)) == NULL || vm->mig == NULL ||
+	    !vm->mig->incoming)
+		return;
+	cb(vm, ok, why);
+}
+
 /*
  * The switchover's placement step. Two qmpds without a cluster have no
- * placement to move: go on. In a cluster this is where placement/NAME
- * moves from the source to this host with a compare-and-swap (the
- * cluster's placement code, cluster-place.c); a failed swap refuses and
- * the source resumes, so exactly one QEMU runs the desktop.
+ * placement to move: go on. In a cluster placement/NAME moves from the
+ * source to this host by compare-and-swap (cluster-place.c); a failed
+ * swap refuses and the source resumes, so exactly one QEMU runs the
+ * desktop.
  */
 void
 vm_migrate_place(struct vm *vm, const char *from, vm_migrate_place_cb cb)
 {
-	cb(vm, 1, NULL);
+	char	*cause = NULL;
+	int	 rv;
+
+	if (qmpd->cluster == NULL) {
+		cb(vm, 1, NULL);
+		return;
+	}
+	rv = cluster_migrate_switch(vm->def.name, from, vm_migrate_placed,
+	    (void *)cb, &cause);
+	if (rv == 1)
+		cb(vm, 1, NULL);
+	else if (rv == -1) {
+		cb(vm, 0, cause);
+		free(cause);
+	}
 }
 
 /* The prepare request failed before QEMU ran: the record goes. */
@@ -107,8 +134,9 @@ vm_incoming_ready(struct vm *vm, int nbd_port)
 	if (nbd_port > 0)
 		nbd = json_pack("{s:s,s:i,s:s}", "host", vm_incoming_addr(),
 		    "port", nbd_port, "export", "disk0");
-	ret = json_pack("{s:s,s:o,s:o}", "uri",
-	    json_string_value(m->target), "nbd", nbd, "spice", spice);
+	ret = json_pack("{s:s,s:o,s:o,s:b}", "uri",
+	    json_string_value(m->target), "nbd", nbd, "spice", spice, "tls",
+	    m->tls);
 	log_info("%s: incoming migration ready at %s", vm->def.name,
 	    json_string_value(m->target));
 	done_ok(m->done, m->done_arg, ret);
@@ -248,11 +276,20 @@ vm_incoming_step_done(struct qmp *qmp, json_t *ret, const char *errclass,
 void
 vm_incoming_attached(struct vm *vm)
 {
-	char	*uri;
+	char	*uri, *cause = NULL;
+	int	 rv;
 
 	qmp_execute(vm->qmp, "migrate-set-capabilities", json_pack(
 	    "{s:[{s:s,s:b}]}", "capabilities", "capability", "events", "state",
 	    1), vm_incoming_step_done, vm);
+	/* With cluster certificates the stream is TLS, both ways checked. */
+	if ((rv = vm_migrate_tls(vm, 1, NULL, vm_incoming_step_done,
+	    &cause)) == -1) {
+		vm_incoming_fail(vm, "TLS", cause);
+		free(cause);
+		return;
+	}
+	vm->mig->tls = rv == 0;
 	xasprintf(&uri, "tcp:%s:0", vm_incoming_addr());
 	qmp_execute(vm->qmp, "migrate-incoming", json_pack("{s:s}", "uri",
 	    uri), vm_incoming_step_done, vm);
@@ -318,6 +355,10 @@ vm_incoming_placed(struct vm *vm, int ok, const char *why)
 
 	if (m == NULL || m->state != VM_MIG_SWITCHOVER || vm->qmp == NULL)
 		return;
+	if (qmpd->cluster != NULL)
+		log_info("%s: placement %s in %lld ms of the downtime",
+		    vm->def.name, ok ? "moved here" : "refused",
+		    vm_migrate_now_ms() - m->completed_at);
 	if (!ok) {
 		xasprintf(&m->reason, "placement refused: %s", why);
 		m->state = VM_MIG_FAILED;
@@ -480,6 +521,14 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	if (name == NULL || !json_is_object(json_object_get(args, "def"))) {
 		done_fail(done, arg, ERR_ARG, "migrate.prepare needs a name "
 		    "and a def");
+		return;
+	}
+	/* In a cluster a stopped record of a VM that ran here is stale. */
+	if ((vm = vm_find(name)) != NULL && qmpd->cluster != NULL &&
+	    !vm_is_active(vm) && !vm_migrate_busy(vm) &&
+	    cluster_place_host(name) != NULL && vm_delete(vm, &cause) != 0) {
+		done_fail(done, arg, ERR_STATE, "target: %s", cause);
+		free(cause);
 		return;
 	}
 	if (vm_find(name) != NULL) {

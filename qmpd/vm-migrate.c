@@ -148,13 +148,14 @@ vm_migrate_json(const struct vm *vm, json_t *j)
 	}
 	total = m->state <= VM_MIG_SWITCHOVER ? vm_migrate_now_ms() - m->t0 :
 	    m->total_ms;
-	json_object_set_new(j, "migration", json_pack("{s:s,s:s,s:s,s:s,s:i,"
+	json_object_set_new(j, "migration", json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,"
 	    "s:I,s:I,s:I,s:I,s:I,s:I,s:s?}",
 	    "state", vm_mig_state_names[m->state],
 	    "role", m->incoming ? "target" : "source",
 	    m->incoming ? "from" : "to", m->peer_addr != NULL ? m->peer_addr :
 	    "",
 	    "storage", m->copy ? "copy" : "shared",
+	    "tls", m->tls,
 	    "progress", m->progress,
 	    "downtime_ms", (json_int_t)m->downtime_ms,
 	    "downtime_limit_ms", (json_int_t)m->downtime_limit,
@@ -308,6 +309,31 @@ vm_migrate_abort_done(struct peer *p, json_t *ret, const char *errclass,
 }
 
 /*
+ * A cluster source stopped for a failed switchover: resumed if placement
+ * still names this host, else the target has the desktop and this copy
+ * goes (never two running).
+ */
+static void
+vm_migrate_resume_cb(const char *name, int mine, void *arg)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+
+	if ((vm = vm_find(name)) == NULL || vm->qmp == NULL)
+		return;
+	if (mine) {
+		qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+		return;
+	}
+	log_warnx("%s: placement names another host after the failed "
+	    "switchover: this copy goes", name);
+	if (vm_kill(vm, &cause) != 0) {
+		log_warnx("%s: %s", name, cause);
+		free(cause);
+	}
+}
+
+/*
  * The migration failed or was cancelled: the desktop runs here. QEMU
  * resumes a source that was running by itself after a failed or
  * cancelled migrate; one stopped for a switchover the target refused is
@@ -340,7 +366,10 @@ vm_migrate_fail(struct vm *vm, enum vm_mig_state s, const char *fmt, ...)
 			qmp_execute(vm->qmp, "block-job-cancel",
 			    json_pack("{s:s,s:b}", "device", VM_MIG_JOB,
 			    "force", 1), NULL, NULL);
-		if (was == VM_MIG_SWITCHOVER)
+		if (was == VM_MIG_SWITCHOVER && qmpd->cluster != NULL)
+			cluster_migrate_resume(vm->def.name,
+			    vm_migrate_resume_cb, NULL);
+		else if (was == VM_MIG_SWITCHOVER)
 			qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
 	}
 	if (m->peer != NULL && peer_call(m->peer, "migrate.abort",
@@ -431,8 +460,26 @@ vm_migrate_ram(struct vm *vm)
 	struct vm_mig	*m = vm->mig;
 	json_t		*spice, *caps;
 	const char	*uri;
+	char		*host, *colon, *cause = NULL;
+	int		 rv = 1;
 
 	uri = json_string_value(json_object_get(m->target, "uri"));
+	/* The target listens for TLS: our certificate, and check its own. */
+	if (json_is_true(json_object_get(m->target, "tls"))) {
+		host = xstrdup(strncmp(uri, "tcp:", 4) == 0 ? uri + 4 : uri);
+		if ((colon = strrchr(host, ':')) != NULL)
+			*colon = '\0';
+		rv = vm_migrate_tls(vm, 0, host, vm_migrate_step_done, &cause);
+		free(host);
+		if (rv != 0) {
+			vm_migrate_fail(vm, VM_MIG_FAILED, "the target wants a "
+			    "TLS stream: %s", rv == 1 ? "this host has no "
+			    "cluster certificates" : cause);
+			free(cause);
+			return;
+		}
+		m->tls = 1;
+	}
 	spice = json_object_get(m->target, "spice");
 	/* A connected viewer follows the desktop (seamless migration). */
 	if (json_is_object(spice))
@@ -733,32 +780,74 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 	}
 	from = qmpd->cluster != NULL ? qmpd->cluster->name :
 	    qmpd->socket_path;
-	def = vm_def_to_json(&vm->def);
-	if (peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
-	    "s:I,s:s,s:i}", "name", vm->def.name, "def", def, "storage",
-	    m->copy ? "copy" : "shared", "disk_size", (json_int_t)m->disk_total,
-	    "from", from, "timeout", m->timeout), vm_migrate_prepared, vm) != 0)
+	if (m->peer == NULL) {
 		vm_migrate_fail(vm, VM_MIG_FAILED, "the target's qmpd went "
 		    "away");
+		return;
+	}
+	def = vm_def_to_json(&vm->def);
+	/* A connection closing already: its close callback says why. */
+	(void)peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
+	    "s:I,s:s,s:i}", "name", vm->def.name, "def", def, "storage",
+	    m->copy ? "copy" : "shared", "disk_size", (json_int_t)m->disk_total,
+	    "from", from, "timeout", m->timeout), vm_migrate_prepared, vm);
 }
 
 /*
- * Where HOST is: unix:PATH or tls:ADDR:PORT as given; a cluster host's
- * name through its hosts/NAME record ("listen"), once the cluster's host
- * view (cluster-host.c) is there.
+ * Where HOST is: unix:PATH or tls:ADDR:PORT as given; in a cluster, a
+ * host's name through its hosts/NAME record ("listen"), whose
+ * certificate must then be CN host:NAME (*cn).
  */
 static char *
-vm_migrate_resolve(const char *to, char **cause)
+vm_migrate_resolve(const char *name, const char *to, char **cn,
+    char **cause)
 {
+	struct cluster_host	*h;
+	const char		*listen, *pin;
+	char			*addr;
+
+	*cn = NULL;
 	if (peer_addr_valid(to))
 		return (xstrdup(to));
-	if (qmpd->cluster == NULL)
+	if (qmpd->cluster == NULL) {
 		xasprintf(cause, "HOST %s: without a cluster (qmpd --cluster) "
 		    "give the target qmpd as unix:PATH or tls:ADDR:PORT", to);
-	else
-		xasprintf(cause, "HOST %s: host names need the cluster's host "
-		    "records; give tls:ADDR:PORT", to);
-	return (NULL);
+		return (NULL);
+	}
+	if ((pin = cluster_place_pin(cluster_place_find(name))) != NULL && strcmp(pin, to) != 0) {
+		xasprintf(cause, "VM %s is pinned to host %s (vm create "
+		    "--host): it may run nowhere else", name, pin);
+		return (NULL);
+	}
+	if (strcmp(to, cluster_name()) == 0) {
+		xasprintf(cause, "HOST %s is this host: the VM runs here "
+		    "already", to);
+		return (NULL);
+	}
+	if ((h = cluster_host_find(to)) == NULL || (h->rec == NULL &&
+	    h->member == NULL)) {
+		xasprintf(cause, "no host named %s in the cluster (qdesk host "
+		    "list)", to);
+		return (NULL);
+	}
+	if (!cluster_host_up(h)) {
+		xasprintf(cause, "host %s is down", to);
+		return (NULL);
+	}
+	if (h->draining) {
+		xasprintf(cause, "host %s is draining (qdesk host undrain %s)",
+		    to, to);
+		return (NULL);
+	}
+	listen = json_string_value(json_object_get(h->rec, "listen"));
+	if (listen == NULL || *listen == '\0') {
+		xasprintf(cause, "host %s has no cluster listener (its "
+		    "cluster file's \"listen\")", to);
+		return (NULL);
+	}
+	xasprintf(&addr, "tls:%s", listen);
+	xasprintf(cn, "host:%s", to);
+	return (addr);
 }
 
 /*
@@ -771,7 +860,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	struct vm_mig	*m;
 	const char	*to, *storage;
 	json_int_t	 downtime, timeout;
-	char		*addr, *cause = NULL;
+	char		*addr, *cn, *cause = NULL;
 	int		 copy;
 	struct timeval	 tv = { 0, 0 };
 
@@ -822,14 +911,16 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		free(cause);
 		return;
 	}
-	if ((addr = vm_migrate_resolve(to != NULL ? to : "", &cause)) == NULL) {
+	if ((addr = vm_migrate_resolve(vm->def.name, to != NULL ? to : "", &cn,
+	    &cause)) == NULL) {
 		done_fail(done, arg, ERR_ARG, "%s", cause);
 		free(cause);
 		return;
 	}
 	vm_migrate_free(vm);
 	m = vm->mig = xcalloc(1, sizeof *m);
-	m->peer_addr = addr;
+	/* A host's name says more in vm show and the logs than its port. */
+	m->peer_addr = xstrdup(cn != NULL ? to : addr);
 	m->copy = copy;
 	m->downtime_limit = (int)downtime;
 	m->timeout = (int)timeout;
@@ -839,8 +930,10 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	m->poll = evtimer_new(qmpd->base, vm_migrate_poll_cb, vm);
 	m->timer = evtimer_new(qmpd->base, vm_migrate_timeout_cb, vm);
 	vm_migrate_set(vm, VM_MIG_PREPARING);
-	if ((m->peer = peer_open(addr, vm_migrate_peer_closed, vm,
-	    &cause)) == NULL) {
+	m->peer = peer_open_cn(addr, cn, vm_migrate_peer_closed, vm, &cause);
+	free(cn);
+	free(addr);
+	if (m->peer == NULL) {
 		vm_migrate_fail(vm, VM_MIG_FAILED, "%s", cause);
 		free(cause);
 		return;

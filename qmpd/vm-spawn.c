@@ -106,10 +106,12 @@ fail:
 void
 vm_rundir_remove(const struct vm *vm)
 {
+	static const char *subs[] = { "tls", "mig-tls" };
 	char		*path, *cause = NULL;
 	DIR		*d;
 	struct dirent	*de;
 	int		 fd, sub;
+	size_t		 i;
 
 	xasprintf(&path, "%s/vms/%s", qmpd->state_dir, vm->def.name);
 	fd = safefile_open(path, O_RDONLY | O_DIRECTORY, 0, SAFEFILE_ANY_OWNER,
@@ -121,16 +123,21 @@ vm_rundir_remove(const struct vm *vm)
 		free(path);
 		return;
 	}
-	if ((sub = safefile_openat(fd, "tls", O_RDONLY | O_DIRECTORY, 0,
-	    SAFEFILE_ANY_OWNER, &cause)) != -1 && (d = fdopendir(sub)) != NULL) {
-		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") != 0 &&
-			    strcmp(de->d_name, "..") != 0)
-				unlinkat(dirfd(d), de->d_name, 0);
-		closedir(d);
-		unlinkat(fd, "tls", AT_REMOVEDIR);
+	/* SPICE's x509-dir, and the migration stream's (vm-migrate-tls.c). */
+	for (i = 0; i < nitems(subs); i++) {
+		if ((sub = safefile_openat(fd, subs[i], O_RDONLY | O_DIRECTORY,
+		    0, SAFEFILE_ANY_OWNER, &cause)) != -1 &&
+		    (d = fdopendir(sub)) != NULL) {
+			while ((de = readdir(d)) != NULL)
+				if (strcmp(de->d_name, ".") != 0 &&
+				    strcmp(de->d_name, "..") != 0)
+					unlinkat(dirfd(d), de->d_name, 0);
+			closedir(d);
+			unlinkat(fd, subs[i], AT_REMOVEDIR);
+		}
+		free(cause);
+		cause = NULL;
 	}
-	free(cause);
 	if ((d = fdopendir(fd)) != NULL) {
 		while ((de = readdir(d)) != NULL)
 			if (strcmp(de->d_name, ".") != 0 &&

@@ -451,6 +451,7 @@ struct vm_mig {
 	char			*peer_addr;	/* where to, or where from */
 	struct peer		*peer;		/* the source's line to the target */
 	int			 copy;		/* --storage copy */
+	int			 tls;		/* the stream is TLS */
 	int			 downtime_limit; /* ms */
 	int			 timeout;	/* s; 0: none */
 	long long		 t0;		/* monotonic ms at the start */
@@ -503,6 +504,11 @@ long long vm_migrate_wall_ms(void);
 long long vm_migrate_downtime(const struct vm_mig *);
 const char *vm_migrate_state_name(enum vm_mig_state);
 int	 vm_migrate_check(const struct vm_def *, int copy, char **cause);
+/* vm-migrate-tls.c: the stream's TLS from the cluster's certificates. */
+struct qmp;
+int	 vm_migrate_tls(struct vm *, int server, const char *hostname,
+	    void (*)(struct qmp *, json_t *, const char *, const char *,
+	    void *), char **cause);
 /*
  * The switchover's placement step, on the target (one function, for the
  * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run
