@@ -28,7 +28,9 @@ mib=$(vm_field dev balloon_mib)
 
 # The guest's view: two DRM connectors on the virtio-gpu card, an HDA codec.
 serial_send dev 'echo DRM=$(ls -d /sys/class/drm/card0-* | wc -l) END'
-serial_send dev 'echo SND=$(grep -c HDA-Intel /proc/asound/cards) END'
+# The HDA driver probes its codec asynchronously after the guest says
+# READY (seconds under TCG): the guest waits for the card, up to 20 s.
+serial_send dev 'for i in $(seq 20); do grep -q HDA-Intel /proc/asound/cards 2>/dev/null && break; sleep 1; done; echo SND=$(grep -c HDA-Intel /proc/asound/cards) END'
 for i in $(seq 1 300); do
 	grep -q "SND=[0-9]* END" "$STATE/vms/dev/serial.log" && break
 	sleep 0.1
