@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -206,7 +207,7 @@ static void
 cmd_broker_auth_ok(struct cmd_req *req, const char *login, const char *addr,
     json_t *rec)
 {
-	char	*cause = NULL;
+	char	*what;
 	json_t	*f;
 
 	cmd_broker_lockout_forget(login, addr);
@@ -218,10 +219,8 @@ cmd_broker_auth_ok(struct cmd_req *req, const char *login, const char *addr,
 	json_decref(f);
 	/* Not synced: a host crash may lose it, no login pays an fsync. */
 	json_object_set_new(rec, "last_login", json_integer(time(NULL)));
-	if (db_put_nosync(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
-		log_warnx("user %s: last login not saved: %s", login, cause);
-		free(cause);
-	}
+	xasprintf(&what, "user %s: last login", login);
+	userdb_put(DB_USERS, login, rec, USERDB_NOSYNC, userdb_log_cb, what);
 	cmd_reply(req, json_pack("{s:s,s:O?,s:O?,s:b}", "login", login,
 	    "name", json_object_get(rec, "name"), "dept",
 	    json_object_get(rec, "dept"), "admin",

@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "proc.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -266,6 +267,9 @@ qmpd_start(const struct qmpd_opts *o)
 		fatalx("%s", cause);
 	qmpd_listen();
 	vm_attach_all();
+	/* In a cluster, users, departments and pools are etcd's (userdb.h). */
+	if (qmpd->cluster != NULL)
+		userdb_use(&userdb_etcd);
 	if (qmpd->cluster != NULL && cluster_init(&cause) != 0)
 		fatalx("cluster: %s", cause);
 	if (server_listen(qmpd->socket_path, &cause) != 0)

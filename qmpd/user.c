@@ -1,7 +1,8 @@
 /*
  * Office users, their departments and the desktops assigned to them: the
  * model behind cmd-user.c's commands, the broker's and the pools'. Users
- * and departments are JSON records in LMDB (DB_USERS, DB_DEPTS); a
+ * and departments are JSON records in userdb (DB_USERS, DB_DEPTS: LMDB,
+ * or etcd in a cluster); a
  * desktop's owner is its VM definition's owner field, so deleting a VM
  * takes its assignment with it.
  */
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -16,7 +18,7 @@
 json_t *
 user_get(const char *login)
 {
-	return (db_get(qmpd->db, DB_USERS, login));
+	return (userdb_get(DB_USERS, login));
 }
 
 /* The login a desktop is assigned to, or NULL. */
@@ -88,7 +90,7 @@ user_match(const char *table, const char *field, const char *value,
 {
 	struct user_match	m = { field, value, json_array() };
 
-	if (db_foreach(qmpd->db, table, user_match_cb, &m, cause) < 0) {
+	if (userdb_foreach(table, user_match_cb, &m, cause) < 0) {
 		json_decref(m.keys);
 		return (NULL);
 	}
@@ -114,7 +116,7 @@ user_dept_within(const char *dept, const char *want)
 			ok = 1;
 			break;
 		}
-		rec = db_get(qmpd->db, DB_DEPTS, d);
+		rec = userdb_get(DB_DEPTS, d);
 		free(d);
 		d = NULL;
 		if (rec != NULL && json_is_string(json_object_get(rec,
