@@ -180,16 +180,16 @@ int		 cluster_cmd_start(struct cmd_req *, const char *vm);
 /*
  * cluster-desktop.c: office users' desktops in cluster mode. The broker's
  * start goes through placement like vm.start (-1: the local action is
- * right); a desktop not here answers with the host it is on; a desktop
- * defined in etcd is assigned on its placed (else pinned) host, which
- * makes its local record, stopped, then (-1 from cluster_desktop_assign:
- * no such VM in the cluster either).
+ * right); a desktop not here answers with the host it is on, or is
+ * placed by a start if it is the user's and nowhere yet. Assignments
+ * are etcd's (userdb.h), so any host assigns a desktop etcd defines.
  */
 struct vm;
 int		 cluster_desktop_power(struct cmd_req *, struct vm *,
 		    const char *action);
 int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
-int		 cluster_desktop_assign(struct cmd_req *, const char *vm);
+int		 cluster_desktop_defined(const char *vm);
+json_t		*cluster_desktop_json(const char *vm);
 
 /*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was

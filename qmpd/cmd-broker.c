@@ -560,23 +560,41 @@ cmd_broker_desktop_json(struct vm *vm)
 	    vm_state_name(vm->state), "pool", vm->def.pool, "spice", spice));
 }
 
+/*
+ * One of the user's desktops; in a cluster one with no record here is
+ * as etcd tells it (the broker prefers its placement host's answer).
+ */
+static json_t *
+cmd_broker_mine_json(const char *name)
+{
+	struct vm	*vm;
+	json_t		*d;
+
+	if ((vm = vm_find(name)) != NULL)
+		return (cmd_broker_desktop_json(vm));
+	d = cluster_desktop_json(name);
+	json_object_del(d, "host");
+	json_object_set_new(d, "name", json_string(name));
+	json_object_set_new(d, "spice", json_null());
+	return (d);
+}
+
 /* The desktops of the user named, with what a portal needs to show. */
 static enum cmd_retval
 cmd_broker_mine(struct cmd_req *req)
 {
 	const char	*login = cmd_arg_str(req, "login", "");
-	const char	*owner;
-	struct vm	*vm;
-	json_t		*a;
+	json_t		*a, *names, *v;
+	size_t		 i;
 
 	if (cmd_broker_user(req) != 0)
 		return (CMD_RETURN_DONE);
 	a = json_array();
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = user_owner(vm)) != NULL &&
-		    strcmp(owner, login) == 0)
-			json_array_append_new(a, cmd_broker_desktop_json(vm));
-	}
+	names = user_desktops(login);
+	json_array_foreach(names, i, v)
+		json_array_append_new(a, cmd_broker_mine_json(
+		    json_string_value(v)));
+	json_decref(names);
 	cmd_reply(req, json_pack("{s:o}", "desktops", a));
 	return (CMD_RETURN_DONE);
 }

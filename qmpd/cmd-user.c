@@ -452,29 +452,84 @@ cmd_user_list(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
-/* Give a VM to a user; assigning it to its owner again is no error. */
+/* An assignment stored (or refused): tell the listeners, answer. */
+struct cmd_user_assign {
+	struct cmd_req	*req;
+	char		*vm;
+	char		*login;
+	int		 assign;	/* else unassign */
+};
+
+static void
+cmd_user_assign_cb(void *arg, const char *errclass, const char *cause)
+{
+	struct cmd_user_assign	*a = arg;
+	json_t			*f;
+
+	if (errclass != NULL)
+		cmd_error(a->req, errclass, "%s", cause);
+	else {
+		log_info("%s: %s %s", a->vm, a->assign ? "assigned to" :
+		    "unassigned from", a->login);
+		if (!a->assign)
+			cmd_broker_revoke(a->login, a->vm,
+			    "desktop unassigned");
+		f = json_pack("{s:s}", "login", a->login);
+		notify_emit(a->assign ? "desktop.assigned" :
+		    "desktop.unassigned", a->vm, f);
+		json_decref(f);
+		cmd_reply(a->req, json_pack("{s:s,s:s}", "vm", a->vm, "login",
+		    a->login));
+	}
+	free(a->vm);
+	free(a->login);
+	free(a);
+}
+
+static enum cmd_retval
+cmd_user_assign_write(struct cmd_req *req, const char *name,
+    const char *login, int assign)
+{
+	struct cmd_user_assign	*a = xcalloc(1, sizeof *a);
+
+	a->req = req;
+	a->vm = xstrdup(name);
+	a->login = xstrdup(login);
+	a->assign = assign;
+	userdb_assign(name, assign ? login : NULL, cmd_user_assign_cb, a);
+	return (CMD_RETURN_WAIT);
+}
+
+/* The owner of VM name, here or (a cluster) in etcd; NULL: no such VM. */
+static int
+cmd_user_vm_known(const char *name, const char **owner)
+{
+	struct vm	*vm = vm_find(name);
+
+	*owner = userdb_owner(name, vm != NULL ? vm->def.owner : NULL);
+	return (vm != NULL || cluster_desktop_defined(name));
+}
+
+/*
+ * Give a VM to a user; assigning it to its owner again is no error. In a
+ * cluster any host assigns any desktop etcd defines (owners/VM).
+ */
 static enum cmd_retval
 cmd_user_desktop_assign(struct cmd_req *req)
 {
 	const char	*login = cmd_arg_str(req, "login", "");
 	const char	*name = cmd_arg_str(req, "vm", "");
 	const char	*owner;
-	struct vm	*vm;
 	json_t		*rec;
-	char		*cause = NULL;
-	int		 rv;
 
 	if ((rec = cmd_user_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	json_decref(rec);
-	if ((vm = vm_find(name)) == NULL && qmpd->cluster != NULL &&
-	    (rv = cluster_desktop_assign(req, name)) != -1)
-		return (rv);	/* made here from etcd, or why not */
-	if (vm == NULL) {
+	if (!cmd_user_vm_known(name, &owner)) {
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if ((owner = user_owner(vm)) != NULL) {
+	if (owner != NULL) {
 		if (strcmp(owner, login) == 0) {
 			cmd_reply(req, json_pack("{s:s,s:s}", "vm", name,
 			    "login", login));
@@ -484,16 +539,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		    "it first (qdesk desktop unassign %s)", name, owner, name);
 		return (CMD_RETURN_DONE);
 	}
-	if (user_set_owner(vm, login, &cause) != 0) {
-		cmd_fail(req, ERR_INTERNAL, cause);
-		return (CMD_RETURN_DONE);
-	}
-	log_info("%s: assigned to %s", name, login);
-	notify_emit("desktop.assigned", name, rec = json_pack("{s:s}",
-	    "login", login));
-	json_decref(rec);
-	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
-	return (CMD_RETURN_DONE);
+	return (cmd_user_assign_write(req, name, login, 1));
 }
 
 /* Take a VM back from its owner; the VM itself is left alone. */
@@ -501,60 +547,70 @@ static enum cmd_retval
 cmd_user_desktop_unassign(struct cmd_req *req)
 {
 	const char	*name = cmd_arg_str(req, "vm", "");
-	struct vm	*vm;
-	json_t		*j;
-	char		*cause = NULL, *login;
+	const char	*owner;
 
-	if ((vm = vm_find(name)) == NULL) {
+	if (!cmd_user_vm_known(name, &owner) && owner == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if (user_owner(vm) == NULL) {
+	if (owner == NULL) {
 		cmd_error(req, ERR_STATE, "VM %s is not assigned to anyone",
 		    name);
 		return (CMD_RETURN_DONE);
 	}
-	login = xstrdup(user_owner(vm));
-	if (user_set_owner(vm, NULL, &cause) != 0) {
-		cmd_fail(req, ERR_INTERNAL, cause);
-		free(login);
-		return (CMD_RETURN_DONE);
-	}
-	log_info("%s: unassigned from %s", name, login);
-	cmd_broker_revoke(login, name, "desktop unassigned");
-	notify_emit("desktop.unassigned", name, j = json_pack("{s:s}",
-	    "login", login));
-	json_decref(j);
-	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
-	free(login);
-	return (CMD_RETURN_DONE);
+	return (cmd_user_assign_write(req, name, owner, 0));
+}
+
+struct cmd_user_list {
+	const char	*login;
+	json_t		*a;
+};
+
+static int
+cmd_user_desktop_list_cb(const char *name, json_t *rec, void *arg)
+{
+	struct cmd_user_list	*l = arg;
+	const char		*owner;
+	struct vm		*vm;
+	json_t			*d;
+
+	owner = json_string_value(json_object_get(rec, "login"));
+	if (owner == NULL || (l->login != NULL && strcmp(owner, l->login) !=
+	    0))
+		return (0);
+	if ((vm = vm_find(name)) != NULL)
+		d = json_pack("{s:s,s:s?}", "state", vm_state_name(vm->state),
+		    "pool", vm->def.pool);
+	else
+		d = cluster_desktop_json(name);
+	json_object_set_new(d, "vm", json_string(name));
+	json_object_set_new(d, "login", json_string(owner));
+	json_array_append_new(l->a, d);
+	return (0);
 }
 
 /* Assigned desktops, of one user or of everyone. */
 static enum cmd_retval
 cmd_user_desktop_list(struct cmd_req *req)
 {
-	const char	*login = cmd_arg_str(req, "login", NULL);
-	const char	*owner;
-	struct vm	*vm;
-	json_t		*a, *rec;
+	struct cmd_user_list	 l;
+	json_t			*rec;
+	char			*cause = NULL;
 
-	if (login != NULL) {
+	l.login = cmd_arg_str(req, "login", NULL);
+	if (l.login != NULL) {
 		if ((rec = cmd_user_lookup(req)) == NULL)
 			return (CMD_RETURN_DONE);
 		json_decref(rec);
 	}
-	a = json_array();
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = user_owner(vm)) == NULL)
-			continue;
-		if (login != NULL && strcmp(owner, login) != 0)
-			continue;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s?}",
-		    "vm", vm->def.name, "login", owner, "state",
-		    vm_state_name(vm->state), "pool", vm->def.pool));
+	l.a = json_array();
+	if (userdb_foreach(USERDB_OWNERS, cmd_user_desktop_list_cb, &l,
+	    &cause) < 0) {
+		json_decref(l.a);
+		cmd_fail(req, ERR_INTERNAL, cause);
+		return (CMD_RETURN_DONE);
 	}
-	cmd_reply(req, json_pack("{s:o}", "desktops", a));
+	cmd_reply(req, json_pack("{s:o}", "desktops", l.a));
 	return (CMD_RETURN_DONE);
 }
 

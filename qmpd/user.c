@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "qmpd.h"
 #include "userdb.h"
 #include "vm.h"
@@ -25,7 +26,7 @@ user_get(const char *login)
 const char *
 user_owner(const struct vm *vm)
 {
-	return (vm->def.owner);
+	return (userdb_owner(vm->def.name, vm->def.owner));
 }
 
 /* Set or clear (login NULL) a desktop's owner, saved with the VM. */
@@ -48,18 +49,17 @@ user_public(json_t *rec)
 	return (j);
 }
 
-/* The names of the desktops assigned to login. */
+/* The names of the desktops assigned to login (a cluster's, in etcd). */
 json_t *
 user_desktops(const char *login)
 {
-	struct vm	*vm;
-	const char	*owner;
-	json_t		*a = json_array();
+	json_t	*a;
+	char	*cause = NULL;
 
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = user_owner(vm)) != NULL &&
-		    strcmp(owner, login) == 0)
-			json_array_append_new(a, json_string(vm->def.name));
+	if ((a = user_match(USERDB_OWNERS, "login", login, &cause)) == NULL) {
+		log_warnx("desktops of %s: %s", login, cause);
+		free(cause);
+		a = json_array();
 	}
 	return (a);
 }

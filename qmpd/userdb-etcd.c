@@ -282,7 +282,34 @@ userdb_etcd_del(const char *table, const char *key, userdb_cb cb, void *arg)
 	free(k);
 }
 
+/* owners/VM's login, borrowed from the view (NULL: nobody's). */
+static const char *
+userdb_etcd_owner(const char *vm, const char *local)
+{
+	return (json_string_value(json_object_get(json_object_get(
+	    userdb_etcd_slot(USERDB_OWNERS, vm), "v"), "login")));
+}
+
+/*
+ * Create owners/VM (refused if anyone has it, so two hosts never give
+ * one desktop to two users), or delete it.
+ */
+static void
+userdb_etcd_assign(const char *vm, const char *login, userdb_cb cb,
+    void *arg)
+{
+	json_t	*rec;
+
+	if (login == NULL) {
+		userdb_etcd_del(USERDB_OWNERS, vm, cb, arg);
+		return;
+	}
+	rec = json_pack("{s:s,s:s}", "login", login, "by", cluster_name());
+	userdb_etcd_put(USERDB_OWNERS, vm, rec, USERDB_CREATE, cb, arg);
+	json_decref(rec);
+}
+
 const struct userdb_ops userdb_etcd = {
 	"etcd", userdb_etcd_get, userdb_etcd_foreach, userdb_etcd_put,
-	userdb_etcd_del
+	userdb_etcd_del, userdb_etcd_owner, userdb_etcd_assign
 };

@@ -4,10 +4,12 @@
  * kept them). The etcd backend is userdb-etcd.c.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "qmpd.h"
 #include "userdb.h"
+#include "vm.h"
 #include "xmalloc.h"
 
 static const struct userdb_ops	*userdb = &userdb_lmdb;
@@ -50,6 +52,18 @@ userdb_del(const char *table, const char *key, userdb_cb cb, void *arg)
 	userdb->del(table, key, cb, arg);
 }
 
+const char *
+userdb_owner(const char *vm, const char *local)
+{
+	return (userdb->owner(vm, local));
+}
+
+void
+userdb_assign(const char *vm, const char *login, userdb_cb cb, void *arg)
+{
+	userdb->assign(vm, login, cb, arg);
+}
+
 void
 userdb_log_cb(void *arg, const char *errclass, const char *cause)
 {
@@ -66,9 +80,33 @@ lmdb_get(const char *table, const char *key)
 	return (db_get(qmpd->db, table, key));
 }
 
+/* Owners are the local VM records' owner fields: a table of them. */
+static int
+lmdb_owners(userdb_each_cb cb, void *arg)
+{
+	struct vm	*vm, *vm1;
+	json_t		*rec;
+	int		 n = 0, stop;
+
+	TAILQ_FOREACH_SAFE(vm, &vms, entry, vm1) {
+		if (vm->def.owner == NULL)
+			continue;
+		n++;
+		rec = json_pack("{s:s,s:s?}", "login", vm->def.owner, "pool",
+		    vm->def.pool);
+		stop = cb(vm->def.name, rec, arg);
+		json_decref(rec);
+		if (stop)
+			break;
+	}
+	return (n);
+}
+
 static int
 lmdb_foreach(const char *table, userdb_each_cb cb, void *arg, char **cause)
 {
+	if (strcmp(table, USERDB_OWNERS) == 0)
+		return (lmdb_owners(cb, arg));
 	return (db_foreach(qmpd->db, table, cb, arg, cause));
 }
 
@@ -109,6 +147,35 @@ lmdb_del(const char *table, const char *key, userdb_cb cb, void *arg)
 	free(cause);
 }
 
+static const char *
+lmdb_owner(const char *vm, const char *local)
+{
+	return (local);
+}
+
+/* The owner field of the local VM record, saved with it. */
+static void
+lmdb_assign(const char *name, const char *login, userdb_cb cb, void *arg)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+
+	if ((vm = vm_find(name)) == NULL) {
+		xasprintf(&cause, "no VM named %s", name);
+		cb(arg, ERR_NOTFOUND, cause);
+	} else if (login != NULL && vm->def.owner != NULL &&
+	    strcmp(vm->def.owner, login) != 0) {
+		xasprintf(&cause, "VM %s is assigned to %s", name,
+		    vm->def.owner);
+		cb(arg, ERR_EXISTS, cause);
+	} else if (vm_set_field(vm, &vm->def.owner, login, &cause) != 0)
+		cb(arg, ERR_INTERNAL, cause);
+	else
+		cb(arg, NULL, NULL);
+	free(cause);
+}
+
 const struct userdb_ops userdb_lmdb = {
-	"LMDB", lmdb_get, lmdb_foreach, lmdb_put, lmdb_del
+	"LMDB", lmdb_get, lmdb_foreach, lmdb_put, lmdb_del, lmdb_owner,
+	lmdb_assign
 };

@@ -32,6 +32,15 @@ struct userdb_ops {
 			    json_t *rec, int flags, userdb_cb, void *);
 	void		 (*del)(const char *table, const char *key, userdb_cb,
 			    void *);
+	/*
+	 * A desktop's owner: LMDB keeps it in the local VM record (local,
+	 * its def.owner), etcd in owners/VM so any host may assign any
+	 * desktop. assign: login NULL frees it; a desktop someone else
+	 * has is refused (ERR_EXISTS), in etcd by CAS.
+	 */
+	const char	*(*owner)(const char *vm, const char *local);
+	void		 (*assign)(const char *vm, const char *login,
+			    userdb_cb, void *);
 };
 extern const struct userdb_ops	userdb_lmdb;	/* userdb.c */
 extern const struct userdb_ops	userdb_etcd;	/* userdb-etcd.c */
@@ -47,6 +56,8 @@ int	 userdb_foreach(const char *table, userdb_each_cb, void *,
 void	 userdb_put(const char *table, const char *key, json_t *rec,
 	    int flags, userdb_cb, void *);
 void	 userdb_del(const char *table, const char *key, userdb_cb, void *);
+const char *userdb_owner(const char *vm, const char *local);
+void	 userdb_assign(const char *vm, const char *login, userdb_cb, void *);
 /* A userdb_cb that only logs a failure; arg is an xstrdup'd what. */
 void	 userdb_log_cb(void *arg, const char *errclass, const char *cause);
 
