@@ -192,6 +192,19 @@ int		 cluster_desktop_defined(const char *vm);
 json_t		*cluster_desktop_json(const char *vm);
 
 /*
+ * cluster-pool.c: pools in cluster mode: pools/NAME and members vms/NAME-N
+ * in etcd, a checkout is owners/VM created by CAS; every host resets and
+ * stops the members it holds. cmd-pool.c calls these in a cluster.
+ */
+enum cmd_retval	 cluster_pool_create(struct cmd_req *, json_t *pool);
+json_t		*cluster_pool_json(json_t *pool);
+enum cmd_retval	 cluster_pool_acquire(struct cmd_req *, const char *dept);
+enum cmd_retval	 cluster_pool_release(struct cmd_req *);
+void		 cluster_pool_event(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+void		 cluster_pool_kick(void);
+
+/*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was
  * never renewed in time after a restart), every local desktop is killed
  * at once, with a timestamp in the log, before any other host may start

@@ -101,7 +101,9 @@ qmpd_listen(void)
 	notify_listen(server_event, NULL);
 	notify_listen(session_event, NULL);
 	notify_listen(boot_queue_event, NULL);
-	notify_listen(pool_event, NULL);
+	/* Pools are this host's, or the cluster's (cluster-pool.c). */
+	notify_listen(qmpd->cluster != NULL ? cluster_pool_event : pool_event,
+	    NULL);
 	notify_listen(metrics_event, NULL);
 	notify_listen(eventlog_event, NULL);
 }
@@ -278,7 +280,10 @@ qmpd_start(const struct qmpd_opts *o)
 		fatalx("%s", cause);
 	if (o->listen != NULL && cluster_listen_start(o->listen, &cause) != 0)
 		fatalx("%s", cause);
-	pool_init();
+	if (qmpd->cluster != NULL)
+		cluster_pool_kick();
+	else
+		pool_init();
 	/* In a cluster, placement says what runs here, not LMDB. */
 	if (qmpd->cluster == NULL)
 		boot_queue_autostart();

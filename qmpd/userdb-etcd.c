@@ -117,6 +117,8 @@ userdb_etcd_event(const char *key, json_t *kv, int put)
 	}
 	userdb_etcd_set(table, key, rec, rev);
 	json_decref(rec);
+	if (strcmp(table, USERDB_OWNERS) == 0)
+		cluster_pool_kick();	/* its host may act on it */
 	return (1);
 }
 
@@ -213,6 +215,8 @@ userdb_etcd_done(void *arg, json_t *res, const char *errclass,
 		rev = json_integer_value(json_object_get(json_object_get(res,
 		    "header"), "revision"));
 		userdb_etcd_set(op->table, op->key, op->rec, rev);
+		if (strcmp(op->table, USERDB_OWNERS) == 0)
+			cluster_pool_kick();
 		op->cb(op->arg, NULL, NULL);
 	}
 	free(why);
