@@ -9,7 +9,8 @@
 # user's console ticket names the host that runs it and links SPICE
 # through the broker's proxy to it. A logout gives the desktop back: its
 # host kills it, resets it from the template and frees it. A desktop
-# defined in etcd is assigned from a host that does not run it. Bad
+# defined in etcd is assigned from a host that does not run it, and its
+# assignment goes when the VM is deleted. Bad
 # input: a pool on an unknown template, a user or pool that exists.
 . "$(dirname "$0")/lib.sh"
 
@@ -183,6 +184,9 @@ out=$(hq h1 user rm u2 2>&1) && fail "u2 removed with desktops"
 echo "$out" | grep -q "user u2 still has desktops" || fail "user rm u2 said: $out"
 hqq h3 desktop unassign solo >/dev/null
 [ -z "$(eget owners/solo)" ] || fail "owners/solo after unassign: $(eget owners/solo)"
-log "a desktop assigned and unassigned from any host (owners/ in etcd): ok"
+hqq h1 desktop assign u3 solo >/dev/null
+hqq h2 vm delete solo >/dev/null
+[ -z "$(eget owners/solo)" ] || fail "owners/solo after vm delete: $(eget owners/solo)"
+log "a desktop assigned and unassigned from any host (owners/ in etcd), deleted with its VM: ok"
 ok=1
 exit 0
