@@ -572,20 +572,25 @@ cmd_user_desktop_list_cb(const char *name, json_t *rec, void *arg)
 	struct cmd_user_list	*l = arg;
 	const char		*owner;
 	struct vm		*vm;
-	json_t			*d;
+	json_t			*c;
 
 	owner = json_string_value(json_object_get(rec, "login"));
 	if (owner == NULL || (l->login != NULL && strcmp(owner, l->login) !=
 	    0))
 		return (0);
-	if ((vm = vm_find(name)) != NULL)
-		d = json_pack("{s:s,s:s?}", "state", vm_state_name(vm->state),
-		    "pool", vm->def.pool);
-	else
-		d = cluster_desktop_json(name);
-	json_object_set_new(d, "vm", json_string(name));
-	json_object_set_new(d, "login", json_string(owner));
-	json_array_append_new(l->a, d);
+	/* Keys in this order: the CLI's columns follow them. */
+	if ((vm = vm_find(name)) != NULL) {
+		json_array_append_new(l->a, json_pack("{s:s,s:s,s:s,s:s?}",
+		    "vm", name, "login", owner, "state",
+		    vm_state_name(vm->state), "pool", vm->def.pool));
+		return (0);
+	}
+	c = cluster_desktop_json(name);
+	json_array_append_new(l->a, json_pack("{s:s,s:s,s:O?,s:O?,s:O?}",
+	    "vm", name, "login", owner, "state", json_object_get(c, "state"),
+	    "pool", json_object_get(c, "pool"), "host", json_object_get(c,
+	    "host")));
+	json_decref(c);
 	return (0);
 }
 
