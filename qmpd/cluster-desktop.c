@@ -7,19 +7,15 @@
  * makes the local record then; a request for a desktop that is on
  * another host answers with that host's name.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "cluster.h"
-#include "etcd.h"
 #include "log.h"
-#include "names.h"
 #include "qmpd.h"
 #include "userdb.h"
 #include "vm.h"
-#include "xmalloc.h"
 
 /* The host a cluster desktop belongs to: placed there, else pinned. */
 static const char *

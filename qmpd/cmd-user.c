@@ -3,9 +3,10 @@
  * users with their yescrypt password hashes, and which desktop (VM)
  * belongs to whom. Records are JSON in userdb (DB_DEPTS, DB_USERS: LMDB,
  * or etcd in a cluster, so any host's command writes for all); a
- * desktop's owner is the "owner" field of its VM record, so deleting a VM
- * takes its assignment with it, and a user who still owns desktops
- * cannot be removed.
+ * desktop's owner is the "owner" field of its VM record (in a cluster
+ * owners/VM in etcd), so deleting a VM takes its assignment with it, and
+ * a user who still owns desktops cannot be removed. A write answers once
+ * the store has it (at once for LMDB, after etcd's CAS in a cluster).
  */
 #include <stdarg.h>
 #include <stdio.h>
