@@ -200,6 +200,7 @@ struct cluster_pool_acq {
 	char		*vm;
 	char		*pool;
 	int		 tries;
+	json_t		*lost;		/* members another host gave out */
 };
 
 struct cluster_pool_pick {
@@ -239,7 +240,8 @@ cluster_pool_pick_cb(const char *key, json_t *pool, void *arg)
 	k->pools++;
 	TAILQ_FOREACH(p, &cluster_places, entry) {
 		if (p->def == NULL || cluster_pool_of(p) == NULL ||
-		    strcmp(cluster_pool_of(p), key) != 0)
+		    strcmp(cluster_pool_of(p), key) != 0 ||
+		    json_object_get(k->acq->lost, p->name) != NULL)
 			continue;
 		own = userdb_get(USERDB_OWNERS, p->name);
 		owner = json_string_value(json_object_get(own, "login"));
@@ -263,6 +265,7 @@ cluster_pool_acq_free(struct cluster_pool_acq *a)
 	free(a->want);
 	free(a->vm);
 	free(a->pool);
+	json_decref(a->lost);
 	free(a);
 }
 
@@ -294,6 +297,8 @@ cluster_pool_claim_cb(void *arg, const char *errclass, const char *cause)
 	    ++a->tries < CLUSTER_POOL_TRIES) {
 		log_info("cluster: %s went to another user meanwhile; %s "
 		    "tries another", a->vm, a->login);
+		/* This host's view may not show that yet: skip it. */
+		json_object_set_new(a->lost, a->vm, json_true());
 		cluster_pool_acq_try(a);
 		return;
 	}
@@ -380,6 +385,7 @@ cluster_pool_acquire(struct cmd_req *req, const char *dept)
 	a->login = xstrdup(cmd_arg_str(req, "login", ""));
 	a->dept = dept != NULL ? xstrdup(dept) : NULL;
 	a->want = want != NULL ? xstrdup(want) : NULL;
+	a->lost = json_object();
 	cluster_pool_acq_try(a);
 	return (CMD_RETURN_WAIT);
 }
