@@ -8,9 +8,9 @@
 # 2 hosts (each QEMU in exactly one host's process table), and each
 # user's console ticket names the host that runs it and links SPICE
 # through the broker's proxy to it. A logout gives the desktop back: its
-# host kills it, resets it from the template and frees it. A desktop
-# defined in etcd is assigned from a host that does not run it, and its
-# assignment goes when the VM is deleted. Bad
+# host kills it, resets it from the template and frees it. A user added
+# on h1 logs in and reaches a desktop pinned to h2 that h3 assigned;
+# an assignment goes when its VM is deleted. Bad
 # input: a pool on an unknown template, a user or pool that exists.
 . "$(dirname "$0")/lib.sh"
 
@@ -170,23 +170,52 @@ until_ok 10 "pool lin with 1 free on h3" \
     "[ \"\$(hq h3 --json pool show lin | jq -c '[.in_use, .free]')\" = '[5,1]' ]"
 log "a logout gives the desktop back: stopped, reset on its host, free: ok"
 
-# An assignment from a host that does not hold the desktop: etcd's.
+# u7, added on h1, is given (from h3) a desktop pinned to h2; they log
+# in through the portal (the broker's logins go to h1), Start places it
+# on h2, and the console leads through the proxy to h2.
+echo "pw-u7-secret" | hqq h1 user add u7 --password-stdin >/dev/null
 hqq h1 vm create solo --accel kvm --disk "$(tiny_disk solo)" --memory 32 \
-    --display none --host h3 >/dev/null
-hqq h2 desktop assign u2 solo >/dev/null
-[ "$(eget owners/solo | jq -r .login)" = u2 ] || fail "owners/solo: $(eget owners/solo)"
-until_ok 10 "h3 lists solo as u2's" \
-    "hq h3 --json desktop list --user u2 | jq -e '.desktops[] | select(.vm == \"solo\")' >/dev/null"
-out=$(hq h3 desktop assign u3 solo 2>&1) && fail "solo given twice: $out"
-[ "$out" = "qdesk: AlreadyExists: VM solo is assigned to u2: unassign it first (qdesk desktop unassign solo)" ] ||
+    --display spice --listen 0.0.0.0 --host h2 >/dev/null
+until_ok 10 "h3 sees u7 and solo" \
+    "hq h3 --json user list | jq -e '.users[] | select(.login == \"u7\")' >/dev/null &&
+     hq h3 vm show solo >/dev/null 2>&1"
+hqq h3 desktop assign u7 solo >/dev/null
+[ "$(eget owners/solo | jq -r .login)" = u7 ] || fail "owners/solo: $(eget owners/solo)"
+api u7 POST /api/login '{"user":"u7","password":"pw-u7-secret"}'
+expect 200 "login u7"
+api u7 GET /api/desktops
+expect 200 "desktops of u7"
+[ "$(field '[.[].name] | join(" ")')" = solo ] || fail "u7's desktops: $BODY"
+api u7 POST /api/desktops/solo/start
+expect 200 "start solo for u7"
+[ "$(field .state)" = running ] || fail "start solo answered $BODY"
+[ "$(runs_on solo)" = h2 ] || fail "solo runs on '$(runs_on solo)', not h2"
+api u7 POST /api/desktops/solo/console
+expect 200 "console of solo"
+[ "$(field .host)" = "$h2_ADDR" ] || fail "solo's ticket names $(field .host), not h2"
+field .ca | sed '/^$/d' >"$T/ca-solo.pem"
+out=$(inet "$PROBE" unused "$(field .port)" "$(field .password)" --proxy "$PROXY" \
+    --ticket "$(field .ticket)" --ca "$T/ca-solo.pem" \
+    --host-subject "$(field .host_subject)" 2>&1) ||
+	fail "spice-probe through the proxy to solo on h2: $out"
+out=$(hq h1 desktop assign u3 solo 2>&1) && fail "solo given twice: $out"
+[ "$out" = "qdesk: AlreadyExists: VM solo is assigned to u7: unassign it first (qdesk desktop unassign solo)" ] ||
 	fail "second assign of solo said: $out"
-out=$(hq h1 user rm u2 2>&1) && fail "u2 removed with desktops"
-echo "$out" | grep -q "user u2 still has desktops" || fail "user rm u2 said: $out"
-hqq h3 desktop unassign solo >/dev/null
-[ -z "$(eget owners/solo)" ] || fail "owners/solo after unassign: $(eget owners/solo)"
-hqq h1 desktop assign u3 solo >/dev/null
-hqq h2 vm delete solo >/dev/null
-[ -z "$(eget owners/solo)" ] || fail "owners/solo after vm delete: $(eget owners/solo)"
-log "a desktop assigned and unassigned from any host (owners/ in etcd), deleted with its VM: ok"
+out=$(hq h2 user rm u7 2>&1) && fail "u7 removed with a desktop"
+echo "$out" | grep -q "user u7 still has desktop solo" || fail "user rm u7 said: $out"
+log "u7 (added on h1) logs in, starts solo (pinned to h2, assigned from h3), its console reaches h2: ok"
+
+# An assignment goes from any host, and with its VM.
+hqq h1 vm create solo2 --accel kvm --disk "$(tiny_disk solo2)" --memory 32 \
+    --display none >/dev/null
+hqq h2 desktop assign u3 solo2 >/dev/null
+until_ok 10 "h3 lists solo2 as u3's" \
+    "hq h3 --json desktop list --user u3 | jq -e '.desktops[] | select(.vm == \"solo2\")' >/dev/null"
+hqq h3 desktop unassign solo2 >/dev/null
+[ -z "$(eget owners/solo2)" ] || fail "owners/solo2 after unassign: $(eget owners/solo2)"
+hqq h1 desktop assign u3 solo2 >/dev/null
+hqq h2 vm delete solo2 >/dev/null
+[ -z "$(eget owners/solo2)" ] || fail "owners/solo2 after vm delete: $(eget owners/solo2)"
+log "assigned and unassigned from any host (owners/ in etcd), gone with its VM: ok"
 ok=1
 exit 0
