@@ -80,14 +80,14 @@ out=$(hq h1 pool create bad --template nosuch --size 2 --accel kvm 2>&1) &&
 	fail "pool on an unknown template said: $out"
 hqq h2 pool create lin --template tpl --size 6 --mode floating --stateless \
     --dept sales --accel kvm --memory 32 --display spice --listen 0.0.0.0 >/dev/null
-out=$(hq h3 pool create lin --template tpl --size 1 --accel kvm 2>&1) &&
-	fail "pool lin made twice: $out"
-[ "$out" = "qdesk: AlreadyExists: a pool named lin already exists" ] ||
-	fail "pool lin again on h3 said: $out"
 for h in $HOSTS; do
 	until_ok 10 "$h sees pool lin with 6 free desktops" \
 	    "[ \"\$(hq $h --json pool show lin | jq -c '[.count, .free]')\" = '[6,6]' ]"
 done
+out=$(hq h3 pool create lin --template tpl --size 1 --accel kvm 2>&1) &&
+	fail "pool lin made twice: $out"
+[ "$out" = "qdesk: AlreadyExists: a pool named lin already exists" ] ||
+	fail "pool lin again on h3 said: $out"
 [ "$(eget vms/lin-6 | jq -r '.def.from + " " + .def.pool')" = "tpl lin" ] ||
 	fail "vms/lin-6: $(eget vms/lin-6)"
 [ -z "$(runs_on lin-1)" ] || fail "lin-1 runs before anyone has it"
@@ -181,6 +181,10 @@ until_ok 10 "h3 sees u7 and solo" \
      hq h3 vm show solo >/dev/null 2>&1"
 hqq h3 desktop assign u7 solo >/dev/null
 [ "$(eget owners/solo | jq -r .login)" = u7 ] || fail "owners/solo: $(eget owners/solo)"
+for h in $HOSTS; do
+	until_ok 10 "$h lists solo as u7's" \
+	    "hq $h --json desktop list --user u7 | jq -e '.desktops[] | select(.vm == \"solo\")' >/dev/null"
+done
 api u7 POST /api/login '{"user":"u7","password":"pw-u7-secret"}'
 expect 200 "login u7"
 api u7 GET /api/desktops
@@ -208,12 +212,14 @@ log "u7 (added on h1) logs in, starts solo (pinned to h2, assigned from h3), its
 # An assignment goes from any host, and with its VM.
 hqq h1 vm create solo2 --accel kvm --disk "$(tiny_disk solo2)" --memory 32 \
     --display none >/dev/null
+until_ok 10 "h2 sees solo2" "hq h2 vm show solo2 >/dev/null 2>&1"
 hqq h2 desktop assign u3 solo2 >/dev/null
 until_ok 10 "h3 lists solo2 as u3's" \
     "hq h3 --json desktop list --user u3 | jq -e '.desktops[] | select(.vm == \"solo2\")' >/dev/null"
 hqq h3 desktop unassign solo2 >/dev/null
 [ -z "$(eget owners/solo2)" ] || fail "owners/solo2 after unassign: $(eget owners/solo2)"
-hqq h1 desktop assign u3 solo2 >/dev/null
+hqq h3 desktop assign u3 solo2 >/dev/null
+[ "$(eget owners/solo2 | jq -r .login)" = u3 ] || fail "owners/solo2: $(eget owners/solo2)"
 hqq h2 vm delete solo2 >/dev/null
 [ -z "$(eget owners/solo2)" ] || fail "owners/solo2 after vm delete: $(eget owners/solo2)"
 log "assigned and unassigned from any host (owners/ in etcd), gone with its VM: ok"
