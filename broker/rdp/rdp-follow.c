@@ -60,8 +60,8 @@ rdp_follow_pause(void)
 
 /*
  * The VNC stream of login's session on vm ended: find the desktop's
- * console again and resume on it. 0 when the stream is back (handshake
- * done, a full update asked); -1 when the desktop is gone for good, with
+ * console again and resume on it. The number of asks it took when the
+ * stream is back (handshake done, a full update asked); -1 when the desktop is gone for good, with
  * why in *cause (the caller frees it).
  */
 int
@@ -106,7 +106,5 @@ rdp_follow(struct rdp_rfb *rfb, const char *qmpd, const char *login,
 	rdp_rfb_reattach(rfb, fd);
 	if (rdp_rfb_handshake(rfb, RDP_QMPD_TIMEOUT, cause) != 0)
 		return (-1);
-	log_info("RDP %s on %s: console found again (%d %s), %dx%d", login,
-	    vm, tries, tries == 1 ? "try" : "tries", rfb->width, rfb->height);
-	return (0);
+	return (tries);
 }

@@ -680,15 +680,19 @@ static int
 rdp_peer_follow(struct rdp_session *s, char **cause)
 {
 	char	*why = NULL, who[256];
+	int	 tries;
 
 	log_info("%s: %s; looking for the desktop", rdp_peer_who(s, who,
 	    sizeof who), *cause);
-	if (rdp_follow(s->rfb, s->cfg.qmpd_socket, s->login.login,
-	    s->login.vm, &why) != 0) {
+	if ((tries = rdp_follow(s->rfb, s->cfg.qmpd_socket, s->login.login,
+	    s->login.vm, &why)) == -1) {
 		log_info("%s: %s", rdp_peer_who(s, who, sizeof who), why);
 		free(why);
 		return (-1);
 	}
+	log_info("%s: console found again (%d %s), %dx%d", rdp_peer_who(s,
+	    who, sizeof who), tries, tries == 1 ? "ask" : "asks",
+	    s->rfb->width, s->rfb->height);
 	free(*cause);
 	*cause = NULL;
 	s->requested = 1;	/* the handshake asked for a full update */
