@@ -123,7 +123,14 @@ grep -q "(alice on desk): session ended" "$BROKER_LOG" &&
 	broker_fail "the gateway ended alice's session"
 [ "$(grep -c "(alice on desk): logged in" "$BROKER_LOG")" = 1 ] ||
 	broker_fail "alice logged in again"
-log "migrated $src -> $dst (downtime $(echo "$out" | jq .migration.downtime_ms) ms): $(grep -o "console found again.*" "$BROKER_LOG" | tail -n 1)"
+[ "$(grep -c "(alice on desk): .*looking for the desktop" "$BROKER_LOG")" = 1 ] ||
+	broker_fail "the gateway lost the console more than once"
+# The gateway's own gap: from the stream's end to the new stream's
+# handshake (the broker's log times, HH:MM:SS.mmm).
+gap=$(grep -h "(alice on desk): .*\(looking for the desktop\|console found again\)" "$BROKER_LOG" |
+    awk '{ split($1, t, ":"); ms = ((t[1] * 60 + t[2]) * 60 + t[3]) * 1000;
+	if (NR == 1) a = ms; else printf "%d", ms - a }')
+log "migrated $src -> $dst (downtime $(echo "$out" | jq .migration.downtime_ms) ms): $(grep -o "console found again.*" "$BROKER_LOG" | tail -n 1); the gateway's VNC gap $gap ms"
 
 # 3. What it shows is the target's screen, and keys reach the target.
 xdotool mousemove --window "$win" 100 100
