@@ -43,8 +43,10 @@ rdp_follow_is_final(const char *errclass)
 {
 	size_t	i;
 
+	if (errclass == NULL)
+		return (0);
 	for (i = 0; i < nitems(rdp_follow_final); i++)
-		if (errclass != NULL && strcmp(errclass, rdp_follow_final[i]) == 0)
+		if (strcmp(errclass, rdp_follow_final[i]) == 0)
 			return (1);
 	return (0);
 }
@@ -60,9 +62,9 @@ rdp_follow_pause(void)
 
 /*
  * The VNC stream of login's session on vm ended: find the desktop's
- * console again and resume on it. The number of asks it took when the
- * stream is back (handshake done, a full update asked); -1 when the desktop is gone for good, with
- * why in *cause (the caller frees it).
+ * console again and resume on it. Returns the number of asks it took
+ * once the stream is back (handshake done, a full update asked), or -1
+ * when the desktop is gone for good, with why in *cause (caller frees).
  */
 int
 rdp_follow(struct rdp_rfb *rfb, const char *qmpd, const char *login,
@@ -90,7 +92,7 @@ rdp_follow(struct rdp_rfb *rfb, const char *qmpd, const char *login,
 		}
 		if (rdp_follow_is_final(errclass) || time(NULL) >= until) {
 			xasprintf(cause, "console of %s not found again after "
-			    "%d tries: %s", vm, tries, desc != NULL ? desc :
+			    "%d asks: %s", vm, tries, desc != NULL ? desc :
 			    "no answer");
 			free(errclass);
 			free(desc);
