@@ -8,7 +8,9 @@
 # 2 hosts (each QEMU in exactly one host's process table), and each
 # user's console ticket names the host that runs it and links SPICE
 # through the broker's proxy to it. A logout gives the desktop back: its
-# host kills it, resets it from the template and frees it. A user added
+# host kills it, resets it from the template and frees it; two hosts
+# asked at once for the one free desktop give it to one user only (CAS
+# on owners/VM), the other is told none is free. A user added
 # on h1 logs in and reaches a desktop pinned to h2 that h3 assigned;
 # an assignment goes when its VM is deleted. Bad
 # input: a pool on an unknown template, a user or pool that exists.
@@ -169,6 +171,42 @@ grep -q "cluster: $d: reset from its template, free again" "${!lf}" ||
 until_ok 10 "pool lin with 1 free on h3" \
     "[ \"\$(hq h3 --json pool show lin | jq -c '[.in_use, .free]')\" = '[5,1]' ]"
 log "a logout gives the desktop back: stopped, reset on its host, free: ok"
+
+# Two hosts hand out the one free desktop at once (desktop.acquire on
+# h2's and h3's sockets together, for r1 and r2): exactly one gets it,
+# the other is told none is free; owners/ names the winner.
+echo pw-r1-secret | hqq h2 user add r1 --dept sales --password-stdin >/dev/null
+echo pw-r2-secret | hqq h3 user add r2 --dept sales --password-stdin >/dev/null
+for h in h2 h3; do
+	until_ok 10 "$h sees r1, r2 and one free desktop" \
+	    "[ \"\$(hq $h --json user list | jq '[.users[] | select(.login | test(\"^r[12]$\"))] | length')\" = 2 ] &&
+	     [ \"\$(hq $h --json pool show lin | jq .free)\" = 1 ]"
+done
+acquire() {
+	python3 - "$1" "$2" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+f.readline()
+f.write(json.dumps({"id": 1, "cmd": "desktop.acquire",
+    "args": {"login": sys.argv[2]}}) + "\n"); f.flush()
+print(f.readline().strip())
+EOF
+}
+acquire "$h2_SOCKET" r1 >"$T/acq-r1" 2>&1 &
+a1=$!
+acquire "$h3_SOCKET" r2 >"$T/acq-r2" 2>&1 &
+a2=$!
+wait $a1 $a2
+won=$(cat "$T/acq-r1" "$T/acq-r2" | jq -r 'select(.return.name != null) | .return.name')
+busy=$(cat "$T/acq-r1" "$T/acq-r2" | jq -r 'select(.error.class == "Busy") | .error.desc')
+[ "$(echo "$won" | grep -c .)" = 1 ] && [ "$(echo "$busy" | grep -c .)" = 1 ] ||
+	fail "one free desktop, two hosts: r1 got $(cat "$T/acq-r1"), r2 got $(cat "$T/acq-r2")"
+[ "$won" = "$d" ] || fail "the free desktop was $d, $won was handed out"
+winner=$(grep -l '"return"' "$T/acq-r1" "$T/acq-r2" | sed 's/.*acq-//')
+[ "$(eget "owners/$d" | jq -r .login)" = "$winner" ] ||
+	fail "owners/$d: $(eget "owners/$d"), $winner got it"
+[ "$(runs_on "$d" | wc -w)" = 1 ] || fail "$d runs on '$(runs_on "$d")'"
+log "two hosts, one free desktop, two users at once: $winner got $d, the other was told none is free: ok"
 
 # u7, added on h1, is given (from h3) a desktop pinned to h2; they log
 # in through the portal (the broker's logins go to h1), Start places it
