@@ -103,6 +103,8 @@ cluster_dispatch(json_t *kv, int put)
 	    strncmp(key, "placement/", 10) == 0 ||
 	    strncmp(key, "stores/", 7) == 0)
 		cluster_place_event(key, kv, put);
+	else if (strncmp(key, "images/", 7) == 0)
+		cluster_image_event(key, kv, put);
 }
 
 
@@ -166,6 +168,7 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 		if ((cluster_refused = cluster_host_refuse()) != NULL)
 			return;
 		cluster_host_join();
+		cluster_image_start();
 	}
 	if (cluster_host_joined())
 		cluster_place_reconcile();
