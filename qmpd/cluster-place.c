@@ -167,7 +167,7 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 	int			 capped, best_capped = 1, n, best_n = 0;
 	json_t			*tpl, *v;
 	size_t			 i;
-	int			 has;
+	int			 has = 1, best_has = 0, tie;
 
 	from = json_string_value(json_object_get(cluster_place_def(p), "from"));
 	need = place_memory(p);
@@ -220,23 +220,29 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 		    "boot_cap")) > 0 && json_integer_value(json_object_get(
 		    h->rec, "booting")) >= json_integer_value(json_object_get(
 		    h->rec, "boot_cap"));
-		/* Free memory within PLACE_MEM_SAME is a tie: fewer wins. */
+		/*
+		 * Free memory within PLACE_MEM_SAME is a tie: a host that
+		 * has the template wins it (a copy costs a file's worth of
+		 * network), then the one with fewer desktops.
+		 */
+		tie = free_mb >= best_free - PLACE_MEM_SAME;
 		if (best == NULL || (best_capped && !capped) ||
 		    (capped == best_capped &&
 		    (free_mb > best_free + PLACE_MEM_SAME ||
-		    (free_mb >= best_free - PLACE_MEM_SAME && (n < best_n ||
-		    (n == best_n && free_mb > best_free)))))) {
+		    (tie && has > best_has) || (tie && has == best_has &&
+		    (n < best_n || (n == best_n && free_mb > best_free)))))) {
 			best = h;
 			best_free = free_mb;
 			best_n = n;
 			best_capped = capped;
+			best_has = has;
 		}
 	}
 	if (best == NULL) {
 		if (from != NULL)
 			xasprintf(cause, "no host that is up and not draining "
-			    "has (or can fetch) template %s and %lld MiB free "
-			    "for %s", from, need, p->name);
+			    "has template %s and %lld MiB free for %s", from,
+			    need, p->name);
 		else
 			xasprintf(cause, "no host that is up and not draining "
 			    "has %lld MiB free for %s", need, p->name);
