@@ -104,14 +104,17 @@ cluster_image_event(const char *key, json_t *kv, int put)
 	json_object_set_new(images, name, v);
 }
 
-/* The first up host other than this one whose record lists template. */
+/*
+ * The first up host whose record lists template name and who has a
+ * listener to fetch it from (this host, when it asks, has it not).
+ */
 static struct cluster_host *
 image_source(const char *name)
 {
 	struct cluster_host	*h;
 
 	TAILQ_FOREACH(h, &cluster_hosts, entry) {
-		if (!cluster_host_up(h) || strcmp(h->name, cluster_name()) == 0 ||
+		if (!cluster_host_up(h) ||
 		    json_string_value(json_object_get(h->rec, "listen")) ==
 		    NULL || !cluster_host_lists(h, "templates", name))
 			continue;
