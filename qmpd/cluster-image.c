@@ -65,6 +65,7 @@ struct image_fetch {
 	char				*kind;
 	char				*file;		/* its name in the store */
 	char				*tmp;		/* its path while it comes */
+	char				*tmpname;	/* the same, kept for gc */
 	struct peer			*peer;
 	long long			 t0;
 	TAILQ_HEAD(, image_waiter)	 waiters;
@@ -438,6 +439,9 @@ image_fetch_end(struct image_fetch *f, const char *cause)
 	}
 	if (f->tmp != NULL)
 		unlink(f->tmp);
+	if (f->file != NULL)
+		imgstore_writing(img_store, strrchr(f->tmpname, '/') + 1, 0);
+	free(f->tmpname);
 	peer_free(f->peer);
 	free(f->name);
 	free(f->src);
@@ -540,6 +544,9 @@ image_fetch_reply(struct peer *p, json_t *ret, const char *errclass,
 	f->file = imgstore_new_file(f->name, f->format);
 	xasprintf(&f->tmp, "%s/%s%s", imgstore_dir(img_store),
 	    QCOW2_WRITE_TMP_PREFIX, f->file);
+	f->tmpname = xstrdup(f->tmp);
+	/* image gc leaves a file a job of ours writes alone. */
+	imgstore_writing(img_store, strrchr(f->tmpname, '/') + 1, 1);
 	argv[4] = f->tmp;
 	if (img_job_start(argv, sv[1], NULL, image_fetch_written, f,
 	    &cause) != 0) {
