@@ -133,7 +133,10 @@ cluster_image_gettable(const char *name)
 
 /* ---- this host's templates: hashed, then published ---- */
 
-/* An image record that can be copied as it is: a standalone template. */
+/*
+ * An image record that can be copied as it is: a standalone template
+ * that no VM writes (a VM's own disk changes under its sum).
+ */
 static int
 image_copyable(json_t *rec)
 {
@@ -142,7 +145,8 @@ image_copyable(json_t *rec)
 	return (kind != NULL && (strcmp(kind, "template") == 0 ||
 	    strcmp(kind, "base") == 0) && json_string_value(json_object_get(
 	    rec, "parent")) == NULL && json_string_value(json_object_get(rec,
-	    "file")) != NULL);
+	    "file")) != NULL && json_array_size(json_object_get(rec,
+	    "users")) == 0);
 }
 
 /* rec's sum if it is of rec's file now, else NULL. */
