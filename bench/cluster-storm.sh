@@ -77,6 +77,7 @@ stop_all() {
 }
 
 out=$(QDESK_LEASE_TTL=${LEASE:-15} "$CLUSTER" up 3 2>&1) || die "cluster up: $out"
+# shellcheck disable=SC1090
 . "$ENVFILE"
 hq h1 image import stormtpl "$GUESTS/boot.img" >/dev/null || die "import"
 for i in $(seq 1 100); do

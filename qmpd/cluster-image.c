@@ -386,8 +386,8 @@ cluster_image_serve(struct cmd_req *req)
 	}
 	if (!image_copyable(rec)) {
 		cmd_error(req, ERR_STATE, "image %s on host %s is not a "
-		    "standalone template (flatten it: qdesk image flatten %s)",
-		    name, cluster_name(), name);
+		    "standalone template no VM writes (a clone's template: "
+		    "qdesk image flatten %s)", name, cluster_name(), name);
 		goto done;
 	}
 	path = imgstore_path(img_store, json_string_value(json_object_get(rec,

@@ -57,7 +57,7 @@ out=$(hqq h1 vm start t1)
 grep -q "cluster: template tpl fetched from host h1: [0-9]* bytes, sha256 $sum" "$h2_LOG" ||
 	fail "h2 logged no fetch of tpl with h1's sum $sum: $(grep 'template tpl' "$h2_LOG")"
 f2=$(store_files h2 tpl)
-[ "$(echo "$f2" | wc -l)" = 1 ] && [ -n "$f2" ] || fail "h2's store holds '$f2' for tpl"
+{ [ -n "$f2" ] && [ "$(echo "$f2" | wc -l)" = 1 ]; } || fail "h2's store holds '$f2' for tpl"
 [ "$(sha256sum "$f2" | cut -d' ' -f1)" = "$sum" ] || fail "h2's copy $f2 is not $sum"
 [ "$(hq h2 --json image show tpl | jq -r .kind)" = base ] ||
 	fail "h2 has not indexed tpl: $(hq h2 --json image show tpl 2>&1)"
