@@ -102,7 +102,21 @@ cluster_image_event(const char *key, json_t *kv, int put)
 		json_decref(v);
 		return;
 	}
+	json_object_set_new(v, "gen", json_integer(cluster_gen));
 	json_object_set_new(images, name, v);
+}
+
+/* After a full read: what it lacked was deleted meanwhile. */
+void
+cluster_image_sweep(unsigned int gen)
+{
+	const char	*name;
+	json_t		*v;
+	void		*tmp;
+
+	json_object_foreach_safe(images, tmp, name, v)
+		if (json_integer_value(json_object_get(v, "gen")) != gen)
+			json_object_del(images, name);
 }
 
 /*

@@ -159,6 +159,7 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 	/* What the view has and etcd no longer does went meanwhile. */
 	cluster_host_sweep(cluster_gen);
 	cluster_place_sweep(cluster_gen);
+	cluster_image_sweep(cluster_gen);
 	rev = json_integer_value(json_object_get(json_object_get(res,
 	    "header"), "revision"));
 	cluster_watch = etcd_watch_create(cluster_etcd, CLUSTER_PREFIX,

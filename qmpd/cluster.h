@@ -100,6 +100,7 @@ void		 cluster_host_lost(const char *why);
  */
 typedef void	(*cluster_image_cb)(const char *cause, void *arg);
 void		 cluster_image_event(const char *key, json_t *kv, int put);
+void		 cluster_image_sweep(unsigned int gen);
 void		 cluster_image_start(void);
 void		 cluster_image_stop(void);
 /* Can template name be fetched here (published, a host up that has it)? */
