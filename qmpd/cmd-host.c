@@ -129,6 +129,15 @@ cmd_host_evacuate(struct cmd_req *req)
 	return (cluster_drain_evacuate(req));
 }
 
+/* image.fetch NAME: a host copies a template of ours (cluster-image.c). */
+static enum cmd_retval
+cmd_host_image_fetch(struct cmd_req *req)
+{
+	if (!cmd_host_cluster(req))
+		return (CMD_RETURN_DONE);
+	return (cluster_image_serve(req));
+}
+
 static const struct cmd_arg cmd_host_drain_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "live", ARG_BOOL, 0 },
@@ -148,6 +157,7 @@ const struct cmd_entry cmd_host_entries[] = {
 	{ "host.drain", cmd_host_drain_args, ROLE_ADMIN, cmd_host_drain },
 	{ "host.evacuate", cmd_name_args, ROLE_HOST, cmd_host_evacuate },
 	{ "host.undrain", cmd_name_args, ROLE_ADMIN, cmd_host_undrain },
+	{ "image.fetch", cmd_name_args, ROLE_HOST, cmd_host_image_fetch },
 	{ "image.store", cmd_host_store_args, ROLE_ADMIN, cmd_host_store_add },
 	{ NULL, NULL, 0, NULL }
 };

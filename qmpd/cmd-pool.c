@@ -146,7 +146,9 @@ cmd_pool_create(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	} else if (dept != NULL)
 		json_decref(rec);
-	if ((rec = db_get(qmpd->db, DB_IMAGES, template)) == NULL) {
+	/* In a cluster a template another host can hand over will do. */
+	if ((rec = db_get(qmpd->db, DB_IMAGES, template)) == NULL &&
+	    (qmpd->cluster == NULL || !cluster_image_gettable(template))) {
 		cmd_error(req, ERR_NOTFOUND, "no image named %.64s (qdesk "
 		    "image list)", template);
 		return (CMD_RETURN_DONE);
