@@ -26,7 +26,11 @@ static const char *const userdb_etcd_tables[] = {
 	DB_DEPTS, USERDB_OWNERS, DB_POOLS, DB_USERS
 };
 
-/* {table: {key: {"v": record, "rev": mod_revision, "gen": cluster_gen}}} */
+/*
+ * {table: {key: {"v": record, "rev": mod_revision, "gen": cluster_gen}}};
+ * a deleted key keeps its slot without "v" (so an older event still on
+ * its way cannot bring it back) until the next full read sweeps it.
+ */
 static json_t	*view;
 
 struct userdb_etcd_op {
@@ -65,6 +69,13 @@ userdb_etcd_slot(const char *table, const char *key)
 	return (json_object_get(json_object_get(view, table), key));
 }
 
+/* Does the view hold a record (not a deletion) at key? */
+static int
+userdb_etcd_has(const char *table, const char *key)
+{
+	return (json_object_get(userdb_etcd_slot(table, key), "v") != NULL);
+}
+
 static void
 userdb_etcd_set(const char *table, const char *key, json_t *rec,
     int64_t rev)
@@ -76,7 +87,8 @@ userdb_etcd_set(const char *table, const char *key, json_t *rec,
 	if ((t = json_object_get(view, table)) == NULL)
 		json_object_set_new(view, table, t = json_object());
 	if (rec == NULL)
-		json_object_del(t, key);
+		json_object_set_new(t, key, json_pack("{s:I,s:I}", "rev",
+		    (json_int_t)rev, "gen", (json_int_t)cluster_gen));
 	else
 		json_object_set_new(t, key, json_pack("{s:O,s:I,s:I}", "v",
 		    rec, "rev", (json_int_t)rev, "gen",
@@ -209,8 +221,8 @@ userdb_etcd_done(void *arg, json_t *res, const char *errclass,
 	} else if (!json_is_true(json_object_get(res, "succeeded"))) {
 		xasprintf(&why, "%s/%s was changed on another host meanwhile:"
 		    " try again", op->table, op->key);
-		op->cb(op->arg, op->rec != NULL && userdb_etcd_slot(op->table,
-		    op->key) == NULL ? ERR_EXISTS : ERR_BUSY, why);
+		op->cb(op->arg, op->rec != NULL && !userdb_etcd_has(op->table,
+		    op->key) ? ERR_EXISTS : ERR_BUSY, why);
 	} else {
 		rev = json_integer_value(json_object_get(json_object_get(res,
 		    "header"), "revision"));
@@ -237,9 +249,12 @@ userdb_etcd_op(const char *table, const char *key, json_t *rec,
 	return (op);
 }
 
+/* The key's mod_revision for a CAS: 0 when etcd has no such key. */
 static int64_t
 userdb_etcd_rev(const char *table, const char *key)
 {
+	if (!userdb_etcd_has(table, key))
+		return (0);
 	return (json_integer_value(json_object_get(userdb_etcd_slot(table,
 	    key), "rev")));
 }
@@ -253,7 +268,7 @@ userdb_etcd_put(const char *table, const char *key, json_t *rec, int flags,
 	int64_t			 rev;
 
 	rev = (flags & USERDB_CREATE) ? 0 : userdb_etcd_rev(table, key);
-	if ((flags & USERDB_CREATE) && userdb_etcd_slot(table, key) != NULL) {
+	if ((flags & USERDB_CREATE) && userdb_etcd_has(table, key)) {
 		xasprintf(&k, "%s/%s exists already", table, key);
 		cb(arg, ERR_EXISTS, k);
 		free(k);

@@ -5,8 +5,9 @@
  * left to others), reads come from it in key order, a write is a CAS on
  * the view's revision (0 to create) that lands in the view once etcd
  * says it succeeded and not when it failed, a create of a key the view
- * has is refused without asking etcd, a sweep drops what a full read
- * lacked, and owners/VM names a desktop's owner.
+ * has is refused without asking etcd, a deleted key is not brought back
+ * by an older event, a sweep drops what a full read lacked, and
+ * owners/VM names a desktop's owner.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -222,11 +223,21 @@ main(void)
 	CHECK(kicks == 1);
 	userdb_etcd.assign("d1", "bob", done, NULL);
 	CHECK_STR(got_err, ERR_EXISTS);
+	answer_rev = 103;
 	userdb_etcd.assign("d2", NULL, done, NULL);
 	CHECK_STR(got_err, "ok");
 	CHECK_STR(last_key, "/qdesk/v1/owners/d2");
 	CHECK(last_rev == 101);
 	CHECK(userdb_etcd.owner("d2", NULL) == NULL);
+	/* The watch's late echo of the create does not bring it back. */
+	event("owners/d2", "{\"login\":\"bob\"}", 101);
+	CHECK(userdb_etcd.owner("d2", NULL) == NULL);
+	/* Created again: a CAS on "no such key". */
+	answer_rev = 104;
+	userdb_etcd.assign("d2", "carol", done, NULL);
+	CHECK_STR(got_err, "ok");
+	CHECK(last_rev == 0);
+	CHECK_STR(userdb_etcd.owner("d2", NULL), "carol");
 
 	/* A delete event; then a full read that lacks alice sweeps her. */
 	event("depts/sales", NULL, 102);
