@@ -26,7 +26,8 @@ enum etcd_shape {
 	ETCD_SHAPE_WATCH,
 	ETCD_SHAPE_KV,
 	ETCD_SHAPE_EVENT,
-	ETCD_SHAPE_HEADER
+	ETCD_SHAPE_HEADER,
+	ETCD_SHAPE_STATUS	/* its "version" is etcd's, "3.4.23" */
 };
 
 struct etcd_path {

@@ -48,6 +48,7 @@
 static struct event	*quorum_ev;		/* every TTL/5 */
 static int		 quorum_probing;
 static int		 quorum_lost;		/* the last round: no quorum */
+static int		 quorum_episode;	/* lost, lease not renewed since */
 static long long	 quorum_hold;		/* mono ms, proved by rounds */
 static long long	 quorum_since;		/* mono ms, lost since */
 static int		 quorum_answering, quorum_members;
@@ -153,14 +154,15 @@ quorum_probe_cb(void *arg, json_t *res, const char *errclass,
 		cluster_fence_watchdog(cluster_quorum_until(
 		    etcd_keeper_held_until(k)));
 	}
-	if (!quorum_lost) {
+	if (!quorum_episode)
 		quorum_since = cluster_mono_ms();
+	if (!quorum_lost) {
 		log_warnx("cluster: etcd has no quorum at %s (%d of %d members "
 		    "answer: %s): keeping %d desktop(s) running, no placement "
 		    "until it returns", cluster_stamp(), quorum_answering,
 		    quorum_members, states, quorum_desktops());
 	}
-	quorum_lost = 1;
+	quorum_lost = quorum_episode = 1;
 	free(states);
 }
 
@@ -176,17 +178,17 @@ quorum_tick(evutil_socket_t fd, short events, void *arg)
 	long long		 ttl_ms, last_ok, now = cluster_mono_ms();
 
 	if (!cluster_host_joined() || k == NULL) {
-		quorum_lost = 0;
+		quorum_lost = quorum_episode = 0;
 		return;
 	}
 	ttl_ms = (long long)qmpd->cluster->lease_ttl * 1000;
 	last_ok = etcd_keeper_held_until(k) - ttl_ms;
 	if (now - last_ok <= ttl_ms / 3 + ttl_ms / 10) {
-		if (quorum_lost)
+		if (quorum_episode)
 			log_warnx("cluster: etcd has quorum again at %s after "
 			    "%.1f s: the lease held, nothing fenced",
 			    cluster_stamp(), (now - quorum_since) / 1000.0);
-		quorum_lost = 0;
+		quorum_lost = quorum_episode = 0;
 		return;
 	}
 	if (quorum_probing)
