@@ -172,6 +172,34 @@ done
 [ "$(qpid qh1 h1) $(qpid qh2 h2)" = "$pid1 $pid2" ] || fail "the desktops' QEMUs changed"
 log "quorum back: leases held, placement works, one QEMU each: ok"
 
+# The listener's cap on connections without a role yet: 64 held open
+# (no TLS hello), the 65th is closed at once; once they go, a new one is
+# served again; the broker's (authenticated) connection does not count.
+out=$(ip netns exec "$h1_NETNS" python3 - "$h1_ADDR" <<'PY'
+import socket, sys, time
+addr = (sys.argv[1], 7443)
+def state(s, wait):
+    s.settimeout(wait)
+    try:
+        return "closed" if s.recv(1) == b"" else "data"
+    except socket.timeout:
+        return "open"
+    except ConnectionResetError:
+        return "closed"
+held = [socket.create_connection(addr, timeout=5) for _ in range(64)]
+extra = socket.create_connection(addr, timeout=5)
+print("65th:", state(extra, 5))
+for c in held + [extra]:
+    c.close()
+time.sleep(0.5)
+print("after:", state(socket.create_connection(addr, timeout=5), 1))
+PY
+)
+[ "$out" = "$(printf '65th: closed\nafter: open')" ] || fail "handshake cap: $out"
+wait_log h1 "cluster: refused 1 connection(s): 64 already wait for their TLS handshake" 5
+console_links qh1 "after the handshake flood"
+log "64 connections without a handshake at most, the 65th closed at once: ok"
+
 # No proof, no hold: h2 sees the dead members time out (their ports
 # dropped in its namespace, as behind a partition), h1 sees them refuse.
 hqq h1 vm stop q4 --force >/dev/null
