@@ -336,8 +336,12 @@ probe_timer_cb(evutil_socket_t fd, short events, void *arg)
 		p->started = probe_now();
 		p->deadline = p->started + p->timeout_ms;
 		etcd_timer_ms(p->timer, p->timeout_ms);
+		/* Every endpoint may fail at once (ENETUNREACH): p must last. */
+		p->refs++;
 		for (i = 0; i < p->e->neps && !p->done; i++)
 			probe_ep_start(&p->eps[i]);
+		p->refs--;
+		probe_unref(p);
 		return;
 	}
 	probe_finish(p);
