@@ -19,7 +19,7 @@
  *   round ended before the evidence we had already ran out (else there
  *   is a gap in which a leader could have led a whole TTL unseen). Each
  *   such round moves the moment until which the lease surely holds to
- *   S + TTL; rounds come every TTL/5 while renewals fail.
+ *   S + TTL; rounds come every TTL/10 while renewals fail.
  *
  * A member that does not answer in time may be alive behind a partition
  * with a majority (the minority case: we reach one member, which is cut
@@ -45,7 +45,17 @@
 #include "vm.h"
 #include "xmalloc.h"
 
-static struct event	*quorum_ev;		/* every TTL/5 */
+/*
+ * A tick every TTL/10 starts a round when none is in flight; a round
+ * lasts at most 2 TTL/5 (a member that restarts may take a second to
+ * say it has no leader yet). A round must end before the evidence runs
+ * out (it does: the first starts about 0.45 TTL after the last renewal
+ * that held) and the next start within TTL of the last proof's start.
+ */
+#define QUORUM_TICK	0.1
+#define QUORUM_ROUND	0.4
+
+static struct event	*quorum_ev;		/* every TTL/10 */
 static int		 quorum_probing;
 static int		 quorum_lost;		/* the last round: no quorum */
 static int		 quorum_episode;	/* lost, lease not renewed since */
@@ -167,7 +177,7 @@ quorum_probe_cb(void *arg, json_t *res, const char *errclass,
 }
 
 /*
- * Every TTL/5: if the last renewal that held is older than TTL/3 and a
+ * Every TTL/10: if the last renewal that held is older than TTL/3 and a
  * bit (the next one is late), or while there is no quorum, ask the
  * members; once a renewal holds again, quorum is back.
  */
@@ -181,6 +191,12 @@ quorum_tick(evutil_socket_t fd, short events, void *arg)
 		quorum_lost = quorum_episode = 0;
 		return;
 	}
+	/*
+	 * The watchdog hears of a renewal that held within a tick, not at
+	 * the next refresh: after an episode the proof may run out a moment
+	 * after the renewal that takes over from it.
+	 */
+	cluster_fence_watchdog(cluster_quorum_until(etcd_keeper_held_until(k)));
 	ttl_ms = (long long)qmpd->cluster->lease_ttl * 1000;
 	last_ok = etcd_keeper_held_until(k) - ttl_ms;
 	if (now - last_ok <= ttl_ms / 3 + ttl_ms / 10) {
@@ -194,8 +210,8 @@ quorum_tick(evutil_socket_t fd, short events, void *arg)
 	if (quorum_probing)
 		return;
 	quorum_probing = 1;
-	etcd_quorum_probe(cluster_etcd, (int)(ttl_ms / 5), quorum_probe_cb,
-	    NULL);
+	etcd_quorum_probe(cluster_etcd, (int)(ttl_ms * QUORUM_ROUND),
+	    quorum_probe_cb, NULL);
 }
 
 /* At join: start watching the renewals, and learn etcd's members. */
@@ -203,7 +219,7 @@ void
 cluster_quorum_start(void)
 {
 	struct timeval	tv;
-	int		ms = qmpd->cluster->lease_ttl * 1000 / 5;
+	int		ms = qmpd->cluster->lease_ttl * 1000 * QUORUM_TICK;
 
 	if (quorum_ev != NULL)
 		return;
@@ -212,5 +228,6 @@ cluster_quorum_start(void)
 	tv.tv_usec = (ms % 1000) * 1000;
 	event_add(quorum_ev, &tv);
 	quorum_probing = 1;
-	etcd_quorum_probe(cluster_etcd, ms, quorum_probe_cb, NULL);
+	etcd_quorum_probe(cluster_etcd, qmpd->cluster->lease_ttl * 1000 *
+	    QUORUM_ROUND, quorum_probe_cb, NULL);
 }
