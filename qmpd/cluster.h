@@ -227,6 +227,20 @@ void		 cluster_pool_event(const char *event, const char *vm,
 void		 cluster_pool_kick(void);
 
 /*
+ * cluster-quorum.c: etcd without quorum does not fence. While renewals
+ * fail, every etcd member is asked; proof that none can lead keeps the
+ * desktops running past the lease's end (cluster_quorum_until: until
+ * when they may run, given the lease's held_until) and refuses
+ * placement with one line (cluster_quorum_refuse: 1, replied).
+ */
+struct etcd_keeper;
+void		 cluster_quorum_start(void);
+long long	 cluster_quorum_until(long long held);
+int		 cluster_quorum_refuse(struct cmd_req *);
+/* This host's lease keeper (cluster-host.c), NULL when not joined. */
+struct etcd_keeper *cluster_host_keeper(void);
+
+/*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was
  * never renewed in time after a restart), every local desktop is killed
  * at once, with a timestamp in the log, before any other host may start

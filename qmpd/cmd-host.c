@@ -59,6 +59,8 @@ cmd_host_drain_set(struct cmd_req *req, int on)
 		    name);
 		return (CMD_RETURN_DONE);
 	}
+	if (cluster_quorum_refuse(req))
+		return (CMD_RETURN_DONE);
 	if (on && cmd_arg_bool(req, "live", 0))
 		return (cluster_drain_live(req, name));
 	key = cluster_key("drain/%s", name);
