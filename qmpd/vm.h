@@ -426,7 +426,7 @@ void	 vm_nic_deleted(struct vm *, json_t *data);
 void	 vm_nic_stopped(struct vm *);
 
 /*
- * vm-migrate.c (the source) and vm-incoming.c (the target): a live
+ * vm-migrate*.c (the source) and vm-incoming.c (the target): a live
  * migration (issue 14). The source drives: it asks the target's qmpd
  * (peer.c) to prepare the same VM with -incoming defer, copies the disk
  * over NBD when asked, then migrates RAM over QMP, never waiting on the
@@ -489,7 +489,7 @@ struct vm_mig {
 #define VM_MIG_POSTMIGRATE	"postmigrate: migrated away while qmpd was " \
 	"down; not resumed here (the target may run it): vm kill this copy"
 
-/* vm-migrate.c: the source's state machine, and what both sides share. */
+/* vm-migrate*.c: the source's state machine, and what both sides share. */
 void	 vm_migrate(struct vm *, json_t *args, done_cb, void *arg);
 void	 vm_migrate_free(struct vm *);
 void	 vm_migrate_json(const struct vm *, json_t *);
