@@ -265,7 +265,9 @@ qmpd_start(const struct qmpd_opts *o)
 	if (net_init(&cause) != 0)
 		fatalx("%s", cause);
 	qmpd_listen();
+	vm_incoming_recover();
 	vm_attach_all();
+	vm_incoming_recover_dead();
 	if (qmpd->cluster != NULL && cluster_init(&cause) != 0)
 		fatalx("cluster: %s", cause);
 	if (server_listen(qmpd->socket_path, &cause) != 0)

@@ -27,16 +27,24 @@ void
 vm_migrate_mirror(struct vm *vm)
 {
 	struct vm_mig	*m = vm->mig;
-	json_t		*nbd = json_object_get(m->target, "nbd");
+	json_t		*nbd = json_object_get(m->target, "nbd"), *node;
 	char		 port[16];
 
 	snprintf(port, sizeof port, "%lld", (long long)json_integer_value(
 	    json_object_get(nbd, "port")));
-	qmp_execute(vm->qmp, "blockdev-add", json_pack("{s:s,s:s,s:{s:s,s:O,"
-	    "s:s},s:O}", "driver", "nbd", "node-name", VM_MIG_NBD_NODE,
-	    "server", "type", "inet", "host", json_object_get(nbd, "host"),
-	    "port", port, "export", json_object_get(nbd, "export")),
-	    vm_migrate_step_done, vm);
+	node = json_pack("{s:s,s:s,s:{s:s,s:O,s:s},s:O}", "driver", "nbd",
+	    "node-name", VM_MIG_NBD_NODE, "server", "type", "inet", "host",
+	    json_object_get(nbd, "host"), "port", port, "export",
+	    json_object_get(nbd, "export"));
+	/*
+	 * A target whose export wants TLS: the stream's client credentials
+	 * (vm_migrate_tls_peer), the target's certificate checked against
+	 * the address, so the disk crosses the network encrypted too.
+	 */
+	if (json_is_true(json_object_get(nbd, "tls")))
+		json_object_set_new(node, "tls-creds",
+		    json_string(vm_migrate_tls_id()));
+	qmp_execute(vm->qmp, "blockdev-add", node, vm_migrate_step_done, vm);
 	/* write-blocking: guest writes reach both sides, so it converges. */
 	qmp_execute(vm->qmp, "blockdev-mirror", json_pack("{s:s,s:s,s:s,s:s,"
 	    "s:s}", "job-id", VM_MIG_JOB, "device", "disk0", "target",

@@ -23,33 +23,18 @@
 #include "vm-migrate.h"
 #include "xmalloc.h"
 
-/* After the mirror is READY (or without copy): RAM. */
+/*
+ * After the mirror is READY (or without copy): RAM, over TLS when the
+ * target asked for it (vm_migrate_tls_peer set it up at prepare).
+ */
 void
 vm_migrate_ram(struct vm *vm)
 {
 	struct vm_mig	*m = vm->mig;
 	json_t		*spice, *caps;
 	const char	*uri;
-	char		*host, *colon, *cause = NULL;
-	int		 rv = 1;
 
 	uri = json_string_value(json_object_get(m->target, "uri"));
-	/* The target listens for TLS: our certificate, and check its own. */
-	if (json_is_true(json_object_get(m->target, "tls"))) {
-		host = xstrdup(strncmp(uri, "tcp:", 4) == 0 ? uri + 4 : uri);
-		if ((colon = strrchr(host, ':')) != NULL)
-			*colon = '\0';
-		rv = vm_migrate_tls(vm, 0, host, vm_migrate_step_done, &cause);
-		free(host);
-		if (rv != 0) {
-			vm_migrate_fail(vm, VM_MIG_FAILED, "the target wants a "
-			    "TLS stream: %s", rv == 1 ? "this host has no "
-			    "cluster certificates" : cause);
-			free(cause);
-			return;
-		}
-		m->tls = 1;
-	}
 	spice = json_object_get(m->target, "spice");
 	/* A connected viewer follows the desktop (seamless migration). */
 	if (json_is_object(spice))
@@ -256,6 +241,7 @@ vm_migrate_exited(struct vm *vm)
 	free(why);
 	if (m->disk != NULL)
 		disk = xstrdup(m->disk);
+	vm_incoming_unnote(vm->def.name);
 	if (vm_delete(vm, &cause) != 0) {
 		log_warnx("incoming VM: %s", cause);
 		free(cause);

@@ -90,6 +90,7 @@ vm_migrate_prepared(struct peer *p, json_t *ret, const char *errclass,
 {
 	struct vm	*vm = arg;
 	struct vm_mig	*m = vm->mig;
+	char		*cause = NULL;
 
 	if (m == NULL || m->state != VM_MIG_PREPARING)
 		return;
@@ -112,6 +113,13 @@ vm_migrate_prepared(struct peer *p, json_t *ret, const char *errclass,
 	m->target = json_incref(ret);
 	log_info("%s: target ready at %s", vm->def.name,
 	    json_string_value(json_object_get(ret, "uri")));
+	/* Before the mirror: its NBD connection uses the same credentials. */
+	if (vm_migrate_tls_peer(vm, m->target, vm_migrate_step_done,
+	    &cause) != 0) {
+		vm_migrate_fail(vm, VM_MIG_FAILED, "%s", cause);
+		free(cause);
+		return;
+	}
 	if (m->copy)
 		vm_migrate_mirror(vm);
 	else

@@ -509,6 +509,10 @@ struct qmp;
 int	 vm_migrate_tls(struct vm *, int server, const char *hostname,
 	    void (*)(struct qmp *, json_t *, const char *, const char *,
 	    void *), char **cause);
+int	 vm_migrate_tls_peer(struct vm *, json_t *target,
+	    void (*)(struct qmp *, json_t *, const char *, const char *,
+	    void *), char **cause);
+const char *vm_migrate_tls_id(void);
 /*
  * The switchover's placement step, on the target (one function, for the
  * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run
@@ -524,5 +528,12 @@ void	 vm_incoming_completed(struct vm *);
 void	 vm_incoming_finish(struct vm *, json_t *args, done_cb, void *arg);
 int	 vm_incoming_abort(struct vm *, const char *why, char **cause);
 const char *vm_incoming_addr(void);
+void	 vm_incoming_takeover(struct vm *);
+/* vm-incoming-recover.c: a half found by a restarted qmpd. */
+int	 vm_incoming_note(const struct vm *, char **cause);
+void	 vm_incoming_unnote(const char *name);
+void	 vm_incoming_recover(void);
+void	 vm_incoming_recover_dead(void);
+void	 vm_incoming_reattached(struct vm *);
 
 #endif
