@@ -223,8 +223,12 @@ vm_incoming_recover_ask(struct vm *vm)
 void
 vm_incoming_reattached(struct vm *vm)
 {
+	struct timeval	tv = { 0, 0 };
+
+	/* Re-attaching comes before cluster_init: ask from the loop. */
 	if (qmpd->cluster != NULL) {
-		vm_incoming_recover_ask(vm);
+		event_base_once(qmpd->base, -1, EV_TIMEOUT,
+		    vm_incoming_recover_retry, xstrdup(vm->def.name), &tv);
 		return;
 	}
 	log_warnx("%s: incoming half without a cluster: it goes (the "
