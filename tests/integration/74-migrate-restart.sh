@@ -92,13 +92,15 @@ printf '%s\n' 'i=0; while :; do echo "CTR $i"; i=$((i+1)); usleep 50000; done >/
     socat -t1 - "UNIX-CONNECT:$(state_of "$src")/vms/desk/serial.sock" >/dev/null 2>&1
 hwait_console "$src" desk "CTR 20" 30
 
-# 1. --storage copy: the source's QEMU is held once the target is
-# ready, so the export is there to knock on.
+# 1. --storage copy: the source's QEMU is held once its mirror job
+# exists (its NBD client has connected and negotiated: a QEMU held in the
+# handshake would be dropped by the server's handshake limit), so the
+# export is there to knock on.
 soff=$(stat -c %s "$(log_of "$src")")
 doff=$(stat -c %s "$(log_of "$dst")")
 hq "$src" --json vm migrate desk "$dst" --storage copy >"$T/mig1" 2>&1 &
 MIG_PID=$!
-wait_log "$(log_of "$src")" "$soff" "desk: target ready at" 60
+wait_log "$(log_of "$src")" "$soff" '"status": "created", "id": "mig-disk0"' 60
 STOPPED=$(cat "$(state_of "$src")/vms/desk/qemu.pid")
 kill -STOP "$STOPPED"
 nbd=$(tail -c +"$((doff + 1))" "$(log_of "$dst")" |
@@ -137,7 +139,7 @@ src2=$dst dst2=$src
 soff=$(stat -c %s "$(log_of "$src2")")
 hq "$src2" --json vm migrate desk "$dst2" --storage copy >"$T/mig2" 2>&1 &
 MIG_PID=$!
-wait_log "$(log_of "$src2")" "$soff" "desk: target ready at" 60
+wait_log "$(log_of "$src2")" "$soff" '"status": "created", "id": "mig-disk0"' 60
 STOPPED=$(cat "$(state_of "$src2")/vms/desk/qemu.pid")
 kill -STOP "$STOPPED"
 pf=${dst2}_PIDFILE
