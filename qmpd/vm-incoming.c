@@ -596,7 +596,8 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	    vm_port_alloc(vm, &cause) != 0)
 		goto fail;
 	vm->state = VM_STOPPED;
-	if (vm_save(vm, &cause) != 0 || vm_incoming_note(vm, &cause) != 0)
+	/* The note first: a qmpd killed after the save finds the half. */
+	if (vm_incoming_note(vm, &cause) != 0 || vm_save(vm, &cause) != 0)
 		goto fail;
 	TAILQ_INSERT_TAIL(&vms, vm, entry);
 	log_info("%s: incoming migration from %s (%s storage)", name,
@@ -619,6 +620,8 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 fail:
 	done_fail(done, arg, ERR_ARG, "target: %s", cause);
 	free(cause);
+	/* No VM of this name was here: a note of it is this prepare's. */
+	vm_incoming_unnote(name);
 	if (vm->mig != NULL && vm->mig->disk != NULL)
 		unlink(vm->mig->disk);
 	vm_free(vm);
