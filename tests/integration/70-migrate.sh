@@ -75,7 +75,18 @@ follow() {
 	python3 "$top/tests/lib/serial-follow.py" "$1" "$2/vms/desk/serial.log" \
 	    "$3/vms/desk/serial.log" &
 	FOLLOW_PID=$!
-	sleep 0.5
+	follow_started "$1"
+}
+
+# Until the follower writing $1 has seen the source's counter (python
+# starting takes more than a fixed half second on a busy machine).
+follow_started() {
+	local i
+	for i in $(seq 1 300); do
+		awk '$2 == 0 && $3 == "CTR"' "$1" 2>/dev/null | grep -q . && return 0
+		sleep 0.1
+	done
+	fail "the serial follower saw no counter on the source"
 }
 
 # Until the follower file $1 has 10 counter lines from the target (a
