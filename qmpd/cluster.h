@@ -168,6 +168,9 @@ int		 cluster_migrate_switch(const char *name, const char *from,
 		    void *arg, char **cause);
 void		 cluster_migrate_resume(const char *name,
 		    void (*)(const char *, int, void *), void *arg);
+void		 cluster_migrate_where(const char *name,
+		    void (*)(const char *, const char *, const char *, void *),
+		    void *);
 
 /*
  * cluster-drain.c: host drain --live, here or asked of the host by its

@@ -268,7 +268,9 @@ qmpd_start(const struct qmpd_opts *o)
 	if (net_init(&cause) != 0)
 		fatalx("%s", cause);
 	qmpd_listen();
+	vm_incoming_recover();
 	vm_attach_all();
+	vm_incoming_recover_dead();
 	/* In a cluster, users, departments and pools are etcd's (userdb.h). */
 	if (qmpd->cluster != NULL)
 		userdb_use(&userdb_etcd);
