@@ -230,9 +230,10 @@ out:
 }
 
 /*
- * qdesk cluster cert host|broker|admin NAME --dir DIR [--addr IP]: a
- * leaf of the CA in DIR/KIND-NAME, with the CN the listener takes the
- * role from (every broker's is "broker").
+ * qdesk cluster cert host|broker|admin|spice NAME --dir DIR [--addr IP]:
+ * a leaf of the CA in DIR/KIND-NAME, with the CN the listener takes the
+ * role from (every broker's is "broker"); spice: a CA for host NAME's
+ * SPICE certificates.
  */
 int
 run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
@@ -250,9 +251,9 @@ run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	name = json_string_value(json_object_get(args, "name"));
 	addr = json_string_value(json_object_get(args, "addr"));
 	if (strcmp(kind, "host") != 0 && strcmp(kind, "broker") != 0 &&
-	    strcmp(kind, "admin") != 0) {
+	    strcmp(kind, "admin") != 0 && strcmp(kind, "spice") != 0) {
 		fprintf(stderr, "qdesk: cluster cert: KIND must be host, "
-		    "broker or admin, not \"%s\"\n", kind);
+		    "broker, admin or spice, not \"%s\"\n", kind);
 		return (EXIT_USAGE);
 	}
 	if (names_valid(name, "name", &cause) != 0) {
@@ -275,6 +276,8 @@ run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	}
 	if (strcmp(kind, "broker") == 0)
 		cn = xstrdup("broker");
+	else if (strcmp(kind, "spice") == 0)
+		xasprintf(&cn, "qdesk-spice-ca-%s", name);
 	else
 		xasprintf(&cn, "%s:%s", kind, name);
 	xasprintf(&out, "%s/%s-%s", dir, kind, name);
@@ -295,6 +298,12 @@ run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	spec.issuer_cert = ca;
 	spec.issuer_key = cakey;
 	spec.client = 1;
+	/*
+	 * spice: host NAME's SPICE CA (its DIR/spice-tls/ca-cert.pem and
+	 * ca-key.pem, this CA as ca-root.pem), so one anchor lets a viewer
+	 * follow its desktop to any host of the cluster.
+	 */
+	spec.is_ca = strcmp(kind, "spice") == 0;
 	if (cert_make(cert, key, &spec, &cause) != 0)
 		goto out;
 	/* The CA beside it: what this holder checks its peers with. */

@@ -129,7 +129,7 @@ vm_ticket_reply(struct vm_ticket_req *t, struct vm *vm)
 		json_object_set_new(r, "ca", json_string(spice_tls_ca()));
 		json_object_set_new(r, "host_subject",
 		    json_string(spice_tls_subject(vm)));
-		xasprintf(&ca_file, "%s/ca-cert.pem", spice_tls_dir());
+		ca_file = spice_tls_ca_file();
 		json_object_set_new(r, "ca_file", json_string(ca_file));
 		free(ca_file);
 	}
