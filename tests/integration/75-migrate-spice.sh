@@ -5,7 +5,12 @@
 # either host with it; the source's ticket goes along in migrate.prepare,
 # so after `vm migrate` a viewer with the .vv it had before (same
 # password, same ca, same host-subject) links to the target's QEMU; a
-# wrong password is still refused there.
+# wrong password is still refused there. Through the broker's proxy: a
+# viewer linked before the migration (portal console, spice-probe via
+# the proxy) to the source, and one reconnecting after it (a new
+# console, the same ca) to the target: the desktop listens on the
+# any-address, and its ticket names the cluster address of the host it
+# runs on.
 # Not yet: a viewer linked through the broker's proxy following the
 # migration while linked (client_migrate_info naming the proxy ticket,
 # the proxy's CONNECT to the target): see README, "Clients across a
@@ -34,12 +39,62 @@ for h in $HOSTS; do
 	done
 done
 
+for h in $HOSTS; do
+	echo alice-pw-1 | hq "$h" user add alice --password-stdin >/dev/null ||
+		fail "user add alice on $h"
+done
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" \
+    --listen 0.0.0.0 >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
 case $src in h1|h2) ;; *) fail "desk runs on '$src'" ;; esac
+hqq "$src" desktop assign alice desk >/dev/null
 dst=$(other "$src")
+
+# The broker's portal and SPICE proxy, from the bridge's namespace.
+BROKER_LOG=$top/build/cluster/run/broker.log
+PROXY=${PORTAL#https://}
+PROXY=${PROXY%:*}:3128
+broker_fail() {
+	log "last lines of the broker's log:"
+	tail -n 25 "$BROKER_LOG" >&2
+	fail "$@"
+}
+api() {
+	local method=$1 path=$2 body=${3:-}
+	local args=(-sk -o "$T/api.body" -w '%{http_code}' -b "$T/jar" -c "$T/jar" -X "$method")
+	if [ "$method" = POST ]; then
+		args+=(-H 'X-Qdesk: 1' -H 'Content-Type: application/json' --data "${body:-{\}}")
+	fi
+	CODE=$(ip netns exec "$ETCD_NETNS" curl "${args[@]}" "$PORTAL$path") || CODE=000
+	BODY=$(cat "$T/api.body" 2>/dev/null)
+}
+expect() { [ "$CODE" = "$1" ] || broker_fail "wanted HTTP $1, got $CODE: $BODY${2:+ ($2)}"; }
+field() { printf '%s' "$BODY" | jq -r ".$1"; }
+# A console through the portal, then spice-probe through the proxy:
+# proxy_console WHEN HOST (where desk runs); leaves its ca in $T/WHEN.pem
+proxy_console() {
+	local out port
+	api POST /api/desktops/desk/console
+	expect 200 "console of desk $1"
+	[ "$(field host)" = "$(addr_of "$2")" ] ||
+		broker_fail "$1: the console names $(field host), not $2's address"
+	field ca | sed '/^$/d' >"$T/$1.pem"
+	port=$(field port)
+	out=$(ip netns exec "$ETCD_NETNS" timeout 60 "$PROBE" unused "$port" \
+	    "$(field password)" --proxy "$PROXY" --ticket "$(field ticket)" \
+	    --ca "$T/$1.pem" --host-subject "$(field host_subject)" \
+	    --timeout 30 2>&1) ||
+		broker_fail "$1: spice-probe through the proxy to desk on $2: $out"
+	grep -q "tunnelled to desk port $port" "$BROKER_LOG" ||
+		broker_fail "$1: no tunnel to desk port $port in the broker's log"
+}
+addr_of() { local a=${1}_ADDR; echo "${!a}"; }
+api POST /api/login '{"user":"alice","password":"alice-pw-1"}'
+expect 200 login
+proxy_console before "$src"
+log "before: a viewer through the broker's proxy links to desk on $src: ok"
 
 # The ticket a viewer got before: its anchor is the cluster CA.
 tk=$(hqq "$src" --json vm ticket desk --expires 600)
@@ -69,5 +124,9 @@ rc=0
 out=$(probe "$dst" "$port1" "not-$PW" 2>&1) || rc=$?
 [ "$rc" = 1 ] || fail "a wrong password on $dst: exit $rc: $out"
 log "a wrong password is refused on $dst: ok"
+proxy_console after "$dst"
+cmp -s "$T/before.pem" "$T/after.pem" ||
+	broker_fail "the console's ca changed with the host: a viewer would not trust $dst"
+log "after: a viewer reconnecting through the proxy links to desk on $dst, same ca: ok"
 hqq "$dst" vm stop desk --force >/dev/null
 log "ok"
