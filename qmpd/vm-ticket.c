@@ -109,35 +109,20 @@ vm_ticket_free(struct vm_ticket_req *t)
  * The answer: where to connect and the password; for a TLS port (every
  * VM this qmpd starts) also the certificate to trust and its subject.
  */
-/*
- * Where viewers reach vm: its listen address; in a cluster, for an
- * any-address (a desktop that may run on any host, as after a live
- * migration), this host's cluster address, which the broker's proxy dials.
- */
-static const char *
-vm_ticket_host(const struct vm *vm)
-{
-	if (qmpd->cluster != NULL && (strcmp(vm->def.listen, "0.0.0.0") == 0 ||
-	    strcmp(vm->def.listen, "::") == 0))
-		return (vm_incoming_addr());
-	return (vm->def.listen);
-}
-
 static void
 vm_ticket_reply(struct vm_ticket_req *t, struct vm *vm)
 {
-	json_t		*r;
-	const char	*host = vm_ticket_host(vm);
-	char		*uri, *ca_file;
+	json_t	*r;
+	char	*uri, *ca_file;
 
 	if (vm->spice_tls)
 		xasprintf(&uri, "spice://%s?tls-port=%d&password=%s",
-		    host, vm->def.spice_port, t->password);
+		    vm_spice_addr(vm), vm->def.spice_port, t->password);
 	else
-		xasprintf(&uri, "spice://%s:%d?password=%s", host,
+		xasprintf(&uri, "spice://%s:%d?password=%s", vm_spice_addr(vm),
 		    vm->def.spice_port, t->password);
 	r = json_pack("{s:s,s:s,s:i,s:s,s:I,s:b}", "uri", uri, "host",
-	    host, "port", vm->def.spice_port, "password",
+	    vm_spice_addr(vm), "port", vm->def.spice_port, "password",
 	    t->password, "expires", (json_int_t)t->expires, "tls",
 	    vm->spice_tls);
 	if (vm->spice_tls) {

@@ -8,9 +8,8 @@
 # wrong password is still refused there. Through the broker's proxy: a
 # viewer linked before the migration (portal console, spice-probe via
 # the proxy) to the source, and one reconnecting after it (a new
-# console, the same ca) to the target: the desktop listens on the
-# any-address, and its ticket names the cluster address of the host it
-# runs on.
+# console, the same ca) to the target: a desktop's SPICE server listens
+# on the cluster address of the host it runs on.
 # Not yet: a viewer linked through the broker's proxy following the
 # migration while linked (client_migrate_info naming the proxy ticket,
 # the proxy's CONNECT to the target): see README, "Clients across a
@@ -26,9 +25,9 @@ cluster_test_up 2 5 5
 
 other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 inns() { local ns=${1}_NETNS; shift; ip netns exec "${!ns}" "$@"; }
-# spice-probe from host h's namespace to its loopback: probe h PORT PW
+# spice-probe from host h's namespace to its address: probe h PORT PW
 probe() {
-	inns "$1" timeout 60 "$PROBE" 127.0.0.1 "$2" "$3" --ca "$T/ca.pem" \
+	inns "$1" timeout 60 "$PROBE" "$(addr_of "$1")" "$2" "$3" --ca "$T/ca.pem" \
 	    --host-subject "$SUBJECT" --timeout 30
 }
 
@@ -44,8 +43,7 @@ for h in $HOSTS; do
 		fail "user add alice on $h"
 done
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" \
-    --listen 0.0.0.0 >/dev/null
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
 case $src in h1|h2) ;; *) fail "desk runs on '$src'" ;; esac
