@@ -22,8 +22,8 @@
  * and replaced by a CA.
  *
  * In a cluster a viewer must trust every host, as a live migration moves
- * its desktop (issue 14): each host's CA is then one the cluster CA
- * issued (qdesk cluster cert spice HOST), with the cluster CA beside it
+ * its desktop (issue 14): each host's CA is then one the cluster's SPICE
+ * root issued (qdesk cluster cert spice HOST), with that root beside it
  * as ca-root.pem. Viewers get ca-root.pem, and each VM's server-cert.pem
  * carries the host's CA after its own, so one anchor checks any host.
  */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPICE across a live migration (issue 14), `scripts/cluster up 2`, a TCG
-# Linux guest. Each host's SPICE CA is issued by the cluster CA, so a
-# viewer trusts one anchor (the ticket's ca is the cluster CA) and checks
+# Linux guest. Each host's SPICE CA is issued by the cluster's SPICE
+# root (not the cluster CA, which the cluster's listeners trust), so a
+# viewer trusts one anchor (the ticket's ca is that root) and checks
 # either host with it; the source's ticket goes along in migrate.prepare,
 # so after `vm migrate` a viewer with the .vv it had before (same
 # password, same ca, same host-subject) links to the target's QEMU; a
@@ -94,20 +95,20 @@ expect 200 login
 proxy_console before "$src"
 log "before: a viewer through the broker's proxy links to desk on $src: ok"
 
-# The ticket a viewer got before: its anchor is the cluster CA.
+# The ticket a viewer got before: its anchor is the cluster's SPICE root.
 tk=$(hqq "$src" --json vm ticket desk --expires 600)
 PW=$(echo "$tk" | jq -r .password)
 port0=$(echo "$tk" | jq -r .port)
 SUBJECT=$(echo "$tk" | jq -r .host_subject)
 echo "$tk" | jq -r .ca >"$T/ca.pem"
 openssl x509 -in "$T/ca.pem" -noout -fingerprint >"$T/fp-ticket" &&
-    openssl x509 -in "$CA/ca.pem" -noout -fingerprint >"$T/fp-cluster" ||
-	fail "ticket's ca or cluster CA unreadable: $tk"
-cmp -s "$T/fp-ticket" "$T/fp-cluster" ||
-	fail "the ticket's ca is not the cluster CA: $(cat "$T/fp-ticket")"
+    openssl x509 -in "$CA/spice-ca.pem" -noout -fingerprint >"$T/fp-root" ||
+	fail "ticket's ca or the SPICE root unreadable: $tk"
+cmp -s "$T/fp-ticket" "$T/fp-root" ||
+	fail "the ticket's ca is not the cluster's SPICE root: $(cat "$T/fp-ticket")"
 out=$(probe "$src" "$port0" "$PW" 2>&1) ||
 	fail "spice-probe to desk on $src before: $out"
-log "before: a viewer trusting the cluster CA links to desk on $src: ok"
+log "before: a viewer trusting the SPICE root links to desk on $src: ok"
 
 out=$(hqq "$src" --json vm migrate desk "$dst")
 [ "$(runs_on desk)" = "$dst" ] || fail "after: desk runs on '$(runs_on desk)', not $dst"
