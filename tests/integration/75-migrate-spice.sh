@@ -25,6 +25,7 @@ PROBE=$top/build/broker/spice-probe
 cluster_test_up 2 5 5
 
 other() { [ "$1" = h1 ] && echo h2 || echo h1; }
+state_of() { local s=${1}_STATE; echo "${!s}"; }
 inns() { local ns=${1}_NETNS; shift; ip netns exec "${!ns}" "$@"; }
 # spice-probe from host h's namespace to its address: probe h PORT PW
 probe() {
@@ -106,6 +107,16 @@ openssl x509 -in "$T/ca.pem" -noout -fingerprint >"$T/fp-ticket" &&
 	fail "ticket's ca or the SPICE root unreadable: $tk"
 cmp -s "$T/fp-ticket" "$T/fp-root" ||
 	fail "the ticket's ca is not the cluster's SPICE root: $(cat "$T/fp-ticket")"
+# A host's SPICE CA is the SPICE root's, never the cluster CA's: its key
+# on a host must not sign certificates the cluster's listeners take.
+for h in $HOSTS; do
+	openssl verify -CAfile "$CA/spice-ca.pem" "$CA/spice-$h/cert.pem" >/dev/null 2>&1 ||
+		fail "$h's SPICE CA is not issued by the SPICE root"
+	openssl verify -CAfile "$CA/ca.pem" "$CA/spice-$h/cert.pem" >/dev/null 2>&1 &&
+		fail "$h's SPICE CA chains to the cluster CA"
+	cmp -s "$CA/spice-$h/cert.pem" "$(state_of "$h")/spice-tls/ca-cert.pem" ||
+		fail "$h's qmpd does not use its SPICE CA"
+done
 out=$(probe "$src" "$port0" "$PW" 2>&1) ||
 	fail "spice-probe to desk on $src before: $out"
 log "before: a viewer trusting the SPICE root links to desk on $src: ok"
