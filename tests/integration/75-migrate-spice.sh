@@ -11,6 +11,10 @@
 # the proxy) to the source, and one reconnecting after it (a new
 # console, the same ca) to the target: a desktop's SPICE server listens
 # on the cluster address of the host it runs on.
+# A remote-viewer linked directly (a .vv naming the host's address)
+# follows the migration seamlessly (client_migrate_info: the target's
+# address, tls-port, port 0, subject): all its channels end up on the
+# target, none on the source.
 # Not yet: a viewer linked through the broker's proxy following the
 # migration while linked (client_migrate_info naming the proxy ticket,
 # the proxy's CONNECT to the target): see README, "Clients across a
@@ -20,6 +24,14 @@
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 . "$top/tests/lib/cluster-lib.sh"
+. "$top/tests/lib/xvfb.sh"
+RV_PID=
+EXTRA_CLEANUP='rv_cleanup'
+rv_cleanup() {
+	[ -n "$RV_PID" ] && kill "$RV_PID" 2>/dev/null
+	xvfb_stop
+}
+xvfb_need remote-viewer
 PROBE=$top/build/broker/spice-probe
 [ -x "$PROBE" ] || fail "no $PROBE (ninja -C build)"
 cluster_test_up 2 5 5
@@ -121,12 +133,40 @@ out=$(probe "$src" "$port0" "$PW" 2>&1) ||
 	fail "spice-probe to desk on $src before: $out"
 log "before: a viewer trusting the SPICE root links to desk on $src: ok"
 
+# A viewer linked directly (its .vv names the host's address), which
+# QEMU's client_migrate_info sends to the target.
+hqq "$src" vm ticket desk --expires 600 --vv "$T/direct.vv" >/dev/null
+# A new ticket replaces the password: the one that goes along.
+PW=$(sed -n 's/^password=//p' "$T/direct.vv")
+xvfb_start
+HOME=$T ip netns exec "$ETCD_NETNS" remote-viewer --debug --spice-debug "$T/direct.vv" >"$T/rv.log" 2>&1 &
+RV_PID=$!
+for i in $(seq 1 300); do
+	ip netns exec "$ETCD_NETNS" ss -tnp | grep "pid=$RV_PID," | grep -q "$(addr_of "$src"):$port0" && break
+	alive "$RV_PID" || fail "remote-viewer exited: $(tail -n 20 "$T/rv.log")"
+	sleep 0.1
+done
+ip netns exec "$ETCD_NETNS" ss -tnp | grep "pid=$RV_PID," | grep -q "$(addr_of "$src"):$port0" ||
+	fail "remote-viewer did not link to $src: $(tail -n 20 "$T/rv.log")"
+sleep 2
 out=$(hqq "$src" --json vm migrate desk "$dst")
 [ "$(runs_on desk)" = "$dst" ] || fail "after: desk runs on '$(runs_on desk)', not $dst"
 log "migrated $src -> $dst: downtime $(echo "$out" | jq .migration.downtime_ms) ms"
 
 port1=$(hqq "$dst" --json vm show desk | jq -r .spice.port)
 [ -n "$port1" ] && [ "$port1" != null ] || fail "desk on $dst has no SPICE port"
+# Before any other client: SPICE lets one in, a new one ends the last.
+sleep 2
+alive "$RV_PID" || fail "remote-viewer exited with the migration: $(grep -i migrat "$T/rv.log" | tail -n 10)"
+ip netns exec "$ETCD_NETNS" ss -tnp | grep "pid=$RV_PID," >"$T/rv.ss"
+grep -q "$(addr_of "$dst"):$port1" "$T/rv.ss" ||
+	fail "remote-viewer is not linked to $dst:$port1 after: $(cat "$T/rv.ss"); $(grep -i migrat "$T/rv.log" | tail -n 10)"
+grep -q "migration (seamless): connections all ok" "$T/rv.log" ||
+	fail "remote-viewer did not migrate seamlessly: $(grep -i migrat "$T/rv.log" | tail -n 10)"
+grep -q "$(addr_of "$src"):$port0" "$T/rv.ss" &&
+	fail "remote-viewer still holds a connection to $src: $(cat "$T/rv.ss")"
+log "a viewer linked directly followed desk to $dst seamlessly (remote-viewer: all channels migrated, $(grep -c . "$T/rv.ss") connections there)"
+kill "$RV_PID"; RV_PID=
 out=$(probe "$dst" "$port1" "$PW" 2>&1) ||
 	fail "spice-probe to desk on $dst with the ticket from $src: $out"
 log "after: the same password, ca and subject link to desk on $dst: ok"
