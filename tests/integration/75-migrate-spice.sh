@@ -52,9 +52,14 @@ for h in $HOSTS; do
 	done
 done
 
+# Users are the cluster's (etcd): added once, seen by every host.
+echo alice-pw-1 | hq h1 user add alice --password-stdin >/dev/null ||
+	fail "user add alice on h1"
 for h in $HOSTS; do
-	echo alice-pw-1 | hq "$h" user add alice --password-stdin >/dev/null ||
-		fail "user add alice on $h"
+	for i in $(seq 1 100); do
+		hq "$h" --json user list 2>/dev/null | grep -q '"alice"' && break
+		sleep 0.1
+	done
 done
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
