@@ -303,6 +303,9 @@ vm_incoming_attached(struct vm *vm)
 		return;
 	}
 	vm->mig->tls = rv == 0;
+	/* The source's viewer links here while the stream runs. */
+	vm_ticket_arm(vm, vm->mig->timeout > 0 ? vm->mig->timeout + 60 :
+	    VM_INCOMING_WAIT);
 	xasprintf(&uri, "tcp:%s:0", vm_incoming_addr());
 	qmp_execute(vm->qmp, "migrate-incoming", json_pack("{s:s}", "uri",
 	    uri), vm_incoming_step_done, vm);
@@ -356,6 +359,7 @@ vm_incoming_cont_done(struct qmp *qmp, json_t *ret, const char *errclass,
 		evtimer_del(m->timer);
 	vm_incoming_unnote(vm->def.name);
 	vm_set_state(vm, VM_RUNNING, NULL);
+	vm_ticket_settle(vm);
 	log_info("%s: migrated here from %s, running %lld ms after the "
 	    "stream ended", vm->def.name, m->peer_addr, m->resume_ms);
 	if (m->copy)
@@ -531,8 +535,9 @@ vm_incoming_disk(struct vm *vm, long long size, char **cause)
 }
 
 /*
- * migrate.prepare {name, def, storage, disk_size, from}: the VM here,
- * its QEMU waiting for the stream; done answers {uri, nbd, spice}.
+ * migrate.prepare {name, def, storage, disk_size, from, ticket}: the VM
+ * here, its QEMU waiting for the stream (with the source's SPICE
+ * password, if it had one); done answers {uri, nbd, spice}.
  */
 void
 vm_incoming_prepare(json_t *args, done_cb done, void *arg)
@@ -594,6 +599,10 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 		goto fail;
 	if (strcmp(vm->def.display, "spice") == 0 &&
 	    vm_port_alloc(vm, &cause) != 0)
+		goto fail;
+	if (json_is_object(json_object_get(args, "ticket")) &&
+	    vm_ticket_take(name, json_object_get(args, "ticket"),
+	    &cause) != 0)
 		goto fail;
 	vm->state = VM_STOPPED;
 	/* The note first: a qmpd killed after the save finds the half. */

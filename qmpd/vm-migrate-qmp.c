@@ -38,9 +38,11 @@ vm_migrate_ram(struct vm *vm)
 	spice = json_object_get(m->target, "spice");
 	/* A connected viewer follows the desktop (seamless migration). */
 	if (json_is_object(spice))
+		/* port 0: no plain port (absent, QEMU sends 65535 and
+		 * spice-gtk tries it, fails, and abandons the seamless way). */
 		qmp_execute(vm->qmp, "client_migrate_info", json_pack(
-		    "{s:s,s:O,s:O,s:O}", "protocol", "spice", "hostname",
-		    json_object_get(spice, "host"), "tls-port",
+		    "{s:s,s:O,s:i,s:O,s:O}", "protocol", "spice", "hostname",
+		    json_object_get(spice, "host"), "port", 0, "tls-port",
 		    json_object_get(spice, "tls-port"), "cert-subject",
 		    json_object_get(spice, "subject")), NULL, NULL);
 	caps = json_pack("[{s:s,s:b}]", "capability", "events", "state", 1);

@@ -133,7 +133,7 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 {
 	struct vm	*vm = arg;
 	struct vm_mig	*m = vm->mig;
-	json_t		*n, *def;
+	json_t		*n, *def, *ticket;
 	size_t		 i;
 	const char	*from;
 
@@ -164,11 +164,14 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 		return;
 	}
 	def = vm_def_to_json(&vm->def);
+	/* The viewer's password must open the target's QEMU too. */
+	ticket = vm_ticket_carry(vm->def.name);
 	/* A connection closing already: its close callback says why. */
 	(void)peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
-	    "s:I,s:s,s:i}", "name", vm->def.name, "def", def, "storage",
+	    "s:I,s:s,s:i,s:o*}", "name", vm->def.name, "def", def, "storage",
 	    m->copy ? "copy" : "shared", "disk_size", (json_int_t)m->disk_total,
-	    "from", from, "timeout", m->timeout), vm_migrate_prepared, vm);
+	    "from", from, "timeout", m->timeout, "ticket", ticket),
+	    vm_migrate_prepared, vm);
 }
 
 /*

@@ -318,6 +318,11 @@ void	 vm_ticket(struct vm *, long long ttl, const char *login, uid_t uid,
 	    done_cb, void *arg);
 int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 	    long long *at, long long *expires);
+/* A live migration takes the last ticket along (issue 14). */
+json_t	*vm_ticket_carry(const char *name);
+int	 vm_ticket_take(const char *name, json_t *, char **cause);
+void	 vm_ticket_arm(struct vm *, long long window);
+void	 vm_ticket_settle(struct vm *);
 
 /* vm-vnc.c: a VNC client connection by fd, no VNC port. */
 typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
