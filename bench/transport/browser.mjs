@@ -35,10 +35,17 @@ const ctx = await chromium.launchPersistentContext(dir, {
 });
 try {
   const page = ctx.pages()[0] || await ctx.newPage();
-  const r = await page.request.post(url + 'api/login', {
-    headers: { 'X-Qdesk': '1' }, data: { user, password },
-  });
-  if (r.status() !== 200) throw new Error('login: HTTP ' + r.status());
+  // Log in from the page, as the portal does: page.request would log in
+  // from node, whose kept-alive connection sends a TCP keep-alive each
+  // second until the broker closes it, ~1 Kbit/s that the still row
+  // counted as the console's.
+  await page.goto(url);
+  const status = await page.evaluate(async ([u, pw]) => (await fetch(
+    'api/login', { method: 'POST', headers: { 'X-Qdesk': '1',
+      'Content-Type': 'application/json' },
+    body: JSON.stringify({ user: u, password: pw }) })).status,
+  [user, password]);
+  if (status !== 200) throw new Error('login: HTTP ' + status);
   await page.goto(url + 'console.html?desktop=' + desktop);
   await page.locator('body[data-state="connected"]').waitFor({ timeout: 60000 });
   // Every blit of a changed area onto the visible canvas, timed. flip()

@@ -127,8 +127,9 @@ wl_sample() {
 # wl_browser VM WORKLOAD: noVNC in headless Chromium in the client
 # namespace; samples around its "start" and "end"; sets S0, S1, OUT.
 wl_browser() {
-	local n=$1 mode=watch line
+	local n=$1 mode=watch line closed
 	[ "$2" = keys ] && mode=keys
+	closed=$(grep -c "browser console of $n closed" "$BROKER_LOG")
 	rm -f "$T/browser.fifo"
 	mkfifo "$T/browser.fifo"
 	(cd "$BROWSER_NODE" && cp "$top/bench/transport/browser.mjs" . &&
@@ -147,6 +148,13 @@ wl_browser() {
 	wait "$WL_CLIENT"
 	WL_CLIENT=
 	[ -n "$OUT" ] || broker_fail "the browser console of $n: $(tail -5 "$T/browser.err")"
+	# The broker's own count of the console's messages (console-ws.c).
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		[ "$(grep -c "browser console of $n closed" "$BROKER_LOG")" -gt "$closed" ] && break
+		sleep 0.2
+	done
+	line=$(grep "browser console of $n closed" "$BROKER_LOG" | tail -1)
+	log "broker: ${line#*: }"
 }
 
 # wl_row WORKLOAD PATH LINK VM: one steady-state row in run's format,
