@@ -271,9 +271,10 @@ struct console_rfb {
 	unsigned char		 head[20];	/* a piece's first bytes */
 	size_t			 have;
 	uint64_t		 skip;		/* bytes of the piece to pass */
-	uint64_t		 requests;	/* the browser's update requests */
+	uint64_t		 requests;	/* the browser's update asks */
 	unsigned char		 request[10];	/* the last of them */
-	uint64_t		 count[8];	/* messages by type, 0..7 */
+	uint64_t		 count[8];	/* messages by type, 0..7 (keys:
+						   QEMU's extended ones too) */
 };
 size_t	 console_rfb_scan(struct console_rfb *, const unsigned char *buf,
 	    size_t len);

@@ -32,8 +32,9 @@ rfb_len_encodings(const unsigned char *h)
 static uint64_t
 rfb_len_cuttext(const unsigned char *h)
 {
-	uint32_t	v = ((uint32_t)h[4] << 24) | (h[5] << 16) | (h[6] << 8) |
-			    h[7];
+	uint32_t	v;
+
+	v = ((uint32_t)h[4] << 24) | (h[5] << 16) | (h[6] << 8) | h[7];
 
 	if (v & 0x80000000U)
 		v = ~v + 1;
@@ -167,6 +168,8 @@ console_rfb_piece(struct console_rfb *r)
 		}
 		if (m->type < (int)(sizeof r->count / sizeof *r->count))
 			r->count[m->type]++;
+		else if (m->type == RFB_QEMU && r->head[1] == 0)
+			r->count[RFB_KEY_EVENT]++;	/* noVNC's key events */
 		r->have = 0;
 		return (r->skip == 0);
 	}
