@@ -481,7 +481,8 @@ cluster_cmd(struct cmd_req *req)
 	if (strcmp(cmd, "vm.list") == 0)
 		return (place_list(req));
 	if (strcmp(cmd, "vm.create") == 0)
-		return (place_create(req, name));
+		return (cluster_quorum_refuse(req) ? CMD_RETURN_DONE :
+		    place_create(req, name));
 	p = cluster_place_find(name);
 	vm = vm_find(name);
 	if (p == NULL || p->def == NULL)
@@ -497,6 +498,9 @@ cluster_cmd(struct cmd_req *req)
 		    "now (no lease in etcd): no placement", cluster_name());
 		return (CMD_RETURN_DONE);
 	}
+	if ((strcmp(cmd, "vm.start") == 0 || strcmp(cmd, "vm.stop") == 0 ||
+	    strcmp(cmd, "vm.delete") == 0) && cluster_quorum_refuse(req))
+		return (CMD_RETURN_DONE);
 	if (strcmp(cmd, "vm.start") == 0)
 		return (place_start(req, p));
 	if (strcmp(cmd, "vm.stop") == 0)
@@ -519,5 +523,7 @@ cluster_cmd_start(struct cmd_req *req, const char *vm)
 		    "now (no lease in etcd): no placement", cluster_name());
 		return (CMD_RETURN_DONE);
 	}
+	if (cluster_quorum_refuse(req))
+		return (CMD_RETURN_DONE);
 	return (place_start(req, p));
 }

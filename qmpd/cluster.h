@@ -93,6 +93,28 @@ json_t		*cluster_host_list(void);
 void		 cluster_host_lost(const char *why);
 
 /*
+ * cluster-image.c: templates copied between hosts. images/T = {sha256,
+ * size, format, kind, host}, published create-only by the first host
+ * that hashed T; image.fetch T streams the file to a host that needs
+ * it, which checks size and sum before it indexes the copy.
+ */
+typedef void	(*cluster_image_cb)(const char *cause, void *arg);
+void		 cluster_image_event(const char *key, json_t *kv, int put);
+void		 cluster_image_sweep(unsigned int gen);
+void		 cluster_image_start(void);
+void		 cluster_image_stop(void);
+/* Can template name be fetched here (published, a host up that has it)? */
+int		 cluster_image_gettable(const char *name);
+/*
+ * Have template name here: 1 if it is, -1 with *cause if it cannot come,
+ * else 0 and cb fires once it came or failed (one fetch for all waiters).
+ */
+int		 cluster_image_need(const char *name, cluster_image_cb,
+		    void *arg, char **cause);
+struct cmd_req;
+enum cmd_retval	 cluster_image_serve(struct cmd_req *);
+
+/*
  * cluster-place.c: VM definitions (vms/VM) and their placement
  * (placement/VM = {"host","epoch","state"}, written only by etcd_cas),
  * as the watch keeps them; the choice of a host; this host acting on
@@ -190,6 +212,20 @@ int		 cluster_desktop_power(struct cmd_req *, struct vm *,
 		    const char *action);
 int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
 int		 cluster_desktop_assign(struct cmd_req *, const char *vm);
+
+/*
+ * cluster-quorum.c: etcd without quorum does not fence. While renewals
+ * fail, every etcd member is asked; proof that none can lead keeps the
+ * desktops running past the lease's end (cluster_quorum_until: until
+ * when they may run, given the lease's held_until) and refuses
+ * placement with one line (cluster_quorum_refuse: 1, replied).
+ */
+struct etcd_keeper;
+void		 cluster_quorum_start(void);
+long long	 cluster_quorum_until(long long held);
+int		 cluster_quorum_refuse(struct cmd_req *);
+/* This host's lease keeper (cluster-host.c), NULL when not joined. */
+struct etcd_keeper *cluster_host_keeper(void);
 
 /*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was

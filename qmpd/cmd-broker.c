@@ -555,7 +555,7 @@ cmd_broker_desktop_json(struct vm *vm)
 	json_t	*spice = json_null();
 
 	if (strcmp(vm->def.display, "spice") == 0)
-		spice = json_pack("{s:s,s:i}", "host", vm->def.listen, "port",
+		spice = json_pack("{s:s,s:i}", "host", vm_spice_addr(vm), "port",
 		    vm->def.spice_port);
 	return (json_pack("{s:s,s:s,s:s?,s:o}", "name", vm->def.name, "state",
 	    vm_state_name(vm->state), "pool", vm->def.pool, "spice", spice));

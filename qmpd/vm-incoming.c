@@ -128,7 +128,7 @@ vm_incoming_ready(struct vm *vm, int nbd_port)
 
 	if (strcmp(vm->def.display, "spice") == 0)
 		spice = json_pack("{s:s,s:i,s:s}", "host",
-		    qmpd->cluster != NULL ? vm_incoming_addr() : vm->def.listen,
+		    vm_spice_addr(vm),
 		    "tls-port", vm->def.spice_port, "subject",
 		    spice_tls_subject(vm) != NULL ? spice_tls_subject(vm) : "");
 	if (nbd_port > 0)

@@ -111,12 +111,12 @@ vm_ticket_reply(struct vm_ticket_req *t, struct vm *vm)
 
 	if (vm->spice_tls)
 		xasprintf(&uri, "spice://%s?tls-port=%d&password=%s",
-		    vm->def.listen, vm->def.spice_port, t->password);
+		    vm_spice_addr(vm), vm->def.spice_port, t->password);
 	else
-		xasprintf(&uri, "spice://%s:%d?password=%s", vm->def.listen,
+		xasprintf(&uri, "spice://%s:%d?password=%s", vm_spice_addr(vm),
 		    vm->def.spice_port, t->password);
 	r = json_pack("{s:s,s:s,s:i,s:s,s:I,s:b}", "uri", uri, "host",
-	    vm->def.listen, "port", vm->def.spice_port, "password",
+	    vm_spice_addr(vm), "port", vm->def.spice_port, "password",
 	    t->password, "expires", (json_int_t)t->expires, "tls",
 	    vm->spice_tls);
 	if (vm->spice_tls) {

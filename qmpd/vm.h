@@ -141,6 +141,7 @@ struct vm_runtime_paths {
 	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
+	const char	*spice_addr;	/* SPICE listens here; NULL: def's */
 	int		 nvram_fd;	/* OVMF vars, opened by qmpd; -1 none */
 	int		 tpm_fd;	/* swtpm's control socket; -1 none */
 	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
@@ -524,5 +525,6 @@ void	 vm_incoming_completed(struct vm *);
 void	 vm_incoming_finish(struct vm *, json_t *args, done_cb, void *arg);
 int	 vm_incoming_abort(struct vm *, const char *why, char **cause);
 const char *vm_incoming_addr(void);
+const char *vm_spice_addr(const struct vm *);
 
 #endif
