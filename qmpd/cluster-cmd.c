@@ -419,7 +419,7 @@ place_delete(struct cmd_req *req, struct cluster_place *p)
 {
 	struct place_op	*op;
 	struct vm	*vm = vm_find(p->name);
-	char		*kd, *kp;
+	char		*kd, *kp, *ko;
 
 	if (cluster_place_running(p) || (vm != NULL && vm_is_active(vm))) {
 		cmd_error(req, ERR_STATE, "VM %s is running on %s: stop it "
@@ -432,11 +432,15 @@ place_delete(struct cmd_req *req, struct cluster_place *p)
 	op->name = xstrdup(p->name);
 	kd = cluster_key("vms/%s", p->name);
 	kp = cluster_key("placement/%s", p->name);
+	/* Its assignment (userdb-etcd.c's owners/) goes with it. */
+	ko = cluster_key("owners/%s", p->name);
 	etcd_txn(cluster_etcd, json_pack("[o]", etcd_cmp_mod_revision(kd,
-	    p->def_rev)), json_pack("[o,o]", etcd_op_delete(kd, 0),
-	    etcd_op_delete(kp, 0)), NULL, place_delete_cb, op);
+	    p->def_rev)), json_pack("[o,o,o]", etcd_op_delete(kd, 0),
+	    etcd_op_delete(kp, 0), etcd_op_delete(ko, 0)), NULL,
+	    place_delete_cb, op);
 	free(kd);
 	free(kp);
+	free(ko);
 	return (CMD_RETURN_WAIT);
 }
 

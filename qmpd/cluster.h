@@ -168,6 +168,9 @@ int		 cluster_migrate_switch(const char *name, const char *from,
 		    void *arg, char **cause);
 void		 cluster_migrate_resume(const char *name,
 		    void (*)(const char *, int, void *), void *arg);
+void		 cluster_migrate_where(const char *name,
+		    void (*)(const char *, const char *, const char *, void *),
+		    void *);
 
 /*
  * cluster-drain.c: host drain --live, here or asked of the host by its
@@ -202,16 +205,29 @@ int		 cluster_cmd_start(struct cmd_req *, const char *vm);
 /*
  * cluster-desktop.c: office users' desktops in cluster mode. The broker's
  * start goes through placement like vm.start (-1: the local action is
- * right); a desktop not here answers with the host it is on; a desktop
- * defined in etcd is assigned on its placed (else pinned) host, which
- * makes its local record, stopped, then (-1 from cluster_desktop_assign:
- * no such VM in the cluster either).
+ * right); a desktop not here answers with the host it is on, or is
+ * placed by a start if it is the user's and nowhere yet. Assignments
+ * are etcd's (userdb.h), so any host assigns a desktop etcd defines.
  */
 struct vm;
 int		 cluster_desktop_power(struct cmd_req *, struct vm *,
 		    const char *action);
 int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
-int		 cluster_desktop_assign(struct cmd_req *, const char *vm);
+int		 cluster_desktop_defined(const char *vm);
+json_t		*cluster_desktop_json(const char *vm);
+
+/*
+ * cluster-pool.c: pools in cluster mode: pools/NAME and members vms/NAME-N
+ * in etcd, a checkout is owners/VM created by CAS; every host resets and
+ * stops the members it holds. cmd-pool.c calls these in a cluster.
+ */
+enum cmd_retval	 cluster_pool_create(struct cmd_req *, json_t *pool);
+json_t		*cluster_pool_json(json_t *pool);
+enum cmd_retval	 cluster_pool_acquire(struct cmd_req *, const char *dept);
+enum cmd_retval	 cluster_pool_release(struct cmd_req *);
+void		 cluster_pool_event(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+void		 cluster_pool_kick(void);
 
 /*
  * cluster-quorum.c: etcd without quorum does not fence. While renewals

@@ -427,7 +427,7 @@ void	 vm_nic_deleted(struct vm *, json_t *data);
 void	 vm_nic_stopped(struct vm *);
 
 /*
- * vm-migrate.c (the source) and vm-incoming.c (the target): a live
+ * vm-migrate*.c (the source) and vm-incoming.c (the target): a live
  * migration (issue 14). The source drives: it asks the target's qmpd
  * (peer.c) to prepare the same VM with -incoming defer, copies the disk
  * over NBD when asked, then migrates RAM over QMP, never waiting on the
@@ -490,7 +490,7 @@ struct vm_mig {
 #define VM_MIG_POSTMIGRATE	"postmigrate: migrated away while qmpd was " \
 	"down; not resumed here (the target may run it): vm kill this copy"
 
-/* vm-migrate.c: the source's state machine, and what both sides share. */
+/* vm-migrate*.c: the source's state machine, and what both sides share. */
 void	 vm_migrate(struct vm *, json_t *args, done_cb, void *arg);
 void	 vm_migrate_free(struct vm *);
 void	 vm_migrate_json(const struct vm *, json_t *);
@@ -510,6 +510,10 @@ struct qmp;
 int	 vm_migrate_tls(struct vm *, int server, const char *hostname,
 	    void (*)(struct qmp *, json_t *, const char *, const char *,
 	    void *), char **cause);
+int	 vm_migrate_tls_peer(struct vm *, json_t *target,
+	    void (*)(struct qmp *, json_t *, const char *, const char *,
+	    void *), char **cause);
+const char *vm_migrate_tls_id(void);
 /*
  * The switchover's placement step, on the target (one function, for the
  * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run
@@ -526,5 +530,12 @@ void	 vm_incoming_finish(struct vm *, json_t *args, done_cb, void *arg);
 int	 vm_incoming_abort(struct vm *, const char *why, char **cause);
 const char *vm_incoming_addr(void);
 const char *vm_spice_addr(const struct vm *);
+void	 vm_incoming_takeover(struct vm *);
+/* vm-incoming-recover.c: a half found by a restarted qmpd. */
+int	 vm_incoming_note(const struct vm *, char **cause);
+void	 vm_incoming_unnote(const char *name);
+void	 vm_incoming_recover(void);
+void	 vm_incoming_recover_dead(void);
+void	 vm_incoming_reattached(struct vm *);
 
 #endif
