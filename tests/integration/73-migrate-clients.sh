@@ -79,16 +79,16 @@ for h in $HOSTS; do
 		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
 		sleep 0.1
 	done
-	echo alice-pw-1 | hq "$h" user add alice --password-stdin >/dev/null ||
-		fail "user add alice on $h"
 done
+# Users and assignments are the cluster's (etcd): added once, on h1.
+echo alice-pw-1 | hq h1 user add alice --password-stdin >/dev/null ||
+	fail "user add alice on h1"
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
 case $src in h1|h2) ;; *) fail "desk runs on '$src'" ;; esac
-# Assignments are kept per host: on the host desk is placed on.
-hqq "$src" desktop assign alice desk >/dev/null
+hqq h1 desktop assign alice desk >/dev/null
 dst=$(other "$src")
 hwait_console "$src" desk "QDESK GUEST READY" 120
 hwait_console "$src" desk "# " 30
