@@ -269,13 +269,62 @@ cluster_pool_acq_free(struct cluster_pool_acq *a)
 	free(a);
 }
 
-/* The member is the user's: start it through placement (or it runs). */
-static void
-cluster_pool_acq_start(struct cluster_pool_acq *a)
-{
-	struct cmd_req	*req = a->req;
-	char		*vm = a->vm;
+/* A claim to give back if the start it led to fails. */
+struct cluster_pool_claim {
+	char	*vm;
+	char	*login;
+};
 
+/*
+ * The start of a member just claimed (or of a floating one the user
+ * had) ended: on failure owners/VM goes again, by CAS and only if it is
+ * still this user's, so the next login can get a desktop; the user was
+ * told the start's error.
+ */
+static void
+cluster_pool_start_ended(void *arg, const char *errclass, const char *desc)
+{
+	struct cluster_pool_claim	*c = arg;
+	json_t				*own;
+	const char			*owner;
+	char				*what;
+
+	if (errclass != NULL) {
+		own = userdb_get(USERDB_OWNERS, c->vm);
+		owner = json_string_value(json_object_get(own, "login"));
+		if (owner != NULL && strcmp(owner, c->login) == 0) {
+			log_warnx("cluster: %s: start for %s failed (%s): "
+			    "claim released", c->vm, c->login, desc);
+			xasprintf(&what, "cluster: %s: claim of %s released",
+			    c->vm, c->login);
+			userdb_del(USERDB_OWNERS, c->vm, userdb_log_cb, what);
+		}
+		json_decref(own);
+	}
+	free(c->vm);
+	free(c->login);
+	free(c);
+}
+
+/*
+ * The member is the user's: start it through placement (or it runs).
+ * release: give the claim back if the start fails (a fresh claim, or a
+ * floating member; a dedicated one the user had stays theirs).
+ */
+static void
+cluster_pool_acq_start(struct cluster_pool_acq *a, int release)
+{
+	struct cmd_req			*req = a->req;
+	struct cluster_pool_claim	*c;
+	char				*vm = a->vm;
+
+	if (release) {
+		c = xcalloc(1, sizeof *c);
+		c->vm = xstrdup(vm);
+		c->login = xstrdup(a->login);
+		req->ended = cluster_pool_start_ended;
+		req->ended_arg = c;
+	}
 	a->vm = NULL;
 	cluster_pool_acq_free(a);
 	if (cluster_cmd_start(req, vm) == -1)
@@ -313,7 +362,7 @@ cluster_pool_claim_cb(void *arg, const char *errclass, const char *cause)
 	f = json_pack("{s:s,s:s}", "login", a->login, "pool", a->pool);
 	notify_emit("desktop.assigned", a->vm, f);
 	json_decref(f);
-	cluster_pool_acq_start(a);
+	cluster_pool_acq_start(a, 1);
 }
 
 /* Pick among the pools the user may use, then claim or start. */
@@ -323,6 +372,7 @@ cluster_pool_acq_try(struct cluster_pool_acq *a)
 	struct cluster_pool_pick	 k;
 	json_t				*rec;
 	char				*cause = NULL;
+	int				 floating;
 
 	memset(&k, 0, sizeof k);
 	k.acq = a;
@@ -341,7 +391,10 @@ cluster_pool_acq_try(struct cluster_pool_acq *a)
 	if (k.mine != NULL) {
 		a->vm = xstrdup(k.mine->name);
 		a->pool = xstrdup(cluster_pool_of(k.mine));
-		cluster_pool_acq_start(a);
+		rec = userdb_get(DB_POOLS, a->pool);
+		floating = rec != NULL && cluster_pool_floating(rec);
+		json_decref(rec);
+		cluster_pool_acq_start(a, floating);
 		return;
 	}
 	if (k.best == NULL) {

@@ -172,6 +172,8 @@ out:
 static void
 cmd_req_free(struct cmd_req *req)
 {
+	if (req->ended != NULL)
+		req->ended(req->ended_arg, NULL, NULL);
 	if (req->client != NULL)
 		client_req_remove(req->client, req);
 	json_decref(req->id);
@@ -239,6 +241,10 @@ cmd_error(struct cmd_req *req, const char *errclass, const char *fmt, ...)
 	va_end(ap);
 	if (req->client != NULL)
 		cmd_send_error(req->client, req->id, errclass, desc);
+	if (req->ended != NULL) {
+		req->ended(req->ended_arg, errclass, desc);
+		req->ended = NULL;
+	}
 	free(desc);
 	cmd_req_free(req);
 }

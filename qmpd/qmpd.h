@@ -168,6 +168,14 @@ struct cmd_req {
 	json_t			*id;
 	const struct cmd_entry	*entry;
 	json_t			*args;
+	/*
+	 * Told once how the request ended (errclass NULL: a reply), just
+	 * before it is freed: a model that must undo on failure (a pool's
+	 * claim when the start it led to failed) without owning the answer.
+	 */
+	void			(*ended)(void *arg, const char *errclass,
+				    const char *desc);
+	void			*ended_arg;
 	TAILQ_ENTRY(cmd_req)	 entry_client;
 };
 
