@@ -528,6 +528,7 @@ cluster_place_event(const char *key, json_t *kv, int put)
 			log_warnx("cluster: %s: %s", name, cause);
 			free(cause);
 		}
+		cluster_pool_kick();	/* a pool member that still runs */
 	} else {
 		json_decref(p->pl);
 		p->pl = v;

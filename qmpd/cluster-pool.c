@@ -28,7 +28,6 @@
 #include "vm.h"
 #include "xmalloc.h"
 
-#define CLUSTER_POOL_MAX_SIZE	100	/* one etcd transaction makes them */
 #define CLUSTER_POOL_TRIES	8	/* checkouts lost to other hosts */
 
 static struct event	*cluster_pool_ev;
@@ -143,7 +142,7 @@ cluster_pool_create(struct cmd_req *req, json_t *pool)
 				    pool, "name"));
 	int64_t			 i, size = json_integer_value(
 				    json_object_get(pool, "size"));
-	json_t			*cmp, *ops, *args, *rec;
+	json_t			*cmp, *ops;
 	struct cluster_pool_op	*op;
 	char			 name[VM_NAME_MAX], *key, *val;
 
@@ -169,17 +168,7 @@ cluster_pool_create(struct cmd_req *req, json_t *pool)
 			json_decref(ops);
 			return (CMD_RETURN_DONE);
 		}
-		args = pool_desktop_args(pool, name);
-		rec = json_pack("{s:o,s:n,s:I,s:s}", "def", args, "host",
-		    "created", (json_int_t)cluster_wall_ms(), "by",
-		    cluster_name());
-		key = cluster_key("vms/%s", name);
-		val = json_dumps(rec, JSON_COMPACT);
-		json_array_append_new(cmp, etcd_cmp_mod_revision(key, 0));
-		json_array_append_new(ops, etcd_op_put(key, val, 0));
-		json_decref(rec);
-		free(key);
-		free(val);
+		cluster_pool_member_put(cmp, ops, pool, name);
 	}
 	op = xcalloc(1, sizeof *op);
 	op->req = req;
@@ -607,18 +596,81 @@ warn:
 	free(cause);
 }
 
+/*
+ * A local pool desktop whose definition left etcd (pool resize down or
+ * rm while it still ran): kill it, then remove it with its disk. 1 if
+ * vm was one.
+ */
+static int
+cluster_pool_orphan(struct vm *vm)
+{
+	struct cluster_place	*p;
+	char			*cause = NULL;
+
+	if (vm->def.pool == NULL || cluster_gen == 0 || !cluster_host_joined())
+		return (0);
+	if ((p = cluster_place_find(vm->def.name)) != NULL && p->def != NULL)
+		return (0);
+	if (vm_is_active(vm)) {
+		if (vm->stop_asked == 3)
+			return (1);
+		log_info("cluster: %s: no longer in pool %s: killing it",
+		    vm->def.name, vm->def.pool);
+		if (vm_kill(vm, &cause) != 0)
+			goto warn;
+		return (1);
+	}
+	log_info("cluster: %s: no longer in pool %s: removed",
+	    vm->def.name, vm->def.pool);
+	if (vm_delete(vm, &cause) != 0)
+		goto warn;
+	return (1);
+warn:
+	log_warnx("cluster: %s: %s", vm->def.name, cause);
+	free(cause);
+	return (1);
+}
+
+/* pool set --profile reached the member's definition: this copy too. */
+static void
+cluster_pool_profile(struct vm *vm, struct cluster_place *p)
+{
+	const char	*name = json_string_value(json_object_get(
+			    cluster_place_def(p), "profile"));
+	enum vm_profile	 prof, old = vm->def.profile;
+	char		*cause = NULL;
+
+	if (name == NULL || vm_profile_from_name(name, &prof) != 0 ||
+	    prof == old)
+		return;
+	vm->def.profile = prof;
+	if (vm_save(vm, &cause) != 0) {
+		vm->def.profile = old;
+		log_warnx("cluster: %s: profile %s not saved: %s",
+		    vm->def.name, name, cause);
+		free(cause);
+		return;
+	}
+	log_info("cluster: %s: profile %s from next start", vm->def.name,
+	    name);
+}
+
 static void
 cluster_pool_run(evutil_socket_t fd, short events, void *arg)
 {
-	struct vm	*vm, *vm1;
-	json_t		*own, *pool;
-	char		*cause = NULL;
+	struct vm		*vm, *vm1;
+	struct cluster_place	*p;
+	json_t			*own, *pool;
+	char			*cause = NULL;
 
 	if (cluster_fencing())
 		return;
 	TAILQ_FOREACH_SAFE(vm, &vms, entry, vm1) {
-		if (cluster_pool_held(vm) == NULL)
+		if (cluster_pool_orphan(vm))
 			continue;
+		if ((p = cluster_pool_held(vm)) == NULL)
+			continue;
+		cluster_pool_profile(vm, p);
 		own = userdb_get(USERDB_OWNERS, vm->def.name);
 		pool = userdb_get(DB_POOLS, vm->def.pool);
 		if (json_is_true(json_object_get(own, "dirty")))
@@ -668,8 +720,12 @@ cluster_pool_event(const char *event, const char *name, json_t *fields,
 	const char	*state;
 
 	if (strcmp(event, "vm.state") != 0 || name == NULL ||
-	    (vm = vm_find(name)) == NULL || cluster_pool_held(vm) == NULL)
+	    (vm = vm_find(name)) == NULL || vm->def.pool == NULL)
 		return;
+	if (cluster_pool_held(vm) == NULL) {
+		cluster_pool_kick();	/* an orphan, once stopped, goes */
+		return;
+	}
 	state = json_string_value(json_object_get(fields, "state"));
 	if (state != NULL && (strcmp(state, "stopped") == 0 ||
 	    strcmp(state, "crashed") == 0)) {

@@ -225,6 +225,15 @@ enum cmd_retval	 cluster_pool_create(struct cmd_req *, json_t *pool);
 json_t		*cluster_pool_json(json_t *pool);
 enum cmd_retval	 cluster_pool_acquire(struct cmd_req *, const char *dept);
 enum cmd_retval	 cluster_pool_release(struct cmd_req *);
+/* One etcd transaction (at most 128 operations) makes a pool's members. */
+#define CLUSTER_POOL_MAX_SIZE	100
+/* cluster-pool-admin.c: pool resize, rm and set, one transaction each. */
+enum cmd_retval	 cluster_pool_resize(struct cmd_req *, json_t *pool,
+		    int64_t size);
+enum cmd_retval	 cluster_pool_rm(struct cmd_req *, json_t *pool);
+enum cmd_retval	 cluster_pool_set(struct cmd_req *, json_t *pool);
+void		 cluster_pool_member_put(json_t *cmp, json_t *ops,
+		    json_t *pool, const char *name);
 void		 cluster_pool_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 void		 cluster_pool_kick(void);

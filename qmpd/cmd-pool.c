@@ -3,7 +3,7 @@
  * a pool's record in DB_POOLS, its desktops made and removed here, handed
  * out and taken back through pool.c. In a cluster the pool and its
  * members are etcd's and cluster-pool.c does the work after the same
- * checks; resize, rm and set are single-host only for now.
+ * checks (cluster-pool-admin.c for resize, rm and set).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,17 +255,6 @@ cmd_pool_show(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
-/* resize, rm and set of a cluster's pool: not yet (one line why). */
-static int
-cmd_pool_single(struct cmd_req *req)
-{
-	if (qmpd->cluster == NULL)
-		return (0);
-	cmd_error(req, ERR_STATE, "%s: a cluster's pools keep the size and "
-	    "settings they were created with for now", req->entry->name);
-	return (-1);
-}
-
 /* Up: new clones. Down: only free desktops go; in use ones stay. */
 static enum cmd_retval
 cmd_pool_resize(struct cmd_req *req)
@@ -275,17 +264,23 @@ cmd_pool_resize(struct cmd_req *req)
 	const char	*pname;
 	struct vm	*vm;
 	char		*cause = NULL;
-	int		 have = 0, freeable = 0, n;
+	int		 have = 0, freeable = 0, n, max;
+	enum cmd_retval	 r;
 
-	if (cmd_pool_single(req) != 0)
-		return (CMD_RETURN_DONE);
 	if ((pool = cmd_pool_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	pname = json_string_value(json_object_get(pool, "name"));
-	if (size < 1 || size > CMD_POOL_MAX_SIZE) {
-		cmd_error(req, ERR_ARG, "size must be 1 to %d",
-		    CMD_POOL_MAX_SIZE);
+	max = qmpd->cluster != NULL ? CLUSTER_POOL_MAX_SIZE :
+	    CMD_POOL_MAX_SIZE;
+	if (size < 1 || size > max) {
+		cmd_error(req, ERR_ARG, "size must be 1 to %d%s", max,
+		    qmpd->cluster != NULL ? " in a cluster" : "");
 		goto out;
+	}
+	if (qmpd->cluster != NULL) {
+		r = cluster_pool_resize(req, pool, size);
+		json_decref(pool);
+		return (r);
 	}
 	TAILQ_FOREACH(vm, &vms, entry) {
 		if (!pool_has(vm, pname) || vm->def.pool_doomed)
@@ -338,14 +333,17 @@ cmd_pool_rm(struct cmd_req *req)
 	const char	*pname;
 	struct vm	*vm;
 	char		*cause = NULL, *list;
+	enum cmd_retval	 r;
 
-	if (cmd_pool_single(req) != 0) {
-		json_decref(users);
-		return (CMD_RETURN_DONE);
-	}
 	if ((pool = cmd_pool_lookup(req)) == NULL) {
 		json_decref(users);
 		return (CMD_RETURN_DONE);
+	}
+	if (qmpd->cluster != NULL) {
+		r = cluster_pool_rm(req, pool);
+		json_decref(users);
+		json_decref(pool);
+		return (r);
 	}
 	pname = json_string_value(json_object_get(pool, "name"));
 	TAILQ_FOREACH(vm, &vms, entry)
@@ -383,9 +381,8 @@ cmd_pool_set(struct cmd_req *req)
 	json_t		*pool, *v;
 	const char	*pname;
 	char		*cause = NULL;
+	enum cmd_retval	 r;
 
-	if (cmd_pool_single(req) != 0)
-		return (CMD_RETURN_DONE);
 	if ((pool = cmd_pool_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	pname = json_string_value(json_object_get(pool, "name"));
@@ -418,6 +415,11 @@ cmd_pool_set(struct cmd_req *req)
 		if (cmd_pool_profile_check(req) != 0)
 			goto out;
 		json_object_set(pool, "profile", v);
+	}
+	if (qmpd->cluster != NULL) {
+		r = cluster_pool_set(req, pool);
+		json_decref(pool);
+		return (r);
 	}
 	if (db_put(qmpd->db, DB_POOLS, pname, pool, &cause) != 0) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);

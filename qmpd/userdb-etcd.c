@@ -259,6 +259,12 @@ userdb_etcd_rev(const char *table, const char *key)
 	    key), "rev")));
 }
 
+int64_t
+userdb_etcd_revision(const char *table, const char *key)
+{
+	return (userdb_etcd_rev(table, key));
+}
+
 static void
 userdb_etcd_put(const char *table, const char *key, json_t *rec, int flags,
     userdb_cb cb, void *arg)

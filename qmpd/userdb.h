@@ -10,6 +10,8 @@
 #ifndef QDESK_USERDB_H
 #define QDESK_USERDB_H
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 /* Tables: DB_USERS, DB_DEPTS, DB_POOLS (db.h) and these, etcd only. */
@@ -64,5 +66,7 @@ void	 userdb_log_cb(void *arg, const char *errclass, const char *cause);
 /* userdb-etcd.c: the watch's events for users/, depts/, ... and sweep. */
 int	 userdb_etcd_event(const char *key, json_t *kv, int put);
 void	 userdb_etcd_sweep(unsigned int gen);
+/* The key's mod_revision in the view, for a transaction: 0 if none. */
+int64_t	 userdb_etcd_revision(const char *table, const char *key);
 
 #endif
