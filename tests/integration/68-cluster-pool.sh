@@ -14,6 +14,9 @@
 # on h1 logs in and reaches a desktop pinned to h2 that h3 assigned;
 # an assignment goes when its VM is deleted. Bad
 # input: a pool on an unknown template, a user or pool that exists.
+# Then pool resize up and down across hosts (never a desktop in use), a
+# failed start that releases its claim, pool set, and pool rm refused
+# while a desktop is in use, accepted once it is free.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -261,5 +264,94 @@ hqq h3 desktop assign u3 solo2 >/dev/null
 hqq h2 vm delete solo2 >/dev/null
 [ -z "$(eget owners/solo2)" ] || fail "owners/solo2 after vm delete: $(eget owners/solo2)"
 log "assigned and unassigned from any host (owners/ in etcd), gone with its VM: ok"
+# Resize across hosts: lin (6, all in use) grows to 8 on h1 (lin-7 and
+# lin-8 defined in etcd, free everywhere); the user who was told none is
+# free now gets one through h3; h2 cannot shrink it below the 7 in use,
+# shrinking to 7 on h3 removes the free one only (gone from etcd and from
+# every host).
+hqq h1 pool resize lin 8 >/dev/null
+for h in $HOSTS; do
+	until_ok 10 "$h sees pool lin with 8 desktops, 2 free" \
+	    "[ \"\$(hq $h --json pool show lin | jq -c '[.count, .free, .size]')\" = '[8,2,8]' ]"
+done
+loser=r1; [ "$winner" = r1 ] && loser=r2
+acquire_pool() {
+	python3 - "$1" "$2" "${3:-}" <<'EOF2'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(200); s.connect(sys.argv[1])
+f = s.makefile("rw"); f.readline()
+args = {"login": sys.argv[2]}
+if sys.argv[3]: args["pool"] = sys.argv[3]
+f.write(json.dumps({"id": 1, "cmd": "desktop.acquire", "args": args}) + "\n"); f.flush()
+print(f.readline().strip())
+EOF2
+}
+got=$(acquire_pool "$h3_SOCKET" "$loser" | jq -r '.return.name // .error.desc')
+case "$got" in lin-7|lin-8) ;; *) fail "$loser after the resize got: $got";; esac
+[ "$(runs_on "$got" | wc -w)" = 1 ] || fail "$got runs on '$(runs_on "$got")'"
+spare=lin-8; [ "$got" = lin-8 ] && spare=lin-7
+out=$(hq h2 pool resize lin 6 2>&1) && fail "lin shrank below its desktops in use: $out"
+[ "$out" = "qdesk: InvalidState: pool lin has 7 desktops in use or being reset: it cannot shrink below 7 now" ] ||
+	fail "lin resize 6 said: $out"
+hqq h3 pool resize lin 7 >/dev/null
+[ -z "$(eget "vms/$spare")" ] || fail "vms/$spare after the shrink: $(eget "vms/$spare")"
+[ -n "$(eget "vms/$got")" ] || fail "vms/$got (in use) went with the shrink"
+for h in $HOSTS; do
+	until_ok 10 "$h sees pool lin with 7, all in use, $spare gone" \
+	    "[ \"\$(hq $h --json pool show lin | jq -c '[.count, .free, .size]')\" = '[7,0,7]' ] &&
+	     ! hq $h vm show $spare >/dev/null 2>&1"
+done
+log "pool lin resized 6 -> 8 on h1, $loser got $got via h3, a shrink below the 7 in use refused on h2, to 7 on h3 removed $spare only: ok"
+
+# A start that fails gives the claim back: pool bad's one desktop boots
+# a kernel that is gone; u7's login gets the start's error in one
+# line and owners/bad-1 goes, so a second login fails the same way (not
+# "none free"). pool set works in a cluster; pool rm is refused while
+# the desktop is u7's and accepted once it is free.
+echo junk >"$T/gone-kernel"
+hqq h2 pool create bad --template tpl --size 1 --mode floating --accel kvm \
+    --memory 32 --display none --kernel "$T/gone-kernel" >/dev/null
+rm -f "$T/gone-kernel"
+until_ok 10 "h3 sees pool bad" "hq h3 pool show bad >/dev/null 2>&1"
+for try in 1 2; do
+	res=$(acquire_pool "$h3_SOCKET" u7 bad)
+	cls=$(echo "$res" | jq -r '.error.class // "none"')
+	desc=$(echo "$res" | jq -r '.error.desc // ""')
+	[ "$cls" != none ] && [ "$cls" != Busy ] && [ "$(printf '%s' "$desc" | wc -l)" = 0 ] ||
+		fail "login $try of u7 to pool bad: $res"
+	until_ok 10 "owners/bad-1 released after failed start $try" "[ -z \"\$(eget owners/bad-1)\" ]"
+done
+hqq h1 pool set bad --grace 30 --on-disconnect shutdown >/dev/null
+until_ok 10 "h2 sees pool bad's new settings" \
+    "[ \"\$(hq h2 --json pool show bad | jq -c '[.grace, .on_disconnect]')\" = '[30,\"shutdown\"]' ]"
+log "a failed start releases the claim (u7 told: $desc); pool set from h1 seen on h2: ok"
+
+hqq h1 pool create two --template tpl --size 2 --mode floating --accel kvm \
+    --memory 32 --display none >/dev/null
+until_ok 10 "h2 sees pool two" "hq h2 pool show two >/dev/null 2>&1"
+t=$(acquire_pool "$h2_SOCKET" u7 two | jq -r '.return.name // .error.desc')
+case "$t" in two-1|two-2) ;; *) fail "u7 from pool two got: $t";; esac
+out=$(hq h3 pool rm two 2>&1) && fail "pool two removed while $t is u7's"
+echo "$out" | grep -q "pool two has desktops in use: \[\"$t (u7)\"\]" || fail "pool rm two said: $out"
+python3 - "$h3_SOCKET" "$t" <<'EOF2' >/dev/null
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(60); s.connect(sys.argv[1])
+f = s.makefile("rw"); f.readline()
+f.write(json.dumps({"id": 1, "cmd": "desktop.release", "args": {"login": "u7", "vm": sys.argv[2]}}) + "\n"); f.flush()
+print(f.readline().strip())
+EOF2
+until_ok 10 "owners/$t gone after the release" "[ -z \"\$(eget owners/$t)\" ]"
+hqq h3 pool rm two >/dev/null
+hqq h2 pool rm bad >/dev/null
+for k in pools/two vms/two-1 vms/two-2 placement/$t pools/bad vms/bad-1; do
+	until_ok 10 "$k gone from etcd" "[ -z \"\$(eget $k)\" ]"
+done
+for h in $HOSTS; do
+	until_ok 60 "$h has no desktop of pools two and bad" \
+	    "! hq $h vm show $t >/dev/null 2>&1 && ! hq $h vm show bad-1 >/dev/null 2>&1 &&
+	     ! hq $h pool show two >/dev/null 2>&1"
+done
+until_ok 30 "$t (running when its pool went) killed" "[ -z \"\$(runs_on $t)\" ]"
+log "pool rm refused while $t is u7's, accepted once free (its running desktop killed and removed where it ran): ok"
 ok=1
 exit 0
