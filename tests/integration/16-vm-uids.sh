@@ -10,6 +10,8 @@
 . "$(dirname "$0")/lib.sh"
 
 command -v setpriv >/dev/null || fail "no setpriv (util-linux)"
+# qmpd's own default range, which no other test's qmpd uses meanwhile.
+vm_uids_default
 start_qmpd
 accel=tcg
 q --json status | jq -e '.accels | index("kvm")' >/dev/null && accel=kvm

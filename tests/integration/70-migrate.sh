@@ -32,8 +32,11 @@ cleanup2() {
 q2() { QDESK_SOCKET=$STATE2/qmpd.sock "$QDESK_BIN" "$@"; }
 A=unix:$STATE/qmpd.sock
 B=unix:$STATE2/qmpd.sock
-start_qmpd --vm-uids 2000090000-2000090999
-"$QMPD" -f -v --state-dir "$STATE2" --vm-uids 2000091000-2000091999 \
+# (This test's slot of uids, lib.sh, in halves.)
+UIDS_A=$VM_UIDS_FIRST-$((VM_UIDS_FIRST + 499))
+UIDS_B=$((VM_UIDS_FIRST + 500))-$VM_UIDS_LAST
+start_qmpd --vm-uids "$UIDS_A"
+"$QMPD" -f -v --state-dir "$STATE2" --vm-uids "$UIDS_B" \
     >>"$T/qmpd2.log" 2>&1 &
 QMPD2_PID=$!
 for i in $(seq 1 400); do
@@ -107,7 +110,7 @@ done
 grep -c "QDESK GUEST READY" "$STATE2/vms/desk/serial.log" | grep -qx 0 ||
 	fail "the guest booted again on B"
 pid_b=$(q2 --json vm show desk | jq -r .pid)
-[ "$(stat -c %u /proc/$pid_b)" -ge 2000091000 ] || fail "B's QEMU is not one of B's uids"
+[ "$(stat -c %u /proc/$pid_b)" -ge "${UIDS_B%-*}" ] || fail "B's QEMU is not one of B's uids"
 
 # 2. --storage copy, B to A: the disk is mirrored into A's state dir.
 follow "$T/follow2" "$STATE2" "$STATE"
@@ -228,7 +231,7 @@ for i in $(seq 1 300); do
 	sleep 0.1
 done
 [ "$(q2 --json vm show desk | jq -r .state)" = running ] || fail "the target does not run desk after the source qmpd died"
-start_qmpd --vm-uids 2000090000-2000090999
+start_qmpd --vm-uids "$UIDS_A"
 for i in $(seq 1 100); do
 	[ "$(vm_field desk state)" = paused ] && break
 	sleep 0.1
