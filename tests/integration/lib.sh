@@ -19,15 +19,18 @@ export QDESK_SOCKET=$STATE/qmpd.sock
 
 log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
 
-# A VM uid range of this test's own. qmpd gives a new VM the lowest uid of
-# its range that no process runs as, so two qmpds on one range (tests run
-# side by side, or another checkout's) can hand out the same uid before
-# either QEMU runs. A test holds slot N (uids 2000100000 + N*1000, 1000 of
-# them, outside qmpd's default range) by a lock on a file named after it,
-# for as long as it or anything it started lives; every qmpd it starts
-# through $QMPD gets that range unless its command line names one.
-# VM_UIDS_FIRST..VM_UIDS_LAST is the slot; the default range is
-# vm_uids_default's (a lock of its own, held until exit).
+# A VM uid range and SPICE port range of this test's own. qmpd gives a
+# new VM the lowest uid of its range that no process runs as, and the
+# lowest SPICE port nothing listens on, so two qmpds on one range (tests
+# run side by side, or another checkout's) can hand out the same uid or
+# port before either QEMU runs. A test holds slot N (uids 2000100000 +
+# N*1000, 1000 of them, outside qmpd's default range; SPICE ports 10000 +
+# N*100, 100 of them, below the ephemeral ports) by a lock on a file
+# named after it, for as long as it or anything it started lives; every
+# qmpd it starts through $QMPD gets those ranges unless its command line
+# names its own. VM_UIDS_FIRST..VM_UIDS_LAST and SPICE_PORTS are the
+# slot's; the default uid range is vm_uids_default's (a lock of its own,
+# held until exit).
 QDESK_LOCKS=/tmp/qdesk-test-locks
 mkdir -p "$QDESK_LOCKS" && chmod 1777 "$QDESK_LOCKS" 2>/dev/null
 VM_UIDS_FIRST=
@@ -35,6 +38,7 @@ for _slot in $(seq 0 199); do
 	exec {VM_UIDS_FD}>>"$QDESK_LOCKS/vm-uids-$_slot" || continue
 	if flock -n "$VM_UIDS_FD"; then
 		VM_UIDS_FIRST=$((2000100000 + _slot * 1000))
+		SPICE_PORTS_FIRST=$((10000 + _slot * 100))
 		break
 	fi
 	exec {VM_UIDS_FD}>&-
@@ -45,6 +49,8 @@ done
 }
 VM_UIDS_LAST=$((VM_UIDS_FIRST + 999))
 VM_UIDS=$VM_UIDS_FIRST-$VM_UIDS_LAST
+SPICE_PORTS_LAST=$((SPICE_PORTS_FIRST + 99))
+SPICE_PORTS=$SPICE_PORTS_FIRST-$SPICE_PORTS_LAST
 unset _slot
 
 fail() {
@@ -124,12 +130,17 @@ etcd_drive_need() {
 }
 
 # qmpd_uids_wrap BIN: a script that runs BIN with this test's --vm-uids
-# unless the command line names a range (or vm_uids_default was called).
+# and --spice-ports, each unless the command line names one (or, for the
+# uids, vm_uids_default was called).
 qmpd_uids_wrap() {
 	local w
 	w=$T/qmpd-uids.$(printf '%s' "$1" | cksum | cut -d' ' -f1)
 	cat >"$w" <<EOF
 #!/bin/sh
+case " \$* " in
+*" --spice-ports "*|*" --spice-ports="*) ;;
+*) set -- --spice-ports $SPICE_PORTS "\$@" ;;
+esac
 case " \$* " in
 *" --vm-uids "*|*" --vm-uids="*) exec "$1" "\$@" ;;
 esac
