@@ -6,23 +6,31 @@
 # guest RAM, and --storage copy time against disk size. Figures, never
 # assertions; notes in bench/migrate-README.md.
 #
-# usage: bench/migrate.sh [-n N] [--rams "256 1024"] [--disks "16 256"] [BUILD]
+# libvirt's `virsh migrate --live` between two session libvirtds runs
+# last, on the same guest, as the anchor (bench/migrate-libvirt.sh);
+# --no-libvirt skips it.
+#
+# usage: bench/migrate.sh [-n N] [--rams "256 1024"] [--disks "16 256"]
+#                         [--no-libvirt] [BUILD]
 set -u
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=10
 RAMS="256 1024"
 DISKS="16 256"
+LIBVIRT=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) N=$2; shift 2 ;;
 	--rams) RAMS=$2; shift 2 ;;
 	--disks) DISKS=$2; shift 2 ;;
+	--no-libvirt) LIBVIRT=; shift ;;
 	*) break ;;
 	esac
 done
 BUILD=${1:-$top/build}
 . "$top/bench/lib.sh" migrate
+. "$top/bench/migrate-libvirt.sh"
 GUESTS=$BUILD/guests
 
 # Two qmpds: A through lib.sh, B by hand (stopped the same way on exit).
@@ -38,7 +46,7 @@ stop_b() {
 	bench_kill_qemus "$STATE_B"
 	[ -n "${FOLLOW:-}" ] && kill "$FOLLOW" 2>/dev/null
 }
-trap 'st=$?; stop_b; (exit $st); bench_cleanup' EXIT
+trap 'st=$?; stop_b; lv_down; (exit $st); bench_cleanup' EXIT
 for i in $(seq 1 400); do
 	QDESK_SOCKET=$STATE_B/qmpd.sock "$QDESK" status >/dev/null 2>&1 && break
 	sleep 0.05
@@ -130,4 +138,5 @@ for mb in $DISKS; do
 	qb vm stop "d$mb" --force >/dev/null 2>&1
 	qb vm delete "d$mb" >/dev/null 2>&1
 done
+[ -n "$LIBVIRT" ] && bench_libvirt_migrate
 note "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

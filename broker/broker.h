@@ -252,6 +252,36 @@ size_t	 ws_header(unsigned char *out, int op, uint64_t len);
 int	 ws_close_code(const unsigned char *payload, size_t len);
 
 /*
+ * console-rfb.c: where each message of the browser's RFB stream ends,
+ * pure, so the console can add an update request between two (issue 12).
+ */
+#define RFB_SET_PIXEL_FORMAT	0
+#define RFB_SET_ENCODINGS	2
+#define RFB_UPDATE_REQUEST	3
+#define RFB_KEY_EVENT		4
+#define RFB_POINTER_EVENT	5
+#define RFB_CUT_TEXT		6
+#define RFB_CONTINUOUS		150
+#define RFB_FENCE		248
+#define RFB_XVP			250
+#define RFB_DESKTOP_SIZE	251
+#define RFB_QEMU		255
+struct console_rfb {
+	int			 state;
+	unsigned char		 head[20];	/* a piece's first bytes */
+	size_t			 have;
+	uint64_t		 skip;		/* bytes of the piece to pass */
+	uint64_t		 requests;	/* the browser's update asks */
+	unsigned char		 request[10];	/* the last of them */
+	uint64_t		 count[8];	/* messages by type, 0..7 (keys:
+						   QEMU's extended ones too) */
+};
+size_t	 console_rfb_scan(struct console_rfb *, const unsigned char *buf,
+	    size_t len);
+int	 console_rfb_idle(const struct console_rfb *);
+void	 console_rfb_request(const struct console_rfb *, unsigned char out[10]);
+
+/*
  * onetime.c: one-time browser console tickets, pure: each names a user
  * and a desktop, holds until its expiry and is gone once presented.
  */

@@ -369,12 +369,23 @@ cluster_fail_later(qmpc_cb cb, void *arg, const char *errclass,
 	    NULL);
 }
 
-/* A call to one host; its answer's SPICE address made the host's. */
+/*
+ * A call to one host; its answer's SPICE address made the host's. The
+ * request is kept (cmd, args) for one re-route: a host whose view is
+ * newer than ours answers "desktop D is on host H".
+ */
 struct cluster_one {
 	qmpc_cb			 cb;
 	void			*arg;
 	char			*addr;	/* the host's "addr" */
+	char			*host;	/* the host asked */
+	char			*cmd;
+	json_t			*args;	/* NULL once re-routed */
+	int			 timeout;
 };
+
+static void	cluster_one_call(struct cluster_host *, struct cluster_one *,
+		    json_t *);
 
 static int
 cluster_local_addr(const char *host)
@@ -385,13 +396,48 @@ cluster_local_addr(const char *host)
 	    strcmp(host, "localhost") == 0);
 }
 
+/*
+ * "desktop D is on host H" (qmpd/cluster-desktop.c) from a host other
+ * than H, with H up and connected: H, else NULL.
+ */
+static struct cluster_host *
+cluster_moved_to(const char *errdesc, const char *asked)
+{
+	const char		*at;
+	struct cluster_host	*h;
+
+	if (strncmp(errdesc, "desktop ", 8) != 0 ||
+	    (at = strstr(errdesc, " is on host ")) == NULL)
+		return (NULL);
+	at += strlen(" is on host ");
+	if ((h = cluster_host_find(at)) == NULL || !h->up || h->conn == NULL ||
+	    strcmp(h->name, asked) == 0)
+		return (NULL);
+	return (h);
+}
+
 static void
 cluster_one_done(json_t *ret, const char *errclass, const char *errdesc,
     void *arg)
 {
 	struct cluster_one	*o = arg;
+	struct cluster_host	*h;
 	const char		*host;
+	json_t			*args;
 
+	/*
+	 * Our placement view was stale (the watch lags a CAS by a moment):
+	 * ask the host that host names, once, instead of failing.
+	 */
+	if (errdesc != NULL && o->args != NULL &&
+	    (h = cluster_moved_to(errdesc, o->host)) != NULL) {
+		log_info("cluster: %s: re-routed from host %s to %s (%s)",
+		    o->cmd, o->host, h->name, errdesc);
+		args = o->args;
+		o->args = NULL;
+		cluster_one_call(h, o, args);
+		return;
+	}
 	if (ret != NULL && json_is_object(ret) &&
 	    json_object_get(ret, "port") != NULL) {
 		host = json_string_value(json_object_get(ret, "host"));
@@ -399,8 +445,22 @@ cluster_one_done(json_t *ret, const char *errclass, const char *errdesc,
 			json_object_set_new(ret, "host", json_string(o->addr));
 	}
 	o->cb(ret, errclass, errdesc, o->arg);
+	json_decref(o->args);
+	free(o->cmd);
+	free(o->host);
 	free(o->addr);
 	free(o);
+}
+
+/* Send o's request (args stolen) to h. */
+static void
+cluster_one_call(struct cluster_host *h, struct cluster_one *o, json_t *args)
+{
+	free(o->addr);
+	free(o->host);
+	o->addr = xstrdup(h->addr != NULL ? h->addr : "");
+	o->host = xstrdup(h->name);
+	qmpc_conn_call(h->conn, o->cmd, args, o->timeout, cluster_one_done, o);
 }
 
 /*
@@ -565,8 +625,10 @@ cluster_call(const char *cmd, json_t *args, int timeout, qmpc_cb cb,
 	o = xcalloc(1, sizeof *o);
 	o->cb = cb;
 	o->arg = arg;
-	o->addr = xstrdup(h->addr);
-	qmpc_conn_call(h->conn, cmd, args, timeout, cluster_one_done, o);
+	o->cmd = xstrdup(cmd);
+	o->timeout = timeout;
+	o->args = args != NULL ? json_deep_copy(args) : json_object();
+	cluster_one_call(h, o, args);
 }
 
 /*

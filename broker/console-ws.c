@@ -9,8 +9,11 @@
  * evhttp's connection, and so its TLS session and its place in the
  * broker's connection limits, lives until the console closes.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#include <linux/sockios.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -44,6 +47,7 @@
 #define CONSOLE_WS_PING		30		/* seconds between pings */
 #define CONSOLE_WS_SILENCE	3		/* pings unanswered: gone */
 #define CONSOLE_WS_CLOSING	5		/* seconds for a close to go */
+#define CONSOLE_WS_AHEAD	(16 * 1024)	/* unsent bytes: link is full */
 
 /* A desktop.vnc request on its own qmpd connection, waiting for the fd. */
 struct console_ws_req {
@@ -65,6 +69,10 @@ struct console_ws {
 	struct bufferevent	*vnc;
 	struct event		*ping;
 	struct ws_parser	 parser;
+	struct console_rfb	 rfb;		/* the browser's RFB messages */
+	int			 ask;		/* a request of ours to add */
+	uint64_t		 asked;		/* requests the broker added */
+	uint64_t		 chunks;	/* reads from QEMU */
 	char			*login;
 	char			 vm[64];
 	char			 peer[64];
@@ -113,9 +121,14 @@ static void
 console_ws_free(struct console_ws *c)
 {
 	log_info("user %s from %s: browser console of %s closed after %lld s "
-	    "(%llu bytes in, %llu out)", c->login, c->peer, c->vm,
-	    (long long)(time(NULL) - c->started), (unsigned long long)c->in,
-	    (unsigned long long)c->out);
+	    "(%llu bytes in, %llu out; browser: %llu update requests, %llu "
+	    "keys, %llu pointer; broker: %llu requests; QEMU: %llu reads)",
+	    c->login, c->peer, c->vm, (long long)(time(NULL) - c->started),
+	    (unsigned long long)c->in, (unsigned long long)c->out,
+	    (unsigned long long)c->rfb.count[RFB_UPDATE_REQUEST],
+	    (unsigned long long)c->rfb.count[RFB_KEY_EVENT],
+	    (unsigned long long)c->rfb.count[RFB_POINTER_EVENT],
+	    (unsigned long long)c->asked, (unsigned long long)c->chunks);
 	LIST_REMOVE(c, entry);
 	if (c->ping != NULL)
 		event_free(c->ping);
@@ -219,6 +232,45 @@ console_ws_vnc_event(struct bufferevent *bev, short events, void *arg)
 	}
 }
 
+/*
+ * Bytes for the browser not yet on the wire: ours, and the kernel's not
+ * yet sent (in flight is fine: that is the link's length, not a queue).
+ */
+static size_t
+console_ws_unsent(struct console_ws *c)
+{
+	size_t		n = evbuffer_get_length(bufferevent_get_output(
+			    c->client));
+	evutil_socket_t	fd = bufferevent_getfd(c->client);
+	int		q;
+
+	if (fd != -1 && ioctl(fd, SIOCOUTQNSD, &q) == 0 && q > 0)
+		n += q;
+	return (n);
+}
+
+/*
+ * Keep an update request outstanding at QEMU on the browser's behalf.
+ * noVNC asks for the next update only once it has drawn the last, so
+ * without this every change after an update waits a round trip of the
+ * link; QEMU keeps one request as a flag, so an extra one costs nothing.
+ * Added only between two of the browser's messages, and only while the
+ * link keeps up (console_ws_vnc_read), so a slow link still gets fewer,
+ * fresher updates: QEMU starts none while its output is unsent.
+ */
+static void
+console_ws_ask(struct console_ws *c)
+{
+	unsigned char	req[10];
+
+	if (!c->ask || !console_rfb_idle(&c->rfb))
+		return;
+	console_rfb_request(&c->rfb, req);
+	bufferevent_write(c->vnc, req, sizeof req);
+	c->ask = 0;
+	c->asked++;
+}
+
 /* Guest bytes: binary frames to the browser, paused while it lags. */
 static void
 console_ws_vnc_read(struct bufferevent *bev, void *arg)
@@ -239,9 +291,30 @@ console_ws_vnc_read(struct bufferevent *bev, void *arg)
 		    bufferevent_get_output(c->client), n);
 		c->out += n;
 	}
+	c->chunks++;
 	if (evbuffer_get_length(bufferevent_get_output(c->client)) >
 	    CONSOLE_WS_HIGH)
 		bufferevent_disable(bev, EV_READ);
+	else if (console_ws_unsent(c) < CONSOLE_WS_AHEAD) {
+		c->ask = 1;
+		console_ws_ask(c);
+	}
+}
+
+/* A binary payload to QEMU, with our request at the first boundary. */
+static void
+console_ws_guest(struct console_ws *c, const unsigned char *p, size_t len)
+{
+	size_t	n;
+
+	while (len > 0) {
+		n = console_rfb_scan(&c->rfb, p, len);
+		bufferevent_write(c->vnc, p, n);
+		c->in += n;
+		p += n;
+		len -= n;
+		console_ws_ask(c);
+	}
 }
 
 /*
@@ -280,8 +353,7 @@ console_ws_client_read(struct bufferevent *bev, void *arg)
 				    "a text frame: the console is binary");
 				return;
 			}
-			bufferevent_write(c->vnc, payload, f.payload_len);
-			c->in += f.payload_len;
+			console_ws_guest(c, payload, f.payload_len);
 			break;
 		case WS_OP_TEXT:
 			console_ws_close(c, WS_CLOSE_DATA, "a text frame: the "

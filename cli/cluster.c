@@ -230,9 +230,41 @@ out:
 }
 
 /*
- * qdesk cluster cert host|broker|admin NAME --dir DIR [--addr IP]: a
- * leaf of the CA in DIR/KIND-NAME, with the CN the listener takes the
- * role from (every broker's is "broker").
+ * The cluster's SPICE root (DIR/spice-ca.pem, its key beside), made at
+ * first use. Not the cluster CA: a host holds its SPICE CA's key, and a
+ * CA the cluster CA issued could sign itself a host or admin certificate
+ * that every cluster listener would take.
+ */
+static int
+cluster_spice_root(const char *dir, char **ca, char **cakey, char **cause)
+{
+	struct cert_spec	 spec;
+	char			 cn[64];
+
+	free(*ca);
+	free(*cakey);
+	xasprintf(ca, "%s/spice-ca.pem", dir);
+	xasprintf(cakey, "%s/spice-ca-key.pem", dir);
+	if (access(*ca, F_OK) == 0 && access(*cakey, F_OK) == 0)
+		return (0);
+	memset(&spec, 0, sizeof spec);
+	spec.org = "qdesk";
+	snprintf(cn, sizeof cn, "qdesk cluster SPICE CA %08lx%04x",
+	    (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
+	spec.cn = cn;
+	spec.is_ca = 1;
+	spec.days = CLUSTER_CA_DAYS;
+	spec.owner = (uid_t)-1;
+	spec.key_mode = 0600;
+	spec.cert_mode = 0644;
+	return (cert_make(*ca, *cakey, &spec, cause));
+}
+
+/*
+ * qdesk cluster cert host|broker|admin|spice NAME --dir DIR [--addr IP]:
+ * a leaf of the CA in DIR/KIND-NAME, with the CN the listener takes the
+ * role from (every broker's is "broker"); spice: a CA for host NAME's
+ * SPICE certificates, of the cluster's SPICE root.
  */
 int
 run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
@@ -250,9 +282,9 @@ run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	name = json_string_value(json_object_get(args, "name"));
 	addr = json_string_value(json_object_get(args, "addr"));
 	if (strcmp(kind, "host") != 0 && strcmp(kind, "broker") != 0 &&
-	    strcmp(kind, "admin") != 0) {
+	    strcmp(kind, "admin") != 0 && strcmp(kind, "spice") != 0) {
 		fprintf(stderr, "qdesk: cluster cert: KIND must be host, "
-		    "broker or admin, not \"%s\"\n", kind);
+		    "broker, admin or spice, not \"%s\"\n", kind);
 		return (EXIT_USAGE);
 	}
 	if (names_valid(name, "name", &cause) != 0) {
@@ -273,8 +305,13 @@ run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
 		    "--dir %s makes it)", dir, dir);
 		goto out;
 	}
+	if (strcmp(kind, "spice") == 0 &&
+	    cluster_spice_root(dir, &ca, &cakey, &cause) != 0)
+		goto out;
 	if (strcmp(kind, "broker") == 0)
 		cn = xstrdup("broker");
+	else if (strcmp(kind, "spice") == 0)
+		xasprintf(&cn, "qdesk-spice-ca-%s", name);
 	else
 		xasprintf(&cn, "%s:%s", kind, name);
 	xasprintf(&out, "%s/%s-%s", dir, kind, name);
@@ -294,13 +331,18 @@ run_cluster_cert(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	spec.cert_mode = 0644;
 	spec.issuer_cert = ca;
 	spec.issuer_key = cakey;
-	spec.client = 1;
+	/*
+	 * spice: host NAME's SPICE CA (its DIR/spice-tls/ca-cert.pem and
+	 * ca-key.pem, the SPICE root as ca-root.pem), so one anchor lets a
+	 * viewer follow its desktop to any host of the cluster.
+	 */
+	spec.is_ca = strcmp(kind, "spice") == 0;
+	spec.client = !spec.is_ca;
 	if (cert_make(cert, key, &spec, &cause) != 0)
 		goto out;
 	/* The CA beside it: what this holder checks its peers with. */
-	free(ca);
+	cadir = ca;
 	xasprintf(&ca, "%s/ca.pem", out);
-	xasprintf(&cadir, "%s/ca.pem", dir);
 	if ((pem = cluster_read(cadir, &cause)) == NULL ||
 	    cert_write_text(ca, pem, 0644, &cause) != 0)
 		goto out;

@@ -145,6 +145,7 @@ static const struct ctl_arg pool_create_opts[] = {
 	{ "--append",	"append",	CTL_STR,	0 },
 	{ "--accel",	"accel",	CTL_STR,	0 },
 	{ "--display",	"display",	CTL_STR,	0 },
+	{ "--listen",	"listen",	CTL_STR,	0 },
 	{ "--on-disconnect", "on_disconnect", CTL_STR,	0 },
 	{ "--grace",	"grace",	CTL_INT,	0 },
 	{ "--firmware",	"firmware",	CTL_STR,	0 },
@@ -414,7 +415,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--mode dedicated|floating] [--stateless] [--dept DEPT] "
 	    "[--memory MIB] [--vcpus N] [--net NETWORK]... [--kernel FILE] "
 	    "[--initrd FILE] [--append ARGS] [--accel A] [--display D] "
-	    "[--on-disconnect none|shutdown|reset] [--grace S] "
+	    "[--listen ADDR] [--on-disconnect none|shutdown|reset] [--grace S] "
 	    "[--firmware bios|uefi|uefi-secure] [--tpm] " DEV_USAGE
 	    " [--agent] [--profile lan|wan]",
 	  .pos = { NAME_POS("NAME") }, .opts = pool_create_opts,

@@ -26,7 +26,8 @@ enum etcd_shape {
 	ETCD_SHAPE_WATCH,
 	ETCD_SHAPE_KV,
 	ETCD_SHAPE_EVENT,
-	ETCD_SHAPE_HEADER
+	ETCD_SHAPE_HEADER,
+	ETCD_SHAPE_STATUS	/* its "version" is etcd's, "3.4.23" */
 };
 
 struct etcd_path {
@@ -57,6 +58,7 @@ struct etcd_req {
 	int			 ep;		/* of this attempt */
 	int			 tries;
 	int			 rounds;
+	int			 pin;		/* only this endpoint (-1: any) */
 	struct etcd_conn	*conn;		/* in flight on it */
 	struct event		*timer;		/* deadline/backoff */
 	char			**why;		/* per endpoint */
@@ -108,6 +110,7 @@ struct etcd_keeper {
 	struct timespec		 sent;
 	int			 inflight;
 	int			 dead;		/* lost */
+	long long		 hold;		/* mono ms: no loss by time before */
 	int			 freed;
 	TAILQ_ENTRY(etcd_keeper) entry;
 };
@@ -125,6 +128,7 @@ struct etcd {
 	struct etcd_reqs	 running;	/* in flight or backing off */
 	TAILQ_HEAD(, etcd_watch) watches;
 	TAILQ_HEAD(, etcd_keeper) keepers;
+	int			 members;	/* most etcd ever listed (0) */
 };
 
 /* etcd.c */
@@ -136,6 +140,9 @@ const char *	etcd_conn_strerror(struct etcd_conn *c);
 long long	etcd_ms_until(const struct timespec *ts);
 int	etcd_submit(struct etcd *e, const char *path, json_t *body, int timeout_ms,
     etcd_cb cb, void *arg);
+/* The same, to endpoint ep only: no failover, no retry. */
+int	etcd_submit_at(struct etcd *e, int ep, const char *path, json_t *body,
+    int timeout_ms, etcd_cb cb, void *arg);
 void	etcd_timer_ms(struct event *ev, long long ms);
 
 /* etcd-req.c */

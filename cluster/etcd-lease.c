@@ -94,9 +94,16 @@ keeper_tick(evutil_socket_t fd, short events, void *arg)
 	struct etcd_keeper	*k = arg;
 	struct timespec		 until;
 	char			*why;
+	long long		 left;
 
 	until = k->last_ok;
 	until.tv_sec += k->ttl;
+	/* Evidence from elsewhere (no quorum: nobody can expire it). */
+	if (k->hold > (long long)until.tv_sec * 1000 + until.tv_nsec /
+	    1000000) {
+		until.tv_sec = k->hold / 1000;
+		until.tv_nsec = (k->hold % 1000) * 1000000;
+	}
 	if (etcd_ms_until(&until) <= 0) {
 		xasprintf(&why, "etcd lease %lld: no renewal held for %d s",
 		    (long long)k->id, k->ttl);
@@ -107,10 +114,16 @@ keeper_tick(evutil_socket_t fd, short events, void *arg)
 	if (!k->inflight) {
 		clock_gettime(CLOCK_MONOTONIC, &k->sent);
 		k->inflight = 1;
-		/* A slow renewal still counts if back before the lease ends. */
+		/*
+		 * A slow renewal still counts if back before the lease ends;
+		 * past TTL/3 the next one leaves afresh (a renewal holds from
+		 * when it was sent, so an old one retried is worth less).
+		 */
+		left = etcd_ms_until(&until);
+		if (left > k->ttl * 1000 / 3)
+			left = k->ttl * 1000 / 3;
 		etcd_submit(k->e, "/v3/lease/keepalive", json_pack("{s:I}",
-		    "ID", (json_int_t)k->id), etcd_ms_until(&until) > 1 ?
-		    (int)etcd_ms_until(&until) : 1,
+		    "ID", (json_int_t)k->id), left > 1 ? (int)left : 1,
 		    etcd_keeper_keepalive_cb, k);
 	}
 	/* Wake at the next renewal or when the lease would run out. */
@@ -173,6 +186,13 @@ etcd_keeper_held_until(const struct etcd_keeper *k)
 		return (0);
 	return ((long long)k->last_ok.tv_sec * 1000 + k->last_ok.tv_nsec /
 	    1000000 + (long long)k->ttl * 1000);
+}
+
+void
+etcd_keeper_hold(struct etcd_keeper *k, long long until)
+{
+	if (k != NULL && until > k->hold)
+		k->hold = until;
 }
 
 void

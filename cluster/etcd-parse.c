@@ -37,6 +37,7 @@
 
 /* Keep this list sorted: looked up with bsearch. */
 static const struct etcd_path etcd_paths[] = {
+	{ "/v3/cluster/member/list", ETCD_SHAPE_NONE, 0 },
 	{ "/v3/kv/deleterange", ETCD_SHAPE_DELETE, 0 },
 	{ "/v3/kv/put", ETCD_SHAPE_NONE, 0 },
 	{ "/v3/kv/range", ETCD_SHAPE_RANGE, 0 },
@@ -44,6 +45,7 @@ static const struct etcd_path etcd_paths[] = {
 	{ "/v3/lease/grant", ETCD_SHAPE_LEASE, 0 },
 	{ "/v3/lease/keepalive", ETCD_SHAPE_LEASE, 1 },
 	{ "/v3/lease/revoke", ETCD_SHAPE_NONE, 0 },
+	{ "/v3/maintenance/status", ETCD_SHAPE_STATUS, 0 },
 	{ "/v3/watch", ETCD_SHAPE_WATCH, 1 },
 };
 
@@ -311,7 +313,8 @@ etcd_decode(json_t *obj, enum etcd_shape shape, int depth)
 		k = json_object_iter_key(iter);
 		v = json_object_iter_value(iter);
 		iter = json_object_iter_next(obj, iter);
-		if (bsearch(k, etcd_int64s, nitems(etcd_int64s),
+		if (shape != ETCD_SHAPE_STATUS && bsearch(k, etcd_int64s,
+		    nitems(etcd_int64s),
 		    sizeof etcd_int64s[0], etcd_str_cmp) != NULL) {
 			if (etcd_decode_int(obj, k, v) != 0)
 				return (-1);

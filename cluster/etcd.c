@@ -372,6 +372,12 @@ etcd_req_retry(struct etcd_req *r, int vague, const char *fmt, ...)
 	}
 	log_debug("etcd: %s: %s: %s", r->path->path, e->eps[r->ep].url,
 	    r->why[r->ep]);
+	/* A call to one member (a quorum probe) says what that one did. */
+	if (r->pin >= 0) {
+		etcd_req_fail(r, "Unavailable", "etcd %s: %s: %s",
+		    r->path->path, e->eps[r->ep].url, r->why[r->ep]);
+		return;
+	}
 
 	if (e->cur == r->ep)
 		e->cur = (r->ep + 1) % e->neps;
@@ -485,6 +491,13 @@ int
 etcd_submit(struct etcd *e, const char *path, json_t *body, int timeout_ms,
     etcd_cb cb, void *arg)
 {
+	return (etcd_submit_at(e, -1, path, body, timeout_ms, cb, arg));
+}
+
+int
+etcd_submit_at(struct etcd *e, int pin, const char *path, json_t *body,
+    int timeout_ms, etcd_cb cb, void *arg)
+{
 	const struct etcd_path	*p;
 	struct etcd_req		*r, *w;
 	int			 busy = 0;
@@ -505,7 +518,8 @@ etcd_submit(struct etcd *e, const char *path, json_t *body, int timeout_ms,
 	r->arg = arg;
 	r->timeout_ms = timeout_ms > 0 ? timeout_ms : e->timeout_ms;
 	etcd_ms_from_now(&r->deadline, r->timeout_ms);
-	r->ep = e->cur;
+	r->pin = pin >= 0 && pin < e->neps ? pin : -1;
+	r->ep = r->pin >= 0 ? r->pin : e->cur;
 	r->why = xcalloc(e->neps, sizeof *r->why);
 	if ((r->timer = evtimer_new(e->base, etcd_req_timer_cb, r)) == NULL)
 		fatalx("%s: evtimer_new", __func__);
@@ -513,7 +527,8 @@ etcd_submit(struct etcd *e, const char *path, json_t *body, int timeout_ms,
 	/* At most conns * 4 calls in flight per client; the rest wait. */
 	TAILQ_FOREACH(w, &e->running, entry)
 		busy++;
-	if (busy >= e->conns * 4) {
+	/* A probe of one member never queues behind calls that retry. */
+	if (busy >= e->conns * 4 && r->pin < 0) {
 		TAILQ_INSERT_TAIL(&e->waiting, r, entry);
 		return (0);
 	}

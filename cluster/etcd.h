@@ -126,6 +126,13 @@ int64_t		 etcd_keeper_id(const struct etcd_keeper *);
  * lost. etcd cannot expire it earlier.
  */
 long long	 etcd_keeper_held_until(const struct etcd_keeper *);
+/*
+ * Keep renewing, and report no loss by time, until CLOCK_MONOTONIC ms
+ * until (later only): the holder has other evidence that the lease
+ * holds that long (etcd_quorum_probe). An expiry etcd reports still
+ * counts at once. Each renewal is sent afresh at least every TTL/3.
+ */
+void		 etcd_keeper_hold(struct etcd_keeper *, long long until);
 /* Stops renewing (the lease then expires), revoking it first if asked. */
 void		 etcd_keeper_free(struct etcd_keeper *, int revoke);
 
@@ -144,6 +151,22 @@ struct etcd_watch *etcd_watch_create(struct etcd *, const char *key,
 /* The revision the watch would resume from. */
 int64_t		 etcd_watch_revision(const struct etcd_watch *);
 void		 etcd_watch_free(struct etcd_watch *);
+
+/*
+ * Can any member be a leader now? Asks every endpoint at once, within
+ * timeout_ms: a TCP connect (refused: no etcd process there), then
+ * /v3/maintenance/status (its leader) and /v3/cluster/member/list (how
+ * many members etcd has; the most ever seen is kept). cb gets
+ * {"verdict", "answering", "endpoints", "members", "states": [{"url",
+ * "state", "why"}], "started", "ended" (CLOCK_MONOTONIC ms)}. verdict
+ * "none" only when every endpoint refused the connection or answered
+ * with no leader, and the endpoints are as many as etcd's members: no
+ * member led at the moment it was asked. "leader": one knows a leader.
+ * "unknown": anything else (a timeout may hide a majority). Never fails.
+ * A probe in flight must end before etcd_free.
+ */
+int		 etcd_quorum_probe(struct etcd *, int timeout_ms, etcd_cb,
+		    void *);
 
 /*
  * The pure response parser, shared with the fuzz harness: one gateway

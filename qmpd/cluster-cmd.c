@@ -419,7 +419,7 @@ place_delete(struct cmd_req *req, struct cluster_place *p)
 {
 	struct place_op	*op;
 	struct vm	*vm = vm_find(p->name);
-	char		*kd, *kp;
+	char		*kd, *kp, *ko;
 
 	if (cluster_place_running(p) || (vm != NULL && vm_is_active(vm))) {
 		cmd_error(req, ERR_STATE, "VM %s is running on %s: stop it "
@@ -432,11 +432,15 @@ place_delete(struct cmd_req *req, struct cluster_place *p)
 	op->name = xstrdup(p->name);
 	kd = cluster_key("vms/%s", p->name);
 	kp = cluster_key("placement/%s", p->name);
+	/* Its assignment (userdb-etcd.c's owners/) goes with it. */
+	ko = cluster_key("owners/%s", p->name);
 	etcd_txn(cluster_etcd, json_pack("[o]", etcd_cmp_mod_revision(kd,
-	    p->def_rev)), json_pack("[o,o]", etcd_op_delete(kd, 0),
-	    etcd_op_delete(kp, 0)), NULL, place_delete_cb, op);
+	    p->def_rev)), json_pack("[o,o,o]", etcd_op_delete(kd, 0),
+	    etcd_op_delete(kp, 0), etcd_op_delete(ko, 0)), NULL,
+	    place_delete_cb, op);
 	free(kd);
 	free(kp);
+	free(ko);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -481,7 +485,8 @@ cluster_cmd(struct cmd_req *req)
 	if (strcmp(cmd, "vm.list") == 0)
 		return (place_list(req));
 	if (strcmp(cmd, "vm.create") == 0)
-		return (place_create(req, name));
+		return (cluster_quorum_refuse(req) ? CMD_RETURN_DONE :
+		    place_create(req, name));
 	p = cluster_place_find(name);
 	vm = vm_find(name);
 	if (p == NULL || p->def == NULL)
@@ -497,6 +502,9 @@ cluster_cmd(struct cmd_req *req)
 		    "now (no lease in etcd): no placement", cluster_name());
 		return (CMD_RETURN_DONE);
 	}
+	if ((strcmp(cmd, "vm.start") == 0 || strcmp(cmd, "vm.stop") == 0 ||
+	    strcmp(cmd, "vm.delete") == 0) && cluster_quorum_refuse(req))
+		return (CMD_RETURN_DONE);
 	if (strcmp(cmd, "vm.start") == 0)
 		return (place_start(req, p));
 	if (strcmp(cmd, "vm.stop") == 0)
@@ -519,5 +527,7 @@ cluster_cmd_start(struct cmd_req *req, const char *vm)
 		    "now (no lease in etcd): no placement", cluster_name());
 		return (CMD_RETURN_DONE);
 	}
+	if (cluster_quorum_refuse(req))
+		return (CMD_RETURN_DONE);
 	return (place_start(req, p));
 }

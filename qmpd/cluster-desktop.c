@@ -1,26 +1,21 @@
 /*
  * Office users' desktops in cluster mode (issue 13). Users and their
- * assignments stay in each host's LMDB (a desktop's owner is its local
- * VM record's), so a desktop defined in etcd (vms/VM) is assigned on the
- * host it belongs to: its placement's host, else the host it is pinned
- * to (vm create --host). That host makes the local record then, stopped,
- * from the definition in etcd, as it would when placement starts it
- * there. The broker's start goes through placement like vm.start, so
- * the desktop never runs where placement does not say; a request for a
- * desktop that is on another host answers with that host's name.
+ * assignments are etcd's (userdb-etcd.c: owners/VM), so any host assigns
+ * any desktop etcd defines (vms/VM) and lists a user's desktops wherever
+ * they run. The broker's start goes through placement like vm.start, so
+ * the desktop never runs where placement does not say, and its host
+ * makes the local record then; a request for a desktop that is on
+ * another host answers with that host's name.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "cluster.h"
-#include "etcd.h"
 #include "log.h"
-#include "names.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
-#include "xmalloc.h"
 
 /* The host a cluster desktop belongs to: placed there, else pinned. */
 static const char *
@@ -62,17 +57,34 @@ cluster_desktop_power(struct cmd_req *req, struct vm *vm, const char *action)
 
 /*
  * A broker request for a desktop that has no record here: if etcd puts
- * it on another host, say which (the broker's view was behind).
+ * it on another host, say which (the broker's view was behind); if it is
+ * the user's and placed nowhere yet, a start places it (placement picks
+ * the host), anything else waits for that.
  */
 int
 cluster_desktop_elsewhere(struct cmd_req *req, const char *name)
 {
 	struct cluster_place	*p = cluster_desktop_place(name);
-	const char		*home;
+	const char		*home, *owner;
+	const char		*login = cmd_arg_str(req, "login", "");
 
-	if (p == NULL || (home = cluster_desktop_home(name,
-	    cluster_place_pin(p))) == NULL ||
-	    strcmp(home, cluster_name()) == 0)
+	if (p == NULL)
+		return (-1);
+	home = cluster_desktop_home(name, cluster_place_pin(p));
+	owner = userdb_owner(name, NULL);
+	if ((home == NULL || strcmp(home, cluster_name()) == 0) &&
+	    owner != NULL && strcmp(owner, login) == 0) {
+		if (strcmp(req->entry->name, "desktop.power") == 0 &&
+		    strcmp(cmd_arg_str(req, "action", ""), "start") == 0) {
+			log_info("cluster: %s: start for %s, through "
+			    "placement", name, login);
+			return (cluster_cmd_start(req, name));
+		}
+		cmd_error(req, ERR_STATE, "desktop %.64s is not running: "
+		    "start it first", name);
+		return (CMD_RETURN_DONE);
+	}
+	if (home == NULL || strcmp(home, cluster_name()) == 0)
 		return (-1);
 	log_warnx("%s of desktop %.64s for %s: it is on host %s",
 	    req->entry->name, name, cmd_arg_str(req, "login", ""), home);
@@ -80,100 +92,21 @@ cluster_desktop_elsewhere(struct cmd_req *req, const char *name)
 	return (CMD_RETURN_DONE);
 }
 
-/*
- * Make the local record of a desktop (its vm.create arguments, its pin)
- * if it belongs here; else answer why not.
- */
-static int
-cluster_desktop_make(struct cmd_req *req, const char *name, json_t *def,
-    const char *pin)
-{
-	struct vm	*vm;
-	json_t		*args;
-	const char	*home = cluster_desktop_home(name, pin);
-	char		*cause = NULL;
-
-	if (home == NULL) {
-		cmd_error(req, ERR_STATE, "VM %s is neither pinned to a host "
-		    "nor placed: assignments are kept per host, so create it "
-		    "with --host H and assign it on H", name);
-		return (-1);
-	}
-	if (strcmp(home, cluster_name()) != 0) {
-		cmd_error(req, ERR_STATE, "VM %s is on host %s: assign it "
-		    "there (assignments are kept per host)", name, home);
-		return (-1);
-	}
-	args = json_deep_copy(def);
-	vm = vm_create(args, &cause);
-	json_decref(args);
-	if (vm == NULL) {
-		cmd_fail(req, ERR_STATE, cause);
-		return (-1);
-	}
-	log_info("cluster: %s: made here (stopped) for its assignment",
-	    name);
-	notify_emit("vm.created", vm->def.name, NULL);
-	return (0);
-}
-
-struct cluster_desktop_get {
-	struct cmd_req	*req;
-	char		*name;
-};
-
-/* vms/VM read from etcd itself: this host's watch had not shown it yet. */
-static void
-cluster_desktop_get_cb(void *arg, json_t *res, const char *errclass,
-    const char *cause)
-{
-	struct cluster_desktop_get	*g = arg;
-	const char			*val;
-	json_t				*rec = NULL;
-
-	val = json_string_value(json_object_get(json_array_get(
-	    json_object_get(res, "kvs"), 0), "value"));
-	if (errclass != NULL)
-		cmd_error(g->req, errclass, "reading VM %s in etcd: %s",
-		    g->name, cause);
-	else if (val == NULL || (rec = json_loads(val, 0, NULL)) == NULL)
-		cmd_error(g->req, ERR_NOTFOUND, "no VM named %s", g->name);
-	else if (vm_find(g->name) != NULL ||
-	    cluster_desktop_make(g->req, g->name, json_object_get(rec, "def"),
-	    json_string_value(json_object_get(rec, "host"))) == 0)
-		g->req->entry->exec(g->req);	/* the VM is here now */
-	json_decref(rec);
-	free(g->name);
-	free(g);
-}
-
-/*
- * desktop.assign of a VM with no record here: made here if it is this
- * host's, then assigned (the command runs again); -1: not in the
- * cluster either.
- */
+/* Does etcd define VM name (as this host's watch saw)? */
 int
-cluster_desktop_assign(struct cmd_req *req, const char *name)
+cluster_desktop_defined(const char *name)
 {
-	struct cluster_desktop_get	*g;
-	struct cluster_place		*p = cluster_desktop_place(name);
-	char				*key, *cause = NULL;
+	return (cluster_desktop_place(name) != NULL);
+}
 
-	if (p != NULL) {
-		if (cluster_desktop_make(req, name, cluster_place_def(p),
-		    cluster_place_pin(p)) != 0)
-			return (CMD_RETURN_DONE);
-		return (req->entry->exec(req));
-	}
-	if (names_valid(name, "VM", &cause) != 0) {
-		free(cause);
-		return (-1);
-	}
-	g = xcalloc(1, sizeof *g);
-	g->req = req;
-	g->name = xstrdup(name);
-	key = cluster_key("vms/%s", name);
-	etcd_get(cluster_etcd, key, 0, cluster_desktop_get_cb, g);
-	free(key);
-	return (CMD_RETURN_WAIT);
+/* A desktop with no record here, as etcd tells it: state, pool, host. */
+json_t *
+cluster_desktop_json(const char *name)
+{
+	struct cluster_place	*p = cluster_desktop_place(name);
+	json_t			*def = cluster_place_def(p);
+
+	return (json_pack("{s:s,s:O?,s:s?}", "state", p == NULL ? "unknown" :
+	    cluster_place_running(p) ? "running" : "stopped", "pool",
+	    json_object_get(def, "pool"), "host", cluster_place_at(p)));
 }

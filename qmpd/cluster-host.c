@@ -96,6 +96,12 @@ cluster_host_joined(void)
 	return (host_joined);
 }
 
+struct etcd_keeper *
+cluster_host_keeper(void)
+{
+	return (host_joined ? host_keeper : NULL);
+}
+
 /* Who this qmpd is: the machine's boot and its state dir. */
 static const char *
 host_instance_id(void)
@@ -210,7 +216,9 @@ host_refresh_cb(evutil_socket_t fd, short events, void *arg)
 	int		ms = qmpd->cluster->lease_ttl * 1000 / 3;
 
 	host_refresh();
-	cluster_fence_watchdog(etcd_keeper_held_until(host_keeper));
+	/* Past the lease's end only on proof that etcd has no quorum. */
+	cluster_fence_watchdog(cluster_quorum_until(
+	    etcd_keeper_held_until(host_keeper)));
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(host_refresh_ev, &tv);
@@ -345,6 +353,7 @@ host_joined_now(void)
 	free(key);
 	free(val);
 	host_refresh_cb(-1, 0, NULL);
+	cluster_quorum_start();
 	cluster_load();		/* then reconcile, on a view newer than us */
 }
 

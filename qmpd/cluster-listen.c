@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -43,6 +44,14 @@
 /* A client must start its handshake (or say anything) within this. */
 #define LISTEN_HELLO_TIMEOUT	10
 #define LISTEN_PEER_MAX		64
+/*
+ * At most this many connections without a role yet (sniffing or in the
+ * TLS handshake, which costs the server an RSA signature): a flood of
+ * them must not starve the loop or the fds of the hosts and the broker,
+ * whose connections, once authenticated, no longer count. Beyond it a
+ * new connection is closed at once.
+ */
+#define LISTEN_PENDING_MAX	64
 
 /* A connection before it has a role: sniffing, then in its handshake. */
 struct listen_conn {
@@ -56,10 +65,14 @@ struct listen_conn {
 
 static struct evconnlistener	*listen_listener;
 static SSL_CTX			*listen_ctx;
+static int			 listen_pending;	/* listen_conns */
+static time_t			 listen_refused_at;	/* last logged */
+static unsigned int		 listen_refused_n;	/* since then */
 
 static void
 listen_conn_free(struct listen_conn *lc)
 {
+	listen_pending--;
 	if (lc->sniff != NULL)
 		event_free(lc->sniff);
 	if (lc->bev != NULL)
@@ -289,6 +302,21 @@ listen_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	char			 host[48] = "?";
 	int			 port = 0, one = 1;
 
+	if (listen_pending >= LISTEN_PENDING_MAX) {
+		/* One line a second at most: the flood must not flood logs. */
+		listen_refused_n++;
+		if (time(NULL) != listen_refused_at) {
+			log_warnx("cluster: refused %u connection(s): %d "
+			    "already wait for their TLS handshake (the most "
+			    "there may be)", listen_refused_n,
+			    LISTEN_PENDING_MAX);
+			listen_refused_at = time(NULL);
+			listen_refused_n = 0;
+		}
+		close(fd);
+		return;
+	}
+	listen_pending++;
 	lc = xcalloc(1, sizeof *lc);
 	lc->fd = fd;
 	if (sa->sa_family == AF_INET) {

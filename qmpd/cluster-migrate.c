@@ -176,3 +176,44 @@ cluster_migrate_resume(const char *name, void (*cb)(const char *, int,
 	etcd_get(cluster_etcd, key, 0, cluster_mig_resume_cb, pr);
 	free(key);
 }
+
+struct cluster_mig_where {
+	char	*name;
+	void	(*cb)(const char *, const char *, const char *, void *);
+	void	*arg;
+};
+
+static void
+cluster_mig_where_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	struct cluster_mig_where	*pw = arg;
+	json_t				*v;
+
+	v = errclass == NULL ? cluster_mig_value(res) : NULL;
+	pw->cb(pw->name, v != NULL ? json_string_value(json_object_get(v,
+	    "host")) : NULL, errclass != NULL ? cause : NULL, pw->arg);
+	json_decref(v);
+	free(pw->name);
+	free(pw);
+}
+
+/*
+ * Which host placement/VM names, read from etcd (a restarted target's
+ * half runs only if it is this one): cb(name, host or NULL, error, arg).
+ */
+void
+cluster_migrate_where(const char *name, void (*cb)(const char *,
+    const char *, const char *, void *), void *arg)
+{
+	struct cluster_mig_where	*pw;
+	char				*key;
+
+	pw = xcalloc(1, sizeof *pw);
+	pw->name = xstrdup(name);
+	pw->cb = cb;
+	pw->arg = arg;
+	key = cluster_key("placement/%s", name);
+	etcd_get(cluster_etcd, key, 0, cluster_mig_where_cb, pw);
+	free(key);
+}

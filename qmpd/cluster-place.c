@@ -153,8 +153,9 @@ place_memory(const struct cluster_place *p)
 /*
  * The host for p: its pin, else the up, undrained host with the most
  * free memory (less what is placed there and not yet running; within
- * PLACE_MEM_SAME the one with fewer desktops) that has its template,
- * under its boot cap if any host is. exclude is skipped.
+ * PLACE_MEM_SAME the one with fewer desktops) that has its template or
+ * can fetch it (cluster-image.c), under its boot cap if any host is.
+ * exclude is skipped.
  */
 const char *
 cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
@@ -166,7 +167,7 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 	int			 capped, best_capped = 1, n, best_n = 0;
 	json_t			*tpl, *v;
 	size_t			 i;
-	int			 has;
+	int			 has = 1, best_has = 0, tie;
 
 	from = json_string_value(json_object_get(cluster_place_def(p), "from"));
 	need = place_memory(p);
@@ -196,7 +197,8 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 				if (json_is_string(v) && strcmp(
 				    json_string_value(v), from) == 0)
 					has = 1;
-			if (!has)
+			/* Without it, a host that can fetch it will do. */
+			if (!has && !cluster_image_gettable(from))
 				continue;
 		}
 		free_mb = json_integer_value(json_object_get(h->rec,
@@ -218,16 +220,22 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 		    "boot_cap")) > 0 && json_integer_value(json_object_get(
 		    h->rec, "booting")) >= json_integer_value(json_object_get(
 		    h->rec, "boot_cap"));
-		/* Free memory within PLACE_MEM_SAME is a tie: fewer wins. */
+		/*
+		 * Free memory within PLACE_MEM_SAME is a tie: a host that
+		 * has the template wins it (a copy costs a file's worth of
+		 * network), then the one with fewer desktops.
+		 */
+		tie = free_mb >= best_free - PLACE_MEM_SAME;
 		if (best == NULL || (best_capped && !capped) ||
 		    (capped == best_capped &&
 		    (free_mb > best_free + PLACE_MEM_SAME ||
-		    (free_mb >= best_free - PLACE_MEM_SAME && (n < best_n ||
-		    (n == best_n && free_mb > best_free)))))) {
+		    (tie && has > best_has) || (tie && has == best_has &&
+		    (n < best_n || (n == best_n && free_mb > best_free)))))) {
 			best = h;
 			best_free = free_mb;
 			best_n = n;
 			best_capped = capped;
+			best_has = has;
 		}
 	}
 	if (best == NULL) {
@@ -286,6 +294,77 @@ place_started(void *arg, json_t *result, const char *errclass,
 	free(s);
 }
 
+static void	place_reconcile_one(struct cluster_place *);
+
+/*
+ * A template fetch a start here waited on ended: start it, or fail this
+ * epoch's start with why (remembered, so that the watch's next event
+ * does not fetch again for the same start; a new start may).
+ */
+static json_t	*place_fetch_failed;	/* VM: the epoch whose fetch failed */
+static json_t	*place_fetching;	/* VM: the epoch waiting on a fetch */
+
+static void
+place_fetched(const char *cause, void *arg)
+{
+	struct place_start	*s = arg;
+	struct cluster_place	*p;
+
+	json_object_del(place_fetching, s->name);
+	if (cause != NULL) {
+		if (place_fetch_failed == NULL)
+			place_fetch_failed = json_object();
+		json_object_set_new(place_fetch_failed, s->name,
+		    json_integer(s->epoch));
+		cluster_host_failed(s->name, s->epoch, cause);
+	} else if ((p = cluster_place_find(s->name)) != NULL &&
+	    cluster_place_epoch(p) == s->epoch)
+		place_reconcile_one(p);
+	free(s->name);
+	free(s);
+}
+
+/* 1 when p's template is here (or it has none), else 0: fetching it. */
+static int
+place_template_here(struct cluster_place *p)
+{
+	struct place_start	*s;
+	const char		*from;
+	json_t			*failed;
+	char			*cause = NULL;
+	int			 rc;
+
+	from = json_string_value(json_object_get(cluster_place_def(p), "from"));
+	if (from == NULL)
+		return (1);
+	failed = json_object_get(place_fetch_failed, p->name);
+	if (failed != NULL && json_integer_value(failed) ==
+	    cluster_place_epoch(p))
+		return (0);
+	failed = json_object_get(place_fetching, p->name);
+	if (failed != NULL && json_integer_value(failed) ==
+	    cluster_place_epoch(p))
+		return (0);
+	s = xcalloc(1, sizeof *s);
+	s->name = xstrdup(p->name);
+	s->epoch = cluster_place_epoch(p);
+	if ((rc = cluster_image_need(from, place_fetched, s, &cause)) == 0) {
+		if (place_fetching == NULL)
+			place_fetching = json_object();
+		json_object_set_new(place_fetching, p->name,
+		    json_integer(s->epoch));
+		return (0);
+	}
+	free(s->name);
+	free(s);
+	if (rc == 1)
+		return (1);
+	log_warnx("cluster: %s: %s", p->name, cause);
+	cluster_host_failed(p->name, cluster_place_epoch(p), cause);
+	free(cause);
+	return (0);
+}
+
 /* Make the local VM match what etcd says of p. */
 static void
 place_reconcile_one(struct cluster_place *p)
@@ -323,6 +402,8 @@ place_reconcile_one(struct cluster_place *p)
 		}
 		return;
 	}
+	if (vm == NULL && !place_template_here(p))
+		return;
 	if (vm == NULL) {
 		args = json_deep_copy(cluster_place_def(p));
 		vm = vm_create(args, &cause);

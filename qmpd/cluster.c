@@ -20,6 +20,7 @@
 #include "etcd.h"
 #include "log.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "xmalloc.h"
 
 #define CLUSTER_PREFIX		"/qdesk/v1/"
@@ -103,6 +104,10 @@ cluster_dispatch(json_t *kv, int put)
 	    strncmp(key, "placement/", 10) == 0 ||
 	    strncmp(key, "stores/", 7) == 0)
 		cluster_place_event(key, kv, put);
+	else if (strncmp(key, "images/", 7) == 0)
+		cluster_image_event(key, kv, put);
+	else
+		userdb_etcd_event(key, kv, put);	/* users/, pools/, ... */
 }
 
 
@@ -157,6 +162,8 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 	/* What the view has and etcd no longer does went meanwhile. */
 	cluster_host_sweep(cluster_gen);
 	cluster_place_sweep(cluster_gen);
+	cluster_image_sweep(cluster_gen);
+	userdb_etcd_sweep(cluster_gen);
 	rev = json_integer_value(json_object_get(json_object_get(res,
 	    "header"), "revision"));
 	cluster_watch = etcd_watch_create(cluster_etcd, CLUSTER_PREFIX,
@@ -166,6 +173,7 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 		if ((cluster_refused = cluster_host_refuse()) != NULL)
 			return;
 		cluster_host_join();
+		cluster_image_start();
 	}
 	if (cluster_host_joined())
 		cluster_place_reconcile();

@@ -93,6 +93,28 @@ json_t		*cluster_host_list(void);
 void		 cluster_host_lost(const char *why);
 
 /*
+ * cluster-image.c: templates copied between hosts. images/T = {sha256,
+ * size, format, kind, host}, published create-only by the first host
+ * that hashed T; image.fetch T streams the file to a host that needs
+ * it, which checks size and sum before it indexes the copy.
+ */
+typedef void	(*cluster_image_cb)(const char *cause, void *arg);
+void		 cluster_image_event(const char *key, json_t *kv, int put);
+void		 cluster_image_sweep(unsigned int gen);
+void		 cluster_image_start(void);
+void		 cluster_image_stop(void);
+/* Can template name be fetched here (published, a host up that has it)? */
+int		 cluster_image_gettable(const char *name);
+/*
+ * Have template name here: 1 if it is, -1 with *cause if it cannot come,
+ * else 0 and cb fires once it came or failed (one fetch for all waiters).
+ */
+int		 cluster_image_need(const char *name, cluster_image_cb,
+		    void *arg, char **cause);
+struct cmd_req;
+enum cmd_retval	 cluster_image_serve(struct cmd_req *);
+
+/*
  * cluster-place.c: VM definitions (vms/VM) and their placement
  * (placement/VM = {"host","epoch","state"}, written only by etcd_cas),
  * as the watch keeps them; the choice of a host; this host acting on
@@ -146,6 +168,9 @@ int		 cluster_migrate_switch(const char *name, const char *from,
 		    void *arg, char **cause);
 void		 cluster_migrate_resume(const char *name,
 		    void (*)(const char *, int, void *), void *arg);
+void		 cluster_migrate_where(const char *name,
+		    void (*)(const char *, const char *, const char *, void *),
+		    void *);
 
 /*
  * cluster-drain.c: host drain --live, here or asked of the host by its
@@ -180,16 +205,43 @@ int		 cluster_cmd_start(struct cmd_req *, const char *vm);
 /*
  * cluster-desktop.c: office users' desktops in cluster mode. The broker's
  * start goes through placement like vm.start (-1: the local action is
- * right); a desktop not here answers with the host it is on; a desktop
- * defined in etcd is assigned on its placed (else pinned) host, which
- * makes its local record, stopped, then (-1 from cluster_desktop_assign:
- * no such VM in the cluster either).
+ * right); a desktop not here answers with the host it is on, or is
+ * placed by a start if it is the user's and nowhere yet. Assignments
+ * are etcd's (userdb.h), so any host assigns a desktop etcd defines.
  */
 struct vm;
 int		 cluster_desktop_power(struct cmd_req *, struct vm *,
 		    const char *action);
 int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
-int		 cluster_desktop_assign(struct cmd_req *, const char *vm);
+int		 cluster_desktop_defined(const char *vm);
+json_t		*cluster_desktop_json(const char *vm);
+
+/*
+ * cluster-pool.c: pools in cluster mode: pools/NAME and members vms/NAME-N
+ * in etcd, a checkout is owners/VM created by CAS; every host resets and
+ * stops the members it holds. cmd-pool.c calls these in a cluster.
+ */
+enum cmd_retval	 cluster_pool_create(struct cmd_req *, json_t *pool);
+json_t		*cluster_pool_json(json_t *pool);
+enum cmd_retval	 cluster_pool_acquire(struct cmd_req *, const char *dept);
+enum cmd_retval	 cluster_pool_release(struct cmd_req *);
+void		 cluster_pool_event(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+void		 cluster_pool_kick(void);
+
+/*
+ * cluster-quorum.c: etcd without quorum does not fence. While renewals
+ * fail, every etcd member is asked; proof that none can lead keeps the
+ * desktops running past the lease's end (cluster_quorum_until: until
+ * when they may run, given the lease's held_until) and refuses
+ * placement with one line (cluster_quorum_refuse: 1, replied).
+ */
+struct etcd_keeper;
+void		 cluster_quorum_start(void);
+long long	 cluster_quorum_until(long long held);
+int		 cluster_quorum_refuse(struct cmd_req *);
+/* This host's lease keeper (cluster-host.c), NULL when not joined. */
+struct etcd_keeper *cluster_host_keeper(void);
 
 /*
  * cluster-fence.c: self-fencing. When this host's lease is lost (or was

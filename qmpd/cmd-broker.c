@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -206,7 +207,7 @@ static void
 cmd_broker_auth_ok(struct cmd_req *req, const char *login, const char *addr,
     json_t *rec)
 {
-	char	*cause = NULL;
+	char	*what;
 	json_t	*f;
 
 	cmd_broker_lockout_forget(login, addr);
@@ -218,10 +219,8 @@ cmd_broker_auth_ok(struct cmd_req *req, const char *login, const char *addr,
 	json_decref(f);
 	/* Not synced: a host crash may lose it, no login pays an fsync. */
 	json_object_set_new(rec, "last_login", json_integer(time(NULL)));
-	if (db_put_nosync(qmpd->db, DB_USERS, login, rec, &cause) != 0) {
-		log_warnx("user %s: last login not saved: %s", login, cause);
-		free(cause);
-	}
+	xasprintf(&what, "user %s: last login", login);
+	userdb_put(DB_USERS, login, rec, USERDB_NOSYNC, userdb_log_cb, what);
 	cmd_reply(req, json_pack("{s:s,s:O?,s:O?,s:b}", "login", login,
 	    "name", json_object_get(rec, "name"), "dept",
 	    json_object_get(rec, "dept"), "admin",
@@ -555,10 +554,29 @@ cmd_broker_desktop_json(struct vm *vm)
 	json_t	*spice = json_null();
 
 	if (strcmp(vm->def.display, "spice") == 0)
-		spice = json_pack("{s:s,s:i}", "host", vm->def.listen, "port",
+		spice = json_pack("{s:s,s:i}", "host", vm_spice_addr(vm), "port",
 		    vm->def.spice_port);
 	return (json_pack("{s:s,s:s,s:s?,s:o}", "name", vm->def.name, "state",
 	    vm_state_name(vm->state), "pool", vm->def.pool, "spice", spice));
+}
+
+/*
+ * One of the user's desktops; in a cluster one with no record here is
+ * as etcd tells it (the broker prefers its placement host's answer).
+ */
+static json_t *
+cmd_broker_mine_json(const char *name)
+{
+	struct vm	*vm;
+	json_t		*d;
+
+	if ((vm = vm_find(name)) != NULL)
+		return (cmd_broker_desktop_json(vm));
+	d = cluster_desktop_json(name);
+	json_object_del(d, "host");
+	json_object_set_new(d, "name", json_string(name));
+	json_object_set_new(d, "spice", json_null());
+	return (d);
 }
 
 /* The desktops of the user named, with what a portal needs to show. */
@@ -566,18 +584,17 @@ static enum cmd_retval
 cmd_broker_mine(struct cmd_req *req)
 {
 	const char	*login = cmd_arg_str(req, "login", "");
-	const char	*owner;
-	struct vm	*vm;
-	json_t		*a;
+	json_t		*a, *names, *v;
+	size_t		 i;
 
 	if (cmd_broker_user(req) != 0)
 		return (CMD_RETURN_DONE);
 	a = json_array();
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = user_owner(vm)) != NULL &&
-		    strcmp(owner, login) == 0)
-			json_array_append_new(a, cmd_broker_desktop_json(vm));
-	}
+	names = user_desktops(login);
+	json_array_foreach(names, i, v)
+		json_array_append_new(a, cmd_broker_mine_json(
+		    json_string_value(v)));
+	json_decref(names);
 	cmd_reply(req, json_pack("{s:o}", "desktops", a));
 	return (CMD_RETURN_DONE);
 }

@@ -59,6 +59,8 @@ cmd_host_drain_set(struct cmd_req *req, int on)
 		    name);
 		return (CMD_RETURN_DONE);
 	}
+	if (cluster_quorum_refuse(req))
+		return (CMD_RETURN_DONE);
 	if (on && cmd_arg_bool(req, "live", 0))
 		return (cluster_drain_live(req, name));
 	key = cluster_key("drain/%s", name);
@@ -129,6 +131,15 @@ cmd_host_evacuate(struct cmd_req *req)
 	return (cluster_drain_evacuate(req));
 }
 
+/* image.fetch NAME: a host copies a template of ours (cluster-image.c). */
+static enum cmd_retval
+cmd_host_image_fetch(struct cmd_req *req)
+{
+	if (!cmd_host_cluster(req))
+		return (CMD_RETURN_DONE);
+	return (cluster_image_serve(req));
+}
+
 static const struct cmd_arg cmd_host_drain_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "live", ARG_BOOL, 0 },
@@ -148,6 +159,7 @@ const struct cmd_entry cmd_host_entries[] = {
 	{ "host.drain", cmd_host_drain_args, ROLE_ADMIN, cmd_host_drain },
 	{ "host.evacuate", cmd_name_args, ROLE_HOST, cmd_host_evacuate },
 	{ "host.undrain", cmd_name_args, ROLE_ADMIN, cmd_host_undrain },
+	{ "image.fetch", cmd_name_args, ROLE_HOST, cmd_host_image_fetch },
 	{ "image.store", cmd_host_store_args, ROLE_ADMIN, cmd_host_store_add },
 	{ NULL, NULL, 0, NULL }
 };

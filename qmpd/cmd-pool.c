@@ -1,17 +1,21 @@
 /*
  * pool.* commands (admin) and desktop.acquire / desktop.release (broker):
  * a pool's record in DB_POOLS, its desktops made and removed here, handed
- * out and taken back through pool.c.
+ * out and taken back through pool.c. In a cluster the pool and its
+ * members are etcd's and cluster-pool.c does the work after the same
+ * checks; resize, rm and set are single-host only for now.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "names.h"
 #include "pool.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -87,7 +91,7 @@ cmd_pool_create(struct cmd_req *req)
 	static const char *const copy[] = { "memory", "vcpus", "nets",
 	    "kernel", "initrd", "append", "accel", "display", "machine",
 	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
-	    "profile", "firmware", "tpm", "clipboard" };
+	    "profile", "firmware", "tpm", "clipboard", "listen" };
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*template = cmd_arg_str(req, "template", "");
 	const char	*mode = cmd_arg_str(req, "mode", "floating");
@@ -137,12 +141,14 @@ cmd_pool_create(struct cmd_req *req)
 	}
 	if (cmd_pool_profile_check(req) != 0)
 		return (CMD_RETURN_DONE);
-	if (dept != NULL && (rec = db_get(qmpd->db, DB_DEPTS, dept)) == NULL) {
+	if (dept != NULL && (rec = userdb_get(DB_DEPTS, dept)) == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no department named %.64s", dept);
 		return (CMD_RETURN_DONE);
 	} else if (dept != NULL)
 		json_decref(rec);
-	if ((rec = db_get(qmpd->db, DB_IMAGES, template)) == NULL) {
+	/* In a cluster a template another host can hand over will do. */
+	if ((rec = db_get(qmpd->db, DB_IMAGES, template)) == NULL &&
+	    (qmpd->cluster == NULL || !cluster_image_gettable(template))) {
 		cmd_error(req, ERR_NOTFOUND, "no image named %.64s (qdesk "
 		    "image list)", template);
 		return (CMD_RETURN_DONE);
@@ -158,6 +164,11 @@ cmd_pool_create(struct cmd_req *req)
 		if ((v = json_object_get(req->args, copy[i])) != NULL &&
 		    !json_is_null(v))
 			json_object_set(pool, copy[i], v);
+	if (qmpd->cluster != NULL) {
+		cluster_pool_create(req, pool);
+		json_decref(pool);
+		return (CMD_RETURN_WAIT);
+	}
 	/* The record first: a crash half-way is finished at start-up. */
 	if (db_put(qmpd->db, DB_POOLS, name, pool, &cause) != 0) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
@@ -199,10 +210,18 @@ out:
 	return (CMD_RETURN_DONE);
 }
 
+/* A pool with its desktops, this host's or (a cluster) etcd's. */
+static json_t *
+cmd_pool_json(json_t *pool)
+{
+	return (qmpd->cluster != NULL ? cluster_pool_json(pool) :
+	    pool_to_json(pool));
+}
+
 static int
 cmd_pool_list_cb(const char *key, json_t *rec, void *arg)
 {
-	json_t	*j = pool_to_json(rec);
+	json_t	*j = cmd_pool_json(rec);
 
 	json_object_del(j, "desktops");
 	json_array_append_new(arg, j);
@@ -215,7 +234,7 @@ cmd_pool_list(struct cmd_req *req)
 	json_t	*a = json_array();
 	char	*cause = NULL;
 
-	if (db_foreach(qmpd->db, DB_POOLS, cmd_pool_list_cb, a, &cause) < 0) {
+	if (userdb_foreach(DB_POOLS, cmd_pool_list_cb, a, &cause) < 0) {
 		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(a);
 		return (CMD_RETURN_DONE);
@@ -231,9 +250,20 @@ cmd_pool_show(struct cmd_req *req)
 
 	if ((pool = cmd_pool_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	cmd_reply(req, pool_to_json(pool));
+	cmd_reply(req, cmd_pool_json(pool));
 	json_decref(pool);
 	return (CMD_RETURN_DONE);
+}
+
+/* resize, rm and set of a cluster's pool: not yet (one line why). */
+static int
+cmd_pool_single(struct cmd_req *req)
+{
+	if (qmpd->cluster == NULL)
+		return (0);
+	cmd_error(req, ERR_STATE, "%s: a cluster's pools keep the size and "
+	    "settings they were created with for now", req->entry->name);
+	return (-1);
 }
 
 /* Up: new clones. Down: only free desktops go; in use ones stay. */
@@ -247,6 +277,8 @@ cmd_pool_resize(struct cmd_req *req)
 	char		*cause = NULL;
 	int		 have = 0, freeable = 0, n;
 
+	if (cmd_pool_single(req) != 0)
+		return (CMD_RETURN_DONE);
 	if ((pool = cmd_pool_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	pname = json_string_value(json_object_get(pool, "name"));
@@ -307,6 +339,10 @@ cmd_pool_rm(struct cmd_req *req)
 	struct vm	*vm;
 	char		*cause = NULL, *list;
 
+	if (cmd_pool_single(req) != 0) {
+		json_decref(users);
+		return (CMD_RETURN_DONE);
+	}
 	if ((pool = cmd_pool_lookup(req)) == NULL) {
 		json_decref(users);
 		return (CMD_RETURN_DONE);
@@ -348,6 +384,8 @@ cmd_pool_set(struct cmd_req *req)
 	const char	*pname;
 	char		*cause = NULL;
 
+	if (cmd_pool_single(req) != 0)
+		return (CMD_RETURN_DONE);
 	if ((pool = cmd_pool_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	pname = json_string_value(json_object_get(pool, "name"));
@@ -436,6 +474,12 @@ cmd_pool_acquire(struct cmd_req *req)
 
 	if ((user = cmd_pool_user(req)) == NULL)
 		return (CMD_RETURN_DONE);
+	if (qmpd->cluster != NULL) {
+		cluster_pool_acquire(req, json_string_value(json_object_get(
+		    user, "dept")));
+		json_decref(user);
+		return (CMD_RETURN_WAIT);
+	}
 	if (pool_pick(&p, cmd_arg_str(req, "pool", NULL), login,
 	    json_string_value(json_object_get(user, "dept")), &cause) != 0) {
 		cmd_error(req, ERR_INTERNAL, "%s", cause);
@@ -503,6 +547,8 @@ cmd_pool_release(struct cmd_req *req)
 	if ((user = cmd_pool_user(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	json_decref(user);
+	if (qmpd->cluster != NULL)
+		return (cluster_pool_release(req));
 	if (name != NULL) {
 		vm = vm_find(name);
 		owner = vm != NULL ? user_owner(vm) : NULL;
@@ -564,6 +610,7 @@ static const struct cmd_arg cmd_pool_create_args[] = {
 	{ "append", ARG_STR, 0 },
 	{ "accel", ARG_STR, 0 },
 	{ "display", ARG_STR, 0 },
+	{ "listen", ARG_STR, 0 },
 	{ "machine", ARG_STR, 0 },
 	{ "on_disconnect", ARG_STR, 0 },
 	{ "grace", ARG_INT, 0 },

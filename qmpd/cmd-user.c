@@ -1,11 +1,14 @@
 /*
  * dept.*, user.* and desktop.* commands: the office's departments, its
  * users with their yescrypt password hashes, and which desktop (VM)
- * belongs to whom. Records are JSON in LMDB (DB_DEPTS, DB_USERS); a
- * desktop's owner is the "owner" field of its VM record, so deleting a VM
- * takes its assignment with it, and a user who still owns desktops
- * cannot be removed.
+ * belongs to whom. Records are JSON in userdb (DB_DEPTS, DB_USERS: LMDB,
+ * or etcd in a cluster, so any host's command writes for all); a
+ * desktop's owner is the "owner" field of its VM record (in a cluster
+ * owners/VM in etcd), so deleting a VM takes its assignment with it, and
+ * a user who still owns desktops cannot be removed. A write answers once
+ * the store has it (at once for LMDB, after etcd's CAS in a cluster).
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include "log.h"
 #include "names.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -44,18 +48,58 @@ cmd_user_names(json_t *names)
 	return (s);
 }
 
-/* Put one record, each write its own short transaction. */
-static int
-cmd_user_put(struct cmd_req *req, const char *table, const char *key,
-    json_t *rec)
-{
-	char	*cause = NULL;
+/*
+ * A write in flight: once userdb has it, log done, revoke the login's
+ * sessions if asked (why), and answer reply.
+ */
+struct cmd_user_write {
+	struct cmd_req	*req;
+	json_t		*reply;
+	char		*done;
+	char		*login;
+	const char	*why;
+};
 
-	if (db_put(qmpd->db, table, key, rec, &cause) != 0) {
-		cmd_fail(req, ERR_INTERNAL, cause);
-		return (-1);
+static void
+cmd_user_write_cb(void *arg, const char *errclass, const char *cause)
+{
+	struct cmd_user_write	*w = arg;
+
+	if (errclass != NULL) {
+		cmd_error(w->req, errclass, "%s", cause);
+		json_decref(w->reply);
+	} else {
+		log_info("%s", w->done);
+		if (w->why != NULL)
+			cmd_broker_revoke(w->login, NULL, w->why);
+		cmd_reply(w->req, w->reply);
 	}
-	return (0);
+	free(w->done);
+	free(w->login);
+	free(w);
+}
+
+static struct cmd_user_write *
+cmd_user_write(struct cmd_req *req, json_t *reply, const char *login,
+    const char *why, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* What cmd_user_write_cb needs; reply is stolen. */
+static struct cmd_user_write *
+cmd_user_write(struct cmd_req *req, json_t *reply, const char *login,
+    const char *why, const char *fmt, ...)
+{
+	struct cmd_user_write	*w = xcalloc(1, sizeof *w);
+	va_list			 ap;
+
+	w->req = req;
+	w->reply = reply;
+	w->login = login != NULL ? xstrdup(login) : NULL;
+	w->why = why;
+	va_start(ap, fmt);
+	xvasprintf(&w->done, fmt, ap);
+	va_end(ap);
+	return (w);
 }
 
 /* A department, under an existing parent if one is named. */
@@ -71,14 +115,14 @@ cmd_user_dept_add(struct cmd_req *req)
 		cmd_fail(req, ERR_ARG, cause);
 		return (CMD_RETURN_DONE);
 	}
-	if ((rec = db_get(qmpd->db, DB_DEPTS, name)) != NULL) {
+	if ((rec = userdb_get(DB_DEPTS, name)) != NULL) {
 		json_decref(rec);
 		cmd_error(req, ERR_EXISTS, "a department named %s already "
 		    "exists", name);
 		return (CMD_RETURN_DONE);
 	}
 	if (parent != NULL) {
-		if ((rec = db_get(qmpd->db, DB_DEPTS, parent)) == NULL) {
+		if ((rec = userdb_get(DB_DEPTS, parent)) == NULL) {
 			cmd_error(req, ERR_NOTFOUND, "no department named %s "
 			    "to be the parent of %s", parent, name);
 			return (CMD_RETURN_DONE);
@@ -87,12 +131,11 @@ cmd_user_dept_add(struct cmd_req *req)
 	}
 	rec = json_pack("{s:s,s:s?,s:I}", "name", name, "parent", parent,
 	    "created", (json_int_t)time(NULL));
-	if (cmd_user_put(req, DB_DEPTS, name, rec) == 0) {
-		log_info("department %s added", name);
-		cmd_reply(req, json_incref(rec));
-	}
+	userdb_put(DB_DEPTS, name, rec, USERDB_CREATE, cmd_user_write_cb,
+	    cmd_user_write(req, json_incref(rec), NULL, NULL,
+	    "department %s added", name));
 	json_decref(rec);
-	return (CMD_RETURN_DONE);
+	return (CMD_RETURN_WAIT);
 }
 
 /* How many users each department has, for dept.list. */
@@ -130,9 +173,9 @@ cmd_user_dept_list(struct cmd_req *req)
 	char	*cause = NULL;
 
 	state = json_pack("[{},[]]");
-	if (db_foreach(qmpd->db, DB_USERS, cmd_user_count_cb,
+	if (userdb_foreach(DB_USERS, cmd_user_count_cb,
 	    json_array_get(state, 0), &cause) < 0 ||
-	    db_foreach(qmpd->db, DB_DEPTS, cmd_user_dept_list_cb, state,
+	    userdb_foreach(DB_DEPTS, cmd_user_dept_list_cb, state,
 	    &cause) < 0) {
 		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(state);
@@ -151,9 +194,8 @@ cmd_user_dept_rm(struct cmd_req *req)
 	const char	*name = cmd_arg_str(req, "name", "");
 	json_t		*rec, *users = NULL, *children = NULL;
 	char		*cause = NULL, *list;
-	int		 rc;
 
-	if ((rec = db_get(qmpd->db, DB_DEPTS, name)) == NULL) {
+	if ((rec = userdb_get(DB_DEPTS, name)) == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no department named %s", name);
 		return (CMD_RETURN_DONE);
 	}
@@ -183,12 +225,8 @@ cmd_user_dept_rm(struct cmd_req *req)
 		free(list);
 		goto out;
 	}
-	if ((rc = db_del(qmpd->db, DB_DEPTS, name, &cause)) < 0) {
-		cmd_error(req, ERR_INTERNAL, "%s", cause);
-		goto out;
-	}
-	log_info("department %s removed", name);
-	cmd_reply(req, json_object());
+	userdb_del(DB_DEPTS, name, cmd_user_write_cb, cmd_user_write(req,
+	    json_object(), NULL, NULL, "department %s removed", name));
 out:
 	free(cause);
 	json_decref(users);
@@ -260,7 +298,7 @@ cmd_user_add(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	if (dept != NULL) {
-		if ((rec = db_get(qmpd->db, DB_DEPTS, dept)) == NULL) {
+		if ((rec = userdb_get(DB_DEPTS, dept)) == NULL) {
 			cmd_error(req, ERR_NOTFOUND, "no department named %s: "
 			    "add it first (qdesk dept add %s)", dept, dept);
 			return (CMD_RETURN_DONE);
@@ -283,14 +321,12 @@ cmd_user_add(struct cmd_req *req)
 		explicit_bzero(hash, strlen(hash));
 		free(hash);
 	}
-	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
-		log_info("user %s added%s", login, password == NULL ?
-		    " without a password" : "");
-		pub = user_public(rec);
-		cmd_reply(req, pub);
-	}
+	pub = user_public(rec);
+	userdb_put(DB_USERS, login, rec, USERDB_CREATE, cmd_user_write_cb,
+	    cmd_user_write(req, pub, NULL, NULL, "user %s added%s", login,
+	    password == NULL ? " without a password" : ""));
 	json_decref(rec);
-	return (CMD_RETURN_DONE);
+	return (CMD_RETURN_WAIT);
 }
 
 /* Look the user up by the "login" argument, or answer NotFound. */
@@ -330,11 +366,9 @@ cmd_user_passwd(struct cmd_req *req)
 	    json_integer(time(NULL)));
 	explicit_bzero(hash, strlen(hash));
 	free(hash);
-	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
-		log_info("user %s: password changed", login);
-		cmd_broker_revoke(login, NULL, "password changed");
-		cmd_reply(req, user_public(rec));
-	}
+	userdb_put(DB_USERS, login, rec, 0, cmd_user_write_cb,
+	    cmd_user_write(req, user_public(rec), login, "password changed",
+	    "user %s: password changed", login));
 out:
 	json_decref(rec);
 	return (CMD_RETURN_DONE);
@@ -350,13 +384,9 @@ cmd_user_set_disabled(struct cmd_req *req, int disabled)
 	if ((rec = cmd_user_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	json_object_set_new(rec, "disabled", json_boolean(disabled));
-	if (cmd_user_put(req, DB_USERS, login, rec) == 0) {
-		log_info("user %s %s", login, disabled ? "disabled" :
-		    "enabled");
-		if (disabled)
-			cmd_broker_revoke(login, NULL, "user disabled");
-		cmd_reply(req, user_public(rec));
-	}
+	userdb_put(DB_USERS, login, rec, 0, cmd_user_write_cb,
+	    cmd_user_write(req, user_public(rec), login, disabled ? "user disabled" : NULL,
+	    "user %s %s", login, disabled ? "disabled" : "enabled"));
 	json_decref(rec);
 	return (CMD_RETURN_DONE);
 }
@@ -379,7 +409,7 @@ cmd_user_rm(struct cmd_req *req)
 {
 	const char	*login = cmd_arg_str(req, "login", "");
 	json_t		*rec, *desks;
-	char		*cause = NULL, *list;
+	char		*list;
 
 	if ((rec = cmd_user_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
@@ -396,14 +426,9 @@ cmd_user_rm(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	json_decref(desks);
-	if (db_del(qmpd->db, DB_USERS, login, &cause) < 0) {
-		cmd_fail(req, ERR_INTERNAL, cause);
-		return (CMD_RETURN_DONE);
-	}
-	log_info("user %s removed", login);
-	cmd_broker_revoke(login, NULL, "user removed");
-	cmd_reply(req, json_object());
-	return (CMD_RETURN_DONE);
+	userdb_del(DB_USERS, login, cmd_user_write_cb, cmd_user_write(req,
+	    json_object(), login, "user removed", "user %s removed", login));
+	return (CMD_RETURN_WAIT);
 }
 
 static int
@@ -419,7 +444,7 @@ cmd_user_list(struct cmd_req *req)
 	json_t	*a = json_array();
 	char	*cause = NULL;
 
-	if (db_foreach(qmpd->db, DB_USERS, cmd_user_list_cb, a, &cause) < 0) {
+	if (userdb_foreach(DB_USERS, cmd_user_list_cb, a, &cause) < 0) {
 		cmd_fail(req, ERR_INTERNAL, cause);
 		json_decref(a);
 		return (CMD_RETURN_DONE);
@@ -428,29 +453,84 @@ cmd_user_list(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
-/* Give a VM to a user; assigning it to its owner again is no error. */
+/* An assignment stored (or refused): tell the listeners, answer. */
+struct cmd_user_assign {
+	struct cmd_req	*req;
+	char		*vm;
+	char		*login;
+	int		 assign;	/* else unassign */
+};
+
+static void
+cmd_user_assign_cb(void *arg, const char *errclass, const char *cause)
+{
+	struct cmd_user_assign	*a = arg;
+	json_t			*f;
+
+	if (errclass != NULL)
+		cmd_error(a->req, errclass, "%s", cause);
+	else {
+		log_info("%s: %s %s", a->vm, a->assign ? "assigned to" :
+		    "unassigned from", a->login);
+		if (!a->assign)
+			cmd_broker_revoke(a->login, a->vm,
+			    "desktop unassigned");
+		f = json_pack("{s:s}", "login", a->login);
+		notify_emit(a->assign ? "desktop.assigned" :
+		    "desktop.unassigned", a->vm, f);
+		json_decref(f);
+		cmd_reply(a->req, json_pack("{s:s,s:s}", "vm", a->vm, "login",
+		    a->login));
+	}
+	free(a->vm);
+	free(a->login);
+	free(a);
+}
+
+static enum cmd_retval
+cmd_user_assign_write(struct cmd_req *req, const char *name,
+    const char *login, int assign)
+{
+	struct cmd_user_assign	*a = xcalloc(1, sizeof *a);
+
+	a->req = req;
+	a->vm = xstrdup(name);
+	a->login = xstrdup(login);
+	a->assign = assign;
+	userdb_assign(name, assign ? login : NULL, cmd_user_assign_cb, a);
+	return (CMD_RETURN_WAIT);
+}
+
+/* The owner of VM name, here or (a cluster) in etcd; NULL: no such VM. */
+static int
+cmd_user_vm_known(const char *name, const char **owner)
+{
+	struct vm	*vm = vm_find(name);
+
+	*owner = userdb_owner(name, vm != NULL ? vm->def.owner : NULL);
+	return (vm != NULL || cluster_desktop_defined(name));
+}
+
+/*
+ * Give a VM to a user; assigning it to its owner again is no error. In a
+ * cluster any host assigns any desktop etcd defines (owners/VM).
+ */
 static enum cmd_retval
 cmd_user_desktop_assign(struct cmd_req *req)
 {
 	const char	*login = cmd_arg_str(req, "login", "");
 	const char	*name = cmd_arg_str(req, "vm", "");
 	const char	*owner;
-	struct vm	*vm;
 	json_t		*rec;
-	char		*cause = NULL;
-	int		 rv;
 
 	if ((rec = cmd_user_lookup(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	json_decref(rec);
-	if ((vm = vm_find(name)) == NULL && qmpd->cluster != NULL &&
-	    (rv = cluster_desktop_assign(req, name)) != -1)
-		return (rv);	/* made here from etcd, or why not */
-	if (vm == NULL) {
+	if (!cmd_user_vm_known(name, &owner)) {
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if ((owner = user_owner(vm)) != NULL) {
+	if (owner != NULL) {
 		if (strcmp(owner, login) == 0) {
 			cmd_reply(req, json_pack("{s:s,s:s}", "vm", name,
 			    "login", login));
@@ -460,16 +540,7 @@ cmd_user_desktop_assign(struct cmd_req *req)
 		    "it first (qdesk desktop unassign %s)", name, owner, name);
 		return (CMD_RETURN_DONE);
 	}
-	if (user_set_owner(vm, login, &cause) != 0) {
-		cmd_fail(req, ERR_INTERNAL, cause);
-		return (CMD_RETURN_DONE);
-	}
-	log_info("%s: assigned to %s", name, login);
-	notify_emit("desktop.assigned", name, rec = json_pack("{s:s}",
-	    "login", login));
-	json_decref(rec);
-	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
-	return (CMD_RETURN_DONE);
+	return (cmd_user_assign_write(req, name, login, 1));
 }
 
 /* Take a VM back from its owner; the VM itself is left alone. */
@@ -477,60 +548,75 @@ static enum cmd_retval
 cmd_user_desktop_unassign(struct cmd_req *req)
 {
 	const char	*name = cmd_arg_str(req, "vm", "");
-	struct vm	*vm;
-	json_t		*j;
-	char		*cause = NULL, *login;
+	const char	*owner;
 
-	if ((vm = vm_find(name)) == NULL) {
+	if (!cmd_user_vm_known(name, &owner) && owner == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", name);
 		return (CMD_RETURN_DONE);
 	}
-	if (user_owner(vm) == NULL) {
+	if (owner == NULL) {
 		cmd_error(req, ERR_STATE, "VM %s is not assigned to anyone",
 		    name);
 		return (CMD_RETURN_DONE);
 	}
-	login = xstrdup(user_owner(vm));
-	if (user_set_owner(vm, NULL, &cause) != 0) {
-		cmd_fail(req, ERR_INTERNAL, cause);
-		free(login);
-		return (CMD_RETURN_DONE);
+	return (cmd_user_assign_write(req, name, owner, 0));
+}
+
+struct cmd_user_list {
+	const char	*login;
+	json_t		*a;
+};
+
+static int
+cmd_user_desktop_list_cb(const char *name, json_t *rec, void *arg)
+{
+	struct cmd_user_list	*l = arg;
+	const char		*owner;
+	struct vm		*vm;
+	json_t			*c;
+
+	owner = json_string_value(json_object_get(rec, "login"));
+	if (owner == NULL || (l->login != NULL && strcmp(owner, l->login) !=
+	    0))
+		return (0);
+	/* Keys in this order: the CLI's columns follow them. */
+	if ((vm = vm_find(name)) != NULL) {
+		json_array_append_new(l->a, json_pack("{s:s,s:s,s:s,s:s?}",
+		    "vm", name, "login", owner, "state",
+		    vm_state_name(vm->state), "pool", vm->def.pool));
+		return (0);
 	}
-	log_info("%s: unassigned from %s", name, login);
-	cmd_broker_revoke(login, name, "desktop unassigned");
-	notify_emit("desktop.unassigned", name, j = json_pack("{s:s}",
-	    "login", login));
-	json_decref(j);
-	cmd_reply(req, json_pack("{s:s,s:s}", "vm", name, "login", login));
-	free(login);
-	return (CMD_RETURN_DONE);
+	c = cluster_desktop_json(name);
+	json_array_append_new(l->a, json_pack("{s:s,s:s,s:O?,s:O?,s:O?}",
+	    "vm", name, "login", owner, "state", json_object_get(c, "state"),
+	    "pool", json_object_get(c, "pool"), "host", json_object_get(c,
+	    "host")));
+	json_decref(c);
+	return (0);
 }
 
 /* Assigned desktops, of one user or of everyone. */
 static enum cmd_retval
 cmd_user_desktop_list(struct cmd_req *req)
 {
-	const char	*login = cmd_arg_str(req, "login", NULL);
-	const char	*owner;
-	struct vm	*vm;
-	json_t		*a, *rec;
+	struct cmd_user_list	 l;
+	json_t			*rec;
+	char			*cause = NULL;
 
-	if (login != NULL) {
+	l.login = cmd_arg_str(req, "login", NULL);
+	if (l.login != NULL) {
 		if ((rec = cmd_user_lookup(req)) == NULL)
 			return (CMD_RETURN_DONE);
 		json_decref(rec);
 	}
-	a = json_array();
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = user_owner(vm)) == NULL)
-			continue;
-		if (login != NULL && strcmp(owner, login) != 0)
-			continue;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s?}",
-		    "vm", vm->def.name, "login", owner, "state",
-		    vm_state_name(vm->state), "pool", vm->def.pool));
+	l.a = json_array();
+	if (userdb_foreach(USERDB_OWNERS, cmd_user_desktop_list_cb, &l,
+	    &cause) < 0) {
+		json_decref(l.a);
+		cmd_fail(req, ERR_INTERNAL, cause);
+		return (CMD_RETURN_DONE);
 	}
-	cmd_reply(req, json_pack("{s:o}", "desktops", a));
+	cmd_reply(req, json_pack("{s:o}", "desktops", l.a));
 	return (CMD_RETURN_DONE);
 }
 

@@ -77,6 +77,7 @@ static const struct cmd_arg cmd_migrate_prepare_args[] = {
 	{ "disk_size", ARG_INT, 0 },
 	{ "from", ARG_STR, 0 },
 	{ "timeout", ARG_INT, 0 },
+	{ "ticket", ARG_OBJECT, 0 },	/* the source's SPICE ticket */
 	{ NULL, 0, 0 }
 };
 

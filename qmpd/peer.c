@@ -39,6 +39,7 @@ struct peer_call {
 	json_int_t		 id;
 	peer_reply_cb		 cb;
 	void			*arg;
+	int			 stream;	/* its reply turns into a stream */
 	TAILQ_ENTRY(peer_call)	 entry;
 };
 TAILQ_HEAD(peer_calls, peer_call);
@@ -54,6 +55,7 @@ struct peer {
 	int			 closed;
 	int			 busy;		/* inside one of our callbacks */
 	int			 doomed;	/* peer_free while busy */
+	int			 streaming;	/* lines are over: bytes follow */
 	char			*close_cause;
 	struct event		*later;		/* deferred close report */
 	char			*want_cn;	/* tls: the CN the peer must have */
@@ -178,6 +180,9 @@ peer_line(struct peer *p, const char *line, size_t len)
 		return;
 	}
 	TAILQ_REMOVE(&p->pending, c, entry);
+	/* After a stream call's answer the connection carries its bytes. */
+	if (c->stream && kind == PROTO_MSG_RETURN)
+		p->streaming = 1;
 	if (c->cb != NULL) {
 		if (kind == PROTO_MSG_RETURN)
 			c->cb(p, json_object_get(msg, "return"), NULL, NULL,
@@ -202,12 +207,12 @@ peer_read_cb(struct bufferevent *bev, void *arg)
 	size_t		 len;
 
 	p->busy++;
-	while (!p->doomed && !p->closed &&
+	while (!p->doomed && !p->closed && !p->streaming &&
 	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
 		peer_line(p, line, len);
 		free(line);
 	}
-	if (!p->doomed && !p->closed &&
+	if (!p->doomed && !p->closed && !p->streaming &&
 	    evbuffer_get_length(in) > PROTO_MAX_LINE)
 		peer_close(p, "a line from the peer over %d bytes",
 		    PROTO_MAX_LINE);
@@ -404,9 +409,9 @@ fail:
 	return (NULL);
 }
 
-int
-peer_call(struct peer *p, const char *cmd, json_t *args, peer_reply_cb cb,
-    void *arg)
+static int
+peer_call1(struct peer *p, const char *cmd, json_t *args, peer_reply_cb cb,
+    void *arg, int stream)
 {
 	struct peer_call	*c;
 	json_t			*id;
@@ -420,6 +425,7 @@ peer_call(struct peer *p, const char *cmd, json_t *args, peer_reply_cb cb,
 	c->id = p->next_id++;
 	c->cb = cb;
 	c->arg = arg;
+	c->stream = stream;
 	if (args == NULL)
 		args = json_object();
 	id = json_integer(c->id);
@@ -432,4 +438,40 @@ peer_call(struct peer *p, const char *cmd, json_t *args, peer_reply_cb cb,
 	free(line);
 	log_debug("peer %s: -> %s", p->addr, cmd);
 	return (0);
+}
+
+int
+peer_call(struct peer *p, const char *cmd, json_t *args, peer_reply_cb cb,
+    void *arg)
+{
+	return (peer_call1(p, cmd, args, cb, arg, 0));
+}
+
+int
+peer_call_stream(struct peer *p, const char *cmd, json_t *args,
+    peer_reply_cb cb, void *arg)
+{
+	if (!TAILQ_EMPTY(&p->pending)) {
+		json_decref(args);
+		return (-1);
+	}
+	return (peer_call1(p, cmd, args, cb, arg, 1));
+}
+
+/*
+ * The connection, for the byte stream after a stream call's answer (what
+ * is already read of it is in its input): the peer keeps nothing of it
+ * and is closed, to be freed by its owner.
+ */
+struct bufferevent *
+peer_take_stream(struct peer *p)
+{
+	struct bufferevent	*bev = p->bev;
+
+	if (!p->streaming || bev == NULL)
+		return (NULL);
+	p->bev = NULL;
+	p->closed = 1;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	return (bev);
 }

@@ -34,6 +34,15 @@ struct peer	*peer_open_cn(const char *addr, const char *cn,
 /* args stolen (may be NULL). -1 once the connection is closed. */
 int		 peer_call(struct peer *, const char *cmd, json_t *args,
 		    peer_reply_cb, void *arg);
+/*
+ * The same for a call whose answer turns the connection into a byte
+ * stream (image.fetch): the only call on the peer; from its callback,
+ * peer_take_stream hands the connection over.
+ */
+int		 peer_call_stream(struct peer *, const char *cmd,
+		    json_t *args, peer_reply_cb, void *arg);
+struct bufferevent;
+struct bufferevent *peer_take_stream(struct peer *);
 void		 peer_free(struct peer *);
 const char	*peer_addr(const struct peer *);
 /* Is addr one peer_open understands ("unix:..." or "tls:...")? */

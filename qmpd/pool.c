@@ -21,6 +21,7 @@
 #include "pool.h"
 #include "qmp.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -90,7 +91,7 @@ pool_to_json(json_t *pool)
 json_t *
 pool_get(const char *name)
 {
-	return (db_get(qmpd->db, DB_POOLS, name));
+	return (userdb_get(DB_POOLS, name));
 }
 
 /* Free: in a pool, nobody's, clean, staying. */
@@ -113,14 +114,14 @@ pool_user_may(json_t *pool, const char *dept)
 	return (user_dept_within(dept, want));
 }
 
-/* The VM definition of a pool's desktop number n. */
-static json_t *
+/* The VM definition of a pool's desktop named name. */
+json_t *
 pool_desktop_args(json_t *pool, const char *name)
 {
 	static const char *copy[] = { "memory", "vcpus", "nets", "kernel",
 	    "initrd", "append", "accel", "display", "machine",
 	    "video", "heads", "audio", "usbredir", "balloon", "os", "agent",
-	    "profile", "firmware", "tpm", "clipboard" };
+	    "profile", "firmware", "tpm", "clipboard", "listen" };
 	json_t	*args, *v;
 	size_t	 i;
 

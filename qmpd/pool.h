@@ -21,6 +21,7 @@ const char	*pool_of(const struct vm *);
 json_t		*pool_get(const char *name);
 int		 pool_desktop_free(const struct vm *);
 int		 pool_desktop_add(json_t *pool, char **cause);
+json_t		*pool_desktop_args(json_t *pool, const char *name);
 void		 pool_return(struct vm *, const char *why);
 json_t		*pool_to_json(json_t *pool);
 int		 pool_user_may(json_t *pool, const char *dept);

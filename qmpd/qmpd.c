@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "proc.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -101,7 +102,9 @@ qmpd_listen(void)
 	notify_listen(server_event, NULL);
 	notify_listen(session_event, NULL);
 	notify_listen(boot_queue_event, NULL);
-	notify_listen(pool_event, NULL);
+	/* Pools are this host's, or the cluster's (cluster-pool.c). */
+	notify_listen(qmpd->cluster != NULL ? cluster_pool_event : pool_event,
+	    NULL);
 	notify_listen(metrics_event, NULL);
 	notify_listen(eventlog_event, NULL);
 }
@@ -273,7 +276,12 @@ qmpd_start(const struct qmpd_opts *o)
 	if (net_init(&cause) != 0)
 		fatalx("%s", cause);
 	qmpd_listen();
+	vm_incoming_recover();
 	vm_attach_all();
+	vm_incoming_recover_dead();
+	/* In a cluster, users, departments and pools are etcd's (userdb.h). */
+	if (qmpd->cluster != NULL)
+		userdb_use(&userdb_etcd);
 	if (qmpd->cluster != NULL && cluster_init(&cause) != 0)
 		fatalx("cluster: %s", cause);
 	if (server_listen(qmpd->socket_path, &cause) != 0)
@@ -282,7 +290,10 @@ qmpd_start(const struct qmpd_opts *o)
 		fatalx("%s", cause);
 	if (o->listen != NULL && cluster_listen_start(o->listen, &cause) != 0)
 		fatalx("%s", cause);
-	pool_init();
+	if (qmpd->cluster != NULL)
+		cluster_pool_kick();
+	else
+		pool_init();
 	/* In a cluster, placement says what runs here, not LMDB. */
 	if (qmpd->cluster == NULL)
 		boot_queue_autostart();

@@ -263,6 +263,7 @@ extern struct metrics_hist boot_queue_wait_hist;	/* seconds waited */
 int		 spice_tls_init(char **cause);
 const char	*spice_tls_dir(void);
 const char	*spice_tls_ca(void);
+char		*spice_tls_ca_file(void);
 const char	*spice_tls_subject(const struct vm *);
 const char	*spice_tls_issue(struct vm *, char **cause);
 /* text as dfd/name, made afresh, owned by uid and readable by it alone. */

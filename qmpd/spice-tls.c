@@ -20,6 +20,12 @@
  * DIR/spice-tls and copied to each VM's dir for its uid alone). A pair
  * that an older qmpd made (its key was readable by every QEMU) is retired
  * and replaced by a CA.
+ *
+ * In a cluster a viewer must trust every host, as a live migration moves
+ * its desktop (issue 14): each host's CA is then one the cluster's SPICE
+ * root issued (qdesk cluster cert spice HOST), with that root beside it
+ * as ca-root.pem. Viewers get ca-root.pem, and each VM's server-cert.pem
+ * carries the host's CA after its own, so one anchor checks any host.
  */
 #include <sys/stat.h>
 
@@ -49,7 +55,8 @@
 #define SPICE_TLS_CN_MAX	64	/* X.509's upper bound for a CN */
 
 static char	*spice_tls_path;	/* DIR/spice-tls */
-static char	*spice_tls_pem;		/* the CA certificate, PEM text */
+static char	*spice_tls_pem;		/* what viewers trust, PEM text */
+static char	*spice_tls_chain;	/* an issued CA, sent after a leaf */
 static X509	*spice_tls_cacert;	/* CA mode: the CA and its key */
 static EVP_PKEY	*spice_tls_cakey;
 static char	*spice_tls_pair_cert;	/* pair mode: the shared pair */
@@ -188,6 +195,35 @@ spice_tls_lock_key(const char *name, char **cause)
 	return (rv);
 }
 
+/*
+ * A CA issued by another (a cluster's): viewers trust that one,
+ * ca-root.pem, and this CA goes with each leaf so they can get there.
+ */
+static int
+spice_tls_load_root(char **cause)
+{
+	X509	*root;
+	int	 ok;
+
+	spice_tls_chain = spice_tls_pem;
+	if ((spice_tls_pem = spice_tls_slurp("ca-root.pem", cause)) == NULL)
+		return (-1);
+	if ((root = spice_tls_x509(spice_tls_pem)) == NULL) {
+		cert_ssl_error(cause, "SPICE CA ca-root.pem");
+		return (-1);
+	}
+	ok = X509_check_issued(root, spice_tls_cacert) == X509_V_OK;
+	X509_free(root);
+	if (!ok) {
+		xasprintf(cause, "%s/ca-root.pem did not issue ca-cert.pem: "
+		    "remove it, or put the CA that did", spice_tls_path);
+		return (-1);
+	}
+	log_info("SPICE CA issued by the one in %s/ca-root.pem: viewers "
+	    "trust that one", spice_tls_path);
+	return (0);
+}
+
 /* CA mode: keep the CA certificate and key in memory. */
 static int
 spice_tls_load_ca(char **cause)
@@ -216,6 +252,8 @@ spice_tls_load_ca(char **cause)
 		    "certificates (no CA:TRUE)");
 		goto out;
 	}
+	if (spice_tls_exists("ca-root.pem") && spice_tls_load_root(cause) != 0)
+		goto out;
 	rv = 0;
 out:
 	BIO_free(bio);
@@ -323,6 +361,14 @@ spice_tls_ca(void)
 	return (spice_tls_pem);
 }
 
+/* The file of what viewers trust (spice_tls_ca's text), for the CLI. */
+char *
+spice_tls_ca_file(void)
+{
+	return (spice_tls_file(spice_tls_chain != NULL ? "ca-root.pem" :
+	    "ca-cert.pem"));
+}
+
 /* The CN of a VM's certificate: its name, or its uuid if that is long. */
 static void
 spice_tls_cn(const struct vm *vm, char *cn, size_t len)
@@ -388,7 +434,10 @@ spice_tls_leaf(const struct vm *vm, char **certpem, char **keypem,
 	    PEM_write_bio_PrivateKey(kb, pkey, NULL, NULL, 0, NULL, NULL) != 1)
 		goto fail;
 	len = BIO_get_mem_data(cb, &p);
-	*certpem = xstrndup(p, len);
+	if (spice_tls_chain != NULL)
+		xasprintf(certpem, "%.*s%s", (int)len, p, spice_tls_chain);
+	else
+		*certpem = xstrndup(p, len);
 	len = BIO_get_mem_data(kb, &p);
 	*keypem = xstrndup(p, len);
 	OPENSSL_cleanse(p, len);

@@ -1,14 +1,17 @@
 /*
  * Office users, their departments and the desktops assigned to them: the
  * model behind cmd-user.c's commands, the broker's and the pools'. Users
- * and departments are JSON records in LMDB (DB_USERS, DB_DEPTS); a
+ * and departments are JSON records in userdb (DB_USERS, DB_DEPTS: LMDB,
+ * or etcd in a cluster); a
  * desktop's owner is its VM definition's owner field, so deleting a VM
  * takes its assignment with it.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "qmpd.h"
+#include "userdb.h"
 #include "vm.h"
 #include "xmalloc.h"
 
@@ -16,14 +19,14 @@
 json_t *
 user_get(const char *login)
 {
-	return (db_get(qmpd->db, DB_USERS, login));
+	return (userdb_get(DB_USERS, login));
 }
 
 /* The login a desktop is assigned to, or NULL. */
 const char *
 user_owner(const struct vm *vm)
 {
-	return (vm->def.owner);
+	return (userdb_owner(vm->def.name, vm->def.owner));
 }
 
 /* Set or clear (login NULL) a desktop's owner, saved with the VM. */
@@ -46,18 +49,17 @@ user_public(json_t *rec)
 	return (j);
 }
 
-/* The names of the desktops assigned to login. */
+/* The names of the desktops assigned to login (a cluster's, in etcd). */
 json_t *
 user_desktops(const char *login)
 {
-	struct vm	*vm;
-	const char	*owner;
-	json_t		*a = json_array();
+	json_t	*a;
+	char	*cause = NULL;
 
-	TAILQ_FOREACH(vm, &vms, entry) {
-		if ((owner = user_owner(vm)) != NULL &&
-		    strcmp(owner, login) == 0)
-			json_array_append_new(a, json_string(vm->def.name));
+	if ((a = user_match(USERDB_OWNERS, "login", login, &cause)) == NULL) {
+		log_warnx("desktops of %s: %s", login, cause);
+		free(cause);
+		a = json_array();
 	}
 	return (a);
 }
@@ -88,7 +90,7 @@ user_match(const char *table, const char *field, const char *value,
 {
 	struct user_match	m = { field, value, json_array() };
 
-	if (db_foreach(qmpd->db, table, user_match_cb, &m, cause) < 0) {
+	if (userdb_foreach(table, user_match_cb, &m, cause) < 0) {
 		json_decref(m.keys);
 		return (NULL);
 	}
@@ -114,7 +116,7 @@ user_dept_within(const char *dept, const char *want)
 			ok = 1;
 			break;
 		}
-		rec = db_get(qmpd->db, DB_DEPTS, d);
+		rec = userdb_get(DB_DEPTS, d);
 		free(d);
 		d = NULL;
 		if (rec != NULL && json_is_string(json_object_get(rec,

@@ -122,20 +122,22 @@ static void
 vm_argv_spice(struct argv *a, const struct vm_def *def,
     const struct vm_runtime_paths *rt)
 {
-	char	*dir, *profile;
+	char		*dir, *profile;
+	const char	*addr;
 
+	addr = rt->spice_addr != NULL ? rt->spice_addr : def->listen;
 	/* Ticketing stays on: no password is valid until set_password. */
 	profile = vm_argv_spice_profile(def);
 	argv_add(a, "-spice");
 	if (rt->spice_tls_dir != NULL) {
 		dir = argv_escape(rt->spice_tls_dir);
 		argv_add(a, "tls-port=%d,addr=%s,x509-dir=%s,"
-		    "seamless-migration=on,%s", def->spice_port, def->listen,
+		    "seamless-migration=on,%s", def->spice_port, addr,
 		    dir, profile);
 		free(dir);
 	} else
 		argv_add(a, "port=%d,addr=%s,seamless-migration=on,%s",
-		    def->spice_port, def->listen, profile);
+		    def->spice_port, addr, profile);
 	free(profile);
 	vm_argv_dev_video(a, def);
 }

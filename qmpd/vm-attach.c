@@ -193,6 +193,12 @@ vm_attach_all(void)
 			free(cause);
 			continue;
 		}
+		/* An incoming half is never restarted here (recover_dead). */
+		if (vm->mig != NULL && vm->mig->incoming) {
+			vm_unwatch(vm);
+			free(cause);
+			continue;
+		}
 		/* It was running when qmpd went away, and is gone now. */
 		vm_unwatch(vm);
 		vm_exit_cleanup(vm);

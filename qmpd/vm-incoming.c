@@ -96,6 +96,7 @@ vm_incoming_undo(struct vm *vm)
 
 	disk = vm->mig != NULL && vm->mig->disk != NULL ?
 	    xstrdup(vm->mig->disk) : NULL;
+	vm_incoming_unnote(vm->def.name);
 	if (vm_delete(vm, &cause) != 0) {
 		log_warnx("%s", cause);
 		free(cause);
@@ -128,12 +129,12 @@ vm_incoming_ready(struct vm *vm, int nbd_port)
 
 	if (strcmp(vm->def.display, "spice") == 0)
 		spice = json_pack("{s:s,s:i,s:s}", "host",
-		    qmpd->cluster != NULL ? vm_incoming_addr() : vm->def.listen,
+		    vm_spice_addr(vm),
 		    "tls-port", vm->def.spice_port, "subject",
 		    spice_tls_subject(vm) != NULL ? spice_tls_subject(vm) : "");
 	if (nbd_port > 0)
-		nbd = json_pack("{s:s,s:i,s:s}", "host", vm_incoming_addr(),
-		    "port", nbd_port, "export", "disk0");
+		nbd = json_pack("{s:s,s:i,s:s,s:b}", "host", vm_incoming_addr(),
+		    "port", nbd_port, "export", "disk0", "tls", m->tls);
 	ret = json_pack("{s:s,s:o,s:o,s:b}", "uri",
 	    json_string_value(m->target), "nbd", nbd, "spice", spice, "tls",
 	    m->tls);
@@ -202,6 +203,7 @@ static void
 vm_incoming_nbd(struct vm *vm)
 {
 	struct vm_incoming_step	*st;
+	json_t			*args;
 	char			*cause = NULL;
 	int			 fd, port;
 
@@ -217,9 +219,20 @@ vm_incoming_nbd(struct vm *vm)
 	st = xcalloc(1, sizeof *st);
 	st->vm = vm;
 	st->what = "nbd-server-start";
-	qmp_execute(vm->qmp, "nbd-server-start", json_pack("{s:{s:s,s:{s:s}}}",
-	    "addr", "type", "fd", "data", "str", "mig-nbd"),
-	    vm_incoming_nbd_done, st);
+	args = json_pack("{s:{s:s,s:{s:s}}}", "addr", "type", "fd", "data",
+	    "str", "mig-nbd");
+	/*
+	 * With the stream's TLS (a cluster with certificates) the export
+	 * takes only a client with a certificate of the cluster CA: no one
+	 * else on the network reads or writes the desktop's disk.
+	 */
+	if (vm->mig->tls)
+		json_object_set_new(args, "tls-creds",
+		    json_string(vm_migrate_tls_id()));
+	qmp_execute(vm->qmp, "nbd-server-start", args, vm_incoming_nbd_done,
+	    st);
+	log_info("%s: NBD export of the copy at %s:%d%s", vm->def.name,
+	    vm_incoming_addr(), port, vm->mig->tls ? " (TLS)" : "");
 	st = xcalloc(1, sizeof *st);
 	st->vm = vm;
 	st->what = "block-export-add";
@@ -290,6 +303,9 @@ vm_incoming_attached(struct vm *vm)
 		return;
 	}
 	vm->mig->tls = rv == 0;
+	/* The source's viewer links here while the stream runs. */
+	vm_ticket_arm(vm, vm->mig->timeout > 0 ? vm->mig->timeout + 60 :
+	    VM_INCOMING_WAIT);
 	xasprintf(&uri, "tcp:%s:0", vm_incoming_addr());
 	qmp_execute(vm->qmp, "migrate-incoming", json_pack("{s:s}", "uri",
 	    uri), vm_incoming_step_done, vm);
@@ -339,8 +355,11 @@ vm_incoming_cont_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	m->resumed_at = vm_migrate_wall_ms();
 	m->state = VM_MIG_COMPLETED;
 	m->progress = 100;
-	evtimer_del(m->timer);
+	if (m->timer != NULL)
+		evtimer_del(m->timer);
+	vm_incoming_unnote(vm->def.name);
 	vm_set_state(vm, VM_RUNNING, NULL);
+	vm_ticket_settle(vm);
 	log_info("%s: migrated here from %s, running %lld ms after the "
 	    "stream ended", vm->def.name, m->peer_addr, m->resume_ms);
 	if (m->copy)
@@ -384,6 +403,21 @@ vm_incoming_completed(struct vm *vm)
 	m->completed_at = vm_migrate_now_ms();
 	m->state = VM_MIG_SWITCHOVER;
 	vm_migrate_place(vm, m->peer_addr, vm_incoming_placed);
+}
+
+/*
+ * A half re-attached by a restarted qmpd whose switchover's placement
+ * swap had landed (vm-incoming-recover.c): the source has let go, so the
+ * desktop runs here.
+ */
+void
+vm_incoming_takeover(struct vm *vm)
+{
+	vm->mig->completed_at = vm_migrate_now_ms();
+	vm->mig->state = VM_MIG_SWITCHOVER;
+	free(vm->mig->reason);
+	vm->mig->reason = NULL;
+	vm_incoming_placed(vm, 1, NULL);
 }
 
 /* migrate.finish: the source's figures; answered once it is decided. */
@@ -501,8 +535,9 @@ vm_incoming_disk(struct vm *vm, long long size, char **cause)
 }
 
 /*
- * migrate.prepare {name, def, storage, disk_size, from}: the VM here,
- * its QEMU waiting for the stream; done answers {uri, nbd, spice}.
+ * migrate.prepare {name, def, storage, disk_size, from, ticket}: the VM
+ * here, its QEMU waiting for the stream (with the source's SPICE
+ * password, if it had one); done answers {uri, nbd, spice}.
  */
 void
 vm_incoming_prepare(json_t *args, done_cb done, void *arg)
@@ -565,8 +600,13 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	if (strcmp(vm->def.display, "spice") == 0 &&
 	    vm_port_alloc(vm, &cause) != 0)
 		goto fail;
+	if (json_is_object(json_object_get(args, "ticket")) &&
+	    vm_ticket_take(name, json_object_get(args, "ticket"),
+	    &cause) != 0)
+		goto fail;
 	vm->state = VM_STOPPED;
-	if (vm_save(vm, &cause) != 0)
+	/* The note first: a qmpd killed after the save finds the half. */
+	if (vm_incoming_note(vm, &cause) != 0 || vm_save(vm, &cause) != 0)
 		goto fail;
 	TAILQ_INSERT_TAIL(&vms, vm, entry);
 	log_info("%s: incoming migration from %s (%s storage)", name,
@@ -589,6 +629,8 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 fail:
 	done_fail(done, arg, ERR_ARG, "target: %s", cause);
 	free(cause);
+	/* No VM of this name was here: a note of it is this prepare's. */
+	vm_incoming_unnote(name);
 	if (vm->mig != NULL && vm->mig->disk != NULL)
 		unlink(vm->mig->disk);
 	vm_free(vm);

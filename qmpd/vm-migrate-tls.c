@@ -122,3 +122,44 @@ vm_migrate_tls(struct vm *vm, int server, const char *hostname,
 	free(dir);
 	return (0);
 }
+
+/*
+ * The source's side, from the target's prepare answer: when the target
+ * listens for TLS (its "tls"), this QEMU gets the client credentials and
+ * checks the target's certificate against the address it sends to, for
+ * the RAM stream and, with --storage copy, the NBD mirror alike. 0 (TLS
+ * set up, or not wanted), -1 with a cause.
+ */
+int
+vm_migrate_tls_peer(struct vm *vm, json_t *target,
+    void (*cb)(struct qmp *, json_t *, const char *, const char *, void *),
+    char **cause)
+{
+	const char	*uri;
+	char		*host, *colon, *why = NULL;
+	int		 rv;
+
+	if (!json_is_true(json_object_get(target, "tls")))
+		return (0);
+	uri = json_string_value(json_object_get(target, "uri"));
+	host = xstrdup(strncmp(uri, "tcp:", 4) == 0 ? uri + 4 : uri);
+	if ((colon = strrchr(host, ':')) != NULL)
+		*colon = '\0';
+	rv = vm_migrate_tls(vm, 0, host, cb, &why);
+	free(host);
+	if (rv != 0) {
+		xasprintf(cause, "the target wants a TLS stream: %s", rv == 1 ?
+		    "this host has no cluster certificates" : why);
+		free(why);
+		return (-1);
+	}
+	vm->mig->tls = 1;
+	return (0);
+}
+
+/* The id of the credentials, for the NBD server and client of a copy. */
+const char *
+vm_migrate_tls_id(void)
+{
+	return (VM_MIG_TLS_ID);
+}

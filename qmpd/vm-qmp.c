@@ -343,7 +343,11 @@ vm_qmp_attach(struct vm *vm, int fd, int fresh, char **cause)
 		return (-1);
 	}
 	if (!fresh) {
-		vm_qmp_query_status(vm);
+		/* An incoming half a restarted qmpd found: etcd decides. */
+		if (vm->mig != NULL && vm->mig->incoming)
+			vm_incoming_reattached(vm);
+		else
+			vm_qmp_query_status(vm);
 		return (0);
 	}
 	if (strcmp(vm->def.display, "spice") == 0) {

@@ -31,11 +31,16 @@ struct vm_ticket_req {
 	int		 failed;
 };
 
-/* Who got the last ticket of a VM. */
+/*
+ * Who got the last ticket of a VM, and the password itself: a live
+ * migration hands it to the target (vm_ticket_carry), so a connected
+ * viewer's password opens the target's QEMU too.
+ */
 struct vm_ticket_holder {
 	char				 name[VM_NAME_MAX];
 	char				 login[VM_TICKET_LOGIN_MAX];
 	uid_t				 uid;
+	char				 password[33];
 	long long			 at;
 	long long			 expires;
 	TAILQ_ENTRY(vm_ticket_holder)	 entry;
@@ -66,6 +71,7 @@ vm_ticket_remember(struct vm_ticket_req *t)
 		TAILQ_INSERT_TAIL(&vm_ticket_holders, h, entry);
 	}
 	strlcpy(h->login, t->login, sizeof h->login);
+	strlcpy(h->password, t->password, sizeof h->password);
 	h->uid = t->uid;
 	h->at = t->expires - t->ttl;
 	h->expires = t->expires;
@@ -111,19 +117,19 @@ vm_ticket_reply(struct vm_ticket_req *t, struct vm *vm)
 
 	if (vm->spice_tls)
 		xasprintf(&uri, "spice://%s?tls-port=%d&password=%s",
-		    vm->def.listen, vm->def.spice_port, t->password);
+		    vm_spice_addr(vm), vm->def.spice_port, t->password);
 	else
-		xasprintf(&uri, "spice://%s:%d?password=%s", vm->def.listen,
+		xasprintf(&uri, "spice://%s:%d?password=%s", vm_spice_addr(vm),
 		    vm->def.spice_port, t->password);
 	r = json_pack("{s:s,s:s,s:i,s:s,s:I,s:b}", "uri", uri, "host",
-	    vm->def.listen, "port", vm->def.spice_port, "password",
+	    vm_spice_addr(vm), "port", vm->def.spice_port, "password",
 	    t->password, "expires", (json_int_t)t->expires, "tls",
 	    vm->spice_tls);
 	if (vm->spice_tls) {
 		json_object_set_new(r, "ca", json_string(spice_tls_ca()));
 		json_object_set_new(r, "host_subject",
 		    json_string(spice_tls_subject(vm)));
-		xasprintf(&ca_file, "%s/ca-cert.pem", spice_tls_dir());
+		ca_file = spice_tls_ca_file();
 		json_object_set_new(r, "ca_file", json_string(ca_file));
 		free(ca_file);
 	}
@@ -228,4 +234,93 @@ vm_ticket(struct vm *vm, long long ttl, const char *login, uid_t uid,
 	/* Queued behind set_password on the same live connection. */
 	qmp_execute(vm->qmp, "expire_password", json_pack("{s:s,s:s}",
 	    "protocol", "spice", "time", when), vm_ticket_expire_done, t);
+}
+
+/*
+ * The last ticket of VM name for migrate.prepare: {password, expires,
+ * at, login, uid}, or NULL when none was given since qmpd started (the
+ * target then has no password and a viewer must ask for a new ticket).
+ * Sent even when expired: a viewer linked with it still follows.
+ */
+json_t *
+vm_ticket_carry(const char *name)
+{
+	struct vm_ticket_holder	*h;
+
+	if ((h = vm_ticket_find(name)) == NULL || h->password[0] == '\0')
+		return (NULL);
+	return (json_pack("{s:s,s:I,s:I,s:s,s:I}", "password", h->password,
+	    "expires", (json_int_t)h->expires, "at", (json_int_t)h->at,
+	    "login", h->login, "uid", (json_int_t)h->uid));
+}
+
+/* The target's side: remember the source's ticket of VM name. */
+int
+vm_ticket_take(const char *name, json_t *t, char **cause)
+{
+	struct vm_ticket_holder	*h;
+	const char		*password, *login;
+
+	password = json_string_value(json_object_get(t, "password"));
+	login = json_string_value(json_object_get(t, "login"));
+	if (password == NULL || strlen(password) >= sizeof h->password ||
+	    login == NULL || strlen(login) >= sizeof h->login) {
+		xasprintf(cause, "the source's SPICE ticket is malformed");
+		return (-1);
+	}
+	if ((h = vm_ticket_find(name)) == NULL) {
+		h = xcalloc(1, sizeof *h);
+		strlcpy(h->name, name, sizeof h->name);
+		TAILQ_INSERT_TAIL(&vm_ticket_holders, h, entry);
+	}
+	strlcpy(h->password, password, sizeof h->password);
+	strlcpy(h->login, login, sizeof h->login);
+	h->uid = (uid_t)json_integer_value(json_object_get(t, "uid"));
+	h->at = json_integer_value(json_object_get(t, "at"));
+	h->expires = json_integer_value(json_object_get(t, "expires"));
+	session_ticket(h->name, h->login, h->uid, h->at, h->expires);
+	return (0);
+}
+
+/*
+ * Set the remembered ticket on vm's QEMU (a migration's target): valid
+ * for at least window more seconds, so a viewer can link while the
+ * stream runs; vm_ticket_settle puts the source's expiry back once the
+ * desktop runs here. No ticket: nothing to do.
+ */
+void
+vm_ticket_arm(struct vm *vm, long long window)
+{
+	struct vm_ticket_holder	*h;
+	char			 when[32];
+	long long		 until;
+
+	if ((h = vm_ticket_find(vm->def.name)) == NULL ||
+	    h->password[0] == '\0' || vm->qmp == NULL)
+		return;
+	until = time(NULL) + window;
+	if (h->expires > until)
+		until = h->expires;
+	snprintf(when, sizeof when, "%lld", until);
+	qmp_execute(vm->qmp, "set_password", json_pack("{s:s,s:s,s:s}",
+	    "protocol", "spice", "password", h->password, "connected", "keep"),
+	    NULL, NULL);
+	qmp_execute(vm->qmp, "expire_password", json_pack("{s:s,s:s}",
+	    "protocol", "spice", "time", when), NULL, NULL);
+}
+
+/* After the switchover: the ticket expires when the source's did. */
+void
+vm_ticket_settle(struct vm *vm)
+{
+	struct vm_ticket_holder	*h;
+	char			 when[32];
+
+	if ((h = vm_ticket_find(vm->def.name)) == NULL ||
+	    h->password[0] == '\0' || vm->qmp == NULL)
+		return;
+	/* A time already past expires it at once: absolute, not "+N". */
+	snprintf(when, sizeof when, "%lld", h->expires);
+	qmp_execute(vm->qmp, "expire_password", json_pack("{s:s,s:s}",
+	    "protocol", "spice", "time", when), NULL, NULL);
 }

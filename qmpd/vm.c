@@ -206,7 +206,7 @@ vm_to_json(const struct vm *vm)
 	    ? json_integer(vm->started) : json_null());
 	if (strcmp(vm->def.display, "spice") == 0)
 		json_object_set_new(j, "spice", json_pack("{s:s,s:i,s:b}",
-		    "host", vm->def.listen, "port", vm->def.spice_port, "tls",
+		    "host", vm_spice_addr(vm), "port", vm->def.spice_port, "tls",
 		    vm_is_active(vm) ? vm->spice_tls : spice_tls_dir() != NULL));
 	else
 		json_object_set_new(j, "spice", json_null());
@@ -329,7 +329,7 @@ vm_port_alloc(struct vm *vm, char **cause)
 
 	for (port = vm_spice_first; port <= vm_spice_last; port++) {
 		if (!vm_port_taken(port, vm) &&
-		    vm_port_free(vm->def.listen, port)) {
+		    vm_port_free(vm_spice_addr(vm), port)) {
 			vm->def.spice_port = port;
 			return (0);
 		}
@@ -586,7 +586,7 @@ vm_start_check(struct vm *vm, const char **accel, char **cause)
 		return (-1);
 	/* Another process may have taken the port since create. */
 	if (strcmp(vm->def.display, "spice") == 0 &&
-	    !vm_port_free(vm->def.listen, vm->def.spice_port) &&
+	    !vm_port_free(vm_spice_addr(vm), vm->def.spice_port) &&
 	    vm_port_alloc(vm, cause) != 0)
 		return (-1);
 	return (0);
@@ -681,6 +681,7 @@ vm_start(struct vm *vm, char **cause)
 	rt.disk_fd = dfd;
 	rt.accel = accel;
 	rt.incoming = vm->mig != NULL && vm->mig->incoming;
+	rt.spice_addr = vm_spice_addr(vm);
 	if ((rt.spice_tls_dir = spice_tls_issue(vm, cause)) == NULL)
 		goto fail;
 	vm->spice_tls = 1;
@@ -855,4 +856,20 @@ vm_shutdown_all(void)
 			qmp_free(q);
 		}
 	}
+}
+
+/*
+ * The address a VM's SPICE server listens on. A definition that says
+ * nothing means loopback, which in a cluster no broker in another
+ * namespace or on another machine can reach: there it is this host's
+ * cluster address, chosen when QEMU starts on a host, so it stays right
+ * after the desktop moves (failover, migration).
+ */
+const char *
+vm_spice_addr(const struct vm *vm)
+{
+	if (qmpd->cluster != NULL && qmpd->cluster->addr != NULL &&
+	    strcmp(vm->def.listen, "127.0.0.1") == 0)
+		return (qmpd->cluster->addr);
+	return (vm->def.listen);
 }

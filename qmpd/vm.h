@@ -141,6 +141,7 @@ struct vm_runtime_paths {
 	const int	*tap_fds;	/* one per NIC of the definition */
 	int		 ntap_fds;
 	const char	*spice_tls_dir;	/* x509-dir; NULL: plain SPICE */
+	const char	*spice_addr;	/* SPICE listens here; NULL: def's */
 	int		 nvram_fd;	/* OVMF vars, opened by qmpd; -1 none */
 	int		 tpm_fd;	/* swtpm's control socket; -1 none */
 	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
@@ -318,6 +319,11 @@ void	 vm_ticket(struct vm *, long long ttl, const char *login, uid_t uid,
 	    done_cb, void *arg);
 int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 	    long long *at, long long *expires);
+/* A live migration takes the last ticket along (issue 14). */
+json_t	*vm_ticket_carry(const char *name);
+int	 vm_ticket_take(const char *name, json_t *, char **cause);
+void	 vm_ticket_arm(struct vm *, long long window);
+void	 vm_ticket_settle(struct vm *);
 
 /* vm-vnc.c: a VNC client connection by fd, no VNC port. */
 typedef void (*vm_vnc_cb)(int fd, const char *err, void *arg);
@@ -427,7 +433,7 @@ void	 vm_nic_deleted(struct vm *, json_t *data);
 void	 vm_nic_stopped(struct vm *);
 
 /*
- * vm-migrate.c (the source) and vm-incoming.c (the target): a live
+ * vm-migrate*.c (the source) and vm-incoming.c (the target): a live
  * migration (issue 14). The source drives: it asks the target's qmpd
  * (peer.c) to prepare the same VM with -incoming defer, copies the disk
  * over NBD when asked, then migrates RAM over QMP, never waiting on the
@@ -490,7 +496,7 @@ struct vm_mig {
 #define VM_MIG_POSTMIGRATE	"postmigrate: migrated away while qmpd was " \
 	"down; not resumed here (the target may run it): vm kill this copy"
 
-/* vm-migrate.c: the source's state machine, and what both sides share. */
+/* vm-migrate*.c: the source's state machine, and what both sides share. */
 void	 vm_migrate(struct vm *, json_t *args, done_cb, void *arg);
 void	 vm_migrate_free(struct vm *);
 void	 vm_migrate_json(const struct vm *, json_t *);
@@ -510,6 +516,10 @@ struct qmp;
 int	 vm_migrate_tls(struct vm *, int server, const char *hostname,
 	    void (*)(struct qmp *, json_t *, const char *, const char *,
 	    void *), char **cause);
+int	 vm_migrate_tls_peer(struct vm *, json_t *target,
+	    void (*)(struct qmp *, json_t *, const char *, const char *,
+	    void *), char **cause);
+const char *vm_migrate_tls_id(void);
 /*
  * The switchover's placement step, on the target (one function, for the
  * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run
@@ -525,5 +535,13 @@ void	 vm_incoming_completed(struct vm *);
 void	 vm_incoming_finish(struct vm *, json_t *args, done_cb, void *arg);
 int	 vm_incoming_abort(struct vm *, const char *why, char **cause);
 const char *vm_incoming_addr(void);
+const char *vm_spice_addr(const struct vm *);
+void	 vm_incoming_takeover(struct vm *);
+/* vm-incoming-recover.c: a half found by a restarted qmpd. */
+int	 vm_incoming_note(const struct vm *, char **cause);
+void	 vm_incoming_unnote(const char *name);
+void	 vm_incoming_recover(void);
+void	 vm_incoming_recover_dead(void);
+void	 vm_incoming_reattached(struct vm *);
 
 #endif

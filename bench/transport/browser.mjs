@@ -2,8 +2,8 @@
 // headless Chromium (Debian's, through playwright-core) logs in at the
 // portal, opens /console.html?desktop=NAME and lets noVNC connect over the
 // broker's WebSocket. Once connected and still for a moment it prints
-// "start", watches (or types) for SECS seconds, prints "end", then one
-// JSON line: frames (noVNC blits of a changed area onto the visible
+// "start", watches (or types) for SECS seconds, prints "end", waits for a
+// line on stdin (the caller's counters read), then prints one JSON line: frames (noVNC blits of a changed area onto the visible
 // canvas), and with MODE keys the key press to pixel times of keys typed
 // on the page at RATE a second ('x' and BackSpace in turn): from the
 // page's keydown to the first blit after it.
@@ -35,10 +35,17 @@ const ctx = await chromium.launchPersistentContext(dir, {
 });
 try {
   const page = ctx.pages()[0] || await ctx.newPage();
-  const r = await page.request.post(url + 'api/login', {
-    headers: { 'X-Qdesk': '1' }, data: { user, password },
-  });
-  if (r.status() !== 200) throw new Error('login: HTTP ' + r.status());
+  // Log in from the page, as the portal does: page.request would log in
+  // from node, whose kept-alive connection sends a TCP keep-alive each
+  // second until the broker closes it, ~1 Kbit/s that the still row
+  // counted as the console's.
+  await page.goto(url);
+  const status = await page.evaluate(async ([u, pw]) => (await fetch(
+    'api/login', { method: 'POST', headers: { 'X-Qdesk': '1',
+      'Content-Type': 'application/json' },
+    body: JSON.stringify({ user: u, password: pw }) })).status,
+  [user, password]);
+  if (status !== 200) throw new Error('login: HTTP ' + status);
   await page.goto(url + 'console.html?desktop=' + desktop);
   await page.locator('body[data-state="connected"]').waitFor({ timeout: 60000 });
   // Every blit of a changed area onto the visible canvas, timed. flip()
@@ -80,6 +87,15 @@ try {
   }
   const t1 = await page.evaluate(() => performance.now());
   console.log('end');
+  // The caller reads the link's counters at "end" and then says so on
+  // stdin: closing Chromium earlier put its close handshakes (the
+  // WebSocket's and the portal's idle connections', ~30 packets) into
+  // the still row, ~2 Kbit/s over 8 s that the console never sent.
+  if (!process.stdin.isTTY)
+    await new Promise((r) => {
+      process.stdin.once('data', r);
+      process.stdin.once('end', r);
+    });
   const { blits, keys } = await page.evaluate(() =>
     ({ blits: window.qdBlits, keys: window.qdKeys }));
   const inside = blits.filter((t) => t >= t0 && t <= t1);

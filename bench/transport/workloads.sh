@@ -127,32 +127,53 @@ wl_sample() {
 # wl_browser VM WORKLOAD: noVNC in headless Chromium in the client
 # namespace; samples around its "start" and "end"; sets S0, S1, OUT.
 wl_browser() {
-	local n=$1 mode=watch line
+	local n=$1 mode=watch line closed
 	[ "$2" = keys ] && mode=keys
-	rm -f "$T/browser.fifo"
-	mkfifo "$T/browser.fifo"
+	closed=$(grep -c "browser console of $n closed" "$BROKER_LOG")
+	rm -f "$T/browser.fifo" "$T/browser.in"
+	mkfifo "$T/browser.fifo" "$T/browser.in"
 	(cd "$BROWSER_NODE" && cp "$top/bench/transport/browser.mjs" . &&
 	    exec ip netns exec "$NS_C" timeout $((secs + 120)) node browser.mjs \
 	    "https://10.77.0.1:$HTTPS_PORT/" "$n" bench-pw "$n" "$secs" "$mode" \
-	    >"$T/browser.fifo" 2>"$T/browser.err") &
+	    <"$T/browser.in" >"$T/browser.fifo" 2>"$T/browser.err") &
 	WL_CLIENT=$!
+	# The browser closes only once the counters are read (browser.mjs).
+	exec 7>"$T/browser.in"
 	OUT=
 	while read -r line; do
 		case $line in
 		start)	S0=$(wl_sample "$n") ;;
-		end)	S1=$(wl_sample "$n") ;;
+		end)	S1=$(wl_sample "$n"); echo sampled >&7 ;;
 		'{'*)	OUT=$line ;;
 		esac
 	done <"$T/browser.fifo"
+	exec 7>&-
 	wait "$WL_CLIENT"
 	WL_CLIENT=
 	[ -n "$OUT" ] || broker_fail "the browser console of $n: $(tail -5 "$T/browser.err")"
+	# The broker's own count of the console's messages (console-ws.c).
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		[ "$(grep -c "browser console of $n closed" "$BROKER_LOG")" -gt "$closed" ] && break
+		sleep 0.2
+	done
+	line=$(grep "browser console of $n closed" "$BROKER_LOG" | tail -1)
+	log "broker: ${line#*: }"
+}
+
+# wl_gfx_log N: the gateway's figures of the graphics pipeline session
+# that just ended (rdp-gfx.c's rdp.gfx line, once there are more than N).
+wl_gfx_log() {
+	for _ in $(seq 1 20); do
+		[ "$(grep -c 'event=rdp.gfx' "$BROKER_LOG")" -gt "$1" ] && break
+		sleep 0.1
+	done
+	log "gateway:$(grep 'event=rdp.gfx' "$BROKER_LOG" | tail -1 | sed 's/.*event=rdp.gfx//')"
 }
 
 # wl_row WORKLOAD PATH LINK VM: one steady-state row in run's format,
 # plus key press to pixel p50 and p95 (ms, or -).
 wl_row() {
-	local w=$1 p=$2 l=$3 n=$4 out fps p50=- p95=-
+	local w=$1 p=$2 l=$3 n=$4 out fps p50=- p95=- gfx
 	[ -n "${WL_NEEDED:-}" ] || { wl_need; WL_NEEDED=1; }
 	load "$w" "$n" start
 	if [ "$p" = browser ]; then
@@ -164,6 +185,7 @@ wl_row() {
 			log "$p $l: $(jq -c . <<<"$OUT")"
 		fi
 	else
+		gfx=$(grep -c 'event=rdp.gfx' "$BROKER_LOG")
 		wl_client_start "$p" "$n"
 		# Let the first screen arrive and the client settle.
 		"$KEYLAT" --watch --keys 3 --rate 1 >/dev/null
@@ -180,6 +202,7 @@ wl_row() {
 		S1=$(wl_sample "$n")
 		wl_client_stop
 		fps=$(awk '{ print $2 }' <<<"$out")
+		[ "$p" = rdp-gfx ] || [ "$p" = rdp-avc420 ] && wl_gfx_log "$gfx"
 	fi
 	load "$w" "$n" stop
 	# Where the bytes go: down and up, bytes and packets a second.

@@ -284,16 +284,89 @@ rdp_gfx_codec_lossy(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 }
 
 /*
- * The tiles marked in grid, lossless, one planar command each. FreeRDP's
- * planar encoder writes rows bottom-up, as bitmap updates have them; the
- * pipeline's planar is top-down: each tile is handed over upside down.
+ * The part of each grid tile that rects cover, as one box a tile (w 0:
+ * none), its left and right edges on 4-pixel steps: typing damages a
+ * glyph or two of a 64x64 tile, and planar of the whole tile is 5-10
+ * times the bytes (the pipeline's channel is not bulk-compressed, as
+ * bitmap updates are, so every byte of it reaches the wire).
+ */
+void
+rdp_gfx_codec_boxes(struct rdp_rect *boxes, int gw, int gh,
+    const struct rdp_rect *rects, int n)
+{
+	struct rdp_rect	*b;
+	int		 i, tx, ty, x0, y0, x1, y1, cx0, cy0, cx1, cy1;
+
+	memset(boxes, 0, (size_t)gw * gh * sizeof *boxes);
+	for (i = 0; i < n; i++) {
+		if (rects[i].w <= 0 || rects[i].h <= 0 || rects[i].x < 0 ||
+		    rects[i].y < 0)
+			continue;
+		x0 = rects[i].x & ~3;
+		y0 = rects[i].y;
+		x1 = (rects[i].x + rects[i].w + 3) & ~3;
+		y1 = rects[i].y + rects[i].h;
+		for (ty = y0 / RDP_GFX_TILE; ty < gh &&
+		    ty * RDP_GFX_TILE < y1; ty++) {
+			for (tx = x0 / RDP_GFX_TILE; tx < gw &&
+			    tx * RDP_GFX_TILE < x1; tx++) {
+				cx0 = x0 > tx * RDP_GFX_TILE ? x0 :
+				    tx * RDP_GFX_TILE;
+				cy0 = y0 > ty * RDP_GFX_TILE ? y0 :
+				    ty * RDP_GFX_TILE;
+				cx1 = x1 < (tx + 1) * RDP_GFX_TILE ? x1 :
+				    (tx + 1) * RDP_GFX_TILE;
+				cy1 = y1 < (ty + 1) * RDP_GFX_TILE ? y1 :
+				    (ty + 1) * RDP_GFX_TILE;
+				b = &boxes[(size_t)ty * gw + tx];
+				if (b->w > 0) {
+					if (b->x < cx0)
+						cx0 = b->x;
+					if (b->y < cy0)
+						cy0 = b->y;
+					if (b->x + b->w > cx1)
+						cx1 = b->x + b->w;
+					if (b->y + b->h > cy1)
+						cy1 = b->y + b->h;
+				}
+				b->x = cx0;
+				b->y = cy0;
+				b->w = cx1 - cx0;
+				b->h = cy1 - cy0;
+			}
+		}
+	}
+}
+
+/* How many commands rdp_gfx_codec_planar makes of grid. */
+int
+rdp_gfx_codec_count(const struct rdp_gfx_image *img, const uint8_t *grid,
+    int gw, int gh)
+{
+	int	tx, ty, n = 0;
+
+	for (ty = 0; ty < gh; ty++)
+		for (tx = 0; tx < gw; tx++)
+			n += grid[(size_t)ty * gw + tx] &&
+			    tx * RDP_GFX_TILE < img->width &&
+			    ty * RDP_GFX_TILE < img->height;
+	return (n);
+}
+
+/*
+ * The tiles marked in grid, lossless, one planar command each: the whole
+ * tile, or only its box when boxes is given and the box is not empty.
+ * FreeRDP's planar encoder writes rows bottom-up, as bitmap updates have
+ * them; the pipeline's planar is top-down: each piece is handed over
+ * upside down.
  */
 int
 rdp_gfx_codec_planar(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
-    const uint8_t *grid, int gw, int gh, rdp_gfx_emit emit, void *arg,
-    uint64_t *bytes)
+    const uint8_t *grid, const struct rdp_rect *boxes, int gw, int gh,
+    rdp_gfx_emit emit, void *arg, uint64_t *bytes)
 {
 	RDPGFX_SURFACE_COMMAND	 cmd;
+	const struct rdp_rect	*b;
 	const uint32_t		*src;
 	UINT32			 size;
 	int			 tx, ty, x, y, w, h, r;
@@ -306,10 +379,18 @@ rdp_gfx_codec_planar(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 			y = ty * RDP_GFX_TILE;
 			if (x >= img->width || y >= img->height)
 				continue;
-			w = img->width - x < RDP_GFX_TILE ? img->width - x :
-			    RDP_GFX_TILE;
-			h = img->height - y < RDP_GFX_TILE ? img->height - y :
-			    RDP_GFX_TILE;
+			w = h = RDP_GFX_TILE;
+			b = boxes != NULL ? &boxes[(size_t)ty * gw + tx] : NULL;
+			if (b != NULL && b->w > 0 && b->h > 0) {
+				x = b->x;
+				y = b->y;
+				w = b->w;
+				h = b->h;
+			}
+			if (x + w > img->width)
+				w = img->width - x;
+			if (y + h > img->height)
+				h = img->height - y;
 			src = img->fb + (size_t)y * img->stride + x;
 			for (r = 0; r < h; r++)
 				memcpy(c->flipped + (size_t)(h - 1 - r) * w,

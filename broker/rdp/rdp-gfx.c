@@ -72,6 +72,11 @@ struct rdp_gfx {
 	int			 nlossy;
 	uint64_t		 lossyt;	/* ms of the last lossy frame */
 
+	/* The frame being sent: its start and end go with its commands. */
+	RDPGFX_START_FRAME_PDU	*fstart;	/* not sent yet, or NULL */
+	RDPGFX_END_FRAME_PDU	*fend;
+	int			 fleft;		/* commands still to come */
+
 	/* Figures for the log. */
 	uint64_t		 frames;
 	uint64_t		 lossyframes;
@@ -475,19 +480,38 @@ rdp_gfx_check(struct rdp_gfx *g, int activated, const char *who)
 	return (repaint);
 }
 
-/* Surface commands go straight to the channel. */
+/*
+ * Surface commands go to the channel, the frame's start with the first
+ * and its end with the last: one channel message instead of three, each
+ * with its own RDP, TLS and TCP headers (a typed key is one small
+ * command, where those headers were most of the bytes).
+ */
 static int
 rdp_gfx_emit_cmd(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
 {
-	struct rdp_gfx	*g = arg;
+	struct rdp_gfx		*g = arg;
+	RDPGFX_START_FRAME_PDU	*start = g->fstart;
+	RDPGFX_END_FRAME_PDU	*end = NULL;
 
-	return (g->ctx->SurfaceCommand(g->ctx, cmd) == CHANNEL_RC_OK ? 0 : -1);
+	if (g->fleft > 0 && --g->fleft == 0)
+		end = g->fend;
+	if (g->ctx->SurfaceFrameCommand(g->ctx, cmd, start, end) !=
+	    CHANNEL_RC_OK)
+		return (-1);
+	g->fstart = NULL;
+	if (end != NULL)
+		g->fend = NULL;
+	return (0);
 }
 
-/* One frame: the tiles of grid lossless, or else rects with the codec. */
+/*
+ * One frame: the tiles of grid lossless (only their boxes when given),
+ * or else rects with the codec.
+ */
 static int
 rdp_gfx_frame(struct rdp_gfx *g, const struct rdp_gfx_image *img,
-    const struct rdp_rect *rects, int n, const uint8_t *grid)
+    const struct rdp_rect *rects, int n, const uint8_t *grid,
+    const struct rdp_rect *boxes)
 {
 	RDPGFX_START_FRAME_PDU	 start;
 	RDPGFX_END_FRAME_PDU	 end;
@@ -499,19 +523,30 @@ rdp_gfx_frame(struct rdp_gfx *g, const struct rdp_gfx_image *img,
 	start.frameId = rdp_gfx_pace_start(&g->pace);
 	pthread_mutex_unlock(&g->mtx);
 	start.timestamp = (UINT32)(ms % (24 * 3600 * 1000));
-	if (g->ctx->StartFrame(g->ctx, &start) != CHANNEL_RC_OK)
-		return (-1);
+	memset(&end, 0, sizeof end);
+	end.frameId = start.frameId;
+	g->fstart = &start;
+	g->fend = &end;
+	/* A lossy codec makes one command of the frame. */
+	g->fleft = grid != NULL ? rdp_gfx_codec_count(img, grid, g->gw,
+	    g->gh) : 1;
 	if (grid != NULL)
-		rc = rdp_gfx_codec_planar(g->enc, img, grid, g->gw, g->gh,
-		    rdp_gfx_emit_cmd, g, &g->bytes);
+		rc = rdp_gfx_codec_planar(g->enc, img, grid, boxes, g->gw,
+		    g->gh, rdp_gfx_emit_cmd, g, &g->bytes);
 	else
 		rc = rdp_gfx_codec_lossy(g->enc, img, rects, n,
 		    rdp_gfx_emit_cmd, g, &g->bytes);
+	/* Whatever the commands did not carry goes on its own. */
+	if (rc == 0 && g->fstart != NULL &&
+	    g->ctx->StartFrame(g->ctx, &start) != CHANNEL_RC_OK)
+		rc = -1;
+	if (rc == 0 && g->fend != NULL &&
+	    g->ctx->EndFrame(g->ctx, &end) != CHANNEL_RC_OK)
+		rc = -1;
+	g->fstart = NULL;
+	g->fend = NULL;
+	g->fleft = 0;
 	if (rc != 0)
-		return (-1);
-	memset(&end, 0, sizeof end);
-	end.frameId = start.frameId;
-	if (g->ctx->EndFrame(g->ctx, &end) != CHANNEL_RC_OK)
 		return (-1);
 	g->frames++;
 	g->encms += rdp_peer_ms() - ms;
@@ -561,7 +596,7 @@ rdp_gfx_send(struct rdp_gfx *g, const struct rdp_rfb *rfb,
     const struct rdp_rect *rects, int n)
 {
 	struct rdp_gfx_image	 img;
-	struct rdp_rect		 all;
+	struct rdp_rect		 all, *boxes;
 	uint8_t			*grid;
 	int			 i, tiles, lossless;
 
@@ -589,14 +624,21 @@ rdp_gfx_send(struct rdp_gfx *g, const struct rdp_rfb *rfb,
 		tiles += grid[i];
 	lossless = g->codec == RDP_GFX_PLANAR || tiles <= RDP_GFX_SMALL_TILES;
 	if (lossless) {
-		/* These tiles are exact now, whatever lossy frames left. */
+		/*
+		 * Only the damaged part of each tile, except where a lossy
+		 * frame left the tile: that one goes whole, exact again.
+		 */
+		boxes = xcalloc((size_t)g->gw * g->gh, sizeof *boxes);
+		rdp_gfx_codec_boxes(boxes, g->gw, g->gh, rects, n);
 		for (i = 0; i < g->gw * g->gh; i++) {
 			if (grid[i] && g->lossy[i]) {
 				g->lossy[i] = 0;
 				g->nlossy--;
+				boxes[i].w = 0;
 			}
 		}
-		i = rdp_gfx_frame(g, &img, NULL, 0, grid);
+		i = rdp_gfx_frame(g, &img, NULL, 0, grid, boxes);
+		free(boxes);
 		free(grid);
 		if (i != 0)
 			return (-1);
@@ -610,7 +652,7 @@ rdp_gfx_send(struct rdp_gfx *g, const struct rdp_rfb *rfb,
 		}
 	}
 	free(grid);
-	if (rdp_gfx_frame(g, &img, rects, n, NULL) != 0)
+	if (rdp_gfx_frame(g, &img, rects, n, NULL, NULL) != 0)
 		return (-1);
 	g->lossyframes++;
 	g->lossyt = rdp_peer_ms();
@@ -633,7 +675,7 @@ rdp_gfx_idle(struct rdp_gfx *g, const struct rdp_rfb *rfb)
 	    !rdp_gfx_may_send(g))
 		return (0);
 	rdp_gfx_image(rfb, &img);
-	if (rdp_gfx_frame(g, &img, NULL, 0, g->lossy) != 0)
+	if (rdp_gfx_frame(g, &img, NULL, 0, g->lossy, NULL) != 0)
 		return (-1);
 	memset(g->lossy, 0, (size_t)g->gw * g->gh);
 	g->nlossy = 0;

@@ -75,8 +75,13 @@ int	 rdp_gfx_codec_lossy(struct rdp_gfx_codec *,
 	    const struct rdp_gfx_image *, const struct rdp_rect *, int n,
 	    rdp_gfx_emit, void *, uint64_t *bytes);
 int	 rdp_gfx_codec_planar(struct rdp_gfx_codec *,
-	    const struct rdp_gfx_image *, const uint8_t *grid, int gw, int gh,
-	    rdp_gfx_emit, void *, uint64_t *bytes);
+	    const struct rdp_gfx_image *, const uint8_t *grid,
+	    const struct rdp_rect *boxes, int gw, int gh, rdp_gfx_emit, void *,
+	    uint64_t *bytes);
+void	 rdp_gfx_codec_boxes(struct rdp_rect *boxes, int gw, int gh,
+	    const struct rdp_rect *, int n);
+int	 rdp_gfx_codec_count(const struct rdp_gfx_image *, const uint8_t *grid,
+	    int gw, int gh);
 
 /* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
 struct rdp_gfx_avc;

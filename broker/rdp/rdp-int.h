@@ -139,6 +139,11 @@ struct rdp_rfb {
 };
 struct rdp_rfb	*rdp_rfb_create(int fd);
 void	 rdp_rfb_free(struct rdp_rfb *);
+void	 rdp_rfb_reattach(struct rdp_rfb *, int fd);
+
+/* rdp-follow.c: resume a session's VNC stream after its desktop moved. */
+int	 rdp_follow(struct rdp_rfb *, const char *qmpd, const char *login,
+	    const char *vm, char **cause);
 int	 rdp_rfb_handshake(struct rdp_rfb *, int timeout, char **cause);
 int	 rdp_rfb_buffered(const struct rdp_rfb *);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);

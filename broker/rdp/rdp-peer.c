@@ -672,6 +672,33 @@ rdp_peer_display(struct rdp_session *s)
 	}
 }
 
+/*
+ * The VNC stream ended with *cause: the desktop may have migrated, so
+ * look for it again (rdp-follow.c). 0: the session goes on, *cause freed.
+ */
+static int
+rdp_peer_follow(struct rdp_session *s, char **cause)
+{
+	char	*why = NULL, who[256];
+	int	 tries;
+
+	log_info("%s: %s; looking for the desktop", rdp_peer_who(s, who,
+	    sizeof who), *cause);
+	if ((tries = rdp_follow(s->rfb, s->cfg.qmpd_socket, s->login.login,
+	    s->login.vm, &why)) == -1) {
+		log_info("%s: %s", rdp_peer_who(s, who, sizeof who), why);
+		free(why);
+		return (-1);
+	}
+	log_info("%s: console found again (%d %s), %dx%d", rdp_peer_who(s,
+	    who, sizeof who), tries, tries == 1 ? "ask" : "asks",
+	    s->rfb->width, s->rfb->height);
+	free(*cause);
+	*cause = NULL;
+	s->requested = 1;	/* the handshake asked for a full update */
+	return (0);
+}
+
 /* A message from the broker's loop; EOF means the gateway stopped. */
 static void
 rdp_peer_control(struct rdp_session *s)
@@ -859,7 +886,8 @@ rdp_peer_loop(struct rdp_session *s)
 			continue;
 		if ((irfb != -1 && pfd[irfb].revents != 0) ||
 		    rdp_rfb_buffered(s->rfb)) {
-			if (rdp_rfb_process(s->rfb, &cause) != 0) {
+			if (rdp_rfb_process(s->rfb, &cause) != 0 &&
+			    rdp_peer_follow(s, &cause) != 0) {
 				rdp_peer_end(s, "%s", cause);
 				free(cause);
 				rdp_peer_errinfo(s,

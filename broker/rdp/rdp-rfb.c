@@ -110,6 +110,30 @@ rdp_rfb_free(struct rdp_rfb *rfb)
 	free(rfb);
 }
 
+/*
+ * Put a fresh VNC connection under this framebuffer (the desktop moved
+ * to another QEMU): what the old stream had half-read and negotiated
+ * goes; the picture, its size and the channels attached stay, so a
+ * ServerInit of the same size changes nothing the RDP client sees.
+ */
+void
+rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
+{
+	int	flags;
+
+	if (rfb->fd != -1)
+		close(rfb->fd);
+	rfb->fd = fd;
+	if ((flags = fcntl(fd, F_GETFL)) != -1)
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	rfb->inoff = rfb->inlen = 0;
+	/* The new QEMU acknowledges its pseudo-encodings anew. */
+	rfb->extkey = rfb->ledstate = rfb->extdesk = 0;
+	rfb->audio = rfb->cbext = 0;
+	rfb->size_status = rfb->size_answers = rfb->size_asks = 0;
+	rfb->updated = 0;
+}
+
 int
 rdp_rfb_buffered(const struct rdp_rfb *rfb)
 {

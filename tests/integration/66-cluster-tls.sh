@@ -64,7 +64,7 @@ openssl x509 -in "$CA/broker-b1/cert.pem" -noout -subject | grep -q "CN = broker
 openssl x509 -in "$CA/admin-alice/cert.pem" -noout -ext extendedKeyUsage |
 	grep -q "TLS Web Client Authentication" || fail "no clientAuth usage"
 out=$(q cluster cert guest x --dir "$CA" 2>&1); [ $? = 2 ] || fail "KIND guest: $out"
-[ "$out" = 'qdesk: cluster cert: KIND must be host, broker or admin, not "guest"' ] ||
+[ "$out" = 'qdesk: cluster cert: KIND must be host, broker, admin or spice, not "guest"' ] ||
 	fail "KIND guest: $out"
 out=$(q cluster cert admin bob --dir "$T/nothing" 2>&1) && fail "cert without a CA"
 [ "$out" = "qdesk: cluster cert: no CA in $T/nothing (qdesk cluster init --etcd URLS --dir $T/nothing makes it)" ] ||

@@ -69,6 +69,27 @@ start_desk() { # NAME: created on h1, started, its counter going
 	echo "$where"
 }
 
+# Until the follower writing $1 has seen the source's counter (python
+# starting takes more than a fixed half second on a busy machine).
+follow_started() {
+	local i
+	for i in $(seq 1 300); do
+		awk '$2 == 0 && $3 == "CTR"' "$1" 2>/dev/null | grep -q . && return 0
+		sleep 0.1
+	done
+	fail "the serial follower saw no counter on the source"
+}
+
+# Until the follower file $1 has 10 counter lines from the target (a
+# fresh TCG warms up a while, longer on a busy machine), 60 s at most.
+follow_settle() {
+	local i
+	for i in $(seq 1 600); do
+		[ "$(awk '$2 == 1 && $3 == "CTR"' "$1" | wc -l)" -ge 10 ] && return 0
+		sleep 0.1
+	done
+}
+
 # The counter a follower saw: continuous, one boot; "last first gap ..."
 check_counter() { python3 "$top/tests/lib/counter-check.py" "$1"; }
 
@@ -105,9 +126,9 @@ python3 "$top/tests/lib/serial-follow.py" "$T/follow1" \
 FOLLOW_PID=$!
 ( while :; do echo "$(runs_on desk)"; sleep 0.05; done ) >"$T/sample1" &
 SAMPLE_PID=$!
-sleep 0.5
+follow_started "$T/follow1"
 out=$(hq "$src" --json vm migrate desk "$dst") || fail "migrate $src -> $dst: $out"
-sleep 1.5
+follow_settle "$T/follow1"
 kill "$SAMPLE_PID" "$FOLLOW_PID"; SAMPLE_PID= FOLLOW_PID=
 res=$(check_counter "$T/follow1") || fail "$src -> $dst: $res"
 read -r last first gap _ <<<"$res"

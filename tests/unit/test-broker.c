@@ -411,6 +411,88 @@ test_ws(void)
 	CHECK(ws_close_code((const unsigned char *)"\x00\x01", 2) == -1);
 }
 
+/* Feed s to the RFB scanner one boundary at a time; say where they fell. */
+static size_t
+rfb_feed(struct console_rfb *r, const unsigned char *s, size_t len,
+    size_t *ends, size_t max)
+{
+	size_t	off = 0, n, k = 0;
+
+	while (off < len) {
+		n = console_rfb_scan(r, s + off, len - off);
+		CHECK(n > 0);
+		off += n;
+		if (console_rfb_idle(r) && k < max)
+			ends[k++] = off;
+	}
+	return (k);
+}
+
+static void
+test_console_rfb(void)
+{
+	/* noVNC's start: version, None, shared, pixel format, encodings. */
+	static const unsigned char start[] = "RFB 003.008\n" "\x01" "\x01"
+	    "\x00\0\0\0" "\x20\x18\0\x01\0\xff\0\xff\0\xff\x10\x08\0\0\0\0"
+	    "\x02\0\0\x02" "\0\0\0\x07" "\xff\xff\xfe\xcc"
+	    "\x03\0\0\0\0\0\x02\xd0\x01\x90";
+	/* QEMU key, pointer, extended cut text, desktop size, fence. */
+	static const unsigned char msgs[] =
+	    "\xff\0\0\x01\0\0\0\x78\0\0\0\x2d"
+	    "\x05\0\0\x10\0\x20"
+	    "\x06\0\0\0\xff\xff\xff\xfc" "abcd"
+	    "\xfb\0\x03\x20\x02\x58\x01\0" "0123456789abcdef"
+	    "\xf8\0\0\0\0\0\0\0\x02" "hi"
+	    "\x03\x01\0\0\0\0\x03\x20\x02\x58";
+	struct console_rfb	 r;
+	unsigned char		 req[10];
+	size_t			 ends[16], k, i, n;
+
+	memset(&r, 0, sizeof r);
+	k = rfb_feed(&r, start, sizeof start - 1, ends, 16);
+	/* Idle only after the first update request, at its end. */
+	CHECK(k == 1 && ends[0] == sizeof start - 1);
+	console_rfb_request(&r, req);
+	CHECK(memcmp(req, "\x03\x01\0\0\0\0\x02\xd0\x01\x90", 10) == 0);
+	k = rfb_feed(&r, msgs, sizeof msgs - 1, ends, 16);
+	CHECK(k == 6);
+	CHECK(ends[0] == 12 && ends[1] == 18 && ends[2] == 30 &&
+	    ends[3] == 54 && ends[4] == 65 && ends[5] == sizeof msgs - 1);
+	CHECK(r.count[RFB_UPDATE_REQUEST] == 2 &&
+	    r.count[RFB_POINTER_EVENT] == 1 && r.count[RFB_KEY_EVENT] == 1);
+	console_rfb_request(&r, req);
+	CHECK(req[1] == 1 && req[7] == 0x20);
+
+	/* Byte by byte, the same boundaries: never idle mid-message. */
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, start, sizeof start - 1, ends, 16);
+	for (i = 0, k = 0; i < sizeof msgs - 1; i++) {
+		CHECK(console_rfb_scan(&r, msgs + i, 1) == 1);
+		if (console_rfb_idle(&r))
+			ends[k++] = i + 1;
+	}
+	CHECK(k == 6 && ends[2] == 30 && ends[3] == 54);
+
+	/* RFB 3.3, another security type, an unknown message: off. */
+	memset(&r, 0, sizeof r);
+	n = console_rfb_scan(&r, (const unsigned char *)"RFB 003.003\nxyz", 15);
+	CHECK(n == 15 && !console_rfb_idle(&r));
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, (const unsigned char *)"RFB 003.008\n\x13", 13, ends, 16);
+	CHECK(console_rfb_scan(&r, start + 14, 50) == 50);
+	CHECK(!console_rfb_idle(&r));
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, start, sizeof start - 1, ends, 16);
+	CHECK(console_rfb_scan(&r, (const unsigned char *)"\x07" "ab",
+	    3) == 3);
+	CHECK(!console_rfb_idle(&r));
+	/* VNC authentication: 16 bytes of response before ClientInit. */
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, (const unsigned char *)"RFB 003.008\n\x02"
+	    "0123456789abcdef\x01\x03\0\0\0\0\0\0\x10\0\x10", 40, ends, 16);
+	CHECK(console_rfb_idle(&r));
+}
+
 static void
 test_onetime(void)
 {
@@ -477,6 +559,7 @@ main(void)
 	test_vv();
 	test_httputil();
 	test_ws();
+	test_console_rfb();
 	test_onetime();
 	return (check_exit());
 }

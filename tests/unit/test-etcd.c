@@ -219,6 +219,7 @@ struct fake {
 	int		 calls;
 	int		 unavailable;	/* 503 "no leader" this often */
 	int		 silent;	/* never answer */
+	const char	*leader;	/* status: its "leader" (NULL: none) */
 	json_t		*last;		/* the last request body */
 	char		 lastpath[64];
 };
@@ -247,7 +248,22 @@ fake_cb(struct evhttp_request *req, void *arg)
 	if (f->silent)
 		return;		/* hangs: the client's deadline acts */
 	out = evbuffer_new();
-	if (f->unavailable > 0) {
+	if (strcmp(f->lastpath, "/v3/maintenance/status") == 0) {
+		/* As etcd 3.4 says it: uint64s as strings, 0 left out. */
+		evbuffer_add_printf(out, "{\"header\":{\"member_id\":"
+		    "\"10501334649042878790\"},\"version\":\"3.4.23\","
+		    "\"dbSize\":\"20480\"%s%s%s,\"raftTerm\":\"9\"%s}",
+		    f->leader != NULL ? ",\"leader\":\"" : "",
+		    f->leader != NULL ? f->leader : "",
+		    f->leader != NULL ? "\"" : "", f->leader == NULL ?
+		    ",\"errors\":[\"etcdserver: no leader\"]" : "");
+		evhttp_send_reply(req, 200, "OK", out);
+	} else if (strcmp(f->lastpath, "/v3/cluster/member/list") == 0) {
+		evbuffer_add_printf(out, "{\"header\":{},\"members\":["
+		    "{\"ID\":\"1\",\"name\":\"m1\"},{\"ID\":\"2\"},"
+		    "{\"ID\":\"3\"}]}");
+		evhttp_send_reply(req, 200, "OK", out);
+	} else if (f->unavailable > 0) {
 		f->unavailable--;
 		evbuffer_add_printf(out, "{\"error\":\"etcdserver: no leader\","
 		    "\"code\":14,\"message\":\"etcdserver: no leader\"}");
@@ -473,6 +489,98 @@ test_fake(void)
 	event_base_free(base);
 }
 
+/* Does res, as text, say what? */
+static int
+json_says(json_t *res, const char *what)
+{
+	char	*s = json_dumps(res, 0);
+	int	 yes = s != NULL && strstr(s, what) != NULL;
+
+	free(s);
+	return (yes);
+}
+
+/* The verdict of one probe of urls. */
+static char *
+probe_verdict(struct event_base *base, struct etcd *e, int ms, json_t **out)
+{
+	struct result	r;
+	char		*v;
+
+	memset(&r, 0, sizeof r);
+	CHECK(etcd_quorum_probe(e, ms, result_cb, &r) == 0);
+	CHECK(r.fired == 0);
+	run_until(base, &r);
+	CHECK(r.fired == 1 && r.res != NULL);
+	v = strdup(r.res != NULL ? json_string_value(json_object_get(r.res,
+	    "verdict")) : "");
+	if (out != NULL)
+		*out = r.res;
+	else
+		json_decref(r.res);
+	return (v);
+}
+
+/*
+ * The quorum probe: refused and leaderless everywhere is "none"; a
+ * leader anywhere is "leader"; a member that does not answer, or a
+ * client that never learned how many members etcd has, is "unknown".
+ */
+static void
+test_probe(void)
+{
+	struct event_base	*base;
+	struct fake		 f;
+	struct etcd		*e;
+	json_t			*res;
+	char			 urls[256], *v;
+	int			 d1 = dead_port(), d2 = dead_port();
+
+	base = event_base_new();
+	fake_start(base, &f);
+
+	/* Three dead endpoints, members never learned: no proof. */
+	snprintf(urls, sizeof urls, "http://127.0.0.1:%d,http://127.0.0.1:%d,"
+	    "http://127.0.0.1:%d", d1, d2, d1);
+	e = client(base, urls, 1000);
+	v = probe_verdict(base, e, 1000, &res);
+	CHECK_STR(v, "unknown");
+	CHECK(json_says(res, "refused (no etcd there)"));
+	free(v);
+	json_decref(res);
+	etcd_free(e);
+
+	snprintf(urls, sizeof urls, "http://127.0.0.1:%d,http://127.0.0.1:%d,"
+	    "http://127.0.0.1:%d", f.port, d1, d2);
+	e = client(base, urls, 1000);
+	v = probe_verdict(base, e, 1000, &res);
+	CHECK_STR(v, "none");
+	CHECK(json_integer_value(json_object_get(res, "answering")) == 1);
+	CHECK(json_integer_value(json_object_get(res, "members")) == 3);
+	CHECK(json_integer_value(json_object_get(res, "started")) <=
+	    json_integer_value(json_object_get(res, "ended")));
+	free(v);
+	json_decref(res);
+
+	f.leader = "10501334649042878790";
+	v = probe_verdict(base, e, 1000, NULL);
+	CHECK_STR(v, "leader");
+	free(v);
+
+	/* A member that hangs may be a majority's: no proof. */
+	f.leader = NULL;
+	f.silent = 1;
+	v = probe_verdict(base, e, 300, &res);
+	CHECK_STR(v, "unknown");
+	CHECK(json_says(res, "no answer in time"));
+	free(v);
+	json_decref(res);
+	etcd_free(e);
+	evhttp_free(f.http);
+	json_decref(f.last);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -481,5 +589,6 @@ main(void)
 	test_parse_range();
 	test_parse_txn_lease_watch();
 	test_fake();
+	test_probe();
 	return (check_exit());
 }

@@ -4,6 +4,8 @@
  * error), events in between are ignored, no callback fires inside
  * peer_call, and when the server hangs up the pending call gets
  * "Disconnected" before the close callback. Bad addresses: one line.
+ * A stream call (image.fetch): what follows its answer is bytes, not
+ * lines, handed over with the connection; a second call is refused.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <jansson.h>
 
@@ -22,7 +25,9 @@
 
 struct qmpd	*qmpd;
 
-static int	 answers, closed, disconnected, in_call;
+static int	 answers, closed, disconnected, in_call, streaming;
+static char	 streamed[256];
+static size_t	 nstreamed;
 static char	 sockpath[108];
 
 /*
@@ -39,6 +44,15 @@ server_cb(evutil_socket_t fd, short ev, void *arg)
 	if ((r = read(fd, buf, sizeof buf - 1)) <= 0)
 		return;
 	buf[r] = '\0';
+	if (streaming) {
+		/* The answer, then bytes that would be bad lines. */
+		dprintf(fd, "{\"qdesk\":{\"version\":\"0\","
+		    "\"protocol\":1}}\n{\"id\":1,\"return\":{\"size\":"
+		    "13}}\nabc\n{not json");
+		shutdown(fd, SHUT_RDWR);
+		event_del(arg);
+		return;
+	}
 	for (l = buf; (l = strchr(l, '\n')) != NULL; l++) {
 		switch (++n) {
 		case 1:
@@ -102,6 +116,39 @@ close_cb(struct peer *p, const char *cause, void *arg)
 	event_base_loopbreak(qmpd->base);
 }
 
+static void
+stream_read_cb(struct bufferevent *bev, void *arg)
+{
+	nstreamed += bufferevent_read(bev, streamed + nstreamed,
+	    sizeof streamed - 1 - nstreamed);
+}
+
+static void
+stream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	stream_read_cb(bev, arg);
+	bufferevent_free(bev);
+	event_base_loopbreak(qmpd->base);
+}
+
+static void
+stream_reply_cb(struct peer *p, json_t *ret, const char *errclass,
+    const char *desc, void *arg)
+{
+	struct bufferevent	*bev;
+
+	CHECK(errclass == NULL);
+	CHECK(json_integer_value(json_object_get(ret, "size")) == 13);
+	bev = peer_take_stream(p);
+	CHECK(bev != NULL);
+	answers++;
+	peer_free(p);
+	bufferevent_setcb(bev, stream_read_cb, NULL, stream_event_cb, NULL);
+	bufferevent_enable(bev, EV_READ);
+	/* Bytes that came with the answer. */
+	stream_read_cb(bev, NULL);
+}
+
 int
 main(void)
 {
@@ -148,6 +195,21 @@ main(void)
 	CHECK(answers == 3);
 	CHECK(disconnected == 1);
 	CHECK(closed == 1);
+
+	/* A stream call: the bytes after its answer come as they are. */
+	streaming = 1;
+	answers = 0;
+	p = peer_open(addr, NULL, NULL, &cause);
+	CHECK(p != NULL);
+	CHECK(peer_call_stream(p, "image.fetch", json_pack("{s:s}", "name",
+	    "tpl"), stream_reply_cb, NULL) == 0);
+	CHECK(peer_call_stream(p, "image.fetch", NULL, stream_reply_cb,
+	    NULL) == -1);
+	event_base_dispatch(qmpd->base);
+	CHECK(answers == 1);
+	streamed[nstreamed] = '\0';
+	CHECK_STR(streamed, "abc\n{not json");
+
 	event_free(lev);
 	close(lfd);
 	unlink(sockpath);

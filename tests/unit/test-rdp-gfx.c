@@ -179,7 +179,7 @@ test_planar(void)
 	e.planar = freerdp_bitmap_planar_context_new(0, w, h);
 	/* Every tile, the edge ones (16 pixels wide or tall) included. */
 	memset(grid, 1, sizeof grid);
-	CHECK(rdp_gfx_codec_planar(c, &img, grid, 12, 7, emit_decode, &e,
+	CHECK(rdp_gfx_codec_planar(c, &img, grid, NULL, 12, 7, emit_decode, &e,
 	    &bytes) == 0);
 	CHECK(e.n == 12 * 7);
 	CHECK(e.bad == 0);
@@ -193,9 +193,47 @@ test_planar(void)
 	memset(grid, 0, sizeof grid);
 	grid[13] = 1;
 	e.n = 0;
-	CHECK(rdp_gfx_codec_planar(c, &img, grid, 12, 7, emit_decode, &e,
+	CHECK(rdp_gfx_codec_planar(c, &img, grid, NULL, 12, 7, emit_decode, &e,
 	    &bytes) == 0);
 	CHECK(e.n == 1);
+
+	/*
+	 * Boxes: a typed glyph (18x16 at 90,100) and one straddling two
+	 * tiles go as the damaged part only, left and right on 4-pixel
+	 * steps, and decode exact; fewer bytes than the whole tiles.
+	 */
+	{
+		struct rdp_rect	 d[2] = { { 90, 100, 18, 16 },
+				    { 120, 200, 20, 16 } }, boxes[12 * 7];
+		uint64_t	 whole = 0, part = 0;
+
+		rdp_gfx_codec_boxes(boxes, 12, 7, d, 2);
+		CHECK(boxes[13].x == 88 && boxes[13].y == 100 &&
+		    boxes[13].w == 20 && boxes[13].h == 16);
+		CHECK(boxes[37].x == 120 && boxes[37].w == 8 &&
+		    boxes[38].x == 128 && boxes[38].w == 12 &&
+		    boxes[38].y == 200 && boxes[38].h == 16);
+		CHECK(boxes[0].w == 0 && boxes[14].w == 0);
+		memset(grid, 0, sizeof grid);
+		rdp_encode_grid(grid, 12, 7, RDP_GFX_TILE, d, 2);
+		CHECK(rdp_gfx_codec_count(&img, grid, 12, 7) == 3);
+		memset(e.surface, 0, (size_t)w * h * sizeof *e.surface);
+		e.n = 0;
+		CHECK(rdp_gfx_codec_planar(c, &img, grid, boxes, 12, 7,
+		    emit_decode, &e, &part) == 0);
+		CHECK(e.n == 3 && e.bad == 0);
+		for (diff = 0, y = 100; y < 116; y++)
+			for (x = 88; x < 108; x++)
+				diff += (e.surface[y * w + x] & 0xffffff) !=
+				    fb[y * w + x];
+		CHECK(diff == 0);
+		/* Nothing outside the boxes was drawn. */
+		CHECK(e.surface[99 * w + 90] == 0 &&
+		    e.surface[100 * w + 108] == 0);
+		CHECK(rdp_gfx_codec_planar(c, &img, grid, NULL, 12, 7,
+		    emit_decode, &e, &whole) == 0);
+		CHECK(part * 4 < whole);
+	}
 	rdp_gfx_codec_free(c);
 	freerdp_bitmap_planar_context_free(e.planar);
 	free(e.surface);

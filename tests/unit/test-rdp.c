@@ -413,6 +413,77 @@ test_rfb(void)
 	rdp_rfb_free(rfb);
 }
 
+/* A ServerInit of w x h named name, after a None security handshake. */
+static void
+server_init(struct script *s, int w, int h, const char *name)
+{
+	s->len = 0;
+	put(s, "RFB 003.008\n", 12);
+	put8(s, 1);
+	put8(s, 1);		/* None */
+	put32(s, 0);
+	put16(s, w);
+	put16(s, h);
+	put(s, "0123456789abcdef", 16);
+	put32(s, strlen(name));
+	put(s, name, strlen(name));
+}
+
+/*
+ * The desktop moved (rdp-follow.c): a fresh stream under the same
+ * framebuffer. Half a message of the old stream and its negotiated
+ * pseudo-encodings go; a ServerInit of the same size keeps the picture
+ * (no resize for the client), another size is a resize.
+ */
+static void
+test_rfb_reattach(void)
+{
+	struct script	 s = { .len = 0 };
+	struct rdp_rfb	*rfb;
+	unsigned char	 got[256];
+	char		*cause = NULL;
+	int		 sv[2], sv2[2];
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	server_init(&s, 16, 8, "src");
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	rfb = rdp_rfb_create(sv[0]);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == 0);
+	CHECK(read(sv[1], got, sizeof got) > 0);
+	rfb->fb[3] = 0x00abcdef;
+	rfb->resized = 0;
+	rfb->extkey = rfb->ledstate = 1;
+	/* The old QEMU goes mid-update: 2 bytes of a 4-byte header. */
+	CHECK(write(sv[1], "\0\0", 2) == 2);
+	close(sv[1]);
+	CHECK(rdp_rfb_process(rfb, &cause) == -1);
+	free(cause);
+	cause = NULL;
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv2) == 0);
+	server_init(&s, 16, 8, "dst");
+	CHECK(write(sv2[1], s.buf, s.len) == (ssize_t)s.len);
+	rdp_rfb_reattach(rfb, sv2[0]);
+	CHECK(rfb->fd == sv2[0]);
+	CHECK(rfb->extkey == 0 && rfb->ledstate == 0);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == 0);
+	CHECK_STR(rfb->name, "dst");
+	CHECK(rfb->resized == 0);		/* same size: the picture stays */
+	CHECK(rfb->fb[3] == 0x00abcdef);
+	/* The new QEMU is asked for a full update. */
+	CHECK(read(sv2[1], got, sizeof got) == 12 + 1 + 1 + 20 + 32 + 10);
+	close(sv2[1]);
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv2) == 0);
+	server_init(&s, 32, 16, "big");
+	CHECK(write(sv2[1], s.buf, s.len) == (ssize_t)s.len);
+	rdp_rfb_reattach(rfb, sv2[0]);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == 0);
+	CHECK(rfb->resized == 1 && rfb->width == 32 && rfb->height == 16);
+	rdp_rfb_free(rfb);
+	close(sv2[1]);
+}
+
 /* Clipboard conversions and the extended clipboard (rdp-clip.c). */
 /* The Display Control layout -> size, and the debouncing of bursts. */
 static void
@@ -534,6 +605,7 @@ main(void)
 	test_login();
 	test_input();
 	test_rfb();
+	test_rfb_reattach();
 	test_disp();
 	return (check_exit());
 }

@@ -1,0 +1,632 @@
+/*
+ * Desktop pools in cluster mode (issue 13). A pool is pools/NAME in etcd
+ * and its members are desktops of the cluster, vms/NAME-N, placed across
+ * the hosts like any other (placement picks the host when one is
+ * started). Who has a member is owners/VM: a floating pool's checkout
+ * creates that key by compare-and-swap, so two hosts can never hand one
+ * desktop to two users; giving it back deletes the key, or, for a
+ * stateless pool, marks it {"dirty"} until the host that has the
+ * member's disk has stopped it and reset the disk from its template,
+ * which then deletes the key: a member is free when it has no owners/
+ * key. Every host runs the same engine on what the watch shows it and
+ * acts only on the members it holds.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "cluster.h"
+#include "etcd.h"
+#include "log.h"
+#include "pool.h"
+#include "qmpd.h"
+#include "userdb.h"
+#include "vm.h"
+#include "xmalloc.h"
+
+#define CLUSTER_POOL_MAX_SIZE	100	/* one etcd transaction makes them */
+#define CLUSTER_POOL_TRIES	8	/* checkouts lost to other hosts */
+
+static struct event	*cluster_pool_ev;
+static json_t		*cluster_pool_resetting;	/* names in flight */
+
+/* The pool a desktop of the cluster belongs to, or NULL. */
+static const char *
+cluster_pool_of(const struct cluster_place *p)
+{
+	return (json_string_value(json_object_get(cluster_place_def(p),
+	    "pool")));
+}
+
+static int
+cluster_pool_floating(json_t *pool)
+{
+	return (strcmp(json_string_value(json_object_get(pool, "mode")),
+	    "floating") == 0);
+}
+
+/* A member as pool show tells it. */
+static json_t *
+cluster_pool_member(struct cluster_place *p, int *free_, int *used,
+    int *running)
+{
+	json_t		*own = userdb_get(USERDB_OWNERS, p->name), *j;
+	const char	*owner = json_string_value(json_object_get(own,
+			    "login"));
+
+	*free_ += own == NULL;
+	*used += owner != NULL;
+	*running += cluster_place_running(p);
+	j = json_pack("{s:s,s:s,s:s?,s:s?,s:b,s:b}", "name", p->name, "state",
+	    cluster_place_running(p) ? "running" : "stopped", "host",
+	    cluster_place_at(p), "owner", owner, "free", own == NULL, "dirty",
+	    json_is_true(json_object_get(own, "dirty")));
+	json_decref(own);
+	return (j);
+}
+
+/* A pool as the admin sees it: its record, its members and counts. */
+json_t *
+cluster_pool_json(json_t *pool)
+{
+	const char		*pname = json_string_value(json_object_get(
+				    pool, "name"));
+	struct cluster_place	*p;
+	json_t			*j, *a = json_array();
+	int			 total = 0, free_ = 0, used = 0, running = 0;
+
+	TAILQ_FOREACH(p, &cluster_places, entry) {
+		if (p->def == NULL || cluster_pool_of(p) == NULL ||
+		    strcmp(cluster_pool_of(p), pname) != 0)
+			continue;
+		total++;
+		json_array_append_new(a, cluster_pool_member(p, &free_, &used,
+		    &running));
+	}
+	j = json_deep_copy(pool);
+	json_object_set_new(j, "desktops", a);
+	json_object_set_new(j, "count", json_integer(total));
+	json_object_set_new(j, "free", json_integer(free_));
+	json_object_set_new(j, "in_use", json_integer(used));
+	json_object_set_new(j, "running", json_integer(running));
+	return (j);
+}
+
+/* ---- pool.create ---- */
+
+struct cluster_pool_op {
+	struct cmd_req	*req;
+	json_t		*pool;
+	int64_t		 size;
+};
+
+static void
+cluster_pool_create_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	struct cluster_pool_op	*op = arg;
+	const char		*name = json_string_value(json_object_get(
+				    op->pool, "name"));
+
+	if (errclass != NULL)
+		cmd_error(op->req, errclass, "pool %s not created: etcd: %s",
+		    name, cause);
+	else if (!json_is_true(json_object_get(res, "succeeded")))
+		cmd_error(op->req, ERR_EXISTS, "pool %s not created: the pool "
+		    "or a VM named %s-N was made on another host meanwhile",
+		    name, name);
+	else {
+		log_info("pool %s: created in the cluster, %lld desktops from "
+		    "%s", name, (long long)op->size, json_string_value(
+		    json_object_get(op->pool, "template")));
+		cmd_reply(op->req, json_pack("{s:O,s:I}", "name",
+		    json_object_get(op->pool, "name"), "count",
+		    (json_int_t)op->size));
+	}
+	json_decref(op->pool);
+	free(op);
+}
+
+/*
+ * pool.create in a cluster (pool checked by cmd-pool.c): the record and
+ * every member's definition in one transaction that holds only if none
+ * of those keys exists yet.
+ */
+enum cmd_retval
+cluster_pool_create(struct cmd_req *req, json_t *pool)
+{
+	const char		*pname = json_string_value(json_object_get(
+				    pool, "name"));
+	int64_t			 i, size = json_integer_value(
+				    json_object_get(pool, "size"));
+	json_t			*cmp, *ops, *args, *rec;
+	struct cluster_pool_op	*op;
+	char			 name[VM_NAME_MAX], *key, *val;
+
+	if (size > CLUSTER_POOL_MAX_SIZE) {
+		cmd_error(req, ERR_ARG, "size must be 1 to %d in a cluster",
+		    CLUSTER_POOL_MAX_SIZE);
+		return (CMD_RETURN_DONE);
+	}
+	cmp = json_array();
+	ops = json_array();
+	key = cluster_key("%s/%s", DB_POOLS, pname);
+	val = json_dumps(pool, JSON_COMPACT | JSON_SORT_KEYS);
+	json_array_append_new(cmp, etcd_cmp_mod_revision(key, 0));
+	json_array_append_new(ops, etcd_op_put(key, val, 0));
+	free(key);
+	free(val);
+	for (i = 1; i <= size; i++) {
+		if ((size_t)snprintf(name, sizeof name, "%s-%lld", pname,
+		    (long long)i) >= sizeof name) {
+			cmd_error(req, ERR_ARG, "pool name %s is too long for "
+			    "its desktops' names", pname);
+			json_decref(cmp);
+			json_decref(ops);
+			return (CMD_RETURN_DONE);
+		}
+		args = pool_desktop_args(pool, name);
+		rec = json_pack("{s:o,s:n,s:I,s:s}", "def", args, "host",
+		    "created", (json_int_t)cluster_wall_ms(), "by",
+		    cluster_name());
+		key = cluster_key("vms/%s", name);
+		val = json_dumps(rec, JSON_COMPACT);
+		json_array_append_new(cmp, etcd_cmp_mod_revision(key, 0));
+		json_array_append_new(ops, etcd_op_put(key, val, 0));
+		json_decref(rec);
+		free(key);
+		free(val);
+	}
+	op = xcalloc(1, sizeof *op);
+	op->req = req;
+	op->pool = json_incref(pool);
+	op->size = size;
+	etcd_txn(cluster_etcd, cmp, ops, NULL, cluster_pool_create_cb, op);
+	return (CMD_RETURN_WAIT);
+}
+
+/* ---- desktop.acquire ---- */
+
+/* A checkout under way: the choice, and how often another host won. */
+struct cluster_pool_acq {
+	struct cmd_req	*req;
+	char		*login;
+	char		*dept;
+	char		*want;
+	char		*vm;
+	char		*pool;
+	int		 tries;
+	json_t		*lost;		/* members another host gave out */
+};
+
+struct cluster_pool_pick {
+	struct cluster_pool_acq	*acq;
+	int			 floating;
+	int			 pools;
+	struct cluster_place	*mine, *best;
+	int			 best_rank;
+};
+
+/* A free member's rank: running on an up host first, then stopped. */
+static int
+cluster_pool_rank(struct cluster_place *p)
+{
+	if (!cluster_place_running(p))
+		return (1);
+	return (cluster_host_up(cluster_host_find(cluster_place_at(p))) ? 2 :
+	    0);
+}
+
+static int
+cluster_pool_pick_cb(const char *key, json_t *pool, void *arg)
+{
+	struct cluster_pool_pick	*k = arg;
+	struct cluster_place		*p;
+	json_t				*own;
+	const char			*owner;
+	int				 r;
+
+	if (k->acq->want != NULL && strcmp(key, k->acq->want) != 0)
+		return (0);
+	if (!pool_user_may(pool, k->acq->dept))
+		return (0);
+	if (k->acq->want == NULL && cluster_pool_floating(pool) !=
+	    k->floating)
+		return (0);
+	k->pools++;
+	TAILQ_FOREACH(p, &cluster_places, entry) {
+		if (p->def == NULL || cluster_pool_of(p) == NULL ||
+		    strcmp(cluster_pool_of(p), key) != 0 ||
+		    json_object_get(k->acq->lost, p->name) != NULL)
+			continue;
+		own = userdb_get(USERDB_OWNERS, p->name);
+		owner = json_string_value(json_object_get(own, "login"));
+		if (owner != NULL && strcmp(owner, k->acq->login) == 0 &&
+		    k->mine == NULL)
+			k->mine = p;
+		if (own == NULL && (r = cluster_pool_rank(p)) > k->best_rank) {
+			k->best = p;
+			k->best_rank = r;
+		}
+		json_decref(own);
+	}
+	return (0);
+}
+
+static void
+cluster_pool_acq_free(struct cluster_pool_acq *a)
+{
+	free(a->login);
+	free(a->dept);
+	free(a->want);
+	free(a->vm);
+	free(a->pool);
+	json_decref(a->lost);
+	free(a);
+}
+
+/* The member is the user's: start it through placement (or it runs). */
+static void
+cluster_pool_acq_start(struct cluster_pool_acq *a)
+{
+	struct cmd_req	*req = a->req;
+	char		*vm = a->vm;
+
+	a->vm = NULL;
+	cluster_pool_acq_free(a);
+	if (cluster_cmd_start(req, vm) == -1)
+		cmd_error(req, ERR_NOTFOUND, "desktop %s is no longer defined",
+		    vm);
+	free(vm);
+}
+
+static void	cluster_pool_acq_try(struct cluster_pool_acq *);
+
+/* owners/VM created (the desktop is the user's) or taken meanwhile. */
+static void
+cluster_pool_claim_cb(void *arg, const char *errclass, const char *cause)
+{
+	struct cluster_pool_acq	*a = arg;
+	json_t			*f;
+
+	if (errclass != NULL && strcmp(errclass, ERR_EXISTS) == 0 &&
+	    ++a->tries < CLUSTER_POOL_TRIES) {
+		log_info("cluster: %s went to another user meanwhile; %s "
+		    "tries another", a->vm, a->login);
+		/* This host's view may not show that yet: skip it. */
+		json_object_set_new(a->lost, a->vm, json_true());
+		cluster_pool_acq_try(a);
+		return;
+	}
+	if (errclass != NULL) {
+		cmd_error(a->req, errclass, "no desktop for %s: %s", a->login,
+		    cause);
+		cluster_pool_acq_free(a);
+		return;
+	}
+	log_info("cluster: %s: given to %s (pool %s)", a->vm, a->login,
+	    a->pool);
+	f = json_pack("{s:s,s:s}", "login", a->login, "pool", a->pool);
+	notify_emit("desktop.assigned", a->vm, f);
+	json_decref(f);
+	cluster_pool_acq_start(a);
+}
+
+/* Pick among the pools the user may use, then claim or start. */
+static void
+cluster_pool_acq_try(struct cluster_pool_acq *a)
+{
+	struct cluster_pool_pick	 k;
+	json_t				*rec;
+	char				*cause = NULL;
+
+	memset(&k, 0, sizeof k);
+	k.acq = a;
+	for (k.floating = 1; k.floating >= 0; k.floating--) {
+		if (userdb_foreach(DB_POOLS, cluster_pool_pick_cb, &k,
+		    &cause) < 0) {
+			cmd_fail(a->req, ERR_INTERNAL, cause);
+			cluster_pool_acq_free(a);
+			return;
+		}
+		if (k.mine != NULL || k.best != NULL || a->want != NULL)
+			break;
+	}
+	free(a->vm);
+	free(a->pool);
+	if (k.mine != NULL) {
+		a->vm = xstrdup(k.mine->name);
+		a->pool = xstrdup(cluster_pool_of(k.mine));
+		cluster_pool_acq_start(a);
+		return;
+	}
+	if (k.best == NULL) {
+		if (k.pools == 0)
+			cmd_error(a->req, ERR_NOTFOUND, "no desktop pool for "
+			    "%s", a->login);
+		else
+			cmd_error(a->req, ERR_BUSY, "no free desktop in the "
+			    "pools of %s: try again later", a->login);
+		cluster_pool_acq_free(a);
+		return;
+	}
+	a->vm = xstrdup(k.best->name);
+	a->pool = xstrdup(cluster_pool_of(k.best));
+	rec = json_pack("{s:s,s:s,s:s}", "login", a->login, "pool", a->pool,
+	    "by", cluster_name());
+	userdb_put(USERDB_OWNERS, a->vm, rec, USERDB_CREATE,
+	    cluster_pool_claim_cb, a);
+	json_decref(rec);
+}
+
+/*
+ * desktop.acquire in a cluster: the user's member, or a free one claimed
+ * by CAS (running ones first, floating pools before dedicated ones),
+ * started through placement; the answer comes once its host runs it.
+ */
+enum cmd_retval
+cluster_pool_acquire(struct cmd_req *req, const char *dept)
+{
+	struct cluster_pool_acq	*a;
+	const char		*want = cmd_arg_str(req, "pool", NULL);
+
+	if (!cluster_host_joined()) {
+		cmd_error(req, ERR_STATE, "this host (%s) is not in the cluster "
+		    "now (no lease in etcd): no desktop can be handed out",
+		    cluster_name());
+		return (CMD_RETURN_DONE);
+	}
+	a = xcalloc(1, sizeof *a);
+	a->req = req;
+	a->login = xstrdup(cmd_arg_str(req, "login", ""));
+	a->dept = dept != NULL ? xstrdup(dept) : NULL;
+	a->want = want != NULL ? xstrdup(want) : NULL;
+	a->lost = json_object();
+	cluster_pool_acq_try(a);
+	return (CMD_RETURN_WAIT);
+}
+
+/* ---- giving desktops back ---- */
+
+/*
+ * Give member vm back: a stateless one is marked dirty (never handed out
+ * before its host resets it), any other one is free at once; its host
+ * stops it when it sees that.
+ */
+static void
+cluster_pool_return(const char *vm, json_t *own, const char *why)
+{
+	json_t		*pool, *rec, *f;
+	const char	*pname = json_string_value(json_object_get(own,
+			    "pool"));
+	const char	*login = json_string_value(json_object_get(own,
+			    "login"));
+	char		*what;
+
+	pool = userdb_get(DB_POOLS, pname);
+	xasprintf(&what, "cluster: %s back in pool %s", vm, pname);
+	if (json_is_true(json_object_get(pool, "stateless"))) {
+		rec = json_pack("{s:s,s:b,s:s}", "pool", pname, "dirty", 1,
+		    "by", cluster_name());
+		userdb_put(USERDB_OWNERS, vm, rec, 0, userdb_log_cb, what);
+		json_decref(rec);
+	} else
+		userdb_del(USERDB_OWNERS, vm, userdb_log_cb, what);
+	json_decref(pool);
+	log_info("cluster: %s: back in pool %s (%s, was %s)", vm, pname, why,
+	    login);
+	f = json_pack("{s:s,s:s}", "login", login, "why", why);
+	notify_emit("desktop.returned", vm, f);
+	json_decref(f);
+}
+
+struct cluster_pool_rel {
+	const char	*login;
+	const char	*vm;
+	json_t		*released;
+	json_t		*kept;
+};
+
+static int
+cluster_pool_release_cb(const char *vm, json_t *own, void *arg)
+{
+	struct cluster_pool_rel	*r = arg;
+	const char		*login, *pname;
+	json_t			*pool;
+	int			 floating;
+
+	login = json_string_value(json_object_get(own, "login"));
+	pname = json_string_value(json_object_get(own, "pool"));
+	if (login == NULL || pname == NULL || strcmp(login, r->login) != 0 ||
+	    (r->vm != NULL && strcmp(vm, r->vm) != 0))
+		return (0);
+	pool = userdb_get(DB_POOLS, pname);
+	floating = pool != NULL && cluster_pool_floating(pool);
+	json_decref(pool);
+	if (!floating) {
+		json_array_append_new(r->kept, json_string(vm));
+		return (0);
+	}
+	json_array_append_new(r->released, json_string(vm));
+	cluster_pool_return(vm, own, "released");
+	return (0);
+}
+
+/* desktop.release in a cluster: as on one host, on owners/ in etcd. */
+enum cmd_retval
+cluster_pool_release(struct cmd_req *req)
+{
+	struct cluster_pool_rel	 r;
+	json_t			*own;
+	const char		*owner;
+	char			*cause = NULL;
+
+	r.login = cmd_arg_str(req, "login", "");
+	r.vm = cmd_arg_str(req, "vm", NULL);
+	if (r.vm != NULL) {
+		own = userdb_get(USERDB_OWNERS, r.vm);
+		owner = json_string_value(json_object_get(own, "login"));
+		if (owner == NULL || strcmp(owner, r.login) != 0 ||
+		    json_object_get(own, "pool") == NULL) {
+			json_decref(own);
+			log_warnx("desktop.release of %.64s for %s refused",
+			    r.vm, r.login);
+			cmd_error(req, ERR_DENIED, "desktop %.64s is not a pool "
+			    "desktop of yours", r.vm);
+			return (CMD_RETURN_DONE);
+		}
+		json_decref(own);
+	}
+	r.released = json_array();
+	r.kept = json_array();
+	if (userdb_foreach(USERDB_OWNERS, cluster_pool_release_cb, &r,
+	    &cause) < 0) {
+		json_decref(r.released);
+		json_decref(r.kept);
+		cmd_fail(req, ERR_INTERNAL, cause);
+		return (CMD_RETURN_DONE);
+	}
+	cmd_reply(req, json_pack("{s:o,s:o}", "released", r.released, "kept",
+	    r.kept));
+	return (CMD_RETURN_DONE);
+}
+
+/* ---- the engine: what this host does for the members it holds ---- */
+
+/* Is the local vm a pool member of the cluster that is this host's? */
+static struct cluster_place *
+cluster_pool_held(struct vm *vm)
+{
+	struct cluster_place	*p;
+
+	if (vm->def.pool == NULL || (p = cluster_place_find(vm->def.name)) ==
+	    NULL || p->def == NULL)
+		return (NULL);
+	if (p->pl != NULL && !cluster_place_mine(p))
+		return (NULL);
+	return (p);
+}
+
+/* The reset disk is free again: owners/VM goes (if still dirty). */
+static void
+cluster_pool_reset_cb(void *arg, const char *errclass, const char *cause)
+{
+	char	*vm = arg;
+
+	if (errclass != NULL)
+		log_warnx("cluster: %s: reset, but still marked dirty: %s", vm,
+		    cause);
+	else
+		log_info("cluster: %s: reset from its template, free again",
+		    vm);
+	json_object_del(cluster_pool_resetting, vm);
+	free(vm);
+	cluster_pool_kick();
+}
+
+/* A dirty member: stop it at once, then reset its disk and free it. */
+static void
+cluster_pool_tidy(struct vm *vm)
+{
+	char	*cause = NULL;
+
+	if (vm_is_active(vm)) {
+		if (vm->stop_asked != 3 && vm_kill(vm, &cause) != 0)
+			goto warn;
+		return;
+	}
+	if (json_object_get(cluster_pool_resetting, vm->def.name) != NULL)
+		return;
+	if (vm_disk_reset(vm, &cause) != 0)
+		goto warn;
+	notify_emit("desktop.reset", vm->def.name, NULL);
+	json_object_set_new(cluster_pool_resetting, vm->def.name,
+	    json_true());
+	userdb_del(USERDB_OWNERS, vm->def.name, cluster_pool_reset_cb,
+	    xstrdup(vm->def.name));
+	return;
+warn:
+	log_warnx("cluster: %s: %s", vm->def.name, cause);
+	free(cause);
+}
+
+static void
+cluster_pool_run(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm	*vm, *vm1;
+	json_t		*own, *pool;
+	char		*cause = NULL;
+
+	if (cluster_fencing())
+		return;
+	TAILQ_FOREACH_SAFE(vm, &vms, entry, vm1) {
+		if (cluster_pool_held(vm) == NULL)
+			continue;
+		own = userdb_get(USERDB_OWNERS, vm->def.name);
+		pool = userdb_get(DB_POOLS, vm->def.pool);
+		if (json_is_true(json_object_get(own, "dirty")))
+			cluster_pool_tidy(vm);
+		else if (own == NULL && pool != NULL &&
+		    cluster_pool_floating(pool) && vm->state == VM_RUNNING &&
+		    vm->stop_asked == 0) {
+			/* Given back by a host that does not run it. */
+			log_info("cluster: %s: nobody's now: stopping it",
+			    vm->def.name);
+			if (vm_stop(vm, 0, 60, &cause) != 0) {
+				log_warnx("cluster: %s: %s", vm->def.name,
+				    cause);
+				free(cause);
+				cause = NULL;
+			}
+		}
+		json_decref(own);
+		json_decref(pool);
+	}
+}
+
+/* Look at the members again, from the loop. */
+void
+cluster_pool_kick(void)
+{
+	if (qmpd->cluster == NULL)
+		return;
+	if (cluster_pool_ev == NULL) {
+		cluster_pool_ev = event_new(qmpd->base, -1, 0,
+		    cluster_pool_run, NULL);
+		cluster_pool_resetting = json_object();
+	}
+	event_active(cluster_pool_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * qmpd's events in a cluster (instead of pool.c's): a floating member
+ * whose user shut it down goes back to its pool, as on one host.
+ */
+void
+cluster_pool_event(const char *event, const char *name, json_t *fields,
+    void *arg)
+{
+	struct vm	*vm;
+	json_t		*own, *pool;
+	const char	*state;
+
+	if (strcmp(event, "vm.state") != 0 || name == NULL ||
+	    (vm = vm_find(name)) == NULL || cluster_pool_held(vm) == NULL)
+		return;
+	state = json_string_value(json_object_get(fields, "state"));
+	if (state != NULL && (strcmp(state, "stopped") == 0 ||
+	    strcmp(state, "crashed") == 0)) {
+		own = userdb_get(USERDB_OWNERS, name);
+		pool = userdb_get(DB_POOLS, vm->def.pool);
+		if (json_object_get(own, "login") != NULL && pool != NULL &&
+		    cluster_pool_floating(pool))
+			cluster_pool_return(name, own, state);
+		json_decref(own);
+		json_decref(pool);
+	}
+	cluster_pool_kick();
+}

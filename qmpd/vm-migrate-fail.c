@@ -1,0 +1,180 @@
+/*
+ * Live migration's failures (issue 14), on the source: a QMP step that
+ * failed, the target's qmpd gone, --timeout. Each ends in
+ * vm_migrate_fail: the desktop keeps running here, the target drops its
+ * half, and the reason says why.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "peer.h"
+#include "qmp.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "vm-migrate.h"
+#include "xmalloc.h"
+
+/* migrate.abort's answer: nothing to do but let go of the peer. */
+static void
+vm_migrate_abort_done(struct peer *p, json_t *ret, const char *errclass,
+    const char *desc, void *arg)
+{
+	struct vm	*vm = arg;
+
+	if (errclass != NULL)
+		log_warnx("%s: the target's abort: %s", vm->def.name, desc);
+}
+
+/*
+ * A cluster source stopped for a failed switchover: resumed if placement
+ * still names this host, else the target has the desktop and this copy
+ * goes (never two running).
+ */
+static void
+vm_migrate_resume_cb(const char *name, int mine, void *arg)
+{
+	struct vm	*vm;
+	char		*cause = NULL;
+
+	if ((vm = vm_find(name)) == NULL || vm->qmp == NULL)
+		return;
+	if (mine) {
+		qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+		return;
+	}
+	log_warnx("%s: placement names another host after the failed "
+	    "switchover: this copy goes", name);
+	if (vm_kill(vm, &cause) != 0) {
+		log_warnx("%s: %s", name, cause);
+		free(cause);
+	}
+}
+
+/*
+ * The migration failed or was cancelled: the desktop runs here. QEMU
+ * resumes a source that was running by itself after a failed or
+ * cancelled migrate; one stopped for a switchover the target refused is
+ * resumed here. The target is told to drop its half of the VM.
+ */
+void
+vm_migrate_fail(struct vm *vm, enum vm_mig_state s, const char *fmt, ...)
+{
+	struct vm_mig	*m = vm->mig;
+	va_list		 ap;
+	char		*why;
+	enum vm_mig_state was = m->state;
+
+	va_start(ap, fmt);
+	if (vasprintf(&why, fmt, ap) < 0)
+		why = xstrdup("migration failed");
+	va_end(ap);
+	if (m->reason == NULL)
+		m->reason = why;
+	else
+		free(why);
+	m->total_ms = vm_migrate_now_ms() - m->t0;
+	evtimer_del(m->poll);
+	evtimer_del(m->timer);
+	vm_migrate_set(vm, s);
+	log_warnx("%s: migration to %s %s: %s; the VM runs here",
+	    vm->def.name, m->peer_addr, vm_migrate_state_name(s), m->reason);
+	if (vm->qmp != NULL) {
+		if (m->copy)
+			qmp_execute(vm->qmp, "block-job-cancel",
+			    json_pack("{s:s,s:b}", "device", VM_MIG_JOB,
+			    "force", 1), NULL, NULL);
+		if (was == VM_MIG_SWITCHOVER && qmpd->cluster != NULL)
+			cluster_migrate_resume(vm->def.name,
+			    vm_migrate_resume_cb, NULL);
+		else if (was == VM_MIG_SWITCHOVER)
+			qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+	}
+	if (m->peer != NULL && peer_call(m->peer, "migrate.abort",
+	    json_pack("{s:s,s:s}", "name", vm->def.name, "reason", m->reason),
+	    vm_migrate_abort_done, vm) != 0) {
+		peer_free(m->peer);
+		m->peer = NULL;
+	}
+	done_fail(m->done, m->done_arg, ERR_STATE, "migration of %s to %s %s: "
+	    "%s; it keeps running here", vm->def.name, m->peer_addr,
+	    vm_migrate_state_name(s), m->reason);
+	m->done = NULL;
+}
+
+/* The connection to the target's qmpd is gone. */
+void
+vm_migrate_peer_closed(struct peer *p, const char *cause, void *arg)
+{
+	struct vm	*vm = arg;
+	struct vm_mig	*m = vm->mig;
+
+	if (m == NULL || m->peer != p)
+		return;
+	m->peer = NULL;
+	peer_free(p);
+	if (!vm_migrate_busy(vm))
+		return;
+	if (m->reason == NULL)
+		xasprintf(&m->reason, "the target's qmpd went away (%s)",
+		    cause != NULL ? cause : "closed");
+	if (m->state == VM_MIG_ACTIVE && vm->qmp != NULL) {
+		/* MIGRATION "cancelled" ends it, with this reason. */
+		qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL);
+		return;
+	}
+	if (m->state != VM_MIG_SWITCHOVER)
+		vm_migrate_fail(vm, VM_MIG_FAILED, "%s", m->reason);
+	/* At switchover migrate.finish answers (Disconnected) and decides. */
+}
+
+/*
+ * --timeout: a migration that has not converged is cancelled, not
+ * switched to post-copy: after a post-copy switch the guest's memory is
+ * split over two hosts, and losing the target would lose the desktop.
+ */
+void
+vm_migrate_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm	*vm = arg;
+	struct vm_mig	*m = vm->mig;
+
+	if (m == NULL || (m->state != VM_MIG_ACTIVE &&
+	    m->state != VM_MIG_MIRRORING && m->state != VM_MIG_PREPARING))
+		return;
+	free(m->reason);
+	if (m->state == VM_MIG_ACTIVE)
+		xasprintf(&m->reason, "did not converge within %d s (%llu MiB "
+		    "of %llu MiB still dirty, downtime limit %d ms): cancelled, "
+		    "not switched to post-copy (a post-copy desktop is lost "
+		    "with its target)", m->timeout, m->ram_remaining >> 20,
+		    m->ram_total >> 20, m->downtime_limit);
+	else
+		xasprintf(&m->reason, "%s did not finish within %d s: "
+		    "cancelled", m->state == VM_MIG_MIRRORING ? "the disk copy"
+		    : "preparing the target", m->timeout);
+	if (m->state == VM_MIG_ACTIVE && vm->qmp != NULL &&
+	    qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL) == 0)
+		return;		/* MIGRATION "cancelled" follows */
+	vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason);
+}
+
+/* A QMP step of the source that must succeed: else the migration fails. */
+void
+vm_migrate_step_done(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm	*vm = arg;
+
+	if (errclass == NULL || vm->mig == NULL || !vm_migrate_busy(vm))
+		return;
+	vm_migrate_fail(vm, VM_MIG_FAILED, "QEMU: %s", errdesc);
+}

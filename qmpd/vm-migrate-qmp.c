@@ -1,0 +1,255 @@
+/*
+ * Live migration's QMP sequence on the source (issue 14): capabilities,
+ * parameters, SPICE's client_migrate_info and migrate; then the
+ * MIGRATION events up to the switchover, migrate.finish on the target,
+ * and the source's QEMU going away once the target runs the desktop.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "peer.h"
+#include "qmp.h"
+#include "qmpd.h"
+#include "vm.h"
+#include "vm-migrate.h"
+#include "xmalloc.h"
+
+/*
+ * After the mirror is READY (or without copy): RAM, over TLS when the
+ * target asked for it (vm_migrate_tls_peer set it up at prepare).
+ */
+void
+vm_migrate_ram(struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+	json_t		*spice, *caps;
+	const char	*uri;
+
+	uri = json_string_value(json_object_get(m->target, "uri"));
+	spice = json_object_get(m->target, "spice");
+	/* A connected viewer follows the desktop (seamless migration). */
+	if (json_is_object(spice))
+		/* port 0: no plain port (absent, QEMU sends 65535 and
+		 * spice-gtk tries it, fails, and abandons the seamless way). */
+		qmp_execute(vm->qmp, "client_migrate_info", json_pack(
+		    "{s:s,s:O,s:i,s:O,s:O}", "protocol", "spice", "hostname",
+		    json_object_get(spice, "host"), "port", 0, "tls-port",
+		    json_object_get(spice, "tls-port"), "cert-subject",
+		    json_object_get(spice, "subject")), NULL, NULL);
+	caps = json_pack("[{s:s,s:b}]", "capability", "events", "state", 1);
+	/* With copy, the mirror completes while the source is stopped. */
+	json_array_append_new(caps, json_pack("{s:s,s:b}", "capability",
+	    "pause-before-switchover", "state", m->copy));
+	qmp_execute(vm->qmp, "migrate-set-capabilities", json_pack("{s:o}",
+	    "capabilities", caps), vm_migrate_step_done, vm);
+	qmp_execute(vm->qmp, "migrate-set-parameters", json_pack("{s:i,s:I}",
+	    "downtime-limit", m->downtime_limit, "max-bandwidth",
+	    (json_int_t)VM_MIG_BANDWIDTH), vm_migrate_step_done, vm);
+	qmp_execute(vm->qmp, "migrate", json_pack("{s:s}", "uri", uri),
+	    vm_migrate_step_done, vm);
+	vm_migrate_set(vm, VM_MIG_ACTIVE);
+}
+
+/* The source's QEMU is gone after a completed migration: so is the VM. */
+static void
+vm_migrate_quit_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm	*vm = arg;
+
+	log_warnx("%s: the migrated source did not quit, killing it",
+	    vm->def.name);
+	vm_pidfd_signal(vm, SIGKILL);
+}
+
+/* migrate.finish: did the target take over? */
+static void
+vm_migrate_finish_done(struct peer *p, json_t *ret, const char *errclass,
+    const char *desc, void *arg)
+{
+	struct vm	*vm = arg;
+	struct vm_mig	*m = vm->mig;
+	struct timeval	 tv = { VM_MIG_QUIT_MS / 1000, 0 };
+
+	if (m == NULL || m->state != VM_MIG_SWITCHOVER)
+		return;
+	if (errclass != NULL) {
+		/*
+		 * Disconnected: the target's qmpd went away at the very end.
+		 * Its QEMU is paused until someone runs it; resuming here
+		 * keeps exactly one copy running.
+		 */
+		vm_migrate_fail(vm, VM_MIG_FAILED, "the target did not take "
+		    "over: %s", desc != NULL ? desc : errclass);
+		return;
+	}
+	m->resume_ms = json_integer_value(json_object_get(ret, "resume_ms"));
+	m->resumed_at = json_integer_value(json_object_get(ret, "resumed_at"));
+	m->downtime_ms = vm_migrate_downtime(m);
+	m->total_ms = vm_migrate_now_ms() - m->t0;
+	m->progress = 100;
+	vm_migrate_set(vm, VM_MIG_COMPLETED);
+	log_info("%s: migrated to %s in %lld ms, downtime %lld ms (QEMU %lld, "
+	    "resume %lld), %llu MiB RAM, %llu MiB disk", vm->def.name,
+	    m->peer_addr, m->total_ms, m->downtime_ms, m->qemu_downtime_ms,
+	    m->resume_ms, m->ram_bytes >> 20, m->disk_bytes >> 20);
+	/* The copy here stops; its exit (vm_migrate_exited) ends the VM. */
+	vm->stop_asked = 2;
+	if (vm->qmp == NULL || qmp_execute(vm->qmp, "quit", NULL, NULL,
+	    NULL) != 0)
+		vm_pidfd_signal(vm, SIGKILL);
+	evtimer_del(m->poll);
+	evtimer_del(m->timer);
+	evtimer_assign(m->timer, qmpd->base, vm_migrate_quit_cb, vm);
+	evtimer_add(m->timer, &tv);
+}
+
+/* query-migrate once "completed": QEMU's own figures, then finish. */
+static void
+vm_migrate_completed_info(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm	*vm = arg;
+	struct vm_mig	*m = vm->mig;
+
+	if (m == NULL || m->state != VM_MIG_SWITCHOVER)
+		return;
+	if (errclass == NULL) {
+		vm_migrate_info(m, ret);
+		m->qemu_downtime_ms = json_integer_value(json_object_get(ret,
+		    "downtime"));
+	}
+	if (m->peer == NULL || peer_call(m->peer, "migrate.finish", json_pack(
+	    "{s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "name", vm->def.name, "source",
+	    "total_ms", (json_int_t)(vm_migrate_now_ms() - m->t0),
+	    "qemu_downtime_ms", (json_int_t)m->qemu_downtime_ms, "ram_bytes",
+	    (json_int_t)m->ram_bytes, "disk_bytes", (json_int_t)m->disk_bytes,
+	    "downtime_limit", (json_int_t)m->downtime_limit, "stopped_at",
+	    (json_int_t)m->stopped_at),
+	    vm_migrate_finish_done, vm) != 0)
+		vm_migrate_fail(vm, VM_MIG_FAILED, "the target's qmpd went "
+		    "away at switchover");
+}
+
+/* query-migrate after "failed": QEMU's own words. */
+static void
+vm_migrate_failed_info(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *errdesc, void *arg)
+{
+	struct vm	*vm = arg;
+	const char	*desc;
+
+	if (vm->mig == NULL || !vm_migrate_busy(vm))
+		return;
+	desc = errclass == NULL ? json_string_value(json_object_get(ret,
+	    "error-desc")) : NULL;
+	vm_migrate_fail(vm, VM_MIG_FAILED, "QEMU: %s", desc != NULL ? desc :
+	    "the migration stream failed");
+}
+
+/* MIGRATION: the status of the migration, on either side. */
+void
+vm_migrate_ev_migration(struct vm *vm, json_t *data)
+{
+	struct vm_mig	*m = vm->mig;
+	const char	*st = json_string_value(json_object_get(data, "status"));
+
+	if (m == NULL || st == NULL || !vm_migrate_busy(vm))
+		return;
+	log_debug("%s: MIGRATION %s", vm->def.name, st);
+	if (m->incoming) {
+		if (strcmp(st, "completed") == 0)
+			vm_incoming_completed(vm);
+		else if (strcmp(st, "failed") == 0 && m->reason == NULL)
+			m->reason = xstrdup("the incoming stream failed");
+		return;
+	}
+	if (strcmp(st, "pre-switchover") == 0) {
+		/* The source is stopped: the mirror is complete, end it. */
+		vm_migrate_set(vm, VM_MIG_SWITCHOVER);
+		qmp_execute(vm->qmp, "block-job-cancel", json_pack("{s:s}",
+		    "device", VM_MIG_JOB), vm_migrate_step_done, vm);
+	} else if (strcmp(st, "completed") == 0) {
+		if (m->state != VM_MIG_SWITCHOVER)
+			vm_migrate_set(vm, VM_MIG_SWITCHOVER);
+		qmp_execute(vm->qmp, "query-migrate", NULL,
+		    vm_migrate_completed_info, vm);
+	} else if (strcmp(st, "failed") == 0)
+		qmp_execute(vm->qmp, "query-migrate", NULL,
+		    vm_migrate_failed_info, vm);
+	else if (strcmp(st, "cancelled") == 0)
+		vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason != NULL ?
+		    m->reason : "cancelled");
+}
+
+/*
+ * A QEMU with a migration record exited. Returns 1 when the VM went with
+ * it: a source that migrated away (its record and leftovers here go), or
+ * a target that never took over (its half of the VM is discarded).
+ */
+int
+vm_migrate_exited(struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+	char		*cause = NULL, *why, *disk = NULL;
+	json_t		*res;
+	done_cb		 done;
+	void		*arg;
+
+	if (!m->incoming && m->state == VM_MIG_COMPLETED) {
+		done = m->done;
+		arg = m->done_arg;
+		m->done = NULL;
+		res = json_pack("{s:s,s:s}", "name", vm->def.name, "host",
+		    m->peer_addr);
+		vm_migrate_json(vm, res);
+		xasprintf(&why, "migrated to %s", m->peer_addr);
+		vm_set_state(vm, VM_STOPPED, why);
+		notify_emit("vm.migrated", vm->def.name,
+		    json_object_get(res, "migration"));
+		free(why);
+		if (vm_delete(vm, &cause) != 0) {
+			log_warnx("migrated VM: %s", cause);
+			free(cause);
+		}
+		done_ok(done, arg, res);
+		return (1);
+	}
+	if (!m->incoming && vm_migrate_busy(vm)) {
+		vm_migrate_fail(vm, VM_MIG_FAILED, "the source's QEMU exited "
+		    "during the migration");
+		return (0);
+	}
+	if (!m->incoming || m->state == VM_MIG_COMPLETED)
+		return (0);
+	/* A target that never ran: its half of the VM goes. */
+	xasprintf(&why, "incoming migration ended: %s", m->reason != NULL ?
+	    m->reason : "its QEMU exited");
+	log_warnx("%s: %s", vm->def.name, why);
+	done_fail(m->done, m->done_arg, ERR_QEMU, "%s", why);
+	m->done = NULL;
+	done_fail(m->finish, m->finish_arg, ERR_STATE, "%s", why);
+	m->finish = NULL;
+	m->state = VM_MIG_FAILED;
+	vm_set_state(vm, VM_STOPPED, why);
+	free(why);
+	if (m->disk != NULL)
+		disk = xstrdup(m->disk);
+	vm_incoming_unnote(vm->def.name);
+	if (vm_delete(vm, &cause) != 0) {
+		log_warnx("incoming VM: %s", cause);
+		free(cause);
+	}
+	if (disk != NULL && unlink(disk) == -1 && errno != ENOENT)
+		log_warn("unlink %s", disk);
+	free(disk);
+	return (1);
+}
