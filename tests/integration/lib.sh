@@ -228,7 +228,12 @@ serial_send() {
 }
 
 # The number of times pattern is on VM's console.
-console_count() { grep -a -c "$2" "$STATE/vms/$1/serial.log" 2>/dev/null; }
+# How many lines of VM $1's serial log match $2 (0 before the log exists).
+console_count() {
+	local f="$STATE/vms/$1/serial.log"
+	[ -e "$f" ] || { echo 0; return 1; }
+	grep -a -c "$2" "$f"
+}
 
 # Wait until the n-th "QDESK GUEST READY" of VM, and its shell prompt
 # after it (a guest that reboots prints one READY per boot).
