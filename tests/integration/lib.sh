@@ -227,8 +227,7 @@ serial_send() {
 	printf '%s\n' "$line" | socat -t1 - "UNIX-CONNECT:$STATE/vms/$vm/serial.sock" >/dev/null 2>&1
 }
 
-# The number of times pattern is on VM's console.
-# How many lines of VM $1's serial log match $2 (0 before the log exists).
+# The number of times pattern $2 is on VM $1's console (0 before its log exists).
 console_count() {
 	local f="$STATE/vms/$1/serial.log"
 	[ -e "$f" ] || { echo 0; return 1; }
