@@ -677,8 +677,11 @@ cluster_pool_run(evutil_socket_t fd, short events, void *arg)
 			cluster_pool_tidy(vm);
 		else if (own == NULL && pool != NULL &&
 		    cluster_pool_floating(pool) && vm->state == VM_RUNNING &&
-		    vm->stop_asked == 0) {
-			/* Given back by a host that does not run it. */
+		    vm->stop_asked == 0 && cluster_pool_free_running(
+		    vm->def.pool) > json_integer_value(json_object_get(pool,
+		    "prestart"))) {
+			/* Given back by a host that does not run it, and
+			 * more run free than the pool keeps booted. */
 			log_info("cluster: %s: nobody's now: stopping it",
 			    vm->def.name);
 			if (vm_stop(vm, 0, 60, &cause) != 0) {
@@ -691,6 +694,7 @@ cluster_pool_run(evutil_socket_t fd, short events, void *arg)
 		json_decref(own);
 		json_decref(pool);
 	}
+	cluster_pool_prestart();
 }
 
 /* Look at the members again, from the loop. */

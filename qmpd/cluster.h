@@ -234,6 +234,9 @@ enum cmd_retval	 cluster_pool_rm(struct cmd_req *, json_t *pool);
 enum cmd_retval	 cluster_pool_set(struct cmd_req *, json_t *pool);
 void		 cluster_pool_member_put(json_t *cmp, json_t *ops,
 		    json_t *pool, const char *name);
+/* cluster-pool-prestart.c: keep a pool's prestart free members booted. */
+void		 cluster_pool_prestart(void);
+int		 cluster_pool_free_running(const char *pool);
 void		 cluster_pool_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 void		 cluster_pool_kick(void);

@@ -129,8 +129,8 @@ userdb_etcd_event(const char *key, json_t *kv, int put)
 	}
 	userdb_etcd_set(table, key, rec, rev);
 	json_decref(rec);
-	if (strcmp(table, USERDB_OWNERS) == 0)
-		cluster_pool_kick();	/* its host may act on it */
+	if (strcmp(table, USERDB_OWNERS) == 0 || strcmp(table, DB_POOLS) == 0)
+		cluster_pool_kick();	/* its host (or prestart) may act */
 	return (1);
 }
 

@@ -16,7 +16,7 @@
 # input: a pool on an unknown template, a user or pool that exists.
 # Then pool resize up and down across hosts (never a desktop in use), a
 # failed start that releases its claim, pool set, and pool rm refused
-# while a desktop is in use, accepted once it is free.
+# while a desktop is in use, accepted once it is free; --prestart.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -353,5 +353,22 @@ for h in $HOSTS; do
 done
 until_ok 30 "$t (running when its pool went) killed" "[ -z \"\$(runs_on $t)\" ]"
 log "pool rm refused while $t is u7's, accepted once free (its running desktop killed and removed where it ran): ok"
+# Prestart: pool pre (3, --prestart 2) made on h3: two free members boot
+# without a login (one host places them, counted from the cluster's
+# view), not three; u7's login gets one of those already running, and
+# the third boots so that two free ones run again.
+hqq h3 pool create pre --template tpl --size 3 --prestart 2 --mode floating \
+    --accel kvm --memory 32 --display none >/dev/null
+prerun() { local k; for k in 1 2 3; do [ -n "$(runs_on pre-$k)" ] && echo pre-$k; done; }
+until_ok 60 "2 of pool pre's desktops booted" "[ \$(prerun | wc -l) = 2 ]"
+[ "$(hq h1 --json pool show pre | jq -c '[.running, .free]')" = '[2,3]' ] ||
+	fail "pool pre with prestart 2: $(hq h1 --json pool show pre | jq -c .)"
+booted=$(prerun | tr '\n' ' ')
+p=$(acquire_pool "$h1_SOCKET" u7 pre | jq -r '.return.name // .error.desc')
+case " $booted" in *" $p "*) ;; *) fail "u7 got '$p', not one of the booted $booted";; esac
+until_ok 60 "all 3 of pool pre run (1 in use, 2 free)" "[ \$(prerun | wc -l) = 3 ]"
+until_ok 10 "pool pre shows 3 running, 2 free" \
+    "[ \"\$(hq h2 --json pool show pre | jq -c '[.running, .free, .in_use]')\" = '[3,2,1]' ]"
+log "pool pre keeps 2 free desktops booted ($booted), u7 got $p at once, the third booted after: ok"
 ok=1
 exit 0
