@@ -541,6 +541,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 			log_info("cluster: host %s is up at %s", name,
 			    cluster_stamp());
 			cluster_failover_host_up(name);
+			cluster_pool_kick();	/* who places prestarts */
 		}
 		cluster_cmd_recheck();		/* waiters look again */
 		return;
@@ -554,6 +555,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		cluster_host_lost("this host's key was deleted in etcd");
 	else
 		cluster_failover_host_down(name);
+	cluster_pool_kick();	/* who places prestarts may change */
 }
 
 /* After a full read: a host whose key it lacked is down. */
