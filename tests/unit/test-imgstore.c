@@ -444,7 +444,12 @@ clone_loop(const char *dir)
 		if (imgstore_clone(cst, "crashbase", name, "clone",
 		    &cause) != 0)
 			return (1);
-		if (i >= 2) {
+		/*
+		 * loop-0 stays: the parent waits to see it before it
+		 * kills, and a starved parent polling every 10 ms would
+		 * never find it if it went with the third clone.
+		 */
+		if (i >= 3) {
 			snprintf(name, sizeof name, "loop%d-%d", (int)getpid(),
 			    i - 2);
 			if (imgstore_rm(cst, name, &cause) != 0)
