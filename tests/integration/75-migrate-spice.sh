@@ -252,6 +252,25 @@ python3 -c "import sys; sys.exit(0 if $best < 0.02 else 1)" ||
 colours=$(identify -format '%k' "$T/qmp.ppm")
 [ "$colours" -ge 2 ] || fail "desk's screen on $src is one colour: the comparison proves nothing"
 log "a viewer linked through the proxy followed desk back to $src seamlessly ($n tunnels to $src:$port2, none to $dst; its window shows the guest, RMSE $best, $colours colours)"
+# A migration CONNECT opens only while a tunnel with its very ticket is
+# open: another (forged) one is refused while the viewer is linked, its
+# own once the viewer is gone, expired or not.
+connect_code() {
+	ip netns exec "$ETCD_NETNS" curl -s -o /dev/null -w '%{http_connect}' \
+	    --max-time 20 --proxytunnel -x "http://$PROXY" "http://$1/" 2>/dev/null
+}
+vvticket=$(sed -n 's/^host=//p' "$T/proxy.vv")
+code=$(connect_code "mig-${vvticket%-*}-$(printf '0%.0s' $(seq 1 64)):$port2")
+[ "$code" = 403 ] || broker_fail "a forged migration ticket: CONNECT answered $code, not 403"
 kill "$RV_PID"; RV_PID=
+for i in $(seq 1 100); do
+	ip netns exec "$ETCD_NETNS" ss -tn state established | grep -q "$(addr_of "$src"):$port2\b" || break
+	sleep 0.1
+done
+code=$(connect_code "mig-$vvticket:$port2")
+[ "$code" = 403 ] || broker_fail "the viewer's migration ticket with no tunnel open: CONNECT answered $code, not 403"
+grep -q "no open tunnel holds its ticket" "$BROKER_LOG" ||
+	broker_fail "the broker's log does not say why the migration CONNECT was refused"
+log "a migration CONNECT without an open tunnel holding its ticket is refused: ok"
 hqq "$src" vm stop desk --force >/dev/null
 log "ok"
