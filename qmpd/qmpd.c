@@ -40,7 +40,8 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: qmpd [-fv] [--state-dir DIR] [--socket PATH] "
-	    "[--vm-uids FIRST-LAST]\n            [--broker-user USER] "
+	    "[--vm-uids FIRST-LAST]\n            [--spice-ports FIRST-LAST] "
+	    "[--broker-user USER] "
 	    "[--qemu BINARY]\n            [--boot-cap N] [--metrics [ADDR:]PORT] "
 	    "[--cluster FILE]\n            [--listen ADDR:PORT]\n");
 	exit(2);
@@ -113,6 +114,7 @@ struct qmpd_opts {
 	const char	*state_dir;
 	const char	*socket_path;
 	const char	*vm_uids;	/* NULL: vm-uid.c's default */
+	const char	*spice_ports;	/* NULL: vm.c's default */
 	const char	*broker_user;
 	const char	*metrics;	/* --metrics, or NULL */
 	const char	*cluster;	/* --cluster FILE, or NULL */
@@ -129,6 +131,7 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "vm-uids", required_argument, NULL, 'u' },
+		{ "spice-ports", required_argument, NULL, 'p' },
 		{ "broker-user", required_argument, NULL, 'b' },
 		{ "qemu", required_argument, NULL, 'q' },
 		{ "boot-cap", required_argument, NULL, 'B' },
@@ -158,6 +161,9 @@ qmpd_parse(int argc, char **argv, struct qmpd_opts *o)
 			break;
 		case 'u':
 			o->vm_uids = optarg;
+			break;
+		case 'p':
+			o->spice_ports = optarg;
 			break;
 		case 'b':
 			o->broker_user = optarg;
@@ -218,6 +224,8 @@ qmpd_configure(struct qmpd_opts *o)
 		fatalx("%s", cause != NULL ? cause : "--listen needs "
 		    "--cluster FILE (its ca, cert and key)");
 	if (vm_uid_init(o->vm_uids, &cause) != 0)
+		fatalx("%s", cause);
+	if (o->spice_ports != NULL && vm_port_range(o->spice_ports, &cause) != 0)
 		fatalx("%s", cause);
 	qmpd->admin_gid = (gr = getgrnam("qdesk")) != NULL ? gr->gr_gid :
 	    (gid_t)-1;

@@ -31,11 +31,14 @@
 #include "vm.h"
 #include "xmalloc.h"
 
-#define VM_SPICE_PORT_BASE	5900
+#define VM_SPICE_PORT_BASE	5900	/* the default --spice-ports */
 #define VM_SPICE_PORT_LAST	6899
 #define VM_QUIT_GRACE_MS	5000	/* after "quit", SIGKILL */
 
 struct vms	vms = TAILQ_HEAD_INITIALIZER(vms);
+
+static int	vm_spice_first = VM_SPICE_PORT_BASE;
+static int	vm_spice_last = VM_SPICE_PORT_LAST;
 
 
 static int
@@ -289,21 +292,50 @@ vm_port_free(const char *addr, int port)
 	return (ok);
 }
 
+/*
+ * Take --spice-ports FIRST-LAST. A port found free is bound by QEMU only
+ * later, so two qmpds of one host (a migration target beside its source,
+ * tests side by side) that share a range can both hand out the same port
+ * and one QEMU fails to start: give each its own.
+ */
+int
+vm_port_range(const char *spec, char **cause)
+{
+	char	*end;
+	long	 first, last;
+
+	errno = 0;
+	first = strtol(spec, &end, 10);
+	if (end == spec || *end != '-' || errno != 0)
+		goto bad;
+	last = strtol(end + 1, &end, 10);
+	if (*end != '\0' || errno != 0 || first < 1024 || last < first ||
+	    last > 65535)
+		goto bad;
+	vm_spice_first = first;
+	vm_spice_last = last;
+	return (0);
+bad:
+	xasprintf(cause, "--spice-ports %s: want FIRST-LAST, 1024 <= FIRST "
+	    "<= LAST <= 65535", spec);
+	return (-1);
+}
+
 /* The lowest SPICE port no other VM holds and nothing else listens on. */
 int
 vm_port_alloc(struct vm *vm, char **cause)
 {
 	int	port;
 
-	for (port = VM_SPICE_PORT_BASE; port <= VM_SPICE_PORT_LAST; port++) {
+	for (port = vm_spice_first; port <= vm_spice_last; port++) {
 		if (!vm_port_taken(port, vm) &&
 		    vm_port_free(vm_spice_addr(vm), port)) {
 			vm->def.spice_port = port;
 			return (0);
 		}
 	}
-	xasprintf(cause, "no free SPICE port between %d and %d",
-	    VM_SPICE_PORT_BASE, VM_SPICE_PORT_LAST);
+	xasprintf(cause, "no free SPICE port between %d and %d: widen "
+	    "--spice-ports", vm_spice_first, vm_spice_last);
 	return (-1);
 }
 

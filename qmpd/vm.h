@@ -290,6 +290,7 @@ int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
 int	 vm_is_active(const struct vm *);
 void	 vm_shutdown_all(void);
 int	 vm_port_alloc(struct vm *, char **cause);
+int	 vm_port_range(const char *spec, char **cause);
 
 /* vm-exit.c: a QEMU is gone; the restart policy. */
 void	 vm_exit_seen(struct vm *);

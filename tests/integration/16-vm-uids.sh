@@ -10,7 +10,17 @@
 . "$(dirname "$0")/lib.sh"
 
 command -v setpriv >/dev/null || fail "no setpriv (util-linux)"
+# Without --vm-uids, qmpd takes its default range. The VMs below run on
+# this test's own range (lib.sh): others' qmpds (tests beside this one,
+# other checkouts) run VMs on the default one, and which of its uids are
+# free is theirs to change.
+QMPD=$top/build/qmpd/qmpd start_qmpd
+[ "$(q --json status | jq -r .vm_user)" = "uids 2000000000-2000099999" ] ||
+	fail "qmpd's default VM uid range: $(q --json status | jq -c .vm_user)"
+stop_qmpd
 start_qmpd
+[ "$(q --json status | jq -r .vm_user)" = "uids $VM_UIDS" ] ||
+	fail "--vm-uids $VM_UIDS: $(q --json status | jq -c .vm_user)"
 accel=tcg
 q --json status | jq -e '.accels | index("kvm")' >/dev/null && accel=kvm
 for v in a b; do
@@ -26,8 +36,8 @@ ub=$(stat -c %u /proc/$pb)
 [ "$ua" != 0 ] && [ "$ub" != 0 ] || fail "a QEMU runs as root: $ua $ub"
 [ "$ua" != "$ub" ] || fail "a and b share uid $ua"
 for u in $ua $ub; do
-	[ "$u" -ge 2000000000 ] && [ "$u" -le 2000099999 ] ||
-		fail "uid $u is outside the default range"
+	[ "$u" -ge "$VM_UIDS_FIRST" ] && [ "$u" -lt "$VM_UIDS_LAST" ] ||
+		fail "uid $u is outside the range $VM_UIDS"
 	getent passwd "$u" >/dev/null && fail "uid $u belongs to a user"
 done
 kvm_gid=$(getent group kvm | cut -d: -f3)

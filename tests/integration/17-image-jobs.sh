@@ -18,8 +18,8 @@ printf '%s %s\n' "\$(id -u)" "\$*" >>"$T/calls/log"
 exec /usr/bin/qemu-system-x86_64 "\$@"
 EOS
 chmod 755 "$T/bin/qemu"
-start_qmpd --qemu "$T/bin/qemu" --vm-uids 2000000000-2000099999
-helper=2000099999
+start_qmpd --qemu "$T/bin/qemu" --vm-uids "$VM_UIDS"
+helper=$VM_UIDS_LAST
 
 img_file() { echo "$STATE/images/$(q --json image show "$1" | jq -r .file)"; }
 # The job runs of the log: "UID ARGS" lines with -machine none.

@@ -42,7 +42,7 @@ qq vm kill b >/dev/null
 
 # --- SPICE ports someone else listens on are skipped.
 # hold_port [PORT | lowest]: a listener on PORT, or on the lowest port
-# from 5900 that can be bound now (other tests' QEMUs hold some): the one
+# of qmpd's range (lib.sh's SPICE_PORTS) that can be bound now: the one
 # qmpd would hand out next. Sets HELD to the port (not in a subshell:
 # the listener's pid must reach the clean-up).
 listeners=()
@@ -50,7 +50,7 @@ hold_port() {
 	local out=$T/listen.$RANDOM
 	python3 -c 'import socket, sys, time
 skip = set(int(p) for p in sys.argv[2:])
-ports = [int(sys.argv[1])] if sys.argv[1] != "lowest" else range(5900, 6900)
+ports = [int(sys.argv[1])] if sys.argv[1] != "lowest" else range('"$SPICE_PORTS_FIRST"', '"$((SPICE_PORTS_LAST + 1))"')
 for p in ports:
     if p in skip:
         continue

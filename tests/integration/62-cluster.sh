@@ -15,6 +15,11 @@ CLUSTER=$top/scripts/cluster
 DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
 ENVFILE=$top/build/cluster/env
 RUN=$top/build/cluster/run
+# One cluster per checkout: the cluster tests take turns. Its qmpds on
+# this test's VM uid range (lib.sh).
+test_lock cluster
+QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
+export QDESK_QMPD
 [ -e "$ENVFILE" ] && fail "a cluster is already up in this checkout: scripts/cluster down"
 EXTRA_CLEANUP='"$CLUSTER" down >/dev/null 2>&1'
 

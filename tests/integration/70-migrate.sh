@@ -32,8 +32,12 @@ cleanup2() {
 q2() { QDESK_SOCKET=$STATE2/qmpd.sock "$QDESK_BIN" "$@"; }
 A=unix:$STATE/qmpd.sock
 B=unix:$STATE2/qmpd.sock
-start_qmpd --vm-uids 2000090000-2000090999
-"$QMPD" -f -v --state-dir "$STATE2" --vm-uids 2000091000-2000091999 \
+# (This test's slot of uids and SPICE ports, lib.sh, in halves.)
+UIDS_A=$VM_UIDS_FIRST-$((VM_UIDS_FIRST + 499))
+UIDS_B=$((VM_UIDS_FIRST + 500))-$VM_UIDS_LAST
+PORTS_B=$((SPICE_PORTS_FIRST + 50))-$SPICE_PORTS_LAST
+start_qmpd --vm-uids "$UIDS_A" --spice-ports "$SPICE_PORTS_FIRST-$((SPICE_PORTS_FIRST + 49))"
+"$QMPD" -f -v --state-dir "$STATE2" --vm-uids "$UIDS_B" --spice-ports "$PORTS_B" \
     >>"$T/qmpd2.log" 2>&1 &
 QMPD2_PID=$!
 for i in $(seq 1 400); do
@@ -139,7 +143,7 @@ done
 grep -aq "TYPED42" "$STATE2/vms/desk/serial.log" ||
 	fail "a line typed on B's serial socket after the migration was lost"
 pid_b=$(q2 --json vm show desk | jq -r .pid)
-[ "$(stat -c %u /proc/$pid_b)" -ge 2000091000 ] || fail "B's QEMU is not one of B's uids"
+[ "$(stat -c %u /proc/$pid_b)" -ge "${UIDS_B%-*}" ] || fail "B's QEMU is not one of B's uids"
 
 # 2. --storage copy, B to A: the disk is mirrored into A's state dir.
 follow "$T/follow2" "$STATE2" "$STATE"
@@ -260,7 +264,7 @@ for i in $(seq 1 300); do
 	sleep 0.1
 done
 [ "$(q2 --json vm show desk | jq -r .state)" = running ] || fail "the target does not run desk after the source qmpd died"
-start_qmpd --vm-uids 2000090000-2000090999
+start_qmpd --vm-uids "$UIDS_A" --spice-ports "$SPICE_PORTS_FIRST-$((SPICE_PORTS_FIRST + 49))"
 for i in $(seq 1 100); do
 	[ "$(vm_field desk state)" = paused ] && break
 	sleep 0.1

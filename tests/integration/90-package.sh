@@ -348,6 +348,9 @@ PY
 EXTRA_CLEANUP='for p in $(cat "$T/pids" 2>/dev/null); do kill -9 $p 2>/dev/null; done
 	for f in "$T"/ov/var/upper/lib/qdesk/vms/*/qemu.pid; do
 		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done'
+# The installed qmpd runs on its default VM uid range: no other test's
+# qmpd may use it meanwhile (lib.sh).
+vm_uids_default
 unshare --mount --net --propagation private \
     bash "$top/tests/integration/90-package.sh" --inside "$T" "$top"
 rc=$?

@@ -19,6 +19,40 @@ export QDESK_SOCKET=$STATE/qmpd.sock
 
 log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
 
+# A VM uid range and SPICE port range of this test's own. qmpd gives a
+# new VM the lowest uid of its range that no process runs as, and the
+# lowest SPICE port nothing listens on, so two qmpds on one range (tests
+# run side by side, or another checkout's) can hand out the same uid or
+# port before either QEMU runs. A test holds slot N (uids 2000100000 +
+# N*1000, 1000 of them, outside qmpd's default range; SPICE ports 10000 +
+# N*100, 100 of them, below the ephemeral ports) by a lock on a file
+# named after it, for as long as it or anything it started lives; every
+# qmpd it starts through $QMPD gets those ranges unless its command line
+# names its own. VM_UIDS_FIRST..VM_UIDS_LAST and SPICE_PORTS are the
+# slot's; the default uid range is vm_uids_default's (a lock of its own,
+# held until exit).
+QDESK_LOCKS=/tmp/qdesk-test-locks
+mkdir -p "$QDESK_LOCKS" && chmod 1777 "$QDESK_LOCKS" 2>/dev/null
+VM_UIDS_FIRST=
+for _slot in $(seq 0 199); do
+	exec {VM_UIDS_FD}>>"$QDESK_LOCKS/vm-uids-$_slot" || continue
+	if flock -n "$VM_UIDS_FD"; then
+		VM_UIDS_FIRST=$((2000100000 + _slot * 1000))
+		SPICE_PORTS_FIRST=$((10000 + _slot * 100))
+		break
+	fi
+	exec {VM_UIDS_FD}>&-
+done
+[ -n "$VM_UIDS_FIRST" ] || {
+	echo "$TEST_NAME: every VM uid slot in $QDESK_LOCKS is held" >&2
+	exit 1
+}
+VM_UIDS_LAST=$((VM_UIDS_FIRST + 999))
+VM_UIDS=$VM_UIDS_FIRST-$VM_UIDS_LAST
+SPICE_PORTS_LAST=$((SPICE_PORTS_FIRST + 99))
+SPICE_PORTS=$SPICE_PORTS_FIRST-$SPICE_PORTS_LAST
+unset _slot
+
 fail() {
 	log "FAIL: $*"
 	if [ -f "$QMPD_LOG" ]; then
@@ -95,6 +129,47 @@ etcd_drive_need() {
 	[ -x "$DRIVE" ] || fail "no $DRIVE: build first"
 }
 
+# qmpd_uids_wrap BIN: a script that runs BIN with this test's --vm-uids
+# and --spice-ports, each unless the command line names one (or, for the
+# uids, vm_uids_default was called).
+qmpd_uids_wrap() {
+	local w
+	w=$T/qmpd-uids.$(printf '%s' "$1" | cksum | cut -d' ' -f1)
+	cat >"$w" <<EOF
+#!/bin/sh
+case " \$* " in
+*" --spice-ports "*|*" --spice-ports="*) ;;
+*) set -- --spice-ports $SPICE_PORTS "\$@" ;;
+esac
+case " \$* " in
+*" --vm-uids "*|*" --vm-uids="*) exec "$1" "\$@" ;;
+esac
+[ -e "$T/vm-uids-default" ] && exec "$1" "\$@"
+exec "$1" --vm-uids $VM_UIDS "\$@"
+EOF
+	chmod 755 "$w"
+	echo "$w"
+}
+QMPD=$(qmpd_uids_wrap "$QMPD")
+
+# For a test about qmpd's default VM uid range: its qmpds run without
+# --vm-uids, and no other test's do meanwhile (waits for the lock).
+vm_uids_default() {
+	exec {VM_UIDS_DEFAULT_FD}>>"$QDESK_LOCKS/vm-uids-default" &&
+	    flock "$VM_UIDS_DEFAULT_FD" || fail "cannot lock $QDESK_LOCKS/vm-uids-default"
+	touch "$T/vm-uids-default"
+}
+
+# test_lock NAME: wait until no other test of this checkout holds NAME
+# (e.g. the one scripts/cluster of build/cluster), then hold it until
+# exit. scripts/test already runs such tests one at a time (see its lock
+# table); this makes it true for any two runs.
+test_lock() {
+	local fd
+	exec {fd}>>"$top/build/.test-lock-$1" && flock "$fd" ||
+		fail "cannot lock build/.test-lock-$1"
+}
+
 start_qmpd() {
 	"$QMPD" -f -v --state-dir "$STATE" "$@" >>"$QMPD_LOG" 2>&1 &
 	QMPD_PID=$!
@@ -152,8 +227,12 @@ serial_send() {
 	printf '%s\n' "$line" | socat -t1 - "UNIX-CONNECT:$STATE/vms/$vm/serial.sock" >/dev/null 2>&1
 }
 
-# The number of times pattern is on VM's console.
-console_count() { grep -a -c "$2" "$STATE/vms/$1/serial.log" 2>/dev/null; }
+# The number of times pattern $2 is on VM $1's console (0 before its log exists).
+console_count() {
+	local f="$STATE/vms/$1/serial.log"
+	[ -e "$f" ] || { echo 0; return 1; }
+	grep -a -c "$2" "$f"
+}
 
 # Wait until the n-th "QDESK GUEST READY" of VM, and its shell prompt
 # after it (a guest that reboots prints one READY per boot).

@@ -15,7 +15,8 @@ NS=qdt-$TEST_NAME-$$
 NS=${NS:0:56}
 NS_OUT=			# "the outside", made by outside_ns
 # QDESK_QMPD runs another qmpd binary (a private build dir).
-QMPD_BIN=${QDESK_QMPD:-$QMPD}
+QMPD_BIN=$QMPD
+[ -n "${QDESK_QMPD:-}" ] && QMPD_BIN=$(qmpd_uids_wrap "$QDESK_QMPD")
 [ -n "${QDESK_CLI:-}" ] && QDESK_BIN=$QDESK_CLI
 GUEST_SEQ=0
 

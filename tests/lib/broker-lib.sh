@@ -7,7 +7,7 @@
 # another meson build dir than build/.
 
 BUILD=${QDESK_BUILD:-$top/build}
-QMPD=$BUILD/qmpd/qmpd
+QMPD=$(qmpd_uids_wrap "$BUILD/qmpd/qmpd")
 QDESK_BIN=$BUILD/cli/qdesk
 BROKER=$BUILD/broker/qdesk-broker
 PROBE=$BUILD/broker/spice-probe

@@ -5,6 +5,11 @@
 
 CLUSTER=$top/scripts/cluster
 ENVFILE=$top/build/cluster/env
+# One cluster per checkout: the cluster tests take turns.
+test_lock cluster
+# The hosts' qmpds on this test's VM uid range (lib.sh).
+QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
+export QDESK_QMPD
 
 # Up N hosts, with a lease of TTL s (3) and a fence delay of D s (2);
 # env sourced: cluster_test_up N [TTL [D]]

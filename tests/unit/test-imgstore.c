@@ -465,8 +465,9 @@ test_crash(const char *self)
 	char		*cause = NULL, *bfile;
 	size_t		 i;
 	pid_t		 pid;
-	int		 round, status;
+	int		 round, status, wait;
 	struct timespec	 ts;
+	char		 first[64];
 
 	bfile = imgstore_new_file("crashbase", "qcow2");
 	CHECK(qcow2_write_empty(idir, bfile, 1 << 30, &cause) == 0);
@@ -481,6 +482,23 @@ test_crash(const char *self)
 			execl(self, self, "--clone-loop", tdir, (char *)NULL);
 			_exit(127);
 		}
+		/*
+		 * The kill lands 20-80 ms after the child's first clone is
+		 * in the index, not after the fork: on a busy machine the
+		 * exec alone can take longer, and no clone would survive.
+		 */
+		snprintf(first, sizeof first, "loop%d-0", (int)pid);
+		for (wait = 0; wait < 3000; wait++) {
+			if ((rec = imgstore_get(st, first, &cause)) != NULL)
+				break;
+			free(cause);
+			cause = NULL;
+			ts.tv_sec = 0;
+			ts.tv_nsec = 10 * 1000000L;
+			nanosleep(&ts, NULL);
+		}
+		CHECK(rec != NULL);
+		json_decref(rec);
 		ts.tv_sec = 0;
 		ts.tv_nsec = (20 + random() % 60) * 1000000L;
 		nanosleep(&ts, NULL);
