@@ -5,6 +5,16 @@
  * signature, expiry and port, dials the VM's SPICE server (loopback), and
  * splices bytes both ways with backpressure. Anything else gets a 4xx and
  * the connection closed: a port scan of the proxy reaches nothing.
+ *
+ * Live migration: the source's client_migrate_info names the viewer's
+ * ticket, marked "mig-", as the host (qmpd/spice-via.c), so the viewer's
+ * migration session CONNECTs here as its first did. Such a CONNECT is
+ * taken only while a tunnel opened with exactly that ticket is open (so
+ * only the viewer already linked to that desktop can use it), and goes
+ * where the desktop's host says its SPICE server is for a viewer now:
+ * the target's while it migrates (desktop.spice), on that port only.
+ * Its expiry is not checked: it was when the viewer linked, and a
+ * viewer stays linked for hours; the open tunnel is what vouches.
  */
 #include <sys/socket.h>
 
@@ -37,9 +47,13 @@
 /* Stop reading one side while the other side has this much unsent. */
 #define PROXY_HIGH		(1024 * 1024)
 #define PROXY_MAX_ROUTES	4096
+/* The host client_migrate_info gives (qmpd.h's SPICE_VIA_MIGRATE). */
+#define PROXY_MIGRATE		"mig-"
+#define PROXY_ASK_TIMEOUT	5	/* desktop.spice */
 
 enum proxy_state {
 	PROXY_HEADER,		/* reading the CONNECT request */
+	PROXY_ASKING,		/* migration: where its SPICE server is */
 	PROXY_DIALING,		/* connecting to the SPICE server */
 	PROXY_TUNNEL,		/* splicing */
 	PROXY_CLOSING,		/* one side gone, flushing the other */
@@ -54,7 +68,9 @@ struct proxy_conn {
 	char			 peer[64];
 	char			 peer_port[8];
 	char			 vm[64];
-	char			 target[80];
+	char			 target[128];
+	char			 ticket[TICKET_MAX];	/* as the CONNECT named it */
+	unsigned long long	 id;	/* for answers that outlive it */
 	int			 port;
 	int			 counted;	/* in metrics' sessions */
 	TAILQ_ENTRY(proxy_conn)	 entry;
@@ -72,6 +88,7 @@ static TAILQ_HEAD(, proxy_conn)	 proxy_conns =
 static TAILQ_HEAD(, proxy_route) proxy_routes =
     TAILQ_HEAD_INITIALIZER(proxy_routes);
 static int			 proxy_nroutes;
+static unsigned long long	 proxy_next_id;
 static struct connlimit		*proxy_limit;
 static struct evconnlistener	*proxy_listener;
 static struct event_base	*proxy_base;
@@ -106,24 +123,28 @@ proxy_route(const char *vm, const char *host)
 }
 
 /*
- * The address to dial for vm's SPICE port: what qmpd said, if it is a
- * numeric address; loopback for an any-address or when it said nothing.
+ * The address to dial for a SPICE port on host (what qmpd said, numeric;
+ * loopback for an any-address or when it said nothing).
  */
+static const char *
+proxy_route_host(const char *vm)
+{
+	struct proxy_route	*r;
+
+	TAILQ_FOREACH(r, &proxy_routes, entry) {
+		if (strcmp(r->vm, vm) == 0)
+			return (r->host);
+	}
+	return ("127.0.0.1");
+}
+
 static int
-proxy_dest(const char *vm, int port, struct sockaddr_storage *ss,
+proxy_dest(const char *host, int port, struct sockaddr_storage *ss,
     socklen_t *sslen)
 {
 	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
 	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
-	struct proxy_route	*r;
-	const char		*host = "127.0.0.1";
 
-	TAILQ_FOREACH(r, &proxy_routes, entry) {
-		if (strcmp(r->vm, vm) == 0) {
-			host = r->host;
-			break;
-		}
-	}
 	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "localhost") == 0 ||
 	    *host == '\0')
 		host = "127.0.0.1";
@@ -219,14 +240,14 @@ proxy_refuse(struct proxy_conn *pc, int code, const char *reason)
 	proxy_close_after_flush(pc, pc->client);
 }
 
-/* The ticket checked out: dial the VM's SPICE server. */
+/* The ticket checked out: dial the VM's SPICE server on host. */
 static void
-proxy_dial(struct proxy_conn *pc, int port)
+proxy_dial(struct proxy_conn *pc, const char *host, int port)
 {
 	struct sockaddr_storage	ss;
 	socklen_t		sslen;
 
-	if (proxy_dest(pc->vm, port, &ss, &sslen) != 0) {
+	if (proxy_dest(host, port, &ss, &sslen) != 0) {
 		log_warnx("proxy: %s: no usable address for %s's SPICE server",
 		    pc->peer, pc->vm);
 		proxy_refuse(pc, 502, "Bad Gateway");
@@ -245,6 +266,76 @@ proxy_dial(struct proxy_conn *pc, int port)
 		    pc->vm);
 		proxy_refuse(pc, 502, "Bad Gateway");
 	}
+}
+
+/* The host's answer to desktop.spice: dial there, if the port is its. */
+static void
+proxy_migrate_done(json_t *ret, const char *errclass, const char *errdesc,
+    void *arg)
+{
+	unsigned long long	*id = arg;
+	struct proxy_conn	*pc;
+	const char		*host;
+	int			 port;
+
+	TAILQ_FOREACH(pc, &proxy_conns, entry) {
+		if (pc->id == *id && pc->state == PROXY_ASKING)
+			break;
+	}
+	free(id);
+	if (pc == NULL)
+		return;		/* the viewer went, or timed out */
+	if (errclass != NULL) {
+		log_warnx("proxy: %s: migration CONNECT for %s: %s", pc->peer,
+		    pc->vm, errdesc);
+		proxy_refuse(pc, 502, "Bad Gateway");
+		return;
+	}
+	host = json_string_value(json_object_get(ret, "host"));
+	port = json_integer_value(json_object_get(ret, "port"));
+	if (host == NULL || port != pc->port) {
+		log_warnx("proxy: %s: migration CONNECT to port %d refused: "
+		    "%s's SPICE server is on port %d", pc->peer, pc->port,
+		    pc->vm, port);
+		proxy_refuse(pc, 403, "Forbidden");
+		return;
+	}
+	snprintf(pc->target, sizeof pc->target, "%s port %d on %s (%s)",
+	    pc->vm, port, host, json_is_true(json_object_get(ret,
+	    "migrating")) ? "migration" : "after migration");
+	proxy_dial(pc, host, port);
+}
+
+/*
+ * A CONNECT naming PROXY_MIGRATE and a ticket: a linked viewer's
+ * migration session. Ask the desktop's host (placement: the source until
+ * switchover) where to send it.
+ */
+static void
+proxy_migrate(struct proxy_conn *pc, const char *ticket, int port)
+{
+	struct proxy_conn	*t;
+	unsigned long long	*id;
+
+	TAILQ_FOREACH(t, &proxy_conns, entry) {
+		if (t->state == PROXY_TUNNEL && strcmp(t->ticket, ticket) == 0)
+			break;
+	}
+	if (t == NULL) {
+		log_warnx("proxy: %s: migration CONNECT to port %d refused: "
+		    "no open tunnel holds its ticket", pc->peer, port);
+		proxy_refuse(pc, 403, "Forbidden");
+		return;
+	}
+	strlcpy(pc->vm, t->vm, sizeof pc->vm);
+	strlcpy(pc->ticket, ticket, sizeof pc->ticket);
+	pc->port = port;
+	pc->state = PROXY_ASKING;
+	bufferevent_disable(pc->client, EV_READ);
+	id = xmalloc(sizeof *id);
+	*id = pc->id;
+	qmpc_call("desktop.spice", json_pack("{s:s}", "vm", pc->vm),
+	    PROXY_ASK_TIMEOUT, proxy_migrate_done, id);
 }
 
 /*
@@ -301,6 +392,10 @@ proxy_header(struct proxy_conn *pc)
 		proxy_refuse(pc, 403, "Forbidden");
 		return;
 	}
+	if (strncmp(host, PROXY_MIGRATE, strlen(PROXY_MIGRATE)) == 0) {
+		proxy_migrate(pc, host + strlen(PROXY_MIGRATE), port);
+		return;
+	}
 	if (ticket_verify(broker->ticket_key, sizeof broker->ticket_key, host,
 	    port, time(NULL), pc->vm, sizeof pc->vm, &cause) != 0) {
 		log_warnx("proxy: %s: CONNECT to port %d refused: %s",
@@ -309,8 +404,9 @@ proxy_header(struct proxy_conn *pc)
 		proxy_refuse(pc, 403, "Forbidden");
 		return;
 	}
+	strlcpy(pc->ticket, host, sizeof pc->ticket);
 	snprintf(pc->target, sizeof pc->target, "%s port %d", pc->vm, port);
-	proxy_dial(pc, port);
+	proxy_dial(pc, proxy_route_host(pc->vm), port);
 }
 
 /* "ADDR:PORT", or "[ADDR]:PORT" for IPv6, as qmpd writes clients. */
@@ -350,8 +446,9 @@ proxy_tell_via(struct proxy_conn *pc)
 	snprintf(port, sizeof port, "%d", p);
 	proxy_hostport(via, sizeof via, addr, port);
 	proxy_hostport(client, sizeof client, pc->peer, pc->peer_port);
-	qmpc_call("desktop.via", json_pack("{s:s,s:s,s:s}", "vm", pc->vm,
-	    "via", via, "client", client), 10, proxy_via_done, NULL);
+	qmpc_call("desktop.via", json_pack("{s:s,s:s,s:s,s:s}", "vm", pc->vm,
+	    "via", via, "client", client, "ticket", pc->ticket), 10,
+	    proxy_via_done, NULL);
 }
 
 /* Connected to SPICE: tell the viewer, then splice. */
@@ -450,6 +547,7 @@ proxy_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	switch (pc->state) {
 	case PROXY_HEADER:
+	case PROXY_ASKING:
 		proxy_conn_free(pc);
 		return;
 	case PROXY_DIALING:
@@ -506,6 +604,7 @@ proxy_deadline_cb(evutil_socket_t fd, short events, void *arg)
 		log_warnx("proxy: %s sent no complete CONNECT within %d s",
 		    pc->peer, PROXY_HEADER_TIMEOUT);
 		break;
+	case PROXY_ASKING:
 	case PROXY_DIALING:
 		log_warnx("proxy: %s: %s's SPICE server did not answer within "
 		    "%d s", pc->peer, pc->vm, PROXY_HEADER_TIMEOUT);
@@ -557,6 +656,7 @@ proxy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	strlcpy(pc->peer, addr, sizeof pc->peer);
 	snprintf(pc->peer_port, sizeof pc->peer_port, "%d", port);
 	pc->state = PROXY_HEADER;
+	pc->id = ++proxy_next_id;
 	pc->client = bufferevent_socket_new(proxy_base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(pc->client, proxy_read_cb, proxy_write_cb,

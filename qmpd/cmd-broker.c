@@ -769,6 +769,46 @@ cmd_broker_vnc(struct cmd_req *req)
 	return (cmd_vm_vnc_reply(vm, req));
 }
 
+/*
+ * desktop.spice: where the broker's proxy sends a viewer's migration
+ * session (the CONNECT naming its ticket as client_migrate_info gave
+ * it): the target's SPICE server while vm migrates away from here, else
+ * vm's own. The proxy checked that the ticket holds a tunnel to vm.
+ */
+static enum cmd_retval
+cmd_broker_spice(struct cmd_req *req)
+{
+	const char	*name = cmd_arg_str(req, "vm", "");
+	struct vm	*vm;
+	struct vm_mig	*m;
+	json_t		*spice = NULL;
+
+	if ((vm = vm_find(name)) == NULL || !vm_is_active(vm)) {
+		cmd_error(req, ERR_STATE, "desktop %.64s is not running here",
+		    name);
+		return (CMD_RETURN_DONE);
+	}
+	m = vm->mig;
+	if (m != NULL && !m->incoming && m->target != NULL &&
+	    (m->state == VM_MIG_MIRRORING || m->state == VM_MIG_ACTIVE ||
+	    m->state == VM_MIG_SWITCHOVER || m->state == VM_MIG_COMPLETED))
+		spice = json_object_get(m->target, "spice");
+	if (json_is_object(spice))
+		cmd_reply(req, json_pack("{s:O,s:O,s:b}", "host",
+		    json_object_get(spice, "host"), "port",
+		    json_object_get(spice, "tls-port"), "migrating", 1));
+	else
+		cmd_reply(req, json_pack("{s:s,s:i,s:b}", "host",
+		    vm_spice_addr(vm), "port", vm->def.spice_port,
+		    "migrating", 0));
+	return (CMD_RETURN_DONE);
+}
+
+static const struct cmd_arg cmd_broker_spice_args[] = {
+	{ "vm", ARG_STR, 1 },
+	{ NULL, 0, 0 }
+};
+
 static const struct cmd_arg cmd_broker_vnc_args[] = {
 	{ "login", ARG_STR, 1 },
 	{ "vm", ARG_STR, 1 },
@@ -816,6 +856,8 @@ const struct cmd_entry cmd_broker_entries[] = {
 	{ "desktop.console", cmd_broker_console_args, ROLE_BROKER,
 	    cmd_broker_console },
 	{ "desktop.vnc", cmd_broker_vnc_args, ROLE_BROKER, cmd_broker_vnc },
+	{ "desktop.spice", cmd_broker_spice_args, ROLE_BROKER,
+	    cmd_broker_spice },
 	{ "desktop.revoked", cmd_broker_revoked_args, ROLE_BROKER,
 	    cmd_broker_revoked },
 	{ NULL, NULL, 0, NULL }

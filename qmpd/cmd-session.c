@@ -33,8 +33,10 @@ cmd_session_via(struct cmd_req *req)
 	const char	*vm = cmd_arg_str(req, "vm", NULL);
 	const char	*via = cmd_arg_str(req, "via", NULL);
 	const char	*client = cmd_arg_str(req, "client", NULL);
+	const char	*ticket = cmd_arg_str(req, "ticket", NULL);
+	struct vm	*v;
 
-	if (vm_find(vm) == NULL) {
+	if ((v = vm_find(vm)) == NULL) {
 		cmd_error(req, ERR_NOTFOUND, "no VM named %s", vm);
 		return (CMD_RETURN_DONE);
 	}
@@ -44,6 +46,9 @@ cmd_session_via(struct cmd_req *req)
 		    "at most 64 characters");
 		return (CMD_RETURN_DONE);
 	}
+	/* The ticket goes back to the viewer in client_migrate_info. */
+	if (ticket != NULL && strlen(ticket) < 256)
+		spice_via_set(v, via, ticket);
 	cmd_reply(req, json_pack("{s:b}", "matched", session_via(vm, via,
 	    client)));
 	return (CMD_RETURN_DONE);
@@ -53,6 +58,7 @@ static const struct cmd_arg cmd_session_via_args[] = {
 	{ "vm", ARG_STR, 1 },
 	{ "via", ARG_STR, 1 },
 	{ "client", ARG_STR, 1 },
+	{ "ticket", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 

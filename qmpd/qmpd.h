@@ -247,6 +247,16 @@ void	 session_ticket(const char *vm, const char *login, uid_t uid,
 json_t	*session_list(const char *vm, const char **errclass, char **cause);
 int	 session_via(const char *vm, const char *via, const char *client);
 
+/*
+ * spice-via.c: the proxy ticket behind each tunnel, for migrations. A
+ * migration names the viewer's ticket with this prefix as the host:
+ * the broker's proxy (broker/proxy.c) knows it by the same prefix.
+ */
+#define SPICE_VIA_MIGRATE	"mig-"
+struct vm;
+void	 spice_via_set(struct vm *, const char *via, const char *ticket);
+const char *spice_via_ticket(struct vm *);
+
 /* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
 extern int	 boot_queue_cap;
 int	 boot_queue_start(struct vm *, int timeout, done_cb, void *arg,

@@ -31,20 +31,33 @@ void
 vm_migrate_ram(struct vm *vm)
 {
 	struct vm_mig	*m = vm->mig;
-	json_t		*spice, *caps;
-	const char	*uri;
+	json_t		*spice, *caps, *host;
+	const char	*uri, *ticket;
+	char		*via;
 
 	uri = json_string_value(json_object_get(m->target, "uri"));
 	spice = json_object_get(m->target, "spice");
-	/* A connected viewer follows the desktop (seamless migration). */
-	if (json_is_object(spice))
+	/*
+	 * A connected viewer follows the desktop (seamless migration). One
+	 * linked through the broker's proxy CONNECTs the same proxy with
+	 * this hostname: its ticket, marked, which the proxy sends to the
+	 * target while the ticket's tunnel to us is open (broker/proxy.c).
+	 */
+	if (json_is_object(spice)) {
+		if ((ticket = spice_via_ticket(vm)) != NULL) {
+			xasprintf(&via, "%s%s", SPICE_VIA_MIGRATE, ticket);
+			host = json_string(via);
+			free(via);
+		} else
+			host = json_incref(json_object_get(spice, "host"));
 		/* port 0: no plain port (absent, QEMU sends 65535 and
 		 * spice-gtk tries it, fails, and abandons the seamless way). */
 		qmp_execute(vm->qmp, "client_migrate_info", json_pack(
-		    "{s:s,s:O,s:i,s:O,s:O}", "protocol", "spice", "hostname",
-		    json_object_get(spice, "host"), "port", 0, "tls-port",
+		    "{s:s,s:o,s:i,s:O,s:O}", "protocol", "spice", "hostname",
+		    host, "port", 0, "tls-port",
 		    json_object_get(spice, "tls-port"), "cert-subject",
 		    json_object_get(spice, "subject")), NULL, NULL);
+	}
 	caps = json_pack("[{s:s,s:b}]", "capability", "events", "state", 1);
 	/* With copy, the mirror completes while the source is stopped. */
 	json_array_append_new(caps, json_pack("{s:s,s:b}", "capability",

@@ -15,10 +15,9 @@
 # follows the migration seamlessly (client_migrate_info: the target's
 # address, tls-port, port 0, subject): all its channels end up on the
 # target, none on the source.
-# Not yet: a viewer linked through the broker's proxy following the
-# migration while linked (client_migrate_info naming the proxy ticket,
-# the proxy's CONNECT to the target): see README, "Clients across a
-# migration".
+# A remote-viewer linked through the broker's proxy (the portal's .vv)
+# follows the migration back while linked: client_migrate_info names its
+# proxy ticket, and the proxy tunnels that CONNECT to the target.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -183,5 +182,96 @@ proxy_console after "$dst"
 cmp -s "$T/before.pem" "$T/after.pem" ||
 	broker_fail "the console's ca changed with the host: a viewer would not trust $dst"
 log "after: a viewer reconnecting through the proxy links to desk on $dst, same ca: ok"
-hqq "$dst" vm stop desk --force >/dev/null
+
+# A remote-viewer linked THROUGH the broker's proxy (the portal's .vv,
+# proxy=) follows desk's migration back to $src while linked: the
+# source's client_migrate_info names its proxy ticket (mig-TICKET), and
+# the proxy sends that CONNECT to the target the source names.
+ip netns exec "$ETCD_NETNS" curl -sk -o "$T/proxy.vv" -w '%{http_code}' \
+    -b "$T/jar" "$PORTAL/api/desktops/desk/console.vv" >"$T/vv.code" ||
+	broker_fail "console.vv: curl failed"
+[ "$(cat "$T/vv.code")" = 200 ] || broker_fail "console.vv: HTTP $(cat "$T/vv.code")"
+grep -q "^proxy=http://$PROXY" "$T/proxy.vv" ||
+	fail "the .vv does not go through the proxy $PROXY: $(grep proxy "$T/proxy.vv")"
+# remote-viewer deletes the .vv (delete-this-file): its ticket now.
+vvticket=$(sed -n 's/^host=//p' "$T/proxy.vv")
+case $vvticket in qdesk-desk-*) ;; *) fail "the .vv's host is not a ticket for desk: '$vvticket'" ;; esac
+HOME=$T ip netns exec "$ETCD_NETNS" remote-viewer --debug --spice-debug "$T/proxy.vv" >"$T/rvp.log" 2>&1 &
+RV_PID=$!
+# Linked: its main channel is a SPICE client of desk on $dst.
+for i in $(seq 1 300); do
+	[ "$(hqq "$dst" --json vm show desk | jq '.spice_clients | length')" -ge 1 ] && break
+	alive "$RV_PID" || fail "remote-viewer (proxy) exited: $(tail -n 20 "$T/rvp.log")"
+	sleep 0.1
+done
+[ "$(hqq "$dst" --json vm show desk | jq '.spice_clients | length')" -ge 1 ] ||
+	fail "remote-viewer did not link to desk on $dst through the proxy: $(tail -n 20 "$T/rvp.log")"
+ip netns exec "$ETCD_NETNS" ss -tnp | grep "pid=$RV_PID," | grep -q "$PROXY" ||
+	fail "remote-viewer holds no connection to the proxy $PROXY"
+sleep 2
+out=$(hqq "$dst" --json vm migrate desk "$src")
+[ "$(runs_on desk)" = "$src" ] || fail "back: desk runs on '$(runs_on desk)', not $src"
+log "migrated back $dst -> $src: downtime $(echo "$out" | jq .migration.downtime_ms) ms"
+port2=$(hqq "$src" --json vm show desk | jq -r .spice.port)
+[ -n "$port2" ] && [ "$port2" != null ] || fail "desk on $src has no SPICE port"
+sleep 2
+alive "$RV_PID" || fail "remote-viewer (proxy) exited with the migration: $(grep -i migrat "$T/rvp.log" | tail -n 10)"
+grep -q "migration (seamless): connections all ok" "$T/rvp.log" ||
+	broker_fail "remote-viewer through the proxy did not migrate seamlessly: $(grep -i migrat "$T/rvp.log" | tail -n 10)"
+grep -q "tunnelled to desk port $port2 on $(addr_of "$src") (migration)" "$BROKER_LOG" ||
+	broker_fail "no migration tunnel to desk port $port2 on $src in the broker's log"
+# The viewer talks only to the proxy; the proxy (in this namespace) holds
+# tunnels to the target and none to the source.
+ip netns exec "$ETCD_NETNS" ss -tnp | grep "pid=$RV_PID," >"$T/rvp.ss"
+grep -q "$(addr_of "$src"):\|$(addr_of "$dst"):" "$T/rvp.ss" &&
+	fail "remote-viewer bypassed the proxy: $(cat "$T/rvp.ss")"
+ip netns exec "$ETCD_NETNS" ss -tn state established >"$T/proxy.ss"
+n=$(grep -c "$(addr_of "$src"):$port2\b" "$T/proxy.ss")
+[ "$n" -ge 1 ] || broker_fail "the proxy holds no tunnel to desk on $src:$port2: $(cat "$T/proxy.ss")"
+grep -q "$(addr_of "$dst"):$port1\b" "$T/proxy.ss" &&
+	broker_fail "a tunnel to desk's old QEMU on $dst:$port1 is still open: $(cat "$T/proxy.ss")"
+# Still showing the guest: its display channel came along, and its
+# window holds what $src's QEMU shows (the guest's screen somewhere under
+# the menus; the cursor blinks: retry).
+grep -q "display-[0-9]*:0: migrating channel" "$T/rvp.log" ||
+	fail "remote-viewer's display channel did not migrate: $(grep -i migrat "$T/rvp.log" | tail -n 10)"
+win=$(DISPLAY=$DISPLAY xdotool search --onlyvisible --pid "$RV_PID" 2>/dev/null | tail -n 1)
+[ -n "$win" ] || fail "no remote-viewer window"
+best=1
+for i in $(seq 1 20); do
+	hqq "$src" vm screenshot desk "$T/qmp.ppm" >/dev/null
+	import -window "$win" "$T/rvp.png" 2>/dev/null || fail "import of remote-viewer's window failed"
+	rmse=$(compare -metric RMSE -subimage-search "$T/rvp.png" "$T/qmp.ppm" null: 2>&1 |
+	    sed -n 's/^[^(]*(\([0-9.e-]*\)).*/\1/p')
+	[ -n "$rmse" ] || rmse=1
+	best=$(python3 -c "print(min($best, $rmse))")
+	python3 -c "import sys; sys.exit(0 if $rmse < 0.02 else 1)" && break
+	sleep 0.5
+done
+python3 -c "import sys; sys.exit(0 if $best < 0.02 else 1)" ||
+	fail "remote-viewer does not show desk's screen on $src after the migration (RMSE $best)"
+# A one-colour screen would match any blank stretch of the window.
+colours=$(identify -format '%k' "$T/qmp.ppm")
+[ "$colours" -ge 2 ] || fail "desk's screen on $src is one colour: the comparison proves nothing"
+log "a viewer linked through the proxy followed desk back to $src seamlessly ($n tunnels to $src:$port2, none to $dst; its window shows the guest, RMSE $best, $colours colours)"
+# A migration CONNECT opens only while a tunnel with its very ticket is
+# open: another (forged) one is refused while the viewer is linked, its
+# own once the viewer is gone, expired or not.
+connect_code() {
+	ip netns exec "$ETCD_NETNS" curl -s -o /dev/null -w '%{http_connect}' \
+	    --max-time 20 --proxytunnel -x "http://$PROXY" "http://$1/" 2>/dev/null
+}
+code=$(connect_code "mig-${vvticket%-*}-$(printf '0%.0s' $(seq 1 64)):$port2")
+[ "$code" = 403 ] || broker_fail "a forged migration ticket: CONNECT answered $code, not 403"
+kill "$RV_PID"; RV_PID=
+for i in $(seq 1 100); do
+	ip netns exec "$ETCD_NETNS" ss -tn state established | grep -q "$(addr_of "$src"):$port2\b" || break
+	sleep 0.1
+done
+code=$(connect_code "mig-$vvticket:$port2")
+[ "$code" = 403 ] || broker_fail "the viewer's migration ticket with no tunnel open: CONNECT answered $code, not 403"
+[ "$(grep -c "no open tunnel holds its ticket" "$BROKER_LOG")" -ge 2 ] ||
+	broker_fail "the broker's log does not say why the migration CONNECTs were refused"
+log "a migration CONNECT without an open tunnel holding its ticket is refused: ok"
+hqq "$src" vm stop desk --force >/dev/null
 log "ok"
