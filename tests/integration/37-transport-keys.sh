@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: exclusive  (runs the transport bench: key-to-pixel figures and a 1080p guest under TCG want the machine to themselves)
 # bench/transport/run's client-screen rows for a few seconds on the WAN
 # link, so they do not rot: key press to pixel through SPICE
 # (remote-viewer), RDP planar (xfreerdp) and the browser console (noVNC in

@@ -85,13 +85,20 @@ console_links() {
 		fail "spice-probe through the broker to $1 ($2): $out; $(tail -n 3 "$BROKER_LOG")"
 }
 
-# A SPICE desktop pinned to each host, assigned to alice there: these two
-# say nothing of --listen, so their SPICE listens on the host's cluster
-# address (the broker is in another namespace); a third, stopped, for the
-# portal's Start.
+# alice is the cluster's (etcd): added once. A SPICE desktop pinned to
+# each host, assigned to her from that host: these two say nothing of
+# --listen, so their SPICE listens on the host's cluster address (the
+# broker is in another namespace); a third, stopped, for the portal's
+# Start.
+echo alice-pw-1 | hq h1 user add alice --name Alice --password-stdin >/dev/null ||
+	fail "user add on h1"
+for h in h1 h2; do	# each host sees her once its watch has the record
+	for i in $(seq 1 100); do
+		hq "$h" --json user list 2>/dev/null | grep -q '"alice"' && break
+		sleep 0.1
+	done
+done
 for h in h1 h2; do
-	echo alice-pw-1 | hq "$h" user add alice --name Alice --password-stdin >/dev/null ||
-		fail "user add on $h"
 	cp "$GUESTS/boot.img" "$SHARED/q$h.img"
 	hqq h1 vm create "q$h" --host "$h" --accel kvm --memory 32 \
 	    --disk "$SHARED/q$h.img" --display spice >/dev/null
