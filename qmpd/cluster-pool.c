@@ -41,6 +41,25 @@ cluster_pool_of(const struct cluster_place *p)
 	    "pool")));
 }
 
+/*
+ * Is p a member of a stateless pool: its disk is reset from the template
+ * at every release, so a fresh clone on another host is as good.
+ */
+int
+cluster_pool_stateless(const struct cluster_place *p)
+{
+	const char	*pname = cluster_pool_of(p);
+	json_t		*pool;
+	int		 stateless;
+
+	if (pname == NULL)
+		return (0);
+	pool = userdb_get(DB_POOLS, pname);
+	stateless = json_is_true(json_object_get(pool, "stateless"));
+	json_decref(pool);
+	return (stateless);
+}
+
 static int
 cluster_pool_floating(json_t *pool)
 {
@@ -631,6 +650,32 @@ warn:
 	return (1);
 }
 
+/*
+ * A stateless member stopped here that placement gives another host (it
+ * failed over while this host was down): its copy is stale, never to
+ * start again; remove it with its clone. 1 if vm was one.
+ */
+static int
+cluster_pool_stale(struct vm *vm)
+{
+	struct cluster_place	*p;
+	char			*cause = NULL;
+
+	if (vm->def.pool == NULL || !cluster_host_joined() ||
+	    vm_is_active(vm) || vm_migrate_busy(vm) ||
+	    (p = cluster_place_find(vm->def.name)) == NULL || p->def == NULL ||
+	    p->pl == NULL || cluster_place_mine(p) ||
+	    !cluster_pool_stateless(p))
+		return (0);
+	log_info("cluster: %s: placed on %s: its stale copy here removed",
+	    vm->def.name, cluster_place_at(p));
+	if (vm_delete(vm, &cause) != 0) {
+		log_warnx("cluster: %s: %s", vm->def.name, cause);
+		free(cause);
+	}
+	return (1);
+}
+
 /* pool set --profile reached the member's definition: this copy too. */
 static void
 cluster_pool_profile(struct vm *vm, struct cluster_place *p)
@@ -666,7 +711,7 @@ cluster_pool_run(evutil_socket_t fd, short events, void *arg)
 	if (cluster_fencing())
 		return;
 	TAILQ_FOREACH_SAFE(vm, &vms, entry, vm1) {
-		if (cluster_pool_orphan(vm))
+		if (cluster_pool_orphan(vm) || cluster_pool_stale(vm))
 			continue;
 		if ((p = cluster_pool_held(vm)) == NULL)
 			continue;

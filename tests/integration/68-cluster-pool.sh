@@ -370,5 +370,72 @@ until_ok 60 "all 3 of pool pre run (1 in use, 2 free)" "[ \$(prerun | wc -l) = 3
 until_ok 10 "pool pre shows 3 running, 2 free" \
     "[ \"\$(hq h2 --json pool show pre | jq -c '[.running, .free, .in_use]')\" = '[3,2,1]' ]"
 log "pool pre keeps 2 free desktops booted ($booted), u7 got $p at once, the third booted after: ok"
+# Failover of a stateless pool: kill -9 a host (not h1, the portal's)
+# running lin desktops that u2..u6 have (qmpd and QEMUs) and take its
+# link down: within 30 s each runs on another host (a fresh clone of tpl
+# there), same name and owner, and the portal shows it running; host
+# list says down. The host comes back: its stale copies are removed,
+# never started; each desktop in one process table.
+victim= best=0
+for h in h2 h3; do
+	n=0
+	for i in 2 3 4 5 6; do
+		[ "$(runs_on "${DESK[u$i]}")" = $h ] && n=$((n + 1))
+	done
+	[ $n -gt $best ] && { victim=$h; best=$n; }
+done
+[ -n "$victim" ] || fail "no desktop of u2..u6 on h2 or h3"
+moved=
+for i in 2 3 4 5 6; do
+	[ "$(runs_on "${DESK[u$i]}")" = $victim ] && moved="$moved u$i"
+done
+vst=${victim}_STATE vpf=${victim}_PIDFILE vns=${victim}_NETNS
+kill -9 "$(cat "${!vpf}")"
+for pf in "${!vst}"/vms/*/qemu.pid; do
+	pid=$(cat "$pf" 2>/dev/null) || continue
+	alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+	    grep -q -- "${!vst}/vms/" && kill -9 "$pid"
+done
+ip -n "${!vns}" link set eth0 down
+t0=$(date +%s%3N)
+for u in $moved; do
+	d=${DESK[$u]}
+	until_ok 30 "$d ($u's) running on a host other than $victim" \
+	    "w=\$(runs_on $d); [ -n \"\$w\" ] && [ \"\$w\" != $victim ]"
+	log "$d ($u's) runs on $w $(( $(date +%s%3N) - t0 )) ms after $victim died"
+	[ "$(eget "owners/$d" | jq -r .login)" = "$u" ] ||
+		fail "owners/$d after the failover: $(eget "owners/$d")"
+	for i in $(seq 1 50); do
+		api $u GET /api/desktops
+		[ "$(field "[.[] | select(.name == \"$d\")] | .[0].state")" = running ] && break
+		sleep 0.1
+	done
+	[ "$(field "[.[] | select(.name == \"$d\")] | .[0].state")" = running ] ||
+		fail "the portal shows $u: $BODY"
+done
+[ "$(hq h1 --json host list | jq -r ".hosts[] | select(.name == \"$victim\") | .state")" = down ] ||
+	fail "h1's host list: $(hq h1 host list)"
+log "kill -9 of $victim: the lin desktops of$moved run elsewhere, the portal shows them: ok"
+ip -n "${!vns}" link set eth0 up
+vlg=${victim}_LOG vconf=${victim}_CONF
+setsid ip netns exec "${!vns}" "$QMPD" -f -v --state-dir "${!vst}" \
+    --cluster "${!vconf}" >>"${!vlg}" 2>&1 </dev/null &
+echo $! >"${!vpf}"
+until_ok 30 "qmpd of $victim back" "hq $victim status >/dev/null 2>&1"
+until_ok 30 "h1 sees $victim up" \
+    "[ \"\$(hq h1 --json host list | jq -r '.hosts[] | select(.name == \"$victim\") | .state')\" = up ]"
+for u in $moved; do
+	d=${DESK[$u]}
+	until_ok 30 "$victim's stale copy of $d removed" \
+	    "grep -q 'cluster: $d: placed on .*: its stale copy here removed' \"\${!vlg}\" &&
+	     [ ! -e \"\${!vst}/vms/$d\" ]"
+done
+sleep 2
+for u in $moved; do
+	d=${DESK[$u]} w=$(runs_on "${DESK[$u]}")
+	case "$w" in h[1-3]) ;; *) fail "$d runs on '$w', not on exactly one host";; esac
+	[ "$w" != $victim ] || fail "$d started again on $victim"
+done
+log "$victim back: its stale copies removed, never started, each desktop runs once: ok"
 ok=1
 exit 0
