@@ -390,6 +390,17 @@ for i in 2 3 4 5 6; do
 	[ "$(runs_on "${DESK[u$i]}")" = $victim ] && moved="$moved u$i"
 done
 vst=${victim}_STATE vpf=${victim}_PIDFILE vns=${victim}_NETNS
+# The watcher: every 0.2 s, each moved desktop on at most one host.
+( while :; do
+	for u in $moved; do
+		w=$(runs_on "${DESK[$u]}")
+		[ "$(echo "$w" | wc -w)" -gt 1 ] &&
+			echo "$(date +%T.%N) ${DESK[$u]} runs on $w" >>"$T/twice"
+	done
+	sleep 0.2
+done ) &
+watcher=$!
+EXTRA_CLEANUP="kill \$watcher 2>/dev/null; $EXTRA_CLEANUP"
 kill -9 "$(cat "${!vpf}")"
 for pf in "${!vst}"/vms/*/qemu.pid; do
 	pid=$(cat "$pf" 2>/dev/null) || continue
@@ -418,6 +429,7 @@ done
 log "kill -9 of $victim: the lin desktops of$moved run elsewhere, the portal shows them: ok"
 ip -n "${!vns}" link set eth0 up
 vlg=${victim}_LOG vconf=${victim}_CONF
+vlines=$(wc -l <"${!vlg}")
 setsid ip netns exec "${!vns}" "$QMPD" -f -v --state-dir "${!vst}" \
     --cluster "${!vconf}" >>"${!vlg}" 2>&1 </dev/null &
 echo $! >"${!vpf}"
@@ -435,7 +447,12 @@ for u in $moved; do
 	d=${DESK[$u]} w=$(runs_on "${DESK[$u]}")
 	case "$w" in h[1-3]) ;; *) fail "$d runs on '$w', not on exactly one host";; esac
 	[ "$w" != $victim ] || fail "$d started again on $victim"
+	tail -n +$((vlines + 1)) "${!vlg}" | grep -q "cluster: $d: placed here" &&
+		fail "$victim started $d again after its return"
 done
+kill $watcher 2>/dev/null
+wait $watcher 2>/dev/null
+[ -s "$T/twice" ] && fail "a desktop ran twice: $(cat "$T/twice")"
 log "$victim back: its stale copies removed, never started, each desktop runs once: ok"
 ok=1
 exit 0
