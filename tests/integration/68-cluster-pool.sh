@@ -400,7 +400,7 @@ vst=${victim}_STATE vpf=${victim}_PIDFILE vns=${victim}_NETNS
 	sleep 0.2
 done ) &
 watcher=$!
-EXTRA_CLEANUP="kill \$watcher 2>/dev/null; $EXTRA_CLEANUP"
+EXTRA_CLEANUP="[ -n \"\${watcher:-}\" ] && kill \$watcher 2>/dev/null; $EXTRA_CLEANUP"
 kill -9 "$(cat "${!vpf}")"
 for pf in "${!vst}"/vms/*/qemu.pid; do
 	pid=$(cat "$pf" 2>/dev/null) || continue
@@ -452,6 +452,7 @@ for u in $moved; do
 done
 kill $watcher 2>/dev/null
 wait $watcher 2>/dev/null
+watcher=
 [ -s "$T/twice" ] && fail "a desktop ran twice: $(cat "$T/twice")"
 log "$victim back: its stale copies removed, never started, each desktop runs once: ok"
 ok=1
