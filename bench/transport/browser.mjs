@@ -96,6 +96,8 @@ try {
       process.stdin.once('data', r);
       process.stdin.once('end', r);
     });
+  // A stdin left open keeps node running after the page is closed.
+  process.stdin.destroy();
   const { blits, keys } = await page.evaluate(() =>
     ({ blits: window.qdBlits, keys: window.qdKeys }));
   const inside = blits.filter((t) => t >= t0 && t <= t1);

@@ -143,7 +143,9 @@ wl_browser() {
 	while read -r line; do
 		case $line in
 		start)	S0=$(wl_sample "$n") ;;
-		end)	S1=$(wl_sample "$n"); echo sampled >&7 ;;
+		# Closed at once: node's stdin then ends, or it waits for
+		# that before exiting, and this loop for its stdout.
+		end)	S1=$(wl_sample "$n"); echo sampled >&7; exec 7>&- ;;
 		'{'*)	OUT=$line ;;
 		esac
 	done <"$T/browser.fifo"
