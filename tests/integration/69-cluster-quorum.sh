@@ -63,17 +63,6 @@ qpid() {
 	cat "${!st}/vms/$1/qemu.pid"
 }
 
-# The portal's API, from the broker's namespace.
-api() {
-	local method=$1 path=$2 body=${3:-}
-	local args=(-sk -o "$T/api.body" -w '%{http_code}' -b "$T/jar" -c "$T/jar" -X "$method")
-	if [ "$method" = POST ]; then
-		args+=(-H 'X-Qdesk: 1' -H 'Content-Type: application/json' --data "${body:-{\}}")
-	fi
-	CODE=$(ip netns exec "$ETCD_NETNS" curl "${args[@]}" "$PORTAL$path") || CODE=000
-	BODY=$(cat "$T/api.body" 2>/dev/null)
-}
-field() { printf '%s' "$BODY" | jq -r ".$1"; }
 console_links() {
 	api POST "/api/desktops/$1/console"
 	[ "$CODE" = 200 ] || fail "console of $1 ($2): HTTP $CODE: $BODY"
@@ -92,12 +81,7 @@ console_links() {
 # Start.
 echo alice-pw-1 | hq h1 user add alice --name Alice --password-stdin >/dev/null ||
 	fail "user add on h1"
-for h in h1 h2; do	# each host sees her once its watch has the record
-	for i in $(seq 1 100); do
-		hq "$h" --json user list 2>/dev/null | grep -q '"alice"' && break
-		sleep 0.1
-	done
-done
+cluster_wait_user alice
 for h in h1 h2; do
 	cp "$GUESTS/boot.img" "$SHARED/q$h.img"
 	hqq h1 vm create "q$h" --host "$h" --accel kvm --memory 32 \

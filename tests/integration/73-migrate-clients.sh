@@ -83,12 +83,7 @@ done
 # Users and assignments are the cluster's (etcd): added once, on h1.
 echo alice-pw-1 | hq h1 user add alice --password-stdin >/dev/null ||
 	fail "user add alice on h1"
-for h in $HOSTS; do	# each host sees her once its watch has the record
-	for i in $(seq 1 100); do
-		hq "$h" --json user list 2>/dev/null | grep -q '"alice"' && break
-		sleep 0.1
-	done
-done
+cluster_wait_user alice
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
 hqq h1 vm start desk >/dev/null

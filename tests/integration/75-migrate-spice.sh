@@ -54,12 +54,7 @@ done
 # Users are the cluster's (etcd): added once, seen by every host.
 echo alice-pw-1 | hq h1 user add alice --password-stdin >/dev/null ||
 	fail "user add alice on h1"
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		hq "$h" --json user list 2>/dev/null | grep -q '"alice"' && break
-		sleep 0.1
-	done
-done
+cluster_wait_user alice
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
 hqq h1 vm start desk >/dev/null
@@ -77,17 +72,7 @@ broker_fail() {
 	tail -n 25 "$BROKER_LOG" >&2
 	fail "$@"
 }
-api() {
-	local method=$1 path=$2 body=${3:-}
-	local args=(-sk -o "$T/api.body" -w '%{http_code}' -b "$T/jar" -c "$T/jar" -X "$method")
-	if [ "$method" = POST ]; then
-		args+=(-H 'X-Qdesk: 1' -H 'Content-Type: application/json' --data "${body:-{\}}")
-	fi
-	CODE=$(ip netns exec "$ETCD_NETNS" curl "${args[@]}" "$PORTAL$path") || CODE=000
-	BODY=$(cat "$T/api.body" 2>/dev/null)
-}
 expect() { [ "$CODE" = "$1" ] || broker_fail "wanted HTTP $1, got $CODE: $BODY${2:+ ($2)}"; }
-field() { printf '%s' "$BODY" | jq -r ".$1"; }
 # A console through the portal, then spice-probe through the proxy:
 # proxy_console WHEN HOST (where desk runs); leaves its ca in $T/WHEN.pem
 proxy_console() {

@@ -51,3 +51,28 @@ runs_on() {
 	done
 	echo "${where# }"
 }
+
+# Wait until every host's watch has user $1 (users are the cluster's,
+# in etcd: added on one host, seen by the others a moment later).
+cluster_wait_user() {
+	local h i
+	for h in $HOSTS; do
+		for i in $(seq 1 100); do
+			hq "$h" --json user list 2>/dev/null | grep -q "\"$1\"" && break
+			sleep 0.1
+		done
+	done
+}
+
+# The portal's API, from the broker's namespace, with one cookie jar:
+# api METHOD PATH [BODY] sets CODE and BODY; field NAME reads BODY.
+api() {
+	local method=$1 path=$2 body=${3:-}
+	local args=(-sk -o "$T/api.body" -w '%{http_code}' -b "$T/jar" -c "$T/jar" -X "$method")
+	if [ "$method" = POST ]; then
+		args+=(-H 'X-Qdesk: 1' -H 'Content-Type: application/json' --data "${body:-{\}}")
+	fi
+	CODE=$(ip netns exec "$ETCD_NETNS" curl "${args[@]}" "$PORTAL$path") || CODE=000
+	BODY=$(cat "$T/api.body" 2>/dev/null)
+}
+field() { printf '%s' "$BODY" | jq -r ".$1"; }
