@@ -85,6 +85,12 @@ etcd_keeper_keepalive_cb(void *arg, json_t *res, const char *errclass,
 	}
 	log_debug("etcd: lease %lld: renewal failed: %s", (long long)k->id,
 	    cause);
+	/*
+	 * Renew again now (the client has moved on to another member), not
+	 * at the next tick: a renewal that used up its TTL/3 leaves only
+	 * another TTL/3 before the lease could end.
+	 */
+	etcd_timer_ms(k->timer, 0);
 }
 
 /* Every ttl/3: renew, unless the lease is past saving already. */

@@ -342,12 +342,20 @@ static void
 etcd_req_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct etcd_req	*r = arg;
+	struct etcd	*e = r->e;
 	char		*why;
 
 	if (etcd_ms_until(&r->deadline) > 0 && r->conn == NULL) {
 		etcd_req_dispatch(r);
 		return;
 	}
+	/*
+	 * An endpoint that kept the call unanswered to its deadline (a
+	 * member hung or cut off, not refusing) is not the next call's
+	 * first choice either, or every call after it would hang there too.
+	 */
+	if (r->conn != NULL && r->pin < 0 && e->cur == r->ep)
+		e->cur = (r->ep + 1) % e->neps;
 	why = etcd_req_why(r);
 	etcd_req_fail(r, r->conn != NULL ? "Timeout" : "Unavailable",
 	    "etcd %s: no answer within %d ms (%s)", r->path->path,
