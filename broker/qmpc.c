@@ -3,7 +3,10 @@
  * a table of requests in flight keyed by id, each with a callback and a
  * deadline. qmpd may restart at any time: the connection is then redialled
  * with a growing delay, and every request in flight fails at once with
- * QMPC_ERR_DOWN rather than hanging a user's page.
+ * QMPC_ERR_DOWN rather than hanging a user's page. A request made in the
+ * first seconds after the connection was lost waits for the redial
+ * instead: a qmpd restart (a package upgrade, systemd's restart) takes
+ * well under a second, and a login during it should not fail.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -41,6 +44,8 @@
 #define QMPC_PING_IDLE		5
 #define QMPC_PING_TIMEOUT	10
 #define QMPC_PING_CMD		"broker.ping"
+/* How long after losing qmpd a new request waits for it to come back. */
+#define QMPC_DOWN_GRACE		5
 
 enum qmpc_state {
 	QMPC_DOWN,		/* waiting to redial */
@@ -57,6 +62,7 @@ struct qmpc_req {
 	int			 timeout;
 	char			*errclass;	/* set when failed early */
 	char			*errdesc;
+	json_t			*args;		/* while waiting to be sent */
 	TAILQ_ENTRY(qmpc_req)	 entry;
 };
 TAILQ_HEAD(qmpc_reqs, qmpc_req);
@@ -73,6 +79,7 @@ struct qmpc_conn {
 	struct event		*deferred;
 	int			 backoff_ms;
 	int			 failures;	/* dials failed in a row */
+	time_t			 down_since;	/* lost a ready connection */
 	time_t			 last_rx;	/* a line came from qmpd */
 	int			 pinging;	/* a ping is in flight */
 	unsigned int		 ping_generation;
@@ -81,12 +88,14 @@ struct qmpc_conn {
 	char			 version[32];
 	struct qmpc_reqs	 pending;	/* sent, awaiting a reply */
 	struct qmpc_reqs	 failed;	/* to be called back soon */
+	struct qmpc_reqs	 waiting;	/* made while down, not sent */
 };
 
 /* The connection of a single-host broker: qmpd's unix socket. */
 static struct qmpc_conn	 qmpc_local;
 
 static void	qmpc_dial(struct qmpc_conn *);
+static void	qmpc_send(struct qmpc_conn *, struct qmpc_req *, json_t *);
 static void	qmpc_conn_init(struct qmpc_conn *, struct event_base *,
 		    const char *, SSL_CTX *, const char *);
 
@@ -105,6 +114,7 @@ qmpc_req_free(struct qmpc_req *r)
 	free(r->cmd);
 	free(r->errclass);
 	free(r->errdesc);
+	json_decref(r->args);
 	free(r);
 }
 
@@ -144,8 +154,10 @@ qmpc_drop(struct qmpc_conn *q, const char *why)
 	struct qmpc_req	*r;
 	struct timeval	 tv;
 
-	if (q->state == QMPC_READY)
+	if (q->state == QMPC_READY) {
 		log_warnx("lost qmpd at %s: %s; redialling", q->path, why);
+		q->down_since = qmpc_now();
+	}
 	else if (q->failures++ == 0 || q->failures % 60 == 0)
 		log_warnx("cannot reach qmpd at %s: %s; retrying", q->path,
 		    why);
@@ -165,6 +177,19 @@ qmpc_drop(struct qmpc_conn *q, const char *why)
 	q->backoff_ms *= 2;
 	if (q->backoff_ms > QMPC_BACKOFF_MAX_MS)
 		q->backoff_ms = QMPC_BACKOFF_MAX_MS;
+}
+
+/* Send what waited for the redial, in the order it was asked. */
+static void
+qmpc_flush_waiting(struct qmpc_conn *q)
+{
+	struct qmpc_req	*r;
+
+	while ((r = TAILQ_FIRST(&q->waiting)) != NULL) {
+		TAILQ_REMOVE(&q->waiting, r, entry);
+		qmpc_send(q, r, r->args);
+		r->args = NULL;
+	}
 }
 
 /* The first line: qmpd's hello, or its refusal of our uid. */
@@ -188,6 +213,7 @@ qmpc_hello(struct qmpc_conn *q, json_t *msg)
 		q->failures = 0;
 		log_info("connected to qmpd %s at %s", q->version,
 		    q->path);
+		qmpc_flush_waiting(q);
 		return (0);
 	case PROTO_MSG_ERROR:
 		err = json_object_get(msg, "error");
@@ -385,6 +411,14 @@ qmpc_tick_cb(evutil_socket_t fd, short events, void *arg)
 		    qmpc_ping_done, q);
 	}
 
+	TAILQ_FOREACH_SAFE(r, &q->waiting, entry, r1) {
+		if (q->state == QMPC_READY || now < r->deadline)
+			continue;
+		TAILQ_REMOVE(&q->waiting, r, entry);
+		qmpc_fail_later(q, r, QMPC_ERR_DOWN, "qmpd is not reachable "
+		    "right now; try again in a moment");
+	}
+
 	TAILQ_FOREACH_SAFE(r, &q->pending, entry, r1) {
 		if (now < r->deadline)
 			continue;
@@ -427,6 +461,7 @@ qmpc_conn_init(struct qmpc_conn *q, struct event_base *base,
 	q->next_id = 1;
 	TAILQ_INIT(&q->pending);
 	TAILQ_INIT(&q->failed);
+	TAILQ_INIT(&q->waiting);
 	q->redial = evtimer_new(base, qmpc_redial_cb, q);
 	q->deferred = event_new(base, -1, 0, qmpc_deferred_cb, q);
 	q->tick = event_new(base, -1, EV_PERSIST, qmpc_tick_cb, q);
@@ -454,6 +489,10 @@ qmpc_conn_clear(struct qmpc_conn *q)
 		TAILQ_REMOVE(&q->failed, r, entry);
 		qmpc_req_free(r);
 	}
+	while ((r = TAILQ_FIRST(&q->waiting)) != NULL) {
+		TAILQ_REMOVE(&q->waiting, r, entry);
+		qmpc_req_free(r);
+	}
 	event_free(q->redial);
 	event_free(q->deferred);
 	event_free(q->tick);
@@ -477,6 +516,7 @@ qmpc_conn_free(struct qmpc_conn *q)
 	TAILQ_INIT(&list);
 	TAILQ_CONCAT(&list, &q->pending, entry);
 	TAILQ_CONCAT(&list, &q->failed, entry);
+	TAILQ_CONCAT(&list, &q->waiting, entry);
 	qmpc_conn_clear(q);
 	free(q);
 	while ((r = TAILQ_FIRST(&list)) != NULL) {
@@ -538,23 +578,42 @@ qmpc_conn_call(struct qmpc_conn *q, const char *cmd, json_t *args,
     int timeout, qmpc_cb cb, void *arg)
 {
 	struct qmpc_req	*r;
-	json_t		*id;
-	char		*line;
+	time_t		 now = qmpc_now();
 
 	r = xcalloc(1, sizeof *r);
 	r->cmd = xstrdup(cmd);
 	r->cb = cb;
 	r->arg = arg;
 	r->timeout = timeout;
-	r->deadline = qmpc_now() + timeout;
-	if (q->state != QMPC_READY) {
-		json_decref(args);
-		qmpc_fail_later(q, r, QMPC_ERR_DOWN, "qmpd is not reachable "
-		    "right now; try again in a moment");
+	r->deadline = now + timeout;
+	if (q->state == QMPC_READY) {
+		qmpc_send(q, r, args);
 		return;
 	}
+	if (q->down_since != 0 && now - q->down_since < QMPC_DOWN_GRACE) {
+		/* Lost moments ago: most likely a restart; wait for it. */
+		if (r->deadline > q->down_since + QMPC_DOWN_GRACE)
+			r->deadline = q->down_since + QMPC_DOWN_GRACE;
+		r->args = args;
+		TAILQ_INSERT_TAIL(&q->waiting, r, entry);
+		return;
+	}
+	json_decref(args);
+	qmpc_fail_later(q, r, QMPC_ERR_DOWN, "qmpd is not reachable "
+	    "right now; try again in a moment");
+}
+
+/* Put r on the wire of a ready connection; args are stolen. */
+static void
+qmpc_send(struct qmpc_conn *q, struct qmpc_req *r, json_t *args)
+{
+	const char	*cmd = r->cmd;
+	json_t		*id;
+	char		*line;
+
 	if (args == NULL)
 		args = json_object();
+	r->deadline = qmpc_now() + r->timeout;
 	r->id = q->next_id++;
 	id = json_integer(r->id);
 	line = proto_request(id, cmd, args);
