@@ -58,14 +58,19 @@ vm_migrate_tpm_offer(const struct vm *vm, json_t *prepare)
 int
 vm_migrate_tpm_prepare(struct vm *vm, json_t *prepare, char **cause)
 {
-	json_t		*j = json_object_get(prepare, "nvram_size");
-	long long	 have;
+	const struct vm_firmware	*fw = vm_def_firmware(vm->def.firmware);
+	json_t				*j = json_object_get(prepare,
+					    "nvram_size");
+	long long			 have;
 
 	if (vm->def.tpm)
 		vm_tpm_delete(vm);
-	if ((have = vm_firmware_size(vm, 1)) == -1)
-		return (0);	/* BIOS; a missing template: create says */
-	if (json_is_integer(j) && json_integer_value(j) != have) {
+	if (fw == NULL || fw->code == NULL)
+		return (0);
+	/* No template here (-1): vm_firmware_create says what to install. */
+	have = vm_firmware_size(vm, 1);
+	if (have != -1 && json_is_integer(j) &&
+	    json_integer_value(j) != have) {
 		xasprintf(cause, "the source's NVRAM is %lld bytes, this host's "
 		    "template of firmware %s %lld: the hosts' ovmf packages "
 		    "differ", (long long)json_integer_value(j),
