@@ -617,7 +617,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	tv.tv_sec = m->timeout > 0 ? m->timeout + 60 : VM_INCOMING_WAIT;
 	m->timer = evtimer_new(qmpd->base, vm_incoming_timeout_cb, vm);
 	evtimer_add(m->timer, &tv);
-	if (vm_start(vm, &cause) != 0) {
+	/* The TPM's state and the NVRAM come in the stream: a place for them. */
+	if (vm_migrate_tpm_prepare(vm, args, &cause) != 0 ||
+	    vm_start(vm, &cause) != 0) {
 		m->done = NULL;
 		done_fail(done, arg, ERR_QEMU, "target: %s", cause);
 		free(cause);

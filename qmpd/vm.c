@@ -649,6 +649,13 @@ vm_start(struct vm *vm, char **cause)
 	int			 nkeep;
 	pid_t			 pid;
 
+	/*
+	 * A VM that migrated here and ran is booted afresh: its finished
+	 * record would start QEMU with -incoming and wait for a stream no
+	 * source sends (a stop and start, a restart after a crash).
+	 */
+	if (vm->mig != NULL && vm->mig->incoming && !vm_migrate_busy(vm))
+		vm_migrate_free(vm);
 	if (vm_start_check(vm, &accel, cause) != 0 ||
 	    vm_rundir(vm, &dir, cause) != 0)
 		return (-1);
