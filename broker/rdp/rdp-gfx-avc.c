@@ -43,6 +43,9 @@
 
 #define RDP_GFX_AVC_PRESET	"superfast"
 #define RDP_GFX_AVC_GOP		3000	/* frames between key frames */
+#ifndef RDP_GFX_AVC_CRF
+#define RDP_GFX_AVC_CRF		"23"	/* x264's default quality */
+#endif
 
 struct rdp_gfx_avc {
 	AVCodecContext	*ctx;
@@ -81,6 +84,41 @@ rdp_gfx_avc_free(struct rdp_gfx_avc *a)
 }
 
 /*
+ * A frame's planes in one buffer of our own, chroma rows exactly half
+ * the luma row: FreeRDP's AVC444 primitives assume that (libavutil's own
+ * alignment gives 736 and 384 bytes for 720 pixels, and the auxiliary
+ * view came out scrambled), and 16-row padding as its decoder has.
+ */
+static int
+rdp_gfx_avc_buffer(struct rdp_gfx_avc *a, AVFrame *f)
+{
+	AVBufferRef	*buf;
+	size_t		 stride = (a->width + 63) & ~63;
+	size_t		 rows = (a->height + 15) & ~15;
+
+	if ((buf = av_buffer_allocz(stride * rows * 3 / 2 + 64)) == NULL)
+		return (-1);
+	av_buffer_unref(&f->buf[0]);
+	f->buf[0] = buf;
+	f->data[0] = buf->data;
+	f->data[1] = f->data[0] + stride * rows;
+	f->data[2] = f->data[1] + stride / 2 * rows / 2;
+	f->linesize[0] = stride;
+	f->linesize[1] = f->linesize[2] = stride / 2;
+	a->fresh = 1;
+	return (0);
+}
+
+/* The frame's planes are ours to write again (x264 copies its input). */
+static int
+rdp_gfx_avc_writable(struct rdp_gfx_avc *a, AVFrame *f)
+{
+	if (av_frame_is_writable(f))
+		return (0);
+	return (rdp_gfx_avc_buffer(a, f));
+}
+
+/*
  * An encoder for width x height, AVC444 when avc444 is set; threads for
  * x264 (1: the session's own thread only). NULL (logged) when there is
  * none.
@@ -112,9 +150,15 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps,
 	/* Two pictures a frame for AVC444: rate control must know. */
 	a->ctx->time_base = (AVRational){ 1, fps * views };
 	a->ctx->framerate = (AVRational){ fps * views, 1 };
-	a->ctx->bit_rate = bitrate;
-	a->ctx->rc_max_rate = bitrate;
-	a->ctx->rc_buffer_size = bitrate;	/* a second's worth */
+	/*
+	 * Constant quality (CRF) capped at bitrate by the VBV: an ABR
+	 * target starts a still screen at a low quality and never sends it
+	 * again, and AVC444's auxiliary view, coded right after the main
+	 * view's key frame, got what the buffer had left (coloured noise).
+	 */
+	a->ctx->rc_max_rate = bitrate * views;
+	a->ctx->rc_buffer_size = bitrate * views;	/* a second's worth */
+	av_opt_set(a->ctx->priv_data, "crf", RDP_GFX_AVC_CRF, 0);
 	a->ctx->gop_size = RDP_GFX_AVC_GOP * views;
 	a->ctx->max_b_frames = 0;
 	a->ctx->refs = views;	/* each view predicts from its own last */
@@ -122,6 +166,11 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps,
 	a->ctx->colorspace = AVCOL_SPC_BT709;
 	av_opt_set(a->ctx->priv_data, "preset", RDP_GFX_AVC_PRESET, 0);
 	av_opt_set(a->ctx->priv_data, "tune", "zerolatency", 0);
+	/*
+	 * No scene cuts: AVC444's views differ wholly, and x264 made each a
+	 * key frame, so neither could predict from its previous picture.
+	 */
+	av_opt_set(a->ctx->priv_data, "x264-params", avc444 ? "scenecut=0:qcomp=1" : "scenecut=0", 0);
 	if (avcodec_open2(a->ctx, codec, NULL) < 0) {
 		log_warnx("RDP: cannot open the H.264 encoder");
 		goto fail;
@@ -132,7 +181,7 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps,
 		a->frame[i]->format = AV_PIX_FMT_YUV420P;
 		a->frame[i]->width = a->width;
 		a->frame[i]->height = a->height;
-		if (av_frame_get_buffer(a->frame[i], 32) < 0)
+		if (rdp_gfx_avc_buffer(a, a->frame[i]) != 0)
 			goto fail;
 	}
 	return (a);
@@ -241,14 +290,9 @@ rdp_gfx_avc_encode(struct rdp_gfx_avc *a, const struct rdp_gfx_image *img,
 	uint64_t	t0, t1;
 	int		rc;
 
-	if (a->avc444)
-		return (-1);
 	/* A new buffer (x264 kept the old one) holds no earlier frame. */
-	if (!av_frame_is_writable(a->frame[0])) {
-		if (av_frame_make_writable(a->frame[0]) < 0)
-			return (-1);
-		a->fresh = 1;
-	}
+	if (a->avc444 || rdp_gfx_avc_writable(a, a->frame[0]) != 0)
+		return (-1);
 	t0 = rdp_gfx_avc_us();
 	if (rdp_gfx_avc_yuv420(a, img, rects, n) != 0)
 		return (-1);
@@ -279,8 +323,8 @@ rdp_gfx_avc_encode444(struct rdp_gfx_avc *a, const struct rdp_gfx_image *img,
 	uint32_t	 len;
 	pstatus_t	 st;
 
-	if (!a->avc444 || av_frame_make_writable(a->frame[0]) < 0 ||
-	    av_frame_make_writable(a->frame[1]) < 0)
+	if (!a->avc444 || rdp_gfx_avc_writable(a, a->frame[0]) != 0 ||
+	    rdp_gfx_avc_writable(a, a->frame[1]) != 0)
 		return (-1);
 	t0 = rdp_gfx_avc_us();
 	rdp_gfx_avc_planes(a->frame[0], mp, ms);

@@ -185,6 +185,46 @@ rdp_gfx_codec_clip(const struct rdp_gfx_image *img,
 	return (k);
 }
 
+/*
+ * The damage as disjoint rectangles on 16-pixel steps (macroblocks),
+ * clipped to the image, for an H.264 metablock; *out is the caller's to
+ * free. Disjoint matters: FreeRDP's client combines AVC444's views once
+ * per rectangle, and a second pass over an overlap undoes its chroma
+ * filter (coloured noise where QEMU's update rectangles overlapped).
+ */
+static int
+rdp_gfx_codec_avc_rects(const struct rdp_gfx_image *img,
+    const struct rdp_rect *rects, int n, RECTANGLE_16 **out)
+{
+	REGION16		 region;
+	RECTANGLE_16		 r;
+	const RECTANGLE_16	*rr;
+	UINT32			 k = 0;
+	int			 i, w = img->width, h = img->height;
+
+	region16_init(&region);
+	for (i = 0; i < n; i++) {
+		if (rects[i].w <= 0 || rects[i].h <= 0)
+			continue;
+		r.left = rects[i].x < 0 ? 0 : rects[i].x & ~15;
+		r.top = rects[i].y < 0 ? 0 : rects[i].y & ~15;
+		r.right = (rects[i].x + rects[i].w + 15) & ~15;
+		r.bottom = (rects[i].y + rects[i].h + 15) & ~15;
+		if (r.right > w)
+			r.right = w;
+		if (r.bottom > h)
+			r.bottom = h;
+		if (r.right <= r.left || r.bottom <= r.top)
+			continue;
+		region16_union_rect(&region, &region, &r);
+	}
+	rr = region16_rects(&region, &k);
+	*out = xcalloc(k > 0 ? k : 1, sizeof **out);
+	memcpy(*out, rr, k * sizeof **out);
+	region16_uninit(&region);
+	return ((int)k);
+}
+
 /* One H.264 frame of the whole surface; the damage in its metablock. */
 static int
 rdp_gfx_codec_avc420(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
@@ -199,9 +239,9 @@ rdp_gfx_codec_avc420(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 	UINT32				 len = 0;
 	int				 i, k, rc = -1;
 
-	rr = xcalloc(n, sizeof *rr);
-	qq = xcalloc(n, sizeof *qq);
-	if ((k = rdp_gfx_codec_clip(img, rects, n, rr)) == 0) {
+	k = rdp_gfx_codec_avc_rects(img, rects, n, &rr);
+	qq = xcalloc(k > 0 ? k : 1, sizeof *qq);
+	if (k == 0) {
 		rc = 0;
 		goto out;
 	}
@@ -258,9 +298,9 @@ rdp_gfx_codec_avc444(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 	UINT32				 len = 0, auxlen = 0;
 	int				 i, k, v, rc = -1;
 
-	rr = xcalloc(n, sizeof *rr);
-	qq = xcalloc(n, sizeof *qq);
-	if ((k = rdp_gfx_codec_clip(img, rects, n, rr)) == 0) {
+	k = rdp_gfx_codec_avc_rects(img, rects, n, &rr);
+	qq = xcalloc(k > 0 ? k : 1, sizeof *qq);
+	if (k == 0) {
 		rc = 0;
 		goto out;
 	}

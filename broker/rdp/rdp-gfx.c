@@ -40,6 +40,13 @@
 
 #define RDP_GFX_CAPS_MAX	16
 
+/*
+ * Quiet time before the lossless refinement; below 0, none. Set only
+ * before the gateway starts (rdp-gw-test -r: tests and benches that
+ * look at the lossy picture itself).
+ */
+int	rdp_gfx_refine_ms = RDP_GFX_REFINE_MS;
+
 enum rdp_gfx_state {
 	RDP_GFX_WAIT,		/* drdynvc or activation not there yet */
 	RDP_GFX_OPENING,	/* channel opened, waiting for caps */
@@ -157,26 +164,26 @@ rdp_gfx_caps_choose(const RDPGFX_CAPSET *caps, int n, int *codec)
 {
 	size_t	v;
 	int	i;
-	UINT32	f;
 
 	*codec = RDP_GFX_PROGRESSIVE;
 	for (v = 0; v < nitems(rdp_gfx_versions); v++) {
 		for (i = 0; i < n; i++) {
 			if (caps[i].version != rdp_gfx_versions[v])
 				continue;
-			f = caps[i].flags;
 			if (caps[i].version == RDPGFX_CAPVERSION_81) {
-				if (f & RDPGFX_CAPS_FLAG_AVC420_ENABLED)
+				if (caps[i].flags &
+				    RDPGFX_CAPS_FLAG_AVC420_ENABLED)
 					*codec = RDP_GFX_AVC420;
 			} else if (caps[i].version != RDPGFX_CAPVERSION_8 &&
-			    !(f & RDPGFX_CAPS_FLAG_AVC_DISABLED)) {
+			    !(caps[i].flags & RDPGFX_CAPS_FLAG_AVC_DISABLED)) {
 				/*
-				 * 10.x: H.264 with AVC444 (xfreerdp sends
-				 * 10.x only for /gfx:avc444), AVC420 for a
-				 * client that says it is a thin one.
+				 * 10.x: H.264 with AVC444 (xfreerdp 2.11
+				 * sends 10.x only for /gfx:avc444, with
+				 * AVC_THINCLIENT by default, and decodes
+				 * AVC444 all the same; FreeRDP's own server
+				 * sends it AVC444v2 too).
 				 */
-				*codec = (f & RDPGFX_CAPS_FLAG_AVC_THINCLIENT) ?
-				    RDP_GFX_AVC420 : RDP_GFX_AVC444;
+				*codec = RDP_GFX_AVC444;
 			}
 			return (&caps[i]);
 		}
@@ -698,7 +705,8 @@ rdp_gfx_idle(struct rdp_gfx *g, const struct rdp_rfb *rfb)
 	struct rdp_gfx_image	img;
 
 	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
-	    rdp_peer_ms() - g->lossyt < RDP_GFX_REFINE_MS ||
+	    rdp_gfx_refine_ms < 0 ||
+	    rdp_peer_ms() - g->lossyt < (uint64_t)rdp_gfx_refine_ms ||
 	    rfb->width != g->width || rfb->height != g->height ||
 	    !rdp_gfx_may_send(g))
 		return (0);
@@ -723,9 +731,9 @@ rdp_gfx_timeout(struct rdp_gfx *g)
 		    (int)(RDP_GFX_WAIT_MS - since));
 	}
 	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
-	    !rdp_gfx_may_send(g))
+	    rdp_gfx_refine_ms < 0 || !rdp_gfx_may_send(g))
 		return (-1);	/* an ack wakes the session through the pipe */
 	since = rdp_peer_ms() - g->lossyt;
-	return (since >= RDP_GFX_REFINE_MS ? 0 :
-	    (int)(RDP_GFX_REFINE_MS - since));
+	return (since >= (uint64_t)rdp_gfx_refine_ms ? 0 :
+	    (int)(rdp_gfx_refine_ms - since));
 }

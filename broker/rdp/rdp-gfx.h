@@ -24,6 +24,7 @@
 #define RDP_GFX_TILE		64	/* planar tiles, lossy-area grid */
 #define RDP_GFX_WINDOW		2	/* frames in flight beyond the last ack */
 #define RDP_GFX_REFINE_MS	1000	/* quiet before the lossless refinement */
+extern int rdp_gfx_refine_ms;		/* RDP_GFX_REFINE_MS; < 0: none */
 #define RDP_GFX_WAIT_MS		3000	/* for the pipeline after activation */
 #define RDP_GFX_SMALL_TILES	12	/* damage this small goes lossless */
 #define RDP_GFX_AVC_BITRATE	4000000	/* bit/s, x264's VBR target */
