@@ -41,7 +41,9 @@
 #include "rdp-gfx.h"
 #include "xmalloc.h"
 
-#define RDP_GFX_AVC_PRESET	"superfast"
+/* x264's preset and threads; set before the first encoder (benches). */
+const char	*rdp_gfx_avc_preset = "superfast";
+int		 rdp_gfx_avc_threads = RDP_GFX_AVC_THREADS;
 #define RDP_GFX_AVC_GOP		3000	/* frames between key frames */
 #ifndef RDP_GFX_AVC_CRF
 #define RDP_GFX_AVC_CRF		"23"	/* x264's default quality */
@@ -61,12 +63,17 @@ struct rdp_gfx_avc {
 	struct rdp_gfx_avc_stats stats;
 };
 
+/*
+ * The session thread's CPU time, not the wall clock: on a loaded host the
+ * wall clock measures the other processes too. x264's own threads (when
+ * rdp_gfx_avc_threads > 1) are not in it.
+ */
 static uint64_t
 rdp_gfx_avc_us(void)
 {
 	struct timespec	ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ((uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }
 
@@ -119,13 +126,11 @@ rdp_gfx_avc_writable(struct rdp_gfx_avc *a, AVFrame *f)
 }
 
 /*
- * An encoder for width x height, AVC444 when avc444 is set; threads for
- * x264 (1: the session's own thread only). NULL (logged) when there is
- * none.
+ * An encoder for width x height, AVC444 when avc444 is set. NULL
+ * (logged) when there is none.
  */
 struct rdp_gfx_avc *
-rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps,
-    int threads)
+rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 {
 	struct rdp_gfx_avc	*a;
 	const AVCodec		*codec;
@@ -162,9 +167,9 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps,
 	a->ctx->gop_size = RDP_GFX_AVC_GOP * views;
 	a->ctx->max_b_frames = 0;
 	a->ctx->refs = views;	/* each view predicts from its own last */
-	a->ctx->thread_count = threads;
+	a->ctx->thread_count = rdp_gfx_avc_threads;
 	a->ctx->colorspace = AVCOL_SPC_BT709;
-	av_opt_set(a->ctx->priv_data, "preset", RDP_GFX_AVC_PRESET, 0);
+	av_opt_set(a->ctx->priv_data, "preset", rdp_gfx_avc_preset, 0);
 	av_opt_set(a->ctx->priv_data, "tune", "zerolatency", 0);
 	/*
 	 * No scene cuts: AVC444's views differ wholly, and x264 made each a

@@ -99,8 +99,8 @@ rdp_gfx_codec_create(int id, int width, int height)
 	case RDP_GFX_AVC444:
 #ifdef RDP_GFX_LIBAVCODEC
 		if ((c->avc = rdp_gfx_avc_create(width, height,
-		    id == RDP_GFX_AVC444, RDP_GFX_AVC_BITRATE, RDP_GFX_AVC_FPS,
-		    RDP_GFX_AVC_THREADS)) != NULL)
+		    id == RDP_GFX_AVC444, RDP_GFX_AVC_BITRATE,
+		    RDP_GFX_AVC_FPS)) != NULL)
 			break;
 #endif
 		if ((c->h264 = h264_context_new(TRUE)) == NULL)

@@ -38,7 +38,7 @@ enum rdp_gfx_codec_id {
 	RDP_GFX_AVC444,		/* v2 layout (RDPGFX_CODECID_AVC444v2) */
 };
 
-/* What the H.264 encoder spent: conversion to YUV, x264 itself. */
+/* The H.264 encoder's CPU: conversion to YUV, x264 (thread CPU time). */
 struct rdp_gfx_avc_stats {
 	uint64_t	frames;
 	uint64_t	yuvus;
@@ -97,8 +97,10 @@ int	 rdp_gfx_codec_count(const struct rdp_gfx_image *, const uint8_t *grid,
 
 /* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
 struct rdp_gfx_avc;
+extern const char *rdp_gfx_avc_preset;	/* x264's, "superfast" */
+extern int rdp_gfx_avc_threads;		/* x264's, RDP_GFX_AVC_THREADS */
 struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int avc444,
-	    int bitrate, int fps, int threads);
+	    int bitrate, int fps);
 void	 rdp_gfx_avc_free(struct rdp_gfx_avc *);
 const struct rdp_gfx_avc_stats *rdp_gfx_avc_stats(const struct rdp_gfx_avc *);
 int	 rdp_gfx_avc_encode(struct rdp_gfx_avc *, const struct rdp_gfx_image *,
