@@ -41,13 +41,12 @@
 #include "rdp-gfx.h"
 #include "xmalloc.h"
 
-/* x264's preset and threads; set before the first encoder (benches). */
+/* x264's preset, quality and threads; set before the first encoder. */
 const char	*rdp_gfx_avc_preset = "superfast";
+const char	*rdp_gfx_avc_crf = "23";	/* x264's default quality */
 int		 rdp_gfx_avc_threads = RDP_GFX_AVC_THREADS;
 #define RDP_GFX_AVC_GOP		3000	/* frames between key frames */
-#ifndef RDP_GFX_AVC_CRF
-#define RDP_GFX_AVC_CRF		"23"	/* x264's default quality */
-#endif
+
 
 struct rdp_gfx_avc {
 	AVCodecContext	*ctx;
@@ -163,7 +162,7 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 	 */
 	a->ctx->rc_max_rate = bitrate * views;
 	a->ctx->rc_buffer_size = bitrate * views;	/* a second's worth */
-	av_opt_set(a->ctx->priv_data, "crf", RDP_GFX_AVC_CRF, 0);
+	av_opt_set(a->ctx->priv_data, "crf", rdp_gfx_avc_crf, 0);
 	a->ctx->gop_size = RDP_GFX_AVC_GOP * views;
 	a->ctx->max_b_frames = 0;
 	a->ctx->refs = views;	/* each view predicts from its own last */

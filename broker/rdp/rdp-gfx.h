@@ -98,6 +98,7 @@ int	 rdp_gfx_codec_count(const struct rdp_gfx_image *, const uint8_t *grid,
 /* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
 struct rdp_gfx_avc;
 extern const char *rdp_gfx_avc_preset;	/* x264's, "superfast" */
+extern const char *rdp_gfx_avc_crf;	/* x264's CRF, "23" */
 extern int rdp_gfx_avc_threads;		/* x264's, RDP_GFX_AVC_THREADS */
 struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int avc444,
 	    int bitrate, int fps);

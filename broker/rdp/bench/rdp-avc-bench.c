@@ -7,7 +7,7 @@
  * session adds the VNC read and the send).
  *
  *   rdp-avc-bench [-c avc420|avc444] [-n FRAMES] [-s WxH] [-t THREADS]
- *       [-p PRESET] [-d W2xH2]
+ *       [-p PRESET] [-q CRF] [-d W2xH2]
  *
  * -d damages only a W2xH2 rectangle that moves (a window playing video)
  * instead of the whole screen.
@@ -42,7 +42,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: rdp-avc-bench [-c avc420|avc444] [-n frames] "
-	    "[-s WxH] [-t threads] [-p preset] [-d WxH]\n");
+	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-d WxH]\n");
 	exit(2);
 }
 
@@ -82,7 +82,7 @@ main(int argc, char **argv)
 	int			 ch, id = RDP_GFX_AVC420, n = 100, w = 1920, h = 1080;
 	int			 dw = 0, dh = 0, f, y, ox, oy;
 
-	while ((ch = getopt(argc, argv, "c:d:n:p:s:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:d:n:p:q:s:t:")) != -1) {
 		switch (ch) {
 		case 'c':
 			if (strcmp(optarg, "avc444") == 0)
@@ -99,6 +99,9 @@ main(int argc, char **argv)
 			break;
 		case 'p':
 			rdp_gfx_avc_preset = optarg;
+			break;
+		case 'q':
+			rdp_gfx_avc_crf = optarg;
 			break;
 		case 's':
 			if (sscanf(optarg, "%dx%d", &w, &h) != 2)
@@ -150,10 +153,11 @@ main(int argc, char **argv)
 	wall = bench_now(CLOCK_MONOTONIC) - w0;
 	cpu = bench_now(CLOCK_PROCESS_CPUTIME_ID) - c0;
 	st = rdp_gfx_codec_stats(c);
-	printf("%s %dx%d preset %s threads %d damage %dx%d: %d frames, "
+	printf("%s %dx%d preset %s crf %s threads %d damage %dx%d: %d frames, "
 	    "%.1f ms CPU a frame (%.1f ms wall), YUV %.1f ms, x264 %.1f ms, "
 	    "%.0f bytes a frame (%.2f Mbit/s at 25 frames/s), %.1f frames/s "
 	    "alone\n", rdp_gfx_codec_name(id), w, h, rdp_gfx_avc_preset,
+	    rdp_gfx_avc_crf,
 	    rdp_gfx_avc_threads, dw ? dw : w, dh ? dh : h, n,
 	    cpu * 1000 / n, wall * 1000 / n,
 	    st != NULL ? st->yuvus / 1000.0 / n : 0,
