@@ -413,9 +413,9 @@ test_avc444(void)
 	struct rdp_gfx_codec	*c;
 	struct rdp_gfx_image	 img;
 	struct avcdecode	 d;
-	/* Overlapping, as QEMU's update rectangles can be. */
+	/* Overlapping and off the 2x2 grid, as QEMU's updates can be. */
 	struct rdp_rect		 all[2] = { { 0, 0, 720, 400 },
-				     { 8, 8, 301, 203 } };
+				     { 3, 5, 500, 300 } };
 	uint32_t		*fb;
 	uint64_t		 bytes;
 	double			 diff[2];
@@ -456,7 +456,7 @@ test_avc444(void)
 	}
 	fprintf(stderr, "chroma error: avc420 %.2f avc444 %.2f\n", diff[0],
 	    diff[1]);
-	CHECK(diff[1] < diff[0] / 2);
+	CHECK(diff[1] < diff[0] / 2.5);
 	free(fb);
 }
 
