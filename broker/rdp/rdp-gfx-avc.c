@@ -8,7 +8,7 @@
  * whole session). The RGB to YUV step is FreeRDP's primitive, the matrix
  * its decoder inverts.
  *
- * AVC444 (MS-RDPEGFX 3.3.8.3.2): each frame is two YUV 4:2:0 pictures,
+ * AVC444 (MS-RDPEGFX's AVC444 bitmap stream): each frame is two 4:2:0 pictures,
  * the main view (luma and subsampled chroma: what AVC420 sends) and the
  * auxiliary view (the chroma samples 4:2:0 drops, packed as a picture),
  * which together give the client full chroma: coloured text stays sharp.
@@ -41,12 +41,15 @@
 #include "rdp-gfx.h"
 #include "xmalloc.h"
 
-/* x264's preset, quality and threads; set before the first encoder. */
+#define RDP_GFX_AVC_GOP		3000	/* frames between key frames */
+
+/*
+ * x264's preset, quality and threads; changed only before the first
+ * encoder (rdp-avc-bench), read by every session thread after.
+ */
 const char	*rdp_gfx_avc_preset = "superfast";
 const char	*rdp_gfx_avc_crf = "23";	/* x264's default quality */
 int		 rdp_gfx_avc_threads = RDP_GFX_AVC_THREADS;
-#define RDP_GFX_AVC_GOP		3000	/* frames between key frames */
-
 
 struct rdp_gfx_avc {
 	AVCodecContext	*ctx;
