@@ -8,10 +8,11 @@
  * whole session). The RGB to YUV step is FreeRDP's primitive, the matrix
  * its decoder inverts.
  *
- * AVC444 (MS-RDPEGFX's AVC444 bitmap stream): each frame is two 4:2:0 pictures,
- * the main view (luma and subsampled chroma: what AVC420 sends) and the
- * auxiliary view (the chroma samples 4:2:0 drops, packed as a picture),
- * which together give the client full chroma: coloured text stays sharp.
+ * AVC444 (MS-RDPEGFX's AVC444 bitmap stream): each frame is two 4:2:0
+ * pictures, the main view (luma and subsampled chroma: what AVC420 sends)
+ * and the auxiliary view (the chroma samples 4:2:0 drops, packed as a
+ * picture), which together give the client full chroma: coloured text
+ * stays sharp.
  * FreeRDP 2's client decodes both views with one H.264 decoder, main then
  * auxiliary, so they are one stream here too: one encoder, fed the two
  * pictures in turn, keeping two reference frames so that each view can
@@ -176,8 +177,12 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 	/*
 	 * No scene cuts: AVC444's views differ wholly, and x264 made each a
 	 * key frame, so neither could predict from its previous picture.
+	 * AVC444 also gets qcomp=1 (QP not raised for complex pictures):
+	 * the auxiliary view is all edges, and CRF coded it at QP 28 where
+	 * the main view had 20 (measured on test 48's coloured text).
 	 */
-	av_opt_set(a->ctx->priv_data, "x264-params", avc444 ? "scenecut=0:qcomp=1" : "scenecut=0", 0);
+	av_opt_set(a->ctx->priv_data, "x264-params", avc444 ?
+	    "scenecut=0:qcomp=1" : "scenecut=0", 0);
 	if (avcodec_open2(a->ctx, codec, NULL) < 0) {
 		log_warnx("RDP: cannot open the H.264 encoder");
 		goto fail;

@@ -80,7 +80,8 @@ struct rdp_gfx_image {
 typedef int	(*rdp_gfx_emit)(void *, RDPGFX_SURFACE_COMMAND *);
 struct rdp_gfx_codec;
 struct rdp_gfx_codec *rdp_gfx_codec_create(int id, int width, int height);
-const struct rdp_gfx_avc_stats *rdp_gfx_codec_stats(const struct rdp_gfx_codec *);
+const struct rdp_gfx_avc_stats *rdp_gfx_codec_stats(
+	    const struct rdp_gfx_codec *);
 void	 rdp_gfx_codec_free(struct rdp_gfx_codec *);
 const char *rdp_gfx_codec_name(int id);
 int	 rdp_gfx_codec_lossy(struct rdp_gfx_codec *,

@@ -35,8 +35,8 @@
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] [-r refine-ms] [-u user] -p port "
-	    "-c cert -k key -s qmpd-socket\n"
+	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] [-r refine-ms] "
+	    "[-u user] -p port -c cert -k key -s qmpd-socket\n"
 	    "       rdp-gw-test -F user:desktop [-l addr] -p port\n");
 	exit(2);
 }
