@@ -94,10 +94,12 @@ rdp_gfx_avc_free(struct rdp_gfx_avc *a)
 }
 
 /*
- * A frame's planes in one buffer of our own, chroma rows exactly half
- * the luma row: FreeRDP's AVC444 primitives assume that (libavutil's own
- * alignment gives 736 and 384 bytes for 720 pixels, and the auxiliary
- * view came out scrambled), and 16-row padding as its decoder has.
+ * A frame's planes in one buffer of our own, chroma rows exactly half the
+ * luma row and 16-row padding, as FreeRDP's own H.264 buffers have them
+ * (libavutil's alignment gives 736 and 384 bytes for 720 pixels). Not
+ * shown to matter: the AVC444 noise first blamed on it came from
+ * overlapping rectangles (rdp-gfx-codec.c); kept as the layout FreeRDP's
+ * primitives are tested with.
  */
 static int
 rdp_gfx_avc_buffer(struct rdp_gfx_avc *a, AVFrame *f)
