@@ -167,10 +167,12 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 	/* The viewer's password must open the target's QEMU too. */
 	ticket = vm_ticket_carry(vm->def.name);
 	/* A connection closing already: its close callback says why. */
+	/* A viewer linked through the proxy: its tunnel's ticket too. */
 	(void)peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
-	    "s:I,s:s,s:i,s:o*}", "name", vm->def.name, "def", def, "storage",
-	    m->copy ? "copy" : "shared", "disk_size", (json_int_t)m->disk_total,
-	    "from", from, "timeout", m->timeout, "ticket", ticket),
+	    "s:I,s:s,s:i,s:o*,s:s*}", "name", vm->def.name, "def", def,
+	    "storage", m->copy ? "copy" : "shared", "disk_size",
+	    (json_int_t)m->disk_total, "from", from, "timeout", m->timeout,
+	    "ticket", ticket, "via", spice_via_ticket(vm)),
 	    vm_migrate_prepared, vm);
 }
 
