@@ -178,7 +178,7 @@ spice_via_linked_now(struct vm *vm, const char *host, const char *port)
 	    vm->def.name))) == NULL)
 		return;
 	spice_via_key(key, sizeof key, host, port);
-	log_debug("%s: the source's viewer linked here as %s, through the "
+	log_info("%s: the source's viewer linked here as %s, through the "
 	    "proxy", vm->def.name, key);
 	spice_via_put(vm, key, ticket);
 }
