@@ -263,6 +263,9 @@ json_t	*spice_via_record(const struct vm *);
 void	 spice_via_restore(struct vm *, json_t *rec);
 void	 spice_via_query(struct vm *);
 
+/* test-hook.c: die here when QDESK_TEST_HOOK=POINT:VM (test builds). */
+void	 test_hook(const char *point, const char *vm);
+
 /* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
 extern int	 boot_queue_cap;
 int	 boot_queue_start(struct vm *, int timeout, done_cb, void *arg,

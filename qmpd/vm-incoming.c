@@ -386,6 +386,8 @@ vm_incoming_placed(struct vm *vm, int ok, const char *why)
 		vm_pidfd_signal(vm, SIGKILL);
 		return;
 	}
+	/* Placement names this host, QEMU is paused: test 76 dies here. */
+	test_hook("die-before-cont", vm->def.name);
 	/* With copy the export must go before the guest writes alone. */
 	if (m->copy)
 		qmp_execute(vm->qmp, "block-export-del", json_pack("{s:s,s:s}",
