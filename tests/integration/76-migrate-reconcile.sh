@@ -48,8 +48,9 @@ hwait_console() { # HOST VM PATTERN SECONDS
 	done
 	fail "$2 on $1: '$3' not on the console after $4 s"
 }
-ctr_first() { grep -a "^CTR [0-9]*" "$(state_of "$1")/vms/desk/serial.log" | head -n 1 | tr -dc 0-9; }
-ctr_last() { grep -a "^CTR [0-9]*$" "$(state_of "$1")/vms/desk/serial.log" | tail -n 1 | tr -dc 0-9; }
+# The counter's first and last whole lines on HOST (the console adds \r).
+ctr_first() { tr -d '\r' <"$(state_of "$1")/vms/desk/serial.log" 2>/dev/null | grep -a "^CTR [0-9][0-9]*$" | head -n 1 | tr -dc 0-9; }
+ctr_last() { tr -d '\r' <"$(state_of "$1")/vms/desk/serial.log" 2>/dev/null | grep -a "^CTR [0-9][0-9]*$" | tail -n 1 | tr -dc 0-9; }
 
 hosts_up h1
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
@@ -77,6 +78,9 @@ alive "$dpid" && fail "$dst's qmpd is alive after the migration (rc $rc): $out"
 tail -c +"$((doff + 1))" "$(log_of "$dst")" | grep -q "desk: test hook die-before-cont: qmpd dies here" ||
 	fail "$dst's qmpd did not die at the hook: $(tail -n 5 "$(log_of "$dst")"); migrate: $out"
 [ "$rc" != 0 ] || fail "the migration reported success with the target's qmpd dead before cont: $out"
+# Answered once etcd said where the desktop is: not "it keeps running here".
+echo "$out" | grep -q "placement had moved to $dst already" ||
+	fail "the migration's answer does not say the desktop is $dst's now: $out"
 [ "$(placement desk | jq -r .host)" = "$dst" ] || fail "placement after the swap: $(placement desk)"
 log "$dst's qmpd died between the placement swap and cont; migrate said: $out"
 # The source lets go: placement names $dst, so its stopped copy is killed.
