@@ -67,6 +67,8 @@ vm_migrate_resume_cb(const char *name, int mine, void *arg)
 	    "runs there once %s's qmpd finishes the switchover) and this "
 	    "copy is killed", name, m->peer_addr, m->reason, m->peer_addr,
 	    m->peer_addr, m->peer_addr);
+	/* As after a switchover: its exit takes the record and leftovers. */
+	m->state = VM_MIG_COMPLETED;
 	if (vm_kill(vm, &cause) != 0) {
 		log_warnx("%s: %s", name, cause);
 		free(cause);
