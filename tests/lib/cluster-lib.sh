@@ -89,9 +89,10 @@ cluster_qmpd_restart() {
 		sleep 0.1
 	done
 	alive "$pid" && fail "qmpd of $h did not exit on SIGTERM"
-	setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
+	# In a subshell: bash then says nothing when a test kills it.
+	( setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
 	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
-	echo $! >"${!pf}"
+	echo $! >"${!pf}" )
 	for i in $(seq 1 300); do
 		hq "$h" status >/dev/null 2>&1 && return 0
 		sleep 0.1
