@@ -762,13 +762,22 @@ cmd_broker_console(struct cmd_req *req)
  * A desktop between two hosts (a live migration): Busy, so the RDP
  * gateway asks again (broker/rdp/rdp-follow.c), while it arrives here
  * or its source switches over; once it has left, the host it went to,
- * which the broker asks instead. 0: not moving, answer as usual.
+ * which the broker asks instead. 0: not moving, answer as usual (a
+ * stopped desktop's answer ends the gateway's session).
  */
 static int
 cmd_broker_moving(struct cmd_req *req, struct vm *vm)
 {
 	struct vm_mig	*m = vm->mig;
 
+	/* Its QEMU is coming (a restart after a crash, say): the same. */
+	if (m == NULL && (vm->state == VM_STARTING ||
+	    (vm->restart_timer != NULL &&
+	    evtimer_pending(vm->restart_timer, NULL)))) {
+		cmd_error(req, ERR_BUSY, "desktop %.64s is starting: ask again "
+		    "in a moment", vm->def.name);
+		return (1);
+	}
 	if (m == NULL)
 		return (0);
 	if (m->incoming && (m->state == VM_MIG_PREPARING ||
