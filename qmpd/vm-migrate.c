@@ -166,8 +166,10 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 	def = vm_def_to_json(&vm->def);
 	/* The viewer's password must open the target's QEMU too. */
 	ticket = vm_ticket_carry(vm->def.name);
-	/* A connection closing already: its close callback says why. */
-	/* A viewer linked through the proxy: its tunnel's ticket too. */
+	/*
+	 * A viewer linked through the proxy: its tunnel's ticket too. A
+	 * connection closing already: its close callback says why.
+	 */
 	(void)peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
 	    "s:I,s:s,s:i,s:o*,s:s*}", "name", vm->def.name, "def", def,
 	    "storage", m->copy ? "copy" : "shared", "disk_size",
