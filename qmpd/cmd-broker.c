@@ -770,7 +770,15 @@ cmd_broker_moving(struct cmd_req *req, struct vm *vm)
 {
 	struct vm_mig	*m = vm->mig;
 
-	/* Its QEMU is coming (a restart after a crash, say): the same. */
+	/*
+	 * Its QEMU is coming (a restart after a crash, say), or going: its
+	 * monitor closed before qmpd saw it exit. Ask again: the same.
+	 */
+	if (m == NULL && vm->qmp == NULL && vm_is_active(vm)) {
+		cmd_error(req, ERR_BUSY, "desktop %.64s: its QEMU is not "
+		    "reachable now: ask again in a moment", vm->def.name);
+		return (1);
+	}
 	if (m == NULL && (vm->state == VM_STARTING ||
 	    (vm->restart_timer != NULL &&
 	    evtimer_pending(vm->restart_timer, NULL)))) {

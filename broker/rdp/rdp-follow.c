@@ -16,8 +16,9 @@
  *
  * qmpd's answer says whether to ask again: Busy while the desktop is
  * between hosts (arriving on the target, the source switching over;
- * "on host H" is re-routed by the broker), Unavailable while its host's
- * qmpd is away (a restart mid-switchover). Anything else, "the desktop
+ * "on host H" is re-routed by the broker) or its QEMU is starting or
+ * going, Unavailable while its host's qmpd is away (a restart
+ * mid-switchover). Anything else, "the desktop
  * is stopped" first, ends the session at once; so does
  * RDP_FOLLOW_WAIT_MS without a stream.
  */
@@ -55,6 +56,7 @@ struct rdp_follow {
 	uint64_t		 until;		/* ms: give up */
 	uint64_t		 next;		/* ms: the next ask */
 	int			 tries;
+	char			*why;		/* how the stream ended */
 	char			*last;		/* the last answer */
 	struct rdp_follow_key	 keys[RDP_FOLLOW_KEYS];
 	int			 nkeys;
@@ -74,13 +76,14 @@ rdp_follow_retry(const char *errclass)
 	return (0);
 }
 
-/* The stream ended at now (ms): look for the desktop from now on. */
+/* The stream ended at now (ms), why: look for the desktop from now on. */
 struct rdp_follow *
-rdp_follow_start(uint64_t now)
+rdp_follow_start(uint64_t now, const char *why)
 {
 	struct rdp_follow	*f;
 
 	f = xcalloc(1, sizeof *f);
+	f->why = xstrdup(why);
 	f->until = now + RDP_FOLLOW_WAIT_MS;
 	f->next = now;
 	return (f);
@@ -92,6 +95,7 @@ rdp_follow_free(struct rdp_follow *f)
 	if (f == NULL)
 		return;
 	rdp_qmpd_req_free(f->req);
+	free(f->why);
 	free(f->last);
 	free(f);
 }
@@ -168,7 +172,8 @@ rdp_follow_replay(struct rdp_follow *f, struct rdp_rfb *rfb,
  * One step: ask when it is time, or read the answer. 1: the console is
  * back on rfb (handshake done, a full update asked, held input sent);
  * 0: still looking; -1: the desktop is gone for good, why in *cause
- * (caller frees). *tries says how many asks it took.
+ * (how the stream ended, and the last answer; caller frees). *tries
+ * says how many asks it took.
  */
 int
 rdp_follow_step(struct rdp_follow *f, struct rdp_rfb *rfb, const char *qmpd,
@@ -214,9 +219,9 @@ rdp_follow_step(struct rdp_follow *f, struct rdp_rfb *rfb, const char *qmpd,
 	/* No answer (rv -1) is worth another ask; most answers are not. */
 	if ((errclass != NULL && !rdp_follow_retry(errclass)) ||
 	    now >= f->until) {
-		xasprintf(cause, "console of %s not found again after %d %s: "
-		    "%s", vm, f->tries, f->tries == 1 ? "ask" : "asks",
-		    desc != NULL ? desc : "no answer");
+		xasprintf(cause, "%s; console of %s not found again after %d "
+		    "%s: %s", f->why, vm, f->tries, f->tries == 1 ? "ask" :
+		    "asks", desc != NULL ? desc : "no answer");
 		free(errclass);
 		free(desc);
 		return (-1);

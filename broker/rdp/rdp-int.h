@@ -151,7 +151,7 @@ void	 rdp_rfb_reattach(struct rdp_rfb *, int fd);
 
 /* rdp-follow.c: resume a session's VNC stream after its desktop moved. */
 struct rdp_follow;
-struct rdp_follow *rdp_follow_start(uint64_t now);
+struct rdp_follow *rdp_follow_start(uint64_t now, const char *why);
 void	 rdp_follow_free(struct rdp_follow *);
 int	 rdp_follow_fd(const struct rdp_follow *);
 int	 rdp_follow_timeout(const struct rdp_follow *, uint64_t now);

@@ -701,7 +701,7 @@ rdp_peer_follow_start(struct rdp_session *s, const char *cause)
 	log_info("%s: %s; looking for the desktop", rdp_peer_who(s, who,
 	    sizeof who), cause);
 	rdp_rfb_reattach(s->rfb, -1);	/* the old stream's fd goes */
-	s->follow = rdp_follow_start(rdp_peer_ms());
+	s->follow = rdp_follow_start(rdp_peer_ms(), cause);
 }
 
 /* One step of the look (an ask due, an answer in). -1: it is over. */
