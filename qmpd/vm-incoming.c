@@ -360,6 +360,7 @@ vm_incoming_cont_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	vm_incoming_unnote(vm->def.name);
 	vm_set_state(vm, VM_RUNNING, NULL);
 	vm_ticket_settle(vm);
+	spice_via_settle(vm);
 	log_info("%s: migrated here from %s, running %lld ms after the "
 	    "stream ended", vm->def.name, m->peer_addr, m->resume_ms);
 	if (m->copy)
@@ -385,6 +386,8 @@ vm_incoming_placed(struct vm *vm, int ok, const char *why)
 		vm_pidfd_signal(vm, SIGKILL);
 		return;
 	}
+	/* Placement names this host, QEMU is paused: test 76 dies here. */
+	test_hook("die-before-cont", vm->def.name);
 	/* With copy the export must go before the guest writes alone. */
 	if (m->copy)
 		qmp_execute(vm->qmp, "block-export-del", json_pack("{s:s,s:s}",
@@ -535,9 +538,10 @@ vm_incoming_disk(struct vm *vm, long long size, char **cause)
 }
 
 /*
- * migrate.prepare {name, def, storage, disk_size, from, ticket}: the VM
- * here, its QEMU waiting for the stream (with the source's SPICE
- * password, if it had one); done answers {uri, nbd, spice}.
+ * migrate.prepare {name, def, storage, disk_size, from, ticket, via}: the
+ * VM here, its QEMU waiting for the stream (with the source's SPICE
+ * password and its viewer's proxy ticket, if it had them); done answers
+ * {uri, nbd, spice}.
  */
 void
 vm_incoming_prepare(json_t *args, done_cb done, void *arg)
@@ -603,6 +607,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	if (json_is_object(json_object_get(args, "ticket")) &&
 	    vm_ticket_take(name, json_object_get(args, "ticket"),
 	    &cause) != 0)
+		goto fail;
+	if (spice_via_expect(name, json_string_value(json_object_get(args,
+	    "via")), &cause) != 0)
 		goto fail;
 	vm->state = VM_STOPPED;
 	/* The note first: a qmpd killed after the save finds the half. */

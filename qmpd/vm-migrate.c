@@ -156,11 +156,14 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 	def = vm_def_to_json(&vm->def);
 	/* The viewer's password must open the target's QEMU too. */
 	ticket = vm_ticket_carry(vm->def.name);
-	/* A connection closing already: its close callback says why. */
-	req = json_pack("{s:s,s:o,s:s,s:I,s:s,s:i,s:o*}", "name",
+	/*
+	 * A viewer linked through the proxy: its tunnel's ticket too. A
+	 * connection closing already: its close callback says why.
+	 */
+	req = json_pack("{s:s,s:o,s:s,s:I,s:s,s:i,s:o*,s:s*}", "name",
 	    vm->def.name, "def", def, "storage", m->copy ? "copy" : "shared",
 	    "disk_size", (json_int_t)m->disk_total, "from", from, "timeout",
-	    m->timeout, "ticket", ticket);
+	    m->timeout, "ticket", ticket, "via", spice_via_ticket(vm));
 	/* Its NVRAM's size: the target's file must match (vm-migrate-tpm.c). */
 	vm_migrate_tpm_offer(vm, req);
 	(void)peer_call(m->peer, "migrate.prepare", req, vm_migrate_prepared,

@@ -289,6 +289,7 @@ void	 vm_set_state(struct vm *, enum vm_state, const char *reason);
 json_t	*vm_to_json(const struct vm *);
 json_t	*vm_record(const struct vm *);
 int	 vm_save(struct vm *, char **cause);
+int	 vm_save_state(struct vm *, char **cause);
 int	 vm_set_field(struct vm *, char **field, const char *value,
 	    char **cause);
 int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
@@ -327,6 +328,7 @@ int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 /* A live migration takes the last ticket along (issue 14). */
 json_t	*vm_ticket_carry(const char *name);
 int	 vm_ticket_take(const char *name, json_t *, char **cause);
+int	 vm_ticket_restore(const char *name, json_t *, char **cause);
 void	 vm_ticket_arm(struct vm *, long long window);
 void	 vm_ticket_settle(struct vm *);
 
