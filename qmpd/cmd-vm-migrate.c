@@ -78,6 +78,7 @@ static const struct cmd_arg cmd_migrate_prepare_args[] = {
 	{ "from", ARG_STR, 0 },
 	{ "timeout", ARG_INT, 0 },
 	{ "ticket", ARG_OBJECT, 0 },	/* the source's SPICE ticket */
+	{ "nets", ARG_OBJECT, 0 },	/* its NICs' networks: vm-migrate-nic.c */
 	{ NULL, 0, 0 }
 };
 

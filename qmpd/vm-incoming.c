@@ -553,7 +553,7 @@ vm_incoming_disk(struct vm *vm, long long size, char **cause)
 }
 
 /*
- * migrate.prepare {name, def, storage, disk_size, from, ticket}: the VM
+ * migrate.prepare {name, def, storage, disk_size, from, ticket, nets}: the VM
  * here, its QEMU waiting for the stream (with the source's SPICE
  * password, if it had one); done answers {uri, nbd, spice}.
  */
