@@ -11,8 +11,9 @@
 # target's office leases name it with the same address and MAC, the
 # source's no longer; no TAP of it is left on the source. Refused with
 # one line, the desktop running on: a target without the network, a
-# target whose network has another subnet. Then `host drain --live`
-# moves it back and the LAN still reaches it.
+# target whose network has another subnet. A migration cancelled after
+# the target made its half (--timeout) leaves no TAP or lease there.
+# Then `host drain --live` moves it back and the LAN still reaches it.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -139,8 +140,41 @@ hqq "$dst" net rm office >/dev/null
 hqq "$dst" net create office --subnet 10.77.0.0/24 >/dev/null
 lan_reaches || fail "the LAN lost desk after the refusals"
 
+# A migration that fails after the target made its half (TAPs, leases):
+# the guest rewrites 32 MiB over and over, so with --downtime 1 it never
+# converges and --timeout 3 cancels it. The target's TAPs and leases go,
+# the source keeps its own and the LAN still reaches the desktop.
+hguest_sh "$src" desk "(while :; do dd if=/dev/zero of=/tmp/dirty bs=1M count=32 2>/dev/null; done) & echo \$! >/tmp/dirty.pid" ||
+	fail "cannot start the guest's memory writer"
+out=$(hq "$src" vm migrate desk "$dst" --downtime 1 --timeout 3 2>&1) &&
+	fail "a migration that cannot converge worked: $out"
+echo "$out" | grep -q "it keeps running here" || fail "the cancelled migration said: $out"
+[ "$(runs_on desk)" = "$src" ] || fail "after the cancel desk runs on '$(runs_on desk)'"
+for i in $(seq 1 300); do
+	gone=1
+	for t in $taps; do
+		ip -n "$(ns_of "$dst")" link show "$t" >/dev/null 2>&1 && gone=0
+	done
+	[ $gone = 1 ] && [ ! -e "$(state_of "$dst")/vms/desk" ] && break
+	sleep 0.1
+done
+[ $gone = 1 ] || fail "the target's TAPs outlived the cancelled migration"
+hqq "$dst" --json net show office | jq -e '.leases[] | select(.vm == "desk")' >/dev/null &&
+	fail "office on $dst still leases to desk after the cancel"
+for t in $taps; do
+	ip -n "$(ns_of "$src")" -o link show "$t" | grep -Eq "master qbr(office|lan)" ||
+		fail "$t left its bridge on $src after the cancel"
+done
+[ "$(hqq "$src" --json net show office | jq -r --arg ip "$ip" '.leases[] | select(.ip == $ip) | .vm')" = desk ] ||
+	fail "office leases on $src after the cancel: $(hq "$src" --json net show office | jq -c .leases)"
+hguest_sh "$src" desk "kill \$(cat /tmp/dirty.pid); rm -f /tmp/dirty" ||
+	fail "cannot stop the guest's memory writer"
+lan_reaches || fail "the LAN lost desk after the cancelled migration"
+log "cancelled migration: $out"
+
 # The migration, under a ping stream from the LAN (every 50 ms).
-lanx python3 "$ICMP" "$LAN_IP" 0.05 >"$T/ping" 2>&1 &
+# Not through lanx: $! must be the stream itself, not a subshell.
+ip netns exec "$LAN" python3 "$ICMP" "$LAN_IP" 0.05 >"$T/ping" 2>&1 &
 PING_PID=$!
 for i in $(seq 1 100); do
 	[ "$(grep -c 'bytes from' "$T/ping")" -ge 10 ] && break
