@@ -385,6 +385,7 @@ struct vm_netrt {
 	int			 cont_waiting;
 	vm_net_rules_cb		 rules_cb;	/* an incoming migration's */
 	int			 rules_arg;
+	int			 hotplugged;	/* a NIC came or went since boot */
 	TAILQ_ENTRY(vm_netrt)	 entry;
 };
 void	 vm_net_init(void);
