@@ -28,6 +28,10 @@ rdp_peer_input_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 	qnum = rdp_input_qnum(&s->input, flags, code, &down);
 	if (qnum == 0)
 		return (TRUE);
+	if (s->follow != NULL) {
+		rdp_follow_key(s->follow, down, rdp_input_keysym(qnum), qnum);
+		return (TRUE);
+	}
 	if (down && s->keyt == 0)
 		s->keyt = rdp_peer_ms();
 	/* With extended keys QEMU needs no keysym (and LED state is on). */
@@ -47,6 +51,11 @@ rdp_peer_input_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 	if (s->rfb == NULL)
 		return (TRUE);
 	keysym = code < 0x100 ? code : 0x01000000U | code;
+	if (s->follow != NULL) {
+		rdp_follow_key(s->follow, !(flags & KBD_FLAGS_RELEASE), keysym,
+		    0);
+		return (TRUE);
+	}
 	if (rdp_rfb_key(s->rfb, !(flags & KBD_FLAGS_RELEASE), keysym, 0) != 0)
 		rdp_peer_end(s, "VNC connection lost sending a key");
 	return (TRUE);
@@ -71,7 +80,9 @@ rdp_peer_input_synchronize(rdpInput *input, UINT32 flags)
 	};
 	size_t			 i;
 
-	if (s->rfb == NULL || !s->rfb->ledstate || !s->rfb->extkey)
+	/* No stream (the desktop moves): the next focus syncs again. */
+	if (s->rfb == NULL || s->follow != NULL || !s->rfb->ledstate ||
+	    !s->rfb->extkey)
 		return (TRUE);
 	for (i = 0; i < nitems(locks); i++) {
 		if (!!(flags & locks[i].flag) == !!(s->rfb->leds &
@@ -95,6 +106,10 @@ rdp_peer_input_pointer(struct rdp_session *s, int mask, UINT16 x, UINT16 y)
 
 	fx = rdp_input_scale(x, settings->DesktopWidth, s->rfb->width);
 	fy = rdp_input_scale(y, settings->DesktopHeight, s->rfb->height);
+	if (s->follow != NULL) {
+		rdp_follow_pointer(s->follow, mask, fx, fy);
+		return;
+	}
 	if (rdp_rfb_pointer(s->rfb, mask, fx, fy) != 0)
 		rdp_peer_end(s, "VNC connection lost sending the pointer");
 }

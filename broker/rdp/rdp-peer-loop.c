@@ -36,28 +36,43 @@
 #define RDP_PEER_REVOKE_WAIT	2	/* s for qmpd's answer (1 to 2) */
 
 /*
- * The VNC stream ended with *cause: the desktop may have migrated, so
- * look for it again (rdp-follow.c). 0: the session goes on, *cause freed.
+ * The VNC stream ended with cause: the desktop may have migrated, so
+ * look for it again (rdp-follow.c) while the loop goes on serving the
+ * client.
  */
-static int
-rdp_peer_loop_follow(struct rdp_session *s, char **cause)
+static void
+rdp_peer_loop_follow_start(struct rdp_session *s, const char *cause)
 {
-	char	*why = NULL, who[256];
-	int	 tries;
+	char	who[256];
 
 	log_info("%s: %s; looking for the desktop", rdp_peer_who(s, who,
-	    sizeof who), *cause);
-	if ((tries = rdp_follow(s->rfb, s->cfg.qmpd_socket, s->login.login,
-	    s->login.vm, &why)) == -1) {
-		log_info("%s: %s", rdp_peer_who(s, who, sizeof who), why);
-		free(why);
+	    sizeof who), cause);
+	rdp_rfb_reattach(s->rfb, -1);	/* the old stream's fd goes */
+	s->follow = rdp_follow_start(rdp_peer_ms(), cause);
+}
+
+/* One step of the look (an ask due, an answer in). -1: it is over. */
+static int
+rdp_peer_loop_follow_step(struct rdp_session *s)
+{
+	char	*cause = NULL, who[256];
+	int	 rv, tries;
+
+	rv = rdp_follow_step(s->follow, s->rfb, s->cfg.qmpd_socket,
+	    s->login.login, s->login.vm, rdp_peer_ms(), &tries, &cause);
+	if (rv == 0)
+		return (0);
+	rdp_follow_free(s->follow);
+	s->follow = NULL;
+	if (rv == -1) {
+		log_info("%s: %s", rdp_peer_who(s, who, sizeof who), cause);
+		rdp_peer_end(s, "%s", cause);
+		free(cause);
 		return (-1);
 	}
 	log_info("%s: console found again (%d %s), %dx%d", rdp_peer_who(s,
 	    who, sizeof who), tries, tries == 1 ? "ask" : "asks",
 	    s->rfb->width, s->rfb->height);
-	free(*cause);
-	*cause = NULL;
 	s->requested = 1;	/* the handshake asked for a full update */
 	return (0);
 }
@@ -195,14 +210,22 @@ rdp_peer_loop(struct rdp_session *s)
 		pfd[np].events = POLLIN;
 		pfd[np++].revents = 0;
 		irfb = -1;
-		if (s->rfb != NULL) {
+		if (s->rfb != NULL && s->follow == NULL) {
 			irfb = np;
 			pfd[np].fd = s->rfb->fd;
 			pfd[np].events = POLLIN;
 			pfd[np++].revents = 0;
 		}
-		timeout = (s->rfb != NULL && rdp_rfb_buffered(s->rfb)) ? 0 :
-		    RDP_PEER_TICK;
+		if (s->follow != NULL && rdp_follow_fd(s->follow) != -1) {
+			pfd[np].fd = rdp_follow_fd(s->follow);
+			pfd[np].events = POLLIN;
+			pfd[np++].revents = 0;
+		}
+		timeout = (s->rfb != NULL && s->follow == NULL &&
+		    rdp_rfb_buffered(s->rfb)) ? 0 : RDP_PEER_TICK;
+		if (s->follow != NULL && (gt = rdp_follow_timeout(s->follow,
+		    rdp_peer_ms())) < timeout)
+			timeout = gt;
 		if (s->gfx != NULL && (gt = rdp_gfx_timeout(s->gfx)) != -1 &&
 		    gt < timeout)
 			timeout = gt;
@@ -247,17 +270,23 @@ rdp_peer_loop(struct rdp_session *s)
 		}
 		if (s->rfb == NULL || s->end != NULL)
 			continue;
-		if ((irfb != -1 && pfd[irfb].revents != 0) ||
-		    rdp_rfb_buffered(s->rfb)) {
-			if (rdp_rfb_process(s->rfb, &cause) != 0 &&
-			    rdp_peer_loop_follow(s, &cause) != 0) {
-				rdp_peer_end(s, "%s", cause);
-				free(cause);
+		if (s->follow != NULL) {
+			if (rdp_peer_loop_follow_step(s) != 0) {
 				rdp_peer_errinfo(s,
 				    ERRINFO_RPC_INITIATED_DISCONNECT);
 				if (s->activated)
 					peer->Close(peer);
 				break;
+			}
+			if (s->follow != NULL)
+				continue;
+		} else if ((irfb != -1 && pfd[irfb].revents != 0) ||
+		    rdp_rfb_buffered(s->rfb)) {
+			if (rdp_rfb_process(s->rfb, &cause) != 0) {
+				rdp_peer_loop_follow_start(s, cause);
+				free(cause);
+				cause = NULL;
+				continue;
 			}
 		}
 		rdp_peer_update_display(s);

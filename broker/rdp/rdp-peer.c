@@ -185,6 +185,8 @@ rdp_peer_main(void *arg)
 		rdp_peer_loop(s);
 		rdp_peer_loop_drain(s);
 	}
+	rdp_follow_free(s->follow);
+	s->follow = NULL;
 	/*
 	 * Before the session's line: its gfx figures (rdp.gfx), clipboard
 	 * and sound figures. The channels close before their manager

@@ -44,6 +44,7 @@ struct rdp_session {
 	struct rdp_encode_stats	 stats;
 	HANDLE			 vcm;		/* virtual channels */
 	struct rdp_gfx		*gfx;		/* graphics pipeline */
+	struct rdp_follow	*follow;	/* the stream is gone: looking */
 
 	int			 activated;
 	int			 suppressed;

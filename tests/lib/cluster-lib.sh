@@ -76,3 +76,26 @@ api() {
 	BODY=$(cat "$T/api.body" 2>/dev/null)
 }
 field() { printf '%s' "$BODY" | jq -r ".$1"; }
+
+# Stop host h's qmpd (SIGTERM: its QEMUs run on) and start it again on
+# the same state dir and cluster file: cluster_qmpd_restart h
+cluster_qmpd_restart() {
+	local h=$1 ns st conf lg pf pid i
+	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
+	pid=$(cat "${!pf}")
+	kill "$pid" 2>/dev/null
+	for i in $(seq 1 300); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	alive "$pid" && fail "qmpd of $h did not exit on SIGTERM"
+	# In a subshell: bash then says nothing when a test kills it.
+	( setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
+	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
+	echo $! >"${!pf}" )
+	for i in $(seq 1 300); do
+		hq "$h" status >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	fail "qmpd of $h did not come back: $(tail -n 5 "${!lg}")"
+}
