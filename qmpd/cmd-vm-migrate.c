@@ -80,6 +80,7 @@ static const struct cmd_arg cmd_migrate_prepare_args[] = {
 	{ "ticket", ARG_OBJECT, 0 },	/* the source's SPICE ticket */
 	{ "nvram_size", ARG_INT, 0 },	/* its UEFI vars (vm-migrate-tpm.c) */
 	{ "via", ARG_STR, 0 },		/* its viewer's proxy ticket */
+	{ "nets", ARG_OBJECT, 0 },	/* its NICs' networks: vm-migrate-nic.c */
 	{ NULL, 0, 0 }
 };
 

@@ -377,6 +377,9 @@ enum vm_net_rules {
 	VM_NET_RULES_FAILED
 };
 
+/* Told once the ruleset lists a VM's TAPs (err NULL), or failed. */
+typedef void (*vm_net_rules_cb)(struct vm *, int arg, const char *err);
+
 /* The TAPs of an active VM, and whether the ruleset lists them yet. */
 struct vm_netrt {
 	char			 vm[VM_NAME_MAX];
@@ -387,6 +390,9 @@ struct vm_netrt {
 	enum vm_net_rules	 rules;
 	char			*rules_err;
 	int			 cont_waiting;
+	vm_net_rules_cb		 rules_cb;	/* an incoming migration's */
+	int			 rules_arg;
+	int			 hotplugged;	/* a NIC came or went since boot */
 	TAILQ_ENTRY(vm_netrt)	 entry;
 };
 void	 vm_net_init(void);
@@ -527,6 +533,12 @@ int	 vm_migrate_tls_peer(struct vm *, json_t *target,
 	    void (*)(struct qmp *, json_t *, const char *, const char *,
 	    void *), char **cause);
 const char *vm_migrate_tls_id(void);
+/* vm-migrate-nic.c: NICs, their networks and leases on the target. */
+json_t	*vm_migrate_nic_nets(const struct vm_def *, char **cause);
+int	 vm_migrate_nic_check(const struct vm_def *, const json_t *nets,
+	    char **cause);
+int	 vm_migrate_nic_save(struct vm *, char **cause);
+int	 vm_migrate_nic_wait(struct vm *, int arg, vm_net_rules_cb);
 /*
  * The switchover's placement step, on the target (one function, for the
  * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run

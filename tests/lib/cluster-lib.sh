@@ -52,6 +52,19 @@ runs_on() {
 	echo "${where# }"
 }
 
+# runs_on_throughout VM: where VM runs, sampled every 0.1 s for at least
+# 2 s and at least 20 times (on a busy machine a sample can take longer
+# than the window), as "COUNT HOSTS" lines; one line with one host is
+# the only good answer.
+runs_on_throughout() {
+	local vm=$1 n=0 end=$((SECONDS + 2))
+	while [ "$n" -lt 20 ] || [ "$SECONDS" -lt "$end" ]; do
+		runs_on "$vm"
+		n=$((n + 1))
+		sleep 0.1
+	done | sort | uniq -c | sed 's/^ *//'
+}
+
 # Wait until every host's watch has user $1 (users are the cluster's,
 # in etcd: added on one host, seen by the others a moment later).
 cluster_wait_user() {
