@@ -279,11 +279,27 @@ struct console_rfb {
 	unsigned char		 request[10];	/* the last of them */
 	uint64_t		 count[8];	/* messages by type, 0..7 (keys:
 						   QEMU's extended ones too) */
+	int			 sectype;	/* the browser's pick, or 0 */
+	int			 v38;		/* the browser speaks RFB 3.8 */
+	int			 drop;		/* this message stays here */
+
+	/* QEMU's side, up to ServerInit (console_rfb_server_scan). */
+	int			 sstate;
+	unsigned char		 shead[24];
+	size_t			 shave;
+	uint64_t		 sskip;
+	int			 continuous;	/* the broker asks for updates */
+	uint64_t		 dropped;	/* EnableContinuousUpdates kept */
 };
 size_t	 console_rfb_scan(struct console_rfb *, const unsigned char *buf,
-	    size_t len);
+	    size_t len, int *pass);
 int	 console_rfb_idle(const struct console_rfb *);
 void	 console_rfb_request(const struct console_rfb *, unsigned char out[10]);
+size_t	 console_rfb_server_scan(struct console_rfb *,
+	    const unsigned char *buf, size_t len);
+int	 console_rfb_server_init(const struct console_rfb *);
+int	 console_rfb_server_done(const struct console_rfb *);
+#define RFB_END_CONTINUOUS	150	/* EndOfContinuousUpdates, server */
 
 /*
  * onetime.c: one-time browser console tickets, pure: each names a user

@@ -2,10 +2,17 @@
  * console-rfb.c: the browser's side of the RFB stream (RFC 6143), pure.
  * The browser console reads it only to find where each client message
  * ends, so that it can slip an update request of its own in between two
- * messages (console-ws.c). Nothing here changes a byte, and anything it
- * does not know (another security type, RFB 3.3, an unknown message)
- * turns it off for the rest of the connection: the bytes still pass,
- * only the broker stops adding to them.
+ * messages (console-ws.c). Anything it does not know (another security
+ * type, RFB 3.3, an unknown message) turns it off for the rest of the
+ * connection: the bytes still pass, only the broker stops adding to them.
+ *
+ * Continuous updates: QEMU's VNC server has neither ContinuousUpdates nor
+ * fences, but the broker already keeps a request outstanding at QEMU, so
+ * it offers them to noVNC itself: QEMU's side is read up to the end of
+ * ServerInit (console_rfb_server_scan), where the console adds an
+ * EndOfContinuousUpdates; noVNC then sends EnableContinuousUpdates, which
+ * stays here (QEMU would drop the connection on it), and stops asking for
+ * each update: one message up and its ACK down fewer per update.
  */
 #include <stdint.h>
 #include <string.h>
@@ -134,8 +141,10 @@ console_rfb_piece(struct console_rfb *r)
 			r->state = RFB_OFF;
 		else
 			r->state = RFB_SECTYPE;
+		r->v38 = memcmp(r->head + 8, "008\n", 4) == 0;
 		break;
 	case RFB_SECTYPE:
+		r->sectype = r->head[0];
 		if (r->head[0] == 1)
 			r->state = RFB_INIT;
 		else if (r->head[0] == 2)
@@ -177,25 +186,48 @@ console_rfb_piece(struct console_rfb *r)
 	return (0);
 }
 
+/* At the start of a client message. */
+static int
+console_rfb_start(const struct console_rfb *r)
+{
+	return (r->state == RFB_MSG && r->have == 0 && r->skip == 0);
+}
+
 /*
  * Take up to len client bytes, stopping just after the first message
- * that ends within them; returns how many were taken (all of them once
- * the parser is off).
+ * that ends within them, and before an EnableContinuousUpdates once the
+ * broker offers them; returns how many were taken (all of them once the
+ * parser is off). *pass says whether they go on to QEMU.
  */
 size_t
-console_rfb_scan(struct console_rfb *r, const unsigned char *buf, size_t len)
+console_rfb_scan(struct console_rfb *r, const unsigned char *buf, size_t len,
+    int *pass)
 {
 	size_t		off = 0, n;
 
+	/* A message the broker keeps goes alone: *pass 0 for its bytes. */
+	if (r->state == RFB_OFF)
+		r->drop = 0;
+	else if (r->continuous && console_rfb_start(r) && len > 0 &&
+	    buf[0] == RFB_CONTINUOUS) {
+		r->drop = 1;
+		r->dropped++;
+	}
+	*pass = !r->drop;
 	while (off < len && r->state != RFB_OFF) {
 		if (r->skip > 0) {
 			n = len - off < r->skip ? len - off : (size_t)r->skip;
 			r->skip -= n;
 			off += n;
-			if (r->skip == 0 && r->state == RFB_MSG)
+			if (r->skip == 0 && r->state == RFB_MSG) {
+				r->drop = 0;
 				return (off);
+			}
 			continue;
 		}
+		if (off > 0 && r->continuous && console_rfb_start(r) &&
+		    buf[off] == RFB_CONTINUOUS)
+			return (off);
 		r->head[r->have++] = buf[off++];
 		if (r->state == RFB_MSG && r->have == 1 &&
 		    console_rfb_find(r->head[0]) == NULL) {
@@ -204,8 +236,10 @@ console_rfb_scan(struct console_rfb *r, const unsigned char *buf, size_t len)
 		}
 		if (r->have < console_rfb_want(r))
 			continue;
-		if (console_rfb_piece(r))
+		if (console_rfb_piece(r)) {
+			r->drop = 0;
 			return (off);
+		}
 	}
 	return (r->state == RFB_OFF ? len : off);
 }
@@ -228,4 +262,116 @@ console_rfb_request(const struct console_rfb *r, unsigned char out[10])
 {
 	memcpy(out, r->request, 10);
 	out[1] = 1;
+}
+
+/* QEMU's side of the handshake, as far as the end of ServerInit. */
+enum {
+	SRV_VERSION,	/* "RFB 003.008\n" */
+	SRV_NTYPES,	/* how many security types */
+	SRV_TYPES,	/* the types (skipped) */
+	SRV_PICKED,	/* what follows depends on the browser's pick */
+	SRV_CHALLENGE,	/* VNC authentication's challenge */
+	SRV_RESULT,	/* SecurityResult */
+	SRV_INIT,	/* ServerInit up to the name's length */
+	SRV_NAME,	/* the desktop's name (skipped) */
+	SRV_DONE,	/* ServerInit passed */
+	SRV_OFF		/* not followed: nothing offered */
+};
+
+static const size_t console_rfb_server_want[] = {
+	[SRV_VERSION] = 12, [SRV_NTYPES] = 1, [SRV_CHALLENGE] = 16,
+	[SRV_RESULT] = 4, [SRV_INIT] = 24,
+};
+
+/* A piece of QEMU's handshake is complete: the next state. */
+static void
+console_rfb_server_piece(struct console_rfb *r)
+{
+	const unsigned char	*h = r->shead;
+
+	switch (r->sstate) {
+	case SRV_VERSION:
+		r->sstate = memcmp(h, "RFB 003.008\n", 12) == 0 ? SRV_NTYPES :
+		    SRV_OFF;
+		break;
+	case SRV_NTYPES:
+		/* None: a failure reason follows. */
+		r->sskip = h[0];
+		r->sstate = h[0] == 0 ? SRV_OFF : SRV_TYPES;
+		break;
+	case SRV_CHALLENGE:
+		r->sstate = SRV_RESULT;
+		break;
+	case SRV_RESULT:
+		r->sstate = (h[0] | h[1] | h[2] | h[3]) == 0 ? SRV_INIT :
+		    SRV_OFF;
+		break;
+	case SRV_INIT:
+		r->sskip = ((uint32_t)h[20] << 24) | (h[21] << 16) |
+		    (h[22] << 8) | h[23];
+		r->sstate = r->sskip == 0 ? SRV_DONE : SRV_NAME;
+		break;
+	}
+	r->shave = 0;
+}
+
+/*
+ * Take up to len bytes of QEMU's side, stopping just after ServerInit;
+ * returns how many (all of them before and after it). Only RFB 3.8 with
+ * None or VNC authentication is followed (3.7 has no SecurityResult for
+ * None; the browser's pick decides what comes after the types).
+ */
+size_t
+console_rfb_server_scan(struct console_rfb *r, const unsigned char *buf,
+    size_t len)
+{
+	size_t	off = 0, n;
+
+	while (off < len && r->sstate != SRV_DONE && r->sstate != SRV_OFF) {
+		switch (r->sstate) {
+		case SRV_TYPES:
+		case SRV_NAME:
+			n = len - off < r->sskip ? len - off : (size_t)r->sskip;
+			r->sskip -= n;
+			off += n;
+			if (r->sskip > 0)
+				break;
+			if (r->sstate == SRV_NAME) {
+				r->sstate = SRV_DONE;
+				return (off);
+			}
+			r->sstate = SRV_PICKED;
+			break;
+		case SRV_PICKED:
+			/* QEMU speaks only once the browser picked. */
+			if (!r->v38 || (r->sectype != 1 && r->sectype != 2))
+				r->sstate = SRV_OFF;
+			else
+				r->sstate = r->sectype == 2 ? SRV_CHALLENGE :
+				    SRV_RESULT;
+			break;
+		default:
+			r->shead[r->shave++] = buf[off++];
+			if (r->shave == console_rfb_server_want[r->sstate])
+				console_rfb_server_piece(r);
+			if (r->sstate == SRV_DONE)
+				return (off);
+			break;
+		}
+	}
+	return (len);
+}
+
+/* ServerInit has passed: the console may offer continuous updates. */
+int
+console_rfb_server_init(const struct console_rfb *r)
+{
+	return (r->sstate == SRV_DONE);
+}
+
+/* Nothing more to follow on QEMU's side. */
+int
+console_rfb_server_done(const struct console_rfb *r)
+{
+	return (r->sstate == SRV_DONE || r->sstate == SRV_OFF);
 }

@@ -48,6 +48,7 @@
 #define CONSOLE_WS_SILENCE	3		/* pings unanswered: gone */
 #define CONSOLE_WS_CLOSING	5		/* seconds for a close to go */
 #define CONSOLE_WS_AHEAD	(16 * 1024)	/* unsent bytes: link is full */
+#define CONSOLE_WS_RETRY_MS	20		/* full link: look again */
 
 /* A desktop.vnc request on its own qmpd connection, waiting for the fd. */
 struct console_ws_req {
@@ -71,6 +72,8 @@ struct console_ws {
 	struct ws_parser	 parser;
 	struct console_rfb	 rfb;		/* the browser's RFB messages */
 	int			 ask;		/* a request of ours to add */
+	struct event		*retry;		/* ask again once the link
+						   drains (continuous) */
 	uint64_t		 asked;		/* requests the broker added */
 	uint64_t		 chunks;	/* reads from QEMU */
 	char			*login;
@@ -90,6 +93,7 @@ static LIST_HEAD(, console_ws)		 console_ws_all =
 
 static void	console_ws_client_read(struct bufferevent *, void *);
 static void	console_ws_vnc_read(struct bufferevent *, void *);
+static void	console_ws_keep(struct console_ws *);
 
 /*
  * A fresh one-time ticket for login's console of vm, valid until
@@ -122,16 +126,19 @@ console_ws_free(struct console_ws *c)
 {
 	log_info("user %s from %s: browser console of %s closed after %lld s "
 	    "(%llu bytes in, %llu out; browser: %llu update requests, %llu "
-	    "keys, %llu pointer; broker: %llu requests; QEMU: %llu reads)",
+	    "keys, %llu pointer; broker: %llu requests%s; QEMU: %llu reads)",
 	    c->login, c->peer, c->vm, (long long)(time(NULL) - c->started),
 	    (unsigned long long)c->in, (unsigned long long)c->out,
 	    (unsigned long long)c->rfb.count[RFB_UPDATE_REQUEST],
 	    (unsigned long long)c->rfb.count[RFB_KEY_EVENT],
 	    (unsigned long long)c->rfb.count[RFB_POINTER_EVENT],
-	    (unsigned long long)c->asked, (unsigned long long)c->chunks);
+	    (unsigned long long)c->asked, c->rfb.continuous ?
+	    ", continuous" : "", (unsigned long long)c->chunks);
 	LIST_REMOVE(c, entry);
 	if (c->ping != NULL)
 		event_free(c->ping);
+	if (c->retry != NULL)
+		event_free(c->retry);
 	if (c->vnc != NULL)
 		bufferevent_free(c->vnc);
 	/* Our callbacks off first: evhttp must not hear of this. */
@@ -193,6 +200,7 @@ console_ws_client_write(struct bufferevent *bev, void *arg)
 	}
 	if (c->vnc != NULL)
 		bufferevent_enable(c->vnc, EV_READ);
+	console_ws_keep(c);
 }
 
 static void
@@ -271,25 +279,83 @@ console_ws_ask(struct console_ws *c)
 	c->asked++;
 }
 
+/*
+ * With continuous updates the browser asks for nothing, so the broker's
+ * request must never lapse: ask now while the link keeps up, else look
+ * again in CONSOLE_WS_RETRY_MS (the kernel's queue drains unannounced).
+ */
+static void
+console_ws_keep(struct console_ws *c)
+{
+	struct timeval	tv = { 0, CONSOLE_WS_RETRY_MS * 1000 };
+
+	if (!c->rfb.continuous || c->closing || c->vnc == NULL)
+		return;
+	if (console_ws_unsent(c) < CONSOLE_WS_AHEAD) {
+		c->ask = 1;
+		console_ws_ask(c);
+	} else if (!evtimer_pending(c->retry, NULL))
+		evtimer_add(c->retry, &tv);
+}
+
+static void
+console_ws_retry(evutil_socket_t fd, short events, void *arg)
+{
+	console_ws_keep(arg);
+}
+
+/* n bytes of QEMU's input as one binary frame to the browser. */
+static void
+console_ws_forward(struct console_ws *c, struct evbuffer *in, size_t n)
+{
+	unsigned char	hdr[WS_HEADER_MAX];
+
+	evbuffer_add(bufferevent_get_output(c->client), hdr,
+	    ws_header(hdr, WS_OP_BINARY, n));
+	evbuffer_remove_buffer(in, bufferevent_get_output(c->client), n);
+	c->out += n;
+}
+
+/*
+ * Until ServerInit has passed, QEMU's bytes are followed; right after it
+ * (QEMU says nothing more until the browser speaks) the broker offers
+ * continuous updates with an EndOfContinuousUpdates of its own.
+ */
+static void
+console_ws_handshake(struct console_ws *c, struct evbuffer *in)
+{
+	static const unsigned char	end = RFB_END_CONTINUOUS;
+	unsigned char			hdr[WS_HEADER_MAX];
+	size_t				n;
+
+	n = evbuffer_get_length(in);
+	n = console_rfb_server_scan(&c->rfb, evbuffer_pullup(in, n), n);
+	if (n > 0)
+		console_ws_forward(c, in, n);
+	if (console_rfb_server_init(&c->rfb) && !c->rfb.continuous) {
+		evbuffer_add(bufferevent_get_output(c->client), hdr,
+		    ws_header(hdr, WS_OP_BINARY, 1));
+		evbuffer_add(bufferevent_get_output(c->client), &end, 1);
+		c->rfb.continuous = 1;
+	}
+}
+
 /* Guest bytes: binary frames to the browser, paused while it lags. */
 static void
 console_ws_vnc_read(struct bufferevent *bev, void *arg)
 {
 	struct console_ws	*c = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
-	unsigned char		 hdr[WS_HEADER_MAX];
 	size_t			 n;
 
 	if (c->closing)
 		return;
+	if (!console_rfb_server_done(&c->rfb))
+		console_ws_handshake(c, in);
 	while ((n = evbuffer_get_length(in)) > 0) {
 		if (n > CONSOLE_WS_READ_MAX)
 			n = CONSOLE_WS_READ_MAX;
-		evbuffer_add(bufferevent_get_output(c->client), hdr,
-		    ws_header(hdr, WS_OP_BINARY, n));
-		evbuffer_remove_buffer(in,
-		    bufferevent_get_output(c->client), n);
-		c->out += n;
+		console_ws_forward(c, in, n);
 	}
 	c->chunks++;
 	if (evbuffer_get_length(bufferevent_get_output(c->client)) >
@@ -298,18 +364,24 @@ console_ws_vnc_read(struct bufferevent *bev, void *arg)
 	else if (console_ws_unsent(c) < CONSOLE_WS_AHEAD) {
 		c->ask = 1;
 		console_ws_ask(c);
-	}
+	} else
+		console_ws_keep(c);
 }
 
-/* A binary payload to QEMU, with our request at the first boundary. */
+/*
+ * A binary payload to QEMU, with our request at the first boundary; an
+ * EnableContinuousUpdates stays here (QEMU does not know it).
+ */
 static void
 console_ws_guest(struct console_ws *c, const unsigned char *p, size_t len)
 {
 	size_t	n;
+	int	pass;
 
 	while (len > 0) {
-		n = console_rfb_scan(&c->rfb, p, len);
-		bufferevent_write(c->vnc, p, n);
+		n = console_rfb_scan(&c->rfb, p, len, &pass);
+		if (pass)
+			bufferevent_write(c->vnc, p, n);
 		c->in += n;
 		p += n;
 		len -= n;
@@ -427,6 +499,7 @@ console_ws_upgrade(struct console_ws_req *r)
 	    BEV_OPT_CLOSE_ON_FREE);
 	r->vnc = -1;
 	c->ping = evtimer_new(broker->base, console_ws_tick, c);
+	c->retry = evtimer_new(broker->base, console_ws_retry, c);
 	LIST_INSERT_HEAD(&console_ws_all, c, entry);
 
 	out = bufferevent_get_output(c->client);

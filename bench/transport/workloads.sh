@@ -175,7 +175,7 @@ wl_gfx_log() {
 # wl_row WORKLOAD PATH LINK VM: one steady-state row in run's format,
 # plus key press to pixel p50 and p95 (ms, or -).
 wl_row() {
-	local w=$1 p=$2 l=$3 n=$4 out fps p50=- p95=- gfx
+	local w=$1 p=$2 l=$3 n=$4 out fps p50=- p95=- gfx pcap=
 	[ -n "${WL_NEEDED:-}" ] || { wl_need; WL_NEEDED=1; }
 	load "$w" "$n" start
 	if [ "$p" = browser ]; then
@@ -191,6 +191,15 @@ wl_row() {
 		wl_client_start "$p" "$n"
 		# Let the first screen arrive and the client settle.
 		"$KEYLAT" --watch --keys 3 --rate 1 >/dev/null
+		# TRANSPORT_PCAP=DIR: the client veth's packets of the row
+		# (where the bytes go), DIR/WORKLOAD-PATH-LINK.pcap.
+		pcap=
+		if [ -n "${TRANSPORT_PCAP:-}" ]; then
+			ip netns exec "$NS_C" tcpdump -i qtb-c -s 256 -U -w \
+			    "$TRANSPORT_PCAP/$w-$p-$l.pcap" 2>/dev/null &
+			pcap=$!
+			sleep 0.5
+		fi
 		S0=$(wl_sample "$n")
 		if [ "$w" = keys ]; then
 			out=$("$KEYLAT" --keys $((secs * 5)) --rate 5) ||
@@ -202,6 +211,7 @@ wl_row() {
 			out=$("$KEYLAT" --watch --keys "$secs" --rate 1)
 		fi
 		S1=$(wl_sample "$n")
+		[ -n "$pcap" ] && { kill "$pcap"; wait "$pcap" 2>/dev/null; }
 		wl_client_stop
 		fps=$(awk '{ print $2 }' <<<"$out")
 		case $p in rdp-gfx|rdp-avc4*) wl_gfx_log "$gfx" ;; esac

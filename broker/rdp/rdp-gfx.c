@@ -79,7 +79,10 @@ struct rdp_gfx {
 	int			 nlossy;
 	uint64_t		 lossyt;	/* ms of the last lossy frame */
 
+	struct rdp_gfx_clear	*clear;		/* glyphs for small commands */
+
 	/* The frame being sent: its start and end go with its commands. */
+	const struct rdp_gfx_image *fimg;
 	RDPGFX_START_FRAME_PDU	*fstart;	/* not sent yet, or NULL */
 	RDPGFX_END_FRAME_PDU	*fend;
 	int			 fleft;		/* commands still to come */
@@ -259,6 +262,7 @@ rdp_gfx_create(freerdp_peer *peer, HANDLE vcm)
 	g->wake[0] = g->wake[1] = -1;
 	g->ncaps = -1;
 	g->state = RDP_GFX_WAIT;
+	g->clear = rdp_gfx_clear_create();
 	pthread_mutex_init(&g->mtx, NULL);
 	rdp_gfx_pace_init(&g->pace, RDP_GFX_WINDOW);
 	if (pipe2(g->wake, O_CLOEXEC | O_NONBLOCK) == -1) {
@@ -288,7 +292,7 @@ void
 rdp_gfx_free(struct rdp_gfx *g, const char *who)
 {
 	json_t		*f;
-	uint64_t	 ms;
+	uint64_t	 ms, hits, stores;
 
 	if (g == NULL)
 		return;
@@ -299,8 +303,9 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 	rdp_gfx_enc_free(g);
 	if (g->codec != 0 || g->frames > 0) {
 		ms = rdp_peer_ms() - g->since;
+		rdp_gfx_clear_stats(g->clear, &hits, &stores);
 		f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		    "s:I,s:I,s:I,s:I}",
+		    "s:I,s:I,s:I,s:I,s:I,s:I}",
 		    "codec", rdp_gfx_codec_name(g->codec),
 		    "frames", (json_int_t)g->frames,
 		    "acked", (json_int_t)g->pace.acked,
@@ -315,10 +320,13 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		    "avcframes", (json_int_t)g->avc.frames,
 		    "yuvms", (json_int_t)(g->avc.yuvus / 1000),
 		    "x264ms", (json_int_t)(g->avc.x264us / 1000),
-		    "caps", (json_int_t)g->capsversion);
+		    "caps", (json_int_t)g->capsversion,
+		    "glyphs", (json_int_t)stores,
+		    "glyphhits", (json_int_t)hits);
 		log_event(0, "rdp.gfx", f, "%s: graphics pipeline", who);
 		json_decref(f);
 	}
+	rdp_gfx_clear_free(g->clear);
 	free(g->lossy);
 	if (g->wake[0] != -1)
 		close(g->wake[0]);
@@ -369,6 +377,7 @@ rdp_gfx_surface(struct rdp_gfx *g, int width, int height, const char *who)
 	reset.monitorDefArray = &mon;
 	if (g->ctx->ResetGraphics(g->ctx, &reset) != CHANNEL_RC_OK)
 		return (-1);
+	rdp_gfx_clear_reset(g->clear);
 	memset(&create, 0, sizeof create);
 	create.surfaceId = 0;
 	create.width = width;
@@ -519,7 +528,9 @@ rdp_gfx_check(struct rdp_gfx *g, int activated, const char *who)
  * Surface commands go to the channel, the frame's start with the first
  * and its end with the last: one channel message instead of three, each
  * with its own RDP, TLS and TCP headers (a typed key is one small
- * command, where those headers were most of the bytes).
+ * command, where those headers were most of the bytes). A small planar
+ * command goes as a ClearCodec glyph instead when that is shorter: a
+ * character seen before is 4 bytes (rdp-gfx-clear.c).
  */
 static int
 rdp_gfx_emit_cmd(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
@@ -527,6 +538,18 @@ rdp_gfx_emit_cmd(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
 	struct rdp_gfx		*g = arg;
 	RDPGFX_START_FRAME_PDU	*start = g->fstart;
 	RDPGFX_END_FRAME_PDU	*end = NULL;
+	const uint8_t		*data;
+	size_t			 len;
+
+	if (cmd->codecId == RDPGFX_CODECID_PLANAR && g->fimg != NULL &&
+	    rdp_gfx_clear_encode(g->clear, g->fimg, cmd->left, cmd->top,
+	    cmd->width, cmd->height, cmd->length, &data, &len) == 1) {
+		g->bytes -= cmd->length;
+		g->bytes += len;
+		cmd->codecId = RDPGFX_CODECID_CLEARCODEC;
+		cmd->data = (BYTE *)data;
+		cmd->length = len;
+	}
 
 	if (g->fleft > 0 && --g->fleft == 0)
 		end = g->fend;
@@ -560,6 +583,7 @@ rdp_gfx_frame(struct rdp_gfx *g, const struct rdp_gfx_image *img,
 	start.timestamp = (UINT32)(ms % (24 * 3600 * 1000));
 	memset(&end, 0, sizeof end);
 	end.frameId = start.frameId;
+	g->fimg = img;
 	g->fstart = &start;
 	g->fend = &end;
 	/* A lossy codec makes one command of the frame. */
@@ -578,6 +602,7 @@ rdp_gfx_frame(struct rdp_gfx *g, const struct rdp_gfx_image *img,
 	if (rc == 0 && g->fend != NULL &&
 	    g->ctx->EndFrame(g->ctx, &end) != CHANNEL_RC_OK)
 		rc = -1;
+	g->fimg = NULL;
 	g->fstart = NULL;
 	g->fend = NULL;
 	g->fleft = 0;

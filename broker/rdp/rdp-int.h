@@ -4,9 +4,10 @@
  *   rdp-gateway.c  on the broker's libevent loop: the listening socket,
  *                  the registry of sessions (who is on which desktop, for
  *                  takeover) and a control socket per session;
- *   rdp-peer.c     one thread per RDP connection, which owns the FreeRDP
+ *   rdp-peer*.c    one thread per RDP connection, which owns the FreeRDP
  *                  peer, the VNC connection and the encoder, and talks to
- *                  the loop only through its control socket.
+ *                  the loop only through its control socket (rdp-peer.h
+ *                  says which file does what).
  *
  * Why threads: FreeRDP 2's server runs its TLS accept as a loop of
  * poll(10 ms) until the handshake ends (a client that stalls there would

@@ -170,6 +170,16 @@ grep -q "browser console of d1 refused: the console ticket is not this user's" "
 [ "$(j bob_ws_403)" = 1 ] && [ "$(j alice_ws_403)" = 2 ] ||
 	fail "403s seen by chromium: bob $(j bob_ws_403), alice $(j alice_ws_403) (want 1, 2)"
 [ "$(j state_after_hold)" = connected ] || fail "after $HOLD s: $(j state_after_hold)"
+# noVNC took the broker's continuous updates (QEMU has none): it asked
+# for its first, full update only, and the typing above still showed.
+for i in $(seq 1 50); do
+	grep -q "browser console of d1 closed.*continuous" "$BROKER_LOG" && break
+	sleep 0.2
+done
+line=$(grep "browser console of d1 closed.*continuous" "$BROKER_LOG" | tail -1)
+[ -n "$line" ] || fail "no browser console took continuous updates"
+printf '%s\n' "$line" | grep -q "browser: 1 update requests" ||
+	fail "noVNC still asked for updates itself: $line"
 [ "$(j 'errors | length')" = 0 ] || fail "page errors: $(j errors)"
 kill -0 "$BROKER_PID" || fail "the broker died"
 log "screenshots: $RESULTS/39-broker-browser.png (canvas), -page.png, -after.png"

@@ -7,7 +7,8 @@
 # lossy area again lossless, so the text is exact), and a command typed
 # into its window must run in the guest (serial log). The gateway's log
 # must say which path and codec each session used, with its frames and
-# the client's frame acknowledgements.
+# the client's frame acknowledgements, and that typing's small commands
+# went as ClearCodec glyphs.
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
@@ -108,10 +109,13 @@ for mode in avc420 progressive planar; do
 	acks=$(gfx_field "$mode" acks)
 	lossy=$(gfx_field "$mode" lossy)
 	refines=$(gfx_field "$mode" refines)
-	log "$mode: $frames frames, $acks acks, $lossy lossy, $refines refinements"
+	glyphs=$(gfx_field "$mode" glyphs)
+	log "$mode: $frames frames, $acks acks, $lossy lossy, $refines refinements, $glyphs ClearCodec glyphs ($(gfx_field "$mode" glyphhits) from the cache)"
 	[ "${frames:-0}" -gt 0 ] || rdp_fail "$mode: no gfx frames"
 	[ "${acks:-0}" -gt 0 ] || rdp_fail "$mode: the client acknowledged no frame"
 	[ "${lossy:-0}" -gt 0 ] || rdp_fail "$mode: no frame used $mode"
 	[ "${refines:-0}" -gt 0 ] || rdp_fail "$mode: no lossless refinement"
+	# Typing's small commands go as glyphs (the screen above is exact).
+	[ "${glyphs:-0}" -gt 0 ] || rdp_fail "$mode: no ClearCodec glyph for the typing"
 done
 log ok

@@ -417,10 +417,11 @@ rfb_feed(struct console_rfb *r, const unsigned char *s, size_t len,
     size_t *ends, size_t max)
 {
 	size_t	off = 0, n, k = 0;
+	int	pass;
 
 	while (off < len) {
-		n = console_rfb_scan(r, s + off, len - off);
-		CHECK(n > 0);
+		n = console_rfb_scan(r, s + off, len - off, &pass);
+		CHECK(n > 0 && pass);
 		off += n;
 		if (console_rfb_idle(r) && k < max)
 			ends[k++] = off;
@@ -447,6 +448,7 @@ test_console_rfb(void)
 	struct console_rfb	 r;
 	unsigned char		 req[10];
 	size_t			 ends[16], k, i, n;
+	int			 pass;
 
 	memset(&r, 0, sizeof r);
 	k = rfb_feed(&r, start, sizeof start - 1, ends, 16);
@@ -467,7 +469,7 @@ test_console_rfb(void)
 	memset(&r, 0, sizeof r);
 	rfb_feed(&r, start, sizeof start - 1, ends, 16);
 	for (i = 0, k = 0; i < sizeof msgs - 1; i++) {
-		CHECK(console_rfb_scan(&r, msgs + i, 1) == 1);
+		CHECK(console_rfb_scan(&r, msgs + i, 1, &pass) == 1);
 		if (console_rfb_idle(&r))
 			ends[k++] = i + 1;
 	}
@@ -475,22 +477,124 @@ test_console_rfb(void)
 
 	/* RFB 3.3, another security type, an unknown message: off. */
 	memset(&r, 0, sizeof r);
-	n = console_rfb_scan(&r, (const unsigned char *)"RFB 003.003\nxyz", 15);
+	n = console_rfb_scan(&r, (const unsigned char *)"RFB 003.003\nxyz", 15,
+	    &pass);
 	CHECK(n == 15 && !console_rfb_idle(&r));
 	memset(&r, 0, sizeof r);
 	rfb_feed(&r, (const unsigned char *)"RFB 003.008\n\x13", 13, ends, 16);
-	CHECK(console_rfb_scan(&r, start + 14, 50) == 50);
+	CHECK(console_rfb_scan(&r, start + 14, 50, &pass) == 50);
 	CHECK(!console_rfb_idle(&r));
 	memset(&r, 0, sizeof r);
 	rfb_feed(&r, start, sizeof start - 1, ends, 16);
 	CHECK(console_rfb_scan(&r, (const unsigned char *)"\x07" "ab",
-	    3) == 3);
+	    3, &pass) == 3);
 	CHECK(!console_rfb_idle(&r));
 	/* VNC authentication: 16 bytes of response before ClientInit. */
 	memset(&r, 0, sizeof r);
 	rfb_feed(&r, (const unsigned char *)"RFB 003.008\n\x02"
 	    "0123456789abcdef\x01\x03\0\0\0\0\0\0\x10\0\x10", 40, ends, 16);
 	CHECK(console_rfb_idle(&r));
+}
+
+/*
+ * Continuous updates: QEMU's handshake followed to the end of ServerInit
+ * (None and VNC authentication, in any pieces), then the browser's
+ * EnableContinuousUpdates kept back, alone, whatever surrounds it.
+ */
+static void
+test_console_rfb_continuous(void)
+{
+	/* QEMU: version, types [None], SecurityResult, ServerInit "vm1". */
+	static const unsigned char srv[] = "RFB 003.008\n" "\x01\x01"
+	    "\0\0\0\0" "\x02\xd0\x01\x90" "\x20\x18\0\x01\0\xff\0\xff\0\xff"
+	    "\x10\x08\0\0\0\0" "\0\0\0\x03" "vm1";
+	static const unsigned char cli[] = "RFB 003.008\n" "\x01" "\x01";
+	/* A key, EnableContinuousUpdates, a pointer, in one frame. */
+	static const unsigned char msgs[] = "\x04\x01\0\0\0\0\0\x78"
+	    "\x96\x01\0\0\0\0\x02\xd0\x01\x90" "\x05\0\0\x10\0\x20";
+	struct console_rfb	 r;
+	size_t			 n, off, i, kept, passed;
+	int			 pass;
+
+	/* Byte by byte, interleaved as on the wire. */
+	memset(&r, 0, sizeof r);
+	CHECK(console_rfb_server_scan(&r, srv, 12) == 12);
+	CHECK(console_rfb_scan(&r, cli, 12, &pass) == 12 && pass);
+	CHECK(console_rfb_server_scan(&r, srv + 12, 2) == 2);
+	CHECK(console_rfb_scan(&r, cli + 12, 1, &pass) == 1);
+	CHECK(!console_rfb_server_init(&r));
+	for (i = 14; i < sizeof srv - 2; i++)
+		CHECK(console_rfb_server_scan(&r, srv + i, 1) == 1 &&
+		    !console_rfb_server_init(&r));
+	CHECK(console_rfb_server_scan(&r, srv + i, 1) == 1);
+	CHECK(console_rfb_server_init(&r) && console_rfb_server_done(&r));
+	/* After it, everything passes unlooked at. */
+	CHECK(console_rfb_server_scan(&r, srv, 7) == 7);
+	/* Whole, with bytes behind ServerInit: it stops at its end. */
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, cli, 13, NULL, 0);
+	CHECK(console_rfb_server_scan(&r, srv, sizeof srv - 1) ==
+	    sizeof srv - 1 && console_rfb_server_init(&r));
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, cli, 13, NULL, 0);
+	CHECK(console_rfb_server_scan(&r, (const unsigned char *)
+	    "RFB 003.008\n\x01\x01\0\0\0\0\x02\xd0\x01\x90\x20\x18\0\x01\0\xff"
+	    "\0\xff\0\xff\x10\x08\0\0\0\0\0\0\0\0\x00\x01", 44) == 42);
+	CHECK(console_rfb_server_init(&r));
+
+	/* A refused login, RFB 3.7, VNC authentication. */
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, cli, 13, NULL, 0);
+	CHECK(console_rfb_server_scan(&r, (const unsigned char *)
+	    "RFB 003.008\n\x01\x01\0\0\0\x01" "abc", 21) == 21);
+	CHECK(!console_rfb_server_init(&r) && console_rfb_server_done(&r));
+	memset(&r, 0, sizeof r);
+	CHECK(console_rfb_server_scan(&r, (const unsigned char *)
+	    "RFB 003.007\n", 12) == 12 && console_rfb_server_done(&r) &&
+	    !console_rfb_server_init(&r));
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, (const unsigned char *)"RFB 003.008\n\x02", 13, NULL, 0);
+	CHECK(console_rfb_server_scan(&r, (const unsigned char *)
+	    "RFB 003.008\n\x01\x02" "0123456789abcdef", 30) == 30);
+	CHECK(!console_rfb_server_init(&r));
+	CHECK(console_rfb_server_scan(&r, srv + 14, sizeof srv - 15) ==
+	    sizeof srv - 15 && console_rfb_server_init(&r));
+
+	/* Without the offer, EnableContinuousUpdates passes (as before). */
+	memset(&r, 0, sizeof r);
+	rfb_feed(&r, cli, 13, NULL, 0);
+	rfb_feed(&r, (const unsigned char *)"\x01"
+		    "\x03\0\0\0\0\0\x02\xd0\x01\x90", 11, NULL, 0);
+	for (off = 0, passed = 0; off < sizeof msgs - 1; off += n) {
+		n = console_rfb_scan(&r, msgs + off, sizeof msgs - 1 - off,
+		    &pass);
+		passed += pass ? n : 0;
+	}
+	CHECK(passed == sizeof msgs - 1 && r.dropped == 0);
+	/* With it: kept, and nothing else; in one piece or byte by byte. */
+	for (i = 0; i < 2; i++) {
+		memset(&r, 0, sizeof r);
+		rfb_feed(&r, cli, 13, NULL, 0);
+		rfb_feed(&r, (const unsigned char *)"\x01"
+		    "\x03\0\0\0\0\0\x02\xd0\x01\x90", 11, NULL, 0);
+		r.continuous = 1;
+		kept = passed = 0;
+		for (off = 0; off < sizeof msgs - 1; off += n) {
+			n = console_rfb_scan(&r, msgs + off, i == 0 ?
+			    sizeof msgs - 1 - off : 1, &pass);
+			CHECK(n > 0);
+			if (pass)
+				passed += n;
+			else {
+				/* Only its 10 bytes, from its first. */
+				CHECK(off >= 8 && off + n <= 18);
+				kept += n;
+			}
+		}
+		CHECK(kept == 10 && passed == sizeof msgs - 1 - 10);
+		CHECK(r.dropped == 1 && console_rfb_idle(&r));
+		CHECK(r.count[RFB_POINTER_EVENT] == 1);
+	}
 }
 
 static void
@@ -560,6 +664,7 @@ main(void)
 	test_httputil();
 	test_ws();
 	test_console_rfb();
+	test_console_rfb_continuous();
 	test_onetime();
 	return (check_exit());
 }

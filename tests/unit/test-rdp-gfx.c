@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <freerdp/codec/clear.h>
 #include <freerdp/codec/color.h>
 #include <freerdp/codec/h264.h>
 #include <freerdp/codec/planar.h>
@@ -347,6 +348,121 @@ test_avc(void)
 	free(fb);
 }
 
+/* Decode one ClearCodec command of x, y, w, h onto surf (BGRX32). */
+static int
+clear_decode(CLEAR_CONTEXT *dec, const uint8_t *data, size_t len, int x,
+    int y, int w, int h, uint32_t *surf, int sw, int sh)
+{
+	return (clear_decompress(dec, data, len, w, h, (BYTE *)surf,
+	    PIXEL_FORMAT_BGRX32, sw * 4, x, y, sw, sh, NULL));
+}
+
+/* Surface pixels that differ from fb over x, y, w, h. */
+static int
+clear_diff(const uint32_t *surf, const uint32_t *fb, int stride, int x,
+    int y, int w, int h)
+{
+	int	i, j, diff = 0;
+
+	for (j = y; j < y + h; j++)
+		for (i = x; i < x + w; i++)
+			diff += (surf[j * stride + i] & 0xffffff) !=
+			    fb[j * stride + i];
+	return (diff);
+}
+
+/*
+ * ClearCodec glyphs: a new picture is stored, the same picture elsewhere
+ * is a 4-byte hit, both decode exactly with FreeRDP's decoder (sequence
+ * numbers in step); too big or too costly pictures stay planar.
+ */
+static void
+test_clear(void)
+{
+	struct rdp_gfx_clear	*c;
+	struct rdp_gfx_image	 img;
+	CLEAR_CONTEXT		*dec;
+	const uint8_t		*data;
+	size_t			 len;
+	uint32_t		*fb, *surf;
+	uint64_t		 hits, stores;
+	int			 w = 64, h = 32, x, y;
+
+	fb = calloc((size_t)w * h, sizeof *fb);
+	surf = calloc((size_t)w * h, sizeof *surf);
+	/* An "x" glyph, 12x16, grey on black, at 0,0 and at 24,0. */
+	for (y = 0; y < 16; y++)
+		for (x = 0; x < 12; x++)
+			if (x == y * 3 / 4 || x == 11 - y * 3 / 4)
+				fb[y * w + x] = fb[y * w + x + 24] = 0xaaaaaa;
+	/* Noise below: every pixel its own colour. */
+	for (y = 16; y < 32; y++)
+		for (x = 0; x < 64; x++)
+			fb[y * w + x] = (uint32_t)(x * 2654435761U ^ y * 40503U) &
+			    0xffffff;
+	img.fb = fb;
+	img.stride = w;
+	img.width = w;
+	img.height = h;
+	c = rdp_gfx_clear_create();
+	dec = clear_context_new(FALSE);
+	CHECK(c != NULL && dec != NULL);
+
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 12, 16, 200, &data,
+	    &len) == 1);
+	CHECK(len > 4 && len <= 400);
+	CHECK(clear_decode(dec, data, len, 0, 0, 12, 16, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 0, 0, 12, 16) == 0);
+	/* The same picture elsewhere: drawn from the client's cache. */
+	CHECK(rdp_gfx_clear_encode(c, &img, 24, 0, 12, 16, 200, &data,
+	    &len) == 1);
+	CHECK(len == 4);
+	CHECK(clear_decode(dec, data, len, 24, 0, 12, 16, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 24, 0, 12, 16) == 0);
+	/* A blank cell: one run, then a hit. */
+	CHECK(rdp_gfx_clear_encode(c, &img, 12, 0, 12, 16, 20, &data,
+	    &len) == 1);
+	CHECK(len == 16 + 4);
+	CHECK(clear_decode(dec, data, len, 12, 0, 12, 16, surf, w, h) == 0);
+	CHECK(rdp_gfx_clear_encode(c, &img, 40, 0, 12, 16, 20, &data,
+	    &len) == 1 && len == 4);
+	CHECK(clear_decode(dec, data, len, 40, 0, 12, 16, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 0, 0, 64, 16) == 0);
+	/* Noise costs more than twice planar: planar it stays. */
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 16, 16, 16, 300, &data,
+	    &len) == 0);
+	/* Bigger than a glyph, or outside the picture: planar. */
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 64, 17, 100000, &data,
+	    &len) == 0);
+	CHECK(rdp_gfx_clear_encode(c, &img, 60, 0, 8, 8, 1000, &data,
+	    &len) == 0);
+	/* Noise allowed: stored, decoded exactly. */
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 16, 16, 16, 5000, &data,
+	    &len) == 1);
+	CHECK(clear_decode(dec, data, len, 0, 16, 16, 16, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 0, 16, 16, 16) == 0);
+	rdp_gfx_clear_stats(c, &hits, &stores);
+	CHECK(hits == 2 && stores == 3);
+	/* Past 255 commands the sequence number wraps, in step. */
+	for (x = 0; x < 300; x++) {
+		CHECK(rdp_gfx_clear_encode(c, &img, 24, 0, 12, 16, 200, &data,
+		    &len) == 1);
+		CHECK(clear_decode(dec, data, len, 24, 0, 12, 16, surf, w,
+		    h) == 0);
+	}
+	/* After a reset both sides start again at 0. */
+	rdp_gfx_clear_reset(c);
+	clear_context_reset(dec);
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 12, 16, 200, &data,
+	    &len) == 1 && len == 4);
+	CHECK(clear_decode(dec, data, len, 0, 0, 12, 16, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 0, 0, 64, 16) == 0);
+	clear_context_free(dec);
+	rdp_gfx_clear_free(c);
+	free(surf);
+	free(fb);
+}
+
 /* Decode an AVC444v2 command (both views) into the surface. */
 static int
 emit_avc444(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
@@ -467,6 +583,7 @@ main(void)
 	test_caps();
 	test_planar();
 	test_avc();
+	test_clear();
 	test_avc444();
 	return (check_exit());
 }
