@@ -702,8 +702,26 @@ rdp_clip_open(struct rdp_clip *c, HANDLE vcm, rdpContext *context)
 
 	if ((cc = cliprdr_server_context_new(vcm)) == NULL)
 		return (-1);
-	cc->custom = c;
 	cc->rdpcontext = context;
+	rdp_clip_attach(c, cc);
+	if (cc->Open(cc) != CHANNEL_RC_OK) {
+		cliprdr_server_context_free(cc);
+		c->cc = NULL;
+		return (-1);
+	}
+	log_debug("RDP clipboard: channel open");
+	return (0);
+}
+
+/*
+ * Our handlers on a cliprdr server context, which c owns from here on
+ * (rdp_clip_free closes and frees it). Apart from rdp_clip_open, the
+ * unit test uses it with a context of its own to play a client.
+ */
+void
+rdp_clip_attach(struct rdp_clip *c, CliprdrServerContext *cc)
+{
+	cc->custom = c;
 	cc->useLongFormatNames = TRUE;
 	cc->streamFileClipEnabled = FALSE;
 	cc->fileClipNoFilePaths = FALSE;
@@ -719,13 +737,7 @@ rdp_clip_open(struct rdp_clip *c, HANDLE vcm, rdpContext *context)
 	    (psCliprdrClientLockClipboardData)rdp_clip_ignore;
 	cc->ClientUnlockClipboardData =
 	    (psCliprdrClientUnlockClipboardData)rdp_clip_ignore;
-	if (cc->Open(cc) != CHANNEL_RC_OK) {
-		cliprdr_server_context_free(cc);
-		return (-1);
-	}
 	c->cc = cc;
-	log_debug("RDP clipboard: channel open");
-	return (0);
 }
 
 /* The fd to poll for the client's clipboard messages, or -1. */
