@@ -346,10 +346,20 @@ struct rdp_clip {
 	uint64_t		 client_since;
 	int			 vnc_asked;	/* our REQUEST is out */
 
-	/* The client's text, the client to QEMU. */
+	/*
+	 * The client's text, the client to QEMU. Each format list is a new
+	 * clipboard (client_gen); an answer to a request made under an
+	 * older one is stale. xfreerdp 2 sends two lists a copy (all it
+	 * supports, then the X owner's) and answers a request made between
+	 * them empty: passed on, that empty text would be the guest's
+	 * clipboard, and QEMU, whose request it answered, would not ask
+	 * for the real one.
+	 */
 	uint32_t		 client_fmt;	/* CF_UNICODETEXT, CF_TEXT, 0 */
+	uint32_t		 client_gen;	/* format lists so far */
 	int			 vnc_wants;	/* QEMU asked for it */
 	int			 client_asked;	/* our data request is out */
+	uint32_t		 asked_gen;	/* client_gen when it went out */
 	uint64_t		 asked_since;
 
 	uint64_t		 to_client;	/* texts and bytes (UTF-8) */
@@ -492,6 +502,7 @@ rdp_clip_ask_client(struct rdp_clip *c)
 	r.dataLen = 4;
 	r.requestedFormatId = c->client_fmt;
 	c->client_asked = 1;
+	c->asked_gen = c->client_gen;
 	c->asked_since = rdp_clip_ms();
 	c->cc->ServerFormatDataRequest(c->cc, &r);
 }
@@ -567,6 +578,21 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 	free(text);
 }
 
+/*
+ * Our request went out before the client's latest format list: ask for
+ * the current text if QEMU still waits for it (or, classic VNC, always).
+ */
+static void
+rdp_clip_reask(struct rdp_clip *c)
+{
+	if (c->client_fmt == 0) {
+		c->vnc_wants = 0;
+		return;
+	}
+	if (c->vnc_wants || (c->rfb != NULL && !c->rfb->cbext))
+		rdp_clip_ask_client(c);
+}
+
 /* The client copied something: take note, tell QEMU there is text. */
 static UINT
 rdp_clip_client_format_list(CliprdrServerContext *cc,
@@ -578,6 +604,7 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 
 	log_debug("RDP clipboard: the client has %u formats",
 	    (unsigned int)fl->numFormats);
+	c->client_gen++;
 	c->client_fmt = 0;
 	for (i = 0; i < fl->numFormats; i++) {
 		if (fl->formats[i].formatId == CF_UNICODETEXT)
@@ -645,6 +672,13 @@ rdp_clip_client_data_response(CliprdrServerContext *cc,
 	if (!c->client_asked)
 		return (CHANNEL_RC_OK);
 	c->client_asked = 0;
+	if (c->asked_gen != c->client_gen) {
+		/* For a clipboard the client has replaced: ask again. */
+		log_debug("RDP clipboard: the client answered for its "
+		    "previous clipboard; asking for the current one");
+		rdp_clip_reask(c);
+		return (CHANNEL_RC_OK);
+	}
 	if ((r->msgFlags & CB_RESPONSE_OK) && r->requestedFormatData != NULL) {
 		if (c->client_fmt == CF_UNICODETEXT)
 			text = rdp_clip_utf16_to_utf8(r->requestedFormatData,
@@ -674,11 +708,23 @@ rdp_clip_client_data_response(CliprdrServerContext *cc,
 			len = q - text;
 		}
 	}
+	if (text != NULL && len == 0) {
+		free(text);
+		text = NULL;
+	}
 	if (text != NULL && (c->vnc_wants || c->rfb == NULL ||
 	    !c->rfb->cbext))
 		rdp_clip_to_vnc(c, text, len);
-	else if (c->vnc_wants)
-		rdp_clip_to_vnc(c, "", 0);
+	else if (text == NULL && c->client_fmt != 0) {
+		/*
+		 * It said it has text and gave none: no empty text in its
+		 * place. QEMU's request stays unanswered; the client's next
+		 * format list is a NOTIFY, and the guest asks anew.
+		 */
+		log_warnx("RDP clipboard: the client announced text and "
+		    "sent none; the guest gets the next copy");
+		c->refused++;
+	}
 	c->vnc_wants = 0;
 	free(text);
 	return (CHANNEL_RC_OK);
@@ -811,13 +857,16 @@ rdp_clip_check(struct rdp_clip *c, struct rdp_rfb *rfb, char **cause)
 		rdp_clip_answer(c, 0);
 	}
 	if (c->client_asked && now - c->asked_since > RDP_CLIP_WAIT_MS) {
-		log_warnx("RDP clipboard: the client did not send its text "
-		    "within %d ms", RDP_CLIP_WAIT_MS);
-		c->refused++;
 		c->client_asked = 0;
-		if (c->vnc_wants)
-			rdp_clip_to_vnc(c, "", 0);
-		c->vnc_wants = 0;
+		if (c->asked_gen != c->client_gen)
+			rdp_clip_reask(c);	/* that clipboard is gone */
+		else {
+			/* No empty text instead (see the data response). */
+			log_warnx("RDP clipboard: the client did not send its "
+			    "text within %d ms", RDP_CLIP_WAIT_MS);
+			c->refused++;
+			c->vnc_wants = 0;
+		}
 	}
 	return (0);
 }
