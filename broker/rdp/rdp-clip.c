@@ -37,6 +37,16 @@
 
 #define RDP_CLIP_REPLACEMENT	0xfffd
 
+/*
+ * FreeRDP's CF_RAW, not a Windows format: xfreerdp 2 lists it (with every
+ * format it can carry) the moment the client's X clipboard changes hands,
+ * before it asked the new owner for TARGETS; the owner's own list
+ * follows. A data request in between shares the X property of that
+ * TARGETS request and spoils both: the answer comes empty and the list
+ * that follows has no text (CI's test 45 at load 20).
+ */
+#define RDP_CLIP_FREERDP_RAW	0
+
 /* Code point cp as UTF-8 at p; the number of bytes. */
 static size_t
 rdp_clip_put_utf8(char *p, uint32_t cp)
@@ -356,6 +366,7 @@ struct rdp_clip {
 	 * for the real one.
 	 */
 	uint32_t		 client_fmt;	/* CF_UNICODETEXT, CF_TEXT, 0 */
+	int			 client_early;	/* xfreerdp's list before its own */
 	uint32_t		 client_gen;	/* format lists so far */
 	int			 vnc_wants;	/* QEMU asked for it */
 	int			 client_asked;	/* our data request is out */
@@ -568,7 +579,9 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 	if ((flags & RDP_CLIP_EXT_REQUEST) && (flags & RDP_CLIP_EXT_TEXT)) {
 		/* The guest pastes what the client copied. */
 		c->vnc_wants = 1;
-		if (c->cc == NULL || c->client_fmt == 0) {
+		if (c->client_early)
+			;	/* asked for once the client's real list came */
+		else if (c->cc == NULL || c->client_fmt == 0) {
 			rdp_clip_vnc_send(c, RDP_CLIP_EXT_PROVIDE |
 			    RDP_CLIP_EXT_TEXT, "", 0);
 			c->vnc_wants = 0;
@@ -585,6 +598,8 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 static void
 rdp_clip_reask(struct rdp_clip *c)
 {
+	if (c->client_early)
+		return;		/* asked for when its real list comes */
 	if (c->client_fmt == 0) {
 		c->vnc_wants = 0;
 		return;
@@ -602,11 +617,12 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 	CLIPRDR_FORMAT_LIST_RESPONSE	 r;
 	UINT32				 i;
 
-	log_debug("RDP clipboard: the client has %u formats",
-	    (unsigned int)fl->numFormats);
 	c->client_gen++;
 	c->client_fmt = 0;
+	c->client_early = 0;
 	for (i = 0; i < fl->numFormats; i++) {
+		if (fl->formats[i].formatId == RDP_CLIP_FREERDP_RAW)
+			c->client_early = 1;
 		if (fl->formats[i].formatId == CF_UNICODETEXT)
 			c->client_fmt = CF_UNICODETEXT;
 		else if ((fl->formats[i].formatId == CF_TEXT ||
@@ -618,15 +634,28 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 	r.msgType = CB_FORMAT_LIST_RESPONSE;
 	r.msgFlags = CB_RESPONSE_OK;
 	cc->ServerFormatListResponse(cc, &r);
+	log_debug("RDP clipboard: the client has %u formats%s",
+	    (unsigned int)fl->numFormats, c->client_early ?
+	    " (everything it knows; its X owner's list follows)" : "");
 	/* The client's clipboard is the newest now; ours is gone there. */
 	c->guest_has = 0;
-	if (c->rfb == NULL || c->client_fmt == 0)
+	if (c->client_early) {
+		/* Wait for the real list; a request now would spoil it. */
+		c->client_fmt = 0;
+		return (CHANNEL_RC_OK);
+	}
+	if (c->client_fmt == 0) {
+		c->vnc_wants = 0;	/* no text to give: QEMU waits on */
+		return (CHANNEL_RC_OK);
+	}
+	if (c->rfb == NULL)
 		return (CHANNEL_RC_OK);
 	if (c->rfb->cbext)
 		rdp_clip_vnc_send(c, RDP_CLIP_EXT_NOTIFY | RDP_CLIP_EXT_TEXT,
 		    NULL, 0);
-	else if (!c->client_asked)
-		rdp_clip_ask_client(c);	/* classic VNC takes text at once */
+	/* Classic VNC takes text at once; QEMU may have asked meanwhile. */
+	if ((!c->rfb->cbext || c->vnc_wants) && !c->client_asked)
+		rdp_clip_ask_client(c);
 	return (CHANNEL_RC_OK);
 }
 

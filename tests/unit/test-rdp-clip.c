@@ -68,11 +68,15 @@ fake_client(void)
 	return (cc);
 }
 
-/* The client copied: a format list with (or without) CF_UNICODETEXT. */
+#define NOTEXT	0	/* a picture */
+#define TEXT	1	/* CF_UNICODETEXT */
+#define EARLY	2	/* xfreerdp's everything, FreeRDP's CF_RAW (0) first */
+
+/* The client copied: a format list of that kind. */
 static void
-client_copies(CliprdrServerContext *cc, int text)
+client_copies(CliprdrServerContext *cc, int kind)
 {
-	CLIPRDR_FORMAT		f[2];
+	CLIPRDR_FORMAT		f[3];
 	CLIPRDR_FORMAT_LIST	fl;
 
 	memset(f, 0, sizeof f);
@@ -80,8 +84,9 @@ client_copies(CliprdrServerContext *cc, int text)
 	fl.msgType = CB_FORMAT_LIST;
 	f[0].formatId = CF_DIB;
 	f[1].formatId = CF_UNICODETEXT;
+	f[2].formatId = 0;
 	fl.formats = f;
-	fl.numFormats = text ? 2 : 1;
+	fl.numFormats = kind == NOTEXT ? 1 : kind == TEXT ? 2 : 3;
 	CHECK(cc->ClientFormatList(cc, &fl) == CHANNEL_RC_OK);
 }
 
@@ -179,10 +184,10 @@ test_stale_empty_answer(void)
 	qemu_reads(sv[1], &notify, &provide, &empty, &last);
 	requests = 0;
 
-	client_copies(cc, 1);		/* every format xfreerdp knows */
+	client_copies(cc, TEXT);	/* a first list */
 	qemu_says(c, rfb, RDP_CLIP_EXT_REQUEST | RDP_CLIP_EXT_TEXT);
 	CHECK(requests == 1);
-	client_copies(cc, 1);		/* the X owner's real ones */
+	client_copies(cc, TEXT);	/* a second, before the answer */
 	qemu_says(c, rfb, RDP_CLIP_EXT_REQUEST | RDP_CLIP_EXT_TEXT);
 	client_answers(cc, "", 1);	/* to the first: empty */
 	qemu_reads(sv[1], &notify, &provide, &empty, &last);
@@ -195,20 +200,44 @@ test_stale_empty_answer(void)
 	CHECK(last != NULL && strcmp(last, "QDESK-C2G text") == 0);
 
 	/* An empty or failed answer to a current request: nothing sent. */
-	client_copies(cc, 1);
+	client_copies(cc, TEXT);
 	qemu_says(c, rfb, RDP_CLIP_EXT_REQUEST | RDP_CLIP_EXT_TEXT);
 	CHECK(requests == 3);
 	client_answers(cc, "", 0);
 	qemu_reads(sv[1], &notify, &provide, &empty, &last);
 	CHECK(provide == 0);
 	/* And the next copy still reaches the guest. */
-	client_copies(cc, 1);
+	client_copies(cc, TEXT);
 	qemu_says(c, rfb, RDP_CLIP_EXT_REQUEST | RDP_CLIP_EXT_TEXT);
 	CHECK(requests == 4);
 	client_answers(cc, "again", 1);
 	qemu_reads(sv[1], &notify, &provide, &empty, &last);
 	CHECK(notify == 1 && provide == 1 && empty == 0);
 	CHECK(last != NULL && strcmp(last, "again") == 0);
+
+	/*
+	 * xfreerdp's early list: not told to QEMU, no request to the client
+	 * (it would spoil xfreerdp's TARGETS request and its next list);
+	 * QEMU's request waits for the real list.
+	 */
+	client_copies(cc, EARLY);
+	qemu_says(c, rfb, RDP_CLIP_EXT_REQUEST | RDP_CLIP_EXT_TEXT);
+	qemu_reads(sv[1], &notify, &provide, &empty, &last);
+	CHECK(notify == 0 && provide == 0);
+	CHECK(requests == 4);
+	client_copies(cc, TEXT);
+	CHECK(requests == 5);
+	client_answers(cc, "after early", 1);
+	qemu_reads(sv[1], &notify, &provide, &empty, &last);
+	CHECK(notify == 1 && provide == 1 && empty == 0);
+	CHECK(last != NULL && strcmp(last, "after early") == 0);
+	/* An early list then one without text: QEMU gets nothing. */
+	client_copies(cc, EARLY);
+	qemu_says(c, rfb, RDP_CLIP_EXT_REQUEST | RDP_CLIP_EXT_TEXT);
+	client_copies(cc, NOTEXT);
+	qemu_reads(sv[1], &notify, &provide, &empty, &last);
+	CHECK(notify == 0 && provide == 0);
+	CHECK(requests == 5);
 
 	free(last);
 	rdp_clip_free(c);
