@@ -6,7 +6,8 @@
 # the guest as a grab, and the guest's agent asks for its text while the
 # owner is stopped; the request made then is answered empty or late. The
 # guest must get the client's real text, never an empty one before it.
-# Steps: xfreerdp stopped while xclip takes the clipboard, xclip stopped
+# Steps: the guest copies (xfreerdp owns the client's X clipboard), then
+# xfreerdp stopped while xclip takes the clipboard, xclip stopped
 # (it owns the clipboard, answers nothing), xfreerdp resumed (its first
 # list goes out, the guest asks), xclip resumed 3 s later.
 . "$(dirname "$0")/lib.sh"
@@ -27,9 +28,20 @@ rdp_client alice /u:alice /p:alice-pw-1 +clipboard
 client=$RDP_CLIENT
 wait_gw_log "(alice on d1): logged in" 30
 wait_console d1 "QDESK CLIP UP" 90
-# xfreerdp's own first list (every format it knows) is in: the next two
-# are the copy's.
-wait_gw_log "RDP clipboard: the client has" 30
+
+# The guest copies first: xfreerdp owns the client's X clipboard, so
+# xclip taking it is a SelectionClear, after which xfreerdp sends its
+# early list (as in test 45).
+wait_console d1 "built-in shell" 30
+sleep 1
+serial_send d1 "qdesk-clip set QDESK-G2C-first"
+wait_console d1 "QDESK CLIP SET QDESK-G2C-first" 20
+for i in $(seq 1 60); do
+	[ "$(timeout 10 xclip -o -selection clipboard 2>/dev/null)" = \
+	    QDESK-G2C-first ] && break
+	sleep 0.5
+done
+[ "$i" -lt 60 ] || rdp_fail "the guest's text never reached the client"
 
 sent=$(printf 'QDESK-C2G stall\nline two')
 kill -STOP "$client"
