@@ -359,11 +359,11 @@ struct rdp_clip {
 	/*
 	 * The client's text, the client to QEMU. Each format list is a new
 	 * clipboard (client_gen); an answer to a request made under an
-	 * older one is stale. xfreerdp 2 sends two lists a copy (all it
-	 * supports, then the X owner's) and answers a request made between
-	 * them empty: passed on, that empty text would be the guest's
-	 * clipboard, and QEMU, whose request it answered, would not ask
-	 * for the real one.
+	 * older one is stale, and the current text is asked for again.
+	 * xfreerdp 2 sends two lists a copy (see RDP_CLIP_FREERDP_RAW): the
+	 * early one is held back. An empty answer is never passed on: it
+	 * would be the guest's clipboard, and QEMU, its request answered,
+	 * would not ask for the real text.
 	 */
 	uint32_t		 client_fmt;	/* CF_UNICODETEXT, CF_TEXT, 0 */
 	int			 client_early;	/* xfreerdp's list before its own */
@@ -645,7 +645,7 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 		return (CHANNEL_RC_OK);
 	}
 	if (c->client_fmt == 0) {
-		c->vnc_wants = 0;	/* no text to give: QEMU waits on */
+		c->vnc_wants = 0;	/* its request stays open, unanswered */
 		return (CHANNEL_RC_OK);
 	}
 	if (c->rfb == NULL)
