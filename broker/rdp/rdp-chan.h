@@ -15,6 +15,7 @@
 
 #include <freerdp/peer.h>
 #include <freerdp/channels/disp.h>
+#include <freerdp/server/cliprdr.h>
 
 struct rdp_rfb;
 
@@ -50,6 +51,7 @@ struct rdp_clip;
 struct rdp_clip	*rdp_clip_create(void);
 void	 rdp_clip_free(struct rdp_clip *);
 int	 rdp_clip_open(struct rdp_clip *, HANDLE vcm, rdpContext *);
+void	 rdp_clip_attach(struct rdp_clip *, CliprdrServerContext *);
 int	 rdp_clip_fd(struct rdp_clip *);
 int	 rdp_clip_check(struct rdp_clip *, struct rdp_rfb *, char **cause);
 void	 rdp_clip_vnc_cut(struct rdp_clip *, struct rdp_rfb *, int ext,

@@ -37,6 +37,16 @@
 
 #define RDP_CLIP_REPLACEMENT	0xfffd
 
+/*
+ * FreeRDP's CF_RAW, not a Windows format: xfreerdp 2 lists it (with every
+ * format it can carry) the moment the client's X clipboard changes hands,
+ * before it asked the new owner for TARGETS; the owner's own list
+ * follows. A data request in between shares the X property of that
+ * TARGETS request and spoils both: the answer comes empty and the list
+ * that follows has no text (CI's test 45 at load 20).
+ */
+#define RDP_CLIP_FREERDP_RAW	0
+
 /* Code point cp as UTF-8 at p; the number of bytes. */
 static size_t
 rdp_clip_put_utf8(char *p, uint32_t cp)
@@ -346,10 +356,21 @@ struct rdp_clip {
 	uint64_t		 client_since;
 	int			 vnc_asked;	/* our REQUEST is out */
 
-	/* The client's text, the client to QEMU. */
+	/*
+	 * The client's text, the client to QEMU. Each format list is a new
+	 * clipboard (client_gen); an answer to a request made under an
+	 * older one is stale, and the current text is asked for again.
+	 * xfreerdp 2 sends two lists a copy (see RDP_CLIP_FREERDP_RAW): the
+	 * early one is held back. An empty answer is never passed on: it
+	 * would be the guest's clipboard, and QEMU, its request answered,
+	 * would not ask for the real text.
+	 */
 	uint32_t		 client_fmt;	/* CF_UNICODETEXT, CF_TEXT, 0 */
+	int			 client_early;	/* xfreerdp's list before its own */
+	uint32_t		 client_gen;	/* format lists so far */
 	int			 vnc_wants;	/* QEMU asked for it */
 	int			 client_asked;	/* our data request is out */
+	uint32_t		 asked_gen;	/* client_gen when it went out */
 	uint64_t		 asked_since;
 
 	uint64_t		 to_client;	/* texts and bytes (UTF-8) */
@@ -492,6 +513,7 @@ rdp_clip_ask_client(struct rdp_clip *c)
 	r.dataLen = 4;
 	r.requestedFormatId = c->client_fmt;
 	c->client_asked = 1;
+	c->asked_gen = c->client_gen;
 	c->asked_since = rdp_clip_ms();
 	c->cc->ServerFormatDataRequest(c->cc, &r);
 }
@@ -557,7 +579,9 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 	if ((flags & RDP_CLIP_EXT_REQUEST) && (flags & RDP_CLIP_EXT_TEXT)) {
 		/* The guest pastes what the client copied. */
 		c->vnc_wants = 1;
-		if (c->cc == NULL || c->client_fmt == 0) {
+		if (c->client_early)
+			;	/* asked for once the client's real list came */
+		else if (c->cc == NULL || c->client_fmt == 0) {
 			rdp_clip_vnc_send(c, RDP_CLIP_EXT_PROVIDE |
 			    RDP_CLIP_EXT_TEXT, "", 0);
 			c->vnc_wants = 0;
@@ -565,6 +589,23 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 			rdp_clip_ask_client(c);
 	}
 	free(text);
+}
+
+/*
+ * Our request went out before the client's latest format list: ask for
+ * the current text if QEMU still waits for it (or, classic VNC, always).
+ */
+static void
+rdp_clip_reask(struct rdp_clip *c)
+{
+	if (c->client_early)
+		return;		/* asked for when its real list comes */
+	if (c->client_fmt == 0) {
+		c->vnc_wants = 0;
+		return;
+	}
+	if (c->vnc_wants || (c->rfb != NULL && !c->rfb->cbext))
+		rdp_clip_ask_client(c);
 }
 
 /* The client copied something: take note, tell QEMU there is text. */
@@ -576,10 +617,12 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 	CLIPRDR_FORMAT_LIST_RESPONSE	 r;
 	UINT32				 i;
 
-	log_debug("RDP clipboard: the client has %u formats",
-	    (unsigned int)fl->numFormats);
+	c->client_gen++;
 	c->client_fmt = 0;
+	c->client_early = 0;
 	for (i = 0; i < fl->numFormats; i++) {
+		if (fl->formats[i].formatId == RDP_CLIP_FREERDP_RAW)
+			c->client_early = 1;
 		if (fl->formats[i].formatId == CF_UNICODETEXT)
 			c->client_fmt = CF_UNICODETEXT;
 		else if ((fl->formats[i].formatId == CF_TEXT ||
@@ -591,15 +634,28 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 	r.msgType = CB_FORMAT_LIST_RESPONSE;
 	r.msgFlags = CB_RESPONSE_OK;
 	cc->ServerFormatListResponse(cc, &r);
+	log_debug("RDP clipboard: the client has %u formats%s",
+	    (unsigned int)fl->numFormats, c->client_early ?
+	    " (everything it knows; its X owner's list follows)" : "");
 	/* The client's clipboard is the newest now; ours is gone there. */
 	c->guest_has = 0;
-	if (c->rfb == NULL || c->client_fmt == 0)
+	if (c->client_early) {
+		/* Wait for the real list; a request now would spoil it. */
+		c->client_fmt = 0;
+		return (CHANNEL_RC_OK);
+	}
+	if (c->client_fmt == 0) {
+		c->vnc_wants = 0;	/* its request stays open, unanswered */
+		return (CHANNEL_RC_OK);
+	}
+	if (c->rfb == NULL)
 		return (CHANNEL_RC_OK);
 	if (c->rfb->cbext)
 		rdp_clip_vnc_send(c, RDP_CLIP_EXT_NOTIFY | RDP_CLIP_EXT_TEXT,
 		    NULL, 0);
-	else if (!c->client_asked)
-		rdp_clip_ask_client(c);	/* classic VNC takes text at once */
+	/* Classic VNC takes text at once; QEMU may have asked meanwhile. */
+	if ((!c->rfb->cbext || c->vnc_wants) && !c->client_asked)
+		rdp_clip_ask_client(c);
 	return (CHANNEL_RC_OK);
 }
 
@@ -645,6 +701,13 @@ rdp_clip_client_data_response(CliprdrServerContext *cc,
 	if (!c->client_asked)
 		return (CHANNEL_RC_OK);
 	c->client_asked = 0;
+	if (c->asked_gen != c->client_gen) {
+		/* For a clipboard the client has replaced: ask again. */
+		log_debug("RDP clipboard: the client answered for its "
+		    "previous clipboard; asking for the current one");
+		rdp_clip_reask(c);
+		return (CHANNEL_RC_OK);
+	}
 	if ((r->msgFlags & CB_RESPONSE_OK) && r->requestedFormatData != NULL) {
 		if (c->client_fmt == CF_UNICODETEXT)
 			text = rdp_clip_utf16_to_utf8(r->requestedFormatData,
@@ -674,11 +737,23 @@ rdp_clip_client_data_response(CliprdrServerContext *cc,
 			len = q - text;
 		}
 	}
+	if (text != NULL && len == 0) {
+		free(text);
+		text = NULL;
+	}
 	if (text != NULL && (c->vnc_wants || c->rfb == NULL ||
 	    !c->rfb->cbext))
 		rdp_clip_to_vnc(c, text, len);
-	else if (c->vnc_wants)
-		rdp_clip_to_vnc(c, "", 0);
+	else if (text == NULL && c->client_fmt != 0) {
+		/*
+		 * It said it has text and gave none: no empty text in its
+		 * place. QEMU's request stays unanswered; the client's next
+		 * format list is a NOTIFY, and the guest asks anew.
+		 */
+		log_warnx("RDP clipboard: the client announced text and "
+		    "sent none; the guest gets the next copy");
+		c->refused++;
+	}
 	c->vnc_wants = 0;
 	free(text);
 	return (CHANNEL_RC_OK);
@@ -702,8 +777,26 @@ rdp_clip_open(struct rdp_clip *c, HANDLE vcm, rdpContext *context)
 
 	if ((cc = cliprdr_server_context_new(vcm)) == NULL)
 		return (-1);
-	cc->custom = c;
 	cc->rdpcontext = context;
+	rdp_clip_attach(c, cc);
+	if (cc->Open(cc) != CHANNEL_RC_OK) {
+		cliprdr_server_context_free(cc);
+		c->cc = NULL;
+		return (-1);
+	}
+	log_debug("RDP clipboard: channel open");
+	return (0);
+}
+
+/*
+ * Our handlers on a cliprdr server context, which c owns from here on
+ * (rdp_clip_free closes and frees it). Apart from rdp_clip_open, the
+ * unit test uses it with a context of its own to play a client.
+ */
+void
+rdp_clip_attach(struct rdp_clip *c, CliprdrServerContext *cc)
+{
+	cc->custom = c;
 	cc->useLongFormatNames = TRUE;
 	cc->streamFileClipEnabled = FALSE;
 	cc->fileClipNoFilePaths = FALSE;
@@ -719,13 +812,7 @@ rdp_clip_open(struct rdp_clip *c, HANDLE vcm, rdpContext *context)
 	    (psCliprdrClientLockClipboardData)rdp_clip_ignore;
 	cc->ClientUnlockClipboardData =
 	    (psCliprdrClientUnlockClipboardData)rdp_clip_ignore;
-	if (cc->Open(cc) != CHANNEL_RC_OK) {
-		cliprdr_server_context_free(cc);
-		return (-1);
-	}
 	c->cc = cc;
-	log_debug("RDP clipboard: channel open");
-	return (0);
 }
 
 /* The fd to poll for the client's clipboard messages, or -1. */
@@ -799,13 +886,16 @@ rdp_clip_check(struct rdp_clip *c, struct rdp_rfb *rfb, char **cause)
 		rdp_clip_answer(c, 0);
 	}
 	if (c->client_asked && now - c->asked_since > RDP_CLIP_WAIT_MS) {
-		log_warnx("RDP clipboard: the client did not send its text "
-		    "within %d ms", RDP_CLIP_WAIT_MS);
-		c->refused++;
 		c->client_asked = 0;
-		if (c->vnc_wants)
-			rdp_clip_to_vnc(c, "", 0);
-		c->vnc_wants = 0;
+		if (c->asked_gen != c->client_gen)
+			rdp_clip_reask(c);	/* that clipboard is gone */
+		else {
+			/* No empty text instead (see the data response). */
+			log_warnx("RDP clipboard: the client did not send its "
+			    "text within %d ms", RDP_CLIP_WAIT_MS);
+			c->refused++;
+			c->vnc_wants = 0;
+		}
 	}
 	return (0);
 }
