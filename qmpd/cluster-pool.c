@@ -757,19 +757,18 @@ cluster_pool_kick(void)
 }
 
 /*
- * qmpd's events in a cluster (instead of pool.c's): a floating member
- * whose user shut it down goes back to its pool, as on one host.
+ * vm.state in a cluster: a floating member whose user shut it down goes
+ * back to its pool, as on one host.
  */
-void
-cluster_pool_event(const char *event, const char *name, json_t *fields,
-    void *arg)
+static void
+cluster_pool_state(const char *name, json_t *fields)
 {
 	struct vm	*vm;
 	json_t		*own, *pool;
 	const char	*state;
 
-	if (strcmp(event, "vm.state") != 0 || name == NULL ||
-	    (vm = vm_find(name)) == NULL || vm->def.pool == NULL)
+	if (name == NULL || (vm = vm_find(name)) == NULL ||
+	    vm->def.pool == NULL)
 		return;
 	if (cluster_pool_held(vm) == NULL) {
 		cluster_pool_kick();	/* an orphan, once stopped, goes */
@@ -787,4 +786,35 @@ cluster_pool_event(const char *event, const char *name, json_t *fields,
 		json_decref(pool);
 	}
 	cluster_pool_kick();
+}
+
+/*
+ * session.ended in a cluster: the pool's disconnect action, run by the
+ * host whose QEMU lost its last client (only a member held here has
+ * a local VM with a pool).
+ */
+static void
+cluster_pool_session_ended(const char *name, json_t *fields)
+{
+	struct vm	*vm;
+
+	if (name == NULL || (vm = vm_find(name)) == NULL ||
+	    vm->def.pool == NULL || cluster_pool_held(vm) == NULL)
+		return;
+	pool_disconnect_ended(name, fields);
+}
+
+/* Keep this list sorted: it is searched with bsearch. */
+static const struct notify_handler cluster_pool_handlers[] = {
+	{ "session.ended", cluster_pool_session_ended },
+	{ "vm.state", cluster_pool_state },
+};
+
+/* qmpd's events in a cluster (instead of pool.c's). */
+void
+cluster_pool_event(const char *event, const char *name, json_t *fields,
+    void *arg)
+{
+	notify_dispatch(cluster_pool_handlers, nitems(cluster_pool_handlers),
+	    event, name, fields);
 }
