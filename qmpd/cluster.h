@@ -216,6 +216,7 @@ int		 cluster_desktop_power(struct cmd_req *, struct vm *,
 		    const char *action);
 int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
 int		 cluster_desktop_defined(const char *vm);
+int		 cluster_desktop_moved(const struct vm *);
 json_t		*cluster_desktop_json(const char *vm);
 
 /*
