@@ -116,19 +116,19 @@ done
 # or a line to $T/$4.err.
 portal_user() {
 	local u=$1 src=$2 t0=$3 tag=$4 code d
-	local -a c=(ip netns exec "$ETCD_NETNS" curl -sk --max-time 300
+	local -a c=(ip netns exec "$ETCD_NETNS" curl -sSk --max-time 300
 	    --interface "$src" -b "$T/jar-$u" -c "$T/jar-$u" -o "$T/$u.body"
-	    -w '%{http_code}')
+	    -w '%{http_code}' --stderr "$T/$u.curl")
 	local -a post=(-X POST -H 'X-Qdesk: 1' -H 'Content-Type: application/json')
 	code=$("${c[@]}" "${post[@]}" --data "{\"user\":\"$u\",\"password\":\"pw-$u-secret\"}" "$PORTAL/api/login")
-	[ "$code" = 200 ] || { echo "$u login: $code $(cat "$T/$u.body")" >>"$T/$tag.err"; return; }
+	[ "$code" = 200 ] || { echo "$u login: $code $(cat "$T/$u.body" "$T/$u.curl")" >>"$T/$tag.err"; return; }
 	code=$("${c[@]}" "$PORTAL/api/desktops")
 	d=$(jq -r '.[0] | select(.state == "running") | .name' "$T/$u.body" 2>/dev/null)
 	[ "$code" = 200 ] && [ -n "$d" ] ||
-		{ echo "$u desktops: $code $(cat "$T/$u.body")" >>"$T/$tag.err"; return; }
+		{ echo "$u desktops: $code $(cat "$T/$u.body" "$T/$u.curl")" >>"$T/$tag.err"; return; }
 	code=$("${c[@]}" "${post[@]}" --data '{}' "$PORTAL/api/desktops/$d/console")
 	[ "$code" = 200 ] && jq -e '.password and .port' "$T/$u.body" >/dev/null 2>&1 ||
-		{ echo "$u console of $d: $code $(cat "$T/$u.body")" >>"$T/$tag.err"; return; }
+		{ echo "$u console of $d: $code $(cat "$T/$u.body" "$T/$u.curl")" >>"$T/$tag.err"; return; }
 	echo $(( $(ms) - t0 )) >>"$T/$tag.ms"
 	echo "$d" >>"$T/$tag.desk"
 }
@@ -152,7 +152,10 @@ portal_storm() {
 	done
 	wait
 	PC1=$(etcd_kv_calls)
-	[ -s "$T/$tag.err" ] && die "portal storm $tag: $(wc -l <"$T/$tag.err") user(s) failed: $(head -3 "$T/$tag.err")"
+	if [ -s "$T/$tag.err" ]; then
+		grep -h -e "$tag-u" "$(dirname "$BROKER_STATE")/broker.log" | grep -v "logged in" | tail -n 5 >&2
+		die "portal storm $tag: $(wc -l <"$T/$tag.err") user(s) failed: $(head -3 "$T/$tag.err")"
+	fi
 	while read -r d; do runs_on "$d"; done <"$T/$tag.desk" | sort | uniq -c |
 	    awk '{ printf " %s=%s", $2, $1 }' >"$T/$tag.on"
 }

@@ -398,10 +398,11 @@ image_publish(const char *name, json_t *rec, const char *sum)
 	kcreated = json_integer_value(json_object_get(known, "created"));
 	if (created > kcreated) {
 		if (json_object_get(publishing, name) == NULL)
-			log_info("cluster: template %s imported here again "
-			    "with other content: images/%s becomes sha256 %s "
-			    "(was %s, from host %s)", name, name, sum, ksum,
-			    json_string_value(json_object_get(known, "host")));
+			log_info("cluster: template %s imported here after "
+			    "the one etcd knows, with other content: images/%s "
+			    "becomes sha256 %s (was %s, from host %s)", name,
+			    name, sum, ksum, json_string_value(json_object_get(
+			    known, "host")));
 		image_put(name, rec, sum, json_integer_value(json_object_get(
 		    known, "rev")));
 		return;

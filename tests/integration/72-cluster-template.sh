@@ -11,7 +11,9 @@
 # A template removed by its publisher (h1) takes images/NAME with it;
 # imported again with other content, etcd has the new sum; h2's copy of
 # the old one is stale: not listed in hosts/h2 (never a source), and the
-# next start there removes it and fetches the new one from h1.
+# next start there removes it and fetches the new one from h1. A newer
+# import of a name on another host, with other content, replaces
+# images/NAME; the older copy is stale there.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -167,5 +169,22 @@ grep -q "cluster: template re fetched from host h1: [0-9]* bytes, sha256 $s2" "$
 until_ok 10 "hosts/h2 lists re again" \
     "eget hosts/h2 | jq -e '.templates | index(\"re\") != null' >/dev/null"
 log "r2 on h2: the stale copy removed, the new re fetched from h1 (sha256 $s2): ok"
+
+# A newer import of a name on another host, with other content, is the
+# reference: images/nw becomes h2's, and h1's older copy is stale.
+hqq h1 image import nw "$GUESTS/boot.img" >/dev/null
+sa=$(published nw)
+sleep 1	# the imports' times are in seconds: h2's is the later one
+hqq h2 image import nw "$T/re2.img" >/dev/null
+sb=$(sha256sum "$(store_files h2 nw)" | cut -d' ' -f1)
+until_ok 30 "images/nw is h2's newer import" \
+    "[ \"\$(eget images/nw | jq -r '.sha256 + \" \" + .host')\" = \"$sb h2\" ]"
+grep -q "cluster: template nw imported here after the one etcd knows, with other content: images/nw becomes sha256 $sb (was $sa, from host h1)" "$h2_LOG" ||
+	fail "h2 did not log its replacing images/nw: $(grep 'template nw' "$h2_LOG")"
+until_ok 10 "hosts/h1 no longer lists its older nw" \
+    "eget hosts/h1 | jq -e '.templates | index(\"nw\") == null' >/dev/null"
+until_ok 10 "h1 says its nw is stale" \
+    "grep -q 'cluster: template nw here is not the one etcd knows (sha256 $sa, not $sb, a newer import on host h2)' '$h1_LOG'"
+log "nw imported on h1, then with other content on h2: images/nw is h2's, h1's copy stale and not listed: ok"
 ok=1
 log "PASS"
