@@ -32,6 +32,13 @@
 
 static struct event	*cluster_pool_ev;
 static json_t		*cluster_pool_resetting;	/* names in flight */
+/*
+ * Members this host's checkouts are claiming now: the view shows no
+ * owners/ key for them until etcd answers, and a storm of logins (the
+ * broker sends them all to one host) would otherwise all pick the same
+ * free member and lose to each other.
+ */
+static json_t		*cluster_pool_claiming;
 
 /* The pool a desktop of the cluster belongs to, or NULL. */
 static const char *
@@ -256,7 +263,9 @@ cluster_pool_pick_cb(const char *key, json_t *pool, void *arg)
 		if (owner != NULL && strcmp(owner, k->acq->login) == 0 &&
 		    k->mine == NULL)
 			k->mine = p;
-		if (own == NULL && (r = cluster_pool_rank(p)) > k->best_rank) {
+		if (own == NULL && json_object_get(cluster_pool_claiming,
+		    p->name) == NULL && (r = cluster_pool_rank(p)) >
+		    k->best_rank) {
 			k->best = p;
 			k->best_rank = r;
 		}
@@ -350,6 +359,7 @@ cluster_pool_claim_cb(void *arg, const char *errclass, const char *cause)
 	struct cluster_pool_acq	*a = arg;
 	json_t			*f;
 
+	json_object_del(cluster_pool_claiming, a->vm);
 	if (errclass != NULL && strcmp(errclass, ERR_EXISTS) == 0 &&
 	    ++a->tries < CLUSTER_POOL_TRIES) {
 		log_info("cluster: %s went to another user meanwhile; %s "
@@ -419,6 +429,9 @@ cluster_pool_acq_try(struct cluster_pool_acq *a)
 	a->pool = xstrdup(cluster_pool_of(k.best));
 	rec = json_pack("{s:s,s:s,s:s}", "login", a->login, "pool", a->pool,
 	    "by", cluster_name());
+	if (cluster_pool_claiming == NULL)
+		cluster_pool_claiming = json_object();
+	json_object_set_new(cluster_pool_claiming, a->vm, json_true());
 	userdb_put(USERDB_OWNERS, a->vm, rec, USERDB_CREATE,
 	    cluster_pool_claim_cb, a);
 	json_decref(rec);
