@@ -195,6 +195,14 @@ static const struct print_col session_cols[] = {
 	{ NULL, NULL, 0 }
 };
 
+/* user import: one line per record, what became of it. */
+static const struct print_col import_cols[] = {
+	{ "KIND",	"kind",			COL_TEXT },
+	{ "NAME",	"name",			COL_TEXT },
+	{ "RESULT",	"result",		COL_TEXT },
+	{ NULL, NULL, 0 }
+};
+
 static const struct print_col host_cols[] = {
 	{ "NAME",	"name",			COL_TEXT },
 	{ "ADDRESS",	"addr",			COL_TEXT },
@@ -397,6 +405,9 @@ const struct ctl_command ctl_commands[] = {
 	  .print = PRINT_DONE, .done = "$login: removed" },
 	{ .group = "user", .verb = "list", .cmd = "user.list", .usage = "",
 	  .print = PRINT_LIST },
+	{ .group = "user", .verb = "import", .cmd = "user.import",
+	  .usage = "", .print = PRINT_LIST, .list = "records",
+	  .cols = import_cols },
 
 	{ .group = "desktop", .verb = "assign", .cmd = "desktop.assign",
 	  .usage = "LOGIN VM",

@@ -134,6 +134,20 @@ cluster_desktop_elsewhere(struct cmd_req *req, const char *name)
 	return (CMD_RETURN_DONE);
 }
 
+/*
+ * Is the local vm a stale copy: not running here while placement puts
+ * the desktop on another host (it ran here before a failover, a
+ * migration or a start elsewhere)? Then placement, not it, answers.
+ */
+int
+cluster_desktop_stale(const struct vm *vm)
+{
+	const char	*host = cluster_place_host(vm->def.name);
+
+	return (!vm_is_active(vm) && host != NULL &&
+	    strcmp(host, cluster_name()) != 0);
+}
+
 /* Does etcd define VM name (as this host's watch saw)? */
 int
 cluster_desktop_defined(const char *name)

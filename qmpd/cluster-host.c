@@ -148,8 +148,9 @@ host_template_cb(const char *key, json_t *val, void *arg)
 {
 	const char	*kind = json_string_value(json_object_get(val, "kind"));
 
+	/* A stale copy is never listed: others would fetch it. */
 	if (kind != NULL && (strcmp(kind, "base") == 0 ||
-	    strcmp(kind, "template") == 0))
+	    strcmp(kind, "template") == 0) && cluster_image_listable(key, val))
 		json_array_append_new(arg, json_string(key));
 	return (0);
 }

@@ -17,6 +17,13 @@
  *     start that needed it fails with why (the next start tries again).
  *   - Starts that need the same template while it is on its way wait on
  *     the one fetch.
+ *   - Only a copy imported on its host (not fetched) publishes, and the
+ *     newest import of a name is the reference: a template removed and
+ *     imported again with other content replaces images/T (CAS on its
+ *     revision), and its publisher's image rm deletes it. A copy whose
+ *     sum is not images/T's is stale: its host does not list it (so it is
+ *     never a source) and a start there removes it and fetches the
+ *     cluster's.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -90,6 +97,8 @@ cluster_image_event(const char *key, json_t *kv, int put)
 
 	if (images == NULL)
 		images = json_object();
+	json_object_del(warned, name);	/* a new reference: say it anew */
+	cluster_host_touch();		/* which copies are listed changes */
 	if (!put) {
 		json_object_del(images, name);
 		return;
@@ -103,6 +112,8 @@ cluster_image_event(const char *key, json_t *kv, int put)
 		return;
 	}
 	json_object_set_new(v, "gen", json_integer(cluster_gen));
+	json_object_set_new(v, "rev", json_integer(json_integer_value(
+	    json_object_get(kv, "mod_revision"))));
 	json_object_set_new(images, name, v);
 }
 
@@ -176,9 +187,13 @@ image_sum(json_t *rec)
 	return (json_string_value(json_object_get(rec, "sha256")));
 }
 
-/* Keep sum (of file) in name's record, unless its file changed. */
+/*
+ * Keep sum (of file) in name's record, unless its file changed; from: the
+ * host a fetched copy came from (such a copy never publishes).
+ */
 static void
-image_sum_save(const char *name, const char *file, const char *sum)
+image_sum_save(const char *name, const char *file, const char *sum,
+    const char *from)
 {
 	json_t		*rec;
 	const char	*now;
@@ -190,6 +205,9 @@ image_sum_save(const char *name, const char *file, const char *sum)
 	if (now != NULL && strcmp(now, file) == 0) {
 		json_object_set_new(rec, "sha256", json_string(sum));
 		json_object_set_new(rec, "sha256_of", json_string(file));
+		if (from != NULL)
+			json_object_set_new(rec, "fetched_from",
+			    json_string(from));
 		if (db_put(qmpd->db, DB_IMAGES, name, rec, &cause) != 0) {
 			log_warnx("image %s: %s", name, cause);
 			free(cause);
@@ -233,7 +251,7 @@ image_hash_done(int status, const char *output, void *arg)
 		    ih->name, output);
 	else {
 		log_info("cluster: template %s: sha256 %s", ih->name, sum);
-		image_sum_save(ih->name, ih->file, sum);
+		image_sum_save(ih->name, ih->file, sum, NULL);
 		free(sum);
 	}
 	free(hashing);
@@ -268,6 +286,42 @@ image_hash(const char *name, json_t *rec)
 	free(path);
 }
 
+/* images/T as the view has it, or NULL. */
+static json_t *
+image_known(const char *name)
+{
+	return (json_object_get(images, name));
+}
+
+/*
+ * Is rec (this host's copy of template name) stale: hashed, and not the
+ * copy etcd's images/T describes?
+ */
+static int
+image_stale(const char *name, json_t *rec)
+{
+	json_t		*known = image_known(name);
+	const char	*sum = image_sum(rec), *ksum;
+
+	if (known == NULL || sum == NULL || !image_copyable(rec))
+		return (0);
+	ksum = json_string_value(json_object_get(known, "sha256"));
+	return (ksum != NULL && strcmp(ksum, sum) != 0);
+}
+
+/*
+ * Does this host's record list template name? Not a stale copy, nor a
+ * copy not hashed yet while etcd has a sum (it may be stale): a listed
+ * copy is one another host may fetch.
+ */
+int
+cluster_image_listable(const char *name, json_t *rec)
+{
+	if (!image_copyable(rec) || image_known(name) == NULL)
+		return (1);
+	return (image_sum(rec) != NULL && !image_stale(name, rec));
+}
+
 static void
 image_publish_cb(void *arg, json_t *res, const char *errclass,
     const char *cause)
@@ -282,26 +336,17 @@ image_publish_cb(void *arg, json_t *res, const char *errclass,
 	free(name);
 }
 
-/* Publish rec's sum as images/name, unless a host did first. */
+/*
+ * Publish rec's sum as images/name: create-only (rev 0), or in place of
+ * the record at revision rev (an older import's).
+ */
 static void
-image_publish(const char *name, json_t *rec, const char *sum)
+image_put(const char *name, json_t *rec, const char *sum, int64_t rev)
 {
-	json_t		*v, *known = json_object_get(images, name);
-	const char	*ksum;
+	json_t		*v;
 	char		*key, *val, *path;
 	struct stat	 sb;
 
-	if (known != NULL) {
-		ksum = json_string_value(json_object_get(known, "sha256"));
-		if (ksum != NULL && strcmp(ksum, sum) != 0 &&
-		    json_object_get(warned, name) == NULL) {
-			log_warnx("cluster: template %s here is not the one "
-			    "etcd knows (sha256 %s, not %s): it will not be "
-			    "copied from here", name, sum, ksum);
-			json_object_set_new(warned, name, json_true());
-		}
-		return;
-	}
 	if (json_object_get(publishing, name) != NULL)
 		return;
 	path = imgstore_path(img_store, json_string_value(json_object_get(rec,
@@ -312,18 +357,102 @@ image_publish(const char *name, json_t *rec, const char *sum)
 		return;
 	}
 	free(path);
-	v = json_pack("{s:s,s:I,s:O,s:O,s:s,s:I}", "sha256", sum, "size",
+	v = json_pack("{s:s,s:I,s:O,s:O,s:s,s:I,s:I}", "sha256", sum, "size",
 	    (json_int_t)sb.st_size, "format", json_object_get(rec, "format"),
 	    "kind", json_object_get(rec, "kind"), "host", cluster_name(),
-	    "time", (json_int_t)cluster_wall_ms());
+	    "time", (json_int_t)cluster_wall_ms(), "created",
+	    json_integer_value(json_object_get(rec, "created")));
 	val = json_dumps(v, JSON_COMPACT);
 	json_decref(v);
 	key = cluster_key("images/%s", name);
 	json_object_set_new(publishing, name, json_true());
-	etcd_cas(cluster_etcd, key, 0, val, 0, image_publish_cb,
+	etcd_cas(cluster_etcd, key, rev, val, 0, image_publish_cb,
 	    xstrdup(name));
 	free(key);
 	free(val);
+}
+
+/*
+ * rec, this host's own import of name, hashed to sum: publish it unless
+ * etcd has it, or a newer import's; replace an older import's (the
+ * template was removed and imported again with other content). A fetched
+ * copy never publishes: it is a copy of what etcd says.
+ */
+static void
+image_publish(const char *name, json_t *rec, const char *sum)
+{
+	json_t		*known = image_known(name);
+	const char	*ksum;
+	json_int_t	 created, kcreated;
+
+	if (json_object_get(rec, "fetched_from") != NULL)
+		return;
+	if (known == NULL) {
+		image_put(name, rec, sum, 0);
+		return;
+	}
+	ksum = json_string_value(json_object_get(known, "sha256"));
+	if (ksum == NULL || strcmp(ksum, sum) == 0)
+		return;
+	created = json_integer_value(json_object_get(rec, "created"));
+	kcreated = json_integer_value(json_object_get(known, "created"));
+	if (created > kcreated) {
+		if (json_object_get(publishing, name) == NULL)
+			log_info("cluster: template %s imported here after "
+			    "the one etcd knows, with other content: images/%s "
+			    "becomes sha256 %s (was %s, from host %s)", name,
+			    name, sum, ksum, json_string_value(json_object_get(
+			    known, "host")));
+		image_put(name, rec, sum, json_integer_value(json_object_get(
+		    known, "rev")));
+		return;
+	}
+	if (json_object_get(warned, name) == NULL) {
+		log_warnx("cluster: template %s here is not the one etcd "
+		    "knows (sha256 %s, not %s, a newer import on host %s): it "
+		    "is never a source; a start here fetches the cluster's",
+		    name, sum, ksum, json_string_value(json_object_get(known,
+		    "host")));
+		json_object_set_new(warned, name, json_true());
+	}
+}
+
+static void
+image_unpublish_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	char	*name = arg;
+
+	if (errclass != NULL)
+		log_warnx("cluster: images/%s: %s", name, cause);
+	else if (json_is_true(json_object_get(res, "succeeded")))
+		log_info("cluster: template %s removed by its publisher: "
+		    "images/%s deleted", name, name);
+	free(name);
+}
+
+/*
+ * image rm of name here: if this host published images/name, it goes
+ * (CAS on its revision): an import of that name anywhere is published
+ * afresh, and copies fetched from it are stale once it is.
+ */
+void
+cluster_image_removed(const char *name)
+{
+	json_t		*known = image_known(name);
+	const char	*host;
+	char		*key;
+	int64_t		 rev;
+
+	if (known == NULL || (host = json_string_value(json_object_get(known,
+	    "host"))) == NULL || strcmp(host, cluster_name()) != 0)
+		return;
+	rev = json_integer_value(json_object_get(known, "rev"));
+	key = cluster_key("images/%s", name);
+	etcd_txn(cluster_etcd, json_pack("[o]", etcd_cmp_mod_revision(key,
+	    rev)), json_pack("[o]", etcd_op_delete(key, 0)), NULL,
+	    image_unpublish_cb, xstrdup(name));
+	free(key);
 }
 
 static int
@@ -402,6 +531,14 @@ cluster_image_serve(struct cmd_req *req)
 		cmd_error(req, ERR_STATE, "image %s on host %s is not a "
 		    "standalone template no VM writes (a clone's template: "
 		    "qdesk image flatten %s)", name, cluster_name(), name);
+		goto done;
+	}
+	if (!cluster_image_listable(name, rec)) {
+		/* The asker's view of hosts/H was older than ours. */
+		cmd_error(req, ERR_STATE, "template %s on host %s is not the "
+		    "one etcd knows (sha256 %s): not a source", name,
+		    cluster_name(), image_sum(rec) != NULL ? image_sum(rec) :
+		    "not known yet");
 		goto done;
 	}
 	path = imgstore_path(img_store, json_string_value(json_object_get(rec,
@@ -517,7 +654,7 @@ image_fetch_written(int status, const char *output, void *arg)
 		free(cause);
 		goto out;
 	}
-	image_sum_save(f->name, f->file, sum);
+	image_sum_save(f->name, f->file, sum, f->src);
 	log_info("cluster: template %s fetched from host %s: %lld bytes, "
 	    "sha256 %s, in %lld ms", f->name, f->src, f->size, sum,
 	    cluster_mono_ms() - f->t0);
@@ -599,6 +736,35 @@ image_fetch_closed(struct peer *p, const char *cause, void *arg)
 	/* The reply callback has heard it (Disconnected) or took the stream. */
 }
 
+/*
+ * A start here needs template name and this host has rec: 1 if it is
+ * current, 0 if it was stale and is removed (fetch the cluster's), -1
+ * with cause if it is stale and cannot go (clones made from it).
+ */
+static int
+image_drop_stale(const char *name, json_t *rec, char **cause)
+{
+	const char	*ksum = json_string_value(json_object_get(
+			    image_known(name), "sha256"));
+	char		*why = NULL;
+
+	if (!image_stale(name, rec))
+		return (1);
+	if (img_busy(name) != NULL || imgstore_rm(img_store, name, &why) !=
+	    0) {
+		xasprintf(cause, "template %s here is not the one etcd knows "
+		    "(sha256 %s, not %s) and cannot be replaced: %s", name,
+		    image_sum(rec), ksum, why != NULL ? why : "it is busy");
+		free(why);
+		return (-1);
+	}
+	log_info("cluster: template %s here was stale (sha256 %s, etcd has "
+	    "%s): removed, fetching the cluster's", name, image_sum(rec),
+	    ksum);
+	cluster_host_touch();
+	return (0);
+}
+
 int
 cluster_image_need(const char *name, cluster_image_cb cb, void *arg,
     char **cause)
@@ -609,10 +775,13 @@ cluster_image_need(const char *name, cluster_image_cb cb, void *arg,
 	json_t			*rec, *known;
 	const char		*listen;
 	char			*addr, *cn;
+	int			 rc;
 
 	if ((rec = db_get(qmpd->db, DB_IMAGES, name)) != NULL) {
+		rc = image_drop_stale(name, rec, cause);
 		json_decref(rec);
-		return (1);
+		if (rc != 0)
+			return (rc);
 	}
 	LIST_FOREACH(f, &image_fetches, entry)
 		if (strcmp(f->name, name) == 0)

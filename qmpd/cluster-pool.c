@@ -32,6 +32,13 @@
 
 static struct event	*cluster_pool_ev;
 static json_t		*cluster_pool_resetting;	/* names in flight */
+/*
+ * Members this host's checkouts are claiming now: the view shows no
+ * owners/ key for them until etcd answers, and a storm of logins (the
+ * broker sends them all to one host) would otherwise all pick the same
+ * free member and lose to each other.
+ */
+static json_t		*cluster_pool_claiming;
 
 /* The pool a desktop of the cluster belongs to, or NULL. */
 static const char *
@@ -256,7 +263,9 @@ cluster_pool_pick_cb(const char *key, json_t *pool, void *arg)
 		if (owner != NULL && strcmp(owner, k->acq->login) == 0 &&
 		    k->mine == NULL)
 			k->mine = p;
-		if (own == NULL && (r = cluster_pool_rank(p)) > k->best_rank) {
+		if (own == NULL && json_object_get(cluster_pool_claiming,
+		    p->name) == NULL && (r = cluster_pool_rank(p)) >
+		    k->best_rank) {
 			k->best = p;
 			k->best_rank = r;
 		}
@@ -350,6 +359,7 @@ cluster_pool_claim_cb(void *arg, const char *errclass, const char *cause)
 	struct cluster_pool_acq	*a = arg;
 	json_t			*f;
 
+	json_object_del(cluster_pool_claiming, a->vm);
 	if (errclass != NULL && strcmp(errclass, ERR_EXISTS) == 0 &&
 	    ++a->tries < CLUSTER_POOL_TRIES) {
 		log_info("cluster: %s went to another user meanwhile; %s "
@@ -419,6 +429,9 @@ cluster_pool_acq_try(struct cluster_pool_acq *a)
 	a->pool = xstrdup(cluster_pool_of(k.best));
 	rec = json_pack("{s:s,s:s,s:s}", "login", a->login, "pool", a->pool,
 	    "by", cluster_name());
+	if (cluster_pool_claiming == NULL)
+		cluster_pool_claiming = json_object();
+	json_object_set_new(cluster_pool_claiming, a->vm, json_true());
 	userdb_put(USERDB_OWNERS, a->vm, rec, USERDB_CREATE,
 	    cluster_pool_claim_cb, a);
 	json_decref(rec);
@@ -757,19 +770,18 @@ cluster_pool_kick(void)
 }
 
 /*
- * qmpd's events in a cluster (instead of pool.c's): a floating member
- * whose user shut it down goes back to its pool, as on one host.
+ * vm.state in a cluster: a floating member whose user shut it down goes
+ * back to its pool, as on one host.
  */
-void
-cluster_pool_event(const char *event, const char *name, json_t *fields,
-    void *arg)
+static void
+cluster_pool_state(const char *name, json_t *fields)
 {
 	struct vm	*vm;
 	json_t		*own, *pool;
 	const char	*state;
 
-	if (strcmp(event, "vm.state") != 0 || name == NULL ||
-	    (vm = vm_find(name)) == NULL || vm->def.pool == NULL)
+	if (name == NULL || (vm = vm_find(name)) == NULL ||
+	    vm->def.pool == NULL)
 		return;
 	if (cluster_pool_held(vm) == NULL) {
 		cluster_pool_kick();	/* an orphan, once stopped, goes */
@@ -787,4 +799,35 @@ cluster_pool_event(const char *event, const char *name, json_t *fields,
 		json_decref(pool);
 	}
 	cluster_pool_kick();
+}
+
+/*
+ * session.ended in a cluster: the pool's disconnect action, run by the
+ * host whose QEMU lost its last client (only a member held here has
+ * a local VM with a pool).
+ */
+static void
+cluster_pool_session_ended(const char *name, json_t *fields)
+{
+	struct vm	*vm;
+
+	if (name == NULL || (vm = vm_find(name)) == NULL ||
+	    vm->def.pool == NULL || cluster_pool_held(vm) == NULL)
+		return;
+	pool_disconnect_ended(name, fields);
+}
+
+/* Keep this list sorted: it is searched with bsearch. */
+static const struct notify_handler cluster_pool_handlers[] = {
+	{ "session.ended", cluster_pool_session_ended },
+	{ "vm.state", cluster_pool_state },
+};
+
+/* qmpd's events in a cluster (instead of pool.c's). */
+void
+cluster_pool_event(const char *event, const char *name, json_t *fields,
+    void *arg)
+{
+	notify_dispatch(cluster_pool_handlers, nitems(cluster_pool_handlers),
+	    event, name, fields);
 }

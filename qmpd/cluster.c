@@ -174,6 +174,7 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 			return;
 		cluster_host_join();
 		cluster_image_start();
+		userdb_import_hint();
 	}
 	if (cluster_host_joined())
 		cluster_place_reconcile();

@@ -105,6 +105,8 @@ void		 cluster_image_start(void);
 void		 cluster_image_stop(void);
 /* Can template name be fetched here (published, a host up that has it)? */
 int		 cluster_image_gettable(const char *name);
+int		 cluster_image_listable(const char *name, json_t *rec);
+void		 cluster_image_removed(const char *name);
 /*
  * Have template name here: 1 if it is, -1 with *cause if it cannot come,
  * else 0 and cb fires once it came or failed (one fetch for all waiters).
@@ -215,6 +217,7 @@ int		 cluster_desktop_power(struct cmd_req *, struct vm *,
 int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
 void		 cluster_desktop_moved(const char *vm, const char *host);
 int		 cluster_desktop_defined(const char *vm);
+int		 cluster_desktop_stale(const struct vm *);
 json_t		*cluster_desktop_json(const char *vm);
 
 /*

@@ -532,7 +532,8 @@ cmd_broker_desktop(struct cmd_req *req)
 	if (cmd_broker_user(req) != 0)
 		return (NULL);
 	vm = vm_find(name);
-	if (vm == NULL && qmpd->cluster != NULL &&
+	if (qmpd->cluster != NULL && (vm == NULL ||
+	    cluster_desktop_stale(vm)) &&
 	    cluster_desktop_elsewhere(req, name) != -1)
 		return (NULL);
 	owner = vm != NULL ? user_owner(vm) : NULL;

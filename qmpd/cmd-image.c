@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "chain.h"
+#include "cluster.h"
 #include "img.h"
 #include "log.h"
 #include "qcow2-write.h"
@@ -232,6 +233,8 @@ cmd_image_rm(struct cmd_req *req)
 		return (CMD_RETURN_DONE);
 	}
 	log_info("image %s: removed", name);
+	if (qmpd->cluster != NULL)
+		cluster_image_removed(name);	/* images/T, if ours */
 	cmd_reply(req, json_object());
 	return (CMD_RETURN_DONE);
 }

@@ -26,6 +26,7 @@ static const struct cmd_entry *cmd_families[] = {
 	cmd_image_entries,
 	cmd_net_entries,
 	cmd_user_entries,
+	cmd_user_import_entries,
 	cmd_broker_entries,
 	cmd_session_entries,
 	cmd_pool_entries,

@@ -29,6 +29,9 @@ int		 pool_has(const struct vm *, const char *pool);
 int		 pool_doom(const char *pool, int max, int only_free);
 int		 pool_give(struct vm *, const char *login, char **cause);
 
+/* pool-disconnect.c: the pool's on_disconnect, here and in a cluster. */
+void		 pool_disconnect_ended(const char *vm, json_t *fields);
+
 /* desktop.acquire's choice (pool_pick). */
 struct pool_pick {
 	const char	*want;		/* a pool asked for, or NULL */

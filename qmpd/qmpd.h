@@ -204,6 +204,7 @@ extern const struct cmd_entry	cmd_vm_firmware_entries[]; /* cmd-vm-firmware.c */
 extern const struct cmd_entry	cmd_image_entries[];	/* cmd-image.c */
 extern const struct cmd_entry	cmd_net_entries[];	/* cmd-net.c */
 extern const struct cmd_entry	cmd_user_entries[];	/* cmd-user.c */
+extern const struct cmd_entry	cmd_user_import_entries[]; /* cmd-user-import.c */
 extern const struct cmd_entry	cmd_broker_entries[];	/* cmd-broker.c */
 extern const struct cmd_entry	cmd_session_entries[];	/* cmd-session.c */
 extern const struct cmd_entry	cmd_pool_entries[];	/* cmd-pool.c */

@@ -37,6 +37,7 @@ struct userdb_etcd_op {
 	char		*table;
 	char		*key;
 	json_t		*rec;		/* NULL: a delete */
+	int		 create;	/* a put of a key etcd had not */
 	userdb_cb	 cb;
 	void		*arg;
 };
@@ -219,10 +220,19 @@ userdb_etcd_done(void *arg, json_t *res, const char *errclass,
 		xasprintf(&why, "etcd: %s", cause);
 		op->cb(op->arg, errclass, why);
 	} else if (!json_is_true(json_object_get(res, "succeeded"))) {
-		xasprintf(&why, "%s/%s was changed on another host meanwhile:"
-		    " try again", op->table, op->key);
-		op->cb(op->arg, op->rec != NULL && !userdb_etcd_has(op->table,
-		    op->key) ? ERR_EXISTS : ERR_BUSY, why);
+		/*
+		 * A create that failed lost to another host's create, even
+		 * if the watch has brought that key here meanwhile (a pool
+		 * checkout then tries the next desktop); anything else was
+		 * changed under it.
+		 */
+		if (op->create)
+			xasprintf(&why, "%s/%s was created on another host "
+			    "meanwhile", op->table, op->key);
+		else
+			xasprintf(&why, "%s/%s was changed on another host "
+			    "meanwhile: try again", op->table, op->key);
+		op->cb(op->arg, op->create ? ERR_EXISTS : ERR_BUSY, why);
 	} else {
 		rev = json_integer_value(json_object_get(json_object_get(res,
 		    "header"), "revision"));
@@ -281,6 +291,7 @@ userdb_etcd_put(const char *table, const char *key, json_t *rec, int flags,
 		return;
 	}
 	op = userdb_etcd_op(table, key, rec, cb, arg);
+	op->create = rev == 0;
 	k = cluster_key("%s/%s", table, key);
 	val = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
 	etcd_cas(cluster_etcd, k, rev, val, 0, userdb_etcd_done, op);

@@ -74,6 +74,43 @@ userdb_log_cb(void *arg, const char *errclass, const char *cause)
 	free(what);
 }
 
+/* Counting a table's local records that etcd's view lacks. */
+struct userdb_missing {
+	const char	*table;
+	int		 n;
+};
+
+static int
+userdb_missing_cb(const char *key, json_t *rec, void *arg)
+{
+	struct userdb_missing	*m = arg;
+	json_t			*have;
+
+	if ((have = userdb_get(m->table, key)) == NULL)
+		m->n++;
+	json_decref(have);
+	return (0);
+}
+
+/*
+ * At a cluster join: users and departments this host's LMDB kept from
+ * before, that the cluster (etcd) lacks, are not imported by themselves
+ * (a rejoin would bring back users removed meanwhile); say how to.
+ */
+void
+userdb_import_hint(void)
+{
+	struct userdb_missing	 users = { DB_USERS, 0 }, depts = { DB_DEPTS,
+				    0 };
+
+	db_foreach(qmpd->db, DB_USERS, userdb_missing_cb, &users, NULL);
+	db_foreach(qmpd->db, DB_DEPTS, userdb_missing_cb, &depts, NULL);
+	if (users.n + depts.n > 0)
+		log_info("cluster: this host's LMDB has %d user(s) and %d "
+		    "department(s) the cluster lacks: `qdesk user import` "
+		    "copies them into etcd", users.n, depts.n);
+}
+
 static json_t *
 lmdb_get(const char *table, const char *key)
 {

@@ -60,6 +60,8 @@ void	 userdb_put(const char *table, const char *key, json_t *rec,
 void	 userdb_del(const char *table, const char *key, userdb_cb, void *);
 const char *userdb_owner(const char *vm, const char *local);
 void	 userdb_assign(const char *vm, const char *login, userdb_cb, void *);
+/* At a cluster join: log how many local users etcd lacks, and the fix. */
+void	 userdb_import_hint(void);
 /* A userdb_cb that only logs a failure; arg is an xstrdup'd what. */
 void	 userdb_log_cb(void *arg, const char *errclass, const char *cause);
 

@@ -8,12 +8,23 @@
 # A copy that does not match (h1's file corrupted after its sum was
 # published) is refused with a clear error and nothing is registered; the
 # next start, with the source repaired, fetches again and runs.
+# A template removed by its publisher (h1) takes images/NAME with it;
+# imported again with other content, etcd has the new sum; h2's copy of
+# the old one is stale: not listed in hosts/h2 (never a source), and the
+# next start there removes it and fetches the new one from h1. A newer
+# import of a name on another host, with other content, replaces
+# images/NAME; the older copy is stale there.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 2
+# On failure the hosts' logs outlive `cluster down` in build/test-results.
+KEEP=$top/build/test-results/72-cluster-template-logs
+rm -rf "$KEEP"
+ok=0
+EXTRA_CLEANUP="[ \"\$ok\" = 1 ] || { mkdir -p '$KEEP'; for h in \$HOSTS; do lf=\${h}_LOG; cp \"\${!lf}\" '$KEEP/'\$h.log; done; }; $EXTRA_CLEANUP"
 
 # The sum h1 published for template $1 (its log line), waiting for it.
 published() {
@@ -105,4 +116,75 @@ out=$(hqq h1 vm start b1)
 [ "$(runs_on b1)" = h2 ] || fail "b1 runs on '$(runs_on b1)'"
 [ "$(store_files h2 bad | wc -l)" = 1 ] || fail "h2's store: $(store_files h2 bad)"
 log "the next start fetched it again: ok"
+
+# Removed and imported again with other content: images/re follows, and
+# h2's stale copy is replaced at its next start.
+eget() { ip netns exec "$ETCD_NETNS" "$top/build/cluster/etcd-drive" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
+until_ok() {
+	local secs=$1 what=$2 cmd=$3 i
+	for i in $(seq 1 $((secs * 10))); do
+		eval "$cmd" && return 0
+		sleep 0.1
+	done
+	fail "not after ${secs}s: $what"
+}
+hqq h1 image import re "$GUESTS/boot.img" >/dev/null
+s1=$(published re)
+hqq h1 vm create r1 --from re --accel kvm --memory 32 --display none >/dev/null
+[ "$(hqq h1 vm start r1)" = "r1: running" ] || fail "vm start r1"
+[ "$(runs_on r1)" = h2 ] || fail "r1 runs on '$(runs_on r1)', not h2"
+[ "$(sha256sum "$(store_files h2 re)" | cut -d' ' -f1)" = "$s1" ] ||
+	fail "h2's copy of re is not $s1"
+hqq h1 vm stop r1 --force >/dev/null
+hqq h1 vm delete r1 >/dev/null
+until_ok 30 "r1's clone gone from h2 (re has no children there)" \
+    "[ \"\$(hq h2 --json image show re | jq -r .children)\" = 0 ]"
+hqq h1 image rm re >/dev/null
+until_ok 10 "images/re deleted by its publisher's rm" "[ -z \"\$(eget images/re)\" ]"
+grep -q "cluster: template re removed by its publisher: images/re deleted" "$h1_LOG" ||
+	fail "h1 did not log images/re's removal"
+# Other content: the boot sector with a different tail.
+cp "$GUESTS/boot.img" "$T/re2.img"
+printf 'qdesk re-import' | dd of="$T/re2.img" bs=1 seek=$(( $(stat -c %s "$T/re2.img") - 512 )) conv=notrunc status=none
+hqq h1 image import re "$T/re2.img" >/dev/null
+s2=$(sha256sum "$(store_files h1 re)" | cut -d' ' -f1)
+[ "$s2" != "$s1" ] || fail "h1's new re has the old sum"
+until_ok 30 "images/re has the new sum" "[ \"\$(eget images/re | jq -r .sha256)\" = $s2 ]"
+until_ok 10 "hosts/h2 no longer lists its stale re" \
+    "eget hosts/h2 | jq -e '.templates | index(\"re\") == null' >/dev/null"
+eget hosts/h1 | jq -e '.templates | index("re") != null' >/dev/null ||
+	fail "hosts/h1 does not list re: $(eget hosts/h1)"
+log "re removed on h1 (images/re deleted), imported again: images/re is $s2, h2's old copy not listed: ok"
+hqq h1 vm create r2 --from re --accel kvm --memory 32 --display none >/dev/null
+out=$(hqq h1 vm start r2)
+[ "$out" = "r2: running" ] || fail "vm start r2: $out"
+[ "$(runs_on r2)" = h2 ] || fail "r2 runs on '$(runs_on r2)', not h2"
+grep -q "cluster: template re here was stale (sha256 $s1, etcd has $s2): removed, fetching the cluster's" "$h2_LOG" ||
+	fail "h2 did not drop its stale re: $(grep 'template re' "$h2_LOG")"
+grep -q "cluster: template re fetched from host h1: [0-9]* bytes, sha256 $s2" "$h2_LOG" ||
+	fail "h2 did not fetch the new re: $(grep 'template re' "$h2_LOG")"
+[ "$(store_files h2 re | wc -l)" = 1 ] || fail "h2's store: $(store_files h2 re)"
+[ "$(sha256sum "$(store_files h2 re)" | cut -d' ' -f1)" = "$s2" ] ||
+	fail "h2's copy of re is not the new $s2"
+until_ok 10 "hosts/h2 lists re again" \
+    "eget hosts/h2 | jq -e '.templates | index(\"re\") != null' >/dev/null"
+log "r2 on h2: the stale copy removed, the new re fetched from h1 (sha256 $s2): ok"
+
+# A newer import of a name on another host, with other content, is the
+# reference: images/nw becomes h2's, and h1's older copy is stale.
+hqq h1 image import nw "$GUESTS/boot.img" >/dev/null
+sa=$(published nw)
+sleep 1	# the imports' times are in seconds: h2's is the later one
+hqq h2 image import nw "$T/re2.img" >/dev/null
+sb=$(sha256sum "$(store_files h2 nw)" | cut -d' ' -f1)
+until_ok 30 "images/nw is h2's newer import" \
+    "[ \"\$(eget images/nw | jq -r '.sha256 + \" \" + .host')\" = \"$sb h2\" ]"
+grep -q "cluster: template nw imported here after the one etcd knows, with other content: images/nw becomes sha256 $sb (was $sa, from host h1)" "$h2_LOG" ||
+	fail "h2 did not log its replacing images/nw: $(grep 'template nw' "$h2_LOG")"
+until_ok 10 "hosts/h1 no longer lists its older nw" \
+    "eget hosts/h1 | jq -e '.templates | index(\"nw\") == null' >/dev/null"
+until_ok 10 "h1 says its nw is stale" \
+    "grep -q 'cluster: template nw here is not the one etcd knows (sha256 $sa, not $sb, a newer import on host h2)' '$h1_LOG'"
+log "nw imported on h1, then with other content on h2: images/nw is h2's, h1's copy stale and not listed: ok"
+ok=1
 log "PASS"
