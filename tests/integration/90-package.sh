@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The Debian package as a new admin gets it: built from the tree with
-# dpkg-buildpackage (once per scripts/test run, reused while the tree is
-# unchanged), lintian with no error, then installed with apt into a fresh
-# root: a private mount namespace whose /etc, /usr and /var are overlays
-# on the host's (writes land in this test's dir, never on the host), with
+# dpkg-buildpackage (scripts/package: once per content, started by
+# scripts/test at the beginning of its run), lintian with no error, then
+# installed with apt into a fresh root: a private mount namespace whose
+# /etc, /usr and /var are overlays on the host's (writes land in this
+# test's dir, never on the host), with
 # the host's qdesk users and state dir removed from the overlay first and
 # a network namespace of its own. There it checks every file, mode, user
 # and unit, runs systemd-analyze verify on both units, starts qmpd and
@@ -279,32 +280,14 @@ done
 [ -x "$top/build/broker/spice-probe" ] || fail "build/broker/spice-probe is not built"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 
-# The .deb, built once per run of the same tree.
+# The .deb of this tree (scripts/package: built once per content; while
+# scripts/test's own build of it is under way, this waits for it).
 cd "$top" || fail "cd $top"
-hash=$(git ls-files -co --exclude-standard -z | xargs -0 sha1sum 2>/dev/null |
-    sha1sum | cut -c1-12)
-cache=$top/build/test-results/deb-$hash
+start=$(date +%s)
+cache=$("$top/scripts/package" 2>"$T/build.log") ||
+	fail "building the package: $(tail -n 25 "$T/build.log")"
+log "$(tail -n 1 "$T/build.log") (had it after $(( $(date +%s) - start )) s)"
 mkdir -p "$T/deb"
-if [ ! -f "$cache/qdesk.deb" ]; then
-	log "building the package (dpkg-buildpackage)"
-	version=$(dpkg-parsechangelog -l debian/changelog -S Version)
-	src=$T/pkg/qdesk-${version%-*}
-	mkdir -p "$src"
-	git ls-files -co --exclude-standard -z | tar --null -T - -cf - |
-	    tar -C "$src" -xf - || fail "copying the tree"
-	start=$(date +%s)
-	(cd "$src" && DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=2" \
-	    dpkg-buildpackage -us -uc -b) >"$T/build.log" 2>&1 ||
-		fail "dpkg-buildpackage: $(tail -n 25 "$T/build.log")"
-	log "built in $(( $(date +%s) - start )) s"
-	mkdir -p "$cache.tmp"
-	cp "$T/pkg/qdesk_${version}_amd64.deb" "$cache.tmp/qdesk.deb" &&
-	    cp "$T"/pkg/*.changes "$T"/pkg/*.buildinfo "$T"/pkg/*.deb "$cache.tmp/" &&
-	    rm -rf "$cache" && mv "$cache.tmp" "$cache" || fail "keeping the package"
-	rm -rf "$T/pkg"
-else
-	log "reusing $cache/qdesk.deb"
-fi
 cp "$cache/qdesk.deb" "$T/deb/qdesk.deb"
 
 # lintian: errors fail the test, warnings are shown.
