@@ -23,9 +23,8 @@
 #define API_AUTH_TIMEOUT	20
 #define API_AUTH_INFLIGHT	2
 #define API_AUTH_QUEUE		256
-/* An address may fail 20 times at once, then once every 3 s. */
+/* An address may fail 20 times at once, then once every --login-refill s. */
 #define API_FAIL_BURST		20
-#define API_FAIL_REFILL		3
 #define API_FAIL_ADDRS		4096
 
 struct api_login {
@@ -55,7 +54,7 @@ api_login_throttle(void)
 {
 	if (api_login_fails == NULL)
 		api_login_fails = throttle_create(API_FAIL_BURST,
-		    API_FAIL_REFILL, API_FAIL_ADDRS);
+		    broker->login_refill, API_FAIL_ADDRS);
 	return (api_login_fails);
 }
 

@@ -43,7 +43,8 @@ usage(void)
 	    "[--public-host NAME] [--console-ttl SECONDS]\n"
 	    "                    [--session-idle SECONDS] [--max-conns N] "
 	    "[--max-conns-per-addr N]\n"
-	    "                    [--metrics-token FILE] [--cluster FILE]\n");
+	    "                    [--login-refill SECONDS] [--metrics-token FILE] "
+	    "[--cluster FILE]\n");
 	exit(2);
 }
 
@@ -188,6 +189,7 @@ broker_args(int argc, char **argv, struct broker_opts *o)
 		{ "session-idle", required_argument, NULL, 'I' },
 		{ "max-conns", required_argument, NULL, 'M' },
 		{ "max-conns-per-addr", required_argument, NULL, 'A' },
+		{ "login-refill", required_argument, NULL, 'L' },
 		{ "metrics-token", required_argument, NULL, 'T' },
 		{ "cluster", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
@@ -252,6 +254,10 @@ broker_args(int argc, char **argv, struct broker_opts *o)
 		case 'A':
 			broker->max_conns_addr = broker_number(optarg, 1,
 			    BROKER_MAX_CONNS, "--max-conns-per-addr");
+			break;
+		case 'L':
+			broker->login_refill = broker_number(optarg, 1,
+			    BROKER_LOGIN_REFILL_MAX, "--login-refill");
 			break;
 		case 'T':
 			o->metrics_token = optarg;
@@ -463,6 +469,7 @@ main(int argc, char **argv)
 	broker->session_idle = BROKER_SESSION_IDLE;
 	broker->max_conns = CONNLIMIT_MAX;
 	broker->max_conns_addr = CONNLIMIT_PER_ADDR;
+	broker->login_refill = BROKER_LOGIN_REFILL;
 	broker_args(argc, argv, &o);
 	log_init("qdesk-broker", 1, o.verbose);
 	broker_addresses(&o);

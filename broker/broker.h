@@ -52,6 +52,7 @@ struct broker {
 	int			 session_idle;	/* seconds */
 	int			 max_conns;	/* portal and proxy, each */
 	int			 max_conns_addr;	/* from one address */
+	int			 login_refill;	/* s per failed-login token */
 	SSL_CTX			*ssl_ctx;
 
 	struct broker_addr	 https;
@@ -189,6 +190,9 @@ int	 ticket_verify(const unsigned char *key, size_t keylen,
 #define CONNLIMIT_MAX		1024
 #define CONNLIMIT_PER_ADDR	128
 #define BROKER_MAX_CONNS	65536
+/* A failed login's token comes back after this long (per address). */
+#define BROKER_LOGIN_REFILL	3
+#define BROKER_LOGIN_REFILL_MAX	3600
 struct connlimit;
 struct connlimit *connlimit_create(int max, int per_addr);
 void	 connlimit_free(struct connlimit *);

@@ -393,6 +393,58 @@ netctl_ipam_alloc_txn(struct netctl_ipam *ipam, struct db_txn *txn,
 	return (0);
 }
 
+/*
+ * Records the lease of a NIC that comes from another host (a live
+ * migration): the same address and MAC it had there, so the guest's
+ * address stays valid. The address must be a host address of sn that no
+ * one here leases, the MAC one no NIC here has; the MAC is reserved from
+ * then on (netctl_ipam_mac_forget undoes it if the caller aborts).
+ */
+int
+netctl_ipam_claim_txn(struct netctl_ipam *ipam, struct db_txn *txn,
+    const char *network, const struct netctl_subnet *sn, uint32_t ip,
+    const uint8_t mac[6], const char *vm, const char *nic, char **cause)
+{
+	char	 ipstr[NETCTL_IPSTRLEN], macstr[NETCTL_MACSTRLEN];
+	char	*key;
+	json_t	*j;
+
+	if (ipam_check_network(network, cause) != 0)
+		return (-1);
+	netctl_ip_format(ip, ipstr, sizeof ipstr);
+	netctl_mac_format(mac, macstr, sizeof macstr);
+	if (!netctl_subnet_contains(sn, ip) ||
+	    ip <= netctl_subnet_gateway(sn) ||
+	    ip >= netctl_subnet_broadcast(sn)) {
+		netctl_cause(cause, "address %s is not a host address of "
+		    "network %s here", ipstr, network);
+		return (-1);
+	}
+	if (ipam_used(txn, network, ip)) {
+		netctl_cause(cause, "address %s of network %s is leased to "
+		    "another NIC here", ipstr, network);
+		return (-1);
+	}
+	if (netctl_ipam_mac_inuse(ipam, mac)) {
+		netctl_cause(cause, "MAC %s is another NIC's here", macstr);
+		return (-1);
+	}
+	j = json_pack("{s:s, s:s, s:s}", "mac", macstr, "vm",
+	    vm != NULL ? vm : "", "nic", nic != NULL ? nic : "");
+	key = ipam_key(network, ip);
+	if (j == NULL || db_txn_put(txn, DB_LEASES, key, j, cause) != 0) {
+		if (j == NULL)
+			netctl_cause(cause, "cannot encode lease %s", key);
+		json_decref(j);
+		free(key);
+		return (-1);
+	}
+	json_decref(j);
+	free(key);
+	netctl_ipam_mac_reserve(ipam, mac);
+	return (0);
+}
+
 int
 netctl_ipam_alloc(struct netctl_ipam *ipam, const char *network,
     const struct netctl_subnet *sn, const char *vm, const char *nic,

@@ -51,6 +51,14 @@ int		 netctl_ipam_alloc(struct netctl_ipam *, const char *,
 int		 netctl_ipam_alloc_txn(struct netctl_ipam *, struct db_txn *,
 		    const char *, const struct netctl_subnet *, const char *,
 		    const char *, struct netctl_lease *, char **);
+/*
+ * Records a lease of a given address and MAC (a NIC migrating from
+ * another host) inside txn, reserving the MAC; refused if either is
+ * taken here or the address is not a host address of the subnet.
+ */
+int		 netctl_ipam_claim_txn(struct netctl_ipam *, struct db_txn *,
+		    const char *, const struct netctl_subnet *, uint32_t,
+		    const uint8_t [6], const char *, const char *, char **);
 /* Frees one address: 0, 1 if there was no such lease, -1 on error. */
 int		 netctl_ipam_release(struct netctl_ipam *, const char *,
 		    uint32_t, char **);

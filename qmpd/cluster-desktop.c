@@ -28,6 +28,44 @@ cluster_desktop_home(const char *name, const char *pin)
 	return (pin);
 }
 
+#define CLUSTER_DESKTOP_MOVED_MS	30000	/* a watch lags less */
+
+/* Desktops that migrated away from here: {vm: {host, at (ms)}}. */
+static json_t	*cluster_desktop_moved_to;
+
+/*
+ * VM name migrated from here to host: for a moment this host's watch
+ * may still place it here, and a broker asking (the RDP gateway looking
+ * for the desktop's console) must hear where it went, not that it is
+ * stopped.
+ */
+void
+cluster_desktop_moved(const char *name, const char *host)
+{
+	if (cluster_desktop_moved_to == NULL)
+		cluster_desktop_moved_to = json_object();
+	json_object_set_new(cluster_desktop_moved_to, name, json_pack(
+	    "{s:s,s:I}", "host", host, "at", (json_int_t)vm_migrate_now_ms()));
+}
+
+/* Where name went, if it left here a moment ago; else NULL. */
+static const char *
+cluster_desktop_went(const char *name)
+{
+	json_t	*m;
+
+	m = cluster_desktop_moved_to == NULL ? NULL :
+	    json_object_get(cluster_desktop_moved_to, name);
+	if (m == NULL)
+		return (NULL);
+	if (vm_migrate_now_ms() - json_integer_value(json_object_get(m,
+	    "at")) > CLUSTER_DESKTOP_MOVED_MS) {
+		json_object_del(cluster_desktop_moved_to, name);
+		return (NULL);
+	}
+	return (json_string_value(json_object_get(m, "host")));
+}
+
 /* The desktop's place if etcd defines it (as this host's watch saw). */
 static struct cluster_place *
 cluster_desktop_place(const char *name)
@@ -71,6 +109,10 @@ cluster_desktop_elsewhere(struct cmd_req *req, const char *name)
 	if (p == NULL)
 		return (-1);
 	home = cluster_desktop_home(name, cluster_place_pin(p));
+	/* Our watch has not seen the migration's swap yet. */
+	if ((home == NULL || strcmp(home, cluster_name()) == 0) &&
+	    cluster_desktop_went(name) != NULL)
+		home = cluster_desktop_went(name);
 	owner = userdb_owner(name, NULL);
 	if ((home == NULL || strcmp(home, cluster_name()) == 0) &&
 	    owner != NULL && strcmp(owner, login) == 0) {

@@ -135,22 +135,45 @@ struct cluster_mig_resume {
 	void	*arg;
 };
 
+static void	cluster_mig_resume_cb(void *, json_t *, const char *,
+		    const char *);
+
+static void
+cluster_mig_resume_retry(evutil_socket_t fd, short events, void *arg)
+{
+	struct cluster_mig_resume	*pr = arg;
+	char				*key;
+
+	key = cluster_key("placement/%s", pr->name);
+	etcd_get(cluster_etcd, key, 0, cluster_mig_resume_cb, pr);
+	free(key);
+}
+
 static void
 cluster_mig_resume_cb(void *arg, json_t *res, const char *errclass,
     const char *cause)
 {
 	struct cluster_mig_resume	*pr = arg;
+	struct timeval			 tv = { 1, 0 };
 	const char		*host = NULL;
 	json_t			*v;
 
-	v = errclass == NULL ? cluster_mig_value(res) : NULL;
+	/*
+	 * Unknown is neither: resuming could make two copies, killing could
+	 * lose the only one. The copy stays stopped and etcd is asked again.
+	 */
+	if (errclass != NULL) {
+		log_warnx("cluster: %s: placement unknown (%s): not resumed, "
+		    "asking again", pr->name, cause);
+		event_base_once(qmpd->base, -1, EV_TIMEOUT,
+		    cluster_mig_resume_retry, pr, &tv);
+		return;
+	}
+	v = cluster_mig_value(res);
 	if (v != NULL)
 		host = json_string_value(json_object_get(v, "host"));
-	if (errclass != NULL)
-		log_warnx("cluster: %s: placement unknown (%s): not resumed",
-		    pr->name, cause);
-	pr->cb(pr->name, errclass == NULL && (host == NULL ||
-	    strcmp(host, cluster_name()) == 0), pr->arg);
+	pr->cb(pr->name, host == NULL || strcmp(host, cluster_name()) == 0,
+	    pr->arg);
 	json_decref(v);
 	free(pr->name);
 	free(pr);

@@ -213,6 +213,7 @@ struct vm;
 int		 cluster_desktop_power(struct cmd_req *, struct vm *,
 		    const char *action);
 int		 cluster_desktop_elsewhere(struct cmd_req *, const char *vm);
+void		 cluster_desktop_moved(const char *vm, const char *host);
 int		 cluster_desktop_defined(const char *vm);
 json_t		*cluster_desktop_json(const char *vm);
 

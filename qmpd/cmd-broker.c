@@ -758,13 +758,64 @@ cmd_broker_console(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
+/*
+ * A desktop between two hosts (a live migration): Busy, so the RDP
+ * gateway asks again (broker/rdp/rdp-follow.c), while it arrives here
+ * or its source switches over; once it has left, the host it went to,
+ * which the broker asks instead. 0: not moving, answer as usual (a
+ * stopped desktop's answer ends the gateway's session).
+ */
+static int
+cmd_broker_moving(struct cmd_req *req, struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+
+	/*
+	 * Its QEMU is coming (a restart after a crash, say), or going: its
+	 * monitor closed before qmpd saw it exit. Ask again: the same.
+	 */
+	if (m == NULL && vm->qmp == NULL && vm_is_active(vm)) {
+		cmd_error(req, ERR_BUSY, "desktop %.64s: its QEMU is not "
+		    "reachable now: ask again in a moment", vm->def.name);
+		return (1);
+	}
+	if (m == NULL && (vm->state == VM_STARTING ||
+	    (vm->restart_timer != NULL &&
+	    evtimer_pending(vm->restart_timer, NULL)))) {
+		cmd_error(req, ERR_BUSY, "desktop %.64s is starting: ask again "
+		    "in a moment", vm->def.name);
+		return (1);
+	}
+	if (m == NULL)
+		return (0);
+	if (m->incoming && (m->state == VM_MIG_PREPARING ||
+	    m->state == VM_MIG_ACTIVE || m->state == VM_MIG_SWITCHOVER)) {
+		cmd_error(req, ERR_BUSY, "desktop %.64s is arriving from %s: "
+		    "ask again in a moment", vm->def.name, m->peer_addr);
+		return (1);
+	}
+	if (!m->incoming && m->state == VM_MIG_SWITCHOVER) {
+		cmd_error(req, ERR_BUSY, "desktop %.64s is moving to %s: ask "
+		    "again in a moment", vm->def.name, m->peer_addr);
+		return (1);
+	}
+	if (!m->incoming && m->state == VM_MIG_COMPLETED &&
+	    qmpd->cluster != NULL) {
+		cmd_error(req, ERR_STATE, "desktop %.64s is on host %s",
+		    vm->def.name, m->peer_addr);
+		return (1);
+	}
+	return (0);
+}
+
 /* A VNC connection to the user's own desktop, for the RDP gateway. */
 static enum cmd_retval
 cmd_broker_vnc(struct cmd_req *req)
 {
 	struct vm	*vm;
 
-	if ((vm = cmd_broker_desktop(req)) == NULL)
+	if ((vm = cmd_broker_desktop(req)) == NULL ||
+	    cmd_broker_moving(req, vm))
 		return (CMD_RETURN_DONE);
 	return (cmd_vm_vnc_reply(vm, req));
 }

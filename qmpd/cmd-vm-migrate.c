@@ -78,6 +78,9 @@ static const struct cmd_arg cmd_migrate_prepare_args[] = {
 	{ "from", ARG_STR, 0 },
 	{ "timeout", ARG_INT, 0 },
 	{ "ticket", ARG_OBJECT, 0 },	/* the source's SPICE ticket */
+	{ "nvram_size", ARG_INT, 0 },	/* its UEFI vars (vm-migrate-tpm.c) */
+	{ "via", ARG_STR, 0 },		/* its viewer's proxy ticket */
+	{ "nets", ARG_OBJECT, 0 },	/* its NICs' networks: vm-migrate-nic.c */
 	{ NULL, 0, 0 }
 };
 

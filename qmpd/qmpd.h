@@ -256,6 +256,15 @@ int	 session_via(const char *vm, const char *via, const char *client);
 struct vm;
 void	 spice_via_set(struct vm *, const char *via, const char *ticket);
 const char *spice_via_ticket(struct vm *);
+int	 spice_via_expect(const char *name, const char *ticket, char **cause);
+void	 spice_via_linked_now(struct vm *, const char *host, const char *port);
+void	 spice_via_settle(struct vm *);
+json_t	*spice_via_record(const struct vm *);
+void	 spice_via_restore(struct vm *, json_t *rec);
+void	 spice_via_query(struct vm *);
+
+/* test-hook.c: die here when QDESK_TEST_HOOK=POINT:VM (test builds). */
+void	 test_hook(const char *point, const char *vm);
 
 /* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
 extern int	 boot_queue_cap;

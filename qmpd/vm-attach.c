@@ -47,6 +47,7 @@ vm_attach_load_one(const char *key, json_t *rec, void *arg)
 	if (json_is_string(json_object_get(rec, "reason")))
 		vm->reason = xstrdup(json_string_value(json_object_get(rec,
 		    "reason")));
+	spice_via_restore(vm, json_object_get(rec, "viewer"));
 	TAILQ_INSERT_TAIL(&vms, vm, entry);
 	return (0);
 }

@@ -192,6 +192,33 @@ vm_firmware_reset(struct vm *vm, char **cause)
 	return (0);
 }
 
+/*
+ * The size of vm's NVRAM file, or of its firmware's template (template
+ * set), in bytes; -1 for BIOS or a file that is not a regular one. A
+ * migration's target needs a file of the source's size: QEMU sizes the
+ * flash chip from it, and the stream's chip must fit (vm-migrate-tpm.c).
+ */
+long long
+vm_firmware_size(const struct vm *vm, int template)
+{
+	const struct vm_firmware	*fw;
+	struct stat			 sb;
+	char				*p;
+	int				 rv;
+
+	if ((fw = vm_firmware_of(vm)) == NULL)
+		return (-1);
+	if (template)
+		return (stat(fw->vars, &sb) == 0 && S_ISREG(sb.st_mode) ?
+		    (long long)sb.st_size : -1);
+	xasprintf(&p, "%s/vms/%s/%s", qmpd->state_dir, vm->def.name,
+	    VM_FIRMWARE_NVRAM);
+	/* The VM's user owns the dir: a link there is not followed. */
+	rv = lstat(p, &sb);
+	free(p);
+	return (rv == 0 && S_ISREG(sb.st_mode) ? (long long)sb.st_size : -1);
+}
+
 /* vm delete: the NVRAM goes with the VM. */
 void
 vm_firmware_delete(struct vm *vm)

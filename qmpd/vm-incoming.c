@@ -120,12 +120,30 @@ vm_incoming_fail(struct vm *vm, const char *what, const char *desc)
 		vm_incoming_undo(vm);
 }
 
+static void	vm_incoming_ready(struct vm *, int);
+
+/* The ruleset lists the TAPs (vm-migrate-nic.c): now the answer. */
+static void
+vm_incoming_nic_ready(struct vm *vm, int nbd_port, const char *err)
+{
+	if (vm->mig == NULL || vm->mig->done == NULL)
+		return;
+	if (err != NULL)
+		vm_incoming_fail(vm, "network rules", err);
+	else
+		vm_incoming_ready(vm, nbd_port);
+}
+
 /* block-export-add done (or no copy): tell the source where to send. */
 static void
 vm_incoming_ready(struct vm *vm, int nbd_port)
 {
 	struct vm_mig	*m = vm->mig;
 	json_t		*ret, *spice = json_null(), *nbd = json_null();
+
+	/* Frames of TAPs the ruleset does not list yet are dropped. */
+	if (vm_migrate_nic_wait(vm, nbd_port, vm_incoming_nic_ready) != 0)
+		return;
 
 	if (strcmp(vm->def.display, "spice") == 0)
 		spice = json_pack("{s:s,s:i,s:s}", "host",
@@ -360,6 +378,7 @@ vm_incoming_cont_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	vm_incoming_unnote(vm->def.name);
 	vm_set_state(vm, VM_RUNNING, NULL);
 	vm_ticket_settle(vm);
+	spice_via_settle(vm);
 	log_info("%s: migrated here from %s, running %lld ms after the "
 	    "stream ended", vm->def.name, m->peer_addr, m->resume_ms);
 	if (m->copy)
@@ -385,6 +404,8 @@ vm_incoming_placed(struct vm *vm, int ok, const char *why)
 		vm_pidfd_signal(vm, SIGKILL);
 		return;
 	}
+	/* Placement names this host, QEMU is paused: test 76 dies here. */
+	test_hook("die-before-cont", vm->def.name);
 	/* With copy the export must go before the guest writes alone. */
 	if (m->copy)
 		qmp_execute(vm->qmp, "block-export-del", json_pack("{s:s,s:s}",
@@ -535,9 +556,10 @@ vm_incoming_disk(struct vm *vm, long long size, char **cause)
 }
 
 /*
- * migrate.prepare {name, def, storage, disk_size, from, ticket}: the VM
- * here, its QEMU waiting for the stream (with the source's SPICE
- * password, if it had one); done answers {uri, nbd, spice}.
+ * migrate.prepare {name, def, storage, disk_size, from, ticket, via, nets,
+ * nvram_size}: the VM here, its QEMU waiting for the stream (with the
+ * source's SPICE password and its viewer's proxy ticket, if it had them);
+ * done answers {uri, nbd, spice}.
  */
 void
 vm_incoming_prepare(json_t *args, done_cb done, void *arg)
@@ -574,7 +596,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	copy = storage != NULL && strcmp(storage, "copy") == 0;
 	vm = vm_alloc();
 	if (vm_def_from_json(&vm->def, json_object_get(args, "def"),
-	    &cause) != 0 || vm_migrate_check(&vm->def, copy, &cause) != 0)
+	    &cause) != 0 || vm_migrate_check(&vm->def, copy, &cause) != 0 ||
+	    vm_migrate_nic_check(&vm->def, json_object_get(args, "nets"),
+	    &cause) != 0)
 		goto fail;
 	if (strcmp(vm->def.name, name) != 0) {
 		xasprintf(&cause, "the definition is of %s, not %s",
@@ -604,9 +628,13 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	    vm_ticket_take(name, json_object_get(args, "ticket"),
 	    &cause) != 0)
 		goto fail;
+	if (spice_via_expect(name, json_string_value(json_object_get(args,
+	    "via")), &cause) != 0)
+		goto fail;
 	vm->state = VM_STOPPED;
 	/* The note first: a qmpd killed after the save finds the half. */
-	if (vm_incoming_note(vm, &cause) != 0 || vm_save(vm, &cause) != 0)
+	if (vm_incoming_note(vm, &cause) != 0 ||
+	    vm_migrate_nic_save(vm, &cause) != 0)	/* with its leases */
 		goto fail;
 	TAILQ_INSERT_TAIL(&vms, vm, entry);
 	log_info("%s: incoming migration from %s (%s storage)", name,
@@ -617,7 +645,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	tv.tv_sec = m->timeout > 0 ? m->timeout + 60 : VM_INCOMING_WAIT;
 	m->timer = evtimer_new(qmpd->base, vm_incoming_timeout_cb, vm);
 	evtimer_add(m->timer, &tv);
-	if (vm_start(vm, &cause) != 0) {
+	/* The TPM's state and the NVRAM come in the stream: a place for them. */
+	if (vm_migrate_tpm_prepare(vm, args, &cause) != 0 ||
+	    vm_start(vm, &cause) != 0) {
 		m->done = NULL;
 		done_fail(done, arg, ERR_QEMU, "target: %s", cause);
 		free(cause);

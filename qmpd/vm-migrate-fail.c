@@ -43,16 +43,32 @@ static void
 vm_migrate_resume_cb(const char *name, int mine, void *arg)
 {
 	struct vm	*vm;
+	struct vm_mig	*m;
 	char		*cause = NULL;
+	done_cb		 done;
 
-	if ((vm = vm_find(name)) == NULL || vm->qmp == NULL)
+	if ((vm = vm_find(name)) == NULL || (m = vm->mig) == NULL)
 		return;
+	/* vm.migrate is answered now that etcd said where the desktop is. */
+	done = m->done;
+	m->done = NULL;
 	if (mine) {
-		qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+		if (vm->qmp != NULL)
+			qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+		done_fail(done, m->done_arg, ERR_STATE, "migration of %s to %s "
+		    "failed: %s; it keeps running here", name, m->peer_addr,
+		    m->reason);
 		return;
 	}
 	log_warnx("%s: placement names another host after the failed "
 	    "switchover: this copy goes", name);
+	done_fail(done, m->done_arg, ERR_STATE, "migration of %s to %s: %s; "
+	    "placement had moved to %s already, so the desktop is %s's (it "
+	    "runs there once %s's qmpd finishes the switchover) and this "
+	    "copy is killed", name, m->peer_addr, m->reason, m->peer_addr,
+	    m->peer_addr, m->peer_addr);
+	/* As after a switchover: its exit takes the record and leftovers. */
+	m->state = VM_MIG_COMPLETED;
 	if (vm_kill(vm, &cause) != 0) {
 		log_warnx("%s: %s", name, cause);
 		free(cause);
@@ -104,6 +120,10 @@ vm_migrate_fail(struct vm *vm, enum vm_mig_state s, const char *fmt, ...)
 		peer_free(m->peer);
 		m->peer = NULL;
 	}
+	/* A stopped cluster source: answered once etcd says (above). */
+	if (was == VM_MIG_SWITCHOVER && qmpd->cluster != NULL &&
+	    vm->qmp != NULL)
+		return;
 	done_fail(m->done, m->done_arg, ERR_STATE, "migration of %s to %s %s: "
 	    "%s; it keeps running here", vm->def.name, m->peer_addr,
 	    vm_migrate_state_name(s), m->reason);

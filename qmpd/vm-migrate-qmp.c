@@ -225,6 +225,8 @@ vm_migrate_exited(struct vm *vm)
 		    m->peer_addr);
 		vm_migrate_json(vm, res);
 		xasprintf(&why, "migrated to %s", m->peer_addr);
+		if (qmpd->cluster != NULL)
+			cluster_desktop_moved(vm->def.name, m->peer_addr);
 		vm_set_state(vm, VM_STOPPED, why);
 		notify_emit("vm.migrated", vm->def.name,
 		    json_object_get(res, "migration"));

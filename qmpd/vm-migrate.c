@@ -53,21 +53,6 @@
 int
 vm_migrate_check(const struct vm_def *def, int copy, char **cause)
 {
-	if (def->nnics > 0) {
-		xasprintf(cause, "VM %s has NICs: moving TAPs and leases to "
-		    "another host is not done yet", def->name);
-		return (-1);
-	}
-	if (def->tpm) {
-		xasprintf(cause, "VM %s has a TPM: its swtpm state does not "
-		    "migrate yet", def->name);
-		return (-1);
-	}
-	if (strcmp(def->firmware, "bios") != 0 && def->firmware[0] != '\0') {
-		xasprintf(cause, "VM %s boots UEFI: its NVRAM file does not "
-		    "migrate yet", def->name);
-		return (-1);
-	}
 	if (def->image != NULL) {
 		xasprintf(cause, "VM %s runs on the image store (%s): the "
 		    "target needs its template first (the cluster's template "
@@ -133,9 +118,10 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 {
 	struct vm	*vm = arg;
 	struct vm_mig	*m = vm->mig;
-	json_t		*n, *def, *ticket;
+	json_t		*n, *def, *ticket, *req, *nets;
 	size_t		 i;
 	const char	*from;
+	char		*cause = NULL;
 
 	if (m == NULL || m->state != VM_MIG_PREPARING)
 		return;
@@ -163,15 +149,29 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 		    "away");
 		return;
 	}
+	/* NICs: the target compares these networks with its own. */
+	nets = vm_migrate_nic_nets(&vm->def, &cause);
+	if (cause != NULL) {
+		vm_migrate_fail(vm, VM_MIG_FAILED, "%s", cause);
+		free(cause);
+		return;
+	}
 	def = vm_def_to_json(&vm->def);
 	/* The viewer's password must open the target's QEMU too. */
 	ticket = vm_ticket_carry(vm->def.name);
-	/* A connection closing already: its close callback says why. */
-	(void)peer_call(m->peer, "migrate.prepare", json_pack("{s:s,s:o,s:s,"
-	    "s:I,s:s,s:i,s:o*}", "name", vm->def.name, "def", def, "storage",
-	    m->copy ? "copy" : "shared", "disk_size", (json_int_t)m->disk_total,
-	    "from", from, "timeout", m->timeout, "ticket", ticket),
-	    vm_migrate_prepared, vm);
+	/*
+	 * A viewer linked through the proxy: its tunnel's ticket too. A
+	 * connection closing already: its close callback says why.
+	 */
+	req = json_pack("{s:s,s:o,s:s,s:I,s:s,s:i,s:o*,s:s*,s:o*}", "name",
+	    vm->def.name, "def", def, "storage", m->copy ? "copy" : "shared",
+	    "disk_size", (json_int_t)m->disk_total, "from", from, "timeout",
+	    m->timeout, "ticket", ticket, "via", spice_via_ticket(vm), "nets",
+	    nets);
+	/* Its NVRAM's size: the target's file must match (vm-migrate-tpm.c). */
+	vm_migrate_tpm_offer(vm, req);
+	(void)peer_call(m->peer, "migrate.prepare", req, vm_migrate_prepared,
+	    vm);
 }
 
 /*

@@ -486,6 +486,15 @@ vm_net_rules_done(const char *err, void *arg)
 		x->rules_err = xstrdup(err);
 	} else
 		x->rules = VM_NET_RULES_OK;
+	/* An incoming migration's answer to its source waits for this. */
+	if (x->rules_cb != NULL && vm != NULL) {
+		vm_net_rules_cb	cb = x->rules_cb;
+
+		x->rules_cb = NULL;
+		/* x may be gone after it (a failed prepare deletes the VM). */
+		cb(vm, x->rules_arg, err);
+		return;
+	}
 	if (!x->cont_waiting || vm == NULL)
 		return;
 	x->cont_waiting = 0;

@@ -306,6 +306,8 @@ vm_nic_add(struct vm *vm, const char *network, done_cb done, void *arg)
 	fcntl(op->nic.fd, F_SETFD, FD_CLOEXEC);
 	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		x = vm_net_rt_new(vm->def.name);
+	/* QEMU's devices no longer follow the definition's argv. */
+	x->hotplugged = 1;
 	nic.fd = -1;
 	vm_net_rt_add(x, &nic);
 	net_nft_update(vm_nic_plug_rules, op);
@@ -422,6 +424,7 @@ void
 vm_nic_rm(struct vm *vm, const char *macstr, done_cb done, void *arg)
 {
 	struct vm_nic_op	*op;
+	struct vm_netrt		*x;
 	struct vm_nic		 nic;
 	uint8_t			 mac[6];
 	char			*cause = NULL;
@@ -471,6 +474,8 @@ vm_nic_rm(struct vm *vm, const char *macstr, done_cb done, void *arg)
 	}
 	op = vm_nic_op_new(vm, &nic, done, arg);
 	op->unplug = 1;
+	if ((x = vm_net_rt_find(vm->def.name)) != NULL)
+		x->hotplugged = 1;	/* see vm_migrate_nic_nets */
 	if (qmp_execute(vm->qmp, "device_del", json_pack("{s:s}", "id",
 	    nic.dev), vm_nic_unplug_device, op) != 0) {
 		done_fail(done, arg, ERR_QEMU, "VM %s: QMP is not connected",

@@ -209,6 +209,7 @@ vm_ev_spice(struct vm *vm, json_t *data, const char *action)
 		json_array_append_new(vm->spice_clients, json_pack(
 		    "{s:s,s:s,s:I}", "host", host, "port", port, "since",
 		    (json_int_t)time(NULL)));
+		spice_via_linked_now(vm, host, port);
 	} else if (strcmp(action, "disconnected") == 0) {
 		json_array_foreach(vm->spice_clients, i, c) {
 			if (strcmp(json_string_value(json_object_get(c,
@@ -343,6 +344,7 @@ vm_qmp_attach(struct vm *vm, int fd, int fresh, char **cause)
 		return (-1);
 	}
 	if (!fresh) {
+		spice_via_query(vm);
 		/* An incoming half a restarted qmpd found: etcd decides. */
 		if (vm->mig != NULL && vm->mig->incoming)
 			vm_incoming_reattached(vm);

@@ -144,6 +144,7 @@ vm_ticket_expire_done(struct qmp *qmp, json_t *ret, const char *errclass,
 {
 	struct vm_ticket_req	*t = arg;
 	struct vm		*vm = vm_find(t->name);
+	char			*cause = NULL;
 
 	if (t->failed)
 		;
@@ -155,6 +156,12 @@ vm_ticket_expire_done(struct qmp *qmp, json_t *ret, const char *errclass,
 		    t->name);
 	else {
 		vm_ticket_remember(t);
+		/* Kept in the record for a migration after a restart. */
+		if (vm_save_state(vm, &cause) != 0) {
+			log_warnx("%s: ticket not recorded: %s", t->name,
+			    cause);
+			free(cause);
+		}
 		if (t->login[0] != '\0')
 			log_info("%s: console ticket for %s, %d s", t->name,
 			    t->login, t->ttl);
@@ -254,9 +261,10 @@ vm_ticket_carry(const char *name)
 	    "login", h->login, "uid", (json_int_t)h->uid));
 }
 
-/* The target's side: remember the source's ticket of VM name. */
-int
-vm_ticket_take(const char *name, json_t *t, char **cause)
+/* The holder of VM name from a carried ticket t ({password, ...}). */
+static int
+vm_ticket_load(const char *name, json_t *t, struct vm_ticket_holder **hp,
+    char **cause)
 {
 	struct vm_ticket_holder	*h;
 	const char		*password, *login;
@@ -278,8 +286,32 @@ vm_ticket_take(const char *name, json_t *t, char **cause)
 	h->uid = (uid_t)json_integer_value(json_object_get(t, "uid"));
 	h->at = json_integer_value(json_object_get(t, "at"));
 	h->expires = json_integer_value(json_object_get(t, "expires"));
+	*hp = h;
+	return (0);
+}
+
+/* The target's side: remember the source's ticket of VM name. */
+int
+vm_ticket_take(const char *name, json_t *t, char **cause)
+{
+	struct vm_ticket_holder	*h;
+
+	if (vm_ticket_load(name, t, &h, cause) != 0)
+		return (-1);
 	session_ticket(h->name, h->login, h->uid, h->at, h->expires);
 	return (0);
+}
+
+/*
+ * Start-up: the ticket of VM name as its record kept it (spice-via.c),
+ * so a viewer linked before a qmpd restart still follows a migration.
+ */
+int
+vm_ticket_restore(const char *name, json_t *t, char **cause)
+{
+	struct vm_ticket_holder	*h;
+
+	return (vm_ticket_load(name, t, &h, cause));
 }
 
 /*

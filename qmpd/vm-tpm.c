@@ -280,7 +280,11 @@ vm_tpm_exec(const struct vm *vm, uid_t uid, int ctl)
 		_exit(126);
 	if (chdir(dir) == -1)
 		_exit(126);
-	if (stat(VM_TPM_PERMALL, &sb) == -1) {
+	/*
+	 * A migration's target starts empty: the source's state arrives in
+	 * the stream (vm-migrate-tpm.c), and an EK made here would be lost.
+	 */
+	if (!vm_migrate_tpm_incoming(vm) && stat(VM_TPM_PERMALL, &sb) == -1) {
 		setup_argv[3] = dir;
 		if ((pid = fork()) == 0) {
 			fd = open(setupf, O_WRONLY | O_CREAT | O_TRUNC |

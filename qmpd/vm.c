@@ -122,8 +122,9 @@ vm_free(struct vm *vm)
 json_t *
 vm_record(const struct vm *vm)
 {
-	return (json_pack("{s:o,s:s,s:s?}", "def", vm_def_to_json(&vm->def),
-	    "state", vm_state_name(vm->state), "reason", vm->reason));
+	return (json_pack("{s:o,s:s,s:s?,s:o*}", "def",
+	    vm_def_to_json(&vm->def), "state", vm_state_name(vm->state),
+	    "reason", vm->reason, "viewer", spice_via_record(vm)));
 }
 
 /* Write the VM's record with put (db_put, or db_put_nosync). */
@@ -183,7 +184,7 @@ vm_set_flag(struct vm *vm, int *flag, int value, char **cause)
  * Run state only: not synced to disk. It survives kill -9 of qmpd (the
  * page cache holds it); after a host crash no QEMU is left to describe.
  */
-static int
+int
 vm_save_state(struct vm *vm, char **cause)
 {
 	return (vm_write(vm, db_put_nosync, cause));
@@ -649,6 +650,13 @@ vm_start(struct vm *vm, char **cause)
 	int			 nkeep;
 	pid_t			 pid;
 
+	/*
+	 * A VM that migrated here and ran is booted afresh: its finished
+	 * record would start QEMU with -incoming and wait for a stream no
+	 * source sends (a stop and start, a restart after a crash).
+	 */
+	if (vm->mig != NULL && vm->mig->incoming && !vm_migrate_busy(vm))
+		vm_migrate_free(vm);
 	if (vm_start_check(vm, &accel, cause) != 0 ||
 	    vm_rundir(vm, &dir, cause) != 0)
 		return (-1);

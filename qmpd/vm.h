@@ -237,6 +237,7 @@ int	 vm_firmware_create(struct vm *, char **cause);
 int	 vm_firmware_open(struct vm *, int *fd, char **cause);
 int	 vm_firmware_reset(struct vm *, char **cause);
 void	 vm_firmware_delete(struct vm *);
+long long vm_firmware_size(const struct vm *, int template);
 
 /* vm-tpm.c: a VM's swtpm, started before QEMU, stopped after it. */
 int	 vm_tpm_start(struct vm *, int *qemu_fd, char **cause);
@@ -244,6 +245,10 @@ void	 vm_tpm_attach(struct vm *);
 void	 vm_tpm_stop(struct vm *);
 int	 vm_tpm_reaped(pid_t, int status);
 void	 vm_tpm_delete(struct vm *);
+/* vm-migrate-tpm.c: a migration's TPM state and NVRAM, both sides. */
+void	 vm_migrate_tpm_offer(const struct vm *, json_t *prepare);
+int	 vm_migrate_tpm_prepare(struct vm *, json_t *prepare, char **cause);
+int	 vm_migrate_tpm_incoming(const struct vm *);
 
 /* vm-spawn.c: fork, setsid, fork, drop privileges, exec. */
 pid_t	 vm_spawn(struct vm *, char **argv, const int *keep_fds, int nkeep,
@@ -284,6 +289,7 @@ void	 vm_set_state(struct vm *, enum vm_state, const char *reason);
 json_t	*vm_to_json(const struct vm *);
 json_t	*vm_record(const struct vm *);
 int	 vm_save(struct vm *, char **cause);
+int	 vm_save_state(struct vm *, char **cause);
 int	 vm_set_field(struct vm *, char **field, const char *value,
 	    char **cause);
 int	 vm_set_flag(struct vm *, int *flag, int value, char **cause);
@@ -322,6 +328,7 @@ int	 vm_ticket_last(const char *name, const char **login, uid_t *uid,
 /* A live migration takes the last ticket along (issue 14). */
 json_t	*vm_ticket_carry(const char *name);
 int	 vm_ticket_take(const char *name, json_t *, char **cause);
+int	 vm_ticket_restore(const char *name, json_t *, char **cause);
 void	 vm_ticket_arm(struct vm *, long long window);
 void	 vm_ticket_settle(struct vm *);
 
@@ -370,6 +377,9 @@ enum vm_net_rules {
 	VM_NET_RULES_FAILED
 };
 
+/* Told once the ruleset lists a VM's TAPs (err NULL), or failed. */
+typedef void (*vm_net_rules_cb)(struct vm *, int arg, const char *err);
+
 /* The TAPs of an active VM, and whether the ruleset lists them yet. */
 struct vm_netrt {
 	char			 vm[VM_NAME_MAX];
@@ -380,6 +390,9 @@ struct vm_netrt {
 	enum vm_net_rules	 rules;
 	char			*rules_err;
 	int			 cont_waiting;
+	vm_net_rules_cb		 rules_cb;	/* an incoming migration's */
+	int			 rules_arg;
+	int			 hotplugged;	/* a NIC came or went since boot */
 	TAILQ_ENTRY(vm_netrt)	 entry;
 };
 void	 vm_net_init(void);
@@ -520,6 +533,12 @@ int	 vm_migrate_tls_peer(struct vm *, json_t *target,
 	    void (*)(struct qmp *, json_t *, const char *, const char *,
 	    void *), char **cause);
 const char *vm_migrate_tls_id(void);
+/* vm-migrate-nic.c: NICs, their networks and leases on the target. */
+json_t	*vm_migrate_nic_nets(const struct vm_def *, char **cause);
+int	 vm_migrate_nic_check(const struct vm_def *, const json_t *nets,
+	    char **cause);
+int	 vm_migrate_nic_save(struct vm *, char **cause);
+int	 vm_migrate_nic_wait(struct vm *, int arg, vm_net_rules_cb);
 /*
  * The switchover's placement step, on the target (one function, for the
  * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run

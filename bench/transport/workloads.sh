@@ -204,7 +204,7 @@ wl_row() {
 		S1=$(wl_sample "$n")
 		wl_client_stop
 		fps=$(awk '{ print $2 }' <<<"$out")
-		[ "$p" = rdp-gfx ] || [ "$p" = rdp-avc420 ] && wl_gfx_log "$gfx"
+		case $p in rdp-gfx|rdp-avc4*) wl_gfx_log "$gfx" ;; esac
 	fi
 	load "$w" "$n" stop
 	# Where the bytes go: down and up, bytes and packets a second.

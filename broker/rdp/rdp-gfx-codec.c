@@ -9,6 +9,9 @@
  *                metablock lists only the damaged rectangles, so the client
  *                copies only those, and x264 codes the unchanged
  *                macroblocks as skips.
+ *   AVC444       H.264 in two views (RDPGFX_CODECID_AVC444v2): the AVC420
+ *                picture and the chroma 4:2:0 drops, so coloured text
+ *                keeps its colour edges; for clients that offer it.
  *   progressive  RemoteFX progressive: the 64x64 tiles that the damage
  *                touches, in one message (lossy, RLGR).
  *   planar       RDP 6.0 planar (lossless) 64x64 tiles: small changes
@@ -26,6 +29,7 @@
 #include <freerdp/codec/progressive.h>
 #include <freerdp/codec/region.h>
 
+#include "compat.h"
 #include "log.h"
 #include "rdp-gfx.h"
 #include "xmalloc.h"
@@ -44,17 +48,30 @@ struct rdp_gfx_codec {
 	uint32_t		*flipped;	/* one tile, rows reversed */
 };
 
+static const char *rdp_gfx_codec_names[] = {
+	[RDP_GFX_PLANAR] = "planar",
+	[RDP_GFX_PROGRESSIVE] = "progressive",
+	[RDP_GFX_AVC420] = "avc420",
+	[RDP_GFX_AVC444] = "avc444",
+};
+
 const char *
 rdp_gfx_codec_name(int id)
 {
-	switch (id) {
-	case RDP_GFX_AVC420:
-		return ("avc420");
-	case RDP_GFX_PROGRESSIVE:
-		return ("progressive");
-	default:
+	if (id < 0 || (size_t)id >= nitems(rdp_gfx_codec_names))
 		return ("planar");
-	}
+	return (rdp_gfx_codec_names[id]);
+}
+
+/* The H.264 encoder's figures; NULL for other codecs or FreeRDP's. */
+const struct rdp_gfx_avc_stats *
+rdp_gfx_codec_stats(const struct rdp_gfx_codec *c)
+{
+#ifdef RDP_GFX_LIBAVCODEC
+	if (c != NULL && c->avc != NULL)
+		return (rdp_gfx_avc_stats(c->avc));
+#endif
+	return (NULL);
 }
 
 /*
@@ -79,9 +96,11 @@ rdp_gfx_codec_create(int id, int width, int height)
 	c->flipped = xmalloc(RDP_GFX_TILE * RDP_GFX_TILE * sizeof *c->flipped);
 	switch (id) {
 	case RDP_GFX_AVC420:
+	case RDP_GFX_AVC444:
 #ifdef RDP_GFX_LIBAVCODEC
 		if ((c->avc = rdp_gfx_avc_create(width, height,
-		    RDP_GFX_AVC_BITRATE, RDP_GFX_AVC_FPS)) != NULL)
+		    id == RDP_GFX_AVC444, RDP_GFX_AVC_BITRATE,
+		    RDP_GFX_AVC_FPS)) != NULL)
 			break;
 #endif
 		if ((c->h264 = h264_context_new(TRUE)) == NULL)
@@ -166,6 +185,46 @@ rdp_gfx_codec_clip(const struct rdp_gfx_image *img,
 	return (k);
 }
 
+/*
+ * The damage as disjoint rectangles on 16-pixel steps (macroblocks),
+ * clipped to the image, for an H.264 metablock; *out is the caller's to
+ * free. Disjoint matters: FreeRDP's client combines AVC444's views once
+ * per rectangle, and a second pass over an overlap undoes its chroma
+ * filter (coloured noise where QEMU's update rectangles overlapped).
+ */
+static int
+rdp_gfx_codec_avc_rects(const struct rdp_gfx_image *img,
+    const struct rdp_rect *rects, int n, RECTANGLE_16 **out)
+{
+	REGION16		 region;
+	RECTANGLE_16		 r;
+	const RECTANGLE_16	*rr;
+	UINT32			 k = 0;
+	int			 i, w = img->width, h = img->height;
+
+	region16_init(&region);
+	for (i = 0; i < n; i++) {
+		if (rects[i].w <= 0 || rects[i].h <= 0)
+			continue;
+		r.left = rects[i].x < 0 ? 0 : rects[i].x & ~15;
+		r.top = rects[i].y < 0 ? 0 : rects[i].y & ~15;
+		r.right = (rects[i].x + rects[i].w + 15) & ~15;
+		r.bottom = (rects[i].y + rects[i].h + 15) & ~15;
+		if (r.right > w)
+			r.right = w;
+		if (r.bottom > h)
+			r.bottom = h;
+		if (r.right <= r.left || r.bottom <= r.top)
+			continue;
+		region16_union_rect(&region, &region, &r);
+	}
+	rr = region16_rects(&region, &k);
+	*out = xcalloc(k > 0 ? k : 1, sizeof **out);
+	memcpy(*out, rr, k * sizeof **out);
+	region16_uninit(&region);
+	return ((int)k);
+}
+
 /* One H.264 frame of the whole surface; the damage in its metablock. */
 static int
 rdp_gfx_codec_avc420(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
@@ -180,16 +239,15 @@ rdp_gfx_codec_avc420(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 	UINT32				 len = 0;
 	int				 i, k, rc = -1;
 
-	rr = xcalloc(n, sizeof *rr);
-	qq = xcalloc(n, sizeof *qq);
-	if ((k = rdp_gfx_codec_clip(img, rects, n, rr)) == 0) {
+	k = rdp_gfx_codec_avc_rects(img, rects, n, &rr);
+	qq = xcalloc(k > 0 ? k : 1, sizeof *qq);
+	if (k == 0) {
 		rc = 0;
 		goto out;
 	}
 #ifdef RDP_GFX_LIBAVCODEC
 	if (c->avc != NULL) {
-		if (rdp_gfx_avc_encode(c->avc, img->fb, img->stride, img->width,
-		    img->height, &data, &len) != 0)
+		if (rdp_gfx_avc_encode(c->avc, img, rr, k, &data, &len) != 0)
 			data = NULL;
 	} else
 #endif
@@ -216,6 +274,73 @@ rdp_gfx_codec_avc420(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 	    img->height);
 	cmd.extra = &avc;
 	*bytes += len;
+	rc = emit(arg, &cmd);
+out:
+	free(rr);
+	free(qq);
+	return (rc);
+}
+
+/*
+ * One AVC444 frame: both views of the whole surface, each metablock
+ * with the damage (the client combines the views there only).
+ */
+static int
+rdp_gfx_codec_avc444(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
+    const struct rdp_rect *rects, int n, rdp_gfx_emit emit, void *arg,
+    uint64_t *bytes)
+{
+	RDPGFX_SURFACE_COMMAND		 cmd;
+	RDPGFX_AVC444_BITMAP_STREAM	 avc;
+	RDPGFX_H264_QUANT_QUALITY	*qq;
+	RECTANGLE_16			*rr;
+	BYTE				*data = NULL, *aux = NULL, lc = 0;
+	UINT32				 len = 0, auxlen = 0;
+	int				 i, k, v, rc = -1;
+
+	k = rdp_gfx_codec_avc_rects(img, rects, n, &rr);
+	qq = xcalloc(k > 0 ? k : 1, sizeof *qq);
+	if (k == 0) {
+		rc = 0;
+		goto out;
+	}
+#ifdef RDP_GFX_LIBAVCODEC
+	if (c->avc != NULL) {
+		if (rdp_gfx_avc_encode444(c->avc, img, 1, &data, &len, &aux,
+		    &auxlen) != 0)
+			data = NULL;
+	} else
+#endif
+	if (avc444_compress(c->h264, (const BYTE *)img->fb,
+	    PIXEL_FORMAT_BGRX32, img->stride * 4, img->width, img->height, 2,
+	    &lc, &data, &len, &aux, &auxlen) < 0 || lc != 0)
+		data = NULL;
+	if (data == NULL || aux == NULL) {
+		log_warnx("RDP: H.264 (AVC444) encoding failed");
+		goto out;
+	}
+	for (i = 0; i < k; i++) {
+		qq[i].qp = 22;
+		qq[i].qpVal = 22;
+		qq[i].qualityVal = 100;
+	}
+	memset(&avc, 0, sizeof avc);
+	avc.LC = 0;		/* both views */
+	for (v = 0; v < 2; v++) {
+		avc.bitstream[v].meta.numRegionRects = k;
+		avc.bitstream[v].meta.regionRects = rr;
+		avc.bitstream[v].meta.quantQualityVals = qq;
+	}
+	avc.bitstream[0].data = data;
+	avc.bitstream[0].length = len;
+	avc.bitstream[1].data = aux;
+	avc.bitstream[1].length = auxlen;
+	/* The first view's size on the wire: metablock, then the stream. */
+	avc.cbAvc420EncodedBitstream1 = 4 + k * (8 + 2) + len;
+	rdp_gfx_codec_cmd(&cmd, RDPGFX_CODECID_AVC444v2, 0, 0, img->width,
+	    img->height);
+	cmd.extra = &avc;
+	*bytes += len + auxlen;
 	rc = emit(arg, &cmd);
 out:
 	free(rr);
@@ -274,6 +399,9 @@ rdp_gfx_codec_lossy(struct rdp_gfx_codec *c, const struct rdp_gfx_image *img,
 	switch (c->id) {
 	case RDP_GFX_AVC420:
 		return (rdp_gfx_codec_avc420(c, img, rects, n, emit, arg,
+		    bytes));
+	case RDP_GFX_AVC444:
+		return (rdp_gfx_codec_avc444(c, img, rects, n, emit, arg,
 		    bytes));
 	case RDP_GFX_PROGRESSIVE:
 		return (rdp_gfx_codec_progressive(c, img, rects, n, emit, arg,

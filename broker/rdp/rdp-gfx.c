@@ -40,6 +40,13 @@
 
 #define RDP_GFX_CAPS_MAX	16
 
+/*
+ * Quiet time before the lossless refinement; below 0, none. Set only
+ * before the gateway starts (rdp-gw-test -r: tests and benches that
+ * look at the lossy picture itself).
+ */
+int	rdp_gfx_refine_ms = RDP_GFX_REFINE_MS;
+
 enum rdp_gfx_state {
 	RDP_GFX_WAIT,		/* drdynvc or activation not there yet */
 	RDP_GFX_OPENING,	/* channel opened, waiting for caps */
@@ -85,6 +92,7 @@ struct rdp_gfx {
 	uint64_t		 held;		/* window full when damage came */
 	uint64_t		 bytes;
 	uint64_t		 encms;		/* in rdp_gfx_frame */
+	struct rdp_gfx_avc_stats avc;		/* of encoders freed */
 	uint64_t		 since;
 };
 
@@ -152,22 +160,31 @@ static const uint32_t rdp_gfx_versions[] = {
 };
 
 const RDPGFX_CAPSET *
-rdp_gfx_caps_choose(const RDPGFX_CAPSET *caps, int n, int *avc)
+rdp_gfx_caps_choose(const RDPGFX_CAPSET *caps, int n, int *codec)
 {
 	size_t	v;
 	int	i;
 
-	*avc = 0;
+	*codec = RDP_GFX_PROGRESSIVE;
 	for (v = 0; v < nitems(rdp_gfx_versions); v++) {
 		for (i = 0; i < n; i++) {
 			if (caps[i].version != rdp_gfx_versions[v])
 				continue;
-			if (caps[i].version == RDPGFX_CAPVERSION_81)
-				*avc = !!(caps[i].flags &
-				    RDPGFX_CAPS_FLAG_AVC420_ENABLED);
-			else if (caps[i].version != RDPGFX_CAPVERSION_8)
-				*avc = !(caps[i].flags &
-				    RDPGFX_CAPS_FLAG_AVC_DISABLED);
+			if (caps[i].version == RDPGFX_CAPVERSION_81) {
+				if (caps[i].flags &
+				    RDPGFX_CAPS_FLAG_AVC420_ENABLED)
+					*codec = RDP_GFX_AVC420;
+			} else if (caps[i].version != RDPGFX_CAPVERSION_8 &&
+			    !(caps[i].flags & RDPGFX_CAPS_FLAG_AVC_DISABLED)) {
+				/*
+				 * 10.x: H.264 with AVC444 (xfreerdp 2.11
+				 * sends 10.x only for /gfx:avc444, with
+				 * AVC_THINCLIENT by default, and decodes
+				 * AVC444 all the same; FreeRDP's own server
+				 * sends it AVC444v2 too).
+				 */
+				*codec = RDP_GFX_AVC444;
+			}
 			return (&caps[i]);
 		}
 	}
@@ -251,6 +268,21 @@ rdp_gfx_create(freerdp_peer *peer, HANDLE vcm)
 	return (g);
 }
 
+/* Keep the H.264 encoder's figures before it goes. */
+static void
+rdp_gfx_enc_free(struct rdp_gfx *g)
+{
+	const struct rdp_gfx_avc_stats	*st;
+
+	if ((st = rdp_gfx_codec_stats(g->enc)) != NULL) {
+		g->avc.frames += st->frames;
+		g->avc.yuvus += st->yuvus;
+		g->avc.x264us += st->x264us;
+	}
+	rdp_gfx_codec_free(g->enc);
+	g->enc = NULL;
+}
+
 /* Close the channel (joins the gfx thread) and log what it carried. */
 void
 rdp_gfx_free(struct rdp_gfx *g, const char *who)
@@ -264,10 +296,11 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		g->ctx->Close(g->ctx);
 		rdpgfx_server_context_free(g->ctx);
 	}
+	rdp_gfx_enc_free(g);
 	if (g->codec != 0 || g->frames > 0) {
 		ms = rdp_peer_ms() - g->since;
 		f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		    "s:I}",
+		    "s:I,s:I,s:I,s:I}",
 		    "codec", rdp_gfx_codec_name(g->codec),
 		    "frames", (json_int_t)g->frames,
 		    "acked", (json_int_t)g->pace.acked,
@@ -279,11 +312,13 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		    "bytes", (json_int_t)g->bytes,
 		    "ms", (json_int_t)ms,
 		    "encms", (json_int_t)g->encms,
+		    "avcframes", (json_int_t)g->avc.frames,
+		    "yuvms", (json_int_t)(g->avc.yuvus / 1000),
+		    "x264ms", (json_int_t)(g->avc.x264us / 1000),
 		    "caps", (json_int_t)g->capsversion);
 		log_event(0, "rdp.gfx", f, "%s: graphics pipeline", who);
 		json_decref(f);
 	}
-	rdp_gfx_codec_free(g->enc);
 	free(g->lossy);
 	if (g->wake[0] != -1)
 		close(g->wake[0]);
@@ -346,7 +381,7 @@ rdp_gfx_surface(struct rdp_gfx *g, int width, int height, const char *who)
 	if (g->ctx->MapSurfaceToOutput(g->ctx, &map) != CHANNEL_RC_OK)
 		return (-1);
 
-	rdp_gfx_codec_free(g->enc);
+	rdp_gfx_enc_free(g);
 	if ((g->enc = rdp_gfx_codec_create(g->codec, width, height)) == NULL &&
 	    g->codec != RDP_GFX_PLANAR) {
 		log_warnx("%s: no %s encoder; graphics pipeline with planar",
@@ -374,7 +409,7 @@ rdp_gfx_confirm(struct rdp_gfx *g, const char *who)
 	RDPGFX_CAPS_CONFIRM_PDU	 pdu;
 	const RDPGFX_CAPSET	*best;
 	rdpSettings		*settings = g->peer->settings;
-	int			 n, avc;
+	int			 n, codec;
 
 	pthread_mutex_lock(&g->mtx);
 	n = g->ncaps;
@@ -382,7 +417,7 @@ rdp_gfx_confirm(struct rdp_gfx *g, const char *who)
 	g->ncaps = -1;
 	pthread_mutex_unlock(&g->mtx);
 
-	if ((best = rdp_gfx_caps_choose(caps, n, &avc)) == NULL) {
+	if ((best = rdp_gfx_caps_choose(caps, n, &codec)) == NULL) {
 		log_info("%s: no graphics pipeline version in common; bitmap "
 		    "updates", who);
 		return (-1);
@@ -393,7 +428,7 @@ rdp_gfx_confirm(struct rdp_gfx *g, const char *who)
 	if (g->ctx->CapsConfirm(g->ctx, &pdu) != CHANNEL_RC_OK)
 		return (-1);
 	g->capsversion = set.version;
-	g->codec = avc ? RDP_GFX_AVC420 : RDP_GFX_PROGRESSIVE;
+	g->codec = codec;
 	g->since = rdp_peer_ms();
 	if (rdp_gfx_surface(g, settings->DesktopWidth, settings->DesktopHeight,
 	    who) != 0)
@@ -670,7 +705,8 @@ rdp_gfx_idle(struct rdp_gfx *g, const struct rdp_rfb *rfb)
 	struct rdp_gfx_image	img;
 
 	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
-	    rdp_peer_ms() - g->lossyt < RDP_GFX_REFINE_MS ||
+	    rdp_gfx_refine_ms < 0 ||
+	    rdp_peer_ms() - g->lossyt < (uint64_t)rdp_gfx_refine_ms ||
 	    rfb->width != g->width || rfb->height != g->height ||
 	    !rdp_gfx_may_send(g))
 		return (0);
@@ -695,9 +731,9 @@ rdp_gfx_timeout(struct rdp_gfx *g)
 		    (int)(RDP_GFX_WAIT_MS - since));
 	}
 	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
-	    !rdp_gfx_may_send(g))
+	    rdp_gfx_refine_ms < 0 || !rdp_gfx_may_send(g))
 		return (-1);	/* an ack wakes the session through the pipe */
 	since = rdp_peer_ms() - g->lossyt;
-	return (since >= RDP_GFX_REFINE_MS ? 0 :
-	    (int)(RDP_GFX_REFINE_MS - since));
+	return (since >= (uint64_t)rdp_gfx_refine_ms ? 0 :
+	    (int)(rdp_gfx_refine_ms - since));
 }

@@ -24,15 +24,25 @@
 #define RDP_GFX_TILE		64	/* planar tiles, lossy-area grid */
 #define RDP_GFX_WINDOW		2	/* frames in flight beyond the last ack */
 #define RDP_GFX_REFINE_MS	1000	/* quiet before the lossless refinement */
+extern int rdp_gfx_refine_ms;		/* RDP_GFX_REFINE_MS; < 0: none */
 #define RDP_GFX_WAIT_MS		3000	/* for the pipeline after activation */
 #define RDP_GFX_SMALL_TILES	12	/* damage this small goes lossless */
 #define RDP_GFX_AVC_BITRATE	4000000	/* bit/s, x264's VBR target */
 #define RDP_GFX_AVC_FPS		30
+#define RDP_GFX_AVC_THREADS	1	/* x264's: the session thread only */
 
 enum rdp_gfx_codec_id {
 	RDP_GFX_PLANAR,
 	RDP_GFX_PROGRESSIVE,
 	RDP_GFX_AVC420,
+	RDP_GFX_AVC444,		/* v2 layout (RDPGFX_CODECID_AVC444v2) */
+};
+
+/* The H.264 encoder's CPU: conversion to YUV, x264 (thread CPU time). */
+struct rdp_gfx_avc_stats {
+	uint64_t	frames;
+	uint64_t	yuvus;
+	uint64_t	x264us;
 };
 
 /* Pacing by frame acknowledgement (pure; rdp-gfx.c). Frame ids from 1. */
@@ -53,11 +63,12 @@ void	 rdp_gfx_pace_ack(struct rdp_gfx_pace *, uint32_t frameid,
 
 /*
  * The capability set to confirm from a client's advertised ones (pure):
- * the highest version known here; *avc says whether that set allows
- * AVC420. NULL when none is known.
+ * the highest version known here; *codec is the codec that set allows
+ * (RDP_GFX_AVC444 for 10.x without AVC_DISABLED, RDP_GFX_AVC420 for 8.1
+ * with AVC420_ENABLED, else RDP_GFX_PROGRESSIVE). NULL when none is known.
  */
 const RDPGFX_CAPSET *rdp_gfx_caps_choose(const RDPGFX_CAPSET *, int n,
-	    int *avc);
+	    int *codec);
 
 /* rdp-gfx-codec.c: encoders. A frame's pixels, 0x00RRGGBB. */
 struct rdp_gfx_image {
@@ -69,6 +80,8 @@ struct rdp_gfx_image {
 typedef int	(*rdp_gfx_emit)(void *, RDPGFX_SURFACE_COMMAND *);
 struct rdp_gfx_codec;
 struct rdp_gfx_codec *rdp_gfx_codec_create(int id, int width, int height);
+const struct rdp_gfx_avc_stats *rdp_gfx_codec_stats(
+	    const struct rdp_gfx_codec *);
 void	 rdp_gfx_codec_free(struct rdp_gfx_codec *);
 const char *rdp_gfx_codec_name(int id);
 int	 rdp_gfx_codec_lossy(struct rdp_gfx_codec *,
@@ -85,11 +98,18 @@ int	 rdp_gfx_codec_count(const struct rdp_gfx_image *, const uint8_t *grid,
 
 /* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
 struct rdp_gfx_avc;
-struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int bitrate,
-	    int fps);
+extern const char *rdp_gfx_avc_preset;	/* x264's, "superfast" */
+extern const char *rdp_gfx_avc_crf;	/* x264's CRF, "23" */
+extern int rdp_gfx_avc_threads;		/* x264's, RDP_GFX_AVC_THREADS */
+struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int avc444,
+	    int bitrate, int fps);
 void	 rdp_gfx_avc_free(struct rdp_gfx_avc *);
-int	 rdp_gfx_avc_encode(struct rdp_gfx_avc *, const uint32_t *fb,
-	    int stride, int width, int height, uint8_t **data, uint32_t *len);
+const struct rdp_gfx_avc_stats *rdp_gfx_avc_stats(const struct rdp_gfx_avc *);
+int	 rdp_gfx_avc_encode(struct rdp_gfx_avc *, const struct rdp_gfx_image *,
+	    const RECTANGLE_16 *, int n, uint8_t **data, uint32_t *len);
+int	 rdp_gfx_avc_encode444(struct rdp_gfx_avc *,
+	    const struct rdp_gfx_image *, int v2, uint8_t **main,
+	    uint32_t *mainlen, uint8_t **aux, uint32_t *auxlen);
 
 /* rdp-gfx.c: the channel, for rdp-peer.c. */
 #define RDP_GFX_OFF		(-2)	/* not in use: send bitmap updates */

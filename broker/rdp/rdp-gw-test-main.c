@@ -3,11 +3,13 @@
  * and development without the rest of the broker. It runs exactly the
  * code qdesk-broker runs (rdp_gateway_start on a loop), nothing more.
  *
- *   rdp-gw-test [-v] [-l ADDR] [-u USER] -p PORT -c CERT.pem -k KEY.pem
+ *   rdp-gw-test [-v] [-l ADDR] [-r MS] [-u USER] -p PORT -c CERT.pem -k KEY.pem
  *       -s QMPD_SOCKET
  *
  * With -u it drops to USER after opening its port and reading the key, as
- * qdesk-broker --user does, so qmpd sees the broker role.
+ * qdesk-broker --user does, so qmpd sees the broker role. -r MS sets the
+ * graphics pipeline's lossless refinement delay (-1: none), so a test can
+ * look at what a lossy codec alone shows.
  *
  *   rdp-gw-test -F USER:DESKTOP [-l ADDR] -p PORT
  *
@@ -28,12 +30,13 @@
 
 #include "log.h"
 #include "rdp.h"
+#include "rdp-gfx.h"
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] [-u user] -p port "
-	    "-c cert -k key -s qmpd-socket\n"
+	fprintf(stderr, "usage: rdp-gw-test [-v] [-l addr] [-r refine-ms] "
+	    "[-u user] -p port -c cert -k key -s qmpd-socket\n"
 	    "       rdp-gw-test -F user:desktop [-l addr] -p port\n");
 	exit(2);
 }
@@ -95,7 +98,7 @@ main(int argc, char **argv)
 	char			*cause = NULL, *end;
 	int			 ch, port = 0, verbose = 0;
 
-	while ((ch = getopt(argc, argv, "F:c:k:l:p:s:u:v")) != -1) {
+	while ((ch = getopt(argc, argv, "F:c:k:l:p:r:s:u:v")) != -1) {
 		switch (ch) {
 		case 'F':
 			file = optarg;
@@ -111,6 +114,12 @@ main(int argc, char **argv)
 			break;
 		case 'p':
 			port = (int)strtol(optarg, &end, 10);
+			if (*end != '\0')
+				usage();
+			break;
+		case 'r':
+			/* The refinement delay in ms, -1 for none. */
+			rdp_gfx_refine_ms = (int)strtol(optarg, &end, 10);
 			if (*end != '\0')
 				usage();
 			break;

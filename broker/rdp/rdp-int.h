@@ -64,6 +64,14 @@ uint64_t rdp_peer_ms(void);
  */
 json_t	*rdp_qmpd_call(const char *path, const char *cmd, json_t *args,
 	    int timeout, int *fdp, char **errclass, char **cause);
+/* The same, polled from a loop: start, poll its fd, read when ready. */
+struct rdp_qmpd_req;
+struct rdp_qmpd_req *rdp_qmpd_start(const char *path, const char *cmd,
+	    json_t *args, int timeout, char **cause);
+int	 rdp_qmpd_req_fd(const struct rdp_qmpd_req *);
+int	 rdp_qmpd_req_read(struct rdp_qmpd_req *, json_t **ret, int *fdp,
+	    char **errclass, char **cause);
+void	 rdp_qmpd_req_free(struct rdp_qmpd_req *);
 
 /* rdp-login.c: who the client is and which desktop it gets. */
 struct rdp_login {
@@ -142,8 +150,17 @@ void	 rdp_rfb_free(struct rdp_rfb *);
 void	 rdp_rfb_reattach(struct rdp_rfb *, int fd);
 
 /* rdp-follow.c: resume a session's VNC stream after its desktop moved. */
-int	 rdp_follow(struct rdp_rfb *, const char *qmpd, const char *login,
-	    const char *vm, char **cause);
+struct rdp_follow;
+struct rdp_follow *rdp_follow_start(uint64_t now, const char *why);
+void	 rdp_follow_free(struct rdp_follow *);
+int	 rdp_follow_fd(const struct rdp_follow *);
+int	 rdp_follow_timeout(const struct rdp_follow *, uint64_t now);
+void	 rdp_follow_key(struct rdp_follow *, int down, uint32_t keysym,
+	    uint32_t qnum);
+void	 rdp_follow_pointer(struct rdp_follow *, int mask, int x, int y);
+int	 rdp_follow_step(struct rdp_follow *, struct rdp_rfb *,
+	    const char *qmpd, const char *login, const char *vm, uint64_t now,
+	    int *tries, char **cause);
 int	 rdp_rfb_handshake(struct rdp_rfb *, int timeout, char **cause);
 int	 rdp_rfb_buffered(const struct rdp_rfb *);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);

@@ -65,6 +65,7 @@ struct rdp_session {
 	struct rdp_encode_stats	 stats;
 	HANDLE			 vcm;		/* virtual channels */
 	struct rdp_gfx		*gfx;		/* graphics pipeline */
+	struct rdp_follow	*follow;	/* the stream is gone: looking */
 
 	int			 activated;
 	int			 suppressed;
@@ -370,6 +371,10 @@ rdp_peer_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 	qnum = rdp_input_qnum(&s->input, flags, code, &down);
 	if (qnum == 0)
 		return (TRUE);
+	if (s->follow != NULL) {
+		rdp_follow_key(s->follow, down, rdp_input_keysym(qnum), qnum);
+		return (TRUE);
+	}
 	if (down && s->keyt == 0)
 		s->keyt = rdp_peer_ms();
 	/* With extended keys QEMU needs no keysym (and LED state is on). */
@@ -389,6 +394,11 @@ rdp_peer_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 	if (s->rfb == NULL)
 		return (TRUE);
 	keysym = code < 0x100 ? code : 0x01000000U | code;
+	if (s->follow != NULL) {
+		rdp_follow_key(s->follow, !(flags & KBD_FLAGS_RELEASE), keysym,
+		    0);
+		return (TRUE);
+	}
 	if (rdp_rfb_key(s->rfb, !(flags & KBD_FLAGS_RELEASE), keysym, 0) != 0)
 		rdp_peer_end(s, "VNC connection lost sending a key");
 	return (TRUE);
@@ -413,7 +423,9 @@ rdp_peer_synchronize(rdpInput *input, UINT32 flags)
 	};
 	size_t			 i;
 
-	if (s->rfb == NULL || !s->rfb->ledstate || !s->rfb->extkey)
+	/* No stream (the desktop moves): the next focus syncs again. */
+	if (s->rfb == NULL || s->follow != NULL || !s->rfb->ledstate ||
+	    !s->rfb->extkey)
 		return (TRUE);
 	for (i = 0; i < nitems(locks); i++) {
 		if (!!(flags & locks[i].flag) == !!(s->rfb->leds &
@@ -437,6 +449,10 @@ rdp_peer_pointer(struct rdp_session *s, int mask, UINT16 x, UINT16 y)
 
 	fx = rdp_input_scale(x, settings->DesktopWidth, s->rfb->width);
 	fy = rdp_input_scale(y, settings->DesktopHeight, s->rfb->height);
+	if (s->follow != NULL) {
+		rdp_follow_pointer(s->follow, mask, fx, fy);
+		return;
+	}
 	if (rdp_rfb_pointer(s->rfb, mask, fx, fy) != 0)
 		rdp_peer_end(s, "VNC connection lost sending the pointer");
 }
@@ -673,28 +689,43 @@ rdp_peer_display(struct rdp_session *s)
 }
 
 /*
- * The VNC stream ended with *cause: the desktop may have migrated, so
- * look for it again (rdp-follow.c). 0: the session goes on, *cause freed.
+ * The VNC stream ended with cause: the desktop may have migrated, so
+ * look for it again (rdp-follow.c) while the loop goes on serving the
+ * client.
  */
-static int
-rdp_peer_follow(struct rdp_session *s, char **cause)
+static void
+rdp_peer_follow_start(struct rdp_session *s, const char *cause)
 {
-	char	*why = NULL, who[256];
-	int	 tries;
+	char	who[256];
 
 	log_info("%s: %s; looking for the desktop", rdp_peer_who(s, who,
-	    sizeof who), *cause);
-	if ((tries = rdp_follow(s->rfb, s->cfg.qmpd_socket, s->login.login,
-	    s->login.vm, &why)) == -1) {
-		log_info("%s: %s", rdp_peer_who(s, who, sizeof who), why);
-		free(why);
+	    sizeof who), cause);
+	rdp_rfb_reattach(s->rfb, -1);	/* the old stream's fd goes */
+	s->follow = rdp_follow_start(rdp_peer_ms(), cause);
+}
+
+/* One step of the look (an ask due, an answer in). -1: it is over. */
+static int
+rdp_peer_follow_step(struct rdp_session *s)
+{
+	char	*cause = NULL, who[256];
+	int	 rv, tries;
+
+	rv = rdp_follow_step(s->follow, s->rfb, s->cfg.qmpd_socket,
+	    s->login.login, s->login.vm, rdp_peer_ms(), &tries, &cause);
+	if (rv == 0)
+		return (0);
+	rdp_follow_free(s->follow);
+	s->follow = NULL;
+	if (rv == -1) {
+		log_info("%s: %s", rdp_peer_who(s, who, sizeof who), cause);
+		rdp_peer_end(s, "%s", cause);
+		free(cause);
 		return (-1);
 	}
 	log_info("%s: console found again (%d %s), %dx%d", rdp_peer_who(s,
 	    who, sizeof who), tries, tries == 1 ? "ask" : "asks",
 	    s->rfb->width, s->rfb->height);
-	free(*cause);
-	*cause = NULL;
 	s->requested = 1;	/* the handshake asked for a full update */
 	return (0);
 }
@@ -832,14 +863,22 @@ rdp_peer_loop(struct rdp_session *s)
 		pfd[np].events = POLLIN;
 		pfd[np++].revents = 0;
 		irfb = -1;
-		if (s->rfb != NULL) {
+		if (s->rfb != NULL && s->follow == NULL) {
 			irfb = np;
 			pfd[np].fd = s->rfb->fd;
 			pfd[np].events = POLLIN;
 			pfd[np++].revents = 0;
 		}
-		timeout = (s->rfb != NULL && rdp_rfb_buffered(s->rfb)) ? 0 :
-		    RDP_PEER_TICK;
+		if (s->follow != NULL && rdp_follow_fd(s->follow) != -1) {
+			pfd[np].fd = rdp_follow_fd(s->follow);
+			pfd[np].events = POLLIN;
+			pfd[np++].revents = 0;
+		}
+		timeout = (s->rfb != NULL && s->follow == NULL &&
+		    rdp_rfb_buffered(s->rfb)) ? 0 : RDP_PEER_TICK;
+		if (s->follow != NULL && (gt = rdp_follow_timeout(s->follow,
+		    rdp_peer_ms())) < timeout)
+			timeout = gt;
 		if (s->gfx != NULL && (gt = rdp_gfx_timeout(s->gfx)) != -1 &&
 		    gt < timeout)
 			timeout = gt;
@@ -884,17 +923,23 @@ rdp_peer_loop(struct rdp_session *s)
 		}
 		if (s->rfb == NULL || s->end != NULL)
 			continue;
-		if ((irfb != -1 && pfd[irfb].revents != 0) ||
-		    rdp_rfb_buffered(s->rfb)) {
-			if (rdp_rfb_process(s->rfb, &cause) != 0 &&
-			    rdp_peer_follow(s, &cause) != 0) {
-				rdp_peer_end(s, "%s", cause);
-				free(cause);
+		if (s->follow != NULL) {
+			if (rdp_peer_follow_step(s) != 0) {
 				rdp_peer_errinfo(s,
 				    ERRINFO_RPC_INITIATED_DISCONNECT);
 				if (s->activated)
 					peer->Close(peer);
 				break;
+			}
+			if (s->follow != NULL)
+				continue;
+		} else if ((irfb != -1 && pfd[irfb].revents != 0) ||
+		    rdp_rfb_buffered(s->rfb)) {
+			if (rdp_rfb_process(s->rfb, &cause) != 0) {
+				rdp_peer_follow_start(s, cause);
+				free(cause);
+				cause = NULL;
+				continue;
 			}
 		}
 		rdp_peer_display(s);
@@ -916,6 +961,8 @@ rdp_peer_main(void *arg)
 		rdp_peer_loop(s);
 		rdp_peer_drain(s);
 	}
+	rdp_follow_free(s->follow);
+	s->follow = NULL;
 	/*
 	 * Before the session's line: its gfx figures (rdp.gfx), clipboard
 	 * and sound figures. The channels close before their manager

@@ -11,7 +11,8 @@
 # mid-migration: both times the desktop runs on at the source, with a
 # reason, and the target's half of the VM is gone. kill -9 of the source's
 # qmpd mid-migration: the target runs it, the restarted source keeps its
-# copy paused and refuses to resume it.
+# copy paused and refuses to resume it. Stopped and started on the
+# target after all that, the VM boots afresh (no -incoming).
 . "$(dirname "$0")/lib.sh"
 
 STATE2=$T/state2
@@ -290,6 +291,14 @@ done
 [ "$(grep -ac "^CTR " "$STATE2/vms/desk/serial.log")" -gt "$n0" ] ||
 	fail "the counter does not go on at B: $(tail -c 300 "$STATE2/vms/desk/serial.log" | tr -d '\r')"
 qq vm delete desk >/dev/null
+
+# Migrated in and then stopped: a start boots it afresh, not with
+# -incoming (which waited for a stream no source sends: "still starting").
+q2 vm stop desk --force >/dev/null || fail "vm stop desk on B"
+out=$(q2 vm start desk 2>&1) || fail "vm start desk on B after its migration: $out"
+tr '\0' ' ' <"/proc/$(cat "$STATE2/vms/desk/qemu.pid")/cmdline" | grep -q -- "-incoming" &&
+	fail "a start after the migration ran QEMU with -incoming"
+log "stopped and started on B after the migration: $out"
 
 # Bad input: one line each.
 q2_status() { QDESK_SOCKET=$STATE2/qmpd.sock q_status "$@"; }

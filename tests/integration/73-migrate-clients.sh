@@ -6,7 +6,11 @@
 # client stays connected (the same process, no reconnect), the gateway
 # says it found the console again on the new host, the window matches the
 # target QEMU's screendump, and a command typed into the window reaches
-# the guest's serial log on the target.
+# the guest's serial log on the target. Then back, with the target's
+# qmpd dying between the placement swap and cont (a test hook) and
+# coming back: the session stays up while the gateway looks for the
+# console, keys typed meanwhile reach the guest; and a desktop that is
+# stopped ends the session at qmpd's first answer.
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/xvfb.sh"
 
@@ -50,6 +54,14 @@ wait_broker_log() {
 		sleep 0.1
 	done
 	broker_fail "'$pattern' not in the broker's log after ${timeout}s"
+}
+wait_broker_count() { # PATTERN N TIMEOUT: until N lines match
+	local i
+	for i in $(seq 1 $(($3 * 10))); do
+		[ "$(grep -c -- "$1" "$BROKER_LOG")" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	broker_fail "'$1' not $2 times in the broker's log after $3 s"
 }
 # RMSE (0..1) of the client's window against VM's screendump on host h.
 compare_with() {
@@ -142,4 +154,57 @@ hwait_console "$dst" desk "QDESK-MIG-42" 30
 rmse=$(shows "$win" "$dst") || broker_fail "after: the client does not show desk on $dst (RMSE $rmse)"
 kill -0 "$CLIENT_PID" 2>/dev/null || broker_fail "xfreerdp ended"
 log "after the migration: typed command ran on $dst, window vs $dst's screendump RMSE $rmse"
+
+# 4. A long look: back to $src, whose qmpd dies between the placement
+# swap and cont (QDESK_TEST_HOOK, as in test 76). $dst's copy goes, the
+# stream ends, and the gateway asks for the console while $src's qmpd is
+# away (Unavailable), then arriving (Busy). Its session's loop goes on
+# serving the client meanwhile: keys typed in the gap are held and reach
+# the guest once the console is back.
+QDESK_TEST_HOOK=die-before-cont:desk cluster_qmpd_restart "$src"
+for h in $HOSTS; do
+	for i in $(seq 1 100); do
+		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
+		sleep 0.1
+	done
+done
+hq "$dst" --json vm migrate desk "$src" >"$T/mig2" 2>&1 &&
+	fail "the migration to a qmpd that died before cont succeeded: $(cat "$T/mig2")"
+grep -q "placement had moved to $src already" "$T/mig2" ||
+	fail "the migration's answer: $(cat "$T/mig2")"
+wait_broker_count "(alice on desk): .*looking for the desktop" 2 30
+xdotool windowfocus --sync "$win" 2>/dev/null || xdotool windowfocus "$win"
+xdotool type --delay 40 'echo QDESK-GAP-$((6*8)) > /dev/ttyS0'
+xdotool key Return
+[ "$(grep -c "(alice on desk): console found again" "$BROKER_LOG")" = 1 ] ||
+	broker_fail "the console was found again before $src's qmpd came back"
+kill -0 "$CLIENT_PID" 2>/dev/null ||
+	broker_fail "xfreerdp ended while the gateway looked for the desktop: $(tail -n 5 "$T/xf.log")"
+cluster_qmpd_restart "$src"
+wait_broker_count "(alice on desk): console found again" 2 60
+hwait_console "$src" desk "QDESK-GAP-48" 30
+[ "$(runs_on desk)" = "$src" ] || fail "after the reconciliation desk runs on '$(runs_on desk)'"
+found=$(grep -o "(alice on desk): console found again ([0-9]* asks*)" "$BROKER_LOG" | tail -n 1)
+grep -q "key events held while the desktop moved sent to its new console" "$BROKER_LOG" ||
+	broker_fail "the gateway did not say it sent the held keys"
+grep -q "(alice on desk): session ended" "$BROKER_LOG" &&
+	broker_fail "the gateway ended alice's session"
+rmse=$(shows "$win" "$src") || broker_fail "after the long look: the client does not show desk on $src (RMSE $rmse)"
+gap=$(grep -h "(alice on desk): .*\(looking for the desktop\|console found again\)" "$BROKER_LOG" | tail -n 2 |
+    awk '{ split($1, t, ":"); ms = ((t[1] * 60 + t[2]) * 60 + t[3]) * 1000;
+	if (NR == 1) a = ms; else printf "%d", ms - a }')
+log "$src's qmpd away between swap and cont: the session stayed up ${gap} ms without a console, keys typed then ran on $src; $found; RMSE $rmse"
+
+# 5. A desktop that really stopped ends the session at qmpd's answer
+# ("stopped", or "stopping" when the ask comes before qmpd saw QEMU
+# exit), not at the look's deadline.
+hqq "$src" vm stop desk --force >/dev/null
+wait_broker_log "(alice on desk): session ended" 30
+why=$(grep -o "(alice on desk): .*console of desk not found again after [0-9]* asks*: VM desk is stopp\(ed\|ing\)" "$BROKER_LOG" | tail -n 1)
+[ -n "$why" ] ||
+	broker_fail "the session did not end at qmpd's answer that desk stopped: $(grep '(alice on desk)' "$BROKER_LOG" | tail -n 3)"
+gap=$(grep -h "(alice on desk): .*\(looking for the desktop\|session ended\)" "$BROKER_LOG" | tail -n 2 |
+    awk '{ split($1, t, ":"); ms = ((t[1] * 60 + t[2]) * 60 + t[3]) * 1000;
+	if (NR == 1) a = ms; else printf "%d", ms - a }')
+log "a stopped desktop ended its RDP session at qmpd's answer, ${gap} ms after the stream (${why##*; })"
 log "ok"

@@ -17,7 +17,10 @@
 # target, none on the source.
 # A remote-viewer linked through the broker's proxy (the portal's .vv)
 # follows the migration back while linked: client_migrate_info names its
-# proxy ticket, and the proxy tunnels that CONNECT to the target.
+# proxy ticket, and the proxy tunnels that CONNECT to the target. It
+# follows a second migration too, after the qmpd that sends it there
+# restarted: migrate.prepare carried the ticket to that host, whose
+# qmpd keeps it (and the password) in the VM's record.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -37,6 +40,7 @@ cluster_test_up 2 5 5
 
 other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 state_of() { local s=${1}_STATE; echo "${!s}"; }
+log_of() { local s=${1}_LOG; echo "${!s}"; }
 inns() { local ns=${1}_NETNS; shift; ip netns exec "${!ns}" "$@"; }
 # spice-probe from host h's namespace to its address: probe h PORT PW
 probe() {
@@ -216,29 +220,74 @@ n=$(grep -c "$(addr_of "$src"):$port2\b" "$T/proxy.ss")
 grep -q "$(addr_of "$dst"):$port1\b" "$T/proxy.ss" &&
 	broker_fail "a tunnel to desk's old QEMU on $dst:$port1 is still open: $(cat "$T/proxy.ss")"
 # Still showing the guest: its display channel came along, and its
-# window holds what $src's QEMU shows (the guest's screen somewhere under
-# the menus; the cursor blinks: retry).
+# window holds what the host's QEMU shows (the guest's screen somewhere
+# under the menus; the cursor blinks: retry): rv_shows HOST sets best.
 grep -q "display-[0-9]*:0: migrating channel" "$T/rvp.log" ||
 	fail "remote-viewer's display channel did not migrate: $(grep -i migrat "$T/rvp.log" | tail -n 10)"
 win=$(DISPLAY=$DISPLAY xdotool search --onlyvisible --pid "$RV_PID" 2>/dev/null | tail -n 1)
 [ -n "$win" ] || fail "no remote-viewer window"
-best=1
-for i in $(seq 1 20); do
-	hqq "$src" vm screenshot desk "$T/qmp.ppm" >/dev/null
-	import -window "$win" "$T/rvp.png" 2>/dev/null || fail "import of remote-viewer's window failed"
-	rmse=$(compare -metric RMSE -subimage-search "$T/rvp.png" "$T/qmp.ppm" null: 2>&1 |
-	    sed -n 's/^[^(]*(\([0-9.e-]*\)).*/\1/p')
-	[ -n "$rmse" ] || rmse=1
-	best=$(python3 -c "print(min($best, $rmse))")
-	python3 -c "import sys; sys.exit(0 if $rmse < 0.02 else 1)" && break
-	sleep 0.5
-done
-python3 -c "import sys; sys.exit(0 if $best < 0.02 else 1)" ||
-	fail "remote-viewer does not show desk's screen on $src after the migration (RMSE $best)"
-# A one-colour screen would match any blank stretch of the window.
-colours=$(identify -format '%k' "$T/qmp.ppm")
-[ "$colours" -ge 2 ] || fail "desk's screen on $src is one colour: the comparison proves nothing"
+rv_shows() {
+	local i rmse
+	best=1
+	for i in $(seq 1 20); do
+		hqq "$1" vm screenshot desk "$T/qmp.ppm" >/dev/null
+		import -window "$win" "$T/rvp.png" 2>/dev/null || fail "import of remote-viewer's window failed"
+		rmse=$(compare -metric RMSE -subimage-search "$T/rvp.png" "$T/qmp.ppm" null: 2>&1 |
+		    sed -n 's/^[^(]*(\([0-9.e-]*\)).*/\1/p')
+		[ -n "$rmse" ] || rmse=1
+		best=$(python3 -c "print(min($best, $rmse))")
+		python3 -c "import sys; sys.exit(0 if $rmse < 0.02 else 1)" && break
+		sleep 0.5
+	done
+	python3 -c "import sys; sys.exit(0 if $best < 0.02 else 1)" ||
+		fail "remote-viewer does not show desk's screen on $1 after the migration (RMSE $best)"
+	# A one-colour screen would match any blank stretch of the window.
+	colours=$(identify -format '%k' "$T/qmp.ppm")
+	[ "$colours" -ge 2 ] || fail "desk's screen on $1 is one colour: the comparison proves nothing"
+}
+rv_shows "$src"
 log "a viewer linked through the proxy followed desk back to $src seamlessly ($n tunnels to $src:$port2, none to $dst; its window shows the guest, RMSE $best, $colours colours)"
+
+# The same viewer follows a second migration, back to $dst. Its tunnel
+# to $src was opened during the first one, so $src's qmpd learnt its
+# ticket from migrate.prepare (the broker's desktop.via went to $dst),
+# and keeps it in desk's record: $src's qmpd restarts first (SIGTERM,
+# desk runs on), and its next migration still sends the viewer through
+# the proxy.
+grep -q "desk: the source's viewer linked here as .*, through the proxy" "$(log_of "$src")" ||
+	fail "$src's qmpd did not tie the viewer's tunnel to the carried ticket: $(grep -a 'desk:' "$(log_of "$src")" | tail -n 5)"
+cluster_qmpd_restart "$src"
+# It asks the re-attached QEMU which viewers are linked, and watches the
+# hosts again.
+for i in $(seq 1 100); do
+	[ "$(hqq "$src" --json vm show desk | jq '.spice_clients | length')" -ge 1 ] &&
+	    [ "$(hq "$src" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
+	sleep 0.1
+done
+[ "$(hqq "$src" --json vm show desk | jq '.spice_clients | length')" -ge 1 ] ||
+	fail "the restarted $src's qmpd does not see the viewer linked to desk"
+out=$(hqq "$src" --json vm migrate desk "$dst")
+[ "$(runs_on desk)" = "$dst" ] || fail "again: desk runs on '$(runs_on desk)', not $dst"
+log "migrated again $src -> $dst (after $src's qmpd restarted): downtime $(echo "$out" | jq .migration.downtime_ms) ms"
+port3=$(hqq "$dst" --json vm show desk | jq -r .spice.port)
+[ -n "$port3" ] && [ "$port3" != null ] || fail "desk on $dst has no SPICE port"
+sleep 2
+alive "$RV_PID" || fail "remote-viewer (proxy) exited with the second migration: $(grep -i migrat "$T/rvp.log" | tail -n 10)"
+[ "$(grep -c "migration (seamless): connections all ok" "$T/rvp.log")" -ge 2 ] ||
+	broker_fail "remote-viewer through the proxy did not migrate seamlessly twice: $(grep -i migrat "$T/rvp.log" | tail -n 10)"
+grep -q "tunnelled to desk port $port3 on $(addr_of "$dst") (migration)" "$BROKER_LOG" ||
+	broker_fail "no migration tunnel to desk port $port3 on $dst in the broker's log"
+ip netns exec "$ETCD_NETNS" ss -tnp | grep "pid=$RV_PID," >"$T/rvp.ss"
+grep -q "$(addr_of "$src"):\|$(addr_of "$dst"):" "$T/rvp.ss" &&
+	fail "remote-viewer bypassed the proxy: $(cat "$T/rvp.ss")"
+ip netns exec "$ETCD_NETNS" ss -tn state established >"$T/proxy.ss"
+n=$(grep -c "$(addr_of "$dst"):$port3\b" "$T/proxy.ss")
+[ "$n" -ge 1 ] || broker_fail "the proxy holds no tunnel to desk on $dst:$port3: $(cat "$T/proxy.ss")"
+grep -q "$(addr_of "$src"):$port2\b" "$T/proxy.ss" &&
+	broker_fail "a tunnel to desk's old QEMU on $src:$port2 is still open: $(cat "$T/proxy.ss")"
+rv_shows "$dst"
+log "the same viewer followed desk's second migration, to $dst, seamlessly ($n tunnels to $dst:$port3, none to $src; its window shows the guest, RMSE $best, $colours colours)"
+src=$dst port2=$port3
 # A migration CONNECT opens only while a tunnel with its very ticket is
 # open: another (forged) one is refused while the viewer is linked, its
 # own once the viewer is gone, expired or not.

@@ -56,6 +56,19 @@ runs_on() {
 	echo "${where# }"
 }
 
+# runs_on_throughout VM: where VM runs, sampled every 0.1 s for at least
+# 2 s and at least 20 times (on a busy machine a sample can take longer
+# than the window), as "COUNT HOSTS" lines; one line with one host is
+# the only good answer.
+runs_on_throughout() {
+	local vm=$1 n=0 end=$((SECONDS + 2))
+	while [ "$n" -lt 20 ] || [ "$SECONDS" -lt "$end" ]; do
+		runs_on "$vm"
+		n=$((n + 1))
+		sleep 0.1
+	done | sort | uniq -c | sed 's/^ *//'
+}
+
 # Wait until every host's watch has user $1 (users are the cluster's,
 # in etcd: added on one host, seen by the others a moment later).
 cluster_wait_user() {
@@ -80,3 +93,26 @@ api() {
 	BODY=$(cat "$T/api.body" 2>/dev/null)
 }
 field() { printf '%s' "$BODY" | jq -r ".$1"; }
+
+# Stop host h's qmpd (SIGTERM: its QEMUs run on) and start it again on
+# the same state dir and cluster file: cluster_qmpd_restart h
+cluster_qmpd_restart() {
+	local h=$1 ns st conf lg pf pid i
+	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
+	pid=$(cat "${!pf}")
+	kill "$pid" 2>/dev/null
+	for i in $(seq 1 300); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	alive "$pid" && fail "qmpd of $h did not exit on SIGTERM"
+	# In a subshell: bash then says nothing when a test kills it.
+	( setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
+	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
+	echo $! >"${!pf}" )
+	for i in $(seq 1 300); do
+		hq "$h" status >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	fail "qmpd of $h did not come back: $(tail -n 5 "${!lg}")"
+}

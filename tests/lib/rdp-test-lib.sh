@@ -65,7 +65,8 @@ start_gateway() {
 	RDP_PORT=$(rdp_free_port)
 	# As the broker runs: unprivileged (qmpd gives it the broker role,
 	# start_qmpd --broker-user nobody), after reading the key as root.
-	"$RDP_GW" -v -l 127.0.0.1 -p "$RDP_PORT" -c "$T/rdp-cert.pem" \
+	# RDP_GW_ARGS: more options (-r -1: no lossless refinement).
+	"$RDP_GW" -v ${RDP_GW_ARGS:-} -l 127.0.0.1 -p "$RDP_PORT" -c "$T/rdp-cert.pem" \
 	    -k "$T/rdp-key.pem" -s "$STATE/qmpd.sock" ${RDP_USER:+-u "$RDP_USER"} \
 	    >>"$RDP_LOG" 2>&1 &
 	RDP_GW_PID=$!

@@ -485,6 +485,63 @@ test_ipam_txn(struct netctl_ipam *ipam, struct db *db,
 	netctl_leases_free(all, n);
 }
 
+/*
+ * A NIC migrating in keeps its address and MAC: claimed inside the
+ * caller's transaction, refused if either is taken here or the address
+ * is no host address of the subnet (another subnet, its gateway).
+ */
+static void
+test_ipam_claim(struct netctl_ipam *ipam, struct db *db,
+    const struct netctl_subnet *s24)
+{
+	static const uint8_t	 mac[6] = { 0x52, 0x54, 0, 0x77, 0x66, 0x55 };
+	static const uint8_t	 mac2[6] = { 0x52, 0x54, 0, 0x77, 0x66, 0x56 };
+	struct netctl_lease	 x, y;
+	struct db_txn		*txn;
+	char			*cause = NULL;
+
+	txn = db_begin(db, &cause);
+	CHECK(txn != NULL);
+	CHECK(netctl_ipam_claim_txn(ipam, txn, "m", s24, ip("10.2.0.40"),
+	    mac, "mig", "net0", &cause) == 0);
+	CHECK(netctl_ipam_mac_inuse(ipam, mac));
+	/* The same address again, or the same MAC: another NIC's here. */
+	CHECK(netctl_ipam_claim_txn(ipam, txn, "m", s24, ip("10.2.0.40"),
+	    mac2, "mig2", "net0", &cause) == -1);
+	CHECK(contains(cause, "leased to another NIC"));
+	free(cause);
+	cause = NULL;
+	CHECK(netctl_ipam_claim_txn(ipam, txn, "m", s24, ip("10.2.0.41"),
+	    mac, "mig2", "net0", &cause) == -1);
+	CHECK(contains(cause, "another NIC's here"));
+	free(cause);
+	cause = NULL;
+	/* Another subnet's address, the gateway, the broadcast. */
+	CHECK(netctl_ipam_claim_txn(ipam, txn, "m", s24, ip("10.9.0.40"),
+	    mac2, "mig2", "net0", &cause) == -1);
+	CHECK(contains(cause, "not a host address of network m"));
+	free(cause);
+	cause = NULL;
+	CHECK(netctl_ipam_claim_txn(ipam, txn, "m", s24, ip("10.2.0.1"),
+	    mac2, "mig2", "net0", NULL) == -1);
+	CHECK(netctl_ipam_claim_txn(ipam, txn, "m", s24, ip("10.2.0.255"),
+	    mac2, "mig2", "net0", NULL) == -1);
+	CHECK(db_commit(txn, &cause) == 0);
+	CHECK(netctl_ipam_find_mac(ipam, mac, &x, NULL) == 0);
+	CHECK_STR(ipstr(x.ip), "10.2.0.40");
+	CHECK_STR(x.vm, "mig");
+	netctl_lease_clear(&x);
+	/* An allocation afterwards skips the claimed address. */
+	CHECK(netctl_ipam_alloc(ipam, "m", s24, "other", "net0", &y,
+	    &cause) == 0);
+	CHECK(y.ip != ip("10.2.0.40"));
+	netctl_ipam_mac_forget(ipam, y.mac);
+	netctl_lease_clear(&y);
+	CHECK(netctl_ipam_release_vm(ipam, "mig", &cause) == 1);
+	CHECK(netctl_ipam_release_vm(ipam, "other", &cause) == 1);
+	netctl_ipam_mac_forget(ipam, mac);
+}
+
 /* Make the random source give the n 3-byte draws at draws, in turn. */
 static void
 rng_draw(const uint8_t *draws, size_t n)
@@ -589,6 +646,7 @@ test_ipam(const char *dir)
 	CHECK(netctl_subnet_parse("10.3.0.0/16", &s16, NULL) == 0);
 	test_ipam_alloc(ipam, db, l, &s29, &s24);
 	test_ipam_txn(ipam, db, l, &s24, &s16);
+	test_ipam_claim(ipam, db, &s24);
 
 	/* Persistence: close everything, reopen, same leases and MACs. */
 	a = l[3].ip;

@@ -7,6 +7,7 @@
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,7 +87,7 @@ test_caps(void)
 {
 	RDPGFX_CAPSET		 c[4];
 	const RDPGFX_CAPSET	*best;
-	int			 avc;
+	int			 codec;
 
 	/* xfreerdp /gfx:avc420 */
 	memset(c, 0, sizeof c);
@@ -94,30 +95,35 @@ test_caps(void)
 	c[1].version = RDPGFX_CAPVERSION_81;
 	c[1].flags = RDPGFX_CAPS_FLAG_AVC420_ENABLED |
 	    RDPGFX_CAPS_FLAG_SMALL_CACHE;
-	best = rdp_gfx_caps_choose(c, 2, &avc);
+	best = rdp_gfx_caps_choose(c, 2, &codec);
 	CHECK(best == &c[1]);
-	CHECK(avc == 1);
+	CHECK(codec == RDP_GFX_AVC420);
 	/* 8.1 without the flag: no AVC. */
 	c[1].flags = RDPGFX_CAPS_FLAG_SMALL_CACHE;
-	best = rdp_gfx_caps_choose(c, 2, &avc);
-	CHECK(best == &c[1] && avc == 0);
-	/* The newest version wins; 10.x says AVC unless AVC_DISABLED. */
+	best = rdp_gfx_caps_choose(c, 2, &codec);
+	CHECK(best == &c[1] && codec == RDP_GFX_PROGRESSIVE);
+	/* The newest version wins; 10.x says AVC444 unless AVC_DISABLED. */
 	c[2].version = RDPGFX_CAPVERSION_107;
 	c[2].flags = RDPGFX_CAPS_FLAG_AVC_DISABLED;
 	c[3].version = RDPGFX_CAPVERSION_104;
-	best = rdp_gfx_caps_choose(c, 4, &avc);
-	CHECK(best == &c[2] && avc == 0);
+	best = rdp_gfx_caps_choose(c, 4, &codec);
+	CHECK(best == &c[2] && codec == RDP_GFX_PROGRESSIVE);
 	c[2].flags = 0;
-	best = rdp_gfx_caps_choose(c, 4, &avc);
-	CHECK(best == &c[2] && avc == 1);
+	best = rdp_gfx_caps_choose(c, 4, &codec);
+	CHECK(best == &c[2] && codec == RDP_GFX_AVC444);
+	/* xfreerdp /gfx:avc444 says thin client (10.3+): AVC444 still. */
+	c[2].flags = RDPGFX_CAPS_FLAG_AVC_THINCLIENT |
+	    RDPGFX_CAPS_FLAG_SMALL_CACHE | RDPGFX_CAPS_FLAG_SCALEDMAP_DISABLE;
+	best = rdp_gfx_caps_choose(c, 4, &codec);
+	CHECK(best == &c[2] && codec == RDP_GFX_AVC444);
 	/* Version 8 alone: no AVC at all. */
 	c[0].flags = RDPGFX_CAPS_FLAG_AVC420_ENABLED;
-	best = rdp_gfx_caps_choose(c, 1, &avc);
-	CHECK(best == &c[0] && avc == 0);
+	best = rdp_gfx_caps_choose(c, 1, &codec);
+	CHECK(best == &c[0] && codec == RDP_GFX_PROGRESSIVE);
 	/* Nothing known, or nothing at all. */
 	c[0].version = 0x12345678;
-	CHECK(rdp_gfx_caps_choose(c, 1, &avc) == NULL);
-	CHECK(rdp_gfx_caps_choose(c, 0, &avc) == NULL);
+	CHECK(rdp_gfx_caps_choose(c, 1, &codec) == NULL);
+	CHECK(rdp_gfx_caps_choose(c, 0, &codec) == NULL);
 }
 
 struct emitted {
@@ -341,6 +347,119 @@ test_avc(void)
 	free(fb);
 }
 
+/* Decode an AVC444v2 command (both views) into the surface. */
+static int
+emit_avc444(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
+{
+	struct avcdecode		*d = arg;
+	RDPGFX_AVC444_BITMAP_STREAM	*bs = cmd->extra;
+
+	d->n++;
+	if (cmd->codecId != RDPGFX_CODECID_AVC444v2 || bs == NULL ||
+	    bs->LC != 0 || bs->bitstream[0].meta.numRegionRects == 0 ||
+	    bs->cbAvc420EncodedBitstream1 != 4 +
+	    bs->bitstream[0].meta.numRegionRects * 10 +
+	    bs->bitstream[0].length) {
+		d->bad++;
+		return (0);
+	}
+	if (avc444_decompress(d->h264, bs->LC,
+	    bs->bitstream[0].meta.regionRects,
+	    bs->bitstream[0].meta.numRegionRects, bs->bitstream[0].data,
+	    bs->bitstream[0].length, bs->bitstream[1].meta.regionRects,
+	    bs->bitstream[1].meta.numRegionRects, bs->bitstream[1].data,
+	    bs->bitstream[1].length, (BYTE *)d->surface, PIXEL_FORMAT_BGRX32,
+	    d->width * 4, d->width, d->height, cmd->codecId) < 0)
+		d->bad++;
+	return (0);
+}
+
+/*
+ * Colour error: mean |U| + |V| difference (BT.601-ish) over w x h, a with
+ * stride as (a framebuffer), b with w.
+ */
+static double
+avc_chroma_diff(const uint32_t *fa, int stride, const uint32_t *fb, int w,
+    int h)
+{
+	double		sum = 0;
+	uint32_t	a, b;
+	int		x, y, ra, ga, ba, rb, gb, bb;
+
+	for (y = 0; y < h; y++)
+	for (x = 0; x < w; x++) {
+		a = fa[(size_t)y * stride + x];
+		b = fb[(size_t)y * w + x];
+		ra = a >> 16 & 0xff; ga = a >> 8 & 0xff; ba = a & 0xff;
+		rb = b >> 16 & 0xff; gb = b >> 8 & 0xff; bb = b & 0xff;
+		sum += fabs((-0.169 * ra - 0.331 * ga + 0.5 * ba) -
+		    (-0.169 * rb - 0.331 * gb + 0.5 * bb));
+		sum += fabs((0.5 * ra - 0.419 * ga - 0.081 * ba) -
+		    (0.5 * rb - 0.419 * gb - 0.081 * bb));
+	}
+	return (sum / ((double)w * h));
+}
+
+/*
+ * Coloured one-pixel stripes (text's colour edges) through AVC420 and
+ * AVC444: both decode with FreeRDP's own decoder, and AVC444 keeps the
+ * colour that 4:2:0 smears.
+ */
+static void
+test_avc444(void)
+{
+	static const uint32_t	 ink[] = { 0xff0000, 0x00ff00, 0x0000ff,
+				     0xffff00, 0xff00ff, 0x00ffff };
+	struct rdp_gfx_codec	*c;
+	struct rdp_gfx_image	 img;
+	struct avcdecode	 d;
+	/* Overlapping and off the 2x2 grid, as QEMU's updates can be. */
+	struct rdp_rect		 all[2] = { { 0, 0, 720, 400 },
+				     { 3, 5, 500, 300 } };
+	uint32_t		*fb;
+	uint64_t		 bytes;
+	double			 diff[2];
+	int			 w = 720, h = 400, x, y, f, k;
+	int			 s = w + 64;	/* as rdp-rfb.c has it */
+	int			 ids[2] = { RDP_GFX_AVC420, RDP_GFX_AVC444 };
+
+	fb = calloc((size_t)s * h, sizeof *fb);
+	for (y = 0; y < h; y++)
+		for (x = 0; x < w; x++)
+			fb[y * s + x] = (x % 8 == 2 || y % 16 == 5) &&
+			    x % 64 < 48 ? ink[(x / 8 + y / 16) % 6] : 0x000000;
+	img.fb = fb;
+	img.stride = s;
+	img.width = w;
+	img.height = h;
+	for (k = 0; k < 2; k++) {
+		c = rdp_gfx_codec_create(ids[k], w, h);
+		CHECK(c != NULL);
+		if (c == NULL)
+			return;
+		memset(&d, 0, sizeof d);
+		d.width = w;
+		d.height = h;
+		d.surface = calloc((size_t)w * h, sizeof *d.surface);
+		d.h264 = h264_context_new(FALSE);
+		bytes = 0;
+		for (f = 0; f < 2; f++)
+			CHECK(rdp_gfx_codec_lossy(c, &img, all, 2,
+			    k ? emit_avc444 : emit_avc, &d, &bytes) == 0);
+		CHECK(d.n == 2 && d.bad == 0);
+		diff[k] = avc_chroma_diff(fb, s, d.surface, w, h);
+		CHECK(rdp_gfx_codec_stats(c) == NULL ||
+		    rdp_gfx_codec_stats(c)->frames == 2);
+		h264_context_free(d.h264);
+		rdp_gfx_codec_free(c);
+		free(d.surface);
+	}
+	fprintf(stderr, "chroma error: avc420 %.2f avc444 %.2f\n", diff[0],
+	    diff[1]);
+	CHECK(diff[1] < diff[0] / 2.5);
+	free(fb);
+}
+
 int
 main(void)
 {
@@ -348,5 +467,6 @@ main(void)
 	test_caps();
 	test_planar();
 	test_avc();
+	test_avc444();
 	return (check_exit());
 }

@@ -1,0 +1,170 @@
+/*
+ * rdp-avc-bench: the gateway's H.264 encoder alone, on a synthetic
+ * photo-like picture that pans and changes every frame (what video.img
+ * shows), full-screen damage each frame. Prints the CPU a frame costs,
+ * split into RGB to YUV conversion and x264, and the bytes a frame: the
+ * machine-independent figures behind the gateway's frame rate (the
+ * session adds the VNC read and the send).
+ *
+ *   rdp-avc-bench [-c avc420|avc444] [-n FRAMES] [-s WxH] [-t THREADS]
+ *       [-p PRESET] [-q CRF] [-d W2xH2]
+ *
+ * -d damages only a W2xH2 rectangle that moves (a window playing video)
+ * instead of the whole screen.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rdp-gfx.h"
+
+static double
+bench_now(clockid_t clk)
+{
+	struct timespec	ts;
+
+	clock_gettime(clk, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+static int
+bench_emit(void *arg, RDPGFX_SURFACE_COMMAND *cmd)
+{
+	(void)arg;
+	(void)cmd;
+	return (0);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: rdp-avc-bench [-c avc420|avc444] [-n frames] "
+	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-d WxH]\n");
+	exit(2);
+}
+
+/* A smooth picture with texture, so x264 sees natural-image content. */
+static uint32_t *
+bench_texture(int w, int h)
+{
+	uint32_t	*t;
+	double		 v;
+	int		 x, y, r, g, b;
+
+	t = calloc((size_t)w * h, sizeof *t);
+	for (y = 0; y < h; y++) {
+		for (x = 0; x < w; x++) {
+			v = sin(x / 37.0) * cos(y / 23.0) + sin((x + y) / 91.0);
+			r = 128 + (int)(60 * v) + (int)((x * 7 + y * 13) % 17);
+			g = 100 + (int)(50 * sin(y / 41.0 + x / 97.0)) +
+			    (int)((x * 11 + y * 5) % 13);
+			b = 90 + (int)(70 * cos(x / 53.0)) + (int)((x ^ y) % 11);
+			t[(size_t)y * w + x] = (r & 0xff) << 16 |
+			    (g & 0xff) << 8 | (b & 0xff);
+		}
+	}
+	return (t);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct rdp_gfx_avc_stats	*st;
+	struct rdp_gfx_codec	*c;
+	struct rdp_gfx_image	 img;
+	struct rdp_rect		 dmg;
+	uint32_t		*tex, *fb;
+	uint64_t		 bytes = 0;
+	double			 w0, c0, wall, cpu;
+	int			 ch, id = RDP_GFX_AVC420, n = 100, w = 1920, h = 1080;
+	int			 dw = 0, dh = 0, f, y, ox, oy;
+
+	while ((ch = getopt(argc, argv, "c:d:n:p:q:s:t:")) != -1) {
+		switch (ch) {
+		case 'c':
+			if (strcmp(optarg, "avc444") == 0)
+				id = RDP_GFX_AVC444;
+			else if (strcmp(optarg, "avc420") != 0)
+				usage();
+			break;
+		case 'd':
+			if (sscanf(optarg, "%dx%d", &dw, &dh) != 2)
+				usage();
+			break;
+		case 'n':
+			n = atoi(optarg);
+			break;
+		case 'p':
+			rdp_gfx_avc_preset = optarg;
+			break;
+		case 'q':
+			rdp_gfx_avc_crf = optarg;
+			break;
+		case 's':
+			if (sscanf(optarg, "%dx%d", &w, &h) != 2)
+				usage();
+			break;
+		case 't':
+			rdp_gfx_avc_threads = atoi(optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (n <= 0 || w < 64 || h < 64 || dw > w || dh > h)
+		usage();
+	tex = bench_texture(w * 2, h * 2);
+	fb = calloc((size_t)w * h, sizeof *fb);
+	img.fb = fb;
+	img.stride = w;
+	img.width = w;
+	img.height = h;
+	if ((c = rdp_gfx_codec_create(id, w, h)) == NULL) {
+		fprintf(stderr, "rdp-avc-bench: no %s encoder\n",
+		    rdp_gfx_codec_name(id));
+		return (1);
+	}
+	w0 = bench_now(CLOCK_MONOTONIC);
+	c0 = bench_now(CLOCK_PROCESS_CPUTIME_ID);
+	for (f = 0; f < n; f++) {
+		ox = (f * 7) % w;
+		oy = (f * 3) % h;
+		dmg.x = dmg.y = 0;
+		dmg.w = w;
+		dmg.h = h;
+		if (dw > 0) {
+			dmg.x = (f * 16) % (w - dw + 1);
+			dmg.y = (f * 8) % (h - dh + 1);
+			dmg.w = dw;
+			dmg.h = dh;
+		}
+		for (y = dmg.y; y < dmg.y + dmg.h; y++)
+			memcpy(fb + (size_t)y * w + dmg.x, tex +
+			    (size_t)(y + oy) * w * 2 + ox + dmg.x, dmg.w * 4);
+		if (rdp_gfx_codec_lossy(c, &img, &dmg, 1, bench_emit, NULL,
+		    &bytes) != 0) {
+			fprintf(stderr, "rdp-avc-bench: frame %d failed\n", f);
+			return (1);
+		}
+	}
+	wall = bench_now(CLOCK_MONOTONIC) - w0;
+	cpu = bench_now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	st = rdp_gfx_codec_stats(c);
+	printf("%s %dx%d preset %s crf %s threads %d damage %dx%d: %d frames, "
+	    "%.1f ms CPU a frame (%.1f ms wall), YUV %.1f ms, x264 %.1f ms, "
+	    "%.0f bytes a frame (%.2f Mbit/s at 25 frames/s), %.1f frames/s "
+	    "alone\n", rdp_gfx_codec_name(id), w, h, rdp_gfx_avc_preset,
+	    rdp_gfx_avc_crf,
+	    rdp_gfx_avc_threads, dw ? dw : w, dh ? dh : h, n,
+	    cpu * 1000 / n, wall * 1000 / n,
+	    st != NULL ? st->yuvus / 1000.0 / n : 0,
+	    st != NULL ? st->x264us / 1000.0 / n : 0,
+	    (double)bytes / n, bytes * 8.0 * 25 / n / 1e6, n / wall);
+	rdp_gfx_codec_free(c);
+	free(tex);
+	free(fb);
+	return (0);
+}
