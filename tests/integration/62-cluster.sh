@@ -5,8 +5,11 @@
 # namespace and answers there; etcd answers from inside every host's
 # namespace and the hosts reach each other over the cluster bridge, while
 # the host's own network has none of it; `status` shows every host; a
-# second `up` is refused; `down` leaves no namespace, process, bridge or
-# file behind; and an `up` that fails half-way takes itself down.
+# second `up` is refused; a cluster of another name (`--name`) comes up
+# beside it with namespaces, etcd and files of its own, and goes down
+# leaving the first untouched; `down` leaves no namespace, process,
+# bridge or file behind; and an `up` that fails half-way takes itself
+# down. This test alone uses the checkout's default (unnamed) cluster.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -15,13 +18,16 @@ CLUSTER=$top/scripts/cluster
 DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
 ENVFILE=$top/build/cluster/env
 RUN=$top/build/cluster/run
-# One cluster per checkout: the cluster tests take turns. Its qmpds on
-# this test's VM uid range (lib.sh).
-test_lock cluster
+# The checkout's default cluster: two runs of this test take turns (the
+# other cluster tests each have a named one). Its qmpds on this test's VM
+# uid range (lib.sh).
+unset QDESK_CLUSTER
+test_lock cluster-default
+OTHER=62-$$
 QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
 export QDESK_QMPD
 [ -e "$ENVFILE" ] && fail "a cluster is already up in this checkout: scripts/cluster down"
-EXTRA_CLEANUP='"$CLUSTER" down >/dev/null 2>&1'
+EXTRA_CLEANUP='"$CLUSTER" down >/dev/null 2>&1; "$CLUSTER" --name "$OTHER" down >/dev/null 2>&1'
 
 # Nothing of ours: no namespace named, no process naming the run dir.
 assert_gone() {
@@ -117,6 +123,39 @@ done
 
 out=$("$CLUSTER" up 2 2>&1) && fail "a second up was accepted: $out"
 echo "$out" | grep -q "already up" || fail "a second up: $out"
+
+# A cluster of another name, beside it: its own namespaces, etcd, files.
+out=$("$CLUSTER" up 1 --name "$OTHER" 2>&1) || fail "cluster up 1 --name $OTHER: $out"
+oenv=$top/build/clusters/$OTHER/env
+[ -f "$oenv" ] || fail "no build/clusters/$OTHER/env"
+o_etcd_ns=$(. "$oenv" && echo "$ETCD_NETNS") o_h1_ns=$(. "$oenv" && echo "$h1_NETNS")
+o_h1_sock=$(. "$oenv" && echo "$h1_SOCKET") o_etcd=$(. "$oenv" && echo "$ETCD")
+o_run=$(. "$oenv" && echo "$RUN_DIR")
+[ "$o_run" = "$top/build/clusters/$OTHER/run" ] || fail "$OTHER: RUN_DIR=$o_run"
+for ns in "${all_ns[@]}"; do
+	[ "$ns" = "$o_etcd_ns" ] || [ "$ns" = "$o_h1_ns" ] &&
+		fail "$OTHER shares namespace $ns with the default cluster"
+done
+ip netns exec "$o_h1_ns" "$QDESK_BIN" --socket "$o_h1_sock" status >/dev/null ||
+	fail "$OTHER: h1's qmpd does not answer"
+# Its etcd is its own: none of the default cluster's keys.
+out=$(ip netns exec "$o_h1_ns" "$DRIVE" -e "$o_etcd" get -p hosts/h) ||
+	fail "$OTHER: etcd range: $out"
+echo "$out" | grep -q "^hosts/h[23]" && fail "$OTHER's etcd has the default cluster's keys: $out"
+out=$(QDESK_CLUSTER=$OTHER "$CLUSTER" status 2>&1) || fail "status of $OTHER: $out"
+[ "$(echo "$out" | grep -c '^state_dir:')" = 1 ] || fail "status of $OTHER: $out"
+out=$("$CLUSTER" --name "$OTHER" up 1 2>&1) && fail "a second up of $OTHER was accepted"
+echo "$out" | grep -q "named $OTHER is already up" || fail "a second up of $OTHER: $out"
+out=$("$CLUSTER" down --name "$OTHER" 2>&1) || fail "down of $OTHER: $out"
+ip netns list | awk '{print $1}' | grep -qx "$o_h1_ns" && fail "$OTHER: $o_h1_ns left"
+[ -e "$top/build/clusters/$OTHER" ] && fail "build/clusters/$OTHER left"
+pgrep -f "$o_run/" >/dev/null && fail "processes of $OTHER left: $(pgrep -af "$o_run/")"
+# The default one did not notice.
+ip netns exec "$h1_NETNS" "$QDESK_BIN" --socket "$h1_SOCKET" status >/dev/null ||
+	fail "h1 of the default cluster stopped answering after $OTHER went down"
+out=$("$CLUSTER" status 2>&1) || fail "status after $OTHER went down: $out"
+out=$("$CLUSTER" --name 'Bad/name' status 2>&1); [ $? = 2 ] || fail "a bad name: $out"
+log "a named cluster beside the default one, and down without touching it: ok"
 
 qmpd_pids=$(cat "$RUN"/h*/qmpd.pid)
 out=$("$CLUSTER" down 2>&1) || fail "cluster down: $out"

@@ -192,7 +192,7 @@ log "--from: placed on the host that has the image; none has it: refused: ok"
 # One etcd member killed (the one every host calls first): the hosts
 # keep their leases (no fence), and placement still works.
 endpoints=$ETCD
-ETCD_DIR=$top/build/cluster/run/etcd ETCD_ADDR=${ETCD#http://}
+ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
 ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
 . "$top/cluster/etcd-members.sh"
 ETCD=$endpoints

@@ -25,14 +25,14 @@ PROBE=$top/build/broker/spice-probe
 # The hosts' and the broker's logs outlive the cluster, for a failure.
 RESULTS=$top/build/test-results/$TEST_NAME
 rm -rf "$RESULTS"
-EXTRA_CLEANUP='mkdir -p "$RESULTS"; for h in $HOSTS; do cp "$top/build/cluster/run/$h/qmpd.log" "$RESULTS/$h.log"; done; cp "$top"/build/cluster/run/*.log "$RESULTS"/ 2>/dev/null'
+EXTRA_CLEANUP='mkdir -p "$RESULTS"; for h in $HOSTS; do cp "$RUN_DIR/$h/qmpd.log" "$RESULTS/$h.log"; done; cp "$RUN_DIR"/*.log "$RESULTS"/ 2>/dev/null'
 cluster_test_up 2 5 5
-BROKER_LOG=$top/build/cluster/run/broker.log
+BROKER_LOG=$RUN_DIR/broker.log
 PROXY=${PORTAL#https://}
 PROXY=${PROXY%%:*}:3128	# scripts/cluster's --spice-proxy
 
 endpoints=$ETCD
-ETCD_DIR=$top/build/cluster/run/etcd ETCD_ADDR=${ETCD#http://}
+ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
 ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
 . "$top/cluster/etcd-members.sh"
 ETCD=$endpoints

@@ -28,7 +28,7 @@ clients_cleanup() {
 	"$CLUSTER" down >/dev/null 2>&1
 }
 cluster_test_up 2 5 5
-BROKER_LOG=$top/build/cluster/run/broker.log
+BROKER_LOG=$RUN_DIR/broker.log
 GW=10.199.0.1:3389
 
 state_of() { local s=${1}_STATE; echo "${!s}"; }

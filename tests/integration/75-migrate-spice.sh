@@ -68,7 +68,7 @@ hqq "$src" desktop assign alice desk >/dev/null
 dst=$(other "$src")
 
 # The broker's portal and SPICE proxy, from the bridge's namespace.
-BROKER_LOG=$top/build/cluster/run/broker.log
+BROKER_LOG=$RUN_DIR/broker.log
 PROXY=${PORTAL#https://}
 PROXY=${PROXY%:*}:3128
 broker_fail() {

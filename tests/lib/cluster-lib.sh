@@ -1,22 +1,26 @@
-# Shared by the cluster tests (63-, 64-): a cluster of this checkout
-# (scripts/cluster up), qdesk on one of its hosts, and where a desktop's
+# Shared by the cluster tests (63-, 64-): a cluster of the test's own
+# (scripts/cluster --name up), qdesk on one of its hosts, and where a desktop's
 # QEMU runs according to every host's process table. Sourced after
 # tests/integration/lib.sh.
 
 CLUSTER=$top/scripts/cluster
-ENVFILE=$top/build/cluster/env
-# One cluster per checkout: the cluster tests take turns.
-test_lock cluster
+# A cluster of this test's own (scripts/cluster --name, through
+# $QDESK_CLUSTER): its namespaces and files are named after the test and
+# its pid, so cluster tests run beside each other and beside a cluster
+# someone has up in this checkout. Short: it is part of socket paths.
+QDESK_CLUSTER=${TEST_NAME%%-*}-$$
+export QDESK_CLUSTER
+ENVFILE=$top/build/clusters/$QDESK_CLUSTER/env
 # The hosts' qmpds on this test's VM uid range (lib.sh).
 QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
 export QDESK_QMPD
 
 # Up N hosts, with a lease of TTL s (3) and a fence delay of D s (2);
-# env sourced: cluster_test_up N [TTL [D]]
+# env sourced (RUN_DIR: the cluster's files): cluster_test_up N [TTL [D]]
 cluster_test_up() {
 	local out
 	[ -e "$ENVFILE" ] &&
-		fail "a cluster is already up in this checkout: scripts/cluster down"
+		fail "cluster $QDESK_CLUSTER is already up: scripts/cluster --name $QDESK_CLUSTER down"
 	EXTRA_CLEANUP="${EXTRA_CLEANUP:-}${EXTRA_CLEANUP:+; }\"\$CLUSTER\" down >/dev/null 2>&1"
 	out=$(QDESK_LEASE_TTL=${2:-3} QDESK_FENCE_DELAY=${3:-2} "$CLUSTER" up "$1" 2>&1) ||
 		fail "cluster up $1: $out"
