@@ -77,11 +77,31 @@ rdp_peer_loop_follow_step(struct rdp_session *s)
 	return (0);
 }
 
+/*
+ * qmpd or the broker's loop ends a session: the client is told why
+ * (CODE) by Close once activated, else by the error info PDU itself.
+ */
+static void
+rdp_peer_loop_disconnect(struct rdp_session *s, UINT32 code,
+    const char *reason)
+{
+	char	who[256];
+
+	log_info("%s: disconnected: %s", rdp_peer_who(s, who, sizeof who),
+	    reason);
+	rdp_peer_end(s, "%s", reason);
+	freerdp_set_error_info(s->peer->context->rdp, code);
+	if (s->activated)
+		s->peer->Close(s->peer);
+	else
+		freerdp_send_error_info(s->peer->context->rdp);
+}
+
 /* A message from the broker's loop; EOF means the gateway stopped. */
 static void
 rdp_peer_loop_control(struct rdp_session *s)
 {
-	char	msg[RDP_CTL_MAX + 1], who[256];
+	char	msg[RDP_CTL_MAX + 1];
 	ssize_t	n;
 
 	n = recv(s->ctl, msg, sizeof msg - 1, MSG_DONTWAIT);
@@ -95,15 +115,8 @@ rdp_peer_loop_control(struct rdp_session *s)
 	}
 	msg[n] = '\0';
 	if (strncmp(msg, "kick ", 5) == 0) {
-		log_info("%s: disconnected: %s", rdp_peer_who(s, who,
-		    sizeof who), msg + 5);
-		rdp_peer_end(s, "%s", msg + 5);
-		freerdp_set_error_info(s->peer->context->rdp,
-		    ERRINFO_DISCONNECTED_BY_OTHER_CONNECTION);
-		if (s->activated)
-			s->peer->Close(s->peer);
-		else
-			freerdp_send_error_info(s->peer->context->rdp);
+		rdp_peer_loop_disconnect(s,
+		    ERRINFO_DISCONNECTED_BY_OTHER_CONNECTION, msg + 5);
 	}
 }
 
@@ -137,15 +150,8 @@ rdp_peer_loop_revoked(struct rdp_session *s)
 	}
 	if (json_is_true(json_object_get(ret, "revoked"))) {
 		reason = json_string_value(json_object_get(ret, "reason"));
-		log_info("%s: disconnected: %s", rdp_peer_who(s, who,
-		    sizeof who), reason != NULL ? reason : "revoked");
-		rdp_peer_end(s, "%s", reason != NULL ? reason : "revoked");
-		freerdp_set_error_info(s->peer->context->rdp,
-		    ERRINFO_RPC_INITIATED_DISCONNECT);
-		if (s->activated)
-			s->peer->Close(s->peer);
-		else
-			freerdp_send_error_info(s->peer->context->rdp);
+		rdp_peer_loop_disconnect(s, ERRINFO_RPC_INITIATED_DISCONNECT,
+		    reason != NULL ? reason : "revoked");
 	}
 	json_decref(ret);
 }
