@@ -15,15 +15,9 @@
 rdp_require
 command -v xclip >/dev/null || skip "xclip is not installed (scripts/setup installs it)"
 
-start_qmpd --broker-user nobody
-qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" --display none \
-    --clipboard >/dev/null
+alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=ttyS0" \
+    --display none --clipboard
 [ "$(vm_field d1 clipboard)" = true ] || fail "d1 has no clipboard"
-printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
-qq desktop assign alice d1 >/dev/null
-start_gateway
-xvfb_start
 
 # The client's X clipboard, as an X application pastes it.
 xclip_out() {

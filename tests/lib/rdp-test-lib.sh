@@ -137,12 +137,13 @@ rdp_compare() {
 	    sed -n 's/.*(\(.*\)).*/\1/p'
 }
 
-# alice_desktop KERNEL INITRD APPEND: qmpd, a stopped Linux desktop d1 on
-# that kernel for user alice (password alice-pw-1), the gateway and Xvfb.
+# alice_desktop KERNEL INITRD APPEND [VM-CREATE-OPTION...]: qmpd, a
+# stopped Linux desktop d1 on that kernel for user alice (password
+# alice-pw-1), the gateway and Xvfb.
 alice_desktop() {
 	start_qmpd --broker-user nobody
 	qq vm create d1 --accel tcg --memory 256 --kernel "$1" --initrd "$2" \
-	    --append "$3" >/dev/null
+	    --append "$3" "${@:4}" >/dev/null
 	printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
 	qq desktop assign alice d1 >/dev/null
 	start_gateway
