@@ -45,11 +45,15 @@ vm_migrate_mirror(struct vm *vm)
 		json_object_set_new(node, "tls-creds",
 		    json_string(vm_migrate_tls_id()));
 	qmp_execute(vm->qmp, "blockdev-add", node, vm_migrate_step_done, vm);
-	/* write-blocking: guest writes reach both sides, so it converges. */
+	/*
+	 * write-blocking: guest writes reach both sides, so it converges.
+	 * A clone on the image store sends its top alone: the target's
+	 * export is a clone over the same template (vm-migrate-image.c).
+	 */
 	qmp_execute(vm->qmp, "blockdev-mirror", json_pack("{s:s,s:s,s:s,s:s,"
 	    "s:s}", "job-id", VM_MIG_JOB, "device", "disk0", "target",
-	    VM_MIG_NBD_NODE, "sync", "full", "copy-mode", "write-blocking"),
-	    vm_migrate_step_done, vm);
+	    VM_MIG_NBD_NODE, "sync", vm->def.image != NULL ? "top" : "full",
+	    "copy-mode", "write-blocking"), vm_migrate_step_done, vm);
 	vm_migrate_set(vm, VM_MIG_MIRRORING);
 }
 

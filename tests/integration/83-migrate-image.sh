@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Live migration of a desktop on the image store (issue 14), on
+# `scripts/cluster up 2`: a TCG Linux guest (kernel and initrd) whose
+# disk is a linked clone of template tpl (rootfs.qcow2). The guest writes
+# 4 MiB of noise onto its disk and takes a checksum of the whole disk,
+# read past its page cache; `vm migrate desk h2` (--storage copy, the
+# default for such a desktop): h2 lacked tpl, fetches it from the cluster
+# first, makes a fresh clone over it, and only the clone's top crosses
+# (migration.disk_mb counts a few MiB, not the 64 MiB disk). The guest's
+# checksum after is the one before, h2's image store lists desk-disk over
+# tpl as desk's, h1's lists no desk-disk. --storage shared is refused
+# with one line (the store is each host's own). Then h1's tpl is
+# replaced by other content under the same name: migrating back is
+# refused with one line before anything starts, the desktop runs on at
+# h2, and h1 has no half of it left.
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
+[ -r /dev/kvm ] || skip "no /dev/kvm"
+[ -f "$GUESTS/rootfs.qcow2" ] || skip "no $GUESTS/rootfs.qcow2 (scripts/mkguest)"
+. "$top/tests/lib/cluster-lib.sh"
+cluster_test_up 2 5 5
+KEEP=$top/build/test-results/83-migrate-image-logs
+rm -rf "$KEEP"
+ok=0
+EXTRA_CLEANUP="[ \"\$ok\" = 1 ] || { mkdir -p '$KEEP'; for h in \$HOSTS; do lf=\${h}_LOG; cp \"\${!lf}\" '$KEEP/'\$h.log; done; }; $EXTRA_CLEANUP"
+
+state_of() { local s=${1}_STATE; echo "${!s}"; }
+serial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
+hwait_console() { # HOST VM PATTERN [TIMEOUT]
+	local i
+	for i in $(seq 1 $((${4:-30} * 10))); do
+		grep -aq "$3" "$(serial_log "$1" "$2")" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$2 on $1: '$3' not on the console: $(tail -c 400 "$(serial_log "$1" "$2")" 2>/dev/null)"
+}
+hserial_send() {
+	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
+}
+# The guest's checksum of its whole disk, past its page cache, on host h.
+guest_sum() { # HOST VM
+	local n
+	n=$(grep -ac "^SUM " "$(serial_log "$1" "$2")" 2>/dev/null)
+	hserial_send "$1" "$2" 'echo 3 >/proc/sys/vm/drop_caches; echo "SUM $(md5sum </dev/vda | cut -c1-32)"'
+	for i in $(seq 1 600); do
+		[ "$(grep -ac "^SUM " "$(serial_log "$1" "$2")")" -gt "${n:-0}" ] && break
+		sleep 0.1
+	done
+	grep -a "^SUM " "$(serial_log "$1" "$2")" | tail -n 1 | tr -d '\r' | cut -d' ' -f2
+}
+wait_drain() { # HOST STATE: until h1 and h2 both see it
+	local h i
+	for h in $HOSTS; do
+		for i in $(seq 1 100); do
+			[ "$(hq "$h" --json host list | jq -r ".hosts[] | select(.name == \"$1\") | .state")" = "$2" ] && break
+			sleep 0.1
+		done
+	done
+}
+has_image() { hq "$1" --json image list | jq -e ".images[] | select(.name == \"$2\")" >/dev/null; }
+
+# tpl on h1 only, hashed and published; desk placed on h1 (h2 drained).
+hqq h1 image import tpl "$GUESTS/rootfs.qcow2" >/dev/null
+for i in $(seq 1 150); do
+	grep -q "cluster: template tpl published" "$h1_LOG" && break
+	sleep 0.1
+done
+grep -q "cluster: template tpl published" "$h1_LOG" || fail "h1 never published tpl"
+hqq h1 host drain h2 >/dev/null
+wait_drain h2 draining
+hqq h1 vm create desk --from tpl --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" --display none >/dev/null
+hqq h1 vm start desk >/dev/null
+[ "$(runs_on desk)" = h1 ] || fail "desk runs on '$(runs_on desk)', not h1"
+hqq h1 host undrain h2 >/dev/null
+wait_drain h2 up
+has_image h2 tpl && fail "h2 has tpl before the migration"
+hwait_console h1 desk "QDESK GUEST READY" 120
+hwait_console h1 desk "# " 30
+
+# The guest writes onto its disk: 4 MiB at 8 MiB, into the clone's top.
+hserial_send h1 desk 'dd if=/dev/urandom of=/dev/vda bs=1M seek=8 count=4 2>/dev/null; sync; echo WROTE'
+hwait_console h1 desk "^WROTE" 60
+sum_before=$(guest_sum h1 desk)
+[ -n "$sum_before" ] || fail "no checksum from the guest on h1"
+
+# 1. --storage shared of a clone on a host's own store: refused.
+out=$(hq h1 vm migrate desk h2 --storage shared 2>&1) && fail "shared migrated: $out"
+[ "$(echo "$out" | wc -l)" = 1 ] || fail "shared refusal is not one line: $out"
+echo "$out" | grep -q "own image store" || fail "shared refusal: $out"
+[ "$(runs_on desk)" = h1 ] || fail "after the refusal desk runs on '$(runs_on desk)'"
+
+# 2. The default, --storage copy: h2 fetches tpl, the top alone crosses.
+out=$(hq h1 --json vm migrate desk h2) || fail "migrate h1 -> h2: $out"
+log "copy h1 -> h2: $(jq -c .migration <<<"$out")"
+[ "$(jq -r .host <<<"$out")" = h2 ] || fail "migrate answer: $out"
+[ "$(runs_on desk)" = h2 ] || fail "desk runs on '$(runs_on desk)', not h2"
+dmb=$(jq -r .migration.disk_mb <<<"$out")
+{ [ "$dmb" -ge 4 ] && [ "$dmb" -lt 32 ]; } ||
+	fail "disk_mb $dmb: the top holds ~4 MiB of a 64 MiB disk: $out"
+grep -q "cluster: template tpl fetched from host h1" "$h2_LOG" ||
+	fail "h2 did not fetch tpl: $(grep -a 'tpl' "$h2_LOG" | tail -n 5)"
+hq h2 --json image show desk-disk | jq -e '.parent == "tpl" and .users == ["desk"] and .kind == "clone"' >/dev/null ||
+	fail "h2's desk-disk: $(hq h2 --json image show desk-disk 2>&1)"
+has_image h1 desk-disk && fail "h1 still lists desk-disk: $(hq h1 --json image show desk-disk)"
+hq h1 vm show desk 2>/dev/null | grep -q running && fail "desk still runs on h1"
+[ "$(grep -ac "QDESK GUEST READY" "$(serial_log h2 desk)")" = 0 ] || fail "desk booted again on h2"
+sum_after=$(guest_sum h2 desk)
+[ "$sum_after" = "$sum_before" ] || fail "the guest's disk checksum: $sum_before before, '$sum_after' after"
+log "copy: guest checksum $sum_after before and after, top ${dmb} MiB, h2 lists desk-disk over tpl, h1 none: ok"
+
+# 3. h1's tpl replaced by other content: going back is refused.
+hqq h1 image rm tpl >/dev/null
+head -c $((64 << 20)) /dev/zero >"$T/other.raw"
+printf 'other' | dd of="$T/other.raw" bs=1 seek=4096 conv=notrunc status=none
+hqq h1 image import tpl "$T/other.raw" >/dev/null
+for i in $(seq 1 300); do
+	[ "$(grep -c "cluster: template tpl: sha256" "$h1_LOG")" -ge 2 ] && break
+	sleep 0.1
+done
+out=$(hq h2 vm migrate desk h1 2>&1) && fail "migrated onto another tpl: $out"
+[ "$(echo "$out" | wc -l)" = 1 ] || fail "the refusal is not one line: $out"
+echo "$out" | grep -q "template tpl on host h1 is not the source's" || fail "refusal: $out"
+[ "$(runs_on desk)" = h2 ] || fail "after the refusal desk runs on '$(runs_on desk)'"
+has_image h1 desk-disk && fail "h1 kept a half: $(hq h1 --json image show desk-disk)"
+hq h1 vm show desk 2>/dev/null | grep -q running && fail "h1 runs desk"
+hserial_send h2 desk 'echo STILL$((40+2))'
+hwait_console h2 desk "STILL42" 30
+log "another tpl on the target: refused ($out), desk runs on at h2: ok"
+ok=1
