@@ -19,6 +19,14 @@
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 [ -f "$GUESTS/rootfs.qcow2" ] || skip "no $GUESTS/rootfs.qcow2 (scripts/mkguest)"
 . "$top/tests/lib/cluster-lib.sh"
+STOPPED=
+MIG_PID=
+EXTRA_CLEANUP='img_cleanup'
+img_cleanup() {
+	[ -n "$STOPPED" ] && kill -CONT "$STOPPED" 2>/dev/null
+	[ -n "$MIG_PID" ] && kill "$MIG_PID" 2>/dev/null
+	"$CLUSTER" down >/dev/null 2>&1
+}
 cluster_test_up 2 5 5
 KEEP=$top/build/test-results/83-migrate-image-logs
 rm -rf "$KEEP"
@@ -104,13 +112,47 @@ grep -q "cluster: template tpl fetched from host h1" "$h2_LOG" ||
 hq h2 --json image show desk-disk | jq -e '.parent == "tpl" and .users == ["desk"] and .kind == "clone"' >/dev/null ||
 	fail "h2's desk-disk: $(hq h2 --json image show desk-disk 2>&1)"
 has_image h1 desk-disk && fail "h1 still lists desk-disk: $(hq h1 --json image show desk-disk)"
-hq h1 vm show desk 2>/dev/null | grep -q running && fail "desk still runs on h1"
+[ -e "$(state_of h1)/vms/desk" ] && fail "h1's runtime dir of desk is left"
+[ "$(hq h1 --json vm show desk | jq -r .host)" = h2 ] || fail "h1's vm show: $(hq h1 --json vm show desk)"
 [ "$(grep -ac "QDESK GUEST READY" "$(serial_log h2 desk)")" = 0 ] || fail "desk booted again on h2"
 sum_after=$(guest_sum h2 desk)
 [ "$sum_after" = "$sum_before" ] || fail "the guest's disk checksum: $sum_before before, '$sum_after' after"
 log "copy: guest checksum $sum_after before and after, top ${dmb} MiB, h2 lists desk-disk over tpl, h1 none: ok"
 
-# 3. h1's tpl replaced by other content: going back is refused.
+# 3. Back to h1 with its QEMU stopped as soon as it exists: --timeout
+# cancels, h1's half goes (its clone of tpl and the index entry), h2
+# keeps everything and runs the desktop on.
+D1=$(state_of h1)
+hq h2 --json vm migrate desk h1 --timeout 15 >"$T/to.out" 2>"$T/to.err" &
+MIG_PID=$!
+for i in $(seq 1 3000); do
+	STOPPED=$(cat "$D1/vms/desk/qemu.pid" 2>/dev/null) && [ -n "$STOPPED" ] && break
+	sleep 0.01
+done
+[ -n "$STOPPED" ] || fail "no QEMU of desk on h1 within 30 s: $(cat "$T/to.err")"
+kill -STOP "$STOPPED"
+wait "$MIG_PID"
+rc=$?
+MIG_PID=
+[ "$rc" = 1 ] || fail "vm migrate exit $rc with a stalled target: $(cat "$T/to.out" "$T/to.err")"
+grep -q "within 15 s" "$T/to.err" || fail "no timeout reason: $(cat "$T/to.err")"
+for i in $(seq 1 100); do
+	[ -e "$D1/vms/desk" ] || break
+	sleep 0.1
+done
+[ -e "$D1/vms/desk" ] && fail "h1's half of desk is left: $(ls "$D1/vms/desk")"
+alive "$STOPPED" && fail "h1's QEMU $STOPPED is left"
+STOPPED=
+has_image h1 desk-disk && fail "h1 kept its clone: $(hq h1 --json image show desk-disk)"
+[ "$(hq h1 --json image show tpl | jq -r .children)" = 0 ] ||
+	fail "h1's tpl still counts a child: $(hq h1 --json image show tpl)"
+[ "$(runs_on desk)" = h2 ] || fail "after the failure desk runs on '$(runs_on desk)'"
+hq h2 --json image show desk-disk | jq -e '.users == ["desk"]' >/dev/null ||
+	fail "h2's desk-disk after the failure: $(hq h2 --json image show desk-disk 2>&1)"
+[ "$(guest_sum h2 desk)" = "$sum_before" ] || fail "the guest's checksum changed after the failure"
+log "stalled target: $(cat "$T/to.err"); h1's half gone, h2 runs on: ok"
+
+# 4. h1's tpl replaced by other content: going back is refused.
 hqq h1 image rm tpl >/dev/null
 head -c $((64 << 20)) /dev/zero >"$T/other.raw"
 printf 'other' | dd of="$T/other.raw" bs=1 seek=4096 conv=notrunc status=none
@@ -124,7 +166,7 @@ out=$(hq h2 vm migrate desk h1 2>&1) && fail "migrated onto another tpl: $out"
 echo "$out" | grep -q "template tpl on host h1 is not the source's" || fail "refusal: $out"
 [ "$(runs_on desk)" = h2 ] || fail "after the refusal desk runs on '$(runs_on desk)'"
 has_image h1 desk-disk && fail "h1 kept a half: $(hq h1 --json image show desk-disk)"
-hq h1 vm show desk 2>/dev/null | grep -q running && fail "h1 runs desk"
+[ -e "$(state_of h1)/vms/desk" ] && fail "h1 has a runtime dir of desk"
 hserial_send h2 desk 'echo STILL$((40+2))'
 hwait_console h2 desk "STILL42" 30
 log "another tpl on the target: refused ($out), desk runs on at h2: ok"
