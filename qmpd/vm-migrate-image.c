@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "cluster.h"
+#include "compat.h"
 #include "img.h"
 #include "log.h"
 #include "qmpd.h"
@@ -145,27 +146,66 @@ out:
 /* ---- the target ---- */
 
 struct vm_incoming_fetch {
-	json_t		*args;
-	done_cb		 done;
-	void		*done_arg;
-	char		*template;
+	json_t				*args;
+	done_cb				 done;
+	void				*done_arg;
+	char				*name;
+	char				*template;
+	int				 aborted;
+	TAILQ_ENTRY(vm_incoming_fetch)	 entry;
 };
 
-/* The template came (or did not): prepare again, or say why not. */
+/* Prepares waiting for their template, for migrate.abort to find. */
+static TAILQ_HEAD(, vm_incoming_fetch) vm_incoming_fetches =
+    TAILQ_HEAD_INITIALIZER(vm_incoming_fetches);
+
+static void
+vm_incoming_fetch_free(struct vm_incoming_fetch *f)
+{
+	TAILQ_REMOVE(&vm_incoming_fetches, f, entry);
+	json_decref(f->args);
+	free(f->name);
+	free(f->template);
+	free(f);
+}
+
+/*
+ * The template came (or did not): prepare again, or say why not. A
+ * source that gave up meanwhile (migrate.abort) gets no half here.
+ */
 static void
 vm_incoming_image_fetched(const char *cause, void *arg)
 {
 	struct vm_incoming_fetch	*f = arg;
 
-	if (cause != NULL)
+	if (f->aborted)
+		done_fail(f->done, f->done_arg, ERR_STATE, "target: the source "
+		    "aborted while template %s came", f->template);
+	else if (cause != NULL)
 		done_fail(f->done, f->done_arg, ERR_STATE, "target: template %s "
 		    "could not be had on host %s: %s", f->template,
 		    cluster_name(), cause);
 	else
 		vm_incoming_prepare(f->args, f->done, f->done_arg);
-	json_decref(f->args);
-	free(f->template);
-	free(f);
+	vm_incoming_fetch_free(f);
+}
+
+/* migrate.abort of a VM not here yet: 1 if its prepare waited. */
+int
+vm_incoming_image_abort(const char *name)
+{
+	struct vm_incoming_fetch	*f;
+	int				 found = 0;
+
+	TAILQ_FOREACH(f, &vm_incoming_fetches, entry) {
+		if (strcmp(f->name, name) == 0 && !f->aborted) {
+			f->aborted = 1;
+			found = 1;
+			log_info("%s: incoming migration aborted by the source "
+			    "while template %s comes", name, f->template);
+		}
+	}
+	return (found);
 }
 
 /*
@@ -199,15 +239,16 @@ vm_incoming_image_need(json_t *args, done_cb done, void *arg)
 	json_object_set_new(f->args, "template_fetched", json_true());
 	f->done = done;
 	f->done_arg = arg;
+	f->name = xstrdup(json_string_value(json_object_get(args, "name")) !=
+	    NULL ? json_string_value(json_object_get(args, "name")) : "");
 	f->template = xstrdup(tpl);
+	TAILQ_INSERT_TAIL(&vm_incoming_fetches, f, entry);
 	log_info("%s: incoming migration needs template %s: fetching it",
 	    json_string_value(json_object_get(args, "name")), tpl);
 	if ((rc = cluster_image_need(tpl, vm_incoming_image_fetched, f,
 	    &cause)) == 0)
 		return (1);
-	json_decref(f->args);
-	free(f->template);
-	free(f);
+	vm_incoming_fetch_free(f);
 	if (rc == 1)
 		return (0);
 	done_fail(done, arg, ERR_STATE, "target: template %s could not be had "

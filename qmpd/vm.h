@@ -533,6 +533,7 @@ int	 vm_incoming_image_need(json_t *args, done_cb, void *arg);
 int	 vm_incoming_image_clone(struct vm *, json_t *args, long long size,
 	    char **cause);
 void	 vm_incoming_image_undo(struct vm *);
+int	 vm_incoming_image_abort(const char *name);
 /* vm-migrate-tls.c: the stream's TLS from the cluster's certificates. */
 struct qmp;
 int	 vm_migrate_tls(struct vm *, int server, const char *hostname,
