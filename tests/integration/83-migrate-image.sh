@@ -8,11 +8,14 @@
 # first, makes a fresh clone over it, and only the clone's top crosses
 # (migration.disk_mb counts a few MiB, not the 64 MiB disk). The guest's
 # checksum after is the one before, h2's image store lists desk-disk over
-# tpl as desk's, h1's lists no desk-disk. --storage shared is refused
-# with one line (the store is each host's own). Then h1's tpl is
-# replaced by other content under the same name: migrating back is
-# refused with one line before anything starts, the desktop runs on at
-# h2, and h1 has no half of it left.
+# tpl as desk's, h1's lists no desk-disk. Beside it, for the figure in
+# bench/migrate-README.md, the same disk as a --disk file copied whole. --storage shared is refused
+# with one line (the store is each host's own). Back to h1 (tpl there:
+# no fetch). To h2 with h2's QEMU stopped mid-prepare: --timeout
+# cancels, h2's clone and its index entry go, h1 keeps its own. Then
+# h2's tpl is replaced by other content under the same name: migrating
+# there is refused with one line before anything starts, the desktop
+# runs on at h1, and h2 has no half of it.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -81,6 +84,14 @@ hqq h1 vm create desk --from tpl --accel tcg --memory 256 --kernel "$GUESTS/vmli
     --initrd "$GUESTS/initrd.img" --append "console=ttyS0" --display none >/dev/null
 hqq h1 vm start desk >/dev/null
 [ "$(runs_on desk)" = h1 ] || fail "desk runs on '$(runs_on desk)', not h1"
+# The figure's anchor: the same disk as a --disk file (tpl's content,
+# every block allocated), whose --storage copy sends all 64 MiB.
+qemu-img convert -S 0 -O raw "$GUESTS/rootfs.qcow2" "$SHARED/full.raw"
+hqq h1 vm create full --disk "$SHARED/full.raw" --disk-format raw --accel tcg \
+    --memory 256 --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
+    --append "console=ttyS0" --display none >/dev/null
+hqq h1 vm start full >/dev/null
+[ "$(runs_on full)" = h1 ] || fail "full runs on '$(runs_on full)', not h1"
 hqq h1 host undrain h2 >/dev/null
 wait_drain h2 up
 has_image h2 tpl && fail "h2 has tpl before the migration"
@@ -101,6 +112,7 @@ echo "$out" | grep -q "own image store" || fail "shared refusal: $out"
 
 # 2. The default, --storage copy: h2 fetches tpl, the top alone crosses.
 out=$(hq h1 --json vm migrate desk h2) || fail "migrate h1 -> h2: $out"
+copy_out=$out
 log "copy h1 -> h2: $(jq -c .migration <<<"$out")"
 [ "$(jq -r .host <<<"$out")" = h2 ] || fail "migrate answer: $out"
 [ "$(runs_on desk)" = h2 ] || fail "desk runs on '$(runs_on desk)', not h2"
@@ -119,17 +131,29 @@ sum_after=$(guest_sum h2 desk)
 [ "$sum_after" = "$sum_before" ] || fail "the guest's disk checksum: $sum_before before, '$sum_after' after"
 log "copy: guest checksum $sum_after before and after, top ${dmb} MiB, h2 lists desk-disk over tpl, h1 none: ok"
 
-# 3. Back to h1 with its QEMU stopped as soon as it exists: --timeout
-# cancels, h1's half goes (its clone of tpl and the index entry), h2
+# The figure's other half: a full --disk copy of the same 64 MiB disk,
+# same pair; and desk back to h1, which has tpl already (no fetch).
+hwait_console h1 full "# " 60
+out=$(hq h1 --json vm migrate full h2 --storage copy) || fail "migrate full: $out"
+hqq h2 vm stop full --force >/dev/null
+back=$(hq h2 --json vm migrate desk h1) || fail "migrate h2 -> h1: $back"
+[ "$(runs_on desk)" = h1 ] || fail "back: desk runs on '$(runs_on desk)', not h1"
+hq h1 --json image show desk-disk | jq -e '.parent == "tpl" and .users == ["desk"]' >/dev/null ||
+	fail "h1's desk-disk after the way back: $(hq h1 --json image show desk-disk 2>&1)"
+has_image h2 desk-disk && fail "h2 still lists desk-disk after the way back"
+log "figure: clone top $dmb MiB in $(jq -r .migration.total_ms <<<"$copy_out") ms with the template fetched, $(jq -r .migration.disk_mb <<<"$back") MiB in $(jq -r .migration.total_ms <<<"$back") ms with it there; full --disk copy $(jq -r .migration.disk_mb <<<"$out") MiB in $(jq -r .migration.total_ms <<<"$out") ms"
+
+# 3. To h2 again with its QEMU stopped as soon as it exists: --timeout
+# cancels, h2's half goes (its clone of tpl and the index entry), h1
 # keeps everything and runs the desktop on.
-D1=$(state_of h1)
-hq h2 --json vm migrate desk h1 --timeout 15 >"$T/to.out" 2>"$T/to.err" &
+D2=$(state_of h2)
+hq h1 --json vm migrate desk h2 --timeout 15 >"$T/to.out" 2>"$T/to.err" &
 MIG_PID=$!
 for i in $(seq 1 3000); do
-	STOPPED=$(cat "$D1/vms/desk/qemu.pid" 2>/dev/null) && [ -n "$STOPPED" ] && break
+	STOPPED=$(cat "$D2/vms/desk/qemu.pid" 2>/dev/null) && [ -n "$STOPPED" ] && break
 	sleep 0.01
 done
-[ -n "$STOPPED" ] || fail "no QEMU of desk on h1 within 30 s: $(cat "$T/to.err")"
+[ -n "$STOPPED" ] || fail "no QEMU of desk on h2 within 30 s: $(cat "$T/to.err")"
 kill -STOP "$STOPPED"
 wait "$MIG_PID"
 rc=$?
@@ -137,37 +161,37 @@ MIG_PID=
 [ "$rc" = 1 ] || fail "vm migrate exit $rc with a stalled target: $(cat "$T/to.out" "$T/to.err")"
 grep -q "within 15 s" "$T/to.err" || fail "no timeout reason: $(cat "$T/to.err")"
 for i in $(seq 1 100); do
-	[ -e "$D1/vms/desk" ] || break
+	[ -e "$D2/vms/desk" ] || break
 	sleep 0.1
 done
-[ -e "$D1/vms/desk" ] && fail "h1's half of desk is left: $(ls "$D1/vms/desk")"
-alive "$STOPPED" && fail "h1's QEMU $STOPPED is left"
+[ -e "$D2/vms/desk" ] && fail "h2's half of desk is left: $(ls "$D2/vms/desk")"
+alive "$STOPPED" && fail "h2's QEMU $STOPPED is left"
 STOPPED=
-has_image h1 desk-disk && fail "h1 kept its clone: $(hq h1 --json image show desk-disk)"
-[ "$(hq h1 --json image show tpl | jq -r .children)" = 0 ] ||
-	fail "h1's tpl still counts a child: $(hq h1 --json image show tpl)"
-[ "$(runs_on desk)" = h2 ] || fail "after the failure desk runs on '$(runs_on desk)'"
-hq h2 --json image show desk-disk | jq -e '.users == ["desk"]' >/dev/null ||
-	fail "h2's desk-disk after the failure: $(hq h2 --json image show desk-disk 2>&1)"
-[ "$(guest_sum h2 desk)" = "$sum_before" ] || fail "the guest's checksum changed after the failure"
-log "stalled target: $(cat "$T/to.err"); h1's half gone, h2 runs on: ok"
+has_image h2 desk-disk && fail "h2 kept its clone: $(hq h2 --json image show desk-disk)"
+[ "$(hq h2 --json image show tpl | jq -r .children)" = 0 ] ||
+	fail "h2's tpl still counts a child: $(hq h2 --json image show tpl)"
+[ "$(runs_on desk)" = h1 ] || fail "after the failure desk runs on '$(runs_on desk)'"
+hq h1 --json image show desk-disk | jq -e '.users == ["desk"]' >/dev/null ||
+	fail "h1's desk-disk after the failure: $(hq h1 --json image show desk-disk 2>&1)"
+[ "$(guest_sum h1 desk)" = "$sum_before" ] || fail "the guest's checksum changed after the failure"
+log "stalled target: $(cat "$T/to.err"); h2's half gone, h1 runs on: ok"
 
-# 4. h1's tpl replaced by other content: going back is refused.
-hqq h1 image rm tpl >/dev/null
+# 4. h2's tpl replaced by other content: migrating there is refused.
+hqq h2 image rm tpl >/dev/null
 head -c $((64 << 20)) /dev/zero >"$T/other.raw"
 printf 'other' | dd of="$T/other.raw" bs=1 seek=4096 conv=notrunc status=none
-hqq h1 image import tpl "$T/other.raw" >/dev/null
+hqq h2 image import tpl "$T/other.raw" >/dev/null
 for i in $(seq 1 300); do
-	[ "$(grep -c "cluster: template tpl: sha256" "$h1_LOG")" -ge 2 ] && break
+	grep -q "cluster: template tpl: sha256" "$h2_LOG" && break
 	sleep 0.1
 done
-out=$(hq h2 vm migrate desk h1 2>&1) && fail "migrated onto another tpl: $out"
+out=$(hq h1 vm migrate desk h2 2>&1) && fail "migrated onto another tpl: $out"
 [ "$(echo "$out" | wc -l)" = 1 ] || fail "the refusal is not one line: $out"
-echo "$out" | grep -q "template tpl on host h1 is not the source's" || fail "refusal: $out"
-[ "$(runs_on desk)" = h2 ] || fail "after the refusal desk runs on '$(runs_on desk)'"
-has_image h1 desk-disk && fail "h1 kept a half: $(hq h1 --json image show desk-disk)"
-[ -e "$(state_of h1)/vms/desk" ] && fail "h1 has a runtime dir of desk"
-hserial_send h2 desk 'echo STILL$((40+2))'
-hwait_console h2 desk "STILL42" 30
-log "another tpl on the target: refused ($out), desk runs on at h2: ok"
+echo "$out" | grep -q "template tpl on host h2 is not the source's" || fail "refusal: $out"
+[ "$(runs_on desk)" = h1 ] || fail "after the refusal desk runs on '$(runs_on desk)'"
+has_image h2 desk-disk && fail "h2 kept a half: $(hq h2 --json image show desk-disk)"
+[ -e "$D2/vms/desk" ] && fail "h2 has a runtime dir of desk"
+hserial_send h1 desk 'echo STILL$((40+2))'
+hwait_console h1 desk "STILL42" 30
+log "another tpl on the target: refused ($out), desk runs on at h1: ok"
 ok=1
