@@ -484,6 +484,8 @@ struct vm_mig {
 	unsigned long long	 ram_remaining;
 	unsigned long long	 disk_bytes;	/* copied over NBD */
 	unsigned long long	 disk_total;
+	long long		 disk_t0;	/* monotonic ms: the mirror began */
+	long long		 disk_ms;	/* source: mirror until READY */
 	int			 progress;	/* percent */
 	char			*reason;	/* why it failed or was cancelled */
 	done_cb			 done;		/* answers vm.migrate or prepare */

@@ -141,7 +141,8 @@ back=$(hq h2 --json vm migrate desk h1) || fail "migrate h2 -> h1: $back"
 hq h1 --json image show desk-disk | jq -e '.parent == "tpl" and .users == ["desk"]' >/dev/null ||
 	fail "h1's desk-disk after the way back: $(hq h1 --json image show desk-disk 2>&1)"
 has_image h2 desk-disk && fail "h2 still lists desk-disk after the way back"
-log "figure: clone top $dmb MiB in $(jq -r .migration.total_ms <<<"$copy_out") ms with the template fetched, $(jq -r .migration.disk_mb <<<"$back") MiB in $(jq -r .migration.total_ms <<<"$back") ms with it there; full --disk copy $(jq -r .migration.disk_mb <<<"$out") MiB in $(jq -r .migration.total_ms <<<"$out") ms"
+fig() { jq -r '.migration | "\(.disk_mb) MiB, disk \(.disk_ms) ms, total \(.total_ms) ms"' <<<"$1"; }
+log "figure: clone top with the template fetched $(fig "$copy_out"); with it there $(fig "$back"); full --disk copy $(fig "$out")"
 
 # 3. To h2 again with its QEMU stopped as soon as it exists: --timeout
 # cancels, h2's half goes (its clone of tpl and the index entry), h1
