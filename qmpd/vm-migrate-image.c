@@ -364,20 +364,27 @@ vm_incoming_image_clone(struct vm *vm, json_t *args, long long size,
 	return (0);
 }
 
+/* Clone image of VM vmname, made here for an incoming half, goes. */
+void
+vm_incoming_image_drop(const char *vmname, const char *image)
+{
+	char	*why = NULL;
+
+	(void)imgstore_unuse(img_store, image, vmname, &why);
+	free(why);
+	why = NULL;
+	if (imgstore_rm(img_store, image, &why) != 0) {
+		log_warnx("%s: clone %s kept: %s", vmname, image, why);
+		free(why);
+	} else
+		log_info("%s: clone %s of an incoming half removed", vmname,
+		    image);
+}
+
 /* A prepare that failed before the VM was listed: its clone goes. */
 void
 vm_incoming_image_undo(struct vm *vm)
 {
-	char	*why = NULL;
-
-	if (vm->mig == NULL || vm->mig->image == NULL)
-		return;
-	(void)imgstore_unuse(img_store, vm->mig->image, vm->def.name, &why);
-	free(why);
-	why = NULL;
-	if (imgstore_rm(img_store, vm->mig->image, &why) != 0) {
-		log_warnx("%s: clone %s kept: %s", vm->def.name,
-		    vm->mig->image, why);
-		free(why);
-	}
+	if (vm->mig != NULL && vm->mig->image != NULL)
+		vm_incoming_image_drop(vm->def.name, vm->mig->image);
 }

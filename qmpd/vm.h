@@ -535,6 +535,7 @@ int	 vm_incoming_image_need(json_t *args, done_cb, void *arg);
 int	 vm_incoming_image_clone(struct vm *, json_t *args, long long size,
 	    char **cause);
 void	 vm_incoming_image_undo(struct vm *);
+void	 vm_incoming_image_drop(const char *vmname, const char *image);
 int	 vm_incoming_image_abort(const char *name);
 /* vm-migrate-tls.c: the stream's TLS from the cluster's certificates. */
 struct qmp;
