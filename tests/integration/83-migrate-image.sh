@@ -12,10 +12,11 @@
 # bench/migrate-README.md, the same disk as a --disk file copied whole. --storage shared is refused
 # with one line (the store is each host's own). Back to h1 (tpl there:
 # no fetch). To h2 with h2's QEMU stopped mid-prepare: --timeout
-# cancels, h2's clone and its index entry go, h1 keeps its own. Then
-# h2's tpl is replaced by other content under the same name: migrating
-# there is refused with one line before anything starts, the desktop
-# runs on at h1, and h2 has no half of it.
+# cancels, h2's clone and its index entry go, h1 keeps its own. `host
+# drain h1 --live` moves it to h2 all the same. Then h1's tpl is
+# replaced by other content under the same name: migrating there is
+# refused with one line before anything starts, the desktop runs on at
+# h2, and h1 has no half of it.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -177,22 +178,36 @@ hq h1 --json image show desk-disk | jq -e '.users == ["desk"]' >/dev/null ||
 [ "$(guest_sum h1 desk)" = "$sum_before" ] || fail "the guest's checksum changed after the failure"
 log "stalled target: $(cat "$T/to.err"); h2's half gone, h1 runs on: ok"
 
-# 4. h2's tpl replaced by other content: migrating there is refused.
-hqq h2 image rm tpl >/dev/null
+# 4. host drain h1 --live: desk goes to h2 (the host with its template),
+# its top copied like any vm migrate.
+out=$(hq h2 --json host drain h1 --live) || fail "host drain h1 --live: $out"
+[ "$(jq -r '[.moved[].name] | join(" ")' <<<"$out")" = desk ] || fail "drain answer: $out"
+[ "$(runs_on desk)" = h2 ] || fail "after the drain desk runs on '$(runs_on desk)'"
+has_image h1 desk-disk && fail "h1 still lists desk-disk after the drain"
+hq h2 --json image show desk-disk | jq -e '.parent == "tpl" and .users == ["desk"]' >/dev/null ||
+	fail "h2's desk-disk after the drain: $(hq h2 --json image show desk-disk 2>&1)"
+[ "$(guest_sum h2 desk)" = "$sum_before" ] || fail "the guest's checksum changed across the drain"
+hqq h1 host undrain h1 >/dev/null
+wait_drain h1 up
+log "host drain h1 --live: desk on h2 with its disk: ok"
+
+# 5. h1's tpl replaced by other content: migrating there is refused.
+D1=$(state_of h1)
+hqq h1 image rm tpl >/dev/null
 head -c $((64 << 20)) /dev/zero >"$T/other.raw"
 printf 'other' | dd of="$T/other.raw" bs=1 seek=4096 conv=notrunc status=none
-hqq h2 image import tpl "$T/other.raw" >/dev/null
+hqq h1 image import tpl "$T/other.raw" >/dev/null
 for i in $(seq 1 300); do
-	grep -q "cluster: template tpl: sha256" "$h2_LOG" && break
+	[ "$(grep -c "cluster: template tpl: sha256" "$h1_LOG")" -ge 2 ] && break
 	sleep 0.1
 done
-out=$(hq h1 vm migrate desk h2 2>&1) && fail "migrated onto another tpl: $out"
+out=$(hq h2 vm migrate desk h1 2>&1) && fail "migrated onto another tpl: $out"
 [ "$(echo "$out" | wc -l)" = 1 ] || fail "the refusal is not one line: $out"
-echo "$out" | grep -q "template tpl on host h2 is not the source's" || fail "refusal: $out"
-[ "$(runs_on desk)" = h1 ] || fail "after the refusal desk runs on '$(runs_on desk)'"
-has_image h2 desk-disk && fail "h2 kept a half: $(hq h2 --json image show desk-disk)"
-[ -e "$D2/vms/desk" ] && fail "h2 has a runtime dir of desk"
-hserial_send h1 desk 'echo STILL$((40+2))'
-hwait_console h1 desk "STILL42" 30
-log "another tpl on the target: refused ($out), desk runs on at h1: ok"
+echo "$out" | grep -q "template tpl on host h1 is not the source's" || fail "refusal: $out"
+[ "$(runs_on desk)" = h2 ] || fail "after the refusal desk runs on '$(runs_on desk)'"
+has_image h1 desk-disk && fail "h1 kept a half: $(hq h1 --json image show desk-disk)"
+[ -e "$D1/vms/desk" ] && fail "h1 has a runtime dir of desk"
+hserial_send h2 desk 'echo STILL$((40+2))'
+hwait_console h2 desk "STILL42" 30
+log "another tpl on the target: refused ($out), desk runs on at h2: ok"
 ok=1
