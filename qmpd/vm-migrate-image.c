@@ -104,9 +104,10 @@ vm_migrate_image_offer(struct vm *vm, json_t *req, char **cause)
 	parent = json_string_value(json_object_get(rec, "parent"));
 	if (parent == NULL || strcmp(parent, vm->def.from) != 0) {
 		xasprintf(cause, "VM %s: its disk %s stands on %s, not directly "
-		    "on its template %s (a snapshot or a revert since): only "
-		    "a clone of its template migrates yet", vm->def.name, image,
-		    parent != NULL ? parent : "nothing", vm->def.from);
+		    "on its template %s (a snapshot or a revert since; vm "
+		    "snapshot-rm merges one away while the VM is stopped): "
+		    "only a clone of its template migrates yet", vm->def.name,
+		    image, parent != NULL ? parent : "nothing", vm->def.from);
 		goto out;
 	}
 	if ((snaps = vm_migrate_image_snapshots(vm)) != NULL) {
@@ -140,6 +141,21 @@ out:
 	free(why);
 	json_decref(rec);
 	json_decref(tpl);
+	return (rv);
+}
+
+/*
+ * The offer's refusals before anything is asked of the target (the offer
+ * itself is made once QEMU said the disk's size).
+ */
+int
+vm_migrate_image_ready(struct vm *vm, char **cause)
+{
+	json_t	*probe = json_object();
+	int	 rv;
+
+	rv = vm_migrate_image_offer(vm, probe, cause);
+	json_decref(probe);
 	return (rv);
 }
 

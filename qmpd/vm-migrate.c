@@ -290,7 +290,8 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		    "cluster hosts only", vm->def.name, vm->def.pool);
 		return;
 	}
-	if (vm_migrate_check(&vm->def, copy, &cause) != 0) {
+	if (vm_migrate_check(&vm->def, copy, &cause) != 0 ||
+	    vm_migrate_image_ready(vm, &cause) != 0) {
 		done_fail(done, arg, ERR_STATE, "%s", cause);
 		free(cause);
 		return;

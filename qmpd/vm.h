@@ -531,6 +531,7 @@ int	 vm_migrate_check(const struct vm_def *, int copy, char **cause);
 /* vm-migrate-image.c: a disk on the image store, its clone's top copied. */
 int	 vm_migrate_image_check(const struct vm_def *, int copy, char **);
 int	 vm_migrate_image_offer(struct vm *, json_t *req, char **cause);
+int	 vm_migrate_image_ready(struct vm *, char **cause);
 int	 vm_incoming_image_need(json_t *args, done_cb, void *arg);
 int	 vm_incoming_image_clone(struct vm *, json_t *args, long long size,
 	    char **cause);

@@ -16,7 +16,8 @@
 # drain h1 --live` moves it to h2 all the same. Then h1's tpl is
 # replaced by other content under the same name: migrating there is
 # refused with one line before anything starts, the desktop runs on at
-# h2, and h1 has no half of it.
+# h2, and h1 has no half of it. A snapshot in the clone's chain is
+# refused on the source.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -210,4 +211,14 @@ has_image h1 desk-disk && fail "h1 kept a half: $(hq h1 --json image show desk-d
 hserial_send h2 desk 'echo STILL$((40+2))'
 hwait_console h2 desk "STILL42" 30
 log "another tpl on the target: refused ($out), desk runs on at h2: ok"
+
+# 6. A snapshot in the clone's chain: refused before the target is asked.
+hqq h2 vm snapshot desk s1 >/dev/null
+n=$(grep -c "incoming migration" "$h1_LOG")
+out=$(hq h2 vm migrate desk h1 2>&1) && fail "migrated with a snapshot: $out"
+[ "$(echo "$out" | wc -l)" = 1 ] || fail "the refusal is not one line: $out"
+echo "$out" | grep -q "not directly on its template tpl" || fail "snapshot refusal: $out"
+[ "$(grep -c "incoming migration" "$h1_LOG")" = "$n" ] || fail "h1 was asked to prepare desk"
+[ "$(runs_on desk)" = h2 ] || fail "after the snapshot refusal desk runs on '$(runs_on desk)'"
+log "a snapshot in the chain: refused ($out): ok"
 ok=1
