@@ -484,6 +484,8 @@ struct vm_mig {
 	unsigned long long	 ram_remaining;
 	unsigned long long	 disk_bytes;	/* copied over NBD */
 	unsigned long long	 disk_total;
+	long long		 disk_t0;	/* monotonic ms: the mirror began */
+	long long		 disk_ms;	/* source: mirror until READY */
 	int			 progress;	/* percent */
 	char			*reason;	/* why it failed or was cancelled */
 	done_cb			 done;		/* answers vm.migrate or prepare */
@@ -495,6 +497,8 @@ struct vm_mig {
 	/* What the target told the source in its prepare answer. */
 	json_t			*target;
 	char			*disk;		/* target: the copy's file */
+	char			*image;		/* target: the clone made here,
+						   until the record owns it */
 	long long		 completed_at;	/* target: monotonic ms */
 	/* Wall clock ms: the source's STOP, the target's cont (downtime). */
 	long long		 stopped_at;
@@ -524,6 +528,16 @@ long long vm_migrate_wall_ms(void);
 long long vm_migrate_downtime(const struct vm_mig *);
 const char *vm_migrate_state_name(enum vm_mig_state);
 int	 vm_migrate_check(const struct vm_def *, int copy, char **cause);
+/* vm-migrate-image.c: a disk on the image store, its clone's top copied. */
+int	 vm_migrate_image_check(const struct vm_def *, int copy, char **);
+int	 vm_migrate_image_offer(struct vm *, json_t *req, char **cause);
+int	 vm_migrate_image_ready(struct vm *, char **cause);
+int	 vm_incoming_image_need(json_t *args, done_cb, void *arg);
+int	 vm_incoming_image_clone(struct vm *, json_t *args, long long size,
+	    char **cause);
+void	 vm_incoming_image_undo(struct vm *);
+void	 vm_incoming_image_drop(const char *vmname, const char *image);
+int	 vm_incoming_image_abort(const char *name);
 /* vm-migrate-tls.c: the stream's TLS from the cluster's certificates. */
 struct qmp;
 int	 vm_migrate_tls(struct vm *, int server, const char *hostname,
