@@ -105,6 +105,7 @@ vm_migrate_free(struct vm *vm)
 	free(m->peer_addr);
 	free(m->reason);
 	free(m->disk);
+	free(m->pins);
 	free(m);
 }
 

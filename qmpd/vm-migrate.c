@@ -170,6 +170,8 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 	    nets);
 	/* Its NVRAM's size: the target's file must match (vm-migrate-tpm.c). */
 	vm_migrate_tpm_offer(vm, req);
+	/* Where its devices are, hotplugged ones too (vm-migrate-dev.c). */
+	vm_migrate_dev_offer(vm, req);
 	(void)peer_call(m->peer, "migrate.prepare", req, vm_migrate_prepared,
 	    vm);
 }
@@ -324,6 +326,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		evtimer_add(m->timer, &tv);
 	}
 	vm_migrate_poll_arm(vm);
+	vm_migrate_dev_query(vm);	/* answered first: vm-migrate-dev.c */
 	qmp_execute(vm->qmp, "query-named-block-nodes", json_pack("{s:b}",
 	    "flat", 1), vm_migrate_sized, vm);
 }
