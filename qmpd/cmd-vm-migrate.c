@@ -81,6 +81,7 @@ static const struct cmd_arg cmd_migrate_prepare_args[] = {
 	{ "nvram_size", ARG_INT, 0 },	/* its UEFI vars (vm-migrate-tpm.c) */
 	{ "via", ARG_STR, 0 },		/* its viewer's proxy ticket */
 	{ "nets", ARG_OBJECT, 0 },	/* its NICs' networks: vm-migrate-nic.c */
+	{ "pci", ARG_ARRAY, 0 },	/* its PCI layout: vm-migrate-dev.c */
 	{ NULL, 0, 0 }
 };
 
