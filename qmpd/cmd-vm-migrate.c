@@ -85,6 +85,7 @@ static const struct cmd_arg cmd_migrate_prepare_args[] = {
 	{ "via", ARG_STR, 0 },		/* its viewer's proxy ticket */
 	{ "nets", ARG_OBJECT, 0 },	/* its NICs' networks: vm-migrate-nic.c */
 	{ "image", ARG_OBJECT, 0 },	/* its clone's template: vm-migrate-image.c */
+	{ "pci", ARG_ARRAY, 0 },	/* its PCI layout: vm-migrate-dev.c */
 	{ NULL, 0, 0 }
 };
 

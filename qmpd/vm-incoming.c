@@ -557,7 +557,7 @@ vm_incoming_disk(struct vm *vm, long long size, char **cause)
 
 /*
  * migrate.prepare {name, def, storage, disk_size, from, ticket, via, nets,
- * nvram_size}: the VM here, its QEMU waiting for the stream (with the
+ * nvram_size, pci}: the VM here, its QEMU waiting for the stream (with the
  * source's SPICE password and its viewer's proxy ticket, if it had them);
  * done answers {uri, nbd, spice}.
  */
@@ -621,6 +621,8 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	m->copy = copy;
 	m->t0 = vm_migrate_now_ms();
 	m->timeout = json_integer_value(json_object_get(args, "timeout"));
+	if (vm_migrate_dev_take(vm, args, &cause) != 0)	/* PCI layout */
+		goto fail;
 	if (copy && vm->def.image != NULL && vm_incoming_image_clone(vm, args,
 	    json_integer_value(json_object_get(args, "disk_size")), &cause) != 0)
 		goto fail;

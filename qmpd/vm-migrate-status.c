@@ -106,6 +106,7 @@ vm_migrate_free(struct vm *vm)
 	free(m->reason);
 	free(m->disk);
 	free(m->image);
+	free(m->pins);
 	free(m);
 }
 

@@ -172,6 +172,8 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 		free(cause);
 		return;
 	}
+	/* Where its devices are, hotplugged ones too (vm-migrate-dev.c). */
+	vm_migrate_dev_offer(vm, req);
 	(void)peer_call(m->peer, "migrate.prepare", req, vm_migrate_prepared,
 	    vm);
 }
@@ -328,6 +330,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		evtimer_add(m->timer, &tv);
 	}
 	vm_migrate_poll_arm(vm);
+	vm_migrate_dev_query(vm);	/* answered first: vm-migrate-dev.c */
 	qmp_execute(vm->qmp, "query-named-block-nodes", json_pack("{s:b}",
 	    "flat", 1), vm_migrate_sized, vm);
 }
