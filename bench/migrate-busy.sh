@@ -13,6 +13,7 @@
 # images in the same run.
 
 BUSY_TIMEOUT=${BUSY_TIMEOUT:-60}
+BUSY_IMAGES=${BUSY_IMAGES:-busy-idle.img busy-slow.img busy-fast.img}
 # The guest prints hex (and CR LF); mawk has no strtonum.
 BUSY_HEX='function hex(s, i, d, n) { n = 0; for (i = 1; i <= length(s); i++)
     if (d = index("0123456789ABCDEF", substr(s, i, 1))) n = n * 16 + d - 1
@@ -51,7 +52,7 @@ busy_rate() { # FOLLOW PAGES
 	awk -v np="$2" "$BUSY_HEX"'
 	    $3 == "CTR" && NF >= 7 { n = hex($5) * np + hex($6)
 	    if (t0 == "") { t0 = $1; n0 = n } t1 = $1; n1 = n }
-	    END { printf "%d\n", t1 > t0 ? (n1 - n0) * 4096 / (t1 - t0) / 1048576 : 0 }' "$1"
+	    END { printf "%d\n", (t1 > t0 ? (n1 - n0) * 4096 / (t1 - t0) / 1048576 : 0) }' "$1"
 }
 
 # One row: N migrations of IMG with RAM MiB, then the check.
@@ -120,7 +121,8 @@ busy_migrate() { # VM FROM
 busy_report() { # LABEL PAGES
 	local n dp50 dmax tp50 tmax rp50 gp50 gmax ratep50 over fails
 	n=$(wc -l <"$T/busy")
-	fails=$(wc -l <"$T/busy.fail" 2>/dev/null || echo 0)
+	fails=0
+	[ -f "$T/busy.fail" ] && fails=$(wc -l <"$T/busy.fail")
 	if [ "$n" = 0 ]; then
 		printf '%s: no migration completed (%d cancelled: %s)\n' "$1" \
 		    "$fails" "$(tail -n 1 "$T/busy.fail")"
@@ -146,7 +148,7 @@ bench_busy() {
 	local ram img
 	[ -f "$GUESTS/busy-fast.img" ] || die "no $GUESTS/busy-fast.img: run scripts/mkguest"
 	for ram in $RAMS; do
-		for img in busy-idle.img busy-slow.img busy-fast.img; do
+		for img in $BUSY_IMAGES; do
 			busy_row "KVM ${img%.img} $ram MiB, n=$N" "$img" "$ram"
 		done
 	done

@@ -248,7 +248,7 @@ bench_libvirt_migrate() {
 	[ -n "$TCG" ] && lv_tcg
 	if [ -n "$BUSY" ]; then
 		for ram in $RAMS; do
-			for img in busy-idle.img busy-slow.img busy-fast.img; do
+			for img in $BUSY_IMAGES; do
 				lv_busy_row "KVM ${img%.img} $ram MiB, n=$N" "$img" "$ram"
 			done
 		done

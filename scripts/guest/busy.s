@@ -5,10 +5,14 @@
  * KVM, where a Linux guest does not run and TCG corrupts a busy one).
  *
  * It enters 32-bit protected mode (flat segments) and rewrites the RAM
- * from 16 MiB up, REGION MiB at most (less if CMOS 0x34/0x35 says the
- * guest has less), page after page for ever: in pass p, page i gets
- * i + (p + 1) * M in its first and its last dword, after a check that
- * both still hold the previous pass's value. One dword dirties the whole
+ * from 16 MiB up, REGION MiB at most, and never the top 4 MiB of RAM
+ * (CMOS 0x34/0x35): SeaBIOS keeps its tables and the virtio-blk ring it
+ * booted from there, and a clobbered ring fails the migration ("VQ 0
+ * size 0x100 < last_avail_idx") or makes the target's virtio-blk run
+ * garbage requests that write into the guest. Page after page for
+ * ever: in pass p, page i gets i + (p + 1) * M in its first and its
+ * last dword, after a check that both still hold the previous pass's
+ * value. One dword dirties the whole
  * page for the migration (its unit is the page), and a page whose last
  * update did not reach the target is stale at both ends: the next pass
  * finds it. The first bad page prints "CORRUPT" on COM1; every counter
@@ -90,6 +94,7 @@ pm:
 	in	$0x71, %al
 	movzwl	%ax, %eax
 	shl	$4, %eax		/* in pages */
+	sub	$1024, %eax		/* not the top 4 MiB: SeaBIOS's (below) */
 	cmp	$(REGION << 8), %eax
 	jbe	1f
 	mov	$(REGION << 8), %eax	/* at most REGION MiB */
