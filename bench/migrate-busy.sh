@@ -4,12 +4,12 @@
 # that print "CTR tick pass page bad" on COM1 every 50 ms and dirty RAM
 # at a fixed rate from 16 MiB up, checking each page before rewriting
 # it: busy-idle (no writes), busy-slow (8 MiB/s over 64 MiB), busy-fast
-# (64 MiB/s over 512 MiB, or the RAM above 16 MiB). Each row: N
+# (64 MiB/s over 512 MiB, or less in a smaller guest). Each row: N
 # migrations back and forth through two qmpds (qmpd's downtime-limit
 # 100 ms, --timeout as given), then one full pass of the guest after
 # the last move, so every page it dirties has been checked on the side
-# it ended on; a bad page fails the row, whose figures are then
-# worthless. libvirt's rows (bench/migrate-libvirt.sh) run the same
+# it ended on; a bad page marks the row CORRUPT, its figures then
+# worthless. BUSY_IMAGES picks the guests, BUSY_TIMEOUT qmpd's --timeout. libvirt's rows (bench/migrate-libvirt.sh) run the same
 # images in the same run.
 
 BUSY_TIMEOUT=${BUSY_TIMEOUT:-60}
@@ -58,6 +58,7 @@ busy_rate() { # FOLLOW PAGES
 # One row: N migrations of IMG with RAM MiB, then the check.
 busy_row() { # LABEL IMG RAM
 	local label=$1 img=$2 ram=$3 vm here i out np pos p g b rate f
+	BUSY_BAD=
 	vm=busy$ram${img%.img}
 	vm=${vm//-/}
 	cp "$GUESTS/$img" "$T/$vm.img"

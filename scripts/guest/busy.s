@@ -94,7 +94,7 @@ pm:
 	in	$0x71, %al
 	movzwl	%ax, %eax
 	shl	$4, %eax		/* in pages */
-	sub	$1024, %eax		/* not the top 4 MiB: SeaBIOS's (below) */
+	sub	$1024, %eax		/* not the top 4 MiB: SeaBIOS keeps its ring there */
 	cmp	$(REGION << 8), %eax
 	jbe	1f
 	mov	$(REGION << 8), %eax	/* at most REGION MiB */
