@@ -13,10 +13,12 @@
  * take a core from the transport it is there to measure).
  *
  * Freestanding 64-bit code, loaded at 0x10000 by video-kvm.s, entered in
- * long mode (the first 4 GiB identity-mapped) with interrupts off:
- * this machine's KVM (kvm_pvm) runs paged 64-bit code natively and
- * emulates everything else instruction by instruction. It sets the Bochs VBE mode
- * through the DISPI ports (0x1ce/0x1cf) with the linear framebuffer, whose
+ * long mode (the first 4 GiB identity-mapped) with interrupts off. This
+ * machine's KVM (kvm_pvm) runs paged 64-bit ring-3 code natively and
+ * emulates everything else instruction by instruction, so ring 0 only
+ * sets up (mode, IDT, PIT) and handles the tick and two calls, and the
+ * scene is built and painted in ring 3 (video_run). It sets the Bochs VBE
+ * mode through the DISPI ports (0x1ce/0x1cf) with the linear framebuffer, whose
  * address is BAR0 of the first PCI VGA device (std VGA, qxl-vga), and
  * prints on COM1 "QDESK VIDEO UP WxH ..." once the first frame is drawn,
  * then "QDESK VIDEO FPS=N frames=M" every second.

@@ -1,23 +1,26 @@
 /*
  * qdesk tiny guest: the boot sector of video-kvm.img, which loads the
- * freestanding 32-bit program video-kvm.c from the sectors after it and
- * enters it in flat protected mode.
+ * freestanding 64-bit program video-kvm.c from the sectors after it and
+ * enters it in long mode.
  *
- * Why: video.img is a Linux guest, and Linux guests need TCG on this
- * machine's nested KVM, where a 1920x1080 picture paints at ~3 frames/s:
- * the guest, not the transport, was the bottleneck. A non-Linux guest
- * runs under KVM at full speed, so the RDP gateway and SPICE can be
- * measured against a guest that really draws 30 frames/s.
+ * Why: video.img is a Linux guest, and Linux guests need TCG here, where
+ * a loaded machine paints its 1920x1080 picture at ~3 frames/s: the
+ * guest, not the transport, was the bottleneck. A non-Linux guest runs
+ * under KVM, so the RDP gateway and SPICE can be measured against a
+ * guest that really draws 30 frames/s. This machine's KVM is kvm_pvm,
+ * which runs only paged 64-bit ring-3 code natively and emulates the
+ * rest instruction by instruction (a 32-bit protected-mode first version
+ * never finished building its scene): hence long mode, and video-kvm.c
+ * paints in ring 3 (segments 0x40/0x48 below).
  *
  * It reads SECTORS sectors (--defsym SECTORS=n, at most 127: one int 13h
  * extended read into one 64 KiB segment) from LBA 1 to 0x10000, opens
- * A20 (port 0x92), loads a flat 4 GiB GDT, sets CR0.PE and jumps to
- * 0x10000 with the stack at 0x90000 and interrupts off. It also loads a
- * task register (an empty TSS at 0x500, never switched to): without one
- * the guest state is invalid for VMX, and a KVM without unrestricted
- * guest support (this machine's nested one) then emulates every
- * instruction in its kernel, ~1000 times slower. A failed read
- * prints "QDESK VIDEO FAILED: disk read" on COM1 and halts.
+ * A20 (port 0x92), enters 32-bit protected mode, identity-maps the first
+ * 4 GiB with 2 MiB pages (user-accessible) at 0x70000, turns on PAE,
+ * EFER.LME and paging, loads a task register (a TSS at 0x500 whose RSP0
+ * video-kvm.c fills: ring 3's interrupts need a ring-0 stack) and jumps
+ * to 0x10000 in 64-bit mode, stack at 0x90000, interrupts off. A failed
+ * read prints "QDESK VIDEO FAILED: disk read" on COM1 and halts.
  *
  * Assemble: as --32 --defsym SECTORS=n; ld -m elf_i386 -Ttext 0x7c00
  * --oformat binary -e _start (scripts/mkguest).
