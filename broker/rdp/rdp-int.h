@@ -112,8 +112,10 @@ struct rdp_rect {
 	int	x, y, w, h;
 };
 #define RDP_RFB_DAMAGE		64	/* rects kept before merging */
+struct rdp_pump;
 struct rdp_rfb {
 	int		 fd;
+	struct rdp_pump	*pump;		/* reads fd on a thread, or NULL */
 	unsigned char	*in;		/* read buffer */
 	size_t		 inoff;
 	size_t		 inlen;
@@ -164,6 +166,9 @@ int	 rdp_follow_step(struct rdp_follow *, struct rdp_rfb *,
 	    int *tries, char **cause);
 int	 rdp_rfb_handshake(struct rdp_rfb *, int timeout, char **cause);
 int	 rdp_rfb_buffered(const struct rdp_rfb *);
+int	 rdp_rfb_pump(struct rdp_rfb *, char **cause);
+int	 rdp_rfb_pollfd(const struct rdp_rfb *);
+int	 rdp_rfb_ready(struct rdp_rfb *, int readable);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);
 int	 rdp_rfb_request(struct rdp_rfb *, int incremental);
 int	 rdp_rfb_send(struct rdp_rfb *, const void *, size_t);
@@ -178,6 +183,16 @@ int	 rdp_rfb_extdesk(struct rdp_rfb *, int x, int y,
 int	 rdp_rfb_set_size(struct rdp_rfb *, int w, int h);
 /* ExtendedDesktopSize status: the display device cannot resize. */
 #define RDP_RFB_SIZE_REFUSED(st)	((st) >= 1 && (st) <= 3)
+
+/* rdp-rfb-pump.c: the VNC stream read on a thread, into memory. */
+struct rdp_pump *rdp_pump_start(int fd, char **cause);
+void	 rdp_pump_stop(struct rdp_pump *);
+int	 rdp_pump_fd(const struct rdp_pump *);
+void	 rdp_pump_clear(struct rdp_pump *);
+int	 rdp_pump_buffered(struct rdp_pump *);
+void	 rdp_pump_stats(struct rdp_pump *, uint64_t *bytes, uint64_t *full);
+int	 rdp_pump_read(struct rdp_pump *, void *, size_t, int timeout,
+	    char **cause);
 
 /* rdp-input.c: RDP input to RFB/QEMU terms, pure. */
 struct rdp_inputstate {

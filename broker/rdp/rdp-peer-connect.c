@@ -131,6 +131,16 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 	fd = s->login.vncfd;
 	s->login.vncfd = -1;
 	s->rfb = rdp_rfb_create(fd);
+	/*
+	 * QEMU's updates are read on a thread of their own while this one
+	 * encodes (rdp-rfb-pump.c); without it, here, as before.
+	 */
+	if (rdp_rfb_pump(s->rfb, &cause) != 0) {
+		log_warnx("%s: %s; reading the console on the session thread",
+		    rdp_peer_who(s, who, sizeof who), cause);
+		free(cause);
+		cause = NULL;
+	}
 	rdp_chan_attach(s->chan, s->rfb, s->login.audio);
 	if (rdp_rfb_handshake(s->rfb, RDP_QMPD_TIMEOUT, &cause) != 0) {
 		log_warnx("%s: console: %s", rdp_peer_who(s, who, sizeof who),

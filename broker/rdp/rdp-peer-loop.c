@@ -218,7 +218,7 @@ rdp_peer_loop(struct rdp_session *s)
 		irfb = -1;
 		if (s->rfb != NULL && s->follow == NULL) {
 			irfb = np;
-			pfd[np].fd = s->rfb->fd;
+			pfd[np].fd = rdp_rfb_pollfd(s->rfb);
 			pfd[np].events = POLLIN;
 			pfd[np++].revents = 0;
 		}
@@ -286,8 +286,8 @@ rdp_peer_loop(struct rdp_session *s)
 			}
 			if (s->follow != NULL)
 				continue;
-		} else if ((irfb != -1 && pfd[irfb].revents != 0) ||
-		    rdp_rfb_buffered(s->rfb)) {
+		} else if (rdp_rfb_ready(s->rfb, irfb != -1 &&
+		    pfd[irfb].revents != 0)) {
 			if (rdp_rfb_process(s->rfb, &cause) != 0) {
 				rdp_peer_loop_follow_start(s, cause);
 				free(cause);

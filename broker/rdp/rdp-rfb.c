@@ -9,8 +9,10 @@
  * session last took them.
  *
  * Reads block (with a timeout): the session thread calls rdp_rfb_process
- * only when the fd is readable or bytes are buffered, and QEMU writes each
- * message whole.
+ * only when bytes are buffered (or, without the reader thread, the fd is
+ * readable), and QEMU writes each message whole. A session reads the
+ * socket on a thread of its own (rdp-rfb-pump.c, rdp_rfb_pump); the
+ * unit tests read it here.
  */
 #include <sys/socket.h>
 
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "log.h"
 #include "rdp-chan.h"
 #include "rdp-int.h"
 #include "xmalloc.h"
@@ -103,6 +106,7 @@ rdp_rfb_free(struct rdp_rfb *rfb)
 {
 	if (rfb == NULL)
 		return;
+	rdp_pump_stop(rfb->pump);
 	if (rfb->fd != -1)
 		close(rfb->fd);
 	free(rfb->in);
@@ -119,13 +123,22 @@ rdp_rfb_free(struct rdp_rfb *rfb)
 void
 rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 {
-	int	flags;
+	char	*cause = NULL;
+	int	 flags, pumped = rfb->pump != NULL;
 
+	/* The old stream's reader goes first: it reads the old fd. */
+	rdp_pump_stop(rfb->pump);
+	rfb->pump = NULL;
 	if (rfb->fd != -1)
 		close(rfb->fd);
 	rfb->fd = fd;
 	if ((flags = fcntl(fd, F_GETFL)) != -1)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	if (pumped && fd != -1 && rdp_rfb_pump(rfb, &cause) != 0) {
+		log_warnx("%s; reading the console on the session thread",
+		    cause);
+		free(cause);
+	}
 	rfb->inoff = rfb->inlen = 0;
 	/* The new QEMU acknowledges its pseudo-encodings anew. */
 	rfb->extkey = rfb->ledstate = rfb->extdesk = 0;
@@ -134,10 +147,45 @@ rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 	rfb->updated = 0;
 }
 
+/* Read the stream on a thread of its own from now on (rdp-rfb-pump.c). */
+int
+rdp_rfb_pump(struct rdp_rfb *rfb, char **cause)
+{
+	if (rfb->pump != NULL)
+		return (0);
+	if ((rfb->pump = rdp_pump_start(rfb->fd, cause)) == NULL)
+		return (-1);
+	return (0);
+}
+
+/* The fd the session polls for the stream: the reader's, else QEMU's. */
+int
+rdp_rfb_pollfd(const struct rdp_rfb *rfb)
+{
+	return (rfb->pump != NULL ? rdp_pump_fd(rfb->pump) : rfb->fd);
+}
+
 int
 rdp_rfb_buffered(const struct rdp_rfb *rfb)
 {
-	return (rfb->inlen > rfb->inoff);
+	return (rfb->inlen > rfb->inoff ||
+	    (rfb->pump != NULL && rdp_pump_buffered(rfb->pump)));
+}
+
+/*
+ * Whether rdp_rfb_process would find a message start now; readable: the
+ * poll said the fd is. With the reader thread only bytes in hand count
+ * (its wake-up may be for bytes already taken: processing then would
+ * wait for QEMU's next message).
+ */
+int
+rdp_rfb_ready(struct rdp_rfb *rfb, int readable)
+{
+	if (rfb->pump == NULL)
+		return (readable || rdp_rfb_buffered(rfb));
+	if (readable)
+		rdp_pump_clear(rfb->pump);
+	return (rdp_rfb_buffered(rfb));
 }
 
 /* Wait for the fd to be readable; QEMU sends messages whole, so a long
@@ -214,6 +262,10 @@ rdp_rfb_read(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
 			continue;
 		}
 		rfb->inoff = rfb->inlen = 0;
+		/* The reader thread has the bytes: one copy to dst. */
+		if (rfb->pump != NULL)
+			return (rdp_pump_read(rfb->pump, p, len, timeout,
+			    cause));
 		/* Large reads go straight to their destination. */
 		if (p != NULL && len >= rfb->insize) {
 			if ((n = rdp_rfb_read1(rfb, p, len, timeout,

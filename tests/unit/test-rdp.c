@@ -484,6 +484,74 @@ test_rfb_reattach(void)
 	close(sv2[1]);
 }
 
+/*
+ * The reader thread (rdp-rfb-pump.c): an update written in pieces is in
+ * hand whole while nobody parses; only bytes in hand make the
+ * stream ready; the reader follows a reattach; EOF is the usual cause.
+ */
+static void
+test_rfb_pump(void)
+{
+	static struct script	 s;
+	struct rdp_rfb		*rfb;
+	unsigned char		 got[256];
+	char			*cause = NULL;
+	int			 sv[2], sv2[2], i, w = 40, h = 40;
+	size_t			 off;
+	ssize_t			 n;
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	server_init(&s, w, h, "pump");
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	rfb = rdp_rfb_create(sv[0]);
+	CHECK(rdp_rfb_pump(rfb, &cause) == 0);
+	CHECK(rdp_rfb_pollfd(rfb) != rfb->fd);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == 0);
+	CHECK(read(sv[1], got, sizeof got) > 0);
+	CHECK(rdp_rfb_ready(rfb, 1) == 0);	/* nothing in hand */
+
+	/* 6400 bytes of pixels, written in pieces while nobody parses. */
+	s.len = 0;
+	put8(&s, 0);
+	put8(&s, 0);
+	put16(&s, 1);
+	rect(&s, 0, 0, w, h, 0);
+	for (i = 0; i < w * h; i++)
+		put32(&s, (uint32_t)i << 8);	/* little-endian i */
+	for (off = 0; off < s.len; off += n)
+		CHECK((n = write(sv[1], s.buf + off, s.len - off > 1000 ?
+		    1000 : s.len - off)) > 0);
+	for (i = 0; i < 200 && !rdp_rfb_ready(rfb, 1); i++)
+		usleep(10000);
+	CHECK(rdp_rfb_ready(rfb, 1) == 1);
+	rfb->ndamage = 0;
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->updated == 1 && rfb->ndamage == 1);
+	CHECK(rfb->fb[0] == 0 && rfb->fb[1] == 1);
+	CHECK(rfb->fb[(size_t)(h - 1) * rfb->stride + w - 1] ==
+	    (uint32_t)(w * h - 1));
+	CHECK(rdp_rfb_ready(rfb, 1) == 0);
+
+	/* A new stream: the reader reads it. */
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv2) == 0);
+	server_init(&s, w, h, "next");
+	CHECK(write(sv2[1], s.buf, s.len) == (ssize_t)s.len);
+	rdp_rfb_reattach(rfb, sv2[0]);
+	CHECK(rfb->pump != NULL);
+	CHECK(rdp_rfb_handshake(rfb, 2, &cause) == 0);
+	CHECK_STR(rfb->name, "next");
+	close(sv[1]);
+
+	/* QEMU goes: ready, and the cause says so. */
+	close(sv2[1]);
+	for (i = 0; i < 200 && !rdp_rfb_ready(rfb, 1); i++)
+		usleep(10000);
+	CHECK(rdp_rfb_process(rfb, &cause) == -1);
+	CHECK(cause != NULL && strstr(cause, "closed") != NULL);
+	free(cause);
+	rdp_rfb_free(rfb);
+}
+
 /* Clipboard conversions and the extended clipboard (rdp-clip.c). */
 /* The Display Control layout -> size, and the debouncing of bursts. */
 static void
@@ -606,6 +674,7 @@ main(void)
 	test_input();
 	test_rfb();
 	test_rfb_reattach();
+	test_rfb_pump();
 	test_disp();
 	return (check_exit());
 }

@@ -1,0 +1,287 @@
+/*
+ * The VNC stream's reader thread. It drains QEMU's socket into memory
+ * while the session thread encodes the previous frame, so QEMU's VNC
+ * server never finds its output still queued at a display refresh (it
+ * then sends nothing that refresh and waits 50 ms longer for the next:
+ * at 1920x1080, reading an 8 MB update on the session thread after each
+ * encode cost a third of the frame rate). The session thread still
+ * parses every message itself (clipboard, sound, resize stay on it): it
+ * copies the bytes out of this buffer once, straight into its
+ * framebuffer, instead of reading them from the socket.
+ *
+ * No backlog grows: the session asks QEMU for one update at a time, so
+ * at most about one update waits here; past RDP_PUMP_SIZE the thread
+ * stops reading until the session has taken everything (QEMU then waits,
+ * as it did before). The buffer is linear: the thread appends at len,
+ * the session takes from off, and the thread starts again at 0 once the
+ * two meet, so neither ever moves bytes the other is using.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "rdp-int.h"
+#include "xmalloc.h"
+
+/*
+ * Room for two 2560x1600 updates; pages are touched only as far as the
+ * largest burst (a 1080p update is 8.3 MB).
+ */
+#define RDP_PUMP_SIZE	(32 * 1024 * 1024)
+
+struct rdp_pump {
+	int			 fd;		/* QEMU's socket; not ours */
+	int			 wake[2];	/* readable: bytes arrived */
+	int			 stopp[2];	/* readable: stop reading */
+	pthread_t		 thread;
+
+	pthread_mutex_t		 mtx;
+	pthread_cond_t		 cond;		/* bytes in, or room */
+	unsigned char		*buf;
+	size_t			 size;
+	size_t			 off;		/* the session's next byte */
+	size_t			 len;		/* the thread's next byte */
+	int			 stop;
+	int			 err;		/* errno of the end, or -1 EOF */
+	uint64_t		 bytes;
+	uint64_t		 full;		/* times it waited for room */
+};
+
+/* The thread: read what QEMU sends until EOF, an error or a stop. */
+static void *
+rdp_pump_main(void *arg)
+{
+	struct rdp_pump	*p = arg;
+	struct pollfd	 pfd[2];
+	unsigned char	*dst;
+	size_t		 room;
+	ssize_t		 n;
+	int		 wasempty;
+
+	pthread_mutex_lock(&p->mtx);
+	for (;;) {
+		if (p->off == p->len)
+			p->off = p->len = 0;
+		if (p->stop)
+			break;
+		if (p->len == p->size) {
+			p->full++;
+			pthread_cond_wait(&p->cond, &p->mtx);
+			continue;
+		}
+		dst = p->buf + p->len;
+		room = p->size - p->len;
+		pthread_mutex_unlock(&p->mtx);
+
+		pfd[0] = (struct pollfd){ .fd = p->fd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = p->stopp[0], .events = POLLIN };
+		n = -1;
+		errno = EAGAIN;
+		if (poll(pfd, 2, -1) > 0 && pfd[1].revents == 0)
+			n = read(p->fd, dst, room);
+
+		pthread_mutex_lock(&p->mtx);
+		if (pfd[1].revents != 0)
+			continue;	/* stop is set */
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			continue;
+		if (n <= 0) {
+			p->err = n == 0 ? -1 : errno;
+			pthread_cond_broadcast(&p->cond);
+			(void)write(p->wake[1], "", 1);
+			break;
+		}
+		wasempty = p->off == p->len;
+		p->len += n;
+		p->bytes += n;
+		pthread_cond_broadcast(&p->cond);
+		/* One byte per empty-to-not-empty: the session polls it. */
+		if (wasempty)
+			(void)write(p->wake[1], "", 1);
+	}
+	pthread_mutex_unlock(&p->mtx);
+	return (NULL);
+}
+
+/* Start reading fd (non-blocking, still the caller's) on a thread. */
+struct rdp_pump *
+rdp_pump_start(int fd, char **cause)
+{
+	struct rdp_pump		*p;
+	pthread_condattr_t	 ca;
+	int			 rv;
+
+	p = xcalloc(1, sizeof *p);
+	p->fd = fd;
+	p->wake[0] = p->wake[1] = p->stopp[0] = p->stopp[1] = -1;
+	if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) == -1 ||
+	    pipe2(p->stopp, O_CLOEXEC | O_NONBLOCK) == -1) {
+		xasprintf(cause, "VNC reader: pipe: %s", strerror(errno));
+		goto fail;
+	}
+	p->size = RDP_PUMP_SIZE;
+	p->buf = xmalloc(p->size);
+	pthread_mutex_init(&p->mtx, NULL);
+	/* Waits are timed on the monotonic clock, as the loop's are. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if ((rv = pthread_create(&p->thread, NULL, rdp_pump_main, p)) != 0) {
+		xasprintf(cause, "VNC reader: thread: %s", strerror(rv));
+		pthread_cond_destroy(&p->cond);
+		pthread_mutex_destroy(&p->mtx);
+		goto fail;
+	}
+	pthread_setname_np(p->thread, "rdp-vnc-read");
+	return (p);
+
+fail:
+	if (p->wake[0] != -1) {
+		close(p->wake[0]);
+		close(p->wake[1]);
+	}
+	if (p->stopp[0] != -1) {
+		close(p->stopp[0]);
+		close(p->stopp[1]);
+	}
+	free(p->buf);
+	free(p);
+	return (NULL);
+}
+
+/* Stop the thread and free everything but the socket. */
+void
+rdp_pump_stop(struct rdp_pump *p)
+{
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mtx);
+	p->stop = 1;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->mtx);
+	(void)write(p->stopp[1], "", 1);
+	pthread_join(p->thread, NULL);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->mtx);
+	close(p->wake[0]);
+	close(p->wake[1]);
+	close(p->stopp[0]);
+	close(p->stopp[1]);
+	free(p->buf);
+	free(p);
+}
+
+/* The fd the session polls: readable when bytes (or the end) arrived. */
+int
+rdp_pump_fd(const struct rdp_pump *p)
+{
+	return (p->wake[0]);
+}
+
+/*
+ * The session saw the fd readable: empty it before it looks at the
+ * buffer, so bytes that come after the look wake it again.
+ */
+void
+rdp_pump_clear(struct rdp_pump *p)
+{
+	char	buf[64];
+
+	while (read(p->wake[0], buf, sizeof buf) > 0)
+		;
+}
+
+/* Whether a read would not wait: bytes in hand, or the stream ended. */
+int
+rdp_pump_buffered(struct rdp_pump *p)
+{
+	int	rv;
+
+	pthread_mutex_lock(&p->mtx);
+	rv = p->len > p->off || p->err != 0;
+	pthread_mutex_unlock(&p->mtx);
+	return (rv);
+}
+
+/* What went through, and how often the buffer was full. */
+void
+rdp_pump_stats(struct rdp_pump *p, uint64_t *bytes, uint64_t *full)
+{
+	pthread_mutex_lock(&p->mtx);
+	*bytes = p->bytes;
+	*full = p->full;
+	pthread_mutex_unlock(&p->mtx);
+}
+
+/*
+ * Take len bytes into dst (NULL: drop them), waiting at most timeout ms
+ * for each part: QEMU writes a message whole, so a long wait in the
+ * middle of one means it is gone or stuck. The copy runs outside the
+ * lock: the thread never writes below len nor resets while off < len.
+ */
+int
+rdp_pump_read(struct rdp_pump *p, void *dst, size_t len, int timeout,
+    char **cause)
+{
+	unsigned char	*d = dst;
+	struct timespec	 until;
+	size_t		 have;
+	int		 rv = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout / 1000;
+	until.tv_nsec += (long)(timeout % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&p->mtx);
+	while (len > 0) {
+		if (p->len == p->off) {
+			if (p->err == -1) {
+				xasprintf(cause, "the console's VNC "
+				    "connection closed (the desktop "
+				    "stopped?)");
+				rv = -1;
+				break;
+			}
+			if (p->err != 0) {
+				xasprintf(cause, "VNC connection: read: %s",
+				    strerror(p->err));
+				rv = -1;
+				break;
+			}
+			if (pthread_cond_timedwait(&p->cond, &p->mtx,
+			    &until) == ETIMEDOUT && p->len == p->off) {
+				xasprintf(cause, "VNC connection: QEMU sent "
+				    "nothing for %d s", timeout / 1000);
+				rv = -1;
+				break;
+			}
+			continue;
+		}
+		have = p->len - p->off;
+		if (have > len)
+			have = len;
+		if (d != NULL) {
+			pthread_mutex_unlock(&p->mtx);
+			memcpy(d, p->buf + p->off, have);
+			d += have;
+			pthread_mutex_lock(&p->mtx);
+		}
+		p->off += have;
+		len -= have;
+		if (p->off == p->len)
+			pthread_cond_broadcast(&p->cond);	/* room */
+	}
+	pthread_mutex_unlock(&p->mtx);
+	return (rv);
+}
