@@ -516,8 +516,11 @@ test_rfb_pump(void)
 	put8(&s, 0);
 	put16(&s, 1);
 	rect(&s, 0, 0, w, h, 0);
-	for (i = 0; i < w * h; i++)
-		put32(&s, (uint32_t)i << 8);	/* little-endian i */
+	for (i = 0; i < w * h; i++) {		/* little-endian i */
+		put8(&s, i & 0xff);
+		put8(&s, i >> 8);
+		put16(&s, 0);
+	}
 	for (off = 0; off < s.len; off += n)
 		CHECK((n = write(sv[1], s.buf + off, s.len - off > 1000 ?
 		    1000 : s.len - off)) > 0);
@@ -543,6 +546,7 @@ test_rfb_pump(void)
 	close(sv[1]);
 
 	/* QEMU goes: ready, and the cause says so. */
+	CHECK(read(sv2[1], got, sizeof got) > 0);
 	close(sv2[1]);
 	for (i = 0; i < 200 && !rdp_rfb_ready(rfb, 1); i++)
 		usleep(10000);
