@@ -28,6 +28,7 @@
 #include "compat.h"
 #include "log.h"
 #include "rdp.h"
+#include "rdp-gfx.h"
 #include "rdp-int.h"
 #include "rdp-tcpinfo.h"
 #include "safefile.h"
@@ -468,6 +469,9 @@ rdp_gateway_start_fd(struct event_base *base, int fd, const char *cert,
 		xasprintf(cause, "RDP gateway already running");
 		goto fail;
 	}
+#ifdef RDP_GFX_LIBAVCODEC
+	rdp_gfx_avc_env();	/* the benches' x264 knob, before any session */
+#endif
 	if (cert == NULL || key == NULL || qmpd_socket == NULL) {
 		xasprintf(cause, "RDP gateway needs a certificate, a key and "
 		    "qmpd's socket");

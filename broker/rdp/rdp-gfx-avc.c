@@ -38,6 +38,7 @@
 #include <freerdp/codec/color.h>
 #include <freerdp/primitives.h>
 
+#include "compat.h"
 #include "log.h"
 #include "rdp-gfx.h"
 #include "xmalloc.h"
@@ -51,6 +52,59 @@
 const char	*rdp_gfx_avc_preset = "superfast";
 const char	*rdp_gfx_avc_crf = "23";	/* x264's default quality */
 int		 rdp_gfx_avc_threads = RDP_GFX_AVC_THREADS;
+int		 rdp_gfx_avc_maxrate = RDP_GFX_AVC_BITRATE;
+
+/* The words of QDESK_RDP_X264, each setting's address. */
+static const struct {
+	const char	 *word;
+	const char	**str;
+	int		 *num;
+} rdp_gfx_avc_words[] = {
+	{ "crf", &rdp_gfx_avc_crf, NULL },
+	{ "maxrate", NULL, &rdp_gfx_avc_maxrate },
+	{ "preset", &rdp_gfx_avc_preset, NULL },
+	{ "threads", NULL, &rdp_gfx_avc_threads },
+};
+
+/*
+ * QDESK_RDP_X264, the benches' knob (not a product setting): words such
+ * as "preset=ultrafast crf=28 threads=2 maxrate=1000000" (bit/s) set the
+ * values above for every session of this process, so that
+ * bench/transport/run measures x264's settings end to end. Read once,
+ * when the gateway starts (before any session thread); an unknown word
+ * is logged and ignored.
+ */
+void
+rdp_gfx_avc_env(void)
+{
+	char	*env, *copy, *word, *val, *last;
+	size_t	 i;
+
+	if ((env = getenv("QDESK_RDP_X264")) == NULL || *env == '\0')
+		return;
+	copy = xstrdup(env);	/* the strings stay in use: never freed */
+	for (word = strtok_r(copy, " ,", &last); word != NULL;
+	    word = strtok_r(NULL, " ,", &last)) {
+		if ((val = strchr(word, '=')) != NULL)
+			*val++ = '\0';
+		for (i = 0; i < nitems(rdp_gfx_avc_words); i++)
+			if (strcmp(word, rdp_gfx_avc_words[i].word) == 0)
+				break;
+		if (val == NULL || *val == '\0' ||
+		    i == nitems(rdp_gfx_avc_words)) {
+			log_warnx("QDESK_RDP_X264: ignored '%s' (preset=, "
+			    "crf=, threads=, maxrate= are known)", word);
+			continue;
+		}
+		if (rdp_gfx_avc_words[i].str != NULL)
+			*rdp_gfx_avc_words[i].str = val;
+		else
+			*rdp_gfx_avc_words[i].num = atoi(val);
+	}
+	log_info("RDP: x264 preset %s, crf %s, %d threads, at most %d bit/s "
+	    "(QDESK_RDP_X264)", rdp_gfx_avc_preset, rdp_gfx_avc_crf,
+	    rdp_gfx_avc_threads, rdp_gfx_avc_maxrate);
+}
 
 struct rdp_gfx_avc {
 	AVCodecContext	*ctx;

@@ -99,7 +99,7 @@ rdp_gfx_codec_create(int id, int width, int height)
 	case RDP_GFX_AVC444:
 #ifdef RDP_GFX_LIBAVCODEC
 		if ((c->avc = rdp_gfx_avc_create(width, height,
-		    id == RDP_GFX_AVC444, RDP_GFX_AVC_BITRATE,
+		    id == RDP_GFX_AVC444, rdp_gfx_avc_maxrate,
 		    RDP_GFX_AVC_FPS)) != NULL)
 			break;
 #endif

@@ -223,6 +223,16 @@ rdp_peer_main(void *arg)
 	else
 		log_info("RDP %s: connection closed before login (%s)",
 		    s->addr, s->end != NULL ? s->end : "no reason");
+	if (s->authed && s->rfb != NULL && s->rfb->pump != NULL) {
+		uint64_t	bytes, full, waitms;
+
+		rdp_pump_stats(s->rfb->pump, &bytes, &full, &waitms);
+		log_info("%s: VNC reader thread: %llu bytes, buffer full %llu "
+		    "times, %llu ms waited for the rest of a message",
+		    rdp_peer_who(s, who, sizeof who),
+		    (unsigned long long)bytes, (unsigned long long)full,
+		    (unsigned long long)waitms);
+	}
 
 	if (s->peer != NULL && s->peer->context != NULL) {
 		s->peer->Disconnect(s->peer);

@@ -51,7 +51,17 @@ struct rdp_pump {
 	int			 err;		/* errno of the end, or -1 EOF */
 	uint64_t		 bytes;
 	uint64_t		 full;		/* times it waited for room */
+	uint64_t		 waitus;	/* the session waited mid-message */
 };
+
+static uint64_t
+rdp_pump_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+}
 
 /* The thread: read what QEMU sends until EOF, an error or a stop. */
 static void *
@@ -211,13 +221,18 @@ rdp_pump_buffered(struct rdp_pump *p)
 	return (rv);
 }
 
-/* What went through, and how often the buffer was full. */
+/*
+ * What went through, how often the buffer was full, and how long the
+ * session waited for the rest of a message (ms).
+ */
 void
-rdp_pump_stats(struct rdp_pump *p, uint64_t *bytes, uint64_t *full)
+rdp_pump_stats(struct rdp_pump *p, uint64_t *bytes, uint64_t *full,
+    uint64_t *waitms)
 {
 	pthread_mutex_lock(&p->mtx);
 	*bytes = p->bytes;
 	*full = p->full;
+	*waitms = p->waitus / 1000;
 	pthread_mutex_unlock(&p->mtx);
 }
 
@@ -234,7 +249,8 @@ rdp_pump_read(struct rdp_pump *p, void *dst, size_t len, int timeout,
 	unsigned char	*d = dst;
 	struct timespec	 until;
 	size_t		 have;
-	int		 rv = 0;
+	uint64_t	 t0;
+	int		 rv = 0, w;
 
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += timeout / 1000;
@@ -259,8 +275,10 @@ rdp_pump_read(struct rdp_pump *p, void *dst, size_t len, int timeout,
 				rv = -1;
 				break;
 			}
-			if (pthread_cond_timedwait(&p->cond, &p->mtx,
-			    &until) == ETIMEDOUT && p->len == p->off) {
+			t0 = rdp_pump_us();
+			w = pthread_cond_timedwait(&p->cond, &p->mtx, &until);
+			p->waitus += rdp_pump_us() - t0;
+			if (w == ETIMEDOUT && p->len == p->off) {
 				xasprintf(cause, "VNC connection: QEMU sent "
 				    "nothing for %d s", timeout / 1000);
 				rv = -1;

@@ -14,9 +14,10 @@ xvfb_need() {
 	done
 }
 
+# XVFB_SCREEN: its size (1024x768x24 unless a test needs more).
 xvfb_start() {
 	local i
-	Xvfb -displayfd 9 -nolisten tcp -screen 0 1024x768x24 \
+	Xvfb -displayfd 9 -nolisten tcp -screen 0 "${XVFB_SCREEN:-1024x768x24}" \
 	    9>"$T/xvfb.display" >"$T/xvfb.log" 2>&1 &
 	XVFB_PID=$!
 	for i in $(seq 1 100); do

@@ -7,7 +7,10 @@
  * session adds the VNC read and the send).
  *
  *   rdp-avc-bench [-c avc420|avc444] [-n FRAMES] [-s WxH] [-t THREADS]
- *       [-p PRESET] [-q CRF] [-d W2xH2] [PPM...]
+ *       [-p PRESET] [-q CRF] [-b MAXRATE] [-d W2xH2] [PPM...]
+ *
+ * -b caps the rate (bit/s, the VBV's one-second buffer; the gateway's is
+ * RDP_GFX_AVC_BITRATE).
  *
  * -d damages only a W2xH2 rectangle that moves (a window playing video)
  * instead of the whole screen. PPM files (binary P6, maxval 255, all one
@@ -45,7 +48,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: rdp-avc-bench [-c avc420|avc444] [-n frames] "
-	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-d WxH] [PPM...]\n");
+	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-b maxrate] "
+	    "[-d WxH] [PPM...]\n");
 	exit(2);
 }
 
@@ -123,8 +127,11 @@ main(int argc, char **argv)
 	int			 ch, id = RDP_GFX_AVC420, n = 100, w = 1920, h = 1080;
 	int			 dw = 0, dh = 0, f, y, ox, oy;
 
-	while ((ch = getopt(argc, argv, "c:d:n:p:q:s:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:c:d:n:p:q:s:t:")) != -1) {
 		switch (ch) {
+		case 'b':
+			rdp_gfx_avc_maxrate = atoi(optarg);
+			break;
 		case 'c':
 			if (strcmp(optarg, "avc444") == 0)
 				id = RDP_GFX_AVC444;
@@ -215,11 +222,12 @@ main(int argc, char **argv)
 	wall = bench_now(CLOCK_MONOTONIC) - w0;
 	cpu = bench_now(CLOCK_PROCESS_CPUTIME_ID) - c0;
 	st = rdp_gfx_codec_stats(c);
-	printf("%s %dx%d preset %s crf %s threads %d damage %dx%d: %d frames, "
+	printf("%s %dx%d preset %s crf %s maxrate %d threads %d damage %dx%d: "
+	    "%d frames, "
 	    "%.1f ms CPU a frame (%.1f ms wall), YUV %.1f ms, x264 %.1f ms, "
 	    "%.0f bytes a frame (%.2f Mbit/s at 25 frames/s), %.1f frames/s "
 	    "alone\n", rdp_gfx_codec_name(id), w, h, rdp_gfx_avc_preset,
-	    rdp_gfx_avc_crf,
+	    rdp_gfx_avc_crf, rdp_gfx_avc_maxrate,
 	    rdp_gfx_avc_threads, dw ? dw : w, dh ? dh : h, n,
 	    cpu * 1000 / n, wall * 1000 / n,
 	    st != NULL ? st->yuvus / 1000.0 / n : 0,

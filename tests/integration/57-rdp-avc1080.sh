@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# RDP gateway, AVC420 at 1920x1080 on natural motion (issue 12): a real
+# xfreerdp with /gfx:avc420 on video-kvm.img (a KVM guest painting
+# video.img's scene at 1920x1080, 30 frames/s) keeps receiving frames:
+# its window keeps changing, the gateway's frames are acknowledged with
+# never more in flight than the pacing window (2), the gateway read the
+# VNC stream on its reader thread, and the client decoded without error.
+# The session goes through the transport bench's relay, which counts its
+# bytes on the wire; frames/s and Mbit/s are printed as figures, never
+# asserted (they follow the machine's load).
+. "$(dirname "$0")/lib.sh"
+. "$top/tests/lib/rdp-test-lib.sh"
+rdp_require
+[ -r /dev/kvm ] || skip "no /dev/kvm"
+command -v socat >/dev/null || skip "socat is not installed (scripts/setup)"
+
+SECS=${RDP_AVC1080_SECS:-8}
+RELAY_PIDS=
+relay_cleanup() {
+	local p
+	for p in $RELAY_PIDS; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+}
+EXTRA_CLEANUP='rdp_cleanup; relay_cleanup'
+
+start_qmpd --broker-user nobody
+q --json status | jq -e '.accels | index("kvm")' >/dev/null ||
+	skip "qmpd says KVM is not usable here"
+cp --sparse=always "$GUESTS/video-kvm.img" "$T/video-kvm.img"
+qq vm create d1 --accel kvm --memory 64 --disk "$T/video-kvm.img" \
+    --disk-format raw >/dev/null
+printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
+qq desktop assign alice d1 >/dev/null
+qq vm start d1 >/dev/null
+wait_console d1 "QDESK VIDEO UP 1920x1080 kvm" 120
+start_gateway
+XVFB_SCREEN=1920x1080x24 xvfb_start
+
+# The relay: TCP (the client) -> unix socket -> socat -> the gateway.
+socat UNIX-LISTEN:"$T/gw.sock",fork TCP:127.0.0.1:"$RDP_PORT" 2>/dev/null &
+RELAY_PIDS="$RELAY_PIDS $!"
+RELAY_PORT=$(rdp_free_port)
+python3 "$top/bench/transport/delay-relay.py" 127.0.0.1 "$RELAY_PORT" \
+    "$T/gw.sock" 0 1000000 "$T/wire.txt" 2>"$T/relay.log" &
+RELAY_PIDS="$RELAY_PIDS $!"
+for i in $(seq 1 100); do
+	[ -S "$T/gw.sock" ] && bash -c "exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT" \
+	    2>/dev/null && break
+	sleep 0.1
+done
+
+HOME=$T xfreerdp /cert:ignore /v:127.0.0.1:"$RELAY_PORT" /u:alice \
+    /p:alice-pw-1 /gfx:avc420 /size:1920x1080 >"$T/xf-alice.log" 2>&1 &
+client=$!
+RDP_CLIENT_PIDS="$RDP_CLIENT_PIDS $client"
+wait_gw_log "(alice on d1): logged in" 60
+wait_gw_log "(alice on d1): graphics pipeline caps .* codec avc420" 30
+win=$(rdp_window "$client") ||
+	rdp_fail "no xfreerdp window: $(tail -3 "$T/xf-alice.log")"
+
+# Frames keep arriving: each look at the client's window differs from
+# the one before (the guest's scene moves every frame).
+sleep 1
+import -window "$win" "$T/look-0.png" 2>/dev/null || rdp_fail "screenshot failed"
+for i in 1 2 3; do
+	sleep $((SECS / 4 > 0 ? SECS / 4 : 1))
+	import -window "$win" "$T/look-$i.png" 2>/dev/null ||
+		rdp_fail "screenshot failed"
+	ae=$(compare -metric AE "$T/look-$((i - 1)).png" "$T/look-$i.png" \
+	    null: 2>&1 | awk '{ printf "%d", $1 }' || true)
+	[ "${ae:-0}" -gt 0 ] ||
+		rdp_fail "the client's picture stood still between looks $((i - 1)) and $i"
+	log "look $i: $ae pixels changed since look $((i - 1))"
+done
+[ "$(identify -format '%wx%h' "$T/look-3.png")" = 1920x1080 ] ||
+	rdp_fail "client window $(identify -format '%wx%h' "$T/look-3.png"), not 1920x1080"
+mkdir -p "$top/build/test-results"
+cp "$T/look-3.png" "$top/build/test-results/57-rdp-avc1080-client.png"
+
+# The client quits; the gateway's line and the relay's count are there.
+lines=$(wc -l <"$T/wire.txt" 2>/dev/null || echo 0)
+kill "$client"
+wait "$client" 2>/dev/null
+for i in $(seq 1 100); do
+	grep -q "(alice on d1): session ended after" "$RDP_LOG" &&
+	    [ "$(wc -l <"$T/wire.txt" 2>/dev/null || echo 0)" -gt "$lines" ] && break
+	sleep 0.1
+done
+cp "$T/xf-alice.log" "$top/build/test-results/57-rdp-avc1080-xf.log"
+if grep -iE "(avc420|h264|yuv).*(fail|error)" "$T/xf-alice.log" >&2; then
+	rdp_fail "the client could not decode a frame"
+fi
+line=$(grep "event=rdp.gfx" "$RDP_LOG" | grep "codec=avc420" | tail -1)
+[ -n "$line" ] || rdp_fail "no rdp.gfx line for the session"
+field() { tr ' ' '\n' <<<"$line" | sed -n "s/^$1=//p"; }
+frames=$(field frames) acked=$(field acked) acks=$(field acks)
+held=$(field held) ms=$(field ms) x264ms=$(field x264ms)
+[ "${frames:-0}" -gt 1 ] && [ "${acks:-0}" -gt 0 ] ||
+	rdp_fail "frames $frames, acks $acks"
+# Pacing: the client acknowledged all but the last frames in flight.
+[ $((frames - acked)) -ge 0 ] && [ $((frames - acked)) -le 2 ] ||
+	rdp_fail "$frames frames sent, the client acknowledged up to $acked"
+grep -q "(alice on d1): VNC reader thread: .* bytes" "$RDP_LOG" ||
+	rdp_fail "the gateway did not read the console on its reader thread"
+set -- $(tail -1 "$T/wire.txt")
+[ "${2:-0}" -gt 0 ] || rdp_fail "the relay counted no bytes ($*)"
+log "figures: $frames frames, $acked acknowledged, $held held, over $ms ms:" \
+    "$(awk -v a="$acked" -v m="$ms" 'BEGIN { printf "%.1f", a * 1000 / m }')" \
+    "frames/s, $(awk -v b="$2" -v m="$ms" 'BEGIN { printf "%.2f", b * 8 / m / 1000 }')" \
+    "Mbit/s down on the wire (login included), x264" \
+    "$(awk -v x="$x264ms" -v f="$frames" 'BEGIN { printf "%.1f", x / f }') ms a frame;" \
+    "guest $(grep -a 'QDESK VIDEO FPS' "$STATE/vms/d1/serial.log" | tail -1 | tr -d '\r' | sed 's/QDESK VIDEO //')"
+log ok
