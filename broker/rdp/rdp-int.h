@@ -169,6 +169,7 @@ int	 rdp_rfb_buffered(const struct rdp_rfb *);
 int	 rdp_rfb_pump(struct rdp_rfb *, char **cause);
 int	 rdp_rfb_pollfd(const struct rdp_rfb *);
 int	 rdp_rfb_ready(struct rdp_rfb *, int readable);
+size_t	 rdp_rfb_msglen(const unsigned char *, size_t);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);
 int	 rdp_rfb_request(struct rdp_rfb *, int incremental);
 int	 rdp_rfb_send(struct rdp_rfb *, const void *, size_t);
@@ -185,7 +186,8 @@ int	 rdp_rfb_set_size(struct rdp_rfb *, int w, int h);
 #define RDP_RFB_SIZE_REFUSED(st)	((st) >= 1 && (st) <= 3)
 
 /* rdp-rfb-pump.c: the VNC stream read on a thread, into memory. */
-struct rdp_pump *rdp_pump_start(int fd, char **cause);
+struct rdp_pump *rdp_pump_start(int fd,
+	    size_t (*msglen)(const unsigned char *, size_t), char **cause);
 void	 rdp_pump_stop(struct rdp_pump *);
 int	 rdp_pump_fd(const struct rdp_pump *);
 void	 rdp_pump_clear(struct rdp_pump *);

@@ -12,7 +12,8 @@
  * No backlog grows: the session asks QEMU for one update at a time, so
  * at most about one update waits here; past RDP_PUMP_SIZE the thread
  * stops reading until the session has taken everything (QEMU then waits,
- * as it did before). The buffer is linear: the thread appends at len,
+ * as it did before). The session is woken for whole messages only
+ * (rdp_rfb_msglen), so it never waits inside an update either. The buffer is linear: the thread appends at len,
  * the session takes from off, and the thread starts again at 0 once the
  * two meet, so neither ever moves bytes the other is using.
  */
@@ -30,13 +31,14 @@
 #include "xmalloc.h"
 
 /*
- * Room for two 2560x1600 updates; pages are touched only as far as the
- * largest burst (a 1080p update is 8.3 MB).
+ * Room for a 3840x2160 update (33 MB) and more; pages are touched only
+ * as far as the largest burst (a 1080p update is 8.3 MB).
  */
-#define RDP_PUMP_SIZE	(32 * 1024 * 1024)
+#define RDP_PUMP_SIZE	(64 * 1024 * 1024)
 
 struct rdp_pump {
 	int			 fd;		/* QEMU's socket; not ours */
+	size_t			(*msglen)(const unsigned char *, size_t);
 	int			 wake[2];	/* readable: bytes arrived */
 	int			 stopp[2];	/* readable: stop reading */
 	pthread_t		 thread;
@@ -72,7 +74,6 @@ rdp_pump_main(void *arg)
 	unsigned char	*dst;
 	size_t		 room;
 	ssize_t		 n;
-	int		 wasempty;
 
 	pthread_mutex_lock(&p->mtx);
 	for (;;) {
@@ -108,21 +109,24 @@ rdp_pump_main(void *arg)
 			(void)write(p->wake[1], "", 1);
 			break;
 		}
-		wasempty = p->off == p->len;
 		p->len += n;
 		p->bytes += n;
 		pthread_cond_broadcast(&p->cond);
-		/* One byte per empty-to-not-empty: the session polls it. */
-		if (wasempty)
-			(void)write(p->wake[1], "", 1);
+		/* The session polls this: a message may be whole now. */
+		(void)write(p->wake[1], "", 1);
 	}
 	pthread_mutex_unlock(&p->mtx);
 	return (NULL);
 }
 
-/* Start reading fd (non-blocking, still the caller's) on a thread. */
+/*
+ * Start reading fd (non-blocking, still the caller's) on a thread;
+ * msglen tells from the bytes in hand whether a whole message is there
+ * (0: not yet), so the session takes only whole messages.
+ */
 struct rdp_pump *
-rdp_pump_start(int fd, char **cause)
+rdp_pump_start(int fd, size_t (*msglen)(const unsigned char *, size_t),
+    char **cause)
 {
 	struct rdp_pump		*p;
 	pthread_condattr_t	 ca;
@@ -130,6 +134,7 @@ rdp_pump_start(int fd, char **cause)
 
 	p = xcalloc(1, sizeof *p);
 	p->fd = fd;
+	p->msglen = msglen;
 	p->wake[0] = p->wake[1] = p->stopp[0] = p->stopp[1] = -1;
 	if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) == -1 ||
 	    pipe2(p->stopp, O_CLOEXEC | O_NONBLOCK) == -1) {
@@ -209,14 +214,19 @@ rdp_pump_clear(struct rdp_pump *p)
 		;
 }
 
-/* Whether a read would not wait: bytes in hand, or the stream ended. */
+/*
+ * Whether the session may parse without waiting: a whole message in
+ * hand, or the stream ended. A full buffer counts too (a message longer
+ * than the buffer is read as it comes, or refused by the parser).
+ */
 int
 rdp_pump_buffered(struct rdp_pump *p)
 {
 	int	rv;
 
 	pthread_mutex_lock(&p->mtx);
-	rv = p->len > p->off || p->err != 0;
+	rv = p->err != 0 || p->len == p->size || (p->len > p->off &&
+	    p->msglen(p->buf + p->off, p->len - p->off) != 0);
 	pthread_mutex_unlock(&p->mtx);
 	return (rv);
 }

@@ -153,7 +153,8 @@ rdp_rfb_pump(struct rdp_rfb *rfb, char **cause)
 {
 	if (rfb->pump != NULL)
 		return (0);
-	if ((rfb->pump = rdp_pump_start(rfb->fd, cause)) == NULL)
+	if ((rfb->pump = rdp_pump_start(rfb->fd, rdp_rfb_msglen,
+	    cause)) == NULL)
 		return (-1);
 	return (0);
 }
@@ -173,10 +174,10 @@ rdp_rfb_buffered(const struct rdp_rfb *rfb)
 }
 
 /*
- * Whether rdp_rfb_process would find a message start now; readable: the
- * poll said the fd is. With the reader thread only bytes in hand count
- * (its wake-up may be for bytes already taken: processing then would
- * wait for QEMU's next message).
+ * Whether rdp_rfb_process would not wait now; readable: the poll said
+ * the fd is. With the reader thread, only a whole message in hand counts
+ * (rdp_rfb_msglen), so the session never waits for the rest of an 8 MB
+ * update: it goes on serving the client meanwhile.
  */
 int
 rdp_rfb_ready(struct rdp_rfb *rfb, int readable)
@@ -800,6 +801,87 @@ rdp_rfb_qemu(struct rdp_rfb *rfb, char **cause)
 	rdp_sound_vnc(rfb->sound, op, data, len);
 	free(data);
 	return (0);
+}
+
+/*
+ * The length of the server message at the start of buf (pure; the reader
+ * thread's bytes, rdp-rfb-pump.c): 0 while len bytes are not yet all of
+ * it. A message this does not know (an encoding or type we never asked
+ * for) counts as whole, so the parser reads it and gives the cause.
+ * Raw pixels are 4 bytes (the pixel format we set).
+ */
+size_t
+rdp_rfb_msglen(const unsigned char *buf, size_t len)
+{
+	size_t		 off, n, i, w, h;
+	uint32_t	 clen;
+	int32_t		 enc;
+
+	if (len < 1)
+		return (0);
+	switch (buf[0]) {
+	case 0:		/* FramebufferUpdate: its rectangles */
+		if (len < 4)
+			return (0);
+		n = rdp_rfb_u16(buf + 2);
+		off = 4;
+		for (i = 0; i < n; i++) {
+			if (len < off + 12)
+				return (0);
+			w = rdp_rfb_u16(buf + off + 4);
+			h = rdp_rfb_u16(buf + off + 6);
+			enc = (int32_t)rdp_rfb_u32(buf + off + 8);
+			off += 12;
+			switch (enc) {
+			case RFB_ENC_RAW:
+				off += w * h * 4;
+				break;
+			case RFB_ENC_COPYRECT:
+				off += 4;
+				break;
+			case RFB_ENC_LEDSTATE:
+				off += 1;
+				break;
+			case RFB_ENC_EXTDESKTOPSIZE:
+				if (len < off + 1)
+					return (0);
+				off += 4 + (size_t)buf[off] * 16;
+				break;
+			case RFB_ENC_LASTRECT:
+				return (len >= off ? off : 0);
+			case RFB_ENC_DESKTOPSIZE:
+			case RFB_ENC_EXTKEY:
+			case RFB_ENC_POINTERTYPE:
+			case RFB_ENC_AUDIO:
+				break;
+			default:
+				return (len >= off ? off : 0);
+			}
+		}
+		return (len >= off ? off : 0);
+	case 1:		/* SetColourMapEntries */
+		if (len < 6)
+			return (0);
+		off = 6 + (size_t)rdp_rfb_u16(buf + 4) * 6;
+		return (len >= off ? off : 0);
+	case 3:		/* ServerCutText: a negative length is extended */
+		if (len < 8)
+			return (0);
+		clen = rdp_rfb_u32(buf + 4);
+		off = 8 + ((int32_t)clen < 0 ? (size_t)-(int64_t)(int32_t)clen :
+		    (size_t)clen);
+		return (len >= off ? off : 0);
+	case 255:	/* QEMU's: audio begin, end, or data */
+		if (len < 4)
+			return (0);
+		if (buf[1] != 1 || rdp_rfb_u16(buf + 2) != 2)
+			return (4);
+		if (len < 8)
+			return (0);
+		off = 8 + (size_t)rdp_rfb_u32(buf + 4);
+		return (len >= off ? off : 0);
+	}
+	return (1);	/* Bell, or a type the parser refuses */
 }
 
 /*

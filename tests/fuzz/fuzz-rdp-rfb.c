@@ -1,4 +1,4 @@
-/* fuzz-sources: broker/rdp/rdp-rfb.c broker/rdp/rdp-clip.c broker/rdp/rdp-sound.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: broker/rdp/rdp-rfb.c broker/rdp/rdp-rfb-pump.c broker/rdp/rdp-clip.c broker/rdp/rdp-sound.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: freerdp-server2 freerdp2 winpr2 zlib jansson */
 /*
  * The RDP gateway's VNC client (rdp-rfb.c) on what a VNC server sends
@@ -9,6 +9,9 @@
  * hang; each message is applied or the connection is given up. Seeds
  * cover ExtendedDesktopSize (-308): server changes, answers to our
  * SetDesktopSize, several screens, a short list and a huge size.
+ * rdp_rfb_msglen (the reader thread's framing) reads every prefix of the
+ * input without going past it, and never calls a message whole before
+ * its bytes are.
  */
 #include <sys/socket.h>
 
@@ -48,8 +51,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char		*cause = NULL;
 	int		 sv[2], i;
 
+	size_t		 n, k;
+
 	if (size > 60000)
 		return (0);
+	/* Every prefix up to the first message's length: 0, then whole. */
+	n = rdp_rfb_msglen(data, size);
+	if (n > size)
+		abort();
+	for (k = 0; k < size && k < 64; k++)
+		if ((n = rdp_rfb_msglen(data, k)) > k)
+			abort();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
 		abort();
 	if (write(sv[1], hello, sizeof hello - 1) != sizeof hello - 1 ||

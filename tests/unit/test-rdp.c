@@ -521,9 +521,16 @@ test_rfb_pump(void)
 		put8(&s, i >> 8);
 		put16(&s, 0);
 	}
-	for (off = 0; off < s.len; off += n)
-		CHECK((n = write(sv[1], s.buf + off, s.len - off > 1000 ?
-		    1000 : s.len - off)) > 0);
+	CHECK(rdp_rfb_msglen(s.buf, s.len) == s.len);
+	CHECK(rdp_rfb_msglen(s.buf, s.len - 1) == 0);
+	CHECK(rdp_rfb_msglen(s.buf, 3) == 0);
+	/* All but the last byte: in hand, and not ready (not whole). */
+	for (off = 0; off < s.len - 1; off += n)
+		CHECK((n = write(sv[1], s.buf + off, s.len - 1 - off > 1000 ?
+		    1000 : s.len - 1 - off)) > 0);
+	usleep(50000);
+	CHECK(rdp_rfb_ready(rfb, 1) == 0);
+	CHECK(write(sv[1], s.buf + s.len - 1, 1) == 1);
 	for (i = 0; i < 200 && !rdp_rfb_ready(rfb, 1); i++)
 		usleep(10000);
 	CHECK(rdp_rfb_ready(rfb, 1) == 1);
@@ -554,6 +561,52 @@ test_rfb_pump(void)
 	CHECK(cause != NULL && strstr(cause, "closed") != NULL);
 	free(cause);
 	rdp_rfb_free(rfb);
+}
+
+/* Whole server messages from their first bytes (rdp_rfb_msglen). */
+static void
+test_rfb_msglen(void)
+{
+	static const unsigned char bell[] = { 2 };
+	static const unsigned char cut[] = { 3, 0, 0, 0, 0, 0, 0, 2, 'h', 'i' };
+	static const unsigned char ext[] = { 3, 0, 0, 0, 0xff, 0xff, 0xff,
+	    0xfe, 0, 0 };
+	static const unsigned char audio[] = { 255, 1, 0, 2, 0, 0, 0, 3, 1, 2,
+	    3 };
+	static const unsigned char start[] = { 255, 1, 0, 1 };
+	static const unsigned char map[] = { 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0,
+	    0 };
+	static struct script	 s;
+
+	CHECK(rdp_rfb_msglen(bell, 0) == 0);
+	CHECK(rdp_rfb_msglen(bell, 1) == 1);
+	CHECK(rdp_rfb_msglen(cut, sizeof cut) == sizeof cut);
+	CHECK(rdp_rfb_msglen(cut, sizeof cut - 1) == 0);
+	CHECK(rdp_rfb_msglen(ext, sizeof ext) == sizeof ext);
+	CHECK(rdp_rfb_msglen(audio, sizeof audio) == sizeof audio);
+	CHECK(rdp_rfb_msglen(audio, 7) == 0);
+	CHECK(rdp_rfb_msglen(start, 4) == 4);
+	CHECK(rdp_rfb_msglen(map, sizeof map) == sizeof map);
+	CHECK(rdp_rfb_msglen(map, sizeof map - 1) == 0);
+
+	/* An update: copyrect, LED state, two screens, then LastRect. */
+	s.len = 0;
+	put8(&s, 0);
+	put8(&s, 0);
+	put16(&s, 5);
+	rect(&s, 0, 0, 4, 4, 1);
+	put32(&s, 0);
+	rect(&s, 0, 0, 0, 0, -261);
+	put8(&s, 2);
+	rect(&s, 0, 0, 8, 8, -308);
+	put32(&s, 2u << 24);
+	put(&s, "0123456789abcdef0123456789abcdef", 32);
+	rect(&s, 0, 0, 0, 0, -224);
+	CHECK(rdp_rfb_msglen(s.buf, s.len) == s.len);
+	CHECK(rdp_rfb_msglen(s.buf, s.len - 1) == 0);
+	CHECK(rdp_rfb_msglen(s.buf, s.len - 13) == 0);
+	put8(&s, 9);	/* the next message's first byte changes nothing */
+	CHECK(rdp_rfb_msglen(s.buf, s.len) == s.len - 1);
 }
 
 /* Clipboard conversions and the extended clipboard (rdp-clip.c). */
@@ -679,6 +732,7 @@ main(void)
 	test_rfb();
 	test_rfb_reattach();
 	test_rfb_pump();
+	test_rfb_msglen();
 	test_disp();
 	return (check_exit());
 }
