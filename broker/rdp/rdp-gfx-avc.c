@@ -53,6 +53,7 @@ const char	*rdp_gfx_avc_preset = "superfast";
 const char	*rdp_gfx_avc_crf = "23";	/* x264's default quality */
 int		 rdp_gfx_avc_threads = RDP_GFX_AVC_THREADS;
 int		 rdp_gfx_avc_maxrate = RDP_GFX_AVC_BITRATE;
+const char	*rdp_gfx_avc_x264 = "";	/* more x264-params (psnr=1) */
 
 /* The words of QDESK_RDP_X264, each setting's address. */
 static const struct {
@@ -64,11 +65,13 @@ static const struct {
 	{ "maxrate", NULL, &rdp_gfx_avc_maxrate },
 	{ "preset", &rdp_gfx_avc_preset, NULL },
 	{ "threads", NULL, &rdp_gfx_avc_threads },
+	{ "x264", &rdp_gfx_avc_x264, NULL },
 };
 
 /*
  * QDESK_RDP_X264, the benches' knob (not a product setting): words such
- * as "preset=ultrafast crf=28 threads=2 maxrate=1000000" (bit/s) set the
+ * as "preset=ultrafast crf=28 threads=2 maxrate=1000000" (bit/s) or
+ * "x264=psnr=1" (more x264-params; x264 then logs its PSNR) set the
  * values above for every session of this process, so that
  * bench/transport/run measures x264's settings end to end. Read once,
  * when the gateway starts (before any session thread); an unknown word
@@ -93,7 +96,7 @@ rdp_gfx_avc_env(void)
 		if (val == NULL || *val == '\0' ||
 		    i == nitems(rdp_gfx_avc_words)) {
 			log_warnx("QDESK_RDP_X264: ignored '%s' (preset=, "
-			    "crf=, threads=, maxrate= are known)", word);
+			    "crf=, threads=, maxrate=, x264= are known)", word);
 			continue;
 		}
 		if (rdp_gfx_avc_words[i].str != NULL)
@@ -101,9 +104,10 @@ rdp_gfx_avc_env(void)
 		else
 			*rdp_gfx_avc_words[i].num = atoi(val);
 	}
-	log_info("RDP: x264 preset %s, crf %s, %d threads, at most %d bit/s "
-	    "(QDESK_RDP_X264)", rdp_gfx_avc_preset, rdp_gfx_avc_crf,
-	    rdp_gfx_avc_threads, rdp_gfx_avc_maxrate);
+	log_info("RDP: x264 preset %s, crf %s, %d threads, at most %d bit/s, "
+	    "params '%s' (QDESK_RDP_X264)", rdp_gfx_avc_preset,
+	    rdp_gfx_avc_crf, rdp_gfx_avc_threads, rdp_gfx_avc_maxrate,
+	    rdp_gfx_avc_x264);
 }
 
 struct rdp_gfx_avc {
@@ -193,6 +197,7 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 {
 	struct rdp_gfx_avc	*a;
 	const AVCodec		*codec;
+	char			*params;
 	int			 i, views = avc444 ? 2 : 1;
 
 	if ((codec = avcodec_find_encoder_by_name("libx264")) == NULL &&
@@ -237,8 +242,11 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 	 * the auxiliary view is all edges, and CRF coded it at QP 28 where
 	 * the main view had 20 (measured on test 48's coloured text).
 	 */
-	av_opt_set(a->ctx->priv_data, "x264-params", avc444 ?
-	    "scenecut=0:qcomp=1" : "scenecut=0", 0);
+	xasprintf(&params, "%s%s%s", avc444 ? "scenecut=0:qcomp=1" :
+	    "scenecut=0", *rdp_gfx_avc_x264 != '\0' ? ":" : "",
+	    rdp_gfx_avc_x264);
+	av_opt_set(a->ctx->priv_data, "x264-params", params, 0);
+	free(params);
 	if (avcodec_open2(a->ctx, codec, NULL) < 0) {
 		log_warnx("RDP: cannot open the H.264 encoder");
 		goto fail;

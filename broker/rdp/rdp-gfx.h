@@ -102,6 +102,7 @@ extern const char *rdp_gfx_avc_preset;	/* x264's, "superfast" */
 extern const char *rdp_gfx_avc_crf;	/* x264's CRF, "23" */
 extern int rdp_gfx_avc_threads;		/* x264's, RDP_GFX_AVC_THREADS */
 extern int rdp_gfx_avc_maxrate;		/* bit/s, RDP_GFX_AVC_BITRATE */
+extern const char *rdp_gfx_avc_x264;	/* more x264-params, "" */
 void	 rdp_gfx_avc_env(void);
 struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int avc444,
 	    int bitrate, int fps);

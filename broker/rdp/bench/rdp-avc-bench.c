@@ -7,10 +7,12 @@
  * session adds the VNC read and the send).
  *
  *   rdp-avc-bench [-c avc420|avc444] [-n FRAMES] [-s WxH] [-t THREADS]
- *       [-p PRESET] [-q CRF] [-b MAXRATE] [-d W2xH2] [PPM...]
+ *       [-p PRESET] [-q CRF] [-b MAXRATE] [-x X264PARAMS] [-d W2xH2]
+ *       [PPM...]
  *
  * -b caps the rate (bit/s, the VBV's one-second buffer; the gateway's is
- * RDP_GFX_AVC_BITRATE).
+ * RDP_GFX_AVC_BITRATE); -x adds x264-params (psnr=1: x264 logs its PSNR
+ * at the end, with its average QP).
  *
  * -d damages only a W2xH2 rectangle that moves (a window playing video)
  * instead of the whole screen. PPM files (binary P6, maxval 255, all one
@@ -49,7 +51,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: rdp-avc-bench [-c avc420|avc444] [-n frames] "
 	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-b maxrate] "
-	    "[-d WxH] [PPM...]\n");
+	    "[-x x264params] [-d WxH] [PPM...]\n");
 	exit(2);
 }
 
@@ -127,7 +129,7 @@ main(int argc, char **argv)
 	int			 ch, id = RDP_GFX_AVC420, n = 100, w = 1920, h = 1080;
 	int			 dw = 0, dh = 0, f, y, ox, oy;
 
-	while ((ch = getopt(argc, argv, "b:c:d:n:p:q:s:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:c:d:n:p:q:s:t:x:")) != -1) {
 		switch (ch) {
 		case 'b':
 			rdp_gfx_avc_maxrate = atoi(optarg);
@@ -157,6 +159,9 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			rdp_gfx_avc_threads = atoi(optarg);
+			break;
+		case 'x':
+			rdp_gfx_avc_x264 = optarg;
 			break;
 		default:
 			usage();
