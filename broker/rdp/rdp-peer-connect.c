@@ -92,6 +92,7 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 	struct rdp_session	*s = rdp_peer_session(peer->context);
 	rdpSettings		*settings = peer->settings;
 	struct rdp_login	 in;
+	const char		*env;
 	char			*cause = NULL, msg[RDP_CTL_MAX], who[256];
 	DWORD			 tokenlen = 0;
 	int			 fd;
@@ -134,8 +135,14 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 	/*
 	 * QEMU's updates are read on a thread of their own while this one
 	 * encodes (rdp-rfb-pump.c); without it, here, as before.
+	 * QDESK_RDP_VNC_THREAD=0 (the benches' A/B knob) keeps them here.
 	 */
-	if (rdp_rfb_pump(s->rfb, &cause) != 0) {
+	if ((env = getenv("QDESK_RDP_VNC_THREAD")) != NULL &&
+	    strcmp(env, "0") == 0)
+		log_debug("%s: VNC read on the session thread "
+		    "(QDESK_RDP_VNC_THREAD=0)", rdp_peer_who(s, who,
+		    sizeof who));
+	else if (rdp_rfb_pump(s->rfb, &cause) != 0) {
 		log_warnx("%s: %s; reading the console on the session thread",
 		    rdp_peer_who(s, who, sizeof who), cause);
 		free(cause);

@@ -35,6 +35,16 @@
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
 #define RDP_PEER_REVOKE_WAIT	2	/* s for qmpd's answer (1 to 2) */
 
+/* A clock in microseconds: the wall's, or this thread's CPU. */
+static uint64_t
+rdp_peer_loop_us(clockid_t clk)
+{
+	struct timespec	ts;
+
+	clock_gettime(clk, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+}
+
 /*
  * The VNC stream ended with cause: the desktop may have migrated, so
  * look for it again (rdp-follow.c) while the loop goes on serving the
@@ -180,7 +190,8 @@ rdp_peer_loop(struct rdp_session *s)
 	HANDLE		 handles[RDP_PEER_HANDLES];
 	DWORD		 nh, i;
 	char		*cause = NULL, who[256];
-	int		 n, np, ictl, irfb, timeout, gt;
+	uint64_t	 t0, c0;
+	int		 n, np, ictl, irfb, timeout, gt, rv;
 
 	while (s->end == NULL) {
 		np = 0;
@@ -288,7 +299,14 @@ rdp_peer_loop(struct rdp_session *s)
 				continue;
 		} else if (rdp_rfb_ready(s->rfb, irfb != -1 &&
 		    pfd[irfb].revents != 0)) {
-			if (rdp_rfb_process(s->rfb, &cause) != 0) {
+			t0 = rdp_peer_loop_us(CLOCK_MONOTONIC);
+			c0 = rdp_peer_loop_us(CLOCK_THREAD_CPUTIME_ID);
+			rv = rdp_rfb_process(s->rfb, &cause);
+			s->vncus += rdp_peer_loop_us(CLOCK_MONOTONIC) - t0;
+			s->vnccpuus += rdp_peer_loop_us(
+			    CLOCK_THREAD_CPUTIME_ID) - c0;
+			s->vncmsgs++;
+			if (rv != 0) {
 				rdp_peer_loop_follow_start(s, cause);
 				free(cause);
 				cause = NULL;

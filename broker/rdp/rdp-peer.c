@@ -233,6 +233,15 @@ rdp_peer_main(void *arg)
 		    (unsigned long long)bytes, (unsigned long long)full,
 		    (unsigned long long)waitms);
 	}
+	/* What taking QEMU's messages cost this thread (wall, CPU). */
+	if (s->authed && s->vncmsgs > 0)
+		log_info("%s: VNC messages: %llu, %llu ms wall and %llu ms CPU "
+		    "on the session thread (%s)", rdp_peer_who(s, who,
+		    sizeof who), (unsigned long long)s->vncmsgs,
+		    (unsigned long long)s->vncus / 1000,
+		    (unsigned long long)s->vnccpuus / 1000,
+		    s->rfb != NULL && s->rfb->pump != NULL ?
+		    "from the reader thread" : "read from the socket");
 
 	if (s->peer != NULL && s->peer->context != NULL) {
 		s->peer->Disconnect(s->peer);

@@ -56,6 +56,11 @@ struct rdp_session {
 	uint64_t		 revoke_since;	/* ms, just before user.auth */
 	uint64_t		 revoke_checked; /* ms, last desktop.revoked */
 
+	/* The session thread's time in VNC messages (rdp_rfb_process). */
+	uint64_t		 vncmsgs;
+	uint64_t		 vncus;		/* wall clock */
+	uint64_t		 vnccpuus;	/* this thread's CPU */
+
 	/* Key to screen: from a key press to the next update sent. */
 	uint64_t		 keyt;		/* ms of a press, or 0 */
 	uint64_t		 keysum;
