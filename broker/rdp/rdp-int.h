@@ -14,6 +14,9 @@
  * stall the broker), and encoding a frame takes milliseconds of CPU. The
  * threads never touch the broker's state; qmpd is reached over fresh unix
  * connections of their own (rdp-qmpd.c), as the VNC fd needs anyway.
+ * Each session has one more thread, its VNC reader (rdp-rfb-pump.c): it
+ * only moves QEMU's bytes into memory, so QEMU can send the next update
+ * while the session encodes; the session parses them itself.
  */
 #ifndef QDESK_RDP_INT_H
 #define QDESK_RDP_INT_H
