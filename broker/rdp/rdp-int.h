@@ -119,6 +119,7 @@ struct rdp_pump;
 struct rdp_rfb {
 	int		 fd;
 	struct rdp_pump	*pump;		/* reads fd on a thread, or NULL */
+	int		 threaded;	/* each new fd gets a reader thread */
 	unsigned char	*in;		/* read buffer */
 	size_t		 inoff;
 	size_t		 inlen;

@@ -124,7 +124,7 @@ void
 rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 {
 	char	*cause = NULL;
-	int	 flags, pumped = rfb->pump != NULL;
+	int	 flags;
 
 	/* The old stream's reader goes first: it reads the old fd. */
 	rdp_pump_stop(rfb->pump);
@@ -134,7 +134,8 @@ rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 	rfb->fd = fd;
 	if ((flags = fcntl(fd, F_GETFL)) != -1)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-	if (pumped && fd != -1 && rdp_rfb_pump(rfb, &cause) != 0) {
+	/* A session that read on a thread does so again (not on -1). */
+	if (rfb->threaded && fd != -1 && rdp_rfb_pump(rfb, &cause) != 0) {
 		log_warnx("%s; reading the console on the session thread",
 		    cause);
 		free(cause);
@@ -151,6 +152,7 @@ rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 int
 rdp_rfb_pump(struct rdp_rfb *rfb, char **cause)
 {
+	rfb->threaded = 1;
 	if (rfb->pump != NULL)
 		return (0);
 	if ((rfb->pump = rdp_pump_start(rfb->fd, rdp_rfb_msglen,

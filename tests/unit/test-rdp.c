@@ -542,7 +542,10 @@ test_rfb_pump(void)
 	    (uint32_t)(w * h - 1));
 	CHECK(rdp_rfb_ready(rfb, 1) == 0);
 
-	/* A new stream: the reader reads it. */
+	/* The stream goes (-1: looking for the desktop), then a new one:
+	 * a reader reads it. */
+	rdp_rfb_reattach(rfb, -1);
+	CHECK(rfb->pump == NULL);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv2) == 0);
 	server_init(&s, w, h, "next");
 	CHECK(write(sv2[1], s.buf, s.len) == (ssize_t)s.len);
