@@ -240,7 +240,7 @@ rdp_peer_main(void *arg)
 		    sizeof who), (unsigned long long)s->vncmsgs,
 		    (unsigned long long)s->vncus / 1000,
 		    (unsigned long long)s->vnccpuus / 1000,
-		    s->rfb != NULL && s->rfb->pump != NULL ?
+		    s->rfb != NULL && s->rfb->threaded ?
 		    "from the reader thread" : "read from the socket");
 
 	if (s->peer != NULL && s->peer->context != NULL) {
