@@ -78,11 +78,9 @@ winners=
 for round in $(seq 1 "$ROUNDS"); do
 	set -- ${pairs[$(( (round - 1) % 3 ))]}
 	ha=$1 hb=$2 sa=${1}_SOCKET sb=${2}_SOCKET
-	req "${!sa}" desktop.acquire '{"login":"r1"}' >"$T/acq-r1" 2>&1 &
-	a1=$!
-	req "${!sb}" desktop.acquire '{"login":"r2"}' >"$T/acq-r2" 2>&1 &
-	a2=$!
-	wait $a1 $a2
+	cluster_race "${!sa}" r1 "${!sb}" r2 >"$T/race" 2>&1
+	sed -n 1p "$T/race" >"$T/acq-r1"
+	sed -n 2p "$T/race" >"$T/acq-r2"
 	what="round $round (r1 on $ha, r2 on $hb): r1 got $(cat "$T/acq-r1"), r2 got $(cat "$T/acq-r2")"
 	all_alive "$what"
 	won=$(cat "$T/acq-r1" "$T/acq-r2" | jq -r 'select(.return.name != null) | .return.name')

@@ -123,6 +123,33 @@ api() {
 }
 field() { printf '%s' "$BODY" | jq -r ".$1"; }
 
+# cluster_race SOCK1 LOGIN1 SOCK2 LOGIN2: desktop.acquire for LOGIN1 on
+# host socket SOCK1 and for LOGIN2 on SOCK2, sent at the same moment
+# (one process: both connections greeted first, then both requests, so
+# neither host is a python start-up ahead and both usually claim before
+# either's watch shows the other's claim); prints the two replies, one
+# a line, in that order.
+cluster_race() {
+	python3 - "$@" <<'EOF'
+import json, socket, sys
+a = sys.argv[1:]
+conns = []
+for sock, login in ((a[0], a[1]), (a[2], a[3])):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(200)
+    s.connect(sock)
+    f = s.makefile("r")
+    f.readline()
+    line = json.dumps({"id": 1, "cmd": "desktop.acquire",
+        "args": {"login": login}}) + "\n"
+    conns.append((s, f, line.encode()))
+for s, f, line in conns:
+    s.sendall(line)
+for s, f, line in conns:
+    print(f.readline().strip())
+EOF
+}
+
 # Stop host h's qmpd (SIGTERM: its QEMUs run on) and start it again on
 # the same state dir and cluster file: cluster_qmpd_restart h
 cluster_qmpd_restart() {
