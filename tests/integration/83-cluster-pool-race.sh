@@ -63,12 +63,15 @@ echo pw-r1-secret | hqq h1 user add r1 --password-stdin >/dev/null
 echo pw-r2-secret | hqq h1 user add r2 --password-stdin >/dev/null
 hqq h1 pool create race --template tpl --size 1 --mode floating --stateless \
     --accel kvm --memory 32 --display none >/dev/null
+for h in $HOSTS; do
+	until_ok 30 "$h sees r1 and r2" \
+	    "[ \"\$(hq $h --json user list | jq '[.users[] | select(.login | test(\"^r[12]$\"))] | length')\" = 2 ]"
+done
 free_everywhere() {
 	local h
 	for h in $HOSTS; do
-		until_ok 30 "$h sees r1, r2 and race-1 free" \
-		    "[ \"\$(hq $h --json user list | jq '[.users[] | select(.login | test(\"^r[12]$\"))] | length')\" = 2 ] &&
-		     [ \"\$(hq $h --json pool show race | jq -c '[.count, .free]')\" = '[1,1]' ]"
+		until_ok 30 "$h sees race-1 free" \
+		    "[ \"\$(hq $h --json pool show race | jq -c '[.count, .free]')\" = '[1,1]' ]"
 	done
 }
 free_everywhere
@@ -98,8 +101,8 @@ for round in $(seq 1 "$ROUNDS"); do
 	until_ok 60 "race-1 back in pool race after round $round" \
 	    "[ -z \"\$(eget owners/race-1)\" ] && [ -z \"\$(runs_on race-1)\" ]"
 	free_everywhere
-	all_alive "after round $round"
 done
+all_alive "after round $ROUNDS"
 # How often the loser's claim reached etcd and lost (the path that once
 # freed twice); otherwise its view showed the winner's claim first.
 lost=0
