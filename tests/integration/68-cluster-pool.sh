@@ -184,6 +184,11 @@ done
 cluster_race "$h2_SOCKET" r1 "$h3_SOCKET" r2 >"$T/race" 2>&1
 sed -n 1p "$T/race" >"$T/acq-r1"
 sed -n 2p "$T/race" >"$T/acq-r2"
+# The loser's qmpd once died right after telling its user none is free.
+for h in h2 h3; do
+	hq "$h" status >/dev/null ||
+		fail "the qmpd of $h is gone after the race: r1 got $(cat "$T/acq-r1"), r2 got $(cat "$T/acq-r2")"
+done
 won=$(cat "$T/acq-r1" "$T/acq-r2" | jq -r 'select(.return.name != null) | .return.name')
 busy=$(cat "$T/acq-r1" "$T/acq-r2" | jq -r 'select(.error.class == "Busy") | .error.desc')
 [ "$(echo "$won" | grep -c .)" = 1 ] && [ "$(echo "$busy" | grep -c .)" = 1 ] ||
