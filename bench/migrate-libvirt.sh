@@ -101,30 +101,106 @@ lv_domain() { # NAME MIB
 XML
 }
 
-# One migration of NAME from daemon FROM to TO: "downtime_ms total_ms wall_ms".
+# The busy guest's boot sector (bench/migrate-busy.sh) under KVM, on
+# IDE like qdesk's, the image shared by both daemons.
+lv_domain_busy() { # NAME MIB
+	cat <<XML
+<domain type='kvm'>
+  <name>$1</name>
+  <memory unit='MiB'>$2</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <devices>
+    <emulator>$(command -v qemu-system-x86_64)</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$T/lvg/$1.img'/>
+      <target dev='hda' bus='ide'/>
+    </disk>
+    <serial type='file'><source path='$T/lvg/$1.serial' append='on'/><target port='0'/></serial>
+    <video><model type='vga'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+}
+
+# One migration of NAME from daemon FROM to TO (further arguments go to
+# virsh migrate): "downtime_ms total_ms wall_ms ram_mib".
 lv_migrate() {
 	local name=$1 from=$2 to=$3 t0 t1 info
+	shift 3
 	t0=$(date +%s%3N)
 	lvsh "$from" migrate --live --unsafe "$name" \
 	    "qemu+unix:///session?socket=$T/lv$to/run/libvirt/libvirt-sock" \
-	    --migrateuri tcp://127.0.0.1 >"$T/lv-mig.log" 2>&1 ||
+	    --migrateuri tcp://127.0.0.1 "$@" >"$T/lv-mig.log" 2>&1 ||
 		die "virsh migrate $from -> $to: $(tail -n 2 "$T/lv-mig.log")"
 	t1=$(date +%s%3N)
 	info=$(lvsh "$to" domjobinfo "$name" --completed)
-	echo "$(awk -F: '/Total downtime/ { print $2 + 0 }' <<<"$info") $(awk -F: '/Time elapsed:/ { print $2 + 0; exit }' <<<"$info") $((t1 - t0))"
+	echo "$(awk -F: '/Total downtime/ { print $2 + 0 }' <<<"$info") $(awk -F: '/Time elapsed:/ { print $2 + 0; exit }' <<<"$info") $((t1 - t0)) $(awk -F: '/Memory processed/ { v = $2 + 0; if ($2 ~ /GiB/) v *= 1024; if ($2 ~ /KiB/) v /= 1024; printf "%d", v }' <<<"$info")"
 }
 
-# The anchor's figures, as qdesk's above them: N migrations back and
-# forth of the idle 256 MiB guest, then one per RAM size.
-bench_libvirt_migrate() {
+# A busy row through libvirt: N migrations back and forth of IMG with
+# RAM MiB (virsh --timeout: after that libvirt suspends the guest to
+# finish, its way out of a migration that does not converge), then one
+# more pass of the guest and its check, as busy_row does for qdesk.
+lv_busy_row() { # LABEL IMG RAM
+	local label=$1 img=$2 ram=$3 name here there i f np p g b
+	name=lvb$ram${img%.img}
+	name=${name//-/}
+	f=$T/lvg/$name.serial
+	cp "$GUESTS/$img" "$T/lvg/$name.img"
+	chown "$LV_USER" "$T/lvg/$name.img"
+	lv_domain_busy "$name" "$ram" >"$T/$name.xml"
+	lvsh 1 create "$T/$name.xml" >/dev/null || die "virsh create $name"
+	busy_wait "$f" -- 120 'b >= 0'
+	np=$(busy_pages "$f")
+	[ "$np" -gt 0 ] && busy_wait "$f" -- 180 'p >= 1'
+	here=1
+	: >"$T/lvbusy"
+	for i in $(seq 1 "$N"); do
+		there=$((3 - here))
+		: >"$T/follow"
+		python3 "$top/tests/lib/serial-follow.py" "$T/follow" "$f" &
+		FOLLOW=$!
+		sleep 0.3
+		read -r d t w r <<<"$(lv_migrate "$name" "$here" "$there" --timeout "$BUSY_TIMEOUT")"
+		sleep 1
+		kill "$FOLLOW"; FOLLOW=
+		echo "$d $t $w $r $(awk '$3 == "CTR" { if (l != "" && $1 - l > m) m = $1 - l; l = $1 }
+		    END { printf "%d", m * 1000 }' "$T/follow") $(busy_rate "$T/follow" "${np:-0}")" >>"$T/lvbusy"
+		here=$there
+	done
+	if [ "$np" -gt 0 ]; then
+		read -r p g b <<<"$(busy_pos "$f")"
+		busy_wait "$f" -- 240 "p > $((p + 1)) || (p == $((p + 1)) && g >= $g)"
+	fi
+	read -r p g b <<<"$(busy_pos "$f")"
+	local mem=intact
+	if grep -aq CORRUPT "$f" || [ "${b:-1}" != 0 ]; then
+		mem=CORRUPT
+		note "libvirt $label: CORRUPT: $b bad pages; the figures are worthless"
+	fi
+	read -r dp50 dmax <<<"$(cut -d' ' -f1 "$T/lvbusy" | pct)"
+	read -r tp50 tmax <<<"$(cut -d' ' -f2 "$T/lvbusy" | pct)"
+	read -r wp50 wmax <<<"$(cut -d' ' -f3 "$T/lvbusy" | pct)"
+	read -r rp50 x <<<"$(cut -d' ' -f4 "$T/lvbusy" | pct)"
+	read -r gp50 gmax <<<"$(cut -d' ' -f5 "$T/lvbusy" | pct)"
+	read -r ratep50 x <<<"$(cut -d' ' -f6 "$T/lvbusy" | pct)"
+	printf 'libvirt %s: downtime p50 %d max %d ms; total (libvirt) p50 %d max %d ms; virsh migrate p50 %d max %d ms; RAM sent p50 %d MiB; largest counter gap p50 %d max %d ms; dirtying %d MiB/s; memory %s\n' \
+	    "$label" "$dp50" "$dmax" "$tp50" "$tmax" "$wp50" "$wmax" "$rp50" \
+	    "$gp50" "$gmax" "$ratep50" "$mem"
+	lvsh "$here" destroy "$name" >/dev/null 2>&1
+}
+
+# The TCG rows: N migrations back and forth of the idle 256 MiB
+# guest, then one per RAM size.
+lv_tcg() {
 	local i here there d t w dp50 dmax tp50 tmax wp50 wmax ram
 
-	lv_setup
-	mkdir -p "$T/lvg"
-	cp "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "$T/lvg/"
-	chown -R "$LV_USER" "$T/lvg"
-	lv_up 1
-	lv_up 2
 	lv_domain lvidle 256 >"$T/lvidle.xml"
 	lvsh 1 create "$T/lvidle.xml" >/dev/null || die "virsh create lvidle"
 	for i in $(seq 1 100); do
@@ -151,10 +227,31 @@ bench_libvirt_migrate() {
 			grep -aq "# " "$T/lvg/lvr$ram.serial" 2>/dev/null && break
 			sleep 0.3
 		done
-		read -r d t w <<<"$(lv_migrate "lvr$ram" 1 2)"
+		read -r d t w x <<<"$(lv_migrate "lvr$ram" 1 2)"
 		printf 'libvirt: RAM %5d MiB: total %d ms (virsh %d ms), downtime %d ms\n' \
 		    "$ram" "$t" "$w" "$d"
 		lvsh 2 destroy "lvr$ram" >/dev/null 2>&1
 	done
+}
+
+# The anchor's figures, as qdesk's above them: the TCG rows, the busy
+# rows under KVM.
+bench_libvirt_migrate() {
+	local ram img
+
+	lv_setup
+	mkdir -p "$T/lvg"
+	cp "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "$T/lvg/"
+	chown -R "$LV_USER" "$T/lvg"
+	lv_up 1
+	lv_up 2
+	[ -n "$TCG" ] && lv_tcg
+	if [ -n "$BUSY" ]; then
+		for ram in $RAMS; do
+			for img in $BUSY_IMAGES; do
+				lv_busy_row "KVM ${img%.img} $ram MiB, n=$N" "$img" "$ram"
+			done
+		done
+	fi
 	lv_down
 }

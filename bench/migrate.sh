@@ -6,12 +6,17 @@
 # guest RAM, and --storage copy time against disk size. Figures, never
 # assertions; notes in bench/migrate-README.md.
 #
+# Then the busy guest under KVM (bench/migrate-busy.sh): boot sectors
+# that dirty RAM at 0, 8 and 64 MiB/s and check every page, N
+# migrations of each at each RAM size; --no-busy skips them, --no-tcg
+# skips the TCG rows above.
+#
 # libvirt's `virsh migrate --live` between two session libvirtds runs
-# last, on the same guest, as the anchor (bench/migrate-libvirt.sh);
+# last, on the same guests, as the anchor (bench/migrate-libvirt.sh);
 # --no-libvirt skips it.
 #
 # usage: bench/migrate.sh [-n N] [--rams "256 1024"] [--disks "16 256"]
-#                         [--no-libvirt] [BUILD]
+#                         [--no-tcg] [--no-busy] [--no-libvirt] [BUILD]
 set -u
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,18 +24,23 @@ N=10
 RAMS="256 1024"
 DISKS="16 256"
 LIBVIRT=1
+TCG=1
+BUSY=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) N=$2; shift 2 ;;
 	--rams) RAMS=$2; shift 2 ;;
 	--disks) DISKS=$2; shift 2 ;;
 	--no-libvirt) LIBVIRT=; shift ;;
+	--no-tcg) TCG=; shift ;;
+	--no-busy) BUSY=; shift ;;
 	*) break ;;
 	esac
 done
 BUILD=${1:-$top/build}
 . "$top/bench/lib.sh" migrate
 . "$top/bench/migrate-libvirt.sh"
+. "$top/bench/migrate-busy.sh"
 GUESTS=$BUILD/guests
 
 # Two qmpds: A through lib.sh, B by hand (stopped the same way on exit).
@@ -74,6 +84,19 @@ boot() {
 	sleep 3
 }
 
+# The gap between the source's last counter line and the target's first
+# in a serial-follow.py log, in ms (-1: one side missing).
+follow_gap() {
+	python3 - "$1" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+rows = [(float(r[0]), int(r[1])) for r in rows if len(r) >= 4 and r[2] == "CTR"]
+src = [r for r in rows if r[1] == 0]
+dst = [r for r in rows if r[1] == 1]
+print(int((dst[0][0] - src[-1][0]) * 1000) if src and dst else -1)
+PY
+}
+
 # One migration of $1 from state dir $2; prints "downtime total ram disk gap".
 migrate() {
 	local vm=$1 from=$2 to out gap
@@ -87,15 +110,7 @@ migrate() {
 	    ${4:+--storage "$4"} --timeout 600) || die "migrate $vm: $out"
 	sleep 1.5
 	kill "$FOLLOW"; FOLLOW=
-	gap=$(python3 - "$T/follow" <<'PY'
-import sys
-rows = [l.split() for l in open(sys.argv[1])]
-rows = [(float(r[0]), int(r[1])) for r in rows if len(r) >= 4 and r[2] == "CTR"]
-src = [r for r in rows if r[1] == 0]
-dst = [r for r in rows if r[1] == 1]
-print(int((dst[0][0] - src[-1][0]) * 1000) if src and dst else -1)
-PY
-)
+	gap=$(follow_gap "$T/follow")
 	jq -r --arg gap "$gap" '.migration | "\(.downtime_ms) \(.total_ms) \(.ram_mb) \(.disk_mb) \($gap)"' <<<"$out"
 }
 
@@ -103,40 +118,46 @@ pct() {	# p50 and max of the numbers on stdin
 	sort -n | awk '{ v[NR] = $1 } END { printf "%d %d", v[int((NR + 1) / 2)], v[NR] }'
 }
 
-note "downtime over $N migrations of an idle 256 MiB guest (shared, no disk)"
-boot idle 256 ""
-here=$A
-: >"$T/idle"
-for i in $(seq 1 "$N"); do
-	migrate idle "$here" >>"$T/idle"
-	here=$(on "$here")
-done
-read -r dp50 dmax <<<"$(cut -d' ' -f1 "$T/idle" | pct)"
-read -r gp50 gmax <<<"$(cut -d' ' -f5 "$T/idle" | pct)"
-read -r tp50 tmax <<<"$(cut -d' ' -f2 "$T/idle" | pct)"
-printf 'downtime (STOP->cont) p50 %d ms max %d ms; counter gap p50 %d ms max %d ms; total p50 %d ms max %d ms (n=%d)\n' \
-    "$dp50" "$dmax" "$gp50" "$gmax" "$tp50" "$tmax" "$N"
-qon "$here" vm stop idle --force >/dev/null 2>&1
-qon "$here" vm delete idle >/dev/null 2>&1
+# The TCG Linux guest's rows: idle downtime, RAM sizes, --storage copy.
+bench_tcg() {
+	note "downtime over $N migrations of an idle 256 MiB guest (shared, no disk)"
+	boot idle 256 ""
+	here=$A
+	: >"$T/idle"
+	for i in $(seq 1 "$N"); do
+		migrate idle "$here" >>"$T/idle"
+		here=$(on "$here")
+	done
+	read -r dp50 dmax <<<"$(cut -d' ' -f1 "$T/idle" | pct)"
+	read -r gp50 gmax <<<"$(cut -d' ' -f5 "$T/idle" | pct)"
+	read -r tp50 tmax <<<"$(cut -d' ' -f2 "$T/idle" | pct)"
+	printf 'downtime (STOP->cont) p50 %d ms max %d ms; counter gap p50 %d ms max %d ms; total p50 %d ms max %d ms (n=%d)\n' \
+	    "$dp50" "$dmax" "$gp50" "$gmax" "$tp50" "$tmax" "$N"
+	qon "$here" vm stop idle --force >/dev/null 2>&1
+	qon "$here" vm delete idle >/dev/null 2>&1
 
-for ram in $RAMS; do
-	boot "r$ram" "$ram" ""
-	read -r d t r x g <<<"$(migrate "r$ram" "$A")"
-	printf 'RAM %5d MiB: total %d ms, downtime %d ms, %d MiB sent, counter gap %d ms\n' \
-	    "$ram" "$t" "$d" "$r" "$g"
-	qb vm stop "r$ram" --force >/dev/null 2>&1
-	qb vm delete "r$ram" >/dev/null 2>&1
-done
+	for ram in $RAMS; do
+		boot "r$ram" "$ram" ""
+		read -r d t r x g <<<"$(migrate "r$ram" "$A")"
+		printf 'RAM %5d MiB: total %d ms, downtime %d ms, %d MiB sent, counter gap %d ms\n' \
+		    "$ram" "$t" "$d" "$r" "$g"
+		qb vm stop "r$ram" --force >/dev/null 2>&1
+		qb vm delete "r$ram" >/dev/null 2>&1
+	done
 
-for mb in $DISKS; do
-	head -c $((mb << 20)) /dev/urandom >"$T/d$mb.raw"
-	boot "d$mb" 256 "$T/d$mb.raw"
-	read -r d t r x g <<<"$(migrate "d$mb" "$A" "" copy)"
-	cmp -s "$T/d$mb.raw" "$B/disks/d$mb.raw" || note "d$mb: the copy differs"
-	printf 'copy %5d MiB disk: total %d ms, downtime %d ms, %d MiB disk, %d MiB RAM\n' \
-	    "$mb" "$t" "$d" "$x" "$r"
-	qb vm stop "d$mb" --force >/dev/null 2>&1
-	qb vm delete "d$mb" >/dev/null 2>&1
-done
+	for mb in $DISKS; do
+		head -c $((mb << 20)) /dev/urandom >"$T/d$mb.raw"
+		boot "d$mb" 256 "$T/d$mb.raw"
+		read -r d t r x g <<<"$(migrate "d$mb" "$A" "" copy)"
+		cmp -s "$T/d$mb.raw" "$B/disks/d$mb.raw" || note "d$mb: the copy differs"
+		printf 'copy %5d MiB disk: total %d ms, downtime %d ms, %d MiB disk, %d MiB RAM\n' \
+		    "$mb" "$t" "$d" "$x" "$r"
+		qb vm stop "d$mb" --force >/dev/null 2>&1
+		qb vm delete "d$mb" >/dev/null 2>&1
+	done
+}
+
+[ -n "$TCG" ] && bench_tcg
+[ -n "$BUSY" ] && bench_busy
 [ -n "$LIBVIRT" ] && bench_libvirt_migrate
 note "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

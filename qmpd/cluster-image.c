@@ -187,6 +187,13 @@ image_sum(json_t *rec)
 	return (json_string_value(json_object_get(rec, "sha256")));
 }
 
+/* A migration compares the source's sum of a template with this one's. */
+const char *
+cluster_image_sum(json_t *rec)
+{
+	return (image_sum(rec));
+}
+
 /*
  * Keep sum (of file) in name's record, unless its file changed; from: the
  * host a fetched copy came from (such a copy never publishes).

@@ -106,6 +106,8 @@ void		 cluster_image_stop(void);
 /* Can template name be fetched here (published, a host up that has it)? */
 int		 cluster_image_gettable(const char *name);
 int		 cluster_image_listable(const char *name, json_t *rec);
+/* An image record's sha256 if it is of its file now (borrowed), or NULL. */
+const char	*cluster_image_sum(json_t *rec);
 void		 cluster_image_removed(const char *name);
 /*
  * Have template name here: 1 if it is, -1 with *cause if it cannot come,

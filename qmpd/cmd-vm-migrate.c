@@ -47,9 +47,12 @@ cmd_migrate_abort(struct cmd_req *req)
 	const char	*name = cmd_arg_str(req, "name", "");
 
 	if ((vm = vm_find(name)) == NULL) {
-		/* Gone already (its QEMU failed first): nothing to undo. */
+		/*
+		 * Gone already (its QEMU failed first): nothing to undo; or
+		 * not here yet (its template on the way): it never will be.
+		 */
 		cmd_reply(req, json_pack("{s:s,s:b}", "name", name, "found",
-		    0));
+		    vm_incoming_image_abort(name)));
 		return (CMD_RETURN_DONE);
 	}
 	if (vm_incoming_abort(vm, cmd_arg_str(req, "reason", "aborted"),
@@ -81,6 +84,8 @@ static const struct cmd_arg cmd_migrate_prepare_args[] = {
 	{ "nvram_size", ARG_INT, 0 },	/* its UEFI vars (vm-migrate-tpm.c) */
 	{ "via", ARG_STR, 0 },		/* its viewer's proxy ticket */
 	{ "nets", ARG_OBJECT, 0 },	/* its NICs' networks: vm-migrate-nic.c */
+	{ "image", ARG_OBJECT, 0 },	/* its clone's template: vm-migrate-image.c */
+	{ "pci", ARG_ARRAY, 0 },	/* its PCI layout: vm-migrate-dev.c */
 	{ NULL, 0, 0 }
 };
 

@@ -474,5 +474,10 @@ vm_argv_build(const struct vm_def *def, const struct vm_runtime_paths *rt,
 		vm_argv_free(a.v);
 		return (NULL);
 	}
+	/* A migration target: every device where the source has it. */
+	if (rt->pins != NULL && vm_argv_pin(&a, rt->pins, cause) != 0) {
+		vm_argv_free(a.v);
+		return (NULL);
+	}
 	return (a.v);
 }

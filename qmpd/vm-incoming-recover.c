@@ -55,8 +55,8 @@ vm_incoming_note(const struct vm *vm, char **cause)
 		return (-1);
 	}
 	free(dir);
-	j = json_pack("{s:s?,s:b,s:s}", "disk", vm->mig->disk, "copy",
-	    vm->mig->copy, "from", vm->mig->peer_addr);
+	j = json_pack("{s:s?,s:s?,s:b,s:s}", "disk", vm->mig->disk, "image",
+	    vm->mig->image, "copy", vm->mig->copy, "from", vm->mig->peer_addr);
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	path = vm_incoming_note_path(vm->def.name);
@@ -86,7 +86,7 @@ vm_incoming_unnote(const char *name)
 /*
  * Start-up, before re-attaching: each VM with a note becomes an incoming
  * half again (its vm_mig), so its exit discards it and nothing restarts
- * it; a note without a VM leaves only its disk copy to remove.
+ * it; a note without a VM leaves only its disk copy (or clone) to remove.
  */
 void
 vm_incoming_recover(void)
@@ -117,6 +117,12 @@ vm_incoming_recover(void)
 			if (disk != NULL && unlink(disk) == -1 &&
 			    errno != ENOENT)
 				log_warn("unlink %s", disk);
+			/* A clone made for it (vm-migrate-image.c) too. */
+			if (vm == NULL && json_string_value(json_object_get(j,
+			    "image")) != NULL)
+				vm_incoming_image_drop(de->d_name,
+				    json_string_value(json_object_get(j,
+				    "image")));
 			vm_incoming_unnote(de->d_name);
 			json_decref(j);
 			continue;

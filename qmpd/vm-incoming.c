@@ -557,7 +557,7 @@ vm_incoming_disk(struct vm *vm, long long size, char **cause)
 
 /*
  * migrate.prepare {name, def, storage, disk_size, from, ticket, via, nets,
- * nvram_size}: the VM here, its QEMU waiting for the stream (with the
+ * nvram_size, pci}: the VM here, its QEMU waiting for the stream (with the
  * source's SPICE password and its viewer's proxy ticket, if it had them);
  * done answers {uri, nbd, spice}.
  */
@@ -572,6 +572,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	char		*cause = NULL;
 	int		 copy;
 
+	/* A clone's template first: fetched here if this host lacks it. */
+	if (vm_incoming_image_need(args, done, arg))
+		return;
 	name = json_string_value(json_object_get(args, "name"));
 	storage = json_string_value(json_object_get(args, "storage"));
 	from = json_string_value(json_object_get(args, "from"));
@@ -618,8 +621,13 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	m->copy = copy;
 	m->t0 = vm_migrate_now_ms();
 	m->timeout = json_integer_value(json_object_get(args, "timeout"));
-	if (copy && vm_incoming_disk(vm, json_integer_value(json_object_get(
-	    args, "disk_size")), &cause) != 0)
+	if (vm_migrate_dev_take(vm, args, &cause) != 0)	/* PCI layout */
+		goto fail;
+	if (copy && vm->def.image != NULL && vm_incoming_image_clone(vm, args,
+	    json_integer_value(json_object_get(args, "disk_size")), &cause) != 0)
+		goto fail;
+	if (copy && vm->def.image == NULL && vm_incoming_disk(vm,
+	    json_integer_value(json_object_get(args, "disk_size")), &cause) != 0)
 		goto fail;
 	if (strcmp(vm->def.display, "spice") == 0 &&
 	    vm_port_alloc(vm, &cause) != 0)
@@ -663,5 +671,6 @@ fail:
 	vm_incoming_unnote(name);
 	if (vm->mig != NULL && vm->mig->disk != NULL)
 		unlink(vm->mig->disk);
+	vm_incoming_image_undo(vm);
 	vm_free(vm);
 }

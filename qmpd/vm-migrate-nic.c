@@ -44,22 +44,10 @@ vm_migrate_nic_here(void)
 json_t *
 vm_migrate_nic_nets(const struct vm_def *def, char **cause)
 {
-	struct vm_netrt	*x;
 	struct net	*n;
 	json_t		*nets;
 	u_int		 i;
 
-	/*
-	 * The target builds its devices from the definition: after a
-	 * hotplug they are not this QEMU's (another PCI slot, a hole), and
-	 * the stream would not load there.
-	 */
-	if ((x = vm_net_rt_find(def->name)) != NULL && x->hotplugged) {
-		xasprintf(cause, "VM %s had a NIC added or removed while it "
-		    "ran: its devices match its definition only after a "
-		    "restart (vm stop, vm start), then it migrates", def->name);
-		return (NULL);
-	}
 	if (def->nnics == 0)
 		return (NULL);
 	nets = json_object();

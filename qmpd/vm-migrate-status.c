@@ -105,6 +105,8 @@ vm_migrate_free(struct vm *vm)
 	free(m->peer_addr);
 	free(m->reason);
 	free(m->disk);
+	free(m->image);
+	free(m->pins);
 	free(m);
 }
 
@@ -122,7 +124,7 @@ vm_migrate_json(const struct vm *vm, json_t *j)
 	total = m->state <= VM_MIG_SWITCHOVER ? vm_migrate_now_ms() - m->t0 :
 	    m->total_ms;
 	json_object_set_new(j, "migration", json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,"
-	    "s:I,s:I,s:I,s:I,s:I,s:I,s:s?}",
+	    "s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}",
 	    "state", vm_migrate_state_name(m->state),
 	    "role", m->incoming ? "target" : "source",
 	    m->incoming ? "from" : "to", m->peer_addr != NULL ? m->peer_addr :
@@ -136,6 +138,7 @@ vm_migrate_json(const struct vm *vm, json_t *j)
 	    "total_ms", (json_int_t)total,
 	    "ram_mb", (json_int_t)(m->ram_bytes >> 20),
 	    "disk_mb", (json_int_t)(m->disk_bytes >> 20),
+	    "disk_ms", (json_int_t)m->disk_ms,
 	    "reason", m->reason));
 }
 

@@ -53,13 +53,8 @@
 int
 vm_migrate_check(const struct vm_def *def, int copy, char **cause)
 {
-	if (def->image != NULL) {
-		xasprintf(cause, "VM %s runs on the image store (%s): the "
-		    "target needs its template first (the cluster's template "
-		    "copy); only --disk files migrate yet", def->name,
-		    def->image);
-		return (-1);
-	}
+	if (def->image != NULL)
+		return (vm_migrate_image_check(def, copy, cause));
 	if (copy && def->disk == NULL) {
 		xasprintf(cause, "VM %s has no disk to copy: use --storage "
 		    "shared", def->name);
@@ -170,6 +165,15 @@ vm_migrate_sized(struct qmp *qmp, json_t *ret, const char *errclass,
 	    nets);
 	/* Its NVRAM's size: the target's file must match (vm-migrate-tpm.c). */
 	vm_migrate_tpm_offer(vm, req);
+	/* A clone on the image store: its template and that one's sum. */
+	if (vm_migrate_image_offer(vm, req, &cause) != 0) {
+		json_decref(req);
+		vm_migrate_fail(vm, VM_MIG_FAILED, "%s", cause);
+		free(cause);
+		return;
+	}
+	/* Where its devices are, hotplugged ones too (vm-migrate-dev.c). */
+	vm_migrate_dev_offer(vm, req);
 	(void)peer_call(m->peer, "migrate.prepare", req, vm_migrate_prepared,
 	    vm);
 }
@@ -253,8 +257,9 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	timeout = json_is_integer(json_object_get(args, "timeout")) ?
 	    json_integer_value(json_object_get(args, "timeout")) :
 	    VM_MIG_TIMEOUT;
+	/* A clone on this host's own image store has its top copied. */
 	if (storage == NULL)
-		storage = "shared";
+		storage = vm->def.image != NULL ? "copy" : "shared";
 	if (strcmp(storage, "shared") != 0 && strcmp(storage, "copy") != 0) {
 		done_fail(done, arg, ERR_ARG, "--storage %s: shared or copy",
 		    storage);
@@ -287,7 +292,8 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		    "cluster hosts only", vm->def.name, vm->def.pool);
 		return;
 	}
-	if (vm_migrate_check(&vm->def, copy, &cause) != 0) {
+	if (vm_migrate_check(&vm->def, copy, &cause) != 0 ||
+	    vm_migrate_image_ready(vm, &cause) != 0) {
 		done_fail(done, arg, ERR_STATE, "%s", cause);
 		free(cause);
 		return;
@@ -324,6 +330,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		evtimer_add(m->timer, &tv);
 	}
 	vm_migrate_poll_arm(vm);
+	vm_migrate_dev_query(vm);	/* answered first: vm-migrate-dev.c */
 	qmp_execute(vm->qmp, "query-named-block-nodes", json_pack("{s:b}",
 	    "flat", 1), vm_migrate_sized, vm);
 }

@@ -238,6 +238,33 @@ vm_nic_plug_rules(const char *err, void *arg)
 }
 
 /*
+ * A migrating VM's devices must stay as the target builds them (its PCI
+ * layout was taken at the start, vm-migrate-dev.c): refuse, say why.
+ */
+static int
+vm_nic_migrating(struct vm *vm, done_cb done, void *arg)
+{
+	if (!vm_migrate_busy(vm))
+		return (0);
+	done_fail(done, arg, ERR_BUSY, "VM %s is migrating: change its NICs "
+	    "once vm migrate has answered", vm->def.name);
+	return (1);
+}
+
+/* The id of a NIC of vm being added or removed, or NULL. */
+const char *
+vm_nic_busy(const struct vm *vm)
+{
+	struct vm_nic_op	*op;
+
+	TAILQ_FOREACH(op, &vm_nic_ops, entry) {
+		if (strcmp(op->vm, vm->def.name) == 0)
+			return (op->nic.id);
+	}
+	return (NULL);
+}
+
+/*
  * vm.nic_add: a new NIC on network in the definition and, if the VM runs,
  * in QEMU; done gets the NIC, or why not.
  */
@@ -253,6 +280,8 @@ vm_nic_add(struct vm *vm, const char *network, done_cb done, void *arg)
 	char			*cause = NULL, id[16];
 	int			 active = vm_is_active(vm);
 
+	if (vm_nic_migrating(vm, done, arg))
+		return;
 	if ((n = vm_net_usable(network, &cause)) == NULL) {
 		done_fail(done, arg, net_find(network) == NULL ? ERR_NOTFOUND :
 		    ERR_BUSY, "%s", cause);
@@ -306,8 +335,6 @@ vm_nic_add(struct vm *vm, const char *network, done_cb done, void *arg)
 	fcntl(op->nic.fd, F_SETFD, FD_CLOEXEC);
 	if ((x = vm_net_rt_find(vm->def.name)) == NULL)
 		x = vm_net_rt_new(vm->def.name);
-	/* QEMU's devices no longer follow the definition's argv. */
-	x->hotplugged = 1;
 	nic.fd = -1;
 	vm_net_rt_add(x, &nic);
 	net_nft_update(vm_nic_plug_rules, op);
@@ -424,13 +451,14 @@ void
 vm_nic_rm(struct vm *vm, const char *macstr, done_cb done, void *arg)
 {
 	struct vm_nic_op	*op;
-	struct vm_netrt		*x;
 	struct vm_nic		 nic;
 	uint8_t			 mac[6];
 	char			*cause = NULL;
 	u_int			 i;
 	int			 found = 0;
 
+	if (vm_nic_migrating(vm, done, arg))
+		return;
 	if (netctl_mac_parse(macstr, mac) != 0) {
 		done_fail(done, arg, ERR_ARG, "invalid MAC address %s", macstr);
 		return;
@@ -474,8 +502,6 @@ vm_nic_rm(struct vm *vm, const char *macstr, done_cb done, void *arg)
 	}
 	op = vm_nic_op_new(vm, &nic, done, arg);
 	op->unplug = 1;
-	if ((x = vm_net_rt_find(vm->def.name)) != NULL)
-		x->hotplugged = 1;	/* see vm_migrate_nic_nets */
 	if (qmp_execute(vm->qmp, "device_del", json_pack("{s:s}", "id",
 	    nic.dev), vm_nic_unplug_device, op) != 0) {
 		done_fail(done, arg, ERR_QEMU, "VM %s: QMP is not connected",

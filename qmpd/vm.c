@@ -689,6 +689,7 @@ vm_start(struct vm *vm, char **cause)
 	rt.disk_fd = dfd;
 	rt.accel = accel;
 	rt.incoming = vm->mig != NULL && vm->mig->incoming;
+	rt.pins = rt.incoming ? vm->mig->pins : NULL;
 	rt.spice_addr = vm_spice_addr(vm);
 	if ((rt.spice_tls_dir = spice_tls_issue(vm, cause)) == NULL)
 		goto fail;

@@ -131,6 +131,24 @@ struct vm_disk {
 	struct vm_disk_link	*links;
 };
 
+/*
+ * Where QEMU placed a PCI device, from query-pci (vm-argv-pin.c): a
+ * migration target's QEMU puts each at the same place, so the stream
+ * loads after a hotplug moved the devices off the definition's layout.
+ */
+#define VM_PCI_PINS_MAX	64
+#define VM_PCI_ID_MAX	32
+struct vm_pci_pin {
+	char		 id[VM_PCI_ID_MAX];	/* the device's qdev id */
+	char		 bus[VM_PCI_ID_MAX];	/* its bridge's id; "" root */
+	u_int		 slot;
+	u_int		 func;
+};
+struct vm_pci_pins {
+	u_int			 n;
+	struct vm_pci_pin	 v[VM_PCI_PINS_MAX];
+};
+
 /* Paths and fds the argv builder needs that are not in the definition. */
 struct vm_runtime_paths {
 	const char	*dir;		/* DIR/vms/NAME */
@@ -146,6 +164,7 @@ struct vm_runtime_paths {
 	int		 tpm_fd;	/* swtpm's control socket; -1 none */
 	int		 agent_fd;	/* QEMU's end of the agent port; -1 */
 	int		 incoming;	/* -incoming defer: a migration target */
+	const struct vm_pci_pins *pins;	/* the source's layout; NULL: QEMU's */
 };
 
 struct qmp;
@@ -216,6 +235,16 @@ struct argv {
 };
 void	 vm_argv_add(struct argv *, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+
+/* vm-argv-pin.c: PCI places from query-pci, on the wire, in argv. Pure. */
+int	 vm_pci_pins_query(const json_t *query_pci, struct vm_pci_pins *,
+	    char **cause);
+json_t	*vm_pci_pins_to_json(const struct vm_pci_pins *);
+int	 vm_pci_pins_from_json(const json_t *, struct vm_pci_pins *,
+	    char **cause);
+const struct vm_pci_pin *vm_pci_pins_find(const struct vm_pci_pins *,
+	    const char *id);
+int	 vm_argv_pin(struct argv *, const struct vm_pci_pins *, char **cause);
 
 /* vm-def-dev.c: the desktop devices of a definition. Pure. */
 int	 vm_def_dev_from_json(struct vm_def *, json_t *, char **cause);
@@ -392,7 +421,6 @@ struct vm_netrt {
 	int			 cont_waiting;
 	vm_net_rules_cb		 rules_cb;	/* an incoming migration's */
 	int			 rules_arg;
-	int			 hotplugged;	/* a NIC came or went since boot */
 	TAILQ_ENTRY(vm_netrt)	 entry;
 };
 void	 vm_net_init(void);
@@ -444,6 +472,7 @@ void	 vm_nic_add(struct vm *, const char *network, done_cb, void *arg);
 void	 vm_nic_rm(struct vm *, const char *mac, done_cb, void *arg);
 void	 vm_nic_deleted(struct vm *, json_t *data);
 void	 vm_nic_stopped(struct vm *);
+const char *vm_nic_busy(const struct vm *);
 
 /*
  * vm-migrate*.c (the source) and vm-incoming.c (the target): a live
@@ -484,6 +513,8 @@ struct vm_mig {
 	unsigned long long	 ram_remaining;
 	unsigned long long	 disk_bytes;	/* copied over NBD */
 	unsigned long long	 disk_total;
+	long long		 disk_t0;	/* monotonic ms: the mirror began */
+	long long		 disk_ms;	/* source: mirror until READY */
 	int			 progress;	/* percent */
 	char			*reason;	/* why it failed or was cancelled */
 	done_cb			 done;		/* answers vm.migrate or prepare */
@@ -495,10 +526,14 @@ struct vm_mig {
 	/* What the target told the source in its prepare answer. */
 	json_t			*target;
 	char			*disk;		/* target: the copy's file */
+	char			*image;		/* target: the clone made here,
+						   until the record owns it */
 	long long		 completed_at;	/* target: monotonic ms */
 	/* Wall clock ms: the source's STOP, the target's cont (downtime). */
 	long long		 stopped_at;
 	long long		 resumed_at;
+	/* Where QEMU's PCI devices sit (source: query-pci; target: argv). */
+	struct vm_pci_pins	*pins;
 };
 
 /*
@@ -524,6 +559,16 @@ long long vm_migrate_wall_ms(void);
 long long vm_migrate_downtime(const struct vm_mig *);
 const char *vm_migrate_state_name(enum vm_mig_state);
 int	 vm_migrate_check(const struct vm_def *, int copy, char **cause);
+/* vm-migrate-image.c: a disk on the image store, its clone's top copied. */
+int	 vm_migrate_image_check(const struct vm_def *, int copy, char **);
+int	 vm_migrate_image_offer(struct vm *, json_t *req, char **cause);
+int	 vm_migrate_image_ready(struct vm *, char **cause);
+int	 vm_incoming_image_need(json_t *args, done_cb, void *arg);
+int	 vm_incoming_image_clone(struct vm *, json_t *args, long long size,
+	    char **cause);
+void	 vm_incoming_image_undo(struct vm *);
+void	 vm_incoming_image_drop(const char *vmname, const char *image);
+int	 vm_incoming_image_abort(const char *name);
 /* vm-migrate-tls.c: the stream's TLS from the cluster's certificates. */
 struct qmp;
 int	 vm_migrate_tls(struct vm *, int server, const char *hostname,
@@ -539,6 +584,10 @@ int	 vm_migrate_nic_check(const struct vm_def *, const json_t *nets,
 	    char **cause);
 int	 vm_migrate_nic_save(struct vm *, char **cause);
 int	 vm_migrate_nic_wait(struct vm *, int arg, vm_net_rules_cb);
+/* vm-migrate-dev.c: the devices QEMU has now, hotplugged ones too. */
+void	 vm_migrate_dev_query(struct vm *);
+void	 vm_migrate_dev_offer(const struct vm *, json_t *prepare);
+int	 vm_migrate_dev_take(struct vm *, const json_t *prepare, char **cause);
 /*
  * The switchover's placement step, on the target (one function, for the
  * cluster's compare-and-swap of placement/NAME): cb(0) to go on and run

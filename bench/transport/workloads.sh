@@ -9,6 +9,10 @@
 #           desktop with no blinking cursor (idle is the blinking one);
 #   video1080  video.img's motion at 1920x1080 (video1080.img), through
 #           the run's own clients like video.
+#   video-kvm, video-kvm768  the same scene painted at 30 frames/s by a
+#           KVM guest (video-kvm.img at 1920x1080, video-kvm768.img at
+#           1024x768; scripts/guest/video-kvm.c): the transport measured
+#           against a guest that is not the bottleneck.
 #
 # keys, scroll and still, and every workload on the browser path, are
 # measured here, not by run's loop: a real client with a screen (SPICE:
@@ -24,8 +28,10 @@
 KEYLAT=$BUILD/bench/keylat
 BROWSER_NODE=$top/build/portal-test
 
-WL_GUEST+=([keys]=linux [scroll]=linux [still]=linux [video1080]=video1080)
-WL_UP+=([video1080]="QDESK VIDEO UP")
+WL_GUEST+=([keys]=linux [scroll]=linux [still]=linux [video1080]=video1080
+    [video-kvm]=video-kvm [video-kvm768]=video-kvm768)
+WL_UP+=([video1080]="QDESK VIDEO UP" [video-kvm]="QDESK VIDEO UP"
+    [video-kvm768]="QDESK VIDEO UP")
 PATH_RUN+=([browser]=wl_row)
 PATH_PROFILE+=([browser]=lan)
 WL_STEADY=" keys scroll still "

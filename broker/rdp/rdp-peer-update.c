@@ -135,6 +135,25 @@ rdp_peer_update_display(struct rdp_session *s)
 	 * now, also damage from a refresh or activation while an update
 	 * request is still out (QEMU answers it only when the guest draws).
 	 */
+	/*
+	 * Ask for the next update before encoding this one: QEMU answers
+	 * at its next display refresh (every 30 ms) and its VNC worker
+	 * copies the framebuffer meanwhile, so that wait and copy overlap
+	 * the encoder instead of following it (1920x1080 AVC420 on a KVM
+	 * guest drawing 30 a second: 12.6-14.3 frames/s asked after,
+	 * 18.7-19.1 asked before; bench/transport/README.md). The damage
+	 * of an update that comes while frames are held waits as it did.
+	 */
+	if (!s->requested) {
+		if (rdp_rfb_request(rfb, 1) != 0) {
+			xasprintf(&cause, "VNC connection lost: %s",
+			    strerror(errno));
+			rdp_peer_end(s, "%s", cause);
+			free(cause);
+			return;
+		}
+		s->requested = 1;
+	}
 	/* The graphics pipeline when in use (it may hold damage back). */
 	sent = RDP_GFX_OFF;
 	if (s->gfx != NULL)

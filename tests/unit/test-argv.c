@@ -134,6 +134,7 @@ one(const char *dir, const char *file)
 	int			 expect_fail = strncmp(file, "fail-", 5) == 0;
 	struct vm_disk		 idisk;
 	struct vm_disk_link	 links[8];
+	struct vm_pci_pins	 pins;
 	json_t			*img, *l;
 	size_t			 i;
 
@@ -192,6 +193,21 @@ one(const char *dir, const char *file)
 	if (json_is_integer(json_object_get(j, "agent_fd")))
 		rt.agent_fd = json_integer_value(json_object_get(j,
 		    "agent_fd"));
+	/* A migration target's PCI layout, as migrate.prepare's "pci". */
+	rt.pins = NULL;
+	if (json_object_get(j, "pci") != NULL) {
+		if (vm_pci_pins_from_json(json_object_get(j, "pci"), &pins,
+		    &cause) != 0) {
+			CHECK(expect_fail);
+			if (expect_fail)
+				check_error(path, cause);
+			free(cause);
+			vm_def_clear(&def);
+			json_decref(j);
+			return;
+		}
+		rt.pins = &pins;
+	}
 	argv = vm_argv_build(&def, &rt, "qemu-system-x86_64", &cause);
 	if (expect_fail) {
 		CHECK(argv == NULL);

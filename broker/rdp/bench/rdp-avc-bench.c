@@ -7,10 +7,13 @@
  * session adds the VNC read and the send).
  *
  *   rdp-avc-bench [-c avc420|avc444] [-n FRAMES] [-s WxH] [-t THREADS]
- *       [-p PRESET] [-q CRF] [-d W2xH2]
+ *       [-p PRESET] [-q CRF] [-d W2xH2] [PPM...]
  *
  * -d damages only a W2xH2 rectangle that moves (a window playing video)
- * instead of the whole screen.
+ * instead of the whole screen. PPM files (binary P6, maxval 255, all one
+ * size: a guest's screendumps in order) replace the synthetic picture:
+ * each is one frame, full-screen damage, so two guests' pictures can be
+ * compared at the same encoder settings (bench/transport/README.md).
  */
 #include <math.h>
 #include <stdio.h>
@@ -42,8 +45,46 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: rdp-avc-bench [-c avc420|avc444] [-n frames] "
-	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-d WxH]\n");
+	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-d WxH] [PPM...]\n");
 	exit(2);
+}
+
+/*
+ * Read a binary PPM (P6, maxval 255) as XRGB; sets *w and *h. Exits with
+ * a one-line cause on anything else: this is a bench, not a parser.
+ */
+static uint32_t *
+bench_ppm(const char *path, int *w, int *h)
+{
+	FILE		*f;
+	uint32_t	*px;
+	unsigned char	 rgb[3];
+	int		 max;
+	size_t		 i;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		perror(path);
+		exit(1);
+	}
+	if (fscanf(f, "P6 %d %d %d", w, h, &max) != 3 || max != 255 ||
+	    fgetc(f) == EOF || *w < 64 || *h < 64) {
+		fprintf(stderr, "rdp-avc-bench: %s: not a P6 PPM with maxval "
+		    "255\n", path);
+		exit(1);
+	}
+	if ((px = calloc((size_t)*w * *h, sizeof *px)) == NULL) {
+		perror("calloc");
+		exit(1);
+	}
+	for (i = 0; i < (size_t)*w * *h; i++) {
+		if (fread(rgb, 1, 3, f) != 3) {
+			fprintf(stderr, "rdp-avc-bench: %s: short\n", path);
+			exit(1);
+		}
+		px[i] = (uint32_t)rgb[0] << 16 | rgb[1] << 8 | rgb[2];
+	}
+	fclose(f);
+	return (px);
 }
 
 /* A smooth picture with texture, so x264 sees natural-image content. */
@@ -114,9 +155,17 @@ main(int argc, char **argv)
 			usage();
 		}
 	}
+	argc -= optind;
+	argv += optind;
+	if (argc > 0) {
+		/* Screendumps: their size, one frame each, whole screen. */
+		free(bench_ppm(argv[0], &w, &h));
+		n = argc;
+		dw = dh = 0;
+	}
 	if (n <= 0 || w < 64 || h < 64 || dw > w || dh > h)
 		usage();
-	tex = bench_texture(w * 2, h * 2);
+	tex = argc > 0 ? NULL : bench_texture(w * 2, h * 2);
 	fb = calloc((size_t)w * h, sizeof *fb);
 	img.fb = fb;
 	img.stride = w;
@@ -141,7 +190,20 @@ main(int argc, char **argv)
 			dmg.w = dw;
 			dmg.h = dh;
 		}
-		for (y = dmg.y; y < dmg.y + dmg.h; y++)
+		if (argc > 0) {
+			uint32_t	*pic;
+			int		 pw, ph;
+
+			pic = bench_ppm(argv[f], &pw, &ph);
+			if (pw != w || ph != h) {
+				fprintf(stderr, "rdp-avc-bench: %s is %dx%d, "
+				    "not %dx%d\n", argv[f], pw, ph, w, h);
+				return (1);
+			}
+			memcpy(fb, pic, (size_t)w * h * 4);
+			free(pic);
+		}
+		for (y = dmg.y; tex != NULL && y < dmg.y + dmg.h; y++)
 			memcpy(fb + (size_t)y * w + dmg.x, tex +
 			    (size_t)(y + oy) * w * 2 + ox + dmg.x, dmg.w * 4);
 		if (rdp_gfx_codec_lossy(c, &img, &dmg, 1, bench_emit, NULL,
