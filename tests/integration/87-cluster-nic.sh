@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# NIC hotplug in a cluster (issues 13/14), on `scripts/cluster up 2`:
+# vm nic-add and nic-rm on a running desktop change its definition in
+# etcd (vms/VM's "nets", by CAS) as well as its QEMU, so every host sees
+# the NICs it has. Each host has nat networks nic87a (10.87.0.0/24) and
+# nic87b (10.88.0.0/24); a TCG Linux guest boots with a NIC on nic87a.
+#  - nic-add on its host: the other host's vm show lists nic87b; asked
+#    of the other host it is refused with the host's name; nic-rm: gone
+#    on the other host too.
+#  - a NIC added again, then vm migrate: the target's record has both;
+#    the boot-time NIC removed on the target: the source's view (etcd's)
+#    follows.
+#  - the target dies (qmpd and QEMU killed, link down): the other host
+#    restarts the desktop from etcd's definition, with the NIC on nic87b
+#    only (its QEMU gets one netdev).
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
+for t in ip nft dnsmasq jq; do
+	command -v $t >/dev/null 2>&1 || skip "$t not installed"
+done
+[ -c /dev/net/tun ] || skip "no /dev/net/tun"
+[ -f "$GUESTS/vmlinuz" ] || skip "no tiny guests: run scripts/mkguest"
+. "$top/tests/lib/cluster-lib.sh"
+
+cluster_test_up 2
+
+state_of() { local s=${1}_STATE; echo "${!s}"; }
+other() { [ "$1" = h1 ] && echo h2 || echo h1; }
+
+hwait_console() { # H VM PATTERN TIMEOUT
+	local i log
+	log=$(state_of "$1")/vms/$2/serial.log
+	for i in $(seq 1 $(($4 * 10))); do
+		grep -aq -- "$3" "$log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$2 on $1: '$3' not on the console after $4 s: $(tail -c 400 "$log" 2>/dev/null)"
+}
+
+# What host H's vm show says of desk's NICs' networks: its local record's
+# (.nics) where it runs it, etcd's (.nets) elsewhere.
+nets_on() {
+	hq "$1" --json vm show desk 2>/dev/null |
+	    jq -r '[(.nics // [] | .[].network), (.nets // [] | .[])] | join(" ")'
+}
+
+# Until host H's vm show lists networks WANT (the watch takes a moment).
+wait_nets() { # H WANT WHAT
+	local i
+	for i in $(seq 1 50); do
+		[ "$(nets_on "$1")" = "$2" ] && return 0
+		sleep 0.1
+	done
+	fail "$3: vm show on $1 lists '$(nets_on "$1")', not '$2'"
+}
+
+for h in $HOSTS; do
+	hqq "$h" net create nic87a --subnet 10.87.0.0/24 >/dev/null
+	hqq "$h" net create nic87b --subnet 10.88.0.0/24 >/dev/null
+done
+hqq h1 vm create desk --accel tcg --memory 256 \
+    --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
+    --append "console=ttyS0" --display none --net nic87a >/dev/null
+hqq h1 vm start desk >/dev/null
+src=$(runs_on desk)
+case $src in h1|h2) ;; *) fail "desk runs on '$src'" ;; esac
+dst=$(other "$src")
+# The guest's ACPI must be up to let a NIC go.
+hwait_console "$src" desk "QDESK IP=eth0 10.87.0" 120
+mac0=$(hqq "$src" --json vm show desk | jq -r '.nics[0].mac')
+
+# nic-add on the desktop's host: the other host sees it.
+t0=$(date +%s%N)
+out=$(hq "$src" --json vm nic-add desk nic87b) || fail "nic-add: $out"
+log "nic-add in a cluster took $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+mac=$(echo "$out" | jq -r .mac)
+[ "$(nets_on "$src")" = "nic87a nic87b" ] || fail "on $src: $(nets_on "$src")"
+wait_nets "$dst" "nic87a nic87b" "after nic-add on $src"
+log "nic-add on $src: $dst lists the NIC: ok"
+
+# Asked of a host that does not run it: refused, naming the host.
+out=$(hq "$dst" vm nic-add desk nic87b 2>&1) && fail "nic-add on $dst: $out"
+echo "$out" | grep -q "VM desk runs on host $src: change its NICs there" ||
+	fail "nic-add on $dst said: $out"
+[ "$(nets_on "$src")" = "nic87a nic87b" ] || fail "refused nic-add changed $src: $(nets_on "$src")"
+
+# nic-rm: gone everywhere.
+t0=$(date +%s%N)
+hqq "$src" vm nic-rm desk "$mac" >/dev/null
+log "nic-rm in a cluster took $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+[ "$(nets_on "$src")" = "nic87a" ] || fail "after nic-rm on $src: $(nets_on "$src")"
+wait_nets "$dst" "nic87a" "after nic-rm on $src"
+log "nic-rm on $src: gone on $dst: ok"
+
+# Added again, then the desktop migrates: the target has both NICs.
+out=$(hq "$src" --json vm nic-add desk nic87b) || fail "nic-add again: $out"
+mac=$(echo "$out" | jq -r .mac)
+wait_nets "$dst" "nic87a nic87b" "after the second nic-add"
+out=$(hq "$src" --json vm migrate desk "$dst" 2>&1) || fail "migrate: $out"
+[ "$(runs_on desk)" = "$dst" ] || fail "after migrate desk runs on '$(runs_on desk)'"
+got=$(hqq "$dst" --json vm show desk | jq -r '[.nics[] | .network + " " + .mac] | join(",")')
+[ "$got" = "nic87a $mac0,nic87b $mac" ] || fail "NICs on $dst after migrate: $got"
+wait_nets "$src" "nic87a nic87b" "after the migration"
+log "migrated to $dst with the hot-added NIC: ok"
+
+# The boot-time NIC removed on the target: the source's view follows.
+hqq "$dst" vm nic-rm desk "$mac0" >/dev/null
+[ "$(nets_on "$dst")" = "nic87b" ] || fail "after nic-rm on $dst: $(nets_on "$dst")"
+wait_nets "$src" "nic87b" "after nic-rm on $dst"
+log "nic-rm on $dst: $src's view follows: ok"
+
+# The target dies: the desktop restarts on the other host from etcd's
+# definition (it has no record there since it migrated away).
+dpf=${dst}_PIDFILE dns=${dst}_NETNS
+kill -9 "$(cat "${!dpf}")"
+kill -9 "$(cat "$(state_of "$dst")/vms/desk/qemu.pid")"
+ip -n "${!dns}" link set eth0 down
+t0=$(date +%s%3N)
+for i in $(seq 1 400); do
+	[ "$(runs_on desk)" = "$src" ] && break
+	sleep 0.1
+done
+[ "$(runs_on desk)" = "$src" ] || fail "desk not restarted on $src after $dst died"
+log "desk runs on $src $(( $(date +%s%3N) - t0 )) ms after $dst died"
+got=$(hqq "$src" --json vm show desk | jq -r '[.nics[].network] | join(" ")')
+[ "$got" = "nic87b" ] || fail "after failover desk's NICs on $src: $got"
+pid=$(cat "$(state_of "$src")/vms/desk/qemu.pid")
+n=$(tr '\0' '\n' <"/proc/$pid/cmdline" | grep -c '^tap,')
+[ "$n" = 1 ] || fail "desk's QEMU on $src has $n netdevs: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+log "failover restarted desk on $src with its NIC on nic87b: ok"
+ip -n "${!dns}" link set eth0 up
+log "ok"
