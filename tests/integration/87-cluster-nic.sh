@@ -12,7 +12,12 @@
 #    follows.
 #  - the target dies (qmpd and QEMU killed, link down): the other host
 #    restarts the desktop from etcd's definition, with the NIC on nic87b
-#    only (its QEMU gets one netdev).
+#    only (its QEMU gets one netdev). The dead host comes back with a
+#    stale stopped copy: a NIC added where the desktop runs reaches it.
+#  - a desktop never started: nic-add from any host writes etcd alone;
+#    nic-rm, with no copy to find the MAC in, is refused with one line.
+#  - etcd without quorum: nic-add adds nothing (no NIC, no TAP) and says
+#    why in one line.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -23,6 +28,8 @@ done
 [ -f "$GUESTS/vmlinuz" ] || skip "no tiny guests: run scripts/mkguest"
 . "$top/tests/lib/cluster-lib.sh"
 
+RESULTS=$top/build/test-results/$TEST_NAME
+EXTRA_CLEANUP='mkdir -p "$RESULTS"; for h in $HOSTS; do cp "$RUN_DIR/$h/qmpd.log" "$RESULTS/$h.log"; done'
 cluster_test_up 2
 
 state_of() { local s=${1}_STATE; echo "${!s}"; }
@@ -129,5 +136,79 @@ pid=$(cat "$(state_of "$src")/vms/desk/qemu.pid")
 n=$(tr '\0' '\n' <"/proc/$pid/cmdline" | grep -c '^tap,')
 [ "$n" = 1 ] || fail "desk's QEMU on $src has $n netdevs: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
 log "failover restarted desk on $src with its NIC on nic87b: ok"
+
+# The dead host returns with a stale stopped copy of desk: a NIC added
+# where desk runs reaches that copy too (the watch), before any start.
 ip -n "${!dns}" link set eth0 up
+dst_qmpd_start() {
+	local ns=${dst}_NETNS st=${dst}_STATE conf=${dst}_CONF lg=${dst}_LOG \
+	    pf=${dst}_PIDFILE i
+	setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
+	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
+	echo $! >"${!pf}"
+	for i in $(seq 1 300); do
+		hq "$dst" status >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	fail "qmpd of $dst did not come back: $(tail -n 5 "${!lg}")"
+}
+dst_qmpd_start
+copy_on() { # H NET: the VMs whose NICs on NET host H's records hold
+	hq "$1" --json net show "$2" 2>/dev/null | jq -r '.vms | join(" ")'
+}
+for i in $(seq 1 150); do
+	[ "$(copy_on "$dst" nic87b)" = desk ] && break
+	sleep 0.1
+done
+[ "$(copy_on "$dst" nic87b)" = desk ] || fail "$dst has no copy of desk on nic87b"
+[ -z "$(copy_on "$dst" nic87a)" ] || fail "$dst's copy of desk is on nic87a: $(copy_on "$dst" nic87a)"
+out=$(hq "$src" --json vm nic-add desk nic87a) || fail "nic-add after failover: $out"
+for i in $(seq 1 100); do
+	[ "$(copy_on "$dst" nic87a)" = desk ] && break
+	sleep 0.1
+done
+[ "$(copy_on "$dst" nic87a)" = desk ] ||
+	fail "$dst's stopped copy of desk did not take the NIC on nic87a"
+wait_nets "$dst" "nic87b nic87a" "after nic-add on $src, on the returned $dst"
+log "$dst's stale copy took the NIC added on $src: ok"
+
+# A desktop defined in etcd and never started: nic-add from any host is
+# etcd's alone; nic-rm needs a copy that knows the MAC.
+hqq "$dst" vm create cold --accel tcg --memory 128 --kernel "$GUESTS/vmlinuz" \
+    --initrd "$GUESTS/initrd.img" --display none >/dev/null
+out=$(hq "$dst" --json vm nic-add cold nic87a) || fail "nic-add of cold: $out"
+[ "$(echo "$out" | jq -r .network)" = nic87a ] || fail "nic-add of cold said: $out"
+for i in $(seq 1 50); do
+	[ "$(hq "$src" --json vm show cold | jq -r '.nets | join(" ")')" = nic87a ] && break
+	sleep 0.1
+done
+[ "$(hq "$src" --json vm show cold | jq -r '.nets | join(" ")')" = nic87a ] ||
+	fail "$src: cold's nets: $(hq "$src" --json vm show cold | jq -c .nets)"
+out=$(hq "$src" vm nic-rm cold 52:54:00:00:00:01 2>&1) && fail "nic-rm of cold: $out"
+echo "$out" | grep -q "VM cold has no copy on this host to find MAC" ||
+	fail "nic-rm of cold said: $out"
+log "a stopped desktop's nic-add is etcd's: ok"
+
+# etcd without quorum (two of three members killed): a nic-add adds
+# nothing, neither to the record nor to QEMU (no new TAP), and says why
+# in one line; desk runs on.
+endpoints=$ETCD
+ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
+ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
+. "$top/cluster/etcd-members.sh"
+ETCD=$endpoints
+sns=${src}_NETNS
+taps() { ip -n "${!sns}" -o link show | grep -c ' qtap'; }
+before=$(hqq "$src" --json vm show desk | jq -c '[.nics[].mac]') ntaps=$(taps)
+etcd_member_kill 2
+etcd_member_kill 3
+out=$(hq "$src" vm nic-add desk nic87a 2>&1) && fail "nic-add without quorum: $out"
+[ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "nic-add without quorum, not one line: $out"
+echo "$out" | grep -Eq "etcd did not take the NIC, nothing added|etcd has no quorum" ||
+	fail "nic-add without quorum said: $out"
+[ "$(hqq "$src" --json vm show desk | jq -c '[.nics[].mac]')" = "$before" ] ||
+	fail "nic-add without quorum changed desk's NICs: $(hq "$src" --json vm show desk | jq -c .nics)"
+[ "$(taps)" = "$ntaps" ] || fail "nic-add without quorum left a TAP: $(ip -n "${!sns}" -o link show | grep qtap)"
+[ "$(runs_on desk)" = "$src" ] || fail "desk runs on '$(runs_on desk)' without quorum"
+log "without quorum: '$out'"
 log "ok"
