@@ -7,17 +7,17 @@
  * see the NICs a running desktop has:
  *
  *   nic-add   etcd first, then the hotplug; a hotplug that fails writes
- *             etcd back to the NICs QEMU has. An etcd write that fails
- *             adds nothing: QEMU never has a NIC etcd does not know.
- *   nic-rm    QEMU first (the guest lets go), then etcd; while the guest
- *             holds the NIC etcd still lists it.
+ *             etcd back. An etcd write that fails adds nothing: QEMU
+ *             never has a NIC etcd does not know.
+ *   nic-rm    on a running desktop QEMU first (the guest lets go), then
+ *             etcd: while the guest holds the NIC etcd still lists it.
+ *             On a stopped copy etcd first, then the copy.
  *
- * Between commands, cluster_nic_sync keeps the two in step: the host
- * that runs a desktop writes its NICs to etcd when they differ (an
- * unplug the guest finished after the command answered, a write that
- * failed), and a host with a stopped copy takes etcd's NICs into it
- * (keeping the leases of NICs whose network stays), so a start there
- * boots what the cluster defines.
+ * Between commands, cluster_nic_sync keeps the two in step: a copy whose
+ * NICs changed here without etcd taking it (an unplug the guest finished
+ * after the command answered, a write that failed) writes its own, and a
+ * stopped copy on any host takes etcd's (keeping the leases of NICs
+ * whose network stays), so a start there boots what the cluster defines.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +54,8 @@ struct nic_op {
 	char		*mac;		/* nic-rm's */
 	json_t		*rec;		/* the vms/ value being written */
 	json_t		*result;	/* the local answer, for nic-rm */
+	char		*errclass;	/* nic-add's failure, while etcd */
+	char		*cause;		/* goes back */
 };
 
 static void	nic_kick(void);
@@ -96,6 +98,8 @@ nic_op_free(struct nic_op *op)
 	free(op->mac);
 	json_decref(op->rec);
 	json_decref(op->result);
+	free(op->errclass);
+	free(op->cause);
 	free(op);
 }
 
@@ -317,9 +321,10 @@ nic_pull(struct vm *vm, json_t *etcd)
 }
 
 /*
- * Bring vm's NICs and etcd's in step: the host running it writes its own
- * (QEMU has them), as does a stopped copy changed here that etcd has not
- * taken; any other stopped copy takes etcd's.
+ * Bring vm's NICs and etcd's in step: a copy whose NICs changed here
+ * without etcd taking it (an unplug the guest finished late, a write
+ * that failed) writes its own, if it runs here or nowhere; any other
+ * stopped copy takes etcd's.
  */
 static void
 nic_sync(struct cluster_place *p)
@@ -338,13 +343,22 @@ nic_sync(struct cluster_place *p)
 		json_decref(local);
 		return;
 	}
-	if (vm_is_active(vm) ? cluster_place_mine(p) :
-	    json_object_get(nic_dirty, p->name) != NULL) {
+	if (json_object_get(nic_dirty, p->name) != NULL) {
+		if (vm_is_active(vm) && !cluster_place_mine(p)) {
+			json_decref(local);
+			return;		/* not ours to say: killed soon */
+		}
 		op = nic_op_new(NULL, p->name);
 		nic_put(p, local, nic_push_cb, op);
 		return;
 	}
 	json_decref(local);
+	/*
+	 * A running copy that differs without a change here (a NIC added
+	 * before etcd kept them) is left: the next nic-add or nic-rm writes
+	 * it, and a stale copy that booted short of a network here never
+	 * strips etcd's definition.
+	 */
 	if (!vm_is_active(vm))
 		nic_pull(vm, nic_etcd_nets(p));
 }
@@ -428,20 +442,46 @@ nic_op_done(struct nic_op *op, json_t *result, const char *errclass,
 	nic_kick();
 }
 
+/* etcd's definition back without the NIC that was not added: answer. */
+static void
+nic_add_revert_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	struct nic_op	*op = arg;
+	struct vm	*vm = vm_find(op->name);
+	const char	*why;
+
+	if ((why = nic_put_failed(op, res, errclass, cause)) != NULL) {
+		log_warnx("cluster: %s: etcd's definition still lists the NIC "
+		    "on %s that was not added: %s", op->name, op->network, why);
+		/* A running copy's NICs are QEMU's: written again soon. */
+		if (vm != NULL && vm_is_active(vm)) {
+			nic_set(&nic_dirty, op->name, 1);
+			nic_retry();
+		}
+	}
+	nic_op_done(op, NULL, op->errclass, op->cause);
+}
+
 /* nic-add's hotplug (or a stopped copy's change) answered. */
 static void
 nic_add_done(void *arg, json_t *result, const char *errclass,
     const char *cause)
 {
-	struct nic_op	*op = arg;
+	struct nic_op		*op = arg;
+	struct cluster_place	*p = cluster_place_find(op->name);
 
-	if (errclass != NULL) {
-		/* etcd lists it, QEMU has not: write etcd back. */
-		log_warnx("cluster: %s: NIC on %s not added (%s): etcd's "
-		    "definition goes back", op->name, op->network, cause);
-		nic_set(&nic_dirty, op->name, 1);
+	if (errclass == NULL || p == NULL || p->def == NULL) {
+		nic_op_done(op, result, errclass, cause);
+		return;
 	}
-	nic_op_done(op, result, errclass, cause);
+	/* etcd lists it, QEMU has not: etcd goes back, then the answer. */
+	log_warnx("cluster: %s: NIC on %s not added (%s): etcd's definition "
+	    "goes back", op->name, op->network, cause);
+	op->errclass = xstrdup(errclass);
+	op->cause = xstrdup(cause);
+	nic_put(p, nic_nets_base(p, vm_find(op->name), op->network),
+	    nic_add_revert_cb, op);
 }
 
 /* nic-add's etcd write answered: now QEMU, or nothing. */
@@ -485,6 +525,7 @@ nic_rm_put_cb(void *arg, json_t *res, const char *errclass,
 	char		*msg;
 
 	if ((why = nic_put_failed(op, res, errclass, cause)) != NULL) {
+		/* QEMU has let go: etcd is written again until it takes it. */
 		nic_set(&nic_dirty, op->name, 1);
 		nic_retry();
 		xasprintf(&msg, "vm nic-rm %s: NIC %s is removed here, but "
@@ -519,6 +560,40 @@ nic_rm_done(void *arg, json_t *result, const char *errclass,
 	}
 	op->result = result;
 	nic_put(p, nic_nets_base(p, vm, op->network), nic_rm_put_cb, op);
+}
+
+/* A stopped copy's NIC goes once etcd's definition let it go. */
+static void
+nic_rm_local_done(void *arg, json_t *result, const char *errclass,
+    const char *cause)
+{
+	nic_op_done(arg, result, errclass, cause);
+}
+
+/* nic-rm of a stopped copy: etcd first, then the copy, or nothing. */
+static void
+nic_rm_first_cb(void *arg, json_t *res, const char *errclass,
+    const char *cause)
+{
+	struct nic_op	*op = arg;
+	struct vm	*vm;
+	const char	*why;
+	char		*msg;
+
+	if ((why = nic_put_failed(op, res, errclass, cause)) != NULL) {
+		xasprintf(&msg, "vm nic-rm %s: etcd did not take the removal, "
+		    "nothing removed: %s%s", op->name, why, errclass == NULL ?
+		    " (try again)" : "");
+		nic_op_done(op, NULL, errclass != NULL ? errclass : ERR_STATE,
+		    msg);
+		free(msg);
+		return;
+	}
+	if ((vm = vm_find(op->name)) == NULL) {
+		nic_op_done(op, json_object(), NULL, NULL);
+		return;
+	}
+	vm_nic_rm(vm, op->mac, nic_rm_local_done, op);
 }
 
 /* Is the command this host's: the desktop runs here or nowhere? */
@@ -605,7 +680,12 @@ nic_rm(struct cmd_req *req, struct cluster_place *p, struct vm *vm)
 			break;
 		}
 	}
-	vm_nic_rm(vm, op->mac, nic_rm_done, op);
+	if (vm_is_active(vm) || op->network == NULL) {
+		/* The unplug first (or vm-nic.c's answer to a bad MAC). */
+		vm_nic_rm(vm, op->mac, nic_rm_done, op);
+		return (CMD_RETURN_WAIT);
+	}
+	nic_put(p, nic_nets_base(p, vm, op->network), nic_rm_first_cb, op);
 	return (CMD_RETURN_WAIT);
 }
 
