@@ -161,6 +161,7 @@ nic_put(struct cluster_place *p, json_t *nets, etcd_cb cb, struct nic_op *op)
 {
 	json_t	*def;
 	char	*key, *val;
+	int64_t	 rev = p->def_rev;
 
 	json_decref(op->rec);
 	op->rec = json_deep_copy(p->def);
@@ -172,7 +173,11 @@ nic_put(struct cluster_place *p, json_t *nets, etcd_cb cb, struct nic_op *op)
 		json_object_set_new(def, "nets", nets);
 	key = cluster_key("vms/%s", p->name);
 	val = json_dumps(op->rec, JSON_COMPACT);
-	etcd_cas(cluster_etcd, key, p->def_rev, val, 0, cb, op);
+	/* A test's etcd that refuses it: a revision that never matches. */
+	if (op->network != NULL && op->req != NULL && test_hook_fail("nic-cas",
+	    op->network))
+		rev = INT64_MAX;
+	etcd_cas(cluster_etcd, key, rev, val, 0, cb, op);
 	free(key);
 	free(val);
 }
@@ -509,6 +514,10 @@ nic_add_put_cb(void *arg, json_t *res, const char *errclass,
 		/* Defined in etcd only: the host that starts it leases it. */
 		nic_op_done(op, json_pack("{s:s,s:s}", "name", op->name,
 		    "network", op->network), NULL, NULL);
+		return;
+	}
+	if (test_hook_fail("nic-plug", op->network)) {
+		nic_add_done(op, NULL, ERR_QEMU, "test hook: no hotplug");
 		return;
 	}
 	vm_nic_add(vm, op->network, nic_add_done, op);

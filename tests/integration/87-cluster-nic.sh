@@ -16,8 +16,10 @@
 #    stale stopped copy: a NIC added where the desktop runs reaches it.
 #  - a desktop never started: nic-add from any host writes etcd alone;
 #    nic-rm, with no copy to find the MAC in, is refused with one line.
-#  - etcd without quorum: nic-add adds nothing (no NIC, no TAP) and says
-#    why in one line.
+#  - etcd refusing the write (a test hook makes its CAS fail): nic-add
+#    adds nothing (no NIC, no TAP) and says why in one line; a hotplug
+#    failing after etcd took the NIC (a test hook): etcd goes back. etcd
+#    without quorum: nic-add adds nothing either.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -27,7 +29,13 @@ done
 [ -c /dev/net/tun ] || skip "no /dev/net/tun"
 [ -f "$GUESTS/vmlinuz" ] || skip "no tiny guests: run scripts/mkguest"
 . "$top/tests/lib/cluster-lib.sh"
+grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
+	fail "qmpd is built without test hooks (meson configure build -Dtest_hooks=true)"
 
+# qmpd/test-hook.c: an etcd write of a NIC on nic87c never matches (its
+# CAS fails as a concurrent change would make it), a hotplug on nic87d
+# fails after etcd took it.
+export QDESK_TEST_HOOK=nic-cas:nic87c,nic-plug:nic87d
 RESULTS=$top/build/test-results/$TEST_NAME
 EXTRA_CLEANUP='mkdir -p "$RESULTS"; for h in $HOSTS; do cp "$RUN_DIR/$h/qmpd.log" "$RESULTS/$h.log"; done'
 cluster_test_up 2
@@ -99,6 +107,35 @@ log "nic-rm in a cluster took $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 [ "$(nets_on "$src")" = "nic87a" ] || fail "after nic-rm on $src: $(nets_on "$src")"
 wait_nets "$dst" "nic87a" "after nic-rm on $src"
 log "nic-rm on $src: gone on $dst: ok"
+
+# etcd refuses the write: nothing added (no NIC, no TAP), one line. A
+# hotplug that fails after etcd took the NIC: etcd's definition goes
+# back before the answer.
+etcd_nets() {
+	ETCDCTL_API=3 ip netns exec "$ETCD_NETNS" etcdctl --endpoints="$ETCD" \
+	    --command-timeout=5s get /qdesk/v1/vms/desk --print-value-only |
+	    jq -r '.def.nets // [] | join(" ")'
+}
+[ "$(etcd_nets)" = nic87a ] || fail "etcd's vms/desk: $(etcd_nets)"
+hqq "$src" net create nic87c --subnet 10.89.0.0/24 >/dev/null
+hqq "$src" net create nic87d --subnet 10.90.0.0/24 >/dev/null
+sns=${src}_NETNS
+taps() { ip -n "${!sns}" -o link show | grep -c ' qtap'; }
+ntaps=$(taps)
+out=$(hq "$src" vm nic-add desk nic87c 2>&1) && fail "nic-add, etcd refusing: $out"
+[ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "nic-add, etcd refusing, not one line: $out"
+echo "$out" | grep -q "vm nic-add desk: etcd did not take the NIC, nothing added: the definition changed meanwhile" ||
+	fail "nic-add, etcd refusing, said: $out"
+[ "$(nets_on "$src")" = nic87a ] || fail "nic-add, etcd refusing, changed desk: $(nets_on "$src")"
+[ "$(taps)" = "$ntaps" ] || fail "nic-add, etcd refusing, left a TAP"
+[ "$(etcd_nets)" = nic87a ] || fail "nic-add, etcd refusing: etcd has $(etcd_nets)"
+log "etcd refusing the write: '$out'"
+out=$(hq "$src" vm nic-add desk nic87d 2>&1) && fail "nic-add, hotplug failing: $out"
+echo "$out" | grep -q "test hook: no hotplug" || fail "nic-add, hotplug failing, said: $out"
+[ "$(etcd_nets)" = nic87a ] || fail "a failed hotplug left etcd with $(etcd_nets)"
+[ "$(nets_on "$src")" = nic87a ] || fail "a failed hotplug changed desk: $(nets_on "$src")"
+wait_nets "$dst" nic87a "after a failed hotplug"
+log "a hotplug failing after etcd took the NIC: etcd's definition back: ok"
 
 # Added again, then the desktop migrates: the target has both NICs.
 out=$(hq "$src" --json vm nic-add desk nic87b) || fail "nic-add again: $out"
