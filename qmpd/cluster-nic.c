@@ -126,30 +126,11 @@ nic_etcd_nets(const struct cluster_place *p)
 static int
 nic_same(json_t *a, json_t *b)
 {
-	json_t		*count = json_object(), *v;
-	const char	*k;
-	size_t		 i;
-	int		 same = 1;
+	int	keep[VM_NICS_MAX + 1];
 
-	json_array_foreach(a, i, v) {
-		k = json_string_value(v);
-		if (k == NULL)
-			continue;
-		json_object_set_new(count, k, json_integer(json_integer_value(
-		    json_object_get(count, k)) + 1));
-	}
-	json_array_foreach(b, i, v) {
-		k = json_string_value(v);
-		if (k == NULL)
-			continue;
-		json_object_set_new(count, k, json_integer(json_integer_value(
-		    json_object_get(count, k)) - 1));
-	}
-	json_object_foreach(count, k, v)
-		if (json_integer_value(v) != 0)
-			same = 0;
-	json_decref(count);
-	return (same);
+	if (json_array_size(a) > VM_NICS_MAX)
+		return (0);
+	return (cluster_nic_plan(a, b, keep, NULL) == 0);
 }
 
 /*
@@ -278,39 +259,27 @@ nic_pull_done(void *arg, json_t *result, const char *errclass,
 static void
 nic_pull(struct vm *vm, json_t *etcd)
 {
-	json_t		*want = json_object(), *v;
-	char		 mac[NETCTL_MACSTRLEN];
+	json_t		*local = nic_local_nets(vm), *add, *v;
 	char		 gone[VM_NICS_MAX][NETCTL_MACSTRLEN];
 	char		*cause = NULL;
 	const char	*k;
+	int		 keep[VM_NICS_MAX];
 	size_t		 i, ngone = 0;
-	json_int_t	 n;
 
-	json_array_foreach(etcd, i, v) {
-		if ((k = json_string_value(v)) != NULL)
-			json_object_set_new(want, k, json_integer(
-			    json_integer_value(json_object_get(want, k)) + 1));
-	}
+	cluster_nic_plan(local, etcd, keep, &add);
+	json_decref(local);
+	/* By MAC, taken first: each removal reorders the definition. */
 	for (i = 0; i < vm->def.nnics; i++) {
-		k = vm->def.nics[i].network;
-		if ((n = json_integer_value(json_object_get(want, k))) > 0)
-			json_object_set_new(want, k, json_integer(n - 1));
-		else
-			strlcpy(gone[ngone++], netctl_mac_format(
-			    vm->def.nics[i].mac, mac, sizeof mac),
+		if (!keep[i])
+			netctl_mac_format(vm->def.nics[i].mac, gone[ngone++],
 			    sizeof gone[0]);
 	}
 	log_info("cluster: %s: its NICs here become etcd's", vm->def.name);
 	nic_pulling = 1;
 	for (i = 0; i < ngone; i++)
 		vm_nic_rm(vm, gone[i], nic_pull_done, vm->def.name);
-	/* What is left in want is to add, in etcd's order. */
-	json_array_foreach(etcd, i, v) {
+	json_array_foreach(add, i, v) {
 		k = json_string_value(v);
-		if (k == NULL || (n = json_integer_value(json_object_get(want,
-		    k))) <= 0)
-			continue;
-		json_object_set_new(want, k, json_integer(n - 1));
 		if (vm_net_usable(k, &cause) == NULL) {
 			log_warnx("cluster: %s: etcd gives it a NIC on %s: %s "
 			    "here (qdesk net create %s)", vm->def.name, k,
@@ -322,7 +291,7 @@ nic_pull(struct vm *vm, json_t *etcd)
 		vm_nic_add(vm, k, nic_pull_done, vm->def.name);
 	}
 	nic_pulling = 0;
-	json_decref(want);
+	json_decref(add);
 }
 
 /*

@@ -189,6 +189,9 @@ void		 cluster_nic_sync(struct cluster_place *);
 void		 cluster_nic_sync_all(void);
 void		 cluster_nic_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
+/* cluster-nic-plan.c, pure: what a copy changes to have etcd's NICs. */
+int		 cluster_nic_plan(json_t *local, json_t *etcd, int *keep,
+		    json_t **add);
 
 /*
  * cluster-drain.c: host drain --live, here or asked of the host by its
