@@ -50,7 +50,7 @@ static struct event	*nic_retry_ev;
 struct nic_op {
 	struct cmd_req	*req;		/* NULL for a sync */
 	char		 name[VM_NAME_MAX];
-	char		*network;	/* nic-add's */
+	char		*network;	/* added, or the removed NIC's */
 	char		*mac;		/* nic-rm's */
 	json_t		*rec;		/* the vms/ value being written */
 	json_t		*result;	/* the local answer, for nic-rm */
