@@ -23,7 +23,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
-for t in ip nft dnsmasq jq; do
+for t in ip nft dnsmasq jq etcdctl; do
 	command -v $t >/dev/null 2>&1 || skip "$t not installed"
 done
 [ -c /dev/net/tun ] || skip "no /dev/net/tun"
