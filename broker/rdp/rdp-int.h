@@ -21,6 +21,7 @@
 #ifndef QDESK_RDP_INT_H
 #define QDESK_RDP_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -120,6 +121,7 @@ struct rdp_rfb {
 	int		 fd;
 	struct rdp_pump	*pump;		/* reads fd on a thread, or NULL */
 	int		 threaded;	/* each new fd gets a reader thread */
+	pthread_mutex_t	 wlock;		/* writes: the session's, the reader's */
 	unsigned char	*in;		/* read buffer */
 	size_t		 inoff;
 	size_t		 inlen;
@@ -191,7 +193,9 @@ int	 rdp_rfb_set_size(struct rdp_rfb *, int w, int h);
 
 /* rdp-rfb-pump.c: the VNC stream read on a thread, into memory. */
 struct rdp_pump *rdp_pump_start(int fd,
-	    size_t (*msglen)(const unsigned char *, size_t), char **cause);
+	    size_t (*msglen)(const unsigned char *, size_t),
+	    void (*onupdate)(void *), void *arg, char **cause);
+void	 rdp_pump_framed(struct rdp_pump *);
 void	 rdp_pump_stop(struct rdp_pump *);
 int	 rdp_pump_fd(const struct rdp_pump *);
 void	 rdp_pump_clear(struct rdp_pump *);

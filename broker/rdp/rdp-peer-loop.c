@@ -34,6 +34,7 @@
 #define RDP_PEER_DRAIN		2	/* seconds to flush a goodbye */
 #define RDP_PEER_REVOKE_MS	500	/* ms between revocation checks */
 #define RDP_PEER_REVOKE_WAIT	2	/* s for qmpd's answer (1 to 2) */
+#define RDP_PEER_VNC_BATCH	16	/* VNC messages taken before a frame */
 
 /* A clock in microseconds: the wall's, or this thread's CPU. */
 static uint64_t
@@ -191,7 +192,7 @@ rdp_peer_loop(struct rdp_session *s)
 	DWORD		 nh, i;
 	char		*cause = NULL, who[256];
 	uint64_t	 t0, c0;
-	int		 n, np, ictl, irfb, timeout, gt, rv;
+	int		 n, np, ictl, irfb, timeout, gt, rv, k;
 
 	while (s->end == NULL) {
 		np = 0;
@@ -297,15 +298,26 @@ rdp_peer_loop(struct rdp_session *s)
 			}
 			if (s->follow != NULL)
 				continue;
-		} else if (rdp_rfb_ready(s->rfb, irfb != -1 &&
-		    pfd[irfb].revents != 0)) {
-			t0 = rdp_peer_loop_us(CLOCK_MONOTONIC);
-			c0 = rdp_peer_loop_us(CLOCK_THREAD_CPUTIME_ID);
-			rv = rdp_rfb_process(s->rfb, &cause);
-			s->vncus += rdp_peer_loop_us(CLOCK_MONOTONIC) - t0;
-			s->vnccpuus += rdp_peer_loop_us(
-			    CLOCK_THREAD_CPUTIME_ID) - c0;
-			s->vncmsgs++;
+		} else {
+			/*
+			 * Every whole message in hand, then one encode: the
+			 * updates that came while the last frame was encoded
+			 * are applied (their damage adds up) and only the
+			 * newest picture is sent.
+			 */
+			rv = 0;
+			for (k = 0; rv == 0 && k < RDP_PEER_VNC_BATCH &&
+			    rdp_rfb_ready(s->rfb, k == 0 && irfb != -1 &&
+			    pfd[irfb].revents != 0); k++) {
+				t0 = rdp_peer_loop_us(CLOCK_MONOTONIC);
+				c0 = rdp_peer_loop_us(CLOCK_THREAD_CPUTIME_ID);
+				rv = rdp_rfb_process(s->rfb, &cause);
+				s->vncus += rdp_peer_loop_us(CLOCK_MONOTONIC) -
+				    t0;
+				s->vnccpuus += rdp_peer_loop_us(
+				    CLOCK_THREAD_CPUTIME_ID) - c0;
+				s->vncmsgs++;
+			}
 			if (rv != 0) {
 				rdp_peer_loop_follow_start(s, cause);
 				free(cause);

@@ -39,6 +39,8 @@
 struct rdp_pump {
 	int			 fd;		/* QEMU's socket; not ours */
 	size_t			(*msglen)(const unsigned char *, size_t);
+	void			(*onupdate)(void *);	/* a whole update in */
+	void			*arg;
 	int			 wake[2];	/* readable: bytes arrived */
 	int			 stopp[2];	/* readable: stop reading */
 	pthread_t		 thread;
@@ -49,6 +51,8 @@ struct rdp_pump {
 	size_t			 size;
 	size_t			 off;		/* the session's next byte */
 	size_t			 len;		/* the thread's next byte */
+	size_t			 scan;		/* framed up to here */
+	int			 framed;	/* past the handshake */
 	int			 stop;
 	int			 err;		/* errno of the end, or -1 EOF */
 	uint64_t		 bytes;
@@ -65,6 +69,30 @@ rdp_pump_us(void)
 	return ((uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }
 
+/*
+ * Under the lock: frame the messages that became whole since the last
+ * scan (only past the handshake, whose bytes are no messages); how many
+ * were framebuffer updates (type 0).
+ */
+static int
+rdp_pump_scan(struct rdp_pump *p)
+{
+	size_t	n;
+	int	updates = 0;
+
+	if (!p->framed)
+		return (0);
+	if (p->scan < p->off)
+		p->scan = p->off;
+	while (p->scan < p->len &&
+	    (n = p->msglen(p->buf + p->scan, p->len - p->scan)) != 0) {
+		if (p->buf[p->scan] == 0)
+			updates++;
+		p->scan += n;
+	}
+	return (updates);
+}
+
 /* The thread: read what QEMU sends until EOF, an error or a stop. */
 static void *
 rdp_pump_main(void *arg)
@@ -74,11 +102,12 @@ rdp_pump_main(void *arg)
 	unsigned char	*dst;
 	size_t		 room;
 	ssize_t		 n;
+	int		 updates;
 
 	pthread_mutex_lock(&p->mtx);
 	for (;;) {
 		if (p->off == p->len)
-			p->off = p->len = 0;
+			p->off = p->len = p->scan = 0;
 		if (p->stop)
 			break;
 		if (p->len == p->size) {
@@ -111,9 +140,20 @@ rdp_pump_main(void *arg)
 		}
 		p->len += n;
 		p->bytes += n;
+		updates = rdp_pump_scan(p);
 		pthread_cond_broadcast(&p->cond);
 		/* The session polls this: a message may be whole now. */
 		(void)write(p->wake[1], "", 1);
+		/*
+		 * Ask for the next update at once, so a request is pending
+		 * at QEMU's every refresh even while the session encodes:
+		 * a refresh that finds none adds 50 ms to QEMU's interval.
+		 */
+		if (updates > 0 && p->onupdate != NULL) {
+			pthread_mutex_unlock(&p->mtx);
+			p->onupdate(p->arg);
+			pthread_mutex_lock(&p->mtx);
+		}
 	}
 	pthread_mutex_unlock(&p->mtx);
 	return (NULL);
@@ -122,11 +162,13 @@ rdp_pump_main(void *arg)
 /*
  * Start reading fd (non-blocking, still the caller's) on a thread;
  * msglen tells from the bytes in hand whether a whole message is there
- * (0: not yet), so the session takes only whole messages.
+ * (0: not yet), so the session takes only whole messages. Once framed
+ * (rdp_pump_framed), onupdate(arg) runs on the thread for each whole
+ * framebuffer update that arrives.
  */
 struct rdp_pump *
 rdp_pump_start(int fd, size_t (*msglen)(const unsigned char *, size_t),
-    char **cause)
+    void (*onupdate)(void *), void *arg, char **cause)
 {
 	struct rdp_pump		*p;
 	pthread_condattr_t	 ca;
@@ -135,6 +177,8 @@ rdp_pump_start(int fd, size_t (*msglen)(const unsigned char *, size_t),
 	p = xcalloc(1, sizeof *p);
 	p->fd = fd;
 	p->msglen = msglen;
+	p->onupdate = onupdate;
+	p->arg = arg;
 	p->wake[0] = p->wake[1] = p->stopp[0] = p->stopp[1] = -1;
 	if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) == -1 ||
 	    pipe2(p->stopp, O_CLOEXEC | O_NONBLOCK) == -1) {
@@ -192,6 +236,20 @@ rdp_pump_stop(struct rdp_pump *p)
 	close(p->stopp[1]);
 	free(p->buf);
 	free(p);
+}
+
+/*
+ * The handshake is over (the session read exactly its bytes): from here
+ * on the bytes are server messages, framed by the thread as they come.
+ */
+void
+rdp_pump_framed(struct rdp_pump *p)
+{
+	pthread_mutex_lock(&p->mtx);
+	p->framed = 1;
+	p->scan = p->off;
+	(void)rdp_pump_scan(p);
+	pthread_mutex_unlock(&p->mtx);
 }
 
 /* The fd the session polls: readable when bytes (or the end) arrived. */

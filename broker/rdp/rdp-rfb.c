@@ -93,6 +93,7 @@ rdp_rfb_create(int fd)
 
 	rfb = xcalloc(1, sizeof *rfb);
 	rfb->fd = fd;
+	pthread_mutex_init(&rfb->wlock, NULL);
 	/* Non-blocking, so every wait goes through poll with a timeout. */
 	if ((flags = fcntl(fd, F_GETFL)) != -1)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -109,6 +110,7 @@ rdp_rfb_free(struct rdp_rfb *rfb)
 	rdp_pump_stop(rfb->pump);
 	if (rfb->fd != -1)
 		close(rfb->fd);
+	pthread_mutex_destroy(&rfb->wlock);
 	free(rfb->in);
 	free(rfb->fb);
 	free(rfb);
@@ -148,6 +150,19 @@ rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 	rfb->updated = 0;
 }
 
+/*
+ * On the reader thread, as an update arrives whole: ask for the next
+ * one (incremental). The size is read without the session's say: QEMU
+ * ignores an incremental request's rectangle, so a stale one is
+ * harmless. Duplicates of the session's own requests only set QEMU's
+ * state again; a failed write shows up as the stream's end.
+ */
+static void
+rdp_rfb_request_next(void *arg)
+{
+	(void)rdp_rfb_request(arg, 1);
+}
+
 /* Read the stream on a thread of its own from now on (rdp-rfb-pump.c). */
 int
 rdp_rfb_pump(struct rdp_rfb *rfb, char **cause)
@@ -156,7 +171,7 @@ rdp_rfb_pump(struct rdp_rfb *rfb, char **cause)
 	if (rfb->pump != NULL)
 		return (0);
 	if ((rfb->pump = rdp_pump_start(rfb->fd, rdp_rfb_msglen,
-	    cause)) == NULL)
+	    rdp_rfb_request_next, rfb, cause)) == NULL)
 		return (-1);
 	return (0);
 }
@@ -292,7 +307,10 @@ rdp_rfb_send(struct rdp_rfb *rfb, const void *buf, size_t len)
 {
 	const unsigned char	*p = buf;
 	ssize_t			 n;
+	int			 rv = 0;
 
+	/* The reader thread writes requests too: whole messages only. */
+	pthread_mutex_lock(&rfb->wlock);
 	while (len > 0) {
 		n = send(rfb->fd, p, len, MSG_NOSIGNAL);
 		if (n == -1 && errno == EINTR)
@@ -301,16 +319,21 @@ rdp_rfb_send(struct rdp_rfb *rfb, const void *buf, size_t len)
 			struct pollfd pfd = { .fd = rfb->fd,
 			    .events = POLLOUT };
 
-			if (poll(&pfd, 1, RFB_READ_TIMEOUT) <= 0)
-				return (-1);
+			if (poll(&pfd, 1, RFB_READ_TIMEOUT) <= 0) {
+				rv = -1;
+				break;
+			}
 			continue;
 		}
-		if (n <= 0)
-			return (-1);
+		if (n <= 0) {
+			rv = -1;
+			break;
+		}
 		p += n;
 		len -= n;
 	}
-	return (0);
+	pthread_mutex_unlock(&rfb->wlock);
+	return (rv);
 }
 
 /* Remember a changed rectangle; past the list's size, merge into one. */
@@ -503,6 +526,9 @@ rdp_rfb_handshake(struct rdp_rfb *rfb, int timeout, char **cause)
 		goto wfail;
 	if (rdp_rfb_request(rfb, 0) != 0)
 		goto wfail;
+	/* From here on the reader thread frames messages as they come. */
+	if (rfb->pump != NULL)
+		rdp_pump_framed(rfb->pump);
 	return (0);
 
 wfail:

@@ -486,7 +486,7 @@ test_rfb_reattach(void)
 
 /*
  * The reader thread (rdp-rfb-pump.c): an update written in pieces is in
- * hand whole while nobody parses; only bytes in hand make the
+ * hand whole while nobody parses, and the reader asks for the next; only bytes in hand make the
  * stream ready; the reader follows a reattach; EOF is the usual cause.
  */
 static void
@@ -541,6 +541,9 @@ test_rfb_pump(void)
 	CHECK(rfb->fb[(size_t)(h - 1) * rfb->stride + w - 1] ==
 	    (uint32_t)(w * h - 1));
 	CHECK(rdp_rfb_ready(rfb, 1) == 0);
+	/* The reader asked QEMU for the next update as this one came. */
+	CHECK(read(sv[1], got, sizeof got) == 10);
+	CHECK(got[0] == 3 && got[1] == 1 && got[6] == 0 && got[7] == w);
 
 	/* The stream goes (-1: looking for the desktop), then a new one:
 	 * a reader reads it. */
