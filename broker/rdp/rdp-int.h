@@ -15,8 +15,9 @@
  * threads never touch the broker's state; qmpd is reached over fresh unix
  * connections of their own (rdp-qmpd.c), as the VNC fd needs anyway.
  * Each session has one more thread, its VNC reader (rdp-rfb-pump.c): it
- * only moves QEMU's bytes into memory, so QEMU can send the next update
- * while the session encodes; the session parses them itself.
+ * moves QEMU's bytes into memory and asks for the next update as one
+ * arrives whole, so QEMU can send while the session encodes; the session
+ * parses the messages itself. Writes to QEMU share rfb->wlock.
  */
 #ifndef QDESK_RDP_INT_H
 #define QDESK_RDP_INT_H

@@ -1,21 +1,22 @@
 /*
  * The VNC stream's reader thread. It drains QEMU's socket into memory
  * while the session thread encodes the previous frame, so QEMU's VNC
- * server never finds its output still queued at a display refresh (it
- * then sends nothing that refresh and waits 50 ms longer for the next:
- * at 1920x1080, reading an 8 MB update on the session thread after each
- * encode cost a third of the frame rate). The session thread still
- * parses every message itself (clipboard, sound, resize stay on it): it
- * copies the bytes out of this buffer once, straight into its
- * framebuffer, instead of reading them from the socket.
+ * server does not find its output still queued at a display refresh
+ * (it then sends nothing that refresh and waits 50 ms longer for the
+ * next), and it asks QEMU for the next update as soon as one is here
+ * whole (onupdate), so a request is pending at every refresh. The
+ * session thread still parses every message itself (clipboard, sound,
+ * resize stay on it), is woken for whole messages only (msglen), so it
+ * never waits inside an 8 MB update, and copies the bytes once, from
+ * this buffer straight into its framebuffer.
  *
- * No backlog grows: the session asks QEMU for one update at a time, so
- * at most about one update waits here; past RDP_PUMP_SIZE the thread
- * stops reading until the session has taken everything (QEMU then waits,
- * as it did before). The session is woken for whole messages only
- * (rdp_rfb_msglen), so it never waits inside an update either. The buffer is linear: the thread appends at len,
- * the session takes from off, and the thread starts again at 0 once the
- * two meet, so neither ever moves bytes the other is using.
+ * No backlog grows: QEMU sends at most one update a refresh (30 ms) and
+ * the session applies all it has before each frame; past RDP_PUMP_SIZE
+ * the thread stops reading until the session has taken everything (QEMU
+ * then waits, as it did before). The buffer is linear: the thread
+ * appends at len, the session takes from off, and the thread starts
+ * again at 0 once the two meet, so neither ever moves bytes the other
+ * is using.
  */
 #include <errno.h>
 #include <fcntl.h>
