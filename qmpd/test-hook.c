@@ -1,10 +1,12 @@
 /*
  * Test hooks: points in qmpd where a test makes it die as kill -9 would,
  * to drive a recovery branch that no outside timing can reach (the
- * target's qmpd gone between the placement swap and cont, say). Only in
- * a build with -Dtest_hooks=true (the developers' default; the Debian
- * package turns it off); there QDESK_TEST_HOOK=POINT:VM arms one point
- * for one VM. Elsewhere test_hook does nothing.
+ * target's qmpd gone between the placement swap and cont, say), or fail
+ * a step on purpose (an etcd write a cluster's NIC change needs). Only
+ * in a build with -Dtest_hooks=true (the developers' default; the Debian
+ * package turns it off); there QDESK_TEST_HOOK=POINT:NAME[,POINT:NAME]
+ * arms points, each for one VM (or network) name. Elsewhere they do
+ * nothing.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -13,21 +15,45 @@
 #include "log.h"
 #include "qmpd.h"
 
+/* Does QDESK_TEST_HOOK arm point for name? */
+static int
+test_hook_armed(const char *point, const char *name)
+{
+#ifdef QDESK_TEST_HOOKS
+	const char	*h = getenv("QDESK_TEST_HOOK"), *end;
+	size_t		 n = strlen(point), len;
+
+	for (; h != NULL && *h != '\0'; h = *end == ',' ? end + 1 : end) {
+		end = h + strcspn(h, ",");
+		len = end - h;
+		if (len == n + 1 + strlen(name) && strncmp(h, point, n) == 0 &&
+		    h[n] == ':' && strncmp(h + n + 1, name, len - n - 1) == 0)
+			return (1);
+	}
+	return (0);
+#else
+	(void)point;
+	(void)name;
+	return (0);
+#endif
+}
+
 /* Die (SIGKILL) if QDESK_TEST_HOOK names point and vm. */
 void
 test_hook(const char *point, const char *vm)
 {
-#ifdef QDESK_TEST_HOOKS
-	const char	*h = getenv("QDESK_TEST_HOOK");
-	size_t		 n = strlen(point);
-
-	if (h == NULL || strncmp(h, point, n) != 0 || h[n] != ':' ||
-	    strcmp(h + n + 1, vm) != 0)
+	if (!test_hook_armed(point, vm))
 		return;
 	log_warnx("%s: test hook %s: qmpd dies here (SIGKILL)", vm, point);
 	raise(SIGKILL);
-#else
-	(void)point;
-	(void)vm;
-#endif
+}
+
+/* 1 if QDESK_TEST_HOOK names point and name: the caller fails there. */
+int
+test_hook_fail(const char *point, const char *name)
+{
+	if (!test_hook_armed(point, name))
+		return (0);
+	log_warnx("%s: test hook %s: this step fails", name, point);
+	return (1);
 }
