@@ -64,8 +64,18 @@ for mode in avc420 progressive planar; do
 		win=$(rdp_window "$client") || rdp_fail "no xfreerdp window"
 		sleep 3		# the shell prompt on tty1
 	else
+		# The window comes after the login: wait for the gateway to
+		# log this client's (TLS and login took over 10 s at load
+		# 10-13, and the window search alone gave up).
+		logins=$(grep -c "(alice on d1): logged in" "$RDP_LOG")
 		rdp_client alice /u:alice /p:alice-pw-1 $args
 		client=$RDP_CLIENT
+		for i in $(seq 1 600); do
+			[ "$(grep -c "(alice on d1): logged in" "$RDP_LOG")" -gt "$logins" ] && break
+			kill -0 "$client" 2>/dev/null ||
+				rdp_fail "xfreerdp ended: $(tail -3 "$T/xf-alice.log")"
+			sleep 0.1
+		done
 		win=$(rdp_window "$client") || rdp_fail "no xfreerdp window"
 	fi
 	n=$((n + 1))
