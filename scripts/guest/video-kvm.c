@@ -8,9 +8,9 @@
  * seed, fractal terrain coloured by height and lit by its slope, grain, a
  * cloud layer drifting against the camera's glide), so the content
  * entropy is the same frame for frame and codec figures on this guest and
- * on video.img compare. Time is the PIT's: motion follows the clock, and a frame is
- * drawn at each 30 Hz tick, the CPU halted in between (a busy guest would
- * take a core from the transport it is there to measure).
+ * on video.img compare. Time is the PIT's: motion follows the clock, and
+ * a frame is drawn at each 30 Hz tick, the CPU halted in between (a busy
+ * guest would take a core from the transport it is there to measure).
  *
  * Freestanding 64-bit code, loaded at 0x10000 by video-kvm.s, entered in
  * long mode (the first 4 GiB identity-mapped) with interrupts off. This
@@ -306,8 +306,9 @@ video_draw(uint32_t *pixels, uint32_t tick)
 {
 	struct scene_camera	camera;
 
-	camera.x = video_glide(tick, 70, 40, 333, 0);	/* 70 t + 40 sin(0.3 t) */
-	camera.y = video_glide(tick, 25, 60, 500, 1);	/* 25 t + 60 cos(0.2 t) */
+	/* 70 t + 40 sin(0.3 t) and 25 t + 60 cos(0.2 t), as video.c. */
+	camera.x = video_glide(tick, 70, 40, 333, 0);
+	camera.y = video_glide(tick, 25, 60, 500, 1);
 	camera.cloud_x = (uint32_t)-(int32_t)(tick * 45 / VIDEO_FPS) &
 	    CLOUD_MASK;
 	camera.cloud_y = (tick * 30 / VIDEO_FPS) & CLOUD_MASK;

@@ -136,7 +136,8 @@ scene_world(void)
 	unsigned int	 x, y;
 	uint32_t	 p, r, g, b;
 
-	scene_terrain = scene_alloc(TEX_SIZE * TEX_SIZE * sizeof *scene_terrain);
+	scene_terrain = scene_alloc(TEX_SIZE * TEX_SIZE *
+	    sizeof *scene_terrain);
 	scene_clouds = scene_alloc(CLOUD_SIZE * CLOUD_SIZE);
 	height = scene_alloc(TEX_SIZE * TEX_SIZE * sizeof *height);
 	memset(height, 0, TEX_SIZE * TEX_SIZE * sizeof *height);
@@ -155,8 +156,8 @@ scene_world(void)
 			    TEX_SIZE + ((x + 1) & TEX_MASK)]) * 6;
 			/* Grain, as film or a sensor has. */
 			shade += (int)(scene_random() % 17) - 8;
-			r = (uint32_t)scene_abs((int)((p >> 16) & 0xff) + shade);
-			g = (uint32_t)scene_abs((int)((p >> 8) & 0xff) + shade);
+			r = (uint32_t)scene_abs((int)(p >> 16 & 0xff) + shade);
+			g = (uint32_t)scene_abs((int)(p >> 8 & 0xff) + shade);
 			b = (uint32_t)scene_abs((int)(p & 0xff) + shade);
 			scene_terrain[y * TEX_SIZE + x] =
 			    (r > 255 ? 255 : r) << 16 |
@@ -198,7 +199,7 @@ scene_paint(uint32_t *pixels, unsigned int width, unsigned int height,
 			p = trow[tx];
 			a = crow[(x + cx) & CLOUD_MASK];
 			if (a != 0) {
-				/* Towards white by a/256, two channels at once. */
+				/* To white by a/256, two channels at once. */
 				rb = p & 0xff00ff;
 				g = p & 0xff00;
 				rb += (((0xff00ff - rb) * a) >> 8) & 0xff00ff;
