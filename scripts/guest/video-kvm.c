@@ -4,13 +4,13 @@
  * video guest paints ~3 frames/s at 1920x1080, so the transport was never
  * what was measured).
  *
- * The scene is video.c's, computed the same way (the same xorshift seed,
- * fractal terrain coloured by height and lit by its slope, grain, a cloud
- * layer drifting against the camera's glide): the same content entropy
- * frame for frame, so codec figures on this guest and on video.img
- * compare. Time is the PIT's: motion follows the clock, and a frame is
- * drawn at each 30 Hz tick, the CPU halted in between (a busy guest would
- * take a core from the transport it is there to measure).
+ * The scene is video.c's: both include video-scene.h (the same xorshift
+ * seed, fractal terrain coloured by height and lit by its slope, grain, a
+ * cloud layer drifting against the camera's glide), so the content
+ * entropy is the same frame for frame and codec figures on this guest and
+ * on video.img compare. Time is the PIT's: motion follows the clock, and
+ * a frame is drawn at each 30 Hz tick, the CPU halted in between (a busy
+ * guest would take a core from the transport it is there to measure).
  *
  * Freestanding 64-bit code, loaded at 0x10000 by video-kvm.s, entered in
  * long mode (the first 4 GiB identity-mapped) with interrupts off. This
@@ -37,13 +37,6 @@
 #endif
 #define VIDEO_FPS	30
 #define VIDEO_PIT_HZ	1193182
-
-#define TEX_BITS	10			/* terrain: 1024x1024, wraps */
-#define TEX_SIZE	(1 << TEX_BITS)
-#define TEX_MASK	(TEX_SIZE - 1)
-#define CLOUD_BITS	9			/* clouds: 512x512, wraps */
-#define CLOUD_SIZE	(1 << CLOUD_BITS)
-#define CLOUD_MASK	(CLOUD_SIZE - 1)
 
 #define DISPI_INDEX	0x1ce
 #define DISPI_DATA	0x1cf
@@ -72,9 +65,6 @@ extern char	video_bss_start[], video_bss_end[];
 extern volatile uint64_t video_tss_rsp0;	/* video-kvm.ld */
 
 static uint32_t	*video_pixels;		/* the linear framebuffer */
-static uint32_t	*video_terrain;
-static uint8_t	*video_clouds;
-static uint32_t	 video_seed = 0x9e3779b9;
 static uintptr_t video_heap = 0x100000;		/* past the first MiB */
 static uint64_t	 video_idt[2 * 256];	/* 16-byte gates */
 volatile uint32_t video_ticks;
@@ -123,50 +113,27 @@ __asm__(
 	"1:	hlt\n"
 	"	jmp 1b\n");
 
-static inline void
-outb(uint16_t port, uint8_t v)
-{
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+/*
+ * outb/inb, outw/inw, outl/inl: one port access of each width, the
+ * instruction's suffix and the value's type the only difference.
+ */
+#define VIDEO_PORT_IO(suffix, type)					\
+static inline void							\
+out##suffix(uint16_t port, type v)					\
+{									\
+	__asm__ volatile("out" #suffix " %0, %1" : : "a"(v), "Nd"(port)); \
+}									\
+static inline type							\
+in##suffix(uint16_t port)						\
+{									\
+	type	v;							\
+									\
+	__asm__ volatile("in" #suffix " %1, %0" : "=a"(v) : "Nd"(port)); \
+	return (v);							\
 }
-
-static inline uint8_t
-inb(uint16_t port)
-{
-	uint8_t	v;
-
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return (v);
-}
-
-static inline void
-outw(uint16_t port, uint16_t v)
-{
-	__asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint16_t
-inw(uint16_t port)
-{
-	uint16_t	v;
-
-	__asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-	return (v);
-}
-
-static inline void
-outl(uint16_t port, uint32_t v)
-{
-	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint32_t
-inl(uint16_t port)
-{
-	uint32_t	v;
-
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return (v);
-}
+VIDEO_PORT_IO(b, uint8_t)
+VIDEO_PORT_IO(w, uint16_t)
+VIDEO_PORT_IO(l, uint32_t)
 
 /* gcc may turn loops into these calls even in freestanding code. */
 void *
@@ -189,6 +156,9 @@ memcpy(void *d, const void *s, unsigned int n)
 		*p++ = *q++;
 	return (d);
 }
+
+/* The scene, here where the memset it uses is defined. */
+#include "video-scene.h"
 
 static void
 video_putc(char c)
@@ -274,14 +244,23 @@ video_fault_report(const uint64_t *frame)
 	video_puts(l.buf);
 }
 
-/* A bump allocator over the memory past 1 MiB: nothing is ever freed. */
+/*
+ * The scene's allocator: a bump allocator over the memory past 1 MiB,
+ * which frees by rewinding to p (the scene frees the newest block first).
+ */
 static void *
-video_alloc(uint32_t size)
+scene_alloc(uint32_t size)
 {
 	void	*p = (void *)video_heap;
 
 	video_heap = (video_heap + size + 15) & ~(uintptr_t)15;
 	return (p);
+}
+
+static void
+scene_free(void *p)
+{
+	video_heap = (uintptr_t)p;
 }
 
 /*
@@ -318,162 +297,22 @@ video_glide(uint32_t tick, int64_t a, int64_t b, uint64_t w100, int quarter)
 	    b * video_sin(phase)) >> 16));
 }
 
-static int
-video_abs(int v)
-{
-	return (v < 0 ? -v : v);
-}
-
-/* xorshift32: video.c's seed, so this is video.img's landscape. */
-static uint32_t
-video_random(void)
-{
-	video_seed ^= video_seed << 13;
-	video_seed ^= video_seed >> 17;
-	video_seed ^= video_seed << 5;
-	return (video_seed);
-}
-
 /*
- * Add fractal value noise of size x size (a power of two, wrapping) to
- * out: octaves from cells of size/4 down to 4 pixels, each half the
- * amplitude of the one before (video.c's video_noise).
- */
-static void
-video_noise(int *out, unsigned int bits, int amplitude)
-{
-	unsigned int	 size = 1U << bits, mask = size - 1;
-	unsigned int	 cell, cells, x, y, cx, cy, fx, fy;
-	int		*lattice, fade[256], a, b, c, d, top, bottom;
-	uintptr_t	 mark;
-
-	for (cell = size / 4; cell >= 4; cell /= 2, amplitude /= 2) {
-		cells = size / cell;
-		mark = video_heap;
-		lattice = video_alloc(cells * cells * sizeof *lattice);
-		for (x = 0; x < cells * cells; x++)
-			lattice[x] = (int)(video_random() % 511) - 255;
-		for (x = 0; x < cell; x++) {
-			fx = x * 256 / cell;
-			fade[x] = (int)(fx * fx * (768 - 2 * fx) / 65536);
-		}
-		for (y = 0; y < size; y++) {
-			cy = y / cell;
-			fy = (unsigned int)fade[y % cell];
-			for (x = 0; x < size; x++) {
-				cx = x / cell;
-				fx = (unsigned int)fade[x % cell];
-				a = lattice[cy * cells + cx];
-				b = lattice[cy * cells + (cx + 1) % cells];
-				c = lattice[((cy + 1) % cells) * cells + cx];
-				d = lattice[((cy + 1) % cells) * cells +
-				    (cx + 1) % cells];
-				top = a * 256 + (b - a) * (int)fx;
-				bottom = c * 256 + (d - c) * (int)fx;
-				out[(y & mask) * size + (x & mask)] +=
-				    (top * 256 + (bottom - top) * (int)fy) /
-				    65536 * amplitude / 256;
-			}
-		}
-		video_heap = mark;		/* the lattice's space again */
-	}
-}
-
-/* A colour between two XRGB colours, t in 0..256. */
-static uint32_t
-video_mix(uint32_t p, uint32_t q, int t)
-{
-	uint32_t	r, g, b;
-
-	r = (((p >> 16) & 0xff) * (256 - t) + ((q >> 16) & 0xff) * t) >> 8;
-	g = (((p >> 8) & 0xff) * (256 - t) + ((q >> 8) & 0xff) * t) >> 8;
-	b = ((p & 0xff) * (256 - t) + (q & 0xff) * t) >> 8;
-	return (r << 16 | g << 8 | b);
-}
-
-/* The terrain and the cloud cover, as video.c's video_world builds them. */
-static void
-video_world(void)
-{
-	static const struct {
-		int		height;
-		uint32_t	colour;
-	} bands[] = {
-		{ -400, 0x0b2a55 }, { -40, 0x1f5f8b }, { 0, 0xc9b98a },
-		{ 25, 0x7d9a4a }, { 110, 0x3f6b2a }, { 190, 0x6e6253 },
-		{ 260, 0xe9eef2 }, { 1000, 0xffffff },
-	};
-	int		*height, h, shade, n, i;
-	unsigned int	 x, y;
-	uint32_t	 p, r, g, b;
-
-	video_terrain = video_alloc(TEX_SIZE * TEX_SIZE * sizeof *video_terrain);
-	video_clouds = video_alloc(CLOUD_SIZE * CLOUD_SIZE);
-	height = video_alloc(TEX_SIZE * TEX_SIZE * sizeof *height);
-	memset(height, 0, TEX_SIZE * TEX_SIZE * sizeof *height);
-	video_noise(height, TEX_BITS, 400);
-	for (y = 0; y < TEX_SIZE; y++) {
-		for (x = 0; x < TEX_SIZE; x++) {
-			h = height[y * TEX_SIZE + x];
-			for (i = 1; bands[i].height < h && i < 7; i++)
-				;
-			n = bands[i].height - bands[i - 1].height;
-			p = video_mix(bands[i - 1].colour, bands[i].colour,
-			    h < bands[i - 1].height ? 0 :
-			    (h - bands[i - 1].height) * 256 / n);
-			shade = h < 0 ? 0 : (h - height[((y + 1) & TEX_MASK) *
-			    TEX_SIZE + ((x + 1) & TEX_MASK)]) * 6;
-			shade += (int)(video_random() % 17) - 8;
-			r = (uint32_t)video_abs((int)((p >> 16) & 0xff) + shade);
-			g = (uint32_t)video_abs((int)((p >> 8) & 0xff) + shade);
-			b = (uint32_t)video_abs((int)(p & 0xff) + shade);
-			video_terrain[y * TEX_SIZE + x] =
-			    (r > 255 ? 255 : r) << 16 |
-			    (g > 255 ? 255 : g) << 8 | (b > 255 ? 255 : b);
-		}
-	}
-	memset(height, 0, CLOUD_SIZE * CLOUD_SIZE * sizeof *height);
-	video_noise(height, CLOUD_BITS, 300);
-	for (x = 0; x < CLOUD_SIZE * CLOUD_SIZE; x++) {
-		h = (height[x] - 110) * 2;
-		video_clouds[x] = h < 0 ? 0 : h > 210 ? 210 : (uint8_t)h;
-	}
-}
-
-/*
- * One frame of the scene at the clock's tick (video.c's video_draw, the
- * same camera glide and cloud drift in seconds).
+ * One frame of the scene at the clock's tick (video.c's camera glide and
+ * cloud drift in seconds, in fixed point).
  */
 static void
 video_draw(uint32_t *pixels, uint32_t tick)
 {
-	unsigned int	 x, y, ox, oy, cx, cy, tx;
-	const uint32_t	*trow;
-	const uint8_t	*crow;
-	uint32_t	*out, p, rb, g, a;
+	struct scene_camera	camera;
 
-	ox = video_glide(tick, 70, 40, 333, 0);	/* 70 t + 40 sin(0.3 t) */
-	oy = video_glide(tick, 25, 60, 500, 1);	/* 25 t + 60 cos(0.2 t) */
-	cx = (uint32_t)-(int32_t)(tick * 45 / VIDEO_FPS) & CLOUD_MASK;
-	cy = (tick * 30 / VIDEO_FPS) & CLOUD_MASK;
-	for (y = 0; y < VIDEO_HEIGHT; y++) {
-		trow = video_terrain + ((y + oy) & TEX_MASK) * TEX_SIZE;
-		crow = video_clouds + ((y + cy) & CLOUD_MASK) * CLOUD_SIZE;
-		out = pixels + y * VIDEO_WIDTH;
-		for (x = 0; x < VIDEO_WIDTH; x++) {
-			tx = (x + ox) & TEX_MASK;
-			p = trow[tx];
-			a = crow[(x + cx) & CLOUD_MASK];
-			if (a != 0) {
-				rb = p & 0xff00ff;
-				g = p & 0xff00;
-				rb += (((0xff00ff - rb) * a) >> 8) & 0xff00ff;
-				g += (((0xff00 - g) * a) >> 8) & 0xff00;
-				p = rb | g;
-			}
-			out[x] = p;
-		}
-	}
+	/* 70 t + 40 sin(0.3 t) and 25 t + 60 cos(0.2 t), as video.c. */
+	camera.x = video_glide(tick, 70, 40, 333, 0);
+	camera.y = video_glide(tick, 25, 60, 500, 1);
+	camera.cloud_x = (uint32_t)-(int32_t)(tick * 45 / VIDEO_FPS) &
+	    CLOUD_MASK;
+	camera.cloud_y = (tick * 30 / VIDEO_FPS) & CLOUD_MASK;
+	scene_paint(pixels, VIDEO_WIDTH, VIDEO_HEIGHT, VIDEO_WIDTH, &camera);
 }
 
 static uint32_t
@@ -643,7 +482,7 @@ video_run(void)
 	uint32_t		*pixels = video_pixels, tick, frames = 0;
 	uint32_t		 total = 0, mark;
 
-	video_world();
+	scene_world();
 	video_draw(pixels, 0);
 	video_add(&l, "QDESK VIDEO UP ");
 	video_addu(&l, VIDEO_WIDTH, 10);

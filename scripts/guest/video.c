@@ -7,6 +7,8 @@
  * in another direction: every pixel changes every frame, and no frame is a
  * plain translation of the one before.  Motion follows the clock, not the
  * frame count, so a slower guest shows the same scene with fewer frames.
+ * The scene itself is video-scene.h's, shared with video-kvm.c; this file
+ * puts it on a Linux screen and follows the clock in seconds.
  *
  * Output through KMS (a dumb buffer on the first connected connector, with
  * DIRTYFB after each frame so qxl turns it into QXL draw commands and bochs
@@ -37,12 +39,7 @@
 #include <drm.h>
 #include <drm_mode.h>
 
-#define TEX_BITS	10			/* terrain: 1024x1024, wraps */
-#define TEX_SIZE	(1 << TEX_BITS)
-#define TEX_MASK	(TEX_SIZE - 1)
-#define CLOUD_BITS	9			/* clouds: 512x512, wraps */
-#define CLOUD_SIZE	(1 << CLOUD_BITS)
-#define CLOUD_MASK	(CLOUD_SIZE - 1)
+#include "video-scene.h"
 
 struct video_screen {
 	uint32_t	*pixels;
@@ -54,137 +51,23 @@ struct video_screen {
 	char		 name[64];
 };
 
-static uint32_t	*video_terrain;
-static uint8_t	*video_clouds;
-static uint32_t	 video_seed = 0x9e3779b9;
-
-/* xorshift32: a fixed seed, so every boot shows the same landscape. */
-static uint32_t
-video_random(void)
+/* The scene's allocator: malloc, or no picture at all. */
+static void *
+scene_alloc(uint32_t size)
 {
-	video_seed ^= video_seed << 13;
-	video_seed ^= video_seed >> 17;
-	video_seed ^= video_seed << 5;
-	return (video_seed);
-}
+	void	*p;
 
-/*
- * Add fractal value noise of size x size (a power of two, wrapping at its
- * edges so the image tiles seamlessly) to out: octaves from cells of
- * size/4 down to 4 pixels, each half the amplitude of the one before.
- */
-static void
-video_noise(int *out, unsigned int bits, int amplitude)
-{
-	unsigned int	 size = 1U << bits, mask = size - 1;
-	unsigned int	 cell, cells, x, y, cx, cy, fx, fy;
-	int		*lattice, fade[256], a, b, c, d, top, bottom;
-
-	for (cell = size / 4; cell >= 4; cell /= 2, amplitude /= 2) {
-		cells = size / cell;
-		lattice = malloc(cells * cells * sizeof *lattice);
-		if (lattice == NULL) {
-			perror("qdesk-video: malloc");
-			exit(1);
-		}
-		for (x = 0; x < cells * cells; x++)
-			lattice[x] = (int)(video_random() % 511) - 255;
-		/* Smoothstep weights, 0..256, for each offset in a cell. */
-		for (x = 0; x < cell; x++) {
-			fx = x * 256 / cell;
-			fade[x] = (int)(fx * fx * (768 - 2 * fx) / 65536);
-		}
-		for (y = 0; y < size; y++) {
-			cy = y / cell;
-			fy = (unsigned int)fade[y % cell];
-			for (x = 0; x < size; x++) {
-				cx = x / cell;
-				fx = (unsigned int)fade[x % cell];
-				a = lattice[cy * cells + cx];
-				b = lattice[cy * cells + (cx + 1) % cells];
-				c = lattice[((cy + 1) % cells) * cells + cx];
-				d = lattice[((cy + 1) % cells) * cells +
-				    (cx + 1) % cells];
-				top = a * 256 + (b - a) * (int)fx;
-				bottom = c * 256 + (d - c) * (int)fx;
-				out[(y & mask) * size + (x & mask)] +=
-				    (top * 256 + (bottom - top) * (int)fy) /
-				    65536 * amplitude / 256;
-			}
-		}
-		free(lattice);
-	}
-}
-
-/* A colour between two XRGB colours, t in 0..256. */
-static uint32_t
-video_mix(uint32_t p, uint32_t q, int t)
-{
-	uint32_t	r, g, b;
-
-	r = (((p >> 16) & 0xff) * (256 - t) + ((q >> 16) & 0xff) * t) >> 8;
-	g = (((p >> 8) & 0xff) * (256 - t) + ((q >> 8) & 0xff) * t) >> 8;
-	b = ((p & 0xff) * (256 - t) + (q & 0xff) * t) >> 8;
-	return (r << 16 | g << 8 | b);
-}
-
-/*
- * Build the terrain (height coloured like an aerial photo: sea, beach,
- * fields, forest, rock, snow; shaded by the slope towards the light) and
- * the cloud cover (alpha 0..255).
- */
-static void
-video_world(void)
-{
-	static const struct {
-		int		height;
-		uint32_t	colour;
-	} bands[] = {
-		{ -400, 0x0b2a55 }, { -40, 0x1f5f8b }, { 0, 0xc9b98a },
-		{ 25, 0x7d9a4a }, { 110, 0x3f6b2a }, { 190, 0x6e6253 },
-		{ 260, 0xe9eef2 }, { 1000, 0xffffff },
-	};
-	int		*height, h, shade, n, i;
-	unsigned int	 x, y;
-	uint32_t	 p, r, g, b;
-
-	height = calloc(TEX_SIZE * TEX_SIZE, sizeof *height);
-	video_terrain = malloc(TEX_SIZE * TEX_SIZE * sizeof *video_terrain);
-	video_clouds = malloc(CLOUD_SIZE * CLOUD_SIZE);
-	if (height == NULL || video_terrain == NULL || video_clouds == NULL) {
+	if ((p = malloc(size)) == NULL) {
 		perror("qdesk-video: malloc");
 		exit(1);
 	}
-	video_noise(height, TEX_BITS, 400);
-	for (y = 0; y < TEX_SIZE; y++) {
-		for (x = 0; x < TEX_SIZE; x++) {
-			h = height[y * TEX_SIZE + x];
-			for (i = 1; bands[i].height < h && i < 7; i++)
-				;
-			n = bands[i].height - bands[i - 1].height;
-			p = video_mix(bands[i - 1].colour, bands[i].colour,
-			    h < bands[i - 1].height ? 0 :
-			    (h - bands[i - 1].height) * 256 / n);
-			/* Light from the north-west; the sea stays flat. */
-			shade = h < 0 ? 0 : (h - height[((y + 1) & TEX_MASK) *
-			    TEX_SIZE + ((x + 1) & TEX_MASK)]) * 6;
-			/* Grain, as film or a sensor has. */
-			shade += (int)(video_random() % 17) - 8;
-			r = (uint32_t)abs((int)((p >> 16) & 0xff) + shade);
-			g = (uint32_t)abs((int)((p >> 8) & 0xff) + shade);
-			b = (uint32_t)abs((int)(p & 0xff) + shade);
-			video_terrain[y * TEX_SIZE + x] =
-			    (r > 255 ? 255 : r) << 16 |
-			    (g > 255 ? 255 : g) << 8 | (b > 255 ? 255 : b);
-		}
-	}
-	memset(height, 0, CLOUD_SIZE * CLOUD_SIZE * sizeof *height);
-	video_noise(height, CLOUD_BITS, 300);
-	for (x = 0; x < CLOUD_SIZE * CLOUD_SIZE; x++) {
-		h = (height[x] - 110) * 2;
-		video_clouds[x] = h < 0 ? 0 : h > 210 ? 210 : (uint8_t)h;
-	}
-	free(height);
+	return (p);
+}
+
+static void
+scene_free(void *p)
+{
+	free(p);
 }
 
 /* Read qdesk.video=WxH and qdesk.fps=N from the kernel command line. */
@@ -414,35 +297,14 @@ fail:
 static void
 video_draw(struct video_screen *s, double t)
 {
-	unsigned int	 x, y, ox, oy, cx, cy, tx;
-	const uint32_t	*trow;
-	const uint8_t	*crow;
-	uint32_t	*out, p, rb, g, a;
+	struct scene_camera	camera;
 
 	/* The camera glides along a slow curve; clouds drift across it. */
-	ox = (unsigned int)(t * 70.0 + 40.0 * sin(t * 0.3));
-	oy = (unsigned int)(t * 25.0 + 60.0 * cos(t * 0.2));
-	cx = (unsigned int)(t * -45.0) & CLOUD_MASK;
-	cy = (unsigned int)(t * 30.0) & CLOUD_MASK;
-	for (y = 0; y < s->height; y++) {
-		trow = video_terrain + ((y + oy) & TEX_MASK) * TEX_SIZE;
-		crow = video_clouds + ((y + cy) & CLOUD_MASK) * CLOUD_SIZE;
-		out = s->pixels + y * s->stride;
-		for (x = 0; x < s->width; x++) {
-			tx = (x + ox) & TEX_MASK;
-			p = trow[tx];
-			a = crow[(x + cx) & CLOUD_MASK];
-			if (a != 0) {
-				/* Towards white by a/256, two channels at once. */
-				rb = p & 0xff00ff;
-				g = p & 0xff00;
-				rb += (((0xff00ff - rb) * a) >> 8) & 0xff00ff;
-				g += (((0xff00 - g) * a) >> 8) & 0xff00;
-				p = rb | g;
-			}
-			out[x] = p;
-		}
-	}
+	camera.x = (unsigned int)(t * 70.0 + 40.0 * sin(t * 0.3));
+	camera.y = (unsigned int)(t * 25.0 + 60.0 * cos(t * 0.2));
+	camera.cloud_x = (unsigned int)(t * -45.0) & CLOUD_MASK;
+	camera.cloud_y = (unsigned int)(t * 30.0) & CLOUD_MASK;
+	scene_paint(s->pixels, s->width, s->height, s->stride, &camera);
 	if (s->drm_fd != -1) {
 		struct drm_mode_fb_dirty_cmd	dirty;
 		struct drm_clip_rect		clip;
@@ -493,7 +355,7 @@ main(void)
 		ioctl(tty, KDSETMODE, KD_GRAPHICS);
 		close(tty);
 	}
-	video_world();
+	scene_world();
 
 	start = mark = next = video_now();
 	video_draw(&s, 0);
