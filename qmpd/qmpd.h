@@ -266,6 +266,7 @@ void	 spice_via_query(struct vm *);
 
 /* test-hook.c: die here when QDESK_TEST_HOOK=POINT:VM (test builds). */
 void	 test_hook(const char *point, const char *vm);
+int	 test_hook_armed(const char *point, const char *vm);
 
 /* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
 extern int	 boot_queue_cap;

@@ -157,9 +157,26 @@ vm_migrate_peer_closed(struct peer *p, const char *cause, void *arg)
 }
 
 /*
+ * The step now under way gets its own bound (secs; 0: none): preparing
+ * and the mirror theirs (vm-migrate.h), RAM --timeout, so time spent
+ * before RAM moves never counts against convergence.
+ */
+void
+vm_migrate_timer_arm(struct vm *vm, int secs)
+{
+	struct timeval	tv = { secs, 0 };
+
+	evtimer_del(vm->mig->timer);
+	if (secs > 0)
+		evtimer_add(vm->mig->timer, &tv);
+}
+
+/*
  * --timeout: a migration that has not converged is cancelled, not
  * switched to post-copy: after a post-copy switch the guest's memory is
  * split over two hosts, and losing the target would lose the desktop.
+ * Before RAM moves the bounds are the steps' own: preparing, and a disk
+ * copy that stopped moving.
  */
 void
 vm_migrate_timeout_cb(evutil_socket_t fd, short events, void *arg)
@@ -170,17 +187,26 @@ vm_migrate_timeout_cb(evutil_socket_t fd, short events, void *arg)
 	if (m == NULL || (m->state != VM_MIG_ACTIVE &&
 	    m->state != VM_MIG_MIRRORING && m->state != VM_MIG_PREPARING))
 		return;
+	/* The target was asked why the stream failed: QEMU's words do. */
+	if (m->asking) {
+		vm_migrate_why(vm, NULL);
+		return;
+	}
 	free(m->reason);
 	if (m->state == VM_MIG_ACTIVE)
-		xasprintf(&m->reason, "did not converge within %d s (%llu MiB "
-		    "of %llu MiB still dirty, downtime limit %d ms): cancelled, "
-		    "not switched to post-copy (a post-copy desktop is lost "
-		    "with its target)", m->timeout, m->ram_remaining >> 20,
-		    m->ram_total >> 20, m->downtime_limit);
+		xasprintf(&m->reason, "did not converge within %d s of RAM "
+		    "migration (%llu MiB of %llu MiB still dirty, downtime "
+		    "limit %d ms): cancelled, not switched to post-copy (a "
+		    "post-copy desktop is lost with its target)", m->timeout,
+		    m->ram_remaining >> 20, m->ram_total >> 20,
+		    m->downtime_limit);
+	else if (m->state == VM_MIG_MIRRORING)
+		xasprintf(&m->reason, "the disk copy made no progress for %d s "
+		    "(%llu MiB of %llu MiB copied): cancelled", VM_MIG_STALL_S,
+		    m->disk_bytes >> 20, m->disk_total >> 20);
 	else
-		xasprintf(&m->reason, "%s did not finish within %d s: "
-		    "cancelled", m->state == VM_MIG_MIRRORING ? "the disk copy"
-		    : "preparing the target", m->timeout);
+		xasprintf(&m->reason, "preparing the target did not finish "
+		    "within %d s: cancelled", VM_MIG_PREPARE_S);
 	if (m->state == VM_MIG_ACTIVE && vm->qmp != NULL &&
 	    qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL) == 0)
 		return;		/* MIGRATION "cancelled" follows */

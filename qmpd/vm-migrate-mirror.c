@@ -55,6 +55,8 @@ vm_migrate_mirror(struct vm *vm)
 	    VM_MIG_NBD_NODE, "sync", vm->def.image != NULL ? "top" : "full",
 	    "copy-mode", "write-blocking"), vm_migrate_step_done, vm);
 	m->disk_t0 = vm_migrate_now_ms();
+	/* No fixed bound for a copy of any size: one that stops moving. */
+	vm_migrate_timer_arm(vm, VM_MIG_STALL_S);
 	vm_migrate_set(vm, VM_MIG_MIRRORING);
 }
 

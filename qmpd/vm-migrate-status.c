@@ -95,6 +95,11 @@ vm_migrate_free(struct vm *vm)
 
 	if (m == NULL)
 		return;
+	/* A target's half going: why, for a source that asks. */
+	vm_incoming_ended(vm);
+	if (m->status != NULL)
+		done_fail(m->status, m->status_arg, ERR_STATE, "VM %s: its "
+		    "migration here is over", vm->def.name);
 	vm->mig = NULL;
 	if (m->poll != NULL)
 		event_free(m->poll);
@@ -107,6 +112,7 @@ vm_migrate_free(struct vm *vm)
 	free(m->disk);
 	free(m->image);
 	free(m->pins);
+	free(m->qemu_error);
 	free(m);
 }
 
@@ -206,6 +212,10 @@ vm_migrate_poll_done(struct qmp *qmp, json_t *ret, const char *errclass,
 			if (strcmp(json_string_value(json_object_get(job,
 			    "device")), VM_MIG_JOB) != 0)
 				continue;
+			/* A copy that moves is not stalled. */
+			if ((unsigned long long)json_integer_value(
+			    json_object_get(job, "offset")) > m->disk_bytes)
+				vm_migrate_timer_arm(vm, VM_MIG_STALL_S);
 			m->disk_bytes = json_integer_value(json_object_get(job,
 			    "offset"));
 			m->disk_total = json_integer_value(json_object_get(job,

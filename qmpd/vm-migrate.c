@@ -247,7 +247,6 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	json_int_t	 downtime, timeout;
 	char		*addr, *cn, *cause = NULL;
 	int		 copy;
-	struct timeval	 tv = { 0, 0 };
 
 	to = json_string_value(json_object_get(args, "to"));
 	storage = json_string_value(json_object_get(args, "storage"));
@@ -325,10 +324,8 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		free(cause);
 		return;
 	}
-	if (timeout > 0) {
-		tv.tv_sec = timeout;
-		evtimer_add(m->timer, &tv);
-	}
+	/* --timeout counts once RAM moves (vm_migrate_ram); till then: */
+	vm_migrate_timer_arm(vm, VM_MIG_PREPARE_S);
 	vm_migrate_poll_arm(vm);
 	vm_migrate_dev_query(vm);	/* answered first: vm-migrate-dev.c */
 	qmp_execute(vm->qmp, "query-named-block-nodes", json_pack("{s:b}",

@@ -534,6 +534,14 @@ struct vm_mig {
 	long long		 resumed_at;
 	/* Where QEMU's PCI devices sit (source: query-pci; target: argv). */
 	struct vm_pci_pins	*pins;
+	/* Source: its stream failed, the target is asked why (QEMU's own
+	   words meanwhile). Target: its QEMU could not load the stream,
+	   and the source's migrate.status waiting for the half's end. */
+	int			 asking;
+	char			*qemu_error;
+	int			 load_failed;
+	done_cb			 status;
+	void			*status_arg;
 };
 
 /*
@@ -598,8 +606,13 @@ void	 vm_migrate_place(struct vm *, const char *from, vm_migrate_place_cb);
 
 /* vm-incoming.c: the target's side. */
 void	 vm_incoming_prepare(json_t *args, done_cb, void *arg);
+/* vm-incoming-why.c: why a half ended here, for the source to say. */
+void	 vm_incoming_status(const char *name, done_cb, void *arg);
+void	 vm_incoming_ended(struct vm *);
+char	*vm_incoming_qemu_lines(struct vm *);
 void	 vm_incoming_attached(struct vm *);
 void	 vm_incoming_completed(struct vm *);
+void	 vm_incoming_streaming(struct vm *);
 void	 vm_incoming_finish(struct vm *, json_t *args, done_cb, void *arg);
 int	 vm_incoming_abort(struct vm *, const char *why, char **cause);
 const char *vm_incoming_addr(void);
