@@ -285,9 +285,10 @@ const struct ctl_command ctl_commands[] = {
 	  .print = PRINT_OBJECT, .run = run_ticket },
 	{ .group = "vm", .verb = "migrate", .cmd = "vm.migrate",
 	  .usage = "NAME HOST [--storage shared|copy] [--downtime MS] "
-	    "[--timeout S]",
+	    "[--timeout S (of RAM migration, default 300)]",
 	  .pos = { NAME_POS("NAME"), { "HOST", "to", CTL_STR, 0 } },
-	  .opts = vm_migrate_opts, .print = PRINT_OBJECT, .wait = 300 },
+	  .opts = vm_migrate_opts, .print = PRINT_OBJECT, .wait = 300,
+	  .flags = CTL_WAIT_PLUS },
 	{ .group = "vm", .verb = "template", .cmd = "vm.template",
 	  .usage = "VM NAME",
 	  .pos = { NAME_POS("VM"), { "NAME", "image", CTL_STR, 0 } },

@@ -17,7 +17,7 @@ cmd_vm_migrate(struct cmd_req *req)
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_migrate(vm, req->args, cmd_done, req);
+	vm_migrate(vm, req->args, cmd_done, cmd_done_progress, req);
 	return (CMD_RETURN_WAIT);
 }
 

@@ -240,7 +240,8 @@ vm_migrate_resolve(const char *name, const char *to, char **cn,
  * machine above; done answers once it has ended either way.
  */
 void
-vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
+vm_migrate(struct vm *vm, json_t *args, done_cb done, progress_cb report,
+    void *arg)
 {
 	struct vm_mig	*m;
 	const char	*to, *storage;
@@ -312,6 +313,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	m->timeout = (int)timeout;
 	m->t0 = vm_migrate_now_ms();
 	m->done = done;
+	m->report = report;
 	m->done_arg = arg;
 	m->poll = evtimer_new(qmpd->base, vm_migrate_poll_cb, vm);
 	m->timer = evtimer_new(qmpd->base, vm_migrate_timeout_cb, vm);

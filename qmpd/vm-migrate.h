@@ -32,6 +32,7 @@ struct qmp;
 
 /* vm-migrate-status.c */
 void	vm_migrate_set(struct vm *, enum vm_mig_state);
+void	vm_migrate_report(struct vm *);
 void	vm_migrate_info(struct vm_mig *, json_t *ret);
 void	vm_migrate_poll_arm(struct vm *);
 void	vm_migrate_poll_cb(evutil_socket_t, short, void *);

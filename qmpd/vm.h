@@ -518,6 +518,7 @@ struct vm_mig {
 	int			 progress;	/* percent */
 	char			*reason;	/* why it failed or was cancelled */
 	done_cb			 done;		/* answers vm.migrate or prepare */
+	progress_cb		 report;	/* source: each step, to done_arg */
 	void			*done_arg;
 	done_cb			 finish;	/* target: answers migrate.finish */
 	void			*finish_arg;
@@ -553,7 +554,10 @@ struct vm_mig {
 	"down; not resumed here (the target may run it): vm kill this copy"
 
 /* vm-migrate*.c: the source's state machine, and what both sides share. */
-void	 vm_migrate(struct vm *, json_t *args, done_cb, void *arg);
+/* progress (may be NULL) hears each step, so a waiting client knows it
+   is alive: preparing and a disk copy are not bounded by --timeout. */
+void	 vm_migrate(struct vm *, json_t *args, done_cb, progress_cb,
+	    void *arg);
 void	 vm_migrate_free(struct vm *);
 void	 vm_migrate_json(const struct vm *, json_t *);
 int	 vm_migrate_busy(const struct vm *);
