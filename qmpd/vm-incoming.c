@@ -646,6 +646,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	if (copy && vm->def.image != NULL && vm_incoming_image_clone(vm, args,
 	    json_integer_value(json_object_get(args, "disk_size")), &cause) != 0)
 		goto fail;
+	if (!copy && vm->def.image != NULL && vm_incoming_image_adopt(vm, args,
+	    &cause) != 0)
+		goto fail;
 	if (copy && vm->def.image == NULL && vm_incoming_disk(vm,
 	    json_integer_value(json_object_get(args, "disk_size")), &cause) != 0)
 		goto fail;

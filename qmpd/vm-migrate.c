@@ -257,9 +257,13 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, progress_cb report,
 	timeout = json_is_integer(json_object_get(args, "timeout")) ?
 	    json_integer_value(json_object_get(args, "timeout")) :
 	    VM_MIG_TIMEOUT;
-	/* A clone on this host's own image store has its top copied. */
+	/*
+	 * A clone on this host's own image store has its top copied; one
+	 * on a shared store stays where it is.
+	 */
 	if (storage == NULL)
-		storage = vm->def.image != NULL ? "copy" : "shared";
+		storage = vm->def.image != NULL && vm->def.store == NULL ?
+		    "copy" : "shared";
 	if (strcmp(storage, "shared") != 0 && strcmp(storage, "copy") != 0) {
 		done_fail(done, arg, ERR_ARG, "--storage %s: shared or copy",
 		    storage);

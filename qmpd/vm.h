@@ -85,6 +85,7 @@ struct vm_def {
 	/* The image store (vm-disk.c): cloned from, and its own disk. */
 	char		*from;
 	char		*image;
+	char		*store;		/* a shared image store's, or NULL */
 
 	/* Desktops: who it is assigned to, and its pool's marks (pool.c). */
 	char		*owner;
@@ -541,6 +542,8 @@ struct vm_mig {
 	int			 asking;
 	char			*qemu_error;
 	int			 load_failed;
+	int			 adopted;	/* target: a shared store's clone
+						   indexed here (vm-migrate-image.c) */
 	done_cb			 status;
 	void			*status_arg;
 };
@@ -576,6 +579,7 @@ int	 vm_migrate_image_check(const struct vm_def *, int copy, char **);
 int	 vm_migrate_image_offer(struct vm *, json_t *req, char **cause);
 int	 vm_migrate_image_ready(struct vm *, char **cause);
 int	 vm_incoming_image_need(json_t *args, done_cb, void *arg);
+int	 vm_incoming_image_adopt(struct vm *, json_t *args, char **cause);
 int	 vm_incoming_image_clone(struct vm *, json_t *args, long long size,
 	    char **cause);
 void	 vm_incoming_image_undo(struct vm *);
