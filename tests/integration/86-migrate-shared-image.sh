@@ -14,10 +14,17 @@
 # left on the source, and the guest's checksum after is the one before.
 # `vm delete` on the target then removes the clone's file, once (the
 # target's log says it removed it; the source never did), and tpl stays.
+# Last, a target whose QEMU cannot load the stream (h2's qmpd restarted
+# with QDESK_TEST_HOOK=incoming-differ:odd gives odd's QEMU there 64 MiB
+# more RAM): the stream is TLS, so the source's QEMU sees only its
+# channel cut; the source's error says why in the target QEMU's words,
+# and odd runs on at h1.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -f "$GUESTS/rootfs.qcow2" ] || fail "no $GUESTS/rootfs.qcow2 (scripts/mkguest)"
+grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
+	fail "qmpd is built without test hooks (meson configure build -Dtest_hooks=true)"
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 2 5 5
 
@@ -46,6 +53,18 @@ guest_sum() { # HOST VM
 		sleep 0.1
 	done
 	grep -a "^SUM " "$(serial_log "$1" "$2")" | tail -n 1 | tr -d '\r' | cut -d' ' -f2
+}
+# Until every host sees host $1 in state $2.
+host_state() {
+	local h i
+	for h in $HOSTS; do
+		for i in $(seq 1 200); do
+			[ "$(hq "$h" --json host list 2>/dev/null | jq -r ".hosts[] | select(.name == \"$1\") | .state")" = "$2" ] && break
+			sleep 0.1
+		done
+		[ "$(hq "$h" --json host list 2>/dev/null | jq -r ".hosts[] | select(.name == \"$1\") | .state")" = "$2" ] ||
+			fail "$h does not see $1 $2: $(hq "$h" host list 2>&1)"
+	done
 }
 # Image NAME's record in host h's index of the shared store, or nothing.
 shared_rec() { hq "$1" --json image show "$2" --store shared 2>/dev/null; }
@@ -135,4 +154,30 @@ grep -aq "desk: disk image desk-disk removed" "$(log_of "$src")" &&
 	fail "$src removed desk-disk too"
 [ -f "$STORE/$tfile" ] || fail "tpl's file went"
 log "vm delete on $dst: $cfile removed once, tpl kept"
+
+# 5. odd on h1; h2's QEMU for it would have 64 MiB more RAM.
+hqq h1 host drain h2 >/dev/null
+host_state h2 draining
+hqq h1 vm create odd --accel tcg --memory 128 --kernel "$GUESTS/vmlinuz" \
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" --display none >/dev/null
+hqq h1 vm start odd >/dev/null
+[ "$(runs_on odd)" = h1 ] || fail "odd runs on '$(runs_on odd)', not h1"
+qemu_odd=$(cat "$(state_of h1)/vms/odd/qemu.pid")
+QDESK_TEST_HOOK=incoming-differ:odd cluster_qmpd_restart h2
+hqq h1 host undrain h2 >/dev/null
+host_state h2 up
+rc=0
+out=$(hq h1 vm migrate odd h2 2>&1) || rc=$?
+log "a target that cannot load the stream: $out"
+[ "$rc" = 1 ] || fail "vm migrate exit $rc with a target QEMU that differs: $out"
+grep -q "target h2 could not load the stream: .*[Ss]ize mismatch: pc.ram" <<<"$out" ||
+	fail "the source does not say why h2 could not load the stream: $out"
+grep -q "keeps running here" <<<"$out" || fail "$out"
+[ "$(runs_on odd)" = h1 ] && [ "$(cat "$(state_of h1)/vms/odd/qemu.pid")" = "$qemu_odd" ] ||
+	fail "odd does not run on at h1: '$(runs_on odd)'"
+for i in $(seq 1 100); do
+	[ -e "$(state_of h2)/vms/odd" ] || break
+	sleep 0.1
+done
+[ -e "$(state_of h2)/vms/odd" ] && fail "h2 kept its half of odd"
 log ok
