@@ -165,7 +165,7 @@ wait "$MIG_PID"
 rc=$?
 MIG_PID=
 [ "$rc" = 1 ] || fail "vm migrate exit $rc with a stalled target: $(cat "$T/to.out" "$T/to.err")"
-grep -Eq "no reply to QMP command|the disk copy made no progress" "$T/to.err" ||
+grep -Eq "the target refused: .*(QMP greeting|QMP command).* within [0-9]+ ms|the disk copy made no progress" "$T/to.err" ||
 	fail "no reason for the stalled prepare: $(cat "$T/to.err")"
 grep -q "did not converge" "$T/to.err" && fail "--timeout counted before RAM moved: $(cat "$T/to.err")"
 for i in $(seq 1 100); do
