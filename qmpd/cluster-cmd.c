@@ -227,6 +227,7 @@ place_wait_check(struct place_wait *w)
 {
 	struct cluster_host	*h = cluster_host_find(w->host);
 	struct cluster_place	*p = cluster_place_find(w->name);
+	struct vm		*vm;
 	json_t			*f;
 	int			 listed;
 
@@ -247,6 +248,17 @@ place_wait_check(struct place_wait *w)
 	listed = cluster_host_lists(h, "running", w->name);
 	if (w->running ? !listed : (listed || cluster_host_lists(h,
 	    "starting", w->name)))
+		return;
+	/*
+	 * Here, the VM itself must agree: this host's record lags behind
+	 * it (a stop just done may still be listed running, and a start
+	 * would be answered before it ran).
+	 */
+	vm = strcmp(w->host, cluster_name()) == 0 ? vm_find(w->name) : NULL;
+	if (vm != NULL && (w->running ? vm->state != VM_RUNNING :
+	    vm_is_active(vm)))
+		return;
+	if (vm == NULL && w->running && strcmp(w->host, cluster_name()) == 0)
 		return;
 	cmd_reply(w->req, p != NULL ? place_json(p) : json_object());
 	place_wait_free(w);
@@ -343,6 +355,58 @@ place_set(struct cmd_req *req, struct cluster_place *p, const char *host,
 	return (CMD_RETURN_WAIT);
 }
 
+/*
+ * A start that found placement saying "running here" while the VM here
+ * is stopped: the stop's own placement write (cluster_place_vm_event) is
+ * still on its way to etcd. Started now, the start would be answered by
+ * the stale record and then undone by that write; so it looks again
+ * every PLACE_STALE_MS until the write lands, and after CLUSTER_WAIT_S
+ * (the write failed) starts a new epoch regardless.
+ */
+#define PLACE_STALE_MS	100
+struct place_later {
+	struct cmd_req	*req;
+	char		*name;
+	int		 tries;
+	struct event	*timer;
+};
+static enum cmd_retval	place_start(struct cmd_req *, struct cluster_place *);
+static enum cmd_retval	place_set(struct cmd_req *, struct cluster_place *,
+			    const char *, int);
+
+static int
+place_stale_here(struct cluster_place *p)
+{
+	struct vm	*vm = vm_find(p->name);
+
+	return (cluster_place_running(p) && cluster_place_mine(p) &&
+	    vm != NULL && !vm_is_active(vm) &&
+	    !boot_queue_waiting(p->name));
+}
+
+static void
+place_later_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct place_later	*l = arg;
+	struct cluster_place	*p = cluster_place_find(l->name);
+	struct timeval		 tv = { 0, PLACE_STALE_MS * 1000 };
+
+	if (p == NULL || p->def == NULL)
+		cmd_error(l->req, ERR_NOTFOUND, "VM %s was deleted meanwhile",
+		    l->name);
+	else if (place_stale_here(p) && ++l->tries <
+	    CLUSTER_WAIT_S * 1000 / PLACE_STALE_MS) {
+		evtimer_add(l->timer, &tv);
+		return;
+	} else if (place_stale_here(p))
+		(void)place_set(l->req, p, cluster_name(), 1);
+	else
+		(void)place_start(l->req, p);
+	event_free(l->timer);
+	free(l->name);
+	free(l);
+}
+
 static enum cmd_retval
 place_start(struct cmd_req *req, struct cluster_place *p)
 {
@@ -351,7 +415,17 @@ place_start(struct cmd_req *req, struct cluster_place *p)
 	const char		*pin = cluster_place_pin(p);
 	char			*cause = NULL;
 	json_t			*f;
+	struct place_later	*l;
+	struct timeval		 tv = { 0, PLACE_STALE_MS * 1000 };
 
+	if (place_stale_here(p)) {
+		l = xcalloc(1, sizeof *l);
+		l->req = req;
+		l->name = xstrdup(p->name);
+		l->timer = evtimer_new(qmpd->base, place_later_cb, l);
+		evtimer_add(l->timer, &tv);
+		return (CMD_RETURN_WAIT);
+	}
 	h = host != NULL ? cluster_host_find(host) : NULL;
 	/* Placed and up: wait for it, unless this epoch's start failed. */
 	f = json_object_get(json_object_get(h != NULL ? h->rec : NULL,

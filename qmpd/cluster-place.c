@@ -495,6 +495,7 @@ cluster_place_vm_event(const char *event, const char *vm, json_t *fields,
 	    0)
 		return;
 	cluster_host_touch();
+	cluster_cmd_recheck();	/* a start or stop waiting on a VM here */
 	state = json_string_value(json_object_get(fields, "state"));
 	if (state == NULL || strcmp(state, "stopped") != 0 ||
 	    !cluster_host_joined() || cluster_fencing())
