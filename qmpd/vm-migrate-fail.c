@@ -148,7 +148,7 @@ vm_migrate_peer_closed(struct peer *p, const char *cause, void *arg)
 		    cause != NULL ? cause : "closed");
 	if (m->state == VM_MIG_ACTIVE && vm->qmp != NULL) {
 		/* MIGRATION "cancelled" ends it, with this reason. */
-		qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL);
+		vm_migrate_cancel(vm);
 		return;
 	}
 	if (m->state != VM_MIG_SWITCHOVER)
@@ -172,6 +172,27 @@ vm_migrate_timer_arm(struct vm *vm, int secs)
 }
 
 /*
+ * Cancel RAM migration: MIGRATION "cancelled" ends it, with the reason
+ * set. A QEMU that has not ended it within VM_MIG_CANCEL_S (its channel
+ * stuck on a stopped target, say) is not waited for: the migration
+ * fails here, and the target's abort closes that channel.
+ */
+void
+vm_migrate_cancel(struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+
+	if (vm->qmp == NULL || qmp_execute(vm->qmp, "migrate_cancel", NULL,
+	    NULL, NULL) != 0) {
+		vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason != NULL ?
+		    m->reason : "cancelled");
+		return;
+	}
+	m->cancelling = 1;
+	vm_migrate_timer_arm(vm, VM_MIG_CANCEL_S);
+}
+
+/*
  * --timeout: a migration that has not converged is cancelled, not
  * switched to post-copy: after a post-copy switch the guest's memory is
  * split over two hosts, and losing the target would lose the desktop.
@@ -192,6 +213,13 @@ vm_migrate_timeout_cb(evutil_socket_t fd, short events, void *arg)
 		vm_migrate_why(vm, NULL);
 		return;
 	}
+	if (m->cancelling) {
+		log_warnx("%s: QEMU did not end the cancelled migration within "
+		    "%d s", vm->def.name, VM_MIG_CANCEL_S);
+		vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason != NULL ?
+		    m->reason : "cancelled");
+		return;
+	}
 	free(m->reason);
 	if (m->state == VM_MIG_ACTIVE)
 		xasprintf(&m->reason, "did not converge within %d s of RAM "
@@ -207,9 +235,10 @@ vm_migrate_timeout_cb(evutil_socket_t fd, short events, void *arg)
 	else
 		xasprintf(&m->reason, "preparing the target did not finish "
 		    "within %d s: cancelled", VM_MIG_PREPARE_S);
-	if (m->state == VM_MIG_ACTIVE && vm->qmp != NULL &&
-	    qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL) == 0)
-		return;		/* MIGRATION "cancelled" follows */
+	if (m->state == VM_MIG_ACTIVE) {
+		vm_migrate_cancel(vm);	/* MIGRATION "cancelled" follows */
+		return;
+	}
 	vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason);
 }
 

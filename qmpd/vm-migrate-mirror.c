@@ -112,7 +112,7 @@ vm_migrate_ev_job_done(struct vm *vm, json_t *data)
 		if (m->reason == NULL)
 			xasprintf(&m->reason, "the disk copy ended: %s",
 			    err != NULL ? err : "cancelled");
-		qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL);
+		vm_migrate_cancel(vm);
 		return;
 	}
 	vm_migrate_fail(vm, VM_MIG_FAILED, "the disk copy ended: %s",

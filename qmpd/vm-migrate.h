@@ -21,6 +21,7 @@
 #define VM_MIG_PREPARE_S	300	/* migrate.prepare answered */
 #define VM_MIG_STALL_S		120	/* the mirror's offset unchanged */
 #define VM_MIG_WHY_S		10	/* the target says why it failed */
+#define VM_MIG_CANCEL_S		10	/* QEMU's migrate_cancel ends */
 #define VM_MIG_BANDWIDTH	(4ULL << 30)	/* bytes/s: QEMU's 32 MiB/s
 						   default would crawl */
 #define VM_MIG_QUIT_MS		5000	/* after quit, SIGKILL */
@@ -45,6 +46,7 @@ void	vm_migrate_step_done(struct qmp *, json_t *, const char *,
 void	vm_migrate_peer_closed(struct peer *, const char *, void *);
 void	vm_migrate_timeout_cb(evutil_socket_t, short, void *);
 void	vm_migrate_timer_arm(struct vm *, int);
+void	vm_migrate_cancel(struct vm *);
 void	vm_migrate_why(struct vm *, const char *);
 
 /* vm-migrate-qmp.c */

@@ -540,6 +540,7 @@ struct vm_mig {
 	   words meanwhile). Target: its QEMU could not load the stream,
 	   and the source's migrate.status waiting for the half's end. */
 	int			 asking;
+	int			 cancelling;	/* source: migrate_cancel sent */
 	char			*qemu_error;
 	int			 load_failed;
 	int			 adopted;	/* target: a shared store's clone
