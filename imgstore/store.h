@@ -144,6 +144,12 @@ int		 imgstore_drop(struct imgstore *, const char *name,
 
 /* Remove image name and its file; refused while it has children or users. */
 int		 imgstore_rm(struct imgstore *, const char *name, char **cause);
+/*
+ * A shared store's standalone image name, put there by another host:
+ * indexed here from its file (NAME-RANDOM.FORMAT) unless known already.
+ */
+int		 imgstore_learn(struct imgstore *, const char *name,
+		     char **cause);
 /* Take name out of the index, its file left (a shared store's clone). */
 int		 imgstore_forget(struct imgstore *, const char *name,
 		     char **cause);

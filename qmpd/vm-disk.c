@@ -140,6 +140,12 @@ vm_disk_create(struct vm *vm, char **cause)
 		free(image);
 		return (-1);
 	}
+	/* A shared store's template another host imported: learnt. */
+	if (vm->def.store != NULL && imgstore_learn(st, parent, &why) != 0) {
+		xasprintf(cause, "VM %s: store %s: %s", vm->def.name,
+		    vm->def.store, why);
+		goto fail;
+	}
 	rc = imgstore_clone_for(st, parent, image, "clone",
 	    vm->def.name, &why);
 	if (rc == IMGSTORE_EEXISTS) {

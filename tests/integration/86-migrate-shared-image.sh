@@ -4,7 +4,8 @@
 # shared DIR --shared` (DIR: the cluster's shared dir, the same path on
 # every host), template tpl imported into it (`image import --store
 # shared`), desk created `--from tpl --store shared`: its clone desk-disk
-# lives in DIR, indexed by the host that made it. The guest (TCG, kernel
+# lives in DIR, indexed by the host that made it: h2 (h1 drained), whose
+# index learns tpl from its file there at create. The guest (TCG, kernel
 # and initrd) writes 4 MiB onto its disk and takes a checksum of the
 # whole disk past its page cache. --storage copy is refused with one
 # line; `vm migrate desk H` (--storage shared, the default for such a
@@ -83,13 +84,20 @@ done
 hqq h1 image import tpl "$GUESTS/rootfs.qcow2" --store shared >/dev/null
 tfile=$(shared_rec h1 tpl | jq -r .file)
 [ -f "$STORE/$tfile" ] || fail "tpl's file $tfile is not in $STORE: $(ls "$STORE")"
+# desk starts on h2, which did not import tpl: its index learns it.
+hqq h1 host drain h1 >/dev/null
+host_state h1 draining
 hqq h1 vm create desk --from tpl --store shared --accel tcg --memory 256 \
     --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
     --append "console=ttyS0" --display none >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
-case $src in h1|h2) ;; *) fail "desk runs on '$src'" ;; esac
+[ "$src" = h2 ] || fail "desk runs on '$src', not h2"
 dst=$(other "$src")
+shared_rec h2 tpl | jq -e --arg f "$tfile" '.file == $f' >/dev/null ||
+	fail "h2 did not learn tpl from its file: $(shared_rec h2 tpl)"
+hqq h1 host undrain h1 >/dev/null
+host_state h1 up
 S=$(state_of "$src")
 cfile=$(shared_rec "$src" desk-disk | jq -r .file)
 [ -f "$STORE/$cfile" ] || fail "desk-disk's file '$cfile' is not in $STORE: $(shared_rec "$src" desk-disk)"
@@ -128,7 +136,7 @@ done
 [ -e "$S/vms/desk" ] && fail "$src's runtime dir of desk is left"
 shared_rec "$dst" desk-disk | jq -e --arg f "$cfile" '.file == $f and .parent == "tpl" and .users == ["desk"] and .kind == "clone"' >/dev/null ||
 	fail "$dst's desk-disk: $(shared_rec "$dst" desk-disk)"
-shared_rec "$dst" tpl | jq -e --arg f "$tfile" '.file == $f' >/dev/null ||
+shared_rec "$dst" tpl | jq -e --arg f "$tfile" '.file == $f and .children == 1' >/dev/null ||
 	fail "$dst's tpl: $(shared_rec "$dst" tpl)"
 shared_rec "$src" desk-disk >/dev/null && fail "$src still indexes desk-disk: $(shared_rec "$src" desk-disk)"
 [ -f "$STORE/$cfile" ] || fail "the clone's file went with the source's entry"

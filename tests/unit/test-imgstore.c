@@ -433,7 +433,7 @@ shared_exists(const char *dir, const char *file)
 static void
 test_shared(void)
 {
-	struct imgstore	*a, *b;
+	struct imgstore	*a, *b, *c;
 	json_t		*rec;
 	char		*sdir, *tfile, *cfile, *cause = NULL;
 
@@ -469,6 +469,24 @@ test_shared(void)
 	    "stpl", &cause) == 0);
 	CHECK(imgstore_use(b, "sdesk-disk", "sdesk", &cause) == 0);
 	CHECK(children_of("stpl") == -1);
+
+	/* A third learns the template from its file, never the clone. */
+	c = imgstore_open_table(db, "images:s3", 1, sdir, &cause);
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(imgstore_learn(c, "stpl", &cause) == 0);
+		CHECK(imgstore_learn(c, "stpl", &cause) == 0);
+		rec = imgstore_get(c, "stpl", &cause);
+		CHECK(rec != NULL && strcmp(str(rec, "file"), tfile) == 0);
+		json_decref(rec);
+		EXPECT(imgstore_learn(c, "sdesk-disk", &cause),
+		    IMGSTORE_EINVAL, "backing file");
+		EXPECT(imgstore_learn(c, "nothere", &cause),
+		    IMGSTORE_ENOTFOUND, "no file");
+		imgstore_close(c);
+	}
+	EXPECT(imgstore_learn(st, "stpl", &cause), IMGSTORE_ENOTFOUND,
+	    "no image named");
 
 	/* The first forgets it, users and all; the file stays. */
 	CHECK(imgstore_forget(a, "sdesk-disk", &cause) == 0);
