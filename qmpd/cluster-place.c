@@ -464,6 +464,7 @@ cluster_place_reconcile(void)
 {
 	struct cluster_place	*p, *p1;
 
+	cluster_nic_sync_all();
 	TAILQ_FOREACH_SAFE(p, &cluster_places, entry, p1)
 		place_reconcile_one(p);
 	cluster_failover_again();
@@ -561,6 +562,8 @@ cluster_place_event(const char *key, json_t *kv, int put)
 		p->pl_rev = put ? json_integer_value(json_object_get(kv,
 		    "mod_revision")) : 0;
 	}
+	/* A stopped copy takes etcd's NICs before placement may start it. */
+	cluster_nic_sync(p);
 	place_reconcile_one(p);
 	place_forget(p);
 }

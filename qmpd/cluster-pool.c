@@ -352,6 +352,20 @@ cluster_pool_acq_start(struct cluster_pool_acq *a, int release)
 
 static void	cluster_pool_acq_try(struct cluster_pool_acq *);
 
+/*
+ * The member a checkout goes for now. The last try's names go here and
+ * only here: a retry that ends without a member (none free, no pool)
+ * leaves them to cluster_pool_acq_free, so each is freed once.
+ */
+static void
+cluster_pool_acq_choose(struct cluster_pool_acq *a, struct cluster_place *p)
+{
+	free(a->vm);
+	free(a->pool);
+	a->vm = xstrdup(p->name);
+	a->pool = xstrdup(cluster_pool_of(p));
+}
+
 /* owners/VM created (the desktop is the user's) or taken meanwhile. */
 static void
 cluster_pool_claim_cb(void *arg, const char *errclass, const char *cause)
@@ -404,11 +418,8 @@ cluster_pool_acq_try(struct cluster_pool_acq *a)
 		if (k.mine != NULL || k.best != NULL || a->want != NULL)
 			break;
 	}
-	free(a->vm);
-	free(a->pool);
 	if (k.mine != NULL) {
-		a->vm = xstrdup(k.mine->name);
-		a->pool = xstrdup(cluster_pool_of(k.mine));
+		cluster_pool_acq_choose(a, k.mine);
 		rec = userdb_get(DB_POOLS, a->pool);
 		floating = rec != NULL && cluster_pool_floating(rec);
 		json_decref(rec);
@@ -425,8 +436,7 @@ cluster_pool_acq_try(struct cluster_pool_acq *a)
 		cluster_pool_acq_free(a);
 		return;
 	}
-	a->vm = xstrdup(k.best->name);
-	a->pool = xstrdup(cluster_pool_of(k.best));
+	cluster_pool_acq_choose(a, k.best);
 	rec = json_pack("{s:s,s:s,s:s}", "login", a->login, "pool", a->pool,
 	    "by", cluster_name());
 	if (cluster_pool_claiming == NULL)

@@ -218,6 +218,7 @@ cluster_init(char **cause)
 		return (-1);
 	cluster_retry_ev = evtimer_new(qmpd->base, cluster_retry_cb, NULL);
 	notify_listen(cluster_place_vm_event, NULL);
+	notify_listen(cluster_nic_event, NULL);
 	/* Desktops re-attached from before must not outlive a lost lease. */
 	cluster_fence_arm(c->lease_ttl);
 	cluster_load();

@@ -179,6 +179,23 @@ void		 cluster_migrate_where(const char *name,
 		    void *);
 
 /*
+ * cluster-nic.c: vm nic-add and nic-rm of a desktop etcd defines write its
+ * NICs' networks to vms/VM ("nets") by CAS (cluster_nic_cmd: -1 when the
+ * local command should run). cluster_nic_sync keeps etcd and this host's
+ * copy in step: the running host writes its own, a stopped copy takes
+ * etcd's. cluster_nic_event hears vm.nics (vm-nic.c).
+ */
+struct cmd_req;
+int		 cluster_nic_cmd(struct cmd_req *);
+void		 cluster_nic_sync(struct cluster_place *);
+void		 cluster_nic_sync_all(void);
+void		 cluster_nic_event(const char *event, const char *vm,
+		    json_t *fields, void *arg);
+/* cluster-nic-plan.c, pure: what a copy changes to have etcd's NICs. */
+int		 cluster_nic_plan(json_t *local, json_t *etcd, int *keep,
+		    json_t **add);
+
+/*
  * cluster-drain.c: host drain --live, here or asked of the host by its
  * listener (host.evacuate).
  */

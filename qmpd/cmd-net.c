@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "qmpd.h"
 #include "vm.h"
@@ -205,7 +206,11 @@ static enum cmd_retval
 cmd_net_nic_add(struct cmd_req *req)
 {
 	struct vm	*vm;
+	int		 rv;
 
+	/* A desktop of the cluster: its etcd definition changes too. */
+	if (qmpd->cluster != NULL && (rv = cluster_nic_cmd(req)) != -1)
+		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	vm_nic_add(vm, cmd_arg_str(req, "network", ""), cmd_done, req);
@@ -216,7 +221,10 @@ static enum cmd_retval
 cmd_net_nic_rm(struct cmd_req *req)
 {
 	struct vm	*vm;
+	int		 rv;
 
+	if (qmpd->cluster != NULL && (rv = cluster_nic_cmd(req)) != -1)
+		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
 	vm_nic_rm(vm, cmd_arg_str(req, "mac", ""), cmd_done, req);

@@ -264,9 +264,13 @@ json_t	*spice_via_record(const struct vm *);
 void	 spice_via_restore(struct vm *, json_t *rec);
 void	 spice_via_query(struct vm *);
 
-/* test-hook.c: die here when QDESK_TEST_HOOK=POINT:VM (test builds). */
+/*
+ * test-hook.c: die here when QDESK_TEST_HOOK=POINT:VM (test builds);
+ * test_hook_fail: 1 when it names POINT:NAME, for a step to fail.
+ */
 void	 test_hook(const char *point, const char *vm);
 int	 test_hook_armed(const char *point, const char *vm);
+int	 test_hook_fail(const char *point, const char *name);
 
 /* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */
 extern int	 boot_queue_cap;

@@ -25,6 +25,23 @@
 
 #define VM_NIC_UNPLUG_TIMEOUT	20	/* seconds for the guest to let go */
 
+/*
+ * The definition's NICs changed: vm.nics {"nics"}, for whoever keeps a
+ * copy of them elsewhere (a cluster's etcd, cluster-nic.c).
+ */
+static void
+vm_nic_changed(struct vm *vm)
+{
+	json_t	*nics = json_array(), *fields;
+	u_int	 i;
+
+	for (i = 0; i < vm->def.nnics; i++)
+		json_array_append_new(nics, vm_def_nic_json(&vm->def.nics[i]));
+	fields = json_pack("{s:o}", "nics", nics);
+	notify_emit("vm.nics", vm->def.name, fields);
+	json_decref(fields);
+}
+
 /* A hotplug or unplug in flight. */
 struct vm_nic_op {
 	done_cb			 done;		/* NULL once answered */
@@ -96,6 +113,7 @@ vm_nic_forget(struct vm *vm, const struct vm_nic *nic, char **cause)
 	}
 	netctl_ipam_mac_forget(net_ipam, nic->mac);
 	net_leases_changed(nic->network, 1);
+	vm_nic_changed(vm);
 	return (0);
 fail:
 	if (txn != NULL)
@@ -315,6 +333,7 @@ vm_nic_add(struct vm *vm, const char *network, done_cb done, void *arg)
 		goto fail;
 	}
 	net_leases_changed(network, 0);
+	vm_nic_changed(vm);
 
 	if (!active) {
 		j = vm_net_nic_json(&nic);

@@ -15,13 +15,42 @@ ENVFILE=$top/build/clusters/$QDESK_CLUSTER/env
 QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
 export QDESK_QMPD
 
+# Where a failed cluster test keeps its hosts' and broker's logs.
+CLUSTER_KEEP=$top/build/test-results/$TEST_NAME-logs
+
+# cluster_test_logs STATUS: when the test failed (STATUS not 0), before
+# `cluster down` removes them, keep every host's qmpd log and the
+# broker's in $CLUSTER_KEEP and print each host's last lines and whether
+# its qmpd still runs: a qmpd that died says why at the end of its log
+# (a sanitizer's or glibc's report, a fatal line), and CI shows only
+# what the test printed.
+cluster_test_logs() {
+	local h lf pf pid how
+	[ "$1" = 0 ] || [ -z "${HOSTS:-}" ] && return 0
+	mkdir -p "$CLUSTER_KEEP"
+	for h in $HOSTS; do
+		lf=${h}_LOG pf=${h}_PIDFILE
+		cp "${!lf}" "$CLUSTER_KEEP/$h.log" 2>/dev/null
+		pid=$(cat "${!pf}" 2>/dev/null)
+		how="running, pid $pid"
+		alive "$pid" || how="NOT running: pid ${pid:-?} is gone"
+		log "last lines of $h's qmpd log (qmpd $how; all of it in $CLUSTER_KEEP/$h.log):"
+		tail -n 30 "${!lf}" 2>/dev/null | sed "s/^/  $h| /" >&2
+	done
+	cp "$RUN_DIR/broker.log" "$CLUSTER_KEEP/" 2>/dev/null
+	return 0
+}
+
 # Up N hosts, with a lease of TTL s (3) and a fence delay of D s (2);
 # env sourced (RUN_DIR: the cluster's files): cluster_test_up N [TTL [D]]
+# On failure the logs are kept and shown (cluster_test_logs).
 cluster_test_up() {
 	local out
 	[ -e "$ENVFILE" ] &&
 		fail "cluster $QDESK_CLUSTER is already up: scripts/cluster --name $QDESK_CLUSTER down"
-	EXTRA_CLEANUP="${EXTRA_CLEANUP:-}${EXTRA_CLEANUP:+; }\"\$CLUSTER\" down >/dev/null 2>&1"
+	rm -rf "$CLUSTER_KEEP"
+	# cleanup (lib.sh) runs this with its exit status in $status.
+	EXTRA_CLEANUP="${EXTRA_CLEANUP:-}${EXTRA_CLEANUP:+; }cluster_test_logs \"\$status\"; \"\$CLUSTER\" down >/dev/null 2>&1"
 	out=$(QDESK_LEASE_TTL=${2:-3} QDESK_FENCE_DELAY=${3:-2} "$CLUSTER" up "$1" 2>&1) ||
 		fail "cluster up $1: $out"
 	# shellcheck disable=SC1090
@@ -93,6 +122,33 @@ api() {
 	BODY=$(cat "$T/api.body" 2>/dev/null)
 }
 field() { printf '%s' "$BODY" | jq -r ".$1"; }
+
+# cluster_race SOCK1 LOGIN1 SOCK2 LOGIN2: desktop.acquire for LOGIN1 on
+# host socket SOCK1 and for LOGIN2 on SOCK2, sent at the same moment
+# (one process: both connections greeted first, then both requests, so
+# neither host is a python start-up ahead and both usually claim before
+# either's watch shows the other's claim); prints the two replies, one
+# a line, in that order.
+cluster_race() {
+	python3 - "$@" <<'EOF'
+import json, socket, sys
+a = sys.argv[1:]
+conns = []
+for sock, login in ((a[0], a[1]), (a[2], a[3])):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(200)
+    s.connect(sock)
+    f = s.makefile("r")
+    f.readline()
+    line = json.dumps({"id": 1, "cmd": "desktop.acquire",
+        "args": {"login": login}}) + "\n"
+    conns.append((s, f, line.encode()))
+for s, f, line in conns:
+    s.sendall(line)
+for s, f, line in conns:
+    print(f.readline().strip())
+EOF
+}
 
 # Stop host h's qmpd (SIGTERM: its QEMUs run on) and start it again on
 # the same state dir and cluster file: cluster_qmpd_restart h
