@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: idle  (holds a real remote-viewer idle for two minutes: it waits, it does not compute)
 # A real remote-viewer (virt-viewer) under Xvfb opens the portal's .vv
 # file, which sends it through the broker's SPICE proxy, and then sits idle
 # for two minutes as a user reading the screen would: it must still be

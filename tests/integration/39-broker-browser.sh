@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: idle  (most of it is a 75 s hold of an idle browser console: it waits, it does not compute)
 # The browser console: POST /api/desktops/NAME/console {"type":"browser"}
 # gives a WebSocket address with a one-time ticket; the WebSocket (checked
 # with a small client, tests/lib/ws-probe.py) needs the session cookie,

@@ -5,8 +5,8 @@
 # TPM 2.0; an NV index it defines and writes with raw TPM2 commands on
 # /dev/tpm0 (TPM2_NV_DefineSpace, TPM2_NV_Write, TPM2_NV_Read, password
 # sessions with the empty owner and index auth) reads back after stop/start
-# and after a qmpd kill -9 and re-attach; another VM's TPM does not have
-# it; a killed swtpm ends the VM with the reason.
+# and after a qmpd kill -9 and re-attach; another VM's TPM (booted beside
+# the first) does not have it; a killed swtpm ends the VM with the reason.
 . "$(dirname "$0")/lib.sh"
 
 { command -v swtpm && command -v swtpm_setup; } >/dev/null ||
@@ -87,6 +87,14 @@ for s in "$STATE/vms/tpm1"/*swtpm*; do
 	[ -S "$s" ] && fail "a swtpm socket file exists: $s"
 done
 
+# A second VM with a TPM of its own boots beside the first (two UEFI
+# boots under TCG in the time of one); it is read once tpm1 has its index.
+qq vm create tpm2 --accel tcg --memory 256 --machine q35 --firmware uefi \
+    --tpm --disk "$T/tpm2.img" --display none >/dev/null
+qq vm start tpm2 >/dev/null
+[ "$(stat -c %u "$STATE/vms/tpm2/tpm")" != "$vmuser" ] ||
+	fail "two VMs' TPMs run as one uid"
+
 wait_ready tpm1 1
 log "tpm1: READY $(($(date +%s) - t0)) s after start"
 # shellcheck disable=SC2016  # expanded by the guest's shell
@@ -98,6 +106,15 @@ r=$(tpm_cmd tpm1 WRITE "$write")
 [ "${r:12:8}" = 00000000 ] || fail "NV_Write answered $r"
 r=$(tpm_cmd tpm1 READ1 "$read")
 case $r in *"$secret"*) ;; *) fail "NV_Read (same boot) answered $r, not $secret" ;; esac
+
+# The second VM's TPM does not have the index tpm1 now holds.
+wait_ready tpm2 1
+r=$(tpm_cmd tpm2 READX "$read")
+case $r in *"$secret"*) fail "another VM's TPM has tpm1's NV index" ;; esac
+[ "${r:12:8}" != 00000000 ] || fail "NV_Read on a fresh TPM succeeded: $r"
+cmp -s "$STATE/vms/tpm1/tpm/tpm2-00.permall" "$STATE/vms/tpm2/tpm/tpm2-00.permall" &&
+	fail "two VMs share a TPM state"
+qq vm stop tpm2 --force >/dev/null
 
 # Stop/start: the same state; the old swtpm is gone.
 qq vm stop tpm1 --force >/dev/null
@@ -117,20 +134,6 @@ grep -q "tpm1: re-attached to TPM emulator pid $swpid" "$QMPD_LOG" ||
 	fail "no re-attach to swtpm $swpid"
 r=$(tpm_cmd tpm1 READ3 "$read")
 case $r in *"$secret"*) ;; *) fail "NV index lost after re-attach: $r" ;; esac
-
-# A second VM has a TPM of its own, without the index.
-qq vm create tpm2 --accel tcg --memory 256 --machine q35 --firmware uefi \
-    --tpm --disk "$T/tpm2.img" --display none >/dev/null
-qq vm start tpm2 >/dev/null
-[ "$(stat -c %u "$STATE/vms/tpm2/tpm")" != "$vmuser" ] ||
-	fail "two VMs' TPMs run as one uid"
-wait_ready tpm2 1
-r=$(tpm_cmd tpm2 READX "$read")
-case $r in *"$secret"*) fail "another VM's TPM has tpm1's NV index" ;; esac
-[ "${r:12:8}" != 00000000 ] || fail "NV_Read on a fresh TPM succeeded: $r"
-cmp -s "$STATE/vms/tpm1/tpm/tpm2-00.permall" "$STATE/vms/tpm2/tpm/tpm2-00.permall" &&
-	fail "two VMs share a TPM state"
-qq vm stop tpm2 --force >/dev/null
 
 # The swtpm dies: its VM ends, with the reason (watched after re-attach).
 kill -9 "$swpid"
