@@ -37,6 +37,7 @@ static const struct ctl_arg vm_create_opts[] = {
 	{ "--disk",	"disk",		CTL_PATH,	0 },
 	{ "--disk-format", "disk_format", CTL_STR,	0 },
 	{ "--from",	"from",		CTL_STR,	0 },
+	{ "--store",	"store",	CTL_STR,	0 },
 	{ "--net",	"nets",		CTL_STRLIST,	0 },
 	{ "--display",	"display",	CTL_STR,	0 },
 	{ "--listen",	"listen",	CTL_STR,	0 },
@@ -90,8 +91,14 @@ static const struct ctl_arg events_opts[] = {
 	{ NULL, NULL, 0, 0 }
 };
 
+static const struct ctl_arg image_in_store_opts[] = {
+	{ "--store",	"store",	CTL_STR,	0 },
+	{ NULL, NULL, 0, 0 }
+};
+
 static const struct ctl_arg image_import_opts[] = {
 	{ "--format",	"format",	CTL_STR,	0 },
+	{ "--store",	"store",	CTL_STR,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -240,7 +247,7 @@ const struct ctl_command ctl_commands[] = {
 	    "[--machine pc|q35] [--cpu MODEL] "
 	    "[--kernel FILE --initrd FILE --append STR | --disk FILE] "
 	    "[--disk-format raw|qcow2] "
-	    "[--from IMAGE] [--net NETWORK]... [--display spice|none] "
+	    "[--from IMAGE [--store STORE]] [--net NETWORK]... [--display spice|none] "
 	    "[--listen ADDR] [--restart no|on-crash|always] [--autostart] "
 	    "[--firmware bios|uefi|uefi-secure] [--tpm] "
 	    DEV_USAGE " [--agent] [--profile lan|wan] [--host HOST]",
@@ -285,9 +292,10 @@ const struct ctl_command ctl_commands[] = {
 	  .print = PRINT_OBJECT, .run = run_ticket },
 	{ .group = "vm", .verb = "migrate", .cmd = "vm.migrate",
 	  .usage = "NAME HOST [--storage shared|copy] [--downtime MS] "
-	    "[--timeout S]",
+	    "[--timeout S (of RAM migration, default 300)]",
 	  .pos = { NAME_POS("NAME"), { "HOST", "to", CTL_STR, 0 } },
-	  .opts = vm_migrate_opts, .print = PRINT_OBJECT, .wait = 300 },
+	  .opts = vm_migrate_opts, .print = PRINT_OBJECT, .wait = 300,
+	  .flags = CTL_WAIT_PLUS },
 	{ .group = "vm", .verb = "template", .cmd = "vm.template",
 	  .usage = "VM NAME",
 	  .pos = { NAME_POS("VM"), { "NAME", "image", CTL_STR, 0 } },
@@ -325,7 +333,7 @@ const struct ctl_command ctl_commands[] = {
 	  .opts = events_opts, .run = run_events },
 
 	{ .group = "image", .verb = "import", .cmd = "image.import",
-	  .usage = "NAME FILE [--format raw|qcow2]",
+	  .usage = "NAME FILE [--format raw|qcow2] [--store STORE]",
 	  .pos = { NAME_POS("NAME"), { "FILE", "file", CTL_PATH, 0 } },
 	  .opts = image_import_opts, .print = PRINT_DONE,
 	  .done = "$name: imported" },
@@ -333,11 +341,12 @@ const struct ctl_command ctl_commands[] = {
 	  .usage = "PARENT NAME",
 	  .pos = { { "PARENT", "parent", CTL_STR, 0 }, NAME_POS("NAME") },
 	  .print = PRINT_DONE, .done = "$name: cloned from $parent" },
-	{ .group = "image", .verb = "list", .cmd = "image.list", .usage = "",
+	{ .group = "image", .verb = "list", .cmd = "image.list",
+	  .usage = "[--store STORE]", .opts = image_in_store_opts,
 	  .print = PRINT_LIST, .list = "images", .cols = image_cols },
 	{ .group = "image", .verb = "show", .cmd = "image.show",
-	  .usage = "NAME", .pos = { NAME_POS("NAME") },
-	  .print = PRINT_OBJECT },
+	  .usage = "NAME [--store STORE]", .pos = { NAME_POS("NAME") },
+	  .opts = image_in_store_opts, .print = PRINT_OBJECT },
 	{ .group = "image", .verb = "rm", .cmd = "image.rm", .usage = "NAME",
 	  .pos = { NAME_POS("NAME") }, .print = PRINT_DONE,
 	  .done = "$name: removed" },

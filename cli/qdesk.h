@@ -108,6 +108,9 @@ struct ctl_command {
 /* Entry flags. */
 #define CTL_PASSWORD	0x1	/* may carry a password (--password-stdin) */
 #define CTL_NEEDPASS	0x2	/* must carry a password */
+/* Its --timeout counts after .wait s of its own steps (vm migrate:
+   preparing the target, then RAM's --timeout, default .wait as well). */
+#define CTL_WAIT_PLUS	0x4
 
 /* What the global options set. */
 struct cli {

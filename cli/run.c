@@ -240,7 +240,9 @@ run_password(const struct ctl_command *ce, json_t *args, json_t *local,
 /*
  * The reply timeout: the global one, or longer for a command the daemon
  * may legitimately spend entry->wait seconds on (vm start waits for QEMU;
- * vm stop and vm wait for up to their own --timeout, which replaces it).
+ * vm stop and vm wait for up to their own --timeout, which replaces it;
+ * vm migrate's counts after it, CTL_WAIT_PLUS, and each step it reports
+ * starts the wait afresh).
  * A --timeout 0 that asks the daemon to wait for ever waits for ever.
  */
 int
@@ -256,6 +258,8 @@ run_timeout(const struct cli *cli, const struct ctl_command *ce, json_t *args)
 		if (wait == 0)
 			return (0);
 	}
+	if (ce->flags & CTL_WAIT_PLUS)
+		wait += ce->wait;
 	if (wait < 0)
 		wait = 0;
 	if (wait + RUN_WAIT_MARGIN > INT_MAX)

@@ -31,9 +31,14 @@ static const char *db_tables[] = {
 	DB_VMUIDS
 };
 
+/* Tables opened later by name (a shared image store's index). */
+#define DB_EXTRA_MAX	8
+
 struct db {
 	MDB_env		*env;
 	MDB_dbi		 dbi[nitems(db_tables)];
+	char		*extra[DB_EXTRA_MAX];
+	MDB_dbi		 extra_dbi[DB_EXTRA_MAX];
 };
 
 struct db_txn {
@@ -50,6 +55,12 @@ db_table(struct db *db, const char *table, MDB_dbi *dbi, char **cause)
 	for (i = 0; i < nitems(db_tables); i++) {
 		if (strcmp(db_tables[i], table) == 0) {
 			*dbi = db->dbi[i];
+			return (0);
+		}
+	}
+	for (i = 0; i < DB_EXTRA_MAX && db->extra[i] != NULL; i++) {
+		if (strcmp(db->extra[i], table) == 0) {
+			*dbi = db->extra_dbi[i];
 			return (0);
 		}
 	}
@@ -116,7 +127,7 @@ db_open(const char *path, char **cause)
 	db = xcalloc(1, sizeof *db);
 	if ((rc = mdb_env_create(&db->env)) != 0)
 		goto fail;
-	mdb_env_set_maxdbs(db->env, nitems(db_tables) + 4);
+	mdb_env_set_maxdbs(db->env, nitems(db_tables) + DB_EXTRA_MAX);
 	/* Sparse file: 4 GiB of address space, only what is used is on disk. */
 	mdb_env_set_mapsize(db->env, (size_t)4 << 30);
 	mdb_env_set_maxreaders(db->env, 64);
@@ -151,12 +162,50 @@ fail:
 	return (NULL);
 }
 
+/* Open (creating) table name beside the fixed ones; idempotent. */
+int
+db_table_open(struct db *db, const char *name, char **cause)
+{
+	MDB_txn	*txn;
+	MDB_dbi	 dbi;
+	size_t	 i;
+	int	 rc;
+
+	if (db_table(db, name, &dbi, NULL) == 0)
+		return (0);
+	for (i = 0; i < DB_EXTRA_MAX && db->extra[i] != NULL; i++)
+		;
+	if (i == DB_EXTRA_MAX) {
+		xasprintf(cause, "database table %s: no room for more than %d "
+		    "extra tables", name, DB_EXTRA_MAX);
+		return (-1);
+	}
+	if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbi)) != 0) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail;
+	db->extra[i] = xstrdup(name);
+	db->extra_dbi[i] = dbi;
+	return (0);
+fail:
+	xasprintf(cause, "database table %s: %s", name, mdb_strerror(rc));
+	return (-1);
+}
+
 void
 db_close(struct db *db)
 {
+	size_t	i;
+
 	if (db == NULL)
 		return;
 	mdb_env_close(db->env);
+	for (i = 0; i < DB_EXTRA_MAX; i++)
+		free(db->extra[i]);
 	free(db);
 }
 

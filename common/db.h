@@ -37,6 +37,8 @@ const char	*db_errclass(const char *errclass, const char *cause);
 
 /* Open (creating) the environment in directory path. */
 struct db	*db_open(const char *path, char **cause);
+/* Open (creating) one more table, named at run time (a shared store's). */
+int		 db_table_open(struct db *, const char *name, char **cause);
 void		 db_close(struct db *);
 /* Bytes of the map in use and the map's size. */
 void		 db_usage(struct db *, unsigned long long *used,

@@ -338,15 +338,15 @@ store_check_gc_records(struct imgstore *st, json_t *all, int dry_run,
 		}
 		if (t == NULL && (t = db_begin(st->db, cause)) == NULL)
 			return (-1);
-		if (db_txn_del(t, DB_IMAGES, key, cause) < 0)
+		if (db_txn_del(t, st->table, key, cause) < 0)
 			goto fail;
 		parent = store_str(rec, "parent");
 		if (parent != NULL &&
-		    (prec = db_txn_get(t, DB_IMAGES, parent)) != NULL) {
+		    (prec = db_txn_get(t, st->table, parent)) != NULL) {
 			json_object_set_new(prec, "children", json_integer(
 			    store_int(prec, "children") > 0 ?
 			    store_int(prec, "children") - 1 : 0));
-			if (db_txn_put(t, DB_IMAGES, parent, prec, cause) != 0) {
+			if (db_txn_put(t, st->table, parent, prec, cause) != 0) {
 				json_decref(prec);
 				goto fail;
 			}

@@ -66,7 +66,7 @@ store_edit_parent(struct imgstore *st, const char *parent, json_t **prec,
 {
 	int	rc;
 
-	if ((*prec = db_get(st->db, DB_IMAGES, parent)) == NULL)
+	if ((*prec = db_get(st->db, st->table, parent)) == NULL)
 		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
 		    "%s", parent));
 	if (store_str(*prec, "file") == NULL ||
@@ -173,7 +173,7 @@ store_edit_swap_check(struct imgstore *st, struct store_swap *sw,
 	const char	*parent, *file = NULL, *format = NULL;
 	int		 rc = 0;
 
-	if ((rec = db_get(st->db, DB_IMAGES, sw->name)) == NULL)
+	if ((rec = db_get(st->db, st->table, sw->name)) == NULL)
 		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
 		    "%s", sw->name));
 	parent = store_str(rec, "parent");
@@ -222,7 +222,7 @@ store_edit_swap_commit(struct imgstore *st, struct store_swap *sw,
 
 	if ((t = db_begin(st->db, cause)) == NULL)
 		return (IMGSTORE_ERR);
-	cur = db_txn_get(t, DB_IMAGES, sw->name);
+	cur = db_txn_get(t, st->table, sw->name);
 	if (cur == NULL || store_str(cur, "file") == NULL ||
 	    strcmp(store_str(cur, "file"), sw->oldfile) != 0 ||
 	    store_int(cur, "children") != 0) {
@@ -240,20 +240,20 @@ store_edit_swap_commit(struct imgstore *st, struct store_swap *sw,
 		if (store_str(cur, "kind") != NULL &&
 		    strcmp(store_str(cur, "kind"), "base") == 0)
 			json_object_set_new(cur, "kind", json_string("clone"));
-		if ((rc = store_count_child(t, sw->target, 1, NULL,
+		if ((rc = store_count_child(st, t, sw->target, 1, NULL,
 		    cause)) != 0 || (sw->oldparent != NULL &&
-		    (rc = store_count_child(t, sw->oldparent, -1, &left,
+		    (rc = store_count_child(st, t, sw->oldparent, -1, &left,
 		    cause)) != 0))
 			goto fail;
 		if (sw->oldparent != NULL && left == 0 && (oprec = db_txn_get(t,
-		    DB_IMAGES, sw->oldparent)) != NULL) {
+		    st->table, sw->oldparent)) != NULL) {
 			if (store_str(oprec, "file") != NULL)
 				sw->oldpfile = xstrdup(store_str(oprec,
 				    "file"));
 			json_decref(oprec);
 		}
 	}
-	if (db_txn_put(t, DB_IMAGES, sw->name, cur, cause) != 0) {
+	if (db_txn_put(t, st->table, sw->name, cur, cause) != 0) {
 		rc = IMGSTORE_ERR;
 		goto fail;
 	}
@@ -386,7 +386,7 @@ store_edit_freeze_check(struct imgstore *st, struct store_freeze *fz,
 		    "a snapshot or a template, not a %s", fz->kind));
 	if ((rc = store_name_free(st, fz->newname, cause)) != 0)
 		return (rc);
-	if ((rec = db_get(st->db, DB_IMAGES, fz->name)) == NULL)
+	if ((rec = db_get(st->db, st->table, fz->name)) == NULL)
 		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
 		    "%s", fz->name));
 	file = store_str(rec, "file");
@@ -421,12 +421,12 @@ store_edit_freeze_commit(struct imgstore *st, struct store_freeze *fz,
 
 	if ((t = db_begin(st->db, cause)) == NULL)
 		return (IMGSTORE_ERR);
-	if ((nrec = db_txn_get(t, DB_IMAGES, fz->newname)) != NULL) {
+	if ((nrec = db_txn_get(t, st->table, fz->newname)) != NULL) {
 		rc = store_fail(cause, IMGSTORE_EEXISTS, "an image named %s "
 		    "already exists", fz->newname);
 		goto fail;
 	}
-	cur = db_txn_get(t, DB_IMAGES, fz->name);
+	cur = db_txn_get(t, st->table, fz->name);
 	if (cur == NULL || store_str(cur, "file") == NULL ||
 	    strcmp(store_str(cur, "file"), fz->file) != 0 ||
 	    store_int(cur, "children") != 0) {
@@ -448,8 +448,8 @@ store_edit_freeze_commit(struct imgstore *st, struct store_freeze *fz,
 	if (store_str(cur, "kind") != NULL &&
 	    strcmp(store_str(cur, "kind"), "base") == 0)
 		json_object_set_new(cur, "kind", json_string("clone"));
-	if (db_txn_put(t, DB_IMAGES, fz->newname, nrec, cause) != 0 ||
-	    db_txn_put(t, DB_IMAGES, fz->name, cur, cause) != 0)
+	if (db_txn_put(t, st->table, fz->newname, nrec, cause) != 0 ||
+	    db_txn_put(t, st->table, fz->name, cur, cause) != 0)
 		goto fail;
 	json_decref(nrec);
 	json_decref(cur);
@@ -524,8 +524,8 @@ imgstore_unfreeze(struct imgstore *st, const char *name, const char *newname,
 
 	if ((t = db_begin(st->db, cause)) == NULL)
 		return (IMGSTORE_ERR);
-	rec = db_txn_get(t, DB_IMAGES, name);
-	nrec = db_txn_get(t, DB_IMAGES, newname);
+	rec = db_txn_get(t, st->table, name);
+	nrec = db_txn_get(t, st->table, newname);
 	if (rec == NULL || nrec == NULL) {
 		rc = store_fail(cause, IMGSTORE_ENOTFOUND, "no image named %s",
 		    rec == NULL ? name : newname);
@@ -551,8 +551,8 @@ imgstore_unfreeze(struct imgstore *st, const char *name, const char *newname,
 		json_object_set_new(rec, "parent", json_null());
 	json_object_set_new(rec, "allocated_size", json_integer(
 	    store_allocated(st, file)));
-	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0 ||
-	    db_txn_del(t, DB_IMAGES, newname, cause) != 0) {
+	if (db_txn_put(t, st->table, name, rec, cause) != 0 ||
+	    db_txn_del(t, st->table, newname, cause) != 0) {
 		rc = IMGSTORE_ERR;
 		goto fail;
 	}
@@ -630,10 +630,10 @@ imgstore_replace(struct imgstore *st, const char *name, const char *file,
 	}
 	if (store_str(rec, "parent") != NULL) {
 		parent = xstrdup(store_str(rec, "parent"));
-		if ((rc = store_count_child(t, parent, -1, &left,
+		if ((rc = store_count_child(st, t, parent, -1, &left,
 		    cause)) != 0)
 			goto fail;
-		if (left == 0 && (prec = db_txn_get(t, DB_IMAGES,
+		if (left == 0 && (prec = db_txn_get(t, st->table,
 		    parent)) != NULL) {
 			if (store_str(prec, "file") != NULL)
 				pfile = xstrdup(store_str(prec, "file"));
@@ -645,7 +645,7 @@ imgstore_replace(struct imgstore *st, const char *name, const char *file,
 	json_object_set_new(rec, "parent", json_null());
 	json_object_set_new(rec, "allocated_size", json_integer(
 	    store_allocated(st, file)));
-	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0) {
+	if (db_txn_put(t, st->table, name, rec, cause) != 0) {
 		rc = IMGSTORE_ERR;
 		goto fail;
 	}

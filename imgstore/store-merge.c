@@ -182,7 +182,7 @@ imgstore_drop(struct imgstore *st, const char *name, char **cause)
 		rc = IMGSTORE_ERR;
 		goto out;
 	}
-	crec = db_txn_get(t, DB_IMAGES, child);
+	crec = db_txn_get(t, st->table, child);
 	if (crec == NULL) {
 		db_abort(t);
 		rc = store_fail(cause, IMGSTORE_ERR, "image %s went away",
@@ -193,8 +193,8 @@ imgstore_drop(struct imgstore *st, const char *name, char **cause)
 		json_object_set_new(crec, "parent", json_string(parent));
 	else
 		json_object_set_new(crec, "parent", json_null());
-	if (db_txn_put(t, DB_IMAGES, child, crec, cause) != 0 ||
-	    db_txn_del(t, DB_IMAGES, name, cause) != 0) {
+	if (db_txn_put(t, st->table, child, crec, cause) != 0 ||
+	    db_txn_del(t, st->table, name, cause) != 0) {
 		json_decref(crec);
 		db_abort(t);
 		rc = IMGSTORE_ERR;

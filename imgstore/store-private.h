@@ -24,6 +24,8 @@ struct imgstore {
 	char		*dir;		/* canonical */
 	int		 dirfd;
 	json_t		*writing;	/* temporary files a job is writing */
+	char		*table;		/* its index in the database */
+	int		 shared;	/* a directory other hosts index too */
 };
 
 int		 store_fail(char **, int, const char *, ...)
@@ -46,7 +48,8 @@ int		 store_txn_get(struct imgstore *, const char *,
 		     struct db_txn **, json_t **, char **);
 int		 store_commit_child(struct imgstore *, const char *, json_t *,
 		     const char *, const json_t *, char **);
-int		 store_count_child(struct db_txn *, const char *, int,
+int		 store_count_child(struct imgstore *, struct db_txn *,
+		     const char *, int,
 		     json_int_t *, char **);
 char		*store_match_chain(struct chain *, const char *, json_t *);
 

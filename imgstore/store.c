@@ -145,10 +145,24 @@ imgstore_dir(struct imgstore *st)
 struct imgstore *
 imgstore_open(struct db *db, const char *dir, char **cause)
 {
+	return (imgstore_open_table(db, DB_IMAGES, 0, dir, cause));
+}
+
+/*
+ * The same over table (a shared store: its own table, created here), and
+ * shared: other hosts index files of dir too.
+ */
+struct imgstore *
+imgstore_open_table(struct db *db, const char *table, int shared,
+    const char *dir, char **cause)
+{
 	struct imgstore	*st;
 	char		*real;
 	int		 fd;
 
+	if (strcmp(table, DB_IMAGES) != 0 && db_table_open(db, table,
+	    cause) != 0)
+		return (NULL);
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
 		xasprintf(cause, "mkdir %s: %s", dir, strerror(errno));
 		return (NULL);
@@ -167,6 +181,8 @@ imgstore_open(struct db *db, const char *dir, char **cause)
 	st->dir = real;
 	st->dirfd = fd;
 	st->writing = json_object();
+	st->table = xstrdup(table);
+	st->shared = shared;
 	return (st);
 }
 
@@ -178,6 +194,7 @@ imgstore_close(struct imgstore *st)
 	close(st->dirfd);
 	json_decref(st->writing);
 	free(st->dir);
+	free(st->table);
 	free(st);
 }
 
@@ -234,6 +251,9 @@ store_set_immutable(struct imgstore *st, const char *file, int on,
 
 	if (store_stat(st, file, &sb) == -1)
 		return (-1);
+	/* Other hosts' clones may stand on it: a shared file stays so. */
+	if (!on && st->shared)
+		return (0);
 	if (on)
 		return (store_chmod(st, file, sb.st_mode & 07555, old));
 	return (store_chmod(st, file, (sb.st_mode & 07777) | S_IWUSR, old));
@@ -274,7 +294,7 @@ store_all(struct imgstore *st, char **cause)
 	struct store_all	a;
 
 	a.recs = json_object();
-	if (db_foreach(st->db, DB_IMAGES, store_all_cb, &a, cause) == -1) {
+	if (db_foreach(st->db, st->table, store_all_cb, &a, cause) == -1) {
 		json_decref(a.recs);
 		return (NULL);
 	}
@@ -287,7 +307,7 @@ store_name_free(struct imgstore *st, const char *name, char **cause)
 {
 	json_t	*old;
 
-	if ((old = db_get(st->db, DB_IMAGES, name)) == NULL)
+	if ((old = db_get(st->db, st->table, name)) == NULL)
 		return (0);
 	json_decref(old);
 	return (store_fail(cause, IMGSTORE_EEXISTS, "an image named %s "
@@ -362,7 +382,7 @@ store_txn_get(struct imgstore *st, const char *name, struct db_txn **t,
 {
 	if ((*t = db_begin(st->db, cause)) == NULL)
 		return (IMGSTORE_ERR);
-	if ((*rec = db_txn_get(*t, DB_IMAGES, name)) == NULL) {
+	if ((*rec = db_txn_get(*t, st->table, name)) == NULL) {
 		db_abort(*t);
 		*t = NULL;
 		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
@@ -399,16 +419,16 @@ store_commit_child(struct imgstore *st, const char *name, json_t *rec,
 		rc = IMGSTORE_ERR;
 		goto fail;
 	}
-	if ((old = db_txn_get(t, DB_IMAGES, name)) != NULL) {
+	if ((old = db_txn_get(t, st->table, name)) != NULL) {
 		json_decref(old);
 		rc = store_fail(cause, IMGSTORE_EEXISTS, "an image named %s "
 		    "already exists", name);
 		goto abort;
 	}
 	if (parent != NULL &&
-	    (rc = store_count_child(t, parent, 1, NULL, cause)) != 0)
+	    (rc = store_count_child(st, t, parent, 1, NULL, cause)) != 0)
 		goto abort;
-	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0) {
+	if (db_txn_put(t, st->table, name, rec, cause) != 0) {
 		rc = IMGSTORE_ERR;
 		goto abort;
 	}
@@ -464,7 +484,7 @@ imgstore_add_file(struct imgstore *st, const char *name, const char *file,
 		return (rc);
 	}
 	if (parent != NULL) {
-		if ((prec = db_get(st->db, DB_IMAGES, parent)) == NULL) {
+		if ((prec = db_get(st->db, st->table, parent)) == NULL) {
 			rc = store_fail(cause, IMGSTORE_ENOTFOUND, "no image "
 			    "named %s", parent);
 			goto out;
@@ -497,21 +517,21 @@ out:
 
 /* Add delta to the children count of a record inside a transaction. */
 int
-store_count_child(struct db_txn *t, const char *name, int delta,
-    json_int_t *left, char **cause)
+store_count_child(struct imgstore *st, struct db_txn *t, const char *name,
+    int delta, json_int_t *left, char **cause)
 {
 	json_t		*rec;
 	json_int_t	 n;
 	int		 rc;
 
-	if ((rec = db_txn_get(t, DB_IMAGES, name)) == NULL)
+	if ((rec = db_txn_get(t, st->table, name)) == NULL)
 		return (store_fail(cause, IMGSTORE_ENOTFOUND, "no image named "
 		    "%s", name));
 	n = store_int(rec, "children") + delta;
 	if (n < 0)
 		n = 0;
 	json_object_set_new(rec, "children", json_integer(n));
-	rc = db_txn_put(t, DB_IMAGES, name, rec, cause) == 0 ? 0 :
+	rc = db_txn_put(t, st->table, name, rec, cause) == 0 ? 0 :
 	    IMGSTORE_ERR;
 	if (left != NULL)
 		*left = n;
@@ -520,6 +540,8 @@ store_count_child(struct db_txn *t, const char *name, int delta,
 }
 
 /* Refuse to remove an image that has children or users; rc or 0. */
+static int	store_rm(struct imgstore *, const char *, int, char **);
+
 static int
 store_removable(struct imgstore *st, const char *name, json_t *rec,
     char **cause)
@@ -565,6 +587,24 @@ store_removable(struct imgstore *st, const char *name, json_t *rec,
 int
 imgstore_rm(struct imgstore *st, const char *name, char **cause)
 {
+	return (store_rm(st, name, 1, cause));
+}
+
+/*
+ * Take image name out of this index and leave its file (a shared
+ * store's clone whose desktop another host runs now, which indexes it).
+ * Its users are let go; refused while it has children here.
+ */
+int
+imgstore_forget(struct imgstore *st, const char *name, char **cause)
+{
+	return (store_rm(st, name, 0, cause));
+}
+
+static int
+store_rm(struct imgstore *st, const char *name, int unlink_file,
+    char **cause)
+{
 	struct db_txn	*t;
 	json_t		*rec, *prec = NULL;
 	char		*file = NULL, *pfile = NULL;
@@ -574,24 +614,26 @@ imgstore_rm(struct imgstore *st, const char *name, char **cause)
 
 	if ((rc = store_txn_get(st, name, &t, &rec, cause)) != 0)
 		return (rc);
+	if (!unlink_file)
+		json_object_set_new(rec, "users", json_array());
 	if ((rc = store_removable(st, name, rec, cause)) != 0)
 		goto fail;
-	if (store_str(rec, "file") != NULL)
+	if (unlink_file && store_str(rec, "file") != NULL)
 		file = xstrdup(store_str(rec, "file"));
 	if ((parent = store_str(rec, "parent")) != NULL &&
-	    (prec = db_txn_get(t, DB_IMAGES, parent)) != NULL) {
+	    (prec = db_txn_get(t, st->table, parent)) != NULL) {
 		left = store_int(prec, "children") - 1;
 		if (left < 0)
 			left = 0;
 		json_object_set_new(prec, "children", json_integer(left));
-		if (db_txn_put(t, DB_IMAGES, parent, prec, cause) != 0) {
+		if (db_txn_put(t, st->table, parent, prec, cause) != 0) {
 			rc = IMGSTORE_ERR;
 			goto fail;
 		}
 		if (store_str(prec, "file") != NULL)
 			pfile = xstrdup(store_str(prec, "file"));
 	}
-	if (db_txn_del(t, DB_IMAGES, name, cause) != 0) {
+	if (db_txn_del(t, st->table, name, cause) != 0) {
 		rc = IMGSTORE_ERR;
 		goto fail;
 	}
@@ -624,7 +666,7 @@ imgstore_get(struct imgstore *st, const char *name, char **cause)
 {
 	json_t	*rec;
 
-	if ((rec = db_get(st->db, DB_IMAGES, name)) == NULL) {
+	if ((rec = db_get(st->db, st->table, name)) == NULL) {
 		xasprintf(cause, "no image named %s", name);
 		return (NULL);
 	}
@@ -786,7 +828,7 @@ store_users(struct imgstore *st, const char *name, const char *vm, int add,
 		json_array_append_new(users, json_string(vm));
 	else
 		json_array_remove(users, found);
-	if (db_txn_put(t, DB_IMAGES, name, rec, cause) != 0) {
+	if (db_txn_put(t, st->table, name, rec, cause) != 0) {
 		json_decref(rec);
 		db_abort(t);
 		return (IMGSTORE_ERR);

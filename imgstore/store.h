@@ -44,6 +44,13 @@ struct imgstore;
 
 /* Open the store in dir (created 0700 if missing) over the database. */
 struct imgstore	*imgstore_open(struct db *, const char *dir, char **cause);
+/*
+ * A store on a path every cluster host mounts (image store add --shared):
+ * its own table; its files are other hosts' too, so a template there
+ * stays read-only even when this index counts no child of it.
+ */
+struct imgstore	*imgstore_open_table(struct db *, const char *table,
+		     int shared, const char *dir, char **cause);
 void		 imgstore_close(struct imgstore *);
 
 /* The canonical store directory, borrowed. */
@@ -137,6 +144,15 @@ int		 imgstore_drop(struct imgstore *, const char *name,
 
 /* Remove image name and its file; refused while it has children or users. */
 int		 imgstore_rm(struct imgstore *, const char *name, char **cause);
+/*
+ * A shared store's standalone image name, put there by another host:
+ * indexed here from its file (NAME-RANDOM.FORMAT) unless known already.
+ */
+int		 imgstore_learn(struct imgstore *, const char *name,
+		     char **cause);
+/* Take name out of the index, its file left (a shared store's clone). */
+int		 imgstore_forget(struct imgstore *, const char *name,
+		     char **cause);
 
 /* The record of image name (a new reference), allocated_size refreshed. */
 json_t		*imgstore_get(struct imgstore *, const char *name,

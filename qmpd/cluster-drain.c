@@ -130,7 +130,7 @@ drain_next(struct drain *d)
 		json_array_remove(d->todo, 0);
 		d->inflight++;
 		args = json_pack("{s:s,s:s}", "name", o->name, "to", o->host);
-		vm_migrate(vm, args, drain_done, o);
+		vm_migrate(vm, args, drain_done, NULL, o);
 		json_decref(args);
 	}
 	d->stepping = 0;

@@ -142,6 +142,30 @@ cluster_place_movable(const struct cluster_place *p)
 	return (0);
 }
 
+const char *
+cluster_store_path(const char *name)
+{
+	json_t	*st = json_object_get(stores, name);
+
+	if (!json_is_true(json_object_get(st, "shared")))
+		return (NULL);
+	return (json_string_value(json_object_get(st, "path")));
+}
+
+/*
+ * The template a host must hold to start p, or NULL: one on a shared
+ * image store (vm create --store) is on every host's path already.
+ */
+static const char *
+place_template(const struct cluster_place *p)
+{
+	json_t	*def = cluster_place_def(p);
+
+	if (json_object_get(def, "store") != NULL)
+		return (NULL);
+	return (json_string_value(json_object_get(def, "from")));
+}
+
 /* Memory the desktop needs, MiB (vm-def.c's default when not given). */
 static long long
 place_memory(const struct cluster_place *p)
@@ -170,7 +194,7 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 	size_t			 i;
 	int			 has = 1, best_has = 0, tie;
 
-	from = json_string_value(json_object_get(cluster_place_def(p), "from"));
+	from = place_template(p);
 	need = place_memory(p);
 	if (pin != NULL) {
 		h = cluster_host_find(pin);
@@ -335,8 +359,7 @@ place_template_here(struct cluster_place *p)
 	char			*cause = NULL;
 	int			 rc;
 
-	from = json_string_value(json_object_get(cluster_place_def(p), "from"));
-	if (from == NULL)
+	if ((from = place_template(p)) == NULL)
 		return (1);
 	failed = json_object_get(place_fetch_failed, p->name);
 	if (failed != NULL && json_integer_value(failed) ==

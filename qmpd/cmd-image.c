@@ -44,14 +44,16 @@ cmd_image_refuse_busy(struct cmd_req *req, const char *name)
 static int
 cmd_image_import_commit(struct img_op *op, char **cause)
 {
-	return (imgstore_add_file(img_store, op->name, op->file, "qcow2",
+	return (imgstore_add_file(op->st, op->name, op->file, "qcow2",
 	    "base", NULL, cause));
 }
 
 /*
  * image.import: the file is checked (a standalone qcow2 or raw file) and
  * then converted by qemu-img from that same open file into a qcow2 file
- * of the store, under a temporary name until it is complete.
+ * of the store, under a temporary name until it is complete. With
+ * --store S, into shared image store S (a template every host's desktops
+ * may stand on: vm create --from T --store S).
  */
 static enum cmd_retval
 cmd_image_import(struct cmd_req *req)
@@ -59,6 +61,8 @@ cmd_image_import(struct cmd_req *req)
 	const char	*name = cmd_arg_str(req, "name", "");
 	const char	*file = cmd_arg_str(req, "file", "");
 	const char	*format = cmd_arg_str(req, "format", NULL);
+	const char	*store = cmd_arg_str(req, "store", NULL);
+	struct imgstore	*st;
 	struct img_op	*op;
 	json_t		*rec;
 	uint8_t		 head[8];
@@ -74,7 +78,11 @@ cmd_image_import(struct cmd_req *req)
 	}
 	if (cmd_image_refuse_busy(req, name))
 		return (CMD_RETURN_DONE);
-	if ((rec = imgstore_get(img_store, name, &cause)) != NULL) {
+	if ((st = img_store_named(store, &cause)) == NULL) {
+		cmd_fail(req, ERR_NOTFOUND, cause);
+		return (CMD_RETURN_DONE);
+	}
+	if ((rec = imgstore_get(st, name, &cause)) != NULL) {
 		json_decref(rec);
 		cmd_error(req, ERR_EXISTS, "an image named %s already exists",
 		    name);
@@ -110,8 +118,9 @@ cmd_image_import(struct cmd_req *req)
 
 	op = img_op_new(name, "importing", cmd_done, cmd_done_progress, req);
 	op->commit = cmd_image_import_commit;
+	op->st = st;
 	op->file = imgstore_new_file(name, "qcow2");
-	xasprintf(&op->tmp, "%s/%s%s", imgstore_dir(img_store),
+	xasprintf(&op->tmp, "%s/%s%s", imgstore_dir(st),
 	    QCOW2_WRITE_TMP_PREFIX, op->file);
 	argv[4] = (char *)format;
 	argv[8] = op->tmp;
@@ -149,13 +158,29 @@ cmd_image_clone(struct cmd_req *req)
 	return (CMD_RETURN_DONE);
 }
 
+/* This host's store, or --store S's index here (a shared one). */
+static struct imgstore *
+cmd_image_store(struct cmd_req *req)
+{
+	struct imgstore	*st;
+	char		*cause = NULL;
+
+	if ((st = img_store_named(cmd_arg_str(req, "store", NULL),
+	    &cause)) == NULL)
+		cmd_fail(req, ERR_NOTFOUND, cause);
+	return (st);
+}
+
 static enum cmd_retval
 cmd_image_list(struct cmd_req *req)
 {
-	json_t	*list;
-	char	*cause = NULL;
+	struct imgstore	*st;
+	json_t		*list;
+	char		*cause = NULL;
 
-	if ((list = imgstore_list(img_store, &cause)) == NULL) {
+	if ((st = cmd_image_store(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	if ((list = imgstore_list(st, &cause)) == NULL) {
 		img_fail(cmd_done, req, IMGSTORE_ERR, cause);
 		return (CMD_RETURN_DONE);
 	}
@@ -171,19 +196,22 @@ static enum cmd_retval
 cmd_image_show(struct cmd_req *req)
 {
 	const char	*name = cmd_arg_str(req, "name", "");
+	struct imgstore	*st;
 	struct chain	*c;
 	json_t		*rec, *links, *lrec;
 	char		*cause = NULL;
 	const char	*what;
 	u_int		 i;
 
-	if ((rec = imgstore_get(img_store, name, &cause)) == NULL) {
+	if ((st = cmd_image_store(req)) == NULL)
+		return (CMD_RETURN_DONE);
+	if ((rec = imgstore_get(st, name, &cause)) == NULL) {
 		img_fail(cmd_done, req, IMGSTORE_ENOTFOUND, cause);
 		return (CMD_RETURN_DONE);
 	}
 	if ((what = img_busy(name)) != NULL)
 		json_object_set_new(rec, "busy", json_string(what));
-	if (imgstore_chain(img_store, name, &c, &cause) != 0) {
+	if (imgstore_chain(st, name, &c, &cause) != 0) {
 		json_object_set_new(rec, "chain_error", json_string(cause));
 		free(cause);
 		cmd_reply(req, rec);
@@ -191,7 +219,7 @@ cmd_image_show(struct cmd_req *req)
 	}
 	links = json_array();
 	for (i = 0; i < c->n; i++) {
-		lrec = imgstore_get(img_store, c->links[i].name, &cause);
+		lrec = imgstore_get(st, c->links[i].name, &cause);
 		if (lrec == NULL) {
 			free(cause);
 			cause = NULL;
@@ -470,6 +498,18 @@ static const struct cmd_arg cmd_image_import_args[] = {
 	{ "name", ARG_STR, 1 },
 	{ "file", ARG_STR, 1 },
 	{ "format", ARG_STR, 0 },
+	{ "store", ARG_STR, 0 },	/* a shared image store (img.c) */
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_image_store_args[] = {
+	{ "store", ARG_STR, 0 },
+	{ NULL, 0, 0 }
+};
+
+static const struct cmd_arg cmd_image_show_args[] = {
+	{ "name", ARG_STR, 1 },
+	{ "store", ARG_STR, 0 },
 	{ NULL, 0, 0 }
 };
 
@@ -492,8 +532,8 @@ static const struct cmd_arg cmd_image_gc_args[] = {
 const struct cmd_entry cmd_image_entries[] = {
 	{ "image.import", cmd_image_import_args, ROLE_ADMIN, cmd_image_import },
 	{ "image.clone", cmd_image_clone_args, ROLE_ADMIN, cmd_image_clone },
-	{ "image.list", NULL, ROLE_ADMIN, cmd_image_list },
-	{ "image.show", cmd_name_args, ROLE_ADMIN, cmd_image_show },
+	{ "image.list", cmd_image_store_args, ROLE_ADMIN, cmd_image_list },
+	{ "image.show", cmd_image_show_args, ROLE_ADMIN, cmd_image_show },
 	{ "image.rm", cmd_name_args, ROLE_ADMIN, cmd_image_rm },
 	{ "image.verify", cmd_image_verify_args, ROLE_ADMIN, cmd_image_verify },
 	{ "image.gc", cmd_image_gc_args, ROLE_ADMIN, cmd_image_gc },

@@ -61,6 +61,13 @@ cmd_vm_disk_get(struct cmd_req *req, const char **image)
 		    "store (create it with --from IMAGE)", name);
 		return (NULL);
 	}
+	/* Its chain is on a shared store: snapshots there are not done. */
+	if (vm->def.store != NULL) {
+		cmd_error(req, ERR_ARG, "VM %s: its disk is on shared image "
+		    "store %s, where snapshots and templates are not made yet",
+		    name, vm->def.store);
+		return (NULL);
+	}
 	return (vm);
 }
 

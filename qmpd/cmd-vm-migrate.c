@@ -1,7 +1,7 @@
 /*
  * Live migration commands (issue 14): vm.migrate for admins, and the
  * host-to-host half the source's qmpd calls on the target's (peer.c):
- * migrate.prepare, migrate.finish, migrate.abort. Those are for hosts
+ * migrate.prepare, migrate.finish, migrate.abort, migrate.status. Those are for hosts
  * (ROLE_HOST: a cluster host certificate); root over the unix
  * socket is admin and may call them, for two qmpds on one machine.
  */
@@ -17,7 +17,7 @@ cmd_vm_migrate(struct cmd_req *req)
 
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_migrate(vm, req->args, cmd_done, req);
+	vm_migrate(vm, req->args, cmd_done, cmd_done_progress, req);
 	return (CMD_RETURN_WAIT);
 }
 
@@ -62,6 +62,14 @@ cmd_migrate_abort(struct cmd_req *req)
 	}
 	cmd_reply(req, json_pack("{s:s,s:b}", "name", name, "found", 1));
 	return (CMD_RETURN_DONE);
+}
+
+/* migrate.status: why the half here ended (vm-incoming-why.c). */
+static enum cmd_retval
+cmd_migrate_status(struct cmd_req *req)
+{
+	vm_incoming_status(cmd_arg_str(req, "name", ""), cmd_done, req);
+	return (CMD_RETURN_WAIT);
 }
 
 static const struct cmd_arg cmd_vm_migrate_args[] = {
@@ -109,5 +117,6 @@ const struct cmd_entry cmd_vm_migrate_entries[] = {
 	    cmd_migrate_finish },
 	{ "migrate.abort", cmd_migrate_abort_args, ROLE_HOST,
 	    cmd_migrate_abort },
+	{ "migrate.status", cmd_name_args, ROLE_HOST, cmd_migrate_status },
 	{ NULL, NULL, 0, NULL }
 };

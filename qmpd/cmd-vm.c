@@ -610,6 +610,7 @@ static const struct cmd_arg cmd_vm_create_args[] = {
 	{ "autostart", ARG_BOOL, 0 },
 	{ "profile", ARG_STR, 0 },
 	{ "from", ARG_STR, 0 },		/* vm-disk.c */
+	{ "store", ARG_STR, 0 },		/* vm-disk.c: a shared one */
 	{ "nets", ARG_ARRAY, 0 },		/* vm-net.c */
 	CMD_ARGS_VM_DEV,
 	{ "host", ARG_STR, 0 },			/* cluster-place.c */

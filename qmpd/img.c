@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "chain.h"
+#include "cluster.h"
 #include "img.h"
 #include "log.h"
 #include "qcow2-write.h"
@@ -89,6 +90,56 @@ img_chain_busy(const char *name, const char **what)
 }
 
 /* Open the store in DIR/images and say what a crash may have left there. */
+/* Shared stores opened so far, by name. */
+#define IMG_SHARED_MAX	4
+static struct {
+	char		*name;
+	char		*path;
+	struct imgstore	*st;
+} img_shared[IMG_SHARED_MAX];
+
+struct imgstore *
+img_store_named(const char *name, char **cause)
+{
+	const char	*path;
+	char		*table;
+	size_t		 i;
+
+	if (name == NULL)
+		return (img_store);
+	if (qmpd->cluster == NULL || (path = cluster_store_path(name)) ==
+	    NULL) {
+		xasprintf(cause, "no shared image store named %s here (qdesk "
+		    "image store add %s PATH --shared, in a cluster)", name,
+		    name);
+		return (NULL);
+	}
+	for (i = 0; i < IMG_SHARED_MAX && img_shared[i].name != NULL; i++) {
+		if (strcmp(img_shared[i].name, name) != 0)
+			continue;
+		if (strcmp(img_shared[i].path, path) == 0)
+			return (img_shared[i].st);
+		xasprintf(cause, "shared image store %s moved from %s to %s: "
+		    "restart qmpd", name, img_shared[i].path, path);
+		return (NULL);
+	}
+	if (i == IMG_SHARED_MAX) {
+		xasprintf(cause, "shared image store %s: at most %d shared "
+		    "stores are used by one host", name, IMG_SHARED_MAX);
+		return (NULL);
+	}
+	/* Its own index: its names and gc never mix with this host's. */
+	xasprintf(&table, "images:%s", name);
+	img_shared[i].st = imgstore_open_table(qmpd->db, table, 1, path,
+	    cause);
+	free(table);
+	if (img_shared[i].st == NULL)
+		return (NULL);
+	img_shared[i].name = xstrdup(name);
+	img_shared[i].path = xstrdup(path);
+	return (img_shared[i].st);
+}
+
 int
 img_init(char **cause)
 {
@@ -133,10 +184,16 @@ img_fail(done_cb done, void *arg, int rc, char *cause)
 void
 img_record(done_cb done, void *arg, const char *name)
 {
+	img_record_in(img_store, done, arg, name);
+}
+
+void
+img_record_in(struct imgstore *st, done_cb done, void *arg, const char *name)
+{
 	json_t	*rec;
 	char	*cause = NULL;
 
-	if ((rec = imgstore_get(img_store, name, &cause)) == NULL)
+	if ((rec = imgstore_get(st, name, &cause)) == NULL)
 		img_fail(done, arg, IMGSTORE_ENOTFOUND, cause);
 	else
 		done_ok(done, arg, rec);
@@ -176,7 +233,7 @@ img_op_writing(struct img_op *op, int on)
 	if (op->tmp == NULL)
 		return;
 	base = strrchr(op->tmp, '/');
-	imgstore_writing(img_store, base != NULL ? base + 1 : op->tmp, on);
+	imgstore_writing(op->st, base != NULL ? base + 1 : op->tmp, on);
 }
 
 static void
@@ -204,6 +261,7 @@ img_op_new(const char *name, const char *what, done_cb done,
 	op->name = xstrdup(name);
 	op->what = what;
 	op->last = -1;
+	op->st = img_store;
 	return (op);
 }
 
@@ -250,7 +308,7 @@ img_op_done(int status, const char *output, void *arg)
 		goto out;
 	}
 	if (op->file != NULL) {
-		path = imgstore_path(img_store, op->file);
+		path = imgstore_path(op->st, op->file);
 		if (qcow2_write_rename(op->tmp, path) != 0) {
 			done_fail(op->done, op->arg, ERR_INTERNAL, "%s: %s",
 			    path, strerror(errno));
@@ -269,7 +327,7 @@ img_op_done(int status, const char *output, void *arg)
 		done_ok(op->done, op->arg, op->reply);
 		op->reply = NULL;
 	} else
-		img_record(op->done, op->arg, op->name);
+		img_record_in(op->st, op->done, op->arg, op->name);
 out:
 	free(path);
 	img_op_free(op);

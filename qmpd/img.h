@@ -20,11 +20,19 @@ struct vm_disk;
 /* img.c: the store, opened once at start-up. */
 extern struct imgstore	*img_store;
 int		 img_init(char **cause);
+/*
+ * The image store of a VM's disk: this host's own (name NULL), or shared
+ * store name (image store add NAME PATH --shared, a cluster's), opened
+ * on first use over its own index; NULL with *cause if there is none.
+ */
+struct imgstore	*img_store_named(const char *name, char **cause);
 /* The error class an IMGSTORE_E* code answers with. */
 const char	*img_errclass(int rc);
 /* done gets a store failure (frees cause), or name's record. */
 void		 img_fail(done_cb, void *arg, int rc, char *cause);
 void		 img_record(done_cb, void *arg, const char *name);
+void		 img_record_in(struct imgstore *, done_cb, void *arg,
+		     const char *name);
 /*
  * Images a job is working on (import, flatten, merge): what is being
  * done to name, or NULL. Every command that changes or starts on an image
@@ -60,6 +68,7 @@ struct img_op {
 	json_t		*reply;
 	int		(*commit)(struct img_op *, char **cause);
 	int		 last;		/* last percent reported */
+	struct imgstore	*st;		/* img_store, or a shared one */
 };
 struct img_op	*img_op_new(const char *name, const char *what, done_cb,
 		     progress_cb, void *arg);

@@ -269,6 +269,7 @@ void	 spice_via_query(struct vm *);
  * test_hook_fail: 1 when it names POINT:NAME, for a step to fail.
  */
 void	 test_hook(const char *point, const char *vm);
+int	 test_hook_armed(const char *point, const char *vm);
 int	 test_hook_fail(const char *point, const char *name);
 
 /* boot-queue.c: at most boot_queue_cap VMs starting at once (0: no cap). */

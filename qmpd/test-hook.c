@@ -6,7 +6,9 @@
  * in a build with -Dtest_hooks=true (the developers' default; the Debian
  * package turns it off); there QDESK_TEST_HOOK=POINT:NAME[,POINT:NAME]
  * arms points, each for one VM (or network) name. Elsewhere they do
- * nothing.
+ * nothing. A point may also make qmpd differ (test_hook_armed):
+ * incoming-differ gives a migration target's QEMU 64 MiB more RAM than
+ * the source's, so it cannot load the stream.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@
 #include "qmpd.h"
 
 /* Does QDESK_TEST_HOOK arm point for name? */
-static int
+int
 test_hook_armed(const char *point, const char *name)
 {
 #ifdef QDESK_TEST_HOOKS

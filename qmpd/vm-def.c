@@ -46,7 +46,7 @@ static const char *vm_def_keys[] = {
 	"initrd", "append", "disk", "disk_format", "display", "listen",
 	"spice_port", "restart", "autostart", "created", "nics", "nets",
 	"from", "image", "owner", "pool", "pool_dirty", "pool_doomed",
-	"profile"
+	"profile", "store"
 };
 
 /* Firmwares, from Debian's ovmf package (4M images). */
@@ -132,6 +132,7 @@ vm_def_clear(struct vm_def *def)
 		free(def->nets[i]);
 	free(def->from);
 	free(def->image);
+	free(def->store);
 	free(def->owner);
 	free(def->pool);
 	memset(def, 0, sizeof *def);
@@ -539,8 +540,14 @@ static int
 vm_def_desktop(struct vm_def *def, json_t *j, char **cause)
 {
 	if (vm_def_image(j, "from", &def->from, cause) != 0 ||
-	    vm_def_image(j, "image", &def->image, cause) != 0)
+	    vm_def_image(j, "image", &def->image, cause) != 0 ||
+	    vm_def_image(j, "store", &def->store, cause) != 0)
 		return (-1);
+	if (def->store != NULL && def->from == NULL) {
+		xasprintf(cause, "'store' is where a --from clone is made: "
+		    "give --from IMAGE too");
+		return (-1);
+	}
 	if (vm_def_str(j, "owner", &def->owner, cause) != 0)
 		return (-1);
 	/* A login: as auth.c's rule, lower-case, digits, '.', '_', '-'. */
@@ -672,6 +679,7 @@ vm_def_to_json(const struct vm_def *def)
 	}
 	vm_def_set_str(j, "from", def->from);
 	vm_def_set_str(j, "image", def->image);
+	vm_def_set_str(j, "store", def->store);
 	vm_def_set_str(j, "owner", def->owner);
 	vm_def_set_str(j, "pool", def->pool);
 	json_object_set_new(j, "profile",

@@ -5,7 +5,11 @@
  * At start the chain is checked with the store's own parser and every
  * file is opened here: QEMU, as the VM user, gets fds, never a path.
  * Snapshots freeze the disk's content under NAME.SNAP (imgstore_freeze):
- * offline when the VM is stopped, live through QMP when it runs.
+ * offline when the VM is stopped, live through QMP when it runs. With
+ * --store S the clone lives on shared image store S (its template
+ * there too), indexed in that store's own table; a live migration hands
+ * it to the target's index (vm-migrate-image.c), so the side that lost
+ * the desktop forgets it and leaves the file.
  */
 #include <sys/stat.h>
 
@@ -31,6 +35,36 @@ const char *
 vm_disk_image(const struct vm *vm)
 {
 	return (vm->def.image);
+}
+
+/* The store the VM's disk is in: this host's, or a shared one. */
+static struct imgstore *
+vm_disk_store(const struct vm *vm, char **cause)
+{
+	char	*why = NULL;
+	struct imgstore *st;
+
+	if ((st = img_store_named(vm->def.store, &why)) == NULL) {
+		xasprintf(cause, "VM %s: %s", vm->def.name, why);
+		free(why);
+	}
+	return (st);
+}
+
+/*
+ * Does the other side of a migration own the disk now? A shared store's
+ * clone is then only forgotten here: the source's after it moved, a
+ * target's half that never ran.
+ */
+static int
+vm_disk_handed_over(const struct vm *vm)
+{
+	const struct vm_mig	*m = vm->mig;
+
+	if (vm->def.store == NULL || m == NULL)
+		return (0);
+	return (m->incoming ? m->state != VM_MIG_COMPLETED :
+	    m->state == VM_MIG_COMPLETED);
 }
 
 /*
@@ -77,6 +111,7 @@ vm_disk_create(struct vm *vm, char **cause)
 {
 	const char	*parent = vm->def.from;
 	struct vm	*other;
+	struct imgstore	*st;
 	char		*image, *why = NULL;
 	int		 rc;
 
@@ -101,7 +136,17 @@ vm_disk_create(struct vm *vm, char **cause)
 		    image, why);
 		goto fail;
 	}
-	rc = imgstore_clone_for(img_store, parent, image, "clone",
+	if ((st = vm_disk_store(vm, cause)) == NULL) {
+		free(image);
+		return (-1);
+	}
+	/* A shared store's template another host imported: learnt. */
+	if (vm->def.store != NULL && imgstore_learn(st, parent, &why) != 0) {
+		xasprintf(cause, "VM %s: store %s: %s", vm->def.name,
+		    vm->def.store, why);
+		goto fail;
+	}
+	rc = imgstore_clone_for(st, parent, image, "clone",
 	    vm->def.name, &why);
 	if (rc == IMGSTORE_EEXISTS) {
 		xasprintf(cause, "VM %s: %s (left by an earlier VM %s? "
@@ -128,7 +173,7 @@ fail:
  * each removal may free its parent. Those with other children stay.
  */
 static void
-vm_disk_delete_snapshots(const struct vm *vm)
+vm_disk_delete_snapshots(const struct vm *vm, struct imgstore *st)
 {
 	const char	*vmname = vm->def.name;
 	json_t		*list, *rec;
@@ -139,7 +184,7 @@ vm_disk_delete_snapshots(const struct vm *vm)
 
 	while (progress) {
 		progress = kept = 0;
-		if ((list = imgstore_list(img_store, &cause)) == NULL) {
+		if ((list = imgstore_list(st, &cause)) == NULL) {
 			log_warnx("%s: %s", vmname, cause);
 			free(cause);
 			return;
@@ -153,7 +198,7 @@ vm_disk_delete_snapshots(const struct vm *vm)
 				kept++;
 				continue;
 			}
-			if (imgstore_rm(img_store, name, &cause) != 0) {
+			if (imgstore_rm(st, name, &cause) != 0) {
 				log_warnx("%s: snapshot %s kept: %s", vmname,
 				    name, cause);
 				free(cause);
@@ -174,23 +219,40 @@ void
 vm_disk_delete(struct vm *vm)
 {
 	const char	*image = vm_disk_image(vm);
+	struct imgstore	*st;
 	char		*cause = NULL;
 
 	if (image == NULL)
 		return;
-	if (imgstore_unuse(img_store, image, vm->def.name, &cause) != 0 &&
+	if ((st = vm_disk_store(vm, &cause)) == NULL) {
+		log_warnx("%s: disk image %s kept", cause, image);
+		free(cause);
+		return;
+	}
+	if (vm_disk_handed_over(vm)) {
+		if (imgstore_forget(st, image, &cause) != 0) {
+			log_warnx("%s: disk image %s: %s", vm->def.name, image,
+			    cause);
+			free(cause);
+		} else
+			log_info("%s: disk image %s left to the host that runs "
+			    "it (shared store %s)", vm->def.name, image,
+			    vm->def.store);
+		return;
+	}
+	if (imgstore_unuse(st, image, vm->def.name, &cause) != 0 &&
 	    cause != NULL) {
 		log_warnx("%s: %s", vm->def.name, cause);
 		free(cause);
 		cause = NULL;
 	}
-	if (imgstore_rm(img_store, image, &cause) != 0) {
+	if (imgstore_rm(st, image, &cause) != 0) {
 		log_warnx("%s: disk image %s kept: %s", vm->def.name, image,
 		    cause);
 		free(cause);
 	} else
 		log_info("%s: disk image %s removed", vm->def.name, image);
-	vm_disk_delete_snapshots(vm);
+	vm_disk_delete_snapshots(vm, st);
 }
 
 void
@@ -218,6 +280,7 @@ vm_disk_open(struct vm *vm, struct vm_disk **out, char **cause)
 {
 	const char	*image = vm_disk_image(vm);
 	struct vm_disk	*d;
+	struct imgstore	*st;
 	struct chain	*c;
 	struct stat	 sb;
 	json_t		*rec;
@@ -230,13 +293,15 @@ vm_disk_open(struct vm *vm, struct vm_disk **out, char **cause)
 		return (0);
 	if (vm_disk_busy(vm->def.name, image, cause))
 		return (-1);
-	if (imgstore_chain(img_store, image, &c, &why) != 0) {
+	if ((st = vm_disk_store(vm, cause)) == NULL)
+		return (-1);
+	if (imgstore_chain(st, image, &c, &why) != 0) {
 		xasprintf(cause, "VM %s: refusing its disk: %s", vm->def.name,
 		    why);
 		free(why);
 		return (-1);
 	}
-	if ((rec = imgstore_get(img_store, image, &why)) == NULL) {
+	if ((rec = imgstore_get(st, image, &why)) == NULL) {
 		xasprintf(cause, "VM %s: %s", vm->def.name, why);
 		free(why);
 		chain_free(c);
@@ -274,7 +339,7 @@ vm_disk_open(struct vm *vm, struct vm_disk **out, char **cause)
 	}
 	chain_free(c);
 	/* Repairs a use lost to a crash between clone and definition. */
-	if (imgstore_use(img_store, image, vm->def.name, &why) != 0) {
+	if (imgstore_use(st, image, vm->def.name, &why) != 0) {
 		log_warnx("%s: %s", vm->def.name, why);
 		free(why);
 	}
@@ -290,6 +355,7 @@ int
 vm_disk_reset(struct vm *vm, char **cause)
 {
 	const char	*image = vm_disk_image(vm);
+	struct imgstore	*st;
 	char		*why = NULL;
 
 	if (image == NULL) {
@@ -304,7 +370,9 @@ vm_disk_reset(struct vm *vm, char **cause)
 	}
 	if (vm_disk_busy(vm->def.name, image, cause))
 		return (-1);
-	if (imgstore_reset(img_store, image, &why) != 0) {
+	if ((st = vm_disk_store(vm, cause)) == NULL)
+		return (-1);
+	if (imgstore_reset(st, image, &why) != 0) {
 		xasprintf(cause, "VM %s: %s", vm->def.name, why);
 		free(why);
 		return (-1);

@@ -31,6 +31,7 @@
 #include "qmp.h"
 #include "qmpd.h"
 #include "vm.h"
+#include "vm-migrate.h"
 #include "xmalloc.h"
 
 #define VM_INCOMING_WAIT	3600	/* s, when the source set no timeout */
@@ -322,8 +323,7 @@ vm_incoming_attached(struct vm *vm)
 	}
 	vm->mig->tls = rv == 0;
 	/* The source's viewer links here while the stream runs. */
-	vm_ticket_arm(vm, vm->mig->timeout > 0 ? vm->mig->timeout + 60 :
-	    VM_INCOMING_WAIT);
+	vm_ticket_arm(vm, VM_INCOMING_WAIT);
 	xasprintf(&uri, "tcp:%s:0", vm_incoming_addr());
 	qmp_execute(vm->qmp, "migrate-incoming", json_pack("{s:s}", "uri",
 	    uri), vm_incoming_step_done, vm);
@@ -499,6 +499,23 @@ vm_incoming_abort(struct vm *vm, const char *why, char **cause)
 	return (0);
 }
 
+/*
+ * MIGRATION "active" here: the stream has begun, so the source's own
+ * --timeout (from now on, as there) and a margin for the switchover.
+ */
+void
+vm_incoming_streaming(struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+	struct timeval	 tv = { m->timeout + 60, 0 };
+
+	if (m->timer == NULL || m->timeout <= 0 ||
+	    m->state != VM_MIG_PREPARING)
+		return;
+	evtimer_del(m->timer);
+	evtimer_add(m->timer, &tv);
+}
+
 /* The source never sent the stream (or never finished it): give up. */
 static void
 vm_incoming_timeout_cb(evutil_socket_t fd, short events, void *arg)
@@ -608,6 +625,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 		    vm->def.name, name);
 		goto fail;
 	}
+	/* Tests: a QEMU that differs from the source's (vm-incoming-why.c). */
+	if (test_hook_armed("incoming-differ", name))
+		vm->def.memory += 64;
 	if (!copy && vm->def.disk != NULL && stat(vm->def.disk, &sb) == -1) {
 		xasprintf(&cause, "disk %s: %s on the target: is it on shared "
 		    "storage? (--storage copy copies it)", vm->def.disk,
@@ -625,6 +645,9 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 		goto fail;
 	if (copy && vm->def.image != NULL && vm_incoming_image_clone(vm, args,
 	    json_integer_value(json_object_get(args, "disk_size")), &cause) != 0)
+		goto fail;
+	if (!copy && vm->def.image != NULL && vm_incoming_image_adopt(vm, args,
+	    &cause) != 0)
 		goto fail;
 	if (copy && vm->def.image == NULL && vm_incoming_disk(vm,
 	    json_integer_value(json_object_get(args, "disk_size")), &cause) != 0)
@@ -649,8 +672,11 @@ vm_incoming_prepare(json_t *args, done_cb done, void *arg)
 	    m->peer_addr, copy ? "copied" : "shared");
 	m->done = done;
 	m->done_arg = arg;
-	/* The source's own --timeout, and a margin for the switchover. */
-	tv.tv_sec = m->timeout > 0 ? m->timeout + 60 : VM_INCOMING_WAIT;
+	/*
+	 * Until the stream starts: the source's bounds for preparing and
+	 * the disk copy (which has none but its progress), with a margin.
+	 */
+	tv.tv_sec = m->copy ? VM_INCOMING_WAIT : VM_MIG_PREPARE_S + 60;
 	m->timer = evtimer_new(qmpd->base, vm_incoming_timeout_cb, vm);
 	evtimer_add(m->timer, &tv);
 	/* The TPM's state and the NVRAM come in the stream: a place for them. */

@@ -148,7 +148,7 @@ vm_migrate_peer_closed(struct peer *p, const char *cause, void *arg)
 		    cause != NULL ? cause : "closed");
 	if (m->state == VM_MIG_ACTIVE && vm->qmp != NULL) {
 		/* MIGRATION "cancelled" ends it, with this reason. */
-		qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL);
+		vm_migrate_cancel(vm);
 		return;
 	}
 	if (m->state != VM_MIG_SWITCHOVER)
@@ -157,9 +157,47 @@ vm_migrate_peer_closed(struct peer *p, const char *cause, void *arg)
 }
 
 /*
+ * The step now under way gets its own bound (secs; 0: none): preparing
+ * and the mirror theirs (vm-migrate.h), RAM --timeout, so time spent
+ * before RAM moves never counts against convergence.
+ */
+void
+vm_migrate_timer_arm(struct vm *vm, int secs)
+{
+	struct timeval	tv = { secs, 0 };
+
+	evtimer_del(vm->mig->timer);
+	if (secs > 0)
+		evtimer_add(vm->mig->timer, &tv);
+}
+
+/*
+ * Cancel RAM migration: MIGRATION "cancelled" ends it, with the reason
+ * set. A QEMU that has not ended it within VM_MIG_CANCEL_S (its channel
+ * stuck on a stopped target, say) is not waited for: the migration
+ * fails here, and the target's abort closes that channel.
+ */
+void
+vm_migrate_cancel(struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+
+	if (vm->qmp == NULL || qmp_execute(vm->qmp, "migrate_cancel", NULL,
+	    NULL, NULL) != 0) {
+		vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason != NULL ?
+		    m->reason : "cancelled");
+		return;
+	}
+	m->cancelling = 1;
+	vm_migrate_timer_arm(vm, VM_MIG_CANCEL_S);
+}
+
+/*
  * --timeout: a migration that has not converged is cancelled, not
  * switched to post-copy: after a post-copy switch the guest's memory is
  * split over two hosts, and losing the target would lose the desktop.
+ * Before RAM moves the bounds are the steps' own: preparing, and a disk
+ * copy that stopped moving.
  */
 void
 vm_migrate_timeout_cb(evutil_socket_t fd, short events, void *arg)
@@ -170,20 +208,37 @@ vm_migrate_timeout_cb(evutil_socket_t fd, short events, void *arg)
 	if (m == NULL || (m->state != VM_MIG_ACTIVE &&
 	    m->state != VM_MIG_MIRRORING && m->state != VM_MIG_PREPARING))
 		return;
+	/* The target was asked why the stream failed: QEMU's words do. */
+	if (m->asking) {
+		vm_migrate_why(vm, NULL);
+		return;
+	}
+	if (m->cancelling) {
+		log_warnx("%s: QEMU did not end the cancelled migration within "
+		    "%d s", vm->def.name, VM_MIG_CANCEL_S);
+		vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason != NULL ?
+		    m->reason : "cancelled");
+		return;
+	}
 	free(m->reason);
 	if (m->state == VM_MIG_ACTIVE)
-		xasprintf(&m->reason, "did not converge within %d s (%llu MiB "
-		    "of %llu MiB still dirty, downtime limit %d ms): cancelled, "
-		    "not switched to post-copy (a post-copy desktop is lost "
-		    "with its target)", m->timeout, m->ram_remaining >> 20,
-		    m->ram_total >> 20, m->downtime_limit);
+		xasprintf(&m->reason, "did not converge within %d s of RAM "
+		    "migration (%llu MiB of %llu MiB still dirty, downtime "
+		    "limit %d ms): cancelled, not switched to post-copy (a "
+		    "post-copy desktop is lost with its target)", m->timeout,
+		    m->ram_remaining >> 20, m->ram_total >> 20,
+		    m->downtime_limit);
+	else if (m->state == VM_MIG_MIRRORING)
+		xasprintf(&m->reason, "the disk copy made no progress for %d s "
+		    "(%llu MiB of %llu MiB copied): cancelled", VM_MIG_STALL_S,
+		    m->disk_bytes >> 20, m->disk_total >> 20);
 	else
-		xasprintf(&m->reason, "%s did not finish within %d s: "
-		    "cancelled", m->state == VM_MIG_MIRRORING ? "the disk copy"
-		    : "preparing the target", m->timeout);
-	if (m->state == VM_MIG_ACTIVE && vm->qmp != NULL &&
-	    qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL) == 0)
-		return;		/* MIGRATION "cancelled" follows */
+		xasprintf(&m->reason, "preparing the target did not finish "
+		    "within %d s: cancelled", VM_MIG_PREPARE_S);
+	if (m->state == VM_MIG_ACTIVE) {
+		vm_migrate_cancel(vm);	/* MIGRATION "cancelled" follows */
+		return;
+	}
 	vm_migrate_fail(vm, VM_MIG_CANCELLED, "%s", m->reason);
 }
 

@@ -10,10 +10,18 @@
  * vm-migrate-mirror.c). Afterwards vm_delete takes the clone of the side
  * that lost the desktop with its record: the source's after success,
  * the target's after a failure.
+ *
+ * A clone on a shared image store (vm create --from T --store S) moves
+ * with --storage shared, its default: both hosts see S at the same path,
+ * so nothing is copied; the target's index of S learns the clone (and T,
+ * if it did not know it), the same files, and QEMU there opens the same
+ * chain. The side that lost the desktop forgets the clone and leaves the
+ * file (vm-disk.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -32,6 +40,12 @@
 int
 vm_migrate_image_check(const struct vm_def *def, int copy, char **cause)
 {
+	if (def->store != NULL && copy) {
+		xasprintf(cause, "VM %s: its disk %s is on shared image store "
+		    "%s, which the target sees: use --storage shared (its "
+		    "default)", def->name, def->image, def->store);
+		return (-1);
+	}
 	if (qmpd->cluster == NULL) {
 		xasprintf(cause, "VM %s runs on the image store (%s): its "
 		    "template comes through the cluster's template copy, so "
@@ -39,7 +53,7 @@ vm_migrate_image_check(const struct vm_def *def, int copy, char **cause)
 		    def->image);
 		return (-1);
 	}
-	if (!copy) {
+	if (!copy && def->store == NULL) {
 		xasprintf(cause, "VM %s: its disk %s is on this host's own "
 		    "image store, which the target does not see: use "
 		    "--storage copy (its default), which copies the clone's "
@@ -56,7 +70,7 @@ vm_migrate_image_check(const struct vm_def *def, int copy, char **cause)
 
 /* The VM's own snapshots, which would stay behind: their names, or NULL. */
 static char *
-vm_migrate_image_snapshots(const struct vm *vm)
+vm_migrate_image_snapshots(const struct vm *vm, struct imgstore *st)
 {
 	json_t		*list, *rec;
 	size_t		 i;
@@ -64,7 +78,7 @@ vm_migrate_image_snapshots(const struct vm *vm)
 	const char	*name;
 	char		*why = NULL;
 
-	if ((list = imgstore_list(img_store, &why)) == NULL) {
+	if ((list = imgstore_list(st, &why)) == NULL) {
 		free(why);
 		return (NULL);
 	}
@@ -91,13 +105,18 @@ int
 vm_migrate_image_offer(struct vm *vm, json_t *req, char **cause)
 {
 	const char	*image = vm->def.image, *parent, *sum, *format;
+	struct imgstore	*st;
 	json_t		*rec = NULL, *tpl = NULL;
 	char		*why = NULL, *snaps;
 	int		 rv = -1;
 
 	if (image == NULL)
 		return (0);
-	if ((rec = imgstore_get(img_store, image, &why)) == NULL) {
+	if ((st = img_store_named(vm->def.store, &why)) == NULL) {
+		xasprintf(cause, "VM %s: %s", vm->def.name, why);
+		goto out;
+	}
+	if ((rec = imgstore_get(st, image, &why)) == NULL) {
 		xasprintf(cause, "VM %s: its disk: %s", vm->def.name, why);
 		goto out;
 	}
@@ -110,13 +129,13 @@ vm_migrate_image_offer(struct vm *vm, json_t *req, char **cause)
 		    image, parent != NULL ? parent : "nothing", vm->def.from);
 		goto out;
 	}
-	if ((snaps = vm_migrate_image_snapshots(vm)) != NULL) {
+	if ((snaps = vm_migrate_image_snapshots(vm, st)) != NULL) {
 		xasprintf(cause, "VM %s has snapshots (%s), which would stay on "
 		    "this host: remove them first", vm->def.name, snaps);
 		free(snaps);
 		goto out;
 	}
-	if ((tpl = imgstore_get(img_store, parent, &why)) == NULL) {
+	if ((tpl = imgstore_get(st, parent, &why)) == NULL) {
 		xasprintf(cause, "VM %s: its template: %s", vm->def.name, why);
 		goto out;
 	}
@@ -126,13 +145,24 @@ vm_migrate_image_offer(struct vm *vm, json_t *req, char **cause)
 		    parent, json_string_value(json_object_get(tpl, "parent")));
 		goto out;
 	}
+	format = json_string_value(json_object_get(rec, "format"));
+	/* Shared: the same files there; the target indexes them. */
+	if (vm->def.store != NULL) {
+		json_object_set_new(req, "image", json_pack("{s:s,s:s,s:s,s:O,"
+		    "s:O,s:O,s:O}", "name", image, "template", parent, "store",
+		    vm->def.store, "file", json_object_get(rec, "file"),
+		    "template_file", json_object_get(tpl, "file"),
+		    "template_format", json_object_get(tpl, "format"),
+		    "template_kind", json_object_get(tpl, "kind")));
+		rv = 0;
+		goto out;
+	}
 	if ((sum = cluster_image_sum(tpl)) == NULL) {
 		xasprintf(cause, "VM %s: template %s is not hashed here yet "
 		    "(qmpd does it within seconds of an import): try again",
 		    vm->def.name, parent);
 		goto out;
 	}
-	format = json_string_value(json_object_get(rec, "format"));
 	json_object_set_new(req, "image", json_pack("{s:s,s:s,s:s,s:s}",
 	    "name", image, "template", parent, "sha256", sum, "format",
 	    format != NULL ? format : "qcow2"));
@@ -242,6 +272,7 @@ vm_incoming_image_need(json_t *args, done_cb done, void *arg)
 	tpl = json_string_value(json_object_get(img, "template"));
 	/* Once fetched, vm_incoming_image_clone checks what came. */
 	if (tpl == NULL || qmpd->cluster == NULL ||
+	    json_object_get(img, "store") != NULL ||
 	    json_is_true(json_object_get(args, "template_fetched")))
 		return (0);
 	if ((rec = imgstore_get(img_store, tpl, &cause)) != NULL) {
@@ -380,6 +411,106 @@ vm_incoming_image_clone(struct vm *vm, json_t *args, long long size,
 	return (0);
 }
 
+/*
+ * --storage shared of a clone on shared image store S: this host's
+ * index of S learns the source's files (the template too, if it did not
+ * know it), and the clone is the VM's disk here. Nothing is written but
+ * the index. vm->mig->adopted says so until the VM's record owns it.
+ */
+int
+vm_incoming_image_adopt(struct vm *vm, json_t *args, char **cause)
+{
+	json_t		*img = json_object_get(args, "image"), *rec;
+	struct imgstore	*st;
+	const char	*name, *tpl, *file, *tfile, *tformat, *tkind, *store;
+	const char	*have;
+	char		*why = NULL, *path;
+	int		 rc;
+
+	name = json_string_value(json_object_get(img, "name"));
+	tpl = json_string_value(json_object_get(img, "template"));
+	store = json_string_value(json_object_get(img, "store"));
+	file = json_string_value(json_object_get(img, "file"));
+	tfile = json_string_value(json_object_get(img, "template_file"));
+	tformat = json_string_value(json_object_get(img, "template_format"));
+	tkind = json_string_value(json_object_get(img, "template_kind"));
+	if (name == NULL || tpl == NULL || store == NULL || file == NULL ||
+	    tfile == NULL || tformat == NULL || tkind == NULL) {
+		xasprintf(cause, "the source sent no shared store, clone and "
+		    "template files for disk %s", vm->def.image);
+		return (-1);
+	}
+	if (strcmp(name, vm->def.image) != 0 || strcmp(tpl, vm->def.from) != 0
+	    || vm->def.store == NULL || strcmp(store, vm->def.store) != 0) {
+		xasprintf(cause, "the source's image %s over %s on store %s is "
+		    "not the definition's", name, tpl, store);
+		return (-1);
+	}
+	if ((st = img_store_named(store, &why)) == NULL) {
+		xasprintf(cause, "host %s: %s", cluster_name(), why);
+		free(why);
+		return (-1);
+	}
+	path = imgstore_path(st, file);
+	rc = access(path, R_OK);
+	if (rc != 0)
+		xasprintf(cause, "the clone %s is not at %s on host %s: is "
+		    "store %s mounted there?", name, path, cluster_name(),
+		    store);
+	free(path);
+	if (rc != 0)
+		return (-1);
+	/* Its template: known here already, by the same file, or learnt. */
+	if ((rec = imgstore_get(st, tpl, &why)) != NULL) {
+		have = json_string_value(json_object_get(rec, "file"));
+		rc = have == NULL || strcmp(have, tfile) != 0;
+		if (rc)
+			xasprintf(cause, "template %s on store %s is file %s "
+			    "here but %s on the source", tpl, store, have != NULL
+			    ? have : "?", tfile);
+		json_decref(rec);
+		if (rc)
+			return (-1);
+	} else {
+		free(why);
+		why = NULL;
+		if (imgstore_add_file(st, tpl, tfile, tformat, tkind, NULL,
+		    &why) != 0) {
+			xasprintf(cause, "template %s on store %s: %s", tpl,
+			    store, why);
+			free(why);
+			return (-1);
+		}
+		log_info("%s: template %s of shared store %s indexed here",
+		    vm->def.name, tpl, store);
+	}
+	/* A record of that name an earlier half left: forgotten, not rm. */
+	if ((rec = imgstore_get(st, name, &why)) != NULL) {
+		json_decref(rec);
+		if (imgstore_forget(st, name, &why) != 0) {
+			xasprintf(cause, "image %s on store %s is here already: "
+			    "%s", name, store, why);
+			free(why);
+			return (-1);
+		}
+	}
+	free(why);
+	why = NULL;
+	if (imgstore_add_file(st, name, file, "qcow2", "clone", tpl,
+	    &why) != 0 || imgstore_use(st, name, vm->def.name, &why) != 0) {
+		xasprintf(cause, "clone %s on store %s: %s", name, store, why);
+		free(why);
+		why = NULL;
+		if (imgstore_forget(st, name, &why) != 0)
+			free(why);
+		return (-1);
+	}
+	vm->mig->adopted = 1;
+	log_info("%s: disk %s on shared store %s indexed here (file %s over "
+	    "%s)", vm->def.name, name, store, file, tfile);
+	return (0);
+}
+
 /* Clone image of VM vmname, made here for an incoming half, goes. */
 void
 vm_incoming_image_drop(const char *vmname, const char *image)
@@ -401,6 +532,15 @@ vm_incoming_image_drop(const char *vmname, const char *image)
 void
 vm_incoming_image_undo(struct vm *vm)
 {
+	struct imgstore	*st;
+	char		*why = NULL;
+
 	if (vm->mig != NULL && vm->mig->image != NULL)
 		vm_incoming_image_drop(vm->def.name, vm->mig->image);
+	/* A shared store's clone is the source's still: forgotten here. */
+	if (vm->mig != NULL && vm->mig->adopted &&
+	    (st = img_store_named(vm->def.store, &why)) != NULL &&
+	    imgstore_forget(st, vm->def.image, &why) != 0)
+		log_warnx("%s: %s", vm->def.name, why);
+	free(why);
 }

@@ -55,6 +55,8 @@ vm_migrate_mirror(struct vm *vm)
 	    VM_MIG_NBD_NODE, "sync", vm->def.image != NULL ? "top" : "full",
 	    "copy-mode", "write-blocking"), vm_migrate_step_done, vm);
 	m->disk_t0 = vm_migrate_now_ms();
+	/* No fixed bound for a copy of any size: one that stops moving. */
+	vm_migrate_timer_arm(vm, VM_MIG_STALL_S);
 	vm_migrate_set(vm, VM_MIG_MIRRORING);
 }
 
@@ -110,7 +112,7 @@ vm_migrate_ev_job_done(struct vm *vm, json_t *data)
 		if (m->reason == NULL)
 			xasprintf(&m->reason, "the disk copy ended: %s",
 			    err != NULL ? err : "cancelled");
-		qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, NULL);
+		vm_migrate_cancel(vm);
 		return;
 	}
 	vm_migrate_fail(vm, VM_MIG_FAILED, "the disk copy ended: %s",

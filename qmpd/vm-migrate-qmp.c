@@ -69,6 +69,8 @@ vm_migrate_ram(struct vm *vm)
 	    (json_int_t)VM_MIG_BANDWIDTH), vm_migrate_step_done, vm);
 	qmp_execute(vm->qmp, "migrate", json_pack("{s:s}", "uri", uri),
 	    vm_migrate_step_done, vm);
+	/* --timeout is for convergence: it counts from here. */
+	vm_migrate_timer_arm(vm, m->timeout);
 	vm_migrate_set(vm, VM_MIG_ACTIVE);
 }
 
@@ -152,20 +154,74 @@ vm_migrate_completed_info(struct qmp *qmp, json_t *ret, const char *errclass,
 		    "away at switchover");
 }
 
-/* query-migrate after "failed": QEMU's own words. */
+/*
+ * The target's answer to migrate.status: the source's QEMU only saw its
+ * stream cut, the target's says why it could not load it. NULL (no
+ * answer in VM_MIG_WHY_S, or none to give): QEMU's own words here.
+ */
+void
+vm_migrate_why(struct vm *vm, const char *load_error)
+{
+	struct vm_mig	*m = vm->mig;
+
+	m->asking = 0;
+	if (load_error != NULL)
+		vm_migrate_fail(vm, VM_MIG_FAILED, "target %s could not load "
+		    "the stream: %s", m->peer_addr, load_error);
+	else
+		vm_migrate_fail(vm, VM_MIG_FAILED, "QEMU: %s", m->qemu_error);
+}
+
+static void
+vm_migrate_why_done(struct peer *p, json_t *ret, const char *errclass,
+    const char *desc, void *arg)
+{
+	struct vm	*vm = arg;
+	struct vm_mig	*m = vm->mig;
+	const char	*reason, *prefix = "could not load the stream: ";
+
+	if (m == NULL || !m->asking || !vm_migrate_busy(vm))
+		return;
+	reason = json_string_value(json_object_get(ret, "reason"));
+	if (errclass != NULL || reason == NULL ||
+	    !json_is_true(json_object_get(ret, "load_failed"))) {
+		if (errclass != NULL)
+			log_debug("%s: migrate.status: %s", vm->def.name, desc);
+		vm_migrate_why(vm, NULL);
+		return;
+	}
+	if (strncmp(reason, prefix, strlen(prefix)) == 0)
+		reason += strlen(prefix);
+	vm_migrate_why(vm, reason);
+}
+
+/*
+ * query-migrate after "failed": QEMU's own words, and the target asked
+ * why (a stream the target could not load shows here only as cut).
+ */
 static void
 vm_migrate_failed_info(struct qmp *qmp, json_t *ret, const char *errclass,
     const char *errdesc, void *arg)
 {
 	struct vm	*vm = arg;
+	struct vm_mig	*m = vm->mig;
 	const char	*desc;
 
-	if (vm->mig == NULL || !vm_migrate_busy(vm))
+	if (m == NULL || !vm_migrate_busy(vm) || m->asking)
 		return;
 	desc = errclass == NULL ? json_string_value(json_object_get(ret,
 	    "error-desc")) : NULL;
-	vm_migrate_fail(vm, VM_MIG_FAILED, "QEMU: %s", desc != NULL ? desc :
+	free(m->qemu_error);
+	m->qemu_error = xstrdup(desc != NULL ? desc :
 	    "the migration stream failed");
+	if (m->peer != NULL && peer_call(m->peer, "migrate.status",
+	    json_pack("{s:s}", "name", vm->def.name), vm_migrate_why_done,
+	    vm) == 0) {
+		m->asking = 1;
+		vm_migrate_timer_arm(vm, VM_MIG_WHY_S);
+		return;
+	}
+	vm_migrate_fail(vm, VM_MIG_FAILED, "QEMU: %s", m->qemu_error);
 }
 
 /* MIGRATION: the status of the migration, on either side. */
@@ -181,8 +237,14 @@ vm_migrate_ev_migration(struct vm *vm, json_t *data)
 	if (m->incoming) {
 		if (strcmp(st, "completed") == 0)
 			vm_incoming_completed(vm);
-		else if (strcmp(st, "failed") == 0 && m->reason == NULL)
-			m->reason = xstrdup("the incoming stream failed");
+		else if (strcmp(st, "failed") == 0) {
+			/* Its QEMU's own words follow in qemu.log, at exit. */
+			m->load_failed = 1;
+			if (m->reason == NULL)
+				m->reason = xstrdup("the incoming stream "
+				    "failed");
+		} else if (strcmp(st, "active") == 0)
+			vm_incoming_streaming(vm);
 		return;
 	}
 	if (strcmp(st, "pre-switchover") == 0) {
@@ -212,7 +274,7 @@ int
 vm_migrate_exited(struct vm *vm)
 {
 	struct vm_mig	*m = vm->mig;
-	char		*cause = NULL, *why, *disk = NULL;
+	char		*cause = NULL, *why, *disk = NULL, *lines;
 	json_t		*res;
 	done_cb		 done;
 	void		*arg;
@@ -246,6 +308,11 @@ vm_migrate_exited(struct vm *vm)
 	if (!m->incoming || m->state == VM_MIG_COMPLETED)
 		return (0);
 	/* A target that never ran: its half of the VM goes. */
+	if (m->load_failed && (lines = vm_incoming_qemu_lines(vm)) != NULL) {
+		free(m->reason);
+		xasprintf(&m->reason, "could not load the stream: %s", lines);
+		free(lines);
+	}
 	xasprintf(&why, "incoming migration ended: %s", m->reason != NULL ?
 	    m->reason : "its QEMU exited");
 	log_warnx("%s: %s", vm->def.name, why);

@@ -95,6 +95,11 @@ vm_migrate_free(struct vm *vm)
 
 	if (m == NULL)
 		return;
+	/* A target's half going: why, for a source that asks. */
+	vm_incoming_ended(vm);
+	if (m->status != NULL)
+		done_fail(m->status, m->status_arg, ERR_STATE, "VM %s: its "
+		    "migration here is over", vm->def.name);
 	vm->mig = NULL;
 	if (m->poll != NULL)
 		event_free(m->poll);
@@ -107,6 +112,7 @@ vm_migrate_free(struct vm *vm)
 	free(m->disk);
 	free(m->image);
 	free(m->pins);
+	free(m->qemu_error);
 	free(m);
 }
 
@@ -154,6 +160,21 @@ vm_migrate_set(struct vm *vm, enum vm_mig_state s)
 	    "progress", vm->mig->progress);
 	notify_emit("vm.migration", vm->def.name, f);
 	json_decref(f);
+	vm_migrate_report(vm);
+}
+
+/* The client waiting for vm.migrate hears where it is (it is alive). */
+void
+vm_migrate_report(struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+
+	if (m->incoming || m->report == NULL || m->done == NULL ||
+	    !vm_migrate_busy(vm))
+		return;
+	m->report(m->done_arg, json_pack("{s:s,s:i,s:i}", "what",
+	    vm_migrate_state_name(m->state), "done", m->progress, "total",
+	    100));
 }
 
 void
@@ -196,6 +217,7 @@ vm_migrate_poll_done(struct qmp *qmp, json_t *ret, const char *errclass,
 	struct vm_mig	*m = vm->mig;
 	json_t		*job;
 	size_t		 i;
+	int		 progressed = 0;
 
 	if (m == NULL || vm->qmp != qmp || !vm_migrate_busy(vm))
 		return;
@@ -206,6 +228,12 @@ vm_migrate_poll_done(struct qmp *qmp, json_t *ret, const char *errclass,
 			if (strcmp(json_string_value(json_object_get(job,
 			    "device")), VM_MIG_JOB) != 0)
 				continue;
+			/* A copy that moves is not stalled. */
+			if ((unsigned long long)json_integer_value(
+			    json_object_get(job, "offset")) > m->disk_bytes) {
+				vm_migrate_timer_arm(vm, VM_MIG_STALL_S);
+				progressed = 1;
+			}
 			m->disk_bytes = json_integer_value(json_object_get(job,
 			    "offset"));
 			m->disk_total = json_integer_value(json_object_get(job,
@@ -214,6 +242,8 @@ vm_migrate_poll_done(struct qmp *qmp, json_t *ret, const char *errclass,
 				m->progress = (int)(m->disk_bytes * 50 /
 				    m->disk_total);
 		}
+		if (progressed)
+			vm_migrate_report(vm);
 	}
 	vm_migrate_poll_arm(vm);
 }

@@ -240,14 +240,14 @@ vm_migrate_resolve(const char *name, const char *to, char **cn,
  * machine above; done answers once it has ended either way.
  */
 void
-vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
+vm_migrate(struct vm *vm, json_t *args, done_cb done, progress_cb report,
+    void *arg)
 {
 	struct vm_mig	*m;
 	const char	*to, *storage;
 	json_int_t	 downtime, timeout;
 	char		*addr, *cn, *cause = NULL;
 	int		 copy;
-	struct timeval	 tv = { 0, 0 };
 
 	to = json_string_value(json_object_get(args, "to"));
 	storage = json_string_value(json_object_get(args, "storage"));
@@ -257,9 +257,13 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	timeout = json_is_integer(json_object_get(args, "timeout")) ?
 	    json_integer_value(json_object_get(args, "timeout")) :
 	    VM_MIG_TIMEOUT;
-	/* A clone on this host's own image store has its top copied. */
+	/*
+	 * A clone on this host's own image store has its top copied; one
+	 * on a shared store stays where it is.
+	 */
 	if (storage == NULL)
-		storage = vm->def.image != NULL ? "copy" : "shared";
+		storage = vm->def.image != NULL && vm->def.store == NULL ?
+		    "copy" : "shared";
 	if (strcmp(storage, "shared") != 0 && strcmp(storage, "copy") != 0) {
 		done_fail(done, arg, ERR_ARG, "--storage %s: shared or copy",
 		    storage);
@@ -313,6 +317,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 	m->timeout = (int)timeout;
 	m->t0 = vm_migrate_now_ms();
 	m->done = done;
+	m->report = report;
 	m->done_arg = arg;
 	m->poll = evtimer_new(qmpd->base, vm_migrate_poll_cb, vm);
 	m->timer = evtimer_new(qmpd->base, vm_migrate_timeout_cb, vm);
@@ -325,10 +330,8 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, void *arg)
 		free(cause);
 		return;
 	}
-	if (timeout > 0) {
-		tv.tv_sec = timeout;
-		evtimer_add(m->timer, &tv);
-	}
+	/* --timeout counts once RAM moves (vm_migrate_ram); till then: */
+	vm_migrate_timer_arm(vm, VM_MIG_PREPARE_S);
 	vm_migrate_poll_arm(vm);
 	vm_migrate_dev_query(vm);	/* answered first: vm-migrate-dev.c */
 	qmp_execute(vm->qmp, "query-named-block-nodes", json_pack("{s:b}",

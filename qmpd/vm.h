@@ -85,6 +85,7 @@ struct vm_def {
 	/* The image store (vm-disk.c): cloned from, and its own disk. */
 	char		*from;
 	char		*image;
+	char		*store;		/* a shared image store's, or NULL */
 
 	/* Desktops: who it is assigned to, and its pool's marks (pool.c). */
 	char		*owner;
@@ -518,6 +519,7 @@ struct vm_mig {
 	int			 progress;	/* percent */
 	char			*reason;	/* why it failed or was cancelled */
 	done_cb			 done;		/* answers vm.migrate or prepare */
+	progress_cb		 report;	/* source: each step, to done_arg */
 	void			*done_arg;
 	done_cb			 finish;	/* target: answers migrate.finish */
 	void			*finish_arg;
@@ -534,6 +536,17 @@ struct vm_mig {
 	long long		 resumed_at;
 	/* Where QEMU's PCI devices sit (source: query-pci; target: argv). */
 	struct vm_pci_pins	*pins;
+	/* Source: its stream failed, the target is asked why (QEMU's own
+	   words meanwhile). Target: its QEMU could not load the stream,
+	   and the source's migrate.status waiting for the half's end. */
+	int			 asking;
+	int			 cancelling;	/* source: migrate_cancel sent */
+	char			*qemu_error;
+	int			 load_failed;
+	int			 adopted;	/* target: a shared store's clone
+						   indexed here (vm-migrate-image.c) */
+	done_cb			 status;
+	void			*status_arg;
 };
 
 /*
@@ -545,7 +558,10 @@ struct vm_mig {
 	"down; not resumed here (the target may run it): vm kill this copy"
 
 /* vm-migrate*.c: the source's state machine, and what both sides share. */
-void	 vm_migrate(struct vm *, json_t *args, done_cb, void *arg);
+/* progress (may be NULL) hears each step, so a waiting client knows it
+   is alive: preparing and a disk copy are not bounded by --timeout. */
+void	 vm_migrate(struct vm *, json_t *args, done_cb, progress_cb,
+	    void *arg);
 void	 vm_migrate_free(struct vm *);
 void	 vm_migrate_json(const struct vm *, json_t *);
 int	 vm_migrate_busy(const struct vm *);
@@ -564,6 +580,7 @@ int	 vm_migrate_image_check(const struct vm_def *, int copy, char **);
 int	 vm_migrate_image_offer(struct vm *, json_t *req, char **cause);
 int	 vm_migrate_image_ready(struct vm *, char **cause);
 int	 vm_incoming_image_need(json_t *args, done_cb, void *arg);
+int	 vm_incoming_image_adopt(struct vm *, json_t *args, char **cause);
 int	 vm_incoming_image_clone(struct vm *, json_t *args, long long size,
 	    char **cause);
 void	 vm_incoming_image_undo(struct vm *);
@@ -598,8 +615,13 @@ void	 vm_migrate_place(struct vm *, const char *from, vm_migrate_place_cb);
 
 /* vm-incoming.c: the target's side. */
 void	 vm_incoming_prepare(json_t *args, done_cb, void *arg);
+/* vm-incoming-why.c: why a half ended here, for the source to say. */
+void	 vm_incoming_status(const char *name, done_cb, void *arg);
+void	 vm_incoming_ended(struct vm *);
+char	*vm_incoming_qemu_lines(struct vm *);
 void	 vm_incoming_attached(struct vm *);
 void	 vm_incoming_completed(struct vm *);
+void	 vm_incoming_streaming(struct vm *);
 void	 vm_incoming_finish(struct vm *, json_t *args, done_cb, void *arg);
 int	 vm_incoming_abort(struct vm *, const char *why, char **cause);
 const char *vm_incoming_addr(void);

@@ -38,6 +38,10 @@ UIDS_A=$VM_UIDS_FIRST-$((VM_UIDS_FIRST + 499))
 UIDS_B=$((VM_UIDS_FIRST + 500))-$VM_UIDS_LAST
 PORTS_B=$((SPICE_PORTS_FIRST + 50))-$SPICE_PORTS_LAST
 start_qmpd --vm-uids "$UIDS_A" --spice-ports "$SPICE_PORTS_FIRST-$((SPICE_PORTS_FIRST + 49))"
+# B's QEMU for VM odd gets 64 MiB more RAM than A's (qmpd/test-hook.c).
+grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
+	fail "qmpd is built without test hooks (meson configure build -Dtest_hooks=true)"
+QDESK_TEST_HOOK=incoming-differ:odd \
 "$QMPD" -f -v --state-dir "$STATE2" --vm-uids "$UIDS_B" --spice-ports "$PORTS_B" \
     >>"$T/qmpd2.log" 2>&1 &
 QMPD2_PID=$!
@@ -246,6 +250,28 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 q2 vm show desk >/dev/null 2>&1 && fail "B kept the dead target's desk"
+
+# 4b. The target's QEMU cannot load the stream (its RAM differs: the
+# incoming-differ hook): the source says why in the target QEMU's own
+# words, not only that its stream was cut; odd runs on at A.
+qq vm create odd --accel tcg --memory 128 --kernel "$GUESTS/vmlinuz" \
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
+qq vm start odd >/dev/null
+rc=0
+out=$(q vm migrate odd "$B" 2>&1) || rc=$?
+log "target cannot load: $out"
+[ "$rc" = 1 ] || fail "vm migrate exit $rc with a target QEMU that differs: $out"
+grep -q "target $B could not load the stream: .*[Ss]ize mismatch: pc.ram" <<<"$out" ||
+	fail "the source does not say why the target could not load: $out"
+grep -q "keeps running here" <<<"$out" || fail "$out"
+[ "$(vm_field odd state)" = running ] || fail "odd not running on A"
+for i in $(seq 1 100); do
+	q2 vm show odd >/dev/null 2>&1 || break
+	sleep 0.1
+done
+q2 vm show odd >/dev/null 2>&1 && fail "B kept the half of odd"
+qq vm kill odd >/dev/null
+qq vm delete odd >/dev/null
 
 # 5. kill -9 of the source's qmpd mid-migration (the target's QEMU held
 # so it is mid-way): QEMU finishes the migration alone, the target runs

@@ -93,6 +93,18 @@ main(void)
 	CHECK(cause != NULL);
 	free(cause);
 	cause = NULL;
+	/* A table named at run time (a shared image store's index). */
+	CHECK(db_table_open(db, "images:shared", &cause) == 0);
+	CHECK(db_table_open(db, "images:shared", &cause) == 0);
+	v = json_pack("{s:s}", "file", "t-1.qcow2");
+	CHECK(db_put(db, "images:shared", "k", v, &cause) == 0);
+	json_decref(v);
+	CHECK(db_get(db, DB_IMAGES, "k") == NULL);
+	v = db_get(db, "images:shared", "k");
+	CHECK(v != NULL && json_object_get(v, "file") != NULL);
+	json_decref(v);
+	free(cause);
+	cause = NULL;
 
 	/* A transaction lands whole or not at all. */
 	t = db_begin(db, &cause);

@@ -397,6 +397,124 @@ test_store_gc(const char *bfile)
 	json_decref(report);
 }
 
+/* A file of directory dir is read-only (no write bits). */
+static int
+shared_readonly(const char *dir, const char *file)
+{
+	struct stat	 sb;
+	char		*path;
+	int		 rc;
+
+	xasprintf(&path, "%s/%s", dir, file);
+	rc = lstat(path, &sb) == 0 && (sb.st_mode & 0222) == 0;
+	free(path);
+	return (rc);
+}
+
+static int
+shared_exists(const char *dir, const char *file)
+{
+	struct stat	 sb;
+	char		*path;
+	int		 rc;
+
+	xasprintf(&path, "%s/%s", dir, file);
+	rc = lstat(path, &sb) == 0;
+	free(path);
+	return (rc);
+}
+
+/*
+ * A shared store seen by two hosts (two tables over one directory): a
+ * clone made by one is learnt by the other's index (a migration), the
+ * first forgets it and leaves the file, the template stays read-only
+ * though that index counts no child of it; the second removes it.
+ */
+static void
+test_shared(void)
+{
+	struct imgstore	*a, *b, *c;
+	json_t		*rec;
+	char		*sdir, *tfile, *cfile, *cause = NULL;
+
+	xasprintf(&sdir, "%s/shared", tdir);
+	a = imgstore_open_table(db, "images:s", 1, sdir, &cause);
+	CHECK(a != NULL);
+	b = imgstore_open_table(db, "images:s2", 1, sdir, &cause);
+	CHECK(b != NULL);
+	if (a == NULL || b == NULL)
+		return;
+	tfile = imgstore_new_file("stpl", "qcow2");
+	CHECK(sh("qemu-img create -q -f qcow2 %s/%s 64M", sdir, tfile) == 0);
+	CHECK(imgstore_add_file(a, "stpl", tfile, "qcow2", "template", NULL,
+	    &cause) == 0);
+	CHECK(imgstore_clone_for(a, "stpl", "sdesk-disk", "clone", "sdesk",
+	    &cause) == 0);
+	rec = imgstore_get(a, "sdesk-disk", &cause);
+	CHECK(rec != NULL);
+	cfile = xstrdup(rec != NULL ? str(rec, "file") : "?");
+	json_decref(rec);
+	CHECK(shared_readonly(sdir, tfile));
+	/* Tables of their own: neither this host's store nor the other's. */
+	CHECK((rec = imgstore_get(st, "stpl", &cause)) == NULL);
+	free(cause);
+	CHECK((rec = imgstore_get(b, "sdesk-disk", &cause)) == NULL);
+	free(cause);
+	cause = NULL;
+
+	/* The other host learns the same files. */
+	CHECK(imgstore_add_file(b, "stpl", tfile, "qcow2", "template", NULL,
+	    &cause) == 0);
+	CHECK(imgstore_add_file(b, "sdesk-disk", cfile, "qcow2", "clone",
+	    "stpl", &cause) == 0);
+	CHECK(imgstore_use(b, "sdesk-disk", "sdesk", &cause) == 0);
+	CHECK(children_of("stpl") == -1);
+
+	/* A third learns the template from its file, never the clone. */
+	c = imgstore_open_table(db, "images:s3", 1, sdir, &cause);
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(imgstore_learn(c, "stpl", &cause) == 0);
+		CHECK(imgstore_learn(c, "stpl", &cause) == 0);
+		rec = imgstore_get(c, "stpl", &cause);
+		CHECK(rec != NULL && strcmp(str(rec, "file"), tfile) == 0);
+		json_decref(rec);
+		EXPECT(imgstore_learn(c, "sdesk-disk", &cause),
+		    IMGSTORE_EINVAL, "backing file");
+		EXPECT(imgstore_learn(c, "nothere", &cause),
+		    IMGSTORE_ENOTFOUND, "no file");
+		imgstore_close(c);
+	}
+	EXPECT(imgstore_learn(st, "stpl", &cause), IMGSTORE_ENOTFOUND,
+	    "no image named");
+
+	/* The first forgets it, users and all; the file stays. */
+	CHECK(imgstore_forget(a, "sdesk-disk", &cause) == 0);
+	CHECK((rec = imgstore_get(a, "sdesk-disk", &cause)) == NULL);
+	free(cause);
+	cause = NULL;
+	CHECK(shared_exists(sdir, cfile));
+	rec = imgstore_get(a, "stpl", &cause);
+	CHECK(rec != NULL && num(rec, "children") == 0);
+	json_decref(rec);
+	CHECK(shared_readonly(sdir, tfile));
+	EXPECT(imgstore_forget(a, "sdesk-disk", &cause), IMGSTORE_ENOTFOUND,
+	    "no image");
+
+	/* The second removes it: the file goes, the template stays. */
+	EXPECT(imgstore_rm(b, "sdesk-disk", &cause), IMGSTORE_EBUSY,
+	    "used by VM sdesk");
+	CHECK(imgstore_unuse(b, "sdesk-disk", "sdesk", &cause) == 0);
+	CHECK(imgstore_rm(b, "sdesk-disk", &cause) == 0);
+	CHECK(!shared_exists(sdir, cfile));
+	CHECK(shared_exists(sdir, tfile) && shared_readonly(sdir, tfile));
+	imgstore_close(a);
+	imgstore_close(b);
+	free(tfile);
+	free(cfile);
+	free(sdir);
+}
+
 /* The store's records, clones, checks and gc over one base. */
 static void
 test_store(void)
@@ -554,6 +672,7 @@ main(int argc, char **argv)
 		return (1);
 	test_names();
 	test_store();
+	test_shared();
 	test_crash("/proc/self/exe");
 	store_test_close();
 	return (check_exit());
