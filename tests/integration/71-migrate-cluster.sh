@@ -30,19 +30,7 @@ placement() {
 	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
 	    grep -o '{.*}' | tail -n 1
 }
-state_of() { local s=${1}_STATE; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 
-# Wait until the serial log of VM on host h shows a pattern.
-hwait_console() {
-	local h=$1 vm=$2 pattern=$3 timeout=${4:-30} i log
-	log=$(state_of "$h")/vms/$vm/serial.log
-	for i in $(seq 1 $((timeout * 10))); do
-		grep -aq "$pattern" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$vm on $h: '$pattern' not on the console after ${timeout}s: $(tail -c 400 "$log" 2>/dev/null)"
-}
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
 }

@@ -31,21 +31,10 @@ cluster_test_up 2 5 5
 BROKER_LOG=$RUN_DIR/broker.log
 GW=10.199.0.1:3389
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 broker_fail() {
 	log "last lines of the broker's log:"
 	tail -n 25 "$BROKER_LOG" >&2
 	fail "$@"
-}
-hwait_console() {
-	local h=$1 vm=$2 pattern=$3 timeout=${4:-30} i log
-	log=$(state_of "$h")/vms/$vm/serial.log
-	for i in $(seq 1 $((timeout * 10))); do
-		grep -aq "$pattern" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$vm on $h: '$pattern' not on the console after ${timeout}s: $(tail -c 400 "$log" 2>/dev/null)"
 }
 wait_broker_log() {
 	local pattern=$1 timeout=${2:-30} i

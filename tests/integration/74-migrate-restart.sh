@@ -27,9 +27,7 @@ mig_cleanup() {
 }
 cluster_test_up 2 5 5
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
 log_of() { local s=${1}_LOG; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 placement() {
 	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
 	    grep -o '{.*}' | tail -n 1
@@ -42,15 +40,6 @@ wait_log() { # FILE OFF PATTERN TIMEOUT
 		sleep 0.05
 	done
 	fail "'$3' not in $1 after $4 s: $(tail -n 5 "$1")"
-}
-hwait_console() {
-	local log i
-	log=$(state_of "$1")/vms/$2/serial.log
-	for i in $(seq 1 $(($4 * 10))); do
-		grep -aq "$3" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 on $1: '$3' not on the console after $4 s"
 }
 restart_host() {
 	local h=$1 ns st conf lg pf i

@@ -43,19 +43,8 @@ tpm_cleanup() {
 }
 cluster_test_up 2 5 5
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
-}
-hwait_console() { # HOST VM PATTERN TIMEOUT
-	local i log
-	log=$(state_of "$1")/vms/$2/serial.log
-	for i in $(seq 1 $(($4 * 10))); do
-		grep -aq "$3" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 on $1: '$3' not on the console after $4 s: $(tail -c 400 "$log" 2>/dev/null | tr -d '\r')"
 }
 # Type cmd on the guest's shell on host h; the value of its "TAG=" line.
 guest_run() { # HOST VM TAG CMD

@@ -22,9 +22,7 @@ grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
 # declared down (failover) while its qmpd is away.
 cluster_test_up 2 10 10
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
 log_of() { local s=${1}_LOG; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 placement() {
 	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
 	    grep -o '{.*}' | tail -n 1
@@ -36,15 +34,6 @@ hosts_up() { # HOST: until HOST's view has both hosts up
 		sleep 0.1
 	done
 	fail "$1 does not see both hosts up: $(hq "$1" host list 2>&1)"
-}
-hwait_console() { # HOST VM PATTERN SECONDS
-	local log i
-	log=$(state_of "$1")/vms/$2/serial.log
-	for i in $(seq 1 $(($4 * 10))); do
-		grep -aq "$3" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 on $1: '$3' not on the console after $4 s"
 }
 # The counter's first and last whole lines on HOST (the console adds \r).
 ctr_first() { tr -d '\r' <"$(state_of "$1")/vms/desk/serial.log" 2>/dev/null | grep -a "^CTR [0-9][0-9]*$" | head -n 1 | tr -dc 0-9; }

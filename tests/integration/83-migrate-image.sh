@@ -39,16 +39,7 @@ rm -rf "$KEEP"
 ok=0
 EXTRA_CLEANUP="[ \"\$ok\" = 1 ] || { mkdir -p '$KEEP'; for h in \$HOSTS; do lf=\${h}_LOG; cp \"\${!lf}\" '$KEEP/'\$h.log; done; }; $EXTRA_CLEANUP"
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
 serial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
-hwait_console() { # HOST VM PATTERN [TIMEOUT]
-	local i
-	for i in $(seq 1 $((${4:-30} * 10))); do
-		grep -aq "$3" "$(serial_log "$1" "$2")" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 on $1: '$3' not on the console: $(tail -c 400 "$(serial_log "$1" "$2")" 2>/dev/null)"
-}
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
 }

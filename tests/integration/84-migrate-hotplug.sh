@@ -28,39 +28,6 @@ done
 
 cluster_test_up 2 5 5
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
-
-hwait_console() { # H VM PATTERN TIMEOUT
-	local i log
-	log=$(state_of "$1")/vms/$2/serial.log
-	for i in $(seq 1 $(($4 * 10))); do
-		grep -aq -- "$3" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 on $1: '$3' not on the console after $4 s: $(tail -c 400 "$log" 2>/dev/null)"
-}
-
-# hguest_sh H VM CMD [TIMEOUT]: CMD on the guest's serial shell on host
-# H; its exit status.
-SEQ=0
-hguest_sh() {
-	local h=$1 vm=$2 cmd=$3 timeout=${4:-20} n i st log
-	SEQ=$((SEQ + 1))
-	n=$SEQ
-	log=$(state_of "$h")/vms/$vm/serial.log
-	printf '%s\n' "$cmd; echo QDN$n=\$?" |
-	    socat -t1 - "UNIX-CONNECT:$(state_of "$h")/vms/$vm/serial.sock" >/dev/null 2>&1
-	for i in $(seq 1 $((timeout * 10))); do
-		st=$(grep -ao "QDN$n=[0-9][0-9]*" "$log" 2>/dev/null | tail -n 1)
-		if [ -n "$st" ]; then
-			return "${st#QDN$n=}"
-		fi
-		sleep 0.1
-	done
-	fail "$vm on $h: no answer to '$cmd' after ${timeout}s"
-}
-
 # Until CMD succeeds in the guest (hotplug takes the guest a moment).
 hguest_until() { # H VM CMD
 	local i

@@ -29,18 +29,8 @@ grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 2 5 5
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
 log_of() { local s=${1}_LOG; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 serial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
-hwait_console() { # HOST VM PATTERN [TIMEOUT]
-	local i
-	for i in $(seq 1 $((${4:-30} * 10))); do
-		grep -aq "$3" "$(serial_log "$1" "$2")" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 on $1: '$3' not on the console: $(tail -c 400 "$(serial_log "$1" "$2")" 2>/dev/null)"
-}
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
 }

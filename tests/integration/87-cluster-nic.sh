@@ -40,19 +40,6 @@ RESULTS=$top/build/test-results/$TEST_NAME
 EXTRA_CLEANUP='mkdir -p "$RESULTS"; for h in $HOSTS; do cp "$RUN_DIR/$h/qmpd.log" "$RESULTS/$h.log"; done'
 cluster_test_up 2
 
-state_of() { local s=${1}_STATE; echo "${!s}"; }
-other() { [ "$1" = h1 ] && echo h2 || echo h1; }
-
-hwait_console() { # H VM PATTERN TIMEOUT
-	local i log
-	log=$(state_of "$1")/vms/$2/serial.log
-	for i in $(seq 1 $(($4 * 10))); do
-		grep -aq -- "$3" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$2 on $1: '$3' not on the console after $4 s: $(tail -c 400 "$log" 2>/dev/null)"
-}
-
 # What host H's vm show says of desk's NICs' networks: its local record's
 # (.nics) where it runs it, etcd's (.nets) elsewhere.
 nets_on() {

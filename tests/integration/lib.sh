@@ -49,9 +49,33 @@ done
 }
 VM_UIDS_LAST=$((VM_UIDS_FIRST + 999))
 VM_UIDS=$VM_UIDS_FIRST-$VM_UIDS_LAST
-SPICE_PORTS_LAST=$((SPICE_PORTS_FIRST + 99))
+SPICE_PORTS_LAST=$((SPICE_PORTS_FIRST + 79))
 SPICE_PORTS=$SPICE_PORTS_FIRST-$SPICE_PORTS_LAST
 unset _slot
+
+# free_port: a TCP port for a listener of this test's (a broker, a
+# relay, --metrics), from the last 20 of its slot's 100: one nothing
+# listens on, never handed out twice in this test. Not a port the kernel
+# picks (bind to port 0): that one is in the ephemeral range, and between
+# our close and the listener's bind any outgoing connection on the
+# machine may take it (65-metrics failed so: "Address already in use").
+TEST_PORTS_FIRST=$((SPICE_PORTS_FIRST + 80))
+free_port() {
+	local n p
+	n=$(cat "$T/.port-next" 2>/dev/null) || n=0
+	while [ "$n" -lt 20 ]; do
+		p=$((TEST_PORTS_FIRST + n))
+		n=$((n + 1))
+		echo "$n" >"$T/.port-next"
+		if python3 -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	fail "free_port: all 20 of this test's ports ($TEST_PORTS_FIRST-$((TEST_PORTS_FIRST + 19))) are taken"
+}
 
 fail() {
 	log "FAIL: $*"

@@ -26,11 +26,7 @@ getent passwd "$BROKER_USER" >/dev/null ||
 	useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$BROKER_USER" ||
 	fail "cannot create user $BROKER_USER"
 
-# A TCP port nobody listens on right now.
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
+# Its ports: lib.sh's free_port, this test's own.
 HTTPS_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 RDP_PORT=$(free_port)

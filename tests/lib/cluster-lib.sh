@@ -71,6 +71,42 @@ hqq() {
 	out=$(hq "$@" 2>&1) || fail "on $1: qdesk ${*:2}: $out"
 	printf '%s\n' "$out"
 }
+# A host's state dir; the other host of two (h1, h2).
+state_of() { local s=${1}_STATE; echo "${!s}"; }
+other() { [ "$1" = h1 ] && echo h2 || echo h1; }
+
+# hwait_console H VM PATTERN [SECONDS]: until the serial log of VM on
+# host H shows PATTERN (a grep pattern), else fail with the log's tail.
+hwait_console() {
+	local h=$1 vm=$2 pattern=$3 timeout=${4:-30} i log
+	log=$(state_of "$h")/vms/$vm/serial.log
+	for i in $(seq 1 $((timeout * 10))); do
+		grep -aq -- "$pattern" "$log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$vm on $h: '$pattern' not on the console after $timeout s: $(tail -c 400 "$log" 2>/dev/null | tr -d '\r')"
+}
+
+# hguest_sh H VM CMD [SECONDS]: CMD on the guest's serial shell on host
+# H; its exit status.
+SEQ=0
+hguest_sh() {
+	local h=$1 vm=$2 cmd=$3 timeout=${4:-20} n i st log
+	SEQ=$((SEQ + 1))
+	n=$SEQ
+	log=$(state_of "$h")/vms/$vm/serial.log
+	printf '%s\n' "$cmd; echo QDN$n=\$?" |
+	    socat -t1 - "UNIX-CONNECT:$(state_of "$h")/vms/$vm/serial.sock" >/dev/null 2>&1
+	for i in $(seq 1 $((timeout * 10))); do
+		st=$(grep -ao "QDN$n=[0-9][0-9]*" "$log" 2>/dev/null | tail -n 1)
+		if [ -n "$st" ]; then
+			return "${st#QDN$n=}"
+		fi
+		sleep 0.1
+	done
+	fail "$vm on $h: no answer to '$cmd' after $timeout s"
+}
+
 
 # The hosts whose process tables run VM's QEMU (its pidfile's pid alive,
 # its command line naming that host's VM dir), space-separated.

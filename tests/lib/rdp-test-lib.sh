@@ -47,10 +47,8 @@ rdp_require() {
 	done
 }
 
-# A TCP port nobody listens on, on loopback.
-rdp_free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# A TCP port of this test's own (lib.sh's free_port).
+rdp_free_port() { free_port; }
 
 # A self-signed certificate, as the broker makes at first start.
 rdp_cert() {
