@@ -23,6 +23,7 @@
  * Exit 0 when the command did what it says, 1 on an error (printed).
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,6 +542,12 @@ main(int argc, char **argv)
 	int		 ch;
 
 	log_init("etcd-drive", 1, getenv("ETCD_DRIVE_DEBUG") != NULL ? 2 : 0);
+	/*
+	 * As qmpd and the broker do: a TLS peer that refuses us closes the
+	 * socket while OpenSSL still writes, and SIGPIPE would end us with
+	 * no error printed (61-etcd-tls: "unclear error", exit 141).
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	conf.endpoints = getenv("ETCD");
 	while ((ch = getopt(argc, argv, "+C:c:e:k:t:")) != -1) {

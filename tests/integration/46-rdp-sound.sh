@@ -33,6 +33,12 @@ tr '\0' ' ' <"/proc/$(vm_pid d1)/cmdline" | grep -q -- "-vnc none,audiodev=audio
 	fail "QEMU's VNC server does not capture audio0"
 wait_console d1 "built-in shell" 30	# ash's banner: it reads lines now
 sleep 1
+# The HDA codec is probed after the shell is up (snd_hda_intel probes
+# on a workqueue, slow under TCG on a busy machine): wait for the PCM
+# node, or the tone finds none. The echo's quotes keep the console's own
+# echo of this line from matching.
+serial_send d1 'until [ -e /dev/snd/pcmC0D0p ]; do sleep 0.2; done; echo QDESK PCM U""P'
+wait_console d1 "QDESK PCM UP" 60
 serial_send d1 "qdesk-tone 2"
 wait_console d1 "QDESK TONE PLAYED" 60
 kill "$client"
