@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: exclusive  (its TCG guest probes the HDA codec at boot: with other guests beside it on 2 cores the probe failed and no PCM device appeared, 2 fresh-clone CI runs in 2 on 2026-12-03)
 # RDP gateway, sound from the guest (issue 12): a desktop with --audio and
 # no SPICE (HDA on QEMU's none audio backend, captured by QEMU's VNC
 # server: -vnc none,audiodev=audio0). The desktop guest (generic kernel,
