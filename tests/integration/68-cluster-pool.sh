@@ -33,15 +33,6 @@ PROXY=${PROXY%:*}:3128
 inet() { ip netns exec "$ETCD_NETNS" "$@"; }
 # A key's value in etcd (empty when there is none).
 eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
-# Wait until cmd (a shell condition) holds, or fail with what.
-until_ok() {
-	local secs=$1 what=$2 cmd=$3 i
-	for i in $(seq 1 $((secs * 10))); do
-		eval "$cmd" && return 0
-		sleep 0.1
-	done
-	fail "not after ${secs}s: $what"
-}
 
 # The template on every host (placement clones it where it places).
 for h in $HOSTS; do

@@ -22,14 +22,6 @@ PROXY=${PORTAL#https://}
 PROXY=${PROXY%:*}:3128
 inet() { ip netns exec "$ETCD_NETNS" "$@"; }
 eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
-until_ok() {
-	local secs=$1 what=$2 cmd=$3 i
-	for i in $(seq 1 $((secs * 10))); do
-		eval "$cmd" && return 0
-		sleep 0.1
-	done
-	fail "not after ${secs}s: $what"
-}
 # Boots of desktop $2 on host $1's console (0 before its log exists).
 ups() {
 	local st=${1}_STATE n

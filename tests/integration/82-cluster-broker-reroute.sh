@@ -43,14 +43,6 @@ block() {
 	ip netns exec "$ETCD_NETNS" iptables -A OUTPUT -p tcp --dport 2379:2381 \
 	    -m owner --uid-owner qdesk-broker -m comment --comment qdesk-78 -j DROP
 }
-until_ok() {
-	local secs=$1 what=$2 cmd=$3 i
-	for i in $(seq 1 $((secs * 10))); do
-		eval "$cmd" && return 0
-		sleep 0.1
-	done
-	fail "not after ${secs}s: $what"
-}
 host_state() {
 	hq "$1" --json host list | jq -r ".hosts[] | select(.name == \"$2\") | .state"
 }

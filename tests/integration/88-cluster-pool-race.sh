@@ -22,14 +22,6 @@ ROUNDS=${ROUNDS:-6}
 cluster_test_up 3 5 5
 inet() { ip netns exec "$ETCD_NETNS" "$@"; }
 eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
-until_ok() {
-	local secs=$1 what=$2 cmd=$3 i
-	for i in $(seq 1 $((secs * 10))); do
-		eval "$cmd" && return 0
-		sleep 0.1
-	done
-	fail "not after ${secs}s: $what"
-}
 # Every host's qmpd alive (its pid) and answering on its socket.
 all_alive() {
 	local h pf

@@ -71,6 +71,17 @@ hqq() {
 	out=$(hq "$@" 2>&1) || fail "on $1: qdesk ${*:2}: $out"
 	printf '%s\n' "$out"
 }
+# until_ok SECONDS WHAT CMD: until CMD (a shell condition) holds, else
+# fail with WHAT.
+until_ok() {
+	local secs=$1 what=$2 cmd=$3 i
+	for i in $(seq 1 $((secs * 10))); do
+		eval "$cmd" && return 0
+		sleep 0.1
+	done
+	fail "not after ${secs}s: $what"
+}
+
 # A host's state dir; the other host of two (h1, h2).
 state_of() { local s=${1}_STATE; echo "${!s}"; }
 other() { [ "$1" = h1 ] && echo h2 || echo h1; }
