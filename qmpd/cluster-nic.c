@@ -437,6 +437,22 @@ nic_add_revert_cb(void *arg, json_t *res, const char *errclass,
 	nic_op_done(op, NULL, op->errclass, op->cause);
 }
 
+/*
+ * A command whose etcd write came first was refused by etcd: nothing was
+ * done, and the admin is told so (what: "the NIC, nothing added").
+ */
+static void
+nic_refused(struct nic_op *op, const char *cmd, const char *what,
+    const char *errclass, const char *why)
+{
+	char	*msg;
+
+	xasprintf(&msg, "vm %s %s: etcd did not take %s: %s%s", cmd,
+	    op->name, what, why, errclass == NULL ? " (try again)" : "");
+	nic_op_done(op, NULL, errclass != NULL ? errclass : ERR_STATE, msg);
+	free(msg);
+}
+
 /* nic-add's hotplug (or a stopped copy's change) answered. */
 static void
 nic_add_done(void *arg, json_t *result, const char *errclass,
@@ -466,15 +482,10 @@ nic_add_put_cb(void *arg, json_t *res, const char *errclass,
 	struct nic_op	*op = arg;
 	struct vm	*vm;
 	const char	*why;
-	char		*msg;
 
 	if ((why = nic_put_failed(op, res, errclass, cause)) != NULL) {
-		xasprintf(&msg, "vm nic-add %s: etcd did not take the NIC, "
-		    "nothing added: %s%s", op->name, why, errclass == NULL ?
-		    " (try again)" : "");
-		nic_op_done(op, NULL, errclass != NULL ? errclass : ERR_STATE,
-		    msg);
-		free(msg);
+		nic_refused(op, "nic-add", "the NIC, nothing added", errclass,
+		    why);
 		return;
 	}
 	log_info("cluster: %s: NIC on %s in etcd's definition", op->name,
@@ -556,15 +567,10 @@ nic_rm_first_cb(void *arg, json_t *res, const char *errclass,
 	struct nic_op	*op = arg;
 	struct vm	*vm;
 	const char	*why;
-	char		*msg;
 
 	if ((why = nic_put_failed(op, res, errclass, cause)) != NULL) {
-		xasprintf(&msg, "vm nic-rm %s: etcd did not take the removal, "
-		    "nothing removed: %s%s", op->name, why, errclass == NULL ?
-		    " (try again)" : "");
-		nic_op_done(op, NULL, errclass != NULL ? errclass : ERR_STATE,
-		    msg);
-		free(msg);
+		nic_refused(op, "nic-rm", "the removal, nothing removed",
+		    errclass, why);
 		return;
 	}
 	if ((vm = vm_find(op->name)) == NULL) {
