@@ -68,7 +68,9 @@ cluster_tls_explain(const char *addr, const char *dir, const char *reason,
 	else if (strstr(reason, "wrong version number") != NULL ||
 	    strstr(reason, "packet length too long") != NULL ||
 	    strstr(reason, "record layer failure") != NULL ||
-	    strstr(reason, "unexpected eof") != NULL)
+	    strstr(reason, "unexpected eof") != NULL ||
+	    strstr(reason, "closed without a TLS answer") != NULL ||
+	    strstr(reason, "Connection reset") != NULL)
 		why = "it does not speak TLS as a qdesk host does (is it a "
 		    "qmpd --listen port?)";
 	else
@@ -179,6 +181,7 @@ cluster_tls_connect(const char *addr, const char *dir, int timeout,
 	struct cluster_tls	*t;
 	struct pollfd		 pfd;
 	char			*ca, *cert, *key, *host = NULL, b;
+	const char		*reason;
 	int			 fd, havecert, n;
 
 	*fdp = -1;
@@ -213,9 +216,19 @@ cluster_tls_connect(const char *addr, const char *dir, int timeout,
 	*fdp = fd;
 	t->ssl = SSL_new(t->ctx);
 	SSL_set_fd(t->ssl, fd);
+	errno = 0;
 	if (SSL_connect(t->ssl) != 1) {
-		cluster_tls_explain(addr, dir, cluster_tls_reason(), havecert,
-		    cause);
+		/*
+		 * No TLS alert, only a close or a reset in our handshake: a
+		 * qdesk host always answers a ClientHello, so whatever this
+		 * is (etcd's plain port closes or resets some of the time,
+		 * answers in plain HTTP the rest), it is not one.
+		 */
+		reason = cluster_tls_reason();
+		if (reason[0] == '\0')
+			reason = errno != 0 ? strerror(errno) :
+			    "closed without a TLS answer";
+		cluster_tls_explain(addr, dir, reason, havecert, cause);
 		goto fail;
 	}
 	if (cluster_tls_check_host(t->ssl, addr, host, cause) != 0)
