@@ -23,7 +23,7 @@ boot() {
 	qq vm start "$1" >/dev/null
 	wait_console "$1" "QDESK GUEST READY" 120
 	wait_console "$1" "built-in shell" 30
-	sleep 1
+	wait_console "$1" "$GUEST_PROMPT" 30
 }
 
 # Run a shell line in the guest and wait until it is done: the marker is

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: exclusive  (runs the transport bench: key-to-pixel figures and a 1080p guest under TCG want the machine to themselves)
+# test: lock tcg-uefi  (its 1080p TCG guest takes a core as a UEFI boot does: not beside those; it asserts no timing but the WAN RTT floor, which load only raises)
 # bench/transport/run's client-screen rows for a few seconds on the WAN
 # link, so they do not rot: key press to pixel through SPICE
 # (remote-viewer), RDP planar (xfreerdp) and the browser console (noVNC in

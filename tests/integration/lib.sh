@@ -17,6 +17,15 @@ QMPD_LOG=$T/qmpd.log
 QMPD_PID=
 export QDESK_SOCKET=$STATE/qmpd.sock
 
+# Debian's python3 (scripts/setup installs it; the tests' Python needs
+# only its standard library) for this test and all it starts, not the
+# first python3 on PATH: a pyenv shim there is a chain of bash scripts
+# that took 4 s a call at load 30, where /usr/bin/python3 took 0.4 s.
+if [ -x /usr/bin/python3 ]; then
+	mkdir -p "$T/bin" && ln -sf /usr/bin/python3 "$T/bin/python3" &&
+		PATH=$T/bin:$PATH
+fi
+
 log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
 
 # A VM uid range and SPICE port range of this test's own. qmpd gives a
@@ -251,10 +260,17 @@ wait_console() {
 	fail "$vm: '$pattern' not on the console after ${timeout}s: $(tail -c 400 "$STATE/vms/$vm/serial.log" 2>/dev/null)"
 }
 
+# serial_line SOCKET LINE: type LINE into the serial console on QEMU's
+# chardev SOCKET, back once QEMU has read all of it (tests/lib/
+# serial-send.py: no fixed wait per line); 1 with one line on stderr if
+# the guest does not read it within 20 s.
+serial_line() {
+	python3 "$top/tests/lib/serial-send.py" "$1" "$2"
+}
+
 # Type a line into the VM's serial console.
 serial_send() {
-	local vm=$1 line=$2
-	printf '%s\n' "$line" | socat -t1 - "UNIX-CONNECT:$STATE/vms/$vm/serial.sock" >/dev/null 2>&1
+	serial_line "$STATE/vms/$1/serial.sock" "$2"
 }
 
 # The number of times pattern $2 is on VM $1's console (0 before its log exists).
@@ -264,17 +280,28 @@ console_count() {
 	grep -a -c "$2" "$f"
 }
 
+# The tiny guest's shell prompt on its serial console ("qdesk-guest:/# ",
+# PS1 of scripts/mkguest): the shell has the tty and reads what is typed.
+GUEST_PROMPT='qdesk-guest:[^ ]*# '
+
+# Is the guest shell's prompt on VM $1's console after its $2-th READY?
+prompt_after() {
+	awk -v n="$2" -v p="$GUEST_PROMPT" '/QDESK GUEST READY/ { c++ }
+	    c >= n && $0 ~ p { f = 1; exit } END { exit !f }' \
+	    "$STATE/vms/$1/serial.log" 2>/dev/null
+}
+
 # Wait until the n-th "QDESK GUEST READY" of VM, and its shell prompt
 # after it (a guest that reboots prints one READY per boot).
 wait_ready() { # VM N
 	local _
 	for _ in $(seq 1 1800); do
-		[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] && break
+		prompt_after "$1" "$2" && return 0
 		sleep 0.1
 	done
 	[ "$(console_count "$1" "QDESK GUEST READY")" -ge "$2" ] ||
 		fail "$1: READY #$2 not on the console after 180 s: $(tail -c 400 "$STATE/vms/$1/serial.log" | tr -d '\r')"
-	sleep 1
+	fail "$1: READY #$2 but no shell prompt after it within 180 s: $(tail -c 400 "$STATE/vms/$1/serial.log" | tr -d '\r')"
 }
 
 # SIGKILL every QEMU of state dir $1, by its own pidfile.
