@@ -71,7 +71,7 @@ jq -e '.error.class == "PermissionDenied"' <<<"$r" >/dev/null ||
 # --- alice writes a file -------------------------------------------------
 wait_console "$desk" "QDESK GUEST READY" 120
 wait_console "$desk" "built-in shell" 30
-sleep 1
+wait_console "$desk" "$GUEST_PROMPT" 30
 gsh "$desk" "echo qd-7001 > /f1.txt; sync"
 gsh "$desk" "cat /f1.txt"
 grep -aq "^qd-7001" "$STATE/vms/$desk/serial.log" || fail "the file was not written"
@@ -101,7 +101,7 @@ grep -q "$desk: disk $desk-disk reset" "$QMPD_LOG" || fail "the disk was not res
 qq vm start "$desk" >/dev/null
 wait_console "$desk" "QDESK GUEST READY" 120
 wait_console "$desk" "built-in shell" 30
-sleep 1
+wait_console "$desk" "$GUEST_PROMPT" 30
 gsh "$desk" "cat /f1.txt 2>&1 | tr a-z A-Z"
 grep -aiq "^qd-7001" "$STATE/vms/$desk/serial.log" && fail "the file survived the return"
 grep -aiq "NO SUCH FILE" "$STATE/vms/$desk/serial.log" || fail "no 'No such file' from cat"

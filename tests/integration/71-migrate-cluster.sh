@@ -32,7 +32,7 @@ placement() {
 }
 
 hserial_send() {
-	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
+	serial_line "$(state_of "$1")/vms/$2/serial.sock" "$3"
 }
 
 for h in $HOSTS; do
