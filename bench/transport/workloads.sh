@@ -46,12 +46,9 @@ wl_need() {
 	for c in "$KEYLAT" remote-viewer chromium node npm; do
 		command -v "$c" >/dev/null || fail "$c is not installed or built (scripts/setup, ninja -C build)"
 	done
-	[ -f "$BROWSER_NODE/node_modules/playwright-core/package.json" ] && return 0
-	mkdir -p "$BROWSER_NODE"
-	log "installing playwright-core into $BROWSER_NODE"
-	npm install --prefix "$BROWSER_NODE" --no-audit --no-fund --silent \
-	    playwright-core@1.65.1 >"$T/npm.log" 2>&1 ||
-		fail "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
+	# The one install of broker-lib.sh, under its lock (BROWSER_NODE is
+	# its NODE_DIR): a test beside this one may be installing it too.
+	need_playwright fail
 }
 
 # wl_booted VM: say the size of its screen (QEMU's screendump), once up;

@@ -158,18 +158,27 @@ xf() {
 
 # need_playwright skip|fail: chromium, node and playwright-core (installed
 # once into build/portal-test, NODE_DIR) to drive it, or skip or fail.
+# Tests that run at once (39 and the transport bench of 37 in a fresh
+# clone) install it one at a time, under a lock: the second finds it.
 PLAYWRIGHT_VERSION=1.65.1
 NODE_DIR=$top/build/portal-test
 need_playwright() {
-	local verdict=$1
+	local verdict=$1 fd rc=0
 	command -v chromium >/dev/null ||
 		$verdict "no chromium (apt-get install chromium)"
 	command -v node >/dev/null && command -v npm >/dev/null ||
 		$verdict "no node/npm to drive chromium"
-	[ -f "$NODE_DIR/node_modules/playwright-core/package.json" ] && return 0
+	# Looked at under the lock: an install under way may have
+	# written package.json and not yet the rest.
 	mkdir -p "$NODE_DIR"
-	log "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
-	npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent \
-	    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 ||
+	exec {fd}>>"$top/build/.portal-test.lock" && flock "$fd" ||
+		fail "cannot lock build/.portal-test.lock"
+	if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
+		log "installing playwright-core $PLAYWRIGHT_VERSION into $NODE_DIR"
+		npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent \
+		    "playwright-core@$PLAYWRIGHT_VERSION" >"$T/npm.log" 2>&1 || rc=1
+	fi
+	exec {fd}>&-
+	[ $rc = 0 ] ||
 		$verdict "npm install playwright-core failed: $(tail -3 "$T/npm.log")"
 }
