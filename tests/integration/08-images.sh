@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: lock tcg-heavy  (boots a TCG Linux guest eight times, a core each time: not beside the other whole-core TCG tests)
 # The image store end to end with the Linux guest under TCG: import with
 # progress while qmpd keeps answering, clone, a VM on its own clone of the
 # base, a file written in the guest survives stop and start, reset-disk

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: lock tcg-uefi  (four TCG guests, two of them UEFI, at once: beside 51 or 52 all three neared the 300 s limit)
+# test: lock tcg-heavy  (four TCG guests, two of them UEFI, at once: beside 51 or 52 all three neared the 300 s limit)
 # The desktop test guests of scripts/mkguest, booted with bare
 # qemu-system-x86_64 under TCG (not through qmpd: they are the fixtures the
 # --firmware, --tpm and video work will use, so they are checked on their

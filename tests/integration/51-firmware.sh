@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: lock tcg-uefi  (UEFI under TCG takes a whole core for a minute: two at once near the timeout)
+# test: lock tcg-heavy  (UEFI under TCG takes a whole core for a minute: two at once near the timeout)
 # --firmware through qmpd, under TCG: a UEFI VM boots efi.img (from the
 # image store) to READY; an EFI variable the guest writes (efivarfs) is in
 # its NVRAM after stop/start and after vm reset-disk, and gone after vm

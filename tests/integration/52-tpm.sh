@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: lock tcg-uefi  (UEFI under TCG takes a whole core for a minute: two at once near the timeout)
+# test: lock tcg-heavy  (UEFI under TCG takes a whole core for a minute: two at once near the timeout)
 # --tpm through qmpd, under TCG: one swtpm per VM, as the VM's user (not
 # root), its state in the VM's dir. The guest (efi.img under OVMF) sees a
 # TPM 2.0; an NV index it defines and writes with raw TPM2 commands on

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: lock tcg-uefi  (UEFI under TCG takes a whole core for a minute: two at once near the timeout)
+# test: lock tcg-heavy  (UEFI under TCG takes a whole core for a minute: two at once near the timeout)
 # Live migration of a UEFI VM with a TPM (issue 14): `scripts/cluster up
 # 2`, efi.img under OVMF (TCG, q35, --tpm), its disk on the shared dir.
 # The guest writes a TPM NV index (raw TPM2 commands on /dev/tpm0, as in
