@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: idle  (the broker and tiny KVM desktops, no TCG: its time is timeouts and slow clients waited for, not CPU)
 # The broker's HTTPS API with curl, against a real qmpd (broker role) and
 # tiny SPICE desktops under KVM: login, wrong password, lockout, CSRF and
 # body rules, my desktops, start, console passwords that spice-probe

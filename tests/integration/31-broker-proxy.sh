@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: idle  (the broker and tiny KVM desktops, no TCG: its time is timeouts and slow clients waited for, not CPU)
 # The SPICE proxy (HTTP CONNECT, as Proxmox's spiceproxy): spice-probe
 # links through the tunnel with a valid ticket, and with exactly what the
 # .vv file gives remote-viewer; forged, expired, other-VM and other-port

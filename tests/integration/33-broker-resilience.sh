@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: idle  (the broker and tiny KVM desktops, no TCG: its time is timeouts and slow clients waited for, not CPU)
 # The broker when things go wrong around it: qmpd killed in the middle of
 # a request (the user gets a 503 that says so, not a hang), qmpd hung (the
 # broker stops waiting for it and redials), qmpd away (503,

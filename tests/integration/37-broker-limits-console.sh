@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: idle  (the broker and tiny KVM desktops, no TCG: its time is timeouts and slow clients waited for, not CPU)
 # The connection limit (broker/connlimit.c) filled while a console is open
 # (issue 12): with --max-conns 4, alice's SPICE console through the proxy
 # (127.0.0.2) is linked; three more tunnels (127.0.0.1, CONNECTs with her
