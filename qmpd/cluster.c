@@ -170,7 +170,9 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 	    ETCD_PREFIX | ETCD_PREV_KV, rev + 1, cluster_watch_cb, NULL);
 	if (!cluster_loaded) {
 		cluster_loaded = 1;
-		if ((cluster_refused = cluster_host_refuse()) != NULL)
+		if ((cluster_refused = cluster_host_refuse()) != NULL ||
+		    (cluster_refused = cluster_cert_refuse(json_object_get(res,
+		    "kvs"))) != NULL)
 			return;
 		cluster_host_join();
 		cluster_image_start();

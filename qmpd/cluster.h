@@ -83,6 +83,9 @@ void		 cluster_host_join(void);
 int		 cluster_host_joined(void);
 /* Join checks on the initial view: NULL, or why this host may not join. */
 char		*cluster_host_refuse(void);
+/* cluster-cert.c: NULL, or why this host's certificate may not join
+ * (not of etcd's cluster CA, or not CN host:NAME); kvs: the initial read. */
+char		*cluster_cert_refuse(json_t *kvs);
 /* Write this host's record again soon (a VM changed). */
 void		 cluster_host_touch(void);
 /* A start of name failed here (in the record for the requester); why
