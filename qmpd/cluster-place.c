@@ -142,6 +142,24 @@ cluster_place_movable(const struct cluster_place *p)
 	return (0);
 }
 
+/*
+ * Why p, not movable, waits for its host: the words after "its disk"
+ * (a linked clone on a shared store is there, but only the dead host's
+ * own index names its file, so no other host can find it).
+ */
+const char *
+cluster_place_stuck(const struct cluster_place *p)
+{
+	json_t	*args = cluster_place_def(p);
+
+	if (json_object_get(args, "from") == NULL)
+		return ("is not on a shared store");
+	if (json_object_get(args, "store") != NULL)
+		return ("is a linked clone on a shared image store, whose file "
+		    "only its host's index names");
+	return ("is a linked clone, which stays on its host");
+}
+
 const char *
 cluster_store_path(const char *name)
 {
