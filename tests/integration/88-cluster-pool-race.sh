@@ -8,7 +8,9 @@
 # exactly one user gets it, the other is told none is free, owners/ names
 # the winner, it runs on one host, and every host's qmpd is still alive
 # and answering. Then the winner logs out: the holder kills it, resets it
-# from the template and frees it, and the next round races again.
+# from the template and frees it, and the next round races again. Last,
+# a drained host keeps the desktop a user holds there; once given back
+# it is handed out again on another host.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -103,3 +105,30 @@ for h in $HOSTS; do
 	lost=$((lost + $(grep -c "race-1 went to another user meanwhile" "${!lf}")))
 done
 log "$ROUNDS rounds of two hosts racing for one free desktop (winner@host:$winners; the loser's claim lost in etcd $lost times): one user each time, the other told none is free, every qmpd alive: ok"
+
+# Drain moves a floating desktop as it becomes free: r1 holds race-1
+# when its host is drained, keeps it running there, gives it back; the
+# next checkout starts it on another host (a fresh clone there).
+out=$(req "$h1_SOCKET" desktop.acquire '{"login":"r1"}')
+[ "$(echo "$out" | jq -r .return.name)" = race-1 ] || fail "r1's checkout before the drain: $out"
+d=$(runs_on race-1)
+case "$d" in h[1-3]) ;; *) fail "race-1 runs on '$d', not on exactly one host";; esac
+hqq h1 host drain "$d" >/dev/null
+for h in $HOSTS; do
+	until_ok 10 "$h sees $d draining" \
+	    "[ \"\$(hq $h --json host list | jq -r '.hosts[] | select(.name == \"$d\") | .state')\" = draining ]"
+done
+[ "$(runs_on race-1)" = "$d" ] || fail "the drain moved race-1 while r1 had it: runs on '$(runs_on race-1)'"
+out=$(req "$h1_SOCKET" desktop.release '{"login":"r1"}')
+[ "$(echo "$out" | jq -c .return.released)" = '["race-1"]' ] || fail "r1's release on the drained $d: $out"
+until_ok 60 "race-1 back in pool race after its release on the drained $d" \
+    "[ -z \"\$(eget owners/race-1)\" ] && [ -z \"\$(runs_on race-1)\" ]"
+free_everywhere
+out=$(req "$h1_SOCKET" desktop.acquire '{"login":"r1"}')
+[ "$(echo "$out" | jq -r .return.name)" = race-1 ] || fail "r1's checkout after the drain: $out"
+w=$(runs_on race-1)
+case "$w" in h[1-3]) ;; *) fail "race-1 runs on '$w', not on exactly one host";; esac
+[ "$w" != "$d" ] || fail "race-1 handed out again on the draining $d"
+[ "$(eget placement/race-1 | jq -r .host)" = "$w" ] || fail "placement/race-1: $(eget placement/race-1)"
+hqq h1 host undrain "$d" >/dev/null
+log "drain of $d: race-1 stayed while r1 had it, the next checkout started it on $w: ok"
