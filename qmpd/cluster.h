@@ -270,7 +270,7 @@ int		 cluster_pool_free_running(const char *pool);
 void		 cluster_pool_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 void		 cluster_pool_kick(void);
-int		 cluster_pool_stateless(const struct cluster_place *);
+int		 cluster_pool_disposable(const struct cluster_place *);
 
 /*
  * cluster-quorum.c: etcd without quorum does not fence. While renewals
