@@ -148,7 +148,8 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 		free(cause);
 		cause = NULL;
 	}
-	rdp_chan_attach(s->chan, s->rfb, s->login.audio);
+	rdp_chan_attach(s->chan, s->rfb, s->login.audio, s->login.login,
+	    s->login.vm);
 	if (rdp_rfb_handshake(s->rfb, RDP_QMPD_TIMEOUT, &cause) != 0) {
 		log_warnx("%s: console: %s", rdp_peer_who(s, who, sizeof who),
 		    cause);
