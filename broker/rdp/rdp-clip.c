@@ -598,6 +598,8 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 			text = NULL;
 			rdp_clip_cache_put(c->login, c->vm, c->guest,
 			    c->guestlen);
+			log_debug("RDP clipboard: the guest's text (%zu bytes) "
+			    "kept for %s on %s", c->guestlen, c->login, c->vm);
 		}
 		c->vnc_asked = 0;
 		if (c->client_wants != 0 && c->cc != NULL)

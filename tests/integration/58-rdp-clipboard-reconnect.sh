@@ -29,8 +29,10 @@ sleep 1
 want=$(printf 'QDESK-KEPT caf\303\251 42')
 serial_send d1 "qdesk-clip set \"\$(printf 'QDESK-KEPT caf\\303\\251 42')\""
 wait_console d1 "QDESK CLIP SET QDESK-KEPT" 20
-# The gateway asked for the text at once: the agent sent it.
+# The gateway asked for the text at once: the agent sent it, and the
+# gateway kept it (before the client leaves: a race otherwise).
 wait_console d1 "QDESK CLIP SENT" 20
+wait_gw_log "RDP clipboard: the guest's text ([0-9]* bytes) kept for alice on d1" 20
 
 # Disconnect; the client's X clipboard has no owner any more.
 kill "$client"
