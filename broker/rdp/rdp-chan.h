@@ -53,6 +53,7 @@ unsigned char *rdp_clip_ext_build(uint32_t flags, const char *text,
  */
 #define RDP_CLIP_CACHE_ENTRIES	256
 #define RDP_CLIP_CACHE_BYTES	(32 * 1024 * 1024)
+#define RDP_CLIP_CACHE_TTL	(12 * 3600)	/* s, a portal session's most */
 void	 rdp_clip_cache_put(const char *login, const char *vm,
 	    const char *text, size_t len);
 char	*rdp_clip_cache_get(const char *login, const char *vm, size_t *len);

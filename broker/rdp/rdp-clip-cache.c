@@ -13,13 +13,15 @@
  * The session threads share it, under one lock; entries are keyed by
  * login and desktop (a desktop given to another user never shows them
  * the old one's text) and capped in number and bytes, least recently
- * used first out. What it cannot know: a copy in the guest while no RDP
+ * used first out, and for RDP_CLIP_CACHE_TTL at most (a clipboard may
+ * hold a password; it is wiped when dropped). What it cannot know: a copy in the guest while no RDP
  * session was open (no VNC client saw it); the entry is then older than
  * the guest's clipboard.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "compat.h"
 #include "queue.h"
@@ -32,6 +34,7 @@ struct rdp_clip_entry {
 	char				 vm[RDP_VM_MAX];
 	char				*text;		/* UTF-8 */
 	size_t				 len;
+	time_t				 kept;		/* monotonic s */
 	TAILQ_ENTRY(rdp_clip_entry)	 entry;	/* most recent first */
 };
 TAILQ_HEAD(rdp_clip_entries, rdp_clip_entry);
@@ -41,6 +44,15 @@ static struct rdp_clip_entries	 rdp_clip_cache =
     TAILQ_HEAD_INITIALIZER(rdp_clip_cache);
 static size_t			 rdp_clip_cache_n;
 static size_t			 rdp_clip_cache_bytes;
+
+static time_t
+rdp_clip_cache_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec);
+}
 
 /* The entry of login on vm, or NULL; the lock is held. */
 static struct rdp_clip_entry *
@@ -62,6 +74,7 @@ rdp_clip_cache_drop(struct rdp_clip_entry *e)
 	TAILQ_REMOVE(&rdp_clip_cache, e, entry);
 	rdp_clip_cache_n--;
 	rdp_clip_cache_bytes -= e->len;
+	explicit_bzero(e->text, e->len);
 	free(e->text);
 	free(e);
 }
@@ -91,6 +104,7 @@ rdp_clip_cache_put(const char *login, const char *vm, const char *text,
 		memcpy(e->text, text, len);
 		e->text[len] = '\0';
 		e->len = len;
+		e->kept = rdp_clip_cache_now();
 		TAILQ_INSERT_HEAD(&rdp_clip_cache, e, entry);
 		rdp_clip_cache_n++;
 		rdp_clip_cache_bytes += len;
@@ -113,7 +127,12 @@ rdp_clip_cache_get(const char *login, const char *vm, size_t *len)
 	if (login == NULL || vm == NULL)
 		return (NULL);
 	pthread_mutex_lock(&rdp_clip_cache_lock);
-	if ((e = rdp_clip_cache_find(login, vm)) != NULL) {
+	if ((e = rdp_clip_cache_find(login, vm)) != NULL &&
+	    rdp_clip_cache_now() - e->kept > RDP_CLIP_CACHE_TTL) {
+		rdp_clip_cache_drop(e);
+		e = NULL;
+	}
+	if (e != NULL) {
 		TAILQ_REMOVE(&rdp_clip_cache, e, entry);
 		TAILQ_INSERT_HEAD(&rdp_clip_cache, e, entry);
 		text = xmalloc(e->len + 1);
