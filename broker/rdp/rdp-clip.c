@@ -7,8 +7,9 @@
  * classic Latin-1 cut text.
  *
  * Guest to client: QEMU notifies (ext NOTIFY) -> a cliprdr format list
- * with CF_UNICODETEXT -> the client asks for the data when someone
- * pastes -> ext REQUEST to QEMU -> ext PROVIDE -> the client's answer.
+ * with CF_UNICODETEXT, and an ext REQUEST to QEMU at once -> ext PROVIDE,
+ * kept across sessions (rdp-clip-cache.c) -> the client asks for the
+ * data when someone pastes -> the client's answer.
  * Client to guest: the client's format list -> ext NOTIFY -> QEMU asks
  * (ext REQUEST, when the guest's agent pastes) -> our data request to the
  * client -> its answer -> ext PROVIDE. Each pending request is a state
