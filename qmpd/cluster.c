@@ -225,7 +225,7 @@ cluster_init(char **cause)
 	cluster_fence_arm(c->lease_ttl);
 	cluster_load();
 	while (cluster_refused == NULL && !cluster_host_joined() &&
-	    !cluster_fencing())
+	    !cluster_fencing() && !qmpd->exiting)
 		event_base_loop(qmpd->base, EVLOOP_ONCE);
 	if (cluster_refused != NULL) {
 		*cause = cluster_refused;
