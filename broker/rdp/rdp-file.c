@@ -78,7 +78,7 @@ rdp_file_build(const char *host, int port, const char *user,
 	    "session bpp:i:32\r\n"
 	    "smart sizing:i:1\r\n"
 	    "dynamic resolution:i:1\r\n"
-	    "audiomode:i:2\r\n"
+	    "audiomode:i:0\r\n"
 	    "redirectclipboard:i:1\r\n"
 	    "redirectprinters:i:0\r\n"
 	    "redirectdrives:i:0\r\n"
