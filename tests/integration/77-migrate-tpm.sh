@@ -44,7 +44,7 @@ tpm_cleanup() {
 cluster_test_up 2 5 5
 
 hserial_send() {
-	serial_line "$(state_of "$1")/vms/$2/serial.sock" "$3"
+	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
 }
 # Type cmd on the guest's shell on host h; the value of its "TAG=" line.
 guest_run() { # HOST VM TAG CMD

@@ -48,8 +48,8 @@ case $src in h1|h2) ;; *) fail "desk runs on '$src'" ;; esac
 dst=$(other "$src")
 hwait_console "$src" desk "QDESK GUEST READY" 120
 hwait_console "$src" desk "# " 30
-serial_line "$(state_of "$src")/vms/desk/serial.sock" \
-    'i=0; while :; do echo "CTR $i"; i=$((i+1)); usleep 50000; done >/dev/ttyS0 2>&1 &'
+printf '%s\n' 'i=0; while :; do echo "CTR $i"; i=$((i+1)); usleep 50000; done >/dev/ttyS0 2>&1 &' |
+    socat -t1 - "UNIX-CONNECT:$(state_of "$src")/vms/desk/serial.sock" >/dev/null 2>&1
 hwait_console "$src" desk "CTR 20" 30
 
 # The target's qmpd, armed: it dies once placement names it, before cont.

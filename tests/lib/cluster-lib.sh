@@ -106,7 +106,8 @@ hguest_sh() {
 	SEQ=$((SEQ + 1))
 	n=$SEQ
 	log=$(state_of "$h")/vms/$vm/serial.log
-	serial_line "$(state_of "$h")/vms/$vm/serial.sock" "$cmd; echo QDN$n=\$?"
+	printf '%s\n' "$cmd; echo QDN$n=\$?" |
+	    socat -t1 - "UNIX-CONNECT:$(state_of "$h")/vms/$vm/serial.sock" >/dev/null 2>&1
 	for i in $(seq 1 $((timeout * 10))); do
 		st=$(grep -ao "QDN$n=[0-9][0-9]*" "$log" 2>/dev/null | tail -n 1)
 		if [ -n "$st" ]; then
