@@ -39,6 +39,7 @@ place_json(struct cluster_place *p)
 	json_t			*j, *f;
 	const char		*host = cluster_place_at(p), *state = "stopped";
 	const char		*reason = NULL;
+	char			*stuck = NULL, *why;
 
 	if (cluster_place_mine(p) && (vm = vm_find(p->name)) != NULL)
 		return (vm_to_json(vm));
@@ -51,9 +52,12 @@ place_json(struct cluster_place *p)
 		    "failed"), p->name);
 		if (!cluster_host_up(h)) {
 			state = "host down";
-			reason = cluster_place_movable(p) ? "failover pending" :
-			    "its disk is not on a shared store: it waits for "
-			    "its host";
+			why = cluster_place_stuck(p);
+			if (why != NULL)
+				xasprintf(&stuck, "%s: it waits for its host",
+				    why);
+			reason = why != NULL ? stuck : "failover pending";
+			free(why);
 		} else if (cluster_host_lists(h, "running", p->name))
 			state = "running";
 		else if (f != NULL && json_integer_value(json_object_get(f,
@@ -66,6 +70,7 @@ place_json(struct cluster_place *p)
 	json_object_set_new(j, "state", json_string(state));
 	json_object_set_new(j, "reason", reason != NULL ? json_string(reason) :
 	    json_null());
+	free(stuck);
 	json_object_set_new(j, "host", host != NULL ? json_string(host) :
 	    json_null());
 	json_object_set_new(j, "pin", cluster_place_pin(p) != NULL ?
@@ -413,7 +418,7 @@ place_start(struct cmd_req *req, struct cluster_place *p)
 	struct cluster_host	*h;
 	const char		*host = cluster_place_at(p);
 	const char		*pin = cluster_place_pin(p);
-	char			*cause = NULL;
+	char			*cause = NULL, *why;
 	json_t			*f;
 	struct place_later	*l;
 	struct timeval		 tv = { 0, PLACE_STALE_MS * 1000 };
@@ -437,10 +442,10 @@ place_start(struct cmd_req *req, struct cluster_place *p)
 		return (CMD_RETURN_WAIT);
 	}
 	if (cluster_place_running(p) && !cluster_host_up(h) &&
-	    !cluster_place_movable(p)) {
-		cmd_error(req, ERR_STATE, "VM %s: its host %s is down and its "
-		    "disk is not on a shared store: it waits for %s", p->name,
-		    host, host);
+	    (why = cluster_place_stuck(p)) != NULL) {
+		cmd_error(req, ERR_STATE, "VM %s: its host %s is down and %s: "
+		    "it waits for %s", p->name, host, why, host);
+		free(why);
 		return (CMD_RETURN_DONE);
 	}
 	/* Where it ran, if that host can take it; else the best host. */

@@ -142,6 +142,32 @@ cluster_place_movable(const struct cluster_place *p)
 	return (0);
 }
 
+/*
+ * Why p waits for the host that had it (not movable), or NULL: for vm
+ * show, vm start and the failover's log. A clone on a shared image store
+ * is indexed by the host that ran it alone, and only a live migration
+ * hands it to another host's index (vm-migrate-image.c): another host
+ * would find no such image.
+ */
+char *
+cluster_place_stuck(const struct cluster_place *p)
+{
+	json_t		*def = cluster_place_def(p);
+	const char	*store;
+	char		*why;
+
+	if (cluster_place_movable(p))
+		return (NULL);
+	store = json_string_value(json_object_get(def, "store"));
+	if (store != NULL && json_object_get(def, "from") != NULL)
+		xasprintf(&why, "its disk is a clone on shared image store %s, "
+		    "which only its host's index knows (vm migrate hands it "
+		    "over, failover does not yet)", store);
+	else
+		why = xstrdup("its disk is not on a shared store");
+	return (why);
+}
+
 const char *
 cluster_store_path(const char *name)
 {

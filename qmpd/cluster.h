@@ -146,6 +146,8 @@ int		 cluster_place_mine(const struct cluster_place *);
 json_t		*cluster_place_def(const struct cluster_place *);
 const char	*cluster_place_pin(const struct cluster_place *);
 int		 cluster_place_movable(const struct cluster_place *);
+/* Why it cannot run elsewhere, or NULL (cluster_place_movable); freed. */
+char		*cluster_place_stuck(const struct cluster_place *);
 /* The path of shared store name (stores/NAME), or NULL. */
 const char	*cluster_store_path(const char *name);
 const char	*cluster_place_choose(struct cluster_place *,
