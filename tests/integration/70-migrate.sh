@@ -295,6 +295,17 @@ watch_events
 q --json vm migrate desk "$B" --timeout 60 >"$T/k9.out" 2>"$T/k9.err" &
 mig=$!
 stop_target
+# Not before the source's QEMU has taken `migrate` and sent some RAM
+# (query-migrate's figures in vm show): qmpd's "active" is when it wrote
+# the command, and QEMU drops the queued commands of a monitor client
+# that is gone (at load 19 it did: no migration, B's half waited).
+for i in $(seq 1 300); do
+	q --json vm show desk 2>/dev/null |
+	    jq -e '.migration.progress > 0 or .migration.ram_mb > 0' >/dev/null && break
+	sleep 0.1
+done
+q --json vm show desk | jq -e '.migration.progress > 0 or .migration.ram_mb > 0' >/dev/null ||
+	fail "the source's QEMU sent no RAM: $(vm_field desk migration)"
 kill9_qmpd
 kill "$EV_PID" 2>/dev/null; EV_PID=
 kill -CONT "$tpid"
