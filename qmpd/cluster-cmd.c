@@ -52,12 +52,12 @@ place_json(struct cluster_place *p)
 		    "failed"), p->name);
 		if (!cluster_host_up(h)) {
 			state = "host down";
-			why = cluster_place_stuck(p);
-			if (why != NULL)
+			if ((why = cluster_place_stuck(p)) != NULL) {
 				xasprintf(&stuck, "%s: it waits for its host",
 				    why);
-			reason = why != NULL ? stuck : "failover pending";
-			free(why);
+				free(why);
+			}
+			reason = stuck != NULL ? stuck : "failover pending";
 		} else if (cluster_host_lists(h, "running", p->name))
 			state = "running";
 		else if (f != NULL && json_integer_value(json_object_get(f,
