@@ -39,7 +39,7 @@ place_json(struct cluster_place *p)
 	json_t			*j, *f;
 	const char		*host = cluster_place_at(p), *state = "stopped";
 	const char		*reason = NULL;
-	char			*stuck = NULL, *why;
+	char			*stuck = NULL;
 
 	if (cluster_place_mine(p) && (vm = vm_find(p->name)) != NULL)
 		return (vm_to_json(vm));
@@ -52,12 +52,13 @@ place_json(struct cluster_place *p)
 		    "failed"), p->name);
 		if (!cluster_host_up(h)) {
 			state = "host down";
-			if ((why = cluster_place_stuck(p)) != NULL) {
-				xasprintf(&stuck, "%s: it waits for its host",
-				    why);
-				free(why);
+			if (cluster_place_movable(p))
+				reason = "failover pending";
+			else {
+				xasprintf(&stuck, "its disk %s: it waits for "
+				    "its host", cluster_place_stuck(p));
+				reason = stuck;
 			}
-			reason = stuck != NULL ? stuck : "failover pending";
 		} else if (cluster_host_lists(h, "running", p->name))
 			state = "running";
 		else if (f != NULL && json_integer_value(json_object_get(f,
@@ -418,7 +419,7 @@ place_start(struct cmd_req *req, struct cluster_place *p)
 	struct cluster_host	*h;
 	const char		*host = cluster_place_at(p);
 	const char		*pin = cluster_place_pin(p);
-	char			*cause = NULL, *why;
+	char			*cause = NULL;
 	json_t			*f;
 	struct place_later	*l;
 	struct timeval		 tv = { 0, PLACE_STALE_MS * 1000 };
@@ -442,10 +443,10 @@ place_start(struct cmd_req *req, struct cluster_place *p)
 		return (CMD_RETURN_WAIT);
 	}
 	if (cluster_place_running(p) && !cluster_host_up(h) &&
-	    (why = cluster_place_stuck(p)) != NULL) {
-		cmd_error(req, ERR_STATE, "VM %s: its host %s is down and %s: "
-		    "it waits for %s", p->name, host, why, host);
-		free(why);
+	    !cluster_place_movable(p)) {
+		cmd_error(req, ERR_STATE, "VM %s: its host %s is down and its "
+		    "disk %s: it waits for %s", p->name, host,
+		    cluster_place_stuck(p), host);
 		return (CMD_RETURN_DONE);
 	}
 	/* Where it ran, if that host can take it; else the best host. */

@@ -60,11 +60,11 @@ failover_cb(evutil_socket_t fd, short events, void *arg)
 		if (p->def == NULL || !cluster_place_running(p) ||
 		    strcmp(cluster_place_at(p), d->host) != 0)
 			continue;
-		if ((why = cluster_place_stuck(p)) != NULL) {
+		if (!cluster_place_movable(p)) {
 			if (!d->fired)
-				log_info("cluster: %s waits for %s (%s)", p->name,
-				    d->host, why);
-			free(why);
+				log_info("cluster: %s waits for %s (its disk "
+				    "%s)", p->name, d->host,
+				    cluster_place_stuck(p));
 			continue;
 		}
 		cause = NULL;

@@ -115,8 +115,9 @@ cluster_place_host(const char *vm)
 /*
  * Can the desktop run on another host than the one that had it: no disk
  * (kernel and initrd, stateless), or its disk on a shared store. A
- * linked clone (--from) stays on its host, unless it is a stateless pool
- * member: its disk is disposable, the new host clones the template anew.
+ * linked clone (--from) stays on its host, unless it is a stateless or
+ * floating pool's member: its disk is disposable, the new host clones the
+ * template anew.
  */
 int
 cluster_place_movable(const struct cluster_place *p)
@@ -126,7 +127,7 @@ cluster_place_movable(const struct cluster_place *p)
 	size_t		 n;
 
 	if (json_object_get(args, "from") != NULL)
-		return (cluster_pool_stateless(p));
+		return (cluster_pool_disposable(p));
 	if ((disk = json_string_value(json_object_get(args, "disk"))) == NULL)
 		return (1);
 	json_object_foreach(stores, k, st) {
@@ -143,29 +144,21 @@ cluster_place_movable(const struct cluster_place *p)
 }
 
 /*
- * Why p waits for the host that had it (not movable), or NULL: for vm
- * show, vm start and the failover's log. A clone on a shared image store
- * is indexed by the host that ran it alone, and only a live migration
- * hands it to another host's index (vm-migrate-image.c): another host
- * would find no such image.
+ * Why p, not movable, waits for its host: the words after "its disk"
+ * (a linked clone on a shared store is there, but only the dead host's
+ * own index names its file, so no other host can find it).
  */
-char *
+const char *
 cluster_place_stuck(const struct cluster_place *p)
 {
-	json_t		*def = cluster_place_def(p);
-	const char	*store;
-	char		*why;
+	json_t	*args = cluster_place_def(p);
 
-	if (cluster_place_movable(p))
-		return (NULL);
-	store = json_string_value(json_object_get(def, "store"));
-	if (store != NULL && json_object_get(def, "from") != NULL)
-		xasprintf(&why, "its disk is a clone on shared image store %s, "
-		    "which only its host's index knows (vm migrate hands it "
-		    "over, failover does not yet)", store);
-	else
-		why = xstrdup("its disk is not on a shared store");
-	return (why);
+	if (json_object_get(args, "from") == NULL)
+		return ("is not on a shared store");
+	if (json_object_get(args, "store") != NULL)
+		return ("is a linked clone on a shared image store, whose file "
+		    "only its host's index names");
+	return ("is a linked clone, which stays on its host");
 }
 
 const char *
