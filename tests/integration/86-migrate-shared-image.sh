@@ -175,7 +175,13 @@ src=$(other "$dst")
 
 # 4. vm delete where desk runs: the clone's file goes, once; tpl stays.
 hqq "$dst" vm stop desk --force >/dev/null
-hqq "$dst" vm delete desk >/dev/null
+# Deleted once placement says stopped (the stop reaches etcd after it:
+# at load 20 the delete right after was refused, "running on h2").
+for i in $(seq 1 100); do
+	hq "$dst" vm delete desk >/dev/null 2>&1 && break
+	sleep 0.1
+done
+hq "$dst" vm show desk >/dev/null 2>&1 && fail "desk was not deleted: $(hq "$dst" vm delete desk 2>&1)"
 for i in $(seq 1 100); do
 	[ -e "$STORE/$cfile" ] || break
 	sleep 0.1
