@@ -25,8 +25,8 @@
 
 /* The lossy rate's window: halved when longer (ms). */
 #define RDP_GFX_REFINE_WINDOW	4000
-/* A lossy frame's share of time at most (a starved guest's 3 s gap). */
-#define RDP_GFX_REFINE_GAP	1000
+/* A lossy frame's share of time at most: a long still gap is no rate. */
+#define RDP_GFX_REFINE_GAP	2000
 /* The first guess of a planar tile's bytes (64x64, half photo-like). */
 #define RDP_GFX_REFINE_TILE	8192
 

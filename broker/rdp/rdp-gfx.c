@@ -48,6 +48,9 @@
  */
 int	rdp_gfx_refine_ms = RDP_GFX_REFINE_MS;
 
+/* Frames in flight beyond the last ack; set only before the gateway. */
+int	rdp_gfx_window = RDP_GFX_WINDOW;
+
 enum rdp_gfx_state {
 	RDP_GFX_WAIT,		/* drdynvc or activation not there yet */
 	RDP_GFX_OPENING,	/* channel opened, waiting for caps */
@@ -147,6 +150,31 @@ rdp_gfx_pace_ack(struct rdp_gfx_pace *p, uint32_t frameid,
 		return;
 	}
 	p->acked = frameid;
+}
+
+/*
+ * QDESK_RDP_GFX_WINDOW, a bench's knob like QDESK_RDP_X264 (not a
+ * product setting): the pacing window, 1 to 16 frames. Read once, when
+ * the gateway starts.
+ */
+void
+rdp_gfx_env(void)
+{
+	const char	*env;
+	char		*end;
+	long		 n;
+
+	if ((env = getenv("QDESK_RDP_GFX_WINDOW")) == NULL || *env == '\0')
+		return;
+	n = strtol(env, &end, 10);
+	if (*end != '\0' || n < 1 || n > 16) {
+		log_warnx("QDESK_RDP_GFX_WINDOW '%s' ignored (1 to 16 frames); "
+		    "%d", env, rdp_gfx_window);
+		return;
+	}
+	rdp_gfx_window = (int)n;
+	log_info("RDP: graphics pipeline window %d frames "
+	    "(QDESK_RDP_GFX_WINDOW)", rdp_gfx_window);
 }
 
 /* The order of preference: newest first. */
@@ -265,7 +293,7 @@ rdp_gfx_create(freerdp_peer *peer, HANDLE vcm)
 	g->state = RDP_GFX_WAIT;
 	g->clear = rdp_gfx_clear_create();
 	pthread_mutex_init(&g->mtx, NULL);
-	rdp_gfx_pace_init(&g->pace, RDP_GFX_WINDOW);
+	rdp_gfx_pace_init(&g->pace, rdp_gfx_window);
 	rdp_gfx_refine_init(&g->refine, rdp_gfx_refine_ms);
 	if (pipe2(g->wake, O_CLOEXEC | O_NONBLOCK) == -1) {
 		log_warn("RDP: pipe for the graphics pipeline");
@@ -747,6 +775,10 @@ rdp_gfx_idle(struct rdp_gfx *g, const struct rdp_rfb *rfb)
 	    !rdp_gfx_may_send(g))
 		return (0);
 	want = rdp_gfx_refine_tiles(&g->refine, now);
+	if (g->refine.lastrefine == 0)
+		log_debug("RDP: lossless refinement of %d tiles at %llu "
+		    "bytes/s, %d a frame", g->nlossy, (unsigned long long)
+		    rdp_gfx_refine_rate(&g->refine), want);
 	grid = xcalloc((size_t)g->gw * g->gh, 1);
 	for (i = k = 0; i < g->gw * g->gh && k < want; i++) {
 		if (g->lossy[i]) {

@@ -23,6 +23,8 @@
 
 #define RDP_GFX_TILE		64	/* planar tiles, lossy-area grid */
 #define RDP_GFX_WINDOW		2	/* frames in flight beyond the last ack */
+extern int rdp_gfx_window;		/* RDP_GFX_WINDOW, or the bench's */
+void	 rdp_gfx_env(void);
 #define RDP_GFX_REFINE_MS	1000	/* quiet before the lossless refinement */
 extern int rdp_gfx_refine_ms;		/* RDP_GFX_REFINE_MS; < 0: none */
 #define RDP_GFX_REFINE_MAX_MS	8000	/* quiet after wasted refinements */
