@@ -130,7 +130,10 @@ int	 rdp_gfx_codec_count(const struct rdp_gfx_image *, const uint8_t *grid,
 
 /* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
 struct rdp_gfx_avc;
+#define RDP_GFX_AVC_LARGE	(1280 * 1024)	/* pixels: a large surface */
 extern const char *rdp_gfx_avc_preset;	/* x264's, "superfast" */
+extern const char *rdp_gfx_avc_large;	/* larger surfaces', "ultrafast" */
+const char *rdp_gfx_avc_preset_for(int width, int height);
 extern const char *rdp_gfx_avc_crf;	/* x264's CRF, "23" */
 extern int rdp_gfx_avc_threads;		/* x264's, RDP_GFX_AVC_THREADS */
 extern int rdp_gfx_avc_maxrate;		/* bit/s, RDP_GFX_AVC_BITRATE */
