@@ -3,7 +3,7 @@
  * FreeRDP 2.11's own encoder (avc420_compress, avc444_compress) opens x264
  * with preset "medium", which no API changes: ~90 ms of CPU for a
  * 1024x768 frame, too slow for a desktop. This one asks for "superfast"
- * with zerolatency (no B-frames, no lookahead: one frame in, one frame
+ * ("ultrafast" above 1280x1024) with zerolatency (no B-frames, no lookahead: one frame in, one frame
  * out) and a long GOP (the client keeps its reference frames for the
  * whole session). The RGB to YUV step is FreeRDP's primitive, the matrix
  * its decoder inverts.
