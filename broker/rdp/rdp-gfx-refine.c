@@ -106,16 +106,19 @@ int
 rdp_gfx_refine_wait(struct rdp_gfx_refine *r, uint64_t now, int nlossy)
 {
 	uint64_t	rate, need;
+	int64_t		tile;
 
 	if (r->quiet < 0 || nlossy == 0)
 		return (-1);
 	if (now - r->lastlossy < (uint64_t)r->quiet)
 		return ((int)(r->quiet - (now - r->lastlossy)));
 	rdp_gfx_refine_fill(r, now);
-	if (r->tokens >= (int64_t)r->tilebytes)
-		return (0);
+	/* A tile bigger than the bucket goes once the bucket is full. */
 	rate = rdp_gfx_refine_rate(r);
-	need = (uint64_t)((int64_t)r->tilebytes - r->tokens);
+	tile = r->tilebytes < rate ? (int64_t)r->tilebytes : (int64_t)rate;
+	if (r->tokens >= tile)
+		return (0);
+	need = (uint64_t)(tile - r->tokens);
 	return ((int)((need * 1000 + rate - 1) / rate));
 }
 

@@ -152,6 +152,14 @@ test_refine(void)
 	rdp_gfx_refine_sent(&r, t, 1, 12000, 0);
 	CHECK(r.quiet == 1000);
 
+	/* A tile bigger than a second's budget still goes, once a second. */
+	rdp_gfx_refine_init(&r, 1000);
+	rdp_gfx_refine_lossy(&r, 500, 100);
+	rdp_gfx_refine_sent(&r, 2000, 1, 200000, 5);
+	w = rdp_gfx_refine_wait(&r, 2000, 5);
+	CHECK(w > 0 && w <= 4200);
+	CHECK(rdp_gfx_refine_wait(&r, 2000 + w, 5) == 0);
+
 	/* A trickle of small lossy frames: the floor's rate. */
 	rdp_gfx_refine_init(&r, 1000);
 	rdp_gfx_refine_lossy(&r, 500, 100);
