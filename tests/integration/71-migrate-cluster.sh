@@ -15,7 +15,6 @@
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 FOLLOW_PID=
 SAMPLE_PID=
 EXTRA_CLEANUP='mig_cleanup'
@@ -25,11 +24,6 @@ mig_cleanup() {
 	"$CLUSTER" down >/dev/null 2>&1
 }
 cluster_test_up 2 5 5
-
-placement() {
-	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
-	    grep -o '{.*}' | tail -n 1
-}
 
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1

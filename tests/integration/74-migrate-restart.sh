@@ -16,7 +16,6 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 MIG_PID=
 STOPPED=
 EXTRA_CLEANUP='mig_cleanup'
@@ -27,11 +26,6 @@ mig_cleanup() {
 }
 cluster_test_up 2 5 5
 
-log_of() { local s=${1}_LOG; echo "${!s}"; }
-placement() {
-	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
-	    grep -o '{.*}' | tail -n 1
-}
 # Wait for a line matching pattern in a log past byte offset off.
 wait_log() { # FILE OFF PATTERN TIMEOUT
 	local i

@@ -38,7 +38,6 @@ PROBE=$top/build/broker/spice-probe
 [ -x "$PROBE" ] || fail "no $PROBE (ninja -C build)"
 cluster_test_up 2 5 5
 
-log_of() { local s=${1}_LOG; echo "${!s}"; }
 inns() { local ns=${1}_NETNS; shift; ip netns exec "${!ns}" "$@"; }
 # spice-probe from host h's namespace to its address: probe h PORT PW
 probe() {

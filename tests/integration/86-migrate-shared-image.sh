@@ -29,7 +29,6 @@ grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 2 5 5
 
-log_of() { local s=${1}_LOG; echo "${!s}"; }
 serial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1

@@ -1,6 +1,7 @@
 # Shared by the cluster tests (63-, 64-): a cluster of the test's own
 # (scripts/cluster --name up), qdesk on one of its hosts, and where a desktop's
-# QEMU runs according to every host's process table. Sourced after
+# QEMU runs according to every host's process table, and its etcd
+# (eget, placement). Sourced after
 # tests/integration/lib.sh.
 
 CLUSTER=$top/scripts/cluster
@@ -57,6 +58,18 @@ cluster_test_up() {
 	. "$ENVFILE"
 }
 
+# The cluster's etcd, through the tests' client (cluster/etcd-drive):
+# inet CMD... runs CMD in etcd's namespace; eget KEY prints the value of
+# /qdesk/v1/KEY (empty when there is none); placement VM prints VM's
+# placement record as host h1 reads it.
+DRIVE=$top/build/cluster/etcd-drive
+inet() { ip netns exec "$ETCD_NETNS" "$@"; }
+eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
+placement() {
+	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
+	    grep -o '{.*}' | tail -n 1
+}
+
 # qdesk on host h, from its namespace: hq h ARGS...
 hq() {
 	local h=$1 ns sock
@@ -82,8 +95,9 @@ until_ok() {
 	fail "not after ${secs}s: $what"
 }
 
-# A host's state dir; the other host of two (h1, h2).
+# A host's state dir and qmpd log; the other host of two (h1, h2).
 state_of() { local s=${1}_STATE; echo "${!s}"; }
+log_of() { local s=${1}_LOG; echo "${!s}"; }
 other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 
 # hwait_console H VM PATTERN [SECONDS]: until the serial log of VM on
