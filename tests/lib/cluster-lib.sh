@@ -1,8 +1,7 @@
 # Shared by the cluster tests (63-, 64-): a cluster of the test's own
 # (scripts/cluster --name up), qdesk on one of its hosts, and where a desktop's
-# QEMU runs according to every host's process table, and its etcd
-# (eget, placement). Sourced after
-# tests/integration/lib.sh.
+# QEMU runs according to every host's process table, and what its etcd
+# holds (eget, placement). Sourced after tests/integration/lib.sh.
 
 CLUSTER=$top/scripts/cluster
 # A cluster of this test's own (scripts/cluster --name, through
