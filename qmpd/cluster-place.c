@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "log.h"
@@ -287,7 +288,7 @@ cluster_place_value(struct cluster_place *p, const char *host, int running,
 	v = json_pack("{s:s,s:I,s:s,s:s?,s:I}", "host", host, "epoch",
 	    (json_int_t)cluster_place_epoch(p) + (running ? 1 : 0), "state",
 	    running ? "running" : "stopped", "why", why, "time",
-	    (json_int_t)cluster_wall_ms());
+	    (json_int_t)clock_wall_ms());
 	s = json_dumps(v, JSON_COMPACT);
 	json_decref(v);
 	return (s);

@@ -47,10 +47,8 @@ extern unsigned int	 cluster_gen;
 /* "/qdesk/v1/" and the rest; the caller frees it. */
 char		*cluster_key(const char *fmt, ...)
 		    __attribute__((format(printf, 1, 2)));
-/* This host's name, and the wall clock and monotonic clock in ms. */
+/* This host's name (clocks: common/clock.h). */
 const char	*cluster_name(void);
-long long	 cluster_wall_ms(void);
-long long	 cluster_mono_ms(void);
 /* "2026-12-02T11:20:03.123Z" for logs that others' logs are held to. */
 const char	*cluster_stamp(void);
 
