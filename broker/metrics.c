@@ -162,15 +162,6 @@ metrics_sessions(struct textbuf *tb, const char *name, const char *help,
 		    NULL);
 }
 
-/* A counter family with its one sample. */
-static void
-metrics_counter(struct textbuf *tb, const char *name, const char *help,
-    unsigned long long v)
-{
-	metrics_family(tb, name, "counter", help);
-	metrics_sample(tb, name, (double)v, NULL);
-}
-
 /* The whole exposition, as text the caller frees. */
 static char *
 metrics_text(void)
@@ -184,18 +175,18 @@ metrics_text(void)
 	if (rdpgw_enabled())
 		rdp_gateway_stats(&st, metrics_rdp_vm, rdp);
 #endif
-	metrics_counter(&tb, "qdesk_broker_logins_total",
+	metrics_scalar(&tb, "qdesk_broker_logins_total", "counter",
 	    "Portal logins that opened a session.", broker_metrics.logins);
-	metrics_counter(&tb, "qdesk_broker_login_failures_total",
+	metrics_scalar(&tb, "qdesk_broker_login_failures_total", "counter",
 	    "Portal logins refused: wrong user name or password.",
 	    broker_metrics.login_failures);
-	metrics_counter(&tb, "qdesk_broker_login_locked_total",
+	metrics_scalar(&tb, "qdesk_broker_login_locked_total", "counter",
 	    "Portal logins refused because the login is locked out.",
 	    broker_metrics.logins_locked);
-	metrics_counter(&tb, "qdesk_broker_tickets_total",
+	metrics_scalar(&tb, "qdesk_broker_tickets_total", "counter",
 	    "SPICE proxy tickets issued with a console.",
 	    broker_metrics.tickets);
-	metrics_counter(&tb, "qdesk_broker_proxy_connections_total",
+	metrics_scalar(&tb, "qdesk_broker_proxy_connections_total", "counter",
 	    "Connections accepted by the SPICE proxy.",
 	    broker_metrics.proxy_connections);
 	metrics_family(&tb, "qdesk_broker_proxy_bytes_total", "counter",
@@ -208,13 +199,12 @@ metrics_text(void)
 	    "SPICE sessions tunnelled by the proxy, per desktop.",
 	    metrics_spice);
 #ifdef BROKER_RDP
-	metrics_counter(&tb, "qdesk_broker_rdp_connections_total",
+	metrics_scalar(&tb, "qdesk_broker_rdp_connections_total", "counter",
 	    "Connections accepted by the RDP gateway.", st.connections);
-	metrics_counter(&tb, "qdesk_broker_rdp_logins_total",
+	metrics_scalar(&tb, "qdesk_broker_rdp_logins_total", "counter",
 	    "RDP gateway logins whose password was good.", st.logins);
-	metrics_family(&tb, "qdesk_broker_rdp_connections", "gauge",
-	    "RDP gateway connections open now.");
-	metrics_sample(&tb, "qdesk_broker_rdp_connections", st.open, NULL);
+	metrics_scalar(&tb, "qdesk_broker_rdp_connections", "gauge",
+	    "RDP gateway connections open now.", st.open);
 	metrics_family(&tb, "qdesk_broker_rdp_bytes_total", "counter",
 	    "Bytes on the RDP gateway's client connections, by direction.");
 	metrics_sample(&tb, "qdesk_broker_rdp_bytes_total",
@@ -225,9 +215,8 @@ metrics_text(void)
 	metrics_sessions(&tb, "qdesk_broker_rdp_sessions",
 	    "RDP gateway sessions, per desktop.", rdp);
 	json_decref(rdp);
-	metrics_family(&tb, "qdesk_broker_qmpd_up", "gauge",
-	    "1 when the broker is connected to qmpd.");
-	metrics_sample(&tb, "qdesk_broker_qmpd_up", qmpc_connected(), NULL);
+	metrics_scalar(&tb, "qdesk_broker_qmpd_up", "gauge",
+	    "1 when the broker is connected to qmpd.", qmpc_connected());
 	return (textbuf_finish(&tb));
 }
 
