@@ -29,12 +29,7 @@ hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
 }
 
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
-		sleep 0.1
-	done
-done
+cluster_wait_up
 
 start_desk() { # NAME: created on h1, started, its counter going
 	hqq h1 vm create "$1" --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \

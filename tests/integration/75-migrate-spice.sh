@@ -45,12 +45,7 @@ probe() {
 	    --host-subject "$SUBJECT" --timeout 30
 }
 
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
-		sleep 0.1
-	done
-done
+cluster_wait_up
 
 # Users are the cluster's (etcd): added once, seen by every host.
 echo alice-pw-1 | hq h1 user add alice --password-stdin >/dev/null ||

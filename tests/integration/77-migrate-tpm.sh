@@ -85,12 +85,7 @@ wait_swtpms() {
 }
 hexof() { od -An -tx1 "$1" | tr -d ' \n'; }
 
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
-		sleep 0.1
-	done
-done
+cluster_wait_up
 
 idx=01500001
 sess=00000009400000090000000000	# authorizationSize 9: TPM_RS_PW, empty

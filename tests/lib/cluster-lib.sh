@@ -170,6 +170,19 @@ cluster_wait_user() {
 	done
 }
 
+# Wait until every host's view has all of $HOSTS up (up to 10 s a host,
+# like cluster_wait_user: the step after says what is missing).
+cluster_wait_up() {
+	local h i n
+	n=$(set -- $HOSTS; echo $#)
+	for h in $HOSTS; do
+		for i in $(seq 1 100); do
+			[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = "$n" ] && break
+			sleep 0.1
+		done
+	done
+}
+
 # The portal's API, from the broker's namespace, with one cookie jar:
 # api METHOD PATH [BODY] sets CODE and BODY; field NAME reads BODY.
 api() {
