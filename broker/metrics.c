@@ -162,6 +162,16 @@ metrics_sessions(struct textbuf *tb, const char *name, const char *help,
 		    NULL);
 }
 
+/* A byte counter with a sample each way ("direction": "in", "out"). */
+static void
+metrics_bytes(struct textbuf *tb, const char *name, const char *help,
+    unsigned long long in, unsigned long long out)
+{
+	metrics_family(tb, name, "counter", help);
+	metrics_sample(tb, name, (double)in, "direction", "in", NULL);
+	metrics_sample(tb, name, (double)out, "direction", "out", NULL);
+}
+
 /* The whole exposition, as text the caller frees. */
 static char *
 metrics_text(void)
@@ -189,12 +199,9 @@ metrics_text(void)
 	metrics_scalar(&tb, "qdesk_broker_proxy_connections_total", "counter",
 	    "Connections accepted by the SPICE proxy.",
 	    broker_metrics.proxy_connections);
-	metrics_family(&tb, "qdesk_broker_proxy_bytes_total", "counter",
-	    "Bytes the SPICE proxy passed, by direction.");
-	metrics_sample(&tb, "qdesk_broker_proxy_bytes_total",
-	    (double)broker_metrics.proxy_bytes_in, "direction", "in", NULL);
-	metrics_sample(&tb, "qdesk_broker_proxy_bytes_total",
-	    (double)broker_metrics.proxy_bytes_out, "direction", "out", NULL);
+	metrics_bytes(&tb, "qdesk_broker_proxy_bytes_total",
+	    "Bytes the SPICE proxy passed, by direction.",
+	    broker_metrics.proxy_bytes_in, broker_metrics.proxy_bytes_out);
 	metrics_sessions(&tb, "qdesk_broker_spice_sessions",
 	    "SPICE sessions tunnelled by the proxy, per desktop.",
 	    metrics_spice);
@@ -205,12 +212,9 @@ metrics_text(void)
 	    "RDP gateway logins whose password was good.", st.logins);
 	metrics_scalar(&tb, "qdesk_broker_rdp_connections", "gauge",
 	    "RDP gateway connections open now.", st.open);
-	metrics_family(&tb, "qdesk_broker_rdp_bytes_total", "counter",
-	    "Bytes on the RDP gateway's client connections, by direction.");
-	metrics_sample(&tb, "qdesk_broker_rdp_bytes_total",
-	    (double)st.bytes_in, "direction", "in", NULL);
-	metrics_sample(&tb, "qdesk_broker_rdp_bytes_total",
-	    (double)st.bytes_out, "direction", "out", NULL);
+	metrics_bytes(&tb, "qdesk_broker_rdp_bytes_total",
+	    "Bytes on the RDP gateway's client connections, by direction.",
+	    st.bytes_in, st.bytes_out);
 #endif
 	metrics_sessions(&tb, "qdesk_broker_rdp_sessions",
 	    "RDP gateway sessions, per desktop.", rdp);
