@@ -226,8 +226,8 @@ EOF
 # Stop host h's qmpd (SIGTERM: its QEMUs run on) and start it again on
 # the same state dir and cluster file: cluster_qmpd_restart h
 cluster_qmpd_restart() {
-	local h=$1 ns st conf lg pf pid i
-	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
+	local h=$1 pf pid i
+	pf=${h}_PIDFILE
 	pid=$(cat "${!pf}")
 	kill "$pid" 2>/dev/null
 	for i in $(seq 1 300); do
@@ -235,6 +235,15 @@ cluster_qmpd_restart() {
 		sleep 0.1
 	done
 	alive "$pid" && fail "qmpd of $h did not exit on SIGTERM"
+	cluster_qmpd_start "$h"
+}
+
+# cluster_qmpd_start H: host H's qmpd started again (it is not running:
+# stopped, or killed by the test), as scripts/cluster started it; returns
+# once it answers.
+cluster_qmpd_start() {
+	local h=$1 ns st conf lg pf i
+	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
 	# In a subshell: bash then says nothing when a test kills it.
 	( setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
 	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
