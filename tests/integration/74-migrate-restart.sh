@@ -35,18 +35,6 @@ wait_log() { # FILE OFF PATTERN TIMEOUT
 	done
 	fail "'$3' not in $1 after $4 s: $(tail -n 5 "$1")"
 }
-restart_host() {
-	local h=$1 ns st conf lg pf i
-	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
-	setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
-	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
-	echo $! >"${!pf}"
-	for i in $(seq 1 300); do
-		hq "$h" status >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "qmpd of $h did not come back: $(tail -n 5 "${!lg}")"
-}
 counter_moves() { # HOST
 	local n
 	n=$(grep -ac "^CTR" "$(state_of "$1")/vms/desk/serial.log")
@@ -134,7 +122,7 @@ grep -q "went away" "$T/mig2" || fail "the failure did not say why: $(cat "$T/mi
 # qmpd finds its note, asks etcd, which names $src2, and kills it (it
 # never ran: no switchover in its log).
 doff=$(stat -c %s "$(log_of "$dst2")")
-restart_host "$dst2"
+cluster_qmpd_start "$dst2"
 for i in $(seq 1 100); do
 	[ "$(runs_on desk)" = "$src2" ] && [ ! -e "$(state_of "$dst2")/vms/desk" ] && break
 	sleep 0.1
