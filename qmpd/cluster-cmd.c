@@ -39,6 +39,7 @@ place_json(struct cluster_place *p)
 	json_t			*j, *f;
 	const char		*host = cluster_place_at(p), *state = "stopped";
 	const char		*reason = NULL;
+	char			*stuck = NULL;
 
 	if (cluster_place_mine(p) && (vm = vm_find(p->name)) != NULL)
 		return (vm_to_json(vm));
@@ -51,9 +52,13 @@ place_json(struct cluster_place *p)
 		    "failed"), p->name);
 		if (!cluster_host_up(h)) {
 			state = "host down";
-			reason = cluster_place_movable(p) ? "failover pending" :
-			    "its disk is not on a shared store: it waits for "
-			    "its host";
+			if (cluster_place_movable(p))
+				reason = "failover pending";
+			else {
+				xasprintf(&stuck, "its disk %s: it waits for "
+				    "its host", cluster_place_stuck(p));
+				reason = stuck;
+			}
 		} else if (cluster_host_lists(h, "running", p->name))
 			state = "running";
 		else if (f != NULL && json_integer_value(json_object_get(f,
@@ -66,6 +71,7 @@ place_json(struct cluster_place *p)
 	json_object_set_new(j, "state", json_string(state));
 	json_object_set_new(j, "reason", reason != NULL ? json_string(reason) :
 	    json_null());
+	free(stuck);
 	json_object_set_new(j, "host", host != NULL ? json_string(host) :
 	    json_null());
 	json_object_set_new(j, "pin", cluster_place_pin(p) != NULL ?
@@ -439,8 +445,8 @@ place_start(struct cmd_req *req, struct cluster_place *p)
 	if (cluster_place_running(p) && !cluster_host_up(h) &&
 	    !cluster_place_movable(p)) {
 		cmd_error(req, ERR_STATE, "VM %s: its host %s is down and its "
-		    "disk is not on a shared store: it waits for %s", p->name,
-		    host, host);
+		    "disk %s: it waits for %s", p->name, host,
+		    cluster_place_stuck(p), host);
 		return (CMD_RETURN_DONE);
 	}
 	/* Where it ran, if that host can take it; else the best host. */

@@ -62,8 +62,9 @@ failover_cb(evutil_socket_t fd, short events, void *arg)
 			continue;
 		if (!cluster_place_movable(p)) {
 			if (!d->fired)
-				log_info("cluster: %s waits for %s (its disk is "
-				    "not on a shared store)", p->name, d->host);
+				log_info("cluster: %s waits for %s (its disk "
+				    "%s)", p->name, d->host,
+				    cluster_place_stuck(p));
 			continue;
 		}
 		cause = NULL;

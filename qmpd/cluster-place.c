@@ -115,8 +115,9 @@ cluster_place_host(const char *vm)
 /*
  * Can the desktop run on another host than the one that had it: no disk
  * (kernel and initrd, stateless), or its disk on a shared store. A
- * linked clone (--from) stays on its host, unless it is a stateless pool
- * member: its disk is disposable, the new host clones the template anew.
+ * linked clone (--from) stays on its host, unless it is a stateless or
+ * floating pool's member: its disk is disposable, the new host clones the
+ * template anew.
  */
 int
 cluster_place_movable(const struct cluster_place *p)
@@ -126,7 +127,7 @@ cluster_place_movable(const struct cluster_place *p)
 	size_t		 n;
 
 	if (json_object_get(args, "from") != NULL)
-		return (cluster_pool_stateless(p));
+		return (cluster_pool_disposable(p));
 	if ((disk = json_string_value(json_object_get(args, "disk"))) == NULL)
 		return (1);
 	json_object_foreach(stores, k, st) {
@@ -140,6 +141,24 @@ cluster_place_movable(const struct cluster_place *p)
 			return (1);
 	}
 	return (0);
+}
+
+/*
+ * Why p, not movable, waits for its host: the words after "its disk"
+ * (a linked clone on a shared store is there, but only the dead host's
+ * own index names its file, so no other host can find it).
+ */
+const char *
+cluster_place_stuck(const struct cluster_place *p)
+{
+	json_t	*args = cluster_place_def(p);
+
+	if (json_object_get(args, "from") == NULL)
+		return ("is not on a shared store");
+	if (json_object_get(args, "store") != NULL)
+		return ("is a linked clone on a shared image store, whose file "
+		    "only its host's index names");
+	return ("is a linked clone, which stays on its host");
 }
 
 const char *

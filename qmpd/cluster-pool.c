@@ -48,30 +48,37 @@ cluster_pool_of(const struct cluster_place *p)
 	    "pool")));
 }
 
-/*
- * Is p a member of a stateless pool: its disk is reset from the template
- * at every release, so a fresh clone on another host is as good.
- */
-int
-cluster_pool_stateless(const struct cluster_place *p)
-{
-	const char	*pname = cluster_pool_of(p);
-	json_t		*pool;
-	int		 stateless;
-
-	if (pname == NULL)
-		return (0);
-	pool = userdb_get(DB_POOLS, pname);
-	stateless = json_is_true(json_object_get(pool, "stateless"));
-	json_decref(pool);
-	return (stateless);
-}
-
 static int
 cluster_pool_floating(json_t *pool)
 {
 	return (strcmp(json_string_value(json_object_get(pool, "mode")),
 	    "floating") == 0);
+}
+
+/*
+ * Is p's disk disposable: a member of a stateless pool (its disk is reset
+ * from the template at every release) or of a floating one (any free
+ * desktop will do for its user, none is theirs to keep), so a fresh
+ * clone on another host is as good when its host dies (issue 13:
+ * "floating and stateless pool users get a desktop on another host from
+ * the template"). A dedicated pool's member is its user's: it waits.
+ */
+int
+cluster_pool_disposable(const struct cluster_place *p)
+{
+	const char	*pname = cluster_pool_of(p);
+	json_t		*pool;
+	int		 yes;
+
+	if (pname == NULL)
+		return (0);
+	if ((pool = userdb_get(DB_POOLS, pname)) == NULL)
+		return (0);
+	yes = json_is_true(json_object_get(pool, "stateless")) ||
+	    (json_is_string(json_object_get(pool, "mode")) &&
+	    cluster_pool_floating(pool));
+	json_decref(pool);
+	return (yes);
 }
 
 /* A member as pool show tells it. */
@@ -674,9 +681,9 @@ warn:
 }
 
 /*
- * A stateless member stopped here that placement gives another host (it
- * failed over while this host was down): its copy is stale, never to
- * start again; remove it with its clone. 1 if vm was one.
+ * A stateless or floating member stopped here that placement gives
+ * another host (it failed over while this host was down): its copy is
+ * stale, never to start again; remove it with its clone. 1 if vm was one.
  */
 static int
 cluster_pool_stale(struct vm *vm)
@@ -688,7 +695,7 @@ cluster_pool_stale(struct vm *vm)
 	    vm_is_active(vm) || vm_migrate_busy(vm) ||
 	    (p = cluster_place_find(vm->def.name)) == NULL || p->def == NULL ||
 	    p->pl == NULL || cluster_place_mine(p) ||
-	    !cluster_pool_stateless(p))
+	    !cluster_pool_disposable(p))
 		return (0);
 	log_info("cluster: %s: placed on %s: its stale copy here removed",
 	    vm->def.name, cluster_place_at(p));

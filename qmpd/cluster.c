@@ -170,7 +170,9 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 	    ETCD_PREFIX | ETCD_PREV_KV, rev + 1, cluster_watch_cb, NULL);
 	if (!cluster_loaded) {
 		cluster_loaded = 1;
-		if ((cluster_refused = cluster_host_refuse()) != NULL)
+		if ((cluster_refused = cluster_host_refuse()) != NULL ||
+		    (cluster_refused = cluster_cert_refuse(json_object_get(res,
+		    "kvs"))) != NULL)
 			return;
 		cluster_host_join();
 		cluster_image_start();
@@ -223,7 +225,7 @@ cluster_init(char **cause)
 	cluster_fence_arm(c->lease_ttl);
 	cluster_load();
 	while (cluster_refused == NULL && !cluster_host_joined() &&
-	    !cluster_fencing())
+	    !cluster_fencing() && !qmpd->exiting)
 		event_base_loop(qmpd->base, EVLOOP_ONCE);
 	if (cluster_refused != NULL) {
 		*cause = cluster_refused;

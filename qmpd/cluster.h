@@ -83,6 +83,9 @@ void		 cluster_host_join(void);
 int		 cluster_host_joined(void);
 /* Join checks on the initial view: NULL, or why this host may not join. */
 char		*cluster_host_refuse(void);
+/* cluster-cert.c: NULL, or why this host's certificate may not join
+ * (not of etcd's cluster CA, or not CN host:NAME); kvs: the initial read. */
+char		*cluster_cert_refuse(json_t *kvs);
 /* Write this host's record again soon (a VM changed). */
 void		 cluster_host_touch(void);
 /* A start of name failed here (in the record for the requester); why
@@ -146,6 +149,8 @@ int		 cluster_place_mine(const struct cluster_place *);
 json_t		*cluster_place_def(const struct cluster_place *);
 const char	*cluster_place_pin(const struct cluster_place *);
 int		 cluster_place_movable(const struct cluster_place *);
+/* Why a desktop that cannot move waits: "its disk ..." follows. */
+const char	*cluster_place_stuck(const struct cluster_place *);
 /* The path of shared store name (stores/NAME), or NULL. */
 const char	*cluster_store_path(const char *name);
 const char	*cluster_place_choose(struct cluster_place *,
@@ -265,7 +270,7 @@ int		 cluster_pool_free_running(const char *pool);
 void		 cluster_pool_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 void		 cluster_pool_kick(void);
-int		 cluster_pool_stateless(const struct cluster_place *);
+int		 cluster_pool_disposable(const struct cluster_place *);
 
 /*
  * cluster-quorum.c: etcd without quorum does not fence. While renewals

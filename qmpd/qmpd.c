@@ -65,6 +65,7 @@ static void
 qmpd_sigterm(evutil_socket_t sig, short events, void *arg)
 {
 	log_info("signal %d: exiting, VMs keep running", (int)sig);
+	qmpd->exiting = 1;
 	event_base_loopbreak(qmpd->base);
 }
 
@@ -331,7 +332,8 @@ main(int argc, char **argv)
 	    QDESK_VERSION, qmpd->socket_path, qmpd->state_dir,
 	    qmpd->kvm_ok ? "yes" : "no", qmpd->vm_user);
 
-	event_base_dispatch(qmpd->base);
+	if (!qmpd->exiting)
+		event_base_dispatch(qmpd->base);
 
 	vm_shutdown_all();
 	net_shutdown();

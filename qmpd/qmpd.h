@@ -50,6 +50,12 @@ struct qmpd {
 
 	const char		*qemu_binary;
 	int			 foreground;
+	/*
+	 * SIGTERM or SIGINT came: a loop run before the main one (the
+	 * cluster join's) ends too, and the main one is not entered; a
+	 * loopbreak alone is spent on whichever loop runs at that moment.
+	 */
+	int			 exiting;
 
 	/* qmpd --cluster FILE (cluster.h); NULL for a single host. */
 	struct cluster_conf	*cluster;

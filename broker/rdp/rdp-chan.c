@@ -57,15 +57,18 @@ rdp_chan_free(struct rdp_chan *ch)
 
 /*
  * The console's VNC connection, before its handshake: cut text goes to
- * the clipboard and, when the desktop has sound, QEMU's audio to rdpsnd.
+ * the clipboard (login's on vm: its text outlives the session) and, when
+ * the desktop has sound, QEMU's audio to rdpsnd.
  */
 void
-rdp_chan_attach(struct rdp_chan *ch, struct rdp_rfb *rfb, int sound)
+rdp_chan_attach(struct rdp_chan *ch, struct rdp_rfb *rfb, int sound,
+    const char *login, const char *vm)
 {
 	if (ch == NULL)
 		return;
 	ch->rfb = rfb;
 	rfb->clip = ch->clip;
+	rdp_clip_owner(ch->clip, login, vm);
 	if (sound) {
 		ch->sound = rdp_sound_create();
 		rfb->sound = ch->sound;

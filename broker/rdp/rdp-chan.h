@@ -46,9 +46,22 @@ int	 rdp_clip_ext_parse(const unsigned char *, size_t, uint32_t *flags,
 unsigned char *rdp_clip_ext_build(uint32_t flags, const char *text,
 	    size_t textlen, size_t *outlen);
 
+/*
+ * rdp-clip-cache.c: the guest's last clipboard text per login and
+ * desktop, across sessions (QEMU's VNC server tells a new client nothing
+ * of the clipboard it already has); shared by the session threads.
+ */
+#define RDP_CLIP_CACHE_ENTRIES	256
+#define RDP_CLIP_CACHE_BYTES	(32 * 1024 * 1024)
+#define RDP_CLIP_CACHE_TTL	(12 * 3600)	/* s, a portal session's most */
+void	 rdp_clip_cache_put(const char *login, const char *vm,
+	    const char *text, size_t len);
+char	*rdp_clip_cache_get(const char *login, const char *vm, size_t *len);
+
 /* rdp-clip.c: the session's clipboard. */
 struct rdp_clip;
 struct rdp_clip	*rdp_clip_create(void);
+void	 rdp_clip_owner(struct rdp_clip *, const char *login, const char *vm);
 void	 rdp_clip_free(struct rdp_clip *);
 int	 rdp_clip_open(struct rdp_clip *, HANDLE vcm, rdpContext *);
 void	 rdp_clip_attach(struct rdp_clip *, CliprdrServerContext *);
@@ -116,7 +129,8 @@ void	 rdp_disp_log(struct rdp_disp *, const char *who);
 struct rdp_chan;
 struct rdp_chan	*rdp_chan_create(freerdp_peer *, HANDLE vcm);
 void	 rdp_chan_free(struct rdp_chan *);
-void	 rdp_chan_attach(struct rdp_chan *, struct rdp_rfb *, int sound);
+void	 rdp_chan_attach(struct rdp_chan *, struct rdp_rfb *, int sound,
+	    const char *login, const char *vm);
 int	 rdp_chan_pollfds(struct rdp_chan *, struct pollfd *, int max);
 void	 rdp_chan_check(struct rdp_chan *, int activated, const char *who);
 int	 rdp_chan_timeout(struct rdp_chan *);

@@ -7,8 +7,9 @@
  * classic Latin-1 cut text.
  *
  * Guest to client: QEMU notifies (ext NOTIFY) -> a cliprdr format list
- * with CF_UNICODETEXT -> the client asks for the data when someone
- * pastes -> ext REQUEST to QEMU -> ext PROVIDE -> the client's answer.
+ * with CF_UNICODETEXT, and an ext REQUEST to QEMU at once -> ext PROVIDE,
+ * kept across sessions (rdp-clip-cache.c) -> the client asks for the
+ * data when someone pastes -> the client's answer.
  * Client to guest: the client's format list -> ext NOTIFY -> QEMU asks
  * (ext REQUEST, when the guest's agent pastes) -> our data request to the
  * client -> its answer -> ext PROVIDE. Each pending request is a state
@@ -346,6 +347,9 @@ struct rdp_clip {
 	CliprdrServerContext	*cc;
 	struct rdp_rfb		*rfb;
 	int			 ready;		/* caps and monitor ready sent */
+	char			 login[RDP_LOGIN_MAX];	/* the cache's key */
+	char			 vm[RDP_VM_MAX];
+	int			 client_lists;	/* format lists so far */
 
 	/* The guest's text, QEMU to the client. */
 	int			 guest_has;	/* QEMU has text for us */
@@ -393,6 +397,16 @@ struct rdp_clip *
 rdp_clip_create(void)
 {
 	return (xcalloc(1, sizeof(struct rdp_clip)));
+}
+
+/* Whose clipboard this is: the guest's text is kept for them (cache). */
+void
+rdp_clip_owner(struct rdp_clip *c, const char *login, const char *vm)
+{
+	if (c == NULL || login == NULL || vm == NULL)
+		return;
+	strlcpy(c->login, login, sizeof c->login);
+	strlcpy(c->vm, vm, sizeof c->vm);
 }
 
 void
@@ -539,6 +553,7 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 		c->guest = rdp_clip_latin1_to_utf8(buf, len, &c->guestlen);
 		c->guest_has = 1;
 		c->guest_new = 1;
+		rdp_clip_cache_put(c->login, c->vm, c->guest, c->guestlen);
 		return;
 	}
 	if (rdp_clip_ext_parse(buf, len, &flags, &text, &tlen, &cause) != 0) {
@@ -557,13 +572,24 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 		return;
 	}
 	if (flags & RDP_CLIP_EXT_NOTIFY) {
-		/* The guest's clipboard changed: fetch only on demand. */
+		/*
+		 * The guest's clipboard changed: fetch its text at once, not
+		 * only when the client pastes, so that it is kept for a
+		 * client that reconnects (rdp-clip-cache.c: QEMU will not
+		 * tell a new VNC connection about it).
+		 */
 		free(c->guest);
 		c->guest = NULL;
 		c->guestlen = 0;
 		c->guest_has = (flags & RDP_CLIP_EXT_TEXT) != 0;
 		c->guest_new = 1;
 		c->vnc_asked = 0;
+		rdp_clip_cache_put(c->login, c->vm, NULL, 0);
+		if (c->guest_has) {
+			c->vnc_asked = 1;
+			rdp_clip_vnc_send(c, RDP_CLIP_EXT_REQUEST |
+			    RDP_CLIP_EXT_TEXT, NULL, 0);
+		}
 	}
 	if (flags & RDP_CLIP_EXT_PROVIDE) {
 		if (text != NULL) {
@@ -571,6 +597,10 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 			c->guest = text;
 			c->guestlen = tlen;
 			text = NULL;
+			rdp_clip_cache_put(c->login, c->vm, c->guest,
+			    c->guestlen);
+			log_debug("RDP clipboard: the guest's text (%zu bytes) "
+			    "kept for %s on %s", c->guestlen, c->login, c->vm);
 		}
 		c->vnc_asked = 0;
 		if (c->client_wants != 0 && c->cc != NULL)
@@ -608,6 +638,32 @@ rdp_clip_reask(struct rdp_clip *c)
 		rdp_clip_ask_client(c);
 }
 
+/*
+ * The client's first format list (it sends one when the channel starts,
+ * whatever it holds): when the guest's text was kept from an earlier
+ * session, offer it instead, as if the guest had just copied it. The
+ * client's list is not passed to QEMU then, or each side would take the
+ * other's clipboard. 1 when offered.
+ */
+static int
+rdp_clip_offer_kept(struct rdp_clip *c)
+{
+	char	*text;
+	size_t	 len;
+
+	if (c->guest_has ||
+	    (text = rdp_clip_cache_get(c->login, c->vm, &len)) == NULL)
+		return (0);
+	free(c->guest);
+	c->guest = text;
+	c->guestlen = len;
+	c->guest_has = 1;
+	c->guest_new = 1;
+	log_debug("RDP clipboard: offering the guest's text kept from an "
+	    "earlier session (%zu bytes)", len);
+	return (1);
+}
+
 /* The client copied something: take note, tell QEMU there is text. */
 static UINT
 rdp_clip_client_format_list(CliprdrServerContext *cc,
@@ -617,6 +673,14 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 	CLIPRDR_FORMAT_LIST_RESPONSE	 r;
 	UINT32				 i;
 
+	if (c->client_lists++ == 0 && rdp_clip_offer_kept(c)) {
+		/* The guest's text, kept from an earlier session, wins. */
+		memset(&r, 0, sizeof r);
+		r.msgType = CB_FORMAT_LIST_RESPONSE;
+		r.msgFlags = CB_RESPONSE_OK;
+		cc->ServerFormatListResponse(cc, &r);
+		return (CHANNEL_RC_OK);
+	}
 	c->client_gen++;
 	c->client_fmt = 0;
 	c->client_early = 0;
@@ -648,6 +712,8 @@ rdp_clip_client_format_list(CliprdrServerContext *cc,
 		c->vnc_wants = 0;	/* its request stays open, unanswered */
 		return (CHANNEL_RC_OK);
 	}
+	/* The guest's clipboard becomes the client's text. */
+	rdp_clip_cache_put(c->login, c->vm, NULL, 0);
 	if (c->rfb == NULL)
 		return (CHANNEL_RC_OK);
 	if (c->rfb->cbext)

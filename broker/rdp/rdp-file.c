@@ -76,8 +76,10 @@ rdp_file_build(const char *host, int port, const char *user,
 	    "negotiate security layer:i:1\r\n"
 	    "screen mode id:i:1\r\n"
 	    "session bpp:i:32\r\n"
-	    "audiomode:i:2\r\n"
-	    "redirectclipboard:i:0\r\n"
+	    "smart sizing:i:1\r\n"
+	    "dynamic resolution:i:1\r\n"
+	    "audiomode:i:0\r\n"
+	    "redirectclipboard:i:1\r\n"
 	    "redirectprinters:i:0\r\n"
 	    "redirectdrives:i:0\r\n"
 	    "autoreconnection enabled:i:0\r\n",

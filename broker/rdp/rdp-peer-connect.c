@@ -95,7 +95,7 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 	const char		*env;
 	char			*cause = NULL, msg[RDP_CTL_MAX], who[256];
 	DWORD			 tokenlen = 0;
-	int			 fd;
+	int			 fd, asked_w, asked_h;
 
 	if (s->authed)
 		return (TRUE);
@@ -148,7 +148,8 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 		free(cause);
 		cause = NULL;
 	}
-	rdp_chan_attach(s->chan, s->rfb, s->login.audio);
+	rdp_chan_attach(s->chan, s->rfb, s->login.audio, s->login.login,
+	    s->login.vm);
 	if (rdp_rfb_handshake(s->rfb, RDP_QMPD_TIMEOUT, &cause) != 0) {
 		log_warnx("%s: console: %s", rdp_peer_who(s, who, sizeof who),
 		    cause);
@@ -158,6 +159,13 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 		return (FALSE);
 	}
 	s->requested = 1;	/* the handshake asked for a full update */
+	/*
+	 * The guest's size, whatever the client asked for: a client whose
+	 * window is smaller scales the whole desktop (smart sizing, the
+	 * .rdp file's) instead of showing its top left.
+	 */
+	asked_w = settings->DesktopWidth;
+	asked_h = settings->DesktopHeight;
 	settings->DesktopWidth = s->rfb->width;
 	settings->DesktopHeight = s->rfb->height;
 	settings->ColorDepth = 32;
@@ -167,8 +175,9 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 	if (send(s->ctl, msg, strlen(msg), MSG_NOSIGNAL) == -1)
 		log_warn("%s: control socket", rdp_peer_who(s, who,
 		    sizeof who));
-	log_info("%s: logged in, console %dx%d", rdp_peer_who(s, who,
-	    sizeof who), s->rfb->width, s->rfb->height);
+	log_info("%s: logged in, console %dx%d (the client asked for %dx%d)",
+	    rdp_peer_who(s, who, sizeof who), s->rfb->width, s->rfb->height,
+	    asked_w, asked_h);
 	return (TRUE);
 }
 

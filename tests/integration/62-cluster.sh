@@ -46,6 +46,7 @@ assert_gone() {
 
 out=$("$CLUSTER" up 3 2>&1) || fail "cluster up 3: $out"
 [ -f "$ENVFILE" ] || fail "no build/cluster/env"
+echo "$out" | grep -qF ". $ENVFILE" || fail "up does not say how to use it: $out"
 # shellcheck disable=SC1090
 . "$ENVFILE"
 [ "$HOSTS" = "h1 h2 h3" ] || fail "HOSTS=$HOSTS"
@@ -120,6 +121,13 @@ for h in $HOSTS; do
 done
 [ "$(echo "$out" | grep -c '^state_dir:')" = 3 ] || fail "status: $out"
 [ "$(echo "$out" | grep -c 'is healthy')" = 3 ] || fail "status, etcd: $out"
+# ... and `qdesk host list`: every host, up, with its address.
+hl=$(echo "$out" | sed -n '/^== hosts, as h1 sees them/,/^== etcd/p')
+for h in $HOSTS; do
+	addr=${h}_ADDR
+	echo "$hl" | grep -Eq "^$h +${!addr} +up " ||
+		fail "status's host list has no '$h ${!addr} up' line: $hl"
+done
 
 out=$("$CLUSTER" up 2 2>&1) && fail "a second up was accepted: $out"
 echo "$out" | grep -q "already up" || fail "a second up: $out"
@@ -157,13 +165,30 @@ out=$("$CLUSTER" status 2>&1) || fail "status after $OTHER went down: $out"
 out=$("$CLUSTER" --name 'Bad/name' status 2>&1); [ $? = 2 ] || fail "a bad name: $out"
 log "a named cluster beside the default one, and down without touching it: ok"
 
+# down after a failure: a desktop runs on h2 and h2's qmpd is killed
+# (-9), so its QEMU and its fencing watchdog are left without their
+# qmpd; down ends them too, by their pid files, before the watchdog's
+# deadline would have.
+accel=tcg
+[ -r /dev/kvm ] && accel=kvm
+cp "$GUESTS/boot.img" "$SHARED/d.img"
+q_h() { local ns=${1}_NETNS sock=${1}_SOCKET; shift; ip netns exec "${!ns}" "$QDESK_BIN" --socket "${!sock}" "$@"; }
+out=$(q_h h1 vm create d --accel $accel --disk "$SHARED/d.img" --memory 32 \
+    --display none --host h2 2>&1) || fail "vm create d: $out"
+out=$(q_h h1 vm start d 2>&1) || fail "vm start d: $out"
+qpid=$(cat "$h2_STATE/vms/d/qemu.pid") && alive "$qpid" || fail "d's QEMU is not running on h2"
+[ -f "$h2_STATE/cluster-watchdog.pid" ] && wpid=$(cat "$h2_STATE/cluster-watchdog.pid") &&
+    alive "$wpid" || fail "h2 has no fencing watchdog running"
+kill -9 "$(cat "$h2_PIDFILE")"
 qmpd_pids=$(cat "$RUN"/h*/qmpd.pid)
 out=$("$CLUSTER" down 2>&1) || fail "cluster down: $out"
+alive "$qpid" && fail "d's QEMU $qpid (h2's qmpd killed) still runs after down"
+alive "$wpid" && fail "h2's watchdog $wpid still runs after down"
 assert_gone "${all_ns[@]}"
 for pid in $qmpd_pids; do
 	kill -0 "$pid" 2>/dev/null && fail "qmpd $pid still runs after down"
 done
-log "down: nothing left: ok"
+log "down, h2's qmpd killed with a desktop running: nothing left: ok"
 
 # An up that fails half-way (no qmpd can start) takes itself down.
 out=$(QDESK_QMPD=/bin/false "$CLUSTER" up 2 2>&1) && fail "up with a broken qmpd succeeded"

@@ -6,9 +6,10 @@
 # others by free memory, each QEMU running in exactly one host's process
 # table; vm show on any host names the host; --host pins (refused while
 # that host drains, honoured after undrain); a stop asked of another host
-# stops it there. A second qmpd under a name a live host holds, and one
-# whose clock disagrees with the members', are refused at start with one
-# clear line.
+# stops it there. A second qmpd under a name a live host holds, one
+# whose clock disagrees with the members', and one whose certificate is
+# not of the cluster's CA or names another host are refused at start
+# with one clear line.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -189,6 +190,30 @@ echo "$out" | grep -q "clock skew: this host's clock is [56][0-9].[0-9] s behind
 [ "$(hq h1 --json host list | jq '[.hosts[] | select(.name == "h5")] | length')" = 0 ] ||
 	fail "the refused h5 is listed"
 log "duplicate name and skewed clock refused: ok"
+# A host whose certificate is not the cluster's is refused at start with
+# one line: one of another CA (cluster init against this etcd is refused
+# but makes its files), and another host's (CN host:h3 for h6).
+ip netns exec "$h3_NETNS" "$QDESK_BIN" cluster init --etcd "$ETCD" \
+    --dir "$T/rogue" >/dev/null 2>&1 && fail "a second cluster CA was accepted"
+out=$("$QDESK_BIN" cluster cert host h6 --dir "$T/rogue" 2>&1) ||
+	fail "a host certificate of the rogue CA: $out"
+jq --arg d "$T/rogue/host-h6" '.name = "h6" | .cert = $d + "/cert.pem" |
+    .key = $d + "/key.pem"' "$h3_CONF" >"$T/rogue.json"
+out=$(ip netns exec "$h3_NETNS" timeout 20 "$QMPD" -f --state-dir "$T/dup" \
+    --socket "$T/dup.sock" --cluster "$T/rogue.json" 2>&1) &&
+	fail "a host with another CA's certificate was accepted: $out"
+echo "$out" | grep -q "this host's certificate $T/rogue/host-h6/cert.pem is not of the cluster's CA (etcd's /qdesk/v1/cluster): .*; issue one with qdesk cluster cert host h6" ||
+	fail "another CA's certificate said: $out"
+[ "$(echo "$out" | grep -c "not of the cluster's CA")" = 1 ] || fail "not one line: $out"
+jq '.name = "h6"' "$h3_CONF" >"$T/other.json"
+out=$(ip netns exec "$h3_NETNS" timeout 20 "$QMPD" -f --state-dir "$T/dup" \
+    --socket "$T/dup.sock" --cluster "$T/other.json" 2>&1) &&
+	fail "a host with another host's certificate was accepted: $out"
+echo "$out" | grep -q "this host's certificate .*/host-h3/cert.pem names host:h3, not host:h6" ||
+	fail "another host's certificate said: $out"
+[ "$(hq h1 --json host list | jq '[.hosts[] | select(.name == "h6")] | length')" = 0 ] ||
+	fail "the refused h6 is listed"
+log "a host with another CA's certificate, or another host's, refused: ok"
 
 # A desktop cloned from an image (--from) goes to a host that has it.
 cp "$GUESTS/boot.img" "$T/base.img"

@@ -31,11 +31,33 @@
 #include "rdp-int.h"
 
 static int	requests;	/* data requests the gateway sent the client */
+static char	answer[256];	/* the gateway's last answer to the client */
+static int	answered;	/* ... 1 with text, -1 failed */
+static int	qemu_requests;	/* REQUESTs the gateway sent QEMU */
 
 static UINT
 fake_request(CliprdrServerContext *cc, const CLIPRDR_FORMAT_DATA_REQUEST *r)
 {
 	requests++;
+	return (CHANNEL_RC_OK);
+}
+
+/* The gateway answers the client's data request: keep it, as UTF-8. */
+static UINT
+fake_response(CliprdrServerContext *cc, const CLIPRDR_FORMAT_DATA_RESPONSE *r)
+{
+	char	*t;
+	size_t	 n;
+
+	answer[0] = '\0';
+	answered = -1;
+	if ((r->msgFlags & CB_RESPONSE_OK) && r->requestedFormatData != NULL &&
+	    (t = rdp_clip_utf16_to_utf8(r->requestedFormatData, r->dataLen,
+	    &n)) != NULL) {
+		snprintf(answer, sizeof answer, "%s", t);
+		answered = 1;
+		free(t);
+	}
 	return (CHANNEL_RC_OK);
 }
 
@@ -62,8 +84,7 @@ fake_client(void)
 	cc->ServerFormatList = (psCliprdrServerFormatList)fake_ok;
 	cc->ServerFormatListResponse =
 	    (psCliprdrServerFormatListResponse)fake_ok;
-	cc->ServerFormatDataResponse =
-	    (psCliprdrServerFormatDataResponse)fake_ok;
+	cc->ServerFormatDataResponse = fake_response;
 	cc->Close = fake_close;
 	return (cc);
 }
@@ -145,8 +166,14 @@ qemu_reads(int fd, int *notify, int *provide, int *empty, char **last)
 		CHECK(off + 8 + plen <= len);
 		CHECK(rdp_clip_ext_parse(buf + off + 8, plen, &flags, &text,
 		    &tlen, &cause) == 0);
+		if (flags & RDP_CLIP_EXT_CAPS) {
+			free(text);
+			continue;	/* the gateway's caps, not a message */
+		}
 		if (flags & RDP_CLIP_EXT_NOTIFY)
 			(*notify)++;
+		if (flags & RDP_CLIP_EXT_REQUEST)
+			qemu_requests++;
 		if (flags & RDP_CLIP_EXT_PROVIDE) {
 			(*provide)++;
 			if (text == NULL || tlen == 0)
@@ -245,9 +272,116 @@ test_stale_empty_answer(void)
 	close(sv[1]);
 }
 
+/* The client pastes: its data request for CF_UNICODETEXT. */
+static void
+client_pastes(CliprdrServerContext *cc)
+{
+	CLIPRDR_FORMAT_DATA_REQUEST	r;
+
+	memset(&r, 0, sizeof r);
+	r.msgType = CB_FORMAT_DATA_REQUEST;
+	r.requestedFormatId = CF_UNICODETEXT;
+	answered = 0;
+	CHECK(cc->ClientFormatDataRequest(cc, &r) == CHANNEL_RC_OK);
+}
+
+/* One session's clipboard for login on vm, its client and QEMU. */
+struct session {
+	struct rdp_clip		*c;
+	struct rdp_rfb		*rfb;
+	CliprdrServerContext	*cc;
+	int			 qemu;	/* QEMU's end */
+};
+
+static void
+session_open(struct session *t, const char *login, const char *vm)
+{
+	int	sv[2];
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	t->rfb = rdp_rfb_create(sv[0]);
+	t->rfb->cbext = 1;
+	t->qemu = sv[1];
+	t->c = rdp_clip_create();
+	rdp_clip_owner(t->c, login, vm);
+	t->cc = fake_client();
+	rdp_clip_attach(t->c, t->cc);
+	/* QEMU's caps, as at every VNC connect. */
+	qemu_says(t->c, t->rfb, RDP_CLIP_EXT_CAPS | RDP_CLIP_EXT_REQUEST |
+	    RDP_CLIP_EXT_NOTIFY | RDP_CLIP_EXT_PROVIDE | RDP_CLIP_EXT_TEXT);
+}
+
+static void
+session_close(struct session *t)
+{
+	rdp_clip_free(t->c);
+	rdp_rfb_free(t->rfb);
+	close(t->qemu);
+}
+
+/*
+ * A reconnect: the guest copied in one session (the gateway fetched the
+ * text at once, though nobody pasted), the next session of the same user
+ * on the same desktop is offered it at the client's first format list.
+ * Another user, or a session after the client copied, gets nothing.
+ */
+static void
+test_reconnect(void)
+{
+	struct session	 t;
+	unsigned char	*msg;
+	char		*last = NULL;
+	size_t		 n;
+	int		 notify, provide, empty;
+
+	session_open(&t, "alice", "d1");
+	qemu_requests = 0;
+	qemu_says(t.c, t.rfb, RDP_CLIP_EXT_NOTIFY | RDP_CLIP_EXT_TEXT);
+	qemu_reads(t.qemu, &notify, &provide, &empty, &last);
+	CHECK(qemu_requests == 1);	/* asked at once */
+	msg = rdp_clip_ext_build(RDP_CLIP_EXT_PROVIDE | RDP_CLIP_EXT_TEXT,
+	    "kept text", 9, &n);
+	rdp_clip_vnc_cut(t.c, t.rfb, 1, msg + 8, n - 8);
+	free(msg);
+	session_close(&t);
+
+	/* The same user again: its first list, then a paste. */
+	session_open(&t, "alice", "d1");
+	client_copies(t.cc, EARLY);
+	qemu_reads(t.qemu, &notify, &provide, &empty, &last);
+	CHECK(notify == 0);		/* the guest keeps its clipboard */
+	client_pastes(t.cc);
+	CHECK(answered == 1 && strcmp(answer, "kept text") == 0);
+	qemu_reads(t.qemu, &notify, &provide, &empty, &last);
+	CHECK(qemu_requests == 1);	/* answered without QEMU */
+	session_close(&t);
+
+	/* Another user on that desktop: nothing of alice's. */
+	session_open(&t, "bob", "d1");
+	client_copies(t.cc, EARLY);
+	client_pastes(t.cc);
+	CHECK(answered == -1);
+	session_close(&t);
+
+	/* Alice copies on the client: the kept text is the guest's no more. */
+	session_open(&t, "alice", "d1");
+	client_copies(t.cc, EARLY);
+	client_copies(t.cc, TEXT);
+	qemu_reads(t.qemu, &notify, &provide, &empty, &last);
+	CHECK(notify == 1);
+	session_close(&t);
+	session_open(&t, "alice", "d1");
+	client_copies(t.cc, EARLY);
+	client_pastes(t.cc);
+	CHECK(answered == -1);
+	session_close(&t);
+	free(last);
+}
+
 int
 main(void)
 {
 	test_stale_empty_answer();
+	test_reconnect();
 	return (check_exit());
 }

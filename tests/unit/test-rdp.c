@@ -45,6 +45,10 @@ test_file(void)
 	CHECK(strstr(f, "authentication level:i:0\r\n") != NULL);
 	CHECK(strstr(f, "enablecredsspsupport:i:0\r\n") != NULL);
 	CHECK(strstr(f, "prompt for credentials:i:1\r\n") != NULL);
+	/* A window smaller than the desktop scales it (issue 12). */
+	CHECK(strstr(f, "smart sizing:i:1\r\n") != NULL);
+	CHECK(strstr(f, "dynamic resolution:i:1\r\n") != NULL);
+	CHECK(strstr(f, "redirectclipboard:i:1\r\n") != NULL);
 	free(f);
 
 	f = rdp_file_build("::1", 13389, "bob", NULL, 0, &cause);
