@@ -16,7 +16,7 @@ command -v socat >/dev/null || skip "socat is not installed (scripts/setup)"
 
 RDP_GW_ARGS="-r -1"
 
-alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0"
+alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0 no_timer_check"
 
 rdp_relay
 
