@@ -61,6 +61,8 @@ vm_disk_handed_over(const struct vm *vm)
 {
 	const struct vm_mig	*m = vm->mig;
 
+	if (vm->def.store != NULL && vm->disk_away)
+		return (1);	/* a cluster host took it (cluster-clone.c) */
 	if (vm->def.store == NULL || m == NULL)
 		return (0);
 	return (m->incoming ? m->state != VM_MIG_COMPLETED :
@@ -116,6 +118,10 @@ vm_disk_create(struct vm *vm, char **cause)
 	int		 rc;
 
 	if (parent == NULL)
+		return (0);
+	/* A shared store's clone another host made: adopted, not made. */
+	if (vm->def.store != NULL && vm->def.image != NULL &&
+	    qmpd->cluster != NULL)
 		return (0);
 	if (vm->def.disk != NULL) {
 		xasprintf(cause, "VM %s: give --disk FILE or --from IMAGE, not "
