@@ -122,6 +122,7 @@ shared_rec "$src" desk-disk >/dev/null && fail "$src still indexes desk-disk: $(
 for h in $HOSTS; do
 	n=$(hq "$h" --json image list --store shared | jq '[.. | objects | select(.name? == "desk-disk")] | length')
 	c=$(shared_rec "$h" tpl | jq -r '.children // 0')
+	c=${c:-0}	# a host whose index never learnt tpl
 	if [ "$h" = "$w" ]; then
 		[ "$n" = 1 ] && [ "$c" = 1 ] || fail "$h's index: desk-disk $n times, tpl's children $c"
 	else
