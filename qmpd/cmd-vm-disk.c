@@ -45,6 +45,45 @@ struct cmd_vm_snap {
 	char		*fsnote;	/* why they were not frozen */
 };
 
+/*
+ * Why each command is refused for a clone on a shared image store: every
+ * host indexes that store in a table of its own, and a live migration
+ * hands over the clone and its template alone (vm-migrate-image.c).
+ */
+static const struct {
+	const char	*cmd;
+	const char	*why;
+} cmd_vm_disk_shared[] = {
+	{ "vm.reset_disk", "a reset there is not done yet" },
+	{ "vm.revert", "it has no snapshots to revert to: snapshots are not "
+	    "taken there" },
+	{ "vm.snapshot", "a snapshot there would be in this host's index "
+	    "alone and not move with the desktop: snapshots are not taken "
+	    "there" },
+	{ "vm.snapshot_rm", "it has no snapshots to remove: snapshots are "
+	    "not taken there" },
+	{ "vm.snapshots", "it has no snapshots: snapshots are not taken "
+	    "there" },
+	{ "vm.template", "templates are made in this host's own store (to "
+	    "put one on the shared store: qdesk image import NAME FILE "
+	    "--store STORE)" },
+};
+
+/* vm's disk is on a shared store: answer why req is refused. */
+static void
+cmd_vm_disk_shared_refuse(struct cmd_req *req, const struct vm *vm)
+{
+	const char	*why = "not done there yet";
+	size_t		 i;
+
+	for (i = 0; i < nitems(cmd_vm_disk_shared); i++)
+		if (strcmp(cmd_vm_disk_shared[i].cmd, req->entry->name) == 0)
+			why = cmd_vm_disk_shared[i].why;
+	cmd_error(req, ERR_ARG, "VM %s: its disk %s is a clone on shared "
+	    "image store %s: %s", vm->def.name, vm->def.image, vm->def.store,
+	    why);
+}
+
 /* The VM named by "name" with an image-store disk, or answer why not. */
 static struct vm *
 cmd_vm_disk_get(struct cmd_req *req, const char **image)
@@ -61,11 +100,8 @@ cmd_vm_disk_get(struct cmd_req *req, const char **image)
 		    "store (create it with --from IMAGE)", name);
 		return (NULL);
 	}
-	/* Its chain is on a shared store: snapshots there are not done. */
 	if (vm->def.store != NULL) {
-		cmd_error(req, ERR_ARG, "VM %s: its disk is on shared image "
-		    "store %s, where snapshots and templates are not made yet",
-		    name, vm->def.store);
+		cmd_vm_disk_shared_refuse(req, vm);
 		return (NULL);
 	}
 	return (vm);

@@ -13,8 +13,12 @@
 # desk-disk (the same file, over tpl, desk its user), the source's
 # forgets it and leaves the file, no QEMU and no runtime dir of desk is
 # left on the source, and the guest's checksum after is the one before.
-# `vm delete` on the target then removes the clone's file, once (the
-# target's log says it removed it; the source never did), and tpl stays.
+# What such a clone cannot do yet is refused in one line that says why
+# (vm snapshot, revert, template, reset-disk). `host drain H --live`
+# of the target then moves desk back the same way (its index hands
+# desk-disk back, the checksum holds). `vm delete` where it runs then
+# removes the clone's file, once (that host's log says it removed it; the
+# other never did), and tpl stays.
 # Last, a target whose QEMU cannot load the stream (h2's qmpd restarted
 # with QDESK_TEST_HOOK=incoming-differ:odd gives odd's QEMU there 64 MiB
 # more RAM): the stream is TLS, so the source's QEMU sees only its
@@ -109,6 +113,20 @@ out=$(hq "$src" vm migrate desk "$dst" --storage copy 2>&1) && fail "copy migrat
 [ "$(echo "$out" | wc -l)" = 1 ] || fail "copy refusal is not one line: $out"
 grep -q "shared image store shared" <<<"$out" || fail "copy refusal: $out"
 [ "$(runs_on desk)" = "$src" ] || fail "after the refusal desk runs on '$(runs_on desk)'"
+# What a clone on a shared store cannot do yet: one line each, saying why.
+refused() { # WANT CLI-ARGS...
+	local want=$1 out
+	shift
+	out=$(hq "$src" "$@" 2>&1) && fail "qdesk $* worked: $out"
+	[ "$(echo "$out" | wc -l)" = 1 ] || fail "qdesk $*: not one line: $out"
+	grep -q "desk-disk is a clone on shared image store shared: $want" <<<"$out" ||
+		fail "qdesk $*: $out"
+}
+refused "a snapshot there would be in this host's index alone" vm snapshot desk s1
+refused "it has no snapshots to revert to" vm revert desk s1
+refused "templates are made in this host's own store" vm template desk t1
+refused "a reset there is not done yet" vm reset-disk desk
+log "refused for a clone on a shared store: $(hq "$src" vm snapshot desk s1 2>&1)"
 
 # 3. The migration: no disk copied, the same file, the target's index.
 soff=$(stat -c %s "$(log_of "$src")")
@@ -137,9 +155,33 @@ sum_after=$(guest_sum "$dst" desk)
 [ "$sum_after" = "$sum_before" ] || fail "the guest's disk checksum: $sum_before before, '$sum_after' after"
 log "shared: guest checksum $sum_after before and after, $dst indexes $cfile over tpl, $src forgot it, no copy: ok"
 
-# 4. vm delete on the target: the clone's file goes, once; tpl stays.
+# 3b. host drain --live of the target, asked of the source: desk goes
+# back the same way (no copy), the index with it.
+out=$(hq "$src" --json host drain "$dst" --live) || fail "host drain $dst --live: $out"
+[ "$(jq -r '[.moved[].name] | join(" ")' <<<"$out")" = desk ] || fail "drain answer: $out"
+[ "$(runs_on desk)" = "$src" ] || fail "after the drain desk runs on '$(runs_on desk)', not $src"
+shared_rec "$src" desk-disk | jq -e --arg f "$cfile" '.file == $f and .parent == "tpl" and .users == ["desk"]' >/dev/null ||
+	fail "$src's desk-disk after the drain: $(shared_rec "$src" desk-disk)"
+shared_rec "$dst" desk-disk >/dev/null && fail "$dst still indexes desk-disk after the drain: $(shared_rec "$dst" desk-disk)"
+[ "$(grep -ac "QDESK GUEST READY" "$(serial_log "$src" desk)")" = 0 ] || fail "desk booted again on $src"
+sum_back=$(guest_sum "$src" desk)
+[ "$sum_back" = "$sum_before" ] || fail "the guest's disk checksum after the drain: '$sum_back', not $sum_before"
+hqq "$src" host undrain "$dst" >/dev/null
+host_state "$dst" up
+log "host drain $dst --live: desk back on $src, $(jq -c '.moved[0]' <<<"$out"), checksum $sum_back"
+# Where desk runs now, and the other host.
+dst=$src
+src=$(other "$dst")
+
+# 4. vm delete where desk runs: the clone's file goes, once; tpl stays.
 hqq "$dst" vm stop desk --force >/dev/null
-hqq "$dst" vm delete desk >/dev/null
+# Deleted once placement says stopped (the stop reaches etcd after it:
+# at load 20 the delete right after was refused, "running on h2").
+for i in $(seq 1 100); do
+	hq "$dst" vm delete desk >/dev/null 2>&1 && break
+	sleep 0.1
+done
+hq "$dst" vm show desk >/dev/null 2>&1 && fail "desk was not deleted: $(hq "$dst" vm delete desk 2>&1)"
 for i in $(seq 1 100); do
 	[ -e "$STORE/$cfile" ] || break
 	sleep 0.1
