@@ -520,6 +520,9 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		json_decref(rec);
 		if (strcmp(name, cluster_name()) == 0)
 			cluster_host_touch();
+		/* An undrained host may take what a failover could not place. */
+		if (!put)
+			cluster_failover_again();
 		return;
 	}
 	if (strncmp(key, "members/", 8) == 0) {

@@ -5,10 +5,12 @@
 # --store shared` (tpl imported into `image store add shared DIR
 # --shared`), runs on h2 or h3 (h1 drained meanwhile), whose index names
 # its clone desk-disk; that host records the clone in etcd. The guest (TCG,
-# kernel and initrd) writes a token onto its disk and flushes it; its host
-# is killed (qmpd and QEMU -9, link down): within 30 s desk's QEMU runs on
-# another host (process tables), whose index adopted the same file over
-# tpl, and the guest booted there reads the token. The host comes back:
+# kernel and initrd) writes a token onto its disk and flushes it. The two
+# other hosts are drained, then desk's host is killed (qmpd and QEMU -9,
+# link down): the failover finds no host and `vm show` says why in one
+# line; h1 undrained takes it, and within 30 s of the death desk's QEMU
+# runs there (process tables), its index adopted the same file over tpl,
+# and the guest booted there reads the token. The host comes back:
 # it does not start desk, its index forgets desk-disk, the file stays,
 # and each host's `image list --store shared` agrees on who has it. A
 # watcher checks every host's process table all along: desk never runs
@@ -64,6 +66,13 @@ hguest_sh "$src" desk "echo $token | dd of=/dev/vda bs=512 seek=32768 conv=fsync
 	fail "the guest on $src could not write its token"
 log "desk (clone $cfile on the shared store) runs on $src, wrote $token: ok"
 
+# No other host may take desk at first: both drained.
+[ $src = h2 ] && third=h3 || third=h2
+hqq h1 host drain h1 >/dev/null
+hqq h1 host drain $third >/dev/null
+until_ok 10 "$third sees h1 draining" '[ "$(host_state $third h1)" = draining ]'
+until_ok 10 "h1 sees $third draining" '[ "$(host_state h1 $third)" = draining ]'
+
 # The watcher: every 0.2 s, desk on at most one host.
 ( while :; do
 	w=$(runs_on desk)
@@ -81,6 +90,17 @@ ip -n "${!sns}" link set eth0 down
 t0=$(date +%s%3N)
 # One deadline from the death, not one per check.
 deadline=$((t0 + 30000))
+# The failover finds no host for it, and vm show says why; h1 undrained
+# then takes it (a failover tried again).
+want="host down: its disk is a linked clone on shared image store shared, which no other host that is up and not draining has mounted: it waits for its host"
+until_ok 20 "h1 sees $src down" '[ "$(host_state h1 "$src")" = down ]'
+got=$(hq h1 --json vm show desk | jq -r '.state + ": " + .reason')
+[ "$got" = "$want" ] || fail "vm show desk with no host for it: $got"
+until_ok 20 "a failover of $src that leaves desk waiting" \
+    "grep -aq 'cluster: desk waits for $src (its disk is a linked clone on shared image store shared, which no other' $(log_of h1)"
+runs=$(runs_on desk)
+[ -z "$runs" ] || fail "desk runs on $runs with every other host drained"
+hqq h1 host undrain h1 >/dev/null
 while :; do
 	w=$(runs_on desk)
 	[ -n "$w" ] && [ "$w" != "$src" ] && break
@@ -90,7 +110,9 @@ while :; do
 done
 t_run=$(( $(date +%s%3N) - t0 ))
 [ "$(echo "$w" | wc -w)" = 1 ] || fail "desk runs on '$w'"
-log "desk's QEMU runs on $w $t_run ms after $src died"
+[ "$w" = h1 ] || fail "desk runs on $w, not h1, the one undrained"
+hqq h1 host undrain $third >/dev/null
+log "desk's QEMU runs on $w $t_run ms after $src died (with every other host drained till the failover had tried: $got)"
 shared_rec "$w" desk-disk | jq -e --arg f "$cfile" '.file == $f and .parent == "tpl" and .users == ["desk"] and .kind == "clone"' >/dev/null ||
 	fail "$w's desk-disk: $(shared_rec "$w" desk-disk)"
 hwait_console "$w" desk "QDESK GUEST READY" 120
