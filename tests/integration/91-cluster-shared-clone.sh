@@ -48,7 +48,7 @@ tfile=$(shared_rec h1 tpl | jq -r .file)
 hqq h1 host drain h1 >/dev/null
 until_ok 10 "h2 sees h1 draining" '[ "$(host_state h2 h1)" = draining ]'
 hqq h1 vm create desk --from tpl --store shared --accel tcg --memory 256 \
-    --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
+    --restart on-crash --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
     --append "console=ttyS0" --display none >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
@@ -135,7 +135,7 @@ until_ok 30 "$w sees $src up" '[ "$(host_state "$w" "$src")" = up ]'
 until_ok 30 "$src drops its stale copy of desk" \
     "tail -n +$((slines + 1)) ${!slg} | grep -aq 'cluster: desk is placed on $w: the stale copy here dropped'"
 [ "$(runs_on desk)" = "$w" ] || fail "desk runs on '$(runs_on desk)' after $src returned"
-tail -n +$((slines + 1)) "${!slg}" | grep -aq "cluster: desk: placed here" &&
+tail -n +$((slines + 1)) "${!slg}" | grep -aq "cluster: desk: placed here\|desk: restarting" &&
 	fail "$src started desk again after its return"
 grep -aq "desk: disk image desk-disk removed" "${!slg}" && fail "$src removed desk-disk"
 [ -f "$STORE/$cfile" ] || fail "the clone's file $cfile went"
