@@ -339,6 +339,29 @@ place_set_cb(void *arg, json_t *res, const char *errclass, const char *cause)
 	place_op_free(op);
 }
 
+/*
+ * A stop asked of another host travels in placement: its --force and
+ * --timeout go with it, so the host running the desktop stops it as
+ * the admin asked (cluster_place_act reads them), not by ACPI and 30 s.
+ */
+static char *
+place_stop_how(struct cmd_req *req, char *val)
+{
+	json_t	*v = json_loads(val, 0, NULL);
+	char	*s;
+
+	if (v == NULL)
+		return (val);
+	if (cmd_arg_bool(req, "force", 0))
+		json_object_set_new(v, "force", json_true());
+	json_object_set_new(v, "timeout",
+	    json_integer(cmd_arg_int(req, "timeout", 60)));
+	s = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	free(val);
+	return (s);
+}
+
 static enum cmd_retval
 place_set(struct cmd_req *req, struct cluster_place *p, const char *host,
     int running)
@@ -355,6 +378,8 @@ place_set(struct cmd_req *req, struct cluster_place *p, const char *host,
 	key = cluster_key("placement/%s", p->name);
 	val = cluster_place_value(p, host, running, running ?
 	    "started by admin" : "stopped by admin");
+	if (!running)
+		val = place_stop_how(req, val);
 	etcd_cas(cluster_etcd, key, p->pl_rev, val, 0, place_set_cb, op);
 	free(key);
 	free(val);
@@ -362,21 +387,31 @@ place_set(struct cmd_req *req, struct cluster_place *p, const char *host,
 }
 
 /*
- * A start that found placement saying "running here" while the VM here
- * is stopped: the stop's own placement write (cluster_place_vm_event) is
- * still on its way to etcd. Started now, the start would be answered by
- * the stale record and then undone by that write; so it looks again
- * every PLACE_STALE_MS until the write lands, and after CLUSTER_WAIT_S
- * (the write failed) starts a new epoch regardless.
+ * A start or delete that found placement saying "running here" while the
+ * VM here is stopped: the stop's own placement write
+ * (cluster_place_vm_event) is still on its way to etcd, since a local
+ * vm.stop is answered when QEMU is gone. Started now, the start would be
+ * answered by the stale record and then undone by that write; a delete
+ * would be refused as "running". So each looks again every
+ * PLACE_STALE_MS until the write lands, and after CLUSTER_WAIT_S (the
+ * write failed) goes ahead regardless: a start in a new epoch, a delete
+ * as of a stopped VM (it is: this host is the one placement names).
  */
 #define PLACE_STALE_MS	100
+typedef enum cmd_retval (*place_fn)(struct cmd_req *, struct cluster_place *);
 struct place_later {
 	struct cmd_req	*req;
 	char		*name;
 	int		 tries;
 	struct event	*timer;
+	place_fn	 again;		/* the command, looked at afresh */
+	place_fn	 anyway;	/* the command past a lost write */
 };
 static enum cmd_retval	place_start(struct cmd_req *, struct cluster_place *);
+static enum cmd_retval	place_start_anyway(struct cmd_req *,
+			    struct cluster_place *);
+static enum cmd_retval	place_delete_now(struct cmd_req *,
+			    struct cluster_place *);
 static enum cmd_retval	place_set(struct cmd_req *, struct cluster_place *,
 			    const char *, int);
 
@@ -405,12 +440,36 @@ place_later_cb(evutil_socket_t fd, short events, void *arg)
 		evtimer_add(l->timer, &tv);
 		return;
 	} else if (place_stale_here(p))
-		(void)place_set(l->req, p, cluster_name(), 1);
+		(void)l->anyway(l->req, p);
 	else
-		(void)place_start(l->req, p);
+		(void)l->again(l->req, p);
 	event_free(l->timer);
 	free(l->name);
 	free(l);
+}
+
+/* Look again at req in PLACE_STALE_MS, as above. */
+static enum cmd_retval
+place_defer(struct cmd_req *req, struct cluster_place *p, place_fn again,
+    place_fn anyway)
+{
+	struct place_later	*l;
+	struct timeval		 tv = { 0, PLACE_STALE_MS * 1000 };
+
+	l = xcalloc(1, sizeof *l);
+	l->req = req;
+	l->name = xstrdup(p->name);
+	l->again = again;
+	l->anyway = anyway;
+	l->timer = evtimer_new(qmpd->base, place_later_cb, l);
+	evtimer_add(l->timer, &tv);
+	return (CMD_RETURN_WAIT);
+}
+
+static enum cmd_retval
+place_start_anyway(struct cmd_req *req, struct cluster_place *p)
+{
+	return (place_set(req, p, cluster_name(), 1));
 }
 
 static enum cmd_retval
@@ -421,17 +480,9 @@ place_start(struct cmd_req *req, struct cluster_place *p)
 	const char		*pin = cluster_place_pin(p);
 	char			*cause = NULL;
 	json_t			*f;
-	struct place_later	*l;
-	struct timeval		 tv = { 0, PLACE_STALE_MS * 1000 };
 
-	if (place_stale_here(p)) {
-		l = xcalloc(1, sizeof *l);
-		l->req = req;
-		l->name = xstrdup(p->name);
-		l->timer = evtimer_new(qmpd->base, place_later_cb, l);
-		evtimer_add(l->timer, &tv);
-		return (CMD_RETURN_WAIT);
-	}
+	if (place_stale_here(p))
+		return (place_defer(req, p, place_start, place_start_anyway));
 	h = host != NULL ? cluster_host_find(host) : NULL;
 	/* Placed and up: wait for it, unless this epoch's start failed. */
 	f = json_object_get(json_object_get(h != NULL ? h->rec : NULL,
@@ -464,7 +515,12 @@ static int
 place_stop(struct cmd_req *req, struct cluster_place *p)
 {
 	struct vm	*vm = vm_find(p->name);
+	int		 timeout = cmd_arg_int(req, "timeout", 60);
 
+	if (timeout < 1 || timeout > 3600) {
+		cmd_error(req, ERR_ARG, "timeout must be 1 to 3600 seconds");
+		return (CMD_RETURN_DONE);
+	}
 	if (!cluster_place_running(p)) {
 		if (vm != NULL && vm_is_active(vm))
 			return (-1);
@@ -497,16 +553,26 @@ place_delete_cb(void *arg, json_t *res, const char *errclass,
 static enum cmd_retval
 place_delete(struct cmd_req *req, struct cluster_place *p)
 {
-	struct place_op	*op;
 	struct vm	*vm = vm_find(p->name);
-	char		*kd, *kp, *ko;
 
+	if (place_stale_here(p))
+		return (place_defer(req, p, place_delete, place_delete_now));
 	if (cluster_place_running(p) || (vm != NULL && vm_is_active(vm))) {
 		cmd_error(req, ERR_STATE, "VM %s is running on %s: stop it "
 		    "first", p->name, cluster_place_at(p) != NULL ?
 		    cluster_place_at(p) : cluster_name());
 		return (CMD_RETURN_DONE);
 	}
+	return (place_delete_now(req, p));
+}
+
+/* The definition, placement and assignment go in one transaction. */
+static enum cmd_retval
+place_delete_now(struct cmd_req *req, struct cluster_place *p)
+{
+	struct place_op	*op;
+	char		*kd, *kp, *ko;
+
 	op = xcalloc(1, sizeof *op);
 	op->req = req;
 	op->name = xstrdup(p->name);

@@ -337,6 +337,16 @@ cluster_place_value(struct cluster_place *p, const char *host, int running,
 
 /* ---- this host acting on placement ---- */
 
+/* A stop's timeout as the admin gave it (cluster-cmd.c), else 30 s. */
+static int
+place_stop_timeout(const struct cluster_place *p)
+{
+	json_int_t	t;
+
+	t = json_integer_value(json_object_get(p->pl, "timeout"));
+	return (t >= 1 && t <= 3600 ? (int)t : 30);
+}
+
 struct place_start {
 	char		*name;
 	long long	 epoch;
@@ -468,7 +478,8 @@ place_reconcile_one(struct cluster_place *p)
 		return;
 	if (!cluster_place_running(p)) {
 		if (vm != NULL && vm_is_active(vm) && vm->state != VM_STOPPING &&
-		    vm_stop(vm, 0, 30, &cause) != 0) {
+		    vm_stop(vm, json_is_true(json_object_get(p->pl, "force")),
+		    place_stop_timeout(p), &cause) != 0) {
 			log_warnx("cluster: %s: %s", p->name, cause);
 			free(cause);
 		}

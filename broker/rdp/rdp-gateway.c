@@ -472,6 +472,7 @@ rdp_gateway_start_fd(struct event_base *base, int fd, const char *cert,
 #ifdef RDP_GFX_LIBAVCODEC
 	rdp_gfx_avc_env();	/* the benches' x264 knob, before any session */
 #endif
+	rdp_gfx_env();		/* and the pacing window's */
 	if (cert == NULL || key == NULL || qmpd_socket == NULL) {
 		xasprintf(cause, "RDP gateway needs a certificate, a key and "
 		    "qmpd's socket");

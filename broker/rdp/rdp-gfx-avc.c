@@ -3,7 +3,7 @@
  * FreeRDP 2.11's own encoder (avc420_compress, avc444_compress) opens x264
  * with preset "medium", which no API changes: ~90 ms of CPU for a
  * 1024x768 frame, too slow for a desktop. This one asks for "superfast"
- * with zerolatency (no B-frames, no lookahead: one frame in, one frame
+ * ("ultrafast" above 1280x1024) with zerolatency (no B-frames, no lookahead: one frame in, one frame
  * out) and a long GOP (the client keeps its reference frames for the
  * whole session). The RGB to YUV step is FreeRDP's primitive, the matrix
  * its decoder inverts.
@@ -47,9 +47,16 @@
 
 /*
  * x264's preset, quality and threads; changed only before the first
- * encoder (rdp-avc-bench), read by every session thread after.
+ * encoder (rdp-avc-bench), read by every session thread after. Surfaces
+ * of more than RDP_GFX_AVC_LARGE pixels get the large preset: at
+ * 1920x1080 x264 is most of the gateway's CPU, and "ultrafast" costs
+ * 20-50% less of it a frame (no CABAC, no deblocking) for ~12% more
+ * bytes, still under the 4 Mbit/s cap at 25 frames/s; the lossless
+ * refinement makes text exact once motion stops
+ * (bench/transport/README.md, "CPU a frame at 1080p").
  */
 const char	*rdp_gfx_avc_preset = "superfast";
+const char	*rdp_gfx_avc_large = "ultrafast";
 const char	*rdp_gfx_avc_crf = "23";	/* x264's default quality */
 int		 rdp_gfx_avc_threads = RDP_GFX_AVC_THREADS;
 int		 rdp_gfx_avc_maxrate = RDP_GFX_AVC_BITRATE;
@@ -62,6 +69,7 @@ static const struct {
 	int		 *num;
 } rdp_gfx_avc_words[] = {
 	{ "crf", &rdp_gfx_avc_crf, NULL },
+	{ "largepreset", &rdp_gfx_avc_large, NULL },
 	{ "maxrate", NULL, &rdp_gfx_avc_maxrate },
 	{ "preset", &rdp_gfx_avc_preset, NULL },
 	{ "threads", NULL, &rdp_gfx_avc_threads },
@@ -72,6 +80,8 @@ static const struct {
  * QDESK_RDP_X264, the benches' knob (not a product setting): words such
  * as "preset=ultrafast crf=28 threads=2 maxrate=1000000" (bit/s) or
  * "x264=psnr=1" (more x264-params; x264 then logs its PSNR) set the
+ * values above (preset= for every size, largepreset= after it for
+ * large surfaces only)
  * values above for every session of this process, so that
  * bench/transport/run measures x264's settings end to end. Read once,
  * when the gateway starts (before any session thread); an unknown word
@@ -103,9 +113,12 @@ rdp_gfx_avc_env(void)
 			*rdp_gfx_avc_words[i].str = val;
 		else
 			*rdp_gfx_avc_words[i].num = atoi(val);
+		if (rdp_gfx_avc_words[i].str == &rdp_gfx_avc_preset)
+			rdp_gfx_avc_large = val;	/* every size */
 	}
-	log_info("RDP: x264 preset %s, crf %s, %d threads, at most %d bit/s, "
-	    "params '%s' (QDESK_RDP_X264)", rdp_gfx_avc_preset,
+	log_info("RDP: x264 preset %s (%s above %d pixels), crf %s, %d "
+	    "threads, at most %d bit/s, params '%s' (QDESK_RDP_X264)",
+	    rdp_gfx_avc_preset, rdp_gfx_avc_large, RDP_GFX_AVC_LARGE,
 	    rdp_gfx_avc_crf, rdp_gfx_avc_threads, rdp_gfx_avc_maxrate,
 	    rdp_gfx_avc_x264);
 }
@@ -233,7 +246,8 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 	a->ctx->refs = views;	/* each view predicts from its own last */
 	a->ctx->thread_count = rdp_gfx_avc_threads;
 	a->ctx->colorspace = AVCOL_SPC_BT709;
-	av_opt_set(a->ctx->priv_data, "preset", rdp_gfx_avc_preset, 0);
+	av_opt_set(a->ctx->priv_data, "preset", rdp_gfx_avc_preset_for(
+	    a->width, a->height), 0);
 	av_opt_set(a->ctx->priv_data, "tune", "zerolatency", 0);
 	/*
 	 * No scene cuts: AVC444's views differ wholly, and x264 made each a
@@ -264,6 +278,14 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 fail:
 	rdp_gfx_avc_free(a);
 	return (NULL);
+}
+
+/* x264's preset for a width x height surface. */
+const char *
+rdp_gfx_avc_preset_for(int width, int height)
+{
+	return ((long)width * height > RDP_GFX_AVC_LARGE ? rdp_gfx_avc_large :
+	    rdp_gfx_avc_preset);
 }
 
 /* What the encoder has spent so far. */

@@ -19,7 +19,8 @@
  * Text: damage of at most RDP_GFX_SMALL_TILES tiles (typing, a cursor)
  * goes lossless (planar). Bigger damage goes lossy and its tiles are
  * remembered; RDP_GFX_REFINE_MS after the last lossy frame, planar tiles
- * of that whole area are sent over it, so text is sharp once motion stops.
+ * of that area are sent over it, so text is sharp once motion stops: a
+ * few tiles a frame, at the lossy stream's rate (rdp-gfx-refine.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +47,9 @@
  * look at the lossy picture itself).
  */
 int	rdp_gfx_refine_ms = RDP_GFX_REFINE_MS;
+
+/* Frames in flight beyond the last ack; set only before the gateway. */
+int	rdp_gfx_window = RDP_GFX_WINDOW;
 
 enum rdp_gfx_state {
 	RDP_GFX_WAIT,		/* drdynvc or activation not there yet */
@@ -77,7 +81,7 @@ struct rdp_gfx {
 	uint8_t			*lossy;		/* tiles sent lossy */
 	int			 gw, gh;
 	int			 nlossy;
-	uint64_t		 lossyt;	/* ms of the last lossy frame */
+	struct rdp_gfx_refine	 refine;	/* when, how many tiles */
 
 	struct rdp_gfx_clear	*clear;		/* glyphs for small commands */
 
@@ -146,6 +150,31 @@ rdp_gfx_pace_ack(struct rdp_gfx_pace *p, uint32_t frameid,
 		return;
 	}
 	p->acked = frameid;
+}
+
+/*
+ * QDESK_RDP_GFX_WINDOW, a bench's knob like QDESK_RDP_X264 (not a
+ * product setting): the pacing window, 1 to 16 frames. Read once, when
+ * the gateway starts.
+ */
+void
+rdp_gfx_env(void)
+{
+	const char	*env;
+	char		*end;
+	long		 n;
+
+	if ((env = getenv("QDESK_RDP_GFX_WINDOW")) == NULL || *env == '\0')
+		return;
+	n = strtol(env, &end, 10);
+	if (*end != '\0' || n < 1 || n > 16) {
+		log_warnx("QDESK_RDP_GFX_WINDOW '%s' ignored (1 to 16 frames); "
+		    "%d", env, rdp_gfx_window);
+		return;
+	}
+	rdp_gfx_window = (int)n;
+	log_info("RDP: graphics pipeline window %d frames "
+	    "(QDESK_RDP_GFX_WINDOW)", rdp_gfx_window);
 }
 
 /* The order of preference: newest first. */
@@ -264,7 +293,8 @@ rdp_gfx_create(freerdp_peer *peer, HANDLE vcm)
 	g->state = RDP_GFX_WAIT;
 	g->clear = rdp_gfx_clear_create();
 	pthread_mutex_init(&g->mtx, NULL);
-	rdp_gfx_pace_init(&g->pace, RDP_GFX_WINDOW);
+	rdp_gfx_pace_init(&g->pace, rdp_gfx_window);
+	rdp_gfx_refine_init(&g->refine, rdp_gfx_refine_ms);
 	if (pipe2(g->wake, O_CLOEXEC | O_NONBLOCK) == -1) {
 		log_warn("RDP: pipe for the graphics pipeline");
 		g->state = RDP_GFX_DEAD;
@@ -305,7 +335,7 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		ms = rdp_peer_ms() - g->since;
 		rdp_gfx_clear_stats(g->clear, &hits, &stores);
 		f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		    "s:I,s:I,s:I,s:I,s:I,s:I}",
+		    "s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		    "codec", rdp_gfx_codec_name(g->codec),
 		    "frames", (json_int_t)g->frames,
 		    "acked", (json_int_t)g->pace.acked,
@@ -313,6 +343,10 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		    "lossy", (json_int_t)g->lossyframes,
 		    "planar", (json_int_t)g->planarframes,
 		    "refines", (json_int_t)g->refines,
+		    "refinetiles", (json_int_t)g->refine.tiles,
+		    "refinebytes", (json_int_t)g->refine.bytes,
+		    "refinewasted", (json_int_t)g->refine.wasted,
+		    "refinerate", (json_int_t)rdp_gfx_refine_rate(&g->refine),
 		    "held", (json_int_t)g->held,
 		    "bytes", (json_int_t)g->bytes,
 		    "ms", (json_int_t)ms,
@@ -658,6 +692,7 @@ rdp_gfx_send(struct rdp_gfx *g, const struct rdp_rfb *rfb,
 	struct rdp_gfx_image	 img;
 	struct rdp_rect		 all, *boxes;
 	uint8_t			*grid;
+	uint64_t		 bytes;
 	int			 i, tiles, lossless;
 
 	if (g->state != RDP_GFX_ACTIVE)
@@ -712,34 +747,55 @@ rdp_gfx_send(struct rdp_gfx *g, const struct rdp_rfb *rfb,
 		}
 	}
 	free(grid);
+	bytes = g->bytes;
 	if (rdp_gfx_frame(g, &img, rects, n, NULL, NULL) != 0)
 		return (-1);
 	g->lossyframes++;
-	g->lossyt = rdp_peer_ms();
+	rdp_gfx_refine_lossy(&g->refine, rdp_peer_ms(), g->bytes - bytes);
 	return (1);
 }
 
 /*
- * Nothing new to send: once motion has stopped for RDP_GFX_REFINE_MS,
- * send the area lossy frames left, lossless. Returns 1 when a frame went,
+ * Nothing new to send: once motion has stopped (rdp-gfx-refine.c says
+ * for how long, and how many tiles its budget allows now), send the
+ * first tiles lossy frames left, lossless. Returns 1 when a frame went,
  * 0 when none, -1 on failure.
  */
 int
 rdp_gfx_idle(struct rdp_gfx *g, const struct rdp_rfb *rfb)
 {
-	struct rdp_gfx_image	img;
+	struct rdp_gfx_image	 img;
+	uint64_t		 now = rdp_peer_ms(), bytes;
+	uint8_t			*grid;
+	int			 i, k, want, rc;
 
-	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
-	    rdp_gfx_refine_ms < 0 ||
-	    rdp_peer_ms() - g->lossyt < (uint64_t)rdp_gfx_refine_ms ||
+	if (g->state != RDP_GFX_ACTIVE ||
 	    rfb->width != g->width || rfb->height != g->height ||
+	    rdp_gfx_refine_wait(&g->refine, now, g->nlossy) != 0 ||
 	    !rdp_gfx_may_send(g))
 		return (0);
+	want = rdp_gfx_refine_tiles(&g->refine, now);
+	if (g->refine.lastrefine == 0)
+		log_debug("RDP: lossless refinement of %d tiles at %llu "
+		    "bytes/s, %d a frame", g->nlossy, (unsigned long long)
+		    rdp_gfx_refine_rate(&g->refine), want);
+	grid = xcalloc((size_t)g->gw * g->gh, 1);
+	for (i = k = 0; i < g->gw * g->gh && k < want; i++) {
+		if (g->lossy[i]) {
+			grid[i] = 1;
+			g->lossy[i] = 0;
+			g->nlossy--;
+			k++;
+		}
+	}
 	rdp_gfx_image(rfb, &img);
-	if (rdp_gfx_frame(g, &img, NULL, 0, g->lossy, NULL) != 0)
+	bytes = g->bytes;
+	rc = rdp_gfx_frame(g, &img, NULL, 0, grid, NULL);
+	free(grid);
+	if (rc != 0)
 		return (-1);
-	memset(g->lossy, 0, (size_t)g->gw * g->gh);
-	g->nlossy = 0;
+	rdp_gfx_refine_sent(&g->refine, rdp_peer_ms(), k, g->bytes - bytes,
+	    g->nlossy);
 	g->refines++;
 	return (1);
 }
@@ -755,10 +811,7 @@ rdp_gfx_timeout(struct rdp_gfx *g)
 		return (since >= RDP_GFX_WAIT_MS ? 0 :
 		    (int)(RDP_GFX_WAIT_MS - since));
 	}
-	if (g->state != RDP_GFX_ACTIVE || g->nlossy == 0 ||
-	    rdp_gfx_refine_ms < 0 || !rdp_gfx_may_send(g))
+	if (g->state != RDP_GFX_ACTIVE || !rdp_gfx_may_send(g))
 		return (-1);	/* an ack wakes the session through the pipe */
-	since = rdp_peer_ms() - g->lossyt;
-	return (since >= (uint64_t)rdp_gfx_refine_ms ? 0 :
-	    (int)(rdp_gfx_refine_ms - since));
+	return (rdp_gfx_refine_wait(&g->refine, rdp_peer_ms(), g->nlossy));
 }

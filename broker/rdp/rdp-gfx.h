@@ -23,8 +23,12 @@
 
 #define RDP_GFX_TILE		64	/* planar tiles, lossy-area grid */
 #define RDP_GFX_WINDOW		2	/* frames in flight beyond the last ack */
+extern int rdp_gfx_window;		/* RDP_GFX_WINDOW, or the bench's */
+void	 rdp_gfx_env(void);
 #define RDP_GFX_REFINE_MS	1000	/* quiet before the lossless refinement */
 extern int rdp_gfx_refine_ms;		/* RDP_GFX_REFINE_MS; < 0: none */
+#define RDP_GFX_REFINE_MAX_MS	8000	/* quiet after wasted refinements */
+#define RDP_GFX_REFINE_FLOOR	64000	/* bytes/s: refinement's least rate */
 #define RDP_GFX_WAIT_MS		3000	/* for the pipeline after activation */
 #define RDP_GFX_SMALL_TILES	12	/* damage this small goes lossless */
 #define RDP_GFX_AVC_BITRATE	4000000	/* bit/s, x264's VBR target */
@@ -60,6 +64,34 @@ int	 rdp_gfx_pace_may_send(const struct rdp_gfx_pace *);
 uint32_t rdp_gfx_pace_start(struct rdp_gfx_pace *);
 void	 rdp_gfx_pace_ack(struct rdp_gfx_pace *, uint32_t frameid,
 	    uint32_t queuedepth);
+
+/*
+ * The lossless refinement's timing and budget (pure; rdp-gfx-refine.c):
+ * at the lossy stream's rate, and later after refinements motion undid.
+ */
+struct rdp_gfx_refine {
+	uint64_t	ratebytes;	/* lossy bytes over ratems */
+	uint64_t	ratems;
+	uint64_t	lastlossy;	/* ms of the last lossy frame */
+	uint64_t	lastrefine;	/* ms of a refinement since, or 0 */
+	uint64_t	filled;		/* ms the bucket was last topped up */
+	int64_t		tokens;		/* bytes the refinement may send */
+	uint64_t	tilebytes;	/* a planar tile's, the last frame's */
+	int		quiet;		/* ms of no motion before refining */
+	int		basequiet;
+	uint64_t	wasted;		/* refinements motion undid */
+	uint64_t	tiles;		/* refined, all told */
+	uint64_t	bytes;
+};
+void	 rdp_gfx_refine_init(struct rdp_gfx_refine *, int quiet);
+uint64_t rdp_gfx_refine_rate(const struct rdp_gfx_refine *);
+void	 rdp_gfx_refine_lossy(struct rdp_gfx_refine *, uint64_t now,
+	    uint64_t bytes);
+int	 rdp_gfx_refine_wait(struct rdp_gfx_refine *, uint64_t now,
+	    int nlossy);
+int	 rdp_gfx_refine_tiles(struct rdp_gfx_refine *, uint64_t now);
+void	 rdp_gfx_refine_sent(struct rdp_gfx_refine *, uint64_t now,
+	    int tiles, uint64_t bytes, int left);
 
 /*
  * The capability set to confirm from a client's advertised ones (pure):
@@ -98,7 +130,10 @@ int	 rdp_gfx_codec_count(const struct rdp_gfx_image *, const uint8_t *grid,
 
 /* rdp-gfx-avc.c (with libavcodec): H.264 frames of the whole picture. */
 struct rdp_gfx_avc;
+#define RDP_GFX_AVC_LARGE	(1280 * 1024)	/* pixels: a large surface */
 extern const char *rdp_gfx_avc_preset;	/* x264's, "superfast" */
+extern const char *rdp_gfx_avc_large;	/* larger surfaces', "ultrafast" */
+const char *rdp_gfx_avc_preset_for(int width, int height);
 extern const char *rdp_gfx_avc_crf;	/* x264's CRF, "23" */
 extern int rdp_gfx_avc_threads;		/* x264's, RDP_GFX_AVC_THREADS */
 extern int rdp_gfx_avc_maxrate;		/* bit/s, RDP_GFX_AVC_BITRATE */

@@ -134,7 +134,12 @@ rdp_pump_main(void *arg)
 		    errno == EINTR))
 			continue;
 		if (n <= 0) {
-			p->err = n == 0 ? -1 : errno;
+			/*
+			 * EOF, or a reset: QEMU killed with our last request
+			 * unread (AF_UNIX says ECONNRESET then). Both are the
+			 * desktop going away, and are told as such.
+			 */
+			p->err = n == 0 || errno == ECONNRESET ? -1 : errno;
 			pthread_cond_broadcast(&p->cond);
 			(void)write(p->wake[1], "", 1);
 			break;

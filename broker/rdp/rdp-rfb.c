@@ -240,7 +240,11 @@ rdp_rfb_read1(struct rdp_rfb *rfb, void *dst, size_t len, int timeout,
 		n = read(rfb->fd, dst, len);
 		if (n > 0)
 			return (n);
-		if (n == 0) {
+		/*
+		 * A QEMU killed with our last request still unread resets
+		 * the socket instead of closing it: the same end.
+		 */
+		if (n == 0 || errno == ECONNRESET) {
 			xasprintf(cause, "the console's VNC connection closed "
 			    "(the desktop stopped?)");
 			return (-1);

@@ -7,7 +7,10 @@
 # VNC stream on its reader thread, and the client decoded without error.
 # The session goes through the transport bench's relay, which counts its
 # bytes on the wire; frames/s and Mbit/s are printed as figures, never
-# asserted (they follow the machine's load).
+# asserted (they follow the machine's load). Then the guest is paused:
+# the lossless refinement of the still screen goes at about the H.264
+# stream's rate (bytes a second on the wire, still against motion, in
+# this run), not as the whole 1080p screen at once.
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
@@ -79,6 +82,48 @@ done
 mkdir -p "$top/build/test-results"
 cp "$T/look-3.png" "$top/build/test-results/57-rdp-avc1080-client.png"
 
+# The refinement after motion. Bytes on the wire so far: the relay's
+# TCP connection with the client, both ways (the kernel's count; the
+# relay's own is written only when the connection ends).
+wire() {
+	ss -tinH state established "( sport = :$RELAY_PORT )" |
+	    grep -o 'bytes_\(sent\|received\):[0-9]*' |
+	    awk -F: '{ n += $2 } END { print n + 0 }'
+}
+now() { date +%s.%N; }
+m0=$(wire) mt0=$(now)
+sleep 3
+m1=$(wire) mt1=$(now)
+refines0=$(grep -c "RDP: lossless refinement of" "$RDP_LOG" || true)
+qq vm pause d1 >/dev/null
+s0=$(wire) st0=$(now)
+# The still screen's refinement starts once the gateway's quiet time
+# is over (1 s, up to 8 s after refinements motion undid).
+for i in $(seq 1 300); do
+	[ "$(grep -c "RDP: lossless refinement of" "$RDP_LOG" || true)" -gt \
+	    "$refines0" ] && break
+	sleep 0.1
+done
+[ "$(grep -c "RDP: lossless refinement of" "$RDP_LOG" || true)" -gt \
+    "$refines0" ] || rdp_fail "no lossless refinement after the guest stood still"
+sleep 4
+s1=$(wire) st1=$(now)
+qq vm resume d1 >/dev/null
+mrate=$(awk -v b=$((m1 - m0)) -v a="$mt0" -v z="$mt1" \
+    'BEGIN { printf "%.0f", b / (z - a) }')
+srate=$(awk -v b=$((s1 - s0)) -v a="$st0" -v z="$st1" \
+    'BEGIN { printf "%.0f", b / (z - a) }')
+log "wire: motion $((mrate * 8 / 1000)) Kbit/s, still (refinement)" \
+    "$((srate * 8 / 1000)) Kbit/s; $(grep "RDP: lossless refinement of" \
+    "$RDP_LOG" | tail -1 | sed 's/.*RDP: //')"
+# At most twice the motion's rate (or the refinement's least rate,
+# 64000 bytes/s, for a starved guest's trickle): the refinement's
+# budget is the lossy stream's rate plus a second of burst; the whole
+# screen at once was 5-9 MB in a few seconds.
+[ "$srate" -le $((2 * (mrate > 64000 ? mrate : 64000))) ] ||
+	rdp_fail "the still screen's refinement took $srate bytes/s on the" \
+	    "wire, motion $mrate"
+
 # The client quits; the gateway's line and the relay's count are there.
 lines=$(wc -l <"$T/wire.txt" 2>/dev/null || echo 0)
 kill "$client"
@@ -97,8 +142,11 @@ line=$(grep "event=rdp.gfx" "$RDP_LOG" | grep "codec=avc420" | tail -1)
 field() { tr ' ' '\n' <<<"$line" | sed -n "s/^$1=//p"; }
 frames=$(field frames) acked=$(field acked) acks=$(field acks)
 held=$(field held) ms=$(field ms) x264ms=$(field x264ms)
+rtiles=$(field refinetiles) rbytes=$(field refinebytes)
 [ "${frames:-0}" -gt 1 ] && [ "${acks:-0}" -gt 0 ] ||
 	rdp_fail "frames $frames, acks $acks"
+[ "${rtiles:-0}" -gt 0 ] && [ "${rbytes:-0}" -gt 0 ] ||
+	rdp_fail "the gateway refined no tiles ($rtiles, $rbytes bytes)"
 # Pacing: the client acknowledged all but the last frames in flight.
 [ $((frames - acked)) -ge 0 ] && [ $((frames - acked)) -le 2 ] ||
 	rdp_fail "$frames frames sent, the client acknowledged up to $acked"

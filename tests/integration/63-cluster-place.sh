@@ -125,6 +125,12 @@ where=$(runs_on d1)
 other=h3
 pid=$(cat "$(eval echo "\$${where}_STATE")/vms/d1/qemu.pid")
 out=$(hqq "$other" vm stop d1 --force)
+# --force travels with the stop: the host running it quits QEMU at once
+# rather than pressing the power button (which the tiny guest ignores).
+lg=${where}_LOG
+grep -q "d1: running -> stopping: quit by admin" "${!lg}" &&
+	! grep -q "d1: running -> stopping: ACPI" "${!lg}" ||
+	fail "vm stop d1 --force from $other was not forced: $(grep 'd1: running -> stopping' "${!lg}")"
 [ "$out" = "d1: stopped" ] || fail "vm stop d1 from $other: $out"
 alive "$pid" && fail "d1's QEMU $pid still runs on $where"
 [ -z "$(runs_on d1)" ] || fail "d1 still runs on $(runs_on d1)"
@@ -159,9 +165,19 @@ done
 	fail "d2 stopped again on $where, h3 says $(hq h3 --json vm show d2 | jq -r .state)"
 out=$(hq h1 vm delete d3 2>&1) && fail "delete of a running desktop: $out"
 echo "$out" | grep -q "is running on h[12]: stop it first" || fail "delete said: $out"
-hqq h3 vm delete d1 >/dev/null
+hqq h3 vm stop d4 --force >/dev/null
+hqq h3 vm delete d4 >/dev/null
+# A delete right after a local stop, on the same host, deletes: the
+# stop's placement write may still be on its way, and the delete must
+# wait for it, not refuse the desktop as running.
+hqq h3 vm start d1 >/dev/null
+w1=$(runs_on d1)
+[ -n "$w1" ] || fail "d1 started but runs nowhere"
+hqq "$w1" vm stop d1 --force >/dev/null
+out=$(hq "$w1" vm delete d1 2>&1) || fail "vm delete d1 right after its stop on $w1: $out"
 for h in $HOSTS; do
 	hq "$h" vm show d1 >/dev/null 2>&1 && fail "d1 still known on $h"
+	hq "$h" vm show d4 >/dev/null 2>&1 && fail "d4 still known on $h"
 done
 log "stops from another host and locally, delete: ok"
 

@@ -83,7 +83,7 @@ hqq h1 host drain h1 >/dev/null
 host_state h1 draining
 hqq h1 vm create desk --from tpl --store shared --accel tcg --memory 256 \
     --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
-    --append "console=ttyS0" --display none >/dev/null
+    --append "console=ttyS0 no_timer_check" --display none >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
 [ "$src" = h2 ] || fail "desk runs on '$src', not h2"
@@ -199,7 +199,7 @@ log "vm delete on $dst: $cfile removed once, tpl kept"
 hqq h1 host drain h2 >/dev/null
 host_state h2 draining
 hqq h1 vm create odd --accel tcg --memory 128 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" --display none >/dev/null
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check" --display none >/dev/null
 hqq h1 vm start odd >/dev/null
 [ "$(runs_on odd)" = h1 ] || fail "odd runs on '$(runs_on odd)', not h1"
 qemu_odd=$(cat "$(state_of h1)/vms/odd/qemu.pid")

@@ -83,6 +83,92 @@ test_pace(void)
 	CHECK(p.stale == 0);
 }
 
+/*
+ * The refinement's budget: its rate follows the lossy stream's, a 1080p
+ * screen of photo-like tiles goes out over seconds at that rate instead
+ * of at once, and refinements that motion undoes push the next later.
+ */
+static void
+test_refine(void)
+{
+	struct rdp_gfx_refine	r;
+	uint64_t		t, sent = 0, t0;
+	int			i, k, left = 510, w;
+
+	rdp_gfx_refine_init(&r, 1000);
+	CHECK(rdp_gfx_refine_wait(&r, 5, 0) == -1);	/* nothing lossy */
+	/* 10 s of 25 frames/s, 20 KB each: 500 KB/s. */
+	for (t = 1000; t < 11000; t += 40)
+		rdp_gfx_refine_lossy(&r, t, 20000);
+	t -= 40;
+	CHECK(rdp_gfx_refine_rate(&r) >= 480000 &&
+	    rdp_gfx_refine_rate(&r) <= 510000);
+	/* Motion just stopped: wait the quiet time. */
+	CHECK(rdp_gfx_refine_wait(&r, t + 10, left) == 990);
+	/* Then refine 510 tiles of 12 KB: never over 1 s of rate + rate. */
+	t0 = t + 1000;
+	for (t = t0; left > 0; t++) {
+		w = rdp_gfx_refine_wait(&r, t, left);
+		CHECK(w >= 0);
+		if (w != 0)
+			continue;
+		k = rdp_gfx_refine_tiles(&r, t);
+		CHECK(k >= 1);
+		if (k > left)
+			k = left;
+		left -= k;
+		sent += (uint64_t)k * 12000;
+		rdp_gfx_refine_sent(&r, t, k, (uint64_t)k * 12000, left);
+		/* Bytes by t: one second's burst, the rate, one tile more. */
+		CHECK(sent <= 500000 + (t - t0) * 500 + 12000 + 8192 * 62);
+	}
+	/* 6.1 MB at ~500 KB/s: ~11 s, not at once. */
+	CHECK(t - t0 >= 10000);
+	CHECK(r.tiles == 510 && r.bytes == 510 * 12000);
+	CHECK(r.quiet == 1000);
+
+	/* A guest drawing every 1.5 s: refinements wasted, then none. */
+	rdp_gfx_refine_init(&r, 1000);
+	t = 100000;
+	rdp_gfx_refine_lossy(&r, t, 200000);
+	CHECK(rdp_gfx_refine_wait(&r, t + 1000, 500) == 0);
+	k = rdp_gfx_refine_tiles(&r, t + 1000);
+	rdp_gfx_refine_sent(&r, t + 1000, k, (uint64_t)k * 12000, 500 - k);
+	rdp_gfx_refine_lossy(&r, t + 1500, 200000);
+	CHECK(r.wasted == 1 && r.quiet == 2000);
+	CHECK(rdp_gfx_refine_wait(&r, t + 2500, 500) == 1000);
+	rdp_gfx_refine_lossy(&r, t + 3000, 200000);
+	CHECK(r.wasted == 1);	/* none sent since */
+	for (i = 0; i < 5; i++) {
+		t += 10000;
+		CHECK(rdp_gfx_refine_wait(&r, t, 500) == 0);
+		rdp_gfx_refine_sent(&r, t, 1, 12000, 499);
+		rdp_gfx_refine_lossy(&r, t + 100, 200000);
+	}
+	CHECK(r.quiet == RDP_GFX_REFINE_MAX_MS);
+	/* A refinement that completes brings the quiet time back. */
+	t += 20000;
+	CHECK(rdp_gfx_refine_wait(&r, t, 1) == 0);
+	rdp_gfx_refine_sent(&r, t, 1, 12000, 0);
+	CHECK(r.quiet == 1000);
+
+	/* A tile bigger than a second's budget still goes, once a second. */
+	rdp_gfx_refine_init(&r, 1000);
+	rdp_gfx_refine_lossy(&r, 500, 100);
+	rdp_gfx_refine_sent(&r, 2000, 1, 200000, 5);
+	w = rdp_gfx_refine_wait(&r, 2000, 5);
+	CHECK(w > 0 && w <= 4200);
+	CHECK(rdp_gfx_refine_wait(&r, 2000 + w, 5) == 0);
+
+	/* A trickle of small lossy frames: the floor's rate. */
+	rdp_gfx_refine_init(&r, 1000);
+	rdp_gfx_refine_lossy(&r, 500, 100);
+	CHECK(rdp_gfx_refine_rate(&r) == RDP_GFX_REFINE_FLOOR);
+	rdp_gfx_refine_init(&r, -1);
+	rdp_gfx_refine_lossy(&r, 500, 100);
+	CHECK(rdp_gfx_refine_wait(&r, 5000, 10) == -1);	/* none */
+}
+
 static void
 test_caps(void)
 {
@@ -580,6 +666,7 @@ int
 main(void)
 {
 	test_pace();
+	test_refine();
 	test_caps();
 	test_planar();
 	test_avc();

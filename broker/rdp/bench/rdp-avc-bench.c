@@ -148,7 +148,7 @@ main(int argc, char **argv)
 			n = atoi(optarg);
 			break;
 		case 'p':
-			rdp_gfx_avc_preset = optarg;
+			rdp_gfx_avc_preset = rdp_gfx_avc_large = optarg;
 			break;
 		case 'q':
 			rdp_gfx_avc_crf = optarg;
@@ -231,7 +231,8 @@ main(int argc, char **argv)
 	    "%d frames, "
 	    "%.1f ms CPU a frame (%.1f ms wall), YUV %.1f ms, x264 %.1f ms, "
 	    "%.0f bytes a frame (%.2f Mbit/s at 25 frames/s), %.1f frames/s "
-	    "alone\n", rdp_gfx_codec_name(id), w, h, rdp_gfx_avc_preset,
+	    "alone\n", rdp_gfx_codec_name(id), w, h,
+	    rdp_gfx_avc_preset_for(w, h),
 	    rdp_gfx_avc_crf, rdp_gfx_avc_maxrate,
 	    rdp_gfx_avc_threads, dw ? dw : w, dh ? dh : h, n,
 	    cpu * 1000 / n, wall * 1000 / n,
