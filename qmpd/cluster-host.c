@@ -177,12 +177,12 @@ host_record(void)
 	if (host_failed == NULL)
 		host_failed = json_object();
 	return (json_pack("{s:s?,s:s?,s:I,s:i,s:i,s:o,s:o,s:o,s:b,s:I,s:s,"
-	    "s:O}", "addr", c->addr, "listen", c->listen, "mem_free",
+	    "s:O,s:o}", "addr", c->addr, "listen", c->listen, "mem_free",
 	    (json_int_t)host_mem_free(), "boot_cap", boot_queue_cap, "booting",
 	    boot_queue_booting(), "running", run, "starting", starting,
 	    "templates", tpl, "draining", me != NULL && me->draining, "time",
 	    (json_int_t)clock_wall_ms(), "instance", host_instance_id(),
-	    "failed", host_failed));
+	    "failed", host_failed, "stores", cluster_stores_here()));
 }
 
 static void
@@ -521,6 +521,9 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		json_decref(rec);
 		if (strcmp(name, cluster_name()) == 0)
 			cluster_host_touch();
+		/* An undrained host may take what a failover could not place. */
+		if (!put)
+			cluster_failover_again();
 		return;
 	}
 	if (strncmp(key, "members/", 8) == 0) {

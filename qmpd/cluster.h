@@ -167,6 +167,23 @@ void		 cluster_place_vm_event(const char *event, const char *vm,
 const char	*cluster_place_host(const char *vm);
 
 /*
+ * cluster-clone.c: a desktop's linked clone on a shared image store,
+ * recorded in vms/VM's "clone" by the host that runs it, so that another
+ * host with the store mounted adopts it on failover; the stale record of
+ * a host it left goes, the file stays.
+ */
+struct vm;
+int		 cluster_clone_host_has(json_t *hostrec, const char *store);
+const char	*cluster_clone_store(const struct cluster_place *);
+int		 cluster_clone_movable(const struct cluster_place *);
+const char	*cluster_clone_stuck(const struct cluster_place *);
+void		 cluster_clone_record(struct cluster_place *, struct vm *);
+struct vm	*cluster_clone_create(struct cluster_place *, char **cause);
+int		 cluster_clone_release(struct cluster_place *, struct vm *);
+/* The shared stores (stores/) whose path this host sees: a new array. */
+json_t		*cluster_stores_here(void);
+
+/*
  * cluster-migrate.c: a live migration's placement. The target's
  * switchover swap (1: not a VM of the cluster, 0: cb(name, ok, why, arg)
  * follows, -1: cause), and the source's check before it resumes
