@@ -4,19 +4,23 @@
 # holds (eget, placement). Sourced after tests/integration/lib.sh.
 
 CLUSTER=$top/scripts/cluster
-# A cluster of this test's own (scripts/cluster --name, through
+# A test's cluster is its own (scripts/cluster --name, through
 # $QDESK_CLUSTER): its namespaces and files are named after the test and
 # its pid, so cluster tests run beside each other and beside a cluster
 # someone has up in this checkout. Short: it is part of socket paths.
-QDESK_CLUSTER=${TEST_NAME%%-*}-$$
-export QDESK_CLUSTER
-ENVFILE=$top/build/clusters/$QDESK_CLUSTER/env
-# The hosts' qmpds on this test's VM uid range (lib.sh).
-QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
-export QDESK_QMPD
+# The benches (bench/cluster*.sh) source this file too, without lib.sh:
+# they use the checkout's one cluster (build/cluster/env) as they are.
+if [ -n "${TEST_NAME:-}" ]; then
+	QDESK_CLUSTER=${TEST_NAME%%-*}-$$
+	export QDESK_CLUSTER
+	ENVFILE=$top/build/clusters/$QDESK_CLUSTER/env
+	# The hosts' qmpds on this test's VM uid range (lib.sh).
+	QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
+	export QDESK_QMPD
+fi
 
 # Where a failed cluster test keeps its hosts' and broker's logs.
-CLUSTER_KEEP=$top/build/test-results/$TEST_NAME-logs
+CLUSTER_KEEP=$top/build/test-results/${TEST_NAME:-bench}-logs
 
 # cluster_test_logs STATUS: when the test failed (STATUS not 0), before
 # `cluster down` removes them, keep every host's qmpd log and the
