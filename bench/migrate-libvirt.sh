@@ -79,21 +79,23 @@ lv_down() {
 	LV_PIDS=
 }
 
-lv_domain() { # NAME MIB
+# lv_xml TYPE NAME MIB OS DEVICES: a domain of one vCPU on QEMU's pc
+# machine, its serial console to $T/lvg/NAME.serial; OS and DEVICES are
+# the lines that boot it (inside <os>, inside <devices>).
+lv_xml() {
 	cat <<XML
-<domain type='qemu'>
-  <name>$1</name>
-  <memory unit='MiB'>$2</memory>
+<domain type='$1'>
+  <name>$2</name>
+  <memory unit='MiB'>$3</memory>
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$T/lvg/vmlinuz</kernel>
-    <initrd>$T/lvg/initrd.img</initrd>
-    <cmdline>console=ttyS0</cmdline>
+$4
   </os>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
-    <serial type='file'><source path='$T/lvg/$1.serial' append='on'/><target port='0'/></serial>
+${5:+$5
+}    <serial type='file'><source path='$T/lvg/$2.serial' append='on'/><target port='0'/></serial>
     <video><model type='vga'/></video>
     <memballoon model='none'/>
   </devices>
@@ -101,31 +103,34 @@ lv_domain() { # NAME MIB
 XML
 }
 
+# The tiny Linux guest under TCG: kernel and initrd, no disk.
+lv_domain() { # NAME MIB
+	lv_xml qemu "$1" "$2" "    <kernel>$T/lvg/vmlinuz</kernel>
+    <initrd>$T/lvg/initrd.img</initrd>
+    <cmdline>console=ttyS0</cmdline>"
+}
+
 # The busy guest's boot sector (bench/migrate-busy.sh) under KVM, on
 # IDE like qdesk's, the image shared by both daemons.
 lv_domain_busy() { # NAME MIB
-	cat <<XML
-<domain type='kvm'>
-  <name>$1</name>
-  <memory unit='MiB'>$2</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <boot dev='hd'/>
-  </os>
-  <devices>
-    <emulator>$(command -v qemu-system-x86_64)</emulator>
-    <disk type='file' device='disk'>
+	lv_xml kvm "$1" "$2" "    <boot dev='hd'/>" \
+	    "    <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
       <source file='$T/lvg/$1.img'/>
       <target dev='hda' bus='ide'/>
-    </disk>
-    <serial type='file'><source path='$T/lvg/$1.serial' append='on'/><target port='0'/></serial>
-    <video><model type='vga'/></video>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
+    </disk>"
+}
+
+# lv_create_idle NAME MIB: the tiny Linux guest started on daemon 1,
+# once its shell prompt is on the serial console (or 30 s went by).
+lv_create_idle() {
+	local i
+	lv_domain "$1" "$2" >"$T/$1.xml"
+	lvsh 1 create "$T/$1.xml" >/dev/null || die "virsh create $1"
+	for i in $(seq 1 100); do
+		grep -aq "# " "$T/lvg/$1.serial" 2>/dev/null && break
+		sleep 0.3
+	done
 }
 
 # One migration of NAME from daemon FROM to TO (further arguments go to
@@ -201,12 +206,7 @@ lv_busy_row() { # LABEL IMG RAM
 lv_tcg() {
 	local i here there d t w dp50 dmax tp50 tmax wp50 wmax ram
 
-	lv_domain lvidle 256 >"$T/lvidle.xml"
-	lvsh 1 create "$T/lvidle.xml" >/dev/null || die "virsh create lvidle"
-	for i in $(seq 1 100); do
-		grep -aq "# " "$T/lvg/lvidle.serial" 2>/dev/null && break
-		sleep 0.3
-	done
+	lv_create_idle lvidle 256
 	here=1
 	: >"$T/lvidle"
 	for i in $(seq 1 "$N"); do
@@ -221,12 +221,7 @@ lv_tcg() {
 	    "$dp50" "$dmax" "$tp50" "$tmax" "$wp50" "$wmax" "$N"
 	lvsh "$here" destroy lvidle >/dev/null 2>&1
 	for ram in $RAMS; do
-		lv_domain "lvr$ram" "$ram" >"$T/lvr$ram.xml"
-		lvsh 1 create "$T/lvr$ram.xml" >/dev/null || die "virsh create lvr$ram"
-		for i in $(seq 1 100); do
-			grep -aq "# " "$T/lvg/lvr$ram.serial" 2>/dev/null && break
-			sleep 0.3
-		done
+		lv_create_idle "lvr$ram" "$ram"
 		read -r d t w x <<<"$(lv_migrate "lvr$ram" 1 2)"
 		printf 'libvirt: RAM %5d MiB: total %d ms (virsh %d ms), downtime %d ms\n' \
 		    "$ram" "$t" "$w" "$d"

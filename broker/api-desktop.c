@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "names.h"
 #include "xmalloc.h"
@@ -67,10 +68,9 @@ static int
 api_desktops_just_in(struct http_call *call)
 {
 	struct portal_session	*s = portal_session_find(call->sid, 0);
-	struct timespec	 ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);	/* session.c's clock */
-	return (s != NULL && ts.tv_sec - s->created < API_ACQUIRE_WINDOW);
+	/* session.c's clock */
+	return (s != NULL && clock_mono_s() - s->created < API_ACQUIRE_WINDOW);
 }
 
 /* Pass on the user's desktops with only what the portal shows. */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "proto.h"
 #include "xmalloc.h"
@@ -39,15 +40,6 @@ static struct throttle		*api_login_fails;
 
 static void	api_login_send(struct http_call *);
 
-static time_t
-api_login_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec);
-}
-
 /* The table of failures per address, made on first use. */
 static struct throttle *
 api_login_throttle(void)
@@ -66,7 +58,7 @@ int
 login_throttle_try(const char *addr)
 {
 	struct throttle	*t = api_login_throttle();
-	time_t		 now = api_login_now();
+	time_t		 now = clock_mono_s();
 	int		 wait;
 
 	wait = throttle_check(t, addr, now);
@@ -79,7 +71,7 @@ void
 login_throttle_done(const char *addr, int failed)
 {
 	if (!failed)
-		throttle_refund(api_login_throttle(), addr, api_login_now());
+		throttle_refund(api_login_throttle(), addr, clock_mono_s());
 }
 
 /* A check came back: send the next queued one, if any. */

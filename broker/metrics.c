@@ -162,13 +162,14 @@ metrics_sessions(struct textbuf *tb, const char *name, const char *help,
 		    NULL);
 }
 
-/* A counter family with its one sample. */
+/* A byte counter with a sample each way ("direction": "in", "out"). */
 static void
-metrics_counter(struct textbuf *tb, const char *name, const char *help,
-    unsigned long long v)
+metrics_bytes(struct textbuf *tb, const char *name, const char *help,
+    unsigned long long in, unsigned long long out)
 {
 	metrics_family(tb, name, "counter", help);
-	metrics_sample(tb, name, (double)v, NULL);
+	metrics_sample(tb, name, (double)in, "direction", "in", NULL);
+	metrics_sample(tb, name, (double)out, "direction", "out", NULL);
 }
 
 /* The whole exposition, as text the caller frees. */
@@ -184,50 +185,42 @@ metrics_text(void)
 	if (rdpgw_enabled())
 		rdp_gateway_stats(&st, metrics_rdp_vm, rdp);
 #endif
-	metrics_counter(&tb, "qdesk_broker_logins_total",
+	metrics_scalar(&tb, "qdesk_broker_logins_total", "counter",
 	    "Portal logins that opened a session.", broker_metrics.logins);
-	metrics_counter(&tb, "qdesk_broker_login_failures_total",
+	metrics_scalar(&tb, "qdesk_broker_login_failures_total", "counter",
 	    "Portal logins refused: wrong user name or password.",
 	    broker_metrics.login_failures);
-	metrics_counter(&tb, "qdesk_broker_login_locked_total",
+	metrics_scalar(&tb, "qdesk_broker_login_locked_total", "counter",
 	    "Portal logins refused because the login is locked out.",
 	    broker_metrics.logins_locked);
-	metrics_counter(&tb, "qdesk_broker_tickets_total",
+	metrics_scalar(&tb, "qdesk_broker_tickets_total", "counter",
 	    "SPICE proxy tickets issued with a console.",
 	    broker_metrics.tickets);
-	metrics_counter(&tb, "qdesk_broker_proxy_connections_total",
+	metrics_scalar(&tb, "qdesk_broker_proxy_connections_total", "counter",
 	    "Connections accepted by the SPICE proxy.",
 	    broker_metrics.proxy_connections);
-	metrics_family(&tb, "qdesk_broker_proxy_bytes_total", "counter",
-	    "Bytes the SPICE proxy passed, by direction.");
-	metrics_sample(&tb, "qdesk_broker_proxy_bytes_total",
-	    (double)broker_metrics.proxy_bytes_in, "direction", "in", NULL);
-	metrics_sample(&tb, "qdesk_broker_proxy_bytes_total",
-	    (double)broker_metrics.proxy_bytes_out, "direction", "out", NULL);
+	metrics_bytes(&tb, "qdesk_broker_proxy_bytes_total",
+	    "Bytes the SPICE proxy passed, by direction.",
+	    broker_metrics.proxy_bytes_in, broker_metrics.proxy_bytes_out);
 	metrics_sessions(&tb, "qdesk_broker_spice_sessions",
 	    "SPICE sessions tunnelled by the proxy, per desktop.",
 	    metrics_spice);
 #ifdef BROKER_RDP
-	metrics_counter(&tb, "qdesk_broker_rdp_connections_total",
+	metrics_scalar(&tb, "qdesk_broker_rdp_connections_total", "counter",
 	    "Connections accepted by the RDP gateway.", st.connections);
-	metrics_counter(&tb, "qdesk_broker_rdp_logins_total",
+	metrics_scalar(&tb, "qdesk_broker_rdp_logins_total", "counter",
 	    "RDP gateway logins whose password was good.", st.logins);
-	metrics_family(&tb, "qdesk_broker_rdp_connections", "gauge",
-	    "RDP gateway connections open now.");
-	metrics_sample(&tb, "qdesk_broker_rdp_connections", st.open, NULL);
-	metrics_family(&tb, "qdesk_broker_rdp_bytes_total", "counter",
-	    "Bytes on the RDP gateway's client connections, by direction.");
-	metrics_sample(&tb, "qdesk_broker_rdp_bytes_total",
-	    (double)st.bytes_in, "direction", "in", NULL);
-	metrics_sample(&tb, "qdesk_broker_rdp_bytes_total",
-	    (double)st.bytes_out, "direction", "out", NULL);
+	metrics_scalar(&tb, "qdesk_broker_rdp_connections", "gauge",
+	    "RDP gateway connections open now.", st.open);
+	metrics_bytes(&tb, "qdesk_broker_rdp_bytes_total",
+	    "Bytes on the RDP gateway's client connections, by direction.",
+	    st.bytes_in, st.bytes_out);
 #endif
 	metrics_sessions(&tb, "qdesk_broker_rdp_sessions",
 	    "RDP gateway sessions, per desktop.", rdp);
 	json_decref(rdp);
-	metrics_family(&tb, "qdesk_broker_qmpd_up", "gauge",
-	    "1 when the broker is connected to qmpd.");
-	metrics_sample(&tb, "qdesk_broker_qmpd_up", qmpc_connected(), NULL);
+	metrics_scalar(&tb, "qdesk_broker_qmpd_up", "gauge",
+	    "1 when the broker is connected to qmpd.", qmpc_connected());
 	return (textbuf_finish(&tb));
 }
 

@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -31,15 +32,6 @@ static TAILQ_HEAD(, portal_session) portal_sessions =
 static int			 portal_session_count;
 static struct event		*portal_session_sweeper;
 
-static time_t
-portal_session_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec);
-}
-
 static int
 portal_session_expired(const struct portal_session *s, time_t now)
 {
@@ -52,7 +44,7 @@ static void
 portal_session_sweep_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct portal_session	*s, *s1;
-	time_t		 now = portal_session_now();
+	time_t		 now = clock_mono_s();
 
 	TAILQ_FOREACH_SAFE(s, &portal_sessions, entry, s1) {
 		if (portal_session_expired(s, now)) {
@@ -106,7 +98,7 @@ portal_session_create(const char *login, const char *name, int admin)
 	s->login = xstrdup(login);
 	s->name = xstrdup(name != NULL ? name : login);
 	s->admin = admin;
-	s->created = s->last = portal_session_now();
+	s->created = s->last = clock_mono_s();
 	TAILQ_INSERT_TAIL(&portal_sessions, s, entry);
 	portal_session_count++;
 	return (s);
@@ -121,7 +113,7 @@ struct portal_session *
 portal_session_find(const char *id, int touch)
 {
 	struct portal_session	*s, *found = NULL;
-	time_t		 now = portal_session_now();
+	time_t		 now = clock_mono_s();
 
 	if (strlen(id) != sizeof s->id - 1)
 		return (NULL);

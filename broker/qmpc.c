@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "proto.h"
 #include "xmalloc.h"
@@ -99,15 +100,6 @@ static void	qmpc_send(struct qmpc_conn *, struct qmpc_req *, json_t *);
 static void	qmpc_conn_init(struct qmpc_conn *, struct event_base *,
 		    const char *, SSL_CTX *, const char *);
 
-static time_t
-qmpc_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec);
-}
-
 static void
 qmpc_req_free(struct qmpc_req *r)
 {
@@ -156,7 +148,7 @@ qmpc_drop(struct qmpc_conn *q, const char *why)
 
 	if (q->state == QMPC_READY) {
 		log_warnx("lost qmpd at %s: %s; redialling", q->path, why);
-		q->down_since = qmpc_now();
+		q->down_since = clock_mono_s();
 	}
 	else if (q->failures++ == 0 || q->failures % 60 == 0)
 		log_warnx("cannot reach qmpd at %s: %s; retrying", q->path,
@@ -274,7 +266,7 @@ qmpc_read_cb(struct bufferevent *bev, void *arg)
 	size_t		 len;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
-		q->last_rx = qmpc_now();
+		q->last_rx = clock_mono_s();
 		msg = json_loadb(line, len, 0, &jerr);
 		if (log_getverbose() > 1)
 			log_debug("qmpd: <- %s", line);
@@ -400,7 +392,7 @@ qmpc_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct qmpc_conn *q = arg;
 	struct qmpc_req	*r, *r1;
-	time_t		 now = qmpc_now();
+	time_t		 now = clock_mono_s();
 	char		*desc;
 
 	if (q->state == QMPC_READY && !q->pinging &&
@@ -578,7 +570,7 @@ qmpc_conn_call(struct qmpc_conn *q, const char *cmd, json_t *args,
     int timeout, qmpc_cb cb, void *arg)
 {
 	struct qmpc_req	*r;
-	time_t		 now = qmpc_now();
+	time_t		 now = clock_mono_s();
 
 	r = xcalloc(1, sizeof *r);
 	r->cmd = xstrdup(cmd);
@@ -613,7 +605,7 @@ qmpc_send(struct qmpc_conn *q, struct qmpc_req *r, json_t *args)
 
 	if (args == NULL)
 		args = json_object();
-	r->deadline = qmpc_now() + r->timeout;
+	r->deadline = clock_mono_s() + r->timeout;
 	r->id = q->next_id++;
 	id = json_integer(r->id);
 	line = proto_request(id, cmd, args);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "compat.h"
 #include "proto.h"
 #include "qdesk.h"
@@ -46,15 +47,6 @@ volatile sig_atomic_t client_interrupted;
 #define CLIENT_GOTEOF		0
 #define CLIENT_FAIL		(-1)
 #define CLIENT_INTR		(-2)
-
-static long long
-client_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 /* What an admin should check when the socket cannot be reached. */
 static const char *
@@ -119,7 +111,7 @@ client_readline(struct ctl_client *c, long long deadline, char **line,
 			goto readable;
 		ms = -1;
 		if (deadline != 0) {
-			if ((left = deadline - client_now()) <= 0)
+			if ((left = deadline - clock_mono_ms()) <= 0)
 				goto timeout;
 			ms = left > 60000 ? 60000 : (int)left;
 		}
@@ -185,7 +177,7 @@ client_greet(struct ctl_client *c, json_t **error, char **cause)
 
 	c->size = CLIENT_BUFSIZE;
 	c->buf = xmalloc(c->size);
-	r = client_readline(c, c->timeout == 0 ? 0 : client_now() +
+	r = client_readline(c, c->timeout == 0 ? 0 : clock_mono_ms() +
 	    c->timeout * 1000LL, &line, &len, cause);
 	if (r == CLIENT_GOTEOF)
 		xasprintf(cause, "cannot reach qmpd at %s: it closed the "
@@ -376,7 +368,7 @@ client_call(struct ctl_client *c, const char *cmd, json_t *args,
 		return (CLIENT_FAILED);
 	}
 
-	deadline = c->timeout == 0 ? 0 : client_now() + c->timeout * 1000LL;
+	deadline = c->timeout == 0 ? 0 : clock_mono_ms() + c->timeout * 1000LL;
 	for (;;) {
 		r = client_readline(c, deadline, &line, &len, cause);
 		if (r == CLIENT_INTR) {
@@ -401,7 +393,7 @@ client_call(struct ctl_client *c, const char *cmd, json_t *args,
 		if ((v = json_object_get(msg, "progress")) != NULL) {
 			client_progress(c, v);
 			if (deadline != 0)
-				deadline = client_now() + c->timeout * 1000LL;
+				deadline = clock_mono_ms() + c->timeout * 1000LL;
 			json_decref(msg);
 			continue;
 		}

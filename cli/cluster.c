@@ -174,15 +174,39 @@ cluster_print_json(json_t *j)
 	json_decref(j);
 }
 
+/*
+ * A root CA of the cluster at cert and key, "qdesk cluster WHAT" and a
+ * stamp for its CN (two clusters' CAs never share a name); client: its
+ * leaves may be TLS clients too.
+ */
+static int
+cluster_ca_make(const char *cert, const char *key, const char *what,
+    int client, char **cause)
+{
+	struct cert_spec	 spec;
+	char			 cn[64];
+
+	memset(&spec, 0, sizeof spec);
+	spec.org = "qdesk";
+	snprintf(cn, sizeof cn, "qdesk cluster %s %08lx%04x", what,
+	    (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
+	spec.cn = cn;
+	spec.is_ca = 1;
+	spec.client = client;
+	spec.days = CLUSTER_CA_DAYS;
+	spec.owner = (uid_t)-1;
+	spec.key_mode = 0600;
+	spec.cert_mode = 0644;
+	return (cert_make(cert, key, &spec, cause));
+}
+
 /* qdesk cluster init --etcd URLS --dir DIR: the CA, made or reused. */
 int
 run_cluster_init(struct cli *cli, const struct ctl_command *ce, json_t *args,
     json_t *local)
 {
-	struct cert_spec	 spec;
 	const char		*dir;
 	char			*cert, *key, *pem = NULL, *cause = NULL;
-	char			 cn[64];
 	int			 made = 0, ex = EXIT_DAEMON;
 
 	dir = json_string_value(json_object_get(args, "dir"));
@@ -191,19 +215,8 @@ run_cluster_init(struct cli *cli, const struct ctl_command *ce, json_t *args,
 	xasprintf(&cert, "%s/ca.pem", dir);
 	xasprintf(&key, "%s/ca-key.pem", dir);
 	if (access(cert, F_OK) != 0 || access(key, F_OK) != 0) {
-		memset(&spec, 0, sizeof spec);
-		spec.org = "qdesk";
-		/* Two clusters' CAs never share a name. */
-		snprintf(cn, sizeof cn, "qdesk cluster CA %08lx%04x",
-		    (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
-		spec.cn = cn;
-		spec.is_ca = 1;
-		spec.client = 1;	/* its usage bounds its leaves' */
-		spec.days = CLUSTER_CA_DAYS;
-		spec.owner = (uid_t)-1;
-		spec.key_mode = 0600;
-		spec.cert_mode = 0644;
-		if (cert_make(cert, key, &spec, &cause) != 0)
+		/* client: its usage bounds its leaves' (admins, brokers). */
+		if (cluster_ca_make(cert, key, "CA", 1, &cause) != 0)
 			goto out1;
 		made = 1;
 	}
@@ -238,26 +251,13 @@ out:
 static int
 cluster_spice_root(const char *dir, char **ca, char **cakey, char **cause)
 {
-	struct cert_spec	 spec;
-	char			 cn[64];
-
 	free(*ca);
 	free(*cakey);
 	xasprintf(ca, "%s/spice-ca.pem", dir);
 	xasprintf(cakey, "%s/spice-ca-key.pem", dir);
 	if (access(*ca, F_OK) == 0 && access(*cakey, F_OK) == 0)
 		return (0);
-	memset(&spec, 0, sizeof spec);
-	spec.org = "qdesk";
-	snprintf(cn, sizeof cn, "qdesk cluster SPICE CA %08lx%04x",
-	    (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
-	spec.cn = cn;
-	spec.is_ca = 1;
-	spec.days = CLUSTER_CA_DAYS;
-	spec.owner = (uid_t)-1;
-	spec.key_mode = 0600;
-	spec.cert_mode = 0644;
-	return (cert_make(*ca, *cakey, &spec, cause));
+	return (cluster_ca_make(*ca, *cakey, "SPICE CA", 0, cause));
 }
 
 /*

@@ -31,6 +31,7 @@
 
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "compat.h"
 #include "etcd.h"
 #include "etcd-int.h"
@@ -82,15 +83,6 @@ struct probe {
 	struct event		*timer;
 	struct probe_ep		*eps;
 };
-
-static long long
-probe_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 /* Freed once it reported and the last etcd call came back. */
 static void
@@ -156,7 +148,7 @@ probe_finish(struct probe *p)
 	res = json_pack("{s:s,s:i,s:i,s:i,s:o,s:I,s:I}", "verdict", verdict,
 	    "answering", answering, "endpoints", e->neps, "members",
 	    e->members, "states", states, "started", (json_int_t)p->started,
-	    "ended", (json_int_t)probe_now());
+	    "ended", (json_int_t)clock_mono_ms());
 	if (p->cb != NULL)
 		p->cb(p->arg, res, NULL, NULL);
 	json_decref(res);
@@ -240,7 +232,7 @@ static void
 probe_ep_ask(struct probe_ep *pe)
 {
 	struct probe	*p = pe->p;
-	long long	 left = p->deadline - probe_now();
+	long long	 left = p->deadline - clock_mono_ms();
 
 	probe_ep_close(pe);
 	if (left < 1)
@@ -333,7 +325,7 @@ probe_timer_cb(evutil_socket_t fd, short events, void *arg)
 	int		 i;
 
 	if (p->started == 0) {		/* first: start, from the loop */
-		p->started = probe_now();
+		p->started = clock_mono_ms();
 		p->deadline = p->started + p->timeout_ms;
 		etcd_timer_ms(p->timer, p->timeout_ms);
 		/* Every endpoint may fail at once (ENETUNREACH): p must last. */

@@ -84,6 +84,14 @@ metrics_sample(struct textbuf *tb, const char *name, double value,
 }
 
 void
+metrics_scalar(struct textbuf *tb, const char *name, const char *type,
+    const char *help, double value)
+{
+	metrics_family(tb, name, type, help);
+	metrics_sample(tb, name, value, NULL);
+}
+
+void
 metrics_hist_observe(struct metrics_hist *h, double value)
 {
 	int	i;

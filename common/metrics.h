@@ -31,6 +31,9 @@ void	 metrics_family(struct textbuf *, const char *name, const char *type,
  */
 void	 metrics_sample(struct textbuf *, const char *name, double value,
 	    const char *label, ...);
+/* A family of one sample without labels: a counter's or a gauge's. */
+void	 metrics_scalar(struct textbuf *, const char *name, const char *type,
+	    const char *help, double value);
 void	 metrics_hist_observe(struct metrics_hist *, double value);
 /* A histogram's buckets, sum and count, under its family line. */
 void	 metrics_hist_write(struct textbuf *, const char *name,

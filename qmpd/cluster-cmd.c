@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "log.h"
@@ -186,7 +187,7 @@ place_create(struct cmd_req *req, const char *name)
 		return (CMD_RETURN_DONE);
 	}
 	rec = json_pack("{s:O,s:s?,s:I,s:s}", "def", args, "host", pin,
-	    "created", (json_int_t)cluster_wall_ms(), "by", cluster_name());
+	    "created", (json_int_t)clock_wall_ms(), "by", cluster_name());
 	val = json_dumps(rec, JSON_COMPACT);
 	json_decref(rec);
 	op = xcalloc(1, sizeof *op);

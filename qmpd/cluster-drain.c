@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "log.h"
@@ -182,7 +183,7 @@ drain_here(struct cmd_req *req)
 	d->moved = json_array();
 	d->failed = json_array();
 	key = cluster_key("drain/%s", cluster_name());
-	xasprintf(&val, "{\"since\":%lld}", cluster_wall_ms());
+	xasprintf(&val, "{\"since\":%lld}", clock_wall_ms());
 	etcd_put(cluster_etcd, key, val, 0, 0, drain_put_cb, d);
 	free(key);
 	free(val);

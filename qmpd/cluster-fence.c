@@ -31,6 +31,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "log.h"
 #include "qmpd.h"
@@ -56,7 +57,7 @@ cluster_fence(const char *why)
 
 	fence_done = 1;
 	log_warnx("cluster: fence at %s (wall_ms %lld): %s: killing every "
-	    "local desktop", cluster_stamp(), cluster_wall_ms(), why);
+	    "local desktop", cluster_stamp(), clock_wall_ms(), why);
 	TAILQ_FOREACH(vm, &vms, entry) {
 		boot_queue_cancel(vm->def.name, "this host lost its lease");
 		if (vm->pidfd == -1)
@@ -70,7 +71,7 @@ cluster_fence(const char *why)
 		n++;
 	}
 	log_warnx("cluster: fenced at %s (wall_ms %lld): %d desktop(s) "
-	    "killed", cluster_stamp(), cluster_wall_ms(), n);
+	    "killed", cluster_stamp(), clock_wall_ms(), n);
 }
 
 static void
@@ -168,16 +169,6 @@ wd_qemus(const char *dir, int kill9)
 	return (found);
 }
 
-/* CLOCK_MONOTONIC in ms, as held_until is. */
-static long long
-wd_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 /* Kill every QEMU of dir now, saying why and when. */
 static void
 wd_fence(const char *dir, const char *why)
@@ -188,7 +179,7 @@ wd_fence(const char *dir, const char *why)
 		return;
 	log_warnx("cluster: watchdog: %s and its lease may expire: fenced at "
 	    "%s (wall_ms %lld): %d QEMU(s) killed", why, cluster_stamp(),
-	    cluster_wall_ms(), n);
+	    clock_wall_ms(), n);
 }
 
 /*
@@ -217,7 +208,7 @@ wd_main(int fd, const char *dir)
 	for (;;) {
 		if (wd_standdown)
 			_exit(0);
-		left = held == 0 ? -1 : held - wd_now();
+		left = held == 0 ? -1 : held - clock_mono_ms();
 		if (left == 0 || left < -1)
 			left = 0;
 		pfd.fd = fd;
@@ -252,7 +243,7 @@ gone:
 	for (;;) {
 		if (wd_standdown || wd_qemus(dir, 0) == 0)
 			_exit(0);
-		if (wd_now() >= held) {
+		if (clock_mono_ms() >= held) {
 			wd_fence(dir, "qmpd is gone");
 			_exit(0);
 		}

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "img.h"
@@ -176,12 +177,12 @@ host_record(void)
 	if (host_failed == NULL)
 		host_failed = json_object();
 	return (json_pack("{s:s?,s:s?,s:I,s:i,s:i,s:o,s:o,s:o,s:b,s:I,s:s,"
-	    "s:O}", "addr", c->addr, "listen", c->listen, "mem_free",
+	    "s:O,s:o}", "addr", c->addr, "listen", c->listen, "mem_free",
 	    (json_int_t)host_mem_free(), "boot_cap", boot_queue_cap, "booting",
 	    boot_queue_booting(), "running", run, "starting", starting,
 	    "templates", tpl, "draining", me != NULL && me->draining, "time",
-	    (json_int_t)cluster_wall_ms(), "instance", host_instance_id(),
-	    "failed", host_failed));
+	    (json_int_t)clock_wall_ms(), "instance", host_instance_id(),
+	    "failed", host_failed, "stores", cluster_stores_here()));
 }
 
 static void
@@ -287,8 +288,8 @@ cluster_host_refuse(void)
 		}
 		if (!json_is_integer(json_object_get(h->rec, "time")))
 			continue;
-		diff = cluster_wall_ms() - json_integer_value(
-		    json_object_get(h->rec, "time")) - (cluster_mono_ms() -
+		diff = clock_wall_ms() - json_integer_value(
+		    json_object_get(h->rec, "time")) - (clock_mono_ms() -
 		    h->seen_ms);
 		if (diff < -CLUSTER_SKEW_MS || diff > hi) {
 			xasprintf(&why, "clock skew: this host's clock is "
@@ -346,7 +347,7 @@ host_joined_now(void)
 	    cluster_stamp(), (long long)etcd_keeper_id(host_keeper),
 	    c->lease_ttl);
 	m = json_pack("{s:s?,s:s?,s:I}", "addr", c->addr, "listen", c->listen,
-	    "joined", (json_int_t)cluster_wall_ms());
+	    "joined", (json_int_t)clock_wall_ms());
 	val = json_dumps(m, JSON_COMPACT);
 	json_decref(m);
 	key = cluster_key("members/%s", c->name);
@@ -429,7 +430,7 @@ host_read_cb(void *arg, json_t *res, const char *errclass, const char *cause)
 	}
 	key = cluster_key("hosts/%s", cluster_name());
 	mine = host_record();
-	json_object_set_new(mine, "time", json_integer(cluster_wall_ms()));
+	json_object_set_new(mine, "time", json_integer(clock_wall_ms()));
 	s = json_dumps(mine, JSON_COMPACT);
 	json_decref(mine);
 	etcd_cas(cluster_etcd, key, rev, s, etcd_keeper_id(host_keeper),
@@ -520,6 +521,9 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		json_decref(rec);
 		if (strcmp(name, cluster_name()) == 0)
 			cluster_host_touch();
+		/* An undrained host may take what a failover could not place. */
+		if (!put)
+			cluster_failover_again();
 		return;
 	}
 	if (strncmp(key, "members/", 8) == 0) {
@@ -527,7 +531,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		h->member = rec;
 		/* A member without a host key is down (seen so at start). */
 		if (put && h->rec == NULL && h->down_ms == 0) {
-			h->down_ms = cluster_mono_ms();
+			h->down_ms = clock_mono_ms();
 			cluster_failover_host_down(h->name);
 		}
 		return;
@@ -536,7 +540,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 		json_decref(h->rec);
 		h->rec = rec;
 		h->gen = cluster_gen;
-		h->seen_ms = cluster_mono_ms();
+		h->seen_ms = clock_mono_ms();
 		if (h->down_ms != 0) {
 			h->down_ms = 0;
 			log_info("cluster: host %s is up at %s", name,
@@ -549,7 +553,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 	}
 	json_decref(h->rec);
 	h->rec = NULL;
-	h->down_ms = cluster_mono_ms();
+	h->down_ms = clock_mono_ms();
 	log_info("cluster: host %s is down at %s (its lease expired)", name,
 	    cluster_stamp());
 	if (strcmp(name, cluster_name()) == 0)
@@ -581,7 +585,7 @@ cluster_host_list(void)
 {
 	struct cluster_host	*h;
 	json_t			*a = json_array(), *o, *src;
-	long long		 now = cluster_mono_ms();
+	long long		 now = clock_mono_ms();
 	size_t			 n;
 
 	TAILQ_FOREACH(h, &cluster_hosts, entry) {

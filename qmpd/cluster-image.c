@@ -40,6 +40,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "db.h"
 #include "etcd.h"
@@ -367,7 +368,7 @@ image_put(const char *name, json_t *rec, const char *sum, int64_t rev)
 	v = json_pack("{s:s,s:I,s:O,s:O,s:s,s:I,s:I}", "sha256", sum, "size",
 	    (json_int_t)sb.st_size, "format", json_object_get(rec, "format"),
 	    "kind", json_object_get(rec, "kind"), "host", cluster_name(),
-	    "time", (json_int_t)cluster_wall_ms(), "created",
+	    "time", (json_int_t)clock_wall_ms(), "created",
 	    json_integer_value(json_object_get(rec, "created")));
 	val = json_dumps(v, JSON_COMPACT);
 	json_decref(v);
@@ -664,7 +665,7 @@ image_fetch_written(int status, const char *output, void *arg)
 	image_sum_save(f->name, f->file, sum, f->src);
 	log_info("cluster: template %s fetched from host %s: %lld bytes, "
 	    "sha256 %s, in %lld ms", f->name, f->src, f->size, sum,
-	    cluster_mono_ms() - f->t0);
+	    clock_mono_ms() - f->t0);
 	cluster_host_touch();
 out:
 	image_fetch_end(f, why);
@@ -817,7 +818,7 @@ cluster_image_need(const char *name, cluster_image_cb cb, void *arg,
 		f->kind = xstrdup(json_string_value(json_object_get(known,
 		    "kind")) != NULL ? json_string_value(json_object_get(
 		    known, "kind")) : "template");
-		f->t0 = cluster_mono_ms();
+		f->t0 = clock_mono_ms();
 		TAILQ_INIT(&f->waiters);
 		listen = json_string_value(json_object_get(src->rec, "listen"));
 		xasprintf(&addr, "tls:%s", listen);

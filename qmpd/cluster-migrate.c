@@ -43,6 +43,20 @@ cluster_mig_value(json_t *res)
 	return (val != NULL ? json_loads(val, 0, NULL) : NULL);
 }
 
+/*
+ * Read placement/NAME from etcd itself, not from the watch's view, which
+ * may lag: cb(arg, result, errclass, cause) as etcd_get answers.
+ */
+static void
+cluster_mig_read(const char *name, etcd_cb cb, void *arg)
+{
+	char	*key;
+
+	key = cluster_key("placement/%s", name);
+	etcd_get(cluster_etcd, key, 0, cb, arg);
+	free(key);
+}
+
 /* After an etcd error: did our swap land anyway? */
 static void
 cluster_mig_reread_cb(void *arg, json_t *res, const char *errclass,
@@ -66,14 +80,11 @@ static void
 cluster_mig_cb(void *arg, json_t *res, const char *errclass, const char *cause)
 {
 	struct cluster_mig	*pm = arg;
-	char			*key;
 
 	if (errclass != NULL) {
 		log_warnx("cluster: %s: migration's placement: %s", pm->name,
 		    cause);
-		key = cluster_key("placement/%s", pm->name);
-		etcd_get(cluster_etcd, key, 0, cluster_mig_reread_cb, pm);
-		free(key);
+		cluster_mig_read(pm->name, cluster_mig_reread_cb, pm);
 		return;
 	}
 	if (!json_is_true(json_object_get(res, "succeeded"))) {
@@ -142,11 +153,8 @@ static void
 cluster_mig_resume_retry(evutil_socket_t fd, short events, void *arg)
 {
 	struct cluster_mig_resume	*pr = arg;
-	char				*key;
 
-	key = cluster_key("placement/%s", pr->name);
-	etcd_get(cluster_etcd, key, 0, cluster_mig_resume_cb, pr);
-	free(key);
+	cluster_mig_read(pr->name, cluster_mig_resume_cb, pr);
 }
 
 static void
@@ -189,15 +197,12 @@ cluster_migrate_resume(const char *name, void (*cb)(const char *, int,
     void *), void *arg)
 {
 	struct cluster_mig_resume	*pr;
-	char			*key;
 
 	pr = xcalloc(1, sizeof *pr);
 	pr->name = xstrdup(name);
 	pr->cb = cb;
 	pr->arg = arg;
-	key = cluster_key("placement/%s", name);
-	etcd_get(cluster_etcd, key, 0, cluster_mig_resume_cb, pr);
-	free(key);
+	cluster_mig_read(name, cluster_mig_resume_cb, pr);
 }
 
 struct cluster_mig_where {
@@ -230,13 +235,10 @@ cluster_migrate_where(const char *name, void (*cb)(const char *,
     const char *, const char *, void *), void *arg)
 {
 	struct cluster_mig_where	*pw;
-	char				*key;
 
 	pw = xcalloc(1, sizeof *pw);
 	pw->name = xstrdup(name);
 	pw->cb = cb;
 	pw->arg = arg;
-	key = cluster_key("placement/%s", name);
-	etcd_get(cluster_etcd, key, 0, cluster_mig_where_cb, pw);
-	free(key);
+	cluster_mig_read(name, cluster_mig_where_cb, pw);
 }

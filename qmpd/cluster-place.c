@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "log.h"
@@ -127,7 +129,7 @@ cluster_place_movable(const struct cluster_place *p)
 	size_t		 n;
 
 	if (json_object_get(args, "from") != NULL)
-		return (cluster_pool_disposable(p));
+		return (cluster_pool_disposable(p) || cluster_clone_movable(p));
 	if ((disk = json_string_value(json_object_get(args, "disk"))) == NULL)
 		return (1);
 	json_object_foreach(stores, k, st) {
@@ -145,8 +147,7 @@ cluster_place_movable(const struct cluster_place *p)
 
 /*
  * Why p, not movable, waits for its host: the words after "its disk"
- * (a linked clone on a shared store is there, but only the dead host's
- * own index names its file, so no other host can find it).
+ * (a linked clone on a shared store says what it lacks to move).
  */
 const char *
 cluster_place_stuck(const struct cluster_place *p)
@@ -156,9 +157,24 @@ cluster_place_stuck(const struct cluster_place *p)
 	if (json_object_get(args, "from") == NULL)
 		return ("is not on a shared store");
 	if (json_object_get(args, "store") != NULL)
-		return ("is a linked clone on a shared image store, whose file "
-		    "only its host's index names");
+		return (cluster_clone_stuck(p));
 	return ("is a linked clone, which stays on its host");
+}
+
+/* The shared stores whose path this host sees (host list's "stores"). */
+json_t *
+cluster_stores_here(void)
+{
+	json_t		*here = json_array(), *st;
+	const char	*k, *path;
+
+	json_object_foreach(stores, k, st) {
+		path = json_string_value(json_object_get(st, "path"));
+		if (path != NULL && json_is_true(json_object_get(st,
+		    "shared")) && access(path, R_OK | W_OK | X_OK) == 0)
+			json_array_append_new(here, json_string(k));
+	}
+	return (here);
 }
 
 const char *
@@ -206,7 +222,7 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 {
 	struct cluster_host	*h, *best = NULL;
 	struct cluster_place	*q;
-	const char		*pin = cluster_place_pin(p), *from;
+	const char		*pin = cluster_place_pin(p), *from, *store;
 	long long		 free_mb, best_free = 0, need;
 	int			 capped, best_capped = 1, n, best_n = 0;
 	json_t			*tpl, *v;
@@ -214,6 +230,7 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 	int			 has = 1, best_has = 0, tie;
 
 	from = place_template(p);
+	store = cluster_clone_store(p);
 	need = place_memory(p);
 	if (pin != NULL) {
 		h = cluster_host_find(pin);
@@ -233,6 +250,9 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 	TAILQ_FOREACH(h, &cluster_hosts, entry) {
 		if (!cluster_host_up(h) || h->draining || (exclude != NULL &&
 		    strcmp(h->name, exclude) == 0))
+			continue;
+		/* A recorded clone: only where its shared store is. */
+		if (store != NULL && !cluster_clone_host_has(h->rec, store))
 			continue;
 		if (from != NULL) {
 			has = 0;
@@ -283,7 +303,11 @@ cluster_place_choose(struct cluster_place *p, const char *exclude, char **cause)
 		}
 	}
 	if (best == NULL) {
-		if (from != NULL)
+		if (store != NULL)
+			xasprintf(cause, "no host that is up and not draining "
+			    "has shared image store %s mounted and %lld MiB "
+			    "free for %s", store, need, p->name);
+		else if (from != NULL)
 			xasprintf(cause, "no host that is up and not draining "
 			    "has template %s and %lld MiB free for %s", from,
 			    need, p->name);
@@ -306,7 +330,7 @@ cluster_place_value(struct cluster_place *p, const char *host, int running,
 	v = json_pack("{s:s,s:I,s:s,s:s?,s:I}", "host", host, "epoch",
 	    (json_int_t)cluster_place_epoch(p) + (running ? 1 : 0), "state",
 	    running ? "running" : "stopped", "why", why, "time",
-	    (json_int_t)cluster_wall_ms());
+	    (json_int_t)clock_wall_ms());
 	s = json_dumps(v, JSON_COMPACT);
 	json_decref(v);
 	return (s);
@@ -334,6 +358,7 @@ place_started(void *arg, json_t *result, const char *errclass,
     const char *cause)
 {
 	struct place_start	*s = arg;
+	struct cluster_place	*p;
 
 	if (errclass != NULL) {
 		log_warnx("cluster: %s: start failed: %s", s->name, cause);
@@ -342,6 +367,8 @@ place_started(void *arg, json_t *result, const char *errclass,
 		log_info("cluster: %s: running here at %s (epoch %lld)",
 		    s->name, cluster_stamp(), s->epoch);
 		cluster_host_failed(s->name, s->epoch, NULL);
+		if ((p = cluster_place_find(s->name)) != NULL)
+			cluster_clone_record(p, vm_find(s->name));
 	}
 	json_decref(result);
 	free(s->name);
@@ -445,6 +472,9 @@ place_reconcile_one(struct cluster_place *p)
 		}
 		return;
 	}
+	/* Its clone another host has now: this stale copy goes. */
+	if (cluster_clone_release(p, vm))
+		return;
 	if (!cluster_host_joined() || p->def == NULL || !cluster_place_mine(p))
 		return;
 	if (!cluster_place_running(p)) {
@@ -460,7 +490,11 @@ place_reconcile_one(struct cluster_place *p)
 		return;
 	if (vm == NULL) {
 		args = json_deep_copy(cluster_place_def(p));
-		vm = vm_create(args, &cause);
+		/* A clone another host made and recorded: adopted, not made. */
+		if (cluster_clone_store(p) != NULL)
+			vm = cluster_clone_create(p, &cause);
+		else
+			vm = vm_create(args, &cause);
 		json_decref(args);
 		if (vm == NULL) {
 			log_warnx("cluster: %s: cannot create it here: %s",
@@ -472,6 +506,8 @@ place_reconcile_one(struct cluster_place *p)
 		}
 		notify_emit("vm.created", vm->def.name, NULL);
 	}
+	if (vm_is_active(vm))
+		cluster_clone_record(p, vm);
 	if (vm_is_active(vm) || boot_queue_waiting(vm->def.name))
 		return;
 	log_info("cluster: %s: placed here (epoch %lld), starting at %s",

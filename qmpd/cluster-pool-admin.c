@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "log.h"
@@ -83,7 +84,7 @@ cluster_pool_member_put(json_t *cmp, json_t *ops, json_t *pool,
 	char	*key, *val;
 
 	rec = json_pack("{s:o,s:n,s:I,s:s}", "def", pool_desktop_args(pool,
-	    name), "host", "created", (json_int_t)cluster_wall_ms(), "by",
+	    name), "host", "created", (json_int_t)clock_wall_ms(), "by",
 	    cluster_name());
 	key = cluster_key("vms/%s", name);
 	val = json_dumps(rec, JSON_COMPACT);

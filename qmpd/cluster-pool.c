@@ -83,16 +83,12 @@ cluster_pool_disposable(const struct cluster_place *p)
 
 /* A member as pool show tells it. */
 static json_t *
-cluster_pool_member(struct cluster_place *p, int *free_, int *used,
-    int *running)
+cluster_pool_member(struct cluster_place *p)
 {
 	json_t		*own = userdb_get(USERDB_OWNERS, p->name), *j;
 	const char	*owner = json_string_value(json_object_get(own,
 			    "login"));
 
-	*free_ += own == NULL;
-	*used += owner != NULL;
-	*running += cluster_place_running(p);
 	j = json_pack("{s:s,s:s,s:s?,s:s?,s:b,s:b}", "name", p->name, "state",
 	    cluster_place_running(p) ? "running" : "stopped", "host",
 	    cluster_place_at(p), "owner", owner, "free", own == NULL, "dirty",
@@ -108,24 +104,15 @@ cluster_pool_json(json_t *pool)
 	const char		*pname = json_string_value(json_object_get(
 				    pool, "name"));
 	struct cluster_place	*p;
-	json_t			*j, *a = json_array();
-	int			 total = 0, free_ = 0, used = 0, running = 0;
+	json_t			*a = json_array();
 
 	TAILQ_FOREACH(p, &cluster_places, entry) {
 		if (p->def == NULL || cluster_pool_of(p) == NULL ||
 		    strcmp(cluster_pool_of(p), pname) != 0)
 			continue;
-		total++;
-		json_array_append_new(a, cluster_pool_member(p, &free_, &used,
-		    &running));
+		json_array_append_new(a, cluster_pool_member(p));
 	}
-	j = json_deep_copy(pool);
-	json_object_set_new(j, "desktops", a);
-	json_object_set_new(j, "count", json_integer(total));
-	json_object_set_new(j, "free", json_integer(free_));
-	json_object_set_new(j, "in_use", json_integer(used));
-	json_object_set_new(j, "running", json_integer(running));
-	return (j);
+	return (pool_show_json(pool, a));
 }
 
 /* ---- pool.create ---- */

@@ -38,6 +38,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "log.h"
@@ -165,7 +166,7 @@ quorum_probe_cb(void *arg, json_t *res, const char *errclass,
 		    etcd_keeper_held_until(k)));
 	}
 	if (!quorum_episode)
-		quorum_since = cluster_mono_ms();
+		quorum_since = clock_mono_ms();
 	if (!quorum_lost) {
 		log_warnx("cluster: etcd has no quorum at %s (%d of %d members "
 		    "answer: %s): keeping %d desktop(s) running, no placement "
@@ -185,7 +186,7 @@ static void
 quorum_tick(evutil_socket_t fd, short events, void *arg)
 {
 	struct etcd_keeper	*k = cluster_host_keeper();
-	long long		 ttl_ms, last_ok, now = cluster_mono_ms();
+	long long		 ttl_ms, last_ok, now = clock_mono_ms();
 
 	if (!cluster_host_joined() || k == NULL) {
 		quorum_lost = quorum_episode = 0;

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "log.h"
@@ -54,29 +55,11 @@ cluster_name(void)
 	return (qmpd->cluster->name);
 }
 
-long long
-cluster_wall_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
-long long
-cluster_mono_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 const char *
 cluster_stamp(void)
 {
 	static char	buf[64];
-	long long	ms = cluster_wall_ms();
+	long long	ms = clock_wall_ms();
 	time_t		t = ms / 1000;
 	struct tm	tm;
 

@@ -47,10 +47,8 @@ extern unsigned int	 cluster_gen;
 /* "/qdesk/v1/" and the rest; the caller frees it. */
 char		*cluster_key(const char *fmt, ...)
 		    __attribute__((format(printf, 1, 2)));
-/* This host's name, and the wall clock and monotonic clock in ms. */
+/* This host's name (clocks: common/clock.h). */
 const char	*cluster_name(void);
-long long	 cluster_wall_ms(void);
-long long	 cluster_mono_ms(void);
 /* "2026-12-02T11:20:03.123Z" for logs that others' logs are held to. */
 const char	*cluster_stamp(void);
 
@@ -167,6 +165,23 @@ void		 cluster_place_reconcile(void);
 void		 cluster_place_vm_event(const char *event, const char *vm,
 		    json_t *fields, void *arg);
 const char	*cluster_place_host(const char *vm);
+
+/*
+ * cluster-clone.c: a desktop's linked clone on a shared image store,
+ * recorded in vms/VM's "clone" by the host that runs it, so that another
+ * host with the store mounted adopts it on failover; the stale record of
+ * a host it left goes, the file stays.
+ */
+struct vm;
+int		 cluster_clone_host_has(json_t *hostrec, const char *store);
+const char	*cluster_clone_store(const struct cluster_place *);
+int		 cluster_clone_movable(const struct cluster_place *);
+const char	*cluster_clone_stuck(const struct cluster_place *);
+void		 cluster_clone_record(struct cluster_place *, struct vm *);
+struct vm	*cluster_clone_create(struct cluster_place *, char **cause);
+int		 cluster_clone_release(struct cluster_place *, struct vm *);
+/* The shared stores (stores/) whose path this host sees: a new array. */
+json_t		*cluster_stores_here(void);
 
 /*
  * cluster-migrate.c: a live migration's placement. The target's

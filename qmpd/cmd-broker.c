@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "cluster.h"
 #include "log.h"
 #include "pool.h"
@@ -37,16 +38,6 @@
  * forgets is deleted there as well, so the table on disk stays bounded.
  */
 static struct auth_lockout	*cmd_broker_lockout;
-
-/* Seconds on a clock nobody can set back to escape a lock. */
-static time_t
-cmd_broker_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec);
-}
 
 /* For log lines: where the broker says the user came from. */
 static const char *
@@ -78,7 +69,7 @@ static int
 cmd_broker_lockout_load_cb(const char *key, json_t *rec, void *arg)
 {
 	if (auth_lockout_import(cmd_broker_lockout, key, rec,
-	    cmd_broker_now()) == 0)
+	    clock_mono_s()) == 0)
 		cmd_broker_lockout_drop(key, arg);
 	return (0);
 }
@@ -121,7 +112,7 @@ cmd_broker_lockout_save(const char *login, const char *addr)
 
 	auth_lockout_key(login, addr, key, sizeof key);
 	j = auth_lockout_export(cmd_broker_lockouts(), login, addr,
-	    cmd_broker_now());
+	    clock_mono_s());
 	if (j == NULL) {
 		cmd_broker_lockout_del(key, NULL);
 		return;
@@ -164,7 +155,7 @@ cmd_broker_auth_fail(struct cmd_req *req, const char *login,
 	cmd_broker_lockout_save(login, addr);
 	cmd_broker_lockout_save(login, NULL);
 	locked = auth_lockout_check(cmd_broker_lockouts(), login, addr,
-	    cmd_broker_now());
+	    clock_mono_s());
 	f = json_pack("{s:s,s:s,s:s}", "user", login, "client",
 	    cmd_broker_client(req), "reason", why);
 	if (locked > 0) {
@@ -251,7 +242,7 @@ cmd_broker_auth_done(int ok, void *arg)
 	else if (json_is_true(json_object_get(rec, "disabled")))
 		why = "the user is disabled";
 	auth_lockout_done(cmd_broker_lockouts(), bl->login, bl->addr,
-	    rec != NULL, why == NULL, cmd_broker_now());
+	    rec != NULL, why == NULL, clock_mono_s());
 	if (why != NULL)
 		cmd_broker_auth_fail(bl->req, bl->login, bl->addr, why);
 	else
@@ -308,7 +299,7 @@ cmd_broker_auth(struct cmd_req *req)
 	rec = user_get(login);
 	switch (auth_lockout_admit(cmd_broker_lockouts(), login, addr,
 	    rec != NULL, json_string_value(pw), json_string_length(pw),
-	    cmd_broker_now(), &left, &cause)) {
+	    clock_mono_s(), &left, &cause)) {
 	case AUTH_LOCKED:
 		f = json_pack("{s:s,s:s,s:i}", "user", login, "client",
 		    cmd_broker_client(req), "locked", left);
@@ -359,22 +350,12 @@ cmd_broker_auth(struct cmd_req *req)
  */
 static json_t	*cmd_broker_revocations;
 
-/* Milliseconds on the host's monotonic clock. */
-static long long
-cmd_broker_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 /* Drop the revocations no session can still be asking about. */
 static void
 cmd_broker_revoked_age(void)
 {
 	json_t		*r;
-	long long	 now = cmd_broker_ms();
+	long long	 now = clock_mono_ms();
 
 	if (cmd_broker_revocations == NULL)
 		cmd_broker_revocations = json_array();
@@ -451,7 +432,7 @@ cmd_broker_revoke(const char *login, const char *vm, const char *why)
 	cmd_broker_revoked_age();
 	json_array_append_new(cmd_broker_revocations, json_pack(
 	    "{s:s,s:s?,s:s,s:I}", "login", login, "vm", vm, "reason", reason,
-	    "at", (json_int_t)cmd_broker_ms()));
+	    "at", (json_int_t)clock_mono_ms()));
 	TAILQ_FOREACH(v, &vms, entry) {
 		if (vm != NULL ? strcmp(v->def.name, vm) == 0 :
 		    cmd_broker_revoke_mine(v, login))

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "etcd.h"
 #include "qmpd.h"
@@ -65,7 +66,7 @@ cmd_host_drain_set(struct cmd_req *req, int on)
 		return (cluster_drain_live(req, name));
 	key = cluster_key("drain/%s", name);
 	if (on) {
-		xasprintf(&val, "{\"since\":%lld}", cluster_wall_ms());
+		xasprintf(&val, "{\"since\":%lld}", clock_wall_ms());
 		etcd_put(cluster_etcd, key, val, 0, 0, cmd_host_put_cb, req);
 		free(val);
 	} else

@@ -202,8 +202,10 @@ cmd_net_rm(struct cmd_req *req)
 	return (CMD_RETURN_WAIT);
 }
 
+/* vm nic-add and nic-rm: op(vm, the argument named arg) on the VM. */
 static enum cmd_retval
-cmd_net_nic_add(struct cmd_req *req)
+cmd_net_nic(struct cmd_req *req, const char *arg, void (*op)(struct vm *,
+    const char *, done_cb, void *))
 {
 	struct vm	*vm;
 	int		 rv;
@@ -213,22 +215,20 @@ cmd_net_nic_add(struct cmd_req *req)
 		return (rv);
 	if ((vm = cmd_vm_get(req)) == NULL)
 		return (CMD_RETURN_DONE);
-	vm_nic_add(vm, cmd_arg_str(req, "network", ""), cmd_done, req);
+	op(vm, cmd_arg_str(req, arg, ""), cmd_done, req);
 	return (CMD_RETURN_WAIT);
+}
+
+static enum cmd_retval
+cmd_net_nic_add(struct cmd_req *req)
+{
+	return (cmd_net_nic(req, "network", vm_nic_add));
 }
 
 static enum cmd_retval
 cmd_net_nic_rm(struct cmd_req *req)
 {
-	struct vm	*vm;
-	int		 rv;
-
-	if (qmpd->cluster != NULL && (rv = cluster_nic_cmd(req)) != -1)
-		return (rv);
-	if ((vm = cmd_vm_get(req)) == NULL)
-		return (CMD_RETURN_DONE);
-	vm_nic_rm(vm, cmd_arg_str(req, "mac", ""), cmd_done, req);
-	return (CMD_RETURN_WAIT);
+	return (cmd_net_nic(req, "mac", vm_nic_rm));
 }
 
 static const struct cmd_arg cmd_net_create_args[] = {

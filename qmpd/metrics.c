@@ -202,60 +202,44 @@ metrics_text(void)
 	unsigned long long	used, size;
 
 	metrics_vms(&tb);
-	metrics_family(&tb, "qdesk_vm_starts_total", "counter",
-	    "VM starts (a VM entering the starting state).");
-	metrics_sample(&tb, "qdesk_vm_starts_total", metrics_starts, NULL);
-	metrics_family(&tb, "qdesk_vm_stops_total", "counter",
-	    "VMs that stopped (shut down, stopped or killed).");
-	metrics_sample(&tb, "qdesk_vm_stops_total", metrics_stops, NULL);
-	metrics_family(&tb, "qdesk_vm_crashes_total", "counter",
-	    "VMs that crashed (QEMU died or the guest hit an internal "
-	    "error).");
-	metrics_sample(&tb, "qdesk_vm_crashes_total", metrics_crashes, NULL);
+	metrics_scalar(&tb, "qdesk_vm_starts_total", "counter",
+	    "VM starts (a VM entering the starting state).", metrics_starts);
+	metrics_scalar(&tb, "qdesk_vm_stops_total", "counter",
+	    "VMs that stopped (shut down, stopped or killed).", metrics_stops);
+	metrics_scalar(&tb, "qdesk_vm_crashes_total", "counter",
+	    "VMs that crashed (QEMU died or the guest hit an internal error).",
+	    metrics_crashes);
 	metrics_family(&tb, "qdesk_qmp_roundtrip_seconds", "histogram",
 	    "Time from sending a QMP command to QEMU's answer.");
 	metrics_hist_write(&tb, "qdesk_qmp_roundtrip_seconds", &metrics_qmp);
-	metrics_family(&tb, "qdesk_boot_queue_depth", "gauge",
-	    "VMs waiting in the boot queue for their turn.");
-	metrics_sample(&tb, "qdesk_boot_queue_depth", boot_queue_length(),
-	    NULL);
-	metrics_family(&tb, "qdesk_boot_queue_booting", "gauge",
-	    "VMs booting now.");
-	metrics_sample(&tb, "qdesk_boot_queue_booting", boot_queue_booting(),
-	    NULL);
+	metrics_scalar(&tb, "qdesk_boot_queue_depth", "gauge",
+	    "VMs waiting in the boot queue for their turn.",
+	    boot_queue_length());
+	metrics_scalar(&tb, "qdesk_boot_queue_booting", "gauge",
+	    "VMs booting now.", boot_queue_booting());
 	metrics_family(&tb, "qdesk_boot_queue_wait_seconds", "histogram",
 	    "Time a VM waited in the boot queue.");
 	metrics_hist_write(&tb, "qdesk_boot_queue_wait_seconds",
 	    &boot_queue_wait_hist);
-	metrics_family(&tb, "qdesk_spice_tickets_total", "counter",
-	    "SPICE console tickets issued.");
-	metrics_sample(&tb, "qdesk_spice_tickets_total", metrics_tickets,
-	    NULL);
-	metrics_family(&tb, "qdesk_logins_total", "counter",
-	    "Good passwords (user.auth, portal and RDP gateway alike).");
-	metrics_sample(&tb, "qdesk_logins_total", metrics_logins, NULL);
-	metrics_family(&tb, "qdesk_login_failures_total", "counter",
-	    "Refused passwords (user.auth, portal and RDP gateway alike).");
-	metrics_sample(&tb, "qdesk_login_failures_total",
-	    metrics_login_failures, NULL);
-	metrics_family(&tb, "qdesk_login_lockouts_total", "counter",
-	    "Logins locked after too many failed passwords.");
-	metrics_sample(&tb, "qdesk_login_lockouts_total", metrics_lockouts,
-	    NULL);
-	metrics_family(&tb, "qdesk_image_store_bytes", "gauge",
-	    "Disk space the image store's files take.");
-	metrics_sample(&tb, "qdesk_image_store_bytes", metrics_images(), NULL);
+	metrics_scalar(&tb, "qdesk_spice_tickets_total", "counter",
+	    "SPICE console tickets issued.", metrics_tickets);
+	metrics_scalar(&tb, "qdesk_logins_total", "counter",
+	    "Good passwords (user.auth, portal and RDP gateway alike).",
+	    metrics_logins);
+	metrics_scalar(&tb, "qdesk_login_failures_total", "counter",
+	    "Refused passwords (user.auth, portal and RDP gateway alike).",
+	    metrics_login_failures);
+	metrics_scalar(&tb, "qdesk_login_lockouts_total", "counter",
+	    "Logins locked after too many failed passwords.", metrics_lockouts);
+	metrics_scalar(&tb, "qdesk_image_store_bytes", "gauge",
+	    "Disk space the image store's files take.", metrics_images());
 	db_usage(qmpd->db, &used, &size);
-	metrics_family(&tb, "qdesk_lmdb_used_bytes", "gauge",
-	    "Bytes of the state database's map in use.");
-	metrics_sample(&tb, "qdesk_lmdb_used_bytes", used, NULL);
-	metrics_family(&tb, "qdesk_lmdb_map_bytes", "gauge",
-	    "Size of the state database's map.");
-	metrics_sample(&tb, "qdesk_lmdb_map_bytes", size, NULL);
-	metrics_family(&tb, "qdesk_metrics_scrapes_total", "counter",
-	    "Scrapes of this endpoint.");
-	metrics_sample(&tb, "qdesk_metrics_scrapes_total", ++metrics_scrapes,
-	    NULL);
+	metrics_scalar(&tb, "qdesk_lmdb_used_bytes", "gauge",
+	    "Bytes of the state database's map in use.", used);
+	metrics_scalar(&tb, "qdesk_lmdb_map_bytes", "gauge",
+	    "Size of the state database's map.", size);
+	metrics_scalar(&tb, "qdesk_metrics_scrapes_total", "counter",
+	    "Scrapes of this endpoint.", ++metrics_scrapes);
 	return (textbuf_finish(&tb));
 }
 

@@ -47,20 +47,12 @@ pool_to_json(json_t *pool)
 {
 	const char	*pname = json_string_value(json_object_get(pool,
 			    "name"));
-	json_t		*j, *a = json_array();
+	json_t		*a = json_array();
 	struct vm	*vm;
-	int		 total = 0, free_ = 0, used = 0, running = 0;
 
 	TAILQ_FOREACH(vm, &vms, entry) {
 		if (!pool_has(vm, pname))
 			continue;
-		total++;
-		if (pool_desktop_free(vm))
-			free_++;
-		if (user_owner(vm) != NULL)
-			used++;
-		if (vm->state == VM_RUNNING)
-			running++;
 		json_array_append_new(a, json_pack("{s:s,s:s,s:s?,s:b,s:b,"
 		    "s:b,s:b}", "name", vm->def.name, "state",
 		    vm_state_name(vm->state), "owner", user_owner(vm),
@@ -68,13 +60,7 @@ pool_to_json(json_t *pool)
 		    boot_queue_waiting(vm->def.name), "dirty",
 		    vm->def.pool_dirty, "doomed", vm->def.pool_doomed));
 	}
-	j = json_deep_copy(pool);
-	json_object_set_new(j, "desktops", a);
-	json_object_set_new(j, "count", json_integer(total));
-	json_object_set_new(j, "free", json_integer(free_));
-	json_object_set_new(j, "in_use", json_integer(used));
-	json_object_set_new(j, "running", json_integer(running));
-	return (j);
+	return (pool_show_json(pool, a));
 }
 
 /* The pool's record, or NULL; the caller owns it. */

@@ -29,6 +29,11 @@ int		 pool_has(const struct vm *, const char *pool);
 int		 pool_doom(const char *pool, int max, int only_free);
 int		 pool_give(struct vm *, const char *login, char **cause);
 
+/* pool-show.c: pool show's answer, a copy of the pool's record with its
+ * desktops (taken: members with "free", "owner", "state") and their
+ * counts. */
+json_t		*pool_show_json(json_t *pool, json_t *desktops);
+
 /* pool-disconnect.c: the pool's on_disconnect, here and in a cluster. */
 void		 pool_disconnect_ended(const char *vm, json_t *fields);
 

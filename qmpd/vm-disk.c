@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "chain.h"
+#include "cluster.h"
 #include "img.h"
 #include "log.h"
 #include "qmp.h"
@@ -52,15 +53,23 @@ vm_disk_store(const struct vm *vm, char **cause)
 }
 
 /*
- * Does the other side of a migration own the disk now? A shared store's
- * clone is then only forgotten here: the source's after it moved, a
- * target's half that never ran.
+ * Does another host own the disk now? A shared store's clone is then
+ * only forgotten here: the source's after it moved, a target's half that
+ * never ran, the copy of a host a failover left.
  */
 static int
 vm_disk_handed_over(const struct vm *vm)
 {
 	const struct vm_mig	*m = vm->mig;
+	const char		*at;
 
+	if (vm->def.store != NULL && vm->disk_away)
+		return (1);	/* a cluster host took it (cluster-clone.c) */
+	/* A stale copy of a desktop placed elsewhere: never its file. */
+	if (vm->def.store != NULL && qmpd->cluster != NULL && (at =
+	    cluster_place_host(vm->def.name)) != NULL && strcmp(at,
+	    cluster_name()) != 0)
+		return (1);
 	if (vm->def.store == NULL || m == NULL)
 		return (0);
 	return (m->incoming ? m->state != VM_MIG_COMPLETED :
@@ -116,6 +125,10 @@ vm_disk_create(struct vm *vm, char **cause)
 	int		 rc;
 
 	if (parent == NULL)
+		return (0);
+	/* A shared store's clone another host made: adopted, not made. */
+	if (vm->def.store != NULL && vm->def.image != NULL &&
+	    qmpd->cluster != NULL)
 		return (0);
 	if (vm->def.disk != NULL) {
 		xasprintf(cause, "VM %s: give --disk FILE or --from IMAGE, not "

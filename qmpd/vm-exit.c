@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 
+#include "cluster.h"
 #include "file.h"
 #include "log.h"
 #include "net.h"
@@ -176,6 +177,16 @@ vm_exit_restart_cb(evutil_socket_t fd, short events, void *arg)
 
 	if (vm_is_active(vm))
 		return;
+	/*
+	 * In a cluster placement says where it runs: a host back from its
+	 * death (or fenced) may find it crashed while another host runs it.
+	 */
+	if (qmpd->cluster != NULL && (!cluster_host_joined() ||
+	    !cluster_place_mine(cluster_place_find(vm->def.name)))) {
+		log_info("%s: not restarted: placement does not give it to "
+		    "this host", vm->def.name);
+		return;
+	}
 	log_info("%s: restarting (policy %s)", vm->def.name,
 	    vm_restart_name(vm->def.restart));
 	if (vm_start(vm, &cause) != 0) {

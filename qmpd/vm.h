@@ -203,6 +203,8 @@ struct vm {
 	TAILQ_HEAD(, vm_waiter)	 waiters;
 	struct vm_agent		*agent;		/* vm-agent.c; NULL: none yet */
 	struct vm_mig		*mig;		/* vm-migrate.c; NULL: none */
+	int			 disk_away;	/* its shared store's clone is
+						   another host's: delete forgets */
 	TAILQ_ENTRY(vm)		 entry;
 };
 TAILQ_HEAD(vms, vm);

@@ -12,33 +12,14 @@
  * (0x10 << 1) | 1 = 33, which cannot be mistaken for QEMU's own error exit 1.
  * Without that device (or without EXIT) it halts forever.
  *
- * Assemble: as --32 [--defsym EXIT=1] ; ld -m elf_i386 -Ttext 0x7c00
- * --oformat binary -e _start.  No nasm needed.
+ * Assemble: as --32 -I scripts/guest [--defsym EXIT=1] ; ld -m elf_i386
+ * -Ttext 0x7c00 --oformat binary -e _start.  No nasm needed.
  */
 	.code16
 	.text
 	.globl _start
 _start:
-	cli
-	xor	%ax, %ax
-	mov	%ax, %ds
-	mov	%ax, %ss
-	mov	$0x7c00, %sp
-	ljmp	$0, $1f			/* BIOSes may enter at 07c0:0000: fix CS */
-1:
-	/* COM1: 115200 8N1, FIFO on.  QEMU does not need it, real UARTs do. */
-	mov	$0x3fb, %dx
-	mov	$0x80, %al		/* LCR: DLAB=1 */
-	out	%al, %dx
-	mov	$0x3f8, %dx
-	mov	$1, %al			/* divisor low: 115200 baud */
-	out	%al, %dx
-	inc	%dx
-	xor	%al, %al		/* divisor high */
-	out	%al, %dx
-	mov	$0x3fb, %dx
-	mov	$3, %al			/* LCR: 8N1, DLAB=0 */
-	out	%al, %dx
+	.include "start16.inc"
 
 	/* VGA: BIOS mode 3 clears the screen (a no-op iret without a VGA). */
 	mov	$0x0003, %ax

@@ -14,8 +14,8 @@
  * 0x00050301 each frame.  Frame n also goes to COM1 as one '.' every 64
  * frames, so a log shows that it runs.
  *
- * Assemble: as --32 ; ld -m elf_i386 -Ttext 0x7c00 --oformat binary
- * -e _start (scripts/mkguest, like bootsect.s).
+ * Assemble: as --32 -I scripts/guest ; ld -m elf_i386 -Ttext 0x7c00
+ * --oformat binary -e _start (scripts/mkguest, like bootsect.s).
  */
 	.code16
 	.text
@@ -31,26 +31,7 @@
 	.set	BANKS, 1024 * 768 * 4 / 65536
 
 _start:
-	cli
-	xor	%ax, %ax
-	mov	%ax, %ds
-	mov	%ax, %ss
-	mov	$0x7c00, %sp
-	ljmp	$0, $1f			/* BIOSes may enter at 07c0:0000: fix CS */
-1:
-	/* COM1: 115200 8N1. */
-	mov	$0x3fb, %dx
-	mov	$0x80, %al		/* LCR: DLAB=1 */
-	out	%al, %dx
-	mov	$0x3f8, %dx
-	mov	$1, %al			/* divisor low: 115200 baud */
-	out	%al, %dx
-	inc	%dx
-	xor	%al, %al		/* divisor high */
-	out	%al, %dx
-	mov	$0x3fb, %dx
-	mov	$3, %al			/* LCR: 8N1, DLAB=0 */
-	out	%al, %dx
+	.include "start16.inc"
 
 	mov	$msg, %si
 next:

@@ -9,7 +9,7 @@ q --json status | jq -e '.accels | index("kvm")' >/dev/null && accel=kvm
 qq vm create t1 --accel $accel --disk "$(tiny_disk t1)" --memory 32 --display none >/dev/null
 qq vm create t2 --accel $accel --disk "$(tiny_disk t2)" --memory 32 >/dev/null
 qq vm create lin --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" >/dev/null
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check" >/dev/null
 for v in t1 t2 lin; do qq vm start $v >/dev/null; done
 wait_console lin "QDESK GUEST READY" 60
 declare -A pids

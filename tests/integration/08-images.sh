@@ -11,7 +11,7 @@
 command -v socat >/dev/null || skip "no socat"
 
 GUEST=(--accel tcg --memory 256 --display none --kernel "$GUESTS/vmlinuz"
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 root=/dev/vda rw")
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check root=/dev/vda rw")
 n=0
 
 # The store file of an image.

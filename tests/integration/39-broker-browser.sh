@@ -24,7 +24,7 @@ start_qmpd --broker-user "$BROKER_USER"
 add_user alice alice-pw-1
 add_user bob bob-pw-2
 qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" \
+    --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0 no_timer_check" \
     >/dev/null
 qq desktop assign alice d1 >/dev/null
 start_broker --console-ttl 6

@@ -11,7 +11,7 @@ rdp_require
 
 start_qmpd --broker-user nobody
 qq vm create d1 --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0" >/dev/null
+    --initrd "$GUESTS/initrd.img" --append "console=tty0 console=ttyS0 no_timer_check" >/dev/null
 printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null
 printf 'bob-pw-2\n' | qq user add bob --password-stdin >/dev/null
 printf 'carol-pw-3\n' | qq user add carol --password-stdin >/dev/null

@@ -15,7 +15,7 @@ command -v socat >/dev/null || skip "socat is not installed"
 # SeaBIOS's 720x400 text), which is all the scaling below needs.
 [ -f "$GUESTS/vmlinuz-usb" ] && [ -f "$GUESTS/initrd-usb.img" ] ||
 	skip "$GUESTS/vmlinuz-usb is not built (scripts/mkguest)"
-alice_desktop "$GUESTS/vmlinuz-usb" "$GUESTS/initrd-usb.img" "console=ttyS0"
+alice_desktop "$GUESTS/vmlinuz-usb" "$GUESTS/initrd-usb.img" "console=ttyS0 no_timer_check"
 alice_window
 
 # The tablet's event device (it appears ~0.3 s after READY, once the xHCI

@@ -44,7 +44,7 @@ gfx_field() {
 	    tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0"
+alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0 no_timer_check"
 
 n=0
 for mode in avc420 progressive planar; do

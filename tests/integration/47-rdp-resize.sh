@@ -14,7 +14,7 @@ rdp_require
 
 start_qmpd --broker-user nobody
 qq vm create d1 --accel tcg --memory 512 --kernel "$GUESTS/vmlinuz-usb" \
-    --initrd "$GUESTS/initrd-desktop.img" --append "console=ttyS0" \
+    --initrd "$GUESTS/initrd-desktop.img" --append "console=ttyS0 no_timer_check" \
     --video virtio >/dev/null
 qq vm create d2 --memory 64 --disk "$(tiny_disk d2)" >/dev/null
 printf 'alice-pw-1\n' | qq user add alice --password-stdin >/dev/null

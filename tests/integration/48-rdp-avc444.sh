@@ -15,30 +15,10 @@ rdp_require
 command -v socat >/dev/null || skip "socat is not installed (scripts/setup)"
 
 RDP_GW_ARGS="-r -1"
-RELAY_PIDS=
-relay_cleanup() {
-	local p
-	for p in $RELAY_PIDS; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-}
-EXTRA_CLEANUP='rdp_cleanup; relay_cleanup'
 
-alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0"
+alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0 no_timer_check"
 
-# The relay: TCP (the client) -> unix socket -> socat -> the gateway.
-socat UNIX-LISTEN:"$T/gw.sock",fork TCP:127.0.0.1:"$RDP_PORT" 2>/dev/null &
-RELAY_PIDS="$RELAY_PIDS $!"
-RELAY_PORT=$(rdp_free_port)
-python3 "$top/bench/transport/delay-relay.py" 127.0.0.1 "$RELAY_PORT" \
-    "$T/gw.sock" 0 1000000 "$T/wire.txt" 2>"$T/relay.log" &
-RELAY_PIDS="$RELAY_PIDS $!"
-for i in $(seq 1 100); do
-	[ -S "$T/gw.sock" ] && bash -c "exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT" \
-	    2>/dev/null && break
-	sleep 0.1
-done
+rdp_relay
 
 # session ARGS...: an xfreerdp through the relay; sets client and win.
 session() {

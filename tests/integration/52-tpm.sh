@@ -8,6 +8,7 @@
 # and after a qmpd kill -9 and re-attach; another VM's TPM (booted beside
 # the first) does not have it; a killed swtpm ends the VM with the reason.
 . "$(dirname "$0")/lib.sh"
+. "$top/tests/lib/tpm-lib.sh"
 
 { command -v swtpm && command -v swtpm_setup; } >/dev/null ||
 	fail "swtpm missing: apt-get install swtpm swtpm-tools (scripts/setup)"
@@ -30,22 +31,7 @@ guest_run() { # VM TAG CMD
 
 # A TPM2 command (hex) sent on the guest's /dev/tpm0; prints the answer
 # (hex) from the guest's TAG= line.
-tpm_cmd() { # VM TAG HEX
-	local oct='' i
-	for ((i = 0; i < ${#3}; i += 2)); do
-		oct+=$(printf '\\%03o' "$((16#${3:i:2}))")
-	done
-	guest_run "$1" "$2" "exec 3<>/dev/tpm0; printf '$oct' >&3; echo $2=\$(dd bs=4096 count=1 <&3 2>/dev/null | od -An -tx1 | tr -d ' \\n'); exec 3<&-"
-}
-
-idx=01500001
-sess=00000009400000090000000000	# authorizationSize 9: TPM_RS_PW, empty
-secret=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-define=80020000002d0000012a40000001${sess}0000000e${idx}000b0006000600000008
-write=80020000002b00000137${idx}${idx}${sess}0008${secret}0000
-read=8002000000230000014e${idx}${idx}${sess}00080000
-[ "${#define}.${#write}.${#read}" = 90.86.70 ] ||
-	fail "test bug: command lengths ${#define} ${#write} ${#read}"
+tpm_cmd() { guest_run "$1" "$2" "$(tpm_line "$2" "$3")"; } # VM TAG HEX
 
 # Every swtpm this test's qmpd started, by its pidfile, pass or fail
 # (lib.sh's cleanup runs it).

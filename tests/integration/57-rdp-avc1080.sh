@@ -18,15 +18,6 @@ rdp_require
 command -v socat >/dev/null || skip "socat is not installed (scripts/setup)"
 
 SECS=${RDP_AVC1080_SECS:-8}
-RELAY_PIDS=
-relay_cleanup() {
-	local p
-	for p in $RELAY_PIDS; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-}
-EXTRA_CLEANUP='rdp_cleanup; relay_cleanup'
 
 start_qmpd --broker-user nobody
 q --json status | jq -e '.accels | index("kvm")' >/dev/null ||
@@ -41,18 +32,7 @@ wait_console d1 "QDESK VIDEO UP 1920x1080 kvm" 120
 start_gateway
 XVFB_SCREEN=1920x1080x24 xvfb_start
 
-# The relay: TCP (the client) -> unix socket -> socat -> the gateway.
-socat UNIX-LISTEN:"$T/gw.sock",fork TCP:127.0.0.1:"$RDP_PORT" 2>/dev/null &
-RELAY_PIDS="$RELAY_PIDS $!"
-RELAY_PORT=$(rdp_free_port)
-python3 "$top/bench/transport/delay-relay.py" 127.0.0.1 "$RELAY_PORT" \
-    "$T/gw.sock" 0 1000000 "$T/wire.txt" 2>"$T/relay.log" &
-RELAY_PIDS="$RELAY_PIDS $!"
-for i in $(seq 1 100); do
-	[ -S "$T/gw.sock" ] && bash -c "exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT" \
-	    2>/dev/null && break
-	sleep 0.1
-done
+rdp_relay
 
 HOME=$T xfreerdp /cert:ignore /v:127.0.0.1:"$RELAY_PORT" /u:alice \
     /p:alice-pw-1 /gfx:avc420 /size:1920x1080 >"$T/xf-alice.log" 2>&1 &

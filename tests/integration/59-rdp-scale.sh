@@ -14,7 +14,7 @@
 . "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
 
-alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0"
+alice_desktop "$GUESTS/vmlinuz" "$GUESTS/initrd.img" "console=tty0 console=ttyS0 no_timer_check"
 "$RDP_GW" -F alice:d1 -l 127.0.0.1 -p "$RDP_PORT" >"$T/d1.rdp" ||
 	fail "rdp-gw-test -F did not write the .rdp file"
 grep -q "^smart sizing:i:1" "$T/d1.rdp" ||

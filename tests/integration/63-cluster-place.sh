@@ -15,7 +15,6 @@
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 # The default lease: an etcd member's death (a leader election) must not
 # cost a host its lease.
 cluster_test_up 3 5 5

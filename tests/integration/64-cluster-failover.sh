@@ -33,19 +33,6 @@ wait_host() {
 	done
 	fail "$on says $h is $(host_state "$on" "$h"), not $want after $t s"
 }
-# Start host h's qmpd again, as scripts/cluster did.
-restart_host() {
-	local h=$1 ns st conf lg pf i
-	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
-	setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
-	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
-	echo $! >"${!pf}"
-	for i in $(seq 1 300); do
-		hq "$h" status >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "qmpd of $h did not come back: $(tail -n 5 "${!lg}")"
-}
 
 # A host with a shared-store desktop running: sets victim and pvm.
 pick_victim() {
@@ -153,7 +140,7 @@ log "kill -9 of h2: its shared-store desktop elsewhere, loc waits: ok"
 
 # h2 returns: loc (still placed there) runs there again, the others not.
 ip -n "$h2_NETNS" link set eth0 up
-restart_host h2
+cluster_qmpd_start h2
 wait_host h1 h2 up
 for i in $(seq 1 100); do
 	[ "$(runs_on loc)" = h2 ] && break
@@ -196,7 +183,7 @@ alive "$qpid" && fail "$pvm's QEMU $qpid on $victim outlived its dead qmpd"
 fenced_first "cluster: watchdog: .* fenced at "
 log "qmpd of $victim killed: its watchdog fenced before $pvm started on $w: ok"
 ip -n "${!vns}" link set eth0 up
-restart_host $victim
+cluster_qmpd_start $victim
 wait_host "$w" $victim up
 sleep 2
 [ "$(runs_on "$pvm")" = "$w" ] || fail "$pvm runs on '$(runs_on "$pvm")' after $victim returned"

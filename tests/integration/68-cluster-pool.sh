@@ -25,14 +25,10 @@ for t in etcd jq curl; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 PROBE=$top/build/broker/spice-probe
 cluster_test_up 3 5 5
 PROXY=${PORTAL#https://}
 PROXY=${PROXY%:*}:3128
-inet() { ip netns exec "$ETCD_NETNS" "$@"; }
-# A key's value in etcd (empty when there is none).
-eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
 
 # The template on every host (placement clones it where it places).
 for h in $HOSTS; do

@@ -15,7 +15,6 @@
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 FOLLOW_PID=
 SAMPLE_PID=
 EXTRA_CLEANUP='mig_cleanup'
@@ -26,25 +25,15 @@ mig_cleanup() {
 }
 cluster_test_up 2 5 5
 
-placement() {
-	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
-	    grep -o '{.*}' | tail -n 1
-}
-
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
 }
 
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
-		sleep 0.1
-	done
-done
+cluster_wait_up
 
 start_desk() { # NAME: created on h1, started, its counter going
 	hqq h1 vm create "$1" --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-	    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" \
+	    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check" \
 	    --display none >/dev/null
 	hqq h1 vm start "$1" >/dev/null
 	local where

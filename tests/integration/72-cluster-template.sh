@@ -114,7 +114,6 @@ log "the next start fetched it again: ok"
 
 # Removed and imported again with other content: images/re follows, and
 # h2's stale copy is replaced at its next start.
-eget() { ip netns exec "$ETCD_NETNS" "$top/build/cluster/etcd-drive" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
 hqq h1 image import re "$GUESTS/boot.img" >/dev/null
 s1=$(published re)
 hqq h1 vm create r1 --from re --accel kvm --memory 32 --display none >/dev/null

@@ -16,7 +16,6 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 MIG_PID=
 STOPPED=
 EXTRA_CLEANUP='mig_cleanup'
@@ -27,11 +26,6 @@ mig_cleanup() {
 }
 cluster_test_up 2 5 5
 
-log_of() { local s=${1}_LOG; echo "${!s}"; }
-placement() {
-	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
-	    grep -o '{.*}' | tail -n 1
-}
 # Wait for a line matching pattern in a log past byte offset off.
 wait_log() { # FILE OFF PATTERN TIMEOUT
 	local i
@@ -40,18 +34,6 @@ wait_log() { # FILE OFF PATTERN TIMEOUT
 		sleep 0.05
 	done
 	fail "'$3' not in $1 after $4 s: $(tail -n 5 "$1")"
-}
-restart_host() {
-	local h=$1 ns st conf lg pf i
-	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
-	setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
-	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &
-	echo $! >"${!pf}"
-	for i in $(seq 1 300); do
-		hq "$h" status >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "qmpd of $h did not come back: $(tail -n 5 "${!lg}")"
 }
 counter_moves() { # HOST
 	local n
@@ -67,7 +49,7 @@ for i in $(seq 1 100); do
 done
 head -c $((32 << 20)) /dev/urandom >"$T/desk.raw"
 hqq h1 vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" \
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check" \
     --disk "$T/desk.raw" --disk-format raw --display none >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
@@ -140,7 +122,7 @@ grep -q "went away" "$T/mig2" || fail "the failure did not say why: $(cat "$T/mi
 # qmpd finds its note, asks etcd, which names $src2, and kills it (it
 # never ran: no switchover in its log).
 doff=$(stat -c %s "$(log_of "$dst2")")
-restart_host "$dst2"
+cluster_qmpd_start "$dst2"
 for i in $(seq 1 100); do
 	[ "$(runs_on desk)" = "$src2" ] && [ ! -e "$(state_of "$dst2")/vms/desk" ] && break
 	sleep 0.1

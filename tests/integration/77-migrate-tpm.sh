@@ -20,6 +20,7 @@
 [ -f "$GUESTS/efi.img" ] || fail "$GUESTS/efi.img missing: scripts/mkguest"
 [ -f /usr/share/OVMF/OVMF_VARS_4M.fd ] || fail "OVMF missing: apt-get install ovmf (scripts/setup)"
 . "$top/tests/lib/cluster-lib.sh"
+. "$top/tests/lib/tpm-lib.sh"
 EV_PID=
 MIG_PID=
 STOPPED=
@@ -55,13 +56,7 @@ guest_run() { # HOST VM TAG CMD
 	grep -a "^$3=" "$log" | head -n 1 | tr -d '\r' | cut -d= -f2-
 }
 # A TPM2 command (hex) on the guest's /dev/tpm0; its answer (hex).
-tpm_cmd() { # HOST VM TAG HEX
-	local oct='' i
-	for ((i = 0; i < ${#4}; i += 2)); do
-		oct+=$(printf '\\%03o' "$((16#${4:i:2}))")
-	done
-	guest_run "$1" "$2" "$3" "exec 3<>/dev/tpm0; printf '$oct' >&3; echo $3=\$(dd bs=4096 count=1 <&3 2>/dev/null | od -An -tx1 | tr -d ' \\n'); exec 3<&-"
-}
+tpm_cmd() { guest_run "$1" "$2" "$3" "$(tpm_line "$3" "$4")"; } # HOST VM TAG HEX
 # The swtpms of VM on every host ("h1:PID ..."), by process table.
 swtpms_of() {
 	local p h st where=
@@ -85,21 +80,8 @@ wait_swtpms() {
 }
 hexof() { od -An -tx1 "$1" | tr -d ' \n'; }
 
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = 2 ] && break
-		sleep 0.1
-	done
-done
+cluster_wait_up
 
-idx=01500001
-sess=00000009400000090000000000	# authorizationSize 9: TPM_RS_PW, empty
-secret=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-define=80020000002d0000012a40000001${sess}0000000e${idx}000b0006000600000008
-write=80020000002b00000137${idx}${idx}${sess}0008${secret}0000
-read=8002000000230000014e${idx}${idx}${sess}00080000
-[ "${#define}.${#write}.${#read}" = 90.86.70 ] ||
-	fail "test bug: command lengths ${#define} ${#write} ${#read}"
 guid=4e8a9a7c-1f2b-4d3c-9e5f-0a1b2c3d4e5f
 var=/sys/firmware/efi/efivars/qdesktest-$guid
 word=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')

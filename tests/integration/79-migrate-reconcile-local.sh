@@ -50,7 +50,7 @@ ctr_last() { tr -d '\r' <"$STATE/vms/desk/serial.log" | grep -a "^CTR [0-9][0-9]
 start_qmpd --vm-uids "$UIDS_A" --spice-ports "$SPICE_PORTS_FIRST-$((SPICE_PORTS_FIRST + 49))"
 start_qmpd2 QDESK_TEST_HOOK=die-before-cont:desk
 qq vm create desk --accel tcg --memory 256 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" --display none >/dev/null
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check" --display none >/dev/null
 qq vm start desk >/dev/null
 wait_console desk "QDESK GUEST READY" 90
 wait_console desk "# " 30

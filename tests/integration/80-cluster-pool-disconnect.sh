@@ -15,13 +15,10 @@ for t in etcd jq curl; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 PROBE=$top/build/broker/spice-probe
 cluster_test_up 2 5 5
 PROXY=${PORTAL#https://}
 PROXY=${PROXY%:*}:3128
-inet() { ip netns exec "$ETCD_NETNS" "$@"; }
-eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
 # Boots of desktop $2 on host $1's console (0 before its log exists).
 ups() {
 	local st=${1}_STATE n

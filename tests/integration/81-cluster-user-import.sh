@@ -17,10 +17,8 @@ for t in etcd jq curl; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 EXTRA_CLEANUP='[ -n "${solo:-}" ] && kill $solo 2>/dev/null'
 cluster_test_up 2 5 5
-eget() { ip netns exec "$ETCD_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
 # Wait for pid $1 to exit (what: $2).
 gone() {
 	local i

@@ -33,7 +33,6 @@ grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 2 5 5
 
-log_of() { local s=${1}_LOG; echo "${!s}"; }
 serial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
 hserial_send() {
 	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
@@ -83,7 +82,7 @@ hqq h1 host drain h1 >/dev/null
 host_state h1 draining
 hqq h1 vm create desk --from tpl --store shared --accel tcg --memory 256 \
     --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
-    --append "console=ttyS0" --display none >/dev/null
+    --append "console=ttyS0 no_timer_check" --display none >/dev/null
 hqq h1 vm start desk >/dev/null
 src=$(runs_on desk)
 [ "$src" = h2 ] || fail "desk runs on '$src', not h2"
@@ -199,7 +198,7 @@ log "vm delete on $dst: $cfile removed once, tpl kept"
 hqq h1 host drain h2 >/dev/null
 host_state h2 draining
 hqq h1 vm create odd --accel tcg --memory 128 --kernel "$GUESTS/vmlinuz" \
-    --initrd "$GUESTS/initrd.img" --append "console=ttyS0" --display none >/dev/null
+    --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check" --display none >/dev/null
 hqq h1 vm start odd >/dev/null
 [ "$(runs_on odd)" = h1 ] || fail "odd runs on '$(runs_on odd)', not h1"
 qemu_odd=$(cat "$(state_of h1)/vms/odd/qemu.pid")

@@ -21,11 +21,8 @@ for t in etcd jq; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 . "$top/tests/lib/cluster-lib.sh"
-DRIVE=$top/build/cluster/etcd-drive
 ROUNDS=${ROUNDS:-6}
 cluster_test_up 3 5 5
-inet() { ip netns exec "$ETCD_NETNS" "$@"; }
-eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
 # Every host's qmpd alive (its pid) and answering on its socket.
 all_alive() {
 	local h pf

@@ -1,22 +1,26 @@
 # Shared by the cluster tests (63-, 64-): a cluster of the test's own
 # (scripts/cluster --name up), qdesk on one of its hosts, and where a desktop's
-# QEMU runs according to every host's process table. Sourced after
-# tests/integration/lib.sh.
+# QEMU runs according to every host's process table, and what its etcd
+# holds (eget, placement). Sourced after tests/integration/lib.sh.
 
 CLUSTER=$top/scripts/cluster
-# A cluster of this test's own (scripts/cluster --name, through
+# A test's cluster is its own (scripts/cluster --name, through
 # $QDESK_CLUSTER): its namespaces and files are named after the test and
 # its pid, so cluster tests run beside each other and beside a cluster
 # someone has up in this checkout. Short: it is part of socket paths.
-QDESK_CLUSTER=${TEST_NAME%%-*}-$$
-export QDESK_CLUSTER
-ENVFILE=$top/build/clusters/$QDESK_CLUSTER/env
-# The hosts' qmpds on this test's VM uid range (lib.sh).
-QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
-export QDESK_QMPD
+# The benches (bench/cluster*.sh) source this file too, without lib.sh:
+# they use the checkout's one cluster (build/cluster/env) as they are.
+if [ -n "${TEST_NAME:-}" ]; then
+	QDESK_CLUSTER=${TEST_NAME%%-*}-$$
+	export QDESK_CLUSTER
+	ENVFILE=$top/build/clusters/$QDESK_CLUSTER/env
+	# The hosts' qmpds on this test's VM uid range (lib.sh).
+	QDESK_QMPD=$(qmpd_uids_wrap "${QDESK_QMPD:-$top/build/qmpd/qmpd}")
+	export QDESK_QMPD
+fi
 
 # Where a failed cluster test keeps its hosts' and broker's logs.
-CLUSTER_KEEP=$top/build/test-results/$TEST_NAME-logs
+CLUSTER_KEEP=$top/build/test-results/${TEST_NAME:-bench}-logs
 
 # cluster_test_logs STATUS: when the test failed (STATUS not 0), before
 # `cluster down` removes them, keep every host's qmpd log and the
@@ -57,6 +61,18 @@ cluster_test_up() {
 	. "$ENVFILE"
 }
 
+# The cluster's etcd, through the tests' client (cluster/etcd-drive):
+# inet CMD... runs CMD in etcd's namespace; eget KEY prints the value of
+# /qdesk/v1/KEY (empty when there is none); placement VM prints VM's
+# placement record as host h1 reads it.
+DRIVE=$top/build/cluster/etcd-drive
+inet() { ip netns exec "$ETCD_NETNS" "$@"; }
+eget() { inet "$DRIVE" -e "$ETCD" get "/qdesk/v1/$1" | sed -n "s|^/qdesk/v1/$1=||p"; }
+placement() {
+	ip netns exec "$h1_NETNS" "$DRIVE" -e "$ETCD" get "/qdesk/v1/placement/$1" |
+	    grep -o '{.*}' | tail -n 1
+}
+
 # qdesk on host h, from its namespace: hq h ARGS...
 hq() {
 	local h=$1 ns sock
@@ -82,8 +98,9 @@ until_ok() {
 	fail "not after ${secs}s: $what"
 }
 
-# A host's state dir; the other host of two (h1, h2).
+# A host's state dir and qmpd log; the other host of two (h1, h2).
 state_of() { local s=${1}_STATE; echo "${!s}"; }
+log_of() { local s=${1}_LOG; echo "${!s}"; }
 other() { [ "$1" = h1 ] && echo h2 || echo h1; }
 
 # hwait_console H VM PATTERN [SECONDS]: until the serial log of VM on
@@ -157,6 +174,19 @@ cluster_wait_user() {
 	done
 }
 
+# Wait until every host's view has all of $HOSTS up (up to 10 s a host,
+# like cluster_wait_user: the step after says what is missing).
+cluster_wait_up() {
+	local h i n
+	n=$(set -- $HOSTS; echo $#)
+	for h in $HOSTS; do
+		for i in $(seq 1 100); do
+			[ "$(hq "$h" --json host list | jq -r '[.hosts[] | select(.state == "up")] | length')" = "$n" ] && break
+			sleep 0.1
+		done
+	done
+}
+
 # The portal's API, from the broker's namespace, with one cookie jar:
 # api METHOD PATH [BODY] sets CODE and BODY; field NAME reads BODY.
 api() {
@@ -200,8 +230,8 @@ EOF
 # Stop host h's qmpd (SIGTERM: its QEMUs run on) and start it again on
 # the same state dir and cluster file: cluster_qmpd_restart h
 cluster_qmpd_restart() {
-	local h=$1 ns st conf lg pf pid i
-	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
+	local h=$1 pf pid i
+	pf=${h}_PIDFILE
 	pid=$(cat "${!pf}")
 	kill "$pid" 2>/dev/null
 	for i in $(seq 1 300); do
@@ -209,6 +239,15 @@ cluster_qmpd_restart() {
 		sleep 0.1
 	done
 	alive "$pid" && fail "qmpd of $h did not exit on SIGTERM"
+	cluster_qmpd_start "$h"
+}
+
+# cluster_qmpd_start H: host H's qmpd started again (it is not running:
+# stopped, or killed by the test), as scripts/cluster started it; returns
+# once it answers.
+cluster_qmpd_start() {
+	local h=$1 ns st conf lg pf i
+	ns=${h}_NETNS st=${h}_STATE conf=${h}_CONF lg=${h}_LOG pf=${h}_PIDFILE
 	# In a subshell: bash then says nothing when a test kills it.
 	( setsid ip netns exec "${!ns}" "$QMPD" -f -v --state-dir "${!st}" \
 	    --cluster "${!conf}" >>"${!lg}" 2>&1 </dev/null &

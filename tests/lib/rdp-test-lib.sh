@@ -12,6 +12,8 @@ RDP_CLIENT_PIDS=
 RDP_PORT=
 RDP_LOG=$T/gw.log
 RDP_USER=${RDP_USER-nobody}
+RELAY_PIDS=
+RELAY_PORT=
 
 rdp_cleanup() {
 	local p
@@ -20,6 +22,11 @@ rdp_cleanup() {
 	done
 	[ -n "$RDP_GW_PID" ] && kill "$RDP_GW_PID" 2>/dev/null
 	for p in $RDP_CLIENT_PIDS $RDP_GW_PID; do
+		wait "$p" 2>/dev/null
+	done
+	# The relay (rdp_relay) after the gateway, as its clients are gone.
+	for p in $RELAY_PIDS; do
+		kill "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
 	xvfb_stop
@@ -74,6 +81,26 @@ start_gateway() {
 		sleep 0.05
 	done
 	rdp_fail "gateway did not come up"
+}
+
+# rdp_relay: the transport bench's byte-counting relay in front of the
+# gateway (bench/transport/delay-relay.py, no delay): TCP on RELAY_PORT
+# (the client) -> unix socket -> socat -> the gateway. A line a session
+# ended lands in $T/wire.txt with its bytes on the wire both ways. Needs
+# socat; ended by rdp_cleanup.
+rdp_relay() {
+	local i
+	socat UNIX-LISTEN:"$T/gw.sock",fork TCP:127.0.0.1:"$RDP_PORT" 2>/dev/null &
+	RELAY_PIDS="$RELAY_PIDS $!"
+	RELAY_PORT=$(rdp_free_port)
+	python3 "$top/bench/transport/delay-relay.py" 127.0.0.1 "$RELAY_PORT" \
+	    "$T/gw.sock" 0 1000000 "$T/wire.txt" 2>"$T/relay.log" &
+	RELAY_PIDS="$RELAY_PIDS $!"
+	for i in $(seq 1 100); do
+		[ -S "$T/gw.sock" ] && bash -c "exec 3<>/dev/tcp/127.0.0.1/$RELAY_PORT" \
+		    2>/dev/null && break
+		sleep 0.1
+	done
 }
 
 # xfreerdp with these extra arguments: exit status, output in $T/xf.log.

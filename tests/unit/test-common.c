@@ -227,6 +227,7 @@ test_metrics(void)
 	metrics_hist_observe(&h, 0.5);
 	metrics_hist_observe(&h, 7);
 	metrics_hist_write(&tb, "h", &h);
+	metrics_scalar(&tb, "g", "gauge", "G.", 2);
 	s = textbuf_finish(&tb);
 	CHECK(strcmp(s,
 	    "# HELP a_total A \\\\ b\\nc.\n"
@@ -237,7 +238,10 @@ test_metrics(void)
 	    "h_bucket{le=\"1\"} 2\n"
 	    "h_bucket{le=\"+Inf\"} 3\n"
 	    "h_sum 7.55\n"
-	    "h_count 3\n") == 0);
+	    "h_count 3\n"
+	    "# HELP g G.\n"
+	    "# TYPE g gauge\n"
+	    "g 2\n") == 0);
 	free(s);
 }
 

@@ -180,7 +180,7 @@ static void
 test_free_and_may(void)
 {
 	struct vm	*vm;
-	json_t		*pool;
+	json_t		*pool, *show;
 
 	put(DB_DEPTS, "company", "{s:s}", "name", "company");
 	put(DB_DEPTS, "sales", "{s:s,s:s}", "name", "sales", "parent",
@@ -197,6 +197,30 @@ test_free_and_may(void)
 	vm->def.owner = xstrdup("bob");
 	CHECK(!pool_desktop_free(vm));
 	CHECK_STR(user_owner(vm), "bob");
+
+	/* pool show: the record, its desktops, counts that match them. */
+	pool = pool_get("fl");
+	show = pool_to_json(pool);
+	CHECK_STR(json_string_value(json_object_get(show, "mode")),
+	    "floating");
+	CHECK(json_array_size(json_object_get(show, "desktops")) == 4);
+	CHECK(json_integer_value(json_object_get(show, "count")) == 4);
+	CHECK(json_integer_value(json_object_get(show, "running")) == 2);
+	CHECK(json_integer_value(json_object_get(show, "in_use")) == 1);
+	CHECK(json_integer_value(json_object_get(show, "free")) <= 3);
+	json_decref(show);
+	json_decref(pool);
+	pool = json_pack("{s:s}", "name", "c");
+	show = pool_show_json(pool, json_pack(
+	    "[{s:s,s:s,s:b},{s:s,s:b},{s:s,s:b}]", "state", "running",
+	    "owner", "ann", "free", 0, "state", "stopped", "free", 1,
+	    "state", "running", "free", 1));
+	CHECK(json_integer_value(json_object_get(show, "count")) == 3);
+	CHECK(json_integer_value(json_object_get(show, "free")) == 2);
+	CHECK(json_integer_value(json_object_get(show, "in_use")) == 1);
+	CHECK(json_integer_value(json_object_get(show, "running")) == 2);
+	json_decref(show);
+	json_decref(pool);
 
 	/* No department: everyone's. A department: its users and below. */
 	pool = pool_get("fl");
