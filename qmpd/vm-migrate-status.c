@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "log.h"
 #include "peer.h"
@@ -32,26 +33,17 @@ static const char *vm_mig_state_names[] = {
 	[VM_MIG_CANCELLED] = "cancelled",
 };
 
-/* Milliseconds on a clock: monotonic for spans, realtime across hosts. */
-static long long
-vm_migrate_clock_ms(clockid_t id)
-{
-	struct timespec	ts;
-
-	clock_gettime(id, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
+/* Monotonic for spans, realtime across hosts (common/clock.c). */
 long long
 vm_migrate_now_ms(void)
 {
-	return (vm_migrate_clock_ms(CLOCK_MONOTONIC));
+	return (clock_mono_ms());
 }
 
 long long
 vm_migrate_wall_ms(void)
 {
-	return (vm_migrate_clock_ms(CLOCK_REALTIME));
+	return (clock_wall_ms());
 }
 
 /* STOP on the source mid-migration: the guest's downtime starts now. */
