@@ -276,7 +276,7 @@ test_rfb(void)
 	/* No refresh nudge before frames flow, even to QEMU. */
 	rfb->extkey = 1;
 	CHECK(rdp_rfb_request(rfb, 1) == 0);
-	CHECK(read(sv[1], got, sizeof got) == 10);
+	CHECK(read(sv[1], got + 128, sizeof got - 128) == 10);
 	CHECK(rfb->nudges == 0);
 	rfb->extkey = 0;
 	CHECK(memcmp(got, "RFB 003.008\n", 12) == 0);
