@@ -148,6 +148,7 @@ struct rdp_rfb {
 	int		 nudge;		/* an update came since the last request
 					   (without the reader thread) */
 	uint64_t	 nudges;	/* refresh nudges sent (rdp-rfb-nudge.c) */
+	int		 nudge_off;	/* QDESK_RDP_VNC_NUDGE=0: the A/B knob */
 
 	struct rdp_rect	 damage[RDP_RFB_DAMAGE];
 	int		 ndamage;

@@ -26,6 +26,8 @@
  * frame (and needs a position the client sent), an empty ClientCutText
  * empties the guest's clipboard, SetDesktopSize asks the guest to
  * resize, QEMU's audio messages start or stop the capture.
+ * QDESK_RDP_VNC_NUDGE=0 in the broker's environment turns it off, for
+ * the A/B in bench/transport/README.md.
  */
 #include <string.h>
 
@@ -40,7 +42,7 @@
 size_t
 rdp_rfb_nudge(const struct rdp_rfb *rfb, int after_update, unsigned char *buf)
 {
-	if (!after_update || !rfb->extkey)
+	if (!after_update || !rfb->extkey || rfb->nudge_off)
 		return (0);
 	memset(buf, 0, RDP_RFB_NUDGE_LEN);
 	buf[0] = 255;		/* QEMU client message */

@@ -92,6 +92,7 @@ struct rdp_rfb *
 rdp_rfb_create(int fd)
 {
 	struct rdp_rfb	*rfb;
+	const char	*e;
 	int		 flags;
 
 	rfb = xcalloc(1, sizeof *rfb);
@@ -102,6 +103,8 @@ rdp_rfb_create(int fd)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 	rfb->insize = RFB_BUFSIZE;
 	rfb->in = xmalloc(rfb->insize);
+	rfb->nudge_off = (e = getenv("QDESK_RDP_VNC_NUDGE")) != NULL &&
+	    strcmp(e, "0") == 0;
 	return (rfb);
 }
 
