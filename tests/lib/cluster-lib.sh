@@ -1,4 +1,4 @@
-# Shared by the cluster tests (63-, 64-): a cluster of the test's own
+# Shared by the cluster tests (62- to 91-): a cluster of the test's own
 # (scripts/cluster --name up), qdesk on one of its hosts, and where a desktop's
 # QEMU runs according to every host's process table, and what its etcd
 # holds (eget, placement). Sourced after tests/integration/lib.sh.
@@ -160,6 +160,84 @@ runs_on_throughout() {
 		n=$((n + 1))
 		sleep 0.1
 	done | sort | uniq -c | sed 's/^ *//'
+}
+
+# Host h as host O sees it (up, draining, down or nothing): host_state O H
+host_state() {
+	hq "$1" --json host list | jq -r ".hosts[] | select(.name == \"$2\") | .state"
+}
+
+# watch_twice VM...: a watcher in the background that looks at every
+# host's process table every 0.2 s and notes, with the time, any of the
+# VMs running on two hosts at once; watch_twice_end stops it and fails
+# the test if it noted one. Cleanup stops it too, before the cluster goes.
+WATCHER=
+watch_twice() {
+	( while :; do
+		for vm in "$@"; do
+			w=$(runs_on "$vm")
+			[ "$(echo "$w" | wc -w)" -gt 1 ] &&
+				echo "$(date +%T.%N) $vm runs on $w" >>"$T/twice"
+		done
+		sleep 0.2
+	done ) &
+	WATCHER=$!
+	EXTRA_CLEANUP="[ -n \"\${WATCHER:-}\" ] && kill \$WATCHER 2>/dev/null; ${EXTRA_CLEANUP:-}"
+}
+watch_twice_end() {
+	kill "$WATCHER" 2>/dev/null
+	wait "$WATCHER" 2>/dev/null
+	WATCHER=
+	[ -s "$T/twice" ] && fail "a desktop ran on two hosts at once: $(cat "$T/twice")"
+	return 0
+}
+
+# host_die H: host H dies as a machine does: its qmpd and every QEMU in
+# its process table killed (-9), its link down; DIED_AT is the time in
+# ms, for one deadline from the death.
+host_die() {
+	local h=$1 st pf ns f pid
+	st=${h}_STATE pf=${h}_PIDFILE ns=${h}_NETNS
+	kill -9 "$(cat "${!pf}")"
+	for f in "${!st}"/vms/*/qemu.pid; do
+		pid=$(cat "$f" 2>/dev/null) || continue
+		alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+		    grep -q -- "${!st}/vms/" && kill -9 "$pid"
+	done
+	ip -n "${!ns}" link set eth0 down
+	DIED_AT=$(date +%s%3N)
+}
+
+# host_back H: host H's link up and its qmpd started again (after
+# host_die, or a kill of its qmpd alone); returns once it answers.
+host_back() {
+	local ns=${1}_NETNS
+	ip -n "${!ns}" link set eth0 up
+	cluster_qmpd_start "$1"
+}
+
+# until_moved VM FROM SECONDS: until VM runs on one host other than FROM
+# (process tables), at most SECONDS after DIED_AT (one deadline from the
+# death, however many desktops wait on it); sets w to that host.
+until_moved() {
+	local vm=$1 from=$2 secs=$3 o
+	while :; do
+		w=$(runs_on "$vm")
+		[ -n "$w" ] && [ "$w" != "$from" ] && break
+		if [ "$(date +%s%3N)" -ge $((DIED_AT + secs * 1000)) ]; then
+			o=$(other_than "$from")
+			fail "$vm not running on a host other than $from $secs s after its death (runs on '$w'; $o says $(hq "$o" --json vm show "$vm" | jq -c '{state,host,reason}'))"
+		fi
+		sleep 0.1
+	done
+	[ "$(echo "$w" | wc -w)" = 1 ] || fail "$vm runs on '$w'"
+}
+# The first host of $HOSTS that is not $1.
+other_than() {
+	local h
+	for h in $HOSTS; do
+		[ "$h" != "$1" ] && { echo "$h"; return; }
+	done
 }
 
 # Wait until every host's watch has user $1 (users are the cluster's,
