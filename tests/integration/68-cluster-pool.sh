@@ -31,14 +31,7 @@ PROXY=${PORTAL#https://}
 PROXY=${PROXY%:*}:3128
 
 # The template on every host (placement clones it where it places).
-for h in $HOSTS; do
-	cp "$GUESTS/boot.img" "$T/tpl-$h.img"
-	hqq "$h" image import tpl "$T/tpl-$h.img" --format raw >/dev/null
-done
-for h in $HOSTS; do
-	until_ok 30 "host $h's record lists template tpl" \
-	    "eget hosts/$h | grep -q '\"tpl\"'"
-done
+tpl_on_every_host
 
 # Users and a department, added on different hosts, are everyone's.
 hqq h3 dept add sales >/dev/null

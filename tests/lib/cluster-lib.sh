@@ -240,6 +240,21 @@ other_than() {
 	done
 }
 
+# tpl_on_every_host: the tiny boot image imported as template tpl on
+# every host, each host's record in etcd listing it (placement clones it
+# where it places, and places only where it is listed).
+tpl_on_every_host() {
+	local h
+	for h in $HOSTS; do
+		cp "$GUESTS/boot.img" "$T/tpl-$h.img"
+		hqq "$h" image import tpl "$T/tpl-$h.img" --format raw >/dev/null
+	done
+	for h in $HOSTS; do
+		until_ok 30 "host $h's record lists template tpl" \
+		    "eget hosts/$h | grep -q '\"tpl\"'"
+	done
+}
+
 # Wait until every host's watch has user $1 (users are the cluster's,
 # in etcd: added on one host, seen by the others a moment later).
 cluster_wait_user() {
