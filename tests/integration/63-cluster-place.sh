@@ -280,11 +280,7 @@ log "boot cap: a host at its cap passed over for one under it, placed on once un
 
 # One etcd member killed (the one every host calls first): the hosts
 # keep their leases (no fence), and placement still works.
-endpoints=$ETCD
-ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
-ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
-. "$top/cluster/etcd-members.sh"
-ETCD=$endpoints
+cluster_etcd_members
 etcd_member_kill 1
 sleep 11	# two leases of 5 s
 for h in $HOSTS; do

@@ -255,6 +255,17 @@ tpl_on_every_host() {
 	done
 }
 
+# cluster_etcd_members: cluster/etcd-members.sh loaded for this cluster's
+# etcd, so etcd_member_kill N and etcd_member_start N act on its members
+# (ETCD, which that file sets to one member, keeps every endpoint).
+cluster_etcd_members() {
+	local endpoints=$ETCD
+	ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
+	ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
+	. "$top/cluster/etcd-members.sh"
+	ETCD=$endpoints
+}
+
 # Wait until every host's watch has user $1 (users are the cluster's,
 # in etcd: added on one host, seen by the others a moment later).
 cluster_wait_user() {
