@@ -266,6 +266,34 @@ cluster_etcd_members() {
 	ETCD=$endpoints
 }
 
+# hosts_see H STATE: until every host sees host H in STATE (up,
+# draining, down), up to 20 s each, else fail with that host's list.
+hosts_see() {
+	local h
+	for h in $HOSTS; do
+		until_ok 20 "$h sees $1 $2" "[ \"\$(host_state $h $1 2>/dev/null)\" = $2 ]"
+	done
+}
+
+# The serial log of VM on host H; a line typed on its serial console:
+# hserial_log H VM, hserial_send H VM LINE.
+hserial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
+hserial_send() {
+	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
+}
+# hguest_sum H VM: the guest's checksum of its whole disk, read past its
+# page cache (what the disk holds, not what the guest remembers).
+hguest_sum() {
+	local n i
+	n=$(grep -ac "^SUM " "$(hserial_log "$1" "$2")" 2>/dev/null)
+	hserial_send "$1" "$2" 'echo 3 >/proc/sys/vm/drop_caches; echo "SUM $(md5sum </dev/vda | cut -c1-32)"'
+	for i in $(seq 1 600); do
+		[ "$(grep -ac "^SUM " "$(hserial_log "$1" "$2")")" -gt "${n:-0}" ] && break
+		sleep 0.1
+	done
+	grep -a "^SUM " "$(hserial_log "$1" "$2")" | tail -n 1 | tr -d '\r' | cut -d' ' -f2
+}
+
 # Wait until every host's watch has user $1 (users are the cluster's,
 # in etcd: added on one host, seen by the others a moment later).
 cluster_wait_user() {
