@@ -33,20 +33,8 @@ grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 2 5 5
 
-# Image NAME's record in host h's index of the shared store, or nothing.
-shared_rec() { hq "$1" --json image show "$2" --store shared 2>/dev/null; }
-
 # 1. The shared store, seen by both hosts; tpl in it; desk a clone there.
-STORE=$SHARED/images
-mkdir -p "$STORE"
-hqq h1 image store add shared "$STORE" --shared >/dev/null
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		hq "$h" image list --store shared >/dev/null 2>&1 && break
-		sleep 0.1
-	done
-	hqq "$h" image list --store shared >/dev/null
-done
+shared_store_add
 hqq h1 image import tpl "$GUESTS/rootfs.qcow2" --store shared >/dev/null
 tfile=$(shared_rec h1 tpl | jq -r .file)
 [ -f "$STORE/$tfile" ] || fail "tpl's file $tfile is not in $STORE: $(ls "$STORE")"

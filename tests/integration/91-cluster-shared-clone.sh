@@ -25,16 +25,8 @@ done
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 3 5 5
 
-# Image NAME's record in host h's index of the shared store, or nothing.
-shared_rec() { hq "$1" --json image show "$2" --store shared 2>/dev/null; }
-
 # The shared store, seen by every host; tpl in it.
-STORE=$SHARED/images
-mkdir -p "$STORE"
-hqq h1 image store add shared "$STORE" --shared >/dev/null
-for h in $HOSTS; do
-	until_ok 10 "$h sees store shared" "hq $h image list --store shared >/dev/null 2>&1"
-done
+shared_store_add
 hqq h1 image import tpl "$GUESTS/rootfs.qcow2" --store shared >/dev/null
 tfile=$(shared_rec h1 tpl | jq -r .file)
 [ -f "$STORE/$tfile" ] || fail "tpl's file $tfile is not in $STORE: $(ls "$STORE")"

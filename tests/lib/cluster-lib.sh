@@ -294,6 +294,21 @@ hguest_sum() {
 	grep -a "^SUM " "$(hserial_log "$1" "$2")" | tail -n 1 | tr -d '\r' | cut -d' ' -f2
 }
 
+# shared_store_add: image store "shared" on $SHARED/images (STORE), the
+# cluster's NFS stand-in, added on h1 and seen by every host.
+# shared_rec H NAME: image NAME's record in host H's index of it, or
+# nothing.
+shared_store_add() {
+	local h
+	STORE=$SHARED/images
+	mkdir -p "$STORE"
+	hqq h1 image store add shared "$STORE" --shared >/dev/null
+	for h in $HOSTS; do
+		until_ok 10 "$h sees store shared" "hq $h image list --store shared >/dev/null 2>&1"
+	done
+}
+shared_rec() { hq "$1" --json image show "$2" --store shared 2>/dev/null; }
+
 # Wait until every host's watch has user $1 (users are the cluster's,
 # in etcd: added on one host, seen by the others a moment later).
 cluster_wait_user() {
