@@ -33,6 +33,7 @@
 #include "log.h"
 #include "rdp-chan.h"
 #include "rdp-gfx.h"
+#include "rdp-scale.h"
 #include "rdp-peer.h"
 #include "xmalloc.h"
 
@@ -260,6 +261,7 @@ rdp_peer_main(void *arg)
 	    rdp_clip_keep_start(s->rfb, s->login.login, s->login.vm) == 0)
 		s->rfb = NULL;
 	rdp_rfb_free(s->rfb);
+	rdp_scaled_free(s->scaled);
 	rdp_encode_free(s->enc);
 	if (s->login.vncfd != -1)
 		close(s->login.vncfd);
