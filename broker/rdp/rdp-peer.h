@@ -47,6 +47,8 @@ struct rdp_session {
 	struct rdp_gfx		*gfx;		/* graphics pipeline */
 	struct rdp_follow	*follow;	/* the stream is gone: looking */
 	struct rdp_scaled	*scaled;	/* the client cannot resize */
+	int			 asked_w;	/* the client's size, its own */
+	int			 asked_h;
 
 	int			 activated;
 	int			 suppressed;
