@@ -143,6 +143,11 @@ rdp_peer_update_display(struct rdp_session *s)
 		if (!s->activated)
 			return;
 	}
+	if (s->scaled != NULL && s->gfx != NULL && rdp_gfx_active(s->gfx)) {
+		/* The pipeline's ResetGraphics gives the client our size. */
+		rdp_scaled_free(s->scaled);
+		s->scaled = NULL;
+	}
 	if (rfb->ledstate && rfb->leds != s->leds) {
 		s->leds = rfb->leds;
 		s->peer->update->SetKeyboardIndicators(s->peer->context,
