@@ -88,34 +88,48 @@ rdp_scale_rect(const struct rdp_scale *sc, const struct rdp_rect *r,
 /*
  * Redraw the client's rectangle r of dst from src: inside the picture
  * each pixel is the mean of the guest pixels under it, outside black.
+ * The columns' spans are worked out once a call, the rows' once a row.
  */
 void
 rdp_scale_draw(const struct rdp_scale *sc, const uint32_t *src, int sstride,
     uint32_t *dst, int dstride, const struct rdp_rect *r)
 {
 	const uint32_t	*row;
-	uint32_t	 px, rs, gs, bs, n;
-	int		 x, y, px0, py0, sx, sy, ax, bx, ay, by;
+	uint32_t	 px, rs, gs, bs, n, *out;
+	int		 x, y, x0, x1, y0, y1, sx, sy, ay, by, *span;
 
-	for (y = r->y; y < r->y + r->h && y < sc->dh; y++) {
-		if (y < 0)
+	x0 = r->x < 0 ? 0 : r->x;
+	x1 = r->x + r->w > sc->dw ? sc->dw : r->x + r->w;
+	y0 = r->y < 0 ? 0 : r->y;
+	y1 = r->y + r->h > sc->dh ? sc->dh : r->y + r->h;
+	if (x0 >= x1 || y0 >= y1)
+		return;
+	span = xcalloc((size_t)(x1 - x0) * 2, sizeof *span);
+	for (x = x0; x < x1; x++) {
+		if (x < sc->ox || x >= sc->ox + sc->w)
+			span[(x - x0) * 2] = span[(x - x0) * 2 + 1] = -1;
+		else
+			rdp_scale_span(x - sc->ox, sc->w, sc->sw,
+			    &span[(x - x0) * 2], &span[(x - x0) * 2 + 1]);
+	}
+	for (y = y0; y < y1; y++) {
+		out = dst + (size_t)y * dstride;
+		if (y < sc->oy || y >= sc->oy + sc->h) {
+			for (x = x0; x < x1; x++)
+				out[x] = 0;
 			continue;
-		py0 = y - sc->oy;
-		for (x = r->x; x < r->x + r->w && x < sc->dw; x++) {
-			if (x < 0)
-				continue;
-			px0 = x - sc->ox;
-			if (px0 < 0 || px0 >= sc->w || py0 < 0 ||
-			    py0 >= sc->h) {
-				dst[(size_t)y * dstride + x] = 0;
+		}
+		rdp_scale_span(y - sc->oy, sc->h, sc->sh, &ay, &by);
+		for (x = x0; x < x1; x++) {
+			if (span[(x - x0) * 2] == -1) {
+				out[x] = 0;
 				continue;
 			}
-			rdp_scale_span(px0, sc->w, sc->sw, &ax, &bx);
-			rdp_scale_span(py0, sc->h, sc->sh, &ay, &by);
 			rs = gs = bs = n = 0;
 			for (sy = ay; sy < by; sy++) {
 				row = src + (size_t)sy * sstride;
-				for (sx = ax; sx < bx; sx++) {
+				for (sx = span[(x - x0) * 2];
+				    sx < span[(x - x0) * 2 + 1]; sx++) {
 					px = row[sx];
 					rs += (px >> 16) & 0xff;
 					gs += (px >> 8) & 0xff;
@@ -123,10 +137,11 @@ rdp_scale_draw(const struct rdp_scale *sc, const uint32_t *src, int sstride,
 					n++;
 				}
 			}
-			dst[(size_t)y * dstride + x] = ((rs + n / 2) / n) << 16 |
+			out[x] = ((rs + n / 2) / n) << 16 |
 			    ((gs + n / 2) / n) << 8 | (bs + n / 2) / n;
 		}
 	}
+	free(span);
 }
 
 /* The client's pointer at (x, y) to the guest's pixel under it. */
