@@ -23,6 +23,7 @@
 #include "log.h"
 #include "rdp-chan.h"
 #include "rdp-peer.h"
+#include "rdp-scale.h"
 
 /*
  * Ask the loop whether this address may try a login now (the broker's
@@ -200,6 +201,7 @@ rdp_peer_connect_post(freerdp_peer *peer)
 	 * scaled into it (rdp-peer-update.c, rdp-scale.c) from the start.
 	 */
 	if (!settings->DesktopResize && s->asked_w > 0 && s->asked_h > 0 &&
+	    s->asked_w <= RDP_SCALE_MAX && s->asked_h <= RDP_SCALE_MAX &&
 	    ((int)settings->DesktopWidth != s->asked_w ||
 	    (int)settings->DesktopHeight != s->asked_h)) {
 		log_info("%s: the client cannot resize: its desktop stays "

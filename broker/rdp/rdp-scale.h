@@ -13,6 +13,9 @@
 
 #include "rdp-int.h"
 
+/* The largest client desktop scaled into (its copy: 64 MiB at most). */
+#define RDP_SCALE_MAX		4096
+
 struct rdp_scale {
 	int	sw, sh;		/* the guest's framebuffer */
 	int	dw, dh;		/* the client's desktop */
