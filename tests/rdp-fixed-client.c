@@ -1,6 +1,6 @@
 /*
  * rdp-fixed-client: an RDP client that cannot resize, for the gateway's
- * scaling test (tests/integration/92-rdp-scale-fixed.sh). xfreerdp always
+ * scaling test (tests/integration/93-rdp-scale-fixed.sh). xfreerdp always
  * announces DesktopResize and has no option to leave it out; this client
  * is FreeRDP 2's library with its software GDI, the capability off, no
  * graphics pipeline and no channels.

@@ -118,7 +118,7 @@ for i in $(seq 1 30); do
 	fi
 	sleep 1
 done
-convert "$T/client.ppm" "$top/build/test-results/92-rdp-scale-fixed.png" 2>/dev/null
+convert "$T/client.ppm" "$top/build/test-results/93-rdp-scale-fixed.png" 2>/dev/null
 [ -n "$ok" ] || rdp_fail "the client does not show the guest's whole screen scaled: $verdict"
 log "the whole guest, scaled: $verdict"
 
