@@ -99,10 +99,11 @@ t0=$(date +%s)
 hwait_console "$src" tpmd "QDESK GUEST READY" 180
 sleep 1
 log "tpmd: READY on $src $(($(date +%s) - t0)) s after start"
+# The secret is random: a failure says which one it was.
 r=$(tpm_cmd "$src" tpmd DEFINE "$define")
-[ "${r:12:8}" = 00000000 ] || fail "NV_DefineSpace answered $r"
+[ "${r:12:8}" = 00000000 ] || fail "NV_DefineSpace answered '$r' (secret $secret)"
 r=$(tpm_cmd "$src" tpmd WRITE "$write")
-[ "${r:12:8}" = 00000000 ] || fail "NV_Write answered $r"
+[ "${r:12:8}" = 00000000 ] || fail "NV_Write answered '$r' (secret $secret)"
 r=$(guest_run "$src" tpmd EFIW "printf '\\007\\000\\000\\000$word' > $var; echo EFIW=\$?")
 [ "$r" = 0 ] || fail "writing an EFI variable failed: $r"
 cmp -s "$S/vms/tpmd/nvram.fd" /usr/share/OVMF/OVMF_VARS_4M.fd &&
