@@ -39,7 +39,7 @@ tpm_cmd() { guest_run "$1" "$2" "$(tpm_line "$2" "$3")"; } # VM TAG HEX
 EXTRA_CLEANUP='for f in "$STATE"/vms/*/swtpm.pid; do
 	[ -f "$f" ] || continue
 	p=$(cat "$f")
-	tr "\0" " " <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$STATE/vms/" &&
+	tr "\0" " " 2>/dev/null <"/proc/$p/cmdline" | grep -q -- "$STATE/vms/" &&
 		kill -9 "$p"
 done'
 

@@ -41,7 +41,7 @@ tpm_cleanup() {
 		for f in "${!st}"/vms/*/swtpm.pid; do
 			[ -f "$f" ] || continue
 			p=$(cat "$f")
-			tr "\0" " " <"/proc/$p/cmdline" 2>/dev/null |
+			tr "\0" " " 2>/dev/null <"/proc/$p/cmdline" |
 			    grep -q -- "${!st}/vms/" || continue
 			echo "$(date +%T.%3N) test cleanup: kill -9 of swtpm $p" >>"${!lg}"
 			kill -9 "$p"
