@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,15 @@ vm_tpm_exec(const struct vm *vm, uid_t uid, int ctl)
 	    setresuid(uid, uid, uid) == -1 || setuid(0) != -1)
 		_exit(126);
 	umask(077);
+	/*
+	 * Only the control socket reaches swtpm (and swtpm_setup), as only
+	 * the fds named in vm-spawn.c reach QEMU: without this it held
+	 * whatever qmpd had open without O_CLOEXEC (its etcd connections,
+	 * the fds its own parent left it) for the VM's whole life.
+	 */
+	if (close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC) == -1)
+		for (fd = STDERR_FILENO + 1; fd < 65536; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
 	if (fcntl(ctl, F_SETFD, 0) == -1)
 		_exit(126);
 	if (chdir(dir) == -1)

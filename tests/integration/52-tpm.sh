@@ -39,7 +39,7 @@ tpm_cmd() { guest_run "$1" "$2" "$(tpm_line "$2" "$3")"; } # VM TAG HEX
 EXTRA_CLEANUP='for f in "$STATE"/vms/*/swtpm.pid; do
 	[ -f "$f" ] || continue
 	p=$(cat "$f")
-	tr "\0" " " <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$STATE/vms/" &&
+	tr "\0" " " 2>/dev/null <"/proc/$p/cmdline" | grep -q -- "$STATE/vms/" &&
 		kill -9 "$p"
 done'
 
@@ -87,9 +87,9 @@ log "tpm1: READY $(($(date +%s) - t0)) s after start"
 v=$(guest_run tpm1 TPMVER 'echo TPMVER=$(cat /sys/class/tpm/tpm0/tpm_version_major)')
 [ "$v" = 2 ] || fail "guest TPM version: $v"
 r=$(tpm_cmd tpm1 DEFINE "$define")
-[ "${r:12:8}" = 00000000 ] || fail "NV_DefineSpace answered $r"
+[ "${r:12:8}" = 00000000 ] || fail "NV_DefineSpace answered '$r' (secret $secret)"
 r=$(tpm_cmd tpm1 WRITE "$write")
-[ "${r:12:8}" = 00000000 ] || fail "NV_Write answered $r"
+[ "${r:12:8}" = 00000000 ] || fail "NV_Write answered '$r' (secret $secret)"
 r=$(tpm_cmd tpm1 READ1 "$read")
 case $r in *"$secret"*) ;; *) fail "NV_Read (same boot) answered $r, not $secret" ;; esac
 

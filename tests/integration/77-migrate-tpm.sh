@@ -26,19 +26,25 @@ MIG_PID=
 STOPPED=
 EXTRA_CLEANUP='tpm_cleanup'
 # The swtpms of this cluster's VMs, by their pidfiles (a QEMU killed by
-# cluster down leaves its swtpm until it sees the closed channel).
+# cluster down leaves its swtpm until it sees the closed channel). It
+# runs before cluster_test_logs shows the hosts' logs, where qmpd says
+# "TPM emulator exited: killed by signal 9" for each: that kill is the
+# cleanup's, and the log says so on the line before (two failures were
+# read as swtpm killed mid-test, the guest's failed NV_Write its effect).
 tpm_cleanup() {
-	local f p h st
+	local f p h st lg
 	[ -n "$STOPPED" ] && kill -CONT "$STOPPED" 2>/dev/null
 	[ -n "$EV_PID" ] && kill "$EV_PID" 2>/dev/null
 	[ -n "$MIG_PID" ] && kill "$MIG_PID" 2>/dev/null
 	for h in ${HOSTS:-}; do
-		st=${h}_STATE
+		st=${h}_STATE lg=${h}_LOG
 		for f in "${!st}"/vms/*/swtpm.pid; do
 			[ -f "$f" ] || continue
 			p=$(cat "$f")
-			tr "\0" " " <"/proc/$p/cmdline" 2>/dev/null |
-			    grep -q -- "${!st}/vms/" && kill -9 "$p"
+			tr "\0" " " 2>/dev/null <"/proc/$p/cmdline" |
+			    grep -q -- "${!st}/vms/" || continue
+			echo "$(date +%T.%3N) test cleanup: kill -9 of swtpm $p" >>"${!lg}"
+			kill -9 "$p"
 		done
 	done
 }
@@ -57,6 +63,15 @@ guest_run() { # HOST VM TAG CMD
 }
 # A TPM2 command (hex) on the guest's /dev/tpm0; its answer (hex).
 tpm_cmd() { guest_run "$1" "$2" "$3" "$(tpm_line "$3" "$4")"; } # HOST VM TAG HEX
+# fail, with the guest console's last lines but the typed commands (its
+# kernel's and printf's errors: an empty answer is a failed write or read
+# of /dev/tpm0) and QEMU's log.
+tpm_fail() { # HOST VM MSG
+	local d
+	d=$(state_of "$1")/vms/$2
+	fail "$3 (secret $secret); guest console: $(grep -av 'tpm0;' "$d/serial.log" |
+	    tail -n 6 | tr -d '\r' | tr '\n' '|'); QEMU: $(tail -n 3 "$d/qemu.log" 2>/dev/null | tr '\n' '|')"
+}
 # The swtpms of VM on every host ("h1:PID ..."), by process table.
 swtpms_of() {
 	local p h st where=
@@ -100,9 +115,9 @@ hwait_console "$src" tpmd "QDESK GUEST READY" 180
 sleep 1
 log "tpmd: READY on $src $(($(date +%s) - t0)) s after start"
 r=$(tpm_cmd "$src" tpmd DEFINE "$define")
-[ "${r:12:8}" = 00000000 ] || fail "NV_DefineSpace answered $r"
+[ "${r:12:8}" = 00000000 ] || tpm_fail "$src" tpmd "NV_DefineSpace answered '$r'"
 r=$(tpm_cmd "$src" tpmd WRITE "$write")
-[ "${r:12:8}" = 00000000 ] || fail "NV_Write answered $r"
+[ "${r:12:8}" = 00000000 ] || tpm_fail "$src" tpmd "NV_Write answered '$r'"
 r=$(guest_run "$src" tpmd EFIW "printf '\\007\\000\\000\\000$word' > $var; echo EFIW=\$?")
 [ "$r" = 0 ] || fail "writing an EFI variable failed: $r"
 cmp -s "$S/vms/tpmd/nvram.fd" /usr/share/OVMF/OVMF_VARS_4M.fd &&
