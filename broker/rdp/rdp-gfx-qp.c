@@ -27,7 +27,7 @@
 
 #include "rdp-gfx.h"
 
-#define RDP_GFX_QP_START	32	/* the first frame's: a key frame */
+#define RDP_GFX_QP_START	36	/* the key frame's: 1080p at 32 was ~500 KB */
 #define RDP_GFX_QP_MAX		51
 #define RDP_GFX_QP_UP		4	/* steps a frame: faster up than down */
 #define RDP_GFX_QP_DOWN		2
@@ -59,6 +59,7 @@ rdp_gfx_qp_init(struct rdp_gfx_qp *q, int floor, int maxrate, int fps)
 	q->floor = floor < 0 ? 0 : floor > RDP_GFX_QP_MAX ? RDP_GFX_QP_MAX :
 	    floor;
 	q->qp = RDP_GFX_QP_START > q->floor ? RDP_GFX_QP_START : q->floor;
+	q->exact = q->qp;
 	if (fps < 1)
 		fps = 1;
 	q->size = (int64_t)maxrate / 8 * RDP_GFX_QP_TARGET / 100;
@@ -95,12 +96,14 @@ rdp_gfx_qp_frame(struct rdp_gfx_qp *q, uint64_t bytes)
 		step = RDP_GFX_QP_UP;
 	if (step < -RDP_GFX_QP_DOWN)
 		step = -RDP_GFX_QP_DOWN;
-	q->qp += (int)(step + (step >= 0 ? 0.5 : -0.5));
+	/* Fractions add up: rounded each frame, small steps were lost. */
+	q->exact += step;
 	/* Over a second's budget: the VBV's hard edge. */
 	if (q->fill > q->size)
-		q->qp += RDP_GFX_QP_UP;
-	if (q->qp < q->floor)
-		q->qp = q->floor;
-	if (q->qp > RDP_GFX_QP_MAX)
-		q->qp = RDP_GFX_QP_MAX;
+		q->exact += RDP_GFX_QP_UP;
+	if (q->exact < q->floor)
+		q->exact = q->floor;
+	if (q->exact > RDP_GFX_QP_MAX)
+		q->exact = RDP_GFX_QP_MAX;
+	q->qp = (int)(q->exact + 0.5);
 }

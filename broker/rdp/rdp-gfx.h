@@ -111,6 +111,7 @@ void	 rdp_gfx_refine_sent(struct rdp_gfx_refine *, uint64_t now,
 #define RDP_GFX_QP_TARGET	90	/* % of the cap the bytes aim at */
 struct rdp_gfx_qp {
 	int		qp;		/* the next frame's */
+	double		exact;		/* qp before rounding */
 	int		floor;		/* never finer */
 	int64_t		share;		/* bytes a frame aimed at */
 	int64_t		size;		/* the bucket's: a second's shares */

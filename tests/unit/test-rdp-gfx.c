@@ -134,7 +134,7 @@ test_qp(void)
 	double			heavy = 18000;	/* bytes at QP 37 */
 
 	rdp_gfx_qp_init(&q, 23, 4000000, 30);
-	CHECK(rdp_gfx_qp_next(&q) == 32);
+	CHECK(rdp_gfx_qp_next(&q) == 36);
 	sec = qp_run(&q, 300, heavy, &qp30);
 	CHECK(sec <= 500000 && sec >= 300000);
 	CHECK(qp30 >= 36 && qp30 <= 40);
