@@ -518,6 +518,7 @@ cluster_host_event(const char *key, json_t *kv, int put)
 	h = host_get(name);
 	if (strncmp(key, "drain/", 6) == 0) {
 		h->draining = put;
+		h->drain_gen = cluster_gen;
 		json_decref(rec);
 		if (strcmp(name, cluster_name()) == 0)
 			cluster_host_touch();
@@ -563,7 +564,12 @@ cluster_host_event(const char *key, json_t *kv, int put)
 	cluster_pool_kick();	/* who places prestarts may change */
 }
 
-/* After a full read: a host whose key it lacked is down. */
+/*
+ * After a full read: a host whose key it lacked is down, and one whose
+ * drain/ key it lacked is undrained (an undrain between two reads, the
+ * watch of the first freed before it told, as a (re)join does, left
+ * hosts draining for good).
+ */
 void
 cluster_host_sweep(unsigned int gen)
 {
@@ -571,6 +577,11 @@ cluster_host_sweep(unsigned int gen)
 	char			*key;
 
 	TAILQ_FOREACH(h, &cluster_hosts, entry) {
+		if (h->draining && h->drain_gen != gen) {
+			key = cluster_key("drain/%s", h->name);
+			cluster_host_event(key + strlen("/qdesk/v1/"), NULL, 0);
+			free(key);
+		}
 		if (h->rec == NULL || h->gen == gen)
 			continue;
 		key = cluster_key("hosts/%s", h->name);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -30,6 +31,7 @@
 struct etcd		*cluster_etcd;
 static struct etcd_watch *cluster_watch;
 static struct event	*cluster_retry_ev;
+static struct event	*cluster_read_ev;	/* test hook join-read-late */
 static int		 cluster_loaded;	/* the initial read is in */
 static char		*cluster_refused;	/* why start-up failed */
 unsigned int		 cluster_gen;		/* of the last full read */
@@ -166,10 +168,36 @@ cluster_load_cb(void *arg, json_t *res, const char *errclass,
 }
 
 /*
+ * The read of cluster_load; under test hook join-read-late, not before
+ * the test makes the file join-read-go in the state dir.
+ */
+static void
+cluster_read_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct timeval	 tv = { 0, 100 * 1000 };
+	char		*go;
+	int		 wait;
+
+	if (arg != NULL) {
+		xasprintf(&go, "%s/join-read-go", qmpd->state_dir);
+		wait = access(go, F_OK) != 0;
+		free(go);
+		if (wait) {
+			evtimer_add(cluster_read_ev, &tv);
+			return;
+		}
+	}
+	etcd_get(cluster_etcd, CLUSTER_PREFIX, ETCD_PREFIX, cluster_load_cb,
+	    NULL);
+}
+
+/*
  * Read everything again and watch from there: at start, after a
  * compaction, and each time this host (re)joins, so that it never acts
  * on a view older than its own lease (a partition may have hidden
- * failovers from it).
+ * failovers from it). Test hook join-read-late:HOST holds a (re)join's
+ * read back, its watch gone, till the test says: what changes meanwhile
+ * only the read can tell (test 92).
  */
 void
 cluster_load(void)
@@ -177,8 +205,14 @@ cluster_load(void)
 	if (cluster_watch != NULL)
 		etcd_watch_free(cluster_watch);
 	cluster_watch = NULL;
-	etcd_get(cluster_etcd, CLUSTER_PREFIX, ETCD_PREFIX, cluster_load_cb,
-	    NULL);
+	if (cluster_host_joined() && test_hook_armed("join-read-late",
+	    cluster_name())) {
+		log_warnx("cluster: test hook join-read-late: the read waits "
+		    "for %s/join-read-go", qmpd->state_dir);
+		cluster_read_cb(-1, 0, cluster_read_ev);
+		return;
+	}
+	cluster_read_cb(-1, 0, NULL);
 }
 
 /*
@@ -202,6 +236,8 @@ cluster_init(char **cause)
 	if ((cluster_etcd = etcd_create(qmpd->base, &ec, cause)) == NULL)
 		return (-1);
 	cluster_retry_ev = evtimer_new(qmpd->base, cluster_retry_cb, NULL);
+	cluster_read_ev = evtimer_new(qmpd->base, cluster_read_cb,
+	    event_self_cbarg());
 	notify_listen(cluster_place_vm_event, NULL);
 	notify_listen(cluster_nic_event, NULL);
 	/* Desktops re-attached from before must not outlive a lost lease. */
@@ -231,4 +267,7 @@ cluster_close(void)
 	if (cluster_retry_ev != NULL)
 		event_free(cluster_retry_ev);
 	cluster_retry_ev = NULL;
+	if (cluster_read_ev != NULL)
+		event_free(cluster_read_ev);
+	cluster_read_ev = NULL;
 }

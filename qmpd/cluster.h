@@ -66,6 +66,7 @@ struct cluster_host {
 	long long	 seen_ms;	/* mono: its record last written */
 	long long	 down_ms;	/* mono: when its key went; 0 if up */
 	unsigned int	 gen;		/* cluster_gen its record was seen */
+	unsigned int	 drain_gen;	/* cluster_gen its drain/ was seen */
 	TAILQ_ENTRY(cluster_host) entry;
 };
 TAILQ_HEAD(cluster_hosts, cluster_host);

@@ -13,6 +13,9 @@
 #           KVM guest (video-kvm.img at 1920x1080, video-kvm768.img at
 #           1024x768; scripts/guest/video-kvm.c): the transport measured
 #           against a guest that is not the bottleneck.
+#   video-kvm-nospice  video-kvm on a VM without SPICE (--display none:
+#           std VGA, reached only through the RDP gateway or the browser),
+#           where QEMU does not also copy each frame for SPICE.
 #
 # keys, scroll and still, and every workload on the browser path, are
 # measured here, not by run's loop: a real client with a screen (SPICE:
@@ -29,9 +32,10 @@ KEYLAT=$BUILD/bench/keylat
 BROWSER_NODE=$top/build/portal-test
 
 WL_GUEST+=([keys]=linux [scroll]=linux [still]=linux [video1080]=video1080
-    [video-kvm]=video-kvm [video-kvm768]=video-kvm768)
+    [video-kvm]=video-kvm [video-kvm768]=video-kvm768
+    [video-kvm-nospice]=video-kvm-nospice)
 WL_UP+=([video1080]="QDESK VIDEO UP" [video-kvm]="QDESK VIDEO UP"
-    [video-kvm768]="QDESK VIDEO UP")
+    [video-kvm768]="QDESK VIDEO UP" [video-kvm-nospice]="QDESK VIDEO UP")
 PATH_RUN+=([browser]=wl_row)
 PATH_PROFILE+=([browser]=lan)
 WL_STEADY=" keys scroll still "

@@ -145,6 +145,10 @@ struct rdp_rfb {
 	int		 size_answers;	/* answers to SetDesktopSize */
 	int		 size_asks;	/* SetDesktopSize sent */
 	int		 updated;	/* a whole update arrived */
+	int		 nudge;		/* an update came since the last request
+					   (without the reader thread) */
+	uint64_t	 nudges;	/* refresh nudges sent (rdp-rfb-nudge.c) */
+	int		 nudge_off;	/* QDESK_RDP_VNC_NUDGE=0: the A/B knob */
 
 	struct rdp_rect	 damage[RDP_RFB_DAMAGE];
 	int		 ndamage;
@@ -179,6 +183,11 @@ int	 rdp_rfb_ready(struct rdp_rfb *, int readable);
 size_t	 rdp_rfb_msglen(const unsigned char *, size_t);
 int	 rdp_rfb_process(struct rdp_rfb *, char **cause);
 int	 rdp_rfb_request(struct rdp_rfb *, int incremental);
+
+/* rdp-rfb-nudge.c: keeps QEMU's VNC refresh at 30 ms while frames flow. */
+#define RDP_RFB_NUDGE_LEN	12
+size_t	 rdp_rfb_nudge(const struct rdp_rfb *, int after_update,
+	    unsigned char *);
 int	 rdp_rfb_send(struct rdp_rfb *, const void *, size_t);
 uint32_t rdp_rfb_u32(const unsigned char *);
 void	 rdp_rfb_put32(unsigned char *, uint32_t);

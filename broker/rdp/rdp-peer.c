@@ -228,10 +228,11 @@ rdp_peer_main(void *arg)
 
 		rdp_pump_stats(s->rfb->pump, &bytes, &full, &waitms);
 		log_info("%s: VNC reader thread: %llu bytes, buffer full %llu "
-		    "times, %llu ms waited for the rest of a message",
-		    rdp_peer_who(s, who, sizeof who),
+		    "times, %llu ms waited for the rest of a message, %llu "
+		    "refresh nudges", rdp_peer_who(s, who, sizeof who),
 		    (unsigned long long)bytes, (unsigned long long)full,
-		    (unsigned long long)waitms);
+		    (unsigned long long)waitms,
+		    (unsigned long long)s->rfb->nudges);
 	}
 	/* What taking QEMU's messages cost this thread (wall, CPU). */
 	if (s->authed && s->vncmsgs > 0)

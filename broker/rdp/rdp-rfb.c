@@ -85,10 +85,14 @@ rdp_rfb_put32(unsigned char *p, uint32_t v)
 	p[3] = v;
 }
 
+static int	rdp_rfb_request_send(struct rdp_rfb *, int incremental,
+		    int after_update);
+
 struct rdp_rfb *
 rdp_rfb_create(int fd)
 {
 	struct rdp_rfb	*rfb;
+	const char	*e;
 	int		 flags;
 
 	rfb = xcalloc(1, sizeof *rfb);
@@ -99,6 +103,8 @@ rdp_rfb_create(int fd)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 	rfb->insize = RFB_BUFSIZE;
 	rfb->in = xmalloc(rfb->insize);
+	rfb->nudge_off = (e = getenv("QDESK_RDP_VNC_NUDGE")) != NULL &&
+	    strcmp(e, "0") == 0;
 	return (rfb);
 }
 
@@ -147,7 +153,7 @@ rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 	rfb->extkey = rfb->ledstate = rfb->extdesk = 0;
 	rfb->audio = rfb->cbext = 0;
 	rfb->size_status = rfb->size_answers = rfb->size_asks = 0;
-	rfb->updated = 0;
+	rfb->updated = rfb->nudge = 0;
 }
 
 /*
@@ -160,7 +166,7 @@ rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 static void
 rdp_rfb_request_next(void *arg)
 {
-	(void)rdp_rfb_request(arg, 1);
+	(void)rdp_rfb_request_send(arg, 1, 1);
 }
 
 /* Read the stream on a thread of its own from now on (rdp-rfb-pump.c). */
@@ -540,11 +546,16 @@ wfail:
 	return (-1);
 }
 
-/* FramebufferUpdateRequest for the whole framebuffer. */
-int
-rdp_rfb_request(struct rdp_rfb *rfb, int incremental)
+/*
+ * FramebufferUpdateRequest for the whole framebuffer, followed in the
+ * same write by the refresh nudge when it follows an update
+ * (rdp-rfb-nudge.c).
+ */
+static int
+rdp_rfb_request_send(struct rdp_rfb *rfb, int incremental, int after_update)
 {
-	unsigned char	buf[10];
+	unsigned char	buf[10 + RDP_RFB_NUDGE_LEN];
+	size_t		len;
 
 	buf[0] = 3;
 	buf[1] = incremental ? 1 : 0;
@@ -552,7 +563,25 @@ rdp_rfb_request(struct rdp_rfb *rfb, int incremental)
 	rdp_rfb_put16(buf + 4, 0);
 	rdp_rfb_put16(buf + 6, rfb->width);
 	rdp_rfb_put16(buf + 8, rfb->height);
-	return (rdp_rfb_send(rfb, buf, sizeof buf));
+	len = 10 + rdp_rfb_nudge(rfb, incremental && after_update, buf + 10);
+	if (len > 10)
+		rfb->nudges++;
+	return (rdp_rfb_send(rfb, buf, len));
+}
+
+/*
+ * The session's request. With the reader thread, that thread sends the
+ * request after each update (rdp_rfb_request_next), nudge included, and
+ * this one goes alone; without it, this is the request after an update
+ * when one came since the last (rfb->nudge, set by rdp_rfb_process).
+ */
+int
+rdp_rfb_request(struct rdp_rfb *rfb, int incremental)
+{
+	int	after_update = rfb->pump == NULL && rfb->nudge;
+
+	rfb->nudge = 0;
+	return (rdp_rfb_request_send(rfb, incremental, after_update));
 }
 
 /*
@@ -939,7 +968,7 @@ rdp_rfb_process(struct rdp_rfb *rfb, char **cause)
 			if (r == 1)
 				break;
 		}
-		rfb->updated = 1;
+		rfb->updated = rfb->nudge = 1;
 		return (0);
 	case 1:		/* SetColourMapEntries: not in true colour */
 		if (rdp_rfb_read(rfb, buf, 5, RFB_READ_TIMEOUT, cause) != 0)

@@ -132,6 +132,23 @@ rtiles=$(field refinetiles) rbytes=$(field refinebytes)
 	rdp_fail "$frames frames sent, the client acknowledged up to $acked"
 grep -q "(alice on d1): VNC reader thread: .* bytes" "$RDP_LOG" ||
 	rdp_fail "the gateway did not read the console on its reader thread"
+# The refresh nudge went with the requests while frames flowed
+# (rdp-rfb-nudge.c): at least one, and never more than one an update
+# (one more than the session parsed: the reader may have taken a last
+# update the session ended before parsing).
+nudges=$(grep "(alice on d1): VNC reader thread:" "$RDP_LOG" | tail -1 |
+    sed -n 's/.*, \([0-9]*\) refresh nudges.*/\1/p')
+vncmsgs=$(grep "(alice on d1): VNC messages:" "$RDP_LOG" | tail -1 |
+    sed -n 's/.*VNC messages: \([0-9]*\),.*/\1/p')
+[ "${nudges:-0}" -gt 0 ] && [ "$nudges" -le $((${vncmsgs:-0} + 1)) ] ||
+	rdp_fail "refresh nudges: ${nudges:-none} for ${vncmsgs:-no} VNC messages"
+# QEMU took qdesk's malloc settings (qmpd/vm-spawn.c), unless this
+# test's environment gave its own.
+if [ -z "${GLIBC_TUNABLES+set}" ]; then
+	tr '\0' '\n' <"/proc/$(vm_pid d1)/environ" |
+	    grep -q '^GLIBC_TUNABLES=glibc.malloc.mmap_threshold=' ||
+		rdp_fail "QEMU runs without qdesk's GLIBC_TUNABLES"
+fi
 set -- $(tail -1 "$T/wire.txt")
 [ "${2:-0}" -gt 0 ] || rdp_fail "the relay counted no bytes ($*)"
 log "figures: $frames frames, $acked acknowledged, $held held, over $ms ms:" \

@@ -9,7 +9,8 @@
 # stops it there. A second qmpd under a name a live host holds, one
 # whose clock disagrees with the members', and one whose certificate is
 # not of the cluster's CA or names another host are refused at start
-# with one clear line.
+# with one clear line. A host at its boot cap is passed over for one
+# under it.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -137,12 +138,8 @@ alive "$pid" && fail "d1's QEMU $pid still runs on $where"
 # A local stop of a desktop here leaves it stopped in etcd too.
 where=$(runs_on d2)
 hqq "$where" vm stop d2 --force >/dev/null
-for i in $(seq 1 50); do
-	[ "$(hq h3 --json vm show d2 | jq -r .state)" = stopped ] && break
-	sleep 0.1
-done
-[ "$(hq h3 --json vm show d2 | jq -r .state)" = stopped ] ||
-	fail "d2 stopped on $where, h3 says $(hq h3 --json vm show d2 | jq -r .state)"
+until_ok 5 "h3 sees d2, stopped on $where, stopped" \
+    '[ "$(hq h3 --json vm show d2 | jq -r .state)" = stopped ]'
 # A start right after a local stop, on the same host, runs it: the
 # stop's placement write may still be on its way, and the start must
 # not be answered by it (nor undone by it). Three times; stopped after.
@@ -156,12 +153,8 @@ for i in 1 2 3; do
 		fail "d2 started right after its stop ($i) runs on '$(runs_on d2)', not $where"
 	hqq "$where" vm stop d2 --force >/dev/null
 done
-for i in $(seq 1 100); do
-	[ "$(hq h3 --json vm show d2 | jq -r .state)" = stopped ] && break
-	sleep 0.1
-done
-[ "$(hq h3 --json vm show d2 | jq -r .state)" = stopped ] ||
-	fail "d2 stopped again on $where, h3 says $(hq h3 --json vm show d2 | jq -r .state)"
+until_ok 10 "h3 sees d2, stopped again on $where, stopped" \
+    '[ "$(hq h3 --json vm show d2 | jq -r .state)" = stopped ]'
 out=$(hq h1 vm delete d3 2>&1) && fail "delete of a running desktop: $out"
 echo "$out" | grep -q "is running on h[12]: stop it first" || fail "delete said: $out"
 hqq h3 vm stop d4 --force >/dev/null
@@ -180,15 +173,23 @@ for h in $HOSTS; do
 done
 log "stops from another host and locally, delete: ok"
 
-# A second qmpd under a live host's name is refused, naming the holder.
+# refused_join WHAT CONF LINE: a qmpd started in h3's namespace with the
+# cluster file CONF (a fresh state dir) is refused, and says why in one
+# line that matches LINE (a grep pattern); WHAT names the case.
 mkdir -p "$T/dup"
+refused_join() {
+	local what=$1 conf=$2 line=$3 out
+	out=$(ip netns exec "$h3_NETNS" timeout 20 "$QMPD" -f --state-dir "$T/dup" \
+	    --socket "$T/dup.sock" --cluster "$conf" 2>&1) &&
+		fail "$what was accepted: $out"
+	[ "$(echo "$out" | grep -c -- "$line")" = 1 ] ||
+		fail "$what said (not one line matching '$line'): $out"
+}
+
+# A second qmpd under a live host's name is refused, naming the holder.
 jq '.name = "h1"' "$h3_CONF" >"$T/dup.json"
-out=$(ip netns exec "$h3_NETNS" timeout 20 "$QMPD" -f --state-dir "$T/dup" \
-    --socket "$T/dup.sock" --cluster "$T/dup.json" 2>&1) &&
-	fail "a duplicate host name was accepted: $out"
-echo "$out" | grep -q "host name h1 is taken: another live qmpd (addr $h1_ADDR" ||
-	fail "duplicate name said: $out"
-[ "$(echo "$out" | grep -c "host name h1")" = 1 ] || fail "not one line: $out"
+refused_join "a duplicate host name" "$T/dup.json" \
+    "host name h1 is taken: another live qmpd (addr $h1_ADDR"
 # A clock 60 s off the members' is refused: h9's record says it is 60 s
 # ahead of this machine (written under a lease, gone after the test).
 now=$(date +%s%3N)
@@ -196,12 +197,9 @@ ip netns exec "$h3_NETNS" "$DRIVE" -e "$ETCD" put /qdesk/v1/hosts/h9 \
     "{\"addr\":\"10.199.0.99\",\"time\":$((now + 60000)),\"running\":[]}" >/dev/null ||
 	fail "cannot write h9's record"
 jq '.name = "h5"' "$h3_CONF" >"$T/skew.json"
-out=$(ip netns exec "$h3_NETNS" timeout 20 "$QMPD" -f --state-dir "$T/dup" \
-    --socket "$T/dup.sock" --cluster "$T/skew.json" 2>&1) &&
-	fail "a skewed clock was accepted: $out"
+refused_join "a skewed clock" "$T/skew.json" \
+    "clock skew: this host's clock is [56][0-9].[0-9] s behind that of h9 (at most 2 s allowed); sync the clocks (NTP) before h5 joins"
 ip netns exec "$h3_NETNS" "$DRIVE" -e "$ETCD" del /qdesk/v1/hosts/h9 >/dev/null
-echo "$out" | grep -q "clock skew: this host's clock is [56][0-9].[0-9] s behind that of h9 (at most 2 s allowed); sync the clocks (NTP) before h5 joins" ||
-	fail "skew said: $out"
 [ "$(hq h1 --json host list | jq '[.hosts[] | select(.name == "h5")] | length')" = 0 ] ||
 	fail "the refused h5 is listed"
 log "duplicate name and skewed clock refused: ok"
@@ -214,18 +212,11 @@ out=$("$QDESK_BIN" cluster cert host h6 --dir "$T/rogue" 2>&1) ||
 	fail "a host certificate of the rogue CA: $out"
 jq --arg d "$T/rogue/host-h6" '.name = "h6" | .cert = $d + "/cert.pem" |
     .key = $d + "/key.pem"' "$h3_CONF" >"$T/rogue.json"
-out=$(ip netns exec "$h3_NETNS" timeout 20 "$QMPD" -f --state-dir "$T/dup" \
-    --socket "$T/dup.sock" --cluster "$T/rogue.json" 2>&1) &&
-	fail "a host with another CA's certificate was accepted: $out"
-echo "$out" | grep -q "this host's certificate $T/rogue/host-h6/cert.pem is not of the cluster's CA (etcd's /qdesk/v1/cluster): .*; issue one with qdesk cluster cert host h6" ||
-	fail "another CA's certificate said: $out"
-[ "$(echo "$out" | grep -c "not of the cluster's CA")" = 1 ] || fail "not one line: $out"
+refused_join "a host with another CA's certificate" "$T/rogue.json" \
+    "this host's certificate $T/rogue/host-h6/cert.pem is not of the cluster's CA (etcd's /qdesk/v1/cluster): .*; issue one with qdesk cluster cert host h6"
 jq '.name = "h6"' "$h3_CONF" >"$T/other.json"
-out=$(ip netns exec "$h3_NETNS" timeout 20 "$QMPD" -f --state-dir "$T/dup" \
-    --socket "$T/dup.sock" --cluster "$T/other.json" 2>&1) &&
-	fail "a host with another host's certificate was accepted: $out"
-echo "$out" | grep -q "this host's certificate .*/host-h3/cert.pem names host:h3, not host:h6" ||
-	fail "another host's certificate said: $out"
+refused_join "a host with another host's certificate" "$T/other.json" \
+    "this host's certificate .*/host-h3/cert.pem names host:h3, not host:h6"
 [ "$(hq h1 --json host list | jq '[.hosts[] | select(.name == "h6")] | length')" = 0 ] ||
 	fail "the refused h6 is listed"
 log "a host with another CA's certificate, or another host's, refused: ok"
@@ -248,13 +239,48 @@ out=$(hq h1 vm start t2 2>&1) && fail "a start from an image no host has: $out"
 	fail "start from no host's image said: $out"
 log "--from: placed on the host that has the image; none has it: refused: ok"
 
+# Placement prefers a host under its boot cap (issue 13): h8, a record
+# written into etcd with no qmpd behind it, has by far the most free
+# memory but boots as many VMs as its cap allows, so a start goes to one
+# of the three. Then h8's record says it boots nothing, and the next
+# start is placed on h8: it was passed over for its cap, nothing else.
+# (It never starts there: h8's record goes and the start says so.)
+h8_put() {
+	ip netns exec "$h3_NETNS" "$DRIVE" -e "$ETCD" put /qdesk/v1/hosts/h8 \
+	    "{\"addr\":\"10.199.0.98\",\"mem_free\":$1,\"boot_cap\":2,\"booting\":$2,\"running\":[],\"starting\":[],\"templates\":[],\"draining\":false,\"time\":$(date +%s%3N)}" >/dev/null ||
+		fail "cannot write h8's record"
+}
+h8_seen() { hq h1 --json host list | jq -e ".hosts[] | select(.name == \"h8\" and .mem_free == $1)" >/dev/null; }
+for v in c1 c2; do
+	cp "$GUESTS/boot.img" "$SHARED/$v.img"
+	hqq h1 vm create $v --accel kvm --disk "$SHARED/$v.img" --memory 64 \
+	    --display none >/dev/null
+done
+h8_put 900000 2
+until_ok 10 "h1 sees h8 at its boot cap" "h8_seen 900000"
+out=$(hqq h1 vm start c1)
+[ "$out" = "c1: running" ] || fail "vm start c1 beside a capped h8: $out"
+case "$(runs_on c1)" in h[123]) ;; *) fail "c1 runs on '$(runs_on c1)'";; esac
+[ "$(placement c1 | jq -r .host)" = "$(runs_on c1)" ] ||
+	fail "c1 placed on $(placement c1 | jq -r .host), runs on $(runs_on c1)"
+h8_put 1000000 0
+until_ok 10 "h1 sees h8 booting nothing" "h8_seen 1000000"
+hq h1 vm start c2 >"$T/c2.out" 2>&1 &
+c2pid=$!
+until_ok 20 "c2 placed on h8, under its cap now" \
+    '[ "$(placement c2 | jq -r .host)" = h8 ]'
+ip netns exec "$h3_NETNS" "$DRIVE" -e "$ETCD" del /qdesk/v1/hosts/h8 >/dev/null
+wait $c2pid && fail "vm start c2 on a host that went: $(cat "$T/c2.out")"
+[ "$(cat "$T/c2.out")" = "qdesk: InvalidState: c2: host h8 went down" ] ||
+	fail "vm start c2 when h8 went: $(cat "$T/c2.out")"
+until_ok 10 "h8 gone from host list" \
+    '[ "$(hq h1 --json host list | jq "[.hosts[] | select(.name == \"h8\")] | length")" = 0 ]'
+hqq h1 vm stop c1 --force >/dev/null
+log "boot cap: a host at its cap passed over for one under it, placed on once under it: ok"
+
 # One etcd member killed (the one every host calls first): the hosts
 # keep their leases (no fence), and placement still works.
-endpoints=$ETCD
-ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
-ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
-. "$top/cluster/etcd-members.sh"
-ETCD=$endpoints
+cluster_etcd_members
 etcd_member_kill 1
 sleep 11	# two leases of 5 s
 for h in $HOSTS; do

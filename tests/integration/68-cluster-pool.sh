@@ -31,14 +31,7 @@ PROXY=${PORTAL#https://}
 PROXY=${PROXY%:*}:3128
 
 # The template on every host (placement clones it where it places).
-for h in $HOSTS; do
-	cp "$GUESTS/boot.img" "$T/tpl-$h.img"
-	hqq "$h" image import tpl "$T/tpl-$h.img" --format raw >/dev/null
-done
-for h in $HOSTS; do
-	until_ok 30 "host $h's record lists template tpl" \
-	    "eget hosts/$h | grep -q '\"tpl\"'"
-done
+tpl_on_every_host
 
 # Users and a department, added on different hosts, are everyone's.
 hqq h3 dept add sales >/dev/null
@@ -365,36 +358,15 @@ moved=
 for i in 2 3 4 5 6; do
 	[ "$(runs_on "${DESK[u$i]}")" = $victim ] && moved="$moved u$i"
 done
-vst=${victim}_STATE vpf=${victim}_PIDFILE vns=${victim}_NETNS
-# The watcher: every 0.2 s, each moved desktop on at most one host.
-( while :; do
-	for u in $moved; do
-		w=$(runs_on "${DESK[$u]}")
-		[ "$(echo "$w" | wc -w)" -gt 1 ] &&
-			echo "$(date +%T.%N) ${DESK[$u]} runs on $w" >>"$T/twice"
-	done
-	sleep 0.2
-done ) &
-watcher=$!
-EXTRA_CLEANUP="[ -n \"\${watcher:-}\" ] && kill \$watcher 2>/dev/null; $EXTRA_CLEANUP"
-kill -9 "$(cat "${!vpf}")"
-for pf in "${!vst}"/vms/*/qemu.pid; do
-	pid=$(cat "$pf" 2>/dev/null) || continue
-	alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
-	    grep -q -- "${!vst}/vms/" && kill -9 "$pid"
-done
-ip -n "${!vns}" link set eth0 down
-t0=$(date +%s%3N)
+vst=${victim}_STATE
+# The watcher: each moved desktop on at most one host.
+watch_twice $(for u in $moved; do echo "${DESK[$u]}"; done)
+host_die "$victim"
+t0=$DIED_AT
 for u in $moved; do
 	d=${DESK[$u]}
 	# One deadline for all of them, from the death (not 30 s each).
-	while :; do
-		w=$(runs_on "$d")
-		[ -n "$w" ] && [ "$w" != "$victim" ] && break
-		[ "$(date +%s%3N)" -lt $((t0 + 30000)) ] ||
-			fail "$d ($u's) not running on a host other than $victim 30 s after its death"
-		sleep 0.1
-	done
+	until_moved "$d" "$victim" 30
 	log "$d ($u's) runs on $w $(( $(date +%s%3N) - t0 )) ms after $victim died"
 	[ "$(eget "owners/$d" | jq -r .login)" = "$u" ] ||
 		fail "owners/$d after the failover: $(eget "owners/$d")"
@@ -409,18 +381,12 @@ for u in $moved; do
 	[ $el -le 30000 ] || fail "the portal shows $u $d running only $el ms after $victim died"
 	log "the portal shows $u $d running $el ms after $victim died"
 done
-[ "$(hq h1 --json host list | jq -r ".hosts[] | select(.name == \"$victim\") | .state")" = down ] ||
-	fail "h1's host list: $(hq h1 host list)"
+[ "$(host_state h1 "$victim")" = down ] || fail "h1's host list: $(hq h1 host list)"
 log "kill -9 of $victim: the lin desktops of$moved run elsewhere, the portal shows them: ok"
-ip -n "${!vns}" link set eth0 up
-vlg=${victim}_LOG vconf=${victim}_CONF
+vlg=${victim}_LOG
 vlines=$(wc -l <"${!vlg}")
-setsid ip netns exec "${!vns}" "$QMPD" -f -v --state-dir "${!vst}" \
-    --cluster "${!vconf}" >>"${!vlg}" 2>&1 </dev/null &
-echo $! >"${!vpf}"
-until_ok 30 "qmpd of $victim back" "hq $victim status >/dev/null 2>&1"
-until_ok 30 "h1 sees $victim up" \
-    "[ \"\$(hq h1 --json host list | jq -r '.hosts[] | select(.name == \"$victim\") | .state')\" = up ]"
+host_back "$victim"
+until_ok 30 "h1 sees $victim up" '[ "$(host_state h1 "$victim")" = up ]'
 for u in $moved; do
 	d=${DESK[$u]}
 	until_ok 30 "$victim's stale copy of $d removed" \
@@ -435,9 +401,6 @@ for u in $moved; do
 	tail -n +$((vlines + 1)) "${!vlg}" | grep -q "cluster: $d: placed here" &&
 		fail "$victim started $d again after its return"
 done
-kill $watcher 2>/dev/null
-wait $watcher 2>/dev/null
-watcher=
-[ -s "$T/twice" ] && fail "a desktop ran twice: $(cat "$T/twice")"
+watch_twice_end
 log "$victim back: its stale copies removed, never started, each desktop runs once: ok"
 exit 0

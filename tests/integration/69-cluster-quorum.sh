@@ -31,11 +31,7 @@ BROKER_LOG=$RUN_DIR/broker.log
 PROXY=${PORTAL#https://}
 PROXY=${PROXY%%:*}:3128	# scripts/cluster's --spice-proxy
 
-endpoints=$ETCD
-ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
-ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
-. "$top/cluster/etcd-members.sh"
-ETCD=$endpoints
+cluster_etcd_members
 
 # Lines of a host's log matching a pattern (0 if none).
 logcount() {

@@ -26,14 +26,7 @@ ups() {
 	echo "${n:-0}"
 }
 
-for h in $HOSTS; do
-	cp "$GUESTS/boot.img" "$T/tpl-$h.img"
-	hqq "$h" image import tpl "$T/tpl-$h.img" --format raw >/dev/null
-done
-for h in $HOSTS; do
-	until_ok 30 "host $h's record lists template tpl" \
-	    "eget hosts/$h | grep -q '\"tpl\"'"
-done
+tpl_on_every_host
 echo pw-u1-secret | hqq h1 user add u1 --password-stdin >/dev/null
 cluster_wait_user u1
 hqq h2 pool create dc --template tpl --size 2 --mode floating \

@@ -43,10 +43,6 @@ block() {
 	ip netns exec "$ETCD_NETNS" iptables -A OUTPUT -p tcp --dport 2379:2381 \
 	    -m owner --uid-owner qdesk-broker -m comment --comment qdesk-78 -j DROP
 }
-host_state() {
-	hq "$1" --json host list | jq -r ".hosts[] | select(.name == \"$2\") | .state"
-}
-
 echo pw-u1-secret | hqq h1 user add u1 --password-stdin >/dev/null
 cluster_wait_user u1
 hqq h1 vm create d --accel kvm --disk "$(tiny_disk d)" --memory 32 \

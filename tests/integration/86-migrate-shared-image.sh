@@ -33,53 +33,14 @@ grep -q "QDESK_TEST_HOOKS" "$top/build/build.ninja" ||
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 2 5 5
 
-serial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
-hserial_send() {
-	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
-}
-# The guest's checksum of its whole disk, past its page cache, on host h.
-guest_sum() { # HOST VM
-	local n i
-	n=$(grep -ac "^SUM " "$(serial_log "$1" "$2")" 2>/dev/null)
-	hserial_send "$1" "$2" 'echo 3 >/proc/sys/vm/drop_caches; echo "SUM $(md5sum </dev/vda | cut -c1-32)"'
-	for i in $(seq 1 600); do
-		[ "$(grep -ac "^SUM " "$(serial_log "$1" "$2")")" -gt "${n:-0}" ] && break
-		sleep 0.1
-	done
-	grep -a "^SUM " "$(serial_log "$1" "$2")" | tail -n 1 | tr -d '\r' | cut -d' ' -f2
-}
-# Until every host sees host $1 in state $2.
-host_state() {
-	local h i
-	for h in $HOSTS; do
-		for i in $(seq 1 200); do
-			[ "$(hq "$h" --json host list 2>/dev/null | jq -r ".hosts[] | select(.name == \"$1\") | .state")" = "$2" ] && break
-			sleep 0.1
-		done
-		[ "$(hq "$h" --json host list 2>/dev/null | jq -r ".hosts[] | select(.name == \"$1\") | .state")" = "$2" ] ||
-			fail "$h does not see $1 $2: $(hq "$h" host list 2>&1)"
-	done
-}
-# Image NAME's record in host h's index of the shared store, or nothing.
-shared_rec() { hq "$1" --json image show "$2" --store shared 2>/dev/null; }
-
 # 1. The shared store, seen by both hosts; tpl in it; desk a clone there.
-STORE=$SHARED/images
-mkdir -p "$STORE"
-hqq h1 image store add shared "$STORE" --shared >/dev/null
-for h in $HOSTS; do
-	for i in $(seq 1 100); do
-		hq "$h" image list --store shared >/dev/null 2>&1 && break
-		sleep 0.1
-	done
-	hqq "$h" image list --store shared >/dev/null
-done
+shared_store_add
 hqq h1 image import tpl "$GUESTS/rootfs.qcow2" --store shared >/dev/null
 tfile=$(shared_rec h1 tpl | jq -r .file)
 [ -f "$STORE/$tfile" ] || fail "tpl's file $tfile is not in $STORE: $(ls "$STORE")"
 # desk starts on h2, which did not import tpl: its index learns it.
 hqq h1 host drain h1 >/dev/null
-host_state h1 draining
+hosts_see h1 draining
 hqq h1 vm create desk --from tpl --store shared --accel tcg --memory 256 \
     --kernel "$GUESTS/vmlinuz" --initrd "$GUESTS/initrd.img" \
     --append "console=ttyS0 no_timer_check" --display none >/dev/null
@@ -90,7 +51,7 @@ dst=$(other "$src")
 shared_rec h2 tpl | jq -e --arg f "$tfile" '.file == $f' >/dev/null ||
 	fail "h2 did not learn tpl from its file: $(shared_rec h2 tpl)"
 hqq h1 host undrain h1 >/dev/null
-host_state h1 up
+hosts_see h1 up
 S=$(state_of "$src")
 cfile=$(shared_rec "$src" desk-disk | jq -r .file)
 [ -f "$STORE/$cfile" ] || fail "desk-disk's file '$cfile' is not in $STORE: $(shared_rec "$src" desk-disk)"
@@ -103,7 +64,7 @@ hwait_console "$src" desk "# " 30
 # The guest writes onto its disk: 4 MiB at 8 MiB, into the clone's top.
 hserial_send "$src" desk 'dd if=/dev/urandom of=/dev/vda bs=1M seek=8 count=4 2>/dev/null; sync; echo WROTE'
 hwait_console "$src" desk "^WROTE" 60
-sum_before=$(guest_sum "$src" desk)
+sum_before=$(hguest_sum "$src" desk)
 [ -n "$sum_before" ] || fail "no checksum from the guest on $src"
 qemu_src=$(cat "$S/vms/desk/qemu.pid")
 
@@ -149,8 +110,8 @@ shared_rec "$src" desk-disk >/dev/null && fail "$src still indexes desk-disk: $(
 [ -f "$STORE/$cfile" ] || fail "the clone's file went with the source's entry"
 tail -c +"$((soff + 1))" "$(log_of "$src")" | grep -q "desk: disk image desk-disk removed" &&
 	fail "$src removed the clone it handed over"
-[ "$(grep -ac "QDESK GUEST READY" "$(serial_log "$dst" desk)")" = 0 ] || fail "desk booted again on $dst"
-sum_after=$(guest_sum "$dst" desk)
+[ "$(grep -ac "QDESK GUEST READY" "$(hserial_log "$dst" desk)")" = 0 ] || fail "desk booted again on $dst"
+sum_after=$(hguest_sum "$dst" desk)
 [ "$sum_after" = "$sum_before" ] || fail "the guest's disk checksum: $sum_before before, '$sum_after' after"
 log "shared: guest checksum $sum_after before and after, $dst indexes $cfile over tpl, $src forgot it, no copy: ok"
 
@@ -162,11 +123,11 @@ out=$(hq "$src" --json host drain "$dst" --live) || fail "host drain $dst --live
 shared_rec "$src" desk-disk | jq -e --arg f "$cfile" '.file == $f and .parent == "tpl" and .users == ["desk"]' >/dev/null ||
 	fail "$src's desk-disk after the drain: $(shared_rec "$src" desk-disk)"
 shared_rec "$dst" desk-disk >/dev/null && fail "$dst still indexes desk-disk after the drain: $(shared_rec "$dst" desk-disk)"
-[ "$(grep -ac "QDESK GUEST READY" "$(serial_log "$src" desk)")" = 0 ] || fail "desk booted again on $src"
-sum_back=$(guest_sum "$src" desk)
+[ "$(grep -ac "QDESK GUEST READY" "$(hserial_log "$src" desk)")" = 0 ] || fail "desk booted again on $src"
+sum_back=$(hguest_sum "$src" desk)
 [ "$sum_back" = "$sum_before" ] || fail "the guest's disk checksum after the drain: '$sum_back', not $sum_before"
 hqq "$src" host undrain "$dst" >/dev/null
-host_state "$dst" up
+hosts_see "$dst" up
 log "host drain $dst --live: desk back on $src, $(jq -c '.moved[0]' <<<"$out"), checksum $sum_back"
 # Where desk runs now, and the other host.
 dst=$src
@@ -196,7 +157,7 @@ log "vm delete on $dst: $cfile removed once, tpl kept"
 
 # 5. odd on h1; h2's QEMU for it would have 64 MiB more RAM.
 hqq h1 host drain h2 >/dev/null
-host_state h2 draining
+hosts_see h2 draining
 hqq h1 vm create odd --accel tcg --memory 128 --kernel "$GUESTS/vmlinuz" \
     --initrd "$GUESTS/initrd.img" --append "console=ttyS0 no_timer_check" --display none >/dev/null
 hqq h1 vm start odd >/dev/null
@@ -204,7 +165,7 @@ hqq h1 vm start odd >/dev/null
 qemu_odd=$(cat "$(state_of h1)/vms/odd/qemu.pid")
 QDESK_TEST_HOOK=incoming-differ:odd cluster_qmpd_restart h2
 hqq h1 host undrain h2 >/dev/null
-host_state h2 up
+hosts_see h2 up
 rc=0
 out=$(hq h1 vm migrate odd h2 2>&1) || rc=$?
 log "a target that cannot load the stream: $out"

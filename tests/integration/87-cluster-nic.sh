@@ -216,11 +216,7 @@ log "a stopped desktop's nic-add is etcd's: ok"
 # etcd without quorum (two of three members killed): a nic-add adds
 # nothing, neither to the record nor to QEMU (no new TAP), and says why
 # in one line; desk runs on.
-endpoints=$ETCD
-ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
-ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
-. "$top/cluster/etcd-members.sh"
-ETCD=$endpoints
+cluster_etcd_members
 sns=${src}_NETNS
 taps() { ip -n "${!sns}" -o link show | grep -c ' qtap'; }
 before=$(hqq "$src" --json vm show desk | jq -c '[.nics[].mac]') ntaps=$(taps)

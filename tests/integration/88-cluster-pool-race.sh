@@ -44,14 +44,7 @@ print(f.readline().strip())
 EOF
 }
 
-for h in $HOSTS; do
-	cp "$GUESTS/boot.img" "$T/tpl-$h.img"
-	hqq "$h" image import tpl "$T/tpl-$h.img" --format raw >/dev/null
-done
-for h in $HOSTS; do
-	until_ok 30 "host $h's record lists template tpl" \
-	    "eget hosts/$h | grep -q '\"tpl\"'"
-done
+tpl_on_every_host
 echo pw-r1-secret | hqq h1 user add r1 --password-stdin >/dev/null
 echo pw-r2-secret | hqq h1 user add r2 --password-stdin >/dev/null
 hqq h1 pool create race --template tpl --size 1 --mode floating --stateless \

@@ -19,12 +19,8 @@ for t in etcd jq curl socat; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 . "$top/tests/lib/cluster-lib.sh"
-EXTRA_CLEANUP='[ -n "${watcher:-}" ] && kill $watcher 2>/dev/null'
 cluster_test_up 3 5 5
 
-host_state() {
-	hq "$1" --json host list | jq -r ".hosts[] | select(.name == \"$2\") | .state"
-}
 # desk's state as the portal shows it to alice (not in a subshell: api
 # sets CODE and BODY).
 portal_desk() {
@@ -65,32 +61,14 @@ hguest_sh "$src" desk "grep -qx $token /qdesk-data" 30 ||
 portal_desk || fail "the portal shows alice: HTTP $CODE: $BODY"
 log "desk (alice's, disk on the shared store) runs on $src, wrote $token: ok"
 
-# The watcher: every 0.2 s, desk on at most one host.
-( while :; do
-	w=$(runs_on desk)
-	[ "$(echo "$w" | wc -w)" -gt 1 ] &&
-		echo "$(date +%T.%N) desk runs on $w" >>"$T/twice"
-	sleep 0.2
-done ) &
-watcher=$!
+# The watcher: desk on at most one host.
+watch_twice desk
 
 # The host dies: qmpd and QEMU killed, its link down.
-sst=${src}_STATE spf=${src}_PIDFILE sns=${src}_NETNS
-qpid=$(cat "${!sst}/vms/desk/qemu.pid")
-kill -9 "$(cat "${!spf}")" "$qpid"
-ip -n "${!sns}" link set eth0 down
-t0=$(date +%s%3N)
-# One deadline from the death, not one per check.
-deadline=$((t0 + 45000))
-while :; do
-	w=$(runs_on desk)
-	[ -n "$w" ] && [ "$w" != "$src" ] && break
-	[ "$(date +%s%3N)" -lt $deadline ] ||
-		fail "desk not running on another host 45 s after $src died (runs on '$w')"
-	sleep 0.1
-done
+host_die "$src"
+t0=$DIED_AT
+until_moved desk "$src" 45
 t_run=$(( $(date +%s%3N) - t0 ))
-[ "$(echo "$w" | wc -w)" = 1 ] || fail "desk runs on '$w'"
 log "desk's QEMU runs on $w $t_run ms after $src died"
 hwait_console "$w" desk "QDESK GUEST READY" 120
 hwait_console "$w" desk "# " 30
@@ -112,21 +90,14 @@ api POST /api/desktops/desk/console
 log "failover: desk on $w with its data, the portal shows it, its ticket names $w: ok"
 
 # The host comes back: it rejoins and leaves desk where it runs.
-slg=${src}_LOG sconf=${src}_CONF
+slg=${src}_LOG
 slines=$(wc -l <"${!slg}")
-ip -n "${!sns}" link set eth0 up
-( setsid ip netns exec "${!sns}" "$QMPD" -f -v --state-dir "${!sst}" \
-    --cluster "${!sconf}" >>"${!slg}" 2>&1 </dev/null &
-echo $! >"${!spf}" )
-until_ok 30 "qmpd of $src back" "hq $src status >/dev/null 2>&1"
+host_back "$src"
 until_ok 30 "h1 sees $src up" '[ "$(host_state h1 "$src")" = up ]'
 sleep 2
 [ "$(runs_on desk)" = "$w" ] || fail "desk runs on '$(runs_on desk)' after $src returned"
 tail -n +$((slines + 1)) "${!slg}" | grep -q "cluster: desk: placed here" &&
 	fail "$src started desk again after its return"
-kill $watcher 2>/dev/null
-wait $watcher 2>/dev/null
-watcher=
-[ -s "$T/twice" ] && fail "desk ran twice: $(cat "$T/twice")"
+watch_twice_end
 log "$src back: desk stays on $w, never ran twice: ok"
 exit 0

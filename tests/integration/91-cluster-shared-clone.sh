@@ -23,23 +23,10 @@ for t in etcd jq curl socat; do
 	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
 done
 . "$top/tests/lib/cluster-lib.sh"
-EXTRA_CLEANUP='[ -n "${watcher:-}" ] && kill $watcher 2>/dev/null'
 cluster_test_up 3 5 5
 
-host_state() {
-	hq "$1" --json host list | jq -r ".hosts[] | select(.name == \"$2\") | .state"
-}
-# Image NAME's record in host h's index of the shared store, or nothing.
-shared_rec() { hq "$1" --json image show "$2" --store shared 2>/dev/null; }
-log_of() { local s=${1}_LOG; echo "${!s}"; }
-
 # The shared store, seen by every host; tpl in it.
-STORE=$SHARED/images
-mkdir -p "$STORE"
-hqq h1 image store add shared "$STORE" --shared >/dev/null
-for h in $HOSTS; do
-	until_ok 10 "$h sees store shared" "hq $h image list --store shared >/dev/null 2>&1"
-done
+shared_store_add
 hqq h1 image import tpl "$GUESTS/rootfs.qcow2" --store shared >/dev/null
 tfile=$(shared_rec h1 tpl | jq -r .file)
 [ -f "$STORE/$tfile" ] || fail "tpl's file $tfile is not in $STORE: $(ls "$STORE")"
@@ -73,23 +60,12 @@ hqq h1 host drain $third >/dev/null
 until_ok 10 "$third sees h1 draining" '[ "$(host_state $third h1)" = draining ]'
 until_ok 10 "h1 sees $third draining" '[ "$(host_state h1 $third)" = draining ]'
 
-# The watcher: every 0.2 s, desk on at most one host.
-( while :; do
-	w=$(runs_on desk)
-	[ "$(echo "$w" | wc -w)" -gt 1 ] &&
-		echo "$(date +%T.%N) desk runs on $w" >>"$T/twice"
-	sleep 0.2
-done ) &
-watcher=$!
+# The watcher: desk on at most one host.
+watch_twice desk
 
 # The host dies: qmpd and QEMU killed, its link down.
-sst=${src}_STATE spf=${src}_PIDFILE sns=${src}_NETNS
-qpid=$(cat "${!sst}/vms/desk/qemu.pid")
-kill -9 "$(cat "${!spf}")" "$qpid"
-ip -n "${!sns}" link set eth0 down
-t0=$(date +%s%3N)
-# One deadline from the death, not one per check.
-deadline=$((t0 + 30000))
+host_die "$src"
+t0=$DIED_AT
 # The failover finds no host for it, and vm show says why; h1 undrained
 # then takes it (a failover tried again).
 want="host down: its disk is a linked clone on shared image store shared, which no other host that is up and not draining has mounted: it waits for its host"
@@ -101,15 +77,8 @@ until_ok 20 "a failover of $src that leaves desk waiting" \
 runs=$(runs_on desk)
 [ -z "$runs" ] || fail "desk runs on $runs with every other host drained"
 hqq h1 host undrain h1 >/dev/null
-while :; do
-	w=$(runs_on desk)
-	[ -n "$w" ] && [ "$w" != "$src" ] && break
-	[ "$(date +%s%3N)" -lt $deadline ] ||
-		fail "desk not running on another host 30 s after $src died (runs on '$w'): $(hq h1 --json vm show desk | jq -c '{state,host,reason}')"
-	sleep 0.1
-done
+until_moved desk "$src" 30
 t_run=$(( $(date +%s%3N) - t0 ))
-[ "$(echo "$w" | wc -w)" = 1 ] || fail "desk runs on '$w'"
 [ "$w" = h1 ] || fail "desk runs on $w, not h1, the one undrained"
 hqq h1 host undrain $third >/dev/null
 log "desk's QEMU runs on $w $t_run ms after $src died (with every other host drained till the failover had tried: $got)"
@@ -124,13 +93,9 @@ log "the guest on $w reads the token written before the failure, $t_data ms afte
 [ "$(host_state "$w" "$src")" = down ] || fail "$w says $src is $(host_state "$w" "$src")"
 
 # The host comes back: it leaves desk where it runs and forgets its clone.
-slg=${src}_LOG sconf=${src}_CONF
+slg=${src}_LOG
 slines=$(wc -l <"${!slg}")
-ip -n "${!sns}" link set eth0 up
-( setsid ip netns exec "${!sns}" "$QMPD" -f -v --state-dir "${!sst}" \
-    --cluster "${!sconf}" >>"${!slg}" 2>&1 </dev/null &
-echo $! >"${!spf}" )
-until_ok 30 "qmpd of $src back" "hq $src status >/dev/null 2>&1"
+host_back "$src"
 until_ok 30 "$w sees $src up" '[ "$(host_state "$w" "$src")" = up ]'
 until_ok 30 "$src drops its stale copy of desk" \
     "tail -n +$((slines + 1)) ${!slg} | grep -aq 'cluster: desk is placed on $w: the stale copy here dropped'"
@@ -151,9 +116,6 @@ for h in $HOSTS; do
 		[ "$n" = 0 ] && [ "$c" = 0 ] || fail "$h's index: desk-disk $n times, tpl's children $c"
 	fi
 done
-kill $watcher 2>/dev/null
-wait $watcher 2>/dev/null
-watcher=
-[ -s "$T/twice" ] && fail "desk ran twice: $(cat "$T/twice")"
+watch_twice_end
 log "$src back: desk stays on $w, $src forgot desk-disk, $cfile kept, never ran twice: ok"
 exit 0

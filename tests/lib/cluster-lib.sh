@@ -1,4 +1,4 @@
-# Shared by the cluster tests (63-, 64-): a cluster of the test's own
+# Shared by the cluster tests (62- to 91-): a cluster of the test's own
 # (scripts/cluster --name up), qdesk on one of its hosts, and where a desktop's
 # QEMU runs according to every host's process table, and what its etcd
 # holds (eget, placement). Sourced after tests/integration/lib.sh.
@@ -161,6 +161,153 @@ runs_on_throughout() {
 		sleep 0.1
 	done | sort | uniq -c | sed 's/^ *//'
 }
+
+# Host h as host O sees it (up, draining, down or nothing): host_state O H
+host_state() {
+	hq "$1" --json host list | jq -r ".hosts[] | select(.name == \"$2\") | .state"
+}
+
+# watch_twice VM...: a watcher in the background that looks at every
+# host's process table every 0.2 s and notes, with the time, any of the
+# VMs running on two hosts at once; watch_twice_end stops it and fails
+# the test if it noted one. Cleanup stops it too, before the cluster goes.
+WATCHER=
+watch_twice() {
+	( while :; do
+		for vm in "$@"; do
+			w=$(runs_on "$vm")
+			[ "$(echo "$w" | wc -w)" -gt 1 ] &&
+				echo "$(date +%T.%N) $vm runs on $w" >>"$T/twice"
+		done
+		sleep 0.2
+	done ) &
+	WATCHER=$!
+	EXTRA_CLEANUP="[ -n \"\${WATCHER:-}\" ] && kill \$WATCHER 2>/dev/null; ${EXTRA_CLEANUP:-}"
+}
+watch_twice_end() {
+	kill "$WATCHER" 2>/dev/null
+	wait "$WATCHER" 2>/dev/null
+	WATCHER=
+	[ -s "$T/twice" ] && fail "a desktop ran on two hosts at once: $(cat "$T/twice")"
+	return 0
+}
+
+# host_die H: host H dies as a machine does: its qmpd and every QEMU in
+# its process table killed (-9), its link down; DIED_AT is the time in
+# ms, for one deadline from the death.
+host_die() {
+	local h=$1 st pf ns f pid
+	st=${h}_STATE pf=${h}_PIDFILE ns=${h}_NETNS
+	kill -9 "$(cat "${!pf}")"
+	for f in "${!st}"/vms/*/qemu.pid; do
+		pid=$(cat "$f" 2>/dev/null) || continue
+		alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+		    grep -q -- "${!st}/vms/" && kill -9 "$pid"
+	done
+	ip -n "${!ns}" link set eth0 down
+	DIED_AT=$(date +%s%3N)
+}
+
+# host_back H: host H's link up and its qmpd started again (after
+# host_die, or a kill of its qmpd alone); returns once it answers.
+host_back() {
+	local ns=${1}_NETNS
+	ip -n "${!ns}" link set eth0 up
+	cluster_qmpd_start "$1"
+}
+
+# until_moved VM FROM SECONDS: until VM runs on one host other than FROM
+# (process tables), at most SECONDS after DIED_AT (one deadline from the
+# death, however many desktops wait on it); sets w to that host.
+until_moved() {
+	local vm=$1 from=$2 secs=$3 o
+	while :; do
+		w=$(runs_on "$vm")
+		[ -n "$w" ] && [ "$w" != "$from" ] && break
+		if [ "$(date +%s%3N)" -ge $((DIED_AT + secs * 1000)) ]; then
+			o=$(other_than "$from")
+			fail "$vm not running on a host other than $from $secs s after its death (runs on '$w'; $o says $(hq "$o" --json vm show "$vm" | jq -c '{state,host,reason}'))"
+		fi
+		sleep 0.1
+	done
+	[ "$(echo "$w" | wc -w)" = 1 ] || fail "$vm runs on '$w'"
+}
+# The first host of $HOSTS that is not $1.
+other_than() {
+	local h
+	for h in $HOSTS; do
+		[ "$h" != "$1" ] && { echo "$h"; return; }
+	done
+}
+
+# tpl_on_every_host: the tiny boot image imported as template tpl on
+# every host, each host's record in etcd listing it (placement clones it
+# where it places, and places only where it is listed).
+tpl_on_every_host() {
+	local h
+	for h in $HOSTS; do
+		cp "$GUESTS/boot.img" "$T/tpl-$h.img"
+		hqq "$h" image import tpl "$T/tpl-$h.img" --format raw >/dev/null
+	done
+	for h in $HOSTS; do
+		until_ok 30 "host $h's record lists template tpl" \
+		    "eget hosts/$h | grep -q '\"tpl\"'"
+	done
+}
+
+# cluster_etcd_members: cluster/etcd-members.sh loaded for this cluster's
+# etcd, so etcd_member_kill N and etcd_member_start N act on its members
+# (ETCD, which that file sets to one member, keeps every endpoint).
+cluster_etcd_members() {
+	local endpoints=$ETCD
+	ETCD_DIR=$RUN_DIR/etcd ETCD_ADDR=${ETCD#http://}
+	ETCD_ADDR=${ETCD_ADDR%%:*} ETCD_PORT=2379 ETCD_RUN="setsid ip netns exec $ETCD_NETNS"
+	. "$top/cluster/etcd-members.sh"
+	ETCD=$endpoints
+}
+
+# hosts_see H STATE: until every host sees host H in STATE (up,
+# draining, down), up to 20 s each, else fail with that host's list.
+hosts_see() {
+	local h
+	for h in $HOSTS; do
+		until_ok 20 "$h sees $1 $2" "[ \"\$(host_state $h $1 2>/dev/null)\" = $2 ]"
+	done
+}
+
+# The serial log of VM on host H; a line typed on its serial console:
+# hserial_log H VM, hserial_send H VM LINE.
+hserial_log() { echo "$(state_of "$1")/vms/$2/serial.log"; }
+hserial_send() {
+	printf '%s\n' "$3" | socat -t1 - "UNIX-CONNECT:$(state_of "$1")/vms/$2/serial.sock" >/dev/null 2>&1
+}
+# hguest_sum H VM: the guest's checksum of its whole disk, read past its
+# page cache (what the disk holds, not what the guest remembers).
+hguest_sum() {
+	local n i
+	n=$(grep -ac "^SUM " "$(hserial_log "$1" "$2")" 2>/dev/null)
+	hserial_send "$1" "$2" 'echo 3 >/proc/sys/vm/drop_caches; echo "SUM $(md5sum </dev/vda | cut -c1-32)"'
+	for i in $(seq 1 600); do
+		[ "$(grep -ac "^SUM " "$(hserial_log "$1" "$2")")" -gt "${n:-0}" ] && break
+		sleep 0.1
+	done
+	grep -a "^SUM " "$(hserial_log "$1" "$2")" | tail -n 1 | tr -d '\r' | cut -d' ' -f2
+}
+
+# shared_store_add: image store "shared" on $SHARED/images (STORE), the
+# cluster's NFS stand-in, added on h1 and seen by every host.
+# shared_rec H NAME: image NAME's record in host H's index of it, or
+# nothing.
+shared_store_add() {
+	local h
+	STORE=$SHARED/images
+	mkdir -p "$STORE"
+	hqq h1 image store add shared "$STORE" --shared >/dev/null
+	for h in $HOSTS; do
+		until_ok 10 "$h sees store shared" "hq $h image list --store shared >/dev/null 2>&1"
+	done
+}
+shared_rec() { hq "$1" --json image show "$2" --store shared 2>/dev/null; }
 
 # Wait until every host's watch has user $1 (users are the cluster's,
 # in etcd: added on one host, seen by the others a moment later).

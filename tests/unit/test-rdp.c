@@ -273,6 +273,12 @@ test_rfb(void)
 	 * 4 + 4 * 7, update request 10 */
 	n = read(sv[1], got, sizeof got);
 	CHECK(n == 12 + 1 + 1 + 20 + 32 + 10);
+	/* No refresh nudge before frames flow, even to QEMU. */
+	rfb->extkey = 1;
+	CHECK(rdp_rfb_request(rfb, 1) == 0);
+	CHECK(read(sv[1], got + 128, sizeof got - 128) == 10);
+	CHECK(rfb->nudges == 0);
+	rfb->extkey = 0;
 	CHECK(memcmp(got, "RFB 003.008\n", 12) == 0);
 	CHECK(got[12] == 1 && got[13] == 1);
 	CHECK(got[14] == 0 && got[18] == 32 && got[21] == 1);
@@ -309,6 +315,28 @@ test_rfb(void)
 	CHECK(rfb->fb[5 * rfb->stride + 6] == 0x00665544);
 	CHECK(rfb->ndamage == 2);
 	CHECK(rfb->damage[1].x == 5 && rfb->damage[1].w == 2);
+
+	/*
+	 * Frames flow: the request after an update carries the refresh
+	 * nudge (rdp-rfb-nudge.c), once, in the same write: QEMU's
+	 * extended key event releasing key 0, keysym 0.
+	 */
+	CHECK(rdp_rfb_request(rfb, 1) == 0);
+	CHECK(read(sv[1], got, sizeof got) == 10 + RDP_RFB_NUDGE_LEN);
+	CHECK(got[0] == 3 && got[1] == 1);
+	CHECK(got[10] == 255 && got[11] == 0 && got[12] == 0 && got[13] == 0);
+	for (n = 14; n < 10 + RDP_RFB_NUDGE_LEN; n++)
+		CHECK(got[n] == 0);
+	CHECK(rfb->nudges == 1);
+	CHECK(rdp_rfb_request(rfb, 1) == 0);	/* no update since: alone */
+	CHECK(read(sv[1], got, sizeof got) == 10);
+	CHECK(rfb->nudges == 1);
+	/* Never to a server that did not acknowledge QEMU's keys. */
+	rfb->extkey = 0;
+	CHECK(rdp_rfb_nudge(rfb, 1, got) == 0);
+	rfb->extkey = 1;
+	CHECK(rdp_rfb_nudge(rfb, 0, got) == 0);
+	CHECK(rdp_rfb_nudge(rfb, 1, got) == RDP_RFB_NUDGE_LEN);
 
 	/* The guest changes resolution. */
 	s.len = 0;
@@ -548,6 +576,29 @@ test_rfb_pump(void)
 	/* The reader asked QEMU for the next update as this one came. */
 	CHECK(read(sv[1], got, sizeof got) == 10);
 	CHECK(got[0] == 3 && got[1] == 1 && got[6] == 0 && got[7] == w);
+
+	/*
+	 * Once QEMU acknowledged its extended keys, the reader's request
+	 * carries the refresh nudge; the session's own request then goes
+	 * alone (the reader nudged for that update).
+	 */
+	rfb->extkey = 1;
+	s.len = 0;
+	put8(&s, 0);
+	put8(&s, 0);
+	put16(&s, 1);
+	rect(&s, 0, 0, 1, 1, 0);
+	put32(&s, 7);
+	CHECK(write(sv[1], s.buf, s.len) == (ssize_t)s.len);
+	CHECK(read(sv[1], got, sizeof got) == 10 + RDP_RFB_NUDGE_LEN);
+	CHECK(got[0] == 3 && got[10] == 255 && got[11] == 0);
+	for (i = 0; i < 200 && !rdp_rfb_ready(rfb, 1); i++)
+		usleep(10000);
+	CHECK(rdp_rfb_process(rfb, &cause) == 0);
+	CHECK(rfb->nudges == 1);
+	CHECK(rdp_rfb_request(rfb, 1) == 0);
+	CHECK(read(sv[1], got, sizeof got) == 10);
+	CHECK(rfb->nudges == 1);
 
 	/* The stream goes (-1: looking for the desktop), then a new one:
 	 * a reader reads it. */
