@@ -52,6 +52,21 @@ rdp_gfx_x264_log(void *arg, int level, const char *fmt, va_list ap)
 		log_info("RDP: libx264: %s", buf);
 }
 
+#define RDP_GFX_X264_MID	37	/* CQP's constant: forced QPs around it */
+
+/* 2^e, for the factors above (no libm in the gateway). */
+static float
+rdp_gfx_x264_pow2(double e)
+{
+	double	r = 1;
+
+	for (; e >= 1; e -= 1)
+		r *= 2;
+	for (; e < 0; e += 1)
+		r /= 2;
+	return ((float)(r * (1 + e * (0.6565 + 0.3435 * e))));
+}
+
 /*
  * An encoder for width x height (even) at most bitrate bit/s; extra is
  * more x264 parameters, "k=v:k=v" (the bench's x264= word). NULL
@@ -89,7 +104,16 @@ rdp_gfx_x264_create(int width, int height, int bitrate, int fps,
 	p.rc.i_rc_method = X264_RC_CQP;
 	x = xcalloc(1, sizeof *x);
 	rdp_gfx_qp_init(&x->qp, floor, bitrate, fps);
-	p.rc.i_qp_constant = rdp_gfx_qp_next(&x->qp);
+	/*
+	 * x264 clips a forced QP to the range CQP's I, P and B quantizers
+	 * span (qp-min and qp-max are reset from them): with only a
+	 * constant of 36 every P frame stayed at 39. The I and B factors
+	 * (never used: every frame's QP is forced, no B-frames) stretch
+	 * that range over floor..51.
+	 */
+	p.rc.i_qp_constant = RDP_GFX_X264_MID;
+	p.rc.f_ip_factor = rdp_gfx_x264_pow2((RDP_GFX_X264_MID - floor) / 6.0);
+	p.rc.f_pb_factor = rdp_gfx_x264_pow2((51 - RDP_GFX_X264_MID) / 6.0);
 	if (*extra != '\0') {
 		copy = xstrdup(extra);
 		for (word = strtok_r(copy, ":", &last); word != NULL;
