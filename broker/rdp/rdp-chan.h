@@ -58,6 +58,16 @@ void	 rdp_clip_cache_put(const char *login, const char *vm,
 	    const char *text, size_t len);
 char	*rdp_clip_cache_get(const char *login, const char *vm, size_t *len);
 
+/*
+ * rdp-clip-keep.c: a session's VNC stream kept after its client left,
+ * for the clipboard only (QEMU tells a new VNC client nothing of the
+ * clipboard it holds), until the desktop's next session has its own.
+ */
+#define RDP_CLIP_KEEP_MAX	RDP_CLIP_CACHE_ENTRIES
+int	 rdp_clip_keep_start(struct rdp_rfb *, const char *login,
+	    const char *vm);
+void	 rdp_clip_keep_stop(const char *vm);
+
 /* rdp-clip.c: the session's clipboard. */
 struct rdp_clip;
 struct rdp_clip	*rdp_clip_create(void);

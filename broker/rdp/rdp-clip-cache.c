@@ -14,9 +14,9 @@
  * login and desktop (a desktop given to another user never shows them
  * the old one's text) and capped in number and bytes, least recently
  * used first out, and for RDP_CLIP_CACHE_TTL at most (a clipboard may
- * hold a password; it is wiped when dropped). What it cannot know: a copy in the guest while no RDP
- * session was open (no VNC client saw it); the entry is then older than
- * the guest's clipboard.
+ * hold a password; it is wiped when dropped). Between sessions the
+ * desktop's clipboard keeper (rdp-clip-keep.c) puts what the guest
+ * copies meanwhile; before a desktop's first session nothing does.
  */
 #include <pthread.h>
 #include <stdlib.h>

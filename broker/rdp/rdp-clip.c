@@ -569,6 +569,12 @@ rdp_clip_vnc_cut(struct rdp_clip *c, struct rdp_rfb *rfb, int ext,
 		rdp_clip_vnc_send(c, RDP_CLIP_EXT_CAPS | RDP_CLIP_EXT_REQUEST |
 		    RDP_CLIP_EXT_NOTIFY | RDP_CLIP_EXT_PROVIDE |
 		    RDP_CLIP_EXT_TEXT, NULL, 0);
+		/*
+		 * QEMU sends its caps as it registers this connection as a
+		 * clipboard peer: from now on this session hears of every
+		 * copy, so the desktop's keeper (rdp-clip-keep.c) can go.
+		 */
+		rdp_clip_keep_stop(c->vm);
 		return;
 	}
 	if (flags & RDP_CLIP_EXT_NOTIFY) {

@@ -158,6 +158,7 @@ struct rdp_rfb {
 	struct rdp_sound *sound;
 	int		 cbext;		/* the extended clipboard is on */
 	int		 audio;		/* QEMU acknowledged its audio */
+	int		 quiet;		/* no screen: clipboard keeper (atomic) */
 };
 struct rdp_rfb	*rdp_rfb_create(int fd);
 void	 rdp_rfb_free(struct rdp_rfb *);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "rdp-chan.h"
 #include "rdp-peer.h"
+#include "rdp-scale.h"
 
 /*
  * Ask the loop whether this address may try a login now (the broker's
@@ -164,8 +165,8 @@ rdp_peer_connect_capabilities(freerdp_peer *peer)
 	 * window is smaller scales the whole desktop (smart sizing, the
 	 * .rdp file's) instead of showing its top left.
 	 */
-	asked_w = settings->DesktopWidth;
-	asked_h = settings->DesktopHeight;
+	asked_w = s->asked_w = settings->DesktopWidth;
+	asked_h = s->asked_h = settings->DesktopHeight;
 	settings->DesktopWidth = s->rfb->width;
 	settings->DesktopHeight = s->rfb->height;
 	settings->ColorDepth = 32;
@@ -194,6 +195,20 @@ rdp_peer_connect_post(freerdp_peer *peer)
 	    settings->DesktopWidth, settings->DesktopHeight,
 	    settings->ColorDepth, settings->DesktopResize ? "yes" : "no",
 	    settings->MultifragMaxRequestSize);
+	/*
+	 * A client that cannot resize keeps the size it asked for, whatever
+	 * the server answered (FreeRDP 2's client does): the guest is then
+	 * scaled into it (rdp-peer-update.c, rdp-scale.c) from the start.
+	 */
+	if (!settings->DesktopResize && s->asked_w > 0 && s->asked_h > 0 &&
+	    s->asked_w <= RDP_SCALE_MAX && s->asked_h <= RDP_SCALE_MAX &&
+	    ((int)settings->DesktopWidth != s->asked_w ||
+	    (int)settings->DesktopHeight != s->asked_h)) {
+		log_info("%s: the client cannot resize: its desktop stays "
+		    "%dx%d", who, s->asked_w, s->asked_h);
+		settings->DesktopWidth = s->asked_w;
+		settings->DesktopHeight = s->asked_h;
+	}
 	if (settings->ColorDepth != 32) {
 		log_warnx("%s: the client insists on %u bpp; only 32 is "
 		    "supported", who, settings->ColorDepth);

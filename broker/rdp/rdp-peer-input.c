@@ -14,6 +14,7 @@
 
 #include "compat.h"
 #include "rdp-peer.h"
+#include "rdp-scale.h"
 
 /* A key as its raw scancode (QEMU extended key event). */
 static BOOL
@@ -104,8 +105,13 @@ rdp_peer_input_pointer(struct rdp_session *s, int mask, UINT16 x, UINT16 y)
 	rdpSettings	*settings = s->peer->settings;
 	int		 fx, fy;
 
-	fx = rdp_input_scale(x, settings->DesktopWidth, s->rfb->width);
-	fy = rdp_input_scale(y, settings->DesktopHeight, s->rfb->height);
+	if (s->scaled != NULL)	/* the guest's picture inside bars */
+		rdp_scale_point(&s->scaled->sc, x, y, &fx, &fy);
+	else {
+		fx = rdp_input_scale(x, settings->DesktopWidth, s->rfb->width);
+		fy = rdp_input_scale(y, settings->DesktopHeight,
+		    s->rfb->height);
+	}
 	if (s->follow != NULL) {
 		rdp_follow_pointer(s->follow, mask, fx, fy);
 		return;

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "rdp-gfx.h"
 #include "rdp-peer.h"
+#include "rdp-scale.h"
 #include "xmalloc.h"
 
 /* The client lost part of its picture: send it again from our copy. */
@@ -34,6 +35,11 @@ rdp_peer_update_refresh_rect(rdpContext *context, BYTE count,
 
 	if (s->rfb == NULL)
 		return (TRUE);
+	if (s->scaled != NULL) {
+		/* Client coordinates: redraw the whole scaled view. */
+		rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width, s->rfb->height);
+		return (TRUE);
+	}
 	for (i = 0; i < count; i++)
 		rdp_rfb_damage(s->rfb, areas[i].left, areas[i].top,
 		    areas[i].right - areas[i].left + 1,
@@ -65,8 +71,20 @@ rdp_peer_update_resize(struct rdp_session *s)
 
 	s->resize = 0;
 	if ((int)settings->DesktopWidth == s->rfb->width &&
-	    (int)settings->DesktopHeight == s->rfb->height)
+	    (int)settings->DesktopHeight == s->rfb->height) {
+		if (s->scaled != NULL) {
+			log_info("%s: console back to %dx%d, the client's "
+			    "size: no more scaling", rdp_peer_who(s, who,
+			    sizeof who), s->rfb->width, s->rfb->height);
+			rdp_scaled_free(s->scaled);
+			s->scaled = NULL;
+			rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width,
+			    s->rfb->height);
+		}
 		return;
+	}
+	rdp_scaled_free(s->scaled);
+	s->scaled = NULL;
 	if (s->gfx != NULL && rdp_gfx_active(s->gfx)) {
 		/*
 		 * The graphics pipeline resizes without a reactivation: the
@@ -81,10 +99,16 @@ rdp_peer_update_resize(struct rdp_session *s)
 		return;
 	}
 	if (!settings->DesktopResize) {
-		log_warnx("%s: the guest is now %dx%d but the client cannot "
-		    "resize; it sees the top left %ux%u", rdp_peer_who(s, who,
-		    sizeof who), s->rfb->width, s->rfb->height,
+		/* Its size stays: the whole guest, scaled into it. */
+		s->scaled = rdp_scaled_create(s->rfb->width, s->rfb->height,
 		    settings->DesktopWidth, settings->DesktopHeight);
+		rdp_rfb_damage(s->rfb, 0, 0, s->rfb->width, s->rfb->height);
+		log_info("%s: console now %dx%d, the client cannot resize: "
+		    "scaled into its %ux%u (%dx%d at +%d+%d)",
+		    rdp_peer_who(s, who, sizeof who), s->rfb->width,
+		    s->rfb->height, settings->DesktopWidth,
+		    settings->DesktopHeight, s->scaled->sc.w, s->scaled->sc.h,
+		    s->scaled->sc.ox, s->scaled->sc.oy);
 		return;
 	}
 	log_info("%s: console now %dx%d", rdp_peer_who(s, who, sizeof who),
@@ -118,6 +142,11 @@ rdp_peer_update_display(struct rdp_session *s)
 		rdp_peer_update_resize(s);
 		if (!s->activated)
 			return;
+	}
+	if (s->scaled != NULL && s->gfx != NULL && rdp_gfx_active(s->gfx)) {
+		/* The pipeline's ResetGraphics gives the client our size. */
+		rdp_scaled_free(s->scaled);
+		s->scaled = NULL;
 	}
 	if (rfb->ledstate && rfb->leds != s->leds) {
 		s->leds = rfb->leds;
@@ -159,7 +188,15 @@ rdp_peer_update_display(struct rdp_session *s)
 	if (s->gfx != NULL)
 		sent = rfb->ndamage > 0 ? rdp_gfx_send(s->gfx, rfb, rfb->damage,
 		    rfb->ndamage) : rdp_gfx_idle(s->gfx, rfb);
-	if (sent == RDP_GFX_OFF && rfb->ndamage > 0)
+	if (sent == RDP_GFX_OFF && rfb->ndamage > 0 && s->scaled != NULL) {
+		/* The damage, scaled, from the client-sized view. */
+		rdp_scaled_damage(s->scaled, rfb);
+		sent = rdp_encode_send(s->enc, s->peer->context,
+		    &s->scaled->view, s->scaled->view.damage,
+		    s->scaled->view.ndamage, &s->stats) == 0 ? 1 : -1;
+		if (sent == 1)
+			s->scaled->view.ndamage = 0;
+	} else if (sent == RDP_GFX_OFF && rfb->ndamage > 0)
 		sent = rdp_encode_send(s->enc, s->peer->context, rfb,
 		    rfb->damage, rfb->ndamage, &s->stats) == 0 ? 1 : -1;
 	if (sent == -1) {

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "rdp-chan.h"
 #include "rdp-gfx.h"
+#include "rdp-scale.h"
 #include "rdp-peer.h"
 #include "xmalloc.h"
 
@@ -250,7 +251,18 @@ rdp_peer_main(void *arg)
 	}
 	if (s->peer != NULL)
 		freerdp_peer_free(s->peer);
+	/*
+	 * The client left (not kicked, revoked or stopped): the VNC stream
+	 * stays as the desktop's clipboard keeper (rdp-clip-keep.c), so a
+	 * copy in the guest before the next session is not lost.
+	 */
+	if (s->authed && s->end != NULL && s->rfb != NULL &&
+	    (strcmp(s->end, "the client disconnected") == 0 ||
+	    strcmp(s->end, "the client stopped reading") == 0) &&
+	    rdp_clip_keep_start(s->rfb, s->login.login, s->login.vm) == 0)
+		s->rfb = NULL;
 	rdp_rfb_free(s->rfb);
+	rdp_scaled_free(s->scaled);
 	rdp_encode_free(s->enc);
 	if (s->login.vncfd != -1)
 		close(s->login.vncfd);

@@ -28,6 +28,7 @@
 
 struct rdp_chan;
 struct rdp_gfx;
+struct rdp_scaled;
 
 struct rdp_session {
 	freerdp_peer		*peer;
@@ -45,6 +46,9 @@ struct rdp_session {
 	HANDLE			 vcm;		/* virtual channels */
 	struct rdp_gfx		*gfx;		/* graphics pipeline */
 	struct rdp_follow	*follow;	/* the stream is gone: looking */
+	struct rdp_scaled	*scaled;	/* the client cannot resize */
+	int			 asked_w;	/* the client's size, its own */
+	int			 asked_h;
 
 	int			 activated;
 	int			 suppressed;

@@ -166,7 +166,12 @@ rdp_rfb_reattach(struct rdp_rfb *rfb, int fd)
 static void
 rdp_rfb_request_next(void *arg)
 {
-	(void)rdp_rfb_request_send(arg, 1, 1);
+	struct rdp_rfb	*rfb = arg;
+
+	/* A clipboard keeper (rdp-clip-keep.c) wants no screen. */
+	if (__atomic_load_n(&rfb->quiet, __ATOMIC_RELAXED))
+		return;
+	(void)rdp_rfb_request_send(rfb, 1, 1);
 }
 
 /* Read the stream on a thread of its own from now on (rdp-rfb-pump.c). */

@@ -5,7 +5,10 @@
 # server tells a new connection nothing about the clipboard it has, so the
 # gateway fetches the guest's text when the guest copies and keeps it per
 # user and desktop (rdp-clip-cache.c). Then the other way, in the new
-# session: text copied on the client reaches the guest.
+# session: text copied on the client reaches the guest. Then a copy in
+# the guest while no session is open: the ended session's VNC stream
+# stayed as the desktop's clipboard keeper (rdp-clip-keep.c), fetched it,
+# and the next client gets that text, not the one kept before.
 . "$(dirname "$0")/lib.sh"
 . "$top/tests/lib/rdp-test-lib.sh"
 rdp_require
@@ -69,4 +72,43 @@ kill "$client"
 wait "$client" 2>/dev/null
 wait_gw_log "(alice on d1): clipboard: 1 texts" 20
 grep "(alice on d1): clipboard: " "$RDP_LOG" >&2
+
+# wait_gw_count PATTERN N SECONDS: the gateway log has N such lines.
+wait_gw_count() {
+	local i
+	for i in $(seq 1 $(($3 * 10))); do
+		[ "$(grep -c -- "$1" "$RDP_LOG")" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	rdp_fail "fewer than $2 lines '$1' in the gateway log after ${3}s"
+}
+
+# No session open: the guest copies; the keeper of the ended session
+# (both sessions ended with their client, so two keepers were started)
+# fetches the text at once and keeps it.
+wait_gw_count "RDP clipboard keeper for alice on d1: the guest's clipboard is watched" 2 20
+kept=$(grep -c "the guest's text ([0-9]* bytes) kept for alice on d1" "$RDP_LOG")
+new="QDESK-OFFLINE-$$-$RANDOM"
+serial_send d1 "qdesk-clip set '$new'"
+wait_console d1 "QDESK CLIP SET $new" 20
+wait_gw_count "the guest's text ([0-9]* bytes) kept for alice on d1" $((kept + 1)) 20
+log "copied in the guest with no session open: kept by the keeper"
+
+# Session 3: the new client gets the offline copy, not the older text.
+rdp_client alice3 /u:alice /p:alice-pw-1 +clipboard
+client=$RDP_CLIENT
+wait_gw_count "(alice on d1): logged in" 3 30
+wait_gw_log "RDP clipboard keeper for alice on d1: a new session has the clipboard" 30
+got=
+for i in $(seq 1 60); do
+	got=$(xclip_out) || got=
+	[ "$got" = "$new" ] && break
+	sleep 0.5
+done
+[ "$got" = "$new" ] ||
+	rdp_fail "the copy made with no session open did not reach the new client: its clipboard has '$got', not '$new'"
+log "copied with no session open, offered to the next client: '$got'"
+kill "$client"
+wait "$client" 2>/dev/null
+wait_gw_count "(alice on d1): session ended" 3 20
 log ok
