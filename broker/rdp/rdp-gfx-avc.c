@@ -43,7 +43,6 @@
 #include "rdp-gfx.h"
 #include "xmalloc.h"
 
-#define RDP_GFX_AVC_GOP		3000	/* frames between key frames */
 
 /*
  * x264's preset, quality and threads; changed only before the first
@@ -61,6 +60,14 @@ const char	*rdp_gfx_avc_crf = "23";	/* x264's default quality */
 int		 rdp_gfx_avc_threads = RDP_GFX_AVC_THREADS;
 int		 rdp_gfx_avc_maxrate = RDP_GFX_AVC_BITRATE;
 const char	*rdp_gfx_avc_x264 = "";	/* more x264-params (psnr=1) */
+/*
+ * Large AVC420 surfaces' rate control: "qp", libx264 itself at a QP that
+ * rdp-gfx-qp.c chooses each frame from the bytes (rdp-gfx-x264.c: x264's
+ * CRF and VBV cost 20-40% of its CPU at 1080p), when built with x264; or
+ * "crf", libavcodec's x264 with CRF and the VBV, as smaller surfaces and
+ * AVC444 have it (QDESK_RDP_X264 largerc=crf, for the A/B).
+ */
+const char	*rdp_gfx_avc_largerc = "qp";
 
 /* The words of QDESK_RDP_X264, each setting's address. */
 static const struct {
@@ -70,6 +77,7 @@ static const struct {
 } rdp_gfx_avc_words[] = {
 	{ "crf", &rdp_gfx_avc_crf, NULL },
 	{ "largepreset", &rdp_gfx_avc_large, NULL },
+	{ "largerc", &rdp_gfx_avc_largerc, NULL },
 	{ "maxrate", NULL, &rdp_gfx_avc_maxrate },
 	{ "preset", &rdp_gfx_avc_preset, NULL },
 	{ "threads", NULL, &rdp_gfx_avc_threads },
@@ -106,7 +114,8 @@ rdp_gfx_avc_env(void)
 		if (val == NULL || *val == '\0' ||
 		    i == nitems(rdp_gfx_avc_words)) {
 			log_warnx("QDESK_RDP_X264: ignored '%s' (preset=, "
-			    "crf=, threads=, maxrate=, x264= are known)", word);
+			    "largepreset=, largerc=, crf=, threads=, maxrate=, "
+			    "x264= are known)", word);
 			continue;
 		}
 		if (rdp_gfx_avc_words[i].str != NULL)
@@ -116,15 +125,16 @@ rdp_gfx_avc_env(void)
 		if (rdp_gfx_avc_words[i].str == &rdp_gfx_avc_preset)
 			rdp_gfx_avc_large = val;	/* every size */
 	}
-	log_info("RDP: x264 preset %s (%s above %d pixels), crf %s, %d "
-	    "threads, at most %d bit/s, params '%s' (QDESK_RDP_X264)",
-	    rdp_gfx_avc_preset, rdp_gfx_avc_large, RDP_GFX_AVC_LARGE,
-	    rdp_gfx_avc_crf, rdp_gfx_avc_threads, rdp_gfx_avc_maxrate,
-	    rdp_gfx_avc_x264);
+	log_info("RDP: x264 preset %s (%s and rate control %s above %d "
+	    "pixels), crf %s, %d threads, at most %d bit/s, params '%s' "
+	    "(QDESK_RDP_X264)", rdp_gfx_avc_preset, rdp_gfx_avc_large,
+	    rdp_gfx_avc_largerc, RDP_GFX_AVC_LARGE, rdp_gfx_avc_crf,
+	    rdp_gfx_avc_threads, rdp_gfx_avc_maxrate, rdp_gfx_avc_x264);
 }
 
 struct rdp_gfx_avc {
-	AVCodecContext	*ctx;
+	AVCodecContext	*ctx;		/* libavcodec's x264, or */
+	struct rdp_gfx_x264 *x264;	/* x264 at our QP (large AVC420) */
 	AVFrame		*frame[2];	/* main view, auxiliary view (444) */
 	AVPacket	*pkt;
 	int		 avc444;
@@ -157,6 +167,9 @@ rdp_gfx_avc_free(struct rdp_gfx_avc *a)
 	if (a == NULL)
 		return;
 	avcodec_free_context(&a->ctx);
+#ifdef RDP_GFX_X264
+	rdp_gfx_x264_free(a->x264);
+#endif
 	av_frame_free(&a->frame[0]);
 	av_frame_free(&a->frame[1]);
 	av_packet_free(&a->pkt);
@@ -223,6 +236,14 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 	a->width = (width + 1) & ~1;
 	a->height = (height + 1) & ~1;
 	a->fresh = 1;
+#ifdef RDP_GFX_X264
+	if (!avc444 && (long)a->width * a->height > RDP_GFX_AVC_LARGE &&
+	    strcmp(rdp_gfx_avc_largerc, "qp") == 0 &&
+	    (a->x264 = rdp_gfx_x264_create(a->width, a->height, bitrate, fps,
+	    rdp_gfx_avc_large, atoi(rdp_gfx_avc_crf), rdp_gfx_avc_x264,
+	    rdp_gfx_avc_threads)) != NULL)
+		goto frames;
+#endif
 	if ((a->ctx = avcodec_alloc_context3(codec)) == NULL ||
 	    (a->pkt = av_packet_alloc()) == NULL)
 		goto fail;
@@ -265,6 +286,9 @@ rdp_gfx_avc_create(int width, int height, int avc444, int bitrate, int fps)
 		log_warnx("RDP: cannot open the H.264 encoder");
 		goto fail;
 	}
+#ifdef RDP_GFX_X264
+frames:
+#endif
 	for (i = 0; i < views; i++) {
 		if ((a->frame[i] = av_frame_alloc()) == NULL)
 			goto fail;
@@ -302,6 +326,11 @@ rdp_gfx_avc_picture(struct rdp_gfx_avc *a, AVFrame *f, uint8_t **data,
 {
 	int	rc;
 
+#ifdef RDP_GFX_X264
+	if (a->x264 != NULL)
+		return (rdp_gfx_x264_encode(a->x264, f->data, f->linesize,
+		    data, len));
+#endif
 	f->pts = a->pts++;
 	if (avcodec_send_frame(a->ctx, f) < 0)
 		return (-1);

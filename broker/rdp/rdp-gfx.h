@@ -22,7 +22,17 @@
 #include "rdp-int.h"
 
 #define RDP_GFX_TILE		64	/* planar tiles, lossy-area grid */
-#define RDP_GFX_WINDOW		2	/* frames in flight beyond the last ack */
+/*
+ * Frames in flight beyond the last ack. 4, not 2: with 2 the window was
+ * full 6-24 times a 10 s 1080p row (the client still decoding, or its
+ * ack not yet back), and each time QEMU's 8 MB update was read, copied
+ * and then overwritten unsent, its cost paid for no frame; with 3 or 4
+ * never. On the quiet machine 4 gave 18.4 frames/s against 16.7, and
+ * less CPU a delivered frame in the gateway, QEMU and the client
+ * (bench/transport/README.md, "The gateway's and the client's share").
+ * The frame sent when a slot opens is still the newest picture.
+ */
+#define RDP_GFX_WINDOW		4
 extern int rdp_gfx_window;		/* RDP_GFX_WINDOW, or the bench's */
 void	 rdp_gfx_env(void);
 #define RDP_GFX_REFINE_MS	1000	/* quiet before the lossless refinement */
@@ -94,6 +104,25 @@ void	 rdp_gfx_refine_sent(struct rdp_gfx_refine *, uint64_t now,
 	    int tiles, uint64_t bytes, int left);
 
 /*
+ * A large surface's H.264 quantizer, frame by frame, from the bytes the
+ * last frames took (pure; rdp-gfx-qp.c): x264's own rate control costs
+ * 20-40% of its CPU at 1080p.
+ */
+#define RDP_GFX_QP_TARGET	90	/* % of the cap the bytes aim at */
+struct rdp_gfx_qp {
+	int		qp;		/* the next frame's */
+	double		exact;		/* qp before rounding */
+	int		floor;		/* never finer */
+	int64_t		share;		/* bytes a frame aimed at */
+	int64_t		size;		/* the bucket's: a second's shares */
+	int64_t		fill;		/* the bucket's bytes */
+};
+void	 rdp_gfx_qp_init(struct rdp_gfx_qp *, int floor, int maxrate,
+	    int fps);
+int	 rdp_gfx_qp_next(const struct rdp_gfx_qp *);
+void	 rdp_gfx_qp_frame(struct rdp_gfx_qp *, uint64_t bytes);
+
+/*
  * The capability set to confirm from a client's advertised ones (pure):
  * the highest version known here; *codec is the codec that set allows
  * (RDP_GFX_AVC444 for 10.x without AVC_DISABLED, RDP_GFX_AVC420 for 8.1
@@ -138,6 +167,17 @@ extern const char *rdp_gfx_avc_crf;	/* x264's CRF, "23" */
 extern int rdp_gfx_avc_threads;		/* x264's, RDP_GFX_AVC_THREADS */
 extern int rdp_gfx_avc_maxrate;		/* bit/s, RDP_GFX_AVC_BITRATE */
 extern const char *rdp_gfx_avc_x264;	/* more x264-params, "" */
+extern const char *rdp_gfx_avc_largerc;	/* larger surfaces' rate: "qp" */
+#define RDP_GFX_AVC_GOP		3000	/* frames between key frames */
+
+/* rdp-gfx-x264.c (with x264): large AVC420 surfaces at our own QP. */
+struct rdp_gfx_x264;
+struct rdp_gfx_x264 *rdp_gfx_x264_create(int width, int height, int bitrate,
+	    int fps, const char *preset, int floor, const char *extra,
+	    int threads);
+void	 rdp_gfx_x264_free(struct rdp_gfx_x264 *);
+int	 rdp_gfx_x264_encode(struct rdp_gfx_x264 *, uint8_t *planes[3],
+	    const int strides[3], uint8_t **data, uint32_t *len);
 void	 rdp_gfx_avc_env(void);
 struct rdp_gfx_avc *rdp_gfx_avc_create(int width, int height, int avc444,
 	    int bitrate, int fps);

@@ -83,6 +83,74 @@ test_pace(void)
 	CHECK(p.stale == 0);
 }
 
+/* A model encoder: bytes halve every 6 QP, c at QP 37 (no libm here). */
+static uint64_t
+qp_model(double c, int qp)
+{
+	static const double	 sixth[6] = { 1, 1.12246, 1.25992, 1.41421,
+	    1.58740, 1.78180 };
+	int			 d = 37 - qp;
+
+	for (; d >= 6; d -= 6)
+		c *= 2;
+	for (; d < 0; d += 6)
+		c /= 2;
+	return ((uint64_t)(c * sixth[d]));
+}
+
+/*
+ * Run the quantizer for n frames of content of complexity c; returns the
+ * bytes of the last 30 (a second at the nominal rate), *qp the last QP.
+ */
+static uint64_t
+qp_run(struct rdp_gfx_qp *q, int n, double c, int *qp)
+{
+	uint64_t	b, last = 0;
+	int		i;
+
+	for (i = 0; i < n; i++) {
+		*qp = rdp_gfx_qp_next(q);
+		CHECK(*qp >= 23 && *qp <= 51);
+		b = qp_model(c, *qp);
+		if (i >= n - 30)
+			last += b;
+		rdp_gfx_qp_frame(q, b);
+	}
+	return (last);
+}
+
+/*
+ * The large surfaces' quantizer: heavy motion settles under the cap (4
+ * Mbit/s, 500000 bytes in 30 frames) near its 90% aim, light content goes
+ * to the floor, and a sudden 4x heavier picture is pulled back under the
+ * cap within three seconds' frames.
+ */
+static void
+test_qp(void)
+{
+	struct rdp_gfx_qp	q;
+	uint64_t		sec;
+	int			qp, qp30;
+	double			heavy = 18000;	/* bytes at QP 37 */
+
+	rdp_gfx_qp_init(&q, 23, 4000000, 30);
+	CHECK(rdp_gfx_qp_next(&q) == 36);
+	sec = qp_run(&q, 300, heavy, &qp30);
+	CHECK(sec <= 500000 && sec >= 300000);
+	CHECK(qp30 >= 36 && qp30 <= 40);
+
+	rdp_gfx_qp_init(&q, 23, 4000000, 30);
+	qp_run(&q, 150, 2000.0 / 5, &qp);	/* 2000 bytes at QP 23 */
+	CHECK(qp == 23);
+
+	rdp_gfx_qp_init(&q, 23, 4000000, 30);
+	qp_run(&q, 150, heavy, &qp);
+	qp_run(&q, 60, heavy * 4, &qp);
+	sec = qp_run(&q, 30, heavy * 4, &qp);
+	CHECK(sec <= 500000);
+	CHECK(qp >= qp30 + 9);
+}
+
 /*
  * The refinement's budget: its rate follows the lossy stream's, a 1080p
  * screen of photo-like tiles goes out over seconds at that rate instead
@@ -667,6 +735,7 @@ main(void)
 {
 	test_pace();
 	test_refine();
+	test_qp();
 	test_caps();
 	test_planar();
 	test_avc();

@@ -8,7 +8,12 @@
  *
  *   rdp-avc-bench [-c avc420|avc444] [-n FRAMES] [-s WxH] [-t THREADS]
  *       [-p PRESET] [-q CRF] [-b MAXRATE] [-x X264PARAMS] [-d W2xH2]
- *       [PPM...]
+ *       [-r qp|crf] [PPM...]
+ *
+ * -r is a large AVC420 surface's rate control: "qp" (libx264 at the
+ * gateway's own QP a frame, rdp-gfx-x264.c; the default when built with
+ * x264) or "crf" (libavcodec's x264 with CRF and the VBV); -q is then
+ * the QP's floor.
  *
  * -b caps the rate (bit/s, the VBV's one-second buffer; the gateway's is
  * RDP_GFX_AVC_BITRATE); -x adds x264-params (psnr=1: x264 logs its PSNR
@@ -51,7 +56,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: rdp-avc-bench [-c avc420|avc444] [-n frames] "
 	    "[-s WxH] [-t threads] [-p preset] [-q crf] [-b maxrate] "
-	    "[-x x264params] [-d WxH] [PPM...]\n");
+	    "[-x x264params] [-d WxH] [-r qp|crf] [PPM...]\n");
 	exit(2);
 }
 
@@ -129,7 +134,7 @@ main(int argc, char **argv)
 	int			 ch, id = RDP_GFX_AVC420, n = 100, w = 1920, h = 1080;
 	int			 dw = 0, dh = 0, f, y, ox, oy;
 
-	while ((ch = getopt(argc, argv, "b:c:d:n:p:q:s:t:x:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:c:d:n:p:q:r:s:t:x:")) != -1) {
 		switch (ch) {
 		case 'b':
 			rdp_gfx_avc_maxrate = atoi(optarg);
@@ -152,6 +157,9 @@ main(int argc, char **argv)
 			break;
 		case 'q':
 			rdp_gfx_avc_crf = optarg;
+			break;
+		case 'r':
+			rdp_gfx_avc_largerc = optarg;
 			break;
 		case 's':
 			if (sscanf(optarg, "%dx%d", &w, &h) != 2)
