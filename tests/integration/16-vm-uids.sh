@@ -55,15 +55,17 @@ for v in a b; do
 done
 
 as_uid() { local u=$1; shift; setpriv --reuid "$u" --regid "$u" --clear-groups "$@"; }
-# ptrace(PTRACE_ATTACH) as uid $1 on pid $2: 0 when it worked.
+# ptrace(PTRACE_SEIZE) as uid $1 on pid $2: 0 when it worked. SEIZE, not
+# ATTACH: ATTACH sends the QEMU a SIGSTOP, and a DETACH before that stop
+# has landed fails, so under load the stop landed after this tracer was
+# gone and left the QEMU stopped (CI, once: its next QMP command timed out
+# at 30 s). SEIZE stops nothing; the tracer's exit detaches it.
 ptrace_as() {
-	as_uid "$1" python3 -c '
+	as_uid "$1" /usr/bin/python3 -c '
 import ctypes, sys
 libc = ctypes.CDLL(None, use_errno=True)
 pid = int(sys.argv[1])
-if libc.ptrace(16, pid, 0, 0) != 0:
-    sys.exit(1)
-libc.ptrace(17, pid, 0, 0)
+sys.exit(0 if libc.ptrace(0x4206, pid, 0, 0) == 0 else 1)
 ' "$2"
 }
 
