@@ -89,8 +89,7 @@ static const struct {
  * as "preset=ultrafast crf=28 threads=2 maxrate=1000000" (bit/s) or
  * "x264=psnr=1" (more x264-params; x264 then logs its PSNR) set the
  * values above (preset= for every size, largepreset= after it for
- * large surfaces only)
- * values above for every session of this process, so that
+ * large surfaces only) for every session of this process, so that
  * bench/transport/run measures x264's settings end to end. Read once,
  * when the gateway starts (before any session thread); an unknown word
  * is logged and ignored.

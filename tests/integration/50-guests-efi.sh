@@ -30,9 +30,9 @@ declare -A QEMU_PID START
 # Everything started here, by PID; QEMU's exit ends its serial reader.
 guests_cleanup() {
 	local p
-	for p in $PIDS; do
-		kill -9 "$p" 2>/dev/null
-	done
+	# QEMUs and their serial readers: each command line names $T.
+	# shellcheck disable=SC2086
+	kill_ours "$T/" $PIDS
 	for p in $PIDS; do
 		wait "$p" 2>/dev/null
 	done

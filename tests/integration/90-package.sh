@@ -19,6 +19,7 @@ if [ "${1:-}" = --inside ]; then
 	inside=1
 	T=$2
 	top=$3
+	. "$top/tests/lib/kill-ours.sh"
 	TEST_NAME=90-package
 	log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
 	fail() {
@@ -63,7 +64,7 @@ if [ $inside = 1 ]; then
 			kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 		done
 		for f in /var/lib/qdesk/vms/*/qemu.pid; do
-			[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+			[ -f "$f" ] && kill_ours /var/lib/qdesk "$(cat "$f")"
 		done
 		exit $status
 	}
@@ -331,9 +332,11 @@ if os.listdir("/var/lib/dpkg/updates"):
 shutil.copytree("/var/lib/dpkg", sys.argv[1], symlinks=True)
 PY
 
-EXTRA_CLEANUP='for p in $(cat "$T/pids" 2>/dev/null); do kill -9 $p 2>/dev/null; done
+# Only processes of the installed package (state in /var/lib/qdesk, which
+# no other test uses): a listed PID may be another test's by now.
+EXTRA_CLEANUP='kill_ours /var/lib/qdesk $(cat "$T/pids" 2>/dev/null)
 	for f in "$T"/ov/var/upper/lib/qdesk/vms/*/qemu.pid; do
-		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done'
+		[ -f "$f" ] && kill_ours /var/lib/qdesk "$(cat "$f")"; done'
 # The installed qmpd runs on its default VM uid range: no other test's
 # qmpd may use it meanwhile (lib.sh).
 vm_uids_default

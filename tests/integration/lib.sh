@@ -8,6 +8,7 @@ QMPD=$top/build/qmpd/qmpd
 QDESK_BIN=$top/build/cli/qdesk
 GUESTS=$top/build/guests
 TEST_NAME=$(basename "$0" .sh)
+. "$top/tests/lib/kill-ours.sh"
 
 # Private state dir; each QEMU (as its VM's own uid) must reach into it.
 T=$(mktemp -d "/tmp/qdesk-$TEST_NAME.XXXXXX")
