@@ -138,16 +138,11 @@ cx=$((ox + 960 * pw / 1280)) cy=$((oy + 600 * ph / 800))
 echo "click $cx $cy" >&7
 wait_out "^click" 1 10
 sleep 2
-python3 - "$STATE/vms/d1/serial.log" <<'EOF' || rdp_fail "the click did not reach the guest at (960, 600)"
-import re, struct, sys
-log = open(sys.argv[1], "rb").read().decode("latin-1")
-evs = []
-for h in re.findall(r"QEV ([0-9a-f]{48})", log):
-    typ, code, val = struct.unpack("<HHi", bytes.fromhex(h)[16:24])
-    evs.append((typ, code, val))
-absx = [v for t, c, v in evs if t == 3 and c == 0]
-absy = [v for t, c, v in evs if t == 3 and c == 1]
-btn = [v for t, c, v in evs if t == 1 and c == 0x110]
+python3 - "$STATE/vms/d1/serial.log" "$top/tests/lib" <<'EOF' || rdp_fail "the click did not reach the guest at (960, 600)"
+import sys
+sys.path.insert(0, sys.argv[2])
+from tablet_events import tablet_events
+evs, absx, absy, btn = tablet_events(sys.argv[1])
 print("ABS_X %s, ABS_Y %s, BTN_LEFT %s" % (absx, absy, btn), file=sys.stderr)
 wx, wy = 960 * 32767 // 1279, 600 * 32767 // 799
 if not absx or not absy:
