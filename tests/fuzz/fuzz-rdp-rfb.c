@@ -1,4 +1,4 @@
-/* fuzz-sources: broker/rdp/rdp-rfb.c broker/rdp/rdp-rfb-pump.c broker/rdp/rdp-clip.c broker/rdp/rdp-clip-cache.c broker/rdp/rdp-sound.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
+/* fuzz-sources: broker/rdp/rdp-rfb.c broker/rdp/rdp-rfb-pump.c broker/rdp/rdp-rfb-nudge.c broker/rdp/rdp-clip-keep.c broker/rdp/rdp-clip.c broker/rdp/rdp-clip-cache.c broker/rdp/rdp-sound.c common/log.c common/textbuf.c common/xmalloc.c common/compat/strlcpy.c */
 /* fuzz-libs: freerdp-server2 freerdp2 winpr2 zlib jansson */
 /*
  * The RDP gateway's VNC client (rdp-rfb.c) on what a VNC server sends
