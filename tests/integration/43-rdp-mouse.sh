@@ -18,24 +18,11 @@ command -v socat >/dev/null || skip "socat is not installed"
 alice_desktop "$GUESTS/vmlinuz-usb" "$GUESTS/initrd-usb.img" "console=ttyS0 no_timer_check"
 alice_window
 
-# The tablet's event device (it appears ~0.3 s after READY, once the xHCI
-# port is enumerated). The pattern needs a digit: the echoed command line
-# itself does not match.
+# The tablet's events on the serial line (rdp-test-lib.sh).
 wait_console d1 "# " 20
-for i in $(seq 1 20); do
-	serial_send d1 'for d in /sys/class/input/event*; do grep -q "USB Tablet" $d/device/name && echo QDESK-TABLET=${d##*/}; done'
-	grep -q "QDESK-TABLET=event[0-9]" "$STATE/vms/d1/serial.log" && break
-	sleep 1
-done
-wait_console d1 "QDESK-TABLET=event[0-9]" 5
-ev=$(grep -ao "QDESK-TABLET=event[0-9]*" "$STATE/vms/d1/serial.log" | head -n1)
-ev=${ev#QDESK-TABLET=}
-log "tablet is /dev/input/$ev"
+tablet_watch d1
+log "tablet is /dev/input/$TABLET_EV"
 grep -a "Tablet" "$STATE/vms/d1/serial.log" | head -n 3 >&2
-
-# Each struct input_event (24 bytes on x86_64) as one line "QEV <hex>" on
-# the serial line; hexdump writes straight to the tty (line buffered).
-serial_send d1 "hexdump -v -e '\"QEV \" 24/1 \"%02x\" \"\\n\"' /dev/input/$ev > /dev/ttyS0 &"
 sleep 2
 
 # Move to two points and click at the second. QEMU scales the RFB position

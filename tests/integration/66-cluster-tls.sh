@@ -12,9 +12,7 @@
 . "$top/tests/lib/cluster-tls-lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
-for t in etcd openssl ip jq socat; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd openssl ip jq socat
 
 net_up
 cluster_init

@@ -19,9 +19,7 @@
 . "$top/tests/lib/cluster-tls-lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
-for t in etcd ip jq curl xfreerdp; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd ip jq curl xfreerdp
 BROKER=$top/build/broker/qdesk-broker
 PROBE=$top/build/broker/spice-probe
 BROKER_USER=qdesk-broker

@@ -21,9 +21,7 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
-for t in etcd jq curl; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd jq curl
 . "$top/tests/lib/cluster-lib.sh"
 PROBE=$top/build/broker/spice-probe
 cluster_test_up 3 5 5

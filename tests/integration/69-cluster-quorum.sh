@@ -17,9 +17,7 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
-for t in etcd jq curl nft; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd jq curl nft
 . "$top/tests/lib/cluster-lib.sh"
 PROBE=$top/build/broker/spice-probe
 # The hosts' and the broker's logs outlive the cluster, for a failure.

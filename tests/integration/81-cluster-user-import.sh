@@ -13,9 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
-for t in etcd jq curl; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd jq curl
 . "$top/tests/lib/cluster-lib.sh"
 EXTRA_CLEANUP='[ -n "${solo:-}" ] && kill $solo 2>/dev/null'
 cluster_test_up 2 5 5

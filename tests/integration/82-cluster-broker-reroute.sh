@@ -11,9 +11,7 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
-for t in etcd jq curl iptables; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd jq curl iptables
 # The broker runs as its own user (scripts/cluster), so its packets
 # alone can be dropped.
 getent passwd qdesk-broker >/dev/null ||

@@ -17,9 +17,7 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -r /dev/kvm ] || skip "no /dev/kvm"
-for t in etcd jq; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd jq
 . "$top/tests/lib/cluster-lib.sh"
 ROUNDS=${ROUNDS:-6}
 cluster_test_up 3 5 5

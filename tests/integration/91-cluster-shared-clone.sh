@@ -19,9 +19,7 @@
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 [ -f "$GUESTS/rootfs.qcow2" ] || fail "no $GUESTS/rootfs.qcow2 (scripts/mkguest)"
-for t in etcd jq curl socat; do
-	command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-done
+need_tools etcd jq curl socat
 . "$top/tests/lib/cluster-lib.sh"
 cluster_test_up 3 5 5
 

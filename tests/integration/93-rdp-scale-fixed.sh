@@ -122,16 +122,8 @@ convert "$T/client.ppm" "$top/build/test-results/93-rdp-scale-fixed.png" 2>/dev/
 [ -n "$ok" ] || rdp_fail "the client does not show the guest's whole screen scaled: $verdict"
 log "the whole guest, scaled: $verdict"
 
-# The click: the tablet's events on the serial line (as test 43 reads them).
-for i in $(seq 1 20); do
-	serial_send d1 'for d in /sys/class/input/event*; do grep -q "USB Tablet" $d/device/name && echo QDESK-TABLET=${d##*/}; done'
-	grep -q "QDESK-TABLET=event[0-9]" "$STATE/vms/d1/serial.log" && break
-	sleep 1
-done
-wait_console d1 "QDESK-TABLET=event[0-9]" 5
-ev=$(grep -ao "QDESK-TABLET=event[0-9]*" "$STATE/vms/d1/serial.log" | head -n1)
-ev=${ev#QDESK-TABLET=}
-serial_send d1 "hexdump -v -e '\"QEV \" 24/1 \"%02x\" \"\\n\"' /dev/input/$ev > /dev/ttyS0 &"
+# The click: the tablet's events on the serial line (rdp-test-lib.sh).
+tablet_watch d1
 sleep 2
 # Guest (960, 600), three quarters of the screen, where the client shows it.
 cx=$((ox + 960 * pw / 1280)) cy=$((oy + 600 * ph / 800))

@@ -154,14 +154,19 @@ print(f.readline().strip())
 EOF
 }
 
+# need_tools TOOL...: each is on PATH, or the test fails saying which.
+need_tools() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
+	done
+}
+
 # etcd_drive_need TOOL...: the etcd tests' tools, root (for a network
 # namespace) and build/cluster/etcd-drive in DRIVE (QDESK_ETCD_DRIVE runs
 # another build of it, e.g. with ASan).
 etcd_drive_need() {
-	local t
-	for t in "$@"; do
-		command -v $t >/dev/null 2>&1 || fail "$t not installed (scripts/setup)"
-	done
+	need_tools "$@"
 	[ "$(id -u)" = 0 ] || skip "needs root (network namespace)"
 	DRIVE=${QDESK_ETCD_DRIVE:-$top/build/cluster/etcd-drive}
 	[ -x "$DRIVE" ] || fail "no $DRIVE: build first"

@@ -55,6 +55,26 @@ rdp_require() {
 }
 
 # A TCP port of this test's own (lib.sh's free_port).
+# tablet_watch VM: find VM's USB tablet event device and have the guest
+# print each struct input_event (24 bytes on x86_64) as one line "QEV
+# <hex>" on its serial line (hexdump writes straight to the tty, line
+# buffered); tests/lib/tablet_events.py reads them back. The device
+# appears ~0.3 s after READY, once the xHCI port is enumerated; the
+# pattern needs a digit: the echoed command line itself does not match.
+# Sets TABLET_EV (eventN).
+tablet_watch() {
+	local vm=$1 i
+	for i in $(seq 1 20); do
+		serial_send "$vm" 'for d in /sys/class/input/event*; do grep -q "USB Tablet" $d/device/name && echo QDESK-TABLET=${d##*/}; done'
+		grep -q "QDESK-TABLET=event[0-9]" "$STATE/vms/$vm/serial.log" && break
+		sleep 1
+	done
+	wait_console "$vm" "QDESK-TABLET=event[0-9]" 5
+	TABLET_EV=$(grep -ao "QDESK-TABLET=event[0-9]*" "$STATE/vms/$vm/serial.log" | head -n1)
+	TABLET_EV=${TABLET_EV#QDESK-TABLET=}
+	serial_send "$vm" "hexdump -v -e '\"QEV \" 24/1 \"%02x\" \"\\n\"' /dev/input/$TABLET_EV > /dev/ttyS0 &"
+}
+
 rdp_free_port() { free_port; }
 
 # A self-signed certificate, as the broker makes at first start.
