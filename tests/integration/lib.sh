@@ -307,15 +307,11 @@ wait_ready() { # VM N
 
 # SIGKILL every QEMU of state dir $1, by its own pidfile.
 kill_qemus() {
-	local f pid
+	local f
 	for f in "$1"/vms/*/qemu.pid; do
-		[ -f "$f" ] || continue
-		pid=$(cat "$f")
-		if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null |
-		    grep -q -- "$1/vms/"; then
-			kill -9 "$pid" 2>/dev/null
-		fi
+		[ -f "$f" ] && kill_ours "$1/vms/" "$(cat "$f")"
 	done
+	return 0
 }
 
 cleanup() {
