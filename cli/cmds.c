@@ -62,6 +62,7 @@ static const struct ctl_arg vm_migrate_opts[] = {
 	{ "--storage",	"storage",	CTL_STR,	0 },
 	{ "--downtime",	"downtime",	CTL_INT,	0 },
 	{ "--timeout",	"timeout",	CTL_INT,	0 },
+	{ "--bandwidth", "bandwidth",	CTL_INT,	0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -292,7 +293,8 @@ const struct ctl_command ctl_commands[] = {
 	  .print = PRINT_OBJECT, .run = run_ticket },
 	{ .group = "vm", .verb = "migrate", .cmd = "vm.migrate",
 	  .usage = "NAME HOST [--storage shared|copy] [--downtime MS] "
-	    "[--timeout S (of RAM migration, default 300)]",
+	    "[--timeout S (of RAM migration, default 300)] "
+	    "[--bandwidth MIB/S]",
 	  .pos = { NAME_POS("NAME"), { "HOST", "to", CTL_STR, 0 } },
 	  .opts = vm_migrate_opts, .print = PRINT_OBJECT, .wait = 300,
 	  .flags = CTL_WAIT_PLUS },

@@ -78,6 +78,7 @@ static const struct cmd_arg cmd_vm_migrate_args[] = {
 	{ "storage", ARG_STR, 0 },
 	{ "downtime", ARG_INT, 0 },
 	{ "timeout", ARG_INT, 0 },
+	{ "bandwidth", ARG_INT, 0 },	/* MiB/s; 0: no cap */
 	{ NULL, 0, 0 }
 };
 

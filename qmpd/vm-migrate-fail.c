@@ -35,6 +35,87 @@ vm_migrate_abort_done(struct peer *p, json_t *ret, const char *errclass,
 }
 
 /*
+ * cont for a source whose switchover failed. QEMU refuses it ("Migration
+ * is not finalized yet") while its migration thread still finishes the
+ * stream, which on a loaded host can outlast the target's qmpd: an
+ * unanswered refusal left the guest stopped while vm show said running.
+ * So it is retried every VM_MIG_RESUME_MS until QEMU takes it; a QEMU
+ * that never does leaves the VM paused, saying why.
+ */
+#define VM_MIG_RESUME_MS	100
+#define VM_MIG_RESUME_TRIES	100
+
+struct mig_resume {
+	char	*name;
+	int	 left;
+};
+
+static void	vm_migrate_resume_send(struct mig_resume *);
+
+static void
+vm_migrate_resume_free(struct mig_resume *r)
+{
+	free(r->name);
+	free(r);
+}
+
+static void
+vm_migrate_resume_again(evutil_socket_t fd, short events, void *arg)
+{
+	vm_migrate_resume_send(arg);
+}
+
+static void
+vm_migrate_resume_done(struct qmp *qmp, json_t *ret, const char *errclass,
+    const char *desc, void *arg)
+{
+	struct mig_resume	*r = arg;
+	struct vm		*vm = vm_find(r->name);
+	struct timeval		 tv = { 0, VM_MIG_RESUME_MS * 1000 };
+	char			*why;
+
+	/* Resumed; or gone, or a new migration has it now. */
+	if (errclass == NULL || vm == NULL || vm->qmp != qmp ||
+	    strcmp(errclass, "Disconnected") == 0 || vm_migrate_busy(vm)) {
+		vm_migrate_resume_free(r);
+		return;
+	}
+	if (--r->left > 0 && event_base_once(qmpd->base, -1, EV_TIMEOUT,
+	    vm_migrate_resume_again, r, &tv) == 0) {
+		log_debug("%s: cont after the failed migration: %s; again in "
+		    "%d ms", r->name, desc, VM_MIG_RESUME_MS);
+		return;
+	}
+	xasprintf(&why, "not resumed after the failed migration: QEMU "
+	    "refused cont: %s", desc);
+	log_warnx("%s: %s", r->name, why);
+	vm_set_state(vm, VM_PAUSED, why);
+	free(why);
+	vm_migrate_resume_free(r);
+}
+
+static void
+vm_migrate_resume_send(struct mig_resume *r)
+{
+	struct vm	*vm = vm_find(r->name);
+
+	if (vm == NULL || vm->qmp == NULL || vm_migrate_busy(vm) ||
+	    qmp_execute(vm->qmp, "cont", NULL, vm_migrate_resume_done,
+	    r) != 0)
+		vm_migrate_resume_free(r);
+}
+
+static void
+vm_migrate_resume(struct vm *vm)
+{
+	struct mig_resume	*r = xcalloc(1, sizeof *r);
+
+	r->name = xstrdup(vm->def.name);
+	r->left = VM_MIG_RESUME_TRIES;
+	vm_migrate_resume_send(r);
+}
+
+/*
  * A cluster source stopped for a failed switchover: resumed if placement
  * still names this host, else the target has the desktop and this copy
  * goes (never two running).
@@ -54,7 +135,7 @@ vm_migrate_resume_cb(const char *name, int mine, void *arg)
 	m->done = NULL;
 	if (mine) {
 		if (vm->qmp != NULL)
-			qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+			vm_migrate_resume(vm);
 		done_fail(done, m->done_arg, ERR_STATE, "migration of %s to %s "
 		    "failed: %s; it keeps running here", name, m->peer_addr,
 		    m->reason);
@@ -112,7 +193,7 @@ vm_migrate_fail(struct vm *vm, enum vm_mig_state s, const char *fmt, ...)
 			cluster_migrate_resume(vm->def.name,
 			    vm_migrate_resume_cb, NULL);
 		else if (was == VM_MIG_SWITCHOVER)
-			qmp_execute(vm->qmp, "cont", NULL, NULL, NULL);
+			vm_migrate_resume(vm);
 	}
 	if (m->peer != NULL && peer_call(m->peer, "migrate.abort",
 	    json_pack("{s:s,s:s}", "name", vm->def.name, "reason", m->reason),

@@ -51,9 +51,10 @@ vm_migrate_mirror(struct vm *vm)
 	 * export is a clone over the same template (vm-migrate-image.c).
 	 */
 	qmp_execute(vm->qmp, "blockdev-mirror", json_pack("{s:s,s:s,s:s,s:s,"
-	    "s:s}", "job-id", VM_MIG_JOB, "device", "disk0", "target",
+	    "s:s,s:I}", "job-id", VM_MIG_JOB, "device", "disk0", "target",
 	    VM_MIG_NBD_NODE, "sync", vm->def.image != NULL ? "top" : "full",
-	    "copy-mode", "write-blocking"), vm_migrate_step_done, vm);
+	    "copy-mode", "write-blocking", "speed", m->bandwidth > 0 ?
+	    vm_migrate_bandwidth(m) : 0), vm_migrate_step_done, vm);
 	m->disk_t0 = vm_migrate_now_ms();
 	/* No fixed bound for a copy of any size: one that stops moving. */
 	vm_migrate_timer_arm(vm, VM_MIG_STALL_S);

@@ -24,6 +24,18 @@
 #include "xmalloc.h"
 
 /*
+ * Bytes/s for RAM and the disk copy: --bandwidth keeps a migration from
+ * filling the office's link (or, in a test, makes RAM take seconds);
+ * without it, no cap worth the name.
+ */
+json_int_t
+vm_migrate_bandwidth(struct vm_mig *m)
+{
+	return (m->bandwidth > 0 ? (json_int_t)m->bandwidth << 20 :
+	    (json_int_t)VM_MIG_BANDWIDTH);
+}
+
+/*
  * After the mirror is READY (or without copy): RAM, over TLS when the
  * target asked for it (vm_migrate_tls_peer set it up at prepare).
  */
@@ -66,7 +78,7 @@ vm_migrate_ram(struct vm *vm)
 	    "capabilities", caps), vm_migrate_step_done, vm);
 	qmp_execute(vm->qmp, "migrate-set-parameters", json_pack("{s:i,s:I}",
 	    "downtime-limit", m->downtime_limit, "max-bandwidth",
-	    (json_int_t)VM_MIG_BANDWIDTH), vm_migrate_step_done, vm);
+	    vm_migrate_bandwidth(m)), vm_migrate_step_done, vm);
 	qmp_execute(vm->qmp, "migrate", json_pack("{s:s}", "uri", uri),
 	    vm_migrate_step_done, vm);
 	/* --timeout is for convergence: it counts from here. */

@@ -122,7 +122,7 @@ vm_migrate_json(const struct vm *vm, json_t *j)
 	total = m->state <= VM_MIG_SWITCHOVER ? vm_migrate_now_ms() - m->t0 :
 	    m->total_ms;
 	json_object_set_new(j, "migration", json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,"
-	    "s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}",
+	    "s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:I,s:s?}",
 	    "state", vm_migrate_state_name(m->state),
 	    "role", m->incoming ? "target" : "source",
 	    m->incoming ? "from" : "to", m->peer_addr != NULL ? m->peer_addr :
@@ -132,6 +132,7 @@ vm_migrate_json(const struct vm *vm, json_t *j)
 	    "progress", m->progress,
 	    "downtime_ms", (json_int_t)m->downtime_ms,
 	    "downtime_limit_ms", (json_int_t)m->downtime_limit,
+	    "bandwidth_mib", m->bandwidth,
 	    "qemu_downtime_ms", (json_int_t)m->qemu_downtime_ms,
 	    "total_ms", (json_int_t)total,
 	    "ram_mb", (json_int_t)(m->ram_bytes >> 20),

@@ -245,7 +245,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, progress_cb report,
 {
 	struct vm_mig	*m;
 	const char	*to, *storage;
-	json_int_t	 downtime, timeout;
+	json_int_t	 downtime, timeout, bandwidth;
 	char		*addr, *cn, *cause = NULL;
 	int		 copy;
 
@@ -257,6 +257,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, progress_cb report,
 	timeout = json_is_integer(json_object_get(args, "timeout")) ?
 	    json_integer_value(json_object_get(args, "timeout")) :
 	    VM_MIG_TIMEOUT;
+	bandwidth = json_integer_value(json_object_get(args, "bandwidth"));
 	/*
 	 * A clone on this host's own image store has its top copied; one
 	 * on a shared store stays where it is.
@@ -273,6 +274,11 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, progress_cb report,
 	if (downtime < 1 || downtime > 60000) {
 		done_fail(done, arg, ERR_ARG, "--downtime %lld: 1 to 60000 ms",
 		    (long long)downtime);
+		return;
+	}
+	if (bandwidth < 0 || bandwidth > 100000) {
+		done_fail(done, arg, ERR_ARG, "--bandwidth %lld: 1 to 100000 "
+		    "MiB/s, or 0 for no cap", (long long)bandwidth);
 		return;
 	}
 	if (timeout < 0 || timeout > 86400) {
@@ -315,6 +321,7 @@ vm_migrate(struct vm *vm, json_t *args, done_cb done, progress_cb report,
 	m->copy = copy;
 	m->downtime_limit = (int)downtime;
 	m->timeout = (int)timeout;
+	m->bandwidth = (int)bandwidth;
 	m->t0 = vm_migrate_now_ms();
 	m->done = done;
 	m->report = report;

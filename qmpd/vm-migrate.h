@@ -51,6 +51,7 @@ void	vm_migrate_why(struct vm *, const char *);
 
 /* vm-migrate-qmp.c */
 void	vm_migrate_ram(struct vm *);
+json_int_t vm_migrate_bandwidth(struct vm_mig *);
 
 /* vm-migrate-mirror.c */
 void	vm_migrate_mirror(struct vm *);

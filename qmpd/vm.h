@@ -505,6 +505,7 @@ struct vm_mig {
 	int			 copy;		/* --storage copy */
 	int			 tls;		/* the stream is TLS */
 	int			 downtime_limit; /* ms */
+	int			 bandwidth;	/* MiB/s; 0: no cap */
 	int			 timeout;	/* s; 0: none */
 	long long		 t0;		/* monotonic ms at the start */
 	long long		 total_ms;

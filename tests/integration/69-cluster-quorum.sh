@@ -202,6 +202,11 @@ etcd_member_kill 3
 n=$(logcount h1 "cluster: etcd has no quorum at")
 wait_log h1 "cluster: etcd has no quorum at" 12 "$n"
 wait_log h2 "cluster: fenced at" 15
+# SIGKILL is sent before that line; the QEMU's exit is not instant.
+for i in $(seq 1 50); do
+	alive "$pid2" || break
+	sleep 0.1
+done
 alive "$pid2" && fail "h2 kept its desktop without proof of no quorum"
 grep "cluster: fence at" "$h2_LOG" | tail -n 1 | grep -q "no renewal held" ||
 	fail "h2's fence: $(grep "cluster: fence" "$h2_LOG" | tail -n 2)"

@@ -193,6 +193,9 @@ log "disk checksum in the guest before and after: $sum_after"
 # reproduced with two bare QEMUs, see bench/migrate-README.md.)
 # SIGSTOP the target's QEMU as soon as the source says RAM is going over
 # (its vm.migration event "active", from the event stream).
+# These migrations are capped at 16 MiB/s (--bandwidth): uncapped, the
+# guest's RAM crossed before a loaded machine ran this loop, and the
+# stop landed in the switchover instead of the stream.
 stop_target() {
 	local i
 	for i in $(seq 1 3000); do
@@ -213,7 +216,7 @@ watch_events() {
 }
 pid_a=$(vm_field desk pid)
 watch_events
-q --json vm migrate desk "$B" --timeout 8 >"$T/to.out" 2>"$T/to.err" &
+q --json vm migrate desk "$B" --bandwidth 16 --timeout 8 >"$T/to.out" 2>"$T/to.err" &
 mig=$!
 stop_target
 t0=$(date +%s)
@@ -238,7 +241,7 @@ alive "$tpid" && fail "B's target QEMU $tpid is left"
 # 4. Kill the target's QEMU mid-migration (stopped first, so the kill
 # lands while RAM is going over): the desktop runs on at A.
 watch_events
-q --json vm migrate desk "$B" --timeout 60 >"$T/kill.out" 2>"$T/kill.err" &
+q --json vm migrate desk "$B" --bandwidth 16 --timeout 60 >"$T/kill.out" 2>"$T/kill.err" &
 mig=$!
 stop_target
 for i in $(seq 1 300); do
@@ -246,6 +249,7 @@ for i in $(seq 1 300); do
 	sleep 0.1
 done
 [ "$(vm_field desk migration.state)" = active ] || fail "never active: $(vm_field desk migration)"
+[ "$(vm_field desk migration.bandwidth_mib)" = 16 ] || fail "--bandwidth 16 not in vm show: $(vm_field desk migration)"
 kill -9 "$tpid"
 wait "$mig"; rc=$?
 log "target killed: $(cat "$T/kill.err")"
@@ -292,7 +296,7 @@ qq vm delete odd >/dev/null
 # it paused and refuses to resume it. Exactly one copy runs.
 pid_a=$(vm_field desk pid)
 watch_events
-q --json vm migrate desk "$B" --timeout 60 >"$T/k9.out" 2>"$T/k9.err" &
+q --json vm migrate desk "$B" --bandwidth 16 --timeout 60 >"$T/k9.out" 2>"$T/k9.err" &
 mig=$!
 stop_target
 # Not before the source's QEMU has taken `migrate` and sent some RAM
@@ -357,6 +361,8 @@ q2_status 1 vm migrate desk nowhere
 grep -q "unix:PATH or tls:ADDR:PORT" "$T/last.err" || fail "$(cat "$T/last.err")"
 q2_status 1 vm migrate desk "$A" --storage nfs
 q2_status 1 vm migrate desk "$A" --downtime 0
+q2_status 1 vm migrate desk "$A" --bandwidth -1
+grep -q -- "--bandwidth -1: 1 to 100000 MiB/s, or 0 for no cap" "$T/last.err" || fail "$(cat "$T/last.err")"
 q2_status 1 vm migrate desk unix:/nonexistent/qmpd.sock
 [ "$(q2 --json vm show desk | jq -r .state)" = running ] || fail "desk not running after bad input"
 log ok
