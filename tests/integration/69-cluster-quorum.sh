@@ -139,7 +139,10 @@ log "no quorum for $(($(date +%s) - t0)) s: nothing fenced, same QEMUs, one-line
 # The members return: the leases held, everything works again.
 etcd_member_start 2
 etcd_member_start 3
-etcd_wait || fail "etcd did not come back"
+# Each member, not just the cluster: one still catching up holds a call
+# to its deadline (a Timeout, and the next call goes elsewhere), which
+# is not what this part is about.
+etcd_wait 2 && etcd_wait 3 || fail "etcd did not come back"
 for h in $HOSTS; do
 	wait_log "$h" "cluster: etcd has quorum again at .*: the lease held, nothing fenced" 15
 done
@@ -176,8 +179,13 @@ extra = socket.create_connection(addr, timeout=5)
 print("65th:", state(extra, 5))
 for c in held + [extra]:
     c.close()
-time.sleep(0.5)
-print("after:", state(socket.create_connection(addr, timeout=5), 1))
+# qmpd sees the 65 go within a moment (longer on a loaded host).
+for _ in range(10):
+    time.sleep(0.5)
+    after = state(socket.create_connection(addr, timeout=5), 1)
+    if after == "open":
+        break
+print("after:", after)
 PY
 )
 [ "$out" = "$(printf '65th: closed\nafter: open')" ] || fail "handshake cap: $out"
