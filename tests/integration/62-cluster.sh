@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: idle  (two hosts with tiny KVM desktops, no TCG: its time is leases and fence delays waited out, 8 s of CPU in 20 s)
 # scripts/cluster, the one-machine cluster: `up 3` writes build/cluster/env
 # with every host's namespace, state dir, socket and address, etcd's
 # endpoints and the shared directory; each host's qmpd runs in its own
