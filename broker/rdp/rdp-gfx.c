@@ -322,7 +322,7 @@ void
 rdp_gfx_free(struct rdp_gfx *g, const char *who)
 {
 	json_t		*f;
-	uint64_t	 ms, hits, stores;
+	uint64_t	 ms, hits, stores, plains;
 
 	if (g == NULL)
 		return;
@@ -333,9 +333,9 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 	rdp_gfx_enc_free(g);
 	if (g->codec != 0 || g->frames > 0) {
 		ms = rdp_peer_ms() - g->since;
-		rdp_gfx_clear_stats(g->clear, &hits, &stores);
+		rdp_gfx_clear_stats(g->clear, &hits, &stores, &plains);
 		f = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		    "s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+		    "s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		    "codec", rdp_gfx_codec_name(g->codec),
 		    "frames", (json_int_t)g->frames,
 		    "acked", (json_int_t)g->pace.acked,
@@ -356,7 +356,8 @@ rdp_gfx_free(struct rdp_gfx *g, const char *who)
 		    "x264ms", (json_int_t)(g->avc.x264us / 1000),
 		    "caps", (json_int_t)g->capsversion,
 		    "glyphs", (json_int_t)stores,
-		    "glyphhits", (json_int_t)hits);
+		    "glyphhits", (json_int_t)hits,
+		    "clearruns", (json_int_t)plains);
 		log_event(0, "rdp.gfx", f, "%s: graphics pipeline", who);
 		json_decref(f);
 	}
@@ -562,9 +563,10 @@ rdp_gfx_check(struct rdp_gfx *g, int activated, const char *who)
  * Surface commands go to the channel, the frame's start with the first
  * and its end with the last: one channel message instead of three, each
  * with its own RDP, TLS and TCP headers (a typed key is one small
- * command, where those headers were most of the bytes). A small planar
- * command goes as a ClearCodec glyph instead when that is shorter: a
- * character seen before is 4 bytes (rdp-gfx-clear.c).
+ * command, where those headers were most of the bytes). A planar
+ * command goes as ClearCodec instead when that is shorter: a small one
+ * as a glyph (a character seen before is 4 bytes), a bigger one as runs
+ * (a tile of one colour is 20 bytes; rdp-gfx-clear.c).
  */
 static int
 rdp_gfx_emit_cmd(void *arg, RDPGFX_SURFACE_COMMAND *cmd)

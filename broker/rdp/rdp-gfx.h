@@ -192,7 +192,8 @@ int	 rdp_gfx_avc_encode444(struct rdp_gfx_avc *,
 /*
  * rdp-gfx-clear.c: ClearCodec glyphs for small lossless commands: a
  * picture of at most RDP_GFX_CLEAR_MAXPX pixels goes into the client's
- * glyph cache once and is drawn from it by index after (pure).
+ * glyph cache once and is drawn from it by index after; a bigger one goes
+ * as ClearCodec runs when they are shorter than planar (pure).
  */
 #define RDP_GFX_CLEAR_GLYPHS	4000	/* the client's glyph cache */
 #define RDP_GFX_CLEAR_MAXPX	1024	/* largest glyph, in pixels */
@@ -201,7 +202,7 @@ struct rdp_gfx_clear *rdp_gfx_clear_create(void);
 void	 rdp_gfx_clear_free(struct rdp_gfx_clear *);
 void	 rdp_gfx_clear_reset(struct rdp_gfx_clear *);
 void	 rdp_gfx_clear_stats(const struct rdp_gfx_clear *, uint64_t *hits,
-	    uint64_t *stores);
+	    uint64_t *stores, uint64_t *plains);
 int	 rdp_gfx_clear_encode(struct rdp_gfx_clear *,
 	    const struct rdp_gfx_image *, int x, int y, int w, int h,
 	    size_t planar_len, const uint8_t **data, size_t *len);

@@ -539,7 +539,7 @@ test_clear(void)
 	const uint8_t		*data;
 	size_t			 len;
 	uint32_t		*fb, *surf;
-	uint64_t		 hits, stores;
+	uint64_t		 hits, stores, plains;
 	int			 w = 64, h = 32, x, y;
 
 	fb = calloc((size_t)w * h, sizeof *fb);
@@ -585,9 +585,20 @@ test_clear(void)
 	/* Noise costs more than twice planar: planar it stays. */
 	CHECK(rdp_gfx_clear_encode(c, &img, 0, 16, 16, 16, 300, &data,
 	    &len) == 0);
-	/* Bigger than a glyph, or outside the picture: planar. */
-	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 64, 17, 100000, &data,
+	/*
+	 * Bigger than a glyph: runs, not stored, when shorter than planar
+	 * (decoded exactly, the sequence still in step); planar when not,
+	 * or when the runs pass what a command may hold (the noise).
+	 */
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 64, 17, 100, &data,
 	    &len) == 0);
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 64, 17, 100000, &data,
+	    &len) == 1);
+	CHECK(clear_decode(dec, data, len, 0, 0, 64, 17, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 0, 0, 64, 17) == 0);
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 64, 32, 100000, &data,
+	    &len) == 0);
+	/* Outside the picture: planar. */
 	CHECK(rdp_gfx_clear_encode(c, &img, 60, 0, 8, 8, 1000, &data,
 	    &len) == 0);
 	/* Noise allowed: stored, decoded exactly. */
@@ -595,8 +606,8 @@ test_clear(void)
 	    &len) == 1);
 	CHECK(clear_decode(dec, data, len, 0, 16, 16, 16, surf, w, h) == 0);
 	CHECK(clear_diff(surf, fb, w, 0, 16, 16, 16) == 0);
-	rdp_gfx_clear_stats(c, &hits, &stores);
-	CHECK(hits == 2 && stores == 3);
+	rdp_gfx_clear_stats(c, &hits, &stores, &plains);
+	CHECK(hits == 2 && stores == 3 && plains == 1);
 	/* Past 255 commands the sequence number wraps, in step. */
 	for (x = 0; x < 300; x++) {
 		CHECK(rdp_gfx_clear_encode(c, &img, 24, 0, 12, 16, 200, &data,
@@ -611,6 +622,55 @@ test_clear(void)
 	    &len) == 1 && len == 4);
 	CHECK(clear_decode(dec, data, len, 0, 0, 12, 16, surf, w, h) == 0);
 	CHECK(clear_diff(surf, fb, w, 0, 0, 64, 16) == 0);
+	clear_context_free(dec);
+	rdp_gfx_clear_free(c);
+	free(surf);
+	free(fb);
+}
+
+/*
+ * A lossless refinement's tiles of one colour: 20 bytes of ClearCodec
+ * runs instead of planar; runs past 255 and 65535 pixels decode exactly.
+ */
+static void
+test_clear_solid(void)
+{
+	struct rdp_gfx_clear	*c;
+	struct rdp_gfx_image	 img;
+	CLEAR_CONTEXT		*dec;
+	const uint8_t		*data;
+	size_t			 len;
+	uint32_t		*fb, *surf;
+	int			 w = 320, h = 300, i;
+
+	fb = calloc((size_t)w * h, sizeof *fb);
+	surf = calloc((size_t)w * h, sizeof *surf);
+	for (i = 0; i < w * h; i++) {
+		fb[i] = 0x102030;
+		surf[i] = 0xffffff;
+	}
+	fb[w * h - 1] = 0x405060;
+	img.fb = fb;
+	img.stride = w;
+	img.width = w;
+	img.height = h;
+	c = rdp_gfx_clear_create();
+	dec = clear_context_new(FALSE);
+	CHECK(c != NULL && dec != NULL);
+	CHECK(rdp_gfx_clear_encode(c, &img, 64, 64, 64, 64, 300, &data,
+	    &len) == 1);
+	CHECK(len == 14 + 6);
+	CHECK(clear_decode(dec, data, len, 64, 64, 64, 64, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 64, 64, 64, 64) == 0);
+	/* Shorter than planar only: a 20-byte planar stays planar. */
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, 64, 64, 20, &data,
+	    &len) == 0);
+	/* The whole picture: a run of w * h - 1, then one pixel. */
+	CHECK(rdp_gfx_clear_encode(c, &img, 0, 0, w, h, 1000, &data,
+	    &len) == 1);
+	CHECK(len == 14 + 10 + 4);
+	CHECK(clear_decode(dec, data, len, 0, 0, w, h, surf, w, h) == 0);
+	CHECK(clear_diff(surf, fb, w, 0, 0, w, h) == 0);
 	clear_context_free(dec);
 	rdp_gfx_clear_free(c);
 	free(surf);
@@ -740,6 +800,7 @@ main(void)
 	test_planar();
 	test_avc();
 	test_clear();
+	test_clear_solid();
 	test_avc444();
 	return (check_exit());
 }
