@@ -219,9 +219,9 @@ wl_browser() {
 	# the measured window, message by message, counted.
 	[ "${QDESK_CONSOLE_TRACE:-}" = 1 ] || return 0
 	log "console trace: $(grep -c "console $n trace:" "$BROKER_LOG") lines\
- in all, $(sed -n "$((t0 + 1)),${t1}p" "$BROKER_LOG" |
+ in all, $(awk -v a="$t0" -v b="$t1" 'NR > a && NR <= b' "$BROKER_LOG" |
 	    grep -c "console $n trace:") in the window"
-	sed -n "$((t0 + 1)),${t1}p" "$BROKER_LOG" |
+	awk -v a="$t0" -v b="$t1" 'NR > a && NR <= b' "$BROKER_LOG" |
 	    sed -n "s/.*console $n trace: //p" | sed 's/[0-9][0-9]* bytes/N bytes/' |
 	    sort | uniq -c | while read -r line; do log "  $line"; done
 }
