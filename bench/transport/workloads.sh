@@ -170,7 +170,7 @@ wl_settle() {
 	s1=$(wl_sample "$1")
 	log "browser page load's other connections closed after $(awk \
 	    -v t0="$t0" -v s0="$s0" -v s1="$s1" 'BEGIN { split(s0, a, " ")
-		split(s1, b, " "); printf "%.1f s: %d packets down, %d up", \
+		split(s1, b, " "); printf "%.1f s (the link meanwhile: %d packets down, %d up)", \
 		    b[4] - t0, b[6] - a[6], b[8] - a[8] }')$([ "$n" -le 1 ] ||
 	    echo " ($n connections still open after 30 s)")"
 }
