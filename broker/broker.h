@@ -294,6 +294,7 @@ struct console_rfb {
 size_t	 console_rfb_scan(struct console_rfb *, const unsigned char *buf,
 	    size_t len, int *pass);
 int	 console_rfb_idle(const struct console_rfb *);
+int	 console_rfb_start(const struct console_rfb *);
 void	 console_rfb_request(const struct console_rfb *, unsigned char out[10]);
 size_t	 console_rfb_server_scan(struct console_rfb *,
 	    const unsigned char *buf, size_t len);

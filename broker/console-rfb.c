@@ -186,8 +186,8 @@ console_rfb_piece(struct console_rfb *r)
 	return (0);
 }
 
-/* At the start of a client message. */
-static int
+/* At the start of a client message (its type is the next byte). */
+int
 console_rfb_start(const struct console_rfb *r)
 {
 	return (r->state == RFB_MSG && r->have == 0 && r->skip == 0);

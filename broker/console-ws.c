@@ -50,6 +50,17 @@
 #define CONSOLE_WS_AHEAD	(16 * 1024)	/* unsent bytes: link is full */
 #define CONSOLE_WS_RETRY_MS	20		/* full link: look again */
 
+/*
+ * QDESK_CONSOLE_TRACE=1 in the broker's environment: one log line for
+ * every WebSocket frame and RFB message either way, and every read from
+ * QEMU, to see what a console sends when its screen is still. Off by
+ * default: a video row would log thousands of lines a second.
+ */
+#define console_ws_trace(c, fmt, ...) do {				\
+	if (console_ws_tracing)						\
+		log_info("console %s trace: " fmt, (c)->vm, __VA_ARGS__); \
+} while (0)
+
 /* A desktop.vnc request on its own qmpd connection, waiting for the fd. */
 struct console_ws_req {
 	struct http_call	*call;
@@ -88,6 +99,7 @@ struct console_ws {
 };
 
 static struct onetime			*console_ws_tickets;
+static int				 console_ws_tracing = -1;
 static LIST_HEAD(, console_ws)		 console_ws_all =
     LIST_HEAD_INITIALIZER(console_ws_all);
 
@@ -155,6 +167,7 @@ console_ws_send(struct console_ws *c, int op, const void *data, size_t len)
 	unsigned char	hdr[WS_HEADER_MAX];
 	struct evbuffer	*out = bufferevent_get_output(c->client);
 
+	console_ws_trace(c, "to the browser: frame op %d, %zu bytes", op, len);
 	evbuffer_add(out, hdr, ws_header(hdr, op, len));
 	if (len > 0)
 		evbuffer_add(out, data, len);
@@ -274,6 +287,8 @@ console_ws_ask(struct console_ws *c)
 	if (!c->ask || !console_rfb_idle(&c->rfb))
 		return;
 	console_rfb_request(&c->rfb, req);
+	console_ws_trace(c, "to QEMU: the broker's update request (%s)",
+	    "FramebufferUpdateRequest, incremental");
 	bufferevent_write(c->vnc, req, sizeof req);
 	c->ask = 0;
 	c->asked++;
@@ -310,6 +325,8 @@ console_ws_forward(struct console_ws *c, struct evbuffer *in, size_t n)
 {
 	unsigned char	hdr[WS_HEADER_MAX];
 
+	console_ws_trace(c, "to the browser: frame op %d, %zu bytes of QEMU's",
+	    WS_OP_BINARY, n);
 	evbuffer_add(bufferevent_get_output(c->client), hdr,
 	    ws_header(hdr, WS_OP_BINARY, n));
 	evbuffer_remove_buffer(in, bufferevent_get_output(c->client), n);
@@ -333,6 +350,8 @@ console_ws_handshake(struct console_ws *c, struct evbuffer *in)
 	if (n > 0)
 		console_ws_forward(c, in, n);
 	if (console_rfb_server_init(&c->rfb) && !c->rfb.continuous) {
+		console_ws_trace(c, "to the browser: frame op %d, %s",
+		    WS_OP_BINARY, "the broker's EndOfContinuousUpdates");
 		evbuffer_add(bufferevent_get_output(c->client), hdr,
 		    ws_header(hdr, WS_OP_BINARY, 1));
 		evbuffer_add(bufferevent_get_output(c->client), &end, 1);
@@ -350,6 +369,10 @@ console_ws_vnc_read(struct bufferevent *bev, void *arg)
 
 	if (c->closing)
 		return;
+	/* After the handshake a read need not start a message: a hint. */
+	if ((n = evbuffer_get_length(in)) > 0)
+		console_ws_trace(c, "from QEMU: %zu bytes, the first %u", n,
+		    *evbuffer_pullup(in, 1));
 	if (!console_rfb_server_done(&c->rfb))
 		console_ws_handshake(c, in);
 	while ((n = evbuffer_get_length(in)) > 0) {
@@ -379,6 +402,9 @@ console_ws_guest(struct console_ws *c, const unsigned char *p, size_t len)
 	int	pass;
 
 	while (len > 0) {
+		if (console_rfb_start(&c->rfb))
+			console_ws_trace(c, "from the browser: RFB message %u",
+			    p[0]);
 		n = console_rfb_scan(&c->rfb, p, len, &pass);
 		if (pass)
 			bufferevent_write(c->vnc, p, n);
@@ -417,6 +443,8 @@ console_ws_client_read(struct bufferevent *bev, void *arg)
 		}
 		payload = buf + f.header_len;
 		ws_unmask(payload, f.payload_len, f.mask);
+		console_ws_trace(c, "from the browser: frame op %d, %zu bytes",
+		    f.opcode, (size_t)f.payload_len);
 		switch (f.opcode) {
 		case WS_OP_CONT:
 		case WS_OP_BINARY:
@@ -487,6 +515,9 @@ console_ws_upgrade(struct console_ws_req *r)
 	evutil_socket_t		 fd;
 	int			 one = 1;
 
+	if (console_ws_tracing == -1)
+		console_ws_tracing = getenv("QDESK_CONSOLE_TRACE") != NULL &&
+		    strcmp(getenv("QDESK_CONSOLE_TRACE"), "1") == 0;
 	c = xcalloc(1, sizeof *c);
 	c->evcon = evhttp_request_get_connection(call->req);
 	c->client = evhttp_connection_get_bufferevent(c->evcon);

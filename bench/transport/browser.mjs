@@ -13,6 +13,7 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 
 const [url, user, password, desktop, secsArg, mode, rateArg] =
   process.argv.slice(2);
@@ -23,6 +24,22 @@ if (!mode || !['watch', 'keys'].includes(mode)) {
 const secs = Number(secsArg);
 const rate = Number(rateArg || 5);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// The caller's word on stdin, a line at a time (or its end); a terminal
+// says nothing, so nothing is waited for there.
+const lines = [];
+let waiting = null;
+let stdinEnded = process.stdin.isTTY;
+if (!process.stdin.isTTY) {
+  const rl = readline.createInterface({ input: process.stdin });
+  rl.on('line', (l) => { lines.push(l); if (waiting) waiting(); });
+  rl.on('close', () => { stdinEnded = true; if (waiting) waiting(); });
+}
+const word = async () => {
+  while (!lines.length && !stdinEnded)
+    await new Promise((r) => { waiting = r; });
+  waiting = null;
+  return lines.shift();
+};
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdesk-tbench-'));
 const ctx = await chromium.launchPersistentContext(dir, {
@@ -73,6 +90,11 @@ try {
     await sleep(500);
     if (await page.evaluate(() => window.qdBlits.length) === n) break;
   }
+  // The caller lets the page's other connections settle first: the
+  // portal's kept-alive HTTPS connections of the page load, which the
+  // broker closes 10 s after their last answer (~26 packets, once a page).
+  console.log('still');
+  await word();
   const t0 = await page.evaluate(() => performance.now());
   console.log('start');
   if (mode === 'keys') {
@@ -91,11 +113,7 @@ try {
   // stdin: closing Chromium earlier put its close handshakes (the
   // WebSocket's and the portal's idle connections', ~30 packets) into
   // the still row, ~2 Kbit/s over 8 s that the console never sent.
-  if (!process.stdin.isTTY)
-    await new Promise((r) => {
-      process.stdin.once('data', r);
-      process.stdin.once('end', r);
-    });
+  await word();
   // A stdin left open keeps node running after the page is closed.
   process.stdin.destroy();
   const { blits, keys } = await page.evaluate(() =>

@@ -87,6 +87,7 @@ wl_load() {
 
 # wl_client_stop: end the client of the row, by its PID.
 wl_client_stop() {
+	wl_pcap_stop
 	[ -n "$WL_CLIENT" ] || return 0
 	kill "$WL_CLIENT" 2>/dev/null
 	wait "$WL_CLIENT" 2>/dev/null
@@ -131,10 +132,53 @@ wl_sample() {
 	    $(ip netns exec "$NS_C" cat $s/rx_bytes $s/rx_packets $s/tx_bytes $s/tx_packets)
 }
 
+# wl_pcap_start NAME, wl_pcap_stop: with TRANSPORT_PCAP=DIR, the client
+# veth's packets of the measured window (where the bytes go), in
+# DIR/NAME.pcap (NAME is WORKLOAD-PATH-LINK).
+WL_PCAP=
+wl_pcap_start() {
+	[ -n "${TRANSPORT_PCAP:-}" ] || return 0
+	command -v tcpdump >/dev/null || fail "TRANSPORT_PCAP needs tcpdump"
+	ip netns exec "$NS_C" tcpdump -Z root -i qtb-c -s 256 -U -w \
+	    "$TRANSPORT_PCAP/$1.pcap" 2>/dev/null &
+	WL_PCAP=$!
+	sleep 0.5
+}
+wl_pcap_stop() {
+	[ -n "$WL_PCAP" ] || return 0
+	kill "$WL_PCAP"
+	wait "$WL_PCAP" 2>/dev/null
+	WL_PCAP=
+}
+
+# wl_settle VM: the browser's page is connected and still; wait until
+# its only connection left is the console's WebSocket (the page load's
+# kept-alive portal connections are closed by the broker 10 s after
+# their last answer, ~26 packets once a page: not an idle screen's
+# traffic, and logged here apart), 30 s at most.
+wl_settle() {
+	local i n s0 s1 t0
+	s0=$(wl_sample "$1")
+	t0=$(date +%s.%N)
+	for i in $(seq 1 300); do
+		n=$(ip netns exec "$NS_C" ss -Htn state established state \
+		    close-wait state last-ack state fin-wait-1 state fin-wait-2 \
+		    "( dport = :$HTTPS_PORT )" | wc -l)
+		[ "$n" -le 1 ] && break
+		sleep 0.1
+	done
+	s1=$(wl_sample "$1")
+	log "browser page load's other connections closed after $(awk \
+	    -v t0="$t0" -v s0="$s0" -v s1="$s1" 'BEGIN { split(s0, a, " ")
+		split(s1, b, " "); printf "%.1f s (the link meanwhile: %d packets down, %d up)", \
+		    b[4] - t0, b[6] - a[6], b[8] - a[8] }')$([ "$n" -le 1 ] ||
+	    echo " ($n connections still open after 30 s)")"
+}
+
 # wl_browser VM WORKLOAD: noVNC in headless Chromium in the client
 # namespace; samples around its "start" and "end"; sets S0, S1, OUT.
 wl_browser() {
-	local n=$1 mode=watch line closed
+	local n=$1 mode=watch line closed t0=0 t1=0
 	[ "$2" = keys ] && mode=keys
 	closed=$(grep -c "browser console of $n closed" "$BROKER_LOG")
 	rm -f "$T/browser.fifo" "$T/browser.in"
@@ -149,10 +193,14 @@ wl_browser() {
 	OUT=
 	while read -r line; do
 		case $line in
-		start)	S0=$(wl_sample "$n") ;;
+		still)	wl_settle "$n"; echo go >&7 ;;
+		start)	wl_pcap_start "$2-browser-$LINK"
+			S0=$(wl_sample "$n"); t0=$(wc -l <"$BROKER_LOG") ;;
 		# Closed at once: node's stdin then ends, or it waits for
 		# that before exiting, and this loop for its stdout.
-		end)	S1=$(wl_sample "$n"); echo sampled >&7; exec 7>&- ;;
+		end)	S1=$(wl_sample "$n"); t1=$(wc -l <"$BROKER_LOG")
+			wl_pcap_stop
+			echo sampled >&7; exec 7>&- ;;
 		'{'*)	OUT=$line ;;
 		esac
 	done <"$T/browser.fifo"
@@ -167,6 +215,15 @@ wl_browser() {
 	done
 	line=$(grep "browser console of $n closed" "$BROKER_LOG" | tail -1)
 	log "broker: ${line#*: }"
+	# QDESK_CONSOLE_TRACE=1 (console-ws.c): what the console carried in
+	# the measured window, message by message, counted.
+	[ "${QDESK_CONSOLE_TRACE:-}" = 1 ] || return 0
+	log "console trace: $(grep -c "console $n trace:" "$BROKER_LOG") lines\
+ in all, $(awk -v a="$t0" -v b="$t1" 'NR > a && NR <= b' "$BROKER_LOG" |
+	    grep -c "console $n trace:") in the window"
+	awk -v a="$t0" -v b="$t1" 'NR > a && NR <= b' "$BROKER_LOG" |
+	    sed -n "s/.*console $n trace: //p" | sed 's/[0-9][0-9]* bytes/N bytes/' |
+	    sort | uniq -c | while read -r line; do log "  $line"; done
 }
 
 # wl_gfx_log N: the gateway's figures of the graphics pipeline session
@@ -182,11 +239,11 @@ wl_gfx_log() {
 # wl_row WORKLOAD PATH LINK VM: one steady-state row in run's format,
 # plus key press to pixel p50 and p95 (ms, or -).
 wl_row() {
-	local w=$1 p=$2 l=$3 n=$4 out fps p50=- p95=- gfx pcap=
+	local w=$1 p=$2 l=$3 n=$4 out fps p50=- p95=- gfx
 	[ -n "${WL_NEEDED:-}" ] || { wl_need; WL_NEEDED=1; }
 	load "$w" "$n" start
 	if [ "$p" = browser ]; then
-		wl_browser "$n" "$w"
+		LINK=$l wl_browser "$n" "$w"
 		fps=$(jq -r '.frames / .secs' <<<"$OUT")
 		if [ "$w" = keys ]; then
 			p50=$(jq -r 'if .p50 then .p50 * 10 | round / 10 else "-" end' <<<"$OUT")
@@ -198,15 +255,7 @@ wl_row() {
 		wl_client_start "$p" "$n"
 		# Let the first screen arrive and the client settle.
 		"$KEYLAT" --watch --keys 3 --rate 1 >/dev/null
-		# TRANSPORT_PCAP=DIR: the client veth's packets of the row
-		# (where the bytes go), DIR/WORKLOAD-PATH-LINK.pcap.
-		pcap=
-		if [ -n "${TRANSPORT_PCAP:-}" ]; then
-			ip netns exec "$NS_C" tcpdump -i qtb-c -s 256 -U -w \
-			    "$TRANSPORT_PCAP/$w-$p-$l.pcap" 2>/dev/null &
-			pcap=$!
-			sleep 0.5
-		fi
+		wl_pcap_start "$w-$p-$l"
 		S0=$(wl_sample "$n")
 		if [ "$w" = keys ]; then
 			out=$("$KEYLAT" --keys $((secs * 5)) --rate 5) ||
@@ -218,7 +267,7 @@ wl_row() {
 			out=$("$KEYLAT" --watch --keys "$secs" --rate 1)
 		fi
 		S1=$(wl_sample "$n")
-		[ -n "$pcap" ] && { kill "$pcap"; wait "$pcap" 2>/dev/null; }
+		wl_pcap_stop
 		wl_client_stop
 		fps=$(awk '{ print $2 }' <<<"$out")
 		case $p in rdp-gfx|rdp-avc4*) wl_gfx_log "$gfx" ;; esac

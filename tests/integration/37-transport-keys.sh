@@ -41,6 +41,9 @@ row still browser
 # A still console sends nothing (its WebSocket is silent between pings),
 # so 0 is a right answer: the row must only have been measured.
 [[ ${R[5]} =~ ^[0-9]+\.[0-9]+( |$) ]] || fail "still on the browser: no figure: ${R[*]}"
+# Measured after the page load's other connections closed (workloads.sh).
+grep -q "^run: browser page load's other connections closed after" "$out" ||
+	fail "the browser rows did not wait for the page's connections"
 row video1080 spice-lan
 awk -v f="${R[4]}" 'BEGIN { exit !(f > 0) }' || fail "video1080: no frames: ${R[*]}"
 grep -q "^run: video1080-lan screen 1920x1080$" "$out" ||
