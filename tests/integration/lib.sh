@@ -329,6 +329,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# A command or function that does not exist (a typo, a helper renamed)
+# only printed "command not found" and the test went on, perhaps to
+# pass: it fails the test instead. Bash runs this handler in a subshell,
+# so it signals the test's own shell (USR1), whose trap fails it.
+command_not_found_handle() {
+	echo "$1" >>"$T/command-not-found"
+	echo "$TEST_NAME: $1: no such command or function" >&2
+	kill -USR1 $$
+	return 127
+}
+trap 'fail "no such command or function: $(sort -u "$T/command-not-found" | tr "\n" " ")"' USR1
 
 # A private copy of the tiny boot-sector guest.
 tiny_disk() {
