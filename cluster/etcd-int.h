@@ -11,6 +11,7 @@
 #define ETCD_TIMEOUT_MS		5000
 #define ETCD_CONNS		4
 #define ETCD_BACKOFF_MIN_MS	50
+#define ETCD_ATTEMPT_MIN_MS	300	/* a repeatable call on one member */
 #define ETCD_BACKOFF_MAX_MS	1000
 #define ETCD_MAX_BODY		(64 * 1024 * 1024)
 /* A quiet watch stream is reconnected (and resumed) after this long. */
@@ -34,6 +35,7 @@ struct etcd_path {
 	const char	*path;
 	enum etcd_shape	 shape;
 	int		 stream;	/* answers as {"result": ...} */
+	int		 repeat;	/* safe to send again elsewhere */
 };
 struct etcd_conn;
 

@@ -35,18 +35,23 @@
 #include "log.h"
 #include "xmalloc.h"
 
-/* Keep this list sorted: looked up with bsearch. */
+/*
+ * Keep this list sorted: looked up with bsearch. repeat: a call that
+ * changes nothing (or, a keepalive, only renews) may be sent to another
+ * member when one keeps it unanswered (etcd.c); a write may not: the
+ * silent member may have applied it.
+ */
 static const struct etcd_path etcd_paths[] = {
-	{ "/v3/cluster/member/list", ETCD_SHAPE_NONE, 0 },
-	{ "/v3/kv/deleterange", ETCD_SHAPE_DELETE, 0 },
-	{ "/v3/kv/put", ETCD_SHAPE_NONE, 0 },
-	{ "/v3/kv/range", ETCD_SHAPE_RANGE, 0 },
-	{ "/v3/kv/txn", ETCD_SHAPE_TXN, 0 },
-	{ "/v3/lease/grant", ETCD_SHAPE_LEASE, 0 },
-	{ "/v3/lease/keepalive", ETCD_SHAPE_LEASE, 1 },
-	{ "/v3/lease/revoke", ETCD_SHAPE_NONE, 0 },
-	{ "/v3/maintenance/status", ETCD_SHAPE_STATUS, 0 },
-	{ "/v3/watch", ETCD_SHAPE_WATCH, 1 },
+	{ "/v3/cluster/member/list", ETCD_SHAPE_NONE, 0, 1 },
+	{ "/v3/kv/deleterange", ETCD_SHAPE_DELETE, 0, 0 },
+	{ "/v3/kv/put", ETCD_SHAPE_NONE, 0, 0 },
+	{ "/v3/kv/range", ETCD_SHAPE_RANGE, 0, 1 },
+	{ "/v3/kv/txn", ETCD_SHAPE_TXN, 0, 0 },
+	{ "/v3/lease/grant", ETCD_SHAPE_LEASE, 0, 0 },
+	{ "/v3/lease/keepalive", ETCD_SHAPE_LEASE, 1, 1 },
+	{ "/v3/lease/revoke", ETCD_SHAPE_NONE, 0, 0 },
+	{ "/v3/maintenance/status", ETCD_SHAPE_STATUS, 0, 1 },
+	{ "/v3/watch", ETCD_SHAPE_WATCH, 1, 0 },
 };
 
 /* Fields the gateway sends as strings (protobuf int64): keep sorted. */

@@ -337,16 +337,57 @@ etcd_req_why(struct etcd_req *r)
 	return (s != NULL ? s : xstrdup("no endpoint tried"));
 }
 
-/* The deadline passed, or a backoff ended. */
+/*
+ * How long one member may keep a call that is safe to repeat before it
+ * goes to the next: a third of the call's time. A member that accepts
+ * and stays silent (restarting, catching up with the leader: etcd serves
+ * nothing until it is ready, though its port accepts at once) would
+ * otherwise hold the call to its deadline, and an admin's command with
+ * it, while two members could answer.
+ */
+static long long
+etcd_req_share_ms(struct etcd_req *r)
+{
+	return (r->timeout_ms / 3 > ETCD_ATTEMPT_MIN_MS ? r->timeout_ms / 3 :
+	    ETCD_ATTEMPT_MIN_MS);
+}
+
+/* Until this attempt gives up: the deadline, or the share if sooner. */
+static long long
+etcd_req_attempt_ms(struct etcd_req *r)
+{
+	long long	left = etcd_ms_until(&r->deadline), ms;
+
+	if (!r->path->repeat || r->pin >= 0 || r->e->neps < 2)
+		return (left);
+	ms = etcd_req_share_ms(r);
+	return (ms < left ? ms : left);
+}
+
+static void	etcd_req_retry(struct etcd_req *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The deadline passed, an attempt's share of it, or a backoff ended. */
 static void
 etcd_req_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct etcd_req	*r = arg;
 	struct etcd	*e = r->e;
+	struct etcd_conn *c;
 	char		*why;
 
 	if (etcd_ms_until(&r->deadline) > 0 && r->conn == NULL) {
 		etcd_req_dispatch(r);
+		return;
+	}
+	if (etcd_ms_until(&r->deadline) > 0 && r->path->repeat &&
+	    r->pin < 0 && e->neps > 1) {
+		/* This member kept a repeatable call its share: the next. */
+		c = r->conn;
+		r->conn = NULL;
+		etcd_conn_reap(c);
+		etcd_req_retry(r, 0, "no answer within %lld ms",
+		    etcd_req_share_ms(r));
 		return;
 	}
 	/*
@@ -419,7 +460,7 @@ etcd_req_dispatch(struct etcd_req *r)
 		c = etcd_conn_new(e, ep);
 	c->req = r;
 	r->conn = c;
-	etcd_timer_ms(r->timer, etcd_ms_until(&r->deadline));
+	etcd_timer_ms(r->timer, etcd_req_attempt_ms(r));
 	if (etcd_conn_post(c, r->path->path, r->body, r->len, NULL) != 0) {
 		r->conn = NULL;
 		etcd_conn_reap(c);

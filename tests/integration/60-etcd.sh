@@ -145,9 +145,23 @@ out=$(drive get one-dead) || fail "range with one dead: $out"
 out=$(drive race race1 10) || fail "CAS with one dead: $out"
 out=$(drive lease held1 2 3) || fail "lease with one dead: $out"
 
-# 6. Two dead: no quorum.  A write fails within its deadline, clearly.
+# 5b. Member 1 (the first endpoint) accepts and stays silent, as a
+# restarting member does until it is ready (stopped here): a read, safe
+# to repeat, goes on to the next member after a third of its time, not
+# at its deadline; a write is never sent twice, so it waits.
 etcd_member_start 1
 etcd_wait 1 || fail "member 1 did not come back"
+pid1=$(etcd_member_pid 1)
+kill -STOP "$pid1"
+start=$(date +%s%N)
+out=$(drive -t 9000 get one-dead) || { kill -CONT "$pid1"; fail "range with member 1 silent: $out"; }
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+kill -CONT "$pid1"
+[ "$out" = $'one-dead=yes\ncount 1' ] || fail "range with member 1 silent: $out"
+log "range with member 1 silent: answered in ${ms} ms (member 1's share: 3000 ms)"
+etcd_wait 1 || fail "member 1 did not answer after SIGCONT"
+
+# 6. Two dead: no quorum.  A write fails within its deadline, clearly.
 # A keeper running as quorum goes reports its lease lost within a bound.
 drive keep 2 60 >"$T/keep.out" 2>&1 &
 KEEP_PID=$!
