@@ -64,6 +64,7 @@ vm_migrate_ram(struct vm *vm)
 			host = json_incref(json_object_get(spice, "host"));
 		/* port 0: no plain port (absent, QEMU sends 65535 and
 		 * spice-gtk tries it, fails, and abandons the seamless way). */
+		m->spice_follow = 1;
 		qmp_execute(vm->qmp, "client_migrate_info", json_pack(
 		    "{s:s,s:o,s:i,s:O,s:O}", "protocol", "spice", "hostname",
 		    host, "port", 0, "tls-port",
@@ -95,6 +96,33 @@ vm_migrate_quit_cb(evutil_socket_t fd, short events, void *arg)
 	log_warnx("%s: the migrated source did not quit, killing it",
 	    vm->def.name);
 	vm_pidfd_signal(vm, SIGKILL);
+}
+
+/* Quit the migrated source; SIGKILL if it has not gone in a while. */
+static void
+vm_migrate_quit(struct vm *vm)
+{
+	struct vm_mig	*m = vm->mig;
+	struct timeval	 tv = { VM_MIG_QUIT_MS / 1000, 0 };
+
+	if (vm->qmp == NULL || qmp_execute(vm->qmp, "quit", NULL, NULL,
+	    NULL) != 0)
+		vm_pidfd_signal(vm, SIGKILL);
+	evtimer_del(m->timer);
+	evtimer_assign(m->timer, qmpd->base, vm_migrate_quit_cb, vm);
+	evtimer_add(m->timer, &tv);
+}
+
+/* The viewers did not say they switched in time: quit all the same. */
+static void
+vm_migrate_spice_late_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm	*vm = arg;
+
+	log_warnx("%s: no SPICE_MIGRATE_COMPLETED within %d ms of the "
+	    "switchover: quitting the source, its viewers may lose the "
+	    "desktop", vm->def.name, VM_MIG_SPICE_MS);
+	vm_migrate_quit(vm);
 }
 
 /* migrate.finish: did the target take over? */
@@ -130,13 +158,43 @@ vm_migrate_finish_done(struct peer *p, json_t *ret, const char *errclass,
 	    m->resume_ms, m->ram_bytes >> 20, m->disk_bytes >> 20);
 	/* The copy here stops; its exit (vm_migrate_exited) ends the VM. */
 	vm->stop_asked = 2;
-	if (vm->qmp == NULL || qmp_execute(vm->qmp, "quit", NULL, NULL,
-	    NULL) != 0)
-		vm_pidfd_signal(vm, SIGKILL);
 	evtimer_del(m->poll);
 	evtimer_del(m->timer);
-	evtimer_assign(m->timer, qmpd->base, vm_migrate_quit_cb, vm);
-	evtimer_add(m->timer, &tv);
+	/*
+	 * A viewer that follows the desktop switches to the target over
+	 * the channels it opened there at MIGRATE_BEGIN once spice-server
+	 * here says MIGRATE_END; QEMU says SPICE_MIGRATE_COMPLETED when it
+	 * has. Quitting before that closes what the viewer still reads
+	 * (remote-viewer then exits: CI at load, 75), so this QEMU waits
+	 * for it, VM_MIG_SPICE_MS at most.
+	 */
+	if (m->spice_follow && !m->spice_done && vm->qmp != NULL &&
+	    json_array_size(vm->spice_clients) > 0) {
+		tv.tv_sec = VM_MIG_SPICE_MS / 1000;
+		evtimer_assign(m->timer, qmpd->base, vm_migrate_spice_late_cb,
+		    vm);
+		evtimer_add(m->timer, &tv);
+		return;
+	}
+	vm_migrate_quit(vm);
+}
+
+/* SPICE_MIGRATE_COMPLETED: the viewers are on the target now. */
+void
+vm_migrate_ev_spice_done(struct vm *vm, json_t *data)
+{
+	struct vm_mig	*m = vm->mig;
+
+	if (m == NULL || m->incoming)
+		return;
+	m->spice_done = 1;
+	if (m->state == VM_MIG_COMPLETED && vm->stop_asked == 2 &&
+	    evtimer_pending(m->timer, NULL) &&
+	    event_get_callback(m->timer) == vm_migrate_spice_late_cb) {
+		log_info("%s: the viewers switched to %s", vm->def.name,
+		    m->peer_addr);
+		vm_migrate_quit(vm);
+	}
 }
 
 /* query-migrate once "completed": QEMU's own figures, then finish. */

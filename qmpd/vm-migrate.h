@@ -25,6 +25,7 @@
 #define VM_MIG_BANDWIDTH	(4ULL << 30)	/* bytes/s: QEMU's 32 MiB/s
 						   default would crawl */
 #define VM_MIG_QUIT_MS		5000	/* after quit, SIGKILL */
+#define VM_MIG_SPICE_MS		5000	/* a viewer's switch, before quit */
 #define VM_MIG_JOB		"mig-disk0"
 #define VM_MIG_NBD_NODE		"mig-nbd0"
 

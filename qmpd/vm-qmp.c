@@ -264,6 +264,7 @@ static const struct vm_qmp_event {
 	{ "SPICE_CONNECTED", vm_ev_spice_connected },
 	{ "SPICE_DISCONNECTED", vm_ev_spice_disconnected },
 	{ "SPICE_INITIALIZED", vm_ev_spice_initialized },
+	{ "SPICE_MIGRATE_COMPLETED", vm_migrate_ev_spice_done },
 	{ "STOP", vm_ev_stop },
 };
 

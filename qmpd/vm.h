@@ -506,6 +506,8 @@ struct vm_mig {
 	int			 tls;		/* the stream is TLS */
 	int			 downtime_limit; /* ms */
 	int			 bandwidth;	/* MiB/s; 0: no cap */
+	int			 spice_follow;	/* client_migrate_info sent */
+	int			 spice_done;	/* SPICE_MIGRATE_COMPLETED came */
 	int			 timeout;	/* s; 0: none */
 	long long		 t0;		/* monotonic ms at the start */
 	long long		 total_ms;
@@ -570,6 +572,7 @@ void	 vm_migrate_json(const struct vm *, json_t *);
 int	 vm_migrate_busy(const struct vm *);
 int	 vm_migrate_exited(struct vm *);
 void	 vm_migrate_ev_migration(struct vm *, json_t *);
+void	 vm_migrate_ev_spice_done(struct vm *, json_t *);
 void	 vm_migrate_ev_job_ready(struct vm *, json_t *);
 void	 vm_migrate_ev_job_done(struct vm *, json_t *);
 void	 vm_migrate_stopped(struct vm *);
