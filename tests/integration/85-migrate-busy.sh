@@ -42,10 +42,24 @@ q2 status >/dev/null 2>&1 || fail "the second qmpd did not come up: $(tail -n 3 
 # The last counter line of a log as "tick pass page bad", in decimal.
 last_ctr() {
 	local l
-	l=$(grep -a '^CTR ' "$1" 2>/dev/null | tail -n 1 | tr -d '\r')
-	[ -n "$l" ] || return 1
+	# Whole lines only (the last one once its \r is there): the guest
+	# may be half-way through writing one.
+	l=$(sed -n -e '$!{/^CTR /p}' -e '${/^CTR .*\r$/p}' "$1" 2>/dev/null |
+	    tail -n 1 | tr -d '\r')
+	[ -n "$l" ] && [ "$(wc -w <<<"$l")" = 5 ] || return 1
 	set -- $l
 	echo "$((16#$2)) $((16#$3)) $((16#$4)) $((16#$5))"
+}
+# The last counter line of log $1, once there is one (30 s at most): a
+# VM's serial log is new on each side it moves to, and its first line
+# comes a moment after the switch.
+wait_ctr() {
+	local i
+	for i in $(seq 1 300); do
+		last_ctr "$1" && return 0
+		sleep 0.1
+	done
+	return 1
 }
 # Wait until the guest's pass in log $1 reaches $2.
 wait_pass() {
@@ -72,8 +86,9 @@ out=$(qq --json vm migrate busy "unix:$STATE2/qmpd.sock" --timeout 60) ||
 jq -e '.migration.downtime_ms >= 0' <<<"$out" >/dev/null ||
 	fail "no downtime figure: $out"
 log "there: $(jq -c .migration <<<"$out")"
-read -r t1 p1 g1 b1 <<<"$(last_ctr "$STATE2/vms/busy/serial.log")" ||
+c=$(wait_ctr "$STATE2/vms/busy/serial.log") ||
 	fail "no counter on the target: $(tail -c 300 "$STATE2/vms/busy/serial.log")"
+read -r t1 p1 g1 b1 <<<"$c"
 out=$(q2 --json vm migrate busy "unix:$STATE/qmpd.sock" --timeout 60) ||
 	fail "migrate back: $out"
 log "back: $(jq -c .migration <<<"$out")"
@@ -81,7 +96,8 @@ log "back: $(jq -c .migration <<<"$out")"
 # One full pass on this side after the last move, and a bit: every page
 # the guest dirtied has been checked since.
 f=$STATE/vms/busy/serial.log
-read -r t p g b <<<"$(last_ctr "$f")" || fail "no counter after the move back"
+c=$(wait_ctr "$f") || fail "no counter after the move back: $(tail -c 300 "$f")"
+read -r t p g b <<<"$c"
 wait_pass "$f" $((p + 2)) 90
 read -r t2 p2 g2 b2 <<<"$(last_ctr "$f")"
 grep -aq CORRUPT "$f" "$STATE2/vms/busy/serial.log" 2>/dev/null &&
