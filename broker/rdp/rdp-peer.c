@@ -225,13 +225,14 @@ rdp_peer_main(void *arg)
 		log_info("RDP %s: connection closed before login (%s)",
 		    s->addr, s->end != NULL ? s->end : "no reason");
 	if (s->authed && s->rfb != NULL && s->rfb->pump != NULL) {
-		uint64_t	bytes, full, waitms;
+		uint64_t	bytes, updates, full, waitms;
 
-		rdp_pump_stats(s->rfb->pump, &bytes, &full, &waitms);
-		log_info("%s: VNC reader thread: %llu bytes, buffer full %llu "
-		    "times, %llu ms waited for the rest of a message, %llu "
-		    "refresh nudges", rdp_peer_who(s, who, sizeof who),
-		    (unsigned long long)bytes, (unsigned long long)full,
+		rdp_pump_stats(s->rfb->pump, &bytes, &updates, &full, &waitms);
+		log_info("%s: VNC reader thread: %llu bytes, %llu updates, "
+		    "buffer full %llu times, %llu ms waited for the rest of a "
+		    "message, %llu refresh nudges", rdp_peer_who(s, who,
+		    sizeof who), (unsigned long long)bytes,
+		    (unsigned long long)updates, (unsigned long long)full,
 		    (unsigned long long)waitms,
 		    (unsigned long long)s->rfb->nudges);
 	}

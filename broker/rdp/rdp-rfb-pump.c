@@ -57,6 +57,7 @@ struct rdp_pump {
 	int			 stop;
 	int			 err;		/* errno of the end, or -1 EOF */
 	uint64_t		 bytes;
+	uint64_t		 updates;	/* whole updates read */
 	uint64_t		 full;		/* times it waited for room */
 	uint64_t		 waitus;	/* the session waited mid-message */
 };
@@ -147,6 +148,7 @@ rdp_pump_main(void *arg)
 		p->len += n;
 		p->bytes += n;
 		updates = rdp_pump_scan(p);
+		p->updates += updates;
 		pthread_cond_broadcast(&p->cond);
 		/* The session polls this: a message may be whole now. */
 		(void)write(p->wake[1], "", 1);
@@ -300,11 +302,12 @@ rdp_pump_buffered(struct rdp_pump *p)
  * session waited for the rest of a message (ms).
  */
 void
-rdp_pump_stats(struct rdp_pump *p, uint64_t *bytes, uint64_t *full,
-    uint64_t *waitms)
+rdp_pump_stats(struct rdp_pump *p, uint64_t *bytes, uint64_t *updates,
+    uint64_t *full, uint64_t *waitms)
 {
 	pthread_mutex_lock(&p->mtx);
 	*bytes = p->bytes;
+	*updates = p->updates;
 	*full = p->full;
 	*waitms = p->waitus / 1000;
 	pthread_mutex_unlock(&p->mtx);
