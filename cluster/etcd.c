@@ -352,13 +352,20 @@ etcd_req_share_ms(struct etcd_req *r)
 	    ETCD_ATTEMPT_MIN_MS);
 }
 
+/* May this call go on to another member (not pinned, one to go to)? */
+static int
+etcd_req_repeatable(struct etcd_req *r)
+{
+	return (r->path->repeat && r->pin < 0 && r->e->neps > 1);
+}
+
 /* Until this attempt gives up: the deadline, or the share if sooner. */
 static long long
 etcd_req_attempt_ms(struct etcd_req *r)
 {
 	long long	left = etcd_ms_until(&r->deadline), ms;
 
-	if (!r->path->repeat || r->pin >= 0 || r->e->neps < 2)
+	if (!etcd_req_repeatable(r))
 		return (left);
 	ms = etcd_req_share_ms(r);
 	return (ms < left ? ms : left);
@@ -380,8 +387,7 @@ etcd_req_timer_cb(evutil_socket_t fd, short events, void *arg)
 		etcd_req_dispatch(r);
 		return;
 	}
-	if (etcd_ms_until(&r->deadline) > 0 && r->path->repeat &&
-	    r->pin < 0 && e->neps > 1) {
+	if (etcd_ms_until(&r->deadline) > 0 && etcd_req_repeatable(r)) {
 		/* This member kept a repeatable call its share: the next. */
 		c = r->conn;
 		r->conn = NULL;

@@ -212,8 +212,7 @@ int	 rdp_pump_fd(const struct rdp_pump *);
 void	 rdp_pump_clear(struct rdp_pump *);
 int	 rdp_pump_buffered(struct rdp_pump *);
 void	 rdp_pump_stats(struct rdp_pump *, uint64_t *bytes, uint64_t *updates,
-	    uint64_t *full,
-	    uint64_t *waitms);
+	    uint64_t *full, uint64_t *waitms);
 int	 rdp_pump_read(struct rdp_pump *, void *, size_t, int timeout,
 	    char **cause);
 

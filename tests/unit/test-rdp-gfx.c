@@ -19,6 +19,15 @@
 #include "check.h"
 #include "rdp-gfx.h"
 
+/* A test framebuffer as the codecs see it. */
+static struct rdp_gfx_image
+image_of(const uint32_t *fb, int stride, int w, int h)
+{
+	struct rdp_gfx_image	img = { fb, stride, w, h };
+
+	return (img);
+}
+
 static void
 test_pace(void)
 {
@@ -327,10 +336,7 @@ test_planar(void)
 		for (x = 0; x < w; x++)
 			fb[y * w + x] = ((x * 7) & 0xff) << 16 |
 			    ((y * 3) & 0xff) << 8 | ((x ^ y) & 0xff);
-	img.fb = fb;
-	img.stride = w;
-	img.width = w;
-	img.height = h;
+	img = image_of(fb, w, w, h);
 	c = rdp_gfx_codec_create(RDP_GFX_PLANAR, w, h);
 	CHECK(c != NULL);
 	memset(&e, 0, sizeof e);
@@ -461,10 +467,7 @@ test_avc(void)
 	int			 w = 640, h = 480, x, y, f;
 
 	fb = calloc((size_t)w * h, sizeof *fb);
-	img.fb = fb;
-	img.stride = w;
-	img.width = w;
-	img.height = h;
+	img = image_of(fb, w, w, h);
 	c = rdp_gfx_codec_create(RDP_GFX_AVC420, w, h);
 	CHECK(c != NULL);
 	if (c == NULL)
@@ -554,10 +557,7 @@ test_clear(void)
 		for (x = 0; x < 64; x++)
 			fb[y * w + x] = (uint32_t)(x * 2654435761U ^ y * 40503U) &
 			    0xffffff;
-	img.fb = fb;
-	img.stride = w;
-	img.width = w;
-	img.height = h;
+	img = image_of(fb, w, w, h);
 	c = rdp_gfx_clear_create();
 	dec = clear_context_new(FALSE);
 	CHECK(c != NULL && dec != NULL);
@@ -650,10 +650,7 @@ test_clear_solid(void)
 		surf[i] = 0xffffff;
 	}
 	fb[w * h - 1] = 0x405060;
-	img.fb = fb;
-	img.stride = w;
-	img.width = w;
-	img.height = h;
+	img = image_of(fb, w, w, h);
 	c = rdp_gfx_clear_create();
 	dec = clear_context_new(FALSE);
 	CHECK(c != NULL && dec != NULL);
@@ -758,10 +755,7 @@ test_avc444(void)
 		for (x = 0; x < w; x++)
 			fb[y * s + x] = (x % 8 == 2 || y % 16 == 5) &&
 			    x % 64 < 48 ? ink[(x / 8 + y / 16) % 6] : 0x000000;
-	img.fb = fb;
-	img.stride = s;
-	img.width = w;
-	img.height = h;
+	img = image_of(fb, s, w, h);
 	for (k = 0; k < 2; k++) {
 		c = rdp_gfx_codec_create(ids[k], w, h);
 		CHECK(c != NULL);
