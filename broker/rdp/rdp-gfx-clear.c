@@ -117,32 +117,6 @@ rdp_gfx_clear_put32(uint8_t *p, uint32_t v)
 	rdp_gfx_clear_put16(p + 2, v >> 16);
 }
 
-/* The residual layer of px: one run of B, G, R and a length per colour. */
-static size_t
-rdp_gfx_clear_residual(const uint32_t *px, size_t n, uint8_t *out)
-{
-	size_t		i, run, len = 0;
-	uint32_t	v;
-
-	for (i = 0; i < n; i += run) {
-		v = px[i];
-		for (run = 1; i + run < n && px[i + run] == v; run++)
-			;
-		out[len++] = v & 0xff;
-		out[len++] = (v >> 8) & 0xff;
-		out[len++] = (v >> 16) & 0xff;
-		if (run < 0xff)
-			out[len++] = run;
-		else {
-			/* At most RDP_GFX_CLEAR_MAXPX: 16 bits suffice. */
-			out[len++] = 0xff;
-			rdp_gfx_clear_put16(out + len, run);
-			len += 2;
-		}
-	}
-	return (len);
-}
-
 /*
  * One run of the residual layer at out + len, unless it would pass max:
  * B, G, R and the length in 1, 3 or 7 bytes. Returns the new length, or
@@ -171,6 +145,26 @@ rdp_gfx_clear_run(uint8_t *out, size_t len, size_t max, uint32_t v,
 	rdp_gfx_clear_put16(out + len, 0xffff);
 	rdp_gfx_clear_put32(out + len + 2, run);
 	return (len + 6);
+}
+
+/*
+ * The residual layer of px: one run of B, G, R and a length per colour
+ * (a pixel costs at most 4 bytes; out holds 6 a pixel).
+ */
+static size_t
+rdp_gfx_clear_residual(const uint32_t *px, size_t n, uint8_t *out)
+{
+	size_t		i, run, len = 0;
+	uint32_t	v;
+
+	for (i = 0; i < n; i += run) {
+		v = px[i];
+		for (run = 1; i + run < n && px[i + run] == v; run++)
+			;
+		len = rdp_gfx_clear_run(out, len, 6 * RDP_GFX_CLEAR_MAXPX, v,
+		    run);
+	}
+	return (len);
 }
 
 /*
